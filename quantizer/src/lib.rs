@@ -1,0 +1,1 @@
+//! Ferrite's host-side quantizer: importers, IR, calibration, post-training quantization and export.

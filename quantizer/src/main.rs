@@ -1,0 +1,2 @@
+//! The `ferrite` command-line tool.
+fn main() {}
