@@ -1,5 +1,6 @@
 #![no_std]
 #![doc = "Ferrite runtime"]
-#[cfg(feature = "host")]
+#[cfg(any(feature = "host", test))]
 extern crate std;
+pub mod kernels;
 pub mod quant;

@@ -1,0 +1,1 @@
+//! concatenation (to be written).

@@ -1,0 +1,1 @@
+//! fixedpoint (to be written).

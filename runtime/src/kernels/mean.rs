@@ -1,0 +1,1 @@
+//! mean (to be written).

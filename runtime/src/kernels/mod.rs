@@ -1,0 +1,203 @@
+//! Portable reference kernels: int8 with TFLite Micro's reference arithmetic, and f32 (feature `float`).
+//!
+//! Kernels are plain functions over slices. They know nothing of the file format: the interpreter
+//! builds their geometry from validated operand shapes, so kernels index without further checks.
+
+pub mod activation;
+pub mod concatenation;
+pub mod conv2d;
+pub mod depthwise_conv2d;
+pub mod elementwise;
+pub mod fixedpoint;
+#[cfg(feature = "float")]
+pub mod float;
+pub mod fully_connected;
+pub mod mean;
+pub mod pad;
+pub mod pooling;
+pub mod requantize;
+pub mod softmax;
+
+#[cfg(test)]
+pub(crate) mod testutil;
+
+use serde::{Deserialize, Serialize};
+
+/// A 4-D activation shape in NHWC order (lower ranks are padded with leading 1s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Nhwc {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+}
+
+impl Nhwc {
+    pub const fn new(n: usize, h: usize, w: usize, c: usize) -> Self {
+        Self { n, h, w, c }
+    }
+
+    /// Number of elements.
+    pub const fn len(&self) -> usize {
+        self.n * self.h * self.w * self.c
+    }
+
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Flat index of `(n, y, x, c)`.
+    #[inline(always)]
+    pub const fn index(&self, n: usize, y: usize, x: usize, c: usize) -> usize {
+        ((n * self.h + y) * self.w + x) * self.c + c
+    }
+}
+
+/// A little-endian `i32` array borrowed from the model bytes (any alignment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeI32<'a>(&'a [u8]);
+
+impl<'a> LeI32<'a> {
+    /// `None` when the byte length is not a multiple of 4.
+    pub const fn new(bytes: &'a [u8]) -> Option<Self> {
+        if bytes.len() % 4 == 0 {
+            Some(Self(bytes))
+        } else {
+            None
+        }
+    }
+
+    pub const fn len(&self) -> usize {
+        self.0.len() / 4
+    }
+
+    pub const fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Element `i`; 0 past the end (callers index within validated lengths).
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> i32 {
+        match self.0.get(4 * i..4 * i + 4) {
+            Some(&[a, b, c, d]) => i32::from_le_bytes([a, b, c, d]),
+            _ => 0,
+        }
+    }
+
+    /// Element `i`, or element 0 when the array holds a single value (per-tensor broadcast).
+    #[inline(always)]
+    pub fn get_or_first(&self, i: usize) -> i32 {
+        if self.len() == 1 {
+            self.get(0)
+        } else {
+            self.get(i)
+        }
+    }
+}
+
+/// A little-endian `f32` array borrowed from the model bytes (any alignment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeF32<'a>(&'a [u8]);
+
+impl<'a> LeF32<'a> {
+    /// `None` when the byte length is not a multiple of 4.
+    pub const fn new(bytes: &'a [u8]) -> Option<Self> {
+        if bytes.len() % 4 == 0 {
+            Some(Self(bytes))
+        } else {
+            None
+        }
+    }
+
+    pub const fn len(&self) -> usize {
+        self.0.len() / 4
+    }
+
+    pub const fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Element `i`; 0.0 past the end (callers index within validated lengths).
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> f32 {
+        match self.0.get(4 * i..4 * i + 4) {
+            Some(&[a, b, c, d]) => f32::from_le_bytes([a, b, c, d]),
+            _ => 0.0,
+        }
+    }
+}
+
+/// Activation fused into an operator's output (int8 kernels apply it as the `act_min..=act_max` clamp).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Activation {
+    #[default]
+    None,
+    Relu,
+    Relu6,
+    /// Clamp to `[-1, 1]`.
+    ReluN1To1,
+}
+
+impl Activation {
+    /// Real-valued range of the activation.
+    pub fn range(self) -> (f32, f32) {
+        match self {
+            Activation::None => (f32::NEG_INFINITY, f32::INFINITY),
+            Activation::Relu => (0.0, f32::INFINITY),
+            Activation::Relu6 => (0.0, 6.0),
+            Activation::ReluN1To1 => (-1.0, 1.0),
+        }
+    }
+
+    /// Applies the activation to a real value.
+    #[inline(always)]
+    pub fn apply_f32(self, x: f32) -> f32 {
+        let (lo, hi) = self.range();
+        x.max(lo).min(hi)
+    }
+}
+
+/// Convolution window parameters stored in the model (shapes come from the operands).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Window {
+    pub stride_h: u16,
+    pub stride_w: u16,
+    pub dilation_h: u16,
+    pub dilation_w: u16,
+    /// Zero rows added above the input (TF SAME puts the odd row below).
+    pub pad_top: u16,
+    /// Zero columns added left of the input.
+    pub pad_left: u16,
+}
+
+/// Everything a convolution-like kernel needs to know about shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub input: Nhwc,
+    pub output: Nhwc,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub dilation_h: usize,
+    pub dilation_w: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+/// Quantization of a convolution or fully connected layer's output, all precomputed offline.
+#[derive(Clone, Copy, Debug)]
+pub struct OutputQuant<'a> {
+    /// `-input_zero_point`.
+    pub input_offset: i32,
+    /// `output_zero_point`.
+    pub output_offset: i32,
+    /// Fused activation clamp in the output's integer domain.
+    pub act_min: i32,
+    pub act_max: i32,
+    /// Per output channel (or a single per-tensor value): real factor `input_scale * weight_scale[c] / output_scale`.
+    pub multiplier: LeI32<'a>,
+    pub shift: LeI32<'a>,
+}

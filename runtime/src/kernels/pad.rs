@@ -1,0 +1,1 @@
+//! pad (to be written).

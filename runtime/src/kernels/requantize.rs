@@ -1,0 +1,1 @@
+//! requantize (to be written).
