@@ -1,1 +1,10 @@
-//! f32 kernels (to be written).
+//! f32 reference kernels, for layers a model keeps in float, and the f32 <-> int8 conversions.
+//!
+//! Same conventions as the int8 kernels: NHWC activations, OHWI filters borrowed from the model bytes
+//! as little-endian [`LeF32`](super::LeF32), slices sized by the caller from validated shapes.
+//! Accumulation is in `f32`, in the natural loop order. Transcendental functions come from [`math`].
+
+pub mod math;
+
+#[cfg(test)]
+mod testutil;
