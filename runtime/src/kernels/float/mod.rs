@@ -4,7 +4,10 @@
 //! as little-endian [`LeF32`](super::LeF32), slices sized by the caller from validated shapes.
 //! Accumulation is in `f32`, in the natural loop order. Transcendental functions come from [`math`].
 
+pub mod conv2d;
 pub mod math;
+
+pub use conv2d::conv2d_f32;
 
 #[cfg(test)]
 mod testutil;
