@@ -5,9 +5,13 @@
 //! Accumulation is in `f32`, in the natural loop order. Transcendental functions come from [`math`].
 
 pub mod conv2d;
+pub mod depthwise_conv2d;
+pub mod fully_connected;
 pub mod math;
 
 pub use conv2d::conv2d_f32;
+pub use depthwise_conv2d::depthwise_conv2d_f32;
+pub use fully_connected::fully_connected_f32;
 
 #[cfg(test)]
 mod testutil;
