@@ -6,12 +6,18 @@
 
 pub mod conv2d;
 pub mod depthwise_conv2d;
+pub mod elementwise;
 pub mod fully_connected;
 pub mod math;
+pub mod mean;
+pub mod pooling;
 
 pub use conv2d::conv2d_f32;
 pub use depthwise_conv2d::depthwise_conv2d_f32;
+pub use elementwise::{add_f32, mul_f32};
 pub use fully_connected::fully_connected_f32;
+pub use mean::mean_hw_f32;
+pub use pooling::{average_pool2d_f32, max_pool2d_f32};
 
 #[cfg(test)]
 mod testutil;
