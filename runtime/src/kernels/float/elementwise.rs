@@ -15,6 +15,7 @@ fn broadcast_index(shape: Nhwc, n: usize, y: usize, x: usize, c: usize) -> usize
 }
 
 /// `out = act(op(a, b))` over `out_shape`, broadcasting size-1 dimensions of `a` and `b` (NumPy rules).
+#[allow(clippy::too_many_arguments)] // the public operators' arguments plus `op`
 fn binary_f32(
     op: impl Fn(f32, f32) -> f32,
     act: Activation,

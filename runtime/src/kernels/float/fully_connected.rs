@@ -6,6 +6,7 @@ use crate::kernels::{Activation, LeF32};
 ///
 /// `input` is `[batches, in_features]`, `filter` `[out_features, in_features]`, `bias`
 /// `out_features` values or empty for none, `output` `[batches, out_features]`.
+#[allow(clippy::too_many_arguments)] // signature fixed by the kernel API
 pub fn fully_connected_f32(
     batches: usize,
     in_features: usize,
