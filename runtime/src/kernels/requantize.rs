@@ -1,1 +1,106 @@
-//! requantize (to be written).
+//! Int8 -> int8 requantization (TFLite Micro `Quantize` with an int8 input, i.e. `Requantize`).
+
+use crate::quant::Requant;
+
+/// Parameters of an int8 -> int8 rescale from `(input_scale, input_zero_point)` to
+/// `(output_scale, output_zero_point)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RequantizeParams {
+    pub input_zero_point: i32,
+    pub output_zero_point: i32,
+    /// `input_scale / output_scale` as a fixed-point multiplier.
+    pub requant: Requant,
+}
+
+impl RequantizeParams {
+    /// Offline preparation: the factor `input_scale / output_scale` is computed in `f64` and split
+    /// by `QuantizeMultiplier`, as TFLite Micro does.
+    #[cfg(feature = "host")]
+    pub fn prepare(
+        input_scale: f32,
+        input_zero_point: i32,
+        output_scale: f32,
+        output_zero_point: i32,
+    ) -> Self {
+        let factor = input_scale as f64 / output_scale as f64;
+        Self {
+            input_zero_point,
+            output_zero_point,
+            requant: crate::quant::prepare::quantize_multiplier(factor),
+        }
+    }
+
+    /// Requantizes one value.
+    ///
+    /// TFLite: `clamp(MultiplyByQuantizedMultiplier(x - input_zp, m, shift) + output_zp, -128, 127)`.
+    #[inline(always)]
+    pub fn apply(&self, x: i8) -> i8 {
+        let scaled = self.requant.apply(x as i32 - self.input_zero_point);
+        scaled
+            .saturating_add(self.output_zero_point)
+            .max(i8::MIN as i32)
+            .min(i8::MAX as i32) as i8
+    }
+}
+
+/// Requantizes every element of `input` into `output` (same length).
+pub fn requantize_s8(p: &RequantizeParams, input: &[i8], output: &mut [i8]) {
+    for (o, &x) in output.iter_mut().zip(input) {
+        *o = p.apply(x);
+    }
+}
+
+#[cfg(all(test, feature = "host"))]
+mod tests {
+    use super::*;
+    use crate::kernels::testutil::{assert_close, dequant, quant, Rng};
+    use std::vec;
+    use std::vec::Vec;
+
+    #[test]
+    fn hand_computed() {
+        // Same scale: a pure zero-point shift, saturating at the int8 range.
+        let p = RequantizeParams::prepare(0.5, 10, 0.5, -20);
+        assert_eq!(
+            p.requant,
+            Requant {
+                multiplier: 1 << 30,
+                shift: 1
+            }
+        );
+        let mut out = [0i8; 4];
+        requantize_s8(&p, &[10, 0, -100, 127], &mut out);
+        assert_eq!(out, [-20, -30, -128, 97]);
+
+        // Factor 0.5: (x - 0) * 0.5, ties toward +inf in the doubling high multiply.
+        let p = RequantizeParams::prepare(0.25, 0, 0.5, 0);
+        requantize_s8(&p, &[3, -3, 127, -128], &mut out);
+        assert_eq!(out, [2, -1, 64, -64]);
+
+        // Factor 4 saturates.
+        let p = RequantizeParams::prepare(2.0, 0, 0.5, 1);
+        requantize_s8(&p, &[10, -10, 40, -40], &mut out);
+        assert_eq!(out, [41, -39, 127, -128]);
+    }
+
+    #[test]
+    fn random_matches_float_reference() {
+        let mut rng = Rng::new(0x4E9);
+        for _ in 0..200 {
+            let in_scale = rng.f32(0.005, 0.2);
+            let out_scale = rng.f32(0.005, 0.2);
+            let in_zp = rng.range(-128, 127);
+            let out_zp = rng.range(-128, 127);
+            let p = RequantizeParams::prepare(in_scale, in_zp, out_scale, out_zp);
+            let input = rng.i8_vec(64);
+            let want: Vec<i8> = input
+                .iter()
+                .map(|&x| quant(dequant(x, in_scale, in_zp), out_scale, out_zp))
+                .collect();
+            let mut got = vec![0i8; input.len()];
+            requantize_s8(&p, &input, &mut got);
+            assert_close(&got, &want, 1);
+        }
+    }
+}
