@@ -1,1 +1,338 @@
-//! activation (to be written).
+//! Int8 Logistic, Tanh (gemmlowp fixed point) and standalone ReLU / ReLU6 (TFLite Micro reference paths).
+
+use super::fixedpoint;
+#[cfg(feature = "host")]
+use super::Activation;
+use crate::quant::{multiply_by_quantized_multiplier, rounding_divide_by_pot, Requant};
+use serde::{Deserialize, Serialize};
+
+/// Integer bits of the rescaled Logistic/Tanh input (Q4.27), as in TFLite Micro's Prepare.
+pub const INPUT_INTEGER_BITS: u32 = 4;
+
+/// Precomputed parameters of an int8 Logistic (TFLite Micro `CalculateArithmeticOpDataLogistic`).
+/// Output scale 1/256, zero point -128.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct LogisticParams {
+    pub input_zero_point: i32,
+    /// Inputs (minus zero point) at or beyond +-radius saturate the output.
+    pub input_range_radius: i32,
+    /// Q0.31 mantissa of `input_scale * 2^27`, from `frexp`.
+    pub input_multiplier: i32,
+    /// `frexp` exponent of that factor (a left shift when positive).
+    pub input_left_shift: i32,
+}
+
+/// Precomputed parameters of an int8 Tanh (TFLite Micro `tanh.cc` `CalculateArithmeticOpData`).
+/// Output scale 1/128, zero point 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TanhParams {
+    pub input_zero_point: i32,
+    /// Inputs (minus zero point) at or beyond +-radius saturate the output.
+    pub input_range_radius: i32,
+    /// Q0.31 mantissa of `input_scale * 2^27`, from `frexp`.
+    pub input_multiplier: i32,
+    /// `frexp` exponent of that factor (a left shift when positive).
+    pub input_left_shift: i32,
+}
+
+/// The shared Logistic/Tanh preparation: `frexp(input_scale * 2^27)`, its mantissa rounded to Q0.31 without
+/// renormalisation (as TFLite Micro does), and `CalculateInputRadius(4, shift, 31)`.
+#[cfg(feature = "host")]
+fn prepare_q4_input(input_scale: f32) -> (i32, i32, i32) {
+    use crate::quant::prepare::frexp;
+    let real = input_scale as f64 * (1i64 << (31 - INPUT_INTEGER_BITS)) as f64;
+    let (q, shift) = frexp(real);
+    // An f32 scale has a 24-bit mantissa, so q * 2^31 never rounds up to 2^31; saturate regardless.
+    let multiplier = (q * (1i64 << 31) as f64).round().min(i32::MAX as f64) as i32;
+    let radius = super::softmax::input_radius(INPUT_INTEGER_BITS as i32, shift);
+    (multiplier, shift, radius)
+}
+
+impl LogisticParams {
+    /// Mirrors TFLite Micro's int8 Logistic Prepare from the input scale and zero point.
+    #[cfg(feature = "host")]
+    pub fn prepare(input_scale: f32, input_zero_point: i32) -> Self {
+        let (input_multiplier, input_left_shift, input_range_radius) =
+            prepare_q4_input(input_scale);
+        Self {
+            input_zero_point,
+            input_range_radius,
+            input_multiplier,
+            input_left_shift,
+        }
+    }
+}
+
+impl TanhParams {
+    /// Mirrors TFLite Micro's int8 Tanh Prepare from the input scale and zero point.
+    #[cfg(feature = "host")]
+    pub fn prepare(input_scale: f32, input_zero_point: i32) -> Self {
+        let (input_multiplier, input_left_shift, input_range_radius) =
+            prepare_q4_input(input_scale);
+        Self {
+            input_zero_point,
+            input_range_radius,
+            input_multiplier,
+            input_left_shift,
+        }
+    }
+}
+
+/// Int8 logistic, mirroring TFLite `reference_integer_ops::Logistic` (int8): output scale 1/256, zero point -128.
+pub fn logistic_s8(p: &LogisticParams, input: &[i8], output: &mut [i8]) {
+    for (&x, o) in input.iter().zip(output.iter_mut()) {
+        let centred = x as i32 - p.input_zero_point;
+        *o = if centred <= -p.input_range_radius {
+            i8::MIN
+        } else if centred >= p.input_range_radius {
+            i8::MAX
+        } else {
+            let q4 =
+                multiply_by_quantized_multiplier(centred, p.input_multiplier, p.input_left_shift);
+            let q0 = fixedpoint::logistic(q4, INPUT_INTEGER_BITS);
+            // Q0.31 -> multiples of 1/256, re-centred on -128.
+            (rounding_divide_by_pot(q0, 31 - 8) - 128).clamp(-128, 127) as i8
+        };
+    }
+}
+
+/// Int8 tanh, mirroring TFLite `reference_integer_ops::Tanh` (int8): output scale 1/128, zero point 0.
+pub fn tanh_s8(p: &TanhParams, input: &[i8], output: &mut [i8]) {
+    for (&x, o) in input.iter().zip(output.iter_mut()) {
+        let centred = x as i32 - p.input_zero_point;
+        *o = if centred <= -p.input_range_radius {
+            i8::MIN
+        } else if centred >= p.input_range_radius {
+            i8::MAX
+        } else {
+            let q4 =
+                multiply_by_quantized_multiplier(centred, p.input_multiplier, p.input_left_shift);
+            let q0 = fixedpoint::tanh(q4, INPUT_INTEGER_BITS);
+            // Q0.31 -> multiples of 1/128.
+            rounding_divide_by_pot(q0, 31 - 7).clamp(-128, 127) as i8
+        };
+    }
+}
+
+/// Precomputed parameters of a standalone int8 ReLU-family activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ReluParams {
+    pub input_zero_point: i32,
+    pub output_zero_point: i32,
+    /// `input_scale / output_scale`.
+    pub requant: Requant,
+    /// Clamp in the output's integer domain.
+    pub act_min: i32,
+    pub act_max: i32,
+}
+
+impl ReluParams {
+    /// Mirrors TFLite Micro's int8 preparation for the activation:
+    ///
+    /// - `Relu`: `CalculateReluOpData` — `input_scale / output_scale` in double, clamp
+    ///   `[max(-128, zp_out + roundf(0 / s_out)), 127]`.
+    /// - `Relu6`: `Relu6Prepare` — no requantization at all (TFLite Micro assumes equal input and output
+    ///   quantization and ignores the output's): an exact identity factor, `output_zero_point` set to the
+    ///   input zero point, and the clamp `[zp_in, clamp(round(6 / s_in) + zp_in)]` in the input domain.
+    /// - `ReluN1To1` (no TFLite Micro kernel): the `Relu` form with bounds `-1` and `1`.
+    /// - `None`: the `Relu` form without a clamp (a plain requantization).
+    #[cfg(feature = "host")]
+    pub fn prepare(
+        input_scale: f32,
+        input_zero_point: i32,
+        output_scale: f32,
+        output_zero_point: i32,
+        activation: Activation,
+    ) -> Self {
+        use crate::quant::prepare::quantize_multiplier;
+        // roundf(value / scale) + zero_point in float, as TFLite's bounds are computed.
+        let quantize =
+            |value: f32, scale: f32, zero_point: i32| zero_point + (value / scale).round() as i32;
+        if activation == Activation::Relu6 {
+            return Self {
+                input_zero_point,
+                output_zero_point: input_zero_point,
+                // 2^30 * 2^(1 - 31) = 1: multiply_by_quantized_multiplier returns x exactly.
+                requant: Requant {
+                    multiplier: 1 << 30,
+                    shift: 1,
+                },
+                act_min: input_zero_point,
+                act_max: quantize(6.0, input_scale, input_zero_point).clamp(-128, 127),
+            };
+        }
+        let (act_min, act_max) = match activation {
+            Activation::Relu => (
+                quantize(0.0, output_scale, output_zero_point).max(-128),
+                127,
+            ),
+            Activation::ReluN1To1 => (
+                quantize(-1.0, output_scale, output_zero_point).max(-128),
+                quantize(1.0, output_scale, output_zero_point).min(127),
+            ),
+            _ => (-128, 127),
+        };
+        Self {
+            input_zero_point,
+            output_zero_point,
+            requant: quantize_multiplier(input_scale as f64 / output_scale as f64),
+            act_min,
+            act_max,
+        }
+    }
+}
+
+/// Int8 ReLU-family activation, mirroring TFLite Micro's `ReluQuantized` (and `Relu6Quantized` through the
+/// identity parameters [`ReluParams::prepare`] builds for ReLU6):
+/// `out = clamp(zp_out + requant(x - zp_in), act_min, act_max)`.
+pub fn relu_s8(p: &ReluParams, input: &[i8], output: &mut [i8]) {
+    for (&x, o) in input.iter().zip(output.iter_mut()) {
+        let raw = p
+            .output_zero_point
+            .wrapping_add(p.requant.apply(x as i32 - p.input_zero_point));
+        *o = raw.clamp(p.act_min, p.act_max) as i8;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testutil::{assert_close, dequant, quant};
+    use crate::kernels::Activation;
+    use std::vec::Vec;
+
+    /// Every int8 value once.
+    fn all_inputs() -> Vec<i8> {
+        (i8::MIN..=i8::MAX).collect()
+    }
+
+    const INPUT_QUANTS: [(f32, i32); 7] = [
+        (0.1, 0),
+        (0.05, -20),
+        (0.02, 10),
+        (0.15, 60),
+        (1.0 / 16.0, -128),
+        (0.0078125, 0),
+        (0.3, 5),
+    ];
+
+    #[test]
+    fn logistic_matches_float_reference_over_full_range() {
+        let input = all_inputs();
+        for (scale, zero_point) in INPUT_QUANTS {
+            let p = LogisticParams::prepare(scale, zero_point);
+            let mut out = [0i8; 256];
+            logistic_s8(&p, &input, &mut out);
+            let want: Vec<i8> = input
+                .iter()
+                .map(|&q| {
+                    quant(
+                        1.0 / (1.0 + (-dequant(q, scale, zero_point)).exp()),
+                        1.0 / 256.0,
+                        -128,
+                    )
+                })
+                .collect();
+            assert_close(&out, &want, 1);
+        }
+    }
+
+    #[test]
+    fn tanh_matches_float_reference_over_full_range() {
+        let input = all_inputs();
+        for (scale, zero_point) in INPUT_QUANTS {
+            let p = TanhParams::prepare(scale, zero_point);
+            let mut out = [0i8; 256];
+            tanh_s8(&p, &input, &mut out);
+            let want: Vec<i8> = input
+                .iter()
+                .map(|&q| quant(dequant(q, scale, zero_point).tanh(), 1.0 / 128.0, 0))
+                .collect();
+            assert_close(&out, &want, 1);
+        }
+    }
+
+    #[test]
+    fn logistic_tanh_prepare_hand_checked() {
+        // 0.1f32 is 13421773 * 2^-27, so 0.1f32 * 2^27 = 13421773 = (13421773 / 2^24) * 2^24: multiplier
+        // 13421773 * 2^7, shift 24,
+        // radius floor(15 * 2^27 / 2^24) = 120.
+        let p = LogisticParams::prepare(0.1, 3);
+        assert_eq!(
+            p,
+            LogisticParams {
+                input_zero_point: 3,
+                input_range_radius: 120,
+                input_multiplier: 1_717_986_944,
+                input_left_shift: 24
+            }
+        );
+        let t = TanhParams::prepare(0.1, 3);
+        assert_eq!(
+            (t.input_range_radius, t.input_multiplier, t.input_left_shift),
+            (120, 1_717_986_944, 24)
+        );
+        // Zero maps to the middle of the output range.
+        let mut out = [0i8; 1];
+        logistic_s8(&p, &[3], &mut out);
+        assert_eq!(out, [0]);
+        tanh_s8(&t, &[3], &mut out);
+        assert_eq!(out, [0]);
+    }
+
+    #[test]
+    fn relu_matches_float_reference() {
+        let input = all_inputs();
+        let quants = [
+            ((0.1, 0), (0.1, 0)),
+            ((0.1, -20), (0.05, -128)),
+            ((0.02, 10), (0.03, -5)),
+            ((0.2, 30), (0.1, 0)),
+        ];
+        for ((si, zi), (so, zo)) in quants {
+            for (act, lo, hi) in [
+                (Activation::Relu, 0.0, f64::INFINITY),
+                (Activation::None, f64::NEG_INFINITY, f64::INFINITY),
+                (Activation::ReluN1To1, -1.0, 1.0),
+            ] {
+                let p = ReluParams::prepare(si, zi, so, zo, act);
+                let mut out = [0i8; 256];
+                relu_s8(&p, &input, &mut out);
+                let want: Vec<i8> = input
+                    .iter()
+                    .map(|&q| quant(dequant(q, si, zi).clamp(lo, hi), so, zo))
+                    .collect();
+                assert_close(&out, &want, 1);
+            }
+        }
+    }
+
+    #[test]
+    fn relu6_clamps_in_the_input_domain() {
+        let input = all_inputs();
+        for (scale, zero_point) in [(0.05f32, -20), (0.1, 0), (0.03, -128), (0.0235, -100)] {
+            // TFLite Micro's Relu6 keeps the input quantization: output = clamp(x, zp, quantize(6)).
+            let p = ReluParams::prepare(scale, zero_point, 0.5, 7, Activation::Relu6);
+            let mut out = [0i8; 256];
+            relu_s8(&p, &input, &mut out);
+            let six = (zero_point + (6.0f32 / scale).round() as i32).clamp(-128, 127);
+            for (&x, &o) in input.iter().zip(out.iter()) {
+                assert_eq!(o as i32, (x as i32).clamp(zero_point, six));
+            }
+            let want: Vec<i8> = input
+                .iter()
+                .map(|&q| {
+                    quant(
+                        dequant(q, scale, zero_point).clamp(0.0, 6.0),
+                        scale,
+                        zero_point,
+                    )
+                })
+                .collect();
+            assert_close(&out, &want, 1);
+        }
+    }
+}
