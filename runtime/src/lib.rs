@@ -1,6 +1,19 @@
 #![no_std]
-#![doc = "Ferrite runtime"]
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
 #[cfg(any(feature = "host", test))]
 extern crate std;
+
+mod error;
+pub mod format;
+mod interpreter;
 pub mod kernels;
+mod model;
 pub mod quant;
+mod validate;
+
+pub use error::Error;
+pub use format::{arena_size, file_len, Arena};
+pub use interpreter::Interpreter;
+pub use model::Model;

@@ -70,10 +70,19 @@ pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> 
 /// Quantizes a real value with `(scale, zero_point)`, rounding half away from zero and saturating to `[min, max]`.
 #[inline]
 pub fn quantize_f32(x: f32, scale: f32, zero_point: i32, min: i32, max: i32) -> i32 {
-    let q = micromath::F32Ext::round(x / scale);
-    // `as` saturates for out-of-range floats and maps NaN to 0.
-    let q = (q as i32).saturating_add(zero_point);
-    q.clamp(min, max)
+    let y = x / scale;
+    // `as` truncates toward zero, saturates out-of-range values and maps NaN to 0; the fraction left
+    // (exact in f32) decides the rounding, half away from zero.
+    let t = y as i32;
+    let frac = y - t as f32;
+    let q = if frac >= 0.5 {
+        t.saturating_add(1)
+    } else if frac <= -0.5 {
+        t.saturating_sub(1)
+    } else {
+        t
+    };
+    q.saturating_add(zero_point).clamp(min, max)
 }
 
 /// Real value of a quantized integer: `scale * (q - zero_point)`.

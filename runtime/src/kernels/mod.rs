@@ -60,7 +60,7 @@ pub struct LeI32<'a>(&'a [u8]);
 impl<'a> LeI32<'a> {
     /// `None` when the byte length is not a multiple of 4.
     pub const fn new(bytes: &'a [u8]) -> Option<Self> {
-        if bytes.len() % 4 == 0 {
+        if bytes.len().is_multiple_of(4) {
             Some(Self(bytes))
         } else {
             None
@@ -102,7 +102,7 @@ pub struct LeF32<'a>(&'a [u8]);
 impl<'a> LeF32<'a> {
     /// `None` when the byte length is not a multiple of 4.
     pub const fn new(bytes: &'a [u8]) -> Option<Self> {
-        if bytes.len() % 4 == 0 {
+        if bytes.len().is_multiple_of(4) {
             Some(Self(bytes))
         } else {
             None
@@ -148,6 +148,17 @@ impl Activation {
             Activation::Relu6 => (0.0, 6.0),
             Activation::ReluN1To1 => (-1.0, 1.0),
         }
+    }
+
+    /// The activation as an int8 clamp for an output with `(scale, zero_point)`: TFLite's
+    /// `CalculateActivationRangeQuantized` (bounds rounded half away from zero, then saturated).
+    #[cfg(feature = "host")]
+    pub fn quantized_range(self, scale: f32, zero_point: i32) -> (i32, i32) {
+        let q = |x: f32| zero_point + (x / scale).round() as i32;
+        let (lo, hi) = self.range();
+        let min = if lo.is_finite() { q(lo).max(-128) } else { -128 };
+        let max = if hi.is_finite() { q(hi).min(127) } else { 127 };
+        (min, max)
     }
 
     /// Applies the activation to a real value.

@@ -1,0 +1,78 @@
+//! The runtime's single error type.
+
+/// Everything that can go wrong when loading or running a model. No allocation, no strings built at
+/// run time: each variant names where the problem is (operator index, tensor index) and a static reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Error {
+    /// Fewer bytes than the header or the payload length it declares.
+    Truncated { needed: u32, available: u32 },
+    /// The first four bytes are not `FRTE`: not a `.ferrite` file.
+    BadMagic,
+    /// A format version this runtime does not read (it reads exactly `supported`).
+    UnsupportedVersion { found: u16, supported: u16 },
+    /// Header flags this runtime does not know, or a reserved field that is not zero.
+    UnknownFlags { flags: u16 },
+    /// The model uses f32 kernels but the runtime was built without the `float` feature.
+    FloatKernelsDisabled,
+    /// The payload's CRC-32 differs from the header's: the file is corrupt.
+    ChecksumMismatch { expected: u32, found: u32 },
+    /// The payload does not decode as the format's structure.
+    Malformed { reason: &'static str },
+    /// Tensor `tensor` of the tensor table is invalid.
+    InvalidTensor { tensor: u16, reason: &'static str },
+    /// Operator `op` (index in execution order) is invalid.
+    InvalidOperator { op: u16, reason: &'static str },
+    /// Two tensors that are live at the same time share arena bytes.
+    PlanOverlap { first: u16, second: u16 },
+    /// The arena is smaller than the model's plan (alignment padding included).
+    ArenaTooSmall { needed: u32, available: u32 },
+    /// No input or output with that index.
+    NoSuchTensor { index: u16 },
+    /// The tensor's element type is not the one asked for.
+    WrongType { index: u16 },
+    /// A buffer of the wrong length was passed for a tensor.
+    WrongLength { expected: u32, found: u32 },
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Error::Truncated { needed, available } => {
+                write!(f, "model truncated: needs {needed} bytes, has {available}")
+            }
+            Error::BadMagic => write!(f, "not a .ferrite model (bad magic)"),
+            Error::UnsupportedVersion { found, supported } => write!(
+                f,
+                "model format version {found} is not supported (this runtime reads version {supported})"
+            ),
+            Error::UnknownFlags { flags } => write!(f, "unknown header flags {flags:#06x}"),
+            Error::FloatKernelsDisabled => {
+                write!(f, "model needs f32 kernels; build the runtime with the `float` feature")
+            }
+            Error::ChecksumMismatch { expected, found } => write!(
+                f,
+                "payload checksum mismatch (header {expected:#010x}, payload {found:#010x}): corrupt model"
+            ),
+            Error::Malformed { reason } => write!(f, "malformed model: {reason}"),
+            Error::InvalidTensor { tensor, reason } => write!(f, "tensor {tensor}: {reason}"),
+            Error::InvalidOperator { op, reason } => write!(f, "operator {op}: {reason}"),
+            Error::PlanOverlap { first, second } => write!(
+                f,
+                "memory plan: tensors {first} and {second} are live together but overlap in the arena"
+            ),
+            Error::ArenaTooSmall { needed, available } => {
+                write!(f, "arena too small: needs {needed} bytes, has {available}")
+            }
+            Error::NoSuchTensor { index } => write!(f, "no input or output with index {index}"),
+            Error::WrongType { index } => write!(f, "tensor {index} has another element type"),
+            Error::WrongLength { expected, found } => {
+                write!(f, "wrong buffer length: expected {expected}, found {found}")
+            }
+        }
+    }
+}
+
+#[cfg(feature = "host")]
+impl std::error::Error for Error {}

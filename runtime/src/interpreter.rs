@@ -1,0 +1,556 @@
+//! `Interpreter`: runs a validated model in a caller-provided arena. `invoke` only computes.
+
+use core::ops::Range;
+
+use crate::format::{Conv, DType, Op, Operand, Pool, Tensor, ARENA_ALIGN};
+use crate::kernels::Window;
+use crate::kernels::{self, ConvGeometry, LeI32, OutputQuant};
+use crate::{quant, Error, Model};
+
+/// Executes a [`Model`] in an arena that holds every activation tensor at its planned offset.
+pub struct Interpreter<'m> {
+    model: &'m Model<'m>,
+    arena: &'m mut [u8],
+}
+
+const CORRUPT: Error = Error::Malformed { reason: "operator does not match its validated form" };
+
+impl<'m> Interpreter<'m> {
+    /// Binds a model to an arena. The arena's start is aligned to 16 bytes by skipping leading bytes,
+    /// so a buffer of `model.arena_size()` bytes suffices when it is 16-byte aligned (see [`crate::Arena`]).
+    /// Fails with [`Error::ArenaTooSmall`], giving the size needed, when the arena is short.
+    pub fn new(model: &'m Model<'m>, arena: &'m mut [u8]) -> Result<Self, Error> {
+        let skip = arena.as_ptr().align_offset(ARENA_ALIGN).min(ARENA_ALIGN);
+        let needed = model.arena_size() + skip;
+        if arena.len() < needed {
+            return Err(Error::ArenaTooSmall { needed: needed as u32, available: arena.len() as u32 });
+        }
+        let arena = &mut arena[skip..needed];
+        Ok(Interpreter { model, arena })
+    }
+
+    /// The model being run.
+    pub fn model(&self) -> &'m Model<'m> {
+        self.model
+    }
+
+    /// Number of graph inputs.
+    pub fn inputs(&self) -> usize {
+        self.model.inputs()
+    }
+
+    /// Number of graph outputs.
+    pub fn outputs(&self) -> usize {
+        self.model.outputs()
+    }
+
+    /// Raw bytes of input `index` in the arena (fill them before [`Self::invoke`]; `invoke` may
+    /// overwrite them).
+    pub fn input_bytes_mut(&mut self, index: usize) -> Result<&mut [u8], Error> {
+        let t = self.model.input(index)?;
+        let r = byte_range(&t.operand(0))?;
+        self.arena.get_mut(r).ok_or(CORRUPT)
+    }
+
+    /// Raw bytes of output `index` in the arena.
+    pub fn output_bytes(&self, index: usize) -> Result<&[u8], Error> {
+        let t = self.model.output(index)?;
+        let r = byte_range(&t.operand(0))?;
+        self.arena.get(r).ok_or(CORRUPT)
+    }
+
+    /// Input `index` as int8 values.
+    pub fn input_i8_mut(&mut self, index: usize) -> Result<&mut [i8], Error> {
+        self.expect_type(self.model.input(index)?, index, DType::I8)?;
+        Ok(bytemuck::cast_slice_mut(self.input_bytes_mut(index)?))
+    }
+
+    /// Output `index` as int8 values.
+    pub fn output_i8(&self, index: usize) -> Result<&[i8], Error> {
+        self.expect_type(self.model.output(index)?, index, DType::I8)?;
+        Ok(bytemuck::cast_slice(self.output_bytes(index)?))
+    }
+
+    /// Input `index` as f32 values (only for an f32 input tensor).
+    pub fn input_f32_mut(&mut self, index: usize) -> Result<&mut [f32], Error> {
+        self.expect_type(self.model.input(index)?, index, DType::F32)?;
+        bytemuck::try_cast_slice_mut(self.input_bytes_mut(index)?).map_err(|_| CORRUPT)
+    }
+
+    /// Output `index` as f32 values (only for an f32 output tensor).
+    pub fn output_f32(&self, index: usize) -> Result<&[f32], Error> {
+        self.expect_type(self.model.output(index)?, index, DType::F32)?;
+        bytemuck::try_cast_slice(self.output_bytes(index)?).map_err(|_| CORRUPT)
+    }
+
+    /// Writes real values into input `index`, quantizing them with the tensor's scale and zero point
+    /// (or copying them into an f32 input).
+    pub fn set_input_f32(&mut self, index: usize, values: &[f32]) -> Result<(), Error> {
+        let t = self.model.input(index)?;
+        check_len(&t, values.len())?;
+        match t.dtype {
+            DType::I8 => {
+                let q = self.input_i8_mut(index)?;
+                for (q, &v) in q.iter_mut().zip(values) {
+                    *q = quant::quantize_f32(v, t.scale, t.zero_point, -128, 127) as i8;
+                }
+            }
+            DType::F32 => self.input_f32_mut(index)?.copy_from_slice(values),
+            _ => return Err(Error::WrongType { index: index as u16 }),
+        }
+        Ok(())
+    }
+
+    /// Reads output `index` as real values, dequantizing an int8 output.
+    pub fn output_to_f32(&self, index: usize, values: &mut [f32]) -> Result<(), Error> {
+        let t = self.model.output(index)?;
+        check_len(&t, values.len())?;
+        match t.dtype {
+            DType::I8 => {
+                for (v, &q) in values.iter_mut().zip(self.output_i8(index)?) {
+                    *v = quant::dequantize_f32(q as i32, t.scale, t.zero_point);
+                }
+            }
+            DType::F32 => values.copy_from_slice(self.output_f32(index)?),
+            _ => return Err(Error::WrongType { index: index as u16 }),
+        }
+        Ok(())
+    }
+
+    /// Runs every operator in order. The model was validated at load: this only computes.
+    pub fn invoke(&mut self) -> Result<(), Error> {
+        for op in self.model.graph().ops.iter() {
+            run(&op.map_err(|_| CORRUPT)?, self.arena)?;
+        }
+        Ok(())
+    }
+
+    fn expect_type(&self, t: Tensor<'_>, index: usize, dtype: DType) -> Result<(), Error> {
+        if t.dtype == dtype {
+            Ok(())
+        } else {
+            Err(Error::WrongType { index: index as u16 })
+        }
+    }
+}
+
+fn check_len(t: &Tensor<'_>, found: usize) -> Result<(), Error> {
+    let expected = t.shape.elements().unwrap_or(0);
+    if expected == found {
+        Ok(())
+    } else {
+        Err(Error::WrongLength { expected: expected as u32, found: found as u32 })
+    }
+}
+
+/// Byte range of an operand in the arena.
+fn byte_range(o: &Operand) -> Result<Range<usize>, Error> {
+    let len = o.shape.elements().and_then(|n| n.checked_mul(o.dtype.size())).ok_or(CORRUPT)?;
+    let start = o.offset as usize;
+    Ok(start..start.checked_add(len).ok_or(CORRUPT)?)
+}
+
+/// The arena split around one operator's output: inputs are read from the bytes before or after it.
+struct Views<'x> {
+    head: &'x [u8],
+    out: &'x mut [u8],
+    tail: &'x [u8],
+    out_range: Range<usize>,
+}
+
+impl<'x> Views<'x> {
+    fn new(arena: &'x mut [u8], output: &Operand) -> Result<Self, Error> {
+        let out_range = byte_range(output)?;
+        if out_range.end > arena.len() {
+            return Err(CORRUPT);
+        }
+        let (head, rest) = arena.split_at_mut(out_range.start);
+        let (out, tail) = rest.split_at_mut(out_range.len());
+        Ok(Views { head, out, tail, out_range })
+    }
+
+    fn bytes(&self, o: &Operand) -> Result<&'x [u8], Error> {
+        let r = byte_range(o)?;
+        let (head, tail): (&'x [u8], &'x [u8]) = (self.head, self.tail);
+        if r.end <= self.out_range.start {
+            head.get(r).ok_or(CORRUPT)
+        } else if r.start >= self.out_range.end {
+            let end = self.out_range.end;
+            tail.get(r.start - end..r.end - end).ok_or(CORRUPT)
+        } else {
+            Err(CORRUPT)
+        }
+    }
+
+    fn i8(&self, o: &Operand) -> Result<&'x [i8], Error> {
+        Ok(bytemuck::cast_slice(self.bytes(o)?))
+    }
+
+    fn out_i8(&mut self) -> &mut [i8] {
+        bytemuck::cast_slice_mut(self.out)
+    }
+
+    #[cfg(feature = "float")]
+    fn f32(&self, o: &Operand) -> Result<&'x [f32], Error> {
+        bytemuck::try_cast_slice(self.bytes(o)?).map_err(|_| CORRUPT)
+    }
+
+    #[cfg(feature = "float")]
+    fn out_f32(&mut self) -> Result<&mut [f32], Error> {
+        bytemuck::try_cast_slice_mut(self.out).map_err(|_| CORRUPT)
+    }
+}
+
+fn le_i32(bytes: &[u8]) -> Result<LeI32<'_>, Error> {
+    LeI32::new(bytes).ok_or(CORRUPT)
+}
+
+#[cfg(feature = "float")]
+fn le_f32(bytes: &[u8]) -> Result<kernels::LeF32<'_>, Error> {
+    kernels::LeF32::new(bytes).ok_or(CORRUPT)
+}
+
+fn geometry(input: &Operand, output: &Operand, kernel_h: u16, kernel_w: u16, w: &Window) -> ConvGeometry {
+    ConvGeometry {
+        input: input.shape.nhwc(),
+        output: output.shape.nhwc(),
+        kernel_h: kernel_h as usize,
+        kernel_w: kernel_w as usize,
+        stride_h: w.stride_h as usize,
+        stride_w: w.stride_w as usize,
+        dilation_h: w.dilation_h as usize,
+        dilation_w: w.dilation_w as usize,
+        pad_top: w.pad_top as usize,
+        pad_left: w.pad_left as usize,
+    }
+}
+
+fn output_quant<'a>(
+    input: &Operand,
+    output: &Operand,
+    act_min: i32,
+    act_max: i32,
+    multiplier: &'a [u8],
+    shift: &'a [u8],
+) -> Result<OutputQuant<'a>, Error> {
+    Ok(OutputQuant {
+        input_offset: -input.zero_point,
+        output_offset: output.zero_point,
+        act_min,
+        act_max,
+        multiplier: le_i32(multiplier)?,
+        shift: le_i32(shift)?,
+    })
+}
+
+/// `(outer, inner)` sizes around `axis` of a shape: elements before it times its size, and after it.
+fn split_at_axis(o: &Operand, axis: usize) -> (usize, usize) {
+    let dims = o.shape.dims();
+    let outer: usize = dims[..axis].iter().map(|&d| d as usize).product();
+    let inner: usize = dims[axis..].iter().map(|&d| d as usize).product();
+    (outer, inner)
+}
+
+/// Runs one operator.
+fn run(op: &Op<'_>, arena: &mut [u8]) -> Result<(), Error> {
+    match op {
+        Op::Conv2d(c) | Op::DepthwiseConv2d(c) => conv(c, matches!(op, Op::DepthwiseConv2d(_)), arena)?,
+        Op::FullyConnected(f) => {
+            let mut v = Views::new(arena, &f.output)?;
+            let out_features = f.output.shape.last();
+            let batches = f.output.shape.elements().ok_or(CORRUPT)? / out_features;
+            let elem = f.input.dtype.size();
+            let in_features = f.filter.len() / elem / out_features;
+            match f.input.dtype {
+                DType::I8 => {
+                    let q = output_quant(&f.input, &f.output, f.act_min, f.act_max, f.multiplier, f.shift)?;
+                    let input = v.i8(&f.input)?;
+                    kernels::fully_connected::fully_connected_s8(
+                        batches,
+                        in_features,
+                        out_features,
+                        &q,
+                        input,
+                        bytemuck::cast_slice(f.filter),
+                        le_i32(f.bias)?,
+                        v.out_i8(),
+                    );
+                }
+                #[cfg(feature = "float")]
+                DType::F32 => {
+                    let input = v.f32(&f.input)?;
+                    kernels::float::fully_connected_f32(
+                        batches,
+                        in_features,
+                        out_features,
+                        f.activation,
+                        input,
+                        le_f32(f.filter)?,
+                        le_f32(f.bias)?,
+                        v.out_f32()?,
+                    );
+                }
+                _ => return Err(CORRUPT),
+            }
+        }
+        Op::Add(b) => {
+            let mut v = Views::new(arena, &b.output)?;
+            let (sa, sb, so) = (b.a.shape.nhwc(), b.b.shape.nhwc(), b.output.shape.nhwc());
+            match &b.quant {
+                Some(p) => {
+                    let (x, y) = (v.i8(&b.a)?, v.i8(&b.b)?);
+                    kernels::elementwise::add_s8(p, sa, x, sb, y, so, v.out_i8());
+                }
+                #[cfg(feature = "float")]
+                None => {
+                    let (x, y) = (v.f32(&b.a)?, v.f32(&b.b)?);
+                    kernels::float::add_f32(b.activation, sa, x, sb, y, so, v.out_f32()?);
+                }
+                #[cfg(not(feature = "float"))]
+                None => return Err(CORRUPT),
+            }
+        }
+        Op::Mul(b) => {
+            let mut v = Views::new(arena, &b.output)?;
+            let (sa, sb, so) = (b.a.shape.nhwc(), b.b.shape.nhwc(), b.output.shape.nhwc());
+            match &b.quant {
+                Some(p) => {
+                    let (x, y) = (v.i8(&b.a)?, v.i8(&b.b)?);
+                    kernels::elementwise::mul_s8(p, sa, x, sb, y, so, v.out_i8());
+                }
+                #[cfg(feature = "float")]
+                None => {
+                    let (x, y) = (v.f32(&b.a)?, v.f32(&b.b)?);
+                    kernels::float::mul_f32(b.activation, sa, x, sb, y, so, v.out_f32()?);
+                }
+                #[cfg(not(feature = "float"))]
+                None => return Err(CORRUPT),
+            }
+        }
+        Op::AveragePool2d(p) => pool(p, true, arena)?,
+        Op::MaxPool2d(p) => pool(p, false, arena)?,
+        Op::Mean(u) => {
+            let mut v = Views::new(arena, &u.output)?;
+            let shape = u.input.shape.nhwc();
+            match &u.quant {
+                Some(p) => {
+                    let x = v.i8(&u.input)?;
+                    kernels::mean::mean_hw_s8(p, shape, x, v.out_i8());
+                }
+                #[cfg(feature = "float")]
+                None => {
+                    let x = v.f32(&u.input)?;
+                    kernels::float::mean_hw_f32(shape, x, v.out_f32()?);
+                }
+                #[cfg(not(feature = "float"))]
+                None => return Err(CORRUPT),
+            }
+        }
+        Op::Softmax(s) => {
+            let mut v = Views::new(arena, &s.output)?;
+            let depth = s.input.shape.last();
+            let outer = s.input.shape.elements().ok_or(CORRUPT)? / depth;
+            match &s.quant {
+                Some(p) => {
+                    let x = v.i8(&s.input)?;
+                    kernels::softmax::softmax_s8(p, outer, depth, x, v.out_i8());
+                }
+                #[cfg(feature = "float")]
+                None => {
+                    let x = v.f32(&s.input)?;
+                    kernels::float::softmax_f32(s.beta, outer, depth, x, v.out_f32()?);
+                }
+                #[cfg(not(feature = "float"))]
+                None => return Err(CORRUPT),
+            }
+        }
+        Op::Logistic(u) => {
+            let mut v = Views::new(arena, &u.output)?;
+            match &u.quant {
+                Some(p) => {
+                    let x = v.i8(&u.input)?;
+                    kernels::activation::logistic_s8(p, x, v.out_i8());
+                }
+                #[cfg(feature = "float")]
+                None => {
+                    let x = v.f32(&u.input)?;
+                    kernels::float::logistic_f32(x, v.out_f32()?);
+                }
+                #[cfg(not(feature = "float"))]
+                None => return Err(CORRUPT),
+            }
+        }
+        Op::Tanh(u) => {
+            let mut v = Views::new(arena, &u.output)?;
+            match &u.quant {
+                Some(p) => {
+                    let x = v.i8(&u.input)?;
+                    kernels::activation::tanh_s8(p, x, v.out_i8());
+                }
+                #[cfg(feature = "float")]
+                None => {
+                    let x = v.f32(&u.input)?;
+                    kernels::float::tanh_f32(x, v.out_f32()?);
+                }
+                #[cfg(not(feature = "float"))]
+                None => return Err(CORRUPT),
+            }
+        }
+        Op::Relu(u, activation) => {
+            let mut v = Views::new(arena, &u.output)?;
+            match &u.quant {
+                Some(p) => {
+                    let x = v.i8(&u.input)?;
+                    kernels::activation::relu_s8(p, x, v.out_i8());
+                }
+                #[cfg(feature = "float")]
+                None => {
+                    let x = v.f32(&u.input)?;
+                    kernels::float::relu_f32(*activation, x, v.out_f32()?);
+                }
+                #[cfg(not(feature = "float"))]
+                None => {
+                    let _ = activation;
+                    return Err(CORRUPT);
+                }
+            }
+        }
+        Op::Reshape(r) => {
+            if r.input.offset != r.output.offset {
+                let v = Views::new(arena, &r.output)?;
+                let x = v.bytes(&r.input)?;
+                v.out.copy_from_slice(x);
+            }
+        }
+        Op::Concatenation(c) => {
+            let axis = c.axis as usize;
+            let (outer, out_inner) = split_at_axis(&c.output, axis);
+            let elem = c.output.dtype.size();
+            let mut offset = 0usize;
+            for part in c.inputs.iter() {
+                let part = part.map_err(|_| CORRUPT)?;
+                let mut v = Views::new(arena, &c.output)?;
+                let (_, in_inner) = split_at_axis(&part.input, axis);
+                match c.output.dtype {
+                    DType::I8 => {
+                        let x = v.i8(&part.input)?;
+                        let requant = part.requant.as_ref();
+                        kernels::concatenation::concatenation_part_s8(
+                            outer, in_inner, out_inner, offset, requant, x, v.out_i8(),
+                        );
+                    }
+                    _ => {
+                        // Other element types are copied byte-wise.
+                        let x = v.bytes(&part.input)?;
+                        kernels::concatenation::concatenation_part(
+                            outer,
+                            in_inner * elem,
+                            out_inner * elem,
+                            offset * elem,
+                            x,
+                            v.out,
+                        );
+                    }
+                }
+                offset += in_inner;
+            }
+        }
+        Op::Pad(p) => {
+            let mut v = Views::new(arena, &p.output)?;
+            let (si, so) = (p.input.shape.nhwc(), p.output.shape.nhwc());
+            let before = p.before.map(|b| b as usize);
+            match p.input.dtype {
+                DType::I8 => {
+                    let x = v.i8(&p.input)?;
+                    kernels::pad::pad_s8(si, so, before, p.output.zero_point as i8, x, v.out_i8());
+                }
+                #[cfg(feature = "float")]
+                DType::F32 => {
+                    let x = v.f32(&p.input)?;
+                    kernels::pad::pad(si, so, before, 0.0f32, x, v.out_f32()?);
+                }
+                _ => return Err(CORRUPT),
+            }
+        }
+        Op::Quantize(q) => {
+            let mut v = Views::new(arena, &q.output)?;
+            match (&q.requant, q.input.dtype) {
+                (Some(r), DType::I8) => {
+                    let x = v.i8(&q.input)?;
+                    kernels::requantize::requantize_s8(r, x, v.out_i8());
+                }
+                #[cfg(feature = "float")]
+                (None, DType::F32) => {
+                    let x = v.f32(&q.input)?;
+                    kernels::float::quantize_f32_to_s8(q.scale, q.output.zero_point, x, v.out_i8());
+                }
+                _ => return Err(CORRUPT),
+            }
+        }
+        #[cfg(feature = "float")]
+        Op::Dequantize(d) => {
+            let mut v = Views::new(arena, &d.output)?;
+            let x = v.i8(&d.input)?;
+            kernels::float::dequantize_s8_to_f32(d.scale, d.input.zero_point, x, v.out_f32()?);
+        }
+        #[cfg(not(feature = "float"))]
+        Op::Dequantize(_) => return Err(CORRUPT),
+    }
+    Ok(())
+}
+
+fn conv(c: &Conv<'_>, depthwise: bool, arena: &mut [u8]) -> Result<(), Error> {
+    let mut v = Views::new(arena, &c.output)?;
+    let g = geometry(&c.input, &c.output, c.kernel_h, c.kernel_w, &c.window);
+    let dm = c.depth_multiplier as usize;
+    match c.input.dtype {
+        DType::I8 => {
+            let q = output_quant(&c.input, &c.output, c.act_min, c.act_max, c.multiplier, c.shift)?;
+            let (x, filter, bias) = (v.i8(&c.input)?, bytemuck::cast_slice(c.filter), le_i32(c.bias)?);
+            if depthwise {
+                kernels::depthwise_conv2d::depthwise_conv2d_s8(&g, dm, &q, x, filter, bias, v.out_i8());
+            } else {
+                kernels::conv2d::conv2d_s8(&g, &q, x, filter, bias, v.out_i8());
+            }
+        }
+        #[cfg(feature = "float")]
+        DType::F32 => {
+            let (x, filter, bias) = (v.f32(&c.input)?, le_f32(c.filter)?, le_f32(c.bias)?);
+            let out = v.out_f32()?;
+            if depthwise {
+                kernels::float::depthwise_conv2d_f32(&g, dm, c.activation, x, filter, bias, out);
+            } else {
+                kernels::float::conv2d_f32(&g, c.activation, x, filter, bias, out);
+            }
+        }
+        _ => return Err(CORRUPT),
+    }
+    Ok(())
+}
+
+fn pool(p: &Pool, average: bool, arena: &mut [u8]) -> Result<(), Error> {
+    let mut v = Views::new(arena, &p.output)?;
+    let g = geometry(&p.input, &p.output, p.filter_h, p.filter_w, &p.window);
+    match p.input.dtype {
+        DType::I8 => {
+            let x = v.i8(&p.input)?;
+            if average {
+                kernels::pooling::average_pool2d_s8(&g, p.act_min, p.act_max, x, v.out_i8());
+            } else {
+                kernels::pooling::max_pool2d_s8(&g, p.act_min, p.act_max, x, v.out_i8());
+            }
+        }
+        #[cfg(feature = "float")]
+        DType::F32 => {
+            let x = v.f32(&p.input)?;
+            let out = v.out_f32()?;
+            if average {
+                kernels::float::average_pool2d_f32(&g, p.activation, x, out);
+            } else {
+                kernels::float::max_pool2d_f32(&g, p.activation, x, out);
+            }
+        }
+        _ => return Err(CORRUPT),
+    }
+    Ok(())
+}
