@@ -13,9 +13,11 @@ pub struct Usage {
     pub ram: u64,
 }
 
-/// Sums the allocated sections of an ELF: read-only ones and the initial
-/// values of writable ones take flash; writable ones take RAM.
-pub fn usage(elf_bytes: &[u8]) -> Result<Usage> {
+/// Sums the allocated sections of an ELF: the sections placed in RAM (by
+/// address, at or above `ram_origin` and below 256 MiB past it, or flagged
+/// writable) take RAM; every section with contents takes flash (for .data,
+/// its initial values).
+pub fn usage(elf_bytes: &[u8], ram_origin: u64) -> Result<Usage> {
     let file = object::File::parse(elf_bytes).context("parsing the ELF")?;
     let mut usage = Usage::default();
     for section in file.sections() {
@@ -26,8 +28,9 @@ pub fn usage(elf_bytes: &[u8]) -> Result<Usage> {
             continue;
         }
         let writable = sh_flags & u64::from(elf::SHF_WRITE) != 0;
+        let in_ram = writable || (section.address() >= ram_origin && section.address() - ram_origin < 1 << 28);
         let nobits = matches!(section.kind(), SectionKind::UninitializedData | SectionKind::UninitializedTls);
-        if writable {
+        if in_ram {
             usage.ram += section.size();
         }
         if !nobits {
@@ -49,27 +52,33 @@ pub fn symbol_address(elf_bytes: &[u8], name: &str) -> Result<Option<u64>> {
 pub struct Capacity {
     pub flash: u64,
     pub ram: u64,
+    pub ram_origin: u64,
 }
 
 pub fn capacity(memory_x: &Path) -> Result<Capacity> {
     let text = std::fs::read_to_string(memory_x).with_context(|| format!("reading {}", memory_x.display()))?;
-    let region = |name: &str| -> Result<u64> {
+    let region = |name: &str, field: &str| -> Result<u64> {
         text.lines()
             .map(strip_comment)
-            .find(|line| line.trim_start().starts_with(name) && line.contains("LENGTH"))
-            .ok_or_else(|| anyhow!("no {name} region in {}", memory_x.display()))
-            .and_then(|line| parse_length(line).with_context(|| format!("{name} in {}", memory_x.display())))
+            .find(|line| line.trim_start().starts_with(name) && line.contains(field))
+            .ok_or_else(|| anyhow!("no {name} {field} in {}", memory_x.display()))
+            .and_then(|line| parse_field(line, field).with_context(|| format!("{name} in {}", memory_x.display())))
     };
-    Ok(Capacity { flash: region("FLASH")?, ram: region("RAM")? })
+    Ok(Capacity {
+        flash: region("FLASH", "LENGTH")?,
+        ram: region("RAM", "LENGTH")?,
+        ram_origin: region("RAM", "ORIGIN")?,
+    })
 }
 
 fn strip_comment(line: &str) -> &str {
     line.split("/*").next().unwrap_or(line)
 }
 
-/// The value after `LENGTH =`: decimal or 0x hex, optionally with K or M.
-fn parse_length(line: &str) -> Result<u64> {
-    let after = line.split("LENGTH").nth(1).ok_or_else(|| anyhow!("no LENGTH"))?;
+/// The value after `FIELD =` (ORIGIN or LENGTH): decimal or 0x hex,
+/// optionally with K or M.
+fn parse_field(line: &str, field: &str) -> Result<u64> {
+    let after = line.split(field).nth(1).ok_or_else(|| anyhow!("no {field}"))?;
     let value = after.trim_start().trim_start_matches('=').trim();
     let value = value.split([',', ' ', '}']).next().unwrap_or(value);
     let (digits, scale) = match value.chars().last() {
@@ -96,7 +105,11 @@ impl fmt::Display for Kib {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_length;
+    use super::parse_field;
+
+    fn parse_length(line: &str) -> anyhow::Result<u64> {
+        parse_field(line, "LENGTH")
+    }
 
     #[test]
     fn lengths() {
@@ -104,5 +117,6 @@ mod tests {
         assert_eq!(parse_length("RAM : ORIGIN = 0x20000000, LENGTH = 4M").unwrap(), 4 << 20);
         assert_eq!(parse_length("RAM : ORIGIN = 0x20000000, LENGTH = 0x4000 }").unwrap(), 0x4000);
         assert_eq!(parse_length("RAM (rwx) : ORIGIN = 0, LENGTH = 16384").unwrap(), 16384);
+        assert_eq!(parse_field("RAM : ORIGIN = 0x20000000, LENGTH = 4M", "ORIGIN").unwrap(), 0x2000_0000);
     }
 }

@@ -128,7 +128,7 @@ fn run_one(build: &Build, timeout: Duration, show_log: bool) -> Result<Verdict> 
     };
     let elf = build.keep(&elf)?;
     let bytes = std::fs::read(&elf).with_context(|| format!("reading {}", elf.display()))?;
-    let usage = elf_size::usage(&bytes)?;
+    let usage = elf_size::usage(&bytes, capacity.ram_origin)?;
     println!("    {}  ({})", size_line(usage, capacity), elf.display());
     if let Some(why) = does_not_fit(usage, capacity) {
         return Ok(Verdict::Skip(why));
@@ -162,7 +162,7 @@ fn run_one(build: &Build, timeout: Duration, show_log: bool) -> Result<Verdict> 
 fn failed_build(build: &Build, capacity: Capacity, log: &str) -> Result<Verdict> {
     let probe = Build { probe: true, features: build.features.clone(), ..*build };
     if let Built::Elf(elf) = probe.run()? {
-        let usage = elf_size::usage(&std::fs::read(&elf)?)?;
+        let usage = elf_size::usage(&std::fs::read(&elf)?, capacity.ram_origin)?;
         println!("    {}  (unbounded-memory build)", size_line(usage, capacity));
         if let Some(why) = does_not_fit(usage, capacity) {
             return Ok(Verdict::Skip(why));
@@ -219,7 +219,7 @@ pub fn size(root: &Path, options: &SizeOptions) -> Result<()> {
             },
         };
         let bytes = std::fs::read(&elf)?;
-        let usage = elf_size::usage(&bytes)?;
+        let usage = elf_size::usage(&bytes, capacity.ram_origin)?;
         let mark = elf_size::symbol_address(&bytes, "ferrite_bench_mark")?
             .map(|a| format!("{a:#010x}"))
             .unwrap_or_else(|| "-".into());
