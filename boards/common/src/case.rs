@@ -5,7 +5,13 @@
 use crate::{ferrite_bench_mark, fnv, Outcome};
 use ferrite_runtime::{arena_size, Arena, Interpreter, Model};
 
-static MODEL: &[u8] = include_bytes!(concat!(env!("FERRITE_CASE_DIR"), "/model.ferrite"));
+/// 16-byte alignment for the embedded model, so the runtime may borrow its
+/// arrays in place whatever alignment it needs.
+#[repr(C, align(16))]
+struct Aligned<B: ?Sized>(B);
+
+static MODEL_ALIGNED: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("FERRITE_CASE_DIR"), "/model.ferrite")));
+static MODEL: &[u8] = &MODEL_ALIGNED.0;
 static INPUT: &[u8] = include_bytes!(concat!(env!("FERRITE_CASE_DIR"), "/input.bin"));
 static EXPECTED: &[u8] = include_bytes!(concat!(env!("FERRITE_CASE_DIR"), "/expected.bin"));
 const NAME: &str = env!("FERRITE_CASE_NAME");
@@ -19,6 +25,7 @@ static mut ARENA: Arena<ARENA_SIZE> = Arena::new();
 const SHOWN_MISMATCHES: usize = 8;
 
 pub fn run() -> Outcome {
+    defmt::debug_assert_eq!(MODEL.as_ptr() as usize % 16, 0);
     defmt::info!(
         "case {=str}: model {=usize} B, arena {=usize} B, input {=usize} B, expected {=usize} B",
         NAME,
