@@ -19,7 +19,10 @@ pub struct Case {
 
 impl Case {
     pub fn smoke() -> Case {
-        Case { name: SMOKE.to_string(), dir: None }
+        Case {
+            name: SMOKE.to_string(),
+            dir: None,
+        }
     }
 }
 
@@ -32,12 +35,18 @@ pub fn discover(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
     let golden = root.join("tests").join("golden");
     let mut cases = Vec::new();
     if golden.is_dir() {
-        for entry in std::fs::read_dir(&golden).with_context(|| format!("reading {}", golden.display()))? {
+        for entry in
+            std::fs::read_dir(&golden).with_context(|| format!("reading {}", golden.display()))?
+        {
             let dir = entry?.path();
             if !dir.is_dir() {
                 continue;
             }
-            let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            let name = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
             if only.is_some_and(|o| o != name) {
                 continue;
             }
@@ -45,7 +54,10 @@ pub fn discover(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
             if !missing.is_empty() {
                 bail!("case {} lacks {:?} in {}", name, missing, dir.display());
             }
-            cases.push(Case { name, dir: Some(dir) });
+            cases.push(Case {
+                name,
+                dir: Some(dir),
+            });
         }
     }
     cases.sort_by(|a, b| a.name.cmp(&b.name));

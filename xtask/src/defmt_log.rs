@@ -17,10 +17,17 @@ pub fn decode(elf_bytes: &[u8], stream: &[u8]) -> Result<Vec<String>> {
     loop {
         match decoder.decode() {
             Ok(frame) => {
-                let level = frame.level().map(|l| l.as_str().to_uppercase()).unwrap_or_else(|| "PRINT".into());
+                let level = frame
+                    .level()
+                    .map(|l| l.as_str().to_uppercase())
+                    .unwrap_or_else(|| "PRINT".into());
                 let mut line = format!("{level:<5} {}", frame.display_message());
                 if let Some(at) = locations.get(&frame.index()) {
-                    let file = at.file.file_name().map(|f| f.to_string_lossy()).unwrap_or_default();
+                    let file = at
+                        .file
+                        .file_name()
+                        .map(|f| f.to_string_lossy())
+                        .unwrap_or_default();
                     line.push_str(&format!("  ({file}:{})", at.line));
                 }
                 lines.push(line);
@@ -30,7 +37,9 @@ pub fn decode(elf_bytes: &[u8], stream: &[u8]) -> Result<Vec<String>> {
         }
     }
     if malformed > 0 {
-        lines.push(format!("(xtask: {malformed} malformed defmt frame(s) skipped)"));
+        lines.push(format!(
+            "(xtask: {malformed} malformed defmt frame(s) skipped)"
+        ));
     }
     Ok(lines)
 }

@@ -28,8 +28,12 @@ pub fn usage(elf_bytes: &[u8], ram_origin: u64) -> Result<Usage> {
             continue;
         }
         let writable = sh_flags & u64::from(elf::SHF_WRITE) != 0;
-        let in_ram = writable || (section.address() >= ram_origin && section.address() - ram_origin < 1 << 28);
-        let nobits = matches!(section.kind(), SectionKind::UninitializedData | SectionKind::UninitializedTls);
+        let in_ram = writable
+            || (section.address() >= ram_origin && section.address() - ram_origin < 1 << 28);
+        let nobits = matches!(
+            section.kind(),
+            SectionKind::UninitializedData | SectionKind::UninitializedTls
+        );
         if in_ram {
             usage.ram += section.size();
         }
@@ -44,7 +48,10 @@ pub fn usage(elf_bytes: &[u8], ram_origin: u64) -> Result<Usage> {
 pub fn symbol_address(elf_bytes: &[u8], name: &str) -> Result<Option<u64>> {
     use object::ObjectSymbol;
     let file = object::File::parse(elf_bytes).context("parsing the ELF")?;
-    Ok(file.symbols().find(|s| s.name() == Ok(name)).map(|s| s.address()))
+    Ok(file
+        .symbols()
+        .find(|s| s.name() == Ok(name))
+        .map(|s| s.address()))
 }
 
 /// A board's memory, from the FLASH and RAM regions of its `memory.x`.
@@ -56,13 +63,17 @@ pub struct Capacity {
 }
 
 pub fn capacity(memory_x: &Path) -> Result<Capacity> {
-    let text = std::fs::read_to_string(memory_x).with_context(|| format!("reading {}", memory_x.display()))?;
+    let text = std::fs::read_to_string(memory_x)
+        .with_context(|| format!("reading {}", memory_x.display()))?;
     let region = |name: &str, field: &str| -> Result<u64> {
         text.lines()
             .map(strip_comment)
             .find(|line| line.trim_start().starts_with(name) && line.contains(field))
             .ok_or_else(|| anyhow!("no {name} {field} in {}", memory_x.display()))
-            .and_then(|line| parse_field(line, field).with_context(|| format!("{name} in {}", memory_x.display())))
+            .and_then(|line| {
+                parse_field(line, field)
+                    .with_context(|| format!("{name} in {}", memory_x.display()))
+            })
     };
     Ok(Capacity {
         flash: region("FLASH", "LENGTH")?,
@@ -78,7 +89,10 @@ fn strip_comment(line: &str) -> &str {
 /// The value after `FIELD =` (ORIGIN or LENGTH): decimal or 0x hex,
 /// optionally with K or M.
 fn parse_field(line: &str, field: &str) -> Result<u64> {
-    let after = line.split(field).nth(1).ok_or_else(|| anyhow!("no {field}"))?;
+    let after = line
+        .split(field)
+        .nth(1)
+        .ok_or_else(|| anyhow!("no {field}"))?;
     let value = after.trim_start().trim_start_matches('=').trim();
     let value = value.split([',', ' ', '}']).next().unwrap_or(value);
     let (digits, scale) = match value.chars().last() {
@@ -86,7 +100,10 @@ fn parse_field(line: &str, field: &str) -> Result<u64> {
         Some('M' | 'm') => (&value[..value.len() - 1], 1024 * 1024),
         _ => (value, 1),
     };
-    let number = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+    let number = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
         Some(hex) => u64::from_str_radix(hex, 16),
         None => digits.parse(),
     }
@@ -113,10 +130,25 @@ mod tests {
 
     #[test]
     fn lengths() {
-        assert_eq!(parse_length("  FLASH : ORIGIN = 0x00000000, LENGTH = 256K").unwrap(), 256 * 1024);
-        assert_eq!(parse_length("RAM : ORIGIN = 0x20000000, LENGTH = 4M").unwrap(), 4 << 20);
-        assert_eq!(parse_length("RAM : ORIGIN = 0x20000000, LENGTH = 0x4000 }").unwrap(), 0x4000);
-        assert_eq!(parse_length("RAM (rwx) : ORIGIN = 0, LENGTH = 16384").unwrap(), 16384);
-        assert_eq!(parse_field("RAM : ORIGIN = 0x20000000, LENGTH = 4M", "ORIGIN").unwrap(), 0x2000_0000);
+        assert_eq!(
+            parse_length("  FLASH : ORIGIN = 0x00000000, LENGTH = 256K").unwrap(),
+            256 * 1024
+        );
+        assert_eq!(
+            parse_length("RAM : ORIGIN = 0x20000000, LENGTH = 4M").unwrap(),
+            4 << 20
+        );
+        assert_eq!(
+            parse_length("RAM : ORIGIN = 0x20000000, LENGTH = 0x4000 }").unwrap(),
+            0x4000
+        );
+        assert_eq!(
+            parse_length("RAM (rwx) : ORIGIN = 0, LENGTH = 16384").unwrap(),
+            16384
+        );
+        assert_eq!(
+            parse_field("RAM : ORIGIN = 0x20000000, LENGTH = 4M", "ORIGIN").unwrap(),
+            0x2000_0000
+        );
     }
 }

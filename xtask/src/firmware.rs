@@ -49,7 +49,12 @@ impl Build<'_> {
             .current_dir(&boards)
             .args(["build", "--release", "--manifest-path"])
             .arg(boards.join("Cargo.toml"))
-            .args(["--package", self.machine.krate(), "--target", self.machine.target()])
+            .args([
+                "--package",
+                self.machine.krate(),
+                "--target",
+                self.machine.target(),
+            ])
             .env("CARGO_TARGET_DIR", self.target_dir())
             .env("FERRITE_CASE_NAME", &self.case.name);
         if !features.is_empty() {
@@ -67,9 +72,13 @@ impl Build<'_> {
         if env::var_os("DEFMT_LOG").is_none() {
             command.env("DEFMT_LOG", "info");
         }
-        let output = command.output().context("running cargo build for the firmware")?;
+        let output = command
+            .output()
+            .context("running cargo build for the firmware")?;
         if !output.status.success() {
-            return Ok(Built::Failed(String::from_utf8_lossy(&output.stderr).into_owned()));
+            return Ok(Built::Failed(
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            ));
         }
         let elf = self
             .target_dir()

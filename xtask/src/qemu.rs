@@ -22,14 +22,24 @@ pub struct Run {
 pub fn run(machine: Machine, elf: &Path, timeout: Duration) -> Result<Run> {
     let start = Instant::now();
     let mut child = Command::new("qemu-system-arm")
-        .args(["-M", machine.qemu_machine(), "-nographic", "-monitor", "none", "-serial", "none"])
+        .args([
+            "-M",
+            machine.qemu_machine(),
+            "-nographic",
+            "-monitor",
+            "none",
+            "-serial",
+            "none",
+        ])
         .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
         .arg(elf)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .context("starting qemu-system-arm (is it installed? Debian: apt-get install qemu-system-arm)")?;
+        .context(
+            "starting qemu-system-arm (is it installed? Debian: apt-get install qemu-system-arm)",
+        )?;
     let stdout = child.stdout.take().map(|mut pipe| {
         thread::spawn(move || {
             let mut bytes = Vec::new();
@@ -58,5 +68,10 @@ pub fn run(machine: Machine, elf: &Path, timeout: Duration) -> Result<Run> {
     let elapsed = start.elapsed();
     let stdout = stdout.and_then(|t| t.join().ok()).unwrap_or_default();
     let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
-    Ok(Run { status, stdout, stderr, elapsed })
+    Ok(Run {
+        status,
+        stdout,
+        stderr,
+        elapsed,
+    })
 }

@@ -84,7 +84,13 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         for &machine in &machines {
             let label = format!("{} on {}", case.name, machine.name());
             println!("--- {label}");
-            let build = Build { root, machine, case, features: Vec::new(), probe: false };
+            let build = Build {
+                root,
+                machine,
+                case,
+                features: Vec::new(),
+                probe: false,
+            };
             let verdict = run_one(&build, timeout, true)?;
             record(label, verdict);
         }
@@ -95,9 +101,17 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             for feature in firmware::SELFTESTS {
                 let label = format!("{feature} on {} (must fail)", machine.name());
                 println!("--- {label}");
-                let build = Build { root, machine, case: &smoke, features: vec![feature], probe: false };
+                let build = Build {
+                    root,
+                    machine,
+                    case: &smoke,
+                    features: vec![feature],
+                    probe: false,
+                };
                 let verdict = match run_one(&build, timeout, true)? {
-                    Verdict::Pass => Verdict::Fail("the firmware passed; the harness missed a failure".into()),
+                    Verdict::Pass => {
+                        Verdict::Fail("the firmware passed; the harness missed a failure".into())
+                    }
                     Verdict::Fail(why) if why.starts_with("exit status") => Verdict::Pass,
                     other => other,
                 };
@@ -112,7 +126,10 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             println!("  {failure}");
         }
     }
-    println!("qemu-test: {passed} passed, {} failed, {skipped} skipped", failures.len());
+    println!(
+        "qemu-test: {passed} passed, {} failed, {skipped} skipped",
+        failures.len()
+    );
     if !failures.is_empty() {
         bail!("{} qemu test(s) failed", failures.len());
     }
@@ -160,10 +177,17 @@ fn run_one(build: &Build, timeout: Duration, show_log: bool) -> Result<Verdict> 
 /// A build that failed: if it links with unbounded memory and the image is
 /// too large for the board, that is a skip; otherwise a failure.
 fn failed_build(build: &Build, capacity: Capacity, log: &str) -> Result<Verdict> {
-    let probe = Build { probe: true, features: build.features.clone(), ..*build };
+    let probe = Build {
+        probe: true,
+        features: build.features.clone(),
+        ..*build
+    };
     if let Built::Elf(elf) = probe.run()? {
         let usage = elf_size::usage(&std::fs::read(&elf)?, capacity.ram_origin)?;
-        println!("    {}  (unbounded-memory build)", size_line(usage, capacity));
+        println!(
+            "    {}  (unbounded-memory build)",
+            size_line(usage, capacity)
+        );
         if let Some(why) = does_not_fit(usage, capacity) {
             return Ok(Verdict::Skip(why));
         }
@@ -207,15 +231,34 @@ pub fn size(root: &Path, options: &SizeOptions) -> Result<()> {
     let case = cases::discover(root, Some(&options.case))?.remove(0);
     let targets: Vec<_> = machines.iter().map(|m| m.target()).collect();
     toolchain::ensure_targets(root, &targets)?;
-    println!("{:<10} {:<16} {:>10} {:>10} {:>10} {:>10}  bench mark", "machine", "case", "flash", "of", "RAM", "of");
+    println!(
+        "{:<10} {:<16} {:>10} {:>10} {:>10} {:>10}  bench mark",
+        "machine", "case", "flash", "of", "RAM", "of"
+    );
     for machine in machines {
         let capacity = elf_size::capacity(&firmware::memory_x(root, machine))?;
-        let build = Build { root, machine, case: &case, features: Vec::new(), probe: false };
+        let build = Build {
+            root,
+            machine,
+            case: &case,
+            features: Vec::new(),
+            probe: false,
+        };
         let (elf, note) = match build.run()? {
             Built::Elf(elf) => (elf, ""),
-            Built::Failed(_) => match (Build { probe: true, ..build }).run()? {
-                Built::Elf(elf) => (elf, "  (does not link on the board; unbounded-memory build)"),
-                Built::Failed(log) => bail!("building {} for {}:\n{log}", case.name, machine.name()),
+            Built::Failed(_) => match (Build {
+                probe: true,
+                ..build
+            })
+            .run()?
+            {
+                Built::Elf(elf) => (
+                    elf,
+                    "  (does not link on the board; unbounded-memory build)",
+                ),
+                Built::Failed(log) => {
+                    bail!("building {} for {}:\n{log}", case.name, machine.name())
+                }
             },
         };
         let bytes = std::fs::read(&elf)?;

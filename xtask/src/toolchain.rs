@@ -6,7 +6,10 @@ use std::{path::Path, process::Command};
 /// Makes sure each of `targets` is installed for the toolchain used in `root`.
 /// Without rustup, says so and leaves it to the build to fail.
 pub fn ensure_targets(root: &Path, targets: &[&str]) -> Result<()> {
-    let listed = Command::new("rustup").args(["target", "list", "--installed"]).current_dir(root).output();
+    let listed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(root)
+        .output();
     let installed = match listed {
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
         _ => {

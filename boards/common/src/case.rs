@@ -10,14 +10,20 @@ use ferrite_runtime::{arena_size, Arena, Interpreter, Model};
 #[repr(C, align(16))]
 struct Aligned<B: ?Sized>(B);
 
-static MODEL_ALIGNED: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("FERRITE_CASE_DIR"), "/model.ferrite")));
+static MODEL_ALIGNED: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(
+    env!("FERRITE_CASE_DIR"),
+    "/model.ferrite"
+)));
 static MODEL: &[u8] = &MODEL_ALIGNED.0;
 static INPUT: &[u8] = include_bytes!(concat!(env!("FERRITE_CASE_DIR"), "/input.bin"));
 static EXPECTED: &[u8] = include_bytes!(concat!(env!("FERRITE_CASE_DIR"), "/expected.bin"));
 const NAME: &str = env!("FERRITE_CASE_NAME");
 
 /// Arena size read from the embedded model's header at compile time.
-const ARENA_SIZE: usize = arena_size(include_bytes!(concat!(env!("FERRITE_CASE_DIR"), "/model.ferrite")));
+const ARENA_SIZE: usize = arena_size(include_bytes!(concat!(
+    env!("FERRITE_CASE_DIR"),
+    "/model.ferrite"
+)));
 
 static mut ARENA: Arena<ARENA_SIZE> = Arena::new();
 

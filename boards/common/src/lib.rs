@@ -93,7 +93,12 @@ fn selftest() {
 fn panic(info: &core::panic::PanicInfo) -> ! {
     let message = info.message().as_str().unwrap_or("(formatted message)");
     match info.location() {
-        Some(at) => defmt::error!("panicked at {=str}:{=u32}: {=str}", at.file(), at.line(), message),
+        Some(at) => defmt::error!(
+            "panicked at {=str}:{=u32}: {=str}",
+            at.file(),
+            at.line(),
+            message
+        ),
         None => defmt::error!("panicked: {=str}", message),
     }
     exit(Outcome::Fail)
@@ -101,6 +106,10 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
 
 #[exception]
 unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
-    defmt::error!("HardFault: pc={=u32:#010x} lr={=u32:#010x}", frame.pc(), frame.lr());
+    defmt::error!(
+        "HardFault: pc={=u32:#010x} lr={=u32:#010x}",
+        frame.pc(),
+        frame.lr()
+    );
     exit(Outcome::Fail)
 }

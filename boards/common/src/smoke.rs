@@ -16,7 +16,10 @@ const CASES: [(i32, i32, i32, i32); 7] = [
 ];
 
 pub fn run() -> Outcome {
-    defmt::info!("smoke: multiply_by_quantized_multiplier on {=usize} inputs", CASES.len());
+    defmt::info!(
+        "smoke: multiply_by_quantized_multiplier on {=usize} inputs",
+        CASES.len()
+    );
     let mut results = [0i32; CASES.len()];
     ferrite_bench_mark();
     for (slot, &(x, multiplier, shift, _)) in results.iter_mut().zip(CASES.iter()) {
