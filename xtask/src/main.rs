@@ -1,2 +1,57 @@
 //! Project automation: `cargo xtask <command>`.
-fn main() {}
+//!
+//! - `cargo xtask qemu-test [--machine M] [--case NAME]`: builds the board
+//!   firmware for every golden case under `tests/golden/` (or the smoke test
+//!   when there is none), runs it in QEMU, decodes its defmt log and judges it
+//!   by the exit status.
+//! - `cargo xtask size [--machine M] [--case NAME]`: builds the same firmware
+//!   and prints its flash and RAM use against each board's memory.
+#![forbid(unsafe_code)]
+
+mod boards;
+mod cases;
+mod defmt_log;
+mod elf_size;
+mod firmware;
+mod qemu;
+mod qemu_test;
+mod toolchain;
+
+use clap::{Parser, Subcommand};
+use std::{path::PathBuf, process::ExitCode};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Ferrite project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build and run the board firmware in QEMU for every golden case.
+    QemuTest(qemu_test::Options),
+    /// Build the board firmware and print its flash and RAM use.
+    Size(qemu_test::SizeOptions),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::QemuTest(options) => qemu_test::run(&repo_root(), &options),
+        Command::Size(options) => qemu_test::size(&repo_root(), &options),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The repository root: the parent of this crate's directory.
+fn repo_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}

@@ -1,0 +1,161 @@
+//! Golden-case runner: a model, its input bytes and the expected output
+//! bytes, embedded at build time from `$FERRITE_CASE_DIR`
+//! (`model.ferrite`, `input.bin`, `expected.bin`), named `$FERRITE_CASE_NAME`.
+
+use crate::{ferrite_bench_mark, fnv, Outcome};
+use ferrite_runtime::{arena_size, Arena, Interpreter, Model};
+
+/// 16-byte alignment for the embedded model, so the runtime may borrow its
+/// arrays in place whatever alignment it needs.
+#[repr(C, align(16))]
+struct Aligned<B: ?Sized>(B);
+
+static MODEL_ALIGNED: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(
+    env!("FERRITE_CASE_DIR"),
+    "/model.ferrite"
+)));
+static MODEL: &[u8] = &MODEL_ALIGNED.0;
+static INPUT: &[u8] = include_bytes!(concat!(env!("FERRITE_CASE_DIR"), "/input.bin"));
+static EXPECTED: &[u8] = include_bytes!(concat!(env!("FERRITE_CASE_DIR"), "/expected.bin"));
+const NAME: &str = env!("FERRITE_CASE_NAME");
+
+/// Arena size read from the embedded model's header at compile time.
+const ARENA_SIZE: usize = arena_size(include_bytes!(concat!(
+    env!("FERRITE_CASE_DIR"),
+    "/model.ferrite"
+)));
+
+static mut ARENA: Arena<ARENA_SIZE> = Arena::new();
+
+/// How many mismatching bytes are logged one by one.
+const SHOWN_MISMATCHES: usize = 8;
+
+pub fn run() -> Outcome {
+    defmt::debug_assert_eq!(MODEL.as_ptr() as usize % 16, 0);
+    defmt::info!(
+        "case {=str}: model {=usize} B, arena {=usize} B, input {=usize} B, expected {=usize} B",
+        NAME,
+        MODEL.len(),
+        ARENA_SIZE,
+        INPUT.len(),
+        EXPECTED.len()
+    );
+    if ARENA_SIZE == 0 {
+        defmt::error!("case {=str}: invalid model header (arena size 0)", NAME);
+        return Outcome::Fail;
+    }
+    // SAFETY: `run` is called once, from `main`; nothing else touches ARENA.
+    let arena = unsafe { &mut *core::ptr::addr_of_mut!(ARENA) };
+
+    let model = match Model::from_bytes(MODEL) {
+        Ok(model) => model,
+        Err(e) => {
+            defmt::error!("case {=str}: model rejected: {}", NAME, e);
+            return Outcome::Fail;
+        }
+    };
+    let mut interpreter = match Interpreter::new(&model, arena.as_mut_slice()) {
+        Ok(interpreter) => interpreter,
+        Err(e) => {
+            defmt::error!("case {=str}: interpreter setup failed: {}", NAME, e);
+            return Outcome::Fail;
+        }
+    };
+
+    // Inputs in order, from the concatenated input bytes.
+    let mut offset = 0;
+    for index in 0..interpreter.inputs() {
+        let tensor = match interpreter.input_bytes_mut(index) {
+            Ok(tensor) => tensor,
+            Err(e) => {
+                defmt::error!("case {=str}: input {=usize}: {}", NAME, index, e);
+                return Outcome::Fail;
+            }
+        };
+        let Some(bytes) = INPUT.get(offset..offset + tensor.len()) else {
+            defmt::error!(
+                "case {=str}: input.bin has {=usize} B, input {=usize} needs {=usize} B from offset {=usize}",
+                NAME,
+                INPUT.len(),
+                index,
+                tensor.len(),
+                offset
+            );
+            return Outcome::Fail;
+        };
+        tensor.copy_from_slice(bytes);
+        offset += bytes.len();
+    }
+    if offset != INPUT.len() {
+        defmt::error!(
+            "case {=str}: input.bin has {=usize} B, the model's inputs take {=usize} B",
+            NAME,
+            INPUT.len(),
+            offset
+        );
+        return Outcome::Fail;
+    }
+
+    ferrite_bench_mark();
+    let invoked = interpreter.invoke();
+    ferrite_bench_mark();
+    if let Err(e) = invoked {
+        defmt::error!("case {=str}: invoke failed: {}", NAME, e);
+        return Outcome::Fail;
+    }
+
+    // Compare the concatenated outputs with the expected bytes.
+    let mut hash = fnv::fnv1a_start();
+    let mut length = 0usize;
+    let mut mismatches = 0usize;
+    for index in 0..interpreter.outputs() {
+        let output = match interpreter.output_bytes(index) {
+            Ok(output) => output,
+            Err(e) => {
+                defmt::error!("case {=str}: output {=usize}: {}", NAME, index, e);
+                return Outcome::Fail;
+            }
+        };
+        hash = fnv::fnv1a_update(hash, output);
+        for (i, &got) in output.iter().enumerate() {
+            let at = length + i;
+            match EXPECTED.get(at) {
+                Some(&want) if want == got => {}
+                want => {
+                    if mismatches < SHOWN_MISMATCHES {
+                        match want {
+                            Some(&want) => defmt::error!(
+                                "  byte {=usize} (output {=usize}[{=usize}]): got {=u8} ({=i8}), expected {=u8} ({=i8})",
+                                at, index, i, got, got as i8, want, want as i8
+                            ),
+                            None => defmt::error!(
+                                "  byte {=usize} (output {=usize}[{=usize}]): got {=u8}, past the end of expected.bin",
+                                at, index, i, got
+                            ),
+                        }
+                    }
+                    mismatches += 1;
+                }
+            }
+        }
+        length += output.len();
+    }
+    #[cfg(feature = "selftest-mismatch")]
+    {
+        defmt::info!("selftest: counting a mismatch on purpose");
+        mismatches += 1;
+    }
+    defmt::info!(
+        "case {=str}: output {=usize} B (expected {=usize} B), {=usize} mismatching, fnv1a={=u32:#010x}",
+        NAME,
+        length,
+        EXPECTED.len(),
+        mismatches,
+        hash
+    );
+    if mismatches == 0 && length == EXPECTED.len() {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    }
+}

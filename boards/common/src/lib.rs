@@ -1,0 +1,115 @@
+//! Shared firmware support for Ferrite's test boards.
+//!
+//! - defmt logging over semihosting stdout (`defmt-semihosting`); the host
+//!   (`cargo xtask qemu-test`) decodes the frames with the ELF's defmt table;
+//! - [`exit`]: semihosting exit with a success or failure status, which QEMU
+//!   turns into its own exit status (0 or 1);
+//! - a panic handler and a HardFault handler that log and exit with failure;
+//! - [`run`]: the test runner, the golden case embedded from
+//!   `$FERRITE_CASE_DIR` (feature `case`) or else the smoke test;
+//! - [`ferrite_bench_mark`]: a marker called right before and right after the
+//!   measured code, for instruction counting.
+#![no_std]
+
+use cortex_m_rt::{exception, ExceptionFrame};
+use cortex_m_semihosting::debug;
+use defmt_semihosting as _;
+
+#[cfg(feature = "case")]
+mod case;
+mod fnv;
+#[cfg(not(feature = "case"))]
+mod smoke;
+
+pub use fnv::fnv1a;
+
+/// Outcome of a test run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, defmt::Format)]
+pub enum Outcome {
+    Pass,
+    Fail,
+}
+
+/// Runs the embedded test (golden case or smoke test) and exits QEMU with
+/// its outcome.
+pub fn run() -> ! {
+    selftest();
+    #[cfg(feature = "case")]
+    let outcome = case::run();
+    #[cfg(not(feature = "case"))]
+    let outcome = smoke::run();
+    match outcome {
+        Outcome::Pass => defmt::info!("PASS"),
+        Outcome::Fail => defmt::error!("FAIL"),
+    }
+    exit(outcome)
+}
+
+/// Ends the program through semihosting: QEMU exits with status 0 on
+/// [`Outcome::Pass`] and 1 on [`Outcome::Fail`].
+pub fn exit(outcome: Outcome) -> ! {
+    let code = match outcome {
+        Outcome::Pass => debug::EXIT_SUCCESS,
+        Outcome::Fail => debug::EXIT_FAILURE,
+    };
+    loop {
+        debug::exit(code);
+    }
+}
+
+static mut BENCH_MARKS: u32 = 0;
+
+/// Marker for instruction counting: called right before and right after the
+/// measured code. A tracer (e.g. QEMU's `-d exec` or an insn plugin) finds its
+/// address in the ELF by this unmangled name. The volatile write keeps the
+/// call and the body from being optimized away.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn ferrite_bench_mark() {
+    // SAFETY: single-threaded firmware; the static is only touched here.
+    unsafe {
+        let p = core::ptr::addr_of_mut!(BENCH_MARKS);
+        core::ptr::write_volatile(p, core::ptr::read_volatile(p).wrapping_add(1));
+    }
+}
+
+/// Harness self-tests: fail on purpose in the way the feature names.
+fn selftest() {
+    #[cfg(feature = "selftest-panic")]
+    {
+        defmt::info!("selftest: panicking on purpose");
+        panic!("selftest panic");
+    }
+    #[cfg(feature = "selftest-hardfault")]
+    {
+        // (Unmapped reads do not fault on every QEMU machine; an undefined
+        // instruction does, escalated to HardFault where UsageFault is off.)
+        defmt::info!("selftest: executing an undefined instruction on purpose");
+        cortex_m::asm::udf();
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    let message = info.message().as_str().unwrap_or("(formatted message)");
+    match info.location() {
+        Some(at) => defmt::error!(
+            "panicked at {=str}:{=u32}: {=str}",
+            at.file(),
+            at.line(),
+            message
+        ),
+        None => defmt::error!("panicked: {=str}", message),
+    }
+    exit(Outcome::Fail)
+}
+
+#[exception]
+unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
+    defmt::error!(
+        "HardFault: pc={=u32:#010x} lr={=u32:#010x}",
+        frame.pc(),
+        frame.lr()
+    );
+    exit(Outcome::Fail)
+}

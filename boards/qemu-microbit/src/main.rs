@@ -1,0 +1,9 @@
+//! Ferrite test firmware for QEMU `-M microbit` (Cortex-M0): runs the shared
+//! case runner of `ferrite-board` and exits through semihosting.
+#![no_std]
+#![no_main]
+
+#[cortex_m_rt::entry]
+fn main() -> ! {
+    ferrite_board::run()
+}

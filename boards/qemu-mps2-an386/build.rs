@@ -1,0 +1,31 @@
+//! Puts this board's `memory.x` on the linker search path for cortex-m-rt's
+//! `link.x`, and adds the linker scripts.
+//!
+//! With `FERRITE_MEMORY_PROBE` set, every region's LENGTH is raised to 128M so
+//! that an image too large for the board still links: `cargo xtask qemu-test`
+//! uses that build to measure how much it overflows, then skips it.
+use std::{env, fs, path::PathBuf};
+
+fn main() {
+    let out = PathBuf::from(env::var_os("OUT_DIR").unwrap());
+    let memory = fs::read_to_string("memory.x").expect("read memory.x");
+    let memory = if env::var_os("FERRITE_MEMORY_PROBE").is_some() {
+        memory
+            .lines()
+            .map(|line| match line.find("LENGTH") {
+                Some(at) => format!("{}LENGTH = 128M", &line[..at]),
+                None => line.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        memory
+    };
+    fs::write(out.join("memory.x"), memory).expect("write memory.x");
+    println!("cargo:rustc-link-search={}", out.display());
+    println!("cargo:rustc-link-arg-bins=-Tlink.x");
+    println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
+    println!("cargo:rerun-if-changed=memory.x");
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=FERRITE_MEMORY_PROBE");
+}

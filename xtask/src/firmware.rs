@@ -1,0 +1,110 @@
+//! Building a board's firmware with `cargo build` in the `boards/` workspace.
+
+use crate::{boards::Machine, cases::Case};
+use anyhow::{Context, Result};
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+/// Firmware harness self-tests: each must make the firmware fail.
+pub const SELFTESTS: [&str; 3] = ["selftest-panic", "selftest-hardfault", "selftest-mismatch"];
+
+pub struct Build<'a> {
+    pub root: &'a Path,
+    pub machine: Machine,
+    pub case: &'a Case,
+    /// Extra cargo features of the board crate (self-tests).
+    pub features: Vec<&'a str>,
+    /// Link with 128M regions, to measure images too large for the board.
+    pub probe: bool,
+}
+
+pub enum Built {
+    Elf(PathBuf),
+    /// The build failed; cargo's output.
+    Failed(String),
+}
+
+impl Build<'_> {
+    fn target_dir(&self) -> PathBuf {
+        let dir = self.root.join("target").join("boards");
+        if self.probe {
+            dir.join("probe")
+        } else {
+            dir
+        }
+    }
+
+    pub fn run(&self) -> Result<Built> {
+        let boards = self.root.join("boards");
+        let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut features = self.features.clone();
+        if self.case.dir.is_some() {
+            features.push("case");
+        }
+        let mut command = Command::new(cargo);
+        command
+            .current_dir(&boards)
+            .args(["build", "--release", "--manifest-path"])
+            .arg(boards.join("Cargo.toml"))
+            .args([
+                "--package",
+                self.machine.krate(),
+                "--target",
+                self.machine.target(),
+            ])
+            .env("CARGO_TARGET_DIR", self.target_dir())
+            .env("FERRITE_CASE_NAME", &self.case.name);
+        if !features.is_empty() {
+            command.args(["--features", &features.join(",")]);
+        }
+        match &self.case.dir {
+            Some(dir) => command.env("FERRITE_CASE_DIR", dir),
+            None => command.env_remove("FERRITE_CASE_DIR"),
+        };
+        if self.probe {
+            command.env("FERRITE_MEMORY_PROBE", "1");
+        } else {
+            command.env_remove("FERRITE_MEMORY_PROBE");
+        }
+        if env::var_os("DEFMT_LOG").is_none() {
+            command.env("DEFMT_LOG", "info");
+        }
+        let output = command
+            .output()
+            .context("running cargo build for the firmware")?;
+        if !output.status.success() {
+            return Ok(Built::Failed(
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            ));
+        }
+        let elf = self
+            .target_dir()
+            .join(self.machine.target())
+            .join("release")
+            .join(self.machine.krate());
+        Ok(Built::Elf(elf))
+    }
+
+    /// Copies the ELF to `target/boards/elf/<machine>-<case>[-<features>].elf`,
+    /// so each build stays available for inspection after the next one.
+    pub fn keep(&self, elf: &Path) -> Result<PathBuf> {
+        let dir = self.target_dir().join("elf");
+        std::fs::create_dir_all(&dir)?;
+        let mut name = format!("{}-{}", self.machine.name(), self.case.name);
+        for feature in &self.features {
+            name.push('-');
+            name.push_str(feature);
+        }
+        let kept = dir.join(format!("{name}.elf"));
+        std::fs::copy(elf, &kept).with_context(|| format!("copying {}", elf.display()))?;
+        Ok(kept)
+    }
+}
+
+/// The board's `memory.x`.
+pub fn memory_x(root: &Path, machine: Machine) -> PathBuf {
+    root.join("boards").join(machine.krate()).join("memory.x")
+}

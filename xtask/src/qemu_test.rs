@@ -1,0 +1,280 @@
+//! `cargo xtask qemu-test` and `cargo xtask size`.
+
+use crate::{
+    boards::Machine,
+    cases::{self, Case},
+    defmt_log,
+    elf_size::{self, Capacity, Kib, Usage},
+    firmware::{self, Build, Built},
+    qemu, toolchain,
+};
+use anyhow::{bail, Context, Result};
+use std::{path::Path, time::Duration};
+
+/// RAM left free for the stack (cortex-m-rt puts it at the top of RAM,
+/// growing down towards .bss) when deciding whether an image fits.
+const STACK_RESERVE: u64 = 2 * 1024;
+
+#[derive(clap::Args)]
+pub struct Options {
+    /// Only these machines (repeatable); all by default.
+    #[arg(long, value_enum)]
+    machine: Vec<Machine>,
+    /// Only this case of tests/golden/ (`smoke`: the built-in smoke test).
+    #[arg(long)]
+    case: Option<String>,
+    /// Kill QEMU after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    /// Also check that the harness reports failures: firmware that panics,
+    /// faults or mismatches on purpose must fail.
+    #[arg(long)]
+    selftest: bool,
+}
+
+#[derive(clap::Args)]
+pub struct SizeOptions {
+    /// Only these machines (repeatable); all by default.
+    #[arg(long, value_enum)]
+    machine: Vec<Machine>,
+    /// Build this case instead of the smoke test.
+    #[arg(long, default_value = cases::SMOKE)]
+    case: String,
+}
+
+enum Verdict {
+    Pass,
+    Fail(String),
+    Skip(String),
+}
+
+fn machines(selected: &[Machine]) -> Vec<Machine> {
+    if selected.is_empty() {
+        Machine::ALL.to_vec()
+    } else {
+        selected.to_vec()
+    }
+}
+
+pub fn run(root: &Path, options: &Options) -> Result<()> {
+    let machines = machines(&options.machine);
+    let cases = cases::discover(root, options.case.as_deref())?;
+    let targets: Vec<_> = machines.iter().map(|m| m.target()).collect();
+    toolchain::ensure_targets(root, &targets)?;
+    let timeout = Duration::from_secs(options.timeout);
+
+    let (mut passed, mut skipped) = (0usize, 0usize);
+    let mut failures = Vec::new();
+    let mut record = |label: String, verdict: Verdict| match verdict {
+        Verdict::Pass => {
+            println!("    PASS {label}");
+            passed += 1;
+        }
+        Verdict::Skip(why) => {
+            println!("    SKIP {label}: {why}");
+            skipped += 1;
+        }
+        Verdict::Fail(why) => {
+            println!("    FAIL {label}: {why}");
+            failures.push(format!("{label}: {why}"));
+        }
+    };
+
+    for case in &cases {
+        for &machine in &machines {
+            let label = format!("{} on {}", case.name, machine.name());
+            println!("--- {label}");
+            let build = Build {
+                root,
+                machine,
+                case,
+                features: Vec::new(),
+                probe: false,
+            };
+            let verdict = run_one(&build, timeout, true)?;
+            record(label, verdict);
+        }
+    }
+    if options.selftest {
+        let smoke = Case::smoke();
+        for &machine in &machines {
+            for feature in firmware::SELFTESTS {
+                let label = format!("{feature} on {} (must fail)", machine.name());
+                println!("--- {label}");
+                let build = Build {
+                    root,
+                    machine,
+                    case: &smoke,
+                    features: vec![feature],
+                    probe: false,
+                };
+                let verdict = match run_one(&build, timeout, true)? {
+                    Verdict::Pass => {
+                        Verdict::Fail("the firmware passed; the harness missed a failure".into())
+                    }
+                    Verdict::Fail(why) if why.starts_with("exit status") => Verdict::Pass,
+                    other => other,
+                };
+                record(label, verdict);
+            }
+        }
+    }
+
+    if !failures.is_empty() {
+        println!("failures:");
+        for failure in &failures {
+            println!("  {failure}");
+        }
+    }
+    println!(
+        "qemu-test: {passed} passed, {} failed, {skipped} skipped",
+        failures.len()
+    );
+    if !failures.is_empty() {
+        bail!("{} qemu test(s) failed", failures.len());
+    }
+    Ok(())
+}
+
+/// Builds, sizes and runs one firmware; prints its decoded log.
+fn run_one(build: &Build, timeout: Duration, show_log: bool) -> Result<Verdict> {
+    let capacity = elf_size::capacity(&firmware::memory_x(build.root, build.machine))?;
+    let elf = match build.run()? {
+        Built::Elf(elf) => elf,
+        Built::Failed(log) => return failed_build(build, capacity, &log),
+    };
+    let elf = build.keep(&elf)?;
+    let bytes = std::fs::read(&elf).with_context(|| format!("reading {}", elf.display()))?;
+    let usage = elf_size::usage(&bytes, capacity.ram_origin)?;
+    println!("    {}  ({})", size_line(usage, capacity), elf.display());
+    if let Some(why) = does_not_fit(usage, capacity) {
+        return Ok(Verdict::Skip(why));
+    }
+
+    let run = qemu::run(build.machine, &elf, timeout)?;
+    match defmt_log::decode(&bytes, &run.stdout) {
+        Ok(lines) if show_log => lines.iter().for_each(|line| println!("    | {line}")),
+        Ok(_) => {}
+        Err(e) => println!("    (could not decode the log: {e:#})"),
+    }
+    let verdict = match run.status {
+        Some(status) if status.success() => Verdict::Pass,
+        Some(status) => Verdict::Fail(match status.code() {
+            Some(code) => format!("exit status {code}"),
+            None => format!("exit status {status} (killed by a signal)"),
+        }),
+        None => Verdict::Fail(format!("timed out after {} s", timeout.as_secs())),
+    };
+    if !matches!(verdict, Verdict::Pass) {
+        for line in run.stderr.lines().filter(|l| !l.trim().is_empty()) {
+            println!("    qemu: {line}");
+        }
+    }
+    println!("    ({:.2} s in QEMU)", run.elapsed.as_secs_f64());
+    Ok(verdict)
+}
+
+/// A build that failed: if it links with unbounded memory and the image is
+/// too large for the board, that is a skip; otherwise a failure.
+fn failed_build(build: &Build, capacity: Capacity, log: &str) -> Result<Verdict> {
+    let probe = Build {
+        probe: true,
+        features: build.features.clone(),
+        ..*build
+    };
+    if let Built::Elf(elf) = probe.run()? {
+        let usage = elf_size::usage(&std::fs::read(&elf)?, capacity.ram_origin)?;
+        println!(
+            "    {}  (unbounded-memory build)",
+            size_line(usage, capacity)
+        );
+        if let Some(why) = does_not_fit(usage, capacity) {
+            return Ok(Verdict::Skip(why));
+        }
+    }
+    for line in log.lines() {
+        println!("    cargo: {line}");
+    }
+    Ok(Verdict::Fail("build failed".into()))
+}
+
+fn size_line(usage: Usage, capacity: Capacity) -> String {
+    format!(
+        "flash {} of {} ({} B), RAM {} of {} ({} B, stack not counted)",
+        Kib(usage.flash),
+        Kib(capacity.flash),
+        usage.flash,
+        Kib(usage.ram),
+        Kib(capacity.ram),
+        usage.ram
+    )
+}
+
+fn does_not_fit(usage: Usage, capacity: Capacity) -> Option<String> {
+    let flash_fits = usage.flash <= capacity.flash;
+    let ram_fits = usage.ram + STACK_RESERVE <= capacity.ram;
+    if flash_fits && ram_fits {
+        return None;
+    }
+    Some(format!(
+        "does not fit: flash needs {} of {}, RAM needs {} + {} stack reserve of {}",
+        Kib(usage.flash),
+        Kib(capacity.flash),
+        Kib(usage.ram),
+        Kib(STACK_RESERVE),
+        Kib(capacity.ram)
+    ))
+}
+
+pub fn size(root: &Path, options: &SizeOptions) -> Result<()> {
+    let machines = machines(&options.machine);
+    let case = cases::discover(root, Some(&options.case))?.remove(0);
+    let targets: Vec<_> = machines.iter().map(|m| m.target()).collect();
+    toolchain::ensure_targets(root, &targets)?;
+    println!(
+        "{:<10} {:<16} {:>10} {:>10} {:>10} {:>10}  bench mark",
+        "machine", "case", "flash", "of", "RAM", "of"
+    );
+    for machine in machines {
+        let capacity = elf_size::capacity(&firmware::memory_x(root, machine))?;
+        let build = Build {
+            root,
+            machine,
+            case: &case,
+            features: Vec::new(),
+            probe: false,
+        };
+        let (elf, note) = match build.run()? {
+            Built::Elf(elf) => (elf, ""),
+            Built::Failed(_) => match (Build {
+                probe: true,
+                ..build
+            })
+            .run()?
+            {
+                Built::Elf(elf) => (
+                    elf,
+                    "  (does not link on the board; unbounded-memory build)",
+                ),
+                Built::Failed(log) => {
+                    bail!("building {} for {}:\n{log}", case.name, machine.name())
+                }
+            },
+        };
+        let bytes = std::fs::read(&elf)?;
+        let usage = elf_size::usage(&bytes, capacity.ram_origin)?;
+        let mark = elf_size::symbol_address(&bytes, "ferrite_bench_mark")?
+            .map(|a| format!("{a:#010x}"))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<10} {:<16} {:>10} {:>10} {:>10} {:>10}  {mark}{note}",
+            machine.name(),
+            case.name,
+            usage.flash,
+            capacity.flash,
+            usage.ram,
+            capacity.ram
+        );
+    }
+    Ok(())
+}

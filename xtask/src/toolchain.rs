@@ -1,0 +1,33 @@
+//! Rust targets: adds the missing ones with `rustup target add`.
+
+use anyhow::{Context, Result};
+use std::{path::Path, process::Command};
+
+/// Makes sure each of `targets` is installed for the toolchain used in `root`.
+/// Without rustup, says so and leaves it to the build to fail.
+pub fn ensure_targets(root: &Path, targets: &[&str]) -> Result<()> {
+    let listed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(root)
+        .output();
+    let installed = match listed {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        _ => {
+            eprintln!("warning: `rustup target list` failed; assuming the targets are installed");
+            return Ok(());
+        }
+    };
+    for target in targets {
+        if installed.lines().any(|line| line.trim() == *target) {
+            continue;
+        }
+        println!("adding Rust target {target}");
+        let status = Command::new("rustup")
+            .args(["target", "add", target])
+            .current_dir(root)
+            .status()
+            .context("running rustup target add")?;
+        anyhow::ensure!(status.success(), "rustup target add {target} failed");
+    }
+    Ok(())
+}
