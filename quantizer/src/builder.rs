@@ -1,7 +1,9 @@
 //! Assembles a `.ferrite` file from tensors and operators: lifetimes, the memory plan, operand placement.
 
 use anyhow::{bail, Context, Result};
-use ferrite_runtime::format::{self, DType, Graph, Metadata, Op, Operand, Seq, Shape, Tensor, ARENA_ALIGN};
+use ferrite_runtime::format::{
+    self, DType, Graph, Metadata, Op, Operand, Seq, Shape, Tensor, ARENA_ALIGN,
+};
 
 use crate::plan::{self, Buffer, Plan};
 
@@ -38,7 +40,10 @@ pub struct ModelBuilder<'a> {
 
 impl<'a> ModelBuilder<'a> {
     pub fn new() -> Self {
-        Self { source_layout: "NHWC".into(), ..Self::default() }
+        Self {
+            source_layout: "NHWC".into(),
+            ..Self::default()
+        }
     }
 
     /// Adds a tensor and returns its index.
@@ -55,7 +60,13 @@ impl<'a> ModelBuilder<'a> {
     /// An operand for tensor `t`; its placement is filled in by [`Self::finish`].
     pub fn operand(&self, t: u16) -> Operand {
         let d = &self.tensors[t as usize];
-        Operand { tensor: t, offset: 0, shape: d.shape, dtype: d.dtype, zero_point: d.zero_point }
+        Operand {
+            tensor: t,
+            offset: 0,
+            shape: d.shape,
+            dtype: d.dtype,
+            zero_point: d.zero_point,
+        }
     }
 
     /// Appends an operator (execution order is insertion order).
@@ -103,7 +114,10 @@ impl<'a> ModelBuilder<'a> {
         }
         for t in 0..n {
             if first[t] == usize::MAX {
-                bail!("tensor {t} ({}) is neither a graph input nor produced by an operator", self.tensors[t].name);
+                bail!(
+                    "tensor {t} ({}) is neither a graph input nor produced by an operator",
+                    self.tensors[t].name
+                );
             }
             last[t] = last[t].max(first[t]);
         }
@@ -126,7 +140,7 @@ impl<'a> ModelBuilder<'a> {
         let sizes: Vec<usize> = self
             .tensors
             .iter()
-            .map(|d| Some(d.shape.elements()?.checked_mul(d.dtype.size())?))
+            .map(|d| d.shape.elements()?.checked_mul(d.dtype.size()))
             .collect::<Option<_>>()
             .context("a tensor's size overflows")?;
         let mut buffer_of = vec![usize::MAX; n];
@@ -135,7 +149,11 @@ impl<'a> ModelBuilder<'a> {
             let r = root(t);
             if buffer_of[r] == usize::MAX {
                 buffer_of[r] = buffers.len();
-                buffers.push(Buffer { size: 0, first: first[r], last: last[r] });
+                buffers.push(Buffer {
+                    size: 0,
+                    first: first[r],
+                    last: last[r],
+                });
             }
             let b = &mut buffers[buffer_of[r]];
             b.size = b.size.max(sizes[t]);

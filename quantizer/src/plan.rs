@@ -52,10 +52,20 @@ pub fn greedy(buffers: &[Buffer], align: usize) -> Plan {
     }
     let steps = buffers.iter().map(|b| b.last + 1).max().unwrap_or(0);
     let lower_bound = (0..steps)
-        .map(|s| buffers.iter().filter(|b| b.first <= s && s <= b.last).map(|b| b.size).sum())
+        .map(|s| {
+            buffers
+                .iter()
+                .filter(|b| b.first <= s && s <= b.last)
+                .map(|b| b.size)
+                .sum()
+        })
         .max()
         .unwrap_or(0);
-    Plan { offsets, arena_size: align_up(arena_size, align), lower_bound }
+    Plan {
+        offsets,
+        arena_size: align_up(arena_size, align),
+        lower_bound,
+    }
 }
 
 #[cfg(test)]
@@ -79,8 +89,13 @@ mod tests {
     #[test]
     fn chain_reuses_memory() {
         // a -> b -> c -> d: only two live at once.
-        let bufs: Vec<Buffer> =
-            (0..4).map(|i| Buffer { size: 100, first: i, last: i + 1 }).collect();
+        let bufs: Vec<Buffer> = (0..4)
+            .map(|i| Buffer {
+                size: 100,
+                first: i,
+                last: i + 1,
+            })
+            .collect();
         let p = greedy(&bufs, 4);
         assert!(!overlaps(&p, &bufs));
         assert_eq!(p.arena_size, 200);
@@ -101,7 +116,11 @@ mod tests {
             let bufs: Vec<Buffer> = (0..n)
                 .map(|_| {
                     let first = (next() % 20) as usize;
-                    Buffer { size: 1 + (next() % 500) as usize, first, last: first + (next() % 5) as usize }
+                    Buffer {
+                        size: 1 + (next() % 500) as usize,
+                        first,
+                        last: first + (next() % 5) as usize,
+                    }
                 })
                 .collect();
             let p = greedy(&bufs, 16);

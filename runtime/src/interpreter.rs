@@ -13,7 +13,9 @@ pub struct Interpreter<'m> {
     arena: &'m mut [u8],
 }
 
-const CORRUPT: Error = Error::Malformed { reason: "operator does not match its validated form" };
+const CORRUPT: Error = Error::Malformed {
+    reason: "operator does not match its validated form",
+};
 
 impl<'m> Interpreter<'m> {
     /// Binds a model to an arena. The arena's start is aligned to 16 bytes by skipping leading bytes,
@@ -23,7 +25,10 @@ impl<'m> Interpreter<'m> {
         let skip = arena.as_ptr().align_offset(ARENA_ALIGN).min(ARENA_ALIGN);
         let needed = model.arena_size() + skip;
         if arena.len() < needed {
-            return Err(Error::ArenaTooSmall { needed: needed as u32, available: arena.len() as u32 });
+            return Err(Error::ArenaTooSmall {
+                needed: needed as u32,
+                available: arena.len() as u32,
+            });
         }
         let arena = &mut arena[skip..needed];
         Ok(Interpreter { model, arena })
@@ -96,7 +101,11 @@ impl<'m> Interpreter<'m> {
                 }
             }
             DType::F32 => self.input_f32_mut(index)?.copy_from_slice(values),
-            _ => return Err(Error::WrongType { index: index as u16 }),
+            _ => {
+                return Err(Error::WrongType {
+                    index: index as u16,
+                })
+            }
         }
         Ok(())
     }
@@ -112,7 +121,11 @@ impl<'m> Interpreter<'m> {
                 }
             }
             DType::F32 => values.copy_from_slice(self.output_f32(index)?),
-            _ => return Err(Error::WrongType { index: index as u16 }),
+            _ => {
+                return Err(Error::WrongType {
+                    index: index as u16,
+                })
+            }
         }
         Ok(())
     }
@@ -129,7 +142,9 @@ impl<'m> Interpreter<'m> {
         if t.dtype == dtype {
             Ok(())
         } else {
-            Err(Error::WrongType { index: index as u16 })
+            Err(Error::WrongType {
+                index: index as u16,
+            })
         }
     }
 }
@@ -139,13 +154,20 @@ fn check_len(t: &Tensor<'_>, found: usize) -> Result<(), Error> {
     if expected == found {
         Ok(())
     } else {
-        Err(Error::WrongLength { expected: expected as u32, found: found as u32 })
+        Err(Error::WrongLength {
+            expected: expected as u32,
+            found: found as u32,
+        })
     }
 }
 
 /// Byte range of an operand in the arena.
 fn byte_range(o: &Operand) -> Result<Range<usize>, Error> {
-    let len = o.shape.elements().and_then(|n| n.checked_mul(o.dtype.size())).ok_or(CORRUPT)?;
+    let len = o
+        .shape
+        .elements()
+        .and_then(|n| n.checked_mul(o.dtype.size()))
+        .ok_or(CORRUPT)?;
     let start = o.offset as usize;
     Ok(start..start.checked_add(len).ok_or(CORRUPT)?)
 }
@@ -166,7 +188,12 @@ impl<'x> Views<'x> {
         }
         let (head, rest) = arena.split_at_mut(out_range.start);
         let (out, tail) = rest.split_at_mut(out_range.len());
-        Ok(Views { head, out, tail, out_range })
+        Ok(Views {
+            head,
+            out,
+            tail,
+            out_range,
+        })
     }
 
     fn bytes(&self, o: &Operand) -> Result<&'x [u8], Error> {
@@ -210,7 +237,13 @@ fn le_f32(bytes: &[u8]) -> Result<kernels::LeF32<'_>, Error> {
     kernels::LeF32::new(bytes).ok_or(CORRUPT)
 }
 
-fn geometry(input: &Operand, output: &Operand, kernel_h: u16, kernel_w: u16, w: &Window) -> ConvGeometry {
+fn geometry(
+    input: &Operand,
+    output: &Operand,
+    kernel_h: u16,
+    kernel_w: u16,
+    w: &Window,
+) -> ConvGeometry {
     ConvGeometry {
         input: input.shape.nhwc(),
         output: output.shape.nhwc(),
@@ -254,7 +287,9 @@ fn split_at_axis(o: &Operand, axis: usize) -> (usize, usize) {
 /// Runs one operator.
 fn run(op: &Op<'_>, arena: &mut [u8]) -> Result<(), Error> {
     match op {
-        Op::Conv2d(c) | Op::DepthwiseConv2d(c) => conv(c, matches!(op, Op::DepthwiseConv2d(_)), arena)?,
+        Op::Conv2d(c) | Op::DepthwiseConv2d(c) => {
+            conv(c, matches!(op, Op::DepthwiseConv2d(_)), arena)?
+        }
         Op::FullyConnected(f) => {
             let mut v = Views::new(arena, &f.output)?;
             let out_features = f.output.shape.last();
@@ -263,7 +298,14 @@ fn run(op: &Op<'_>, arena: &mut [u8]) -> Result<(), Error> {
             let in_features = f.filter.len() / elem / out_features;
             match f.input.dtype {
                 DType::I8 => {
-                    let q = output_quant(&f.input, &f.output, f.act_min, f.act_max, f.multiplier, f.shift)?;
+                    let q = output_quant(
+                        &f.input,
+                        &f.output,
+                        f.act_min,
+                        f.act_max,
+                        f.multiplier,
+                        f.shift,
+                    )?;
                     let input = v.i8(&f.input)?;
                     kernels::fully_connected::fully_connected_s8(
                         batches,
@@ -436,7 +478,13 @@ fn run(op: &Op<'_>, arena: &mut [u8]) -> Result<(), Error> {
                         let x = v.i8(&part.input)?;
                         let requant = part.requant.as_ref();
                         kernels::concatenation::concatenation_part_s8(
-                            outer, in_inner, out_inner, offset, requant, x, v.out_i8(),
+                            outer,
+                            in_inner,
+                            out_inner,
+                            offset,
+                            requant,
+                            x,
+                            v.out_i8(),
                         );
                     }
                     _ => {
@@ -505,10 +553,29 @@ fn conv(c: &Conv<'_>, depthwise: bool, arena: &mut [u8]) -> Result<(), Error> {
     let dm = c.depth_multiplier as usize;
     match c.input.dtype {
         DType::I8 => {
-            let q = output_quant(&c.input, &c.output, c.act_min, c.act_max, c.multiplier, c.shift)?;
-            let (x, filter, bias) = (v.i8(&c.input)?, bytemuck::cast_slice(c.filter), le_i32(c.bias)?);
+            let q = output_quant(
+                &c.input,
+                &c.output,
+                c.act_min,
+                c.act_max,
+                c.multiplier,
+                c.shift,
+            )?;
+            let (x, filter, bias) = (
+                v.i8(&c.input)?,
+                bytemuck::cast_slice(c.filter),
+                le_i32(c.bias)?,
+            );
             if depthwise {
-                kernels::depthwise_conv2d::depthwise_conv2d_s8(&g, dm, &q, x, filter, bias, v.out_i8());
+                kernels::depthwise_conv2d::depthwise_conv2d_s8(
+                    &g,
+                    dm,
+                    &q,
+                    x,
+                    filter,
+                    bias,
+                    v.out_i8(),
+                );
             } else {
                 kernels::conv2d::conv2d_s8(&g, &q, x, filter, bias, v.out_i8());
             }

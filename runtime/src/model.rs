@@ -19,22 +19,32 @@ impl<'a> Model<'a> {
         let header = Header::parse(bytes)?;
         let end = HEADER_LEN
             .checked_add(header.payload_len as usize)
-            .ok_or(Error::Truncated { needed: u32::MAX, available: bytes.len() as u32 })?;
+            .ok_or(Error::Truncated {
+                needed: u32::MAX,
+                available: bytes.len() as u32,
+            })?;
         let payload = bytes.get(HEADER_LEN..end).ok_or(Error::Truncated {
             needed: end.min(u32::MAX as usize) as u32,
             available: bytes.len() as u32,
         })?;
         let found = crc32(payload);
         if found != header.payload_crc {
-            return Err(Error::ChecksumMismatch { expected: header.payload_crc, found });
+            return Err(Error::ChecksumMismatch {
+                expected: header.payload_crc,
+                found,
+            });
         }
         if header.flags & FLAG_FLOAT != 0 && !cfg!(feature = "float") {
             return Err(Error::FloatKernelsDisabled);
         }
-        let (graph, rest) = postcard::take_from_bytes::<Graph<'a>>(payload)
-            .map_err(|_| Error::Malformed { reason: "payload does not decode" })?;
+        let (graph, rest) =
+            postcard::take_from_bytes::<Graph<'a>>(payload).map_err(|_| Error::Malformed {
+                reason: "payload does not decode",
+            })?;
         if !rest.is_empty() {
-            return Err(Error::Malformed { reason: "trailing bytes after the payload's graph" });
+            return Err(Error::Malformed {
+                reason: "trailing bytes after the payload's graph",
+            });
         }
         validate::graph(&graph, &header)?;
         Ok(Model { header, graph })
@@ -85,8 +95,14 @@ impl<'a> Model<'a> {
         self.graph.ops.iter().filter_map(Result::ok)
     }
 
-    fn io_tensor(&self, list: &crate::format::Seq<'a, u16>, index: usize) -> Result<Tensor<'a>, Error> {
-        let missing = Error::NoSuchTensor { index: index.min(u16::MAX as usize) as u16 };
+    fn io_tensor(
+        &self,
+        list: &crate::format::Seq<'a, u16>,
+        index: usize,
+    ) -> Result<Tensor<'a>, Error> {
+        let missing = Error::NoSuchTensor {
+            index: index.min(u16::MAX as usize) as u16,
+        };
         let t = list.get(index).ok_or(missing)?;
         self.tensor(t as usize).ok_or(missing)
     }

@@ -62,7 +62,10 @@ pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> 
     let left_shift = if shift > 0 { shift } else { 0 };
     let right_shift = if shift > 0 { 0 } else { -shift };
     rounding_divide_by_pot(
-        saturating_rounding_doubling_high_mul(x.wrapping_mul(1i32.wrapping_shl(left_shift as u32)), multiplier),
+        saturating_rounding_doubling_high_mul(
+            x.wrapping_mul(1i32.wrapping_shl(left_shift as u32)),
+            multiplier,
+        ),
         right_shift,
     )
 }
@@ -100,7 +103,10 @@ pub mod prepare {
     /// Factors too small to represent (shift below -31) become zero, as in TFLite.
     pub fn quantize_multiplier(real: f64) -> Requant {
         if real == 0.0 || !real.is_finite() {
-            return Requant { multiplier: 0, shift: 0 };
+            return Requant {
+                multiplier: 0,
+                shift: 0,
+            };
         }
         let (q, mut shift) = frexp(real);
         let mut q_fixed = (q * (1i64 << 31) as f64).round() as i64;
@@ -112,7 +118,10 @@ pub mod prepare {
             shift = 0;
             q_fixed = 0;
         }
-        Requant { multiplier: q_fixed as i32, shift }
+        Requant {
+            multiplier: q_fixed as i32,
+            shift,
+        }
     }
 
     /// `frexp`: `x = m * 2^e` with `|m|` in `[0.5, 1)`.
@@ -141,7 +150,10 @@ mod tests {
     #[test]
     fn srdhm_hand_checked() {
         // 2^30 * 2^30 / 2^31 = 2^29.
-        assert_eq!(saturating_rounding_doubling_high_mul(1 << 30, 1 << 30), 1 << 29);
+        assert_eq!(
+            saturating_rounding_doubling_high_mul(1 << 30, 1 << 30),
+            1 << 29
+        );
         // 3 * 2^30 / 2^31 = 1.5 -> 2; -1.5 -> -1 (ties go up).
         assert_eq!(saturating_rounding_doubling_high_mul(3, 1 << 30), 2);
         assert_eq!(saturating_rounding_doubling_high_mul(-3, 1 << 30), -1);
@@ -149,8 +161,14 @@ mod tests {
         assert_eq!(saturating_rounding_doubling_high_mul(1, 1 << 30), 1);
         assert_eq!(saturating_rounding_doubling_high_mul(-1, 1 << 30), 0);
         assert_eq!(saturating_rounding_doubling_high_mul(-3, 1 << 29), -1);
-        assert_eq!(saturating_rounding_doubling_high_mul(i32::MIN, i32::MIN), i32::MAX);
-        assert_eq!(saturating_rounding_doubling_high_mul(i32::MIN, i32::MAX), -i32::MAX);
+        assert_eq!(
+            saturating_rounding_doubling_high_mul(i32::MIN, i32::MIN),
+            i32::MAX
+        );
+        assert_eq!(
+            saturating_rounding_doubling_high_mul(i32::MIN, i32::MAX),
+            -i32::MAX
+        );
     }
 
     #[test]
@@ -194,7 +212,9 @@ mod tests {
             }
         };
         // floor((2ab + 2^31) / 2^32) rounds ties up.
-        let high = (prod * 2 + (1i128 << 31)).div_euclid(1i128 << 32).clamp(i32::MIN as i128, i32::MAX as i128);
+        let high = (prod * 2 + (1i128 << 31))
+            .div_euclid(1i128 << 32)
+            .clamp(i32::MIN as i128, i32::MAX as i128);
         div(high, 1i128 << right) as i32
     }
 
@@ -229,7 +249,19 @@ mod tests {
             assert!((back - real).abs() <= real * 1e-9, "{real}: {r:?}");
             assert!(r.is_valid());
         }
-        assert_eq!(quantize_multiplier(0.5), Requant { multiplier: 1 << 30, shift: 0 });
-        assert_eq!(quantize_multiplier(1e-20), Requant { multiplier: 0, shift: 0 });
+        assert_eq!(
+            quantize_multiplier(0.5),
+            Requant {
+                multiplier: 1 << 30,
+                shift: 0
+            }
+        );
+        assert_eq!(
+            quantize_multiplier(1e-20),
+            Requant {
+                multiplier: 0,
+                shift: 0
+            }
+        );
     }
 }

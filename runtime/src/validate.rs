@@ -15,10 +15,22 @@ pub const MAX_BIAS: i32 = 1 << 30;
 
 pub(crate) fn graph(graph: &Graph<'_>, header: &Header) -> Result<(), Error> {
     let malformed = |reason| Error::Malformed { reason };
-    graph.tensors.check().map_err(|_| malformed("tensor table does not decode"))?;
-    graph.ops.check().map_err(|_| malformed("operator list does not decode"))?;
-    graph.inputs.check().map_err(|_| malformed("input list does not decode"))?;
-    graph.outputs.check().map_err(|_| malformed("output list does not decode"))?;
+    graph
+        .tensors
+        .check()
+        .map_err(|_| malformed("tensor table does not decode"))?;
+    graph
+        .ops
+        .check()
+        .map_err(|_| malformed("operator list does not decode"))?;
+    graph
+        .inputs
+        .check()
+        .map_err(|_| malformed("input list does not decode"))?;
+    graph
+        .outputs
+        .check()
+        .map_err(|_| malformed("output list does not decode"))?;
     if graph.tensors.len() > u16::MAX as usize || graph.ops.len() > u16::MAX as usize {
         return Err(malformed("more than 65535 tensors or operators"));
     }
@@ -28,7 +40,11 @@ pub(crate) fn graph(graph: &Graph<'_>, header: &Header) -> Result<(), Error> {
     if graph.inputs.is_empty() || graph.outputs.is_empty() {
         return Err(malformed("no inputs or no outputs"));
     }
-    let ctx = Context { graph, arena_size: header.arena_size as usize, float: header.flags & FLAG_FLOAT != 0 };
+    let ctx = Context {
+        graph,
+        arena_size: header.arena_size as usize,
+        float: header.flags & FLAG_FLOAT != 0,
+    };
     for (i, t) in graph.tensors.iter().enumerate() {
         let t = t.map_err(|_| malformed("tensor table does not decode"))?;
         ctx.tensor(i as u16, &t)?;
@@ -37,8 +53,13 @@ pub(crate) fn graph(graph: &Graph<'_>, header: &Header) -> Result<(), Error> {
     for (list, is_input) in [(&graph.inputs, true), (&graph.outputs, false)] {
         for index in list.iter() {
             let index = index.map_err(|_| malformed("input/output list does not decode"))?;
-            let t = ctx.tensor_at(index).ok_or(malformed("input/output index outside the tensor table"))?;
-            let bad = |reason| Error::InvalidTensor { tensor: index, reason };
+            let t = ctx
+                .tensor_at(index)
+                .ok_or(malformed("input/output index outside the tensor table"))?;
+            let bad = |reason| Error::InvalidTensor {
+                tensor: index,
+                reason,
+            };
             if is_input && (t.first != 0 || t.in_place) {
                 return Err(bad("graph input must be live from step 0 and not in place"));
             }
@@ -77,12 +98,17 @@ impl<'a> Context<'_, 'a> {
     }
 
     fn tensor(&self, index: u16, t: &Tensor<'_>) -> Result<(), Error> {
-        let bad = |reason| Err(Error::InvalidTensor { tensor: index, reason });
+        let bad = |reason| {
+            Err(Error::InvalidTensor {
+                tensor: index,
+                reason,
+            })
+        };
         let rank = t.shape.rank as usize;
         if rank == 0 || rank > MAX_RANK {
             return bad("rank must be 1 to 4");
         }
-        if t.shape.dims().iter().any(|&d| d == 0) || t.shape.dims[rank..].iter().any(|&d| d != 0) {
+        if t.shape.dims().contains(&0) || t.shape.dims[rank..].iter().any(|&d| d != 0) {
             return bad("dimensions must be positive (and unused ones zero)");
         }
         match t.dtype {
@@ -104,13 +130,15 @@ impl<'a> Context<'_, 'a> {
             }
             DType::I16 | DType::I32 => return bad("int16/int32 activations are not supported yet"),
         }
-        let Some(len) = t.byte_len() else { return bad("size overflows") };
+        let Some(len) = t.byte_len() else {
+            return bad("size overflows");
+        };
         let offset = t.offset as usize;
         match offset.checked_add(len) {
             Some(end) if end <= self.arena_size => {}
             _ => return bad("extends past the arena"),
         }
-        if offset % t.dtype.size() != 0 {
+        if !offset.is_multiple_of(t.dtype.size()) {
             return bad("offset not aligned to the element size");
         }
         if t.first > t.last || t.last as usize >= self.graph.ops.len() {
@@ -122,7 +150,9 @@ impl<'a> Context<'_, 'a> {
     /// Checks an operand against the tensor table and its lifetime at `step`.
     fn operand(&self, step: u16, o: &Operand, is_output: bool) -> Result<Tensor<'a>, Error> {
         let bad = |reason| Err(Error::InvalidOperator { op: step, reason });
-        let Some(t) = self.tensor_at(o.tensor) else { return bad("operand index outside the tensor table") };
+        let Some(t) = self.tensor_at(o.tensor) else {
+            return bad("operand index outside the tensor table");
+        };
         if t.operand(o.tensor) != *o {
             return bad("operand differs from its tensor-table entry");
         }
@@ -130,7 +160,10 @@ impl<'a> Context<'_, 'a> {
             if t.first != step || self.is_graph_input(o.tensor) {
                 return bad("output tensor's lifetime does not start at its producer");
             }
-        } else if t.last < step || t.first > step || (t.first == step && !self.is_graph_input(o.tensor)) {
+        } else if t.last < step
+            || t.first > step
+            || (t.first == step && !self.is_graph_input(o.tensor))
+        {
             return bad("input tensor is not live at this step");
         }
         Ok(t)
@@ -159,7 +192,12 @@ impl<'a> Context<'_, 'a> {
             Op::Conv2d(c) | Op::DepthwiseConv2d(c) => {
                 check_in(&c.input)?;
                 check_out(&c.output)?;
-                self.conv(step, c, matches!(op, Op::DepthwiseConv2d(_)), kind(&c.input, &c.output)?)
+                self.conv(
+                    step,
+                    c,
+                    matches!(op, Op::DepthwiseConv2d(_)),
+                    kind(&c.input, &c.output)?,
+                )
             }
             Op::FullyConnected(f) => {
                 check_in(&f.input)?;
@@ -167,7 +205,15 @@ impl<'a> Context<'_, 'a> {
                 self.fully_connected(step, f, kind(&f.input, &f.output)?)
             }
             Op::Add(b) => {
-                self.binary(step, &b.a, &b.b, &b.output, b.quant.is_some(), &check_in, &check_out)?;
+                self.binary(
+                    step,
+                    &b.a,
+                    &b.b,
+                    &b.output,
+                    b.quant.is_some(),
+                    &check_in,
+                    &check_out,
+                )?;
                 let Some(p) = &b.quant else { return Ok(()) };
                 let ok = p.input1_offset == -b.a.zero_point
                     && p.input2_offset == -b.b.zero_point
@@ -180,7 +226,15 @@ impl<'a> Context<'_, 'a> {
                 clamp_range(p.act_min, p.act_max).map_err(err)
             }
             Op::Mul(b) => {
-                self.binary(step, &b.a, &b.b, &b.output, b.quant.is_some(), &check_in, &check_out)?;
+                self.binary(
+                    step,
+                    &b.a,
+                    &b.b,
+                    &b.output,
+                    b.quant.is_some(),
+                    &check_in,
+                    &check_out,
+                )?;
                 let Some(p) = &b.quant else { return Ok(()) };
                 let ok = p.input1_offset == -b.a.zero_point
                     && p.input2_offset == -b.b.zero_point
@@ -219,7 +273,10 @@ impl<'a> Context<'_, 'a> {
                 check_out(&u.output)?;
                 let k = kind(&u.input, &u.output)?;
                 let (i, o) = (u.input.shape.nhwc(), u.output.shape.nhwc());
-                if u.input.shape.rank != 4 || u.output.shape.elements() != Some(i.n * i.c) || o.c != i.c {
+                if u.input.shape.rank != 4
+                    || u.output.shape.elements() != Some(i.n * i.c)
+                    || o.c != i.c
+                {
                     return bad("mean reduces H and W of a rank-4 tensor to N x C");
                 }
                 if i.h * i.w > MAX_REDUCTION {
@@ -261,27 +318,64 @@ impl<'a> Context<'_, 'a> {
                 }
             }
             Op::Logistic(u) => {
-                self.unary(step, &u.input, &u.output, u.quant.is_some(), &check_in, &check_out)?;
+                self.unary(
+                    step,
+                    &u.input,
+                    &u.output,
+                    u.quant.is_some(),
+                    &check_in,
+                    &check_out,
+                )?;
                 let Some(p) = &u.quant else { return Ok(()) };
-                let tout = self.tensor_at(u.output.tensor).ok_or(err("output missing"))?;
+                let tout = self
+                    .tensor_at(u.output.tensor)
+                    .ok_or(err("output missing"))?;
                 if tout.zero_point != -128 || tout.scale != 1.0 / 256.0 {
                     return bad("int8 logistic output must have scale 1/256 and zero point -128");
                 }
-                sigmoid_params(p.input_zero_point, p.input_range_radius, p.input_multiplier, p.input_left_shift, &u.input)
-                    .map_err(err)
+                sigmoid_params(
+                    p.input_zero_point,
+                    p.input_range_radius,
+                    p.input_multiplier,
+                    p.input_left_shift,
+                    &u.input,
+                )
+                .map_err(err)
             }
             Op::Tanh(u) => {
-                self.unary(step, &u.input, &u.output, u.quant.is_some(), &check_in, &check_out)?;
+                self.unary(
+                    step,
+                    &u.input,
+                    &u.output,
+                    u.quant.is_some(),
+                    &check_in,
+                    &check_out,
+                )?;
                 let Some(p) = &u.quant else { return Ok(()) };
-                let tout = self.tensor_at(u.output.tensor).ok_or(err("output missing"))?;
+                let tout = self
+                    .tensor_at(u.output.tensor)
+                    .ok_or(err("output missing"))?;
                 if tout.zero_point != 0 || tout.scale != 1.0 / 128.0 {
                     return bad("int8 tanh output must have scale 1/128 and zero point 0");
                 }
-                sigmoid_params(p.input_zero_point, p.input_range_radius, p.input_multiplier, p.input_left_shift, &u.input)
-                    .map_err(err)
+                sigmoid_params(
+                    p.input_zero_point,
+                    p.input_range_radius,
+                    p.input_multiplier,
+                    p.input_left_shift,
+                    &u.input,
+                )
+                .map_err(err)
             }
             Op::Relu(u, _) => {
-                self.unary(step, &u.input, &u.output, u.quant.is_some(), &check_in, &check_out)?;
+                self.unary(
+                    step,
+                    &u.input,
+                    &u.output,
+                    u.quant.is_some(),
+                    &check_in,
+                    &check_out,
+                )?;
                 let Some(p) = &u.quant else { return Ok(()) };
                 if p.input_zero_point != u.input.zero_point
                     || p.output_zero_point != u.output.zero_point
@@ -325,7 +419,9 @@ impl<'a> Context<'_, 'a> {
                         if k != Kind::Int8 || !r.requant.is_valid() {
                             return bad("invalid concatenation requantization");
                         }
-                        if r.input_zero_point != part.input.zero_point || r.output_zero_point != c.output.zero_point {
+                        if r.input_zero_point != part.input.zero_point
+                            || r.output_zero_point != c.output.zero_point
+                        {
                             return bad("concatenation requantization zero points differ from the operands'");
                         }
                     } else if k == Kind::Int8 && part.input.zero_point != c.output.zero_point {
@@ -345,7 +441,10 @@ impl<'a> Context<'_, 'a> {
                 let (i, o) = (p.input.shape.nhwc(), p.output.shape.nhwc());
                 let dims = [(i.n, o.n), (i.h, o.h), (i.w, o.w), (i.c, o.c)];
                 if p.input.shape.rank != p.output.shape.rank
-                    || dims.iter().zip(p.before).any(|(&(a, b), pre)| a + pre as usize > b)
+                    || dims
+                        .iter()
+                        .zip(p.before)
+                        .any(|(&(a, b), pre)| a + pre as usize > b)
                     || p.input.zero_point != p.output.zero_point
                 {
                     return bad("pad sizes inconsistent with the shapes");
@@ -355,7 +454,9 @@ impl<'a> Context<'_, 'a> {
             Op::Quantize(q) => {
                 let tin = check_in(&q.input)?;
                 let tout = check_out(&q.output)?;
-                if q.input.shape.elements() != q.output.shape.elements() || q.output.dtype != DType::I8 {
+                if q.input.shape.elements() != q.output.shape.elements()
+                    || q.output.dtype != DType::I8
+                {
                     return bad("quantize needs equal sizes and an int8 output");
                 }
                 match (q.input.dtype, &q.requant) {
@@ -373,7 +474,10 @@ impl<'a> Context<'_, 'a> {
             Op::Dequantize(d) => {
                 let tin = check_in(&d.input)?;
                 check_out(&d.output)?;
-                if d.input.dtype != DType::I8 || d.output.dtype != DType::F32 || d.scale != tin.scale {
+                if d.input.dtype != DType::I8
+                    || d.output.dtype != DType::F32
+                    || d.scale != tin.scale
+                {
                     return bad("dequantize needs int8 -> f32 with the input's scale");
                 }
                 if d.input.shape.elements() != d.output.shape.elements() {
@@ -407,7 +511,17 @@ impl<'a> Context<'_, 'a> {
             }
             (o.c * kh * kw * i.c, kh * kw * i.c)
         };
-        self.weights(step, kind, c.filter, c.bias, c.multiplier, c.shift, filter_elems, reduction, o.c)?;
+        self.weights(
+            step,
+            kind,
+            c.filter,
+            c.bias,
+            c.multiplier,
+            c.shift,
+            filter_elems,
+            reduction,
+            o.c,
+        )?;
         if kind == Kind::Int8 {
             clamp_range(c.act_min, c.act_max).map_err(err)?;
         }
@@ -420,7 +534,10 @@ impl<'a> Context<'_, 'a> {
         let out_elems = f.output.shape.elements().unwrap_or(0);
         let in_elems = f.input.shape.elements().unwrap_or(0);
         let filter_elems = f.filter.len() / if kind == Kind::Int8 { 1 } else { 4 };
-        if out_features == 0 || filter_elems % out_features != 0 || out_elems % out_features != 0 {
+        if out_features == 0
+            || !filter_elems.is_multiple_of(out_features)
+            || !out_elems.is_multiple_of(out_features)
+        {
             return Err(err("filter size is not a multiple of the output features"));
         }
         let in_features = filter_elems / out_features;
@@ -428,7 +545,17 @@ impl<'a> Context<'_, 'a> {
         if in_features == 0 || batches.checked_mul(in_features) != Some(in_elems) {
             return Err(err("input size is not batches x filter input features"));
         }
-        self.weights(step, kind, f.filter, f.bias, f.multiplier, f.shift, filter_elems, in_features, out_features)?;
+        self.weights(
+            step,
+            kind,
+            f.filter,
+            f.bias,
+            f.multiplier,
+            f.shift,
+            filter_elems,
+            in_features,
+            out_features,
+        )?;
         if kind == Kind::Int8 {
             clamp_range(f.act_min, f.act_max).map_err(err)?;
         }
@@ -470,14 +597,23 @@ impl<'a> Context<'_, 'a> {
                 if reduction > MAX_REDUCTION {
                     return bad("accumulation over more than 32768 products");
                 }
-                let (Some(m), Some(s), Some(b)) = (LeI32::new(multiplier), LeI32::new(shift), LeI32::new(bias))
+                let (Some(m), Some(s), Some(b)) =
+                    (LeI32::new(multiplier), LeI32::new(shift), LeI32::new(bias))
                 else {
                     return bad("multiplier, shift or bias not a whole number of int32");
                 };
                 if m.len() != s.len() || (m.len() != 1 && m.len() != channels) {
-                    return bad("need one multiplier and shift per output channel, or one per tensor");
+                    return bad(
+                        "need one multiplier and shift per output channel, or one per tensor",
+                    );
                 }
-                let valid = (0..m.len()).all(|c| Requant { multiplier: m.get(c), shift: s.get(c) }.is_valid());
+                let valid = (0..m.len()).all(|c| {
+                    Requant {
+                        multiplier: m.get(c),
+                        shift: s.get(c),
+                    }
+                    .is_valid()
+                });
                 if !valid {
                     return bad("multiplier or shift out of range");
                 }
@@ -513,8 +649,15 @@ impl<'a> Context<'_, 'a> {
             return Err(err("f32 operator in a model without the float flag"));
         }
         let (sa, sb, so) = (a.shape.nhwc(), b.shape.nhwc(), out.shape.nhwc());
-        let dims = [(sa.n, sb.n, so.n), (sa.h, sb.h, so.h), (sa.w, sb.w, so.w), (sa.c, sb.c, so.c)];
-        let broadcast_ok = dims.iter().all(|&(x, y, z)| (x == z || x == 1) && (y == z || y == 1) && z == x.max(y));
+        let dims = [
+            (sa.n, sb.n, so.n),
+            (sa.h, sb.h, so.h),
+            (sa.w, sb.w, so.w),
+            (sa.c, sb.c, so.c),
+        ];
+        let broadcast_ok = dims
+            .iter()
+            .all(|&(x, y, z)| (x == z || x == 1) && (y == z || y == 1) && z == x.max(y));
         if !broadcast_ok {
             return Err(err("input shapes do not broadcast to the output shape"));
         }
@@ -555,16 +698,27 @@ impl<'a> Context<'_, 'a> {
                 if a.last < b.first || b.last < a.first {
                     continue;
                 }
-                let (a0, a1) = (a.offset as usize, a.offset as usize + a.byte_len().unwrap_or(0));
-                let (b0, b1) = (b.offset as usize, b.offset as usize + b.byte_len().unwrap_or(0));
+                let (a0, a1) = (
+                    a.offset as usize,
+                    a.offset as usize + a.byte_len().unwrap_or(0),
+                );
+                let (b0, b1) = (
+                    b.offset as usize,
+                    b.offset as usize + b.byte_len().unwrap_or(0),
+                );
                 if a1 <= b0 || b1 <= a0 {
                     continue;
                 }
-                let handover = |x: &Tensor<'_>, y: &Tensor<'_>| y.in_place && x.last == y.first && x.offset == y.offset;
+                let handover = |x: &Tensor<'_>, y: &Tensor<'_>| {
+                    y.in_place && x.last == y.first && x.offset == y.offset
+                };
                 if handover(&a, &b) || handover(&b, &a) {
                     continue;
                 }
-                return Err(Error::PlanOverlap { first: i as u16, second: j as u16 });
+                return Err(Error::PlanOverlap {
+                    first: i as u16,
+                    second: j as u16,
+                });
             }
         }
         Ok(())
@@ -572,8 +726,18 @@ impl<'a> Context<'_, 'a> {
 }
 
 /// Logistic and Tanh share their parameter layout.
-fn sigmoid_params(zero_point: i32, radius: i32, multiplier: i32, shift: i32, input: &Operand) -> Result<(), &'static str> {
-    if zero_point != input.zero_point || radius < 0 || multiplier < 0 || !crate::quant::SHIFT_RANGE.contains(&shift) {
+fn sigmoid_params(
+    zero_point: i32,
+    radius: i32,
+    multiplier: i32,
+    shift: i32,
+    input: &Operand,
+) -> Result<(), &'static str> {
+    if zero_point != input.zero_point
+        || radius < 0
+        || multiplier < 0
+        || !crate::quant::SHIFT_RANGE.contains(&shift)
+    {
         return Err("logistic/tanh parameters inconsistent with the input");
     }
     Ok(())

@@ -4,8 +4,8 @@
 use anyhow::{anyhow, Result};
 use ferrite_quantizer::builder::{ModelBuilder, TensorDef};
 use ferrite_runtime::format::{
-    Binary, ConcatInput, Concatenation, Conv, DType, Dequantize, FullyConnected, Op, Pad, Pool, Quantize,
-    Reshape, Seq, Shape, Softmax, Unary,
+    Binary, ConcatInput, Concatenation, Conv, DType, Dequantize, FullyConnected, Op, Pad, Pool,
+    Quantize, Reshape, Seq, Shape, Softmax, Unary,
 };
 use ferrite_runtime::kernels::activation::{LogisticParams, ReluParams, TanhParams};
 use ferrite_runtime::kernels::elementwise::{AddParams, MulParams};
@@ -17,6 +17,7 @@ use ferrite_runtime::quant::prepare::quantize_multiplier;
 use ferrite_runtime::{Interpreter, Model};
 
 /// A model with one input vector and the outputs the host runtime gives for it.
+#[derive(Clone)]
 pub struct Case {
     pub name: String,
     pub about: String,
@@ -36,7 +37,9 @@ pub fn run(model: &[u8], input: &[u8]) -> Result<Vec<u8>> {
     let mut at = 0;
     for i in 0..it.inputs() {
         let dst = it.input_bytes_mut(i).map_err(|e| anyhow!("{e}"))?;
-        let src = input.get(at..at + dst.len()).ok_or_else(|| anyhow!("input too short"))?;
+        let src = input
+            .get(at..at + dst.len())
+            .ok_or_else(|| anyhow!("input too short"))?;
         dst.copy_from_slice(src);
         at += dst.len();
     }
@@ -58,24 +61,28 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
     pub fn range(&mut self, lo: i32, hi: i32) -> i32 {
-        lo + (self.next() % (hi - lo + 1) as u64) as i32
+        lo + (self.next_u64() % (hi - lo + 1) as u64) as i32
     }
     pub fn i8s(&mut self, n: usize, lo: i32, hi: i32) -> Vec<u8> {
         (0..n).map(|_| self.range(lo, hi) as i8 as u8).collect()
     }
     pub fn i32s_le(&mut self, n: usize, lo: i32, hi: i32) -> Vec<u8> {
-        (0..n).flat_map(|_| self.range(lo, hi).to_le_bytes()).collect()
+        (0..n)
+            .flat_map(|_| self.range(lo, hi).to_le_bytes())
+            .collect()
     }
     pub fn f32s_le(&mut self, n: usize, lo: f32, hi: f32) -> Vec<u8> {
         (0..n)
-            .flat_map(|_| (lo + (hi - lo) * (self.next() >> 40) as f32 / (1u64 << 24) as f32).to_le_bytes())
+            .flat_map(|_| {
+                (lo + (hi - lo) * (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32).to_le_bytes()
+            })
             .collect()
     }
 }
@@ -85,11 +92,23 @@ fn shape(d: &[usize]) -> Shape {
 }
 
 fn t_i8(b: &mut ModelBuilder<'_>, name: &str, d: &[usize], scale: f32, zp: i32) -> u16 {
-    b.tensor(TensorDef { name: name.into(), dtype: DType::I8, shape: shape(d), scale, zero_point: zp })
+    b.tensor(TensorDef {
+        name: name.into(),
+        dtype: DType::I8,
+        shape: shape(d),
+        scale,
+        zero_point: zp,
+    })
 }
 
 fn t_f32(b: &mut ModelBuilder<'_>, name: &str, d: &[usize]) -> u16 {
-    b.tensor(TensorDef { name: name.into(), dtype: DType::F32, shape: shape(d), scale: 0.0, zero_point: 0 })
+    b.tensor(TensorDef {
+        name: name.into(),
+        dtype: DType::F32,
+        shape: shape(d),
+        scale: 0.0,
+        zero_point: 0,
+    })
 }
 
 /// Per-channel multipliers and shifts (little-endian int32) for `input_scale * w[c] / output_scale`.
@@ -105,7 +124,14 @@ fn requant_le(input_scale: f32, weight_scales: &[f32], output_scale: f32) -> (Ve
 }
 
 fn window(stride: u16, dilation: u16, pad_top: u16, pad_left: u16) -> Window {
-    Window { stride_h: stride, stride_w: stride, dilation_h: dilation, dilation_w: dilation, pad_top, pad_left }
+    Window {
+        stride_h: stride,
+        stride_w: stride,
+        dilation_h: dilation,
+        dilation_w: dilation,
+        pad_top,
+        pad_left,
+    }
 }
 
 /// Finishes a case: builds the model, draws an input of every input tensor, runs the host runtime.
@@ -131,7 +157,10 @@ fn finish(name: &str, about: &str, b: ModelBuilder<'_>, rng: &mut Rng) -> Result
 }
 
 fn b_inputs(b: &ModelBuilder<'_>) -> Vec<(DType, usize)> {
-    b.inputs().iter().map(|&t| (b.def(t).dtype, b.def(t).shape.elements().unwrap_or(0))).collect()
+    b.inputs()
+        .iter()
+        .map(|&t| (b.def(t).dtype, b.def(t).shape.elements().unwrap_or(0)))
+        .collect()
 }
 
 /// Conv2D or DepthwiseConv2D, int8, per-channel weights.
@@ -150,7 +179,11 @@ fn conv_case(
     let mut rng = Rng::new(seed);
     let [n, _, _, c] = input;
     let (in_s, in_zp, out_s, out_zp) = (0.05f32, -3, 0.12f32, 5);
-    let filter_len = if depthwise { k * k * out_c } else { out_c * k * k * c };
+    let filter_len = if depthwise {
+        k * k * out_c
+    } else {
+        out_c * k * k * c
+    };
     let filter = rng.i8s(filter_len, -127, 127);
     let bias = rng.i32s_le(out_c, -2000, 2000);
     let wscales: Vec<f32> = (0..out_c).map(|i| 0.004 + 0.001 * (i % 5) as f32).collect();
@@ -174,7 +207,11 @@ fn conv_case(
         multiplier: &mult,
         shift: &shift,
     };
-    b.push(if depthwise { Op::DepthwiseConv2d(conv) } else { Op::Conv2d(conv) });
+    b.push(if depthwise {
+        Op::DepthwiseConv2d(conv)
+    } else {
+        Op::Conv2d(conv)
+    });
     b.set_inputs(&[x]);
     b.set_outputs(&[y]);
     finish(name, "int8 convolution, per-channel weights", b, &mut rng)
@@ -204,7 +241,14 @@ fn unary_case(
 fn binary_case(name: &str, seed: u64, mul: bool) -> Result<Case> {
     let mut rng = Rng::new(seed);
     let mut b = ModelBuilder::new();
-    let (sa, za, sb, zb, so, zo) = (0.05f32, -4, 0.09f32, 11, if mul { 0.02f32 } else { 0.1 }, -2);
+    let (sa, za, sb, zb, so, zo) = (
+        0.05f32,
+        -4,
+        0.09f32,
+        11,
+        if mul { 0.02f32 } else { 0.1 },
+        -2,
+    );
     let x = t_i8(&mut b, "a", &[1, 4, 5, 8], sa, za);
     let z = t_i8(&mut b, "b", &[1, 1, 5, 8], sb, zb);
     let y = t_i8(&mut b, "y", &[1, 4, 5, 8], so, zo);
@@ -212,78 +256,248 @@ fn binary_case(name: &str, seed: u64, mul: bool) -> Result<Case> {
     let (lo, hi) = act.quantized_range(so, zo);
     let (oa, ob, oy) = (b.operand(x), b.operand(z), b.operand(y));
     b.push(if mul {
-        Op::Mul(Binary { a: oa, b: ob, output: oy, activation: act, quant: Some(MulParams::prepare(sa, za, sb, zb, so, zo, lo, hi)) })
+        Op::Mul(Binary {
+            a: oa,
+            b: ob,
+            output: oy,
+            activation: act,
+            quant: Some(MulParams::prepare(sa, za, sb, zb, so, zo, lo, hi)),
+        })
     } else {
-        Op::Add(Binary { a: oa, b: ob, output: oy, activation: act, quant: Some(AddParams::prepare(sa, za, sb, zb, so, zo, lo, hi)) })
+        Op::Add(Binary {
+            a: oa,
+            b: ob,
+            output: oy,
+            activation: act,
+            quant: Some(AddParams::prepare(sa, za, sb, zb, so, zo, lo, hi)),
+        })
     });
     b.set_inputs(&[x, z]);
     b.set_outputs(&[y]);
-    finish(name, "int8 binary operator with broadcasting and fused ReLU", b, &mut rng)
+    finish(
+        name,
+        "int8 binary operator with broadcasting and fused ReLU",
+        b,
+        &mut rng,
+    )
 }
 
 fn pool_case(name: &str, seed: u64, average: bool) -> Result<Case> {
     let (s, zp) = (0.06f32, 7);
     let act = Activation::Relu6;
     let (lo, hi) = act.quantized_range(s, zp);
-    unary_case(name, seed, &[1, 9, 9, 6], &[1, 5, 5, 6], (s, zp), |b, x, y| {
-        let p = Pool {
-            input: b.operand(x),
-            output: b.operand(y),
-            filter_h: 3,
-            filter_w: 3,
-            window: window(2, 1, 1, 1),
-            activation: act,
-            act_min: lo,
-            act_max: hi,
-        };
-        if average { Op::AveragePool2d(p) } else { Op::MaxPool2d(p) }
-    })
+    unary_case(
+        name,
+        seed,
+        &[1, 9, 9, 6],
+        &[1, 5, 5, 6],
+        (s, zp),
+        |b, x, y| {
+            let p = Pool {
+                input: b.operand(x),
+                output: b.operand(y),
+                filter_h: 3,
+                filter_w: 3,
+                window: window(2, 1, 1, 1),
+                activation: act,
+                act_min: lo,
+                act_max: hi,
+            };
+            if average {
+                Op::AveragePool2d(p)
+            } else {
+                Op::MaxPool2d(p)
+            }
+        },
+    )
 }
 
 /// Every single-operator case and the small networks.
 pub fn all() -> Result<Vec<Case>> {
     let same = |k: usize| window(1, 1, ((k - 1) / 2) as u16, ((k - 1) / 2) as u16);
     let mut cases = vec![
-        conv_case("conv2d_3x3_same_relu", 1, false, [1, 8, 8, 3], 8, 3, same(3), (8, 8), Activation::Relu)?,
+        conv_case(
+            "conv2d_3x3_same_relu",
+            1,
+            false,
+            [1, 8, 8, 3],
+            8,
+            3,
+            same(3),
+            (8, 8),
+            Activation::Relu,
+        )?,
         // TF SAME with stride 2 on an even input puts the odd padding row/column after the input.
-        conv_case("conv2d_3x3_s2_relu6", 2, false, [1, 10, 9, 4], 6, 3, window(2, 1, 0, 1), (5, 5), Activation::Relu6)?,
-        conv_case("conv2d_3x3_dilation2_b2", 3, false, [2, 9, 9, 2], 4, 3, window(1, 2, 2, 2), (9, 9), Activation::None)?,
-        conv_case("conv2d_1x1", 4, false, [1, 6, 6, 16], 16, 1, same(1), (6, 6), Activation::Relu)?,
-        conv_case("depthwise_3x3_relu", 5, true, [1, 8, 8, 8], 8, 3, same(3), (8, 8), Activation::Relu)?,
-        conv_case("depthwise_3x3_s2_dm2", 6, true, [1, 7, 7, 4], 8, 3, window(2, 1, 1, 1), (4, 4), Activation::None)?,
+        conv_case(
+            "conv2d_3x3_s2_relu6",
+            2,
+            false,
+            [1, 10, 9, 4],
+            6,
+            3,
+            window(2, 1, 0, 1),
+            (5, 5),
+            Activation::Relu6,
+        )?,
+        conv_case(
+            "conv2d_3x3_dilation2_b2",
+            3,
+            false,
+            [2, 9, 9, 2],
+            4,
+            3,
+            window(1, 2, 2, 2),
+            (9, 9),
+            Activation::None,
+        )?,
+        conv_case(
+            "conv2d_1x1",
+            4,
+            false,
+            [1, 6, 6, 16],
+            16,
+            1,
+            same(1),
+            (6, 6),
+            Activation::Relu,
+        )?,
+        conv_case(
+            "depthwise_3x3_relu",
+            5,
+            true,
+            [1, 8, 8, 8],
+            8,
+            3,
+            same(3),
+            (8, 8),
+            Activation::Relu,
+        )?,
+        conv_case(
+            "depthwise_3x3_s2_dm2",
+            6,
+            true,
+            [1, 7, 7, 4],
+            8,
+            3,
+            window(2, 1, 1, 1),
+            (4, 4),
+            Activation::None,
+        )?,
         binary_case("add_broadcast_relu", 7, false)?,
         binary_case("mul_broadcast_relu", 8, true)?,
         pool_case("average_pool_3x3_s2", 9, true)?,
         pool_case("max_pool_3x3_s2", 10, false)?,
         fully_connected_case()?,
-        unary_case("mean_hw", 12, &[1, 5, 6, 10], &[1, 1, 1, 10], (0.03, -1), |b, x, y| {
-            Op::Mean(Unary { input: b.operand(x), output: b.operand(y), quant: Some(MeanParams::prepare(0.06, 7, 0.03, -1, 30)) })
-        })?,
-        unary_case("softmax", 13, &[2, 10], &[2, 10], (1.0 / 256.0, -128), |b, x, y| {
-            Op::Softmax(Softmax { input: b.operand(x), output: b.operand(y), beta: 1.0, quant: Some(SoftmaxParams::prepare(1.0, 0.06)) })
-        })?,
-        unary_case("logistic", 14, &[1, 64], &[1, 64], (1.0 / 256.0, -128), |b, x, y| {
-            Op::Logistic(Unary { input: b.operand(x), output: b.operand(y), quant: Some(LogisticParams::prepare(0.06, 7)) })
-        })?,
-        unary_case("tanh", 15, &[1, 64], &[1, 64], (1.0 / 128.0, 0), |b, x, y| {
-            Op::Tanh(Unary { input: b.operand(x), output: b.operand(y), quant: Some(TanhParams::prepare(0.06, 7)) })
-        })?,
+        unary_case(
+            "mean_hw",
+            12,
+            &[1, 5, 6, 10],
+            &[1, 1, 1, 10],
+            (0.03, -1),
+            |b, x, y| {
+                Op::Mean(Unary {
+                    input: b.operand(x),
+                    output: b.operand(y),
+                    quant: Some(MeanParams::prepare(0.06, 7, 0.03, -1, 30)),
+                })
+            },
+        )?,
+        unary_case(
+            "softmax",
+            13,
+            &[2, 10],
+            &[2, 10],
+            (1.0 / 256.0, -128),
+            |b, x, y| {
+                Op::Softmax(Softmax {
+                    input: b.operand(x),
+                    output: b.operand(y),
+                    beta: 1.0,
+                    quant: Some(SoftmaxParams::prepare(1.0, 0.06)),
+                })
+            },
+        )?,
+        unary_case(
+            "logistic",
+            14,
+            &[1, 64],
+            &[1, 64],
+            (1.0 / 256.0, -128),
+            |b, x, y| {
+                Op::Logistic(Unary {
+                    input: b.operand(x),
+                    output: b.operand(y),
+                    quant: Some(LogisticParams::prepare(0.06, 7)),
+                })
+            },
+        )?,
+        unary_case(
+            "tanh",
+            15,
+            &[1, 64],
+            &[1, 64],
+            (1.0 / 128.0, 0),
+            |b, x, y| {
+                Op::Tanh(Unary {
+                    input: b.operand(x),
+                    output: b.operand(y),
+                    quant: Some(TanhParams::prepare(0.06, 7)),
+                })
+            },
+        )?,
         unary_case("relu", 16, &[1, 64], &[1, 64], (0.03, -128), |b, x, y| {
             let p = ReluParams::prepare(0.06, 7, 0.03, -128, Activation::Relu);
-            Op::Relu(Unary { input: b.operand(x), output: b.operand(y), quant: Some(p) }, Activation::Relu)
+            Op::Relu(
+                Unary {
+                    input: b.operand(x),
+                    output: b.operand(y),
+                    quant: Some(p),
+                },
+                Activation::Relu,
+            )
         })?,
         // Relu6 keeps its input's quantization, as in TFLite Micro.
         unary_case("relu6", 22, &[1, 64], &[1, 64], (0.06, 7), |b, x, y| {
             let p = ReluParams::prepare(0.06, 7, 0.06, 7, Activation::Relu6);
-            Op::Relu(Unary { input: b.operand(x), output: b.operand(y), quant: Some(p) }, Activation::Relu6)
+            Op::Relu(
+                Unary {
+                    input: b.operand(x),
+                    output: b.operand(y),
+                    quant: Some(p),
+                },
+                Activation::Relu6,
+            )
         })?,
-        unary_case("requantize", 17, &[1, 64], &[1, 64], (0.1, 20), |b, x, y| {
-            let r = RequantizeParams::prepare(0.06, 7, 0.1, 20);
-            Op::Quantize(Quantize { input: b.operand(x), output: b.operand(y), scale: 0.1, requant: Some(r) })
-        })?,
-        unary_case("pad_nhwc", 18, &[1, 3, 4, 2], &[1, 5, 7, 3], (0.06, 7), |b, x, y| {
-            Op::Pad(Pad { input: b.operand(x), output: b.operand(y), before: [0, 1, 2, 1] })
-        })?,
+        unary_case(
+            "requantize",
+            17,
+            &[1, 64],
+            &[1, 64],
+            (0.1, 20),
+            |b, x, y| {
+                let r = RequantizeParams::prepare(0.06, 7, 0.1, 20);
+                Op::Quantize(Quantize {
+                    input: b.operand(x),
+                    output: b.operand(y),
+                    scale: 0.1,
+                    requant: Some(r),
+                })
+            },
+        )?,
+        unary_case(
+            "pad_nhwc",
+            18,
+            &[1, 3, 4, 2],
+            &[1, 5, 7, 3],
+            (0.06, 7),
+            |b, x, y| {
+                Op::Pad(Pad {
+                    input: b.operand(x),
+                    output: b.operand(y),
+                    before: [0, 1, 2, 1],
+                })
+            },
+        )?,
         reshape_concat_case()?,
         float_case()?,
     ];
@@ -313,7 +527,12 @@ fn fully_connected_case() -> Result<Case> {
     }));
     b.set_inputs(&[x]);
     b.set_outputs(&[y]);
-    finish("fully_connected_b2", "int8 fully connected, per-tensor weights, batch 2", b, &mut rng)
+    finish(
+        "fully_connected_b2",
+        "int8 fully connected, per-tensor weights, batch 2",
+        b,
+        &mut rng,
+    )
 }
 
 /// Reshape (in place), then Concatenation of it with a second input needing requantization.
@@ -324,15 +543,33 @@ fn reshape_concat_case() -> Result<Case> {
     let r = t_i8(&mut b, "r", &[1, 6, 4], 0.05, 1);
     let z = t_i8(&mut b, "z", &[1, 6, 2], 0.08, -3);
     let y = t_i8(&mut b, "y", &[1, 6, 6], 0.05, 1);
-    b.push(Op::Reshape(Reshape { input: b.operand(x), output: b.operand(r) }));
+    b.push(Op::Reshape(Reshape {
+        input: b.operand(x),
+        output: b.operand(r),
+    }));
     let parts = vec![
-        ConcatInput { input: b.operand(r), requant: None },
-        ConcatInput { input: b.operand(z), requant: Some(RequantizeParams::prepare(0.08, -3, 0.05, 1)) },
+        ConcatInput {
+            input: b.operand(r),
+            requant: None,
+        },
+        ConcatInput {
+            input: b.operand(z),
+            requant: Some(RequantizeParams::prepare(0.08, -3, 0.05, 1)),
+        },
     ];
-    b.push(Op::Concatenation(Concatenation { inputs: Seq::from(parts), output: b.operand(y), axis: 2 }));
+    b.push(Op::Concatenation(Concatenation {
+        inputs: Seq::from(parts),
+        output: b.operand(y),
+        axis: 2,
+    }));
     b.set_inputs(&[x, z]);
     b.set_outputs(&[y]);
-    finish("reshape_concat", "in-place reshape, then concatenation on the last axis with requantization", b, &mut rng)
+    finish(
+        "reshape_concat",
+        "in-place reshape, then concatenation on the last axis with requantization",
+        b,
+        &mut rng,
+    )
 }
 
 /// f32 input -> Quantize -> int8 conv -> Dequantize -> f32 fully connected -> f32 softmax.
@@ -352,7 +589,12 @@ fn float_case() -> Result<Case> {
     let d = t_f32(&mut b, "d", &[1, 4, 4, 4]);
     let f = t_f32(&mut b, "f", &[1, 5]);
     let y = t_f32(&mut b, "y", &[1, 5]);
-    b.push(Op::Quantize(Quantize { input: b.operand(x), output: b.operand(q), scale: qs, requant: None }));
+    b.push(Op::Quantize(Quantize {
+        input: b.operand(x),
+        output: b.operand(q),
+        scale: qs,
+        requant: None,
+    }));
     b.push(Op::Conv2d(Conv {
         input: b.operand(q),
         output: b.operand(c),
@@ -368,7 +610,11 @@ fn float_case() -> Result<Case> {
         multiplier: &mult,
         shift: &shift,
     }));
-    b.push(Op::Dequantize(Dequantize { input: b.operand(c), output: b.operand(d), scale: cs }));
+    b.push(Op::Dequantize(Dequantize {
+        input: b.operand(c),
+        output: b.operand(d),
+        scale: cs,
+    }));
     b.push(Op::FullyConnected(FullyConnected {
         input: b.operand(d),
         output: b.operand(f),
@@ -380,10 +626,20 @@ fn float_case() -> Result<Case> {
         multiplier: &[],
         shift: &[],
     }));
-    b.push(Op::Softmax(Softmax { input: b.operand(f), output: b.operand(y), beta: 1.0, quant: None }));
+    b.push(Op::Softmax(Softmax {
+        input: b.operand(f),
+        output: b.operand(y),
+        beta: 1.0,
+        quant: None,
+    }));
     b.set_inputs(&[x]);
     b.set_outputs(&[y]);
-    finish("float_islands", "f32 in and out around an int8 convolution; f32 fully connected and softmax", b, &mut rng)
+    finish(
+        "float_islands",
+        "f32 in and out around an int8 convolution; f32 fully connected and softmax",
+        b,
+        &mut rng,
+    )
 }
 
 /// A DS-CNN-like network: conv -> depthwise -> pointwise -> average pool -> reshape -> FC -> softmax.
@@ -429,9 +685,45 @@ fn small_cnn_case() -> Result<Case> {
         multiplier: m,
         shift: sh,
     };
-    let c1 = conv(&b, x, a1, 3, window(2, 1, 1, 1), 1, relu(1), &c1w[..], &c1b[..], &m1[..], &h1[..]);
-    let c2 = conv(&b, a1, a2, 3, window(1, 1, 1, 1), 1, relu(2), &dww[..], &dwb[..], &m2[..], &h2[..]);
-    let c3 = conv(&b, a2, a3, 1, window(1, 1, 0, 0), 1, relu(3), &pww[..], &pwb[..], &m3[..], &h3[..]);
+    let c1 = conv(
+        &b,
+        x,
+        a1,
+        3,
+        window(2, 1, 1, 1),
+        1,
+        relu(1),
+        &c1w[..],
+        &c1b[..],
+        &m1[..],
+        &h1[..],
+    );
+    let c2 = conv(
+        &b,
+        a1,
+        a2,
+        3,
+        window(1, 1, 1, 1),
+        1,
+        relu(2),
+        &dww[..],
+        &dwb[..],
+        &m2[..],
+        &h2[..],
+    );
+    let c3 = conv(
+        &b,
+        a2,
+        a3,
+        1,
+        window(1, 1, 0, 0),
+        1,
+        relu(3),
+        &pww[..],
+        &pwb[..],
+        &m3[..],
+        &h3[..],
+    );
     b.push(Op::Conv2d(c1));
     b.push(Op::DepthwiseConv2d(c2));
     b.push(Op::Conv2d(c3));
@@ -446,7 +738,10 @@ fn small_cnn_case() -> Result<Case> {
         act_max: 127,
     };
     b.push(Op::AveragePool2d(pool));
-    b.push(Op::Reshape(Reshape { input: b.operand(a4), output: b.operand(a5) }));
+    b.push(Op::Reshape(Reshape {
+        input: b.operand(a4),
+        output: b.operand(a5),
+    }));
     b.push(Op::FullyConnected(FullyConnected {
         input: b.operand(a5),
         output: b.operand(a6),
@@ -459,8 +754,18 @@ fn small_cnn_case() -> Result<Case> {
         shift: &h5,
     }));
     let sm = SoftmaxParams::prepare(1.0, s[5]);
-    b.push(Op::Softmax(Softmax { input: b.operand(a6), output: b.operand(y), beta: 1.0, quant: Some(sm) }));
+    b.push(Op::Softmax(Softmax {
+        input: b.operand(a6),
+        output: b.operand(y),
+        beta: 1.0,
+        quant: Some(sm),
+    }));
     b.set_inputs(&[x]);
     b.set_outputs(&[y]);
-    finish("small_dscnn", "a DS-CNN-like network: conv, depthwise, pointwise, pool, reshape, FC, softmax", b, &mut rng)
+    finish(
+        "small_dscnn",
+        "a DS-CNN-like network: conv, depthwise, pointwise, pool, reshape, FC, softmax",
+        b,
+        &mut rng,
+    )
 }

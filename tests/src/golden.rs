@@ -40,6 +40,7 @@ pub fn write(root: &Path, case: &Case) -> Result<()> {
 /// Reads a committed case's three files.
 pub fn read(name: &str) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
     let d = dir().join(name);
-    let read = |f: &str| fs::read(d.join(f)).with_context(|| format!("reading {}/{f}", d.display()));
+    let read =
+        |f: &str| fs::read(d.join(f)).with_context(|| format!("reading {}/{f}", d.display()));
     Ok((read(MODEL)?, read(INPUT)?, read(EXPECTED)?))
 }

@@ -41,8 +41,11 @@ impl Build<'_> {
         let boards = self.root.join("boards");
         let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut features = self.features.clone();
-        if self.case.dir.is_some() {
+        if let Some(dir) = &self.case.dir {
             features.push("case");
+            if model_uses_float(dir)? {
+                features.push("float");
+            }
         }
         let mut command = Command::new(cargo);
         command
@@ -107,4 +110,11 @@ impl Build<'_> {
 /// The board's `memory.x`.
 pub fn memory_x(root: &Path, machine: Machine) -> PathBuf {
     root.join("boards").join(machine.krate()).join("memory.x")
+}
+
+/// Whether the case's model has the header flag for f32 kernels (bit 0 of the flags at byte 6).
+fn model_uses_float(case_dir: &Path) -> Result<bool> {
+    let path = case_dir.join("model.ferrite");
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(bytes.get(6).is_some_and(|flags| flags & 1 != 0))
 }

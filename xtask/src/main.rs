@@ -4,6 +4,8 @@
 //!   firmware for every golden case under `tests/golden/` (or the smoke test
 //!   when there is none), runs it in QEMU, decodes its defmt log and judges it
 //!   by the exit status.
+//! - `cargo xtask test`: the whole test suite (format, host tests, clippy, no_std cross builds of the
+//!   runtime, qemu-test), reporting every failed step at the end.
 //! - `cargo xtask size [--machine M] [--case NAME]`: builds the same firmware
 //!   and prints its flash and RAM use against each board's memory.
 #![forbid(unsafe_code)]
@@ -15,6 +17,7 @@ mod elf_size;
 mod firmware;
 mod qemu;
 mod qemu_test;
+mod test_all;
 mod toolchain;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +34,8 @@ struct Cli {
 enum Command {
     /// Build and run the board firmware in QEMU for every golden case.
     QemuTest(qemu_test::Options),
+    /// Run the whole test suite (what CI runs).
+    Test,
     /// Build the board firmware and print its flash and RAM use.
     Size(qemu_test::SizeOptions),
 }
@@ -39,6 +44,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::QemuTest(options) => qemu_test::run(&repo_root(), &options),
+        Command::Test => test_all::run(&repo_root()),
         Command::Size(options) => qemu_test::size(&repo_root(), &options),
     };
     match result {

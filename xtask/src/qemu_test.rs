@@ -32,6 +32,18 @@ pub struct Options {
     selftest: bool,
 }
 
+impl Options {
+    /// Every machine and case, with the harness self-tests (what `cargo xtask test` runs).
+    pub fn full() -> Self {
+        Options {
+            machine: Vec::new(),
+            case: None,
+            timeout: 60,
+            selftest: true,
+        }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct SizeOptions {
     /// Only these machines (repeatable); all by default.

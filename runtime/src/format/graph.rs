@@ -56,7 +56,10 @@ impl Shape {
         for (o, &d) in out.iter_mut().zip(dims) {
             *o = u16::try_from(d).ok()?;
         }
-        Some(Shape { rank: dims.len() as u8, dims: out })
+        Some(Shape {
+            rank: dims.len() as u8,
+            dims: out,
+        })
     }
 
     /// The dimensions.
@@ -66,7 +69,9 @@ impl Shape {
 
     /// Number of elements, `None` on overflow.
     pub fn elements(&self) -> Option<usize> {
-        self.dims().iter().try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
+        self.dims()
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
     }
 
     /// The shape as NHWC, padding missing leading dimensions with 1.

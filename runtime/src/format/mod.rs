@@ -47,15 +47,24 @@ impl Header {
     /// The payload and its checksum are checked by [`crate::Model::from_bytes`].
     pub const fn parse(bytes: &[u8]) -> Result<Header, Error> {
         if bytes.len() < HEADER_LEN {
-            return Err(Error::Truncated { needed: HEADER_LEN as u32, available: bytes.len() as u32 });
+            return Err(Error::Truncated {
+                needed: HEADER_LEN as u32,
+                available: bytes.len() as u32,
+            });
         }
-        if bytes[0] != MAGIC[0] || bytes[1] != MAGIC[1] || bytes[2] != MAGIC[2] || bytes[3] != MAGIC[3]
+        if bytes[0] != MAGIC[0]
+            || bytes[1] != MAGIC[1]
+            || bytes[2] != MAGIC[2]
+            || bytes[3] != MAGIC[3]
         {
             return Err(Error::BadMagic);
         }
         let version = read_u16(bytes, 4);
         if version != VERSION {
-            return Err(Error::UnsupportedVersion { found: version, supported: VERSION });
+            return Err(Error::UnsupportedVersion {
+                found: version,
+                supported: VERSION,
+            });
         }
         let flags = read_u16(bytes, 6);
         if flags & !KNOWN_FLAGS != 0 || read_u32(bytes, 20) != 0 {

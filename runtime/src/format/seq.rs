@@ -35,7 +35,11 @@ impl<'a, T> Seq<'a, T> {
 impl<'a, T: Deserialize<'a>> Seq<'a, T> {
     /// Decodes the items in order.
     pub fn iter(&self) -> SeqIter<'a, T> {
-        SeqIter { remaining: self.count, bytes: self.bytes, _item: PhantomData }
+        SeqIter {
+            remaining: self.count,
+            bytes: self.bytes,
+            _item: PhantomData,
+        }
     }
 
     /// Decodes item `index` (walks the sequence: O(index)).
@@ -167,6 +171,11 @@ impl<T> Seq<'_, T> {
 #[cfg(feature = "host")]
 impl<T> From<std::vec::Vec<T>> for Seq<'static, T> {
     fn from(items: std::vec::Vec<T>) -> Self {
-        Seq { count: items.len() as u32, bytes: &[], items: Some(items), _item: PhantomData }
+        Seq {
+            count: items.len() as u32,
+            bytes: &[],
+            items: Some(items),
+            _item: PhantomData,
+        }
     }
 }

@@ -5,7 +5,11 @@ use std::vec::Vec;
 use super::{crc32, Graph, Header, FLAG_FLOAT, HEADER_LEN, VERSION};
 
 /// Encodes a model file. `uses_float` sets the header flag that tells firmware it needs f32 kernels.
-pub fn to_bytes(graph: &Graph<'_>, arena_size: u32, uses_float: bool) -> Result<Vec<u8>, postcard::Error> {
+pub fn to_bytes(
+    graph: &Graph<'_>,
+    arena_size: u32,
+    uses_float: bool,
+) -> Result<Vec<u8>, postcard::Error> {
     let payload = postcard::to_allocvec(graph)?;
     let header = Header {
         version: VERSION,

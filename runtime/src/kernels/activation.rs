@@ -186,7 +186,7 @@ impl ReluParams {
 }
 
 /// Int8 ReLU-family activation, mirroring TFLite Micro's `ReluQuantized` (and `Relu6Quantized` through the
-/// identity parameters [`ReluParams::prepare`] builds for ReLU6):
+/// identity parameters `ReluParams::prepare` builds for ReLU6):
 /// `out = clamp(zp_out + requant(x - zp_in), act_min, act_max)`.
 pub fn relu_s8(p: &ReluParams, input: &[i8], output: &mut [i8]) {
     for (&x, o) in input.iter().zip(output.iter_mut()) {

@@ -2,7 +2,7 @@
 //!
 //! A value in the Q`m`.`31-m` format is a raw `i32` `r` standing for `r / 2^(31 - m)`; `m` is the
 //! number of integer bits (gemmlowp's `FixedPoint<int32_t, m>`), passed here as an argument.
-//! Products of two fixed-point values are [`saturating_rounding_doubling_high_mul`] on the raws, whose
+//! Products of two fixed-point values are [`saturating_rounding_doubling_high_mul`](crate::quant::saturating_rounding_doubling_high_mul) on the raws, whose
 //! integer bits add up. Raw additions wrap (gemmlowp assumes they never overflow).
 
 use crate::quant::{rounding_divide_by_pot, saturating_rounding_doubling_high_mul as mul};

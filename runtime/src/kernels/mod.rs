@@ -156,7 +156,11 @@ impl Activation {
     pub fn quantized_range(self, scale: f32, zero_point: i32) -> (i32, i32) {
         let q = |x: f32| zero_point + (x / scale).round() as i32;
         let (lo, hi) = self.range();
-        let min = if lo.is_finite() { q(lo).max(-128) } else { -128 };
+        let min = if lo.is_finite() {
+            q(lo).max(-128)
+        } else {
+            -128
+        };
         let max = if hi.is_finite() { q(hi).min(127) } else { 127 };
         (min, max)
     }

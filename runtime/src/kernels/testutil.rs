@@ -50,6 +50,9 @@ pub fn quant(x: f64, scale: f32, zero_point: i32) -> i8 {
 pub fn assert_close(got: &[i8], want: &[i8], tol: i32) {
     assert_eq!(got.len(), want.len(), "length");
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!((g as i32 - w as i32).abs() <= tol, "element {i}: got {g}, want {w} (tolerance {tol})");
+        assert!(
+            (g as i32 - w as i32).abs() <= tol,
+            "element {i}: got {g}, want {w} (tolerance {tol})"
+        );
     }
 }

@@ -1,0 +1,205 @@
+//! Format round trips and malformed files: every corruption is an `Err` naming what is wrong, never a panic.
+
+use ferrite_runtime::format::{self, Graph, Seq, Tensor, HEADER_LEN, VERSION};
+use ferrite_runtime::{Arena, Error, Interpreter, Model};
+use ferrite_tests::{cases, golden};
+
+fn dscnn() -> Vec<u8> {
+    golden::read("small_dscnn").unwrap().0
+}
+
+/// Re-encodes a decoded graph and checks the bytes are identical.
+#[test]
+fn decode_then_encode_gives_the_same_bytes() {
+    for case in cases::all().unwrap() {
+        let model = Model::from_bytes(&case.model).unwrap();
+        let h = model.header();
+        let bytes = format::write::to_bytes(
+            model.graph(),
+            h.arena_size,
+            h.flags & format::FLAG_FLOAT != 0,
+        )
+        .unwrap();
+        assert_eq!(bytes, case.model, "{}", case.name);
+    }
+}
+
+#[test]
+fn every_truncation_is_refused() {
+    let bytes = dscnn();
+    for len in 0..bytes.len() {
+        let err = Model::from_bytes(&bytes[..len]).unwrap_err();
+        assert!(
+            matches!(err, Error::Truncated { .. }),
+            "length {len}: {err:?}"
+        );
+    }
+    // Bytes after the file (a flash partition) are ignored.
+    let mut padded = bytes.clone();
+    padded.extend_from_slice(&[0xFF; 64]);
+    assert!(Model::from_bytes(&padded).is_ok());
+    assert_eq!(ferrite_runtime::file_len(&padded), bytes.len());
+}
+
+#[test]
+fn header_errors_name_the_problem() {
+    let good = dscnn();
+    let mut b = good.clone();
+    b[0] = b'X';
+    assert_eq!(Model::from_bytes(&b).unwrap_err(), Error::BadMagic);
+    let mut b = good.clone();
+    b[4..6].copy_from_slice(&2u16.to_le_bytes());
+    assert_eq!(
+        Model::from_bytes(&b).unwrap_err(),
+        Error::UnsupportedVersion {
+            found: 2,
+            supported: VERSION
+        }
+    );
+    let mut b = good.clone();
+    b[6] |= 0x80;
+    assert!(matches!(
+        Model::from_bytes(&b).unwrap_err(),
+        Error::UnknownFlags { .. }
+    ));
+    let mut b = good.clone();
+    let last = b.len() - 1;
+    b[last] ^= 1;
+    assert!(matches!(
+        Model::from_bytes(&b).unwrap_err(),
+        Error::ChecksumMismatch { .. }
+    ));
+    assert_eq!(ferrite_runtime::arena_size(&b[..10]), 0);
+}
+
+/// Flips every bit of the payload, repairs the checksum, and loads and runs the result: each must be
+/// `Ok` or `Err`, and a model that loads must run without panicking.
+#[test]
+fn every_bit_flip_is_handled() {
+    let good = dscnn();
+    let mut refused = 0;
+    for i in HEADER_LEN * 8..good.len() * 8 {
+        let mut b = good.clone();
+        b[i / 8] ^= 1 << (i % 8);
+        let crc = format::crc32(&b[HEADER_LEN..]);
+        b[16..20].copy_from_slice(&crc.to_le_bytes());
+        match Model::from_bytes(&b) {
+            Err(_) => refused += 1,
+            Ok(m) => {
+                let mut arena = vec![0u8; m.arena_size() + 16];
+                if let Ok(mut it) = Interpreter::new(&m, &mut arena) {
+                    let _ = it.invoke();
+                }
+            }
+        }
+    }
+    assert!(refused > 0);
+}
+
+#[test]
+fn short_arena_reports_the_size_needed() {
+    let bytes = dscnn();
+    let model = Model::from_bytes(&bytes).unwrap();
+    let mut arena = Arena::<4096>::new();
+    let short = &mut arena.as_mut_slice()[..model.arena_size() - 1];
+    match Interpreter::new(&model, short) {
+        Err(Error::ArenaTooSmall { needed, available }) => {
+            assert_eq!(needed as usize, model.arena_size());
+            assert_eq!(available as usize, model.arena_size() - 1);
+        }
+        other => panic!("expected ArenaTooSmall, got {:?}", other.err()),
+    }
+    // A misaligned buffer needs the alignment slack, and says so.
+    let mut arena = Arena::<4096>::new();
+    let misaligned = &mut arena.as_mut_slice()[1..1 + model.arena_size()];
+    match Interpreter::new(&model, misaligned) {
+        Err(Error::ArenaTooSmall { needed, .. }) => {
+            assert_eq!(needed as usize, model.arena_size() + 15)
+        }
+        other => panic!("expected ArenaTooSmall, got {:?}", other.err()),
+    }
+}
+
+/// Rewrites the tensor table with `edit` and returns the re-encoded file.
+fn with_tensors(bytes: &[u8], edit: impl FnOnce(&mut Vec<Tensor<'_>>)) -> Vec<u8> {
+    let model = Model::from_bytes(bytes).unwrap();
+    let g = model.graph();
+    let mut tensors: Vec<Tensor<'_>> = g.tensors.iter().map(Result::unwrap).collect();
+    edit(&mut tensors);
+    let graph = Graph {
+        tensors: Seq::from(tensors),
+        ops: g.ops.clone(),
+        inputs: g.inputs.clone(),
+        outputs: g.outputs.clone(),
+        metadata: g.metadata.clone(),
+    };
+    format::write::to_bytes(&graph, model.header().arena_size, false).unwrap()
+}
+
+#[test]
+fn overlapping_live_tensors_are_refused() {
+    let bytes = dscnn();
+    // Keep the input alive to the end: it then overlaps a later tensor planned into its bytes.
+    let last = Model::from_bytes(&bytes).unwrap().graph().ops.len() as u16 - 1;
+    let bad = with_tensors(&bytes, |t| t[0].last = last);
+    assert!(matches!(
+        Model::from_bytes(&bad).unwrap_err(),
+        Error::PlanOverlap { .. }
+    ));
+}
+
+#[test]
+fn tensor_and_operand_mismatches_are_refused() {
+    let bytes = dscnn();
+    let bad = with_tensors(&bytes, |t| t[1].zero_point += 1);
+    assert!(matches!(
+        Model::from_bytes(&bad).unwrap_err(),
+        Error::InvalidOperator { op: 0, .. }
+    ));
+    let bad = with_tensors(&bytes, |t| t[1].offset = 1 << 20);
+    assert!(matches!(
+        Model::from_bytes(&bad).unwrap_err(),
+        Error::InvalidTensor { tensor: 1, .. }
+    ));
+    let bad = with_tensors(&bytes, |t| t[2].shape.dims[3] = 0);
+    assert!(matches!(
+        Model::from_bytes(&bad).unwrap_err(),
+        Error::InvalidTensor { tensor: 2, .. }
+    ));
+    let bad = with_tensors(&bytes, |t| t[3].scale = f32::NAN);
+    assert!(matches!(
+        Model::from_bytes(&bad).unwrap_err(),
+        Error::InvalidTensor { tensor: 3, .. }
+    ));
+}
+
+#[test]
+fn typed_io_checks_types_and_lengths() {
+    let bytes = dscnn();
+    let model = Model::from_bytes(&bytes).unwrap();
+    let mut arena = vec![0u8; model.arena_size() + 16];
+    let mut it = Interpreter::new(&model, &mut arena).unwrap();
+    assert_eq!(
+        it.input_f32_mut(0).unwrap_err(),
+        Error::WrongType { index: 0 }
+    );
+    assert_eq!(
+        it.set_input_f32(0, &[0.0; 3]).unwrap_err(),
+        Error::WrongLength {
+            expected: 80,
+            found: 3
+        }
+    );
+    assert_eq!(
+        it.input_bytes_mut(1).unwrap_err(),
+        Error::NoSuchTensor { index: 1 }
+    );
+    it.set_input_f32(0, &[0.5; 80]).unwrap();
+    // 0.5 / 0.05 = 10 steps above the zero point -5.
+    assert!(it.input_i8_mut(0).unwrap().iter().all(|&q| q == 5));
+    it.invoke().unwrap();
+    let mut probs = [0f32; 4];
+    it.output_to_f32(0, &mut probs).unwrap();
+    let sum: f32 = probs.iter().sum();
+    assert!((sum - 1.0).abs() < 0.02, "softmax output sums to {sum}");
+}

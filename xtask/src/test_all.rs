@@ -1,0 +1,69 @@
+//! `cargo xtask test`: the whole test suite, every step run and every failure reported at the end.
+
+use anyhow::{bail, Result};
+use std::{path::Path, process::Command};
+
+use crate::toolchain;
+
+/// Targets the runtime must build for without std or alloc.
+const NO_STD_TARGETS: [&str; 3] = [
+    "thumbv6m-none-eabi",
+    "thumbv7em-none-eabihf",
+    "riscv32imac-unknown-none-elf",
+];
+
+pub fn run(root: &Path) -> Result<()> {
+    toolchain::ensure_targets(root, &NO_STD_TARGETS)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut steps: Vec<(String, Vec<String>)> = vec![
+        ("format".into(), args("fmt --all -- --check")),
+        ("host tests".into(), args("test --workspace")),
+        (
+            "runtime tests, host feature".into(),
+            args("test -p ferrite-runtime --features host"),
+        ),
+        (
+            "runtime docs".into(),
+            args("doc -p ferrite-runtime --no-deps"),
+        ),
+        (
+            "clippy".into(),
+            args("clippy --workspace --all-targets -- -D warnings"),
+        ),
+    ];
+    for target in NO_STD_TARGETS {
+        for features in ["", "--features float"] {
+            let name = format!("runtime for {target} (no default features {features})");
+            let cmd = format!(
+                "build -p ferrite-runtime --no-default-features {features} --target {target}"
+            );
+            steps.push((name, args(&cmd)));
+        }
+    }
+    let mut failed = Vec::new();
+    for (name, a) in &steps {
+        println!("==> {name}: cargo {}", a.join(" "));
+        let ok = Command::new(&cargo)
+            .args(a)
+            .current_dir(root)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            failed.push(name.clone());
+        }
+    }
+    println!("==> firmware under QEMU: cargo xtask qemu-test");
+    if let Err(e) = crate::qemu_test::run(root, &crate::qemu_test::Options::full()) {
+        eprintln!("qemu-test: {e:#}");
+        failed.push("qemu-test".into());
+    }
+    if !failed.is_empty() {
+        bail!("{} step(s) failed: {}", failed.len(), failed.join("; "));
+    }
+    println!("xtask test: all {} steps passed", steps.len() + 1);
+    Ok(())
+}
+
+fn args(s: &str) -> Vec<String> {
+    s.split_whitespace().map(String::from).collect()
+}
