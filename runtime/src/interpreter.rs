@@ -130,10 +130,38 @@ impl<'m> Interpreter<'m> {
         Ok(())
     }
 
+    /// The `K` largest values of int8 output `index` with their positions, largest first (ties: lower
+    /// position first): the usual read-out of a classifier.
+    pub fn output_top_k<const K: usize>(
+        &self,
+        index: usize,
+    ) -> Result<heapless::Vec<(usize, i8), K>, Error> {
+        let mut top: heapless::Vec<(usize, i8), K> = heapless::Vec::new();
+        for (i, &v) in self.output_i8(index)?.iter().enumerate() {
+            let at = top.iter().position(|&(_, w)| v > w).unwrap_or(top.len());
+            if at < K {
+                if top.is_full() {
+                    top.pop();
+                }
+                // Cannot fail: there is room after the pop.
+                let _ = top.insert(at, (i, v));
+            }
+        }
+        Ok(top)
+    }
+
     /// Runs every operator in order. The model was validated at load: this only computes.
     pub fn invoke(&mut self) -> Result<(), Error> {
-        for op in self.model.graph().ops.iter() {
-            run(&op.map_err(|_| CORRUPT)?, self.arena)?;
+        self.invoke_with(|_, _| {})
+    }
+
+    /// Like [`Self::invoke`], calling `after_op(step, op)` once each operator has run (for per-layer
+    /// timing or tracing).
+    pub fn invoke_with(&mut self, mut after_op: impl FnMut(usize, &Op<'_>)) -> Result<(), Error> {
+        for (step, op) in self.model.graph().ops.iter().enumerate() {
+            let op = op.map_err(|_| CORRUPT)?;
+            run(&op, self.arena)?;
+            after_op(step, &op);
         }
         Ok(())
     }

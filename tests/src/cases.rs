@@ -81,7 +81,8 @@ impl Rng {
     pub fn f32s_le(&mut self, n: usize, lo: f32, hi: f32) -> Vec<u8> {
         (0..n)
             .flat_map(|_| {
-                (lo + (hi - lo) * (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32).to_le_bytes()
+                (lo + (hi - lo) * (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+                    .to_le_bytes()
             })
             .collect()
     }

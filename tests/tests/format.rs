@@ -202,4 +202,10 @@ fn typed_io_checks_types_and_lengths() {
     it.output_to_f32(0, &mut probs).unwrap();
     let sum: f32 = probs.iter().sum();
     assert!((sum - 1.0).abs() < 0.02, "softmax output sums to {sum}");
+    // top-k agrees with a full sort (stable: ties keep the lower position first).
+    let out = it.output_i8(0).unwrap().to_vec();
+    let mut sorted: Vec<(usize, i8)> = out.iter().copied().enumerate().collect();
+    sorted.sort_by_key(|&(i, v)| (std::cmp::Reverse(v), i));
+    let top = it.output_top_k::<3>(0).unwrap();
+    assert_eq!(top.as_slice(), &sorted[..3]);
 }

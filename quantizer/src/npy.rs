@@ -1,0 +1,283 @@
+//! `.npy` files (NumPy format 1.0-3.0): read and write dense little-endian arrays, C order.
+
+use std::path::Path;
+
+use anyhow::{bail, ensure, Context, Result};
+
+/// Element type of an array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dtype {
+    I8,
+    U8,
+    I16,
+    I32,
+    I64,
+    F32,
+    F64,
+}
+
+impl Dtype {
+    fn descr(self) -> &'static str {
+        match self {
+            Dtype::I8 => "|i1",
+            Dtype::U8 => "|u1",
+            Dtype::I16 => "<i2",
+            Dtype::I32 => "<i4",
+            Dtype::I64 => "<i8",
+            Dtype::F32 => "<f4",
+            Dtype::F64 => "<f8",
+        }
+    }
+
+    fn from_descr(d: &str) -> Option<Dtype> {
+        Some(match d {
+            "|i1" | "<i1" | "i1" => Dtype::I8,
+            "|u1" | "<u1" | "u1" | "|b1" => Dtype::U8,
+            "<i2" => Dtype::I16,
+            "<i4" => Dtype::I32,
+            "<i8" => Dtype::I64,
+            "<f4" => Dtype::F32,
+            "<f8" => Dtype::F64,
+            _ => return None,
+        })
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::I8 | Dtype::U8 => 1,
+            Dtype::I16 => 2,
+            Dtype::I32 | Dtype::F32 => 4,
+            Dtype::I64 | Dtype::F64 => 8,
+        }
+    }
+}
+
+/// A dense array: shape, element type and raw little-endian bytes in C order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Array {
+    pub shape: Vec<usize>,
+    pub dtype: Dtype,
+    pub data: Vec<u8>,
+}
+
+impl Array {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn from_f32(shape: Vec<usize>, values: &[f32]) -> Self {
+        Array {
+            shape,
+            dtype: Dtype::F32,
+            data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
+    pub fn from_i8(shape: Vec<usize>, values: &[i8]) -> Self {
+        Array {
+            shape,
+            dtype: Dtype::I8,
+            data: values.iter().map(|&v| v as u8).collect(),
+        }
+    }
+
+    /// The values as f32 (integers converted exactly where they fit).
+    pub fn to_f32(&self) -> Vec<f32> {
+        let n = self.len();
+        (0..n).map(|i| self.get_f64(i) as f32).collect()
+    }
+
+    /// Element `i` as f64.
+    pub fn get_f64(&self, i: usize) -> f64 {
+        let s = self.dtype.size();
+        let b = &self.data[i * s..(i + 1) * s];
+        match self.dtype {
+            Dtype::I8 => b[0] as i8 as f64,
+            Dtype::U8 => b[0] as f64,
+            Dtype::I16 => i16::from_le_bytes([b[0], b[1]]) as f64,
+            Dtype::I32 => i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64,
+            Dtype::I64 => i64::from_le_bytes(b.try_into().unwrap()) as f64,
+            Dtype::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64,
+            Dtype::F64 => f64::from_le_bytes(b.try_into().unwrap()),
+        }
+    }
+
+    /// Parses `.npy` bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Array> {
+        ensure!(
+            bytes.len() >= 10 && &bytes[..6] == b"\x93NUMPY",
+            "not a .npy file (bad magic)"
+        );
+        let major = bytes[6];
+        let (header_len, start) = match major {
+            1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+            2 | 3 => {
+                ensure!(bytes.len() >= 12, "truncated .npy header");
+                (
+                    u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                    12,
+                )
+            }
+            v => bail!("unsupported .npy version {v}"),
+        };
+        let header = bytes
+            .get(start..start + header_len)
+            .context("truncated .npy header")?;
+        let header = std::str::from_utf8(header).context(".npy header is not text")?;
+        let descr = dict_value(header, "descr").context(".npy header has no 'descr'")?;
+        let descr = descr.trim_matches(|c| c == '\'' || c == '"');
+        let dtype =
+            Dtype::from_descr(descr).with_context(|| format!("unsupported .npy dtype {descr}"))?;
+        let fortran =
+            dict_value(header, "fortran_order").context(".npy header has no 'fortran_order'")?;
+        ensure!(
+            fortran.trim() == "False",
+            "Fortran-ordered .npy arrays are not supported"
+        );
+        let shape_text = dict_value(header, "shape").context(".npy header has no 'shape'")?;
+        let shape: Vec<usize> = shape_text
+            .trim_matches(|c| c == '(' || c == ')')
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<usize>()
+                    .with_context(|| format!("bad .npy shape entry {s:?}"))
+            })
+            .collect::<Result<_>>()?;
+        let n: usize = shape.iter().product();
+        let data = &bytes[start + header_len..];
+        ensure!(
+            data.len() == n * dtype.size(),
+            ".npy data holds {} bytes, shape {:?} of {} needs {}",
+            data.len(),
+            shape,
+            descr,
+            n * dtype.size()
+        );
+        Ok(Array {
+            shape,
+            dtype,
+            data: data.to_vec(),
+        })
+    }
+
+    pub fn read(path: &Path) -> Result<Array> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        Array::parse(&bytes).with_context(|| format!("{}", path.display()))
+    }
+
+    /// Encodes as `.npy` version 1.0.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let shape = match self.shape.len() {
+            1 => format!("({},)", self.shape[0]),
+            _ => format!(
+                "({})",
+                self.shape
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let mut header = format!(
+            "{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}",
+            self.dtype.descr(),
+            shape
+        );
+        // Pad so that the data starts on a 64-byte boundary; the header ends with a newline.
+        let unpadded = 10 + header.len() + 1;
+        header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+        header.push('\n');
+        let mut out = Vec::with_capacity(10 + header.len() + self.data.len());
+        out.extend_from_slice(b"\x93NUMPY\x01\x00");
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(&self.data);
+        out
+    }
+
+    /// Writes atomically (a temporary file renamed into place), so no half-written file is left.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        crate::write_atomic(path, &self.to_bytes())
+    }
+}
+
+/// The text of `key`'s value in a Python dict literal (up to the next top-level comma).
+fn dict_value<'h>(header: &'h str, key: &str) -> Option<&'h str> {
+    let at = header
+        .find(&format!("'{key}'"))
+        .or_else(|| header.find(&format!("\"{key}\"")))?;
+    let rest = &header[at + key.len() + 2..];
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
+    let mut depth = 0;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '(' | '[' => depth += 1,
+            ')' | ']' => depth -= 1,
+            ',' | '}' if depth == 0 => return Some(&rest[..i]),
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        for shape in [vec![3], vec![2, 3], vec![1, 2, 2, 1], vec![]] {
+            let n: usize = shape.iter().product();
+            let a = Array::from_f32(
+                shape.clone(),
+                &(0..n).map(|i| i as f32 * 0.5).collect::<Vec<_>>(),
+            );
+            let b = Array::parse(&a.to_bytes()).unwrap();
+            assert_eq!(a, b);
+            assert_eq!(a.to_bytes().len() % 64, (n * 4) % 64);
+        }
+        let a = Array::from_i8(vec![2, 2], &[-1, 2, -128, 127]);
+        assert_eq!(Array::parse(&a.to_bytes()).unwrap(), a);
+    }
+
+    /// Bytes written by NumPy 1.26 (`np.save` of `np.arange(6, dtype='<f4').reshape(2, 3)`), header
+    /// reproduced from the format specification.
+    #[test]
+    fn reads_numpy_header() {
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        let h = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
+        let mut h = h.to_string();
+        h.push_str(&" ".repeat(128 - 10 - h.len() - 1));
+        h.push('\n');
+        b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        b.extend_from_slice(h.as_bytes());
+        for i in 0..6 {
+            b.extend_from_slice(&(i as f32).to_le_bytes());
+        }
+        let a = Array::parse(&b).unwrap();
+        assert_eq!(a.shape, vec![2, 3]);
+        assert_eq!(a.to_f32(), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        assert!(Array::parse(b"hello")
+            .unwrap_err()
+            .to_string()
+            .contains("magic"));
+        let a = Array::from_f32(vec![4], &[1.0; 4]);
+        let mut b = a.to_bytes();
+        b.truncate(b.len() - 1);
+        assert!(Array::parse(&b)
+            .unwrap_err()
+            .to_string()
+            .contains("needs 16"));
+    }
+}
