@@ -8,10 +8,12 @@ use crate::quant::Requant;
 use crate::Error;
 
 /// Largest number of products summed into one int32 accumulator: `2^15` keeps
-/// `sum(|(x - zp) * w|) <= 2^15 * 255 * 128 < 2^30`, leaving room for a bias below `2^30`.
+/// `sum(|(x - zp) * w|) <= 2^15 * 255 * 128 < 2^30`, leaving room for a bias up to [`MAX_BIAS`].
 pub const MAX_REDUCTION: usize = 1 << 15;
-/// Largest magnitude of an int32 bias.
-pub const MAX_BIAS: i32 = 1 << 30;
+/// Largest magnitude of an int32 bias: what is left of `i32::MAX` after the largest possible sum of
+/// products, so the accumulator never overflows (1,077,936,127, a little above `2^30`: TensorFlow's
+/// converter clamps biases to about `2^30 + 128`, which real models such as MLPerf Tiny's VWW reach).
+pub const MAX_BIAS: i32 = i32::MAX - (MAX_REDUCTION as i32) * 255 * 128;
 
 pub(crate) fn graph(graph: &Graph<'_>, header: &Header) -> Result<(), Error> {
     let malformed = |reason| Error::Malformed { reason };
@@ -618,7 +620,7 @@ impl<'a> Context<'_, 'a> {
                     return bad("multiplier or shift out of range");
                 }
                 if (0..b.len()).any(|c| !(-MAX_BIAS..=MAX_BIAS).contains(&b.get(c))) {
-                    return bad("bias magnitude above 2^30");
+                    return bad("bias magnitude above MAX_BIAS (2^31 - 1 - 2^15 * 255 * 128)");
                 }
             }
         }
@@ -767,5 +769,16 @@ fn quant_presence(kind: Kind, has_quant: bool) -> Result<(), &'static str> {
         (Kind::Int8, true) | (Kind::Float, false) => Ok(()),
         (Kind::Int8, false) => Err("int8 operator without its quantization parameters"),
         (Kind::Float, true) => Err("f32 operator with int8 parameters"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn max_bias_plus_largest_sum_fits_i32() {
+        let largest_sum = super::MAX_REDUCTION as i64 * 255 * 128;
+        assert_eq!(super::MAX_BIAS as i64 + largest_sum, i32::MAX as i64);
+        // TensorFlow's converter clamps biases to about 2^30 + 128; such models must load.
+        assert!(super::MAX_BIAS as i64 >= (1 << 30) + 128);
     }
 }
