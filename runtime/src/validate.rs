@@ -3,7 +3,7 @@
 use crate::format::{
     Conv, DType, FullyConnected, Graph, Header, Op, Operand, Shape, Tensor, FLAG_FLOAT, MAX_RANK,
 };
-use crate::kernels::{LeI32, Window};
+use crate::kernels::{Activation, LeI32, Window};
 use crate::quant::Requant;
 use crate::Error;
 
@@ -369,7 +369,7 @@ impl<'a> Context<'_, 'a> {
                 )
                 .map_err(err)
             }
-            Op::Relu(u, _) => {
+            Op::Relu(u, activation) => {
                 self.unary(
                     step,
                     &u.input,
@@ -379,8 +379,18 @@ impl<'a> Context<'_, 'a> {
                     &check_out,
                 )?;
                 let Some(p) = &u.quant else { return Ok(()) };
+                // TFLite Micro's int8 ReLU6 clamps in the input's domain and ignores the output's
+                // quantization; `ReluParams::prepare` expresses that as an exact identity carrying the
+                // input zero point, which is valid whatever the output's zero point.
+                let relu6_identity = *activation == Activation::Relu6
+                    && p.output_zero_point == p.input_zero_point
+                    && p.requant
+                        == (Requant {
+                            multiplier: 1 << 30,
+                            shift: 1,
+                        });
                 if p.input_zero_point != u.input.zero_point
-                    || p.output_zero_point != u.output.zero_point
+                    || (p.output_zero_point != u.output.zero_point && !relu6_identity)
                     || !p.requant.is_valid()
                 {
                     return bad("relu parameters inconsistent with its operands");
