@@ -1,8 +1,10 @@
 //! Ferrite's host-side quantizer: importers, IR, calibration, post-training quantization and export.
 
 pub mod builder;
+pub mod import;
 pub mod npy;
 pub mod plan;
+pub mod sha256;
 
 use std::path::Path;
 

@@ -47,6 +47,11 @@ fn relu6_with_other_output_quantization_clamps_in_the_input_domain() {
     it.invoke().unwrap();
     let six = zp_in + 60; // round(6 / 0.1) + zp_in
     for (i, &o) in it.output_i8(0).unwrap().iter().enumerate() {
-        assert_eq!(o as i32, (i as i32 - 128).clamp(zp_in, six), "input {}", i as i32 - 128);
+        assert_eq!(
+            o as i32,
+            (i as i32 - 128).clamp(zp_in, six),
+            "input {}",
+            i as i32 - 128
+        );
     }
 }

@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Fixtures and goldens for Ferrite's TFLite importer, from TensorFlow's converter and TFLite Micro.
+
+    python3 tests/tflite/make_fixtures.py fixtures   # int8 .tflite fixtures (needs tensorflow-cpu)
+    python3 tests/tflite/make_fixtures.py goldens    # goldens of the fixtures and of the MLPerf Tiny models
+    python3 tests/tflite/make_fixtures.py arenas     # TFLite Micro's print_allocations() for the MLPerf models
+
+Versions are pinned in tests/tflite/requirements.txt. Goldens hold outputs only: every input is drawn
+from the xorshift64* generator below, which `quantizer/tests/tflite_import.rs` implements identically.
+Sample k of a model uses a generator seeded with k; its inputs are filled in input order, element by
+element, each int8 element being the top byte of the next 64-bit draw (float32 inputs: that int8 / 32).
+"""
+
+import hashlib
+import os
+import platform
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = os.path.join(HERE, "fixtures")
+GOLDENS = os.path.join(HERE, "goldens")
+MLPERF = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "models", "mlperf-tiny"))
+MLPERF_MODELS = ["kws_dscnn_int8", "ic_resnet8_int8", "vww_mobilenet_int8", "ad_autoencoder_int8", "sww_int8"]
+FIXTURE_SAMPLES = 100
+MLPERF_SAMPLES = 100
+# The autoencoder has 640 outputs per sample: fewer samples keep its golden small.
+MLPERF_SAMPLES_AD = 20
+
+M64 = (1 << 64) - 1
+
+
+def draw_bytes(seeds, count):
+    """xorshift64*: one stream per seed; returns an array [len(seeds), count] of uint8 top bytes."""
+    with np.errstate(over="ignore"):
+        s = (np.array(seeds, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
+        out = np.empty((len(seeds), count), dtype=np.uint8)
+        mul = np.uint64(0x2545F4914F6CDD1D)
+        for i in range(count):
+            s ^= s >> np.uint64(12)
+            s ^= s << np.uint64(25)
+            s ^= s >> np.uint64(27)
+            out[:, i] = ((s * mul) >> np.uint64(56)).astype(np.uint8)
+    return out
+
+
+def sample_inputs(details, seeds):
+    """Inputs of every sample: a list (per sample) of arrays (per input)."""
+    sizes = [int(np.prod(d["shape"])) for d in details]
+    raw = draw_bytes(seeds, sum(sizes))
+    samples = []
+    for k in range(len(seeds)):
+        arrays, at = [], 0
+        for d, n in zip(details, sizes):
+            q = raw[k, at:at + n].view(np.int8).reshape(d["shape"])
+            at += n
+            if d["dtype"] == np.float32:
+                arrays.append(q.astype(np.float32) / np.float32(32.0))
+            elif d["dtype"] == np.int8:
+                arrays.append(q.copy())
+            else:
+                raise SystemExit(f"unsupported input type {d['dtype']}")
+        samples.append(arrays)
+    return samples
+
+
+# ---------------------------------------------------------------- fixtures (TensorFlow converter)
+
+def build_fixtures():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(2026)
+
+    def const(shape, scale=0.3):
+        return tf.constant(rng.normal(0.0, scale, shape).astype(np.float32))
+
+    def conv(x, cout, kh, kw, stride=1, padding="SAME", dilation=1, act=None):
+        w = const([kh, kw, x.shape[-1], cout])
+        b = const([cout], 0.1)
+        y = tf.nn.conv2d(x, w, strides=stride, padding=padding, dilations=dilation) + b
+        return act(y) if act else y
+
+    def dwconv(x, kh, kw, mult=1, stride=1, padding="SAME", act=None):
+        w = const([kh, kw, x.shape[-1], mult])
+        b = const([x.shape[-1] * mult], 0.1)
+        y = tf.nn.depthwise_conv2d(x, w, strides=[1, stride, stride, 1], padding=padding) + b
+        return act(y) if act else y
+
+    def dense(x, n, act=None):
+        w = const([x.shape[-1], n])
+        y = tf.matmul(x, w) + const([n], 0.1)
+        return act(y) if act else y
+
+    relu, relu6 = tf.nn.relu, tf.nn.relu6
+    cases = {
+        "conv2d_same_relu": ([[1, 6, 6, 3]], lambda x: conv(x, 8, 3, 3, act=relu)),
+        "conv2d_s2_same_even": ([[1, 10, 10, 4]], lambda x: conv(x, 6, 3, 5, stride=2)),
+        "conv2d_s2_valid_relu6": ([[1, 11, 9, 4]], lambda x: conv(x, 5, 3, 3, stride=2, padding="VALID", act=relu6)),
+        "conv2d_dilation2": ([[1, 7, 7, 2]], lambda x: conv(x, 4, 3, 3, dilation=2)),
+        "conv2d_1x1": ([[1, 5, 5, 16]], lambda x: conv(x, 8, 1, 1, act=relu)),
+        "depthwise_same_relu": ([[1, 6, 6, 6]], lambda x: dwconv(x, 3, 3, act=relu)),
+        "depthwise_s2_dm2": ([[1, 7, 7, 4]], lambda x: dwconv(x, 3, 3, mult=2, stride=2)),
+        "depthwise_valid_relu6": ([[1, 9, 6, 3]], lambda x: dwconv(x, 3, 2, padding="VALID", act=relu6)),
+        "fully_connected_relu": ([[1, 24]], lambda x: dense(x, 10, act=relu)),
+        "fully_connected_b3": ([[3, 16]], lambda x: dense(x, 7)),
+        "add_broadcast_relu": ([[1, 4, 5, 8], [1, 1, 5, 8]], lambda a, b: relu(a + b), [1.0, 2.5]),
+        "add_same_shape": ([[1, 6, 6, 4], [1, 6, 6, 4]], lambda a, b: a + b),
+        "mul_broadcast": ([[1, 4, 5, 8], [1, 1, 1, 8]], lambda a, b: a * b, [1.0, 2.0]),
+        "average_pool_3x3_s2_same": ([[1, 9, 9, 6]], lambda x: tf.nn.avg_pool2d(x, 3, 2, "SAME")),
+        "average_pool_2x2_valid": ([[1, 8, 7, 3]], lambda x: tf.nn.avg_pool2d(x, 2, 2, "VALID")),
+        "max_pool_3x3_s2_same": ([[1, 9, 9, 6]], lambda x: tf.nn.max_pool2d(x, 3, 2, "SAME")),
+        "max_pool_2x2_valid": ([[1, 8, 8, 5]], lambda x: tf.nn.max_pool2d(x, 2, 2, "VALID")),
+        "mean_hw_keepdims": ([[1, 5, 6, 10]], lambda x: tf.reduce_mean(x, axis=[1, 2], keepdims=True)),
+        "mean_hw": ([[1, 7, 3, 12]], lambda x: tf.reduce_mean(x, axis=[1, 2]), [3.0]),
+        "softmax": ([[2, 10]], lambda x: tf.nn.softmax(x), [2.5]),
+        "logistic": ([[1, 64]], lambda x: tf.sigmoid(x), [3.0]),
+        "tanh": ([[1, 64]], lambda x: tf.tanh(x), [2.0]),
+        "logistic_tanh_chain": ([[1, 4, 8]], lambda x: tf.tanh(tf.sigmoid(x)), [3.0]),
+        "relu": ([[1, 64]], lambda x: relu(x)),
+        "relu6": ([[1, 4, 4, 4]], lambda x: relu6(x), [4.0]),
+        "reshape": ([[1, 2, 3, 4]], lambda x: tf.reshape(x, [1, 6, 4])),
+        "squeeze": ([[1, 5, 1, 3]], lambda x: tf.squeeze(x, axis=2)),
+        "concatenation": ([[1, 4, 4, 3], [1, 4, 4, 5]], lambda a, b: tf.concat([a, b], axis=3), [1.0, 3.0]),
+        "concatenation_axis1": ([[1, 2, 6], [1, 3, 6]], lambda a, b: tf.concat([a, b], axis=1)),
+        "pad": ([[1, 3, 4, 2]], lambda x: tf.pad(x, [[0, 0], [1, 1], [2, 0], [1, 2]])),
+        "small_cnn": ([[1, 12, 10, 1]], lambda x: tf.nn.softmax(dense(tf.reshape(
+            tf.nn.avg_pool2d(dwconv(conv(x, 8, 3, 3, stride=2, act=relu), 3, 3, act=relu), [6, 5], 1, "VALID"),
+            [1, 8]), 5))),
+        "residual_block": ([[1, 8, 8, 8]], lambda x: tf.reduce_mean(
+            relu(x + conv(conv(x, 8, 3, 3, act=relu), 8, 3, 3)), axis=[1, 2])),
+    }
+    float_io = {
+        # Float input and output: QUANTIZE (f32 -> int8) in front, DEQUANTIZE (int8 -> f32) behind.
+        "float_io_conv": ([[1, 5, 5, 2]], lambda x: conv(x, 4, 3, 3, act=relu)),
+    }
+
+    os.makedirs(FIXTURES, exist_ok=True)
+    for name, case in {**cases, **float_io}.items():
+        shapes, body = case[0], case[1]
+        stds = case[2] if len(case) > 2 else [1.0] * len(shapes)
+        specs = [tf.TensorSpec(s, tf.float32) for s in shapes]
+        fn = tf.function(body, input_signature=specs)
+        conc = fn.get_concrete_function()
+
+        def representative(shapes=shapes, stds=stds):
+            r = np.random.default_rng(7)
+            for _ in range(64):
+                yield [r.normal(0.0, sd, s).astype(np.float32) for s, sd in zip(shapes, stds)]
+
+        conv_ = tf.lite.TFLiteConverter.from_concrete_functions([conc], fn)
+        conv_.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv_.representative_dataset = representative
+        conv_.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if name not in float_io:
+            conv_.inference_input_type = tf.int8
+            conv_.inference_output_type = tf.int8
+        data = conv_.convert()
+        with open(os.path.join(FIXTURES, name + ".tflite"), "wb") as f:
+            f.write(data)
+        print(f"{name}: {len(data)} bytes", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- goldens (TFLite Micro)
+
+def versions():
+    import tflite_micro  # noqa: F401
+    from importlib.metadata import version
+    return (f"tflite-micro {version('tflite-micro')}, tensorflow-cpu {version('tensorflow-cpu')} (fixtures), "
+            f"numpy {np.__version__}, python {platform.python_version()}")
+
+
+def golden(path, rel, out_path, samples):
+    from tflite_micro.python.tflite_micro import runtime
+
+    data = open(path, "rb").read()
+    interp = runtime.Interpreter.from_bytes(data)
+    graph = runtime.convert_bytearray_to_object(bytearray(data)).subgraphs[0]
+    ins = [interp.get_input_details(i) for i in range(len(graph.inputs))]
+    outs = [interp.get_output_details(i) for i in range(len(graph.outputs))]
+    lines = [
+        "# Golden outputs of TFLite Micro's Python interpreter (reference kernels).",
+        "# made by: python3 tests/tflite/make_fixtures.py goldens",
+        "# versions: " + versions(),
+        "# inputs: sample k = xorshift64* seeded with k, top byte per int8 element (f32: int8 / 32);",
+        "# each data line: all outputs of one sample, concatenated, as hex (f32 little-endian).",
+        f"model {rel}",
+        f"sha256 {hashlib.sha256(data).hexdigest()}",
+        "inputs " + " ".join(f"{np.dtype(d['dtype']).name}:{'x'.join(map(str, d['shape']))}" for d in ins),
+        "outputs " + " ".join(f"{np.dtype(d['dtype']).name}:{'x'.join(map(str, d['shape']))}" for d in outs),
+        f"samples {samples}",
+    ]
+    for arrays in sample_inputs(ins, list(range(samples))):
+        for j, a in enumerate(arrays):
+            interp.set_input(a, j)
+        interp.invoke()
+        blob = b"".join(np.ascontiguousarray(interp.get_output(j)).astype(np.dtype(d["dtype"]).newbyteorder("<")).tobytes()
+                        for j, d in enumerate(outs))
+        lines.append(blob.hex())
+    with open(out_path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"{rel}: {samples} samples", file=sys.stderr)
+
+
+def make_goldens():
+    os.makedirs(GOLDENS, exist_ok=True)
+    for f in sorted(os.listdir(FIXTURES)):
+        if f.endswith(".tflite"):
+            golden(os.path.join(FIXTURES, f), f"fixtures/{f}",
+                   os.path.join(GOLDENS, f[:-len(".tflite")] + ".golden"), FIXTURE_SAMPLES)
+    if not os.path.isdir(MLPERF):
+        print(f"{MLPERF} is absent: MLPerf goldens skipped", file=sys.stderr)
+        return
+    for m in MLPERF_MODELS:
+        golden(os.path.join(MLPERF, m + ".tflite"), f"../shared/models/mlperf-tiny/{m}.tflite",
+               os.path.join(GOLDENS, "mlperf_" + m + ".golden"),
+               MLPERF_SAMPLES_AD if m.startswith("ad_") else MLPERF_SAMPLES)
+
+
+def arenas():
+    from tflite_micro.python.tflite_micro import runtime
+
+    for m in MLPERF_MODELS:
+        print(f"== {m}", file=sys.stderr, flush=True)
+        interp = runtime.Interpreter.from_file(os.path.join(MLPERF, m + ".tflite"))
+        d = interp.get_input_details(0)
+        interp.set_input(np.zeros(d["shape"], d["dtype"]), 0)
+        interp.invoke()
+        interp.print_allocations()
+        sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    what = sys.argv[1] if len(sys.argv) > 1 else ""
+    if what == "fixtures":
+        build_fixtures()
+    elif what == "goldens":
+        make_goldens()
+    elif what == "arenas":
+        arenas()
+    else:
+        raise SystemExit(__doc__)
