@@ -4,6 +4,7 @@
     python3 tests/tflite/make_fixtures.py fixtures   # int8 .tflite fixtures (needs tensorflow-cpu)
     python3 tests/tflite/make_fixtures.py goldens    # goldens of the fixtures and of the MLPerf Tiny models
     python3 tests/tflite/make_fixtures.py arenas     # TFLite Micro's print_allocations() for the MLPerf models
+    python3 tests/tflite/make_fixtures.py errors     # models the importer must refuse (needs tensorflow-cpu)
 
 Versions are pinned in tests/tflite/requirements.txt. Goldens hold outputs only: every input is drawn
 from the xorshift64* generator below, which `quantizer/tests/tflite_import.rs` implements identically.
@@ -20,6 +21,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "fixtures")
+ERRORS = os.path.join(HERE, "errors")
 GOLDENS = os.path.join(HERE, "goldens")
 MLPERF = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "models", "mlperf-tiny"))
 MLPERF_MODELS = ["kws_dscnn_int8", "ic_resnet8_int8", "vww_mobilenet_int8", "ad_autoencoder_int8", "sww_int8"]
@@ -217,6 +219,53 @@ def make_goldens():
                MLPERF_SAMPLES_AD if m.startswith("ad_") else MLPERF_SAMPLES)
 
 
+def build_errors():
+    """Models the importer must refuse with a clear error (no goldens)."""
+    import flatbuffers
+    import tensorflow as tf
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    os.makedirs(ERRORS, exist_ok=True)
+
+    def write(name, data):
+        with open(os.path.join(ERRORS, name + ".tflite"), "wb") as f:
+            f.write(data)
+        print(f"errors/{name}: {len(data)} bytes", file=sys.stderr)
+
+    spec = [tf.TensorSpec([1, 8], tf.float32)] * 2
+    sub = tf.function(lambda a, b: a - b, input_signature=spec)
+    c = tf.lite.TFLiteConverter.from_concrete_functions([sub.get_concrete_function()], sub)
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    c.representative_dataset = lambda: ([np.ones([1, 8], np.float32), np.zeros([1, 8], np.float32)] for _ in range(4))
+    c.inference_input_type = tf.int8
+    c.inference_output_type = tf.int8
+    write("unsupported_sub", c.convert())
+
+    fl = tf.function(lambda x: tf.nn.relu(x) * 2.0, input_signature=[tf.TensorSpec([1, 8], tf.float32)])
+    write("float_model", tf.lite.TFLiteConverter.from_concrete_functions([fl.get_concrete_function()], fl).convert())
+
+    def edited(fixture, name, edit):
+        m = schema.ModelT.InitFromPackedBuf(open(os.path.join(FIXTURES, fixture + ".tflite"), "rb").read(), 0)
+        edit(m, m.subgraphs[0])
+        b = flatbuffers.Builder(0)
+        b.Finish(m.Pack(b), file_identifier=b"TFL3")
+        write(name, bytes(b.Output()))
+
+    def softmax_scale(m, g):
+        g.tensors[g.outputs[0]].quantization.scale = [1.0 / 128.0]
+
+    def conv_scales(m, g):
+        q = g.tensors[g.operators[0].inputs[1]].quantization
+        q.scale, q.zeroPoint = list(q.scale)[:3], list(q.zeroPoint)[:3]
+
+    def zero_point(m, g):
+        g.tensors[g.inputs[0]].quantization.zeroPoint = [200]
+
+    edited("softmax", "softmax_output_scale", softmax_scale)
+    edited("conv2d_same_relu", "conv_scale_count", conv_scales)
+    edited("relu", "zero_point_range", zero_point)
+
+
 def arenas():
     from tflite_micro.python.tflite_micro import runtime
 
@@ -236,6 +285,8 @@ if __name__ == "__main__":
         build_fixtures()
     elif what == "goldens":
         make_goldens()
+    elif what == "errors":
+        build_errors()
     elif what == "arenas":
         arenas()
     else:

@@ -56,7 +56,11 @@ pub fn convert(bytes: &[u8]) -> Result<Built> {
         cx.operator(i, code.builtin)
             .with_context(|| format!("operator {i} ({name})"))?;
     }
-    cx.finish(bytes)
+    let built = cx.finish(bytes)?;
+    // Only hand out models the runtime loads.
+    ferrite_runtime::Model::from_bytes(&built.bytes)
+        .map_err(|e| anyhow!("the converted model fails the runtime's checks: {e}"))?;
+    Ok(built)
 }
 
 /// An operator whose multiplier and shift arrays are owned until the builder borrows them.
@@ -337,7 +341,10 @@ impl<'m, 'a> Converter<'m, 'a> {
         }
         let data = self.model.data(t);
         let dims: Vec<usize> = tensor.shape.iter().map(|&d| d.max(0) as usize).collect();
-        let elems: usize = dims.iter().product();
+        let elems = dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .unwrap_or(0);
         if dims.len() != shape_rank || data.len() != elems || elems == 0 {
             bail!(
                 "weights {} have shape {:?} and {} bytes of data; expected a constant of rank {shape_rank}",
@@ -739,11 +746,15 @@ impl<'m, 'a> Converter<'m, 'a> {
                 tensor_type::name(other)
             ),
         };
-        let expected: i64 = tensor.shape.iter().map(|&d| d as i64).product();
-        if data.is_empty() || values.len() as i64 != expected {
+        let expected = tensor
+            .shape
+            .iter()
+            .try_fold(1i64, |a, &d| a.checked_mul(d as i64));
+        if data.is_empty() || Some(values.len() as i64) != expected {
             bail!(
-                "tensor {} must be a constant with {expected} values",
-                tensor.name
+                "tensor {} must be a constant with as many values as its shape {:?} holds",
+                tensor.name,
+                tensor.shape
             );
         }
         Ok(values)
@@ -973,7 +984,10 @@ impl<'m, 'a> Converter<'m, 'a> {
         for d in 0..rank {
             let (pre, post) = (pads[2 * d], pads[2 * d + 1]);
             let (i, out) = (xd.shape.dims()[d] as i64, yd.shape.dims()[d] as i64);
-            if pre < 0 || post < 0 || i + pre + post != out {
+            if pre < 0
+                || post < 0
+                || i.checked_add(pre).and_then(|v| v.checked_add(post)) != Some(out)
+            {
                 bail!("paddings ({pre}, {post}) of dimension {d} do not turn {i} into {out}");
             }
             before[4 - rank + d] = pre as u16;
