@@ -1,6 +1,9 @@
 //! Ferrite's host-side quantizer: importers, IR, calibration, post-training quantization and export.
 
 pub mod builder;
+pub mod cli;
+pub mod execute;
+pub mod inspect;
 pub mod npy;
 pub mod plan;
 
