@@ -6,6 +6,7 @@ pub mod execute;
 pub mod inspect;
 pub mod npy;
 pub mod plan;
+pub mod quantize;
 
 use std::path::Path;
 
