@@ -1,9 +1,13 @@
 //! Ferrite's host-side quantizer: importers, IR, calibration, post-training quantization and export.
 
 pub mod builder;
+pub mod cli;
+pub mod execute;
 pub mod import;
+pub mod inspect;
 pub mod npy;
 pub mod plan;
+pub mod quantize;
 pub mod sha256;
 
 use std::path::Path;

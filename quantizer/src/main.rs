@@ -1,2 +1,39 @@
 //! The `ferrite` command-line tool.
-fn main() {}
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ferrite_quantizer::cli;
+
+#[derive(Parser)]
+#[command(
+    name = "ferrite",
+    version,
+    about = "Quantize, convert, inspect and run models for microcontrollers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show operators, shapes, quantization, MACs, weight bytes and arena of a model.
+    Inspect(cli::inspect::Args),
+    /// Run a model over a batch of inputs on the host.
+    Run(cli::run::Args),
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Inspect(a) => cli::inspect::run(&a),
+        Command::Run(a) => cli::run::run(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

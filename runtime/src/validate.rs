@@ -320,54 +320,42 @@ impl<'a> Context<'_, 'a> {
                 }
             }
             Op::Logistic(u) => {
-                self.unary(
+                let p = u.quant.map(|p| {
+                    [
+                        p.input_zero_point,
+                        p.input_range_radius,
+                        p.input_multiplier,
+                        p.input_left_shift,
+                    ]
+                });
+                self.sigmoid(
                     step,
                     &u.input,
                     &u.output,
-                    u.quant.is_some(),
+                    p,
+                    (-128, 1.0 / 256.0),
                     &check_in,
                     &check_out,
-                )?;
-                let Some(p) = &u.quant else { return Ok(()) };
-                let tout = self
-                    .tensor_at(u.output.tensor)
-                    .ok_or(err("output missing"))?;
-                if tout.zero_point != -128 || tout.scale != 1.0 / 256.0 {
-                    return bad("int8 logistic output must have scale 1/256 and zero point -128");
-                }
-                sigmoid_params(
-                    p.input_zero_point,
-                    p.input_range_radius,
-                    p.input_multiplier,
-                    p.input_left_shift,
-                    &u.input,
                 )
-                .map_err(err)
             }
             Op::Tanh(u) => {
-                self.unary(
+                let p = u.quant.map(|p| {
+                    [
+                        p.input_zero_point,
+                        p.input_range_radius,
+                        p.input_multiplier,
+                        p.input_left_shift,
+                    ]
+                });
+                self.sigmoid(
                     step,
                     &u.input,
                     &u.output,
-                    u.quant.is_some(),
+                    p,
+                    (0, 1.0 / 128.0),
                     &check_in,
                     &check_out,
-                )?;
-                let Some(p) = &u.quant else { return Ok(()) };
-                let tout = self
-                    .tensor_at(u.output.tensor)
-                    .ok_or(err("output missing"))?;
-                if tout.zero_point != 0 || tout.scale != 1.0 / 128.0 {
-                    return bad("int8 tanh output must have scale 1/128 and zero point 0");
-                }
-                sigmoid_params(
-                    p.input_zero_point,
-                    p.input_range_radius,
-                    p.input_multiplier,
-                    p.input_left_shift,
-                    &u.input,
                 )
-                .map_err(err)
             }
             Op::Relu(u, activation) => {
                 self.unary(
@@ -700,6 +688,40 @@ impl<'a> Context<'_, 'a> {
         quant_presence(k, has_quant).map_err(err)
     }
 
+    /// Logistic and Tanh: `params` is `[input_zero_point, input_range_radius, input_multiplier,
+    /// input_left_shift]` for int8; the int8 output has the fixed quantization `(zero_point, scale)`.
+    #[allow(clippy::too_many_arguments)]
+    fn sigmoid(
+        &self,
+        step: u16,
+        input: &Operand,
+        output: &Operand,
+        params: Option<[i32; 4]>,
+        fixed_output: (i32, f32),
+        check_in: &dyn Fn(&Operand) -> Result<Tensor<'a>, Error>,
+        check_out: &dyn Fn(&Operand) -> Result<Tensor<'a>, Error>,
+    ) -> Result<(), Error> {
+        let err = |reason| Error::InvalidOperator { op: step, reason };
+        self.unary(step, input, output, params.is_some(), check_in, check_out)?;
+        let Some([zero_point, radius, multiplier, shift]) = params else {
+            return Ok(());
+        };
+        let tout = self.tensor_at(output.tensor).ok_or(err("output missing"))?;
+        if (tout.zero_point, tout.scale) != fixed_output {
+            return Err(err(
+                "int8 logistic/tanh output has the wrong fixed quantization",
+            ));
+        }
+        if zero_point != input.zero_point
+            || radius < 0
+            || multiplier < 0
+            || !crate::quant::SHIFT_RANGE.contains(&shift)
+        {
+            return Err(err("logistic/tanh parameters inconsistent with the input"));
+        }
+        Ok(())
+    }
+
     /// No two tensors live at the same step may share arena bytes (an in-place Reshape output may take
     /// exactly its input's bytes at the step where one ends and the other begins).
     fn plan(&self) -> Result<(), Error> {
@@ -735,24 +757,6 @@ impl<'a> Context<'_, 'a> {
         }
         Ok(())
     }
-}
-
-/// Logistic and Tanh share their parameter layout.
-fn sigmoid_params(
-    zero_point: i32,
-    radius: i32,
-    multiplier: i32,
-    shift: i32,
-    input: &Operand,
-) -> Result<(), &'static str> {
-    if zero_point != input.zero_point
-        || radius < 0
-        || multiplier < 0
-        || !crate::quant::SHIFT_RANGE.contains(&shift)
-    {
-        return Err("logistic/tanh parameters inconsistent with the input");
-    }
-    Ok(())
 }
 
 fn o_dim(shape: &Shape, axis: usize) -> usize {

@@ -1,0 +1,33 @@
+//! `ferrite inspect MODEL [--json]`: operators, shapes, quantization, MACs, weight bytes, arena.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Result};
+use ferrite_runtime::Model;
+
+use crate::inspect;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model file.
+    pub model: PathBuf,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let bytes = super::load_model(&args.model)?;
+    let model = Model::from_bytes(&bytes)
+        .map_err(|e| anyhow!("{}: invalid model: {e}", args.model.display()))?;
+    let summary = inspect::summarize(&model, bytes.len());
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!(
+            "{}",
+            inspect::render(&args.model.display().to_string(), &summary)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,24 @@
+//! The `ferrite` subcommands, one file each.
+
+pub mod inspect;
+pub mod run;
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+/// Reads a model file as `.ferrite` bytes, converting other formats in memory.
+pub fn load_model(path: &Path) -> Result<Vec<u8>> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "ferrite" => std::fs::read(path).with_context(|| format!("reading {}", path.display())),
+        _ => bail!(
+            "{}: unsupported model type `.{ext}` (supported: .ferrite)",
+            path.display()
+        ),
+    }
+}

@@ -1,0 +1,76 @@
+//! `ferrite run MODEL --input X.npy [-o Y.npy]`: runs a model over a batch on the host.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::execute;
+use crate::npy::{Array, Dtype};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model file.
+    pub model: PathBuf,
+    /// Input array (.npy, batch first, in the source model's layout); repeat for several inputs.
+    #[arg(long, required = true)]
+    pub input: Vec<PathBuf>,
+    /// Where to write the output (.npy); with several outputs, `-o` names the first and the others get
+    /// `_1`, `_2`... suffixes. Without it, a summary is printed.
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let bytes = super::load_model(&args.model)?;
+    let inputs: Vec<Array> = args
+        .input
+        .iter()
+        .map(|p| Array::read(p))
+        .collect::<Result<_>>()?;
+    let outputs = execute::run(&bytes, &inputs)
+        .with_context(|| format!("running {}", args.model.display()))?;
+    match &args.output {
+        Some(path) => {
+            for (i, out) in outputs.iter().enumerate() {
+                let p = if i == 0 {
+                    path.clone()
+                } else {
+                    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+                    path.with_file_name(format!("{stem}_{i}.npy"))
+                };
+                out.write(&p)?;
+            }
+        }
+        None => {
+            for (i, out) in outputs.iter().enumerate() {
+                let per = out.shape.iter().skip(1).product::<usize>().max(1);
+                println!("output {i}: {:?} {:?}", out.dtype, out.shape);
+                for n in 0..out.shape.first().copied().unwrap_or(1).min(8) {
+                    let row: Vec<f64> = (0..per).map(|k| out.get_f64(n * per + k)).collect();
+                    let best = row
+                        .iter()
+                        .enumerate()
+                        .max_by(|a, b| a.1.total_cmp(b.1))
+                        .map_or(0, |(k, _)| k);
+                    let shown: Vec<String> = row
+                        .iter()
+                        .take(12)
+                        .map(|v| {
+                            if out.dtype == Dtype::F32 {
+                                format!("{v:.4}")
+                            } else {
+                                format!("{v}")
+                            }
+                        })
+                        .collect();
+                    println!(
+                        "  sample {n}: argmax {best}  [{}{}]",
+                        shown.join(", "),
+                        if per > 12 { ", ..." } else { "" }
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! Runs a `.ferrite` model over `.npy` batches on the host runtime, handling layout and (de)quantization.
+//!
+//! Data is batch first in the source model's layout: a model converted from NCHW (ONNX) takes NCHW
+//! arrays, transposed to the runtime's NHWC here. f32 arrays are quantized with each input's scale and
+//! outputs dequantized back to f32; int8 arrays are passed through and int8 outputs returned.
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use ferrite_runtime::format::{DType, Tensor};
+use ferrite_runtime::{Interpreter, Model};
+
+use crate::npy::{Array, Dtype};
+
+/// Per-sample dims of a model tensor in the source layout (batch dimension dropped when it is 1).
+fn sample_dims(t: &Tensor<'_>, nchw: bool) -> Vec<usize> {
+    let d: Vec<usize> = t.shape.dims().iter().map(|&x| x as usize).collect();
+    let d = if nchw && d.len() == 4 {
+        vec![d[0], d[3], d[1], d[2]]
+    } else {
+        d
+    };
+    if d.len() > 1 && d[0] == 1 {
+        d[1..].to_vec()
+    } else {
+        d
+    }
+}
+
+/// NCHW sample `[c, h, w]` to NHWC `[h, w, c]` order (or back with `inverse`).
+fn transpose_chw<T: Copy>(data: &[T], c: usize, h: usize, w: usize, inverse: bool) -> Vec<T> {
+    let mut out = data.to_vec();
+    for ci in 0..c {
+        for y in 0..h {
+            for x in 0..w {
+                let chw = (ci * h + y) * w + x;
+                let hwc = (y * w + x) * c + ci;
+                if inverse {
+                    out[chw] = data[hwc];
+                } else {
+                    out[hwc] = data[chw];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Runs every sample of `inputs` (one array per model input, same batch size) and returns one array per
+/// model output, batch first.
+pub fn run(model_bytes: &[u8], inputs: &[Array]) -> Result<Vec<Array>> {
+    let model = Model::from_bytes(model_bytes).map_err(|e| anyhow!("invalid model: {e}"))?;
+    let nchw = model.graph().metadata.source_layout == "NCHW";
+    ensure!(
+        inputs.len() == model.inputs(),
+        "the model has {} input(s), {} array(s) given",
+        model.inputs(),
+        inputs.len()
+    );
+    let in_tensors: Vec<Tensor<'_>> = (0..model.inputs())
+        .map(|i| model.input(i))
+        .collect::<Result<_, _>>()?;
+    let out_tensors: Vec<Tensor<'_>> = (0..model.outputs())
+        .map(|i| model.output(i))
+        .collect::<Result<_, _>>()?;
+    let mut batch = None;
+    for (i, (a, t)) in inputs.iter().zip(&in_tensors).enumerate() {
+        let want = sample_dims(t, nchw);
+        let n = if a.shape == want {
+            1
+        } else if a.shape.len() == want.len() + 1 && a.shape[1..] == want[..] {
+            a.shape[0]
+        } else {
+            let layout = if nchw { "NCHW" } else { "NHWC" };
+            bail!(
+                "input {i} ({}): array shape {:?} does not match the model's {:?} ({layout}, batch first)",
+                t.name,
+                a.shape,
+                want
+            );
+        };
+        match (a.dtype, t.dtype) {
+            (Dtype::F32, _) | (Dtype::I8, DType::I8) => {}
+            (d, m) => bail!(
+                "input {i} ({}): a {d:?} array cannot feed a {m:?} input; use float32 or int8",
+                t.name
+            ),
+        }
+        if *batch.get_or_insert(n) != n {
+            bail!("inputs have different batch sizes");
+        }
+    }
+    let batch = batch.unwrap_or(1);
+    let float_out = inputs.first().is_some_and(|a| a.dtype == Dtype::F32);
+    let mut arena = vec![0u8; model.arena_size() + 16];
+    let mut it = Interpreter::new(&model, &mut arena)?;
+    let mut outs: Vec<(Vec<f32>, Vec<i8>)> = vec![(Vec::new(), Vec::new()); out_tensors.len()];
+    for n in 0..batch {
+        for (i, (a, t)) in inputs.iter().zip(&in_tensors).enumerate() {
+            let len = t.shape.elements().unwrap_or(0);
+            let nhwc = t.shape.nhwc();
+            let reorder = nchw && t.shape.rank == 4;
+            match a.dtype {
+                Dtype::F32 => {
+                    let all = a.to_f32();
+                    let mut x = all[n * len..(n + 1) * len].to_vec();
+                    if reorder {
+                        x = transpose_chw(&x, nhwc.c, nhwc.h, nhwc.w, false);
+                    }
+                    it.set_input_f32(i, &x)
+                        .with_context(|| format!("input {i}"))?;
+                }
+                _ => {
+                    let mut x: Vec<i8> = a.data[n * len..(n + 1) * len]
+                        .iter()
+                        .map(|&b| b as i8)
+                        .collect();
+                    if reorder {
+                        x = transpose_chw(&x, nhwc.c, nhwc.h, nhwc.w, false);
+                    }
+                    it.input_i8_mut(i)?.copy_from_slice(&x);
+                }
+            }
+        }
+        it.invoke().map_err(|e| anyhow!("sample {n}: {e}"))?;
+        for (o, t) in out_tensors.iter().enumerate() {
+            let nhwc = t.shape.nhwc();
+            let reorder = nchw && t.shape.rank == 4;
+            if float_out || t.dtype == DType::F32 {
+                let mut y = vec![0f32; t.shape.elements().unwrap_or(0)];
+                it.output_to_f32(o, &mut y)?;
+                if reorder {
+                    y = transpose_chw(&y, nhwc.c, nhwc.h, nhwc.w, true);
+                }
+                outs[o].0.extend(y);
+            } else {
+                let mut y = it.output_i8(o)?.to_vec();
+                if reorder {
+                    y = transpose_chw(&y, nhwc.c, nhwc.h, nhwc.w, true);
+                }
+                outs[o].1.extend(y);
+            }
+        }
+    }
+    Ok(outs
+        .into_iter()
+        .zip(&out_tensors)
+        .map(|((f, q), t)| {
+            let mut shape = vec![batch];
+            shape.extend(sample_dims(t, nchw));
+            if f.is_empty() {
+                Array::from_i8(shape, &q)
+            } else {
+                Array::from_f32(shape, &f)
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_round_trips() {
+        let x: Vec<u32> = (0..24).collect();
+        let y = transpose_chw(&x, 2, 3, 4, false);
+        assert_eq!(y[1], 12); // (y=0, x=0, c=1) comes from channel 1's first element
+        assert_eq!(transpose_chw(&y, 2, 3, 4, true), x);
+    }
+}

@@ -1,0 +1,321 @@
+//! A summary of a `.ferrite` model: operators with shapes, MACs and weight bytes, tensors, arena.
+
+use ferrite_runtime::format::{DType, Op, Operand, Tensor};
+use ferrite_runtime::Model;
+use serde::Serialize;
+
+/// One operator's line in the summary.
+#[derive(Debug, Serialize)]
+pub struct OpSummary {
+    pub index: usize,
+    pub op: &'static str,
+    /// Kernel family: `int8` or `f32`.
+    pub kind: &'static str,
+    pub inputs: Vec<Vec<u16>>,
+    pub output: Vec<u16>,
+    /// Multiply-accumulates (element operations for element-wise operators).
+    pub macs: u64,
+    /// Bytes of constant data (weights, bias, multipliers) the operator reads from flash.
+    pub weight_bytes: usize,
+    pub detail: String,
+}
+
+/// One graph input or output.
+#[derive(Debug, Serialize)]
+pub struct IoSummary {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<u16>,
+    pub scale: f32,
+    pub zero_point: i32,
+}
+
+/// The whole model.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub file_bytes: usize,
+    pub format_version: u16,
+    pub producer: String,
+    pub source_layout: String,
+    pub float_kernels: bool,
+    pub arena_bytes: usize,
+    /// The largest total size of tensors live at one step: no plan can use less.
+    pub arena_lower_bound: usize,
+    pub weight_bytes: usize,
+    pub macs: u64,
+    pub tensors: usize,
+    pub inputs: Vec<IoSummary>,
+    pub outputs: Vec<IoSummary>,
+    pub ops: Vec<OpSummary>,
+}
+
+fn io(t: &Tensor<'_>) -> IoSummary {
+    IoSummary {
+        name: t.name.to_string(),
+        dtype: format!("{:?}", t.dtype).to_lowercase(),
+        shape: t.shape.dims().to_vec(),
+        scale: t.scale,
+        zero_point: t.zero_point,
+    }
+}
+
+fn elements(o: &Operand) -> u64 {
+    o.shape.elements().unwrap_or(0) as u64
+}
+
+fn kind(o: &Operand) -> &'static str {
+    if o.dtype == DType::F32 {
+        "f32"
+    } else {
+        "int8"
+    }
+}
+
+fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
+    let dims = |o: &Operand| o.shape.dims().to_vec();
+    let mut s = OpSummary {
+        index,
+        op: op.name(),
+        kind: "int8",
+        inputs: Vec::new(),
+        output: Vec::new(),
+        macs: 0,
+        weight_bytes: 0,
+        detail: String::new(),
+    };
+    let mut set = |ins: &[&Operand], out: &Operand, macs: u64, weights: usize, detail: String| {
+        s.inputs = ins.iter().map(|o| dims(o)).collect();
+        s.output = dims(out);
+        s.kind = kind(ins.first().copied().unwrap_or(out));
+        s.macs = macs;
+        s.weight_bytes = weights;
+        s.detail = detail;
+    };
+    match op {
+        Op::Conv2d(c) | Op::DepthwiseConv2d(c) => {
+            let per_out = c.kernel_h as u64
+                * c.kernel_w as u64
+                * if matches!(op, Op::Conv2d(_)) {
+                    c.input.shape.last() as u64
+                } else {
+                    1
+                };
+            let w = c.window;
+            let detail = format!(
+                "{}x{} stride {}x{} dilation {}x{} pad {},{} {:?}",
+                c.kernel_h,
+                c.kernel_w,
+                w.stride_h,
+                w.stride_w,
+                w.dilation_h,
+                w.dilation_w,
+                w.pad_top,
+                w.pad_left,
+                c.activation
+            );
+            let weights = c.filter.len() + c.bias.len() + c.multiplier.len() + c.shift.len();
+            set(
+                &[&c.input],
+                &c.output,
+                elements(&c.output) * per_out,
+                weights,
+                detail,
+            );
+        }
+        Op::FullyConnected(f) => {
+            let weights = f.filter.len() + f.bias.len() + f.multiplier.len() + f.shift.len();
+            let elem = if f.input.dtype == DType::F32 { 4 } else { 1 };
+            let macs = (f.filter.len() / elem) as u64
+                * (elements(&f.output) / f.output.shape.last() as u64);
+            set(
+                &[&f.input],
+                &f.output,
+                macs,
+                weights,
+                format!("{:?}", f.activation),
+            );
+        }
+        Op::Add(b) => set(
+            &[&b.a, &b.b],
+            &b.output,
+            elements(&b.output),
+            0,
+            format!("{:?}", b.activation),
+        ),
+        Op::Mul(b) => set(
+            &[&b.a, &b.b],
+            &b.output,
+            elements(&b.output),
+            0,
+            format!("{:?}", b.activation),
+        ),
+        Op::AveragePool2d(p) | Op::MaxPool2d(p) => {
+            let macs = elements(&p.output) * p.filter_h as u64 * p.filter_w as u64;
+            let detail = format!(
+                "{}x{} stride {}x{}",
+                p.filter_h, p.filter_w, p.window.stride_h, p.window.stride_w
+            );
+            set(&[&p.input], &p.output, macs, 0, detail);
+        }
+        Op::Mean(u) => set(&[&u.input], &u.output, elements(&u.input), 0, String::new()),
+        Op::Softmax(x) => set(
+            &[&x.input],
+            &x.output,
+            elements(&x.input),
+            0,
+            format!("beta {}", x.beta),
+        ),
+        Op::Logistic(u) => set(&[&u.input], &u.output, elements(&u.input), 0, String::new()),
+        Op::Tanh(u) => set(&[&u.input], &u.output, elements(&u.input), 0, String::new()),
+        Op::Relu(u, a) => set(
+            &[&u.input],
+            &u.output,
+            elements(&u.input),
+            0,
+            format!("{a:?}"),
+        ),
+        Op::Reshape(r) => {
+            let detail = if r.input.offset == r.output.offset {
+                "in place"
+            } else {
+                "copy"
+            };
+            set(&[&r.input], &r.output, 0, 0, detail.into());
+        }
+        Op::Concatenation(c) => {
+            let parts: Vec<Operand> = c
+                .inputs
+                .iter()
+                .filter_map(Result::ok)
+                .map(|p| p.input)
+                .collect();
+            let refs: Vec<&Operand> = parts.iter().collect();
+            set(
+                &refs,
+                &c.output,
+                elements(&c.output),
+                0,
+                format!("axis {}", c.axis),
+            );
+        }
+        Op::Pad(p) => set(
+            &[&p.input],
+            &p.output,
+            elements(&p.output),
+            0,
+            format!("before {:?}", p.before),
+        ),
+        Op::Quantize(q) => set(
+            &[&q.input],
+            &q.output,
+            elements(&q.output),
+            0,
+            String::new(),
+        ),
+        Op::Dequantize(d) => set(
+            &[&d.input],
+            &d.output,
+            elements(&d.output),
+            0,
+            String::new(),
+        ),
+    }
+    s
+}
+
+/// Summarizes a loaded model whose file is `file_bytes` long.
+pub fn summarize(model: &Model<'_>, file_bytes: usize) -> Summary {
+    let g = model.graph();
+    let tensors: Vec<Tensor<'_>> = g.tensors.iter().filter_map(Result::ok).collect();
+    let steps = g.ops.len();
+    let arena_lower_bound = (0..steps)
+        .map(|s| {
+            tensors
+                .iter()
+                .filter(|t| t.first as usize <= s && s <= t.last as usize && !t.in_place)
+                .map(|t| t.byte_len().unwrap_or(0))
+                .sum::<usize>()
+        })
+        .max()
+        .unwrap_or(0);
+    let ops: Vec<OpSummary> = model
+        .ops()
+        .enumerate()
+        .map(|(i, op)| op_summary(i, &op))
+        .collect();
+    let inputs = (0..model.inputs())
+        .filter_map(|i| model.input(i).ok())
+        .map(|t| io(&t))
+        .collect();
+    let outputs = (0..model.outputs())
+        .filter_map(|i| model.output(i).ok())
+        .map(|t| io(&t))
+        .collect();
+    Summary {
+        file_bytes,
+        format_version: model.header().version,
+        producer: g.metadata.producer.to_string(),
+        source_layout: g.metadata.source_layout.to_string(),
+        float_kernels: model.header().flags & ferrite_runtime::format::FLAG_FLOAT != 0,
+        arena_bytes: model.arena_size(),
+        arena_lower_bound,
+        weight_bytes: ops.iter().map(|o| o.weight_bytes).sum(),
+        macs: ops.iter().map(|o| o.macs).sum(),
+        tensors: tensors.len(),
+        inputs,
+        outputs,
+        ops,
+    }
+}
+
+/// Human-readable text of a summary.
+pub fn render(name: &str, s: &Summary) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{name}: .ferrite v{}, {} bytes ({} of constants), {} operators, {} tensors, produced by {}",
+        s.format_version,
+        s.file_bytes,
+        s.weight_bytes,
+        s.ops.len(),
+        s.tensors,
+        s.producer
+    );
+    let _ = writeln!(
+        out,
+        "arena {} bytes (lower bound {}), {} MACs, f32 kernels: {}",
+        s.arena_bytes,
+        s.arena_lower_bound,
+        s.macs,
+        if s.float_kernels { "yes" } else { "no" }
+    );
+    for (label, list) in [("input", &s.inputs), ("output", &s.outputs)] {
+        for (i, t) in list.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{label} {i}: {} {} {:?} scale {} zero point {}",
+                t.name, t.dtype, t.shape, t.scale, t.zero_point
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{:>3}  {:<18} {:<5} {:<22} {:>11} {:>8}  detail",
+        "#", "operator", "type", "output", "MACs", "weights"
+    );
+    for o in &s.ops {
+        let _ = writeln!(
+            out,
+            "{:>3}  {:<18} {:<5} {:<22} {:>11} {:>8}  {}",
+            o.index,
+            o.op,
+            o.kind,
+            format!("{:?}", o.output),
+            o.macs,
+            o.weight_bytes,
+            o.detail
+        );
+    }
+    out
+}

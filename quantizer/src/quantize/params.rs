@@ -1,0 +1,123 @@
+//! int8 quantization parameters from ranges: activations (asymmetric or symmetric), per-channel
+//! symmetric weights, int32 biases. Conventions of TFLite's int8 scheme.
+
+/// Scale and zero point of an int8 tensor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QParams {
+    pub scale: f32,
+    pub zero_point: i32,
+}
+
+/// Smallest scale used, so that a constant-zero tensor still gets a valid positive scale.
+const MIN_SCALE: f32 = 1e-8;
+
+/// Activation parameters for the range `[min, max]` (widened to contain 0, as TFLite requires).
+/// Asymmetric: `scale = (max - min) / 255` and a zero point mapping `min` to -128; symmetric:
+/// zero point 0 and `scale = max(|min|, |max|) / 127`.
+pub fn activation(min: f32, max: f32, symmetric: bool) -> QParams {
+    let (min, max) = (min.min(0.0), max.max(0.0));
+    if symmetric {
+        let m = min.abs().max(max.abs());
+        return QParams {
+            scale: (m / 127.0).max(MIN_SCALE),
+            zero_point: 0,
+        };
+    }
+    let scale = ((max - min) / 255.0).max(MIN_SCALE);
+    // Nudge so that real 0 is exactly representable.
+    let zero_point = (-128.0 - min / scale).round().clamp(-128.0, 127.0) as i32;
+    QParams { scale, zero_point }
+}
+
+/// Per-channel symmetric weights: `channels` slices of `weights` (`weights.len() / channels` each,
+/// channel-major), each scaled by its largest magnitude to `[-127, 127]`. Returns the int8 weights
+/// and the scales.
+pub fn weights_per_channel(weights: &[f32], channels: usize) -> (Vec<i8>, Vec<f32>) {
+    let per = weights.len() / channels.max(1);
+    let mut q = Vec::with_capacity(weights.len());
+    let mut scales = Vec::with_capacity(channels);
+    for c in 0..channels {
+        let w = &weights[c * per..(c + 1) * per];
+        let m = w.iter().fold(0f32, |a, &x| a.max(x.abs()));
+        let s = (m / 127.0).max(MIN_SCALE);
+        scales.push(s);
+        q.extend(
+            w.iter()
+                .map(|&x| (x / s).round().clamp(-127.0, 127.0) as i8),
+        );
+    }
+    (q, scales)
+}
+
+/// Per-channel weights where the channel is the innermost dimension (depthwise filters
+/// `[1, kh, kw, channels]`).
+pub fn weights_per_channel_last(weights: &[f32], channels: usize) -> (Vec<i8>, Vec<f32>) {
+    let mut max = vec![0f32; channels];
+    for (i, &x) in weights.iter().enumerate() {
+        max[i % channels] = max[i % channels].max(x.abs());
+    }
+    let scales: Vec<f32> = max.iter().map(|m| (m / 127.0).max(MIN_SCALE)).collect();
+    let q = weights
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| (x / scales[i % channels]).round().clamp(-127.0, 127.0) as i8)
+        .collect();
+    (q, scales)
+}
+
+/// int32 bias for channel scales `input_scale * weight_scale[c]`.
+pub fn bias(bias: &[f32], input_scale: f32, weight_scales: &[f32]) -> Vec<i32> {
+    bias.iter()
+        .enumerate()
+        .map(|(c, &b)| {
+            let s = input_scale as f64
+                * weight_scales[if weight_scales.len() == 1 { 0 } else { c }] as f64;
+            (b as f64 / s)
+                .round()
+                .clamp(-(1i64 << 30) as f64, (1i64 << 30) as f64) as i32
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asymmetric_range_maps_ends_and_zero_exactly() {
+        let p = activation(-1.0, 3.0, false);
+        assert!((p.scale - 4.0 / 255.0).abs() < 1e-7);
+        // 0 is representable: q = zero_point dequantizes to 0.
+        assert_eq!(p.zero_point, (-128.0f32 + 1.0 / p.scale).round() as i32);
+        let lo = (p.scale * (-128 - p.zero_point) as f32 - -1.0).abs();
+        assert!(lo <= p.scale, "min maps near -128");
+    }
+
+    #[test]
+    fn all_positive_range_includes_zero() {
+        let p = activation(2.0, 6.0, false);
+        assert_eq!(p.zero_point, -128);
+        assert!((p.scale - 6.0 / 255.0).abs() < 1e-7);
+        let s = activation(-2.0, 6.0, true);
+        assert_eq!(s.zero_point, 0);
+        assert!((s.scale - 6.0 / 127.0).abs() < 1e-7);
+    }
+
+    #[test]
+    fn per_channel_weights_use_the_full_range() {
+        let (q, s) = weights_per_channel(&[0.5, -1.0, 0.25, 2.0, -0.5, 0.0], 2);
+        assert_eq!(q, vec![64, -127, 32, 127, -32, 0]);
+        assert_eq!(s, vec![1.0 / 127.0, 2.0 / 127.0]);
+        let (q, s) = weights_per_channel_last(&[0.5, 2.0, -1.0, -0.5], 2);
+        assert_eq!(q, vec![64, 127, -127, -32]);
+        assert_eq!(s, vec![1.0 / 127.0, 2.0 / 127.0]);
+        let (q, s) = weights_per_channel(&[0.0, 0.0], 1);
+        assert_eq!(q, vec![0, 0]);
+        assert!(s[0] > 0.0);
+    }
+
+    #[test]
+    fn bias_uses_the_product_scale() {
+        assert_eq!(bias(&[0.5, -0.25], 0.5, &[0.01, 0.02]), vec![100, -25]);
+    }
+}
