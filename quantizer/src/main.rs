@@ -18,6 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Convert a pre-quantized int8 TFLite model to .ferrite as it is.
+    Convert(cli::convert::Args),
     /// Show operators, shapes, quantization, MACs, weight bytes and arena of a model.
     Inspect(cli::inspect::Args),
     /// Run a model over a batch of inputs on the host.
@@ -26,6 +28,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
+        Command::Convert(a) => cli::convert::run(&a),
         Command::Inspect(a) => cli::inspect::run(&a),
         Command::Run(a) => cli::run::run(&a),
     };

@@ -1,5 +1,6 @@
 //! The `ferrite` subcommands, one file each.
 
+pub mod convert;
 pub mod inspect;
 pub mod run;
 
@@ -16,8 +17,13 @@ pub fn load_model(path: &Path) -> Result<Vec<u8>> {
         .to_ascii_lowercase();
     match ext.as_str() {
         "ferrite" => std::fs::read(path).with_context(|| format!("reading {}", path.display())),
+        "tflite" => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            Ok(convert::convert_bytes(path, &bytes)?.bytes)
+        }
         _ => bail!(
-            "{}: unsupported model type `.{ext}` (supported: .ferrite)",
+            "{}: unsupported model type `.{ext}` (supported: .ferrite, .tflite)",
             path.display()
         ),
     }

@@ -116,8 +116,17 @@ fn le_i32s(values: impl Iterator<Item = i32>) -> Vec<u8> {
 impl<'m, 'a> Converter<'m, 'a> {
     fn new(model: &'m Model<'a>) -> Result<Self> {
         let has_int8 = model.tensors.iter().any(|t| t.dtype == tensor_type::INT8);
-        if !has_int8 {
-            bail!("the model has no int8 tensors: it is a float model; quantize it with `ferrite quantize`");
+        let float_inputs = !model.inputs.is_empty()
+            && model.inputs.iter().all(|&t| {
+                usize::try_from(t)
+                    .ok()
+                    .and_then(|t| model.tensors.get(t))
+                    .is_some_and(|t| t.dtype == tensor_type::FLOAT32)
+            });
+        let quantizes = (0..model.operators.len())
+            .any(|i| model.code(i).is_ok_and(|c| c.builtin == op::QUANTIZE));
+        if !has_int8 || (float_inputs && !quantizes) {
+            bail!("this is a float model (float32 inputs, no QUANTIZE, so no int8 layers); `ferrite convert` takes models already quantized to int8; quantize float models with `ferrite quantize`");
         }
         Ok(Self {
             model,

@@ -1,0 +1,43 @@
+//! `ferrite convert MODEL.tflite -o OUT.ferrite`: converts a model quantized elsewhere, as it is.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+use crate::import::tflite;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Pre-quantized model (.tflite, int8).
+    pub model: PathBuf,
+    /// Output `.ferrite` file (written atomically).
+    #[arg(short = 'o', long)]
+    pub output: PathBuf,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let bytes =
+        std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
+    let built = convert_bytes(&args.model, &bytes)?;
+    crate::write_atomic(&args.output, &built.bytes)?;
+    println!(
+        "{} -> {}: {} bytes (source {} bytes), arena {} bytes",
+        args.model.display(),
+        args.output.display(),
+        built.bytes.len(),
+        bytes.len(),
+        built.plan.arena_size
+    );
+    Ok(())
+}
+
+/// Converts a supported pre-quantized model's bytes to a planned `.ferrite` model.
+pub fn convert_bytes(path: &std::path::Path, bytes: &[u8]) -> Result<crate::builder::Built> {
+    if crate::import::is_tflite(bytes) {
+        return tflite::convert(bytes).with_context(|| format!("converting {}", path.display()));
+    }
+    bail!(
+        "{}: not a TFLite model (no TFL3 identifier); `ferrite convert` takes int8 .tflite files",
+        path.display()
+    )
+}
