@@ -97,6 +97,10 @@ pub fn run() -> Outcome {
     }
 
     ferrite_bench_mark();
+    // With `bench`, a mark after each operator gives per-layer counts.
+    #[cfg(feature = "bench")]
+    let invoked = interpreter.invoke_with(|_, _| ferrite_bench_mark());
+    #[cfg(not(feature = "bench"))]
     let invoked = interpreter.invoke();
     ferrite_bench_mark();
     if let Err(e) = invoked {
