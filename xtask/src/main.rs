@@ -8,8 +8,12 @@
 //!   runtime, qemu-test), reporting every failed step at the end.
 //! - `cargo xtask size [--machine M] [--case NAME]`: builds the same firmware
 //!   and prints its flash and RAM use against each board's memory.
+//! - `cargo xtask bench [--machine M] [--model NAME] [--json] [--write]`: exact
+//!   instruction counts per operator of the `tests/bench/` models under QEMU,
+//!   beside CMSIS-NN's; flash, RAM, stack high-water (see `BENCHMARKS.md`).
 #![forbid(unsafe_code)]
 
+mod bench;
 mod boards;
 mod cases;
 mod defmt_log;
@@ -38,6 +42,9 @@ enum Command {
     Test,
     /// Build the board firmware and print its flash and RAM use.
     Size(qemu_test::SizeOptions),
+    /// Count the instructions of one inference per operator under QEMU (tests/bench/ models),
+    /// beside the CMSIS-NN figures of BASELINES.md; flash, RAM and stack high-water.
+    Bench(bench::Options),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +53,7 @@ fn main() -> ExitCode {
         Command::QemuTest(options) => qemu_test::run(&repo_root(), &options),
         Command::Test => test_all::run(&repo_root()),
         Command::Size(options) => qemu_test::size(&repo_root(), &options),
+        Command::Bench(options) => bench::run(&repo_root(), &options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

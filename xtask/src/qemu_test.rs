@@ -13,7 +13,7 @@ use std::{path::Path, time::Duration};
 
 /// RAM left free for the stack (cortex-m-rt puts it at the top of RAM,
 /// growing down towards .bss) when deciding whether an image fits.
-const STACK_RESERVE: u64 = 2 * 1024;
+pub(crate) const STACK_RESERVE: u64 = 2 * 1024;
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -210,7 +210,7 @@ fn failed_build(build: &Build, capacity: Capacity, log: &str) -> Result<Verdict>
     Ok(Verdict::Fail("build failed".into()))
 }
 
-fn size_line(usage: Usage, capacity: Capacity) -> String {
+pub(crate) fn size_line(usage: Usage, capacity: Capacity) -> String {
     format!(
         "flash {} of {} ({} B), RAM {} of {} ({} B, stack not counted)",
         Kib(usage.flash),
@@ -222,7 +222,7 @@ fn size_line(usage: Usage, capacity: Capacity) -> String {
     )
 }
 
-fn does_not_fit(usage: Usage, capacity: Capacity) -> Option<String> {
+pub(crate) fn does_not_fit(usage: Usage, capacity: Capacity) -> Option<String> {
     let flash_fits = usage.flash <= capacity.flash;
     let ram_fits = usage.ram + STACK_RESERVE <= capacity.ram;
     if flash_fits && ram_fits {
