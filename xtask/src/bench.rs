@@ -70,6 +70,19 @@ pub struct Options {
     timeout: u64,
 }
 
+impl Options {
+    /// The DS-CNN on the M4F only, tables printed: the smoke run of `cargo xtask test`.
+    pub fn smoke() -> Self {
+        Options {
+            machine: vec![BenchMachine::An386],
+            model: vec!["kws_dscnn".into()],
+            json: false,
+            write: false,
+            timeout: 120,
+        }
+    }
+}
+
 /// BENCHMARKS.md section that `--write` replaces.
 const BEGIN: &str = "<!-- cargo xtask bench --write: begin -->";
 const END: &str = "<!-- cargo xtask bench --write: end -->";
