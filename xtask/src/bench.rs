@@ -214,7 +214,7 @@ fn tflm_total(model: &str) -> Option<(u64, u64)> {
     }
 }
 
-struct Layer {
+pub(crate) struct Layer {
     step: usize,
     name: String,
     op: &'static str,
@@ -222,21 +222,23 @@ struct Layer {
     baseline: Option<Baseline>,
 }
 
-struct Measured {
-    model: String,
-    machine: BenchMachine,
-    layers: Vec<Layer>,
-    total: u64,
-    calibration: u64,
-    flash: u64,
-    model_bytes: u64,
-    arena: u64,
-    static_ram: u64,
-    stack: u64,
-    passed: bool,
+pub(crate) struct Measured {
+    pub(crate) model: String,
+    pub(crate) machine: BenchMachine,
+    pub(crate) layers: Vec<Layer>,
+    pub(crate) total: u64,
+    pub(crate) calibration: u64,
+    pub(crate) flash: u64,
+    pub(crate) model_bytes: u64,
+    pub(crate) arena: u64,
+    pub(crate) static_ram: u64,
+    pub(crate) stack: u64,
+    pub(crate) passed: bool,
+    /// The firmware's decoded log.
+    pub(crate) log: Vec<String>,
 }
 
-enum Outcome {
+pub(crate) enum Outcome {
     Measured(Measured),
     Skipped {
         model: String,
@@ -316,7 +318,7 @@ fn shared_dir(root: &Path) -> PathBuf {
 
 /// Builds `target/qemu-insncount/libinsncount.so` from the shared source if it is missing or older.
 /// `None` when the source is absent.
-fn build_plugin(root: &Path) -> Result<Option<PathBuf>> {
+pub(crate) fn build_plugin(root: &Path) -> Result<Option<PathBuf>> {
     let dir = shared_dir(root);
     let source = dir.join("insncount.c");
     if !source.is_file() {
@@ -371,7 +373,7 @@ fn discover(root: &Path, only: &[String]) -> Result<Vec<Case>> {
     Ok(cases)
 }
 
-fn measure(
+pub(crate) fn measure(
     root: &Path,
     plugin: &Path,
     case: &Case,
@@ -499,6 +501,7 @@ fn measure(
         static_ram: usage.ram,
         stack,
         passed,
+        log,
     }))
 }
 
@@ -538,7 +541,7 @@ fn commit(root: &Path) -> String {
 }
 
 /// `1234567` as `1,234,567`.
-fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {

@@ -8,6 +8,7 @@
 //!   runtime, qemu-test), reporting every failed step at the end.
 //! - `cargo xtask size [--machine M] [--case NAME]`: builds the same firmware
 //!   and prints its flash and RAM use against each board's memory.
+//! - `cargo xtask demo`: the bundled example network on the emulated Cortex-M4F.
 //! - `cargo xtask bench [--machine M] [--model NAME] [--json] [--write]`: exact
 //!   instruction counts per operator of the `tests/bench/` models under QEMU,
 //!   beside CMSIS-NN's; flash, RAM, stack high-water (see `BENCHMARKS.md`).
@@ -17,6 +18,7 @@ mod bench;
 mod boards;
 mod cases;
 mod defmt_log;
+mod demo;
 mod elf_size;
 mod firmware;
 mod qemu;
@@ -45,6 +47,9 @@ enum Command {
     /// Count the instructions of one inference per operator under QEMU (tests/bench/ models),
     /// beside the CMSIS-NN figures of BASELINES.md; flash, RAM and stack high-water.
     Bench(bench::Options),
+    /// Run the bundled example network on the emulated Cortex-M4F: size, arena, predictions,
+    /// host-vs-device equality, instruction count.
+    Demo,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +59,7 @@ fn main() -> ExitCode {
         Command::Test => test_all::run(&repo_root()),
         Command::Size(options) => qemu_test::size(&repo_root(), &options),
         Command::Bench(options) => bench::run(&repo_root(), &options),
+        Command::Demo => demo::run(&repo_root()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

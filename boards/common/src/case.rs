@@ -121,6 +121,11 @@ pub fn run() -> Outcome {
             }
         };
         hash = fnv::fnv1a_update(hash, output);
+        // The output bytes themselves, for `cargo xtask demo` to read the device's predictions.
+        #[cfg(feature = "bench")]
+        if output.len() <= 64 {
+            defmt::info!("output {=usize}: {=[u8]}", index, output);
+        }
         for (i, &got) in output.iter().enumerate() {
             let at = length + i;
             match EXPECTED.get(at) {
