@@ -8,6 +8,8 @@
 //!   runtime, qemu-test), reporting every failed step at the end.
 //! - `cargo xtask size [--machine M] [--case NAME]`: builds the same firmware
 //!   and prints its flash and RAM use against each board's memory.
+//! - `cargo xtask build-boards [--selftest]`: the real-board firmware, built
+//!   without hardware; with `--selftest`, oversized models must fail the build.
 //! - `cargo xtask demo`: the bundled example network on the emulated Cortex-M4F.
 //! - `cargo xtask bench [--machine M] [--model NAME] [--json] [--write]`: exact
 //!   instruction counts per operator of the `tests/bench/` models under QEMU,
@@ -16,6 +18,7 @@
 
 mod bench;
 mod boards;
+mod build_boards;
 mod cases;
 mod defmt_log;
 mod demo;
@@ -50,6 +53,8 @@ enum Command {
     /// Run the bundled example network on the emulated Cortex-M4F: size, arena, predictions,
     /// host-vs-device equality, instruction count.
     Demo,
+    /// Build the real-board firmware (nRF52840-DK, NUCLEO-L4R5ZI) without hardware.
+    BuildBoards(build_boards::Options),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +65,7 @@ fn main() -> ExitCode {
         Command::Size(options) => qemu_test::size(&repo_root(), &options),
         Command::Bench(options) => bench::run(&repo_root(), &options),
         Command::Demo => demo::run(&repo_root()),
+        Command::BuildBoards(options) => build_boards::run(&repo_root(), &options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
