@@ -10,6 +10,8 @@
 //!   and prints its flash and RAM use against each board's memory.
 //! - `cargo xtask build-boards [--selftest]`: the real-board firmware, built
 //!   without hardware; with `--selftest`, oversized models must fail the build.
+//! - `cargo xtask flash-model --board B MODEL`: the model into the board's
+//!   flash partition, run by the `partition` firmware (QEMU boards).
 //! - `cargo xtask demo`: the bundled example network on the emulated Cortex-M4F.
 //! - `cargo xtask bench [--machine M] [--model NAME] [--json] [--write]`: exact
 //!   instruction counts per operator of the `tests/bench/` models under QEMU,
@@ -24,6 +26,7 @@ mod defmt_log;
 mod demo;
 mod elf_size;
 mod firmware;
+mod flash_model;
 mod qemu;
 mod qemu_test;
 mod test_all;
@@ -55,6 +58,9 @@ enum Command {
     Demo,
     /// Build the real-board firmware (nRF52840-DK, NUCLEO-L4R5ZI) without hardware.
     BuildBoards(build_boards::Options),
+    /// Put a model into a board's flash partition and run the partition firmware on it (QEMU), or
+    /// print the probe-rs command (real boards).
+    FlashModel(flash_model::Options),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +72,7 @@ fn main() -> ExitCode {
         Command::Bench(options) => bench::run(&repo_root(), &options),
         Command::Demo => demo::run(&repo_root()),
         Command::BuildBoards(options) => build_boards::run(&repo_root(), &options),
+        Command::FlashModel(options) => flash_model::run(&repo_root(), &options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,7 +20,8 @@ pub struct Options {
     /// Only these machines (repeatable); all by default.
     #[arg(long, value_enum)]
     machine: Vec<Machine>,
-    /// Only this case of tests/golden/ (`smoke`: the built-in smoke test).
+    /// Only this case of tests/golden/ (`smoke`: the built-in smoke test; `partition`: only the
+    /// model-partition cases).
     #[arg(long)]
     case: Option<String>,
     /// Kill QEMU after this many seconds.
@@ -70,7 +71,10 @@ fn machines(selected: &[Machine]) -> Vec<Machine> {
 
 pub fn run(root: &Path, options: &Options) -> Result<()> {
     let machines = machines(&options.machine);
-    let cases = cases::discover(root, options.case.as_deref())?;
+    let cases = match options.case.as_deref() {
+        Some("partition") => Vec::new(),
+        only => cases::discover(root, only)?,
+    };
     let targets: Vec<_> = machines.iter().map(|m| m.target()).collect();
     toolchain::ensure_targets(root, &targets)?;
     let timeout = Duration::from_secs(options.timeout);
@@ -105,6 +109,20 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             };
             let verdict = run_one(&build, timeout, true)?;
             record(label, verdict);
+        }
+    }
+    // One partition firmware per machine, two models and four broken partitions.
+    if options.case.is_none() || options.case.as_deref() == Some("partition") {
+        for &machine in &machines {
+            for (label, result) in crate::flash_model::qemu_tests(root, machine, options.timeout)? {
+                record(
+                    label,
+                    match result {
+                        Ok(()) => Verdict::Pass,
+                        Err(why) => Verdict::Fail(why),
+                    },
+                );
+            }
         }
     }
     if options.selftest {

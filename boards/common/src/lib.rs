@@ -6,7 +6,8 @@
 //!   turns into its own exit status (0 or 1);
 //! - a panic handler and a HardFault handler that log and exit with failure;
 //! - [`run`]: the test runner, the golden case embedded from
-//!   `$FERRITE_CASE_DIR` (feature `case`) or else the smoke test;
+//!   `$FERRITE_CASE_DIR` (feature `case`), the model read from the flash
+//!   partition (feature `partition`), or else the smoke test;
 //! - [`ferrite_bench_mark`]: a marker called right before and right after the
 //!   measured code, for instruction counting;
 //! - feature `bench`: a mark after each operator, and the stack high-water mark
@@ -17,10 +18,12 @@ use cortex_m_rt::{exception, ExceptionFrame};
 use cortex_m_semihosting::debug;
 use defmt_semihosting as _;
 
-#[cfg(feature = "case")]
+#[cfg(all(feature = "case", not(feature = "partition")))]
 mod case;
 mod fnv;
-#[cfg(not(feature = "case"))]
+#[cfg(feature = "partition")]
+mod partition;
+#[cfg(not(any(feature = "case", feature = "partition")))]
 mod smoke;
 #[cfg(feature = "bench")]
 mod stack;
@@ -46,9 +49,11 @@ pub fn run() -> ! {
         ferrite_bench_mark();
     }
     selftest();
-    #[cfg(feature = "case")]
+    #[cfg(feature = "partition")]
+    let outcome = partition::run();
+    #[cfg(all(feature = "case", not(feature = "partition")))]
     let outcome = case::run();
-    #[cfg(not(feature = "case"))]
+    #[cfg(not(any(feature = "case", feature = "partition")))]
     let outcome = smoke::run();
     #[cfg(feature = "bench")]
     {
