@@ -280,14 +280,15 @@ fn partition_cases(root: &Path) -> Result<Vec<PartitionCase>> {
     ])
 }
 
-/// The partition cases on `machine`: (label, `Ok` or why it failed).
+/// Runs the partition cases on `machine`, handing each to `record` with its label and `Ok` or why it
+/// failed.
 pub fn qemu_tests(
     root: &Path,
     machine: Machine,
     timeout: u64,
-) -> Result<Vec<(String, Result<(), String>)>> {
+    record: &mut dyn FnMut(String, Result<(), String>),
+) -> Result<()> {
     let elf = build(root, machine)?;
-    let mut results = Vec::new();
     for case in partition_cases(root)? {
         let label = format!("partition {} on {}", case.name, machine.name());
         println!("--- {label}");
@@ -309,7 +310,7 @@ pub fn qemu_tests(
             (Some(text), false) if run.log.iter().any(|l| l.contains(text)) => Ok(()),
             (Some(text), false) => Err(format!("failed, but the log lacks {text:?}")),
         };
-        results.push((label, verdict));
+        record(label, verdict);
     }
-    Ok(results)
+    Ok(())
 }

@@ -114,15 +114,20 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     // One partition firmware per machine, two models and four broken partitions.
     if options.case.is_none() || options.case.as_deref() == Some("partition") {
         for &machine in &machines {
-            for (label, result) in crate::flash_model::qemu_tests(root, machine, options.timeout)? {
-                record(
-                    label,
-                    match result {
-                        Ok(()) => Verdict::Pass,
-                        Err(why) => Verdict::Fail(why),
-                    },
-                );
-            }
+            crate::flash_model::qemu_tests(
+                root,
+                machine,
+                options.timeout,
+                &mut |label, result| {
+                    record(
+                        label,
+                        match result {
+                            Ok(()) => Verdict::Pass,
+                            Err(why) => Verdict::Fail(why),
+                        },
+                    )
+                },
+            )?;
         }
     }
     if options.selftest {
