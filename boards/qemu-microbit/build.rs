@@ -1,7 +1,7 @@
 //! Puts this board's `memory.x` on the linker search path for cortex-m-rt's
 //! `link.x`, and adds the linker scripts.
 //!
-//! With `FERRITE_MEMORY_PROBE` set, every region's LENGTH is raised to 128M so
+//! With `FERRITE_MEMORY_PROBE` set, the FLASH and RAM regions' LENGTH is raised to 128M so
 //! that an image too large for the board still links: `cargo xtask qemu-test`
 //! uses that build to measure how much it overflows, then skips it.
 use std::{env, fs, path::PathBuf};
@@ -12,9 +12,14 @@ fn main() {
     let memory = if env::var_os("FERRITE_MEMORY_PROBE").is_some() {
         memory
             .lines()
-            .map(|line| match line.find("LENGTH") {
-                Some(at) => format!("{}LENGTH = 128M", &line[..at]),
-                None => line.to_string(),
+            .map(|line| {
+                let region = line.trim_start();
+                match line.find("LENGTH") {
+                    Some(at) if region.starts_with("FLASH") || region.starts_with("RAM") => {
+                        format!("{}LENGTH = 128M", &line[..at])
+                    }
+                    _ => line.to_string(),
+                }
             })
             .collect::<Vec<_>>()
             .join("\n")

@@ -88,11 +88,11 @@ impl Rng {
     }
 }
 
-fn shape(d: &[usize]) -> Shape {
+pub(crate) fn shape(d: &[usize]) -> Shape {
     Shape::new(d).expect("test shape fits")
 }
 
-fn t_i8(b: &mut ModelBuilder<'_>, name: &str, d: &[usize], scale: f32, zp: i32) -> u16 {
+pub(crate) fn t_i8(b: &mut ModelBuilder<'_>, name: &str, d: &[usize], scale: f32, zp: i32) -> u16 {
     b.tensor(TensorDef {
         name: name.into(),
         dtype: DType::I8,
@@ -113,7 +113,11 @@ fn t_f32(b: &mut ModelBuilder<'_>, name: &str, d: &[usize]) -> u16 {
 }
 
 /// Per-channel multipliers and shifts (little-endian int32) for `input_scale * w[c] / output_scale`.
-fn requant_le(input_scale: f32, weight_scales: &[f32], output_scale: f32) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn requant_le(
+    input_scale: f32,
+    weight_scales: &[f32],
+    output_scale: f32,
+) -> (Vec<u8>, Vec<u8>) {
     let mut m = Vec::new();
     let mut s = Vec::new();
     for &w in weight_scales {
@@ -124,7 +128,7 @@ fn requant_le(input_scale: f32, weight_scales: &[f32], output_scale: f32) -> (Ve
     (m, s)
 }
 
-fn window(stride: u16, dilation: u16, pad_top: u16, pad_left: u16) -> Window {
+pub(crate) fn window(stride: u16, dilation: u16, pad_top: u16, pad_left: u16) -> Window {
     Window {
         stride_h: stride,
         stride_w: stride,
@@ -136,7 +140,7 @@ fn window(stride: u16, dilation: u16, pad_top: u16, pad_left: u16) -> Window {
 }
 
 /// Finishes a case: builds the model, draws an input of every input tensor, runs the host runtime.
-fn finish(name: &str, about: &str, b: ModelBuilder<'_>, rng: &mut Rng) -> Result<Case> {
+pub(crate) fn finish(name: &str, about: &str, b: ModelBuilder<'_>, rng: &mut Rng) -> Result<Case> {
     let inputs: Vec<(DType, usize)> = b_inputs(&b);
     let built = b.finish()?;
     let mut input = Vec::new();

@@ -88,7 +88,7 @@ fn strip_comment(line: &str) -> &str {
 
 /// The value after `FIELD =` (ORIGIN or LENGTH): decimal or 0x hex,
 /// optionally with K or M.
-fn parse_field(line: &str, field: &str) -> Result<u64> {
+pub fn parse_field(line: &str, field: &str) -> Result<u64> {
     let after = line
         .split(field)
         .nth(1)

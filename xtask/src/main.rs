@@ -8,13 +8,25 @@
 //!   runtime, qemu-test), reporting every failed step at the end.
 //! - `cargo xtask size [--machine M] [--case NAME]`: builds the same firmware
 //!   and prints its flash and RAM use against each board's memory.
+//! - `cargo xtask build-boards [--selftest]`: the real-board firmware, built
+//!   without hardware; with `--selftest`, oversized models must fail the build.
+//! - `cargo xtask flash-model --board B MODEL`: the model into the board's
+//!   flash partition, run by the `partition` firmware (QEMU boards).
+//! - `cargo xtask demo`: the bundled example network on the emulated Cortex-M4F.
+//! - `cargo xtask bench [--machine M] [--model NAME] [--json] [--write]`: exact
+//!   instruction counts per operator of the `tests/bench/` models under QEMU,
+//!   beside CMSIS-NN's; flash, RAM, stack high-water (see `BENCHMARKS.md`).
 #![forbid(unsafe_code)]
 
+mod bench;
 mod boards;
+mod build_boards;
 mod cases;
 mod defmt_log;
+mod demo;
 mod elf_size;
 mod firmware;
+mod flash_model;
 mod qemu;
 mod qemu_test;
 mod test_all;
@@ -38,6 +50,17 @@ enum Command {
     Test,
     /// Build the board firmware and print its flash and RAM use.
     Size(qemu_test::SizeOptions),
+    /// Count the instructions of one inference per operator under QEMU (tests/bench/ models),
+    /// beside the CMSIS-NN figures of BASELINES.md; flash, RAM and stack high-water.
+    Bench(bench::Options),
+    /// Run the bundled example network on the emulated Cortex-M4F: size, arena, predictions,
+    /// host-vs-device equality, instruction count.
+    Demo,
+    /// Build the real-board firmware (nRF52840-DK, NUCLEO-L4R5ZI) without hardware.
+    BuildBoards(build_boards::Options),
+    /// Put a model into a board's flash partition and run the partition firmware on it (QEMU), or
+    /// print the probe-rs command (real boards).
+    FlashModel(flash_model::Options),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +69,10 @@ fn main() -> ExitCode {
         Command::QemuTest(options) => qemu_test::run(&repo_root(), &options),
         Command::Test => test_all::run(&repo_root()),
         Command::Size(options) => qemu_test::size(&repo_root(), &options),
+        Command::Bench(options) => bench::run(&repo_root(), &options),
+        Command::Demo => demo::run(&repo_root()),
+        Command::BuildBoards(options) => build_boards::run(&repo_root(), &options),
+        Command::FlashModel(options) => flash_model::run(&repo_root(), &options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

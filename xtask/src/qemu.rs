@@ -20,6 +20,16 @@ pub struct Run {
 }
 
 pub fn run(machine: Machine, elf: &Path, timeout: Duration) -> Result<Run> {
+    run_with(machine, elf, timeout, &[])
+}
+
+/// Like [`run`], with extra QEMU arguments (e.g. `-plugin ...`) before `-kernel`.
+pub fn run_with(
+    machine: Machine,
+    elf: &Path,
+    timeout: Duration,
+    extra: &[std::ffi::OsString],
+) -> Result<Run> {
     let start = Instant::now();
     let mut child = Command::new("qemu-system-arm")
         .args([
@@ -31,7 +41,9 @@ pub fn run(machine: Machine, elf: &Path, timeout: Duration) -> Result<Run> {
             "-serial",
             "none",
         ])
-        .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
+        .args(["-semihosting-config", "enable=on,target=native"])
+        .args(extra)
+        .arg("-kernel")
         .arg(elf)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -13,14 +13,15 @@ use std::{path::Path, time::Duration};
 
 /// RAM left free for the stack (cortex-m-rt puts it at the top of RAM,
 /// growing down towards .bss) when deciding whether an image fits.
-const STACK_RESERVE: u64 = 2 * 1024;
+pub(crate) const STACK_RESERVE: u64 = 2 * 1024;
 
 #[derive(clap::Args)]
 pub struct Options {
     /// Only these machines (repeatable); all by default.
     #[arg(long, value_enum)]
     machine: Vec<Machine>,
-    /// Only this case of tests/golden/ (`smoke`: the built-in smoke test).
+    /// Only this case of tests/golden/ (`smoke`: the built-in smoke test; `partition`: only the
+    /// model-partition cases).
     #[arg(long)]
     case: Option<String>,
     /// Kill QEMU after this many seconds.
@@ -70,7 +71,10 @@ fn machines(selected: &[Machine]) -> Vec<Machine> {
 
 pub fn run(root: &Path, options: &Options) -> Result<()> {
     let machines = machines(&options.machine);
-    let cases = cases::discover(root, options.case.as_deref())?;
+    let cases = match options.case.as_deref() {
+        Some("partition") => Vec::new(),
+        only => cases::discover(root, only)?,
+    };
     let targets: Vec<_> = machines.iter().map(|m| m.target()).collect();
     toolchain::ensure_targets(root, &targets)?;
     let timeout = Duration::from_secs(options.timeout);
@@ -105,6 +109,25 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             };
             let verdict = run_one(&build, timeout, true)?;
             record(label, verdict);
+        }
+    }
+    // One partition firmware per machine, two models and four broken partitions.
+    if options.case.is_none() || options.case.as_deref() == Some("partition") {
+        for &machine in &machines {
+            crate::flash_model::qemu_tests(
+                root,
+                machine,
+                options.timeout,
+                &mut |label, result| {
+                    record(
+                        label,
+                        match result {
+                            Ok(()) => Verdict::Pass,
+                            Err(why) => Verdict::Fail(why),
+                        },
+                    )
+                },
+            )?;
         }
     }
     if options.selftest {
@@ -210,7 +233,7 @@ fn failed_build(build: &Build, capacity: Capacity, log: &str) -> Result<Verdict>
     Ok(Verdict::Fail("build failed".into()))
 }
 
-fn size_line(usage: Usage, capacity: Capacity) -> String {
+pub(crate) fn size_line(usage: Usage, capacity: Capacity) -> String {
     format!(
         "flash {} of {} ({} B), RAM {} of {} ({} B, stack not counted)",
         Kib(usage.flash),
@@ -222,7 +245,7 @@ fn size_line(usage: Usage, capacity: Capacity) -> String {
     )
 }
 
-fn does_not_fit(usage: Usage, capacity: Capacity) -> Option<String> {
+pub(crate) fn does_not_fit(usage: Usage, capacity: Capacity) -> Option<String> {
     let flash_fits = usage.flash <= capacity.flash;
     let ram_fits = usage.ram + STACK_RESERVE <= capacity.ram;
     if flash_fits && ram_fits {

@@ -57,10 +57,20 @@ pub fn run(root: &Path) -> Result<()> {
         eprintln!("qemu-test: {e:#}");
         failed.push("qemu-test".into());
     }
+    println!("==> real boards: cargo xtask build-boards --selftest");
+    if let Err(e) = crate::build_boards::run(root, &crate::build_boards::Options::full()) {
+        eprintln!("build-boards: {e:#}");
+        failed.push("build-boards".into());
+    }
+    println!("==> instruction counts (smoke): cargo xtask bench --machine an386 --model kws_dscnn");
+    if let Err(e) = crate::bench::run(root, &crate::bench::Options::smoke()) {
+        eprintln!("bench: {e:#}");
+        failed.push("bench smoke".into());
+    }
     if !failed.is_empty() {
         bail!("{} step(s) failed: {}", failed.len(), failed.join("; "));
     }
-    println!("xtask test: all {} steps passed", steps.len() + 1);
+    println!("xtask test: all {} steps passed", steps.len() + 3);
     Ok(())
 }
 

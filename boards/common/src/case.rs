@@ -97,6 +97,10 @@ pub fn run() -> Outcome {
     }
 
     ferrite_bench_mark();
+    // With `bench`, a mark after each operator gives per-layer counts.
+    #[cfg(feature = "bench")]
+    let invoked = interpreter.invoke_with(|_, _| ferrite_bench_mark());
+    #[cfg(not(feature = "bench"))]
     let invoked = interpreter.invoke();
     ferrite_bench_mark();
     if let Err(e) = invoked {
@@ -117,6 +121,11 @@ pub fn run() -> Outcome {
             }
         };
         hash = fnv::fnv1a_update(hash, output);
+        // The output bytes themselves, for `cargo xtask demo` to read the device's predictions.
+        #[cfg(feature = "bench")]
+        if output.len() <= 64 {
+            defmt::info!("output {=usize}: {=[u8]}", index, output);
+        }
         for (i, &got) in output.iter().enumerate() {
             let at = length + i;
             match EXPECTED.get(at) {

@@ -6,20 +6,27 @@
 //!   turns into its own exit status (0 or 1);
 //! - a panic handler and a HardFault handler that log and exit with failure;
 //! - [`run`]: the test runner, the golden case embedded from
-//!   `$FERRITE_CASE_DIR` (feature `case`) or else the smoke test;
+//!   `$FERRITE_CASE_DIR` (feature `case`), the model read from the flash
+//!   partition (feature `partition`), or else the smoke test;
 //! - [`ferrite_bench_mark`]: a marker called right before and right after the
-//!   measured code, for instruction counting.
+//!   measured code, for instruction counting;
+//! - feature `bench`: a mark after each operator, and the stack high-water mark
+//!   measured by painting (`cargo xtask bench`).
 #![no_std]
 
 use cortex_m_rt::{exception, ExceptionFrame};
 use cortex_m_semihosting::debug;
 use defmt_semihosting as _;
 
-#[cfg(feature = "case")]
+#[cfg(all(feature = "case", not(feature = "partition")))]
 mod case;
 mod fnv;
-#[cfg(not(feature = "case"))]
+#[cfg(feature = "partition")]
+mod partition;
+#[cfg(not(any(feature = "case", feature = "partition")))]
 mod smoke;
+#[cfg(feature = "bench")]
+mod stack;
 
 pub use fnv::fnv1a;
 
@@ -33,11 +40,26 @@ pub enum Outcome {
 /// Runs the embedded test (golden case or smoke test) and exits QEMU with
 /// its outcome.
 pub fn run() -> ! {
+    #[cfg(feature = "bench")]
+    {
+        stack::paint();
+        // Calibration pair: the instructions between two back-to-back marks
+        // are the marker's own cost, subtracted from every measured region.
+        ferrite_bench_mark();
+        ferrite_bench_mark();
+    }
     selftest();
-    #[cfg(feature = "case")]
+    #[cfg(feature = "partition")]
+    let outcome = partition::run();
+    #[cfg(all(feature = "case", not(feature = "partition")))]
     let outcome = case::run();
-    #[cfg(not(feature = "case"))]
+    #[cfg(not(any(feature = "case", feature = "partition")))]
     let outcome = smoke::run();
+    #[cfg(feature = "bench")]
+    {
+        let (used, size) = stack::high_water();
+        defmt::info!("stack high-water {=usize} B of {=usize} B", used, size);
+    }
     match outcome {
         Outcome::Pass => defmt::info!("PASS"),
         Outcome::Fail => defmt::error!("FAIL"),

@@ -1,4 +1,5 @@
-//! Regenerates `tests/golden/`: every case of `ferrite_tests::cases::all()`.
+//! Regenerates `tests/golden/` (every case of `ferrite_tests::cases::all()`) and `tests/bench/` (the
+//! benchmark models of `ferrite_tests::bench_models::all()`).
 
 fn main() -> anyhow::Result<()> {
     let root = ferrite_tests::golden::dir();
@@ -18,6 +19,16 @@ fn main() -> anyhow::Result<()> {
         }
         println!(
             "{:<28} model {:>6} B  arena {:>6} B",
+            case.name,
+            case.model.len(),
+            case.arena
+        );
+    }
+    let bench = ferrite_tests::bench_models::dir();
+    for case in ferrite_tests::bench_models::all()? {
+        ferrite_tests::golden::write(&bench, &case)?;
+        println!(
+            "bench/{:<22} model {:>6} B  arena {:>6} B",
             case.name,
             case.model.len(),
             case.arena

@@ -1,0 +1,132 @@
+//! Shared firmware for real boards flashed with probe-rs (nRF52840-DK,
+//! NUCLEO-L4R5ZI): defmt logging over RTT (`defmt-rtt`), inference timed with
+//! the DWT cycle counter, panic and HardFault handlers, and [`fit::check`], the
+//! compile-time check that an embedded model fits the board.
+//!
+//! A board's `main.rs` embeds the model with `include_bytes!`, sizes its
+//! arena with `arena_size(MODEL)`, asserts the fit in a `const` item and calls
+//! [`run`].
+#![no_std]
+
+pub mod fit;
+
+use cortex_m::peripheral::DWT;
+use cortex_m_rt::{exception, ExceptionFrame};
+use defmt_rtt as _;
+use ferrite_runtime::{Interpreter, Model};
+
+/// 16-byte alignment for an embedded model, so the runtime may borrow its
+/// arrays in place whatever alignment it needs.
+#[repr(C, align(16))]
+pub struct Aligned<B: ?Sized>(pub B);
+
+/// Most operators timed one by one.
+const MAX_OPS: usize = 64;
+
+/// Loads `model`, runs one inference on an all-zero-point input and logs the
+/// cycles it took (DWT CYCCNT), per operator and in total, and the top-3 of
+/// the first output. Ends on a breakpoint (which `probe-rs run` reports as
+/// the end of the program); errors end on `udf` (a HardFault).
+pub fn run(board: &str, model: &[u8], arena: &mut [u8]) -> ! {
+    let mut cp = match cortex_m::Peripherals::take() {
+        Some(cp) => cp,
+        None => fail(),
+    };
+    cp.DCB.enable_trace();
+    cp.DWT.enable_cycle_counter();
+    defmt::info!(
+        "{=str}: model {=usize} B, arena {=usize} B",
+        board,
+        model.len(),
+        arena.len()
+    );
+    let model = match Model::from_bytes(model) {
+        Ok(model) => model,
+        Err(e) => {
+            defmt::error!("model rejected: {}", e);
+            fail()
+        }
+    };
+    let mut interpreter = match Interpreter::new(&model, arena) {
+        Ok(interpreter) => interpreter,
+        Err(e) => {
+            defmt::error!("interpreter setup failed: {}", e);
+            fail()
+        }
+    };
+    for index in 0..interpreter.inputs() {
+        let zero_point = model.input(index).map(|t| t.zero_point).unwrap_or(0);
+        if let Ok(input) = interpreter.input_bytes_mut(index) {
+            input.fill(zero_point as i8 as u8);
+        }
+    }
+
+    let mut per_op = [0u32; MAX_OPS];
+    let start = DWT::cycle_count();
+    let mut last = start;
+    let invoked = interpreter.invoke_with(|step, _| {
+        let now = DWT::cycle_count();
+        if let Some(slot) = per_op.get_mut(step) {
+            *slot = now.wrapping_sub(last);
+        }
+        last = DWT::cycle_count();
+    });
+    let total = DWT::cycle_count().wrapping_sub(start);
+    if let Err(e) = invoked {
+        defmt::error!("invoke failed: {}", e);
+        fail()
+    }
+    for (step, op) in model.ops().enumerate().take(MAX_OPS) {
+        defmt::info!(
+            "  op {=usize} {=str}: {=u32} cycles",
+            step,
+            op.name(),
+            per_op[step]
+        );
+    }
+    defmt::info!("invoke: {=u32} cycles", total);
+    match interpreter.output_top_k::<3>(0) {
+        Ok(top) => {
+            for (class, score) in top {
+                defmt::info!("  class {=usize}: {=i8}", class, score);
+            }
+        }
+        Err(e) => defmt::info!("output 0 is not int8 ({})", e),
+    }
+    loop {
+        cortex_m::asm::bkpt();
+    }
+}
+
+/// Ends the program on an error: `udf` raises a HardFault, which `probe-rs
+/// run` reports with a backtrace and a non-zero exit status.
+pub fn fail() -> ! {
+    cortex_m::asm::udf()
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    let message = info.message().as_str().unwrap_or("(formatted message)");
+    match info.location() {
+        Some(at) => defmt::error!(
+            "panicked at {=str}:{=u32}: {=str}",
+            at.file(),
+            at.line(),
+            message
+        ),
+        None => defmt::error!("panicked: {=str}", message),
+    }
+    fail()
+}
+
+#[exception]
+unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
+    defmt::error!(
+        "HardFault: pc={=u32:#010x} lr={=u32:#010x}",
+        frame.pc(),
+        frame.lr()
+    );
+    loop {
+        cortex_m::asm::bkpt();
+    }
+}

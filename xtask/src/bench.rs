@@ -1,0 +1,761 @@
+//! `cargo xtask bench`: executed-instruction counts of one inference, per operator and in total, under
+//! QEMU with the exact counter of `../shared/tools/qemu-insncount` (a TCG plugin built here with the
+//! host's gcc), beside the CMSIS-NN figures of `BASELINES.md`; flash, static RAM and the stack's
+//! high-water mark.
+//!
+//! The firmware is the golden-case runner with the `bench` feature, on the models of `tests/bench/`:
+//! it calls `ferrite_bench_mark()` twice back to back at boot (calibration: the marker's own cost),
+//! once before `invoke_with`, once after each operator and once after invoke. A layer's count is the
+//! difference of consecutive marks minus the calibration; it includes the interpreter's per-operator
+//! work (decoding the operator from the file, dispatch, the callback), which is not separable from
+//! the kernel by marks.
+
+use crate::{
+    boards::Machine,
+    cases::Case,
+    defmt_log,
+    elf_size::{self, Capacity},
+    firmware::{self, Build, Built},
+    qemu, qemu_test, toolchain,
+};
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+use std::{
+    ffi::OsString,
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchMachine {
+    /// mps2-an386, Cortex-M4F (compared with CMSIS-NN on M4 with DSP).
+    An386,
+    /// lm3s6965evb, Cortex-M3 (compared with CMSIS-NN's pure C on M3).
+    Lm3s6965,
+}
+
+impl BenchMachine {
+    fn machine(self) -> Machine {
+        match self {
+            BenchMachine::An386 => Machine::An386,
+            BenchMachine::Lm3s6965 => Machine::Lm3s6965,
+        }
+    }
+    fn cpu(self) -> &'static str {
+        match self {
+            BenchMachine::An386 => "Cortex-M4F",
+            BenchMachine::Lm3s6965 => "Cortex-M3",
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Options {
+    /// Only these machines (repeatable); an386 and lm3s6965 by default.
+    #[arg(long, value_enum)]
+    machine: Vec<BenchMachine>,
+    /// Only these models of tests/bench/ (repeatable); all by default.
+    #[arg(long)]
+    model: Vec<String>,
+    /// Print one JSON document instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Rewrite the measured section of BENCHMARKS.md.
+    #[arg(long)]
+    write: bool,
+    /// Kill QEMU after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+}
+
+impl Options {
+    /// The DS-CNN on the M4F only, tables printed: the smoke run of `cargo xtask test`.
+    pub fn smoke() -> Self {
+        Options {
+            machine: vec![BenchMachine::An386],
+            model: vec!["kws_dscnn".into()],
+            json: false,
+            write: false,
+            timeout: 120,
+        }
+    }
+}
+
+/// BENCHMARKS.md section that `--write` replaces.
+const BEGIN: &str = "<!-- cargo xtask bench --write: begin -->";
+const END: &str = "<!-- cargo xtask bench --write: end -->";
+
+/// One row of `BASELINES.md`: MACs (or elements), CMSIS-NN on M4 with DSP, CMSIS-NN pure C on M3,
+/// naive C (TFLM-reference style) on M4.
+#[derive(Clone, Copy)]
+struct Baseline {
+    label: &'static str,
+    macs: Option<u64>,
+    cmsis_m4: u64,
+    cmsis_m3: u64,
+    naive_m4: Option<u64>,
+}
+
+const fn b(
+    label: &'static str,
+    macs: u64,
+    cmsis_m4: u64,
+    cmsis_m3: u64,
+    naive_m4: u64,
+) -> Baseline {
+    Baseline {
+        label,
+        macs: if macs == 0 { None } else { Some(macs) },
+        cmsis_m4,
+        cmsis_m3,
+        naive_m4: if naive_m4 == 0 { None } else { Some(naive_m4) },
+    }
+}
+
+/// The BASELINES.md row of a layer (by its output tensor's name in tests/bench/).
+fn baseline(model: &str, layer: &str) -> Option<Baseline> {
+    let layer = layer.trim_end_matches(|c: char| c.is_ascii_digit());
+    Some(match (model, layer) {
+        ("kws_dscnn", "conv") => b("conv1 10x4/s2", 320_000, 1_111_175, 1_362_464, 8_768_513),
+        ("kws_dscnn", "dw") => b("dw 3x3 (each)", 72_000, 599_613, 674_330, 2_425_000),
+        ("kws_dscnn", "pw") => b("pw 1x1 (each)", 512_000, 1_068_924, 1_591_900, 3_915_000),
+        ("kws_dscnn", "avgpool") => b("avgpool 25x5", 0, 50_996, 107_584, 64_318),
+        ("kws_dscnn", "fc") => b("fc 64->12", 768, 2_170, 3_145, 6_104),
+        ("kws_dscnn", "softmax") => b("softmax 12", 0, 6_414, 6_366, 6_416),
+        ("ic_resnet8", "conv") => b("conv1 3x3 3->16", 442_368, 2_134_134, 2_409_164, 7_090_284),
+        ("ic_resnet8", "s1_conv_a" | "s1_conv_b") => b(
+            "stage 1 conv 3x3 16->16 (each)",
+            2_359_296,
+            5_487_495,
+            7_866_085,
+            18_140_000,
+        ),
+        ("ic_resnet8", "s1_add") => b("stage 1 add", 0, 1_327_715, 1_376_350, 1_373_101),
+        ("ic_resnet8", "s2_conv_a") => b(
+            "stage 2 conv a 3x3 s2",
+            1_179_648,
+            2_519_229,
+            3_610_504,
+            9_067_681,
+        ),
+        ("ic_resnet8", "s2_conv_b") => b(
+            "stage 2 conv b 3x3",
+            2_359_296,
+            4_542_339,
+            6_771_385,
+            15_245_279,
+        ),
+        ("ic_resnet8", "s2_shortcut") => b(
+            "stage 2 shortcut 1x1 s2",
+            131_072,
+            562_883,
+            669_319,
+            1_651_164,
+        ),
+        ("ic_resnet8", "s2_add") => b("stage 2 add", 0, 664_640, 688_222, 723_049),
+        ("ic_resnet8", "s3_conv_a") => b(
+            "stage 3 conv a 3x3 s2",
+            1_179_648,
+            2_188_600,
+            3_252_221,
+            7_629_669,
+        ),
+        ("ic_resnet8", "s3_conv_b") => b(
+            "stage 3 conv b 3x3",
+            2_359_296,
+            4_155_291,
+            6_300_721,
+            12_987_732,
+        ),
+        ("ic_resnet8", "s3_shortcut") => b(
+            "stage 3 shortcut 1x1 s2",
+            131_072,
+            420_635,
+            543_114,
+            1_215_264,
+        ),
+        ("ic_resnet8", "s3_add") => b("stage 3 add", 0, 333_122, 344_158, 351_536),
+        ("ic_resnet8", "avgpool") => b("avgpool", 0, 26_541, 49_600, 31_102),
+        ("ic_resnet8", "fc") => b("fc 64->10", 640, 1_830, 2_838, 5_090),
+        ("ic_resnet8", "softmax") => b("softmax 10", 0, 5_332, 5_292, 5_334),
+        _ => return None,
+    })
+}
+
+/// Whole-network rows of BASELINES.md.
+fn baseline_total(model: &str) -> Option<Baseline> {
+    match model {
+        "kws_dscnn" => Some(b(
+            "whole network",
+            2_656_768,
+            7_844_903,
+            10_544_548,
+            34_211_230,
+        )),
+        "ic_resnet8" => Some(b(
+            "whole network",
+            12_501_632,
+            29_857_281,
+            41_755_058,
+            93_652_739,
+        )),
+        _ => None,
+    }
+}
+
+/// TFLite Micro + CMSIS-NN, whole stack (interpreter included), M4F and M3 (BASELINES.md).
+fn tflm_total(model: &str) -> Option<(u64, u64)> {
+    match model {
+        "kws_dscnn" => Some((7_696_404, 10_531_191)),
+        "ic_resnet8" => Some((29_865_166, 41_848_912)),
+        _ => None,
+    }
+}
+
+pub(crate) struct Layer {
+    step: usize,
+    name: String,
+    op: &'static str,
+    instructions: u64,
+    baseline: Option<Baseline>,
+}
+
+pub(crate) struct Measured {
+    pub(crate) model: String,
+    pub(crate) machine: BenchMachine,
+    pub(crate) layers: Vec<Layer>,
+    pub(crate) total: u64,
+    pub(crate) calibration: u64,
+    pub(crate) flash: u64,
+    pub(crate) model_bytes: u64,
+    pub(crate) arena: u64,
+    pub(crate) static_ram: u64,
+    pub(crate) stack: u64,
+    pub(crate) passed: bool,
+    /// The firmware's decoded log.
+    pub(crate) log: Vec<String>,
+}
+
+pub(crate) enum Outcome {
+    Measured(Measured),
+    Skipped {
+        model: String,
+        machine: BenchMachine,
+        why: String,
+    },
+}
+
+pub fn run(root: &Path, options: &Options) -> Result<()> {
+    let plugin = match build_plugin(root)? {
+        Some(plugin) => plugin,
+        None => {
+            println!(
+                "bench: skipped: {} is absent (the exact instruction counter comes from there)",
+                shared_dir(root).display()
+            );
+            return Ok(());
+        }
+    };
+    let machines = if options.machine.is_empty() {
+        vec![BenchMachine::An386, BenchMachine::Lm3s6965]
+    } else {
+        options.machine.clone()
+    };
+    let models = discover(root, &options.model)?;
+    let targets: Vec<_> = machines.iter().map(|m| m.machine().target()).collect();
+    toolchain::ensure_targets(root, &targets)?;
+    let timeout = Duration::from_secs(options.timeout);
+
+    let mut outcomes = Vec::new();
+    for case in &models {
+        for &machine in &machines {
+            if !options.json {
+                eprintln!("--- {} on {}", case.name, machine.machine().name());
+            }
+            outcomes.push(measure(root, &plugin, case, machine, timeout)?);
+        }
+    }
+    let commit = commit(root);
+    if options.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&to_json(&outcomes, &commit))?
+        );
+    } else {
+        print!("{}", report(&outcomes, &commit));
+    }
+    if options.write {
+        write_benchmarks(root, &report(&outcomes, &commit))?;
+        eprintln!("bench: wrote BENCHMARKS.md");
+    }
+    let failed: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Measured(m) if !m.passed => {
+                Some(format!("{} on {}", m.model, m.machine.machine().name()))
+            }
+            _ => None,
+        })
+        .collect();
+    if !failed.is_empty() {
+        bail!("output differs from the host's: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+fn shared_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("FERRITE_INSNCOUNT_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => root
+            .join("..")
+            .join("shared")
+            .join("tools")
+            .join("qemu-insncount"),
+    }
+}
+
+/// Builds `target/qemu-insncount/libinsncount.so` from the shared source if it is missing or older.
+/// `None` when the source is absent.
+pub(crate) fn build_plugin(root: &Path) -> Result<Option<PathBuf>> {
+    let dir = shared_dir(root);
+    let source = dir.join("insncount.c");
+    if !source.is_file() {
+        return Ok(None);
+    }
+    let out_dir = root.join("target").join("qemu-insncount");
+    let plugin = out_dir.join("libinsncount.so");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if modified(&plugin).is_some() && modified(&plugin) >= modified(&source) {
+        return Ok(Some(plugin));
+    }
+    std::fs::create_dir_all(&out_dir)?;
+    let status = Command::new("gcc")
+        .args(["-O2", "-shared", "-fPIC", "-I"])
+        .arg(&dir)
+        .arg("-o")
+        .arg(&plugin)
+        .arg(&source)
+        .status()
+        .context("running gcc to build the QEMU plugin")?;
+    if !status.success() {
+        bail!("gcc failed to build {}", source.display());
+    }
+    Ok(Some(plugin))
+}
+
+/// The models of `tests/bench/` (or only `only`).
+fn discover(root: &Path, only: &[String]) -> Result<Vec<Case>> {
+    let dir = root.join("tests").join("bench");
+    let mut cases = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if path.is_dir() && (only.is_empty() || only.contains(&name)) {
+            cases.push(Case {
+                name,
+                dir: Some(path),
+            });
+        }
+    }
+    // The DS-CNN first, as in BASELINES.md.
+    cases.sort_by(|a, b| b.name.cmp(&a.name));
+    for name in only {
+        if !cases.iter().any(|c| &c.name == name) {
+            bail!("no model {name} under {}", dir.display());
+        }
+    }
+    Ok(cases)
+}
+
+pub(crate) fn measure(
+    root: &Path,
+    plugin: &Path,
+    case: &Case,
+    machine: BenchMachine,
+    timeout: Duration,
+) -> Result<Outcome> {
+    let skip = |why: String| Outcome::Skipped {
+        model: case.name.clone(),
+        machine,
+        why,
+    };
+    let m = machine.machine();
+    let capacity: Capacity = elf_size::capacity(&firmware::memory_x(root, m))?;
+    let build = Build {
+        root,
+        machine: m,
+        case,
+        features: vec!["bench"],
+        probe: false,
+    };
+    let elf = match build.run()? {
+        Built::Elf(elf) => build.keep(&elf)?,
+        Built::Failed(log) => {
+            let probe = Build {
+                probe: true,
+                features: vec!["bench"],
+                ..build
+            };
+            if let Built::Elf(elf) = probe.run()? {
+                let usage = elf_size::usage(&std::fs::read(&elf)?, capacity.ram_origin)?;
+                if let Some(why) = qemu_test::does_not_fit(usage, capacity) {
+                    return Ok(skip(why));
+                }
+            }
+            bail!("building the bench firmware for {}:\n{log}", m.name());
+        }
+    };
+    let bytes = std::fs::read(&elf)?;
+    let usage = elf_size::usage(&bytes, capacity.ram_origin)?;
+    if let Some(why) = qemu_test::does_not_fit(usage, capacity) {
+        return Ok(skip(why));
+    }
+    let mark = elf_size::symbol_address(&bytes, "ferrite_bench_mark")?
+        .ok_or_else(|| anyhow!("no ferrite_bench_mark in {}", elf.display()))?;
+
+    let marks_file = root.join("target").join("qemu-insncount").join(format!(
+        "{}-{}.marks",
+        m.name(),
+        case.name
+    ));
+    let mut arg = OsString::from(plugin.as_os_str());
+    arg.push(format!(",mark={mark:#x},out="));
+    arg.push(marks_file.as_os_str());
+    let _ = std::fs::remove_file(&marks_file);
+    let run = qemu::run_with(m, &elf, timeout, &[OsString::from("-plugin"), arg])?;
+    let log = defmt_log::decode(&bytes, &run.stdout).unwrap_or_default();
+    let passed = run.status.is_some_and(|s| s.success());
+    if !passed {
+        for line in &log {
+            eprintln!("    | {line}");
+        }
+        for line in run.stderr.lines() {
+            eprintln!("    qemu: {line}");
+        }
+    }
+    let marks = parse_marks(
+        &std::fs::read_to_string(&marks_file)
+            .with_context(|| format!("reading {}", marks_file.display()))?,
+    )?;
+
+    // The model's operators and the names of the tensors they produce.
+    let model_bytes = std::fs::read(case.dir.as_ref().unwrap().join("model.ferrite"))?;
+    let model = ferrite_runtime::Model::from_bytes(&model_bytes)
+        .map_err(|e| anyhow!("{}: {e}", case.name))?;
+    let ops: Vec<_> = model.ops().collect();
+    // Marks: 2 calibration, 1 before invoke, 1 per operator, 1 after invoke.
+    if marks.len() != ops.len() + 4 {
+        bail!(
+            "{} on {}: {} marks, expected {} (2 calibration + {} operators + 2)",
+            case.name,
+            m.name(),
+            marks.len(),
+            ops.len() + 4,
+            ops.len()
+        );
+    }
+    let calibration = marks[1] - marks[0];
+    let inputs: Vec<u16> = model.graph().inputs.iter().filter_map(Result::ok).collect();
+    let mut layers = Vec::new();
+    for (step, op) in ops.iter().enumerate() {
+        let name = (0..)
+            .map_while(|i| model.tensor(i).map(|t| (i, t)))
+            .find(|(i, t)| t.first as usize == step && !inputs.contains(&(*i as u16)))
+            .map(|(_, t)| t.name.to_string())
+            .unwrap_or_else(|| format!("op{step}"));
+        layers.push(Layer {
+            step,
+            baseline: baseline(&case.name, &name),
+            name,
+            op: op.name(),
+            instructions: marks[step + 3] - marks[step + 2] - calibration,
+        });
+    }
+    let total = marks[ops.len() + 3] - marks[2] - (ops.len() as u64 + 1) * calibration;
+    let stack = log
+        .iter()
+        .find_map(|line| {
+            line.split("stack high-water ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .ok_or_else(|| anyhow!("no stack high-water line in the firmware's log"))?;
+    Ok(Outcome::Measured(Measured {
+        model: case.name.clone(),
+        machine,
+        layers,
+        total,
+        calibration,
+        flash: usage.flash,
+        model_bytes: model_bytes.len() as u64,
+        arena: model.arena_size() as u64,
+        static_ram: usage.ram,
+        stack,
+        passed,
+        log,
+    }))
+}
+
+fn parse_marks(text: &str) -> Result<Vec<u64>> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("mark "))
+        .map(|rest| {
+            rest.split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| anyhow!("bad marks line {rest:?}"))
+        })
+        .collect()
+}
+
+/// `git rev-parse --short HEAD`, with `+changes` when files other than BENCHMARKS.md differ from it.
+fn commit(root: &Path) -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(head) = git(&["rev-parse", "--short=12", "HEAD"]) else {
+        return "unknown".into();
+    };
+    let dirty = git(&["status", "--porcelain", "--", ".", ":!BENCHMARKS.md"])
+        .is_some_and(|s| !s.is_empty());
+    if dirty {
+        format!("{head}+changes")
+    } else {
+        head
+    }
+}
+
+/// `1234567` as `1,234,567`.
+pub(crate) fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn ratio(ours: u64, theirs: u64) -> String {
+    format!("{:.2}x", ours as f64 / theirs as f64)
+}
+
+/// The reference figure for a machine: CMSIS-NN with DSP on M4, pure C on M3.
+fn reference(b: &Baseline, machine: BenchMachine) -> u64 {
+    match machine {
+        BenchMachine::An386 => b.cmsis_m4,
+        BenchMachine::Lm3s6965 => b.cmsis_m3,
+    }
+}
+
+fn report(outcomes: &[Outcome], commit: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Measured at commit `{commit}` with `cargo xtask bench` (qemu-system-arm, exact counts from the \
+         qemu-insncount plugin).\n"
+    );
+    for outcome in outcomes {
+        let m = match outcome {
+            Outcome::Skipped {
+                model,
+                machine,
+                why,
+            } => {
+                let _ = writeln!(
+                    s,
+                    "### {model} on {} ({})\n\nskipped: {why}\n",
+                    machine.machine().name(),
+                    machine.cpu()
+                );
+                continue;
+            }
+            Outcome::Measured(m) => m,
+        };
+        let (cmsis, naive) = match m.machine {
+            BenchMachine::An386 => ("CMSIS-NN M4+DSP", true),
+            BenchMachine::Lm3s6965 => ("CMSIS-NN pure C, M3", false),
+        };
+        let _ = writeln!(
+            s,
+            "### {} on {} ({}), `cargo xtask bench --machine {} --model {}`\n",
+            m.model,
+            m.machine.machine().name(),
+            m.machine.cpu(),
+            m.machine.machine().name(),
+            m.model
+        );
+        let _ = write!(
+            s,
+            "| # | layer | op | MACs | Ferrite | ins/MAC | {cmsis} | Ferrite / CMSIS-NN |"
+        );
+        if naive {
+            let _ = write!(s, " naive C, M4 | Ferrite / naive |");
+        }
+        let _ = writeln!(s);
+        let _ = write!(s, "|---:|---|---|---:|---:|---:|---:|---:|");
+        if naive {
+            let _ = write!(s, "---:|---:|");
+        }
+        let _ = writeln!(s);
+        let row = |s: &mut String, b: Option<Baseline>, ours: u64, head: String| {
+            let macs = b.and_then(|b| b.macs);
+            let _ = write!(
+                s,
+                "{head} | {} | {} | {} | {} | {} |",
+                macs.map(thousands).unwrap_or_else(|| "-".into()),
+                thousands(ours),
+                macs.map(|n| format!("{:.2}", ours as f64 / n as f64))
+                    .unwrap_or_else(|| "-".into()),
+                b.map(|b| thousands(reference(&b, m.machine)))
+                    .unwrap_or_else(|| "-".into()),
+                b.map(|b| ratio(ours, reference(&b, m.machine)))
+                    .unwrap_or_else(|| "-".into()),
+            );
+            if naive {
+                let n = b.and_then(|b| b.naive_m4);
+                let _ = write!(
+                    s,
+                    " {} | {} |",
+                    n.map(thousands).unwrap_or_else(|| "-".into()),
+                    n.map(|n| ratio(ours, n)).unwrap_or_else(|| "-".into())
+                );
+            }
+            let _ = writeln!(s);
+        };
+        for l in &m.layers {
+            let head = format!("| {} | {} | {}", l.step, l.name, l.op);
+            row(&mut s, l.baseline, l.instructions, head);
+        }
+        let total = baseline_total(&m.model);
+        row(
+            &mut s,
+            total,
+            m.total,
+            "| | **whole network** | ".to_string(),
+        );
+        let _ = writeln!(s);
+        if let Some((m4, m3)) = tflm_total(&m.model) {
+            let tflm = match m.machine {
+                BenchMachine::An386 => m4,
+                BenchMachine::Lm3s6965 => m3,
+            };
+            let _ = writeln!(
+                s,
+                "TFLite Micro + CMSIS-NN, whole invoke on this CPU: {} instructions (Ferrite / TFLM = {}).",
+                thousands(tflm),
+                ratio(m.total, tflm)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "Flash {} B (firmware image, of which the model {} B). RAM {} B = static {} B (arena {} B) + \
+             stack high-water {} B. Output {} the host's.\n",
+            thousands(m.flash),
+            thousands(m.model_bytes),
+            thousands(m.static_ram + m.stack),
+            thousands(m.static_ram),
+            thousands(m.arena),
+            thousands(m.stack),
+            if m.passed {
+                "bit-identical to"
+            } else {
+                "DIFFERS from"
+            }
+        );
+    }
+    s
+}
+
+fn to_json(outcomes: &[Outcome], commit: &str) -> Value {
+    let results: Vec<Value> = outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Skipped {
+                model,
+                machine,
+                why,
+            } => json!({
+                "model": model,
+                "machine": machine.machine().name(),
+                "skipped": why,
+            }),
+            Outcome::Measured(m) => json!({
+                "model": m.model,
+                "machine": m.machine.machine().name(),
+                "cpu": m.machine.cpu(),
+                "bit_exact": m.passed,
+                "instructions": {
+                    "total": m.total,
+                    "marker_calibration": m.calibration,
+                    "layers": m.layers.iter().map(|l| json!({
+                        "step": l.step,
+                        "name": l.name,
+                        "op": l.op,
+                        "instructions": l.instructions,
+                        "macs": l.baseline.and_then(|b| b.macs),
+                        "baseline": l.baseline.map(|b| json!({
+                            "row": b.label,
+                            "cmsis_nn": reference(&b, m.machine),
+                            "naive_c_m4": b.naive_m4,
+                        })),
+                    })).collect::<Vec<_>>(),
+                    "baseline_total": baseline_total(&m.model).map(|b| json!({
+                        "cmsis_nn": reference(&b, m.machine),
+                        "naive_c_m4": b.naive_m4,
+                    })),
+                },
+                "flash": { "image": m.flash, "model": m.model_bytes },
+                "ram": {
+                    "static": m.static_ram,
+                    "arena": m.arena,
+                    "stack_high_water": m.stack,
+                    "total": m.static_ram + m.stack,
+                },
+            }),
+        })
+        .collect();
+    json!({
+        "commit": commit,
+        "counter": "qemu-insncount (exact retired instructions)",
+        "per_layer_note": "marks-delta per operator: kernel plus the interpreter's per-operator decode and dispatch",
+        "results": results,
+    })
+}
+
+fn write_benchmarks(root: &Path, section: &str) -> Result<()> {
+    let path = root.join("BENCHMARKS.md");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {} (it holds the markers)", path.display()))?;
+    let (Some(begin), Some(end)) = (text.find(BEGIN), text.find(END)) else {
+        bail!("{} lacks the markers {BEGIN} and {END}", path.display());
+    };
+    if end < begin {
+        bail!(
+            "{}: the end marker comes before the begin marker",
+            path.display()
+        );
+    }
+    let new = format!("{}{BEGIN}\n\n{section}{}", &text[..begin], &text[end..]);
+    let tmp = path.with_extension("md.tmp");
+    std::fs::write(&tmp, new)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}

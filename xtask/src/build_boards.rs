@@ -1,0 +1,157 @@
+//! `cargo xtask build-boards`: builds the real-board firmware (no hardware needed) and, with
+//! `--selftest`, checks that a model too large for a board fails the build with both sizes.
+
+use crate::{
+    elf_size::{self, Kib},
+    toolchain,
+};
+use anyhow::{bail, Context, Result};
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+/// A board flashed with probe-rs: crate under `boards/`, probe-rs chip, Rust target.
+pub struct RealBoard {
+    pub krate: &'static str,
+    pub chip: &'static str,
+    pub target: &'static str,
+}
+
+pub const REAL_BOARDS: [RealBoard; 2] = [
+    RealBoard {
+        krate: "nrf52840-dk",
+        chip: "nRF52840_xxAA",
+        target: "thumbv7em-none-eabihf",
+    },
+    RealBoard {
+        krate: "nucleo-l4r5zi",
+        chip: "STM32L4R5ZITx",
+        target: "thumbv7em-none-eabihf",
+    },
+];
+
+#[derive(clap::Args)]
+pub struct Options {
+    /// Also check that oversized stand-in models (arena larger than the RAM, file larger than the
+    /// flash) fail the build with a message giving both sizes.
+    #[arg(long)]
+    selftest: bool,
+}
+
+impl Options {
+    pub fn full() -> Self {
+        Options { selftest: true }
+    }
+}
+
+fn build(root: &Path, board: &RealBoard, model: Option<&Path>) -> Result<Output> {
+    let boards = root.join("boards");
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(&boards)
+        .args(["build", "--release", "--manifest-path"])
+        .arg(boards.join("Cargo.toml"))
+        .args(["--package", board.krate, "--target", board.target])
+        .env("CARGO_TARGET_DIR", root.join("target").join("boards"));
+    match model {
+        Some(path) => command.env("FERRITE_MODEL", path),
+        None => command.env_remove("FERRITE_MODEL"),
+    };
+    if env::var_os("DEFMT_LOG").is_none() {
+        command.env("DEFMT_LOG", "info");
+    }
+    command.output().context("running cargo build")
+}
+
+pub fn run(root: &Path, options: &Options) -> Result<()> {
+    let targets: Vec<_> = REAL_BOARDS.iter().map(|b| b.target).collect();
+    toolchain::ensure_targets(root, &targets)?;
+    let mut failures = Vec::new();
+    for board in &REAL_BOARDS {
+        println!(
+            "--- {} (embedded model: tests/golden/small_dscnn)",
+            board.krate
+        );
+        let output = build(root, board, None)?;
+        if !output.status.success() {
+            println!("{}", String::from_utf8_lossy(&output.stderr));
+            failures.push(format!("{} does not build", board.krate));
+            continue;
+        }
+        let elf = root
+            .join("target/boards")
+            .join(board.target)
+            .join("release")
+            .join(board.krate);
+        let capacity = elf_size::capacity(&root.join("boards").join(board.krate).join("memory.x"))?;
+        let usage = elf_size::usage(&std::fs::read(&elf)?, capacity.ram_origin)?;
+        println!(
+            "    built {}: flash {} of {}, RAM {} of {} (stack not counted)",
+            elf.display(),
+            Kib(usage.flash),
+            Kib(capacity.flash),
+            Kib(usage.ram),
+            Kib(capacity.ram)
+        );
+        println!(
+            "    on hardware: (cd boards/{} && cargo run --release), i.e. probe-rs run --chip {} {}",
+            board.krate,
+            board.chip,
+            elf.display()
+        );
+    }
+    if options.selftest {
+        let dir = root.join("target").join("boards").join("standins");
+        std::fs::create_dir_all(&dir)?;
+        let standins = standins(root, &dir)?;
+        for board in &REAL_BOARDS {
+            for (what, path) in &standins {
+                let label = format!("{} with {what} (must fail)", board.krate);
+                println!("--- {label}");
+                let output = build(root, board, Some(path))?;
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                let message = stderr
+                    .lines()
+                    .find(|l| l.contains("model too large for"))
+                    .map(str::trim);
+                match (output.status.success(), message) {
+                    (false, Some(m)) if m.contains("TOO SMALL") => println!("    PASS: {m}"),
+                    (true, _) => failures.push(format!("{label}: the build succeeded")),
+                    (false, _) => {
+                        println!("{stderr}");
+                        failures.push(format!("{label}: failed without the size message"));
+                    }
+                }
+            }
+        }
+    }
+    if !failures.is_empty() {
+        bail!("build-boards: {}", failures.join("; "));
+    }
+    println!("build-boards: all passed");
+    Ok(())
+}
+
+/// Stand-in models made from the bundled one: its header claiming a 1 MiB arena (more RAM than
+/// either board has), and the file padded to 2.5 MiB (more flash than either).
+fn standins(root: &Path, dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
+    let source = root.join("tests/golden/small_dscnn/model.ferrite");
+    let model = std::fs::read(&source).with_context(|| format!("reading {}", source.display()))?;
+    let mut arena = model.clone();
+    arena[8..12].copy_from_slice(&(1024u32 * 1024).to_le_bytes());
+    let mut flash = model;
+    let len = 5 * 512 * 1024;
+    flash.resize(len, 0);
+    flash[12..16].copy_from_slice(&((len - 24) as u32).to_le_bytes());
+    let arena_path = dir.join("arena-1MiB.ferrite");
+    let flash_path = dir.join("file-2.5MiB.ferrite");
+    std::fs::write(&arena_path, arena)?;
+    std::fs::write(&flash_path, flash)?;
+    Ok(vec![
+        ("a 1 MiB arena", arena_path),
+        ("a 2.5 MiB model file", flash_path),
+    ])
+}

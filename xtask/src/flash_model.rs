@@ -1,0 +1,316 @@
+//! `cargo xtask flash-model --board B MODEL.ferrite`: puts a model into a board's flash partition and
+//! runs the partition firmware on it (QEMU boards: `-device loader`), or prints the probe-rs command
+//! (real boards). Also the partition cases of `cargo xtask qemu-test`: one firmware, built once per
+//! machine, running two different models and refusing broken ones with a clear error.
+
+use crate::{
+    boards::Machine,
+    cases::Case,
+    defmt_log, elf_size,
+    firmware::{self, Build, Built},
+    qemu, toolchain,
+};
+use anyhow::{anyhow, bail, Context, Result};
+use ferrite_runtime::{Interpreter, Model};
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Board {
+    An386,
+    Lm3s6965,
+    Microbit,
+    #[value(name = "nrf52840-dk")]
+    Nrf52840Dk,
+    #[value(name = "nucleo-l4r5zi")]
+    NucleoL4r5zi,
+}
+
+#[derive(clap::Args)]
+pub struct Options {
+    /// The board whose partition receives the model.
+    #[arg(long, value_enum)]
+    board: Board,
+    /// The `.ferrite` file.
+    model: PathBuf,
+    /// Kill QEMU after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+}
+
+/// The `MODEL` region of a QEMU board's memory.x: (origin, length).
+pub fn partition(root: &Path, machine: Machine) -> Result<(u64, u64)> {
+    let path = firmware::memory_x(root, machine);
+    let text = std::fs::read_to_string(&path)?;
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("MODEL"))
+        .ok_or_else(|| anyhow!("no MODEL region in {}", path.display()))?;
+    Ok((
+        elf_size::parse_field(line, "ORIGIN")?,
+        elf_size::parse_field(line, "LENGTH")?,
+    ))
+}
+
+pub fn run(root: &Path, options: &Options) -> Result<()> {
+    let bytes = std::fs::read(&options.model)
+        .with_context(|| format!("reading {}", options.model.display()))?;
+    let machine = match options.board {
+        Board::An386 => Machine::An386,
+        Board::Lm3s6965 => Machine::Lm3s6965,
+        Board::Microbit => Machine::Microbit,
+        Board::Nrf52840Dk | Board::NucleoL4r5zi => {
+            let (chip, base) = match options.board {
+                Board::Nrf52840Dk => ("nRF52840_xxAA", 0x000C_0000u32),
+                _ => ("STM32L4R5ZITx", 0x081C_0000),
+            };
+            println!(
+                "probe-rs download --chip {chip} --binary-format bin --base-address {base:#010x} {}",
+                options.model.display()
+            );
+            println!(
+                "(the last 256 KiB of flash; the real-board firmware embeds its model for now and does \
+                 not read this partition yet)"
+            );
+            return Ok(());
+        }
+    };
+    toolchain::ensure_targets(root, &[machine.target()])?;
+    let elf = build(root, machine)?;
+    let run = run_partition(
+        root,
+        machine,
+        &elf,
+        &options.model,
+        bytes.len(),
+        options.timeout,
+    )?;
+    for line in &run.log {
+        println!("    | {line}");
+    }
+    if !run.passed {
+        bail!(
+            "the firmware refused or failed on {}",
+            options.model.display()
+        );
+    }
+    match compare_with_host(&bytes, &run.log) {
+        Ok(n) => println!("    output ({n} B) identical to the host's"),
+        Err(e) => bail!("{e}"),
+    }
+    Ok(())
+}
+
+/// Builds the partition firmware of `machine` (the same ELF for every model).
+fn build(root: &Path, machine: Machine) -> Result<PathBuf> {
+    let smoke = Case::smoke();
+    let build = Build {
+        root,
+        machine,
+        case: &smoke,
+        features: vec!["partition"],
+        probe: false,
+    };
+    match build.run()? {
+        Built::Elf(elf) => build.keep(&elf),
+        Built::Failed(log) => bail!(
+            "building the partition firmware for {}:\n{log}",
+            machine.name()
+        ),
+    }
+}
+
+struct PartitionRun {
+    passed: bool,
+    log: Vec<String>,
+}
+
+fn run_partition(
+    root: &Path,
+    machine: Machine,
+    elf: &Path,
+    model: &Path,
+    len: usize,
+    timeout: u64,
+) -> Result<PartitionRun> {
+    let (origin, length) = partition(root, machine)?;
+    if len as u64 > length {
+        bail!(
+            "{} is {len} B, larger than the {length} B partition of {}",
+            model.display(),
+            machine.name()
+        );
+    }
+    let mut loader = OsString::from("loader,file=");
+    loader.push(model.as_os_str());
+    loader.push(format!(",addr={origin:#x},force-raw=on"));
+    let run = qemu::run_with(
+        machine,
+        elf,
+        Duration::from_secs(timeout),
+        &[OsString::from("-device"), loader],
+    )?;
+    let bytes = std::fs::read(elf)?;
+    let log = defmt_log::decode(&bytes, &run.stdout)?;
+    Ok(PartitionRun {
+        passed: run.status.is_some_and(|s| s.success()),
+        log,
+    })
+}
+
+/// Checks the firmware's output hash and its `output i: [..]` lines (outputs up to 64 B) against the
+/// host runtime on the same input (every input filled with its zero point). Returns the number of
+/// output bytes.
+fn compare_with_host(model_bytes: &[u8], log: &[String]) -> Result<usize> {
+    let model = Model::from_bytes(model_bytes).map_err(|e| anyhow!("host: {e}"))?;
+    let mut arena = vec![0u8; model.arena_size() + 16];
+    let mut it = Interpreter::new(&model, &mut arena).map_err(|e| anyhow!("host: {e}"))?;
+    for i in 0..it.inputs() {
+        let zp = model.input(i).map(|t| t.zero_point).unwrap_or(0);
+        it.input_bytes_mut(i)
+            .map_err(|e| anyhow!("{e}"))?
+            .fill(zp as i8 as u8);
+    }
+    it.invoke().map_err(|e| anyhow!("host: {e}"))?;
+    // FNV-1a of all outputs, as the firmware logs it.
+    let mut hash = 0x811c_9dc5u32;
+    for i in 0..it.outputs() {
+        for &b in it.output_bytes(i).map_err(|e| anyhow!("{e}"))? {
+            hash = (hash ^ b as u32).wrapping_mul(0x0100_0193);
+        }
+    }
+    let logged = log
+        .iter()
+        .find_map(|l| l.split("output fnv1a=").nth(1))
+        .and_then(|h| u32::from_str_radix(h.trim().trim_start_matches("0x").get(..8)?, 16).ok())
+        .ok_or_else(|| anyhow!("no output hash in the firmware's log"))?;
+    if logged != hash {
+        bail!("output hash differs: device {logged:#010x}, host {hash:#010x}");
+    }
+    let mut compared = 0;
+    for i in 0..it.outputs() {
+        let host = it.output_bytes(i).map_err(|e| anyhow!("{e}"))?;
+        compared += host.len();
+        if host.len() > 64 {
+            continue; // compared through the hash only
+        }
+        let prefix = format!("output {i}: [");
+        let device: Vec<u8> = log
+            .iter()
+            .find_map(|l| l.split(&prefix).nth(1))
+            .and_then(|rest| rest.split(']').next())
+            .ok_or_else(|| anyhow!("no output {i} in the firmware's log"))?
+            .split(',')
+            .map(|v| v.trim().parse::<u8>())
+            .collect::<Result<_, _>>()?;
+        if device != host {
+            bail!("output {i} differs: device {device:?}, host {host:?}");
+        }
+    }
+    Ok(compared)
+}
+
+/// One partition case of qemu-test: a file and what must happen.
+struct PartitionCase {
+    name: &'static str,
+    file: PathBuf,
+    /// `None`: must run and match the host; `Some(text)`: must fail with `text` in the log.
+    error: Option<&'static str>,
+}
+
+fn partition_cases(root: &Path) -> Result<Vec<PartitionCase>> {
+    let dir = root.join("target").join("boards").join("partition");
+    std::fs::create_dir_all(&dir)?;
+    let golden = root.join("tests").join("golden");
+    let small = std::fs::read(golden.join("small_dscnn/model.ferrite"))?;
+    let write = |name: &str, bytes: &[u8]| -> Result<PathBuf> {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes)?;
+        Ok(path)
+    };
+    // xorshift bytes: not a model.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let garbage: Vec<u8> = (0..512)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut version = small.clone();
+    version[4..6].copy_from_slice(&2u16.to_le_bytes());
+    let mut arena = small.clone();
+    arena[8..12].copy_from_slice(&(8u32 << 20).to_le_bytes());
+    Ok(vec![
+        PartitionCase {
+            name: "small_dscnn",
+            file: golden.join("small_dscnn/model.ferrite"),
+            error: None,
+        },
+        PartitionCase {
+            name: "conv2d_3x3_same_relu",
+            file: golden.join("conv2d_3x3_same_relu/model.ferrite"),
+            error: None,
+        },
+        PartitionCase {
+            name: "garbage",
+            file: write("garbage.ferrite", &garbage)?,
+            error: Some("BadMagic"),
+        },
+        // The rest of the partition is erased flash: the payload's checksum fails.
+        PartitionCase {
+            name: "truncated",
+            file: write("truncated.ferrite", &small[..small.len() / 2])?,
+            error: Some("ChecksumMismatch"),
+        },
+        PartitionCase {
+            name: "wrong-version",
+            file: write("version-2.ferrite", &version)?,
+            error: Some("UnsupportedVersion { found: 2, supported: 1 }"),
+        },
+        PartitionCase {
+            name: "arena-too-large",
+            file: write("arena-8MiB.ferrite", &arena)?,
+            error: Some("ArenaTooSmall { needed: 8388608"),
+        },
+    ])
+}
+
+/// Runs the partition cases on `machine`, handing each to `record` with its label and `Ok` or why it
+/// failed.
+pub fn qemu_tests(
+    root: &Path,
+    machine: Machine,
+    timeout: u64,
+    record: &mut dyn FnMut(String, Result<(), String>),
+) -> Result<()> {
+    let elf = build(root, machine)?;
+    for case in partition_cases(root)? {
+        let label = format!("partition {} on {}", case.name, machine.name());
+        println!("--- {label}");
+        let bytes = std::fs::read(&case.file)?;
+        let run = run_partition(root, machine, &elf, &case.file, bytes.len(), timeout)?;
+        for line in &run.log {
+            println!("    | {line}");
+        }
+        let verdict = match (case.error, run.passed) {
+            (None, true) => match compare_with_host(&bytes, &run.log) {
+                Ok(n) => {
+                    println!("    output ({n} B) identical to the host's");
+                    Ok(())
+                }
+                Err(e) => Err(format!("{e:#}")),
+            },
+            (None, false) => Err("the firmware failed".into()),
+            (Some(_), true) => Err("the firmware accepted a broken model".into()),
+            (Some(text), false) if run.log.iter().any(|l| l.contains(text)) => Ok(()),
+            (Some(text), false) => Err(format!("failed, but the log lacks {text:?}")),
+        };
+        record(label, verdict);
+    }
+    Ok(())
+}
