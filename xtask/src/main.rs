@@ -27,6 +27,7 @@ mod demo;
 mod elf_size;
 mod firmware;
 mod flash_model;
+mod mlperf;
 mod qemu;
 mod qemu_test;
 mod test_all;

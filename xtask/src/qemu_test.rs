@@ -73,7 +73,13 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     let machines = machines(&options.machine);
     let cases = match options.case.as_deref() {
         Some("partition") => Vec::new(),
-        only => cases::discover(root, only)?,
+        Some(name) if name.starts_with("mlperf_") => crate::mlperf::cases(root, Some(name))?,
+        Some(name) => cases::discover(root, Some(name))?,
+        None => {
+            let mut all = cases::discover(root, None)?;
+            all.extend(crate::mlperf::cases(root, None)?);
+            all
+        }
     };
     let targets: Vec<_> = machines.iter().map(|m| m.target()).collect();
     toolchain::ensure_targets(root, &targets)?;
