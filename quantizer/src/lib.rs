@@ -4,7 +4,9 @@ pub mod builder;
 pub mod cli;
 pub mod execute;
 pub mod inspect;
+pub mod ir;
 pub mod npy;
+pub mod onnx;
 pub mod plan;
 
 use std::path::Path;
