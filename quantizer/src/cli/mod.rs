@@ -1,6 +1,7 @@
 //! The `ferrite` subcommands, one file each.
 
 pub mod inspect;
+pub mod onnx;
 pub mod run;
 
 use std::path::Path;
@@ -16,8 +17,12 @@ pub fn load_model(path: &Path) -> Result<Vec<u8>> {
         .to_ascii_lowercase();
     match ext.as_str() {
         "ferrite" => std::fs::read(path).with_context(|| format!("reading {}", path.display())),
+        "onnx" => bail!(
+            "{}: a float ONNX model; quantize it to .ferrite first (`ferrite run` and `ferrite inspect` take it as is)",
+            path.display()
+        ),
         _ => bail!(
-            "{}: unsupported model type `.{ext}` (supported: .ferrite)",
+            "{}: unsupported model type `.{ext}` (supported: .ferrite, .onnx)",
             path.display()
         ),
     }

@@ -16,7 +16,9 @@ use ferrite_runtime::kernels::{Activation, ConvGeometry, LeF32, Nhwc};
 use super::{shape, Clamp, Graph, Node, Op, ValueId, Window2d};
 
 #[cfg(target_endian = "big")]
-compile_error!("the float executor passes f32 weights to the runtime kernels as little-endian bytes");
+compile_error!(
+    "the float executor passes f32 weights to the runtime kernels as little-endian bytes"
+);
 
 /// A dense f32 tensor, C order, batch first.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,13 +29,20 @@ pub struct Tensor {
 
 impl Tensor {
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Tensor {
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "tensor shape {shape:?}");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "tensor shape {shape:?}"
+        );
         Tensor { shape, data }
     }
 
     pub fn zeros(shape: Vec<usize>) -> Tensor {
         let n = shape.iter().product();
-        Tensor { shape, data: vec![0.0; n] }
+        Tensor {
+            shape,
+            data: vec![0.0; n],
+        }
     }
 
     /// Samples `start..end` of the batch.
@@ -41,7 +50,10 @@ impl Tensor {
         let per: usize = self.shape[1..].iter().product();
         let mut shape = self.shape.clone();
         shape[0] = end - start;
-        Tensor { shape, data: self.data[start * per..end * per].to_vec() }
+        Tensor {
+            shape,
+            data: self.data[start * per..end * per].to_vec(),
+        }
     }
 
     /// Concatenation along the batch.
@@ -112,13 +124,31 @@ pub fn eval(op: &Op, inputs: &[View<'_>]) -> Result<Tensor> {
     let mut out = Tensor::zeros(out_shape);
     let x = inputs[0];
     match op {
-        Op::Conv2d { window, filter, bias, clamp } => {
+        Op::Conv2d {
+            window,
+            filter,
+            bias,
+            clamp,
+        } => {
             let g = geometry(window, x.shape, &out.shape)?;
             let (act, rest) = split_clamp(*clamp);
-            k::conv2d_f32(&g, act, x.data, le(&filter.data), le(&bias.data), &mut out.data);
+            k::conv2d_f32(
+                &g,
+                act,
+                x.data,
+                le(&filter.data),
+                le(&bias.data),
+                &mut out.data,
+            );
             finish(*clamp, rest, &mut out.data);
         }
-        Op::DepthwiseConv2d { window, depth_multiplier, filter, bias, clamp } => {
+        Op::DepthwiseConv2d {
+            window,
+            depth_multiplier,
+            filter,
+            bias,
+            clamp,
+        } => {
             let g = geometry(window, x.shape, &out.shape)?;
             let (act, rest) = split_clamp(*clamp);
             k::depthwise_conv2d_f32(
@@ -132,7 +162,11 @@ pub fn eval(op: &Op, inputs: &[View<'_>]) -> Result<Tensor> {
             );
             finish(*clamp, rest, &mut out.data);
         }
-        Op::FullyConnected { filter, bias, clamp } => {
+        Op::FullyConnected {
+            filter,
+            bias,
+            clamp,
+        } => {
             let (o, i) = (filter.shape[0], filter.shape[1]);
             let (act, rest) = split_clamp(*clamp);
             k::fully_connected_f32(
@@ -171,7 +205,13 @@ pub fn eval(op: &Op, inputs: &[View<'_>]) -> Result<Tensor> {
         Op::Mean { .. } => k::mean_hw_f32(nhwc(x.shape)?, x.data, &mut out.data),
         Op::Softmax { beta } => {
             let depth = *x.shape.last().unwrap_or(&1);
-            k::softmax_f32(*beta, x.data.len() / depth.max(1), depth, x.data, &mut out.data);
+            k::softmax_f32(
+                *beta,
+                x.data.len() / depth.max(1),
+                depth,
+                x.data,
+                &mut out.data,
+            );
         }
         Op::Logistic => k::logistic_f32(x.data, &mut out.data),
         Op::Tanh => k::tanh_f32(x.data, &mut out.data),
@@ -229,10 +269,16 @@ impl<'g> Activations<'g> {
     /// The value `v`, if it was kept.
     pub fn get(&self, v: ValueId) -> Option<View<'_>> {
         if let Some(t) = &self.values[v] {
-            return Some(View { shape: &t.shape, data: &t.data });
+            return Some(View {
+                shape: &t.shape,
+                data: &t.data,
+            });
         }
         let c = &self.graph.values[v];
-        c.data.as_ref().map(|d| View { shape: &c.shape, data: d })
+        c.data.as_ref().map(|d| View {
+            shape: &c.shape,
+            data: d,
+        })
     }
 
     /// Takes the computed value `v` out.
@@ -256,9 +302,16 @@ fn check_inputs(graph: &Graph, inputs: &[Tensor]) -> Result<usize> {
             "input {i} (`{}`): shape {:?} given, [batch, {}] expected",
             graph.values[v].name,
             t.shape,
-            want[1..].iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            want[1..]
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        ensure!(t.data.len() == t.shape.iter().product::<usize>(), "input {i}: data does not fill its shape");
+        ensure!(
+            t.data.len() == t.shape.iter().product::<usize>(),
+            "input {i}: data does not fill its shape"
+        );
         if *batch.get_or_insert(t.shape[0]) != t.shape[0] {
             bail!("inputs have different batch sizes");
         }
@@ -287,7 +340,10 @@ pub fn run_observed<'g>(
             last_use[o] = usize::MAX;
         }
     }
-    let mut acts = Activations { graph, values: vec![None; graph.values.len()] };
+    let mut acts = Activations {
+        graph,
+        values: vec![None; graph.values.len()],
+    };
     for (t, &v) in inputs.iter().zip(&graph.inputs) {
         acts.values[v] = Some(t.clone());
     }
@@ -296,11 +352,16 @@ pub fn run_observed<'g>(
             .inputs
             .iter()
             .map(|&v| {
-                acts.get(v)
-                    .with_context(|| format!("node `{}` reads `{}`, which is not computed", n.name, graph.values[v].name))
+                acts.get(v).with_context(|| {
+                    format!(
+                        "node `{}` reads `{}`, which is not computed",
+                        n.name, graph.values[v].name
+                    )
+                })
             })
             .collect::<Result<_>>()?;
-        let out = eval(&n.op, &views).with_context(|| format!("node `{}` ({})", n.name, n.op.name()))?;
+        let out =
+            eval(&n.op, &views).with_context(|| format!("node `{}` ({})", n.name, n.op.name()))?;
         observe(i, n, &out);
         acts.values[n.output] = Some(out);
         for &v in &n.inputs {
@@ -316,7 +377,10 @@ pub fn run_observed<'g>(
 /// across the available cores.
 pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
     let batch = check_inputs(graph, inputs)?;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(batch).max(1);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(batch)
+        .max(1);
     let one = |ins: &[Tensor]| -> Result<Vec<Tensor>> {
         let mut acts = run_observed(graph, ins, false, |_, _, _| {})?;
         graph
@@ -381,6 +445,10 @@ pub fn transpose_4d(t: &Tensor, to_nhwc: bool) -> Tensor {
             }
         }
     }
-    let shape = if to_nhwc { vec![n, h, w, ch] } else { vec![n, ch, h, w] };
+    let shape = if to_nhwc {
+        vec![n, h, w, ch]
+    } else {
+        vec![n, ch, h, w]
+    };
     Tensor { shape, data: out }
 }

@@ -13,6 +13,7 @@
 //!   FullyConnected) and `Identity` only exist before the passes.
 
 pub mod exec;
+pub mod io;
 pub mod passes;
 pub mod shape;
 pub mod summary;
@@ -182,24 +183,44 @@ pub enum Op {
         clamp: Clamp,
     },
     /// Element-wise sum with NumPy broadcasting (operands of equal rank, 1 broadcasts).
-    Add { clamp: Clamp },
+    Add {
+        clamp: Clamp,
+    },
     /// Element-wise product with broadcasting.
-    Mul { clamp: Clamp },
+    Mul {
+        clamp: Clamp,
+    },
     /// Average over each window, padding excluded from the count.
-    AveragePool2d { window: Window2d, clamp: Clamp },
-    MaxPool2d { window: Window2d, clamp: Clamp },
+    AveragePool2d {
+        window: Window2d,
+        clamp: Clamp,
+    },
+    MaxPool2d {
+        window: Window2d,
+        clamp: Clamp,
+    },
     /// Mean over H and W of an NHWC tensor; output `[n, 1, 1, c]` (`keep_dims`) or `[n, c]`.
-    Mean { keep_dims: bool },
+    Mean {
+        keep_dims: bool,
+    },
     /// Softmax over the last axis.
-    Softmax { beta: f32 },
+    Softmax {
+        beta: f32,
+    },
     Logistic,
     Tanh,
     /// A standalone clamp (ReLU, ReLU6, Clip).
-    Relu { clamp: Clamp },
+    Relu {
+        clamp: Clamp,
+    },
     /// Same elements, new shape; `shape[0]` is the batch (1), replaced by the input's batch when run.
-    Reshape { shape: Vec<usize> },
+    Reshape {
+        shape: Vec<usize>,
+    },
     /// Concatenation along `axis` (not the batch).
-    Concatenation { axis: usize },
+    Concatenation {
+        axis: usize,
+    },
     /// Zero padding; `before` and `after` per dimension.
     Pad {
         before: Vec<usize>,
@@ -207,7 +228,10 @@ pub enum Op {
     },
     /// Per-channel affine over the last axis, `x * scale[c] + shift[c]` (inference BatchNormalization);
     /// folded into the preceding Conv/FullyConnected by the passes.
-    BatchNorm { scale: Param, shift: Param },
+    BatchNorm {
+        scale: Param,
+        shift: Param,
+    },
     /// Copies its input (ONNX Identity and inference Dropout); removed by the passes.
     Identity,
 }
@@ -266,7 +290,9 @@ impl Op {
     pub fn macs(&self, out_elements: usize) -> usize {
         match self {
             Op::Conv2d { filter, .. } => out_elements * filter.shape[1..].iter().product::<usize>(),
-            Op::DepthwiseConv2d { window, .. } => out_elements * window.kernel[0] * window.kernel[1],
+            Op::DepthwiseConv2d { window, .. } => {
+                out_elements * window.kernel[0] * window.kernel[1]
+            }
             Op::FullyConnected { filter, .. } => out_elements * filter.shape[1],
             _ => 0,
         }
@@ -307,7 +333,12 @@ impl Graph {
     }
 
     /// Adds a constant value.
-    pub fn add_const(&mut self, name: impl Into<String>, shape: Vec<usize>, data: Vec<f32>) -> ValueId {
+    pub fn add_const(
+        &mut self,
+        name: impl Into<String>,
+        shape: Vec<usize>,
+        data: Vec<f32>,
+    ) -> ValueId {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
         self.values.push(Value {
             name: name.into(),
@@ -381,13 +412,25 @@ impl Graph {
         for n in &self.nodes {
             for &v in &n.inputs {
                 if !defined[v] {
-                    bail!("node `{}` reads `{}` before it is computed", n.name, self.values[v].name);
+                    bail!(
+                        "node `{}` reads `{}` before it is computed",
+                        n.name,
+                        self.values[v].name
+                    );
                 }
             }
             if defined[n.output] {
-                bail!("node `{}` writes `{}`, which is already defined", n.name, self.values[n.output].name);
+                bail!(
+                    "node `{}` writes `{}`, which is already defined",
+                    n.name,
+                    self.values[n.output].name
+                );
             }
-            let shapes: Vec<&[usize]> = n.inputs.iter().map(|&v| &self.values[v].shape[..]).collect();
+            let shapes: Vec<&[usize]> = n
+                .inputs
+                .iter()
+                .map(|&v| &self.values[v].shape[..])
+                .collect();
             let shape = shape::infer(&n.op, &shapes)
                 .map_err(|e| anyhow::anyhow!("node `{}` ({}): {e}", n.name, n.op.name()))?;
             if shape != self.values[n.output].shape {

@@ -4,6 +4,9 @@
 //! into its Conv/FullyConnected, constant subgraphs are values, activations are fused where the runtime
 //! fuses them).
 
+// Passes index nodes while rewriting the graph, so they loop over indices.
+#![allow(clippy::needless_range_loop)]
+
 use anyhow::Result;
 
 use super::exec::{self, View};
@@ -18,6 +21,7 @@ pub struct Stats {
     pub affines_folded: usize,
     pub activations_fused: usize,
     pub pads_folded: usize,
+    pub reshapes_merged: usize,
 }
 
 /// All passes in order, then pruning of dead nodes and a consistency check.
@@ -31,6 +35,7 @@ pub fn optimize(g: &mut Graph) -> Result<Stats> {
     s.affines_folded = fold_affine_constants(g);
     s.activations_fused = fuse_activations(g);
     s.pads_folded = fold_pad_into_conv(g);
+    s.reshapes_merged = merge_reshapes(g);
     g.prune();
     g.check()?;
     Ok(s)
@@ -65,11 +70,22 @@ fn sole_producer(g: &Graph, v: ValueId, removed: &[bool]) -> Option<usize> {
         return None;
     }
     let live = |&(i, _): &(usize, &super::Node)| !removed[i];
-    let readers = g.nodes.iter().enumerate().filter(live).filter(|(_, n)| n.inputs.contains(&v)).count();
+    let readers = g
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(live)
+        .filter(|(_, n)| n.inputs.contains(&v))
+        .count();
     if readers != 1 {
         return None;
     }
-    g.nodes.iter().enumerate().filter(live).find(|(_, n)| n.output == v).map(|(i, _)| i)
+    g.nodes
+        .iter()
+        .enumerate()
+        .filter(live)
+        .find(|(_, n)| n.output == v)
+        .map(|(i, _)| i)
 }
 
 /// Removes Identity nodes (ONNX Identity and inference Dropout), rewiring their readers.
@@ -100,7 +116,10 @@ pub fn fold_constants(g: &mut Graph) -> Result<usize> {
         let views: Vec<View<'_>> = n
             .inputs
             .iter()
-            .map(|&v| View { shape: &g.values[v].shape, data: g.values[v].data.as_deref().unwrap() })
+            .map(|&v| View {
+                shape: &g.values[v].shape,
+                data: g.values[v].data.as_deref().unwrap(),
+            })
             .collect();
         let out = exec::eval(&n.op, &views)?;
         let o = n.output;
@@ -132,7 +151,10 @@ fn scale_filter(op: &mut Op, scale: &[f32]) {
 
 /// `bias = bias * scale + shift` per channel (`scale` may be empty for 1).
 fn affine_bias(op: &mut Op, scale: &[f32], shift: &[f32]) {
-    if let Op::Conv2d { bias, .. } | Op::DepthwiseConv2d { bias, .. } | Op::FullyConnected { bias, .. } = op {
+    if let Op::Conv2d { bias, .. }
+    | Op::DepthwiseConv2d { bias, .. }
+    | Op::FullyConnected { bias, .. } = op
+    {
         for (c, b) in bias.data.iter_mut().enumerate() {
             *b = *b * scale.get(c).copied().unwrap_or(1.0) + shift.get(c).copied().unwrap_or(0.0);
         }
@@ -148,8 +170,12 @@ fn is_linear(op: &Op) -> bool {
 pub fn fold_batchnorm(g: &mut Graph) -> usize {
     let mut remove = vec![false; g.nodes.len()];
     for i in 0..g.nodes.len() {
-        let Op::BatchNorm { scale, shift } = &g.nodes[i].op else { continue };
-        let Some(p) = sole_producer(g, g.nodes[i].inputs[0], &remove) else { continue };
+        let Op::BatchNorm { scale, shift } = &g.nodes[i].op else {
+            continue;
+        };
+        let Some(p) = sole_producer(g, g.nodes[i].inputs[0], &remove) else {
+            continue;
+        };
         if !is_linear(&g.nodes[p].op) {
             continue;
         }
@@ -198,12 +224,16 @@ pub fn fold_affine_constants(g: &mut Graph) -> usize {
         if g.values[n.output].shape != g.values[x].shape {
             continue;
         }
-        let Some(p) = sole_producer(g, x, &remove) else { continue };
+        let Some(p) = sole_producer(g, x, &remove) else {
+            continue;
+        };
         if !is_linear(&g.nodes[p].op) {
             continue;
         }
         let channels = *g.values[x].shape.last().unwrap();
-        let Some(k) = per_channel(g, c, channels) else { continue };
+        let Some(k) = per_channel(g, c, channels) else {
+            continue;
+        };
         let out = g.nodes[i].output;
         let op = &mut g.nodes[p].op;
         if is_add {
@@ -225,12 +255,18 @@ pub fn fold_affine_constants(g: &mut Graph) -> usize {
 pub fn fuse_activations(g: &mut Graph) -> usize {
     let mut remove = vec![false; g.nodes.len()];
     for i in 0..g.nodes.len() {
-        let Op::Relu { clamp } = g.nodes[i].op else { continue };
-        let Some(p) = sole_producer(g, g.nodes[i].inputs[0], &remove) else { continue };
+        let Op::Relu { clamp } = g.nodes[i].op else {
+            continue;
+        };
+        let Some(p) = sole_producer(g, g.nodes[i].inputs[0], &remove) else {
+            continue;
+        };
         if remove[p] {
             continue;
         }
-        let Some(c) = g.nodes[p].op.clamp_mut() else { continue };
+        let Some(c) = g.nodes[p].op.clamp_mut() else {
+            continue;
+        };
         *c = c.then(clamp);
         g.nodes[p].output = g.nodes[i].output;
         remove[i] = true;
@@ -243,15 +279,25 @@ pub fn fuse_activations(g: &mut Graph) -> usize {
 pub fn fold_pad_into_conv(g: &mut Graph) -> usize {
     let mut remove = vec![false; g.nodes.len()];
     for i in 0..g.nodes.len() {
-        if !matches!(g.nodes[i].op, Op::Conv2d { .. } | Op::DepthwiseConv2d { .. }) { continue; }
-        let Some(p) = sole_producer(g, g.nodes[i].inputs[0], &remove) else { continue };
-        let Op::Pad { before, after } = &g.nodes[p].op else { continue };
+        if !matches!(
+            g.nodes[i].op,
+            Op::Conv2d { .. } | Op::DepthwiseConv2d { .. }
+        ) {
+            continue;
+        }
+        let Some(p) = sole_producer(g, g.nodes[i].inputs[0], &remove) else {
+            continue;
+        };
+        let Op::Pad { before, after } = &g.nodes[p].op else {
+            continue;
+        };
         if before.len() != 4 || before[3] != 0 || after[3] != 0 {
             continue;
         }
         let (b, a) = ([before[1], before[2]], [after[1], after[2]]);
         let src = g.nodes[p].inputs[0];
-        let (Op::Conv2d { window, .. } | Op::DepthwiseConv2d { window, .. }) = &mut g.nodes[i].op else {
+        let (Op::Conv2d { window, .. } | Op::DepthwiseConv2d { window, .. }) = &mut g.nodes[i].op
+        else {
             unreachable!()
         };
         window.pads[0] += b[0];
@@ -260,6 +306,36 @@ pub fn fold_pad_into_conv(g: &mut Graph) -> usize {
         window.pads[3] += a[1];
         g.nodes[i].inputs[0] = src;
         remove[p] = true;
+    }
+    remove_nodes(g, &remove);
+    remove.iter().filter(|&&r| r).count()
+}
+
+/// Collapses chains of Reshapes into one and removes Reshapes that keep the shape.
+pub fn merge_reshapes(g: &mut Graph) -> usize {
+    let mut remove = vec![false; g.nodes.len()];
+    for i in 0..g.nodes.len() {
+        let Op::Reshape { shape } = &g.nodes[i].op else {
+            continue;
+        };
+        let shape = shape.clone();
+        if let Some(p) = sole_producer(g, g.nodes[i].inputs[0], &remove) {
+            if matches!(g.nodes[p].op, Op::Reshape { .. }) {
+                // The earlier reshape now produces this one's result directly.
+                g.nodes[p].op = Op::Reshape { shape };
+                g.nodes[p].output = g.nodes[i].output;
+                remove[i] = true;
+                continue;
+            }
+        }
+        let (x, out) = (g.nodes[i].inputs[0], g.nodes[i].output);
+        if g.values[x].shape == g.values[out].shape
+            && !g.inputs.contains(&x)
+            && !g.outputs.contains(&out)
+        {
+            replace_uses(g, out, x);
+            remove[i] = true;
+        }
     }
     remove_nodes(g, &remove);
     remove.iter().filter(|&&r| r).count()
@@ -286,7 +362,12 @@ mod tests {
 
     fn conv(in_c: usize, out_c: usize, seed: u64) -> Op {
         Op::Conv2d {
-            window: Window2d { kernel: [3, 3], stride: [1, 1], dilation: [1, 1], pads: [1, 1, 1, 1] },
+            window: Window2d {
+                kernel: [3, 3],
+                stride: [1, 1],
+                dilation: [1, 1],
+                pads: [1, 1, 1, 1],
+            },
             filter: Param::new(vec![out_c, 3, 3, in_c], values(out_c * 9 * in_c, seed)),
             bias: Param::new(vec![out_c], values(out_c, seed + 1)),
             clamp: Clamp::NONE,
@@ -294,12 +375,19 @@ mod tests {
     }
 
     /// Runs `g` before and after `pass` on the same random batch; outputs must agree.
-    fn check_pass(mut g: Graph, pass: impl Fn(&mut Graph) -> usize, expect_changed: usize) -> Graph {
+    fn check_pass(
+        mut g: Graph,
+        pass: impl Fn(&mut Graph) -> usize,
+        expect_changed: usize,
+    ) -> Graph {
         g.check().unwrap();
         let shape = g.values[g.inputs[0]].shape.clone();
         let mut batch_shape = shape.clone();
         batch_shape[0] = 3;
-        let x = Tensor::new(batch_shape.clone(), values(batch_shape.iter().product(), 42));
+        let x = Tensor::new(
+            batch_shape.clone(),
+            values(batch_shape.iter().product(), 42),
+        );
         let before = run(&g, std::slice::from_ref(&x)).unwrap();
         let n_before = g.nodes.len();
         assert_eq!(pass(&mut g), expect_changed);
@@ -321,32 +409,56 @@ mod tests {
         let mut g = Graph::default();
         let x = g.add_value("x", vec![1, 5, 5, 3]);
         g.inputs = vec![x];
-        let c = g.add_node("conv", "Conv", conv(3, 4, 1), vec![x], "c").unwrap();
+        let c = g
+            .add_node("conv", "Conv", conv(3, 4, 1), vec![x], "c")
+            .unwrap();
         let bn = |seed| Op::BatchNorm {
             scale: Param::new(vec![4], values(4, seed)),
             shift: Param::new(vec![4], values(4, seed + 7)),
         };
-        let b = g.add_node("bn", "BatchNormalization", bn(3), vec![c], "b").unwrap();
+        let b = g
+            .add_node("bn", "BatchNormalization", bn(3), vec![c], "b")
+            .unwrap();
         let dw = Op::DepthwiseConv2d {
-            window: Window2d { kernel: [3, 3], stride: [2, 2], dilation: [1, 1], pads: [1, 1, 1, 1] },
+            window: Window2d {
+                kernel: [3, 3],
+                stride: [2, 2],
+                dilation: [1, 1],
+                pads: [1, 1, 1, 1],
+            },
             depth_multiplier: 1,
             filter: Param::new(vec![1, 3, 3, 4], values(36, 5)),
             bias: Param::new(vec![4], values(4, 6)),
             clamp: Clamp::NONE,
         };
         let d = g.add_node("dw", "Conv", dw, vec![b], "d").unwrap();
-        let b2 = g.add_node("bn2", "BatchNormalization", bn(9), vec![d], "b2").unwrap();
-        let f = g.add_node("flat", "Flatten", Op::Reshape { shape: vec![1, 36] }, vec![b2], "f").unwrap();
+        let b2 = g
+            .add_node("bn2", "BatchNormalization", bn(9), vec![d], "b2")
+            .unwrap();
+        let f = g
+            .add_node(
+                "flat",
+                "Flatten",
+                Op::Reshape { shape: vec![1, 36] },
+                vec![b2],
+                "f",
+            )
+            .unwrap();
         let fc = Op::FullyConnected {
             filter: Param::new(vec![4, 36], values(144, 11)),
             bias: Param::new(vec![4], values(4, 12)),
             clamp: Clamp::NONE,
         };
         let y = g.add_node("fc", "Gemm", fc, vec![f], "y").unwrap();
-        let z = g.add_node("bn3", "BatchNormalization", bn(13), vec![y], "z").unwrap();
+        let z = g
+            .add_node("bn3", "BatchNormalization", bn(13), vec![y], "z")
+            .unwrap();
         g.outputs = vec![z];
         let g = check_pass(g, fold_batchnorm, 3);
-        assert!(g.nodes.iter().all(|n| !matches!(n.op, Op::BatchNorm { .. })));
+        assert!(g
+            .nodes
+            .iter()
+            .all(|n| !matches!(n.op, Op::BatchNorm { .. })));
     }
 
     #[test]
@@ -354,10 +466,25 @@ mod tests {
         let mut g = Graph::default();
         let x = g.add_value("x", vec![1, 4, 4, 2]);
         g.inputs = vec![x];
-        let c = g.add_node("conv", "Conv", conv(2, 2, 1), vec![x], "c").unwrap();
-        let bn = Op::BatchNorm { scale: Param::new(vec![2], vec![2.0, 3.0]), shift: Param::new(vec![2], vec![0.5, 1.0]) };
-        let b = g.add_node("bn", "BatchNormalization", bn, vec![c], "b").unwrap();
-        let s = g.add_node("add", "Add", Op::Add { clamp: Clamp::NONE }, vec![b, c], "s").unwrap();
+        let c = g
+            .add_node("conv", "Conv", conv(2, 2, 1), vec![x], "c")
+            .unwrap();
+        let bn = Op::BatchNorm {
+            scale: Param::new(vec![2], vec![2.0, 3.0]),
+            shift: Param::new(vec![2], vec![0.5, 1.0]),
+        };
+        let b = g
+            .add_node("bn", "BatchNormalization", bn, vec![c], "b")
+            .unwrap();
+        let s = g
+            .add_node(
+                "add",
+                "Add",
+                Op::Add { clamp: Clamp::NONE },
+                vec![b, c],
+                "s",
+            )
+            .unwrap();
         g.outputs = vec![s];
         check_pass(g, fold_batchnorm, 0);
     }
@@ -367,16 +494,66 @@ mod tests {
         let mut g = Graph::default();
         let x = g.add_value("x", vec![1, 4, 4, 2]);
         g.inputs = vec![x];
-        let c = g.add_node("conv", "Conv", conv(2, 3, 1), vec![x], "c").unwrap();
-        let r = g.add_node("relu", "Relu", Op::Relu { clamp: Clamp::RELU }, vec![c], "r").unwrap();
-        let r6 = g.add_node("clip", "Clip", Op::Relu { clamp: Clamp::RELU6 }, vec![r], "r6").unwrap();
-        let a = g.add_node("add", "Add", Op::Add { clamp: Clamp::NONE }, vec![r6, r6], "a").unwrap();
-        let cl = g.add_node("clamp", "Clip", Op::Relu { clamp: Clamp::new(-1.0, 0.5) }, vec![a], "cl").unwrap();
+        let c = g
+            .add_node("conv", "Conv", conv(2, 3, 1), vec![x], "c")
+            .unwrap();
+        let r = g
+            .add_node(
+                "relu",
+                "Relu",
+                Op::Relu { clamp: Clamp::RELU },
+                vec![c],
+                "r",
+            )
+            .unwrap();
+        let r6 = g
+            .add_node(
+                "clip",
+                "Clip",
+                Op::Relu {
+                    clamp: Clamp::RELU6,
+                },
+                vec![r],
+                "r6",
+            )
+            .unwrap();
+        let a = g
+            .add_node(
+                "add",
+                "Add",
+                Op::Add { clamp: Clamp::NONE },
+                vec![r6, r6],
+                "a",
+            )
+            .unwrap();
+        let cl = g
+            .add_node(
+                "clamp",
+                "Clip",
+                Op::Relu {
+                    clamp: Clamp::new(-1.0, 0.5),
+                },
+                vec![a],
+                "cl",
+            )
+            .unwrap();
         // A Relu whose input is also a graph output cannot fuse.
-        let o = g.add_node("relu2", "Relu", Op::Relu { clamp: Clamp::RELU }, vec![cl], "o").unwrap();
+        let o = g
+            .add_node(
+                "relu2",
+                "Relu",
+                Op::Relu { clamp: Clamp::RELU },
+                vec![cl],
+                "o",
+            )
+            .unwrap();
         g.outputs = vec![o, cl];
         let g = check_pass(g, fuse_activations, 3);
-        let clamps: Vec<String> = g.nodes.iter().map(|n| format!("{:?}", n.op.clone().clamp_mut().copied())).collect();
+        let clamps: Vec<String> = g
+            .nodes
+            .iter()
+            .map(|n| format!("{:?}", n.op.clone().clamp_mut().copied()))
+            .collect();
         assert_eq!(g.nodes.len(), 3, "{clamps:?}");
         assert!(matches!(g.nodes[0].op, Op::Conv2d { clamp, .. } if clamp == Clamp::RELU6));
         assert!(matches!(g.nodes[1].op, Op::Add { clamp, .. } if clamp == Clamp::new(-1.0, 0.5)));
@@ -387,9 +564,15 @@ mod tests {
         let mut g = Graph::default();
         let x = g.add_value("x", vec![1, 6]);
         g.inputs = vec![x];
-        let i1 = g.add_node("id", "Identity", Op::Identity, vec![x], "i1").unwrap();
-        let s = g.add_node("sig", "Sigmoid", Op::Logistic, vec![i1], "s").unwrap();
-        let d = g.add_node("drop", "Dropout", Op::Identity, vec![s], "d").unwrap();
+        let i1 = g
+            .add_node("id", "Identity", Op::Identity, vec![x], "i1")
+            .unwrap();
+        let s = g
+            .add_node("sig", "Sigmoid", Op::Logistic, vec![i1], "s")
+            .unwrap();
+        let d = g
+            .add_node("drop", "Dropout", Op::Identity, vec![s], "d")
+            .unwrap();
         g.outputs = vec![d];
         let g = check_pass(g, drop_identity, 2);
         assert_eq!(g.outputs, vec![g.nodes[0].output]);
@@ -403,27 +586,116 @@ mod tests {
         // bias = relu(c1 * c2) computed from constants, then MatMul + Add(bias) + Mul(scale).
         let c1 = g.add_const("c1", vec![1, 2], vec![0.5, -2.0]);
         let c2 = g.add_const("c2", vec![1, 2], vec![3.0, 1.0]);
-        let prod = g.add_node("m", "Mul", Op::Mul { clamp: Clamp::NONE }, vec![c1, c2], "p").unwrap();
-        let bias = g.add_node("r", "Relu", Op::Relu { clamp: Clamp::RELU }, vec![prod], "bias").unwrap();
+        let prod = g
+            .add_node(
+                "m",
+                "Mul",
+                Op::Mul { clamp: Clamp::NONE },
+                vec![c1, c2],
+                "p",
+            )
+            .unwrap();
+        let bias = g
+            .add_node(
+                "r",
+                "Relu",
+                Op::Relu { clamp: Clamp::RELU },
+                vec![prod],
+                "bias",
+            )
+            .unwrap();
         let fc = Op::FullyConnected {
             filter: Param::new(vec![2, 3], values(6, 3)),
             bias: Param::new(vec![2], vec![0.0; 2]),
             clamp: Clamp::NONE,
         };
         let y = g.add_node("mm", "MatMul", fc, vec![x], "y").unwrap();
-        let z = g.add_node("add", "Add", Op::Add { clamp: Clamp::NONE }, vec![y, bias], "z").unwrap();
+        let z = g
+            .add_node(
+                "add",
+                "Add",
+                Op::Add { clamp: Clamp::NONE },
+                vec![y, bias],
+                "z",
+            )
+            .unwrap();
         let k = g.add_const("k", vec![1], vec![-3.0]);
         let k = {
             // Rank 2 to match: [1, 1].
             g.values[k].shape = vec![1, 1];
             k
         };
-        let w = g.add_node("scale", "Mul", Op::Mul { clamp: Clamp::RELU }, vec![k, z], "w").unwrap();
+        let w = g
+            .add_node(
+                "scale",
+                "Mul",
+                Op::Mul { clamp: Clamp::RELU },
+                vec![k, z],
+                "w",
+            )
+            .unwrap();
         g.outputs = vec![w];
         let mut g = check_pass(g, |g| fold_constants(g).unwrap(), 2);
-        assert_eq!(g.values[g.nodes[1].inputs[1]].data.as_deref(), Some(&[1.5f32, 0.0][..]));
+        assert_eq!(
+            g.values[g.nodes[1].inputs[1]].data.as_deref(),
+            Some(&[1.5f32, 0.0][..])
+        );
         let g = check_pass(std::mem::take(&mut g), fold_affine_constants, 2);
-        assert!(matches!(&g.nodes[0].op, Op::FullyConnected { clamp, .. } if *clamp == Clamp::RELU));
+        assert!(
+            matches!(&g.nodes[0].op, Op::FullyConnected { clamp, .. } if *clamp == Clamp::RELU)
+        );
+    }
+
+    #[test]
+    fn reshape_chains_merge() {
+        let mut g = Graph::default();
+        let x = g.add_value("x", vec![1, 2, 2, 3]);
+        g.inputs = vec![x];
+        let a = g
+            .add_node(
+                "a",
+                "Flatten",
+                Op::Reshape { shape: vec![1, 12] },
+                vec![x],
+                "a",
+            )
+            .unwrap();
+        let b = g
+            .add_node(
+                "b",
+                "Unsqueeze",
+                Op::Reshape {
+                    shape: vec![1, 1, 1, 12],
+                },
+                vec![a],
+                "b",
+            )
+            .unwrap();
+        let c = g
+            .add_node(
+                "c",
+                "Reshape",
+                Op::Reshape { shape: vec![1, 12] },
+                vec![b],
+                "c",
+            )
+            .unwrap();
+        let s = g
+            .add_node("s", "Sigmoid", Op::Logistic, vec![c], "s")
+            .unwrap();
+        let d = g
+            .add_node(
+                "d",
+                "Reshape",
+                Op::Reshape { shape: vec![1, 12] },
+                vec![s],
+                "d",
+            )
+            .unwrap();
+        let e = g.add_node("e", "Tanh", Op::Tanh, vec![d], "e").unwrap();
+        g.outputs = vec![e];
+        let g = check_pass(g, merge_reshapes, 3);
+        assert!(matches!(&g.nodes[0].op, Op::Reshape { shape } if *shape == [1, 12]));
     }
 
     #[test]
@@ -432,9 +704,20 @@ mod tests {
         let x = g.add_value("x", vec![1, 4, 4, 2]);
         g.inputs = vec![x];
         let p = g
-            .add_node("pad", "Pad", Op::Pad { before: vec![0, 1, 0, 0], after: vec![0, 2, 1, 0] }, vec![x], "p")
+            .add_node(
+                "pad",
+                "Pad",
+                Op::Pad {
+                    before: vec![0, 1, 0, 0],
+                    after: vec![0, 2, 1, 0],
+                },
+                vec![x],
+                "p",
+            )
             .unwrap();
-        let c = g.add_node("conv", "Conv", conv(2, 3, 4), vec![p], "c").unwrap();
+        let c = g
+            .add_node("conv", "Conv", conv(2, 3, 4), vec![p], "c")
+            .unwrap();
         g.outputs = vec![c];
         let g = check_pass(g, fold_pad_into_conv, 1);
         assert!(matches!(&g.nodes[0].op, Op::Conv2d { window, .. } if window.pads == [2, 1, 3, 2]));

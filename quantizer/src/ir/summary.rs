@@ -10,7 +10,11 @@ pub fn render(title: &str, g: &Graph) -> String {
     let _ = writeln!(s, "{title}: float model, {} operators", g.nodes.len());
     for &i in &g.inputs {
         let v = &g.values[i];
-        let _ = writeln!(s, "  input  `{}` {:?} (IR NHWC, source {:?})", v.name, v.shape, v.source);
+        let _ = writeln!(
+            s,
+            "  input  `{}` {:?} (IR NHWC, source {:?})",
+            v.name, v.shape, v.source
+        );
     }
     for &o in &g.outputs {
         let v = &g.values[o];
@@ -23,7 +27,12 @@ pub fn render(title: &str, g: &Graph) -> String {
         let w: usize = n.op.clone().params_mut().iter().map(|p| p.data.len()).sum();
         macs += m;
         weights += w;
-        let clamp = n.op.clone().clamp_mut().filter(|c| !c.is_none()).map(|c| format!(" +{c}")).unwrap_or_default();
+        let clamp =
+            n.op.clone()
+                .clamp_mut()
+                .filter(|c| !c.is_none())
+                .map(|c| format!(" +{c}"))
+                .unwrap_or_default();
         let _ = writeln!(
             s,
             "  {i:>3} {:<18}{clamp:<10} {:<30} {:>10} MACs {:>8} weights  ({} `{}`)",
@@ -35,6 +44,10 @@ pub fn render(title: &str, g: &Graph) -> String {
             n.name
         );
     }
-    let _ = writeln!(s, "  total: {macs} MACs, {weights} weights ({} KiB as f32)", weights * 4 / 1024);
+    let _ = writeln!(
+        s,
+        "  total: {macs} MACs, {weights} weights ({} KiB as f32)",
+        weights * 4 / 1024
+    );
     s
 }

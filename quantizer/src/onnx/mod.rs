@@ -75,8 +75,16 @@ pub fn import(bytes: &[u8]) -> Result<Graph> {
         OPSETS.start(),
         OPSETS.end()
     );
-    ensure!(!graph.node.is_empty(), "not a valid ONNX file: the graph has no nodes");
-    let mut im = Importer { opset, g: Graph::default(), vals: HashMap::new(), consts: HashMap::new() };
+    ensure!(
+        !graph.node.is_empty(),
+        "not a valid ONNX file: the graph has no nodes"
+    );
+    let mut im = Importer {
+        opset,
+        g: Graph::default(),
+        vals: HashMap::new(),
+        consts: HashMap::new(),
+    };
     for t in &graph.initializer {
         let c = Const::from_proto(t).with_context(|| format!("initializer `{}`", t.name))?;
         im.consts.insert(t.name.clone(), c);
@@ -86,11 +94,15 @@ pub fn import(bytes: &[u8]) -> Result<Graph> {
         .input
         .iter()
         .filter(|i| {
-            let readers: Vec<&NodeProto> =
-                graph.node.iter().filter(|n| n.input.iter().any(|x| *x == i.name)).collect();
+            let readers: Vec<&NodeProto> = graph
+                .node
+                .iter()
+                .filter(|n| n.input.contains(&i.name))
+                .collect();
             !readers.is_empty()
                 && readers.iter().all(|n| {
-                    n.op_type == "Transpose" && attr(n, "perm").is_some_and(|a| a.ints == [0, 3, 1, 2])
+                    n.op_type == "Transpose"
+                        && attr(n, "perm").is_some_and(|a| a.ints == [0, 3, 1, 2])
                 })
         })
         .map(|i| i.name.as_str())
@@ -103,13 +115,24 @@ pub fn import(bytes: &[u8]) -> Result<Graph> {
         let nchw = dims.len() == 4 && !nhwc_inputs.contains(input.name.as_str());
         let shape = if nchw { to_nhwc(&dims) } else { dims };
         let v = im.g.add_value(&input.name, shape);
-        im.g.values[v].source = if nchw { SourceLayout::Nchw } else { SourceLayout::Same };
+        im.g.values[v].source = if nchw {
+            SourceLayout::Nchw
+        } else {
+            SourceLayout::Same
+        };
         im.vals.insert(input.name.clone(), v);
         im.g.inputs.push(v);
     }
-    ensure!(!im.g.inputs.is_empty(), "the graph has no (non-constant) inputs");
+    ensure!(
+        !im.g.inputs.is_empty(),
+        "the graph has no (non-constant) inputs"
+    );
     for (i, node) in graph.node.iter().enumerate() {
-        let label = if node.name.is_empty() { format!("#{i}") } else { node.name.clone() };
+        let label = if node.name.is_empty() {
+            format!("#{i}")
+        } else {
+            node.name.clone()
+        };
         im.node(node, &label)
             .with_context(|| format!("node `{label}` ({})", node.op_type))?;
     }
@@ -141,8 +164,14 @@ fn input_dims(v: &proto::ValueInfoProto) -> Result<Vec<usize>> {
         "element type {} (only float32 inputs are supported)",
         t.elem_type
     );
-    let shape = t.shape.as_ref().context("no shape (a static shape is required)")?;
-    ensure!(!shape.dim.is_empty(), "a scalar input (batch-first tensors required)");
+    let shape = t
+        .shape
+        .as_ref()
+        .context("no shape (a static shape is required)")?;
+    ensure!(
+        !shape.dim.is_empty(),
+        "a scalar input (batch-first tensors required)"
+    );
     shape
         .dim
         .iter()
@@ -175,15 +204,21 @@ fn attr<'n>(n: &'n NodeProto, name: &str) -> Option<&'n AttributeProto> {
 }
 
 fn attr_i(n: &NodeProto, name: &str, default: i64) -> i64 {
-    attr(n, name).filter(|a| a.r#type == at::INT).map_or(default, |a| a.i)
+    attr(n, name)
+        .filter(|a| a.r#type == at::INT)
+        .map_or(default, |a| a.i)
 }
 
 fn attr_f(n: &NodeProto, name: &str, default: f32) -> f32 {
-    attr(n, name).filter(|a| a.r#type == at::FLOAT).map_or(default, |a| a.f)
+    attr(n, name)
+        .filter(|a| a.r#type == at::FLOAT)
+        .map_or(default, |a| a.f)
 }
 
 fn attr_ints(n: &NodeProto, name: &str) -> Option<Vec<i64>> {
-    attr(n, name).filter(|a| a.r#type == at::INTS).map(|a| a.ints.clone())
+    attr(n, name)
+        .filter(|a| a.r#type == at::INTS)
+        .map(|a| a.ints.clone())
 }
 
 fn attr_s(n: &NodeProto, name: &str) -> Option<String> {
@@ -195,7 +230,10 @@ fn attr_s(n: &NodeProto, name: &str) -> Option<String> {
 /// Normalizes a possibly negative axis for `rank`.
 fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
     let a = if axis < 0 { axis + rank as i64 } else { axis };
-    ensure!((0..rank as i64).contains(&a), "axis {axis} out of range for rank {rank}");
+    ensure!(
+        (0..rank as i64).contains(&a),
+        "axis {axis} out of range for rank {rank}"
+    );
     Ok(a as usize)
 }
 
@@ -227,7 +265,9 @@ impl Importer {
 
     /// Input `i` as an activation.
     fn act(&self, n: &NodeProto, i: usize) -> Result<ValueId> {
-        let name = self.input(n, i).with_context(|| format!("input {i} is missing"))?;
+        let name = self
+            .input(n, i)
+            .with_context(|| format!("input {i} is missing"))?;
         match self.vals.get(name) {
             Some(&v) => Ok(v),
             None if self.consts.contains_key(name) => {
@@ -239,7 +279,9 @@ impl Importer {
 
     /// Input `i` as a constant.
     fn konst(&self, n: &NodeProto, i: usize) -> Result<&Const> {
-        let name = self.input(n, i).with_context(|| format!("input {i} is missing"))?;
+        let name = self
+            .input(n, i)
+            .with_context(|| format!("input {i} is missing"))?;
         match self.consts.get(name) {
             Some(c) => Ok(c),
             None if self.vals.contains_key(name) => bail!(
@@ -274,7 +316,14 @@ impl Importer {
     }
 
     /// Adds a node, records its output under the ONNX name with `layout`.
-    fn emit(&mut self, n: &NodeProto, label: &str, op: Op, inputs: Vec<ValueId>, layout: SourceLayout) -> Result<ValueId> {
+    fn emit(
+        &mut self,
+        n: &NodeProto,
+        label: &str,
+        op: Op,
+        inputs: Vec<ValueId>,
+        layout: SourceLayout,
+    ) -> Result<ValueId> {
         let out_name = n.output.first().context("the node has no output")?;
         let v = self.g.add_node(label, &n.op_type, op, inputs, out_name)?;
         self.g.values[v].source = layout;
@@ -283,13 +332,23 @@ impl Importer {
     }
 
     fn node(&mut self, n: &NodeProto, label: &str) -> Result<()> {
-        if !(n.domain.is_empty() || n.domain == "ai.onnx") || !SUPPORTED.contains(&n.op_type.as_str()) {
-            let op = if n.domain.is_empty() { n.op_type.clone() } else { format!("{}:{}", n.domain, n.op_type) };
-            bail!("unsupported operator `{op}` (supported: {})", SUPPORTED.join(", "));
+        if !(n.domain.is_empty() || n.domain == "ai.onnx")
+            || !SUPPORTED.contains(&n.op_type.as_str())
+        {
+            let op = if n.domain.is_empty() {
+                n.op_type.clone()
+            } else {
+                format!("{}:{}", n.domain, n.op_type)
+            };
+            bail!(
+                "unsupported operator `{op}` (supported: {})",
+                SUPPORTED.join(", ")
+            );
         }
         if n.op_type == "Constant" {
             let c = Const::from_constant_node(n)?;
-            self.consts.insert(n.output.first().context("no output")?.clone(), c);
+            self.consts
+                .insert(n.output.first().context("no output")?.clone(), c);
             return Ok(());
         }
         if self.fold_const_node(n)? {
@@ -307,9 +366,15 @@ impl Importer {
             "Identity" | "Dropout" => {
                 if n.op_type == "Dropout" {
                     if let Some(t) = self.opt_const(n, 2)? {
-                        ensure!(t.f32()?.iter().all(|&v| v == 0.0), "Dropout in training mode");
+                        ensure!(
+                            t.f32()?.iter().all(|&v| v == 0.0),
+                            "Dropout in training mode"
+                        );
                     }
-                    ensure!(n.output.get(1).is_none_or(|s| s.is_empty()), "Dropout's mask output is not supported");
+                    ensure!(
+                        n.output.get(1).is_none_or(|s| s.is_empty()),
+                        "Dropout's mask output is not supported"
+                    );
                 }
                 self.unary(n, label, Op::Identity)
             }
@@ -317,15 +382,28 @@ impl Importer {
             "MaxPool" | "AveragePool" => self.pool(n, label),
             "GlobalAveragePool" => {
                 let x = self.act(n, 0)?;
-                ensure!(self.layout(x) == SourceLayout::Nchw, "input is not a 4-D NCHW tensor");
-                self.emit(n, label, Op::Mean { keep_dims: true }, vec![x], SourceLayout::Nchw).map(drop)
+                ensure!(
+                    self.layout(x) == SourceLayout::Nchw,
+                    "input is not a 4-D NCHW tensor"
+                );
+                self.emit(
+                    n,
+                    label,
+                    Op::Mean { keep_dims: true },
+                    vec![x],
+                    SourceLayout::Nchw,
+                )
+                .map(drop)
             }
             "ReduceMean" => self.reduce_mean(n, label),
             "Flatten" => {
                 let x = self.act(n, 0)?;
                 let d = self.onnx_dims(x);
                 let axis = norm_axis(attr_i(n, "axis", 1), d.len() + 1)?;
-                ensure!(axis == 1, "Flatten with axis {axis} (only axis 1, keeping the batch, is supported)");
+                ensure!(
+                    axis == 1,
+                    "Flatten with axis {axis} (only axis 1, keeping the batch, is supported)"
+                );
                 self.reshape_to(n, label, x, vec![d[0], d[1..].iter().product()])
             }
             "Reshape" => {
@@ -347,15 +425,27 @@ impl Importer {
                 };
                 let d = self.onnx_dims(x);
                 let out = if n.op_type == "Squeeze" {
-                    let axes: Vec<usize> = axes.iter().map(|&a| norm_axis(a, d.len())).collect::<Result<_>>()?;
+                    let axes: Vec<usize> = axes
+                        .iter()
+                        .map(|&a| norm_axis(a, d.len()))
+                        .collect::<Result<_>>()?;
                     d.iter()
                         .enumerate()
-                        .filter(|(i, &s)| if axes.is_empty() { s != 1 } else { !axes.contains(i) })
+                        .filter(|(i, &s)| {
+                            if axes.is_empty() {
+                                s != 1
+                            } else {
+                                !axes.contains(i)
+                            }
+                        })
                         .map(|(_, &s)| s)
                         .collect()
                 } else {
                     let rank = d.len() + axes.len();
-                    let mut axes: Vec<usize> = axes.iter().map(|&a| norm_axis(a, rank)).collect::<Result<_>>()?;
+                    let mut axes: Vec<usize> = axes
+                        .iter()
+                        .map(|&a| norm_axis(a, rank))
+                        .collect::<Result<_>>()?;
                     axes.sort();
                     let mut out = d.clone();
                     for a in axes {
@@ -377,7 +467,12 @@ impl Importer {
     /// Evaluates shape glue on constants at import (Identity, Reshape, Flatten, Squeeze, Unsqueeze, Add,
     /// Mul, Concat of constants). Returns whether the node was folded.
     fn fold_const_node(&mut self, n: &NodeProto) -> Result<bool> {
-        let names: Vec<&str> = n.input.iter().map(|s| s.as_str()).filter(|s| !s.is_empty()).collect();
+        let names: Vec<&str> = n
+            .input
+            .iter()
+            .map(|s| s.as_str())
+            .filter(|s| !s.is_empty())
+            .collect();
         if names.is_empty() || !names.iter().all(|s| self.consts.contains_key(*s)) {
             return Ok(false);
         }
@@ -397,7 +492,10 @@ impl Importer {
                 let axes = attr_ints(n, "axes").map_or_else(|| c(1).i64(), Ok)?;
                 let mut d = c(0).dims.clone();
                 let rank = d.len() + axes.len();
-                let mut axes: Vec<usize> = axes.iter().map(|&a| norm_axis(a, rank)).collect::<Result<_>>()?;
+                let mut axes: Vec<usize> = axes
+                    .iter()
+                    .map(|&a| norm_axis(a, rank))
+                    .collect::<Result<_>>()?;
                 axes.sort();
                 for a in axes {
                     d.insert(a, 1);
@@ -411,11 +509,20 @@ impl Importer {
                     None if names.len() > 1 => c(1).i64()?,
                     None => Vec::new(),
                 };
-                let axes: Vec<usize> = axes.iter().map(|&a| norm_axis(a, d.len())).collect::<Result<_>>()?;
+                let axes: Vec<usize> = axes
+                    .iter()
+                    .map(|&a| norm_axis(a, d.len()))
+                    .collect::<Result<_>>()?;
                 let nd = d
                     .iter()
                     .enumerate()
-                    .filter(|(i, &s)| if axes.is_empty() { s != 1 } else { !axes.contains(i) })
+                    .filter(|(i, &s)| {
+                        if axes.is_empty() {
+                            s != 1
+                        } else {
+                            !axes.contains(i)
+                        }
+                    })
                     .map(|(_, &s)| s)
                     .collect();
                 c(0).reshaped(nd)
@@ -446,7 +553,11 @@ impl Importer {
             match c {
                 Some(c) => {
                     let v = c.f32()?;
-                    ensure!(v.len() == 1, "Clip bound with {} values (a scalar is required)", v.len());
+                    ensure!(
+                        v.len() == 1,
+                        "Clip bound with {} values (a scalar is required)",
+                        v.len()
+                    );
                     Ok(v[0])
                 }
                 None => Ok(attr_f(n, attr_name, default)),
@@ -455,15 +566,29 @@ impl Importer {
         let min = scalar(self.opt_const(n, 1)?, "min", f32::NEG_INFINITY)?;
         let max = scalar(self.opt_const(n, 2)?, "max", f32::INFINITY)?;
         ensure!(min <= max, "Clip with min {min} above max {max}");
-        self.unary(n, label, Op::Relu { clamp: Clamp::new(min, max) })
+        self.unary(
+            n,
+            label,
+            Op::Relu {
+                clamp: Clamp::new(min, max),
+            },
+        )
     }
 
     /// Window attributes of Conv and pooling for an NHWC input `x` and kernel size `kernel`.
-    fn window(&self, n: &NodeProto, x: &[usize], kernel: [usize; 2], ceil: bool) -> Result<Window2d> {
+    fn window(
+        &self,
+        n: &NodeProto,
+        x: &[usize],
+        kernel: [usize; 2],
+        ceil: bool,
+    ) -> Result<Window2d> {
         let two = |name: &str, default: usize| -> Result<[usize; 2]> {
             match attr_ints(n, name) {
                 None => Ok([default; 2]),
-                Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 1) => Ok([v[0] as usize, v[1] as usize]),
+                Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 1) => {
+                    Ok([v[0] as usize, v[1] as usize])
+                }
                 Some(v) => bail!("{name} {v:?} (two positive values expected)"),
             }
         };
@@ -487,7 +612,11 @@ impl Importer {
                     let eff = (kernel[a] - 1) * dilation[a] + 1;
                     let total = ((out - 1) * stride[a] + eff).saturating_sub(size[a]);
                     let small = total / 2;
-                    let (b, e) = if auto == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
+                    let (b, e) = if auto == "SAME_UPPER" {
+                        (small, total - small)
+                    } else {
+                        (total - small, small)
+                    };
                     pads[a] = b;
                     pads[a + 2] = e;
                 }
@@ -510,24 +639,43 @@ impl Importer {
                 }
             }
         }
-        Ok(Window2d { kernel, stride, dilation, pads })
+        Ok(Window2d {
+            kernel,
+            stride,
+            dilation,
+            pads,
+        })
     }
 
     fn conv(&mut self, n: &NodeProto, label: &str) -> Result<()> {
         let x = self.act(n, 0)?;
-        ensure!(self.layout(x) == SourceLayout::Nchw, "input is not a 4-D NCHW tensor (only 2-D convolution is supported)");
+        ensure!(
+            self.layout(x) == SourceLayout::Nchw,
+            "input is not a 4-D NCHW tensor (only 2-D convolution is supported)"
+        );
         let w = self.konst(n, 1)?;
-        ensure!(w.dims.len() == 4, "weight of rank {} (2-D convolution expected)", w.dims.len());
+        ensure!(
+            w.dims.len() == 4,
+            "weight of rank {} (2-D convolution expected)",
+            w.dims.len()
+        );
         let (m, cg, kh, kw) = (w.dims[0], w.dims[1], w.dims[2], w.dims[3]);
         if let Some(k) = attr_ints(n, "kernel_shape") {
-            ensure!(k == [kh as i64, kw as i64], "kernel_shape {k:?} differs from the weight's");
+            ensure!(
+                k == [kh as i64, kw as i64],
+                "kernel_shape {k:?} differs from the weight's"
+            );
         }
         let wd = w.f32()?;
         let bias = match self.opt_const(n, 2)? {
             Some(b) => b.f32()?,
             None => vec![0.0; m],
         };
-        ensure!(bias.len() == m, "bias of {} values for {m} output channels", bias.len());
+        ensure!(
+            bias.len() == m,
+            "bias of {} values for {m} output channels",
+            bias.len()
+        );
         let xs = self.shape(x).to_vec();
         let c = xs[3];
         let group = attr_i(n, "group", 1);
@@ -539,7 +687,8 @@ impl Importer {
                 for i in 0..c {
                     for y in 0..kh {
                         for xx in 0..kw {
-                            f[((o * kh + y) * kw + xx) * c + i] = wd[((o * c + i) * kh + y) * kw + xx];
+                            f[((o * kh + y) * kw + xx) * c + i] =
+                                wd[((o * c + i) * kh + y) * kw + xx];
                         }
                     }
                 }
@@ -569,23 +718,43 @@ impl Importer {
         } else {
             bail!("grouped convolution (group {group} over {c} channels) is not supported; only group 1 and depthwise (group = channels)")
         };
-        self.emit(n, label, op, vec![x], SourceLayout::Nchw).map(drop)
+        self.emit(n, label, op, vec![x], SourceLayout::Nchw)
+            .map(drop)
     }
 
     /// A FullyConnected from `x` with ONNX-ordered `filter` `[out, in]`; columns are permuted when `x`
     /// is a flattened spatial tensor in the IR's HWC order.
-    fn fully_connected(&mut self, n: &NodeProto, label: &str, x: ValueId, out: usize, inp: usize, mut filter: Vec<f32>, bias: Vec<f32>) -> Result<()> {
+    #[allow(clippy::too_many_arguments)]
+    fn fully_connected(
+        &mut self,
+        n: &NodeProto,
+        label: &str,
+        x: ValueId,
+        out: usize,
+        inp: usize,
+        mut filter: Vec<f32>,
+        bias: Vec<f32>,
+    ) -> Result<()> {
         let xs = self.shape(x).to_vec();
-        ensure!(xs.len() >= 2 && *xs.last().unwrap() == inp, "input {:?} does not fit weight [{out}, {inp}]", self.onnx_dims(x));
+        ensure!(
+            xs.len() >= 2 && *xs.last().unwrap() == inp,
+            "input {:?} does not fit weight [{out}, {inp}]",
+            self.onnx_dims(x)
+        );
         let layout = match self.layout(x) {
             SourceLayout::FlatChw { c, h, w } if !same_order(self.layout(x), &xs) => {
-                ensure!(xs.len() == 2, "a flattened spatial tensor of rank {}", xs.len());
+                ensure!(
+                    xs.len() == 2,
+                    "a flattened spatial tensor of rank {}",
+                    xs.len()
+                );
                 let src = filter.clone();
                 for o in 0..out {
                     for ci in 0..c {
                         for y in 0..h {
                             for xx in 0..w {
-                                filter[o * inp + (y * w + xx) * c + ci] = src[o * inp + (ci * h + y) * w + xx];
+                                filter[o * inp + (y * w + xx) * c + ci] =
+                                    src[o * inp + (ci * h + y) * w + xx];
                             }
                         }
                     }
@@ -606,17 +775,30 @@ impl Importer {
     fn gemm(&mut self, n: &NodeProto, label: &str) -> Result<()> {
         ensure!(attr_i(n, "transA", 0) == 0, "transA = 1 is not supported");
         let x = self.act(n, 0)?;
-        ensure!(self.shape(x).len() == 2, "input of rank {} (Gemm takes rank 2)", self.shape(x).len());
+        ensure!(
+            self.shape(x).len() == 2,
+            "input of rank {} (Gemm takes rank 2)",
+            self.shape(x).len()
+        );
         let b = self.konst(n, 1)?;
         ensure!(b.dims.len() == 2, "weight of rank {}", b.dims.len());
         let (alpha, beta) = (attr_f(n, "alpha", 1.0), attr_f(n, "beta", 1.0));
         let trans_b = attr_i(n, "transB", 0) != 0;
         let bd = b.f32()?;
-        let (out, inp) = if trans_b { (b.dims[0], b.dims[1]) } else { (b.dims[1], b.dims[0]) };
+        let (out, inp) = if trans_b {
+            (b.dims[0], b.dims[1])
+        } else {
+            (b.dims[1], b.dims[0])
+        };
         let mut filter = vec![0.0f32; bd.len()];
         for o in 0..out {
             for i in 0..inp {
-                filter[o * inp + i] = alpha * if trans_b { bd[o * inp + i] } else { bd[i * out + o] };
+                filter[o * inp + i] = alpha
+                    * if trans_b {
+                        bd[o * inp + i]
+                    } else {
+                        bd[i * out + o]
+                    };
             }
         }
         let bias = match self.opt_const(n, 2)? {
@@ -624,11 +806,14 @@ impl Importer {
             Some(c) => {
                 let v = c.f32()?;
                 ensure!(
-                    c.dims.iter().rev().skip(1).all(|&d| d == 1) && (v.len() == out || v.len() == 1),
+                    c.dims.iter().rev().skip(1).all(|&d| d == 1)
+                        && (v.len() == out || v.len() == 1),
                     "bias of shape {:?} for {out} outputs (per-output or scalar bias required)",
                     c.dims
                 );
-                (0..out).map(|o| beta * v[if v.len() == 1 { 0 } else { o }]).collect()
+                (0..out)
+                    .map(|o| beta * v[if v.len() == 1 { 0 } else { o }])
+                    .collect()
             }
         };
         self.fully_connected(n, label, x, out, inp, filter, bias)
@@ -637,7 +822,11 @@ impl Importer {
     fn matmul(&mut self, n: &NodeProto, label: &str) -> Result<()> {
         let x = self.act(n, 0)?;
         let b = self.konst(n, 1)?;
-        ensure!(b.dims.len() == 2, "right operand of rank {} (a constant matrix is required)", b.dims.len());
+        ensure!(
+            b.dims.len() == 2,
+            "right operand of rank {} (a constant matrix is required)",
+            b.dims.len()
+        );
         let (inp, out) = (b.dims[0], b.dims[1]);
         let bd = b.f32()?;
         let mut filter = vec![0.0f32; bd.len()];
@@ -652,7 +841,11 @@ impl Importer {
     /// A constant operand in the IR layout of activation `like` (ONNX broadcasting to its rank first).
     fn const_like(&mut self, c: &Const, like: ValueId, name: &str) -> Result<ValueId> {
         let rank = self.shape(like).len();
-        ensure!(c.dims.len() <= rank, "constant of rank {} for a rank-{rank} operand", c.dims.len());
+        ensure!(
+            c.dims.len() <= rank,
+            "constant of rank {} for a rank-{rank} operand",
+            c.dims.len()
+        );
         let mut dims = vec![1usize; rank - c.dims.len()];
         dims.extend(&c.dims);
         let data = c.f32()?;
@@ -664,7 +857,8 @@ impl Importer {
                     for ci in 0..ch {
                         for y in 0..h {
                             for x in 0..w {
-                                out[((s * h + y) * w + x) * ch + ci] = data[((s * ch + ci) * h + y) * w + x];
+                                out[((s * h + y) * w + x) * ch + ci] =
+                                    data[((s * ch + ci) * h + y) * w + x];
                             }
                         }
                     }
@@ -694,7 +888,10 @@ impl Importer {
 
     fn binary(&mut self, n: &NodeProto, label: &str, op: Op) -> Result<()> {
         let name = |i: usize| self.input(n, i).unwrap_or("").to_string();
-        let (a, b) = match (self.vals.get(&name(0)).copied(), self.vals.get(&name(1)).copied()) {
+        let (a, b) = match (
+            self.vals.get(&name(0)).copied(),
+            self.vals.get(&name(1)).copied(),
+        ) {
             (Some(a), Some(b)) => {
                 let (la, lb) = (self.layout(a), self.layout(b));
                 ensure!(
@@ -723,23 +920,50 @@ impl Importer {
                 unreachable!("constant operands are folded at import")
             }
         };
-        let layout = if self.g.is_const(a) { self.layout(b) } else { self.layout(a) };
+        let layout = if self.g.is_const(a) {
+            self.layout(b)
+        } else {
+            self.layout(a)
+        };
         self.emit(n, label, op, vec![a, b], layout).map(drop)
     }
 
     fn pool(&mut self, n: &NodeProto, label: &str) -> Result<()> {
         let x = self.act(n, 0)?;
-        ensure!(self.layout(x) == SourceLayout::Nchw, "input is not a 4-D NCHW tensor");
-        ensure!(n.output.get(1).is_none_or(|s| s.is_empty()), "the Indices output is not supported");
+        ensure!(
+            self.layout(x) == SourceLayout::Nchw,
+            "input is not a 4-D NCHW tensor"
+        );
+        ensure!(
+            n.output.get(1).is_none_or(|s| s.is_empty()),
+            "the Indices output is not supported"
+        );
         let k = attr_ints(n, "kernel_shape").context("kernel_shape is missing")?;
-        ensure!(k.len() == 2 && k.iter().all(|&v| v >= 1), "kernel_shape {k:?} (2-D pooling expected)");
+        ensure!(
+            k.len() == 2 && k.iter().all(|&v| v >= 1),
+            "kernel_shape {k:?} (2-D pooling expected)"
+        );
         let xs = self.shape(x).to_vec();
         let ceil = attr_i(n, "ceil_mode", 0) != 0;
         let window = self.window(n, &xs, [k[0] as usize, k[1] as usize], ceil)?;
-        ensure!(window.dilation == [1, 1], "pooling with dilations is not supported");
+        ensure!(
+            window.dilation == [1, 1],
+            "pooling with dilations is not supported"
+        );
         if n.op_type == "MaxPool" {
             ensure!(attr_i(n, "storage_order", 0) == 0, "storage_order 1");
-            return self.emit(n, label, Op::MaxPool2d { window, clamp: Clamp::NONE }, vec![x], SourceLayout::Nchw).map(drop);
+            return self
+                .emit(
+                    n,
+                    label,
+                    Op::MaxPool2d {
+                        window,
+                        clamp: Clamp::NONE,
+                    },
+                    vec![x],
+                    SourceLayout::Nchw,
+                )
+                .map(drop);
         }
         let mut input = x;
         let mut window = window;
@@ -751,20 +975,42 @@ impl Importer {
                 None | Some("") | Some("NOTSET") => p.unwrap_or(vec![0; 4]),
                 _ => window.pads.to_vec(),
             };
-            let pad = Op::Pad { before: vec![0, explicit[0], explicit[1], 0], after: vec![0, explicit[2], explicit[3], 0] };
+            let pad = Op::Pad {
+                before: vec![0, explicit[0], explicit[1], 0],
+                after: vec![0, explicit[2], explicit[3], 0],
+            };
             let out_name = format!("{label}/pad");
-            input = self.g.add_node(format!("{label}/pad"), "AveragePool", pad, vec![x], out_name)?;
+            input = self.g.add_node(
+                format!("{label}/pad"),
+                "AveragePool",
+                pad,
+                vec![x],
+                out_name,
+            )?;
             self.g.values[input].source = SourceLayout::Nchw;
-            for i in 0..4 {
-                window.pads[i] -= explicit[i];
+            for (p, e) in window.pads.iter_mut().zip(&explicit) {
+                *p -= e;
             }
         }
-        self.emit(n, label, Op::AveragePool2d { window, clamp: Clamp::NONE }, vec![input], SourceLayout::Nchw).map(drop)
+        self.emit(
+            n,
+            label,
+            Op::AveragePool2d {
+                window,
+                clamp: Clamp::NONE,
+            },
+            vec![input],
+            SourceLayout::Nchw,
+        )
+        .map(drop)
     }
 
     fn reduce_mean(&mut self, n: &NodeProto, label: &str) -> Result<()> {
         let x = self.act(n, 0)?;
-        ensure!(self.layout(x) == SourceLayout::Nchw, "input is not a 4-D NCHW tensor (only the mean over H and W is supported)");
+        ensure!(
+            self.layout(x) == SourceLayout::Nchw,
+            "input is not a 4-D NCHW tensor (only the mean over H and W is supported)"
+        );
         let axes = match attr_ints(n, "axes") {
             Some(a) => a,
             None => match self.opt_const(n, 1)? {
@@ -772,20 +1018,40 @@ impl Importer {
                 None => Vec::new(),
             },
         };
-        let mut axes: Vec<usize> = axes.iter().map(|&a| norm_axis(a, 4)).collect::<Result<_>>()?;
+        let mut axes: Vec<usize> = axes
+            .iter()
+            .map(|&a| norm_axis(a, 4))
+            .collect::<Result<_>>()?;
         axes.sort();
         axes.dedup();
-        ensure!(axes == [2, 3], "ReduceMean over axes {axes:?} (only the mean over H and W, axes [2, 3], is supported)");
+        ensure!(
+            axes == [2, 3],
+            "ReduceMean over axes {axes:?} (only the mean over H and W, axes [2, 3], is supported)"
+        );
         let keep = attr_i(n, "keepdims", 1) != 0;
-        let layout = if keep { SourceLayout::Nchw } else { SourceLayout::Same };
-        self.emit(n, label, Op::Mean { keep_dims: keep }, vec![x], layout).map(drop)
+        let layout = if keep {
+            SourceLayout::Nchw
+        } else {
+            SourceLayout::Same
+        };
+        self.emit(n, label, Op::Mean { keep_dims: keep }, vec![x], layout)
+            .map(drop)
     }
 
     /// A reshape of activation `x` to ONNX dims `out`, when the element order allows it.
-    fn reshape_to(&mut self, n: &NodeProto, label: &str, x: ValueId, out: Vec<usize>) -> Result<()> {
+    fn reshape_to(
+        &mut self,
+        n: &NodeProto,
+        label: &str,
+        x: ValueId,
+        out: Vec<usize>,
+    ) -> Result<()> {
         let xs = self.shape(x).to_vec();
         let layout = self.layout(x);
-        ensure!(out.first() == Some(&xs[0]) && out.len() >= 2, "the result {out:?} does not keep the batch dimension first");
+        ensure!(
+            out.first() == Some(&xs[0]) && out.len() >= 2,
+            "the result {out:?} does not keep the batch dimension first"
+        );
         let (ir_shape, out_layout) = if same_order(layout, &xs) {
             if out.len() == 4 {
                 let s = to_nhwc(&out);
@@ -812,16 +1078,28 @@ impl Importer {
             (out, SourceLayout::FlatChw { c, h, w })
         };
         if ir_shape == xs {
-            return self.emit(n, label, Op::Identity, vec![x], out_layout).map(drop);
+            return self
+                .emit(n, label, Op::Identity, vec![x], out_layout)
+                .map(drop);
         }
-        self.emit(n, label, Op::Reshape { shape: ir_shape }, vec![x], out_layout).map(drop)
+        self.emit(
+            n,
+            label,
+            Op::Reshape { shape: ir_shape },
+            vec![x],
+            out_layout,
+        )
+        .map(drop)
     }
 
     fn transpose(&mut self, n: &NodeProto, label: &str) -> Result<()> {
         let x = self.act(n, 0)?;
         let d = self.onnx_dims(x);
         let perm: Vec<usize> = match attr_ints(n, "perm") {
-            Some(p) => p.iter().map(|&a| norm_axis(a, d.len())).collect::<Result<_>>()?,
+            Some(p) => p
+                .iter()
+                .map(|&a| norm_axis(a, d.len()))
+                .collect::<Result<_>>()?,
             None => (0..d.len()).rev().collect(),
         };
         ensure!(perm.len() == d.len(), "perm {perm:?} for rank {}", d.len());
@@ -830,9 +1108,13 @@ impl Importer {
         let in_axes: Vec<usize> = match self.layout(x) {
             SourceLayout::Nchw => vec![0, 2, 3, 1],
             SourceLayout::Same => (0..d.len()).collect(),
-            SourceLayout::FlatChw { .. } => bail!("transposing a flattened spatial tensor is not supported"),
+            SourceLayout::FlatChw { .. } => {
+                bail!("transposing a flattened spatial tensor is not supported")
+            }
         };
-        let non_unit = |axes: &[usize]| -> Vec<usize> { axes.iter().copied().filter(|&a| d[a] != 1).collect() };
+        let non_unit = |axes: &[usize]| -> Vec<usize> {
+            axes.iter().copied().filter(|&a| d[a] != 1).collect()
+        };
         let want = non_unit(&in_axes);
         for nchw in [true, false] {
             if nchw && out.len() != 4 {
@@ -844,36 +1126,56 @@ impl Importer {
                 perm.clone()
             };
             if non_unit(&out_axes) == want {
-                let (shape, layout) = if nchw { (to_nhwc(&out), SourceLayout::Nchw) } else { (out.clone(), SourceLayout::Same) };
-                ensure!(shape[0] == self.shape(x)[0], "the transpose moves the batch dimension");
+                let (shape, layout) = if nchw {
+                    (to_nhwc(&out), SourceLayout::Nchw)
+                } else {
+                    (out.clone(), SourceLayout::Same)
+                };
+                ensure!(
+                    shape[0] == self.shape(x)[0],
+                    "the transpose moves the batch dimension"
+                );
                 if shape == self.shape(x) {
                     return self.emit(n, label, Op::Identity, vec![x], layout).map(drop);
                 }
-                return self.emit(n, label, Op::Reshape { shape }, vec![x], layout).map(drop);
+                return self
+                    .emit(n, label, Op::Reshape { shape }, vec![x], layout)
+                    .map(drop);
             }
         }
         bail!("Transpose {perm:?} of {d:?} moves data (only layout glue that keeps the element order is supported)")
     }
 
     fn concat(&mut self, n: &NodeProto, label: &str) -> Result<()> {
-        let xs: Vec<ValueId> = (0..n.input.len()).map(|i| self.act(n, i)).collect::<Result<_>>()?;
+        let xs: Vec<ValueId> = (0..n.input.len())
+            .map(|i| self.act(n, i))
+            .collect::<Result<_>>()?;
         let layout = self.layout(xs[0]);
-        ensure!(xs.iter().all(|&v| self.layout(v) == layout), "inputs in different layouts");
+        ensure!(
+            xs.iter().all(|&v| self.layout(v) == layout),
+            "inputs in different layouts"
+        );
         let rank = self.shape(xs[0]).len();
         let axis = norm_axis(attr_i(n, "axis", 1), rank)?;
         ensure!(axis != 0, "concatenation along the batch");
         let axis = match layout {
             SourceLayout::Nchw => axis_nhwc(axis),
             SourceLayout::Same => axis,
-            SourceLayout::FlatChw { .. } => bail!("concatenating flattened spatial tensors is not supported"),
+            SourceLayout::FlatChw { .. } => {
+                bail!("concatenating flattened spatial tensors is not supported")
+            }
         };
-        self.emit(n, label, Op::Concatenation { axis }, xs, layout).map(drop)
+        self.emit(n, label, Op::Concatenation { axis }, xs, layout)
+            .map(drop)
     }
 
     fn pad(&mut self, n: &NodeProto, label: &str) -> Result<()> {
         let x = self.act(n, 0)?;
         let mode = attr_s(n, "mode").unwrap_or_else(|| "constant".into());
-        ensure!(mode == "constant", "Pad mode `{mode}` (only constant padding is supported)");
+        ensure!(
+            mode == "constant",
+            "Pad mode `{mode}` (only constant padding is supported)"
+        );
         let d = self.onnx_dims(x);
         let rank = d.len();
         let pads = match attr_ints(n, "pads") {
@@ -882,15 +1184,33 @@ impl Importer {
         };
         if let Some(v) = self.opt_const(n, 2)? {
             let v = v.f32()?;
-            ensure!(v.iter().all(|&x| x == 0.0), "padding value {v:?} (only zero padding is supported)");
+            ensure!(
+                v.iter().all(|&x| x == 0.0),
+                "padding value {v:?} (only zero padding is supported)"
+            );
         }
-        ensure!(attr_f(n, "value", 0.0) == 0.0, "padding with a non-zero value");
+        ensure!(
+            attr_f(n, "value", 0.0) == 0.0,
+            "padding with a non-zero value"
+        );
         let axes: Vec<usize> = match self.opt_const(n, 3)? {
-            Some(a) => a.i64()?.iter().map(|&a| norm_axis(a, rank)).collect::<Result<_>>()?,
+            Some(a) => a
+                .i64()?
+                .iter()
+                .map(|&a| norm_axis(a, rank))
+                .collect::<Result<_>>()?,
             None => (0..rank).collect(),
         };
-        ensure!(pads.len() == 2 * axes.len(), "{} pads for {} axes", pads.len(), axes.len());
-        ensure!(pads.iter().all(|&p| p >= 0), "negative padding (cropping) is not supported");
+        ensure!(
+            pads.len() == 2 * axes.len(),
+            "{} pads for {} axes",
+            pads.len(),
+            axes.len()
+        );
+        ensure!(
+            pads.iter().all(|&p| p >= 0),
+            "negative padding (cropping) is not supported"
+        );
         let (mut before, mut after) = (vec![0usize; rank], vec![0usize; rank]);
         for (i, &a) in axes.iter().enumerate() {
             before[a] = pads[i] as usize;
@@ -901,29 +1221,52 @@ impl Importer {
             before = to_nhwc(&before);
             after = to_nhwc(&after);
         } else {
-            ensure!(layout == SourceLayout::Same, "padding a flattened spatial tensor");
+            ensure!(
+                layout == SourceLayout::Same,
+                "padding a flattened spatial tensor"
+            );
         }
-        self.emit(n, label, Op::Pad { before, after }, vec![x], layout).map(drop)
+        self.emit(n, label, Op::Pad { before, after }, vec![x], layout)
+            .map(drop)
     }
 
     fn batchnorm(&mut self, n: &NodeProto, label: &str) -> Result<()> {
         ensure!(attr_i(n, "training_mode", 0) == 0, "training_mode = 1");
-        ensure!(n.output.iter().skip(1).all(|s| s.is_empty()), "running mean/variance outputs (training mode)");
+        ensure!(
+            n.output.iter().skip(1).all(|s| s.is_empty()),
+            "running mean/variance outputs (training mode)"
+        );
         let x = self.act(n, 0)?;
         let layout = self.layout(x);
         ensure!(
-            layout == SourceLayout::Nchw || (layout == SourceLayout::Same && self.shape(x).len() == 2),
+            layout == SourceLayout::Nchw
+                || (layout == SourceLayout::Same && self.shape(x).len() == 2),
             "input {:?} (NCHW or [n, c] required)",
             self.onnx_dims(x)
         );
         let get = |i: usize| -> Result<Vec<f32>> { self.konst(n, i)?.f32() };
         let (gamma, beta, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
         let c = *self.shape(x).last().unwrap();
-        ensure!([&gamma, &beta, &mean, &var].iter().all(|v| v.len() == c), "parameters for a different channel count than {c}");
+        ensure!(
+            [&gamma, &beta, &mean, &var].iter().all(|v| v.len() == c),
+            "parameters for a different channel count than {c}"
+        );
         let eps = attr_f(n, "epsilon", 1e-5);
-        let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + eps).sqrt()).collect();
-        let shift: Vec<f32> = beta.iter().zip(&mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
-        let op = Op::BatchNorm { scale: Param::new(vec![c], scale), shift: Param::new(vec![c], shift) };
+        let scale: Vec<f32> = gamma
+            .iter()
+            .zip(&var)
+            .map(|(g, v)| g / (v + eps).sqrt())
+            .collect();
+        let shift: Vec<f32> = beta
+            .iter()
+            .zip(&mean)
+            .zip(&scale)
+            .map(|((b, m), s)| b - m * s)
+            .collect();
+        let op = Op::BatchNorm {
+            scale: Param::new(vec![c], scale),
+            shift: Param::new(vec![c], shift),
+        };
         self.emit(n, label, op, vec![x], layout).map(drop)
     }
 
@@ -935,11 +1278,17 @@ impl Importer {
         let layout = self.layout(x);
         let last = match layout {
             SourceLayout::Nchw => axis == 1 && (self.opset >= 13 || d[2] * d[3] == 1),
-            SourceLayout::Same => axis == d.len() - 1 || d[axis + 1..].iter().all(|&s| s == 1) && self.opset < 13,
+            SourceLayout::Same => {
+                axis == d.len() - 1 || d[axis + 1..].iter().all(|&s| s == 1) && self.opset < 13
+            }
             SourceLayout::FlatChw { .. } => axis == 1,
         };
-        ensure!(last, "Softmax over axis {axis} of {d:?} (only the channel/last axis is supported)");
-        self.emit(n, label, Op::Softmax { beta: 1.0 }, vec![x], layout).map(drop)
+        ensure!(
+            last,
+            "Softmax over axis {axis} of {d:?} (only the channel/last axis is supported)"
+        );
+        self.emit(n, label, Op::Softmax { beta: 1.0 }, vec![x], layout)
+            .map(drop)
     }
 }
 
@@ -954,17 +1303,27 @@ fn resolve_reshape(input: &[usize], shape: &[i64], allow_zero: bool) -> Result<V
                 infer = Some(i);
                 out.push(1);
             }
-            0 if !allow_zero => out.push(*input.get(i).context("shape entry 0 beyond the input's rank")?),
+            0 if !allow_zero => out.push(
+                *input
+                    .get(i)
+                    .context("shape entry 0 beyond the input's rank")?,
+            ),
             s if s >= 0 => out.push(s as usize),
             _ => bail!("reshape target {shape:?}"),
         }
     }
     let known: usize = out.iter().product();
     if let Some(i) = infer {
-        ensure!(known > 0 && total % known == 0, "cannot reshape {input:?} to {shape:?}");
+        ensure!(
+            known > 0 && total.is_multiple_of(known),
+            "cannot reshape {input:?} to {shape:?}"
+        );
         out[i] = total / known;
     }
-    ensure!(out.iter().product::<usize>() == total, "cannot reshape {input:?} to {shape:?}");
+    ensure!(
+        out.iter().product::<usize>() == total,
+        "cannot reshape {input:?} to {shape:?}"
+    );
     Ok(out)
 }
 

@@ -19,13 +19,20 @@ pub struct Const {
 }
 
 fn chunks<const N: usize>(raw: &[u8]) -> Result<impl Iterator<Item = [u8; N]> + '_> {
-    ensure!(raw.len() % N == 0, "raw data of {} bytes is not a multiple of {N}", raw.len());
+    ensure!(
+        raw.len().is_multiple_of(N),
+        "raw data of {} bytes is not a multiple of {N}",
+        raw.len()
+    );
     Ok(raw.chunks_exact(N).map(|c| c.try_into().unwrap()))
 }
 
 impl Const {
     pub fn from_proto(t: &TensorProto) -> Result<Const> {
-        ensure!(t.data_location != 1, "external data (stored outside the .onnx file) is not supported");
+        ensure!(
+            t.data_location != 1,
+            "external data (stored outside the .onnx file) is not supported"
+        );
         let dims: Vec<usize> = t
             .dims
             .iter()
@@ -45,7 +52,9 @@ impl Const {
             dt::DOUBLE => Data::F32(if raw.is_empty() {
                 t.double_data.iter().map(|&v| v as f32).collect()
             } else {
-                chunks::<8>(raw)?.map(|b| f64::from_le_bytes(b) as f32).collect()
+                chunks::<8>(raw)?
+                    .map(|b| f64::from_le_bytes(b) as f32)
+                    .collect()
             }),
             dt::INT64 => Data::I64(if raw.is_empty() {
                 t.int64_data.clone()
@@ -55,17 +64,23 @@ impl Const {
             dt::INT32 => Data::I64(if raw.is_empty() {
                 t.int32_data.iter().map(|&v| v as i64).collect()
             } else {
-                chunks::<4>(raw)?.map(|b| i32::from_le_bytes(b) as i64).collect()
+                chunks::<4>(raw)?
+                    .map(|b| i32::from_le_bytes(b) as i64)
+                    .collect()
             }),
             dt::INT8 | dt::UINT8 | dt::BOOL => {
                 let signed = t.data_type == dt::INT8;
                 Data::I64(if raw.is_empty() {
                     t.int32_data.iter().map(|&v| v as i64).collect()
                 } else {
-                    raw.iter().map(|&b| if signed { b as i8 as i64 } else { b as i64 }).collect()
+                    raw.iter()
+                        .map(|&b| if signed { b as i8 as i64 } else { b as i64 })
+                        .collect()
                 })
             }
-            other => bail!("element type {other} is not supported (float, double and integer constants are)"),
+            other => bail!(
+                "element type {other} is not supported (float, double and integer constants are)"
+            ),
         };
         let len = match &data {
             Data::F32(v) => v.len(),
@@ -80,10 +95,22 @@ impl Const {
         let a = n.attribute.first().context("Constant without a value")?;
         Ok(match (a.name.as_str(), a.r#type) {
             ("value", at::TENSOR) => Const::from_proto(a.t.as_ref().context("empty tensor")?)?,
-            ("value_float", at::FLOAT) => Const { dims: vec![], data: Data::F32(vec![a.f]) },
-            ("value_floats", at::FLOATS) => Const { dims: vec![a.floats.len()], data: Data::F32(a.floats.clone()) },
-            ("value_int", at::INT) => Const { dims: vec![], data: Data::I64(vec![a.i]) },
-            ("value_ints", at::INTS) => Const { dims: vec![a.ints.len()], data: Data::I64(a.ints.clone()) },
+            ("value_float", at::FLOAT) => Const {
+                dims: vec![],
+                data: Data::F32(vec![a.f]),
+            },
+            ("value_floats", at::FLOATS) => Const {
+                dims: vec![a.floats.len()],
+                data: Data::F32(a.floats.clone()),
+            },
+            ("value_int", at::INT) => Const {
+                dims: vec![],
+                data: Data::I64(vec![a.i]),
+            },
+            ("value_ints", at::INTS) => Const {
+                dims: vec![a.ints.len()],
+                data: Data::I64(a.ints.clone()),
+            },
             (name, _) => bail!("Constant with attribute `{name}` is not supported"),
         })
     }
@@ -103,7 +130,10 @@ impl Const {
     }
 
     pub fn reshaped(&self, dims: Vec<usize>) -> Const {
-        Const { dims, data: self.data.clone() }
+        Const {
+            dims,
+            data: self.data.clone(),
+        }
     }
 }
 
@@ -141,22 +171,33 @@ pub fn broadcast_f32(a: &Const, b: &Const, f: impl Fn(f32, f32) -> f32) -> Resul
         }
         idx
     };
-    let data = (0..total).map(|i| f(va[index(&da, i)], vb[index(&db, i)])).collect();
-    Ok(Const { dims: out, data: Data::F32(data) })
+    let data = (0..total)
+        .map(|i| f(va[index(&da, i)], vb[index(&db, i)]))
+        .collect();
+    Ok(Const {
+        dims: out,
+        data: Data::F32(data),
+    })
 }
 
 /// Concatenation of constants along `axis`.
 pub fn concat(parts: &[&Const], axis: usize) -> Result<Const> {
     let first = parts[0];
     let mut dims = first.dims.clone();
-    dims[axis] = parts.iter().map(|p| p.dims.get(axis).copied().unwrap_or(0)).sum();
+    dims[axis] = parts
+        .iter()
+        .map(|p| p.dims.get(axis).copied().unwrap_or(0))
+        .sum();
     let outer: usize = first.dims[..axis].iter().product();
     let ints = parts.iter().all(|p| matches!(p.data, Data::I64(_)));
     let mut f = Vec::new();
     let mut i = Vec::new();
     for o in 0..outer {
         for p in parts {
-            ensure!(p.dims.len() == first.dims.len(), "constants of different ranks");
+            ensure!(
+                p.dims.len() == first.dims.len(),
+                "constants of different ranks"
+            );
             let chunk: usize = p.dims[axis..].iter().product();
             if ints {
                 i.extend_from_slice(&p.i64()?[o * chunk..(o + 1) * chunk]);
@@ -165,5 +206,8 @@ pub fn concat(parts: &[&Const], axis: usize) -> Result<Const> {
             }
         }
     }
-    Ok(Const { dims, data: if ints { Data::I64(i) } else { Data::F32(f) } })
+    Ok(Const {
+        dims,
+        data: if ints { Data::I64(i) } else { Data::F32(f) },
+    })
 }
