@@ -452,3 +452,78 @@ pub fn transpose_4d(t: &Tensor, to_nhwc: bool) -> Tensor {
     };
     Tensor { shape, data: out }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Clamp, Param};
+
+    #[test]
+    fn parallel_batches_equal_one_pass_and_observer_sees_every_node() {
+        let mut g = Graph::default();
+        let x = g.add_value("x", vec![1, 3, 3, 2]);
+        g.inputs = vec![x];
+        let p = g
+            .add_node(
+                "pad",
+                "Pad",
+                Op::Pad {
+                    before: vec![0, 1, 0, 0],
+                    after: vec![0, 0, 1, 1],
+                },
+                vec![x],
+                "p",
+            )
+            .unwrap();
+        let c = g
+            .add_node(
+                "cat",
+                "Concat",
+                Op::Concatenation { axis: 3 },
+                vec![p, p],
+                "c",
+            )
+            .unwrap();
+        let bn = Op::BatchNorm {
+            scale: Param::new(vec![6], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+            shift: Param::new(vec![6], vec![0.5; 6]),
+        };
+        let b = g
+            .add_node("bn", "BatchNormalization", bn, vec![c], "b")
+            .unwrap();
+        let r = g
+            .add_node(
+                "clip",
+                "Clip",
+                Op::Relu {
+                    clamp: Clamp::new(-2.0, 7.5),
+                },
+                vec![b],
+                "r",
+            )
+            .unwrap();
+        g.outputs = vec![r, p];
+        let n = 9;
+        let data: Vec<f32> = (0..n * 18).map(|v| (v % 11) as f32 - 5.0).collect();
+        let input = Tensor::new(vec![n, 3, 3, 2], data);
+        let all = run(&g, std::slice::from_ref(&input)).unwrap();
+        let mut seen = Vec::new();
+        let mut acts = run_observed(&g, std::slice::from_ref(&input), true, |i, _, t| {
+            seen.push((i, t.shape.clone()))
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 4);
+        assert_eq!(seen[1].1, [n, 4, 4, 6]);
+        assert_eq!(acts.take(r).unwrap(), all[0]);
+        assert_eq!(acts.take(p).unwrap(), all[1]);
+        // Spot values: the pad puts a zero row on top and zeros right; sample 0's pixel (0, 0) moves to (1, 0).
+        let padded = &all[1];
+        assert_eq!(padded.data[..2], [0.0, 0.0]);
+        let at = ((1 * 4) + 0) * 3;
+        assert_eq!(padded.data[at..at + 3], [input.data[0], input.data[1], 0.0]);
+        // Concat then BatchNorm then clamp: channel 3 is pixel channel 0 scaled by 4, shifted by 0.5.
+        let y = &all[0];
+        let v = input.data[0] * 4.0 + 0.5;
+        assert_eq!(y.data[(1 * 4) * 6 + 3], v.clamp(-2.0, 7.5));
+    }
+}

@@ -134,9 +134,11 @@ impl Window2d {
     /// Output size along H (`axis` 0) or W (`axis` 1) for an input of `size` (floor division; ceil-mode
     /// pooling is expressed by extra bottom/right padding at import).
     pub fn out_size(&self, axis: usize, size: usize) -> Option<usize> {
-        let eff = (self.kernel[axis] - 1) * self.dilation[axis] + 1;
-        let padded = size + self.pads[axis] + self.pads[axis + 2];
-        if padded < eff || self.stride[axis] == 0 {
+        let eff = (self.kernel[axis].checked_sub(1)?).checked_mul(self.dilation[axis])? + 1;
+        let padded = size
+            .checked_add(self.pads[axis])?
+            .checked_add(self.pads[axis + 2])?;
+        if padded < eff || self.stride[axis] == 0 || self.dilation[axis] == 0 {
             return None;
         }
         Some((padded - eff) / self.stride[axis] + 1)

@@ -172,7 +172,7 @@ fn input_dims(v: &proto::ValueInfoProto) -> Result<Vec<usize>> {
         !shape.dim.is_empty(),
         "a scalar input (batch-first tensors required)"
     );
-    shape
+    let dims: Vec<usize> = shape
         .dim
         .iter()
         .enumerate()
@@ -186,7 +186,13 @@ fn input_dims(v: &proto::ValueInfoProto) -> Result<Vec<usize>> {
                 "unknown size at axis {axis} (only the batch dimension may be dynamic; export with a fixed input size)"
             ),
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    let elements = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    ensure!(
+        elements.is_some_and(|e| e <= 1 << 28),
+        "shape {dims:?} is too large"
+    );
+    Ok(dims)
 }
 
 /// NCHW dims to NHWC.
@@ -630,7 +636,7 @@ impl Importer {
                 ensure!(padded >= eff, "the window is larger than the padded input");
                 let mut out = (padded - eff).div_ceil(stride[a]) + 1;
                 // The last window must start inside the input or its leading padding.
-                if (out - 1) * stride[a] >= size[a] + pads[a] {
+                if out > 1 && (out - 1) * stride[a] >= size[a] + pads[a] {
                     out -= 1;
                 }
                 let need = (out - 1) * stride[a] + eff;
@@ -658,6 +664,11 @@ impl Importer {
             w.dims.len() == 4,
             "weight of rank {} (2-D convolution expected)",
             w.dims.len()
+        );
+        ensure!(
+            w.dims.iter().all(|&d| d > 0),
+            "weight of shape {:?}",
+            w.dims
         );
         let (m, cg, kh, kw) = (w.dims[0], w.dims[1], w.dims[2], w.dims[3]);
         if let Some(k) = attr_ints(n, "kernel_shape") {
@@ -781,7 +792,11 @@ impl Importer {
             self.shape(x).len()
         );
         let b = self.konst(n, 1)?;
-        ensure!(b.dims.len() == 2, "weight of rank {}", b.dims.len());
+        ensure!(
+            b.dims.len() == 2 && b.dims.iter().all(|&d| d > 0),
+            "weight of shape {:?}",
+            b.dims
+        );
         let (alpha, beta) = (attr_f(n, "alpha", 1.0), attr_f(n, "beta", 1.0));
         let trans_b = attr_i(n, "transB", 0) != 0;
         let bd = b.f32()?;
@@ -826,6 +841,11 @@ impl Importer {
             b.dims.len() == 2,
             "right operand of rank {} (a constant matrix is required)",
             b.dims.len()
+        );
+        ensure!(
+            b.dims.iter().all(|&d| d > 0),
+            "weight of shape {:?}",
+            b.dims
         );
         let (inp, out) = (b.dims[0], b.dims[1]);
         let bd = b.f32()?;
@@ -1147,6 +1167,7 @@ impl Importer {
     }
 
     fn concat(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        ensure!(!n.input.is_empty(), "no inputs");
         let xs: Vec<ValueId> = (0..n.input.len())
             .map(|i| self.act(n, i))
             .collect::<Result<_>>()?;
