@@ -519,11 +519,11 @@ mod tests {
         // Spot values: the pad puts a zero row on top and zeros right; sample 0's pixel (0, 0) moves to (1, 0).
         let padded = &all[1];
         assert_eq!(padded.data[..2], [0.0, 0.0]);
-        let at = ((1 * 4) + 0) * 3;
+        let at = 4 * 3; // row 1, column 0 of a 4-wide, 3-channel image
         assert_eq!(padded.data[at..at + 3], [input.data[0], input.data[1], 0.0]);
         // Concat then BatchNorm then clamp: channel 3 is pixel channel 0 scaled by 4, shifted by 0.5.
         let y = &all[0];
         let v = input.data[0] * 4.0 + 0.5;
-        assert_eq!(y.data[(1 * 4) * 6 + 3], v.clamp(-2.0, 7.5));
+        assert_eq!(y.data[4 * 6 + 3], v.clamp(-2.0, 7.5));
     }
 }
