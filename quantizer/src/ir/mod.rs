@@ -23,6 +23,9 @@ use std::fmt;
 use anyhow::{bail, Result};
 use ferrite_runtime::kernels::Activation;
 
+/// The most elements a tensor may have (per sample): 2^28, a 1 GiB f32 tensor.
+pub const MAX_ELEMENTS: usize = 1 << 28;
+
 /// Index of a value in [`Graph::values`].
 pub type ValueId = usize;
 
@@ -366,6 +369,13 @@ impl Graph {
             Ok(s) => s,
             Err(e) => bail!("node `{name}` ({}): {e}", op.name()),
         };
+        let elements = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if !elements.is_some_and(|e| e <= MAX_ELEMENTS) {
+            bail!(
+                "node `{name}` ({}): output shape {shape:?} is too large",
+                op.name()
+            );
+        }
         let output = self.add_value(output_name, shape);
         self.nodes.push(Node {
             name,

@@ -3,7 +3,7 @@
 //! The first dimension is the batch and passes through every operator, so the same rules serve the
 //! graph (batch 1) and the executor (any batch).
 
-use anyhow::{bail, ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 use super::{Op, Window2d};
 
@@ -182,7 +182,7 @@ pub fn infer(op: &Op, inputs: &[&[usize]]) -> Result<Vec<usize>> {
                             .all(|(d, (a, b))| d == *axis || a == b),
                     "shapes {first:?} and {s:?} do not concatenate on axis {axis}"
                 );
-                out[*axis] += s[*axis];
+                out[*axis] = out[*axis].checked_add(s[*axis]).context("size overflows")?;
             }
             Ok(out)
         }
@@ -198,11 +198,12 @@ pub fn infer(op: &Op, inputs: &[&[usize]]) -> Result<Vec<usize>> {
                 before[0] == 0 && after[0] == 0,
                 "padding the batch dimension"
             );
-            Ok(x.iter()
+            x.iter()
                 .zip(before)
                 .zip(after)
-                .map(|((d, b), a)| d + b + a)
-                .collect())
+                .map(|((d, b), a)| d.checked_add(*b)?.checked_add(*a))
+                .collect::<Option<Vec<_>>>()
+                .context("padding overflows")
         }
         Op::BatchNorm { scale, shift } => {
             arity(inputs, 1)?;

@@ -447,17 +447,7 @@ impl Importer {
                         .map(|(_, &s)| s)
                         .collect()
                 } else {
-                    let rank = d.len() + axes.len();
-                    let mut axes: Vec<usize> = axes
-                        .iter()
-                        .map(|&a| norm_axis(a, rank))
-                        .collect::<Result<_>>()?;
-                    axes.sort();
-                    let mut out = d.clone();
-                    for a in axes {
-                        out.insert(a, 1);
-                    }
-                    out
+                    unsqueeze(&d, &axes)?
                 };
                 self.reshape_to(n, label, x, out)
             }
@@ -482,37 +472,33 @@ impl Importer {
         if names.is_empty() || !names.iter().all(|s| self.consts.contains_key(*s)) {
             return Ok(false);
         }
-        let c = |i: usize| &self.consts[names[i]];
+        let c = |i: usize| -> Result<&Const> {
+            names
+                .get(i)
+                .map(|s| &self.consts[*s])
+                .with_context(|| format!("input {i} is missing"))
+        };
         let out = match n.op_type.as_str() {
-            "Identity" => c(0).clone(),
+            "Identity" => c(0)?.clone(),
             "Reshape" => {
-                let d = resolve_reshape(&c(0).dims, &c(1).i64()?, attr_i(n, "allowzero", 0) != 0)?;
-                c(0).reshaped(d)
+                let d =
+                    resolve_reshape(&c(0)?.dims, &c(1)?.i64()?, attr_i(n, "allowzero", 0) != 0)?;
+                c(0)?.reshaped(d)
             }
             "Flatten" => {
-                let d = &c(0).dims;
+                let d = &c(0)?.dims;
                 let axis = norm_axis(attr_i(n, "axis", 1), d.len() + 1)?;
-                c(0).reshaped(vec![d[..axis].iter().product(), d[axis..].iter().product()])
+                c(0)?.reshaped(vec![d[..axis].iter().product(), d[axis..].iter().product()])
             }
             "Unsqueeze" => {
-                let axes = attr_ints(n, "axes").map_or_else(|| c(1).i64(), Ok)?;
-                let mut d = c(0).dims.clone();
-                let rank = d.len() + axes.len();
-                let mut axes: Vec<usize> = axes
-                    .iter()
-                    .map(|&a| norm_axis(a, rank))
-                    .collect::<Result<_>>()?;
-                axes.sort();
-                for a in axes {
-                    d.insert(a, 1);
-                }
-                c(0).reshaped(d)
+                let axes = attr_ints(n, "axes").map_or_else(|| c(1)?.i64(), Ok)?;
+                c(0)?.reshaped(unsqueeze(&c(0)?.dims, &axes)?)
             }
             "Squeeze" => {
-                let d = &c(0).dims;
+                let d = &c(0)?.dims;
                 let axes = match attr_ints(n, "axes") {
                     Some(a) => a,
-                    None if names.len() > 1 => c(1).i64()?,
+                    None if names.len() > 1 => c(1)?.i64()?,
                     None => Vec::new(),
                 };
                 let axes: Vec<usize> = axes
@@ -531,20 +517,22 @@ impl Importer {
                     })
                     .map(|(_, &s)| s)
                     .collect();
-                c(0).reshaped(nd)
+                c(0)?.reshaped(nd)
             }
             "Add" | "Mul" => {
                 let add = n.op_type == "Add";
-                tensor::broadcast_f32(c(0), c(1), |a, b| if add { a + b } else { a * b })?
+                tensor::broadcast_f32(c(0)?, c(1)?, |a, b| if add { a + b } else { a * b })?
             }
             "Concat" => {
-                let parts: Vec<&Const> = (0..names.len()).map(c).collect();
+                let parts: Vec<&Const> = (0..names.len()).map(c).collect::<Result<_>>()?;
                 let axis = norm_axis(attr_i(n, "axis", 0), parts[0].dims.len())?;
                 tensor::concat(&parts, axis)?
             }
             _ => return Ok(false),
         };
-        self.consts.insert(n.output[0].clone(), out);
+        out.check()?;
+        self.consts
+            .insert(n.output.first().context("no output")?.clone(), out);
         Ok(true)
     }
 
@@ -607,6 +595,17 @@ impl Importer {
             }
             Some(p) => bail!("pads {p:?} (four non-negative values expected)"),
         };
+        // The runtime stores windows as u16; larger values are also where the arithmetic could overflow.
+        let limit = u16::MAX as usize;
+        ensure!(
+            kernel
+                .iter()
+                .chain(&stride)
+                .chain(&dilation)
+                .chain(&pads)
+                .all(|&v| v <= limit),
+            "kernel, strides, dilations or pads above {limit}"
+        );
         let auto = attr_s(n, "auto_pad").unwrap_or_default();
         let size = [x[1], x[2]];
         match auto.as_str() {
@@ -755,9 +754,8 @@ impl Importer {
         let layout = match self.layout(x) {
             SourceLayout::FlatChw { c, h, w } if !same_order(self.layout(x), &xs) => {
                 ensure!(
-                    xs.len() == 2,
-                    "a flattened spatial tensor of rank {}",
-                    xs.len()
+                    xs.len() == 2 && c * h * w == inp,
+                    "a flattened spatial tensor of shape {xs:?}"
                 );
                 let src = filter.clone();
                 for o in 0..out {
@@ -1313,6 +1311,23 @@ impl Importer {
     }
 }
 
+/// `d` with a 1 inserted at each of `axes` (axes of the result, distinct).
+fn unsqueeze(d: &[usize], axes: &[i64]) -> Result<Vec<usize>> {
+    let rank = d.len() + axes.len();
+    let mut axes: Vec<usize> = axes
+        .iter()
+        .map(|&a| norm_axis(a, rank))
+        .collect::<Result<_>>()?;
+    axes.sort();
+    axes.dedup();
+    ensure!(axes.len() + d.len() == rank, "repeated Unsqueeze axes");
+    let mut out = d.to_vec();
+    for a in axes {
+        out.insert(a, 1);
+    }
+    Ok(out)
+}
+
 /// ONNX Reshape's target shape: `0` copies the input dimension (unless `allow_zero`), `-1` is inferred.
 fn resolve_reshape(input: &[usize], shape: &[i64], allow_zero: bool) -> Result<Vec<usize>> {
     let total: usize = input.iter().product();
@@ -1333,7 +1348,10 @@ fn resolve_reshape(input: &[usize], shape: &[i64], allow_zero: bool) -> Result<V
             _ => bail!("reshape target {shape:?}"),
         }
     }
-    let known: usize = out.iter().product();
+    let known = out
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .with_context(|| format!("reshape target {shape:?} overflows"))?;
     if let Some(i) = infer {
         ensure!(
             known > 0 && total.is_multiple_of(known),
@@ -1342,7 +1360,7 @@ fn resolve_reshape(input: &[usize], shape: &[i64], allow_zero: bool) -> Result<V
         out[i] = total / known;
     }
     ensure!(
-        out.iter().product::<usize>() == total,
+        out.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) == Some(total),
         "cannot reshape {input:?} to {shape:?}"
     );
     Ok(out)

@@ -129,6 +129,17 @@ impl Const {
         }
     }
 
+    /// Checks that the data fills the shape exactly.
+    pub fn check(&self) -> Result<()> {
+        let len = match &self.data {
+            Data::F32(v) => v.len(),
+            Data::I64(v) => v.len(),
+        };
+        let count = self.dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        ensure!(count == Some(len), "{len} values for shape {:?}", self.dims);
+        Ok(())
+    }
+
     pub fn reshaped(&self, dims: Vec<usize>) -> Const {
         Const {
             dims,
@@ -195,8 +206,11 @@ pub fn concat(parts: &[&Const], axis: usize) -> Result<Const> {
     for o in 0..outer {
         for p in parts {
             ensure!(
-                p.dims.len() == first.dims.len(),
-                "constants of different ranks"
+                p.dims.len() == first.dims.len()
+                    && (0..first.dims.len()).all(|d| d == axis || p.dims[d] == first.dims[d]),
+                "constants of shapes {:?} and {:?} do not concatenate",
+                first.dims,
+                p.dims
             );
             let chunk: usize = p.dims[axis..].iter().product();
             if ints {
