@@ -370,7 +370,7 @@ impl Graph {
             Err(e) => bail!("node `{name}` ({}): {e}", op.name()),
         };
         let elements = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-        if !elements.is_some_and(|e| e <= MAX_ELEMENTS) {
+        if elements.is_none_or(|e| e > MAX_ELEMENTS) {
             bail!(
                 "node `{name}` ({}): output shape {shape:?} is too large",
                 op.name()
