@@ -100,6 +100,18 @@ fn operator_coverage_graphs_match_onnxruntime_at_opsets_11_17_21() {
 }
 
 #[test]
+fn dynamo_exports_match_onnxruntime() {
+    for arch in ["mlp", "dscnn", "resnet", "mobilenetv2"] {
+        let base = format!("ops/dynamo_{arch}");
+        check_model(
+            &format!("{base}.onnx"),
+            &format!("{base}_x.npy"),
+            &[&format!("{base}_golden.npy")],
+        );
+    }
+}
+
+#[test]
 fn passes_leave_only_runtime_operators() {
     for model in [
         "dscnn_fashion",
