@@ -17,6 +17,9 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
+    if super::onnx::is_onnx(&args.model) {
+        return super::onnx::inspect(&args.model, args.json);
+    }
     let bytes = super::load_model(&args.model)?;
     let model = Model::from_bytes(&bytes)
         .map_err(|e| anyhow!("{}: invalid model: {e}", args.model.display()))?;

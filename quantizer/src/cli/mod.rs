@@ -2,6 +2,7 @@
 
 pub mod convert;
 pub mod inspect;
+pub mod onnx;
 pub mod run;
 
 use std::path::Path;
@@ -22,8 +23,12 @@ pub fn load_model(path: &Path) -> Result<Vec<u8>> {
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             Ok(convert::convert_bytes(path, &bytes)?.bytes)
         }
+        "onnx" => bail!(
+            "{}: a float ONNX model; quantize it to .ferrite first (`ferrite run` and `ferrite inspect` take it as is)",
+            path.display()
+        ),
         _ => bail!(
-            "{}: unsupported model type `.{ext}` (supported: .ferrite, .tflite)",
+            "{}: unsupported model type `.{ext}` (supported: .ferrite, .tflite, .onnx)",
             path.display()
         ),
     }

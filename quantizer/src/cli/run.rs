@@ -21,14 +21,20 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let bytes = super::load_model(&args.model)?;
     let inputs: Vec<Array> = args
         .input
         .iter()
         .map(|p| Array::read(p))
         .collect::<Result<_>>()?;
-    let outputs = execute::run(&bytes, &inputs)
-        .with_context(|| format!("running {}", args.model.display()))?;
+    let outputs = if super::onnx::is_onnx(&args.model) {
+        // Float ONNX: the float executor.
+        let g = super::onnx::load(&args.model)?;
+        crate::ir::io::run_arrays(&g, &inputs)
+    } else {
+        let bytes = super::load_model(&args.model)?;
+        execute::run(&bytes, &inputs)
+    }
+    .with_context(|| format!("running {}", args.model.display()))?;
     match &args.output {
         Some(path) => {
             for (i, out) in outputs.iter().enumerate() {

@@ -1,0 +1,91 @@
+//! Float ONNX models in `ferrite run` and `ferrite inspect`: imported to the IR, optimized, and run by
+//! the float executor (not the int8 runtime).
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::ir::{self, Graph};
+use crate::npy::Array;
+
+/// Whether `path` names an ONNX model.
+pub fn is_onnx(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+}
+
+/// Imports and optimizes a float ONNX model.
+pub fn load(path: &Path) -> Result<Graph> {
+    let mut g = crate::onnx::load(path)?;
+    ir::passes::optimize(&mut g).map_err(|e| e.context(format!("{}", path.display())))?;
+    Ok(g)
+}
+
+/// `ferrite run` on a float ONNX model: arrays in, arrays out, both in the model's (NCHW) layout.
+pub fn run(path: &Path, inputs: &[Array]) -> Result<Vec<Array>> {
+    let g = load(path)?;
+    ir::io::run_arrays(&g, inputs)
+}
+
+#[derive(Serialize)]
+struct NodeJson {
+    name: String,
+    source_op: String,
+    op: &'static str,
+    activation: String,
+    output_shape: Vec<usize>,
+    macs: usize,
+    weights: usize,
+}
+
+#[derive(Serialize)]
+struct SummaryJson {
+    format: &'static str,
+    inputs: Vec<(String, Vec<usize>)>,
+    outputs: Vec<(String, Vec<usize>)>,
+    ops: Vec<NodeJson>,
+    macs: usize,
+    weights: usize,
+}
+
+/// `ferrite inspect` on a float ONNX model.
+pub fn inspect(path: &Path, json: bool) -> Result<()> {
+    let g = load(path)?;
+    if !json {
+        print!("{}", ir::summary::render(&path.display().to_string(), &g));
+        return Ok(());
+    }
+    let io = |ids: &[usize]| {
+        ids.iter()
+            .map(|&v| (g.values[v].name.clone(), ir::io::source_dims(&g, v)))
+            .collect()
+    };
+    let ops: Vec<NodeJson> = g
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut op = n.op.clone();
+            NodeJson {
+                name: n.name.clone(),
+                source_op: n.source_op.clone(),
+                op: n.op.name(),
+                activation: op.clamp_mut().map(|c| c.to_string()).unwrap_or_default(),
+                output_shape: g.values[n.output].shape.clone(),
+                macs: n.op.macs(g.values[n.output].elements()),
+                weights: op.params_mut().iter().map(|p| p.data.len()).sum(),
+            }
+        })
+        .collect();
+    let s = SummaryJson {
+        format: "onnx-float",
+        inputs: io(&g.inputs),
+        outputs: io(&g.outputs),
+        macs: ops.iter().map(|o| o.macs).sum(),
+        weights: ops.iter().map(|o| o.weights).sum(),
+        ops,
+    };
+    println!("{}", serde_json::to_string_pretty(&s)?);
+    Ok(())
+}

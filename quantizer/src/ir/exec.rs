@@ -1,0 +1,529 @@
+//! The float executor: runs an IR graph over a batch of samples in f32.
+//!
+//! Engine: plain Rust over the runtime's f32 reference kernels (`ferrite_runtime::kernels::float`), the
+//! same code that runs float layers on the device, so calibration, evaluation and bias correction see
+//! the arithmetic the deployed model uses for layers kept in float. Graphs are static and topologically
+//! ordered, so training (QAT, pruning fine-tuning) needs no autograd engine: keep every activation
+//! ([`run_observed`] hands each one out, [`Activations`] keeps them all) and walk the nodes in reverse
+//! with one backward function per operator, updating each node's [`Param`](super::Param)s in place.
+//!
+//! Batches run in parallel: [`run`] splits the batch over the machine's cores, one thread per chunk.
+
+use anyhow::{bail, ensure, Context, Result};
+use ferrite_runtime::kernels::float as k;
+use ferrite_runtime::kernels::{Activation, ConvGeometry, LeF32, Nhwc};
+
+use super::{shape, Clamp, Graph, Node, Op, ValueId, Window2d};
+
+#[cfg(target_endian = "big")]
+compile_error!(
+    "the float executor passes f32 weights to the runtime kernels as little-endian bytes"
+);
+
+/// A dense f32 tensor, C order, batch first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl Tensor {
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Tensor {
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "tensor shape {shape:?}"
+        );
+        Tensor { shape, data }
+    }
+
+    pub fn zeros(shape: Vec<usize>) -> Tensor {
+        let n = shape.iter().product();
+        Tensor {
+            shape,
+            data: vec![0.0; n],
+        }
+    }
+
+    /// Samples `start..end` of the batch.
+    pub fn slice_batch(&self, start: usize, end: usize) -> Tensor {
+        let per: usize = self.shape[1..].iter().product();
+        let mut shape = self.shape.clone();
+        shape[0] = end - start;
+        Tensor {
+            shape,
+            data: self.data[start * per..end * per].to_vec(),
+        }
+    }
+
+    /// Concatenation along the batch.
+    pub fn cat_batch(parts: Vec<Tensor>) -> Tensor {
+        let mut it = parts.into_iter();
+        let mut first = it.next().expect("at least one part");
+        for p in it {
+            first.shape[0] += p.shape[0];
+            first.data.extend(p.data);
+        }
+        first
+    }
+}
+
+/// A view of a tensor (an activation or a graph constant).
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    pub shape: &'a [usize],
+    pub data: &'a [f32],
+}
+
+fn le(data: &[f32]) -> LeF32<'_> {
+    LeF32::new(bytemuck::cast_slice(data)).expect("f32 bytes are a multiple of 4")
+}
+
+fn nhwc(shape: &[usize]) -> Result<Nhwc> {
+    ensure!(shape.len() <= 4, "rank {} (at most 4)", shape.len());
+    let mut d = [1usize; 4];
+    d[4 - shape.len()..].copy_from_slice(shape);
+    Ok(Nhwc::new(d[0], d[1], d[2], d[3]))
+}
+
+fn geometry(window: &Window2d, input: &[usize], output: &[usize]) -> Result<ConvGeometry> {
+    Ok(ConvGeometry {
+        input: nhwc(input)?,
+        output: nhwc(output)?,
+        kernel_h: window.kernel[0],
+        kernel_w: window.kernel[1],
+        stride_h: window.stride[0],
+        stride_w: window.stride[1],
+        dilation_h: window.dilation[0],
+        dilation_w: window.dilation[1],
+        pad_top: window.pads[0],
+        pad_left: window.pads[1],
+    })
+}
+
+/// The kernel activation for `clamp`, and whether the clamp must still be applied afterwards.
+fn split_clamp(clamp: Clamp) -> (Activation, bool) {
+    match clamp.activation() {
+        Some(a) => (a, false),
+        None => (Activation::None, true),
+    }
+}
+
+fn finish(clamp: Clamp, rest: bool, out: &mut [f32]) {
+    if rest {
+        for v in out {
+            *v = clamp.apply(*v);
+        }
+    }
+}
+
+/// Runs one operator on its inputs; the output shape comes from shape inference.
+pub fn eval(op: &Op, inputs: &[View<'_>]) -> Result<Tensor> {
+    let shapes: Vec<&[usize]> = inputs.iter().map(|v| v.shape).collect();
+    let out_shape = shape::infer(op, &shapes)?;
+    let mut out = Tensor::zeros(out_shape);
+    let x = inputs[0];
+    match op {
+        Op::Conv2d {
+            window,
+            filter,
+            bias,
+            clamp,
+        } => {
+            let g = geometry(window, x.shape, &out.shape)?;
+            let (act, rest) = split_clamp(*clamp);
+            k::conv2d_f32(
+                &g,
+                act,
+                x.data,
+                le(&filter.data),
+                le(&bias.data),
+                &mut out.data,
+            );
+            finish(*clamp, rest, &mut out.data);
+        }
+        Op::DepthwiseConv2d {
+            window,
+            depth_multiplier,
+            filter,
+            bias,
+            clamp,
+        } => {
+            let g = geometry(window, x.shape, &out.shape)?;
+            let (act, rest) = split_clamp(*clamp);
+            k::depthwise_conv2d_f32(
+                &g,
+                *depth_multiplier,
+                act,
+                x.data,
+                le(&filter.data),
+                le(&bias.data),
+                &mut out.data,
+            );
+            finish(*clamp, rest, &mut out.data);
+        }
+        Op::FullyConnected {
+            filter,
+            bias,
+            clamp,
+        } => {
+            let (o, i) = (filter.shape[0], filter.shape[1]);
+            let (act, rest) = split_clamp(*clamp);
+            k::fully_connected_f32(
+                x.data.len() / i,
+                i,
+                o,
+                act,
+                x.data,
+                le(&filter.data),
+                le(&bias.data),
+                &mut out.data,
+            );
+            finish(*clamp, rest, &mut out.data);
+        }
+        Op::Add { clamp } | Op::Mul { clamp } => {
+            let b = inputs[1];
+            let (act, rest) = split_clamp(*clamp);
+            let (sa, sb, so) = (nhwc(x.shape)?, nhwc(b.shape)?, nhwc(&out.shape)?);
+            if matches!(op, Op::Add { .. }) {
+                k::add_f32(act, sa, x.data, sb, b.data, so, &mut out.data);
+            } else {
+                k::mul_f32(act, sa, x.data, sb, b.data, so, &mut out.data);
+            }
+            finish(*clamp, rest, &mut out.data);
+        }
+        Op::AveragePool2d { window, clamp } | Op::MaxPool2d { window, clamp } => {
+            let g = geometry(window, x.shape, &out.shape)?;
+            let (act, rest) = split_clamp(*clamp);
+            if matches!(op, Op::MaxPool2d { .. }) {
+                k::max_pool2d_f32(&g, act, x.data, &mut out.data);
+            } else {
+                k::average_pool2d_f32(&g, act, x.data, &mut out.data);
+            }
+            finish(*clamp, rest, &mut out.data);
+        }
+        Op::Mean { .. } => k::mean_hw_f32(nhwc(x.shape)?, x.data, &mut out.data),
+        Op::Softmax { beta } => {
+            let depth = *x.shape.last().unwrap_or(&1);
+            k::softmax_f32(
+                *beta,
+                x.data.len() / depth.max(1),
+                depth,
+                x.data,
+                &mut out.data,
+            );
+        }
+        Op::Logistic => k::logistic_f32(x.data, &mut out.data),
+        Op::Tanh => k::tanh_f32(x.data, &mut out.data),
+        Op::Relu { clamp } => {
+            let (act, rest) = split_clamp(*clamp);
+            k::relu_f32(act, x.data, &mut out.data);
+            finish(*clamp, rest, &mut out.data);
+        }
+        Op::Reshape { .. } | Op::Identity => out.data.copy_from_slice(x.data),
+        Op::Concatenation { axis } => {
+            let outer: usize = out.shape[..*axis].iter().product();
+            let inner: usize = out.shape[axis + 1..].iter().product();
+            let mut at = 0;
+            for o in 0..outer {
+                for v in inputs {
+                    let chunk = v.shape[*axis] * inner;
+                    out.data[at..at + chunk].copy_from_slice(&v.data[o * chunk..(o + 1) * chunk]);
+                    at += chunk;
+                }
+            }
+        }
+        Op::Pad { before, .. } => {
+            let (i, o) = (nhwc(x.shape)?, nhwc(&out.shape)?);
+            let mut b = [0usize; 4];
+            b[4 - before.len()..].copy_from_slice(before);
+            for n in 0..i.n {
+                for y in 0..i.h {
+                    for xx in 0..i.w {
+                        let src = i.index(n, y, xx, 0);
+                        let dst = o.index(n + b[0], y + b[1], xx + b[2], b[3]);
+                        out.data[dst..dst + i.c].copy_from_slice(&x.data[src..src + i.c]);
+                    }
+                }
+            }
+        }
+        Op::BatchNorm { scale, shift } => {
+            let c = scale.data.len();
+            for (o, xs) in out.data.chunks_mut(c).zip(x.data.chunks(c)) {
+                for j in 0..c {
+                    o[j] = xs[j] * scale.data[j] + shift.data[j];
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every value of one run: inputs, constants (borrowed from the graph) and computed activations.
+pub struct Activations<'g> {
+    graph: &'g Graph,
+    values: Vec<Option<Tensor>>,
+}
+
+impl<'g> Activations<'g> {
+    /// The value `v`, if it was kept.
+    pub fn get(&self, v: ValueId) -> Option<View<'_>> {
+        if let Some(t) = &self.values[v] {
+            return Some(View {
+                shape: &t.shape,
+                data: &t.data,
+            });
+        }
+        let c = &self.graph.values[v];
+        c.data.as_ref().map(|d| View {
+            shape: &c.shape,
+            data: d,
+        })
+    }
+
+    /// Takes the computed value `v` out.
+    pub fn take(&mut self, v: ValueId) -> Option<Tensor> {
+        self.values[v].take()
+    }
+}
+
+fn check_inputs(graph: &Graph, inputs: &[Tensor]) -> Result<usize> {
+    ensure!(
+        inputs.len() == graph.inputs.len(),
+        "the model has {} input(s), {} given",
+        graph.inputs.len(),
+        inputs.len()
+    );
+    let mut batch = None;
+    for (i, (t, &v)) in inputs.iter().zip(&graph.inputs).enumerate() {
+        let want = &graph.values[v].shape;
+        ensure!(
+            t.shape.len() == want.len() && t.shape[1..] == want[1..],
+            "input {i} (`{}`): shape {:?} given, [batch, {}] expected",
+            graph.values[v].name,
+            t.shape,
+            want[1..]
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        ensure!(
+            t.data.len() == t.shape.iter().product::<usize>(),
+            "input {i}: data does not fill its shape"
+        );
+        if *batch.get_or_insert(t.shape[0]) != t.shape[0] {
+            bail!("inputs have different batch sizes");
+        }
+    }
+    Ok(batch.unwrap_or(1))
+}
+
+/// Runs the graph once on the whole batch, calling `observe(node_index, node, output)` after each node.
+/// With `keep_all`, every activation stays available in the returned [`Activations`]; otherwise each is
+/// freed after its last reader and only the graph outputs remain.
+pub fn run_observed<'g>(
+    graph: &'g Graph,
+    inputs: &[Tensor],
+    keep_all: bool,
+    mut observe: impl FnMut(usize, &Node, &Tensor),
+) -> Result<Activations<'g>> {
+    check_inputs(graph, inputs)?;
+    let mut last_use = vec![usize::MAX; graph.values.len()];
+    if !keep_all {
+        for (i, n) in graph.nodes.iter().enumerate() {
+            for &v in &n.inputs {
+                last_use[v] = i;
+            }
+        }
+        for &o in &graph.outputs {
+            last_use[o] = usize::MAX;
+        }
+    }
+    let mut acts = Activations {
+        graph,
+        values: vec![None; graph.values.len()],
+    };
+    for (t, &v) in inputs.iter().zip(&graph.inputs) {
+        acts.values[v] = Some(t.clone());
+    }
+    for (i, n) in graph.nodes.iter().enumerate() {
+        let views: Vec<View<'_>> = n
+            .inputs
+            .iter()
+            .map(|&v| {
+                acts.get(v).with_context(|| {
+                    format!(
+                        "node `{}` reads `{}`, which is not computed",
+                        n.name, graph.values[v].name
+                    )
+                })
+            })
+            .collect::<Result<_>>()?;
+        let out =
+            eval(&n.op, &views).with_context(|| format!("node `{}` ({})", n.name, n.op.name()))?;
+        observe(i, n, &out);
+        acts.values[n.output] = Some(out);
+        for &v in &n.inputs {
+            if last_use[v] == i && !graph.inputs.contains(&v) {
+                acts.values[v] = None;
+            }
+        }
+    }
+    Ok(acts)
+}
+
+/// Runs the graph on a batch (every input's first dimension) and returns its outputs. The batch is split
+/// across the available cores.
+pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    let batch = check_inputs(graph, inputs)?;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(batch)
+        .max(1);
+    let one = |ins: &[Tensor]| -> Result<Vec<Tensor>> {
+        let mut acts = run_observed(graph, ins, false, |_, _, _| {})?;
+        graph
+            .outputs
+            .iter()
+            .map(|&o| match acts.take(o) {
+                Some(t) => Ok(t),
+                // An output that is a constant or a graph input.
+                None => {
+                    let v = acts.get(o).context("output not computed")?;
+                    Ok(Tensor::new(v.shape.to_vec(), v.data.to_vec()))
+                }
+            })
+            .collect()
+    };
+    if threads <= 1 || batch < 2 * threads {
+        return one(inputs);
+    }
+    let chunk = batch.div_ceil(threads);
+    let parts: Vec<Vec<Tensor>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..batch)
+            .step_by(chunk)
+            .map(|start| {
+                let end = (start + chunk).min(batch);
+                let ins: Vec<Tensor> = inputs.iter().map(|t| t.slice_batch(start, end)).collect();
+                s.spawn(move || one(&ins))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("executor thread panicked"))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let mut outs: Vec<Vec<Tensor>> = vec![Vec::new(); graph.outputs.len()];
+    for part in parts {
+        for (o, t) in part.into_iter().enumerate() {
+            outs[o].push(t);
+        }
+    }
+    Ok(outs.into_iter().map(Tensor::cat_batch).collect())
+}
+
+/// NCHW `[n, c, h, w]` to NHWC `[n, h, w, c]` (`to_nhwc`), or back.
+pub fn transpose_4d(t: &Tensor, to_nhwc: bool) -> Tensor {
+    assert_eq!(t.shape.len(), 4);
+    let (n, a, b, c) = (t.shape[0], t.shape[1], t.shape[2], t.shape[3]);
+    // to_nhwc: input [n, C=a, H=b, W=c]; otherwise input [n, H=a, W=b, C=c].
+    let (ch, h, w) = if to_nhwc { (a, b, c) } else { (c, a, b) };
+    let mut out = vec![0.0f32; t.data.len()];
+    for s in 0..n {
+        for ci in 0..ch {
+            for y in 0..h {
+                for x in 0..w {
+                    let chw = ((s * ch + ci) * h + y) * w + x;
+                    let hwc = ((s * h + y) * w + x) * ch + ci;
+                    if to_nhwc {
+                        out[hwc] = t.data[chw];
+                    } else {
+                        out[chw] = t.data[hwc];
+                    }
+                }
+            }
+        }
+    }
+    let shape = if to_nhwc {
+        vec![n, h, w, ch]
+    } else {
+        vec![n, ch, h, w]
+    };
+    Tensor { shape, data: out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Clamp, Param};
+
+    #[test]
+    fn parallel_batches_equal_one_pass_and_observer_sees_every_node() {
+        let mut g = Graph::default();
+        let x = g.add_value("x", vec![1, 3, 3, 2]);
+        g.inputs = vec![x];
+        let p = g
+            .add_node(
+                "pad",
+                "Pad",
+                Op::Pad {
+                    before: vec![0, 1, 0, 0],
+                    after: vec![0, 0, 1, 1],
+                },
+                vec![x],
+                "p",
+            )
+            .unwrap();
+        let c = g
+            .add_node(
+                "cat",
+                "Concat",
+                Op::Concatenation { axis: 3 },
+                vec![p, p],
+                "c",
+            )
+            .unwrap();
+        let bn = Op::BatchNorm {
+            scale: Param::new(vec![6], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+            shift: Param::new(vec![6], vec![0.5; 6]),
+        };
+        let b = g
+            .add_node("bn", "BatchNormalization", bn, vec![c], "b")
+            .unwrap();
+        let r = g
+            .add_node(
+                "clip",
+                "Clip",
+                Op::Relu {
+                    clamp: Clamp::new(-2.0, 7.5),
+                },
+                vec![b],
+                "r",
+            )
+            .unwrap();
+        g.outputs = vec![r, p];
+        let n = 9;
+        let data: Vec<f32> = (0..n * 18).map(|v| (v % 11) as f32 - 5.0).collect();
+        let input = Tensor::new(vec![n, 3, 3, 2], data);
+        let all = run(&g, std::slice::from_ref(&input)).unwrap();
+        let mut seen = Vec::new();
+        let mut acts = run_observed(&g, std::slice::from_ref(&input), true, |i, _, t| {
+            seen.push((i, t.shape.clone()))
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 4);
+        assert_eq!(seen[1].1, [n, 4, 4, 6]);
+        assert_eq!(acts.take(r).unwrap(), all[0]);
+        assert_eq!(acts.take(p).unwrap(), all[1]);
+        // Spot values: the pad puts a zero row on top and zeros right; sample 0's pixel (0, 0) moves to (1, 0).
+        let padded = &all[1];
+        assert_eq!(padded.data[..2], [0.0, 0.0]);
+        let at = 4 * 3; // row 1, column 0 of a 4-wide, 3-channel image
+        assert_eq!(padded.data[at..at + 3], [input.data[0], input.data[1], 0.0]);
+        // Concat then BatchNorm then clamp: channel 3 is pixel channel 0 scaled by 4, shifted by 0.5.
+        let y = &all[0];
+        let v = input.data[0] * 4.0 + 0.5;
+        assert_eq!(y.data[4 * 6 + 3], v.clamp(-2.0, 7.5));
+    }
+}

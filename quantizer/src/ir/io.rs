@@ -1,0 +1,106 @@
+//! `.npy` arrays in the source model's layout to and from the executor's NHWC tensors.
+
+use anyhow::{bail, ensure, Result};
+
+use super::exec::{self, Tensor};
+use super::{Graph, SourceLayout, ValueId};
+use crate::npy::{Array, Dtype};
+
+/// The dims the source model gives value `v` (batch included).
+pub fn source_dims(g: &Graph, v: ValueId) -> Vec<usize> {
+    let s = &g.values[v].shape;
+    match g.values[v].source {
+        SourceLayout::Nchw => vec![s[0], s[3], s[1], s[2]],
+        _ => s.clone(),
+    }
+}
+
+/// Graph input `i` from an array in the source layout, batch first (a single sample may omit the batch).
+pub fn input_tensor(g: &Graph, i: usize, a: &Array) -> Result<Tensor> {
+    let v = g.inputs[i];
+    let want = source_dims(g, v);
+    let name = &g.values[v].name;
+    ensure!(
+        a.dtype == Dtype::F32,
+        "input {i} (`{name}`): a {:?} array; the model takes float32",
+        a.dtype
+    );
+    let mut shape = if a.shape.len() == want.len() {
+        a.shape.clone()
+    } else if a.shape.len() + 1 == want.len() {
+        [vec![1], a.shape.clone()].concat()
+    } else {
+        vec![]
+    };
+    if shape.len() != want.len() || shape[1..] != want[1..] || shape[0] == 0 {
+        let layout = if g.values[v].source == SourceLayout::Nchw {
+            " (NCHW)"
+        } else {
+            ""
+        };
+        bail!(
+            "input {i} (`{name}`): array shape {:?} does not match the model's [batch, {}]{layout}",
+            a.shape,
+            want[1..]
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let t = Tensor::new(shape.clone(), a.to_f32());
+    Ok(match g.values[v].source {
+        SourceLayout::Nchw => exec::transpose_4d(&t, true),
+        _ => {
+            shape[0] = t.shape[0];
+            t
+        }
+    })
+}
+
+/// Graph output `o` as an array in the source layout.
+pub fn output_array(g: &Graph, o: usize, t: &Tensor) -> Array {
+    let v = g.outputs[o];
+    match g.values[v].source {
+        SourceLayout::Nchw if t.shape.len() == 4 => {
+            let s = exec::transpose_4d(t, false);
+            Array::from_f32(s.shape, &s.data)
+        }
+        SourceLayout::FlatChw { c, h, w } if t.shape.len() == 2 => {
+            let per = c * h * w;
+            let mut out = vec![0.0f32; t.data.len()];
+            for (src, dst) in t.data.chunks(per).zip(out.chunks_mut(per)) {
+                for ci in 0..c {
+                    for y in 0..h {
+                        for x in 0..w {
+                            dst[(ci * h + y) * w + x] = src[(y * w + x) * c + ci];
+                        }
+                    }
+                }
+            }
+            Array::from_f32(t.shape.clone(), &out)
+        }
+        _ => Array::from_f32(t.shape.clone(), &t.data),
+    }
+}
+
+/// Runs a float graph on arrays in the source layout and returns its outputs in the source layout.
+pub fn run_arrays(g: &Graph, inputs: &[Array]) -> Result<Vec<Array>> {
+    ensure!(
+        inputs.len() == g.inputs.len(),
+        "the model has {} input(s), {} array(s) given",
+        g.inputs.len(),
+        inputs.len()
+    );
+    let tensors: Vec<Tensor> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| input_tensor(g, i, a))
+        .collect::<Result<_>>()?;
+    let outs = exec::run(g, &tensors)?;
+    Ok(outs
+        .iter()
+        .enumerate()
+        .map(|(o, t)| output_array(g, o, t))
+        .collect())
+}

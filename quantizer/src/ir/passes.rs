@@ -1,0 +1,725 @@
+//! Graph simplifications run after import: each returns how many nodes it changed.
+//!
+//! After [`optimize`], every node maps to one runtime operator (Identity is gone, BatchNorm is folded
+//! into its Conv/FullyConnected, constant subgraphs are values, activations are fused where the runtime
+//! fuses them).
+
+// Passes index nodes while rewriting the graph, so they loop over indices.
+#![allow(clippy::needless_range_loop)]
+
+use anyhow::Result;
+
+use super::exec::{self, View};
+use super::{Graph, Op, ValueId};
+
+/// What [`optimize`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub identities_dropped: usize,
+    pub constants_folded: usize,
+    pub batchnorms_folded: usize,
+    pub affines_folded: usize,
+    pub activations_fused: usize,
+    pub pads_folded: usize,
+    pub reshapes_merged: usize,
+}
+
+/// All passes in order, then pruning of dead nodes and a consistency check.
+pub fn optimize(g: &mut Graph) -> Result<Stats> {
+    let mut s = Stats {
+        identities_dropped: drop_identity(g),
+        constants_folded: fold_constants(g)?,
+        ..Stats::default()
+    };
+    s.batchnorms_folded = fold_batchnorm(g);
+    s.affines_folded = fold_affine_constants(g);
+    s.activations_fused = fuse_activations(g);
+    s.pads_folded = fold_pad_into_conv(g);
+    s.reshapes_merged = merge_reshapes(g);
+    g.prune();
+    g.check()?;
+    Ok(s)
+}
+
+/// Makes every reader of `from` (nodes and graph outputs) read `to` instead.
+fn replace_uses(g: &mut Graph, from: ValueId, to: ValueId) {
+    for n in &mut g.nodes {
+        for v in &mut n.inputs {
+            if *v == from {
+                *v = to;
+            }
+        }
+    }
+    for o in &mut g.outputs {
+        if *o == from {
+            *o = to;
+        }
+    }
+}
+
+fn remove_nodes(g: &mut Graph, remove: &[bool]) {
+    let mut it = remove.iter();
+    g.nodes.retain(|_| !*it.next().unwrap());
+}
+
+/// The node producing `v` if `v` is read by exactly one node and is not a graph output (so the producer
+/// may be rewritten to compute the reader's result instead).
+/// Nodes marked in `removed` are ignored.
+fn sole_producer(g: &Graph, v: ValueId, removed: &[bool]) -> Option<usize> {
+    if g.outputs.contains(&v) || g.inputs.contains(&v) {
+        return None;
+    }
+    let live = |&(i, _): &(usize, &super::Node)| !removed[i];
+    let readers = g
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(live)
+        .filter(|(_, n)| n.inputs.contains(&v))
+        .count();
+    if readers != 1 {
+        return None;
+    }
+    g.nodes
+        .iter()
+        .enumerate()
+        .filter(live)
+        .find(|(_, n)| n.output == v)
+        .map(|(i, _)| i)
+}
+
+/// Removes Identity nodes (ONNX Identity and inference Dropout), rewiring their readers.
+pub fn drop_identity(g: &mut Graph) -> usize {
+    let mut remove = vec![false; g.nodes.len()];
+    for i in 0..g.nodes.len() {
+        if matches!(g.nodes[i].op, Op::Identity) {
+            let (from, to) = (g.nodes[i].output, g.nodes[i].inputs[0]);
+            if g.inputs.contains(&to) && g.outputs.contains(&from) {
+                continue; // an input passed straight through: keep a node to compute the output
+            }
+            replace_uses(g, from, to);
+            remove[i] = true;
+        }
+    }
+    remove_nodes(g, &remove);
+    remove.iter().filter(|&&r| r).count()
+}
+
+/// Evaluates nodes whose inputs are all constants and turns their outputs into constants.
+pub fn fold_constants(g: &mut Graph) -> Result<usize> {
+    let mut remove = vec![false; g.nodes.len()];
+    for i in 0..g.nodes.len() {
+        let n = &g.nodes[i];
+        if n.inputs.is_empty() || !n.inputs.iter().all(|&v| g.is_const(v)) {
+            continue;
+        }
+        let views: Vec<View<'_>> = n
+            .inputs
+            .iter()
+            .map(|&v| View {
+                shape: &g.values[v].shape,
+                data: g.values[v].data.as_deref().unwrap(),
+            })
+            .collect();
+        let out = exec::eval(&n.op, &views)?;
+        let o = n.output;
+        g.values[o].shape = out.shape;
+        g.values[o].data = Some(out.data);
+        remove[i] = true;
+    }
+    remove_nodes(g, &remove);
+    Ok(remove.iter().filter(|&&r| r).count())
+}
+
+/// Scales output channel `c` of a Conv/Depthwise/FullyConnected filter by `scale[c]`.
+fn scale_filter(op: &mut Op, scale: &[f32]) {
+    match op {
+        Op::Conv2d { filter, .. } | Op::FullyConnected { filter, .. } => {
+            let per = filter.data.len() / scale.len();
+            for (row, &s) in filter.data.chunks_mut(per).zip(scale) {
+                row.iter_mut().for_each(|w| *w *= s);
+            }
+        }
+        Op::DepthwiseConv2d { filter, .. } => {
+            for tap in filter.data.chunks_mut(scale.len()) {
+                tap.iter_mut().zip(scale).for_each(|(w, &s)| *w *= s);
+            }
+        }
+        _ => unreachable!("scale_filter on {}", op.name()),
+    }
+}
+
+/// `bias = bias * scale + shift` per channel (`scale` may be empty for 1).
+fn affine_bias(op: &mut Op, scale: &[f32], shift: &[f32]) {
+    if let Op::Conv2d { bias, .. }
+    | Op::DepthwiseConv2d { bias, .. }
+    | Op::FullyConnected { bias, .. } = op
+    {
+        for (c, b) in bias.data.iter_mut().enumerate() {
+            *b = *b * scale.get(c).copied().unwrap_or(1.0) + shift.get(c).copied().unwrap_or(0.0);
+        }
+    }
+}
+
+fn is_linear(op: &Op) -> bool {
+    matches!(op, Op::Conv2d { clamp, .. } | Op::DepthwiseConv2d { clamp, .. } | Op::FullyConnected { clamp, .. } if clamp.is_none())
+}
+
+/// Folds BatchNorm into the Conv, DepthwiseConv or FullyConnected that produces its input (when nothing
+/// else reads that output): `w' = w * scale[c]`, `b' = b * scale[c] + shift[c]`.
+pub fn fold_batchnorm(g: &mut Graph) -> usize {
+    let mut remove = vec![false; g.nodes.len()];
+    for i in 0..g.nodes.len() {
+        let Op::BatchNorm { scale, shift } = &g.nodes[i].op else {
+            continue;
+        };
+        let Some(p) = sole_producer(g, g.nodes[i].inputs[0], &remove) else {
+            continue;
+        };
+        if !is_linear(&g.nodes[p].op) {
+            continue;
+        }
+        let (scale, shift) = (scale.data.clone(), shift.data.clone());
+        scale_filter(&mut g.nodes[p].op, &scale);
+        affine_bias(&mut g.nodes[p].op, &scale, &shift);
+        g.nodes[p].output = g.nodes[i].output;
+        remove[i] = true;
+    }
+    remove_nodes(g, &remove);
+    remove.iter().filter(|&&r| r).count()
+}
+
+/// A constant that broadcasts along the last axis only: its per-channel values (length `channels`).
+fn per_channel(g: &Graph, v: ValueId, channels: usize) -> Option<Vec<f32>> {
+    let val = &g.values[v];
+    let data = val.data.as_ref()?;
+    let (last, rest) = val.shape.split_last()?;
+    if rest.iter().any(|&d| d != 1) {
+        return None;
+    }
+    match *last {
+        l if l == channels => Some(data.clone()),
+        1 => Some(vec![data[0]; channels]),
+        _ => None,
+    }
+}
+
+/// Folds `Add(x, const)` and `Mul(x, const)` with per-channel constants into the preceding Conv,
+/// DepthwiseConv or FullyConnected (MatMul + Add becomes one FullyConnected with bias).
+pub fn fold_affine_constants(g: &mut Graph) -> usize {
+    let mut remove = vec![false; g.nodes.len()];
+    for i in 0..g.nodes.len() {
+        let n = &g.nodes[i];
+        let (is_add, clamp) = match n.op {
+            Op::Add { clamp } => (true, clamp),
+            Op::Mul { clamp } => (false, clamp),
+            _ => continue,
+        };
+        let (x, c) = match (g.is_const(n.inputs[0]), g.is_const(n.inputs[1])) {
+            (false, true) => (n.inputs[0], n.inputs[1]),
+            (true, false) => (n.inputs[1], n.inputs[0]),
+            _ => continue,
+        };
+        // The constant must not change the output's shape.
+        if g.values[n.output].shape != g.values[x].shape {
+            continue;
+        }
+        let Some(p) = sole_producer(g, x, &remove) else {
+            continue;
+        };
+        if !is_linear(&g.nodes[p].op) {
+            continue;
+        }
+        let channels = *g.values[x].shape.last().unwrap();
+        let Some(k) = per_channel(g, c, channels) else {
+            continue;
+        };
+        let out = g.nodes[i].output;
+        let op = &mut g.nodes[p].op;
+        if is_add {
+            affine_bias(op, &[], &k);
+        } else {
+            scale_filter(op, &k);
+            affine_bias(op, &k, &[]);
+        }
+        *op.clamp_mut().unwrap() = clamp;
+        g.nodes[p].output = out;
+        remove[i] = true;
+    }
+    remove_nodes(g, &remove);
+    remove.iter().filter(|&&r| r).count()
+}
+
+/// Fuses standalone ReLU/ReLU6/Clip nodes into the operator producing their input (Conv, Depthwise,
+/// FullyConnected, Add, Mul, pooling, or another clamp), composing clamps.
+pub fn fuse_activations(g: &mut Graph) -> usize {
+    let mut remove = vec![false; g.nodes.len()];
+    for i in 0..g.nodes.len() {
+        let Op::Relu { clamp } = g.nodes[i].op else {
+            continue;
+        };
+        let Some(p) = sole_producer(g, g.nodes[i].inputs[0], &remove) else {
+            continue;
+        };
+        if remove[p] {
+            continue;
+        }
+        let Some(c) = g.nodes[p].op.clamp_mut() else {
+            continue;
+        };
+        *c = c.then(clamp);
+        g.nodes[p].output = g.nodes[i].output;
+        remove[i] = true;
+    }
+    remove_nodes(g, &remove);
+    remove.iter().filter(|&&r| r).count()
+}
+
+/// Folds a zero Pad over H and W into the Conv or DepthwiseConv that reads it.
+pub fn fold_pad_into_conv(g: &mut Graph) -> usize {
+    let mut remove = vec![false; g.nodes.len()];
+    for i in 0..g.nodes.len() {
+        if !matches!(
+            g.nodes[i].op,
+            Op::Conv2d { .. } | Op::DepthwiseConv2d { .. }
+        ) {
+            continue;
+        }
+        let Some(p) = sole_producer(g, g.nodes[i].inputs[0], &remove) else {
+            continue;
+        };
+        let Op::Pad { before, after } = &g.nodes[p].op else {
+            continue;
+        };
+        if before.len() != 4 || before[3] != 0 || after[3] != 0 {
+            continue;
+        }
+        let (b, a) = ([before[1], before[2]], [after[1], after[2]]);
+        let src = g.nodes[p].inputs[0];
+        let (Op::Conv2d { window, .. } | Op::DepthwiseConv2d { window, .. }) = &mut g.nodes[i].op
+        else {
+            unreachable!()
+        };
+        window.pads[0] += b[0];
+        window.pads[1] += b[1];
+        window.pads[2] += a[0];
+        window.pads[3] += a[1];
+        g.nodes[i].inputs[0] = src;
+        remove[p] = true;
+    }
+    remove_nodes(g, &remove);
+    remove.iter().filter(|&&r| r).count()
+}
+
+/// Collapses chains of Reshapes into one and removes Reshapes that keep the shape.
+pub fn merge_reshapes(g: &mut Graph) -> usize {
+    let mut remove = vec![false; g.nodes.len()];
+    for i in 0..g.nodes.len() {
+        let Op::Reshape { shape } = &g.nodes[i].op else {
+            continue;
+        };
+        let shape = shape.clone();
+        if let Some(p) = sole_producer(g, g.nodes[i].inputs[0], &remove) {
+            if matches!(g.nodes[p].op, Op::Reshape { .. }) {
+                // The earlier reshape now produces this one's result directly.
+                g.nodes[p].op = Op::Reshape { shape };
+                g.nodes[p].output = g.nodes[i].output;
+                remove[i] = true;
+                continue;
+            }
+        }
+        let (x, out) = (g.nodes[i].inputs[0], g.nodes[i].output);
+        if g.values[x].shape == g.values[out].shape
+            && !g.inputs.contains(&x)
+            && !g.outputs.contains(&out)
+        {
+            replace_uses(g, out, x);
+            remove[i] = true;
+        }
+    }
+    remove_nodes(g, &remove);
+    remove.iter().filter(|&&r| r).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::exec::{run, Tensor};
+    use crate::ir::{Clamp, Param, Window2d};
+
+    /// Deterministic pseudo-random values in [-1, 1).
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    fn conv(in_c: usize, out_c: usize, seed: u64) -> Op {
+        Op::Conv2d {
+            window: Window2d {
+                kernel: [3, 3],
+                stride: [1, 1],
+                dilation: [1, 1],
+                pads: [1, 1, 1, 1],
+            },
+            filter: Param::new(vec![out_c, 3, 3, in_c], values(out_c * 9 * in_c, seed)),
+            bias: Param::new(vec![out_c], values(out_c, seed + 1)),
+            clamp: Clamp::NONE,
+        }
+    }
+
+    /// Runs `g` before and after `pass` on the same random batch; outputs must agree.
+    fn check_pass(
+        mut g: Graph,
+        pass: impl Fn(&mut Graph) -> usize,
+        expect_changed: usize,
+    ) -> Graph {
+        g.check().unwrap();
+        let shape = g.values[g.inputs[0]].shape.clone();
+        let mut batch_shape = shape.clone();
+        batch_shape[0] = 3;
+        let x = Tensor::new(
+            batch_shape.clone(),
+            values(batch_shape.iter().product(), 42),
+        );
+        let before = run(&g, std::slice::from_ref(&x)).unwrap();
+        let n_before = g.nodes.len();
+        assert_eq!(pass(&mut g), expect_changed);
+        g.prune();
+        g.check().unwrap();
+        assert_eq!(g.nodes.len(), n_before - expect_changed);
+        let after = run(&g, &[x]).unwrap();
+        for (a, b) in before.iter().zip(&after) {
+            assert_eq!(a.shape, b.shape);
+            for (x, y) in a.data.iter().zip(&b.data) {
+                assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "{x} vs {y}");
+            }
+        }
+        g
+    }
+
+    #[test]
+    fn batchnorm_folds_into_conv_depthwise_and_fc() {
+        let mut g = Graph::default();
+        let x = g.add_value("x", vec![1, 5, 5, 3]);
+        g.inputs = vec![x];
+        let c = g
+            .add_node("conv", "Conv", conv(3, 4, 1), vec![x], "c")
+            .unwrap();
+        let bn = |seed| Op::BatchNorm {
+            scale: Param::new(vec![4], values(4, seed)),
+            shift: Param::new(vec![4], values(4, seed + 7)),
+        };
+        let b = g
+            .add_node("bn", "BatchNormalization", bn(3), vec![c], "b")
+            .unwrap();
+        let dw = Op::DepthwiseConv2d {
+            window: Window2d {
+                kernel: [3, 3],
+                stride: [2, 2],
+                dilation: [1, 1],
+                pads: [1, 1, 1, 1],
+            },
+            depth_multiplier: 1,
+            filter: Param::new(vec![1, 3, 3, 4], values(36, 5)),
+            bias: Param::new(vec![4], values(4, 6)),
+            clamp: Clamp::NONE,
+        };
+        let d = g.add_node("dw", "Conv", dw, vec![b], "d").unwrap();
+        let b2 = g
+            .add_node("bn2", "BatchNormalization", bn(9), vec![d], "b2")
+            .unwrap();
+        let f = g
+            .add_node(
+                "flat",
+                "Flatten",
+                Op::Reshape { shape: vec![1, 36] },
+                vec![b2],
+                "f",
+            )
+            .unwrap();
+        let fc = Op::FullyConnected {
+            filter: Param::new(vec![4, 36], values(144, 11)),
+            bias: Param::new(vec![4], values(4, 12)),
+            clamp: Clamp::NONE,
+        };
+        let y = g.add_node("fc", "Gemm", fc, vec![f], "y").unwrap();
+        let z = g
+            .add_node("bn3", "BatchNormalization", bn(13), vec![y], "z")
+            .unwrap();
+        g.outputs = vec![z];
+        let g = check_pass(g, fold_batchnorm, 3);
+        assert!(g
+            .nodes
+            .iter()
+            .all(|n| !matches!(n.op, Op::BatchNorm { .. })));
+    }
+
+    #[test]
+    fn batchnorm_stays_when_the_conv_output_is_shared() {
+        let mut g = Graph::default();
+        let x = g.add_value("x", vec![1, 4, 4, 2]);
+        g.inputs = vec![x];
+        let c = g
+            .add_node("conv", "Conv", conv(2, 2, 1), vec![x], "c")
+            .unwrap();
+        let bn = Op::BatchNorm {
+            scale: Param::new(vec![2], vec![2.0, 3.0]),
+            shift: Param::new(vec![2], vec![0.5, 1.0]),
+        };
+        let b = g
+            .add_node("bn", "BatchNormalization", bn, vec![c], "b")
+            .unwrap();
+        let s = g
+            .add_node(
+                "add",
+                "Add",
+                Op::Add { clamp: Clamp::NONE },
+                vec![b, c],
+                "s",
+            )
+            .unwrap();
+        g.outputs = vec![s];
+        check_pass(g, fold_batchnorm, 0);
+    }
+
+    #[test]
+    fn activations_fuse_and_compose() {
+        let mut g = Graph::default();
+        let x = g.add_value("x", vec![1, 4, 4, 2]);
+        g.inputs = vec![x];
+        let c = g
+            .add_node("conv", "Conv", conv(2, 3, 1), vec![x], "c")
+            .unwrap();
+        let r = g
+            .add_node(
+                "relu",
+                "Relu",
+                Op::Relu { clamp: Clamp::RELU },
+                vec![c],
+                "r",
+            )
+            .unwrap();
+        let r6 = g
+            .add_node(
+                "clip",
+                "Clip",
+                Op::Relu {
+                    clamp: Clamp::RELU6,
+                },
+                vec![r],
+                "r6",
+            )
+            .unwrap();
+        let a = g
+            .add_node(
+                "add",
+                "Add",
+                Op::Add { clamp: Clamp::NONE },
+                vec![r6, r6],
+                "a",
+            )
+            .unwrap();
+        let cl = g
+            .add_node(
+                "clamp",
+                "Clip",
+                Op::Relu {
+                    clamp: Clamp::new(-1.0, 0.5),
+                },
+                vec![a],
+                "cl",
+            )
+            .unwrap();
+        // A Relu whose input is also a graph output cannot fuse.
+        let o = g
+            .add_node(
+                "relu2",
+                "Relu",
+                Op::Relu { clamp: Clamp::RELU },
+                vec![cl],
+                "o",
+            )
+            .unwrap();
+        g.outputs = vec![o, cl];
+        let g = check_pass(g, fuse_activations, 3);
+        let clamps: Vec<String> = g
+            .nodes
+            .iter()
+            .map(|n| format!("{:?}", n.op.clone().clamp_mut().copied()))
+            .collect();
+        assert_eq!(g.nodes.len(), 3, "{clamps:?}");
+        assert!(matches!(g.nodes[0].op, Op::Conv2d { clamp, .. } if clamp == Clamp::RELU6));
+        assert!(matches!(g.nodes[1].op, Op::Add { clamp, .. } if clamp == Clamp::new(-1.0, 0.5)));
+    }
+
+    #[test]
+    fn identities_drop() {
+        let mut g = Graph::default();
+        let x = g.add_value("x", vec![1, 6]);
+        g.inputs = vec![x];
+        let i1 = g
+            .add_node("id", "Identity", Op::Identity, vec![x], "i1")
+            .unwrap();
+        let s = g
+            .add_node("sig", "Sigmoid", Op::Logistic, vec![i1], "s")
+            .unwrap();
+        let d = g
+            .add_node("drop", "Dropout", Op::Identity, vec![s], "d")
+            .unwrap();
+        g.outputs = vec![d];
+        let g = check_pass(g, drop_identity, 2);
+        assert_eq!(g.outputs, vec![g.nodes[0].output]);
+    }
+
+    #[test]
+    fn constants_fold_and_affine_constants_fold_into_fc() {
+        let mut g = Graph::default();
+        let x = g.add_value("x", vec![1, 3]);
+        g.inputs = vec![x];
+        // bias = relu(c1 * c2) computed from constants, then MatMul + Add(bias) + Mul(scale).
+        let c1 = g.add_const("c1", vec![1, 2], vec![0.5, -2.0]);
+        let c2 = g.add_const("c2", vec![1, 2], vec![3.0, 1.0]);
+        let prod = g
+            .add_node(
+                "m",
+                "Mul",
+                Op::Mul { clamp: Clamp::NONE },
+                vec![c1, c2],
+                "p",
+            )
+            .unwrap();
+        let bias = g
+            .add_node(
+                "r",
+                "Relu",
+                Op::Relu { clamp: Clamp::RELU },
+                vec![prod],
+                "bias",
+            )
+            .unwrap();
+        let fc = Op::FullyConnected {
+            filter: Param::new(vec![2, 3], values(6, 3)),
+            bias: Param::new(vec![2], vec![0.0; 2]),
+            clamp: Clamp::NONE,
+        };
+        let y = g.add_node("mm", "MatMul", fc, vec![x], "y").unwrap();
+        let z = g
+            .add_node(
+                "add",
+                "Add",
+                Op::Add { clamp: Clamp::NONE },
+                vec![y, bias],
+                "z",
+            )
+            .unwrap();
+        let k = g.add_const("k", vec![1], vec![-3.0]);
+        let k = {
+            // Rank 2 to match: [1, 1].
+            g.values[k].shape = vec![1, 1];
+            k
+        };
+        let w = g
+            .add_node(
+                "scale",
+                "Mul",
+                Op::Mul { clamp: Clamp::RELU },
+                vec![k, z],
+                "w",
+            )
+            .unwrap();
+        g.outputs = vec![w];
+        let mut g = check_pass(g, |g| fold_constants(g).unwrap(), 2);
+        assert_eq!(
+            g.values[g.nodes[1].inputs[1]].data.as_deref(),
+            Some(&[1.5f32, 0.0][..])
+        );
+        let g = check_pass(std::mem::take(&mut g), fold_affine_constants, 2);
+        assert!(
+            matches!(&g.nodes[0].op, Op::FullyConnected { clamp, .. } if *clamp == Clamp::RELU)
+        );
+    }
+
+    #[test]
+    fn reshape_chains_merge() {
+        let mut g = Graph::default();
+        let x = g.add_value("x", vec![1, 2, 2, 3]);
+        g.inputs = vec![x];
+        let a = g
+            .add_node(
+                "a",
+                "Flatten",
+                Op::Reshape { shape: vec![1, 12] },
+                vec![x],
+                "a",
+            )
+            .unwrap();
+        let b = g
+            .add_node(
+                "b",
+                "Unsqueeze",
+                Op::Reshape {
+                    shape: vec![1, 1, 1, 12],
+                },
+                vec![a],
+                "b",
+            )
+            .unwrap();
+        let c = g
+            .add_node(
+                "c",
+                "Reshape",
+                Op::Reshape { shape: vec![1, 12] },
+                vec![b],
+                "c",
+            )
+            .unwrap();
+        let s = g
+            .add_node("s", "Sigmoid", Op::Logistic, vec![c], "s")
+            .unwrap();
+        let d = g
+            .add_node(
+                "d",
+                "Reshape",
+                Op::Reshape { shape: vec![1, 12] },
+                vec![s],
+                "d",
+            )
+            .unwrap();
+        let e = g.add_node("e", "Tanh", Op::Tanh, vec![d], "e").unwrap();
+        g.outputs = vec![e];
+        let g = check_pass(g, merge_reshapes, 3);
+        assert!(matches!(&g.nodes[0].op, Op::Reshape { shape } if *shape == [1, 12]));
+    }
+
+    #[test]
+    fn pad_folds_into_conv() {
+        let mut g = Graph::default();
+        let x = g.add_value("x", vec![1, 4, 4, 2]);
+        g.inputs = vec![x];
+        let p = g
+            .add_node(
+                "pad",
+                "Pad",
+                Op::Pad {
+                    before: vec![0, 1, 0, 0],
+                    after: vec![0, 2, 1, 0],
+                },
+                vec![x],
+                "p",
+            )
+            .unwrap();
+        let c = g
+            .add_node("conv", "Conv", conv(2, 3, 4), vec![p], "c")
+            .unwrap();
+        g.outputs = vec![c];
+        let g = check_pass(g, fold_pad_into_conv, 1);
+        assert!(matches!(&g.nodes[0].op, Op::Conv2d { window, .. } if window.pads == [2, 1, 3, 2]));
+    }
+}

@@ -1,0 +1,1370 @@
+//! ONNX import: decodes a float ONNX model (opsets 11 to 21) and builds the NHWC IR.
+//!
+//! ONNX is NCHW. Rank-4 values become NHWC in the IR: convolution weights are reordered to OHWI (or
+//! `[1, kh, kw, c]` for depthwise), axes and paddings are remapped, constants combined with rank-4
+//! values are transposed. A flatten of a spatial tensor keeps the IR's HWC element order and permutes
+//! the columns of the Gemm/MatMul that reads it. Only the batch dimension may be symbolic (it becomes 1).
+
+pub mod proto;
+mod tensor;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use prost::Message;
+
+use crate::ir::{Clamp, Graph, Op, Param, SourceLayout, ValueId, Window2d};
+use proto::{attribute_type as at, AttributeProto, ModelProto, NodeProto};
+use tensor::Const;
+
+/// The operators the importer understands.
+pub const SUPPORTED: &[&str] = &[
+    "Add",
+    "AveragePool",
+    "BatchNormalization",
+    "Clip",
+    "Concat",
+    "Constant",
+    "Conv",
+    "Dropout",
+    "Flatten",
+    "Gemm",
+    "GlobalAveragePool",
+    "Identity",
+    "MatMul",
+    "MaxPool",
+    "Mul",
+    "Pad",
+    "ReduceMean",
+    "Relu",
+    "Reshape",
+    "Sigmoid",
+    "Softmax",
+    "Squeeze",
+    "Tanh",
+    "Transpose",
+    "Unsqueeze",
+];
+
+/// Opsets of the default domain the importer reads.
+pub const OPSETS: std::ops::RangeInclusive<i64> = 11..=21;
+
+/// Reads and imports an ONNX file (errors name the file).
+pub fn load(path: &Path) -> Result<Graph> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    import(&bytes).with_context(|| format!("{}", path.display()))
+}
+
+/// Decodes ONNX bytes and imports the graph (before optimization passes).
+pub fn import(bytes: &[u8]) -> Result<Graph> {
+    let model = ModelProto::decode(bytes).map_err(|e| anyhow!("not a valid ONNX file: {e}"))?;
+    let graph = model
+        .graph
+        .as_ref()
+        .context("not a valid ONNX file: the model has no graph")?;
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .context("not a valid ONNX file: no opset for the default domain")?;
+    ensure!(
+        OPSETS.contains(&opset),
+        "opset {opset} is not supported (supported: {} to {})",
+        OPSETS.start(),
+        OPSETS.end()
+    );
+    ensure!(
+        !graph.node.is_empty(),
+        "not a valid ONNX file: the graph has no nodes"
+    );
+    let mut im = Importer {
+        opset,
+        g: Graph::default(),
+        vals: HashMap::new(),
+        consts: HashMap::new(),
+    };
+    for t in &graph.initializer {
+        let c = Const::from_proto(t).with_context(|| format!("initializer `{}`", t.name))?;
+        im.consts.insert(t.name.clone(), c);
+    }
+    // Rank-4 inputs read only by Transpose(0, 3, 1, 2) are NHWC already.
+    let nhwc_inputs: HashSet<&str> = graph
+        .input
+        .iter()
+        .filter(|i| {
+            let readers: Vec<&NodeProto> = graph
+                .node
+                .iter()
+                .filter(|n| n.input.contains(&i.name))
+                .collect();
+            !readers.is_empty()
+                && readers.iter().all(|n| {
+                    n.op_type == "Transpose"
+                        && attr(n, "perm").is_some_and(|a| a.ints == [0, 3, 1, 2])
+                })
+        })
+        .map(|i| i.name.as_str())
+        .collect();
+    for input in &graph.input {
+        if im.consts.contains_key(&input.name) {
+            continue;
+        }
+        let dims = input_dims(input).with_context(|| format!("graph input `{}`", input.name))?;
+        let nchw = dims.len() == 4 && !nhwc_inputs.contains(input.name.as_str());
+        let shape = if nchw { to_nhwc(&dims) } else { dims };
+        let v = im.g.add_value(&input.name, shape);
+        im.g.values[v].source = if nchw {
+            SourceLayout::Nchw
+        } else {
+            SourceLayout::Same
+        };
+        im.vals.insert(input.name.clone(), v);
+        im.g.inputs.push(v);
+    }
+    ensure!(
+        !im.g.inputs.is_empty(),
+        "the graph has no (non-constant) inputs"
+    );
+    for (i, node) in graph.node.iter().enumerate() {
+        let label = if node.name.is_empty() {
+            format!("#{i}")
+        } else {
+            node.name.clone()
+        };
+        im.node(node, &label)
+            .with_context(|| format!("node `{label}` ({})", node.op_type))?;
+    }
+    for out in &graph.output {
+        let v = match im.vals.get(&out.name) {
+            Some(&v) => v,
+            None => match im.consts.get(&out.name) {
+                Some(c) => {
+                    let d = c.f32()?;
+                    im.g.add_const(&out.name, c.dims.clone(), d)
+                }
+                None => bail!("graph output `{}` is never computed", out.name),
+            },
+        };
+        im.g.outputs.push(v);
+    }
+    im.g.check()?;
+    Ok(im.g)
+}
+
+fn input_dims(v: &proto::ValueInfoProto) -> Result<Vec<usize>> {
+    let t = v
+        .r#type
+        .as_ref()
+        .and_then(|t| t.tensor_type.as_ref())
+        .context("not a tensor")?;
+    ensure!(
+        t.elem_type == proto::data_type::FLOAT,
+        "element type {} (only float32 inputs are supported)",
+        t.elem_type
+    );
+    let shape = t
+        .shape
+        .as_ref()
+        .context("no shape (a static shape is required)")?;
+    ensure!(
+        !shape.dim.is_empty(),
+        "a scalar input (batch-first tensors required)"
+    );
+    let dims: Vec<usize> = shape
+        .dim
+        .iter()
+        .enumerate()
+        .map(|(axis, d)| match (d.dim_value, &d.dim_param) {
+            (Some(v), _) if v > 0 => Ok(v as usize),
+            _ if axis == 0 => Ok(1),
+            (_, Some(p)) if !p.is_empty() => bail!(
+                "dynamic dimension `{p}` at axis {axis} (only the batch dimension may be symbolic; export with a fixed input size)"
+            ),
+            _ => bail!(
+                "unknown size at axis {axis} (only the batch dimension may be dynamic; export with a fixed input size)"
+            ),
+        })
+        .collect::<Result<_>>()?;
+    let elements = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    ensure!(
+        elements.is_some_and(|e| e <= 1 << 28),
+        "shape {dims:?} is too large"
+    );
+    Ok(dims)
+}
+
+/// NCHW dims to NHWC.
+fn to_nhwc(d: &[usize]) -> Vec<usize> {
+    vec![d[0], d[2], d[3], d[1]]
+}
+
+/// NCHW axis to NHWC axis.
+fn axis_nhwc(a: usize) -> usize {
+    [0, 3, 1, 2][a]
+}
+
+fn attr<'n>(n: &'n NodeProto, name: &str) -> Option<&'n AttributeProto> {
+    n.attribute.iter().find(|a| a.name == name)
+}
+
+fn attr_i(n: &NodeProto, name: &str, default: i64) -> i64 {
+    attr(n, name)
+        .filter(|a| a.r#type == at::INT)
+        .map_or(default, |a| a.i)
+}
+
+fn attr_f(n: &NodeProto, name: &str, default: f32) -> f32 {
+    attr(n, name)
+        .filter(|a| a.r#type == at::FLOAT)
+        .map_or(default, |a| a.f)
+}
+
+fn attr_ints(n: &NodeProto, name: &str) -> Option<Vec<i64>> {
+    attr(n, name)
+        .filter(|a| a.r#type == at::INTS)
+        .map(|a| a.ints.clone())
+}
+
+fn attr_s(n: &NodeProto, name: &str) -> Option<String> {
+    attr(n, name)
+        .filter(|a| a.r#type == at::STRING)
+        .map(|a| String::from_utf8_lossy(&a.s).into_owned())
+}
+
+/// Normalizes a possibly negative axis for `rank`.
+fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    ensure!(
+        (0..rank as i64).contains(&a),
+        "axis {axis} out of range for rank {rank}"
+    );
+    Ok(a as usize)
+}
+
+/// Whether the IR's element order of a value with this source layout and IR shape equals the source's.
+fn same_order(layout: SourceLayout, ir_shape: &[usize]) -> bool {
+    match layout {
+        SourceLayout::Same => true,
+        SourceLayout::Nchw => {
+            let (h, w, c) = (ir_shape[1], ir_shape[2], ir_shape[3]);
+            c == 1 || h * w == 1
+        }
+        SourceLayout::FlatChw { c, h, w } => c == 1 || h * w == 1,
+    }
+}
+
+struct Importer {
+    opset: i64,
+    g: Graph,
+    /// ONNX value name -> IR activation.
+    vals: HashMap<String, ValueId>,
+    /// ONNX value name -> constant (ONNX layout).
+    consts: HashMap<String, Const>,
+}
+
+impl Importer {
+    fn input<'n>(&self, n: &'n NodeProto, i: usize) -> Option<&'n str> {
+        n.input.get(i).map(|s| s.as_str()).filter(|s| !s.is_empty())
+    }
+
+    /// Input `i` as an activation.
+    fn act(&self, n: &NodeProto, i: usize) -> Result<ValueId> {
+        let name = self
+            .input(n, i)
+            .with_context(|| format!("input {i} is missing"))?;
+        match self.vals.get(name) {
+            Some(&v) => Ok(v),
+            None if self.consts.contains_key(name) => {
+                bail!("input {i} (`{name}`) is a constant where an activation is expected")
+            }
+            None => bail!("input {i} (`{name}`) is not defined before this node"),
+        }
+    }
+
+    /// Input `i` as a constant.
+    fn konst(&self, n: &NodeProto, i: usize) -> Result<&Const> {
+        let name = self
+            .input(n, i)
+            .with_context(|| format!("input {i} is missing"))?;
+        match self.consts.get(name) {
+            Some(c) => Ok(c),
+            None if self.vals.contains_key(name) => bail!(
+                "input {i} (`{name}`) is computed at run time; only constant weights and parameters are supported"
+            ),
+            None => bail!("input {i} (`{name}`) is not defined before this node"),
+        }
+    }
+
+    fn opt_const(&self, n: &NodeProto, i: usize) -> Result<Option<&Const>> {
+        match self.input(n, i) {
+            None => Ok(None),
+            Some(_) => self.konst(n, i).map(Some),
+        }
+    }
+
+    fn shape(&self, v: ValueId) -> &[usize] {
+        &self.g.values[v].shape
+    }
+
+    fn layout(&self, v: ValueId) -> SourceLayout {
+        self.g.values[v].source
+    }
+
+    /// The source (ONNX) dims of activation `v`.
+    fn onnx_dims(&self, v: ValueId) -> Vec<usize> {
+        let s = self.shape(v);
+        match self.layout(v) {
+            SourceLayout::Nchw => vec![s[0], s[3], s[1], s[2]],
+            _ => s.to_vec(),
+        }
+    }
+
+    /// Adds a node, records its output under the ONNX name with `layout`.
+    fn emit(
+        &mut self,
+        n: &NodeProto,
+        label: &str,
+        op: Op,
+        inputs: Vec<ValueId>,
+        layout: SourceLayout,
+    ) -> Result<ValueId> {
+        let out_name = n.output.first().context("the node has no output")?;
+        let v = self.g.add_node(label, &n.op_type, op, inputs, out_name)?;
+        self.g.values[v].source = layout;
+        self.vals.insert(out_name.clone(), v);
+        Ok(v)
+    }
+
+    fn node(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        if !(n.domain.is_empty() || n.domain == "ai.onnx")
+            || !SUPPORTED.contains(&n.op_type.as_str())
+        {
+            let op = if n.domain.is_empty() {
+                n.op_type.clone()
+            } else {
+                format!("{}:{}", n.domain, n.op_type)
+            };
+            bail!(
+                "unsupported operator `{op}` (supported: {})",
+                SUPPORTED.join(", ")
+            );
+        }
+        if n.op_type == "Constant" {
+            let c = Const::from_constant_node(n)?;
+            self.consts
+                .insert(n.output.first().context("no output")?.clone(), c);
+            return Ok(());
+        }
+        if self.fold_const_node(n)? {
+            return Ok(());
+        }
+        match n.op_type.as_str() {
+            "Conv" => self.conv(n, label),
+            "Gemm" => self.gemm(n, label),
+            "MatMul" => self.matmul(n, label),
+            "Add" => self.binary(n, label, Op::Add { clamp: Clamp::NONE }),
+            "Mul" => self.binary(n, label, Op::Mul { clamp: Clamp::NONE }),
+            "Relu" => self.unary(n, label, Op::Relu { clamp: Clamp::RELU }),
+            "Sigmoid" => self.unary(n, label, Op::Logistic),
+            "Tanh" => self.unary(n, label, Op::Tanh),
+            "Identity" | "Dropout" => {
+                if n.op_type == "Dropout" {
+                    if let Some(t) = self.opt_const(n, 2)? {
+                        ensure!(
+                            t.f32()?.iter().all(|&v| v == 0.0),
+                            "Dropout in training mode"
+                        );
+                    }
+                    ensure!(
+                        n.output.get(1).is_none_or(|s| s.is_empty()),
+                        "Dropout's mask output is not supported"
+                    );
+                }
+                self.unary(n, label, Op::Identity)
+            }
+            "Clip" => self.clip(n, label),
+            "MaxPool" | "AveragePool" => self.pool(n, label),
+            "GlobalAveragePool" => {
+                let x = self.act(n, 0)?;
+                ensure!(
+                    self.layout(x) == SourceLayout::Nchw,
+                    "input is not a 4-D NCHW tensor"
+                );
+                self.emit(
+                    n,
+                    label,
+                    Op::Mean { keep_dims: true },
+                    vec![x],
+                    SourceLayout::Nchw,
+                )
+                .map(drop)
+            }
+            "ReduceMean" => self.reduce_mean(n, label),
+            "Flatten" => {
+                let x = self.act(n, 0)?;
+                let d = self.onnx_dims(x);
+                let axis = norm_axis(attr_i(n, "axis", 1), d.len() + 1)?;
+                ensure!(
+                    axis == 1,
+                    "Flatten with axis {axis} (only axis 1, keeping the batch, is supported)"
+                );
+                self.reshape_to(n, label, x, vec![d[0], d[1..].iter().product()])
+            }
+            "Reshape" => {
+                let x = self.act(n, 0)?;
+                let shape = self.konst(n, 1)?.i64()?;
+                let d = self.onnx_dims(x);
+                let allow_zero = attr_i(n, "allowzero", 0) != 0;
+                let out = resolve_reshape(&d, &shape, allow_zero)?;
+                self.reshape_to(n, label, x, out)
+            }
+            "Squeeze" | "Unsqueeze" => {
+                let x = self.act(n, 0)?;
+                let axes = match attr_ints(n, "axes") {
+                    Some(a) => a,
+                    None => match self.opt_const(n, 1)? {
+                        Some(c) => c.i64()?,
+                        None => Vec::new(),
+                    },
+                };
+                let d = self.onnx_dims(x);
+                let out = if n.op_type == "Squeeze" {
+                    let axes: Vec<usize> = axes
+                        .iter()
+                        .map(|&a| norm_axis(a, d.len()))
+                        .collect::<Result<_>>()?;
+                    d.iter()
+                        .enumerate()
+                        .filter(|(i, &s)| {
+                            if axes.is_empty() {
+                                s != 1
+                            } else {
+                                !axes.contains(i)
+                            }
+                        })
+                        .map(|(_, &s)| s)
+                        .collect()
+                } else {
+                    unsqueeze(&d, &axes)?
+                };
+                self.reshape_to(n, label, x, out)
+            }
+            "Transpose" => self.transpose(n, label),
+            "Concat" => self.concat(n, label),
+            "Pad" => self.pad(n, label),
+            "BatchNormalization" => self.batchnorm(n, label),
+            "Softmax" => self.softmax(n, label),
+            other => bail!("unsupported operator `{other}`"),
+        }
+    }
+
+    /// Evaluates shape glue on constants at import (Identity, Reshape, Flatten, Squeeze, Unsqueeze, Add,
+    /// Mul, Concat of constants). Returns whether the node was folded.
+    fn fold_const_node(&mut self, n: &NodeProto) -> Result<bool> {
+        let names: Vec<&str> = n
+            .input
+            .iter()
+            .map(|s| s.as_str())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if names.is_empty() || !names.iter().all(|s| self.consts.contains_key(*s)) {
+            return Ok(false);
+        }
+        let c = |i: usize| -> Result<&Const> {
+            names
+                .get(i)
+                .map(|s| &self.consts[*s])
+                .with_context(|| format!("input {i} is missing"))
+        };
+        let out = match n.op_type.as_str() {
+            "Identity" => c(0)?.clone(),
+            "Reshape" => {
+                let d =
+                    resolve_reshape(&c(0)?.dims, &c(1)?.i64()?, attr_i(n, "allowzero", 0) != 0)?;
+                c(0)?.reshaped(d)
+            }
+            "Flatten" => {
+                let d = &c(0)?.dims;
+                let axis = norm_axis(attr_i(n, "axis", 1), d.len() + 1)?;
+                c(0)?.reshaped(vec![d[..axis].iter().product(), d[axis..].iter().product()])
+            }
+            "Unsqueeze" => {
+                let axes = attr_ints(n, "axes").map_or_else(|| c(1)?.i64(), Ok)?;
+                c(0)?.reshaped(unsqueeze(&c(0)?.dims, &axes)?)
+            }
+            "Squeeze" => {
+                let d = &c(0)?.dims;
+                let axes = match attr_ints(n, "axes") {
+                    Some(a) => a,
+                    None if names.len() > 1 => c(1)?.i64()?,
+                    None => Vec::new(),
+                };
+                let axes: Vec<usize> = axes
+                    .iter()
+                    .map(|&a| norm_axis(a, d.len()))
+                    .collect::<Result<_>>()?;
+                let nd = d
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, &s)| {
+                        if axes.is_empty() {
+                            s != 1
+                        } else {
+                            !axes.contains(i)
+                        }
+                    })
+                    .map(|(_, &s)| s)
+                    .collect();
+                c(0)?.reshaped(nd)
+            }
+            "Add" | "Mul" => {
+                let add = n.op_type == "Add";
+                tensor::broadcast_f32(c(0)?, c(1)?, |a, b| if add { a + b } else { a * b })?
+            }
+            "Concat" => {
+                let parts: Vec<&Const> = (0..names.len()).map(c).collect::<Result<_>>()?;
+                let axis = norm_axis(attr_i(n, "axis", 0), parts[0].dims.len())?;
+                tensor::concat(&parts, axis)?
+            }
+            _ => return Ok(false),
+        };
+        out.check()?;
+        self.consts
+            .insert(n.output.first().context("no output")?.clone(), out);
+        Ok(true)
+    }
+
+    fn unary(&mut self, n: &NodeProto, label: &str, op: Op) -> Result<()> {
+        let x = self.act(n, 0)?;
+        let l = self.layout(x);
+        self.emit(n, label, op, vec![x], l).map(drop)
+    }
+
+    fn clip(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let scalar = |c: Option<&Const>, attr_name: &str, default: f32| -> Result<f32> {
+            match c {
+                Some(c) => {
+                    let v = c.f32()?;
+                    ensure!(
+                        v.len() == 1,
+                        "Clip bound with {} values (a scalar is required)",
+                        v.len()
+                    );
+                    Ok(v[0])
+                }
+                None => Ok(attr_f(n, attr_name, default)),
+            }
+        };
+        let min = scalar(self.opt_const(n, 1)?, "min", f32::NEG_INFINITY)?;
+        let max = scalar(self.opt_const(n, 2)?, "max", f32::INFINITY)?;
+        ensure!(min <= max, "Clip with min {min} above max {max}");
+        self.unary(
+            n,
+            label,
+            Op::Relu {
+                clamp: Clamp::new(min, max),
+            },
+        )
+    }
+
+    /// Window attributes of Conv and pooling for an NHWC input `x` and kernel size `kernel`.
+    fn window(
+        &self,
+        n: &NodeProto,
+        x: &[usize],
+        kernel: [usize; 2],
+        ceil: bool,
+    ) -> Result<Window2d> {
+        let two = |name: &str, default: usize| -> Result<[usize; 2]> {
+            match attr_ints(n, name) {
+                None => Ok([default; 2]),
+                Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 1) => {
+                    Ok([v[0] as usize, v[1] as usize])
+                }
+                Some(v) => bail!("{name} {v:?} (two positive values expected)"),
+            }
+        };
+        let stride = two("strides", 1)?;
+        let dilation = two("dilations", 1)?;
+        let mut pads = match attr_ints(n, "pads") {
+            None => [0; 4],
+            Some(p) if p.len() == 4 && p.iter().all(|&x| x >= 0) => {
+                [p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize]
+            }
+            Some(p) => bail!("pads {p:?} (four non-negative values expected)"),
+        };
+        // The runtime stores windows as u16; larger values are also where the arithmetic could overflow.
+        let limit = u16::MAX as usize;
+        ensure!(
+            kernel
+                .iter()
+                .chain(&stride)
+                .chain(&dilation)
+                .chain(&pads)
+                .all(|&v| v <= limit),
+            "kernel, strides, dilations or pads above {limit}"
+        );
+        let auto = attr_s(n, "auto_pad").unwrap_or_default();
+        let size = [x[1], x[2]];
+        match auto.as_str() {
+            "" | "NOTSET" => {}
+            "VALID" => pads = [0; 4],
+            "SAME_UPPER" | "SAME_LOWER" => {
+                for a in 0..2 {
+                    let out = size[a].div_ceil(stride[a]);
+                    let eff = (kernel[a] - 1) * dilation[a] + 1;
+                    let total = ((out - 1) * stride[a] + eff).saturating_sub(size[a]);
+                    let small = total / 2;
+                    let (b, e) = if auto == "SAME_UPPER" {
+                        (small, total - small)
+                    } else {
+                        (total - small, small)
+                    };
+                    pads[a] = b;
+                    pads[a + 2] = e;
+                }
+            }
+            other => bail!("auto_pad `{other}`"),
+        }
+        if ceil {
+            for a in 0..2 {
+                let eff = (kernel[a] - 1) * dilation[a] + 1;
+                let padded = size[a] + pads[a] + pads[a + 2];
+                ensure!(padded >= eff, "the window is larger than the padded input");
+                let mut out = (padded - eff).div_ceil(stride[a]) + 1;
+                // The last window must start inside the input or its leading padding.
+                if out > 1 && (out - 1) * stride[a] >= size[a] + pads[a] {
+                    out -= 1;
+                }
+                let need = (out - 1) * stride[a] + eff;
+                if need > padded {
+                    pads[a + 2] += need - padded;
+                }
+            }
+        }
+        Ok(Window2d {
+            kernel,
+            stride,
+            dilation,
+            pads,
+        })
+    }
+
+    fn conv(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let x = self.act(n, 0)?;
+        ensure!(
+            self.layout(x) == SourceLayout::Nchw,
+            "input is not a 4-D NCHW tensor (only 2-D convolution is supported)"
+        );
+        let w = self.konst(n, 1)?;
+        ensure!(
+            w.dims.len() == 4,
+            "weight of rank {} (2-D convolution expected)",
+            w.dims.len()
+        );
+        ensure!(
+            w.dims.iter().all(|&d| d > 0),
+            "weight of shape {:?}",
+            w.dims
+        );
+        let (m, cg, kh, kw) = (w.dims[0], w.dims[1], w.dims[2], w.dims[3]);
+        if let Some(k) = attr_ints(n, "kernel_shape") {
+            ensure!(
+                k == [kh as i64, kw as i64],
+                "kernel_shape {k:?} differs from the weight's"
+            );
+        }
+        let wd = w.f32()?;
+        let bias = match self.opt_const(n, 2)? {
+            Some(b) => b.f32()?,
+            None => vec![0.0; m],
+        };
+        ensure!(
+            bias.len() == m,
+            "bias of {} values for {m} output channels",
+            bias.len()
+        );
+        let xs = self.shape(x).to_vec();
+        let c = xs[3];
+        let group = attr_i(n, "group", 1);
+        let window = self.window(n, &xs, [kh, kw], false)?;
+        let op = if group == 1 {
+            ensure!(cg == c, "weight for {cg} input channels, input has {c}");
+            let mut f = vec![0.0f32; wd.len()];
+            for o in 0..m {
+                for i in 0..c {
+                    for y in 0..kh {
+                        for xx in 0..kw {
+                            f[((o * kh + y) * kw + xx) * c + i] =
+                                wd[((o * c + i) * kh + y) * kw + xx];
+                        }
+                    }
+                }
+            }
+            Op::Conv2d {
+                window,
+                filter: Param::new(vec![m, kh, kw, c], f),
+                bias: Param::new(vec![m], bias),
+                clamp: Clamp::NONE,
+            }
+        } else if group as usize == c && cg == 1 && m % c == 0 {
+            let mut f = vec![0.0f32; wd.len()];
+            for o in 0..m {
+                for y in 0..kh {
+                    for xx in 0..kw {
+                        f[(y * kw + xx) * m + o] = wd[(o * kh + y) * kw + xx];
+                    }
+                }
+            }
+            Op::DepthwiseConv2d {
+                window,
+                depth_multiplier: m / c,
+                filter: Param::new(vec![1, kh, kw, m], f),
+                bias: Param::new(vec![m], bias),
+                clamp: Clamp::NONE,
+            }
+        } else {
+            bail!("grouped convolution (group {group} over {c} channels) is not supported; only group 1 and depthwise (group = channels)")
+        };
+        self.emit(n, label, op, vec![x], SourceLayout::Nchw)
+            .map(drop)
+    }
+
+    /// A FullyConnected from `x` with ONNX-ordered `filter` `[out, in]`; columns are permuted when `x`
+    /// is a flattened spatial tensor in the IR's HWC order.
+    #[allow(clippy::too_many_arguments)]
+    fn fully_connected(
+        &mut self,
+        n: &NodeProto,
+        label: &str,
+        x: ValueId,
+        out: usize,
+        inp: usize,
+        mut filter: Vec<f32>,
+        bias: Vec<f32>,
+    ) -> Result<()> {
+        let xs = self.shape(x).to_vec();
+        ensure!(
+            xs.len() >= 2 && *xs.last().unwrap() == inp,
+            "input {:?} does not fit weight [{out}, {inp}]",
+            self.onnx_dims(x)
+        );
+        let layout = match self.layout(x) {
+            SourceLayout::FlatChw { c, h, w } if !same_order(self.layout(x), &xs) => {
+                ensure!(
+                    xs.len() == 2 && c * h * w == inp,
+                    "a flattened spatial tensor of shape {xs:?}"
+                );
+                let src = filter.clone();
+                for o in 0..out {
+                    for ci in 0..c {
+                        for y in 0..h {
+                            for xx in 0..w {
+                                filter[o * inp + (y * w + xx) * c + ci] =
+                                    src[o * inp + (ci * h + y) * w + xx];
+                            }
+                        }
+                    }
+                }
+                SourceLayout::Same
+            }
+            SourceLayout::Nchw => bail!("a 4-D input (flatten it first)"),
+            _ => SourceLayout::Same,
+        };
+        let op = Op::FullyConnected {
+            filter: Param::new(vec![out, inp], filter),
+            bias: Param::new(vec![out], bias),
+            clamp: Clamp::NONE,
+        };
+        self.emit(n, label, op, vec![x], layout).map(drop)
+    }
+
+    fn gemm(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        ensure!(attr_i(n, "transA", 0) == 0, "transA = 1 is not supported");
+        let x = self.act(n, 0)?;
+        ensure!(
+            self.shape(x).len() == 2,
+            "input of rank {} (Gemm takes rank 2)",
+            self.shape(x).len()
+        );
+        let b = self.konst(n, 1)?;
+        ensure!(
+            b.dims.len() == 2 && b.dims.iter().all(|&d| d > 0),
+            "weight of shape {:?}",
+            b.dims
+        );
+        let (alpha, beta) = (attr_f(n, "alpha", 1.0), attr_f(n, "beta", 1.0));
+        let trans_b = attr_i(n, "transB", 0) != 0;
+        let bd = b.f32()?;
+        let (out, inp) = if trans_b {
+            (b.dims[0], b.dims[1])
+        } else {
+            (b.dims[1], b.dims[0])
+        };
+        let mut filter = vec![0.0f32; bd.len()];
+        for o in 0..out {
+            for i in 0..inp {
+                filter[o * inp + i] = alpha
+                    * if trans_b {
+                        bd[o * inp + i]
+                    } else {
+                        bd[i * out + o]
+                    };
+            }
+        }
+        let bias = match self.opt_const(n, 2)? {
+            None => vec![0.0; out],
+            Some(c) => {
+                let v = c.f32()?;
+                ensure!(
+                    c.dims.iter().rev().skip(1).all(|&d| d == 1)
+                        && (v.len() == out || v.len() == 1),
+                    "bias of shape {:?} for {out} outputs (per-output or scalar bias required)",
+                    c.dims
+                );
+                (0..out)
+                    .map(|o| beta * v[if v.len() == 1 { 0 } else { o }])
+                    .collect()
+            }
+        };
+        self.fully_connected(n, label, x, out, inp, filter, bias)
+    }
+
+    fn matmul(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let x = self.act(n, 0)?;
+        let b = self.konst(n, 1)?;
+        ensure!(
+            b.dims.len() == 2,
+            "right operand of rank {} (a constant matrix is required)",
+            b.dims.len()
+        );
+        ensure!(
+            b.dims.iter().all(|&d| d > 0),
+            "weight of shape {:?}",
+            b.dims
+        );
+        let (inp, out) = (b.dims[0], b.dims[1]);
+        let bd = b.f32()?;
+        let mut filter = vec![0.0f32; bd.len()];
+        for o in 0..out {
+            for i in 0..inp {
+                filter[o * inp + i] = bd[i * out + o];
+            }
+        }
+        self.fully_connected(n, label, x, out, inp, filter, vec![0.0; out])
+    }
+
+    /// A constant operand in the IR layout of activation `like` (ONNX broadcasting to its rank first).
+    fn const_like(&mut self, c: &Const, like: ValueId, name: &str) -> Result<ValueId> {
+        let rank = self.shape(like).len();
+        ensure!(
+            c.dims.len() <= rank,
+            "constant of rank {} for a rank-{rank} operand",
+            c.dims.len()
+        );
+        let mut dims = vec![1usize; rank - c.dims.len()];
+        dims.extend(&c.dims);
+        let data = c.f32()?;
+        let (shape, data) = match self.layout(like) {
+            SourceLayout::Nchw => {
+                let (n, ch, h, w) = (dims[0], dims[1], dims[2], dims[3]);
+                let mut out = vec![0.0f32; data.len()];
+                for s in 0..n {
+                    for ci in 0..ch {
+                        for y in 0..h {
+                            for x in 0..w {
+                                out[((s * h + y) * w + x) * ch + ci] =
+                                    data[((s * ch + ci) * h + y) * w + x];
+                            }
+                        }
+                    }
+                }
+                (vec![n, h, w, ch], out)
+            }
+            SourceLayout::FlatChw { c: ch, h, w } if *dims.last().unwrap() > 1 => {
+                ensure!(
+                    dims.len() == 2 && dims[0] == 1 && dims[1] == ch * h * w,
+                    "constant of shape {:?} with a flattened spatial tensor",
+                    c.dims
+                );
+                let mut out = vec![0.0f32; data.len()];
+                for ci in 0..ch {
+                    for y in 0..h {
+                        for x in 0..w {
+                            out[(y * w + x) * ch + ci] = data[(ci * h + y) * w + x];
+                        }
+                    }
+                }
+                (dims, out)
+            }
+            _ => (dims, data),
+        };
+        Ok(self.g.add_const(name, shape, data))
+    }
+
+    fn binary(&mut self, n: &NodeProto, label: &str, op: Op) -> Result<()> {
+        let name = |i: usize| self.input(n, i).unwrap_or("").to_string();
+        let (a, b) = match (
+            self.vals.get(&name(0)).copied(),
+            self.vals.get(&name(1)).copied(),
+        ) {
+            (Some(a), Some(b)) => {
+                let (la, lb) = (self.layout(a), self.layout(b));
+                ensure!(
+                    self.shape(a).len() == self.shape(b).len(),
+                    "operands of rank {} and {} (equal ranks required)",
+                    self.shape(a).len(),
+                    self.shape(b).len()
+                );
+                ensure!(
+                    la == lb || (same_order(la, self.shape(a)) && same_order(lb, self.shape(b))),
+                    "operands in different layouts"
+                );
+                (a, b)
+            }
+            (Some(a), None) => {
+                let c = self.konst(n, 1)?.clone();
+                (a, self.const_like(&c, a, &name(1))?)
+            }
+            (None, Some(b)) => {
+                let c = self.konst(n, 0)?.clone();
+                (self.const_like(&c, b, &name(0))?, b)
+            }
+            (None, None) => {
+                self.konst(n, 0)?;
+                self.konst(n, 1)?;
+                unreachable!("constant operands are folded at import")
+            }
+        };
+        let layout = if self.g.is_const(a) {
+            self.layout(b)
+        } else {
+            self.layout(a)
+        };
+        self.emit(n, label, op, vec![a, b], layout).map(drop)
+    }
+
+    fn pool(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let x = self.act(n, 0)?;
+        ensure!(
+            self.layout(x) == SourceLayout::Nchw,
+            "input is not a 4-D NCHW tensor"
+        );
+        ensure!(
+            n.output.get(1).is_none_or(|s| s.is_empty()),
+            "the Indices output is not supported"
+        );
+        let k = attr_ints(n, "kernel_shape").context("kernel_shape is missing")?;
+        ensure!(
+            k.len() == 2 && k.iter().all(|&v| v >= 1),
+            "kernel_shape {k:?} (2-D pooling expected)"
+        );
+        let xs = self.shape(x).to_vec();
+        let ceil = attr_i(n, "ceil_mode", 0) != 0;
+        let window = self.window(n, &xs, [k[0] as usize, k[1] as usize], ceil)?;
+        ensure!(
+            window.dilation == [1, 1],
+            "pooling with dilations is not supported"
+        );
+        if n.op_type == "MaxPool" {
+            ensure!(attr_i(n, "storage_order", 0) == 0, "storage_order 1");
+            return self
+                .emit(
+                    n,
+                    label,
+                    Op::MaxPool2d {
+                        window,
+                        clamp: Clamp::NONE,
+                    },
+                    vec![x],
+                    SourceLayout::Nchw,
+                )
+                .map(drop);
+        }
+        let mut input = x;
+        let mut window = window;
+        if attr_i(n, "count_include_pad", 0) != 0 && window.pads != [0; 4] {
+            // Padding counts as zeros: pad explicitly, then average without padding (the ceil-mode
+            // overhang beyond the explicit pads stays excluded, as in ONNX Runtime).
+            let p = attr_ints(n, "pads").map(|p| p.iter().map(|&v| v as usize).collect::<Vec<_>>());
+            let explicit = match attr_s(n, "auto_pad").as_deref() {
+                None | Some("") | Some("NOTSET") => p.unwrap_or(vec![0; 4]),
+                _ => window.pads.to_vec(),
+            };
+            let pad = Op::Pad {
+                before: vec![0, explicit[0], explicit[1], 0],
+                after: vec![0, explicit[2], explicit[3], 0],
+            };
+            let out_name = format!("{label}/pad");
+            input = self.g.add_node(
+                format!("{label}/pad"),
+                "AveragePool",
+                pad,
+                vec![x],
+                out_name,
+            )?;
+            self.g.values[input].source = SourceLayout::Nchw;
+            for (p, e) in window.pads.iter_mut().zip(&explicit) {
+                *p -= e;
+            }
+        }
+        self.emit(
+            n,
+            label,
+            Op::AveragePool2d {
+                window,
+                clamp: Clamp::NONE,
+            },
+            vec![input],
+            SourceLayout::Nchw,
+        )
+        .map(drop)
+    }
+
+    fn reduce_mean(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let x = self.act(n, 0)?;
+        ensure!(
+            self.layout(x) == SourceLayout::Nchw,
+            "input is not a 4-D NCHW tensor (only the mean over H and W is supported)"
+        );
+        let axes = match attr_ints(n, "axes") {
+            Some(a) => a,
+            None => match self.opt_const(n, 1)? {
+                Some(c) => c.i64()?,
+                None => Vec::new(),
+            },
+        };
+        let mut axes: Vec<usize> = axes
+            .iter()
+            .map(|&a| norm_axis(a, 4))
+            .collect::<Result<_>>()?;
+        axes.sort();
+        axes.dedup();
+        ensure!(
+            axes == [2, 3],
+            "ReduceMean over axes {axes:?} (only the mean over H and W, axes [2, 3], is supported)"
+        );
+        let keep = attr_i(n, "keepdims", 1) != 0;
+        let layout = if keep {
+            SourceLayout::Nchw
+        } else {
+            SourceLayout::Same
+        };
+        self.emit(n, label, Op::Mean { keep_dims: keep }, vec![x], layout)
+            .map(drop)
+    }
+
+    /// A reshape of activation `x` to ONNX dims `out`, when the element order allows it.
+    fn reshape_to(
+        &mut self,
+        n: &NodeProto,
+        label: &str,
+        x: ValueId,
+        out: Vec<usize>,
+    ) -> Result<()> {
+        let xs = self.shape(x).to_vec();
+        let layout = self.layout(x);
+        ensure!(
+            out.first() == Some(&xs[0]) && out.len() >= 2,
+            "the result {out:?} does not keep the batch dimension first"
+        );
+        let (ir_shape, out_layout) = if same_order(layout, &xs) {
+            if out.len() == 4 {
+                let s = to_nhwc(&out);
+                ensure!(
+                    same_order(SourceLayout::Nchw, &s),
+                    "reshaping to {out:?} reorders elements between NCHW and NHWC (not supported)"
+                );
+                (s, SourceLayout::Nchw)
+            } else {
+                (out, SourceLayout::Same)
+            }
+        } else {
+            // A spatial NCHW tensor (or its flattened form) stays in HWC order: only flattening to
+            // [n, c*h*w] is possible, the next Gemm/MatMul permutes its columns.
+            let (c, h, w) = match layout {
+                SourceLayout::Nchw => (xs[3], xs[1], xs[2]),
+                SourceLayout::FlatChw { c, h, w } => (c, h, w),
+                SourceLayout::Same => unreachable!(),
+            };
+            ensure!(
+                out.len() == 2,
+                "reshaping a spatial NCHW tensor to {out:?} reorders elements between NCHW and NHWC (only flattening to [n, c*h*w] is supported)"
+            );
+            (out, SourceLayout::FlatChw { c, h, w })
+        };
+        if ir_shape == xs {
+            return self
+                .emit(n, label, Op::Identity, vec![x], out_layout)
+                .map(drop);
+        }
+        self.emit(
+            n,
+            label,
+            Op::Reshape { shape: ir_shape },
+            vec![x],
+            out_layout,
+        )
+        .map(drop)
+    }
+
+    fn transpose(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let x = self.act(n, 0)?;
+        let d = self.onnx_dims(x);
+        let perm: Vec<usize> = match attr_ints(n, "perm") {
+            Some(p) => p
+                .iter()
+                .map(|&a| norm_axis(a, d.len()))
+                .collect::<Result<_>>()?,
+            None => (0..d.len()).rev().collect(),
+        };
+        ensure!(perm.len() == d.len(), "perm {perm:?} for rank {}", d.len());
+        let out: Vec<usize> = perm.iter().map(|&p| d[p]).collect();
+        // Source axes of the input in IR order, and of the output (as NCHW when rank 4, else as is).
+        let in_axes: Vec<usize> = match self.layout(x) {
+            SourceLayout::Nchw => vec![0, 2, 3, 1],
+            SourceLayout::Same => (0..d.len()).collect(),
+            SourceLayout::FlatChw { .. } => {
+                bail!("transposing a flattened spatial tensor is not supported")
+            }
+        };
+        let non_unit = |axes: &[usize]| -> Vec<usize> {
+            axes.iter().copied().filter(|&a| d[a] != 1).collect()
+        };
+        let want = non_unit(&in_axes);
+        for nchw in [true, false] {
+            if nchw && out.len() != 4 {
+                continue;
+            }
+            let out_axes: Vec<usize> = if nchw {
+                [0, 2, 3, 1].iter().map(|&i| perm[i]).collect()
+            } else {
+                perm.clone()
+            };
+            if non_unit(&out_axes) == want {
+                let (shape, layout) = if nchw {
+                    (to_nhwc(&out), SourceLayout::Nchw)
+                } else {
+                    (out.clone(), SourceLayout::Same)
+                };
+                ensure!(
+                    shape[0] == self.shape(x)[0],
+                    "the transpose moves the batch dimension"
+                );
+                if shape == self.shape(x) {
+                    return self.emit(n, label, Op::Identity, vec![x], layout).map(drop);
+                }
+                return self
+                    .emit(n, label, Op::Reshape { shape }, vec![x], layout)
+                    .map(drop);
+            }
+        }
+        bail!("Transpose {perm:?} of {d:?} moves data (only layout glue that keeps the element order is supported)")
+    }
+
+    fn concat(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        ensure!(!n.input.is_empty(), "no inputs");
+        let xs: Vec<ValueId> = (0..n.input.len())
+            .map(|i| self.act(n, i))
+            .collect::<Result<_>>()?;
+        let layout = self.layout(xs[0]);
+        ensure!(
+            xs.iter().all(|&v| self.layout(v) == layout),
+            "inputs in different layouts"
+        );
+        let rank = self.shape(xs[0]).len();
+        let axis = norm_axis(attr_i(n, "axis", 1), rank)?;
+        ensure!(axis != 0, "concatenation along the batch");
+        let axis = match layout {
+            SourceLayout::Nchw => axis_nhwc(axis),
+            SourceLayout::Same => axis,
+            SourceLayout::FlatChw { .. } => {
+                bail!("concatenating flattened spatial tensors is not supported")
+            }
+        };
+        self.emit(n, label, Op::Concatenation { axis }, xs, layout)
+            .map(drop)
+    }
+
+    fn pad(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let x = self.act(n, 0)?;
+        let mode = attr_s(n, "mode").unwrap_or_else(|| "constant".into());
+        ensure!(
+            mode == "constant",
+            "Pad mode `{mode}` (only constant padding is supported)"
+        );
+        let d = self.onnx_dims(x);
+        let rank = d.len();
+        let pads = match attr_ints(n, "pads") {
+            Some(p) => p,
+            None => self.konst(n, 1)?.i64()?,
+        };
+        if let Some(v) = self.opt_const(n, 2)? {
+            let v = v.f32()?;
+            ensure!(
+                v.iter().all(|&x| x == 0.0),
+                "padding value {v:?} (only zero padding is supported)"
+            );
+        }
+        ensure!(
+            attr_f(n, "value", 0.0) == 0.0,
+            "padding with a non-zero value"
+        );
+        let axes: Vec<usize> = match self.opt_const(n, 3)? {
+            Some(a) => a
+                .i64()?
+                .iter()
+                .map(|&a| norm_axis(a, rank))
+                .collect::<Result<_>>()?,
+            None => (0..rank).collect(),
+        };
+        ensure!(
+            pads.len() == 2 * axes.len(),
+            "{} pads for {} axes",
+            pads.len(),
+            axes.len()
+        );
+        ensure!(
+            pads.iter().all(|&p| p >= 0),
+            "negative padding (cropping) is not supported"
+        );
+        let (mut before, mut after) = (vec![0usize; rank], vec![0usize; rank]);
+        for (i, &a) in axes.iter().enumerate() {
+            before[a] = pads[i] as usize;
+            after[a] = pads[i + axes.len()] as usize;
+        }
+        let layout = self.layout(x);
+        if layout == SourceLayout::Nchw {
+            before = to_nhwc(&before);
+            after = to_nhwc(&after);
+        } else {
+            ensure!(
+                layout == SourceLayout::Same,
+                "padding a flattened spatial tensor"
+            );
+        }
+        self.emit(n, label, Op::Pad { before, after }, vec![x], layout)
+            .map(drop)
+    }
+
+    fn batchnorm(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        ensure!(attr_i(n, "training_mode", 0) == 0, "training_mode = 1");
+        ensure!(
+            n.output.iter().skip(1).all(|s| s.is_empty()),
+            "running mean/variance outputs (training mode)"
+        );
+        let x = self.act(n, 0)?;
+        let layout = self.layout(x);
+        ensure!(
+            layout == SourceLayout::Nchw
+                || (layout == SourceLayout::Same && self.shape(x).len() == 2),
+            "input {:?} (NCHW or [n, c] required)",
+            self.onnx_dims(x)
+        );
+        let get = |i: usize| -> Result<Vec<f32>> { self.konst(n, i)?.f32() };
+        let (gamma, beta, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
+        let c = *self.shape(x).last().unwrap();
+        ensure!(
+            [&gamma, &beta, &mean, &var].iter().all(|v| v.len() == c),
+            "parameters for a different channel count than {c}"
+        );
+        let eps = attr_f(n, "epsilon", 1e-5);
+        let scale: Vec<f32> = gamma
+            .iter()
+            .zip(&var)
+            .map(|(g, v)| g / (v + eps).sqrt())
+            .collect();
+        let shift: Vec<f32> = beta
+            .iter()
+            .zip(&mean)
+            .zip(&scale)
+            .map(|((b, m), s)| b - m * s)
+            .collect();
+        let op = Op::BatchNorm {
+            scale: Param::new(vec![c], scale),
+            shift: Param::new(vec![c], shift),
+        };
+        self.emit(n, label, op, vec![x], layout).map(drop)
+    }
+
+    fn softmax(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let x = self.act(n, 0)?;
+        let d = self.onnx_dims(x);
+        let default = if self.opset >= 13 { -1 } else { 1 };
+        let axis = norm_axis(attr_i(n, "axis", default), d.len())?;
+        let layout = self.layout(x);
+        let last = match layout {
+            SourceLayout::Nchw => axis == 1 && (self.opset >= 13 || d[2] * d[3] == 1),
+            SourceLayout::Same => {
+                axis == d.len() - 1 || d[axis + 1..].iter().all(|&s| s == 1) && self.opset < 13
+            }
+            SourceLayout::FlatChw { .. } => axis == 1,
+        };
+        ensure!(
+            last,
+            "Softmax over axis {axis} of {d:?} (only the channel/last axis is supported)"
+        );
+        self.emit(n, label, Op::Softmax { beta: 1.0 }, vec![x], layout)
+            .map(drop)
+    }
+}
+
+/// `d` with a 1 inserted at each of `axes` (axes of the result, distinct).
+fn unsqueeze(d: &[usize], axes: &[i64]) -> Result<Vec<usize>> {
+    let rank = d.len() + axes.len();
+    let mut axes: Vec<usize> = axes
+        .iter()
+        .map(|&a| norm_axis(a, rank))
+        .collect::<Result<_>>()?;
+    axes.sort();
+    axes.dedup();
+    ensure!(axes.len() + d.len() == rank, "repeated Unsqueeze axes");
+    let mut out = d.to_vec();
+    for a in axes {
+        out.insert(a, 1);
+    }
+    Ok(out)
+}
+
+/// ONNX Reshape's target shape: `0` copies the input dimension (unless `allow_zero`), `-1` is inferred.
+fn resolve_reshape(input: &[usize], shape: &[i64], allow_zero: bool) -> Result<Vec<usize>> {
+    let total: usize = input.iter().product();
+    let mut out = Vec::with_capacity(shape.len());
+    let mut infer = None;
+    for (i, &s) in shape.iter().enumerate() {
+        match s {
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                out.push(1);
+            }
+            0 if !allow_zero => out.push(
+                *input
+                    .get(i)
+                    .context("shape entry 0 beyond the input's rank")?,
+            ),
+            s if s >= 0 => out.push(s as usize),
+            _ => bail!("reshape target {shape:?}"),
+        }
+    }
+    let known = out
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .with_context(|| format!("reshape target {shape:?} overflows"))?;
+    if let Some(i) = infer {
+        ensure!(
+            known > 0 && total.is_multiple_of(known),
+            "cannot reshape {input:?} to {shape:?}"
+        );
+        out[i] = total / known;
+    }
+    ensure!(
+        out.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) == Some(total),
+        "cannot reshape {input:?} to {shape:?}"
+    );
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

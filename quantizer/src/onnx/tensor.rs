@@ -1,0 +1,227 @@
+//! Constant tensors of an ONNX model (initializers, `Constant` nodes), in ONNX layout.
+
+use anyhow::{bail, ensure, Context, Result};
+
+use super::proto::{attribute_type as at, data_type as dt, NodeProto, TensorProto};
+
+/// A constant's elements: floats, or integers (shapes, axes, pads).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Data {
+    F32(Vec<f32>),
+    I64(Vec<i64>),
+}
+
+/// A constant in ONNX layout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Const {
+    pub dims: Vec<usize>,
+    pub data: Data,
+}
+
+fn chunks<const N: usize>(raw: &[u8]) -> Result<impl Iterator<Item = [u8; N]> + '_> {
+    ensure!(
+        raw.len().is_multiple_of(N),
+        "raw data of {} bytes is not a multiple of {N}",
+        raw.len()
+    );
+    Ok(raw.chunks_exact(N).map(|c| c.try_into().unwrap()))
+}
+
+impl Const {
+    pub fn from_proto(t: &TensorProto) -> Result<Const> {
+        ensure!(
+            t.data_location != 1,
+            "external data (stored outside the .onnx file) is not supported"
+        );
+        let dims: Vec<usize> = t
+            .dims
+            .iter()
+            .map(|&d| usize::try_from(d).ok().context("negative dimension"))
+            .collect::<Result<_>>()?;
+        let count = dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .context("the size overflows")?;
+        let raw = &t.raw_data;
+        let data = match t.data_type {
+            dt::FLOAT => Data::F32(if raw.is_empty() {
+                t.float_data.clone()
+            } else {
+                chunks::<4>(raw)?.map(f32::from_le_bytes).collect()
+            }),
+            dt::DOUBLE => Data::F32(if raw.is_empty() {
+                t.double_data.iter().map(|&v| v as f32).collect()
+            } else {
+                chunks::<8>(raw)?
+                    .map(|b| f64::from_le_bytes(b) as f32)
+                    .collect()
+            }),
+            dt::INT64 => Data::I64(if raw.is_empty() {
+                t.int64_data.clone()
+            } else {
+                chunks::<8>(raw)?.map(i64::from_le_bytes).collect()
+            }),
+            dt::INT32 => Data::I64(if raw.is_empty() {
+                t.int32_data.iter().map(|&v| v as i64).collect()
+            } else {
+                chunks::<4>(raw)?
+                    .map(|b| i32::from_le_bytes(b) as i64)
+                    .collect()
+            }),
+            dt::INT8 | dt::UINT8 | dt::BOOL => {
+                let signed = t.data_type == dt::INT8;
+                Data::I64(if raw.is_empty() {
+                    t.int32_data.iter().map(|&v| v as i64).collect()
+                } else {
+                    raw.iter()
+                        .map(|&b| if signed { b as i8 as i64 } else { b as i64 })
+                        .collect()
+                })
+            }
+            other => bail!(
+                "element type {other} is not supported (float, double and integer constants are)"
+            ),
+        };
+        let len = match &data {
+            Data::F32(v) => v.len(),
+            Data::I64(v) => v.len(),
+        };
+        ensure!(len == count, "{len} values for shape {dims:?}");
+        Ok(Const { dims, data })
+    }
+
+    /// The value of a `Constant` node (`value`, `value_float(s)` or `value_int(s)`).
+    pub fn from_constant_node(n: &NodeProto) -> Result<Const> {
+        let a = n.attribute.first().context("Constant without a value")?;
+        Ok(match (a.name.as_str(), a.r#type) {
+            ("value", at::TENSOR) => Const::from_proto(a.t.as_ref().context("empty tensor")?)?,
+            ("value_float", at::FLOAT) => Const {
+                dims: vec![],
+                data: Data::F32(vec![a.f]),
+            },
+            ("value_floats", at::FLOATS) => Const {
+                dims: vec![a.floats.len()],
+                data: Data::F32(a.floats.clone()),
+            },
+            ("value_int", at::INT) => Const {
+                dims: vec![],
+                data: Data::I64(vec![a.i]),
+            },
+            ("value_ints", at::INTS) => Const {
+                dims: vec![a.ints.len()],
+                data: Data::I64(a.ints.clone()),
+            },
+            (name, _) => bail!("Constant with attribute `{name}` is not supported"),
+        })
+    }
+
+    pub fn f32(&self) -> Result<Vec<f32>> {
+        Ok(match &self.data {
+            Data::F32(v) => v.clone(),
+            Data::I64(v) => v.iter().map(|&x| x as f32).collect(),
+        })
+    }
+
+    pub fn i64(&self) -> Result<Vec<i64>> {
+        match &self.data {
+            Data::I64(v) => Ok(v.clone()),
+            Data::F32(_) => bail!("a float constant where integers are expected"),
+        }
+    }
+
+    /// Checks that the data fills the shape exactly.
+    pub fn check(&self) -> Result<()> {
+        let len = match &self.data {
+            Data::F32(v) => v.len(),
+            Data::I64(v) => v.len(),
+        };
+        let count = self.dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        ensure!(count == Some(len), "{len} values for shape {:?}", self.dims);
+        Ok(())
+    }
+
+    pub fn reshaped(&self, dims: Vec<usize>) -> Const {
+        Const {
+            dims,
+            data: self.data.clone(),
+        }
+    }
+}
+
+/// `f(a, b)` element-wise with NumPy broadcasting, as f32.
+pub fn broadcast_f32(a: &Const, b: &Const, f: impl Fn(f32, f32) -> f32) -> Result<Const> {
+    let rank = a.dims.len().max(b.dims.len());
+    let pad = |d: &[usize]| {
+        let mut v = vec![1usize; rank - d.len()];
+        v.extend(d);
+        v
+    };
+    let (da, db) = (pad(&a.dims), pad(&b.dims));
+    let out: Vec<usize> = da
+        .iter()
+        .zip(&db)
+        .map(|(&x, &y)| match (x, y) {
+            _ if x == y => Ok(x),
+            (1, _) => Ok(y),
+            (_, 1) => Ok(x),
+            _ => bail!("shapes {:?} and {:?} do not broadcast", a.dims, b.dims),
+        })
+        .collect::<Result<_>>()?;
+    let (va, vb) = (a.f32()?, b.f32()?);
+    let total: usize = out.iter().product();
+    let index = |d: &[usize], mut flat: usize| {
+        let mut idx = 0;
+        let mut stride = 1;
+        for k in (0..rank).rev() {
+            let i = flat % out[k];
+            flat /= out[k];
+            if d[k] != 1 {
+                idx += i * stride;
+            }
+            stride *= d[k];
+        }
+        idx
+    };
+    let data = (0..total)
+        .map(|i| f(va[index(&da, i)], vb[index(&db, i)]))
+        .collect();
+    Ok(Const {
+        dims: out,
+        data: Data::F32(data),
+    })
+}
+
+/// Concatenation of constants along `axis`.
+pub fn concat(parts: &[&Const], axis: usize) -> Result<Const> {
+    let first = parts[0];
+    let mut dims = first.dims.clone();
+    dims[axis] = parts
+        .iter()
+        .map(|p| p.dims.get(axis).copied().unwrap_or(0))
+        .sum();
+    let outer: usize = first.dims[..axis].iter().product();
+    let ints = parts.iter().all(|p| matches!(p.data, Data::I64(_)));
+    let mut f = Vec::new();
+    let mut i = Vec::new();
+    for o in 0..outer {
+        for p in parts {
+            ensure!(
+                p.dims.len() == first.dims.len()
+                    && (0..first.dims.len()).all(|d| d == axis || p.dims[d] == first.dims[d]),
+                "constants of shapes {:?} and {:?} do not concatenate",
+                first.dims,
+                p.dims
+            );
+            let chunk: usize = p.dims[axis..].iter().product();
+            if ints {
+                i.extend_from_slice(&p.i64()?[o * chunk..(o + 1) * chunk]);
+            } else {
+                f.extend_from_slice(&p.f32()?[o * chunk..(o + 1) * chunk]);
+            }
+        }
+    }
+    Ok(Const {
+        dims,
+        data: if ints { Data::I64(i) } else { Data::F32(f) },
+    })
+}

@@ -1,0 +1,265 @@
+//! Importer tests on small models built in code (the fixtures cover whole networks against onnxruntime).
+
+use super::proto::*;
+use super::*;
+use crate::ir::exec::{self, Tensor};
+
+fn tensor(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
+    TensorProto {
+        dims: dims.to_vec(),
+        data_type: data_type::FLOAT,
+        name: name.into(),
+        raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+fn ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        ints: v.to_vec(),
+        r#type: attribute_type::INTS,
+        ..Default::default()
+    }
+}
+
+fn int(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        i: v,
+        r#type: attribute_type::INT,
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, ins: &[&str], out: &str, attrs: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        input: ins.iter().map(|s| s.to_string()).collect(),
+        output: vec![out.into()],
+        name: format!("{op}_{out}"),
+        op_type: op.into(),
+        attribute: attrs,
+        domain: String::new(),
+    }
+}
+
+fn input(name: &str, dims: &[i64]) -> ValueInfoProto {
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeProtoTensor {
+                elem_type: data_type::FLOAT,
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| Dimension {
+                            dim_value: Some(d),
+                            dim_param: None,
+                        })
+                        .collect(),
+                }),
+            }),
+        }),
+    }
+}
+
+fn model(
+    opset: i64,
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+    x: &[i64],
+    out: &str,
+) -> Vec<u8> {
+    ModelProto {
+        ir_version: 8,
+        graph: Some(GraphProto {
+            node: nodes,
+            initializer: inits,
+            input: vec![input("x", x)],
+            output: vec![ValueInfoProto {
+                name: out.into(),
+                r#type: None,
+            }],
+            ..Default::default()
+        }),
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: opset,
+        }],
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn err(bytes: &[u8]) -> String {
+    format!("{:#}", import(bytes).unwrap_err())
+}
+
+#[test]
+fn conv_weights_become_ohwi_and_depthwise_1hwc() {
+    // 2 input channels, 3 output channels, 1x2 kernel: W[o][i][0][k] = 100o + 10i + k.
+    let w: Vec<f32> = (0..3)
+        .flat_map(|o| (0..2).flat_map(move |i| (0..2).map(move |k| (100 * o + 10 * i + k) as f32)))
+        .collect();
+    let bytes = model(
+        17,
+        vec![node("Conv", &["x", "w"], "y", vec![])],
+        vec![tensor("w", &[3, 2, 1, 2], &w)],
+        &[1, 2, 3, 3],
+        "y",
+    );
+    let g = import(&bytes).unwrap();
+    let Op::Conv2d { filter, .. } = &g.nodes[0].op else {
+        panic!()
+    };
+    assert_eq!(filter.shape, [3, 1, 2, 2]);
+    // filter[o][0][k][i] at o = 2, k = 1, i = 1.
+    assert_eq!(filter.data[(2 * 2 + 1) * 2 + 1], 211.0);
+    assert_eq!(g.values[g.outputs[0]].shape, [1, 3, 2, 3]);
+    // Depthwise with multiplier 2: W [4, 1, 1, 1].
+    let bytes = model(
+        17,
+        vec![node("Conv", &["x", "w"], "y", vec![int("group", 2)])],
+        vec![tensor("w", &[4, 1, 1, 1], &[1.0, 2.0, 3.0, 4.0])],
+        &[1, 2, 3, 3],
+        "y",
+    );
+    let g = import(&bytes).unwrap();
+    assert!(
+        matches!(&g.nodes[0].op, Op::DepthwiseConv2d { depth_multiplier: 2, filter, .. } if filter.shape == [1, 1, 1, 4])
+    );
+    let x = Tensor::new(vec![1, 3, 3, 2], (0..18).map(|v| v as f32).collect());
+    let y = exec::run(&g, &[x]).unwrap();
+    // Pixel 0 has channels (0, 1): outputs 0*1, 0*2, 1*3, 1*4.
+    assert_eq!(y[0].data[..4], [0.0, 0.0, 3.0, 4.0]);
+}
+
+#[test]
+fn unsupported_inputs_are_named() {
+    let grouped = model(
+        17,
+        vec![node("Conv", &["x", "w"], "y", vec![int("group", 2)])],
+        vec![tensor("w", &[4, 2, 1, 1], &[0.0; 8])],
+        &[1, 4, 3, 3],
+        "y",
+    );
+    assert!(
+        err(&grouped).contains("grouped convolution (group 2 over 4 channels)"),
+        "{}",
+        err(&grouped)
+    );
+    let old = model(
+        9,
+        vec![node("Relu", &["x"], "y", vec![])],
+        vec![],
+        &[1, 4],
+        "y",
+    );
+    assert!(err(&old).contains("opset 9 is not supported (supported: 11 to 21)"));
+    let new = model(
+        22,
+        vec![node("Relu", &["x"], "y", vec![])],
+        vec![],
+        &[1, 4],
+        "y",
+    );
+    assert!(err(&new).contains("opset 22"));
+    let moves = model(
+        17,
+        vec![node(
+            "Transpose",
+            &["x"],
+            "y",
+            vec![ints("perm", &[0, 2, 1, 3])],
+        )],
+        vec![],
+        &[1, 2, 3, 4],
+        "y",
+    );
+    assert!(err(&moves).contains("moves data"), "{}", err(&moves));
+    let reduce = model(
+        17,
+        vec![node("ReduceMean", &["x"], "y", vec![ints("axes", &[1])])],
+        vec![],
+        &[1, 2, 3, 4],
+        "y",
+    );
+    assert!(
+        err(&reduce).contains("only the mean over H and W"),
+        "{}",
+        err(&reduce)
+    );
+    let runtime_weight = model(
+        17,
+        vec![node("MatMul", &["x", "x"], "y", vec![])],
+        vec![],
+        &[1, 4],
+        "y",
+    );
+    assert!(
+        err(&runtime_weight).contains("computed at run time"),
+        "{}",
+        err(&runtime_weight)
+    );
+    let custom = {
+        let mut n = node("Relu", &["x"], "y", vec![]);
+        n.domain = "com.microsoft".into();
+        model(17, vec![n], vec![], &[1, 4], "y")
+    };
+    assert!(
+        err(&custom).contains("unsupported operator `com.microsoft:Relu`"),
+        "{}",
+        err(&custom)
+    );
+    let external = {
+        let mut t = tensor("w", &[4, 4], &[0.0; 16]);
+        t.data_location = 1;
+        model(
+            17,
+            vec![node("MatMul", &["x", "w"], "y", vec![])],
+            vec![t],
+            &[1, 4],
+            "y",
+        )
+    };
+    assert!(
+        err(&external).contains("external data"),
+        "{}",
+        err(&external)
+    );
+}
+
+#[test]
+fn nhwc_graph_inputs_behind_a_transpose_stay_nhwc() {
+    // tf2onnx style: NHWC input, Transpose to NCHW, conv.
+    let bytes = model(
+        13,
+        vec![
+            node("Transpose", &["x"], "t", vec![ints("perm", &[0, 3, 1, 2])]),
+            node("Conv", &["t", "w"], "y", vec![]),
+        ],
+        vec![tensor("w", &[1, 2, 1, 1], &[1.0, 10.0])],
+        &[1, 3, 3, 2],
+        "y",
+    );
+    let g = import(&bytes).unwrap();
+    assert_eq!(g.values[g.inputs[0]].source, SourceLayout::Same);
+    assert_eq!(g.values[g.inputs[0]].shape, [1, 3, 3, 2]);
+    let x = Tensor::new(vec![1, 3, 3, 2], (0..18).map(|v| v as f32).collect());
+    let y = exec::run(&g, &[x]).unwrap();
+    assert_eq!(y[0].data[..2], [10.0, 2.0 + 30.0]);
+}
+
+#[test]
+fn reshape_targets_resolve() {
+    assert_eq!(
+        resolve_reshape(&[2, 3, 4], &[0, -1], false).unwrap(),
+        [2, 12]
+    );
+    assert_eq!(
+        resolve_reshape(&[2, 3, 4], &[-1, 4], false).unwrap(),
+        [6, 4]
+    );
+    assert!(resolve_reshape(&[2, 3, 4], &[5, -1], false).is_err());
+    assert!(resolve_reshape(&[2, 3, 4], &[-1, -1], false).is_err());
+}

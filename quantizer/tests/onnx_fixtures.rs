@@ -1,0 +1,356 @@
+//! Float ONNX fixtures (tests/fixtures): the importer, passes and float executor against onnxruntime's
+//! outputs, directly and through `ferrite run`, plus the CLI's handling of bad ONNX files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ferrite_quantizer::ir::{self, Op};
+use ferrite_quantizer::npy::Array;
+use ferrite_quantizer::onnx::proto::*;
+use prost::Message;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+fn ferrite() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferrite"))
+}
+
+/// Largest `|got - want| / max(|want|, 1)`; panics on shape mismatch.
+fn max_rel_err(got: &Array, want: &Array) -> f64 {
+    assert_eq!(got.shape, want.shape, "output shape");
+    let (g, w) = (got.to_f32(), want.to_f32());
+    g.iter()
+        .zip(&w)
+        .map(|(&a, &b)| ((a - b).abs() / b.abs().max(1.0)) as f64)
+        .fold(0.0, f64::max)
+}
+
+/// The first `n` samples of a batch-first array.
+fn head(a: &Array, n: usize) -> Array {
+    let n = n.min(a.shape[0]);
+    let per = a.len() / a.shape[0] * a.dtype.size();
+    let mut shape = a.shape.clone();
+    shape[0] = n;
+    Array {
+        shape,
+        dtype: a.dtype,
+        data: a.data[..n * per].to_vec(),
+    }
+}
+
+/// Samples checked per fixture: all of them in release builds, a prefix in (slow) debug builds.
+const SAMPLES: usize = if cfg!(debug_assertions) {
+    100
+} else {
+    usize::MAX
+};
+
+/// Imports, optimizes and runs `model` on `x`, comparing each output with its golden file.
+fn check_model(model: &str, x: &str, goldens: &[&str]) -> f64 {
+    let g = ferrite_quantizer::cli::onnx::load(&fixtures().join(model)).unwrap();
+    let x = head(&Array::read(&fixtures().join(x)).unwrap(), SAMPLES);
+    let outs = ir::io::run_arrays(&g, &[x]).unwrap();
+    assert_eq!(outs.len(), goldens.len());
+    let mut worst = 0.0f64;
+    for (o, golden) in outs.iter().zip(goldens) {
+        let want = head(&Array::read(&fixtures().join(golden)).unwrap(), SAMPLES);
+        let e = max_rel_err(o, &want);
+        eprintln!("{model} -> {golden}: max relative error {e:.2e}");
+        assert!(
+            e <= 1e-4,
+            "{model}: {golden} differs from onnxruntime by {e:.2e} (relative)"
+        );
+        worst = worst.max(e);
+    }
+    worst
+}
+
+#[test]
+fn trained_models_match_onnxruntime() {
+    for (model, data) in [
+        ("mlp_digits", "digits"),
+        ("dscnn_fashion", "fashion"),
+        ("resnet_fashion", "fashion"),
+        ("mobilenetv2_mnist", "mnist"),
+    ] {
+        check_model(
+            &format!("{model}/model.onnx"),
+            &format!("data/{data}_test_x.npy"),
+            &[&format!("{model}/golden.npy")],
+        );
+    }
+}
+
+#[test]
+fn operator_coverage_graphs_match_onnxruntime_at_opsets_11_17_21() {
+    for opset in [11, 17, 21] {
+        let base = format!("ops/ops_opset{opset}");
+        check_model(
+            &format!("{base}.onnx"),
+            &format!("{base}_x.npy"),
+            &[
+                &format!("{base}_golden.npy"),
+                &format!("{base}_golden_1.npy"),
+                &format!("{base}_golden_2.npy"),
+            ],
+        );
+    }
+}
+
+#[test]
+fn dynamo_exports_match_onnxruntime() {
+    for arch in ["mlp", "dscnn", "resnet", "mobilenetv2"] {
+        let base = format!("ops/dynamo_{arch}");
+        check_model(
+            &format!("{base}.onnx"),
+            &format!("{base}_x.npy"),
+            &[&format!("{base}_golden.npy")],
+        );
+    }
+}
+
+#[test]
+fn passes_leave_only_runtime_operators() {
+    for model in [
+        "dscnn_fashion",
+        "resnet_fashion",
+        "mobilenetv2_mnist",
+        "mlp_digits",
+    ] {
+        let path = fixtures().join(format!("{model}/model.onnx"));
+        let raw = ferrite_quantizer::onnx::load(&path).unwrap();
+        assert!(raw
+            .nodes
+            .iter()
+            .any(|n| matches!(n.op, Op::BatchNorm { .. } | Op::Identity | Op::Relu { .. })));
+        let g = ferrite_quantizer::cli::onnx::load(&path).unwrap();
+        for n in &g.nodes {
+            assert!(
+                !matches!(n.op, Op::BatchNorm { .. } | Op::Identity | Op::Relu { .. }),
+                "{model}: {} `{}` left after the passes",
+                n.op.name(),
+                n.name
+            );
+            for &v in &n.inputs {
+                assert!(
+                    !g.is_const(v),
+                    "{model}: `{}` reads a constant operand",
+                    n.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn cli_run_on_onnx_writes_onnxruntime_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.npy");
+    head(
+        &Array::read(&fixtures().join("data/fashion_test_x.npy")).unwrap(),
+        32,
+    )
+    .write(&x)
+    .unwrap();
+    let y = dir.path().join("y.npy");
+    let out = ferrite()
+        .arg("run")
+        .arg(fixtures().join("resnet_fashion/model.onnx"))
+        .arg("--input")
+        .arg(&x)
+        .arg("-o")
+        .arg(&y)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = Array::read(&y).unwrap();
+    let want = head(
+        &Array::read(&fixtures().join("resnet_fashion/golden.npy")).unwrap(),
+        32,
+    );
+    assert!(max_rel_err(&got, &want) <= 1e-4);
+    // inspect takes the ONNX model too.
+    let out = ferrite()
+        .args(["inspect", "--json"])
+        .arg(fixtures().join("mobilenetv2_mnist/model.onnx"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["inputs"][0][1], serde_json::json!([1, 1, 28, 28]));
+    assert!(v["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["op"] == "DEPTHWISE_CONV_2D" && o["activation"] == "relu6"));
+}
+
+/// Runs `ferrite run model --input x` and returns stderr, asserting failure with a one-line message.
+fn run_fails(model: &Path, x: &Path) -> String {
+    let out = ferrite()
+        .arg("run")
+        .arg(model)
+        .arg("--input")
+        .arg(x)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "ferrite run {} succeeded",
+        model.display()
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    err
+}
+
+fn value_info(name: &str, dims: &[Result<i64, &str>]) -> ValueInfoProto {
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeProtoTensor {
+                elem_type: data_type::FLOAT,
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|d| match d {
+                            Ok(v) => Dimension {
+                                dim_value: Some(*v),
+                                dim_param: None,
+                            },
+                            Err(p) => Dimension {
+                                dim_value: None,
+                                dim_param: Some(p.to_string()),
+                            },
+                        })
+                        .collect(),
+                }),
+            }),
+        }),
+    }
+}
+
+fn one_node_model(op: &str, dims: &[Result<i64, &str>]) -> Vec<u8> {
+    ModelProto {
+        ir_version: 8,
+        producer_name: "test".into(),
+        producer_version: String::new(),
+        graph: Some(GraphProto {
+            node: vec![NodeProto {
+                input: vec!["x".into()],
+                output: vec!["y".into()],
+                name: "the_node".into(),
+                op_type: op.into(),
+                attribute: vec![],
+                domain: String::new(),
+            }],
+            name: "g".into(),
+            initializer: vec![],
+            input: vec![value_info("x", dims)],
+            output: vec![value_info("y", dims)],
+            value_info: vec![],
+        }),
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn bad_onnx_files_give_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.npy");
+    Array::from_f32(vec![2, 1, 4, 4], &[0.5; 32])
+        .write(&x)
+        .unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    // A valid file runs.
+    let ok = write(
+        "ok.onnx",
+        &one_node_model("Relu", &[Err("batch"), Ok(1), Ok(4), Ok(4)]),
+    );
+    let out = ferrite()
+        .arg("run")
+        .arg(&ok)
+        .arg("--input")
+        .arg(&x)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let real = std::fs::read(fixtures().join("dscnn_fashion/model.onnx")).unwrap();
+    let truncated = write("truncated.onnx", &real[..real.len() / 2]);
+    let err = run_fails(&truncated, &x);
+    assert!(
+        err.contains("truncated.onnx") && err.contains("not a valid ONNX file"),
+        "{err}"
+    );
+
+    let mut corrupt = real.clone();
+    for b in corrupt.iter_mut().take(64) {
+        *b = 0xff;
+    }
+    let corrupt = write("corrupt.onnx", &corrupt);
+    let err = run_fails(&corrupt, &x);
+    assert!(err.contains("not a valid ONNX file"), "{err}");
+
+    let garbage = write("text.onnx", b"this is not protobuf at all\n");
+    run_fails(&garbage, &x);
+
+    let unsupported = write(
+        "lrelu.onnx",
+        &one_node_model("LeakyRelu", &[Err("batch"), Ok(1), Ok(4), Ok(4)]),
+    );
+    let err = run_fails(&unsupported, &x);
+    assert!(
+        err.contains("the_node")
+            && err.contains("`LeakyRelu`")
+            && err.contains("supported: Add, AveragePool"),
+        "{err}"
+    );
+
+    let dynamic = write(
+        "dynamic.onnx",
+        &one_node_model("Relu", &[Err("batch"), Ok(1), Err("height"), Ok(4)]),
+    );
+    let err = run_fails(&dynamic, &x);
+    assert!(
+        err.contains("`height`") && err.contains("axis 2") && err.contains("only the batch"),
+        "{err}"
+    );
+
+    // Wrong input shape and dtype for a valid model.
+    let bad_shape = dir.path().join("bad_shape.npy");
+    Array::from_f32(vec![2, 4, 4, 1], &[0.5; 32])
+        .write(&bad_shape)
+        .unwrap();
+    let err = run_fails(&fixtures().join("dscnn_fashion/model.onnx"), &bad_shape);
+    assert!(err.contains("[batch, 1, 28, 28] (NCHW)"), "{err}");
+    let bad_dtype = dir.path().join("bad_dtype.npy");
+    Array::from_i8(vec![1, 1, 28, 28], &[1; 784])
+        .write(&bad_dtype)
+        .unwrap();
+    let err = run_fails(&fixtures().join("dscnn_fashion/model.onnx"), &bad_dtype);
+    assert!(err.contains("float32"), "{err}");
+}
