@@ -1,0 +1,660 @@
+//! Post-training quantization of an optimized IR graph: calibration on the float executor, int8
+//! parameters, bias correction, and lowering of every node to one runtime operator.
+//!
+//! Nodes in the ignored scope stay in f32 (the runtime's float kernels), with Quantize/Dequantize
+//! inserted where int8 and f32 values meet.
+
+use anyhow::{bail, ensure, Context, Result};
+use ferrite_runtime::format::{
+    Binary, ConcatInput, Concatenation, Conv, DType, Dequantize, FullyConnected, Op as RtOp, Pad, Pool,
+    Quantize, Reshape, Seq, Shape, Softmax, Unary,
+};
+use ferrite_runtime::kernels::activation::{LogisticParams, ReluParams, TanhParams};
+use ferrite_runtime::kernels::elementwise::{AddParams, MulParams};
+use ferrite_runtime::kernels::mean::MeanParams;
+use ferrite_runtime::kernels::requantize::RequantizeParams;
+use ferrite_runtime::kernels::softmax::SoftmaxParams;
+use ferrite_runtime::kernels::{Activation, Window};
+use ferrite_runtime::quant::prepare::quantize_multiplier;
+use serde::Serialize;
+
+use super::observer::{Observer, RangeEstimator};
+use super::params::{self, QParams};
+use crate::builder::{Built, ModelBuilder, TensorDef};
+use crate::ir::exec::{self, Tensor, View};
+use crate::ir::{Clamp, Graph, Node, Op, Param, SourceLayout, ValueId};
+
+/// Activation quantization scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Preset {
+    /// Zero points fixed: 0 for signed ranges, -128 for non-negative ones (one-sided ranges keep the
+    /// full resolution).
+    Performance,
+    /// Asymmetric activations: any zero point.
+    Mixed,
+}
+
+/// How biases are corrected for the error that weight quantization shifts into each channel's mean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum BiasCorrection {
+    Off,
+    /// Each layer on float inputs: float weights vs quantized weights.
+    Fast,
+    /// Layer by layer on the already-quantized network's activations.
+    Full,
+}
+
+/// Post-training quantization settings.
+#[derive(Clone, Debug, Serialize)]
+pub struct Config {
+    pub preset: Preset,
+    pub estimator: RangeEstimator,
+    /// One weight scale per tensor instead of per output channel.
+    pub per_tensor: bool,
+    pub bias_correction: BiasCorrection,
+    /// Node names, ONNX op types or runtime op names kept in float.
+    pub ignore: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            preset: Preset::Mixed,
+            estimator: RangeEstimator::MinMax,
+            per_tensor: false,
+            bias_correction: BiasCorrection::Full,
+            ignore: Vec::new(),
+        }
+    }
+}
+
+/// One value's calibration result.
+#[derive(Clone, Debug, Serialize)]
+pub struct ValueReport {
+    pub name: String,
+    pub min: f32,
+    pub max: f32,
+    pub scale: f32,
+    pub zero_point: i32,
+    pub dtype: &'static str,
+}
+
+/// What quantization did: ranges, which nodes stayed in float, bias shifts.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub config: Config,
+    pub calibration_samples: usize,
+    pub values: Vec<ValueReport>,
+    pub float_nodes: Vec<String>,
+    /// Per corrected layer, the largest absolute bias change (in float units).
+    pub bias_shift: Vec<(String, f32)>,
+}
+
+/// A quantized model.
+pub struct Quantized {
+    pub built: Built,
+    pub report: Report,
+}
+
+fn ignored(node: &Node, patterns: &[String]) -> bool {
+    patterns.iter().any(|p| {
+        node.name == *p || node.source_op.eq_ignore_ascii_case(p) || node.op.name().eq_ignore_ascii_case(p)
+    })
+}
+
+/// Output quantization fixed by the operator (TFLite's int8 kernels require it), if any.
+fn fixed_output(op: &Op) -> Option<QParams> {
+    match op {
+        Op::Softmax { .. } | Op::Logistic => Some(QParams { scale: 1.0 / 256.0, zero_point: -128 }),
+        Op::Tanh => Some(QParams { scale: 1.0 / 128.0, zero_point: 0 }),
+        _ => None,
+    }
+}
+
+/// Operators whose int8 output keeps the input's quantization.
+fn keeps_input_quant(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::MaxPool2d { .. } | Op::AveragePool2d { .. } | Op::Reshape { .. } | Op::Pad { .. } | Op::Relu { .. }
+    )
+}
+
+fn tensor_of(v: View<'_>) -> Tensor {
+    Tensor::new(v.shape.to_vec(), v.data.to_vec())
+}
+
+/// Quantize-dequantize every element with `p`.
+fn fake_quant(t: &mut Tensor, p: QParams) {
+    for x in &mut t.data {
+        let q = ((*x / p.scale).round() + p.zero_point as f32).clamp(-128.0, 127.0);
+        *x = (q - p.zero_point as f32) * p.scale;
+    }
+}
+
+/// Quantized weights of a Conv/Depthwise/FC node: int8 values, per-channel scales.
+fn quantize_weights(op: &Op, per_tensor: bool) -> Option<(Vec<i8>, Vec<f32>)> {
+    let (filter, channel_last) = match op {
+        Op::Conv2d { filter, .. } | Op::FullyConnected { filter, .. } => (filter, false),
+        Op::DepthwiseConv2d { filter, .. } => (filter, true),
+        _ => return None,
+    };
+    let channels = if channel_last { *filter.shape.last()? } else { filter.shape[0] };
+    Some(if per_tensor {
+        params::weights_per_channel(&filter.data, 1)
+    } else if channel_last {
+        params::weights_per_channel_last(&filter.data, channels)
+    } else {
+        params::weights_per_channel(&filter.data, channels)
+    })
+}
+
+/// The op with its weights replaced by their dequantized int8 values and the clamp removed.
+fn with_weights(op: &Op, q: &(Vec<i8>, Vec<f32>), keep_clamp: bool) -> Op {
+    let mut op = op.clone();
+    let channel_last = matches!(op, Op::DepthwiseConv2d { .. });
+    if let Some(filter) = op.params_mut().into_iter().next() {
+        let channels = q.1.len();
+        let per = filter.data.len() / channels;
+        for (i, x) in filter.data.iter_mut().enumerate() {
+            let c = if channels == 1 {
+                0
+            } else if channel_last {
+                i % channels
+            } else {
+                i / per
+            };
+            *x = q.0[i] as f32 * q.1[c];
+        }
+    }
+    if !keep_clamp {
+        if let Some(c) = op.clamp_mut() {
+            *c = Clamp::NONE;
+        }
+    }
+    op
+}
+
+fn bias_mut(op: &mut Op) -> Option<&mut Param> {
+    match op {
+        Op::Conv2d { bias, .. } | Op::DepthwiseConv2d { bias, .. } | Op::FullyConnected { bias, .. } => Some(bias),
+        _ => None,
+    }
+}
+
+/// Per-channel (last axis) mean of `a - b`.
+fn channel_mean_diff(a: &Tensor, b: &Tensor) -> Vec<f32> {
+    let c = *a.shape.last().unwrap_or(&1);
+    let mut sum = vec![0f64; c];
+    for (i, (x, y)) in a.data.iter().zip(&b.data).enumerate() {
+        sum[i % c] += (*x - *y) as f64;
+    }
+    let n = (a.data.len() / c.max(1)).max(1) as f64;
+    sum.iter().map(|s| (s / n) as f32).collect()
+}
+
+/// Value `v` from computed activations, or the graph's constant.
+fn view<'x>(graph: &'x Graph, acts: &'x [Option<Tensor>], v: ValueId) -> Result<View<'x>> {
+    match &acts[v] {
+        Some(t) => Ok(View { shape: &t.shape, data: &t.data }),
+        None => {
+            let c = &graph.values[v];
+            let d = c.data.as_ref().with_context(|| format!("value `{}` not computed", c.name))?;
+            Ok(View { shape: &c.shape, data: d })
+        }
+    }
+}
+
+/// Quantizes `graph` (already optimized) with calibration inputs (NHWC tensors, batch first).
+pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quantized> {
+    let samples = calib.first().map_or(0, |t| t.shape[0]);
+    ensure!(samples > 0, "the calibration set is empty");
+    let mut graph = graph.clone();
+    let float_node: Vec<bool> = graph.nodes.iter().map(|n| ignored(n, &config.ignore)).collect();
+    for p in &config.ignore {
+        let hit = graph.nodes.iter().any(|n| ignored(n, std::slice::from_ref(p)));
+        ensure!(hit, "--ignore {p}: no node has that name or operator type");
+    }
+
+    // 1. Float activations of every value, and their observed ranges.
+    let mut float_acts: Vec<Option<Tensor>> = vec![None; graph.values.len()];
+    {
+        let acts = exec::run_observed(&graph, calib, true, |_, _, _| {})?;
+        for v in 0..graph.values.len() {
+            if !graph.is_const(v) {
+                float_acts[v] = acts.get(v).map(tensor_of);
+            }
+        }
+    }
+    let symmetric = config.preset == Preset::Performance;
+    let mut ranges: Vec<Option<(f32, f32)>> = vec![None; graph.values.len()];
+    for (v, t) in float_acts.iter().enumerate() {
+        let Some(t) = t else { continue };
+        let mut o = Observer::new(config.estimator);
+        let per = t.data.len() / samples;
+        for s in 0..samples {
+            o.observe(&t.data[s * per..(s + 1) * per]);
+        }
+        ranges[v] = o.range(symmetric);
+    }
+
+    // 2. int8 parameters of each value, in execution order so that pass-through ops inherit.
+    let mut qp: Vec<Option<QParams>> = vec![None; graph.values.len()];
+    let from_range = |r: Option<(f32, f32)>| -> QParams {
+        let (lo, hi) = r.unwrap_or((0.0, 0.0));
+        if symmetric && lo >= 0.0 {
+            // A non-negative range: zero point -128, all 256 levels on [0, max].
+            let p = params::activation(0.0, hi, false);
+            QParams { scale: p.scale, zero_point: -128 }
+        } else {
+            params::activation(lo, hi, symmetric)
+        }
+    };
+    for &v in &graph.inputs {
+        qp[v] = Some(from_range(ranges[v]));
+    }
+    for n in &graph.nodes {
+        let p = if let Some(p) = fixed_output(&n.op) {
+            p
+        } else if keeps_input_quant(&n.op) && qp[n.inputs[0]].is_some() {
+            qp[n.inputs[0]].unwrap()
+        } else {
+            from_range(ranges[n.output])
+        };
+        qp[n.output] = Some(p);
+    }
+
+    // 3. Weights, and bias correction.
+    let weights: Vec<Option<(Vec<i8>, Vec<f32>)>> =
+        graph.nodes.iter().map(|n| quantize_weights(&n.op, config.per_tensor)).collect();
+    let mut bias_shift = Vec::new();
+    if config.bias_correction != BiasCorrection::Off {
+        let full = config.bias_correction == BiasCorrection::Full;
+        let mut q_acts: Vec<Option<Tensor>> = vec![None; graph.values.len()];
+        if full {
+            for &v in &graph.inputs {
+                let mut t = float_acts[v].clone().context("input not computed")?;
+                fake_quant(&mut t, qp[v].unwrap());
+                q_acts[v] = Some(t);
+            }
+        }
+        for i in 0..graph.nodes.len() {
+            let n = graph.nodes[i].clone();
+            if let (Some(w), false) = (&weights[i], float_node[i]) {
+                let float_in: Vec<View<'_>> = n.inputs.iter().map(|&v| view(&graph, &float_acts, v)).collect::<Result<_>>()?;
+                let mut no_clamp = n.op.clone();
+                if let Some(c) = no_clamp.clamp_mut() {
+                    *c = Clamp::NONE;
+                }
+                let reference = exec::eval(&no_clamp, &float_in)?;
+                let quant_in: Vec<View<'_>> = if full {
+                    n.inputs.iter().map(|&v| view(&graph, &q_acts, v)).collect::<Result<_>>()?
+                } else {
+                    float_in
+                };
+                let candidate = exec::eval(&with_weights(&n.op, w, false), &quant_in)?;
+                let shift = channel_mean_diff(&reference, &candidate);
+                let largest = shift.iter().fold(0f32, |a, s| a.max(s.abs()));
+                bias_shift.push((n.name.clone(), largest));
+                if let Some(b) = bias_mut(&mut graph.nodes[i].op) {
+                    for (b, s) in b.data.iter_mut().zip(&shift) {
+                        *b += s;
+                    }
+                }
+            }
+            if full {
+                let op = match &weights[i] {
+                    Some(w) if !float_node[i] => with_weights(&graph.nodes[i].op, w, true),
+                    _ => graph.nodes[i].op.clone(),
+                };
+                let ins: Vec<View<'_>> = n.inputs.iter().map(|&v| view(&graph, &q_acts, v)).collect::<Result<_>>()?;
+                let mut out = exec::eval(&op, &ins)?;
+                if !float_node[i] {
+                    fake_quant(&mut out, qp[n.output].unwrap());
+                }
+                q_acts[n.output] = Some(out);
+            }
+        }
+    }
+
+    // 4. Lowering.
+    let built = lower(&graph, &float_node, &qp, &weights)?;
+    let values = graph
+        .values
+        .iter()
+        .enumerate()
+        .filter_map(|(v, val)| {
+            let p = qp[v]?;
+            let (min, max) = ranges[v].unwrap_or((0.0, 0.0));
+            Some(ValueReport { name: val.name.clone(), min, max, scale: p.scale, zero_point: p.zero_point, dtype: "int8" })
+        })
+        .collect();
+    let float_nodes =
+        graph.nodes.iter().zip(&float_node).filter(|(_, &f)| f).map(|(n, _)| n.name.clone()).collect();
+    Ok(Quantized {
+        built,
+        report: Report { config: config.clone(), calibration_samples: samples, values, float_nodes, bias_shift },
+    })
+}
+
+fn le_bytes<T: Copy>(values: &[T], to: impl Fn(T) -> [u8; 4]) -> Vec<u8> {
+    values.iter().flat_map(|&v| to(v)).collect()
+}
+
+/// Constant data a lowered node borrows.
+#[derive(Default)]
+struct NodeData {
+    filter: Vec<u8>,
+    bias: Vec<u8>,
+    multiplier: Vec<u8>,
+    shift: Vec<u8>,
+}
+
+fn act_range(clamp: Clamp, p: QParams) -> (i32, i32) {
+    let q = |x: f32| p.zero_point + (x / p.scale).round() as i32;
+    let min = if clamp.min.is_finite() { q(clamp.min).max(-128) } else { -128 };
+    let max = if clamp.max.is_finite() { q(clamp.max).min(127) } else { 127 };
+    (min.min(127), max.max(-128))
+}
+
+fn float_activation(clamp: Clamp, node: &Node) -> Result<Activation> {
+    clamp.activation().with_context(|| {
+        format!("node `{}`: the clamp {clamp} has no f32 kernel; do not ignore it", node.name)
+    })
+}
+
+fn window(w: &crate::ir::Window2d) -> Result<Window> {
+    let u = |x: usize| u16::try_from(x).context("window parameter above 65535");
+    Ok(Window {
+        stride_h: u(w.stride[0])?,
+        stride_w: u(w.stride[1])?,
+        dilation_h: u(w.dilation[0])?,
+        dilation_w: u(w.dilation[1])?,
+        pad_top: u(w.pads[0])?,
+        pad_left: u(w.pads[1])?,
+    })
+}
+
+/// Builds the `.ferrite` model.
+fn lower(
+    graph: &Graph,
+    float_node: &[bool],
+    qp: &[Option<QParams>],
+    weights: &[Option<(Vec<i8>, Vec<f32>)>],
+) -> Result<Built> {
+    // Constant data first, so the builder can borrow it.
+    let mut data: Vec<NodeData> = Vec::with_capacity(graph.nodes.len());
+    for (i, n) in graph.nodes.iter().enumerate() {
+        let mut d = NodeData::default();
+        let (filter, bias) = match &n.op {
+            Op::Conv2d { filter, bias, .. }
+            | Op::DepthwiseConv2d { filter, bias, .. }
+            | Op::FullyConnected { filter, bias, .. } => (filter, bias),
+            _ => {
+                data.push(d);
+                continue;
+            }
+        };
+        if float_node[i] {
+            d.filter = le_bytes(&filter.data, f32::to_le_bytes);
+            d.bias = le_bytes(&bias.data, f32::to_le_bytes);
+        } else {
+            let (q, scales) = weights[i].as_ref().context("weights not quantized")?;
+            let s_in = qp[n.inputs[0]].context("input not calibrated")?.scale;
+            let s_out = qp[n.output].context("output not calibrated")?.scale;
+            d.filter = q.iter().map(|&x| x as u8).collect();
+            d.bias = le_bytes(&params::bias(&bias.data, s_in, scales), i32::to_le_bytes);
+            for &s in scales {
+                let r = quantize_multiplier(s_in as f64 * s as f64 / s_out as f64);
+                d.multiplier.extend(r.multiplier.to_le_bytes());
+                d.shift.extend(r.shift.to_le_bytes());
+            }
+        }
+        data.push(d);
+    }
+
+    let mut b = ModelBuilder::new();
+    // Tensor of each IR value in its native type, and converted copies made on demand.
+    let mut native: Vec<Option<u16>> = vec![None; graph.values.len()];
+    let mut converted: Vec<Option<u16>> = vec![None; graph.values.len()];
+    let shape_of = |v: ValueId| -> Result<Shape> {
+        Shape::new(&graph.values[v].shape)
+            .with_context(|| format!("value `{}`: shape {:?} (rank at most 4, dims at most 65535)", graph.values[v].name, graph.values[v].shape))
+    };
+    let int8_def = |v: ValueId, suffix: &str| -> Result<TensorDef> {
+        let p = qp[v].with_context(|| format!("value `{}` was not calibrated", graph.values[v].name))?;
+        Ok(TensorDef {
+            name: format!("{}{suffix}", graph.values[v].name),
+            dtype: DType::I8,
+            shape: shape_of(v)?,
+            scale: p.scale,
+            zero_point: p.zero_point,
+        })
+    };
+    let f32_def = |v: ValueId, suffix: &str| -> Result<TensorDef> {
+        Ok(TensorDef {
+            name: format!("{}{suffix}", graph.values[v].name),
+            dtype: DType::F32,
+            shape: shape_of(v)?,
+            scale: 0.0,
+            zero_point: 0,
+        })
+    };
+    // Whether a value is produced (or, for graph inputs, first read) in f32.
+    let consumers = graph.consumers();
+    let value_is_float = |v: ValueId| -> bool {
+        match graph.nodes.iter().position(|n| n.output == v) {
+            Some(i) => float_node[i],
+            None => !consumers[v].is_empty() && consumers[v].iter().all(|&c| float_node[c]),
+        }
+    };
+    for &v in &graph.inputs {
+        let def = if value_is_float(v) { f32_def(v, "")? } else { int8_def(v, "")? };
+        native[v] = Some(b.tensor(def));
+    }
+    let mut ops: Vec<RtOp<'_>> = Vec::new();
+    for (i, n) in graph.nodes.iter().enumerate() {
+        let float = float_node[i];
+        // Inputs in the type this node runs.
+        let mut ins = Vec::with_capacity(n.inputs.len());
+        for &v in &n.inputs {
+            if graph.is_const(v) {
+                bail!(
+                    "node `{}` ({}): constant operands are not supported by the runtime yet",
+                    n.name,
+                    n.op.name()
+                );
+            }
+            let t = native[v].with_context(|| format!("value `{}` used before it is computed", graph.values[v].name))?;
+            let t_float = b.def(t).dtype == DType::F32;
+            if t_float == float {
+                ins.push(t);
+                continue;
+            }
+            let c = match converted[v] {
+                Some(c) => c,
+                None => {
+                    let c = if float {
+                        let c = b.tensor(f32_def(v, "/f32")?);
+                        let scale = b.def(t).scale;
+                        ops.push(RtOp::Dequantize(Dequantize { input: b.operand(t), output: b.operand(c), scale }));
+                        c
+                    } else {
+                        let c = b.tensor(int8_def(v, "/int8")?);
+                        let scale = b.def(c).scale;
+                        ops.push(RtOp::Quantize(Quantize { input: b.operand(t), output: b.operand(c), scale, requant: None }));
+                        c
+                    };
+                    converted[v] = Some(c);
+                    c
+                }
+            };
+            ins.push(c);
+        }
+        let out = b.tensor(if float { f32_def(n.output, "")? } else { int8_def(n.output, "")? });
+        native[n.output] = Some(out);
+        let (x, y) = (b.operand(ins[0]), b.operand(out));
+        let out_q = qp[n.output].unwrap_or(QParams { scale: 1.0, zero_point: 0 });
+        let in_q = |k: usize| -> QParams {
+            let d = b.def(ins[k]);
+            QParams { scale: d.scale, zero_point: d.zero_point }
+        };
+        let d = &data[i];
+        let op = match &n.op {
+            Op::Conv2d { window: w, filter, clamp, .. } | Op::DepthwiseConv2d { window: w, filter, clamp, .. } => {
+                let depthwise = matches!(n.op, Op::DepthwiseConv2d { .. });
+                let (act_min, act_max) = act_range(*clamp, out_q);
+                let activation = if float { float_activation(*clamp, n)? } else { clamp.activation().unwrap_or_default() };
+                let kernel = if depthwise { [filter.shape[1], filter.shape[2]] } else { [filter.shape[1], filter.shape[2]] };
+                let conv = Conv {
+                    input: x,
+                    output: y,
+                    kernel_h: kernel[0] as u16,
+                    kernel_w: kernel[1] as u16,
+                    window: window(w)?,
+                    depth_multiplier: match n.op {
+                        Op::DepthwiseConv2d { depth_multiplier, .. } => depth_multiplier as u16,
+                        _ => 1,
+                    },
+                    activation,
+                    act_min,
+                    act_max,
+                    filter: &d.filter,
+                    bias: &d.bias,
+                    multiplier: &d.multiplier,
+                    shift: &d.shift,
+                };
+                if depthwise { RtOp::DepthwiseConv2d(conv) } else { RtOp::Conv2d(conv) }
+            }
+            Op::FullyConnected { clamp, .. } => {
+                let (act_min, act_max) = act_range(*clamp, out_q);
+                let activation = if float { float_activation(*clamp, n)? } else { clamp.activation().unwrap_or_default() };
+                RtOp::FullyConnected(FullyConnected {
+                    input: x,
+                    output: y,
+                    activation,
+                    act_min,
+                    act_max,
+                    filter: &d.filter,
+                    bias: &d.bias,
+                    multiplier: &d.multiplier,
+                    shift: &d.shift,
+                })
+            }
+            Op::Add { clamp } | Op::Mul { clamp } => {
+                let (lo, hi) = act_range(*clamp, out_q);
+                let activation = if float { float_activation(*clamp, n)? } else { clamp.activation().unwrap_or_default() };
+                let z = b.operand(ins[1]);
+                let (p1, p2) = (in_q(0), in_q(1));
+                if matches!(n.op, Op::Add { .. }) {
+                    let quant = (!float).then(|| {
+                        AddParams::prepare(p1.scale, p1.zero_point, p2.scale, p2.zero_point, out_q.scale, out_q.zero_point, lo, hi)
+                    });
+                    RtOp::Add(Binary { a: x, b: z, output: y, activation, quant })
+                } else {
+                    let quant = (!float).then(|| {
+                        MulParams::prepare(p1.scale, p1.zero_point, p2.scale, p2.zero_point, out_q.scale, out_q.zero_point, lo, hi)
+                    });
+                    RtOp::Mul(Binary { a: x, b: z, output: y, activation, quant })
+                }
+            }
+            Op::AveragePool2d { window: w, clamp } | Op::MaxPool2d { window: w, clamp } => {
+                let (act_min, act_max) = act_range(*clamp, out_q);
+                let activation = if float { float_activation(*clamp, n)? } else { clamp.activation().unwrap_or_default() };
+                let p = Pool {
+                    input: x,
+                    output: y,
+                    filter_h: w.kernel[0] as u16,
+                    filter_w: w.kernel[1] as u16,
+                    window: window(w)?,
+                    activation,
+                    act_min,
+                    act_max,
+                };
+                if matches!(n.op, Op::AveragePool2d { .. }) { RtOp::AveragePool2d(p) } else { RtOp::MaxPool2d(p) }
+            }
+            Op::Mean { .. } => {
+                let s = &graph.values[n.inputs[0]].shape;
+                ensure!(s.len() == 4, "node `{}`: mean of a rank-{} tensor", n.name, s.len());
+                let p = in_q(0);
+                let quant = (!float).then(|| MeanParams::prepare(p.scale, p.zero_point, out_q.scale, out_q.zero_point, s[1] * s[2]));
+                RtOp::Mean(Unary { input: x, output: y, quant })
+            }
+            Op::Softmax { beta } => {
+                let quant = (!float).then(|| SoftmaxParams::prepare(*beta, in_q(0).scale));
+                RtOp::Softmax(Softmax { input: x, output: y, beta: *beta, quant })
+            }
+            Op::Logistic => {
+                let p = in_q(0);
+                RtOp::Logistic(Unary { input: x, output: y, quant: (!float).then(|| LogisticParams::prepare(p.scale, p.zero_point)) })
+            }
+            Op::Tanh => {
+                let p = in_q(0);
+                RtOp::Tanh(Unary { input: x, output: y, quant: (!float).then(|| TanhParams::prepare(p.scale, p.zero_point)) })
+            }
+            Op::Relu { clamp } => {
+                let activation = clamp.activation();
+                let quant = if float {
+                    None
+                } else {
+                    let p = in_q(0);
+                    Some(match activation {
+                        Some(a) => ReluParams::prepare(p.scale, p.zero_point, out_q.scale, out_q.zero_point, a),
+                        None => {
+                            // Any other clamp, in the input's domain (output quantization = input's).
+                            let (lo, hi) = act_range(*clamp, p);
+                            ReluParams {
+                                input_zero_point: p.zero_point,
+                                output_zero_point: p.zero_point,
+                                requant: quantize_multiplier(1.0),
+                                act_min: lo,
+                                act_max: hi,
+                            }
+                        }
+                    })
+                };
+                let activation = if float { float_activation(*clamp, n)? } else { activation.unwrap_or_default() };
+                RtOp::Relu(Unary { input: x, output: y, quant }, activation)
+            }
+            Op::Reshape { .. } => RtOp::Reshape(Reshape { input: x, output: y }),
+            Op::Concatenation { axis } => {
+                let parts: Vec<ConcatInput> = ins
+                    .iter()
+                    .map(|&t| {
+                        let d = b.def(t);
+                        let requant = (!float && (d.scale != out_q.scale || d.zero_point != out_q.zero_point))
+                            .then(|| RequantizeParams::prepare(d.scale, d.zero_point, out_q.scale, out_q.zero_point));
+                        ConcatInput { input: b.operand(t), requant }
+                    })
+                    .collect();
+                RtOp::Concatenation(Concatenation { inputs: Seq::from(parts), output: y, axis: *axis as u8 })
+            }
+            Op::Pad { before, .. } => {
+                ensure!(before.len() <= 4, "node `{}`: pad of rank {}", n.name, before.len());
+                let mut padded = [0u16; 4];
+                for (k, &p) in before.iter().enumerate() {
+                    padded[4 - before.len() + k] = p as u16;
+                }
+                RtOp::Pad(Pad { input: x, output: y, before: padded })
+            }
+            Op::BatchNorm { .. } | Op::Identity => {
+                bail!("node `{}` ({}) should have been removed by the passes", n.name, n.op.name())
+            }
+        };
+        ops.push(op);
+    }
+    for op in ops {
+        b.push(op);
+    }
+    let inputs: Vec<u16> = graph.inputs.iter().map(|&v| native[v].unwrap()).collect();
+    let outputs: Vec<u16> = graph
+        .outputs
+        .iter()
+        .map(|&v| native[v].context("graph output is not computed"))
+        .collect::<Result<_>>()?;
+    b.set_inputs(&inputs);
+    b.set_outputs(&outputs);
+    if graph.inputs.iter().any(|&v| graph.values[v].source == SourceLayout::Nchw) {
+        b.source_layout = "NCHW".into();
+    }
+    b.finish()
+}
