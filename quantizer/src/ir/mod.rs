@@ -9,8 +9,13 @@
 //!   constants (e.g. the operand of an `Add`) are values with `data`.
 //! - After [`passes::optimize`], each node maps to one runtime operator: `Conv2d`, `DepthwiseConv2d`,
 //!   `FullyConnected`, `Add`, `Mul`, `AveragePool2d`, `MaxPool2d`, `Mean`, `Softmax`, `Logistic`,
-//!   `Tanh`, `Relu`, `Reshape`, `Concatenation`, `Pad`. `BatchNorm` (when it follows no Conv or
-//!   FullyConnected) and `Identity` only exist before the passes.
+//!   `Tanh`, `Relu`, `Reshape`, `Concatenation`, `Pad`. Two things the runtime cannot express may
+//!   remain and are for lowering to refuse (or keep in float) by name: a `BatchNorm` that follows no
+//!   Conv/FullyConnected (or whose producer's output is also read elsewhere), and an `Add`/`Mul` with
+//!   a constant operand that could not be folded into a preceding Conv/FullyConnected (the runtime has
+//!   no constant tensors). `Identity` never survives the passes.
+//! - Values keep the source model's view of their layout ([`SourceLayout`]) so that graph inputs and
+//!   outputs can be fed and read in the source layout (NCHW for ONNX), as `.npy` files are.
 
 pub mod exec;
 pub mod io;

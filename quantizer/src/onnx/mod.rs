@@ -935,7 +935,7 @@ impl Importer {
             (None, None) => {
                 self.konst(n, 0)?;
                 self.konst(n, 1)?;
-                unreachable!("constant operands are folded at import")
+                bail!("both operands are constants")
             }
         };
         let layout = if self.g.is_const(a) {
