@@ -18,6 +18,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Quantize a float ONNX model to int8 with a few hundred calibration samples (post-training).
+    Quantize(cli::quantize::Args),
+    /// Top-1 accuracy or SQNR of several models side by side.
+    Eval(cli::eval::Args),
     /// Convert a pre-quantized int8 TFLite model to .ferrite as it is.
     Convert(cli::convert::Args),
     /// Show operators, shapes, quantization, MACs, weight bytes and arena of a model.
@@ -29,6 +33,8 @@ enum Command {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Convert(a) => cli::convert::run(&a),
+        Command::Quantize(a) => cli::quantize::run(&a),
+        Command::Eval(a) => cli::eval::run(&a),
         Command::Inspect(a) => cli::inspect::run(&a),
         Command::Run(a) => cli::run::run(&a),
     };

@@ -1,8 +1,10 @@
 //! The `ferrite` subcommands, one file each.
 
 pub mod convert;
+pub mod eval;
 pub mod inspect;
 pub mod onnx;
+pub mod quantize;
 pub mod run;
 
 use std::path::Path;

@@ -6,8 +6,8 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use ferrite_runtime::format::{
-    Binary, ConcatInput, Concatenation, Conv, DType, Dequantize, FullyConnected, Op as RtOp, Pad, Pool,
-    Quantize, Reshape, Seq, Shape, Softmax, Unary,
+    Binary, ConcatInput, Concatenation, Conv, DType, Dequantize, FullyConnected, Op as RtOp, Pad,
+    Pool, Quantize, Reshape, Seq, Shape, Softmax, Unary,
 };
 use ferrite_runtime::kernels::activation::{LogisticParams, ReluParams, TanhParams};
 use ferrite_runtime::kernels::elementwise::{AddParams, MulParams};
@@ -54,16 +54,20 @@ pub struct Config {
     pub bias_correction: BiasCorrection,
     /// Node names, ONNX op types or runtime op names kept in float.
     pub ignore: Vec<String>,
+    /// SHA-256 of the source model file, recorded in the output's metadata.
+    #[serde(skip)]
+    pub source_sha256: [u8; 32],
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             preset: Preset::Mixed,
-            estimator: RangeEstimator::MinMax,
+            estimator: RangeEstimator::MeanMinMax,
             per_tensor: false,
             bias_correction: BiasCorrection::Full,
             ignore: Vec::new(),
+            source_sha256: [0; 32],
         }
     }
 }
@@ -98,15 +102,23 @@ pub struct Quantized {
 
 fn ignored(node: &Node, patterns: &[String]) -> bool {
     patterns.iter().any(|p| {
-        node.name == *p || node.source_op.eq_ignore_ascii_case(p) || node.op.name().eq_ignore_ascii_case(p)
+        node.name == *p
+            || node.source_op.eq_ignore_ascii_case(p)
+            || node.op.name().eq_ignore_ascii_case(p)
     })
 }
 
 /// Output quantization fixed by the operator (TFLite's int8 kernels require it), if any.
 fn fixed_output(op: &Op) -> Option<QParams> {
     match op {
-        Op::Softmax { .. } | Op::Logistic => Some(QParams { scale: 1.0 / 256.0, zero_point: -128 }),
-        Op::Tanh => Some(QParams { scale: 1.0 / 128.0, zero_point: 0 }),
+        Op::Softmax { .. } | Op::Logistic => Some(QParams {
+            scale: 1.0 / 256.0,
+            zero_point: -128,
+        }),
+        Op::Tanh => Some(QParams {
+            scale: 1.0 / 128.0,
+            zero_point: 0,
+        }),
         _ => None,
     }
 }
@@ -115,7 +127,11 @@ fn fixed_output(op: &Op) -> Option<QParams> {
 fn keeps_input_quant(op: &Op) -> bool {
     matches!(
         op,
-        Op::MaxPool2d { .. } | Op::AveragePool2d { .. } | Op::Reshape { .. } | Op::Pad { .. } | Op::Relu { .. }
+        Op::MaxPool2d { .. }
+            | Op::AveragePool2d { .. }
+            | Op::Reshape { .. }
+            | Op::Pad { .. }
+            | Op::Relu { .. }
     )
 }
 
@@ -138,7 +154,11 @@ fn quantize_weights(op: &Op, per_tensor: bool) -> Option<(Vec<i8>, Vec<f32>)> {
         Op::DepthwiseConv2d { filter, .. } => (filter, true),
         _ => return None,
     };
-    let channels = if channel_last { *filter.shape.last()? } else { filter.shape[0] };
+    let channels = if channel_last {
+        *filter.shape.last()?
+    } else {
+        filter.shape[0]
+    };
     Some(if per_tensor {
         params::weights_per_channel(&filter.data, 1)
     } else if channel_last {
@@ -176,7 +196,9 @@ fn with_weights(op: &Op, q: &(Vec<i8>, Vec<f32>), keep_clamp: bool) -> Op {
 
 fn bias_mut(op: &mut Op) -> Option<&mut Param> {
     match op {
-        Op::Conv2d { bias, .. } | Op::DepthwiseConv2d { bias, .. } | Op::FullyConnected { bias, .. } => Some(bias),
+        Op::Conv2d { bias, .. }
+        | Op::DepthwiseConv2d { bias, .. }
+        | Op::FullyConnected { bias, .. } => Some(bias),
         _ => None,
     }
 }
@@ -195,11 +217,20 @@ fn channel_mean_diff(a: &Tensor, b: &Tensor) -> Vec<f32> {
 /// Value `v` from computed activations, or the graph's constant.
 fn view<'x>(graph: &'x Graph, acts: &'x [Option<Tensor>], v: ValueId) -> Result<View<'x>> {
     match &acts[v] {
-        Some(t) => Ok(View { shape: &t.shape, data: &t.data }),
+        Some(t) => Ok(View {
+            shape: &t.shape,
+            data: &t.data,
+        }),
         None => {
             let c = &graph.values[v];
-            let d = c.data.as_ref().with_context(|| format!("value `{}` not computed", c.name))?;
-            Ok(View { shape: &c.shape, data: d })
+            let d = c
+                .data
+                .as_ref()
+                .with_context(|| format!("value `{}` not computed", c.name))?;
+            Ok(View {
+                shape: &c.shape,
+                data: d,
+            })
         }
     }
 }
@@ -209,9 +240,16 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
     let samples = calib.first().map_or(0, |t| t.shape[0]);
     ensure!(samples > 0, "the calibration set is empty");
     let mut graph = graph.clone();
-    let float_node: Vec<bool> = graph.nodes.iter().map(|n| ignored(n, &config.ignore)).collect();
+    let float_node: Vec<bool> = graph
+        .nodes
+        .iter()
+        .map(|n| ignored(n, &config.ignore))
+        .collect();
     for p in &config.ignore {
-        let hit = graph.nodes.iter().any(|n| ignored(n, std::slice::from_ref(p)));
+        let hit = graph
+            .nodes
+            .iter()
+            .any(|n| ignored(n, std::slice::from_ref(p)));
         ensure!(hit, "--ignore {p}: no node has that name or operator type");
     }
 
@@ -219,9 +257,9 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
     let mut float_acts: Vec<Option<Tensor>> = vec![None; graph.values.len()];
     {
         let acts = exec::run_observed(&graph, calib, true, |_, _, _| {})?;
-        for v in 0..graph.values.len() {
+        for (v, slot) in float_acts.iter_mut().enumerate() {
             if !graph.is_const(v) {
-                float_acts[v] = acts.get(v).map(tensor_of);
+                *slot = acts.get(v).map(tensor_of);
             }
         }
     }
@@ -244,7 +282,10 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         if symmetric && lo >= 0.0 {
             // A non-negative range: zero point -128, all 256 levels on [0, max].
             let p = params::activation(0.0, hi, false);
-            QParams { scale: p.scale, zero_point: -128 }
+            QParams {
+                scale: p.scale,
+                zero_point: -128,
+            }
         } else {
             params::activation(lo, hi, symmetric)
         }
@@ -264,8 +305,11 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
     }
 
     // 3. Weights, and bias correction.
-    let weights: Vec<Option<(Vec<i8>, Vec<f32>)>> =
-        graph.nodes.iter().map(|n| quantize_weights(&n.op, config.per_tensor)).collect();
+    let weights: Vec<Option<(Vec<i8>, Vec<f32>)>> = graph
+        .nodes
+        .iter()
+        .map(|n| quantize_weights(&n.op, config.per_tensor))
+        .collect();
     let mut bias_shift = Vec::new();
     if config.bias_correction != BiasCorrection::Off {
         let full = config.bias_correction == BiasCorrection::Full;
@@ -280,14 +324,21 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         for i in 0..graph.nodes.len() {
             let n = graph.nodes[i].clone();
             if let (Some(w), false) = (&weights[i], float_node[i]) {
-                let float_in: Vec<View<'_>> = n.inputs.iter().map(|&v| view(&graph, &float_acts, v)).collect::<Result<_>>()?;
+                let float_in: Vec<View<'_>> = n
+                    .inputs
+                    .iter()
+                    .map(|&v| view(&graph, &float_acts, v))
+                    .collect::<Result<_>>()?;
                 let mut no_clamp = n.op.clone();
                 if let Some(c) = no_clamp.clamp_mut() {
                     *c = Clamp::NONE;
                 }
                 let reference = exec::eval(&no_clamp, &float_in)?;
                 let quant_in: Vec<View<'_>> = if full {
-                    n.inputs.iter().map(|&v| view(&graph, &q_acts, v)).collect::<Result<_>>()?
+                    n.inputs
+                        .iter()
+                        .map(|&v| view(&graph, &q_acts, v))
+                        .collect::<Result<_>>()?
                 } else {
                     float_in
                 };
@@ -306,7 +357,11 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
                     Some(w) if !float_node[i] => with_weights(&graph.nodes[i].op, w, true),
                     _ => graph.nodes[i].op.clone(),
                 };
-                let ins: Vec<View<'_>> = n.inputs.iter().map(|&v| view(&graph, &q_acts, v)).collect::<Result<_>>()?;
+                let ins: Vec<View<'_>> = n
+                    .inputs
+                    .iter()
+                    .map(|&v| view(&graph, &q_acts, v))
+                    .collect::<Result<_>>()?;
                 let mut out = exec::eval(&op, &ins)?;
                 if !float_node[i] {
                     fake_quant(&mut out, qp[n.output].unwrap());
@@ -317,7 +372,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
     }
 
     // 4. Lowering.
-    let built = lower(&graph, &float_node, &qp, &weights)?;
+    let built = lower(&graph, &float_node, &qp, &weights, config.source_sha256)?;
     let values = graph
         .values
         .iter()
@@ -325,14 +380,32 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         .filter_map(|(v, val)| {
             let p = qp[v]?;
             let (min, max) = ranges[v].unwrap_or((0.0, 0.0));
-            Some(ValueReport { name: val.name.clone(), min, max, scale: p.scale, zero_point: p.zero_point, dtype: "int8" })
+            Some(ValueReport {
+                name: val.name.clone(),
+                min,
+                max,
+                scale: p.scale,
+                zero_point: p.zero_point,
+                dtype: "int8",
+            })
         })
         .collect();
-    let float_nodes =
-        graph.nodes.iter().zip(&float_node).filter(|(_, &f)| f).map(|(n, _)| n.name.clone()).collect();
+    let float_nodes = graph
+        .nodes
+        .iter()
+        .zip(&float_node)
+        .filter(|(_, &f)| f)
+        .map(|(n, _)| n.name.clone())
+        .collect();
     Ok(Quantized {
         built,
-        report: Report { config: config.clone(), calibration_samples: samples, values, float_nodes, bias_shift },
+        report: Report {
+            config: config.clone(),
+            calibration_samples: samples,
+            values,
+            float_nodes,
+            bias_shift,
+        },
     })
 }
 
@@ -351,14 +424,25 @@ struct NodeData {
 
 fn act_range(clamp: Clamp, p: QParams) -> (i32, i32) {
     let q = |x: f32| p.zero_point + (x / p.scale).round() as i32;
-    let min = if clamp.min.is_finite() { q(clamp.min).max(-128) } else { -128 };
-    let max = if clamp.max.is_finite() { q(clamp.max).min(127) } else { 127 };
+    let min = if clamp.min.is_finite() {
+        q(clamp.min).max(-128)
+    } else {
+        -128
+    };
+    let max = if clamp.max.is_finite() {
+        q(clamp.max).min(127)
+    } else {
+        127
+    };
     (min.min(127), max.max(-128))
 }
 
 fn float_activation(clamp: Clamp, node: &Node) -> Result<Activation> {
     clamp.activation().with_context(|| {
-        format!("node `{}`: the clamp {clamp} has no f32 kernel; do not ignore it", node.name)
+        format!(
+            "node `{}`: the clamp {clamp} has no f32 kernel; do not ignore it",
+            node.name
+        )
     })
 }
 
@@ -380,6 +464,7 @@ fn lower(
     float_node: &[bool],
     qp: &[Option<QParams>],
     weights: &[Option<(Vec<i8>, Vec<f32>)>],
+    source_sha256: [u8; 32],
 ) -> Result<Built> {
     // Constant data first, so the builder can borrow it.
     let mut data: Vec<NodeData> = Vec::with_capacity(graph.nodes.len());
@@ -417,11 +502,16 @@ fn lower(
     let mut native: Vec<Option<u16>> = vec![None; graph.values.len()];
     let mut converted: Vec<Option<u16>> = vec![None; graph.values.len()];
     let shape_of = |v: ValueId| -> Result<Shape> {
-        Shape::new(&graph.values[v].shape)
-            .with_context(|| format!("value `{}`: shape {:?} (rank at most 4, dims at most 65535)", graph.values[v].name, graph.values[v].shape))
+        Shape::new(&graph.values[v].shape).with_context(|| {
+            format!(
+                "value `{}`: shape {:?} (rank at most 4, dims at most 65535)",
+                graph.values[v].name, graph.values[v].shape
+            )
+        })
     };
     let int8_def = |v: ValueId, suffix: &str| -> Result<TensorDef> {
-        let p = qp[v].with_context(|| format!("value `{}` was not calibrated", graph.values[v].name))?;
+        let p = qp[v]
+            .with_context(|| format!("value `{}` was not calibrated", graph.values[v].name))?;
         Ok(TensorDef {
             name: format!("{}{suffix}", graph.values[v].name),
             dtype: DType::I8,
@@ -448,7 +538,11 @@ fn lower(
         }
     };
     for &v in &graph.inputs {
-        let def = if value_is_float(v) { f32_def(v, "")? } else { int8_def(v, "")? };
+        let def = if value_is_float(v) {
+            f32_def(v, "")?
+        } else {
+            int8_def(v, "")?
+        };
         native[v] = Some(b.tensor(def));
     }
     let mut ops: Vec<RtOp<'_>> = Vec::new();
@@ -464,7 +558,12 @@ fn lower(
                     n.op.name()
                 );
             }
-            let t = native[v].with_context(|| format!("value `{}` used before it is computed", graph.values[v].name))?;
+            let t = native[v].with_context(|| {
+                format!(
+                    "value `{}` used before it is computed",
+                    graph.values[v].name
+                )
+            })?;
             let t_float = b.def(t).dtype == DType::F32;
             if t_float == float {
                 ins.push(t);
@@ -476,12 +575,21 @@ fn lower(
                     let c = if float {
                         let c = b.tensor(f32_def(v, "/f32")?);
                         let scale = b.def(t).scale;
-                        ops.push(RtOp::Dequantize(Dequantize { input: b.operand(t), output: b.operand(c), scale }));
+                        ops.push(RtOp::Dequantize(Dequantize {
+                            input: b.operand(t),
+                            output: b.operand(c),
+                            scale,
+                        }));
                         c
                     } else {
                         let c = b.tensor(int8_def(v, "/int8")?);
                         let scale = b.def(c).scale;
-                        ops.push(RtOp::Quantize(Quantize { input: b.operand(t), output: b.operand(c), scale, requant: None }));
+                        ops.push(RtOp::Quantize(Quantize {
+                            input: b.operand(t),
+                            output: b.operand(c),
+                            scale,
+                            requant: None,
+                        }));
                         c
                     };
                     converted[v] = Some(c);
@@ -490,21 +598,46 @@ fn lower(
             };
             ins.push(c);
         }
-        let out = b.tensor(if float { f32_def(n.output, "")? } else { int8_def(n.output, "")? });
+        let out = b.tensor(if float {
+            f32_def(n.output, "")?
+        } else {
+            int8_def(n.output, "")?
+        });
         native[n.output] = Some(out);
         let (x, y) = (b.operand(ins[0]), b.operand(out));
-        let out_q = qp[n.output].unwrap_or(QParams { scale: 1.0, zero_point: 0 });
+        let out_q = qp[n.output].unwrap_or(QParams {
+            scale: 1.0,
+            zero_point: 0,
+        });
         let in_q = |k: usize| -> QParams {
             let d = b.def(ins[k]);
-            QParams { scale: d.scale, zero_point: d.zero_point }
+            QParams {
+                scale: d.scale,
+                zero_point: d.zero_point,
+            }
         };
         let d = &data[i];
         let op = match &n.op {
-            Op::Conv2d { window: w, filter, clamp, .. } | Op::DepthwiseConv2d { window: w, filter, clamp, .. } => {
+            Op::Conv2d {
+                window: w,
+                filter,
+                clamp,
+                ..
+            }
+            | Op::DepthwiseConv2d {
+                window: w,
+                filter,
+                clamp,
+                ..
+            } => {
                 let depthwise = matches!(n.op, Op::DepthwiseConv2d { .. });
                 let (act_min, act_max) = act_range(*clamp, out_q);
-                let activation = if float { float_activation(*clamp, n)? } else { clamp.activation().unwrap_or_default() };
-                let kernel = if depthwise { [filter.shape[1], filter.shape[2]] } else { [filter.shape[1], filter.shape[2]] };
+                let activation = if float {
+                    float_activation(*clamp, n)?
+                } else {
+                    clamp.activation().unwrap_or_default()
+                };
+                let kernel = [filter.shape[1], filter.shape[2]];
                 let conv = Conv {
                     input: x,
                     output: y,
@@ -512,7 +645,9 @@ fn lower(
                     kernel_w: kernel[1] as u16,
                     window: window(w)?,
                     depth_multiplier: match n.op {
-                        Op::DepthwiseConv2d { depth_multiplier, .. } => depth_multiplier as u16,
+                        Op::DepthwiseConv2d {
+                            depth_multiplier, ..
+                        } => depth_multiplier as u16,
                         _ => 1,
                     },
                     activation,
@@ -523,11 +658,19 @@ fn lower(
                     multiplier: &d.multiplier,
                     shift: &d.shift,
                 };
-                if depthwise { RtOp::DepthwiseConv2d(conv) } else { RtOp::Conv2d(conv) }
+                if depthwise {
+                    RtOp::DepthwiseConv2d(conv)
+                } else {
+                    RtOp::Conv2d(conv)
+                }
             }
             Op::FullyConnected { clamp, .. } => {
                 let (act_min, act_max) = act_range(*clamp, out_q);
-                let activation = if float { float_activation(*clamp, n)? } else { clamp.activation().unwrap_or_default() };
+                let activation = if float {
+                    float_activation(*clamp, n)?
+                } else {
+                    clamp.activation().unwrap_or_default()
+                };
                 RtOp::FullyConnected(FullyConnected {
                     input: x,
                     output: y,
@@ -542,24 +685,62 @@ fn lower(
             }
             Op::Add { clamp } | Op::Mul { clamp } => {
                 let (lo, hi) = act_range(*clamp, out_q);
-                let activation = if float { float_activation(*clamp, n)? } else { clamp.activation().unwrap_or_default() };
+                let activation = if float {
+                    float_activation(*clamp, n)?
+                } else {
+                    clamp.activation().unwrap_or_default()
+                };
                 let z = b.operand(ins[1]);
                 let (p1, p2) = (in_q(0), in_q(1));
                 if matches!(n.op, Op::Add { .. }) {
                     let quant = (!float).then(|| {
-                        AddParams::prepare(p1.scale, p1.zero_point, p2.scale, p2.zero_point, out_q.scale, out_q.zero_point, lo, hi)
+                        AddParams::prepare(
+                            p1.scale,
+                            p1.zero_point,
+                            p2.scale,
+                            p2.zero_point,
+                            out_q.scale,
+                            out_q.zero_point,
+                            lo,
+                            hi,
+                        )
                     });
-                    RtOp::Add(Binary { a: x, b: z, output: y, activation, quant })
+                    RtOp::Add(Binary {
+                        a: x,
+                        b: z,
+                        output: y,
+                        activation,
+                        quant,
+                    })
                 } else {
                     let quant = (!float).then(|| {
-                        MulParams::prepare(p1.scale, p1.zero_point, p2.scale, p2.zero_point, out_q.scale, out_q.zero_point, lo, hi)
+                        MulParams::prepare(
+                            p1.scale,
+                            p1.zero_point,
+                            p2.scale,
+                            p2.zero_point,
+                            out_q.scale,
+                            out_q.zero_point,
+                            lo,
+                            hi,
+                        )
                     });
-                    RtOp::Mul(Binary { a: x, b: z, output: y, activation, quant })
+                    RtOp::Mul(Binary {
+                        a: x,
+                        b: z,
+                        output: y,
+                        activation,
+                        quant,
+                    })
                 }
             }
             Op::AveragePool2d { window: w, clamp } | Op::MaxPool2d { window: w, clamp } => {
                 let (act_min, act_max) = act_range(*clamp, out_q);
-                let activation = if float { float_activation(*clamp, n)? } else { clamp.activation().unwrap_or_default() };
+                let activation = if float {
+                    float_activation(*clamp, n)?
+                } else {
+                    clamp.activation().unwrap_or_default()
+                };
                 let p = Pool {
                     input: x,
                     output: y,
@@ -570,26 +751,60 @@ fn lower(
                     act_min,
                     act_max,
                 };
-                if matches!(n.op, Op::AveragePool2d { .. }) { RtOp::AveragePool2d(p) } else { RtOp::MaxPool2d(p) }
+                if matches!(n.op, Op::AveragePool2d { .. }) {
+                    RtOp::AveragePool2d(p)
+                } else {
+                    RtOp::MaxPool2d(p)
+                }
             }
             Op::Mean { .. } => {
                 let s = &graph.values[n.inputs[0]].shape;
-                ensure!(s.len() == 4, "node `{}`: mean of a rank-{} tensor", n.name, s.len());
+                ensure!(
+                    s.len() == 4,
+                    "node `{}`: mean of a rank-{} tensor",
+                    n.name,
+                    s.len()
+                );
                 let p = in_q(0);
-                let quant = (!float).then(|| MeanParams::prepare(p.scale, p.zero_point, out_q.scale, out_q.zero_point, s[1] * s[2]));
-                RtOp::Mean(Unary { input: x, output: y, quant })
+                let quant = (!float).then(|| {
+                    MeanParams::prepare(
+                        p.scale,
+                        p.zero_point,
+                        out_q.scale,
+                        out_q.zero_point,
+                        s[1] * s[2],
+                    )
+                });
+                RtOp::Mean(Unary {
+                    input: x,
+                    output: y,
+                    quant,
+                })
             }
             Op::Softmax { beta } => {
                 let quant = (!float).then(|| SoftmaxParams::prepare(*beta, in_q(0).scale));
-                RtOp::Softmax(Softmax { input: x, output: y, beta: *beta, quant })
+                RtOp::Softmax(Softmax {
+                    input: x,
+                    output: y,
+                    beta: *beta,
+                    quant,
+                })
             }
             Op::Logistic => {
                 let p = in_q(0);
-                RtOp::Logistic(Unary { input: x, output: y, quant: (!float).then(|| LogisticParams::prepare(p.scale, p.zero_point)) })
+                RtOp::Logistic(Unary {
+                    input: x,
+                    output: y,
+                    quant: (!float).then(|| LogisticParams::prepare(p.scale, p.zero_point)),
+                })
             }
             Op::Tanh => {
                 let p = in_q(0);
-                RtOp::Tanh(Unary { input: x, output: y, quant: (!float).then(|| TanhParams::prepare(p.scale, p.zero_point)) })
+                RtOp::Tanh(Unary {
+                    input: x,
+                    output: y,
+                    quant: (!float).then(|| TanhParams::prepare(p.scale, p.zero_point)),
+                })
             }
             Op::Relu { clamp } => {
                 let activation = clamp.activation();
@@ -598,7 +813,13 @@ fn lower(
                 } else {
                     let p = in_q(0);
                     Some(match activation {
-                        Some(a) => ReluParams::prepare(p.scale, p.zero_point, out_q.scale, out_q.zero_point, a),
+                        Some(a) => ReluParams::prepare(
+                            p.scale,
+                            p.zero_point,
+                            out_q.scale,
+                            out_q.zero_point,
+                            a,
+                        ),
                         None => {
                             // Any other clamp, in the input's domain (output quantization = input's).
                             let (lo, hi) = act_range(*clamp, p);
@@ -612,32 +833,74 @@ fn lower(
                         }
                     })
                 };
-                let activation = if float { float_activation(*clamp, n)? } else { activation.unwrap_or_default() };
-                RtOp::Relu(Unary { input: x, output: y, quant }, activation)
+                let activation = if float {
+                    float_activation(*clamp, n)?
+                } else {
+                    activation.unwrap_or_default()
+                };
+                RtOp::Relu(
+                    Unary {
+                        input: x,
+                        output: y,
+                        quant,
+                    },
+                    activation,
+                )
             }
-            Op::Reshape { .. } => RtOp::Reshape(Reshape { input: x, output: y }),
+            Op::Reshape { .. } => RtOp::Reshape(Reshape {
+                input: x,
+                output: y,
+            }),
             Op::Concatenation { axis } => {
                 let parts: Vec<ConcatInput> = ins
                     .iter()
                     .map(|&t| {
                         let d = b.def(t);
-                        let requant = (!float && (d.scale != out_q.scale || d.zero_point != out_q.zero_point))
-                            .then(|| RequantizeParams::prepare(d.scale, d.zero_point, out_q.scale, out_q.zero_point));
-                        ConcatInput { input: b.operand(t), requant }
+                        let requant = (!float
+                            && (d.scale != out_q.scale || d.zero_point != out_q.zero_point))
+                            .then(|| {
+                                RequantizeParams::prepare(
+                                    d.scale,
+                                    d.zero_point,
+                                    out_q.scale,
+                                    out_q.zero_point,
+                                )
+                            });
+                        ConcatInput {
+                            input: b.operand(t),
+                            requant,
+                        }
                     })
                     .collect();
-                RtOp::Concatenation(Concatenation { inputs: Seq::from(parts), output: y, axis: *axis as u8 })
+                RtOp::Concatenation(Concatenation {
+                    inputs: Seq::from(parts),
+                    output: y,
+                    axis: *axis as u8,
+                })
             }
             Op::Pad { before, .. } => {
-                ensure!(before.len() <= 4, "node `{}`: pad of rank {}", n.name, before.len());
+                ensure!(
+                    before.len() <= 4,
+                    "node `{}`: pad of rank {}",
+                    n.name,
+                    before.len()
+                );
                 let mut padded = [0u16; 4];
                 for (k, &p) in before.iter().enumerate() {
                     padded[4 - before.len() + k] = p as u16;
                 }
-                RtOp::Pad(Pad { input: x, output: y, before: padded })
+                RtOp::Pad(Pad {
+                    input: x,
+                    output: y,
+                    before: padded,
+                })
             }
             Op::BatchNorm { .. } | Op::Identity => {
-                bail!("node `{}` ({}) should have been removed by the passes", n.name, n.op.name())
+                bail!(
+                    "node `{}` ({}) should have been removed by the passes",
+                    n.name,
+                    n.op.name()
+                )
             }
         };
         ops.push(op);
@@ -653,7 +916,12 @@ fn lower(
         .collect::<Result<_>>()?;
     b.set_inputs(&inputs);
     b.set_outputs(&outputs);
-    if graph.inputs.iter().any(|&v| graph.values[v].source == SourceLayout::Nchw) {
+    b.source_sha256 = source_sha256;
+    if graph
+        .inputs
+        .iter()
+        .any(|&v| graph.values[v].source == SourceLayout::Nchw)
+    {
         b.source_layout = "NCHW".into();
     }
     b.finish()

@@ -1,0 +1,139 @@
+//! `ferrite quantize MODEL.onnx --calib CALIB.npy -o OUT.ferrite`: post-training int8 quantization.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{ensure, Context, Result};
+
+use crate::ir;
+use crate::npy::Array;
+use crate::quantize::observer::RangeEstimator;
+use crate::quantize::ptq::{self, BiasCorrection, Config, Preset};
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum PresetArg {
+    /// Zero points fixed (0, or -128 for non-negative ranges).
+    Performance,
+    /// Asymmetric activations.
+    Mixed,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum RangeArg {
+    Minmax,
+    MeanMinmax,
+    /// The 99.99th percentile (and 0.01th).
+    Percentile,
+    Mse,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum BiasArg {
+    Fast,
+    Full,
+    Off,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Float model (.onnx).
+    pub model: PathBuf,
+    /// Calibration samples (.npy, float32, batch first, in the model's layout).
+    #[arg(long)]
+    pub calib: PathBuf,
+    /// Output `.ferrite` file (written atomically).
+    #[arg(short = 'o', long)]
+    pub output: PathBuf,
+    #[arg(long, value_enum, default_value = "mixed")]
+    pub preset: PresetArg,
+    /// Calibration samples used (the first N).
+    #[arg(long, default_value_t = 300)]
+    pub subset_size: usize,
+    /// Activation range estimator.
+    #[arg(long, value_enum, default_value = "mean-minmax")]
+    pub range: RangeArg,
+    /// One weight scale per tensor instead of per output channel.
+    #[arg(long)]
+    pub per_tensor: bool,
+    #[arg(long, value_enum, default_value = "full")]
+    pub bias_correction: BiasArg,
+    /// Keep these nodes in float: node names, ONNX op types (e.g. `Softmax`) or runtime op names.
+    #[arg(long, num_args = 1..)]
+    pub ignore: Vec<String>,
+    /// Write a JSON report (ranges, scales, float nodes, bias shifts, sizes).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let start = Instant::now();
+    let source =
+        std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
+    let graph = super::onnx::load(&args.model)?;
+    ensure!(
+        graph.inputs.len() == 1,
+        "{}: models with {} inputs are not supported yet",
+        args.model.display(),
+        graph.inputs.len()
+    );
+    let calib = Array::read(&args.calib)?;
+    ensure!(args.subset_size > 0, "--subset-size must be at least 1");
+    let x = ir::io::input_tensor(&graph, 0, &calib)
+        .with_context(|| format!("calibration data {}", args.calib.display()))?;
+    ensure!(
+        x.shape[0] > 0,
+        "{}: the calibration set is empty",
+        args.calib.display()
+    );
+    let n = x.shape[0].min(args.subset_size);
+    let x = x.slice_batch(0, n);
+    let config = Config {
+        preset: match args.preset {
+            PresetArg::Performance => Preset::Performance,
+            PresetArg::Mixed => Preset::Mixed,
+        },
+        estimator: match args.range {
+            RangeArg::Minmax => RangeEstimator::MinMax,
+            RangeArg::MeanMinmax => RangeEstimator::MeanMinMax,
+            RangeArg::Percentile => RangeEstimator::Percentile(99.99),
+            RangeArg::Mse => RangeEstimator::Mse,
+        },
+        per_tensor: args.per_tensor,
+        bias_correction: match args.bias_correction {
+            BiasArg::Fast => BiasCorrection::Fast,
+            BiasArg::Full => BiasCorrection::Full,
+            BiasArg::Off => BiasCorrection::Off,
+        },
+        ignore: args.ignore.clone(),
+        source_sha256: crate::sha256::digest(&source),
+    };
+    eprintln!("calibrating on {n} samples...");
+    let q = ptq::quantize(&graph, &[x], &config)
+        .with_context(|| format!("quantizing {}", args.model.display()))?;
+    crate::write_atomic(&args.output, &q.built.bytes)?;
+    if let Some(path) = &args.report {
+        let report = serde_json::json!({
+            "model": args.model.display().to_string(),
+            "output": args.output.display().to_string(),
+            "source_bytes": source.len(),
+            "ferrite_bytes": q.built.bytes.len(),
+            "arena_bytes": q.built.plan.arena_size,
+            "arena_lower_bound": q.built.plan.lower_bound,
+            "seconds": start.elapsed().as_secs_f64(),
+            "quantization": q.report,
+        });
+        crate::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    }
+    println!(
+        "{} -> {}: {} bytes (source {} bytes), arena {} bytes (lower bound {}), {} float node(s), {:.2} s",
+        args.model.display(),
+        args.output.display(),
+        q.built.bytes.len(),
+        source.len(),
+        q.built.plan.arena_size,
+        q.built.plan.lower_bound,
+        q.report.float_nodes.len(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
