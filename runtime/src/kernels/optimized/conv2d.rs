@@ -1,0 +1,463 @@
+//! Int8 2-D convolution, optimized.
+//!
+//! Main path (`conv2d_s8_fast`, patches up to [`PATCH_MAX`] values): for each output position the
+//! receptive field is gathered once into a stack buffer as 16-bit values with the input offset
+//! already added (padding becomes 0, so borders need no special case), in the pair order that
+//! `SXTB16` gives the weights; then every output channel, two at a time, is one dot product of
+//! that patch with the channel's contiguous filter row (`SMLAD` on Armv7E-M).
+//!
+//! Larger patches take `conv2d_s8_segments`: blocks of four output channels, input offset folded
+//! into the accumulator's start, taps walked as contiguous row segments.
+
+use super::dsp::{smlad, sxtb16, sxtb16_ror8};
+use super::{tap_range, ChannelQuant};
+use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
+
+/// Largest receptive field (`kernel_h * kernel_w * in_c`) gathered into a patch: 3x3x64.
+/// The patch buffers take `PATCH_MAX * 3` bytes of stack.
+pub const PATCH_MAX: usize = 576;
+
+/// Same contract and bit-exact result as [`crate::kernels::conv2d::conv2d_s8`], any geometry.
+/// `DSP` selects the `SXTB16`/`SMLAD` dot products (exact pure-Rust equivalents off Armv7E-M).
+pub fn conv2d_s8_fast<const DSP: bool>(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+    output: &mut [i8],
+) {
+    let patch_len = g.kernel_h * g.kernel_w * g.input.c;
+    if patch_len > PATCH_MAX {
+        conv2d_s8_segments::<DSP>(g, q, input, filter, bias, output);
+    } else {
+        conv2d_s8_patches::<DSP>(g, q, input, filter, bias, output);
+    }
+}
+
+/// The patch path of [`conv2d_s8_fast`] (`kernel_h * kernel_w * in_c <= PATCH_MAX`).
+#[inline(never)]
+fn conv2d_s8_patches<const DSP: bool>(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+    output: &mut [i8],
+) {
+    let in_c = g.input.c;
+    let out_c = g.output.c;
+    let len = g.kernel_h * g.kernel_w * in_c;
+    let groups = len / 4;
+    // The receptive field in filter order (ky, kx, ic), padding as the input zero point.
+    let mut raw = [0i8; PATCH_MAX];
+    // Groups of four values x0..x3 (+ input offset) as the words (x0, x2) and (x1, x3).
+    let mut pairs = [[0u32; 2]; PATCH_MAX / 4];
+    let zero_point = (-q.input_offset) as i8;
+    let off2 = (q.input_offset as u32 & 0xffff) * 0x1_0001;
+    for n in 0..g.input.n {
+        for oy in 0..g.output.h {
+            let kys = tap_range(
+                oy,
+                g.stride_h,
+                g.pad_top,
+                g.dilation_h,
+                g.kernel_h,
+                g.input.h,
+            );
+            for ox in 0..g.output.w {
+                let kxs = tap_range(
+                    ox,
+                    g.stride_w,
+                    g.pad_left,
+                    g.dilation_w,
+                    g.kernel_w,
+                    g.input.w,
+                );
+                gather(g, input, n, oy, ox, &kys, &kxs, zero_point, &mut raw[..len]);
+                let (raw_groups, raw_tail) = raw[..len].as_chunks::<4>();
+                for (p, r) in pairs.iter_mut().zip(raw_groups) {
+                    let v = u32::from_le_bytes(r.map(|b| b as u8));
+                    // Lanes stay within -256..=255: the 16-bit adds never carry across lanes.
+                    *p = [add16(sxtb16(v), off2), add16(sxtb16_ror8(v), off2)];
+                }
+                let mut tail = [0i32; 3];
+                for (t, &r) in tail.iter_mut().zip(raw_tail) {
+                    *t = r as i32 + q.input_offset;
+                }
+                let patch = &pairs[..groups];
+                let tail = &tail[..raw_tail.len()];
+                let o = g.output.index(n, oy, ox, 0);
+                let out = &mut output[o..][..out_c];
+                let mut oc = 0;
+                for (out2, w2) in out.chunks_exact_mut(2).zip(filter.chunks_exact(2 * len)) {
+                    let (w0, w1) = w2.split_at(len);
+                    let b = |c: usize| if bias.is_empty() { 0 } else { bias.get(c) };
+                    let (a0, a1) = if DSP {
+                        dot2_pairs_dsp(patch, tail, w0, w1, b(oc), b(oc + 1))
+                    } else {
+                        dot2_pairs(patch, tail, w0, w1, b(oc), b(oc + 1))
+                    };
+                    out2[0] = ChannelQuant::new(q, oc).requantize(q, a0);
+                    out2[1] = ChannelQuant::new(q, oc + 1).requantize(q, a1);
+                    oc += 2;
+                }
+                if oc < out_c {
+                    let w0 = &filter[oc * len..][..len];
+                    let b = if bias.is_empty() { 0 } else { bias.get(oc) };
+                    let (a0, _) = dot2_pairs(patch, tail, w0, w0, b, 0);
+                    out[oc] = ChannelQuant::new(q, oc).requantize(q, a0);
+                }
+            }
+        }
+    }
+}
+
+/// Lane-wise 16-bit add (`SADD16` without its flags): lanes that cannot overflow.
+#[inline(always)]
+fn add16(a: u32, b: u32) -> u32 {
+    let lo = a.wrapping_add(b) & 0xffff;
+    let hi = (a & 0xffff_0000).wrapping_add(b & 0xffff_0000);
+    lo | hi
+}
+
+/// Copies the receptive field of output `(n, oy, ox)` in filter order, padding with `zero_point`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gather(
+    g: &ConvGeometry,
+    input: &[i8],
+    n: usize,
+    oy: usize,
+    ox: usize,
+    kys: &core::ops::Range<usize>,
+    kxs: &core::ops::Range<usize>,
+    zero_point: i8,
+    raw: &mut [i8],
+) {
+    let in_c = g.input.c;
+    let row_len = g.kernel_w * in_c;
+    for (ky, row) in raw.chunks_exact_mut(row_len).enumerate() {
+        if !kys.contains(&ky) || kxs.is_empty() {
+            row.fill(zero_point);
+            continue;
+        }
+        let iy = oy * g.stride_h + ky * g.dilation_h - g.pad_top;
+        let (before, rest) = row.split_at_mut(kxs.start * in_c);
+        let (inside, after) = rest.split_at_mut(kxs.len() * in_c);
+        before.fill(zero_point);
+        after.fill(zero_point);
+        if g.dilation_w == 1 {
+            let ix = ox * g.stride_w + kxs.start - g.pad_left;
+            inside.copy_from_slice(&input[g.input.index(n, iy, ix, 0)..][..inside.len()]);
+        } else {
+            for (kx, tap) in kxs.clone().zip(inside.chunks_exact_mut(in_c)) {
+                let ix = ox * g.stride_w + kx * g.dilation_w - g.pad_left;
+                tap.copy_from_slice(&input[g.input.index(n, iy, ix, 0)..][..in_c]);
+            }
+        }
+    }
+}
+
+/// Two output channels' sums over a patch: `acc_j + sum x * w_j` with the patch's pair order.
+#[inline(always)]
+fn dot2_pairs_dsp(
+    patch: &[[u32; 2]],
+    tail: &[i32],
+    w0: &[i8],
+    w1: &[i8],
+    mut a0: i32,
+    mut a1: i32,
+) -> (i32, i32) {
+    let (c0, t0) = w0.as_chunks::<4>();
+    let (c1, t1) = w1.as_chunks::<4>();
+    for ((x, p), r) in patch.iter().zip(c0).zip(c1) {
+        let wp = u32::from_le_bytes(p.map(|b| b as u8));
+        let wr = u32::from_le_bytes(r.map(|b| b as u8));
+        a0 = smlad(x[1], sxtb16_ror8(wp), smlad(x[0], sxtb16(wp), a0));
+        a1 = smlad(x[1], sxtb16_ror8(wr), smlad(x[0], sxtb16(wr), a1));
+    }
+    for ((&x, &p), &r) in tail.iter().zip(t0).zip(t1) {
+        a0 = a0.wrapping_add(x * p as i32);
+        a1 = a1.wrapping_add(x * r as i32);
+    }
+    (a0, a1)
+}
+
+/// [`dot2_pairs_dsp`] one multiply-accumulate at a time.
+#[inline(always)]
+fn dot2_pairs(
+    patch: &[[u32; 2]],
+    tail: &[i32],
+    w0: &[i8],
+    w1: &[i8],
+    mut a0: i32,
+    mut a1: i32,
+) -> (i32, i32) {
+    let (c0, t0) = w0.as_chunks::<4>();
+    let (c1, t1) = w1.as_chunks::<4>();
+    for ((x, p), r) in patch.iter().zip(c0).zip(c1) {
+        // Pair words hold (x0, x2) and (x1, x3).
+        let x = [
+            x[0] as i16 as i32,
+            (x[1] as i16) as i32,
+            (x[0] >> 16) as i16 as i32,
+            (x[1] >> 16) as i16 as i32,
+        ];
+        for k in 0..4 {
+            a0 = a0.wrapping_add(x[k] * p[k] as i32);
+            a1 = a1.wrapping_add(x[k] * r[k] as i32);
+        }
+    }
+    for ((&x, &p), &r) in tail.iter().zip(t0).zip(t1) {
+        a0 = a0.wrapping_add(x * p as i32);
+        a1 = a1.wrapping_add(x * r as i32);
+    }
+    (a0, a1)
+}
+
+/// The segment path of [`conv2d_s8_fast`] (any patch size).
+pub fn conv2d_s8_segments<const DSP: bool>(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+    output: &mut [i8],
+) {
+    let out_c = g.output.c;
+    let mut oc = 0;
+    while oc + 4 <= out_c {
+        channel_block::<4, DSP>(g, q, input, filter, bias, output, oc);
+        oc += 4;
+    }
+    while oc < out_c {
+        channel_block::<1, DSP>(g, q, input, filter, bias, output, oc);
+        oc += 1;
+    }
+}
+
+/// Output channels `oc0..oc0 + NB` at every output position.
+#[inline(never)]
+fn channel_block<const NB: usize, const DSP: bool>(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+    output: &mut [i8],
+    oc0: usize,
+) {
+    let in_c = g.input.c;
+    let filter_len = g.kernel_h * g.kernel_w * in_c;
+    let row_len = g.kernel_w * in_c;
+    let w: [&[i8]; NB] = core::array::from_fn(|j| &filter[(oc0 + j) * filter_len..][..filter_len]);
+    let cq: [ChannelQuant; NB] = core::array::from_fn(|j| ChannelQuant::new(q, oc0 + j));
+    let b: [i32; NB] = core::array::from_fn(|j| {
+        if bias.is_empty() {
+            0
+        } else {
+            bias.get(oc0 + j)
+        }
+    });
+    // sum w * (x + off) = sum w * x + off * sum w: with every tap inside the input, the second
+    // term is the same at every position.
+    let full: [i32; NB] =
+        core::array::from_fn(|j| b[j].wrapping_add(q.input_offset.wrapping_mul(weight_sum(w[j]))));
+    let contiguous = g.dilation_w == 1;
+    for n in 0..g.input.n {
+        for oy in 0..g.output.h {
+            let kys = tap_range(
+                oy,
+                g.stride_h,
+                g.pad_top,
+                g.dilation_h,
+                g.kernel_h,
+                g.input.h,
+            );
+            for ox in 0..g.output.w {
+                let kxs = tap_range(
+                    ox,
+                    g.stride_w,
+                    g.pad_left,
+                    g.dilation_w,
+                    g.kernel_w,
+                    g.input.w,
+                );
+                let interior = kys.len() == g.kernel_h && kxs.len() == g.kernel_w;
+                let mut acc = if interior { full } else { b };
+                if !kxs.is_empty() {
+                    for ky in kys.clone() {
+                        let iy = oy * g.stride_h + ky * g.dilation_h - g.pad_top;
+                        if contiguous {
+                            // Taps kxs of row ky: one segment of the input row and of the filter.
+                            let ix = ox * g.stride_w + kxs.start - g.pad_left;
+                            let len = kxs.len() * in_c;
+                            let x = &input[g.input.index(n, iy, ix, 0)..][..len];
+                            let wo = ky * row_len + kxs.start * in_c;
+                            let ws: [&[i8]; NB] = core::array::from_fn(|j| &w[j][wo..][..len]);
+                            segment::<NB, DSP>(x, ws, q.input_offset, interior, &mut acc);
+                        } else {
+                            for kx in kxs.clone() {
+                                let ix = ox * g.stride_w + kx * g.dilation_w - g.pad_left;
+                                let x = &input[g.input.index(n, iy, ix, 0)..][..in_c];
+                                let wo = ky * row_len + kx * in_c;
+                                let ws: [&[i8]; NB] = core::array::from_fn(|j| &w[j][wo..][..in_c]);
+                                segment::<NB, DSP>(x, ws, q.input_offset, interior, &mut acc);
+                            }
+                        }
+                    }
+                }
+                let o = g.output.index(n, oy, ox, oc0);
+                for ((out, &a), c) in output[o..][..NB].iter_mut().zip(&acc).zip(cq) {
+                    *out = c.requantize(q, a);
+                }
+            }
+        }
+    }
+}
+
+/// Adds one segment's products to the accumulators, and its offset terms unless they were folded.
+#[inline(always)]
+fn segment<const NB: usize, const DSP: bool>(
+    x: &[i8],
+    w: [&[i8]; NB],
+    input_offset: i32,
+    folded: bool,
+    acc: &mut [i32; NB],
+) {
+    // Four channels (the hot case) go through the unrolled dot products.
+    if let (Ok(w4), Ok(acc4)) = (
+        <&[&[i8]; 4]>::try_from(w.as_slice()),
+        <&mut [i32; 4]>::try_from(acc.as_mut_slice()),
+    ) {
+        if DSP {
+            dot4_dsp(x, w4, acc4);
+        } else {
+            dot4(x, w4, acc4);
+        }
+    } else {
+        for (a, w) in acc.iter_mut().zip(w) {
+            *a = dot1(x, w, *a);
+        }
+    }
+    if !folded {
+        for (a, w) in acc.iter_mut().zip(w) {
+            *a = a.wrapping_add(input_offset.wrapping_mul(weight_sum(w)));
+        }
+    }
+}
+
+#[inline(always)]
+fn weight_sum(w: &[i8]) -> i32 {
+    w.iter().fold(0i32, |s, &v| s.wrapping_add(v as i32))
+}
+
+/// `acc + sum_i x[i] * w[i]`.
+#[inline(always)]
+fn dot1(x: &[i8], w: &[i8], acc: i32) -> i32 {
+    x.iter()
+        .zip(w)
+        .fold(acc, |a, (&x, &w)| a.wrapping_add(x as i32 * w as i32))
+}
+
+/// `acc[j] += sum_i x[i] * w[j][i]` for four weight rows, one byte at a time (each input byte is
+/// loaded once for four multiply-accumulates).
+#[inline(always)]
+fn dot4(x: &[i8], w: &[&[i8]; 4], acc: &mut [i32; 4]) {
+    let n = x.len();
+    let (w0, w1, w2, w3) = (&w[0][..n], &w[1][..n], &w[2][..n], &w[3][..n]);
+    let [mut a0, mut a1, mut a2, mut a3] = *acc;
+    for ((((&x, &w0), &w1), &w2), &w3) in x.iter().zip(w0).zip(w1).zip(w2).zip(w3) {
+        let x = x as i32;
+        a0 = a0.wrapping_add(x * w0 as i32);
+        a1 = a1.wrapping_add(x * w1 as i32);
+        a2 = a2.wrapping_add(x * w2 as i32);
+        a3 = a3.wrapping_add(x * w3 as i32);
+    }
+    *acc = [a0, a1, a2, a3];
+}
+
+#[inline(always)]
+fn word(s: &[i8]) -> u32 {
+    u32::from_le_bytes([s[0] as u8, s[1] as u8, s[2] as u8, s[3] as u8])
+}
+
+/// Two `SMLAD`s: `acc + sum of the four byte products of the words x (split as xe, xo) and w`.
+#[inline(always)]
+fn mac4(xe: u32, xo: u32, w: &[i8], acc: i32) -> i32 {
+    let w = word(w);
+    smlad(xo, sxtb16_ror8(w), smlad(xe, sxtb16(w), acc))
+}
+
+/// `acc[j] += sum_i x[i] * w[j][i]` for four weight rows, four bytes per step: `SXTB16` splits a
+/// word into its even and odd bytes as halfwords, `SMLAD` multiplies and adds both halfword pairs.
+#[inline(always)]
+fn dot4_dsp(x: &[i8], w: &[&[i8]; 4], acc: &mut [i32; 4]) {
+    let n = x.len();
+    let (w0, w1, w2, w3) = (&w[0][..n], &w[1][..n], &w[2][..n], &w[3][..n]);
+    let [mut a0, mut a1, mut a2, mut a3] = *acc;
+    let (xc, c0, c1, c2, c3) = (
+        x.chunks_exact(4),
+        w0.chunks_exact(4),
+        w1.chunks_exact(4),
+        w2.chunks_exact(4),
+        w3.chunks_exact(4),
+    );
+    let tail = (
+        xc.remainder(),
+        [
+            c0.remainder(),
+            c1.remainder(),
+            c2.remainder(),
+            c3.remainder(),
+        ],
+    );
+    for ((((xq, q0), q1), q2), q3) in xc.zip(c0).zip(c1).zip(c2).zip(c3) {
+        let xv = word(xq);
+        let (xe, xo) = (sxtb16(xv), sxtb16_ror8(xv));
+        a0 = mac4(xe, xo, q0, a0);
+        a1 = mac4(xe, xo, q1, a1);
+        a2 = mac4(xe, xo, q2, a2);
+        a3 = mac4(xe, xo, q3, a3);
+    }
+    let mut a = [a0, a1, a2, a3];
+    dot4(tail.0, &tail.1, &mut a);
+    *acc = a;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testgen::{problems, Problem};
+    use super::*;
+    use crate::kernels::conv2d::conv2d_s8;
+    use proptest::prelude::*;
+    use std::vec;
+
+    fn check<const DSP: bool>(p: &Problem) -> Result<(), TestCaseError> {
+        let q = p.quant();
+        let bias = LeI32::new(&p.bias).unwrap();
+        let mut want = vec![0i8; p.g.output.len()];
+        conv2d_s8(&p.g, &q, &p.input, &p.filter, bias, &mut want);
+        let mut got = vec![0i8; p.g.output.len()];
+        conv2d_s8_fast::<DSP>(&p.g, &q, &p.input, &p.filter, bias, &mut got);
+        prop_assert_eq!(&got, &want);
+        conv2d_s8_segments::<DSP>(&p.g, &q, &p.input, &p.filter, bias, &mut got);
+        prop_assert_eq!(&got, &want);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn portable_matches_reference(p in problems(11, false)) {
+            check::<false>(&p)?;
+        }
+
+        #[test]
+        fn dsp_matches_reference(p in problems(11, false)) {
+            check::<true>(&p)?;
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Int8 depthwise 2-D convolution (depth multiplier 1), optimized: blocks of four channels walked
+//! over every output position, input offset folded into the accumulator's start, taps from
+//! precomputed ranges (no per-tap padding checks).
+
+use super::{tap_range, ChannelQuant};
+use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
+
+/// Same contract and bit-exact result as [`crate::kernels::depthwise_conv2d::depthwise_conv2d_s8`]
+/// with a depth multiplier of 1 (`g.output.c == g.input.c`), any geometry.
+pub fn depthwise_conv2d_s8_fast(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+    output: &mut [i8],
+) {
+    let c = g.output.c;
+    let mut c0 = 0;
+    while c0 + 4 <= c {
+        channel_block::<4>(g, q, input, filter, bias, output, c0);
+        c0 += 4;
+    }
+    while c0 < c {
+        channel_block::<1>(g, q, input, filter, bias, output, c0);
+        c0 += 1;
+    }
+}
+
+/// Channels `c0..c0 + NB` at every output position.
+#[inline(never)]
+fn channel_block<const NB: usize>(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+    output: &mut [i8],
+    c0: usize,
+) {
+    let c = g.output.c;
+    let n_taps = g.kernel_h * g.kernel_w;
+    let cq: [ChannelQuant; NB] = core::array::from_fn(|j| ChannelQuant::new(q, c0 + j));
+    let b: [i32; NB] = core::array::from_fn(|j| if bias.is_empty() { 0 } else { bias.get(c0 + j) });
+    // Filter [1, kh, kw, c]: the block's weights of tap t are filter[t * c + c0..][..NB].
+    let mut wsum = [0i32; NB];
+    for t in 0..n_taps {
+        let w = &filter[t * c + c0..][..NB];
+        for j in 0..NB {
+            wsum[j] = wsum[j].wrapping_add(w[j] as i32);
+        }
+    }
+    // sum w * (x + off) = sum w * x + off * sum w when every tap is inside the input.
+    let full: [i32; NB] =
+        core::array::from_fn(|j| b[j].wrapping_add(q.input_offset.wrapping_mul(wsum[j])));
+    let tap_step = g.dilation_w * c;
+    for n in 0..g.input.n {
+        for oy in 0..g.output.h {
+            let kys = tap_range(
+                oy,
+                g.stride_h,
+                g.pad_top,
+                g.dilation_h,
+                g.kernel_h,
+                g.input.h,
+            );
+            for ox in 0..g.output.w {
+                let kxs = tap_range(
+                    ox,
+                    g.stride_w,
+                    g.pad_left,
+                    g.dilation_w,
+                    g.kernel_w,
+                    g.input.w,
+                );
+                let interior = kys.len() == g.kernel_h && kxs.len() == g.kernel_w;
+                let mut acc = if interior { full } else { b };
+                if !kxs.is_empty() && !kys.is_empty() {
+                    let ix = ox * g.stride_w + kxs.start * g.dilation_w - g.pad_left;
+                    for ky in kys.clone() {
+                        let iy = oy * g.stride_h + ky * g.dilation_h - g.pad_top;
+                        let start = g.input.index(n, iy, ix, c0);
+                        // Input taps of this row: NB values every tap_step bytes.
+                        let row = &input[start..][..(kxs.len() - 1) * tap_step + NB];
+                        let wrow = &filter[(ky * g.kernel_w + kxs.start) * c + c0..]
+                            [..(kxs.len() - 1) * c + NB];
+                        if interior {
+                            taps::<NB, true>(row, wrow, tap_step, c, 0, &mut acc);
+                        } else {
+                            taps::<NB, false>(row, wrow, tap_step, c, q.input_offset, &mut acc);
+                        }
+                    }
+                }
+                let o = g.output.index(n, oy, ox, c0);
+                for ((out, &a), cq) in output[o..][..NB].iter_mut().zip(&acc).zip(cq) {
+                    *out = cq.requantize(q, a);
+                }
+            }
+        }
+    }
+}
+
+/// Adds the products of one row of taps: input values `NB` at a time every `tap_step` bytes of
+/// `row`, weights `NB` at a time every `c` bytes of `wrow`; `input_offset` is added to each input
+/// value unless `FOLDED`.
+#[inline(always)]
+fn taps<const NB: usize, const FOLDED: bool>(
+    row: &[i8],
+    wrow: &[i8],
+    tap_step: usize,
+    c: usize,
+    input_offset: i32,
+    acc: &mut [i32; NB],
+) {
+    let term = |x: i8| {
+        if FOLDED {
+            x as i32
+        } else {
+            x as i32 + input_offset
+        }
+    };
+    if let Ok(acc4) = <&mut [i32; 4]>::try_from(acc.as_mut_slice()) {
+        // Four channels: accumulators in registers.
+        let [mut a0, mut a1, mut a2, mut a3] = *acc4;
+        for (xs, ws) in row.chunks(tap_step).zip(wrow.chunks(c)) {
+            let (xs, ws) = (&xs[..4], &ws[..4]);
+            a0 = a0.wrapping_add(ws[0] as i32 * term(xs[0]));
+            a1 = a1.wrapping_add(ws[1] as i32 * term(xs[1]));
+            a2 = a2.wrapping_add(ws[2] as i32 * term(xs[2]));
+            a3 = a3.wrapping_add(ws[3] as i32 * term(xs[3]));
+        }
+        *acc4 = [a0, a1, a2, a3];
+    } else {
+        for (xs, ws) in row.chunks(tap_step).zip(wrow.chunks(c)) {
+            for ((a, &x), &w) in acc.iter_mut().zip(xs).zip(ws) {
+                *a = a.wrapping_add(w as i32 * term(x));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testgen::problems;
+    use super::*;
+    use crate::kernels::depthwise_conv2d::depthwise_conv2d_s8;
+    use proptest::prelude::*;
+    use std::vec;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(600))]
+
+        #[test]
+        fn matches_reference(p in problems(11, true)) {
+            let q = p.quant();
+            let bias = LeI32::new(&p.bias).unwrap();
+            let mut want = vec![0i8; p.g.output.len()];
+            depthwise_conv2d_s8(&p.g, 1, &q, &p.input, &p.filter, bias, &mut want);
+            let mut got = vec![0i8; p.g.output.len()];
+            depthwise_conv2d_s8_fast(&p.g, &q, &p.input, &p.filter, bias, &mut got);
+            prop_assert_eq!(got, want);
+        }
+    }
+}
