@@ -75,6 +75,18 @@ fn conv2d_s8_patches<const DSP: bool>(
                     g.input.w,
                 );
                 gather(g, input, n, oy, ox, &kys, &kxs, zero_point, &mut raw[..len]);
+                if !DSP {
+                    // Natural order, 16-bit values with the input offset added.
+                    let values: &mut [i16] = bytemuck::cast_slice_mut(&mut pairs[..]);
+                    for (v, &r) in values.iter_mut().zip(&raw[..len]) {
+                        *v = (r as i32 + q.input_offset) as i16;
+                    }
+                    let values: &[i16] = &bytemuck::cast_slice(&pairs[..])[..len];
+                    let o = g.output.index(n, oy, ox, 0);
+                    let out = &mut output[o..][..out_c];
+                    portable_channels(q, values, filter, bias, out);
+                    continue;
+                }
                 let (raw_groups, raw_tail) = raw[..len].as_chunks::<4>();
                 for (p, r) in pairs.iter_mut().zip(raw_groups) {
                     let v = u32::from_le_bytes(r.map(|b| b as u8));
@@ -110,6 +122,49 @@ fn conv2d_s8_patches<const DSP: bool>(
                 }
             }
         }
+    }
+}
+
+/// Every output channel of one position from its patch of 16-bit values (input offset added), four
+/// channels per pass: each patch value is loaded once for four multiply-accumulates.
+#[inline(always)]
+fn portable_channels(
+    q: &OutputQuant<'_>,
+    values: &[i16],
+    filter: &[i8],
+    bias: LeI32<'_>,
+    out: &mut [i8],
+) {
+    let len = values.len();
+    let b = |c: usize| if bias.is_empty() { 0 } else { bias.get(c) };
+    let mut oc = 0;
+    for (out4, w4) in out.chunks_exact_mut(4).zip(filter.chunks_exact(4 * len)) {
+        let (w0, rest) = w4.split_at(len);
+        let (w1, rest) = rest.split_at(len);
+        let (w2, w3) = rest.split_at(len);
+        let (mut a0, mut a1, mut a2, mut a3) = (b(oc), b(oc + 1), b(oc + 2), b(oc + 3));
+        for ((((&x, &p0), &p1), &p2), &p3) in values.iter().zip(w0).zip(w1).zip(w2).zip(w3) {
+            let x = x as i32;
+            a0 = a0.wrapping_add(x * p0 as i32);
+            a1 = a1.wrapping_add(x * p1 as i32);
+            a2 = a2.wrapping_add(x * p2 as i32);
+            a3 = a3.wrapping_add(x * p3 as i32);
+        }
+        for (j, (o, a)) in out4.iter_mut().zip([a0, a1, a2, a3]).enumerate() {
+            *o = ChannelQuant::new(q, oc + j).requantize(q, a);
+        }
+        oc += 4;
+    }
+    for (o, w) in out[oc..]
+        .iter_mut()
+        .zip(filter[oc * len..].chunks_exact(len))
+    {
+        let a = values
+            .iter()
+            .zip(w)
+            .fold(b(oc), |a, (&x, &w)| a.wrapping_add(x as i32 * w as i32));
+        *o = ChannelQuant::new(q, oc).requantize(q, a);
+        oc += 1;
     }
 }
 

@@ -2,12 +2,17 @@
 //! over every output position, input offset folded into the accumulator's start, taps from
 //! precomputed ranges (no per-tap padding checks).
 
+use super::dsp::{smlabb, smlatt, sxtb16, sxtb16_ror8};
 use super::{tap_range, ChannelQuant};
 use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
 
+/// Most taps of a kernel whose interior positions take the tap-table loop (5x5).
+const MAX_TAPS: usize = 25;
+
 /// Same contract and bit-exact result as [`crate::kernels::depthwise_conv2d::depthwise_conv2d_s8`]
-/// with a depth multiplier of 1 (`g.output.c == g.input.c`), any geometry.
-pub fn depthwise_conv2d_s8_fast(
+/// with a depth multiplier of 1 (`g.output.c == g.input.c`), any geometry. `DSP` selects the
+/// `SXTB16`/`SMLABB`/`SMLATT` tap loop (exact pure-Rust equivalents off Armv7E-M).
+pub fn depthwise_conv2d_s8_fast<const DSP: bool>(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
     input: &[i8],
@@ -18,18 +23,18 @@ pub fn depthwise_conv2d_s8_fast(
     let c = g.output.c;
     let mut c0 = 0;
     while c0 + 4 <= c {
-        channel_block::<4>(g, q, input, filter, bias, output, c0);
+        channel_block::<4, DSP>(g, q, input, filter, bias, output, c0);
         c0 += 4;
     }
     while c0 < c {
-        channel_block::<1>(g, q, input, filter, bias, output, c0);
+        channel_block::<1, DSP>(g, q, input, filter, bias, output, c0);
         c0 += 1;
     }
 }
 
 /// Channels `c0..c0 + NB` at every output position.
 #[inline(never)]
-fn channel_block<const NB: usize>(
+fn channel_block<const NB: usize, const DSP: bool>(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
     input: &[i8],
@@ -54,6 +59,25 @@ fn channel_block<const NB: usize>(
     let full: [i32; NB] =
         core::array::from_fn(|j| b[j].wrapping_add(q.input_offset.wrapping_mul(wsum[j])));
     let tap_step = g.dilation_w * c;
+    // Interior positions of a four-channel block: tap offsets from the window's first input value
+    // and the block's four weights per tap.
+    let table = NB == 4 && n_taps <= MAX_TAPS;
+    let mut offsets = [0usize; MAX_TAPS];
+    let mut weights = [[0i8; 4]; MAX_TAPS];
+    if table {
+        for t in 0..n_taps {
+            let (ky, kx) = (t / g.kernel_w, t % g.kernel_w);
+            offsets[t] = (ky * g.dilation_h * g.input.w + kx * g.dilation_w) * c;
+            for j in 0..4 {
+                weights[t][j] = filter[t * c + c0 + j];
+            }
+        }
+    }
+    let (offsets, weights) = (
+        &offsets[..n_taps.min(MAX_TAPS)],
+        &weights[..n_taps.min(MAX_TAPS)],
+    );
+    let span = offsets.last().map_or(0, |&o| o + 4);
     for n in 0..g.input.n {
         for oy in 0..g.output.h {
             let kys = tap_range(
@@ -75,7 +99,32 @@ fn channel_block<const NB: usize>(
                 );
                 let interior = kys.len() == g.kernel_h && kxs.len() == g.kernel_w;
                 let mut acc = if interior { full } else { b };
-                if !kxs.is_empty() && !kys.is_empty() {
+                if let (true, true, Ok(acc4)) = (
+                    table,
+                    interior,
+                    <&mut [i32; 4]>::try_from(acc.as_mut_slice()),
+                ) {
+                    let iy = oy * g.stride_h - g.pad_top;
+                    let ix = ox * g.stride_w - g.pad_left;
+                    let window = &input[g.input.index(n, iy, ix, c0)..][..span];
+                    interior_taps::<DSP>(window, offsets, weights, acc4);
+                } else if let (true, Ok(acc4)) =
+                    (table, <&mut [i32; 4]>::try_from(acc.as_mut_slice()))
+                {
+                    // Border position: the taps inside the input, input offset added per term.
+                    for ky in kys.clone() {
+                        let iy = oy * g.stride_h + ky * g.dilation_h - g.pad_top;
+                        for kx in kxs.clone() {
+                            let ix = ox * g.stride_w + kx * g.dilation_w - g.pad_left;
+                            let x = &input[g.input.index(n, iy, ix, c0)..][..4];
+                            let w = &weights[ky * g.kernel_w + kx];
+                            for j in 0..4 {
+                                let term = x[j] as i32 + q.input_offset;
+                                acc4[j] = acc4[j].wrapping_add(w[j] as i32 * term);
+                            }
+                        }
+                    }
+                } else if !kxs.is_empty() && !kys.is_empty() {
                     let ix = ox * g.stride_w + kxs.start * g.dilation_w - g.pad_left;
                     for ky in kys.clone() {
                         let iy = oy * g.stride_h + ky * g.dilation_h - g.pad_top;
@@ -98,6 +147,38 @@ fn channel_block<const NB: usize>(
             }
         }
     }
+}
+
+/// Adds the products of every tap of an interior position for four channels: input values at
+/// `window[offsets[t]..][..4]`, weights `weights[t]`.
+#[inline(always)]
+fn interior_taps<const DSP: bool>(
+    window: &[i8],
+    offsets: &[usize],
+    weights: &[[i8; 4]],
+    acc: &mut [i32; 4],
+) {
+    let [mut a0, mut a1, mut a2, mut a3] = *acc;
+    for (&o, w) in offsets.iter().zip(weights) {
+        let x = &window[o..o + 4];
+        if DSP {
+            let xv = u32::from_le_bytes([x[0] as u8, x[1] as u8, x[2] as u8, x[3] as u8]);
+            let wv = u32::from_le_bytes(w.map(|v| v as u8));
+            // Even channels in (lo, hi) = (0, 2), odd ones in (1, 3).
+            let (xe, we) = (sxtb16(xv), sxtb16(wv));
+            let (xo, wo) = (sxtb16_ror8(xv), sxtb16_ror8(wv));
+            a0 = smlabb(xe, we, a0);
+            a2 = smlatt(xe, we, a2);
+            a1 = smlabb(xo, wo, a1);
+            a3 = smlatt(xo, wo, a3);
+        } else {
+            a0 = a0.wrapping_add(x[0] as i32 * w[0] as i32);
+            a1 = a1.wrapping_add(x[1] as i32 * w[1] as i32);
+            a2 = a2.wrapping_add(x[2] as i32 * w[2] as i32);
+            a3 = a3.wrapping_add(x[3] as i32 * w[3] as i32);
+        }
+    }
+    *acc = [a0, a1, a2, a3];
 }
 
 /// Adds the products of one row of taps: input values `NB` at a time every `tap_step` bytes of
@@ -141,24 +222,34 @@ fn taps<const NB: usize, const FOLDED: bool>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testgen::problems;
+    use super::super::testgen::{problems, Problem};
     use super::*;
     use crate::kernels::depthwise_conv2d::depthwise_conv2d_s8;
     use proptest::prelude::*;
     use std::vec;
 
+    fn check<const DSP: bool>(p: &Problem) -> Result<(), TestCaseError> {
+        let q = p.quant();
+        let bias = LeI32::new(&p.bias).unwrap();
+        let mut want = vec![0i8; p.g.output.len()];
+        depthwise_conv2d_s8(&p.g, 1, &q, &p.input, &p.filter, bias, &mut want);
+        let mut got = vec![0i8; p.g.output.len()];
+        depthwise_conv2d_s8_fast::<DSP>(&p.g, &q, &p.input, &p.filter, bias, &mut got);
+        prop_assert_eq!(got, want);
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(600))]
 
         #[test]
-        fn matches_reference(p in problems(11, true)) {
-            let q = p.quant();
-            let bias = LeI32::new(&p.bias).unwrap();
-            let mut want = vec![0i8; p.g.output.len()];
-            depthwise_conv2d_s8(&p.g, 1, &q, &p.input, &p.filter, bias, &mut want);
-            let mut got = vec![0i8; p.g.output.len()];
-            depthwise_conv2d_s8_fast(&p.g, &q, &p.input, &p.filter, bias, &mut got);
-            prop_assert_eq!(got, want);
+        fn portable_matches_reference(p in problems(11, true)) {
+            check::<false>(&p)?;
+        }
+
+        #[test]
+        fn dsp_matches_reference(p in problems(11, true)) {
+            check::<true>(&p)?;
         }
     }
 }

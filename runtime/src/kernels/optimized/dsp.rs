@@ -67,6 +67,46 @@ pub fn smlad(a: u32, b: u32, acc: i32) -> i32 {
     }
 }
 
+/// `SMLABB a, b, acc`: `acc + a.lo * b.lo` over signed halfwords, wrapping.
+#[inline(always)]
+pub fn smlabb(a: u32, b: u32, acc: i32) -> i32 {
+    #[cfg(ferrite_dsp)]
+    {
+        let r: i32;
+        // SAFETY: register-only arithmetic; no memory access, no stack use. May set the Q flag,
+        // which nothing in this crate reads.
+        unsafe {
+            core::arch::asm!("smlabb {r}, {a}, {b}, {acc}", r = lateout(reg) r, a = in(reg) a,
+                b = in(reg) b, acc = in(reg) acc, options(pure, nomem, nostack));
+        }
+        r
+    }
+    #[cfg(not(ferrite_dsp))]
+    {
+        acc.wrapping_add((a as u16 as i16 as i32) * (b as u16 as i16 as i32))
+    }
+}
+
+/// `SMLATT a, b, acc`: `acc + a.hi * b.hi` over signed halfwords, wrapping.
+#[inline(always)]
+pub fn smlatt(a: u32, b: u32, acc: i32) -> i32 {
+    #[cfg(ferrite_dsp)]
+    {
+        let r: i32;
+        // SAFETY: register-only arithmetic; no memory access, no stack use. May set the Q flag,
+        // which nothing in this crate reads.
+        unsafe {
+            core::arch::asm!("smlatt {r}, {a}, {b}, {acc}", r = lateout(reg) r, a = in(reg) a,
+                b = in(reg) b, acc = in(reg) acc, options(pure, nomem, nostack));
+        }
+        r
+    }
+    #[cfg(not(ferrite_dsp))]
+    {
+        acc.wrapping_add(((a >> 16) as u16 as i16 as i32) * ((b >> 16) as u16 as i16 as i32))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +119,13 @@ mod tests {
             let want = (0..4).fold(acc, |a, i| a.wrapping_add(b(x, i) * b(w, i)));
             let got = smlad(sxtb16_ror8(x), sxtb16_ror8(w), smlad(sxtb16(x), sxtb16(w), acc));
             prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn smlabb_smlatt_multiply_the_halfwords(a: u32, b: u32, acc: i32) {
+            let h = |v: u32, i: u32| (v >> (16 * i)) as u16 as i16 as i32;
+            prop_assert_eq!(smlabb(a, b, acc), acc.wrapping_add(h(a, 0) * h(b, 0)));
+            prop_assert_eq!(smlatt(a, b, acc), acc.wrapping_add(h(a, 1) * h(b, 1)));
         }
     }
 }

@@ -23,7 +23,6 @@ pub mod dsp;
 
 use super::{conv2d as reference_conv, depthwise_conv2d as reference_dw};
 use super::{ConvGeometry, LeI32, OutputQuant};
-use crate::quant::multiply_by_quantized_multiplier;
 use core::ops::Range;
 
 /// Which kernel runs a convolution.
@@ -35,8 +34,10 @@ pub enum ConvVariant {
     Fast,
     /// `optimized::conv2d::conv2d_s8_fast` with the `SMLAD` inner loop.
     FastDsp,
-    /// `optimized::depthwise_conv2d::depthwise_conv2d_s8_fast`.
+    /// `optimized::depthwise_conv2d::depthwise_conv2d_s8_fast` (portable tap loop).
     DepthwiseFast,
+    /// `optimized::depthwise_conv2d::depthwise_conv2d_s8_fast` with the `SMLABB`/`SMLATT` tap loop.
+    DepthwiseFastDsp,
 }
 
 /// The variant [`conv2d_s8`] runs for this geometry on this target.
@@ -54,6 +55,8 @@ pub fn conv2d_variant(_g: &ConvGeometry) -> ConvVariant {
 pub fn depthwise_conv2d_variant(_g: &ConvGeometry, depth_multiplier: usize) -> ConvVariant {
     if cfg!(feature = "reference-kernels") || depth_multiplier != 1 {
         ConvVariant::Reference
+    } else if cfg!(ferrite_dsp) {
+        ConvVariant::DepthwiseFastDsp
     } else {
         ConvVariant::DepthwiseFast
     }
@@ -89,7 +92,10 @@ pub fn depthwise_conv2d_s8(
 ) {
     match depthwise_conv2d_variant(g, depth_multiplier) {
         ConvVariant::DepthwiseFast => {
-            depthwise_conv2d::depthwise_conv2d_s8_fast(g, q, input, filter, bias, output)
+            depthwise_conv2d::depthwise_conv2d_s8_fast::<false>(g, q, input, filter, bias, output)
+        }
+        ConvVariant::DepthwiseFastDsp => {
+            depthwise_conv2d::depthwise_conv2d_s8_fast::<true>(g, q, input, filter, bias, output)
         }
         _ => reference_dw::depthwise_conv2d_s8(g, depth_multiplier, q, input, filter, bias, output),
     }
@@ -120,26 +126,52 @@ pub(crate) fn tap_range(
     lo.min(hi)..hi
 }
 
-/// Output quantization of one output channel, read once per block of channels.
+/// Output quantization of one output channel, read and prepared once per block of channels.
 #[derive(Clone, Copy)]
 pub(crate) struct ChannelQuant {
-    pub multiplier: i32,
-    pub shift: i32,
+    multiplier: i32,
+    /// `max(shift, 0) & 31`.
+    left: u32,
+    /// `max(-shift, 0) & 31`.
+    right: u32,
+    /// `2^right - 1`.
+    mask: i32,
 }
 
 impl ChannelQuant {
     #[inline(always)]
     pub(crate) fn new(q: &OutputQuant<'_>, channel: usize) -> Self {
+        let shift = q.shift.get_or_first(channel);
+        let right = (shift.min(0).wrapping_neg() & 31) as u32;
         Self {
             multiplier: q.multiplier.get_or_first(channel),
-            shift: q.shift.get_or_first(channel),
+            left: (shift.max(0) & 31) as u32,
+            right,
+            mask: ((1i64 << right) - 1) as i32,
         }
+    }
+
+    /// `MultiplyByQuantizedMultiplier(acc, multiplier, shift)`, bit-exact with
+    /// [`crate::quant::multiply_by_quantized_multiplier`] for every input, in fewer instructions:
+    /// the doubling high multiply's "nudge by +-2^30, then divide by 2^31 rounding toward zero"
+    /// equals "add 2^30, then shift right arithmetically by 31" (both are floor((ab + 2^30) / 2^31)).
+    #[inline(always)]
+    pub(crate) fn scale(self, acc: i32) -> i32 {
+        let x = acc.wrapping_shl(self.left);
+        let high = if x == i32::MIN && self.multiplier == i32::MIN {
+            i32::MAX
+        } else {
+            ((x as i64 * self.multiplier as i64 + (1 << 30)) >> 31) as i32
+        };
+        // RoundingDivideByPOT: to nearest, ties away from zero.
+        let threshold = (self.mask >> 1) + (high < 0) as i32;
+        (high >> self.right) + ((high & self.mask) > threshold) as i32
     }
 
     /// Same arithmetic as `kernels::conv2d::requantize_acc`.
     #[inline(always)]
     pub(crate) fn requantize(self, q: &OutputQuant<'_>, acc: i32) -> i8 {
-        multiply_by_quantized_multiplier(acc, self.multiplier, self.shift)
+        self.scale(acc)
             .saturating_add(q.output_offset)
             .max(q.act_min)
             .min(q.act_max) as i8
@@ -278,6 +310,43 @@ mod tests {
                 .collect();
             let got: std::vec::Vec<usize> = tap_range(out, stride, pad, dilation, k, len).collect();
             prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn channel_scale_is_multiply_by_quantized_multiplier(
+            acc: i32, multiplier: i32, shift in -40..40i32,
+        ) {
+            let m = multiplier.to_le_bytes();
+            let s = shift.to_le_bytes();
+            let q = OutputQuant {
+                input_offset: 0,
+                output_offset: 0,
+                act_min: -128,
+                act_max: 127,
+                multiplier: LeI32::new(&m).unwrap(),
+                shift: LeI32::new(&s).unwrap(),
+            };
+            let want = crate::quant::multiply_by_quantized_multiplier(acc, multiplier, shift);
+            prop_assert_eq!(ChannelQuant::new(&q, 0).scale(acc), want);
+        }
+
+        #[test]
+        fn channel_scale_edge_values(
+            acc in prop::sample::select(std::vec![i32::MIN, i32::MIN + 1, -1, 0, 1, i32::MAX]),
+            multiplier in prop::sample::select(std::vec![i32::MIN, -1, 0, 1, 1 << 30, i32::MAX]),
+            shift in -33..33i32,
+        ) {
+            let (m, s) = (multiplier.to_le_bytes(), shift.to_le_bytes());
+            let q = OutputQuant {
+                input_offset: 0,
+                output_offset: 0,
+                act_min: -128,
+                act_max: 127,
+                multiplier: LeI32::new(&m).unwrap(),
+                shift: LeI32::new(&s).unwrap(),
+            };
+            let want = crate::quant::multiply_by_quantized_multiplier(acc, multiplier, shift);
+            prop_assert_eq!(ChannelQuant::new(&q, 0).scale(acc), want);
         }
     }
 }
