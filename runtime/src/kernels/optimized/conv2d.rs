@@ -14,7 +14,7 @@ use super::{tap_range, ChannelQuant};
 use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
 
 /// Largest receptive field (`kernel_h * kernel_w * in_c`) gathered into a patch: 3x3x64.
-/// The patch buffers take `PATCH_MAX * 3` bytes of stack.
+/// The patch buffers take `PATCH_MAX * 5` bytes of stack with `DSP` (two positions), `* 3` without.
 pub const PATCH_MAX: usize = 576;
 
 /// Same contract and bit-exact result as [`crate::kernels::conv2d::conv2d_s8`], any geometry.
@@ -45,84 +45,85 @@ fn conv2d_s8_patches<const DSP: bool>(
     bias: LeI32<'_>,
     output: &mut [i8],
 ) {
-    let in_c = g.input.c;
     let out_c = g.output.c;
-    let len = g.kernel_h * g.kernel_w * in_c;
-    let groups = len / 4;
+    let len = g.kernel_h * g.kernel_w * g.input.c;
+    let positions = g.output.n * g.output.h * g.output.w;
     // The receptive field in filter order (ky, kx, ic), padding as the input zero point.
     let mut raw = [0i8; PATCH_MAX];
-    // Groups of four values x0..x3 (+ input offset) as the words (x0, x2) and (x1, x3).
-    let mut pairs = [[0u32; 2]; PATCH_MAX / 4];
     let zero_point = (-q.input_offset) as i8;
+    if !DSP {
+        // Natural order, 16-bit values with the input offset added.
+        let mut values = [0i16; PATCH_MAX];
+        for p in 0..positions {
+            gather_at(g, input, p, zero_point, &mut raw[..len]);
+            for (v, &r) in values.iter_mut().zip(&raw[..len]) {
+                *v = (r as i32 + q.input_offset) as i16;
+            }
+            let out = &mut output[p * out_c..][..out_c];
+            portable_channels(q, &values[..len], filter, bias, out);
+        }
+        return;
+    }
+    // Two positions at a time. Group k of four values x0..x3 (+ input offset) of positions A and B
+    // is the words [(A.x0, A.x2), (A.x1, A.x3), (B.x0, B.x2), (B.x1, B.x3)]: the pairs `SXTB16`
+    // makes of the weights, loaded with one `LDM`.
+    let groups = len / 4;
+    let mut quads = [[0u32; 4]; PATCH_MAX / 4];
     let off2 = (q.input_offset as u32 & 0xffff) * 0x1_0001;
-    for n in 0..g.input.n {
-        for oy in 0..g.output.h {
-            let kys = tap_range(
-                oy,
-                g.stride_h,
-                g.pad_top,
-                g.dilation_h,
-                g.kernel_h,
-                g.input.h,
-            );
-            for ox in 0..g.output.w {
-                let kxs = tap_range(
-                    ox,
-                    g.stride_w,
-                    g.pad_left,
-                    g.dilation_w,
-                    g.kernel_w,
-                    g.input.w,
-                );
-                gather(g, input, n, oy, ox, &kys, &kxs, zero_point, &mut raw[..len]);
-                if !DSP {
-                    // Natural order, 16-bit values with the input offset added.
-                    let values: &mut [i16] = bytemuck::cast_slice_mut(&mut pairs[..]);
-                    for (v, &r) in values.iter_mut().zip(&raw[..len]) {
-                        *v = (r as i32 + q.input_offset) as i16;
-                    }
-                    let values: &[i16] = &bytemuck::cast_slice(&pairs[..])[..len];
-                    let o = g.output.index(n, oy, ox, 0);
-                    let out = &mut output[o..][..out_c];
-                    portable_channels(q, values, filter, bias, out);
-                    continue;
-                }
-                let (raw_groups, raw_tail) = raw[..len].as_chunks::<4>();
-                for (p, r) in pairs.iter_mut().zip(raw_groups) {
-                    let v = u32::from_le_bytes(r.map(|b| b as u8));
-                    // Lanes stay within -256..=255: the 16-bit adds never carry across lanes.
-                    *p = [add16(sxtb16(v), off2), add16(sxtb16_ror8(v), off2)];
-                }
-                let mut tail = [0i32; 3];
-                for (t, &r) in tail.iter_mut().zip(raw_tail) {
-                    *t = r as i32 + q.input_offset;
-                }
-                let patch = &pairs[..groups];
-                let tail = &tail[..raw_tail.len()];
-                let o = g.output.index(n, oy, ox, 0);
-                let out = &mut output[o..][..out_c];
-                let mut oc = 0;
-                for (out2, w2) in out.chunks_exact_mut(2).zip(filter.chunks_exact(2 * len)) {
-                    let (w0, w1) = w2.split_at(len);
-                    let b = |c: usize| if bias.is_empty() { 0 } else { bias.get(c) };
-                    let (a0, a1) = if DSP {
-                        dot2_pairs_dsp(patch, tail, w0, w1, b(oc), b(oc + 1))
-                    } else {
-                        dot2_pairs(patch, tail, w0, w1, b(oc), b(oc + 1))
-                    };
-                    out2[0] = ChannelQuant::new(q, oc).requantize(q, a0);
-                    out2[1] = ChannelQuant::new(q, oc + 1).requantize(q, a1);
-                    oc += 2;
-                }
-                if oc < out_c {
-                    let w0 = &filter[oc * len..][..len];
-                    let b = if bias.is_empty() { 0 } else { bias.get(oc) };
-                    let (a0, _) = dot2_pairs(patch, tail, w0, w0, b, 0);
-                    out[oc] = ChannelQuant::new(q, oc).requantize(q, a0);
-                }
+    let b = |c: usize| if bias.is_empty() { 0 } else { bias.get(c) };
+    let mut p = 0;
+    while p < positions {
+        let count = (positions - p).min(2);
+        let mut tails = [[0i32; 3]; 2];
+        for (k, tail) in tails.iter_mut().enumerate().take(count) {
+            gather_at(g, input, p + k, zero_point, &mut raw[..len]);
+            let (raw_groups, raw_tail) = raw[..len].as_chunks::<4>();
+            for (quad, r) in quads.iter_mut().zip(raw_groups) {
+                let v = u32::from_le_bytes(r.map(|b| b as u8));
+                // Lanes stay within -256..=255: the 16-bit adds never carry across lanes.
+                quad[2 * k] = add16(sxtb16(v), off2);
+                quad[2 * k + 1] = add16(sxtb16_ror8(v), off2);
+            }
+            for (t, &r) in tail.iter_mut().zip(raw_tail) {
+                *t = r as i32 + q.input_offset;
             }
         }
+        let patch = &quads[..groups];
+        let (tail_a, tail_b) = (&tails[0][..len % 4], &tails[1][..len % 4]);
+        let out = &mut output[p * out_c..][..count * out_c];
+        let (out_a, out_b) = out.split_at_mut(out_c);
+        let mut oc = 0;
+        while oc < out_c {
+            // Two channels, or the last one twice.
+            let oc1 = (oc + 1).min(out_c - 1);
+            let (w0, w1) = (&filter[oc * len..][..len], &filter[oc1 * len..][..len]);
+            let (q0, q1) = (ChannelQuant::new(q, oc), ChannelQuant::new(q, oc1));
+            if count == 2 {
+                let [a0, a1, b0, b1] =
+                    dot_2x2_dsp(patch, tail_a, tail_b, w0, w1, [b(oc), b(oc1), b(oc), b(oc1)]);
+                out_a[oc] = q0.requantize(q, a0);
+                out_b[oc] = q0.requantize(q, b0);
+                out_a[oc1] = q1.requantize(q, a1);
+                out_b[oc1] = q1.requantize(q, b1);
+            } else {
+                let (a0, a1) = dot_1x2_dsp(patch, tail_a, w0, w1, b(oc), b(oc1));
+                out_a[oc] = q0.requantize(q, a0);
+                out_a[oc1] = q1.requantize(q, a1);
+            }
+            oc += 2;
+        }
+        p += count;
     }
+}
+
+/// Copies the receptive field of flat output position `p` (over n, oy, ox) in filter order.
+#[inline(always)]
+fn gather_at(g: &ConvGeometry, input: &[i8], p: usize, zero_point: i8, raw: &mut [i8]) {
+    let (ow, oh) = (g.output.w, g.output.h);
+    let (n, oy, ox) = (p / (ow * oh), (p / ow) % oh, p % ow);
+    let kys = tap_range(oy, g.stride_h, g.pad_top, g.dilation_h, g.kernel_h, g.input.h);
+    let kxs = tap_range(ox, g.stride_w, g.pad_left, g.dilation_w, g.kernel_w, g.input.w);
+    gather(g, input, n, oy, ox, &kys, &kxs, zero_point, raw);
 }
 
 /// Every output channel of one position from its patch of 16-bit values (input offset added), four
@@ -214,10 +215,43 @@ fn gather(
     }
 }
 
-/// Two output channels' sums over a patch: `acc_j + sum x * w_j` with the patch's pair order.
+/// Two positions (A, B) by two output channels: `acc + sum x * w` for (A, w0), (A, w1), (B, w0),
+/// (B, w1), in that order, over a patch of quads (see `conv2d_s8_patches`).
 #[inline(always)]
-fn dot2_pairs_dsp(
-    patch: &[[u32; 2]],
+fn dot_2x2_dsp(
+    patch: &[[u32; 4]],
+    tail_a: &[i32],
+    tail_b: &[i32],
+    w0: &[i8],
+    w1: &[i8],
+    acc: [i32; 4],
+) -> [i32; 4] {
+    let [mut a0, mut a1, mut b0, mut b1] = acc;
+    let (c0, t0) = w0.as_chunks::<4>();
+    let (c1, t1) = w1.as_chunks::<4>();
+    for ((x, p), r) in patch.iter().zip(c0).zip(c1) {
+        let wp = u32::from_le_bytes(p.map(|b| b as u8));
+        let (pe, po) = (sxtb16(wp), sxtb16_ror8(wp));
+        a0 = smlad(x[1], po, smlad(x[0], pe, a0));
+        b0 = smlad(x[3], po, smlad(x[2], pe, b0));
+        let wr = u32::from_le_bytes(r.map(|b| b as u8));
+        let (re, ro) = (sxtb16(wr), sxtb16_ror8(wr));
+        a1 = smlad(x[1], ro, smlad(x[0], re, a1));
+        b1 = smlad(x[3], ro, smlad(x[2], re, b1));
+    }
+    for (((&xa, &xb), &p), &r) in tail_a.iter().zip(tail_b).zip(t0).zip(t1) {
+        a0 = a0.wrapping_add(xa * p as i32);
+        a1 = a1.wrapping_add(xa * r as i32);
+        b0 = b0.wrapping_add(xb * p as i32);
+        b1 = b1.wrapping_add(xb * r as i32);
+    }
+    [a0, a1, b0, b1]
+}
+
+/// [`dot_2x2_dsp`] for position A alone.
+#[inline(always)]
+fn dot_1x2_dsp(
+    patch: &[[u32; 4]],
     tail: &[i32],
     w0: &[i8],
     w1: &[i8],
@@ -231,38 +265,6 @@ fn dot2_pairs_dsp(
         let wr = u32::from_le_bytes(r.map(|b| b as u8));
         a0 = smlad(x[1], sxtb16_ror8(wp), smlad(x[0], sxtb16(wp), a0));
         a1 = smlad(x[1], sxtb16_ror8(wr), smlad(x[0], sxtb16(wr), a1));
-    }
-    for ((&x, &p), &r) in tail.iter().zip(t0).zip(t1) {
-        a0 = a0.wrapping_add(x * p as i32);
-        a1 = a1.wrapping_add(x * r as i32);
-    }
-    (a0, a1)
-}
-
-/// [`dot2_pairs_dsp`] one multiply-accumulate at a time.
-#[inline(always)]
-fn dot2_pairs(
-    patch: &[[u32; 2]],
-    tail: &[i32],
-    w0: &[i8],
-    w1: &[i8],
-    mut a0: i32,
-    mut a1: i32,
-) -> (i32, i32) {
-    let (c0, t0) = w0.as_chunks::<4>();
-    let (c1, t1) = w1.as_chunks::<4>();
-    for ((x, p), r) in patch.iter().zip(c0).zip(c1) {
-        // Pair words hold (x0, x2) and (x1, x3).
-        let x = [
-            x[0] as i16 as i32,
-            (x[1] as i16) as i32,
-            (x[0] >> 16) as i16 as i32,
-            (x[1] >> 16) as i16 as i32,
-        ];
-        for k in 0..4 {
-            a0 = a0.wrapping_add(x[k] * p[k] as i32);
-            a1 = a1.wrapping_add(x[k] * r[k] as i32);
-        }
     }
     for ((&x, &p), &r) in tail.iter().zip(t0).zip(t1) {
         a0 = a0.wrapping_add(x * p as i32);
