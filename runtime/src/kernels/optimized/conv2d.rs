@@ -17,6 +17,27 @@ use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
 /// The patch buffers take `PATCH_MAX * 5` bytes of stack with `DSP` (two positions), `* 3` without.
 pub const PATCH_MAX: usize = 576;
 
+/// Output channels whose bias and quantization are prepared together (on the stack).
+const CHANNEL_BLOCK: usize = 32;
+
+/// One output channel's bias and output quantization, prepared once per invoke.
+#[derive(Clone, Copy, Default)]
+struct Channel {
+    bias: i32,
+    quant: ChannelQuant,
+}
+
+/// Prepares output channels `first..first + block.len()`.
+#[inline(always)]
+fn prepare(q: &OutputQuant<'_>, bias: LeI32<'_>, first: usize, block: &mut [Channel]) {
+    for (k, c) in block.iter_mut().enumerate() {
+        *c = Channel {
+            bias: if bias.is_empty() { 0 } else { bias.get(first + k) },
+            quant: ChannelQuant::new(q, first + k),
+        };
+    }
+}
+
 /// Same contract and bit-exact result as [`crate::kernels::conv2d::conv2d_s8`], any geometry.
 /// `DSP` selects the `SXTB16`/`SMLAD` dot products (exact pure-Rust equivalents off Armv7E-M).
 pub fn conv2d_s8_fast<const DSP: bool>(
@@ -51,16 +72,22 @@ fn conv2d_s8_patches<const DSP: bool>(
     // The receptive field in filter order (ky, kx, ic), padding as the input zero point.
     let mut raw = [0i8; PATCH_MAX];
     let zero_point = (-q.input_offset) as i8;
+    let mut channels = [Channel::default(); CHANNEL_BLOCK];
     if !DSP {
         // Natural order, 16-bit values with the input offset added.
         let mut values = [0i16; PATCH_MAX];
-        for p in 0..positions {
-            gather_at(g, input, p, zero_point, &mut raw[..len]);
-            for (v, &r) in values.iter_mut().zip(&raw[..len]) {
-                *v = (r as i32 + q.input_offset) as i16;
+        for first in (0..out_c).step_by(CHANNEL_BLOCK) {
+            let block = &mut channels[..(out_c - first).min(CHANNEL_BLOCK)];
+            prepare(q, bias, first, block);
+            let filter = &filter[first * len..][..block.len() * len];
+            for p in 0..positions {
+                gather_at(g, input, p, zero_point, &mut raw[..len]);
+                for (v, &r) in values.iter_mut().zip(&raw[..len]) {
+                    *v = (r as i32 + q.input_offset) as i16;
+                }
+                let out = &mut output[p * out_c + first..][..block.len()];
+                portable_channels(q, &values[..len], filter, block, out);
             }
-            let out = &mut output[p * out_c..][..out_c];
-            portable_channels(q, &values[..len], filter, bias, out);
         }
         return;
     }
@@ -70,49 +97,77 @@ fn conv2d_s8_patches<const DSP: bool>(
     let groups = len / 4;
     let mut quads = [[0u32; 4]; PATCH_MAX / 4];
     let off2 = (q.input_offset as u32 & 0xffff) * 0x1_0001;
-    let b = |c: usize| if bias.is_empty() { 0 } else { bias.get(c) };
-    let mut p = 0;
-    while p < positions {
-        let count = (positions - p).min(2);
-        let mut tails = [[0i32; 3]; 2];
-        for (k, tail) in tails.iter_mut().enumerate().take(count) {
-            gather_at(g, input, p + k, zero_point, &mut raw[..len]);
-            let (raw_groups, raw_tail) = raw[..len].as_chunks::<4>();
-            for (quad, r) in quads.iter_mut().zip(raw_groups) {
-                let v = u32::from_le_bytes(r.map(|b| b as u8));
-                // Lanes stay within -256..=255: the 16-bit adds never carry across lanes.
-                quad[2 * k] = add16(sxtb16(v), off2);
-                quad[2 * k + 1] = add16(sxtb16_ror8(v), off2);
+    for first in (0..out_c).step_by(CHANNEL_BLOCK) {
+        let block = &mut channels[..(out_c - first).min(CHANNEL_BLOCK)];
+        prepare(q, bias, first, block);
+        let block = &*block;
+        let filter = &filter[first * len..][..block.len() * len];
+        let mut p = 0;
+        while p < positions {
+            let count = (positions - p).min(2);
+            let mut tails = [[0i32; 3]; 2];
+            for (k, tail) in tails.iter_mut().enumerate().take(count) {
+                gather_at(g, input, p + k, zero_point, &mut raw[..len]);
+                let (raw_groups, raw_tail) = raw[..len].as_chunks::<4>();
+                for (quad, r) in quads.iter_mut().zip(raw_groups) {
+                    let v = u32::from_le_bytes(r.map(|b| b as u8));
+                    // Lanes stay within -256..=255: the 16-bit adds never carry across lanes.
+                    quad[2 * k] = add16(sxtb16(v), off2);
+                    quad[2 * k + 1] = add16(sxtb16_ror8(v), off2);
+                }
+                for (t, &r) in tail.iter_mut().zip(raw_tail) {
+                    *t = r as i32 + q.input_offset;
+                }
             }
-            for (t, &r) in tail.iter_mut().zip(raw_tail) {
-                *t = r as i32 + q.input_offset;
-            }
-        }
-        let patch = &quads[..groups];
-        let (tail_a, tail_b) = (&tails[0][..len % 4], &tails[1][..len % 4]);
-        let out = &mut output[p * out_c..][..count * out_c];
-        let (out_a, out_b) = out.split_at_mut(out_c);
-        let mut oc = 0;
-        while oc < out_c {
-            // Two channels, or the last one twice.
-            let oc1 = (oc + 1).min(out_c - 1);
-            let (w0, w1) = (&filter[oc * len..][..len], &filter[oc1 * len..][..len]);
-            let (q0, q1) = (ChannelQuant::new(q, oc), ChannelQuant::new(q, oc1));
-            if count == 2 {
-                let [a0, a1, b0, b1] =
-                    dot_2x2_dsp(patch, tail_a, tail_b, w0, w1, [b(oc), b(oc1), b(oc), b(oc1)]);
-                out_a[oc] = q0.requantize(q, a0);
-                out_b[oc] = q0.requantize(q, b0);
-                out_a[oc1] = q1.requantize(q, a1);
-                out_b[oc1] = q1.requantize(q, b1);
+            let patch = &quads[..groups];
+            let (tail_a, tail_b) = (&tails[0][..len % 4], &tails[1][..len % 4]);
+            let (out_a, rest) = output[p * out_c..].split_at_mut(out_c);
+            let out_a = &mut out_a[first..][..block.len()];
+            let out_b = if count == 2 {
+                &mut rest[first..][..block.len()]
             } else {
-                let (a0, a1) = dot_1x2_dsp(patch, tail_a, w0, w1, b(oc), b(oc1));
-                out_a[oc] = q0.requantize(q, a0);
-                out_a[oc1] = q1.requantize(q, a1);
-            }
-            oc += 2;
+                &mut []
+            };
+            dsp_channels(q, patch, tail_a, tail_b, filter, block, out_a, out_b);
+            p += count;
         }
-        p += count;
+    }
+}
+
+/// The channels of `block` at one or two positions (`out_b` empty for one).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn dsp_channels(
+    q: &OutputQuant<'_>,
+    patch: &[[u32; 4]],
+    tail_a: &[i32],
+    tail_b: &[i32],
+    filter: &[i8],
+    block: &[Channel],
+    out_a: &mut [i8],
+    out_b: &mut [i8],
+) {
+    let len = filter.len() / block.len();
+    let last = block.len() - 1;
+    let mut k = 0;
+    while k < block.len() {
+        // Two channels, or the last one twice.
+        let k1 = (k + 1).min(last);
+        let (c0, c1) = (block[k], block[k1]);
+        let (w0, w1) = (&filter[k * len..][..len], &filter[k1 * len..][..len]);
+        if out_b.is_empty() {
+            let (a0, a1) = dot_1x2_dsp(patch, tail_a, w0, w1, c0.bias, c1.bias);
+            out_a[k] = c0.quant.requantize(q, a0);
+            out_a[k1] = c1.quant.requantize(q, a1);
+        } else {
+            let acc = [c0.bias, c1.bias, c0.bias, c1.bias];
+            let [a0, a1, b0, b1] = dot_2x2_dsp(patch, tail_a, tail_b, w0, w1, acc);
+            out_a[k] = c0.quant.requantize(q, a0);
+            out_b[k] = c0.quant.requantize(q, b0);
+            out_a[k1] = c1.quant.requantize(q, a1);
+            out_b[k1] = c1.quant.requantize(q, b1);
+        }
+        k += 2;
     }
 }
 
@@ -126,24 +181,24 @@ fn gather_at(g: &ConvGeometry, input: &[i8], p: usize, zero_point: i8, raw: &mut
     gather(g, input, n, oy, ox, &kys, &kxs, zero_point, raw);
 }
 
-/// Every output channel of one position from its patch of 16-bit values (input offset added), four
-/// channels per pass: each patch value is loaded once for four multiply-accumulates.
+/// The channels of `block` at one position from its patch of 16-bit values (input offset added),
+/// four channels per pass: each patch value is loaded once for four multiply-accumulates.
 #[inline(always)]
 fn portable_channels(
     q: &OutputQuant<'_>,
     values: &[i16],
     filter: &[i8],
-    bias: LeI32<'_>,
+    block: &[Channel],
     out: &mut [i8],
 ) {
     let len = values.len();
-    let b = |c: usize| if bias.is_empty() { 0 } else { bias.get(c) };
-    let mut oc = 0;
+    let mut k = 0;
     for (out4, w4) in out.chunks_exact_mut(4).zip(filter.chunks_exact(4 * len)) {
         let (w0, rest) = w4.split_at(len);
         let (w1, rest) = rest.split_at(len);
         let (w2, w3) = rest.split_at(len);
-        let (mut a0, mut a1, mut a2, mut a3) = (b(oc), b(oc + 1), b(oc + 2), b(oc + 3));
+        let c = &block[k..k + 4];
+        let (mut a0, mut a1, mut a2, mut a3) = (c[0].bias, c[1].bias, c[2].bias, c[3].bias);
         for ((((&x, &p0), &p1), &p2), &p3) in values.iter().zip(w0).zip(w1).zip(w2).zip(w3) {
             let x = x as i32;
             a0 = a0.wrapping_add(x * p0 as i32);
@@ -151,21 +206,21 @@ fn portable_channels(
             a2 = a2.wrapping_add(x * p2 as i32);
             a3 = a3.wrapping_add(x * p3 as i32);
         }
-        for (j, (o, a)) in out4.iter_mut().zip([a0, a1, a2, a3]).enumerate() {
-            *o = ChannelQuant::new(q, oc + j).requantize(q, a);
+        for ((o, a), c) in out4.iter_mut().zip([a0, a1, a2, a3]).zip(c) {
+            *o = c.quant.requantize(q, a);
         }
-        oc += 4;
+        k += 4;
     }
-    for (o, w) in out[oc..]
+    for ((o, w), c) in out[k..]
         .iter_mut()
-        .zip(filter[oc * len..].chunks_exact(len))
+        .zip(filter[k * len..].chunks_exact(len))
+        .zip(&block[k..])
     {
         let a = values
             .iter()
             .zip(w)
-            .fold(b(oc), |a, (&x, &w)| a.wrapping_add(x as i32 * w as i32));
-        *o = ChannelQuant::new(q, oc).requantize(q, a);
-        oc += 1;
+            .fold(c.bias, |a, (&x, &w)| a.wrapping_add(x as i32 * w as i32));
+        *o = c.quant.requantize(q, a);
     }
 }
 
@@ -514,6 +569,17 @@ mod tests {
 
         #[test]
         fn dsp_matches_reference(p in problems(11, false)) {
+            check::<true>(&p)?;
+        }
+    }
+
+    proptest! {
+        // Channel counts past CHANNEL_BLOCK, patches on both sides of PATCH_MAX.
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn wide_layers_match_reference(p in problems(80, false)) {
+            check::<false>(&p)?;
             check::<true>(&p)?;
         }
     }
