@@ -32,7 +32,11 @@ struct Channel {
 fn prepare(q: &OutputQuant<'_>, bias: LeI32<'_>, first: usize, block: &mut [Channel]) {
     for (k, c) in block.iter_mut().enumerate() {
         *c = Channel {
-            bias: if bias.is_empty() { 0 } else { bias.get(first + k) },
+            bias: if bias.is_empty() {
+                0
+            } else {
+                bias.get(first + k)
+            },
             quant: ChannelQuant::new(q, first + k),
         };
     }
@@ -176,8 +180,22 @@ fn dsp_channels(
 fn gather_at(g: &ConvGeometry, input: &[i8], p: usize, zero_point: i8, raw: &mut [i8]) {
     let (ow, oh) = (g.output.w, g.output.h);
     let (n, oy, ox) = (p / (ow * oh), (p / ow) % oh, p % ow);
-    let kys = tap_range(oy, g.stride_h, g.pad_top, g.dilation_h, g.kernel_h, g.input.h);
-    let kxs = tap_range(ox, g.stride_w, g.pad_left, g.dilation_w, g.kernel_w, g.input.w);
+    let kys = tap_range(
+        oy,
+        g.stride_h,
+        g.pad_top,
+        g.dilation_h,
+        g.kernel_h,
+        g.input.h,
+    );
+    let kxs = tap_range(
+        ox,
+        g.stride_w,
+        g.pad_left,
+        g.dilation_w,
+        g.kernel_w,
+        g.input.w,
+    );
     gather(g, input, n, oy, ox, &kys, &kxs, zero_point, raw);
 }
 

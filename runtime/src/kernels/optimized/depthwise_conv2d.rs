@@ -77,7 +77,6 @@ fn channel_block<const NB: usize, const DSP: bool>(
         &offsets[..n_taps.min(MAX_TAPS)],
         &weights[..n_taps.min(MAX_TAPS)],
     );
-    let span = offsets.last().map_or(0, |&o| o + 4);
     for n in 0..g.input.n {
         for oy in 0..g.output.h {
             let kys = tap_range(
@@ -88,7 +87,36 @@ fn channel_block<const NB: usize, const DSP: bool>(
                 g.kernel_h,
                 g.input.h,
             );
-            for ox in 0..g.output.w {
+            // Interior positions of this row (every tap inside the input) run as one stretch.
+            let (ox_lo, ox_hi) = if table && kys.len() == g.kernel_h {
+                interior_columns(g)
+            } else {
+                (0, 0)
+            };
+            if ox_lo < ox_hi {
+                let iy = oy * g.stride_h - g.pad_top;
+                let ix = ox_lo * g.stride_w - g.pad_left;
+                let first = g.input.index(n, iy, ix, c0);
+                let out_first = g.output.index(n, oy, ox_lo, c0);
+                if let (Ok(full), Ok(cq)) = (
+                    <[i32; 4]>::try_from(full.as_slice()),
+                    <[ChannelQuant; 4]>::try_from(cq.as_slice()),
+                ) {
+                    interior_stretch::<DSP>(
+                        q,
+                        &input[first..],
+                        g.stride_w * c,
+                        &mut output[out_first..],
+                        c,
+                        ox_hi - ox_lo,
+                        offsets,
+                        weights,
+                        full,
+                        cq,
+                    );
+                }
+            }
+            for ox in (0..g.output.w).filter(|ox| !(ox_lo..ox_hi).contains(ox)) {
                 let kxs = tap_range(
                     ox,
                     g.stride_w,
@@ -99,18 +127,7 @@ fn channel_block<const NB: usize, const DSP: bool>(
                 );
                 let interior = kys.len() == g.kernel_h && kxs.len() == g.kernel_w;
                 let mut acc = if interior { full } else { b };
-                if let (true, true, Ok(acc4)) = (
-                    table,
-                    interior,
-                    <&mut [i32; 4]>::try_from(acc.as_mut_slice()),
-                ) {
-                    let iy = oy * g.stride_h - g.pad_top;
-                    let ix = ox * g.stride_w - g.pad_left;
-                    let window = &input[g.input.index(n, iy, ix, c0)..][..span];
-                    interior_taps::<DSP>(window, offsets, weights, acc4);
-                } else if let (true, Ok(acc4)) =
-                    (table, <&mut [i32; 4]>::try_from(acc.as_mut_slice()))
-                {
+                if let (true, Ok(acc4)) = (table, <&mut [i32; 4]>::try_from(acc.as_mut_slice())) {
                     // Border position: the taps inside the input, input offset added per term.
                     for ky in kys.clone() {
                         let iy = oy * g.stride_h + ky * g.dilation_h - g.pad_top;
@@ -145,6 +162,47 @@ fn channel_block<const NB: usize, const DSP: bool>(
                     *out = cq.requantize(q, a);
                 }
             }
+        }
+    }
+}
+
+/// Output columns `ox_lo..ox_hi` whose window lies inside the input's width.
+#[inline(always)]
+fn interior_columns(g: &ConvGeometry) -> (usize, usize) {
+    let lo = g.pad_left.div_ceil(g.stride_w);
+    // Last window column: ox * stride - pad + (kw - 1) * dilation < width.
+    let span = (g.kernel_w - 1) * g.dilation_w + 1;
+    let hi = match (g.input.w + g.pad_left).checked_sub(span) {
+        Some(room) => (room / g.stride_w + 1).min(g.output.w),
+        None => 0,
+    };
+    (lo.min(hi), hi)
+}
+
+/// `count` interior positions of one output row for four channels: the first window starts at
+/// `input[0]`, the next ones every `step` bytes; outputs every `out_step` bytes from `output[0]`.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn interior_stretch<const DSP: bool>(
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    step: usize,
+    output: &mut [i8],
+    out_step: usize,
+    count: usize,
+    offsets: &[usize],
+    weights: &[[i8; 4]],
+    full: [i32; 4],
+    cq: [ChannelQuant; 4],
+) {
+    let span = offsets.last().map_or(0, |&o| o + 4);
+    for k in 0..count {
+        let window = &input[k * step..][..span];
+        let mut acc = full;
+        interior_taps::<DSP>(window, offsets, weights, &mut acc);
+        let out = &mut output[k * out_step..][..4];
+        for ((o, a), c) in out.iter_mut().zip(acc).zip(cq) {
+            *o = c.requantize(q, a);
         }
     }
 }
