@@ -129,18 +129,21 @@ fn channel_block<const NB: usize, const DSP: bool>(
                 let mut acc = if interior { full } else { b };
                 if let (true, Ok(acc4)) = (table, <&mut [i32; 4]>::try_from(acc.as_mut_slice())) {
                     // Border position: the taps inside the input, input offset added per term.
+                    let off = q.input_offset;
+                    let [mut a0, mut a1, mut a2, mut a3] = *acc4;
                     for ky in kys.clone() {
                         let iy = oy * g.stride_h + ky * g.dilation_h - g.pad_top;
                         for kx in kxs.clone() {
                             let ix = ox * g.stride_w + kx * g.dilation_w - g.pad_left;
                             let x = &input[g.input.index(n, iy, ix, c0)..][..4];
                             let w = &weights[ky * g.kernel_w + kx];
-                            for j in 0..4 {
-                                let term = x[j] as i32 + q.input_offset;
-                                acc4[j] = acc4[j].wrapping_add(w[j] as i32 * term);
-                            }
+                            a0 = a0.wrapping_add(w[0] as i32 * (x[0] as i32 + off));
+                            a1 = a1.wrapping_add(w[1] as i32 * (x[1] as i32 + off));
+                            a2 = a2.wrapping_add(w[2] as i32 * (x[2] as i32 + off));
+                            a3 = a3.wrapping_add(w[3] as i32 * (x[3] as i32 + off));
                         }
                     }
+                    *acc4 = [a0, a1, a2, a3];
                 } else if !kxs.is_empty() && !kys.is_empty() {
                     let ix = ox * g.stride_w + kxs.start * g.dilation_w - g.pad_left;
                     for ky in kys.clone() {

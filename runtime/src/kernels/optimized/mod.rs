@@ -131,19 +131,23 @@ pub(crate) fn tap_range(
 pub(crate) struct ChannelQuant {
     multiplier: i32,
     /// `max(shift, 0) & 31`.
-    left: u8,
+    left: u32,
     /// `max(-shift, 0) & 31`.
-    right: u8,
+    right: u32,
+    /// `2^right - 1`.
+    mask: i32,
 }
 
 impl ChannelQuant {
     #[inline(always)]
     pub(crate) fn new(q: &OutputQuant<'_>, channel: usize) -> Self {
         let shift = q.shift.get_or_first(channel);
+        let right = (shift.min(0).wrapping_neg() & 31) as u32;
         Self {
             multiplier: q.multiplier.get_or_first(channel),
-            left: (shift.max(0) & 31) as u8,
-            right: (shift.min(0).wrapping_neg() & 31) as u8,
+            left: (shift.max(0) & 31) as u32,
+            right,
+            mask: (1u32 << right).wrapping_sub(1) as i32,
         }
     }
 
@@ -153,16 +157,15 @@ impl ChannelQuant {
     /// equals "add 2^30, then shift right arithmetically by 31" (both are floor((ab + 2^30) / 2^31)).
     #[inline(always)]
     pub(crate) fn scale(self, acc: i32) -> i32 {
-        let x = acc.wrapping_shl(self.left as u32);
+        let x = acc.wrapping_shl(self.left);
         let high = if x == i32::MIN && self.multiplier == i32::MIN {
             i32::MAX
         } else {
             ((x as i64 * self.multiplier as i64 + (1 << 30)) >> 31) as i32
         };
         // RoundingDivideByPOT: to nearest, ties away from zero.
-        let mask = (1u32 << self.right).wrapping_sub(1) as i32;
-        let threshold = (mask >> 1) + (high < 0) as i32;
-        (high >> self.right) + ((high & mask) > threshold) as i32
+        let threshold = (self.mask >> 1) + (high < 0) as i32;
+        (high >> self.right) + ((high & self.mask) > threshold) as i32
     }
 
     /// Same arithmetic as `kernels::conv2d::requantize_acc`.
