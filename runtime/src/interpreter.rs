@@ -369,7 +369,7 @@ fn run(op: &Op<'_>, arena: &mut [u8]) -> Result<(), Error> {
             match &b.quant {
                 Some(p) => {
                     let (x, y) = (v.i8(&b.a)?, v.i8(&b.b)?);
-                    kernels::elementwise::add_s8(p, sa, x, sb, y, so, v.out_i8());
+                    kernels::optimized::add_s8(p, sa, x, sb, y, so, v.out_i8());
                 }
                 #[cfg(feature = "float")]
                 None => {

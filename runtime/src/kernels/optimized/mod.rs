@@ -20,9 +20,11 @@
 pub mod conv2d;
 pub mod depthwise_conv2d;
 pub mod dsp;
+pub mod elementwise;
 
+use super::elementwise::{self as reference_elementwise, AddParams};
 use super::{conv2d as reference_conv, depthwise_conv2d as reference_dw};
-use super::{ConvGeometry, LeI32, OutputQuant};
+use super::{ConvGeometry, LeI32, Nhwc, OutputQuant};
 use core::ops::Range;
 
 /// Which kernel runs a convolution.
@@ -101,6 +103,24 @@ pub fn depthwise_conv2d_s8(
     }
 }
 
+/// Int8 Add: the table kernel when both inputs have the output's shape, else the reference (same
+/// contract and result as [`reference_elementwise::add_s8`]).
+pub fn add_s8(
+    p: &AddParams,
+    a_shape: Nhwc,
+    a: &[i8],
+    b_shape: Nhwc,
+    b: &[i8],
+    out_shape: Nhwc,
+    out: &mut [i8],
+) {
+    if !cfg!(feature = "reference-kernels") && a_shape == out_shape && b_shape == out_shape {
+        elementwise::add_s8_same_shape(p, a, b, out);
+    } else {
+        reference_elementwise::add_s8(p, a_shape, a, b_shape, b, out_shape, out);
+    }
+}
+
 /// Kernel taps `t` of one spatial dimension whose input coordinate
 /// `out * stride + t * dilation - pad` lies in `0..len`: a contiguous range, empty when none does.
 #[inline(always)]
@@ -141,10 +161,18 @@ pub(crate) struct ChannelQuant {
 impl ChannelQuant {
     #[inline(always)]
     pub(crate) fn new(q: &OutputQuant<'_>, channel: usize) -> Self {
-        let shift = q.shift.get_or_first(channel);
+        Self::from_parts(
+            q.multiplier.get_or_first(channel),
+            q.shift.get_or_first(channel),
+        )
+    }
+
+    /// The factor `multiplier * 2^(shift - 31)`.
+    #[inline(always)]
+    pub(crate) fn from_parts(multiplier: i32, shift: i32) -> Self {
         let right = (shift.min(0).wrapping_neg() & 31) as u32;
         Self {
-            multiplier: q.multiplier.get_or_first(channel),
+            multiplier,
             left: (shift.max(0) & 31) as u32,
             right,
             mask: (1u32 << right).wrapping_sub(1) as i32,
