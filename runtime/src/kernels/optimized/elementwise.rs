@@ -6,6 +6,8 @@ use super::ChannelQuant;
 use crate::kernels::elementwise::AddParams;
 
 /// Same result as [`crate::kernels::elementwise::add_s8`] when `a`, `b` and `out` have one shape.
+/// Not inlined: its 2 KiB of tables must only be on the stack while an Add runs.
+#[inline(never)]
 pub fn add_s8_same_shape(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) {
     // TFLite AddFunc: shifted = (offset + x) * 2^left_shift, then the input's rescaling.
     let table = |offset: i32, multiplier: i32, shift: i32| {
