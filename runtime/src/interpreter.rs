@@ -369,7 +369,7 @@ fn run(op: &Op<'_>, arena: &mut [u8]) -> Result<(), Error> {
             match &b.quant {
                 Some(p) => {
                     let (x, y) = (v.i8(&b.a)?, v.i8(&b.b)?);
-                    kernels::elementwise::add_s8(p, sa, x, sb, y, so, v.out_i8());
+                    kernels::optimized::add_s8(p, sa, x, sb, y, so, v.out_i8());
                 }
                 #[cfg(feature = "float")]
                 None => {
@@ -595,17 +595,9 @@ fn conv(c: &Conv<'_>, depthwise: bool, arena: &mut [u8]) -> Result<(), Error> {
                 le_i32(c.bias)?,
             );
             if depthwise {
-                kernels::depthwise_conv2d::depthwise_conv2d_s8(
-                    &g,
-                    dm,
-                    &q,
-                    x,
-                    filter,
-                    bias,
-                    v.out_i8(),
-                );
+                kernels::optimized::depthwise_conv2d_s8(&g, dm, &q, x, filter, bias, v.out_i8());
             } else {
-                kernels::conv2d::conv2d_s8(&g, &q, x, filter, bias, v.out_i8());
+                kernels::optimized::conv2d_s8(&g, &q, x, filter, bias, v.out_i8());
             }
         }
         #[cfg(feature = "float")]

@@ -1,6 +1,7 @@
 #![no_std]
 #![doc = include_str!("../README.md")]
-#![forbid(unsafe_code)]
+// Only `kernels::optimized::dsp` (DSP instructions through inline assembly) allows `unsafe`.
+#![deny(unsafe_code)]
 
 #[cfg(any(feature = "host", test))]
 extern crate std;

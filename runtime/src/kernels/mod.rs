@@ -13,6 +13,7 @@ pub mod fixedpoint;
 pub mod float;
 pub mod fully_connected;
 pub mod mean;
+pub mod optimized;
 pub mod pad;
 pub mod pooling;
 pub mod requantize;

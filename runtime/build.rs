@@ -1,0 +1,11 @@
+//! Sets `cfg(ferrite_dsp)` on targets whose cores all have the Armv7E-M DSP extension (SMLAD,
+//! SXTB16): stable Rust does not expose `target_feature = "dsp"` to `cfg`, so the target name decides.
+
+fn main() {
+    println!("cargo::rustc-check-cfg=cfg(ferrite_dsp)");
+    println!("cargo::rerun-if-env-changed=TARGET");
+    let target = std::env::var("TARGET").unwrap_or_default();
+    if target.starts_with("thumbv7em-") {
+        println!("cargo::rustc-cfg=ferrite_dsp");
+    }
+}

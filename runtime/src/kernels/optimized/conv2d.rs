@@ -1,0 +1,604 @@
+//! Int8 2-D convolution, optimized.
+//!
+//! Main path (`conv2d_s8_fast`, patches up to [`PATCH_MAX`] values): for each output position the
+//! receptive field is gathered once into a stack buffer as 16-bit values with the input offset
+//! already added (padding becomes 0, so borders need no special case), in the pair order that
+//! `SXTB16` gives the weights; then every output channel, two at a time, is one dot product of
+//! that patch with the channel's contiguous filter row (`SMLAD` on Armv7E-M).
+//!
+//! Larger patches take `conv2d_s8_segments`: blocks of four output channels, input offset folded
+//! into the accumulator's start, taps walked as contiguous row segments.
+
+use super::dsp::{smlad, sxtb16, sxtb16_ror8};
+use super::{tap_range, ChannelQuant};
+use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
+
+/// Largest receptive field (`kernel_h * kernel_w * in_c`) gathered into a patch: 3x3x64.
+/// The patch buffers take `PATCH_MAX * 5` bytes of stack with `DSP` (two positions), `* 3` without.
+pub const PATCH_MAX: usize = 576;
+
+/// Output channels whose bias and quantization are prepared together (on the stack).
+const CHANNEL_BLOCK: usize = 32;
+
+/// One output channel's bias and output quantization, prepared once per invoke.
+#[derive(Clone, Copy, Default)]
+struct Channel {
+    bias: i32,
+    quant: ChannelQuant,
+}
+
+/// Prepares output channels `first..first + block.len()`.
+#[inline(always)]
+fn prepare(q: &OutputQuant<'_>, bias: LeI32<'_>, first: usize, block: &mut [Channel]) {
+    for (k, c) in block.iter_mut().enumerate() {
+        *c = Channel {
+            bias: if bias.is_empty() {
+                0
+            } else {
+                bias.get(first + k)
+            },
+            quant: ChannelQuant::new(q, first + k),
+        };
+    }
+}
+
+/// Same contract and bit-exact result as [`crate::kernels::conv2d::conv2d_s8`], any geometry.
+/// `DSP` selects the `SXTB16`/`SMLAD` dot products (exact pure-Rust equivalents off Armv7E-M).
+pub fn conv2d_s8_fast<const DSP: bool>(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+    output: &mut [i8],
+) {
+    let patch_len = g.kernel_h * g.kernel_w * g.input.c;
+    if patch_len > PATCH_MAX {
+        conv2d_s8_segments::<DSP>(g, q, input, filter, bias, output);
+    } else {
+        conv2d_s8_patches::<DSP>(g, q, input, filter, bias, output);
+    }
+}
+
+/// The patch path of [`conv2d_s8_fast`] (`kernel_h * kernel_w * in_c <= PATCH_MAX`).
+#[inline(never)]
+fn conv2d_s8_patches<const DSP: bool>(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+    output: &mut [i8],
+) {
+    let out_c = g.output.c;
+    let len = g.kernel_h * g.kernel_w * g.input.c;
+    let positions = g.output.n * g.output.h * g.output.w;
+    // The receptive field in filter order (ky, kx, ic), padding as the input zero point.
+    let mut raw = [0i8; PATCH_MAX];
+    let zero_point = (-q.input_offset) as i8;
+    let mut channels = [Channel::default(); CHANNEL_BLOCK];
+    if !DSP {
+        // Natural order, 16-bit values with the input offset added.
+        let mut values = [0i16; PATCH_MAX];
+        for first in (0..out_c).step_by(CHANNEL_BLOCK) {
+            let block = &mut channels[..(out_c - first).min(CHANNEL_BLOCK)];
+            prepare(q, bias, first, block);
+            let filter = &filter[first * len..][..block.len() * len];
+            for p in 0..positions {
+                gather_at(g, input, p, zero_point, &mut raw[..len]);
+                for (v, &r) in values.iter_mut().zip(&raw[..len]) {
+                    *v = (r as i32 + q.input_offset) as i16;
+                }
+                let out = &mut output[p * out_c + first..][..block.len()];
+                portable_channels(q, &values[..len], filter, block, out);
+            }
+        }
+        return;
+    }
+    // Two positions at a time. Group k of four values x0..x3 (+ input offset) of positions A and B
+    // is the words [(A.x0, A.x2), (A.x1, A.x3), (B.x0, B.x2), (B.x1, B.x3)]: the pairs `SXTB16`
+    // makes of the weights, loaded with one `LDM`.
+    let groups = len / 4;
+    let mut quads = [[0u32; 4]; PATCH_MAX / 4];
+    let off2 = (q.input_offset as u32 & 0xffff) * 0x1_0001;
+    for first in (0..out_c).step_by(CHANNEL_BLOCK) {
+        let block = &mut channels[..(out_c - first).min(CHANNEL_BLOCK)];
+        prepare(q, bias, first, block);
+        let block = &*block;
+        let filter = &filter[first * len..][..block.len() * len];
+        let mut p = 0;
+        while p < positions {
+            let count = (positions - p).min(2);
+            let mut tails = [[0i32; 3]; 2];
+            for (k, tail) in tails.iter_mut().enumerate().take(count) {
+                gather_at(g, input, p + k, zero_point, &mut raw[..len]);
+                let (raw_groups, raw_tail) = raw[..len].as_chunks::<4>();
+                for (quad, r) in quads.iter_mut().zip(raw_groups) {
+                    let v = u32::from_le_bytes(r.map(|b| b as u8));
+                    // Lanes stay within -256..=255: the 16-bit adds never carry across lanes.
+                    quad[2 * k] = add16(sxtb16(v), off2);
+                    quad[2 * k + 1] = add16(sxtb16_ror8(v), off2);
+                }
+                for (t, &r) in tail.iter_mut().zip(raw_tail) {
+                    *t = r as i32 + q.input_offset;
+                }
+            }
+            let patch = &quads[..groups];
+            let (tail_a, tail_b) = (&tails[0][..len % 4], &tails[1][..len % 4]);
+            let (out_a, rest) = output[p * out_c..].split_at_mut(out_c);
+            let out_a = &mut out_a[first..][..block.len()];
+            let out_b = if count == 2 {
+                &mut rest[first..][..block.len()]
+            } else {
+                &mut []
+            };
+            dsp_channels(q, patch, tail_a, tail_b, filter, block, out_a, out_b);
+            p += count;
+        }
+    }
+}
+
+/// The channels of `block` at one or two positions (`out_b` empty for one).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn dsp_channels(
+    q: &OutputQuant<'_>,
+    patch: &[[u32; 4]],
+    tail_a: &[i32],
+    tail_b: &[i32],
+    filter: &[i8],
+    block: &[Channel],
+    out_a: &mut [i8],
+    out_b: &mut [i8],
+) {
+    let len = filter.len() / block.len();
+    let last = block.len() - 1;
+    let mut k = 0;
+    while k < block.len() {
+        // Two channels, or the last one twice.
+        let k1 = (k + 1).min(last);
+        let (c0, c1) = (block[k], block[k1]);
+        let (w0, w1) = (&filter[k * len..][..len], &filter[k1 * len..][..len]);
+        if out_b.is_empty() {
+            let (a0, a1) = dot_1x2_dsp(patch, tail_a, w0, w1, c0.bias, c1.bias);
+            out_a[k] = c0.quant.requantize(q, a0);
+            out_a[k1] = c1.quant.requantize(q, a1);
+        } else {
+            let acc = [c0.bias, c1.bias, c0.bias, c1.bias];
+            let [a0, a1, b0, b1] = dot_2x2_dsp(patch, tail_a, tail_b, w0, w1, acc);
+            out_a[k] = c0.quant.requantize(q, a0);
+            out_b[k] = c0.quant.requantize(q, b0);
+            out_a[k1] = c1.quant.requantize(q, a1);
+            out_b[k1] = c1.quant.requantize(q, b1);
+        }
+        k += 2;
+    }
+}
+
+/// Copies the receptive field of flat output position `p` (over n, oy, ox) in filter order.
+#[inline(always)]
+fn gather_at(g: &ConvGeometry, input: &[i8], p: usize, zero_point: i8, raw: &mut [i8]) {
+    let (ow, oh) = (g.output.w, g.output.h);
+    let (n, oy, ox) = (p / (ow * oh), (p / ow) % oh, p % ow);
+    let kys = tap_range(
+        oy,
+        g.stride_h,
+        g.pad_top,
+        g.dilation_h,
+        g.kernel_h,
+        g.input.h,
+    );
+    let kxs = tap_range(
+        ox,
+        g.stride_w,
+        g.pad_left,
+        g.dilation_w,
+        g.kernel_w,
+        g.input.w,
+    );
+    gather(g, input, n, oy, ox, &kys, &kxs, zero_point, raw);
+}
+
+/// The channels of `block` at one position from its patch of 16-bit values (input offset added),
+/// four channels per pass: each patch value is loaded once for four multiply-accumulates.
+#[inline(always)]
+fn portable_channels(
+    q: &OutputQuant<'_>,
+    values: &[i16],
+    filter: &[i8],
+    block: &[Channel],
+    out: &mut [i8],
+) {
+    let len = values.len();
+    let mut k = 0;
+    for (out4, w4) in out.chunks_exact_mut(4).zip(filter.chunks_exact(4 * len)) {
+        let (w0, rest) = w4.split_at(len);
+        let (w1, rest) = rest.split_at(len);
+        let (w2, w3) = rest.split_at(len);
+        let c = &block[k..k + 4];
+        let (mut a0, mut a1, mut a2, mut a3) = (c[0].bias, c[1].bias, c[2].bias, c[3].bias);
+        for ((((&x, &p0), &p1), &p2), &p3) in values.iter().zip(w0).zip(w1).zip(w2).zip(w3) {
+            let x = x as i32;
+            a0 = a0.wrapping_add(x * p0 as i32);
+            a1 = a1.wrapping_add(x * p1 as i32);
+            a2 = a2.wrapping_add(x * p2 as i32);
+            a3 = a3.wrapping_add(x * p3 as i32);
+        }
+        for ((o, a), c) in out4.iter_mut().zip([a0, a1, a2, a3]).zip(c) {
+            *o = c.quant.requantize(q, a);
+        }
+        k += 4;
+    }
+    for ((o, w), c) in out[k..]
+        .iter_mut()
+        .zip(filter[k * len..].chunks_exact(len))
+        .zip(&block[k..])
+    {
+        let a = values
+            .iter()
+            .zip(w)
+            .fold(c.bias, |a, (&x, &w)| a.wrapping_add(x as i32 * w as i32));
+        *o = c.quant.requantize(q, a);
+    }
+}
+
+/// Lane-wise 16-bit add (`SADD16` without its flags): lanes that cannot overflow.
+#[inline(always)]
+fn add16(a: u32, b: u32) -> u32 {
+    let lo = a.wrapping_add(b) & 0xffff;
+    let hi = (a & 0xffff_0000).wrapping_add(b & 0xffff_0000);
+    lo | hi
+}
+
+/// Copies the receptive field of output `(n, oy, ox)` in filter order, padding with `zero_point`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gather(
+    g: &ConvGeometry,
+    input: &[i8],
+    n: usize,
+    oy: usize,
+    ox: usize,
+    kys: &core::ops::Range<usize>,
+    kxs: &core::ops::Range<usize>,
+    zero_point: i8,
+    raw: &mut [i8],
+) {
+    let in_c = g.input.c;
+    let row_len = g.kernel_w * in_c;
+    for (ky, row) in raw.chunks_exact_mut(row_len).enumerate() {
+        if !kys.contains(&ky) || kxs.is_empty() {
+            row.fill(zero_point);
+            continue;
+        }
+        let iy = oy * g.stride_h + ky * g.dilation_h - g.pad_top;
+        let (before, rest) = row.split_at_mut(kxs.start * in_c);
+        let (inside, after) = rest.split_at_mut(kxs.len() * in_c);
+        before.fill(zero_point);
+        after.fill(zero_point);
+        if g.dilation_w == 1 {
+            let ix = ox * g.stride_w + kxs.start - g.pad_left;
+            inside.copy_from_slice(&input[g.input.index(n, iy, ix, 0)..][..inside.len()]);
+        } else {
+            for (kx, tap) in kxs.clone().zip(inside.chunks_exact_mut(in_c)) {
+                let ix = ox * g.stride_w + kx * g.dilation_w - g.pad_left;
+                tap.copy_from_slice(&input[g.input.index(n, iy, ix, 0)..][..in_c]);
+            }
+        }
+    }
+}
+
+/// Two positions (A, B) by two output channels: `acc + sum x * w` for (A, w0), (A, w1), (B, w0),
+/// (B, w1), in that order, over a patch of quads (see `conv2d_s8_patches`).
+#[inline(always)]
+fn dot_2x2_dsp(
+    patch: &[[u32; 4]],
+    tail_a: &[i32],
+    tail_b: &[i32],
+    w0: &[i8],
+    w1: &[i8],
+    acc: [i32; 4],
+) -> [i32; 4] {
+    let [mut a0, mut a1, mut b0, mut b1] = acc;
+    let (c0, t0) = w0.as_chunks::<4>();
+    let (c1, t1) = w1.as_chunks::<4>();
+    for ((x, p), r) in patch.iter().zip(c0).zip(c1) {
+        let wp = u32::from_le_bytes(p.map(|b| b as u8));
+        let (pe, po) = (sxtb16(wp), sxtb16_ror8(wp));
+        a0 = smlad(x[1], po, smlad(x[0], pe, a0));
+        b0 = smlad(x[3], po, smlad(x[2], pe, b0));
+        let wr = u32::from_le_bytes(r.map(|b| b as u8));
+        let (re, ro) = (sxtb16(wr), sxtb16_ror8(wr));
+        a1 = smlad(x[1], ro, smlad(x[0], re, a1));
+        b1 = smlad(x[3], ro, smlad(x[2], re, b1));
+    }
+    for (((&xa, &xb), &p), &r) in tail_a.iter().zip(tail_b).zip(t0).zip(t1) {
+        a0 = a0.wrapping_add(xa * p as i32);
+        a1 = a1.wrapping_add(xa * r as i32);
+        b0 = b0.wrapping_add(xb * p as i32);
+        b1 = b1.wrapping_add(xb * r as i32);
+    }
+    [a0, a1, b0, b1]
+}
+
+/// [`dot_2x2_dsp`] for position A alone.
+#[inline(always)]
+fn dot_1x2_dsp(
+    patch: &[[u32; 4]],
+    tail: &[i32],
+    w0: &[i8],
+    w1: &[i8],
+    mut a0: i32,
+    mut a1: i32,
+) -> (i32, i32) {
+    let (c0, t0) = w0.as_chunks::<4>();
+    let (c1, t1) = w1.as_chunks::<4>();
+    for ((x, p), r) in patch.iter().zip(c0).zip(c1) {
+        let wp = u32::from_le_bytes(p.map(|b| b as u8));
+        let wr = u32::from_le_bytes(r.map(|b| b as u8));
+        a0 = smlad(x[1], sxtb16_ror8(wp), smlad(x[0], sxtb16(wp), a0));
+        a1 = smlad(x[1], sxtb16_ror8(wr), smlad(x[0], sxtb16(wr), a1));
+    }
+    for ((&x, &p), &r) in tail.iter().zip(t0).zip(t1) {
+        a0 = a0.wrapping_add(x * p as i32);
+        a1 = a1.wrapping_add(x * r as i32);
+    }
+    (a0, a1)
+}
+
+/// The segment path of [`conv2d_s8_fast`] (any patch size).
+pub fn conv2d_s8_segments<const DSP: bool>(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+    output: &mut [i8],
+) {
+    let out_c = g.output.c;
+    let mut oc = 0;
+    while oc + 4 <= out_c {
+        channel_block::<4, DSP>(g, q, input, filter, bias, output, oc);
+        oc += 4;
+    }
+    while oc < out_c {
+        channel_block::<1, DSP>(g, q, input, filter, bias, output, oc);
+        oc += 1;
+    }
+}
+
+/// Output channels `oc0..oc0 + NB` at every output position.
+#[inline(never)]
+fn channel_block<const NB: usize, const DSP: bool>(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+    output: &mut [i8],
+    oc0: usize,
+) {
+    let in_c = g.input.c;
+    let filter_len = g.kernel_h * g.kernel_w * in_c;
+    let row_len = g.kernel_w * in_c;
+    let w: [&[i8]; NB] = core::array::from_fn(|j| &filter[(oc0 + j) * filter_len..][..filter_len]);
+    let cq: [ChannelQuant; NB] = core::array::from_fn(|j| ChannelQuant::new(q, oc0 + j));
+    let b: [i32; NB] = core::array::from_fn(|j| {
+        if bias.is_empty() {
+            0
+        } else {
+            bias.get(oc0 + j)
+        }
+    });
+    // sum w * (x + off) = sum w * x + off * sum w: with every tap inside the input, the second
+    // term is the same at every position.
+    let full: [i32; NB] =
+        core::array::from_fn(|j| b[j].wrapping_add(q.input_offset.wrapping_mul(weight_sum(w[j]))));
+    let contiguous = g.dilation_w == 1;
+    for n in 0..g.input.n {
+        for oy in 0..g.output.h {
+            let kys = tap_range(
+                oy,
+                g.stride_h,
+                g.pad_top,
+                g.dilation_h,
+                g.kernel_h,
+                g.input.h,
+            );
+            for ox in 0..g.output.w {
+                let kxs = tap_range(
+                    ox,
+                    g.stride_w,
+                    g.pad_left,
+                    g.dilation_w,
+                    g.kernel_w,
+                    g.input.w,
+                );
+                let interior = kys.len() == g.kernel_h && kxs.len() == g.kernel_w;
+                let mut acc = if interior { full } else { b };
+                if !kxs.is_empty() {
+                    for ky in kys.clone() {
+                        let iy = oy * g.stride_h + ky * g.dilation_h - g.pad_top;
+                        if contiguous {
+                            // Taps kxs of row ky: one segment of the input row and of the filter.
+                            let ix = ox * g.stride_w + kxs.start - g.pad_left;
+                            let len = kxs.len() * in_c;
+                            let x = &input[g.input.index(n, iy, ix, 0)..][..len];
+                            let wo = ky * row_len + kxs.start * in_c;
+                            let ws: [&[i8]; NB] = core::array::from_fn(|j| &w[j][wo..][..len]);
+                            segment::<NB, DSP>(x, ws, q.input_offset, interior, &mut acc);
+                        } else {
+                            for kx in kxs.clone() {
+                                let ix = ox * g.stride_w + kx * g.dilation_w - g.pad_left;
+                                let x = &input[g.input.index(n, iy, ix, 0)..][..in_c];
+                                let wo = ky * row_len + kx * in_c;
+                                let ws: [&[i8]; NB] = core::array::from_fn(|j| &w[j][wo..][..in_c]);
+                                segment::<NB, DSP>(x, ws, q.input_offset, interior, &mut acc);
+                            }
+                        }
+                    }
+                }
+                let o = g.output.index(n, oy, ox, oc0);
+                for ((out, &a), c) in output[o..][..NB].iter_mut().zip(&acc).zip(cq) {
+                    *out = c.requantize(q, a);
+                }
+            }
+        }
+    }
+}
+
+/// Adds one segment's products to the accumulators, and its offset terms unless they were folded.
+#[inline(always)]
+fn segment<const NB: usize, const DSP: bool>(
+    x: &[i8],
+    w: [&[i8]; NB],
+    input_offset: i32,
+    folded: bool,
+    acc: &mut [i32; NB],
+) {
+    // Four channels (the hot case) go through the unrolled dot products.
+    if let (Ok(w4), Ok(acc4)) = (
+        <&[&[i8]; 4]>::try_from(w.as_slice()),
+        <&mut [i32; 4]>::try_from(acc.as_mut_slice()),
+    ) {
+        if DSP {
+            dot4_dsp(x, w4, acc4);
+        } else {
+            dot4(x, w4, acc4);
+        }
+    } else {
+        for (a, w) in acc.iter_mut().zip(w) {
+            *a = dot1(x, w, *a);
+        }
+    }
+    if !folded {
+        for (a, w) in acc.iter_mut().zip(w) {
+            *a = a.wrapping_add(input_offset.wrapping_mul(weight_sum(w)));
+        }
+    }
+}
+
+#[inline(always)]
+fn weight_sum(w: &[i8]) -> i32 {
+    w.iter().fold(0i32, |s, &v| s.wrapping_add(v as i32))
+}
+
+/// `acc + sum_i x[i] * w[i]`.
+#[inline(always)]
+fn dot1(x: &[i8], w: &[i8], acc: i32) -> i32 {
+    x.iter()
+        .zip(w)
+        .fold(acc, |a, (&x, &w)| a.wrapping_add(x as i32 * w as i32))
+}
+
+/// `acc[j] += sum_i x[i] * w[j][i]` for four weight rows, one byte at a time (each input byte is
+/// loaded once for four multiply-accumulates).
+#[inline(always)]
+fn dot4(x: &[i8], w: &[&[i8]; 4], acc: &mut [i32; 4]) {
+    let n = x.len();
+    let (w0, w1, w2, w3) = (&w[0][..n], &w[1][..n], &w[2][..n], &w[3][..n]);
+    let [mut a0, mut a1, mut a2, mut a3] = *acc;
+    for ((((&x, &w0), &w1), &w2), &w3) in x.iter().zip(w0).zip(w1).zip(w2).zip(w3) {
+        let x = x as i32;
+        a0 = a0.wrapping_add(x * w0 as i32);
+        a1 = a1.wrapping_add(x * w1 as i32);
+        a2 = a2.wrapping_add(x * w2 as i32);
+        a3 = a3.wrapping_add(x * w3 as i32);
+    }
+    *acc = [a0, a1, a2, a3];
+}
+
+#[inline(always)]
+fn word(s: &[i8]) -> u32 {
+    u32::from_le_bytes([s[0] as u8, s[1] as u8, s[2] as u8, s[3] as u8])
+}
+
+/// Two `SMLAD`s: `acc + sum of the four byte products of the words x (split as xe, xo) and w`.
+#[inline(always)]
+fn mac4(xe: u32, xo: u32, w: &[i8], acc: i32) -> i32 {
+    let w = word(w);
+    smlad(xo, sxtb16_ror8(w), smlad(xe, sxtb16(w), acc))
+}
+
+/// `acc[j] += sum_i x[i] * w[j][i]` for four weight rows, four bytes per step: `SXTB16` splits a
+/// word into its even and odd bytes as halfwords, `SMLAD` multiplies and adds both halfword pairs.
+#[inline(always)]
+fn dot4_dsp(x: &[i8], w: &[&[i8]; 4], acc: &mut [i32; 4]) {
+    let n = x.len();
+    let (w0, w1, w2, w3) = (&w[0][..n], &w[1][..n], &w[2][..n], &w[3][..n]);
+    let [mut a0, mut a1, mut a2, mut a3] = *acc;
+    let (xc, c0, c1, c2, c3) = (
+        x.chunks_exact(4),
+        w0.chunks_exact(4),
+        w1.chunks_exact(4),
+        w2.chunks_exact(4),
+        w3.chunks_exact(4),
+    );
+    let tail = (
+        xc.remainder(),
+        [
+            c0.remainder(),
+            c1.remainder(),
+            c2.remainder(),
+            c3.remainder(),
+        ],
+    );
+    for ((((xq, q0), q1), q2), q3) in xc.zip(c0).zip(c1).zip(c2).zip(c3) {
+        let xv = word(xq);
+        let (xe, xo) = (sxtb16(xv), sxtb16_ror8(xv));
+        a0 = mac4(xe, xo, q0, a0);
+        a1 = mac4(xe, xo, q1, a1);
+        a2 = mac4(xe, xo, q2, a2);
+        a3 = mac4(xe, xo, q3, a3);
+    }
+    let mut a = [a0, a1, a2, a3];
+    dot4(tail.0, &tail.1, &mut a);
+    *acc = a;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testgen::{problems, Problem};
+    use super::*;
+    use crate::kernels::conv2d::conv2d_s8;
+    use proptest::prelude::*;
+    use std::vec;
+
+    fn check<const DSP: bool>(p: &Problem) -> Result<(), TestCaseError> {
+        let q = p.quant();
+        let bias = LeI32::new(&p.bias).unwrap();
+        let mut want = vec![0i8; p.g.output.len()];
+        conv2d_s8(&p.g, &q, &p.input, &p.filter, bias, &mut want);
+        let mut got = vec![0i8; p.g.output.len()];
+        conv2d_s8_fast::<DSP>(&p.g, &q, &p.input, &p.filter, bias, &mut got);
+        prop_assert_eq!(&got, &want);
+        conv2d_s8_segments::<DSP>(&p.g, &q, &p.input, &p.filter, bias, &mut got);
+        prop_assert_eq!(&got, &want);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn portable_matches_reference(p in problems(11, false)) {
+            check::<false>(&p)?;
+        }
+
+        #[test]
+        fn dsp_matches_reference(p in problems(11, false)) {
+            check::<true>(&p)?;
+        }
+    }
+
+    proptest! {
+        // Channel counts past CHANNEL_BLOCK, patches on both sides of PATCH_MAX.
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn wide_layers_match_reference(p in problems(80, false)) {
+            check::<false>(&p)?;
+            check::<true>(&p)?;
+        }
+    }
+}

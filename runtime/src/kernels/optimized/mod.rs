@@ -1,0 +1,380 @@
+//! Optimized int8 kernels, bit-exact with the reference kernels of `kernels/`, and the functions
+//! that choose, by shape and target, which variant runs an operator.
+//!
+//! The reference kernels stay the truth: every kernel here has a property test against its
+//! reference twin, and the runtime's `reference-kernels` feature makes the selection functions
+//! always pick the reference (for comparisons on the boards).
+//!
+//! What makes them faster, with the same integer result:
+//! - the input offset is folded into the accumulator's start: `sum w * (x + off) = sum w * x +
+//!   off * sum w`, with the weight sums computed once per block of output channels;
+//! - output channels are computed in blocks of four, with their bias, multiplier and shift read once
+//!   per block rather than once per output value;
+//! - taps are walked as contiguous row segments (the padded border only shortens the segments), so
+//!   the inner loops have no per-tap checks;
+//! - on Armv7E-M (`cfg(ferrite_dsp)`), `SXTB16` + `SMLAD` do two multiply-accumulates per instruction.
+//!
+//! Accumulation is done in wrapping `i32` arithmetic as in the reference kernels, so any order of
+//! the same terms gives the same bits.
+
+pub mod conv2d;
+pub mod depthwise_conv2d;
+pub mod dsp;
+pub mod elementwise;
+
+use super::elementwise::{self as reference_elementwise, AddParams};
+use super::{conv2d as reference_conv, depthwise_conv2d as reference_dw};
+use super::{ConvGeometry, LeI32, Nhwc, OutputQuant};
+use core::ops::Range;
+
+/// Which kernel runs a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvVariant {
+    /// `kernels::conv2d::conv2d_s8` / `kernels::depthwise_conv2d::depthwise_conv2d_s8`.
+    Reference,
+    /// `optimized::conv2d::conv2d_s8_fast` (portable inner loop).
+    Fast,
+    /// `optimized::conv2d::conv2d_s8_fast` with the `SMLAD` inner loop.
+    FastDsp,
+    /// `optimized::depthwise_conv2d::depthwise_conv2d_s8_fast` (portable tap loop).
+    DepthwiseFast,
+    /// `optimized::depthwise_conv2d::depthwise_conv2d_s8_fast` with the `SMLABB`/`SMLATT` tap loop.
+    DepthwiseFastDsp,
+}
+
+/// The variant [`conv2d_s8`] runs for this geometry on this target.
+pub fn conv2d_variant(_g: &ConvGeometry) -> ConvVariant {
+    if cfg!(feature = "reference-kernels") {
+        ConvVariant::Reference
+    } else if cfg!(ferrite_dsp) {
+        ConvVariant::FastDsp
+    } else {
+        ConvVariant::Fast
+    }
+}
+
+/// The variant [`depthwise_conv2d_s8`] runs for this geometry and depth multiplier on this target.
+pub fn depthwise_conv2d_variant(_g: &ConvGeometry, depth_multiplier: usize) -> ConvVariant {
+    if cfg!(feature = "reference-kernels") || depth_multiplier != 1 {
+        ConvVariant::Reference
+    } else if cfg!(ferrite_dsp) {
+        ConvVariant::DepthwiseFastDsp
+    } else {
+        ConvVariant::DepthwiseFast
+    }
+}
+
+/// Int8 2-D convolution through the variant [`conv2d_variant`] picks (same contract and result as
+/// [`reference_conv::conv2d_s8`]).
+pub fn conv2d_s8(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+    output: &mut [i8],
+) {
+    match conv2d_variant(g) {
+        ConvVariant::Fast => conv2d::conv2d_s8_fast::<false>(g, q, input, filter, bias, output),
+        ConvVariant::FastDsp => conv2d::conv2d_s8_fast::<true>(g, q, input, filter, bias, output),
+        _ => reference_conv::conv2d_s8(g, q, input, filter, bias, output),
+    }
+}
+
+/// Int8 depthwise convolution through the variant [`depthwise_conv2d_variant`] picks (same contract
+/// and result as [`reference_dw::depthwise_conv2d_s8`]).
+pub fn depthwise_conv2d_s8(
+    g: &ConvGeometry,
+    depth_multiplier: usize,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+    output: &mut [i8],
+) {
+    match depthwise_conv2d_variant(g, depth_multiplier) {
+        ConvVariant::DepthwiseFast => {
+            depthwise_conv2d::depthwise_conv2d_s8_fast::<false>(g, q, input, filter, bias, output)
+        }
+        ConvVariant::DepthwiseFastDsp => {
+            depthwise_conv2d::depthwise_conv2d_s8_fast::<true>(g, q, input, filter, bias, output)
+        }
+        _ => reference_dw::depthwise_conv2d_s8(g, depth_multiplier, q, input, filter, bias, output),
+    }
+}
+
+/// Int8 Add: the table kernel when both inputs have the output's shape, else the reference (same
+/// contract and result as [`reference_elementwise::add_s8`]).
+pub fn add_s8(
+    p: &AddParams,
+    a_shape: Nhwc,
+    a: &[i8],
+    b_shape: Nhwc,
+    b: &[i8],
+    out_shape: Nhwc,
+    out: &mut [i8],
+) {
+    if !cfg!(feature = "reference-kernels") && a_shape == out_shape && b_shape == out_shape {
+        elementwise::add_s8_same_shape(p, a, b, out);
+    } else {
+        reference_elementwise::add_s8(p, a_shape, a, b_shape, b, out_shape, out);
+    }
+}
+
+/// Kernel taps `t` of one spatial dimension whose input coordinate
+/// `out * stride + t * dilation - pad` lies in `0..len`: a contiguous range, empty when none does.
+#[inline(always)]
+pub(crate) fn tap_range(
+    out: usize,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+    k: usize,
+    len: usize,
+) -> Range<usize> {
+    let base = out * stride;
+    // First tap with base + t * d >= pad; first tap with base + t * d >= len + pad (excluded).
+    let (lo, hi) = if dilation == 1 {
+        (pad.saturating_sub(base), (len + pad).saturating_sub(base))
+    } else {
+        (
+            pad.saturating_sub(base).div_ceil(dilation),
+            (len + pad).saturating_sub(base).div_ceil(dilation),
+        )
+    };
+    let hi = hi.min(k);
+    lo.min(hi)..hi
+}
+
+/// Output quantization of one output channel, read and prepared once per block of channels.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct ChannelQuant {
+    multiplier: i32,
+    /// `max(shift, 0) & 31`.
+    left: u32,
+    /// `max(-shift, 0) & 31`.
+    right: u32,
+    /// `2^right - 1`.
+    mask: i32,
+}
+
+impl ChannelQuant {
+    #[inline(always)]
+    pub(crate) fn new(q: &OutputQuant<'_>, channel: usize) -> Self {
+        Self::from_parts(
+            q.multiplier.get_or_first(channel),
+            q.shift.get_or_first(channel),
+        )
+    }
+
+    /// The factor `multiplier * 2^(shift - 31)`.
+    #[inline(always)]
+    pub(crate) fn from_parts(multiplier: i32, shift: i32) -> Self {
+        let right = (shift.min(0).wrapping_neg() & 31) as u32;
+        Self {
+            multiplier,
+            left: (shift.max(0) & 31) as u32,
+            right,
+            mask: (1u32 << right).wrapping_sub(1) as i32,
+        }
+    }
+
+    /// `MultiplyByQuantizedMultiplier(acc, multiplier, shift)`, bit-exact with
+    /// [`crate::quant::multiply_by_quantized_multiplier`] for every input, in fewer instructions:
+    /// the doubling high multiply's "nudge by +-2^30, then divide by 2^31 rounding toward zero"
+    /// equals "add 2^30, then shift right arithmetically by 31" (both are floor((ab + 2^30) / 2^31)).
+    #[inline(always)]
+    pub(crate) fn scale(self, acc: i32) -> i32 {
+        let x = acc.wrapping_shl(self.left);
+        let high = if x == i32::MIN && self.multiplier == i32::MIN {
+            i32::MAX
+        } else {
+            ((x as i64 * self.multiplier as i64 + (1 << 30)) >> 31) as i32
+        };
+        // RoundingDivideByPOT: to nearest, ties away from zero.
+        let threshold = (self.mask >> 1) + (high < 0) as i32;
+        (high >> self.right) + ((high & self.mask) > threshold) as i32
+    }
+
+    /// Same arithmetic as `kernels::conv2d::requantize_acc`.
+    #[inline(always)]
+    pub(crate) fn requantize(self, q: &OutputQuant<'_>, acc: i32) -> i8 {
+        self.scale(acc)
+            .saturating_add(q.output_offset)
+            .max(q.act_min)
+            .min(q.act_max) as i8
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testgen {
+    //! Random convolution problems for the property tests of the optimized kernels.
+    use super::super::{ConvGeometry, Nhwc};
+    use proptest::prelude::*;
+    use std::vec::Vec;
+
+    /// A random convolution problem: geometry, quantization and tensors.
+    #[derive(Clone, Debug)]
+    pub struct Problem {
+        pub g: ConvGeometry,
+        pub input_offset: i32,
+        pub output_offset: i32,
+        pub act_min: i32,
+        pub act_max: i32,
+        pub multiplier: Vec<u8>,
+        pub shift: Vec<u8>,
+        pub bias: Vec<u8>,
+        pub input: Vec<i8>,
+        pub filter: Vec<i8>,
+    }
+
+    fn le(v: &[i32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    /// One dimension: (input length, kernel, stride, dilation, pad before); the output length is
+    /// what any padding after (0..=kernel span) gives.
+    fn dim(
+        max_len: usize,
+        max_k: usize,
+    ) -> impl Strategy<Value = (usize, usize, usize, usize, usize, usize)> {
+        (1..=max_len, 1..=max_k, 1..=3usize, 1..=2usize).prop_flat_map(|(len, k, s, d)| {
+            let span = (k - 1) * d + 1;
+            (0..span, 0..span).prop_filter_map("empty output", move |(before, after)| {
+                let padded = len + before + after;
+                (padded >= span).then(|| (len, k, s, d, before, (padded - span) / s + 1))
+            })
+        })
+    }
+
+    /// Problems with `in_c` input channels and `out_c_of(in_c)` output channels; `filter_len`
+    /// gives the filter's length from (kh, kw, in_c, out_c).
+    pub fn problems(max_c: usize, depthwise: bool) -> impl Strategy<Value = Problem> {
+        (
+            dim(9, 4),
+            dim(9, 4),
+            1..=2usize,
+            1..=max_c,
+            1..=max_c,
+            any::<bool>(),
+            any::<bool>(),
+            any::<u64>(),
+        )
+            .prop_map(move |(h, w, n, in_c, out_c, per_channel, has_bias, seed)| {
+                let out_c = if depthwise { in_c } else { out_c };
+                let g = ConvGeometry {
+                    input: Nhwc::new(n, h.0, w.0, in_c),
+                    output: Nhwc::new(n, h.5, w.5, out_c),
+                    kernel_h: h.1,
+                    kernel_w: w.1,
+                    stride_h: h.2,
+                    stride_w: w.2,
+                    dilation_h: h.3,
+                    dilation_w: w.3,
+                    pad_top: h.4,
+                    pad_left: w.4,
+                };
+                let mut rng = super::super::testutil::Rng::new(seed);
+                let filter_len = if depthwise {
+                    g.kernel_h * g.kernel_w * out_c
+                } else {
+                    out_c * g.kernel_h * g.kernel_w * in_c
+                };
+                let channels = if per_channel { out_c } else { 1 };
+                let multiplier: Vec<i32> = (0..channels)
+                    .map(|_| rng.range(1 << 30, i32::MAX))
+                    .collect();
+                let shift: Vec<i32> = (0..channels).map(|_| rng.range(-12, 2)).collect();
+                let bias: Vec<i32> = if has_bias {
+                    (0..out_c).map(|_| rng.range(-100_000, 100_000)).collect()
+                } else {
+                    Vec::new()
+                };
+                let a = rng.range(-128, 127);
+                let b = rng.range(-128, 127);
+                Problem {
+                    g,
+                    input_offset: -rng.range(-128, 127),
+                    output_offset: rng.range(-128, 127),
+                    act_min: a.min(b),
+                    act_max: a.max(b),
+                    multiplier: le(&multiplier),
+                    shift: le(&shift),
+                    bias: le(&bias),
+                    input: rng.i8_vec(g.input.len()),
+                    // The format's weights are symmetric int8 (-127..=127), but any byte must work.
+                    filter: rng.i8_vec(filter_len),
+                }
+            })
+    }
+
+    impl Problem {
+        pub fn quant(&self) -> super::OutputQuant<'_> {
+            super::OutputQuant {
+                input_offset: self.input_offset,
+                output_offset: self.output_offset,
+                act_min: self.act_min,
+                act_max: self.act_max,
+                multiplier: super::LeI32::new(&self.multiplier).unwrap(),
+                shift: super::LeI32::new(&self.shift).unwrap(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn tap_range_is_the_set_of_taps_inside_the_input(
+            out in 0..12usize, stride in 1..4usize, pad in 0..6usize, dilation in 1..4usize,
+            k in 1..6usize, len in 1..10usize,
+        ) {
+            let want: std::vec::Vec<usize> = (0..k)
+                .filter(|&t| reference_conv::input_coord(out, stride, t, dilation, pad, len).is_some())
+                .collect();
+            let got: std::vec::Vec<usize> = tap_range(out, stride, pad, dilation, k, len).collect();
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn channel_scale_is_multiply_by_quantized_multiplier(
+            acc: i32, multiplier: i32, shift in -40..40i32,
+        ) {
+            let m = multiplier.to_le_bytes();
+            let s = shift.to_le_bytes();
+            let q = OutputQuant {
+                input_offset: 0,
+                output_offset: 0,
+                act_min: -128,
+                act_max: 127,
+                multiplier: LeI32::new(&m).unwrap(),
+                shift: LeI32::new(&s).unwrap(),
+            };
+            let want = crate::quant::multiply_by_quantized_multiplier(acc, multiplier, shift);
+            prop_assert_eq!(ChannelQuant::new(&q, 0).scale(acc), want);
+        }
+
+        #[test]
+        fn channel_scale_edge_values(
+            acc in prop::sample::select(std::vec![i32::MIN, i32::MIN + 1, -1, 0, 1, i32::MAX]),
+            multiplier in prop::sample::select(std::vec![i32::MIN, -1, 0, 1, 1 << 30, i32::MAX]),
+            shift in -33..33i32,
+        ) {
+            let (m, s) = (multiplier.to_le_bytes(), shift.to_le_bytes());
+            let q = OutputQuant {
+                input_offset: 0,
+                output_offset: 0,
+                act_min: -128,
+                act_max: 127,
+                multiplier: LeI32::new(&m).unwrap(),
+                shift: LeI32::new(&s).unwrap(),
+            };
+            let want = crate::quant::multiply_by_quantized_multiplier(acc, multiplier, shift);
+            prop_assert_eq!(ChannelQuant::new(&q, 0).scale(acc), want);
+        }
+    }
+}
