@@ -741,11 +741,24 @@ fn to_json(outcomes: &[Outcome], commit: &str) -> Value {
 }
 
 fn write_benchmarks(root: &Path, section: &str) -> Result<()> {
+    write_section(root, BEGIN, END, section)
+}
+
+/// Replaces the text between the markers `begin` and `end` of BENCHMARKS.md with `section`.
+pub fn write_section(
+    root: &Path,
+    begin_marker: &str,
+    end_marker: &str,
+    section: &str,
+) -> Result<()> {
     let path = root.join("BENCHMARKS.md");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading {} (it holds the markers)", path.display()))?;
-    let (Some(begin), Some(end)) = (text.find(BEGIN), text.find(END)) else {
-        bail!("{} lacks the markers {BEGIN} and {END}", path.display());
+    let (Some(begin), Some(end)) = (text.find(begin_marker), text.find(end_marker)) else {
+        bail!(
+            "{} lacks the markers {begin_marker} and {end_marker}",
+            path.display()
+        );
     };
     if end < begin {
         bail!(
@@ -753,7 +766,11 @@ fn write_benchmarks(root: &Path, section: &str) -> Result<()> {
             path.display()
         );
     }
-    let new = format!("{}{BEGIN}\n\n{section}{}", &text[..begin], &text[end..]);
+    let new = format!(
+        "{}{begin_marker}\n\n{section}{}",
+        &text[..begin],
+        &text[end..]
+    );
     let tmp = path.with_extension("md.tmp");
     std::fs::write(&tmp, new)?;
     std::fs::rename(&tmp, &path)?;

@@ -18,6 +18,7 @@
 //!   beside CMSIS-NN's; flash, RAM, stack high-water (see `BENCHMARKS.md`).
 #![forbid(unsafe_code)]
 
+mod accuracy;
 mod bench;
 mod boards;
 mod build_boards;
@@ -54,6 +55,8 @@ enum Command {
     /// Count the instructions of one inference per operator under QEMU (tests/bench/ models),
     /// beside the CMSIS-NN figures of BASELINES.md; flash, RAM and stack high-water.
     Bench(bench::Options),
+    /// Quantize the real-data fixtures: float vs int8 accuracy and time, beside NNCF's recorded figures.
+    Accuracy(accuracy::Options),
     /// Run the bundled example network on the emulated Cortex-M4F: size, arena, predictions,
     /// host-vs-device equality, instruction count.
     Demo,
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         Command::Test => test_all::run(&repo_root()),
         Command::Size(options) => qemu_test::size(&repo_root(), &options),
         Command::Bench(options) => bench::run(&repo_root(), &options),
+        Command::Accuracy(options) => accuracy::run(&repo_root(), &options),
         Command::Demo => demo::run(&repo_root()),
         Command::BuildBoards(options) => build_boards::run(&repo_root(), &options),
         Command::FlashModel(options) => flash_model::run(&repo_root(), &options),

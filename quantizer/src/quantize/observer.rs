@@ -80,6 +80,11 @@ impl Observer {
         }
     }
 
+    /// The smallest and largest value seen, whatever the estimator.
+    pub fn full_range(&self) -> Option<(f32, f32)> {
+        (self.batches > 0).then_some((self.min, self.max))
+    }
+
     /// The estimated `(min, max)` range; `None` before any finite value was seen.
     /// `symmetric` asks the MSE search for a range symmetric around zero.
     pub fn range(&self, symmetric: bool) -> Option<(f32, f32)> {

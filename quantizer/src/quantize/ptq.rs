@@ -214,6 +214,57 @@ fn channel_mean_diff(a: &Tensor, b: &Tensor) -> Vec<f32> {
     sum.iter().map(|s| (s / n) as f32).collect()
 }
 
+/// Calibration samples used to estimate bias shifts.
+const BIAS_CORRECTION_SAMPLES: usize = 128;
+
+/// `exec::eval` over the batch split across the machine's cores (every input is batch first).
+fn eval_batched(op: &Op, inputs: &[View<'_>]) -> Result<Tensor> {
+    let batch = inputs.first().map_or(1, |v| v.shape[0]);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(batch)
+        .max(1);
+    if threads == 1 || batch < 8 {
+        return exec::eval(op, inputs);
+    }
+    let chunk = batch.div_ceil(threads);
+    let parts: Vec<Tensor> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..batch)
+            .step_by(chunk)
+            .map(|start| {
+                let end = (start + chunk).min(batch);
+                s.spawn(move || {
+                    let shapes: Vec<Vec<usize>> = inputs
+                        .iter()
+                        .map(|v| {
+                            let mut sh = v.shape.to_vec();
+                            sh[0] = end - start;
+                            sh
+                        })
+                        .collect();
+                    let views: Vec<View<'_>> = inputs
+                        .iter()
+                        .zip(&shapes)
+                        .map(|(v, sh)| {
+                            let per = v.data.len() / v.shape[0];
+                            View {
+                                shape: sh,
+                                data: &v.data[start * per..end * per],
+                            }
+                        })
+                        .collect();
+                    exec::eval(op, &views)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("evaluation thread panicked"))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    Ok(Tensor::cat_batch(parts))
+}
+
 /// Value `v` from computed activations, or the graph's constant.
 fn view<'x>(graph: &'x Graph, acts: &'x [Option<Tensor>], v: ValueId) -> Result<View<'x>> {
     match &acts[v] {
@@ -272,7 +323,13 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         for s in 0..samples {
             o.observe(&t.data[s * per..(s + 1) * per]);
         }
-        ranges[v] = o.range(symmetric);
+        // Graph outputs keep their whole range: clipping the model's answer costs more than the
+        // resolution it buys (logits, regression values).
+        ranges[v] = if graph.outputs.contains(&v) {
+            o.full_range()
+        } else {
+            o.range(symmetric)
+        };
     }
 
     // 2. int8 parameters of each value, in execution order so that pass-through ops inherit.
@@ -313,6 +370,12 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
     let mut bias_shift = Vec::new();
     if config.bias_correction != BiasCorrection::Off {
         let full = config.bias_correction == BiasCorrection::Full;
+        // Per-channel output means settle long before 300 samples: correct on the first ones.
+        let n_bc = samples.min(BIAS_CORRECTION_SAMPLES);
+        let float_acts: Vec<Option<Tensor>> = float_acts
+            .iter()
+            .map(|t| t.as_ref().map(|t| t.slice_batch(0, n_bc)))
+            .collect();
         let mut q_acts: Vec<Option<Tensor>> = vec![None; graph.values.len()];
         if full {
             for &v in &graph.inputs {
@@ -333,7 +396,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
                 if let Some(c) = no_clamp.clamp_mut() {
                     *c = Clamp::NONE;
                 }
-                let reference = exec::eval(&no_clamp, &float_in)?;
+                let reference = eval_batched(&no_clamp, &float_in)?;
                 let quant_in: Vec<View<'_>> = if full {
                     n.inputs
                         .iter()
@@ -342,7 +405,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
                 } else {
                     float_in
                 };
-                let candidate = exec::eval(&with_weights(&n.op, w, false), &quant_in)?;
+                let candidate = eval_batched(&with_weights(&n.op, w, false), &quant_in)?;
                 let shift = channel_mean_diff(&reference, &candidate);
                 let largest = shift.iter().fold(0f32, |a, s| a.max(s.abs()));
                 bias_shift.push((n.name.clone(), largest));
@@ -362,7 +425,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
                     .iter()
                     .map(|&v| view(&graph, &q_acts, v))
                     .collect::<Result<_>>()?;
-                let mut out = exec::eval(&op, &ins)?;
+                let mut out = eval_batched(&op, &ins)?;
                 if !float_node[i] {
                     fake_quant(&mut out, qp[n.output].unwrap());
                 }
