@@ -30,7 +30,8 @@ const SETTINGS: [&str; 7] = [
     "--range percentile",
 ];
 
-fn ferrite(root: &Path) -> Result<PathBuf> {
+/// Builds the `ferrite` tool (release) and returns its path.
+pub fn ferrite(root: &Path) -> Result<PathBuf> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "-q", "-p", "ferrite-quantizer"])
         .current_dir(root)
@@ -45,7 +46,7 @@ fn ferrite(root: &Path) -> Result<PathBuf> {
 }
 
 /// Top-1 accuracies of `models` from `ferrite eval --json`.
-fn eval(ferrite: &Path, models: &[PathBuf], x: &Path, y: &Path) -> Result<Vec<f64>> {
+pub fn eval(ferrite: &Path, models: &[PathBuf], x: &Path, y: &Path) -> Result<Vec<f64>> {
     let out = Command::new(ferrite)
         .arg("eval")
         .args(models)

@@ -1,6 +1,8 @@
-//! `cargo xtask demo`: the bundled example network (`tests/golden/small_dscnn`) on the emulated
-//! Cortex-M4F: model size, arena, the device's predictions, whether they equal the host's, and the
-//! instruction count of one inference.
+//! `cargo xtask demo`: the main job on the bundled example. Quantizes the float DS-CNN of
+//! `tests/fixtures/dscnn_fashion` (Fashion-MNIST) with `ferrite quantize`, compares float and int8
+//! accuracy with `ferrite eval`, then runs the int8 model on the emulated Cortex-M4F on a test image:
+//! model size, arena, the device's predictions, whether they equal the host's, and the instruction
+//! count of one inference.
 
 use crate::{
     bench::{self, thousands, BenchMachine, Outcome},
@@ -10,39 +12,100 @@ use crate::{
     firmware::{self, Build, Built},
     qemu, toolchain,
 };
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
+use ferrite_quantizer::npy::Array;
 use ferrite_runtime::{Interpreter, Model};
-use std::{path::Path, time::Duration};
+use std::{path::Path, process::Command, time::Duration};
 
-const CASE: &str = "small_dscnn";
+const CASE: &str = "dscnn_fashion";
 const TOP_K: usize = 3;
+const CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+];
 
 pub fn run(root: &Path) -> Result<()> {
-    let dir = root.join("tests").join("golden").join(CASE);
-    let read = |f: &str| std::fs::read(dir.join(f)).with_context(|| format!("reading {f}"));
-    let (model_bytes, input) = (read("model.ferrite")?, read("input.bin")?);
-    let model = Model::from_bytes(&model_bytes).map_err(|e| anyhow!("{CASE}: {e}"))?;
-    let host = host_output(&model, &input)?;
-    let out = model.output(0).map_err(|e| anyhow!("{e}"))?;
-    let dims = |t: &ferrite_runtime::format::Tensor<'_>| {
-        let d: Vec<String> = t.shape.dims().iter().map(|d| d.to_string()).collect();
-        d.join("x")
-    };
-    let ops: Vec<&str> = model.ops().map(|op| op.name()).collect();
-    let inp = model.input(0).map_err(|e| anyhow!("{e}"))?;
-
-    println!("Ferrite demo: {CASE} on an emulated Cortex-M4F (QEMU mps2-an386)");
+    let fixtures = root.join("tests/fixtures");
+    let onnx = fixtures.join("dscnn_fashion/model.onnx");
+    let (calib, test_x, test_y) = (
+        fixtures.join("data/fashion_calib_x.npy"),
+        fixtures.join("data/fashion_test_x.npy"),
+        fixtures.join("data/fashion_test_y.npy"),
+    );
+    let dir = root.join("target/demo").join(CASE);
+    std::fs::create_dir_all(&dir)?;
+    let ferrite_path = dir.join("model.ferrite");
+    println!("Ferrite demo: a DS-CNN trained on Fashion-MNIST, quantized and run on an emulated Cortex-M4F");
+    let tool = crate::accuracy::ferrite(root)?;
+    let q = Command::new(&tool)
+        .arg("quantize")
+        .arg(&onnx)
+        .arg("--calib")
+        .arg(&calib)
+        .arg("-o")
+        .arg(&ferrite_path)
+        .output()?;
+    if !q.status.success() {
+        bail!("ferrite quantize: {}", String::from_utf8_lossy(&q.stderr));
+    }
+    println!("  quantize  {}", String::from_utf8_lossy(&q.stdout).trim());
+    let acc = crate::accuracy::eval(
+        &tool,
+        &[onnx.clone(), ferrite_path.clone()],
+        &test_x,
+        &test_y,
+    )?;
+    let samples = Array::read(&test_y)?.len();
     println!(
-        "  model     {} B, {} operators ({}); input {} int8, output {} int8",
+        "  accuracy  float {:.2}%, int8 {:.2}% (top-1 on {samples} test images, `ferrite eval`)",
+        100.0 * acc[0],
+        100.0 * acc[1]
+    );
+
+    // The first test image, quantized by the host runtime as the model's input.
+    let model_bytes = std::fs::read(&ferrite_path)?;
+    let model = Model::from_bytes(&model_bytes).map_err(|e| anyhow!("{CASE}: {e}"))?;
+    let images = Array::read(&test_x)?;
+    let per: usize = images.shape[1..].iter().product();
+    let nchw: Vec<f32> = images.to_f32()[..per].to_vec();
+    let inp = model.input(0).map_err(|e| anyhow!("{e}"))?;
+    let s = inp.shape.nhwc();
+    let mut nhwc = vec![0f32; per];
+    for c in 0..s.c {
+        for y in 0..s.h {
+            for x in 0..s.w {
+                nhwc[(y * s.w + x) * s.c + c] = nchw[(c * s.h + y) * s.w + x];
+            }
+        }
+    }
+    let (input, host) = host_run(&model, &nhwc)?;
+    std::fs::write(dir.join("input.bin"), &input)?;
+    std::fs::write(
+        dir.join("expected.bin"),
+        host.iter().map(|&b| b as u8).collect::<Vec<u8>>(),
+    )?;
+    let label = Array::read(&test_y)?.get_f64(0) as usize;
+    let out = model.output(0).map_err(|e| anyhow!("{e}"))?;
+    let ops: Vec<&str> = model.ops().map(|op| op.name()).collect();
+    println!(
+        "  model     {} B ({} operators, int8 only), arena {} B: a static sized at compile time from the model header",
         thousands(model_bytes.len() as u64),
         ops.len(),
-        ops.join(" "),
-        dims(&inp),
-        dims(&out)
+        thousands(model.arena_size() as u64)
     );
     println!(
-        "  arena     {} B, a static sized at compile time from the model header",
-        model.arena_size()
+        "  image     test image 0, a {} ({}x{} pixels)",
+        CLASSES.get(label).unwrap_or(&"?"),
+        s.h,
+        s.w
     );
 
     // The device: the bench firmware (output bytes logged, instructions counted when the
@@ -83,10 +146,13 @@ pub fn run(root: &Path) -> Result<()> {
         .iter()
         .map(|&(i, q)| {
             let p = out.scale * (q as i32 - out.zero_point) as f32;
-            format!("class {i} ({p:.3})")
+            format!("{} ({p:.3})", CLASSES.get(i).unwrap_or(&"?"))
         })
         .collect();
-    println!("  device    top-{TOP_K}: {}", shown.join(", "));
+    println!(
+        "  device    top-{TOP_K} (class, logit): {}",
+        shown.join(", ")
+    );
     let same = device == host;
     println!(
         "  host      {} ({} output bytes)",
@@ -113,14 +179,14 @@ pub fn run(root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn host_output(model: &Model<'_>, input: &[u8]) -> Result<Vec<i8>> {
+/// Quantizes `values` into input 0 and runs the model: the input bytes and the int8 output.
+fn host_run(model: &Model<'_>, values: &[f32]) -> Result<(Vec<u8>, Vec<i8>)> {
     let mut arena = vec![0u8; model.arena_size() + 16];
     let mut it = Interpreter::new(model, &mut arena).map_err(|e| anyhow!("{e}"))?;
-    it.input_bytes_mut(0)
-        .map_err(|e| anyhow!("{e}"))?
-        .copy_from_slice(input);
+    it.set_input_f32(0, values).map_err(|e| anyhow!("{e}"))?;
+    let input = it.input_bytes_mut(0).map_err(|e| anyhow!("{e}"))?.to_vec();
     it.invoke().map_err(|e| anyhow!("{e}"))?;
-    Ok(it.output_i8(0).map_err(|e| anyhow!("{e}"))?.to_vec())
+    Ok((input, it.output_i8(0).map_err(|e| anyhow!("{e}"))?.to_vec()))
 }
 
 /// The bytes of `output 0: [..]` in the firmware's log, as int8.
