@@ -97,6 +97,13 @@ fn default_quantization_keeps_accuracy_and_uses_only_int8_kernels() {
             serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
         assert_eq!(rep["ferrite_bytes"].as_u64().unwrap() as usize, bytes.len());
         assert!(rep["quantization"]["values"].as_array().unwrap().len() > 2);
+        // Per-layer error measured on the runtime: every layer well above noise level.
+        let layers = rep["quantization"]["layers"].as_array().unwrap();
+        assert!(!layers.is_empty());
+        for l in layers {
+            let db = l["sqnr_db"].as_f64().unwrap_or(f64::INFINITY);
+            assert!(db > 15.0, "{model}: layer {} at {db:.1} dB", l["name"]);
+        }
     }
 }
 

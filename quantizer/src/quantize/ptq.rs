@@ -92,6 +92,17 @@ pub struct Report {
     pub float_nodes: Vec<String>,
     /// Per corrected layer, the largest absolute bias change (in float units).
     pub bias_shift: Vec<(String, f32)>,
+    /// Per node, the SQNR of its int8 output (computed by the runtime) against the float model's.
+    pub layers: Vec<LayerReport>,
+}
+
+/// One node's quantization error.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerReport {
+    pub name: String,
+    pub op: &'static str,
+    /// `None` when the outputs are identical.
+    pub sqnr_db: Option<f64>,
 }
 
 /// A quantized model.
@@ -384,7 +395,14 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
                 q_acts[v] = Some(t);
             }
         }
+        let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
         for i in 0..graph.nodes.len() {
+            if show {
+                eprint!("\rbias correction: layer {}/{}", i + 1, graph.nodes.len());
+                if i + 1 == graph.nodes.len() {
+                    eprintln!();
+                }
+            }
             let n = graph.nodes[i].clone();
             if let (Some(w), false) = (&weights[i], float_node[i]) {
                 let float_in: Vec<View<'_>> = n
@@ -434,8 +452,30 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         }
     }
 
-    // 4. Lowering.
-    let built = lower(&graph, &float_node, &qp, &weights, config.source_sha256)?;
+    // 4. Lowering, and each layer's output compared with the float model's on the runtime itself.
+    let built = lower(
+        &graph,
+        &float_node,
+        &qp,
+        &weights,
+        config.source_sha256,
+        false,
+    )?;
+    let debug = lower(
+        &graph,
+        &float_node,
+        &qp,
+        &weights,
+        config.source_sha256,
+        true,
+    )?;
+    let layers = layer_sqnr(
+        &graph,
+        &debug.bytes,
+        calib,
+        &float_acts,
+        samples.min(SQNR_SAMPLES),
+    )?;
     let values = graph
         .values
         .iter()
@@ -468,8 +508,65 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
             values,
             float_nodes,
             bias_shift,
+            layers,
         },
     })
+}
+
+/// Calibration samples the per-layer SQNR is measured on.
+const SQNR_SAMPLES: usize = 64;
+
+/// Runs the model that exposes every node's output (output `k` is node `k`) on the runtime and
+/// compares each with the float executor's activation: signal-to-quantization-noise ratio in dB.
+fn layer_sqnr(
+    graph: &Graph,
+    debug_model: &[u8],
+    calib: &[Tensor],
+    float_acts: &[Option<Tensor>],
+    samples: usize,
+) -> Result<Vec<LayerReport>> {
+    let model =
+        ferrite_runtime::Model::from_bytes(debug_model).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut arena = vec![0u8; model.arena_size() + 16];
+    let mut it = ferrite_runtime::Interpreter::new(&model, &mut arena)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut signal = vec![0f64; graph.nodes.len()];
+    let mut noise = vec![0f64; graph.nodes.len()];
+    for s in 0..samples {
+        for (i, t) in calib.iter().enumerate() {
+            let per = t.data.len() / t.shape[0];
+            it.set_input_f32(i, &t.data[s * per..(s + 1) * per])
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        it.invoke().map_err(|e| anyhow::anyhow!("{e}"))?;
+        for (k, n) in graph.nodes.iter().enumerate() {
+            let Some(reference) = &float_acts[n.output] else {
+                continue;
+            };
+            let per = reference.data.len() / reference.shape[0];
+            let mut got = vec![0f32; per];
+            it.output_to_f32(k, &mut got)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            for (r, g) in reference.data[s * per..(s + 1) * per].iter().zip(&got) {
+                signal[k] += (*r as f64).powi(2);
+                noise[k] += (*r as f64 - *g as f64).powi(2);
+            }
+        }
+    }
+    Ok(graph
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(k, n)| LayerReport {
+            name: n.name.clone(),
+            op: n.op.name(),
+            sqnr_db: if noise[k] == 0.0 {
+                None
+            } else {
+                Some(10.0 * (signal[k] / noise[k]).log10())
+            },
+        })
+        .collect())
 }
 
 fn le_bytes<T: Copy>(values: &[T], to: impl Fn(T) -> [u8; 4]) -> Vec<u8> {
@@ -528,6 +625,7 @@ fn lower(
     qp: &[Option<QParams>],
     weights: &[Option<(Vec<i8>, Vec<f32>)>],
     source_sha256: [u8; 32],
+    expose_all: bool,
 ) -> Result<Built> {
     // Constant data first, so the builder can borrow it.
     let mut data: Vec<NodeData> = Vec::with_capacity(graph.nodes.len());
@@ -972,8 +1070,13 @@ fn lower(
         b.push(op);
     }
     let inputs: Vec<u16> = graph.inputs.iter().map(|&v| native[v].unwrap()).collect();
-    let outputs: Vec<u16> = graph
-        .outputs
+    // `expose_all`: every node's output, in node order, for per-layer comparisons.
+    let exposed: Vec<ValueId> = if expose_all {
+        graph.nodes.iter().map(|n| n.output).collect()
+    } else {
+        graph.outputs.clone()
+    };
+    let outputs: Vec<u16> = exposed
         .iter()
         .map(|&v| native[v].context("graph output is not computed"))
         .collect::<Result<_>>()?;
