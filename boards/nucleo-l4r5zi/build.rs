@@ -1,7 +1,8 @@
 //! Puts `memory.x` on the linker path, adds the linker scripts, and chooses
 //! the embedded model: `$FERRITE_MODEL` (a `.ferrite` file) or else the
 //! bundled example `tests/golden/small_dscnn/model.ferrite`, passed to the
-//! crate as `FERRITE_MODEL_PATH`.
+//! crate as `FERRITE_MODEL_PATH`. With the `partition` feature there is no
+//! embedded model.
 use std::{env, fs, path::PathBuf};
 
 fn main() {
@@ -13,6 +14,9 @@ fn main() {
     println!("cargo:rerun-if-changed=memory.x");
     println!("cargo:rerun-if-changed=build.rs");
 
+    if env::var_os("CARGO_FEATURE_PARTITION").is_some() {
+        return;
+    }
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let model = match env::var_os("FERRITE_MODEL") {
         Some(path) => PathBuf::from(path),

@@ -3,12 +3,15 @@
 //! the DWT cycle counter, panic and HardFault handlers, and [`fit::check`], the
 //! compile-time check that an embedded model fits the board.
 //!
-//! A board's `main.rs` embeds the model with `include_bytes!`, sizes its
-//! arena with `arena_size(MODEL)`, asserts the fit in a `const` item and calls
-//! [`run`].
+//! A board's `main.rs` either embeds the model with `include_bytes!`, sizes
+//! its arena with `arena_size(MODEL)`, asserts the fit in a `const` item and
+//! calls [`run`]; or (its `partition` feature) has no model, a static arena
+//! sized for the board, and calls [`partition::run`], which reads the model
+//! from the flash partition at boot.
 #![no_std]
 
 pub mod fit;
+pub mod partition;
 
 use cortex_m::peripheral::DWT;
 use cortex_m_rt::{exception, ExceptionFrame};
@@ -28,12 +31,6 @@ const MAX_OPS: usize = 64;
 /// the first output. Ends on a breakpoint (which `probe-rs run` reports as
 /// the end of the program); errors end on `udf` (a HardFault).
 pub fn run(board: &str, model: &[u8], arena: &mut [u8]) -> ! {
-    let mut cp = match cortex_m::Peripherals::take() {
-        Some(cp) => cp,
-        None => fail(),
-    };
-    cp.DCB.enable_trace();
-    cp.DWT.enable_cycle_counter();
     defmt::info!(
         "{=str}: model {=usize} B, arena {=usize} B",
         board,
@@ -47,13 +44,26 @@ pub fn run(board: &str, model: &[u8], arena: &mut [u8]) -> ! {
             fail()
         }
     };
-    let mut interpreter = match Interpreter::new(&model, arena) {
+    let interpreter = match Interpreter::new(&model, arena) {
         Ok(interpreter) => interpreter,
         Err(e) => {
             defmt::error!("interpreter setup failed: {}", e);
             fail()
         }
     };
+    run_interpreter(&model, interpreter)
+}
+
+/// Runs one inference of a validated model bound to its arena, timed per
+/// operator with DWT CYCCNT, and logs the cycles and the top-3 of output 0.
+/// Ends on a breakpoint; errors end on `udf`.
+pub fn run_interpreter(model: &Model<'_>, mut interpreter: Interpreter<'_>) -> ! {
+    let mut cp = match cortex_m::Peripherals::take() {
+        Some(cp) => cp,
+        None => fail(),
+    };
+    cp.DCB.enable_trace();
+    cp.DWT.enable_cycle_counter();
     for index in 0..interpreter.inputs() {
         let zero_point = model.input(index).map(|t| t.zero_point).unwrap_or(0);
         if let Ok(input) = interpreter.input_bytes_mut(index) {
