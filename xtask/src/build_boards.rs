@@ -1,5 +1,7 @@
-//! `cargo xtask build-boards`: builds the real-board firmware (no hardware needed) and, with
-//! `--selftest`, checks that a model too large for a board fails the build with both sizes.
+//! `cargo xtask build-boards`: builds the real-board firmware (no hardware needed) in both variants,
+//! the embedded model (`include_bytes!`) and the model partition (feature `partition`, the model read
+//! from flash at boot), and, with `--selftest`, checks that a model too large for a board fails the
+//! embedded build with both sizes.
 
 use crate::{
     elf_size::{self, Kib},
@@ -17,6 +19,13 @@ pub struct RealBoard {
     pub krate: &'static str,
     pub chip: &'static str,
     pub target: &'static str,
+}
+
+impl RealBoard {
+    /// The board crate's linker memory map.
+    pub fn memory_x(&self, root: &Path) -> PathBuf {
+        root.join("boards").join(self.krate).join("memory.x")
+    }
 }
 
 pub const REAL_BOARDS: [RealBoard; 2] = [
@@ -46,7 +55,9 @@ impl Options {
     }
 }
 
-fn build(root: &Path, board: &RealBoard, model: Option<&Path>) -> Result<Output> {
+/// Builds `board` with `model` embedded (`None`: the bundled one), or with the `partition` feature
+/// (no model) when `partition` is set.
+fn build(root: &Path, board: &RealBoard, model: Option<&Path>, partition: bool) -> Result<Output> {
     let boards = root.join("boards");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
@@ -56,6 +67,9 @@ fn build(root: &Path, board: &RealBoard, model: Option<&Path>) -> Result<Output>
         .arg(boards.join("Cargo.toml"))
         .args(["--package", board.krate, "--target", board.target])
         .env("CARGO_TARGET_DIR", root.join("target").join("boards"));
+    if partition {
+        command.args(["--features", "partition"]);
+    }
     match model {
         Some(path) => command.env("FERRITE_MODEL", path),
         None => command.env_remove("FERRITE_MODEL"),
@@ -71,37 +85,11 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     toolchain::ensure_targets(root, &targets)?;
     let mut failures = Vec::new();
     for board in &REAL_BOARDS {
-        println!(
-            "--- {} (embedded model: tests/golden/small_dscnn)",
-            board.krate
-        );
-        let output = build(root, board, None)?;
-        if !output.status.success() {
-            println!("{}", String::from_utf8_lossy(&output.stderr));
-            failures.push(format!("{} does not build", board.krate));
-            continue;
+        for partition in [false, true] {
+            if let Err(e) = build_variant(root, board, partition) {
+                failures.push(format!("{e:#}"));
+            }
         }
-        let elf = root
-            .join("target/boards")
-            .join(board.target)
-            .join("release")
-            .join(board.krate);
-        let capacity = elf_size::capacity(&root.join("boards").join(board.krate).join("memory.x"))?;
-        let usage = elf_size::usage(&std::fs::read(&elf)?, capacity.ram_origin)?;
-        println!(
-            "    built {}: flash {} of {}, RAM {} of {} (stack not counted)",
-            elf.display(),
-            Kib(usage.flash),
-            Kib(capacity.flash),
-            Kib(usage.ram),
-            Kib(capacity.ram)
-        );
-        println!(
-            "    on hardware: (cd boards/{} && cargo run --release), i.e. probe-rs run --chip {} {}",
-            board.krate,
-            board.chip,
-            elf.display()
-        );
     }
     if options.selftest {
         let dir = root.join("target").join("boards").join("standins");
@@ -111,7 +99,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             for (what, path) in &standins {
                 let label = format!("{} with {what} (must fail)", board.krate);
                 println!("--- {label}");
-                let output = build(root, board, Some(path))?;
+                let output = build(root, board, Some(path), false)?;
                 let stderr = String::from_utf8_lossy(&output.stderr);
                 let message = stderr
                     .lines()
@@ -132,6 +120,73 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         bail!("build-boards: {}", failures.join("; "));
     }
     println!("build-boards: all passed");
+    Ok(())
+}
+
+/// Builds one variant of `board` and prints its flash and RAM use and how to run it on hardware.
+fn build_variant(root: &Path, board: &RealBoard, partition: bool) -> Result<()> {
+    let variant = if partition {
+        "model partition: no model in the image, read from flash at boot"
+    } else {
+        "embedded model: tests/golden/small_dscnn"
+    };
+    println!("--- {} ({variant})", board.krate);
+    let output = build(root, board, None, partition)?;
+    if !output.status.success() {
+        println!("{}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "{}{} does not build",
+            board.krate,
+            if partition {
+                " --features partition"
+            } else {
+                ""
+            }
+        );
+    }
+    // Both variants link to the same path: keep a copy of each.
+    let built = root
+        .join("target/boards")
+        .join(board.target)
+        .join("release")
+        .join(board.krate);
+    let kept = root.join("target/boards/elf");
+    std::fs::create_dir_all(&kept)?;
+    let elf = kept.join(format!(
+        "{}{}.elf",
+        board.krate,
+        if partition { "-partition" } else { "" }
+    ));
+    std::fs::copy(&built, &elf).with_context(|| format!("copying {}", built.display()))?;
+    let capacity = elf_size::capacity(&board.memory_x(root))?;
+    let usage = elf_size::usage(&std::fs::read(&elf)?, capacity.ram_origin)?;
+    println!(
+        "    built {}: flash {} of {}, RAM {} of {} (stack not counted)",
+        elf.display(),
+        Kib(usage.flash),
+        Kib(capacity.flash),
+        Kib(usage.ram),
+        Kib(capacity.ram)
+    );
+    let features = if partition {
+        " --features partition"
+    } else {
+        ""
+    };
+    println!(
+        "    on hardware: (cd boards/{} && cargo run --release{features}), i.e. probe-rs run --chip {} {}",
+        board.krate,
+        board.chip,
+        elf.display()
+    );
+    if partition {
+        let (origin, length) = crate::flash_model::region(&board.memory_x(root))?;
+        println!(
+            "    model partition: {} at {origin:#010x}; write a model with `cargo xtask flash-model --board {} MODEL.ferrite`",
+            Kib(length),
+            board.krate
+        );
+    }
     Ok(())
 }
 

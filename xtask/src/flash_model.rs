@@ -1,10 +1,12 @@
 //! `cargo xtask flash-model --board B MODEL.ferrite`: puts a model into a board's flash partition and
 //! runs the partition firmware on it (QEMU boards: `-device loader`), or prints the probe-rs command
-//! (real boards). Also the partition cases of `cargo xtask qemu-test`: one firmware, built once per
+//! that writes only the partition (real boards: it needs a debug probe and the board, so it is
+//! printed, not run). Also the partition cases of `cargo xtask qemu-test`: one firmware, built once per
 //! machine, running two different models and refusing broken ones with a clear error.
 
 use crate::{
     boards::Machine,
+    build_boards::{RealBoard, REAL_BOARDS},
     cases::Case,
     defmt_log, elf_size,
     firmware::{self, Build, Built},
@@ -43,16 +45,81 @@ pub struct Options {
 
 /// The `MODEL` region of a QEMU board's memory.x: (origin, length).
 pub fn partition(root: &Path, machine: Machine) -> Result<(u64, u64)> {
-    let path = firmware::memory_x(root, machine);
-    let text = std::fs::read_to_string(&path)?;
+    region(&firmware::memory_x(root, machine))
+}
+
+/// The `MODEL` region of the linker memory map `memory_x`: (origin, length).
+pub fn region(memory_x: &Path) -> Result<(u64, u64)> {
+    let text = std::fs::read_to_string(memory_x)
+        .with_context(|| format!("reading {}", memory_x.display()))?;
     let line = text
         .lines()
         .find(|l| l.trim_start().starts_with("MODEL"))
-        .ok_or_else(|| anyhow!("no MODEL region in {}", path.display()))?;
+        .ok_or_else(|| anyhow!("no MODEL region in {}", memory_x.display()))?;
     Ok((
         elf_size::parse_field(line, "ORIGIN")?,
         elf_size::parse_field(line, "LENGTH")?,
     ))
+}
+
+/// RAM the real-board partition firmware keeps for its statics and stack beside the arena
+/// (`fit::STACK_RESERVE` in boards/rtt-common): its arena is the rest of the RAM.
+const REAL_BOARD_RAM_RESERVE: u64 = 16 * 1024;
+
+/// A real board: checks that the model fits the partition (else an error with both sizes) and prints
+/// the probe-rs command that writes only the partition. Nothing is run: that needs the board and a
+/// debug probe.
+fn real_board(root: &Path, board: &RealBoard, model: &Path, bytes: &[u8]) -> Result<()> {
+    let memory_x = board.memory_x(root);
+    let (origin, length) = region(&memory_x)?;
+    let len = bytes.len() as u64;
+    if len > length {
+        bail!(
+            "{} is {len} B, larger than the {length} B model partition of {} (MODEL in {})",
+            model.display(),
+            board.krate,
+            memory_x.display()
+        );
+    }
+    let arena = elf_size::capacity(&memory_x)?
+        .ram
+        .saturating_sub(REAL_BOARD_RAM_RESERVE);
+    match Model::from_bytes(bytes) {
+        Ok(m) if m.arena_size() as u64 > arena => println!(
+            "warning: the model needs a {} B arena and the {} partition firmware has {arena} B: \
+             it will refuse it (ArenaTooSmall)",
+            m.arena_size(),
+            board.krate
+        ),
+        Ok(m) => println!(
+            "{}: {len} B of the {length} B partition at {origin:#010x}, arena {} B of {arena} B",
+            model.display(),
+            m.arena_size()
+        ),
+        Err(e) => println!(
+            "warning: {} is not a valid model ({e}): the partition firmware will refuse it and log why",
+            model.display()
+        ),
+    }
+    println!("the model, into the partition only:");
+    println!(
+        "probe-rs download --chip {} --binary-format bin --base-address {origin:#010x} {}",
+        board.chip,
+        model.display()
+    );
+    println!(
+        "then the partition firmware, built once for every model (probe-rs erases only the sectors \
+         it writes, so the partition is kept), which prints the log over RTT:"
+    );
+    println!(
+        "(cd boards/{} && cargo run --release --features partition)",
+        board.krate
+    );
+    println!(
+        "(not run here: writing flash needs the {} board and a debug probe, and none is attached)",
+        board.krate
+    );
+    Ok(())
 }
 
 pub fn run(root: &Path, options: &Options) -> Result<()> {
@@ -63,19 +130,15 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         Board::Lm3s6965 => Machine::Lm3s6965,
         Board::Microbit => Machine::Microbit,
         Board::Nrf52840Dk | Board::NucleoL4r5zi => {
-            let (chip, base) = match options.board {
-                Board::Nrf52840Dk => ("nRF52840_xxAA", 0x000C_0000u32),
-                _ => ("STM32L4R5ZITx", 0x081C_0000),
+            let name = match options.board {
+                Board::Nrf52840Dk => "nrf52840-dk",
+                _ => "nucleo-l4r5zi",
             };
-            println!(
-                "probe-rs download --chip {chip} --binary-format bin --base-address {base:#010x} {}",
-                options.model.display()
-            );
-            println!(
-                "(the last 256 KiB of flash; the real-board firmware embeds its model for now and does \
-                 not read this partition yet)"
-            );
-            return Ok(());
+            let board = REAL_BOARDS
+                .iter()
+                .find(|b| b.krate == name)
+                .ok_or_else(|| anyhow!("no real board {name}"))?;
+            return real_board(root, board, &options.model, &bytes);
         }
     };
     toolchain::ensure_targets(root, &[machine.target()])?;
