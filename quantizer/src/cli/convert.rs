@@ -1,4 +1,5 @@
-//! `ferrite convert MODEL.tflite -o OUT.ferrite`: converts a model quantized elsewhere, as it is.
+//! `ferrite convert MODEL.tflite|MODEL.onnx -o OUT.ferrite`: converts a model quantized elsewhere
+//! (TFLite int8, ONNX Q/DQ), as it is.
 
 use std::path::PathBuf;
 
@@ -8,7 +9,7 @@ use crate::import::tflite;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Pre-quantized model (.tflite, int8).
+    /// Pre-quantized model (.tflite int8, or ONNX with QuantizeLinear/DequantizeLinear).
     pub model: PathBuf,
     /// Output `.ferrite` file (written atomically).
     #[arg(short = 'o', long)]
@@ -36,8 +37,18 @@ pub fn convert_bytes(path: &std::path::Path, bytes: &[u8]) -> Result<crate::buil
     if crate::import::is_tflite(bytes) {
         return tflite::convert(bytes).with_context(|| format!("converting {}", path.display()));
     }
+    if crate::onnx::qdq::is_qdq(bytes) {
+        return crate::onnx::qdq::convert(bytes, crate::sha256::digest(bytes))
+            .with_context(|| format!("converting {}", path.display()));
+    }
+    if crate::cli::onnx::is_onnx(path) {
+        bail!(
+            "{}: a float ONNX model (no QuantizeLinear/DequantizeLinear); use `ferrite quantize` with calibration data",
+            path.display()
+        );
+    }
     bail!(
-        "{}: not a TFLite model (no TFL3 identifier); `ferrite convert` takes int8 .tflite files",
+        "{}: not a TFLite model (no TFL3 identifier) nor an ONNX Q/DQ model; `ferrite convert` takes int8 .tflite and quantized .onnx files",
         path.display()
     )
 }

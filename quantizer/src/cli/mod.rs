@@ -25,10 +25,17 @@ pub fn load_model(path: &Path) -> Result<Vec<u8>> {
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             Ok(convert::convert_bytes(path, &bytes)?.bytes)
         }
-        "onnx" => bail!(
+        "onnx" => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            if crate::onnx::qdq::is_qdq(&bytes) {
+                return Ok(convert::convert_bytes(path, &bytes)?.bytes);
+            }
+            bail!(
             "{}: a float ONNX model; quantize it to .ferrite first (`ferrite run` and `ferrite inspect` take it as is)",
             path.display()
-        ),
+            )
+        }
         _ => bail!(
             "{}: unsupported model type `.{ext}` (supported: .ferrite, .tflite, .onnx)",
             path.display()

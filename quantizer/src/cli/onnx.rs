@@ -14,6 +14,7 @@ pub fn is_onnx(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+        && !std::fs::read(path).is_ok_and(|b| crate::onnx::qdq::is_qdq(&b))
 }
 
 /// Imports and optimizes a float ONNX model.

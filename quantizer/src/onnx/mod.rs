@@ -6,6 +6,7 @@
 //! the columns of the Gemm/MatMul that reads it. Only the batch dimension may be symbolic (it becomes 1).
 
 pub mod proto;
+pub mod qdq;
 mod tensor;
 
 use std::collections::{HashMap, HashSet};
@@ -59,6 +60,11 @@ pub fn load(path: &Path) -> Result<Graph> {
 /// Decodes ONNX bytes and imports the graph (before optimization passes).
 pub fn import(bytes: &[u8]) -> Result<Graph> {
     let model = ModelProto::decode(bytes).map_err(|e| anyhow!("not a valid ONNX file: {e}"))?;
+    import_model(&model)
+}
+
+/// Imports a decoded model (before optimization passes).
+pub(crate) fn import_model(model: &ModelProto) -> Result<Graph> {
     let graph = model
         .graph
         .as_ref()

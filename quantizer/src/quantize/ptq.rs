@@ -627,6 +627,29 @@ fn lower(
     source_sha256: [u8; 32],
     expose_all: bool,
 ) -> Result<Built> {
+    lower_prequantized(
+        graph,
+        float_node,
+        qp,
+        weights,
+        &[],
+        source_sha256,
+        expose_all,
+    )
+}
+
+/// Builds the `.ferrite` model from quantization parameters decided elsewhere (a pre-quantized
+/// model): `biases[i]`, when present, is node `i`'s int32 bias used as is (otherwise the bias is
+/// quantized from the float one with the input and weight scales).
+pub(crate) fn lower_prequantized(
+    graph: &Graph,
+    float_node: &[bool],
+    qp: &[Option<QParams>],
+    weights: &[Option<(Vec<i8>, Vec<f32>)>],
+    biases: &[Option<Vec<i32>>],
+    source_sha256: [u8; 32],
+    expose_all: bool,
+) -> Result<Built> {
     // Constant data first, so the builder can borrow it.
     let mut data: Vec<NodeData> = Vec::with_capacity(graph.nodes.len());
     for (i, n) in graph.nodes.iter().enumerate() {
@@ -648,7 +671,11 @@ fn lower(
             let s_in = qp[n.inputs[0]].context("input not calibrated")?.scale;
             let s_out = qp[n.output].context("output not calibrated")?.scale;
             d.filter = q.iter().map(|&x| x as u8).collect();
-            d.bias = le_bytes(&params::bias(&bias.data, s_in, scales), i32::to_le_bytes);
+            let q_bias = match biases.get(i) {
+                Some(Some(b)) => b.clone(),
+                _ => params::bias(&bias.data, s_in, scales),
+            };
+            d.bias = le_bytes(&q_bias, i32::to_le_bytes);
             for &s in scales {
                 let r = quantize_multiplier(s_in as f64 * s as f64 / s_out as f64);
                 d.multiplier.extend(r.multiplier.to_le_bytes());
