@@ -518,7 +518,7 @@ fn parse_marks(text: &str) -> Result<Vec<u64>> {
 }
 
 /// `git rev-parse --short HEAD`, with `+changes` when files other than BENCHMARKS.md differ from it.
-fn commit(root: &Path) -> String {
+pub(crate) fn commit(root: &Path) -> String {
     let git = |args: &[&str]| {
         Command::new("git")
             .args(args)

@@ -46,7 +46,7 @@ impl Options {
     }
 }
 
-fn build(root: &Path, board: &RealBoard, model: Option<&Path>) -> Result<Output> {
+pub(crate) fn build(root: &Path, board: &RealBoard, model: Option<&Path>) -> Result<Output> {
     let boards = root.join("boards");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
@@ -81,11 +81,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             failures.push(format!("{} does not build", board.krate));
             continue;
         }
-        let elf = root
-            .join("target/boards")
-            .join(board.target)
-            .join("release")
-            .join(board.krate);
+        let elf = elf_path(root, board);
         let capacity = elf_size::capacity(&root.join("boards").join(board.krate).join("memory.x"))?;
         let usage = elf_size::usage(&std::fs::read(&elf)?, capacity.ram_origin)?;
         println!(
@@ -133,6 +129,14 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     }
     println!("build-boards: all passed");
     Ok(())
+}
+
+/// The ELF a real-board build leaves.
+pub(crate) fn elf_path(root: &Path, board: &RealBoard) -> PathBuf {
+    root.join("target/boards")
+        .join(board.target)
+        .join("release")
+        .join(board.krate)
 }
 
 /// Stand-in models made from the bundled one: its header claiming a 1 MiB arena (more RAM than

@@ -7,7 +7,8 @@
 //! - `cargo xtask test`: the whole test suite (format, host tests, clippy, no_std cross builds of the
 //!   runtime, qemu-test), reporting every failed step at the end.
 //! - `cargo xtask size [--machine M] [--case NAME]`: builds the same firmware
-//!   and prints its flash and RAM use against each board's memory.
+//!   and prints its flash and RAM use against each board's memory; `--demo [--write]`: the demo
+//!   firmware on every board (QEMU and real), written to `BENCHMARKS.md` with `--write`.
 //! - `cargo xtask build-boards [--selftest]`: the real-board firmware, built
 //!   without hardware; with `--selftest`, oversized models must fail the build.
 //! - `cargo xtask flash-model --board B MODEL`: the model into the board's
@@ -27,10 +28,12 @@ mod defmt_log;
 mod demo;
 mod elf_size;
 mod firmware;
+mod fixtures;
 mod flash_model;
 mod mlperf;
 mod qemu;
 mod qemu_test;
+mod size_report;
 mod test_all;
 mod toolchain;
 
