@@ -13,6 +13,8 @@
 //!   without hardware; with `--selftest`, oversized models must fail the build.
 //! - `cargo xtask flash-model --board B MODEL`: the model into the board's
 //!   flash partition, run by the `partition` firmware (QEMU boards).
+//! - `cargo xtask models [--write]`: the MLPerf Tiny int8 models converted: file sizes, planned
+//!   arena and its lower bound, beside TFLite Micro's arena.
 //! - `cargo xtask demo`: the bundled example network on the emulated Cortex-M4F.
 //! - `cargo xtask bench [--machine M] [--model NAME] [--json] [--write]`: exact
 //!   instruction counts per operator of the `tests/bench/` models under QEMU,
@@ -31,6 +33,7 @@ mod firmware;
 mod fixtures;
 mod flash_model;
 mod mlperf;
+mod models;
 mod qemu;
 mod qemu_test;
 mod size_report;
@@ -63,6 +66,8 @@ enum Command {
     /// Run the bundled example network on the emulated Cortex-M4F: size, arena, predictions,
     /// host-vs-device equality, instruction count.
     Demo,
+    /// Convert the MLPerf Tiny int8 models: file sizes and arenas beside TFLite Micro's.
+    Models(models::Options),
     /// Build the real-board firmware (nRF52840-DK, NUCLEO-L4R5ZI) without hardware.
     BuildBoards(build_boards::Options),
     /// Put a model into a board's flash partition and run the partition firmware on it (QEMU), or
@@ -79,6 +84,7 @@ fn main() -> ExitCode {
         Command::Bench(options) => bench::run(&repo_root(), &options),
         Command::Accuracy(options) => accuracy::run(&repo_root(), &options),
         Command::Demo => demo::run(&repo_root()),
+        Command::Models(options) => models::run(&repo_root(), &options),
         Command::BuildBoards(options) => build_boards::run(&repo_root(), &options),
         Command::FlashModel(options) => flash_model::run(&repo_root(), &options),
     };
