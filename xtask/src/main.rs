@@ -16,9 +16,10 @@
 //! - `cargo xtask models [--write]`: the MLPerf Tiny int8 models converted: file sizes, planned
 //!   arena and its lower bound, beside TFLite Micro's arena.
 //! - `cargo xtask demo`: the bundled example network on the emulated Cortex-M4F.
-//! - `cargo xtask bench [--machine M] [--model NAME] [--json] [--write]`: exact
+//! - `cargo xtask bench [--machine M] [--model NAME] [--json] [--write] [--mlperf]`: exact
 //!   instruction counts per operator of the `tests/bench/` models under QEMU,
 //!   beside CMSIS-NN's; flash, RAM, stack high-water (see `BENCHMARKS.md`).
+//!   `--mlperf`: the real MLPerf Tiny KWS DS-CNN and ResNet-8, converted.
 #![forbid(unsafe_code)]
 
 mod accuracy;
