@@ -65,6 +65,10 @@ pub struct Options {
     /// Rewrite the measured section of BENCHMARKS.md.
     #[arg(long)]
     write: bool,
+    /// The real MLPerf Tiny KWS DS-CNN and ResNet-8 of `../shared/models/mlperf-tiny/`, converted
+    /// (the `mlperf_*` cases), instead of the tests/bench/ models; `--write` rewrites their section.
+    #[arg(long)]
+    mlperf: bool,
     /// Kill QEMU after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
@@ -78,6 +82,7 @@ impl Options {
             model: vec!["kws_dscnn".into()],
             json: false,
             write: false,
+            mlperf: false,
             timeout: 120,
         }
     }
@@ -86,6 +91,9 @@ impl Options {
 /// BENCHMARKS.md section that `--write` replaces.
 const BEGIN: &str = "<!-- cargo xtask bench --write: begin -->";
 const END: &str = "<!-- cargo xtask bench --write: end -->";
+/// BENCHMARKS.md section that `--mlperf --write` replaces.
+const MLPERF_BEGIN: &str = "<!-- cargo xtask bench --mlperf --write: begin -->";
+const MLPERF_END: &str = "<!-- cargo xtask bench --mlperf --write: end -->";
 
 /// One row of `BASELINES.md`: MACs (or elements), CMSIS-NN on M4 with DSP, CMSIS-NN pure C on M3,
 /// naive C (TFLM-reference style) on M4.
@@ -116,6 +124,7 @@ const fn b(
 
 /// The BASELINES.md row of a layer (by its output tensor's name in tests/bench/).
 fn baseline(model: &str, layer: &str) -> Option<Baseline> {
+    let model = key(model);
     let layer = layer.trim_end_matches(|c: char| c.is_ascii_digit());
     Some(match (model, layer) {
         ("kws_dscnn", "conv") => b("conv1 10x4/s2", 320_000, 1_111_175, 1_362_464, 8_768_513),
@@ -184,9 +193,76 @@ fn baseline(model: &str, layer: &str) -> Option<Baseline> {
     })
 }
 
+/// The BASELINES.md model a case stands for: `mlperf_kws_dscnn_int8` (the real converted model) and
+/// `kws_dscnn` (its layer shapes in tests/bench/) are both `kws_dscnn`.
+fn key(model: &str) -> &str {
+    let model = model.strip_prefix("mlperf_").unwrap_or(model);
+    model.strip_suffix("_int8").unwrap_or(model)
+}
+
+/// The MLPerf Tiny models `--mlperf` measures (cases of `crate::mlperf`).
+const MLPERF: [&str; 2] = ["mlperf_kws_dscnn_int8", "mlperf_ic_resnet8_int8"];
+
+/// The tests/bench/ layer name of operator `step` of a real MLPerf model, from its operator, MACs and
+/// output channels, so that its row of BASELINES.md is found; `None` when no layer matches.
+fn mlperf_layer(
+    model: &str,
+    ops: &[ferrite_quantizer::inspect::OpSummary],
+    step: usize,
+) -> Option<String> {
+    let op = &ops[step];
+    let channels = *op.output.last()?;
+    let earlier = |name: &str| ops[..step].iter().filter(|o| o.op == name).count();
+    let name = match (key(model), op.op) {
+        (_, "AVERAGE_POOL_2D") => "avgpool".to_string(),
+        (_, "RESHAPE") => "reshape".to_string(),
+        (_, "FULLY_CONNECTED") => "fc".to_string(),
+        (_, "SOFTMAX") => "softmax".to_string(),
+        ("kws_dscnn", "CONV_2D") if earlier("CONV_2D") == 0 => "conv1".to_string(),
+        ("kws_dscnn", "CONV_2D") => format!("pw{}", earlier("CONV_2D")),
+        ("kws_dscnn", "DEPTHWISE_CONV_2D") => format!("dw{}", earlier("DEPTHWISE_CONV_2D") + 1),
+        ("ic_resnet8", "CONV_2D") if earlier("CONV_2D") == 0 => "conv1".to_string(),
+        ("ic_resnet8", kind) => {
+            let stage = match channels {
+                16 => 1,
+                32 => 2,
+                64 => 3,
+                _ => return None,
+            };
+            match (kind, op.macs) {
+                ("ADD", _) => format!("s{stage}_add"),
+                ("CONV_2D", 131_072) => format!("s{stage}_shortcut"),
+                ("CONV_2D", 1_179_648) => format!("s{stage}_conv_a"),
+                ("CONV_2D", 2_359_296) if stage == 1 => {
+                    // conv1 also has 16 channels: the first stage-1 convolution is the second one.
+                    let sixteen = ops[..step]
+                        .iter()
+                        .filter(|o| o.op == "CONV_2D" && o.output.last() == Some(&16))
+                        .count();
+                    if sixteen <= 1 {
+                        "s1_conv_a"
+                    } else {
+                        "s1_conv_b"
+                    }
+                    .to_string()
+                }
+                ("CONV_2D", 2_359_296) => format!("s{stage}_conv_b"),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    // Only where the shapes match: the same MACs as the BASELINES.md row.
+    let b = baseline(model, &name)?;
+    if b.macs.is_some_and(|m| m != op.macs) {
+        return None;
+    }
+    Some(name)
+}
+
 /// Whole-network rows of BASELINES.md.
 fn baseline_total(model: &str) -> Option<Baseline> {
-    match model {
+    match key(model) {
         "kws_dscnn" => Some(b(
             "whole network",
             2_656_768,
@@ -207,7 +283,7 @@ fn baseline_total(model: &str) -> Option<Baseline> {
 
 /// TFLite Micro + CMSIS-NN, whole stack (interpreter included), M4F and M3 (BASELINES.md).
 fn tflm_total(model: &str) -> Option<(u64, u64)> {
-    match model {
+    match key(model) {
         "kws_dscnn" => Some((7_696_404, 10_531_191)),
         "ic_resnet8" => Some((29_865_166, 41_848_912)),
         _ => None,
@@ -263,7 +339,22 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     } else {
         options.machine.clone()
     };
-    let models = discover(root, &options.model)?;
+    let models = if options.mlperf {
+        let mut cases = Vec::new();
+        for name in MLPERF {
+            if options.model.is_empty() || options.model.iter().any(|m| m == name || m == key(name))
+            {
+                cases.extend(crate::mlperf::cases(root, Some(name))?);
+            }
+        }
+        if cases.is_empty() {
+            println!("bench: no MLPerf model to measure (../shared/models/mlperf-tiny/ absent?)");
+            return Ok(());
+        }
+        cases
+    } else {
+        discover(root, &options.model)?
+    };
     let targets: Vec<_> = machines.iter().map(|m| m.machine().target()).collect();
     toolchain::ensure_targets(root, &targets)?;
     let timeout = Duration::from_secs(options.timeout);
@@ -286,7 +377,10 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     } else {
         print!("{}", report(&outcomes, &commit));
     }
-    if options.write {
+    if options.write && options.mlperf {
+        write_section(root, MLPERF_BEGIN, MLPERF_END, &report(&outcomes, &commit))?;
+        eprintln!("bench: wrote BENCHMARKS.md");
+    } else if options.write {
         write_benchmarks(root, &report(&outcomes, &commit))?;
         eprintln!("bench: wrote BENCHMARKS.md");
     }
@@ -462,6 +556,10 @@ pub(crate) fn measure(
     }
     let calibration = marks[1] - marks[0];
     let inputs: Vec<u16> = model.graph().inputs.iter().filter_map(Result::ok).collect();
+    let summary = case
+        .name
+        .starts_with("mlperf_")
+        .then(|| ferrite_quantizer::inspect::summarize(&model, model_bytes.len()));
     let mut layers = Vec::new();
     for (step, op) in ops.iter().enumerate() {
         let name = (0..)
@@ -469,6 +567,14 @@ pub(crate) fn measure(
             .find(|(i, t)| t.first as usize == step && !inputs.contains(&(*i as u16)))
             .map(|(_, t)| t.name.to_string())
             .unwrap_or_else(|| format!("op{step}"));
+        // A real MLPerf model: its layers under the tests/bench/ names where the shapes match.
+        let name = match &summary {
+            Some(s) => mlperf_layer(&case.name, &s.ops, step).unwrap_or_else(|| {
+                let short: String = name.chars().take(32).collect();
+                format!("`{short}`")
+            }),
+            None => name,
+        };
         layers.push(Layer {
             step,
             baseline: baseline(&case.name, &name),
@@ -518,7 +624,7 @@ fn parse_marks(text: &str) -> Result<Vec<u64>> {
 }
 
 /// `git rev-parse --short HEAD`, with `+changes` when files other than BENCHMARKS.md differ from it.
-fn commit(root: &Path) -> String {
+pub(crate) fn commit(root: &Path) -> String {
     let git = |args: &[&str]| {
         Command::new("git")
             .args(args)
@@ -566,12 +672,27 @@ fn reference(b: &Baseline, machine: BenchMachine) -> u64 {
 }
 
 fn report(outcomes: &[Outcome], commit: &str) -> String {
+    let mlperf = outcomes.iter().any(|o| match o {
+        Outcome::Measured(m) => m.model.starts_with("mlperf_"),
+        Outcome::Skipped { model, .. } => model.starts_with("mlperf_"),
+    });
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "Measured at commit `{commit}` with `cargo xtask bench` (qemu-system-arm, exact counts from the \
-         qemu-insncount plugin).\n"
+        "Measured at commit `{commit}` with `cargo xtask bench{}` (qemu-system-arm, exact counts from the \
+         qemu-insncount plugin).\n",
+        if mlperf { " --mlperf" } else { "" }
     );
+    if mlperf {
+        let _ = writeln!(
+            s,
+            "The real models of `../shared/models/mlperf-tiny/`, converted by the TFLite importer, on input \
+             sample 0 of `tests/tflite/goldens/` (seeded xorshift64*); the firmware compares its output with \
+             TFLite Micro's reference interpreter's, recorded there. Layers are named as in the tests/bench/ \
+             models where operator, output channels and MACs match a row of BASELINES.md (whose figures are \
+             for these models' shapes); other layers keep their TFLite tensor name.\n"
+        );
+    }
     for outcome in outcomes {
         let m = match outcome {
             Outcome::Skipped {
@@ -595,10 +716,11 @@ fn report(outcomes: &[Outcome], commit: &str) -> String {
         };
         let _ = writeln!(
             s,
-            "### {} on {} ({}), `cargo xtask bench --machine {} --model {}`\n",
+            "### {} on {} ({}), `cargo xtask bench{} --machine {} --model {}`\n",
             m.model,
             m.machine.machine().name(),
             m.machine.cpu(),
+            if mlperf { " --mlperf" } else { "" },
             m.machine.machine().name(),
             m.model
         );
@@ -667,7 +789,7 @@ fn report(outcomes: &[Outcome], commit: &str) -> String {
         let _ = writeln!(
             s,
             "Flash {} B (firmware image, of which the model {} B). RAM {} B = static {} B (arena {} B) + \
-             stack high-water {} B. Output {} the host's.\n",
+             stack high-water {} B. Output {} {}.\n",
             thousands(m.flash),
             thousands(m.model_bytes),
             thousands(m.static_ram + m.stack),
@@ -678,6 +800,11 @@ fn report(outcomes: &[Outcome], commit: &str) -> String {
                 "bit-identical to"
             } else {
                 "DIFFERS from"
+            },
+            if mlperf {
+                "TFLite Micro's reference interpreter's"
+            } else {
+                "the host's"
             }
         );
     }

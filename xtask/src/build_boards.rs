@@ -57,7 +57,12 @@ impl Options {
 
 /// Builds `board` with `model` embedded (`None`: the bundled one), or with the `partition` feature
 /// (no model) when `partition` is set.
-fn build(root: &Path, board: &RealBoard, model: Option<&Path>, partition: bool) -> Result<Output> {
+pub(crate) fn build(
+    root: &Path,
+    board: &RealBoard,
+    model: Option<&Path>,
+    partition: bool,
+) -> Result<Output> {
     let boards = root.join("boards");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
@@ -145,11 +150,7 @@ fn build_variant(root: &Path, board: &RealBoard, partition: bool) -> Result<()> 
         );
     }
     // Both variants link to the same path: keep a copy of each.
-    let built = root
-        .join("target/boards")
-        .join(board.target)
-        .join("release")
-        .join(board.krate);
+    let built = elf_path(root, board);
     let kept = root.join("target/boards/elf");
     std::fs::create_dir_all(&kept)?;
     let elf = kept.join(format!(
@@ -188,6 +189,14 @@ fn build_variant(root: &Path, board: &RealBoard, partition: bool) -> Result<()> 
         );
     }
     Ok(())
+}
+
+/// The ELF the last real-board build left (either variant).
+pub(crate) fn elf_path(root: &Path, board: &RealBoard) -> PathBuf {
+    root.join("target/boards")
+        .join(board.target)
+        .join("release")
+        .join(board.krate)
 }
 
 /// Stand-in models made from the bundled one: its header claiming a 1 MiB arena (more RAM than

@@ -7,15 +7,19 @@
 //! - `cargo xtask test`: the whole test suite (format, host tests, clippy, no_std cross builds of the
 //!   runtime, qemu-test), reporting every failed step at the end.
 //! - `cargo xtask size [--machine M] [--case NAME]`: builds the same firmware
-//!   and prints its flash and RAM use against each board's memory.
+//!   and prints its flash and RAM use against each board's memory; `--demo [--write]`: the demo
+//!   firmware on every board (QEMU and real), written to `BENCHMARKS.md` with `--write`.
 //! - `cargo xtask build-boards [--selftest]`: the real-board firmware, built
 //!   without hardware; with `--selftest`, oversized models must fail the build.
 //! - `cargo xtask flash-model --board B MODEL`: the model into the board's
 //!   flash partition, run by the `partition` firmware (QEMU boards).
+//! - `cargo xtask models [--write]`: the MLPerf Tiny int8 models converted: file sizes, planned
+//!   arena and its lower bound, beside TFLite Micro's arena.
 //! - `cargo xtask demo`: the bundled example network on the emulated Cortex-M4F.
-//! - `cargo xtask bench [--machine M] [--model NAME] [--json] [--write]`: exact
+//! - `cargo xtask bench [--machine M] [--model NAME] [--json] [--write] [--mlperf]`: exact
 //!   instruction counts per operator of the `tests/bench/` models under QEMU,
 //!   beside CMSIS-NN's; flash, RAM, stack high-water (see `BENCHMARKS.md`).
+//!   `--mlperf`: the real MLPerf Tiny KWS DS-CNN and ResNet-8, converted.
 #![forbid(unsafe_code)]
 
 mod accuracy;
@@ -27,10 +31,13 @@ mod defmt_log;
 mod demo;
 mod elf_size;
 mod firmware;
+mod fixtures;
 mod flash_model;
 mod mlperf;
+mod models;
 mod qemu;
 mod qemu_test;
+mod size_report;
 mod test_all;
 mod toolchain;
 
@@ -60,6 +67,8 @@ enum Command {
     /// Run the bundled example network on the emulated Cortex-M4F: size, arena, predictions,
     /// host-vs-device equality, instruction count.
     Demo,
+    /// Convert the MLPerf Tiny int8 models: file sizes and arenas beside TFLite Micro's.
+    Models(models::Options),
     /// Build the real-board firmware (nRF52840-DK, NUCLEO-L4R5ZI) without hardware.
     BuildBoards(build_boards::Options),
     /// Put a model into a board's flash partition and run the partition firmware on it (QEMU), or
@@ -76,6 +85,7 @@ fn main() -> ExitCode {
         Command::Bench(options) => bench::run(&repo_root(), &options),
         Command::Accuracy(options) => accuracy::run(&repo_root(), &options),
         Command::Demo => demo::run(&repo_root()),
+        Command::Models(options) => models::run(&repo_root(), &options),
         Command::BuildBoards(options) => build_boards::run(&repo_root(), &options),
         Command::FlashModel(options) => flash_model::run(&repo_root(), &options),
     };

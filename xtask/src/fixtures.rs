@@ -1,0 +1,86 @@
+//! Golden cases made at test time from the quantizer's trained fixtures (`tests/fixtures/manifest.json`):
+//! each float ONNX model is quantized by the library with the default settings on its calibration set,
+//! fed its first test sample (quantized by the host runtime's `set_input_f32`, in the runtime's NHWC
+//! layout), and the host runtime's output is the expected output. Written under
+//! `target/fixture-cases/<name>/`; the case is named `fixture_<name>`.
+
+use anyhow::{anyhow, ensure, Context, Result};
+use ferrite_quantizer::{ir, npy::Array, quantize::ptq};
+use ferrite_runtime::{Interpreter, Model};
+use serde_json::Value;
+use std::path::Path;
+
+use crate::cases::Case;
+
+/// Prefix of the case names.
+pub const PREFIX: &str = "fixture_";
+
+/// Quantizes each fixture (or only the case `only`) and writes its case directory.
+pub fn cases(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
+    let fixtures = root.join("tests/fixtures");
+    let manifest_path = fixtures.join("manifest.json");
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(&manifest_path)
+            .with_context(|| format!("reading {}", manifest_path.display()))?,
+    )?;
+    let mut out = Vec::new();
+    for m in manifest["models"].as_array().context("manifest: models")? {
+        let rel = m["model"].as_str().context("manifest: model")?;
+        let name = format!("{PREFIX}{}", rel.split('/').next().unwrap_or(rel));
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        let field = |k: &str| -> Result<std::path::PathBuf> {
+            Ok(fixtures.join(m[k].as_str().with_context(|| format!("manifest: {k}"))?))
+        };
+        let dir = root.join("target/fixture-cases").join(&name);
+        make(&field("model")?, &field("calib")?, &field("test_x")?, &dir)
+            .with_context(|| format!("making the case {name}"))?;
+        out.push(Case {
+            name,
+            dir: Some(dir),
+        });
+    }
+    if let Some(o) = only {
+        ensure!(
+            !out.is_empty(),
+            "no fixture {o} in {}",
+            manifest_path.display()
+        );
+    }
+    Ok(out)
+}
+
+/// Writes `model.ferrite`, `input.bin` and `expected.bin` of one fixture into `dir`.
+fn make(onnx: &Path, calib: &Path, test_x: &Path, dir: &Path) -> Result<()> {
+    let graph = ferrite_quantizer::cli::onnx::load(onnx)?;
+    ensure!(graph.inputs.len() == 1, "one input expected");
+    let calib_x = ir::io::input_tensor(&graph, 0, &Array::read(calib)?)?;
+    let q = ptq::quantize(&graph, &[calib_x], &ptq::Config::default())?;
+    let bytes = q.built.bytes;
+
+    // The first test sample, in the runtime's layout (NCHW -> NHWC where the source is NCHW).
+    let tests = Array::read(test_x)?;
+    let per: usize = tests.shape[1..].iter().product();
+    let mut shape = tests.shape.clone();
+    shape[0] = 1;
+    let first = Array::from_f32(shape, &tests.to_f32()[..per]);
+    let sample = ir::io::input_tensor(&graph, 0, &first)?;
+
+    let model = Model::from_bytes(&bytes).map_err(|e| anyhow!("{e}"))?;
+    let mut arena = vec![0u8; model.arena_size() + 16];
+    let mut it = Interpreter::new(&model, &mut arena).map_err(|e| anyhow!("{e}"))?;
+    it.set_input_f32(0, &sample.data)
+        .map_err(|e| anyhow!("{e}"))?;
+    let input = it.input_bytes_mut(0).map_err(|e| anyhow!("{e}"))?.to_vec();
+    it.invoke().map_err(|e| anyhow!("{e}"))?;
+    let mut expected = Vec::new();
+    for o in 0..it.outputs() {
+        expected.extend_from_slice(it.output_bytes(o).map_err(|e| anyhow!("{e}"))?);
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("model.ferrite"), &bytes)?;
+    std::fs::write(dir.join("input.bin"), input)?;
+    std::fs::write(dir.join("expected.bin"), expected)?;
+    Ok(())
+}
