@@ -26,7 +26,7 @@ fn sample_dims(t: &Tensor<'_>, nchw: bool) -> Vec<usize> {
 }
 
 /// NCHW sample `[c, h, w]` to NHWC `[h, w, c]` order (or back with `inverse`).
-fn transpose_chw<T: Copy>(data: &[T], c: usize, h: usize, w: usize, inverse: bool) -> Vec<T> {
+pub fn transpose_chw<T: Copy>(data: &[T], c: usize, h: usize, w: usize, inverse: bool) -> Vec<T> {
     let mut out = data.to_vec();
     for ci in 0..c {
         for y in 0..h {

@@ -429,22 +429,13 @@ pub fn transpose_4d(t: &Tensor, to_nhwc: bool) -> Tensor {
     let (n, a, b, c) = (t.shape[0], t.shape[1], t.shape[2], t.shape[3]);
     // to_nhwc: input [n, C=a, H=b, W=c]; otherwise input [n, H=a, W=b, C=c].
     let (ch, h, w) = if to_nhwc { (a, b, c) } else { (c, a, b) };
-    let mut out = vec![0.0f32; t.data.len()];
-    for s in 0..n {
-        for ci in 0..ch {
-            for y in 0..h {
-                for x in 0..w {
-                    let chw = ((s * ch + ci) * h + y) * w + x;
-                    let hwc = ((s * h + y) * w + x) * ch + ci;
-                    if to_nhwc {
-                        out[hwc] = t.data[chw];
-                    } else {
-                        out[chw] = t.data[hwc];
-                    }
-                }
-            }
-        }
-    }
+    let per = ch * h * w;
+    let out: Vec<f32> = t
+        .data
+        .chunks(per.max(1))
+        .take(n)
+        .flat_map(|sample| crate::execute::transpose_chw(sample, ch, h, w, !to_nhwc))
+        .collect();
     let shape = if to_nhwc {
         vec![n, h, w, ch]
     } else {
