@@ -140,3 +140,66 @@ unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
         cortex_m::asm::bkpt();
     }
 }
+
+/// The whole firmware of a real board: `board_main!("name", FLASH_BYTES, RAM_BYTES);` in the board
+/// crate's `main.rs`. Without the board crate's `partition` feature the model is embedded from
+/// `$FERRITE_MODEL_PATH` (set by its `build.rs`) with an arena sized at compile time and a build-time
+/// fit check against the image's flash (`FLASH_BYTES`, the FLASH region of memory.x) and the RAM;
+/// with it the firmware holds no model, reads one from the flash partition at boot and gives it all
+/// the RAM but [`fit::STACK_RESERVE`].
+#[macro_export]
+macro_rules! board_main {
+    ($board:literal, $flash:expr, $ram:expr) => {
+        const BOARD: &str = $board;
+        #[cfg_attr(feature = "partition", allow(dead_code))]
+        const FLASH_SIZE: usize = $flash;
+        const RAM_SIZE: usize = $ram;
+
+        #[cfg(not(feature = "partition"))]
+        mod embedded {
+            use ferrite_runtime::{arena_size, Arena};
+            use $crate::{fit, Aligned};
+
+            /// The model, placed in flash 16-byte aligned.
+            pub static MODEL: &Aligned<[u8]> =
+                &Aligned(*include_bytes!(env!("FERRITE_MODEL_PATH")));
+            /// The same bytes, for compile-time use.
+            const MODEL_BYTES: &[u8] = include_bytes!(env!("FERRITE_MODEL_PATH"));
+            /// The arena, sized at compile time from the model's header.
+            const ARENA_SIZE: usize = arena_size(MODEL_BYTES);
+            pub static mut ARENA: Arena<ARENA_SIZE> = Arena::new();
+
+            // A model too large for this board fails the build here, with the sizes.
+            const FIT: fit::Fit = fit::check(
+                super::BOARD,
+                MODEL_BYTES,
+                super::FLASH_SIZE,
+                super::RAM_SIZE,
+            );
+            const _: () = assert!(FIT.ok, "{}", FIT.message());
+        }
+
+        /// The partition firmware's arena: all the RAM but the stack reserve (the firmware's few
+        /// statics and the stack). Statics that outgrow the reserve fail the link (RAM overflow);
+        /// the model's need is checked at boot.
+        #[cfg(feature = "partition")]
+        static mut ARENA: ferrite_runtime::Arena<{ RAM_SIZE - $crate::fit::STACK_RESERVE }> =
+            ferrite_runtime::Arena::new();
+
+        #[cfg(not(feature = "partition"))]
+        #[cortex_m_rt::entry]
+        fn main() -> ! {
+            // SAFETY: the only reference to ARENA, taken once.
+            let arena = unsafe { &mut *core::ptr::addr_of_mut!(embedded::ARENA) };
+            $crate::run(BOARD, &embedded::MODEL.0, arena.as_mut_slice())
+        }
+
+        #[cfg(feature = "partition")]
+        #[cortex_m_rt::entry]
+        fn main() -> ! {
+            // SAFETY: the only reference to ARENA, taken once.
+            let arena = unsafe { &mut *core::ptr::addr_of_mut!(ARENA) };
+            $crate::partition::run(BOARD, arena.as_mut_slice())
+        }
+    };
+}
