@@ -1,4 +1,4 @@
-//! Puts this board's `memory.x` on the linker search path for cortex-m-rt's
+//! Build script of every QEMU board crate: puts the board's `memory.x` on the linker search path for cortex-m-rt's
 //! `link.x`, and adds the linker scripts.
 //!
 //! With `FERRITE_MEMORY_PROBE` set, the FLASH and RAM regions' LENGTH is raised to 128M so
