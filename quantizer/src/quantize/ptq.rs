@@ -597,7 +597,12 @@ fn act_range(clamp: Clamp, p: QParams) -> (i32, i32) {
     (min.min(127), max.max(-128))
 }
 
-fn float_activation(clamp: Clamp, node: &Node) -> Result<Activation> {
+/// The fused activation recorded for a node: any clamp for int8 (its `act_min..=act_max` does the
+/// work), one of the four f32 kernel activations for a node kept in float.
+fn node_activation(clamp: Clamp, node: &Node, float: bool) -> Result<Activation> {
+    if !float {
+        return Ok(clamp.activation().unwrap_or_default());
+    }
     clamp.activation().with_context(|| {
         format!(
             "node `{}`: the clamp {clamp} has no f32 kernel; do not ignore it",
@@ -820,11 +825,7 @@ pub(crate) fn lower_prequantized(
             } => {
                 let depthwise = matches!(n.op, Op::DepthwiseConv2d { .. });
                 let (act_min, act_max) = act_range(*clamp, out_q);
-                let activation = if float {
-                    float_activation(*clamp, n)?
-                } else {
-                    clamp.activation().unwrap_or_default()
-                };
+                let activation = node_activation(*clamp, n, float)?;
                 let kernel = [filter.shape[1], filter.shape[2]];
                 let conv = Conv {
                     input: x,
@@ -854,11 +855,7 @@ pub(crate) fn lower_prequantized(
             }
             Op::FullyConnected { clamp, .. } => {
                 let (act_min, act_max) = act_range(*clamp, out_q);
-                let activation = if float {
-                    float_activation(*clamp, n)?
-                } else {
-                    clamp.activation().unwrap_or_default()
-                };
+                let activation = node_activation(*clamp, n, float)?;
                 RtOp::FullyConnected(FullyConnected {
                     input: x,
                     output: y,
@@ -873,11 +870,7 @@ pub(crate) fn lower_prequantized(
             }
             Op::Add { clamp } | Op::Mul { clamp } => {
                 let (lo, hi) = act_range(*clamp, out_q);
-                let activation = if float {
-                    float_activation(*clamp, n)?
-                } else {
-                    clamp.activation().unwrap_or_default()
-                };
+                let activation = node_activation(*clamp, n, float)?;
                 let z = b.operand(ins[1]);
                 let (p1, p2) = (in_q(0), in_q(1));
                 if matches!(n.op, Op::Add { .. }) {
@@ -924,11 +917,7 @@ pub(crate) fn lower_prequantized(
             }
             Op::AveragePool2d { window: w, clamp } | Op::MaxPool2d { window: w, clamp } => {
                 let (act_min, act_max) = act_range(*clamp, out_q);
-                let activation = if float {
-                    float_activation(*clamp, n)?
-                } else {
-                    clamp.activation().unwrap_or_default()
-                };
+                let activation = node_activation(*clamp, n, float)?;
                 let p = Pool {
                     input: x,
                     output: y,
@@ -1021,11 +1010,7 @@ pub(crate) fn lower_prequantized(
                         }
                     })
                 };
-                let activation = if float {
-                    float_activation(*clamp, n)?
-                } else {
-                    activation.unwrap_or_default()
-                };
+                let activation = node_activation(*clamp, n, float)?;
                 RtOp::Relu(
                     Unary {
                         input: x,
