@@ -583,18 +583,7 @@ struct NodeData {
 }
 
 fn act_range(clamp: Clamp, p: QParams) -> (i32, i32) {
-    let q = |x: f32| p.zero_point + (x / p.scale).round() as i32;
-    let min = if clamp.min.is_finite() {
-        q(clamp.min).max(-128)
-    } else {
-        -128
-    };
-    let max = if clamp.max.is_finite() {
-        q(clamp.max).min(127)
-    } else {
-        127
-    };
-    (min.min(127), max.max(-128))
+    ferrite_runtime::kernels::quantized_clamp(clamp.min, clamp.max, p.scale, p.zero_point)
 }
 
 /// The fused activation recorded for a node: any clamp for int8 (its `act_min..=act_max` does the

@@ -152,18 +152,11 @@ impl Activation {
     }
 
     /// The activation as an int8 clamp for an output with `(scale, zero_point)`: TFLite's
-    /// `CalculateActivationRangeQuantized` (bounds rounded half away from zero, then saturated).
+    /// `CalculateActivationRangeQuantized`.
     #[cfg(feature = "host")]
     pub fn quantized_range(self, scale: f32, zero_point: i32) -> (i32, i32) {
-        let q = |x: f32| zero_point + (x / scale).round() as i32;
         let (lo, hi) = self.range();
-        let min = if lo.is_finite() {
-            q(lo).max(-128)
-        } else {
-            -128
-        };
-        let max = if hi.is_finite() { q(hi).min(127) } else { 127 };
-        (min, max)
+        quantized_clamp(lo, hi, scale, zero_point)
     }
 
     /// Applies the activation to a real value.
@@ -172,6 +165,21 @@ impl Activation {
         let (lo, hi) = self.range();
         x.max(lo).min(hi)
     }
+}
+
+/// The real clamp `[lo, hi]` (infinite bounds allowed) as an int8 clamp for an output with
+/// `(scale, zero_point)`: bounds rounded half away from zero, then saturated to `-128..=127` (TFLite's
+/// `CalculateActivationRangeQuantized`); never an empty range.
+#[cfg(feature = "host")]
+pub fn quantized_clamp(lo: f32, hi: f32, scale: f32, zero_point: i32) -> (i32, i32) {
+    let q = |x: f32| zero_point + (x / scale).round() as i32;
+    let min = if lo.is_finite() {
+        q(lo).max(-128)
+    } else {
+        -128
+    };
+    let max = if hi.is_finite() { q(hi).min(127) } else { 127 };
+    (min.min(127), max.max(-128))
 }
 
 /// Convolution window parameters stored in the model (shapes come from the operands).
