@@ -1,17 +1,57 @@
-//! Int8 depthwise 2-D convolution (depth multiplier 1), optimized: blocks of four channels walked
-//! over every output position, input offset folded into the accumulator's start, taps from
-//! precomputed ranges (no per-tap padding checks).
+//! Int8 depthwise 2-D convolution (depth multiplier 1), optimized: a ring of expanded input rows.
+//!
+//! Channels go in blocks (four on Armv7E-M, one elsewhere). For a block, each input row an output
+//! row needs is expanded once into a ring of row buffers: the input offset is added to every
+//! value and it is widened (to the halfword pairs `SXTB16` makes, `(x0, x2)` and `(x1, x3)`, on
+//! Armv7E-M; to `i32` elsewhere), and the padding columns and rows are zeros. An output value is
+//! then a plain multiply-accumulate over its taps with no border cases, since a padded tap
+//! multiplies zero, exactly as in the reference kernel. Output rows that share input rows (stride
+//! below the kernel height) reuse them from the ring.
 
-use super::dsp::{smlabb, smlatt, sxtb16, sxtb16_ror8};
-use super::{tap_range, ChannelQuant};
+use super::dsp::{sadd16, smlabb, smlatt, sxtb16, sxtb16_ror8};
+use super::{ChannelQuant, RightShiftQuant};
 use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
 
-/// Most taps of a kernel whose interior positions take the tap-table loop (5x5).
-const MAX_TAPS: usize = 25;
+/// Words of the ring buffer (on the stack).
+const RING_WORDS: usize = 512;
+/// Most taps of a kernel (7x7).
+const MAX_TAPS: usize = 49;
+/// Accumulators of a batch of output rows (on the stack).
+const ACC_WORDS: usize = 256;
+/// Most ring slots: the kernel's height span (`(kernel_h - 1) * dilation_h + 1`) plus a zero row.
+const MAX_SLOTS: usize = 16;
+
+/// Channels of a block and 32-bit words per expanded input value of a block.
+const fn block_shape(dsp: bool) -> (usize, usize) {
+    if dsp {
+        (4, 2)
+    } else {
+        (1, 1)
+    }
+}
+
+/// Columns of an expanded row: from the first window's first column to the last window's last.
+fn padded_width(g: &ConvGeometry) -> usize {
+    g.output.w.saturating_sub(1) * g.stride_w + (g.kernel_w.saturating_sub(1)) * g.dilation_w + 1
+}
+
+/// Whether [`depthwise_conv2d_s8_fast`] takes this geometry: the kernel fits the weight table and
+/// its rows fit the ring.
+pub fn fits<const DSP: bool>(g: &ConvGeometry) -> bool {
+    let (_, words) = block_shape(DSP);
+    let span_h = g.kernel_h.saturating_sub(1) * g.dilation_h + 1;
+    g.kernel_h * g.kernel_w <= MAX_TAPS
+        && g.kernel_h >= 1
+        && g.kernel_w >= 1
+        && span_h < MAX_SLOTS
+        && (span_h + 1) * padded_width(g) * words <= RING_WORDS
+        && g.output.w * block_shape(DSP).0 <= ACC_WORDS
+}
 
 /// Same contract and bit-exact result as [`crate::kernels::depthwise_conv2d::depthwise_conv2d_s8`]
-/// with a depth multiplier of 1 (`g.output.c == g.input.c`), any geometry. `DSP` selects the
-/// `SXTB16`/`SMLABB`/`SMLATT` tap loop (exact pure-Rust equivalents off Armv7E-M).
+/// with a depth multiplier of 1 (`g.output.c == g.input.c`) for a geometry that [`fits`]. `DSP`
+/// selects four-channel blocks with `SXTB16`/`SMLABB`/`SMLATT` (exact pure-Rust equivalents off
+/// Armv7E-M), else one channel at a time.
 pub fn depthwise_conv2d_s8_fast<const DSP: bool>(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
@@ -20,21 +60,24 @@ pub fn depthwise_conv2d_s8_fast<const DSP: bool>(
     bias: LeI32<'_>,
     output: &mut [i8],
 ) {
-    let c = g.output.c;
-    let mut c0 = 0;
-    while c0 + 4 <= c {
-        channel_block::<4, DSP>(g, q, input, filter, bias, output, c0);
-        c0 += 4;
+    if !fits::<DSP>(g) {
+        return;
     }
-    while c0 < c {
-        channel_block::<1, DSP>(g, q, input, filter, bias, output, c0);
-        c0 += 1;
+    let (lanes, _) = block_shape(DSP);
+    let mut ring = [0u32; RING_WORDS];
+    for c0 in (0..g.output.c).step_by(lanes) {
+        block::<DSP>(g, q, input, filter, bias, output, c0, &mut ring);
     }
 }
 
-/// Channels `c0..c0 + NB` at every output position.
+/// The weights of one block, per tap: the `SXTB16` pairs `(w0, w2)`, `(w1, w3)` with `DSP`, else
+/// `[w, 0]`.
+type Weights = [[u32; 2]; MAX_TAPS];
+
+/// Channels `c0..` (one block) at every output position.
+#[allow(clippy::too_many_arguments)]
 #[inline(never)]
-fn channel_block<const NB: usize, const DSP: bool>(
+fn block<const DSP: bool>(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
     input: &[i8],
@@ -42,242 +85,387 @@ fn channel_block<const NB: usize, const DSP: bool>(
     bias: LeI32<'_>,
     output: &mut [i8],
     c0: usize,
+    ring: &mut [u32; RING_WORDS],
 ) {
+    let (lanes, words) = block_shape(DSP);
     let c = g.output.c;
+    let real = (c - c0).min(lanes);
     let n_taps = g.kernel_h * g.kernel_w;
-    let cq: [ChannelQuant; NB] = core::array::from_fn(|j| ChannelQuant::new(q, c0 + j));
-    let b: [i32; NB] = core::array::from_fn(|j| if bias.is_empty() { 0 } else { bias.get(c0 + j) });
-    // Filter [1, kh, kw, c]: the block's weights of tap t are filter[t * c + c0..][..NB].
-    let mut wsum = [0i32; NB];
-    for t in 0..n_taps {
-        let w = &filter[t * c + c0..][..NB];
-        for j in 0..NB {
-            wsum[j] = wsum[j].wrapping_add(w[j] as i32);
-        }
+    let mut weights: Weights = [[0; 2]; MAX_TAPS];
+    for (t, w) in weights.iter_mut().enumerate().take(n_taps) {
+        let v = word(&filter[t * c + c0..][..real]);
+        *w = if DSP {
+            [sxtb16(v), sxtb16_ror8(v)]
+        } else {
+            [v as u8 as i8 as i32 as u32, 0]
+        };
     }
-    // sum w * (x + off) = sum w * x + off * sum w when every tap is inside the input.
-    let full: [i32; NB] =
-        core::array::from_fn(|j| b[j].wrapping_add(q.input_offset.wrapping_mul(wsum[j])));
-    let tap_step = g.dilation_w * c;
-    // Interior positions of a four-channel block: tap offsets from the window's first input value
-    // and the block's four weights per tap.
-    let table = NB == 4 && n_taps <= MAX_TAPS;
-    let mut offsets = [0usize; MAX_TAPS];
-    let mut weights = [[0i8; 4]; MAX_TAPS];
-    if table {
-        for t in 0..n_taps {
-            let (ky, kx) = (t / g.kernel_w, t % g.kernel_w);
-            offsets[t] = (ky * g.dilation_h * g.input.w + kx * g.dilation_w) * c;
-            for j in 0..4 {
-                weights[t][j] = filter[t * c + c0 + j];
-            }
-        }
+    let mut acc0 = [0i32; 4];
+    let mut cq = [ChannelQuant::default(); 4];
+    for j in 0..real {
+        acc0[j] = if bias.is_empty() { 0 } else { bias.get(c0 + j) };
+        cq[j] = ChannelQuant::new(q, c0 + j);
     }
-    let (offsets, weights) = (
-        &offsets[..n_taps.min(MAX_TAPS)],
-        &weights[..n_taps.min(MAX_TAPS)],
-    );
+    let width = padded_width(g);
+    let slot_len = width * words;
+    let slots = (g.kernel_h - 1) * g.dilation_h + 1;
+    let zero_row = slots * slot_len;
+    ring[zero_row..zero_row + slot_len].fill(0);
+    let off = q.input_offset;
+    // Accumulators of up to `batch` output rows, `lanes` per position, requantized together a
+    // channel at a time (output positions of consecutive rows are evenly spaced in the tensor).
+    let mut accs = [0i32; ACC_WORDS];
+    let row_words = g.output.w * lanes;
+    let batch = (ACC_WORDS / row_words).max(1);
     for n in 0..g.input.n {
+        // Input row held by each slot.
+        let mut held = [usize::MAX; MAX_SLOTS];
+        let mut first = 0;
         for oy in 0..g.output.h {
-            let kys = tap_range(
-                oy,
-                g.stride_h,
-                g.pad_top,
-                g.dilation_h,
-                g.kernel_h,
-                g.input.h,
-            );
-            // Interior positions of this row (every tap inside the input) run as one stretch.
-            let (ox_lo, ox_hi) = if table && kys.len() == g.kernel_h {
-                interior_columns(g)
+            let mut rows = [0usize; MAX_SLOTS];
+            for (ky, row) in rows.iter_mut().enumerate().take(g.kernel_h) {
+                let y = oy * g.stride_h + ky * g.dilation_h;
+                *row = match y.checked_sub(g.pad_top) {
+                    Some(iy) if iy < g.input.h => {
+                        let s = iy % slots;
+                        if held[s] != iy {
+                            let src = &input[g.input.index(n, iy, 0, c0)..];
+                            let dst = &mut ring[s * slot_len..][..slot_len];
+                            expand::<DSP>(src, c, g.input.w, real, g.pad_left, off, dst);
+                            held[s] = iy;
+                        }
+                        s * slot_len
+                    }
+                    _ => zero_row,
+                };
+            }
+            let row_accs = &mut accs[(oy - first) * row_words..][..row_words];
+            if g.kernel_h == 3 && g.kernel_w == 3 && g.dilation_w == 1 {
+                let row = |ky: usize| &ring[rows[ky]..][..slot_len];
+                let rows3 = [row(0), row(1), row(2)];
+                if DSP {
+                    taps_row_3x3_dsp(rows3, &weights, g.stride_w, acc0, row_accs);
+                } else {
+                    taps_row_3x3(rows3, &weights, g.stride_w, acc0[0], row_accs);
+                }
             } else {
-                (0, 0)
-            };
-            if ox_lo < ox_hi {
-                let iy = oy * g.stride_h - g.pad_top;
-                let ix = ox_lo * g.stride_w - g.pad_left;
-                let first = g.input.index(n, iy, ix, c0);
-                let out_first = g.output.index(n, oy, ox_lo, c0);
-                if let (Ok(full), Ok(cq)) = (
-                    <[i32; 4]>::try_from(full.as_slice()),
-                    <[ChannelQuant; 4]>::try_from(cq.as_slice()),
-                ) {
-                    interior_stretch::<DSP>(
-                        q,
-                        &input[first..],
-                        g.stride_w * c,
-                        &mut output[out_first..],
-                        c,
-                        ox_hi - ox_lo,
-                        offsets,
-                        weights,
-                        full,
-                        cq,
-                    );
-                }
+                let rows = &rows[..g.kernel_h];
+                taps_row_any::<DSP>(&ring[..], rows, slot_len, &weights, g, acc0, row_accs);
             }
-            for ox in (0..g.output.w).filter(|ox| !(ox_lo..ox_hi).contains(ox)) {
-                let kxs = tap_range(
-                    ox,
-                    g.stride_w,
-                    g.pad_left,
-                    g.dilation_w,
-                    g.kernel_w,
-                    g.input.w,
-                );
-                let interior = kys.len() == g.kernel_h && kxs.len() == g.kernel_w;
-                let mut acc = if interior { full } else { b };
-                if let (true, Ok(acc4)) = (table, <&mut [i32; 4]>::try_from(acc.as_mut_slice())) {
-                    // Border position: the taps inside the input, input offset added per term.
-                    let off = q.input_offset;
-                    let [mut a0, mut a1, mut a2, mut a3] = *acc4;
-                    for ky in kys.clone() {
-                        let iy = oy * g.stride_h + ky * g.dilation_h - g.pad_top;
-                        for kx in kxs.clone() {
-                            let ix = ox * g.stride_w + kx * g.dilation_w - g.pad_left;
-                            let x = &input[g.input.index(n, iy, ix, c0)..][..4];
-                            let w = &weights[ky * g.kernel_w + kx];
-                            a0 = a0.wrapping_add(w[0] as i32 * (x[0] as i32 + off));
-                            a1 = a1.wrapping_add(w[1] as i32 * (x[1] as i32 + off));
-                            a2 = a2.wrapping_add(w[2] as i32 * (x[2] as i32 + off));
-                            a3 = a3.wrapping_add(w[3] as i32 * (x[3] as i32 + off));
-                        }
-                    }
-                    *acc4 = [a0, a1, a2, a3];
-                } else if !kxs.is_empty() && !kys.is_empty() {
-                    let ix = ox * g.stride_w + kxs.start * g.dilation_w - g.pad_left;
-                    for ky in kys.clone() {
-                        let iy = oy * g.stride_h + ky * g.dilation_h - g.pad_top;
-                        let start = g.input.index(n, iy, ix, c0);
-                        // Input taps of this row: NB values every tap_step bytes.
-                        let row = &input[start..][..(kxs.len() - 1) * tap_step + NB];
-                        let wrow = &filter[(ky * g.kernel_w + kxs.start) * c + c0..]
-                            [..(kxs.len() - 1) * c + NB];
-                        if interior {
-                            taps::<NB, true>(row, wrow, tap_step, c, 0, &mut acc);
-                        } else {
-                            taps::<NB, false>(row, wrow, tap_step, c, q.input_offset, &mut acc);
-                        }
-                    }
-                }
-                let o = g.output.index(n, oy, ox, c0);
-                for ((out, &a), cq) in output[o..][..NB].iter_mut().zip(&acc).zip(cq) {
-                    *out = cq.requantize(q, a);
-                }
+            if oy + 1 - first == batch || oy + 1 == g.output.h {
+                let out = &mut output[g.output.index(n, first, 0, c0)..];
+                let done = &accs[..(oy + 1 - first) * row_words];
+                requantize_row(q, &cq[..real], done, lanes, out, c);
+                first = oy + 1;
             }
         }
     }
 }
 
-/// Output columns `ox_lo..ox_hi` whose window lies inside the input's width.
-#[inline(always)]
-fn interior_columns(g: &ConvGeometry) -> (usize, usize) {
-    let lo = g.pad_left.div_ceil(g.stride_w);
-    // Last window column: ox * stride - pad + (kw - 1) * dilation < width.
-    let span = (g.kernel_w - 1) * g.dilation_w + 1;
-    let hi = match (g.input.w + g.pad_left).checked_sub(span) {
-        Some(room) => (room / g.stride_w + 1).min(g.output.w),
-        None => 0,
-    };
-    (lo.min(hi), hi)
-}
-
-/// `count` interior positions of one output row for four channels: the first window starts at
-/// `input[0]`, the next ones every `step` bytes; outputs every `out_step` bytes from `output[0]`.
-#[allow(clippy::too_many_arguments)]
+/// `out[k * out_step + j] = requantize_j(accs[k * lanes + j])` for every output position `k` of
+/// the batch and channel `j` of the block, a channel at a time (its quantization stays in registers).
 #[inline(never)]
-fn interior_stretch<const DSP: bool>(
+fn requantize_row(
     q: &OutputQuant<'_>,
-    input: &[i8],
-    step: usize,
-    output: &mut [i8],
+    cq: &[ChannelQuant],
+    accs: &[i32],
+    lanes: usize,
+    out: &mut [i8],
     out_step: usize,
-    count: usize,
-    offsets: &[usize],
-    weights: &[[i8; 4]],
-    full: [i32; 4],
-    cq: [ChannelQuant; 4],
 ) {
-    let span = offsets.last().map_or(0, |&o| o + 4);
-    for k in 0..count {
-        let window = &input[k * step..][..span];
-        let mut acc = full;
-        interior_taps::<DSP>(window, offsets, weights, &mut acc);
-        let out = &mut output[k * out_step..][..4];
-        for ((o, a), c) in out.iter_mut().zip(acc).zip(cq) {
-            *o = c.requantize(q, a);
-        }
+    let count = accs.len() / lanes;
+    if count == 0 || out.len() < (count - 1) * out_step + cq.len() {
+        return;
     }
-}
-
-/// Adds the products of every tap of an interior position for four channels: input values at
-/// `window[offsets[t]..][..4]`, weights `weights[t]`.
-#[inline(always)]
-fn interior_taps<const DSP: bool>(
-    window: &[i8],
-    offsets: &[usize],
-    weights: &[[i8; 4]],
-    acc: &mut [i32; 4],
-) {
-    let [mut a0, mut a1, mut a2, mut a3] = *acc;
-    for (&o, w) in offsets.iter().zip(weights) {
-        let x = &window[o..o + 4];
-        if DSP {
-            let xv = u32::from_le_bytes([x[0] as u8, x[1] as u8, x[2] as u8, x[3] as u8]);
-            let wv = u32::from_le_bytes(w.map(|v| v as u8));
-            // Even channels in (lo, hi) = (0, 2), odd ones in (1, 3).
-            let (xe, we) = (sxtb16(xv), sxtb16(wv));
-            let (xo, wo) = (sxtb16_ror8(xv), sxtb16_ror8(wv));
-            a0 = smlabb(xe, we, a0);
-            a2 = smlatt(xe, we, a2);
-            a1 = smlabb(xo, wo, a1);
-            a3 = smlatt(xo, wo, a3);
+    for (j, &cq) in cq.iter().enumerate() {
+        if let Some(fast) = RightShiftQuant::new(cq, q) {
+            if !(DSP_ASM
+                && lanes == 4
+                && column_dsp(fast, &accs[j..], count, &mut out[j..], out_step))
+            {
+                for k in 0..count {
+                    out[k * out_step + j] = fast.requantize(q, accs[k * lanes + j]);
+                }
+            }
         } else {
-            a0 = a0.wrapping_add(x[0] as i32 * w[0] as i32);
-            a1 = a1.wrapping_add(x[1] as i32 * w[1] as i32);
-            a2 = a2.wrapping_add(x[2] as i32 * w[2] as i32);
-            a3 = a3.wrapping_add(x[3] as i32 * w[3] as i32);
-        }
-    }
-    *acc = [a0, a1, a2, a3];
-}
-
-/// Adds the products of one row of taps: input values `NB` at a time every `tap_step` bytes of
-/// `row`, weights `NB` at a time every `c` bytes of `wrow`; `input_offset` is added to each input
-/// value unless `FOLDED`.
-#[inline(always)]
-fn taps<const NB: usize, const FOLDED: bool>(
-    row: &[i8],
-    wrow: &[i8],
-    tap_step: usize,
-    c: usize,
-    input_offset: i32,
-    acc: &mut [i32; NB],
-) {
-    let term = |x: i8| {
-        if FOLDED {
-            x as i32
-        } else {
-            x as i32 + input_offset
-        }
-    };
-    if let Ok(acc4) = <&mut [i32; 4]>::try_from(acc.as_mut_slice()) {
-        // Four channels: accumulators in registers.
-        let [mut a0, mut a1, mut a2, mut a3] = *acc4;
-        for (xs, ws) in row.chunks(tap_step).zip(wrow.chunks(c)) {
-            let (xs, ws) = (&xs[..4], &ws[..4]);
-            a0 = a0.wrapping_add(ws[0] as i32 * term(xs[0]));
-            a1 = a1.wrapping_add(ws[1] as i32 * term(xs[1]));
-            a2 = a2.wrapping_add(ws[2] as i32 * term(xs[2]));
-            a3 = a3.wrapping_add(ws[3] as i32 * term(xs[3]));
-        }
-        *acc4 = [a0, a1, a2, a3];
-    } else {
-        for (xs, ws) in row.chunks(tap_step).zip(wrow.chunks(c)) {
-            for ((a, &x), &w) in acc.iter_mut().zip(xs).zip(ws) {
-                *a = a.wrapping_add(w as i32 * term(x));
+            for k in 0..count {
+                out[k * out_step + j] = cq.requantize(q, accs[k * lanes + j]);
             }
         }
+    }
+}
+
+/// Whether [`column_dsp`] is the assembly loop.
+const DSP_ASM: bool = cfg!(ferrite_dsp);
+
+/// `out[k * out_step] = fast.requantize(accs[4 * k])` for `k < count` as one loop of Armv7E-M
+/// assembly; `false` (outputs to be redone) if an accumulator's double did not fit in 32 bits,
+/// which the saturating `QADD` reports in the sticky Q flag.
+#[cfg(ferrite_dsp)]
+#[inline(always)]
+fn column_dsp(
+    fast: RightShiftQuant,
+    accs: &[i32],
+    count: usize,
+    out: &mut [i8],
+    out_step: usize,
+) -> bool {
+    if count == 0 || accs.len() < 4 * (count - 1) + 1 || out.len() < out_step * (count - 1) + 1 {
+        return false;
+    }
+    let apsr: u32;
+    // SAFETY: reads `accs[4 * k]` and writes `out[out_step * k]` for k < count, both checked in
+    // bounds above; no stack use. Clears the Q flag first, then reads the flags (APSR) back.
+    #[allow(unsafe_code)]
+    unsafe {
+        core::arch::asm!(
+            "msr APSR_nzcvq, {zero}",
+            "2:",
+            "ldr {v}, [{acc}], #16",
+            "qadd {v}, {v}, {v}",
+            "smmulr {h}, {v}, {m}",
+            "add {v}, {h}, {round}",
+            "add {v}, {v}, {h}, asr #31",
+            "asr {v}, {v}, {right}",
+            "cmp {v}, {min}",
+            "it lt",
+            "movlt {v}, {min}",
+            "cmp {v}, #127",
+            "it gt",
+            "movgt {v}, #127",
+            "strb {v}, [{out}]",
+            "add {out}, {out}, {step}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            "mrs {apsr}, APSR",
+            zero = in(reg) 0u32,
+            acc = inout(reg) accs.as_ptr() => _,
+            out = inout(reg) out.as_mut_ptr() => _,
+            n = inout(reg) count => _,
+            step = in(reg) out_step,
+            m = in(reg) fast.multiplier,
+            round = in(reg) fast.round,
+            right = in(reg) fast.right,
+            min = in(reg) fast.act_min,
+            v = out(reg) _,
+            h = out(reg) _,
+            apsr = lateout(reg) apsr,
+            options(nostack),
+        );
+    }
+    apsr & (1 << 27) == 0
+}
+
+#[cfg(not(ferrite_dsp))]
+#[inline(always)]
+fn column_dsp(_: RightShiftQuant, _: &[i32], _: usize, _: &mut [i8], _: usize) -> bool {
+    false
+}
+
+/// Little-endian word of up to four bytes (missing ones zero).
+#[inline(always)]
+fn word(b: &[i8]) -> u32 {
+    let mut v = [0u8; 4];
+    for (d, &s) in v.iter_mut().zip(b) {
+        *d = s as u8;
+    }
+    u32::from_le_bytes(v)
+}
+
+/// Expands one input row (`src` starts at its first column's channel `c0`, columns every `c`
+/// bytes, `real` channels used) into `dst`: padding columns zero, the rest widened with `off` added.
+#[inline(always)]
+fn expand<const DSP: bool>(
+    src: &[i8],
+    c: usize,
+    width: usize,
+    real: usize,
+    pad_left: usize,
+    off: i32,
+    dst: &mut [u32],
+) {
+    let (_, words) = block_shape(DSP);
+    let columns = dst.len() / words;
+    let first = pad_left.min(columns);
+    let last = (pad_left + width).min(columns);
+    dst[..first * words].fill(0);
+    dst[last * words..].fill(0);
+    let inside = &mut dst[first * words..last * words];
+    if DSP {
+        let off2 = (off as u32 & 0xffff) * 0x1_0001;
+        for (k, d) in inside.chunks_exact_mut(2).enumerate() {
+            let v = match src.get(k * c..k * c + 4) {
+                Some(&[a, b, c, d]) if real == 4 => {
+                    u32::from_le_bytes([a, b, c, d].map(|x| x as u8))
+                }
+                _ => word(&src[k * c..][..real]),
+            };
+            // Lanes stay within -255..=255: the halfword adds never wrap.
+            d[0] = sadd16(sxtb16(v), off2);
+            d[1] = sadd16(sxtb16_ror8(v), off2);
+        }
+    } else {
+        for (k, d) in inside.iter_mut().enumerate() {
+            *d = (src[k * c] as i32 + off) as u32;
+        }
+    }
+}
+
+/// Accumulators of one output row of a 3x3, horizontally undilated kernel, four channels per
+/// position: `accs[4 * ox..][..4]`.
+#[inline(never)]
+fn taps_row_3x3_dsp(
+    rows: [&[u32]; 3],
+    w: &Weights,
+    stride: usize,
+    acc0: [i32; 4],
+    accs: &mut [i32],
+) {
+    let Ok(w) = <&[[u32; 2]; 9]>::try_from(&w[..9]) else {
+        return;
+    };
+    fn window(row: &[u32], base: usize) -> Option<&[u32; 6]> {
+        row.get(base..base + 6)?.try_into().ok()
+    }
+    for (ox, acc) in accs.chunks_exact_mut(4).enumerate() {
+        let base = ox * stride * 2;
+        let (Some(x0), Some(x1), Some(x2)) = (
+            window(rows[0], base),
+            window(rows[1], base),
+            window(rows[2], base),
+        ) else {
+            return;
+        };
+        acc.copy_from_slice(&taps_3x3_dsp([x0, x1, x2], w, acc0));
+    }
+}
+
+/// The nine taps of one position, four channels: `acc[j] += sum x * w` over the expanded input
+/// `rows[ky][2 * kx..][..2]` and weights `w[3 * ky + kx]`.
+#[inline(always)]
+fn taps_3x3_dsp(rows: [&[u32; 6]; 3], w: &[[u32; 2]; 9], acc: [i32; 4]) -> [i32; 4] {
+    #[cfg(ferrite_dsp)]
+    {
+        let [mut a0, mut a1, mut a2, mut a3] = acc;
+        macro_rules! tap {
+            ($row:literal, $x:literal, $w:literal) => {
+                concat!(
+                    "ldrd {x0}, {x1}, [{",
+                    $row,
+                    "}, #",
+                    $x,
+                    "]\n",
+                    "ldrd {w0}, {w1}, [{wt}, #",
+                    $w,
+                    "]\n",
+                    "smlabb {a0}, {x0}, {w0}, {a0}\n",
+                    "smlatt {a2}, {x0}, {w0}, {a2}\n",
+                    "smlabb {a1}, {x1}, {w1}, {a1}\n",
+                    "smlatt {a3}, {x1}, {w1}, {a3}\n",
+                )
+            };
+        }
+        // SAFETY: reads words 0..6 of each of the three rows and words 0..18 of the weights, all
+        // inside the arrays the references point to (LDRD needs word alignment: both are `u32`
+        // arrays). No stores, no stack use; SMLAxy may set the Q flag, which nothing reads.
+        #[allow(unsafe_code)]
+        unsafe {
+            core::arch::asm!(
+                tap!("r0", "0", "0"),
+                tap!("r0", "8", "8"),
+                tap!("r0", "16", "16"),
+                tap!("r1", "0", "24"),
+                tap!("r1", "8", "32"),
+                tap!("r1", "16", "40"),
+                tap!("r2", "0", "48"),
+                tap!("r2", "8", "56"),
+                tap!("r2", "16", "64"),
+                r0 = in(reg) rows[0].as_ptr(),
+                r1 = in(reg) rows[1].as_ptr(),
+                r2 = in(reg) rows[2].as_ptr(),
+                wt = in(reg) w.as_ptr(),
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                x0 = out(reg) _,
+                x1 = out(reg) _,
+                w0 = out(reg) _,
+                w1 = out(reg) _,
+                options(pure, readonly, nostack),
+            );
+        }
+        [a0, a1, a2, a3]
+    }
+    #[cfg(not(ferrite_dsp))]
+    {
+        let [mut a0, mut a1, mut a2, mut a3] = acc;
+        for (ky, x) in rows.iter().enumerate() {
+            for kx in 0..3 {
+                let (e, o) = (x[2 * kx], x[2 * kx + 1]);
+                let [we, wo] = w[ky * 3 + kx];
+                a0 = smlabb(e, we, a0);
+                a2 = smlatt(e, we, a2);
+                a1 = smlabb(o, wo, a1);
+                a3 = smlatt(o, wo, a3);
+            }
+        }
+        [a0, a1, a2, a3]
+    }
+}
+
+/// Accumulators of one output row of a 3x3, horizontally undilated kernel, one channel:
+/// `accs[ox]`.
+#[inline(never)]
+fn taps_row_3x3(rows: [&[u32]; 3], w: &Weights, stride: usize, acc0: i32, accs: &mut [i32]) {
+    let w: [i32; 9] = core::array::from_fn(|t| w[t][0] as i32);
+    for (ox, acc) in accs.iter_mut().enumerate() {
+        let base = ox * stride;
+        let mut a = acc0;
+        for (ky, row) in rows.iter().enumerate() {
+            let Some(x) = row.get(base..base + 3) else {
+                return;
+            };
+            for kx in 0..3 {
+                a = a.wrapping_add((x[kx] as i32).wrapping_mul(w[ky * 3 + kx]));
+            }
+        }
+        *acc = a;
+    }
+}
+
+/// Accumulators of one output row of any kernel (`lanes` per position): `rows[ky]` is where row
+/// `ky`'s expanded input starts in `ring`.
+#[inline(never)]
+fn taps_row_any<const DSP: bool>(
+    ring: &[u32],
+    rows: &[usize],
+    slot_len: usize,
+    w: &Weights,
+    g: &ConvGeometry,
+    acc0: [i32; 4],
+    accs: &mut [i32],
+) {
+    let (lanes, words) = block_shape(DSP);
+    for (ox, acc) in accs.chunks_exact_mut(lanes).enumerate() {
+        let [mut a0, mut a1, mut a2, mut a3] = acc0;
+        for (ky, &start) in rows.iter().enumerate() {
+            let row = &ring[start..][..slot_len];
+            for kx in 0..g.kernel_w {
+                let col = (ox * g.stride_w + kx * g.dilation_w) * words;
+                let wt = w[ky * g.kernel_w + kx];
+                if DSP {
+                    let (e, o) = (row[col], row[col + 1]);
+                    a0 = smlabb(e, wt[0], a0);
+                    a2 = smlatt(e, wt[0], a2);
+                    a1 = smlabb(o, wt[1], a1);
+                    a3 = smlatt(o, wt[1], a3);
+                } else {
+                    a0 = a0.wrapping_add((row[col] as i32).wrapping_mul(wt[0] as i32));
+                }
+            }
+        }
+        acc.copy_from_slice(&[a0, a1, a2, a3][..lanes]);
     }
 }
 
@@ -290,6 +478,7 @@ mod tests {
     use std::vec;
 
     fn check<const DSP: bool>(p: &Problem) -> Result<(), TestCaseError> {
+        prop_assume!(fits::<DSP>(&p.g));
         let q = p.quant();
         let bias = LeI32::new(&p.bias).unwrap();
         let mut want = vec![0i8; p.g.output.len()];
@@ -312,5 +501,23 @@ mod tests {
         fn dsp_matches_reference(p in problems(11, true)) {
             check::<true>(&p)?;
         }
+    }
+
+    #[test]
+    fn wide_rows_take_the_reference() {
+        let g = ConvGeometry {
+            input: crate::kernels::Nhwc::new(1, 3, 100, 8),
+            output: crate::kernels::Nhwc::new(1, 3, 100, 8),
+            kernel_h: 3,
+            kernel_w: 3,
+            stride_h: 1,
+            stride_w: 1,
+            dilation_h: 1,
+            dilation_w: 1,
+            pad_top: 1,
+            pad_left: 1,
+        };
+        assert!(!fits::<true>(&g));
+        assert!(fits::<false>(&g));
     }
 }

@@ -1,4 +1,4 @@
-//! The Armv7E-M DSP instructions the optimized kernels use (`SXTB16`, `SMLAD`), as inline assembly
+//! The Armv7E-M DSP instructions the optimized kernels use (`SXTB16`, `SMLAD`, `SADD16`, ...), as inline assembly
 //! on `cfg(ferrite_dsp)` targets and as exact pure-Rust equivalents elsewhere, so the host tests run
 //! the same kernel code that the Cortex-M4/M7 runs.
 #![allow(unsafe_code)]
@@ -107,6 +107,48 @@ pub fn smlatt(a: u32, b: u32, acc: i32) -> i32 {
     }
 }
 
+/// `SADD16 a, b`: lane-wise sum of the signed halfwords, each wrapping (the GE flags it sets are
+/// never read).
+#[inline(always)]
+pub fn sadd16(a: u32, b: u32) -> u32 {
+    #[cfg(ferrite_dsp)]
+    {
+        let r: u32;
+        // SAFETY: register-only arithmetic; no memory access, no stack use. SADD16 sets the GE
+        // flags, which nothing in this crate reads, so it is declared as not preserving flags.
+        unsafe {
+            core::arch::asm!("sadd16 {r}, {a}, {b}", r = lateout(reg) r, a = in(reg) a,
+                b = in(reg) b, options(pure, nomem, nostack));
+        }
+        r
+    }
+    #[cfg(not(ferrite_dsp))]
+    {
+        let lo = (a as u16).wrapping_add(b as u16) as u32;
+        let hi = ((a >> 16) as u16).wrapping_add((b >> 16) as u16) as u32;
+        lo | (hi << 16)
+    }
+}
+
+/// `SMMULR a, b`: the high word of `a * b`, rounded (`(a * b + 2^31) >> 32`).
+#[inline(always)]
+pub fn smmulr(a: i32, b: i32) -> i32 {
+    #[cfg(ferrite_dsp)]
+    {
+        let r: i32;
+        // SAFETY: register-only arithmetic; no memory access, no stack use, flags untouched.
+        unsafe {
+            core::arch::asm!("smmulr {r}, {a}, {b}", r = lateout(reg) r, a = in(reg) a,
+                b = in(reg) b, options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }
+    #[cfg(not(ferrite_dsp))]
+    {
+        ((a as i64 * b as i64 + (1 << 31)) >> 32) as i32
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +168,14 @@ mod tests {
             let h = |v: u32, i: u32| (v >> (16 * i)) as u16 as i16 as i32;
             prop_assert_eq!(smlabb(a, b, acc), acc.wrapping_add(h(a, 0) * h(b, 0)));
             prop_assert_eq!(smlatt(a, b, acc), acc.wrapping_add(h(a, 1) * h(b, 1)));
+        }
+
+        #[test]
+        fn sadd16_adds_the_halfwords(a: u32, b: u32) {
+            let h = |v: u32, i: u32| (v >> (16 * i)) as u16;
+            let got = sadd16(a, b);
+            prop_assert_eq!(h(got, 0), h(a, 0).wrapping_add(h(b, 0)));
+            prop_assert_eq!(h(got, 1), h(a, 1).wrapping_add(h(b, 1)));
         }
     }
 }

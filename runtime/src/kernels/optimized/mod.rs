@@ -36,9 +36,9 @@ pub enum ConvVariant {
     Fast,
     /// `optimized::conv2d::conv2d_s8_fast` with the `SMLAD` inner loop.
     FastDsp,
-    /// `optimized::depthwise_conv2d::depthwise_conv2d_s8_fast` (portable tap loop).
+    /// `optimized::depthwise_conv2d::depthwise_conv2d_s8_fast`, one channel at a time.
     DepthwiseFast,
-    /// `optimized::depthwise_conv2d::depthwise_conv2d_s8_fast` with the `SMLABB`/`SMLATT` tap loop.
+    /// `optimized::depthwise_conv2d::depthwise_conv2d_s8_fast`, four channels with `SMLABB`/`SMLATT`.
     DepthwiseFastDsp,
 }
 
@@ -54,10 +54,14 @@ pub fn conv2d_variant(_g: &ConvGeometry) -> ConvVariant {
 }
 
 /// The variant [`depthwise_conv2d_s8`] runs for this geometry and depth multiplier on this target.
-pub fn depthwise_conv2d_variant(_g: &ConvGeometry, depth_multiplier: usize) -> ConvVariant {
-    if cfg!(feature = "reference-kernels") || depth_multiplier != 1 {
+pub fn depthwise_conv2d_variant(g: &ConvGeometry, depth_multiplier: usize) -> ConvVariant {
+    const DSP: bool = cfg!(ferrite_dsp);
+    if cfg!(feature = "reference-kernels")
+        || depth_multiplier != 1
+        || !depthwise_conv2d::fits::<DSP>(g)
+    {
         ConvVariant::Reference
-    } else if cfg!(ferrite_dsp) {
+    } else if DSP {
         ConvVariant::DepthwiseFastDsp
     } else {
         ConvVariant::DepthwiseFast
@@ -154,8 +158,11 @@ pub(crate) struct ChannelQuant {
     left: u32,
     /// `max(-shift, 0) & 31`.
     right: u32,
-    /// `2^right - 1`.
-    mask: i32,
+    /// Added before the right shift to round a non-negative (`round_up`) or negative (`round_down`)
+    /// value to nearest, ties away from zero: `2^(right-1)` and `2^(right-1) - 1` (0 and 0 for
+    /// `right == 0`).
+    round_up: i32,
+    round_down: i32,
 }
 
 impl ChannelQuant {
@@ -171,29 +178,39 @@ impl ChannelQuant {
     #[inline(always)]
     pub(crate) fn from_parts(multiplier: i32, shift: i32) -> Self {
         let right = (shift.min(0).wrapping_neg() & 31) as u32;
+        let half = (1i32 << right) >> 1;
         Self {
             multiplier,
             left: (shift.max(0) & 31) as u32,
             right,
-            mask: (1u32 << right).wrapping_sub(1) as i32,
+            round_up: half,
+            round_down: (half - 1).max(0),
         }
     }
 
     /// `MultiplyByQuantizedMultiplier(acc, multiplier, shift)`, bit-exact with
-    /// [`crate::quant::multiply_by_quantized_multiplier`] for every input, in fewer instructions:
-    /// the doubling high multiply's "nudge by +-2^30, then divide by 2^31 rounding toward zero"
-    /// equals "add 2^30, then shift right arithmetically by 31" (both are floor((ab + 2^30) / 2^31)).
+    /// [`crate::quant::multiply_by_quantized_multiplier`] for every input, in fewer instructions.
+    ///
+    /// The doubling high multiply "nudge by +-2^30, divide by 2^31 rounding toward zero" is
+    /// floor((x m + 2^30) / 2^31) = floor((2x m + 2^31) / 2^32), one `SMMULR` when `2x` fits in 32
+    /// bits. Then |high| <= 2^30, so adding the rounding term (at most 2^29 for `right <= 30`)
+    /// cannot overflow and one arithmetic shift finishes the rounding divide. Other inputs take
+    /// [`scale_exact`].
     #[inline(always)]
     pub(crate) fn scale(self, acc: i32) -> i32 {
         let x = acc.wrapping_shl(self.left);
-        let high = if x == i32::MIN && self.multiplier == i32::MIN {
-            i32::MAX
-        } else {
-            ((x as i64 * self.multiplier as i64 + (1 << 30)) >> 31) as i32
-        };
-        // RoundingDivideByPOT: to nearest, ties away from zero.
-        let threshold = (self.mask >> 1) + (high < 0) as i32;
-        (high >> self.right) + ((high & self.mask) > threshold) as i32
+        match x.checked_add(x) {
+            Some(x2) if self.right < 31 => {
+                let high = dsp::smmulr(x2, self.multiplier);
+                let round = if high < 0 {
+                    self.round_down
+                } else {
+                    self.round_up
+                };
+                (high + round) >> self.right
+            }
+            _ => scale_exact(x, self.multiplier, self.right),
+        }
     }
 
     /// Same arithmetic as `kernels::conv2d::requantize_acc`.
@@ -204,6 +221,68 @@ impl ChannelQuant {
             .max(q.act_min)
             .min(q.act_max) as i8
     }
+}
+
+/// [`ChannelQuant::requantize`] for the common case of a channel whose shift is a right shift of 1
+/// to 21 bits and whose clamp tops out at 127: three fewer operations per value, with the
+/// rounding term and the output offset folded into one constant.
+#[derive(Clone, Copy)]
+pub(crate) struct RightShiftQuant {
+    pub(crate) multiplier: i32,
+    pub(crate) right: u32,
+    /// `2^(right-1) + output_offset * 2^right`.
+    pub(crate) round: i32,
+    pub(crate) act_min: i32,
+    channel: ChannelQuant,
+}
+
+impl RightShiftQuant {
+    /// `None` when the channel is not of this form.
+    #[inline(always)]
+    pub(crate) fn new(cq: ChannelQuant, q: &OutputQuant<'_>) -> Option<Self> {
+        let form = cq.left == 0
+            && (1..=21).contains(&cq.right)
+            && q.act_max == 127
+            && (-128..=127).contains(&q.act_min)
+            && (-128..=127).contains(&q.output_offset);
+        form.then(|| Self {
+            multiplier: cq.multiplier,
+            right: cq.right,
+            round: cq.round_up + (q.output_offset << cq.right),
+            act_min: q.act_min,
+            channel: cq,
+        })
+    }
+
+    /// Same result as `channel.requantize(q, acc)`. With `2 acc` in 32 bits, `high` is the
+    /// doubling high multiply (|high| <= 2^30); adding `round` and `high >> 31` (-1 for a negative
+    /// value) then shifting is the rounding divide plus the output offset, without overflow.
+    #[inline(always)]
+    pub(crate) fn requantize(self, q: &OutputQuant<'_>, acc: i32) -> i8 {
+        match acc.checked_add(acc) {
+            Some(acc2) => {
+                let high = dsp::smmulr(acc2, self.multiplier);
+                let v = (high + self.round + (high >> 31)) >> self.right;
+                v.max(self.act_min).min(127) as i8
+            }
+            None => self.channel.requantize(q, acc),
+        }
+    }
+}
+
+/// [`ChannelQuant::scale`] of `x = acc << left` by the general formula (kept out of line: the
+/// kernels' loops only reach it for accumulators of 2^30 or more).
+#[inline(never)]
+fn scale_exact(x: i32, multiplier: i32, right: u32) -> i32 {
+    let high = if x == i32::MIN && multiplier == i32::MIN {
+        i32::MAX
+    } else {
+        ((x as i64 * multiplier as i64 + (1 << 30)) >> 31) as i32
+    };
+    // RoundingDivideByPOT: to nearest, ties away from zero.
+    let mask = (1u32 << right).wrapping_sub(1) as i32;
+    let threshold = (mask >> 1) + (high < 0) as i32;
+    (high >> right) + ((high & mask) > threshold) as i32
 }
 
 #[cfg(test)]
@@ -359,8 +438,51 @@ mod tests {
         }
 
         #[test]
+        fn channel_scale_of_accumulator_sized_values(
+            acc in -(1i32 << 30)..(1i32 << 30), multiplier: i32, shift in -33..33i32,
+            small in any::<bool>(),
+        ) {
+            // Both sides of the fast path's limits: |2 * (acc << left)| near 2^31, right of 30 and 31.
+            let acc = if small { acc >> 10 } else { acc };
+            let (m, s) = (multiplier.to_le_bytes(), shift.to_le_bytes());
+            let q = OutputQuant {
+                input_offset: 0,
+                output_offset: 0,
+                act_min: -128,
+                act_max: 127,
+                multiplier: LeI32::new(&m).unwrap(),
+                shift: LeI32::new(&s).unwrap(),
+            };
+            let want = crate::quant::multiply_by_quantized_multiplier(acc, multiplier, shift);
+            prop_assert_eq!(ChannelQuant::new(&q, 0).scale(acc), want);
+        }
+
+        #[test]
+        fn right_shift_quant_is_channel_requantize(
+            acc in -(1i32 << 30)..(1i32 << 30), wide in any::<bool>(), multiplier: i32,
+            shift in -23..2i32, output_offset in -128..128i32, act_min in -128..128i32,
+        ) {
+            let acc = if wide { acc.wrapping_mul(4) } else { acc >> 8 };
+            let (m, s) = (multiplier.to_le_bytes(), shift.to_le_bytes());
+            let q = OutputQuant {
+                input_offset: 0,
+                output_offset,
+                act_min,
+                act_max: 127,
+                multiplier: LeI32::new(&m).unwrap(),
+                shift: LeI32::new(&s).unwrap(),
+            };
+            let cq = ChannelQuant::new(&q, 0);
+            let fast = RightShiftQuant::new(cq, &q);
+            prop_assert_eq!(fast.is_some(), (-21..=-1).contains(&shift));
+            if let Some(fast) = fast {
+                prop_assert_eq!(fast.requantize(&q, acc), cq.requantize(&q, acc));
+            }
+        }
+
+        #[test]
         fn channel_scale_edge_values(
-            acc in prop::sample::select(std::vec![i32::MIN, i32::MIN + 1, -1, 0, 1, i32::MAX]),
+            acc in prop::sample::select(std::vec![i32::MIN, i32::MIN + 1, -(1 << 30) - 1, -(1 << 30), -1, 0, 1, (1 << 30) - 1, 1 << 30, i32::MAX]),
             multiplier in prop::sample::select(std::vec![i32::MIN, -1, 0, 1, 1 << 30, i32::MAX]),
             shift in -33..33i32,
         ) {
