@@ -3,7 +3,7 @@
 //! Channels go in blocks (four on Armv7E-M, one elsewhere). For a block, each input row an output
 //! row needs is expanded once into a ring of row buffers: the input offset is added to every
 //! value and it is widened (to the halfword pairs `SXTB16` makes, `(x0, x2)` and `(x1, x3)`, on
-//! Armv7E-M; to `i32` elsewhere), and the padding columns and rows are zeros. An output value is
+//! Armv7E-M; to four `i32` elsewhere), and the padding columns and rows are zeros. An output value is
 //! then a plain multiply-accumulate over its taps with no border cases, since a padded tap
 //! multiplies zero, exactly as in the reference kernel. Output rows that share input rows (stride
 //! below the kernel height) reuse them from the ring.
@@ -26,7 +26,7 @@ const fn block_shape(dsp: bool) -> (usize, usize) {
     if dsp {
         (4, 2)
     } else {
-        (1, 1)
+        (4, 4)
     }
 }
 
@@ -50,8 +50,8 @@ pub fn fits<const DSP: bool>(g: &ConvGeometry) -> bool {
 
 /// Same contract and bit-exact result as [`crate::kernels::depthwise_conv2d::depthwise_conv2d_s8`]
 /// with a depth multiplier of 1 (`g.output.c == g.input.c`) for a geometry that [`fits`]. `DSP`
-/// selects four-channel blocks with `SXTB16`/`SMLABB`/`SMLATT` (exact pure-Rust equivalents off
-/// Armv7E-M), else one channel at a time.
+/// selects `SXTB16`/`SMLABB`/`SMLATT` on halfword pairs (exact pure-Rust equivalents off
+/// Armv7E-M), else `i32` lanes.
 pub fn depthwise_conv2d_s8_fast<const DSP: bool>(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
@@ -71,8 +71,8 @@ pub fn depthwise_conv2d_s8_fast<const DSP: bool>(
 }
 
 /// The weights of one block, per tap: the `SXTB16` pairs `(w0, w2)`, `(w1, w3)` with `DSP`, else
-/// `[w, 0]`.
-type Weights = [[u32; 2]; MAX_TAPS];
+/// `w0..w3` as `i32`.
+type Weights = [[u32; 4]; MAX_TAPS];
 
 /// Channels `c0..` (one block) at every output position.
 #[allow(clippy::too_many_arguments)]
@@ -91,13 +91,13 @@ fn block<const DSP: bool>(
     let c = g.output.c;
     let real = (c - c0).min(lanes);
     let n_taps = g.kernel_h * g.kernel_w;
-    let mut weights: Weights = [[0; 2]; MAX_TAPS];
+    let mut weights: Weights = [[0; 4]; MAX_TAPS];
     for (t, w) in weights.iter_mut().enumerate().take(n_taps) {
         let v = word(&filter[t * c + c0..][..real]);
         *w = if DSP {
-            [sxtb16(v), sxtb16_ror8(v)]
+            [sxtb16(v), sxtb16_ror8(v), 0, 0]
         } else {
-            [v as u8 as i8 as i32 as u32, 0]
+            v.to_le_bytes().map(|b| b as i8 as i32 as u32)
         };
     }
     let mut acc0 = [0i32; 4];
@@ -146,7 +146,7 @@ fn block<const DSP: bool>(
                 if DSP {
                     taps_row_3x3_dsp(rows3, &weights, g.stride_w, acc0, row_accs);
                 } else {
-                    taps_row_3x3(rows3, &weights, g.stride_w, acc0[0], row_accs);
+                    taps_row_3x3(rows3, &weights, g.stride_w, acc0, row_accs);
                 }
             } else {
                 let rows = &rows[..g.kernel_h];
@@ -179,9 +179,9 @@ fn requantize_row(
     }
     for (j, &cq) in cq.iter().enumerate() {
         if let Some(fast) = RightShiftQuant::new(cq, q) {
-            if !(DSP_ASM
+            if !(COLUMN_ASM
                 && lanes == 4
-                && column_dsp(fast, &accs[j..], count, &mut out[j..], out_step))
+                && column_asm(fast, &accs[j..], count, &mut out[j..], out_step))
             {
                 for k in 0..count {
                     out[k * out_step + j] = fast.requantize(q, accs[k * lanes + j]);
@@ -195,15 +195,15 @@ fn requantize_row(
     }
 }
 
-/// Whether [`column_dsp`] is the assembly loop.
-const DSP_ASM: bool = cfg!(ferrite_dsp);
+/// Whether [`column_asm`] is an assembly loop.
+const COLUMN_ASM: bool = cfg!(any(ferrite_dsp, ferrite_v7m));
 
 /// `out[k * out_step] = fast.requantize(accs[4 * k])` for `k < count` as one loop of Armv7E-M
 /// assembly; `false` (outputs to be redone) if an accumulator's double did not fit in 32 bits,
 /// which the saturating `QADD` reports in the sticky Q flag.
 #[cfg(ferrite_dsp)]
 #[inline(always)]
-fn column_dsp(
+fn column_asm(
     fast: RightShiftQuant,
     accs: &[i32],
     count: usize,
@@ -256,9 +256,69 @@ fn column_dsp(
     apsr & (1 << 27) == 0
 }
 
-#[cfg(not(ferrite_dsp))]
+/// [`column_asm`] for Armv7-M without the DSP extension: `SMULL` and a 64-bit rounding add
+/// stand for `SMMULR`, and an overflowing double sets a flag.
+#[cfg(ferrite_v7m)]
 #[inline(always)]
-fn column_dsp(_: RightShiftQuant, _: &[i32], _: usize, _: &mut [i8], _: usize) -> bool {
+fn column_asm(
+    fast: RightShiftQuant,
+    accs: &[i32],
+    count: usize,
+    out: &mut [i8],
+    out_step: usize,
+) -> bool {
+    if count == 0 || accs.len() < 4 * (count - 1) + 1 || out.len() < out_step * (count - 1) + 1 {
+        return false;
+    }
+    let overflow: u32;
+    // SAFETY: reads `accs[4 * k]` and writes `out[out_step * k]` for k < count, both checked in
+    // bounds above; no stack use.
+    #[allow(unsafe_code)]
+    unsafe {
+        core::arch::asm!(
+            "movs {flag}, #0",
+            "2:",
+            "ldr {v}, [{acc}], #16",
+            "adds {v}, {v}, {v}",
+            "it vs",
+            "movvs {flag}, #1",
+            "smull {lo}, {h}, {v}, {m}",
+            "adds {lo}, {lo}, #0x80000000",
+            "adc {h}, {h}, #0",
+            "add {v}, {h}, {round}",
+            "add {v}, {v}, {h}, asr #31",
+            "asr {v}, {v}, {right}",
+            "cmp {v}, {min}",
+            "it lt",
+            "movlt {v}, {min}",
+            "cmp {v}, #127",
+            "it gt",
+            "movgt {v}, #127",
+            "strb {v}, [{out}]",
+            "add {out}, {out}, {step}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            acc = inout(reg) accs.as_ptr() => _,
+            out = inout(reg) out.as_mut_ptr() => _,
+            n = inout(reg) count => _,
+            step = in(reg) out_step,
+            m = in(reg) fast.multiplier,
+            round = in(reg) fast.round,
+            right = in(reg) fast.right,
+            min = in(reg) fast.act_min,
+            v = out(reg) _,
+            lo = out(reg) _,
+            h = out(reg) _,
+            flag = out(reg) overflow,
+            options(nostack),
+        );
+    }
+    overflow == 0
+}
+
+#[cfg(not(any(ferrite_dsp, ferrite_v7m)))]
+#[inline(always)]
+fn column_asm(_: RightShiftQuant, _: &[i32], _: usize, _: &mut [i8], _: usize) -> bool {
     false
 }
 
@@ -305,8 +365,21 @@ fn expand<const DSP: bool>(
             d[1] = sadd16(sxtb16_ror8(v), off2);
         }
     } else {
-        for (k, d) in inside.iter_mut().enumerate() {
-            *d = (src[k * c] as i32 + off) as u32;
+        for (k, d) in inside.chunks_exact_mut(4).enumerate() {
+            match src.get(k * c..k * c + 4) {
+                Some(&[a, b, c, e]) if real == 4 => {
+                    d[0] = (a as i32 + off) as u32;
+                    d[1] = (b as i32 + off) as u32;
+                    d[2] = (c as i32 + off) as u32;
+                    d[3] = (e as i32 + off) as u32;
+                }
+                _ => {
+                    let x = &src[k * c..][..real];
+                    for (j, d) in d.iter_mut().enumerate() {
+                        *d = x.get(j).map_or(0, |&v| (v as i32 + off) as u32);
+                    }
+                }
+            }
         }
     }
 }
@@ -321,7 +394,7 @@ fn taps_row_3x3_dsp(
     acc0: [i32; 4],
     accs: &mut [i32],
 ) {
-    let Ok(w) = <&[[u32; 2]; 9]>::try_from(&w[..9]) else {
+    let Ok(w) = <&[[u32; 4]; 9]>::try_from(&w[..9]) else {
         return;
     };
     fn window(row: &[u32], base: usize) -> Option<&[u32; 6]> {
@@ -343,7 +416,7 @@ fn taps_row_3x3_dsp(
 /// The nine taps of one position, four channels: `acc[j] += sum x * w` over the expanded input
 /// `rows[ky][2 * kx..][..2]` and weights `w[3 * ky + kx]`.
 #[inline(always)]
-fn taps_3x3_dsp(rows: [&[u32; 6]; 3], w: &[[u32; 2]; 9], acc: [i32; 4]) -> [i32; 4] {
+fn taps_3x3_dsp(rows: [&[u32; 6]; 3], w: &[[u32; 4]; 9], acc: [i32; 4]) -> [i32; 4] {
     #[cfg(ferrite_dsp)]
     {
         let [mut a0, mut a1, mut a2, mut a3] = acc;
@@ -365,21 +438,21 @@ fn taps_3x3_dsp(rows: [&[u32; 6]; 3], w: &[[u32; 2]; 9], acc: [i32; 4]) -> [i32;
                 )
             };
         }
-        // SAFETY: reads words 0..6 of each of the three rows and words 0..18 of the weights, all
+        // SAFETY: reads words 0..6 of each of the three rows and words 0..34 of the weights, all
         // inside the arrays the references point to (LDRD needs word alignment: both are `u32`
         // arrays). No stores, no stack use; SMLAxy may set the Q flag, which nothing reads.
         #[allow(unsafe_code)]
         unsafe {
             core::arch::asm!(
                 tap!("r0", "0", "0"),
-                tap!("r0", "8", "8"),
-                tap!("r0", "16", "16"),
-                tap!("r1", "0", "24"),
-                tap!("r1", "8", "32"),
-                tap!("r1", "16", "40"),
-                tap!("r2", "0", "48"),
-                tap!("r2", "8", "56"),
-                tap!("r2", "16", "64"),
+                tap!("r0", "8", "16"),
+                tap!("r0", "16", "32"),
+                tap!("r1", "0", "48"),
+                tap!("r1", "8", "64"),
+                tap!("r1", "16", "80"),
+                tap!("r2", "0", "96"),
+                tap!("r2", "8", "112"),
+                tap!("r2", "16", "128"),
                 r0 = in(reg) rows[0].as_ptr(),
                 r1 = in(reg) rows[1].as_ptr(),
                 r2 = in(reg) rows[2].as_ptr(),
@@ -403,7 +476,7 @@ fn taps_3x3_dsp(rows: [&[u32; 6]; 3], w: &[[u32; 2]; 9], acc: [i32; 4]) -> [i32;
         for (ky, x) in rows.iter().enumerate() {
             for kx in 0..3 {
                 let (e, o) = (x[2 * kx], x[2 * kx + 1]);
-                let [we, wo] = w[ky * 3 + kx];
+                let [we, wo, _, _] = w[ky * 3 + kx];
                 a0 = smlabb(e, we, a0);
                 a2 = smlatt(e, we, a2);
                 a1 = smlabb(o, wo, a1);
@@ -414,24 +487,112 @@ fn taps_3x3_dsp(rows: [&[u32; 6]; 3], w: &[[u32; 2]; 9], acc: [i32; 4]) -> [i32;
     }
 }
 
-/// Accumulators of one output row of a 3x3, horizontally undilated kernel, one channel:
-/// `accs[ox]`.
+/// Accumulators of one output row of a 3x3, horizontally undilated kernel, four `i32` lanes per
+/// position: `accs[4 * ox..][..4]`.
 #[inline(never)]
-fn taps_row_3x3(rows: [&[u32]; 3], w: &Weights, stride: usize, acc0: i32, accs: &mut [i32]) {
-    let w: [i32; 9] = core::array::from_fn(|t| w[t][0] as i32);
-    for (ox, acc) in accs.iter_mut().enumerate() {
-        let base = ox * stride;
-        let mut a = acc0;
-        for (ky, row) in rows.iter().enumerate() {
-            let Some(x) = row.get(base..base + 3) else {
-                return;
+fn taps_row_3x3(rows: [&[u32]; 3], w: &Weights, stride: usize, acc0: [i32; 4], accs: &mut [i32]) {
+    let Ok(w) = <&[[u32; 4]; 9]>::try_from(&w[..9]) else {
+        return;
+    };
+    fn window(row: &[u32], base: usize) -> Option<&[u32; 12]> {
+        row.get(base..base + 12)?.try_into().ok()
+    }
+    for (ox, acc) in accs.chunks_exact_mut(4).enumerate() {
+        let base = ox * stride * 4;
+        let (Some(x0), Some(x1), Some(x2)) = (
+            window(rows[0], base),
+            window(rows[1], base),
+            window(rows[2], base),
+        ) else {
+            return;
+        };
+        acc.copy_from_slice(&taps_3x3([x0, x1, x2], w, acc0));
+    }
+}
+
+/// The nine taps of one position, four `i32` lanes: `acc[j] += sum x * w` over the expanded input
+/// `rows[ky][4 * kx + j]` and weights `w[3 * ky + kx][j]`.
+#[inline(always)]
+fn taps_3x3(rows: [&[u32; 12]; 3], w: &[[u32; 4]; 9], acc: [i32; 4]) -> [i32; 4] {
+    #[cfg(ferrite_v7m)]
+    {
+        let [mut a0, mut a1, mut a2, mut a3] = acc;
+        macro_rules! tap {
+            ($row:literal, $x:literal, $x8:literal, $w:literal, $w8:literal) => {
+                concat!(
+                    "ldrd {x0}, {x1}, [{",
+                    $row,
+                    "}, #",
+                    $x,
+                    "]\n",
+                    "ldrd {w0}, {w1}, [{wt}, #",
+                    $w,
+                    "]\n",
+                    "mla {a0}, {x0}, {w0}, {a0}\n",
+                    "mla {a1}, {x1}, {w1}, {a1}\n",
+                    "ldrd {x0}, {x1}, [{",
+                    $row,
+                    "}, #",
+                    $x8,
+                    "]\n",
+                    "ldrd {w0}, {w1}, [{wt}, #",
+                    $w8,
+                    "]\n",
+                    "mla {a2}, {x0}, {w0}, {a2}\n",
+                    "mla {a3}, {x1}, {w1}, {a3}\n",
+                )
             };
-            for kx in 0..3 {
-                a = a.wrapping_add((x[kx] as i32).wrapping_mul(w[ky * 3 + kx]));
+        }
+        // SAFETY: reads words 0..12 of each of the three rows and words 0..36 of the weights, all
+        // inside the arrays the references point to (LDRD needs word alignment: both are `u32`
+        // arrays). No stores, no stack use, flags untouched.
+        #[allow(unsafe_code)]
+        unsafe {
+            core::arch::asm!(
+                tap!("r0", "0", "8", "0", "8"),
+                tap!("r0", "16", "24", "16", "24"),
+                tap!("r0", "32", "40", "32", "40"),
+                tap!("r1", "0", "8", "48", "56"),
+                tap!("r1", "16", "24", "64", "72"),
+                tap!("r1", "32", "40", "80", "88"),
+                tap!("r2", "0", "8", "96", "104"),
+                tap!("r2", "16", "24", "112", "120"),
+                tap!("r2", "32", "40", "128", "136"),
+                r0 = in(reg) rows[0].as_ptr(),
+                r1 = in(reg) rows[1].as_ptr(),
+                r2 = in(reg) rows[2].as_ptr(),
+                wt = in(reg) w.as_ptr(),
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                x0 = out(reg) _,
+                x1 = out(reg) _,
+                w0 = out(reg) _,
+                w1 = out(reg) _,
+                options(pure, readonly, nostack, preserves_flags),
+            );
+        }
+        [a0, a1, a2, a3]
+    }
+    #[cfg(not(ferrite_v7m))]
+    taps_3x3_portable(rows, w, acc)
+}
+
+/// [`taps_3x3`] in plain Rust.
+#[cfg_attr(ferrite_v7m, allow(dead_code))]
+#[inline(always)]
+fn taps_3x3_portable(rows: [&[u32; 12]; 3], w: &[[u32; 4]; 9], acc: [i32; 4]) -> [i32; 4] {
+    let mut a = acc;
+    for (ky, x) in rows.iter().enumerate() {
+        for kx in 0..3 {
+            let wt = &w[ky * 3 + kx];
+            for j in 0..4 {
+                a[j] = a[j].wrapping_add((x[4 * kx + j] as i32).wrapping_mul(wt[j] as i32));
             }
         }
-        *acc = a;
     }
+    a
 }
 
 /// Accumulators of one output row of any kernel (`lanes` per position): `rows[ky]` is where row
@@ -461,11 +622,15 @@ fn taps_row_any<const DSP: bool>(
                     a1 = smlabb(o, wt[1], a1);
                     a3 = smlatt(o, wt[1], a3);
                 } else {
-                    a0 = a0.wrapping_add((row[col] as i32).wrapping_mul(wt[0] as i32));
+                    let x = |j: usize| row[col + j] as i32;
+                    a0 = a0.wrapping_add(x(0).wrapping_mul(wt[0] as i32));
+                    a1 = a1.wrapping_add(x(1).wrapping_mul(wt[1] as i32));
+                    a2 = a2.wrapping_add(x(2).wrapping_mul(wt[2] as i32));
+                    a3 = a3.wrapping_add(x(3).wrapping_mul(wt[3] as i32));
                 }
             }
         }
-        acc.copy_from_slice(&[a0, a1, a2, a3][..lanes]);
+        acc.copy_from_slice(&[a0, a1, a2, a3]);
     }
 }
 
@@ -505,9 +670,9 @@ mod tests {
 
     #[test]
     fn wide_rows_take_the_reference() {
-        let g = ConvGeometry {
-            input: crate::kernels::Nhwc::new(1, 3, 100, 8),
-            output: crate::kernels::Nhwc::new(1, 3, 100, 8),
+        let g = |w| ConvGeometry {
+            input: crate::kernels::Nhwc::new(1, 3, w, 8),
+            output: crate::kernels::Nhwc::new(1, 3, w, 8),
             kernel_h: 3,
             kernel_w: 3,
             stride_h: 1,
@@ -517,7 +682,8 @@ mod tests {
             pad_top: 1,
             pad_left: 1,
         };
-        assert!(!fits::<true>(&g));
-        assert!(fits::<false>(&g));
+        assert!(fits::<true>(&g(25)) && fits::<false>(&g(25)));
+        assert!(fits::<true>(&g(60)) && !fits::<false>(&g(60)));
+        assert!(!fits::<true>(&g(100)) && !fits::<false>(&g(100)));
     }
 }
