@@ -622,7 +622,7 @@ fn pool(p: &Pool, average: bool, arena: &mut [u8]) -> Result<(), Error> {
         DType::I8 => {
             let x = v.i8(&p.input)?;
             if average {
-                kernels::pooling::average_pool2d_s8(&g, p.act_min, p.act_max, x, v.out_i8());
+                kernels::optimized::average_pool2d_s8(&g, p.act_min, p.act_max, x, v.out_i8());
             } else {
                 kernels::pooling::max_pool2d_s8(&g, p.act_min, p.act_max, x, v.out_i8());
             }

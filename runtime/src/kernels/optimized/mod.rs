@@ -21,6 +21,7 @@ pub mod conv2d;
 pub mod depthwise_conv2d;
 pub mod dsp;
 pub mod elementwise;
+pub mod pooling;
 
 use super::elementwise::{self as reference_elementwise, AddParams};
 use super::{conv2d as reference_conv, depthwise_conv2d as reference_dw};
@@ -122,6 +123,24 @@ pub fn add_s8(
         elementwise::add_s8_same_shape(p, a, b, out);
     } else {
         reference_elementwise::add_s8(p, a_shape, a, b_shape, b, out_shape, out);
+    }
+}
+
+/// Int8 average pooling (same contract and result as
+/// [`crate::kernels::pooling::average_pool2d_s8`]).
+pub fn average_pool2d_s8(
+    g: &ConvGeometry,
+    act_min: i32,
+    act_max: i32,
+    input: &[i8],
+    output: &mut [i8],
+) {
+    if cfg!(feature = "reference-kernels") {
+        super::pooling::average_pool2d_s8(g, act_min, act_max, input, output);
+    } else {
+        pooling::average_pool2d_s8_fast::<{ cfg!(ferrite_dsp) }>(
+            g, act_min, act_max, input, output,
+        );
     }
 }
 

@@ -1,0 +1,186 @@
+//! Int8 average pooling, optimized: four channels at a time, each window summed with word loads
+//! (on Armv7E-M as two halfword pairs per word, `SXTB16` + `SADD16`, when the window is small
+//! enough for 16-bit sums). Integer sums are exact in any order, so the result is the reference's.
+
+use super::dsp::{sadd16, sxtb16, sxtb16_ror8};
+use crate::kernels::ConvGeometry;
+use core::ops::Range;
+
+/// Largest window whose sums fit in 16 bits (`256 * -128 = -32768`).
+const MAX_HALFWORD_WINDOW: usize = 256;
+
+/// Same contract and bit-exact result as [`crate::kernels::pooling::average_pool2d_s8`]. `DSP`
+/// selects the halfword-pair sums.
+pub fn average_pool2d_s8_fast<const DSP: bool>(
+    g: &ConvGeometry,
+    act_min: i32,
+    act_max: i32,
+    input: &[i8],
+    output: &mut [i8],
+) {
+    let c = g.output.c;
+    for n in 0..g.input.n {
+        for oy in 0..g.output.h {
+            let rows = window(oy, g.stride_h, g.pad_top, g.kernel_h, g.input.h);
+            for ox in 0..g.output.w {
+                let cols = window(ox, g.stride_w, g.pad_left, g.kernel_w, g.input.w);
+                let count = rows.len() * cols.len();
+                let out = &mut output[g.output.index(n, oy, ox, 0)..][..c];
+                let mut c0 = 0;
+                while c0 + 4 <= c {
+                    let sums = if DSP && count <= MAX_HALFWORD_WINDOW {
+                        sums4_halfwords(g, input, n, &rows, &cols, c0)
+                    } else {
+                        sums4(g, input, n, &rows, &cols, c0)
+                    };
+                    for (o, s) in out[c0..c0 + 4].iter_mut().zip(sums) {
+                        *o = average(s, count, act_min, act_max);
+                    }
+                    c0 += 4;
+                }
+                for (ch, o) in out.iter_mut().enumerate().skip(c0) {
+                    let mut s = 0i32;
+                    for iy in rows.clone() {
+                        for ix in cols.clone() {
+                            s += input[g.input.index(n, iy, ix, ch)] as i32;
+                        }
+                    }
+                    *o = average(s, count, act_min, act_max);
+                }
+            }
+        }
+    }
+}
+
+/// Input coordinates covered by the window of output coordinate `out`, clipped to the input.
+#[inline(always)]
+fn window(out: usize, stride: usize, pad: usize, k: usize, len: usize) -> Range<usize> {
+    let start = (out * stride).saturating_sub(pad);
+    let end = (out * stride + k).saturating_sub(pad).min(len);
+    start..end
+}
+
+/// The mean rounded half away from zero, clamped (TFLite's rule; 0 for an empty window).
+#[inline(always)]
+fn average(sum: i32, count: usize, act_min: i32, act_max: i32) -> i8 {
+    let count = count as i32;
+    let avg = if count == 0 {
+        0
+    } else if sum > 0 {
+        (sum + count / 2) / count
+    } else {
+        (sum - count / 2) / count
+    };
+    avg.max(act_min).min(act_max) as i8
+}
+
+/// The window sums of channels `c0..c0 + 4` as `i32`.
+#[inline(always)]
+fn sums4(
+    g: &ConvGeometry,
+    input: &[i8],
+    n: usize,
+    rows: &Range<usize>,
+    cols: &Range<usize>,
+    c0: usize,
+) -> [i32; 4] {
+    let [mut s0, mut s1, mut s2, mut s3] = [0i32; 4];
+    let c = g.input.c;
+    for iy in rows.clone() {
+        let row = &input[g.input.index(n, iy, 0, c0)..];
+        for ix in cols.clone() {
+            if let Some(&[a, b, d, e]) = row.get(ix * c..ix * c + 4) {
+                s0 += a as i32;
+                s1 += b as i32;
+                s2 += d as i32;
+                s3 += e as i32;
+            }
+        }
+    }
+    [s0, s1, s2, s3]
+}
+
+/// [`sums4`] with halfword-pair sums: channels (0, 2) and (1, 3) in one word each.
+#[inline(always)]
+fn sums4_halfwords(
+    g: &ConvGeometry,
+    input: &[i8],
+    n: usize,
+    rows: &Range<usize>,
+    cols: &Range<usize>,
+    c0: usize,
+) -> [i32; 4] {
+    let (mut even, mut odd) = (0u32, 0u32);
+    let c = g.input.c;
+    for iy in rows.clone() {
+        let row = &input[g.input.index(n, iy, 0, c0)..];
+        for ix in cols.clone() {
+            if let Some(&[a, b, d, e]) = row.get(ix * c..ix * c + 4) {
+                let v = u32::from_le_bytes([a as u8, b as u8, d as u8, e as u8]);
+                even = sadd16(even, sxtb16(v));
+                odd = sadd16(odd, sxtb16_ror8(v));
+            }
+        }
+    }
+    let lo = |w: u32| w as u16 as i16 as i32;
+    let hi = |w: u32| (w >> 16) as u16 as i16 as i32;
+    [lo(even), lo(odd), hi(even), hi(odd)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testgen::problems;
+    use super::*;
+    use crate::kernels::pooling::average_pool2d_s8;
+    use crate::kernels::Nhwc;
+    use proptest::prelude::*;
+    use std::vec;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn matches_reference(p in problems(11, true), act in any::<(i8, i8)>()) {
+            let (act_min, act_max) = (act.0.min(act.1) as i32, act.0.max(act.1) as i32);
+            let mut want = vec![0i8; p.g.output.len()];
+            average_pool2d_s8(&p.g, act_min, act_max, &p.input, &mut want);
+            for dsp in [false, true] {
+                let mut got = vec![0i8; p.g.output.len()];
+                if dsp {
+                    average_pool2d_s8_fast::<true>(&p.g, act_min, act_max, &p.input, &mut got);
+                } else {
+                    average_pool2d_s8_fast::<false>(&p.g, act_min, act_max, &p.input, &mut got);
+                }
+                prop_assert_eq!(&got, &want);
+            }
+        }
+    }
+
+    #[test]
+    fn global_pools_of_extreme_values_match_reference() {
+        // Windows of 256 (the largest with 16-bit sums) and 257 values, all -128 or all 127.
+        for (h, w) in [(16, 16), (1, 257)] {
+            for v in [-128i8, 127] {
+                let g = ConvGeometry {
+                    input: Nhwc::new(1, h, w, 8),
+                    output: Nhwc::new(1, 1, 1, 8),
+                    kernel_h: h,
+                    kernel_w: w,
+                    stride_h: 1,
+                    stride_w: 1,
+                    dilation_h: 1,
+                    dilation_w: 1,
+                    pad_top: 0,
+                    pad_left: 0,
+                };
+                let input = vec![v; g.input.len()];
+                let mut want = vec![0i8; 8];
+                average_pool2d_s8(&g, -128, 127, &input, &mut want);
+                let mut got = vec![0i8; 8];
+                average_pool2d_s8_fast::<true>(&g, -128, 127, &input, &mut got);
+                assert_eq!(got, want);
+                assert_eq!(got, vec![v; 8]);
+            }
+        }
+    }
+}
