@@ -13,9 +13,9 @@ use super::{ChannelQuant, RightShiftQuant};
 use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
 
 /// Words of the ring buffer (on the stack).
-const RING_WORDS: usize = 512;
-/// Most taps of a kernel (7x7).
-const MAX_TAPS: usize = 49;
+const RING_WORDS: usize = 384;
+/// Most taps of a kernel (5x5).
+const MAX_TAPS: usize = 25;
 /// Accumulators of a batch of output rows (on the stack).
 const ACC_WORDS: usize = 256;
 /// Most ring slots: the kernel's height span (`(kernel_h - 1) * dilation_h + 1`) plus a zero row.
@@ -87,7 +87,7 @@ fn block<const DSP: bool>(
     c0: usize,
     ring: &mut [u32; RING_WORDS],
 ) {
-    let (lanes, words) = block_shape(DSP);
+    let (lanes, _) = block_shape(DSP);
     let c = g.output.c;
     let real = (c - c0).min(lanes);
     let n_taps = g.kernel_h * g.kernel_w;
@@ -106,6 +106,43 @@ fn block<const DSP: bool>(
         acc0[j] = if bias.is_empty() { 0 } else { bias.get(c0 + j) };
         cq[j] = ChannelQuant::new(q, c0 + j);
     }
+    if narrow_3x3::<DSP>(g) {
+        let table = narrow_table::<DSP>(&weights, acc0);
+        let cq = &cq[..real];
+        narrow_block::<DSP>(g, q, input, output, c0, real, cq, &table, ring);
+        return;
+    }
+    general_block::<DSP>(
+        g,
+        q,
+        input,
+        output,
+        c0,
+        real,
+        &cq[..real],
+        &weights,
+        acc0,
+        ring,
+    );
+}
+
+/// [`block`] in the general layout: a ring slot per row of the kernel's height span, and a zero row.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn general_block<const DSP: bool>(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    output: &mut [i8],
+    c0: usize,
+    real: usize,
+    cq: &[ChannelQuant],
+    weights: &Weights,
+    acc0: [i32; 4],
+    ring: &mut [u32; RING_WORDS],
+) {
+    let (lanes, words) = block_shape(DSP);
+    let c = g.output.c;
     let width = padded_width(g);
     let slot_len = width * words;
     let slots = (g.kernel_h - 1) * g.dilation_h + 1;
@@ -144,20 +181,298 @@ fn block<const DSP: bool>(
                 let row = |ky: usize| &ring[rows[ky]..][..slot_len];
                 let rows3 = [row(0), row(1), row(2)];
                 if DSP {
-                    taps_row_3x3_dsp(rows3, &weights, g.stride_w, acc0, row_accs);
+                    taps_row_3x3_dsp(rows3, weights, g.stride_w, acc0, row_accs);
                 } else {
-                    taps_row_3x3(rows3, &weights, g.stride_w, acc0, row_accs);
+                    taps_row_3x3(rows3, weights, g.stride_w, acc0, row_accs);
                 }
             } else {
                 let rows = &rows[..g.kernel_h];
-                taps_row_any::<DSP>(&ring[..], rows, slot_len, &weights, g, acc0, row_accs);
+                taps_row_any::<DSP>(&ring[..], rows, slot_len, weights, g, acc0, row_accs);
             }
             if oy + 1 - first == batch || oy + 1 == g.output.h {
                 let out = &mut output[g.output.index(n, first, 0, c0)..];
                 let done = &accs[..(oy + 1 - first) * row_words];
-                requantize_row(q, &cq[..real], done, lanes, out, c);
+                requantize_row(q, cq, done, lanes, out, c);
                 first = oy + 1;
             }
+        }
+    }
+}
+
+/// Words from one slot of the narrow layout to the next (256 bytes, so that every tap of a window
+/// is an immediate offset from its first word).
+const SLOT_WORDS: usize = 64;
+/// Words of the narrow layout's table: the block's biases, then each tap's weights.
+const TABLE_WORDS: usize = 4 + 9 * 4;
+// The narrow layout's six slots fit the ring.
+const _: () = assert!(6 * SLOT_WORDS <= RING_WORDS);
+
+/// Whether the block takes the narrow layout: a 3x3 undilated kernel, horizontal stride 1 or 2,
+/// and expanded rows of at most [`SLOT_WORDS`]. Its ring holds the three rows of a window in
+/// consecutive slots (each row is stored twice, at slots `iy % 3` and `iy % 3 + 3`), so one pointer
+/// reaches all nine taps of a position.
+fn narrow_3x3<const DSP: bool>(g: &ConvGeometry) -> bool {
+    let (_, words) = block_shape(DSP);
+    g.kernel_h == 3
+        && g.kernel_w == 3
+        && g.dilation_h == 1
+        && g.dilation_w == 1
+        && matches!(g.stride_w, 1 | 2)
+        && g.pad_top <= 2
+        && padded_width(g) * words <= SLOT_WORDS
+}
+
+/// The narrow layout's table: biases, then per tap the `SXTB16` weight pairs (`DSP`, two words)
+/// or the four weights (four words).
+fn narrow_table<const DSP: bool>(weights: &Weights, acc0: [i32; 4]) -> [u32; TABLE_WORDS] {
+    let mut table = [0u32; TABLE_WORDS];
+    for (t, v) in table[..4].iter_mut().zip(acc0) {
+        *t = v as u32;
+    }
+    let per_tap = if DSP { 2 } else { 4 };
+    for (t, w) in weights.iter().take(9).enumerate() {
+        table[4 + t * per_tap..][..per_tap].copy_from_slice(&w[..per_tap]);
+    }
+    table
+}
+
+/// [`block`] in the narrow layout (see [`narrow_3x3`]).
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn narrow_block<const DSP: bool>(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    output: &mut [i8],
+    c0: usize,
+    real: usize,
+    cq: &[ChannelQuant],
+    table: &[u32; TABLE_WORDS],
+    ring: &mut [u32; RING_WORDS],
+) {
+    let (lanes, words) = block_shape(DSP);
+    let c = g.output.c;
+    let slot_len = padded_width(g) * words;
+    let mut accs = [0i32; ACC_WORDS];
+    let row_words = g.output.w * lanes;
+    let batch = (ACC_WORDS / row_words).max(1);
+    for n in 0..g.input.n {
+        // Input row held by each slot (rows outside the input are zeros).
+        let mut held = [isize::MIN; 3];
+        let mut first = 0;
+        for oy in 0..g.output.h {
+            let top = (oy * g.stride_h) as isize - g.pad_top as isize;
+            for iy in top..top + 3 {
+                let s = iy.rem_euclid(3) as usize;
+                if held[s] != iy {
+                    let (head, tail) = ring.split_at_mut((s + 3) * SLOT_WORDS);
+                    let dst = &mut head[s * SLOT_WORDS..][..slot_len];
+                    match usize::try_from(iy) {
+                        Ok(iy) if iy < g.input.h => {
+                            let src = &input[g.input.index(n, iy, 0, c0)..];
+                            expand::<DSP>(src, c, g.input.w, real, g.pad_left, q.input_offset, dst);
+                        }
+                        _ => dst.fill(0),
+                    }
+                    tail[..slot_len].copy_from_slice(dst);
+                    held[s] = iy;
+                }
+            }
+            let window = &ring[top.rem_euclid(3) as usize * SLOT_WORDS..][..3 * SLOT_WORDS];
+            let row_accs = &mut accs[(oy - first) * row_words..][..row_words];
+            if g.stride_w == 1 {
+                taps_row_narrow::<DSP, 1>(window, table, row_accs);
+            } else {
+                taps_row_narrow::<DSP, 2>(window, table, row_accs);
+            }
+            if oy + 1 - first == batch || oy + 1 == g.output.h {
+                let out = &mut output[g.output.index(n, first, 0, c0)..];
+                let done = &accs[..(oy + 1 - first) * row_words];
+                requantize_row(q, cq, done, lanes, out, c);
+                first = oy + 1;
+            }
+        }
+    }
+}
+
+/// Accumulators (four per position) of one output row in the narrow layout: `window` starts at the
+/// first word of the window's top row, positions every `STRIDE` columns.
+#[inline(never)]
+fn taps_row_narrow<const DSP: bool, const STRIDE: usize>(
+    window: &[u32],
+    table: &[u32; TABLE_WORDS],
+    accs: &mut [i32],
+) {
+    let (_, words) = block_shape(DSP);
+    let count = accs.len() / 4;
+    // Last word read: the last position's bottom-right tap.
+    let reach = 2 * SLOT_WORDS + ((count.max(1) - 1) * STRIDE + 2) * words + words;
+    if count == 0 || window.len() < reach {
+        return;
+    }
+    // The assembly for this target's layout; the plain loop on other targets (and for the other
+    // layout, which this target's dispatch never selects).
+    #[cfg(ferrite_dsp)]
+    if DSP {
+        return narrow_asm(window, table, accs, count, STRIDE);
+    }
+    #[cfg(ferrite_v7m)]
+    if !DSP {
+        return narrow_asm(window, table, accs, count, STRIDE);
+    }
+    for (ox, acc) in accs.chunks_exact_mut(4).enumerate() {
+        let base = ox * STRIDE * words;
+        let mut a = [table[0], table[1], table[2], table[3]].map(|v| v as i32);
+        for t in 0..9 {
+            let x = &window[(t / 3) * SLOT_WORDS + base + (t % 3) * words..];
+            if DSP {
+                let w = &table[4 + 2 * t..];
+                a[0] = smlabb(x[0], w[0], a[0]);
+                a[2] = smlatt(x[0], w[0], a[2]);
+                a[1] = smlabb(x[1], w[1], a[1]);
+                a[3] = smlatt(x[1], w[1], a[3]);
+            } else {
+                let w = &table[4 + 4 * t..];
+                for j in 0..4 {
+                    let p = (x[j] as i32).wrapping_mul(w[j] as i32);
+                    a[j] = a[j].wrapping_add(p);
+                }
+            }
+        }
+        acc.copy_from_slice(&a);
+    }
+}
+
+/// The assembly loop of [`taps_row_narrow`]: per position, the biases are loaded with one `LDM`,
+/// the nine taps read at immediate offsets, and the accumulators stored with one `STM`.
+#[cfg(any(ferrite_dsp, ferrite_v7m))]
+#[allow(unsafe_code)]
+#[inline(always)]
+fn narrow_asm(
+    window: &[u32],
+    table: &[u32; TABLE_WORDS],
+    accs: &mut [i32],
+    count: usize,
+    stride: usize,
+) {
+    let end = accs[4 * count..].as_ptr();
+    #[cfg(ferrite_dsp)]
+    macro_rules! tap {
+        ($x:literal, $w:literal) => {
+            concat!(
+                "ldrd {x0}, {x1}, [{p}, #",
+                $x,
+                "]\n",
+                "ldrd {w0}, {w1}, [{wt}, #",
+                $w,
+                "]\n",
+                "smlabb r0, {x0}, {w0}, r0\n",
+                "smlatt r2, {x0}, {w0}, r2\n",
+                "smlabb r1, {x1}, {w1}, r1\n",
+                "smlatt r3, {x1}, {w1}, r3\n",
+            )
+        };
+    }
+    #[cfg(ferrite_dsp)]
+    macro_rules! taps {
+        () => {
+            concat!(
+                tap!("0", "16"),
+                tap!("8", "24"),
+                tap!("16", "32"),
+                tap!("256", "40"),
+                tap!("264", "48"),
+                tap!("272", "56"),
+                tap!("512", "64"),
+                tap!("520", "72"),
+                tap!("528", "80"),
+            )
+        };
+    }
+    #[cfg(ferrite_v7m)]
+    macro_rules! tap {
+        ($x:literal, $x8:literal, $w:literal, $w8:literal) => {
+            concat!(
+                "ldrd {x0}, {x1}, [{p}, #",
+                $x,
+                "]\n",
+                "ldrd {w0}, {w1}, [{wt}, #",
+                $w,
+                "]\n",
+                "mla r0, {x0}, {w0}, r0\n",
+                "mla r1, {x1}, {w1}, r1\n",
+                "ldrd {x0}, {x1}, [{p}, #",
+                $x8,
+                "]\n",
+                "ldrd {w0}, {w1}, [{wt}, #",
+                $w8,
+                "]\n",
+                "mla r2, {x0}, {w0}, r2\n",
+                "mla r3, {x1}, {w1}, r3\n",
+            )
+        };
+    }
+    #[cfg(ferrite_v7m)]
+    macro_rules! taps {
+        () => {
+            concat!(
+                tap!("0", "8", "16", "24"),
+                tap!("16", "24", "32", "40"),
+                tap!("32", "40", "48", "56"),
+                tap!("256", "264", "64", "72"),
+                tap!("272", "280", "80", "88"),
+                tap!("288", "296", "96", "104"),
+                tap!("512", "520", "112", "120"),
+                tap!("528", "536", "128", "136"),
+                tap!("544", "552", "144", "152"),
+            )
+        };
+    }
+    // SAFETY: for each of the `count` positions, reads the nine taps of the window (within the
+    // reach the caller checked against `window`), words 0..TABLE_WORDS of `table`, and writes
+    // four words of `accs` (`end` is one past `4 * count` words). All are word-aligned `u32`/`i32`
+    // arrays. No stack use; SMLAxy may set the Q flag, which nothing reads.
+    macro_rules! row_loop {
+        ($step:literal) => {
+            unsafe {
+                core::arch::asm!(
+                    "2:",
+                    "ldm {wt}, {{r0, r1, r2, r3}}",
+                    taps!(),
+                    "stm {acc}!, {{r0, r1, r2, r3}}",
+                    concat!("add {p}, {p}, #", $step),
+                    "cmp {acc}, {end}",
+                    "bne 2b",
+                    p = inout(reg) window.as_ptr() => _,
+                    wt = in(reg) table.as_ptr(),
+                    acc = inout(reg) accs.as_mut_ptr() => _,
+                    end = in(reg) end,
+                    x0 = out(reg) _,
+                    x1 = out(reg) _,
+                    w0 = out(reg) _,
+                    w1 = out(reg) _,
+                    out("r0") _,
+                    out("r1") _,
+                    out("r2") _,
+                    out("r3") _,
+                    options(nostack),
+                )
+            }
+        };
+    }
+    // One column is 8 bytes with the DSP layout, 16 without.
+    match (cfg!(ferrite_dsp), stride) {
+        (true, 1) => {
+            row_loop!("8");
+        }
+        (true, _) => {
+            row_loop!("16");
+        }
+        (false, 1) => {
+            row_loop!("16");
+        }
+        (false, _) => {
+            row_loop!("32");
         }
     }
 }
@@ -682,8 +997,8 @@ mod tests {
             pad_top: 1,
             pad_left: 1,
         };
-        assert!(fits::<true>(&g(25)) && fits::<false>(&g(25)));
-        assert!(fits::<true>(&g(60)) && !fits::<false>(&g(60)));
+        assert!(fits::<true>(&g(20)) && fits::<false>(&g(20)));
+        assert!(fits::<true>(&g(40)) && !fits::<false>(&g(40)));
         assert!(!fits::<true>(&g(100)) && !fits::<false>(&g(100)));
     }
 }
