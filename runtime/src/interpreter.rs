@@ -157,9 +157,21 @@ impl<'m> Interpreter<'m> {
 
     /// Like [`Self::invoke`], calling `after_op(step, op)` once each operator has run (for per-layer
     /// timing or tracing).
-    pub fn invoke_with(&mut self, mut after_op: impl FnMut(usize, &Op<'_>)) -> Result<(), Error> {
+    pub fn invoke_with(&mut self, after_op: impl FnMut(usize, &Op<'_>)) -> Result<(), Error> {
+        self.invoke_traced(|_, _| {}, after_op)
+    }
+
+    /// Like [`Self::invoke_with`], also calling `before_op(step, op)` once the operator is decoded
+    /// from the model and before it runs: what lies between an `after_op` and the next
+    /// `before_op` is the interpreter's own work (decoding and dispatch).
+    pub fn invoke_traced(
+        &mut self,
+        mut before_op: impl FnMut(usize, &Op<'_>),
+        mut after_op: impl FnMut(usize, &Op<'_>),
+    ) -> Result<(), Error> {
         for (step, op) in self.model.graph().ops.iter().enumerate() {
             let op = op.map_err(|_| CORRUPT)?;
+            before_op(step, &op);
             run(&op, self.arena)?;
             after_op(step, &op);
         }

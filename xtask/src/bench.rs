@@ -5,10 +5,11 @@
 //!
 //! The firmware is the golden-case runner with the `bench` feature, on the models of `tests/bench/`:
 //! it calls `ferrite_bench_mark()` twice back to back at boot (calibration: the marker's own cost),
-//! once before `invoke_with`, once after each operator and once after invoke. A layer's count is the
-//! difference of consecutive marks minus the calibration; it includes the interpreter's per-operator
-//! work (decoding the operator from the file, dispatch, the callback), which is not separable from
-//! the kernel by marks.
+//! once before `invoke_traced`, once before and once after each operator and once after invoke. A
+//! layer's count is the difference of its two marks minus the calibration: the operator's run
+//! (views of its tensors, parameter set-up, kernel). What lies between an operator's end and the
+//! next one's start (decoding the operator from the model, the loop, the callbacks) plus the
+//! invoke's entry and exit is the interpreter's own overhead, reported separately.
 
 use crate::{
     boards::Machine,
@@ -303,6 +304,8 @@ pub(crate) struct Measured {
     pub(crate) machine: BenchMachine,
     pub(crate) layers: Vec<Layer>,
     pub(crate) total: u64,
+    /// Instructions of the invoke outside the operators' runs.
+    pub(crate) overhead: u64,
     pub(crate) calibration: u64,
     pub(crate) flash: u64,
     pub(crate) model_bytes: u64,
@@ -543,14 +546,14 @@ pub(crate) fn measure(
     let model = ferrite_runtime::Model::from_bytes(&model_bytes)
         .map_err(|e| anyhow!("{}: {e}", case.name))?;
     let ops: Vec<_> = model.ops().collect();
-    // Marks: 2 calibration, 1 before invoke, 1 per operator, 1 after invoke.
-    if marks.len() != ops.len() + 4 {
+    // Marks: 2 calibration, 1 before invoke, 2 per operator (before, after), 1 after invoke.
+    if marks.len() != 2 * ops.len() + 4 {
         bail!(
-            "{} on {}: {} marks, expected {} (2 calibration + {} operators + 2)",
+            "{} on {}: {} marks, expected {} (2 calibration + 2 x {} operators + 2)",
             case.name,
             m.name(),
             marks.len(),
-            ops.len() + 4,
+            2 * ops.len() + 4,
             ops.len()
         );
     }
@@ -580,10 +583,12 @@ pub(crate) fn measure(
             baseline: baseline(&case.name, &name),
             name,
             op: op.name(),
-            instructions: marks[step + 3] - marks[step + 2] - calibration,
+            instructions: marks[2 * step + 4] - marks[2 * step + 3] - calibration,
         });
     }
-    let total = marks[ops.len() + 3] - marks[2] - (ops.len() as u64 + 1) * calibration;
+    let last = 2 * ops.len() + 3;
+    let total = marks[last] - marks[2] - (2 * ops.len() as u64 + 1) * calibration;
+    let overhead = total - layers.iter().map(|l| l.instructions).sum::<u64>();
     let stack = log
         .iter()
         .find_map(|line| {
@@ -600,6 +605,7 @@ pub(crate) fn measure(
         machine,
         layers,
         total,
+        overhead,
         calibration,
         flash: usage.flash,
         model_bytes: model_bytes.len() as u64,
@@ -774,6 +780,14 @@ fn report(outcomes: &[Outcome], commit: &str) -> String {
             "| | **whole network** | ".to_string(),
         );
         let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "Interpreter overhead (outside the operators' runs: decoding each operator from the model, \
+             dispatch, invoke entry and exit): {} instructions per inference, {} per operator; \
+             included in the whole-network count.",
+            thousands(m.overhead),
+            thousands(m.overhead / m.layers.len().max(1) as u64)
+        );
         if let Some((m4, m3)) = tflm_total(&m.model) {
             let tflm = match m.machine {
                 BenchMachine::An386 => m4,
@@ -831,6 +845,7 @@ fn to_json(outcomes: &[Outcome], commit: &str) -> Value {
                 "bit_exact": m.passed,
                 "instructions": {
                     "total": m.total,
+                    "interpreter_overhead": m.overhead,
                     "marker_calibration": m.calibration,
                     "layers": m.layers.iter().map(|l| json!({
                         "step": l.step,

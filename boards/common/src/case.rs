@@ -97,9 +97,11 @@ pub fn run() -> Outcome {
     }
 
     ferrite_bench_mark();
-    // With `bench`, a mark after each operator gives per-layer counts.
+    // With `bench`, a mark before and after each operator gives per-layer counts, and the
+    // interpreter's own work between operators.
     #[cfg(feature = "bench")]
-    let invoked = interpreter.invoke_with(|_, _| ferrite_bench_mark());
+    let invoked =
+        interpreter.invoke_traced(|_, _| ferrite_bench_mark(), |_, _| ferrite_bench_mark());
     #[cfg(not(feature = "bench"))]
     let invoked = interpreter.invoke();
     ferrite_bench_mark();
