@@ -2,7 +2,7 @@
 //! so it is tabulated once per invoke (256 entries per input) and each element costs two loads,
 //! an add and the output rescaling.
 
-use super::ChannelQuant;
+use super::{ChannelQuant, RightShiftQuant};
 use crate::kernels::elementwise::AddParams;
 
 /// Same result as [`crate::kernels::elementwise::add_s8`] when `a`, `b` and `out` have one shape.
@@ -19,13 +19,120 @@ pub fn add_s8_same_shape(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) {
         }
         t
     };
-    let t1 = table(p.input1_offset, p.input1.multiplier, p.input1.shift);
-    let t2 = table(p.input2_offset, p.input2.multiplier, p.input2.shift);
+    // Input 1's table, then input 2's.
+    let mut tables = [0i32; 512];
+    tables[..256].copy_from_slice(&table(p.input1_offset, p.input1.multiplier, p.input1.shift));
+    tables[256..].copy_from_slice(&table(p.input2_offset, p.input2.multiplier, p.input2.shift));
+    let (t1, t2) = tables.split_at(256);
     let output = ChannelQuant::from_parts(p.output.multiplier, p.output.shift);
+    if let Some(fast) = RightShiftQuant::from_parts(output, p.output_offset, p.act_min, p.act_max) {
+        if add_loop(fast, &tables, a, b, out) {
+            return;
+        }
+    }
     for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
         let sum = t1[x as u8 as usize].wrapping_add(t2[y as u8 as usize]);
         let raw = output.scale(sum).wrapping_add(p.output_offset);
         *o = raw.clamp(p.act_min, p.act_max) as i8;
+    }
+}
+
+/// Largest magnitude of a table entry.
+fn max_abs(t: &[i32]) -> u32 {
+    t.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0)
+}
+
+/// The elements through `fast` when no sum of two table entries reaches 2^30 in magnitude (so its
+/// double fits in 32 bits, as `fast` needs); `false`, with nothing written, otherwise. One
+/// assembly loop on Arm targets.
+#[inline(always)]
+fn add_loop(
+    fast: RightShiftQuant,
+    tables: &[i32; 512],
+    a: &[i8],
+    b: &[i8],
+    out: &mut [i8],
+) -> bool {
+    let n = out.len();
+    let bound = max_abs(&tables[..256]) as u64 + max_abs(&tables[256..]) as u64;
+    if bound >= 1 << 30 || a.len() < n || b.len() < n {
+        return false;
+    }
+    if n > 0 {
+        add_asm(fast, tables, a, b, out);
+    }
+    true
+}
+
+#[cfg(not(any(ferrite_dsp, ferrite_v7m)))]
+#[inline(always)]
+fn add_asm(fast: RightShiftQuant, tables: &[i32; 512], a: &[i8], b: &[i8], out: &mut [i8]) {
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        let sum = tables[x as u8 as usize] + tables[256 + y as u8 as usize];
+        *o = fast.requantize_doubled(sum + sum);
+    }
+}
+
+/// [`add_asm`] on Armv7E-M (`SMMULR`) and Armv7-M (`SMULL` and a 64-bit rounding add).
+#[cfg(any(ferrite_dsp, ferrite_v7m))]
+#[allow(unsafe_code)]
+#[inline(always)]
+fn add_asm(fast: RightShiftQuant, tables: &[i32; 512], a: &[i8], b: &[i8], out: &mut [i8]) {
+    #[cfg(ferrite_dsp)]
+    macro_rules! high {
+        () => {
+            "smmulr {y}, {x}, {m}"
+        };
+    }
+    #[cfg(ferrite_v7m)]
+    macro_rules! high {
+        () => {
+            concat!(
+                "smull {x}, {y}, {x}, {m}\n",
+                "adds {x}, {x}, #0x80000000\n",
+                "adc {y}, {y}, #0",
+            )
+        };
+    }
+    // SAFETY: reads a[..n] and b[..n] (the caller checked both lengths), table entries at
+    // unsigned byte indexes (0..256 and 256..512: inside the 512-entry table), writes out[..n]
+    // with n = out.len() >= 1. No stack use.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "ldrb {x}, [{pa}], #1",
+            "ldrb {y}, [{pb}], #1",
+            "ldr {x}, [{t}, {x}, lsl #2]",
+            "add {y}, {t}, {y}, lsl #2",
+            "ldr {y}, [{y}, #1024]",
+            "add {x}, {x}, {y}",
+            "add {x}, {x}, {x}",
+            high!(),
+            "add {x}, {y}, {round}",
+            "add {x}, {x}, {y}, asr #31",
+            "asr {x}, {x}, {right}",
+            "cmp {x}, {min}",
+            "it lt",
+            "movlt {x}, {min}",
+            "cmp {x}, #127",
+            "it gt",
+            "movgt {x}, #127",
+            "strb {x}, [{po}], #1",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            pa = inout(reg) a.as_ptr() => _,
+            pb = inout(reg) b.as_ptr() => _,
+            po = inout(reg) out.as_mut_ptr() => _,
+            n = inout(reg) out.len() => _,
+            t = in(reg) tables.as_ptr(),
+            m = in(reg) fast.multiplier,
+            round = in(reg) fast.round,
+            right = in(reg) fast.right,
+            min = in(reg) fast.act_min,
+            x = out(reg) _,
+            y = out(reg) _,
+            options(nostack),
+        );
     }
 }
 
@@ -66,6 +173,39 @@ mod tests {
                 output: scales.2,
                 act_min: clamp.0.min(clamp.1),
                 act_max: clamp.0.max(clamp.1),
+            };
+            let mut rng = crate::kernels::testutil::Rng::new(seed);
+            let (a, b): (Vec<i8>, Vec<i8>) = (rng.i8_vec(len), rng.i8_vec(len));
+            let shape = Nhwc::new(1, 1, 1, len);
+            let mut want = vec![0i8; len];
+            add_s8(&p, shape, &a, shape, &b, shape, &mut want);
+            let mut got = vec![0i8; len];
+            add_s8_same_shape(&p, &a, &b, &mut got);
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn matches_reference_in_the_fast_form(
+            len in 1..200usize,
+            offsets in (-127..=128i32, -127..=128i32, -128..=127i32),
+            inputs in ((1i32 << 30)..i32::MAX, -2..=0i32, (1i32 << 30)..i32::MAX, -2..=0i32),
+            output in ((1i32 << 30)..i32::MAX, -22..=-1i32),
+            act_min in -128..=127i32,
+            seed: u64,
+        ) {
+            // Int8 Add as converters prepare it: left shift 20, input factors at most 1/2, a
+            // right-shift output factor, clamp up to 127 (the assembly loop's form).
+            let requant = |multiplier, shift| Requant { multiplier, shift };
+            let p = AddParams {
+                input1_offset: offsets.0,
+                input2_offset: offsets.1,
+                output_offset: offsets.2,
+                left_shift: 20,
+                input1: requant(inputs.0, inputs.1),
+                input2: requant(inputs.2, inputs.3),
+                output: requant(output.0, output.1),
+                act_min,
+                act_max: 127,
             };
             let mut rng = crate::kernels::testutil::Rng::new(seed);
             let (a, b): (Vec<i8>, Vec<i8>) = (rng.i8_vec(len), rng.i8_vec(len));

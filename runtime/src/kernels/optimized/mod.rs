@@ -259,18 +259,37 @@ impl RightShiftQuant {
     /// `None` when the channel is not of this form.
     #[inline(always)]
     pub(crate) fn new(cq: ChannelQuant, q: &OutputQuant<'_>) -> Option<Self> {
+        Self::from_parts(cq, q.output_offset, q.act_min, q.act_max)
+    }
+
+    /// [`Self::new`] from the output offset and clamp.
+    #[inline(always)]
+    pub(crate) fn from_parts(
+        cq: ChannelQuant,
+        output_offset: i32,
+        act_min: i32,
+        act_max: i32,
+    ) -> Option<Self> {
         let form = cq.left == 0
             && (1..=21).contains(&cq.right)
-            && q.act_max == 127
-            && (-128..=127).contains(&q.act_min)
-            && (-128..=127).contains(&q.output_offset);
+            && act_max == 127
+            && (-128..=127).contains(&act_min)
+            && (-128..=127).contains(&output_offset);
         form.then(|| Self {
             multiplier: cq.multiplier,
             right: cq.right,
-            round: cq.round_up + (q.output_offset << cq.right),
-            act_min: q.act_min,
+            round: cq.round_up + (output_offset << cq.right),
+            act_min,
             channel: cq,
         })
+    }
+
+    /// [`Self::requantize`] of `acc` given `acc2 = 2 acc` (which fits in 32 bits).
+    #[inline(always)]
+    pub(crate) fn requantize_doubled(self, acc2: i32) -> i8 {
+        let high = dsp::smmulr(acc2, self.multiplier);
+        let v = (high + self.round + (high >> 31)) >> self.right;
+        v.max(self.act_min).min(127) as i8
     }
 
     /// Same result as `channel.requantize(q, acc)`. With `2 acc` in 32 bits, `high` is the
@@ -279,11 +298,7 @@ impl RightShiftQuant {
     #[inline(always)]
     pub(crate) fn requantize(self, q: &OutputQuant<'_>, acc: i32) -> i8 {
         match acc.checked_add(acc) {
-            Some(acc2) => {
-                let high = dsp::smmulr(acc2, self.multiplier);
-                let v = (high + self.round + (high >> 31)) >> self.right;
-                v.max(self.act_min).min(127) as i8
-            }
+            Some(acc2) => self.requantize_doubled(acc2),
             None => self.channel.requantize(q, acc),
         }
     }
