@@ -36,16 +36,15 @@ fn padded_width(g: &ConvGeometry) -> usize {
 }
 
 /// Whether [`depthwise_conv2d_s8_fast`] takes this geometry: the kernel fits the weight table and
-/// its rows fit the ring.
+/// the ring holds its height span of rows for at least one output column.
 pub fn fits<const DSP: bool>(g: &ConvGeometry) -> bool {
-    let (_, words) = block_shape(DSP);
     let span_h = g.kernel_h.saturating_sub(1) * g.dilation_h + 1;
     g.kernel_h * g.kernel_w <= MAX_TAPS
         && g.kernel_h >= 1
         && g.kernel_w >= 1
         && span_h < MAX_SLOTS
-        && (span_h + 1) * padded_width(g) * words <= RING_WORDS
-        && g.output.w * block_shape(DSP).0 <= ACC_WORDS
+        && g.output.w >= 1
+        && tile_width::<DSP>(g) >= 1
 }
 
 /// Same contract and bit-exact result as [`crate::kernels::depthwise_conv2d::depthwise_conv2d_s8`]
@@ -143,59 +142,84 @@ fn general_block<const DSP: bool>(
 ) {
     let (lanes, words) = block_shape(DSP);
     let c = g.output.c;
-    let width = padded_width(g);
-    let slot_len = width * words;
     let slots = (g.kernel_h - 1) * g.dilation_h + 1;
-    let zero_row = slots * slot_len;
-    ring[zero_row..zero_row + slot_len].fill(0);
-    let off = q.input_offset;
-    // Accumulators of up to `batch` output rows, `lanes` per position, requantized together a
-    // channel at a time (output positions of consecutive rows are evenly spaced in the tensor).
+    // Output columns are processed in tiles whose input columns fit a ring slot.
+    let tile = tile_width::<DSP>(g);
     let mut accs = [0i32; ACC_WORDS];
-    let row_words = g.output.w * lanes;
-    let batch = (ACC_WORDS / row_words).max(1);
-    for n in 0..g.input.n {
-        // Input row held by each slot.
-        let mut held = [usize::MAX; MAX_SLOTS];
-        let mut first = 0;
-        for oy in 0..g.output.h {
-            let mut rows = [0usize; MAX_SLOTS];
-            for (ky, row) in rows.iter_mut().enumerate().take(g.kernel_h) {
-                let y = oy * g.stride_h + ky * g.dilation_h;
-                *row = match y.checked_sub(g.pad_top) {
-                    Some(iy) if iy < g.input.h => {
-                        let s = iy % slots;
-                        if held[s] != iy {
-                            let src = &input[g.input.index(n, iy, 0, c0)..];
-                            let dst = &mut ring[s * slot_len..][..slot_len];
-                            expand::<DSP>(src, c, g.input.w, real, g.pad_left, off, dst);
-                            held[s] = iy;
+    for ox0 in (0..g.output.w).step_by(tile) {
+        let count = tile.min(g.output.w - ox0);
+        let slot_len = ((count - 1) * g.stride_w + (g.kernel_w - 1) * g.dilation_w + 1) * words;
+        let start = (ox0 * g.stride_w) as isize - g.pad_left as isize;
+        let zero_row = slots * slot_len;
+        ring[zero_row..zero_row + slot_len].fill(0);
+        // Accumulators of up to `batch` output rows, `lanes` per position, requantized together a
+        // channel at a time: the positions of consecutive rows are evenly spaced in the tensor when
+        // one tile spans the row.
+        let row_words = count * lanes;
+        let batch = if count == g.output.w {
+            (ACC_WORDS / row_words).max(1)
+        } else {
+            1
+        };
+        for n in 0..g.input.n {
+            // Input row held by each slot.
+            let mut held = [usize::MAX; MAX_SLOTS];
+            let mut first = 0;
+            for oy in 0..g.output.h {
+                let mut rows = [0usize; MAX_SLOTS];
+                for (ky, row) in rows.iter_mut().enumerate().take(g.kernel_h) {
+                    let y = oy * g.stride_h + ky * g.dilation_h;
+                    *row = match y.checked_sub(g.pad_top) {
+                        Some(iy) if iy < g.input.h => {
+                            let s = iy % slots;
+                            if held[s] != iy {
+                                let src = &input[g.input.index(n, iy, 0, c0)..];
+                                let dst = &mut ring[s * slot_len..][..slot_len];
+                                let off = q.input_offset;
+                                expand::<DSP>(src, c, g.input.w, real, start, off, dst);
+                                held[s] = iy;
+                            }
+                            s * slot_len
                         }
-                        s * slot_len
-                    }
-                    _ => zero_row,
-                };
-            }
-            let row_accs = &mut accs[(oy - first) * row_words..][..row_words];
-            if g.kernel_h == 3 && g.kernel_w == 3 && g.dilation_w == 1 {
-                let row = |ky: usize| &ring[rows[ky]..][..slot_len];
-                let rows3 = [row(0), row(1), row(2)];
-                if DSP {
-                    taps_row_3x3_dsp(rows3, weights, g.stride_w, acc0, row_accs);
-                } else {
-                    taps_row_3x3(rows3, weights, g.stride_w, acc0, row_accs);
+                        _ => zero_row,
+                    };
                 }
-            } else {
-                let rows = &rows[..g.kernel_h];
-                taps_row_any::<DSP>(&ring[..], rows, slot_len, weights, g, acc0, row_accs);
-            }
-            if oy + 1 - first == batch || oy + 1 == g.output.h {
-                let out = &mut output[g.output.index(n, first, 0, c0)..];
-                let done = &accs[..(oy + 1 - first) * row_words];
-                requantize_row(q, cq, done, lanes, out, c);
-                first = oy + 1;
+                let row_accs = &mut accs[(oy - first) * row_words..][..row_words];
+                if g.kernel_h == 3 && g.kernel_w == 3 && g.dilation_w == 1 {
+                    let row = |ky: usize| &ring[rows[ky]..][..slot_len];
+                    let rows3 = [row(0), row(1), row(2)];
+                    if DSP {
+                        taps_row_3x3_dsp(rows3, weights, g.stride_w, acc0, row_accs);
+                    } else {
+                        taps_row_3x3(rows3, weights, g.stride_w, acc0, row_accs);
+                    }
+                } else {
+                    let rows = &rows[..g.kernel_h];
+                    taps_row_any::<DSP>(&ring[..], rows, slot_len, weights, g, acc0, row_accs);
+                }
+                if oy + 1 - first == batch || oy + 1 == g.output.h {
+                    let out = &mut output[g.output.index(n, first, ox0, c0)..];
+                    let done = &accs[..(oy + 1 - first) * row_words];
+                    requantize_row(q, cq, done, lanes, out, c);
+                    first = oy + 1;
+                }
             }
         }
+    }
+}
+
+/// Output columns per tile of [`general_block`]: as many as the ring's slots (one per row of the
+/// kernel's height span, and a zero row) and the accumulators hold; 0 if not even one does.
+fn tile_width<const DSP: bool>(g: &ConvGeometry) -> usize {
+    let (lanes, words) = block_shape(DSP);
+    let slots = g.kernel_h.saturating_sub(1) * g.dilation_h + 2;
+    let span_w = g.kernel_w.saturating_sub(1) * g.dilation_w + 1;
+    let columns = RING_WORDS / (slots * words);
+    match columns.checked_sub(span_w) {
+        Some(room) => (room / g.stride_w.max(1) + 1)
+            .min(ACC_WORDS / lanes)
+            .min(g.output.w),
+        None => 0,
     }
 }
 
@@ -270,7 +294,15 @@ fn narrow_block<const DSP: bool>(
                     match usize::try_from(iy) {
                         Ok(iy) if iy < g.input.h => {
                             let src = &input[g.input.index(n, iy, 0, c0)..];
-                            expand::<DSP>(src, c, g.input.w, real, g.pad_left, q.input_offset, dst);
+                            expand::<DSP>(
+                                src,
+                                c,
+                                g.input.w,
+                                real,
+                                -(g.pad_left as isize),
+                                q.input_offset,
+                                dst,
+                            );
                         }
                         _ => dst.fill(0),
                     }
@@ -648,23 +680,26 @@ fn word(b: &[i8]) -> u32 {
 }
 
 /// Expands one input row (`src` starts at its first column's channel `c0`, columns every `c`
-/// bytes, `real` channels used) into `dst`: padding columns zero, the rest widened with `off` added.
+/// bytes, `real` channels used) into `dst`, whose column `j` is input column `start + j`: columns
+/// outside the input zero, the rest widened with `off` added.
 #[inline(always)]
 fn expand<const DSP: bool>(
     src: &[i8],
     c: usize,
     width: usize,
     real: usize,
-    pad_left: usize,
+    start: isize,
     off: i32,
     dst: &mut [u32],
 ) {
     let (_, words) = block_shape(DSP);
     let columns = dst.len() / words;
-    let first = pad_left.min(columns);
-    let last = (pad_left + width).min(columns);
+    // Destination columns first..last hold input columns start + first..start + last.
+    let first = (-start).clamp(0, columns as isize) as usize;
+    let last = (width as isize - start).clamp(first as isize, columns as isize) as usize;
     dst[..first * words].fill(0);
     dst[last * words..].fill(0);
+    let src = &src[(start + first as isize) as usize * c..];
     let inside = &mut dst[first * words..last * words];
     if DSP {
         let off2 = (off as u32 & 0xffff) * 0x1_0001;
@@ -984,7 +1019,74 @@ mod tests {
     }
 
     #[test]
-    fn wide_rows_take_the_reference() {
+    fn tiled_rows_match_reference() {
+        // Rows wider than a ring slot, in every combination the tiles must get right.
+        let mut rng = crate::kernels::testutil::Rng::new(7);
+        for case in 0..60 {
+            let k = [1, 3, 5][case % 3];
+            let (stride, dilation) = (1 + case % 2, 1 + (case / 2) % 2);
+            let span = (k - 1) * dilation + 1;
+            let w = rng.range(40, 140) as usize;
+            let (pad_left, pad_top) = (rng.range(0, span as i32 - 1) as usize, (span - 1) / 2);
+            let out_w = (w + 2 * pad_left).saturating_sub(span) / stride + 1;
+            let h = rng.range(span as i32, span as i32 + 3) as usize;
+            let out_h = (h + 2 * pad_top - span) / stride + 1;
+            let ch = rng.range(1, 9) as usize;
+            let g = ConvGeometry {
+                input: crate::kernels::Nhwc::new(1, h, w, ch),
+                output: crate::kernels::Nhwc::new(1, out_h, out_w, ch),
+                kernel_h: k,
+                kernel_w: k,
+                stride_h: stride,
+                stride_w: stride,
+                dilation_h: dilation,
+                dilation_w: dilation,
+                pad_top,
+                pad_left,
+            };
+            let le = |v: &[i32]| {
+                v.iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect::<std::vec::Vec<u8>>()
+            };
+            let multiplier = le(&(0..ch)
+                .map(|_| rng.range(1 << 30, i32::MAX))
+                .collect::<std::vec::Vec<_>>());
+            let shift = le(&(0..ch)
+                .map(|_| rng.range(-10, 0))
+                .collect::<std::vec::Vec<_>>());
+            let bias = le(&(0..ch)
+                .map(|_| rng.range(-5000, 5000))
+                .collect::<std::vec::Vec<_>>());
+            let q = OutputQuant {
+                input_offset: rng.range(-127, 128),
+                output_offset: rng.range(-128, 127),
+                act_min: -128,
+                act_max: 127,
+                multiplier: LeI32::new(&multiplier).unwrap(),
+                shift: LeI32::new(&shift).unwrap(),
+            };
+            let input = rng.i8_vec(g.input.len());
+            let filter = rng.i8_vec(k * k * ch);
+            let bias = LeI32::new(&bias).unwrap();
+            let mut want = vec![0i8; g.output.len()];
+            depthwise_conv2d_s8(&g, 1, &q, &input, &filter, bias, &mut want);
+            for dsp in [false, true] {
+                let mut got = vec![0i8; g.output.len()];
+                if dsp {
+                    assert!(fits::<true>(&g));
+                    depthwise_conv2d_s8_fast::<true>(&g, &q, &input, &filter, bias, &mut got);
+                } else {
+                    assert!(fits::<false>(&g));
+                    depthwise_conv2d_s8_fast::<false>(&g, &q, &input, &filter, bias, &mut got);
+                }
+                assert_eq!(got, want, "case {case}, dsp {dsp}, {g:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn wide_rows_are_tiled() {
         let g = |w| ConvGeometry {
             input: crate::kernels::Nhwc::new(1, 3, w, 8),
             output: crate::kernels::Nhwc::new(1, 3, w, 8),
@@ -997,8 +1099,11 @@ mod tests {
             pad_top: 1,
             pad_left: 1,
         };
-        assert!(fits::<true>(&g(20)) && fits::<false>(&g(20)));
-        assert!(fits::<true>(&g(40)) && !fits::<false>(&g(40)));
-        assert!(!fits::<true>(&g(100)) && !fits::<false>(&g(100)));
+        // Wide rows are processed in tiles of output columns.
+        for w in [20, 40, 100, 300] {
+            assert!(fits::<true>(&g(w)) && fits::<false>(&g(w)));
+        }
+        assert_eq!(tile_width::<true>(&g(20)), 20);
+        assert!(tile_width::<false>(&g(100)) < 100);
     }
 }
