@@ -150,8 +150,11 @@ fn general_block<const DSP: bool>(
         let count = tile.min(g.output.w - ox0);
         let slot_len = ((count - 1) * g.stride_w + (g.kernel_w - 1) * g.dilation_w + 1) * words;
         let start = (ox0 * g.stride_w) as isize - g.pad_left as isize;
+        if tile < g.output.w {
+            // Another tile's columns may be left where this tile has padding.
+            ring.fill(0);
+        }
         let zero_row = slots * slot_len;
-        ring[zero_row..zero_row + slot_len].fill(0);
         // Accumulators of up to `batch` output rows, `lanes` per position, requantized together a
         // channel at a time: the positions of consecutive rows are evenly spaced in the tensor when
         // one tile spans the row.
@@ -680,8 +683,8 @@ fn word(b: &[i8]) -> u32 {
 }
 
 /// Expands one input row (`src` starts at its first column's channel `c0`, columns every `c`
-/// bytes, `real` channels used) into `dst`, whose column `j` is input column `start + j`: columns
-/// outside the input zero, the rest widened with `off` added.
+/// bytes, `real` channels used) into `dst`, whose column `j` is input column `start + j`, widened
+/// with `off` added. Columns outside the input are left as they are: the callers keep them zero.
 #[inline(always)]
 fn expand<const DSP: bool>(
     src: &[i8],
@@ -697,8 +700,6 @@ fn expand<const DSP: bool>(
     // Destination columns first..last hold input columns start + first..start + last.
     let first = (-start).clamp(0, columns as isize) as usize;
     let last = (width as isize - start).clamp(first as isize, columns as isize) as usize;
-    dst[..first * words].fill(0);
-    dst[last * words..].fill(0);
     let src = &src[(start + first as isize) as usize * c..];
     let inside = &mut dst[first * words..last * words];
     if DSP {
