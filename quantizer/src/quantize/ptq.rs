@@ -612,6 +612,29 @@ fn window(w: &crate::ir::Window2d) -> Result<Window> {
     })
 }
 
+/// How the int8 requantization factors of Conv2d, DepthwiseConv2d, FullyConnected and Mean are
+/// written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Requantization {
+    /// TFLite's `QuantizeMultiplier` of `input_scale * weight_scale / output_scale` (in f64): the
+    /// runtime computes what TFLite computes.
+    TfLite,
+    /// ONNX Q/DQ semantics as onnxruntime computes them: the factor in f32 as
+    /// `(input_scale * weight_scale) / output_scale`, written in the form with one rounding
+    /// ([`params::single_rounding_multiplier`]).
+    Onnx,
+}
+
+/// What the lowering records and how it rounds, beyond the graph and its parameters.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Lowering {
+    /// SHA-256 of the source model file, recorded in the output's metadata.
+    pub source_sha256: [u8; 32],
+    /// Every node's output becomes a model output, for per-layer comparisons.
+    pub expose_all: bool,
+    pub requantization: Requantization,
+}
+
 /// Builds the `.ferrite` model.
 fn lower(
     graph: &Graph,
@@ -627,8 +650,11 @@ fn lower(
         qp,
         weights,
         &[],
-        source_sha256,
-        expose_all,
+        Lowering {
+            source_sha256,
+            expose_all,
+            requantization: Requantization::TfLite,
+        },
     )
 }
 
@@ -641,9 +667,13 @@ pub(crate) fn lower_prequantized(
     qp: &[Option<QParams>],
     weights: &[Option<(Vec<i8>, Vec<f32>)>],
     biases: &[Option<Vec<i32>>],
-    source_sha256: [u8; 32],
-    expose_all: bool,
+    options: Lowering,
 ) -> Result<Built> {
+    let Lowering {
+        source_sha256,
+        expose_all,
+        requantization,
+    } = options;
     // Constant data first, so the builder can borrow it.
     let mut data: Vec<NodeData> = Vec::with_capacity(graph.nodes.len());
     for (i, n) in graph.nodes.iter().enumerate() {
@@ -671,7 +701,14 @@ pub(crate) fn lower_prequantized(
             };
             d.bias = le_bytes(&q_bias, i32::to_le_bytes);
             for &s in scales {
-                let r = quantize_multiplier(s_in as f64 * s as f64 / s_out as f64);
+                let r = match requantization {
+                    Requantization::TfLite => {
+                        quantize_multiplier(s_in as f64 * s as f64 / s_out as f64)
+                    }
+                    Requantization::Onnx => {
+                        params::single_rounding_multiplier((s_in * s / s_out) as f64)
+                    }
+                };
                 d.multiplier.extend(r.multiplier.to_le_bytes());
                 d.shift.extend(r.shift.to_le_bytes());
             }
@@ -932,14 +969,28 @@ pub(crate) fn lower_prequantized(
                     s.len()
                 );
                 let p = in_q(0);
-                let quant = (!float).then(|| {
-                    MeanParams::prepare(
+                let count = s[1] * s[2];
+                let quant = (!float).then(|| match requantization {
+                    Requantization::TfLite => MeanParams::prepare(
                         p.scale,
                         p.zero_point,
                         out_q.scale,
                         out_q.zero_point,
-                        s[1] * s[2],
-                    )
+                        count,
+                    ),
+                    // onnxruntime's integer mean (QLinearGlobalAveragePool) rescales the
+                    // zero-point-corrected sum by `input_scale / (output_scale * count)` in f32 and
+                    // rounds once, also when input and output quantization are the same (where
+                    // TFLite truncates the raw sum's quotient).
+                    Requantization::Onnx => MeanParams {
+                        input_zero_point: p.zero_point,
+                        output_zero_point: out_q.zero_point,
+                        num_elements: count as u32,
+                        same_quantization: false,
+                        requant: params::single_rounding_multiplier(
+                            (p.scale / (out_q.scale * count as f32)) as f64,
+                        ),
+                    },
                 });
                 RtOp::Mean(Unary {
                     input: x,
