@@ -347,7 +347,15 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32]) -> Result<Built> {
         if qp[n.output].is_none() && pass_through && ins_known {
             qp[n.output] = qp[n.inputs[0]];
         }
-        if pass_through || matches!(n.op, Op::AveragePool2d { .. }) {
+        // A global average pool is lowered as a mean, which may requantize; other pools keep their
+        // input's quantization.
+        let requantizes = match &n.op {
+            Op::AveragePool2d { window, .. } => {
+                ptq::global_pool(window, &graph.values[n.inputs[0]].shape)
+            }
+            _ => false,
+        };
+        if pass_through || (matches!(n.op, Op::AveragePool2d { .. }) && !requantizes) {
             if let (Some(a), Some(b)) = (qp[n.inputs[0]], qp[n.output]) {
                 ensure!(
                     a == b,

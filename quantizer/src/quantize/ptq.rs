@@ -600,6 +600,27 @@ fn node_activation(clamp: Clamp, node: &Node, float: bool) -> Result<Activation>
     })
 }
 
+/// Mean parameters as onnxruntime's integer mean (QLinearGlobalAveragePool) computes it: the
+/// zero-point-corrected sum rescaled by `input_scale / (output_scale * count)` in f32 and rounded
+/// once, also when input and output quantization are the same (where TFLite truncates the raw sum's
+/// quotient).
+fn onnx_mean(input: QParams, output: QParams, count: usize) -> MeanParams {
+    MeanParams {
+        input_zero_point: input.zero_point,
+        output_zero_point: output.zero_point,
+        num_elements: count as u32,
+        same_quantization: false,
+        requant: params::single_rounding_multiplier(
+            (input.scale / (output.scale * count as f32)) as f64,
+        ),
+    }
+}
+
+/// Whether a pooling window over an NHWC `input` covers the whole of H and W in one step.
+pub(crate) fn global_pool(w: &crate::ir::Window2d, input: &[usize]) -> bool {
+    input.len() == 4 && w.kernel == [input[1], input[2]] && w.dilation == [1, 1] && w.pads == [0; 4]
+}
+
 fn window(w: &crate::ir::Window2d) -> Result<Window> {
     let u = |x: usize| u16::try_from(x).context("window parameter above 65535");
     Ok(Window {
@@ -941,6 +962,21 @@ pub(crate) fn lower_prequantized(
                     })
                 }
             }
+            Op::AveragePool2d { window: w, clamp }
+                if !float
+                    && requantization == Requantization::Onnx
+                    && global_pool(w, &graph.values[n.inputs[0]].shape)
+                    && act_range(*clamp, out_q) == (-128, 127) =>
+            {
+                // A global average pool is the spatial mean; as a Mean it rounds once, as
+                // onnxruntime does, and its output may be quantized differently from its input.
+                let s = &graph.values[n.inputs[0]].shape;
+                RtOp::Mean(Unary {
+                    input: x,
+                    output: y,
+                    quant: Some(onnx_mean(in_q(0), out_q, s[1] * s[2])),
+                })
+            }
             Op::AveragePool2d { window: w, clamp } | Op::MaxPool2d { window: w, clamp } => {
                 let (act_min, act_max) = act_range(*clamp, out_q);
                 let activation = node_activation(*clamp, n, float)?;
@@ -978,19 +1014,7 @@ pub(crate) fn lower_prequantized(
                         out_q.zero_point,
                         count,
                     ),
-                    // onnxruntime's integer mean (QLinearGlobalAveragePool) rescales the
-                    // zero-point-corrected sum by `input_scale / (output_scale * count)` in f32 and
-                    // rounds once, also when input and output quantization are the same (where
-                    // TFLite truncates the raw sum's quotient).
-                    Requantization::Onnx => MeanParams {
-                        input_zero_point: p.zero_point,
-                        output_zero_point: out_q.zero_point,
-                        num_elements: count as u32,
-                        same_quantization: false,
-                        requant: params::single_rounding_multiplier(
-                            (p.scale / (out_q.scale * count as f32)) as f64,
-                        ),
-                    },
+                    Requantization::Onnx => onnx_mean(p, out_q, count),
                 });
                 RtOp::Mean(Unary {
                     input: x,
