@@ -14,7 +14,12 @@
 //! are written in the runtime's single-rounding form (`params::single_rounding_multiplier`), and the
 //! mean rescales and rounds also when its input and output quantization are the same. With TFLite's
 //! normalized multipliers about 2^(shift - 1) of every layer's results were rounded twice and came
-//! out one step off, which compounded to 2 LSB at the outputs of deeper models.
+//! out one step off, which compounded to 2 LSB at the outputs of deeper models. A global average pool
+//! is lowered as that mean (it may requantize). Two roundings still follow TFLite where onnxruntime
+//! rounds ties to even: a non-global average pool over an even number of elements (the runtime's
+//! pool rounds ties away from zero) and the host-side quantization of a float graph input
+//! (`Interpreter::set_input_f32`); matching them would need a new runtime rounding mode (a format
+//! change).
 //!
 //! A node whose output has no Q/DQ (e.g. a final Gemm NNCF leaves in float), or whose weights are not
 //! quantized, stays in float (the runtime's f32 kernels, with Quantize/Dequantize at the boundaries),
