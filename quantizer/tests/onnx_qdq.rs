@@ -275,3 +275,27 @@ fn cli_converts_and_runs_a_qdq_model() {
     assert!(String::from_utf8_lossy(&s.stdout).contains("FULLY_CONNECTED"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_requantizing_average_pool_that_is_not_global_is_refused_naming_the_node() {
+    // NNCF's DS-CNN quantizes its 7x7 pool's output on its own: converted as a mean. Padded by one,
+    // the window no longer is the whole input, and the runtime's pool keeps its input's quantization.
+    let mut m = model_of("dscnn_fashion_nncf");
+    let g = m.graph.as_mut().unwrap();
+    let pool = g
+        .node
+        .iter_mut()
+        .find(|n| n.op_type == "AveragePool")
+        .unwrap();
+    let name = pool.name.clone();
+    for a in &mut pool.attribute {
+        if a.name == "pads" {
+            a.ints = vec![1, 1, 1, 1];
+        }
+    }
+    let e = error_of(&m);
+    assert!(
+        e.contains(&name) && e.contains("input and output quantization differ"),
+        "{e}"
+    );
+}
