@@ -26,9 +26,25 @@ fn argmax(row: &[f32]) -> usize {
         .0
 }
 
-/// Converts `<name>.onnx`, runs the test set and compares with onnxruntime: (fraction of elements
-/// within 1 LSB of the output, ferrite's correct top-1, onnxruntime's correct top-1, samples).
-fn agreement(name: &str, test: &str) -> (f64, usize, usize, usize) {
+/// What a converted model does on the test set next to onnxruntime.
+struct Agreement {
+    /// Fraction of output elements within one LSB of onnxruntime's, and equal to it (within half).
+    within: f64,
+    equal: f64,
+    /// The LSB: the int8 output's scale, or for a float output (NNCF leaves the last Gemm in float)
+    /// that of an int8 tensor spanning onnxruntime's output range, `(max - min) / 255`.
+    lsb: f32,
+    /// Samples whose top-1 class is onnxruntime's.
+    same_top1: usize,
+    /// Correct top-1: ferrite's, onnxruntime's, out of `samples`.
+    ours: usize,
+    theirs: usize,
+    samples: usize,
+}
+
+/// Converts `<name>.onnx`, runs the test set and compares with onnxruntime's outputs (the golden
+/// that make_qdq.py wrote).
+fn agreement(name: &str, test: &str) -> Agreement {
     let dir = fixtures();
     let bytes = std::fs::read(dir.join(format!("qdq/{name}.onnx"))).unwrap();
     let model_bytes = convert(&bytes).unwrap_or_else(|e| panic!("{name}: {e:#}"));
@@ -42,52 +58,76 @@ fn agreement(name: &str, test: &str) -> (f64, usize, usize, usize) {
     assert_eq!(got.len(), golden.len(), "{name}: output size");
     let model = ferrite_runtime::Model::from_bytes(&model_bytes).unwrap();
     let t = model.output(0).unwrap();
-    // One LSB of the int8 output; a float output (a layer left in float) gets 1e-4 of its range.
     let lsb = if t.dtype == DType::I8 {
-        t.scale * 1.001
+        t.scale
     } else {
-        golden.iter().fold(0f32, |a, v| a.max(v.abs())) * 1e-4
+        let (lo, hi) = golden
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+        (hi - lo) / 255.0
     };
+    // 1.001: the dequantized values carry f32 rounding.
     let within = got
         .iter()
         .zip(&golden)
-        .filter(|(a, b)| (*a - *b).abs() <= lsb)
+        .filter(|(a, b)| (*a - *b).abs() <= lsb * 1.001)
+        .count();
+    let equal = got
+        .iter()
+        .zip(&golden)
+        .filter(|(a, b)| (*a - *b).abs() <= lsb * 0.5)
         .count();
     let classes = *out[0].shape.last().unwrap();
     let labels: Vec<usize> = y.to_f32().iter().map(|&v| v as usize).collect();
-    let (mut ours, mut theirs) = (0, 0);
+    let (mut ours, mut theirs, mut same_top1) = (0, 0, 0);
     for (s, &l) in labels.iter().enumerate() {
-        ours += (argmax(&got[s * classes..(s + 1) * classes]) == l) as usize;
-        theirs += (argmax(&golden[s * classes..(s + 1) * classes]) == l) as usize;
+        let a = argmax(&got[s * classes..(s + 1) * classes]);
+        let b = argmax(&golden[s * classes..(s + 1) * classes]);
+        ours += (a == l) as usize;
+        theirs += (b == l) as usize;
+        same_top1 += (a == b) as usize;
     }
-    (within as f64 / got.len() as f64, ours, theirs, labels.len())
+    Agreement {
+        within: within as f64 / got.len() as f64,
+        equal: equal as f64 / got.len() as f64,
+        lsb,
+        same_top1,
+        ours,
+        theirs,
+        samples: labels.len(),
+    }
 }
 
-/// Model, data set, and the smallest fraction of output elements within 1 LSB of onnxruntime this
-/// conversion reaches today. The target is 0.999; dscnn_fashion (0.9884) and mobilenetv2_mnist
-/// (0.9984) fall short of it and are a known gap (not yet traced to an operator: candidates are the
-/// 7x7 average pool and the mean, whose onnxruntime kernels round a float quotient while the runtime
-/// follows TFLite's integer rounding, and the requantization of every layer, which onnxruntime does
-/// with a float multiplier and round-half-even while TFLite uses a fixed-point multiplier).
-const MODELS: &[(&str, &str, f64)] = &[
-    ("mlp_digits", "digits", 0.999),
-    ("dscnn_fashion", "fashion", 0.988),
-    ("resnet_fashion", "fashion", 0.999),
-    ("mobilenetv2_mnist", "mnist", 0.998),
+/// Model and data set of each fixture.
+const MODELS: &[(&str, &str)] = &[
+    ("mlp_digits", "digits"),
+    ("dscnn_fashion", "fashion"),
+    ("resnet_fashion", "fashion"),
+    ("mobilenetv2_mnist", "mnist"),
 ];
 
-/// Top-1 may differ by one sample: a 1-LSB difference in the logits (the requantization rounding
-/// above) flips an argmax between two near-tied classes.
+/// Issue 5's criterion: at least 99.9% of output elements within 1 LSB of onnxruntime, and the same
+/// top-1 accuracy. Requantization rounds once, as onnxruntime does (see `onnx::qdq`), so what is
+/// left are rare products within about 1e-7 of a rounding boundary, where onnxruntime's f32
+/// arithmetic and the runtime's integer multiplier can fall on different sides.
 fn check(variant: &str) {
     let mut failures = Vec::new();
-    for (model, data, floor) in MODELS {
+    for (model, data) in MODELS {
         let name = format!("{model}_{variant}");
-        let (frac, ours, theirs, n) = agreement(&name, data);
+        let a = agreement(&name, data);
         eprintln!(
-            "{name}: {:.4}% of elements within 1 LSB of onnxruntime; top-1 {ours}/{n} (onnxruntime {theirs}/{n})",
-            frac * 100.0
+            "{name}: {:.4}% of elements within 1 LSB ({:.5}) of onnxruntime ({:.4}% equal); top-1 {}/{n} (onnxruntime {}/{n}), same class on {}/{n}",
+            a.within * 100.0,
+            a.lsb,
+            a.equal * 100.0,
+            a.ours,
+            a.theirs,
+            a.same_top1,
+            n = a.samples,
         );
-        if frac < *floor || ours.abs_diff(theirs) > 1 {
+        if a.within < 0.999 || a.ours != a.theirs {
             failures.push(name);
         }
     }
@@ -107,33 +147,14 @@ fn onnxruntime_uint8_activations_match_onnxruntime() {
     check("ort_u8");
 }
 
-/// NNCF's PERFORMANCE preset quantizes the inputs of depthwise convolutions per channel, which an
-/// int8 runtime with one scale per activation cannot represent: those models (DS-CNN, MobileNetV2) are
-/// refused, naming the node. The MLP and the ResNet convert; NNCF leaves the final Gemm's output
-/// unquantized, so that layer runs in float and its output is compared in float (within 1e-4 of the
-/// output range; the float layer sees the same int8 input, so differences come from input rounding).
+/// NNCF's PERFORMANCE preset, with per-tensor activation quantization (make_qdq.py: NNCF's default
+/// quantizes the inputs of depthwise convolutions per channel, which the converter refuses, see
+/// `per_axis_activation_quantization_is_refused_naming_the_node`). NNCF leaves the final Gemm's
+/// output unquantized, so that layer runs in float, on the same int8 input as onnxruntime's. DS-CNN's
+/// global average pool has its own output quantization and is lowered as a mean.
 #[test]
-fn nncf_performance_models() {
-    for (model, data) in [("mlp_digits", "digits"), ("resnet_fashion", "fashion")] {
-        let name = format!("{model}_nncf");
-        let (frac, ours, theirs, n) = agreement(&name, data);
-        eprintln!(
-            "{name}: {:.4}% of elements within 1e-4 of the output range of onnxruntime's; top-1 {ours}/{n} (onnxruntime {theirs}/{n})",
-            frac * 100.0
-        );
-        assert!(ours.abs_diff(theirs) <= 1, "{name}");
-    }
-    for model in ["dscnn_fashion", "mobilenetv2_mnist"] {
-        let bytes = std::fs::read(fixtures().join(format!("qdq/{model}_nncf.onnx"))).unwrap();
-        let e = match convert(&bytes) {
-            Ok(_) => panic!("{model}: converted"),
-            Err(e) => format!("{e:#}"),
-        };
-        assert!(
-            e.contains("DequantizeLinear") && e.contains("per-axis quantization of an activation"),
-            "{model}: {e}"
-        );
-    }
+fn nncf_models_match_onnxruntime() {
+    check("nncf");
 }
 
 fn model_of(name: &str) -> ModelProto {
@@ -253,4 +274,28 @@ fn cli_converts_and_runs_a_qdq_model() {
     assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
     assert!(String::from_utf8_lossy(&s.stdout).contains("FULLY_CONNECTED"));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_requantizing_average_pool_that_is_not_global_is_refused_naming_the_node() {
+    // NNCF's DS-CNN quantizes its 7x7 pool's output on its own: converted as a mean. Padded by one,
+    // the window no longer is the whole input, and the runtime's pool keeps its input's quantization.
+    let mut m = model_of("dscnn_fashion_nncf");
+    let g = m.graph.as_mut().unwrap();
+    let pool = g
+        .node
+        .iter_mut()
+        .find(|n| n.op_type == "AveragePool")
+        .unwrap();
+    let name = pool.name.clone();
+    for a in &mut pool.attribute {
+        if a.name == "pads" {
+            a.ints = vec![1, 1, 1, 1];
+        }
+    }
+    let e = error_of(&m);
+    assert!(
+        e.contains(&name) && e.contains("input and output quantization differ"),
+        "{e}"
+    );
 }

@@ -5,11 +5,13 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A real factor `multiplier * 2^(shift - 31)`, as TFLite's `QuantizeMultiplier` produces it.
+/// A real factor `multiplier * 2^(shift - 31)`, as TFLite's `QuantizeMultiplier` produces it or, for
+/// one rounding instead of two, with shift 0 and a multiplier below `2^30` (see FORMAT.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Requant {
-    /// Q0.31 mantissa in `[2^30, 2^31)`, or 0 for a zero factor.
+    /// Q0.31 mantissa: in `[2^30, 2^31)` from `QuantizeMultiplier` (0 for a zero factor), any
+    /// non-negative value in general.
     pub multiplier: i32,
     /// Power of two applied after the mantissa; positive shifts left. Valid range `-31..=30`.
     pub shift: i32,
@@ -192,6 +194,19 @@ mod tests {
         assert_eq!(multiply_by_quantized_multiplier(100, 1 << 30, -3), 6);
         // 0.5 * 2^2 = 2: 100 * 2 = 200.
         assert_eq!(multiply_by_quantized_multiplier(100, 1 << 30, 2), 200);
+    }
+
+    #[test]
+    fn shift_zero_multiplier_rounds_once() {
+        // A convolution's factor 0.0046048...: 3800 times it is 17.4987. TFLite's normalized form
+        // (shift -7) rounds to 2239.84 / 128 -> 2240 / 128 = 17.5 first, then away from zero to 18;
+        // the same factor as shift 0 and a multiplier below 2^30 rounds once, to 17.
+        assert_eq!(
+            multiply_by_quantized_multiplier(3800, 1_265_792_193, -7),
+            18
+        );
+        assert_eq!(multiply_by_quantized_multiplier(3800, 9_889_002, 0), 17);
+        assert_eq!(multiply_by_quantized_multiplier(-3800, 9_889_002, 0), -17);
     }
 
     /// Exact reference: round_half_away(round_half_up(x * 2^left * m / 2^31) / 2^right), with saturation

@@ -9,6 +9,18 @@
 //! model's per-channel scales (exactly, or the conversion fails), int32 biases are kept as they are,
 //! and the PTQ lowering writes the model.
 //!
+//! Requantization follows ONNX's semantics (the exact product rounded once), as onnxruntime computes
+//! it with an f32 scale, rather than TFLite's: the factors of Conv, Gemm/MatMul and the spatial mean
+//! are written in the runtime's single-rounding form (`params::single_rounding_multiplier`), and the
+//! mean rescales and rounds also when its input and output quantization are the same. With TFLite's
+//! normalized multipliers about 2^(shift - 1) of every layer's results were rounded twice and came
+//! out one step off, which compounded to 2 LSB at the outputs of deeper models. A global average pool
+//! is lowered as that mean (it may requantize). Two roundings still follow TFLite where onnxruntime
+//! rounds ties to even: a non-global average pool over an even number of elements (the runtime's
+//! pool rounds ties away from zero) and the host-side quantization of a float graph input
+//! (`Interpreter::set_input_f32`); matching them would need a new runtime rounding mode (a format
+//! change).
+//!
 //! A node whose output has no Q/DQ (e.g. a final Gemm NNCF leaves in float), or whose weights are not
 //! quantized, stays in float (the runtime's f32 kernels, with Quantize/Dequantize at the boundaries),
 //! as `ferrite quantize --ignore` would keep it.
@@ -340,7 +352,15 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32]) -> Result<Built> {
         if qp[n.output].is_none() && pass_through && ins_known {
             qp[n.output] = qp[n.inputs[0]];
         }
-        if pass_through || matches!(n.op, Op::AveragePool2d { .. }) {
+        // A global average pool is lowered as a mean, which may requantize; other pools keep their
+        // input's quantization.
+        let requantizes = match &n.op {
+            Op::AveragePool2d { window, .. } => {
+                ptq::global_pool(window, &graph.values[n.inputs[0]].shape)
+            }
+            _ => false,
+        };
+        if pass_through || (matches!(n.op, Op::AveragePool2d { .. }) && !requantizes) {
             if let (Some(a), Some(b)) = (qp[n.inputs[0]], qp[n.output]) {
                 ensure!(
                     a == b,
@@ -426,7 +446,10 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32]) -> Result<Built> {
         &qp,
         &weights,
         &biases,
-        source_sha256,
-        false,
+        ptq::Lowering {
+            source_sha256,
+            expose_all: false,
+            requantization: ptq::Requantization::Onnx,
+        },
     )
 }

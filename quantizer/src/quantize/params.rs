@@ -79,6 +79,38 @@ pub fn bias(bias: &[f32], input_scale: f32, weight_scales: &[f32]) -> Vec<i32> {
         .collect()
 }
 
+/// The runtime's requantization factor `multiplier * 2^(shift - 31)` for `real`, in the form whose
+/// result is closest to one rounding of the exact product `x * real` (what ONNX's DequantizeLinear ->
+/// operator -> QuantizeLinear specifies and onnxruntime's float-scale requantization computes).
+///
+/// The runtime computes `round(x * multiplier / 2^31)`, then divides by `2^-shift` rounding again:
+/// with TFLite's normalized multiplier (`multiplier >= 2^30`) a factor below 1/2 has a negative
+/// shift, and the intermediate keeps only `-shift` fractional bits, so a product just below
+/// `k + 1/2` (within `2^(shift - 1)`) is first rounded to `k + 1/2` and then away from zero: about
+/// `2^(shift - 1)` of all results land one step off. With shift 0 and the multiplier
+/// `round(real * 2^31)` (below `2^30`, which the runtime accepts and computes in the same
+/// arithmetic) there is one rounding only, and the error is the multiplier's own: half a unit in
+/// `real * 2^31`, which moves results of magnitude up to 128 across a boundary about
+/// `64 / multiplier` of the time. The form with the smaller of the two estimates is returned.
+pub fn single_rounding_multiplier(real: f64) -> ferrite_runtime::quant::Requant {
+    use ferrite_runtime::quant::{prepare::quantize_multiplier, Requant};
+    let normal = quantize_multiplier(real);
+    if normal.shift >= 0 || normal.multiplier == 0 {
+        return normal;
+    }
+    let m = (real * 2f64.powi(31)).round();
+    let normal_off = 2f64.powi(normal.shift - 1);
+    let single_off = 64.0 / m;
+    if m >= 1.0 && single_off < normal_off {
+        Requant {
+            multiplier: m as i32,
+            shift: 0,
+        }
+    } else {
+        normal
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +151,41 @@ mod tests {
     #[test]
     fn bias_uses_the_product_scale() {
         assert_eq!(bias(&[0.5, -0.25], 0.5, &[0.01, 0.02]), vec![100, -25]);
+    }
+
+    /// Results of `x * real` for every accumulator in `-2^17..2^17` that differ from the product
+    /// rounded once (half away from zero; no product of these factors is an exact tie).
+    fn off(r: ferrite_runtime::quant::Requant, real: f64) -> usize {
+        (-(1i32 << 17)..(1 << 17))
+            .filter(|&x| r.apply(x) as f64 != (x as f64 * real).round())
+            .count()
+    }
+
+    #[test]
+    fn single_rounding_multiplier_rounds_once() {
+        use ferrite_runtime::quant::prepare::quantize_multiplier;
+        // A convolution's factor (input 1/255, weight 0.0101, output 0.0214): the normalized form
+        // has shift -9 and rounds about 2^-10 of the results twice.
+        let real = (0.003921569f32 * 0.01009f32 / 0.02139f32) as f64;
+        let normal = quantize_multiplier(real);
+        assert_eq!(normal.shift, -9);
+        let single = single_rounding_multiplier(real);
+        assert_eq!(single.shift, 0);
+        assert_eq!(single.multiplier as f64, (real * 2f64.powi(31)).round());
+        // What is left is the 22-bit multiplier's own error, near boundaries of large results.
+        let (n, s) = (off(normal, real), off(single, real));
+        assert!(n > 100 && s * 20 < n, "normalized {n}, single {s}");
+        // A factor whose f32 value fits the multiplier (as onnxruntime's f32 scales of 2^-8 and
+        // above do) is represented exactly: every result is the once-rounded product.
+        let real = 0.010_74f32 as f64;
+        assert_eq!(off(single_rounding_multiplier(real), real), 0);
+        assert!(off(quantize_multiplier(real), real) > 100);
+        // Factors of 1/2 and above already round once; tiny factors keep the normalized form, whose
+        // double rounding is rarer than a short multiplier's error.
+        for real in [0.5, 0.75, 3.0] {
+            assert_eq!(single_rounding_multiplier(real), quantize_multiplier(real));
+        }
+        assert_eq!(single_rounding_multiplier(1e-6), quantize_multiplier(1e-6));
+        assert_eq!(single_rounding_multiplier(0.0).multiplier, 0);
     }
 }

@@ -600,6 +600,27 @@ fn node_activation(clamp: Clamp, node: &Node, float: bool) -> Result<Activation>
     })
 }
 
+/// Mean parameters as onnxruntime's integer mean (QLinearGlobalAveragePool) computes it: the
+/// zero-point-corrected sum rescaled by `input_scale / (output_scale * count)` in f32 and rounded
+/// once, also when input and output quantization are the same (where TFLite truncates the raw sum's
+/// quotient).
+fn onnx_mean(input: QParams, output: QParams, count: usize) -> MeanParams {
+    MeanParams {
+        input_zero_point: input.zero_point,
+        output_zero_point: output.zero_point,
+        num_elements: count as u32,
+        same_quantization: false,
+        requant: params::single_rounding_multiplier(
+            (input.scale / (output.scale * count as f32)) as f64,
+        ),
+    }
+}
+
+/// Whether a pooling window over an NHWC `input` covers the whole of H and W in one step.
+pub(crate) fn global_pool(w: &crate::ir::Window2d, input: &[usize]) -> bool {
+    input.len() == 4 && w.kernel == [input[1], input[2]] && w.dilation == [1, 1] && w.pads == [0; 4]
+}
+
 fn window(w: &crate::ir::Window2d) -> Result<Window> {
     let u = |x: usize| u16::try_from(x).context("window parameter above 65535");
     Ok(Window {
@@ -610,6 +631,29 @@ fn window(w: &crate::ir::Window2d) -> Result<Window> {
         pad_top: u(w.pads[0])?,
         pad_left: u(w.pads[1])?,
     })
+}
+
+/// How the int8 requantization factors of Conv2d, DepthwiseConv2d, FullyConnected and Mean are
+/// written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Requantization {
+    /// TFLite's `QuantizeMultiplier` of `input_scale * weight_scale / output_scale` (in f64): the
+    /// runtime computes what TFLite computes.
+    TfLite,
+    /// ONNX Q/DQ semantics as onnxruntime computes them: the factor in f32 as
+    /// `(input_scale * weight_scale) / output_scale`, written in the form with one rounding
+    /// ([`params::single_rounding_multiplier`]).
+    Onnx,
+}
+
+/// What the lowering records and how it rounds, beyond the graph and its parameters.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Lowering {
+    /// SHA-256 of the source model file, recorded in the output's metadata.
+    pub source_sha256: [u8; 32],
+    /// Every node's output becomes a model output, for per-layer comparisons.
+    pub expose_all: bool,
+    pub requantization: Requantization,
 }
 
 /// Builds the `.ferrite` model.
@@ -627,8 +671,11 @@ fn lower(
         qp,
         weights,
         &[],
-        source_sha256,
-        expose_all,
+        Lowering {
+            source_sha256,
+            expose_all,
+            requantization: Requantization::TfLite,
+        },
     )
 }
 
@@ -641,9 +688,13 @@ pub(crate) fn lower_prequantized(
     qp: &[Option<QParams>],
     weights: &[Option<(Vec<i8>, Vec<f32>)>],
     biases: &[Option<Vec<i32>>],
-    source_sha256: [u8; 32],
-    expose_all: bool,
+    options: Lowering,
 ) -> Result<Built> {
+    let Lowering {
+        source_sha256,
+        expose_all,
+        requantization,
+    } = options;
     // Constant data first, so the builder can borrow it.
     let mut data: Vec<NodeData> = Vec::with_capacity(graph.nodes.len());
     for (i, n) in graph.nodes.iter().enumerate() {
@@ -671,7 +722,14 @@ pub(crate) fn lower_prequantized(
             };
             d.bias = le_bytes(&q_bias, i32::to_le_bytes);
             for &s in scales {
-                let r = quantize_multiplier(s_in as f64 * s as f64 / s_out as f64);
+                let r = match requantization {
+                    Requantization::TfLite => {
+                        quantize_multiplier(s_in as f64 * s as f64 / s_out as f64)
+                    }
+                    Requantization::Onnx => {
+                        params::single_rounding_multiplier((s_in * s / s_out) as f64)
+                    }
+                };
                 d.multiplier.extend(r.multiplier.to_le_bytes());
                 d.shift.extend(r.shift.to_le_bytes());
             }
@@ -904,6 +962,21 @@ pub(crate) fn lower_prequantized(
                     })
                 }
             }
+            Op::AveragePool2d { window: w, clamp }
+                if !float
+                    && requantization == Requantization::Onnx
+                    && global_pool(w, &graph.values[n.inputs[0]].shape)
+                    && act_range(*clamp, out_q) == (-128, 127) =>
+            {
+                // A global average pool is the spatial mean; as a Mean it rounds once, as
+                // onnxruntime does, and its output may be quantized differently from its input.
+                let s = &graph.values[n.inputs[0]].shape;
+                RtOp::Mean(Unary {
+                    input: x,
+                    output: y,
+                    quant: Some(onnx_mean(in_q(0), out_q, s[1] * s[2])),
+                })
+            }
             Op::AveragePool2d { window: w, clamp } | Op::MaxPool2d { window: w, clamp } => {
                 let (act_min, act_max) = act_range(*clamp, out_q);
                 let activation = node_activation(*clamp, n, float)?;
@@ -932,14 +1005,16 @@ pub(crate) fn lower_prequantized(
                     s.len()
                 );
                 let p = in_q(0);
-                let quant = (!float).then(|| {
-                    MeanParams::prepare(
+                let count = s[1] * s[2];
+                let quant = (!float).then(|| match requantization {
+                    Requantization::TfLite => MeanParams::prepare(
                         p.scale,
                         p.zero_point,
                         out_q.scale,
                         out_q.zero_point,
-                        s[1] * s[2],
-                    )
+                        count,
+                    ),
+                    Requantization::Onnx => onnx_mean(p, out_q, count),
                 });
                 RtOp::Mean(Unary {
                     input: x,
