@@ -261,6 +261,31 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         )
     };
 
+    let ort_graph = match ort_info["optimized_ops"].as_object() {
+        Some(ops) => {
+            let list: Vec<String> = ops
+                .iter()
+                .map(|(k, v)| format!("{k} {}", v.as_u64().unwrap_or(0)))
+                .collect();
+            let float_convs = ops.get("Conv").and_then(Value::as_u64).unwrap_or(0);
+            let qconvs = ops.get("QLinearConv").and_then(Value::as_u64).unwrap_or(0);
+            format!(
+                "\n- The graph onnxruntime runs after its optimizations: {}.{}",
+                list.join(", "),
+                if float_convs > 0 {
+                    format!(
+                        " {float_convs} of its {} convolutions are not fused into QLinearConv and run in \
+                         float32 between DequantizeLinear and QuantizeLinear; Ferrite runs every layer \
+                         in int8.",
+                        float_convs + qconvs
+                    )
+                } else {
+                    String::new()
+                }
+            )
+        }
+        None => String::new(),
+    };
     let commit = git(root, &["rev-parse", "--short=12", "HEAD"])?;
     let dirty = !git(
         root,
@@ -278,7 +303,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
          on both sides. Ferrite's figure is `ferrite eval`'s own timing of its sample loop (process start and \
          model loading excluded, no warm-up); onnxruntime's is `tests/fixtures/{ORT_SCRIPT}` timing its loop \
          of `run` calls after one untimed warm-up pass (session creation excluded), with default graph \
-         optimizations (Q/DQ fused into QLinear kernels).\n\
+         optimizations (which fuse Q/DQ groups into QLinear kernels).{ort_graph}\n\
          - {} rounds, each one Ferrite pass then one onnxruntime pass; min and max show the spread. Wall \
          clock on a shared machine: 1-minute load average {load_before} before, {load_after} after.\n\
          - Machine: {}; `ferrite` built with the release profile for the default x86-64 target (no \
