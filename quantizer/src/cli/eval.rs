@@ -74,12 +74,18 @@ fn outputs(model: &std::path::Path, data: &Array, threads: usize) -> Result<(Arr
     Ok((outs.remove(0), seconds))
 }
 
+/// Each row's position of its largest value; ties go to the first, as numpy's `argmax` (int8 outputs
+/// often tie).
 fn argmax_rows(a: &Array) -> Vec<usize> {
     let per = a.shape.iter().skip(1).product::<usize>().max(1);
     (0..a.len() / per)
         .map(|r| {
             (0..per)
-                .max_by(|&i, &j| a.get_f64(r * per + i).total_cmp(&a.get_f64(r * per + j)))
+                .max_by(|&i, &j| {
+                    a.get_f64(r * per + i)
+                        .total_cmp(&a.get_f64(r * per + j))
+                        .then(j.cmp(&i))
+                })
                 .unwrap_or(0)
         })
         .collect()
@@ -169,4 +175,15 @@ pub fn run(args: &Args) -> Result<()> {
         if threads == 1 { "" } else { "s" }
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_ties_go_to_the_first() {
+        let a = Array::from_f32(vec![2, 4], &[0.5, 2.0, 2.0, 1.0, 3.0, 3.0, 3.0, 3.0]);
+        assert_eq!(argmax_rows(&a), [1, 0]);
+    }
 }
