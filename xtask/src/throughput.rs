@@ -255,8 +255,12 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             ort_info["onnxruntime"].as_str().unwrap_or("?"),
             100.0 * ort_info["top1"].as_f64().unwrap_or(f64::NAN)
         ));
+        let paired: Vec<f64> = ferrite.iter().zip(&ort).map(|(f, o)| f / o).collect();
+        let (pm, pmin, pmax) = spread(&paired);
         format!(
-            "**Ferrite / onnxruntime = {:.2}x** (median samples/s; above 1 means Ferrite is faster)",
+            "**Ferrite / onnxruntime = {:.2}x** (ratio of the median samples/s; above 1 means Ferrite is \
+             faster). Round by round (the two passes of a round run back to back, under the same load): \
+             median {pm:.2}x, min {pmin:.2}x, max {pmax:.2}x",
             fm / om
         )
     };
