@@ -72,12 +72,12 @@ fn largest(tool: &Path, fixtures: &Path, manifest: &Value) -> Result<(Value, u64
 /// Why onnxruntime cannot be run here, if it cannot.
 fn ort_missing(python: &str) -> Option<String> {
     match Command::new(python)
-        .args(["-c", "import onnxruntime, numpy"])
+        .args(["-c", "import onnxruntime, numpy, onnx"])
         .output()
     {
         Err(e) => Some(format!("`{python}` not found ({e})")),
         Ok(o) if !o.status.success() => Some(format!(
-            "`{python}` cannot import onnxruntime and numpy: {}",
+            "`{python}` cannot import onnxruntime, numpy and onnx: {}",
             String::from_utf8_lossy(&o.stderr)
                 .lines()
                 .last()
@@ -308,8 +308,8 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
          model loading excluded, no warm-up); onnxruntime's is `tests/fixtures/{ORT_SCRIPT}` timing its loop \
          of `run` calls after one untimed warm-up pass (session creation excluded), with default graph \
          optimizations (which fuse Q/DQ groups into QLinear kernels).{ort_graph}\n\
-         - {} rounds, each one Ferrite pass then one onnxruntime pass; min and max show the spread. Wall \
-         clock on a shared machine: 1-minute load average {load_before} before, {load_after} after.\n\
+         - {} rounds, each one Ferrite pass{}; min and max show the spread. Wall clock on a shared \
+         machine: 1-minute load average {load_before} before, {load_after} after.\n\
          - Machine: {}; `ferrite` built with the release profile for the default x86-64 target (no \
          `target-cpu`), onnxruntime's wheel dispatches to the CPU's extensions at run time.\n\n\
          {table}\n{ratio}.\n\n",
@@ -319,6 +319,11 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         crate::bench::thousands(macs),
         x.strip_prefix(root).unwrap_or(&x).display(),
         options.runs,
+        if missing.is_none() {
+            " then one onnxruntime pass"
+        } else {
+            ""
+        },
         machine(),
     );
     println!("\n{section}");
