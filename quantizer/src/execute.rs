@@ -44,115 +44,204 @@ pub fn transpose_chw<T: Copy>(data: &[T], c: usize, h: usize, w: usize, inverse:
     out
 }
 
-/// Runs every sample of `inputs` (one array per model input, same batch size) and returns one array per
-/// model output, batch first.
-pub fn run(model_bytes: &[u8], inputs: &[Array]) -> Result<Vec<Array>> {
-    let model = Model::from_bytes(model_bytes).map_err(|e| anyhow!("invalid model: {e}"))?;
-    let nchw = model.graph().metadata.source_layout == "NCHW";
-    ensure!(
-        inputs.len() == model.inputs(),
-        "the model has {} input(s), {} array(s) given",
-        model.inputs(),
-        inputs.len()
-    );
-    let in_tensors: Vec<Tensor<'_>> = (0..model.inputs())
-        .map(|i| model.input(i))
-        .collect::<Result<_, _>>()?;
-    let out_tensors: Vec<Tensor<'_>> = (0..model.outputs())
-        .map(|i| model.output(i))
-        .collect::<Result<_, _>>()?;
-    let mut batch = None;
-    for (i, (a, t)) in inputs.iter().zip(&in_tensors).enumerate() {
-        let want = sample_dims(t, nchw);
-        let n = if a.shape == want {
-            1
-        } else if a.shape.len() == want.len() + 1 && a.shape[1..] == want[..] {
-            a.shape[0]
-        } else {
-            let layout = if nchw { "NCHW" } else { "NHWC" };
-            bail!(
-                "input {i} ({}): array shape {:?} does not match the model's {:?} ({layout}, batch first)",
-                t.name,
-                a.shape,
-                want
-            );
-        };
-        match (a.dtype, t.dtype) {
-            (Dtype::F32, _) | (Dtype::I8, DType::I8) => {}
-            (d, m) => bail!(
-                "input {i} ({}): a {d:?} array cannot feed a {m:?} input; use float32 or int8",
-                t.name
-            ),
-        }
-        if *batch.get_or_insert(n) != n {
-            bail!("inputs have different batch sizes");
-        }
+/// Threads used when the caller does not choose: the machine's available parallelism.
+pub fn available_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A parsed and validated `.ferrite` model, ready to run batches of samples.
+pub struct Runner<'a> {
+    model: Model<'a>,
+}
+
+impl<'a> Runner<'a> {
+    /// Parses and validates `model_bytes` (once; [`Self::run`] only computes).
+    pub fn new(model_bytes: &'a [u8]) -> Result<Self> {
+        let model = Model::from_bytes(model_bytes).map_err(|e| anyhow!("invalid model: {e}"))?;
+        Ok(Runner { model })
     }
-    let batch = batch.unwrap_or(1);
-    let float_out = inputs.first().is_some_and(|a| a.dtype == Dtype::F32);
-    let mut arena = vec![0u8; model.arena_size() + 16];
-    let mut it = Interpreter::new(&model, &mut arena)?;
-    let mut outs: Vec<(Vec<f32>, Vec<i8>)> = vec![(Vec::new(), Vec::new()); out_tensors.len()];
-    for n in 0..batch {
+
+    /// Runs every sample of `inputs` (one array per model input, same batch size) one at a time (batch
+    /// 1 per invoke) and returns one array per model output, batch first. The samples are split into
+    /// `threads` contiguous chunks, each run by its own interpreter and arena on its own thread; the
+    /// outputs do not depend on `threads`.
+    pub fn run(&self, inputs: &[Array], threads: usize) -> Result<Vec<Array>> {
+        ensure!(threads >= 1, "threads must be at least 1");
+        let model = &self.model;
+        let nchw = model.graph().metadata.source_layout == "NCHW";
+        ensure!(
+            inputs.len() == model.inputs(),
+            "the model has {} input(s), {} array(s) given",
+            model.inputs(),
+            inputs.len()
+        );
+        let in_tensors: Vec<Tensor<'_>> = (0..model.inputs())
+            .map(|i| model.input(i))
+            .collect::<Result<_, _>>()?;
+        let out_tensors: Vec<Tensor<'_>> = (0..model.outputs())
+            .map(|i| model.output(i))
+            .collect::<Result<_, _>>()?;
+        let mut batch = None;
         for (i, (a, t)) in inputs.iter().zip(&in_tensors).enumerate() {
-            let len = t.shape.elements().unwrap_or(0);
-            let nhwc = t.shape.nhwc();
-            let reorder = nchw && t.shape.rank == 4;
-            match a.dtype {
-                Dtype::F32 => {
-                    let all = a.to_f32();
-                    let mut x = all[n * len..(n + 1) * len].to_vec();
-                    if reorder {
-                        x = transpose_chw(&x, nhwc.c, nhwc.h, nhwc.w, false);
-                    }
-                    it.set_input_f32(i, &x)
-                        .with_context(|| format!("input {i}"))?;
-                }
-                _ => {
-                    let mut x: Vec<i8> = a.data[n * len..(n + 1) * len]
-                        .iter()
-                        .map(|&b| b as i8)
-                        .collect();
-                    if reorder {
-                        x = transpose_chw(&x, nhwc.c, nhwc.h, nhwc.w, false);
-                    }
-                    it.input_i8_mut(i)?.copy_from_slice(&x);
-                }
-            }
-        }
-        it.invoke().map_err(|e| anyhow!("sample {n}: {e}"))?;
-        for (o, t) in out_tensors.iter().enumerate() {
-            let nhwc = t.shape.nhwc();
-            let reorder = nchw && t.shape.rank == 4;
-            if float_out || t.dtype == DType::F32 {
-                let mut y = vec![0f32; t.shape.elements().unwrap_or(0)];
-                it.output_to_f32(o, &mut y)?;
-                if reorder {
-                    y = transpose_chw(&y, nhwc.c, nhwc.h, nhwc.w, true);
-                }
-                outs[o].0.extend(y);
+            let want = sample_dims(t, nchw);
+            let n = if a.shape == want {
+                1
+            } else if a.shape.len() == want.len() + 1 && a.shape[1..] == want[..] {
+                a.shape[0]
             } else {
-                let mut y = it.output_i8(o)?.to_vec();
-                if reorder {
-                    y = transpose_chw(&y, nhwc.c, nhwc.h, nhwc.w, true);
-                }
-                outs[o].1.extend(y);
+                let layout = if nchw { "NCHW" } else { "NHWC" };
+                bail!(
+                    "input {i} ({}): array shape {:?} does not match the model's {:?} ({layout}, batch first)",
+                    t.name,
+                    a.shape,
+                    want
+                );
+            };
+            match (a.dtype, t.dtype) {
+                (Dtype::F32, _) | (Dtype::I8, DType::I8) => {}
+                (d, m) => bail!(
+                    "input {i} ({}): a {d:?} array cannot feed a {m:?} input; use float32 or int8",
+                    t.name
+                ),
+            }
+            if *batch.get_or_insert(n) != n {
+                bail!("inputs have different batch sizes");
             }
         }
+        let batch = batch.unwrap_or(1);
+        let float_out = inputs.first().is_some_and(|a| a.dtype == Dtype::F32);
+        // Each input once as f32 or i8 values, sliced per sample below.
+        let samples: Vec<Samples> = inputs
+            .iter()
+            .map(|a| match a.dtype {
+                Dtype::F32 => Samples::F32(a.to_f32()),
+                _ => Samples::I8(a.data.iter().map(|&b| b as i8).collect()),
+            })
+            .collect();
+        let job = Job {
+            model,
+            nchw,
+            float_out,
+            in_tensors: &in_tensors,
+            out_tensors: &out_tensors,
+            samples: &samples,
+        };
+        let threads = threads.min(batch).max(1);
+        let chunk = batch.div_ceil(threads);
+        let parts: Vec<Outputs> = if threads == 1 {
+            vec![job.run(0..batch)?]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..batch)
+                    .step_by(chunk)
+                    .map(|start| {
+                        let job = &job;
+                        s.spawn(move || job.run(start..(start + chunk).min(batch)))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("runtime thread panicked"))
+                    .collect::<Result<Vec<_>>>()
+            })?
+        };
+        let mut outs: Outputs = vec![(Vec::new(), Vec::new()); out_tensors.len()];
+        for part in parts {
+            for (o, (f, q)) in part.into_iter().enumerate() {
+                outs[o].0.extend(f);
+                outs[o].1.extend(q);
+            }
+        }
+        Ok(outs
+            .into_iter()
+            .zip(&out_tensors)
+            .map(|((f, q), t)| {
+                let mut shape = vec![batch];
+                shape.extend(sample_dims(t, nchw));
+                if f.is_empty() {
+                    Array::from_i8(shape, &q)
+                } else {
+                    Array::from_f32(shape, &f)
+                }
+            })
+            .collect())
     }
-    Ok(outs
-        .into_iter()
-        .zip(&out_tensors)
-        .map(|((f, q), t)| {
-            let mut shape = vec![batch];
-            shape.extend(sample_dims(t, nchw));
-            if f.is_empty() {
-                Array::from_i8(shape, &q)
-            } else {
-                Array::from_f32(shape, &f)
+}
+
+/// An input's values, converted once.
+enum Samples {
+    F32(Vec<f32>),
+    I8(Vec<i8>),
+}
+
+/// Per model output: its f32 values or its i8 values, samples concatenated.
+type Outputs = Vec<(Vec<f32>, Vec<i8>)>;
+
+/// What one thread needs to run a range of samples.
+struct Job<'j> {
+    model: &'j Model<'j>,
+    nchw: bool,
+    float_out: bool,
+    in_tensors: &'j [Tensor<'j>],
+    out_tensors: &'j [Tensor<'j>],
+    samples: &'j [Samples],
+}
+
+impl Job<'_> {
+    /// Runs samples `range` in order with one interpreter and arena.
+    fn run(&self, range: std::ops::Range<usize>) -> Result<Outputs> {
+        let mut arena = vec![0u8; self.model.arena_size() + 16];
+        let mut it = Interpreter::new(self.model, &mut arena)?;
+        let mut outs: Outputs = vec![(Vec::new(), Vec::new()); self.out_tensors.len()];
+        for n in range {
+            for (i, (s, t)) in self.samples.iter().zip(self.in_tensors).enumerate() {
+                let len = t.shape.elements().unwrap_or(0);
+                let nhwc = t.shape.nhwc();
+                let reorder = self.nchw && t.shape.rank == 4;
+                match s {
+                    Samples::F32(all) => {
+                        let x = &all[n * len..(n + 1) * len];
+                        if reorder {
+                            let x = transpose_chw(x, nhwc.c, nhwc.h, nhwc.w, false);
+                            it.set_input_f32(i, &x)
+                        } else {
+                            it.set_input_f32(i, x)
+                        }
+                        .with_context(|| format!("input {i}"))?;
+                    }
+                    Samples::I8(all) => {
+                        let x = &all[n * len..(n + 1) * len];
+                        if reorder {
+                            let x = transpose_chw(x, nhwc.c, nhwc.h, nhwc.w, false);
+                            it.input_i8_mut(i)?.copy_from_slice(&x);
+                        } else {
+                            it.input_i8_mut(i)?.copy_from_slice(x);
+                        }
+                    }
+                }
             }
-        })
-        .collect())
+            it.invoke().map_err(|e| anyhow!("sample {n}: {e}"))?;
+            for (o, t) in self.out_tensors.iter().enumerate() {
+                let nhwc = t.shape.nhwc();
+                let reorder = self.nchw && t.shape.rank == 4;
+                if self.float_out || t.dtype == DType::F32 {
+                    let mut y = vec![0f32; t.shape.elements().unwrap_or(0)];
+                    it.output_to_f32(o, &mut y)?;
+                    if reorder {
+                        y = transpose_chw(&y, nhwc.c, nhwc.h, nhwc.w, true);
+                    }
+                    outs[o].0.extend(y);
+                } else {
+                    let mut y = it.output_i8(o)?.to_vec();
+                    if reorder {
+                        y = transpose_chw(&y, nhwc.c, nhwc.h, nhwc.w, true);
+                    }
+                    outs[o].1.extend(y);
+                }
+            }
+        }
+        Ok(outs)
+    }
 }
 
 #[cfg(test)]

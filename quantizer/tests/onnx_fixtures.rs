@@ -51,7 +51,8 @@ const SAMPLES: usize = if cfg!(debug_assertions) {
 fn check_model(model: &str, x: &str, goldens: &[&str]) -> f64 {
     let g = ferrite_quantizer::cli::onnx::load(&fixtures().join(model)).unwrap();
     let x = head(&Array::read(&fixtures().join(x)).unwrap(), SAMPLES);
-    let outs = ir::io::run_arrays(&g, &[x]).unwrap();
+    let outs =
+        ir::io::run_arrays(&g, &[x], ferrite_quantizer::execute::available_threads()).unwrap();
     assert_eq!(outs.len(), goldens.len());
     let mut worst = 0.0f64;
     for (o, golden) in outs.iter().zip(goldens) {

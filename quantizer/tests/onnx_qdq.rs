@@ -53,7 +53,10 @@ fn agreement(name: &str, test: &str) -> Agreement {
     let golden = Array::read(&dir.join(format!("qdq/{name}_golden.npy")))
         .unwrap()
         .to_f32();
-    let out = ferrite_quantizer::execute::run(&model_bytes, &[x]).unwrap();
+    let out = ferrite_quantizer::execute::Runner::new(&model_bytes)
+        .unwrap()
+        .run(&[x], ferrite_quantizer::execute::available_threads())
+        .unwrap();
     let got = out[0].to_f32();
     assert_eq!(got.len(), golden.len(), "{name}: output size");
     let model = ferrite_runtime::Model::from_bytes(&model_bytes).unwrap();
@@ -298,4 +301,25 @@ fn a_requantizing_average_pool_that_is_not_global_is_refused_naming_the_node() {
         e.contains(&name) && e.contains("input and output quantization differ"),
         "{e}"
     );
+}
+
+/// Splitting the samples across interpreters on several threads changes nothing in the outputs.
+#[test]
+fn threads_do_not_change_outputs() {
+    let dir = fixtures();
+    let bytes = std::fs::read(dir.join("qdq/resnet_fashion_ort_s8.onnx")).unwrap();
+    let model_bytes = convert(&bytes).unwrap();
+    let x = Array::read(&dir.join("data/fashion_test_x.npy")).unwrap();
+    let per: usize = x.shape[1..].iter().product();
+    let mut shape = x.shape.clone();
+    shape[0] = 37;
+    let x = Array::from_f32(shape, &x.to_f32()[..37 * per]);
+    let runner = ferrite_quantizer::execute::Runner::new(&model_bytes).unwrap();
+    let one = runner.run(std::slice::from_ref(&x), 1).unwrap();
+    for threads in [2, 3, 64] {
+        let many = runner.run(std::slice::from_ref(&x), threads).unwrap();
+        assert_eq!(many[0].shape, one[0].shape, "{threads} threads");
+        assert_eq!(many[0].to_f32(), one[0].to_f32(), "{threads} threads");
+    }
+    assert!(runner.run(&[x], 0).is_err());
 }

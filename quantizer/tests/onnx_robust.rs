@@ -30,7 +30,7 @@ fn import_and_run(bytes: &[u8]) -> bool {
             Tensor::new(shape, vec![1.0; n])
         })
         .collect();
-    exec::run(&g, &inputs).is_ok()
+    exec::run(&g, &inputs, 1).is_ok()
 }
 
 fn model(name: &str) -> Vec<u8> {

@@ -15,6 +15,8 @@
 //!   flash partition, run by the `partition` firmware (QEMU boards).
 //! - `cargo xtask models [--write]`: the MLPerf Tiny int8 models converted: file sizes, planned
 //!   arena and its lower bound, beside TFLite Micro's arena.
+//! - `cargo xtask throughput [--runs N] [--write]`: single-thread `ferrite eval` samples/s on the largest
+//!   real-data fixture beside onnxruntime on its Q/DQ twin, as a ratio.
 //! - `cargo xtask demo`: the bundled example network on the emulated Cortex-M4F.
 //! - `cargo xtask bench [--machine M] [--model NAME] [--json] [--write] [--mlperf]`: exact
 //!   instruction counts per operator of the `tests/bench/` models under QEMU,
@@ -39,6 +41,7 @@ mod qemu;
 mod qemu_test;
 mod size_report;
 mod test_all;
+mod throughput;
 mod toolchain;
 
 use clap::{Parser, Subcommand};
@@ -64,6 +67,9 @@ enum Command {
     Bench(bench::Options),
     /// Quantize the real-data fixtures: float vs int8 accuracy and time, beside NNCF's recorded figures.
     Accuracy(accuracy::Options),
+    /// Single-thread host throughput of `ferrite eval` on the largest fixture beside onnxruntime on its
+    /// Q/DQ twin.
+    Throughput(throughput::Options),
     /// Run the bundled example network on the emulated Cortex-M4F: size, arena, predictions,
     /// host-vs-device equality, instruction count.
     Demo,
@@ -84,6 +90,7 @@ fn main() -> ExitCode {
         Command::Size(options) => qemu_test::size(&repo_root(), &options),
         Command::Bench(options) => bench::run(&repo_root(), &options),
         Command::Accuracy(options) => accuracy::run(&repo_root(), &options),
+        Command::Throughput(options) => throughput::run(&repo_root(), &options),
         Command::Demo => demo::run(&repo_root()),
         Command::Models(options) => models::run(&repo_root(), &options),
         Command::BuildBoards(options) => build_boards::run(&repo_root(), &options),

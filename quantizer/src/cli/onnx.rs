@@ -24,10 +24,10 @@ pub fn load(path: &Path) -> Result<Graph> {
     Ok(g)
 }
 
-/// `ferrite run` on a float ONNX model: arrays in, arrays out, both in the model's (NCHW) layout.
-pub fn run(path: &Path, inputs: &[Array]) -> Result<Vec<Array>> {
+/// A float ONNX model on arrays in its (NCHW) layout, the batch split across `threads` threads.
+pub fn run(path: &Path, inputs: &[Array], threads: usize) -> Result<Vec<Array>> {
     let g = load(path)?;
-    ir::io::run_arrays(&g, inputs)
+    ir::io::run_arrays(&g, inputs, threads)
 }
 
 #[derive(Serialize)]

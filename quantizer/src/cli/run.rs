@@ -18,6 +18,9 @@ pub struct Args {
     /// `_1`, `_2`... suffixes. Without it, a summary is printed.
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
+    /// Threads to split the batch across (default: the available cores).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -26,13 +29,15 @@ pub fn run(args: &Args) -> Result<()> {
         .iter()
         .map(|p| Array::read(p))
         .collect::<Result<_>>()?;
+    let threads = args
+        .threads
+        .map_or_else(execute::available_threads, usize::from);
     let outputs = if super::onnx::is_onnx(&args.model) {
         // Float ONNX: the float executor.
-        let g = super::onnx::load(&args.model)?;
-        crate::ir::io::run_arrays(&g, &inputs)
+        super::onnx::run(&args.model, &inputs, threads)
     } else {
         let bytes = super::load_model(&args.model)?;
-        execute::run(&bytes, &inputs)
+        execute::Runner::new(&bytes).and_then(|r| r.run(&inputs, threads))
     }
     .with_context(|| format!("running {}", args.model.display()))?;
     match &args.output {

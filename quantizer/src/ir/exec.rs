@@ -374,13 +374,11 @@ pub fn run_observed<'g>(
 }
 
 /// Runs the graph on a batch (every input's first dimension) and returns its outputs. The batch is split
-/// across the available cores.
-pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+/// across `threads` threads (see [`crate::execute::available_threads`]).
+pub fn run(graph: &Graph, inputs: &[Tensor], threads: usize) -> Result<Vec<Tensor>> {
+    ensure!(threads >= 1, "threads must be at least 1");
     let batch = check_inputs(graph, inputs)?;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(batch)
-        .max(1);
+    let threads = threads.min(batch).max(1);
     let one = |ins: &[Tensor]| -> Result<Vec<Tensor>> {
         let mut acts = run_observed(graph, ins, false, |_, _, _| {})?;
         graph
@@ -497,7 +495,7 @@ mod tests {
         let n = 9;
         let data: Vec<f32> = (0..n * 18).map(|v| (v % 11) as f32 - 5.0).collect();
         let input = Tensor::new(vec![n, 3, 3, 2], data);
-        let all = run(&g, std::slice::from_ref(&input)).unwrap();
+        let all = run(&g, std::slice::from_ref(&input), 2).unwrap();
         let mut seen = Vec::new();
         let mut acts = run_observed(&g, std::slice::from_ref(&input), true, |i, _, t| {
             seen.push((i, t.shape.clone()))

@@ -85,7 +85,7 @@ pub fn output_array(g: &Graph, o: usize, t: &Tensor) -> Array {
 }
 
 /// Runs a float graph on arrays in the source layout and returns its outputs in the source layout.
-pub fn run_arrays(g: &Graph, inputs: &[Array]) -> Result<Vec<Array>> {
+pub fn run_arrays(g: &Graph, inputs: &[Array], threads: usize) -> Result<Vec<Array>> {
     ensure!(
         inputs.len() == g.inputs.len(),
         "the model has {} input(s), {} array(s) given",
@@ -97,7 +97,7 @@ pub fn run_arrays(g: &Graph, inputs: &[Array]) -> Result<Vec<Array>> {
         .enumerate()
         .map(|(i, a)| input_tensor(g, i, a))
         .collect::<Result<_>>()?;
-    let outs = exec::run(g, &tensors)?;
+    let outs = exec::run(g, &tensors, threads)?;
     Ok(outs
         .iter()
         .enumerate()

@@ -388,13 +388,13 @@ mod tests {
             batch_shape.clone(),
             values(batch_shape.iter().product(), 42),
         );
-        let before = run(&g, std::slice::from_ref(&x)).unwrap();
+        let before = run(&g, std::slice::from_ref(&x), 1).unwrap();
         let n_before = g.nodes.len();
         assert_eq!(pass(&mut g), expect_changed);
         g.prune();
         g.check().unwrap();
         assert_eq!(g.nodes.len(), n_before - expect_changed);
-        let after = run(&g, &[x]).unwrap();
+        let after = run(&g, &[x], 1).unwrap();
         for (a, b) in before.iter().zip(&after) {
             assert_eq!(a.shape, b.shape);
             for (x, y) in a.data.iter().zip(&b.data) {
