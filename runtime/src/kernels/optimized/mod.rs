@@ -154,8 +154,8 @@ pub(crate) struct ChannelQuant {
     left: u32,
     /// `max(-shift, 0) & 31`.
     right: u32,
-    /// `2^right - 1`.
-    mask: i32,
+    /// With `right >= 1`: `2^30 + 2^(30 + right)`, both roundings' constants (see [`Self::scale`]).
+    round: i64,
 }
 
 impl ChannelQuant {
@@ -175,25 +175,30 @@ impl ChannelQuant {
             multiplier,
             left: (shift.max(0) & 31) as u32,
             right,
-            mask: (1u32 << right).wrapping_sub(1) as i32,
+            round: (1i64 << 30) + (1i64 << (30 + right)),
         }
     }
 
     /// `MultiplyByQuantizedMultiplier(acc, multiplier, shift)`, bit-exact with
-    /// [`crate::quant::multiply_by_quantized_multiplier`] for every input, in fewer instructions:
-    /// the doubling high multiply's "nudge by +-2^30, then divide by 2^31 rounding toward zero"
-    /// equals "add 2^30, then shift right arithmetically by 31" (both are floor((ab + 2^30) / 2^31)).
+    /// [`crate::quant::multiply_by_quantized_multiplier`] for every input, in fewer instructions.
+    ///
+    /// With `p = (acc << left) * multiplier` (64-bit), the doubling high multiply is
+    /// `h = floor((p + 2^30) / 2^31)` (its "nudge, then truncate" rounds the same way), saturated
+    /// in the one case `p = 2^62`. Dividing `h` by `2^r` to nearest, ties away from zero, is
+    /// `floor((h + 2^(r-1) - [h < 0]) / 2^r)`; as `h < 0` only differs from `p < 0` where
+    /// `h = 0` (which gives 0 either way) and a floor of a floor is one floor, the two roundings
+    /// are one: `floor((p + 2^30 + 2^(30+r) - [p < 0] * 2^31) / 2^(31+r))`, i.e. the high word of
+    /// that 64-bit sum shifted right by `r - 1` (no overflow: `|p| <= 2^62`, and `p = 2^62` gives
+    /// the saturated result).
     #[inline(always)]
     pub(crate) fn scale(self, acc: i32) -> i32 {
-        let x = acc.wrapping_shl(self.left);
-        let high = if x == i32::MIN && self.multiplier == i32::MIN {
-            i32::MAX
+        let p = acc.wrapping_shl(self.left) as i64 * self.multiplier as i64;
+        if self.right == 0 {
+            ((p + (1 << 30)) >> 31).min(i32::MAX as i64) as i32
         } else {
-            ((x as i64 * self.multiplier as i64 + (1 << 30)) >> 31) as i32
-        };
-        // RoundingDivideByPOT: to nearest, ties away from zero.
-        let threshold = (self.mask >> 1) + (high < 0) as i32;
-        (high >> self.right) + ((high & self.mask) > threshold) as i32
+            let z = p.wrapping_add(self.round).wrapping_add((p >> 63) << 31);
+            ((z >> 32) as i32) >> (self.right - 1)
+        }
     }
 
     /// Same arithmetic as `kernels::conv2d::requantize_acc`.
@@ -346,6 +351,26 @@ mod tests {
         ) {
             let m = multiplier.to_le_bytes();
             let s = shift.to_le_bytes();
+            let q = OutputQuant {
+                input_offset: 0,
+                output_offset: 0,
+                act_min: -128,
+                act_max: 127,
+                multiplier: LeI32::new(&m).unwrap(),
+                shift: LeI32::new(&s).unwrap(),
+            };
+            let want = crate::quant::multiply_by_quantized_multiplier(acc, multiplier, shift);
+            prop_assert_eq!(ChannelQuant::new(&q, 0).scale(acc), want);
+        }
+
+        #[test]
+        fn channel_scale_rounds_ties_like_the_reference(
+            acc in -70_000..70_000i32,
+            multiplier in prop::sample::select(std::vec![1 << 30, 3 << 29, -(1 << 30), i32::MIN]),
+            shift in -20..3i32,
+        ) {
+            // Power-of-two factors make exact ties at every rounding step.
+            let (m, s) = (multiplier.to_le_bytes(), shift.to_le_bytes());
             let q = OutputQuant {
                 input_offset: 0,
                 output_offset: 0,
