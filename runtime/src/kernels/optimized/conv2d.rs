@@ -4,11 +4,14 @@
 //! receptive field is gathered once into a stack buffer as 16-bit values with the input offset
 //! already added (padding becomes 0, so borders need no special case), in the pair order that
 //! `SXTB16` gives the weights; then every output channel, two at a time, is one dot product of
-//! that patch with the channel's contiguous filter row (`SMLAD` on Armv7E-M).
+//! that patch with the channel's contiguous filter row (`SMLAD` on Armv7E-M, hand-scheduled in
+//! `conv_loops`). Without `DSP` the patches stay raw int8 (padding as the zero point) with the input
+//! offset folded into the bias, two positions by two channels per pass (`LDRSB`/`MLA` on Armv7-M).
 //!
 //! Larger patches take `conv2d_s8_segments`: blocks of four output channels, input offset folded
 //! into the accumulator's start, taps walked as contiguous row segments.
 
+use super::conv_loops::{dot_2x2_q15, dot_2x2_s8};
 use super::dsp::{smlad, sxtb16, sxtb16_ror8};
 use super::{tap_range, ChannelQuant};
 use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
@@ -78,19 +81,41 @@ fn conv2d_s8_patches<const DSP: bool>(
     let zero_point = (-q.input_offset) as i8;
     let mut channels = [Channel::default(); CHANNEL_BLOCK];
     if !DSP {
-        // Natural order, 16-bit values with the input offset added.
-        let mut values = [0i16; PATCH_MAX];
+        // Raw patches (padding as the zero point) and the input offset folded into the bias:
+        // sum w * (x + off) = sum w * x + off * sum w, and padding adds nothing either way.
+        let mut raw_b = [0i8; PATCH_MAX];
         for first in (0..out_c).step_by(CHANNEL_BLOCK) {
             let block = &mut channels[..(out_c - first).min(CHANNEL_BLOCK)];
             prepare(q, bias, first, block);
             let filter = &filter[first * len..][..block.len() * len];
-            for p in 0..positions {
+            for (c, w) in block.iter_mut().zip(filter.chunks_exact(len)) {
+                c.bias = c
+                    .bias
+                    .wrapping_add(q.input_offset.wrapping_mul(weight_sum(w)));
+            }
+            let block = &*block;
+            let mut p = 0;
+            while p < positions {
+                let count = (positions - p).min(2);
                 gather_at(g, input, p, zero_point, &mut raw[..len]);
-                for (v, &r) in values.iter_mut().zip(&raw[..len]) {
-                    *v = (r as i32 + q.input_offset) as i16;
+                if count == 2 {
+                    gather_at(g, input, p + 1, zero_point, &mut raw_b[..len]);
                 }
-                let out = &mut output[p * out_c + first..][..block.len()];
-                portable_channels(q, &values[..len], filter, block, out);
+                let (out_a, rest) = output[p * out_c..].split_at_mut(out_c);
+                let out_a = &mut out_a[first..][..block.len()];
+                let out_b = if count == 2 {
+                    &mut rest[first..][..block.len()]
+                } else {
+                    &mut []
+                };
+                // A lone last position is computed twice.
+                let xb = if count == 2 {
+                    &raw_b[..len]
+                } else {
+                    &raw[..len]
+                };
+                raw_channels(q, &raw[..len], xb, filter, block, out_a, out_b);
+                p += count;
             }
         }
         return;
@@ -175,6 +200,28 @@ fn dsp_channels(
     }
 }
 
+/// Requantizes the accumulators of `block`'s channels at positions A and B (B unless `out_b` is
+/// empty), one channel's quantization at a time. Not inlined: its own registers, no spills.
+#[inline(never)]
+fn requantize_block(
+    q: &OutputQuant<'_>,
+    block: &[Channel],
+    accs: &[[i32; 2]; CHANNEL_BLOCK],
+    out_a: &mut [i8],
+    out_b: &mut [i8],
+) {
+    if out_b.is_empty() {
+        for ((o, c), a) in out_a.iter_mut().zip(block).zip(accs) {
+            *o = c.quant.requantize(q, a[0]);
+        }
+    } else {
+        for (((oa, ob), c), a) in out_a.iter_mut().zip(out_b).zip(block).zip(accs) {
+            *oa = c.quant.requantize(q, a[0]);
+            *ob = c.quant.requantize(q, a[1]);
+        }
+    }
+}
+
 /// Copies the receptive field of flat output position `p` (over n, oy, ox) in filter order.
 #[inline(always)]
 fn gather_at(g: &ConvGeometry, input: &[i8], p: usize, zero_point: i8, raw: &mut [i8]) {
@@ -199,47 +246,33 @@ fn gather_at(g: &ConvGeometry, input: &[i8], p: usize, zero_point: i8, raw: &mut
     gather(g, input, n, oy, ox, &kys, &kxs, zero_point, raw);
 }
 
-/// The channels of `block` at one position from its patch of 16-bit values (input offset added),
-/// four channels per pass: each patch value is loaded once for four multiply-accumulates.
+/// The channels of `block` at positions A (`xa`) and B (`xb`, written to `out_b` unless it is
+/// empty), two channels at a time, from raw patches (input offset folded into the bias).
 #[inline(always)]
-fn portable_channels(
+fn raw_channels(
     q: &OutputQuant<'_>,
-    values: &[i16],
+    xa: &[i8],
+    xb: &[i8],
     filter: &[i8],
     block: &[Channel],
-    out: &mut [i8],
+    out_a: &mut [i8],
+    out_b: &mut [i8],
 ) {
-    let len = values.len();
+    let len = xa.len();
+    let last = block.len() - 1;
+    let mut accs = [[0i32; 2]; CHANNEL_BLOCK];
     let mut k = 0;
-    for (out4, w4) in out.chunks_exact_mut(4).zip(filter.chunks_exact(4 * len)) {
-        let (w0, rest) = w4.split_at(len);
-        let (w1, rest) = rest.split_at(len);
-        let (w2, w3) = rest.split_at(len);
-        let c = &block[k..k + 4];
-        let (mut a0, mut a1, mut a2, mut a3) = (c[0].bias, c[1].bias, c[2].bias, c[3].bias);
-        for ((((&x, &p0), &p1), &p2), &p3) in values.iter().zip(w0).zip(w1).zip(w2).zip(w3) {
-            let x = x as i32;
-            a0 = a0.wrapping_add(x * p0 as i32);
-            a1 = a1.wrapping_add(x * p1 as i32);
-            a2 = a2.wrapping_add(x * p2 as i32);
-            a3 = a3.wrapping_add(x * p3 as i32);
-        }
-        for ((o, a), c) in out4.iter_mut().zip([a0, a1, a2, a3]).zip(c) {
-            *o = c.quant.requantize(q, a);
-        }
-        k += 4;
+    while k < block.len() {
+        // Two channels, or the last one twice.
+        let k1 = (k + 1).min(last);
+        let (w0, w1) = (&filter[k * len..][..len], &filter[k1 * len..][..len]);
+        let acc = [block[k].bias, block[k1].bias, block[k].bias, block[k1].bias];
+        let [a0, a1, b0, b1] = dot_2x2_s8(xa, xb, w0, w1, acc);
+        accs[k1] = [a1, b1];
+        accs[k] = [a0, b0];
+        k += 2;
     }
-    for ((o, w), c) in out[k..]
-        .iter_mut()
-        .zip(filter[k * len..].chunks_exact(len))
-        .zip(&block[k..])
-    {
-        let a = values
-            .iter()
-            .zip(w)
-            .fold(c.bias, |a, (&x, &w)| a.wrapping_add(x as i32 * w as i32));
-        *o = c.quant.requantize(q, a);
-    }
+    requantize_block(q, block, &accs, out_a, out_b);
 }
 
 /// Lane-wise 16-bit add (`SADD16` without its flags): lanes that cannot overflow.
@@ -299,19 +332,9 @@ fn dot_2x2_dsp(
     w1: &[i8],
     acc: [i32; 4],
 ) -> [i32; 4] {
-    let [mut a0, mut a1, mut b0, mut b1] = acc;
-    let (c0, t0) = w0.as_chunks::<4>();
-    let (c1, t1) = w1.as_chunks::<4>();
-    for ((x, p), r) in patch.iter().zip(c0).zip(c1) {
-        let wp = u32::from_le_bytes(p.map(|b| b as u8));
-        let (pe, po) = (sxtb16(wp), sxtb16_ror8(wp));
-        a0 = smlad(x[1], po, smlad(x[0], pe, a0));
-        b0 = smlad(x[3], po, smlad(x[2], pe, b0));
-        let wr = u32::from_le_bytes(r.map(|b| b as u8));
-        let (re, ro) = (sxtb16(wr), sxtb16_ror8(wr));
-        a1 = smlad(x[1], ro, smlad(x[0], re, a1));
-        b1 = smlad(x[3], ro, smlad(x[2], re, b1));
-    }
+    let [mut a0, mut a1, mut b0, mut b1] = dot_2x2_q15(patch, w0, w1, acc);
+    let (_, t0) = w0.as_chunks::<4>();
+    let (_, t1) = w1.as_chunks::<4>();
     for (((&xa, &xb), &p), &r) in tail_a.iter().zip(tail_b).zip(t0).zip(t1) {
         a0 = a0.wrapping_add(xa * p as i32);
         a1 = a1.wrapping_add(xa * r as i32);

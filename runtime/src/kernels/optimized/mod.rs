@@ -18,6 +18,7 @@
 //! the same terms gives the same bits.
 
 pub mod conv2d;
+pub mod conv_loops;
 pub mod depthwise_conv2d;
 pub mod dsp;
 pub mod elementwise;
@@ -154,6 +155,8 @@ pub(crate) struct ChannelQuant {
     left: u32,
     /// `max(-shift, 0) & 31`.
     right: u32,
+    /// `right - 1` (with `right >= 1`).
+    high_shift: u32,
     /// With `right >= 1`: `2^30 + 2^(30 + right)`, both roundings' constants (see [`Self::scale`]).
     round: i64,
 }
@@ -175,6 +178,7 @@ impl ChannelQuant {
             multiplier,
             left: (shift.max(0) & 31) as u32,
             right,
+            high_shift: right.wrapping_sub(1) & 31,
             round: (1i64 << 30) + (1i64 << (30 + right)),
         }
     }
@@ -197,7 +201,7 @@ impl ChannelQuant {
             ((p + (1 << 30)) >> 31).min(i32::MAX as i64) as i32
         } else {
             let z = p.wrapping_add(self.round).wrapping_add((p >> 63) << 31);
-            ((z >> 32) as i32) >> (self.right - 1)
+            ((z >> 32) as i32) >> self.high_shift
         }
     }
 
