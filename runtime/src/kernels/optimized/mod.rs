@@ -152,13 +152,15 @@ pub(crate) fn tap_range(
 pub(crate) struct ChannelQuant {
     multiplier: i32,
     /// `max(shift, 0) & 31`.
-    left: u32,
+    left: u8,
     /// `max(-shift, 0) & 31`.
-    right: u32,
-    /// `right - 1` (with `right >= 1`).
-    high_shift: u32,
-    /// With `right >= 1`: `2^30 + 2^(30 + right)`, both roundings' constants (see [`Self::scale`]).
-    round: i64,
+    right: u8,
+    /// `right - 1`, the final shift of the short form (see [`Self::scale`]).
+    high_shift: u8,
+    /// `left == 0 && right >= 2`: the short form applies (every real layer: factors below 1/4).
+    short: bool,
+    /// `2^(right - 2)` with the short form.
+    high_round: i32,
 }
 
 impl ChannelQuant {
@@ -173,13 +175,16 @@ impl ChannelQuant {
     /// The factor `multiplier * 2^(shift - 31)`.
     #[inline(always)]
     pub(crate) fn from_parts(multiplier: i32, shift: i32) -> Self {
-        let right = (shift.min(0).wrapping_neg() & 31) as u32;
+        let left = (shift.max(0) & 31) as u8;
+        let right = (shift.min(0).wrapping_neg() & 31) as u8;
+        let short = left == 0 && right >= 2;
         Self {
             multiplier,
-            left: (shift.max(0) & 31) as u32,
+            left,
             right,
-            high_shift: right.wrapping_sub(1) & 31,
-            round: (1i64 << 30) + (1i64 << (30 + right)),
+            high_shift: right.saturating_sub(1),
+            short,
+            high_round: if short { 1 << (right - 2) } else { 0 },
         }
     }
 
@@ -191,17 +196,33 @@ impl ChannelQuant {
     /// in the one case `p = 2^62`. Dividing `h` by `2^r` to nearest, ties away from zero, is
     /// `floor((h + 2^(r-1) - [h < 0]) / 2^r)`; as `h < 0` only differs from `p < 0` where
     /// `h = 0` (which gives 0 either way) and a floor of a floor is one floor, the two roundings
-    /// are one: `floor((p + 2^30 + 2^(30+r) - [p < 0] * 2^31) / 2^(31+r))`, i.e. the high word of
-    /// that 64-bit sum shifted right by `r - 1` (no overflow: `|p| <= 2^62`, and `p = 2^62` gives
-    /// the saturated result).
+    /// are one: `floor((q + 2^(30+r)) / 2^(31+r))` with `q = p + 2^30` for `p >= 0`, `p - 2^30`
+    /// below (no overflow: `|p| <= 2^62`, and `p = 2^62` gives the saturated result).
+    ///
+    /// Short form (`left = 0`, `r >= 2`): that is `floor((hi + 2^(r-2)) / 2^(r-1))` with `hi` the
+    /// high word of `q` (the low word cannot carry into a quotient by a power of two of at least
+    /// 2). Otherwise the same sum is shifted in 64 bits.
     #[inline(always)]
     pub(crate) fn scale(self, acc: i32) -> i32 {
-        let p = acc.wrapping_shl(self.left) as i64 * self.multiplier as i64;
+        if self.short {
+            let p = acc as i64 * self.multiplier as i64;
+            let q = p + ((1i64 << 30) ^ ((p >> 63) << 31));
+            (((q >> 32) as i32) + self.high_round) >> self.high_shift
+        } else {
+            self.scale_long(acc)
+        }
+    }
+
+    /// [`Self::scale`] for any shift.
+    #[inline(always)]
+    fn scale_long(self, acc: i32) -> i32 {
+        let p = acc.wrapping_shl(self.left as u32) as i64 * self.multiplier as i64;
+        let q = p + ((1i64 << 30) ^ ((p >> 63) << 31));
         if self.right == 0 {
+            // floor((p + 2^30) / 2^31), saturated.
             ((p + (1 << 30)) >> 31).min(i32::MAX as i64) as i32
         } else {
-            let z = p.wrapping_add(self.round).wrapping_add((p >> 63) << 31);
-            ((z >> 32) as i32) >> self.high_shift
+            ((q + (1i64 << (30 + self.right))) >> (31 + self.right)) as i32
         }
     }
 
