@@ -11,7 +11,7 @@
 //! Larger patches take `conv2d_s8_segments`: blocks of four output channels, input offset folded
 //! into the accumulator's start, taps walked as contiguous row segments.
 
-use super::conv_loops::{dot_2x2_q15, dot_2x2_s8};
+use super::conv_loops::{dot_2x2_q15, dot_2x2_s8, offset_clamp, requantize_lanes, Lane};
 use super::dsp::{smlad, sxtb16, sxtb16_ror8};
 use super::{tap_range, ChannelQuant};
 use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
@@ -23,25 +23,42 @@ pub const PATCH_MAX: usize = 576;
 /// Output channels whose bias and quantization are prepared together (on the stack).
 const CHANNEL_BLOCK: usize = 32;
 
-/// One output channel's bias and output quantization, prepared once per invoke.
-#[derive(Clone, Copy, Default)]
-struct Channel {
-    bias: i32,
-    quant: ChannelQuant,
+/// Prepares output channels `first..first + lanes.len()`: their quantization and bias.
+#[inline(always)]
+fn prepare(
+    q: &OutputQuant<'_>,
+    bias: LeI32<'_>,
+    first: usize,
+    lanes: &mut [Lane],
+    biases: &mut [i32],
+) {
+    for (k, (l, b)) in lanes.iter_mut().zip(biases.iter_mut()).enumerate() {
+        l.quant = ChannelQuant::new(q, first + k);
+        *b = if bias.is_empty() {
+            0
+        } else {
+            bias.get(first + k)
+        };
+    }
 }
 
-/// Prepares output channels `first..first + block.len()`.
+/// Requantizes a pass's lanes: A to `out[k]`, B to `out[k + stride]` (`stride` 0: A alone).
 #[inline(always)]
-fn prepare(q: &OutputQuant<'_>, bias: LeI32<'_>, first: usize, block: &mut [Channel]) {
-    for (k, c) in block.iter_mut().enumerate() {
-        *c = Channel {
-            bias: if bias.is_empty() {
-                0
-            } else {
-                bias.get(first + k)
-            },
-            quant: ChannelQuant::new(q, first + k),
-        };
+fn requantize_pass(
+    q: &OutputQuant<'_>,
+    lanes: &[Lane],
+    short: bool,
+    out: &mut [i8],
+    stride: usize,
+) {
+    let clamp = offset_clamp(q.output_offset, q.act_min, q.act_max);
+    if let (true, Some(clamp)) = (short, clamp) {
+        requantize_lanes(lanes, out, stride, clamp, q.output_offset);
+    } else {
+        for (k, l) in lanes.iter().enumerate() {
+            out[k + stride] = l.quant.requantize(q, l.acc_b);
+            out[k] = l.quant.requantize(q, l.acc_a);
+        }
     }
 }
 
@@ -79,42 +96,35 @@ fn conv2d_s8_patches<const DSP: bool>(
     // The receptive field in filter order (ky, kx, ic), padding as the input zero point.
     let mut raw = [0i8; PATCH_MAX];
     let zero_point = (-q.input_offset) as i8;
-    let mut channels = [Channel::default(); CHANNEL_BLOCK];
+    let mut lanes = [Lane::default(); CHANNEL_BLOCK];
+    let mut biases = [0i32; CHANNEL_BLOCK];
     if !DSP {
         // Raw patches (padding as the zero point) and the input offset folded into the bias:
         // sum w * (x + off) = sum w * x + off * sum w, and padding adds nothing either way.
         let mut raw_b = [0i8; PATCH_MAX];
         for first in (0..out_c).step_by(CHANNEL_BLOCK) {
-            let block = &mut channels[..(out_c - first).min(CHANNEL_BLOCK)];
-            prepare(q, bias, first, block);
-            let filter = &filter[first * len..][..block.len() * len];
-            for (c, w) in block.iter_mut().zip(filter.chunks_exact(len)) {
-                c.bias = c
-                    .bias
-                    .wrapping_add(q.input_offset.wrapping_mul(weight_sum(w)));
+            let n = (out_c - first).min(CHANNEL_BLOCK);
+            let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
+            prepare(q, bias, first, lanes, biases);
+            let short = lanes.iter().all(|l| l.quant.is_short());
+            let filter = &filter[first * len..][..n * len];
+            for (b, w) in biases.iter_mut().zip(filter.chunks_exact(len)) {
+                *b = b.wrapping_add(q.input_offset.wrapping_mul(weight_sum(w)));
             }
-            let block = &*block;
             let mut p = 0;
             while p < positions {
                 let count = (positions - p).min(2);
                 gather_at(g, input, p, zero_point, &mut raw[..len]);
-                if count == 2 {
-                    gather_at(g, input, p + 1, zero_point, &mut raw_b[..len]);
-                }
-                let (out_a, rest) = output[p * out_c..].split_at_mut(out_c);
-                let out_a = &mut out_a[first..][..block.len()];
-                let out_b = if count == 2 {
-                    &mut rest[first..][..block.len()]
-                } else {
-                    &mut []
-                };
                 // A lone last position is computed twice.
                 let xb = if count == 2 {
+                    gather_at(g, input, p + 1, zero_point, &mut raw_b[..len]);
                     &raw_b[..len]
                 } else {
                     &raw[..len]
                 };
-                raw_channels(q, &raw[..len], xb, filter, block, out_a, out_b);
+                raw_channels(&raw[..len], xb, filter, biases, lanes);
+                let stride = if count == 2 { out_c } else { 0 };
+                requantize_pass(q, lanes, short, &mut output[p * out_c + first..], stride);
                 p += count;
             }
         }
@@ -127,10 +137,11 @@ fn conv2d_s8_patches<const DSP: bool>(
     let mut quads = [[0u32; 4]; PATCH_MAX / 4];
     let off2 = (q.input_offset as u32 & 0xffff) * 0x1_0001;
     for first in (0..out_c).step_by(CHANNEL_BLOCK) {
-        let block = &mut channels[..(out_c - first).min(CHANNEL_BLOCK)];
-        prepare(q, bias, first, block);
-        let block = &*block;
-        let filter = &filter[first * len..][..block.len() * len];
+        let n = (out_c - first).min(CHANNEL_BLOCK);
+        let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
+        prepare(q, bias, first, lanes, biases);
+        let short = lanes.iter().all(|l| l.quant.is_short());
+        let filter = &filter[first * len..][..n * len];
         let mut p = 0;
         while p < positions {
             let count = (positions - p).min(2);
@@ -150,75 +161,43 @@ fn conv2d_s8_patches<const DSP: bool>(
             }
             let patch = &quads[..groups];
             let (tail_a, tail_b) = (&tails[0][..len % 4], &tails[1][..len % 4]);
-            let (out_a, rest) = output[p * out_c..].split_at_mut(out_c);
-            let out_a = &mut out_a[first..][..block.len()];
-            let out_b = if count == 2 {
-                &mut rest[first..][..block.len()]
-            } else {
-                &mut []
-            };
-            dsp_channels(q, patch, tail_a, tail_b, filter, block, out_a, out_b);
+            dsp_channels(patch, tail_a, tail_b, count == 2, filter, biases, lanes);
+            let stride = if count == 2 { out_c } else { 0 };
+            requantize_pass(q, lanes, short, &mut output[p * out_c + first..], stride);
             p += count;
         }
     }
 }
 
-/// The channels of `block` at one or two positions (`out_b` empty for one).
-#[allow(clippy::too_many_arguments)]
+/// The accumulators of the lanes' channels at positions A and B (B = A unless `two`).
 #[inline(always)]
 fn dsp_channels(
-    q: &OutputQuant<'_>,
     patch: &[[u32; 4]],
     tail_a: &[i32],
     tail_b: &[i32],
+    two: bool,
     filter: &[i8],
-    block: &[Channel],
-    out_a: &mut [i8],
-    out_b: &mut [i8],
+    biases: &[i32],
+    lanes: &mut [Lane],
 ) {
-    let len = filter.len() / block.len();
-    let last = block.len() - 1;
+    let len = filter.len() / lanes.len();
+    let last = lanes.len() - 1;
     let mut k = 0;
-    while k < block.len() {
+    while k < lanes.len() {
         // Two channels, or the last one twice.
         let k1 = (k + 1).min(last);
-        let (c0, c1) = (block[k], block[k1]);
         let (w0, w1) = (&filter[k * len..][..len], &filter[k1 * len..][..len]);
-        if out_b.is_empty() {
-            let (a0, a1) = dot_1x2_dsp(patch, tail_a, w0, w1, c0.bias, c1.bias);
-            out_a[k] = c0.quant.requantize(q, a0);
-            out_a[k1] = c1.quant.requantize(q, a1);
+        let (b0, b1) = (biases[k], biases[k1]);
+        if two {
+            let [a0, a1, b0, b1] = dot_2x2_dsp(patch, tail_a, tail_b, w0, w1, [b0, b1, b0, b1]);
+            (lanes[k1].acc_a, lanes[k1].acc_b) = (a1, b1);
+            (lanes[k].acc_a, lanes[k].acc_b) = (a0, b0);
         } else {
-            let acc = [c0.bias, c1.bias, c0.bias, c1.bias];
-            let [a0, a1, b0, b1] = dot_2x2_dsp(patch, tail_a, tail_b, w0, w1, acc);
-            out_a[k] = c0.quant.requantize(q, a0);
-            out_b[k] = c0.quant.requantize(q, b0);
-            out_a[k1] = c1.quant.requantize(q, a1);
-            out_b[k1] = c1.quant.requantize(q, b1);
+            let (a0, a1) = dot_1x2_dsp(patch, tail_a, w0, w1, b0, b1);
+            (lanes[k1].acc_a, lanes[k1].acc_b) = (a1, a1);
+            (lanes[k].acc_a, lanes[k].acc_b) = (a0, a0);
         }
         k += 2;
-    }
-}
-
-/// Requantizes the accumulators of `block`'s channels at positions A and B (B unless `out_b` is
-/// empty), one channel's quantization at a time. Not inlined: its own registers, no spills.
-#[inline(never)]
-fn requantize_block(
-    q: &OutputQuant<'_>,
-    block: &[Channel],
-    accs: &[[i32; 2]; CHANNEL_BLOCK],
-    out_a: &mut [i8],
-    out_b: &mut [i8],
-) {
-    if out_b.is_empty() {
-        for ((o, c), a) in out_a.iter_mut().zip(block).zip(accs) {
-            *o = c.quant.requantize(q, a[0]);
-        }
-    } else {
-        for (((oa, ob), c), a) in out_a.iter_mut().zip(out_b).zip(block).zip(accs) {
-            *oa = c.quant.requantize(q, a[0]);
-            *ob = c.quant.requantize(q, a[1]);
-        }
     }
 }
 
@@ -246,33 +225,23 @@ fn gather_at(g: &ConvGeometry, input: &[i8], p: usize, zero_point: i8, raw: &mut
     gather(g, input, n, oy, ox, &kys, &kxs, zero_point, raw);
 }
 
-/// The channels of `block` at positions A (`xa`) and B (`xb`, written to `out_b` unless it is
-/// empty), two channels at a time, from raw patches (input offset folded into the bias).
+/// The accumulators of the lanes' channels at positions A (`xa`) and B (`xb`), two channels at
+/// a time, from raw patches (input offset folded into `biases`).
 #[inline(always)]
-fn raw_channels(
-    q: &OutputQuant<'_>,
-    xa: &[i8],
-    xb: &[i8],
-    filter: &[i8],
-    block: &[Channel],
-    out_a: &mut [i8],
-    out_b: &mut [i8],
-) {
+fn raw_channels(xa: &[i8], xb: &[i8], filter: &[i8], biases: &[i32], lanes: &mut [Lane]) {
     let len = xa.len();
-    let last = block.len() - 1;
-    let mut accs = [[0i32; 2]; CHANNEL_BLOCK];
+    let last = lanes.len() - 1;
     let mut k = 0;
-    while k < block.len() {
+    while k < lanes.len() {
         // Two channels, or the last one twice.
         let k1 = (k + 1).min(last);
         let (w0, w1) = (&filter[k * len..][..len], &filter[k1 * len..][..len]);
-        let acc = [block[k].bias, block[k1].bias, block[k].bias, block[k1].bias];
-        let [a0, a1, b0, b1] = dot_2x2_s8(xa, xb, w0, w1, acc);
-        accs[k1] = [a1, b1];
-        accs[k] = [a0, b0];
+        let (b0, b1) = (biases[k], biases[k1]);
+        let [a0, a1, b0, b1] = dot_2x2_s8(xa, xb, w0, w1, [b0, b1, b0, b1]);
+        (lanes[k1].acc_a, lanes[k1].acc_b) = (a1, b1);
+        (lanes[k].acc_a, lanes[k].acc_b) = (a0, b0);
         k += 2;
     }
-    requantize_block(q, block, &accs, out_a, out_b);
 }
 
 /// Lane-wise 16-bit add (`SADD16` without its flags): lanes that cannot overflow.

@@ -11,6 +11,8 @@
 //! Both loops need 14 registers: the asm also saves and uses r6 and r7, which Rust reserves.
 #![allow(unsafe_code)]
 
+use super::ChannelQuant;
+
 #[cfg(not(ferrite_dsp))]
 use super::dsp::{smlad, sxtb16, sxtb16_ror8};
 
@@ -191,6 +193,118 @@ pub fn dot_2x2_s8(xa: &[i8], xb: &[i8], w0: &[i8], w1: &[i8], acc: [i32; 4]) -> 
     }
 }
 
+/// One output channel of a block of a patch convolution: its quantization and its accumulators at
+/// the two positions A and B of a pass. `repr(C)`: [`requantize_lanes`] loads one lane with `LDM`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Lane {
+    pub quant: ChannelQuant,
+    pub acc_a: i32,
+    pub acc_b: i32,
+}
+
+/// Requantizes every lane of `lanes` (all with the short form of [`ChannelQuant::scale`]): lane
+/// `k` writes A to `out[k]`, then B to `out[k + stride]` (with `stride` 0, B must equal A). The
+/// clamp comes before the output offset: `clamp(x, lo - zp, hi - zp) + zp` equals
+/// `clamp(x +sat zp, lo, hi)` when both differences fit in `i32` ([`offset_clamp`]).
+#[inline(always)]
+pub(crate) fn requantize_lanes(
+    lanes: &[Lane],
+    out: &mut [i8],
+    stride: usize,
+    clamp: (i32, i32),
+    zp: i32,
+) {
+    let n = lanes.len();
+    assert!(out.len() >= n + stride);
+    debug_assert!(lanes.iter().all(|l| l.quant.is_short()));
+    #[cfg(ferrite_armv7m)]
+    {
+        if n == 0 {
+            return;
+        }
+        // SAFETY: reads `n` lanes of 20 bytes from `lanes`, writes `out[k]` and `out[k + stride]`
+        // for `k < n` (in bounds: checked above). r6 and r7 (which Rust reserves) are saved on
+        // the stack and restored; the other registers are explicit operands.
+        unsafe {
+            core::arch::asm!(
+                "push {{r6, r7}}",
+                "1:",
+                // r2 multiplier, r3 2^(right-2), r4 right-1 (low byte), r5 A, r6 B.
+                "ldm r0!, {{r2, r3, r4, r5, r6}}",
+                // B: p = acc * multiplier; hi of p +- 2^30 (sign of p); + 2^(r-2); >> (r-1).
+                "smull lr, r7, r6, r2",
+                "and r6, r7, #0x80000000",
+                "eor r6, r6, #0x40000000",
+                "adds lr, lr, r6",
+                "adc r7, r7, r7, asr #31",
+                "add r7, r7, r3",
+                "asr r7, r7, r4",
+                "cmp r7, r10",
+                "it lt",
+                "movlt r7, r10",
+                "cmp r7, r11",
+                "it gt",
+                "movgt r7, r11",
+                "add r7, r7, r12",
+                "strb r7, [r1, r8]",
+                // A, the same.
+                "smull lr, r7, r5, r2",
+                "and r6, r7, #0x80000000",
+                "eor r6, r6, #0x40000000",
+                "adds lr, lr, r6",
+                "adc r7, r7, r7, asr #31",
+                "add r7, r7, r3",
+                "asr r7, r7, r4",
+                "cmp r7, r10",
+                "it lt",
+                "movlt r7, r10",
+                "cmp r7, r11",
+                "it gt",
+                "movgt r7, r11",
+                "add r7, r7, r12",
+                "strb r7, [r1], #1",
+                "subs r9, r9, #1",
+                "bne 1b",
+                "pop {{r6, r7}}",
+                inout("r0") lanes.as_ptr() => _,
+                inout("r1") out.as_mut_ptr() => _,
+                in("r8") stride,
+                inout("r9") n => _,
+                in("r10") clamp.0,
+                in("r11") clamp.1,
+                in("r12") zp,
+                out("r2") _,
+                out("r3") _,
+                out("r4") _,
+                out("r5") _,
+                out("lr") _,
+            );
+        }
+    }
+    #[cfg(not(ferrite_armv7m))]
+    {
+        let scale = |acc: i32, (m, round, shift): (i32, i32, u32)| {
+            let p = acc as i64 * m as i64;
+            let q = p + ((1i64 << 30) ^ ((p >> 63) << 31));
+            let x = (((q >> 32) as i32) + round) >> shift;
+            x.max(clamp.0).min(clamp.1).wrapping_add(zp) as i8
+        };
+        for (k, l) in lanes.iter().enumerate() {
+            let parts = l.quant.short_parts();
+            out[k + stride] = scale(l.acc_b, parts);
+            out[k] = scale(l.acc_a, parts);
+        }
+    }
+}
+
+/// The `clamp` argument of [`requantize_lanes`] for an output zero point and activation range,
+/// `None` when a bound minus the zero point overflows.
+#[inline(always)]
+pub(crate) fn offset_clamp(zp: i32, act_min: i32, act_max: i32) -> Option<(i32, i32)> {
+    Some((act_min.checked_sub(zp)?, act_max.checked_sub(zp)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +312,40 @@ mod tests {
     use std::vec::Vec;
 
     proptest! {
+        #[test]
+        fn requantize_lanes_is_channel_requantize(
+            v in prop::collection::vec((any::<i32>(), -31..-1i32, any::<i32>(), any::<i32>()), 1..6),
+            zp in prop::sample::select(std::vec![i32::MIN, -300, -128, 0, 5, 127, i32::MAX]),
+            a in -128..=127i32, b in -128..=127i32, small: bool,
+        ) {
+            let (act_min, act_max) = (a.min(b), a.max(b));
+            let q = crate::kernels::OutputQuant {
+                input_offset: 0,
+                output_offset: zp,
+                act_min,
+                act_max,
+                multiplier: crate::kernels::LeI32::new(&[]).unwrap(),
+                shift: crate::kernels::LeI32::new(&[]).unwrap(),
+            };
+            let lanes: Vec<Lane> = v
+                .iter()
+                .map(|&(m, shift, x, y)| {
+                    let (x, y) = if small { (x >> 12, y >> 12) } else { (x, y) };
+                    Lane { quant: ChannelQuant::from_parts(m, shift), acc_a: x, acc_b: y }
+                })
+                .collect();
+            let n = lanes.len();
+            let mut got = std::vec![0i8; 2 * n + 1];
+            let Some(clamp) = offset_clamp(zp, act_min, act_max) else {
+                return Ok(());
+            };
+            requantize_lanes(&lanes, &mut got, n + 1, clamp, zp);
+            for (k, l) in lanes.iter().enumerate() {
+                prop_assert_eq!(got[k], l.quant.requantize(&q, l.acc_a));
+                prop_assert_eq!(got[k + n + 1], l.quant.requantize(&q, l.acc_b));
+            }
+        }
+
         #[test]
         fn dot_2x2_s8_is_four_dot_products(
             v in prop::collection::vec(any::<(i8, i8, i8, i8)>(), 0..40), acc: [i32; 4],

@@ -148,19 +148,22 @@ pub(crate) fn tap_range(
 }
 
 /// Output quantization of one output channel, read and prepared once per block of channels.
+/// `repr(C)`: the assembly of `conv_loops::requantize_lanes` reads the first three words.
+#[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub(crate) struct ChannelQuant {
     multiplier: i32,
+    /// `2^(right - 2)` with the short form.
+    high_round: i32,
+    /// `right - 1`, the final shift of the short form (see [`Self::scale`]); the low byte of the
+    /// third word, which is all that `ASR` by register reads.
+    high_shift: u8,
     /// `max(shift, 0) & 31`.
     left: u8,
     /// `max(-shift, 0) & 31`.
     right: u8,
-    /// `right - 1`, the final shift of the short form (see [`Self::scale`]).
-    high_shift: u8,
     /// `left == 0 && right >= 2`: the short form applies (every real layer: factors below 1/4).
     short: bool,
-    /// `2^(right - 2)` with the short form.
-    high_round: i32,
 }
 
 impl ChannelQuant {
@@ -186,6 +189,19 @@ impl ChannelQuant {
             short,
             high_round: if short { 1 << (right - 2) } else { 0 },
         }
+    }
+
+    /// Whether the short form of [`Self::scale`] applies.
+    #[inline(always)]
+    pub(crate) fn is_short(self) -> bool {
+        self.short
+    }
+
+    /// The short form's `(multiplier, 2^(right - 2), right - 1)` (the assembly reads them itself).
+    #[cfg_attr(ferrite_armv7m, allow(dead_code))]
+    #[inline(always)]
+    pub(crate) fn short_parts(self) -> (i32, i32, u32) {
+        (self.multiplier, self.high_round, self.high_shift as u32)
     }
 
     /// `MultiplyByQuantizedMultiplier(acc, multiplier, shift)`, bit-exact with
