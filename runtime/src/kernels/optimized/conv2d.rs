@@ -11,7 +11,9 @@
 //! Larger patches take `conv2d_s8_segments`: blocks of four output channels, input offset folded
 //! into the accumulator's start, taps walked as contiguous row segments.
 
-use super::conv_loops::{dot_2x2_q15, dot_2x2_s8, offset_clamp, requantize_lanes, Lane};
+use super::conv_loops::{
+    dot_2x2_q15, dot_2x2_s8, dot_2x2_wide, offset_clamp, requantize_lanes, Lane,
+};
 use super::dsp::{smlad, sxtb16, sxtb16_ror8};
 use super::{tap_range, ChannelQuant};
 use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
@@ -19,6 +21,9 @@ use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
 /// Largest receptive field (`kernel_h * kernel_w * in_c`) gathered into a patch: 3x3x64.
 /// The patch buffers take `PATCH_MAX * 5` bytes of stack with `DSP` (two positions), `* 3` without.
 pub const PATCH_MAX: usize = 576;
+
+/// Largest patch the portable path widens to 32 bits (`WIDE_MAX * 8` bytes of stack).
+const WIDE_MAX: usize = 288;
 
 /// Output channels whose bias and quantization are prepared together (on the stack).
 const CHANNEL_BLOCK: usize = 32;
@@ -99,34 +104,10 @@ fn conv2d_s8_patches<const DSP: bool>(
     let mut lanes = [Lane::default(); CHANNEL_BLOCK];
     let mut biases = [0i32; CHANNEL_BLOCK];
     if !DSP {
-        // Raw patches (padding as the zero point) and the input offset folded into the bias:
-        // sum w * (x + off) = sum w * x + off * sum w, and padding adds nothing either way.
-        let mut raw_b = [0i8; PATCH_MAX];
-        for first in (0..out_c).step_by(CHANNEL_BLOCK) {
-            let n = (out_c - first).min(CHANNEL_BLOCK);
-            let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
-            prepare(q, bias, first, lanes, biases);
-            let short = lanes.iter().all(|l| l.quant.is_short());
-            let filter = &filter[first * len..][..n * len];
-            for (b, w) in biases.iter_mut().zip(filter.chunks_exact(len)) {
-                *b = b.wrapping_add(q.input_offset.wrapping_mul(weight_sum(w)));
-            }
-            let mut p = 0;
-            while p < positions {
-                let count = (positions - p).min(2);
-                gather_at(g, input, p, zero_point, &mut raw[..len]);
-                // A lone last position is computed twice.
-                let xb = if count == 2 {
-                    gather_at(g, input, p + 1, zero_point, &mut raw_b[..len]);
-                    &raw_b[..len]
-                } else {
-                    &raw[..len]
-                };
-                raw_channels(&raw[..len], xb, filter, biases, lanes);
-                let stride = if count == 2 { out_c } else { 0 };
-                requantize_pass(q, lanes, short, &mut output[p * out_c + first..], stride);
-                p += count;
-            }
+        if len <= WIDE_MAX {
+            portable_patches::<true>(g, q, input, filter, bias, output);
+        } else {
+            portable_patches::<false>(g, q, input, filter, bias, output);
         }
         return;
     }
@@ -166,6 +147,82 @@ fn conv2d_s8_patches<const DSP: bool>(
             requantize_pass(q, lanes, short, &mut output[p * out_c + first..], stride);
             p += count;
         }
+    }
+}
+
+/// The portable patch path: raw int8 patches (padding as the zero point) and the input offset
+/// folded into the bias, `sum w * (x + off) = sum w * x + off * sum w` (padding adds nothing
+/// either way). `WIDE` (patches up to [`WIDE_MAX`]): both positions' values widened to 32 bits
+/// and interleaved, so that one `LDM` loads two of each.
+#[inline(never)]
+fn portable_patches<const WIDE: bool>(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+    output: &mut [i8],
+) {
+    let out_c = g.output.c;
+    let len = g.kernel_h * g.kernel_w * g.input.c;
+    let positions = g.output.n * g.output.h * g.output.w;
+    let zero_point = (-q.input_offset) as i8;
+    let mut lanes = [Lane::default(); CHANNEL_BLOCK];
+    let mut biases = [0i32; CHANNEL_BLOCK];
+    let mut raw = [0i8; PATCH_MAX];
+    let mut raw_b = [0i8; PATCH_MAX];
+    let mut wide = [[0i32; 2]; WIDE_MAX];
+    for first in (0..out_c).step_by(CHANNEL_BLOCK) {
+        let n = (out_c - first).min(CHANNEL_BLOCK);
+        let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
+        prepare(q, bias, first, lanes, biases);
+        let short = lanes.iter().all(|l| l.quant.is_short());
+        let filter = &filter[first * len..][..n * len];
+        for (b, w) in biases.iter_mut().zip(filter.chunks_exact(len)) {
+            *b = b.wrapping_add(q.input_offset.wrapping_mul(weight_sum(w)));
+        }
+        let mut p = 0;
+        while p < positions {
+            // A lone last position is computed twice.
+            let count = (positions - p).min(2);
+            if WIDE {
+                let wide = &mut wide[..len];
+                gather_at(g, input, p, zero_point, &mut raw[..len]);
+                for (x, &r) in wide.iter_mut().zip(&raw[..len]) {
+                    x[0] = r as i32;
+                }
+                gather_at(g, input, p + count - 1, zero_point, &mut raw[..len]);
+                for (x, &r) in wide.iter_mut().zip(&raw[..len]) {
+                    x[1] = r as i32;
+                }
+                wide_channels(wide, filter, biases, lanes);
+            } else {
+                gather_at(g, input, p, zero_point, &mut raw[..len]);
+                gather_at(g, input, p + count - 1, zero_point, &mut raw_b[..len]);
+                raw_channels(&raw[..len], &raw_b[..len], filter, biases, lanes);
+            }
+            let stride = if count == 2 { out_c } else { 0 };
+            requantize_pass(q, lanes, short, &mut output[p * out_c + first..], stride);
+            p += count;
+        }
+    }
+}
+
+/// [`raw_channels`] from widened, interleaved patches.
+#[inline(always)]
+fn wide_channels(x: &[[i32; 2]], filter: &[i8], biases: &[i32], lanes: &mut [Lane]) {
+    let len = x.len();
+    let last = lanes.len() - 1;
+    let mut k = 0;
+    while k < lanes.len() {
+        // Two channels, or the last one twice.
+        let k1 = (k + 1).min(last);
+        let (w0, w1) = (&filter[k * len..][..len], &filter[k1 * len..][..len]);
+        let (b0, b1) = (biases[k], biases[k1]);
+        let [a0, a1, b0, b1] = dot_2x2_wide(x, w0, w1, [b0, b1, b0, b1]);
+        (lanes[k1].acc_a, lanes[k1].acc_b) = (a1, b1);
+        (lanes[k].acc_a, lanes[k].acc_b) = (a0, b0);
+        k += 2;
     }
 }
 

@@ -193,6 +193,82 @@ pub fn dot_2x2_s8(xa: &[i8], xb: &[i8], w0: &[i8], w1: &[i8], acc: [i32; 4]) -> 
     }
 }
 
+/// [`dot_2x2_s8`] with the two positions' values widened and interleaved: `x[i] = [xa[i], xb[i]]`.
+/// `w0` and `w1` hold at least `x.len()` weights.
+#[inline(always)]
+pub fn dot_2x2_wide(x: &[[i32; 2]], w0: &[i8], w1: &[i8], acc: [i32; 4]) -> [i32; 4] {
+    let n = x.len();
+    assert!(w0.len() >= n && w1.len() >= n);
+    let [mut a0, mut a1, mut b0, mut b1] = acc;
+    #[cfg(not(ferrite_armv7m))]
+    let done = 0;
+    #[cfg(ferrite_armv7m)]
+    let done = {
+        // Two patch values: both positions' pairs with one LDM, each weight with one LDRSB and
+        // multiplied into both positions.
+        macro_rules! two {
+            () => {
+                concat!(
+                    "ldm r10!, {{r2, r3, r4, r5}}\n",
+                    "ldrsb r7, [r11, r12]\n",
+                    "ldrsb r6, [r11], #1\n",
+                    "mla r0, r2, r6, r0\n",
+                    "mla r8, r3, r6, r8\n",
+                    "mla r1, r2, r7, r1\n",
+                    "mla r9, r3, r7, r9\n",
+                    "ldrsb r7, [r11, r12]\n",
+                    "ldrsb r6, [r11], #1\n",
+                    "mla r0, r4, r6, r0\n",
+                    "mla r8, r5, r6, r8\n",
+                    "mla r1, r4, r7, r1\n",
+                    "mla r9, r5, r7, r9\n",
+                )
+            };
+        }
+        let passes = n / 4;
+        if passes > 0 {
+            let dw = w1.as_ptr() as isize - w0.as_ptr() as isize;
+            // SAFETY: reads `4 * passes <= n` pairs from `x` and as many bytes from `w0` and `w1`
+            // (= w0 + dw), lengths checked above; writes nothing to memory. r6 and r7 (which Rust
+            // reserves) are saved on the stack and restored; the other registers are explicit
+            // operands.
+            unsafe {
+                core::arch::asm!(
+                    "push {{r6, r7}}",
+                    "1:",
+                    two!(),
+                    two!(),
+                    "subs lr, lr, #1",
+                    "bne 1b",
+                    "pop {{r6, r7}}",
+                    inout("r10") x.as_ptr() => _,
+                    inout("r11") w0.as_ptr() => _,
+                    in("r12") dw,
+                    inout("lr") passes => _,
+                    inout("r0") a0,
+                    inout("r1") a1,
+                    inout("r8") b0,
+                    inout("r9") b1,
+                    out("r2") _,
+                    out("r3") _,
+                    out("r4") _,
+                    out("r5") _,
+                    options(readonly),
+                );
+            }
+        }
+        4 * passes
+    };
+    for ((&[xa, xb], &p), &r) in x[done..].iter().zip(&w0[done..]).zip(&w1[done..]) {
+        let (p, r) = (p as i32, r as i32);
+        a0 = a0.wrapping_add(xa.wrapping_mul(p));
+        a1 = a1.wrapping_add(xa.wrapping_mul(r));
+        b0 = b0.wrapping_add(xb.wrapping_mul(p));
+        b1 = b1.wrapping_add(xb.wrapping_mul(r));
+    }
+    [a0, a1, b0, b1]
+}
+
 /// One output channel of a block of a patch convolution: its quantization and its accumulators at
 /// the two positions A and B of a pass. `repr(C)`: [`requantize_lanes`] loads one lane with `LDM`.
 #[repr(C)]
@@ -344,6 +420,20 @@ mod tests {
                 prop_assert_eq!(got[k], l.quant.requantize(&q, l.acc_a));
                 prop_assert_eq!(got[k + n + 1], l.quant.requantize(&q, l.acc_b));
             }
+        }
+
+        #[test]
+        fn dot_2x2_wide_is_four_dot_products(
+            v in prop::collection::vec(any::<(i8, i8, i8, i8)>(), 0..40), acc: [i32; 4],
+        ) {
+            let x: Vec<[i32; 2]> = v.iter().map(|t| [t.0 as i32, t.1 as i32]).collect();
+            let (xa, xb, w0, w1): (Vec<i8>, Vec<i8>, Vec<i8>, Vec<i8>) = (
+                v.iter().map(|t| t.0).collect(),
+                v.iter().map(|t| t.1).collect(),
+                v.iter().map(|t| t.2).collect(),
+                v.iter().map(|t| t.3).collect(),
+            );
+            prop_assert_eq!(dot_2x2_wide(&x, &w0, &w1, acc), dot_2x2_s8(&xa, &xb, &w0, &w1, acc));
         }
 
         #[test]
