@@ -28,23 +28,35 @@ const WIDE_MAX: usize = 288;
 /// Output channels whose bias and quantization are prepared together (on the stack).
 const CHANNEL_BLOCK: usize = 32;
 
-/// Prepares output channels `first..first + lanes.len()`: their quantization and bias.
+/// Prepares output channels `first..first + lanes.len()` (filter rows `filter`): their
+/// quantization, and their bias with the input offset folded in: `sum w * (x + off) =
+/// sum w * x + off * sum w`, so the kernels multiply raw input values, and padding taps holding the
+/// zero point `-off` add nothing either way. Returns whether every channel has the short form.
 #[inline(always)]
 fn prepare(
     q: &OutputQuant<'_>,
     bias: LeI32<'_>,
     first: usize,
+    filter: &[i8],
     lanes: &mut [Lane],
     biases: &mut [i32],
-) {
-    for (k, (l, b)) in lanes.iter_mut().zip(biases.iter_mut()).enumerate() {
+) -> bool {
+    let len = filter.len() / lanes.len();
+    for (k, ((l, b), w)) in lanes
+        .iter_mut()
+        .zip(biases.iter_mut())
+        .zip(filter.chunks_exact(len))
+        .enumerate()
+    {
         l.quant = ChannelQuant::new(q, first + k);
-        *b = if bias.is_empty() {
+        let b0 = if bias.is_empty() {
             0
         } else {
             bias.get(first + k)
         };
+        *b = b0.wrapping_add(q.input_offset.wrapping_mul(weight_sum(w)));
     }
+    lanes.iter().all(|l| l.quant.is_short())
 }
 
 /// Requantizes a pass's lanes: A to `out[k]`, B to `out[k + stride]` (`stride` 0: A alone).
@@ -111,33 +123,31 @@ fn conv2d_s8_patches<const DSP: bool>(
         }
         return;
     }
-    // Two positions at a time. Group k of four values x0..x3 (+ input offset) of positions A and B
-    // is the words [(A.x0, A.x2), (A.x1, A.x3), (B.x0, B.x2), (B.x1, B.x3)]: the pairs `SXTB16`
-    // makes of the weights, loaded with one `LDM`.
+    // Two positions at a time. Group k of four values x0..x3 of positions A and B is the words
+    // [(A.x0, A.x2), (A.x1, A.x3), (B.x0, B.x2), (B.x1, B.x3)]: the pairs `SXTB16` makes of the
+    // weights, loaded with one `LDM`. The input offset is folded into the bias, as below.
     let groups = len / 4;
     let mut quads = [[0u32; 4]; PATCH_MAX / 4];
-    let off2 = (q.input_offset as u32 & 0xffff) * 0x1_0001;
+    let direct = is_direct(g);
     for first in (0..out_c).step_by(CHANNEL_BLOCK) {
         let n = (out_c - first).min(CHANNEL_BLOCK);
         let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
-        prepare(q, bias, first, lanes, biases);
-        let short = lanes.iter().all(|l| l.quant.is_short());
         let filter = &filter[first * len..][..n * len];
+        let short = prepare(q, bias, first, filter, lanes, biases);
         let mut p = 0;
         while p < positions {
             let count = (positions - p).min(2);
             let mut tails = [[0i32; 3]; 2];
             for (k, tail) in tails.iter_mut().enumerate().take(count) {
-                gather_at(g, input, p + k, zero_point, &mut raw[..len]);
-                let (raw_groups, raw_tail) = raw[..len].as_chunks::<4>();
-                for (quad, r) in quads.iter_mut().zip(raw_groups) {
+                let x = patch_at(g, input, p + k, zero_point, direct, &mut raw[..len]);
+                let (x_groups, x_tail) = x.as_chunks::<4>();
+                for (quad, r) in quads.iter_mut().zip(x_groups) {
                     let v = u32::from_le_bytes(r.map(|b| b as u8));
-                    // Lanes stay within -256..=255: the 16-bit adds never carry across lanes.
-                    quad[2 * k] = add16(sxtb16(v), off2);
-                    quad[2 * k + 1] = add16(sxtb16_ror8(v), off2);
+                    quad[2 * k] = sxtb16(v);
+                    quad[2 * k + 1] = sxtb16_ror8(v);
                 }
-                for (t, &r) in tail.iter_mut().zip(raw_tail) {
-                    *t = r as i32 + q.input_offset;
+                for (t, &r) in tail.iter_mut().zip(x_tail) {
+                    *t = r as i32;
                 }
             }
             let patch = &quads[..groups];
@@ -147,6 +157,39 @@ fn conv2d_s8_patches<const DSP: bool>(
             requantize_pass(q, lanes, short, &mut output[p * out_c + first..], stride);
             p += count;
         }
+    }
+}
+
+/// Whether every output position's receptive field is one contiguous run of the input, in filter
+/// order (1x1 kernel, stride 1, no padding): no gathering needed.
+#[inline(always)]
+fn is_direct(g: &ConvGeometry) -> bool {
+    g.kernel_h == 1
+        && g.kernel_w == 1
+        && g.stride_h == 1
+        && g.stride_w == 1
+        && g.pad_top == 0
+        && g.pad_left == 0
+        && g.output.h == g.input.h
+        && g.output.w == g.input.w
+}
+
+/// The receptive field of flat output position `p` in filter order: the input itself if
+/// `direct` (see [`is_direct`]), else gathered into `raw` (padding as the zero point).
+#[inline(always)]
+fn patch_at<'a>(
+    g: &ConvGeometry,
+    input: &'a [i8],
+    p: usize,
+    zero_point: i8,
+    direct: bool,
+    raw: &'a mut [i8],
+) -> &'a [i8] {
+    if direct {
+        &input[p * g.input.c..][..raw.len()]
+    } else {
+        gather_at(g, input, p, zero_point, raw);
+        raw
     }
 }
 
@@ -172,34 +215,33 @@ fn portable_patches<const WIDE: bool>(
     let mut raw = [0i8; PATCH_MAX];
     let mut raw_b = [0i8; PATCH_MAX];
     let mut wide = [[0i32; 2]; WIDE_MAX];
+    let direct = is_direct(g);
     for first in (0..out_c).step_by(CHANNEL_BLOCK) {
         let n = (out_c - first).min(CHANNEL_BLOCK);
         let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
-        prepare(q, bias, first, lanes, biases);
-        let short = lanes.iter().all(|l| l.quant.is_short());
         let filter = &filter[first * len..][..n * len];
-        for (b, w) in biases.iter_mut().zip(filter.chunks_exact(len)) {
-            *b = b.wrapping_add(q.input_offset.wrapping_mul(weight_sum(w)));
-        }
+        let short = prepare(q, bias, first, filter, lanes, biases);
         let mut p = 0;
         while p < positions {
             // A lone last position is computed twice.
             let count = (positions - p).min(2);
+            let xa = patch_at(g, input, p, zero_point, direct, &mut raw[..len]);
+            let xb = patch_at(
+                g,
+                input,
+                p + count - 1,
+                zero_point,
+                direct,
+                &mut raw_b[..len],
+            );
             if WIDE {
                 let wide = &mut wide[..len];
-                gather_at(g, input, p, zero_point, &mut raw[..len]);
-                for (x, &r) in wide.iter_mut().zip(&raw[..len]) {
-                    x[0] = r as i32;
-                }
-                gather_at(g, input, p + count - 1, zero_point, &mut raw[..len]);
-                for (x, &r) in wide.iter_mut().zip(&raw[..len]) {
-                    x[1] = r as i32;
+                for ((x, &a), &b) in wide.iter_mut().zip(xa).zip(xb) {
+                    *x = [a as i32, b as i32];
                 }
                 wide_channels(wide, filter, biases, lanes);
             } else {
-                gather_at(g, input, p, zero_point, &mut raw[..len]);
-                gather_at(g, input, p + count - 1, zero_point, &mut raw_b[..len]);
-                raw_channels(&raw[..len], &raw_b[..len], filter, biases, lanes);
+                raw_channels(xa, xb, filter, biases, lanes);
             }
             let stride = if count == 2 { out_c } else { 0 };
             requantize_pass(q, lanes, short, &mut output[p * out_c + first..], stride);
@@ -299,14 +341,6 @@ fn raw_channels(xa: &[i8], xb: &[i8], filter: &[i8], biases: &[i32], lanes: &mut
         (lanes[k].acc_a, lanes[k].acc_b) = (a0, b0);
         k += 2;
     }
-}
-
-/// Lane-wise 16-bit add (`SADD16` without its flags): lanes that cannot overflow.
-#[inline(always)]
-fn add16(a: u32, b: u32) -> u32 {
-    let lo = a.wrapping_add(b) & 0xffff;
-    let hi = (a & 0xffff_0000).wrapping_add(b & 0xffff_0000);
-    lo | hi
 }
 
 /// Copies the receptive field of output `(n, oy, ox)` in filter order, padding with `zero_point`.
@@ -636,6 +670,28 @@ mod tests {
 
         #[test]
         fn dsp_matches_reference(p in problems(11, false)) {
+            check::<true>(&p)?;
+        }
+    }
+
+    /// `p` made pointwise (1x1 kernel, stride 1, no padding): the direct path.
+    fn pointwise(mut p: Problem) -> Problem {
+        let g = &mut p.g;
+        (g.kernel_h, g.kernel_w, g.stride_h, g.stride_w) = (1, 1, 1, 1);
+        (g.pad_top, g.pad_left) = (0, 0);
+        (g.output.h, g.output.w) = (g.input.h, g.input.w);
+        let len = g.output.c * g.input.c;
+        p.filter = (0..len).map(|i| (i * 37 % 255) as i8).collect();
+        p
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(100))]
+
+        #[test]
+        fn pointwise_matches_reference(p in problems(40, false)) {
+            let p = pointwise(p);
+            check::<false>(&p)?;
             check::<true>(&p)?;
         }
     }
