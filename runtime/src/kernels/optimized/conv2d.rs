@@ -225,22 +225,30 @@ fn portable_patches<const WIDE: bool>(
         while p < positions {
             // A lone last position is computed twice.
             let count = (positions - p).min(2);
-            let xa = patch_at(g, input, p, zero_point, direct, &mut raw[..len]);
-            let xb = patch_at(
-                g,
-                input,
-                p + count - 1,
-                zero_point,
-                direct,
-                &mut raw_b[..len],
-            );
+            let pb = p + count - 1;
             if WIDE {
                 let wide = &mut wide[..len];
-                for ((x, &a), &b) in wide.iter_mut().zip(xa).zip(xb) {
-                    *x = [a as i32, b as i32];
+                if direct {
+                    let xa = &input[p * len..][..len];
+                    let xb = &input[pb * len..][..len];
+                    for ((x, &a), &b) in wide.iter_mut().zip(xa).zip(xb) {
+                        *x = [a as i32, b as i32];
+                    }
+                } else {
+                    // One gather buffer for both positions (stack).
+                    gather_at(g, input, p, zero_point, &mut raw[..len]);
+                    for (x, &a) in wide.iter_mut().zip(&raw[..len]) {
+                        x[0] = a as i32;
+                    }
+                    gather_at(g, input, pb, zero_point, &mut raw[..len]);
+                    for (x, &b) in wide.iter_mut().zip(&raw[..len]) {
+                        x[1] = b as i32;
+                    }
                 }
                 wide_channels(wide, filter, biases, lanes);
             } else {
+                let xa = patch_at(g, input, p, zero_point, direct, &mut raw[..len]);
+                let xb = patch_at(g, input, pb, zero_point, direct, &mut raw_b[..len]);
                 raw_channels(xa, xb, filter, biases, lanes);
             }
             let stride = if count == 2 { out_c } else { 0 };
