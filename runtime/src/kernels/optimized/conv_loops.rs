@@ -279,7 +279,8 @@ pub(crate) struct Lane {
     pub acc_b: i32,
 }
 
-/// Requantizes every lane of `lanes` (all with the short form of [`ChannelQuant::scale`]): lane
+/// Requantizes every lane of `lanes` (all with the short form of [`ChannelQuant::scale`], whose
+/// multiplier is positive, so that the product has the sign of the accumulator): lane
 /// `k` writes A to `out[k]`, then B to `out[k + stride]` (with `stride` 0, B must equal A). The
 /// clamp comes before the output offset: `clamp(x, lo - zp, hi - zp) + zp` equals
 /// `clamp(x +sat zp, lo, hi)` when both differences fit in `i32` ([`offset_clamp`]).
@@ -308,13 +309,12 @@ pub(crate) fn requantize_lanes(
                 "1:",
                 // r2 multiplier, r3 2^(right-2), r4 right-1 (low byte), r5 A, r6 B.
                 "ldm r0!, {{r2, r3, r4, r5, r6}}",
-                // B: p = acc * multiplier; hi of p +- 2^30 (sign of p); + 2^(r-2); >> (r-1).
-                "smull lr, r7, r6, r2",
-                "and r6, r7, #0x80000000",
-                "eor r6, r6, #0x40000000",
-                "adds lr, lr, r6",
-                "adc r7, r7, r7, asr #31",
-                "add r7, r7, r3",
+                // B: the high word of acc * multiplier + (2^30 or -2^30 by the sign of acc, which
+                // is that of the product) + 2^(r-2) * 2^32, shifted right by r - 1.
+                "and lr, r6, #0x80000000",
+                "orr lr, lr, #0x40000000",
+                "add r7, r3, r6, asr #31",
+                "smlal lr, r7, r6, r2",
                 "asr r7, r7, r4",
                 "cmp r7, r10",
                 "it lt",
@@ -325,12 +325,10 @@ pub(crate) fn requantize_lanes(
                 "add r7, r7, r12",
                 "strb r7, [r1, r8]",
                 // A, the same.
-                "smull lr, r7, r5, r2",
-                "and r6, r7, #0x80000000",
-                "eor r6, r6, #0x40000000",
-                "adds lr, lr, r6",
-                "adc r7, r7, r7, asr #31",
-                "add r7, r7, r3",
+                "and lr, r5, #0x80000000",
+                "orr lr, lr, #0x40000000",
+                "add r7, r3, r5, asr #31",
+                "smlal lr, r7, r5, r2",
                 "asr r7, r7, r4",
                 "cmp r7, r10",
                 "it lt",
@@ -361,9 +359,10 @@ pub(crate) fn requantize_lanes(
     #[cfg(not(ferrite_armv7m))]
     {
         let scale = |acc: i32, (m, round, shift): (i32, i32, u32)| {
-            let p = acc as i64 * m as i64;
-            let q = p + ((1i64 << 30) ^ ((p >> 63) << 31));
-            let x = (((q >> 32) as i32) + round) >> shift;
+            // The multiplier is positive: the product has the sign of `acc`.
+            let nudge = (1i64 << 30) ^ ((acc as i64 >> 63) << 31);
+            let q = acc as i64 * m as i64 + nudge + ((round as i64) << 32);
+            let x = ((q >> 32) as i32) >> shift;
             x.max(clamp.0).min(clamp.1).wrapping_add(zp) as i8
         };
         for (k, l) in lanes.iter().enumerate() {
@@ -390,7 +389,10 @@ mod tests {
     proptest! {
         #[test]
         fn requantize_lanes_is_channel_requantize(
-            v in prop::collection::vec((any::<i32>(), -31..-1i32, any::<i32>(), any::<i32>()), 1..6),
+            v in prop::collection::vec(
+                (prop_oneof![Just(1 << 30), 1..=i32::MAX], -31..-1i32, any::<i32>(), any::<i32>()),
+                1..6,
+            ),
             zp in prop::sample::select(std::vec![i32::MIN, -300, -128, 0, 5, 127, i32::MAX]),
             a in -128..=127i32, b in -128..=127i32, small: bool,
         ) {

@@ -162,7 +162,8 @@ pub(crate) struct ChannelQuant {
     left: u8,
     /// `max(-shift, 0) & 31`.
     right: u8,
-    /// `left == 0 && right >= 2`: the short form applies (every real layer: factors below 1/4).
+    /// `left == 0 && right >= 2 && multiplier > 0`: the short form applies (every real layer:
+    /// factors below 1/4).
     short: bool,
 }
 
@@ -180,7 +181,7 @@ impl ChannelQuant {
     pub(crate) fn from_parts(multiplier: i32, shift: i32) -> Self {
         let left = (shift.max(0) & 31) as u8;
         let right = (shift.min(0).wrapping_neg() & 31) as u8;
-        let short = left == 0 && right >= 2;
+        let short = left == 0 && right >= 2 && multiplier > 0;
         Self {
             multiplier,
             left,
