@@ -261,19 +261,9 @@ fn portable_patches<const WIDE: bool>(
 /// [`raw_channels`] from widened, interleaved patches.
 #[inline(always)]
 fn wide_channels(x: &[[i32; 2]], filter: &[i8], biases: &[i32], lanes: &mut [Lane]) {
-    let len = x.len();
-    let last = lanes.len() - 1;
-    let mut k = 0;
-    while k < lanes.len() {
-        // Two channels, or the last one twice.
-        let k1 = (k + 1).min(last);
-        let (w0, w1) = (&filter[k * len..][..len], &filter[k1 * len..][..len]);
-        let (b0, b1) = (biases[k], biases[k1]);
-        let [a0, a1, b0, b1] = dot_2x2_wide(x, w0, w1, [b0, b1, b0, b1]);
-        (lanes[k1].acc_a, lanes[k1].acc_b) = (a1, b1);
-        (lanes[k].acc_a, lanes[k].acc_b) = (a0, b0);
-        k += 2;
-    }
+    channel_pairs(filter, biases, lanes, |w0, w1, acc| {
+        dot_2x2_wide(x, w0, w1, acc)
+    });
 }
 
 /// The accumulators of the lanes' channels at positions A and B (B = A unless `two`).
@@ -287,24 +277,42 @@ fn dsp_channels(
     biases: &[i32],
     lanes: &mut [Lane],
 ) {
+    if two {
+        channel_pairs(filter, biases, lanes, |w0, w1, acc| {
+            dot_2x2_dsp(patch, tail_a, tail_b, w0, w1, acc)
+        });
+    } else {
+        channel_pairs(filter, biases, lanes, |w0, w1, acc| {
+            let (a0, a1) = dot_1x2_dsp(patch, tail_a, w0, w1, acc[0], acc[1]);
+            [a0, a1, a0, a1]
+        });
+    }
+}
+
+/// Runs `dot(w0, w1, [bias0, bias1, bias0, bias1])` (accumulators of channels 0 and 1 at
+/// positions A and B, in the order (A, 0), (A, 1), (B, 0), (B, 1)) for each pair of the lanes'
+/// channels, and the last one paired with itself, into the lanes' accumulators.
+#[inline(always)]
+fn channel_pairs(
+    filter: &[i8],
+    biases: &[i32],
+    lanes: &mut [Lane],
+    mut dot: impl FnMut(&[i8], &[i8], [i32; 4]) -> [i32; 4],
+) {
     let len = filter.len() / lanes.len();
-    let last = lanes.len() - 1;
-    let mut k = 0;
-    while k < lanes.len() {
-        // Two channels, or the last one twice.
-        let k1 = (k + 1).min(last);
-        let (w0, w1) = (&filter[k * len..][..len], &filter[k1 * len..][..len]);
-        let (b0, b1) = (biases[k], biases[k1]);
-        if two {
-            let [a0, a1, b0, b1] = dot_2x2_dsp(patch, tail_a, tail_b, w0, w1, [b0, b1, b0, b1]);
-            (lanes[k1].acc_a, lanes[k1].acc_b) = (a1, b1);
-            (lanes[k].acc_a, lanes[k].acc_b) = (a0, b0);
-        } else {
-            let (a0, a1) = dot_1x2_dsp(patch, tail_a, w0, w1, b0, b1);
-            (lanes[k1].acc_a, lanes[k1].acc_b) = (a1, a1);
-            (lanes[k].acc_a, lanes[k].acc_b) = (a0, a0);
-        }
-        k += 2;
+    let mut pairs = lanes.chunks_exact_mut(2);
+    for ((l, w), b) in (&mut pairs)
+        .zip(filter.chunks_exact(2 * len))
+        .zip(biases.chunks_exact(2))
+    {
+        let (w0, w1) = w.split_at(len);
+        let [a0, a1, b0, b1] = dot(w0, w1, [b[0], b[1], b[0], b[1]]);
+        (l[0].acc_a, l[0].acc_b, l[1].acc_a, l[1].acc_b) = (a0, b0, a1, b1);
+    }
+    if let ([l], [.., b]) = (pairs.into_remainder(), biases) {
+        let w = &filter[filter.len() - len..];
+        let [a0, _, b0, _] = dot(w, w, [*b; 4]);
+        (l.acc_a, l.acc_b) = (a0, b0);
     }
 }
 
@@ -336,19 +344,9 @@ fn gather_at(g: &ConvGeometry, input: &[i8], p: usize, zero_point: i8, raw: &mut
 /// a time, from raw patches (input offset folded into `biases`).
 #[inline(always)]
 fn raw_channels(xa: &[i8], xb: &[i8], filter: &[i8], biases: &[i32], lanes: &mut [Lane]) {
-    let len = xa.len();
-    let last = lanes.len() - 1;
-    let mut k = 0;
-    while k < lanes.len() {
-        // Two channels, or the last one twice.
-        let k1 = (k + 1).min(last);
-        let (w0, w1) = (&filter[k * len..][..len], &filter[k1 * len..][..len]);
-        let (b0, b1) = (biases[k], biases[k1]);
-        let [a0, a1, b0, b1] = dot_2x2_s8(xa, xb, w0, w1, [b0, b1, b0, b1]);
-        (lanes[k1].acc_a, lanes[k1].acc_b) = (a1, b1);
-        (lanes[k].acc_a, lanes[k].acc_b) = (a0, b0);
-        k += 2;
-    }
+    channel_pairs(filter, biases, lanes, |w0, w1, acc| {
+        dot_2x2_s8(xa, xb, w0, w1, acc)
+    });
 }
 
 /// Copies the receptive field of output `(n, oy, ox)` in filter order, padding with `zero_point`.
