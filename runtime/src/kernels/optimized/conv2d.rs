@@ -11,9 +11,7 @@
 //! Larger patches take `conv2d_s8_segments`: blocks of four output channels, input offset folded
 //! into the accumulator's start, taps walked as contiguous row segments.
 
-use super::conv_loops::{
-    dot_2x2_q15, dot_2x2_s8, dot_2x2_wide, offset_clamp, requantize_lanes, Lane,
-};
+use super::conv_loops::{dot_2x2_q15, dot_2x2_wide, offset_clamp, requantize_lanes, Lane};
 use super::dsp::{smlad, sxtb16, sxtb16_ror8};
 use super::{tap_range, ChannelQuant};
 use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
@@ -22,8 +20,8 @@ use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
 /// The patch buffers take `PATCH_MAX * 5` bytes of stack with `DSP` (two positions), `* 3` without.
 pub const PATCH_MAX: usize = 576;
 
-/// Largest patch the portable path widens to 32 bits (`WIDE_MAX * 8` bytes of stack).
-const WIDE_MAX: usize = 288;
+/// Largest chunk of a patch the portable path widens to 32 bits (`WIDE_MAX * 8` bytes of stack).
+const WIDE_MAX: usize = 192;
 
 /// Output channels whose bias and quantization are prepared together (on the stack).
 const CHANNEL_BLOCK: usize = 32;
@@ -116,11 +114,7 @@ fn conv2d_s8_patches<const DSP: bool>(
     let mut lanes = [Lane::default(); CHANNEL_BLOCK];
     let mut biases = [0i32; CHANNEL_BLOCK];
     if !DSP {
-        if len <= WIDE_MAX {
-            portable_patches::<true>(g, q, input, filter, bias, output);
-        } else {
-            portable_patches::<false>(g, q, input, filter, bias, output);
-        }
+        portable_patches(g, q, input, filter, bias, output);
         return;
     }
     // Two positions at a time. Group k of four values x0..x3 of positions A and B is the words
@@ -195,10 +189,10 @@ fn patch_at<'a>(
 
 /// The portable patch path: raw int8 patches (padding as the zero point) and the input offset
 /// folded into the bias, `sum w * (x + off) = sum w * x + off * sum w` (padding adds nothing
-/// either way). `WIDE` (patches up to [`WIDE_MAX`]): both positions' values widened to 32 bits
-/// and interleaved, so that one `LDM` loads two of each.
+/// either way). The two positions' values are widened to 32 bits and interleaved, so that one
+/// `LDM` loads two of each, in chunks of at most [`WIDE_MAX`] (stack).
 #[inline(never)]
-fn portable_patches<const WIDE: bool>(
+fn portable_patches(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
     input: &[i8],
@@ -216,6 +210,9 @@ fn portable_patches<const WIDE: bool>(
     let mut raw_b = [0i8; PATCH_MAX];
     let mut wide = [[0i32; 2]; WIDE_MAX];
     let direct = is_direct(g);
+    // Equal chunks, multiples of four values.
+    let chunks = len.div_ceil(WIDE_MAX);
+    let chunk = len.div_ceil(chunks).next_multiple_of(4).min(WIDE_MAX);
     for first in (0..out_c).step_by(CHANNEL_BLOCK) {
         let n = (out_c - first).min(CHANNEL_BLOCK);
         let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
@@ -225,45 +222,36 @@ fn portable_patches<const WIDE: bool>(
         while p < positions {
             // A lone last position is computed twice.
             let count = (positions - p).min(2);
-            let pb = p + count - 1;
-            if WIDE {
-                let wide = &mut wide[..len];
-                if direct {
-                    let xa = &input[p * len..][..len];
-                    let xb = &input[pb * len..][..len];
-                    for ((x, &a), &b) in wide.iter_mut().zip(xa).zip(xb) {
-                        *x = [a as i32, b as i32];
-                    }
-                } else {
-                    // One gather buffer for both positions (stack).
-                    gather_at(g, input, p, zero_point, &mut raw[..len]);
-                    for (x, &a) in wide.iter_mut().zip(&raw[..len]) {
-                        x[0] = a as i32;
-                    }
-                    gather_at(g, input, pb, zero_point, &mut raw[..len]);
-                    for (x, &b) in wide.iter_mut().zip(&raw[..len]) {
-                        x[1] = b as i32;
-                    }
+            let xa = patch_at(g, input, p, zero_point, direct, &mut raw[..len]);
+            let xb = patch_at(
+                g,
+                input,
+                p + count - 1,
+                zero_point,
+                direct,
+                &mut raw_b[..len],
+            );
+            for (c, (xa, xb)) in xa.chunks(chunk).zip(xb.chunks(chunk)).enumerate() {
+                let wide = &mut wide[..xa.len()];
+                for ((x, &a), &b) in wide.iter_mut().zip(xa).zip(xb) {
+                    *x = [a as i32, b as i32];
                 }
-                wide_channels(wide, filter, biases, lanes);
-            } else {
-                let xa = patch_at(g, input, p, zero_point, direct, &mut raw[..len]);
-                let xb = patch_at(g, input, pb, zero_point, direct, &mut raw_b[..len]);
-                raw_channels(xa, xb, filter, biases, lanes);
+                if chunks == 1 {
+                    channel_pairs(filter, biases, false, lanes, |w0, w1, acc| {
+                        dot_2x2_wide(wide, w0, w1, acc)
+                    });
+                } else {
+                    let from = c * chunk;
+                    channel_pairs(filter, biases, c > 0, lanes, |w0, w1, acc| {
+                        dot_2x2_wide(wide, &w0[from..], &w1[from..], acc)
+                    });
+                }
             }
             let stride = if count == 2 { out_c } else { 0 };
             requantize_pass(q, lanes, short, &mut output[p * out_c + first..], stride);
             p += count;
         }
     }
-}
-
-/// [`raw_channels`] from widened, interleaved patches.
-#[inline(always)]
-fn wide_channels(x: &[[i32; 2]], filter: &[i8], biases: &[i32], lanes: &mut [Lane]) {
-    channel_pairs(filter, biases, lanes, |w0, w1, acc| {
-        dot_2x2_wide(x, w0, w1, acc)
-    });
 }
 
 /// The accumulators of the lanes' channels at positions A and B (B = A unless `two`).
@@ -278,24 +266,26 @@ fn dsp_channels(
     lanes: &mut [Lane],
 ) {
     if two {
-        channel_pairs(filter, biases, lanes, |w0, w1, acc| {
+        channel_pairs(filter, biases, false, lanes, |w0, w1, acc| {
             dot_2x2_dsp(patch, tail_a, tail_b, w0, w1, acc)
         });
     } else {
-        channel_pairs(filter, biases, lanes, |w0, w1, acc| {
+        channel_pairs(filter, biases, false, lanes, |w0, w1, acc| {
             let (a0, a1) = dot_1x2_dsp(patch, tail_a, w0, w1, acc[0], acc[1]);
             [a0, a1, a0, a1]
         });
     }
 }
 
-/// Runs `dot(w0, w1, [bias0, bias1, bias0, bias1])` (accumulators of channels 0 and 1 at
-/// positions A and B, in the order (A, 0), (A, 1), (B, 0), (B, 1)) for each pair of the lanes'
-/// channels, and the last one paired with itself, into the lanes' accumulators.
+/// Runs `dot(w0, w1, acc)` (accumulators of channels 0 and 1 at positions A and B, in the order
+/// (A, 0), (A, 1), (B, 0), (B, 1), starting from the biases or, `from_lanes`, from the lanes'
+/// accumulators) for each pair of the lanes' channels, and the last one paired with itself, into
+/// the lanes' accumulators.
 #[inline(always)]
 fn channel_pairs(
     filter: &[i8],
     biases: &[i32],
+    from_lanes: bool,
     lanes: &mut [Lane],
     mut dot: impl FnMut(&[i8], &[i8], [i32; 4]) -> [i32; 4],
 ) {
@@ -306,12 +296,22 @@ fn channel_pairs(
         .zip(biases.chunks_exact(2))
     {
         let (w0, w1) = w.split_at(len);
-        let [a0, a1, b0, b1] = dot(w0, w1, [b[0], b[1], b[0], b[1]]);
+        let acc = if from_lanes {
+            [l[0].acc_a, l[1].acc_a, l[0].acc_b, l[1].acc_b]
+        } else {
+            [b[0], b[1], b[0], b[1]]
+        };
+        let [a0, a1, b0, b1] = dot(w0, w1, acc);
         (l[0].acc_a, l[0].acc_b, l[1].acc_a, l[1].acc_b) = (a0, b0, a1, b1);
     }
     if let ([l], [.., b]) = (pairs.into_remainder(), biases) {
         let w = &filter[filter.len() - len..];
-        let [a0, _, b0, _] = dot(w, w, [*b; 4]);
+        let acc = if from_lanes {
+            [l.acc_a, l.acc_a, l.acc_b, l.acc_b]
+        } else {
+            [*b; 4]
+        };
+        let [a0, _, b0, _] = dot(w, w, acc);
         (l.acc_a, l.acc_b) = (a0, b0);
     }
 }
@@ -338,15 +338,6 @@ fn gather_at(g: &ConvGeometry, input: &[i8], p: usize, zero_point: i8, raw: &mut
         g.input.w,
     );
     gather(g, input, n, oy, ox, &kys, &kxs, zero_point, raw);
-}
-
-/// The accumulators of the lanes' channels at positions A (`xa`) and B (`xb`), two channels at
-/// a time, from raw patches (input offset folded into `biases`).
-#[inline(always)]
-fn raw_channels(xa: &[i8], xb: &[i8], filter: &[i8], biases: &[i32], lanes: &mut [Lane]) {
-    channel_pairs(filter, biases, lanes, |w0, w1, acc| {
-        dot_2x2_s8(xa, xb, w0, w1, acc)
-    });
 }
 
 /// Copies the receptive field of output `(n, oy, ox)` in filter order, padding with `zero_point`.

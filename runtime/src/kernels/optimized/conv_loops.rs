@@ -5,8 +5,9 @@
 //! - [`dot_2x2_q15`] (Armv7E-M, `cfg(ferrite_dsp)`): patch pre-expanded to 16-bit pairs, weights
 //!   split by `SXTB16`, 16 multiply-accumulates in 15 instructions (one `LDM`, two `LDR`, four
 //!   `SXTB16`, eight `SMLAD`).
-//! - [`dot_2x2_s8`] (Armv7-M, `cfg(ferrite_armv7m)`): raw int8 patches and weights, four `LDRSB`
-//!   and four `MLA` per patch value, unrolled by four.
+//! - [`dot_2x2_wide`] (Armv7-M, `cfg(ferrite_armv7m)`): patch values widened to 32 bits, two
+//!   positions' pairs per `LDM`, one `LDRSB` per weight, 16 `MLA` in 28 instructions.
+//! - [`requantize_lanes`] (Armv7-M): a pass's accumulators to int8, about 15 instructions each.
 //!
 //! Both loops need 14 registers: the asm also saves and uses r6 and r7, which Rust reserves.
 #![allow(unsafe_code)]
@@ -108,93 +109,9 @@ pub fn dot_2x2_q15(patch: &[[u32; 4]], w0: &[i8], w1: &[i8], acc: [i32; 4]) -> [
     }
 }
 
-/// Two positions (A, B) by two output channels over raw int8 values: `acc + sum x * w` for
-/// (xa, w0), (xa, w1), (xb, w0), (xb, w1), in that order. All four slices have the same length.
-#[inline(always)]
-pub fn dot_2x2_s8(xa: &[i8], xb: &[i8], w0: &[i8], w1: &[i8], acc: [i32; 4]) -> [i32; 4] {
-    let n = xa.len();
-    assert!(xb.len() == n && w0.len() == n && w1.len() == n);
-    #[cfg(ferrite_armv7m)]
-    {
-        if n == 0 {
-            return acc;
-        }
-        let [mut a0, mut a1, mut b0, mut b1] = acc;
-        // One patch value: xa, xb, w0 and w1 (at offsets from the pointers of xa and w0), four MLAs.
-        macro_rules! step {
-            () => {
-                concat!(
-                    "ldrsb r4, [r8, r10]\n",
-                    "ldrsb r5, [r8], #1\n",
-                    "ldrsb r6, [r9, r11]\n",
-                    "ldrsb r7, [r9], #1\n",
-                    "mla r0, r5, r7, r0\n",
-                    "mla r1, r5, r6, r1\n",
-                    "mla r2, r4, r7, r2\n",
-                    "mla r3, r4, r6, r3\n",
-                )
-            };
-        }
-        let db = xb.as_ptr() as isize - xa.as_ptr() as isize;
-        let dw = w1.as_ptr() as isize - w0.as_ptr() as isize;
-        // SAFETY: reads `n` bytes from each of `xa`, `xb` (= xa + db), `w0` and `w1` (= w0 + dw),
-        // lengths checked above; writes nothing to memory. r6 and r7 (which Rust reserves) are saved on
-        // the stack and restored; the other registers are explicit operands.
-        unsafe {
-            core::arch::asm!(
-                "push {{r6, r7}}",
-                // n % 4 single steps, then n / 4 unrolled passes.
-                "ands lr, r12, #3",
-                "beq 2f",
-                "1:",
-                step!(),
-                "subs lr, lr, #1",
-                "bne 1b",
-                "2:",
-                "lsrs r12, r12, #2",
-                "beq 4f",
-                "3:",
-                step!(),
-                step!(),
-                step!(),
-                step!(),
-                "subs r12, r12, #1",
-                "bne 3b",
-                "4:",
-                "pop {{r6, r7}}",
-                inout("r8") xa.as_ptr() => _,
-                inout("r9") w0.as_ptr() => _,
-                in("r10") db,
-                in("r11") dw,
-                inout("r12") n => _,
-                out("lr") _,
-                inout("r0") a0,
-                inout("r1") a1,
-                inout("r2") b0,
-                inout("r3") b1,
-                out("r4") _,
-                out("r5") _,
-                options(readonly),
-            );
-        }
-        [a0, a1, b0, b1]
-    }
-    #[cfg(not(ferrite_armv7m))]
-    {
-        let [mut a0, mut a1, mut b0, mut b1] = acc;
-        for (((&xa, &xb), &p), &r) in xa.iter().zip(xb).zip(w0).zip(w1) {
-            let (xa, xb, p, r) = (xa as i32, xb as i32, p as i32, r as i32);
-            a0 = a0.wrapping_add(xa * p);
-            a1 = a1.wrapping_add(xa * r);
-            b0 = b0.wrapping_add(xb * p);
-            b1 = b1.wrapping_add(xb * r);
-        }
-        [a0, a1, b0, b1]
-    }
-}
-
-/// [`dot_2x2_s8`] with the two positions' values widened and interleaved: `x[i] = [xa[i], xb[i]]`.
-/// `w0` and `w1` hold at least `x.len()` weights.
+/// Two positions (A, B) by two output channels over values widened to 32 bits and interleaved,
+/// `x[i] = [xa[i], xb[i]]`: `acc + sum x * w` for (xa, w0), (xa, w1), (xb, w0), (xb, w1), in that
+/// order. `w0` and `w1` hold at least `x.len()` weights.
 #[inline(always)]
 pub fn dot_2x2_wide(x: &[[i32; 2]], w0: &[i8], w1: &[i8], acc: [i32; 4]) -> [i32; 4] {
     let n = x.len();
@@ -429,35 +346,18 @@ mod tests {
             v in prop::collection::vec(any::<(i8, i8, i8, i8)>(), 0..40), acc: [i32; 4],
         ) {
             let x: Vec<[i32; 2]> = v.iter().map(|t| [t.0 as i32, t.1 as i32]).collect();
-            let (xa, xb, w0, w1): (Vec<i8>, Vec<i8>, Vec<i8>, Vec<i8>) = (
-                v.iter().map(|t| t.0).collect(),
-                v.iter().map(|t| t.1).collect(),
-                v.iter().map(|t| t.2).collect(),
-                v.iter().map(|t| t.3).collect(),
-            );
-            prop_assert_eq!(dot_2x2_wide(&x, &w0, &w1, acc), dot_2x2_s8(&xa, &xb, &w0, &w1, acc));
-        }
-
-        #[test]
-        fn dot_2x2_s8_is_four_dot_products(
-            v in prop::collection::vec(any::<(i8, i8, i8, i8)>(), 0..40), acc: [i32; 4],
-        ) {
-            let (xa, xb, w0, w1): (Vec<i8>, Vec<i8>, Vec<i8>, Vec<i8>) = (
-                v.iter().map(|t| t.0).collect(),
-                v.iter().map(|t| t.1).collect(),
-                v.iter().map(|t| t.2).collect(),
-                v.iter().map(|t| t.3).collect(),
-            );
-            let dot = |x: &[i8], w: &[i8], a: i32| {
-                x.iter().zip(w).fold(a, |a, (&x, &w)| a.wrapping_add(x as i32 * w as i32))
+            let (w0, w1): (Vec<i8>, Vec<i8>) =
+                (v.iter().map(|t| t.2).collect(), v.iter().map(|t| t.3).collect());
+            let dot = |j: usize, w: &[i8], a: i32| {
+                x.iter().zip(w).fold(a, |a, (x, &w)| a.wrapping_add(x[j] * w as i32))
             };
             let want = [
-                dot(&xa, &w0, acc[0]),
-                dot(&xa, &w1, acc[1]),
-                dot(&xb, &w0, acc[2]),
-                dot(&xb, &w1, acc[3]),
+                dot(0, &w0, acc[0]),
+                dot(0, &w1, acc[1]),
+                dot(1, &w0, acc[2]),
+                dot(1, &w1, acc[3]),
             ];
-            prop_assert_eq!(dot_2x2_s8(&xa, &xb, &w0, &w1, acc), want);
+            prop_assert_eq!(dot_2x2_wide(&x, &w0, &w1, acc), want);
         }
     }
 }
