@@ -1,12 +1,16 @@
 //! Int8 2-D convolution, optimized.
 //!
-//! Main path (`conv2d_s8_fast`, patches up to [`PATCH_MAX`] values): for each output position the
-//! receptive field is gathered once into a stack buffer as 16-bit values with the input offset
-//! already added (padding becomes 0, so borders need no special case), in the pair order that
-//! `SXTB16` gives the weights; then every output channel, two at a time, is one dot product of
-//! that patch with the channel's contiguous filter row (`SMLAD` on Armv7E-M, hand-scheduled in
-//! `conv_loops`). Without `DSP` the patches stay raw int8 (padding as the zero point) with the input
-//! offset folded into the bias, two positions by two channels per pass (`LDRSB`/`MLA` on Armv7-M).
+//! Main path (`conv2d_s8_fast`, patches up to [`PATCH_MAX`] values): output positions go two at a
+//! time. The receptive field of each (the input itself for pointwise layers, else gathered into a
+//! stack buffer with padding as the input zero point) is multiplied as raw values: the input
+//! offset is folded into each channel's bias (`sum w * (x + off) = sum w * x + off * sum w`, and
+//! padding adds nothing either way). Every output channel, two at a time, is then one dot product
+//! of the two patches with the channel's contiguous filter row, and the pass's accumulators are
+//! requantized together (`conv_loops`, hand-scheduled on Armv7-M):
+//! - with `DSP` (Armv7E-M): patches as 16-bit pairs in the order `SXTB16` gives the weights,
+//!   `SMLAD`;
+//! - without: patches widened to 32 bits and interleaved, in chunks of at most `WIDE_MAX`,
+//!   `LDM`/`LDRSB`/`MLA`.
 //!
 //! Larger patches take `conv2d_s8_segments`: blocks of four output channels, input offset folded
 //! into the accumulator's start, taps walked as contiguous row segments.
@@ -17,7 +21,8 @@ use super::{tap_range, ChannelQuant};
 use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
 
 /// Largest receptive field (`kernel_h * kernel_w * in_c`) gathered into a patch: 3x3x64.
-/// The patch buffers take `PATCH_MAX * 5` bytes of stack with `DSP` (two positions), `* 3` without.
+/// The patch buffers take `PATCH_MAX * 5` bytes of stack with `DSP` (two positions as 16-bit
+/// pairs and one gather buffer), `PATCH_MAX * 2 + WIDE_MAX * 8` without.
 pub const PATCH_MAX: usize = 576;
 
 /// Largest chunk of a patch the portable path widens to 32 bits (`WIDE_MAX * 8` bytes of stack).

@@ -1,15 +1,17 @@
-//! The inner loops of the patch convolution (`conv2d.rs`): two output positions by two output
-//! channels, as hand-scheduled inline assembly on the cores that run them and as exact pure-Rust
-//! twins elsewhere (the host tests run the twins; `cargo xtask qemu-test` checks the assembly).
+//! The inner loops of the patch convolution (`conv2d.rs`): dot products of two output positions
+//! by two output channels, and the requantization of a pass, as hand-scheduled inline assembly on
+//! the cores that run them and as exact pure-Rust twins elsewhere (the host tests run the twins;
+//! `cargo xtask qemu-test` checks the assembly, bit-exact against TFLite Micro's outputs).
 //!
 //! - [`dot_2x2_q15`] (Armv7E-M, `cfg(ferrite_dsp)`): patch pre-expanded to 16-bit pairs, weights
 //!   split by `SXTB16`, 16 multiply-accumulates in 15 instructions (one `LDM`, two `LDR`, four
 //!   `SXTB16`, eight `SMLAD`).
 //! - [`dot_2x2_wide`] (Armv7-M, `cfg(ferrite_armv7m)`): patch values widened to 32 bits, two
 //!   positions' pairs per `LDM`, one `LDRSB` per weight, 16 `MLA` in 28 instructions.
-//! - [`requantize_lanes`] (Armv7-M): a pass's accumulators to int8, about 15 instructions each.
+//! - `requantize_lanes` (Armv7-M): a pass's accumulators to int8, about 15 instructions each.
 //!
-//! Both loops need 14 registers: the asm also saves and uses r6 and r7, which Rust reserves.
+//! Each needs 14 registers: the asm also saves and uses r6 and r7, which Rust reserves (they
+//! cannot be operands), and names the others explicitly (`LDM` wants ascending registers).
 #![allow(unsafe_code)]
 
 use super::ChannelQuant;
