@@ -1,44 +1,84 @@
 //! Int8 2-D convolution, optimized.
 //!
-//! Main path (`conv2d_s8_fast`, patches up to [`PATCH_MAX`] values): for each output position the
-//! receptive field is gathered once into a stack buffer as 16-bit values with the input offset
-//! already added (padding becomes 0, so borders need no special case), in the pair order that
-//! `SXTB16` gives the weights; then every output channel, two at a time, is one dot product of
-//! that patch with the channel's contiguous filter row (`SMLAD` on Armv7E-M).
+//! Main path (`conv2d_s8_fast`, patches up to [`PATCH_MAX`] values): output positions go two at a
+//! time. The receptive field of each (the input itself for pointwise layers, else gathered into a
+//! stack buffer with padding as the input zero point) is multiplied as raw values: the input
+//! offset is folded into each channel's bias (`sum w * (x + off) = sum w * x + off * sum w`, and
+//! padding adds nothing either way). Every output channel, two at a time, is then one dot product
+//! of the two patches with the channel's contiguous filter row, and the pass's accumulators are
+//! requantized together (`conv_loops`, hand-scheduled on Armv7-M):
+//! - with `DSP` (Armv7E-M): patches as 16-bit pairs in the order `SXTB16` gives the weights,
+//!   `SMLAD`;
+//! - without: patches widened to 32 bits and interleaved, in chunks of at most `WIDE_MAX`,
+//!   `LDM`/`LDRSB`/`MLA`.
 //!
 //! Larger patches take `conv2d_s8_segments`: blocks of four output channels, input offset folded
 //! into the accumulator's start, taps walked as contiguous row segments.
 
+use super::conv_loops::{dot_2x2_q15, dot_2x2_wide, offset_clamp, requantize_lanes, Lane};
 use super::dsp::{smlad, sxtb16, sxtb16_ror8};
 use super::{tap_range, ChannelQuant};
 use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
 
 /// Largest receptive field (`kernel_h * kernel_w * in_c`) gathered into a patch: 3x3x64.
-/// The patch buffers take `PATCH_MAX * 5` bytes of stack with `DSP` (two positions), `* 3` without.
+/// The patch buffers take `PATCH_MAX * 5` bytes of stack with `DSP` (two positions as 16-bit
+/// pairs and one gather buffer), `PATCH_MAX * 2 + WIDE_MAX * 8` without.
 pub const PATCH_MAX: usize = 576;
+
+/// Largest chunk of a patch the portable path widens to 32 bits (`WIDE_MAX * 8` bytes of stack).
+const WIDE_MAX: usize = 192;
 
 /// Output channels whose bias and quantization are prepared together (on the stack).
 const CHANNEL_BLOCK: usize = 32;
 
-/// One output channel's bias and output quantization, prepared once per invoke.
-#[derive(Clone, Copy, Default)]
-struct Channel {
-    bias: i32,
-    quant: ChannelQuant,
+/// Prepares output channels `first..first + lanes.len()` (filter rows `filter`): their
+/// quantization, and their bias with the input offset folded in: `sum w * (x + off) =
+/// sum w * x + off * sum w`, so the kernels multiply raw input values, and padding taps holding the
+/// zero point `-off` add nothing either way. Returns whether every channel has the short form.
+#[inline(always)]
+fn prepare(
+    q: &OutputQuant<'_>,
+    bias: LeI32<'_>,
+    first: usize,
+    filter: &[i8],
+    lanes: &mut [Lane],
+    biases: &mut [i32],
+) -> bool {
+    let len = filter.len() / lanes.len();
+    for (k, ((l, b), w)) in lanes
+        .iter_mut()
+        .zip(biases.iter_mut())
+        .zip(filter.chunks_exact(len))
+        .enumerate()
+    {
+        l.quant = ChannelQuant::new(q, first + k);
+        let b0 = if bias.is_empty() {
+            0
+        } else {
+            bias.get(first + k)
+        };
+        *b = b0.wrapping_add(q.input_offset.wrapping_mul(weight_sum(w)));
+    }
+    lanes.iter().all(|l| l.quant.is_short())
 }
 
-/// Prepares output channels `first..first + block.len()`.
+/// Requantizes a pass's lanes: A to `out[k]`, B to `out[k + stride]` (`stride` 0: A alone).
 #[inline(always)]
-fn prepare(q: &OutputQuant<'_>, bias: LeI32<'_>, first: usize, block: &mut [Channel]) {
-    for (k, c) in block.iter_mut().enumerate() {
-        *c = Channel {
-            bias: if bias.is_empty() {
-                0
-            } else {
-                bias.get(first + k)
-            },
-            quant: ChannelQuant::new(q, first + k),
-        };
+fn requantize_pass(
+    q: &OutputQuant<'_>,
+    lanes: &[Lane],
+    short: bool,
+    out: &mut [i8],
+    stride: usize,
+) {
+    let clamp = offset_clamp(q.output_offset, q.act_min, q.act_max);
+    if let (true, Some(clamp)) = (short, clamp) {
+        requantize_lanes(lanes, out, stride, clamp, q.output_offset);
+    } else {
+        for (k, l) in lanes.iter().enumerate() {
+            out[k + stride] = l.quant.requantize(q, l.acc_b);
+            out[k] = l.quant.requantize(q, l.acc_a);
+        }
     }
 }
 
@@ -76,102 +116,208 @@ fn conv2d_s8_patches<const DSP: bool>(
     // The receptive field in filter order (ky, kx, ic), padding as the input zero point.
     let mut raw = [0i8; PATCH_MAX];
     let zero_point = (-q.input_offset) as i8;
-    let mut channels = [Channel::default(); CHANNEL_BLOCK];
+    let mut lanes = [Lane::default(); CHANNEL_BLOCK];
+    let mut biases = [0i32; CHANNEL_BLOCK];
     if !DSP {
-        // Natural order, 16-bit values with the input offset added.
-        let mut values = [0i16; PATCH_MAX];
-        for first in (0..out_c).step_by(CHANNEL_BLOCK) {
-            let block = &mut channels[..(out_c - first).min(CHANNEL_BLOCK)];
-            prepare(q, bias, first, block);
-            let filter = &filter[first * len..][..block.len() * len];
-            for p in 0..positions {
-                gather_at(g, input, p, zero_point, &mut raw[..len]);
-                for (v, &r) in values.iter_mut().zip(&raw[..len]) {
-                    *v = (r as i32 + q.input_offset) as i16;
-                }
-                let out = &mut output[p * out_c + first..][..block.len()];
-                portable_channels(q, &values[..len], filter, block, out);
-            }
-        }
+        portable_patches(g, q, input, filter, bias, output);
         return;
     }
-    // Two positions at a time. Group k of four values x0..x3 (+ input offset) of positions A and B
-    // is the words [(A.x0, A.x2), (A.x1, A.x3), (B.x0, B.x2), (B.x1, B.x3)]: the pairs `SXTB16`
-    // makes of the weights, loaded with one `LDM`.
+    // Two positions at a time. Group k of four values x0..x3 of positions A and B is the words
+    // [(A.x0, A.x2), (A.x1, A.x3), (B.x0, B.x2), (B.x1, B.x3)]: the pairs `SXTB16` makes of the
+    // weights, loaded with one `LDM`. The input offset is folded into the bias, as below.
     let groups = len / 4;
     let mut quads = [[0u32; 4]; PATCH_MAX / 4];
-    let off2 = (q.input_offset as u32 & 0xffff) * 0x1_0001;
+    let direct = is_direct(g);
     for first in (0..out_c).step_by(CHANNEL_BLOCK) {
-        let block = &mut channels[..(out_c - first).min(CHANNEL_BLOCK)];
-        prepare(q, bias, first, block);
-        let block = &*block;
-        let filter = &filter[first * len..][..block.len() * len];
+        let n = (out_c - first).min(CHANNEL_BLOCK);
+        let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
+        let filter = &filter[first * len..][..n * len];
+        let short = prepare(q, bias, first, filter, lanes, biases);
         let mut p = 0;
         while p < positions {
             let count = (positions - p).min(2);
             let mut tails = [[0i32; 3]; 2];
             for (k, tail) in tails.iter_mut().enumerate().take(count) {
-                gather_at(g, input, p + k, zero_point, &mut raw[..len]);
-                let (raw_groups, raw_tail) = raw[..len].as_chunks::<4>();
-                for (quad, r) in quads.iter_mut().zip(raw_groups) {
+                let x = patch_at(g, input, p + k, zero_point, direct, &mut raw[..len]);
+                let (x_groups, x_tail) = x.as_chunks::<4>();
+                for (quad, r) in quads.iter_mut().zip(x_groups) {
                     let v = u32::from_le_bytes(r.map(|b| b as u8));
-                    // Lanes stay within -256..=255: the 16-bit adds never carry across lanes.
-                    quad[2 * k] = add16(sxtb16(v), off2);
-                    quad[2 * k + 1] = add16(sxtb16_ror8(v), off2);
+                    quad[2 * k] = sxtb16(v);
+                    quad[2 * k + 1] = sxtb16_ror8(v);
                 }
-                for (t, &r) in tail.iter_mut().zip(raw_tail) {
-                    *t = r as i32 + q.input_offset;
+                for (t, &r) in tail.iter_mut().zip(x_tail) {
+                    *t = r as i32;
                 }
             }
             let patch = &quads[..groups];
             let (tail_a, tail_b) = (&tails[0][..len % 4], &tails[1][..len % 4]);
-            let (out_a, rest) = output[p * out_c..].split_at_mut(out_c);
-            let out_a = &mut out_a[first..][..block.len()];
-            let out_b = if count == 2 {
-                &mut rest[first..][..block.len()]
-            } else {
-                &mut []
-            };
-            dsp_channels(q, patch, tail_a, tail_b, filter, block, out_a, out_b);
+            dsp_channels(patch, tail_a, tail_b, count == 2, filter, biases, lanes);
+            let stride = if count == 2 { out_c } else { 0 };
+            requantize_pass(q, lanes, short, &mut output[p * out_c + first..], stride);
             p += count;
         }
     }
 }
 
-/// The channels of `block` at one or two positions (`out_b` empty for one).
-#[allow(clippy::too_many_arguments)]
+/// Whether every output position's receptive field is one contiguous run of the input, in filter
+/// order (1x1 kernel, stride 1, no padding): no gathering needed.
+#[inline(always)]
+fn is_direct(g: &ConvGeometry) -> bool {
+    g.kernel_h == 1
+        && g.kernel_w == 1
+        && g.stride_h == 1
+        && g.stride_w == 1
+        && g.pad_top == 0
+        && g.pad_left == 0
+        && g.output.h == g.input.h
+        && g.output.w == g.input.w
+}
+
+/// The receptive field of flat output position `p` in filter order: the input itself if
+/// `direct` (see [`is_direct`]), else gathered into `raw` (padding as the zero point).
+#[inline(always)]
+fn patch_at<'a>(
+    g: &ConvGeometry,
+    input: &'a [i8],
+    p: usize,
+    zero_point: i8,
+    direct: bool,
+    raw: &'a mut [i8],
+) -> &'a [i8] {
+    if direct {
+        &input[p * g.input.c..][..raw.len()]
+    } else {
+        gather_at(g, input, p, zero_point, raw);
+        raw
+    }
+}
+
+/// The portable patch path: raw int8 patches (padding as the zero point) and the input offset
+/// folded into the bias, `sum w * (x + off) = sum w * x + off * sum w` (padding adds nothing
+/// either way). The two positions' values are widened to 32 bits and interleaved, so that one
+/// `LDM` loads two of each, in chunks of at most [`WIDE_MAX`] (stack).
+#[inline(never)]
+fn portable_patches(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+    output: &mut [i8],
+) {
+    let out_c = g.output.c;
+    let len = g.kernel_h * g.kernel_w * g.input.c;
+    let positions = g.output.n * g.output.h * g.output.w;
+    let zero_point = (-q.input_offset) as i8;
+    let mut lanes = [Lane::default(); CHANNEL_BLOCK];
+    let mut biases = [0i32; CHANNEL_BLOCK];
+    let mut raw = [0i8; PATCH_MAX];
+    let mut raw_b = [0i8; PATCH_MAX];
+    let mut wide = [[0i32; 2]; WIDE_MAX];
+    let direct = is_direct(g);
+    // Equal chunks, multiples of four values.
+    let chunks = len.div_ceil(WIDE_MAX);
+    let chunk = len.div_ceil(chunks).next_multiple_of(4).min(WIDE_MAX);
+    for first in (0..out_c).step_by(CHANNEL_BLOCK) {
+        let n = (out_c - first).min(CHANNEL_BLOCK);
+        let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
+        let filter = &filter[first * len..][..n * len];
+        let short = prepare(q, bias, first, filter, lanes, biases);
+        let mut p = 0;
+        while p < positions {
+            // A lone last position is computed twice.
+            let count = (positions - p).min(2);
+            let xa = patch_at(g, input, p, zero_point, direct, &mut raw[..len]);
+            let xb = patch_at(
+                g,
+                input,
+                p + count - 1,
+                zero_point,
+                direct,
+                &mut raw_b[..len],
+            );
+            for (c, (xa, xb)) in xa.chunks(chunk).zip(xb.chunks(chunk)).enumerate() {
+                let wide = &mut wide[..xa.len()];
+                for ((x, &a), &b) in wide.iter_mut().zip(xa).zip(xb) {
+                    *x = [a as i32, b as i32];
+                }
+                if chunks == 1 {
+                    channel_pairs(filter, biases, false, lanes, |w0, w1, acc| {
+                        dot_2x2_wide(wide, w0, w1, acc)
+                    });
+                } else {
+                    let from = c * chunk;
+                    channel_pairs(filter, biases, c > 0, lanes, |w0, w1, acc| {
+                        dot_2x2_wide(wide, &w0[from..], &w1[from..], acc)
+                    });
+                }
+            }
+            let stride = if count == 2 { out_c } else { 0 };
+            requantize_pass(q, lanes, short, &mut output[p * out_c + first..], stride);
+            p += count;
+        }
+    }
+}
+
+/// The accumulators of the lanes' channels at positions A and B (B = A unless `two`).
 #[inline(always)]
 fn dsp_channels(
-    q: &OutputQuant<'_>,
     patch: &[[u32; 4]],
     tail_a: &[i32],
     tail_b: &[i32],
+    two: bool,
     filter: &[i8],
-    block: &[Channel],
-    out_a: &mut [i8],
-    out_b: &mut [i8],
+    biases: &[i32],
+    lanes: &mut [Lane],
 ) {
-    let len = filter.len() / block.len();
-    let last = block.len() - 1;
-    let mut k = 0;
-    while k < block.len() {
-        // Two channels, or the last one twice.
-        let k1 = (k + 1).min(last);
-        let (c0, c1) = (block[k], block[k1]);
-        let (w0, w1) = (&filter[k * len..][..len], &filter[k1 * len..][..len]);
-        if out_b.is_empty() {
-            let (a0, a1) = dot_1x2_dsp(patch, tail_a, w0, w1, c0.bias, c1.bias);
-            out_a[k] = c0.quant.requantize(q, a0);
-            out_a[k1] = c1.quant.requantize(q, a1);
+    if two {
+        channel_pairs(filter, biases, false, lanes, |w0, w1, acc| {
+            dot_2x2_dsp(patch, tail_a, tail_b, w0, w1, acc)
+        });
+    } else {
+        channel_pairs(filter, biases, false, lanes, |w0, w1, acc| {
+            let (a0, a1) = dot_1x2_dsp(patch, tail_a, w0, w1, acc[0], acc[1]);
+            [a0, a1, a0, a1]
+        });
+    }
+}
+
+/// Runs `dot(w0, w1, acc)` (accumulators of channels 0 and 1 at positions A and B, in the order
+/// (A, 0), (A, 1), (B, 0), (B, 1), starting from the biases or, `from_lanes`, from the lanes'
+/// accumulators) for each pair of the lanes' channels, and the last one paired with itself, into
+/// the lanes' accumulators.
+#[inline(always)]
+fn channel_pairs(
+    filter: &[i8],
+    biases: &[i32],
+    from_lanes: bool,
+    lanes: &mut [Lane],
+    mut dot: impl FnMut(&[i8], &[i8], [i32; 4]) -> [i32; 4],
+) {
+    let len = filter.len() / lanes.len();
+    let mut pairs = lanes.chunks_exact_mut(2);
+    for ((l, w), b) in (&mut pairs)
+        .zip(filter.chunks_exact(2 * len))
+        .zip(biases.chunks_exact(2))
+    {
+        let (w0, w1) = w.split_at(len);
+        let acc = if from_lanes {
+            [l[0].acc_a, l[1].acc_a, l[0].acc_b, l[1].acc_b]
         } else {
-            let acc = [c0.bias, c1.bias, c0.bias, c1.bias];
-            let [a0, a1, b0, b1] = dot_2x2_dsp(patch, tail_a, tail_b, w0, w1, acc);
-            out_a[k] = c0.quant.requantize(q, a0);
-            out_b[k] = c0.quant.requantize(q, b0);
-            out_a[k1] = c1.quant.requantize(q, a1);
-            out_b[k1] = c1.quant.requantize(q, b1);
-        }
-        k += 2;
+            [b[0], b[1], b[0], b[1]]
+        };
+        let [a0, a1, b0, b1] = dot(w0, w1, acc);
+        (l[0].acc_a, l[0].acc_b, l[1].acc_a, l[1].acc_b) = (a0, b0, a1, b1);
+    }
+    if let ([l], [.., b]) = (pairs.into_remainder(), biases) {
+        let w = &filter[filter.len() - len..];
+        let acc = if from_lanes {
+            [l.acc_a, l.acc_a, l.acc_b, l.acc_b]
+        } else {
+            [*b; 4]
+        };
+        let [a0, _, b0, _] = dot(w, w, acc);
+        (l.acc_a, l.acc_b) = (a0, b0);
     }
 }
 
@@ -197,57 +343,6 @@ fn gather_at(g: &ConvGeometry, input: &[i8], p: usize, zero_point: i8, raw: &mut
         g.input.w,
     );
     gather(g, input, n, oy, ox, &kys, &kxs, zero_point, raw);
-}
-
-/// The channels of `block` at one position from its patch of 16-bit values (input offset added),
-/// four channels per pass: each patch value is loaded once for four multiply-accumulates.
-#[inline(always)]
-fn portable_channels(
-    q: &OutputQuant<'_>,
-    values: &[i16],
-    filter: &[i8],
-    block: &[Channel],
-    out: &mut [i8],
-) {
-    let len = values.len();
-    let mut k = 0;
-    for (out4, w4) in out.chunks_exact_mut(4).zip(filter.chunks_exact(4 * len)) {
-        let (w0, rest) = w4.split_at(len);
-        let (w1, rest) = rest.split_at(len);
-        let (w2, w3) = rest.split_at(len);
-        let c = &block[k..k + 4];
-        let (mut a0, mut a1, mut a2, mut a3) = (c[0].bias, c[1].bias, c[2].bias, c[3].bias);
-        for ((((&x, &p0), &p1), &p2), &p3) in values.iter().zip(w0).zip(w1).zip(w2).zip(w3) {
-            let x = x as i32;
-            a0 = a0.wrapping_add(x * p0 as i32);
-            a1 = a1.wrapping_add(x * p1 as i32);
-            a2 = a2.wrapping_add(x * p2 as i32);
-            a3 = a3.wrapping_add(x * p3 as i32);
-        }
-        for ((o, a), c) in out4.iter_mut().zip([a0, a1, a2, a3]).zip(c) {
-            *o = c.quant.requantize(q, a);
-        }
-        k += 4;
-    }
-    for ((o, w), c) in out[k..]
-        .iter_mut()
-        .zip(filter[k * len..].chunks_exact(len))
-        .zip(&block[k..])
-    {
-        let a = values
-            .iter()
-            .zip(w)
-            .fold(c.bias, |a, (&x, &w)| a.wrapping_add(x as i32 * w as i32));
-        *o = c.quant.requantize(q, a);
-    }
-}
-
-/// Lane-wise 16-bit add (`SADD16` without its flags): lanes that cannot overflow.
-#[inline(always)]
-fn add16(a: u32, b: u32) -> u32 {
-    let lo = a.wrapping_add(b) & 0xffff;
-    let hi = (a & 0xffff_0000).wrapping_add(b & 0xffff_0000);
-    lo | hi
 }
 
 /// Copies the receptive field of output `(n, oy, ox)` in filter order, padding with `zero_point`.
@@ -299,19 +394,9 @@ fn dot_2x2_dsp(
     w1: &[i8],
     acc: [i32; 4],
 ) -> [i32; 4] {
-    let [mut a0, mut a1, mut b0, mut b1] = acc;
-    let (c0, t0) = w0.as_chunks::<4>();
-    let (c1, t1) = w1.as_chunks::<4>();
-    for ((x, p), r) in patch.iter().zip(c0).zip(c1) {
-        let wp = u32::from_le_bytes(p.map(|b| b as u8));
-        let (pe, po) = (sxtb16(wp), sxtb16_ror8(wp));
-        a0 = smlad(x[1], po, smlad(x[0], pe, a0));
-        b0 = smlad(x[3], po, smlad(x[2], pe, b0));
-        let wr = u32::from_le_bytes(r.map(|b| b as u8));
-        let (re, ro) = (sxtb16(wr), sxtb16_ror8(wr));
-        a1 = smlad(x[1], ro, smlad(x[0], re, a1));
-        b1 = smlad(x[3], ro, smlad(x[2], re, b1));
-    }
+    let [mut a0, mut a1, mut b0, mut b1] = dot_2x2_q15(patch, w0, w1, acc);
+    let (_, t0) = w0.as_chunks::<4>();
+    let (_, t1) = w1.as_chunks::<4>();
     for (((&xa, &xb), &p), &r) in tail_a.iter().zip(tail_b).zip(t0).zip(t1) {
         a0 = a0.wrapping_add(xa * p as i32);
         a1 = a1.wrapping_add(xa * r as i32);
@@ -587,6 +672,28 @@ mod tests {
 
         #[test]
         fn dsp_matches_reference(p in problems(11, false)) {
+            check::<true>(&p)?;
+        }
+    }
+
+    /// `p` made pointwise (1x1 kernel, stride 1, no padding): the direct path.
+    fn pointwise(mut p: Problem) -> Problem {
+        let g = &mut p.g;
+        (g.kernel_h, g.kernel_w, g.stride_h, g.stride_w) = (1, 1, 1, 1);
+        (g.pad_top, g.pad_left) = (0, 0);
+        (g.output.h, g.output.w) = (g.input.h, g.input.w);
+        let len = g.output.c * g.input.c;
+        p.filter = (0..len).map(|i| (i * 37 % 255) as i8).collect();
+        p
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(100))]
+
+        #[test]
+        fn pointwise_matches_reference(p in problems(40, false)) {
+            let p = pointwise(p);
+            check::<false>(&p)?;
             check::<true>(&p)?;
         }
     }

@@ -351,7 +351,7 @@ fn taps_row_narrow<const DSP: bool, const STRIDE: usize>(
     if DSP {
         return narrow_asm(window, table, accs, count, STRIDE);
     }
-    #[cfg(ferrite_v7m)]
+    #[cfg(all(ferrite_armv7m, not(ferrite_dsp)))]
     if !DSP {
         return narrow_asm(window, table, accs, count, STRIDE);
     }
@@ -380,7 +380,7 @@ fn taps_row_narrow<const DSP: bool, const STRIDE: usize>(
 
 /// The assembly loop of [`taps_row_narrow`]: per position, the biases are loaded with one `LDM`,
 /// the nine taps read at immediate offsets, and the accumulators stored with one `STM`.
-#[cfg(any(ferrite_dsp, ferrite_v7m))]
+#[cfg(ferrite_armv7m)]
 #[allow(unsafe_code)]
 #[inline(always)]
 fn narrow_asm(
@@ -424,7 +424,7 @@ fn narrow_asm(
             )
         };
     }
-    #[cfg(ferrite_v7m)]
+    #[cfg(all(ferrite_armv7m, not(ferrite_dsp)))]
     macro_rules! tap {
         ($x:literal, $x8:literal, $w:literal, $w8:literal) => {
             concat!(
@@ -447,7 +447,7 @@ fn narrow_asm(
             )
         };
     }
-    #[cfg(ferrite_v7m)]
+    #[cfg(all(ferrite_armv7m, not(ferrite_dsp)))]
     macro_rules! taps {
         () => {
             concat!(
@@ -546,7 +546,7 @@ fn requantize_row(
 }
 
 /// Whether [`column_asm`] is an assembly loop.
-const COLUMN_ASM: bool = cfg!(any(ferrite_dsp, ferrite_v7m));
+const COLUMN_ASM: bool = cfg!(ferrite_armv7m);
 
 /// `out[k * out_step] = fast.requantize(accs[4 * k])` for `k < count` as one loop of Armv7E-M
 /// assembly; `false` (outputs to be redone) if an accumulator's double did not fit in 32 bits,
@@ -608,7 +608,7 @@ fn column_asm(
 
 /// [`column_asm`] for Armv7-M without the DSP extension: `SMULL` and a 64-bit rounding add
 /// stand for `SMMULR`, and an overflowing double sets a flag.
-#[cfg(ferrite_v7m)]
+#[cfg(all(ferrite_armv7m, not(ferrite_dsp)))]
 #[inline(always)]
 fn column_asm(
     fast: RightShiftQuant,
@@ -666,7 +666,7 @@ fn column_asm(
     overflow == 0
 }
 
-#[cfg(not(any(ferrite_dsp, ferrite_v7m)))]
+#[cfg(not(ferrite_armv7m))]
 #[inline(always)]
 fn column_asm(_: RightShiftQuant, _: &[i32], _: usize, _: &mut [i8], _: usize) -> bool {
     false
@@ -865,7 +865,7 @@ fn taps_row_3x3(rows: [&[u32]; 3], w: &Weights, stride: usize, acc0: [i32; 4], a
 /// `rows[ky][4 * kx + j]` and weights `w[3 * ky + kx][j]`.
 #[inline(always)]
 fn taps_3x3(rows: [&[u32; 12]; 3], w: &[[u32; 4]; 9], acc: [i32; 4]) -> [i32; 4] {
-    #[cfg(ferrite_v7m)]
+    #[cfg(all(ferrite_armv7m, not(ferrite_dsp)))]
     {
         let [mut a0, mut a1, mut a2, mut a3] = acc;
         macro_rules! tap {
@@ -926,12 +926,12 @@ fn taps_3x3(rows: [&[u32; 12]; 3], w: &[[u32; 4]; 9], acc: [i32; 4]) -> [i32; 4]
         }
         [a0, a1, a2, a3]
     }
-    #[cfg(not(ferrite_v7m))]
+    #[cfg(not(all(ferrite_armv7m, not(ferrite_dsp))))]
     taps_3x3_portable(rows, w, acc)
 }
 
 /// [`taps_3x3`] in plain Rust.
-#[cfg_attr(ferrite_v7m, allow(dead_code))]
+#[cfg_attr(all(ferrite_armv7m, not(ferrite_dsp)), allow(dead_code))]
 #[inline(always)]
 fn taps_3x3_portable(rows: [&[u32; 12]; 3], w: &[[u32; 4]; 9], acc: [i32; 4]) -> [i32; 4] {
     let mut a = acc;

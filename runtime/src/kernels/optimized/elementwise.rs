@@ -64,7 +64,7 @@ fn add_loop(
     true
 }
 
-#[cfg(not(any(ferrite_dsp, ferrite_v7m)))]
+#[cfg(not(ferrite_armv7m))]
 #[inline(always)]
 fn add_asm(fast: RightShiftQuant, tables: &[i32; 512], a: &[i8], b: &[i8], out: &mut [i8]) {
     for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
@@ -74,7 +74,7 @@ fn add_asm(fast: RightShiftQuant, tables: &[i32; 512], a: &[i8], b: &[i8], out: 
 }
 
 /// [`add_asm`] on Armv7E-M (`SMMULR`) and Armv7-M (`SMULL` and a 64-bit rounding add).
-#[cfg(any(ferrite_dsp, ferrite_v7m))]
+#[cfg(ferrite_armv7m)]
 #[allow(unsafe_code)]
 #[inline(always)]
 fn add_asm(fast: RightShiftQuant, tables: &[i32; 512], a: &[i8], b: &[i8], out: &mut [i8]) {
@@ -84,7 +84,7 @@ fn add_asm(fast: RightShiftQuant, tables: &[i32; 512], a: &[i8], b: &[i8], out: 
             "smmulr {y}, {x}, {m}"
         };
     }
-    #[cfg(ferrite_v7m)]
+    #[cfg(all(ferrite_armv7m, not(ferrite_dsp)))]
     macro_rules! high {
         () => {
             concat!(

@@ -18,6 +18,7 @@
 //! the same terms gives the same bits.
 
 pub mod conv2d;
+pub mod conv_loops;
 pub mod depthwise_conv2d;
 pub mod dsp;
 pub mod elementwise;
@@ -170,18 +171,23 @@ pub(crate) fn tap_range(
 }
 
 /// Output quantization of one output channel, read and prepared once per block of channels.
+/// `repr(C)`: the assembly of `conv_loops::requantize_lanes` reads the first three words.
+#[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub(crate) struct ChannelQuant {
     multiplier: i32,
+    /// `2^(right - 2)` with the short form.
+    high_round: i32,
+    /// `right - 1`, the final shift of the short form (see [`Self::scale`]); the low byte of the
+    /// third word, which is all that `ASR` by register reads.
+    high_shift: u8,
     /// `max(shift, 0) & 31`.
-    left: u32,
+    left: u8,
     /// `max(-shift, 0) & 31`.
-    right: u32,
-    /// Added before the right shift to round a non-negative (`round_up`) or negative (`round_down`)
-    /// value to nearest, ties away from zero: `2^(right-1)` and `2^(right-1) - 1` (0 and 0 for
-    /// `right == 0`).
-    round_up: i32,
-    round_down: i32,
+    right: u8,
+    /// `left == 0 && right >= 2 && multiplier > 0`: the short form applies (every real layer:
+    /// factors below 1/4).
+    short: bool,
 }
 
 impl ChannelQuant {
@@ -196,39 +202,67 @@ impl ChannelQuant {
     /// The factor `multiplier * 2^(shift - 31)`.
     #[inline(always)]
     pub(crate) fn from_parts(multiplier: i32, shift: i32) -> Self {
-        let right = (shift.min(0).wrapping_neg() & 31) as u32;
-        let half = (1i32 << right) >> 1;
+        let left = (shift.max(0) & 31) as u8;
+        let right = (shift.min(0).wrapping_neg() & 31) as u8;
+        let short = left == 0 && right >= 2 && multiplier > 0;
         Self {
             multiplier,
-            left: (shift.max(0) & 31) as u32,
+            left,
             right,
-            round_up: half,
-            round_down: (half - 1).max(0),
+            high_shift: right.saturating_sub(1),
+            short,
+            high_round: if short { 1 << (right - 2) } else { 0 },
         }
+    }
+
+    /// Whether the short form of [`Self::scale`] applies.
+    #[inline(always)]
+    pub(crate) fn is_short(self) -> bool {
+        self.short
+    }
+
+    /// The short form's `(multiplier, 2^(right - 2), right - 1)` (the assembly reads them itself).
+    #[cfg_attr(ferrite_armv7m, allow(dead_code))]
+    #[inline(always)]
+    pub(crate) fn short_parts(self) -> (i32, i32, u32) {
+        (self.multiplier, self.high_round, self.high_shift as u32)
     }
 
     /// `MultiplyByQuantizedMultiplier(acc, multiplier, shift)`, bit-exact with
     /// [`crate::quant::multiply_by_quantized_multiplier`] for every input, in fewer instructions.
     ///
-    /// The doubling high multiply "nudge by +-2^30, divide by 2^31 rounding toward zero" is
-    /// floor((x m + 2^30) / 2^31) = floor((2x m + 2^31) / 2^32), one `SMMULR` when `2x` fits in 32
-    /// bits. Then |high| <= 2^30, so adding the rounding term (at most 2^29 for `right <= 30`)
-    /// cannot overflow and one arithmetic shift finishes the rounding divide. Other inputs take
-    /// [`scale_exact`].
+    /// With `p = (acc << left) * multiplier` (64-bit), the doubling high multiply is
+    /// `h = floor((p + 2^30) / 2^31)` (its "nudge, then truncate" rounds the same way), saturated
+    /// in the one case `p = 2^62`. Dividing `h` by `2^r` to nearest, ties away from zero, is
+    /// `floor((h + 2^(r-1) - [h < 0]) / 2^r)`; as `h < 0` only differs from `p < 0` where
+    /// `h = 0` (which gives 0 either way) and a floor of a floor is one floor, the two roundings
+    /// are one: `floor((q + 2^(30+r)) / 2^(31+r))` with `q = p + 2^30` for `p >= 0`, `p - 2^30`
+    /// below (no overflow: `|p| <= 2^62`, and `p = 2^62` gives the saturated result).
+    ///
+    /// Short form (`left = 0`, `r >= 2`): that is `floor((hi + 2^(r-2)) / 2^(r-1))` with `hi` the
+    /// high word of `q` (the low word cannot carry into a quotient by a power of two of at least
+    /// 2). Otherwise the same sum is shifted in 64 bits.
     #[inline(always)]
     pub(crate) fn scale(self, acc: i32) -> i32 {
-        let x = acc.wrapping_shl(self.left);
-        match x.checked_add(x) {
-            Some(x2) if self.right < 31 => {
-                let high = dsp::smmulr(x2, self.multiplier);
-                let round = if high < 0 {
-                    self.round_down
-                } else {
-                    self.round_up
-                };
-                (high + round) >> self.right
-            }
-            _ => scale_exact(x, self.multiplier, self.right),
+        if self.short {
+            let p = acc as i64 * self.multiplier as i64;
+            let q = p + ((1i64 << 30) ^ ((p >> 63) << 31));
+            (((q >> 32) as i32) + self.high_round) >> self.high_shift
+        } else {
+            self.scale_long(acc)
+        }
+    }
+
+    /// [`Self::scale`] for any shift.
+    #[inline(always)]
+    fn scale_long(self, acc: i32) -> i32 {
+        let p = acc.wrapping_shl(self.left as u32) as i64 * self.multiplier as i64;
+        let q = p + ((1i64 << 30) ^ ((p >> 63) << 31));
+        if self.right == 0 {
+            // floor((p + 2^30) / 2^31), saturated.
+            ((p + (1 << 30)) >> 31).min(i32::MAX as i64) as i32
+        } else {
+            ((q + (1i64 << (30 + self.right))) >> (31 + self.right)) as i32
         }
     }
 
@@ -270,15 +304,16 @@ impl RightShiftQuant {
         act_min: i32,
         act_max: i32,
     ) -> Option<Self> {
+        let right = cq.right as u32;
         let form = cq.left == 0
-            && (1..=21).contains(&cq.right)
+            && (1..=21).contains(&right)
             && act_max == 127
             && (-128..=127).contains(&act_min)
             && (-128..=127).contains(&output_offset);
         form.then(|| Self {
             multiplier: cq.multiplier,
-            right: cq.right,
-            round: cq.round_up + (output_offset << cq.right),
+            right,
+            round: (1 << (right - 1)) + (output_offset << right),
             act_min,
             channel: cq,
         })
@@ -302,21 +337,6 @@ impl RightShiftQuant {
             None => self.channel.requantize(q, acc),
         }
     }
-}
-
-/// [`ChannelQuant::scale`] of `x = acc << left` by the general formula (kept out of line: the
-/// kernels' loops only reach it for accumulators of 2^30 or more).
-#[inline(never)]
-fn scale_exact(x: i32, multiplier: i32, right: u32) -> i32 {
-    let high = if x == i32::MIN && multiplier == i32::MIN {
-        i32::MAX
-    } else {
-        ((x as i64 * multiplier as i64 + (1 << 30)) >> 31) as i32
-    };
-    // RoundingDivideByPOT: to nearest, ties away from zero.
-    let mask = (1u32 << right).wrapping_sub(1) as i32;
-    let threshold = (mask >> 1) + (high < 0) as i32;
-    (high >> right) + ((high & mask) > threshold) as i32
 }
 
 #[cfg(test)]
@@ -476,8 +496,27 @@ mod tests {
             acc in -(1i32 << 30)..(1i32 << 30), multiplier: i32, shift in -33..33i32,
             small in any::<bool>(),
         ) {
-            // Both sides of the fast path's limits: |2 * (acc << left)| near 2^31, right of 30 and 31.
             let acc = if small { acc >> 10 } else { acc };
+            let (m, s) = (multiplier.to_le_bytes(), shift.to_le_bytes());
+            let q = OutputQuant {
+                input_offset: 0,
+                output_offset: 0,
+                act_min: -128,
+                act_max: 127,
+                multiplier: LeI32::new(&m).unwrap(),
+                shift: LeI32::new(&s).unwrap(),
+            };
+            let want = crate::quant::multiply_by_quantized_multiplier(acc, multiplier, shift);
+            prop_assert_eq!(ChannelQuant::new(&q, 0).scale(acc), want);
+        }
+
+        #[test]
+        fn channel_scale_rounds_ties_like_the_reference(
+            acc in -70_000..70_000i32,
+            multiplier in prop::sample::select(std::vec![1 << 30, 3 << 29, -(1 << 30), i32::MIN]),
+            shift in -20..3i32,
+        ) {
+            // Power-of-two factors make exact ties at every rounding step.
             let (m, s) = (multiplier.to_le_bytes(), shift.to_le_bytes());
             let q = OutputQuant {
                 input_offset: 0,

@@ -1,0 +1,365 @@
+//! The inner loops of the patch convolution (`conv2d.rs`): dot products of two output positions
+//! by two output channels, and the requantization of a pass, as hand-scheduled inline assembly on
+//! the cores that run them and as exact pure-Rust twins elsewhere (the host tests run the twins;
+//! `cargo xtask qemu-test` checks the assembly, bit-exact against TFLite Micro's outputs).
+//!
+//! - [`dot_2x2_q15`] (Armv7E-M, `cfg(ferrite_dsp)`): patch pre-expanded to 16-bit pairs, weights
+//!   split by `SXTB16`, 16 multiply-accumulates in 15 instructions (one `LDM`, two `LDR`, four
+//!   `SXTB16`, eight `SMLAD`).
+//! - [`dot_2x2_wide`] (Armv7-M, `cfg(ferrite_armv7m)`): patch values widened to 32 bits, two
+//!   positions' pairs per `LDM`, one `LDRSB` per weight, 16 `MLA` in 28 instructions.
+//! - `requantize_lanes` (Armv7-M): a pass's accumulators to int8, about 15 instructions each.
+//!
+//! Each needs 14 registers: the asm also saves and uses r6 and r7, which Rust reserves (they
+//! cannot be operands), and names the others explicitly (`LDM` wants ascending registers).
+#![allow(unsafe_code)]
+
+use super::ChannelQuant;
+
+#[cfg(not(ferrite_dsp))]
+use super::dsp::{smlad, sxtb16, sxtb16_ror8};
+
+/// Two positions (A, B) by two output channels over a patch of quads (see `conv2d_s8_patches`):
+/// `acc + sum x * w` for (A, w0), (A, w1), (B, w0), (B, w1), in that order. `w0` and `w1` hold at
+/// least `4 * patch.len()` weights.
+#[inline(always)]
+pub fn dot_2x2_q15(patch: &[[u32; 4]], w0: &[i8], w1: &[i8], acc: [i32; 4]) -> [i32; 4] {
+    let groups = patch.len();
+    assert!(w0.len() >= 4 * groups && w1.len() >= 4 * groups);
+    #[cfg(ferrite_dsp)]
+    {
+        if groups == 0 {
+            return acc;
+        }
+        let [mut a0, mut a1, mut b0, mut b1] = acc;
+        // One group: the four patch words, then each channel's weight word split into its even
+        // and odd bytes and multiplied with both positions' pairs.
+        macro_rules! group {
+            () => {
+                concat!(
+                    "ldm r10!, {{r2, r3, r4, r5}}\n",
+                    "ldr r6, [r11], #4\n",
+                    "sxtb16 r7, r6\n",
+                    "sxtb16 r6, r6, ror #8\n",
+                    "smlad r0, r2, r7, r0\n",
+                    "smlad r0, r3, r6, r0\n",
+                    "smlad r8, r4, r7, r8\n",
+                    "smlad r8, r5, r6, r8\n",
+                    "ldr r6, [r12], #4\n",
+                    "sxtb16 r7, r6\n",
+                    "sxtb16 r6, r6, ror #8\n",
+                    "smlad r1, r2, r7, r1\n",
+                    "smlad r1, r3, r6, r1\n",
+                    "smlad r9, r4, r7, r9\n",
+                    "smlad r9, r5, r6, r9\n",
+                )
+            };
+        }
+        // SAFETY: reads `4 * groups` words from `patch` and `4 * groups` bytes from each of `w0`
+        // and `w1` (checked above; LDR of the weights may be unaligned, which Armv7-M allows),
+        // writes nothing to memory. r6 and r7 (which Rust reserves) are saved on the stack and
+        // restored; the other registers are explicit operands. SMLAD may set the Q flag, which nothing reads.
+        unsafe {
+            core::arch::asm!(
+                "push {{r6, r7}}",
+                "lsrs lr, lr, #1",
+                "bcc 2f",
+                group!(),
+                "2:",
+                "cmp lr, #0",
+                "beq 4f",
+                "3:",
+                group!(),
+                group!(),
+                "subs lr, lr, #1",
+                "bne 3b",
+                "4:",
+                "pop {{r6, r7}}",
+                inout("r10") patch.as_ptr() => _,
+                inout("r11") w0.as_ptr() => _,
+                inout("r12") w1.as_ptr() => _,
+                inout("lr") groups => _,
+                inout("r0") a0,
+                inout("r1") a1,
+                inout("r8") b0,
+                inout("r9") b1,
+                out("r2") _,
+                out("r3") _,
+                out("r4") _,
+                out("r5") _,
+                options(readonly),
+            );
+        }
+        [a0, a1, b0, b1]
+    }
+    #[cfg(not(ferrite_dsp))]
+    {
+        let [mut a0, mut a1, mut b0, mut b1] = acc;
+        let (c0, _) = w0.as_chunks::<4>();
+        let (c1, _) = w1.as_chunks::<4>();
+        for ((x, p), r) in patch.iter().zip(c0).zip(c1) {
+            let wp = u32::from_le_bytes(p.map(|b| b as u8));
+            let (pe, po) = (sxtb16(wp), sxtb16_ror8(wp));
+            a0 = smlad(x[1], po, smlad(x[0], pe, a0));
+            b0 = smlad(x[3], po, smlad(x[2], pe, b0));
+            let wr = u32::from_le_bytes(r.map(|b| b as u8));
+            let (re, ro) = (sxtb16(wr), sxtb16_ror8(wr));
+            a1 = smlad(x[1], ro, smlad(x[0], re, a1));
+            b1 = smlad(x[3], ro, smlad(x[2], re, b1));
+        }
+        [a0, a1, b0, b1]
+    }
+}
+
+/// Two positions (A, B) by two output channels over values widened to 32 bits and interleaved,
+/// `x[i] = [xa[i], xb[i]]`: `acc + sum x * w` for (xa, w0), (xa, w1), (xb, w0), (xb, w1), in that
+/// order. `w0` and `w1` hold at least `x.len()` weights.
+#[inline(always)]
+pub fn dot_2x2_wide(x: &[[i32; 2]], w0: &[i8], w1: &[i8], acc: [i32; 4]) -> [i32; 4] {
+    let n = x.len();
+    assert!(w0.len() >= n && w1.len() >= n);
+    let [mut a0, mut a1, mut b0, mut b1] = acc;
+    #[cfg(not(ferrite_armv7m))]
+    let done = 0;
+    #[cfg(ferrite_armv7m)]
+    let done = {
+        // Two patch values: both positions' pairs with one LDM, each weight with one LDRSB and
+        // multiplied into both positions.
+        macro_rules! two {
+            () => {
+                concat!(
+                    "ldm r10!, {{r2, r3, r4, r5}}\n",
+                    "ldrsb r7, [r11, r12]\n",
+                    "ldrsb r6, [r11], #1\n",
+                    "mla r0, r2, r6, r0\n",
+                    "mla r8, r3, r6, r8\n",
+                    "mla r1, r2, r7, r1\n",
+                    "mla r9, r3, r7, r9\n",
+                    "ldrsb r7, [r11, r12]\n",
+                    "ldrsb r6, [r11], #1\n",
+                    "mla r0, r4, r6, r0\n",
+                    "mla r8, r5, r6, r8\n",
+                    "mla r1, r4, r7, r1\n",
+                    "mla r9, r5, r7, r9\n",
+                )
+            };
+        }
+        let passes = n / 4;
+        if passes > 0 {
+            let dw = w1.as_ptr() as isize - w0.as_ptr() as isize;
+            // SAFETY: reads `4 * passes <= n` pairs from `x` and as many bytes from `w0` and `w1`
+            // (= w0 + dw), lengths checked above; writes nothing to memory. r6 and r7 (which Rust
+            // reserves) are saved on the stack and restored; the other registers are explicit
+            // operands.
+            unsafe {
+                core::arch::asm!(
+                    "push {{r6, r7}}",
+                    "1:",
+                    two!(),
+                    two!(),
+                    "subs lr, lr, #1",
+                    "bne 1b",
+                    "pop {{r6, r7}}",
+                    inout("r10") x.as_ptr() => _,
+                    inout("r11") w0.as_ptr() => _,
+                    in("r12") dw,
+                    inout("lr") passes => _,
+                    inout("r0") a0,
+                    inout("r1") a1,
+                    inout("r8") b0,
+                    inout("r9") b1,
+                    out("r2") _,
+                    out("r3") _,
+                    out("r4") _,
+                    out("r5") _,
+                    options(readonly),
+                );
+            }
+        }
+        4 * passes
+    };
+    for ((&[xa, xb], &p), &r) in x[done..].iter().zip(&w0[done..]).zip(&w1[done..]) {
+        let (p, r) = (p as i32, r as i32);
+        a0 = a0.wrapping_add(xa.wrapping_mul(p));
+        a1 = a1.wrapping_add(xa.wrapping_mul(r));
+        b0 = b0.wrapping_add(xb.wrapping_mul(p));
+        b1 = b1.wrapping_add(xb.wrapping_mul(r));
+    }
+    [a0, a1, b0, b1]
+}
+
+/// One output channel of a block of a patch convolution: its quantization and its accumulators at
+/// the two positions A and B of a pass. `repr(C)`: [`requantize_lanes`] loads one lane with `LDM`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Lane {
+    pub quant: ChannelQuant,
+    pub acc_a: i32,
+    pub acc_b: i32,
+}
+
+/// Requantizes every lane of `lanes` (all with the short form of [`ChannelQuant::scale`], whose
+/// multiplier is positive, so that the product has the sign of the accumulator): lane
+/// `k` writes A to `out[k]`, then B to `out[k + stride]` (with `stride` 0, B must equal A). The
+/// clamp comes before the output offset: `clamp(x, lo - zp, hi - zp) + zp` equals
+/// `clamp(x +sat zp, lo, hi)` when both differences fit in `i32` ([`offset_clamp`]).
+#[inline(always)]
+pub(crate) fn requantize_lanes(
+    lanes: &[Lane],
+    out: &mut [i8],
+    stride: usize,
+    clamp: (i32, i32),
+    zp: i32,
+) {
+    let n = lanes.len();
+    assert!(out.len() >= n + stride);
+    debug_assert!(lanes.iter().all(|l| l.quant.is_short()));
+    #[cfg(ferrite_armv7m)]
+    {
+        if n == 0 {
+            return;
+        }
+        // SAFETY: reads `n` lanes of 20 bytes from `lanes`, writes `out[k]` and `out[k + stride]`
+        // for `k < n` (in bounds: checked above). r6 and r7 (which Rust reserves) are saved on
+        // the stack and restored; the other registers are explicit operands.
+        unsafe {
+            core::arch::asm!(
+                "push {{r6, r7}}",
+                "1:",
+                // r2 multiplier, r3 2^(right-2), r4 right-1 (low byte), r5 A, r6 B.
+                "ldm r0!, {{r2, r3, r4, r5, r6}}",
+                // B: the high word of acc * multiplier + (2^30 or -2^30 by the sign of acc, which
+                // is that of the product) + 2^(r-2) * 2^32, shifted right by r - 1.
+                "and lr, r6, #0x80000000",
+                "orr lr, lr, #0x40000000",
+                "add r7, r3, r6, asr #31",
+                "smlal lr, r7, r6, r2",
+                "asr r7, r7, r4",
+                "cmp r7, r10",
+                "it lt",
+                "movlt r7, r10",
+                "cmp r7, r11",
+                "it gt",
+                "movgt r7, r11",
+                "add r7, r7, r12",
+                "strb r7, [r1, r8]",
+                // A, the same.
+                "and lr, r5, #0x80000000",
+                "orr lr, lr, #0x40000000",
+                "add r7, r3, r5, asr #31",
+                "smlal lr, r7, r5, r2",
+                "asr r7, r7, r4",
+                "cmp r7, r10",
+                "it lt",
+                "movlt r7, r10",
+                "cmp r7, r11",
+                "it gt",
+                "movgt r7, r11",
+                "add r7, r7, r12",
+                "strb r7, [r1], #1",
+                "subs r9, r9, #1",
+                "bne 1b",
+                "pop {{r6, r7}}",
+                inout("r0") lanes.as_ptr() => _,
+                inout("r1") out.as_mut_ptr() => _,
+                in("r8") stride,
+                inout("r9") n => _,
+                in("r10") clamp.0,
+                in("r11") clamp.1,
+                in("r12") zp,
+                out("r2") _,
+                out("r3") _,
+                out("r4") _,
+                out("r5") _,
+                out("lr") _,
+            );
+        }
+    }
+    #[cfg(not(ferrite_armv7m))]
+    {
+        let scale = |acc: i32, (m, round, shift): (i32, i32, u32)| {
+            // The multiplier is positive: the product has the sign of `acc`.
+            let nudge = (1i64 << 30) ^ ((acc as i64 >> 63) << 31);
+            let q = acc as i64 * m as i64 + nudge + ((round as i64) << 32);
+            let x = ((q >> 32) as i32) >> shift;
+            x.max(clamp.0).min(clamp.1).wrapping_add(zp) as i8
+        };
+        for (k, l) in lanes.iter().enumerate() {
+            let parts = l.quant.short_parts();
+            out[k + stride] = scale(l.acc_b, parts);
+            out[k] = scale(l.acc_a, parts);
+        }
+    }
+}
+
+/// The `clamp` argument of [`requantize_lanes`] for an output zero point and activation range,
+/// `None` when a bound minus the zero point overflows.
+#[inline(always)]
+pub(crate) fn offset_clamp(zp: i32, act_min: i32, act_max: i32) -> Option<(i32, i32)> {
+    Some((act_min.checked_sub(zp)?, act_max.checked_sub(zp)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::vec::Vec;
+
+    proptest! {
+        #[test]
+        fn requantize_lanes_is_channel_requantize(
+            v in prop::collection::vec(
+                (prop_oneof![Just(1 << 30), 1..=i32::MAX], -31..-1i32, any::<i32>(), any::<i32>()),
+                1..6,
+            ),
+            zp in prop::sample::select(std::vec![i32::MIN, -300, -128, 0, 5, 127, i32::MAX]),
+            a in -128..=127i32, b in -128..=127i32, small: bool,
+        ) {
+            let (act_min, act_max) = (a.min(b), a.max(b));
+            let q = crate::kernels::OutputQuant {
+                input_offset: 0,
+                output_offset: zp,
+                act_min,
+                act_max,
+                multiplier: crate::kernels::LeI32::new(&[]).unwrap(),
+                shift: crate::kernels::LeI32::new(&[]).unwrap(),
+            };
+            let lanes: Vec<Lane> = v
+                .iter()
+                .map(|&(m, shift, x, y)| {
+                    let (x, y) = if small { (x >> 12, y >> 12) } else { (x, y) };
+                    Lane { quant: ChannelQuant::from_parts(m, shift), acc_a: x, acc_b: y }
+                })
+                .collect();
+            let n = lanes.len();
+            let mut got = std::vec![0i8; 2 * n + 1];
+            let Some(clamp) = offset_clamp(zp, act_min, act_max) else {
+                return Ok(());
+            };
+            requantize_lanes(&lanes, &mut got, n + 1, clamp, zp);
+            for (k, l) in lanes.iter().enumerate() {
+                prop_assert_eq!(got[k], l.quant.requantize(&q, l.acc_a));
+                prop_assert_eq!(got[k + n + 1], l.quant.requantize(&q, l.acc_b));
+            }
+        }
+
+        #[test]
+        fn dot_2x2_wide_is_four_dot_products(
+            v in prop::collection::vec(any::<(i8, i8, i8, i8)>(), 0..40), acc: [i32; 4],
+        ) {
+            let x: Vec<[i32; 2]> = v.iter().map(|t| [t.0 as i32, t.1 as i32]).collect();
+            let (w0, w1): (Vec<i8>, Vec<i8>) =
+                (v.iter().map(|t| t.2).collect(), v.iter().map(|t| t.3).collect());
+            let dot = |j: usize, w: &[i8], a: i32| {
+                x.iter().zip(w).fold(a, |a, (x, &w)| a.wrapping_add(x[j] * w as i32))
+            };
+            let want = [
+                dot(0, &w0, acc[0]),
+                dot(0, &w1, acc[1]),
+                dot(1, &w0, acc[2]),
+                dot(1, &w1, acc[3]),
+            ];
+            prop_assert_eq!(dot_2x2_wide(&x, &w0, &w1, acc), want);
+        }
+    }
+}
