@@ -700,6 +700,9 @@ fn expand<const DSP: bool>(
     // Destination columns first..last hold input columns start + first..start + last.
     let first = (-start).clamp(0, columns as isize) as usize;
     let last = (width as isize - start).clamp(first as isize, columns as isize) as usize;
+    if first == last {
+        return;
+    }
     let src = &src[(start + first as isize) as usize * c..];
     let inside = &mut dst[first * words..last * words];
     if DSP {
