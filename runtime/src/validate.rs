@@ -1,4 +1,8 @@
 //! Load-time validation: after it passes, `invoke` indexes every slice in bounds without checking again.
+//!
+//! An operator the runtime was built without (see `Op::feature`) is refused first; the checks of each
+//! operator are compiled only with its feature, and helpers only those checks use are then unused.
+#![cfg_attr(not(feature = "all-ops"), allow(unused))]
 
 use crate::format::{
     Conv, DType, FullyConnected, Graph, Header, Op, Operand, Shape, Tensor, FLAG_FLOAT, MAX_RANK,
@@ -172,8 +176,16 @@ impl<'a> Context<'_, 'a> {
     }
 
     fn op(&self, step: u16, op: &Op<'_>) -> Result<(), Error> {
+        let not_built = Error::OperatorNotBuilt {
+            op: step,
+            name: op.name(),
+            feature: op.feature(),
+        };
+        if !op.is_built() {
+            return Err(not_built);
+        }
         let err = |reason| Error::InvalidOperator { op: step, reason };
-        let bad = |reason| Err(err(reason));
+        let bad = |reason| -> Result<(), Error> { Err(err(reason)) };
         // Every output is checked; in-place outputs are allowed only for Reshape.
         let check_out = |o: &Operand| -> Result<Tensor<'a>, Error> {
             let t = self.operand(step, o, true)?;
@@ -191,6 +203,7 @@ impl<'a> Context<'_, 'a> {
             }
         };
         match op {
+            #[cfg(any(feature = "conv-2d", feature = "depthwise-conv-2d"))]
             Op::Conv2d(c) | Op::DepthwiseConv2d(c) => {
                 check_in(&c.input)?;
                 check_out(&c.output)?;
@@ -201,11 +214,13 @@ impl<'a> Context<'_, 'a> {
                     kind(&c.input, &c.output)?,
                 )
             }
+            #[cfg(feature = "fully-connected")]
             Op::FullyConnected(f) => {
                 check_in(&f.input)?;
                 check_out(&f.output)?;
                 self.fully_connected(step, f, kind(&f.input, &f.output)?)
             }
+            #[cfg(feature = "add")]
             Op::Add(b) => {
                 self.binary(
                     step,
@@ -227,6 +242,7 @@ impl<'a> Context<'_, 'a> {
                 }
                 clamp_range(p.act_min, p.act_max).map_err(err)
             }
+            #[cfg(feature = "mul")]
             Op::Mul(b) => {
                 self.binary(
                     step,
@@ -247,6 +263,7 @@ impl<'a> Context<'_, 'a> {
                 }
                 clamp_range(p.act_min, p.act_max).map_err(err)
             }
+            #[cfg(any(feature = "average-pool-2d", feature = "max-pool-2d"))]
             Op::AveragePool2d(p) | Op::MaxPool2d(p) => {
                 let tin = check_in(&p.input)?;
                 let tout = check_out(&p.output)?;
@@ -270,6 +287,7 @@ impl<'a> Context<'_, 'a> {
                 }
                 Ok(())
             }
+            #[cfg(feature = "mean")]
             Op::Mean(u) => {
                 check_in(&u.input)?;
                 check_out(&u.output)?;
@@ -297,6 +315,7 @@ impl<'a> Context<'_, 'a> {
                     _ => Ok(()),
                 }
             }
+            #[cfg(feature = "softmax")]
             Op::Softmax(s) => {
                 check_in(&s.input)?;
                 let tout = check_out(&s.output)?;
@@ -319,6 +338,7 @@ impl<'a> Context<'_, 'a> {
                     _ => Ok(()),
                 }
             }
+            #[cfg(feature = "logistic")]
             Op::Logistic(u) => {
                 let p = u.quant.map(|p| {
                     [
@@ -338,6 +358,7 @@ impl<'a> Context<'_, 'a> {
                     &check_out,
                 )
             }
+            #[cfg(feature = "tanh")]
             Op::Tanh(u) => {
                 let p = u.quant.map(|p| {
                     [
@@ -357,6 +378,7 @@ impl<'a> Context<'_, 'a> {
                     &check_out,
                 )
             }
+            #[cfg(feature = "relu")]
             Op::Relu(u, activation) => {
                 self.unary(
                     step,
@@ -385,6 +407,7 @@ impl<'a> Context<'_, 'a> {
                 }
                 clamp_range(p.act_min, p.act_max).map_err(err)
             }
+            #[cfg(feature = "reshape")]
             Op::Reshape(r) => {
                 check_in(&r.input)?;
                 let tout = check_out(&r.output)?;
@@ -399,6 +422,7 @@ impl<'a> Context<'_, 'a> {
                 }
                 Ok(())
             }
+            #[cfg(feature = "concatenation")]
             Op::Concatenation(c) => {
                 check_out(&c.output)?;
                 let rank = c.output.shape.rank as usize;
@@ -434,6 +458,7 @@ impl<'a> Context<'_, 'a> {
                 }
                 Ok(())
             }
+            #[cfg(feature = "pad")]
             Op::Pad(p) => {
                 check_in(&p.input)?;
                 check_out(&p.output)?;
@@ -451,6 +476,7 @@ impl<'a> Context<'_, 'a> {
                 }
                 Ok(())
             }
+            #[cfg(feature = "quantize")]
             Op::Quantize(q) => {
                 let tin = check_in(&q.input)?;
                 let tout = check_out(&q.output)?;
@@ -471,6 +497,7 @@ impl<'a> Context<'_, 'a> {
                     _ => bad("quantize parameters inconsistent with its operands"),
                 }
             }
+            #[cfg(feature = "dequantize")]
             Op::Dequantize(d) => {
                 let tin = check_in(&d.input)?;
                 check_out(&d.output)?;
@@ -485,6 +512,8 @@ impl<'a> Context<'_, 'a> {
                 }
                 Ok(())
             }
+            #[allow(unreachable_patterns)]
+            _ => Err(not_built),
         }
     }
 

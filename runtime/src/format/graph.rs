@@ -317,6 +317,52 @@ impl Op<'_> {
             Op::Dequantize(_) => "DEQUANTIZE",
         }
     }
+
+    /// Whether this runtime was built with the operator's feature ([`Op::feature`]).
+    pub fn is_built(&self) -> bool {
+        match self {
+            Op::Conv2d(_) => cfg!(feature = "conv-2d"),
+            Op::DepthwiseConv2d(_) => cfg!(feature = "depthwise-conv-2d"),
+            Op::FullyConnected(_) => cfg!(feature = "fully-connected"),
+            Op::Add(_) => cfg!(feature = "add"),
+            Op::Mul(_) => cfg!(feature = "mul"),
+            Op::AveragePool2d(_) => cfg!(feature = "average-pool-2d"),
+            Op::MaxPool2d(_) => cfg!(feature = "max-pool-2d"),
+            Op::Mean(_) => cfg!(feature = "mean"),
+            Op::Softmax(_) => cfg!(feature = "softmax"),
+            Op::Logistic(_) => cfg!(feature = "logistic"),
+            Op::Tanh(_) => cfg!(feature = "tanh"),
+            Op::Relu(..) => cfg!(feature = "relu"),
+            Op::Reshape(_) => cfg!(feature = "reshape"),
+            Op::Concatenation(_) => cfg!(feature = "concatenation"),
+            Op::Pad(_) => cfg!(feature = "pad"),
+            Op::Quantize(_) => cfg!(feature = "quantize"),
+            Op::Dequantize(_) => cfg!(feature = "dequantize"),
+        }
+    }
+
+    /// The runtime's Cargo feature that builds this operator in: the name in lower case, `_` as `-`.
+    pub fn feature(&self) -> &'static str {
+        match self {
+            Op::Conv2d(_) => "conv-2d",
+            Op::DepthwiseConv2d(_) => "depthwise-conv-2d",
+            Op::FullyConnected(_) => "fully-connected",
+            Op::Add(_) => "add",
+            Op::Mul(_) => "mul",
+            Op::AveragePool2d(_) => "average-pool-2d",
+            Op::MaxPool2d(_) => "max-pool-2d",
+            Op::Mean(_) => "mean",
+            Op::Softmax(_) => "softmax",
+            Op::Logistic(_) => "logistic",
+            Op::Tanh(_) => "tanh",
+            Op::Relu(..) => "relu",
+            Op::Reshape(_) => "reshape",
+            Op::Concatenation(_) => "concatenation",
+            Op::Pad(_) => "pad",
+            Op::Quantize(_) => "quantize",
+            Op::Dequantize(_) => "dequantize",
+        }
+    }
 }
 
 /// Where the model came from.
