@@ -817,6 +817,32 @@ fn quant_presence(kind: Kind, has_quant: bool) -> Result<(), &'static str> {
 
 #[cfg(test)]
 mod tests {
+    use crate::Model;
+
+    /// The golden models of `tests/golden/`.
+    fn golden_models() -> std::vec::Vec<std::vec::Vec<u8>> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/golden");
+        let mut models = std::vec::Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            if let Ok(bytes) = std::fs::read(entry.unwrap().path().join("model.ferrite")) {
+                models.push(bytes);
+            }
+        }
+        assert!(!models.is_empty());
+        models
+    }
+
+    #[test]
+    #[cfg(all(feature = "all-ops", feature = "float"))]
+    fn every_operator_is_built_under_its_feature_name() {
+        for bytes in golden_models() {
+            for op in Model::from_bytes(&bytes).unwrap().ops() {
+                assert!(op.is_built());
+                assert_eq!(op.feature(), op.name().to_lowercase().replace('_', "-"));
+            }
+        }
+    }
+
     #[test]
     fn max_bias_plus_largest_sum_fits_i32() {
         let largest_sum = super::MAX_REDUCTION as i64 * 255 * 128;
