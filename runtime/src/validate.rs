@@ -1,11 +1,13 @@
 //! Load-time validation: after it passes, `invoke` indexes every slice in bounds without checking again.
 //!
-//! An operator the runtime was built without (see `Op::feature`) is refused first; the checks of each
-//! operator are compiled only with its feature, and helpers only those checks use are then unused.
+//! An operator the runtime was built without (see `Op::feature`) does not decode and is refused by
+//! name; the checks of each operator are compiled only with its feature, and helpers only those checks
+//! use are then unused.
 #![cfg_attr(not(feature = "all-ops"), allow(unused))]
 
 use crate::format::{
-    Conv, DType, FullyConnected, Graph, Header, Op, Operand, Shape, Tensor, FLAG_FLOAT, MAX_RANK,
+    built_out, Conv, DType, FullyConnected, Graph, Header, Op, Operand, Shape, Tensor, FLAG_FLOAT,
+    MAX_RANK,
 };
 use crate::kernels::{Activation, LeI32, Window};
 use crate::quant::Requant;
@@ -25,10 +27,24 @@ pub(crate) fn graph(graph: &Graph<'_>, header: &Header) -> Result<(), Error> {
         .tensors
         .check()
         .map_err(|_| malformed("tensor table does not decode"))?;
-    graph
-        .ops
-        .check()
-        .map_err(|_| malformed("operator list does not decode"))?;
+    let mut ops = graph.ops.iter();
+    let mut step = 0u16;
+    while let Some(op) = ops.next() {
+        if op.is_err() {
+            return Err(match built_out(ops.rest()) {
+                Some((name, feature)) => Error::OperatorNotBuilt {
+                    op: step,
+                    name,
+                    feature,
+                },
+                None => malformed("operator list does not decode"),
+            });
+        }
+        step = step.saturating_add(1);
+    }
+    if !ops.rest().is_empty() {
+        return Err(malformed("operator list does not decode"));
+    }
     graph
         .inputs
         .check()
@@ -176,14 +192,6 @@ impl<'a> Context<'_, 'a> {
     }
 
     fn op(&self, step: u16, op: &Op<'_>) -> Result<(), Error> {
-        let not_built = Error::OperatorNotBuilt {
-            op: step,
-            name: op.name(),
-            feature: op.feature(),
-        };
-        if !op.is_built() {
-            return Err(not_built);
-        }
         let err = |reason| Error::InvalidOperator { op: step, reason };
         let bad = |reason| -> Result<(), Error> { Err(err(reason)) };
         // Every output is checked; in-place outputs are allowed only for Reshape.
@@ -512,8 +520,13 @@ impl<'a> Context<'_, 'a> {
                 }
                 Ok(())
             }
+            // Operators built out do not decode: refused before.
             #[allow(unreachable_patterns)]
-            _ => Err(not_built),
+            _ => Err(Error::OperatorNotBuilt {
+                op: step,
+                name: op.name(),
+                feature: op.feature(),
+            }),
         }
     }
 
