@@ -204,6 +204,9 @@ struct TextSize {
     label: &'static str,
     runtime: [u64; CATEGORIES.len()],
     text: u64,
+    /// `ferrite_board::run`, the firmware's runner: LTO inlines the runtime's invoke loop, operator
+    /// dispatch and model loading into it.
+    runner: u64,
     /// Largest runtime symbols, `(bytes, demangled name)`.
     largest: Vec<(u64, String)>,
     note: String,
@@ -277,6 +280,7 @@ fn text_size(label: &'static str, elf: &[u8], note: String) -> Result<TextSize> 
         label,
         runtime: [0; CATEGORIES.len()],
         text: text.size(),
+        runner: 0,
         largest: Vec::new(),
         note,
     };
@@ -285,6 +289,9 @@ fn text_size(label: &'static str, elf: &[u8], note: String) -> Result<TextSize> 
             continue;
         }
         let name = demangle(symbol.name().unwrap_or_default());
+        if name == "ferrite_board::run" {
+            size.runner += symbol.size();
+        }
         if !name.contains("ferrite_runtime") {
             continue;
         }
@@ -366,8 +373,9 @@ fn runtime_report(case: &str, ops: &[&str], rows: &[TextSize], commit: &str) -> 
          model's operators (`--no-default-features`, runtime features {}). Runtime = the `.text` function \
          symbols whose demangled name contains `ferrite_runtime`: its own functions and generic code \
          instantiated for its types (serde's `Deserialize` for the graph types); runtime code that LTO \
-         inlined into the firmware's own functions (e.g. `ferrite_board::run`) is counted as the \
-         firmware's. Categories by path: decoding = `Deserialize`/serde/postcard instances, `format`, \
+         inlined into the firmware's own functions is counted as the firmware's: LTO inlines the \
+         invoke loop, the operator dispatch and model loading into the runner `ferrite_board::run`, shown \
+         beside. Categories by path: decoding = `Deserialize`/serde/postcard instances, `format`, \
          `model`; validation = `validate`; interpreter = `interpreter`; kernels = `kernels`, `quant`. \
          Firmware `.text` (runtime, board runner, defmt, compiler builtins) beside it.\n",
         ops.iter()
@@ -379,8 +387,15 @@ fn runtime_report(case: &str, ops: &[&str], rows: &[TextSize], commit: &str) -> 
     for c in CATEGORIES {
         let _ = write!(s, " {c} |");
     }
-    let _ = writeln!(s, " **runtime** | firmware .text | |");
-    let _ = writeln!(s, "|---|{}---:|---:|---|", "---:|".repeat(CATEGORIES.len()));
+    let _ = writeln!(
+        s,
+        " **runtime** | `ferrite_board::run` | firmware .text | |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|{}---:|---:|---:|---|",
+        "---:|".repeat(CATEGORIES.len())
+    );
     for r in rows {
         let _ = write!(s, "| {} |", r.label);
         for bytes in r.runtime {
@@ -388,8 +403,9 @@ fn runtime_report(case: &str, ops: &[&str], rows: &[TextSize], commit: &str) -> 
         }
         let _ = writeln!(
             s,
-            " **{}** | {} | {} |",
+            " **{}** | {} | {} | {} |",
             thousands(r.runtime.iter().sum()),
+            thousands(r.runner),
             thousands(r.text),
             r.note
         );

@@ -4,7 +4,7 @@
 //! looks anything up; loading checks each copy against the tensor table.
 
 use core::marker::PhantomData;
-use serde::de::{self, Deserializer, EnumAccess, Visitor};
+use serde::de::{self, Deserializer, EnumAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::Seq;
@@ -40,7 +40,7 @@ impl DType {
 pub const MAX_RANK: usize = 4;
 
 /// A tensor shape of rank 1 to 4 (NHWC for rank 4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Shape {
     pub rank: u8,
@@ -89,6 +89,66 @@ impl Shape {
     /// The last dimension (1 for rank 0).
     pub fn last(&self) -> usize {
         self.dims().last().map_or(1, |&d| d as usize)
+    }
+}
+
+/// `N` consecutive `u16` fields, decoded in one loop (serde's derive decodes each field on its own:
+/// the same bytes, more code).
+struct U16s<const N: usize>([u16; N]);
+
+impl<'de, const N: usize> Deserialize<'de> for U16s<N> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields<const N: usize>;
+        impl<'de, const N: usize> Visitor<'de> for Fields<N> {
+            type Value = U16s<N>;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("u16 fields")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<U16s<N>, A::Error> {
+                let mut out = [0u16; N];
+                for (i, x) in out.iter_mut().enumerate() {
+                    *x = seq
+                        .next_element()?
+                        .ok_or_else(|| de::Error::invalid_length(i, &self))?;
+                }
+                Ok(U16s(out))
+            }
+        }
+        deserializer.deserialize_tuple(N, Fields::<N>)
+    }
+}
+
+impl<'de> Deserialize<'de> for Window {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let U16s([stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left]) =
+            U16s::deserialize(deserializer)?;
+        Ok(Window {
+            stride_h,
+            stride_w,
+            dilation_h,
+            dilation_w,
+            pad_top,
+            pad_left,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Shape {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = Shape;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("a shape")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+                let missing = || de::Error::invalid_length(0, &Fields);
+                let rank = seq.next_element()?.ok_or_else(missing)?;
+                let U16s(dims) = seq.next_element()?.ok_or_else(missing)?;
+                Ok(Shape { rank, dims })
+            }
+        }
+        deserializer.deserialize_tuple(2, Fields)
     }
 }
 
