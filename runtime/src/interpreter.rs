@@ -316,13 +316,15 @@ fn split_at_axis(o: &Operand, axis: usize) -> (usize, usize) {
     (outer, inner)
 }
 
-/// Runs one operator.
+/// Runs one operator. Not inlined: the kernels' stack buffers stay out of the caller's frame,
+/// whichever operators are built.
+#[inline(never)]
 fn run(op: &Op<'_>, arena: &mut [u8]) -> Result<(), Error> {
     match op {
-        #[cfg(feature = "conv-2d")]
-        Op::Conv2d(c) => conv(c, false, arena)?,
-        #[cfg(feature = "depthwise-conv-2d")]
-        Op::DepthwiseConv2d(c) => conv(c, true, arena)?,
+        #[cfg(any(feature = "conv-2d", feature = "depthwise-conv-2d"))]
+        Op::Conv2d(c) | Op::DepthwiseConv2d(c) => {
+            conv(c, matches!(op, Op::DepthwiseConv2d(_)), arena)?
+        }
         #[cfg(feature = "fully-connected")]
         Op::FullyConnected(f) => {
             let mut v = Views::new(arena, &f.output)?;

@@ -204,8 +204,8 @@ struct TextSize {
     label: &'static str,
     runtime: [u64; CATEGORIES.len()],
     text: u64,
-    /// `ferrite_board::run`, the firmware's runner: LTO inlines the runtime's invoke loop, operator
-    /// dispatch and model loading into it.
+    /// `ferrite_board::run`, the firmware's runner: LTO inlines the runtime's invoke loop and model
+    /// loading into it.
     runner: u64,
     /// Largest runtime symbols, `(bytes, demangled name)`.
     largest: Vec<(u64, String)>,
@@ -242,12 +242,18 @@ pub fn runtime(root: &Path, write: bool) -> Result<()> {
         };
         let bytes = std::fs::read(&elf)?;
         let run = qemu::run(machine, &elf, Duration::from_secs(60))?;
+        let log = defmt_log::decode(&bytes, &run.stdout)?;
+        let stack = log
+            .iter()
+            .find_map(|l| l.split("stack high-water ").nth(1)?.split(' ').next())
+            .unwrap_or("-")
+            .to_string();
         let note = if run.status.is_some_and(|s| s.success()) {
-            "runs in QEMU, output as expected"
+            format!("output as expected; stack high-water {stack} B")
         } else {
-            "run in QEMU: FAILED"
+            "run in QEMU: FAILED".into()
         };
-        rows.push(text_size(label, &bytes, note.into())?);
+        rows.push(text_size(label, &bytes, note)?);
     }
     let section = runtime_report(&case.name, &ops, &rows, &crate::bench::commit(root));
     print!("{section}");
@@ -374,9 +380,8 @@ fn runtime_report(case: &str, ops: &[&str], rows: &[TextSize], commit: &str) -> 
          symbols whose demangled name contains `ferrite_runtime`: its own functions and generic code \
          instantiated for its types (serde's `Deserialize` for the graph types); runtime code that LTO \
          inlined into the firmware's own functions is counted as the firmware's: LTO inlines the \
-         invoke loop, the operator dispatch and model loading into the runner `ferrite_board::run`, shown \
-         beside. Categories by path: decoding = `Deserialize`/serde/postcard instances, `format`, \
-         `model`; validation = `validate`; interpreter = `interpreter`; kernels = `kernels`, `quant`. \
+         invoke loop and model loading into the runner `ferrite_board::run`, shown beside. Categories \
+         by path: decoding = `Deserialize`/serde/postcard instances, `format`, `model`; validation = `validate`; interpreter = `interpreter`; kernels = `kernels`, `quant`. \
          Firmware `.text` (runtime, board runner, defmt, compiler builtins) beside it.\n",
         ops.iter()
             .map(|f| format!("`{f}`"))

@@ -483,7 +483,9 @@ impl<'de: 'a, 'a> Visitor<'de> for OpVisitor<'a> {
     }
 
     // Without every operator, some (without any, all) of the arms are compiled out.
+    // Not inlined into each caller of the operator list's iterator: one copy.
     #[cfg_attr(not(feature = "all-ops"), allow(unused, unreachable_code))]
+    #[inline(never)]
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Op<'a>, A::Error> {
         use serde::de::VariantAccess;
         let (tag, v): (u32, _) = data.variant()?;
