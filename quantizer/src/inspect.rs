@@ -38,6 +38,8 @@ pub struct Summary {
     pub producer: String,
     pub source_layout: String,
     pub float_kernels: bool,
+    /// The runtime's operator features the model needs (`Op::feature`), sorted; `float` is separate.
+    pub runtime_features: Vec<&'static str>,
     pub arena_bytes: usize,
     /// The largest total size of tensors live at one step: no plan can use less.
     pub arena_lower_bound: usize,
@@ -257,6 +259,12 @@ pub fn summarize(model: &Model<'_>, file_bytes: usize) -> Summary {
         producer: g.metadata.producer.to_string(),
         source_layout: g.metadata.source_layout.to_string(),
         float_kernels: model.header().flags & ferrite_runtime::format::FLAG_FLOAT != 0,
+        runtime_features: {
+            let mut f: Vec<_> = model.ops().map(|op| op.feature()).collect();
+            f.sort_unstable();
+            f.dedup();
+            f
+        },
         arena_bytes: model.arena_size(),
         arena_lower_bound,
         weight_bytes: ops.iter().map(|o| o.weight_bytes).sum(),
@@ -289,6 +297,12 @@ pub fn render(name: &str, s: &Summary) -> String {
         s.arena_lower_bound,
         s.macs,
         if s.float_kernels { "yes" } else { "no" }
+    );
+    let _ = writeln!(
+        out,
+        "runtime features: {}{}",
+        s.runtime_features.join(","),
+        if s.float_kernels { ",float" } else { "" }
     );
     for (label, list) in [("input", &s.inputs), ("output", &s.outputs)] {
         for (i, t) in list.iter().enumerate() {

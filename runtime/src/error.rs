@@ -16,6 +16,12 @@ pub enum Error {
     UnknownFlags { flags: u16 },
     /// The model uses f32 kernels but the runtime was built without the `float` feature.
     FloatKernelsDisabled,
+    /// Operator `op` is of a kind this runtime was built without: enable the Cargo feature `feature`.
+    OperatorNotBuilt {
+        op: u16,
+        name: &'static str,
+        feature: &'static str,
+    },
     /// The payload's CRC-32 differs from the header's: the file is corrupt.
     ChecksumMismatch { expected: u32, found: u32 },
     /// The payload does not decode as the format's structure.
@@ -51,6 +57,10 @@ impl core::fmt::Display for Error {
             Error::FloatKernelsDisabled => {
                 write!(f, "model needs f32 kernels; build the runtime with the `float` feature")
             }
+            Error::OperatorNotBuilt { op, name, feature } => write!(
+                f,
+                "operator {op}: {name} is not built into this runtime; enable its Cargo feature `{feature}`"
+            ),
             Error::ChecksumMismatch { expected, found } => write!(
                 f,
                 "payload checksum mismatch (header {expected:#010x}, payload {found:#010x}): corrupt model"

@@ -1,4 +1,8 @@
 //! `Interpreter`: runs a validated model in a caller-provided arena. `invoke` only computes.
+//!
+//! Each operator's dispatch is compiled only with its Cargo feature (see `Op::feature`), so a build
+//! with some operators leaves the others' kernels out; helpers they alone use are then unused.
+#![cfg_attr(not(feature = "all-ops"), allow(unused))]
 
 use core::ops::Range;
 
@@ -324,12 +328,16 @@ fn split_at_axis(o: &Operand, axis: usize) -> (usize, usize) {
     (outer, inner)
 }
 
-/// Runs one operator.
+/// Runs one operator. Not inlined: the kernels' stack buffers stay out of the caller's frame,
+/// whichever operators are built.
+#[inline(never)]
 fn run(op: &Op<'_>, arena: &mut [u8]) -> Result<(), Error> {
     match op {
+        #[cfg(any(feature = "conv-2d", feature = "depthwise-conv-2d"))]
         Op::Conv2d(c) | Op::DepthwiseConv2d(c) => {
             conv(c, matches!(op, Op::DepthwiseConv2d(_)), arena)?
         }
+        #[cfg(feature = "fully-connected")]
         Op::FullyConnected(f) => {
             let mut v = Views::new(arena, &f.output)?;
             let out_features = f.output.shape.last();
@@ -375,6 +383,7 @@ fn run(op: &Op<'_>, arena: &mut [u8]) -> Result<(), Error> {
                 _ => return Err(CORRUPT),
             }
         }
+        #[cfg(feature = "add")]
         Op::Add(b) => {
             let mut v = Views::new(arena, &b.output)?;
             let (sa, sb, so) = (b.a.shape.nhwc(), b.b.shape.nhwc(), b.output.shape.nhwc());
@@ -392,6 +401,7 @@ fn run(op: &Op<'_>, arena: &mut [u8]) -> Result<(), Error> {
                 None => return Err(CORRUPT),
             }
         }
+        #[cfg(feature = "mul")]
         Op::Mul(b) => {
             let mut v = Views::new(arena, &b.output)?;
             let (sa, sb, so) = (b.a.shape.nhwc(), b.b.shape.nhwc(), b.output.shape.nhwc());
@@ -409,8 +419,11 @@ fn run(op: &Op<'_>, arena: &mut [u8]) -> Result<(), Error> {
                 None => return Err(CORRUPT),
             }
         }
+        #[cfg(feature = "average-pool-2d")]
         Op::AveragePool2d(p) => pool(p, true, arena)?,
+        #[cfg(feature = "max-pool-2d")]
         Op::MaxPool2d(p) => pool(p, false, arena)?,
+        #[cfg(feature = "mean")]
         Op::Mean(u) => {
             let mut v = Views::new(arena, &u.output)?;
             let shape = u.input.shape.nhwc();
@@ -428,6 +441,7 @@ fn run(op: &Op<'_>, arena: &mut [u8]) -> Result<(), Error> {
                 None => return Err(CORRUPT),
             }
         }
+        #[cfg(feature = "softmax")]
         Op::Softmax(s) => {
             let mut v = Views::new(arena, &s.output)?;
             let depth = s.input.shape.last();
@@ -446,6 +460,7 @@ fn run(op: &Op<'_>, arena: &mut [u8]) -> Result<(), Error> {
                 None => return Err(CORRUPT),
             }
         }
+        #[cfg(feature = "logistic")]
         Op::Logistic(u) => {
             let mut v = Views::new(arena, &u.output)?;
             match &u.quant {
@@ -462,6 +477,7 @@ fn run(op: &Op<'_>, arena: &mut [u8]) -> Result<(), Error> {
                 None => return Err(CORRUPT),
             }
         }
+        #[cfg(feature = "tanh")]
         Op::Tanh(u) => {
             let mut v = Views::new(arena, &u.output)?;
             match &u.quant {
@@ -478,6 +494,7 @@ fn run(op: &Op<'_>, arena: &mut [u8]) -> Result<(), Error> {
                 None => return Err(CORRUPT),
             }
         }
+        #[cfg(feature = "relu")]
         Op::Relu(u, activation) => {
             let mut v = Views::new(arena, &u.output)?;
             match &u.quant {
@@ -497,6 +514,7 @@ fn run(op: &Op<'_>, arena: &mut [u8]) -> Result<(), Error> {
                 }
             }
         }
+        #[cfg(feature = "reshape")]
         Op::Reshape(r) => {
             if r.input.offset != r.output.offset {
                 let v = Views::new(arena, &r.output)?;
@@ -504,6 +522,7 @@ fn run(op: &Op<'_>, arena: &mut [u8]) -> Result<(), Error> {
                 v.out.copy_from_slice(x);
             }
         }
+        #[cfg(feature = "concatenation")]
         Op::Concatenation(c) => {
             let axis = c.axis as usize;
             let (outer, out_inner) = split_at_axis(&c.output, axis);
@@ -543,6 +562,7 @@ fn run(op: &Op<'_>, arena: &mut [u8]) -> Result<(), Error> {
                 offset += in_inner;
             }
         }
+        #[cfg(feature = "pad")]
         Op::Pad(p) => {
             let mut v = Views::new(arena, &p.output)?;
             let (si, so) = (p.input.shape.nhwc(), p.output.shape.nhwc());
@@ -560,6 +580,7 @@ fn run(op: &Op<'_>, arena: &mut [u8]) -> Result<(), Error> {
                 _ => return Err(CORRUPT),
             }
         }
+        #[cfg(feature = "quantize")]
         Op::Quantize(q) => {
             let mut v = Views::new(arena, &q.output)?;
             match (&q.requant, q.input.dtype) {
@@ -575,14 +596,15 @@ fn run(op: &Op<'_>, arena: &mut [u8]) -> Result<(), Error> {
                 _ => return Err(CORRUPT),
             }
         }
-        #[cfg(feature = "float")]
+        #[cfg(all(feature = "float", feature = "dequantize"))]
         Op::Dequantize(d) => {
             let mut v = Views::new(arena, &d.output)?;
             let x = v.i8(&d.input)?;
             kernels::float::dequantize_s8_to_f32(d.scale, d.input.zero_point, x, v.out_f32()?);
         }
-        #[cfg(not(feature = "float"))]
-        Op::Dequantize(_) => return Err(CORRUPT),
+        // Operators built out (refused at load), or Dequantize without `float`.
+        #[allow(unreachable_patterns)]
+        _ => return Err(CORRUPT),
     }
     Ok(())
 }
@@ -603,12 +625,14 @@ fn conv(c: &Conv<'_>, depthwise: bool, arena: &mut [u8]) -> Result<(), Error> {
             )?;
             let (x, filter, bias) = (
                 v.i8(&c.input)?,
-                bytemuck::cast_slice(c.filter),
+                bytemuck::cast_slice::<u8, i8>(c.filter),
                 le_i32(c.bias)?,
             );
             if depthwise {
+                #[cfg(feature = "depthwise-conv-2d")]
                 kernels::optimized::depthwise_conv2d_s8(&g, dm, &q, x, filter, bias, v.out_i8());
             } else {
+                #[cfg(feature = "conv-2d")]
                 kernels::optimized::conv2d_s8(&g, &q, x, filter, bias, v.out_i8());
             }
         }
@@ -617,8 +641,10 @@ fn conv(c: &Conv<'_>, depthwise: bool, arena: &mut [u8]) -> Result<(), Error> {
             let (x, filter, bias) = (v.f32(&c.input)?, le_f32(c.filter)?, le_f32(c.bias)?);
             let out = v.out_f32()?;
             if depthwise {
+                #[cfg(feature = "depthwise-conv-2d")]
                 kernels::float::depthwise_conv2d_f32(&g, dm, c.activation, x, filter, bias, out);
             } else {
+                #[cfg(feature = "conv-2d")]
                 kernels::float::conv2d_f32(&g, c.activation, x, filter, bias, out);
             }
         }
@@ -634,8 +660,10 @@ fn pool(p: &Pool, average: bool, arena: &mut [u8]) -> Result<(), Error> {
         DType::I8 => {
             let x = v.i8(&p.input)?;
             if average {
+                #[cfg(feature = "average-pool-2d")]
                 kernels::optimized::average_pool2d_s8(&g, p.act_min, p.act_max, x, v.out_i8());
             } else {
+                #[cfg(feature = "max-pool-2d")]
                 kernels::pooling::max_pool2d_s8(&g, p.act_min, p.act_max, x, v.out_i8());
             }
         }
@@ -644,8 +672,10 @@ fn pool(p: &Pool, average: bool, arena: &mut [u8]) -> Result<(), Error> {
             let x = v.f32(&p.input)?;
             let out = v.out_f32()?;
             if average {
+                #[cfg(feature = "average-pool-2d")]
                 kernels::float::average_pool2d_f32(&g, p.activation, x, out);
             } else {
+                #[cfg(feature = "max-pool-2d")]
                 kernels::float::max_pool2d_f32(&g, p.activation, x, out);
             }
         }

@@ -1,7 +1,13 @@
 //! Load-time validation: after it passes, `invoke` indexes every slice in bounds without checking again.
+//!
+//! An operator the runtime was built without (see `Op::feature`) does not decode and is refused by
+//! name; the checks of each operator are compiled only with its feature, and helpers only those checks
+//! use are then unused.
+#![cfg_attr(not(feature = "all-ops"), allow(unused))]
 
 use crate::format::{
-    Conv, DType, FullyConnected, Graph, Header, Op, Operand, Shape, Tensor, FLAG_FLOAT, MAX_RANK,
+    built_out, Conv, DType, FullyConnected, Graph, Header, Op, Operand, Shape, Tensor, FLAG_FLOAT,
+    MAX_RANK,
 };
 use crate::kernels::{Activation, LeI32, Window};
 use crate::quant::Requant;
@@ -21,10 +27,24 @@ pub(crate) fn graph(graph: &Graph<'_>, header: &Header) -> Result<(), Error> {
         .tensors
         .check()
         .map_err(|_| malformed("tensor table does not decode"))?;
-    graph
-        .ops
-        .check()
-        .map_err(|_| malformed("operator list does not decode"))?;
+    let mut ops = graph.ops.iter();
+    let mut step = 0u16;
+    while let Some(op) = ops.next() {
+        if op.is_err() {
+            return Err(match built_out(ops.rest()) {
+                Some((name, feature)) => Error::OperatorNotBuilt {
+                    op: step,
+                    name,
+                    feature,
+                },
+                None => malformed("operator list does not decode"),
+            });
+        }
+        step = step.saturating_add(1);
+    }
+    if !ops.rest().is_empty() {
+        return Err(malformed("operator list does not decode"));
+    }
     graph
         .inputs
         .check()
@@ -173,7 +193,7 @@ impl<'a> Context<'_, 'a> {
 
     fn op(&self, step: u16, op: &Op<'_>) -> Result<(), Error> {
         let err = |reason| Error::InvalidOperator { op: step, reason };
-        let bad = |reason| Err(err(reason));
+        let bad = |reason| -> Result<(), Error> { Err(err(reason)) };
         // Every output is checked; in-place outputs are allowed only for Reshape.
         let check_out = |o: &Operand| -> Result<Tensor<'a>, Error> {
             let t = self.operand(step, o, true)?;
@@ -191,6 +211,7 @@ impl<'a> Context<'_, 'a> {
             }
         };
         match op {
+            #[cfg(any(feature = "conv-2d", feature = "depthwise-conv-2d"))]
             Op::Conv2d(c) | Op::DepthwiseConv2d(c) => {
                 check_in(&c.input)?;
                 check_out(&c.output)?;
@@ -201,11 +222,13 @@ impl<'a> Context<'_, 'a> {
                     kind(&c.input, &c.output)?,
                 )
             }
+            #[cfg(feature = "fully-connected")]
             Op::FullyConnected(f) => {
                 check_in(&f.input)?;
                 check_out(&f.output)?;
                 self.fully_connected(step, f, kind(&f.input, &f.output)?)
             }
+            #[cfg(feature = "add")]
             Op::Add(b) => {
                 self.binary(
                     step,
@@ -227,6 +250,7 @@ impl<'a> Context<'_, 'a> {
                 }
                 clamp_range(p.act_min, p.act_max).map_err(err)
             }
+            #[cfg(feature = "mul")]
             Op::Mul(b) => {
                 self.binary(
                     step,
@@ -247,6 +271,7 @@ impl<'a> Context<'_, 'a> {
                 }
                 clamp_range(p.act_min, p.act_max).map_err(err)
             }
+            #[cfg(any(feature = "average-pool-2d", feature = "max-pool-2d"))]
             Op::AveragePool2d(p) | Op::MaxPool2d(p) => {
                 let tin = check_in(&p.input)?;
                 let tout = check_out(&p.output)?;
@@ -270,6 +295,7 @@ impl<'a> Context<'_, 'a> {
                 }
                 Ok(())
             }
+            #[cfg(feature = "mean")]
             Op::Mean(u) => {
                 check_in(&u.input)?;
                 check_out(&u.output)?;
@@ -297,6 +323,7 @@ impl<'a> Context<'_, 'a> {
                     _ => Ok(()),
                 }
             }
+            #[cfg(feature = "softmax")]
             Op::Softmax(s) => {
                 check_in(&s.input)?;
                 let tout = check_out(&s.output)?;
@@ -319,6 +346,7 @@ impl<'a> Context<'_, 'a> {
                     _ => Ok(()),
                 }
             }
+            #[cfg(feature = "logistic")]
             Op::Logistic(u) => {
                 let p = u.quant.map(|p| {
                     [
@@ -338,6 +366,7 @@ impl<'a> Context<'_, 'a> {
                     &check_out,
                 )
             }
+            #[cfg(feature = "tanh")]
             Op::Tanh(u) => {
                 let p = u.quant.map(|p| {
                     [
@@ -357,6 +386,7 @@ impl<'a> Context<'_, 'a> {
                     &check_out,
                 )
             }
+            #[cfg(feature = "relu")]
             Op::Relu(u, activation) => {
                 self.unary(
                     step,
@@ -385,6 +415,7 @@ impl<'a> Context<'_, 'a> {
                 }
                 clamp_range(p.act_min, p.act_max).map_err(err)
             }
+            #[cfg(feature = "reshape")]
             Op::Reshape(r) => {
                 check_in(&r.input)?;
                 let tout = check_out(&r.output)?;
@@ -399,6 +430,7 @@ impl<'a> Context<'_, 'a> {
                 }
                 Ok(())
             }
+            #[cfg(feature = "concatenation")]
             Op::Concatenation(c) => {
                 check_out(&c.output)?;
                 let rank = c.output.shape.rank as usize;
@@ -434,6 +466,7 @@ impl<'a> Context<'_, 'a> {
                 }
                 Ok(())
             }
+            #[cfg(feature = "pad")]
             Op::Pad(p) => {
                 check_in(&p.input)?;
                 check_out(&p.output)?;
@@ -451,6 +484,7 @@ impl<'a> Context<'_, 'a> {
                 }
                 Ok(())
             }
+            #[cfg(feature = "quantize")]
             Op::Quantize(q) => {
                 let tin = check_in(&q.input)?;
                 let tout = check_out(&q.output)?;
@@ -471,6 +505,7 @@ impl<'a> Context<'_, 'a> {
                     _ => bad("quantize parameters inconsistent with its operands"),
                 }
             }
+            #[cfg(feature = "dequantize")]
             Op::Dequantize(d) => {
                 let tin = check_in(&d.input)?;
                 check_out(&d.output)?;
@@ -485,6 +520,13 @@ impl<'a> Context<'_, 'a> {
                 }
                 Ok(())
             }
+            // Operators built out do not decode: refused before.
+            #[allow(unreachable_patterns)]
+            _ => Err(Error::OperatorNotBuilt {
+                op: step,
+                name: op.name(),
+                feature: op.feature(),
+            }),
         }
     }
 
@@ -788,6 +830,32 @@ fn quant_presence(kind: Kind, has_quant: bool) -> Result<(), &'static str> {
 
 #[cfg(test)]
 mod tests {
+    use crate::Model;
+
+    /// The golden models of `tests/golden/`.
+    fn golden_models() -> std::vec::Vec<std::vec::Vec<u8>> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/golden");
+        let mut models = std::vec::Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            if let Ok(bytes) = std::fs::read(entry.unwrap().path().join("model.ferrite")) {
+                models.push(bytes);
+            }
+        }
+        assert!(!models.is_empty());
+        models
+    }
+
+    #[test]
+    #[cfg(all(feature = "all-ops", feature = "float"))]
+    fn every_operator_is_built_under_its_feature_name() {
+        for bytes in golden_models() {
+            for op in Model::from_bytes(&bytes).unwrap().ops() {
+                assert!(op.is_built());
+                assert_eq!(op.feature(), op.name().to_lowercase().replace('_', "-"));
+            }
+        }
+    }
+
     #[test]
     fn max_bias_plus_largest_sum_fits_i32() {
         let largest_sum = super::MAX_REDUCTION as i64 * 255 * 128;

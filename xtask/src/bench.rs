@@ -490,6 +490,7 @@ pub(crate) fn measure(
         case,
         features: vec!["bench"],
         probe: false,
+        model_ops_only: false,
     };
     let elf = match build.run()? {
         Built::Elf(elf) => build.keep(&elf)?,

@@ -210,6 +210,7 @@ fn plain_run(root: &Path, case: &Case, timeout: Duration) -> Result<Plain> {
         case,
         features: vec!["bench"],
         probe: false,
+        model_ops_only: false,
     };
     let elf = match build.run()? {
         Built::Elf(elf) => elf,

@@ -19,6 +19,9 @@ pub struct Build<'a> {
     pub features: Vec<&'a str>,
     /// Link with 128M regions, to measure images too large for the board.
     pub probe: bool,
+    /// Build the runtime with only the case model's operators (`--no-default-features` of the board
+    /// crate, `ferrite-runtime/<op>` for each operator the model uses) instead of all of them.
+    pub model_ops_only: bool,
 }
 
 pub enum Built {
@@ -40,11 +43,18 @@ impl Build<'_> {
     pub fn run(&self) -> Result<Built> {
         let boards = self.root.join("boards");
         let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut features = self.features.clone();
+        let mut features: Vec<String> = self.features.iter().map(|f| f.to_string()).collect();
         if let Some(dir) = &self.case.dir {
-            features.push("case");
+            features.push("case".into());
             if model_uses_float(dir)? {
-                features.push("float");
+                features.push("float".into());
+            }
+            if self.model_ops_only {
+                features.extend(
+                    model_op_features(dir)?
+                        .into_iter()
+                        .map(|f| format!("ferrite-runtime/{f}")),
+                );
             }
         }
         let mut command = Command::new(cargo);
@@ -60,6 +70,9 @@ impl Build<'_> {
             ])
             .env("CARGO_TARGET_DIR", self.target_dir())
             .env("FERRITE_CASE_NAME", &self.case.name);
+        if self.model_ops_only {
+            command.arg("--no-default-features");
+        }
         if !features.is_empty() {
             command.args(["--features", &features.join(",")]);
         }
@@ -101,6 +114,9 @@ impl Build<'_> {
             name.push('-');
             name.push_str(feature);
         }
+        if self.model_ops_only {
+            name.push_str("-model-ops");
+        }
         let kept = dir.join(format!("{name}.elf"));
         std::fs::copy(elf, &kept).with_context(|| format!("copying {}", elf.display()))?;
         Ok(kept)
@@ -117,4 +133,16 @@ fn model_uses_float(case_dir: &Path) -> Result<bool> {
     let path = case_dir.join("model.ferrite");
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     Ok(bytes.get(6).is_some_and(|flags| flags & 1 != 0))
+}
+
+/// The runtime features the case's model needs: one per operator kind it uses (`Op::feature`), sorted.
+pub fn model_op_features(case_dir: &Path) -> Result<Vec<&'static str>> {
+    let path = case_dir.join("model.ferrite");
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let model = ferrite_runtime::Model::from_bytes(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut features: Vec<_> = model.ops().map(|op| op.feature()).collect();
+    features.sort_unstable();
+    features.dedup();
+    Ok(features)
 }

@@ -176,6 +176,7 @@ fn build(root: &Path, machine: Machine) -> Result<PathBuf> {
         case: &smoke,
         features: vec!["partition"],
         probe: false,
+        model_ops_only: false,
     };
     match build.run()? {
         Built::Elf(elf) => build.keep(&elf),

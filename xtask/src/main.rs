@@ -8,7 +8,9 @@
 //!   runtime, qemu-test), reporting every failed step at the end.
 //! - `cargo xtask size [--machine M] [--case NAME]`: builds the same firmware
 //!   and prints its flash and RAM use against each board's memory; `--demo [--write]`: the demo
-//!   firmware on every board (QEMU and real), written to `BENCHMARKS.md` with `--write`.
+//!   firmware on every board (QEMU and real), written to `BENCHMARKS.md` with `--write`; `--runtime
+//!   [--write]`: the runtime's `.text` by category in the DS-CNN bench firmware on an386, built with
+//!   every operator and with only the model's.
 //! - `cargo xtask build-boards [--selftest]`: the real-board firmware, built
 //!   without hardware; with `--selftest`, oversized models must fail the build.
 //! - `cargo xtask flash-model --board B MODEL`: the model into the board's

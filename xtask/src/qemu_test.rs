@@ -61,9 +61,13 @@ pub struct SizeOptions {
     /// machines and real boards: flash, static RAM, stack high-water (QEMU).
     #[arg(long)]
     demo: bool,
-    /// Like --demo, and rewrite the size section of BENCHMARKS.md.
+    /// Like --demo (or with --runtime, like it), and rewrite the matching section of BENCHMARKS.md.
     #[arg(long)]
     write: bool,
+    /// The runtime's `.text` by category in the DS-CNN bench firmware on an386 (thumbv7em), built with
+    /// every operator and with only the model's.
+    #[arg(long)]
+    runtime: bool,
 }
 
 enum Verdict {
@@ -127,6 +131,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
                 case,
                 features: Vec::new(),
                 probe: false,
+                model_ops_only: false,
             };
             let verdict = run_one(&build, timeout, true)?;
             record(label, verdict);
@@ -163,6 +168,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
                     case: &smoke,
                     features: vec![feature],
                     probe: false,
+                    model_ops_only: false,
                 };
                 let verdict = match run_one(&build, timeout, true)? {
                     Verdict::Pass => {
@@ -283,6 +289,9 @@ pub(crate) fn does_not_fit(usage: Usage, capacity: Capacity) -> Option<String> {
 }
 
 pub fn size(root: &Path, options: &SizeOptions) -> Result<()> {
+    if options.runtime {
+        return crate::size_report::runtime(root, options.write);
+    }
     if options.demo || options.write {
         return crate::size_report::run(root, options.write);
     }
@@ -311,6 +320,7 @@ pub fn size(root: &Path, options: &SizeOptions) -> Result<()> {
             case: &case,
             features: Vec::new(),
             probe: false,
+            model_ops_only: false,
         };
         let (elf, note) = match build.run()? {
             Built::Elf(elf) => (elf, ""),

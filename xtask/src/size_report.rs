@@ -53,6 +53,7 @@ pub fn run(root: &Path, write: bool) -> Result<()> {
             case: &case,
             features: vec!["bench"],
             probe: false,
+            model_ops_only: false,
         };
         let cpu = match machine {
             Machine::An386 => "Cortex-M4F",
@@ -185,6 +186,232 @@ fn report(rows: &[Row], model: u64, arena: u64, commit: &str) -> String {
                 .map(|st| thousands(r.static_ram + st))
                 .unwrap_or_else(|| "-".into()),
             thousands(r.capacity.ram),
+            r.note
+        );
+    }
+    let _ = writeln!(s);
+    s
+}
+
+const RUNTIME_BEGIN: &str = "<!-- cargo xtask size --runtime --write: begin -->";
+const RUNTIME_END: &str = "<!-- cargo xtask size --runtime --write: end -->";
+
+/// Where a runtime symbol's code belongs.
+const CATEGORIES: [&str; 5] = ["kernels", "validation", "decoding", "interpreter", "other"];
+
+/// `.text` bytes of one firmware: the runtime's per category, and the whole section.
+struct TextSize {
+    label: &'static str,
+    runtime: [u64; CATEGORIES.len()],
+    text: u64,
+    /// `ferrite_board::run`, the firmware's runner: LTO inlines the runtime's invoke loop and model
+    /// loading into it.
+    runner: u64,
+    /// Largest runtime symbols, `(bytes, demangled name)`.
+    largest: Vec<(u64, String)>,
+    note: String,
+}
+
+/// `cargo xtask size --runtime [--write]`: the runtime's code in the bench firmware of the DS-CNN
+/// (MLPerf Tiny KWS, or the bundled Fashion-MNIST DS-CNN without `../shared`: the same operator set) on
+/// an386 (thumbv7em), built with every operator and with only the model's.
+pub fn runtime(root: &Path, write: bool) -> Result<()> {
+    let mut cases = crate::mlperf::cases(root, Some("mlperf_kws_dscnn_int8"))?;
+    if cases.is_empty() {
+        cases = crate::fixtures::cases(root, Some(CASE))?;
+    }
+    let case = cases.remove(0);
+    let dir = case.dir.clone().expect("a model case has a directory");
+    let ops = firmware::model_op_features(&dir)?;
+    let machine = Machine::An386;
+    toolchain::ensure_targets(root, &[machine.target()])?;
+    let mut rows = Vec::new();
+    for (label, model_ops_only) in [("every operator", false), ("the model's operators", true)] {
+        eprintln!("--- {} on {} ({label})", case.name, machine.name());
+        let build = Build {
+            root,
+            machine,
+            case: &case,
+            features: vec!["bench"],
+            probe: false,
+            model_ops_only,
+        };
+        let elf = match build.run()? {
+            Built::Elf(elf) => build.keep(&elf)?,
+            Built::Failed(log) => bail!("building the firmware:\n{log}"),
+        };
+        let bytes = std::fs::read(&elf)?;
+        let run = qemu::run(machine, &elf, Duration::from_secs(60))?;
+        let log = defmt_log::decode(&bytes, &run.stdout)?;
+        let stack = log
+            .iter()
+            .find_map(|l| l.split("stack high-water ").nth(1)?.split(' ').next())
+            .unwrap_or("-")
+            .to_string();
+        let note = if run.status.is_some_and(|s| s.success()) {
+            format!("output as expected; stack high-water {stack} B")
+        } else {
+            "run in QEMU: FAILED".into()
+        };
+        rows.push(text_size(label, &bytes, note)?);
+    }
+    let section = runtime_report(&case.name, &ops, &rows, &crate::bench::commit(root));
+    print!("{section}");
+    for row in &rows {
+        println!("Largest runtime symbols, {}:", row.label);
+        for (size, name) in &row.largest {
+            println!("  {size:>6}  {name}");
+        }
+    }
+    if write {
+        crate::bench::write_section(root, RUNTIME_BEGIN, RUNTIME_END, &section)?;
+        eprintln!("size: wrote BENCHMARKS.md");
+    }
+    if rows.iter().any(|r| r.note.contains("FAILED")) {
+        bail!("the firmware failed in QEMU");
+    }
+    Ok(())
+}
+
+/// Sums the function symbols of `.text`: a symbol is the runtime's when its demangled name contains
+/// `ferrite_runtime` (its own functions, and generic code instantiated for its types, e.g. serde's
+/// `Deserialize` for the graph types); runtime code inlined into the firmware's functions is not.
+fn text_size(label: &'static str, elf: &[u8], note: String) -> Result<TextSize> {
+    use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
+    let file = object::File::parse(elf)?;
+    let text = file
+        .section_by_name(".text")
+        .ok_or_else(|| anyhow!("no .text section"))?;
+    let mut size = TextSize {
+        label,
+        runtime: [0; CATEGORIES.len()],
+        text: text.size(),
+        runner: 0,
+        largest: Vec::new(),
+        note,
+    };
+    for symbol in file.symbols() {
+        if symbol.kind() != SymbolKind::Text || symbol.section_index() != Some(text.index()) {
+            continue;
+        }
+        let name = demangle(symbol.name().unwrap_or_default());
+        if name == "ferrite_board::run" {
+            size.runner += symbol.size();
+        }
+        if !name.contains("ferrite_runtime") {
+            continue;
+        }
+        size.runtime[category(&name)] += symbol.size();
+        size.largest.push((symbol.size(), name));
+    }
+    size.largest.sort_by(|a, b| b.cmp(a));
+    size.largest.truncate(15);
+    Ok(size)
+}
+
+/// Index into [`CATEGORIES`] of a runtime symbol.
+fn category(name: &str) -> usize {
+    let has = |s: &str| name.contains(s);
+    if has("Deserialize")
+        || has("serde")
+        || has("postcard")
+        || has("ferrite_runtime::format")
+        || has("ferrite_runtime::model")
+    {
+        2
+    } else if has("ferrite_runtime::validate") {
+        1
+    } else if has("ferrite_runtime::interpreter") {
+        3
+    } else if has("ferrite_runtime::kernels") || has("ferrite_runtime::quant") {
+        0
+    } else {
+        4
+    }
+}
+
+/// Rust's legacy symbol mangling, enough to read paths: `_ZN` + length-prefixed segments joined by
+/// `::`, with `$LT$`-style escapes and `..` decoded; the trailing hash is dropped.
+fn demangle(raw: &str) -> String {
+    let Some(mut rest) = raw.strip_prefix("_ZN") else {
+        return raw.to_string();
+    };
+    let mut segments = Vec::new();
+    while let Some(len_end) = rest.find(|c: char| !c.is_ascii_digit()) {
+        let Ok(len) = rest[..len_end].parse::<usize>() else {
+            break;
+        };
+        let Some(segment) = rest.get(len_end..len_end + len) else {
+            break;
+        };
+        if !(segment.starts_with('h') && segment.len() == 17) {
+            segments.push(segment);
+        }
+        rest = &rest[len_end + len..];
+    }
+    let mut name = segments.join("::").replace("..", "::");
+    for (from, to) in [
+        ("$LT$", "<"),
+        ("$GT$", ">"),
+        ("$u20$", " "),
+        ("$RF$", "&"),
+        ("$BP$", "*"),
+        ("$C$", ","),
+        ("$u27$", "'"),
+        ("$u5b$", "["),
+        ("$u5d$", "]"),
+        ("$u3b$", ";"),
+        ("$u7b$", "{"),
+        ("$u7d$", "}"),
+    ] {
+        name = name.replace(from, to);
+    }
+    name.trim_start_matches('_').to_string()
+}
+
+fn runtime_report(case: &str, ops: &[&str], rows: &[TextSize], commit: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Measured at commit `{commit}` with `cargo xtask size --runtime --write`: the `bench` firmware of \
+         the `{case}` case on an386 (thumbv7em-none-eabihf, the boards' release profile: `opt-level = \"s\"`, \
+         fat LTO), built with every operator (the board crate's default `all-ops`) and with only the \
+         model's operators (`--no-default-features`, runtime features {}). Runtime = the `.text` function \
+         symbols whose demangled name contains `ferrite_runtime`: its own functions and generic code \
+         instantiated for its types (serde's `Deserialize` for the graph types); runtime code that LTO \
+         inlined into the firmware's own functions is counted as the firmware's: LTO inlines the \
+         invoke loop and model loading into the runner `ferrite_board::run`, shown beside. Categories \
+         by path: decoding = `Deserialize`/serde/postcard instances, `format`, `model`; validation = `validate`; interpreter = `interpreter`; kernels = `kernels`, `quant`. \
+         Firmware `.text` (runtime, board runner, defmt, compiler builtins) beside it.\n",
+        ops.iter()
+            .map(|f| format!("`{f}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = write!(s, "| operators built |");
+    for c in CATEGORIES {
+        let _ = write!(s, " {c} |");
+    }
+    let _ = writeln!(
+        s,
+        " **runtime** | `ferrite_board::run` | firmware .text | |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|{}---:|---:|---:|---|",
+        "---:|".repeat(CATEGORIES.len())
+    );
+    for r in rows {
+        let _ = write!(s, "| {} |", r.label);
+        for bytes in r.runtime {
+            let _ = write!(s, " {} |", thousands(bytes));
+        }
+        let _ = writeln!(
+            s,
+            " **{}** | {} | {} | {} |",
+            thousands(r.runtime.iter().sum()),
+            thousands(r.runner),
+            thousands(r.text),
             r.note
         );
     }

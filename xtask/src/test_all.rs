@@ -12,6 +12,9 @@ const NO_STD_TARGETS: [&str; 3] = [
     "riscv32imac-unknown-none-elf",
 ];
 
+/// The runtime features of the DS-CNN operator set (what `cargo xtask size --runtime` builds).
+const DSCNN_OPS: &str = "conv-2d,depthwise-conv-2d,fully-connected,average-pool-2d,reshape,softmax";
+
 pub fn run(root: &Path) -> Result<()> {
     toolchain::ensure_targets(root, &NO_STD_TARGETS)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -23,6 +26,12 @@ pub fn run(root: &Path) -> Result<()> {
             args("test -p ferrite-runtime --features host"),
         ),
         (
+            "runtime tests, DS-CNN operators only".into(),
+            args(&format!(
+                "test -p ferrite-runtime --lib --no-default-features --features {DSCNN_OPS}"
+            )),
+        ),
+        (
             "runtime docs".into(),
             args("doc -p ferrite-runtime --no-deps"),
         ),
@@ -32,7 +41,8 @@ pub fn run(root: &Path) -> Result<()> {
         ),
     ];
     for target in NO_STD_TARGETS {
-        for features in ["", "--features float"] {
+        let dscnn = format!("--features {DSCNN_OPS}");
+        for features in ["", "--features float", "--features all-ops", &dscnn] {
             let name = format!("runtime for {target} (no default features {features})");
             let cmd = format!(
                 "build -p ferrite-runtime --no-default-features {features} --target {target}"

@@ -3,6 +3,8 @@
 //! Operators carry their operands' placement (offset, shape, type, zero point) so that `invoke` never
 //! looks anything up; loading checks each copy against the tensor table.
 
+use core::marker::PhantomData;
+use serde::de::{self, Deserializer, EnumAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::Seq;
@@ -38,7 +40,7 @@ impl DType {
 pub const MAX_RANK: usize = 4;
 
 /// A tensor shape of rank 1 to 4 (NHWC for rank 4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Shape {
     pub rank: u8,
@@ -87,6 +89,66 @@ impl Shape {
     /// The last dimension (1 for rank 0).
     pub fn last(&self) -> usize {
         self.dims().last().map_or(1, |&d| d as usize)
+    }
+}
+
+/// `N` consecutive `u16` fields, decoded in one loop (serde's derive decodes each field on its own:
+/// the same bytes, more code).
+struct U16s<const N: usize>([u16; N]);
+
+impl<'de, const N: usize> Deserialize<'de> for U16s<N> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields<const N: usize>;
+        impl<'de, const N: usize> Visitor<'de> for Fields<N> {
+            type Value = U16s<N>;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("u16 fields")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<U16s<N>, A::Error> {
+                let mut out = [0u16; N];
+                for (i, x) in out.iter_mut().enumerate() {
+                    *x = seq
+                        .next_element()?
+                        .ok_or_else(|| de::Error::invalid_length(i, &self))?;
+                }
+                Ok(U16s(out))
+            }
+        }
+        deserializer.deserialize_tuple(N, Fields::<N>)
+    }
+}
+
+impl<'de> Deserialize<'de> for Window {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let U16s([stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left]) =
+            U16s::deserialize(deserializer)?;
+        Ok(Window {
+            stride_h,
+            stride_w,
+            dilation_h,
+            dilation_w,
+            pad_top,
+            pad_left,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Shape {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = Shape;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("a shape")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+                let missing = || de::Error::invalid_length(0, &Fields);
+                let rank = seq.next_element()?.ok_or_else(missing)?;
+                let U16s(dims) = seq.next_element()?.ok_or_else(missing)?;
+                Ok(Shape { rank, dims })
+            }
+        }
+        deserializer.deserialize_tuple(2, Fields)
     }
 }
 
@@ -267,7 +329,9 @@ pub struct Dequantize {
 }
 
 /// One operator with all its parameters. Operand dtypes select the int8 or f32 kernel.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+///
+/// The variants' order is the file's tags ([`OPERATORS`]).
+#[derive(Clone, Debug, Serialize)]
 pub enum Op<'a> {
     #[serde(borrow)]
     Conv2d(Conv<'a>),
@@ -294,27 +358,180 @@ pub enum Op<'a> {
     Dequantize(Dequantize),
 }
 
+/// Each operator kind, by its tag in the file (the variant's index in [`Op`]): its name as TFLite
+/// spells it, the runtime's Cargo feature that builds it in, and whether this build has that feature.
+pub const OPERATORS: [(&str, &str, bool); 17] = [
+    ("CONV_2D", "conv-2d", cfg!(feature = "conv-2d")),
+    (
+        "DEPTHWISE_CONV_2D",
+        "depthwise-conv-2d",
+        cfg!(feature = "depthwise-conv-2d"),
+    ),
+    (
+        "FULLY_CONNECTED",
+        "fully-connected",
+        cfg!(feature = "fully-connected"),
+    ),
+    ("ADD", "add", cfg!(feature = "add")),
+    ("MUL", "mul", cfg!(feature = "mul")),
+    (
+        "AVERAGE_POOL_2D",
+        "average-pool-2d",
+        cfg!(feature = "average-pool-2d"),
+    ),
+    ("MAX_POOL_2D", "max-pool-2d", cfg!(feature = "max-pool-2d")),
+    ("MEAN", "mean", cfg!(feature = "mean")),
+    ("SOFTMAX", "softmax", cfg!(feature = "softmax")),
+    ("LOGISTIC", "logistic", cfg!(feature = "logistic")),
+    ("TANH", "tanh", cfg!(feature = "tanh")),
+    ("RELU", "relu", cfg!(feature = "relu")),
+    ("RESHAPE", "reshape", cfg!(feature = "reshape")),
+    (
+        "CONCATENATION",
+        "concatenation",
+        cfg!(feature = "concatenation"),
+    ),
+    ("PAD", "pad", cfg!(feature = "pad")),
+    ("QUANTIZE", "quantize", cfg!(feature = "quantize")),
+    ("DEQUANTIZE", "dequantize", cfg!(feature = "dequantize")),
+];
+
 impl Op<'_> {
+    /// The operator's tag in the file: its index in [`OPERATORS`].
+    pub fn tag(&self) -> usize {
+        match self {
+            Op::Conv2d(_) => 0,
+            Op::DepthwiseConv2d(_) => 1,
+            Op::FullyConnected(_) => 2,
+            Op::Add(_) => 3,
+            Op::Mul(_) => 4,
+            Op::AveragePool2d(_) => 5,
+            Op::MaxPool2d(_) => 6,
+            Op::Mean(_) => 7,
+            Op::Softmax(_) => 8,
+            Op::Logistic(_) => 9,
+            Op::Tanh(_) => 10,
+            Op::Relu(..) => 11,
+            Op::Reshape(_) => 12,
+            Op::Concatenation(_) => 13,
+            Op::Pad(_) => 14,
+            Op::Quantize(_) => 15,
+            Op::Dequantize(_) => 16,
+        }
+    }
+
     /// The operator's name, as TFLite spells it.
     pub fn name(&self) -> &'static str {
-        match self {
-            Op::Conv2d(_) => "CONV_2D",
-            Op::DepthwiseConv2d(_) => "DEPTHWISE_CONV_2D",
-            Op::FullyConnected(_) => "FULLY_CONNECTED",
-            Op::Add(_) => "ADD",
-            Op::Mul(_) => "MUL",
-            Op::AveragePool2d(_) => "AVERAGE_POOL_2D",
-            Op::MaxPool2d(_) => "MAX_POOL_2D",
-            Op::Mean(_) => "MEAN",
-            Op::Softmax(_) => "SOFTMAX",
-            Op::Logistic(_) => "LOGISTIC",
-            Op::Tanh(_) => "TANH",
-            Op::Relu(..) => "RELU",
-            Op::Reshape(_) => "RESHAPE",
-            Op::Concatenation(_) => "CONCATENATION",
-            Op::Pad(_) => "PAD",
-            Op::Quantize(_) => "QUANTIZE",
-            Op::Dequantize(_) => "DEQUANTIZE",
+        OPERATORS[self.tag()].0
+    }
+
+    /// The runtime's Cargo feature that builds this operator in: the name in lower case, `_` as `-`.
+    pub fn feature(&self) -> &'static str {
+        OPERATORS[self.tag()].1
+    }
+
+    /// Whether this runtime was built with the operator's feature.
+    pub fn is_built(&self) -> bool {
+        OPERATORS[self.tag()].2
+    }
+}
+
+/// The kind of operator whose encoding starts `encoded`, when it is one this runtime was built
+/// without: `(name, feature)`. Such an operator does not decode (its parameters' decoding is left out).
+pub fn built_out(encoded: &[u8]) -> Option<(&'static str, &'static str)> {
+    // The tag is a varint: one byte below 128.
+    match OPERATORS.get(*encoded.first()? as usize)? {
+        &(name, feature, false) => Some((name, feature)),
+        _ => None,
+    }
+}
+
+/// Decodes an operator as serde's derive would, but only the kinds this runtime was built with, so a
+/// build without some operators leaves their parameters' decoding out.
+impl<'de: 'a, 'a> Deserialize<'de> for Op<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const NAMES: [&str; 17] = [
+            "Conv2d",
+            "DepthwiseConv2d",
+            "FullyConnected",
+            "Add",
+            "Mul",
+            "AveragePool2d",
+            "MaxPool2d",
+            "Mean",
+            "Softmax",
+            "Logistic",
+            "Tanh",
+            "Relu",
+            "Reshape",
+            "Concatenation",
+            "Pad",
+            "Quantize",
+            "Dequantize",
+        ];
+        deserializer.deserialize_enum("Op", &NAMES, OpVisitor(PhantomData))
+    }
+}
+
+struct OpVisitor<'a>(PhantomData<Op<'a>>);
+
+impl<'de: 'a, 'a> Visitor<'de> for OpVisitor<'a> {
+    type Value = Op<'a>;
+
+    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("an operator built into this runtime")
+    }
+
+    // Without every operator, some (without any, all) of the arms are compiled out.
+    // Not inlined into each caller of the operator list's iterator: one copy.
+    #[cfg_attr(not(feature = "all-ops"), allow(unused, unreachable_code))]
+    #[inline(never)]
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Op<'a>, A::Error> {
+        use serde::de::VariantAccess;
+        let (tag, v): (u32, _) = data.variant()?;
+        match tag {
+            #[cfg(feature = "conv-2d")]
+            0 => v.newtype_variant().map(Op::Conv2d),
+            #[cfg(feature = "depthwise-conv-2d")]
+            1 => v.newtype_variant().map(Op::DepthwiseConv2d),
+            #[cfg(feature = "fully-connected")]
+            2 => v.newtype_variant().map(Op::FullyConnected),
+            #[cfg(feature = "add")]
+            3 => v.newtype_variant().map(Op::Add),
+            #[cfg(feature = "mul")]
+            4 => v.newtype_variant().map(Op::Mul),
+            #[cfg(feature = "average-pool-2d")]
+            5 => v.newtype_variant().map(Op::AveragePool2d),
+            #[cfg(feature = "max-pool-2d")]
+            6 => v.newtype_variant().map(Op::MaxPool2d),
+            #[cfg(feature = "mean")]
+            7 => v.newtype_variant().map(Op::Mean),
+            #[cfg(feature = "softmax")]
+            8 => v.newtype_variant().map(Op::Softmax),
+            #[cfg(feature = "logistic")]
+            9 => v.newtype_variant().map(Op::Logistic),
+            #[cfg(feature = "tanh")]
+            10 => v.newtype_variant().map(Op::Tanh),
+            #[cfg(feature = "relu")]
+            11 => {
+                // Postcard encodes a tuple variant's fields as it encodes a tuple of them.
+                let relu = v.newtype_variant();
+                relu.map(|(unary, activation)| Op::Relu(unary, activation))
+            }
+            #[cfg(feature = "reshape")]
+            12 => v.newtype_variant().map(Op::Reshape),
+            #[cfg(feature = "concatenation")]
+            13 => v.newtype_variant().map(Op::Concatenation),
+            #[cfg(feature = "pad")]
+            14 => v.newtype_variant().map(Op::Pad),
+            #[cfg(feature = "quantize")]
+            15 => v.newtype_variant().map(Op::Quantize),
+            #[cfg(feature = "dequantize")]
+            16 => v.newtype_variant().map(Op::Dequantize),
+            _ => Err(de::Error::invalid_value(
+                de::Unexpected::Unsigned(tag.into()),
+                &self,
+            )),
         }
     }
 }

@@ -68,6 +68,13 @@ pub struct SeqIter<'a, T> {
     _item: PhantomData<T>,
 }
 
+impl<'a, T> SeqIter<'a, T> {
+    /// The encoded bytes not yet decoded (after an error: from the item that failed).
+    pub fn rest(&self) -> &'a [u8] {
+        self.bytes
+    }
+}
+
 impl<'a, T: Deserialize<'a>> Iterator for SeqIter<'a, T> {
     type Item = Result<T, postcard::Error>;
 

@@ -182,8 +182,9 @@ pub fn quantized_clamp(lo: f32, hi: f32, scale: f32, zero_point: i32) -> (i32, i
     (min.min(127), max.max(-128))
 }
 
-/// Convolution window parameters stored in the model (shapes come from the operands).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Convolution window parameters stored in the model (shapes come from the operands). Decoded by
+/// `format::graph` (as six `u16` in one loop).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Window {
     pub stride_h: u16,
