@@ -48,7 +48,11 @@ pub enum ConvVariant {
 pub fn conv2d_variant(_g: &ConvGeometry) -> ConvVariant {
     if cfg!(feature = "reference-kernels") {
         ConvVariant::Reference
-    } else if cfg!(any(ferrite_dsp, target_arch = "x86_64", target_arch = "aarch64")) {
+    } else if cfg!(any(
+        ferrite_dsp,
+        target_arch = "x86_64",
+        target_arch = "aarch64"
+    )) {
         // On 64-bit hosts the `SMLAD` loops' Rust twins run faster than the Armv7-M loops' twins
         // (`ferrite eval` on the ResNet fixture: 1.5x the samples per second on x86-64).
         ConvVariant::FastDsp
