@@ -7,7 +7,7 @@ use core::ops::Range;
 ///
 /// TFLite: `origin = out * stride - pad`, window `max(origin, 0) .. min(origin + k, len)`.
 #[inline(always)]
-fn window(out: usize, stride: usize, pad: usize, k: usize, len: usize) -> Range<usize> {
+pub(crate) fn window(out: usize, stride: usize, pad: usize, k: usize, len: usize) -> Range<usize> {
     let start = (out * stride).saturating_sub(pad);
     let end = (out * stride + k).saturating_sub(pad).min(len);
     start..end

@@ -192,9 +192,9 @@ fn general_block<const DSP: bool>(
                     let row = |ky: usize| &ring[rows[ky]..][..slot_len];
                     let rows3 = [row(0), row(1), row(2)];
                     if DSP {
-                        taps_row_3x3_dsp(rows3, weights, g.stride_w, acc0, row_accs);
+                        taps_row_3x3(rows3, weights, g.stride_w, acc0, row_accs, taps_3x3_dsp);
                     } else {
-                        taps_row_3x3(rows3, weights, g.stride_w, acc0, row_accs);
+                        taps_row_3x3(rows3, weights, g.stride_w, acc0, row_accs, taps_3x3);
                     }
                 } else {
                     let rows = &rows[..g.kernel_h];
@@ -738,35 +738,6 @@ fn expand<const DSP: bool>(
     }
 }
 
-/// Accumulators of one output row of a 3x3, horizontally undilated kernel, four channels per
-/// position: `accs[4 * ox..][..4]`.
-#[inline(never)]
-fn taps_row_3x3_dsp(
-    rows: [&[u32]; 3],
-    w: &Weights,
-    stride: usize,
-    acc0: [i32; 4],
-    accs: &mut [i32],
-) {
-    let Ok(w) = <&[[u32; 4]; 9]>::try_from(&w[..9]) else {
-        return;
-    };
-    fn window(row: &[u32], base: usize) -> Option<&[u32; 6]> {
-        row.get(base..base + 6)?.try_into().ok()
-    }
-    for (ox, acc) in accs.chunks_exact_mut(4).enumerate() {
-        let base = ox * stride * 2;
-        let (Some(x0), Some(x1), Some(x2)) = (
-            window(rows[0], base),
-            window(rows[1], base),
-            window(rows[2], base),
-        ) else {
-            return;
-        };
-        acc.copy_from_slice(&taps_3x3_dsp([x0, x1, x2], w, acc0));
-    }
-}
-
 /// The nine taps of one position, four channels: `acc[j] += sum x * w` over the expanded input
 /// `rows[ky][2 * kx..][..2]` and weights `w[3 * ky + kx]`.
 #[inline(always)]
@@ -841,18 +812,26 @@ fn taps_3x3_dsp(rows: [&[u32; 6]; 3], w: &[[u32; 4]; 9], acc: [i32; 4]) -> [i32;
     }
 }
 
-/// Accumulators of one output row of a 3x3, horizontally undilated kernel, four `i32` lanes per
-/// position: `accs[4 * ox..][..4]`.
-#[inline(never)]
-fn taps_row_3x3(rows: [&[u32]; 3], w: &Weights, stride: usize, acc0: [i32; 4], accs: &mut [i32]) {
+/// Accumulators of one output row of a 3x3, horizontally undilated kernel, four channels per
+/// position (`accs[4 * ox..][..4]`): `taps` computes a position from the three rows' `N` words of
+/// its window (`N / 3` words per column).
+#[inline(always)]
+fn taps_row_3x3<const N: usize>(
+    rows: [&[u32]; 3],
+    w: &Weights,
+    stride: usize,
+    acc0: [i32; 4],
+    accs: &mut [i32],
+    taps: impl Fn([&[u32; N]; 3], &[[u32; 4]; 9], [i32; 4]) -> [i32; 4],
+) {
     let Ok(w) = <&[[u32; 4]; 9]>::try_from(&w[..9]) else {
         return;
     };
-    fn window(row: &[u32], base: usize) -> Option<&[u32; 12]> {
-        row.get(base..base + 12)?.try_into().ok()
+    fn window<const N: usize>(row: &[u32], base: usize) -> Option<&[u32; N]> {
+        row.get(base..base + N)?.try_into().ok()
     }
     for (ox, acc) in accs.chunks_exact_mut(4).enumerate() {
-        let base = ox * stride * 4;
+        let base = ox * stride * (N / 3);
         let (Some(x0), Some(x1), Some(x2)) = (
             window(rows[0], base),
             window(rows[1], base),
@@ -860,7 +839,7 @@ fn taps_row_3x3(rows: [&[u32]; 3], w: &Weights, stride: usize, acc0: [i32; 4], a
         ) else {
             return;
         };
-        acc.copy_from_slice(&taps_3x3([x0, x1, x2], w, acc0));
+        acc.copy_from_slice(&taps([x0, x1, x2], w, acc0));
     }
 }
 

@@ -466,6 +466,25 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// `ChannelQuant::scale` of a one-channel quantization.
+    fn scale_of(acc: i32, multiplier: i32, shift: i32) -> i32 {
+        let (m, s) = (multiplier.to_le_bytes(), shift.to_le_bytes());
+        let q = OutputQuant {
+            input_offset: 0,
+            output_offset: 0,
+            act_min: -128,
+            act_max: 127,
+            multiplier: LeI32::new(&m).unwrap(),
+            shift: LeI32::new(&s).unwrap(),
+        };
+        ChannelQuant::new(&q, 0).scale(acc)
+    }
+
+    /// TFLite's `MultiplyByQuantizedMultiplier`.
+    fn want_of(acc: i32, multiplier: i32, shift: i32) -> i32 {
+        crate::quant::multiply_by_quantized_multiplier(acc, multiplier, shift)
+    }
+
     proptest! {
         #[test]
         fn tap_range_is_the_set_of_taps_inside_the_input(
@@ -483,18 +502,7 @@ mod tests {
         fn channel_scale_is_multiply_by_quantized_multiplier(
             acc: i32, multiplier: i32, shift in -40..40i32,
         ) {
-            let m = multiplier.to_le_bytes();
-            let s = shift.to_le_bytes();
-            let q = OutputQuant {
-                input_offset: 0,
-                output_offset: 0,
-                act_min: -128,
-                act_max: 127,
-                multiplier: LeI32::new(&m).unwrap(),
-                shift: LeI32::new(&s).unwrap(),
-            };
-            let want = crate::quant::multiply_by_quantized_multiplier(acc, multiplier, shift);
-            prop_assert_eq!(ChannelQuant::new(&q, 0).scale(acc), want);
+            prop_assert_eq!(scale_of(acc, multiplier, shift), want_of(acc, multiplier, shift));
         }
 
         #[test]
@@ -503,17 +511,7 @@ mod tests {
             small in any::<bool>(),
         ) {
             let acc = if small { acc >> 10 } else { acc };
-            let (m, s) = (multiplier.to_le_bytes(), shift.to_le_bytes());
-            let q = OutputQuant {
-                input_offset: 0,
-                output_offset: 0,
-                act_min: -128,
-                act_max: 127,
-                multiplier: LeI32::new(&m).unwrap(),
-                shift: LeI32::new(&s).unwrap(),
-            };
-            let want = crate::quant::multiply_by_quantized_multiplier(acc, multiplier, shift);
-            prop_assert_eq!(ChannelQuant::new(&q, 0).scale(acc), want);
+            prop_assert_eq!(scale_of(acc, multiplier, shift), want_of(acc, multiplier, shift));
         }
 
         #[test]
@@ -523,17 +521,7 @@ mod tests {
             shift in -20..3i32,
         ) {
             // Power-of-two factors make exact ties at every rounding step.
-            let (m, s) = (multiplier.to_le_bytes(), shift.to_le_bytes());
-            let q = OutputQuant {
-                input_offset: 0,
-                output_offset: 0,
-                act_min: -128,
-                act_max: 127,
-                multiplier: LeI32::new(&m).unwrap(),
-                shift: LeI32::new(&s).unwrap(),
-            };
-            let want = crate::quant::multiply_by_quantized_multiplier(acc, multiplier, shift);
-            prop_assert_eq!(ChannelQuant::new(&q, 0).scale(acc), want);
+            prop_assert_eq!(scale_of(acc, multiplier, shift), want_of(acc, multiplier, shift));
         }
 
         #[test]
@@ -565,17 +553,7 @@ mod tests {
             multiplier in prop::sample::select(std::vec![i32::MIN, -1, 0, 1, 1 << 30, i32::MAX]),
             shift in -33..33i32,
         ) {
-            let (m, s) = (multiplier.to_le_bytes(), shift.to_le_bytes());
-            let q = OutputQuant {
-                input_offset: 0,
-                output_offset: 0,
-                act_min: -128,
-                act_max: 127,
-                multiplier: LeI32::new(&m).unwrap(),
-                shift: LeI32::new(&s).unwrap(),
-            };
-            let want = crate::quant::multiply_by_quantized_multiplier(acc, multiplier, shift);
-            prop_assert_eq!(ChannelQuant::new(&q, 0).scale(acc), want);
+            prop_assert_eq!(scale_of(acc, multiplier, shift), want_of(acc, multiplier, shift));
         }
     }
 }

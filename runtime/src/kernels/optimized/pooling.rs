@@ -3,6 +3,7 @@
 //! enough for 16-bit sums). Integer sums are exact in any order, so the result is the reference's.
 
 use super::dsp::{sadd16, sxtb16, sxtb16_ror8};
+use crate::kernels::pooling::window;
 use crate::kernels::ConvGeometry;
 use core::ops::Range;
 
@@ -50,14 +51,6 @@ pub fn average_pool2d_s8_fast<const DSP: bool>(
             }
         }
     }
-}
-
-/// Input coordinates covered by the window of output coordinate `out`, clipped to the input.
-#[inline(always)]
-fn window(out: usize, stride: usize, pad: usize, k: usize, len: usize) -> Range<usize> {
-    let start = (out * stride).saturating_sub(pad);
-    let end = (out * stride + k).saturating_sub(pad).min(len);
-    start..end
 }
 
 /// The mean rounded half away from zero, clamped (TFLite's rule; 0 for an empty window).
