@@ -28,7 +28,7 @@ pub fn run(root: &Path) -> Result<()> {
         (
             "runtime tests, DS-CNN operators only".into(),
             args(&format!(
-                "test -p ferrite-runtime --lib --no-default-features --features {DSCNN_OPS}"
+                "test -p ferrite-runtime --test operator_features --no-default-features --features {DSCNN_OPS}"
             )),
         ),
         (
