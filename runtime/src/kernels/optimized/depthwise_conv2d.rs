@@ -21,12 +21,16 @@ const ACC_WORDS: usize = 256;
 /// Most ring slots: the kernel's height span (`(kernel_h - 1) * dilation_h + 1`) plus a zero row.
 const MAX_SLOTS: usize = 16;
 
-/// Channels of a block and 32-bit words per expanded input value of a block.
-const fn block_shape(dsp: bool) -> (usize, usize) {
+/// Channels of a block (and accumulators per output position).
+const LANES: usize = 4;
+
+/// 32-bit words per expanded input column of a block: two `SXTB16` halfword pairs with `DSP`,
+/// else four `i32`.
+const fn column_words(dsp: bool) -> usize {
     if dsp {
-        (4, 2)
+        2
     } else {
-        (4, 4)
+        4
     }
 }
 
@@ -62,9 +66,8 @@ pub fn depthwise_conv2d_s8_fast<const DSP: bool>(
     if !fits::<DSP>(g) {
         return;
     }
-    let (lanes, _) = block_shape(DSP);
     let mut ring = [0u32; RING_WORDS];
-    for c0 in (0..g.output.c).step_by(lanes) {
+    for c0 in (0..g.output.c).step_by(LANES) {
         block::<DSP>(g, q, input, filter, bias, output, c0, &mut ring);
     }
 }
@@ -86,9 +89,8 @@ fn block<const DSP: bool>(
     c0: usize,
     ring: &mut [u32; RING_WORDS],
 ) {
-    let (lanes, _) = block_shape(DSP);
     let c = g.output.c;
-    let real = (c - c0).min(lanes);
+    let real = (c - c0).min(LANES);
     let n_taps = g.kernel_h * g.kernel_w;
     let mut weights: Weights = [[0; 4]; MAX_TAPS];
     for (t, w) in weights.iter_mut().enumerate().take(n_taps) {
@@ -100,10 +102,14 @@ fn block<const DSP: bool>(
         };
     }
     let mut acc0 = [0i32; 4];
-    let mut cq = [ChannelQuant::default(); 4];
+    let mut cq = [ColumnQuant::General(ChannelQuant::default()); 4];
     for j in 0..real {
         acc0[j] = if bias.is_empty() { 0 } else { bias.get(c0 + j) };
-        cq[j] = ChannelQuant::new(q, c0 + j);
+        let channel = ChannelQuant::new(q, c0 + j);
+        cq[j] = match RightShiftQuant::new(channel, q) {
+            Some(short) => ColumnQuant::Short(short),
+            None => ColumnQuant::General(channel),
+        };
     }
     if narrow_3x3::<DSP>(g) {
         let table = narrow_table::<DSP>(&weights, acc0);
@@ -135,12 +141,12 @@ fn general_block<const DSP: bool>(
     output: &mut [i8],
     c0: usize,
     real: usize,
-    cq: &[ChannelQuant],
+    cq: &[ColumnQuant],
     weights: &Weights,
     acc0: [i32; 4],
     ring: &mut [u32; RING_WORDS],
 ) {
-    let (lanes, words) = block_shape(DSP);
+    let words = column_words(DSP);
     let c = g.output.c;
     let slots = (g.kernel_h - 1) * g.dilation_h + 1;
     // Output columns are processed in tiles whose input columns fit a ring slot.
@@ -155,10 +161,10 @@ fn general_block<const DSP: bool>(
             ring.fill(0);
         }
         let zero_row = slots * slot_len;
-        // Accumulators of up to `batch` output rows, `lanes` per position, requantized together a
+        // Accumulators of up to `batch` output rows, four per position, requantized together a
         // channel at a time: the positions of consecutive rows are evenly spaced in the tensor when
         // one tile spans the row.
-        let row_words = count * lanes;
+        let row_words = count * LANES;
         let batch = if count == g.output.w {
             (ACC_WORDS / row_words).max(1)
         } else {
@@ -203,7 +209,7 @@ fn general_block<const DSP: bool>(
                 if oy + 1 - first == batch || oy + 1 == g.output.h {
                     let out = &mut output[g.output.index(n, first, ox0, c0)..];
                     let done = &accs[..(oy + 1 - first) * row_words];
-                    requantize_row(q, cq, done, lanes, out, c);
+                    requantize_row(q, cq, done, out, c);
                     first = oy + 1;
                 }
             }
@@ -214,13 +220,13 @@ fn general_block<const DSP: bool>(
 /// Output columns per tile of [`general_block`]: as many as the ring's slots (one per row of the
 /// kernel's height span, and a zero row) and the accumulators hold; 0 if not even one does.
 fn tile_width<const DSP: bool>(g: &ConvGeometry) -> usize {
-    let (lanes, words) = block_shape(DSP);
+    let words = column_words(DSP);
     let slots = g.kernel_h.saturating_sub(1) * g.dilation_h + 2;
     let span_w = g.kernel_w.saturating_sub(1) * g.dilation_w + 1;
     let columns = RING_WORDS / (slots * words);
     match columns.checked_sub(span_w) {
         Some(room) => (room / g.stride_w.max(1) + 1)
-            .min(ACC_WORDS / lanes)
+            .min(ACC_WORDS / LANES)
             .min(g.output.w),
         None => 0,
     }
@@ -239,7 +245,7 @@ const _: () = assert!(6 * SLOT_WORDS <= RING_WORDS);
 /// consecutive slots (each row is stored twice, at slots `iy % 3` and `iy % 3 + 3`), so one pointer
 /// reaches all nine taps of a position.
 fn narrow_3x3<const DSP: bool>(g: &ConvGeometry) -> bool {
-    let (_, words) = block_shape(DSP);
+    let words = column_words(DSP);
     g.kernel_h == 3
         && g.kernel_w == 3
         && g.dilation_h == 1
@@ -273,15 +279,15 @@ fn narrow_block<const DSP: bool>(
     output: &mut [i8],
     c0: usize,
     real: usize,
-    cq: &[ChannelQuant],
+    cq: &[ColumnQuant],
     table: &[u32; TABLE_WORDS],
     ring: &mut [u32; RING_WORDS],
 ) {
-    let (lanes, words) = block_shape(DSP);
+    let words = column_words(DSP);
     let c = g.output.c;
     let slot_len = padded_width(g) * words;
     let mut accs = [0i32; ACC_WORDS];
-    let row_words = g.output.w * lanes;
+    let row_words = g.output.w * LANES;
     let batch = (ACC_WORDS / row_words).max(1);
     for n in 0..g.input.n {
         // Input row held by each slot (rows outside the input are zeros).
@@ -323,7 +329,7 @@ fn narrow_block<const DSP: bool>(
             if oy + 1 - first == batch || oy + 1 == g.output.h {
                 let out = &mut output[g.output.index(n, first, 0, c0)..];
                 let done = &accs[..(oy + 1 - first) * row_words];
-                requantize_row(q, cq, done, lanes, out, c);
+                requantize_row(q, cq, done, out, c);
                 first = oy + 1;
             }
         }
@@ -338,7 +344,7 @@ fn taps_row_narrow<const DSP: bool, const STRIDE: usize>(
     table: &[u32; TABLE_WORDS],
     accs: &mut [i32],
 ) {
-    let (_, words) = block_shape(DSP);
+    let words = column_words(DSP);
     let count = accs.len() / 4;
     // Last word read: the last position's bottom-right tap.
     let reach = 2 * SLOT_WORDS + ((count.max(1) - 1) * STRIDE + 2) * words + words;
@@ -512,37 +518,44 @@ fn narrow_asm(
     }
 }
 
-/// `out[k * out_step + j] = requantize_j(accs[k * lanes + j])` for every output position `k` of
+/// `out[k * out_step + j] = requantize_j(accs[4 * k + j])` for every output position `k` of
 /// the batch and channel `j` of the block, a channel at a time (its quantization stays in registers).
 #[inline(never)]
 fn requantize_row(
     q: &OutputQuant<'_>,
-    cq: &[ChannelQuant],
+    cq: &[ColumnQuant],
     accs: &[i32],
-    lanes: usize,
     out: &mut [i8],
     out_step: usize,
 ) {
-    let count = accs.len() / lanes;
+    let count = accs.len() / LANES;
     if count == 0 || out.len() < (count - 1) * out_step + cq.len() {
         return;
     }
     for (j, &cq) in cq.iter().enumerate() {
-        if let Some(fast) = RightShiftQuant::new(cq, q) {
-            if !(COLUMN_ASM
-                && lanes == 4
-                && column_asm(fast, &accs[j..], count, &mut out[j..], out_step))
-            {
-                for k in 0..count {
-                    out[k * out_step + j] = fast.requantize(q, accs[k * lanes + j]);
+        match cq {
+            ColumnQuant::Short(fast) => {
+                if !(COLUMN_ASM && column_asm(fast, &accs[j..], count, &mut out[j..], out_step)) {
+                    for k in 0..count {
+                        out[k * out_step + j] = fast.requantize(q, accs[k * LANES + j]);
+                    }
                 }
             }
-        } else {
-            for k in 0..count {
-                out[k * out_step + j] = cq.requantize(q, accs[k * lanes + j]);
+            ColumnQuant::General(cq) => {
+                for k in 0..count {
+                    out[k * out_step + j] = cq.requantize(q, accs[k * LANES + j]);
+                }
             }
         }
     }
+}
+
+/// A channel's output quantization, in [`RightShiftQuant`]'s short form where it applies (decided
+/// once per block).
+#[derive(Clone, Copy)]
+enum ColumnQuant {
+    Short(RightShiftQuant),
+    General(ChannelQuant),
 }
 
 /// Whether [`column_asm`] is an assembly loop.
@@ -695,7 +708,7 @@ fn expand<const DSP: bool>(
     off: i32,
     dst: &mut [u32],
 ) {
-    let (_, words) = block_shape(DSP);
+    let words = column_words(DSP);
     let columns = dst.len() / words;
     // Destination columns first..last hold input columns start + first..start + last.
     let first = (-start).clamp(0, columns as isize) as usize;
@@ -928,7 +941,7 @@ fn taps_3x3_portable(rows: [&[u32; 12]; 3], w: &[[u32; 4]; 9], acc: [i32; 4]) ->
     a
 }
 
-/// Accumulators of one output row of any kernel (`lanes` per position): `rows[ky]` is where row
+/// Accumulators of one output row of any kernel (four per position): `rows[ky]` is where row
 /// `ky`'s expanded input starts in `ring`.
 #[inline(never)]
 fn taps_row_any<const DSP: bool>(
@@ -940,8 +953,8 @@ fn taps_row_any<const DSP: bool>(
     acc0: [i32; 4],
     accs: &mut [i32],
 ) {
-    let (lanes, words) = block_shape(DSP);
-    for (ox, acc) in accs.chunks_exact_mut(lanes).enumerate() {
+    let words = column_words(DSP);
+    for (ox, acc) in accs.chunks_exact_mut(LANES).enumerate() {
         let [mut a0, mut a1, mut a2, mut a3] = acc0;
         for (ky, &start) in rows.iter().enumerate() {
             let row = &ring[start..][..slot_len];
