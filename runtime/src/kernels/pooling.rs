@@ -13,6 +13,23 @@ pub(crate) fn window(out: usize, stride: usize, pad: usize, k: usize, len: usize
     start..end
 }
 
+/// The mean of `count` values summing to `sum`, clamped to `act_min..=act_max`. TFLite rounds it
+/// half away from zero: `sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count`. (TFLite
+/// rejects an empty window; it cannot occur with valid padding, and here it yields 0 instead of
+/// dividing by zero.)
+#[inline(always)]
+pub(crate) fn average(sum: i32, count: usize, act_min: i32, act_max: i32) -> i8 {
+    let count = count as i32;
+    let avg = if count == 0 {
+        0
+    } else if sum > 0 {
+        (sum + count / 2) / count
+    } else {
+        (sum - count / 2) / count
+    };
+    avg.max(act_min).min(act_max) as i8
+}
+
 /// Int8 average pooling over `g.kernel_h x g.kernel_w` windows (dilation is ignored).
 ///
 /// Windows are clipped to the input, so padded positions are not counted. Input and output share
@@ -32,25 +49,14 @@ pub fn average_pool2d_s8(
                 let cols = window(ox, g.stride_w, g.pad_left, g.kernel_w, g.input.w);
                 for c in 0..g.output.c {
                     let mut sum: i32 = 0;
-                    let mut count: i32 = 0;
+                    let mut count = 0usize;
                     for iy in rows.clone() {
                         for ix in cols.clone() {
                             sum += input[g.input.index(n, iy, ix, c)] as i32;
                             count += 1;
                         }
                     }
-                    // TFLite rounds the mean half away from zero:
-                    // sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count.
-                    // (TFLite rejects an empty window; it cannot occur with valid padding, and
-                    // here it yields 0 instead of dividing by zero.)
-                    let avg = if count == 0 {
-                        0
-                    } else if sum > 0 {
-                        (sum + count / 2) / count
-                    } else {
-                        (sum - count / 2) / count
-                    };
-                    output[g.output.index(n, oy, ox, c)] = avg.max(act_min).min(act_max) as i8;
+                    output[g.output.index(n, oy, ox, c)] = average(sum, count, act_min, act_max);
                 }
             }
         }

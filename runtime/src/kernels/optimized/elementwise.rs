@@ -153,6 +153,19 @@ mod tests {
         })
     }
 
+    /// The table kernel against the reference on `len` seeded random elements of each input.
+    fn check(p: &AddParams, len: usize, seed: u64) -> Result<(), TestCaseError> {
+        let mut rng = crate::kernels::testutil::Rng::new(seed);
+        let (a, b): (Vec<i8>, Vec<i8>) = (rng.i8_vec(len), rng.i8_vec(len));
+        let shape = Nhwc::new(1, 1, 1, len);
+        let mut want = vec![0i8; len];
+        add_s8(p, shape, &a, shape, &b, shape, &mut want);
+        let mut got = vec![0i8; len];
+        add_s8_same_shape(p, &a, &b, &mut got);
+        prop_assert_eq!(got, want);
+        Ok(())
+    }
+
     proptest! {
         #[test]
         fn matches_reference(
@@ -174,14 +187,7 @@ mod tests {
                 act_min: clamp.0.min(clamp.1),
                 act_max: clamp.0.max(clamp.1),
             };
-            let mut rng = crate::kernels::testutil::Rng::new(seed);
-            let (a, b): (Vec<i8>, Vec<i8>) = (rng.i8_vec(len), rng.i8_vec(len));
-            let shape = Nhwc::new(1, 1, 1, len);
-            let mut want = vec![0i8; len];
-            add_s8(&p, shape, &a, shape, &b, shape, &mut want);
-            let mut got = vec![0i8; len];
-            add_s8_same_shape(&p, &a, &b, &mut got);
-            prop_assert_eq!(got, want);
+            check(&p, len, seed)?;
         }
 
         #[test]
@@ -207,14 +213,7 @@ mod tests {
                 act_min,
                 act_max: 127,
             };
-            let mut rng = crate::kernels::testutil::Rng::new(seed);
-            let (a, b): (Vec<i8>, Vec<i8>) = (rng.i8_vec(len), rng.i8_vec(len));
-            let shape = Nhwc::new(1, 1, 1, len);
-            let mut want = vec![0i8; len];
-            add_s8(&p, shape, &a, shape, &b, shape, &mut want);
-            let mut got = vec![0i8; len];
-            add_s8_same_shape(&p, &a, &b, &mut got);
-            prop_assert_eq!(got, want);
+            check(&p, len, seed)?;
         }
     }
 }

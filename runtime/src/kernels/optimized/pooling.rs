@@ -3,7 +3,7 @@
 //! enough for 16-bit sums). Integer sums are exact in any order, so the result is the reference's.
 
 use super::dsp::{sadd16, sxtb16, sxtb16_ror8};
-use crate::kernels::pooling::window;
+use crate::kernels::pooling::{average, window};
 use crate::kernels::ConvGeometry;
 use core::ops::Range;
 
@@ -53,18 +53,26 @@ pub fn average_pool2d_s8_fast<const DSP: bool>(
     }
 }
 
-/// The mean rounded half away from zero, clamped (TFLite's rule; 0 for an empty window).
+/// Calls `f` with channels `c0..c0 + 4` of every input position of the window.
 #[inline(always)]
-fn average(sum: i32, count: usize, act_min: i32, act_max: i32) -> i8 {
-    let count = count as i32;
-    let avg = if count == 0 {
-        0
-    } else if sum > 0 {
-        (sum + count / 2) / count
-    } else {
-        (sum - count / 2) / count
-    };
-    avg.max(act_min).min(act_max) as i8
+fn window_words(
+    g: &ConvGeometry,
+    input: &[i8],
+    n: usize,
+    rows: &Range<usize>,
+    cols: &Range<usize>,
+    c0: usize,
+    mut f: impl FnMut([i8; 4]),
+) {
+    let c = g.input.c;
+    for iy in rows.clone() {
+        let row = &input[g.input.index(n, iy, 0, c0)..];
+        for ix in cols.clone() {
+            if let Some(&[a, b, d, e]) = row.get(ix * c..ix * c + 4) {
+                f([a, b, d, e]);
+            }
+        }
+    }
 }
 
 /// The window sums of channels `c0..c0 + 4` as `i32`.
@@ -78,18 +86,12 @@ fn sums4(
     c0: usize,
 ) -> [i32; 4] {
     let [mut s0, mut s1, mut s2, mut s3] = [0i32; 4];
-    let c = g.input.c;
-    for iy in rows.clone() {
-        let row = &input[g.input.index(n, iy, 0, c0)..];
-        for ix in cols.clone() {
-            if let Some(&[a, b, d, e]) = row.get(ix * c..ix * c + 4) {
-                s0 += a as i32;
-                s1 += b as i32;
-                s2 += d as i32;
-                s3 += e as i32;
-            }
-        }
-    }
+    window_words(g, input, n, rows, cols, c0, |[a, b, d, e]| {
+        s0 += a as i32;
+        s1 += b as i32;
+        s2 += d as i32;
+        s3 += e as i32;
+    });
     [s0, s1, s2, s3]
 }
 
@@ -104,17 +106,11 @@ fn sums4_halfwords(
     c0: usize,
 ) -> [i32; 4] {
     let (mut even, mut odd) = (0u32, 0u32);
-    let c = g.input.c;
-    for iy in rows.clone() {
-        let row = &input[g.input.index(n, iy, 0, c0)..];
-        for ix in cols.clone() {
-            if let Some(&[a, b, d, e]) = row.get(ix * c..ix * c + 4) {
-                let v = u32::from_le_bytes([a as u8, b as u8, d as u8, e as u8]);
-                even = sadd16(even, sxtb16(v));
-                odd = sadd16(odd, sxtb16_ror8(v));
-            }
-        }
-    }
+    window_words(g, input, n, rows, cols, c0, |w| {
+        let v = u32::from_le_bytes(w.map(|x| x as u8));
+        even = sadd16(even, sxtb16(v));
+        odd = sadd16(odd, sxtb16_ror8(v));
+    });
     let lo = |w: u32| w as u16 as i16 as i32;
     let hi = |w: u32| (w >> 16) as u16 as i16 as i32;
     [lo(even), lo(odd), hi(even), hi(odd)]
