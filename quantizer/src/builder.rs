@@ -2,8 +2,9 @@
 
 use anyhow::{bail, Context, Result};
 use ferrite_runtime::format::{
-    self, DType, Graph, Metadata, Op, Operand, Seq, Shape, Tensor, ARENA_ALIGN,
+    self, DType, Graph, Metadata, Operand, Seq, Shape, Tensor, ARENA_ALIGN,
 };
+use ferrite_runtime::ops::Op;
 
 use crate::plan::{self, Buffer, Plan};
 
@@ -101,7 +102,7 @@ impl<'a> ModelBuilder<'a> {
             first[t as usize] = 0;
         }
         for (s, op) in self.ops.iter_mut().enumerate() {
-            for_each_operand(op, |o, is_output| {
+            op.operands_mut(|o, is_output| {
                 let t = o.tensor as usize;
                 if is_output {
                     first[t] = s;
@@ -164,7 +165,7 @@ impl<'a> ModelBuilder<'a> {
         let plan = plan::greedy(&buffers, ARENA_ALIGN);
         let offset = |t: usize| plan.offsets[buffer_of[t]] as u32;
         for op in &mut self.ops {
-            for_each_operand(op, |o, _| o.offset = offset(o.tensor as usize));
+            op.operands_mut(|o, _| o.offset = offset(o.tensor as usize));
         }
         let tensors: Vec<Tensor<'_>> = self
             .tensors
@@ -198,77 +199,5 @@ impl<'a> ModelBuilder<'a> {
         let bytes = format::write::to_bytes(&graph, plan.arena_size as u32, uses_float)
             .context("encoding the model")?;
         Ok(Built { bytes, plan })
-    }
-}
-
-/// Calls `f` on every operand of `op`, with `true` for the output.
-pub fn for_each_operand(op: &mut Op<'_>, mut f: impl FnMut(&mut Operand, bool)) {
-    match op {
-        Op::Conv2d(c) | Op::DepthwiseConv2d(c) => {
-            f(&mut c.input, false);
-            f(&mut c.output, true);
-        }
-        Op::FullyConnected(c) => {
-            f(&mut c.input, false);
-            f(&mut c.output, true);
-        }
-        Op::Add(b) => {
-            f(&mut b.a, false);
-            f(&mut b.b, false);
-            f(&mut b.output, true);
-        }
-        Op::Mul(b) => {
-            f(&mut b.a, false);
-            f(&mut b.b, false);
-            f(&mut b.output, true);
-        }
-        Op::AveragePool2d(p) | Op::MaxPool2d(p) => {
-            f(&mut p.input, false);
-            f(&mut p.output, true);
-        }
-        Op::Mean(u) => {
-            f(&mut u.input, false);
-            f(&mut u.output, true);
-        }
-        Op::Softmax(s) => {
-            f(&mut s.input, false);
-            f(&mut s.output, true);
-        }
-        Op::Logistic(u) => {
-            f(&mut u.input, false);
-            f(&mut u.output, true);
-        }
-        Op::Tanh(u) => {
-            f(&mut u.input, false);
-            f(&mut u.output, true);
-        }
-        Op::Relu(u, _) => {
-            f(&mut u.input, false);
-            f(&mut u.output, true);
-        }
-        Op::Reshape(r) => {
-            f(&mut r.input, false);
-            f(&mut r.output, true);
-        }
-        Op::Concatenation(c) => {
-            if let Some(items) = c.inputs.items_mut() {
-                for part in items {
-                    f(&mut part.input, false);
-                }
-            }
-            f(&mut c.output, true);
-        }
-        Op::Pad(p) => {
-            f(&mut p.input, false);
-            f(&mut p.output, true);
-        }
-        Op::Quantize(q) => {
-            f(&mut q.input, false);
-            f(&mut q.output, true);
-        }
-        Op::Dequantize(d) => {
-            f(&mut d.input, false);
-            f(&mut d.output, true);
-        }
     }
 }

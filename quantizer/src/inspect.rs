@@ -1,6 +1,7 @@
 //! A summary of a `.ferrite` model: operators with shapes, MACs and weight bytes, tensors, arena.
 
-use ferrite_runtime::format::{DType, Op, Operand, Tensor};
+use ferrite_runtime::format::{DType, Operand, Tensor};
+use ferrite_runtime::ops::Op;
 use ferrite_runtime::Model;
 use serde::Serialize;
 
@@ -169,12 +170,12 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
         ),
         Op::Logistic(u) => set(&[&u.input], &u.output, elements(&u.input), 0, String::new()),
         Op::Tanh(u) => set(&[&u.input], &u.output, elements(&u.input), 0, String::new()),
-        Op::Relu(u, a) => set(
+        Op::Relu(u) => set(
             &[&u.input],
             &u.output,
             elements(&u.input),
             0,
-            format!("{a:?}"),
+            format!("{:?}", u.activation),
         ),
         Op::Reshape(r) => {
             let detail = if r.input.offset == r.output.offset {

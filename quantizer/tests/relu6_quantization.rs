@@ -2,9 +2,8 @@
 //! Micro runs it: a clamp to `[zp_in, round(6 / s_in) + zp_in]` in the input's domain.
 
 use ferrite_quantizer::builder::{ModelBuilder, TensorDef};
-use ferrite_runtime::format::{DType, Op, Shape, Unary};
-use ferrite_runtime::kernels::activation::ReluParams;
-use ferrite_runtime::kernels::Activation;
+use ferrite_runtime::format::{Activation, DType, Shape};
+use ferrite_runtime::ops::{Op, Relu, ReluParams};
 use ferrite_runtime::{Interpreter, Model};
 
 #[test]
@@ -27,14 +26,12 @@ fn relu6_with_other_output_quantization_clamps_in_the_input_domain() {
         zero_point: zp_out,
     });
     let p = ReluParams::prepare(s_in, zp_in, s_out, zp_out, Activation::Relu6);
-    b.push(Op::Relu(
-        Unary {
-            input: b.operand(x),
-            output: b.operand(y),
-            quant: Some(p),
-        },
-        Activation::Relu6,
-    ));
+    b.push(Op::Relu(Relu {
+        input: b.operand(x),
+        output: b.operand(y),
+        quant: Some(p),
+        activation: Activation::Relu6,
+    }));
     b.set_inputs(&[x]);
     b.set_outputs(&[y]);
     let built = b.finish().unwrap();

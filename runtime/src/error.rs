@@ -22,6 +22,9 @@ pub enum Error {
         name: &'static str,
         feature: &'static str,
     },
+    /// Operator `op` has a tag past this runtime's operator table (`known` kinds): the model uses an
+    /// operator added to the format after this runtime was built.
+    UnknownOperator { op: u16, tag: u32, known: u32 },
     /// The payload's CRC-32 differs from the header's: the file is corrupt.
     ChecksumMismatch { expected: u32, found: u32 },
     /// The payload does not decode as the format's structure.
@@ -61,6 +64,11 @@ impl core::fmt::Display for Error {
                 f,
                 "operator {op}: {name} is not built into this runtime; enable its Cargo feature `{feature}`"
             ),
+            Error::UnknownOperator { op, tag, known } => write!(
+                f,
+                "operator {op}: operator tag {tag} is newer than this runtime (it knows tags 0 to {}); update the runtime",
+                known.saturating_sub(1)
+            ),
             Error::ChecksumMismatch { expected, found } => write!(
                 f,
                 "payload checksum mismatch (header {expected:#010x}, payload {found:#010x}): corrupt model"
@@ -84,5 +92,5 @@ impl core::fmt::Display for Error {
     }
 }
 
-#[cfg(feature = "host")]
+#[cfg(any(feature = "host", test))]
 impl std::error::Error for Error {}

@@ -1,14 +1,14 @@
 //! `Interpreter`: runs a validated model in a caller-provided arena. `invoke` only computes.
 //!
-//! Each operator's dispatch is compiled only with its Cargo feature (see `Op::feature`), so a build
-//! with some operators leaves the others' kernels out; helpers they alone use are then unused.
+//! Each operator runs through its module in `ops/` (compiled only with its Cargo feature, see
+//! `Op::feature`); the helpers here give it its operands' bytes in the arena.
 #![cfg_attr(not(feature = "all-ops"), allow(unused))]
 
 use core::ops::Range;
 
-use crate::format::{Conv, DType, Op, Operand, Pool, Tensor, ARENA_ALIGN};
-use crate::kernels::Window;
-use crate::kernels::{self, ConvGeometry, LeI32, OutputQuant};
+use crate::format::{DType, Operand, Tensor, Window, ARENA_ALIGN};
+use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
+use crate::ops::Op;
 use crate::{quant, Error, Model};
 
 /// Executes a [`Model`] in an arena that holds every activation tensor at its planned offset.
@@ -17,7 +17,9 @@ pub struct Interpreter<'m> {
     arena: &'m mut [u8],
 }
 
-const CORRUPT: Error = Error::Malformed {
+/// What `invoke` returns if an operator differs from what validation accepted (it cannot, for a
+/// model from [`Model::from_bytes`]).
+pub(crate) const CORRUPT: Error = Error::Malformed {
     reason: "operator does not match its validated form",
 };
 
@@ -176,7 +178,7 @@ impl<'m> Interpreter<'m> {
         for (step, op) in self.model.graph().ops.iter().enumerate() {
             let op = op.map_err(|_| CORRUPT)?;
             before_op(step, &op);
-            run(&op, self.arena)?;
+            op.run(self.arena)?;
             after_op(step, &op);
         }
         Ok(())
@@ -217,15 +219,15 @@ fn byte_range(o: &Operand) -> Result<Range<usize>, Error> {
 }
 
 /// The arena split around one operator's output: inputs are read from the bytes before or after it.
-struct Views<'x> {
+pub(crate) struct Views<'x> {
     head: &'x [u8],
-    out: &'x mut [u8],
+    pub(crate) out: &'x mut [u8],
     tail: &'x [u8],
     out_range: Range<usize>,
 }
 
 impl<'x> Views<'x> {
-    fn new(arena: &'x mut [u8], output: &Operand) -> Result<Self, Error> {
+    pub(crate) fn new(arena: &'x mut [u8], output: &Operand) -> Result<Self, Error> {
         let out_range = byte_range(output)?;
         if out_range.end > arena.len() {
             return Err(CORRUPT);
@@ -240,7 +242,7 @@ impl<'x> Views<'x> {
         })
     }
 
-    fn bytes(&self, o: &Operand) -> Result<&'x [u8], Error> {
+    pub(crate) fn bytes(&self, o: &Operand) -> Result<&'x [u8], Error> {
         let r = byte_range(o)?;
         let (head, tail): (&'x [u8], &'x [u8]) = (self.head, self.tail);
         if r.end <= self.out_range.start {
@@ -253,35 +255,35 @@ impl<'x> Views<'x> {
         }
     }
 
-    fn i8(&self, o: &Operand) -> Result<&'x [i8], Error> {
+    pub(crate) fn i8(&self, o: &Operand) -> Result<&'x [i8], Error> {
         Ok(bytemuck::cast_slice(self.bytes(o)?))
     }
 
-    fn out_i8(&mut self) -> &mut [i8] {
+    pub(crate) fn out_i8(&mut self) -> &mut [i8] {
         bytemuck::cast_slice_mut(self.out)
     }
 
     #[cfg(feature = "float")]
-    fn f32(&self, o: &Operand) -> Result<&'x [f32], Error> {
+    pub(crate) fn f32(&self, o: &Operand) -> Result<&'x [f32], Error> {
         bytemuck::try_cast_slice(self.bytes(o)?).map_err(|_| CORRUPT)
     }
 
     #[cfg(feature = "float")]
-    fn out_f32(&mut self) -> Result<&mut [f32], Error> {
+    pub(crate) fn out_f32(&mut self) -> Result<&mut [f32], Error> {
         bytemuck::try_cast_slice_mut(self.out).map_err(|_| CORRUPT)
     }
 }
 
-fn le_i32(bytes: &[u8]) -> Result<LeI32<'_>, Error> {
+pub(crate) fn le_i32(bytes: &[u8]) -> Result<LeI32<'_>, Error> {
     LeI32::new(bytes).ok_or(CORRUPT)
 }
 
 #[cfg(feature = "float")]
-fn le_f32(bytes: &[u8]) -> Result<kernels::LeF32<'_>, Error> {
-    kernels::LeF32::new(bytes).ok_or(CORRUPT)
+pub(crate) fn le_f32(bytes: &[u8]) -> Result<crate::kernels::LeF32<'_>, Error> {
+    crate::kernels::LeF32::new(bytes).ok_or(CORRUPT)
 }
 
-fn geometry(
+pub(crate) fn geometry(
     input: &Operand,
     output: &Operand,
     kernel_h: u16,
@@ -302,7 +304,7 @@ fn geometry(
     }
 }
 
-fn output_quant<'a>(
+pub(crate) fn output_quant<'a>(
     input: &Operand,
     output: &Operand,
     act_min: i32,
@@ -321,365 +323,9 @@ fn output_quant<'a>(
 }
 
 /// `(outer, inner)` sizes around `axis` of a shape: elements before it times its size, and after it.
-fn split_at_axis(o: &Operand, axis: usize) -> (usize, usize) {
+pub(crate) fn split_at_axis(o: &Operand, axis: usize) -> (usize, usize) {
     let dims = o.shape.dims();
     let outer: usize = dims[..axis].iter().map(|&d| d as usize).product();
     let inner: usize = dims[axis..].iter().map(|&d| d as usize).product();
     (outer, inner)
-}
-
-/// Runs one operator. Not inlined: the kernels' stack buffers stay out of the caller's frame,
-/// whichever operators are built.
-#[inline(never)]
-fn run(op: &Op<'_>, arena: &mut [u8]) -> Result<(), Error> {
-    match op {
-        #[cfg(any(feature = "conv-2d", feature = "depthwise-conv-2d"))]
-        Op::Conv2d(c) | Op::DepthwiseConv2d(c) => {
-            conv(c, matches!(op, Op::DepthwiseConv2d(_)), arena)?
-        }
-        #[cfg(feature = "fully-connected")]
-        Op::FullyConnected(f) => {
-            let mut v = Views::new(arena, &f.output)?;
-            let out_features = f.output.shape.last();
-            let batches = f.output.shape.elements().ok_or(CORRUPT)? / out_features;
-            let elem = f.input.dtype.size();
-            let in_features = f.filter.len() / elem / out_features;
-            match f.input.dtype {
-                DType::I8 => {
-                    let q = output_quant(
-                        &f.input,
-                        &f.output,
-                        f.act_min,
-                        f.act_max,
-                        f.multiplier,
-                        f.shift,
-                    )?;
-                    let input = v.i8(&f.input)?;
-                    kernels::fully_connected::fully_connected_s8(
-                        batches,
-                        in_features,
-                        out_features,
-                        &q,
-                        input,
-                        bytemuck::cast_slice(f.filter),
-                        le_i32(f.bias)?,
-                        v.out_i8(),
-                    );
-                }
-                #[cfg(feature = "float")]
-                DType::F32 => {
-                    let input = v.f32(&f.input)?;
-                    kernels::float::fully_connected_f32(
-                        batches,
-                        in_features,
-                        out_features,
-                        f.activation,
-                        input,
-                        le_f32(f.filter)?,
-                        le_f32(f.bias)?,
-                        v.out_f32()?,
-                    );
-                }
-                _ => return Err(CORRUPT),
-            }
-        }
-        #[cfg(feature = "add")]
-        Op::Add(b) => {
-            let mut v = Views::new(arena, &b.output)?;
-            let (sa, sb, so) = (b.a.shape.nhwc(), b.b.shape.nhwc(), b.output.shape.nhwc());
-            match &b.quant {
-                Some(p) => {
-                    let (x, y) = (v.i8(&b.a)?, v.i8(&b.b)?);
-                    kernels::optimized::add_s8(p, sa, x, sb, y, so, v.out_i8());
-                }
-                #[cfg(feature = "float")]
-                None => {
-                    let (x, y) = (v.f32(&b.a)?, v.f32(&b.b)?);
-                    kernels::float::add_f32(b.activation, sa, x, sb, y, so, v.out_f32()?);
-                }
-                #[cfg(not(feature = "float"))]
-                None => return Err(CORRUPT),
-            }
-        }
-        #[cfg(feature = "mul")]
-        Op::Mul(b) => {
-            let mut v = Views::new(arena, &b.output)?;
-            let (sa, sb, so) = (b.a.shape.nhwc(), b.b.shape.nhwc(), b.output.shape.nhwc());
-            match &b.quant {
-                Some(p) => {
-                    let (x, y) = (v.i8(&b.a)?, v.i8(&b.b)?);
-                    kernels::elementwise::mul_s8(p, sa, x, sb, y, so, v.out_i8());
-                }
-                #[cfg(feature = "float")]
-                None => {
-                    let (x, y) = (v.f32(&b.a)?, v.f32(&b.b)?);
-                    kernels::float::mul_f32(b.activation, sa, x, sb, y, so, v.out_f32()?);
-                }
-                #[cfg(not(feature = "float"))]
-                None => return Err(CORRUPT),
-            }
-        }
-        #[cfg(feature = "average-pool-2d")]
-        Op::AveragePool2d(p) => pool(p, true, arena)?,
-        #[cfg(feature = "max-pool-2d")]
-        Op::MaxPool2d(p) => pool(p, false, arena)?,
-        #[cfg(feature = "mean")]
-        Op::Mean(u) => {
-            let mut v = Views::new(arena, &u.output)?;
-            let shape = u.input.shape.nhwc();
-            match &u.quant {
-                Some(p) => {
-                    let x = v.i8(&u.input)?;
-                    kernels::mean::mean_hw_s8(p, shape, x, v.out_i8());
-                }
-                #[cfg(feature = "float")]
-                None => {
-                    let x = v.f32(&u.input)?;
-                    kernels::float::mean_hw_f32(shape, x, v.out_f32()?);
-                }
-                #[cfg(not(feature = "float"))]
-                None => return Err(CORRUPT),
-            }
-        }
-        #[cfg(feature = "softmax")]
-        Op::Softmax(s) => {
-            let mut v = Views::new(arena, &s.output)?;
-            let depth = s.input.shape.last();
-            let outer = s.input.shape.elements().ok_or(CORRUPT)? / depth;
-            match &s.quant {
-                Some(p) => {
-                    let x = v.i8(&s.input)?;
-                    kernels::softmax::softmax_s8(p, outer, depth, x, v.out_i8());
-                }
-                #[cfg(feature = "float")]
-                None => {
-                    let x = v.f32(&s.input)?;
-                    kernels::float::softmax_f32(s.beta, outer, depth, x, v.out_f32()?);
-                }
-                #[cfg(not(feature = "float"))]
-                None => return Err(CORRUPT),
-            }
-        }
-        #[cfg(feature = "logistic")]
-        Op::Logistic(u) => {
-            let mut v = Views::new(arena, &u.output)?;
-            match &u.quant {
-                Some(p) => {
-                    let x = v.i8(&u.input)?;
-                    kernels::activation::logistic_s8(p, x, v.out_i8());
-                }
-                #[cfg(feature = "float")]
-                None => {
-                    let x = v.f32(&u.input)?;
-                    kernels::float::logistic_f32(x, v.out_f32()?);
-                }
-                #[cfg(not(feature = "float"))]
-                None => return Err(CORRUPT),
-            }
-        }
-        #[cfg(feature = "tanh")]
-        Op::Tanh(u) => {
-            let mut v = Views::new(arena, &u.output)?;
-            match &u.quant {
-                Some(p) => {
-                    let x = v.i8(&u.input)?;
-                    kernels::activation::tanh_s8(p, x, v.out_i8());
-                }
-                #[cfg(feature = "float")]
-                None => {
-                    let x = v.f32(&u.input)?;
-                    kernels::float::tanh_f32(x, v.out_f32()?);
-                }
-                #[cfg(not(feature = "float"))]
-                None => return Err(CORRUPT),
-            }
-        }
-        #[cfg(feature = "relu")]
-        Op::Relu(u, activation) => {
-            let mut v = Views::new(arena, &u.output)?;
-            match &u.quant {
-                Some(p) => {
-                    let x = v.i8(&u.input)?;
-                    kernels::activation::relu_s8(p, x, v.out_i8());
-                }
-                #[cfg(feature = "float")]
-                None => {
-                    let x = v.f32(&u.input)?;
-                    kernels::float::relu_f32(*activation, x, v.out_f32()?);
-                }
-                #[cfg(not(feature = "float"))]
-                None => {
-                    let _ = activation;
-                    return Err(CORRUPT);
-                }
-            }
-        }
-        #[cfg(feature = "reshape")]
-        Op::Reshape(r) => {
-            if r.input.offset != r.output.offset {
-                let v = Views::new(arena, &r.output)?;
-                let x = v.bytes(&r.input)?;
-                v.out.copy_from_slice(x);
-            }
-        }
-        #[cfg(feature = "concatenation")]
-        Op::Concatenation(c) => {
-            let axis = c.axis as usize;
-            let (outer, out_inner) = split_at_axis(&c.output, axis);
-            let elem = c.output.dtype.size();
-            let mut offset = 0usize;
-            for part in c.inputs.iter() {
-                let part = part.map_err(|_| CORRUPT)?;
-                let mut v = Views::new(arena, &c.output)?;
-                let (_, in_inner) = split_at_axis(&part.input, axis);
-                match c.output.dtype {
-                    DType::I8 => {
-                        let x = v.i8(&part.input)?;
-                        let requant = part.requant.as_ref();
-                        kernels::concatenation::concatenation_part_s8(
-                            outer,
-                            in_inner,
-                            out_inner,
-                            offset,
-                            requant,
-                            x,
-                            v.out_i8(),
-                        );
-                    }
-                    _ => {
-                        // Other element types are copied byte-wise.
-                        let x = v.bytes(&part.input)?;
-                        kernels::concatenation::concatenation_part(
-                            outer,
-                            in_inner * elem,
-                            out_inner * elem,
-                            offset * elem,
-                            x,
-                            v.out,
-                        );
-                    }
-                }
-                offset += in_inner;
-            }
-        }
-        #[cfg(feature = "pad")]
-        Op::Pad(p) => {
-            let mut v = Views::new(arena, &p.output)?;
-            let (si, so) = (p.input.shape.nhwc(), p.output.shape.nhwc());
-            let before = p.before.map(|b| b as usize);
-            match p.input.dtype {
-                DType::I8 => {
-                    let x = v.i8(&p.input)?;
-                    kernels::pad::pad_s8(si, so, before, p.output.zero_point as i8, x, v.out_i8());
-                }
-                #[cfg(feature = "float")]
-                DType::F32 => {
-                    let x = v.f32(&p.input)?;
-                    kernels::pad::pad(si, so, before, 0.0f32, x, v.out_f32()?);
-                }
-                _ => return Err(CORRUPT),
-            }
-        }
-        #[cfg(feature = "quantize")]
-        Op::Quantize(q) => {
-            let mut v = Views::new(arena, &q.output)?;
-            match (&q.requant, q.input.dtype) {
-                (Some(r), DType::I8) => {
-                    let x = v.i8(&q.input)?;
-                    kernels::requantize::requantize_s8(r, x, v.out_i8());
-                }
-                #[cfg(feature = "float")]
-                (None, DType::F32) => {
-                    let x = v.f32(&q.input)?;
-                    kernels::float::quantize_f32_to_s8(q.scale, q.output.zero_point, x, v.out_i8());
-                }
-                _ => return Err(CORRUPT),
-            }
-        }
-        #[cfg(all(feature = "float", feature = "dequantize"))]
-        Op::Dequantize(d) => {
-            let mut v = Views::new(arena, &d.output)?;
-            let x = v.i8(&d.input)?;
-            kernels::float::dequantize_s8_to_f32(d.scale, d.input.zero_point, x, v.out_f32()?);
-        }
-        // Operators built out (refused at load), or Dequantize without `float`.
-        #[allow(unreachable_patterns)]
-        _ => return Err(CORRUPT),
-    }
-    Ok(())
-}
-
-fn conv(c: &Conv<'_>, depthwise: bool, arena: &mut [u8]) -> Result<(), Error> {
-    let mut v = Views::new(arena, &c.output)?;
-    let g = geometry(&c.input, &c.output, c.kernel_h, c.kernel_w, &c.window);
-    let dm = c.depth_multiplier as usize;
-    match c.input.dtype {
-        DType::I8 => {
-            let q = output_quant(
-                &c.input,
-                &c.output,
-                c.act_min,
-                c.act_max,
-                c.multiplier,
-                c.shift,
-            )?;
-            let (x, filter, bias) = (
-                v.i8(&c.input)?,
-                bytemuck::cast_slice::<u8, i8>(c.filter),
-                le_i32(c.bias)?,
-            );
-            if depthwise {
-                #[cfg(feature = "depthwise-conv-2d")]
-                kernels::optimized::depthwise_conv2d_s8(&g, dm, &q, x, filter, bias, v.out_i8());
-            } else {
-                #[cfg(feature = "conv-2d")]
-                kernels::optimized::conv2d_s8(&g, &q, x, filter, bias, v.out_i8());
-            }
-        }
-        #[cfg(feature = "float")]
-        DType::F32 => {
-            let (x, filter, bias) = (v.f32(&c.input)?, le_f32(c.filter)?, le_f32(c.bias)?);
-            let out = v.out_f32()?;
-            if depthwise {
-                #[cfg(feature = "depthwise-conv-2d")]
-                kernels::float::depthwise_conv2d_f32(&g, dm, c.activation, x, filter, bias, out);
-            } else {
-                #[cfg(feature = "conv-2d")]
-                kernels::float::conv2d_f32(&g, c.activation, x, filter, bias, out);
-            }
-        }
-        _ => return Err(CORRUPT),
-    }
-    Ok(())
-}
-
-fn pool(p: &Pool, average: bool, arena: &mut [u8]) -> Result<(), Error> {
-    let mut v = Views::new(arena, &p.output)?;
-    let g = geometry(&p.input, &p.output, p.filter_h, p.filter_w, &p.window);
-    match p.input.dtype {
-        DType::I8 => {
-            let x = v.i8(&p.input)?;
-            if average {
-                #[cfg(feature = "average-pool-2d")]
-                kernels::optimized::average_pool2d_s8(&g, p.act_min, p.act_max, x, v.out_i8());
-            } else {
-                #[cfg(feature = "max-pool-2d")]
-                kernels::pooling::max_pool2d_s8(&g, p.act_min, p.act_max, x, v.out_i8());
-            }
-        }
-        #[cfg(feature = "float")]
-        DType::F32 => {
-            let x = v.f32(&p.input)?;
-            let out = v.out_f32()?;
-            if average {
-                #[cfg(feature = "average-pool-2d")]
-                kernels::float::average_pool2d_f32(&g, p.activation, x, out);
-            } else {
-                #[cfg(feature = "max-pool-2d")]
-                kernels::float::max_pool2d_f32(&g, p.activation, x, out);
-            }
-        }
-        _ => return Err(CORRUPT),
-    }
-    Ok(())
 }

@@ -11,6 +11,7 @@ pub mod format;
 mod interpreter;
 pub mod kernels;
 mod model;
+pub mod ops;
 pub mod quant;
 mod validate;
 

@@ -1,6 +1,7 @@
 //! `Model`: a validated view of a `.ferrite` file, borrowing its bytes (weights stay in flash).
 
-use crate::format::{crc32, Graph, Header, Op, Tensor, FLAG_FLOAT, HEADER_LEN};
+use crate::format::{crc32, Graph, Header, Tensor, FLAG_FLOAT, HEADER_LEN};
+use crate::ops::Op;
 use crate::{validate, Error};
 
 /// A model whose every index, shape, parameter and arena offset has been checked once.

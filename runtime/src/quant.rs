@@ -97,7 +97,7 @@ pub fn dequantize_f32(q: i32, scale: f32, zero_point: i32) -> f32 {
 }
 
 /// Offline preparation of multipliers from real scales (host only: float math never runs on the device).
-#[cfg(feature = "host")]
+#[cfg(any(feature = "host", test))]
 pub mod prepare {
     use super::Requant;
 
@@ -254,7 +254,7 @@ mod tests {
         }
     }
 
-    #[cfg(feature = "host")]
+    #[cfg(any(feature = "host", test))]
     #[test]
     fn quantize_multiplier_roundtrips() {
         use prepare::quantize_multiplier;

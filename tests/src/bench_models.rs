@@ -7,10 +7,10 @@
 
 use anyhow::Result;
 use ferrite_quantizer::builder::ModelBuilder;
-use ferrite_runtime::format::{Binary, Conv, FullyConnected, Op, Pool, Reshape, Softmax};
-use ferrite_runtime::kernels::elementwise::AddParams;
-use ferrite_runtime::kernels::softmax::SoftmaxParams;
-use ferrite_runtime::kernels::{Activation, Window};
+use ferrite_runtime::format::{Activation, Window};
+use ferrite_runtime::ops::{
+    AddParams, Binary, Conv, FullyConnected, Op, Pool, Reshape, Softmax, SoftmaxParams,
+};
 use std::path::{Path, PathBuf};
 
 use crate::cases::{finish, requant_le, t_i8, window, Case, Rng};

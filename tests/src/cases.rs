@@ -3,16 +3,12 @@
 
 use anyhow::{anyhow, Result};
 use ferrite_quantizer::builder::{ModelBuilder, TensorDef};
-use ferrite_runtime::format::{
-    Binary, ConcatInput, Concatenation, Conv, DType, Dequantize, FullyConnected, Op, Pad, Pool,
-    Quantize, Reshape, Seq, Shape, Softmax, Unary,
+use ferrite_runtime::format::{Activation, DType, Seq, Shape, Window};
+use ferrite_runtime::ops::{
+    AddParams, Binary, ConcatInput, Concatenation, Conv, Dequantize, FullyConnected,
+    LogisticParams, MeanParams, MulParams, Op, Pad, Pool, Quantize, Relu, ReluParams,
+    RequantizeParams, Reshape, Softmax, SoftmaxParams, TanhParams, Unary,
 };
-use ferrite_runtime::kernels::activation::{LogisticParams, ReluParams, TanhParams};
-use ferrite_runtime::kernels::elementwise::{AddParams, MulParams};
-use ferrite_runtime::kernels::mean::MeanParams;
-use ferrite_runtime::kernels::requantize::RequantizeParams;
-use ferrite_runtime::kernels::softmax::SoftmaxParams;
-use ferrite_runtime::kernels::{Activation, Window};
 use ferrite_runtime::quant::prepare::quantize_multiplier;
 use ferrite_runtime::{Interpreter, Model};
 
@@ -452,26 +448,22 @@ pub fn all() -> Result<Vec<Case>> {
         )?,
         unary_case("relu", 16, &[1, 64], &[1, 64], (0.03, -128), |b, x, y| {
             let p = ReluParams::prepare(0.06, 7, 0.03, -128, Activation::Relu);
-            Op::Relu(
-                Unary {
-                    input: b.operand(x),
-                    output: b.operand(y),
-                    quant: Some(p),
-                },
-                Activation::Relu,
-            )
+            Op::Relu(Relu {
+                input: b.operand(x),
+                output: b.operand(y),
+                quant: Some(p),
+                activation: Activation::Relu,
+            })
         })?,
         // Relu6 keeps its input's quantization, as in TFLite Micro.
         unary_case("relu6", 22, &[1, 64], &[1, 64], (0.06, 7), |b, x, y| {
             let p = ReluParams::prepare(0.06, 7, 0.06, 7, Activation::Relu6);
-            Op::Relu(
-                Unary {
-                    input: b.operand(x),
-                    output: b.operand(y),
-                    quant: Some(p),
-                },
-                Activation::Relu6,
-            )
+            Op::Relu(Relu {
+                input: b.operand(x),
+                output: b.operand(y),
+                quant: Some(p),
+                activation: Activation::Relu6,
+            })
         })?,
         unary_case(
             "requantize",

@@ -10,8 +10,9 @@
 //! Batches run in parallel: [`run`] splits the batch over the machine's cores, one thread per chunk.
 
 use anyhow::{bail, ensure, Context, Result};
+use ferrite_runtime::format::Activation;
 use ferrite_runtime::kernels::float as k;
-use ferrite_runtime::kernels::{Activation, ConvGeometry, LeF32, Nhwc};
+use ferrite_runtime::kernels::{ConvGeometry, LeF32, Nhwc};
 
 use super::{shape, Clamp, Graph, Node, Op, ValueId, Window2d};
 

@@ -26,7 +26,7 @@ pub mod summary;
 use std::fmt;
 
 use anyhow::{bail, Result};
-use ferrite_runtime::kernels::Activation;
+use ferrite_runtime::format::Activation;
 
 /// The most elements a tensor may have (per sample): 2^28, a 1 GiB f32 tensor.
 pub const MAX_ELEMENTS: usize = 1 << 28;

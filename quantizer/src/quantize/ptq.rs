@@ -5,16 +5,12 @@
 //! inserted where int8 and f32 values meet.
 
 use anyhow::{bail, ensure, Context, Result};
-use ferrite_runtime::format::{
-    Binary, ConcatInput, Concatenation, Conv, DType, Dequantize, FullyConnected, Op as RtOp, Pad,
-    Pool, Quantize, Reshape, Seq, Shape, Softmax, Unary,
+use ferrite_runtime::format::{Activation, DType, Seq, Shape, Window};
+use ferrite_runtime::ops::{
+    AddParams, Binary, ConcatInput, Concatenation, Conv, Dequantize, FullyConnected,
+    LogisticParams, MeanParams, MulParams, Op as RtOp, Pad, Pool, Quantize, Relu, ReluParams,
+    RequantizeParams, Reshape, Softmax, SoftmaxParams, TanhParams, Unary,
 };
-use ferrite_runtime::kernels::activation::{LogisticParams, ReluParams, TanhParams};
-use ferrite_runtime::kernels::elementwise::{AddParams, MulParams};
-use ferrite_runtime::kernels::mean::MeanParams;
-use ferrite_runtime::kernels::requantize::RequantizeParams;
-use ferrite_runtime::kernels::softmax::SoftmaxParams;
-use ferrite_runtime::kernels::{Activation, Window};
 use ferrite_runtime::quant::prepare::quantize_multiplier;
 use serde::Serialize;
 
@@ -583,7 +579,7 @@ struct NodeData {
 }
 
 fn act_range(clamp: Clamp, p: QParams) -> (i32, i32) {
-    ferrite_runtime::kernels::quantized_clamp(clamp.min, clamp.max, p.scale, p.zero_point)
+    ferrite_runtime::format::quantized_clamp(clamp.min, clamp.max, p.scale, p.zero_point)
 }
 
 /// The fused activation recorded for a node: any clamp for int8 (its `act_min..=act_max` does the
@@ -1075,14 +1071,12 @@ pub(crate) fn lower_prequantized(
                     })
                 };
                 let activation = node_activation(*clamp, n, float)?;
-                RtOp::Relu(
-                    Unary {
-                        input: x,
-                        output: y,
-                        quant,
-                    },
+                RtOp::Relu(Relu {
+                    input: x,
+                    output: y,
+                    quant,
                     activation,
-                )
+                })
             }
             Op::Reshape { .. } => RtOp::Reshape(Reshape {
                 input: x,

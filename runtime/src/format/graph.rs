@@ -3,17 +3,12 @@
 //! Operators carry their operands' placement (offset, shape, type, zero point) so that `invoke` never
 //! looks anything up; loading checks each copy against the tensor table.
 
-use core::marker::PhantomData;
-use serde::de::{self, Deserializer, EnumAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::Seq;
-use crate::kernels::activation::{LogisticParams, ReluParams, TanhParams};
-use crate::kernels::elementwise::{AddParams, MulParams};
-use crate::kernels::mean::MeanParams;
-use crate::kernels::requantize::RequantizeParams;
-use crate::kernels::softmax::SoftmaxParams;
-use crate::kernels::{Activation, Nhwc, Window};
+use crate::kernels::Nhwc;
+use crate::ops::Op;
 
 /// Element type of a tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +85,75 @@ impl Shape {
     pub fn last(&self) -> usize {
         self.dims().last().map_or(1, |&d| d as usize)
     }
+}
+
+/// Activation fused into an operator's output (int8 kernels apply it as the `act_min..=act_max` clamp).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Activation {
+    #[default]
+    None,
+    Relu,
+    Relu6,
+    /// Clamp to `[-1, 1]`.
+    ReluN1To1,
+}
+
+impl Activation {
+    /// Real-valued range of the activation.
+    pub fn range(self) -> (f32, f32) {
+        match self {
+            Activation::None => (f32::NEG_INFINITY, f32::INFINITY),
+            Activation::Relu => (0.0, f32::INFINITY),
+            Activation::Relu6 => (0.0, 6.0),
+            Activation::ReluN1To1 => (-1.0, 1.0),
+        }
+    }
+
+    /// The activation as an int8 clamp for an output with `(scale, zero_point)`: TFLite's
+    /// `CalculateActivationRangeQuantized`.
+    #[cfg(any(feature = "host", test))]
+    pub fn quantized_range(self, scale: f32, zero_point: i32) -> (i32, i32) {
+        let (lo, hi) = self.range();
+        quantized_clamp(lo, hi, scale, zero_point)
+    }
+
+    /// Applies the activation to a real value.
+    #[inline(always)]
+    pub fn apply_f32(self, x: f32) -> f32 {
+        let (lo, hi) = self.range();
+        x.max(lo).min(hi)
+    }
+}
+
+/// The real clamp `[lo, hi]` (infinite bounds allowed) as an int8 clamp for an output with
+/// `(scale, zero_point)`: bounds rounded half away from zero, then saturated to `-128..=127` (TFLite's
+/// `CalculateActivationRangeQuantized`); never an empty range.
+#[cfg(any(feature = "host", test))]
+pub fn quantized_clamp(lo: f32, hi: f32, scale: f32, zero_point: i32) -> (i32, i32) {
+    let q = |x: f32| zero_point + (x / scale).round() as i32;
+    let min = if lo.is_finite() {
+        q(lo).max(-128)
+    } else {
+        -128
+    };
+    let max = if hi.is_finite() { q(hi).min(127) } else { 127 };
+    (min.min(127), max.max(-128))
+}
+
+/// Convolution and pooling window parameters (shapes come from the operands). Encoded by serde's
+/// derive, decoded below as six `u16` in one loop (the same bytes, less code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Window {
+    pub stride_h: u16,
+    pub stride_w: u16,
+    pub dilation_h: u16,
+    pub dilation_w: u16,
+    /// Zero rows added above the input (TF SAME puts the odd row below).
+    pub pad_top: u16,
+    /// Zero columns added left of the input.
+    pub pad_left: u16,
 }
 
 /// `N` consecutive `u16` fields, decoded in one loop (serde's derive decodes each field on its own:
@@ -199,341 +263,6 @@ pub struct Operand {
     pub shape: Shape,
     pub dtype: DType,
     pub zero_point: i32,
-}
-
-/// Conv2D and DepthwiseConv2D.
-///
-/// int8: filter int8 (`[out_c, kh, kw, in_c]`, depthwise `[1, kh, kw, out_c]`), bias int32 per output
-/// channel (or empty), `multiplier`/`shift` int32 per output channel or one per tensor, all little-endian.
-/// f32: filter and bias little-endian f32, no multipliers.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Conv<'a> {
-    pub input: Operand,
-    pub output: Operand,
-    pub kernel_h: u16,
-    pub kernel_w: u16,
-    pub window: Window,
-    /// Output channels per input channel (depthwise only; 1 for Conv2D).
-    pub depth_multiplier: u16,
-    pub activation: Activation,
-    /// The fused activation as a clamp in the output's integer domain (int8).
-    pub act_min: i32,
-    pub act_max: i32,
-    pub filter: &'a [u8],
-    pub bias: &'a [u8],
-    pub multiplier: &'a [u8],
-    pub shift: &'a [u8],
-}
-
-/// FullyConnected: `output[b, o] = sum_i input[b, i] * filter[o, i] + bias[o]`, the input flattened to
-/// `[batches, in_features]` with `in_features = filter.len() / out_features`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FullyConnected<'a> {
-    pub input: Operand,
-    pub output: Operand,
-    pub activation: Activation,
-    pub act_min: i32,
-    pub act_max: i32,
-    pub filter: &'a [u8],
-    pub bias: &'a [u8],
-    pub multiplier: &'a [u8],
-    pub shift: &'a [u8],
-}
-
-/// An element-wise binary operator with broadcasting; `quant` is present for int8, absent for f32.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Binary<P> {
-    pub a: Operand,
-    pub b: Operand,
-    pub output: Operand,
-    pub activation: Activation,
-    pub quant: Option<P>,
-}
-
-/// An element-wise unary operator; `quant` is present for int8, absent for f32.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Unary<P> {
-    pub input: Operand,
-    pub output: Operand,
-    pub quant: Option<P>,
-}
-
-/// AveragePool2D and MaxPool2D (input and output share quantization).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Pool {
-    pub input: Operand,
-    pub output: Operand,
-    pub filter_h: u16,
-    pub filter_w: u16,
-    pub window: Window,
-    pub activation: Activation,
-    pub act_min: i32,
-    pub act_max: i32,
-}
-
-/// Softmax over the last axis.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Softmax {
-    pub input: Operand,
-    pub output: Operand,
-    pub beta: f32,
-    pub quant: Option<SoftmaxParams>,
-}
-
-/// Reshape: same bytes, new shape; no copy when the output is planned in place.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Reshape {
-    pub input: Operand,
-    pub output: Operand,
-}
-
-/// One input of a Concatenation, with its requantization when its scale differs from the output's.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ConcatInput {
-    pub input: Operand,
-    pub requant: Option<RequantizeParams>,
-}
-
-/// Concatenation along `axis` (an index into the output's dimensions).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Concatenation<'a> {
-    #[serde(borrow)]
-    pub inputs: Seq<'a, ConcatInput>,
-    pub output: Operand,
-    pub axis: u8,
-}
-
-/// Pad with the output's zero point (int8) or 0.0 (f32); `before` is the leading padding per NHWC dimension.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Pad {
-    pub input: Operand,
-    pub output: Operand,
-    pub before: [u16; MAX_RANK],
-}
-
-/// Quantize: f32 -> int8 with the output's `scale`, or int8 -> int8 requantization (`requant`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Quantize {
-    pub input: Operand,
-    pub output: Operand,
-    pub scale: f32,
-    pub requant: Option<RequantizeParams>,
-}
-
-/// Dequantize: int8 -> f32 with the input's `scale`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Dequantize {
-    pub input: Operand,
-    pub output: Operand,
-    pub scale: f32,
-}
-
-/// One operator with all its parameters. Operand dtypes select the int8 or f32 kernel.
-///
-/// The variants' order is the file's tags ([`OPERATORS`]).
-#[derive(Clone, Debug, Serialize)]
-pub enum Op<'a> {
-    #[serde(borrow)]
-    Conv2d(Conv<'a>),
-    #[serde(borrow)]
-    DepthwiseConv2d(Conv<'a>),
-    #[serde(borrow)]
-    FullyConnected(FullyConnected<'a>),
-    Add(Binary<AddParams>),
-    Mul(Binary<MulParams>),
-    AveragePool2d(Pool),
-    MaxPool2d(Pool),
-    /// Mean over H and W of an NHWC tensor.
-    Mean(Unary<MeanParams>),
-    Softmax(Softmax),
-    Logistic(Unary<LogisticParams>),
-    Tanh(Unary<TanhParams>),
-    /// Standalone ReLU, ReLU6 or ReLU-1..1; the activation is in the int8 params or `activation`.
-    Relu(Unary<ReluParams>, Activation),
-    Reshape(Reshape),
-    #[serde(borrow)]
-    Concatenation(Concatenation<'a>),
-    Pad(Pad),
-    Quantize(Quantize),
-    Dequantize(Dequantize),
-}
-
-/// Each operator kind, by its tag in the file (the variant's index in [`Op`]): its name as TFLite
-/// spells it, the runtime's Cargo feature that builds it in, and whether this build has that feature.
-pub const OPERATORS: [(&str, &str, bool); 17] = [
-    ("CONV_2D", "conv-2d", cfg!(feature = "conv-2d")),
-    (
-        "DEPTHWISE_CONV_2D",
-        "depthwise-conv-2d",
-        cfg!(feature = "depthwise-conv-2d"),
-    ),
-    (
-        "FULLY_CONNECTED",
-        "fully-connected",
-        cfg!(feature = "fully-connected"),
-    ),
-    ("ADD", "add", cfg!(feature = "add")),
-    ("MUL", "mul", cfg!(feature = "mul")),
-    (
-        "AVERAGE_POOL_2D",
-        "average-pool-2d",
-        cfg!(feature = "average-pool-2d"),
-    ),
-    ("MAX_POOL_2D", "max-pool-2d", cfg!(feature = "max-pool-2d")),
-    ("MEAN", "mean", cfg!(feature = "mean")),
-    ("SOFTMAX", "softmax", cfg!(feature = "softmax")),
-    ("LOGISTIC", "logistic", cfg!(feature = "logistic")),
-    ("TANH", "tanh", cfg!(feature = "tanh")),
-    ("RELU", "relu", cfg!(feature = "relu")),
-    ("RESHAPE", "reshape", cfg!(feature = "reshape")),
-    (
-        "CONCATENATION",
-        "concatenation",
-        cfg!(feature = "concatenation"),
-    ),
-    ("PAD", "pad", cfg!(feature = "pad")),
-    ("QUANTIZE", "quantize", cfg!(feature = "quantize")),
-    ("DEQUANTIZE", "dequantize", cfg!(feature = "dequantize")),
-];
-
-impl Op<'_> {
-    /// The operator's tag in the file: its index in [`OPERATORS`].
-    pub fn tag(&self) -> usize {
-        match self {
-            Op::Conv2d(_) => 0,
-            Op::DepthwiseConv2d(_) => 1,
-            Op::FullyConnected(_) => 2,
-            Op::Add(_) => 3,
-            Op::Mul(_) => 4,
-            Op::AveragePool2d(_) => 5,
-            Op::MaxPool2d(_) => 6,
-            Op::Mean(_) => 7,
-            Op::Softmax(_) => 8,
-            Op::Logistic(_) => 9,
-            Op::Tanh(_) => 10,
-            Op::Relu(..) => 11,
-            Op::Reshape(_) => 12,
-            Op::Concatenation(_) => 13,
-            Op::Pad(_) => 14,
-            Op::Quantize(_) => 15,
-            Op::Dequantize(_) => 16,
-        }
-    }
-
-    /// The operator's name, as TFLite spells it.
-    pub fn name(&self) -> &'static str {
-        OPERATORS[self.tag()].0
-    }
-
-    /// The runtime's Cargo feature that builds this operator in: the name in lower case, `_` as `-`.
-    pub fn feature(&self) -> &'static str {
-        OPERATORS[self.tag()].1
-    }
-
-    /// Whether this runtime was built with the operator's feature.
-    pub fn is_built(&self) -> bool {
-        OPERATORS[self.tag()].2
-    }
-}
-
-/// The kind of operator whose encoding starts `encoded`, when it is one this runtime was built
-/// without: `(name, feature)`. Such an operator does not decode (its parameters' decoding is left out).
-pub fn built_out(encoded: &[u8]) -> Option<(&'static str, &'static str)> {
-    // The tag is a varint: one byte below 128.
-    match OPERATORS.get(*encoded.first()? as usize)? {
-        &(name, feature, false) => Some((name, feature)),
-        _ => None,
-    }
-}
-
-/// Decodes an operator as serde's derive would, but only the kinds this runtime was built with, so a
-/// build without some operators leaves their parameters' decoding out.
-impl<'de: 'a, 'a> Deserialize<'de> for Op<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        const NAMES: [&str; 17] = [
-            "Conv2d",
-            "DepthwiseConv2d",
-            "FullyConnected",
-            "Add",
-            "Mul",
-            "AveragePool2d",
-            "MaxPool2d",
-            "Mean",
-            "Softmax",
-            "Logistic",
-            "Tanh",
-            "Relu",
-            "Reshape",
-            "Concatenation",
-            "Pad",
-            "Quantize",
-            "Dequantize",
-        ];
-        deserializer.deserialize_enum("Op", &NAMES, OpVisitor(PhantomData))
-    }
-}
-
-struct OpVisitor<'a>(PhantomData<Op<'a>>);
-
-impl<'de: 'a, 'a> Visitor<'de> for OpVisitor<'a> {
-    type Value = Op<'a>;
-
-    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("an operator built into this runtime")
-    }
-
-    // Without every operator, some (without any, all) of the arms are compiled out.
-    // Not inlined into each caller of the operator list's iterator: one copy.
-    #[cfg_attr(not(feature = "all-ops"), allow(unused, unreachable_code))]
-    #[inline(never)]
-    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Op<'a>, A::Error> {
-        use serde::de::VariantAccess;
-        let (tag, v): (u32, _) = data.variant()?;
-        match tag {
-            #[cfg(feature = "conv-2d")]
-            0 => v.newtype_variant().map(Op::Conv2d),
-            #[cfg(feature = "depthwise-conv-2d")]
-            1 => v.newtype_variant().map(Op::DepthwiseConv2d),
-            #[cfg(feature = "fully-connected")]
-            2 => v.newtype_variant().map(Op::FullyConnected),
-            #[cfg(feature = "add")]
-            3 => v.newtype_variant().map(Op::Add),
-            #[cfg(feature = "mul")]
-            4 => v.newtype_variant().map(Op::Mul),
-            #[cfg(feature = "average-pool-2d")]
-            5 => v.newtype_variant().map(Op::AveragePool2d),
-            #[cfg(feature = "max-pool-2d")]
-            6 => v.newtype_variant().map(Op::MaxPool2d),
-            #[cfg(feature = "mean")]
-            7 => v.newtype_variant().map(Op::Mean),
-            #[cfg(feature = "softmax")]
-            8 => v.newtype_variant().map(Op::Softmax),
-            #[cfg(feature = "logistic")]
-            9 => v.newtype_variant().map(Op::Logistic),
-            #[cfg(feature = "tanh")]
-            10 => v.newtype_variant().map(Op::Tanh),
-            #[cfg(feature = "relu")]
-            11 => {
-                // Postcard encodes a tuple variant's fields as it encodes a tuple of them.
-                let relu = v.newtype_variant();
-                relu.map(|(unary, activation)| Op::Relu(unary, activation))
-            }
-            #[cfg(feature = "reshape")]
-            12 => v.newtype_variant().map(Op::Reshape),
-            #[cfg(feature = "concatenation")]
-            13 => v.newtype_variant().map(Op::Concatenation),
-            #[cfg(feature = "pad")]
-            14 => v.newtype_variant().map(Op::Pad),
-            #[cfg(feature = "quantize")]
-            15 => v.newtype_variant().map(Op::Quantize),
-            #[cfg(feature = "dequantize")]
-            16 => v.newtype_variant().map(Op::Dequantize),
-            _ => Err(de::Error::invalid_value(
-                de::Unexpected::Unsigned(tag.into()),
-                &self,
-            )),
-        }
-    }
 }
 
 /// Where the model came from.

@@ -3,7 +3,7 @@
 mod crc32;
 mod graph;
 mod seq;
-#[cfg(feature = "host")]
+#[cfg(any(feature = "host", test))]
 pub mod write;
 
 pub use crc32::crc32;

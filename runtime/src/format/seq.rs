@@ -11,7 +11,7 @@ use serde::ser::{Serialize, SerializeTuple, Serializer};
 pub struct Seq<'a, T> {
     count: u32,
     bytes: &'a [u8],
-    #[cfg(feature = "host")]
+    #[cfg(any(feature = "host", test))]
     items: Option<std::vec::Vec<T>>,
     _item: PhantomData<T>,
 }
@@ -104,7 +104,7 @@ where
         Seq {
             count: self.count,
             bytes: self.bytes,
-            #[cfg(feature = "host")]
+            #[cfg(any(feature = "host", test))]
             items: self.items.clone(),
             _item: PhantomData,
         }
@@ -123,7 +123,7 @@ impl<'de: 'a, 'a, T> Deserialize<'de> for Seq<'a, T> {
         Ok(Seq {
             count,
             bytes,
-            #[cfg(feature = "host")]
+            #[cfg(any(feature = "host", test))]
             items: None,
             _item: PhantomData,
         })
@@ -134,7 +134,7 @@ impl<T: Serialize> Serialize for Seq<'_, T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut tuple = serializer.serialize_tuple(2)?;
         tuple.serialize_element(&self.count)?;
-        #[cfg(feature = "host")]
+        #[cfg(any(feature = "host", test))]
         if let Some(items) = &self.items {
             let mut encoded = std::vec::Vec::new();
             for item in items {
@@ -162,7 +162,7 @@ impl Serialize for ByteSlice<'_> {
     }
 }
 
-#[cfg(feature = "host")]
+#[cfg(any(feature = "host", test))]
 impl<T> Seq<'_, T> {
     /// The items of a sequence built on the host (`None` for one decoded from bytes).
     pub fn items(&self) -> Option<&[T]> {
@@ -175,7 +175,7 @@ impl<T> Seq<'_, T> {
     }
 }
 
-#[cfg(feature = "host")]
+#[cfg(any(feature = "host", test))]
 impl<T> From<std::vec::Vec<T>> for Seq<'static, T> {
     fn from(items: std::vec::Vec<T>) -> Self {
         Seq {

@@ -1,84 +1,11 @@
 //! Int8 Logistic, Tanh (gemmlowp fixed point) and standalone ReLU / ReLU6 (TFLite Micro reference paths).
 
 use super::fixedpoint;
-#[cfg(feature = "host")]
-use super::Activation;
-use crate::quant::{multiply_by_quantized_multiplier, rounding_divide_by_pot, Requant};
-use serde::{Deserialize, Serialize};
+use crate::ops::{LogisticParams, ReluParams, TanhParams};
+use crate::quant::{multiply_by_quantized_multiplier, rounding_divide_by_pot};
 
 /// Integer bits of the rescaled Logistic/Tanh input (Q4.27), as in TFLite Micro's Prepare.
 pub const INPUT_INTEGER_BITS: u32 = 4;
-
-/// Precomputed parameters of an int8 Logistic (TFLite Micro `CalculateArithmeticOpDataLogistic`).
-/// Output scale 1/256, zero point -128.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct LogisticParams {
-    pub input_zero_point: i32,
-    /// Inputs (minus zero point) at or beyond +-radius saturate the output.
-    pub input_range_radius: i32,
-    /// Q0.31 mantissa of `input_scale * 2^27`, from `frexp`.
-    pub input_multiplier: i32,
-    /// `frexp` exponent of that factor (a left shift when positive).
-    pub input_left_shift: i32,
-}
-
-/// Precomputed parameters of an int8 Tanh (TFLite Micro `tanh.cc` `CalculateArithmeticOpData`).
-/// Output scale 1/128, zero point 0.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct TanhParams {
-    pub input_zero_point: i32,
-    /// Inputs (minus zero point) at or beyond +-radius saturate the output.
-    pub input_range_radius: i32,
-    /// Q0.31 mantissa of `input_scale * 2^27`, from `frexp`.
-    pub input_multiplier: i32,
-    /// `frexp` exponent of that factor (a left shift when positive).
-    pub input_left_shift: i32,
-}
-
-/// The shared Logistic/Tanh preparation: `frexp(input_scale * 2^27)`, its mantissa rounded to Q0.31 without
-/// renormalisation (as TFLite Micro does), and `CalculateInputRadius(4, shift, 31)`.
-#[cfg(feature = "host")]
-fn prepare_q4_input(input_scale: f32) -> (i32, i32, i32) {
-    use crate::quant::prepare::frexp;
-    let real = input_scale as f64 * (1i64 << (31 - INPUT_INTEGER_BITS)) as f64;
-    let (q, shift) = frexp(real);
-    // An f32 scale has a 24-bit mantissa, so q * 2^31 never rounds up to 2^31; saturate regardless.
-    let multiplier = (q * (1i64 << 31) as f64).round().min(i32::MAX as f64) as i32;
-    let radius = super::softmax::input_radius(INPUT_INTEGER_BITS as i32, shift);
-    (multiplier, shift, radius)
-}
-
-impl LogisticParams {
-    /// Mirrors TFLite Micro's int8 Logistic Prepare from the input scale and zero point.
-    #[cfg(feature = "host")]
-    pub fn prepare(input_scale: f32, input_zero_point: i32) -> Self {
-        let (input_multiplier, input_left_shift, input_range_radius) =
-            prepare_q4_input(input_scale);
-        Self {
-            input_zero_point,
-            input_range_radius,
-            input_multiplier,
-            input_left_shift,
-        }
-    }
-}
-
-impl TanhParams {
-    /// Mirrors TFLite Micro's int8 Tanh Prepare from the input scale and zero point.
-    #[cfg(feature = "host")]
-    pub fn prepare(input_scale: f32, input_zero_point: i32) -> Self {
-        let (input_multiplier, input_left_shift, input_range_radius) =
-            prepare_q4_input(input_scale);
-        Self {
-            input_zero_point,
-            input_range_radius,
-            input_multiplier,
-            input_left_shift,
-        }
-    }
-}
 
 /// Int8 logistic, mirroring TFLite `reference_integer_ops::Logistic` (int8): output scale 1/256, zero point -128.
 pub fn logistic_s8(p: &LogisticParams, input: &[i8], output: &mut [i8]) {
@@ -116,75 +43,6 @@ pub fn tanh_s8(p: &TanhParams, input: &[i8], output: &mut [i8]) {
     }
 }
 
-/// Precomputed parameters of a standalone int8 ReLU-family activation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct ReluParams {
-    pub input_zero_point: i32,
-    pub output_zero_point: i32,
-    /// `input_scale / output_scale`.
-    pub requant: Requant,
-    /// Clamp in the output's integer domain.
-    pub act_min: i32,
-    pub act_max: i32,
-}
-
-impl ReluParams {
-    /// Mirrors TFLite Micro's int8 preparation for the activation:
-    ///
-    /// - `Relu`: `CalculateReluOpData` — `input_scale / output_scale` in double, clamp
-    ///   `[max(-128, zp_out + roundf(0 / s_out)), 127]`.
-    /// - `Relu6`: `Relu6Prepare` — no requantization at all (TFLite Micro assumes equal input and output
-    ///   quantization and ignores the output's): an exact identity factor, `output_zero_point` set to the
-    ///   input zero point, and the clamp `[zp_in, clamp(round(6 / s_in) + zp_in)]` in the input domain.
-    /// - `ReluN1To1` (no TFLite Micro kernel): the `Relu` form with bounds `-1` and `1`.
-    /// - `None`: the `Relu` form without a clamp (a plain requantization).
-    #[cfg(feature = "host")]
-    pub fn prepare(
-        input_scale: f32,
-        input_zero_point: i32,
-        output_scale: f32,
-        output_zero_point: i32,
-        activation: Activation,
-    ) -> Self {
-        use crate::quant::prepare::quantize_multiplier;
-        // roundf(value / scale) + zero_point in float, as TFLite's bounds are computed.
-        let quantize =
-            |value: f32, scale: f32, zero_point: i32| zero_point + (value / scale).round() as i32;
-        if activation == Activation::Relu6 {
-            return Self {
-                input_zero_point,
-                output_zero_point: input_zero_point,
-                // 2^30 * 2^(1 - 31) = 1: multiply_by_quantized_multiplier returns x exactly.
-                requant: Requant {
-                    multiplier: 1 << 30,
-                    shift: 1,
-                },
-                act_min: input_zero_point,
-                act_max: quantize(6.0, input_scale, input_zero_point).clamp(-128, 127),
-            };
-        }
-        let (act_min, act_max) = match activation {
-            Activation::Relu => (
-                quantize(0.0, output_scale, output_zero_point).max(-128),
-                127,
-            ),
-            Activation::ReluN1To1 => (
-                quantize(-1.0, output_scale, output_zero_point).max(-128),
-                quantize(1.0, output_scale, output_zero_point).min(127),
-            ),
-            _ => (-128, 127),
-        };
-        Self {
-            input_zero_point,
-            output_zero_point,
-            requant: quantize_multiplier(input_scale as f64 / output_scale as f64),
-            act_min,
-            act_max,
-        }
-    }
-}
-
 /// Int8 ReLU-family activation, mirroring TFLite Micro's `ReluQuantized` (and `Relu6Quantized` through the
 /// identity parameters `ReluParams::prepare` builds for ReLU6):
 /// `out = clamp(zp_out + requant(x - zp_in), act_min, act_max)`.
@@ -200,8 +58,8 @@ pub fn relu_s8(p: &ReluParams, input: &[i8], output: &mut [i8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::Activation;
     use crate::kernels::testutil::{assert_close, dequant, quant};
-    use crate::kernels::Activation;
     use std::vec::Vec;
 
     /// Every int8 value once.

@@ -1,7 +1,7 @@
 //! Concatenation, executed one input at a time: each call copies (or requantizes) one input's
 //! slabs into their place in the output.
 
-use super::requantize::RequantizeParams;
+use crate::ops::RequantizeParams;
 
 /// Copies one concatenation input into the output.
 ///
@@ -49,7 +49,7 @@ pub fn concatenation_part_s8(
     }
 }
 
-#[cfg(all(test, feature = "host"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::kernels::testutil::{assert_close, dequant, quant, Rng};

@@ -101,11 +101,11 @@ pub fn conv2d_s8(
 
 /// Float references and quantization helpers shared by the convolution-like kernels' tests.
 /// (Test modules that need `quant::prepare` run with `--features host`.)
-#[cfg(all(test, feature = "host"))]
+#[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::format::Activation;
     use crate::kernels::testutil::{assert_close, dequant, quant, Rng};
-    use crate::kernels::Activation;
     use crate::quant::prepare::quantize_multiplier;
     use std::vec;
     use std::vec::Vec;

@@ -64,15 +64,15 @@ pub fn depthwise_conv2d_s8(
     }
 }
 
-#[cfg(all(test, feature = "host"))]
+#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::Activation;
     use crate::kernels::conv2d::tests::{
         act_range, le, multipliers, output_scale_for, quant_act, random_bias, weight_scales, Case,
         Pad, Padded,
     };
     use crate::kernels::testutil::{assert_close, Rng};
-    use crate::kernels::Activation;
     use std::vec;
     use std::vec::Vec;
 

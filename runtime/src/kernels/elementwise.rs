@@ -1,86 +1,9 @@
 //! Int8 elementwise Add and Mul with NumPy-style broadcasting (TFLite Micro `add.cc` / `mul.cc` reference path).
 
 use super::Nhwc;
-use crate::quant::Requant;
-use serde::{Deserialize, Serialize};
-
-/// Precomputed quantization of an int8 Add, as TFLite Micro's `CalculateOpDataAdd` produces it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct AddParams {
-    /// `-input1_zero_point`.
-    pub input1_offset: i32,
-    /// `-input2_zero_point`.
-    pub input2_offset: i32,
-    /// `output_zero_point`.
-    pub output_offset: i32,
-    /// Headroom given to the inputs before rescaling (20 for int8 outputs).
-    pub left_shift: i32,
-    /// `input1_scale / (2 * max_input_scale)`.
-    pub input1: Requant,
-    /// `input2_scale / (2 * max_input_scale)`.
-    pub input2: Requant,
-    /// `2 * max_input_scale / (2^left_shift * output_scale)`.
-    pub output: Requant,
-    /// Fused activation clamp in the output's integer domain.
-    pub act_min: i32,
-    pub act_max: i32,
-}
-
-/// Precomputed quantization of an int8 Mul, as TFLite Micro's `CalculateOpDataMul` produces it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct MulParams {
-    /// `-input1_zero_point`.
-    pub input1_offset: i32,
-    /// `-input2_zero_point`.
-    pub input2_offset: i32,
-    /// `output_zero_point`.
-    pub output_offset: i32,
-    /// `input1_scale * input2_scale / output_scale`.
-    pub output: Requant,
-    /// Fused activation clamp in the output's integer domain.
-    pub act_min: i32,
-    pub act_max: i32,
-}
-
-/// TFLite's int8 Add input headroom (`left_shift = 20` for int8 outputs).
-pub const ADD_LEFT_SHIFT: i32 = 20;
+use crate::ops::{AddParams, MulParams};
 
 impl AddParams {
-    /// Mirrors TFLite Micro `CalculateOpDataAdd` for int8 (scales widened to `f64` as TFLite does).
-    /// `act_min..=act_max` is the fused activation range already quantized with the output scale.
-    #[cfg(feature = "host")]
-    #[allow(clippy::too_many_arguments)]
-    pub fn prepare(
-        input1_scale: f32,
-        input1_zero_point: i32,
-        input2_scale: f32,
-        input2_zero_point: i32,
-        output_scale: f32,
-        output_zero_point: i32,
-        act_min: i32,
-        act_max: i32,
-    ) -> Self {
-        use crate::quant::prepare::quantize_multiplier;
-        let twice_max_input_scale = 2.0 * input1_scale.max(input2_scale) as f64;
-        let real_input1 = input1_scale as f64 / twice_max_input_scale;
-        let real_input2 = input2_scale as f64 / twice_max_input_scale;
-        let real_output =
-            twice_max_input_scale / ((1i64 << ADD_LEFT_SHIFT) as f64 * output_scale as f64);
-        Self {
-            input1_offset: -input1_zero_point,
-            input2_offset: -input2_zero_point,
-            output_offset: output_zero_point,
-            left_shift: ADD_LEFT_SHIFT,
-            input1: quantize_multiplier(real_input1),
-            input2: quantize_multiplier(real_input2),
-            output: quantize_multiplier(real_output),
-            act_min,
-            act_max,
-        }
-    }
-
     /// One output element (TFLite `reference_integer_ops` `AddFunc`).
     #[inline(always)]
     fn apply(&self, x: i8, y: i8) -> i8 {
@@ -97,33 +20,6 @@ impl AddParams {
 }
 
 impl MulParams {
-    /// Mirrors TFLite Micro `CalculateOpDataMul` for int8: one multiplier from
-    /// `(double)input1_scale * (double)input2_scale / (double)output_scale`.
-    /// `act_min..=act_max` is the fused activation range already quantized with the output scale.
-    #[cfg(feature = "host")]
-    #[allow(clippy::too_many_arguments)]
-    pub fn prepare(
-        input1_scale: f32,
-        input1_zero_point: i32,
-        input2_scale: f32,
-        input2_zero_point: i32,
-        output_scale: f32,
-        output_zero_point: i32,
-        act_min: i32,
-        act_max: i32,
-    ) -> Self {
-        use crate::quant::prepare::quantize_multiplier;
-        let real = input1_scale as f64 * input2_scale as f64 / output_scale as f64;
-        Self {
-            input1_offset: -input1_zero_point,
-            input2_offset: -input2_zero_point,
-            output_offset: output_zero_point,
-            output: quantize_multiplier(real),
-            act_min,
-            act_max,
-        }
-    }
-
     /// One output element (TFLite `reference_integer_ops` `MulElementwise`).
     #[inline(always)]
     fn apply(&self, x: i8, y: i8) -> i8 {
@@ -212,6 +108,7 @@ pub fn mul_s8(
 mod tests {
     use super::*;
     use crate::kernels::testutil::{assert_close, dequant, quant, Rng};
+    use crate::quant::Requant;
     use std::vec;
     use std::vec::Vec;
 

@@ -39,15 +39,15 @@ pub fn fully_connected_s8(
     }
 }
 
-#[cfg(all(test, feature = "host"))]
+#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::Activation;
     use crate::kernels::conv2d::tests::{
         act_range, le, multipliers, output_scale_for, quant_act, random_act, random_bias,
         weight_scales,
     };
     use crate::kernels::testutil::{assert_close, dequant, Rng};
-    use crate::kernels::Activation;
     use std::vec;
     use std::vec::Vec;
 

@@ -6,59 +6,7 @@
 //! `input_scale / (output_scale * count)` (`reference_ops::QuantizedMeanOrSum`).
 
 use super::Nhwc;
-use crate::quant::Requant;
-use serde::{Deserialize, Serialize};
-
-/// Precomputed quantization of an int8 mean over H and W.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct MeanParams {
-    pub input_zero_point: i32,
-    pub output_zero_point: i32,
-    /// Number of elements averaged (`H * W`) the multiplier was prepared for.
-    pub num_elements: u32,
-    /// Input and output scale and zero point are identical: divide the raw sum by the count.
-    pub same_quantization: bool,
-    /// `input_scale / output_scale` with the `1 / num_elements` folded in as `QuantizedMeanOrSum` does
-    /// (its mantissa may lie below `2^30`). Unused when `same_quantization`.
-    pub requant: Requant,
-}
-
-impl MeanParams {
-    /// Mirrors TFLite Micro's `PrepareMeanOrSumHelper` (`QuantizeMultiplier(input_scale / output_scale)` in
-    /// double) followed by `QuantizedMeanOrSum`'s folding of `1 / num_elements` into that multiplier.
-    #[cfg(feature = "host")]
-    pub fn prepare(
-        input_scale: f32,
-        input_zero_point: i32,
-        output_scale: f32,
-        output_zero_point: i32,
-        num_elements: usize,
-    ) -> Self {
-        use crate::quant::prepare::quantize_multiplier;
-        let base = quantize_multiplier(input_scale as f64 / output_scale as f64);
-        let requant = if num_elements == 0 {
-            base
-        } else {
-            // shift = floor(log2(n)), kept <= 32 and such that the final shift stays >= -31.
-            let n = num_elements as i64;
-            let shift = (63 - (n as u64).leading_zeros() as i32)
-                .min(32)
-                .min(31 + base.shift);
-            Requant {
-                multiplier: (((base.multiplier as i64) << shift) / n) as i32,
-                shift: base.shift - shift,
-            }
-        };
-        Self {
-            input_zero_point,
-            output_zero_point,
-            num_elements: num_elements as u32,
-            same_quantization: input_zero_point == output_zero_point && input_scale == output_scale,
-            requant,
-        }
-    }
-}
+use crate::ops::MeanParams;
 
 /// Mean over H and W of an NHWC int8 tensor into `output` of shape `(N, 1, 1, C)` (or `(N, C)`).
 ///
@@ -94,6 +42,7 @@ pub fn mean_hw_s8(p: &MeanParams, input_shape: Nhwc, input: &[i8], output: &mut 
 mod tests {
     use super::*;
     use crate::kernels::testutil::{assert_close, dequant, quant, Rng};
+    use crate::quant::Requant;
     use std::vec;
     use std::vec::Vec;
 

@@ -22,8 +22,6 @@ pub mod softmax;
 #[cfg(test)]
 pub(crate) mod testutil;
 
-use serde::{Deserialize, Serialize};
-
 /// A 4-D activation shape in NHWC order (lower ranks are padded with leading 1s).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Nhwc {
@@ -126,75 +124,6 @@ impl<'a> LeF32<'a> {
             _ => 0.0,
         }
     }
-}
-
-/// Activation fused into an operator's output (int8 kernels apply it as the `act_min..=act_max` clamp).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Activation {
-    #[default]
-    None,
-    Relu,
-    Relu6,
-    /// Clamp to `[-1, 1]`.
-    ReluN1To1,
-}
-
-impl Activation {
-    /// Real-valued range of the activation.
-    pub fn range(self) -> (f32, f32) {
-        match self {
-            Activation::None => (f32::NEG_INFINITY, f32::INFINITY),
-            Activation::Relu => (0.0, f32::INFINITY),
-            Activation::Relu6 => (0.0, 6.0),
-            Activation::ReluN1To1 => (-1.0, 1.0),
-        }
-    }
-
-    /// The activation as an int8 clamp for an output with `(scale, zero_point)`: TFLite's
-    /// `CalculateActivationRangeQuantized`.
-    #[cfg(feature = "host")]
-    pub fn quantized_range(self, scale: f32, zero_point: i32) -> (i32, i32) {
-        let (lo, hi) = self.range();
-        quantized_clamp(lo, hi, scale, zero_point)
-    }
-
-    /// Applies the activation to a real value.
-    #[inline(always)]
-    pub fn apply_f32(self, x: f32) -> f32 {
-        let (lo, hi) = self.range();
-        x.max(lo).min(hi)
-    }
-}
-
-/// The real clamp `[lo, hi]` (infinite bounds allowed) as an int8 clamp for an output with
-/// `(scale, zero_point)`: bounds rounded half away from zero, then saturated to `-128..=127` (TFLite's
-/// `CalculateActivationRangeQuantized`); never an empty range.
-#[cfg(feature = "host")]
-pub fn quantized_clamp(lo: f32, hi: f32, scale: f32, zero_point: i32) -> (i32, i32) {
-    let q = |x: f32| zero_point + (x / scale).round() as i32;
-    let min = if lo.is_finite() {
-        q(lo).max(-128)
-    } else {
-        -128
-    };
-    let max = if hi.is_finite() { q(hi).min(127) } else { 127 };
-    (min.min(127), max.max(-128))
-}
-
-/// Convolution window parameters stored in the model (shapes come from the operands). Decoded by
-/// `format::graph` (as six `u16` in one loop).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Window {
-    pub stride_h: u16,
-    pub stride_w: u16,
-    pub dilation_h: u16,
-    pub dilation_w: u16,
-    /// Zero rows added above the input (TF SAME puts the odd row below).
-    pub pad_top: u16,
-    /// Zero columns added left of the input.
-    pub pad_left: u16,
 }
 
 /// Everything a convolution-like kernel needs to know about shapes.

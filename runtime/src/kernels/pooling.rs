@@ -92,12 +92,13 @@ pub fn max_pool2d_s8(
     }
 }
 
-#[cfg(all(test, feature = "host"))]
+#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::Activation;
     use crate::kernels::conv2d::tests::{act_range, out_len, quant_act, random_act, Pad};
     use crate::kernels::testutil::{assert_close, dequant, Rng};
-    use crate::kernels::{Activation, Nhwc};
+    use crate::kernels::Nhwc;
     use std::vec;
     use std::vec::Vec;
 

@@ -1,36 +1,8 @@
 //! Int8 -> int8 requantization (TFLite Micro `Quantize` with an int8 input, i.e. `Requantize`).
 
-use crate::quant::Requant;
-
-/// Parameters of an int8 -> int8 rescale from `(input_scale, input_zero_point)` to
-/// `(output_scale, output_zero_point)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct RequantizeParams {
-    pub input_zero_point: i32,
-    pub output_zero_point: i32,
-    /// `input_scale / output_scale` as a fixed-point multiplier.
-    pub requant: Requant,
-}
+use crate::ops::RequantizeParams;
 
 impl RequantizeParams {
-    /// Offline preparation: the factor `input_scale / output_scale` is computed in `f64` and split
-    /// by `QuantizeMultiplier`, as TFLite Micro does.
-    #[cfg(feature = "host")]
-    pub fn prepare(
-        input_scale: f32,
-        input_zero_point: i32,
-        output_scale: f32,
-        output_zero_point: i32,
-    ) -> Self {
-        let factor = input_scale as f64 / output_scale as f64;
-        Self {
-            input_zero_point,
-            output_zero_point,
-            requant: crate::quant::prepare::quantize_multiplier(factor),
-        }
-    }
-
     /// Requantizes one value.
     ///
     /// TFLite: `clamp(MultiplyByQuantizedMultiplier(x - input_zp, m, shift) + output_zp, -128, 127)`.
@@ -51,10 +23,11 @@ pub fn requantize_s8(p: &RequantizeParams, input: &[i8], output: &mut [i8]) {
     }
 }
 
-#[cfg(all(test, feature = "host"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::kernels::testutil::{assert_close, dequant, quant, Rng};
+    use crate::quant::Requant;
     use std::vec;
     use std::vec::Vec;
 

@@ -3,56 +3,15 @@
 //! The output is quantized with scale 1/256 and zero point -128, as TFLite requires.
 
 use super::fixedpoint::{exp_on_negative_values, get_reciprocal, rescale};
+use crate::ops::SoftmaxParams;
 use crate::quant::{
     multiply_by_quantized_multiplier, rounding_divide_by_pot, saturating_rounding_doubling_high_mul,
 };
-use serde::{Deserialize, Serialize};
 
 /// Integer bits of the scaled input differences (Q5.26).
 pub const SCALED_DIFF_INTEGER_BITS: u32 = 5;
 /// Integer bits of the sum of exponentials (Q12.19).
 pub const ACCUMULATION_INTEGER_BITS: u32 = 12;
-
-/// Precomputed parameters of an int8 softmax, as TFLite Micro's `CalculateSoftmaxParams` produces them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct SoftmaxParams {
-    /// Q0.31 mantissa of `beta * input_scale * 2^26`.
-    pub input_multiplier: i32,
-    /// Power of two of that factor (non-negative for any usable beta and scale).
-    pub input_left_shift: i32,
-    /// Input differences from the row maximum below this are treated as `exp = 0`.
-    pub diff_min: i32,
-}
-
-impl SoftmaxParams {
-    /// Mirrors TFLite's `PreprocessSoftmaxScaling(beta, input_scale, 5)` (factor capped at `2^31 - 1`) and
-    /// `diff_min = -CalculateInputRadius(5, input_left_shift)`, all in double.
-    #[cfg(feature = "host")]
-    pub fn prepare(beta: f32, input_scale: f32) -> Self {
-        use crate::quant::prepare::quantize_multiplier;
-        let bits = SCALED_DIFF_INTEGER_BITS as i32;
-        let max_real_multiplier = ((1i64 << 31) - 1) as f64;
-        let real = (beta as f64 * input_scale as f64 * (1i64 << (31 - bits)) as f64)
-            .min(max_real_multiplier);
-        let q = quantize_multiplier(real);
-        Self {
-            input_multiplier: q.multiplier,
-            input_left_shift: q.shift,
-            diff_min: -input_radius(bits, q.shift),
-        }
-    }
-}
-
-/// TFLite `CalculateInputRadius(integer_bits, left_shift, 31)`: the largest input magnitude whose rescaled
-/// value still fits Q`integer_bits`, `floor((2^integer_bits - 1) * 2^(31 - integer_bits) / 2^left_shift)`.
-#[cfg(feature = "host")]
-pub(crate) fn input_radius(integer_bits: i32, left_shift: i32) -> i32 {
-    let max_input_rescaled = ((1i64 << integer_bits) - 1) as f64
-        * (1i64 << (31 - integer_bits)) as f64
-        / 2f64.powi(left_shift);
-    max_input_rescaled.floor() as i32
-}
 
 /// Int8 softmax over `outer` rows of `depth` elements, mirroring TFLite Micro's int8 -> int8 path
 /// (`reference_ops::Softmax<int8_t, int8_t>`). Output scale 1/256, zero point -128.

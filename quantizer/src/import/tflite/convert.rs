@@ -2,16 +2,12 @@
 //! Prepare computes them, weights borrowed from the file.
 
 use anyhow::{anyhow, bail, Context, Result};
-use ferrite_runtime::format::{
-    Binary, ConcatInput, Concatenation, Conv, DType, Dequantize, FullyConnected, Op, Operand, Pad,
-    Pool, Quantize, Reshape, Seq, Shape, Softmax, Unary,
+use ferrite_runtime::format::{Activation, DType, Operand, Seq, Shape, Window};
+use ferrite_runtime::ops::{
+    AddParams, Binary, ConcatInput, Concatenation, Conv, Dequantize, FullyConnected,
+    LogisticParams, MeanParams, MulParams, Op, Pad, Pool, Quantize, Relu, ReluParams,
+    RequantizeParams, Reshape, Softmax, SoftmaxParams, TanhParams, Unary,
 };
-use ferrite_runtime::kernels::activation::{LogisticParams, ReluParams, TanhParams};
-use ferrite_runtime::kernels::elementwise::{AddParams, MulParams};
-use ferrite_runtime::kernels::mean::MeanParams;
-use ferrite_runtime::kernels::requantize::RequantizeParams;
-use ferrite_runtime::kernels::softmax::SoftmaxParams;
-use ferrite_runtime::kernels::{Activation, Window};
 use ferrite_runtime::quant::prepare::quantize_multiplier;
 
 use super::flatbuf::Table;
@@ -896,12 +892,12 @@ impl<'m, 'a> Converter<'m, 'a> {
             bail!("input and output sizes differ");
         }
         let p = ReluParams::prepare(xd.scale, xd.zero_point, yd.scale, yd.zero_point, activation);
-        let u = Unary {
+        self.push(Op::Relu(Relu {
             input: self.operand(x),
             output: self.operand(y),
             quant: Some(p),
-        };
-        self.push(Op::Relu(u, activation));
+            activation,
+        }));
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! f32 element-wise activations.
 
 use super::math::{exp_f32, tanh_scalar_f32};
-use crate::kernels::Activation;
+use crate::format::Activation;
 
 /// `output[i] = 1 / (1 + e^-input[i])`. Slices have equal lengths.
 pub fn logistic_f32(input: &[f32], output: &mut [f32]) {

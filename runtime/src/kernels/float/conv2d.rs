@@ -1,6 +1,7 @@
 //! f32 2-D convolution.
 
-use crate::kernels::{Activation, ConvGeometry, LeF32};
+use crate::format::Activation;
+use crate::kernels::{ConvGeometry, LeF32};
 
 /// 2-D convolution over an NHWC `input` with an OHWI `filter` (`[out_c, kernel_h, kernel_w, in_c]`).
 ///

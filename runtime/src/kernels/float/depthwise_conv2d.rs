@@ -1,6 +1,7 @@
 //! f32 depthwise 2-D convolution.
 
-use crate::kernels::{Activation, ConvGeometry, LeF32};
+use crate::format::Activation;
+use crate::kernels::{ConvGeometry, LeF32};
 
 /// Depthwise 2-D convolution: each input channel `ic` is convolved with `depth_multiplier` filters of
 /// its own, giving output channels `oc = ic * depth_multiplier + m`.

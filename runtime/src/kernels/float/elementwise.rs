@@ -1,6 +1,7 @@
 //! f32 element-wise binary operators with broadcasting.
 
-use crate::kernels::{Activation, Nhwc};
+use crate::format::Activation;
+use crate::kernels::Nhwc;
 
 /// Flat index into `shape` of output coordinate `(n, y, x, c)`, reading dimensions of size 1 at 0.
 #[inline(always)]

@@ -1,6 +1,7 @@
 //! f32 fully connected layer.
 
-use crate::kernels::{Activation, LeF32};
+use crate::format::Activation;
+use crate::kernels::LeF32;
 
 /// `output[b][o] = act(bias[o] + sum_i input[b][i] * filter[o][i])`.
 ///

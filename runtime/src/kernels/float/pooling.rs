@@ -1,6 +1,7 @@
 //! f32 average and max pooling.
 
-use crate::kernels::{Activation, ConvGeometry};
+use crate::format::Activation;
+use crate::kernels::ConvGeometry;
 
 /// Calls `f` with every input value of the pooling window of output `(n, oy, ox, c)`, the window
 /// clipped to the input (padding taps are skipped, not read as zero).

@@ -2,7 +2,8 @@
 
 use std::vec::Vec;
 
-use crate::kernels::{Activation, ConvGeometry, Nhwc};
+use crate::format::Activation;
+use crate::kernels::{ConvGeometry, Nhwc};
 
 pub use crate::kernels::testutil::Rng;
 

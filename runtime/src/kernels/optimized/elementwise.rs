@@ -3,7 +3,7 @@
 //! an add and the output rescaling.
 
 use super::{ChannelQuant, RightShiftQuant};
-use crate::kernels::elementwise::AddParams;
+use crate::ops::AddParams;
 
 /// Same result as [`crate::kernels::elementwise::add_s8`] when `a`, `b` and `out` have one shape.
 /// Not inlined: its 2 KiB of tables must only be on the stack while an Add runs.

@@ -24,9 +24,10 @@ pub mod dsp;
 pub mod elementwise;
 pub mod pooling;
 
-use super::elementwise::{self as reference_elementwise, AddParams};
+use super::elementwise as reference_elementwise;
 use super::{conv2d as reference_conv, depthwise_conv2d as reference_dw};
 use super::{ConvGeometry, LeI32, Nhwc, OutputQuant};
+use crate::ops::AddParams;
 use core::ops::Range;
 
 /// Which kernel runs a convolution.

@@ -1,0 +1,94 @@
+//! ADD: element-wise sum with broadcasting and a fused activation (TFLite Micro `add.cc` arithmetic).
+
+use serde::{Deserialize, Serialize};
+
+use super::Binary;
+use crate::kernels;
+use crate::quant::Requant;
+use crate::validate::{clamp_range, Check};
+use crate::Error;
+
+/// Precomputed quantization of an int8 Add, as TFLite Micro's `CalculateOpDataAdd` produces it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct AddParams {
+    /// `-input1_zero_point`.
+    pub input1_offset: i32,
+    /// `-input2_zero_point`.
+    pub input2_offset: i32,
+    /// `output_zero_point`.
+    pub output_offset: i32,
+    /// Headroom given to the inputs before rescaling (20 for int8 outputs).
+    pub left_shift: i32,
+    /// `input1_scale / (2 * max_input_scale)`.
+    pub input1: Requant,
+    /// `input2_scale / (2 * max_input_scale)`.
+    pub input2: Requant,
+    /// `2 * max_input_scale / (2^left_shift * output_scale)`.
+    pub output: Requant,
+    /// Fused activation clamp in the output's integer domain.
+    pub act_min: i32,
+    pub act_max: i32,
+}
+
+/// TFLite's int8 Add input headroom (`left_shift = 20` for int8 outputs).
+pub const ADD_LEFT_SHIFT: i32 = 20;
+
+impl AddParams {
+    /// Mirrors TFLite Micro `CalculateOpDataAdd` for int8 (scales widened to `f64` as TFLite does).
+    /// `act_min..=act_max` is the fused activation range already quantized with the output scale.
+    #[cfg(any(feature = "host", test))]
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare(
+        input1_scale: f32,
+        input1_zero_point: i32,
+        input2_scale: f32,
+        input2_zero_point: i32,
+        output_scale: f32,
+        output_zero_point: i32,
+        act_min: i32,
+        act_max: i32,
+    ) -> Self {
+        use crate::quant::prepare::quantize_multiplier;
+        let twice_max_input_scale = 2.0 * input1_scale.max(input2_scale) as f64;
+        let real_input1 = input1_scale as f64 / twice_max_input_scale;
+        let real_input2 = input2_scale as f64 / twice_max_input_scale;
+        let real_output =
+            twice_max_input_scale / ((1i64 << ADD_LEFT_SHIFT) as f64 * output_scale as f64);
+        Self {
+            input1_offset: -input1_zero_point,
+            input2_offset: -input2_zero_point,
+            output_offset: output_zero_point,
+            left_shift: ADD_LEFT_SHIFT,
+            input1: quantize_multiplier(real_input1),
+            input2: quantize_multiplier(real_input2),
+            output: quantize_multiplier(real_output),
+            act_min,
+            act_max,
+        }
+    }
+}
+
+pub(crate) fn validate(b: &Binary<AddParams>, check: &Check<'_, '_, '_>) -> Result<(), Error> {
+    check.binary(&b.a, &b.b, &b.output, b.quant.is_some())?;
+    let Some(p) = &b.quant else { return Ok(()) };
+    let ok = p.input1_offset == -b.a.zero_point
+        && p.input2_offset == -b.b.zero_point
+        && p.output_offset == b.output.zero_point
+        && (0..=24).contains(&p.left_shift)
+        && [p.input1, p.input2, p.output].iter().all(Requant::is_valid);
+    if !ok {
+        return check.bad("add parameters inconsistent with its operands");
+    }
+    clamp_range(p.act_min, p.act_max).map_err(|r| check.fail(r))
+}
+
+pub(crate) fn run(b: &Binary<AddParams>, arena: &mut [u8]) -> Result<(), Error> {
+    super::run_binary(
+        b,
+        arena,
+        kernels::optimized::add_s8,
+        #[cfg(feature = "float")]
+        kernels::float::add_f32,
+    )
+}

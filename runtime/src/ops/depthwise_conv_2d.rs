@@ -1,0 +1,26 @@
+//! DEPTHWISE_CONV_2D: each input channel convolved with its own `depth_multiplier` filters (wire
+//! struct [`Conv`], shared with CONV_2D).
+
+use super::conv_2d::{run_conv, validate_conv, Conv};
+use crate::kernels;
+use crate::validate::Check;
+use crate::Error;
+
+pub(crate) fn validate(c: &Conv<'_>, check: &Check<'_, '_, '_>) -> Result<(), Error> {
+    validate_conv(c, check, true)
+}
+
+pub(crate) fn run(c: &Conv<'_>, arena: &mut [u8]) -> Result<(), Error> {
+    let dm = c.depth_multiplier as usize;
+    run_conv(
+        c,
+        arena,
+        |g, q, x, filter, bias, out| {
+            kernels::optimized::depthwise_conv2d_s8(g, dm, q, x, filter, bias, out)
+        },
+        #[cfg(feature = "float")]
+        |g, act, x, filter, bias, out| {
+            kernels::float::depthwise_conv2d_f32(g, dm, act, x, filter, bias, out)
+        },
+    )
+}

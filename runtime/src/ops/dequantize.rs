@@ -1,0 +1,44 @@
+//! DEQUANTIZE: int8 -> f32 with the input's scale (needs the `float` feature to run).
+
+use serde::{Deserialize, Serialize};
+
+use crate::format::{DType, Operand};
+use crate::interpreter::Views;
+use crate::kernels;
+use crate::validate::Check;
+use crate::Error;
+
+/// Dequantize: int8 -> f32 with the input's `scale`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dequantize {
+    pub input: Operand,
+    pub output: Operand,
+    pub scale: f32,
+}
+
+super::operand_fields!(Dequantize: input => output);
+
+pub(crate) fn validate(d: &Dequantize, check: &Check<'_, '_, '_>) -> Result<(), Error> {
+    let tin = check.tensor(&d.input)?;
+    if d.input.dtype != DType::I8 || d.output.dtype != DType::F32 || d.scale != tin.scale {
+        return check.bad("dequantize needs int8 -> f32 with the input's scale");
+    }
+    if d.input.shape.elements() != d.output.shape.elements() {
+        return check.bad("dequantize changes the element count");
+    }
+    Ok(())
+}
+
+#[cfg(feature = "float")]
+pub(crate) fn run(d: &Dequantize, arena: &mut [u8]) -> Result<(), Error> {
+    let mut v = Views::new(arena, &d.output)?;
+    let x = v.i8(&d.input)?;
+    kernels::float::dequantize_s8_to_f32(d.scale, d.input.zero_point, x, v.out_f32()?);
+    Ok(())
+}
+
+/// Without `float` a model with f32 tensors does not load, so no Dequantize reaches `run`.
+#[cfg(not(feature = "float"))]
+pub(crate) fn run(_: &Dequantize, _: &mut [u8]) -> Result<(), Error> {
+    Err(crate::interpreter::CORRUPT)
+}

@@ -1,0 +1,108 @@
+//! FULLY_CONNECTED: `output[b, o] = sum_i input[b, i] * filter[o, i] + bias[o]`, with a fused activation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::format::{Activation, DType, Operand};
+#[cfg(feature = "float")]
+use crate::interpreter::le_f32;
+use crate::interpreter::{le_i32, output_quant, Views, CORRUPT};
+use crate::kernels;
+use crate::validate::{clamp_range, Check, Kind};
+use crate::Error;
+
+/// FullyConnected: the input flattened to `[batches, in_features]` with
+/// `in_features = filter.len() / out_features`. Arrays as in [`super::Conv`], filter `[out, in]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FullyConnected<'a> {
+    pub input: Operand,
+    pub output: Operand,
+    pub activation: Activation,
+    pub act_min: i32,
+    pub act_max: i32,
+    pub filter: &'a [u8],
+    pub bias: &'a [u8],
+    pub multiplier: &'a [u8],
+    pub shift: &'a [u8],
+}
+
+super::operand_fields!(FullyConnected<'_>: input => output);
+
+pub(crate) fn validate(f: &FullyConnected<'_>, check: &Check<'_, '_, '_>) -> Result<(), Error> {
+    let kind = check.kind(&f.input, &f.output)?;
+    let out_features = f.output.shape.last();
+    let out_elems = f.output.shape.elements().unwrap_or(0);
+    let in_elems = f.input.shape.elements().unwrap_or(0);
+    let filter_elems = f.filter.len() / if kind == Kind::Int8 { 1 } else { 4 };
+    if out_features == 0
+        || !filter_elems.is_multiple_of(out_features)
+        || !out_elems.is_multiple_of(out_features)
+    {
+        return check.bad("filter size is not a multiple of the output features");
+    }
+    let in_features = filter_elems / out_features;
+    let batches = out_elems / out_features;
+    if in_features == 0 || batches.checked_mul(in_features) != Some(in_elems) {
+        return check.bad("input size is not batches x filter input features");
+    }
+    check.weights(
+        kind,
+        f.filter,
+        f.bias,
+        f.multiplier,
+        f.shift,
+        filter_elems,
+        in_features,
+        out_features,
+    )?;
+    if kind == Kind::Int8 {
+        clamp_range(f.act_min, f.act_max).map_err(|r| check.fail(r))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn run(f: &FullyConnected<'_>, arena: &mut [u8]) -> Result<(), Error> {
+    let mut v = Views::new(arena, &f.output)?;
+    let out_features = f.output.shape.last();
+    let batches = f.output.shape.elements().ok_or(CORRUPT)? / out_features;
+    let elem = f.input.dtype.size();
+    let in_features = f.filter.len() / elem / out_features;
+    match f.input.dtype {
+        DType::I8 => {
+            let q = output_quant(
+                &f.input,
+                &f.output,
+                f.act_min,
+                f.act_max,
+                f.multiplier,
+                f.shift,
+            )?;
+            let input = v.i8(&f.input)?;
+            kernels::fully_connected::fully_connected_s8(
+                batches,
+                in_features,
+                out_features,
+                &q,
+                input,
+                bytemuck::cast_slice(f.filter),
+                le_i32(f.bias)?,
+                v.out_i8(),
+            );
+        }
+        #[cfg(feature = "float")]
+        DType::F32 => {
+            let input = v.f32(&f.input)?;
+            kernels::float::fully_connected_f32(
+                batches,
+                in_features,
+                out_features,
+                f.activation,
+                input,
+                le_f32(f.filter)?,
+                le_f32(f.bias)?,
+                v.out_f32()?,
+            );
+        }
+        _ => return Err(CORRUPT),
+    }
+    Ok(())
+}

@@ -1,0 +1,370 @@
+//! Operators, one module each: its wire struct (what the file stores), its load-time checks
+//! (`validate`), its execution (`run`, calling the plain kernel functions of `kernels/`) and its
+//! operands. The table below lists every operator once; the `Op` enum, the file's tags, the names,
+//! the Cargo features, decoding and dispatch are generated from it, and every `match` over `Op` is
+//! exhaustive, so an operator missing a piece does not compile.
+//!
+//! Adding an operator: a row at the end of the table (tags are append-only, see `runtime/FORMAT.md`),
+//! its module here, its feature in `Cargo.toml`, its kernel in `kernels/`.
+// Without every operator, some modules' functions are unused (their arms are compiled out).
+#![cfg_attr(not(feature = "all-ops"), allow(unused))]
+
+use core::marker::PhantomData;
+use serde::de::{self, Deserializer, EnumAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+use crate::format::{Activation, Operand};
+use crate::interpreter::Views;
+use crate::kernels::Nhwc;
+use crate::validate::Check;
+use crate::Error;
+
+pub mod add;
+pub mod average_pool_2d;
+pub mod concatenation;
+pub mod conv_2d;
+pub mod depthwise_conv_2d;
+pub mod dequantize;
+pub mod fully_connected;
+pub mod logistic;
+pub mod max_pool_2d;
+pub mod mean;
+pub mod mul;
+pub mod pad;
+pub mod quantize;
+pub mod relu;
+pub mod reshape;
+pub mod softmax;
+pub mod tanh;
+
+pub use add::AddParams;
+pub use average_pool_2d::Pool;
+pub use concatenation::{ConcatInput, Concatenation};
+pub use conv_2d::Conv;
+pub use dequantize::Dequantize;
+pub use fully_connected::FullyConnected;
+pub use logistic::LogisticParams;
+pub use mean::MeanParams;
+pub use mul::MulParams;
+pub use pad::Pad;
+pub use quantize::{Quantize, RequantizeParams};
+pub use relu::{Relu, ReluParams};
+pub use reshape::Reshape;
+pub use softmax::{Softmax, SoftmaxParams};
+pub use tanh::TanhParams;
+
+/// An element-wise binary operator with broadcasting (Add, Mul); `quant` is present for int8,
+/// absent for f32.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Binary<P> {
+    pub a: Operand,
+    pub b: Operand,
+    pub output: Operand,
+    pub activation: Activation,
+    pub quant: Option<P>,
+}
+
+/// An element-wise unary operator (Mean, Logistic, Tanh); `quant` is present for int8, absent for f32.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Unary<P> {
+    pub input: Operand,
+    pub output: Operand,
+    pub quant: Option<P>,
+}
+
+/// Runs an element-wise binary operator with the int8 kernel (parameters present) or the f32 one.
+pub(crate) fn run_binary<P>(
+    b: &Binary<P>,
+    arena: &mut [u8],
+    int8: impl FnOnce(&P, Nhwc, &[i8], Nhwc, &[i8], Nhwc, &mut [i8]),
+    #[cfg(feature = "float")] float: impl FnOnce(
+        Activation,
+        Nhwc,
+        &[f32],
+        Nhwc,
+        &[f32],
+        Nhwc,
+        &mut [f32],
+    ),
+) -> Result<(), Error> {
+    let mut v = Views::new(arena, &b.output)?;
+    let (sa, sb, so) = (b.a.shape.nhwc(), b.b.shape.nhwc(), b.output.shape.nhwc());
+    match &b.quant {
+        Some(p) => int8(p, sa, v.i8(&b.a)?, sb, v.i8(&b.b)?, so, v.out_i8()),
+        #[cfg(feature = "float")]
+        None => float(
+            b.activation,
+            sa,
+            v.f32(&b.a)?,
+            sb,
+            v.f32(&b.b)?,
+            so,
+            v.out_f32()?,
+        ),
+        #[cfg(not(feature = "float"))]
+        None => return Err(crate::interpreter::CORRUPT),
+    }
+    Ok(())
+}
+
+/// Runs an element-wise unary operator with the int8 kernel (parameters present) or the f32 one.
+pub(crate) fn run_unary<P>(
+    input: &Operand,
+    output: &Operand,
+    quant: Option<&P>,
+    arena: &mut [u8],
+    int8: impl FnOnce(&P, &[i8], &mut [i8]),
+    #[cfg(feature = "float")] float: impl FnOnce(&[f32], &mut [f32]),
+) -> Result<(), Error> {
+    let mut v = Views::new(arena, output)?;
+    match quant {
+        Some(p) => int8(p, v.i8(input)?, v.out_i8()),
+        #[cfg(feature = "float")]
+        None => float(v.f32(input)?, v.out_f32()?),
+        #[cfg(not(feature = "float"))]
+        None => return Err(crate::interpreter::CORRUPT),
+    }
+    Ok(())
+}
+
+/// The tensors an operator reads and the one it writes.
+pub trait Operands {
+    /// Calls `f` on each input operand in order, stopping at the first error.
+    fn inputs(&self, f: &mut dyn FnMut(&Operand) -> Result<(), Error>) -> Result<(), Error>;
+    /// The output operand.
+    fn output(&self) -> &Operand;
+    /// Calls `f` on every operand, with `true` for the output (host: the model builder places them).
+    #[cfg(any(feature = "host", test))]
+    fn operands_mut(&mut self, f: &mut dyn FnMut(&mut Operand, bool));
+}
+
+/// Implements [`Operands`] for wire structs whose operands are plain fields.
+macro_rules! operand_fields {
+    ($ty:ty: $($input:ident),+ => $output:ident) => {
+        impl $crate::ops::Operands for $ty {
+            fn inputs(
+                &self,
+                f: &mut dyn FnMut(&$crate::format::Operand) -> Result<(), $crate::Error>,
+            ) -> Result<(), $crate::Error> {
+                $(f(&self.$input)?;)+
+                Ok(())
+            }
+            fn output(&self) -> &$crate::format::Operand {
+                &self.$output
+            }
+            #[cfg(any(feature = "host", test))]
+            fn operands_mut(&mut self, f: &mut dyn FnMut(&mut $crate::format::Operand, bool)) {
+                $(f(&mut self.$input, false);)+
+                f(&mut self.$output, true);
+            }
+        }
+    };
+}
+pub(crate) use operand_fields;
+
+operand_fields!(Binary<AddParams>: a, b => output);
+operand_fields!(Binary<MulParams>: a, b => output);
+operand_fields!(Unary<MeanParams>: input => output);
+operand_fields!(Unary<LogisticParams>: input => output);
+operand_fields!(Unary<TanhParams>: input => output);
+
+/// What the table says of each operator kind, by tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OperatorInfo {
+    /// The name, as TFLite spells it.
+    pub name: &'static str,
+    /// The runtime's Cargo feature that builds it in: the name in lower case, `_` as `-`.
+    pub feature: &'static str,
+    /// Whether this build has that feature.
+    pub built: bool,
+}
+
+/// The operator table: `tag variant(wire struct) module "NAME" "feature";`, in tag order.
+macro_rules! operators {
+    ($($(#[$doc:meta])* $tag:literal $variant:ident($payload:ty) $module:ident $name:literal $feature:literal;)*) => {
+        /// One operator with all its parameters. Operand dtypes select the int8 or f32 kernel.
+        ///
+        /// The variants' order is the file's tags ([`OPERATORS`]).
+        #[derive(Clone, Debug, Serialize)]
+        pub enum Op<'a> {
+            $($(#[$doc])* $variant($payload),)*
+        }
+
+        /// Each operator kind, indexed by its tag in the file.
+        pub const OPERATORS: [OperatorInfo; [$($tag),*].len()] = [
+            $(OperatorInfo { name: $name, feature: $feature, built: cfg!(feature = $feature) },)*
+        ];
+
+        // Tags are the table's positions: contiguous from 0, in order.
+        const _: () = {
+            let mut next = 0;
+            $(assert!($tag == next); next += 1;)*
+            let _ = next;
+        };
+
+        const VARIANTS: &[&str] = &[$(stringify!($variant)),*];
+
+        impl Op<'_> {
+            /// The operator's tag in the file: its index in [`OPERATORS`].
+            pub fn tag(&self) -> usize {
+                match self {
+                    $(Op::$variant(_) => $tag,)*
+                }
+            }
+
+            fn operands(&self) -> &dyn Operands {
+                match self {
+                    $(Op::$variant(x) => x,)*
+                }
+            }
+
+            #[cfg(any(feature = "host", test))]
+            fn operands_dyn_mut(&mut self) -> &mut dyn Operands {
+                match self {
+                    $(Op::$variant(x) => x,)*
+                }
+            }
+
+            /// The operator-specific load-time checks (operands were checked against the tensor table).
+            pub(crate) fn validate(&self, check: &Check<'_, '_, '_>) -> Result<(), Error> {
+                match self {
+                    $(Op::$variant(x) => {
+                        #[cfg(feature = $feature)]
+                        return $module::validate(x, check);
+                        #[cfg(not(feature = $feature))]
+                        return { let _ = x; Err(check.not_built(self)) };
+                    })*
+                }
+            }
+
+            /// Runs the operator on the arena. Not inlined: the kernels' stack buffers stay out of
+            /// the caller's frame, whichever operators are built.
+            #[inline(never)]
+            pub(crate) fn run(&self, arena: &mut [u8]) -> Result<(), Error> {
+                match self {
+                    $(Op::$variant(x) => {
+                        #[cfg(feature = $feature)]
+                        return $module::run(x, arena);
+                        #[cfg(not(feature = $feature))]
+                        return { let _ = (x, arena); Err(crate::interpreter::CORRUPT) };
+                    })*
+                }
+            }
+        }
+
+        // Decodes an operator as serde's derive would, but only the kinds this runtime was built
+        // with, so a build without some operators leaves their parameters' decoding out.
+        // Not inlined into each caller of the operator list's iterator: one copy.
+        #[inline(never)]
+        fn decode<'de: 'a, 'a, A: EnumAccess<'de>>(data: A) -> Result<Op<'a>, A::Error> {
+            #[allow(unused_imports)]
+            use serde::de::VariantAccess;
+            let (tag, v): (u32, _) = data.variant()?;
+            match tag {
+                $(
+                    #[cfg(feature = $feature)]
+                    $tag => v.newtype_variant().map(Op::$variant),
+                )*
+                _ => {
+                    let _ = v;
+                    Err(de::Error::invalid_value(de::Unexpected::Unsigned(tag.into()), &OpVisitor(PhantomData)))
+                }
+            }
+        }
+    };
+}
+
+operators! {
+    0 Conv2d(Conv<'a>) conv_2d "CONV_2D" "conv-2d";
+    1 DepthwiseConv2d(Conv<'a>) depthwise_conv_2d "DEPTHWISE_CONV_2D" "depthwise-conv-2d";
+    2 FullyConnected(FullyConnected<'a>) fully_connected "FULLY_CONNECTED" "fully-connected";
+    3 Add(Binary<AddParams>) add "ADD" "add";
+    4 Mul(Binary<MulParams>) mul "MUL" "mul";
+    5 AveragePool2d(Pool) average_pool_2d "AVERAGE_POOL_2D" "average-pool-2d";
+    6 MaxPool2d(Pool) max_pool_2d "MAX_POOL_2D" "max-pool-2d";
+    /// Mean over H and W of an NHWC tensor.
+    7 Mean(Unary<MeanParams>) mean "MEAN" "mean";
+    8 Softmax(Softmax) softmax "SOFTMAX" "softmax";
+    9 Logistic(Unary<LogisticParams>) logistic "LOGISTIC" "logistic";
+    10 Tanh(Unary<TanhParams>) tanh "TANH" "tanh";
+    /// Standalone ReLU, ReLU6 or ReLU-1..1.
+    11 Relu(Relu) relu "RELU" "relu";
+    12 Reshape(Reshape) reshape "RESHAPE" "reshape";
+    13 Concatenation(Concatenation<'a>) concatenation "CONCATENATION" "concatenation";
+    14 Pad(Pad) pad "PAD" "pad";
+    15 Quantize(Quantize) quantize "QUANTIZE" "quantize";
+    16 Dequantize(Dequantize) dequantize "DEQUANTIZE" "dequantize";
+}
+
+impl Op<'_> {
+    /// The operator's name, as TFLite spells it.
+    pub fn name(&self) -> &'static str {
+        OPERATORS[self.tag()].name
+    }
+
+    /// The runtime's Cargo feature that builds this operator in.
+    pub fn feature(&self) -> &'static str {
+        OPERATORS[self.tag()].feature
+    }
+
+    /// Whether this runtime was built with the operator's feature.
+    pub fn is_built(&self) -> bool {
+        OPERATORS[self.tag()].built
+    }
+
+    /// Calls `f` on each input operand in order, stopping at the first error.
+    pub fn inputs(&self, mut f: impl FnMut(&Operand) -> Result<(), Error>) -> Result<(), Error> {
+        self.operands().inputs(&mut f)
+    }
+
+    /// The output operand.
+    pub fn output(&self) -> &Operand {
+        self.operands().output()
+    }
+
+    /// Calls `f` on every operand, with `true` for the output.
+    #[cfg(any(feature = "host", test))]
+    pub fn operands_mut(&mut self, mut f: impl FnMut(&mut Operand, bool)) {
+        self.operands_dyn_mut().operands_mut(&mut f)
+    }
+}
+
+/// Why the operator whose encoding starts `encoded` cannot be decoded by this runtime, when its tag
+/// is the reason: a kind built out ([`Error::OperatorNotBuilt`]) or one newer than this runtime
+/// ([`Error::UnknownOperator`]).
+pub(crate) fn undecodable(step: u16, encoded: &[u8]) -> Option<Error> {
+    let (tag, _) = postcard::take_from_bytes::<u32>(encoded).ok()?;
+    match OPERATORS.get(tag as usize) {
+        Some(info) if !info.built => Some(Error::OperatorNotBuilt {
+            op: step,
+            name: info.name,
+            feature: info.feature,
+        }),
+        Some(_) => None,
+        None => Some(Error::UnknownOperator {
+            op: step,
+            tag,
+            known: OPERATORS.len() as u32,
+        }),
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Op<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_enum("Op", VARIANTS, OpVisitor(PhantomData))
+    }
+}
+
+struct OpVisitor<'a>(PhantomData<Op<'a>>);
+
+impl<'de: 'a, 'a> Visitor<'de> for OpVisitor<'a> {
+    type Value = Op<'a>;
+
+    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("an operator built into this runtime")
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Op<'a>, A::Error> {
+        decode(data)
+    }
+}

@@ -1,0 +1,86 @@
+//! QUANTIZE: f32 -> int8, or int8 -> int8 requantization to another scale and zero point.
+
+use serde::{Deserialize, Serialize};
+
+use crate::format::{DType, Operand};
+use crate::interpreter::{Views, CORRUPT};
+use crate::kernels;
+use crate::quant::Requant;
+use crate::validate::Check;
+use crate::Error;
+
+/// Quantize: f32 -> int8 with the output's `scale`, or int8 -> int8 requantization (`requant`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Quantize {
+    pub input: Operand,
+    pub output: Operand,
+    pub scale: f32,
+    pub requant: Option<RequantizeParams>,
+}
+
+super::operand_fields!(Quantize: input => output);
+
+/// Parameters of an int8 -> int8 rescale from `(input_scale, input_zero_point)` to
+/// `(output_scale, output_zero_point)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RequantizeParams {
+    pub input_zero_point: i32,
+    pub output_zero_point: i32,
+    /// `input_scale / output_scale` as a fixed-point multiplier.
+    pub requant: Requant,
+}
+
+impl RequantizeParams {
+    /// Offline preparation: the factor `input_scale / output_scale` is computed in `f64` and split
+    /// by `QuantizeMultiplier`, as TFLite Micro does.
+    #[cfg(any(feature = "host", test))]
+    pub fn prepare(
+        input_scale: f32,
+        input_zero_point: i32,
+        output_scale: f32,
+        output_zero_point: i32,
+    ) -> Self {
+        let factor = input_scale as f64 / output_scale as f64;
+        Self {
+            input_zero_point,
+            output_zero_point,
+            requant: crate::quant::prepare::quantize_multiplier(factor),
+        }
+    }
+}
+
+pub(crate) fn validate(q: &Quantize, check: &Check<'_, '_, '_>) -> Result<(), Error> {
+    let (tin, tout) = (check.tensor(&q.input)?, check.tensor(&q.output)?);
+    if q.input.shape.elements() != q.output.shape.elements() || q.output.dtype != DType::I8 {
+        return check.bad("quantize needs equal sizes and an int8 output");
+    }
+    match (q.input.dtype, &q.requant) {
+        (DType::F32, None) if q.scale == tout.scale => Ok(()),
+        (DType::I8, Some(r))
+            if r.requant.is_valid()
+                && r.input_zero_point == tin.zero_point
+                && r.output_zero_point == tout.zero_point =>
+        {
+            Ok(())
+        }
+        _ => check.bad("quantize parameters inconsistent with its operands"),
+    }
+}
+
+pub(crate) fn run(q: &Quantize, arena: &mut [u8]) -> Result<(), Error> {
+    let mut v = Views::new(arena, &q.output)?;
+    match (&q.requant, q.input.dtype) {
+        (Some(r), DType::I8) => {
+            let x = v.i8(&q.input)?;
+            kernels::requantize::requantize_s8(r, x, v.out_i8());
+        }
+        #[cfg(feature = "float")]
+        (None, DType::F32) => {
+            let x = v.f32(&q.input)?;
+            kernels::float::quantize_f32_to_s8(q.scale, q.output.zero_point, x, v.out_i8());
+        }
+        _ => return Err(CORRUPT),
+    }
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! RELU, RELU6 and RELU_N1_TO_1 as standalone operators (TFLite Micro int8 arithmetic).
+
+use serde::{Deserialize, Serialize};
+
+use crate::format::{Activation, Operand};
+use crate::kernels;
+use crate::quant::Requant;
+use crate::validate::{clamp_range, Check};
+use crate::Error;
+
+/// A standalone ReLU-family activation; `quant` is present for int8, absent for f32.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Relu {
+    pub input: Operand,
+    pub output: Operand,
+    pub quant: Option<ReluParams>,
+    /// Which clamp: `Relu`, `Relu6` or `ReluN1To1` (the int8 form is in `quant`).
+    pub activation: Activation,
+}
+
+super::operand_fields!(Relu: input => output);
+
+/// Precomputed parameters of a standalone int8 ReLU-family activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ReluParams {
+    pub input_zero_point: i32,
+    pub output_zero_point: i32,
+    /// `input_scale / output_scale`.
+    pub requant: Requant,
+    /// Clamp in the output's integer domain.
+    pub act_min: i32,
+    pub act_max: i32,
+}
+
+impl ReluParams {
+    /// Mirrors TFLite Micro's int8 preparation for the activation:
+    ///
+    /// - `Relu`: `CalculateReluOpData` — `input_scale / output_scale` in double, clamp
+    ///   `[max(-128, zp_out + roundf(0 / s_out)), 127]`.
+    /// - `Relu6`: `Relu6Prepare` — no requantization at all (TFLite Micro assumes equal input and output
+    ///   quantization and ignores the output's): an exact identity factor, `output_zero_point` set to the
+    ///   input zero point, and the clamp `[zp_in, clamp(round(6 / s_in) + zp_in)]` in the input domain.
+    /// - `ReluN1To1` (no TFLite Micro kernel): the `Relu` form with bounds `-1` and `1`.
+    /// - `None`: the `Relu` form without a clamp (a plain requantization).
+    #[cfg(any(feature = "host", test))]
+    pub fn prepare(
+        input_scale: f32,
+        input_zero_point: i32,
+        output_scale: f32,
+        output_zero_point: i32,
+        activation: Activation,
+    ) -> Self {
+        use crate::quant::prepare::quantize_multiplier;
+        // roundf(value / scale) + zero_point in float, as TFLite's bounds are computed.
+        let quantize =
+            |value: f32, scale: f32, zero_point: i32| zero_point + (value / scale).round() as i32;
+        if activation == Activation::Relu6 {
+            return Self {
+                input_zero_point,
+                output_zero_point: input_zero_point,
+                // 2^30 * 2^(1 - 31) = 1: multiply_by_quantized_multiplier returns x exactly.
+                requant: Requant {
+                    multiplier: 1 << 30,
+                    shift: 1,
+                },
+                act_min: input_zero_point,
+                act_max: quantize(6.0, input_scale, input_zero_point).clamp(-128, 127),
+            };
+        }
+        let (act_min, act_max) = match activation {
+            Activation::Relu => (
+                quantize(0.0, output_scale, output_zero_point).max(-128),
+                127,
+            ),
+            Activation::ReluN1To1 => (
+                quantize(-1.0, output_scale, output_zero_point).max(-128),
+                quantize(1.0, output_scale, output_zero_point).min(127),
+            ),
+            _ => (-128, 127),
+        };
+        Self {
+            input_zero_point,
+            output_zero_point,
+            requant: quantize_multiplier(input_scale as f64 / output_scale as f64),
+            act_min,
+            act_max,
+        }
+    }
+}
+
+pub(crate) fn validate(u: &Relu, check: &Check<'_, '_, '_>) -> Result<(), Error> {
+    check.unary(&u.input, &u.output, u.quant.is_some())?;
+    let Some(p) = &u.quant else { return Ok(()) };
+    // TFLite Micro's int8 ReLU6 clamps in the input's domain and ignores the output's
+    // quantization; `ReluParams::prepare` expresses that as an exact identity carrying the
+    // input zero point, which is valid whatever the output's zero point.
+    let relu6_identity = u.activation == Activation::Relu6
+        && p.output_zero_point == p.input_zero_point
+        && p.requant
+            == (Requant {
+                multiplier: 1 << 30,
+                shift: 1,
+            });
+    if p.input_zero_point != u.input.zero_point
+        || (p.output_zero_point != u.output.zero_point && !relu6_identity)
+        || !p.requant.is_valid()
+    {
+        return check.bad("relu parameters inconsistent with its operands");
+    }
+    clamp_range(p.act_min, p.act_max).map_err(|r| check.fail(r))
+}
+
+pub(crate) fn run(u: &Relu, arena: &mut [u8]) -> Result<(), Error> {
+    super::run_unary(
+        &u.input,
+        &u.output,
+        u.quant.as_ref(),
+        arena,
+        kernels::activation::relu_s8,
+        #[cfg(feature = "float")]
+        |x, out| kernels::float::relu_f32(u.activation, x, out),
+    )
+}

@@ -1,0 +1,61 @@
+//! TANH with gemmlowp fixed point (TFLite Micro int8 arithmetic: output scale 1/128, zero point 0).
+
+use serde::{Deserialize, Serialize};
+
+use super::Unary;
+use crate::kernels;
+use crate::validate::Check;
+use crate::Error;
+
+/// Precomputed parameters of an int8 Tanh (TFLite Micro `tanh.cc` `CalculateArithmeticOpData`).
+/// Output scale 1/128, zero point 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TanhParams {
+    pub input_zero_point: i32,
+    /// Inputs (minus zero point) at or beyond +-radius saturate the output.
+    pub input_range_radius: i32,
+    /// Q0.31 mantissa of `input_scale * 2^27`, from `frexp`.
+    pub input_multiplier: i32,
+    /// `frexp` exponent of that factor (a left shift when positive).
+    pub input_left_shift: i32,
+}
+
+impl TanhParams {
+    /// Mirrors TFLite Micro's int8 Tanh Prepare from the input scale and zero point.
+    #[cfg(any(feature = "host", test))]
+    pub fn prepare(input_scale: f32, input_zero_point: i32) -> Self {
+        let (input_multiplier, input_left_shift, input_range_radius) =
+            super::logistic::prepare_q4_input(input_scale);
+        Self {
+            input_zero_point,
+            input_range_radius,
+            input_multiplier,
+            input_left_shift,
+        }
+    }
+}
+
+pub(crate) fn validate(u: &Unary<TanhParams>, check: &Check<'_, '_, '_>) -> Result<(), Error> {
+    let p = u.quant.map(|p| {
+        [
+            p.input_zero_point,
+            p.input_range_radius,
+            p.input_multiplier,
+            p.input_left_shift,
+        ]
+    });
+    check.sigmoid(&u.input, &u.output, p, (0, 1.0 / 128.0))
+}
+
+pub(crate) fn run(u: &Unary<TanhParams>, arena: &mut [u8]) -> Result<(), Error> {
+    super::run_unary(
+        &u.input,
+        &u.output,
+        u.quant.as_ref(),
+        arena,
+        kernels::activation::tanh_s8,
+        #[cfg(feature = "float")]
+        kernels::float::tanh_f32,
+    )
+}
