@@ -1,6 +1,8 @@
 #![no_std]
 #![doc = include_str!("../README.md")]
-// Only `kernels::optimized::dsp` (DSP instructions through inline assembly) allows `unsafe`.
+// `unsafe` is denied except where the Arm kernels use inline assembly: `kernels::optimized::dsp`
+// (DSP instructions), `conv_loops`, and the loops of `elementwise` and `depthwise_conv2d`. Each
+// `unsafe fn` states its contract under `# Safety`, each `unsafe` block why it holds (`SAFETY:`).
 #![deny(unsafe_code)]
 
 #[cfg(any(feature = "host", test))]

@@ -354,12 +354,16 @@ fn taps_row_narrow<const DSP: bool, const STRIDE: usize>(
     // The assembly for this target's layout; the plain loop on other targets (and for the other
     // layout, which this target's dispatch never selects).
     #[cfg(ferrite_dsp)]
+    #[allow(unsafe_code)]
     if DSP {
-        return narrow_asm(window, table, accs, count, STRIDE);
+        // SAFETY: `count >= 1`, `accs` holds `4 * count` words and `window` the reach (above).
+        return unsafe { narrow_asm(window, table, accs, count, STRIDE) };
     }
     #[cfg(all(ferrite_armv7m, not(ferrite_dsp)))]
+    #[allow(unsafe_code)]
     if !DSP {
-        return narrow_asm(window, table, accs, count, STRIDE);
+        // SAFETY: `count >= 1`, `accs` holds `4 * count` words and `window` the reach (above).
+        return unsafe { narrow_asm(window, table, accs, count, STRIDE) };
     }
     for (ox, acc) in accs.chunks_exact_mut(4).enumerate() {
         let base = ox * STRIDE * words;
@@ -386,10 +390,16 @@ fn taps_row_narrow<const DSP: bool, const STRIDE: usize>(
 
 /// The assembly loop of [`taps_row_narrow`]: per position, the biases are loaded with one `LDM`,
 /// the nine taps read at immediate offsets, and the accumulators stored with one `STM`.
+///
+/// # Safety
+///
+/// `count >= 1`, `accs.len() >= 4 * count`, and `window` holds every word the last position reads:
+/// `window.len() >= 2 * SLOT_WORDS + ((count - 1) * stride + 2) * words + words` for this target's
+/// layout's column width `words`. The loop reads and writes through raw pointers without checks.
 #[cfg(ferrite_armv7m)]
 #[allow(unsafe_code)]
 #[inline(always)]
-fn narrow_asm(
+unsafe fn narrow_asm(
     window: &[u32],
     table: &[u32; TABLE_WORDS],
     accs: &mut [i32],
@@ -469,12 +479,13 @@ fn narrow_asm(
             )
         };
     }
-    // SAFETY: for each of the `count` positions, reads the nine taps of the window (within the
-    // reach the caller checked against `window`), words 0..TABLE_WORDS of `table`, and writes
-    // four words of `accs` (`end` is one past `4 * count` words). All are word-aligned `u32`/`i32`
-    // arrays. No stack use; SMLAxy may set the Q flag, which nothing reads.
     macro_rules! row_loop {
         ($step:literal) => {
+            // SAFETY: for each of the `count` positions, reads the nine taps of the window (within
+            // the reach the caller guarantees, see `# Safety`), words 0..TABLE_WORDS of `table`,
+            // and writes four words of `accs` (`end` is one past `4 * count` words). All are
+            // word-aligned `u32`/`i32` arrays. No stack use; SMLAxy may set the Q flag, which
+            // nothing reads.
             unsafe {
                 core::arch::asm!(
                     "2:",

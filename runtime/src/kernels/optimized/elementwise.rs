@@ -59,25 +59,41 @@ fn add_loop(
         return false;
     }
     if n > 0 {
-        add_asm(fast, tables, a, b, out);
+        // SAFETY: `a` and `b` hold at least `n = out.len() >= 1` elements, checked above.
+        #[allow(unsafe_code)]
+        unsafe {
+            add_asm(fast, tables, a, b, out)
+        };
     }
     true
 }
 
+/// The loop of [`add_loop`], portable form (the same contract as the assembly's).
+///
+/// # Safety
+///
+/// `out` is not empty and `a` and `b` hold at least `out.len()` elements.
 #[cfg(not(ferrite_armv7m))]
+#[allow(unsafe_code)]
 #[inline(always)]
-fn add_asm(fast: RightShiftQuant, tables: &[i32; 512], a: &[i8], b: &[i8], out: &mut [i8]) {
+unsafe fn add_asm(fast: RightShiftQuant, tables: &[i32; 512], a: &[i8], b: &[i8], out: &mut [i8]) {
     for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
         let sum = tables[x as u8 as usize] + tables[256 + y as u8 as usize];
         *o = fast.requantize_doubled(sum + sum);
     }
 }
 
-/// [`add_asm`] on Armv7E-M (`SMMULR`) and Armv7-M (`SMULL` and a 64-bit rounding add).
+/// The loop of [`add_loop`] on Armv7E-M (`SMMULR`) and Armv7-M (`SMULL` and a 64-bit rounding
+/// add).
+///
+/// # Safety
+///
+/// `out` is not empty and `a` and `b` hold at least `out.len()` elements: the loop walks raw
+/// pointers for `out.len()` elements without checks.
 #[cfg(ferrite_armv7m)]
 #[allow(unsafe_code)]
 #[inline(always)]
-fn add_asm(fast: RightShiftQuant, tables: &[i32; 512], a: &[i8], b: &[i8], out: &mut [i8]) {
+unsafe fn add_asm(fast: RightShiftQuant, tables: &[i32; 512], a: &[i8], b: &[i8], out: &mut [i8]) {
     #[cfg(ferrite_dsp)]
     macro_rules! high {
         () => {
@@ -94,7 +110,7 @@ fn add_asm(fast: RightShiftQuant, tables: &[i32; 512], a: &[i8], b: &[i8], out: 
             )
         };
     }
-    // SAFETY: reads a[..n] and b[..n] (the caller checked both lengths), table entries at
+    // SAFETY: reads a[..n] and b[..n] (the caller guarantees both lengths), table entries at
     // unsigned byte indexes (0..256 and 256..512: inside the 512-entry table), writes out[..n]
     // with n = out.len() >= 1. No stack use.
     unsafe {
