@@ -209,3 +209,72 @@ fn typed_io_checks_types_and_lengths() {
     let top = it.output_top_k::<3>(0).unwrap();
     assert_eq!(top.as_slice(), &sorted[..3]);
 }
+
+/// The bytes of `bytes` with the payload edited by `edit` and the header's checksum made right again.
+fn with_payload(bytes: &[u8], edit: impl FnOnce(&mut [u8])) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    edit(&mut out[HEADER_LEN..]);
+    let crc = format::crc32(&out[HEADER_LEN..]);
+    out[16..20].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// An operator appended to the format after this runtime (a tag past its table) is refused with its
+/// step and tag, never decoded as something else.
+#[test]
+fn an_operator_newer_than_the_runtime_is_refused_by_tag() {
+    let good = dscnn();
+    let model = Model::from_bytes(&good).unwrap();
+    let ops = model.graph().ops.encoded_bytes();
+    // Offset of the second operator's tag in the payload: after the first operator's encoding.
+    let first_len = {
+        let mut it = model.graph().ops.iter();
+        it.next().unwrap().unwrap();
+        ops.len() - it.rest().len()
+    };
+    let at = ops.as_ptr() as usize - good[HEADER_LEN..].as_ptr() as usize + first_len;
+    let known = ferrite_runtime::ops::OPERATORS.len();
+    assert!(known < 128, "a one-byte varint tag");
+    let newer = with_payload(&good, |p| p[at] = known as u8);
+    assert_eq!(
+        Model::from_bytes(&newer).unwrap_err(),
+        Error::UnknownOperator {
+            op: 1,
+            tag: known as u32,
+            known: known as u32
+        }
+    );
+    let message = Model::from_bytes(&newer).unwrap_err().to_string();
+    assert!(message.contains("operator 1") && message.contains(&format!("tag {known}")));
+}
+
+/// Tags are append-only: the table's first 17 entries are version 1's operators, in their order.
+#[test]
+fn version_1_operator_tags_are_unchanged() {
+    let names: Vec<&str> = ferrite_runtime::ops::OPERATORS
+        .iter()
+        .map(|o| o.name)
+        .collect();
+    assert_eq!(
+        names[..17],
+        [
+            "CONV_2D",
+            "DEPTHWISE_CONV_2D",
+            "FULLY_CONNECTED",
+            "ADD",
+            "MUL",
+            "AVERAGE_POOL_2D",
+            "MAX_POOL_2D",
+            "MEAN",
+            "SOFTMAX",
+            "LOGISTIC",
+            "TANH",
+            "RELU",
+            "RESHAPE",
+            "CONCATENATION",
+            "PAD",
+            "QUANTIZE",
+            "DEQUANTIZE",
+        ]
+    );
+}

@@ -212,16 +212,34 @@ macro_rules! operators {
                 }
             }
 
-            fn operands(&self) -> &dyn Operands {
+            /// Calls `f` on each input operand in order, stopping at the first error (an operator
+            /// built out has none: it never decodes).
+            pub fn inputs(
+                &self,
+                mut f: impl FnMut(&Operand) -> Result<(), Error>,
+            ) -> Result<(), Error> {
                 match self {
-                    $(Op::$variant(x) => x,)*
+                    $(Op::$variant(x) => {
+                        #[cfg(feature = $feature)]
+                        return Operands::inputs(x, &mut f);
+                        #[cfg(not(feature = $feature))]
+                        return { let _ = (x, &mut f); Ok(()) };
+                    })*
                 }
             }
 
-            #[cfg(any(feature = "host", test))]
-            fn operands_dyn_mut(&mut self) -> &mut dyn Operands {
+            /// The output operand.
+            pub fn output(&self) -> &Operand {
                 match self {
-                    $(Op::$variant(x) => x,)*
+                    $(Op::$variant(x) => Operands::output(x),)*
+                }
+            }
+
+            /// Calls `f` on every operand, with `true` for the output.
+            #[cfg(any(feature = "host", test))]
+            pub fn operands_mut(&mut self, mut f: impl FnMut(&mut Operand, bool)) {
+                match self {
+                    $(Op::$variant(x) => Operands::operands_mut(x, &mut f),)*
                 }
             }
 
@@ -310,22 +328,6 @@ impl Op<'_> {
     /// Whether this runtime was built with the operator's feature.
     pub fn is_built(&self) -> bool {
         OPERATORS[self.tag()].built
-    }
-
-    /// Calls `f` on each input operand in order, stopping at the first error.
-    pub fn inputs(&self, mut f: impl FnMut(&Operand) -> Result<(), Error>) -> Result<(), Error> {
-        self.operands().inputs(&mut f)
-    }
-
-    /// The output operand.
-    pub fn output(&self) -> &Operand {
-        self.operands().output()
-    }
-
-    /// Calls `f` on every operand, with `true` for the output.
-    #[cfg(any(feature = "host", test))]
-    pub fn operands_mut(&mut self, mut f: impl FnMut(&mut Operand, bool)) {
-        self.operands_dyn_mut().operands_mut(&mut f)
     }
 }
 
