@@ -139,12 +139,11 @@ fn mlperf_layer(
                 64 => 3,
                 _ => return None,
             };
-            match (kind, op.macs) {
-                ("ADD", _) => format!("s{stage}_add"),
-                ("CONV_2D", 131_072) => format!("s{stage}_shortcut"),
-                ("CONV_2D", 1_179_648) => format!("s{stage}_conv_a"),
-                ("CONV_2D", 2_359_296) if stage == 1 => {
-                    // conv1 also has 16 channels: the first stage-1 convolution is the second one.
+            match kind {
+                "ADD" => format!("s{stage}_add"),
+                // Stage 1's two convolutions have the same shape, and conv1 also has 16 channels:
+                // the first stage-1 convolution is the second one.
+                "CONV_2D" if stage == 1 => {
                     let sixteen = ops[..step]
                         .iter()
                         .filter(|o| o.op == "CONV_2D" && o.output.last() == Some(&16))
@@ -156,7 +155,11 @@ fn mlperf_layer(
                     }
                     .to_string()
                 }
-                ("CONV_2D", 2_359_296) => format!("s{stage}_conv_b"),
+                // The others differ in MACs: the row of this stage with the operator's.
+                "CONV_2D" => ["shortcut", "conv_a", "conv_b"]
+                    .map(|part| format!("s{stage}_{part}"))
+                    .into_iter()
+                    .find(|name| baseline(model, name).and_then(|b| b.macs) == Some(op.macs))?,
                 _ => return None,
             }
         }
@@ -842,6 +845,27 @@ mod tests {
         }
         for name in MLPERF {
             assert!(baseline_total(name).is_some(), "{name}");
+        }
+    }
+
+    /// Every operator of the converted MLPerf Tiny models but the reshape is named after its
+    /// BASELINES.md row (skipped when `../shared/models/mlperf-tiny/` is absent).
+    #[test]
+    fn every_mlperf_layer_finds_its_baseline() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/models/mlperf-tiny");
+        for case in MLPERF {
+            let path = dir.join(format!("{}.tflite", case.strip_prefix("mlperf_").unwrap()));
+            let Ok(tflite) = std::fs::read(&path) else {
+                eprintln!("{} is absent: skipped", path.display());
+                continue;
+            };
+            let built = ferrite_quantizer::import::tflite::convert(&tflite).unwrap();
+            let model = ferrite_runtime::Model::from_bytes(&built.bytes).unwrap();
+            let ops = ferrite_quantizer::inspect::summarize(&model, built.bytes.len()).ops;
+            for (step, op) in ops.iter().enumerate() {
+                let name = mlperf_layer(case, &ops, step);
+                assert_eq!(name.is_some(), op.op != "RESHAPE", "{case} {step} {name:?}");
+            }
         }
     }
 }
