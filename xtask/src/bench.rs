@@ -12,6 +12,7 @@
 //! invoke's entry and exit is the interpreter's own overhead, reported separately.
 
 use crate::{
+    baselines::{self, Baseline},
     boards::Machine,
     cases::Case,
     defmt_log,
@@ -96,102 +97,10 @@ const END: &str = "<!-- cargo xtask bench --write: end -->";
 const MLPERF_BEGIN: &str = "<!-- cargo xtask bench --mlperf --write: begin -->";
 const MLPERF_END: &str = "<!-- cargo xtask bench --mlperf --write: end -->";
 
-/// One row of `BASELINES.md`: MACs (or elements), CMSIS-NN on M4 with DSP, CMSIS-NN pure C on M3,
-/// naive C (TFLM-reference style) on M4.
-#[derive(Clone, Copy)]
-struct Baseline {
-    label: &'static str,
-    macs: Option<u64>,
-    cmsis_m4: u64,
-    cmsis_m3: u64,
-    naive_m4: Option<u64>,
-}
-
-const fn b(
-    label: &'static str,
-    macs: u64,
-    cmsis_m4: u64,
-    cmsis_m3: u64,
-    naive_m4: u64,
-) -> Baseline {
-    Baseline {
-        label,
-        macs: if macs == 0 { None } else { Some(macs) },
-        cmsis_m4,
-        cmsis_m3,
-        naive_m4: if naive_m4 == 0 { None } else { Some(naive_m4) },
-    }
-}
-
 /// The BASELINES.md row of a layer (by its output tensor's name in tests/bench/).
-fn baseline(model: &str, layer: &str) -> Option<Baseline> {
-    let model = key(model);
+fn baseline(model: &str, layer: &str) -> Option<&'static Baseline> {
     let layer = layer.trim_end_matches(|c: char| c.is_ascii_digit());
-    Some(match (model, layer) {
-        ("kws_dscnn", "conv") => b("conv1 10x4/s2", 320_000, 1_111_175, 1_362_464, 8_768_513),
-        ("kws_dscnn", "dw") => b("dw 3x3 (each)", 72_000, 599_613, 674_330, 2_425_000),
-        ("kws_dscnn", "pw") => b("pw 1x1 (each)", 512_000, 1_068_924, 1_591_900, 3_915_000),
-        ("kws_dscnn", "avgpool") => b("avgpool 25x5", 0, 50_996, 107_584, 64_318),
-        ("kws_dscnn", "fc") => b("fc 64->12", 768, 2_170, 3_145, 6_104),
-        ("kws_dscnn", "softmax") => b("softmax 12", 0, 6_414, 6_366, 6_416),
-        ("ic_resnet8", "conv") => b("conv1 3x3 3->16", 442_368, 2_134_134, 2_409_164, 7_090_284),
-        ("ic_resnet8", "s1_conv_a" | "s1_conv_b") => b(
-            "stage 1 conv 3x3 16->16 (each)",
-            2_359_296,
-            5_487_495,
-            7_866_085,
-            18_140_000,
-        ),
-        ("ic_resnet8", "s1_add") => b("stage 1 add", 0, 1_327_715, 1_376_350, 1_373_101),
-        ("ic_resnet8", "s2_conv_a") => b(
-            "stage 2 conv a 3x3 s2",
-            1_179_648,
-            2_519_229,
-            3_610_504,
-            9_067_681,
-        ),
-        ("ic_resnet8", "s2_conv_b") => b(
-            "stage 2 conv b 3x3",
-            2_359_296,
-            4_542_339,
-            6_771_385,
-            15_245_279,
-        ),
-        ("ic_resnet8", "s2_shortcut") => b(
-            "stage 2 shortcut 1x1 s2",
-            131_072,
-            562_883,
-            669_319,
-            1_651_164,
-        ),
-        ("ic_resnet8", "s2_add") => b("stage 2 add", 0, 664_640, 688_222, 723_049),
-        ("ic_resnet8", "s3_conv_a") => b(
-            "stage 3 conv a 3x3 s2",
-            1_179_648,
-            2_188_600,
-            3_252_221,
-            7_629_669,
-        ),
-        ("ic_resnet8", "s3_conv_b") => b(
-            "stage 3 conv b 3x3",
-            2_359_296,
-            4_155_291,
-            6_300_721,
-            12_987_732,
-        ),
-        ("ic_resnet8", "s3_shortcut") => b(
-            "stage 3 shortcut 1x1 s2",
-            131_072,
-            420_635,
-            543_114,
-            1_215_264,
-        ),
-        ("ic_resnet8", "s3_add") => b("stage 3 add", 0, 333_122, 344_158, 351_536),
-        ("ic_resnet8", "avgpool") => b("avgpool", 0, 26_541, 49_600, 31_102),
-        ("ic_resnet8", "fc") => b("fc 64->10", 640, 1_830, 2_838, 5_090),
-        ("ic_resnet8", "softmax") => b("softmax 10", 0, 5_332, 5_292, 5_334),
-        _ => return None,
-    })
+    baselines::layer(key(model), layer)
 }
 
 /// The BASELINES.md model a case stands for: `mlperf_kws_dscnn_int8` (the real converted model) and
@@ -230,12 +139,11 @@ fn mlperf_layer(
                 64 => 3,
                 _ => return None,
             };
-            match (kind, op.macs) {
-                ("ADD", _) => format!("s{stage}_add"),
-                ("CONV_2D", 131_072) => format!("s{stage}_shortcut"),
-                ("CONV_2D", 1_179_648) => format!("s{stage}_conv_a"),
-                ("CONV_2D", 2_359_296) if stage == 1 => {
-                    // conv1 also has 16 channels: the first stage-1 convolution is the second one.
+            match kind {
+                "ADD" => format!("s{stage}_add"),
+                // Stage 1's two convolutions have the same shape, and conv1 also has 16 channels:
+                // the first stage-1 convolution is the second one.
+                "CONV_2D" if stage == 1 => {
                     let sixteen = ops[..step]
                         .iter()
                         .filter(|o| o.op == "CONV_2D" && o.output.last() == Some(&16))
@@ -247,7 +155,11 @@ fn mlperf_layer(
                     }
                     .to_string()
                 }
-                ("CONV_2D", 2_359_296) => format!("s{stage}_conv_b"),
+                // The others differ in MACs: the row of this stage with the operator's.
+                "CONV_2D" => ["shortcut", "conv_a", "conv_b"]
+                    .map(|part| format!("s{stage}_{part}"))
+                    .into_iter()
+                    .find(|name| baseline(model, name).and_then(|b| b.macs) == Some(op.macs))?,
                 _ => return None,
             }
         }
@@ -261,34 +173,9 @@ fn mlperf_layer(
     Some(name)
 }
 
-/// Whole-network rows of BASELINES.md.
-fn baseline_total(model: &str) -> Option<Baseline> {
-    match key(model) {
-        "kws_dscnn" => Some(b(
-            "whole network",
-            2_656_768,
-            7_844_903,
-            10_544_548,
-            34_211_230,
-        )),
-        "ic_resnet8" => Some(b(
-            "whole network",
-            12_501_632,
-            29_857_281,
-            41_755_058,
-            93_652_739,
-        )),
-        _ => None,
-    }
-}
-
-/// TFLite Micro + CMSIS-NN, whole stack (interpreter included), M4F and M3 (BASELINES.md).
-fn tflm_total(model: &str) -> Option<(u64, u64)> {
-    match key(model) {
-        "kws_dscnn" => Some((7_696_404, 10_531_191)),
-        "ic_resnet8" => Some((29_865_166, 41_848_912)),
-        _ => None,
-    }
+/// Whole-network row of BASELINES.md.
+fn baseline_total(model: &str) -> Option<&'static Baseline> {
+    baselines::whole_network(key(model))
 }
 
 pub(crate) struct Layer {
@@ -296,7 +183,7 @@ pub(crate) struct Layer {
     name: String,
     op: &'static str,
     instructions: u64,
-    baseline: Option<Baseline>,
+    baseline: Option<&'static Baseline>,
 }
 
 pub(crate) struct Measured {
@@ -559,18 +446,13 @@ pub(crate) fn measure(
         );
     }
     let calibration = marks[1] - marks[0];
-    let inputs: Vec<u16> = model.graph().inputs.iter().filter_map(Result::ok).collect();
+    let names = layer_names(&model);
     let summary = case
         .name
         .starts_with("mlperf_")
         .then(|| ferrite_quantizer::inspect::summarize(&model, model_bytes.len()));
     let mut layers = Vec::new();
-    for (step, op) in ops.iter().enumerate() {
-        let name = (0..)
-            .map_while(|i| model.tensor(i).map(|t| (i, t)))
-            .find(|(i, t)| t.first as usize == step && !inputs.contains(&(*i as u16)))
-            .map(|(_, t)| t.name.to_string())
-            .unwrap_or_else(|| format!("op{step}"));
+    for (step, (op, name)) in ops.iter().zip(names).enumerate() {
         // A real MLPerf model: its layers under the tests/bench/ names where the shapes match.
         let name = match &summary {
             Some(s) => mlperf_layer(&case.name, &s.ops, step).unwrap_or_else(|| {
@@ -616,6 +498,20 @@ pub(crate) fn measure(
         passed,
         log,
     }))
+}
+
+/// Each operator's layer name: the name of the tensor it produces (`op<step>` when it has none).
+fn layer_names(model: &ferrite_runtime::Model) -> Vec<String> {
+    let inputs: Vec<u16> = model.graph().inputs.iter().filter_map(Result::ok).collect();
+    (0..model.ops().count())
+        .map(|step| {
+            (0..)
+                .map_while(|i| model.tensor(i).map(|t| (i, t)))
+                .find(|(i, t)| t.first as usize == step && !inputs.contains(&(*i as u16)))
+                .map(|(_, t)| t.name.to_string())
+                .unwrap_or_else(|| format!("op{step}"))
+        })
+        .collect()
 }
 
 fn parse_marks(text: &str) -> Result<Vec<u64>> {
@@ -744,7 +640,7 @@ fn report(outcomes: &[Outcome], commit: &str) -> String {
             let _ = write!(s, "---:|---:|");
         }
         let _ = writeln!(s);
-        let row = |s: &mut String, b: Option<Baseline>, ours: u64, head: String| {
+        let row = |s: &mut String, b: Option<&Baseline>, ours: u64, head: String| {
             let macs = b.and_then(|b| b.macs);
             let _ = write!(
                 s,
@@ -753,9 +649,9 @@ fn report(outcomes: &[Outcome], commit: &str) -> String {
                 thousands(ours),
                 macs.map(|n| format!("{:.2}", ours as f64 / n as f64))
                     .unwrap_or_else(|| "-".into()),
-                b.map(|b| thousands(reference(&b, m.machine)))
+                b.map(|b| thousands(reference(b, m.machine)))
                     .unwrap_or_else(|| "-".into()),
-                b.map(|b| ratio(ours, reference(&b, m.machine)))
+                b.map(|b| ratio(ours, reference(b, m.machine)))
                     .unwrap_or_else(|| "-".into()),
             );
             if naive {
@@ -789,10 +685,10 @@ fn report(outcomes: &[Outcome], commit: &str) -> String {
             thousands(m.overhead),
             thousands(m.overhead / m.layers.len().max(1) as u64)
         );
-        if let Some((m4, m3)) = tflm_total(&m.model) {
+        if let Some(stack) = baselines::tflm_whole_stack(key(&m.model)) {
             let tflm = match m.machine {
-                BenchMachine::An386 => m4,
-                BenchMachine::Lm3s6965 => m3,
+                BenchMachine::An386 => stack.m4f,
+                BenchMachine::Lm3s6965 => stack.m3,
             };
             let _ = writeln!(
                 s,
@@ -856,12 +752,12 @@ fn to_json(outcomes: &[Outcome], commit: &str) -> Value {
                         "macs": l.baseline.and_then(|b| b.macs),
                         "baseline": l.baseline.map(|b| json!({
                             "row": b.label,
-                            "cmsis_nn": reference(&b, m.machine),
+                            "cmsis_nn": reference(b, m.machine),
                             "naive_c_m4": b.naive_m4,
                         })),
                     })).collect::<Vec<_>>(),
                     "baseline_total": baseline_total(&m.model).map(|b| json!({
-                        "cmsis_nn": reference(&b, m.machine),
+                        "cmsis_nn": reference(b, m.machine),
                         "naive_c_m4": b.naive_m4,
                     })),
                 },
@@ -918,4 +814,58 @@ pub fn write_section(
     std::fs::write(&tmp, new)?;
     std::fs::rename(&tmp, &path)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every layer of the tests/bench/ models but the reshape has its BASELINES.md row, and each
+    /// model its whole-network and TFLite Micro rows, as `measure` and `report` look them up.
+    #[test]
+    fn every_bench_layer_has_its_baseline() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let cases = discover(&root, &[]).unwrap();
+        assert_eq!(cases.len(), 2);
+        for case in cases {
+            let bytes = std::fs::read(case.dir.unwrap().join("model.ferrite")).unwrap();
+            let model = ferrite_runtime::Model::from_bytes(&bytes).unwrap();
+            let names = layer_names(&model);
+            assert_eq!(names.len(), model.ops().count());
+            for (name, op) in names.iter().zip(model.ops()) {
+                assert_eq!(
+                    baseline(&case.name, name).is_some(),
+                    op.name() != "RESHAPE",
+                    "{} {name}",
+                    case.name
+                );
+            }
+            assert!(baseline_total(&case.name).is_some(), "{}", case.name);
+            assert!(baselines::tflm_whole_stack(key(&case.name)).is_some());
+        }
+        for name in MLPERF {
+            assert!(baseline_total(name).is_some(), "{name}");
+        }
+    }
+
+    /// Every operator of the converted MLPerf Tiny models but the reshape is named after its
+    /// BASELINES.md row (skipped when `../shared/models/mlperf-tiny/` is absent).
+    #[test]
+    fn every_mlperf_layer_finds_its_baseline() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/models/mlperf-tiny");
+        for case in MLPERF {
+            let path = dir.join(format!("{}.tflite", case.strip_prefix("mlperf_").unwrap()));
+            let Ok(tflite) = std::fs::read(&path) else {
+                eprintln!("{} is absent: skipped", path.display());
+                continue;
+            };
+            let built = ferrite_quantizer::import::tflite::convert(&tflite).unwrap();
+            let model = ferrite_runtime::Model::from_bytes(&built.bytes).unwrap();
+            let ops = ferrite_quantizer::inspect::summarize(&model, built.bytes.len()).ops;
+            for (step, op) in ops.iter().enumerate() {
+                let name = mlperf_layer(case, &ops, step);
+                assert_eq!(name.is_some(), op.op != "RESHAPE", "{case} {step} {name:?}");
+            }
+        }
+    }
 }

@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 mod accuracy;
+mod baselines;
 mod bench;
 mod boards;
 mod build_boards;

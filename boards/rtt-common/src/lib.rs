@@ -143,10 +143,10 @@ unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
 
 /// The whole firmware of a real board: `board_main!("name", FLASH_BYTES, RAM_BYTES);` in the board
 /// crate's `main.rs`. Without the board crate's `partition` feature the model is embedded from
-/// `$FERRITE_MODEL_PATH` (set by its `build.rs`) with an arena sized at compile time and a build-time
-/// fit check against the image's flash (`FLASH_BYTES`, the FLASH region of memory.x) and the RAM;
-/// with it the firmware holds no model, reads one from the flash partition at boot and gives it all
-/// the RAM but [`fit::STACK_RESERVE`].
+/// `$FERRITE_MODEL_PATH` (set by `boards/board-build.rs`) with an arena sized at compile time and a
+/// build-time fit check against the image's flash (`FLASH_BYTES`, the FLASH region of memory.x) and
+/// the RAM; with it the firmware holds no model, reads one from the flash partition at boot and
+/// gives it all the RAM but [`fit::STACK_RESERVE`].
 #[macro_export]
 macro_rules! board_main {
     ($board:literal, $flash:expr, $ram:expr) => {

@@ -1,8 +1,9 @@
-//! Puts `memory.x` on the linker path, adds the linker scripts, and chooses
-//! the embedded model: `$FERRITE_MODEL` (a `.ferrite` file) or else the
-//! bundled example `tests/golden/small_dscnn/model.ferrite`, passed to the
-//! crate as `FERRITE_MODEL_PATH`. With the `partition` feature there is no
-//! embedded model.
+//! Build script of every real-board crate (`build = "../board-build.rs"`):
+//! puts the board's `memory.x` on the linker path, adds the linker scripts,
+//! and chooses the embedded model: `$FERRITE_MODEL` (a `.ferrite` file) or
+//! else the bundled example `tests/golden/small_dscnn/model.ferrite`, passed
+//! to the crate as `FERRITE_MODEL_PATH`. With the `partition` feature there
+//! is no embedded model.
 use std::{env, fs, path::PathBuf};
 
 fn main() {
@@ -12,7 +13,7 @@ fn main() {
     println!("cargo:rustc-link-arg-bins=-Tlink.x");
     println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
     println!("cargo:rerun-if-changed=memory.x");
-    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=../board-build.rs");
 
     if env::var_os("CARGO_FEATURE_PARTITION").is_some() {
         return;
