@@ -7,42 +7,104 @@
 #[non_exhaustive]
 pub enum Error {
     /// Fewer bytes than the header or the payload length it declares.
-    Truncated { needed: u32, available: u32 },
+    Truncated {
+        /// Bytes the header or the declared payload needs.
+        needed: u32,
+        /// Bytes given.
+        available: u32,
+    },
     /// The first four bytes are not `FRTE`: not a `.ferrite` file.
     BadMagic,
     /// A format version this runtime does not read (it reads exactly `supported`).
-    UnsupportedVersion { found: u16, supported: u16 },
+    UnsupportedVersion {
+        /// The version in the header.
+        found: u16,
+        /// The one version this runtime reads ([`crate::format::VERSION`]).
+        supported: u16,
+    },
     /// Header flags this runtime does not know, or a reserved field that is not zero.
-    UnknownFlags { flags: u16 },
+    UnknownFlags {
+        /// The header's flags field.
+        flags: u16,
+    },
     /// The model uses f32 kernels but the runtime was built without the `float` feature.
     FloatKernelsDisabled,
     /// Operator `op` is of a kind this runtime was built without: enable the Cargo feature `feature`.
     OperatorNotBuilt {
+        /// Operator index in execution order.
         op: u16,
+        /// The operator's name, as TFLite spells it.
         name: &'static str,
+        /// The Cargo feature that builds it in.
         feature: &'static str,
     },
     /// Operator `op` has a tag past this runtime's operator table (`known` kinds): the model uses an
     /// operator added to the format after this runtime was built.
-    UnknownOperator { op: u16, tag: u32, known: u32 },
+    UnknownOperator {
+        /// Operator index in execution order.
+        op: u16,
+        /// The operator's tag in the file.
+        tag: u32,
+        /// Number of operator kinds this runtime knows (tags `0..known`).
+        known: u32,
+    },
     /// The payload's CRC-32 differs from the header's: the file is corrupt.
-    ChecksumMismatch { expected: u32, found: u32 },
+    ChecksumMismatch {
+        /// CRC-32 stored in the header.
+        expected: u32,
+        /// CRC-32 computed over the payload.
+        found: u32,
+    },
     /// The payload does not decode as the format's structure.
-    Malformed { reason: &'static str },
+    Malformed {
+        /// What does not decode or is missing.
+        reason: &'static str,
+    },
     /// Tensor `tensor` of the tensor table is invalid.
-    InvalidTensor { tensor: u16, reason: &'static str },
+    InvalidTensor {
+        /// Index in the tensor table.
+        tensor: u16,
+        /// The check that failed.
+        reason: &'static str,
+    },
     /// Operator `op` (index in execution order) is invalid.
-    InvalidOperator { op: u16, reason: &'static str },
+    InvalidOperator {
+        /// Operator index in execution order.
+        op: u16,
+        /// The check that failed.
+        reason: &'static str,
+    },
     /// Two tensors that are live at the same time share arena bytes.
-    PlanOverlap { first: u16, second: u16 },
+    PlanOverlap {
+        /// Tensor-table index of one tensor.
+        first: u16,
+        /// Tensor-table index of the other (larger than `first`).
+        second: u16,
+    },
     /// The arena is smaller than the model's plan (alignment padding included).
-    ArenaTooSmall { needed: u32, available: u32 },
+    ArenaTooSmall {
+        /// Bytes needed: the plan's size plus the padding that aligns the arena's start.
+        needed: u32,
+        /// Bytes in the arena given.
+        available: u32,
+    },
     /// No input or output with that index.
-    NoSuchTensor { index: u16 },
+    NoSuchTensor {
+        /// The input or output index asked for (position in the model's input or output list).
+        index: u16,
+    },
     /// The tensor's element type is not the one asked for.
-    WrongType { index: u16 },
+    WrongType {
+        /// The input or output index asked for (position in the model's input or output list).
+        index: u16,
+    },
     /// A buffer of the wrong length was passed for a tensor.
-    WrongLength { expected: u32, found: u32 },
+    WrongLength {
+        /// The tensor's number of elements.
+        expected: u32,
+        /// The buffer's number of elements.
+        found: u32,
+    },
 }
 
 impl core::fmt::Display for Error {

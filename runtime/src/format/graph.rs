@@ -14,9 +14,13 @@ use crate::ops::Op;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum DType {
+    /// Signed 8-bit integer: quantized with a scale and zero point.
     I8,
+    /// Signed 16-bit integer (not yet supported for activation tensors).
     I16,
+    /// Signed 32-bit integer (not yet supported for activation tensors).
     I32,
+    /// 32-bit float (needs the `float` feature).
     F32,
 }
 
@@ -38,6 +42,7 @@ pub const MAX_RANK: usize = 4;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Shape {
+    /// Number of dimensions, 1 to 4 in a valid model.
     pub rank: u8,
     /// The first `rank` entries are the dimensions; the rest are 0.
     pub dims: [u16; MAX_RANK],
@@ -91,9 +96,12 @@ impl Shape {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Activation {
+    /// No activation.
     #[default]
     None,
+    /// Clamp to `[0, inf)`.
     Relu,
+    /// Clamp to `[0, 6]`.
     Relu6,
     /// Clamp to `[-1, 1]`.
     ReluN1To1,
@@ -146,9 +154,13 @@ pub fn quantized_clamp(lo: f32, hi: f32, scale: f32, zero_point: i32) -> (i32, i
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Window {
+    /// Stride along H, at least 1.
     pub stride_h: u16,
+    /// Stride along W, at least 1.
     pub stride_w: u16,
+    /// Dilation along H (spacing of the kernel taps), at least 1; pooling ignores it.
     pub dilation_h: u16,
+    /// Dilation along W, at least 1; pooling ignores it.
     pub dilation_w: u16,
     /// Zero rows added above the input (TF SAME puts the odd row below).
     pub pad_top: u16,
@@ -221,16 +233,20 @@ impl<'de> Deserialize<'de> for Shape {
 pub struct Tensor<'a> {
     /// Name in the source model (may be empty).
     pub name: &'a str,
+    /// Element type.
     pub dtype: DType,
+    /// Shape (NHWC for rank 4).
     pub shape: Shape,
     /// Real value = `scale * (q - zero_point)`; scale 0 for f32 tensors.
     pub scale: f32,
+    /// Quantized value of real 0: `-128..=127` for int8, 0 for f32.
     pub zero_point: i32,
     /// Byte offset in the arena.
     pub offset: u32,
     /// First and last operator step at which the tensor is live (graph inputs from step 0, graph
     /// outputs to the last step).
     pub first: u16,
+    /// Last operator step at which the tensor is live (see `first`).
     pub last: u16,
     /// The tensor shares the arena bytes of its producer's input (an in-place Reshape).
     pub in_place: bool,
@@ -258,10 +274,15 @@ impl Tensor<'_> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Operand {
+    /// Index of the tensor in the tensor table.
     pub tensor: u16,
+    /// Byte offset in the arena (a copy of the tensor's).
     pub offset: u32,
+    /// Shape (a copy of the tensor's).
     pub shape: Shape,
+    /// Element type (a copy of the tensor's).
     pub dtype: DType,
+    /// Zero point (a copy of the tensor's), as the int8 kernels subtract or add it.
     pub zero_point: i32,
 }
 
@@ -279,14 +300,19 @@ pub struct Metadata<'a> {
 /// The whole payload.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Graph<'a> {
+    /// The tensor table; operands and the input and output lists index it.
     #[serde(borrow)]
     pub tensors: Seq<'a, Tensor<'a>>,
+    /// The operators in execution order (the index is the step).
     #[serde(borrow)]
     pub ops: Seq<'a, Op<'a>>,
+    /// Tensor-table indices of the model's inputs, in order.
     #[serde(borrow)]
     pub inputs: Seq<'a, u16>,
+    /// Tensor-table indices of the model's outputs, in order.
     #[serde(borrow)]
     pub outputs: Seq<'a, u16>,
+    /// Where the model came from.
     #[serde(borrow)]
     pub metadata: Metadata<'a>,
 }

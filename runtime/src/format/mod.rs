@@ -26,11 +26,15 @@ const KNOWN_FLAGS: u16 = FLAG_FLOAT;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Header {
+    /// Format version (always [`VERSION`] once parsed).
     pub version: u16,
+    /// Header flags: [`FLAG_FLOAT`] or 0.
     pub flags: u16,
     /// Bytes of arena the memory plan needs (activations only).
     pub arena_size: u32,
+    /// Length of the postcard payload that follows the header, in bytes.
     pub payload_len: u32,
+    /// CRC-32 of the payload ([`crc32`]).
     pub payload_crc: u32,
 }
 
@@ -149,10 +153,12 @@ pub const ARENA_ALIGN: usize = 16;
 pub struct Arena<const N: usize>([u8; N]);
 
 impl<const N: usize> Arena<N> {
+    /// A zeroed arena.
     pub const fn new() -> Self {
         Self([0; N])
     }
 
+    /// The arena's bytes, to pass to [`crate::Interpreter::new`].
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         &mut self.0
     }

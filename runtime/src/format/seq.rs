@@ -22,6 +22,7 @@ impl<'a, T> Seq<'a, T> {
         self.count as usize
     }
 
+    /// Whether the sequence has no items.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }

@@ -25,13 +25,18 @@ pub(crate) mod testutil;
 /// A 4-D activation shape in NHWC order (lower ranks are padded with leading 1s).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Nhwc {
+    /// Batch.
     pub n: usize,
+    /// Height.
     pub h: usize,
+    /// Width.
     pub w: usize,
+    /// Channels.
     pub c: usize,
 }
 
 impl Nhwc {
+    /// A shape from its four dimensions.
     pub const fn new(n: usize, h: usize, w: usize, c: usize) -> Self {
         Self { n, h, w, c }
     }
@@ -41,6 +46,7 @@ impl Nhwc {
         self.n * self.h * self.w * self.c
     }
 
+    /// Whether any dimension is 0.
     pub const fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -66,10 +72,12 @@ impl<'a> LeI32<'a> {
         }
     }
 
+    /// Number of `i32` elements.
     pub const fn len(&self) -> usize {
         self.0.len() / 4
     }
 
+    /// Whether the array has no elements.
     pub const fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -108,10 +116,12 @@ impl<'a> LeF32<'a> {
         }
     }
 
+    /// Number of `f32` elements.
     pub const fn len(&self) -> usize {
         self.0.len() / 4
     }
 
+    /// Whether the array has no elements.
     pub const fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -129,15 +139,25 @@ impl<'a> LeF32<'a> {
 /// Everything a convolution-like kernel needs to know about shapes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeometry {
+    /// Input shape.
     pub input: Nhwc,
+    /// Output shape.
     pub output: Nhwc,
+    /// Kernel (or pooling window) height.
     pub kernel_h: usize,
+    /// Kernel (or pooling window) width.
     pub kernel_w: usize,
+    /// Stride along H, at least 1.
     pub stride_h: usize,
+    /// Stride along W, at least 1.
     pub stride_w: usize,
+    /// Dilation along H, at least 1 (pooling ignores it).
     pub dilation_h: usize,
+    /// Dilation along W, at least 1 (pooling ignores it).
     pub dilation_w: usize,
+    /// Padding rows above the input (TF SAME puts the odd row below).
     pub pad_top: usize,
+    /// Padding columns left of the input.
     pub pad_left: usize,
 }
 
@@ -150,8 +170,10 @@ pub struct OutputQuant<'a> {
     pub output_offset: i32,
     /// Fused activation clamp in the output's integer domain.
     pub act_min: i32,
+    /// Upper end of that clamp (`act_min` is the lower).
     pub act_max: i32,
     /// Per output channel (or a single per-tensor value): real factor `input_scale * weight_scale[c] / output_scale`.
     pub multiplier: LeI32<'a>,
+    /// Power of two of each multiplier (as [`crate::quant::Requant::shift`]), same count.
     pub shift: LeI32<'a>,
 }

@@ -11,13 +11,21 @@ use crate::Error;
 /// AveragePool2D and MaxPool2D (input and output share quantization).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Pool {
+    /// Input, rank-4 NHWC.
     pub input: Operand,
+    /// Output, rank-4 NHWC: same batch and channels as the input.
     pub output: Operand,
+    /// Window height, at least 1.
     pub filter_h: u16,
+    /// Window width, at least 1.
     pub filter_w: u16,
+    /// Strides and padding (dilation is ignored).
     pub window: Window,
+    /// Fused activation, applied by the f32 kernel.
     pub activation: Activation,
+    /// Lower end of the fused activation clamp in the output's integer domain (int8).
     pub act_min: i32,
+    /// Upper end of that clamp.
     pub act_max: i32,
 }
 

@@ -12,16 +12,21 @@ use crate::Error;
 /// One input of a Concatenation, with its requantization when its scale differs from the output's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConcatInput {
+    /// The input tensor.
     pub input: Operand,
+    /// Rescaling to the output's scale and zero point; `None` when they are the input's.
     pub requant: Option<RequantizeParams>,
 }
 
 /// Concatenation along `axis` (an index into the output's dimensions).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Concatenation<'a> {
+    /// The inputs, in the order their parts appear along `axis`.
     #[serde(borrow)]
     pub inputs: Seq<'a, ConcatInput>,
+    /// Output: the inputs' sizes along `axis` add up to its own.
     pub output: Operand,
+    /// Dimension concatenated along, less than the output's rank.
     pub axis: u8,
 }
 

@@ -20,20 +20,31 @@ use crate::Error;
 /// f32: filter and bias little-endian f32, no multipliers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Conv<'a> {
+    /// Input, rank-4 NHWC.
     pub input: Operand,
+    /// Output, rank-4 NHWC.
     pub output: Operand,
+    /// Kernel height, at least 1.
     pub kernel_h: u16,
+    /// Kernel width, at least 1.
     pub kernel_w: u16,
+    /// Strides, dilations and padding.
     pub window: Window,
     /// Output channels per input channel (depthwise only; 1 for Conv2D).
     pub depth_multiplier: u16,
+    /// Fused activation, applied by the f32 kernel.
     pub activation: Activation,
     /// The fused activation as a clamp in the output's integer domain (int8).
     pub act_min: i32,
+    /// Upper end of that clamp (`act_min` is the lower).
     pub act_max: i32,
+    /// Filter weights: int8, or little-endian f32, in the layout above.
     pub filter: &'a [u8],
+    /// Bias per output channel: little-endian int32 (int8) or f32; may be empty.
     pub bias: &'a [u8],
+    /// int8: Q0.31 multiplier per output channel or one per tensor, little-endian int32; f32: empty.
     pub multiplier: &'a [u8],
+    /// int8: each multiplier's shift ([`crate::quant::Requant::shift`]), little-endian int32; f32: empty.
     pub shift: &'a [u8],
 }
 

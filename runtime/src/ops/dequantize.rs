@@ -11,8 +11,11 @@ use crate::Error;
 /// Dequantize: int8 -> f32 with the input's `scale`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Dequantize {
+    /// Input, int8.
     pub input: Operand,
+    /// Output, f32, with the input's element count.
     pub output: Operand,
+    /// The input's scale (checked equal to its tensor's at load).
     pub scale: f32,
 }
 

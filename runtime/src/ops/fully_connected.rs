@@ -14,14 +14,23 @@ use crate::Error;
 /// `in_features = filter.len() / out_features`. Arrays as in [`super::Conv`], filter `[out, in]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FullyConnected<'a> {
+    /// Input, read as `[batches, in_features]`.
     pub input: Operand,
+    /// Output, `[batches, out_features]`: its last dimension is `out_features`.
     pub output: Operand,
+    /// Fused activation, applied by the f32 kernel.
     pub activation: Activation,
+    /// Lower end of the fused activation clamp in the output's integer domain (int8).
     pub act_min: i32,
+    /// Upper end of that clamp.
     pub act_max: i32,
+    /// Weights `[out_features, in_features]`: int8, or little-endian f32.
     pub filter: &'a [u8],
+    /// Bias per output feature: little-endian int32 (int8) or f32; may be empty.
     pub bias: &'a [u8],
+    /// int8: Q0.31 multiplier per output feature or one per tensor, little-endian int32; f32: empty.
     pub multiplier: &'a [u8],
+    /// int8: each multiplier's shift ([`crate::quant::Requant::shift`]), little-endian int32; f32: empty.
     pub shift: &'a [u8],
 }
 

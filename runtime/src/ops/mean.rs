@@ -12,7 +12,9 @@ use crate::Error;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct MeanParams {
+    /// Zero point of the input, as the kernel subtracts it.
     pub input_zero_point: i32,
+    /// Zero point of the output, added after rescaling.
     pub output_zero_point: i32,
     /// Number of elements averaged (`H * W`) the multiplier was prepared for.
     pub num_elements: u32,

@@ -57,18 +57,26 @@ pub use tanh::TanhParams;
 /// absent for f32.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Binary<P> {
+    /// First input.
     pub a: Operand,
+    /// Second input, broadcast against the first.
     pub b: Operand,
+    /// Output, the broadcast shape of the two inputs.
     pub output: Operand,
+    /// Fused activation, applied by the f32 kernel (int8 clamps with `quant`'s bounds).
     pub activation: Activation,
+    /// Precomputed int8 parameters; `None` for f32.
     pub quant: Option<P>,
 }
 
 /// An element-wise unary operator (Mean, Logistic, Tanh); `quant` is present for int8, absent for f32.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Unary<P> {
+    /// Input (rank-4 NHWC for Mean).
     pub input: Operand,
+    /// Output: `N x C` for Mean, the input's element count for Logistic and Tanh.
     pub output: Operand,
+    /// Precomputed int8 parameters; `None` for f32.
     pub quant: Option<P>,
 }
 
@@ -293,24 +301,39 @@ macro_rules! operators {
 }
 
 operators! {
+    /// 2-D convolution with a fused activation.
     0 Conv2d(Conv<'a>) conv_2d "CONV_2D" "conv-2d";
+    /// Depthwise 2-D convolution: `depth_multiplier` filters per input channel.
     1 DepthwiseConv2d(Conv<'a>) depthwise_conv_2d "DEPTHWISE_CONV_2D" "depthwise-conv-2d";
+    /// Matrix product of the flattened input with the filter, plus bias.
     2 FullyConnected(FullyConnected<'a>) fully_connected "FULLY_CONNECTED" "fully-connected";
+    /// Element-wise sum with broadcasting.
     3 Add(Binary<AddParams>) add "ADD" "add";
+    /// Element-wise product with broadcasting.
     4 Mul(Binary<MulParams>) mul "MUL" "mul";
+    /// Mean of each window.
     5 AveragePool2d(Pool) average_pool_2d "AVERAGE_POOL_2D" "average-pool-2d";
+    /// Maximum of each window.
     6 MaxPool2d(Pool) max_pool_2d "MAX_POOL_2D" "max-pool-2d";
     /// Mean over H and W of an NHWC tensor.
     7 Mean(Unary<MeanParams>) mean "MEAN" "mean";
+    /// Softmax over the last axis.
     8 Softmax(Softmax) softmax "SOFTMAX" "softmax";
+    /// Sigmoid, element-wise.
     9 Logistic(Unary<LogisticParams>) logistic "LOGISTIC" "logistic";
+    /// Hyperbolic tangent, element-wise.
     10 Tanh(Unary<TanhParams>) tanh "TANH" "tanh";
     /// Standalone ReLU, ReLU6 or ReLU-1..1.
     11 Relu(Relu) relu "RELU" "relu";
+    /// Same bytes under a new shape.
     12 Reshape(Reshape) reshape "RESHAPE" "reshape";
+    /// Concatenation along one axis.
     13 Concatenation(Concatenation<'a>) concatenation "CONCATENATION" "concatenation";
+    /// Padding with the output's zero point (int8) or 0.0 (f32).
     14 Pad(Pad) pad "PAD" "pad";
+    /// f32 -> int8, or int8 -> int8 requantization.
     15 Quantize(Quantize) quantize "QUANTIZE" "quantize";
+    /// int8 -> f32.
     16 Dequantize(Dequantize) dequantize "DEQUANTIZE" "dequantize";
 }
 

@@ -22,6 +22,7 @@ pub struct MulParams {
     pub output: Requant,
     /// Fused activation clamp in the output's integer domain.
     pub act_min: i32,
+    /// Upper end of that clamp (`act_min` is the lower).
     pub act_max: i32,
 }
 

@@ -11,8 +11,11 @@ use crate::Error;
 /// Pad; `before` is the leading padding per NHWC dimension.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Pad {
+    /// Input, placed at offset `before` in the output.
     pub input: Operand,
+    /// Output, of the input's rank: each dimension at least the input's plus `before`.
     pub output: Operand,
+    /// Leading padding per NHWC dimension (the rest of each output dimension pads after).
     pub before: [u16; MAX_RANK],
 }
 

@@ -12,9 +12,13 @@ use crate::Error;
 /// Quantize: f32 -> int8 with the output's `scale`, or int8 -> int8 requantization (`requant`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Quantize {
+    /// Input: f32, or int8 for a requantization.
     pub input: Operand,
+    /// Output, int8, with the input's element count.
     pub output: Operand,
+    /// f32 -> int8: the output's scale (checked at load); unused when `requant` is set.
     pub scale: f32,
+    /// int8 -> int8: the rescaling; `None` for f32 -> int8.
     pub requant: Option<RequantizeParams>,
 }
 
@@ -25,7 +29,9 @@ super::operand_fields!(Quantize: input => output);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct RequantizeParams {
+    /// Zero point of the input, as the kernel subtracts it.
     pub input_zero_point: i32,
+    /// Zero point of the output, added after rescaling.
     pub output_zero_point: i32,
     /// `input_scale / output_scale` as a fixed-point multiplier.
     pub requant: Requant,

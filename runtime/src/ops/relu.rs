@@ -11,8 +11,11 @@ use crate::Error;
 /// A standalone ReLU-family activation; `quant` is present for int8, absent for f32.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Relu {
+    /// Input, int8 or f32.
     pub input: Operand,
+    /// Output, with the input's element count.
     pub output: Operand,
+    /// Precomputed int8 parameters; `None` for f32.
     pub quant: Option<ReluParams>,
     /// Which clamp: `Relu`, `Relu6` or `ReluN1To1` (the int8 form is in `quant`).
     pub activation: Activation,
@@ -24,12 +27,15 @@ super::operand_fields!(Relu: input => output);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ReluParams {
+    /// Zero point of the input, as the kernel subtracts it.
     pub input_zero_point: i32,
+    /// Zero point of the output, added after rescaling (the input's for ReLU6).
     pub output_zero_point: i32,
     /// `input_scale / output_scale`.
     pub requant: Requant,
     /// Clamp in the output's integer domain.
     pub act_min: i32,
+    /// Upper end of that clamp (`act_min` is the lower).
     pub act_max: i32,
 }
 

@@ -10,7 +10,9 @@ use crate::Error;
 /// Reshape: same bytes, new shape.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Reshape {
+    /// Input, whose bytes the output takes (copied unless planned in place).
     pub input: Operand,
+    /// Output: same element count and zero point; at the input's offset when planned in place.
     pub output: Operand,
 }
 

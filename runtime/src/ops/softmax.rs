@@ -13,9 +13,13 @@ use crate::Error;
 /// Softmax over the last axis.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Softmax {
+    /// Input; softmax runs over its last dimension.
     pub input: Operand,
+    /// Output, of the input's shape (int8: scale 1/256, zero point -128).
     pub output: Operand,
+    /// Exponent scale: `exp(beta * x)`; the f32 kernel uses it, int8 has it folded into `quant`.
     pub beta: f32,
+    /// Precomputed int8 parameters; `None` for f32.
     pub quant: Option<SoftmaxParams>,
 }
 

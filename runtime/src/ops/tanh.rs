@@ -12,6 +12,7 @@ use crate::Error;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct TanhParams {
+    /// Zero point of the input, as the kernel subtracts it.
     pub input_zero_point: i32,
     /// Inputs (minus zero point) at or beyond +-radius saturate the output.
     pub input_range_radius: i32,
