@@ -2,14 +2,13 @@
 
 pub mod builder;
 pub mod cli;
-pub mod execute;
 pub mod import;
 pub mod inspect;
 pub mod ir;
 pub mod npy;
-pub mod onnx;
 pub mod plan;
 pub mod quantize;
+pub mod runtime_exec;
 pub mod sha256;
 
 use std::path::Path;

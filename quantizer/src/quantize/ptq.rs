@@ -21,7 +21,7 @@ use serde::Serialize;
 use super::observer::{Observer, RangeEstimator};
 use super::params::{self, QParams};
 use crate::builder::{Built, ModelBuilder, TensorDef};
-use crate::ir::exec::{self, Tensor, View};
+use crate::ir::float_exec::{self, Tensor, View};
 use crate::ir::{Clamp, Graph, Node, Op, Param, SourceLayout, ValueId};
 
 /// Activation quantization scheme.
@@ -228,7 +228,7 @@ fn channel_mean_diff(a: &Tensor, b: &Tensor) -> Vec<f32> {
 /// Calibration samples used to estimate bias shifts.
 const BIAS_CORRECTION_SAMPLES: usize = 128;
 
-/// `exec::eval` over the batch split across the machine's cores (every input is batch first).
+/// `float_exec::eval` over the batch split across the machine's cores (every input is batch first).
 fn eval_batched(op: &Op, inputs: &[View<'_>]) -> Result<Tensor> {
     let batch = inputs.first().map_or(1, |v| v.shape[0]);
     let threads = std::thread::available_parallelism()
@@ -236,7 +236,7 @@ fn eval_batched(op: &Op, inputs: &[View<'_>]) -> Result<Tensor> {
         .min(batch)
         .max(1);
     if threads == 1 || batch < 8 {
-        return exec::eval(op, inputs);
+        return float_exec::eval(op, inputs);
     }
     let chunk = batch.div_ceil(threads);
     let parts: Vec<Tensor> = std::thread::scope(|s| {
@@ -264,7 +264,7 @@ fn eval_batched(op: &Op, inputs: &[View<'_>]) -> Result<Tensor> {
                             }
                         })
                         .collect();
-                    exec::eval(op, &views)
+                    float_exec::eval(op, &views)
                 })
             })
             .collect();
@@ -318,7 +318,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
     // 1. Float activations of every value, and their observed ranges.
     let mut float_acts: Vec<Option<Tensor>> = vec![None; graph.values.len()];
     {
-        let acts = exec::run_observed(&graph, calib, true, |_, _, _| {})?;
+        let acts = float_exec::run_observed(&graph, calib, true, |_, _, _| {})?;
         for (v, slot) in float_acts.iter_mut().enumerate() {
             if !graph.is_const(v) {
                 *slot = acts.get(v).map(tensor_of);

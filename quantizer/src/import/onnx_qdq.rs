@@ -30,8 +30,8 @@ use std::collections::HashMap;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use prost::Message;
 
-use super::proto::{data_type as dt, ModelProto, NodeProto, TensorProto};
-use super::tensor::{Const, Data};
+use super::onnx::proto::{data_type as dt, ModelProto, NodeProto, TensorProto};
+use super::onnx::tensor::{Const, Data};
 use crate::builder::Built;
 use crate::ir::{passes, Graph, Op};
 use crate::quantize::params::QParams;
@@ -169,12 +169,12 @@ fn rewrite(model: &ModelProto) -> Result<Rewritten> {
                     let Data::I64(q) = c.data else {
                         bail!("{}: dequantizes a float initializer", ctx());
                     };
-                    let axis = super::attr_i(n, "axis", 1);
+                    let axis = super::onnx::attr_i(n, "axis", 1);
                     let rank = c.dims.len();
                     let (per, channels) = if scale.len() == 1 {
                         (q.len(), 1)
                     } else {
-                        let a = super::norm_axis(axis, rank).with_context(ctx)?;
+                        let a = super::onnx::norm_axis(axis, rank).with_context(ctx)?;
                         ensure!(
                             c.dims[a] == scale.len(),
                             "{}: {} scales for axis {a} of size {}",
@@ -328,7 +328,7 @@ fn rewrite(model: &ModelProto) -> Result<Rewritten> {
 pub fn convert(bytes: &[u8], source_sha256: [u8; 32]) -> Result<Built> {
     let model = ModelProto::decode(bytes).map_err(|e| anyhow!("not a valid ONNX file: {e}"))?;
     let rw = rewrite(&model)?;
-    let mut graph: Graph = super::import_model(&rw.model)?;
+    let mut graph: Graph = super::onnx::import_model(&rw.model)?;
     passes::optimize(&mut graph)?;
     let n_values = graph.values.len();
     let mut qp: Vec<Option<QParams>> = vec![None; n_values];

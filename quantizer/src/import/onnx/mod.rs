@@ -6,8 +6,7 @@
 //! the columns of the Gemm/MatMul that reads it. Only the batch dimension may be symbolic (it becomes 1).
 
 pub mod proto;
-pub mod qdq;
-mod tensor;
+pub(crate) mod tensor;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -215,7 +214,7 @@ fn attr<'n>(n: &'n NodeProto, name: &str) -> Option<&'n AttributeProto> {
     n.attribute.iter().find(|a| a.name == name)
 }
 
-fn attr_i(n: &NodeProto, name: &str, default: i64) -> i64 {
+pub(crate) fn attr_i(n: &NodeProto, name: &str, default: i64) -> i64 {
     attr(n, name)
         .filter(|a| a.r#type == at::INT)
         .map_or(default, |a| a.i)
@@ -240,7 +239,7 @@ fn attr_s(n: &NodeProto, name: &str) -> Option<String> {
 }
 
 /// Normalizes a possibly negative axis for `rank`.
-fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
+pub(crate) fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
     let a = if axis < 0 { axis + rank as i64 } else { axis };
     ensure!(
         (0..rank as i64).contains(&a),
