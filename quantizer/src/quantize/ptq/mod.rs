@@ -1,5 +1,6 @@
-//! Post-training quantization of an optimized IR graph: calibration on the float executor, int8
-//! parameters, bias correction, and lowering of every node to one runtime operator.
+//! Post-training quantization of an optimized IR graph, one stage per module: calibration on the float
+//! reference executor (`calibration`), int8 parameters (`parameters`), bias correction
+//! (`bias_correction`), and the report (`report`); then every node is lowered to one runtime operator.
 //!
 //! Nodes in the ignored scope stay in f32 (the runtime's float kernels), with Quantize/Dequantize
 //! inserted where int8 and f32 values meet.
@@ -18,11 +19,21 @@ use ferrite_runtime::kernels::{Activation, Window};
 use ferrite_runtime::quant::prepare::quantize_multiplier;
 use serde::Serialize;
 
-use super::observer::{Observer, RangeEstimator};
+use super::observer::RangeEstimator;
 use super::params::{self, QParams};
 use crate::builder::{Built, ModelBuilder, TensorDef};
-use crate::ir::float_exec::{self, Tensor, View};
-use crate::ir::{Clamp, Graph, Node, Op, Param, SourceLayout, ValueId};
+use crate::ir::float_exec::Tensor;
+use crate::ir::{Clamp, Graph, Node, Op, SourceLayout, ValueId};
+use bias_correction::correct_biases;
+use calibration::{calibrate, Calibration};
+use parameters::{activation_params, quantize_weights};
+use report::{layer_sqnr, SQNR_SAMPLES};
+pub use report::{LayerReport, Report, ValueReport};
+
+mod bias_correction;
+mod calibration;
+mod parameters;
+mod report;
 
 /// Activation quantization scheme.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -72,39 +83,6 @@ impl Default for Config {
     }
 }
 
-/// One value's calibration result.
-#[derive(Clone, Debug, Serialize)]
-pub struct ValueReport {
-    pub name: String,
-    pub min: f32,
-    pub max: f32,
-    pub scale: f32,
-    pub zero_point: i32,
-    pub dtype: &'static str,
-}
-
-/// What quantization did: ranges, which nodes stayed in float, bias shifts.
-#[derive(Clone, Debug, Serialize)]
-pub struct Report {
-    pub config: Config,
-    pub calibration_samples: usize,
-    pub values: Vec<ValueReport>,
-    pub float_nodes: Vec<String>,
-    /// Per corrected layer, the largest absolute bias change (in float units).
-    pub bias_shift: Vec<(String, f32)>,
-    /// Per node, the SQNR of its int8 output (computed by the runtime) against the float model's.
-    pub layers: Vec<LayerReport>,
-}
-
-/// One node's quantization error.
-#[derive(Clone, Debug, Serialize)]
-pub struct LayerReport {
-    pub name: String,
-    pub op: &'static str,
-    /// `None` when the outputs are identical.
-    pub sqnr_db: Option<f64>,
-}
-
 /// A quantized model.
 pub struct Quantized {
     pub built: Built,
@@ -117,184 +95,6 @@ fn ignored(node: &Node, patterns: &[String]) -> bool {
             || node.source_op.eq_ignore_ascii_case(p)
             || node.op.name().eq_ignore_ascii_case(p)
     })
-}
-
-/// Output quantization fixed by the operator (TFLite's int8 kernels require it), if any.
-fn fixed_output(op: &Op) -> Option<QParams> {
-    match op {
-        Op::Softmax { .. } | Op::Logistic => Some(QParams {
-            scale: 1.0 / 256.0,
-            zero_point: -128,
-        }),
-        Op::Tanh => Some(QParams {
-            scale: 1.0 / 128.0,
-            zero_point: 0,
-        }),
-        _ => None,
-    }
-}
-
-/// Operators whose int8 output keeps the input's quantization.
-fn keeps_input_quant(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::MaxPool2d { .. }
-            | Op::AveragePool2d { .. }
-            | Op::Reshape { .. }
-            | Op::Pad { .. }
-            | Op::Relu { .. }
-    )
-}
-
-fn tensor_of(v: View<'_>) -> Tensor {
-    Tensor::new(v.shape.to_vec(), v.data.to_vec())
-}
-
-/// Quantize-dequantize every element with `p`.
-fn fake_quant(t: &mut Tensor, p: QParams) {
-    for x in &mut t.data {
-        let q = ((*x / p.scale).round() + p.zero_point as f32).clamp(-128.0, 127.0);
-        *x = (q - p.zero_point as f32) * p.scale;
-    }
-}
-
-/// Quantized weights of a Conv/Depthwise/FC node: int8 values, per-channel scales.
-fn quantize_weights(op: &Op, per_tensor: bool) -> Option<(Vec<i8>, Vec<f32>)> {
-    let (filter, channel_last) = match op {
-        Op::Conv2d { filter, .. } | Op::FullyConnected { filter, .. } => (filter, false),
-        Op::DepthwiseConv2d { filter, .. } => (filter, true),
-        _ => return None,
-    };
-    let channels = if channel_last {
-        *filter.shape.last()?
-    } else {
-        filter.shape[0]
-    };
-    Some(if per_tensor {
-        params::weights_per_channel(&filter.data, 1)
-    } else if channel_last {
-        params::weights_per_channel_last(&filter.data, channels)
-    } else {
-        params::weights_per_channel(&filter.data, channels)
-    })
-}
-
-/// The op with its weights replaced by their dequantized int8 values and the clamp removed.
-fn with_weights(op: &Op, q: &(Vec<i8>, Vec<f32>), keep_clamp: bool) -> Op {
-    let mut op = op.clone();
-    let channel_last = matches!(op, Op::DepthwiseConv2d { .. });
-    if let Some(filter) = op.params_mut().into_iter().next() {
-        let channels = q.1.len();
-        let per = filter.data.len() / channels;
-        for (i, x) in filter.data.iter_mut().enumerate() {
-            let c = if channels == 1 {
-                0
-            } else if channel_last {
-                i % channels
-            } else {
-                i / per
-            };
-            *x = q.0[i] as f32 * q.1[c];
-        }
-    }
-    if !keep_clamp {
-        if let Some(c) = op.clamp_mut() {
-            *c = Clamp::NONE;
-        }
-    }
-    op
-}
-
-fn bias_mut(op: &mut Op) -> Option<&mut Param> {
-    match op {
-        Op::Conv2d { bias, .. }
-        | Op::DepthwiseConv2d { bias, .. }
-        | Op::FullyConnected { bias, .. } => Some(bias),
-        _ => None,
-    }
-}
-
-/// Per-channel (last axis) mean of `a - b`.
-fn channel_mean_diff(a: &Tensor, b: &Tensor) -> Vec<f32> {
-    let c = *a.shape.last().unwrap_or(&1);
-    let mut sum = vec![0f64; c];
-    for (i, (x, y)) in a.data.iter().zip(&b.data).enumerate() {
-        sum[i % c] += (*x - *y) as f64;
-    }
-    let n = (a.data.len() / c.max(1)).max(1) as f64;
-    sum.iter().map(|s| (s / n) as f32).collect()
-}
-
-/// Calibration samples used to estimate bias shifts.
-const BIAS_CORRECTION_SAMPLES: usize = 128;
-
-/// `float_exec::eval` over the batch split across the machine's cores (every input is batch first).
-fn eval_batched(op: &Op, inputs: &[View<'_>]) -> Result<Tensor> {
-    let batch = inputs.first().map_or(1, |v| v.shape[0]);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(batch)
-        .max(1);
-    if threads == 1 || batch < 8 {
-        return float_exec::eval(op, inputs);
-    }
-    let chunk = batch.div_ceil(threads);
-    let parts: Vec<Tensor> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..batch)
-            .step_by(chunk)
-            .map(|start| {
-                let end = (start + chunk).min(batch);
-                s.spawn(move || {
-                    let shapes: Vec<Vec<usize>> = inputs
-                        .iter()
-                        .map(|v| {
-                            let mut sh = v.shape.to_vec();
-                            sh[0] = end - start;
-                            sh
-                        })
-                        .collect();
-                    let views: Vec<View<'_>> = inputs
-                        .iter()
-                        .zip(&shapes)
-                        .map(|(v, sh)| {
-                            let per = v.data.len() / v.shape[0];
-                            View {
-                                shape: sh,
-                                data: &v.data[start * per..end * per],
-                            }
-                        })
-                        .collect();
-                    float_exec::eval(op, &views)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("evaluation thread panicked"))
-            .collect::<Result<Vec<_>>>()
-    })?;
-    Ok(Tensor::cat_batch(parts))
-}
-
-/// Value `v` from computed activations, or the graph's constant.
-fn view<'x>(graph: &'x Graph, acts: &'x [Option<Tensor>], v: ValueId) -> Result<View<'x>> {
-    match &acts[v] {
-        Some(t) => Ok(View {
-            shape: &t.shape,
-            data: &t.data,
-        }),
-        None => {
-            let c = &graph.values[v];
-            let d = c
-                .data
-                .as_ref()
-                .with_context(|| format!("value `{}` not computed", c.name))?;
-            Ok(View {
-                shape: &c.shape,
-                data: d,
-            })
-        }
-    }
 }
 
 /// Quantizes `graph` (already optimized) with calibration inputs (NHWC tensors, batch first).
@@ -316,141 +116,26 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
     }
 
     // 1. Float activations of every value, and their observed ranges.
-    let mut float_acts: Vec<Option<Tensor>> = vec![None; graph.values.len()];
-    {
-        let acts = float_exec::run_observed(&graph, calib, true, |_, _, _| {})?;
-        for (v, slot) in float_acts.iter_mut().enumerate() {
-            if !graph.is_const(v) {
-                *slot = acts.get(v).map(tensor_of);
-            }
-        }
-    }
-    let symmetric = config.preset == Preset::Performance;
-    let mut ranges: Vec<Option<(f32, f32)>> = vec![None; graph.values.len()];
-    for (v, t) in float_acts.iter().enumerate() {
-        let Some(t) = t else { continue };
-        let mut o = Observer::new(config.estimator);
-        let per = t.data.len() / samples;
-        for s in 0..samples {
-            o.observe(&t.data[s * per..(s + 1) * per]);
-        }
-        // Graph outputs keep their whole range: clipping the model's answer costs more than the
-        // resolution it buys (logits, regression values).
-        ranges[v] = if graph.outputs.contains(&v) {
-            o.full_range()
-        } else {
-            o.range(symmetric)
-        };
-    }
+    let Calibration { float_acts, ranges } = calibrate(&graph, calib, samples, config)?;
 
-    // 2. int8 parameters of each value, in execution order so that pass-through ops inherit.
-    let mut qp: Vec<Option<QParams>> = vec![None; graph.values.len()];
-    let from_range = |r: Option<(f32, f32)>| -> QParams {
-        let (lo, hi) = r.unwrap_or((0.0, 0.0));
-        if symmetric && lo >= 0.0 {
-            // A non-negative range: zero point -128, all 256 levels on [0, max].
-            let p = params::activation(0.0, hi, false);
-            QParams {
-                scale: p.scale,
-                zero_point: -128,
-            }
-        } else {
-            params::activation(lo, hi, symmetric)
-        }
-    };
-    for &v in &graph.inputs {
-        qp[v] = Some(from_range(ranges[v]));
-    }
-    for n in &graph.nodes {
-        let p = if let Some(p) = fixed_output(&n.op) {
-            p
-        } else if keeps_input_quant(&n.op) && qp[n.inputs[0]].is_some() {
-            qp[n.inputs[0]].unwrap()
-        } else {
-            from_range(ranges[n.output])
-        };
-        qp[n.output] = Some(p);
-    }
-
-    // 3. Weights, and bias correction.
+    // 2. int8 parameters of each value, and the weights.
+    let qp = activation_params(&graph, &ranges, config.preset == Preset::Performance);
     let weights: Vec<Option<(Vec<i8>, Vec<f32>)>> = graph
         .nodes
         .iter()
         .map(|n| quantize_weights(&n.op, config.per_tensor))
         .collect();
-    let mut bias_shift = Vec::new();
-    if config.bias_correction != BiasCorrection::Off {
-        let full = config.bias_correction == BiasCorrection::Full;
-        // Per-channel output means settle long before 300 samples: correct on the first ones.
-        let n_bc = samples.min(BIAS_CORRECTION_SAMPLES);
-        let float_acts: Vec<Option<Tensor>> = float_acts
-            .iter()
-            .map(|t| t.as_ref().map(|t| t.slice_batch(0, n_bc)))
-            .collect();
-        let mut q_acts: Vec<Option<Tensor>> = vec![None; graph.values.len()];
-        if full {
-            for &v in &graph.inputs {
-                let mut t = float_acts[v].clone().context("input not computed")?;
-                fake_quant(&mut t, qp[v].unwrap());
-                q_acts[v] = Some(t);
-            }
-        }
-        let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        for i in 0..graph.nodes.len() {
-            if show {
-                eprint!("\rbias correction: layer {}/{}", i + 1, graph.nodes.len());
-                if i + 1 == graph.nodes.len() {
-                    eprintln!();
-                }
-            }
-            let n = graph.nodes[i].clone();
-            if let (Some(w), false) = (&weights[i], float_node[i]) {
-                let float_in: Vec<View<'_>> = n
-                    .inputs
-                    .iter()
-                    .map(|&v| view(&graph, &float_acts, v))
-                    .collect::<Result<_>>()?;
-                let mut no_clamp = n.op.clone();
-                if let Some(c) = no_clamp.clamp_mut() {
-                    *c = Clamp::NONE;
-                }
-                let reference = eval_batched(&no_clamp, &float_in)?;
-                let quant_in: Vec<View<'_>> = if full {
-                    n.inputs
-                        .iter()
-                        .map(|&v| view(&graph, &q_acts, v))
-                        .collect::<Result<_>>()?
-                } else {
-                    float_in
-                };
-                let candidate = eval_batched(&with_weights(&n.op, w, false), &quant_in)?;
-                let shift = channel_mean_diff(&reference, &candidate);
-                let largest = shift.iter().fold(0f32, |a, s| a.max(s.abs()));
-                bias_shift.push((n.name.clone(), largest));
-                if let Some(b) = bias_mut(&mut graph.nodes[i].op) {
-                    for (b, s) in b.data.iter_mut().zip(&shift) {
-                        *b += s;
-                    }
-                }
-            }
-            if full {
-                let op = match &weights[i] {
-                    Some(w) if !float_node[i] => with_weights(&graph.nodes[i].op, w, true),
-                    _ => graph.nodes[i].op.clone(),
-                };
-                let ins: Vec<View<'_>> = n
-                    .inputs
-                    .iter()
-                    .map(|&v| view(&graph, &q_acts, v))
-                    .collect::<Result<_>>()?;
-                let mut out = eval_batched(&op, &ins)?;
-                if !float_node[i] {
-                    fake_quant(&mut out, qp[n.output].unwrap());
-                }
-                q_acts[n.output] = Some(out);
-            }
-        }
-    }
+
+    // 3. Bias correction.
+    let bias_shift = correct_biases(
+        &mut graph,
+        config.bias_correction,
+        &float_node,
+        &qp,
+        &weights,
+        &float_acts,
+        samples,
+    )?;
 
     // 4. Lowering, and each layer's output compared with the float model's on the runtime itself.
     let built = lower(
@@ -476,97 +161,17 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         &float_acts,
         samples.min(SQNR_SAMPLES),
     )?;
-    let values = graph
-        .values
-        .iter()
-        .enumerate()
-        .filter_map(|(v, val)| {
-            let p = qp[v]?;
-            let (min, max) = ranges[v].unwrap_or((0.0, 0.0));
-            Some(ValueReport {
-                name: val.name.clone(),
-                min,
-                max,
-                scale: p.scale,
-                zero_point: p.zero_point,
-                dtype: "int8",
-            })
-        })
-        .collect();
-    let float_nodes = graph
-        .nodes
-        .iter()
-        .zip(&float_node)
-        .filter(|(_, &f)| f)
-        .map(|(n, _)| n.name.clone())
-        .collect();
     Ok(Quantized {
         built,
         report: Report {
             config: config.clone(),
             calibration_samples: samples,
-            values,
-            float_nodes,
+            values: report::value_reports(&graph, &qp, &ranges),
+            float_nodes: report::float_nodes(&graph, &float_node),
             bias_shift,
             layers,
         },
     })
-}
-
-/// Calibration samples the per-layer SQNR is measured on.
-const SQNR_SAMPLES: usize = 64;
-
-/// Runs the model that exposes every node's output (output `k` is node `k`) on the runtime and
-/// compares each with the float executor's activation: signal-to-quantization-noise ratio in dB.
-fn layer_sqnr(
-    graph: &Graph,
-    debug_model: &[u8],
-    calib: &[Tensor],
-    float_acts: &[Option<Tensor>],
-    samples: usize,
-) -> Result<Vec<LayerReport>> {
-    let model =
-        ferrite_runtime::Model::from_bytes(debug_model).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut arena = vec![0u8; model.arena_size() + 16];
-    let mut it = ferrite_runtime::Interpreter::new(&model, &mut arena)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut signal = vec![0f64; graph.nodes.len()];
-    let mut noise = vec![0f64; graph.nodes.len()];
-    for s in 0..samples {
-        for (i, t) in calib.iter().enumerate() {
-            let per = t.data.len() / t.shape[0];
-            it.set_input_f32(i, &t.data[s * per..(s + 1) * per])
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-        }
-        it.invoke().map_err(|e| anyhow::anyhow!("{e}"))?;
-        for (k, n) in graph.nodes.iter().enumerate() {
-            let Some(reference) = &float_acts[n.output] else {
-                continue;
-            };
-            let per = reference.data.len() / reference.shape[0];
-            let mut got = vec![0f32; per];
-            it.output_to_f32(k, &mut got)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            for (r, g) in reference.data[s * per..(s + 1) * per].iter().zip(&got) {
-                signal[k] += (*r as f64).powi(2);
-                noise[k] += (*r as f64 - *g as f64).powi(2);
-            }
-        }
-    }
-    Ok(graph
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(k, n)| LayerReport {
-            name: n.name.clone(),
-            op: n.op.name(),
-            sqnr_db: if noise[k] == 0.0 {
-                None
-            } else {
-                Some(10.0 * (signal[k] / noise[k]).log10())
-            },
-        })
-        .collect())
 }
 
 fn le_bytes<T: Copy>(values: &[T], to: impl Fn(T) -> [u8; 4]) -> Vec<u8> {
