@@ -5,6 +5,7 @@ pub mod cli;
 pub mod import;
 pub mod inspect;
 pub mod ir;
+pub mod lower;
 pub mod npy;
 pub mod plan;
 pub mod quantize;

@@ -7,7 +7,7 @@
 //! it quantizes (uint8 zero points shifted by 128: `q_u8 - 128` is the same real number in int8). The
 //! float graph goes through the usual importer and passes; each weight is then re-read as int8 with the
 //! model's per-channel scales (exactly, or the conversion fails), int32 biases are kept as they are,
-//! and the PTQ lowering writes the model.
+//! and the shared lowering ([`crate::lower`]) writes the model.
 //!
 //! Requantization follows ONNX's semantics (the exact product rounded once), as onnxruntime computes
 //! it with an f32 scale, rather than TFLite's: the factors of Conv, Gemm/MatMul and the spatial mean
@@ -34,8 +34,8 @@ use super::onnx::proto::{data_type as dt, ModelProto, NodeProto, TensorProto};
 use super::onnx::tensor::{Const, Data};
 use crate::builder::Built;
 use crate::ir::{passes, Graph, Op};
+use crate::lower::{self, Quantization, Requantization};
 use crate::quantize::params::QParams;
-use crate::quantize::ptq;
 
 /// Whether a decoded model holds QuantizeLinear or DequantizeLinear nodes.
 pub fn is_qdq(bytes: &[u8]) -> bool {
@@ -356,7 +356,7 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32]) -> Result<Built> {
         // input's quantization.
         let requantizes = match &n.op {
             Op::AveragePool2d { window, .. } => {
-                ptq::global_pool(window, &graph.values[n.inputs[0]].shape)
+                lower::global_pool(window, &graph.values[n.inputs[0]].shape)
             }
             _ => false,
         };
@@ -440,16 +440,19 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32]) -> Result<Built> {
             biases[i] = None;
         }
     }
-    ptq::lower_prequantized(
+    let float = lower::float_values(&graph, &float_node);
+    lower::lower(
         &graph,
-        &float_node,
-        &qp,
-        &weights,
-        &biases,
-        ptq::Lowering {
+        &Quantization {
+            float: &float,
+            params: &qp,
+            weights: &weights,
+            biases: &biases,
+        },
+        lower::Options {
             source_sha256,
             expose_all: false,
-            requantization: ptq::Requantization::Onnx,
+            requantization: Requantization::Onnx,
         },
     )
 }
