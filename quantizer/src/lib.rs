@@ -1,4 +1,5 @@
-//! Ferrite's host-side quantizer: importers, IR, calibration, post-training quantization and export.
+//! Ferrite's host-side quantizer: importers, IR, calibration, post-training quantization, lowering to
+//! runtime operators and export.
 
 pub mod builder;
 pub mod cli;

@@ -1,7 +1,8 @@
 //! The quantizer's intermediate representation: a typed, shape-inferred f32 graph in NHWC.
 //!
 //! Importers build it (`crate::import`), passes simplify it (`passes`), the float reference executor
-//! runs it (`float_exec`), and lowering turns each node into one runtime operator. Conventions:
+//! runs it (`float_exec`), and the lowering (`crate::lower`) turns each node into one runtime operator.
+//! Conventions:
 //!
 //! - Every activation's first dimension is the batch, 1 in the graph; the executor runs any batch size.
 //! - Rank-4 activations are NHWC (importers of NCHW formats transpose weights, axes and constants).
@@ -242,7 +243,9 @@ pub enum Op {
         scale: Param,
         shift: Param,
     },
-    /// Copies its input (ONNX Identity and inference Dropout); removed by the passes.
+    /// Copies its input (ONNX Identity and inference Dropout); removed by the passes. In a model
+    /// imported with its own quantization (TFLite QUANTIZE and DEQUANTIZE) it converts between
+    /// differently typed or quantized values, and is lowered to the runtime's Quantize or Dequantize.
     Identity,
 }
 
