@@ -1,15 +1,16 @@
-//! Ferrite's host-side quantizer: importers, IR, calibration, post-training quantization and export.
+//! Ferrite's host-side quantizer: importers, IR, calibration, post-training quantization, lowering to
+//! runtime operators and export.
 
 pub mod builder;
 pub mod cli;
-pub mod execute;
 pub mod import;
 pub mod inspect;
 pub mod ir;
+pub mod lower;
 pub mod npy;
-pub mod onnx;
 pub mod plan;
 pub mod quantize;
+pub mod runtime_exec;
 pub mod sha256;
 
 use std::path::Path;

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use ferrite_quantizer::import::onnx::proto::*;
 use ferrite_quantizer::ir::{self, Op};
 use ferrite_quantizer::npy::Array;
-use ferrite_quantizer::onnx::proto::*;
 use prost::Message;
 
 fn fixtures() -> PathBuf {
@@ -49,10 +49,14 @@ const SAMPLES: usize = if cfg!(debug_assertions) {
 
 /// Imports, optimizes and runs `model` on `x`, comparing each output with its golden file.
 fn check_model(model: &str, x: &str, goldens: &[&str]) -> f64 {
-    let g = ferrite_quantizer::cli::onnx::load(&fixtures().join(model)).unwrap();
+    let g = ferrite_quantizer::cli::float_onnx::load(&fixtures().join(model)).unwrap();
     let x = head(&Array::read(&fixtures().join(x)).unwrap(), SAMPLES);
-    let outs =
-        ir::io::run_arrays(&g, &[x], ferrite_quantizer::execute::available_threads()).unwrap();
+    let outs = ir::io::run_arrays(
+        &g,
+        &[x],
+        ferrite_quantizer::runtime_exec::available_threads(),
+    )
+    .unwrap();
     assert_eq!(outs.len(), goldens.len());
     let mut worst = 0.0f64;
     for (o, golden) in outs.iter().zip(goldens) {
@@ -121,12 +125,12 @@ fn passes_leave_only_runtime_operators() {
         "mlp_digits",
     ] {
         let path = fixtures().join(format!("{model}/model.onnx"));
-        let raw = ferrite_quantizer::onnx::load(&path).unwrap();
+        let raw = ferrite_quantizer::import::onnx::load(&path).unwrap();
         assert!(raw
             .nodes
             .iter()
             .any(|n| matches!(n.op, Op::BatchNorm { .. } | Op::Identity | Op::Relu { .. })));
-        let g = ferrite_quantizer::cli::onnx::load(&path).unwrap();
+        let g = ferrite_quantizer::cli::float_onnx::load(&path).unwrap();
         for n in &g.nodes {
             assert!(
                 !matches!(n.op, Op::BatchNorm { .. } | Op::Identity | Op::Relu { .. }),

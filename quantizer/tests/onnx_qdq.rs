@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use ferrite_quantizer::import::onnx::proto::*;
 use ferrite_quantizer::npy::Array;
-use ferrite_quantizer::onnx::proto::*;
 use ferrite_runtime::format::DType;
 use prost::Message;
 
@@ -13,7 +13,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn convert(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
-    Ok(ferrite_quantizer::onnx::qdq::convert(bytes, [0; 32])?.bytes)
+    Ok(ferrite_quantizer::import::onnx_qdq::convert(bytes, [0; 32])?.bytes)
 }
 
 fn argmax(row: &[f32]) -> usize {
@@ -53,9 +53,9 @@ fn agreement(name: &str, test: &str) -> Agreement {
     let golden = Array::read(&dir.join(format!("qdq/{name}_golden.npy")))
         .unwrap()
         .to_f32();
-    let out = ferrite_quantizer::execute::Runner::new(&model_bytes)
+    let out = ferrite_quantizer::runtime_exec::Runner::new(&model_bytes)
         .unwrap()
-        .run(&[x], ferrite_quantizer::execute::available_threads())
+        .run(&[x], ferrite_quantizer::runtime_exec::available_threads())
         .unwrap();
     let got = out[0].to_f32();
     assert_eq!(got.len(), golden.len(), "{name}: output size");
@@ -112,7 +112,7 @@ const MODELS: &[(&str, &str)] = &[
 ];
 
 /// Issue 5's criterion: at least 99.9% of output elements within 1 LSB of onnxruntime, and the same
-/// top-1 accuracy. Requantization rounds once, as onnxruntime does (see `onnx::qdq`), so what is
+/// top-1 accuracy. Requantization rounds once, as onnxruntime does (see `import::onnx_qdq`), so what is
 /// left are rare products within about 1e-7 of a rounding boundary, where onnxruntime's f32
 /// arithmetic and the runtime's integer multiplier can fall on different sides.
 fn check(variant: &str) {
@@ -314,7 +314,7 @@ fn threads_do_not_change_outputs() {
     let mut shape = x.shape.clone();
     shape[0] = 37;
     let x = Array::from_f32(shape, &x.to_f32()[..37 * per]);
-    let runner = ferrite_quantizer::execute::Runner::new(&model_bytes).unwrap();
+    let runner = ferrite_quantizer::runtime_exec::Runner::new(&model_bytes).unwrap();
     let one = runner.run(std::slice::from_ref(&x), 1).unwrap();
     for threads in [2, 3, 64] {
         let many = runner.run(std::slice::from_ref(&x), threads).unwrap();

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use ferrite_quantizer::ir::exec::{self, Tensor};
-use ferrite_quantizer::{ir, onnx};
+use ferrite_quantizer::ir::float_exec::{self, Tensor};
+use ferrite_quantizer::{import::onnx, ir};
 
 fn import_and_optimize(bytes: &[u8]) -> bool {
     match onnx::import(bytes) {
@@ -30,7 +30,7 @@ fn import_and_run(bytes: &[u8]) -> bool {
             Tensor::new(shape, vec![1.0; n])
         })
         .collect();
-    exec::run(&g, &inputs, 1).is_ok()
+    float_exec::run(&g, &inputs, 1).is_ok()
 }
 
 fn model(name: &str) -> Vec<u8> {

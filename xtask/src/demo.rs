@@ -78,7 +78,7 @@ pub fn run(root: &Path) -> Result<()> {
     let nchw: Vec<f32> = images.to_f32()[..per].to_vec();
     let inp = model.input(0).map_err(|e| anyhow!("{e}"))?;
     let s = inp.shape.nhwc();
-    let nhwc = ferrite_quantizer::execute::transpose_chw(&nchw, s.c, s.h, s.w, false);
+    let nhwc = ferrite_quantizer::runtime_exec::transpose_chw(&nchw, s.c, s.h, s.w, false);
     let (input, host) = host_run(&model, &nhwc)?;
     std::fs::write(dir.join("input.bin"), &input)?;
     std::fs::write(

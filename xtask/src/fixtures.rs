@@ -53,7 +53,7 @@ pub fn cases(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
 
 /// Writes `model.ferrite`, `input.bin` and `expected.bin` of one fixture into `dir`.
 fn make(onnx: &Path, calib: &Path, test_x: &Path, dir: &Path) -> Result<()> {
-    let graph = ferrite_quantizer::cli::onnx::load(onnx)?;
+    let graph = ferrite_quantizer::cli::float_onnx::load(onnx)?;
     ensure!(graph.inputs.len() == 1, "one input expected");
     let calib_x = ir::io::input_tensor(&graph, 0, &Array::read(calib)?)?;
     let q = ptq::quantize(&graph, &[calib_x], &ptq::Config::default())?;

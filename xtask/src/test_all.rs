@@ -22,8 +22,12 @@ pub fn run(root: &Path) -> Result<()> {
         ("format".into(), args("fmt --all -- --check")),
         ("host tests".into(), args("test --workspace")),
         (
-            "runtime tests, host feature".into(),
-            args("test -p ferrite-runtime --features host"),
+            "runtime tests on their own (no workspace feature unification)".into(),
+            args("test -p ferrite-runtime"),
+        ),
+        (
+            "quantizer tests on their own".into(),
+            args("test -p ferrite-quantizer"),
         ),
         (
             "runtime tests, DS-CNN operators only".into(),

@@ -37,11 +37,11 @@ pub fn convert_bytes(path: &std::path::Path, bytes: &[u8]) -> Result<crate::buil
     if crate::import::is_tflite(bytes) {
         return tflite::convert(bytes).with_context(|| format!("converting {}", path.display()));
     }
-    if crate::onnx::qdq::is_qdq(bytes) {
-        return crate::onnx::qdq::convert(bytes, crate::sha256::digest(bytes))
+    if crate::import::onnx_qdq::is_qdq(bytes) {
+        return crate::import::onnx_qdq::convert(bytes, crate::sha256::digest(bytes))
             .with_context(|| format!("converting {}", path.display()));
     }
-    if crate::cli::onnx::is_onnx(path) {
+    if crate::cli::float_onnx::is_onnx(path) {
         bail!(
             "{}: a float ONNX model (no QuantizeLinear/DequantizeLinear); use `ferrite quantize` with calibration data",
             path.display()

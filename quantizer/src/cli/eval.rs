@@ -14,8 +14,8 @@ use std::time::Instant;
 use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 
-use crate::execute;
 use crate::npy::Array;
+use crate::runtime_exec;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -51,8 +51,8 @@ struct Row {
 /// First output of `model` on `data`, as f32 (int8 outputs dequantized), and the seconds spent running
 /// the samples.
 fn outputs(model: &std::path::Path, data: &Array, threads: usize) -> Result<(Array, f64)> {
-    let (mut outs, seconds) = if super::onnx::is_onnx(model) {
-        let g = super::onnx::load(model)?;
+    let (mut outs, seconds) = if super::float_onnx::is_onnx(model) {
+        let g = super::float_onnx::load(model)?;
         let start = Instant::now();
         let outs = crate::ir::io::run_arrays(&g, std::slice::from_ref(data), threads)?;
         (outs, start.elapsed().as_secs_f64())
@@ -65,7 +65,7 @@ fn outputs(model: &std::path::Path, data: &Array, threads: usize) -> Result<(Arr
             converted = Array::from_f32(data.shape.clone(), &data.to_f32());
             &converted
         };
-        let runner = execute::Runner::new(&bytes)?;
+        let runner = runtime_exec::Runner::new(&bytes)?;
         let start = Instant::now();
         let outs = runner.run(std::slice::from_ref(input), threads)?;
         (outs, start.elapsed().as_secs_f64())
@@ -127,7 +127,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let threads = args
         .threads
-        .map_or_else(execute::available_threads, usize::from);
+        .map_or_else(runtime_exec::available_threads, usize::from);
     let samples = data.shape.first().copied().unwrap_or(1);
     let mut rows = Vec::new();
     let mut reference: Option<Array> = None;

@@ -17,8 +17,8 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    if super::onnx::is_onnx(&args.model) {
-        return super::onnx::inspect(&args.model, args.json);
+    if super::float_onnx::is_onnx(&args.model) {
+        return super::float_onnx::inspect(&args.model, args.json);
     }
     let bytes = super::load_model(&args.model)?;
     let model = Model::from_bytes(&bytes)

@@ -2,8 +2,8 @@
 
 pub mod convert;
 pub mod eval;
+pub mod float_onnx;
 pub mod inspect;
-pub mod onnx;
 pub mod quantize;
 pub mod run;
 
@@ -28,7 +28,7 @@ pub fn load_model(path: &Path) -> Result<Vec<u8>> {
         "onnx" => {
             let bytes =
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            if crate::onnx::qdq::is_qdq(&bytes) {
+            if crate::import::onnx_qdq::is_qdq(&bytes) {
                 return Ok(convert::convert_bytes(path, &bytes)?.bytes);
             }
             bail!(

@@ -69,7 +69,7 @@ pub fn run(args: &Args) -> Result<()> {
     let start = Instant::now();
     let source =
         std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
-    let graph = super::onnx::load(&args.model)?;
+    let graph = super::float_onnx::load(&args.model)?;
     ensure!(
         graph.inputs.len() == 1,
         "{}: models with {} inputs are not supported yet",

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use crate::execute;
 use crate::npy::{Array, Dtype};
+use crate::runtime_exec;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -31,13 +31,13 @@ pub fn run(args: &Args) -> Result<()> {
         .collect::<Result<_>>()?;
     let threads = args
         .threads
-        .map_or_else(execute::available_threads, usize::from);
-    let outputs = if super::onnx::is_onnx(&args.model) {
+        .map_or_else(runtime_exec::available_threads, usize::from);
+    let outputs = if super::float_onnx::is_onnx(&args.model) {
         // Float ONNX: the float executor.
-        super::onnx::run(&args.model, &inputs, threads)
+        super::float_onnx::run(&args.model, &inputs, threads)
     } else {
         let bytes = super::load_model(&args.model)?;
-        execute::Runner::new(&bytes).and_then(|r| r.run(&inputs, threads))
+        runtime_exec::Runner::new(&bytes).and_then(|r| r.run(&inputs, threads))
     }
     .with_context(|| format!("running {}", args.model.display()))?;
     match &args.output {

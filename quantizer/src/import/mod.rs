@@ -1,5 +1,8 @@
-//! Importers of models quantized elsewhere, converted as they are.
+//! Importers: float ONNX models into the IR (`onnx`), and models quantized elsewhere, converted with
+//! their own quantization parameters (`onnx_qdq`, `tflite`).
 
+pub mod onnx;
+pub mod onnx_qdq;
 pub mod tflite;
 
 /// Whether `bytes` look like a TFLite FlatBuffer (identifier `TFL3` at offset 4).

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, ensure, Result};
 
-use super::exec::{self, Tensor};
+use super::float_exec::{self, Tensor};
 use super::{Graph, SourceLayout, ValueId};
 use crate::npy::{Array, Dtype};
 
@@ -50,7 +50,7 @@ pub fn input_tensor(g: &Graph, i: usize, a: &Array) -> Result<Tensor> {
     }
     let t = Tensor::new(shape.clone(), a.to_f32());
     Ok(match g.values[v].source {
-        SourceLayout::Nchw => exec::transpose_4d(&t, true),
+        SourceLayout::Nchw => float_exec::transpose_4d(&t, true),
         _ => {
             shape[0] = t.shape[0];
             t
@@ -63,7 +63,7 @@ pub fn output_array(g: &Graph, o: usize, t: &Tensor) -> Array {
     let v = g.outputs[o];
     match g.values[v].source {
         SourceLayout::Nchw if t.shape.len() == 4 => {
-            let s = exec::transpose_4d(t, false);
+            let s = float_exec::transpose_4d(t, false);
             Array::from_f32(s.shape, &s.data)
         }
         SourceLayout::FlatChw { c, h, w } if t.shape.len() == 2 => {
@@ -97,7 +97,7 @@ pub fn run_arrays(g: &Graph, inputs: &[Array], threads: usize) -> Result<Vec<Arr
         .enumerate()
         .map(|(i, a)| input_tensor(g, i, a))
         .collect::<Result<_>>()?;
-    let outs = exec::run(g, &tensors, threads)?;
+    let outs = float_exec::run(g, &tensors, threads)?;
     Ok(outs
         .iter()
         .enumerate()

@@ -1,7 +1,8 @@
 //! The quantizer's intermediate representation: a typed, shape-inferred f32 graph in NHWC.
 //!
-//! Importers build it (`crate::onnx`), passes simplify it (`passes`), the float executor runs it
-//! (`exec`), and lowering turns each node into one runtime operator. Conventions:
+//! Importers build it (`crate::import`), passes simplify it (`passes`), the float reference executor
+//! runs it (`float_exec`), and the lowering (`crate::lower`) turns each node into one runtime operator.
+//! Conventions:
 //!
 //! - Every activation's first dimension is the batch, 1 in the graph; the executor runs any batch size.
 //! - Rank-4 activations are NHWC (importers of NCHW formats transpose weights, axes and constants).
@@ -17,7 +18,7 @@
 //! - Values keep the source model's view of their layout ([`SourceLayout`]) so that graph inputs and
 //!   outputs can be fed and read in the source layout (NCHW for ONNX), as `.npy` files are.
 
-pub mod exec;
+pub mod float_exec;
 pub mod io;
 pub mod passes;
 pub mod shape;
@@ -242,7 +243,9 @@ pub enum Op {
         scale: Param,
         shift: Param,
     },
-    /// Copies its input (ONNX Identity and inference Dropout); removed by the passes.
+    /// Copies its input (ONNX Identity and inference Dropout); removed by the passes. In a model
+    /// imported with its own quantization (TFLite QUANTIZE and DEQUANTIZE) it converts between
+    /// differently typed or quantized values, and is lowered to the runtime's Quantize or Dequantize.
     Identity,
 }
 

@@ -9,7 +9,7 @@
 
 use anyhow::Result;
 
-use super::exec::{self, View};
+use super::float_exec::{self, View};
 use super::{Graph, Op, ValueId};
 
 /// What [`optimize`] did.
@@ -121,7 +121,7 @@ pub fn fold_constants(g: &mut Graph) -> Result<usize> {
                 data: g.values[v].data.as_deref().unwrap(),
             })
             .collect();
-        let out = exec::eval(&n.op, &views)?;
+        let out = float_exec::eval(&n.op, &views)?;
         let o = n.output;
         g.values[o].shape = out.shape;
         g.values[o].data = Some(out.data);
@@ -344,7 +344,7 @@ pub fn merge_reshapes(g: &mut Graph) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::exec::{run, Tensor};
+    use crate::ir::float_exec::{run, Tensor};
     use crate::ir::{Clamp, Param, Window2d};
 
     /// Deterministic pseudo-random values in [-1, 1).

@@ -1,9 +1,37 @@
 //! TFLite int8 models: a bounds-checked FlatBuffer reader, accessors written from the TFLite schema's
-//! field ids, and the converter to `.ferrite`, which prepares every parameter as TFLite Micro does.
+//! field ids, and the importer into the IR with the model's own quantization; the shared lowering then
+//! prepares every parameter as TFLite Micro does.
 
-mod convert;
 pub mod flatbuf;
 pub mod schema;
+mod to_ir;
 
-pub use convert::{convert, SUPPORTED};
+use anyhow::{anyhow, Result};
+
+use crate::builder::Built;
+use crate::lower::{self, Quantization, Requantization};
 pub use schema::Model;
+pub use to_ir::{import, Imported, SUPPORTED};
+
+/// Converts a `.tflite` file's bytes to a planned `.ferrite` model.
+pub fn convert(bytes: &[u8]) -> Result<Built> {
+    let m = import(bytes)?;
+    let built = lower::lower(
+        &m.graph,
+        &Quantization {
+            float: &m.float,
+            params: &m.params,
+            weights: &m.weights,
+            biases: &m.biases,
+        },
+        lower::Options {
+            source_sha256: crate::sha256::digest(bytes),
+            expose_all: false,
+            requantization: Requantization::TfLite,
+        },
+    )?;
+    // Only hand out models the runtime loads.
+    ferrite_runtime::Model::from_bytes(&built.bytes)
+        .map_err(|e| anyhow!("the converted model fails the runtime's checks: {e}"))?;
+    Ok(built)
+}

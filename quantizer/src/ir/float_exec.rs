@@ -1,4 +1,4 @@
-//! The float executor: runs an IR graph over a batch of samples in f32.
+//! The float reference executor: runs an IR graph over a batch of samples in f32.
 //!
 //! Engine: plain Rust over the runtime's f32 reference kernels (`ferrite_runtime::kernels::float`), the
 //! same code that runs float layers on the device, so calibration, evaluation and bias correction see
@@ -375,7 +375,7 @@ pub fn run_observed<'g>(
 }
 
 /// Runs the graph on a batch (every input's first dimension) and returns its outputs. The batch is split
-/// across `threads` threads (see [`crate::execute::available_threads`]).
+/// across `threads` threads (see [`crate::runtime_exec::available_threads`]).
 pub fn run(graph: &Graph, inputs: &[Tensor], threads: usize) -> Result<Vec<Tensor>> {
     ensure!(threads >= 1, "threads must be at least 1");
     let batch = check_inputs(graph, inputs)?;
@@ -433,7 +433,7 @@ pub fn transpose_4d(t: &Tensor, to_nhwc: bool) -> Tensor {
         .data
         .chunks(per.max(1))
         .take(n)
-        .flat_map(|sample| crate::execute::transpose_chw(sample, ch, h, w, !to_nhwc))
+        .flat_map(|sample| crate::runtime_exec::transpose_chw(sample, ch, h, w, !to_nhwc))
         .collect();
     let shape = if to_nhwc {
         vec![n, h, w, ch]

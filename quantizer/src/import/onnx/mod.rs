@@ -6,8 +6,7 @@
 //! the columns of the Gemm/MatMul that reads it. Only the batch dimension may be symbolic (it becomes 1).
 
 pub mod proto;
-pub mod qdq;
-mod tensor;
+pub(crate) mod tensor;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -215,7 +214,7 @@ fn attr<'n>(n: &'n NodeProto, name: &str) -> Option<&'n AttributeProto> {
     n.attribute.iter().find(|a| a.name == name)
 }
 
-fn attr_i(n: &NodeProto, name: &str, default: i64) -> i64 {
+pub(crate) fn attr_i(n: &NodeProto, name: &str, default: i64) -> i64 {
     attr(n, name)
         .filter(|a| a.r#type == at::INT)
         .map_or(default, |a| a.i)
@@ -240,7 +239,7 @@ fn attr_s(n: &NodeProto, name: &str) -> Option<String> {
 }
 
 /// Normalizes a possibly negative axis for `rank`.
-fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
+pub(crate) fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
     let a = if axis < 0 { axis + rank as i64 } else { axis };
     ensure!(
         (0..rank as i64).contains(&a),
@@ -358,10 +357,7 @@ impl Importer {
             );
         }
         if n.op_type == "Constant" {
-            let c = Const::from_constant_node(n)?;
-            self.consts
-                .insert(n.output.first().context("no output")?.clone(), c);
-            return Ok(());
+            return self.constant(n);
         }
         if self.fold_const_node(n)? {
             return Ok(());
@@ -375,88 +371,16 @@ impl Importer {
             "Relu" => self.unary(n, label, Op::Relu { clamp: Clamp::RELU }),
             "Sigmoid" => self.unary(n, label, Op::Logistic),
             "Tanh" => self.unary(n, label, Op::Tanh),
-            "Identity" | "Dropout" => {
-                if n.op_type == "Dropout" {
-                    if let Some(t) = self.opt_const(n, 2)? {
-                        ensure!(
-                            t.f32()?.iter().all(|&v| v == 0.0),
-                            "Dropout in training mode"
-                        );
-                    }
-                    ensure!(
-                        n.output.get(1).is_none_or(|s| s.is_empty()),
-                        "Dropout's mask output is not supported"
-                    );
-                }
-                self.unary(n, label, Op::Identity)
-            }
+            "Identity" => self.unary(n, label, Op::Identity),
+            "Dropout" => self.dropout(n, label),
             "Clip" => self.clip(n, label),
             "MaxPool" | "AveragePool" => self.pool(n, label),
-            "GlobalAveragePool" => {
-                let x = self.act(n, 0)?;
-                ensure!(
-                    self.layout(x) == SourceLayout::Nchw,
-                    "input is not a 4-D NCHW tensor"
-                );
-                self.emit(
-                    n,
-                    label,
-                    Op::Mean { keep_dims: true },
-                    vec![x],
-                    SourceLayout::Nchw,
-                )
-                .map(drop)
-            }
+            "GlobalAveragePool" => self.global_average_pool(n, label),
             "ReduceMean" => self.reduce_mean(n, label),
-            "Flatten" => {
-                let x = self.act(n, 0)?;
-                let d = self.onnx_dims(x);
-                let axis = norm_axis(attr_i(n, "axis", 1), d.len() + 1)?;
-                ensure!(
-                    axis == 1,
-                    "Flatten with axis {axis} (only axis 1, keeping the batch, is supported)"
-                );
-                self.reshape_to(n, label, x, vec![d[0], d[1..].iter().product()])
-            }
-            "Reshape" => {
-                let x = self.act(n, 0)?;
-                let shape = self.konst(n, 1)?.i64()?;
-                let d = self.onnx_dims(x);
-                let allow_zero = attr_i(n, "allowzero", 0) != 0;
-                let out = resolve_reshape(&d, &shape, allow_zero)?;
-                self.reshape_to(n, label, x, out)
-            }
-            "Squeeze" | "Unsqueeze" => {
-                let x = self.act(n, 0)?;
-                let axes = match attr_ints(n, "axes") {
-                    Some(a) => a,
-                    None => match self.opt_const(n, 1)? {
-                        Some(c) => c.i64()?,
-                        None => Vec::new(),
-                    },
-                };
-                let d = self.onnx_dims(x);
-                let out = if n.op_type == "Squeeze" {
-                    let axes: Vec<usize> = axes
-                        .iter()
-                        .map(|&a| norm_axis(a, d.len()))
-                        .collect::<Result<_>>()?;
-                    d.iter()
-                        .enumerate()
-                        .filter(|(i, &s)| {
-                            if axes.is_empty() {
-                                s != 1
-                            } else {
-                                !axes.contains(i)
-                            }
-                        })
-                        .map(|(_, &s)| s)
-                        .collect()
-                } else {
-                    unsqueeze(&d, &axes)?
-                };
-                self.reshape_to(n, label, x, out)
-            }
+            "Flatten" => self.flatten(n, label),
+            "Reshape" => self.reshape(n, label),
+            "Squeeze" => self.squeeze(n, label),
+            "Unsqueeze" => self.unsqueeze(n, label),
             "Transpose" => self.transpose(n, label),
             "Concat" => self.concat(n, label),
             "Pad" => self.pad(n, label),
@@ -464,6 +388,112 @@ impl Importer {
             "Softmax" => self.softmax(n, label),
             other => bail!("unsupported operator `{other}`"),
         }
+    }
+
+    /// A `Constant` node: its value becomes a constant, no IR node.
+    fn constant(&mut self, n: &NodeProto) -> Result<()> {
+        let c = Const::from_constant_node(n)?;
+        self.consts
+            .insert(n.output.first().context("no output")?.clone(), c);
+        Ok(())
+    }
+
+    /// `Dropout` in inference mode: the identity (its mask output is not supported).
+    fn dropout(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        if let Some(t) = self.opt_const(n, 2)? {
+            ensure!(
+                t.f32()?.iter().all(|&v| v == 0.0),
+                "Dropout in training mode"
+            );
+        }
+        ensure!(
+            n.output.get(1).is_none_or(|s| s.is_empty()),
+            "Dropout's mask output is not supported"
+        );
+        self.unary(n, label, Op::Identity)
+    }
+
+    /// `GlobalAveragePool`: the spatial mean of an NCHW tensor, dimensions kept.
+    fn global_average_pool(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let x = self.act(n, 0)?;
+        ensure!(
+            self.layout(x) == SourceLayout::Nchw,
+            "input is not a 4-D NCHW tensor"
+        );
+        self.emit(
+            n,
+            label,
+            Op::Mean { keep_dims: true },
+            vec![x],
+            SourceLayout::Nchw,
+        )
+        .map(drop)
+    }
+
+    /// `Flatten` keeping the batch (axis 1).
+    fn flatten(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let x = self.act(n, 0)?;
+        let d = self.onnx_dims(x);
+        let axis = norm_axis(attr_i(n, "axis", 1), d.len() + 1)?;
+        ensure!(
+            axis == 1,
+            "Flatten with axis {axis} (only axis 1, keeping the batch, is supported)"
+        );
+        self.reshape_to(n, label, x, vec![d[0], d[1..].iter().product()])
+    }
+
+    /// `Reshape` to a constant shape.
+    fn reshape(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let x = self.act(n, 0)?;
+        let shape = self.konst(n, 1)?.i64()?;
+        let d = self.onnx_dims(x);
+        let allow_zero = attr_i(n, "allowzero", 0) != 0;
+        let out = resolve_reshape(&d, &shape, allow_zero)?;
+        self.reshape_to(n, label, x, out)
+    }
+
+    /// The axes of `Squeeze` and `Unsqueeze`: an attribute (before opset 13) or a constant input.
+    fn squeeze_axes(&self, n: &NodeProto) -> Result<Vec<i64>> {
+        Ok(match attr_ints(n, "axes") {
+            Some(a) => a,
+            None => match self.opt_const(n, 1)? {
+                Some(c) => c.i64()?,
+                None => Vec::new(),
+            },
+        })
+    }
+
+    /// `Squeeze`: the listed axes removed (all dimensions of size 1 when none are listed).
+    fn squeeze(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let x = self.act(n, 0)?;
+        let axes = self.squeeze_axes(n)?;
+        let d = self.onnx_dims(x);
+        let axes: Vec<usize> = axes
+            .iter()
+            .map(|&a| norm_axis(a, d.len()))
+            .collect::<Result<_>>()?;
+        let out = d
+            .iter()
+            .enumerate()
+            .filter(|(i, &s)| {
+                if axes.is_empty() {
+                    s != 1
+                } else {
+                    !axes.contains(i)
+                }
+            })
+            .map(|(_, &s)| s)
+            .collect();
+        self.reshape_to(n, label, x, out)
+    }
+
+    /// `Unsqueeze`: dimensions of size 1 inserted at the listed axes.
+    fn unsqueeze(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let x = self.act(n, 0)?;
+        let axes = self.squeeze_axes(n)?;
+        let d = self.onnx_dims(x);
+        let out = unsqueeze_dims(&d, &axes)?;
+        self.reshape_to(n, label, x, out)
     }
 
     /// Evaluates shape glue on constants at import (Identity, Reshape, Flatten, Squeeze, Unsqueeze, Add,
@@ -498,7 +528,7 @@ impl Importer {
             }
             "Unsqueeze" => {
                 let axes = attr_ints(n, "axes").map_or_else(|| c(1)?.i64(), Ok)?;
-                c(0)?.reshaped(unsqueeze(&c(0)?.dims, &axes)?)
+                c(0)?.reshaped(unsqueeze_dims(&c(0)?.dims, &axes)?)
             }
             "Squeeze" => {
                 let d = &c(0)?.dims;
@@ -1318,7 +1348,7 @@ impl Importer {
 }
 
 /// `d` with a 1 inserted at each of `axes` (axes of the result, distinct).
-fn unsqueeze(d: &[usize], axes: &[i64]) -> Result<Vec<usize>> {
+fn unsqueeze_dims(d: &[usize], axes: &[i64]) -> Result<Vec<usize>> {
     let rank = d.len() + axes.len();
     let mut axes: Vec<usize> = axes
         .iter()

@@ -1,20 +1,22 @@
-//! TFLite int8 model -> `.ferrite`: operators mapped one to one, parameters prepared as TFLite Micro's
-//! Prepare computes them, weights borrowed from the file.
+//! TFLite int8 model -> IR graph with the model's own quantization: every operator checked and mapped
+//! to one IR node, each tensor's scale and zero point, the weights' int8 values and per-channel scales
+//! and the int32 biases recorded as they are, for the shared lowering ([`crate::lower`]) to prepare
+//! every parameter as TFLite Micro's Prepare computes it.
+//!
+//! Values keep the file's shapes, and a QUANTIZE or DEQUANTIZE becomes an `Identity` node between
+//! values of different types or quantization, which the lowering writes as the runtime's Quantize or
+//! Dequantize.
 
 use anyhow::{anyhow, bail, Context, Result};
-use ferrite_runtime::format::{Activation, DType, Operand, Seq, Shape, Window};
-use ferrite_runtime::ops::{
-    AddParams, Binary, ConcatInput, Concatenation, Conv, Dequantize, FullyConnected,
-    LogisticParams, MeanParams, MulParams, Op, Pad, Pool, Quantize, Relu, ReluParams,
-    RequantizeParams, Reshape, Softmax, SoftmaxParams, TanhParams, Unary,
-};
-use ferrite_runtime::quant::prepare::quantize_multiplier;
+use ferrite_runtime::format::{Activation, DType, Shape};
 
 use super::flatbuf::Table;
 use super::schema::{op, tensor_type, Model, Operator};
-use crate::builder::{Built, ModelBuilder, TensorDef};
+use crate::builder::TensorDef;
+use crate::ir::{Clamp, Graph, Node, Op, Param, ValueId, Window2d};
+use crate::quantize::params::QParams;
 
-/// The operators the importer converts.
+/// The operators the importer reads.
 pub const SUPPORTED: &[&str] = &[
     "ADD",
     "AVERAGE_POOL_2D",
@@ -38,10 +40,23 @@ pub const SUPPORTED: &[&str] = &[
     "TANH",
 ];
 
-/// Converts a `.tflite` file's bytes to a planned `.ferrite` model.
-pub fn convert(bytes: &[u8]) -> Result<Built> {
+/// A TFLite model in the IR, with the quantization it fixes (indexed as [`crate::lower::Quantization`]).
+pub struct Imported {
+    pub graph: Graph,
+    /// Per value: float32 (otherwise int8).
+    pub float: Vec<bool>,
+    /// Per value: the int8 scale and zero point.
+    pub params: Vec<Option<QParams>>,
+    /// Per node: int8 weights and their scales.
+    pub weights: Vec<Option<(Vec<i8>, Vec<f32>)>>,
+    /// Per node: the int32 bias (empty when the operator has none).
+    pub biases: Vec<Option<Vec<i32>>>,
+}
+
+/// Reads a `.tflite` file's bytes into the IR.
+pub fn import(bytes: &[u8]) -> Result<Imported> {
     let model = Model::parse(bytes)?;
-    let mut cx = Converter::new(&model)?;
+    let mut cx = Importer::new(&model)?;
     for i in 0..model.operators.len() {
         let code = model.code(i)?;
         let name = if code.builtin == op::CUSTOM {
@@ -52,26 +67,23 @@ pub fn convert(bytes: &[u8]) -> Result<Built> {
         cx.operator(i, code.builtin)
             .with_context(|| format!("operator {i} ({name})"))?;
     }
-    let built = cx.finish(bytes)?;
-    // Only hand out models the runtime loads.
-    ferrite_runtime::Model::from_bytes(&built.bytes)
-        .map_err(|e| anyhow!("the converted model fails the runtime's checks: {e}"))?;
-    Ok(built)
+    cx.finish()
 }
 
-/// An operator whose multiplier and shift arrays are owned until the builder borrows them.
-struct Pending<'a> {
-    op: Op<'a>,
-    multiplier: Vec<u8>,
-    shift: Vec<u8>,
-}
+/// An operator's weights: int8 data, per-channel (or one) scales and dimensions.
+type Weights = (Vec<i8>, Vec<f32>, Vec<usize>);
 
-struct Converter<'m, 'a> {
+struct Importer<'m, 'a> {
     model: &'m Model<'a>,
+    /// Per IR value: the tensor it comes from, as the runtime will store it.
     defs: Vec<TensorDef>,
-    /// TFLite tensor index -> Ferrite tensor index.
-    map: Vec<Option<u16>>,
-    ops: Vec<Pending<'a>>,
+    /// TFLite tensor index -> IR value.
+    map: Vec<Option<ValueId>>,
+    graph: Graph,
+    weights: Vec<Option<(Vec<i8>, Vec<f32>)>>,
+    biases: Vec<Option<Vec<i32>>>,
+    /// The operator being read: its index and name, which name its IR node.
+    current: (usize, String),
 }
 
 fn fused(code: i8) -> Result<Activation> {
@@ -86,15 +98,21 @@ fn fused(code: i8) -> Result<Activation> {
     })
 }
 
-/// TFLite's `ComputePaddingHeightWidth` for one dimension: the output size and the leading padding
-/// (the odd extra row or column of SAME padding goes after the input).
+/// The IR clamp of a fused activation.
+fn clamp(activation: Activation) -> Clamp {
+    let (min, max) = activation.range();
+    Clamp::new(min, max)
+}
+
+/// TFLite's `ComputePaddingHeightWidth` for one dimension: the output size, the leading padding and
+/// the trailing one (the odd extra row or column of SAME padding goes after the input).
 fn padding(
     same: bool,
     input: usize,
     filter: usize,
     stride: usize,
     dilation: usize,
-) -> (usize, usize) {
+) -> (usize, usize, usize) {
     let effective = (filter - 1) * dilation + 1;
     let out = if same {
         input.div_ceil(stride)
@@ -102,14 +120,10 @@ fn padding(
         (input + stride).saturating_sub(effective) / stride
     };
     let total = ((out.max(1) - 1) * stride + effective).saturating_sub(input);
-    (out, total / 2)
+    (out, total / 2, total - total / 2)
 }
 
-fn le_i32s(values: impl Iterator<Item = i32>) -> Vec<u8> {
-    values.flat_map(i32::to_le_bytes).collect()
-}
-
-impl<'m, 'a> Converter<'m, 'a> {
+impl<'m, 'a> Importer<'m, 'a> {
     fn new(model: &'m Model<'a>) -> Result<Self> {
         let has_int8 = model.tensors.iter().any(|t| t.dtype == tensor_type::INT8);
         let float_inputs = !model.inputs.is_empty()
@@ -128,7 +142,10 @@ impl<'m, 'a> Converter<'m, 'a> {
             model,
             defs: Vec::new(),
             map: vec![None; model.tensors.len()],
-            ops: Vec::new(),
+            graph: Graph::default(),
+            weights: Vec::new(),
+            biases: Vec::new(),
+            current: (0, String::new()),
         })
     }
 
@@ -176,8 +193,8 @@ impl<'m, 'a> Converter<'m, 'a> {
         Ok((scale, zp as i32))
     }
 
-    /// The Ferrite tensor of an activation tensor (created on first use).
-    fn act(&mut self, t: i32) -> Result<u16> {
+    /// The IR value of an activation tensor (created on first use).
+    fn act(&mut self, t: i32) -> Result<ValueId> {
         let t = self.tensor_index(t)?;
         if let Some(i) = self.map[t] {
             return Ok(i);
@@ -230,6 +247,7 @@ impl<'m, 'a> Converter<'m, 'a> {
                 tensor.name, tensor.shape
             )
         })?;
+        u16::try_from(self.defs.len()).context("more than 65535 tensors")?;
         self.defs.push(TensorDef {
             name: tensor.name.clone(),
             dtype,
@@ -237,32 +255,39 @@ impl<'m, 'a> Converter<'m, 'a> {
             scale,
             zero_point,
         });
-        let i = u16::try_from(self.defs.len() - 1).context("more than 65535 tensors")?;
-        self.map[t] = Some(i);
-        Ok(i)
+        let v = self.graph.add_value(tensor.name.clone(), dims);
+        self.map[t] = Some(v);
+        Ok(v)
     }
 
-    fn operand(&self, i: u16) -> Operand {
-        let d = &self.defs[i as usize];
-        Operand {
-            tensor: i,
-            offset: 0,
-            shape: d.shape,
-            dtype: d.dtype,
-            zero_point: d.zero_point,
-        }
+    fn def(&self, v: ValueId) -> &TensorDef {
+        &self.defs[v]
     }
 
-    fn def(&self, i: u16) -> &TensorDef {
-        &self.defs[i as usize]
+    /// Adds the IR node of the current operator.
+    fn push(&mut self, op: Op, inputs: Vec<ValueId>, output: ValueId) {
+        self.push_weighted(op, inputs, output, None, None);
     }
 
-    fn push(&mut self, op: Op<'a>) {
-        self.ops.push(Pending {
+    /// Adds the IR node of the current operator with its int8 weights and int32 bias.
+    fn push_weighted(
+        &mut self,
+        op: Op,
+        inputs: Vec<ValueId>,
+        output: ValueId,
+        weights: Option<(Vec<i8>, Vec<f32>)>,
+        bias: Option<Vec<i32>>,
+    ) {
+        let (i, code) = &self.current;
+        self.graph.nodes.push(Node {
+            name: format!("{} ({i})", self.defs[output].name),
+            source_op: code.clone(),
             op,
-            multiplier: Vec::new(),
-            shift: Vec::new(),
+            inputs,
+            output,
         });
+        self.weights.push(weights);
+        self.biases.push(bias);
     }
 
     /// The operator's input `k`, which must exist (not -1).
@@ -283,7 +308,7 @@ impl<'m, 'a> Converter<'m, 'a> {
         Ok(o.options)
     }
 
-    fn single_output(&mut self, o: &Operator<'_>) -> Result<u16> {
+    fn single_output(&mut self, o: &Operator<'_>) -> Result<ValueId> {
         if o.outputs.len() != 1 {
             bail!("has {} outputs, expected 1", o.outputs.len());
         }
@@ -292,6 +317,7 @@ impl<'m, 'a> Converter<'m, 'a> {
 
     fn operator(&mut self, i: usize, code: i32) -> Result<()> {
         let o = self.model.operators[i].clone();
+        self.current = (i, op::name(code));
         match code {
             op::CONV_2D | op::DEPTHWISE_CONV_2D => self.conv(&o, code == op::DEPTHWISE_CONV_2D),
             op::FULLY_CONNECTED => self.fully_connected(&o),
@@ -315,7 +341,7 @@ impl<'m, 'a> Converter<'m, 'a> {
         }
     }
 
-    fn require_i8(&self, t: u16, role: &str) -> Result<()> {
+    fn require_i8(&self, t: ValueId, role: &str) -> Result<()> {
         let d = self.def(t);
         if d.dtype != DType::I8 {
             bail!(
@@ -328,13 +354,7 @@ impl<'m, 'a> Converter<'m, 'a> {
     }
 
     /// Weight tensor `t`: int8 data, its per-channel scales (checked against `channels` along `axis`).
-    fn weights(
-        &self,
-        t: i32,
-        shape_rank: usize,
-        channels: usize,
-        axis: i32,
-    ) -> Result<(&'a [u8], Vec<f32>, Vec<usize>)> {
+    fn weights(&self, t: i32, shape_rank: usize, channels: usize, axis: i32) -> Result<Weights> {
         let t = self.tensor_index(t)?;
         let tensor = &self.model.tensors[t];
         if tensor.dtype != tensor_type::INT8 {
@@ -383,13 +403,17 @@ impl<'m, 'a> Converter<'m, 'a> {
                 tensor.name
             );
         }
-        Ok((data, q.scale.clone(), dims))
+        Ok((
+            data.iter().map(|&b| b as i8).collect(),
+            q.scale.clone(),
+            dims,
+        ))
     }
 
-    /// Optional bias: int32, one per output channel.
-    fn bias(&self, o: &Operator<'_>, k: usize, channels: usize) -> Result<&'a [u8]> {
+    /// Optional bias: int32, one per output channel (none when the operator has no bias).
+    fn bias(&self, o: &Operator<'_>, k: usize, channels: usize) -> Result<Vec<i32>> {
         let Some(&t) = o.inputs.get(k).filter(|&&t| t >= 0) else {
-            return Ok(&[]);
+            return Ok(Vec::new());
         };
         let t = self.tensor_index(t)?;
         let tensor = &self.model.tensors[t];
@@ -408,20 +432,10 @@ impl<'m, 'a> Converter<'m, 'a> {
                 data.len()
             );
         }
-        Ok(data)
-    }
-
-    /// Per-channel (or single) multiplier and shift of `input_scale * w[c] / output_scale`, in double as
-    /// TFLite Micro's `PopulateConvolutionQuantizationParams` and `GetQuantizedConvolutionMultipler`.
-    fn multipliers(in_scale: f32, w: &[f32], out_scale: f32) -> (Vec<u8>, Vec<u8>) {
-        let r: Vec<_> = w
-            .iter()
-            .map(|&s| quantize_multiplier(in_scale as f64 * s as f64 / out_scale as f64))
-            .collect();
-        (
-            le_i32s(r.iter().map(|q| q.multiplier)),
-            le_i32s(r.iter().map(|q| q.shift)),
-        )
+        Ok(data
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
 
     fn conv(&mut self, o: &Operator<'a>, depthwise: bool) -> Result<()> {
@@ -495,8 +509,8 @@ impl<'m, 'a> Converter<'m, 'a> {
             1 => false,
             p => bail!("unknown padding {p}"),
         };
-        let (oh, pad_top) = padding_of(same, xi.h, kh, sh, dh);
-        let (ow, pad_left) = padding_of(same, xi.w, kw, sw, dw);
+        let (oh, pad_top, pad_bottom) = padding_of(same, xi.h, kh, sh, dh);
+        let (ow, pad_left, pad_right) = padding_of(same, xi.w, kw, sw, dw);
         if (oh, ow) != (yo.h, yo.w) || yo.n != xi.n {
             bail!(
                 "output shape {:?} differs from the {}x{} that the padding, strides and dilation give",
@@ -506,39 +520,34 @@ impl<'m, 'a> Converter<'m, 'a> {
             );
         }
         let bias = self.bias(o, 2, out_c)?;
-        let (multiplier, shift) = Self::multipliers(xd.scale, &wscales, yd.scale);
-        let (act_min, act_max) = activation.quantized_range(yd.scale, yd.zero_point);
-        let conv = Conv {
-            input: self.operand(x),
-            output: self.operand(y),
-            kernel_h: kh as u16,
-            kernel_w: kw as u16,
-            window: Window {
-                stride_h: sh,
-                stride_w: sw,
-                dilation_h: dh,
-                dilation_w: dw,
-                pad_top: pad_top as u16,
-                pad_left: pad_left as u16,
-            },
-            depth_multiplier: depth_multiplier as u16,
-            activation,
-            act_min,
-            act_max,
-            filter,
-            bias,
-            multiplier: &[],
-            shift: &[],
+        let window = Window2d {
+            kernel: [kh, kw],
+            stride: [sh as usize, sw as usize],
+            dilation: [dh as usize, dw as usize],
+            pads: [pad_top, pad_left, pad_bottom, pad_right],
         };
-        self.ops.push(Pending {
-            op: if depthwise {
-                Op::DepthwiseConv2d(conv)
-            } else {
-                Op::Conv2d(conv)
-            },
-            multiplier,
-            shift,
-        });
+        let (filter, bias_param) = (
+            filter_param(&filter, &wscales, &fdims, depthwise),
+            bias_param(&bias, xd.scale, &wscales, out_c),
+        );
+        let clamp = clamp(activation);
+        let op = if depthwise {
+            Op::DepthwiseConv2d {
+                window,
+                depth_multiplier,
+                filter: filter.1,
+                bias: bias_param,
+                clamp,
+            }
+        } else {
+            Op::Conv2d {
+                window,
+                filter: filter.1,
+                bias: bias_param,
+                clamp,
+            }
+        };
+        self.push_weighted(op, vec![x], y, Some((filter.0, wscales)), Some(bias));
         Ok(())
     }
 
@@ -574,23 +583,16 @@ impl<'m, 'a> Converter<'m, 'a> {
             );
         }
         let bias = self.bias(o, 2, out)?;
-        let (multiplier, shift) = Self::multipliers(xd.scale, &wscales, yd.scale);
-        let (act_min, act_max) = activation.quantized_range(yd.scale, yd.zero_point);
-        self.ops.push(Pending {
-            op: Op::FullyConnected(FullyConnected {
-                input: self.operand(x),
-                output: self.operand(y),
-                activation,
-                act_min,
-                act_max,
-                filter,
-                bias,
-                multiplier: &[],
-                shift: &[],
-            }),
-            multiplier,
-            shift,
-        });
+        let (filter, bias_param) = (
+            filter_param(&filter, &wscales, &fdims, false),
+            bias_param(&bias, xd.scale, &wscales, out),
+        );
+        let op = Op::FullyConnected {
+            filter: filter.1,
+            bias: bias_param,
+            clamp: clamp(activation),
+        };
+        self.push_weighted(op, vec![x], y, Some((filter.0, wscales)), Some(bias));
         Ok(())
     }
 
@@ -610,49 +612,13 @@ impl<'m, 'a> Converter<'m, 'a> {
             Some(t) => t.i8(0, "fused_activation_function", 0)?,
             None => 0,
         })?;
-        let (ad, bd, yd) = (
-            self.def(a).clone(),
-            self.def(b).clone(),
-            self.def(y).clone(),
-        );
-        let (lo, hi) = activation.quantized_range(yd.scale, yd.zero_point);
-        let (oa, ob, oy) = (self.operand(a), self.operand(b), self.operand(y));
+        let clamp = clamp(activation);
         let op = if mul {
-            Op::Mul(Binary {
-                a: oa,
-                b: ob,
-                output: oy,
-                activation,
-                quant: Some(MulParams::prepare(
-                    ad.scale,
-                    ad.zero_point,
-                    bd.scale,
-                    bd.zero_point,
-                    yd.scale,
-                    yd.zero_point,
-                    lo,
-                    hi,
-                )),
-            })
+            Op::Mul { clamp }
         } else {
-            Op::Add(Binary {
-                a: oa,
-                b: ob,
-                output: oy,
-                activation,
-                quant: Some(AddParams::prepare(
-                    ad.scale,
-                    ad.zero_point,
-                    bd.scale,
-                    bd.zero_point,
-                    yd.scale,
-                    yd.zero_point,
-                    lo,
-                    hi,
-                )),
-            })
+            Op::Add { clamp }
         };
-        self.push(op);
+        self.push(op, vec![a, b], y);
         Ok(())
     }
 
@@ -697,37 +663,27 @@ impl<'m, 'a> Converter<'m, 'a> {
             );
         }
         let (xi, yo) = (xd.shape.nhwc(), yd.shape.nhwc());
-        let (oh, pad_top) = padding_of(same, xi.h, fh as usize, sh, 1);
-        let (ow, pad_left) = padding_of(same, xi.w, fw as usize, sw, 1);
+        let (oh, pad_top, pad_bottom) = padding_of(same, xi.h, fh as usize, sh, 1);
+        let (ow, pad_left, pad_right) = padding_of(same, xi.w, fw as usize, sw, 1);
         if (oh, ow, xi.n, xi.c) != (yo.h, yo.w, yo.n, yo.c) {
             bail!(
                 "output shape {:?} differs from the {oh}x{ow} the padding and strides give",
                 yd.shape.dims()
             );
         }
-        let (act_min, act_max) = activation.quantized_range(yd.scale, yd.zero_point);
-        let p = Pool {
-            input: self.operand(x),
-            output: self.operand(y),
-            filter_h: fh,
-            filter_w: fw,
-            window: Window {
-                stride_h: sh,
-                stride_w: sw,
-                dilation_h: 1,
-                dilation_w: 1,
-                pad_top: pad_top as u16,
-                pad_left: pad_left as u16,
-            },
-            activation,
-            act_min,
-            act_max,
+        let window = Window2d {
+            kernel: [fh as usize, fw as usize],
+            stride: [sh as usize, sw as usize],
+            dilation: [1, 1],
+            pads: [pad_top, pad_left, pad_bottom, pad_right],
         };
-        self.push(if max {
-            Op::MaxPool2d(p)
+        let clamp = clamp(activation);
+        let op = if max {
+            Op::MaxPool2d { window, clamp }
         } else {
-            Op::AveragePool2d(p)
-        });
+            Op::AveragePool2d { window, clamp }
+        };
+        self.push(op, vec![x], y);
         Ok(())
     }
 
@@ -794,19 +750,8 @@ impl<'m, 'a> Converter<'m, 'a> {
                 yd.shape.dims()
             );
         }
-        let p = MeanParams::prepare(
-            xd.scale,
-            xd.zero_point,
-            yd.scale,
-            yd.zero_point,
-            xi.h * xi.w,
-        );
-        let u = Unary {
-            input: self.operand(x),
-            output: self.operand(y),
-            quant: Some(p),
-        };
-        self.push(Op::Mean(u));
+        let keep_dims = yd.shape.rank == 4;
+        self.push(Op::Mean { keep_dims }, vec![x], y);
         Ok(())
     }
 
@@ -833,13 +778,7 @@ impl<'m, 'a> Converter<'m, 'a> {
         if xd.shape != yd.shape {
             bail!("input and output shapes differ");
         }
-        let s = Softmax {
-            input: self.operand(x),
-            output: self.operand(y),
-            beta,
-            quant: Some(SoftmaxParams::prepare(beta, xd.scale)),
-        };
-        self.push(Op::Softmax(s));
+        self.push(Op::Softmax { beta }, vec![x], y);
         Ok(())
     }
 
@@ -865,20 +804,7 @@ impl<'m, 'a> Converter<'m, 'a> {
         if xd.shape.elements() != yd.shape.elements() {
             bail!("input and output sizes differ");
         }
-        let (input, output) = (self.operand(x), self.operand(y));
-        self.push(if tanh {
-            Op::Tanh(Unary {
-                input,
-                output,
-                quant: Some(TanhParams::prepare(xd.scale, xd.zero_point)),
-            })
-        } else {
-            Op::Logistic(Unary {
-                input,
-                output,
-                quant: Some(LogisticParams::prepare(xd.scale, xd.zero_point)),
-            })
-        });
+        self.push(if tanh { Op::Tanh } else { Op::Logistic }, vec![x], y);
         Ok(())
     }
 
@@ -891,13 +817,8 @@ impl<'m, 'a> Converter<'m, 'a> {
         if xd.shape.elements() != yd.shape.elements() {
             bail!("input and output sizes differ");
         }
-        let p = ReluParams::prepare(xd.scale, xd.zero_point, yd.scale, yd.zero_point, activation);
-        self.push(Op::Relu(Relu {
-            input: self.operand(x),
-            output: self.operand(y),
-            quant: Some(p),
-            activation,
-        }));
+        let clamp = clamp(activation);
+        self.push(Op::Relu { clamp }, vec![x], y);
         Ok(())
     }
 
@@ -915,11 +836,8 @@ impl<'m, 'a> Converter<'m, 'a> {
         if xd.scale != yd.scale || xd.zero_point != yd.zero_point {
             bail!("input and output quantization differ; a reshape cannot requantize");
         }
-        let r = Reshape {
-            input: self.operand(x),
-            output: self.operand(y),
-        };
-        self.push(Op::Reshape(r));
+        let shape = yd.shape.dims().iter().map(|&d| d as usize).collect();
+        self.push(Op::Reshape { shape }, vec![x], y);
         Ok(())
     }
 
@@ -944,29 +862,16 @@ impl<'m, 'a> Converter<'m, 'a> {
         if o.inputs.is_empty() {
             bail!("has no inputs");
         }
-        let mut parts = Vec::new();
+        let mut inputs = Vec::new();
         for &t in &o.inputs {
             let x = self.act(t)?;
-            let xd = self.def(x).clone();
-            if xd.dtype != yd.dtype {
+            if self.def(x).dtype != yd.dtype {
                 bail!("inputs and output differ in type");
             }
-            let requant = (xd.dtype == DType::I8
-                && (xd.scale != yd.scale || xd.zero_point != yd.zero_point))
-                .then(|| {
-                    RequantizeParams::prepare(xd.scale, xd.zero_point, yd.scale, yd.zero_point)
-                });
-            parts.push(ConcatInput {
-                input: self.operand(x),
-                requant,
-            });
+            inputs.push(x);
         }
-        let c = Concatenation {
-            inputs: Seq::from(parts),
-            output: self.operand(y),
-            axis: axis as u8,
-        };
-        self.push(Op::Concatenation(c));
+        let axis = axis as usize;
+        self.push(Op::Concatenation { axis }, inputs, y);
         Ok(())
     }
 
@@ -985,7 +890,7 @@ impl<'m, 'a> Converter<'m, 'a> {
         if pads.len() != 2 * rank || yd.shape.rank as usize != rank {
             bail!("paddings must be a [{rank}, 2] constant");
         }
-        let mut before = [0u16; 4];
+        let (mut before, mut after) = (Vec::new(), Vec::new());
         for d in 0..rank {
             let (pre, post) = (pads[2 * d], pads[2 * d + 1]);
             let (i, out) = (xd.shape.dims()[d] as i64, yd.shape.dims()[d] as i64);
@@ -995,14 +900,10 @@ impl<'m, 'a> Converter<'m, 'a> {
             {
                 bail!("paddings ({pre}, {post}) of dimension {d} do not turn {i} into {out}");
             }
-            before[4 - rank + d] = pre as u16;
+            before.push(pre as usize);
+            after.push(post as usize);
         }
-        let p = Pad {
-            input: self.operand(x),
-            output: self.operand(y),
-            before,
-        };
-        self.push(Op::Pad(p));
+        self.push(Op::Pad { before, after }, vec![x], y);
         Ok(())
     }
 
@@ -1014,23 +915,10 @@ impl<'m, 'a> Converter<'m, 'a> {
         if xd.shape.elements() != yd.shape.elements() {
             bail!("input and output sizes differ");
         }
-        let requant = match xd.dtype {
-            DType::F32 => None,
-            DType::I8 => Some(RequantizeParams::prepare(
-                xd.scale,
-                xd.zero_point,
-                yd.scale,
-                yd.zero_point,
-            )),
-            other => bail!("QUANTIZE from {other:?} is not supported"),
-        };
-        let q = Quantize {
-            input: self.operand(x),
-            output: self.operand(y),
-            scale: yd.scale,
-            requant,
-        };
-        self.push(Op::Quantize(q));
+        if !matches!(xd.dtype, DType::F32 | DType::I8) {
+            bail!("QUANTIZE from {:?} is not supported", xd.dtype);
+        }
+        self.push(Op::Identity, vec![x], y);
         Ok(())
     }
 
@@ -1042,62 +930,97 @@ impl<'m, 'a> Converter<'m, 'a> {
         if yd.dtype != DType::F32 || xd.shape.elements() != yd.shape.elements() {
             bail!("DEQUANTIZE must turn int8 into float32 of the same size");
         }
-        let d = Dequantize {
-            input: self.operand(x),
-            output: self.operand(y),
-            scale: xd.scale,
-        };
-        self.push(Op::Dequantize(d));
+        self.push(Op::Identity, vec![x], y);
         Ok(())
     }
 
-    fn finish(mut self, bytes: &[u8]) -> Result<Built> {
-        let inputs: Vec<u16> = self
+    fn finish(mut self) -> Result<Imported> {
+        let inputs: Vec<ValueId> = self
             .model
             .inputs
             .iter()
             .map(|&t| self.act(t).context("graph input"))
             .collect::<Result<_>>()?;
-        let outputs: Vec<u16> = self
+        let outputs: Vec<ValueId> = self
             .model
             .outputs
             .iter()
             .map(|&t| self.act(t).context("graph output"))
             .collect::<Result<_>>()?;
-        let mut b = ModelBuilder::new();
-        for d in &self.defs {
-            b.tensor(d.clone());
-        }
-        for p in &self.ops {
-            let mut op = p.op.clone();
-            match &mut op {
-                Op::Conv2d(c) | Op::DepthwiseConv2d(c) => {
-                    c.multiplier = &p.multiplier;
-                    c.shift = &p.shift;
-                }
-                Op::FullyConnected(f) => {
-                    f.multiplier = &p.multiplier;
-                    f.shift = &p.shift;
-                }
-                _ => {}
-            }
-            b.push(op);
-        }
-        b.set_inputs(&inputs);
-        b.set_outputs(&outputs);
-        b.source_sha256 = crate::sha256::digest(bytes);
-        b.source_layout = "NHWC".into();
-        b.finish()
+        self.graph.inputs = inputs;
+        self.graph.outputs = outputs;
+        let float = self.defs.iter().map(|d| d.dtype == DType::F32).collect();
+        let params = self
+            .defs
+            .iter()
+            .map(|d| {
+                (d.dtype == DType::I8).then_some(QParams {
+                    scale: d.scale,
+                    zero_point: d.zero_point,
+                })
+            })
+            .collect();
+        Ok(Imported {
+            graph: self.graph,
+            float,
+            params,
+            weights: self.weights,
+            biases: self.biases,
+        })
     }
 }
 
-/// Output size and leading padding of one spatial dimension (TFLite `ComputePaddingHeightWidth`).
+/// The int8 filter and its dequantized IR parameter; scales are per output channel (the first
+/// dimension, or the last for a depthwise filter) or one for the whole tensor.
+fn filter_param(
+    data: &[i8],
+    scales: &[f32],
+    dims: &[usize],
+    channel_last: bool,
+) -> (Vec<i8>, Param) {
+    let channels = if channel_last {
+        dims[dims.len() - 1]
+    } else {
+        dims[0]
+    };
+    let per = data.len() / channels;
+    let real = data
+        .iter()
+        .enumerate()
+        .map(|(k, &q)| {
+            let c = if scales.len() == 1 {
+                0
+            } else if channel_last {
+                k % channels
+            } else {
+                k / per
+            };
+            q as f32 * scales[c]
+        })
+        .collect();
+    (data.to_vec(), Param::new(dims.to_vec(), real))
+}
+
+/// The IR parameter of an int32 bias (scale `input_scale * weight_scale[c]`); zeros when there is
+/// none.
+fn bias_param(bias: &[i32], input_scale: f32, scales: &[f32], channels: usize) -> Param {
+    let real = (0..channels)
+        .map(|c| {
+            let s = scales[if scales.len() == 1 { 0 } else { c }];
+            bias.get(c).map_or(0.0, |&b| b as f32 * input_scale * s)
+        })
+        .collect();
+    Param::new(vec![channels], real)
+}
+
+/// Output size, leading and trailing padding of one spatial dimension (TFLite
+/// `ComputePaddingHeightWidth`).
 fn padding_of(
     same: bool,
     input: usize,
     filter: usize,
     stride: u16,
     dilation: u16,
-) -> (usize, usize) {
+) -> (usize, usize, usize) {
     padding(same, input, filter, stride as usize, dilation as usize)
 }

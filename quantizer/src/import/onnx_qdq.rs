@@ -7,7 +7,7 @@
 //! it quantizes (uint8 zero points shifted by 128: `q_u8 - 128` is the same real number in int8). The
 //! float graph goes through the usual importer and passes; each weight is then re-read as int8 with the
 //! model's per-channel scales (exactly, or the conversion fails), int32 biases are kept as they are,
-//! and the PTQ lowering writes the model.
+//! and the shared lowering ([`crate::lower`]) writes the model.
 //!
 //! Requantization follows ONNX's semantics (the exact product rounded once), as onnxruntime computes
 //! it with an f32 scale, rather than TFLite's: the factors of Conv, Gemm/MatMul and the spatial mean
@@ -30,12 +30,12 @@ use std::collections::HashMap;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use prost::Message;
 
-use super::proto::{data_type as dt, ModelProto, NodeProto, TensorProto};
-use super::tensor::{Const, Data};
+use super::onnx::proto::{data_type as dt, ModelProto, NodeProto, TensorProto};
+use super::onnx::tensor::{Const, Data};
 use crate::builder::Built;
 use crate::ir::{passes, Graph, Op};
+use crate::lower::{self, Quantization, Requantization};
 use crate::quantize::params::QParams;
-use crate::quantize::ptq;
 
 /// Whether a decoded model holds QuantizeLinear or DequantizeLinear nodes.
 pub fn is_qdq(bytes: &[u8]) -> bool {
@@ -169,12 +169,12 @@ fn rewrite(model: &ModelProto) -> Result<Rewritten> {
                     let Data::I64(q) = c.data else {
                         bail!("{}: dequantizes a float initializer", ctx());
                     };
-                    let axis = super::attr_i(n, "axis", 1);
+                    let axis = super::onnx::attr_i(n, "axis", 1);
                     let rank = c.dims.len();
                     let (per, channels) = if scale.len() == 1 {
                         (q.len(), 1)
                     } else {
-                        let a = super::norm_axis(axis, rank).with_context(ctx)?;
+                        let a = super::onnx::norm_axis(axis, rank).with_context(ctx)?;
                         ensure!(
                             c.dims[a] == scale.len(),
                             "{}: {} scales for axis {a} of size {}",
@@ -328,7 +328,7 @@ fn rewrite(model: &ModelProto) -> Result<Rewritten> {
 pub fn convert(bytes: &[u8], source_sha256: [u8; 32]) -> Result<Built> {
     let model = ModelProto::decode(bytes).map_err(|e| anyhow!("not a valid ONNX file: {e}"))?;
     let rw = rewrite(&model)?;
-    let mut graph: Graph = super::import_model(&rw.model)?;
+    let mut graph: Graph = super::onnx::import_model(&rw.model)?;
     passes::optimize(&mut graph)?;
     let n_values = graph.values.len();
     let mut qp: Vec<Option<QParams>> = vec![None; n_values];
@@ -356,7 +356,7 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32]) -> Result<Built> {
         // input's quantization.
         let requantizes = match &n.op {
             Op::AveragePool2d { window, .. } => {
-                ptq::global_pool(window, &graph.values[n.inputs[0]].shape)
+                lower::global_pool(window, &graph.values[n.inputs[0]].shape)
             }
             _ => false,
         };
@@ -440,16 +440,19 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32]) -> Result<Built> {
             biases[i] = None;
         }
     }
-    ptq::lower_prequantized(
+    let float = lower::float_values(&graph, &float_node);
+    lower::lower(
         &graph,
-        &float_node,
-        &qp,
-        &weights,
-        &biases,
-        ptq::Lowering {
+        &Quantization {
+            float: &float,
+            params: &qp,
+            weights: &weights,
+            biases: &biases,
+        },
+        lower::Options {
             source_sha256,
             expose_all: false,
-            requantization: ptq::Requantization::Onnx,
+            requantization: Requantization::Onnx,
         },
     )
 }

@@ -14,12 +14,12 @@ pub fn is_onnx(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
-        && !std::fs::read(path).is_ok_and(|b| crate::onnx::qdq::is_qdq(&b))
+        && !std::fs::read(path).is_ok_and(|b| crate::import::onnx_qdq::is_qdq(&b))
 }
 
 /// Imports and optimizes a float ONNX model.
 pub fn load(path: &Path) -> Result<Graph> {
-    let mut g = crate::onnx::load(path)?;
+    let mut g = crate::import::onnx::load(path)?;
     ir::passes::optimize(&mut g).map_err(|e| e.context(format!("{}", path.display())))?;
     Ok(g)
 }

@@ -1,4 +1,5 @@
-//! Runs a `.ferrite` model over `.npy` batches on the host runtime, handling layout and (de)quantization.
+//! The runtime-backed executor: runs a `.ferrite` model over `.npy` batches on the host build of the
+//! int8 runtime, handling layout and (de)quantization.
 //!
 //! Data is batch first in the source model's layout: a model converted from NCHW (ONNX) takes NCHW
 //! arrays, transposed to the runtime's NHWC here. f32 arrays are quantized with each input's scale and

@@ -2,7 +2,7 @@
 
 use super::proto::*;
 use super::*;
-use crate::ir::exec::{self, Tensor};
+use crate::ir::float_exec::{self, Tensor};
 
 fn tensor(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
     TensorProto {
@@ -129,7 +129,7 @@ fn conv_weights_become_ohwi_and_depthwise_1hwc() {
         matches!(&g.nodes[0].op, Op::DepthwiseConv2d { depth_multiplier: 2, filter, .. } if filter.shape == [1, 1, 1, 4])
     );
     let x = Tensor::new(vec![1, 3, 3, 2], (0..18).map(|v| v as f32).collect());
-    let y = exec::run(&g, &[x], 1).unwrap();
+    let y = float_exec::run(&g, &[x], 1).unwrap();
     // Pixel 0 has channels (0, 1): outputs 0*1, 0*2, 1*3, 1*4.
     assert_eq!(y[0].data[..4], [0.0, 0.0, 3.0, 4.0]);
 }
@@ -246,7 +246,7 @@ fn nhwc_graph_inputs_behind_a_transpose_stay_nhwc() {
     assert_eq!(g.values[g.inputs[0]].source, SourceLayout::Same);
     assert_eq!(g.values[g.inputs[0]].shape, [1, 3, 3, 2]);
     let x = Tensor::new(vec![1, 3, 3, 2], (0..18).map(|v| v as f32).collect());
-    let y = exec::run(&g, &[x], 1).unwrap();
+    let y = float_exec::run(&g, &[x], 1).unwrap();
     assert_eq!(y[0].data[..2], [10.0, 2.0 + 30.0]);
 }
 

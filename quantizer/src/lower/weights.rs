@@ -1,0 +1,62 @@
+//! Constant data of the weighted operators (Conv2d, DepthwiseConv2d, FullyConnected): the filter and
+//! bias as the runtime stores them, and each output channel's requantization factor.
+
+use anyhow::{Context, Result};
+use ferrite_runtime::quant::prepare::quantize_multiplier;
+
+use super::{Quantization, Requantization};
+use crate::ir::{Node, Op};
+use crate::quantize::params;
+
+/// Constant data a lowered node borrows (empty for operators without weights).
+#[derive(Default)]
+pub(super) struct NodeData {
+    pub filter: Vec<u8>,
+    pub bias: Vec<u8>,
+    pub multiplier: Vec<u8>,
+    pub shift: Vec<u8>,
+}
+
+fn le_bytes<T: Copy>(values: &[T], to: impl Fn(T) -> [u8; 4]) -> Vec<u8> {
+    values.iter().flat_map(|&v| to(v)).collect()
+}
+
+/// The data of node `i`: f32 weights for a node kept in float; int8 weights, an int32 bias and
+/// per-channel multipliers and shifts otherwise.
+pub(super) fn node_data(
+    n: &Node,
+    i: usize,
+    q: &Quantization<'_>,
+    requantization: Requantization,
+) -> Result<NodeData> {
+    let mut d = NodeData::default();
+    let (filter, bias) = match &n.op {
+        Op::Conv2d { filter, bias, .. }
+        | Op::DepthwiseConv2d { filter, bias, .. }
+        | Op::FullyConnected { filter, bias, .. } => (filter, bias),
+        _ => return Ok(d),
+    };
+    if q.float[n.output] {
+        d.filter = le_bytes(&filter.data, f32::to_le_bytes);
+        d.bias = le_bytes(&bias.data, f32::to_le_bytes);
+        return Ok(d);
+    }
+    let (w, scales) = q.weights[i].as_ref().context("weights not quantized")?;
+    let s_in = q.params[n.inputs[0]].context("input not calibrated")?.scale;
+    let s_out = q.params[n.output].context("output not calibrated")?.scale;
+    d.filter = w.iter().map(|&x| x as u8).collect();
+    let q_bias = match q.biases.get(i) {
+        Some(Some(b)) => b.clone(),
+        _ => params::bias(&bias.data, s_in, scales),
+    };
+    d.bias = le_bytes(&q_bias, i32::to_le_bytes);
+    for &s in scales {
+        let r = match requantization {
+            Requantization::TfLite => quantize_multiplier(s_in as f64 * s as f64 / s_out as f64),
+            Requantization::Onnx => params::single_rounding_multiplier((s_in * s / s_out) as f64),
+        };
+        d.multiplier.extend(r.multiplier.to_le_bytes());
+        d.shift.extend(r.shift.to_le_bytes());
+    }
+    Ok(d)
+}

@@ -1,0 +1,191 @@
+//! Post-training quantization of an optimized IR graph, one stage per module: calibration on the float
+//! reference executor (`calibration`), int8 parameters (`parameters`), bias correction
+//! (`bias_correction`), and the report (`report`); then every node is lowered to one runtime operator.
+//!
+//! Nodes in the ignored scope stay in f32 (the runtime's float kernels), with Quantize/Dequantize
+//! inserted where int8 and f32 values meet (see [`crate::lower`]).
+
+use anyhow::{ensure, Result};
+use serde::Serialize;
+
+use super::observer::RangeEstimator;
+use super::params::QParams;
+use crate::builder::Built;
+use crate::ir::float_exec::Tensor;
+use crate::ir::{Graph, Node};
+use crate::lower::{self, Quantization, Requantization};
+use bias_correction::correct_biases;
+use calibration::{calibrate, Calibration};
+use parameters::{activation_params, quantize_weights};
+use report::{layer_sqnr, SQNR_SAMPLES};
+pub use report::{LayerReport, Report, ValueReport};
+
+mod bias_correction;
+mod calibration;
+mod parameters;
+mod report;
+
+/// Activation quantization scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Preset {
+    /// Zero points fixed: 0 for signed ranges, -128 for non-negative ones (one-sided ranges keep the
+    /// full resolution).
+    Performance,
+    /// Asymmetric activations: any zero point.
+    Mixed,
+}
+
+/// How biases are corrected for the error that weight quantization shifts into each channel's mean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum BiasCorrection {
+    Off,
+    /// Each layer on float inputs: float weights vs quantized weights.
+    Fast,
+    /// Layer by layer on the already-quantized network's activations.
+    Full,
+}
+
+/// Post-training quantization settings.
+#[derive(Clone, Debug, Serialize)]
+pub struct Config {
+    pub preset: Preset,
+    pub estimator: RangeEstimator,
+    /// One weight scale per tensor instead of per output channel.
+    pub per_tensor: bool,
+    pub bias_correction: BiasCorrection,
+    /// Node names, ONNX op types or runtime op names kept in float.
+    pub ignore: Vec<String>,
+    /// SHA-256 of the source model file, recorded in the output's metadata.
+    #[serde(skip)]
+    pub source_sha256: [u8; 32],
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            preset: Preset::Mixed,
+            estimator: RangeEstimator::MeanMinMax,
+            per_tensor: false,
+            bias_correction: BiasCorrection::Full,
+            ignore: Vec::new(),
+            source_sha256: [0; 32],
+        }
+    }
+}
+
+/// A quantized model.
+pub struct Quantized {
+    pub built: Built,
+    pub report: Report,
+}
+
+fn ignored(node: &Node, patterns: &[String]) -> bool {
+    patterns.iter().any(|p| {
+        node.name == *p
+            || node.source_op.eq_ignore_ascii_case(p)
+            || node.op.name().eq_ignore_ascii_case(p)
+    })
+}
+
+/// Quantizes `graph` (already optimized) with calibration inputs (NHWC tensors, batch first).
+pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quantized> {
+    let samples = calib.first().map_or(0, |t| t.shape[0]);
+    ensure!(samples > 0, "the calibration set is empty");
+    let mut graph = graph.clone();
+    let float_node: Vec<bool> = graph
+        .nodes
+        .iter()
+        .map(|n| ignored(n, &config.ignore))
+        .collect();
+    for p in &config.ignore {
+        let hit = graph
+            .nodes
+            .iter()
+            .any(|n| ignored(n, std::slice::from_ref(p)));
+        ensure!(hit, "--ignore {p}: no node has that name or operator type");
+    }
+
+    // 1. Float activations of every value, and their observed ranges.
+    let Calibration { float_acts, ranges } = calibrate(&graph, calib, samples, config)?;
+
+    // 2. int8 parameters of each value, and the weights.
+    let qp = activation_params(&graph, &ranges, config.preset == Preset::Performance);
+    let weights: Vec<Option<(Vec<i8>, Vec<f32>)>> = graph
+        .nodes
+        .iter()
+        .map(|n| quantize_weights(&n.op, config.per_tensor))
+        .collect();
+
+    // 3. Bias correction.
+    let bias_shift = correct_biases(
+        &mut graph,
+        config.bias_correction,
+        &float_node,
+        &qp,
+        &weights,
+        &float_acts,
+        samples,
+    )?;
+
+    // 4. Lowering, and each layer's output compared with the float model's on the runtime itself.
+    let built = lower(
+        &graph,
+        &float_node,
+        &qp,
+        &weights,
+        config.source_sha256,
+        false,
+    )?;
+    let debug = lower(
+        &graph,
+        &float_node,
+        &qp,
+        &weights,
+        config.source_sha256,
+        true,
+    )?;
+    let layers = layer_sqnr(
+        &graph,
+        &debug.bytes,
+        calib,
+        &float_acts,
+        samples.min(SQNR_SAMPLES),
+    )?;
+    Ok(Quantized {
+        built,
+        report: Report {
+            config: config.clone(),
+            calibration_samples: samples,
+            values: report::value_reports(&graph, &qp, &ranges),
+            float_nodes: report::float_nodes(&graph, &float_node),
+            bias_shift,
+            layers,
+        },
+    })
+}
+
+/// Builds the `.ferrite` model.
+fn lower(
+    graph: &Graph,
+    float_node: &[bool],
+    qp: &[Option<QParams>],
+    weights: &[Option<(Vec<i8>, Vec<f32>)>],
+    source_sha256: [u8; 32],
+    expose_all: bool,
+) -> Result<Built> {
+    let float = lower::float_values(graph, float_node);
+    lower::lower(
+        graph,
+        &Quantization {
+            float: &float,
+            params: qp,
+            weights,
+            biases: &[],
+        },
+        lower::Options {
+            source_sha256,
+            expose_all,
+            requantization: Requantization::TfLite,
+        },
+    )
+}

@@ -1,0 +1,90 @@
+//! Quantization parameters: each activation's scale and zero point from its calibrated range, and
+//! the int8 weights with their per-channel scales.
+
+use crate::ir::{Graph, Op};
+use crate::quantize::params::{self, QParams};
+
+/// Output quantization fixed by the operator (TFLite's int8 kernels require it), if any.
+fn fixed_output(op: &Op) -> Option<QParams> {
+    match op {
+        Op::Softmax { .. } | Op::Logistic => Some(QParams {
+            scale: 1.0 / 256.0,
+            zero_point: -128,
+        }),
+        Op::Tanh => Some(QParams {
+            scale: 1.0 / 128.0,
+            zero_point: 0,
+        }),
+        _ => None,
+    }
+}
+
+/// Operators whose int8 output keeps the input's quantization.
+fn keeps_input_quant(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::MaxPool2d { .. }
+            | Op::AveragePool2d { .. }
+            | Op::Reshape { .. }
+            | Op::Pad { .. }
+            | Op::Relu { .. }
+    )
+}
+
+/// int8 parameters of each value, in execution order so that pass-through operators inherit their
+/// input's. `symmetric`: the performance preset (zero point 0, or -128 for non-negative ranges).
+pub(super) fn activation_params(
+    graph: &Graph,
+    ranges: &[Option<(f32, f32)>],
+    symmetric: bool,
+) -> Vec<Option<QParams>> {
+    let mut qp: Vec<Option<QParams>> = vec![None; graph.values.len()];
+    let from_range = |r: Option<(f32, f32)>| -> QParams {
+        let (lo, hi) = r.unwrap_or((0.0, 0.0));
+        if symmetric && lo >= 0.0 {
+            // A non-negative range: zero point -128, all 256 levels on [0, max].
+            let p = params::activation(0.0, hi, false);
+            QParams {
+                scale: p.scale,
+                zero_point: -128,
+            }
+        } else {
+            params::activation(lo, hi, symmetric)
+        }
+    };
+    for &v in &graph.inputs {
+        qp[v] = Some(from_range(ranges[v]));
+    }
+    for n in &graph.nodes {
+        let p = if let Some(p) = fixed_output(&n.op) {
+            p
+        } else if keeps_input_quant(&n.op) && qp[n.inputs[0]].is_some() {
+            qp[n.inputs[0]].unwrap()
+        } else {
+            from_range(ranges[n.output])
+        };
+        qp[n.output] = Some(p);
+    }
+    qp
+}
+
+/// Quantized weights of a Conv/Depthwise/FC node: int8 values, per-channel scales.
+pub(super) fn quantize_weights(op: &Op, per_tensor: bool) -> Option<(Vec<i8>, Vec<f32>)> {
+    let (filter, channel_last) = match op {
+        Op::Conv2d { filter, .. } | Op::FullyConnected { filter, .. } => (filter, false),
+        Op::DepthwiseConv2d { filter, .. } => (filter, true),
+        _ => return None,
+    };
+    let channels = if channel_last {
+        *filter.shape.last()?
+    } else {
+        filter.shape[0]
+    };
+    Some(if per_tensor {
+        params::weights_per_channel(&filter.data, 1)
+    } else if channel_last {
+        params::weights_per_channel_last(&filter.data, channels)
+    } else {
+        params::weights_per_channel(&filter.data, channels)
+    })
+}
