@@ -31,6 +31,6 @@ fn main() {
     println!("cargo:rustc-link-arg-bins=-Tlink.x");
     println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
     println!("cargo:rerun-if-changed=memory.x");
-    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=../qemu-build.rs");
     println!("cargo:rerun-if-env-changed=FERRITE_MEMORY_PROBE");
 }
