@@ -381,7 +381,7 @@ fn runtime_report(case: &str, ops: &[&str], rows: &[TextSize], commit: &str) -> 
          instantiated for its types (serde's `Deserialize` for the graph types); runtime code that LTO \
          inlined into the firmware's own functions is counted as the firmware's: LTO inlines the \
          invoke loop and model loading into the runner `ferrite_board::run`, shown beside. Categories \
-         by path: decoding = `Deserialize`/serde/postcard instances, `format`, `model`; validation = `validate`; interpreter = `interpreter`; kernels = `kernels`, `quant`. \
+         by path: decoding = `Deserialize`/serde/postcard instances, `format`, `model`; validation = `validate`; interpreter = `interpreter`; kernels = `kernels`, `quant`; other = `ops` (each operator's checks, dispatch and operand lists since the operators moved to `ops/`). \
          Firmware `.text` (runtime, board runner, defmt, compiler builtins) beside it.\n",
         ops.iter()
             .map(|f| format!("`{f}`"))
