@@ -467,23 +467,7 @@ impl Importer {
     fn squeeze(&mut self, n: &NodeProto, label: &str) -> Result<()> {
         let x = self.act(n, 0)?;
         let axes = self.squeeze_axes(n)?;
-        let d = self.onnx_dims(x);
-        let axes: Vec<usize> = axes
-            .iter()
-            .map(|&a| norm_axis(a, d.len()))
-            .collect::<Result<_>>()?;
-        let out = d
-            .iter()
-            .enumerate()
-            .filter(|(i, &s)| {
-                if axes.is_empty() {
-                    s != 1
-                } else {
-                    !axes.contains(i)
-                }
-            })
-            .map(|(_, &s)| s)
-            .collect();
+        let out = squeeze_dims(&self.onnx_dims(x), &axes)?;
         self.reshape_to(n, label, x, out)
     }
 
@@ -531,29 +515,12 @@ impl Importer {
                 c(0)?.reshaped(unsqueeze_dims(&c(0)?.dims, &axes)?)
             }
             "Squeeze" => {
-                let d = &c(0)?.dims;
                 let axes = match attr_ints(n, "axes") {
                     Some(a) => a,
                     None if names.len() > 1 => c(1)?.i64()?,
                     None => Vec::new(),
                 };
-                let axes: Vec<usize> = axes
-                    .iter()
-                    .map(|&a| norm_axis(a, d.len()))
-                    .collect::<Result<_>>()?;
-                let nd = d
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, &s)| {
-                        if axes.is_empty() {
-                            s != 1
-                        } else {
-                            !axes.contains(i)
-                        }
-                    })
-                    .map(|(_, &s)| s)
-                    .collect();
-                c(0)?.reshaped(nd)
+                c(0)?.reshaped(squeeze_dims(&c(0)?.dims, &axes)?)
             }
             "Add" | "Mul" => {
                 let add = n.op_type == "Add";
@@ -1348,6 +1315,26 @@ impl Importer {
 }
 
 /// `d` with a 1 inserted at each of `axes` (axes of the result, distinct).
+/// The dimensions `d` without the listed axes (without every dimension of size 1 when none are
+/// listed), as ONNX `Squeeze` gives them.
+fn squeeze_dims(d: &[usize], axes: &[i64]) -> Result<Vec<usize>> {
+    let axes: Vec<usize> = axes
+        .iter()
+        .map(|&a| norm_axis(a, d.len()))
+        .collect::<Result<_>>()?;
+    Ok(d.iter()
+        .enumerate()
+        .filter(|(i, &s)| {
+            if axes.is_empty() {
+                s != 1
+            } else {
+                !axes.contains(i)
+            }
+        })
+        .map(|(_, &s)| s)
+        .collect())
+}
+
 fn unsqueeze_dims(d: &[usize], axes: &[i64]) -> Result<Vec<usize>> {
     let rank = d.len() + axes.len();
     let mut axes: Vec<usize> = axes
