@@ -2,9 +2,9 @@
 
 use anyhow::{bail, Context, Result};
 use ferrite_runtime::format::{
-    self, DType, Graph, Metadata, Operand, Seq, Shape, Tensor, ARENA_ALIGN,
+    self, DType, Graph, Metadata, Operand, Seq, SeqBuf, Shape, Tensor, ARENA_ALIGN,
 };
-use ferrite_runtime::ops::Op;
+use ferrite_runtime::ops::{ConcatInput, Concatenation, Op};
 
 use crate::plan::{self, Buffer, Plan};
 
@@ -32,6 +32,9 @@ pub struct Built {
 pub struct ModelBuilder<'a> {
     tensors: Vec<TensorDef>,
     ops: Vec<Op<'a>>,
+    /// A Concatenation's inputs, beside its operator (empty for other operators): they are encoded
+    /// into the operator once placed.
+    lists: Vec<Vec<ConcatInput>>,
     inputs: Vec<u16>,
     outputs: Vec<u16>,
     /// Metadata written into the file.
@@ -70,9 +73,33 @@ impl<'a> ModelBuilder<'a> {
         }
     }
 
-    /// Appends an operator (execution order is insertion order).
+    /// Appends an operator (execution order is insertion order). A Concatenation goes through
+    /// [`Self::concatenation`].
     pub fn push(&mut self, op: Op<'a>) {
+        assert!(
+            !matches!(op, Op::Concatenation(_)),
+            "ModelBuilder::push: add a Concatenation with ModelBuilder::concatenation"
+        );
         self.ops.push(op);
+        self.lists.push(Vec::new());
+    }
+
+    /// Appends a Concatenation of `inputs` along `axis`.
+    pub fn concatenation(&mut self, inputs: Vec<ConcatInput>, output: Operand, axis: u8) {
+        self.ops.push(Op::Concatenation(Concatenation {
+            inputs: Seq::EMPTY,
+            output,
+            axis,
+        }));
+        self.lists.push(inputs);
+    }
+
+    /// Calls `f` on every operand of step `s`, with `true` for the output.
+    fn operands_mut(&mut self, s: usize, mut f: impl FnMut(&mut Operand, bool)) {
+        for part in &mut self.lists[s] {
+            f(&mut part.input, false);
+        }
+        self.ops[s].operands_mut(f);
     }
 
     /// The graph inputs set so far.
@@ -101,8 +128,8 @@ impl<'a> ModelBuilder<'a> {
         for &t in &self.inputs {
             first[t as usize] = 0;
         }
-        for (s, op) in self.ops.iter_mut().enumerate() {
-            op.operands_mut(|o, is_output| {
+        for s in 0..steps {
+            self.operands_mut(s, |o, is_output| {
                 let t = o.tensor as usize;
                 if is_output {
                     first[t] = s;
@@ -164,8 +191,8 @@ impl<'a> ModelBuilder<'a> {
         }
         let plan = plan::greedy(&buffers, ARENA_ALIGN);
         let offset = |t: usize| plan.offsets[buffer_of[t]] as u32;
-        for op in &mut self.ops {
-            op.operands_mut(|o, _| o.offset = offset(o.tensor as usize));
+        for s in 0..steps {
+            self.operands_mut(s, |o, _| o.offset = offset(o.tensor as usize));
         }
         let tensors: Vec<Tensor<'_>> = self
             .tensors
@@ -185,11 +212,26 @@ impl<'a> ModelBuilder<'a> {
             .collect();
         let uses_float = self.tensors.iter().any(|d| d.dtype == DType::F32);
         let producer = format!("ferrite {}", env!("CARGO_PKG_VERSION"));
+        let lists: Vec<SeqBuf<ConcatInput>> = self
+            .lists
+            .iter()
+            .map(|l| SeqBuf::new(l))
+            .collect::<Result<_, _>>()?;
+        let mut ops: Vec<Op<'_>> = std::mem::take(&mut self.ops);
+        for (op, list) in ops.iter_mut().zip(&lists) {
+            if let Op::Concatenation(c) = op {
+                c.inputs = list.seq();
+            }
+        }
+        let tensors = SeqBuf::new(&tensors)?;
+        let ops = SeqBuf::new(&ops)?;
+        let inputs = SeqBuf::new(&self.inputs)?;
+        let outputs = SeqBuf::new(&self.outputs)?;
         let graph = Graph {
-            tensors: Seq::from(tensors),
-            ops: Seq::from(std::mem::take(&mut self.ops)),
-            inputs: Seq::from(self.inputs.clone()),
-            outputs: Seq::from(self.outputs.clone()),
+            tensors: tensors.seq(),
+            ops: ops.seq(),
+            inputs: inputs.seq(),
+            outputs: outputs.seq(),
             metadata: Metadata {
                 producer: &producer,
                 source_sha256: self.source_sha256,

@@ -3,11 +3,11 @@
 
 use anyhow::{anyhow, Result};
 use ferrite_quantizer::builder::{ModelBuilder, TensorDef};
-use ferrite_runtime::format::{Activation, DType, Seq, Shape, Window};
+use ferrite_runtime::format::{Activation, DType, Shape, Window};
 use ferrite_runtime::ops::{
-    AddParams, Binary, ConcatInput, Concatenation, Conv, Dequantize, FullyConnected,
-    LogisticParams, MeanParams, MulParams, Op, Pad, Pool, Quantize, Relu, ReluParams,
-    RequantizeParams, Reshape, Softmax, SoftmaxParams, TanhParams, Unary,
+    AddParams, Binary, ConcatInput, Conv, Dequantize, FullyConnected, LogisticParams, MeanParams,
+    MulParams, Op, Pad, Pool, Quantize, Relu, ReluParams, RequantizeParams, Reshape, Softmax,
+    SoftmaxParams, TanhParams, Unary,
 };
 use ferrite_runtime::quant::prepare::quantize_multiplier;
 use ferrite_runtime::{Interpreter, Model};
@@ -554,11 +554,7 @@ fn reshape_concat_case() -> Result<Case> {
             requant: Some(RequantizeParams::prepare(0.08, -3, 0.05, 1)),
         },
     ];
-    b.push(Op::Concatenation(Concatenation {
-        inputs: Seq::from(parts),
-        output: b.operand(y),
-        axis: 2,
-    }));
+    b.concatenation(parts, b.operand(y), 2);
     b.set_inputs(&[x, z]);
     b.set_outputs(&[y]);
     finish(

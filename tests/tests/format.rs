@@ -1,6 +1,6 @@
 //! Format round trips and malformed files: every corruption is an `Err` naming what is wrong, never a panic.
 
-use ferrite_runtime::format::{self, Graph, Seq, Tensor, HEADER_LEN, VERSION};
+use ferrite_runtime::format::{self, Graph, SeqBuf, Tensor, HEADER_LEN, VERSION};
 use ferrite_runtime::{Arena, Error, Interpreter, Model};
 use ferrite_tests::{cases, golden};
 
@@ -126,8 +126,9 @@ fn with_tensors(bytes: &[u8], edit: impl FnOnce(&mut Vec<Tensor<'_>>)) -> Vec<u8
     let g = model.graph();
     let mut tensors: Vec<Tensor<'_>> = g.tensors.iter().map(Result::unwrap).collect();
     edit(&mut tensors);
+    let tensors = SeqBuf::new(&tensors).unwrap();
     let graph = Graph {
-        tensors: Seq::from(tensors),
+        tensors: tensors.seq(),
         ops: g.ops.clone(),
         inputs: g.inputs.clone(),
         outputs: g.outputs.clone(),

@@ -1,11 +1,12 @@
 //! Concatenation: each int8 input quantized differently from the output is requantized on the way.
 
-use ferrite_runtime::format::Seq;
-use ferrite_runtime::ops::{ConcatInput, Concatenation, Op as RtOp, RequantizeParams};
+use ferrite_runtime::format::Operand;
+use ferrite_runtime::ops::{ConcatInput, RequantizeParams};
 
 use super::NodeCx;
 
-pub(super) fn lower<'a>(cx: &NodeCx<'_, 'a>, axis: usize) -> RtOp<'a> {
+/// The inputs and the output of the node's Concatenation (the builder encodes the inputs once placed).
+pub(super) fn lower(cx: &NodeCx<'_, '_>) -> (Vec<ConcatInput>, Operand) {
     let out = cx.out_q;
     let parts: Vec<ConcatInput> = (0..cx.ins.len())
         .map(|k| {
@@ -20,9 +21,5 @@ pub(super) fn lower<'a>(cx: &NodeCx<'_, 'a>, axis: usize) -> RtOp<'a> {
             }
         })
         .collect();
-    RtOp::Concatenation(Concatenation {
-        inputs: Seq::from(parts),
-        output: cx.output(),
-        axis: axis as u8,
-    })
+    (parts, cx.output())
 }

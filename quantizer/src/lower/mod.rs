@@ -24,7 +24,6 @@ mod weights;
 
 use anyhow::{bail, Context, Result};
 use ferrite_runtime::format::{Activation, DType, Operand, Shape, Window};
-use ferrite_runtime::ops::Op as RtOp;
 
 use crate::builder::{Built, ModelBuilder, TensorDef};
 use crate::ir::{Clamp, Graph, Node, Op, SourceLayout, ValueId, Window2d};
@@ -221,7 +220,6 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
     for &v in &graph.inputs {
         native[v] = Some(b.tensor(def(v, "")?));
     }
-    let mut ops: Vec<RtOp<'_>> = Vec::new();
     for (i, n) in graph.nodes.iter().enumerate() {
         let float = q.float[n.output];
         // A conversion node reads its input as it is; other nodes read theirs in their own type.
@@ -254,7 +252,8 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
                     } else {
                         int8_def(v, "/int8")?
                     });
-                    ops.push(quantize::convert(&b, t, c));
+                    let op = quantize::convert(&b, t, c);
+                    b.push(op);
                     converted[v] = Some(c);
                     c
                 }
@@ -290,7 +289,11 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
             Op::Tanh => tanh::lower(&cx),
             Op::Relu { clamp } => relu::lower(&cx, *clamp)?,
             Op::Reshape { .. } => reshape::lower(&cx),
-            Op::Concatenation { axis } => concatenation::lower(&cx, *axis),
+            Op::Concatenation { axis } => {
+                let (inputs, output) = concatenation::lower(&cx);
+                b.concatenation(inputs, output, *axis as u8);
+                continue;
+            }
             Op::Pad { before, .. } => pad::lower(&cx, before)?,
             Op::Identity => quantize::identity(&cx)?,
             Op::BatchNorm { .. } => {
@@ -301,9 +304,6 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
                 )
             }
         };
-        ops.push(op);
-    }
-    for op in ops {
         b.push(op);
     }
     let inputs: Vec<u16> = graph.inputs.iter().map(|&v| native[v].unwrap()).collect();

@@ -8,6 +8,8 @@ pub mod write;
 
 pub use crc32::crc32;
 pub use graph::*;
+#[cfg(any(feature = "host", test))]
+pub use seq::SeqBuf;
 pub use seq::{Seq, SeqIter};
 
 use crate::Error;

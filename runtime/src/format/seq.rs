@@ -7,16 +7,22 @@ use serde::ser::{Serialize, SerializeTuple, Serializer};
 /// A sequence of `T` stored as an item count and the concatenated postcard encodings of the items.
 ///
 /// Reading borrows the bytes and decodes items one at a time ([`Seq::iter`], [`Seq::get`]). Loading a
-/// model decodes every sequence once to validate it; afterwards decoding cannot fail.
+/// model decodes every sequence once to validate it; afterwards decoding cannot fail. A host builds one
+/// from items through [`SeqBuf`], which owns the encoded bytes.
 pub struct Seq<'a, T> {
     count: u32,
     bytes: &'a [u8],
-    #[cfg(any(feature = "host", test))]
-    items: Option<std::vec::Vec<T>>,
     _item: PhantomData<T>,
 }
 
 impl<'a, T> Seq<'a, T> {
+    /// The empty sequence.
+    pub const EMPTY: Self = Seq {
+        count: 0,
+        bytes: &[],
+        _item: PhantomData,
+    };
+
     /// Number of items.
     pub fn len(&self) -> usize {
         self.count as usize
@@ -27,7 +33,7 @@ impl<'a, T> Seq<'a, T> {
         self.count == 0
     }
 
-    /// The encoded bytes of all items (empty for a sequence built from items on the host).
+    /// The encoded bytes of all items.
     pub fn encoded_bytes(&self) -> &'a [u8] {
         self.bytes
     }
@@ -97,20 +103,13 @@ impl<'a, T: Deserialize<'a>> Iterator for SeqIter<'a, T> {
     }
 }
 
-impl<T> Clone for Seq<'_, T>
-where
-    T: Clone,
-{
+impl<T> Clone for Seq<'_, T> {
     fn clone(&self) -> Self {
-        Seq {
-            count: self.count,
-            bytes: self.bytes,
-            #[cfg(any(feature = "host", test))]
-            items: self.items.clone(),
-            _item: PhantomData,
-        }
+        *self
     }
 }
+
+impl<T> Copy for Seq<'_, T> {}
 
 impl<T> core::fmt::Debug for Seq<'_, T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -124,8 +123,6 @@ impl<'de: 'a, 'a, T> Deserialize<'de> for Seq<'a, T> {
         Ok(Seq {
             count,
             bytes,
-            #[cfg(any(feature = "host", test))]
-            items: None,
             _item: PhantomData,
         })
     }
@@ -135,26 +132,12 @@ impl<T: Serialize> Serialize for Seq<'_, T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut tuple = serializer.serialize_tuple(2)?;
         tuple.serialize_element(&self.count)?;
-        #[cfg(any(feature = "host", test))]
-        if let Some(items) = &self.items {
-            let mut encoded = std::vec::Vec::new();
-            for item in items {
-                let bytes = postcard::to_allocvec(item).map_err(serde::ser::Error::custom)?;
-                encoded.extend_from_slice(&bytes);
-            }
-            tuple.serialize_element(&serde_bytes_ref(&encoded))?;
-            return tuple.end();
-        }
-        tuple.serialize_element(&serde_bytes_ref(self.bytes))?;
+        tuple.serialize_element(&ByteSlice(self.bytes))?;
         tuple.end()
     }
 }
 
-/// Serializes a byte slice as postcard's length-prefixed bytes (what `&[u8]` deserializes from).
-fn serde_bytes_ref(bytes: &[u8]) -> ByteSlice<'_> {
-    ByteSlice(bytes)
-}
-
+/// A byte slice serialized as postcard's length-prefixed bytes (what `&[u8]` deserializes from).
 struct ByteSlice<'b>(&'b [u8]);
 
 impl Serialize for ByteSlice<'_> {
@@ -163,26 +146,36 @@ impl Serialize for ByteSlice<'_> {
     }
 }
 
+/// A sequence encoded on the host: owns the items' encodings, lends them out as a [`Seq`].
 #[cfg(any(feature = "host", test))]
-impl<T> Seq<'_, T> {
-    /// The items of a sequence built on the host (`None` for one decoded from bytes).
-    pub fn items(&self) -> Option<&[T]> {
-        self.items.as_deref()
-    }
-
-    /// Mutable items of a sequence built on the host.
-    pub fn items_mut(&mut self) -> Option<&mut std::vec::Vec<T>> {
-        self.items.as_mut()
-    }
+#[derive(Clone, Debug, Default)]
+pub struct SeqBuf<T> {
+    count: u32,
+    bytes: std::vec::Vec<u8>,
+    _item: PhantomData<T>,
 }
 
 #[cfg(any(feature = "host", test))]
-impl<T> From<std::vec::Vec<T>> for Seq<'static, T> {
-    fn from(items: std::vec::Vec<T>) -> Self {
+impl<T: Serialize> SeqBuf<T> {
+    /// Encodes `items` in order.
+    pub fn new(items: &[T]) -> Result<Self, postcard::Error> {
+        let count = u32::try_from(items.len()).map_err(|_| postcard::Error::SerializeBufferFull)?;
+        let mut bytes = std::vec::Vec::new();
+        for item in items {
+            bytes.extend_from_slice(&postcard::to_allocvec(item)?);
+        }
+        Ok(SeqBuf {
+            count,
+            bytes,
+            _item: PhantomData,
+        })
+    }
+
+    /// The sequence, borrowing the encoded bytes.
+    pub fn seq(&self) -> Seq<'_, T> {
         Seq {
-            count: items.len() as u32,
-            bytes: &[],
-            items: Some(items),
+            count: self.count,
+            bytes: &self.bytes,
             _item: PhantomData,
         }
     }

@@ -46,13 +46,10 @@ impl super::Operands for Concatenation<'_> {
         &self.output
     }
 
+    /// The output only: the inputs are encoded bytes, which a builder fills in after placing them
+    /// (the quantizer's `ModelBuilder::concatenation`).
     #[cfg(any(feature = "host", test))]
     fn operands_mut(&mut self, f: &mut dyn FnMut(&mut Operand, bool)) {
-        if let Some(items) = self.inputs.items_mut() {
-            for part in items {
-                f(&mut part.input, false);
-            }
-        }
         f(&mut self.output, true);
     }
 }

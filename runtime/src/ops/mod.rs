@@ -141,7 +141,9 @@ pub trait Operands {
     fn inputs(&self, f: &mut dyn FnMut(&Operand) -> Result<(), Error>) -> Result<(), Error>;
     /// The output operand.
     fn output(&self) -> &Operand;
-    /// Calls `f` on every operand, with `true` for the output (host: the model builder places them).
+    /// Calls `f` on every operand held in the operator itself, with `true` for the output (host: the
+    /// model builder places them). Operands inside an encoded list (a Concatenation's inputs) are not
+    /// visited: they are encoded after placement.
     #[cfg(any(feature = "host", test))]
     fn operands_mut(&mut self, f: &mut dyn FnMut(&mut Operand, bool));
 }
@@ -243,7 +245,8 @@ macro_rules! operators {
                 }
             }
 
-            /// Calls `f` on every operand, with `true` for the output.
+            /// Calls `f` on every operand held in the operator itself, with `true` for the output
+            /// (see [`Operands::operands_mut`]).
             #[cfg(any(feature = "host", test))]
             pub fn operands_mut(&mut self, mut f: impl FnMut(&mut Operand, bool)) {
                 match self {
