@@ -129,9 +129,9 @@ fn with_tensors(bytes: &[u8], edit: impl FnOnce(&mut Vec<Tensor<'_>>)) -> Vec<u8
     let tensors = SeqBuf::new(&tensors).unwrap();
     let graph = Graph {
         tensors: tensors.seq(),
-        ops: g.ops.clone(),
-        inputs: g.inputs.clone(),
-        outputs: g.outputs.clone(),
+        ops: g.ops,
+        inputs: g.inputs,
+        outputs: g.outputs,
         metadata: g.metadata.clone(),
     };
     format::write::to_bytes(&graph, model.header().arena_size, false).unwrap()
