@@ -79,6 +79,7 @@ fn trained_models_match_onnxruntime() {
         ("dscnn_fashion", "fashion"),
         ("resnet_fashion", "fashion"),
         ("mobilenetv2_mnist", "mnist"),
+        ("dscnn_fashion_imbalanced", "fashion"),
     ] {
         check_model(
             &format!("{model}/model.onnx"),
