@@ -36,30 +36,38 @@ fn quantize(model: &str, data: &str, out: &Path, extra: &[&str]) -> std::process
         .unwrap()
 }
 
-/// Top-1 accuracies of `models` on a data set, from `ferrite eval --json`.
-fn accuracies(models: &[PathBuf], data: &str) -> Vec<f64> {
-    let f = fixtures();
-    let out = ferrite()
-        .arg("eval")
+/// The rows of `ferrite eval --json` for `models` on `x` (with labels `y`).
+fn eval_rows(models: &[PathBuf], x: &Path, y: Option<&Path>) -> Vec<serde_json::Value> {
+    let mut cmd = ferrite();
+    cmd.arg("eval")
         .args(models)
         .arg("--data")
-        .arg(f.join(format!("data/{data}_test_x.npy")))
-        .arg("--labels")
-        .arg(f.join(format!("data/{data}_test_y.npy")))
-        .arg("--json")
-        .output()
-        .unwrap();
+        .arg(x)
+        .arg("--json");
+    if let Some(y) = y {
+        cmd.arg("--labels").arg(y);
+    }
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    rows.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["top1"].as_f64().unwrap())
-        .collect()
+    rows.as_array().unwrap().clone()
+}
+
+/// Top-1 accuracies of `models` on a data set, from `ferrite eval --json`.
+fn accuracies(models: &[PathBuf], data: &str) -> Vec<f64> {
+    let f = fixtures();
+    eval_rows(
+        models,
+        &f.join(format!("data/{data}_test_x.npy")),
+        Some(&f.join(format!("data/{data}_test_y.npy"))),
+    )
+    .iter()
+    .map(|r| r["top1"].as_f64().unwrap())
+    .collect()
 }
 
 #[test]
@@ -207,4 +215,162 @@ fn bad_inputs_give_one_line_and_no_output() {
         .output()
         .unwrap();
     fails_cleanly(r, &out, "bad.onnx");
+}
+
+/// `ferrite run MODEL --input x -o y` read back as f64 values, with the per-sample element count.
+fn run_outputs(model: &Path, x: &Path, y: &Path) -> (Vec<f64>, usize) {
+    let r = ferrite()
+        .arg("run")
+        .arg(model)
+        .arg("--input")
+        .arg(x)
+        .arg("-o")
+        .arg(y)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let a = Array::read(y).unwrap();
+    let per = a.shape[1..].iter().product();
+    ((0..a.len()).map(|i| a.get_f64(i)).collect(), per)
+}
+
+/// Writes the first `n` samples of the float32 array in `from` to `to`.
+fn first_samples(from: &Path, n: usize, to: &Path) {
+    let a = Array::read(from).unwrap();
+    let per = a.len() / a.shape[0];
+    let mut shape = a.shape.clone();
+    shape[0] = n;
+    Array::from_f32(shape, &a.to_f32()[..n * per])
+        .write(to)
+        .unwrap();
+}
+
+/// Index of each row's largest value, the first one on ties.
+fn argmax(values: &[f64], per: usize) -> Vec<usize> {
+    values
+        .chunks(per)
+        .map(|row| {
+            let mut best = 0;
+            for (i, v) in row.iter().enumerate() {
+                if *v > row[best] {
+                    best = i;
+                }
+            }
+            best
+        })
+        .collect()
+}
+
+#[test]
+fn eval_gives_sqnr_and_agreement_against_the_first_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixtures();
+    let float = f.join("mlp_digits/model.onnx");
+    let int8 = dir.path().join("m.ferrite");
+    let r = quantize("mlp_digits", "digits", &int8, &[]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let x = f.join("data/digits_test_x.npy");
+    let y = f.join("data/digits_test_y.npy");
+    let models = [float.clone(), int8.clone(), float.clone(), int8.clone()];
+    let rows = eval_rows(&models, &x, Some(&y));
+    // The reference row compares with nothing; the float model against itself is identical.
+    assert!(rows[0]["sqnr_db"].is_null() && rows[0]["agreement"].is_null());
+    assert!(rows[2]["sqnr_db"].is_null(), "{}", rows[2]);
+    assert_eq!(rows[2]["agreement"].as_f64(), Some(1.0));
+    assert_eq!(rows[2]["top1"], rows[0]["top1"]);
+    assert_eq!(rows[3], {
+        let mut r = rows[1].clone();
+        for k in ["seconds", "run_seconds", "samples_per_second"] {
+            r[k] = rows[3][k].clone();
+        }
+        r
+    });
+    // The int8 model against outputs computed independently from `ferrite run`.
+    let (reference, per) = run_outputs(&float, &x, &dir.path().join("yf.npy"));
+    let (quantized, _) = run_outputs(&int8, &x, &dir.path().join("yq.npy"));
+    let signal: f64 = reference.iter().map(|r| r * r).sum();
+    let noise: f64 = reference
+        .iter()
+        .zip(&quantized)
+        .map(|(r, q)| (q - r) * (q - r))
+        .sum();
+    let sqnr = 10.0 * (signal / noise).log10();
+    let got = rows[1]["sqnr_db"].as_f64().unwrap();
+    assert!(
+        (got - sqnr).abs() < 1e-9,
+        "eval {got} dB, computed {sqnr} dB"
+    );
+    assert!(sqnr > 20.0, "{sqnr} dB");
+    let (pf, pq) = (argmax(&reference, per), argmax(&quantized, per));
+    let same = pf.iter().zip(&pq).filter(|(a, b)| a == b).count();
+    assert_eq!(
+        rows[1]["agreement"].as_f64().unwrap(),
+        same as f64 / pf.len() as f64
+    );
+    let labels = Array::read(&y).unwrap();
+    let right = (0..labels.len())
+        .filter(|&i| pq[i] == labels.get_f64(i) as usize)
+        .count();
+    assert_eq!(
+        rows[1]["top1"].as_f64().unwrap(),
+        right as f64 / labels.len() as f64
+    );
+    // The table has the columns, `inf` for identical outputs and `-` for the reference.
+    let out = ferrite()
+        .arg("eval")
+        .args(&models[..3])
+        .arg("--data")
+        .arg(&x)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].contains("SQNR (dB)") && lines[0].contains("agreement"),
+        "{table}"
+    );
+    let cells = |l: &str| l.split_whitespace().map(String::from).collect::<Vec<_>>();
+    assert_eq!(cells(lines[1])[1..4], ["-", "-", "-"], "{table}");
+    assert_eq!(cells(lines[2])[2], format!("{got:.1}"), "{table}");
+    assert_eq!(cells(lines[3])[2..4], ["inf", "100.00%"], "{table}");
+}
+
+#[test]
+fn report_has_a_sqnr_per_layer_and_the_last_matches_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixtures();
+    for (model, data) in [("mlp_digits", "digits"), ("dscnn_fashion", "fashion")] {
+        let int8 = dir.path().join(format!("{model}.ferrite"));
+        let report = dir.path().join(format!("{model}.json"));
+        let r = quantize(model, data, &int8, &["--report", report.to_str().unwrap()]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let summary = String::from_utf8_lossy(&r.stdout);
+        assert!(summary.contains("lowest per-layer SQNR"), "{summary}");
+        let rep: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let q = &rep["quantization"];
+        let samples = q["layer_sqnr_samples"].as_u64().unwrap() as usize;
+        assert_eq!(samples, 64);
+        let layers = q["layers"].as_array().unwrap();
+        assert!(!layers.is_empty());
+        for l in layers {
+            assert_eq!(l["dtype"], "int8", "{l}");
+            let db = l["sqnr_db"].as_f64();
+            assert!(db.is_some_and(f64::is_finite), "{model}: {l}");
+        }
+        // The same samples through `ferrite eval`: the last layer's output is the model's.
+        let subset = dir.path().join("subset.npy");
+        first_samples(
+            &f.join(format!("data/{data}_calib_x.npy")),
+            samples,
+            &subset,
+        );
+        let rows = eval_rows(&[f.join(model).join("model.onnx"), int8], &subset, None);
+        let eval_db = rows[1]["sqnr_db"].as_f64().unwrap();
+        let last = layers.last().unwrap()["sqnr_db"].as_f64().unwrap();
+        assert!(
+            (eval_db - last).abs() < 0.5,
+            "{model}: last layer {last} dB, eval {eval_db} dB"
+        );
+    }
 }

@@ -9,6 +9,10 @@ use crate::ir;
 use crate::npy::Array;
 use crate::quantize::observer::RangeEstimator;
 use crate::quantize::ptq::{self, BiasCorrection, Config, Preset};
+use crate::quantize::sqnr::format_db;
+
+/// Layers listed in the summary, lowest SQNR first.
+const WORST_LAYERS_SHOWN: usize = 3;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum PresetArg {
@@ -60,7 +64,7 @@ pub struct Args {
     /// Keep these nodes in float: node names, ONNX op types (e.g. `Softmax`) or runtime op names.
     #[arg(long, num_args = 1..)]
     pub ignore: Vec<String>,
-    /// Write a JSON report (ranges, scales, float nodes, bias shifts, sizes).
+    /// Write a JSON report (ranges, scales, float nodes, bias shifts, per-layer SQNR, sizes).
     #[arg(long)]
     pub report: Option<PathBuf>,
 }
@@ -135,5 +139,15 @@ pub fn run(args: &Args) -> Result<()> {
         q.report.float_nodes.len(),
         start.elapsed().as_secs_f64()
     );
+    let worst = q.report.worst_layers(WORST_LAYERS_SHOWN);
+    if !worst.is_empty() {
+        println!(
+            "lowest per-layer SQNR (int8 runtime vs float, first {} calibration samples):",
+            q.report.layer_sqnr_samples
+        );
+        for l in worst {
+            println!("  {:>6} dB  {:<18} {}", format_db(l.sqnr_db), l.op, l.name);
+        }
+    }
     Ok(())
 }

@@ -144,12 +144,14 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         config.source_sha256,
         true,
     )?;
+    let layer_sqnr_samples = samples.min(SQNR_SAMPLES);
     let layers = layer_sqnr(
         &graph,
+        &float_node,
         &debug.bytes,
         calib,
         &float_acts,
-        samples.min(SQNR_SAMPLES),
+        layer_sqnr_samples,
     )?;
     Ok(Quantized {
         built,
@@ -159,6 +161,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
             values: report::value_reports(&graph, &qp, &ranges),
             float_nodes: report::float_nodes(&graph, &float_node),
             bias_shift,
+            layer_sqnr_samples,
             layers,
         },
     })
