@@ -23,12 +23,17 @@ const MODELS: [(&str, &str); 4] = [
 ];
 
 fn quantize(model: &str, data: &str, out: &Path, extra: &[&str]) -> std::process::Output {
-    let f = fixtures();
+    let calib = fixtures().join(format!("data/{data}_calib_x.npy"));
+    quantize_on(model, &calib, out, extra)
+}
+
+/// `ferrite quantize` of a fixture model on the calibration data `calib`.
+fn quantize_on(model: &str, calib: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     ferrite()
         .arg("quantize")
-        .arg(f.join(model).join("model.onnx"))
+        .arg(fixtures().join(model).join("model.onnx"))
         .arg("--calib")
-        .arg(f.join(format!("data/{data}_calib_x.npy")))
+        .arg(calib)
         .arg("-o")
         .arg(out)
         .args(extra)
@@ -161,17 +166,7 @@ fn bad_inputs_give_one_line_and_no_output() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.ferrite");
     let f = fixtures();
-    let run = |calib: &Path, out: &Path| {
-        ferrite()
-            .arg("quantize")
-            .arg(f.join("mlp_digits/model.onnx"))
-            .arg("--calib")
-            .arg(calib)
-            .arg("-o")
-            .arg(out)
-            .output()
-            .unwrap()
-    };
+    let run = |calib: &Path, out: &Path| quantize_on("mlp_digits", calib, out, &[]);
     let empty = dir.path().join("empty.npy");
     Array::from_f32(vec![0, 64], &[]).write(&empty).unwrap();
     fails_cleanly(run(&empty, &out), &out, "empty");
@@ -190,16 +185,11 @@ fn bad_inputs_give_one_line_and_no_output() {
     Array::from_f32(vec![1, 28, 28, 1], &[0.0; 784])
         .write(&wrong_layout)
         .unwrap();
-    let r = ferrite()
-        .arg("quantize")
-        .arg(f.join("dscnn_fashion/model.onnx"))
-        .arg("--calib")
-        .arg(&wrong_layout)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
-    fails_cleanly(r, &out, "NCHW");
+    fails_cleanly(
+        quantize_on("dscnn_fashion", &wrong_layout, &out, &[]),
+        &out,
+        "NCHW",
+    );
     let calib = f.join("data/digits_calib_x.npy");
     let unwritable = dir.path().join("no/such/dir/m.ferrite");
     fails_cleanly(run(&calib, &unwritable), &unwritable, "writing");
@@ -373,4 +363,133 @@ fn report_has_a_sqnr_per_layer_and_the_last_matches_eval() {
             "{model}: last layer {last} dB, eval {eval_db} dB"
         );
     }
+}
+
+#[test]
+fn non_finite_calibration_values_name_the_sample_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixtures();
+    let calib = Array::read(&f.join("data/digits_calib_x.npy")).unwrap();
+    let per = calib.len() / calib.shape[0];
+    for (sample, value) in [(3, f32::NAN), (17, f32::INFINITY), (0, f32::NEG_INFINITY)] {
+        let mut x = calib.to_f32();
+        x[sample * per + 5] = value;
+        let bad = dir.path().join("bad_calib.npy");
+        Array::from_f32(calib.shape.clone(), &x)
+            .write(&bad)
+            .unwrap();
+        let out = dir.path().join("m.ferrite");
+        let report = dir.path().join("r.json");
+        let r = quantize_on(
+            "mlp_digits",
+            &bad,
+            &out,
+            &["--report", report.to_str().unwrap()],
+        );
+        fails_cleanly(r, &out, &format!("sample {sample} "));
+        assert!(!report.exists());
+    }
+    // The message names the file too.
+    let r = quantize_on(
+        "mlp_digits",
+        &dir.path().join("bad_calib.npy"),
+        &dir.path().join("m.ferrite"),
+        &[],
+    );
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("bad_calib.npy") && err.contains("-inf"),
+        "{err}"
+    );
+}
+
+#[test]
+fn constant_or_zero_calibration_data_quantizes_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixtures();
+    let cases: [(&str, &str, Vec<usize>, f32); 3] = [
+        ("mlp_digits", "digits", vec![16, 64], 0.0),
+        ("mlp_digits", "digits", vec![16, 64], 5.0),
+        ("dscnn_fashion", "fashion", vec![16, 1, 28, 28], 0.0),
+    ];
+    for (model, data, shape, value) in cases {
+        let calib = dir.path().join("constant.npy");
+        let n: usize = shape.iter().product();
+        Array::from_f32(shape, &vec![value; n])
+            .write(&calib)
+            .unwrap();
+        for range in ["minmax", "mse", "percentile"] {
+            for preset in ["mixed", "performance"] {
+                let case = format!("{model} on {value}, {range}, {preset}");
+                let out = dir.path().join("m.ferrite");
+                let report = dir.path().join("r.json");
+                let options = ["--range", range, "--preset", preset, "--report"];
+                let report_arg = [report.to_str().unwrap()];
+                let r = quantize_on(model, &calib, &out, &[&options[..], &report_arg].concat());
+                assert!(
+                    r.status.success(),
+                    "{case}: {}",
+                    String::from_utf8_lossy(&r.stderr)
+                );
+                let rep: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+                for v in rep["quantization"]["values"].as_array().unwrap() {
+                    let s = v["scale"].as_f64().unwrap();
+                    // Not the 1e-8 floor: a usable scale, even for the all-zero input.
+                    assert!(s.is_finite() && s > 1e-4, "{case}: {v}");
+                }
+                // Right on the data it was calibrated on.
+                for l in rep["quantization"]["layers"].as_array().unwrap() {
+                    let db = l["sqnr_db"].as_f64().unwrap_or(f64::INFINITY);
+                    assert!(db > 25.0, "{case}: {l}");
+                }
+                // And it runs on real data.
+                let (y, _) = run_outputs(
+                    &out,
+                    &f.join(format!("data/{data}_test_x.npy")),
+                    &dir.path().join("y.npy"),
+                );
+                assert!(y.iter().all(|v| v.is_finite()), "{case}");
+            }
+        }
+    }
+}
+
+#[test]
+fn fewer_samples_than_the_subset_size_warns_and_uses_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small.npy");
+    first_samples(&fixtures().join("data/digits_calib_x.npy"), 20, &small);
+    let out = dir.path().join("m.ferrite");
+    let report = dir.path().join("r.json");
+    let r = quantize_on(
+        "mlp_digits",
+        &small,
+        &out,
+        &["--subset-size", "50", "--report", report.to_str().unwrap()],
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("warning: --subset-size 50") && err.contains("small.npy has 20 sample"),
+        "{err}"
+    );
+    let rep: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(rep["quantization"]["calibration_samples"], 20);
+    assert!(out.exists());
+    // Without --subset-size the default is no request: no warning.
+    let r = quantize_on("mlp_digits", &small, &out, &[]);
+    assert!(r.status.success());
+    assert!(!String::from_utf8_lossy(&r.stderr).contains("warning"));
+    // A subset smaller than the file: the first samples, no warning.
+    let r = quantize_on(
+        "mlp_digits",
+        &small,
+        &out,
+        &["--subset-size", "8", "--report", report.to_str().unwrap()],
+    );
+    assert!(r.status.success());
+    assert!(!String::from_utf8_lossy(&r.stderr).contains("warning"));
+    let rep: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(rep["quantization"]["calibration_samples"], 8);
 }

@@ -11,6 +11,9 @@ use crate::quantize::observer::RangeEstimator;
 use crate::quantize::ptq::{self, BiasCorrection, Config, Preset};
 use crate::quantize::sqnr::format_db;
 
+/// Calibration samples used when `--subset-size` is not given.
+const DEFAULT_SUBSET_SIZE: usize = 300;
+
 /// Layers listed in the summary, lowest SQNR first.
 const WORST_LAYERS_SHOWN: usize = 3;
 
@@ -50,9 +53,10 @@ pub struct Args {
     pub output: PathBuf,
     #[arg(long, value_enum, default_value = "mixed")]
     pub preset: PresetArg,
-    /// Calibration samples used (the first N).
-    #[arg(long, default_value_t = 300)]
-    pub subset_size: usize,
+    /// Calibration samples used: the first N [default: 300]. A file with fewer samples than asked
+    /// for is used whole, with a warning.
+    #[arg(long)]
+    pub subset_size: Option<usize>,
     /// Activation range estimator.
     #[arg(long, value_enum, default_value = "mean-minmax")]
     pub range: RangeArg,
@@ -81,7 +85,8 @@ pub fn run(args: &Args) -> Result<()> {
         graph.inputs.len()
     );
     let calib = Array::read(&args.calib)?;
-    ensure!(args.subset_size > 0, "--subset-size must be at least 1");
+    let subset_size = args.subset_size.unwrap_or(DEFAULT_SUBSET_SIZE);
+    ensure!(subset_size > 0, "--subset-size must be at least 1");
     let x = ir::io::input_tensor(&graph, 0, &calib)
         .with_context(|| format!("calibration data {}", args.calib.display()))?;
     ensure!(
@@ -89,8 +94,18 @@ pub fn run(args: &Args) -> Result<()> {
         "{}: the calibration set is empty",
         args.calib.display()
     );
-    let n = x.shape[0].min(args.subset_size);
+    if args.subset_size.is_some() && x.shape[0] < subset_size {
+        eprintln!(
+            "warning: --subset-size {subset_size}, but {} has {} sample(s): calibrating on all of them",
+            args.calib.display(),
+            x.shape[0]
+        );
+    }
+    let n = x.shape[0].min(subset_size);
     let x = x.slice_batch(0, n);
+    // The sample index is the same in the file: the subset is its first samples.
+    ptq::check_finite(std::slice::from_ref(&x))
+        .with_context(|| args.calib.display().to_string())?;
     let config = Config {
         preset: match args.preset {
             PresetArg::Performance => Preset::Performance,
