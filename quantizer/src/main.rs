@@ -20,7 +20,7 @@ struct Cli {
 enum Command {
     /// Quantize a float ONNX model to int8 with a few hundred calibration samples (post-training).
     Quantize(cli::quantize::Args),
-    /// Top-1 accuracy or SQNR of several models side by side.
+    /// Several models side by side: top-1 accuracy, SQNR and top-1 agreement against the first.
     Eval(cli::eval::Args),
     /// Convert a pre-quantized int8 TFLite model to .ferrite as it is.
     Convert(cli::convert::Args),

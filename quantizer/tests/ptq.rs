@@ -23,12 +23,17 @@ const MODELS: [(&str, &str); 4] = [
 ];
 
 fn quantize(model: &str, data: &str, out: &Path, extra: &[&str]) -> std::process::Output {
-    let f = fixtures();
+    let calib = fixtures().join(format!("data/{data}_calib_x.npy"));
+    quantize_on(model, &calib, out, extra)
+}
+
+/// `ferrite quantize` of a fixture model on the calibration data `calib`.
+fn quantize_on(model: &str, calib: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     ferrite()
         .arg("quantize")
-        .arg(f.join(model).join("model.onnx"))
+        .arg(fixtures().join(model).join("model.onnx"))
         .arg("--calib")
-        .arg(f.join(format!("data/{data}_calib_x.npy")))
+        .arg(calib)
         .arg("-o")
         .arg(out)
         .args(extra)
@@ -36,30 +41,38 @@ fn quantize(model: &str, data: &str, out: &Path, extra: &[&str]) -> std::process
         .unwrap()
 }
 
-/// Top-1 accuracies of `models` on a data set, from `ferrite eval --json`.
-fn accuracies(models: &[PathBuf], data: &str) -> Vec<f64> {
-    let f = fixtures();
-    let out = ferrite()
-        .arg("eval")
+/// The rows of `ferrite eval --json` for `models` on `x` (with labels `y`).
+fn eval_rows(models: &[PathBuf], x: &Path, y: Option<&Path>) -> Vec<serde_json::Value> {
+    let mut cmd = ferrite();
+    cmd.arg("eval")
         .args(models)
         .arg("--data")
-        .arg(f.join(format!("data/{data}_test_x.npy")))
-        .arg("--labels")
-        .arg(f.join(format!("data/{data}_test_y.npy")))
-        .arg("--json")
-        .output()
-        .unwrap();
+        .arg(x)
+        .arg("--json");
+    if let Some(y) = y {
+        cmd.arg("--labels").arg(y);
+    }
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    rows.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["top1"].as_f64().unwrap())
-        .collect()
+    rows.as_array().unwrap().clone()
+}
+
+/// Top-1 accuracies of `models` on a data set, from `ferrite eval --json`.
+fn accuracies(models: &[PathBuf], data: &str) -> Vec<f64> {
+    let f = fixtures();
+    eval_rows(
+        models,
+        &f.join(format!("data/{data}_test_x.npy")),
+        Some(&f.join(format!("data/{data}_test_y.npy"))),
+    )
+    .iter()
+    .map(|r| r["top1"].as_f64().unwrap())
+    .collect()
 }
 
 #[test]
@@ -153,17 +166,7 @@ fn bad_inputs_give_one_line_and_no_output() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.ferrite");
     let f = fixtures();
-    let run = |calib: &Path, out: &Path| {
-        ferrite()
-            .arg("quantize")
-            .arg(f.join("mlp_digits/model.onnx"))
-            .arg("--calib")
-            .arg(calib)
-            .arg("-o")
-            .arg(out)
-            .output()
-            .unwrap()
-    };
+    let run = |calib: &Path, out: &Path| quantize_on("mlp_digits", calib, out, &[]);
     let empty = dir.path().join("empty.npy");
     Array::from_f32(vec![0, 64], &[]).write(&empty).unwrap();
     fails_cleanly(run(&empty, &out), &out, "empty");
@@ -182,16 +185,11 @@ fn bad_inputs_give_one_line_and_no_output() {
     Array::from_f32(vec![1, 28, 28, 1], &[0.0; 784])
         .write(&wrong_layout)
         .unwrap();
-    let r = ferrite()
-        .arg("quantize")
-        .arg(f.join("dscnn_fashion/model.onnx"))
-        .arg("--calib")
-        .arg(&wrong_layout)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
-    fails_cleanly(r, &out, "NCHW");
+    fails_cleanly(
+        quantize_on("dscnn_fashion", &wrong_layout, &out, &[]),
+        &out,
+        "NCHW",
+    );
     let calib = f.join("data/digits_calib_x.npy");
     let unwritable = dir.path().join("no/such/dir/m.ferrite");
     fails_cleanly(run(&calib, &unwritable), &unwritable, "writing");
@@ -207,4 +205,291 @@ fn bad_inputs_give_one_line_and_no_output() {
         .output()
         .unwrap();
     fails_cleanly(r, &out, "bad.onnx");
+}
+
+/// `ferrite run MODEL --input x -o y` read back as f64 values, with the per-sample element count.
+fn run_outputs(model: &Path, x: &Path, y: &Path) -> (Vec<f64>, usize) {
+    let r = ferrite()
+        .arg("run")
+        .arg(model)
+        .arg("--input")
+        .arg(x)
+        .arg("-o")
+        .arg(y)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let a = Array::read(y).unwrap();
+    let per = a.shape[1..].iter().product();
+    ((0..a.len()).map(|i| a.get_f64(i)).collect(), per)
+}
+
+/// Writes the first `n` samples of the float32 array in `from` to `to`.
+fn first_samples(from: &Path, n: usize, to: &Path) {
+    let a = Array::read(from).unwrap();
+    let per = a.len() / a.shape[0];
+    let mut shape = a.shape.clone();
+    shape[0] = n;
+    Array::from_f32(shape, &a.to_f32()[..n * per])
+        .write(to)
+        .unwrap();
+}
+
+/// Index of each row's largest value, the first one on ties.
+fn argmax(values: &[f64], per: usize) -> Vec<usize> {
+    values
+        .chunks(per)
+        .map(|row| {
+            let mut best = 0;
+            for (i, v) in row.iter().enumerate() {
+                if *v > row[best] {
+                    best = i;
+                }
+            }
+            best
+        })
+        .collect()
+}
+
+#[test]
+fn eval_gives_sqnr_and_agreement_against_the_first_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixtures();
+    let float = f.join("mlp_digits/model.onnx");
+    let int8 = dir.path().join("m.ferrite");
+    let r = quantize("mlp_digits", "digits", &int8, &[]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let x = f.join("data/digits_test_x.npy");
+    let y = f.join("data/digits_test_y.npy");
+    let models = [float.clone(), int8.clone(), float.clone(), int8.clone()];
+    let rows = eval_rows(&models, &x, Some(&y));
+    // The reference row compares with nothing; the float model against itself is identical.
+    assert!(rows[0]["sqnr_db"].is_null() && rows[0]["agreement"].is_null());
+    assert!(rows[2]["sqnr_db"].is_null(), "{}", rows[2]);
+    assert_eq!(rows[2]["agreement"].as_f64(), Some(1.0));
+    assert_eq!(rows[2]["top1"], rows[0]["top1"]);
+    assert_eq!(rows[3], {
+        let mut r = rows[1].clone();
+        for k in ["seconds", "run_seconds", "samples_per_second"] {
+            r[k] = rows[3][k].clone();
+        }
+        r
+    });
+    // The int8 model against outputs computed independently from `ferrite run`.
+    let (reference, per) = run_outputs(&float, &x, &dir.path().join("yf.npy"));
+    let (quantized, _) = run_outputs(&int8, &x, &dir.path().join("yq.npy"));
+    let signal: f64 = reference.iter().map(|r| r * r).sum();
+    let noise: f64 = reference
+        .iter()
+        .zip(&quantized)
+        .map(|(r, q)| (q - r) * (q - r))
+        .sum();
+    let sqnr = 10.0 * (signal / noise).log10();
+    let got = rows[1]["sqnr_db"].as_f64().unwrap();
+    assert!(
+        (got - sqnr).abs() < 1e-9,
+        "eval {got} dB, computed {sqnr} dB"
+    );
+    assert!(sqnr > 20.0, "{sqnr} dB");
+    let (pf, pq) = (argmax(&reference, per), argmax(&quantized, per));
+    let same = pf.iter().zip(&pq).filter(|(a, b)| a == b).count();
+    assert_eq!(
+        rows[1]["agreement"].as_f64().unwrap(),
+        same as f64 / pf.len() as f64
+    );
+    let labels = Array::read(&y).unwrap();
+    let right = (0..labels.len())
+        .filter(|&i| pq[i] == labels.get_f64(i) as usize)
+        .count();
+    assert_eq!(
+        rows[1]["top1"].as_f64().unwrap(),
+        right as f64 / labels.len() as f64
+    );
+    // The table has the columns, `inf` for identical outputs and `-` for the reference.
+    let out = ferrite()
+        .arg("eval")
+        .args(&models[..3])
+        .arg("--data")
+        .arg(&x)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].contains("SQNR (dB)") && lines[0].contains("agreement"),
+        "{table}"
+    );
+    let cells = |l: &str| l.split_whitespace().map(String::from).collect::<Vec<_>>();
+    assert_eq!(cells(lines[1])[1..4], ["-", "-", "-"], "{table}");
+    assert_eq!(cells(lines[2])[2], format!("{got:.1}"), "{table}");
+    assert_eq!(cells(lines[3])[2..4], ["inf", "100.00%"], "{table}");
+}
+
+#[test]
+fn report_has_a_sqnr_per_layer_and_the_last_matches_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixtures();
+    for (model, data) in [("mlp_digits", "digits"), ("dscnn_fashion", "fashion")] {
+        let int8 = dir.path().join(format!("{model}.ferrite"));
+        let report = dir.path().join(format!("{model}.json"));
+        let r = quantize(model, data, &int8, &["--report", report.to_str().unwrap()]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let summary = String::from_utf8_lossy(&r.stdout);
+        assert!(summary.contains("lowest per-layer SQNR"), "{summary}");
+        let rep: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let q = &rep["quantization"];
+        let samples = q["layer_sqnr_samples"].as_u64().unwrap() as usize;
+        assert_eq!(samples, 64);
+        let layers = q["layers"].as_array().unwrap();
+        assert!(!layers.is_empty());
+        for l in layers {
+            assert_eq!(l["dtype"], "int8", "{l}");
+            let db = l["sqnr_db"].as_f64();
+            assert!(db.is_some_and(f64::is_finite), "{model}: {l}");
+        }
+        // The same samples through `ferrite eval`: the last layer's output is the model's.
+        let subset = dir.path().join("subset.npy");
+        first_samples(
+            &f.join(format!("data/{data}_calib_x.npy")),
+            samples,
+            &subset,
+        );
+        let rows = eval_rows(&[f.join(model).join("model.onnx"), int8], &subset, None);
+        let eval_db = rows[1]["sqnr_db"].as_f64().unwrap();
+        let last = layers.last().unwrap()["sqnr_db"].as_f64().unwrap();
+        assert!(
+            (eval_db - last).abs() < 0.5,
+            "{model}: last layer {last} dB, eval {eval_db} dB"
+        );
+    }
+}
+
+#[test]
+fn non_finite_calibration_values_name_the_sample_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixtures();
+    let calib = Array::read(&f.join("data/digits_calib_x.npy")).unwrap();
+    let per = calib.len() / calib.shape[0];
+    for (sample, value) in [(3, f32::NAN), (17, f32::INFINITY), (0, f32::NEG_INFINITY)] {
+        let mut x = calib.to_f32();
+        x[sample * per + 5] = value;
+        let bad = dir.path().join("bad_calib.npy");
+        Array::from_f32(calib.shape.clone(), &x)
+            .write(&bad)
+            .unwrap();
+        let out = dir.path().join("m.ferrite");
+        let report = dir.path().join("r.json");
+        let r = quantize_on(
+            "mlp_digits",
+            &bad,
+            &out,
+            &["--report", report.to_str().unwrap()],
+        );
+        fails_cleanly(r, &out, &format!("sample {sample} "));
+        assert!(!report.exists());
+    }
+    // The message names the file too.
+    let r = quantize_on(
+        "mlp_digits",
+        &dir.path().join("bad_calib.npy"),
+        &dir.path().join("m.ferrite"),
+        &[],
+    );
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("bad_calib.npy") && err.contains("-inf"),
+        "{err}"
+    );
+}
+
+#[test]
+fn constant_or_zero_calibration_data_quantizes_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixtures();
+    let cases: [(&str, &str, Vec<usize>, f32); 3] = [
+        ("mlp_digits", "digits", vec![16, 64], 0.0),
+        ("mlp_digits", "digits", vec![16, 64], 5.0),
+        ("dscnn_fashion", "fashion", vec![16, 1, 28, 28], 0.0),
+    ];
+    for (model, data, shape, value) in cases {
+        let calib = dir.path().join("constant.npy");
+        let n: usize = shape.iter().product();
+        Array::from_f32(shape, &vec![value; n])
+            .write(&calib)
+            .unwrap();
+        for range in ["minmax", "mse", "percentile"] {
+            for preset in ["mixed", "performance"] {
+                let case = format!("{model} on {value}, {range}, {preset}");
+                let out = dir.path().join("m.ferrite");
+                let report = dir.path().join("r.json");
+                let options = ["--range", range, "--preset", preset, "--report"];
+                let report_arg = [report.to_str().unwrap()];
+                let r = quantize_on(model, &calib, &out, &[&options[..], &report_arg].concat());
+                assert!(
+                    r.status.success(),
+                    "{case}: {}",
+                    String::from_utf8_lossy(&r.stderr)
+                );
+                let rep: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+                for v in rep["quantization"]["values"].as_array().unwrap() {
+                    let s = v["scale"].as_f64().unwrap();
+                    // Not the 1e-8 floor: a usable scale, even for the all-zero input.
+                    assert!(s.is_finite() && s > 1e-4, "{case}: {v}");
+                }
+                // Right on the data it was calibrated on.
+                for l in rep["quantization"]["layers"].as_array().unwrap() {
+                    let db = l["sqnr_db"].as_f64().unwrap_or(f64::INFINITY);
+                    assert!(db > 25.0, "{case}: {l}");
+                }
+                // And it runs on real data.
+                let (y, _) = run_outputs(
+                    &out,
+                    &f.join(format!("data/{data}_test_x.npy")),
+                    &dir.path().join("y.npy"),
+                );
+                assert!(y.iter().all(|v| v.is_finite()), "{case}");
+            }
+        }
+    }
+}
+
+#[test]
+fn fewer_samples_than_the_subset_size_warns_and_uses_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small.npy");
+    first_samples(&fixtures().join("data/digits_calib_x.npy"), 20, &small);
+    let out = dir.path().join("m.ferrite");
+    let report = dir.path().join("r.json");
+    let r = quantize_on(
+        "mlp_digits",
+        &small,
+        &out,
+        &["--subset-size", "50", "--report", report.to_str().unwrap()],
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("warning: --subset-size 50") && err.contains("small.npy has 20 sample"),
+        "{err}"
+    );
+    let rep: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(rep["quantization"]["calibration_samples"], 20);
+    assert!(out.exists());
+    // Without --subset-size the default is no request: no warning.
+    let r = quantize_on("mlp_digits", &small, &out, &[]);
+    assert!(r.status.success());
+    assert!(!String::from_utf8_lossy(&r.stderr).contains("warning"));
+    // A subset smaller than the file: the first samples, no warning.
+    let r = quantize_on(
+        "mlp_digits",
+        &small,
+        &out,
+        &["--subset-size", "8", "--report", report.to_str().unwrap()],
+    );
+    assert!(r.status.success());
+    assert!(!String::from_utf8_lossy(&r.stderr).contains("warning"));
+    let rep: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(rep["quantization"]["calibration_samples"], 8);
 }

@@ -1,6 +1,14 @@
-//! `ferrite eval MODEL... --data X.npy [--labels Y.npy] [--threads N] [--json]`: top-1 accuracy with
-//! labels, otherwise each model's signal-to-quantization-noise ratio against the first model, and each
-//! model's throughput.
+//! `ferrite eval MODEL... --data X.npy [--labels Y.npy] [--threads N] [--json]`: each model's top-1
+//! accuracy with labels, and every model after the first compared with the first (usually the float
+//! model): the signal-to-quantization-noise ratio of its outputs and the agreement of its top-1
+//! predictions; and each model's throughput.
+//!
+//! - `top1`: the fraction of samples whose argmax of the first output equals the label.
+//! - `sqnr_db`: `10 * log10(sum(ref^2) / sum((out - ref)^2))` over every element of every output of
+//!   every sample, int8 outputs dequantized ([`crate::quantize::sqnr`]). `null` on the first row (the
+//!   reference) and when the outputs equal the reference's exactly (infinite; `inf` in the table).
+//! - `agreement`: the fraction of samples whose argmax of the first output equals the first model's;
+//!   `null` on the first row.
 //!
 //! Int8 models (`.ferrite`, `.tflite`, Q/DQ `.onnx`) run one sample per invoke (batch 1), the samples
 //! split across `--threads` interpreters; float ONNX models run on the float executor, the batch split
@@ -11,15 +19,16 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 
 use crate::npy::Array;
+use crate::quantize::sqnr::{format_db, Sqnr};
 use crate::runtime_exec;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Models to compare (.onnx, .ferrite, .tflite); the first is the reference for SQNR.
+    /// Models to compare (.onnx, .ferrite, .tflite); the first is the reference for SQNR and agreement.
     #[arg(required = true)]
     pub models: Vec<PathBuf>,
     /// Input samples (.npy, batch first, in the source model's layout).
@@ -42,16 +51,17 @@ struct Row {
     model: String,
     top1: Option<f64>,
     sqnr_db: Option<f64>,
+    agreement: Option<f64>,
     seconds: f64,
     run_seconds: f64,
     samples_per_second: f64,
     threads: usize,
 }
 
-/// First output of `model` on `data`, as f32 (int8 outputs dequantized), and the seconds spent running
-/// the samples.
-fn outputs(model: &std::path::Path, data: &Array, threads: usize) -> Result<(Array, f64)> {
-    let (mut outs, seconds) = if super::float_onnx::is_onnx(model) {
+/// Outputs of `model` on `data`, as f32 (int8 outputs dequantized), and the seconds spent running the
+/// samples.
+fn outputs(model: &std::path::Path, data: &Array, threads: usize) -> Result<(Vec<Array>, f64)> {
+    let (outs, seconds) = if super::float_onnx::is_onnx(model) {
         let g = super::float_onnx::load(model)?;
         let start = Instant::now();
         let outs = crate::ir::io::run_arrays(&g, std::slice::from_ref(data), threads)?;
@@ -71,7 +81,7 @@ fn outputs(model: &std::path::Path, data: &Array, threads: usize) -> Result<(Arr
         (outs, start.elapsed().as_secs_f64())
     };
     ensure!(!outs.is_empty(), "{}: no output", model.display());
-    Ok((outs.remove(0), seconds))
+    Ok((outs, seconds))
 }
 
 /// Each row's position of its largest value; ties go to the first, as numpy's `argmax` (int8 outputs
@@ -91,18 +101,31 @@ fn argmax_rows(a: &Array) -> Vec<usize> {
         .collect()
 }
 
-fn sqnr_db(reference: &Array, x: &Array) -> f64 {
-    let (mut signal, mut noise) = (0f64, 0f64);
-    for i in 0..reference.len().min(x.len()) {
-        let r = reference.get_f64(i);
-        signal += r * r;
-        noise += (r - x.get_f64(i)).powi(2);
+/// SQNR of `outs` against the reference model's outputs, over every element of every output.
+fn sqnr_db(reference: &[Array], outs: &[Array]) -> Result<Option<f64>> {
+    if reference.len() != outs.len() {
+        bail!(
+            "{} output(s), the reference model has {}",
+            outs.len(),
+            reference.len()
+        );
     }
-    if noise == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (signal / noise).log10()
+    let mut sqnr = Sqnr::default();
+    for (k, (r, x)) in reference.iter().zip(outs).enumerate() {
+        ensure!(
+            r.len() == x.len(),
+            "output {k} has shape {:?}, the reference model's {:?}",
+            x.shape,
+            r.shape
+        );
+        sqnr.extend((0..r.len()).map(|i| (r.get_f64(i), x.get_f64(i))));
     }
+    Ok(sqnr.db())
+}
+
+/// Fraction of equal entries.
+fn fraction_equal(a: &[usize], b: &[usize]) -> f64 {
+    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len().max(1) as f64
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -130,24 +153,36 @@ pub fn run(args: &Args) -> Result<()> {
         .map_or_else(runtime_exec::available_threads, usize::from);
     let samples = data.shape.first().copied().unwrap_or(1);
     let mut rows = Vec::new();
-    let mut reference: Option<Array> = None;
+    // The first model's outputs and predictions.
+    let mut reference: Option<(Vec<Array>, Vec<usize>)> = None;
     for m in &args.models {
         let start = Instant::now();
-        let (out, run_seconds) =
+        let (outs, run_seconds) =
             outputs(m, &data, threads).with_context(|| format!("evaluating {}", m.display()))?;
         let seconds = start.elapsed().as_secs_f64();
-        let top1 = labels.as_ref().map(|l| {
-            let p = argmax_rows(&out);
-            p.iter().zip(l).filter(|(a, b)| a == b).count() as f64 / l.len() as f64
-        });
-        let sqnr = reference.as_ref().map(|r| sqnr_db(r, &out));
-        if reference.is_none() {
-            reference = Some(out);
-        }
+        let predicted = argmax_rows(&outs[0]);
+        let top1 = labels.as_ref().map(|l| fraction_equal(&predicted, l));
+        let (sqnr, agreement) = match &reference {
+            Some((ref_outs, ref_predicted)) => (
+                sqnr_db(ref_outs, &outs).with_context(|| {
+                    format!(
+                        "comparing {} with {}",
+                        m.display(),
+                        args.models[0].display()
+                    )
+                })?,
+                Some(fraction_equal(&predicted, ref_predicted)),
+            ),
+            None => {
+                reference = Some((outs, predicted));
+                (None, None)
+            }
+        };
         rows.push(Row {
             model: m.display().to_string(),
             top1,
             sqnr_db: sqnr,
+            agreement,
             seconds,
             run_seconds,
             samples_per_second: samples as f64 / run_seconds,
@@ -159,20 +194,30 @@ pub fn run(args: &Args) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<48} {:>8} {:>10} {:>9} {:>10}",
-        "model", "top-1", "SQNR (dB)", "seconds", "samples/s"
+        "{:<48} {:>8} {:>10} {:>10} {:>9} {:>10}",
+        "model", "top-1", "SQNR (dB)", "agreement", "seconds", "samples/s"
     );
-    for r in rows {
-        let top1 = r.top1.map_or("-".into(), |a| format!("{:.2}%", 100.0 * a));
-        let sqnr = r.sqnr_db.map_or("-".into(), |s| format!("{s:.1}"));
+    for (i, r) in rows.iter().enumerate() {
+        let percent = |a: Option<f64>| a.map_or("-".into(), |a| format!("{:.2}%", 100.0 * a));
+        let sqnr = if i == 0 {
+            "-".into()
+        } else {
+            format_db(r.sqnr_db)
+        };
         println!(
-            "{:<48} {:>8} {:>10} {:>9.3} {:>10.1}",
-            r.model, top1, sqnr, r.seconds, r.samples_per_second
+            "{:<48} {:>8} {:>10} {:>10} {:>9.3} {:>10.1}",
+            r.model,
+            percent(r.top1),
+            sqnr,
+            percent(r.agreement),
+            r.seconds,
+            r.samples_per_second
         );
     }
     println!(
-        "{samples} samples, {threads} thread{}; samples/s counts running the samples only",
-        if threads == 1 { "" } else { "s" }
+        "{samples} samples, {threads} thread{}; SQNR and agreement against {}; samples/s counts running the samples only",
+        if threads == 1 { "" } else { "s" },
+        args.models[0].display()
     );
     Ok(())
 }

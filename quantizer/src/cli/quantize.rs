@@ -9,6 +9,13 @@ use crate::ir;
 use crate::npy::Array;
 use crate::quantize::observer::RangeEstimator;
 use crate::quantize::ptq::{self, BiasCorrection, Config, Preset};
+use crate::quantize::sqnr::format_db;
+
+/// Calibration samples used when `--subset-size` is not given.
+const DEFAULT_SUBSET_SIZE: usize = 300;
+
+/// Layers listed in the summary, lowest SQNR first.
+const WORST_LAYERS_SHOWN: usize = 3;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum PresetArg {
@@ -46,9 +53,10 @@ pub struct Args {
     pub output: PathBuf,
     #[arg(long, value_enum, default_value = "mixed")]
     pub preset: PresetArg,
-    /// Calibration samples used (the first N).
-    #[arg(long, default_value_t = 300)]
-    pub subset_size: usize,
+    /// Calibration samples used: the first N [default: 300]. A file with fewer samples than asked
+    /// for is used whole, with a warning.
+    #[arg(long)]
+    pub subset_size: Option<usize>,
     /// Activation range estimator.
     #[arg(long, value_enum, default_value = "mean-minmax")]
     pub range: RangeArg,
@@ -60,7 +68,7 @@ pub struct Args {
     /// Keep these nodes in float: node names, ONNX op types (e.g. `Softmax`) or runtime op names.
     #[arg(long, num_args = 1..)]
     pub ignore: Vec<String>,
-    /// Write a JSON report (ranges, scales, float nodes, bias shifts, sizes).
+    /// Write a JSON report (ranges, scales, float nodes, bias shifts, per-layer SQNR, sizes).
     #[arg(long)]
     pub report: Option<PathBuf>,
 }
@@ -77,7 +85,8 @@ pub fn run(args: &Args) -> Result<()> {
         graph.inputs.len()
     );
     let calib = Array::read(&args.calib)?;
-    ensure!(args.subset_size > 0, "--subset-size must be at least 1");
+    let subset_size = args.subset_size.unwrap_or(DEFAULT_SUBSET_SIZE);
+    ensure!(subset_size > 0, "--subset-size must be at least 1");
     let x = ir::io::input_tensor(&graph, 0, &calib)
         .with_context(|| format!("calibration data {}", args.calib.display()))?;
     ensure!(
@@ -85,8 +94,18 @@ pub fn run(args: &Args) -> Result<()> {
         "{}: the calibration set is empty",
         args.calib.display()
     );
-    let n = x.shape[0].min(args.subset_size);
+    if args.subset_size.is_some() && x.shape[0] < subset_size {
+        eprintln!(
+            "warning: --subset-size {subset_size}, but {} has {} sample(s): calibrating on all of them",
+            args.calib.display(),
+            x.shape[0]
+        );
+    }
+    let n = x.shape[0].min(subset_size);
     let x = x.slice_batch(0, n);
+    // The sample index is the same in the file: the subset is its first samples.
+    ptq::check_finite(std::slice::from_ref(&x))
+        .with_context(|| args.calib.display().to_string())?;
     let config = Config {
         preset: match args.preset {
             PresetArg::Performance => Preset::Performance,
@@ -135,5 +154,15 @@ pub fn run(args: &Args) -> Result<()> {
         q.report.float_nodes.len(),
         start.elapsed().as_secs_f64()
     );
+    let worst = q.report.worst_layers(WORST_LAYERS_SHOWN);
+    if !worst.is_empty() {
+        println!(
+            "lowest per-layer SQNR (int8 runtime vs float, first {} calibration samples):",
+            q.report.layer_sqnr_samples
+        );
+        for l in worst {
+            println!("  {:>6} dB  {:<18} {}", format_db(l.sqnr_db), l.op, l.name);
+        }
+    }
     Ok(())
 }

@@ -1,5 +1,7 @@
-//! Post-training quantization: range estimation (observers) and the int8 parameters derived from ranges.
+//! Post-training quantization: range estimation (observers), the int8 parameters derived from ranges,
+//! and the SQNR that measures the result.
 
 pub mod observer;
 pub mod params;
 pub mod ptq;
+pub mod sqnr;

@@ -8,14 +8,22 @@ pub struct QParams {
     pub zero_point: i32,
 }
 
-/// Smallest scale used, so that a constant-zero tensor still gets a valid positive scale.
+/// Smallest scale used, so that a zero weight channel still gets a valid positive scale.
 const MIN_SCALE: f32 = 1e-8;
 
-/// Activation parameters for the range `[min, max]` (widened to contain 0, as TFLite requires).
-/// Asymmetric: `scale = (max - min) / 255` and a zero point mapping `min` to -128; symmetric:
-/// zero point 0 and `scale = max(|min|, |max|) / 127`.
+/// Range given to an activation that is zero on every calibration sample. Any scale represents it
+/// exactly, but a tiny one would make the next layer's bias scale (`input scale * weight scale`) so
+/// small that its int32 biases saturate, and its requantization factors extreme: the int8 model
+/// would be wrong even on the samples it was calibrated on.
+const ZERO_RANGE_MAX: f32 = 1.0;
+
+/// Activation parameters for the range `[min, max]` (widened to contain 0, as TFLite requires; a
+/// range that is only 0 becomes `[0, 1]`, or `[-1, 1]` symmetric). Asymmetric:
+/// `scale = (max - min) / 255` and a zero point mapping `min` to -128; symmetric: zero point 0 and
+/// `scale = max(|min|, |max|) / 127`.
 pub fn activation(min: f32, max: f32, symmetric: bool) -> QParams {
     let (min, max) = (min.min(0.0), max.max(0.0));
+    let max = if max - min > 0.0 { max } else { ZERO_RANGE_MAX };
     if symmetric {
         let m = min.abs().max(max.abs());
         return QParams {
@@ -114,6 +122,19 @@ pub fn single_rounding_multiplier(real: f64) -> ferrite_runtime::quant::Requant 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zero_range_gets_a_usable_scale() {
+        let p = activation(0.0, 0.0, false);
+        assert_eq!((p.scale, p.zero_point), (1.0 / 255.0, -128));
+        let p = activation(0.0, 0.0, true);
+        assert_eq!((p.scale, p.zero_point), (1.0 / 127.0, 0));
+        // A constant tensor keeps its value exactly representable.
+        let p = activation(2.5, 2.5, false);
+        assert_eq!((p.scale, p.zero_point), (2.5 / 255.0, -128));
+        let p = activation(-3.0, -3.0, false);
+        assert_eq!((p.scale, p.zero_point), (3.0 / 255.0, 127));
+    }
 
     #[test]
     fn asymmetric_range_maps_ends_and_zero_exactly() {

@@ -15,6 +15,7 @@ use crate::ir::float_exec::Tensor;
 use crate::ir::{Graph, Node};
 use crate::lower::{self, Quantization, Requantization};
 use bias_correction::correct_biases;
+pub use calibration::check_finite;
 use calibration::{calibrate, Calibration};
 use parameters::{activation_params, quantize_weights};
 use report::{layer_sqnr, SQNR_SAMPLES};
@@ -91,6 +92,7 @@ fn ignored(node: &Node, patterns: &[String]) -> bool {
 pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quantized> {
     let samples = calib.first().map_or(0, |t| t.shape[0]);
     ensure!(samples > 0, "the calibration set is empty");
+    check_finite(calib)?;
     let mut graph = graph.clone();
     let float_node: Vec<bool> = graph
         .nodes
@@ -144,12 +146,14 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         config.source_sha256,
         true,
     )?;
+    let layer_sqnr_samples = samples.min(SQNR_SAMPLES);
     let layers = layer_sqnr(
         &graph,
+        &float_node,
         &debug.bytes,
         calib,
         &float_acts,
-        samples.min(SQNR_SAMPLES),
+        layer_sqnr_samples,
     )?;
     Ok(Quantized {
         built,
@@ -159,6 +163,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
             values: report::value_reports(&graph, &qp, &ranges),
             float_nodes: report::float_nodes(&graph, &float_node),
             bias_shift,
+            layer_sqnr_samples,
             layers,
         },
     })

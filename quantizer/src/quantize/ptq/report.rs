@@ -8,6 +8,7 @@ use super::Config;
 use crate::ir::float_exec::Tensor;
 use crate::ir::Graph;
 use crate::quantize::params::QParams;
+use crate::quantize::sqnr::Sqnr;
 
 /// One value's calibration result.
 #[derive(Clone, Debug, Serialize)]
@@ -29,8 +30,25 @@ pub struct Report {
     pub float_nodes: Vec<String>,
     /// Per corrected layer, the largest absolute bias change (in float units).
     pub bias_shift: Vec<(String, f32)>,
-    /// Per node, the SQNR of its int8 output (computed by the runtime) against the float model's.
+    /// Calibration samples (the first ones) the per-layer SQNR is measured on.
+    pub layer_sqnr_samples: usize,
+    /// Per node, in execution order, the SQNR of its output computed by the runtime (int8 outputs
+    /// dequantized) against the float model's on the first `layer_sqnr_samples` calibration samples.
     pub layers: Vec<LayerReport>,
+}
+
+impl Report {
+    /// The `k` int8 layers with the lowest SQNR, lowest first (identical outputs never count).
+    pub fn worst_layers(&self, k: usize) -> Vec<&LayerReport> {
+        let mut measured: Vec<&LayerReport> = self
+            .layers
+            .iter()
+            .filter(|l| l.dtype == "int8" && l.sqnr_db.is_some())
+            .collect();
+        measured.sort_by(|a, b| a.sqnr_db.unwrap().total_cmp(&b.sqnr_db.unwrap()));
+        measured.truncate(k);
+        measured
+    }
 }
 
 /// One node's quantization error.
@@ -38,7 +56,9 @@ pub struct Report {
 pub struct LayerReport {
     pub name: String,
     pub op: &'static str,
-    /// `None` when the outputs are identical.
+    /// The output's type in the quantized model: `int8`, or `float32` for a node kept in float.
+    pub dtype: &'static str,
+    /// `None` when the outputs are identical (infinite, see [`crate::quantize::sqnr`]).
     pub sqnr_db: Option<f64>,
 }
 
@@ -81,10 +101,12 @@ pub(super) fn float_nodes(graph: &Graph, float_node: &[bool]) -> Vec<String> {
 /// Calibration samples the per-layer SQNR is measured on.
 pub(super) const SQNR_SAMPLES: usize = 64;
 
-/// Runs the model that exposes every node's output (output `k` is node `k`) on the runtime and
-/// compares each with the float executor's activation: signal-to-quantization-noise ratio in dB.
+/// Runs the model that exposes every node's output (output `k` is node `k`) on the runtime for the
+/// first `samples` calibration samples and compares each with the float executor's activation:
+/// signal-to-quantization-noise ratio in dB.
 pub(super) fn layer_sqnr(
     graph: &Graph,
+    float_node: &[bool],
     debug_model: &[u8],
     calib: &[Tensor],
     float_acts: &[Option<Tensor>],
@@ -95,8 +117,7 @@ pub(super) fn layer_sqnr(
     let mut arena = vec![0u8; model.arena_size() + 16];
     let mut it = ferrite_runtime::Interpreter::new(&model, &mut arena)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut signal = vec![0f64; graph.nodes.len()];
-    let mut noise = vec![0f64; graph.nodes.len()];
+    let mut sqnr = vec![Sqnr::default(); graph.nodes.len()];
     for s in 0..samples {
         for (i, t) in calib.iter().enumerate() {
             let per = t.data.len() / t.shape[0];
@@ -112,10 +133,8 @@ pub(super) fn layer_sqnr(
             let mut got = vec![0f32; per];
             it.output_to_f32(k, &mut got)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            for (r, g) in reference.data[s * per..(s + 1) * per].iter().zip(&got) {
-                signal[k] += (*r as f64).powi(2);
-                noise[k] += (*r as f64 - *g as f64).powi(2);
-            }
+            let r = &reference.data[s * per..(s + 1) * per];
+            sqnr[k].extend(r.iter().zip(&got).map(|(r, g)| (*r as f64, *g as f64)));
         }
     }
     Ok(graph
@@ -125,11 +144,8 @@ pub(super) fn layer_sqnr(
         .map(|(k, n)| LayerReport {
             name: n.name.clone(),
             op: n.op.name(),
-            sqnr_db: if noise[k] == 0.0 {
-                None
-            } else {
-                Some(10.0 * (signal[k] / noise[k]).log10())
-            },
+            dtype: if float_node[k] { "float32" } else { "int8" },
+            sqnr_db: sqnr[k].db(),
         })
         .collect())
 }
