@@ -58,13 +58,17 @@ pub struct Args {
     #[arg(long)]
     pub subset_size: Option<usize>,
     /// Activation range estimator.
-    #[arg(long, value_enum, default_value = "mean-minmax")]
+    #[arg(long, value_enum, default_value = "mse")]
     pub range: RangeArg,
     /// One weight scale per tensor instead of per output channel.
     #[arg(long)]
     pub per_tensor: bool,
     #[arg(long, value_enum, default_value = "full")]
     pub bias_correction: BiasArg,
+    /// Skip cross-layer equalization (on by default: rescales consecutive layers so that their
+    /// per-channel weight ranges and the activation ranges between them balance).
+    #[arg(long)]
+    pub no_cle: bool,
     /// Keep these nodes in float: node names, ONNX op types (e.g. `Softmax`) or runtime op names.
     #[arg(long, num_args = 1..)]
     pub ignore: Vec<String>,
@@ -123,6 +127,7 @@ pub fn run(args: &Args) -> Result<()> {
             BiasArg::Full => BiasCorrection::Full,
             BiasArg::Off => BiasCorrection::Off,
         },
+        cle: !args.no_cle,
         ignore: args.ignore.clone(),
         source_sha256: crate::sha256::digest(&source),
     };

@@ -132,7 +132,7 @@ pub fn fold_constants(g: &mut Graph) -> Result<usize> {
 }
 
 /// Scales output channel `c` of a Conv/Depthwise/FullyConnected filter by `scale[c]`.
-fn scale_filter(op: &mut Op, scale: &[f32]) {
+pub(crate) fn scale_filter(op: &mut Op, scale: &[f32]) {
     match op {
         Op::Conv2d { filter, .. } | Op::FullyConnected { filter, .. } => {
             let per = filter.data.len() / scale.len();
@@ -150,7 +150,7 @@ fn scale_filter(op: &mut Op, scale: &[f32]) {
 }
 
 /// `bias = bias * scale + shift` per channel (`scale` may be empty for 1).
-fn affine_bias(op: &mut Op, scale: &[f32], shift: &[f32]) {
+pub(crate) fn affine_bias(op: &mut Op, scale: &[f32], shift: &[f32]) {
     if let Op::Conv2d { bias, .. }
     | Op::DepthwiseConv2d { bias, .. }
     | Op::FullyConnected { bias, .. } = op

@@ -54,6 +54,8 @@ pub struct Config {
     /// One weight scale per tensor instead of per output channel.
     pub per_tensor: bool,
     pub bias_correction: BiasCorrection,
+    /// Cross-layer equalization before calibration (`quantize::cle`).
+    pub cle: bool,
     /// Node names, ONNX op types or runtime op names kept in float.
     pub ignore: Vec<String>,
     /// SHA-256 of the source model file, recorded in the output's metadata.
@@ -65,9 +67,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             preset: Preset::Mixed,
-            estimator: RangeEstimator::MeanMinMax,
+            estimator: RangeEstimator::Mse,
             per_tensor: false,
             bias_correction: BiasCorrection::Full,
+            cle: true,
             ignore: Vec::new(),
             source_sha256: [0; 32],
         }
@@ -106,6 +109,13 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
             .any(|n| ignored(n, std::slice::from_ref(p)));
         ensure!(hit, "--ignore {p}: no node has that name or operator type");
     }
+
+    // 0. Cross-layer equalization (function-preserving).
+    let equalized_pairs = if config.cle {
+        crate::quantize::cle::equalize(&mut graph)
+    } else {
+        0
+    };
 
     // 1. Float activations of every value, and their observed ranges.
     let Calibration { float_acts, ranges } = calibrate(&graph, calib, samples, config)?;
@@ -163,6 +173,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
             values: report::value_reports(&graph, &qp, &ranges),
             float_nodes: report::float_nodes(&graph, &float_node),
             bias_shift,
+            equalized_pairs,
             layer_sqnr_samples,
             layers,
         },

@@ -28,6 +28,8 @@ pub struct Report {
     pub calibration_samples: usize,
     pub values: Vec<ValueReport>,
     pub float_nodes: Vec<String>,
+    /// Layer pairs rescaled by cross-layer equalization.
+    pub equalized_pairs: usize,
     /// Per corrected layer, the largest absolute bias change (in float units).
     pub bias_shift: Vec<(String, f32)>,
     /// Calibration samples (the first ones) the per-layer SQNR is measured on.

@@ -1,0 +1,384 @@
+//! Cross-layer equalization (Nagel et al. 2019, "Data-Free Quantization Through Weight Equalization
+//! and Bias Correction"): a function-preserving rescaling that balances the weight ranges of
+//! consecutive layers before quantization.
+//!
+//! For a pair of weighted layers where the first's output channel `c` is read only by the second
+//! (through operators that commute with a positive per-channel scale: a ReLU-like or absent fused
+//! clamp, MaxPool, AveragePool, zero Pad), dividing the first layer's channel `c` (weights and bias)
+//! by `s_c` and multiplying the second's input channel `c` by `s_c` leaves the network's function
+//! unchanged. With `r1_c` and `r2_c` the largest weight magnitudes of the two channels,
+//! `s_c = sqrt(r1_c / r2_c)` makes both `sqrt(r1_c * r2_c)`: per-channel weight ranges even out
+//! across the pair, and so do the per-tensor activation ranges between them (a channel 50x larger
+//! than the rest no longer sets the scale of all of them). Chains of pairs are equalized in turn until
+//! the scales settle.
+
+use crate::ir::{Clamp, Graph, Op, Param, ValueId};
+
+/// Rounds over all pairs at most, and the change (largest `|ln s|`) below which they stop.
+const MAX_ROUNDS: usize = 50;
+const SETTLED: f32 = 1e-4;
+
+/// A producer/consumer pair that can be equalized.
+#[derive(Clone, Copy, Debug)]
+struct Pair {
+    producer: usize,
+    consumer: usize,
+}
+
+/// A clamp that commutes with a positive scale: none, or a lower bound of 0 without an upper one.
+fn scale_invariant(c: &Clamp) -> bool {
+    (c.min == f32::NEG_INFINITY || c.min == 0.0) && c.max == f32::INFINITY
+}
+
+/// Output channels of a producer layer, if it is one that can be scaled.
+fn out_channels(op: &Op) -> Option<usize> {
+    match op {
+        Op::Conv2d { filter, clamp, .. } | Op::FullyConnected { filter, clamp, .. }
+            if scale_invariant(clamp) =>
+        {
+            Some(filter.shape[0])
+        }
+        Op::DepthwiseConv2d { filter, clamp, .. } if scale_invariant(clamp) => {
+            filter.shape.last().copied()
+        }
+        _ => None,
+    }
+}
+
+/// Whether `op` passes a positive per-channel scale of its (only) input through to its output.
+fn passes_scale(op: &Op) -> bool {
+    match op {
+        Op::MaxPool2d { clamp, .. } | Op::AveragePool2d { clamp, .. } | Op::Relu { clamp } => {
+            scale_invariant(clamp)
+        }
+        Op::Pad { .. } => true,
+        _ => false,
+    }
+}
+
+/// The consumer of `v` when it is the only reader, through scale-preserving operators.
+fn sole_reader(g: &Graph, consumers: &[Vec<usize>], mut v: ValueId) -> Option<usize> {
+    loop {
+        if g.outputs.contains(&v) {
+            return None;
+        }
+        let [n] = consumers[v][..] else { return None };
+        let node = &g.nodes[n];
+        if node.inputs.len() != 1 {
+            return None;
+        }
+        if !passes_scale(&node.op) {
+            return Some(n);
+        }
+        v = node.output;
+    }
+}
+
+/// Whether the consumer reads `channels` channels as its input's last axis with weights per input
+/// channel.
+fn reads_channels(g: &Graph, n: usize, channels: usize) -> bool {
+    let node = &g.nodes[n];
+    let input_last = g.values[node.inputs[0]].shape.last().copied();
+    let weights_match = match &node.op {
+        Op::Conv2d { filter, .. } => filter.shape.last() == Some(&channels),
+        Op::DepthwiseConv2d {
+            filter,
+            depth_multiplier,
+            ..
+        } => filter.shape.last() == Some(&(channels * depth_multiplier)),
+        // A fully connected layer on a `[n, C]` input: its columns are the channels.
+        Op::FullyConnected { filter, .. } => {
+            g.values[node.inputs[0]].shape.len() == 2 && filter.shape.get(1) == Some(&channels)
+        }
+        _ => false,
+    };
+    weights_match && input_last == Some(channels)
+}
+
+fn pairs(g: &Graph) -> Vec<Pair> {
+    let consumers = g.consumers();
+    g.nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(producer, node)| {
+            let channels = out_channels(&node.op)?;
+            let consumer = sole_reader(g, &consumers, node.output)?;
+            reads_channels(g, consumer, channels).then_some(Pair { producer, consumer })
+        })
+        .collect()
+}
+
+/// Largest magnitude of each output channel of a producer's filter.
+fn producer_ranges(op: &Op, channels: usize) -> Vec<f32> {
+    let mut r = vec![0f32; channels];
+    match op {
+        Op::Conv2d { filter, .. } | Op::FullyConnected { filter, .. } => {
+            let per = filter.data.len() / channels;
+            for (c, row) in filter.data.chunks(per).enumerate() {
+                r[c] = row.iter().fold(0f32, |m, w| m.max(w.abs()));
+            }
+        }
+        Op::DepthwiseConv2d { filter, .. } => {
+            for (i, w) in filter.data.iter().enumerate() {
+                r[i % channels] = r[i % channels].max(w.abs());
+            }
+        }
+        _ => unreachable!("not a producer"),
+    }
+    r
+}
+
+/// Index of the input channel each weight of a consumer's filter reads, for `channels` channels.
+fn input_channel(op: &Op, channels: usize) -> impl Fn(usize) -> usize + '_ {
+    move |i| match op {
+        Op::Conv2d { filter, .. } => i % filter.shape[3],
+        Op::DepthwiseConv2d {
+            filter,
+            depth_multiplier,
+            ..
+        } => (i % filter.shape[3]) / depth_multiplier,
+        Op::FullyConnected { filter, .. } => i % filter.shape[1],
+        _ => unreachable!("not a consumer of {channels} channels"),
+    }
+}
+
+fn filter_mut(op: &mut Op) -> &mut Param {
+    match op {
+        Op::Conv2d { filter, .. }
+        | Op::DepthwiseConv2d { filter, .. }
+        | Op::FullyConnected { filter, .. } => filter,
+        _ => unreachable!("not a weighted layer"),
+    }
+}
+
+/// Largest magnitude of each input channel of a consumer's filter.
+fn consumer_ranges(op: &Op, channels: usize) -> Vec<f32> {
+    let mut r = vec![0f32; channels];
+    let channel = input_channel(op, channels);
+    let filter = match op {
+        Op::Conv2d { filter, .. }
+        | Op::DepthwiseConv2d { filter, .. }
+        | Op::FullyConnected { filter, .. } => filter,
+        _ => unreachable!("not a weighted layer"),
+    };
+    for (i, w) in filter.data.iter().enumerate() {
+        let c = channel(i);
+        r[c] = r[c].max(w.abs());
+    }
+    r
+}
+
+/// Divides the producer's output channels by `s` and multiplies the consumer's input channels by it.
+fn apply(g: &mut Graph, pair: Pair, s: &[f32]) {
+    let channels = s.len();
+    let inverse: Vec<f32> = s.iter().map(|&x| 1.0 / x).collect();
+    let producer = &mut g.nodes[pair.producer].op;
+    crate::ir::passes::scale_filter(producer, &inverse);
+    crate::ir::passes::affine_bias(producer, &inverse, &[]);
+    let consumer = g.nodes[pair.consumer].op.clone();
+    let channel = input_channel(&consumer, channels);
+    let filter = filter_mut(&mut g.nodes[pair.consumer].op);
+    for (i, w) in filter.data.iter_mut().enumerate() {
+        *w *= s[channel(i)];
+    }
+}
+
+/// Equalizes every pair in `g`; returns how many pairs were equalized.
+pub fn equalize(g: &mut Graph) -> usize {
+    let pairs = pairs(g);
+    for _ in 0..MAX_ROUNDS {
+        let mut change = 0f32;
+        for &pair in &pairs {
+            let Some(channels) = out_channels(&g.nodes[pair.producer].op) else {
+                continue;
+            };
+            let r1 = producer_ranges(&g.nodes[pair.producer].op, channels);
+            let r2 = consumer_ranges(&g.nodes[pair.consumer].op, channels);
+            let s: Vec<f32> = r1
+                .iter()
+                .zip(&r2)
+                .map(|(&a, &b)| {
+                    if a > 0.0 && b > 0.0 && (a / b).is_finite() {
+                        (a / b).sqrt()
+                    } else {
+                        1.0
+                    }
+                })
+                .collect();
+            change = s.iter().fold(change, |m, x| m.max(x.ln().abs()));
+            apply(g, pair, &s);
+        }
+        if change < SETTLED {
+            break;
+        }
+    }
+    pairs.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::float_exec::{self, Tensor};
+    use crate::ir::Window2d;
+
+    /// A pseudo-random value in `[-1, 1)`.
+    fn rand(seed: &mut u64) -> f32 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    fn param(shape: Vec<usize>, seed: &mut u64, scale: f32) -> Param {
+        let n = shape.iter().product();
+        Param::new(shape, (0..n).map(|_| rand(seed) * scale).collect())
+    }
+
+    /// Conv (ReLU) -> MaxPool -> depthwise (ReLU) -> pointwise conv -> flatten-free FC path, with one
+    /// channel of each producer made 40x larger and compensated in its consumer (the imbalance CLE
+    /// removes).
+    fn imbalanced_graph() -> Graph {
+        let mut s = 7u64;
+        let mut g = Graph::default();
+        let x = g.add_value("x", vec![1, 8, 8, 3]);
+        g.inputs.push(x);
+        let window = Window2d {
+            kernel: [3, 3],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pads: [1, 1, 1, 1],
+        };
+        let mut conv = param(vec![4, 3, 3, 3], &mut s, 0.5);
+        conv.data[..27].iter_mut().for_each(|w| *w *= 40.0);
+        let a = g
+            .add_node(
+                "conv",
+                "Conv",
+                Op::Conv2d {
+                    window: window.clone(),
+                    filter: conv,
+                    bias: param(vec![4], &mut s, 0.1),
+                    clamp: Clamp::RELU,
+                },
+                vec![x],
+                "a",
+            )
+            .unwrap();
+        let pool = Window2d {
+            kernel: [2, 2],
+            stride: [2, 2],
+            dilation: [1, 1],
+            pads: [0, 0, 0, 0],
+        };
+        let b = g
+            .add_node(
+                "pool",
+                "MaxPool",
+                Op::MaxPool2d {
+                    window: pool,
+                    clamp: Clamp::NONE,
+                },
+                vec![a],
+                "b",
+            )
+            .unwrap();
+        let mut dw = param(vec![1, 3, 3, 4], &mut s, 0.5);
+        for (i, w) in dw.data.iter_mut().enumerate() {
+            if i % 4 == 0 {
+                *w /= 40.0;
+            }
+        }
+        let c = g
+            .add_node(
+                "dw",
+                "Conv",
+                Op::DepthwiseConv2d {
+                    window,
+                    depth_multiplier: 1,
+                    filter: dw,
+                    bias: param(vec![4], &mut s, 0.1),
+                    clamp: Clamp::RELU,
+                },
+                vec![b],
+                "c",
+            )
+            .unwrap();
+        let pw_window = Window2d {
+            kernel: [1, 1],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pads: [0, 0, 0, 0],
+        };
+        let d = g
+            .add_node(
+                "pw",
+                "Conv",
+                Op::Conv2d {
+                    window: pw_window,
+                    filter: param(vec![5, 1, 1, 4], &mut s, 0.5),
+                    bias: param(vec![5], &mut s, 0.1),
+                    clamp: Clamp::NONE,
+                },
+                vec![c],
+                "d",
+            )
+            .unwrap();
+        g.outputs.push(d);
+        g
+    }
+
+    fn run(g: &Graph, x: &Tensor) -> Vec<f32> {
+        float_exec::run(g, std::slice::from_ref(x), 1).unwrap()[0]
+            .data
+            .clone()
+    }
+
+    #[test]
+    fn equalization_preserves_the_function_and_evens_out_the_ranges() {
+        let g = imbalanced_graph();
+        let mut seed = 3u64;
+        let x = Tensor::new(
+            vec![4, 8, 8, 3],
+            (0..4 * 8 * 8 * 3).map(|_| rand(&mut seed)).collect(),
+        );
+        let before = run(&g, &x);
+        let mut e = g.clone();
+        assert_eq!(
+            equalize(&mut e),
+            2,
+            "conv->dw (through the pool) and dw->pw"
+        );
+        let after = run(&e, &x);
+        let scale = before.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (a, b) in before.iter().zip(&after) {
+            assert!((a - b).abs() <= 1e-5 * scale, "{a} vs {b}");
+        }
+        // The 40x channel of the first convolution is gone from its per-channel ranges.
+        let r = producer_ranges(&e.nodes[0].op, 4);
+        let (lo, hi) = r
+            .iter()
+            .fold((f32::MAX, 0f32), |(l, h), &x| (l.min(x), h.max(x)));
+        let r0 = producer_ranges(&g.nodes[0].op, 4);
+        let (lo0, hi0) = r0
+            .iter()
+            .fold((f32::MAX, 0f32), |(l, h), &x| (l.min(x), h.max(x)));
+        assert!(hi / lo < (hi0 / lo0) / 4.0, "{r0:?} -> {r:?}");
+    }
+
+    #[test]
+    fn a_relu6_or_a_shared_output_is_left_alone() {
+        let mut g = imbalanced_graph();
+        if let Op::Conv2d { clamp, .. } = &mut g.nodes[0].op {
+            *clamp = Clamp::RELU6;
+        }
+        // The pointwise output is the graph output; the depthwise one is read twice.
+        let c = g.nodes[2].output;
+        let extra = g
+            .add_node("id", "Relu", Op::Relu { clamp: Clamp::RELU }, vec![c], "e")
+            .unwrap();
+        g.outputs.push(extra);
+        let before = g.clone();
+        assert_eq!(equalize(&mut g), 0);
+        assert_eq!(g, before);
+    }
+}
