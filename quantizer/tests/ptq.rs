@@ -493,3 +493,72 @@ fn fewer_samples_than_the_subset_size_warns_and_uses_them_all() {
     let rep: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(rep["quantization"]["calibration_samples"], 8);
 }
+
+/// The imbalanced DS-CNN (a few ReLU channels 27-60x larger, compensated in the next layer's weights:
+/// the same float function) quantizes as well as the balanced one with the defaults (cross-layer
+/// equalization), and much worse without equalization.
+#[test]
+fn cross_layer_equalization_undoes_a_channel_range_imbalance() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = fixtures().join("data/fashion_test_x.npy");
+    let y = fixtures().join("data/fashion_test_y.npy");
+    let mut models = vec![fixtures().join("dscnn_fashion/model.onnx")];
+    for (model, extra, name) in [
+        ("dscnn_fashion", &[][..], "balanced"),
+        ("dscnn_fashion_imbalanced", &[][..], "imbalanced"),
+        ("dscnn_fashion_imbalanced", &["--no-cle"][..], "no_cle"),
+    ] {
+        let out = dir.path().join(format!("{name}.ferrite"));
+        let r = quantize(model, "fashion", &out, extra);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        models.push(out);
+    }
+    let rows = eval_rows(&models, &x, Some(&y));
+    let top1 = |i: usize| rows[i]["top1"].as_f64().unwrap();
+    let sqnr = |i: usize| rows[i]["sqnr_db"].as_f64().unwrap();
+    assert!(
+        (sqnr(1) - sqnr(2)).abs() <= 3.0,
+        "balanced {} dB, imbalanced {} dB",
+        sqnr(1),
+        sqnr(2)
+    );
+    assert!(
+        top1(0) - top1(2) <= 0.005,
+        "float {}, imbalanced {}",
+        top1(0),
+        top1(2)
+    );
+    assert!(sqnr(3) < sqnr(2) - 10.0, "without CLE {} dB", sqnr(3));
+}
+
+/// Learned rounding reconstructs every layer's output better than rounding to nearest on the
+/// calibration positions it samples, and the report says so layer by layer.
+#[test]
+fn adaround_lowers_each_layers_reconstruction_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.ferrite");
+    let report = dir.path().join("r.json");
+    let r = quantize(
+        "mlp_digits",
+        "digits",
+        &out,
+        &[
+            "--weight-rounding",
+            "adaround",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let layers = json["quantization"]["rounding"].as_array().unwrap();
+    assert_eq!(layers.len(), 3, "three fully connected layers");
+    for l in layers {
+        let (near, learned) = (
+            l["nearest_error"].as_f64().unwrap(),
+            l["adaround_error"].as_f64().unwrap(),
+        );
+        assert!(learned < near, "{l}");
+        assert!(l["kept"].as_bool().unwrap() && l["flipped"].as_u64().unwrap() > 0);
+    }
+}

@@ -1,10 +1,16 @@
 //! `cargo xtask accuracy [--write]`: post-training quantization of the real-data fixtures
-//! (`tests/fixtures/`): float and int8 top-1 accuracy and quantization wall time, with Ferrite's default
-//! settings and the best of a few others, beside NNCF's figures recorded by
-//! `tests/fixtures/nncf_baseline.py` in `tests/fixtures/nncf_results.json` on the same data.
+//! (`tests/fixtures/`) beside the anchors. Each float fixture is quantized by `ferrite quantize` on its
+//! 300 calibration samples with the defaults and a few other settings, and every int8 model is
+//! evaluated by `ferrite eval` against the float model on the full test set: top-1, output SQNR and
+//! top-1 agreement. NNCF's and onnxruntime's figures on the same models and calibration samples come
+//! from `tests/fixtures/anchors_results.json` (written by `tests/fixtures/anchors.py`).
+//!
+//! The full test sets are made by `python3 tests/fixtures/full_testsets.py` into `target/datasets/`;
+//! without them the committed test subsets are used and the table says so.
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -19,15 +25,15 @@ pub struct Options {
 const BEGIN: &str = "<!-- cargo xtask accuracy --write: begin -->";
 const END: &str = "<!-- cargo xtask accuracy --write: end -->";
 
-/// Settings tried besides the default, as `ferrite quantize` flags.
+/// Ferrite settings, as `ferrite quantize` flags (the first is the default).
 const SETTINGS: [&str; 7] = [
     "",
-    "--preset performance",
-    "--bias-correction fast",
-    "--bias-correction off",
+    "--weight-rounding adaround",
+    "--no-cle",
     "--range minmax",
-    "--range mse",
-    "--range percentile",
+    "--range mean-minmax",
+    "--bias-correction fast",
+    "--preset performance",
 ];
 
 /// Builds the `ferrite` tool (release) and returns its path.
@@ -45,8 +51,16 @@ pub fn ferrite(root: &Path) -> Result<PathBuf> {
     Ok(target.join("release/ferrite"))
 }
 
-/// Top-1 accuracies of `models` from `ferrite eval --json`.
-pub fn eval(ferrite: &Path, models: &[PathBuf], x: &Path, y: &Path) -> Result<Vec<f64>> {
+/// One model's row of `ferrite eval --json`.
+pub struct EvalRow {
+    pub top1: f64,
+    /// Output SQNR against the first model (`None` for the first, or identical outputs).
+    pub sqnr_db: Option<f64>,
+    pub agreement: Option<f64>,
+}
+
+/// `ferrite eval --json` of `models` (the first is the reference) on labelled data.
+pub fn eval_rows(ferrite: &Path, models: &[PathBuf], x: &Path, y: &Path) -> Result<Vec<EvalRow>> {
     let out = Command::new(ferrite)
         .arg("eval")
         .args(models)
@@ -64,35 +78,97 @@ pub fn eval(ferrite: &Path, models: &[PathBuf], x: &Path, y: &Path) -> Result<Ve
         .as_array()
         .context("eval output")?
         .iter()
-        .map(|r| r["top1"].as_f64().unwrap_or(f64::NAN))
+        .map(|r| EvalRow {
+            top1: r["top1"].as_f64().unwrap_or(f64::NAN),
+            sqnr_db: r["sqnr_db"].as_f64(),
+            agreement: r["agreement"].as_f64(),
+        })
         .collect())
+}
+
+/// Top-1 accuracies of `models` from `ferrite eval --json`.
+pub fn eval(ferrite: &Path, models: &[PathBuf], x: &Path, y: &Path) -> Result<Vec<f64>> {
+    Ok(eval_rows(ferrite, models, x, y)?
+        .into_iter()
+        .map(|r| r.top1)
+        .collect())
+}
+
+/// One line of a model's table.
+struct Line {
+    tool: String,
+    setting: String,
+    top1: f64,
+    sqnr_db: Option<f64>,
+    agreement: Option<f64>,
+    seconds: f64,
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or("-".into(), |v| format!("{:.2}%", 100.0 * v))
+}
+
+fn db(x: Option<f64>) -> String {
+    x.map_or("-".into(), |v| format!("{v:.2}"))
+}
+
+/// The anchors' lines of `model` from `anchors_results.json`.
+fn anchor_lines(anchors: &Value, model: &str) -> Vec<Line> {
+    let Some(settings) = anchors["models"][model]["settings"].as_object() else {
+        return Vec::new();
+    };
+    settings
+        .iter()
+        .filter_map(|(name, s)| {
+            let (tool, setting) = name.split_once('_').unwrap_or((name, ""));
+            Some(Line {
+                tool: if tool == "ort" { "onnxruntime" } else { tool }.into(),
+                setting: setting.replace('_', " "),
+                top1: s["top1"].as_f64()?,
+                sqnr_db: s["sqnr_db"].as_f64(),
+                agreement: s["agreement"].as_f64(),
+                seconds: s["seconds"].as_f64().unwrap_or(f64::NAN),
+            })
+        })
+        .collect()
 }
 
 pub fn run(root: &Path, options: &Options) -> Result<()> {
     let fixtures = root.join("tests/fixtures");
     let manifest: Value = serde_json::from_slice(&std::fs::read(fixtures.join("manifest.json"))?)?;
-    let nncf: Value = serde_json::from_slice(&std::fs::read(fixtures.join("nncf_results.json"))?)?;
+    let anchors: Value =
+        serde_json::from_slice(&std::fs::read(fixtures.join("anchors_results.json"))?)?;
     let tool = ferrite(root)?;
     let tmp = root.join("target/accuracy");
     std::fs::create_dir_all(&tmp)?;
-    let mut table = String::from(
-        "| model | test samples | float | Ferrite default | time | Ferrite best (setting) | NNCF best (setting) | NNCF time |\n|---|---:|---:|---:|---:|---|---|---:|\n",
+    let datasets = root.join("target/datasets");
+    let mut summary = String::from(
+        "| model | test samples | float top-1 | Ferrite default: top-1 / SQNR / time | best anchor by SQNR: top-1 / SQNR / time | SQNR margin | time / NNCF's fastest |\n\
+         |---|---:|---:|---|---|---:|---:|\n",
     );
+    let mut details = String::new();
+    let mut subsets = false;
     for m in manifest["models"].as_array().context("manifest models")? {
-        let model = fixtures.join(m["model"].as_str().context("model")?);
-        let name = m["model"]
-            .as_str()
-            .unwrap_or_default()
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        let path = m["model"].as_str().context("model")?;
+        let name = path.split('/').next().unwrap_or_default().to_string();
+        let model = fixtures.join(path);
         let calib = fixtures.join(m["calib"].as_str().context("calib")?);
-        let (x, y) = (
-            fixtures.join(m["test_x"].as_str().context("test_x")?),
-            fixtures.join(m["test_y"].as_str().context("test_y")?),
+        let set = m["dataset"].as_str().context("dataset")?;
+        let full = (
+            datasets.join(format!("{set}_full_test_x.npy")),
+            datasets.join(format!("{set}_full_test_y.npy")),
         );
-        let mut results = Vec::new();
+        let (x, y) = if full.0.exists() && full.1.exists() {
+            full
+        } else {
+            subsets = true;
+            (
+                fixtures.join(m["test_x"].as_str().context("test_x")?),
+                fixtures.join(m["test_y"].as_str().context("test_y")?),
+            )
+        };
+        let mut models = vec![model.clone()];
+        let mut seconds = Vec::new();
         for (k, setting) in SETTINGS.iter().enumerate() {
             let out = tmp.join(format!("{name}-{k}.ferrite"));
             let start = Instant::now();
@@ -105,61 +181,107 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
                 .arg(&out)
                 .args(setting.split_whitespace())
                 .output()?;
-            let seconds = start.elapsed().as_secs_f64();
+            seconds.push(start.elapsed().as_secs_f64());
             if !q.status.success() {
                 bail!("{name} {setting}: {}", String::from_utf8_lossy(&q.stderr));
             }
-            results.push((setting, seconds, out));
+            models.push(out);
         }
-        let mut models = vec![model.clone()];
-        models.extend(results.iter().map(|r| r.2.clone()));
-        let acc = eval(&tool, &models, &x, &y)?;
-        let float = acc[0];
-        let best = (1..acc.len())
-            .max_by(|&a, &b| acc[a].total_cmp(&acc[b]).then(b.cmp(&a)))
-            .unwrap_or(1);
-        let label = |s: &str| {
-            if s.is_empty() {
-                "default".to_string()
-            } else {
-                s.trim_start_matches("--").to_string()
-            }
-        };
-        let n = &nncf["models"][&name];
-        let mut nncf_best: Option<(String, f64, f64)> = None;
-        if let Some(settings) = n["settings"].as_object() {
-            for (k, v) in settings {
-                if let (Some(a), Some(t)) = (v["int8_accuracy"].as_f64(), v["seconds"].as_f64()) {
-                    if nncf_best.as_ref().is_none_or(|b| a > b.1) {
-                        nncf_best = Some((k.clone(), a, t));
-                    }
-                }
-            }
-        }
-        let (nb_label, nb_acc, nb_time) = nncf_best.unwrap_or(("-".into(), f64::NAN, f64::NAN));
+        let rows = eval_rows(&tool, &models, &x, &y)?;
+        let samples = ferrite_quantizer::npy::Array::read(&y)?.len();
+        let mut lines: Vec<Line> = SETTINGS
+            .iter()
+            .zip(&rows[1..])
+            .zip(&seconds)
+            .map(|((s, r), &t)| Line {
+                tool: "Ferrite".into(),
+                setting: if s.is_empty() {
+                    "default".into()
+                } else {
+                    s.trim_start_matches("--").into()
+                },
+                top1: r.top1,
+                sqnr_db: r.sqnr_db,
+                agreement: r.agreement,
+                seconds: t,
+            })
+            .collect();
+        let anchor = anchor_lines(&anchors, &name);
+        let best = anchor
+            .iter()
+            .filter(|l| l.sqnr_db.is_some())
+            .max_by(|a, b| a.sqnr_db.unwrap().total_cmp(&b.sqnr_db.unwrap()));
+        let nncf_fastest = anchor
+            .iter()
+            .filter(|l| l.tool == "nncf")
+            .map(|l| l.seconds)
+            .fold(f64::INFINITY, f64::min);
+        let d = &lines[0];
         let row = format!(
-            "| {name} | {} | {:.2}% | {:.2}% | {:.2} s | {:.2}% ({}) | {:.2}% ({nb_label}) | {nb_time:.2} s |\n",
-            n["test_samples"].as_u64().unwrap_or(0),
-            100.0 * float,
-            100.0 * acc[1],
-            results[0].1,
-            100.0 * acc[best],
-            label(results[best - 1].0),
-            100.0 * nb_acc,
+            "| {name} | {samples} | {} | {} / {} dB / {:.2} s | {} | {} | {} |\n",
+            pct(Some(rows[0].top1)),
+            pct(Some(d.top1)),
+            db(d.sqnr_db),
+            d.seconds,
+            best.map_or("-".into(), |b| format!(
+                "{} {}: {} / {} dB / {:.2} s",
+                b.tool,
+                b.setting,
+                pct(Some(b.top1)),
+                db(b.sqnr_db),
+                b.seconds
+            )),
+            match (d.sqnr_db, best.and_then(|b| b.sqnr_db)) {
+                (Some(a), Some(b)) => format!("{:+.2} dB", a - b),
+                _ => "-".into(),
+            },
+            if nncf_fastest.is_finite() {
+                format!("{:.2}x", d.seconds / nncf_fastest)
+            } else {
+                "-".into()
+            },
         );
         print!("{row}");
-        table.push_str(&row);
+        summary.push_str(&row);
+        lines.extend(anchor);
+        writeln!(
+            details,
+            "\n`{name}` ({samples} test samples, float top-1 {}):\n\n\
+             | tool | setting | top-1 | SQNR (dB) | agreement | seconds |\n|---|---|---:|---:|---:|---:|",
+            pct(Some(rows[0].top1))
+        )?;
+        for l in &lines {
+            writeln!(
+                details,
+                "| {} | {} | {} | {} | {} | {:.2} |",
+                l.tool,
+                l.setting,
+                pct(Some(l.top1)),
+                db(l.sqnr_db),
+                pct(l.agreement),
+                l.seconds
+            )?;
+        }
     }
     let commit = Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .current_dir(root)
         .output()?;
+    let data = if subsets {
+        "the committed test subsets (`target/datasets/` was missing: run `python3 tests/fixtures/full_testsets.py` \
+         for the full test sets)"
+    } else {
+        "the full test sets (`python3 tests/fixtures/full_testsets.py`: Fashion-MNIST's 10,000, the 2,000 MNIST \
+         digits not used in training, scikit-learn digits' 360)"
+    };
     let section = format!(
-        "Measured at commit `{}` with `cargo xtask accuracy`. Ferrite's time is the wall time of one `ferrite quantize` \
-         process (import, calibration on 300 samples, bias correction, planning, writing); NNCF's is the median of three \
-         `nncf.quantize` calls from `tests/fixtures/nncf_results.json` (its load and export not included). Accuracy is \
-         top-1 on the committed test subsets: one sample is 0.2 points (0.28 for digits), so differences of a sample \
-         or two are noise.\n\n{table}\n",
+        "Measured at commit `{}` with `cargo xtask accuracy`, on {data}. SQNR is the output's signal-to-quantization-noise \
+         ratio against the float model over every output element of every test sample; agreement is the share of \
+         samples whose top class is the float model's. Ferrite's time is the wall time of one `ferrite quantize` \
+         process (import, equalization, calibration on 300 samples, bias correction, planning, writing); NNCF's and \
+         onnxruntime's are the median of three in-process quantize calls from `tests/fixtures/anchors_results.json` \
+         (model loading and export not included). The margin is Ferrite's default SQNR minus the best anchor's.\n\n\
+         {summary}{details}\n",
         String::from_utf8_lossy(&commit.stdout).trim()
     );
     println!("\n{section}");

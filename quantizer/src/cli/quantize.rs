@@ -8,7 +8,7 @@ use anyhow::{ensure, Context, Result};
 use crate::ir;
 use crate::npy::Array;
 use crate::quantize::observer::RangeEstimator;
-use crate::quantize::ptq::{self, BiasCorrection, Config, Preset};
+use crate::quantize::ptq::{self, BiasCorrection, Config, Preset, WeightRounding};
 use crate::quantize::sqnr::format_db;
 
 /// Calibration samples used when `--subset-size` is not given.
@@ -32,6 +32,14 @@ pub enum RangeArg {
     /// The 99.99th percentile (and 0.01th).
     Percentile,
     Mse,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum RoundingArg {
+    /// To the nearest int8 level.
+    Nearest,
+    /// Up or down, learned per layer on the calibration set (AdaRound; slower).
+    Adaround,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -69,6 +77,9 @@ pub struct Args {
     /// per-channel weight ranges and the activation ranges between them balance).
     #[arg(long)]
     pub no_cle: bool,
+    /// How weights are rounded to int8.
+    #[arg(long, value_enum, default_value = "nearest")]
+    pub weight_rounding: RoundingArg,
     /// Keep these nodes in float: node names, ONNX op types (e.g. `Softmax`) or runtime op names.
     #[arg(long, num_args = 1..)]
     pub ignore: Vec<String>,
@@ -128,6 +139,10 @@ pub fn run(args: &Args) -> Result<()> {
             BiasArg::Off => BiasCorrection::Off,
         },
         cle: !args.no_cle,
+        weight_rounding: match args.weight_rounding {
+            RoundingArg::Nearest => WeightRounding::Nearest,
+            RoundingArg::Adaround => WeightRounding::AdaRound,
+        },
         ignore: args.ignore.clone(),
         source_sha256: crate::sha256::digest(&source),
     };

@@ -14,6 +14,7 @@ use crate::builder::Built;
 use crate::ir::float_exec::Tensor;
 use crate::ir::{Graph, Node};
 use crate::lower::{self, Quantization, Requantization};
+pub use adaround::LayerRounding;
 use bias_correction::correct_biases;
 pub use calibration::check_finite;
 use calibration::{calibrate, Calibration};
@@ -21,6 +22,7 @@ use parameters::{activation_params, quantize_weights};
 use report::{layer_sqnr, SQNR_SAMPLES};
 pub use report::{LayerReport, Report, ValueReport};
 
+mod adaround;
 mod bias_correction;
 mod calibration;
 mod parameters;
@@ -46,6 +48,15 @@ pub enum BiasCorrection {
     Full,
 }
 
+/// How weights are rounded to their int8 levels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum WeightRounding {
+    /// To the nearest level.
+    Nearest,
+    /// Up or down, learned per layer on the calibration set (`adaround`).
+    AdaRound,
+}
+
 /// Post-training quantization settings.
 #[derive(Clone, Debug, Serialize)]
 pub struct Config {
@@ -56,6 +67,7 @@ pub struct Config {
     pub bias_correction: BiasCorrection,
     /// Cross-layer equalization before calibration (`quantize::cle`).
     pub cle: bool,
+    pub weight_rounding: WeightRounding,
     /// Node names, ONNX op types or runtime op names kept in float.
     pub ignore: Vec<String>,
     /// SHA-256 of the source model file, recorded in the output's metadata.
@@ -71,6 +83,7 @@ impl Default for Config {
             per_tensor: false,
             bias_correction: BiasCorrection::Full,
             cle: true,
+            weight_rounding: WeightRounding::Nearest,
             ignore: Vec::new(),
             source_sha256: [0; 32],
         }
@@ -122,11 +135,18 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
 
     // 2. int8 parameters of each value, and the weights.
     let qp = activation_params(&graph, &ranges, config.preset == Preset::Performance);
-    let weights: Vec<Option<(Vec<i8>, Vec<f32>)>> = graph
+    let mut weights: Vec<Option<(Vec<i8>, Vec<f32>)>> = graph
         .nodes
         .iter()
         .map(|n| quantize_weights(&n.op, config.per_tensor))
         .collect();
+
+    let rounding = match config.weight_rounding {
+        WeightRounding::Nearest => Vec::new(),
+        WeightRounding::AdaRound => {
+            adaround::adaround(&graph, &float_node, &float_acts, &qp, &mut weights)?
+        }
+    };
 
     // 3. Bias correction.
     let bias_shift = correct_biases(
@@ -174,6 +194,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
             float_nodes: report::float_nodes(&graph, &float_node),
             bias_shift,
             equalized_pairs,
+            rounding,
             layer_sqnr_samples,
             layers,
         },

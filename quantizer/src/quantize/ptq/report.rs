@@ -30,6 +30,8 @@ pub struct Report {
     pub float_nodes: Vec<String>,
     /// Layer pairs rescaled by cross-layer equalization.
     pub equalized_pairs: usize,
+    /// Per layer, what learned weight rounding did (empty with rounding to nearest).
+    pub rounding: Vec<super::LayerRounding>,
     /// Per corrected layer, the largest absolute bias change (in float units).
     pub bias_shift: Vec<(String, f32)>,
     /// Calibration samples (the first ones) the per-layer SQNR is measured on.
