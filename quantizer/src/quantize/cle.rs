@@ -11,6 +11,13 @@
 //! across the pair, and so do the per-tensor activation ranges between them (a channel 50x larger
 //! than the rest no longer sets the scale of all of them). Chains of pairs are equalized in turn until
 //! the scales settle.
+//!
+//! With per-channel weights the rescaling is not always a gain: it evens out the activation tensor
+//! but can spread the consumer's per-row weight ranges. Given per-channel statistics of the activation
+//! (calibration), a pair keeps its rescaling only where a simple noise model predicts less error at
+//! the consumer's output: uniform int8 rounding noise (`step^2 / 12`) of the per-tensor activation,
+//! carried through the consumer's weights, plus that of each per-row weight scale, carried by the
+//! activation's mean square.
 
 use crate::ir::{Clamp, Graph, Op, Param, ValueId};
 
@@ -142,6 +149,15 @@ fn input_channel(op: &Op, channels: usize) -> impl Fn(usize) -> usize + '_ {
     }
 }
 
+fn filter_of(op: &Op) -> &Param {
+    match op {
+        Op::Conv2d { filter, .. }
+        | Op::DepthwiseConv2d { filter, .. }
+        | Op::FullyConnected { filter, .. } => filter,
+        _ => unreachable!("not a weighted layer"),
+    }
+}
+
 fn filter_mut(op: &mut Op) -> &mut Param {
     match op {
         Op::Conv2d { filter, .. }
@@ -155,13 +171,7 @@ fn filter_mut(op: &mut Op) -> &mut Param {
 fn consumer_ranges(op: &Op, channels: usize) -> Vec<f32> {
     let mut r = vec![0f32; channels];
     let channel = input_channel(op, channels);
-    let filter = match op {
-        Op::Conv2d { filter, .. }
-        | Op::DepthwiseConv2d { filter, .. }
-        | Op::FullyConnected { filter, .. } => filter,
-        _ => unreachable!("not a weighted layer"),
-    };
-    for (i, w) in filter.data.iter().enumerate() {
+    for (i, w) in filter_of(op).data.iter().enumerate() {
         let c = channel(i);
         r[c] = r[c].max(w.abs());
     }
@@ -183,36 +193,121 @@ fn apply(g: &mut Graph, pair: Pair, s: &[f32]) {
     }
 }
 
-/// Equalizes every pair in `g`; returns how many pairs were equalized.
-pub fn equalize(g: &mut Graph) -> usize {
+/// Per channel of an activation: largest magnitude and mean square over the calibration samples.
+pub type ChannelStats = Vec<(f32, f32)>;
+
+/// Per-channel statistics of an NHWC (channel-last) activation.
+pub fn channel_stats(data: &[f32], channels: usize) -> ChannelStats {
+    let mut stats = vec![(0f32, 0f64); channels];
+    for (i, &x) in data.iter().enumerate() {
+        let s = &mut stats[i % channels];
+        s.0 = s.0.max(x.abs());
+        s.1 += (x as f64) * (x as f64);
+    }
+    let per = (data.len() / channels.max(1)).max(1) as f64;
+    stats
+        .into_iter()
+        .map(|(m, sq)| (m, (sq / per) as f32))
+        .collect()
+}
+
+/// Output row of each weight of a consumer's filter.
+fn output_row(op: &Op) -> impl Fn(usize) -> usize + '_ {
+    move |i| match op {
+        Op::Conv2d { filter, .. } | Op::FullyConnected { filter, .. } => {
+            i / (filter.data.len() / filter.shape[0])
+        }
+        Op::DepthwiseConv2d { filter, .. } => i % filter.shape[3],
+        _ => unreachable!("not a weighted layer"),
+    }
+}
+
+/// Predicted int8 rounding noise at the consumer's output when its input channels are scaled by `s`
+/// (the activation divided by it, the consumer's weights multiplied by it).
+fn consumer_noise(op: &Op, stats: &[(f32, f32)], s: &[f32]) -> f64 {
+    let channels = s.len();
+    let channel = input_channel(op, channels);
+    let row = output_row(op);
+    let filter = filter_of(op);
+    let rows = match op {
+        Op::DepthwiseConv2d { filter, .. } => filter.shape[3],
+        _ => filter.shape[0],
+    };
+    let range = (0..channels).fold(0f32, |m, c| m.max(stats[c].0 / s[c])) as f64;
+    let act_step2 = (range / 255.0).powi(2) / 12.0;
+    let mut row_max = vec![0f64; rows];
+    let mut act = 0f64;
+    for (i, &w) in filter.data.iter().enumerate() {
+        let ws = (w * s[channel(i)]) as f64;
+        act += ws * ws * act_step2;
+        let r = &mut row_max[row(i)];
+        *r = r.max(ws.abs());
+    }
+    let mut weight = 0f64;
+    for i in 0..filter.data.len() {
+        let c = channel(i);
+        let step2 = (row_max[row(i)] / 127.0).powi(2) / 12.0;
+        weight += step2 * stats[c].1 as f64 / (s[c] as f64).powi(2);
+    }
+    act + weight
+}
+
+/// Equalizes the pairs of `g`; returns how many were rescaled. `stats(v)` gives the per-channel
+/// statistics of activation `v` from calibration: with them a pair is rescaled only where the noise
+/// model predicts a gain; without (`None`), every pair is.
+pub fn equalize(g: &mut Graph, stats: &dyn Fn(ValueId) -> Option<ChannelStats>) -> usize {
     let pairs = pairs(g);
+    // The data-free solution on a copy, as cumulative per-pair scales.
+    let mut trial = g.clone();
+    let mut total: Vec<Vec<f32>> = pairs
+        .iter()
+        .map(|p| vec![1.0; out_channels(&g.nodes[p.producer].op).unwrap_or(0)])
+        .collect();
     for _ in 0..MAX_ROUNDS {
         let mut change = 0f32;
-        for &pair in &pairs {
-            let Some(channels) = out_channels(&g.nodes[pair.producer].op) else {
-                continue;
-            };
-            let r1 = producer_ranges(&g.nodes[pair.producer].op, channels);
-            let r2 = consumer_ranges(&g.nodes[pair.consumer].op, channels);
-            let s: Vec<f32> = r1
-                .iter()
-                .zip(&r2)
-                .map(|(&a, &b)| {
-                    if a > 0.0 && b > 0.0 && (a / b).is_finite() {
-                        (a / b).sqrt()
-                    } else {
-                        1.0
-                    }
-                })
-                .collect();
+        for (k, &pair) in pairs.iter().enumerate() {
+            let s = balancing_scales(&trial, pair);
             change = s.iter().fold(change, |m, x| m.max(x.ln().abs()));
-            apply(g, pair, &s);
+            total[k].iter_mut().zip(&s).for_each(|(t, x)| *t *= x);
+            apply(&mut trial, pair, &s);
         }
         if change < SETTLED {
             break;
         }
     }
-    pairs.len()
+    let mut applied = 0;
+    for (pair, s) in pairs.iter().zip(&total) {
+        let consumer = &g.nodes[pair.consumer];
+        let helps = match stats(consumer.inputs[0]) {
+            Some(st) if st.len() == s.len() => {
+                let ones = vec![1.0; s.len()];
+                consumer_noise(&consumer.op, &st, s) < consumer_noise(&consumer.op, &st, &ones)
+            }
+            _ => true,
+        };
+        if helps {
+            apply(g, *pair, s);
+            applied += 1;
+        }
+    }
+    applied
+}
+
+/// The scales that give both layers of `pair` the same per-channel weight range.
+fn balancing_scales(g: &Graph, pair: Pair) -> Vec<f32> {
+    let channels = out_channels(&g.nodes[pair.producer].op).unwrap_or(0);
+    let r1 = producer_ranges(&g.nodes[pair.producer].op, channels);
+    let r2 = consumer_ranges(&g.nodes[pair.consumer].op, channels);
+    r1.iter()
+        .zip(&r2)
+        .map(|(&a, &b)| {
+            if a > 0.0 && b > 0.0 && (a / b).is_finite() {
+                (a / b).sqrt()
+            } else {
+                1.0
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -344,7 +439,7 @@ mod tests {
         let before = run(&g, &x);
         let mut e = g.clone();
         assert_eq!(
-            equalize(&mut e),
+            equalize(&mut e, &|_| None),
             2,
             "conv->dw (through the pool) and dw->pw"
         );
@@ -365,6 +460,31 @@ mod tests {
         assert!(hi / lo < (hi0 / lo0) / 4.0, "{r0:?} -> {r:?}");
     }
 
+    /// With calibration statistics, the noise model keeps the rescaling of the 40x imbalance, and the
+    /// function is still preserved.
+    #[test]
+    fn the_noise_model_keeps_the_rescaling_of_a_large_imbalance() {
+        let g = imbalanced_graph();
+        let mut seed = 5u64;
+        let x = Tensor::new(
+            vec![8, 8, 8, 3],
+            (0..8 * 8 * 8 * 3).map(|_| rand(&mut seed)).collect(),
+        );
+        let acts =
+            float_exec::run_observed(&g, std::slice::from_ref(&x), true, |_, _, _| {}).unwrap();
+        let stats = |v: ValueId| {
+            let t = acts.get(v)?;
+            Some(channel_stats(t.data, *t.shape.last()?))
+        };
+        let mut e = g.clone();
+        assert!(equalize(&mut e, &stats) >= 1);
+        let (before, after) = (run(&g, &x), run(&e, &x));
+        let scale = before.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (a, b) in before.iter().zip(&after) {
+            assert!((a - b).abs() <= 1e-5 * scale, "{a} vs {b}");
+        }
+    }
+
     #[test]
     fn a_relu6_or_a_shared_output_is_left_alone() {
         let mut g = imbalanced_graph();
@@ -378,7 +498,7 @@ mod tests {
             .unwrap();
         g.outputs.push(extra);
         let before = g.clone();
-        assert_eq!(equalize(&mut g), 0);
+        assert_eq!(equalize(&mut g, &|_| None), 0);
         assert_eq!(g, before);
     }
 }

@@ -123,15 +123,26 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         ensure!(hit, "--ignore {p}: no node has that name or operator type");
     }
 
-    // 0. Cross-layer equalization (function-preserving).
+    // 1. Float activations of every value, and their observed ranges; cross-layer equalization
+    //    (function-preserving) where the calibration statistics predict a gain, then calibration again.
+    let mut calibration = calibrate(&graph, calib, samples, config)?;
     let equalized_pairs = if config.cle {
-        crate::quantize::cle::equalize(&mut graph)
+        let acts = &calibration.float_acts;
+        let stats = |v: usize| {
+            let t = acts[v].as_ref()?;
+            Some(crate::quantize::cle::channel_stats(
+                &t.data,
+                *t.shape.last()?,
+            ))
+        };
+        crate::quantize::cle::equalize(&mut graph, &stats)
     } else {
         0
     };
-
-    // 1. Float activations of every value, and their observed ranges.
-    let Calibration { float_acts, ranges } = calibrate(&graph, calib, samples, config)?;
+    if equalized_pairs > 0 {
+        calibration = calibrate(&graph, calib, samples, config)?;
+    }
+    let Calibration { float_acts, ranges } = calibration;
 
     // 2. int8 parameters of each value, and the weights.
     let qp = activation_params(&graph, &ranges, config.preset == Preset::Performance);
