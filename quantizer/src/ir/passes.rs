@@ -10,7 +10,7 @@
 use anyhow::Result;
 
 use super::float_exec::{self, View};
-use super::{Graph, Op, ValueId};
+use super::{Graph, Op, Param, ValueId, Window2d};
 
 /// What [`optimize`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,6 +33,11 @@ pub fn optimize(g: &mut Graph) -> Result<Stats> {
     };
     s.batchnorms_folded = fold_batchnorm(g);
     s.affines_folded = fold_affine_constants(g);
+    // What could not fold into a producer becomes a 1x1 depthwise convolution, into which the affine
+    // constants after it fold in turn.
+    if affine_to_depthwise(g) > 0 {
+        s.affines_folded += fold_affine_constants(g);
+    }
     s.activations_fused = fuse_activations(g);
     s.pads_folded = fold_pad_into_conv(g);
     s.reshapes_merged = merge_reshapes(g);
@@ -248,6 +253,61 @@ pub fn fold_affine_constants(g: &mut Graph) -> usize {
     }
     remove_nodes(g, &remove);
     remove.iter().filter(|&&r| r).count()
+}
+
+/// Rewrites `Add(x, const)` and `Mul(x, const)` on a rank-4 (NHWC) `x` with a per-channel or
+/// scalar constant as a 1x1 depthwise convolution (weights: the factors, bias: the terms), which the
+/// runtime runs in int8; returns how many were rewritten.
+pub fn affine_to_depthwise(g: &mut Graph) -> usize {
+    let mut rewritten = 0;
+    for i in 0..g.nodes.len() {
+        let n = &g.nodes[i];
+        let (is_add, clamp) = match n.op {
+            Op::Add { clamp } => (true, clamp),
+            Op::Mul { clamp } => (false, clamp),
+            _ => continue,
+        };
+        let (x, c) = match (g.is_const(n.inputs[0]), g.is_const(n.inputs[1])) {
+            (false, true) => (n.inputs[0], n.inputs[1]),
+            (true, false) => (n.inputs[1], n.inputs[0]),
+            _ => continue,
+        };
+        let shape = &g.values[x].shape;
+        if shape.len() != 4 || g.values[n.output].shape != *shape {
+            continue;
+        }
+        // One that a producer (perhaps rewritten just before) can absorb is left to
+        // `fold_affine_constants`.
+        let keep = vec![false; g.nodes.len()];
+        if sole_producer(g, x, &keep).is_some_and(|p| is_linear(&g.nodes[p].op)) {
+            continue;
+        }
+        let channels = shape[3];
+        let Some(k) = per_channel(g, c, channels) else {
+            continue;
+        };
+        let (factors, terms) = if is_add {
+            (vec![1.0; channels], k)
+        } else {
+            (k, vec![0.0; channels])
+        };
+        let node = &mut g.nodes[i];
+        node.op = Op::DepthwiseConv2d {
+            window: Window2d {
+                kernel: [1, 1],
+                stride: [1, 1],
+                dilation: [1, 1],
+                pads: [0; 4],
+            },
+            depth_multiplier: 1,
+            filter: Param::new(vec![1, 1, 1, channels], factors),
+            bias: Param::new(vec![channels], terms),
+            clamp,
+        };
+        node.inputs = vec![x];
+        rewritten += 1;
+    }
+    rewritten
 }
 
 /// Fuses standalone ReLU/ReLU6/Clip nodes into the operator producing their input (Conv, Depthwise,

@@ -27,6 +27,7 @@ pub const SUPPORTED: &[&str] = &[
     "Concat",
     "Constant",
     "Conv",
+    "Div",
     "Dropout",
     "Flatten",
     "Gemm",
@@ -42,6 +43,7 @@ pub const SUPPORTED: &[&str] = &[
     "Sigmoid",
     "Softmax",
     "Squeeze",
+    "Sub",
     "Tanh",
     "Transpose",
     "Unsqueeze",
@@ -368,6 +370,7 @@ impl Importer {
             "MatMul" => self.matmul(n, label),
             "Add" => self.binary(n, label, Op::Add { clamp: Clamp::NONE }),
             "Mul" => self.binary(n, label, Op::Mul { clamp: Clamp::NONE }),
+            "Sub" | "Div" => self.by_constant(n, label),
             "Relu" => self.unary(n, label, Op::Relu { clamp: Clamp::RELU }),
             "Sigmoid" => self.unary(n, label, Op::Logistic),
             "Tanh" => self.unary(n, label, Op::Tanh),
@@ -522,9 +525,14 @@ impl Importer {
                 };
                 c(0)?.reshaped(squeeze_dims(&c(0)?.dims, &axes)?)
             }
-            "Add" | "Mul" => {
-                let add = n.op_type == "Add";
-                tensor::broadcast_f32(c(0)?, c(1)?, |a, b| if add { a + b } else { a * b })?
+            "Add" | "Mul" | "Sub" | "Div" => {
+                let f: fn(f32, f32) -> f32 = match n.op_type.as_str() {
+                    "Add" => |a, b| a + b,
+                    "Mul" => |a, b| a * b,
+                    "Sub" => |a, b| a - b,
+                    _ => |a, b| a / b,
+                };
+                tensor::broadcast_f32(c(0)?, c(1)?, f)?
             }
             "Concat" => {
                 let parts: Vec<&Const> = (0..names.len()).map(c).collect::<Result<_>>()?;
@@ -905,6 +913,45 @@ impl Importer {
             _ => (dims, data),
         };
         Ok(self.g.add_const(name, shape, data))
+    }
+
+    /// `Sub(x, c)` as `Add(x, -c)` and `Div(x, c)` as `Mul(x, 1 / c)`, for a constant `c`.
+    fn by_constant(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let sub = n.op_type == "Sub";
+        let x = self.input(n, 0).unwrap_or("").to_string();
+        let x = *self.vals.get(&x).with_context(|| {
+            format!(
+                "{}: the first operand must be computed at run time (a constant one is not supported)",
+                n.op_type
+            )
+        })?;
+        let c = self.konst(n, 1)?;
+        let data: Vec<f32> = c
+            .f32()?
+            .into_iter()
+            .map(|v| if sub { -v } else { 1.0 / v })
+            .collect();
+        ensure!(
+            data.iter().all(|v| v.is_finite()),
+            "Div by a constant with a zero (or non-finite) element"
+        );
+        let c = Const {
+            dims: c.dims.clone(),
+            data: tensor::Data::F32(data),
+        };
+        let name = format!(
+            "{}/{}",
+            self.input(n, 1).unwrap_or(""),
+            if sub { "neg" } else { "recip" }
+        );
+        let k = self.const_like(&c, x, &name)?;
+        let op = if sub {
+            Op::Add { clamp: Clamp::NONE }
+        } else {
+            Op::Mul { clamp: Clamp::NONE }
+        };
+        let layout = self.layout(x);
+        self.emit(n, label, op, vec![x, k], layout).map(drop)
     }
 
     fn binary(&mut self, n: &NodeProto, label: &str, op: Op) -> Result<()> {

@@ -263,3 +263,58 @@ fn reshape_targets_resolve() {
     assert!(resolve_reshape(&[2, 3, 4], &[5, -1], false).is_err());
     assert!(resolve_reshape(&[2, 3, 4], &[-1, -1], false).is_err());
 }
+
+/// `(x - mean) / std` at the graph input (per-channel constants, no producer to fold into) becomes
+/// one 1x1 depthwise convolution with the same float result; the quantizer then runs it in int8.
+#[test]
+fn sub_and_div_by_constants_become_one_depthwise_affine() {
+    let bytes = model(
+        17,
+        vec![
+            node("Sub", &["x", "mean"], "c", vec![]),
+            node("Div", &["c", "std"], "n", vec![]),
+            node("Relu", &["n"], "y", vec![]),
+        ],
+        vec![
+            tensor("mean", &[1, 2, 1, 1], &[0.5, -1.0]),
+            tensor("std", &[1, 2, 1, 1], &[0.25, 2.0]),
+        ],
+        &[1, 2, 2, 2],
+        "y",
+    );
+    let mut g = import(&bytes).unwrap();
+    crate::ir::passes::optimize(&mut g).unwrap();
+    assert_eq!(g.nodes.len(), 1, "{:?}", g.nodes);
+    assert!(matches!(&g.nodes[0].op, Op::DepthwiseConv2d { clamp, .. } if *clamp == Clamp::RELU));
+    let x = Tensor::new(
+        vec![1, 2, 2, 2],
+        vec![0.0, 3.0, 1.0, -1.0, 0.75, 5.0, 0.5, -3.0],
+    );
+    let y = float_exec::run(&g, std::slice::from_ref(&x), 1).unwrap();
+    let expected: Vec<f32> = x
+        .data
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let (m, s) = [(0.5, 0.25), (-1.0, 2.0)][i % 2];
+            ((v - m) / s).max(0.0)
+        })
+        .collect();
+    for (a, b) in y[0].data.iter().zip(&expected) {
+        assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}");
+    }
+    let calib = Tensor::new(
+        vec![4, 2, 2, 2],
+        (0..32).map(|v| v as f32 / 8.0 - 1.0).collect(),
+    );
+    let q = crate::quantize::ptq::quantize(&g, &[calib], &Default::default()).unwrap();
+    assert!(q.report.float_nodes.is_empty());
+    assert!(err(&model(
+        17,
+        vec![node("Sub", &["mean", "x"], "y", vec![])],
+        vec![tensor("mean", &[1, 2, 1, 1], &[0.5, -1.0])],
+        &[1, 2, 2, 2],
+        "y",
+    ))
+    .contains("first operand must be computed at run time"));
+}
