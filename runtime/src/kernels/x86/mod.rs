@@ -144,6 +144,11 @@ fn has_avx512_vnni() -> bool {
 const LEN_MAX: usize = 4096;
 /// Bytes of repacked filter held at once (stack).
 const PACKED_MAX: usize = 32768;
+/// The smaller buffers' patch length and repacked filter bytes (3x3x56 patches, 32 channels of
+/// 3x3x16 at once).
+const SMALL_LEN: usize = 512;
+/// See [`SMALL_LEN`].
+const SMALL_PACKED: usize = 12288;
 /// Most output channels prepared at once (stack).
 const CHUNK_MAX: usize = 256;
 /// Output positions computed together.
@@ -340,7 +345,8 @@ impl BlockQuant {
 }
 
 /// The block's eight values `clamp(scale(acc) +sat output_offset, act_min, act_max)`, bit for
-/// bit [`ChannelQuant::requantize`] when `bq.vector`.
+/// bit [`ChannelQuant::requantize`] when `bq.vector`; with `SATURATE` false the offset is added
+/// wrapping (as Add does).
 ///
 /// With `p = (acc << left) * multiplier` in 64 bits (`vpmuldq` on even and odd lanes, `|p| <
 /// 2^62`), `scale` is `floor(x / 2^(31 + right))` with `x = p + 2^30` when `right = 0`, else
@@ -354,7 +360,7 @@ impl BlockQuant {
 /// The CPU must have AVX2.
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn requantize8(
+unsafe fn requantize8<const SATURATE: bool>(
     acc: &[i32; 8],
     bq: &BlockQuant,
     offset: __m256i,
@@ -390,7 +396,11 @@ unsafe fn requantize8(
     let sum = _mm256_add_epi32(scaled, offset);
     let overflow = _mm256_and_si256(_mm256_xor_si256(scaled, sum), _mm256_xor_si256(offset, sum));
     let bound = _mm256_xor_si256(_mm256_set1_epi32(i32::MAX), _mm256_srai_epi32::<31>(offset));
-    let sum = _mm256_blendv_epi8(sum, bound, _mm256_srai_epi32::<31>(overflow));
+    let sum = if SATURATE {
+        _mm256_blendv_epi8(sum, bound, _mm256_srai_epi32::<31>(overflow))
+    } else {
+        sum
+    };
     let r = _mm256_min_epi32(_mm256_max_epi32(sum, lo), hi);
     let mut out = [0i32; 8];
     // SAFETY: `out` is 32 writable bytes (unaligned store).
@@ -405,18 +415,21 @@ impl Product<'_, '_> {
     ///
     /// The CPU must have `I`'s instructions.
     #[inline(always)]
-    unsafe fn run<I: Isa>(&mut self, mut fill: impl FnMut(usize, &mut [i8])) {
+    unsafe fn run<I: Isa, const L: usize, const P: usize>(
+        &mut self,
+        mut fill: impl FnMut(usize, &mut [i8]),
+    ) {
         let (len, out_c, q) = (self.len, self.out_c, self.q);
         let lp = len.next_multiple_of(4);
         let groups = lp / 4;
         let block = groups * 32;
-        // Channels per chunk: a multiple of 8 whose repacked filter fits (`lp <= LEN_MAX`).
-        let chunk = (PACKED_MAX / block * 8)
+        // Channels per chunk: a multiple of 8 whose repacked filter fits (`lp <= L`, `P >= 8 L`).
+        let chunk = (P / block * 8)
             .min(CHUNK_MAX)
             .min(out_c.next_multiple_of(8));
-        let mut packed = [0u8; PACKED_MAX];
-        let mut patches = [[0u8; LEN_MAX]; NP];
-        let mut raw = [0i8; LEN_MAX];
+        let mut packed = [0u8; P];
+        let mut patches = [[0u8; L]; NP];
+        let mut raw = [0i8; L];
         let mut starts = [0i32; CHUNK_MAX];
         let mut requant = [Requant {
             channel: ChannelQuant::default(),
@@ -481,9 +494,9 @@ impl Product<'_, '_> {
                     // SAFETY: the CPU has `I`'s instructions (this function's contract).
                     unsafe {
                         if nb == 2 {
-                            tile::<I, 2>(&patches, groups, w, &starts[b * 8..], &mut acc);
+                            tile::<I, 2, L>(&patches, groups, w, &starts[b * 8..], &mut acc);
                         } else {
-                            tile::<I, 1>(&patches, groups, w, &starts[b * 8..], &mut acc);
+                            tile::<I, 1, L>(&patches, groups, w, &starts[b * 8..], &mut acc);
                         }
                     }
                     for p in 0..np {
@@ -495,7 +508,7 @@ impl Product<'_, '_> {
                             let a = &acc[p * 2 + bb];
                             if bq.vector {
                                 // SAFETY: the CPU has `I`'s instructions, AVX2 among them.
-                                let r = unsafe { requantize8(a, bq, offset, lo, hi) };
+                                let r = unsafe { requantize8::<true>(a, bq, offset, lo, hi) };
                                 for (o, &r) in out[c0 + first..c0 + last].iter_mut().zip(&r) {
                                     *o = r as i8;
                                 }
@@ -518,13 +531,18 @@ impl Product<'_, '_> {
         if !supported(level) || self.len == 0 || self.len > LEN_MAX {
             return false;
         }
+        // The smaller buffers (less stack to clear per call) for patches up to `SMALL_LEN`.
+        let small = self.len <= SMALL_LEN;
         // SAFETY: `supported` checked the CPU's extensions for `level`.
         unsafe {
-            match level {
-                Level::Portable => return false,
-                Level::Avx2 => run_avx2(self, fill),
-                Level::Avx512Vnni => run_avx512_vnni(self, fill),
-                Level::AvxVnni => run_avx_vnni(self, fill),
+            match (level, small) {
+                (Level::Portable, _) => return false,
+                (Level::Avx2, true) => run_avx2::<SMALL_LEN, SMALL_PACKED>(self, fill),
+                (Level::Avx2, false) => run_avx2::<LEN_MAX, PACKED_MAX>(self, fill),
+                (Level::Avx512Vnni, true) => run_avx512_vnni::<SMALL_LEN, SMALL_PACKED>(self, fill),
+                (Level::Avx512Vnni, false) => run_avx512_vnni::<LEN_MAX, PACKED_MAX>(self, fill),
+                (Level::AvxVnni, true) => run_avx_vnni::<SMALL_LEN, SMALL_PACKED>(self, fill),
+                (Level::AvxVnni, false) => run_avx_vnni::<LEN_MAX, PACKED_MAX>(self, fill),
             }
         }
         true
@@ -537,8 +555,11 @@ impl Product<'_, '_> {
 ///
 /// The CPU must have AVX2.
 #[target_feature(enable = "avx2")]
-unsafe fn run_avx2(p: &mut Product<'_, '_>, fill: impl FnMut(usize, &mut [i8])) {
-    p.run::<Avx2>(fill)
+unsafe fn run_avx2<const L: usize, const P: usize>(
+    p: &mut Product<'_, '_>,
+    fill: impl FnMut(usize, &mut [i8]),
+) {
+    p.run::<Avx2, L, P>(fill)
 }
 
 /// [`Product::run`] compiled for AVX-VNNI.
@@ -547,8 +568,11 @@ unsafe fn run_avx2(p: &mut Product<'_, '_>, fill: impl FnMut(usize, &mut [i8])) 
 ///
 /// The CPU must have AVX2 and AVX-VNNI.
 #[target_feature(enable = "avx2,avxvnni")]
-unsafe fn run_avx_vnni(p: &mut Product<'_, '_>, fill: impl FnMut(usize, &mut [i8])) {
-    p.run::<AvxVnni>(fill)
+unsafe fn run_avx_vnni<const L: usize, const P: usize>(
+    p: &mut Product<'_, '_>,
+    fill: impl FnMut(usize, &mut [i8]),
+) {
+    p.run::<AvxVnni, L, P>(fill)
 }
 
 /// [`Product::run`] compiled for AVX512-VNNI on 256-bit vectors.
@@ -557,8 +581,11 @@ unsafe fn run_avx_vnni(p: &mut Product<'_, '_>, fill: impl FnMut(usize, &mut [i8
 ///
 /// The CPU must have AVX2, AVX512F, AVX512VL and AVX512-VNNI.
 #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
-unsafe fn run_avx512_vnni(p: &mut Product<'_, '_>, fill: impl FnMut(usize, &mut [i8])) {
-    p.run::<Avx512Vnni>(fill)
+unsafe fn run_avx512_vnni<const L: usize, const P: usize>(
+    p: &mut Product<'_, '_>,
+    fill: impl FnMut(usize, &mut [i8]),
+) {
+    p.run::<Avx512Vnni, L, P>(fill)
 }
 
 /// Int8 Conv2D at the best level (same contract and result as
@@ -659,15 +686,15 @@ pub fn fully_connected_s8_at(
 ///
 /// The CPU must have `I`'s instructions.
 #[inline(always)]
-unsafe fn tile<I: Isa, const NB: usize>(
-    patches: &[[u8; LEN_MAX]; NP],
+unsafe fn tile<I: Isa, const NB: usize, const L: usize>(
+    patches: &[[u8; L]; NP],
     groups: usize,
     w: &[u8],
     starts: &[i32],
     acc: &mut [[i32; 8]; NP * 2],
 ) {
     let block = groups * 32;
-    assert!(w.len() >= NB * block && starts.len() >= NB * 8 && groups * 4 <= LEN_MAX);
+    assert!(w.len() >= NB * block && starts.len() >= NB * 8 && groups * 4 <= L);
     let init: [__m256i; NB] = core::array::from_fn(|b| {
         let s: &[i32; 8] = starts[b * 8..][..8].try_into().unwrap_or(&[0; 8]);
         // SAFETY: `s` is 32 readable bytes (unaligned load).
@@ -695,6 +722,71 @@ unsafe fn tile<I: Isa, const NB: usize>(
         for (b, v) in ap.iter().enumerate() {
             // SAFETY: `acc[..]` is 32 writable bytes (unaligned store).
             unsafe { _mm256_storeu_si256(acc[p * 2 + b].as_mut_ptr().cast(), *v) };
+        }
+    }
+}
+
+/// The element loop of Add of same-shape tensors (see `optimized::elementwise`):
+/// `out = clamp(scale(t1[a] + t2[b]) + output_offset, act_min, act_max)`, the offset added
+/// wrapping, with `scale` the output's [`ChannelQuant::scale`] (`multiplier`, `shift`), eight
+/// values at a time; false, writing nothing, without AVX2 or with a multiplier of `i32::MIN`.
+#[allow(clippy::too_many_arguments)]
+pub fn add_tables(
+    tables: &[i32; 512],
+    multiplier: i32,
+    shift: i32,
+    output_offset: i32,
+    act_min: i32,
+    act_max: i32,
+    a: &[i8],
+    b: &[i8],
+    out: &mut [i8],
+) -> bool {
+    if !supported(Level::Avx2)
+        || multiplier == i32::MIN
+        || a.len() < out.len()
+        || b.len() < out.len()
+    {
+        return false;
+    }
+    let mut bq = BlockQuant::default();
+    for k in 0..8 {
+        bq.set(k, multiplier, shift);
+    }
+    // SAFETY: AVX2 is present (checked above).
+    unsafe { add_avx2(tables, &bq, [output_offset, act_min, act_max], a, b, out) };
+    true
+}
+
+/// [`add_tables`]' loop.
+///
+/// # Safety
+///
+/// The CPU must have AVX2.
+#[target_feature(enable = "avx2")]
+unsafe fn add_avx2(
+    tables: &[i32; 512],
+    bq: &BlockQuant,
+    [offset, lo, hi]: [i32; 3],
+    a: &[i8],
+    b: &[i8],
+    out: &mut [i8],
+) {
+    let (t1, t2) = tables.split_at(256);
+    let (offset, lo, hi) = (
+        _mm256_set1_epi32(offset),
+        _mm256_set1_epi32(lo),
+        _mm256_set1_epi32(hi),
+    );
+    for ((o, x), y) in out.chunks_mut(8).zip(a.chunks(8)).zip(b.chunks(8)) {
+        let mut sums = [0i32; 8];
+        for ((s, &x), &y) in sums.iter_mut().zip(x).zip(y) {
+            *s = t1[x as u8 as usize].wrapping_add(t2[y as u8 as usize]);
+        }
+        // SAFETY: AVX2 is present (this function's contract).
+        let r = unsafe { requantize8::<false>(&sums, bq, offset, lo, hi) };
+        for (o, &r) in o.iter_mut().zip(&r) {
+            *o = r as i8;
         }
     }
 }
@@ -781,7 +873,7 @@ mod tests {
             }
             // SAFETY: AVX2 is present (assumed above).
             let got = unsafe {
-                requantize8(
+                requantize8::<true>(
                     &acc,
                     &bq,
                     _mm256_set1_epi32(output_offset),
