@@ -18,6 +18,8 @@ pub mod pad;
 pub mod pooling;
 pub mod requantize;
 pub mod softmax;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
 
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -86,7 +86,7 @@ pub(crate) fn run(f: &FullyConnected<'_>, arena: &mut [u8]) -> Result<(), Error>
                 f.shift,
             )?;
             let input = v.i8(&f.input)?;
-            kernels::fully_connected::fully_connected_s8(
+            kernels::optimized::fully_connected_s8(
                 batches,
                 in_features,
                 out_features,

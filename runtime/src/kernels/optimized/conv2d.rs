@@ -323,7 +323,7 @@ fn channel_pairs(
 
 /// Copies the receptive field of flat output position `p` (over n, oy, ox) in filter order.
 #[inline(always)]
-fn gather_at(g: &ConvGeometry, input: &[i8], p: usize, zero_point: i8, raw: &mut [i8]) {
+pub(crate) fn gather_at(g: &ConvGeometry, input: &[i8], p: usize, zero_point: i8, raw: &mut [i8]) {
     let (ow, oh) = (g.output.w, g.output.h);
     let (n, oy, ox) = (p / (ow * oh), (p / ow) % oh, p % ow);
     let kys = tap_range(
@@ -564,7 +564,7 @@ fn segment<const NB: usize, const DSP: bool>(
 }
 
 #[inline(always)]
-fn weight_sum(w: &[i8]) -> i32 {
+pub(crate) fn weight_sum(w: &[i8]) -> i32 {
     w.iter().fold(0i32, |s, &v| s.wrapping_add(v as i32))
 }
 
@@ -642,7 +642,7 @@ fn dot4_dsp(x: &[i8], w: &[&[i8]; 4], acc: &mut [i32; 4]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::testgen::{problems, Problem};
     use super::*;
     use crate::kernels::conv2d::conv2d_s8;
@@ -677,7 +677,7 @@ mod tests {
     }
 
     /// `p` made pointwise (1x1 kernel, stride 1, no padding): the direct path.
-    fn pointwise(mut p: Problem) -> Problem {
+    pub(crate) fn pointwise(mut p: Problem) -> Problem {
         let g = &mut p.g;
         (g.kernel_h, g.kernel_w, g.stride_h, g.stride_w) = (1, 1, 1, 1);
         (g.pad_top, g.pad_left) = (0, 0);

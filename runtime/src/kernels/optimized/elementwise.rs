@@ -24,6 +24,20 @@ pub fn add_s8_same_shape(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) {
     tables[..256].copy_from_slice(&table(p.input1_offset, p.input1.multiplier, p.input1.shift));
     tables[256..].copy_from_slice(&table(p.input2_offset, p.input2.multiplier, p.input2.shift));
     let (t1, t2) = tables.split_at(256);
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::x86::add_tables(
+        &tables,
+        p.output.multiplier,
+        p.output.shift,
+        p.output_offset,
+        p.act_min,
+        p.act_max,
+        a,
+        b,
+        out,
+    ) {
+        return;
+    }
     let output = ChannelQuant::from_parts(p.output.multiplier, p.output.shift);
     if let Some(fast) = RightShiftQuant::from_parts(output, p.output_offset, p.act_min, p.act_max) {
         if add_loop(fast, &tables, a, b, out) {

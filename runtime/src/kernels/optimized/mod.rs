@@ -87,6 +87,12 @@ pub fn conv2d_s8(
     bias: LeI32<'_>,
     output: &mut [i8],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if !cfg!(feature = "reference-kernels")
+        && super::x86::conv2d_s8(g, q, input, filter, bias, output)
+    {
+        return;
+    }
     match conv2d_variant(g) {
         ConvVariant::Fast => conv2d::conv2d_s8_fast::<false>(g, q, input, filter, bias, output),
         ConvVariant::FastDsp => conv2d::conv2d_s8_fast::<true>(g, q, input, filter, bias, output),
@@ -114,6 +120,46 @@ pub fn depthwise_conv2d_s8(
         }
         _ => reference_dw::depthwise_conv2d_s8(g, depth_multiplier, q, input, filter, bias, output),
     }
+}
+
+/// Int8 FullyConnected: the x86-64 SIMD path where it applies, else the reference (same contract
+/// and result as [`super::fully_connected::fully_connected_s8`]).
+#[allow(clippy::too_many_arguments)]
+pub fn fully_connected_s8(
+    batches: usize,
+    in_features: usize,
+    out_features: usize,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+    output: &mut [i8],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if !cfg!(feature = "reference-kernels")
+        && super::x86::fully_connected_s8(
+            batches,
+            in_features,
+            out_features,
+            q,
+            input,
+            filter,
+            bias,
+            output,
+        )
+    {
+        return;
+    }
+    super::fully_connected::fully_connected_s8(
+        batches,
+        in_features,
+        out_features,
+        q,
+        input,
+        filter,
+        bias,
+        output,
+    );
 }
 
 /// Int8 Add: the table kernel when both inputs have the output's shape, else the reference (same
