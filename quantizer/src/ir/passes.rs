@@ -10,7 +10,7 @@
 use anyhow::Result;
 
 use super::float_exec::{self, View};
-use super::{Graph, Op, Param, ValueId, Window2d};
+use super::{Clamp, Graph, Op, Param, ValueId, Window2d};
 
 /// What [`optimize`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -209,22 +209,49 @@ fn per_channel(g: &Graph, v: ValueId, channels: usize) -> Option<Vec<f32>> {
     }
 }
 
+/// An `Add` or `Mul` of an activation `x` and a constant `c`.
+struct Affine {
+    is_add: bool,
+    clamp: Clamp,
+    x: ValueId,
+    c: ValueId,
+}
+
+fn affine_constant(g: &Graph, node: usize) -> Option<Affine> {
+    let n = &g.nodes[node];
+    let (is_add, clamp) = match n.op {
+        Op::Add { clamp } => (true, clamp),
+        Op::Mul { clamp } => (false, clamp),
+        _ => return None,
+    };
+    let (x, c) = match (g.is_const(n.inputs[0]), g.is_const(n.inputs[1])) {
+        (false, true) => (n.inputs[0], n.inputs[1]),
+        (true, false) => (n.inputs[1], n.inputs[0]),
+        _ => return None,
+    };
+    Some(Affine {
+        is_add,
+        clamp,
+        x,
+        c,
+    })
+}
+
 /// Folds `Add(x, const)` and `Mul(x, const)` with per-channel constants into the preceding Conv,
 /// DepthwiseConv or FullyConnected (MatMul + Add becomes one FullyConnected with bias).
 pub fn fold_affine_constants(g: &mut Graph) -> usize {
     let mut remove = vec![false; g.nodes.len()];
     for i in 0..g.nodes.len() {
+        let Some(Affine {
+            is_add,
+            clamp,
+            x,
+            c,
+        }) = affine_constant(g, i)
+        else {
+            continue;
+        };
         let n = &g.nodes[i];
-        let (is_add, clamp) = match n.op {
-            Op::Add { clamp } => (true, clamp),
-            Op::Mul { clamp } => (false, clamp),
-            _ => continue,
-        };
-        let (x, c) = match (g.is_const(n.inputs[0]), g.is_const(n.inputs[1])) {
-            (false, true) => (n.inputs[0], n.inputs[1]),
-            (true, false) => (n.inputs[1], n.inputs[0]),
-            _ => continue,
-        };
         // The constant must not change the output's shape.
         if g.values[n.output].shape != g.values[x].shape {
             continue;
@@ -261,17 +288,16 @@ pub fn fold_affine_constants(g: &mut Graph) -> usize {
 pub fn affine_to_depthwise(g: &mut Graph) -> usize {
     let mut rewritten = 0;
     for i in 0..g.nodes.len() {
+        let Some(Affine {
+            is_add,
+            clamp,
+            x,
+            c,
+        }) = affine_constant(g, i)
+        else {
+            continue;
+        };
         let n = &g.nodes[i];
-        let (is_add, clamp) = match n.op {
-            Op::Add { clamp } => (true, clamp),
-            Op::Mul { clamp } => (false, clamp),
-            _ => continue,
-        };
-        let (x, c) = match (g.is_const(n.inputs[0]), g.is_const(n.inputs[1])) {
-            (false, true) => (n.inputs[0], n.inputs[1]),
-            (true, false) => (n.inputs[1], n.inputs[0]),
-            _ => continue,
-        };
         let shape = &g.values[x].shape;
         if shape.len() != 4 || g.values[n.output].shape != *shape {
             continue;
