@@ -255,7 +255,7 @@ mod tests {
                 "conv",
                 "Conv",
                 Op::Conv2d {
-                    window: window.clone(),
+                    window,
                     filter: conv,
                     bias: param(vec![4], &mut s, 0.1),
                     clamp: Clamp::RELU,

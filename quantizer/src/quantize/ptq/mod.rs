@@ -81,6 +81,20 @@ impl Default for Config {
 pub struct Quantized {
     pub built: Built,
     pub report: Report,
+    pub seconds: StageSeconds,
+}
+
+/// Wall time of each stage of [`quantize`], in seconds.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct StageSeconds {
+    pub equalization: f64,
+    pub calibration: f64,
+    /// int8 parameters of the activations and the weights.
+    pub parameters: f64,
+    pub bias_correction: f64,
+    /// Lowering and building (the model and the build exposing every layer).
+    pub lowering: f64,
+    pub layer_sqnr: f64,
 }
 
 fn ignored(node: &Node, patterns: &[String]) -> bool {
@@ -110,15 +124,24 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         ensure!(hit, "--ignore {p}: no node has that name or operator type");
     }
 
+    let mut seconds = StageSeconds::default();
+    let mut clock = std::time::Instant::now();
+    let mut lap = |stage: &mut f64| {
+        *stage = clock.elapsed().as_secs_f64();
+        clock = std::time::Instant::now();
+    };
+
     // 0. Cross-layer equalization (function-preserving).
     let equalized_pairs = if config.cle {
         crate::quantize::cle::equalize(&mut graph)
     } else {
         0
     };
+    lap(&mut seconds.equalization);
 
     // 1. Float activations of every value, and their observed ranges.
     let Calibration { float_acts, ranges } = calibrate(&graph, calib, samples, config)?;
+    lap(&mut seconds.calibration);
 
     // 2. int8 parameters of each value, and the weights.
     let qp = activation_params(&graph, &ranges, config.preset == Preset::Performance);
@@ -127,6 +150,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         .iter()
         .map(|n| quantize_weights(&n.op, config.per_tensor))
         .collect();
+    lap(&mut seconds.parameters);
 
     // 3. Bias correction.
     let bias_shift = correct_biases(
@@ -138,6 +162,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         &float_acts,
         samples,
     )?;
+    lap(&mut seconds.bias_correction);
 
     // 4. Lowering, and each layer's output compared with the float model's on the runtime itself.
     let built = lower(
@@ -156,6 +181,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         config.source_sha256,
         true,
     )?;
+    lap(&mut seconds.lowering);
     let layer_sqnr_samples = samples.min(SQNR_SAMPLES);
     let layers = layer_sqnr(
         &graph,
@@ -165,8 +191,10 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         &float_acts,
         layer_sqnr_samples,
     )?;
+    lap(&mut seconds.layer_sqnr);
     Ok(Quantized {
         built,
+        seconds,
         report: Report {
             config: config.clone(),
             calibration_samples: samples,
