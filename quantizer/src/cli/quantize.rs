@@ -147,10 +147,14 @@ pub fn run(args: &Args) -> Result<()> {
         source_sha256: crate::sha256::digest(&source),
     };
     eprintln!("calibrating on {n} samples...");
+    let loaded = start.elapsed().as_secs_f64();
     let q = ptq::quantize(&graph, &[x], &config)
         .with_context(|| format!("quantizing {}", args.model.display()))?;
     crate::write_atomic(&args.output, &q.built.bytes)?;
     if let Some(path) = &args.report {
+        // Reading the model and the data, then each stage of `ptq::quantize`.
+        let mut stages = serde_json::json!(q.seconds);
+        stages["loading"] = loaded.into();
         let report = serde_json::json!({
             "model": args.model.display().to_string(),
             "output": args.output.display().to_string(),
@@ -159,12 +163,13 @@ pub fn run(args: &Args) -> Result<()> {
             "arena_bytes": q.built.plan.arena_size,
             "arena_lower_bound": q.built.plan.lower_bound,
             "seconds": start.elapsed().as_secs_f64(),
+            "stage_seconds": stages,
             "quantization": q.report,
         });
         crate::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
     println!(
-        "{} -> {}: {} bytes (source {} bytes), arena {} bytes (lower bound {}), {} float node(s), {:.2} s",
+        "{} -> {}: {} bytes (source {} bytes), arena {} bytes (lower bound {}), {} float node(s), {:.2} s (calibration {:.2} s, bias correction {:.2} s)",
         args.model.display(),
         args.output.display(),
         q.built.bytes.len(),
@@ -172,7 +177,9 @@ pub fn run(args: &Args) -> Result<()> {
         q.built.plan.arena_size,
         q.built.plan.lower_bound,
         q.report.float_nodes.len(),
-        start.elapsed().as_secs_f64()
+        start.elapsed().as_secs_f64(),
+        q.seconds.calibration,
+        q.seconds.bias_correction,
     );
     let worst = q.report.worst_layers(WORST_LAYERS_SHOWN);
     if !worst.is_empty() {

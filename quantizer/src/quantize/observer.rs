@@ -114,25 +114,42 @@ fn percentiles(values: &[f32], p: f64) -> (f32, f32) {
     (lo, hi)
 }
 
-/// Squared error of quantizing `hist` (bin centres over `[lo, hi]` of the full range) to int8 over
-/// `[qmin, qmax]`.
-fn quant_error(centres: &[f32], counts: &[u64], qmin: f32, qmax: f32) -> f64 {
+/// `v.round()` (half away from zero) in float operations only, so that loops over it vectorize: below
+/// 2^23, adding and subtracting 2^23 rounds `|v|` to the nearest integer, ties to even (exactly),
+/// and a tie rounded down is moved up; larger values (and NaN, infinities) are what they are.
+#[inline]
+fn round_half_away(v: f32) -> f32 {
+    const TWO_23: f32 = 8_388_608.0;
+    let a = v.abs();
+    let even = (a + TWO_23) - TWO_23;
+    let away = even + if a - even == 0.5 { 1.0 } else { 0.0 };
+    if a < TWO_23 {
+        away.copysign(v)
+    } else {
+        v
+    }
+}
+
+/// Squared error of quantizing the histogram's non-empty bins (their centres and counts) to int8
+/// over `[qmin, qmax]`, summed in bin order. `terms` is scratch space.
+fn quant_error(centres: &[f32], counts: &[f64], qmin: f32, qmax: f32, terms: &mut Vec<f64>) -> f64 {
     let scale = ((qmax - qmin) / 255.0).max(f32::MIN_POSITIVE);
     let zp = (-128.0 - qmin / scale).round();
-    centres
-        .iter()
-        .zip(counts)
-        .filter(|(_, &c)| c > 0)
-        .map(|(&x, &c)| {
-            let q = ((x / scale).round() + zp).clamp(-128.0, 127.0);
-            let back = (q - zp) * scale;
-            c as f64 * ((back - x) as f64).powi(2)
-        })
-        .sum()
+    // Every bin's term first (this loop vectorizes), then their sum in order.
+    terms.clear();
+    terms.extend(centres.iter().zip(counts).map(|(&x, &c)| {
+        let q = (round_half_away(x / scale) + zp).clamp(-128.0, 127.0);
+        let back = (q - zp) * scale;
+        c * ((back - x) as f64).powi(2)
+    }));
+    terms.iter().sum()
 }
 
 /// Searches shrunk ranges (each end from 100% down to 20%) for the least int8 quantization error.
+/// The candidates' errors are computed in parallel; the first least one (in the order below) wins.
 fn mse_range(values: &[f32], min: f32, max: f32, symmetric: bool) -> (f32, f32) {
+    use rayon::prelude::*;
+
     let (lo, hi) = (min.min(0.0), max.max(0.0));
     if values.is_empty() || hi - lo <= 0.0 {
         return (lo, hi);
@@ -143,26 +160,32 @@ fn mse_range(values: &[f32], min: f32, max: f32, symmetric: bool) -> (f32, f32) 
         let b = (((v - lo) / width) as usize).min(BINS - 1);
         counts[b] += 1;
     }
-    let centres: Vec<f32> = (0..BINS).map(|b| lo + (b as f32 + 0.5) * width).collect();
+    // The non-empty bins only: empty ones add nothing to an error.
+    let (centres, counts): (Vec<f32>, Vec<f64>) = (0..BINS)
+        .filter(|&b| counts[b] > 0)
+        .map(|b| (lo + (b as f32 + 0.5) * width, counts[b] as f64))
+        .unzip();
     // Candidate ends: 100% down to 20% of each side, in 2% steps (both sides together when symmetric).
     let ratios: Vec<f32> = (0..=40).map(|k| 1.0 - k as f32 * 0.02).collect();
+    let candidates: Vec<(f32, f32)> = if symmetric {
+        let m = lo.abs().max(hi.abs());
+        ratios.iter().map(|&r| (-m * r, m * r)).collect()
+    } else {
+        ratios
+            .iter()
+            .flat_map(|&rl| ratios.iter().map(move |&rh| (lo * rl, hi * rh)))
+            .collect()
+    };
+    let errors: Vec<f64> = candidates
+        .par_iter()
+        .map_init(Vec::new, |terms, &(qlo, qhi)| {
+            quant_error(&centres, &counts, qlo, qhi, terms)
+        })
+        .collect();
     let mut best = (f64::INFINITY, lo, hi);
-    let mut consider = |qlo: f32, qhi: f32| {
-        let e = quant_error(&centres, &counts, qlo, qhi);
+    for (&e, &(qlo, qhi)) in errors.iter().zip(&candidates) {
         if e < best.0 {
             best = (e, qlo, qhi);
-        }
-    };
-    if symmetric {
-        let m = lo.abs().max(hi.abs());
-        for &r in &ratios {
-            consider(-m * r, m * r);
-        }
-    } else {
-        for &rl in &ratios {
-            for &rh in &ratios {
-                consider(lo * rl, hi * rh);
-            }
         }
     }
     (best.1, best.2)
@@ -224,5 +247,46 @@ mod tests {
         assert!(err(lo, hi) <= err(-1.0, 39.95) * 1.01, "{lo} {hi}");
         let (slo, shi) = o.range(true).unwrap();
         assert_eq!(slo, -shi);
+    }
+
+    #[test]
+    fn round_half_away_is_round() {
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let check = |v: f32| {
+            let (a, b) = (round_half_away(v), v.round());
+            assert!(
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                "{v}: {a} {b}"
+            );
+        };
+        for i in -4096..=4096 {
+            // Halves, their neighbours and the integers around zero.
+            let h = i as f32 * 0.5;
+            for v in [
+                h,
+                f32::from_bits(h.to_bits() + 1),
+                f32::from_bits(h.to_bits().max(1) - 1),
+            ] {
+                check(v);
+            }
+        }
+        for v in [
+            0.0,
+            -0.0,
+            8_388_607.5,
+            8_388_608.0,
+            -8_388_609.0,
+            1e30,
+            f32::NAN,
+            f32::INFINITY,
+        ] {
+            check(v);
+        }
+        for _ in 0..1_000_000 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            check(f32::from_bits(s as u32));
+        }
     }
 }

@@ -94,6 +94,20 @@ impl Default for Config {
 pub struct Quantized {
     pub built: Built,
     pub report: Report,
+    pub seconds: StageSeconds,
+}
+
+/// Wall time of each stage of [`quantize`], in seconds.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct StageSeconds {
+    pub equalization: f64,
+    pub calibration: f64,
+    /// int8 parameters of the activations and the weights.
+    pub parameters: f64,
+    pub bias_correction: f64,
+    /// Lowering and building (the model and the build exposing every layer).
+    pub lowering: f64,
+    pub layer_sqnr: f64,
 }
 
 fn ignored(node: &Node, patterns: &[String]) -> bool {
@@ -123,9 +137,17 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         ensure!(hit, "--ignore {p}: no node has that name or operator type");
     }
 
+    let mut seconds = StageSeconds::default();
+    let mut clock = std::time::Instant::now();
+    let mut lap = |stage: &mut f64| {
+        *stage = clock.elapsed().as_secs_f64();
+        clock = std::time::Instant::now();
+    };
+
     // 1. Float activations of every value, and their observed ranges; cross-layer equalization
     //    (function-preserving) where the calibration statistics predict a gain, then calibration again.
     let mut calibration = calibrate(&graph, calib, samples, config)?;
+    lap(&mut seconds.calibration);
     let equalized_pairs = if config.cle {
         let acts = &calibration.float_acts;
         let stats = |v: usize| {
@@ -139,8 +161,12 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
     } else {
         0
     };
+    lap(&mut seconds.equalization);
     if equalized_pairs > 0 {
         calibration = calibrate(&graph, calib, samples, config)?;
+        let mut again = 0.0;
+        lap(&mut again);
+        seconds.calibration += again;
     }
     let Calibration { float_acts, ranges } = calibration;
 
@@ -151,6 +177,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         .iter()
         .map(|n| quantize_weights(&n.op, config.per_tensor))
         .collect();
+    lap(&mut seconds.parameters);
 
     let rounding = match config.weight_rounding {
         WeightRounding::Nearest => Vec::new(),
@@ -169,6 +196,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         &float_acts,
         samples,
     )?;
+    lap(&mut seconds.bias_correction);
 
     // 4. Lowering, and each layer's output compared with the float model's on the runtime itself.
     let built = lower(
@@ -187,6 +215,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         config.source_sha256,
         true,
     )?;
+    lap(&mut seconds.lowering);
     let layer_sqnr_samples = samples.min(SQNR_SAMPLES);
     let layers = layer_sqnr(
         &graph,
@@ -196,8 +225,10 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         &float_acts,
         layer_sqnr_samples,
     )?;
+    lap(&mut seconds.layer_sqnr);
     Ok(Quantized {
         built,
+        seconds,
         report: Report {
             config: config.clone(),
             calibration_samples: samples,

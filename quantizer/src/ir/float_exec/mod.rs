@@ -1,25 +1,34 @@
 //! The float reference executor: runs an IR graph over a batch of samples in f32.
 //!
-//! Engine: plain Rust over the runtime's f32 reference kernels (`ferrite_runtime::kernels::float`), the
-//! same code that runs float layers on the device, so calibration, evaluation and bias correction see
-//! the arithmetic the deployed model uses for layers kept in float. Graphs are static and topologically
-//! ordered, so training (QAT, pruning fine-tuning) needs no autograd engine: keep every activation
-//! ([`run_observed`] hands each one out, [`Activations`] keeps them all) and walk the nodes in reverse
-//! with one backward function per operator, updating each node's [`Param`](super::Param)s in place.
+//! - `mod.rs` (this file): tensors, one operator ([`eval`]), the graph ([`run_observed`], [`run`]).
+//! - `kernels.rs`: the host kernels of Conv2d, DepthwiseConv2d and FullyConnected (im2col and a
+//!   packed GEMM, a direct depthwise loop), the batch split over rayon's threads.
 //!
-//! Batches run in parallel: [`run`] splits the batch over the machine's cores, one thread per chunk.
+//! The other operators run the runtime's f32 reference kernels (`ferrite_runtime::kernels::float`),
+//! the device's float fallback; the host kernels compute the same functions, with sums in another
+//! order (see `kernels.rs`). Graphs are static and topologically ordered, so training (QAT, pruning
+//! fine-tuning) needs no autograd engine: keep every activation ([`run_observed`] hands each one out,
+//! [`Activations`] keeps them all) and walk the nodes in reverse with one backward function per
+//! operator, updating each node's [`Param`](super::Param)s in place.
+//!
+//! Parallelism: [`eval`] splits the batch over the current rayon pool (the global one, every core,
+//! unless called inside [`run`], which uses a pool of the threads it is given).
 
 use anyhow::{bail, ensure, Context, Result};
 use ferrite_runtime::format::Activation;
 use ferrite_runtime::kernels::float as k;
-use ferrite_runtime::kernels::{ConvGeometry, LeF32, Nhwc};
+use ferrite_runtime::kernels::{ConvGeometry, Nhwc};
+use rayon::prelude::*;
 
 use super::{shape, Clamp, Graph, Node, Op, ValueId, Window2d};
 
-#[cfg(target_endian = "big")]
-compile_error!(
-    "the float executor passes f32 weights to the runtime kernels as little-endian bytes"
-);
+mod kernels;
+
+#[cfg(test)]
+mod tests;
+
+/// Samples per piece of the batch in [`run`]: each piece runs the whole graph, pieces in parallel.
+const RUN_CHUNK: usize = 64;
 
 /// A dense f32 tensor, C order, batch first.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,10 +85,6 @@ pub struct View<'a> {
     pub data: &'a [f32],
 }
 
-fn le(data: &[f32]) -> LeF32<'_> {
-    LeF32::new(bytemuck::cast_slice(data)).expect("f32 bytes are a multiple of 4")
-}
-
 fn nhwc(shape: &[usize]) -> Result<Nhwc> {
     ensure!(shape.len() <= 4, "rank {} (at most 4)", shape.len());
     let mut d = [1usize; 4];
@@ -133,14 +138,7 @@ pub fn eval(op: &Op, inputs: &[View<'_>]) -> Result<Tensor> {
         } => {
             let g = geometry(window, x.shape, &out.shape)?;
             let (act, rest) = split_clamp(*clamp);
-            k::conv2d_f32(
-                &g,
-                act,
-                x.data,
-                le(&filter.data),
-                le(&bias.data),
-                &mut out.data,
-            );
+            kernels::conv2d(&g, act, x.data, &filter.data, &bias.data, &mut out.data);
             finish(*clamp, rest, &mut out.data);
         }
         Op::DepthwiseConv2d {
@@ -152,13 +150,13 @@ pub fn eval(op: &Op, inputs: &[View<'_>]) -> Result<Tensor> {
         } => {
             let g = geometry(window, x.shape, &out.shape)?;
             let (act, rest) = split_clamp(*clamp);
-            k::depthwise_conv2d_f32(
+            kernels::depthwise_conv2d(
                 &g,
                 *depth_multiplier,
                 act,
                 x.data,
-                le(&filter.data),
-                le(&bias.data),
+                &filter.data,
+                &bias.data,
                 &mut out.data,
             );
             finish(*clamp, rest, &mut out.data);
@@ -168,28 +166,29 @@ pub fn eval(op: &Op, inputs: &[View<'_>]) -> Result<Tensor> {
             bias,
             clamp,
         } => {
-            let (o, i) = (filter.shape[0], filter.shape[1]);
             let (act, rest) = split_clamp(*clamp);
-            k::fully_connected_f32(
-                x.data.len() / i,
-                i,
-                o,
-                act,
-                x.data,
-                le(&filter.data),
-                le(&bias.data),
-                &mut out.data,
-            );
+            let in_f = filter.shape[1];
+            kernels::fully_connected(in_f, act, x.data, &filter.data, &bias.data, &mut out.data);
             finish(*clamp, rest, &mut out.data);
         }
         Op::Add { clamp } | Op::Mul { clamp } => {
             let b = inputs[1];
             let (act, rest) = split_clamp(*clamp);
-            let (sa, sb, so) = (nhwc(x.shape)?, nhwc(b.shape)?, nhwc(&out.shape)?);
-            if matches!(op, Op::Add { .. }) {
-                k::add_f32(act, sa, x.data, sb, b.data, so, &mut out.data);
+            let add = matches!(op, Op::Add { .. });
+            if x.shape == out.shape.as_slice() && b.shape == out.shape.as_slice() {
+                let f = if add {
+                    |x, y| x + y
+                } else {
+                    |x: f32, y: f32| x * y
+                };
+                kernels::binary_same_shape(f, act, x.data, b.data, &mut out.data);
             } else {
-                k::mul_f32(act, sa, x.data, sb, b.data, so, &mut out.data);
+                let (sa, sb, so) = (nhwc(x.shape)?, nhwc(b.shape)?, nhwc(&out.shape)?);
+                if add {
+                    k::add_f32(act, sa, x.data, sb, b.data, so, &mut out.data);
+                } else {
+                    k::mul_f32(act, sa, x.data, sb, b.data, so, &mut out.data);
+                }
             }
             finish(*clamp, rest, &mut out.data);
         }
@@ -197,9 +196,9 @@ pub fn eval(op: &Op, inputs: &[View<'_>]) -> Result<Tensor> {
             let g = geometry(window, x.shape, &out.shape)?;
             let (act, rest) = split_clamp(*clamp);
             if matches!(op, Op::MaxPool2d { .. }) {
-                k::max_pool2d_f32(&g, act, x.data, &mut out.data);
+                kernels::max_pool2d(&g, act, x.data, &mut out.data);
             } else {
-                k::average_pool2d_f32(&g, act, x.data, &mut out.data);
+                kernels::average_pool2d(&g, act, x.data, &mut out.data);
             }
             finish(*clamp, rest, &mut out.data);
         }
@@ -375,11 +374,10 @@ pub fn run_observed<'g>(
 }
 
 /// Runs the graph on a batch (every input's first dimension) and returns its outputs. The batch is split
-/// across `threads` threads (see [`crate::runtime_exec::available_threads`]).
+/// into pieces run in parallel on `threads` threads (see [`crate::runtime_exec::available_threads`]).
 pub fn run(graph: &Graph, inputs: &[Tensor], threads: usize) -> Result<Vec<Tensor>> {
     ensure!(threads >= 1, "threads must be at least 1");
     let batch = check_inputs(graph, inputs)?;
-    let threads = threads.min(batch).max(1);
     let one = |ins: &[Tensor]| -> Result<Vec<Tensor>> {
         let mut acts = run_observed(graph, ins, false, |_, _, _| {})?;
         graph
@@ -395,22 +393,23 @@ pub fn run(graph: &Graph, inputs: &[Tensor], threads: usize) -> Result<Vec<Tenso
             })
             .collect()
     };
-    if threads <= 1 || batch < 2 * threads {
-        return one(inputs);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("starting the executor's threads")?;
+    if batch <= RUN_CHUNK {
+        return pool.install(|| one(inputs));
     }
-    let chunk = batch.div_ceil(threads);
-    let parts: Vec<Vec<Tensor>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..batch)
-            .step_by(chunk)
+    let parts: Vec<Vec<Tensor>> = pool.install(|| {
+        (0..batch)
+            .step_by(RUN_CHUNK)
+            .collect::<Vec<_>>()
+            .into_par_iter()
             .map(|start| {
-                let end = (start + chunk).min(batch);
+                let end = (start + RUN_CHUNK).min(batch);
                 let ins: Vec<Tensor> = inputs.iter().map(|t| t.slice_batch(start, end)).collect();
-                s.spawn(move || one(&ins))
+                one(&ins)
             })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("executor thread panicked"))
             .collect::<Result<Vec<_>>>()
     })?;
     let mut outs: Vec<Vec<Tensor>> = vec![Vec::new(); graph.outputs.len()];
@@ -441,79 +440,4 @@ pub fn transpose_4d(t: &Tensor, to_nhwc: bool) -> Tensor {
         vec![n, ch, h, w]
     };
     Tensor { shape, data: out }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ir::{Clamp, Param};
-
-    #[test]
-    fn parallel_batches_equal_one_pass_and_observer_sees_every_node() {
-        let mut g = Graph::default();
-        let x = g.add_value("x", vec![1, 3, 3, 2]);
-        g.inputs = vec![x];
-        let p = g
-            .add_node(
-                "pad",
-                "Pad",
-                Op::Pad {
-                    before: vec![0, 1, 0, 0],
-                    after: vec![0, 0, 1, 1],
-                },
-                vec![x],
-                "p",
-            )
-            .unwrap();
-        let c = g
-            .add_node(
-                "cat",
-                "Concat",
-                Op::Concatenation { axis: 3 },
-                vec![p, p],
-                "c",
-            )
-            .unwrap();
-        let bn = Op::BatchNorm {
-            scale: Param::new(vec![6], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
-            shift: Param::new(vec![6], vec![0.5; 6]),
-        };
-        let b = g
-            .add_node("bn", "BatchNormalization", bn, vec![c], "b")
-            .unwrap();
-        let r = g
-            .add_node(
-                "clip",
-                "Clip",
-                Op::Relu {
-                    clamp: Clamp::new(-2.0, 7.5),
-                },
-                vec![b],
-                "r",
-            )
-            .unwrap();
-        g.outputs = vec![r, p];
-        let n = 9;
-        let data: Vec<f32> = (0..n * 18).map(|v| (v % 11) as f32 - 5.0).collect();
-        let input = Tensor::new(vec![n, 3, 3, 2], data);
-        let all = run(&g, std::slice::from_ref(&input), 2).unwrap();
-        let mut seen = Vec::new();
-        let mut acts = run_observed(&g, std::slice::from_ref(&input), true, |i, _, t| {
-            seen.push((i, t.shape.clone()))
-        })
-        .unwrap();
-        assert_eq!(seen.len(), 4);
-        assert_eq!(seen[1].1, [n, 4, 4, 6]);
-        assert_eq!(acts.take(r).unwrap(), all[0]);
-        assert_eq!(acts.take(p).unwrap(), all[1]);
-        // Spot values: the pad puts a zero row on top and zeros right; sample 0's pixel (0, 0) moves to (1, 0).
-        let padded = &all[1];
-        assert_eq!(padded.data[..2], [0.0, 0.0]);
-        let at = 4 * 3; // row 1, column 0 of a 4-wide, 3-channel image
-        assert_eq!(padded.data[at..at + 3], [input.data[0], input.data[1], 0.0]);
-        // Concat then BatchNorm then clamp: channel 3 is pixel channel 0 scaled by 4, shifted by 0.5.
-        let y = &all[0];
-        let v = input.data[0] * 4.0 + 0.5;
-        assert_eq!(y.data[4 * 6 + 3], v.clamp(-2.0, 7.5));
-    }
 }
