@@ -1,4 +1,4 @@
-//! x86-64 SIMD paths of the int8 matrix kernels (Conv2D, FullyConnected, DepthwiseConv2D), chosen
+//! x86-64 SIMD paths of the int8 matrix kernels (Conv2D, FullyConnected) and same-shape Add, chosen
 //! at run time from the CPU's extensions and bit-exact with the reference kernels (property-tested
 //! below against them and the portable optimized kernels).
 //!
@@ -16,10 +16,10 @@
 //! Four output positions and two blocks of eight channels are computed together. Every sum is
 //! the same set of exact products added in wrapping `i32` arithmetic, as the reference does, so
 //! the order does not change the bits; requantization is the optimized kernels' exact
-//! `ChannelQuant` / `RightShiftQuant` arithmetic, one value at a time.
+//! `ChannelQuant` / `RightShiftQuant` arithmetic, eight channels per vector (`requantize8`), one value
+//! at a time where a multiplier has no vector form.
 //!
-//! DepthwiseConv2D (depth multiplier 1) keeps channels in lanes: eight channels' `w * (x + off)`
-//! per tap with `vpmulld`, over the taps inside the input, as the reference walks them.
+//! DepthwiseConv2D has no SIMD path yet: it runs the portable optimized kernel.
 //!
 //! Detection reads CPUID and XCR0 directly (`core` has no `is_x86_feature_detected!`), once.
 //!
