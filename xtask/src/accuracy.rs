@@ -108,8 +108,9 @@ fn pct(x: Option<f64>) -> String {
     x.map_or("-".into(), |v| format!("{:.2}%", 100.0 * v))
 }
 
+/// An SQNR compared with the float model: `None` means outputs identical to it.
 fn db(x: Option<f64>) -> String {
-    x.map_or("-".into(), |v| format!("{v:.2}"))
+    x.map_or("inf".into(), |v| format!("{v:.2}"))
 }
 
 /// The anchors' lines of `model` from `anchors_results.json`.
@@ -233,6 +234,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             )),
             match (d.sqnr_db, best.and_then(|b| b.sqnr_db)) {
                 (Some(a), Some(b)) => format!("{:+.2} dB", a - b),
+                (None, Some(_)) => "inf".into(),
                 _ => "-".into(),
             },
             if nncf_fastest.is_finite() {
@@ -276,7 +278,8 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     };
     let section = format!(
         "Measured at commit `{}` with `cargo xtask accuracy`, on {data}. SQNR is the output's signal-to-quantization-noise \
-         ratio against the float model over every output element of every test sample; agreement is the share of \
+         ratio against the float model over every output element of every test sample (Ferrite's against \
+         the float model run by `ferrite eval`, the anchors' against onnxruntime's float run); agreement is the share of \
          samples whose top class is the float model's. Ferrite's time is the wall time of one `ferrite quantize` \
          process (import, equalization, calibration on 300 samples, bias correction, planning, writing); NNCF's and \
          onnxruntime's are the median of three in-process quantize calls from `tests/fixtures/anchors_results.json` \

@@ -108,7 +108,7 @@ fn pairs(g: &Graph) -> Vec<Pair> {
         .iter()
         .enumerate()
         .filter_map(|(producer, node)| {
-            let channels = out_channels(&node.op)?;
+            let channels = out_channels(&node.op).filter(|&c| c > 0)?;
             let consumer = sole_reader(g, &consumers, node.output)?;
             reads_channels(g, consumer, channels).then_some(Pair { producer, consumer })
         })

@@ -5,10 +5,10 @@
 //! Per layer, a continuous variable `V` per weight gives the rounding `h(V)` in `[0, 1]` (a stretched,
 //! clipped sigmoid); the quantized weight is `s * clip(floor(w / s) + h(V), -127, 127)` with the
 //! layer's per-channel scale `s`. Adam minimizes the squared error of the layer's output (bias and
-//! fused clamp applied) on inputs quantized as the int8 model will see them, against the float layer on
-//! float inputs, plus a regularizer `sum(1 - |2h - 1|^beta)` with `beta` annealed from 20 to 2 that
-//! pushes every `h` to 0 or 1. The result is kept only where its reconstruction error on the sampled
-//! positions is below that of rounding to nearest.
+//! fused clamp applied) on the float model's activations fake-quantized with the layer's input
+//! parameters (errors from earlier layers are not seen), against the float layer on float inputs, plus a regularizer `sum(1 - |2h - 1|^beta)` with `beta` annealed from 20 to 2 that
+//! pushes every `h` to 0 or 1. Each row group (the layer, or one depthwise channel) keeps the result
+//! only where its reconstruction error on the sampled positions is below that of rounding to nearest.
 
 use anyhow::Result;
 use serde::Serialize;
@@ -35,11 +35,13 @@ const GAMMA: f32 = -0.1;
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerRounding {
     pub name: String,
-    /// Squared output error per sampled position with rounding to nearest, and with AdaRound's.
+    /// Squared output error per sampled position with rounding to nearest, and with the rounding
+    /// kept (the learned one where it is lower).
     pub nearest_error: f64,
     pub adaround_error: f64,
-    /// Whether AdaRound's rounding was kept (its error is lower).
-    pub kept: bool,
+    /// Row groups that kept the learned rounding, of `groups`.
+    pub kept: usize,
+    pub groups: usize,
     /// Weights rounded the other way than to nearest.
     pub flipped: usize,
 }
@@ -110,6 +112,9 @@ fn problems(
     match op {
         Op::FullyConnected { filter, bias, .. } => {
             let (out, k) = (filter.shape[0], filter.shape[1]);
+            if k == 0 || out == 0 {
+                return Vec::new();
+            }
             let rows = input.data.len() / k;
             let mut x = Vec::new();
             for _ in 0..COLUMNS.min(rows) {
@@ -143,6 +148,9 @@ fn problems(
             let [n, h, w, c] = input.shape[..] else {
                 return Vec::new();
             };
+            if c == 0 || filter.data.is_empty() {
+                return Vec::new();
+            }
             let (kh, kw) = (window.kernel[0], window.kernel[1]);
             let (Some(oh), Some(ow)) = (window.out_size(0, h), window.out_size(1, w)) else {
                 return Vec::new();
@@ -236,8 +244,8 @@ fn error(p: &Problem, q: &[f32], target: &[f32], clamp: Clamp) -> f64 {
     total / columns.max(1) as f64
 }
 
-/// Optimizes the rounding of one problem; returns the integer weights (rows x k) and the errors of
-/// nearest and learned rounding.
+/// Optimizes the rounding of one problem; returns the integer weights kept (rows x k), the error of
+/// rounding to nearest and that of the rounding kept.
 fn optimize(p: &Problem, w: &[f32], clamp: Clamp, rng: &mut Rng) -> (Vec<f32>, f64, f64) {
     let (rows, k, columns) = (p.index.len(), p.k, p.columns());
     // Weights in units of their scale, their floor and the initial V with h(V) = the fraction.
@@ -324,7 +332,7 @@ fn optimize(p: &Problem, w: &[f32], clamp: Clamp, rng: &mut Rng) -> (Vec<f32>, f
     if e_learned < e_nearest {
         (learned, e_nearest, e_learned)
     } else {
-        (nearest, e_nearest, e_learned)
+        (nearest, e_nearest, e_nearest)
     }
 }
 
@@ -358,21 +366,23 @@ pub(super) fn adaround(
             name: node.name.clone(),
             nearest_error: 0.0,
             adaround_error: 0.0,
-            kept: false,
+            kept: 0,
+            groups: 0,
             flipped: 0,
         };
         for p in problems(&node.op, input, input_q, scales, &mut rng) {
             let w: Vec<f32> = p.index.iter().flatten().map(|&i| filter.data[i]).collect();
-            let (ints, e_nearest, e_learned) = optimize(&p, &w, clamp, &mut rng);
+            let (ints, e_nearest, e_kept) = optimize(&p, &w, clamp, &mut rng);
             line.nearest_error += e_nearest;
-            line.adaround_error += e_learned;
+            line.adaround_error += e_kept;
+            line.groups += 1;
+            line.kept += usize::from(e_kept < e_nearest);
             for (&at, &v) in p.index.iter().flatten().zip(&ints) {
                 let v = v as i8;
                 line.flipped += usize::from(q[at] != v);
                 q[at] = v;
             }
         }
-        line.kept = line.flipped > 0;
         report.push(line);
     }
     Ok(report)

@@ -100,10 +100,13 @@ pub struct Quantized {
 /// Wall time of each stage of [`quantize`], in seconds.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct StageSeconds {
-    pub equalization: f64,
+    /// Both calibration runs (before and, when a pair was rescaled, after equalization).
     pub calibration: f64,
+    pub equalization: f64,
     /// int8 parameters of the activations and the weights.
     pub parameters: f64,
+    /// Learned weight rounding (`--weight-rounding adaround`; 0 otherwise).
+    pub weight_rounding: f64,
     pub bias_correction: f64,
     /// Lowering and building (the model and the build exposing every layer).
     pub lowering: f64,
@@ -185,6 +188,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
             adaround::adaround(&graph, &float_node, &float_acts, &qp, &mut weights)?
         }
     };
+    lap(&mut seconds.weight_rounding);
 
     // 3. Bias correction.
     let bias_shift = correct_biases(

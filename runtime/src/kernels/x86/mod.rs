@@ -259,11 +259,14 @@ vnni_isa!(
 );
 
 /// 32 bytes as a vector.
-#[inline(always)]
-fn load32(b: &[u8; 32]) -> __m256i {
-    // SAFETY: `b` is 32 readable bytes; the load is unaligned and needs only SSE2 (x86-64 base)
-    // for its 128-bit halves, AVX for the one instruction (the callers run with AVX2 enabled,
-    // and this function is inlined into them).
+///
+/// # Safety
+///
+/// The CPU must support AVX2 (the callers run only after detection).
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn load32(b: &[u8; 32]) -> __m256i {
+    // SAFETY: `b` is 32 readable bytes and the load is unaligned; AVX2 is enabled here.
     unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
 }
 
