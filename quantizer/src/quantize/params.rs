@@ -8,6 +8,14 @@ pub struct QParams {
     pub zero_point: i32,
 }
 
+impl QParams {
+    /// `x` quantized to int8 with these parameters and back.
+    pub fn fake_quant(self, x: f32) -> f32 {
+        let q = ((x / self.scale).round() + self.zero_point as f32).clamp(-128.0, 127.0);
+        (q - self.zero_point as f32) * self.scale
+    }
+}
+
 /// Smallest scale used, so that a zero weight channel still gets a valid positive scale.
 const MIN_SCALE: f32 = 1e-8;
 

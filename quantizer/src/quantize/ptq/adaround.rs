@@ -77,11 +77,6 @@ impl Rng {
     }
 }
 
-fn fake_quant(x: f32, p: QParams) -> f32 {
-    let q = ((x / p.scale).round() + p.zero_point as f32).clamp(-128.0, 127.0);
-    (q - p.zero_point as f32) * p.scale
-}
-
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -122,7 +117,7 @@ fn problems(
                 x.extend_from_slice(&input.data[r * k..(r + 1) * k]);
             }
             vec![Problem {
-                xq: x.iter().map(|&v| fake_quant(v, input_q)).collect(),
+                xq: x.iter().map(|&v| input_q.fake_quant(v)).collect(),
                 x,
                 k,
                 index: (0..out).map(|o| (o * k..(o + 1) * k).collect()).collect(),
@@ -189,7 +184,7 @@ fn problems(
                             }
                         }
                         Problem {
-                            xq: x.iter().map(|&v| fake_quant(v, input_q)).collect(),
+                            xq: x.iter().map(|&v| input_q.fake_quant(v)).collect(),
                             x,
                             k: kh * kw,
                             index: vec![(0..kh * kw).map(|t| t * out_c + o).collect()],
@@ -212,7 +207,7 @@ fn problems(
                     }
                 }
                 vec![Problem {
-                    xq: x.iter().map(|&v| fake_quant(v, input_q)).collect(),
+                    xq: x.iter().map(|&v| input_q.fake_quant(v)).collect(),
                     x,
                     k,
                     index: (0..out).map(|o| (o * k..(o + 1) * k).collect()).collect(),

@@ -11,8 +11,7 @@ use crate::quantize::params::QParams;
 /// Quantize-dequantize every element with `p`.
 fn fake_quant(t: &mut Tensor, p: QParams) {
     for x in &mut t.data {
-        let q = ((*x / p.scale).round() + p.zero_point as f32).clamp(-128.0, 127.0);
-        *x = (q - p.zero_point as f32) * p.scale;
+        *x = p.fake_quant(*x);
     }
 }
 
