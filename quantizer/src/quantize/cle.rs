@@ -136,17 +136,18 @@ fn producer_ranges(op: &Op, channels: usize) -> Vec<f32> {
 }
 
 /// Index of the input channel each weight of a consumer's filter reads, for `channels` channels.
-fn input_channel(op: &Op, channels: usize) -> impl Fn(usize) -> usize + '_ {
-    move |i| match op {
-        Op::Conv2d { filter, .. } => i % filter.shape[3],
+fn input_channel(op: &Op) -> impl Fn(usize) -> usize {
+    let (columns, per_channel) = match op {
+        Op::Conv2d { filter, .. } => (filter.shape[3], 1),
         Op::DepthwiseConv2d {
             filter,
             depth_multiplier,
             ..
-        } => (i % filter.shape[3]) / depth_multiplier,
-        Op::FullyConnected { filter, .. } => i % filter.shape[1],
-        _ => unreachable!("not a consumer of {channels} channels"),
-    }
+        } => (filter.shape[3], *depth_multiplier),
+        Op::FullyConnected { filter, .. } => (filter.shape[1], 1),
+        _ => unreachable!("not a consumer layer"),
+    };
+    move |i| (i % columns) / per_channel
 }
 
 fn filter_of(op: &Op) -> &Param {
@@ -170,7 +171,7 @@ fn filter_mut(op: &mut Op) -> &mut Param {
 /// Largest magnitude of each input channel of a consumer's filter.
 fn consumer_ranges(op: &Op, channels: usize) -> Vec<f32> {
     let mut r = vec![0f32; channels];
-    let channel = input_channel(op, channels);
+    let channel = input_channel(op);
     for (i, w) in filter_of(op).data.iter().enumerate() {
         let c = channel(i);
         r[c] = r[c].max(w.abs());
@@ -180,13 +181,11 @@ fn consumer_ranges(op: &Op, channels: usize) -> Vec<f32> {
 
 /// Divides the producer's output channels by `s` and multiplies the consumer's input channels by it.
 fn apply(g: &mut Graph, pair: Pair, s: &[f32]) {
-    let channels = s.len();
     let inverse: Vec<f32> = s.iter().map(|&x| 1.0 / x).collect();
     let producer = &mut g.nodes[pair.producer].op;
     crate::ir::passes::scale_filter(producer, &inverse);
     crate::ir::passes::affine_bias(producer, &inverse, &[]);
-    let consumer = g.nodes[pair.consumer].op.clone();
-    let channel = input_channel(&consumer, channels);
+    let channel = input_channel(&g.nodes[pair.consumer].op);
     let filter = filter_mut(&mut g.nodes[pair.consumer].op);
     for (i, w) in filter.data.iter_mut().enumerate() {
         *w *= s[channel(i)];
@@ -226,7 +225,7 @@ fn output_row(op: &Op) -> impl Fn(usize) -> usize + '_ {
 /// (the activation divided by it, the consumer's weights multiplied by it).
 fn consumer_noise(op: &Op, stats: &[(f32, f32)], s: &[f32]) -> f64 {
     let channels = s.len();
-    let channel = input_channel(op, channels);
+    let channel = input_channel(op);
     let row = output_row(op);
     let filter = filter_of(op);
     let rows = match op {
