@@ -28,7 +28,12 @@ const FC_ROWS: usize = 16;
 
 /// Splits `out` (`items` items of `item_len` values each) into chunks of whole items and calls
 /// `f(first_item, chunk)` on each, in parallel on the current rayon pool (a few chunks per thread).
-fn par_items(out: &mut [f32], item_len: usize, items: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+pub(crate) fn par_items(
+    out: &mut [f32],
+    item_len: usize,
+    items: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
     let threads = rayon::current_num_threads();
     if threads <= 1 || items < 2 || item_len == 0 {
         f(0, out);
@@ -40,15 +45,67 @@ fn par_items(out: &mut [f32], item_len: usize, items: usize, f: impl Fn(usize, &
         .for_each(|(i, chunk)| f(i * per_chunk, chunk));
 }
 
-/// `c[m, n] += sum_k a[m, k] * w[n, k]`: `a` is `[m, k]` row-major with row stride `lda`, `w` is
-/// `[n, k]` row-major and `c` is `[m, n]` row-major.
-fn gemm_abt(m: usize, n: usize, k: usize, a: &[f32], lda: usize, w: &[f32], c: &mut [f32]) {
-    if m == 0 || n == 0 || k == 0 {
+/// A read-only matrix in a slice: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Strided<'a> {
+    pub data: &'a [f32],
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a> Strided<'a> {
+    /// A row-major matrix with `ld` values between rows.
+    pub(crate) fn row_major(data: &'a [f32], ld: usize) -> Strided<'a> {
+        Strided {
+            data,
+            row_stride: ld,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix with `ld` values between rows.
+    pub(crate) fn transposed(data: &'a [f32], ld: usize) -> Strided<'a> {
+        Strided {
+            data,
+            row_stride: 1,
+            col_stride: ld,
+        }
+    }
+
+    /// Whether an `rows x cols` matrix (both nonzero) lies inside `data`.
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        (rows - 1)
+            .checked_mul(self.row_stride)
+            .zip((cols - 1).checked_mul(self.col_stride))
+            .and_then(|(r, c)| r.checked_add(c))
+            .is_some_and(|last| last < self.data.len())
+    }
+}
+
+/// `c = a x b` (`accumulate`: `c += a x b`): `a` is `m x k`, `b` is `k x n`, `c` is `[m, n]` row-major.
+pub(crate) fn gemm_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Strided<'_>,
+    b: Strided<'_>,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    if m == 0 || n == 0 {
         return;
     }
-    assert!(a.len() >= (m - 1) * lda + k && w.len() >= n * k && c.len() >= m * n);
-    // SAFETY: the asserts above keep every element read or written in bounds: `a[i * lda + j]` for
-    // i < m, j < k, `w[jj * k + j]` for jj < n, `c[i * n + jj]`; `c` does not alias `a` or `w`.
+    assert!(c.len() >= m * n);
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    assert!(a.fits(m, k) && b.fits(k, n));
+    // SAFETY: `fits` and the assert above keep every element read or written in bounds: `a`'s
+    // `(i, j)` for i < m, j < k, `b`'s `(j, jj)` for jj < n, `c[i * n + jj]`; `c` is a unique borrow, so
+    // it does not alias `a` or `b`. Strides fit in `isize` because the offsets they reach fit in a slice.
     unsafe {
         gemm::gemm(
             m,
@@ -57,13 +114,13 @@ fn gemm_abt(m: usize, n: usize, k: usize, a: &[f32], lda: usize, w: &[f32], c: &
             c.as_mut_ptr(),
             1,
             n as isize,
-            true,
-            a.as_ptr(),
-            1,
-            lda as isize,
-            w.as_ptr(),
-            k as isize,
-            1,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
             1.0f32,
             1.0f32,
             false,
@@ -72,6 +129,21 @@ fn gemm_abt(m: usize, n: usize, k: usize, a: &[f32], lda: usize, w: &[f32], c: &
             gemm::Parallelism::None,
         );
     }
+}
+
+/// `c[m, n] += sum_k a[m, k] * w[n, k]`: `a` is `[m, k]` row-major with row stride `lda`, `w` is
+/// `[n, k]` row-major and `c` is `[m, n]` row-major.
+pub(crate) fn gemm_abt(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    w: &[f32],
+    c: &mut [f32],
+) {
+    let (a, w) = (Strided::row_major(a, lda), Strided::transposed(w, k));
+    gemm_strided(m, n, k, a, w, c, true);
 }
 
 /// Fills each row of `out` (`out.len() / bias.len()` rows) with `bias`, or zeros when it is empty.
@@ -127,7 +199,7 @@ pub fn fully_connected(
 
 /// Whether the convolution reads its input as a plain `[n * h * w, in_c]` matrix: a 1x1 kernel with
 /// stride 1 and no padding.
-fn is_pointwise(g: &ConvGeometry) -> bool {
+pub(crate) fn is_pointwise(g: &ConvGeometry) -> bool {
     g.kernel_h == 1
         && g.kernel_w == 1
         && g.stride_h == 1
@@ -141,7 +213,12 @@ fn is_pointwise(g: &ConvGeometry) -> bool {
 /// Writes the im2col rows `rows` (output pixels numbered over `n, oy, ox`) of the NHWC `input` into
 /// `cols` (`[rows.len(), kh * kw * in_c]`, the filter's `[kh, kw, in_c]` order); taps in the padding
 /// are zero.
-fn im2col(g: &ConvGeometry, input: &[f32], rows: std::ops::Range<usize>, cols: &mut [f32]) {
+pub(crate) fn im2col(
+    g: &ConvGeometry,
+    input: &[f32],
+    rows: std::ops::Range<usize>,
+    cols: &mut [f32],
+) {
     let in_c = g.input.c;
     let k = g.kernel_h * g.kernel_w * in_c;
     let per_image = g.output.h * g.output.w;

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::{shape, Clamp, Graph, Node, Op, ValueId, Window2d};
 
-mod kernels;
+pub(crate) mod kernels;
 
 #[cfg(test)]
 mod tests;
@@ -85,14 +85,20 @@ pub struct View<'a> {
     pub data: &'a [f32],
 }
 
-fn nhwc(shape: &[usize]) -> Result<Nhwc> {
+/// `shape` (rank at most 4) as NHWC, missing leading dimensions 1.
+pub(crate) fn nhwc(shape: &[usize]) -> Result<Nhwc> {
     ensure!(shape.len() <= 4, "rank {} (at most 4)", shape.len());
     let mut d = [1usize; 4];
     d[4 - shape.len()..].copy_from_slice(shape);
     Ok(Nhwc::new(d[0], d[1], d[2], d[3]))
 }
 
-fn geometry(window: &Window2d, input: &[usize], output: &[usize]) -> Result<ConvGeometry> {
+/// The kernels' geometry of a window applied to `input` giving `output` (NHWC shapes).
+pub(crate) fn geometry(
+    window: &Window2d,
+    input: &[usize],
+    output: &[usize],
+) -> Result<ConvGeometry> {
     Ok(ConvGeometry {
         input: nhwc(input)?,
         output: nhwc(output)?,
