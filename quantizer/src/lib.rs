@@ -12,6 +12,7 @@ pub mod plan;
 pub mod quantize;
 pub mod runtime_exec;
 pub mod sha256;
+pub mod train;
 
 use std::path::Path;
 

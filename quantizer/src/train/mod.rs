@@ -1,0 +1,3 @@
+//! Training: gradients of the IR operators for quantization-aware training.
+
+pub mod backward;
