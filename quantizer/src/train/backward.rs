@@ -21,6 +21,7 @@ mod kernels;
 mod tests;
 
 /// Gradients of one operator application.
+#[derive(Clone, Debug)]
 pub struct OpGrads {
     /// d loss / d input for each input of the node; `None` where `need_input[i]` was false.
     pub inputs: Vec<Option<Vec<f32>>>,

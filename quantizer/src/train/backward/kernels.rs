@@ -132,9 +132,26 @@ fn col2im_add(g: &ConvGeometry, rows: Range<usize>, d_cols: &[f32], dx: &mut [f3
     let in_c = g.input.c;
     let k = g.kernel_h * g.kernel_w * in_c;
     let per_image = g.output.h * g.output.w;
+    let row_len = g.kernel_w * in_c;
     for (row, src) in rows.zip(d_cols.chunks_exact(k)) {
         let (n, pixel) = (row / per_image, row % per_image);
         let (oy, ox) = (pixel / g.output.w, pixel % g.output.w);
+        // Columns of the window's first and last taps, in padded coordinates.
+        let px0 = ox * g.stride_w;
+        let px1 = px0 + (g.kernel_w - 1) * g.dilation_w;
+        if g.dilation_w == 1 && px0 >= g.pad_left && px1 - g.pad_left < g.input.w {
+            // Each kernel row inside the input is one contiguous run of `dx`.
+            for ky in 0..g.kernel_h {
+                let py = oy * g.stride_h + ky * g.dilation_h;
+                if py < g.pad_top || py - g.pad_top >= g.input.h {
+                    continue;
+                }
+                let at = g.input.index(n, py - g.pad_top, px0 - g.pad_left, 0);
+                let src = &src[ky * row_len..(ky + 1) * row_len];
+                add_to(&mut dx[at..at + row_len], src);
+            }
+            continue;
+        }
         for (tap, iy, ix) in window_taps(g, true, oy, ox) {
             let at = g.input.index(n, iy, ix, 0);
             add_to(&mut dx[at..at + in_c], &src[tap * in_c..(tap + 1) * in_c]);
@@ -247,20 +264,28 @@ pub fn depthwise_conv2d(
                         let at = (iy * g.input.w + ix) * in_c;
                         let xs = &x[at..at + in_c];
                         let df = &mut d_filter[tap * out_c..(tap + 1) * out_c];
-                        for ((df, d), &x) in df.chunks_exact_mut(dm).zip(d.chunks_exact(dm)).zip(xs)
-                        {
+                        let f = &filter[tap * out_c..(tap + 1) * out_c];
+                        let dx = dx.as_deref_mut().map(|dx| &mut dx[at..at + in_c]);
+                        if dm == 1 {
+                            for ((df, &d), &x) in df.iter_mut().zip(d).zip(xs) {
+                                *df += d * x;
+                            }
+                            if let Some(dx) = dx {
+                                for ((g, &f), &d) in dx.iter_mut().zip(f).zip(d) {
+                                    *g += f * d;
+                                }
+                            }
+                            continue;
+                        }
+                        let per_input = df.chunks_exact_mut(dm).zip(d.chunks_exact(dm));
+                        for ((df, d), &x) in per_input.zip(xs) {
                             for (df, &d) in df.iter_mut().zip(d) {
                                 *df += d * x;
                             }
                         }
-                        if let Some(dx) = dx.as_deref_mut() {
-                            let f = &filter[tap * out_c..(tap + 1) * out_c];
-                            let dxs = &mut dx[at..at + in_c];
-                            for ((g, f), d) in dxs
-                                .iter_mut()
-                                .zip(f.chunks_exact(dm))
-                                .zip(d.chunks_exact(dm))
-                            {
+                        if let Some(dx) = dx {
+                            let per_input = f.chunks_exact(dm).zip(d.chunks_exact(dm));
+                            for (g, (f, d)) in dx.iter_mut().zip(per_input) {
                                 *g += f.iter().zip(d).map(|(&f, &d)| f * d).sum::<f32>();
                             }
                         }
