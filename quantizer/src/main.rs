@@ -28,6 +28,8 @@ enum Command {
     Inspect(cli::inspect::Args),
     /// Run a model over a batch of inputs on the host.
     Run(cli::run::Args),
+    /// Quantization-aware training: fine-tune with int8 simulated, starting from post-training quantization.
+    Train(cli::train::Args),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => cli::eval::run(&a),
         Command::Inspect(a) => cli::inspect::run(&a),
         Command::Run(a) => cli::run::run(&a),
+        Command::Train(a) => cli::train::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

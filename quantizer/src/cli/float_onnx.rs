@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 
 use crate::ir::{self, Graph};
@@ -22,6 +22,20 @@ pub fn load(path: &Path) -> Result<Graph> {
     let mut g = crate::import::onnx::load(path)?;
     ir::passes::optimize(&mut g).map_err(|e| e.context(format!("{}", path.display())))?;
     Ok(g)
+}
+
+/// Reads a float ONNX model with one input (what quantization and training take): its bytes and its
+/// optimized graph.
+pub fn load_one_input(path: &Path) -> Result<(Vec<u8>, Graph)> {
+    let source = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let graph = load(path)?;
+    ensure!(
+        graph.inputs.len() == 1,
+        "{}: models with {} inputs are not supported yet",
+        path.display(),
+        graph.inputs.len()
+    );
+    Ok((source, graph))
 }
 
 /// A float ONNX model on arrays in its (NCHW) layout, the batch split across `threads` threads.

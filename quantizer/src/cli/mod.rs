@@ -6,6 +6,7 @@ pub mod float_onnx;
 pub mod inspect;
 pub mod quantize;
 pub mod run;
+pub mod train;
 
 use std::path::Path;
 

@@ -90,15 +90,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let start = Instant::now();
-    let source =
-        std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
-    let graph = super::float_onnx::load(&args.model)?;
-    ensure!(
-        graph.inputs.len() == 1,
-        "{}: models with {} inputs are not supported yet",
-        args.model.display(),
-        graph.inputs.len()
-    );
+    let (source, graph) = super::float_onnx::load_one_input(&args.model)?;
     let calib = Array::read(&args.calib)?;
     let subset_size = args.subset_size.unwrap_or(DEFAULT_SUBSET_SIZE);
     ensure!(subset_size > 0, "--subset-size must be at least 1");

@@ -1,3 +1,402 @@
-//! Training: gradients of the IR operators for quantization-aware training.
+//! Quantization-aware training (`ferrite train`): fine-tunes a post-training-quantized model with its
+//! int8 arithmetic simulated in the forward pass, and writes the same `.ferrite` model.
+//!
+//! - `qat.rs`: the fake-quantized network, one forward and one backward pass per batch.
+//! - `fake_quant.rs`: fake quantization with learned scales (LSQ) and its gradients.
+//! - `backward.rs`: the gradient of every IR operator, checked by finite differences in its tests.
+//! - `loss.rs`: cross-entropy (labels, or the float model's probabilities) and mean squared error.
+//! - `optim.rs`: Adam, SGD with momentum, the cosine schedule.
+//!
+//! The engine is the float reference executor ([`crate::ir::float_exec`]) run forward, and one
+//! hand-written backward function per operator walked in reverse: graphs are static and topologically
+//! ordered, so no autograd library is needed (see quantizer/README.md for the decision).
+//!
+//! Training starts from post-training quantization's decisions (its equalized graph, corrected biases,
+//! ranges and weight scales). Weights, biases, activation scales and weight scales are learned; the
+//! scales in the log domain (an update moves a scale by a fraction of itself). Without labels the
+//! float model teaches: cross-entropy against its probabilities when the model ends in Softmax, mean
+//! squared error against its outputs otherwise. After each epoch the model is lowered and run on the
+//! validation set with the runtime's own int8 kernels; the best epoch (the post-training model counts
+//! as epoch 0) is kept.
 
 pub mod backward;
+pub mod fake_quant;
+pub mod loss;
+pub mod optim;
+pub mod qat;
+
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Context, Result};
+use serde::Serialize;
+
+use crate::ir::float_exec::{self, Tensor};
+use crate::ir::{Graph, Op, ValueId};
+use crate::npy::Array;
+use crate::quantize::ptq::{self, Decided};
+use crate::quantize::sqnr::Sqnr;
+use loss::Target;
+use optim::{Optimizer, Slot};
+use qat::{Grads, Qat};
+
+/// Default learning rates: 10x below the usual rates for training from scratch (1e-3 for Adam, 1e-2
+/// for SGD), as fine-tuning needs.
+pub const DEFAULT_LR_ADAM: f64 = 1e-4;
+pub const DEFAULT_LR_SGD: f64 = 1e-3;
+
+/// The loss's running mean over this many steps is compared with its first such mean.
+const DIVERGENCE_WINDOW: usize = 10;
+/// A running mean this many times the first one is divergence.
+const DIVERGENCE_FACTOR: f64 = 100.0;
+
+/// Training settings.
+#[derive(Clone, Debug, Serialize)]
+pub struct Config {
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub optimizer: optim::Kind,
+    /// Seeds the shuffling: the same seed and data give the same model.
+    pub seed: u64,
+}
+
+/// What the outputs are trained towards.
+#[derive(Clone, Copy, Debug)]
+pub enum Supervision<'a> {
+    /// One class id per training sample.
+    Labels(&'a [usize]),
+    /// The float model's outputs (distillation).
+    Distill,
+}
+
+/// Held-out data scored after each epoch with the runtime's int8 kernels.
+pub struct Validation<'a> {
+    /// Inputs in the source model's layout, batch first.
+    pub x: &'a Array,
+    /// Class ids: the score is top-1 accuracy; without them, the output SQNR (dB) against the float
+    /// model.
+    pub labels: Option<&'a [usize]>,
+}
+
+/// One epoch's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct Epoch {
+    /// 0 is the post-training model, before any step.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's steps (none for epoch 0).
+    pub loss: Option<f64>,
+    /// Validation score (top-1 in [0, 1], or SQNR in dB).
+    pub score: Option<f64>,
+    /// Wall time of the epoch's training steps.
+    pub seconds: f64,
+}
+
+/// A training run's result.
+pub struct Trained {
+    /// The kept model's decisions (the best validated epoch, or the last).
+    pub decided: Decided,
+    pub best_epoch: usize,
+    pub epochs: Vec<Epoch>,
+    /// Why training stopped early (a NaN or diverging loss); the model kept is the last good one.
+    pub failure: Option<String>,
+}
+
+/// Where the loss is taken and how: the logits before a final Softmax (with its beta), or the output.
+struct LossSite {
+    at: ValueId,
+    beta: f32,
+    /// The model ends in Softmax: distillation compares probabilities.
+    softmax: bool,
+}
+
+fn loss_site(g: &Graph) -> Result<LossSite> {
+    ensure!(
+        g.outputs.len() == 1,
+        "training needs a model with one output, this one has {}",
+        g.outputs.len()
+    );
+    let out = g.outputs[0];
+    let node = g.nodes.iter().find(|n| n.output == out);
+    Ok(match node.map(|n| (&n.op, n)) {
+        Some((Op::Softmax { beta }, n)) => LossSite {
+            at: n.inputs[0],
+            beta: *beta,
+            softmax: true,
+        },
+        _ => LossSite {
+            at: out,
+            beta: 1.0,
+            softmax: false,
+        },
+    })
+}
+
+/// A seeded permutation of `0..n` (SplitMix64 and Fisher-Yates).
+fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut p: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        p.swap(i, j);
+    }
+    p
+}
+
+/// Samples `rows` of `t` (batch first).
+fn gather(t: &Tensor, rows: &[usize]) -> Tensor {
+    let per: usize = t.shape[1..].iter().product();
+    let mut shape = t.shape.clone();
+    shape[0] = rows.len();
+    let mut data = Vec::with_capacity(rows.len() * per);
+    for &r in rows {
+        data.extend_from_slice(&t.data[r * per..(r + 1) * per]);
+    }
+    Tensor::new(shape, data)
+}
+
+/// The learned state's optimizer slots.
+#[derive(Default)]
+struct Slots {
+    params: Vec<Vec<Slot>>,
+    act_scales: Slot,
+    weight_scales: Vec<Slot>,
+}
+
+/// One optimizer step on `qat` with `grads`; scales move in the log domain.
+fn apply(qat: &mut Qat, grads: &Grads, opt: &Optimizer, slots: &mut Slots, lr: f64) {
+    let nodes = qat.graph.nodes.len();
+    slots.params.resize_with(nodes, Vec::new);
+    slots.weight_scales.resize_with(nodes, Slot::default);
+    for (i, node) in qat.graph.nodes.iter_mut().enumerate() {
+        let params = node.op.params_mut();
+        slots.params[i].resize_with(params.len(), Slot::default);
+        for ((p, g), slot) in params
+            .into_iter()
+            .zip(&grads.params[i])
+            .zip(&mut slots.params[i])
+        {
+            opt.update(slot, lr, &mut p.data, g);
+        }
+    }
+    let in_log = |scales: &[f32], g: &[f64]| -> (Vec<f32>, Vec<f64>) {
+        (
+            scales.iter().map(|s| s.ln()).collect(),
+            scales.iter().zip(g).map(|(&s, &g)| s as f64 * g).collect(),
+        )
+    };
+    let scales: Vec<f32> = qat.acts.iter().map(|a| a.scale).collect();
+    let (mut log, g) = in_log(&scales, &grads.act_scales);
+    opt.update(&mut slots.act_scales, lr, &mut log, &g);
+    for (a, l) in qat.acts.iter_mut().zip(log) {
+        if a.learnable {
+            a.scale = l.exp();
+        }
+    }
+    for (i, wq) in qat.weights.iter_mut().enumerate() {
+        if let Some(wq) = wq {
+            let (mut log, g) = in_log(&wq.scales, &grads.weight_scales[i]);
+            opt.update(&mut slots.weight_scales[i], lr, &mut log, &g);
+            wq.scales = log.into_iter().map(f32::exp).collect();
+        }
+    }
+}
+
+/// The int8 model of `decided` run on the validation set with the runtime: top-1 or SQNR.
+fn score(decided: &Decided, val: &Validation<'_>, reference: Option<&[f32]>) -> Result<f64> {
+    let built = ptq::build(decided)?;
+    let runner = crate::runtime_exec::Runner::new(&built.bytes)?;
+    let threads = crate::runtime_exec::available_threads();
+    let out = runner.run(std::slice::from_ref(val.x), threads)?;
+    let y = out[0].to_f32();
+    if let Some(labels) = val.labels {
+        let per = y.len() / labels.len().max(1);
+        let right = y
+            .chunks(per)
+            .zip(labels)
+            .filter(|(row, &l)| argmax(row) == l)
+            .count();
+        return Ok(right as f64 / labels.len().max(1) as f64);
+    }
+    let r = reference.context("no float reference outputs")?;
+    let mut s = Sqnr::default();
+    s.extend(r.iter().zip(&y).map(|(&a, &b)| (a as f64, b as f64)));
+    Ok(s.db().unwrap_or(f64::INFINITY))
+}
+
+fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Trains from `decided` (post-training quantization of `source`, the float graph) on `x` (NHWC, batch
+/// first). `on_epoch` is called after each epoch (and for epoch 0).
+pub fn train(
+    source: &Graph,
+    decided: &Decided,
+    x: &Tensor,
+    supervision: Supervision<'_>,
+    val: Option<&Validation<'_>>,
+    config: &Config,
+    mut on_epoch: impl FnMut(&Epoch),
+) -> Result<Trained> {
+    let samples = x.shape[0];
+    ensure!(samples > 0, "the training set is empty");
+    ensure!(config.batch > 0, "the batch size must be at least 1");
+    ensure!(
+        config.lr > 0.0 && config.lr.is_finite(),
+        "the learning rate must be positive"
+    );
+    ptq::check_finite(std::slice::from_ref(x))?;
+    let site = loss_site(&decided.graph)?;
+    let threads = crate::runtime_exec::available_threads();
+    let classes = decided.graph.values[site.at].elements();
+    if let Supervision::Labels(l) = supervision {
+        ensure!(
+            l.len() == samples,
+            "{} labels for {samples} training samples",
+            l.len()
+        );
+        if let Some((i, &c)) = l.iter().enumerate().find(|(_, &c)| c >= classes) {
+            bail!("label {i} is class {c}, but the model has {classes} outputs");
+        }
+    }
+    // The float model's outputs: what distillation aims at, and what validation SQNR compares with.
+    let teacher = match supervision {
+        Supervision::Distill => {
+            Some(float_exec::run(source, std::slice::from_ref(x), threads)?.remove(0))
+        }
+        Supervision::Labels(_) => None,
+    };
+    let reference = match val {
+        Some(v) if v.labels.is_none() => Some(
+            crate::ir::io::run_arrays(source, std::slice::from_ref(v.x), threads)?
+                .remove(0)
+                .to_f32(),
+        ),
+        _ => None,
+    };
+    if let (Some(v), Some(l)) = (val, val.and_then(|v| v.labels)) {
+        let n = v.x.shape.first().copied().unwrap_or(0);
+        ensure!(
+            l.len() == n,
+            "{} validation labels for {n} validation samples",
+            l.len()
+        );
+    }
+
+    let mut qat = Qat::new(decided)?;
+    let mut epochs = Vec::new();
+    let start_score = val
+        .map(|v| score(decided, v, reference.as_deref()))
+        .transpose()?;
+    let first = Epoch {
+        epoch: 0,
+        loss: None,
+        score: start_score,
+        seconds: 0.0,
+    };
+    on_epoch(&first);
+    epochs.push(first);
+    let mut best = (0usize, start_score, decided.clone());
+
+    let steps_per_epoch = samples.div_ceil(config.batch);
+    let total_steps = steps_per_epoch * config.epochs;
+    let mut opt = Optimizer::new(config.optimizer);
+    let mut slots = Slots::default();
+    let mut step = 0usize;
+    let mut history: Vec<f64> = Vec::new();
+    let mut failure = None;
+    'epochs: for epoch in 1..=config.epochs {
+        let clock = Instant::now();
+        let order = shuffled(samples, config.seed.wrapping_add(epoch as u64));
+        let mut sum = 0f64;
+        for (k, rows) in order.chunks(config.batch).enumerate() {
+            let xb = gather(x, rows);
+            let ops = qat.quantized_ops();
+            let pass = qat.forward(&ops, std::slice::from_ref(&xb))?;
+            let out = pass.value(site.at).context("loss value not computed")?;
+            let taught: Vec<f32>;
+            let labels: Vec<usize>;
+            let target = match (supervision, &teacher) {
+                (Supervision::Labels(l), _) => {
+                    labels = rows.iter().map(|&r| l[r]).collect();
+                    Target::Labels(&labels)
+                }
+                (Supervision::Distill, Some(t)) => {
+                    taught = gather(t, rows).data;
+                    if site.softmax {
+                        Target::Probabilities(&taught)
+                    } else {
+                        Target::Values(&taught)
+                    }
+                }
+                (Supervision::Distill, None) => unreachable!("teacher outputs are computed"),
+            };
+            let (l, d) = loss::loss(&out.data, rows.len(), site.beta, target);
+            history.push(l);
+            let diverged = history.len() >= 2 * DIVERGENCE_WINDOW && {
+                let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+                let first = mean(&history[..DIVERGENCE_WINDOW]);
+                let last = mean(&history[history.len() - DIVERGENCE_WINDOW..]);
+                last > DIVERGENCE_FACTOR * first
+            };
+            if !l.is_finite() || diverged {
+                failure = Some(format!(
+                    "epoch {epoch}, step {}: the loss {}; kept epoch {}",
+                    k + 1,
+                    if l.is_finite() {
+                        format!("diverged (running mean over {DIVERGENCE_WINDOW} steps above {DIVERGENCE_FACTOR}x its first)")
+                    } else {
+                        format!("is {l}")
+                    },
+                    best.0
+                ));
+                break 'epochs;
+            }
+            sum += l;
+            let grads = qat.backward(&ops, &pass, site.at, d)?;
+            opt.begin_step();
+            let lr = optim::cosine(config.lr, step, total_steps);
+            apply(&mut qat, &grads, &opt, &mut slots, lr);
+            step += 1;
+        }
+        let seconds = clock.elapsed().as_secs_f64();
+        let now = qat.decided(decided);
+        let s = val
+            .map(|v| score(&now, v, reference.as_deref()))
+            .transpose()?;
+        let e = Epoch {
+            epoch,
+            loss: Some(sum / steps_per_epoch as f64),
+            score: s,
+            seconds,
+        };
+        on_epoch(&e);
+        epochs.push(e);
+        // Without validation the last epoch is kept; with it, the best (ties: the earlier).
+        if s.is_none() || s > best.1 {
+            best = (epoch, s, now);
+        }
+    }
+    Ok(Trained {
+        decided: best.2,
+        best_epoch: best.0,
+        epochs,
+        failure,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,230 @@
+//! `ferrite train MODEL.onnx --data X.npy [--labels Y.npy] -o OUT.ferrite`: quantization-aware
+//! training, starting from the default post-training quantization (calibrated on the first samples of
+//! `--data`).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Context, Result};
+
+use crate::ir;
+use crate::npy::{Array, Dtype};
+use crate::quantize::ptq::{self, Config as PtqConfig};
+use crate::train::{self, optim, Supervision, Validation};
+
+/// Calibration samples of the post-training quantization training starts from.
+const CALIBRATION_SAMPLES: usize = 300;
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum OptimizerArg {
+    Adam,
+    /// SGD with momentum 0.9.
+    Sgd,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Float model (.onnx).
+    pub model: PathBuf,
+    /// Training samples (.npy, float32, batch first, in the model's layout); the first 300 also
+    /// calibrate the post-training quantization training starts from.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Class ids (.npy, integers), one per training sample: cross-entropy. Without them the float
+    /// model's outputs are the targets (distillation).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Output `.ferrite` file (written atomically).
+    #[arg(short = 'o', long)]
+    pub output: PathBuf,
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Learning rate at the first step (cosine decay to 0) [default: 1e-4 with Adam, 1e-3 with SGD].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long, value_enum, default_value = "adam")]
+    pub optimizer: OptimizerArg,
+    /// Seeds the shuffling: the same seed and data give the same model.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Validation samples: after each epoch the int8 model is scored on them and the best epoch is
+    /// kept (top-1 with --val-labels, output SQNR against the float model without).
+    #[arg(long)]
+    pub val: Option<PathBuf>,
+    /// Class ids of the validation samples.
+    #[arg(long, requires = "val")]
+    pub val_labels: Option<PathBuf>,
+    /// Write a JSON report (settings, per-epoch loss, score and time).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+/// Class ids from an integer `.npy` with one entry per sample.
+pub fn read_labels(path: &Path, samples: usize) -> Result<Vec<usize>> {
+    let a = Array::read(path)?;
+    let at = || path.display().to_string();
+    ensure!(
+        matches!(
+            a.dtype,
+            Dtype::I8 | Dtype::U8 | Dtype::I16 | Dtype::I32 | Dtype::I64
+        ),
+        "{}: labels must be integers, the array is {:?}",
+        at(),
+        a.dtype
+    );
+    ensure!(
+        a.len() == samples && a.shape.first() == Some(&samples),
+        "{}: {} labels (shape {:?}) for {samples} samples",
+        at(),
+        a.len(),
+        a.shape
+    );
+    (0..a.len())
+        .map(|i| {
+            let v = a.get_f64(i);
+            if v < 0.0 {
+                bail!("{}: label {i} is {v}; class ids start at 0", at());
+            }
+            Ok(v as usize)
+        })
+        .collect()
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let start = Instant::now();
+    let (source, graph) = super::float_onnx::load_one_input(&args.model)?;
+    let data = Array::read(&args.data)?;
+    let x = ir::io::input_tensor(&graph, 0, &data)
+        .with_context(|| format!("training data {}", args.data.display()))?;
+    ptq::check_finite(std::slice::from_ref(&x)).with_context(|| args.data.display().to_string())?;
+    let samples = x.shape[0];
+    let labels = args
+        .labels
+        .as_ref()
+        .map(|p| read_labels(p, samples))
+        .transpose()?;
+    let val_x = args.val.as_ref().map(|p| Array::read(p)).transpose()?;
+    let val_labels = match (&args.val_labels, &val_x) {
+        (Some(p), Some(v)) => Some(read_labels(p, v.shape.first().copied().unwrap_or(0))?),
+        _ => None,
+    };
+    let config = train::Config {
+        epochs: args.epochs,
+        batch: args.batch,
+        lr: args.lr.unwrap_or(match args.optimizer {
+            OptimizerArg::Adam => train::DEFAULT_LR_ADAM,
+            OptimizerArg::Sgd => train::DEFAULT_LR_SGD,
+        }),
+        optimizer: match args.optimizer {
+            OptimizerArg::Adam => optim::Kind::Adam,
+            OptimizerArg::Sgd => optim::Kind::Sgd,
+        },
+        seed: args.seed,
+    };
+    // Every check of the output paths before the work.
+    for p in std::iter::once(&args.output).chain(&args.report) {
+        let dir = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        ensure!(
+            dir.is_dir(),
+            "{}: the folder {} does not exist",
+            p.display(),
+            dir.display()
+        );
+    }
+
+    let calib = x.slice_batch(0, samples.min(CALIBRATION_SAMPLES));
+    eprintln!(
+        "post-training quantization on {} samples...",
+        calib.shape[0]
+    );
+    let ptq_config = PtqConfig {
+        source_sha256: crate::sha256::digest(&source),
+        ..PtqConfig::default()
+    };
+    let q = ptq::quantize(&graph, &[calib], &ptq_config)
+        .with_context(|| format!("quantizing {}", args.model.display()))?;
+    let val = val_x.as_ref().map(|x| Validation {
+        x,
+        labels: val_labels.as_deref(),
+    });
+    let supervision = match &labels {
+        Some(l) => Supervision::Labels(l),
+        None => Supervision::Distill,
+    };
+    let metric = match (&val, val_labels.is_some()) {
+        (None, _) => "",
+        (Some(_), true) => "validation top-1",
+        (Some(_), false) => "validation SQNR (dB)",
+    };
+    eprintln!(
+        "training {} epoch(s) on {samples} samples, batch {}, {} ({})",
+        config.epochs,
+        config.batch,
+        if labels.is_some() {
+            "cross-entropy with labels"
+        } else {
+            "distilling the float model"
+        },
+        if metric.is_empty() {
+            "no validation: the last epoch is kept"
+        } else {
+            metric
+        },
+    );
+    let trained = train::train(
+        &graph,
+        &q.decided,
+        &x,
+        supervision,
+        val.as_ref(),
+        &config,
+        |e| {
+            let loss = e.loss.map_or("-".into(), |l| format!("{l:.5}"));
+            let score = e
+                .score
+                .map_or(String::new(), |s| format!(", {metric} {s:.4}"));
+            eprintln!("epoch {}: loss {loss}{score}, {:.1} s", e.epoch, e.seconds);
+        },
+    )
+    .with_context(|| format!("training {}", args.model.display()))?;
+    let built = ptq::build(&trained.decided)?;
+    crate::write_atomic(&args.output, &built.bytes)?;
+    if let Some(path) = &args.report {
+        let report = serde_json::json!({
+            "model": args.model.display().to_string(),
+            "output": args.output.display().to_string(),
+            "samples": samples,
+            "labels": labels.is_some(),
+            "config": config,
+            "metric": metric,
+            "best_epoch": trained.best_epoch,
+            "epochs": trained.epochs,
+            "failure": trained.failure,
+            "ferrite_bytes": built.bytes.len(),
+            "arena_bytes": built.plan.arena_size,
+            "seconds": start.elapsed().as_secs_f64(),
+        });
+        crate::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    }
+    println!(
+        "{} -> {}: epoch {} kept, {} bytes, arena {} bytes, {:.1} s",
+        args.model.display(),
+        args.output.display(),
+        trained.best_epoch,
+        built.bytes.len(),
+        built.plan.arena_size,
+        start.elapsed().as_secs_f64()
+    );
+    if let Some(f) = trained.failure {
+        bail!(
+            "training stopped at {f}; {} holds that model",
+            args.output.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! `ferrite train` end to end on the digits fixture: a trained model that runs, its report, and every
+//! bad input giving one clear line, a non-zero exit and no output file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ferrite_quantizer::npy::Array;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+/// `ferrite train` of the digits MLP on the digits test samples (360), with `extra` flags.
+fn train(out: &Path, extra: &[&str]) -> Output {
+    let f = fixtures();
+    Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .arg("train")
+        .arg(f.join("mlp_digits/model.onnx"))
+        .arg("--data")
+        .arg(f.join("data/digits_test_x.npy"))
+        .arg("-o")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn training_writes_a_model_and_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, report) = (dir.path().join("t.ferrite"), dir.path().join("r.json"));
+    let y = fixtures().join("data/digits_test_y.npy");
+    let x = fixtures().join("data/digits_test_x.npy");
+    let o = train(
+        &out,
+        &[
+            "--labels",
+            y.to_str().unwrap(),
+            "--epochs",
+            "2",
+            "--val",
+            x.to_str().unwrap(),
+            "--val-labels",
+            y.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("epoch 2: loss"), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let epochs = r["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len(), 3);
+    let best = r["best_epoch"].as_u64().unwrap() as usize;
+    let kept = epochs[best]["score"].as_f64().unwrap();
+    assert!(kept >= epochs[0]["score"].as_f64().unwrap());
+    // The file is a model the runtime runs, scoring what the report says.
+    let e = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .arg("eval")
+        .arg(&out)
+        .arg("--data")
+        .arg(&x)
+        .arg("--labels")
+        .arg(&y)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(e.status.success(), "{}", stderr(&e));
+    let rows: serde_json::Value = serde_json::from_slice(&e.stdout).unwrap();
+    assert_eq!(rows[0]["top1"].as_f64().unwrap(), kept);
+}
+
+#[test]
+fn bad_labels_and_paths_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.ferrite");
+    let write = |name: &str, a: Array| {
+        let p = dir.path().join(name);
+        a.write(&p).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let ints = |v: &[i32]| Array {
+        shape: vec![v.len()],
+        dtype: ferrite_quantizer::npy::Dtype::I32,
+        data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    };
+    let short = write("short.npy", ints(&[1, 2, 3]));
+    let mut labels = vec![0i32; 360];
+    labels[7] = -1;
+    let negative = write("negative.npy", ints(&labels));
+    labels[7] = 10;
+    let too_big = write("too_big.npy", ints(&labels));
+    let float = write("float.npy", Array::from_f32(vec![360], &[0.0; 360]));
+    let cases: [(&[&str], &str); 4] = [
+        (&["--labels", &short], "3 labels (shape [3]) for 360 samples"),
+        (&["--labels", &negative], "label 7 is -1; class ids start at 0"),
+        (&["--labels", &too_big], "label 7 is class 10, but the model has 10 outputs"),
+        (&["--labels", &float], "labels must be integers"),
+    ];
+    for (flags, message) in cases {
+        let o = train(&out, flags);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains(message), "{flags:?}: {}", stderr(&o));
+        assert!(!out.exists(), "{flags:?} wrote a model");
+    }
+    let o = train(&dir.path().join("missing/t.ferrite"), &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("post-training quantization on"), "checked before the work");
+}
+
+#[test]
+fn a_diverging_run_keeps_the_last_good_model_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.ferrite");
+    let y = fixtures().join("data/digits_test_y.npy");
+    let o = train(&out, &["--labels", y.to_str().unwrap(), "--lr", "1000"]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("training stopped at epoch 1, step"), "{e}");
+    assert!(e.contains("holds that model"), "{e}");
+    assert!(out.exists(), "the last good model is written");
+}
