@@ -2,10 +2,13 @@
 //! each float ONNX model is quantized by the library with the default settings on its calibration set,
 //! fed its first test sample (quantized by the host runtime's `set_input_f32`, in the runtime's NHWC
 //! layout), and the host runtime's output is the expected output. Written under
-//! `target/fixture-cases/<name>/`; the case is named `fixture_<name>`.
+//! `target/fixture-cases/<name>/`; the case is named `fixture_<name>`. One fixture (`QAT_FIXTURE`) also
+//! gives `fixture_<name>_qat`: the same model after one epoch of quantization-aware training
+//! (distilled from the float model on the calibration set), so that a trained model's file runs on
+//! every board.
 
 use anyhow::{anyhow, ensure, Context, Result};
-use ferrite_quantizer::{ir, npy::Array, quantize::ptq};
+use ferrite_quantizer::{ir, npy::Array, quantize::ptq, train};
 use ferrite_runtime::{Interpreter, Model};
 use serde_json::Value;
 use std::path::Path;
@@ -14,6 +17,9 @@ use crate::cases::Case;
 
 /// Prefix of the case names.
 pub const PREFIX: &str = "fixture_";
+
+/// The fixture that also gives a quantization-aware-trained case.
+const QAT_FIXTURE: &str = "dscnn_fashion";
 
 /// Quantizes each fixture (or only the case `only`) and writes its case directory.
 pub fn cases(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
@@ -26,20 +32,32 @@ pub fn cases(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
     let mut out = Vec::new();
     for m in manifest["models"].as_array().context("manifest: models")? {
         let rel = m["model"].as_str().context("manifest: model")?;
-        let name = format!("{PREFIX}{}", rel.split('/').next().unwrap_or(rel));
-        if only.is_some_and(|o| o != name) {
-            continue;
-        }
+        let fixture = rel.split('/').next().unwrap_or(rel);
         let field = |k: &str| -> Result<std::path::PathBuf> {
             Ok(fixtures.join(m[k].as_str().with_context(|| format!("manifest: {k}"))?))
         };
-        let dir = root.join("target/fixture-cases").join(&name);
-        make(&field("model")?, &field("calib")?, &field("test_x")?, &dir)
+        let trained = [false, true]
+            .into_iter()
+            .filter(|&t| !t || fixture == QAT_FIXTURE);
+        for qat in trained {
+            let name = format!("{PREFIX}{fixture}{}", if qat { "_qat" } else { "" });
+            if only.is_some_and(|o| o != name) {
+                continue;
+            }
+            let dir = root.join("target/fixture-cases").join(&name);
+            make(
+                &field("model")?,
+                &field("calib")?,
+                &field("test_x")?,
+                qat,
+                &dir,
+            )
             .with_context(|| format!("making the case {name}"))?;
-        out.push(Case {
-            name,
-            dir: Some(dir),
-        });
+            out.push(Case {
+                name,
+                dir: Some(dir),
+            });
+        }
     }
     if let Some(o) = only {
         ensure!(
@@ -51,13 +69,42 @@ pub fn cases(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
     Ok(out)
 }
 
-/// Writes `model.ferrite`, `input.bin` and `expected.bin` of one fixture into `dir`.
-fn make(onnx: &Path, calib: &Path, test_x: &Path, dir: &Path) -> Result<()> {
+/// Writes `model.ferrite`, `input.bin` and `expected.bin` of one fixture into `dir`; with `qat`, the
+/// model after one epoch of distillation on the calibration set.
+fn make(onnx: &Path, calib: &Path, test_x: &Path, qat: bool, dir: &Path) -> Result<()> {
     let graph = ferrite_quantizer::cli::float_onnx::load(onnx)?;
     ensure!(graph.inputs.len() == 1, "one input expected");
     let calib_x = ir::io::input_tensor(&graph, 0, &Array::read(calib)?)?;
-    let q = ptq::quantize(&graph, &[calib_x], &ptq::Config::default())?;
-    let bytes = q.built.bytes;
+    let q = ptq::quantize(
+        &graph,
+        std::slice::from_ref(&calib_x),
+        &ptq::Config::default(),
+    )?;
+    let bytes = if qat {
+        let config = train::Config {
+            epochs: 1,
+            batch: 32,
+            lr: train::DEFAULT_LR_ADAM,
+            optimizer: train::optim::Kind::Adam,
+            seed: 0,
+        };
+        let t = train::train(
+            &graph,
+            &q.decided,
+            &calib_x,
+            train::Supervision::Distill,
+            None,
+            &config,
+            |_| {},
+        )?;
+        ensure!(t.failure.is_none(), "training failed: {:?}", t.failure);
+        ensure!(t.best_epoch == 1, "the trained epoch is kept");
+        let bytes = ptq::build(&t.decided)?.bytes;
+        ensure!(bytes != q.built.bytes, "training changed nothing");
+        bytes
+    } else {
+        q.built.bytes
+    };
 
     // The first test sample, in the runtime's layout (NCHW -> NHWC where the source is NCHW).
     let tests = Array::read(test_x)?;
