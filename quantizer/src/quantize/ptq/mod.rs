@@ -19,6 +19,8 @@ use bias_correction::correct_biases;
 pub use calibration::check_finite;
 use calibration::{calibrate, Calibration};
 use parameters::{activation_params, quantize_weights};
+#[allow(unused_imports)]
+pub(crate) use parameters::{fixed_output, keeps_input_quant};
 use report::{layer_sqnr, SQNR_SAMPLES};
 pub use report::{LayerReport, Report, ValueReport};
 
@@ -95,6 +97,35 @@ pub struct Quantized {
     pub built: Built,
     pub report: Report,
     pub seconds: StageSeconds,
+    /// The decisions behind `built`, in the IR (quantization-aware training starts from them).
+    pub decided: Decided,
+}
+
+/// What post-training quantization decided, before lowering: [`build`] turns it into the model.
+#[derive(Clone, Debug)]
+pub struct Decided {
+    /// The graph as lowered: equalized, biases corrected.
+    pub graph: Graph,
+    /// Per node: kept in float (`--ignore`).
+    pub float_node: Vec<bool>,
+    /// Per value: int8 scale and zero point.
+    pub params: Vec<Option<QParams>>,
+    /// Per node: int8 weights and their scales.
+    pub weights: Vec<Option<(Vec<i8>, Vec<f32>)>>,
+    pub source_sha256: [u8; 32],
+}
+
+/// The `.ferrite` model of `decided` (biases quantized from the graph's with the input and weight
+/// scales).
+pub fn build(decided: &Decided) -> Result<Built> {
+    lower(
+        &decided.graph,
+        &decided.float_node,
+        &decided.params,
+        &decided.weights,
+        decided.source_sha256,
+        false,
+    )
 }
 
 /// Wall time of each stage of [`quantize`], in seconds.
@@ -230,14 +261,23 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         layer_sqnr_samples,
     )?;
     lap(&mut seconds.layer_sqnr);
+    let values = report::value_reports(&graph, &qp, &ranges);
+    let float_nodes = report::float_nodes(&graph, &float_node);
     Ok(Quantized {
         built,
         seconds,
+        decided: Decided {
+            graph,
+            float_node,
+            params: qp,
+            weights,
+            source_sha256: config.source_sha256,
+        },
         report: Report {
             config: config.clone(),
             calibration_samples: samples,
-            values: report::value_reports(&graph, &qp, &ranges),
-            float_nodes: report::float_nodes(&graph, &float_node),
+            values,
+            float_nodes,
             bias_shift,
             equalized_pairs,
             rounding,

@@ -5,7 +5,7 @@ use crate::ir::{Graph, Op};
 use crate::quantize::params::{self, QParams};
 
 /// Output quantization fixed by the operator (TFLite's int8 kernels require it), if any.
-fn fixed_output(op: &Op) -> Option<QParams> {
+pub(crate) fn fixed_output(op: &Op) -> Option<QParams> {
     match op {
         Op::Softmax { .. } | Op::Logistic => Some(QParams {
             scale: 1.0 / 256.0,
@@ -20,7 +20,7 @@ fn fixed_output(op: &Op) -> Option<QParams> {
 }
 
 /// Operators whose int8 output keeps the input's quantization.
-fn keeps_input_quant(op: &Op) -> bool {
+pub(crate) fn keeps_input_quant(op: &Op) -> bool {
     matches!(
         op,
         Op::MaxPool2d { .. }
