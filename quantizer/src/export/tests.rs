@@ -84,14 +84,23 @@ fn float_round_trip_trained_fixtures() {
     }
 }
 
+/// The operator fixture (every imported operator) and torch's dynamo exports of the architectures.
 #[test]
-fn float_round_trip_ops_opset17() {
+fn float_round_trip_ops_fixtures() {
     let dir = fixtures().join("ops");
-    float_round_trip(
+    for m in [
         "ops_opset17",
-        &dir.join("ops_opset17.onnx"),
-        &dir.join("ops_opset17_x.npy"),
-    );
+        "dynamo_mlp",
+        "dynamo_dscnn",
+        "dynamo_resnet",
+        "dynamo_mobilenetv2",
+    ] {
+        float_round_trip(
+            m,
+            &dir.join(format!("{m}.onnx")),
+            &dir.join(format!("{m}_x.npy")),
+        );
+    }
 }
 
 fn argmax(row: &[f32]) -> usize {
@@ -157,6 +166,27 @@ impl std::fmt::Display for Agreement {
     }
 }
 
+/// The model lowered from `d` with ONNX's requantization, as the Q/DQ converter lowers.
+fn lower_onnx_requant(d: &ptq::Decided) -> crate::builder::Built {
+    use crate::lower::{self, Options, Quantization, Requantization};
+    let float = lower::float_values(&d.graph, &d.float_node);
+    lower::lower(
+        &d.graph,
+        &Quantization {
+            float: &float,
+            params: &d.params,
+            weights: &d.weights,
+            biases: &[],
+        },
+        Options {
+            source_sha256: d.source_sha256,
+            expose_all: false,
+            requantization: Requantization::Onnx,
+        },
+    )
+    .unwrap()
+}
+
 /// PTQ on each trained fixture, its decisions exported as Q/DQ and converted as `ferrite convert`
 /// does, run by the runtime on the test set next to two models lowered from the same decisions:
 ///
@@ -167,7 +197,6 @@ impl std::fmt::Display for Agreement {
 ///   within 2 LSB and the same top-1 class on at least 99% of samples.
 #[test]
 fn qdq_round_trip_trained_fixtures() {
-    use crate::lower::{self, Options, Quantization, Requantization};
     let mut failures = Vec::new();
     for (model, data) in MODELS {
         let dir = fixtures();
@@ -179,23 +208,7 @@ fn qdq_round_trip_trained_fixtures() {
         let bytes = qdq_onnx(&q.decided).unwrap_or_else(|e| panic!("{model}: {e:#}"));
         let converted = crate::cli::convert::convert_bytes(Path::new("qdq.onnx"), &bytes)
             .unwrap_or_else(|e| panic!("{model}: {e:#}"));
-        let d = &q.decided;
-        let float = lower::float_values(&d.graph, &d.float_node);
-        let onnx_requant = lower::lower(
-            &d.graph,
-            &Quantization {
-                float: &float,
-                params: &d.params,
-                weights: &d.weights,
-                biases: &[],
-            },
-            Options {
-                source_sha256: d.source_sha256,
-                expose_all: false,
-                requantization: Requantization::Onnx,
-            },
-        )
-        .unwrap();
+        let onnx_requant = lower_onnx_requant(&q.decided);
 
         let x = Array::read(&dir.join(format!("data/{data}_test_x.npy"))).unwrap();
         let run = |m: &[u8]| {
@@ -224,6 +237,34 @@ fn qdq_round_trip_trained_fixtures() {
         }
     }
     assert!(failures.is_empty(), "Q/DQ round trip differs: {failures:?}");
+}
+
+/// The operator fixture through PTQ (calibrated on its own 4 inputs) and Q/DQ: Pad, Concat, Mul,
+/// Sigmoid, Tanh, Softmax, pools, means and a spatial flatten into Gemm, all three outputs exactly as
+/// the decisions lowered with ONNX's requantization compute them.
+#[test]
+fn qdq_round_trip_ops_opset17() {
+    let dir = fixtures().join("ops");
+    let g = crate::cli::float_onnx::load(&dir.join("ops_opset17.onnx")).unwrap();
+    let x = Array::read(&dir.join("ops_opset17_x.npy")).unwrap();
+    let calib = ir::io::input_tensor(&g, 0, &x).unwrap();
+    let q = ptq::quantize(&g, &[calib], &Config::default()).unwrap();
+    let bytes = qdq_onnx(&q.decided).unwrap();
+    let converted = crate::cli::convert::convert_bytes(Path::new("qdq.onnx"), &bytes).unwrap();
+    let run = |m: &[u8]| {
+        crate::runtime_exec::Runner::new(m)
+            .unwrap()
+            .run(std::slice::from_ref(&x), 1)
+            .unwrap()
+    };
+    let (a, b) = (
+        run(&converted.bytes),
+        run(&lower_onnx_requant(&q.decided).bytes),
+    );
+    assert_eq!(a.len(), 3);
+    for (o, (a, b)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(a.to_f32(), b.to_f32(), "output {o}");
+    }
 }
 
 /// The Q/DQ file's structure: int8 per-channel weights and int32 biases behind DequantizeLinear, and
