@@ -3,6 +3,7 @@
 
 pub mod builder;
 pub mod cli;
+pub mod export;
 pub mod import;
 pub mod inspect;
 pub mod ir;
