@@ -96,9 +96,18 @@ fn bad_labels_and_paths_are_refused_before_any_work() {
     let too_big = write("too_big.npy", ints(&labels));
     let float = write("float.npy", Array::from_f32(vec![360], &[0.0; 360]));
     let cases: [(&[&str], &str); 4] = [
-        (&["--labels", &short], "3 labels (shape [3]) for 360 samples"),
-        (&["--labels", &negative], "label 7 is -1; class ids start at 0"),
-        (&["--labels", &too_big], "label 7 is class 10, but the model has 10 outputs"),
+        (
+            &["--labels", &short],
+            "3 labels (shape [3]) for 360 samples",
+        ),
+        (
+            &["--labels", &negative],
+            "label 7 is -1; class ids start at 0",
+        ),
+        (
+            &["--labels", &too_big],
+            "label 7 is class 10, but the model has 10 outputs",
+        ),
         (&["--labels", &float], "labels must be integers"),
     ];
     for (flags, message) in cases {
@@ -110,7 +119,10 @@ fn bad_labels_and_paths_are_refused_before_any_work() {
     let o = train(&dir.path().join("missing/t.ferrite"), &[]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
-    assert!(!stderr(&o).contains("post-training quantization on"), "checked before the work");
+    assert!(
+        !stderr(&o).contains("post-training quantization on"),
+        "checked before the work"
+    );
 }
 
 #[test]
@@ -124,4 +136,72 @@ fn a_diverging_run_keeps_the_last_good_model_and_fails() {
     assert!(e.contains("training stopped at epoch 1, step"), "{e}");
     assert!(e.contains("holds that model"), "{e}");
     assert!(out.exists(), "the last good model is written");
+}
+
+#[test]
+fn the_exported_qdq_model_converts_to_the_trained_int8_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.ferrite");
+    let float = dir.path().join("ft.onnx");
+    let y = fixtures().join("data/digits_test_y.npy");
+    let o = train(
+        &out,
+        &[
+            "--labels",
+            y.to_str().unwrap(),
+            "--export-onnx",
+            float.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let qdq = dir.path().join("ft.qdq.onnx");
+    let converted = dir.path().join("c.ferrite");
+    let c = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .arg("convert")
+        .arg(&qdq)
+        .arg("-o")
+        .arg(&converted)
+        .output()
+        .unwrap();
+    assert!(c.status.success(), "{}", stderr(&c));
+    let x = Array::read(&fixtures().join("data/digits_test_x.npy")).unwrap();
+    let run = |p: &Path| {
+        let bytes = std::fs::read(p).unwrap();
+        let r = ferrite_quantizer::runtime_exec::Runner::new(&bytes).unwrap();
+        r.run(std::slice::from_ref(&x), 1)
+            .unwrap()
+            .remove(0)
+            .to_f32()
+    };
+    let bytes = std::fs::read(&out).unwrap();
+    let model = ferrite_runtime::Model::from_bytes(&bytes).unwrap();
+    let step = model.output(0).unwrap().scale;
+    // The converter requantizes as onnxruntime does (one rounding), the trained model as TFLite does:
+    // outputs may differ by a step where the two roundings part.
+    let (trained, back) = (run(&out), run(&converted));
+    let off: Vec<f32> = trained
+        .iter()
+        .zip(&back)
+        .map(|(a, b)| (a - b).abs() / step)
+        .collect();
+    let within_one = off.iter().filter(|&&d| d <= 1.001).count() as f64 / off.len() as f64;
+    assert!(
+        within_one >= 0.99,
+        "{within_one} of outputs within one step"
+    );
+    // The fine-tuned float model is an ONNX model Ferrite reads and runs.
+    let e = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .arg("eval")
+        .arg(&float)
+        .arg(&out)
+        .arg("--data")
+        .arg(fixtures().join("data/digits_test_x.npy"))
+        .arg("--labels")
+        .arg(&y)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(e.status.success(), "{}", stderr(&e));
+    let rows: serde_json::Value = serde_json::from_slice(&e.stdout).unwrap();
+    assert!(rows[1]["sqnr_db"].as_f64().unwrap() > 25.0, "{rows}");
 }

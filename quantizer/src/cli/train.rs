@@ -59,6 +59,15 @@ pub struct Args {
     /// Write a JSON report (settings, per-epoch loss, score and time).
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Also write the fine-tuned float model as ONNX to this path, and the trained int8 model as
+    /// ONNX Q/DQ beside it (`NAME.qdq.onnx`), which onnxruntime runs and `ferrite convert` converts.
+    #[arg(long)]
+    pub export_onnx: Option<PathBuf>,
+}
+
+/// `NAME.qdq.onnx` beside `NAME.onnx`.
+fn qdq_path(float: &Path) -> PathBuf {
+    float.with_extension("qdq.onnx")
 }
 
 /// Class ids from an integer `.npy` with one entry per sample.
@@ -124,7 +133,16 @@ pub fn run(args: &Args) -> Result<()> {
         seed: args.seed,
     };
     // Every check of the output paths before the work.
-    for p in std::iter::once(&args.output).chain(&args.report) {
+    let exports = args
+        .export_onnx
+        .iter()
+        .flat_map(|p| [p.clone(), qdq_path(p)]);
+    let outputs: Vec<PathBuf> = [args.output.clone()]
+        .into_iter()
+        .chain(args.report.clone())
+        .chain(exports)
+        .collect();
+    for p in &outputs {
         let dir = p
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
@@ -193,7 +211,20 @@ pub fn run(args: &Args) -> Result<()> {
     )
     .with_context(|| format!("training {}", args.model.display()))?;
     let built = ptq::build(&trained.decided)?;
+    // Everything is encoded before anything is written.
+    let exported = match &args.export_onnx {
+        Some(p) => Some((
+            p,
+            crate::export::float_onnx(&trained.decided.graph)?,
+            crate::export::qdq_onnx(&trained.decided)?,
+        )),
+        None => None,
+    };
     crate::write_atomic(&args.output, &built.bytes)?;
+    if let Some((p, float, qdq)) = &exported {
+        crate::write_atomic(p, float)?;
+        crate::write_atomic(&qdq_path(p), qdq)?;
+    }
     if let Some(path) = &args.report {
         let report = serde_json::json!({
             "model": args.model.display().to_string(),
