@@ -2,8 +2,8 @@
 //! each float ONNX model is quantized by the library with the default settings on its calibration set,
 //! fed its first test sample (quantized by the host runtime's `set_input_f32`, in the runtime's NHWC
 //! layout), and the host runtime's output is the expected output. Written under
-//! `target/fixture-cases/<name>/`; the case is named `fixture_<name>`. One fixture (`QAT_FIXTURE`) also
-//! gives `fixture_<name>_qat`: the same model after one epoch of quantization-aware training
+//! `target/fixture-cases/<name>/`; the case is named `fixture_<name>`. Two fixtures (`QAT_FIXTURES`: one
+//! that fits the M0's RAM, one with convolutions) also give `fixture_<name>_qat`: the same model after one epoch of quantization-aware training
 //! (distilled from the float model on the calibration set), so that a trained model's file runs on
 //! every board.
 
@@ -18,8 +18,8 @@ use crate::cases::Case;
 /// Prefix of the case names.
 pub const PREFIX: &str = "fixture_";
 
-/// The fixture that also gives a quantization-aware-trained case.
-const QAT_FIXTURE: &str = "dscnn_fashion";
+/// The fixtures that also give a quantization-aware-trained case.
+const QAT_FIXTURES: [&str; 2] = ["mlp_digits", "dscnn_fashion"];
 
 /// Quantizes each fixture (or only the case `only`) and writes its case directory.
 pub fn cases(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
@@ -38,7 +38,7 @@ pub fn cases(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
         };
         let trained = [false, true]
             .into_iter()
-            .filter(|&t| !t || fixture == QAT_FIXTURE);
+            .filter(|&t| !t || QAT_FIXTURES.contains(&fixture));
         for qat in trained {
             let name = format!("{PREFIX}{fixture}{}", if qat { "_qat" } else { "" });
             if only.is_some_and(|o| o != name) {
