@@ -40,6 +40,7 @@ mod fixtures;
 mod flash_model;
 mod mlperf;
 mod models;
+mod qat;
 mod qemu;
 mod qemu_test;
 mod size_report;
@@ -70,6 +71,9 @@ enum Command {
     Bench(bench::Options),
     /// Quantize the real-data fixtures: float vs int8 accuracy and time, beside NNCF's recorded figures.
     Accuracy(accuracy::Options),
+    /// Quantization-aware training of the QAT fixture beside NNCF's QAT in PyTorch: top-1, SQNR,
+    /// time per epoch.
+    Qat(qat::Options),
     /// Single-thread host throughput of `ferrite eval` on the largest fixture beside onnxruntime on its
     /// Q/DQ twin.
     Throughput(throughput::Options),
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
         Command::Size(options) => qemu_test::size(&repo_root(), &options),
         Command::Bench(options) => bench::run(&repo_root(), &options),
         Command::Accuracy(options) => accuracy::run(&repo_root(), &options),
+        Command::Qat(options) => qat::run(&repo_root(), &options),
         Command::Throughput(options) => throughput::run(&repo_root(), &options),
         Command::Demo => demo::run(&repo_root()),
         Command::Models(options) => models::run(&repo_root(), &options),

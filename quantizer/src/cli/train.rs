@@ -41,7 +41,7 @@ pub struct Args {
     pub epochs: usize,
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
-    /// Learning rate at the first step (cosine decay to 0) [default: 1e-4 with Adam, 1e-3 with SGD].
+    /// Learning rate at the first step (cosine decay to 0) [default: 1e-5 with Adam, 1e-4 with SGD].
     #[arg(long)]
     pub lr: Option<f64>,
     #[arg(long, value_enum, default_value = "adam")]
