@@ -116,6 +116,18 @@ fn bad_labels_and_paths_are_refused_before_any_work() {
         assert!(stderr(&o).contains(message), "{flags:?}: {}", stderr(&o));
         assert!(!out.exists(), "{flags:?} wrote a model");
     }
+    let x = fixtures().join("data/digits_test_x.npy");
+    let o = train(
+        &out,
+        &["--val", x.to_str().unwrap(), "--val-labels", &too_big],
+    );
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("validation label 7 is class 10, but the model has 10 outputs"),
+        "{e}"
+    );
+    assert!(!out.exists());
     let o = train(&dir.path().join("missing/t.ferrite"), &[]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));

@@ -296,6 +296,9 @@ pub fn train(
             "{} validation labels for {n} validation samples",
             l.len()
         );
+        if let Some((i, &c)) = l.iter().enumerate().find(|(_, &c)| c >= classes) {
+            bail!("validation label {i} is class {c}, but the model has {classes} outputs");
+        }
     }
 
     let mut qat = Qat::new(decided)?;
