@@ -50,33 +50,13 @@ pub struct Qat {
 /// Gradients of one batch, laid out as [`Qat`]'s state.
 #[derive(Clone, Debug)]
 pub struct Grads {
-    /// Per node: d loss / d each parameter array (`Op::params_mut` order).
+    /// Per node: d loss / d each parameter array (`Op::params_mut` order); empty for nodes the loss
+    /// does not reach.
     pub params: Vec<Vec<Vec<f64>>>,
     /// Per activation quantizer: d loss / d scale (LSQ-scaled).
     pub act_scales: Vec<f64>,
     /// Per node: d loss / d weight scale per channel (LSQ-scaled).
     pub weight_scales: Vec<Vec<f64>>,
-}
-
-impl Grads {
-    /// Adds `other` (same layout) to these.
-    pub fn add(&mut self, other: &Grads) {
-        for (a, b) in self.params.iter_mut().zip(&other.params) {
-            for (a, b) in a.iter_mut().zip(b) {
-                add_into(a, b);
-            }
-        }
-        add_into(&mut self.act_scales, &other.act_scales);
-        for (a, b) in self.weight_scales.iter_mut().zip(&other.weight_scales) {
-            add_into(a, b);
-        }
-    }
-}
-
-fn add_into(a: &mut [f64], b: &[f64]) {
-    for (a, b) in a.iter_mut().zip(b) {
-        *a += b;
-    }
 }
 
 /// One forward pass: each value before and after its fake quantization.
@@ -286,17 +266,7 @@ impl Qat {
     pub fn backward(&self, ops: &[Op], pass: &Pass, at: ValueId, d_at: Vec<f32>) -> Result<Grads> {
         let g = &self.graph;
         let mut grads = Grads {
-            params: g
-                .nodes
-                .iter()
-                .map(|n| {
-                    let mut op = n.op.clone();
-                    op.params_mut()
-                        .iter()
-                        .map(|p| vec![0.0; p.data.len()])
-                        .collect()
-                })
-                .collect(),
+            params: vec![Vec::new(); g.nodes.len()],
             act_scales: vec![0.0; self.acts.len()],
             weight_scales: self
                 .weights
@@ -361,6 +331,9 @@ impl Qat {
     fn through_weight_quant(&self, i: usize, d_params: Vec<Vec<f32>>, grads: &mut Grads) {
         let n = &self.graph.nodes[i];
         let target = &mut grads.params[i];
+        if target.is_empty() {
+            *target = d_params.iter().map(|p| vec![0.0; p.len()]).collect();
+        }
         match (&self.weights[i], filter_and_bias(&n.op)) {
             (Some(wq), Some((filter, _, _))) => {
                 let mut dw = vec![0f32; filter.data.len()];
