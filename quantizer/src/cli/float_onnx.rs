@@ -86,7 +86,7 @@ pub fn inspect(path: &Path, json: bool) -> Result<()> {
                 name: n.name.clone(),
                 source_op: n.source_op.clone(),
                 op: n.op.name(),
-                activation: op.clamp_mut().map(|c| c.to_string()).unwrap_or_default(),
+                activation: n.op.clamp().map(|c| c.to_string()).unwrap_or_default(),
                 output_shape: g.values[n.output].shape.clone(),
                 macs: n.op.macs(g.values[n.output].elements()),
                 weights: op.params_mut().iter().map(|p| p.data.len()).sum(),

@@ -273,6 +273,21 @@ impl Op {
         }
     }
 
+    /// The fused output clamp, for operators that have one (the same operators as [`Self::clamp_mut`]).
+    pub fn clamp(&self) -> Option<Clamp> {
+        match self {
+            Op::Conv2d { clamp, .. }
+            | Op::DepthwiseConv2d { clamp, .. }
+            | Op::FullyConnected { clamp, .. }
+            | Op::Add { clamp }
+            | Op::Mul { clamp }
+            | Op::AveragePool2d { clamp, .. }
+            | Op::MaxPool2d { clamp, .. }
+            | Op::Relu { clamp } => Some(*clamp),
+            _ => None,
+        }
+    }
+
     /// The fused output clamp, for operators that have one.
     pub fn clamp_mut(&mut self) -> Option<&mut Clamp> {
         match self {

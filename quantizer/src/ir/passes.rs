@@ -638,7 +638,7 @@ mod tests {
         let clamps: Vec<String> = g
             .nodes
             .iter()
-            .map(|n| format!("{:?}", n.op.clone().clamp_mut().copied()))
+            .map(|n| format!("{:?}", n.op.clamp()))
             .collect();
         assert_eq!(g.nodes.len(), 3, "{clamps:?}");
         assert!(matches!(g.nodes[0].op, Op::Conv2d { clamp, .. } if clamp == Clamp::RELU6));

@@ -63,7 +63,7 @@ pub fn backward(
         output.len(),
         d_output.len()
     );
-    let dy = match fused_clamp(op) {
+    let dy = match op.clamp() {
         Some(clamp) => pass_inside(clamp, output, d_output),
         None => Cow::Borrowed(d_output),
     };
@@ -171,21 +171,6 @@ pub fn backward(
             }
         }
     })
-}
-
-/// The operator's fused output clamp, for those that have one.
-fn fused_clamp(op: &Op) -> Option<Clamp> {
-    match op {
-        Op::Conv2d { clamp, .. }
-        | Op::DepthwiseConv2d { clamp, .. }
-        | Op::FullyConnected { clamp, .. }
-        | Op::Add { clamp }
-        | Op::Mul { clamp }
-        | Op::AveragePool2d { clamp, .. }
-        | Op::MaxPool2d { clamp, .. }
-        | Op::Relu { clamp } => Some(*clamp),
-        _ => None,
-    }
 }
 
 /// `d_output` where `clamp.min < output < clamp.max` (infinite bounds never block), zero elsewhere.
