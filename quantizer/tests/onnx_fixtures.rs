@@ -80,6 +80,7 @@ fn trained_models_match_onnxruntime() {
         ("resnet_fashion", "fashion"),
         ("mobilenetv2_mnist", "mnist"),
         ("dscnn_fashion_imbalanced", "fashion"),
+        ("resnet_fashion_outliers", "fashion"),
     ] {
         check_model(
             &format!("{model}/model.onnx"),
