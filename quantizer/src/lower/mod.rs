@@ -327,5 +327,9 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
     {
         b.source_layout = "NCHW".into();
     }
-    b.finish()
+    let built = b.finish()?;
+    // Only hand out models the runtime loads (e.g. a requantization multiplier out of its range).
+    ferrite_runtime::Model::from_bytes(&built.bytes)
+        .map_err(|e| anyhow::anyhow!("the lowered model fails the runtime's checks: {e}"))?;
+    Ok(built)
 }
