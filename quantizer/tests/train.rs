@@ -142,7 +142,17 @@ fn a_diverging_run_keeps_the_last_good_model_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("t.ferrite");
     let y = fixtures().join("data/digits_test_y.npy");
-    let o = train(&out, &["--labels", y.to_str().unwrap(), "--lr", "1000"]);
+    let o = train(
+        &out,
+        &[
+            "--labels",
+            y.to_str().unwrap(),
+            "--lr",
+            "1000",
+            "--scale-lr",
+            "1000",
+        ],
+    );
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(e.contains("training stopped at epoch 1, step"), "{e}");

@@ -10,7 +10,8 @@ use anyhow::{bail, ensure, Context, Result};
 use crate::ir;
 use crate::npy::{Array, Dtype};
 use crate::quantize::ptq::{self, Config as PtqConfig};
-use crate::train::{self, optim, Supervision, Validation};
+use crate::train::{self, optim, Progress, Supervision, Validation};
+use indicatif::{ProgressBar, ProgressStyle};
 
 /// Calibration samples of the post-training quantization training starts from.
 const CALIBRATION_SAMPLES: usize = 300;
@@ -44,6 +45,10 @@ pub struct Args {
     /// Learning rate at the first step (cosine decay to 0) [default: 1e-5 with Adam, 1e-4 with SGD].
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Learning rate of the quantization scales, in the log domain: about the fraction of itself a
+    /// scale may move per step (same schedule; 0 freezes them) [default: 3e-2 with Adam, 30 with SGD].
+    #[arg(long)]
+    pub scale_lr: Option<f64>,
     #[arg(long, value_enum, default_value = "adam")]
     pub optimizer: OptimizerArg,
     /// Seeds the shuffling: the same seed and data give the same model.
@@ -126,6 +131,10 @@ pub fn run(args: &Args) -> Result<()> {
             OptimizerArg::Adam => train::DEFAULT_LR_ADAM,
             OptimizerArg::Sgd => train::DEFAULT_LR_SGD,
         }),
+        scale_lr: args.scale_lr.unwrap_or(match args.optimizer {
+            OptimizerArg::Adam => train::DEFAULT_SCALE_LR_ADAM,
+            OptimizerArg::Sgd => train::DEFAULT_SCALE_LR_SGD,
+        }),
         optimizer: match args.optimizer {
             OptimizerArg::Adam => optim::Kind::Adam,
             OptimizerArg::Sgd => optim::Kind::Sgd,
@@ -194,6 +203,8 @@ pub fn run(args: &Args) -> Result<()> {
             metric
         },
     );
+    // One bar per epoch, on stderr (indicatif draws nothing when it is not a terminal).
+    let mut bar: Option<ProgressBar> = None;
     let trained = train::train(
         &graph,
         &q.decided,
@@ -201,12 +212,36 @@ pub fn run(args: &Args) -> Result<()> {
         supervision,
         val.as_ref(),
         &config,
-        |e| {
-            let loss = e.loss.map_or("-".into(), |l| format!("{l:.5}"));
-            let score = e
-                .score
-                .map_or(String::new(), |s| format!(", {metric} {s:.4}"));
-            eprintln!("epoch {}: loss {loss}{score}, {:.1} s", e.epoch, e.seconds);
+        |p| match p {
+            Progress::Step {
+                epoch,
+                step,
+                steps,
+                loss,
+            } => {
+                let bar =
+                    bar.get_or_insert_with(|| {
+                        ProgressBar::new(steps as u64).with_style(
+                        ProgressStyle::with_template(
+                            "epoch {prefix} [{bar:30}] {pos}/{len} steps, loss {msg}, {eta} left",
+                        )
+                        .map_or_else(|_| ProgressStyle::default_bar(), |s| s.progress_chars("=> ")),
+                    )
+                    });
+                bar.set_prefix(epoch.to_string());
+                bar.set_position(step as u64);
+                bar.set_message(format!("{loss:.5}"));
+            }
+            Progress::Epoch(e) => {
+                if let Some(bar) = bar.take() {
+                    bar.finish_and_clear();
+                }
+                let loss = e.loss.map_or("-".into(), |l| format!("{l:.5}"));
+                let score = e
+                    .score
+                    .map_or(String::new(), |s| format!(", {metric} {s:.4}"));
+                eprintln!("epoch {}: loss {loss}{score}, {:.1} s", e.epoch, e.seconds);
+            }
         },
     )
     .with_context(|| format!("training {}", args.model.display()))?;

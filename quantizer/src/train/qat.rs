@@ -262,6 +262,50 @@ impl Qat {
         Ok(pass)
     }
 
+    /// Per activation quantizer: the range its grid covers now, `(s * (lo - z), s * (hi - z))`.
+    pub fn covered(&self) -> Vec<(f32, f32)> {
+        self.acts
+            .iter()
+            .map(|a| {
+                let g = a.grid;
+                (
+                    a.scale * (g.lo - g.zero_point) as f32,
+                    a.scale * (g.hi - g.zero_point) as f32,
+                )
+            })
+            .collect()
+    }
+
+    /// Widens `seen` (per activation quantizer: a range, from [`Qat::covered`] at the start) by
+    /// `pass`'s values.
+    pub fn observe(&self, pass: &Pass, seen: &mut [(f32, f32)]) {
+        for (v, raw) in pass.raw.iter().enumerate() {
+            if let (Some(q), Some(t)) = (self.act_of[v], raw) {
+                let (lo, hi) = &mut seen[q];
+                for &x in &t.data {
+                    *lo = lo.min(x);
+                    *hi = hi.max(x);
+                }
+            }
+        }
+    }
+
+    /// Lowers every learnable activation scale that exceeds the smallest one whose integer range
+    /// covers all of `seen` (so never below its scale at the start): a wider grid clips nothing more
+    /// and only loses resolution. (LSQ's scale
+    /// gradient inside the range, `n - x / s`, can keep pushing a scale up where the rounding of
+    /// every value to zero is what the loss prefers; under Adam such a drift does not slow down.)
+    pub fn cap_scales(&mut self, seen: &[(f32, f32)]) {
+        for (a, &(lo, hi)) in self.acts.iter_mut().zip(seen) {
+            let up = (a.grid.hi - a.grid.zero_point) as f32;
+            let down = (a.grid.zero_point - a.grid.lo) as f32;
+            let cover = (hi.max(0.0) / up.max(1.0)).max(-lo.min(0.0) / down.max(1.0));
+            if a.learnable && cover > 0.0 && a.scale > cover {
+                a.scale = cover;
+            }
+        }
+    }
+
     /// Gradients of the loss whose gradient at value `at` is `d_at` (the same shape as the value).
     pub fn backward(&self, ops: &[Op], pass: &Pass, at: ValueId, d_at: Vec<f32>) -> Result<Grads> {
         let g = &self.graph;

@@ -74,6 +74,7 @@ fn config(epochs: usize, lr: f64, seed: u64) -> Config {
         epochs,
         batch: 32,
         lr,
+        scale_lr: DEFAULT_SCALE_LR_ADAM,
         optimizer: optim::Kind::Adam,
         seed,
     }
@@ -105,7 +106,10 @@ fn training_with_labels_lowers_the_loss_and_scores_the_int8_model() {
     let best = t.epochs[t.best_epoch].score.unwrap();
     assert!(best >= t.epochs[0].score.unwrap());
     // The kept model scores what its epoch recorded.
-    assert_eq!(score(&t.decided, &val, None).unwrap(), best);
+    assert_eq!(
+        score(&ptq::build(&t.decided).unwrap().bytes, &val, None).unwrap(),
+        best
+    );
 }
 
 #[test]
@@ -184,13 +188,18 @@ fn bad_labels_are_refused_before_training() {
 #[test]
 fn a_diverging_loss_stops_training_and_keeps_the_last_good_model() {
     let (g, q, x, _, y) = digits();
+    // Absurd rates for weights and scales alike (the scales bound the logits the loss sees).
+    let absurd = Config {
+        scale_lr: 1e3,
+        ..config(2, 1e3, 0)
+    };
     let t = train(
         &g,
         &q.decided,
         &x,
         Supervision::Labels(&y),
         None,
-        &config(2, 1e3, 0),
+        &absurd,
         |_| {},
     )
     .unwrap();
@@ -198,4 +207,69 @@ fn a_diverging_loss_stops_training_and_keeps_the_last_good_model() {
     assert!(failure.contains("epoch 1, step"), "{failure}");
     assert_eq!(t.best_epoch, 0);
     assert_eq!(ptq::build(&t.decided).unwrap().bytes, q.built.bytes);
+}
+
+/// A scale never ends above both its starting value and the one that covers every value seen.
+#[test]
+fn scales_are_capped_at_the_range_seen() {
+    let (_, q, x, _, _) = digits();
+    let mut qat = Qat::new(&q.decided).unwrap();
+    let start: Vec<f32> = qat.acts.iter().map(|a| a.scale).collect();
+    let mut seen = qat.covered();
+    let pass = qat
+        .forward(&qat.quantized_ops(), std::slice::from_ref(&x))
+        .unwrap();
+    qat.observe(&pass, &mut seen);
+    for (a, s) in qat.acts.iter_mut().zip(&start) {
+        a.scale = s * 50.0;
+    }
+    qat.cap_scales(&seen);
+    let mut lowered = 0;
+    for (k, (a, &s)) in qat.acts.iter().zip(&start).enumerate() {
+        if !a.learnable {
+            assert_eq!(a.scale, s * 50.0, "quantizer {k} is fixed");
+            continue;
+        }
+        // The capped grid covers the range seen (which includes the starting grid's), and one of
+        // its ends is that range's end: no wider.
+        let (lo, hi) = seen[k];
+        let g = a.grid;
+        let (low_end, high_end) = (
+            a.scale * (g.lo - g.zero_point) as f32,
+            a.scale * (g.hi - g.zero_point) as f32,
+        );
+        let tol = 1e-5 * (hi - lo);
+        assert!(
+            low_end <= lo + tol && high_end >= hi - tol,
+            "quantizer {k}: not covering"
+        );
+        assert!(
+            (low_end - lo).abs() <= tol || (high_end - hi).abs() <= tol,
+            "quantizer {k}: [{low_end}, {high_end}] wider than [{lo}, {hi}]"
+        );
+        assert!(
+            a.scale >= s * (1.0 - 1e-6),
+            "quantizer {k}: below its start"
+        );
+        lowered += 1;
+    }
+    assert!(lowered > 0);
+    // Scales inside the cover stay.
+    for (a, s) in qat.acts.iter_mut().zip(&start) {
+        a.scale = *s;
+    }
+    qat.cap_scales(&seen);
+    assert!(qat.acts.iter().zip(&start).all(|(a, s)| a.scale == *s));
+}
+
+/// A scale training could reach but the runtime would refuse (a requantization multiplier out of its
+/// range) is caught by the lowering, so a trained model is never written unloadable.
+#[test]
+fn a_model_the_runtime_would_refuse_is_not_built() {
+    let (_, q, _, _, _) = digits();
+    let mut d = q.decided.clone();
+    let v = d.graph.nodes[0].output;
+    d.params[v].as_mut().unwrap().scale = 1e-30;
+    let e = format!("{:#}", ptq::build(&d).unwrap_err());
+    assert!(e.contains("runtime's checks"), "{e}");
 }
