@@ -2,8 +2,9 @@
 //! each float ONNX model is quantized by the library with the default settings on its calibration set,
 //! fed its first test sample (quantized by the host runtime's `set_input_f32`, in the runtime's NHWC
 //! layout), and the host runtime's output is the expected output. Written under
-//! `target/fixture-cases/<name>/`; the case is named `fixture_<name>`. Two fixtures (`QAT_FIXTURES`: one
-//! that fits the M0's RAM, one with convolutions) also give `fixture_<name>_qat`: the same model after one epoch of quantization-aware training
+//! `target/fixture-cases/<name>/`; the case is named `fixture_<name>`. Three fixtures (`QAT_FIXTURES`: one
+//! that fits the M0's RAM, one with depthwise convolutions, the residual one PTQ loses most on) also
+//! give `fixture_<name>_qat`: the same model after one epoch of quantization-aware training
 //! (distilled from the float model on the calibration set), so that a trained model's file runs on
 //! every board.
 
@@ -19,7 +20,7 @@ use crate::cases::Case;
 pub const PREFIX: &str = "fixture_";
 
 /// The fixtures that also give a quantization-aware-trained case.
-const QAT_FIXTURES: [&str; 2] = ["mlp_digits", "dscnn_fashion"];
+const QAT_FIXTURES: [&str; 3] = ["mlp_digits", "dscnn_fashion", "resnet_fashion_outliers"];
 
 /// Quantizes each fixture (or only the case `only`) and writes its case directory.
 pub fn cases(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
@@ -85,6 +86,7 @@ fn make(onnx: &Path, calib: &Path, test_x: &Path, qat: bool, dir: &Path) -> Resu
             epochs: 1,
             batch: 32,
             lr: train::DEFAULT_LR_ADAM,
+            scale_lr: train::DEFAULT_SCALE_LR_ADAM,
             optimizer: train::optim::Kind::Adam,
             seed: 0,
         };
