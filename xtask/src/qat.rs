@@ -1,19 +1,18 @@
-//! `cargo xtask qat [--write]`: quantization-aware training of the QAT fixture (the model named in
-//! `tests/fixtures/qat_anchor_results.json`, on which post-training quantization loses accuracy) beside
-//! NNCF's QAT on the same model and data. Ferrite's post-training default, `ferrite train` with labels
-//! and `ferrite train` distilling the float model (3 epochs on the 10,000 training samples each) are
-//! evaluated by `ferrite eval` on the full Fashion-MNIST test set: top-1, output SQNR, agreement; the
-//! time per epoch is the report's (training steps only). NNCF's figures come from the JSON file,
-//! written by `tests/fixtures/qat_anchor.py` on this machine. A second table gives top-1 and SQNR of
-//! every Fashion-MNIST fixture trained at a few learning rates, with labels and distilling: the
-//! evidence for the default rate.
+//! `cargo xtask qat [--write]`: quantization-aware training of the QAT fixtures (the models in
+//! `tests/fixtures/qat_anchor_results.json`) beside NNCF's QAT on the same model and data. For each:
+//! Ferrite's post-training default, `ferrite train` with labels and `ferrite train` distilling the
+//! float model (3 epochs on the 10,000 training samples each), evaluated by `ferrite eval` on the full
+//! Fashion-MNIST test set: top-1, output SQNR, agreement; the time per epoch is the report's (training
+//! steps only). NNCF's figures come from the JSON file, written by `tests/fixtures/qat_anchor.py` on
+//! this machine. A last table gives top-1 and SQNR of every Fashion-MNIST fixture trained with a few
+//! learning rates (weights, scales), with labels and distilling: the evidence for the defaults.
 //!
 //! Needs `target/datasets/` (`python3 tests/fixtures/full_testsets.py`).
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 #[derive(clap::Args)]
@@ -26,25 +25,40 @@ pub struct Options {
 const BEGIN: &str = "<!-- cargo xtask qat --write: begin -->";
 const END: &str = "<!-- cargo xtask qat --write: end -->";
 
-/// Fixtures and learning rates of the learning-rate table, and its epochs.
-const SWEEP_FIXTURES: [&str; 3] = ["dscnn_fashion", "resnet_fashion", "mbv1_tanh_fashion"];
-const SWEEP_RATES: [&str; 3] = ["1e-4", "3e-5", "1e-5"];
-const SWEEP_EPOCHS: &str = "2";
+/// Fixtures of the learning-rate table, and its (weights, scales) learning rates.
+const SWEEP_FIXTURES: [&str; 5] = [
+    "dscnn_fashion",
+    "resnet_fashion",
+    "mbv1_tanh_fashion",
+    "dscnn_fashion_imbalanced",
+    "resnet_fashion_outliers",
+];
+const SWEEP_RATES: [(&str, &str); 4] = [
+    ("1e-5", "1e-5"),
+    ("1e-5", "3e-3"),
+    ("1e-5", "3e-2"),
+    ("1e-4", "3e-2"),
+];
 
 /// Epochs of every training run (the issue's budget: at most 3 epochs on at most 10k samples).
 const EPOCHS: &str = "3";
 
+/// The training and test sets.
+struct Data {
+    train_x: PathBuf,
+    train_y: PathBuf,
+    test_x: PathBuf,
+    test_y: PathBuf,
+}
+
 pub fn run(root: &Path, options: &Options) -> Result<()> {
     let fixtures = root.join("tests/fixtures");
-    let anchor: Value = serde_json::from_slice(
+    let anchors: Vec<Value> = serde_json::from_slice(
         &std::fs::read(fixtures.join("qat_anchor_results.json"))
             .context("reading tests/fixtures/qat_anchor_results.json")?,
     )?;
-    let rel = anchor["model"].as_str().context("anchor: model")?;
-    let name = rel.split('/').next().unwrap_or(rel);
-    let model = fixtures.join(rel);
     let datasets = root.join("target/datasets");
-    let need = |f: &str| -> Result<std::path::PathBuf> {
+    let need = |f: &str| -> Result<PathBuf> {
         let p = datasets.join(f);
         if !p.exists() {
             bail!(
@@ -54,96 +68,166 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         }
         Ok(p)
     };
-    let (train_x, train_y) = (
-        need("fashion_train10k_x.npy")?,
-        need("fashion_train10k_y.npy")?,
-    );
-    let (test_x, test_y) = (
-        need("fashion_full_test_x.npy")?,
-        need("fashion_full_test_y.npy")?,
-    );
+    let data = Data {
+        train_x: need("fashion_train10k_x.npy")?,
+        train_y: need("fashion_train10k_y.npy")?,
+        test_x: need("fashion_full_test_x.npy")?,
+        test_y: need("fashion_full_test_y.npy")?,
+    };
     let tool = crate::accuracy::ferrite(root)?;
     let tmp = root.join("target/qat");
     std::fs::create_dir_all(&tmp)?;
 
-    let ptq = tmp.join(format!("{name}-ptq.ferrite"));
-    let status = Command::new(&tool)
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(root)
+        .output()?;
+    let mut section = format!(
+        "Measured at commit `{}` with `cargo xtask qat`. Each fixture (`tests/fixtures/README.md`) is \
+         trained on `target/datasets/fashion_train10k_{{x,y}}.npy` (10,000 Fashion-MNIST training images, \
+         disjoint from the 300 calibration samples) and scored on the full 10,000-image test set. Ferrite: \
+         `ferrite train` with its defaults (Adam, learning rate {} for weights and biases and {} for the \
+         log-domain scales, cosine decay, batch 32, no validation set: the last epoch is kept), {EPOCHS} \
+         epochs; time per epoch is the training steps only, from `--report`. NNCF: \
+         `tests/fixtures/qat_anchor.py` (recipe in `tests/fixtures/qat_anchor_results.json`), the same \
+         model, calibration samples and training set, top-1 of the fake-quantized torch model; its float \
+         top-1 is torch's.\n\n",
+        String::from_utf8_lossy(&commit.stdout).trim(),
+        ferrite_quantizer::train::DEFAULT_LR_ADAM,
+        ferrite_quantizer::train::DEFAULT_SCALE_LR_ADAM,
+    );
+    // One table per model, with every NNCF run on it (BatchNorm folded or not).
+    let mut models: Vec<&str> = Vec::new();
+    for a in &anchors {
+        let m = a["model"].as_str().context("anchor: model")?;
+        if !models.contains(&m) {
+            models.push(m);
+        }
+    }
+    for m in models {
+        let runs: Vec<&Value> = anchors.iter().filter(|a| a["model"] == m).collect();
+        section.push_str(&fixture_table(&tool, &fixtures, &tmp, &data, m, &runs)?);
+    }
+    let sweep = lr_sweep(&tool, &fixtures, &tmp, &data)?;
+    write!(
+        section,
+        "The default learning rates, from every Fashion-MNIST fixture: {EPOCHS} epochs of `ferrite train` \
+         at each pair of rates (weights and biases / scales), top-1 / output SQNR on the full test set \
+         (float and the post-training default first).\n\n{sweep}\n"
+    )?;
+    println!("{section}");
+    if options.write {
+        crate::bench::write_section(root, BEGIN, END, &section)?;
+    }
+    Ok(())
+}
+
+/// `ferrite quantize` of `model` with its defaults on the Fashion-MNIST calibration set, into `out`.
+fn quantize(tool: &Path, fixtures: &Path, model: &Path, out: &Path) -> Result<()> {
+    let o = Command::new(tool)
         .arg("quantize")
-        .arg(&model)
+        .arg(model)
         .arg("--calib")
         .arg(fixtures.join("data/fashion_calib_x.npy"))
         .arg("-o")
-        .arg(&ptq)
-        .status()?;
-    if !status.success() {
-        bail!("ferrite quantize failed");
+        .arg(out)
+        .output()?;
+    if !o.status.success() {
+        bail!(
+            "ferrite quantize {} failed: {}",
+            model.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
-    // (setting, extra flags, output)
-    let runs = [
-        (
-            "labels",
-            vec!["--labels".to_string(), train_y.display().to_string()],
-        ),
-        ("distillation (no labels)", vec![]),
-    ];
+    Ok(())
+}
+
+/// `ferrite train` of `model` for EPOCHS epochs (with labels or distilling, with `rates` or the
+/// defaults) into `out`; the seconds per training epoch, from its report.
+fn train(
+    tool: &Path,
+    model: &Path,
+    data: &Data,
+    labels: bool,
+    rates: Option<(&str, &str)>,
+    out: &Path,
+) -> Result<f64> {
+    let report = out.with_extension("json");
+    let mut cmd = Command::new(tool);
+    cmd.arg("train")
+        .arg(model)
+        .arg("--data")
+        .arg(&data.train_x)
+        .args(["--epochs", EPOCHS, "-o"])
+        .arg(out)
+        .arg("--report")
+        .arg(&report);
+    if labels {
+        cmd.arg("--labels").arg(&data.train_y);
+    }
+    if let Some((lr, scale_lr)) = rates {
+        cmd.args(["--lr", lr, "--scale-lr", scale_lr]);
+    }
+    let o = cmd.output()?;
+    if !o.status.success() {
+        bail!(
+            "ferrite train {} failed: {}",
+            model.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let r: Value = serde_json::from_slice(&std::fs::read(&report)?)?;
+    let secs: Vec<f64> = r["epochs"]
+        .as_array()
+        .context("report epochs")?
+        .iter()
+        .skip(1)
+        .filter_map(|e| e["seconds"].as_f64())
+        .collect();
+    Ok(secs.iter().sum::<f64>() / secs.len().max(1) as f64)
+}
+
+/// One anchored fixture's table: float, post-training, `ferrite train` with labels and distilling,
+/// and NNCF's figures from each of its `anchors` runs.
+fn fixture_table(
+    tool: &Path,
+    fixtures: &Path,
+    tmp: &Path,
+    data: &Data,
+    rel: &str,
+    anchors: &[&Value],
+) -> Result<String> {
+    let name = rel.split('/').next().unwrap_or(rel);
+    let model = fixtures.join(rel);
+    let ptq = tmp.join(format!("{name}-ptq.ferrite"));
+    quantize(tool, fixtures, &model, &ptq)?;
+    let runs = [(true, "labels"), (false, "distillation (no labels)")];
     let mut models = vec![model.clone(), ptq];
     let mut per_epoch = Vec::new();
-    for (k, (setting, flags)) in runs.iter().enumerate() {
+    for (k, (labels, _)) in runs.iter().enumerate() {
         let out = tmp.join(format!("{name}-qat{k}.ferrite"));
-        let report = tmp.join(format!("{name}-qat{k}.json"));
-        let o = Command::new(&tool)
-            .arg("train")
-            .arg(&model)
-            .arg("--data")
-            .arg(&train_x)
-            .args(flags)
-            .args(["--epochs", EPOCHS, "-o"])
-            .arg(&out)
-            .arg("--report")
-            .arg(&report)
-            .status()?;
-        if !o.success() {
-            bail!("ferrite train ({setting}) failed");
-        }
-        let r: Value = serde_json::from_slice(&std::fs::read(&report)?)?;
-        let secs: Vec<f64> = r["epochs"]
-            .as_array()
-            .context("report epochs")?
-            .iter()
-            .skip(1)
-            .filter_map(|e| e["seconds"].as_f64())
-            .collect();
-        per_epoch.push(secs.iter().sum::<f64>() / secs.len().max(1) as f64);
+        per_epoch.push(train(tool, &model, data, *labels, None, &out)?);
         models.push(out);
     }
-    let rows = crate::accuracy::eval_rows(&tool, &models, &test_x, &test_y)?;
+    let rows = crate::accuracy::eval_rows(tool, &models, &data.test_x, &data.test_y)?;
     let pct = |x: f64| format!("{:.2}%", 100.0 * x);
     let db = |x: Option<f64>| x.map_or("inf".into(), |v| format!("{v:.2}"));
     let float = rows[0].top1;
-    let mut table = String::from(
-        "| tool | setting | top-1 | drop vs float (points) | SQNR (dB) | agreement | seconds per epoch |\n\
-         |---|---|---:|---:|---:|---:|---:|\n",
-    );
-    writeln!(
-        table,
-        "| float | ONNX model | {} | - | - | - | - |",
+    let mut table = format!(
+        "`{name}`:\n\n\
+         | tool | setting | top-1 | drop vs float (points) | SQNR (dB) | agreement | seconds per epoch |\n\
+         |---|---|---:|---:|---:|---:|---:|\n\
+         | float | ONNX model | {} | - | - | - | - |\n",
         pct(float)
-    )?;
-    let settings = ["post-training default"]
-        .into_iter()
-        .chain(runs.iter().map(|r| r.0));
+    );
+    let settings = ["post-training default".to_string()].into_iter().chain(
+        runs.iter()
+            .map(|r| format!("`ferrite train`, {EPOCHS} epochs, {}", r.1)),
+    );
     for (k, (setting, row)) in settings.zip(&rows[1..]).enumerate() {
-        let (tool_name, setting) = if k == 0 {
-            ("Ferrite", setting.to_string())
-        } else {
-            (
-                "Ferrite",
-                format!("`ferrite train`, {EPOCHS} epochs, {setting}"),
-            )
-        };
         writeln!(
             table,
-            "| {tool_name} | {setting} | {} | {:.2} | {} | {} | {} |",
+            "| Ferrite | {setting} | {} | {:.2} | {} | {} | {} |",
             pct(row.top1),
             100.0 * (float - row.top1),
             db(row.sqnr_db),
@@ -155,109 +239,78 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             }
         )?;
     }
-    let nncf_float = anchor["float_top1"].as_f64().unwrap_or(f64::NAN);
-    if let Some(p) = anchor["ptq_top1"].as_f64() {
+    for anchor in anchors {
+        let bn = anchor["batchnorm"].as_str().unwrap_or("?");
+        let nncf_float = anchor["float_top1"].as_f64().unwrap_or(f64::NAN);
         writeln!(
             table,
-            "| NNCF | `nncf.quantize` (mixed, fast bias correction) | {} | {:.2} | - | - | - |",
-            pct(p),
-            100.0 * (nncf_float - p)
+            "| NNCF | float torch model (BatchNorm: {bn}) | {} | - | - | - | - |",
+            pct(nncf_float)
         )?;
+        if let Some(p) = anchor["ptq_top1"].as_f64() {
+            writeln!(
+                table,
+                "| NNCF | `nncf.quantize` (mixed, fast bias correction) | {} | {:.2} | - | - | - |",
+                pct(p),
+                100.0 * (nncf_float - p)
+            )?;
+        }
+        for e in anchor["epochs"].as_array().into_iter().flatten() {
+            let top1 = e["top1"].as_f64().unwrap_or(f64::NAN);
+            writeln!(
+                table,
+                "| NNCF | QAT in PyTorch, epoch {}, labels | {} | {:.2} | - | - | {:.2} |",
+                e["epoch"],
+                pct(top1),
+                100.0 * (nncf_float - top1),
+                e["train_seconds"].as_f64().unwrap_or(f64::NAN)
+            )?;
+        }
     }
-    for e in anchor["epochs"].as_array().into_iter().flatten() {
+    table.push('\n');
+    for anchor in anchors {
         writeln!(
             table,
-            "| NNCF | QAT in PyTorch, epoch {}, labels | {} | {:.2} | - | - | {:.2} |",
-            e["epoch"],
-            pct(e["top1"].as_f64().unwrap_or(f64::NAN)),
-            100.0 * (nncf_float - e["top1"].as_f64().unwrap_or(f64::NAN)),
-            e["train_seconds"].as_f64().unwrap_or(f64::NAN)
+            "NNCF (BatchNorm: {}): torch {}, nncf {}, {} threads, load average {} before and {} after.",
+            anchor["batchnorm"].as_str().unwrap_or("?"),
+            anchor["versions"]["torch"].as_str().unwrap_or("?"),
+            anchor["versions"]["nncf"].as_str().unwrap_or("?"),
+            anchor["recipe"]["threads"],
+            anchor["machine"]["loadavg_before"],
+            anchor["machine"]["loadavg_after"],
         )?;
     }
-    let sweep = lr_sweep(
-        &tool,
-        &fixtures,
-        &tmp,
-        [&train_x, &train_y, &test_x, &test_y],
-    )?;
-    let commit = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .current_dir(root)
-        .output()?;
-    let section = format!(
-        "Measured at commit `{}` with `cargo xtask qat`: the fixture `{name}` (`tests/fixtures/README.md`), \
-         trained on `target/datasets/fashion_train10k_{{x,y}}.npy` (10,000 Fashion-MNIST training images, \
-         disjoint from the 300 calibration samples), scored on the full 10,000-image test set. Ferrite: \
-         `ferrite train` with its defaults (Adam, learning rate {} with cosine decay, batch 32, no \
-         validation set: the last epoch is kept), {EPOCHS} epochs; time per epoch is the training steps \
-         only, from `--report`. NNCF: `tests/fixtures/qat_anchor.py` (torch {}, nncf {}, {} threads; \
-         recipe in `tests/fixtures/qat_anchor_results.json`), the same model, calibration samples and \
-         training set, top-1 of the fake-quantized torch model; float top-1 there is torch's, {}.\n\n{table}\n\
-         The default learning rate, from every Fashion-MNIST fixture: {SWEEP_EPOCHS} epochs of `ferrite train` \
-         at each rate, top-1 / output SQNR on the full test set (post-training default first).\n\n{sweep}\n",
-        String::from_utf8_lossy(&commit.stdout).trim(),
-        ferrite_quantizer::train::DEFAULT_LR_ADAM,
-        anchor["versions"]["torch"].as_str().unwrap_or("?"),
-        anchor["versions"]["nncf"].as_str().unwrap_or("?"),
-        anchor["recipe"]["threads"],
-        pct(nncf_float),
-    );
-    println!("{section}");
-    if options.write {
-        crate::bench::write_section(root, BEGIN, END, &section)?;
-    }
-    Ok(())
+    table.push('\n');
+    Ok(table)
 }
 
-/// The learning-rate table: per Fashion-MNIST fixture and supervision, top-1 and SQNR at each rate.
-fn lr_sweep(tool: &Path, fixtures: &Path, tmp: &Path, data: [&Path; 4]) -> Result<String> {
-    let [train_x, train_y, test_x, test_y] = data;
-    let mut table = String::from("| fixture | supervision | post-training |");
-    for r in SWEEP_RATES {
-        write!(table, " lr {r} |")?;
+/// The learning-rate table: per Fashion-MNIST fixture and supervision, top-1 and SQNR at each pair
+/// of rates.
+fn lr_sweep(tool: &Path, fixtures: &Path, tmp: &Path, data: &Data) -> Result<String> {
+    let mut table = String::from("| fixture | supervision | float | post-training |");
+    for (lr, scale_lr) in SWEEP_RATES {
+        write!(table, " {lr} / {scale_lr} |")?;
     }
-    table.push_str("\n|---|---|---:|");
+    table.push_str("\n|---|---|---:|---:|");
     table.push_str(&"---:|".repeat(SWEEP_RATES.len()));
     table.push('\n');
     for name in SWEEP_FIXTURES {
         let model = fixtures.join(name).join("model.onnx");
         let ptq = tmp.join(format!("{name}-sweep-ptq.ferrite"));
-        let status = Command::new(tool)
-            .arg("quantize")
-            .arg(&model)
-            .arg("--calib")
-            .arg(fixtures.join("data/fashion_calib_x.npy"))
-            .arg("-o")
-            .arg(&ptq)
-            .output()?
-            .status;
-        if !status.success() {
-            bail!("ferrite quantize {name} failed");
-        }
+        quantize(tool, fixtures, &model, &ptq)?;
         for labels in [true, false] {
             let mut models = vec![model.clone(), ptq.clone()];
-            for r in SWEEP_RATES {
-                let out = tmp.join(format!("{name}-sweep-{labels}-{r}.ferrite"));
-                let mut cmd = Command::new(tool);
-                cmd.arg("train")
-                    .arg(&model)
-                    .arg("--data")
-                    .arg(train_x)
-                    .args(["--epochs", SWEEP_EPOCHS, "--lr", r, "-o"])
-                    .arg(&out);
-                if labels {
-                    cmd.arg("--labels").arg(train_y);
-                }
-                if !cmd.output()?.status.success() {
-                    bail!("ferrite train {name} --lr {r} failed");
-                }
+            for (lr, scale_lr) in SWEEP_RATES {
+                let out = tmp.join(format!("{name}-sweep-{labels}-{lr}-{scale_lr}.ferrite"));
+                train(tool, &model, data, labels, Some((lr, scale_lr)), &out)?;
                 models.push(out);
             }
-            let rows = crate::accuracy::eval_rows(tool, &models, test_x, test_y)?;
+            let rows = crate::accuracy::eval_rows(tool, &models, &data.test_x, &data.test_y)?;
             write!(
                 table,
-                "| {name} | {} |",
-                if labels { "labels" } else { "distillation" }
+                "| {name} | {} | {:.2}% |",
+                if labels { "labels" } else { "distillation" },
+                100.0 * rows[0].top1
             )?;
             for r in &rows[1..] {
                 write!(
