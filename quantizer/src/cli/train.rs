@@ -219,15 +219,7 @@ pub fn run(args: &Args) -> Result<()> {
                 steps,
                 loss,
             } => {
-                let bar =
-                    bar.get_or_insert_with(|| {
-                        ProgressBar::new(steps as u64).with_style(
-                        ProgressStyle::with_template(
-                            "epoch {prefix} [{bar:30}] {pos}/{len} steps, loss {msg}, {eta} left",
-                        )
-                        .map_or_else(|_| ProgressStyle::default_bar(), |s| s.progress_chars("=> ")),
-                    )
-                    });
+                let bar = bar.get_or_insert_with(|| epoch_bar(steps));
                 bar.set_prefix(epoch.to_string());
                 bar.set_position(step as u64);
                 bar.set_message(format!("{loss:.5}"));
@@ -293,4 +285,16 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A progress bar over an epoch's `steps`, with the running loss as its message.
+fn epoch_bar(steps: usize) -> ProgressBar {
+    let style = ProgressStyle::with_template(
+        "epoch {prefix} [{bar:30}] {pos}/{len} steps, loss {msg}, {eta} left",
+    )
+    .map_or_else(
+        |_| ProgressStyle::default_bar(),
+        |s| s.progress_chars("=> "),
+    );
+    ProgressBar::new(steps as u64).with_style(style)
 }

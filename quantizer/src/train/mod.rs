@@ -39,10 +39,10 @@ use loss::Target;
 use optim::{Optimizer, Slot};
 use qat::{Grads, Qat};
 
-/// Default learning rates: 100x below the usual rates for training from scratch (1e-3 for Adam, 1e-2
-/// for SGD). Chosen on the Fashion-MNIST fixtures' full test set (BENCHMARKS.md): with labels, 1e-4,
-/// 3e-5 and 1e-5 give the same top-1 within the test set's noise; distilling, 1e-5 raises the output
-/// SQNR on every fixture (+1.0 to +2.1 dB in two epochs) where 1e-4 lowers it by 3 dB on one.
+/// Default learning rates of weights and biases: 100x below the usual rates for training from
+/// scratch (1e-3 for Adam, 1e-2 for SGD). On the Fashion-MNIST fixtures' full test sets
+/// (BENCHMARKS.md), with the scales' default rate, 1e-4 and 1e-5 give the same top-1 within the test
+/// set's noise (1e-5 the better mean); 1e-4 gives about 1 dB more output SQNR when distilling.
 pub const DEFAULT_LR_ADAM: f64 = 1e-5;
 pub const DEFAULT_LR_SGD: f64 = 1e-4;
 /// Default learning rates of the log-domain scales (activations and weights). With Adam a step moves

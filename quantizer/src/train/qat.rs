@@ -292,9 +292,9 @@ impl Qat {
 
     /// Lowers every learnable activation scale that exceeds the smallest one whose integer range
     /// covers all of `seen` (so never below its scale at the start): a wider grid clips nothing more
-    /// and only loses resolution. (LSQ's scale
-    /// gradient inside the range, `n - x / s`, can keep pushing a scale up where the rounding of
-    /// every value to zero is what the loss prefers; under Adam such a drift does not slow down.)
+    /// and only loses resolution. (LSQ's scale gradient inside the range, `n - x / s`, can keep
+    /// pushing a scale up where the rounding of every value to zero is what the loss prefers; under
+    /// Adam such a drift does not slow down.)
     pub fn cap_scales(&mut self, seen: &[(f32, f32)]) {
         for (a, &(lo, hi)) in self.acts.iter_mut().zip(seen) {
             let up = (a.grid.hi - a.grid.zero_point) as f32;
