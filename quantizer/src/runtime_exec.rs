@@ -62,6 +62,11 @@ impl<'a> Runner<'a> {
         Ok(Runner { model })
     }
 
+    /// Number of model outputs.
+    pub fn outputs(&self) -> usize {
+        self.model.outputs()
+    }
+
     /// Runs every sample of `inputs` (one array per model input, same batch size) one at a time (batch
     /// 1 per invoke) and returns one array per model output, batch first. The samples are split into
     /// `threads` contiguous chunks, each run by its own interpreter and arena on its own thread; the

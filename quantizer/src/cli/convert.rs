@@ -11,17 +11,19 @@ use crate::import::tflite;
 pub struct Args {
     /// Pre-quantized model (.tflite int8, or ONNX with QuantizeLinear/DequantizeLinear).
     pub model: PathBuf,
-    /// Output `.ferrite` file (written atomically).
+    /// Output `.ferrite` file: written in full or not at all, through a symlink to its target, and
+    /// directly to a device or FIFO such as `/dev/null`.
     #[arg(short = 'o', long)]
     pub output: PathBuf,
 }
 
 pub fn run(args: &Args) -> Result<()> {
+    crate::output::check(&[&args.output])?;
     let bytes =
         std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
     let built = convert_bytes(&args.model, &bytes)?;
-    crate::write_atomic(&args.output, &built.bytes)?;
-    println!(
+    crate::output::write(&args.output, &built.bytes)?;
+    outln!(
         "{} -> {}: {} bytes (source {} bytes), arena {} bytes",
         args.model.display(),
         args.output.display(),

@@ -190,12 +190,17 @@ pub fn run(args: &Args) -> Result<()> {
         });
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<48} {:>8} {:>10} {:>10} {:>9} {:>10}",
-        "model", "top-1", "SQNR (dB)", "agreement", "seconds", "samples/s"
+        "model",
+        "top-1",
+        "SQNR (dB)",
+        "agreement",
+        "seconds",
+        "samples/s"
     );
     for (i, r) in rows.iter().enumerate() {
         let percent = |a: Option<f64>| a.map_or("-".into(), |a| format!("{:.2}%", 100.0 * a));
@@ -204,7 +209,7 @@ pub fn run(args: &Args) -> Result<()> {
         } else {
             format_db(r.sqnr_db)
         };
-        println!(
+        outln!(
             "{:<48} {:>8} {:>10} {:>10} {:>9.3} {:>10.1}",
             r.model,
             percent(r.top1),
@@ -214,7 +219,7 @@ pub fn run(args: &Args) -> Result<()> {
             r.samples_per_second
         );
     }
-    println!(
+    outln!(
         "{samples} samples, {threads} thread{}; SQNR and agreement against {}; samples/s counts running the samples only",
         if threads == 1 { "" } else { "s" },
         args.models[0].display()

@@ -25,12 +25,10 @@ pub fn run(args: &Args) -> Result<()> {
         .map_err(|e| anyhow!("{}: invalid model: {e}", args.model.display()))?;
     let summary = inspect::summarize(&model, bytes.len());
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        print!(
-            "{}",
-            inspect::render(&args.model.display().to_string(), &summary)
-        );
+        let text = inspect::render(&args.model.display().to_string(), &summary);
+        super::print(format_args!("{text}"))?;
     }
     Ok(())
 }

@@ -1,5 +1,13 @@
 //! The `ferrite` subcommands, one file each.
 
+/// `println!` for the commands' results: a closed standard output (`ferrite inspect M | head -1`)
+/// returns [`StdoutClosed`] from the enclosing function instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::print(format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
 pub mod convert;
 pub mod eval;
 pub mod float_onnx;
@@ -11,6 +19,28 @@ pub mod train;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+
+/// The reader of standard output went away (a closed pipe): the command stops quietly.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Writes to standard output (see [`outln!`]).
+pub fn print(text: std::fmt::Arguments<'_>) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(text).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        r => r.context("writing to standard output"),
+    }
+}
 
 /// Reads a model file as `.ferrite` bytes, converting other formats in memory.
 pub fn load_model(path: &Path) -> Result<Vec<u8>> {

@@ -35,7 +35,8 @@ pub struct Args {
     /// model's outputs are the targets (distillation).
     #[arg(long)]
     pub labels: Option<PathBuf>,
-    /// Output `.ferrite` file (written atomically).
+    /// Output `.ferrite` file: written in full or not at all, through a symlink to its target, and
+    /// directly to a device or FIFO such as `/dev/null`.
     #[arg(short = 'o', long)]
     pub output: PathBuf,
     #[arg(long, default_value_t = 3)]
@@ -151,18 +152,7 @@ pub fn run(args: &Args) -> Result<()> {
         .chain(args.report.clone())
         .chain(exports)
         .collect();
-    for p in &outputs {
-        let dir = p
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        ensure!(
-            dir.is_dir(),
-            "{}: the folder {} does not exist",
-            p.display(),
-            dir.display()
-        );
-    }
+    crate::output::check(&outputs.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
 
     let calib = x.slice_batch(0, samples.min(CALIBRATION_SAMPLES));
     eprintln!(
@@ -255,10 +245,11 @@ pub fn run(args: &Args) -> Result<()> {
         )),
         None => None,
     };
-    crate::write_atomic(&args.output, &built.bytes)?;
-    if let Some((p, float, qdq)) = &exported {
-        crate::write_atomic(p, float)?;
-        crate::write_atomic(&qdq_path(p), qdq)?;
+    let qdq_export = args.export_onnx.as_deref().map(qdq_path);
+    let mut files: Vec<(&Path, Vec<u8>)> = vec![(&args.output, built.bytes.clone())];
+    if let (Some((p, float, qdq)), Some(q)) = (exported, &qdq_export) {
+        files.push((p, float));
+        files.push((q, qdq));
     }
     if let Some(path) = &args.report {
         let report = serde_json::json!({
@@ -275,9 +266,10 @@ pub fn run(args: &Args) -> Result<()> {
             "arena_bytes": built.plan.arena_size,
             "seconds": start.elapsed().as_secs_f64(),
         });
-        crate::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        files.push((path, serde_json::to_string_pretty(&report)?.into_bytes()));
     }
-    println!(
+    crate::output::write_all(&files)?;
+    outln!(
         "{} -> {}: epoch {} kept, {} bytes, arena {} bytes, {:.1} s",
         args.model.display(),
         args.output.display(),

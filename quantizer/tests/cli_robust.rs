@@ -1,0 +1,172 @@
+//! The `ferrite` binary on bad inputs and unusual outputs: a one-line error, exit code 1, no panic,
+//! and no output file written or changed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ferrite_quantizer::npy::Array;
+
+fn ferrite() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferrite"))
+}
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+fn golden() -> PathBuf {
+    repo("tests/golden/small_dscnn/model.ferrite")
+}
+
+fn mlp() -> PathBuf {
+    repo("tests/fixtures/mlp_digits/model.onnx")
+}
+
+fn digits() -> PathBuf {
+    repo("tests/fixtures/data/digits_calib_x.npy")
+}
+
+/// Asserts a failure with exit code 1 and a one-line error containing every one of `says`.
+#[track_caller]
+fn fails_saying(out: &Output, says: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    for s in says {
+        assert!(err.contains(s), "expected {s:?} in: {err}");
+    }
+}
+
+/// A `.npy` file whose header claims `shape` (a Python tuple), with 64 bytes of data.
+fn npy_claiming(path: &Path, shape: &str) {
+    let h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}\n");
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    b.extend_from_slice(h.as_bytes());
+    b.extend_from_slice(&[0; 64]);
+    fs::write(path, b).unwrap();
+}
+
+#[test]
+fn overflowing_npy_shapes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.npy");
+    let y = dir.path().join("y.npy");
+    for shape in [
+        "(288230376151711744, 1, 28, 28)",
+        "(4294967296, 4294967296, 1, 1)",
+    ] {
+        npy_claiming(&x, shape);
+        fails_saying(&run(&golden(), &x, &y), &["x.npy", "too large"]);
+        fails_saying(&quantize(&x, &y, &[]), &["x.npy", "too large"]);
+        assert!(!y.exists());
+    }
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    for args in [
+        vec!["inspect".into(), golden()],
+        vec!["eval".into(), mlp(), "--data".into(), digits()],
+        vec!["run".into(), mlp(), "--input".into(), digits()],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = ferrite().args(&args).stdout(writer).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}
+
+/// `ferrite run MODEL --input X -o OUTPUT`.
+fn run(model: &Path, x: &Path, output: &Path) -> Output {
+    ferrite()
+        .arg("run")
+        .arg(model)
+        .arg("--input")
+        .arg(x)
+        .arg("-o")
+        .arg(output)
+        .output()
+        .unwrap()
+}
+
+fn run_to(output: &Path) -> Output {
+    run(&mlp(), &digits(), output)
+}
+
+/// `ferrite quantize` of the digits MLP on `calib` to `output`.
+fn quantize(calib: &Path, output: &Path, more: &[&str]) -> Output {
+    ferrite()
+        .arg("quantize")
+        .arg(mlp())
+        .arg("--calib")
+        .arg(calib)
+        .arg("-o")
+        .arg(output)
+        .args(more)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_symlink_output_is_written_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.npy");
+    fs::write(&real, b"old").unwrap();
+    let link = dir.path().join("link.npy");
+    std::os::unix::fs::symlink("real.npy", &link).unwrap();
+    let out = run_to(&link);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(Array::read(&real).unwrap().shape, [300, 10]);
+}
+
+#[test]
+fn a_fifo_output_is_written_directly() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("y.npy");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::read(fifo).unwrap())
+    };
+    let out = run_to(&fifo);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = Array::parse(&reader.join().unwrap()).unwrap();
+    assert_eq!(got.shape, [300, 10]);
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+}
+
+#[test]
+fn outputs_are_checked_before_the_work_and_written_all_or_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.ferrite");
+    let report = dir.path().join("missing/r.json");
+    let out = quantize(&digits(), &model, &["--report", report.to_str().unwrap()]);
+    fails_saying(&out, &["r.json", "does not exist"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("calibrating"));
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    // A folder given as the output.
+    let out = run_to(dir.path());
+    fails_saying(&out, &["is a folder"]);
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+}
