@@ -170,3 +170,30 @@ fn outputs_are_checked_before_the_work_and_written_all_or_none() {
     fails_saying(&out, &["is a folder"]);
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn inconsistent_ferrite_headers_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = fs::read(golden()).unwrap();
+    let bad = dir.path().join("bad.ferrite");
+    for (at, bytes, says) in [
+        (
+            8,
+            &0xFFFF_FFF0u32.to_le_bytes()[..],
+            "header arena size 4294967280 bytes",
+        ),
+        (6, &1u16.to_le_bytes(), "flag 0x0001 (f32 kernels) is set"),
+        (6, &4u16.to_le_bytes(), "unknown header flag bits 0x0004"),
+        (
+            20,
+            &1u32.to_le_bytes(),
+            "reserved field (bytes 20 to 23) is 0x00000001",
+        ),
+    ] {
+        let mut b = good.clone();
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+        fs::write(&bad, &b).unwrap();
+        let out = ferrite().arg("inspect").arg(&bad).output().unwrap();
+        fails_saying(&out, &["bad.ferrite", says]);
+    }
+}
