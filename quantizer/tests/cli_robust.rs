@@ -59,7 +59,7 @@ fn overflowing_npy_shapes_are_refused() {
     ] {
         npy_claiming(&x, shape);
         fails_saying(&run(&golden(), &x, &y), &["x.npy", "too large"]);
-        fails_saying(&quantize(&x, &y, &[]), &["x.npy", "too large"]);
+        fails_saying(&quantize(&mlp(), &x, &y, &[]), &["x.npy", "too large"]);
         assert!(!y.exists());
     }
 }
@@ -97,11 +97,11 @@ fn run_to(output: &Path) -> Output {
     run(&mlp(), &digits(), output)
 }
 
-/// `ferrite quantize` of the digits MLP on `calib` to `output`.
-fn quantize(calib: &Path, output: &Path, more: &[&str]) -> Output {
+/// `ferrite quantize MODEL --calib CALIB -o OUTPUT MORE...`.
+fn quantize(model: &Path, calib: &Path, output: &Path, more: &[&str]) -> Output {
     ferrite()
         .arg("quantize")
-        .arg(mlp())
+        .arg(model)
         .arg("--calib")
         .arg(calib)
         .arg("-o")
@@ -161,7 +161,12 @@ fn outputs_are_checked_before_the_work_and_written_all_or_none() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.ferrite");
     let report = dir.path().join("missing/r.json");
-    let out = quantize(&digits(), &model, &["--report", report.to_str().unwrap()]);
+    let out = quantize(
+        &mlp(),
+        &digits(),
+        &model,
+        &["--report", report.to_str().unwrap()],
+    );
     fails_saying(&out, &["r.json", "does not exist"]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("calibrating"));
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
@@ -195,5 +200,105 @@ fn inconsistent_ferrite_headers_are_refused() {
         fs::write(&bad, &b).unwrap();
         let out = ferrite().arg("inspect").arg(&bad).output().unwrap();
         fails_saying(&out, &["bad.ferrite", says]);
+    }
+}
+
+#[test]
+fn non_finite_weights_are_refused_naming_the_tensor() {
+    use ferrite_quantizer::import::onnx::proto::ModelProto;
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = ModelProto::decode(&fs::read(mlp()).unwrap()[..]).unwrap();
+    for (i, bad) in [f32::NAN, f32::INFINITY].into_iter().enumerate() {
+        let t = &mut m.graph.as_mut().unwrap().initializer[0];
+        if t.raw_data.is_empty() {
+            t.float_data[3] = bad;
+        } else {
+            t.raw_data[12..16].copy_from_slice(&bad.to_le_bytes());
+        }
+        let says = [t.name.clone(), format!("holds {bad} at index 3")];
+        let says: Vec<&str> = says.iter().map(String::as_str).collect();
+        let onnx = dir.path().join(format!("m{i}.onnx"));
+        fs::write(&onnx, m.encode_to_vec()).unwrap();
+        let y = dir.path().join("y.ferrite");
+        fails_saying(&quantize(&onnx, &digits(), &y, &[]), &says);
+        assert!(!y.exists());
+        let out = ferrite()
+            .arg("eval")
+            .arg(&onnx)
+            .arg("--data")
+            .arg(digits())
+            .output()
+            .unwrap();
+        fails_saying(&out, &says);
+    }
+}
+
+/// Sample files that hold no samples, or one sample without the batch dimension, are refused by
+/// every command that reads samples (float and int8 models), with the shape the model takes.
+#[test]
+fn empty_and_batchless_samples_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.npy");
+    Array::from_f32(vec![0, 64], &[]).write(&empty).unwrap();
+    let one = dir.path().join("one.npy");
+    Array::from_f32(vec![64], &[0.5; 64]).write(&one).unwrap();
+    let dscnn_one = dir.path().join("dscnn_one.npy");
+    Array::from_f32(vec![10, 8, 1], &[0.5; 80])
+        .write(&dscnn_one)
+        .unwrap();
+    let y = dir.path().join("y.npy");
+    let no_samples = ["no samples (shape [0, 64])"];
+    let no_batch = [
+        "array shape [64] has no batch dimension",
+        "[batch, 64]",
+        "one sample is [1, 64]",
+    ];
+    for (x, says) in [(&empty, &no_samples[..]), (&one, &no_batch[..])] {
+        fails_saying(&run(&mlp(), x, &y), says);
+        fails_saying(&quantize(&mlp(), x, &y, &[]), says);
+        let out = ferrite()
+            .arg("eval")
+            .arg(mlp())
+            .arg("--data")
+            .arg(x)
+            .output()
+            .unwrap();
+        fails_saying(&out, says);
+    }
+    fails_saying(
+        &run(&golden(), &dscnn_one, &y),
+        &["has no batch dimension", "[batch, 10, 8, 1] (NHWC)"],
+    );
+    assert!(!y.exists());
+}
+
+#[test]
+fn labels_out_of_range_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("y.npy");
+    for (bad, says) in [
+        (1000i64, "label 7 is 1000, but "),
+        (-1, "label 7 is -1; class ids start at 0"),
+    ] {
+        let mut l = vec![0i64; 300];
+        l[7] = bad;
+        Array {
+            shape: vec![300],
+            dtype: ferrite_quantizer::npy::Dtype::I64,
+            data: l.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+        .write(&labels)
+        .unwrap();
+        let out = ferrite()
+            .arg("eval")
+            .arg(mlp())
+            .arg("--data")
+            .arg(digits())
+            .arg("--labels")
+            .arg(&labels)
+            .output()
+            .unwrap();
+        fails_saying(&out, &["y.npy", says]);
     }
 }

@@ -18,7 +18,9 @@ pub mod train;
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
+
+use crate::npy::{Array, Dtype};
 
 /// The reader of standard output went away (a closed pipe): the command stops quietly.
 #[derive(Debug)]
@@ -72,4 +74,35 @@ pub fn load_model(path: &Path) -> Result<Vec<u8>> {
             path.display()
         ),
     }
+}
+
+/// Class ids from an integer `.npy` with one entry per sample.
+pub fn read_labels(path: &Path, samples: usize) -> Result<Vec<usize>> {
+    let a = Array::read(path)?;
+    let at = || path.display().to_string();
+    ensure!(
+        matches!(
+            a.dtype,
+            Dtype::I8 | Dtype::U8 | Dtype::I16 | Dtype::I32 | Dtype::I64
+        ),
+        "{}: labels must be integers, the array is {}",
+        at(),
+        a.dtype
+    );
+    ensure!(
+        a.len() == samples && a.shape.first() == Some(&samples),
+        "{}: {} labels (shape {:?}) for {samples} samples",
+        at(),
+        a.len(),
+        a.shape
+    );
+    (0..a.len())
+        .map(|i| {
+            let v = a.get_f64(i);
+            if v < 0.0 {
+                bail!("{}: label {i} is {v}; class ids start at 0", at());
+            }
+            Ok(v as usize)
+        })
+        .collect()
 }

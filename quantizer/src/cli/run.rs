@@ -62,7 +62,10 @@ pub fn run(args: &Args) -> Result<()> {
         let paths = check(runner.outputs())?;
         (runner.run(&inputs, threads), paths)
     };
-    let outputs = outputs.with_context(|| format!("running {}", args.model.display()))?;
+    let outputs = outputs.with_context(|| {
+        let inputs: Vec<String> = args.input.iter().map(|p| p.display().to_string()).collect();
+        format!("running {} on {}", args.model.display(), inputs.join(", "))
+    })?;
     match &args.output {
         Some(_) => {
             let files: Vec<(&PathBuf, Vec<u8>)> = paths

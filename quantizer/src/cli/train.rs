@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::ir;
-use crate::npy::{Array, Dtype};
+use crate::npy::Array;
 use crate::quantize::ptq::{self, Config as PtqConfig};
 use crate::train::{self, optim, Progress, Supervision, Validation};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -76,37 +76,6 @@ fn qdq_path(float: &Path) -> PathBuf {
     float.with_extension("qdq.onnx")
 }
 
-/// Class ids from an integer `.npy` with one entry per sample.
-pub fn read_labels(path: &Path, samples: usize) -> Result<Vec<usize>> {
-    let a = Array::read(path)?;
-    let at = || path.display().to_string();
-    ensure!(
-        matches!(
-            a.dtype,
-            Dtype::I8 | Dtype::U8 | Dtype::I16 | Dtype::I32 | Dtype::I64
-        ),
-        "{}: labels must be integers, the array is {:?}",
-        at(),
-        a.dtype
-    );
-    ensure!(
-        a.len() == samples && a.shape.first() == Some(&samples),
-        "{}: {} labels (shape {:?}) for {samples} samples",
-        at(),
-        a.len(),
-        a.shape
-    );
-    (0..a.len())
-        .map(|i| {
-            let v = a.get_f64(i);
-            if v < 0.0 {
-                bail!("{}: label {i} is {v}; class ids start at 0", at());
-            }
-            Ok(v as usize)
-        })
-        .collect()
-}
-
 pub fn run(args: &Args) -> Result<()> {
     let start = Instant::now();
     let (source, graph) = super::float_onnx::load_one_input(&args.model)?;
@@ -118,11 +87,14 @@ pub fn run(args: &Args) -> Result<()> {
     let labels = args
         .labels
         .as_ref()
-        .map(|p| read_labels(p, samples))
+        .map(|p| super::read_labels(p, samples))
         .transpose()?;
     let val_x = args.val.as_ref().map(|p| Array::read(p)).transpose()?;
     let val_labels = match (&args.val_labels, &val_x) {
-        (Some(p), Some(v)) => Some(read_labels(p, v.shape.first().copied().unwrap_or(0))?),
+        (Some(p), Some(v)) => Some(super::read_labels(
+            p,
+            v.shape.first().copied().unwrap_or(0),
+        )?),
         _ => None,
     };
     let config = train::Config {
