@@ -302,3 +302,121 @@ fn labels_out_of_range_are_refused() {
         fails_saying(&out, &["y.npy", says]);
     }
 }
+
+/// Asserts that `needle` occurs exactly once in the error of `out` (a context added twice repeats it).
+#[track_caller]
+fn named_once(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches(needle).count(), 1, "{err}");
+}
+
+#[test]
+fn broken_onnx_files_are_not_called_float_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let y = dir.path().join("y.ferrite");
+    let empty = dir.path().join("empty.onnx");
+    fs::write(&empty, b"").unwrap();
+    let truncated = dir.path().join("truncated.onnx");
+    fs::write(&truncated, &fs::read(mlp()).unwrap()[..300]).unwrap();
+    for (m, says) in [
+        (&empty, "the file is empty"),
+        (&truncated, "truncated or corrupt"),
+    ] {
+        let out = ferrite()
+            .arg("convert")
+            .arg(m)
+            .arg("-o")
+            .arg(&y)
+            .output()
+            .unwrap();
+        fails_saying(&out, &["not a valid ONNX file", says]);
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("float"));
+        named_once(&out, &m.display().to_string());
+        // The float executor's commands name the file once too.
+        let out = ferrite()
+            .arg("eval")
+            .arg(m)
+            .arg("--data")
+            .arg(digits())
+            .output()
+            .unwrap();
+        fails_saying(&out, &["not a valid ONNX file", says]);
+        named_once(&out, &m.display().to_string());
+        let out = run(m, &digits(), &y);
+        fails_saying(&out, &["not a valid ONNX file", says]);
+        named_once(&out, &m.display().to_string());
+    }
+    // A float model is one.
+    let out = ferrite()
+        .arg("convert")
+        .arg(mlp())
+        .arg("-o")
+        .arg(&y)
+        .output()
+        .unwrap();
+    fails_saying(&out, &["a float ONNX model", "ferrite quantize"]);
+    assert!(!y.exists());
+}
+
+#[test]
+fn a_qdq_model_given_to_quantize_points_to_convert() {
+    let dir = tempfile::tempdir().unwrap();
+    let y = dir.path().join("y.ferrite");
+    let qdq = repo("tests/fixtures/qdq/mlp_digits_nncf.onnx");
+    let out = quantize(&qdq, &digits(), &y, &[]);
+    fails_saying(
+        &out,
+        &[
+            "mlp_digits_nncf.onnx",
+            "quantized ONNX model",
+            "ferrite convert",
+        ],
+    );
+    assert!(!y.exists());
+}
+
+#[test]
+fn a_truncated_ferrite_file_is_named_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.ferrite");
+    fs::write(&bad, &fs::read(golden()).unwrap()[..100]).unwrap();
+    let x = dir.path().join("x.npy");
+    Array::from_f32(vec![1, 10, 8, 1], &[0.0; 80])
+        .write(&x)
+        .unwrap();
+    let y = dir.path().join("y.npy");
+    let out = run(&bad, &x, &y);
+    fails_saying(&out, &["truncated"]);
+    named_once(&out, "bad.ferrite");
+    assert!(!y.exists());
+}
+
+#[test]
+fn inspect_of_a_tflite_file_says_what_it_converted() {
+    let tfl = repo("tests/tflite/fixtures/conv2d_s2_same_even.tflite");
+    let out = ferrite().arg("inspect").arg(&tfl).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap();
+    let size = fs::metadata(&tfl).unwrap().len();
+    assert!(
+        first.contains(&format!(
+            "TFLite file of {size} bytes, converted in memory to .ferrite v1"
+        )),
+        "{first}"
+    );
+    // SAME padding on an even input: one row more below than above, two columns more on the right.
+    assert!(text.contains("pad 0,1,1,2"), "{text}");
+    let json = ferrite()
+        .args(["inspect", "--json"])
+        .arg(&tfl)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["converted_from"]["format"], "TFLite");
+    assert_eq!(v["converted_from"]["bytes"], size);
+}

@@ -27,6 +27,11 @@ pub fn load(path: &Path) -> Result<Graph> {
 /// optimized graph.
 pub fn load_one_input(path: &Path) -> Result<(Vec<u8>, Graph)> {
     let source = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    ensure!(
+        !crate::import::onnx_qdq::is_qdq(&source),
+        "{}: a quantized ONNX model (QuantizeLinear/DequantizeLinear nodes); `ferrite convert` converts it to .ferrite as it is",
+        path.display()
+    );
     let graph = load(path)?;
     ensure!(
         graph.inputs.len() == 1,

@@ -20,6 +20,7 @@ use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
 
+use crate::inspect::Source;
 use crate::npy::{Array, Dtype};
 
 /// The reader of standard output went away (a closed pipe): the command stops quietly.
@@ -46,34 +47,47 @@ pub fn print(text: std::fmt::Arguments<'_>) -> Result<()> {
 
 /// Reads a model file as `.ferrite` bytes, converting other formats in memory.
 pub fn load_model(path: &Path) -> Result<Vec<u8>> {
+    Ok(load_model_source(path)?.0)
+}
+
+/// Reads a model file as `.ferrite` bytes, converting other formats in memory, and says what was
+/// converted: the source format's name and the file's size. The format is told by the file's
+/// contents (magic, TFLite identifier, ONNX Q/DQ nodes); the extension only chooses the error.
+pub fn load_model_source(path: &Path) -> Result<(Vec<u8>, Option<Source>)> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    match ext.as_str() {
-        "ferrite" => std::fs::read(path).with_context(|| format!("reading {}", path.display())),
-        "tflite" => {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            Ok(convert::convert_bytes(path, &bytes)?.bytes)
-        }
-        "onnx" => {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            if crate::import::onnx_qdq::is_qdq(&bytes) {
-                return Ok(convert::convert_bytes(path, &bytes)?.bytes);
-            }
-            bail!(
-            "{}: a float ONNX model; quantize it to .ferrite first (`ferrite run` and `ferrite inspect` take it as is)",
-            path.display()
-            )
-        }
-        _ => bail!(
+    if !["ferrite", "tflite", "onnx"].contains(&ext.as_str()) {
+        bail!(
             "{}: unsupported model type `.{ext}` (supported: .ferrite, .tflite, .onnx)",
             path.display()
-        ),
+        );
     }
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let format = if bytes.starts_with(&ferrite_runtime::format::MAGIC) {
+        None
+    } else if crate::import::is_tflite(&bytes) {
+        Some("TFLite")
+    } else if crate::import::onnx_qdq::is_qdq(&bytes) {
+        Some("ONNX Q/DQ")
+    } else if ext == "onnx" {
+        return Err(convert::not_convertible(path, &bytes));
+    } else {
+        // Not converted: the runtime's loader says what is wrong (bad magic, truncated...).
+        None
+    };
+    Ok(match format {
+        None => (bytes, None),
+        Some(format) => (
+            convert::convert_bytes(path, &bytes)?.bytes,
+            Some(Source {
+                format,
+                bytes: bytes.len(),
+            }),
+        ),
+    })
 }
 
 /// Class ids from an integer `.npy` with one entry per sample.

@@ -60,8 +60,22 @@ pub fn load(path: &Path) -> Result<Graph> {
 
 /// Decodes ONNX bytes and imports the graph (before optimization passes).
 pub fn import(bytes: &[u8]) -> Result<Graph> {
-    let model = ModelProto::decode(bytes).map_err(|e| anyhow!("not a valid ONNX file: {e}"))?;
-    import_model(&model)
+    import_model(&decode(bytes)?)
+}
+
+/// Decodes ONNX bytes: an error for an empty, truncated or corrupt file, or a model without nodes.
+pub fn decode(bytes: &[u8]) -> Result<ModelProto> {
+    ensure!(
+        !bytes.is_empty(),
+        "not a valid ONNX file: the file is empty"
+    );
+    let model = ModelProto::decode(bytes)
+        .map_err(|e| anyhow!("not a valid ONNX file (truncated or corrupt): {e}"))?;
+    ensure!(
+        model.graph.as_ref().is_some_and(|g| !g.node.is_empty()),
+        "not a valid ONNX file: no graph nodes"
+    );
+    Ok(model)
 }
 
 /// Imports a decoded model (before optimization passes).
