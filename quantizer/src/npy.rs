@@ -128,7 +128,7 @@ impl Array {
             "not a .npy file (bad magic)"
         );
         let major = bytes[6];
-        let (header_len, start) = match major {
+        let (header_len, start): (usize, usize) = match major {
             1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
             2 | 3 => {
                 ensure!(bytes.len() >= 12, "truncated .npy header");
@@ -139,9 +139,10 @@ impl Array {
             }
             v => bail!("unsupported .npy version {v}"),
         };
-        let header = bytes
-            .get(start..start + header_len)
+        let end = start
+            .checked_add(header_len)
             .context("truncated .npy header")?;
+        let header = bytes.get(start..end).context("truncated .npy header")?;
         let header = std::str::from_utf8(header).context(".npy header is not text")?;
         let descr = dict_value(header, "descr").context(".npy header has no 'descr'")?;
         let descr = descr.trim_matches(|c| c == '\'' || c == '"');
@@ -169,7 +170,7 @@ impl Array {
             .iter()
             .try_fold(dtype.size(), |n, &d| n.checked_mul(d))
             .with_context(|| format!(".npy shape {shape:?} of {descr} is too large to address"))?;
-        let data = &bytes[start + header_len..];
+        let data = &bytes[end..];
         ensure!(
             data.len() == needed,
             ".npy data holds {} bytes, shape {:?} of {} needs {}",

@@ -94,7 +94,7 @@ impl<'a> Runner<'a> {
             match (a.dtype, t.dtype) {
                 (Dtype::F32, _) | (Dtype::I8, DType::I8) => {}
                 (d, m) => bail!(
-                    "input {i} (`{}`): a {d} array cannot feed a {m} input; use float32 or int8",
+                    "input {i} (`{}`): the array is {d}, the input {m}; use float32 or int8 arrays",
                     t.name
                 ),
             }

@@ -420,3 +420,33 @@ fn inspect_of_a_tflite_file_says_what_it_converted() {
     assert_eq!(v["converted_from"]["format"], "TFLite");
     assert_eq!(v["converted_from"]["bytes"], size);
 }
+
+#[test]
+fn element_types_are_named_as_numpy_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.npy");
+    let y = dir.path().join("y.npy");
+    Array {
+        shape: vec![1, 10, 8, 1],
+        dtype: ferrite_quantizer::npy::Dtype::I32,
+        data: vec![0; 320],
+    }
+    .write(&x)
+    .unwrap();
+    fails_saying(
+        &run(&golden(), &x, &y),
+        &["the array is int32, the input int8; use float32 or int8 arrays"],
+    );
+    Array {
+        shape: vec![2, 64],
+        dtype: ferrite_quantizer::npy::Dtype::I32,
+        data: vec![0; 512],
+    }
+    .write(&x)
+    .unwrap();
+    fails_saying(
+        &quantize(&mlp(), &x, &y, &[]),
+        &["the array is int32; the model takes float32"],
+    );
+    assert!(!y.exists());
+}

@@ -60,7 +60,7 @@ pub fn input_tensor(g: &Graph, i: usize, a: &Array) -> Result<Tensor> {
     let name = &g.values[v].name;
     ensure!(
         a.dtype == Dtype::F32,
-        "input {i} (`{name}`): a {} array; the model takes float32",
+        "input {i} (`{name}`): the array is {}; the model takes float32",
         a.dtype
     );
     let layout = if g.values[v].source == SourceLayout::Nchw {
