@@ -3,9 +3,9 @@
 //!
 //! A path that is a symlink is written through to the file it points to (the link stays). A regular
 //! file (or a new one) is written to a temporary file beside it, then renamed into place, so a failure
-//! never leaves a half-written file; with several outputs, every temporary file is written before the
-//! first rename. An existing device or FIFO (`-o /dev/null`) is opened and written directly, after the
-//! regular files.
+//! never leaves a half-written file; with several outputs, every temporary file (and every device) is
+//! written before the first rename. An existing device or FIFO (`-o /dev/null`) is opened and written
+//! directly.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -133,19 +133,27 @@ pub fn write_all<P: AsRef<Path>, B: AsRef<[u8]>>(files: &[(P, B)]) -> Result<()>
         .iter()
         .map(|(p, _)| Target::new(p.as_ref()))
         .collect::<Result<_>>()?;
-    // Every temporary file first; on failure, the ones written are removed and nothing is replaced.
+    // Every temporary file, then every device; on a failure the temporary files are removed and no
+    // file is replaced.
     let mut written: Vec<(PathBuf, &Target)> = Vec::new();
     let mut result = Ok(());
     for (t, (_, bytes)) in targets.iter().zip(files) {
-        if let Kind::Replace { dir, name } = &t.kind {
-            let tmp = t.temporary(dir, name);
-            result = fs::write(&tmp, bytes.as_ref())
-                .with_context(|| format!("writing {}", t.given.display()));
-            if result.is_err() {
-                let _ = fs::remove_file(&tmp);
-                break;
+        let bytes = bytes.as_ref();
+        result = match &t.kind {
+            Kind::Replace { dir, name } => {
+                let tmp = t.temporary(dir, name);
+                let r = fs::write(&tmp, bytes);
+                written.push((tmp, t));
+                r
             }
-            written.push((tmp, t));
+            Kind::Direct => OpenOptions::new()
+                .write(true)
+                .open(&t.path)
+                .and_then(|mut f| f.write_all(bytes)),
+        }
+        .with_context(|| format!("writing {}", t.given.display()));
+        if result.is_err() {
+            break;
         }
     }
     for (tmp, t) in &written {
@@ -157,17 +165,7 @@ pub fn write_all<P: AsRef<Path>, B: AsRef<[u8]>>(files: &[(P, B)]) -> Result<()>
             let _ = fs::remove_file(tmp);
         }
     }
-    result?;
-    for (t, (_, bytes)) in targets.iter().zip(files) {
-        if let Kind::Direct = t.kind {
-            OpenOptions::new()
-                .write(true)
-                .open(&t.path)
-                .and_then(|mut f| f.write_all(bytes.as_ref()))
-                .with_context(|| format!("writing {}", t.given.display()))?;
-        }
-    }
-    Ok(())
+    result
 }
 
 /// Writes one file (see [`write_all`]).
@@ -210,6 +208,12 @@ mod tests {
         let e = check(&[&good, &bad]).unwrap_err().to_string();
         assert!(e.contains("does not exist"), "{e}");
         assert!(write_all(&[(&good, b"a"), (&bad, b"b")]).is_err());
+        assert!(!good.exists());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        // A device that fails when written (`/dev/full`: no space left) after a regular file.
+        let full = Path::new("/dev/full");
+        let e = write_all(&[(good.as_path(), &b"a"[..]), (full, b"b")]).unwrap_err();
+        assert!(format!("{e:#}").contains("/dev/full"), "{e:#}");
         assert!(!good.exists());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
