@@ -151,9 +151,10 @@ fn a_fifo_output_is_written_directly() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Checked before waiting for the reader, which a replaced FIFO would leave waiting forever.
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
     let got = Array::parse(&reader.join().unwrap()).unwrap();
     assert_eq!(got.shape, [300, 10]);
-    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
 }
 
 #[test]
