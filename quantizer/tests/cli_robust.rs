@@ -347,6 +347,11 @@ fn broken_onnx_files_are_not_called_float_models() {
         fails_saying(&out, &["not a valid ONNX file", says]);
         named_once(&out, &m.display().to_string());
     }
+    // An empty `.tflite` file is not a TFLite model (nor a `.ferrite` one with a bad magic).
+    let tfl = dir.path().join("empty.tflite");
+    fs::write(&tfl, b"").unwrap();
+    let out = ferrite().arg("inspect").arg(&tfl).output().unwrap();
+    fails_saying(&out, &["empty.tflite", "not a TFLite model"]);
     // A float model is one.
     let out = ferrite()
         .arg("convert")

@@ -59,8 +59,7 @@ struct Row {
 }
 
 /// Outputs of `model` on `data`, as f32 (int8 outputs dequantized), and the seconds spent running the
-/// samples.
-/// Load errors name the model's file; running errors get it as context here.
+/// samples. Load errors name the model's file; running errors get it as context here.
 fn outputs(
     model: &Path,
     data: &Array,

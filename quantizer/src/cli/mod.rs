@@ -72,10 +72,10 @@ pub fn load_model_source(path: &Path) -> Result<(Vec<u8>, Option<Source>)> {
         Some("TFLite")
     } else if crate::import::onnx_qdq::is_qdq(&bytes) {
         Some("ONNX Q/DQ")
-    } else if ext == "onnx" {
+    } else if ext != "ferrite" {
         return Err(convert::not_convertible(path, &bytes));
     } else {
-        // Not converted: the runtime's loader says what is wrong (bad magic, truncated...).
+        // A `.ferrite` file that is not one: the runtime's loader says what is wrong (bad magic...).
         None
     };
     Ok(match format {
