@@ -103,7 +103,8 @@ impl<'p> Target<'p> {
         let tmp = self.temporary(dir, name);
         OpenOptions::new()
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(true)
             .open(&tmp)
             .map(|_| {
                 let _ = fs::remove_file(&tmp);
