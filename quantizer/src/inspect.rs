@@ -1,6 +1,6 @@
 //! A summary of a `.ferrite` model: operators with shapes, MACs and weight bytes, tensors, arena.
 
-use ferrite_runtime::format::{DType, Operand, Tensor};
+use ferrite_runtime::format::{DType, Operand, Tensor, Window};
 use ferrite_runtime::ops::Op;
 use ferrite_runtime::Model;
 use serde::Serialize;
@@ -31,10 +31,21 @@ pub struct IoSummary {
     pub zero_point: i32,
 }
 
+/// The file a model was converted from in memory (`ferrite inspect` of a `.tflite` file).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Source {
+    /// `TFLite` or `ONNX Q/DQ`.
+    pub format: &'static str,
+    /// The file's size.
+    pub bytes: usize,
+}
+
 /// The whole model.
 #[derive(Debug, Serialize)]
 pub struct Summary {
+    /// Size of the `.ferrite` bytes (converted in memory when `converted_from` is set).
     pub file_bytes: usize,
+    pub converted_from: Option<Source>,
     pub format_version: u16,
     pub producer: String,
     pub source_layout: String,
@@ -105,15 +116,20 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
                 };
             let w = c.window;
             let detail = format!(
-                "{}x{} stride {}x{} dilation {}x{} pad {},{} {:?}",
+                "{}x{} stride {}x{} dilation {}x{} pad {} {:?}",
                 c.kernel_h,
                 c.kernel_w,
                 w.stride_h,
                 w.stride_w,
                 w.dilation_h,
                 w.dilation_w,
-                w.pad_top,
-                w.pad_left,
+                pads(
+                    &w,
+                    [c.kernel_h, c.kernel_w],
+                    [w.dilation_h, w.dilation_w],
+                    &c.input,
+                    &c.output
+                ),
                 c.activation
             );
             let weights = c.filter.len() + c.bias.len() + c.multiplier.len() + c.shift.len();
@@ -155,8 +171,18 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
         Op::AveragePool2d(p) | Op::MaxPool2d(p) => {
             let macs = elements(&p.output) * p.filter_h as u64 * p.filter_w as u64;
             let detail = format!(
-                "{}x{} stride {}x{}",
-                p.filter_h, p.filter_w, p.window.stride_h, p.window.stride_w
+                "{}x{} stride {}x{} pad {}",
+                p.filter_h,
+                p.filter_w,
+                p.window.stride_h,
+                p.window.stride_w,
+                pads(
+                    &p.window,
+                    [p.filter_h, p.filter_w],
+                    [1, 1],
+                    &p.input,
+                    &p.output
+                )
             );
             set(&[&p.input], &p.output, macs, 0, detail);
         }
@@ -226,6 +252,32 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
     s
 }
 
+/// A window's zero padding as `top,left,bottom,right`. The file stores the leading pads; the trailing
+/// ones are the rows and columns the last output reads past the input (more on one side with
+/// TensorFlow's SAME and ONNX's SAME_UPPER on even sizes).
+fn pads(
+    w: &Window,
+    kernel: [u16; 2],
+    dilation: [u16; 2],
+    input: &Operand,
+    output: &Operand,
+) -> String {
+    let (i, o) = (input.shape.nhwc(), output.shape.nhwc());
+    let trailing = |axis: usize, size: usize, out: usize, stride: u16, lead: u16| {
+        let reach = (out.max(1) - 1) * stride as usize
+            + (kernel[axis].max(1) as usize - 1) * dilation[axis] as usize
+            + 1;
+        reach.saturating_sub(size + lead as usize)
+    };
+    format!(
+        "{},{},{},{}",
+        w.pad_top,
+        w.pad_left,
+        trailing(0, i.h, o.h, w.stride_h, w.pad_top),
+        trailing(1, i.w, o.w, w.stride_w, w.pad_left)
+    )
+}
+
 /// Summarizes a loaded model whose file is `file_bytes` long.
 pub fn summarize(model: &Model<'_>, file_bytes: usize) -> Summary {
     let g = model.graph();
@@ -256,6 +308,7 @@ pub fn summarize(model: &Model<'_>, file_bytes: usize) -> Summary {
         .collect();
     Summary {
         file_bytes,
+        converted_from: None,
         format_version: model.header().version,
         producer: g.metadata.producer.to_string(),
         source_layout: g.metadata.source_layout.to_string(),
@@ -281,9 +334,18 @@ pub fn summarize(model: &Model<'_>, file_bytes: usize) -> Summary {
 pub fn render(name: &str, s: &Summary) -> String {
     use std::fmt::Write;
     let mut out = String::new();
+    if let Some(src) = s.converted_from {
+        let _ = write!(
+            out,
+            "{name}: {} file of {} bytes, converted in memory to ",
+            src.format, src.bytes
+        );
+    } else {
+        let _ = write!(out, "{name}: ");
+    }
     let _ = writeln!(
         out,
-        "{name}: .ferrite v{}, {} bytes ({} of constants), {} operators, {} tensors, produced by {}",
+        ".ferrite v{}, {} bytes ({} of constants), {} operators, {} tensors, produced by {}",
         s.format_version,
         s.file_bytes,
         s.weight_bytes,

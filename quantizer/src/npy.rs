@@ -53,6 +53,20 @@ impl Dtype {
     }
 }
 
+impl std::fmt::Display for Dtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Dtype::I8 => "int8",
+            Dtype::U8 => "uint8",
+            Dtype::I16 => "int16",
+            Dtype::I32 => "int32",
+            Dtype::I64 => "int64",
+            Dtype::F32 => "float32",
+            Dtype::F64 => "float64",
+        })
+    }
+}
+
 /// A dense array: shape, element type and raw little-endian bytes in C order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Array {
@@ -114,7 +128,7 @@ impl Array {
             "not a .npy file (bad magic)"
         );
         let major = bytes[6];
-        let (header_len, start) = match major {
+        let (header_len, start): (usize, usize) = match major {
             1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
             2 | 3 => {
                 ensure!(bytes.len() >= 12, "truncated .npy header");
@@ -125,9 +139,10 @@ impl Array {
             }
             v => bail!("unsupported .npy version {v}"),
         };
-        let header = bytes
-            .get(start..start + header_len)
+        let end = start
+            .checked_add(header_len)
             .context("truncated .npy header")?;
+        let header = bytes.get(start..end).context("truncated .npy header")?;
         let header = std::str::from_utf8(header).context(".npy header is not text")?;
         let descr = dict_value(header, "descr").context(".npy header has no 'descr'")?;
         let descr = descr.trim_matches(|c| c == '\'' || c == '"');
@@ -150,15 +165,19 @@ impl Array {
                     .with_context(|| format!("bad .npy shape entry {s:?}"))
             })
             .collect::<Result<_>>()?;
-        let n: usize = shape.iter().product();
-        let data = &bytes[start + header_len..];
+        // Checked: a header may claim any shape, and a wrapped product would pass the size check.
+        let needed = shape
+            .iter()
+            .try_fold(dtype.size(), |n, &d| n.checked_mul(d))
+            .with_context(|| format!(".npy shape {shape:?} of {descr} is too large to address"))?;
+        let data = &bytes[end..];
         ensure!(
-            data.len() == n * dtype.size(),
+            data.len() == needed,
             ".npy data holds {} bytes, shape {:?} of {} needs {}",
             data.len(),
             shape,
             descr,
-            n * dtype.size()
+            needed
         );
         Ok(Array {
             shape,
@@ -202,9 +221,9 @@ impl Array {
         out
     }
 
-    /// Writes atomically (a temporary file renamed into place), so no half-written file is left.
+    /// Writes the file as [`crate::output::write`] does: no half-written file is left.
     pub fn write(&self, path: &Path) -> Result<()> {
-        crate::write_atomic(path, &self.to_bytes())
+        crate::output::write(path, &self.to_bytes())
     }
 }
 
@@ -279,5 +298,23 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("needs 16"));
+    }
+
+    /// Shapes whose element count or byte size overflows `usize` are refused, not wrapped to a small
+    /// size that the data would match.
+    #[test]
+    fn overflowing_shapes_are_refused() {
+        for shape in [
+            "(288230376151711744, 1, 28, 28)",
+            "(4294967296, 4294967296, 1, 1)",
+        ] {
+            let h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}\n");
+            let mut b = b"\x93NUMPY\x01\x00".to_vec();
+            b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+            b.extend_from_slice(h.as_bytes());
+            b.extend_from_slice(&[0; 64]);
+            let e = Array::parse(&b).unwrap_err().to_string();
+            assert!(e.contains("too large"), "{e}");
+        }
     }
 }

@@ -62,6 +62,11 @@ impl<'a> Runner<'a> {
         Ok(Runner { model })
     }
 
+    /// Number of model outputs.
+    pub fn outputs(&self) -> usize {
+        self.model.outputs()
+    }
+
     /// Runs every sample of `inputs` (one array per model input, same batch size) one at a time (batch
     /// 1 per invoke) and returns one array per model output, batch first. The samples are split into
     /// `threads` contiguous chunks, each run by its own interpreter and arena on its own thread; the
@@ -84,24 +89,12 @@ impl<'a> Runner<'a> {
             .collect::<Result<_, _>>()?;
         let mut batch = None;
         for (i, (a, t)) in inputs.iter().zip(&in_tensors).enumerate() {
-            let want = sample_dims(t, nchw);
-            let n = if a.shape == want {
-                1
-            } else if a.shape.len() == want.len() + 1 && a.shape[1..] == want[..] {
-                a.shape[0]
-            } else {
-                let layout = if nchw { "NCHW" } else { "NHWC" };
-                bail!(
-                    "input {i} ({}): array shape {:?} does not match the model's {:?} ({layout}, batch first)",
-                    t.name,
-                    a.shape,
-                    want
-                );
-            };
+            let layout = if nchw { " (NCHW)" } else { " (NHWC)" };
+            let n = crate::ir::io::batch_size(i, t.name, a, &sample_dims(t, nchw), layout)?;
             match (a.dtype, t.dtype) {
                 (Dtype::F32, _) | (Dtype::I8, DType::I8) => {}
                 (d, m) => bail!(
-                    "input {i} ({}): a {d:?} array cannot feed a {m:?} input; use float32 or int8",
+                    "input {i} (`{}`): the array is {d}, the input {m}; use float32 or int8 arrays",
                     t.name
                 ),
             }

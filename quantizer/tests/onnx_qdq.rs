@@ -301,6 +301,8 @@ fn a_requantizing_average_pool_that_is_not_global_is_refused_naming_the_node() {
         e.contains(&name) && e.contains("input and output quantization differ"),
         "{e}"
     );
+    // The parameters by their values, not a Debug dump.
+    assert!(e.contains("zero point") && !e.contains("QParams"), "{e}");
 }
 
 /// Splitting the samples across interpreters on several threads changes nothing in the outputs.

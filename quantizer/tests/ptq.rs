@@ -192,7 +192,7 @@ fn bad_inputs_give_one_line_and_no_output() {
     );
     let calib = f.join("data/digits_calib_x.npy");
     let unwritable = dir.path().join("no/such/dir/m.ferrite");
-    fails_cleanly(run(&calib, &unwritable), &unwritable, "writing");
+    fails_cleanly(run(&calib, &unwritable), &unwritable, "does not exist");
     let corrupt = dir.path().join("bad.onnx");
     std::fs::write(&corrupt, b"not a protobuf at all").unwrap();
     let r = ferrite()

@@ -22,10 +22,23 @@ pub enum Error {
         /// The one version this runtime reads ([`crate::format::VERSION`]).
         supported: u16,
     },
-    /// Header flags this runtime does not know, or a reserved field that is not zero.
+    /// Header flags this runtime does not know (bits outside [`crate::format::KNOWN_FLAGS`]).
     UnknownFlags {
         /// The header's flags field.
         flags: u16,
+    },
+    /// The header's reserved field (bytes 20 to 23) is not zero.
+    ReservedNotZero {
+        /// The field's value.
+        value: u32,
+    },
+    /// The header's arena size is larger than the memory plan needs (the end of the last tensor in
+    /// the arena, rounded up to [`crate::format::ARENA_ALIGN`]).
+    ArenaLargerThanPlan {
+        /// Arena size in the header.
+        header: u32,
+        /// Bytes the plan needs, rounded up.
+        plan: u32,
     },
     /// The model uses f32 kernels but the runtime was built without the `float` feature.
     FloatKernelsDisabled,
@@ -118,7 +131,20 @@ impl core::fmt::Display for Error {
                 f,
                 "model format version {found} is not supported (this runtime reads version {supported})"
             ),
-            Error::UnknownFlags { flags } => write!(f, "unknown header flags {flags:#06x}"),
+            Error::UnknownFlags { flags } => write!(
+                f,
+                "unknown header flag bits {:#06x} (flags {flags:#06x}; this runtime knows {:#06x})",
+                flags & !crate::format::KNOWN_FLAGS,
+                crate::format::KNOWN_FLAGS
+            ),
+            Error::ReservedNotZero { value } => write!(
+                f,
+                "header reserved field (bytes 20 to 23) is {value:#010x}; it must be 0"
+            ),
+            Error::ArenaLargerThanPlan { header, plan } => write!(
+                f,
+                "header arena size {header} bytes, but the memory plan needs {plan}: inconsistent header"
+            ),
             Error::FloatKernelsDisabled => {
                 write!(f, "model needs f32 kernels; build the runtime with the `float` feature")
             }

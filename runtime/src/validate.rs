@@ -8,7 +8,9 @@
 //! use are then unused.
 #![cfg_attr(not(feature = "all-ops"), allow(unused))]
 
-use crate::format::{DType, Graph, Header, Operand, Tensor, Window, FLAG_FLOAT, MAX_RANK};
+use crate::format::{
+    DType, Graph, Header, Operand, Tensor, Window, ARENA_ALIGN, FLAG_FLOAT, MAX_RANK,
+};
 use crate::kernels::LeI32;
 use crate::ops::{undecodable, Op};
 use crate::quant::Requant;
@@ -63,9 +65,31 @@ pub(crate) fn graph(graph: &Graph<'_>, header: &Header) -> Result<(), Error> {
         arena_size: header.arena_size as usize,
         float: header.flags & FLAG_FLOAT != 0,
     };
+    // The end of the last tensor in the arena, and whether any tensor is f32.
+    let mut plan_end = 0;
+    let mut any_float = false;
     for (i, t) in graph.tensors.iter().enumerate() {
         let t = t.map_err(|_| malformed("tensor table does not decode"))?;
         ctx.tensor(i as u16, &t)?;
+        // In range: `tensor` checked that the tensor ends inside the arena.
+        plan_end = plan_end.max(t.offset as usize + t.byte_len().unwrap_or(0));
+        any_float |= t.dtype == DType::F32;
+    }
+    // The header's arena is what the plan needs: a larger one would have firmware reserve (and a host
+    // allocate) memory nothing uses.
+    let plan = plan_end
+        .checked_next_multiple_of(ARENA_ALIGN)
+        .unwrap_or(usize::MAX);
+    if ctx.arena_size > plan {
+        return Err(Error::ArenaLargerThanPlan {
+            header: header.arena_size,
+            plan: plan as u32,
+        });
+    }
+    if ctx.float && !any_float {
+        return Err(malformed(
+            "header flag 0x0001 (f32 kernels) is set, but no tensor is f32",
+        ));
     }
     let last_step = graph.ops.len() as u16 - 1;
     for (list, is_input) in [(&graph.inputs, true), (&graph.outputs, false)] {

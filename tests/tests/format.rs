@@ -58,10 +58,15 @@ fn header_errors_name_the_problem() {
     );
     let mut b = good.clone();
     b[6] |= 0x80;
-    assert!(matches!(
-        Model::from_bytes(&b).unwrap_err(),
-        Error::UnknownFlags { .. }
-    ));
+    let e = Model::from_bytes(&b).unwrap_err();
+    assert_eq!(e, Error::UnknownFlags { flags: 0x0080 });
+    assert!(e.to_string().contains("bits 0x0080"), "{e}");
+    let mut b = good.clone();
+    b[20..24].copy_from_slice(&7u32.to_le_bytes());
+    let e = Model::from_bytes(&b).unwrap_err();
+    assert_eq!(e, Error::ReservedNotZero { value: 7 });
+    assert!(e.to_string().contains("reserved field"), "{e}");
+    assert_eq!(ferrite_runtime::arena_size(&b), 0);
     let mut b = good.clone();
     let last = b.len() - 1;
     b[last] ^= 1;
@@ -70,6 +75,39 @@ fn header_errors_name_the_problem() {
         Error::ChecksumMismatch { .. }
     ));
     assert_eq!(ferrite_runtime::arena_size(&b[..10]), 0);
+}
+
+/// `good` with its header's flags and arena size replaced (the checksum covers the payload only).
+fn with_header(good: &[u8], flags: u16, arena_size: u32) -> Vec<u8> {
+    let mut b = good.to_vec();
+    b[6..8].copy_from_slice(&flags.to_le_bytes());
+    b[8..12].copy_from_slice(&arena_size.to_le_bytes());
+    b
+}
+
+/// A header that disagrees with the payload it describes is refused: an arena larger than the plan,
+/// the f32 flag on a model without f32 tensors.
+#[test]
+fn inconsistent_headers_are_refused() {
+    let good = dscnn();
+    let model = Model::from_bytes(&good).unwrap();
+    let arena = model.header().arena_size;
+    for absurd in [arena + 16, 0xFFFF_FFF0] {
+        let e = Model::from_bytes(&with_header(&good, 0, absurd)).unwrap_err();
+        assert_eq!(
+            e,
+            Error::ArenaLargerThanPlan {
+                header: absurd,
+                plan: arena
+            }
+        );
+    }
+    let e = Model::from_bytes(&with_header(&good, format::FLAG_FLOAT, arena)).unwrap_err();
+    assert!(e.to_string().contains("flag 0x0001"), "{e}");
+    // Every golden case's header agrees with its payload.
+    for case in cases::all().unwrap() {
+        assert!(Model::from_bytes(&case.model).is_ok(), "{}", case.name);
+    }
 }
 
 /// Flips every bit of the payload, repairs the checksum, and loads and runs the result: each must be

@@ -16,7 +16,7 @@
 //! (input quantization and layout, inference, output dequantization); `seconds` adds reading,
 //! converting or importing the model and validating it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -59,12 +59,19 @@ struct Row {
 }
 
 /// Outputs of `model` on `data`, as f32 (int8 outputs dequantized), and the seconds spent running the
-/// samples.
-fn outputs(model: &std::path::Path, data: &Array, threads: usize) -> Result<(Vec<Array>, f64)> {
+/// samples. Load errors name the model's file; running errors get it as context here.
+fn outputs(
+    model: &Path,
+    data: &Array,
+    data_path: &Path,
+    threads: usize,
+) -> Result<(Vec<Array>, f64)> {
+    let running = || format!("running {} on {}", model.display(), data_path.display());
     let (outs, seconds) = if super::float_onnx::is_onnx(model) {
         let g = super::float_onnx::load(model)?;
         let start = Instant::now();
-        let outs = crate::ir::io::run_arrays(&g, std::slice::from_ref(data), threads)?;
+        let outs = crate::ir::io::run_arrays(&g, std::slice::from_ref(data), threads)
+            .with_context(running)?;
         (outs, start.elapsed().as_secs_f64())
     } else {
         let bytes = super::load_model(model)?;
@@ -75,9 +82,12 @@ fn outputs(model: &std::path::Path, data: &Array, threads: usize) -> Result<(Vec
             converted = Array::from_f32(data.shape.clone(), &data.to_f32());
             &converted
         };
-        let runner = runtime_exec::Runner::new(&bytes)?;
+        let runner =
+            runtime_exec::Runner::new(&bytes).with_context(|| model.display().to_string())?;
         let start = Instant::now();
-        let outs = runner.run(std::slice::from_ref(input), threads)?;
+        let outs = runner
+            .run(std::slice::from_ref(input), threads)
+            .with_context(running)?;
         (outs, start.elapsed().as_secs_f64())
     };
     ensure!(!outs.is_empty(), "{}: no output", model.display());
@@ -130,36 +140,39 @@ fn fraction_equal(a: &[usize], b: &[usize]) -> f64 {
 
 pub fn run(args: &Args) -> Result<()> {
     let data = Array::read(&args.data)?;
-    let labels = match &args.labels {
-        Some(p) => {
-            let l = Array::read(p)?;
-            ensure!(
-                l.len() == data.shape[0],
-                "{}: {} labels for {} samples",
-                p.display(),
-                l.len(),
-                data.shape[0]
-            );
-            Some(
-                (0..l.len())
-                    .map(|i| l.get_f64(i) as usize)
-                    .collect::<Vec<_>>(),
-            )
-        }
-        None => None,
-    };
+    let samples = data.shape.first().copied().unwrap_or(0);
+    ensure!(
+        samples > 0,
+        "{}: the array holds no samples (shape {:?})",
+        args.data.display(),
+        data.shape
+    );
+    let labels = args
+        .labels
+        .as_ref()
+        .map(|p| super::read_labels(p, samples))
+        .transpose()?;
     let threads = args
         .threads
         .map_or_else(runtime_exec::available_threads, usize::from);
-    let samples = data.shape.first().copied().unwrap_or(1);
     let mut rows = Vec::new();
     // The first model's outputs and predictions.
     let mut reference: Option<(Vec<Array>, Vec<usize>)> = None;
     for m in &args.models {
         let start = Instant::now();
-        let (outs, run_seconds) =
-            outputs(m, &data, threads).with_context(|| format!("evaluating {}", m.display()))?;
+        let (outs, run_seconds) = outputs(m, &data, &args.data, threads)?;
         let seconds = start.elapsed().as_secs_f64();
+        if let (Some(l), Some(path)) = (&labels, &args.labels) {
+            let classes = outs[0].shape.iter().skip(1).product::<usize>();
+            if let Some((i, c)) = l.iter().enumerate().find(|&(_, &c)| c >= classes) {
+                bail!(
+                    "{}: label {i} is {c}, but {} has {classes} classes (0 to {})",
+                    path.display(),
+                    m.display(),
+                    classes.saturating_sub(1)
+                );
+            }
+        }
         let predicted = argmax_rows(&outs[0]);
         let top1 = labels.as_ref().map(|l| fraction_equal(&predicted, l));
         let (sqnr, agreement) = match &reference {
@@ -190,12 +203,17 @@ pub fn run(args: &Args) -> Result<()> {
         });
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<48} {:>8} {:>10} {:>10} {:>9} {:>10}",
-        "model", "top-1", "SQNR (dB)", "agreement", "seconds", "samples/s"
+        "model",
+        "top-1",
+        "SQNR (dB)",
+        "agreement",
+        "seconds",
+        "samples/s"
     );
     for (i, r) in rows.iter().enumerate() {
         let percent = |a: Option<f64>| a.map_or("-".into(), |a| format!("{:.2}%", 100.0 * a));
@@ -204,7 +222,7 @@ pub fn run(args: &Args) -> Result<()> {
         } else {
             format_db(r.sqnr_db)
         };
-        println!(
+        outln!(
             "{:<48} {:>8} {:>10} {:>10} {:>9.3} {:>10.1}",
             r.model,
             percent(r.top1),
@@ -214,7 +232,7 @@ pub fn run(args: &Args) -> Result<()> {
             r.samples_per_second
         );
     }
-    println!(
+    outln!(
         "{samples} samples, {threads} thread{}; SQNR and agreement against {}; samples/s counts running the samples only",
         if threads == 1 { "" } else { "s" },
         args.models[0].display()

@@ -7,7 +7,6 @@ use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 
 use crate::ir::{self, Graph};
-use crate::npy::Array;
 
 /// Whether `path` names an ONNX model.
 pub fn is_onnx(path: &Path) -> bool {
@@ -28,6 +27,11 @@ pub fn load(path: &Path) -> Result<Graph> {
 /// optimized graph.
 pub fn load_one_input(path: &Path) -> Result<(Vec<u8>, Graph)> {
     let source = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    ensure!(
+        !crate::import::onnx_qdq::is_qdq(&source),
+        "{}: a quantized ONNX model (QuantizeLinear/DequantizeLinear nodes); `ferrite convert` converts it to .ferrite as it is",
+        path.display()
+    );
     let graph = load(path)?;
     ensure!(
         graph.inputs.len() == 1,
@@ -36,12 +40,6 @@ pub fn load_one_input(path: &Path) -> Result<(Vec<u8>, Graph)> {
         graph.inputs.len()
     );
     Ok((source, graph))
-}
-
-/// A float ONNX model on arrays in its (NCHW) layout, the batch split across `threads` threads.
-pub fn run(path: &Path, inputs: &[Array], threads: usize) -> Result<Vec<Array>> {
-    let g = load(path)?;
-    ir::io::run_arrays(&g, inputs, threads)
 }
 
 #[derive(Serialize)]
@@ -69,8 +67,8 @@ struct SummaryJson {
 pub fn inspect(path: &Path, json: bool) -> Result<()> {
     let g = load(path)?;
     if !json {
-        print!("{}", ir::summary::render(&path.display().to_string(), &g));
-        return Ok(());
+        let text = ir::summary::render(&path.display().to_string(), &g);
+        return super::print(format_args!("{text}"));
     }
     let io = |ids: &[usize]| {
         ids.iter()
@@ -101,6 +99,6 @@ pub fn inspect(path: &Path, json: bool) -> Result<()> {
         weights: ops.iter().map(|o| o.weights).sum(),
         ops,
     };
-    println!("{}", serde_json::to_string_pretty(&s)?);
+    outln!("{}", serde_json::to_string_pretty(&s)?);
     Ok(())
 }

@@ -20,17 +20,16 @@ pub fn run(args: &Args) -> Result<()> {
     if super::float_onnx::is_onnx(&args.model) {
         return super::float_onnx::inspect(&args.model, args.json);
     }
-    let bytes = super::load_model(&args.model)?;
+    let (bytes, source) = super::load_model_source(&args.model)?;
     let model = Model::from_bytes(&bytes)
         .map_err(|e| anyhow!("{}: invalid model: {e}", args.model.display()))?;
-    let summary = inspect::summarize(&model, bytes.len());
+    let mut summary = inspect::summarize(&model, bytes.len());
+    summary.converted_from = source;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        print!(
-            "{}",
-            inspect::render(&args.model.display().to_string(), &summary)
-        );
+        let text = inspect::render(&args.model.display().to_string(), &summary);
+        super::print(format_args!("{text}"))?;
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `ferrite quantize MODEL.onnx --calib CALIB.npy -o OUT.ferrite`: post-training int8 quantization.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
@@ -56,7 +56,8 @@ pub struct Args {
     /// Calibration samples (.npy, float32, batch first, in the model's layout).
     #[arg(long)]
     pub calib: PathBuf,
-    /// Output `.ferrite` file (written atomically).
+    /// Output `.ferrite` file: written in full or not at all, through a symlink to its target, and
+    /// directly to a device or FIFO such as `/dev/null`.
     #[arg(short = 'o', long)]
     pub output: PathBuf,
     #[arg(long, value_enum, default_value = "mixed")]
@@ -90,6 +91,11 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let start = Instant::now();
+    let outputs: Vec<&Path> = [Some(args.output.as_path()), args.report.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    crate::output::check(&outputs)?;
     let (source, graph) = super::float_onnx::load_one_input(&args.model)?;
     let calib = Array::read(&args.calib)?;
     let subset_size = args.subset_size.unwrap_or(DEFAULT_SUBSET_SIZE);
@@ -142,7 +148,7 @@ pub fn run(args: &Args) -> Result<()> {
     let loaded = start.elapsed().as_secs_f64();
     let q = ptq::quantize(&graph, &[x], &config)
         .with_context(|| format!("quantizing {}", args.model.display()))?;
-    crate::write_atomic(&args.output, &q.built.bytes)?;
+    let mut files = vec![(args.output.as_path(), q.built.bytes.clone())];
     if let Some(path) = &args.report {
         // Reading the model and the data, then each stage of `ptq::quantize`.
         let mut stages = serde_json::json!(q.seconds);
@@ -158,9 +164,10 @@ pub fn run(args: &Args) -> Result<()> {
             "stage_seconds": stages,
             "quantization": q.report,
         });
-        crate::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        files.push((path, serde_json::to_string_pretty(&report)?.into_bytes()));
     }
-    println!(
+    crate::output::write_all(&files)?;
+    outln!(
         "{} -> {}: {} bytes (source {} bytes), arena {} bytes (lower bound {}), {} float node(s), {:.2} s (calibration {:.2} s, bias correction {:.2} s)",
         args.model.display(),
         args.output.display(),
@@ -175,12 +182,12 @@ pub fn run(args: &Args) -> Result<()> {
     );
     let worst = q.report.worst_layers(WORST_LAYERS_SHOWN);
     if !worst.is_empty() {
-        println!(
+        outln!(
             "lowest per-layer SQNR (int8 runtime vs float, first {} calibration samples):",
             q.report.layer_sqnr_samples
         );
         for l in worst {
-            println!("  {:>6} dB  {:<18} {}", format_db(l.sqnr_db), l.op, l.name);
+            outln!("  {:>6} dB  {:<18} {}", format_db(l.sqnr_db), l.op, l.name);
         }
     }
     Ok(())

@@ -32,30 +32,52 @@ pub fn run(args: &Args) -> Result<()> {
     let threads = args
         .threads
         .map_or_else(runtime_exec::available_threads, usize::from);
-    let outputs = if super::float_onnx::is_onnx(&args.model) {
+    // The output paths are checked once the model says how many there are, before running it.
+    let paths = |n: usize| -> Vec<PathBuf> {
+        let Some(path) = &args.output else {
+            return Vec::new();
+        };
+        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+        (0..n)
+            .map(|i| match i {
+                0 => path.clone(),
+                _ => path.with_file_name(format!("{stem}_{i}.npy")),
+            })
+            .collect()
+    };
+    let check = |n| -> Result<Vec<PathBuf>> {
+        let p = paths(n);
+        crate::output::check(&p.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
+        Ok(p)
+    };
+    let (outputs, paths) = if super::float_onnx::is_onnx(&args.model) {
         // Float ONNX: the float executor.
-        super::float_onnx::run(&args.model, &inputs, threads)
+        let g = super::float_onnx::load(&args.model)?;
+        let paths = check(g.outputs.len())?;
+        (crate::ir::io::run_arrays(&g, &inputs, threads), paths)
     } else {
         let bytes = super::load_model(&args.model)?;
-        runtime_exec::Runner::new(&bytes).and_then(|r| r.run(&inputs, threads))
-    }
-    .with_context(|| format!("running {}", args.model.display()))?;
+        let runner =
+            runtime_exec::Runner::new(&bytes).with_context(|| args.model.display().to_string())?;
+        let paths = check(runner.outputs())?;
+        (runner.run(&inputs, threads), paths)
+    };
+    let outputs = outputs.with_context(|| {
+        let inputs: Vec<String> = args.input.iter().map(|p| p.display().to_string()).collect();
+        format!("running {} on {}", args.model.display(), inputs.join(", "))
+    })?;
     match &args.output {
-        Some(path) => {
-            for (i, out) in outputs.iter().enumerate() {
-                let p = if i == 0 {
-                    path.clone()
-                } else {
-                    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-                    path.with_file_name(format!("{stem}_{i}.npy"))
-                };
-                out.write(&p)?;
-            }
+        Some(_) => {
+            let files: Vec<(&PathBuf, Vec<u8>)> = paths
+                .iter()
+                .zip(outputs.iter().map(Array::to_bytes))
+                .collect();
+            crate::output::write_all(&files)?;
         }
         None => {
             for (i, out) in outputs.iter().enumerate() {
                 let per = out.shape.iter().skip(1).product::<usize>().max(1);
-                println!("output {i}: {:?} {:?}", out.dtype, out.shape);
+                outln!("output {i}: {} {:?}", out.dtype, out.shape);
                 for n in 0..out.shape.first().copied().unwrap_or(1).min(8) {
                     let row: Vec<f64> = (0..per).map(|k| out.get_f64(n * per + k)).collect();
                     let best = row
@@ -74,7 +96,7 @@ pub fn run(args: &Args) -> Result<()> {
                             }
                         })
                         .collect();
-                    println!(
+                    outln!(
                         "  sample {n}: argmax {best}  [{}{}]",
                         shown.join(", "),
                         if per > 12 { ", ..." } else { "" }

@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::ir;
-use crate::npy::{Array, Dtype};
+use crate::npy::Array;
 use crate::quantize::ptq::{self, Config as PtqConfig};
 use crate::train::{self, optim, Progress, Supervision, Validation};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -35,7 +35,8 @@ pub struct Args {
     /// model's outputs are the targets (distillation).
     #[arg(long)]
     pub labels: Option<PathBuf>,
-    /// Output `.ferrite` file (written atomically).
+    /// Output `.ferrite` file: written in full or not at all, through a symlink to its target, and
+    /// directly to a device or FIFO such as `/dev/null`.
     #[arg(short = 'o', long)]
     pub output: PathBuf,
     #[arg(long, default_value_t = 3)]
@@ -75,37 +76,6 @@ fn qdq_path(float: &Path) -> PathBuf {
     float.with_extension("qdq.onnx")
 }
 
-/// Class ids from an integer `.npy` with one entry per sample.
-pub fn read_labels(path: &Path, samples: usize) -> Result<Vec<usize>> {
-    let a = Array::read(path)?;
-    let at = || path.display().to_string();
-    ensure!(
-        matches!(
-            a.dtype,
-            Dtype::I8 | Dtype::U8 | Dtype::I16 | Dtype::I32 | Dtype::I64
-        ),
-        "{}: labels must be integers, the array is {:?}",
-        at(),
-        a.dtype
-    );
-    ensure!(
-        a.len() == samples && a.shape.first() == Some(&samples),
-        "{}: {} labels (shape {:?}) for {samples} samples",
-        at(),
-        a.len(),
-        a.shape
-    );
-    (0..a.len())
-        .map(|i| {
-            let v = a.get_f64(i);
-            if v < 0.0 {
-                bail!("{}: label {i} is {v}; class ids start at 0", at());
-            }
-            Ok(v as usize)
-        })
-        .collect()
-}
-
 pub fn run(args: &Args) -> Result<()> {
     let start = Instant::now();
     let (source, graph) = super::float_onnx::load_one_input(&args.model)?;
@@ -117,11 +87,14 @@ pub fn run(args: &Args) -> Result<()> {
     let labels = args
         .labels
         .as_ref()
-        .map(|p| read_labels(p, samples))
+        .map(|p| super::read_labels(p, samples))
         .transpose()?;
     let val_x = args.val.as_ref().map(|p| Array::read(p)).transpose()?;
     let val_labels = match (&args.val_labels, &val_x) {
-        (Some(p), Some(v)) => Some(read_labels(p, v.shape.first().copied().unwrap_or(0))?),
+        (Some(p), Some(v)) => Some(super::read_labels(
+            p,
+            v.shape.first().copied().unwrap_or(0),
+        )?),
         _ => None,
     };
     let config = train::Config {
@@ -151,18 +124,7 @@ pub fn run(args: &Args) -> Result<()> {
         .chain(args.report.clone())
         .chain(exports)
         .collect();
-    for p in &outputs {
-        let dir = p
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        ensure!(
-            dir.is_dir(),
-            "{}: the folder {} does not exist",
-            p.display(),
-            dir.display()
-        );
-    }
+    crate::output::check(&outputs.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
 
     let calib = x.slice_batch(0, samples.min(CALIBRATION_SAMPLES));
     eprintln!(
@@ -247,10 +209,11 @@ pub fn run(args: &Args) -> Result<()> {
         )),
         None => None,
     };
-    crate::write_atomic(&args.output, &built.bytes)?;
-    if let Some((p, float, qdq)) = &exported {
-        crate::write_atomic(p, float)?;
-        crate::write_atomic(&qdq_path(p), qdq)?;
+    let qdq_export = args.export_onnx.as_deref().map(qdq_path);
+    let mut files: Vec<(&Path, Vec<u8>)> = vec![(&args.output, built.bytes.clone())];
+    if let (Some((p, float, qdq)), Some(q)) = (exported, &qdq_export) {
+        files.push((p, float));
+        files.push((q, qdq));
     }
     if let Some(path) = &args.report {
         let report = serde_json::json!({
@@ -267,9 +230,10 @@ pub fn run(args: &Args) -> Result<()> {
             "arena_bytes": built.plan.arena_size,
             "seconds": start.elapsed().as_secs_f64(),
         });
-        crate::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        files.push((path, serde_json::to_string_pretty(&report)?.into_bytes()));
     }
-    println!(
+    crate::output::write_all(&files)?;
+    outln!(
         "{} -> {}: epoch {} kept, {} bytes, arena {} bytes, {:.1} s",
         args.model.display(),
         args.output.display(),

@@ -240,7 +240,7 @@ fn rewrite(model: &ModelProto) -> Result<Rewritten> {
                 if let Some(old) = acts.insert(a.clone(), p) {
                     ensure!(
                         old == p,
-                        "{}: `{a}` is quantized twice with different parameters ({old:?} and {p:?})",
+                        "{}: `{a}` is quantized twice with different parameters ({old}; {p})",
                         ctx()
                     );
                 }
@@ -364,7 +364,7 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32]) -> Result<Built> {
             if let (Some(a), Some(b)) = (qp[n.inputs[0]], qp[n.output]) {
                 ensure!(
                     a == b,
-                    "node `{}` ({}): input and output quantization differ ({a:?}, {b:?}); this operator keeps its input's",
+                    "node `{}` ({}): input and output quantization differ ({a}; {b}); this operator keeps its input's",
                     n.name,
                     n.op.name()
                 );

@@ -15,46 +15,64 @@ pub fn source_dims(g: &Graph, v: ValueId) -> Vec<usize> {
     }
 }
 
-/// Graph input `i` from an array in the source layout, batch first (a single sample may omit the batch).
+/// The number of samples in array `a` for input `i` (named `name`) of a model whose samples have dims
+/// `sample`: the array must be `[batch, sample...]`, batch at least 1. A single sample without the batch
+/// dimension is refused (taking it as one sample would silently misread a file whose first dimension
+/// was dropped). `layout` follows the shape in messages, e.g. ` (NCHW)`.
+pub fn batch_size(
+    i: usize,
+    name: &str,
+    a: &Array,
+    sample: &[usize],
+    layout: &str,
+) -> Result<usize> {
+    let dims = |d: &[usize]| {
+        d.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let want = format!("[batch, {}]{layout}", dims(sample));
+    if a.shape == sample {
+        bail!(
+            "input {i} (`{name}`): array shape {:?} has no batch dimension; the model takes {want} (one sample is [1, {}])",
+            a.shape,
+            dims(sample)
+        );
+    }
+    ensure!(
+        a.shape.len() == sample.len() + 1 && a.shape[1..] == *sample,
+        "input {i} (`{name}`): array shape {:?} does not match the model's {want}",
+        a.shape
+    );
+    ensure!(
+        a.shape[0] > 0,
+        "input {i} (`{name}`): the array holds no samples (shape {:?})",
+        a.shape
+    );
+    Ok(a.shape[0])
+}
+
+/// Graph input `i` from an array in the source layout, batch first.
 pub fn input_tensor(g: &Graph, i: usize, a: &Array) -> Result<Tensor> {
     let v = g.inputs[i];
     let want = source_dims(g, v);
     let name = &g.values[v].name;
     ensure!(
         a.dtype == Dtype::F32,
-        "input {i} (`{name}`): a {:?} array; the model takes float32",
+        "input {i} (`{name}`): the array is {}; the model takes float32",
         a.dtype
     );
-    let mut shape = if a.shape.len() == want.len() {
-        a.shape.clone()
-    } else if a.shape.len() + 1 == want.len() {
-        [vec![1], a.shape.clone()].concat()
+    let layout = if g.values[v].source == SourceLayout::Nchw {
+        " (NCHW)"
     } else {
-        vec![]
+        ""
     };
-    if shape.len() != want.len() || shape[1..] != want[1..] || shape[0] == 0 {
-        let layout = if g.values[v].source == SourceLayout::Nchw {
-            " (NCHW)"
-        } else {
-            ""
-        };
-        bail!(
-            "input {i} (`{name}`): array shape {:?} does not match the model's [batch, {}]{layout}",
-            a.shape,
-            want[1..]
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    let t = Tensor::new(shape.clone(), a.to_f32());
+    batch_size(i, name, a, &want[1..], layout)?;
+    let t = Tensor::new(a.shape.clone(), a.to_f32());
     Ok(match g.values[v].source {
         SourceLayout::Nchw => float_exec::transpose_4d(&t, true),
-        _ => {
-            shape[0] = t.shape[0];
-            t
-        }
+        _ => t,
     })
 }
 

@@ -139,6 +139,19 @@ pub struct Window2d {
     pub pads: [usize; 4],
 }
 
+impl std::fmt::Display for Window2d {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [kh, kw] = self.kernel;
+        let [sh, sw] = self.stride;
+        let [dh, dw] = self.dilation;
+        let [t, l, b, r] = self.pads;
+        write!(
+            f,
+            "kernel {kh}x{kw}, stride {sh}x{sw}, dilation {dh}x{dw}, pads {t},{l},{b},{r} (top, left, bottom, right)"
+        )
+    }
+}
+
 impl Window2d {
     /// Output size along H (`axis` 0) or W (`axis` 1) for an input of `size` (floor division; ceil-mode
     /// pooling is expressed by extra bottom/right padding at import).
@@ -388,16 +401,11 @@ impl Graph {
     ) -> Result<ValueId> {
         let name = name.into();
         let shapes: Vec<&[usize]> = inputs.iter().map(|&v| &self.values[v].shape[..]).collect();
-        let shape = match shape::infer(&op, &shapes) {
-            Ok(s) => s,
-            Err(e) => bail!("node `{name}` ({}): {e}", op.name()),
-        };
+        // Errors without the node's name: the caller's context names the node as its source does.
+        let shape = shape::infer(&op, &shapes)?;
         let elements = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if elements.is_none_or(|e| e > MAX_ELEMENTS) {
-            bail!(
-                "node `{name}` ({}): output shape {shape:?} is too large",
-                op.name()
-            );
+            bail!("output shape {shape:?} is too large");
         }
         let output = self.add_value(output_name, shape);
         self.nodes.push(Node {

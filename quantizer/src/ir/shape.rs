@@ -36,7 +36,7 @@ fn window_out(window: &Window2d, input: &[usize], channels: usize) -> Result<Vec
     let w = window.out_size(1, input[2]);
     match (h, w) {
         (Some(h), Some(w)) if h > 0 && w > 0 => Ok(vec![input[0], h, w, channels]),
-        _ => bail!("window {:?} does not fit input {:?}", window, input),
+        _ => bail!("window ({window}) does not fit input {input:?}"),
     }
 }
 

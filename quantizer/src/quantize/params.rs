@@ -8,6 +8,12 @@ pub struct QParams {
     pub zero_point: i32,
 }
 
+impl std::fmt::Display for QParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "scale {}, zero point {}", self.scale, self.zero_point)
+    }
+}
+
 impl QParams {
     /// `x` quantized to int8 with these parameters and back.
     pub fn fake_quant(self, x: f32) -> f32 {

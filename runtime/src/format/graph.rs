@@ -35,6 +35,17 @@ impl DType {
     }
 }
 
+impl core::fmt::Display for DType {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            DType::I8 => "int8",
+            DType::I16 => "int16",
+            DType::I32 => "int32",
+            DType::F32 => "float32",
+        })
+    }
+}
+
 /// Maximum tensor rank.
 pub const MAX_RANK: usize = 4;
 

@@ -22,7 +22,8 @@ pub const VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 24;
 /// Header flag: some operators run f32 kernels (the runtime needs the `float` feature).
 pub const FLAG_FLOAT: u16 = 1 << 0;
-const KNOWN_FLAGS: u16 = FLAG_FLOAT;
+/// Every header flag this runtime knows.
+pub const KNOWN_FLAGS: u16 = FLAG_FLOAT;
 
 /// The decoded fixed header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,8 +74,12 @@ impl Header {
             });
         }
         let flags = read_u16(bytes, 6);
-        if flags & !KNOWN_FLAGS != 0 || read_u32(bytes, 20) != 0 {
+        if flags & !KNOWN_FLAGS != 0 {
             return Err(Error::UnknownFlags { flags });
+        }
+        let reserved = read_u32(bytes, 20);
+        if reserved != 0 {
+            return Err(Error::ReservedNotZero { value: reserved });
         }
         Ok(Header {
             version,

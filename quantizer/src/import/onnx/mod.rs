@@ -60,8 +60,22 @@ pub fn load(path: &Path) -> Result<Graph> {
 
 /// Decodes ONNX bytes and imports the graph (before optimization passes).
 pub fn import(bytes: &[u8]) -> Result<Graph> {
-    let model = ModelProto::decode(bytes).map_err(|e| anyhow!("not a valid ONNX file: {e}"))?;
-    import_model(&model)
+    import_model(&decode(bytes)?)
+}
+
+/// Decodes ONNX bytes: an error for an empty, truncated or corrupt file, or a model without nodes.
+pub fn decode(bytes: &[u8]) -> Result<ModelProto> {
+    ensure!(
+        !bytes.is_empty(),
+        "not a valid ONNX file: the file is empty"
+    );
+    let model = ModelProto::decode(bytes)
+        .map_err(|e| anyhow!("not a valid ONNX file (truncated or corrupt): {e}"))?;
+    ensure!(
+        model.graph.as_ref().is_some_and(|g| !g.node.is_empty()),
+        "not a valid ONNX file: no graph nodes"
+    );
+    Ok(model)
 }
 
 /// Imports a decoded model (before optimization passes).
@@ -290,8 +304,24 @@ impl Importer {
         }
     }
 
-    /// Input `i` as a constant.
+    /// Input `i` as a constant whose float values are all finite (weights, biases, normalization
+    /// parameters, operands): a NaN or infinity there gives a model that computes garbage.
     fn konst(&self, n: &NodeProto, i: usize) -> Result<&Const> {
+        let c = self.konst_any(n, i)?;
+        if let tensor::Data::F32(v) = &c.data {
+            if let Some(at) = v.iter().position(|x| !x.is_finite()) {
+                bail!(
+                    "input {i} (`{}`) holds {} at index {at}; every weight and constant must be finite",
+                    self.input(n, i).unwrap_or_default(),
+                    v[at]
+                );
+            }
+        }
+        Ok(c)
+    }
+
+    /// Input `i` as a constant, any value (Clip bounds may be infinite).
+    fn konst_any(&self, n: &NodeProto, i: usize) -> Result<&Const> {
         let name = self
             .input(n, i)
             .with_context(|| format!("input {i} is missing"))?;
@@ -305,10 +335,11 @@ impl Importer {
     }
 
     fn opt_const(&self, n: &NodeProto, i: usize) -> Result<Option<&Const>> {
-        match self.input(n, i) {
-            None => Ok(None),
-            Some(_) => self.konst(n, i).map(Some),
-        }
+        self.input(n, i).map(|_| self.konst(n, i)).transpose()
+    }
+
+    fn opt_const_any(&self, n: &NodeProto, i: usize) -> Result<Option<&Const>> {
+        self.input(n, i).map(|_| self.konst_any(n, i)).transpose()
     }
 
     fn shape(&self, v: ValueId) -> &[usize] {
@@ -568,8 +599,8 @@ impl Importer {
                 None => Ok(attr_f(n, attr_name, default)),
             }
         };
-        let min = scalar(self.opt_const(n, 1)?, "min", f32::NEG_INFINITY)?;
-        let max = scalar(self.opt_const(n, 2)?, "max", f32::INFINITY)?;
+        let min = scalar(self.opt_const_any(n, 1)?, "min", f32::NEG_INFINITY)?;
+        let max = scalar(self.opt_const_any(n, 2)?, "max", f32::INFINITY)?;
         ensure!(min <= max, "Clip with min {min} above max {max}");
         self.unary(
             n,

@@ -318,3 +318,27 @@ fn sub_and_div_by_constants_become_one_depthwise_affine() {
     ))
     .contains("first operand must be computed at run time"));
 }
+
+/// A shape error names the node once, as the file does, and the window by its values.
+#[test]
+fn a_window_too_large_names_the_node_once() {
+    let m = model(
+        17,
+        vec![node(
+            "MaxPool",
+            &["x"],
+            "y",
+            vec![ints("kernel_shape", &[100, 100])],
+        )],
+        vec![],
+        &[1, 1, 28, 28],
+        "y",
+    );
+    let e = err(&m);
+    assert_eq!(e.matches("MaxPool_y").count(), 1, "{e}");
+    assert!(
+        e.contains("node `MaxPool_y` (MaxPool): window (kernel 100x100, stride 1x1"),
+        "{e}"
+    );
+    assert!(e.contains("does not fit input [1, 28, 28, 1]"), "{e}");
+}

@@ -345,7 +345,7 @@ impl<'m, 'a> Importer<'m, 'a> {
         let d = self.def(t);
         if d.dtype != DType::I8 {
             bail!(
-                "{role} tensor {} is {:?}; this operator is supported for int8 only (float models: `ferrite quantize`)",
+                "{role} tensor {} is {}; this operator is supported for int8 only (float models: `ferrite quantize`)",
                 d.name,
                 d.dtype
             );
@@ -916,7 +916,7 @@ impl<'m, 'a> Importer<'m, 'a> {
             bail!("input and output sizes differ");
         }
         if !matches!(xd.dtype, DType::F32 | DType::I8) {
-            bail!("QUANTIZE from {:?} is not supported", xd.dtype);
+            bail!("QUANTIZE from {} is not supported", xd.dtype);
         }
         self.push(Op::Identity, vec![x], y);
         Ok(())

@@ -1,0 +1,458 @@
+//! The `ferrite` binary on bad inputs and unusual outputs: a one-line error, exit code 1, no panic,
+//! and no output file written or changed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ferrite_quantizer::npy::Array;
+
+fn ferrite() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferrite"))
+}
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+fn golden() -> PathBuf {
+    repo("tests/golden/small_dscnn/model.ferrite")
+}
+
+fn mlp() -> PathBuf {
+    repo("tests/fixtures/mlp_digits/model.onnx")
+}
+
+fn digits() -> PathBuf {
+    repo("tests/fixtures/data/digits_calib_x.npy")
+}
+
+/// Asserts a failure with exit code 1 and a one-line error containing every one of `says`.
+#[track_caller]
+fn fails_saying(out: &Output, says: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    for s in says {
+        assert!(err.contains(s), "expected {s:?} in: {err}");
+    }
+}
+
+/// A `.npy` file whose header claims `shape` (a Python tuple), with 64 bytes of data.
+fn npy_claiming(path: &Path, shape: &str) {
+    let h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}\n");
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    b.extend_from_slice(h.as_bytes());
+    b.extend_from_slice(&[0; 64]);
+    fs::write(path, b).unwrap();
+}
+
+#[test]
+fn overflowing_npy_shapes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.npy");
+    let y = dir.path().join("y.npy");
+    for shape in [
+        "(288230376151711744, 1, 28, 28)",
+        "(4294967296, 4294967296, 1, 1)",
+    ] {
+        npy_claiming(&x, shape);
+        fails_saying(&run(&golden(), &x, &y), &["x.npy", "too large"]);
+        fails_saying(&quantize(&mlp(), &x, &y, &[]), &["x.npy", "too large"]);
+        assert!(!y.exists());
+    }
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    for args in [
+        vec!["inspect".into(), golden()],
+        vec!["eval".into(), mlp(), "--data".into(), digits()],
+        vec!["run".into(), mlp(), "--input".into(), digits()],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = ferrite().args(&args).stdout(writer).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}
+
+/// `ferrite run MODEL --input X -o OUTPUT`.
+fn run(model: &Path, x: &Path, output: &Path) -> Output {
+    ferrite()
+        .arg("run")
+        .arg(model)
+        .arg("--input")
+        .arg(x)
+        .arg("-o")
+        .arg(output)
+        .output()
+        .unwrap()
+}
+
+fn run_to(output: &Path) -> Output {
+    run(&mlp(), &digits(), output)
+}
+
+/// `ferrite quantize MODEL --calib CALIB -o OUTPUT MORE...`.
+fn quantize(model: &Path, calib: &Path, output: &Path, more: &[&str]) -> Output {
+    ferrite()
+        .arg("quantize")
+        .arg(model)
+        .arg("--calib")
+        .arg(calib)
+        .arg("-o")
+        .arg(output)
+        .args(more)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_symlink_output_is_written_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.npy");
+    fs::write(&real, b"old").unwrap();
+    let link = dir.path().join("link.npy");
+    std::os::unix::fs::symlink("real.npy", &link).unwrap();
+    let out = run_to(&link);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(Array::read(&real).unwrap().shape, [300, 10]);
+}
+
+#[test]
+fn a_fifo_output_is_written_directly() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("y.npy");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::read(fifo).unwrap())
+    };
+    let out = run_to(&fifo);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Checked before waiting for the reader, which a replaced FIFO would leave waiting forever.
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    let got = Array::parse(&reader.join().unwrap()).unwrap();
+    assert_eq!(got.shape, [300, 10]);
+}
+
+#[test]
+fn outputs_are_checked_before_the_work_and_written_all_or_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.ferrite");
+    let report = dir.path().join("missing/r.json");
+    let out = quantize(
+        &mlp(),
+        &digits(),
+        &model,
+        &["--report", report.to_str().unwrap()],
+    );
+    fails_saying(&out, &["r.json", "does not exist"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("calibrating"));
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    // A folder given as the output.
+    let out = run_to(dir.path());
+    fails_saying(&out, &["is a folder"]);
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn inconsistent_ferrite_headers_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = fs::read(golden()).unwrap();
+    let bad = dir.path().join("bad.ferrite");
+    for (at, bytes, says) in [
+        (
+            8,
+            &0xFFFF_FFF0u32.to_le_bytes()[..],
+            "header arena size 4294967280 bytes",
+        ),
+        (6, &1u16.to_le_bytes(), "flag 0x0001 (f32 kernels) is set"),
+        (6, &4u16.to_le_bytes(), "unknown header flag bits 0x0004"),
+        (
+            20,
+            &1u32.to_le_bytes(),
+            "reserved field (bytes 20 to 23) is 0x00000001",
+        ),
+    ] {
+        let mut b = good.clone();
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+        fs::write(&bad, &b).unwrap();
+        let out = ferrite().arg("inspect").arg(&bad).output().unwrap();
+        fails_saying(&out, &["bad.ferrite", says]);
+    }
+}
+
+#[test]
+fn non_finite_weights_are_refused_naming_the_tensor() {
+    use ferrite_quantizer::import::onnx::proto::ModelProto;
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = ModelProto::decode(&fs::read(mlp()).unwrap()[..]).unwrap();
+    for (i, bad) in [f32::NAN, f32::INFINITY].into_iter().enumerate() {
+        let t = &mut m.graph.as_mut().unwrap().initializer[0];
+        if t.raw_data.is_empty() {
+            t.float_data[3] = bad;
+        } else {
+            t.raw_data[12..16].copy_from_slice(&bad.to_le_bytes());
+        }
+        let says = [t.name.clone(), format!("holds {bad} at index 3")];
+        let says: Vec<&str> = says.iter().map(String::as_str).collect();
+        let onnx = dir.path().join(format!("m{i}.onnx"));
+        fs::write(&onnx, m.encode_to_vec()).unwrap();
+        let y = dir.path().join("y.ferrite");
+        fails_saying(&quantize(&onnx, &digits(), &y, &[]), &says);
+        assert!(!y.exists());
+        let out = ferrite()
+            .arg("eval")
+            .arg(&onnx)
+            .arg("--data")
+            .arg(digits())
+            .output()
+            .unwrap();
+        fails_saying(&out, &says);
+    }
+}
+
+/// Sample files that hold no samples, or one sample without the batch dimension, are refused by
+/// every command that reads samples (float and int8 models), with the shape the model takes.
+#[test]
+fn empty_and_batchless_samples_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.npy");
+    Array::from_f32(vec![0, 64], &[]).write(&empty).unwrap();
+    let one = dir.path().join("one.npy");
+    Array::from_f32(vec![64], &[0.5; 64]).write(&one).unwrap();
+    let dscnn_one = dir.path().join("dscnn_one.npy");
+    Array::from_f32(vec![10, 8, 1], &[0.5; 80])
+        .write(&dscnn_one)
+        .unwrap();
+    let y = dir.path().join("y.npy");
+    let no_samples = ["no samples (shape [0, 64])"];
+    let no_batch = [
+        "array shape [64] has no batch dimension",
+        "[batch, 64]",
+        "one sample is [1, 64]",
+    ];
+    for (x, says) in [(&empty, &no_samples[..]), (&one, &no_batch[..])] {
+        fails_saying(&run(&mlp(), x, &y), says);
+        fails_saying(&quantize(&mlp(), x, &y, &[]), says);
+        let out = ferrite()
+            .arg("eval")
+            .arg(mlp())
+            .arg("--data")
+            .arg(x)
+            .output()
+            .unwrap();
+        fails_saying(&out, says);
+    }
+    fails_saying(
+        &run(&golden(), &dscnn_one, &y),
+        &["has no batch dimension", "[batch, 10, 8, 1] (NHWC)"],
+    );
+    assert!(!y.exists());
+}
+
+#[test]
+fn labels_out_of_range_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("y.npy");
+    for (bad, says) in [
+        (1000i64, "label 7 is 1000, but "),
+        (-1, "label 7 is -1; class ids start at 0"),
+    ] {
+        let mut l = vec![0i64; 300];
+        l[7] = bad;
+        Array {
+            shape: vec![300],
+            dtype: ferrite_quantizer::npy::Dtype::I64,
+            data: l.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+        .write(&labels)
+        .unwrap();
+        let out = ferrite()
+            .arg("eval")
+            .arg(mlp())
+            .arg("--data")
+            .arg(digits())
+            .arg("--labels")
+            .arg(&labels)
+            .output()
+            .unwrap();
+        fails_saying(&out, &["y.npy", says]);
+    }
+}
+
+/// Asserts that `needle` occurs exactly once in the error of `out` (a context added twice repeats it).
+#[track_caller]
+fn named_once(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches(needle).count(), 1, "{err}");
+}
+
+#[test]
+fn broken_onnx_files_are_not_called_float_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let y = dir.path().join("y.ferrite");
+    let empty = dir.path().join("empty.onnx");
+    fs::write(&empty, b"").unwrap();
+    let truncated = dir.path().join("truncated.onnx");
+    fs::write(&truncated, &fs::read(mlp()).unwrap()[..300]).unwrap();
+    for (m, says) in [
+        (&empty, "the file is empty"),
+        (&truncated, "truncated or corrupt"),
+    ] {
+        let out = ferrite()
+            .arg("convert")
+            .arg(m)
+            .arg("-o")
+            .arg(&y)
+            .output()
+            .unwrap();
+        fails_saying(&out, &["not a valid ONNX file", says]);
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("float"));
+        named_once(&out, &m.display().to_string());
+        // The float executor's commands name the file once too.
+        let out = ferrite()
+            .arg("eval")
+            .arg(m)
+            .arg("--data")
+            .arg(digits())
+            .output()
+            .unwrap();
+        fails_saying(&out, &["not a valid ONNX file", says]);
+        named_once(&out, &m.display().to_string());
+        let out = run(m, &digits(), &y);
+        fails_saying(&out, &["not a valid ONNX file", says]);
+        named_once(&out, &m.display().to_string());
+    }
+    // An empty `.tflite` file is not a TFLite model (nor a `.ferrite` one with a bad magic).
+    let tfl = dir.path().join("empty.tflite");
+    fs::write(&tfl, b"").unwrap();
+    let out = ferrite().arg("inspect").arg(&tfl).output().unwrap();
+    fails_saying(&out, &["empty.tflite", "not a TFLite model"]);
+    // A float model is one.
+    let out = ferrite()
+        .arg("convert")
+        .arg(mlp())
+        .arg("-o")
+        .arg(&y)
+        .output()
+        .unwrap();
+    fails_saying(&out, &["a float ONNX model", "ferrite quantize"]);
+    assert!(!y.exists());
+}
+
+#[test]
+fn a_qdq_model_given_to_quantize_points_to_convert() {
+    let dir = tempfile::tempdir().unwrap();
+    let y = dir.path().join("y.ferrite");
+    let qdq = repo("tests/fixtures/qdq/mlp_digits_nncf.onnx");
+    let out = quantize(&qdq, &digits(), &y, &[]);
+    fails_saying(
+        &out,
+        &[
+            "mlp_digits_nncf.onnx",
+            "quantized ONNX model",
+            "ferrite convert",
+        ],
+    );
+    assert!(!y.exists());
+}
+
+#[test]
+fn a_truncated_ferrite_file_is_named_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.ferrite");
+    fs::write(&bad, &fs::read(golden()).unwrap()[..100]).unwrap();
+    let x = dir.path().join("x.npy");
+    Array::from_f32(vec![1, 10, 8, 1], &[0.0; 80])
+        .write(&x)
+        .unwrap();
+    let y = dir.path().join("y.npy");
+    let out = run(&bad, &x, &y);
+    fails_saying(&out, &["truncated"]);
+    named_once(&out, "bad.ferrite");
+    assert!(!y.exists());
+}
+
+#[test]
+fn inspect_of_a_tflite_file_says_what_it_converted() {
+    let tfl = repo("tests/tflite/fixtures/conv2d_s2_same_even.tflite");
+    let out = ferrite().arg("inspect").arg(&tfl).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap();
+    let size = fs::metadata(&tfl).unwrap().len();
+    assert!(
+        first.contains(&format!(
+            "TFLite file of {size} bytes, converted in memory to .ferrite v1"
+        )),
+        "{first}"
+    );
+    // SAME padding on an even input: one row more below than above, two columns more on the right.
+    assert!(text.contains("pad 0,1,1,2"), "{text}");
+    let json = ferrite()
+        .args(["inspect", "--json"])
+        .arg(&tfl)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["converted_from"]["format"], "TFLite");
+    assert_eq!(v["converted_from"]["bytes"], size);
+}
+
+#[test]
+fn element_types_are_named_as_numpy_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.npy");
+    let y = dir.path().join("y.npy");
+    Array {
+        shape: vec![1, 10, 8, 1],
+        dtype: ferrite_quantizer::npy::Dtype::I32,
+        data: vec![0; 320],
+    }
+    .write(&x)
+    .unwrap();
+    fails_saying(
+        &run(&golden(), &x, &y),
+        &["the array is int32, the input int8; use float32 or int8 arrays"],
+    );
+    Array {
+        shape: vec![2, 64],
+        dtype: ferrite_quantizer::npy::Dtype::I32,
+        data: vec![0; 512],
+    }
+    .write(&x)
+    .unwrap();
+    fails_saying(
+        &quantize(&mlp(), &x, &y, &[]),
+        &["the array is int32; the model takes float32"],
+    );
+    assert!(!y.exists());
+}
