@@ -309,6 +309,7 @@ fn partition_cases(root: &Path) -> Result<Vec<PartitionCase>> {
     version[4..6].copy_from_slice(&2u16.to_le_bytes());
     let mut arena = small.clone();
     arena[8..12].copy_from_slice(&(8u32 << 20).to_le_bytes());
+    let large = large_arena_model()?;
     Ok(vec![
         PartitionCase {
             name: "small_dscnn",
@@ -336,12 +337,54 @@ fn partition_cases(root: &Path) -> Result<Vec<PartitionCase>> {
             file: write("version-2.ferrite", &version)?,
             error: Some("UnsupportedVersion { found: 2, supported: 1 }"),
         },
+        // A header claiming more arena than its own plan needs is inconsistent.
+        PartitionCase {
+            name: "arena-inconsistent",
+            file: write("arena-8MiB.ferrite", &arena)?,
+            error: Some("ArenaLargerThanPlan { header: 8388608"),
+        },
+        // A valid model whose plan needs more RAM than any of the emulated boards has.
         PartitionCase {
             name: "arena-too-large",
-            file: write("arena-8MiB.ferrite", &arena)?,
+            file: write("relu-8MiB.ferrite", &large)?,
             error: Some("ArenaTooSmall { needed: 8388608"),
         },
     ])
+}
+
+/// A valid one-operator model (ReLU over a 4 MiB int8 tensor into another) whose plan needs an
+/// 8 MiB arena while the file stays small.
+fn large_arena_model() -> Result<Vec<u8>> {
+    use ferrite_quantizer::builder::{ModelBuilder, TensorDef};
+    use ferrite_runtime::format::{Activation, DType, Shape};
+    use ferrite_runtime::ops::{Op, Relu, ReluParams};
+    let mut b = ModelBuilder::new();
+    let dims = [1, 1024, 1024, 4];
+    let mut tensor = |name: &str| {
+        b.tensor(TensorDef {
+            name: name.into(),
+            dtype: DType::I8,
+            shape: Shape::new(&dims).expect("a rank-4 shape"),
+            scale: 0.05,
+            zero_point: -128,
+        })
+    };
+    let (x, y) = (tensor("x"), tensor("y"));
+    b.push(Op::Relu(Relu {
+        input: b.operand(x),
+        output: b.operand(y),
+        quant: Some(ReluParams::prepare(
+            0.05,
+            -128,
+            0.05,
+            -128,
+            Activation::Relu,
+        )),
+        activation: Activation::Relu,
+    }));
+    b.set_inputs(&[x]);
+    b.set_outputs(&[y]);
+    Ok(b.finish()?.bytes)
 }
 
 /// Runs the partition cases on `machine`, handing each to `record` with its label and `Ok` or why it
