@@ -201,19 +201,13 @@ pub fn run(args: &Args) -> Result<()> {
     .with_context(|| format!("training {}", args.model.display()))?;
     let built = ptq::build(&trained.decided)?;
     // Everything is encoded before anything is written.
-    let exported = match &args.export_onnx {
-        Some(p) => Some((
-            p,
+    let mut files: Vec<(PathBuf, Vec<u8>)> = vec![(args.output.clone(), built.bytes.clone())];
+    if let Some(p) = &args.export_onnx {
+        files.push((
+            p.clone(),
             crate::export::float_onnx(&trained.decided.graph)?,
-            crate::export::qdq_onnx(&trained.decided)?,
-        )),
-        None => None,
-    };
-    let qdq_export = args.export_onnx.as_deref().map(qdq_path);
-    let mut files: Vec<(&Path, Vec<u8>)> = vec![(&args.output, built.bytes.clone())];
-    if let (Some((p, float, qdq)), Some(q)) = (exported, &qdq_export) {
-        files.push((p, float));
-        files.push((q, qdq));
+        ));
+        files.push((qdq_path(p), crate::export::qdq_onnx(&trained.decided)?));
     }
     if let Some(path) = &args.report {
         let report = serde_json::json!({
@@ -230,7 +224,10 @@ pub fn run(args: &Args) -> Result<()> {
             "arena_bytes": built.plan.arena_size,
             "seconds": start.elapsed().as_secs_f64(),
         });
-        files.push((path, serde_json::to_string_pretty(&report)?.into_bytes()));
+        files.push((
+            path.clone(),
+            serde_json::to_string_pretty(&report)?.into_bytes(),
+        ));
     }
     crate::output::write_all(&files)?;
     outln!(

@@ -46,6 +46,14 @@ impl Grid {
         hi: 127,
     };
 
+    /// Steps from the zero point to each end of the grid: `(lo - z, hi - z)`.
+    pub fn steps(&self) -> (f32, f32) {
+        (
+            (self.lo - self.zero_point) as f32,
+            (self.hi - self.zero_point) as f32,
+        )
+    }
+
     /// LSQ's gradient scale `1 / sqrt(elements * positive levels)` for a scale shared by `elements`
     /// values (per sample for activations, per channel for weights).
     pub fn gradient_scale(&self, elements: usize) -> f32 {

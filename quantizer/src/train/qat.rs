@@ -267,11 +267,8 @@ impl Qat {
         self.acts
             .iter()
             .map(|a| {
-                let g = a.grid;
-                (
-                    a.scale * (g.lo - g.zero_point) as f32,
-                    a.scale * (g.hi - g.zero_point) as f32,
-                )
+                let (below, above) = a.grid.steps();
+                (a.scale * below, a.scale * above)
             })
             .collect()
     }
@@ -297,9 +294,8 @@ impl Qat {
     /// Adam such a drift does not slow down.)
     pub fn cap_scales(&mut self, seen: &[(f32, f32)]) {
         for (a, &(lo, hi)) in self.acts.iter_mut().zip(seen) {
-            let up = (a.grid.hi - a.grid.zero_point) as f32;
-            let down = (a.grid.zero_point - a.grid.lo) as f32;
-            let cover = (hi.max(0.0) / up.max(1.0)).max(-lo.min(0.0) / down.max(1.0));
+            let (below, above) = a.grid.steps();
+            let cover = (hi.max(0.0) / above.max(1.0)).max(lo.min(0.0) / below.min(-1.0));
             if a.learnable && cover > 0.0 && a.scale > cover {
                 a.scale = cover;
             }
