@@ -26,8 +26,9 @@ const BEGIN: &str = "<!-- cargo xtask accuracy --write: begin -->";
 const END: &str = "<!-- cargo xtask accuracy --write: end -->";
 
 /// Ferrite settings, as `ferrite quantize` flags (the first is the default).
-const SETTINGS: [&str; 7] = [
+const SETTINGS: [&str; 8] = [
     "",
+    "--range tensor-mse",
     "--weight-rounding adaround",
     "--no-cle",
     "--range minmax",

@@ -31,7 +31,11 @@ pub enum RangeArg {
     MeanMinmax,
     /// The 99.99th percentile (and 0.01th).
     Percentile,
+    /// The least int8 error at the model's outputs, chosen among the least squared error ranges of
+    /// the tensor's values, unweighted and weighted by each value's effect on the outputs.
     Mse,
+    /// The least squared int8 error of the tensor's own values.
+    TensorMse,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -129,6 +133,7 @@ pub fn run(args: &Args) -> Result<()> {
             RangeArg::MeanMinmax => RangeEstimator::MeanMinMax,
             RangeArg::Percentile => RangeEstimator::Percentile(99.99),
             RangeArg::Mse => RangeEstimator::Mse,
+            RangeArg::TensorMse => RangeEstimator::TensorMse,
         },
         per_tensor: args.per_tensor,
         bias_correction: match args.bias_correction {

@@ -3,7 +3,10 @@
 //! - `MinMax`: the smallest and largest value seen.
 //! - `MeanMinMax`: the mean over batches of each batch's minimum and maximum.
 //! - `Percentile(p)`: the mean over batches of each batch's `100 - p` and `p` percentiles.
-//! - `Mse`: a histogram of all values; the range whose int8 quantization has the least squared error.
+//! - `Mse` and `TensorMse`: a histogram of all values; the range whose int8 quantization has the
+//!   least squared error. Values observed with weights ([`Observer::observe_weighted`]) count by
+//!   their weight in the error. (Post-training quantization searches `Mse` ranges with weights too,
+//!   what an error costs at the model's outputs, and chooses among them: `ptq::calibration`.)
 
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +17,10 @@ pub enum RangeEstimator {
     MeanMinMax,
     /// Upper percentile, e.g. 99.99.
     Percentile(f64),
+    /// The least squared int8 error at the model's outputs, among candidate ranges (see the module).
     Mse,
+    /// The least squared int8 error of the tensor's own values.
+    TensorMse,
 }
 
 /// Histogram size of the MSE search.
@@ -31,6 +37,8 @@ pub struct Observer {
     sum_max: f64,
     /// Values kept for the MSE search (bounded reservoir of every value seen, in order).
     values: Vec<f32>,
+    /// The weight of each kept value (empty: all 1).
+    value_weights: Vec<f32>,
 }
 
 /// At most this many values are kept for the MSE search (a uniform stride sample beyond that).
@@ -46,11 +54,18 @@ impl Observer {
             sum_min: 0.0,
             sum_max: 0.0,
             values: Vec::new(),
+            value_weights: Vec::new(),
         }
     }
 
     /// Records one batch of values (non-finite values are ignored).
     pub fn observe(&mut self, values: &[f32]) {
+        self.observe_weighted(values, &[]);
+    }
+
+    /// Records one batch of values, each with the weight of its error in the MSE search (`weights`
+    /// parallel to `values`; empty: all 1). Observe all batches with weights or none.
+    pub fn observe_weighted(&mut self, values: &[f32], weights: &[f32]) {
         let finite: Vec<f32> = values.iter().copied().filter(|v| v.is_finite()).collect();
         if finite.is_empty() {
             return;
@@ -73,10 +88,21 @@ impl Observer {
         self.max = self.max.max(bmax);
         self.sum_min += lo as f64;
         self.sum_max += hi as f64;
-        if self.estimator == RangeEstimator::Mse {
+        if matches!(
+            self.estimator,
+            RangeEstimator::Mse | RangeEstimator::TensorMse
+        ) {
             let room = MAX_VALUES.saturating_sub(self.values.len());
             let stride = finite.len().div_ceil(room.max(1)).max(1);
             self.values.extend(finite.iter().step_by(stride).take(room));
+            if !weights.is_empty() {
+                let kept = values
+                    .iter()
+                    .zip(weights)
+                    .filter(|(v, _)| v.is_finite())
+                    .map(|(_, &w)| w);
+                self.value_weights.extend(kept.step_by(stride).take(room));
+            }
         }
     }
 
@@ -97,7 +123,13 @@ impl Observer {
             RangeEstimator::MeanMinMax | RangeEstimator::Percentile(_) => {
                 ((self.sum_min / n) as f32, (self.sum_max / n) as f32)
             }
-            RangeEstimator::Mse => mse_range(&self.values, self.min, self.max, symmetric),
+            RangeEstimator::Mse | RangeEstimator::TensorMse => mse_range(
+                &self.values,
+                &self.value_weights,
+                self.min,
+                self.max,
+                symmetric,
+            ),
         })
     }
 }
@@ -145,9 +177,10 @@ fn quant_error(centres: &[f32], counts: &[f64], qmin: f32, qmax: f32, terms: &mu
     terms.iter().sum()
 }
 
-/// Searches shrunk ranges (each end from 100% down to 20%) for the least int8 quantization error.
+/// Searches shrunk ranges (each end from 100% down to 20%) for the least int8 quantization error,
+/// each value's error times its weight (`weights`, parallel to `values`; empty: all 1).
 /// The candidates' errors are computed in parallel; the first least one (in the order below) wins.
-fn mse_range(values: &[f32], min: f32, max: f32, symmetric: bool) -> (f32, f32) {
+fn mse_range(values: &[f32], weights: &[f32], min: f32, max: f32, symmetric: bool) -> (f32, f32) {
     use rayon::prelude::*;
 
     let (lo, hi) = (min.min(0.0), max.max(0.0));
@@ -155,21 +188,25 @@ fn mse_range(values: &[f32], min: f32, max: f32, symmetric: bool) -> (f32, f32) 
         return (lo, hi);
     }
     let width = (hi - lo) / BINS as f32;
-    let mut counts = vec![0u64; BINS];
-    for &v in values {
+    let mut counts = vec![0f64; BINS];
+    let weight = |i: usize| weights.get(i).map_or(1.0, |&w| w as f64);
+    for (i, &v) in values.iter().enumerate() {
         let b = (((v - lo) / width) as usize).min(BINS - 1);
-        counts[b] += 1;
+        counts[b] += weight(i);
     }
     // The non-empty bins only: empty ones add nothing to an error.
     let (centres, counts): (Vec<f32>, Vec<f64>) = (0..BINS)
-        .filter(|&b| counts[b] > 0)
-        .map(|b| (lo + (b as f32 + 0.5) * width, counts[b] as f64))
+        .filter(|&b| counts[b] > 0.0)
+        .map(|b| (lo + (b as f32 + 0.5) * width, counts[b]))
         .unzip();
     // Candidate ends: 100% down to 20% of each side, in 2% steps (both sides together when symmetric).
     let ratios: Vec<f32> = (0..=40).map(|k| 1.0 - k as f32 * 0.02).collect();
     let candidates: Vec<(f32, f32)> = if symmetric {
         let m = lo.abs().max(hi.abs());
         ratios.iter().map(|&r| (-m * r, m * r)).collect()
+    } else if lo == 0.0 {
+        // One-sided: only the upper end moves (every lower ratio gives the same candidates).
+        ratios.iter().map(|&rh| (lo, hi * rh)).collect()
     } else {
         ratios
             .iter()

@@ -272,6 +272,17 @@ pub struct Activations<'g> {
 }
 
 impl<'g> Activations<'g> {
+    /// The computed values of a run of `graph` (indexed by value, `None` for constants), as
+    /// [`Activations::into_values`] gave them.
+    pub fn from_values(graph: &'g Graph, values: Vec<Option<Tensor>>) -> Self {
+        Activations { graph, values }
+    }
+
+    /// The computed values and the inputs, indexed by value (`None` for constants and values not kept).
+    pub fn into_values(self) -> Vec<Option<Tensor>> {
+        self.values
+    }
+
     /// The value `v`, if it was kept.
     pub fn get(&self, v: ValueId) -> Option<View<'_>> {
         if let Some(t) = &self.values[v] {
@@ -325,14 +336,15 @@ fn check_inputs(graph: &Graph, inputs: &[Tensor]) -> Result<usize> {
     Ok(batch.unwrap_or(1))
 }
 
-/// Runs the graph once on the whole batch, calling `observe(node_index, node, output)` after each node.
+/// Runs the graph once on the whole batch, calling `observe(node_index, node, output)` after each node
+/// (it may change the output, e.g. round it, before the readers see it).
 /// With `keep_all`, every activation stays available in the returned [`Activations`]; otherwise each is
 /// freed after its last reader and only the graph outputs remain.
 pub fn run_observed<'g>(
     graph: &'g Graph,
     inputs: &[Tensor],
     keep_all: bool,
-    mut observe: impl FnMut(usize, &Node, &Tensor),
+    mut observe: impl FnMut(usize, &Node, &mut Tensor),
 ) -> Result<Activations<'g>> {
     check_inputs(graph, inputs)?;
     let mut last_use = vec![usize::MAX; graph.values.len()];
@@ -366,9 +378,9 @@ pub fn run_observed<'g>(
                 })
             })
             .collect::<Result<_>>()?;
-        let out =
+        let mut out =
             eval(&n.op, &views).with_context(|| format!("node `{}` ({})", n.name, n.op.name()))?;
-        observe(i, n, &out);
+        observe(i, n, &mut out);
         acts.values[n.output] = Some(out);
         for &v in &n.inputs {
             if last_use[v] == i && !graph.inputs.contains(&v) {

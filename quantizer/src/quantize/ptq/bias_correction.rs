@@ -16,7 +16,7 @@ fn fake_quant(t: &mut Tensor, p: QParams) {
 }
 
 /// The op with its weights replaced by their dequantized int8 values and the clamp removed.
-fn with_weights(op: &Op, q: &(Vec<i8>, Vec<f32>), keep_clamp: bool) -> Op {
+pub(super) fn with_weights(op: &Op, q: &(Vec<i8>, Vec<f32>), keep_clamp: bool) -> Op {
     let mut op = op.clone();
     let channel_last = matches!(op, Op::DepthwiseConv2d { .. });
     if let Some(filter) = op.params_mut().into_iter().next() {
@@ -48,17 +48,6 @@ fn bias_mut(op: &mut Op) -> Option<&mut Param> {
         | Op::FullyConnected { bias, .. } => Some(bias),
         _ => None,
     }
-}
-
-/// Per-channel (last axis) mean of `a - b`.
-fn channel_mean_diff(a: &Tensor, b: &Tensor) -> Vec<f32> {
-    let c = *a.shape.last().unwrap_or(&1);
-    let mut sum = vec![0f64; c];
-    for (i, (x, y)) in a.data.iter().zip(&b.data).enumerate() {
-        sum[i % c] += (*x - *y) as f64;
-    }
-    let n = (a.data.len() / c.max(1)).max(1) as f64;
-    sum.iter().map(|s| (s / n) as f32).collect()
 }
 
 /// Calibration samples used to estimate bias shifts.
@@ -133,6 +122,153 @@ fn view<'x>(graph: &'x Graph, acts: &'x [Option<Tensor>], v: ValueId) -> Result<
     }
 }
 
+/// The int8 model simulated in float arithmetic on the first calibration samples: rounded weights,
+/// and (with quantized inputs) every activation rounded to its int8 parameters. What stays the same
+/// for every set of activation parameters is computed once.
+pub(super) struct Simulation<'g> {
+    graph: &'g Graph,
+    float_node: &'g [bool],
+    /// The float activations of the samples simulated.
+    float_acts: Vec<Option<Tensor>>,
+    /// Per node: the operator with its weights rounded and its clamp removed (weighted int8 nodes
+    /// only), and its float output's mean per channel on float inputs, before the clamp.
+    rounded: Vec<Option<(Op, Vec<f32>)>>,
+}
+
+/// What one simulation gives.
+pub(super) struct Simulated {
+    /// Per node: the bias change that makes its output's mean per channel the float model's.
+    pub shifts: Vec<Option<Vec<f32>>>,
+    /// The simulated values (empty when the inputs were not quantized).
+    pub values: Vec<Option<Tensor>>,
+}
+
+impl<'g> Simulation<'g> {
+    /// `float_acts`: the float activations of the `samples` calibration samples (the first
+    /// [`BIAS_CORRECTION_SAMPLES`] are simulated); `weights`: each node's int8 weights.
+    pub fn new(
+        graph: &'g Graph,
+        float_node: &'g [bool],
+        weights: &[Option<(Vec<i8>, Vec<f32>)>],
+        float_acts: &[Option<Tensor>],
+        samples: usize,
+    ) -> Result<Self> {
+        let n = samples.min(BIAS_CORRECTION_SAMPLES);
+        let float_acts: Vec<Option<Tensor>> = float_acts
+            .iter()
+            .map(|t| t.as_ref().map(|t| t.slice_batch(0, n)))
+            .collect();
+        let mut rounded = Vec::with_capacity(graph.nodes.len());
+        for (i, node) in graph.nodes.iter().enumerate() {
+            let Some(w) = weights[i].as_ref().filter(|_| !float_node[i]) else {
+                rounded.push(None);
+                continue;
+            };
+            let float_in: Vec<View<'_>> = node
+                .inputs
+                .iter()
+                .map(|&v| view(graph, &float_acts, v))
+                .collect::<Result<_>>()?;
+            let mut no_clamp = node.op.clone();
+            if let Some(c) = no_clamp.clamp_mut() {
+                *c = Clamp::NONE;
+            }
+            let reference = eval_batched(&no_clamp, &float_in)?;
+            rounded.push(Some((
+                with_weights(&node.op, w, false),
+                channel_means(&reference),
+            )));
+        }
+        Ok(Simulation {
+            graph,
+            float_node,
+            float_acts,
+            rounded,
+        })
+    }
+
+    /// The first samples' float outputs.
+    pub fn float_outputs(&self) -> Vec<Option<&Tensor>> {
+        let g = self.graph;
+        g.outputs
+            .iter()
+            .map(|&o| self.float_acts[o].as_ref())
+            .collect()
+    }
+
+    /// Simulates with activation parameters `qp`. `quantized_inputs`: every node reads the
+    /// simulated (rounded) values of the nodes before it, each weighted node with its bias shift
+    /// applied when `correct` (full bias correction); otherwise each node reads the float
+    /// activations (fast bias correction: only the shifts are computed).
+    pub fn run(
+        &self,
+        qp: &[Option<QParams>],
+        quantized_inputs: bool,
+        correct: bool,
+    ) -> Result<Simulated> {
+        let g = self.graph;
+        let mut shifts = vec![None; g.nodes.len()];
+        let mut values: Vec<Option<Tensor>> = vec![None; g.values.len()];
+        if quantized_inputs {
+            for &v in &g.inputs {
+                let mut t = self.float_acts[v].clone().context("input not computed")?;
+                fake_quant(&mut t, qp[v].context("input without parameters")?);
+                values[v] = Some(t);
+            }
+        }
+        for (i, n) in g.nodes.iter().enumerate() {
+            let acts = if quantized_inputs {
+                &values
+            } else {
+                &self.float_acts
+            };
+            let ins: Vec<View<'_>> = n
+                .inputs
+                .iter()
+                .map(|&v| view(g, acts, v))
+                .collect::<Result<_>>()?;
+            let out = match &self.rounded[i] {
+                Some((op, reference)) => {
+                    let mut out = eval_batched(op, &ins)?;
+                    let mean = channel_means(&out);
+                    let shift: Vec<f32> = reference.iter().zip(&mean).map(|(r, m)| r - m).collect();
+                    if quantized_inputs {
+                        let clamp = n.op.clamp().unwrap_or(Clamp::NONE);
+                        let c = shift.len();
+                        for (k, x) in out.data.iter_mut().enumerate() {
+                            let shifted = if correct { *x + shift[k % c] } else { *x };
+                            *x = clamp.apply(shifted);
+                        }
+                    }
+                    shifts[i] = Some(shift);
+                    out
+                }
+                None if quantized_inputs => eval_batched(&n.op, &ins)?,
+                None => continue,
+            };
+            if quantized_inputs {
+                let mut out = out;
+                if !self.float_node[i] {
+                    fake_quant(&mut out, qp[n.output].context("value without parameters")?);
+                }
+                values[n.output] = Some(out);
+            }
+        }
+        Ok(Simulated { shifts, values })
+    }
+}
+
+/// Per-channel (last axis) mean.
+fn channel_means(t: &Tensor) -> Vec<f32> {
+    let c = *t.shape.last().unwrap_or(&1);
+    let mut sum = vec![0f64; c];
+    for (i, x) in t.data.iter().enumerate() {
+        sum[i % c] += *x as f64;
+    }
+    let n = (t.data.len() / c.max(1)).max(1) as f64;
+    sum.iter().map(|s| (s / n) as f32).collect()
+}
+
 /// Corrects the biases of `graph`'s weighted nodes in place (nodes kept in float excepted) and
 /// returns, per corrected node, the largest absolute bias change. `float_acts` are the calibration
 /// activations, `qp` the activations' parameters and `weights` each node's quantized weights.
@@ -145,76 +281,21 @@ pub(super) fn correct_biases(
     float_acts: &[Option<Tensor>],
     samples: usize,
 ) -> Result<Vec<(String, f32)>> {
+    if mode == BiasCorrection::Off {
+        return Ok(Vec::new());
+    }
+    let full = mode == BiasCorrection::Full;
+    let shifts = Simulation::new(graph, float_node, weights, float_acts, samples)?
+        .run(qp, full, full)?
+        .shifts;
     let mut bias_shift = Vec::new();
-    if mode != BiasCorrection::Off {
-        let full = mode == BiasCorrection::Full;
-        // Per-channel output means settle long before 300 samples: correct on the first ones.
-        let n_bc = samples.min(BIAS_CORRECTION_SAMPLES);
-        let float_acts: Vec<Option<Tensor>> = float_acts
-            .iter()
-            .map(|t| t.as_ref().map(|t| t.slice_batch(0, n_bc)))
-            .collect();
-        let mut q_acts: Vec<Option<Tensor>> = vec![None; graph.values.len()];
-        if full {
-            for &v in &graph.inputs {
-                let mut t = float_acts[v].clone().context("input not computed")?;
-                fake_quant(&mut t, qp[v].unwrap());
-                q_acts[v] = Some(t);
-            }
-        }
-        let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        for i in 0..graph.nodes.len() {
-            if show {
-                eprint!("\rbias correction: layer {}/{}", i + 1, graph.nodes.len());
-                if i + 1 == graph.nodes.len() {
-                    eprintln!();
-                }
-            }
-            let n = graph.nodes[i].clone();
-            if let (Some(w), false) = (&weights[i], float_node[i]) {
-                let float_in: Vec<View<'_>> = n
-                    .inputs
-                    .iter()
-                    .map(|&v| view(graph, &float_acts, v))
-                    .collect::<Result<_>>()?;
-                let mut no_clamp = n.op.clone();
-                if let Some(c) = no_clamp.clamp_mut() {
-                    *c = Clamp::NONE;
-                }
-                let reference = eval_batched(&no_clamp, &float_in)?;
-                let quant_in: Vec<View<'_>> = if full {
-                    n.inputs
-                        .iter()
-                        .map(|&v| view(graph, &q_acts, v))
-                        .collect::<Result<_>>()?
-                } else {
-                    float_in
-                };
-                let candidate = eval_batched(&with_weights(&n.op, w, false), &quant_in)?;
-                let shift = channel_mean_diff(&reference, &candidate);
-                let largest = shift.iter().fold(0f32, |a, s| a.max(s.abs()));
-                bias_shift.push((n.name.clone(), largest));
-                if let Some(b) = bias_mut(&mut graph.nodes[i].op) {
-                    for (b, s) in b.data.iter_mut().zip(&shift) {
-                        *b += s;
-                    }
-                }
-            }
-            if full {
-                let op = match &weights[i] {
-                    Some(w) if !float_node[i] => with_weights(&graph.nodes[i].op, w, true),
-                    _ => graph.nodes[i].op.clone(),
-                };
-                let ins: Vec<View<'_>> = n
-                    .inputs
-                    .iter()
-                    .map(|&v| view(graph, &q_acts, v))
-                    .collect::<Result<_>>()?;
-                let mut out = eval_batched(&op, &ins)?;
-                if !float_node[i] {
-                    fake_quant(&mut out, qp[n.output].unwrap());
-                }
-                q_acts[n.output] = Some(out);
+    for (node, shift) in graph.nodes.iter_mut().zip(shifts) {
+        let Some(shift) = shift else { continue };
+        let largest = shift.iter().fold(0f32, |a, s| a.max(s.abs()));
+        bias_shift.push((node.name.clone(), largest));
+        if let Some(b) = bias_mut(&mut node.op) {
+            for (b, s) in b.data.iter_mut().zip(&shift) {
+                *b += s;
             }
         }
     }

@@ -7,10 +7,12 @@
 
 use anyhow::{bail, Result};
 
+use super::parameters::own_range;
+use super::sensitivity::sensitivities;
 use super::Config;
-use crate::ir::float_exec::{self, Tensor, View};
+use crate::ir::float_exec::{self, Activations, Tensor};
 use crate::ir::Graph;
-use crate::quantize::observer::Observer;
+use crate::quantize::observer::{Observer, RangeEstimator};
 
 /// Float activations of every computed value and their observed ranges.
 pub(super) struct Calibration {
@@ -18,10 +20,9 @@ pub(super) struct Calibration {
     pub float_acts: Vec<Option<Tensor>>,
     /// Indexed by value: the `(min, max)` the range estimator settled on.
     pub ranges: Vec<Option<(f32, f32)>>,
-}
-
-fn tensor_of(v: View<'_>) -> Tensor {
-    Tensor::new(v.shape.to_vec(), v.data.to_vec())
+    /// Indexed by value: the ranges to choose from (`range_choice`), the first the estimator's;
+    /// empty where there is no choice.
+    pub candidates: Vec<Vec<(f32, f32)>>,
 }
 
 /// Refuses calibration inputs (batch first) with a value that is not finite, naming the first such
@@ -46,40 +47,70 @@ pub fn check_finite(calib: &[Tensor]) -> Result<()> {
     Ok(())
 }
 
-/// Runs `graph` on the `samples` calibration samples and estimates each activation's range.
+/// Runs `graph` on the calibration samples: every computed value and the inputs, indexed by value.
+pub(super) fn run_float(graph: &Graph, calib: &[Tensor]) -> Result<Vec<Option<Tensor>>> {
+    Ok(float_exec::run_observed(graph, calib, true, |_, _, _| {})?.into_values())
+}
+
+/// Estimates each activation's range from `float_acts` ([`run_float`] on the `samples` calibration
+/// samples `calib`).
+///
+/// With the MSE estimator each activation has up to three candidate ranges: the least squared error
+/// of its values, and the least error with each value weighted by what an error there costs at the
+/// outputs (per channel, and per element; see [`super::sensitivity`]); `range_choice` picks one.
 pub(super) fn calibrate(
     graph: &Graph,
-    calib: &[Tensor],
+    float_acts: Vec<Option<Tensor>>,
     samples: usize,
     config: &Config,
 ) -> Result<Calibration> {
-    let mut float_acts: Vec<Option<Tensor>> = vec![None; graph.values.len()];
-    {
-        let acts = float_exec::run_observed(graph, calib, true, |_, _, _| {})?;
-        for (v, slot) in float_acts.iter_mut().enumerate() {
-            if !graph.is_const(v) {
-                *slot = acts.get(v).map(tensor_of);
-            }
-        }
-    }
+    let acts = Activations::from_values(graph, float_acts);
+    let sensitivity = if config.estimator == RangeEstimator::Mse {
+        Some(sensitivities(graph, &acts)?)
+    } else {
+        None
+    };
+    let float_acts = acts.into_values();
     let symmetric = config.preset == super::Preset::Performance;
     let mut ranges: Vec<Option<(f32, f32)>> = vec![None; graph.values.len()];
+    let mut candidates: Vec<Vec<(f32, f32)>> = vec![Vec::new(); graph.values.len()];
     for (v, t) in float_acts.iter().enumerate() {
         let Some(t) = t else { continue };
-        let mut o = Observer::new(config.estimator);
         let per = t.data.len() / samples;
-        for s in 0..samples {
-            o.observe(&t.data[s * per..(s + 1) * per]);
-        }
+        let observe = |weights: &[f32]| {
+            let mut o = Observer::new(config.estimator);
+            for s in 0..samples {
+                let at = s * per..(s + 1) * per;
+                o.observe_weighted(&t.data[at.clone()], weights.get(at).unwrap_or(&[]));
+            }
+            o
+        };
+        let o = observe(&[]);
         // Graph outputs keep their whole range: clipping the model's answer costs more than the
         // resolution it buys (logits, regression values).
-        ranges[v] = if graph.outputs.contains(&v) {
-            o.full_range()
-        } else {
-            o.range(symmetric)
-        };
+        if graph.outputs.contains(&v) {
+            ranges[v] = o.full_range();
+            continue;
+        }
+        ranges[v] = o.range(symmetric);
+        let weighted = sensitivity.as_ref().and_then(|s| s[v].as_ref());
+        if let (Some(first), Some(weights), true) = (ranges[v], weighted, own_range(graph, v)) {
+            let mut c = vec![first];
+            for w in [&weights.per_channel, &weights.per_element] {
+                if let Some(r) = observe(w).range(symmetric) {
+                    if !c.contains(&r) {
+                        c.push(r);
+                    }
+                }
+            }
+            candidates[v] = c;
+        }
     }
-    Ok(Calibration { float_acts, ranges })
+    Ok(Calibration {
+        float_acts,
+        ranges,
+        candidates,
+    })
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::lower::{self, Quantization, Requantization};
 pub use adaround::LayerRounding;
 use bias_correction::correct_biases;
 pub use calibration::check_finite;
-use calibration::{calibrate, Calibration};
+use calibration::{calibrate, run_float, Calibration};
 use parameters::{activation_params, quantize_weights};
 pub(crate) use parameters::{fixed_output, keeps_input_quant};
 use report::{layer_sqnr, SQNR_SAMPLES};
@@ -27,7 +27,9 @@ mod adaround;
 mod bias_correction;
 mod calibration;
 mod parameters;
+mod range_choice;
 mod report;
+mod sensitivity;
 
 /// Activation quantization scheme.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -130,10 +132,10 @@ pub fn build(decided: &Decided) -> Result<Built> {
 /// Wall time of each stage of [`quantize`], in seconds.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct StageSeconds {
-    /// Both calibration runs (before and, when a pair was rescaled, after equalization).
+    /// The float runs (before and, when a pair was rescaled, after equalization) and the range search.
     pub calibration: f64,
     pub equalization: f64,
-    /// int8 parameters of the activations and the weights.
+    /// The range choice, and the int8 parameters of the activations and the weights.
     pub parameters: f64,
     /// Learned weight rounding (`--weight-rounding adaround`; 0 otherwise).
     pub weight_rounding: f64,
@@ -177,14 +179,13 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         clock = std::time::Instant::now();
     };
 
-    // 1. Float activations of every value, and their observed ranges; cross-layer equalization
-    //    (function-preserving) where the calibration statistics predict a gain, then calibration again.
-    let mut calibration = calibrate(&graph, calib, samples, config)?;
+    // 1. Float activations of every value; cross-layer equalization (function-preserving) where
+    //    their statistics predict a gain, and the activations again; then each value's range.
+    let mut float_acts = run_float(&graph, calib)?;
     lap(&mut seconds.calibration);
     let equalized_pairs = if config.cle {
-        let acts = &calibration.float_acts;
         let stats = |v: usize| {
-            let t = acts[v].as_ref()?;
+            let t = float_acts[v].as_ref()?;
             Some(crate::quantize::cle::channel_stats(
                 &t.data,
                 *t.shape.last()?,
@@ -196,20 +197,34 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
     };
     lap(&mut seconds.equalization);
     if equalized_pairs > 0 {
-        calibration = calibrate(&graph, calib, samples, config)?;
-        let mut again = 0.0;
-        lap(&mut again);
-        seconds.calibration += again;
+        float_acts = run_float(&graph, calib)?;
     }
-    let Calibration { float_acts, ranges } = calibration;
+    let Calibration {
+        float_acts,
+        mut ranges,
+        candidates,
+    } = calibrate(&graph, float_acts, samples, config)?;
+    let mut again = 0.0;
+    lap(&mut again);
+    seconds.calibration += again;
 
-    // 2. int8 parameters of each value, and the weights.
-    let qp = activation_params(&graph, &ranges, config.preset == Preset::Performance);
+    // 2. The weights, each activation's range among its candidates, and its int8 parameters.
     let mut weights: Vec<Option<(Vec<i8>, Vec<f32>)>> = graph
         .nodes
         .iter()
         .map(|n| quantize_weights(&n.op, config.per_tensor))
         .collect();
+    range_choice::choose_ranges(
+        &graph,
+        &float_node,
+        &weights,
+        &float_acts,
+        samples,
+        config,
+        &candidates,
+        &mut ranges,
+    )?;
+    let qp = activation_params(&graph, &ranges, config.preset == Preset::Performance);
     lap(&mut seconds.parameters);
 
     let rounding = match config.weight_rounding {

@@ -31,6 +31,31 @@ pub(crate) fn keeps_input_quant(op: &Op) -> bool {
     )
 }
 
+/// The int8 parameters of a calibrated range (`None`: nothing seen). `symmetric`: the performance
+/// preset (zero point 0, or -128 for non-negative ranges).
+pub(super) fn range_params(range: Option<(f32, f32)>, symmetric: bool) -> QParams {
+    let (lo, hi) = range.unwrap_or((0.0, 0.0));
+    if symmetric && lo >= 0.0 {
+        // A non-negative range: zero point -128, all 256 levels on [0, max].
+        let p = params::activation(0.0, hi, false);
+        QParams {
+            scale: p.scale,
+            zero_point: -128,
+        }
+    } else {
+        params::activation(lo, hi, symmetric)
+    }
+}
+
+/// Whether value `v`'s int8 parameters come from its own calibrated range (not fixed by its
+/// producer, nor inherited from the producer's input).
+pub(super) fn own_range(graph: &Graph, v: usize) -> bool {
+    match graph.nodes.iter().find(|n| n.output == v) {
+        Some(n) => fixed_output(&n.op).is_none() && !keeps_input_quant(&n.op),
+        None => graph.inputs.contains(&v),
+    }
+}
+
 /// int8 parameters of each value, in execution order so that pass-through operators inherit their
 /// input's. `symmetric`: the performance preset (zero point 0, or -128 for non-negative ranges).
 pub(super) fn activation_params(
@@ -39,19 +64,7 @@ pub(super) fn activation_params(
     symmetric: bool,
 ) -> Vec<Option<QParams>> {
     let mut qp: Vec<Option<QParams>> = vec![None; graph.values.len()];
-    let from_range = |r: Option<(f32, f32)>| -> QParams {
-        let (lo, hi) = r.unwrap_or((0.0, 0.0));
-        if symmetric && lo >= 0.0 {
-            // A non-negative range: zero point -128, all 256 levels on [0, max].
-            let p = params::activation(0.0, hi, false);
-            QParams {
-                scale: p.scale,
-                zero_point: -128,
-            }
-        } else {
-            params::activation(lo, hi, symmetric)
-        }
-    };
+    let from_range = |r: Option<(f32, f32)>| range_params(r, symmetric);
     for &v in &graph.inputs {
         qp[v] = Some(from_range(ranges[v]));
     }

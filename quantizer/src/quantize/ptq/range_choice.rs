@@ -1,0 +1,71 @@
+//! The choice among each activation's candidate ranges (`calibration`): one value at a time, in
+//! graph order, the candidate with which the int8 model, simulated on the first calibration samples
+//! (rounded weights and activations, bias correction applied), comes closest to the float model's
+//! outputs. A candidate replaces the current one only if it does strictly better, so the result is
+//! never worse than the estimator's own ranges on those samples.
+
+use anyhow::{Context, Result};
+
+use super::bias_correction::Simulation;
+use super::parameters::activation_params;
+use super::{BiasCorrection, Config};
+use crate::ir::float_exec::Tensor;
+use crate::ir::Graph;
+
+/// Samples the candidates are compared on.
+const CHOICE_SAMPLES: usize = 64;
+
+/// Sets `ranges` to the chosen candidates (see the module's documentation).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn choose_ranges(
+    graph: &Graph,
+    float_node: &[bool],
+    weights: &[Option<(Vec<i8>, Vec<f32>)>],
+    float_acts: &[Option<Tensor>],
+    samples: usize,
+    config: &Config,
+    candidates: &[Vec<(f32, f32)>],
+    ranges: &mut [Option<(f32, f32)>],
+) -> Result<()> {
+    if candidates.iter().all(|c| c.len() < 2) {
+        return Ok(());
+    }
+    let sim = Simulation::new(
+        graph,
+        float_node,
+        weights,
+        float_acts,
+        samples.min(CHOICE_SAMPLES),
+    )?;
+    let symmetric = config.preset == super::Preset::Performance;
+    let correct = config.bias_correction != BiasCorrection::Off;
+    let error = |ranges: &[Option<(f32, f32)>]| -> Result<f64> {
+        let qp = activation_params(graph, ranges, symmetric);
+        let values = sim.run(&qp, true, correct)?.values;
+        let mut sum = 0.0f64;
+        for (&o, reference) in graph.outputs.iter().zip(sim.float_outputs()) {
+            let simulated = values[o].as_ref().context("output not simulated")?;
+            let reference = reference.context("output not computed")?;
+            sum += reference
+                .data
+                .iter()
+                .zip(&simulated.data)
+                .map(|(&a, &b)| ((a - b) as f64).powi(2))
+                .sum::<f64>();
+        }
+        Ok(sum)
+    };
+    let mut best = error(ranges)?;
+    for (v, cands) in candidates.iter().enumerate() {
+        for &r in cands.iter().skip(1) {
+            let kept = ranges[v].replace(r);
+            let e = error(ranges)?;
+            if e < best {
+                best = e;
+            } else {
+                ranges[v] = kept;
+            }
+        }
+    }
+    Ok(())
+}
