@@ -12,6 +12,7 @@ pub mod npy;
 pub mod output;
 pub mod plan;
 pub mod quantize;
+pub mod rng;
 pub mod runtime_exec;
 pub mod sha256;
 pub mod train;

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::ir::{Clamp, Param};
+use crate::rng::Rng;
 use ferrite_runtime::kernels::LeF32;
 
 #[test]
@@ -73,41 +74,25 @@ fn parallel_batches_equal_one_pass_and_observer_sees_every_node() {
     assert_eq!(y.data[4 * 6 + 3], v.clamp(-2.0, 7.5));
 }
 
-/// xorshift64: reproducible random cases without a dependency.
-struct Rng(u64);
+/// Values in `[-1, 1]` on a grid of 1e-4.
+fn random_values(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|_| rng.below(20_001) as f32 / 10_000.0 - 1.0)
+        .collect()
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
+fn random_clamp(rng: &mut Rng) -> Clamp {
+    [
+        Clamp::NONE,
+        Clamp::RELU,
+        Clamp::RELU6,
+        Clamp::new(-0.5, 0.7),
+    ][rng.range(0, 3)]
+}
 
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % (hi - lo + 1) as u64) as usize
-    }
-
-    fn values(&mut self, n: usize) -> Vec<f32> {
-        (0..n)
-            .map(|_| (self.next() % 20_001) as f32 / 10_000.0 - 1.0)
-            .collect()
-    }
-
-    fn clamp(&mut self) -> Clamp {
-        [
-            Clamp::NONE,
-            Clamp::RELU,
-            Clamp::RELU6,
-            Clamp::new(-0.5, 0.7),
-        ][self.range(0, 3)]
-    }
-
-    fn param(&mut self, shape: Vec<usize>) -> Param {
-        let n = shape.iter().product();
-        Param::new(shape, self.values(n))
-    }
+fn random_param(rng: &mut Rng, shape: Vec<usize>) -> Param {
+    let n = shape.iter().product();
+    Param::new(shape, random_values(rng, n))
 }
 
 fn le(data: &[f32]) -> LeF32<'_> {
@@ -246,7 +231,7 @@ fn random_window(rng: &mut Rng, dilation: bool) -> (Window2d, usize, usize) {
 
 #[test]
 fn conv2d_and_fully_connected_match_the_reference_kernels() {
-    let mut rng = Rng(0x5eed_c0417);
+    let mut rng = Rng::new(0x5eed_c0417);
     for case in 0..300 {
         let (n, in_c, out_c) = (rng.range(1, 3), rng.range(1, 6), rng.range(1, 7));
         let (mut window, mut h, mut w) = random_window(&mut rng, true);
@@ -262,11 +247,17 @@ fn conv2d_and_fully_connected_match_the_reference_kernels() {
         }
         let op = Op::Conv2d {
             window,
-            filter: rng.param(vec![out_c, window.kernel[0], window.kernel[1], in_c]),
-            bias: rng.param(vec![out_c]),
-            clamp: rng.clamp(),
+            filter: random_param(
+                &mut rng,
+                vec![out_c, window.kernel[0], window.kernel[1], in_c],
+            ),
+            bias: random_param(&mut rng, vec![out_c]),
+            clamp: random_clamp(&mut rng),
         };
-        let x = Tensor::new(vec![n, h, w, in_c], rng.values(n * h * w * in_c));
+        let x = Tensor::new(
+            vec![n, h, w, in_c],
+            random_values(&mut rng, n * h * w * in_c),
+        );
         check(case, &op, &x, false);
     }
     // A layer bigger than one im2col tile.
@@ -278,27 +269,30 @@ fn conv2d_and_fully_connected_match_the_reference_kernels() {
     };
     let op = Op::Conv2d {
         window,
-        filter: rng.param(vec![24, 3, 3, 40]),
-        bias: rng.param(vec![24]),
+        filter: random_param(&mut rng, vec![24, 3, 3, 40]),
+        bias: random_param(&mut rng, vec![24]),
         clamp: Clamp::NONE,
     };
     check(
         300,
         &op,
-        &Tensor::new(vec![2, 12, 13, 40], rng.values(2 * 12 * 13 * 40)),
+        &Tensor::new(
+            vec![2, 12, 13, 40],
+            random_values(&mut rng, 2 * 12 * 13 * 40),
+        ),
         false,
     );
     for case in 0..100 {
         let (rows, i, o) = (rng.range(1, 40), rng.range(1, 50), rng.range(1, 12));
         let op = Op::FullyConnected {
-            filter: rng.param(vec![o, i]),
-            bias: rng.param(vec![o]),
-            clamp: rng.clamp(),
+            filter: random_param(&mut rng, vec![o, i]),
+            bias: random_param(&mut rng, vec![o]),
+            clamp: random_clamp(&mut rng),
         };
         check(
             case,
             &op,
-            &Tensor::new(vec![rows, i], rng.values(rows * i)),
+            &Tensor::new(vec![rows, i], random_values(&mut rng, rows * i)),
             false,
         );
     }
@@ -306,7 +300,7 @@ fn conv2d_and_fully_connected_match_the_reference_kernels() {
 
 #[test]
 fn depthwise_and_pooling_are_bit_identical_to_the_reference_kernels() {
-    let mut rng = Rng(0xd3_9750);
+    let mut rng = Rng::new(0xd3_9750);
     for case in 0..300 {
         let (n, in_c) = (rng.range(1, 3), rng.range(1, 6));
         let dm = [1, 2, 2, 3][case % 4];
@@ -314,15 +308,24 @@ fn depthwise_and_pooling_are_bit_identical_to_the_reference_kernels() {
         let op = Op::DepthwiseConv2d {
             window,
             depth_multiplier: dm,
-            filter: rng.param(vec![1, window.kernel[0], window.kernel[1], in_c * dm]),
-            bias: rng.param(vec![in_c * dm]),
-            clamp: rng.clamp(),
+            filter: random_param(
+                &mut rng,
+                vec![1, window.kernel[0], window.kernel[1], in_c * dm],
+            ),
+            bias: random_param(&mut rng, vec![in_c * dm]),
+            clamp: random_clamp(&mut rng),
         };
-        let x = Tensor::new(vec![n, h, w, in_c], rng.values(n * h * w * in_c));
+        let x = Tensor::new(
+            vec![n, h, w, in_c],
+            random_values(&mut rng, n * h * w * in_c),
+        );
         check(case, &op, &x, true);
         let (window, h, w) = random_window(&mut rng, false);
-        let x = Tensor::new(vec![n, h, w, in_c], rng.values(n * h * w * in_c));
-        let clamp = rng.clamp();
+        let x = Tensor::new(
+            vec![n, h, w, in_c],
+            random_values(&mut rng, n * h * w * in_c),
+        );
+        let clamp = random_clamp(&mut rng);
         for op in [
             Op::MaxPool2d { window, clamp },
             Op::AveragePool2d { window, clamp },
@@ -336,7 +339,7 @@ fn depthwise_and_pooling_are_bit_identical_to_the_reference_kernels() {
 /// gives the same outputs with any number of threads.
 #[test]
 fn results_do_not_depend_on_the_batch_split_or_the_threads() {
-    let mut rng = Rng(0xba7c4);
+    let mut rng = Rng::new(0xba7c4);
     let window = Window2d {
         kernel: [3, 3],
         stride: [2, 1],
@@ -348,8 +351,8 @@ fn results_do_not_depend_on_the_batch_split_or_the_threads() {
     g.inputs = vec![x];
     let conv = Op::Conv2d {
         window,
-        filter: rng.param(vec![5, 3, 3, 3]),
-        bias: rng.param(vec![5]),
+        filter: random_param(&mut rng, vec![5, 3, 3, 3]),
+        bias: random_param(&mut rng, vec![5]),
         clamp: Clamp::RELU,
     };
     let c = g
@@ -367,14 +370,14 @@ fn results_do_not_depend_on_the_batch_split_or_the_threads() {
         )
         .unwrap();
     let fc = Op::FullyConnected {
-        filter: rng.param(vec![4, 140]),
-        bias: rng.param(vec![4]),
+        filter: random_param(&mut rng, vec![4, 140]),
+        bias: random_param(&mut rng, vec![4]),
         clamp: Clamp::NONE,
     };
     let y = g.add_node("fc", "Gemm", fc, vec![r], "y").unwrap();
     g.outputs = vec![y, c];
     let n = 2 * RUN_CHUNK + 9;
-    let input = Tensor::new(vec![n, 9, 8, 3], rng.values(n * 9 * 8 * 3));
+    let input = Tensor::new(vec![n, 9, 8, 3], random_values(&mut rng, n * 9 * 8 * 3));
     let one = run(&g, std::slice::from_ref(&input), 1).unwrap();
     for threads in [2, 3] {
         assert_eq!(run(&g, std::slice::from_ref(&input), threads).unwrap(), one);

@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::ir::float_exec::Tensor;
 use crate::ir::{Clamp, Graph, Op};
 use crate::quantize::params::QParams;
+use crate::rng::Rng;
 
 /// Output positions (columns) sampled from the calibration activations per layer.
 const COLUMNS: usize = 4096;
@@ -61,19 +62,6 @@ struct Problem {
 impl Problem {
     fn columns(&self) -> usize {
         self.x.len() / self.k.max(1)
-    }
-}
-
-/// A small deterministic generator for sampling columns.
-pub(super) struct Rng(pub u64);
-
-impl Rng {
-    pub(super) fn below(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) % n as u64) as usize
     }
 }
 
@@ -341,7 +329,7 @@ pub(super) fn adaround(
     weights: &mut [Option<(Vec<i8>, Vec<f32>)>],
 ) -> Result<Vec<LayerRounding>> {
     let mut report = Vec::new();
-    let mut rng = Rng(0x5eed);
+    let mut rng = Rng::new(0x5eed);
     for (i, node) in graph.nodes.iter().enumerate() {
         let (Some((q, scales)), false) = (weights[i].as_mut(), float_node[i]) else {
             continue;

@@ -11,9 +11,9 @@
 
 use anyhow::{Context, Result};
 
-use super::adaround::Rng;
 use crate::ir::float_exec::Activations;
 use crate::ir::Graph;
+use crate::rng::Rng;
 use crate::train::backward;
 
 /// The estimated `|J|^2` of every element of one value (batch first, like the value).
@@ -30,7 +30,7 @@ pub(super) fn sensitivities(
     graph: &Graph,
     acts: &Activations<'_>,
 ) -> Result<Vec<Option<Sensitivity>>> {
-    let mut rng = Rng(0x5eed);
+    let mut rng = Rng::new(0x5eed);
     let mut d: Vec<Option<Vec<f32>>> = vec![None; graph.values.len()];
     for &o in &graph.outputs {
         let len = acts.get(o).map_or(0, |v| v.data.len());

@@ -4,41 +4,21 @@
 use super::*;
 use crate::ir::float_exec::{eval, Tensor};
 use crate::ir::{Param, Window2d};
+use crate::rng::Rng;
 
 /// Step of the central differences.
 const EPS: f32 = 1e-3;
 /// Allowed error: `|analytic - numeric| <= TOL * max(1, |numeric|)`.
 const TOL: f64 = 2e-3;
 
-/// xorshift64: reproducible random cases without a dependency.
-struct Rng(u64);
+fn random_tensor(rng: &mut Rng, shape: &[usize]) -> Tensor {
+    let n = shape.iter().product();
+    Tensor::new(shape.to_vec(), rng.values(n, -1.0, 1.0))
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// Uniform in `[lo, hi)`.
-    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * ((self.next() >> 40) as f32 / (1u64 << 24) as f32)
-    }
-
-    fn values(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-        (0..n).map(|_| self.uniform(lo, hi)).collect()
-    }
-
-    fn tensor(&mut self, shape: &[usize]) -> Tensor {
-        let n = shape.iter().product();
-        Tensor::new(shape.to_vec(), self.values(n, -1.0, 1.0))
-    }
-
-    fn param(&mut self, shape: &[usize]) -> Param {
-        let n = shape.iter().product();
-        Param::new(shape.to_vec(), self.values(n, -1.0, 1.0))
-    }
+fn random_param(rng: &mut Rng, shape: &[usize]) -> Param {
+    let n = shape.iter().product();
+    Param::new(shape.to_vec(), rng.values(n, -1.0, 1.0))
 }
 
 /// One operator application to check.
@@ -139,7 +119,7 @@ fn mismatch(got: &[f32], want: &[f64]) -> Option<String> {
 /// A fixed random `d_output` for `case`.
 fn weights_of_loss(case: &Case) -> Vec<f32> {
     let out = eval(&case.op, &views(&case.inputs)).unwrap();
-    Rng(0x5eed_1234_5678_9abc).values(out.data.len(), -1.0, 1.0)
+    Rng::new(0x5eed_1234_5678_9abc).values(out.data.len(), -1.0, 1.0)
 }
 
 /// Checks every gradient of `case` against central differences.
@@ -189,7 +169,7 @@ fn smooth(case: &Case) -> bool {
 /// The first case `make` builds (from successive seeds) whose outputs keep away from clamp kinks.
 fn smooth_case(seed: u64, make: impl Fn(&mut Rng) -> Case) -> Case {
     for s in 0..1000 {
-        let case = make(&mut Rng(seed + 7919 * s));
+        let case = make(&mut Rng::new(seed + 7919 * s));
         if smooth(&case) {
             return case;
         }
@@ -214,8 +194,8 @@ fn window(
 fn conv(rng: &mut Rng, w: Window2d, in_c: usize, out_c: usize, clamp: Clamp) -> Op {
     Op::Conv2d {
         window: w,
-        filter: rng.param(&[out_c, w.kernel[0], w.kernel[1], in_c]),
-        bias: rng.param(&[out_c]),
+        filter: random_param(rng, &[out_c, w.kernel[0], w.kernel[1], in_c]),
+        bias: random_param(rng, &[out_c]),
         clamp,
     }
 }
@@ -225,7 +205,7 @@ fn conv2d_strided_padded_dilated_batch_3() {
     let case = smooth_case(1, |rng| {
         let w = window([3, 3], [2, 2], [2, 2], [1, 2, 2, 1]);
         let op = conv(rng, w, 3, 4, Clamp::NONE);
-        Case::new(op, vec![rng.tensor(&[3, 7, 8, 3])])
+        Case::new(op, vec![random_tensor(rng, &[3, 7, 8, 3])])
     });
     check("conv 3x3 stride 2 dilation 2", &case);
 }
@@ -235,7 +215,7 @@ fn conv2d_non_square_kernels_with_clamps() {
     let case = smooth_case(2, |rng| {
         let w = window([2, 3], [1, 2], [1, 1], [0, 1, 1, 0]);
         let op = conv(rng, w, 2, 3, Clamp::RELU6);
-        let mut x = rng.tensor(&[2, 5, 6, 2]);
+        let mut x = random_tensor(rng, &[2, 5, 6, 2]);
         // Large enough that some outputs pass 6.
         x.data.iter_mut().for_each(|v| *v *= 3.0);
         Case::new(op, vec![x])
@@ -244,7 +224,7 @@ fn conv2d_non_square_kernels_with_clamps() {
     let case = smooth_case(3, |rng| {
         let w = window([3, 1], [2, 1], [1, 2], [1, 0, 0, 0]);
         let op = conv(rng, w, 3, 2, Clamp::new(-0.5, 0.7));
-        Case::new(op, vec![rng.tensor(&[2, 6, 5, 3])])
+        Case::new(op, vec![random_tensor(rng, &[2, 6, 5, 3])])
     });
     check("conv 3x1 dilated clamp", &case);
 }
@@ -254,7 +234,7 @@ fn conv2d_pointwise() {
     let case = smooth_case(4, |rng| {
         let w = window([1, 1], [1, 1], [1, 1], [0; 4]);
         let op = conv(rng, w, 5, 3, Clamp::RELU);
-        Case::new(op, vec![rng.tensor(&[3, 4, 3, 5])])
+        Case::new(op, vec![random_tensor(rng, &[3, 4, 3, 5])])
     });
     check("conv 1x1", &case);
     // A 1x1 kernel with stride 2 goes through im2col.
@@ -262,7 +242,7 @@ fn conv2d_pointwise() {
         let w = window([1, 1], [2, 2], [1, 1], [0; 4]);
         Case::new(
             conv(rng, w, 4, 3, Clamp::NONE),
-            vec![rng.tensor(&[2, 5, 5, 4])],
+            vec![random_tensor(rng, &[2, 5, 5, 4])],
         )
     });
     check("conv 1x1 stride 2", &case);
@@ -275,27 +255,27 @@ fn depthwise_multipliers_1_2_3_padded() {
         Op::DepthwiseConv2d {
             window: w,
             depth_multiplier: dm,
-            filter: rng.param(&[1, w.kernel[0], w.kernel[1], out_c]),
-            bias: rng.param(&[out_c]),
+            filter: random_param(rng, &[1, w.kernel[0], w.kernel[1], out_c]),
+            bias: random_param(rng, &[out_c]),
             clamp,
         }
     };
     let case = smooth_case(6, |rng| {
         let w = window([3, 3], [1, 1], [1, 1], [1, 1, 1, 1]);
         let op = depthwise(rng, w, 3, 2, Clamp::RELU6);
-        Case::new(op, vec![rng.tensor(&[2, 5, 4, 3])])
+        Case::new(op, vec![random_tensor(rng, &[2, 5, 4, 3])])
     });
     check("depthwise 3x3 x2 padded", &case);
     let case = smooth_case(7, |rng| {
         let w = window([2, 3], [2, 1], [1, 2], [0, 2, 1, 1]);
         let op = depthwise(rng, w, 2, 3, Clamp::NONE);
-        Case::new(op, vec![rng.tensor(&[3, 6, 6, 2])])
+        Case::new(op, vec![random_tensor(rng, &[3, 6, 6, 2])])
     });
     check("depthwise 2x3 x3 strided dilated", &case);
     let case = smooth_case(8, |rng| {
         let w = window([3, 3], [2, 2], [1, 1], [1, 0, 1, 2]);
         let op = depthwise(rng, w, 4, 1, Clamp::new(-0.5, 0.7));
-        Case::new(op, vec![rng.tensor(&[2, 5, 6, 4])])
+        Case::new(op, vec![random_tensor(rng, &[2, 5, 6, 4])])
     });
     check("depthwise 3x3 x1 strided clamp", &case);
 }
@@ -304,20 +284,20 @@ fn depthwise_multipliers_1_2_3_padded() {
 fn fully_connected_rank_3_input() {
     let case = smooth_case(8, |rng| {
         let op = Op::FullyConnected {
-            filter: rng.param(&[4, 5]),
-            bias: rng.param(&[4]),
+            filter: random_param(rng, &[4, 5]),
+            bias: random_param(rng, &[4]),
             clamp: Clamp::new(-0.5, 0.7),
         };
-        Case::new(op, vec![rng.tensor(&[2, 3, 5])])
+        Case::new(op, vec![random_tensor(rng, &[2, 3, 5])])
     });
     check("fc rank 3 clamp", &case);
     let case = smooth_case(9, |rng| {
         let op = Op::FullyConnected {
-            filter: rng.param(&[3, 7]),
-            bias: rng.param(&[3]),
+            filter: random_param(rng, &[3, 7]),
+            bias: random_param(rng, &[3]),
             clamp: Clamp::NONE,
         };
-        Case::new(op, vec![rng.tensor(&[4, 7])])
+        Case::new(op, vec![random_tensor(rng, &[4, 7])])
     });
     check("fc rank 2", &case);
 }
@@ -341,7 +321,10 @@ fn binary_cases(mul: bool, seed: u64) {
     for (i, (a, b)) in shapes.into_iter().enumerate() {
         for clamp in [Clamp::NONE, Clamp::new(-0.3, 0.4)] {
             let case = smooth_case(seed + i as u64, |rng| {
-                Case::new(op(clamp), vec![rng.tensor(a), rng.tensor(b)])
+                Case::new(
+                    op(clamp),
+                    vec![random_tensor(rng, a), random_tensor(rng, b)],
+                )
             });
             check(&format!("{a:?} and {b:?} with {clamp}"), &case);
         }
@@ -351,7 +334,10 @@ fn binary_cases(mul: bool, seed: u64) {
         let mut case = smooth_case(seed + 10, |rng| {
             Case::new(
                 op(Clamp::RELU),
-                vec![rng.tensor(&[2, 3, 3, 4]), rng.tensor(&[1, 1, 1, 4])],
+                vec![
+                    random_tensor(rng, &[2, 3, 3, 4]),
+                    random_tensor(rng, &[1, 1, 1, 4]),
+                ],
             )
         });
         case.need[constant] = false;
@@ -377,7 +363,7 @@ fn distinct(rng: &mut Rng, shape: &[usize]) -> Tensor {
         .map(|i| (i as f32 - (n / 2) as f32) * 0.03 + 0.015)
         .collect();
     for i in (1..n).rev() {
-        data.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+        data.swap(i, rng.below(i + 1));
     }
     Tensor::new(shape.to_vec(), data)
 }
@@ -398,7 +384,7 @@ fn pools_with_padding_and_stride() {
             check(&format!("max pool {w:?} {clamp}"), &case);
             let case = smooth_case(60 + i as u64, |rng| {
                 let op = Op::AveragePool2d { window: w, clamp };
-                Case::new(op, vec![rng.tensor(&[2, 6, 7, 3])])
+                Case::new(op, vec![random_tensor(rng, &[2, 6, 7, 3])])
             });
             check(&format!("average pool {w:?} {clamp}"), &case);
         }
@@ -429,16 +415,19 @@ fn max_pool_ties_go_to_the_first_maximum() {
 #[test]
 fn mean_over_height_and_width() {
     for keep_dims in [true, false] {
-        let case = Case::new(Op::Mean { keep_dims }, vec![Rng(70).tensor(&[2, 3, 4, 5])]);
+        let case = Case::new(
+            Op::Mean { keep_dims },
+            vec![random_tensor(&mut Rng::new(70), &[2, 3, 4, 5])],
+        );
         check(&format!("mean keep_dims {keep_dims}"), &case);
     }
 }
 
 #[test]
 fn softmax_logistic_and_tanh() {
-    let mut rng = Rng(80);
+    let mut rng = Rng::new(80);
     for beta in [1.0, 0.5, 2.0] {
-        let mut x = rng.tensor(&[3, 2, 7]);
+        let mut x = random_tensor(&mut rng, &[3, 2, 7]);
         x.data.iter_mut().for_each(|v| *v *= 3.0);
         check(
             &format!("softmax beta {beta}"),
@@ -446,7 +435,7 @@ fn softmax_logistic_and_tanh() {
         );
     }
     for op in [Op::Logistic, Op::Tanh] {
-        let mut x = rng.tensor(&[2, 3, 3, 4]);
+        let mut x = random_tensor(&mut rng, &[2, 3, 3, 4]);
         x.data.iter_mut().for_each(|v| *v *= 3.0);
         check(op.name(), &Case::new(op, vec![x]));
     }
@@ -461,7 +450,7 @@ fn relu_with_any_clamp() {
         Clamp::new(-0.25, 2.5),
     ] {
         let case = smooth_case(90, |rng| {
-            let mut x = rng.tensor(&[2, 4, 4, 3]);
+            let mut x = random_tensor(rng, &[2, 4, 4, 3]);
             x.data.iter_mut().for_each(|v| *v *= 8.0);
             Case::new(Op::Relu { clamp }, vec![x])
         });
@@ -471,30 +460,33 @@ fn relu_with_any_clamp() {
 
 #[test]
 fn reshape_and_identity_copy() {
-    let mut rng = Rng(100);
+    let mut rng = Rng::new(100);
     let reshape = Op::Reshape { shape: vec![1, 12] };
     check(
         "reshape",
-        &Case::new(reshape, vec![rng.tensor(&[2, 2, 2, 3])]),
+        &Case::new(reshape, vec![random_tensor(&mut rng, &[2, 2, 2, 3])]),
     );
     check(
         "identity",
-        &Case::new(Op::Identity, vec![rng.tensor(&[2, 5])]),
+        &Case::new(Op::Identity, vec![random_tensor(&mut rng, &[2, 5])]),
     );
 }
 
 #[test]
 fn concatenation_on_axes_1_and_3() {
-    let mut rng = Rng(110);
-    let on_1 = vec![rng.tensor(&[2, 1, 3, 2]), rng.tensor(&[2, 3, 3, 2])];
+    let mut rng = Rng::new(110);
+    let on_1 = vec![
+        random_tensor(&mut rng, &[2, 1, 3, 2]),
+        random_tensor(&mut rng, &[2, 3, 3, 2]),
+    ];
     check(
         "concat axis 1",
         &Case::new(Op::Concatenation { axis: 1 }, on_1),
     );
     let on_3 = vec![
-        rng.tensor(&[2, 2, 3, 2]),
-        rng.tensor(&[2, 2, 3, 1]),
-        rng.tensor(&[2, 2, 3, 4]),
+        random_tensor(&mut rng, &[2, 2, 3, 2]),
+        random_tensor(&mut rng, &[2, 2, 3, 1]),
+        random_tensor(&mut rng, &[2, 2, 3, 4]),
     ];
     let mut case = Case::new(Op::Concatenation { axis: 3 }, on_3);
     case.need[1] = false;
@@ -503,35 +495,44 @@ fn concatenation_on_axes_1_and_3() {
 
 #[test]
 fn pad_on_height_width_and_channels() {
-    let mut rng = Rng(120);
+    let mut rng = Rng::new(120);
     let hw = Op::Pad {
         before: vec![0, 1, 2, 0],
         after: vec![0, 2, 0, 0],
     };
-    check("pad h w", &Case::new(hw, vec![rng.tensor(&[2, 3, 2, 3])]));
+    check(
+        "pad h w",
+        &Case::new(hw, vec![random_tensor(&mut rng, &[2, 3, 2, 3])]),
+    );
     let c = Op::Pad {
         before: vec![0, 0, 0, 2],
         after: vec![0, 0, 1, 1],
     };
-    check("pad c", &Case::new(c, vec![rng.tensor(&[2, 2, 2, 3])]));
+    check(
+        "pad c",
+        &Case::new(c, vec![random_tensor(&mut rng, &[2, 2, 2, 3])]),
+    );
     let rank_2 = Op::Pad {
         before: vec![0, 3],
         after: vec![0, 1],
     };
-    check("pad rank 2", &Case::new(rank_2, vec![rng.tensor(&[3, 4])]));
+    check(
+        "pad rank 2",
+        &Case::new(rank_2, vec![random_tensor(&mut rng, &[3, 4])]),
+    );
 }
 
 #[test]
 fn batch_norm_scale_and_shift() {
-    let mut rng = Rng(130);
+    let mut rng = Rng::new(130);
     for shape in [&[2, 3, 2, 4][..], &[5, 4]] {
         let op = Op::BatchNorm {
-            scale: rng.param(&[4]),
-            shift: rng.param(&[4]),
+            scale: random_param(&mut rng, &[4]),
+            shift: random_param(&mut rng, &[4]),
         };
         check(
             &format!("batch norm {shape:?}"),
-            &Case::new(op, vec![rng.tensor(shape)]),
+            &Case::new(op, vec![random_tensor(&mut rng, shape)]),
         );
     }
 }
@@ -542,7 +543,7 @@ fn wrong_gradients_fail_the_check() {
         let w = window([3, 2], [2, 1], [1, 1], [1, 1, 0, 0]);
         Case::new(
             conv(rng, w, 2, 3, Clamp::NONE),
-            vec![rng.tensor(&[2, 5, 4, 2])],
+            vec![random_tensor(rng, &[2, 5, 4, 2])],
         )
     });
     let r = weights_of_loss(&case);
@@ -576,7 +577,7 @@ fn wrong_gradients_fail_the_check() {
     assert!(mismatch(&transposed, &want_params[0]).is_some());
     // The input gradient of a clamp ignored: Relu6 must block where the output saturates.
     let case = smooth_case(2, |rng| {
-        let mut x = rng.tensor(&[1, 3, 3, 2]);
+        let mut x = random_tensor(rng, &[1, 3, 3, 2]);
         x.data.iter_mut().for_each(|v| *v *= 8.0);
         Case::new(
             Op::Relu {
@@ -603,35 +604,35 @@ fn grads_with_threads(case: &Case, threads: usize) -> (Vec<Option<Vec<f32>>>, Ve
 
 #[test]
 fn weighted_gradients_do_not_depend_on_the_thread_count() {
-    let mut rng = Rng(140);
+    let mut rng = Rng::new(140);
     let w3 = window([3, 3], [1, 1], [1, 1], [1, 1, 1, 1]);
     let w1 = window([1, 1], [1, 1], [1, 1], [0; 4]);
     let cases = [
         Case::new(
             conv(&mut rng, w3, 8, 6, Clamp::RELU),
-            vec![rng.tensor(&[11, 9, 9, 8])],
+            vec![random_tensor(&mut rng, &[11, 9, 9, 8])],
         ),
         Case::new(
             conv(&mut rng, w1, 8, 6, Clamp::NONE),
-            vec![rng.tensor(&[11, 9, 9, 8])],
+            vec![random_tensor(&mut rng, &[11, 9, 9, 8])],
         ),
         Case::new(
             Op::FullyConnected {
-                filter: rng.param(&[10, 40]),
-                bias: rng.param(&[10]),
+                filter: random_param(&mut rng, &[10, 40]),
+                bias: random_param(&mut rng, &[10]),
                 clamp: Clamp::NONE,
             },
-            vec![rng.tensor(&[300, 40])],
+            vec![random_tensor(&mut rng, &[300, 40])],
         ),
         Case::new(
             Op::DepthwiseConv2d {
                 window: w3,
                 depth_multiplier: 2,
-                filter: rng.param(&[1, 3, 3, 8]),
-                bias: rng.param(&[8]),
+                filter: random_param(&mut rng, &[1, 3, 3, 8]),
+                bias: random_param(&mut rng, &[8]),
                 clamp: Clamp::NONE,
             },
-            vec![rng.tensor(&[11, 9, 9, 4])],
+            vec![random_tensor(&mut rng, &[11, 9, 9, 4])],
         ),
     ];
     for case in &cases {
@@ -650,10 +651,10 @@ fn weighted_gradients_do_not_depend_on_the_thread_count() {
 #[test]
 #[ignore]
 fn conv2d_backward_timing() {
-    let mut rng = Rng(150);
+    let mut rng = Rng::new(150);
     let w = window([3, 3], [1, 1], [1, 1], [1, 1, 1, 1]);
     let op = conv(&mut rng, w, 16, 16, Clamp::RELU);
-    let x = rng.tensor(&[32, 28, 28, 16]);
+    let x = random_tensor(&mut rng, &[32, 28, 28, 16]);
     let ins = views(std::slice::from_ref(&x));
     let out = eval(&op, &ins).unwrap();
     let dy = rng.values(out.data.len(), -1.0, 1.0);
