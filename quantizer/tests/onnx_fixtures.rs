@@ -165,7 +165,7 @@ fn cli_run_on_onnx_writes_onnxruntime_outputs() {
     let out = ferrite()
         .arg("run")
         .arg(fixtures().join("resnet_fashion/model.onnx"))
-        .arg("--input")
+        .arg("--data")
         .arg(&x)
         .arg("-o")
         .arg(&y)
@@ -207,7 +207,7 @@ fn run_fails(model: &Path, x: &Path) -> String {
     let out = ferrite()
         .arg("run")
         .arg(model)
-        .arg("--input")
+        .arg("--data")
         .arg(x)
         .output()
         .unwrap();
@@ -296,7 +296,7 @@ fn bad_onnx_files_give_one_clear_line() {
     let out = ferrite()
         .arg("run")
         .arg(&ok)
-        .arg("--input")
+        .arg("--data")
         .arg(&x)
         .output()
         .unwrap();

@@ -48,7 +48,7 @@ pub fn run(root: &Path) -> Result<()> {
     let q = Command::new(&tool)
         .arg("quantize")
         .arg(&onnx)
-        .arg("--calib")
+        .arg("--data")
         .arg(&calib)
         .arg("-o")
         .arg(&ferrite_path)

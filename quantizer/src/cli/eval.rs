@@ -1,4 +1,4 @@
-//! `ferrite eval MODEL... --data X.npy [--labels Y.npy] [--threads N] [--json]`: each model's top-1
+//! `ferrite eval MODEL... --data X.npy [--labels Y.npy] [--threads N] [--json[=FILE]]`: each model's top-1
 //! accuracy with labels, and every model after the first compared with the first (usually the float
 //! model): the signal-to-quantization-noise ratio of its outputs and the agreement of its top-1
 //! predictions; and each model's throughput.
@@ -41,9 +41,9 @@ pub struct Args {
     /// calling thread.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
-    /// Print one JSON document.
-    #[arg(long)]
-    pub json: bool,
+    /// The JSON document: one array, one object per model.
+    #[command(flatten)]
+    pub json: super::JsonArgs,
 }
 
 #[derive(Serialize)]
@@ -96,7 +96,7 @@ fn outputs(
 
 /// Each row's position of its largest value; ties go to the first, as numpy's `argmax` (int8 outputs
 /// often tie).
-fn argmax_rows(a: &Array) -> Vec<usize> {
+pub fn argmax_rows(a: &Array) -> Vec<usize> {
     let per = a.shape.iter().skip(1).product::<usize>().max(1);
     (0..a.len() / per)
         .map(|r| {
@@ -139,6 +139,9 @@ fn fraction_equal(a: &[usize], b: &[usize]) -> f64 {
 }
 
 pub fn run(args: &Args) -> Result<()> {
+    if let Some(path) = args.json.file() {
+        crate::output::check(&[path])?;
+    }
     let data = Array::read(&args.data)?;
     let samples = data.shape.first().copied().unwrap_or(0);
     ensure!(
@@ -202,19 +205,19 @@ pub fn run(args: &Args) -> Result<()> {
             threads,
         });
     }
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
-    outln!(
+    let text = table(&rows, samples, threads, &args.models[0])?;
+    super::emit(&args.json, &serde_json::to_string_pretty(&rows)?, &text)
+}
+
+/// The rows as a text table, with a closing line saying what was measured.
+fn table(rows: &[Row], samples: usize, threads: usize, reference: &Path) -> Result<String> {
+    use std::fmt::Write;
+    let mut t = String::new();
+    writeln!(
+        t,
         "{:<48} {:>8} {:>10} {:>10} {:>9} {:>10}",
-        "model",
-        "top-1",
-        "SQNR (dB)",
-        "agreement",
-        "seconds",
-        "samples/s"
-    );
+        "model", "top-1", "SQNR (dB)", "agreement", "seconds", "samples/s"
+    )?;
     for (i, r) in rows.iter().enumerate() {
         let percent = |a: Option<f64>| a.map_or("-".into(), |a| format!("{:.2}%", 100.0 * a));
         let sqnr = if i == 0 {
@@ -222,7 +225,8 @@ pub fn run(args: &Args) -> Result<()> {
         } else {
             format_db(r.sqnr_db)
         };
-        outln!(
+        writeln!(
+            t,
             "{:<48} {:>8} {:>10} {:>10} {:>9.3} {:>10.1}",
             r.model,
             percent(r.top1),
@@ -230,14 +234,15 @@ pub fn run(args: &Args) -> Result<()> {
             percent(r.agreement),
             r.seconds,
             r.samples_per_second
-        );
+        )?;
     }
-    outln!(
+    writeln!(
+        t,
         "{samples} samples, {threads} thread{}; SQNR and agreement against {}; samples/s counts running the samples only",
         if threads == 1 { "" } else { "s" },
-        args.models[0].display()
-    );
-    Ok(())
+        reference.display()
+    )?;
+    Ok(t)
 }
 
 #[cfg(test)]

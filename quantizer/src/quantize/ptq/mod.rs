@@ -29,8 +29,9 @@ mod calibration;
 mod parameters;
 mod report;
 
-/// Activation quantization scheme.
+/// Activation quantization scheme. Serialized as `ferrite quantize --preset` spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Preset {
     /// Zero points fixed: 0 for signed ranges, -128 for non-negative ones (one-sided ranges keep the
     /// full resolution).
@@ -40,7 +41,9 @@ pub enum Preset {
 }
 
 /// How biases are corrected for the error that weight quantization shifts into each channel's mean.
+/// Serialized as `ferrite quantize --bias-correction` spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum BiasCorrection {
     Off,
     /// Each layer on float inputs: float weights vs quantized weights.
@@ -49,12 +52,15 @@ pub enum BiasCorrection {
     Full,
 }
 
-/// How weights are rounded to their int8 levels.
+/// How weights are rounded to their int8 levels. Serialized as `ferrite quantize --weight-rounding`
+/// spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum WeightRounding {
     /// To the nearest level.
     Nearest,
     /// Up or down, learned per layer on the calibration set (`adaround`).
+    #[serde(rename = "adaround")]
     AdaRound,
 }
 
@@ -62,6 +68,8 @@ pub enum WeightRounding {
 #[derive(Clone, Debug, Serialize)]
 pub struct Config {
     pub preset: Preset,
+    /// `range` in JSON, as the option `--range`.
+    #[serde(rename = "range")]
     pub estimator: RangeEstimator,
     /// One weight scale per tensor instead of per output channel.
     pub per_tensor: bool,
