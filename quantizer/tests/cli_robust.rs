@@ -591,3 +591,52 @@ fn json_goes_to_standard_output_or_to_a_file() {
     }
     assert!(!dir.path().join("c.ferrite").exists());
 }
+
+/// `eval` and `run` read and run the samples a batch at a time (memory bounded by a batch): on a file
+/// of more than one batch (the digits test set 46 times over, 16,560 samples of 256 bytes, past the
+/// 16,384 of a batch) they give what they give on the samples once, repeated.
+#[test]
+fn eval_and_run_give_the_same_results_across_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y) = (
+        repo("tests/fixtures/data/digits_test_x.npy"),
+        repo("tests/fixtures/data/digits_test_y.npy"),
+    );
+    let tile = |path: &Path, to: &Path| {
+        let mut a = Array::read(path).unwrap();
+        a.shape[0] *= 46;
+        a.data = a.data.repeat(46);
+        a.write(to).unwrap();
+    };
+    let (big_x, big_y) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
+    tile(&x, &big_x);
+    tile(&y, &big_y);
+    let int8 = dir.path().join("m.ferrite");
+    assert!(quantize(&mlp(), &digits(), &int8, &[]).status.success());
+    let eval = |x: &Path, y: &Path| {
+        let rows = stdout_of(
+            ferrite()
+                .arg("eval")
+                .arg(mlp())
+                .arg(&int8)
+                .arg("--data")
+                .arg(x)
+                .arg("--labels")
+                .arg(y)
+                .arg("--json"),
+        );
+        let rows: serde_json::Value = serde_json::from_str(&rows).unwrap();
+        ["top1", "sqnr_db", "agreement"].map(|k| rows[1][k].as_f64().unwrap())
+    };
+    let (once, tiled) = (eval(&x, &y), eval(&big_x, &big_y));
+    assert_eq!(once[0], tiled[0]);
+    assert_eq!(once[2], tiled[2]);
+    // The same terms summed 46 times over in f64.
+    assert!((once[1] - tiled[1]).abs() < 1e-6, "{once:?} {tiled:?}");
+    let (small, big) = (dir.path().join("small.npy"), dir.path().join("big.npy"));
+    assert!(run(&int8, &x, &small).status.success());
+    assert!(run(&int8, &big_x, &big).status.success());
+    let (small, big) = (Array::read(&small).unwrap(), Array::read(&big).unwrap());
+    assert_eq!(big.shape, [360 * 46, 10]);
+    assert_eq!(big.data, small.data.repeat(46));
+}

@@ -8,10 +8,12 @@ macro_rules! outln {
     };
 }
 
+pub mod batches;
 pub mod convert;
 pub mod eval;
 pub mod float_onnx;
 pub mod inspect;
+pub mod progress;
 pub mod quantize;
 pub mod run;
 pub mod train;

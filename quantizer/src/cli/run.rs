@@ -3,12 +3,18 @@
 //! The JSON document: `{"model", "data", "samples", "outputs"}`, each output
 //! `{"file", "dtype", "shape", "argmax"}` with `argmax` the position of each sample's largest value
 //! (the first on ties) and `file` null without `-o`.
+//!
+//! The samples are read and run a batch at a time and each output `.npy` is written as they come
+//! (its header first: the sample count is known from the input's), into the temporary file that
+//! [`crate::output`] renames into place at the end: memory is bounded by a batch, and a failure
+//! leaves no partial file.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use super::batches::{Loaded, Samples};
 use crate::npy::{Array, Dtype};
 use crate::runtime_exec;
 
@@ -31,89 +37,102 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let inputs: Vec<Array> = args
-        .data
-        .iter()
-        .map(|p| Array::read(p))
-        .collect::<Result<_>>()?;
+    let mut samples = Samples::open(&args.data)?;
     let threads = args
         .threads
         .map_or_else(runtime_exec::available_threads, usize::from);
+    let loaded = Loaded::read(&args.model)?;
+    let exec = loaded.executor(&args.model)?;
     // The output paths are checked once the model says how many there are, before running it.
-    let paths = |n: usize| -> Vec<PathBuf> {
-        let Some(path) = &args.output else {
-            return Vec::new();
-        };
-        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-        (0..n)
-            .map(|i| match i {
-                0 => path.clone(),
-                _ => path.with_file_name(format!("{stem}_{i}.npy")),
-            })
-            .collect()
-    };
-    let check = |n| -> Result<Vec<PathBuf>> {
-        let p = paths(n);
-        let all: Vec<&Path> = p
-            .iter()
-            .map(PathBuf::as_path)
-            .chain(args.json.file())
-            .collect();
-        crate::output::check(&all)?;
-        Ok(p)
-    };
-    let (outputs, paths) = if super::float_onnx::is_onnx(&args.model) {
-        // Float ONNX: the float executor.
-        let g = super::float_onnx::load(&args.model)?;
-        let paths = check(g.outputs.len())?;
-        (crate::ir::io::run_arrays(&g, &inputs, threads), paths)
-    } else {
-        let bytes = super::load_model(&args.model)?;
-        let runner =
-            runtime_exec::Runner::new(&bytes).with_context(|| args.model.display().to_string())?;
-        let paths = check(runner.outputs())?;
-        (runner.run(&inputs, threads), paths)
-    };
-    let outputs = outputs.with_context(|| {
+    let paths = output_paths(args.output.as_deref(), exec.outputs());
+    let all: Vec<&Path> = paths
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(args.json.file())
+        .collect();
+    crate::output::check(&all)?;
+    let running = || {
         let inputs: Vec<String> = args.data.iter().map(|p| p.display().to_string()).collect();
         format!("running {} on {}", args.model.display(), inputs.join(", "))
-    })?;
+    };
+    let mut files = paths
+        .iter()
+        .map(|p| crate::output::create(p))
+        .collect::<Result<Vec<_>>>()?;
+    let total = samples.len();
+    // Per output: its type and shape, and each sample's argmax; the first batch for the preview.
+    let mut outputs: Vec<OutputSummary> = Vec::new();
+    let mut first_batch: Vec<Array> = Vec::new();
+    let bar = super::progress::batches(samples.batches(), "running");
+    while let Some((inputs, first)) = samples.next_batch()? {
+        let outs = exec.run(&inputs, threads, first).with_context(running)?;
+        let rows = inputs[0].shape.first().copied().unwrap_or(1);
+        for (o, out) in outs.iter().enumerate() {
+            anyhow::ensure!(
+                out.shape.first() == Some(&rows),
+                "{}: output {o} has shape {:?}, not batch first",
+                args.model.display(),
+                out.shape
+            );
+            if outputs.len() == o {
+                let mut shape = out.shape.clone();
+                shape[0] = total;
+                if let Some(f) = files.get_mut(o) {
+                    f.write(&crate::npy::header_bytes(&shape, out.dtype))?;
+                }
+                outputs.push(OutputSummary {
+                    file: paths.get(o).map(|p| p.display().to_string()),
+                    dtype: out.dtype.to_string(),
+                    shape,
+                    argmax: Vec::with_capacity(total),
+                });
+            }
+            if let Some(f) = files.get_mut(o) {
+                f.write(&out.data)?;
+            }
+            outputs[o].argmax.extend(super::eval::argmax_rows(out));
+        }
+        if first_batch.is_empty() {
+            first_batch = outs;
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
     let doc = serde_json::to_string_pretty(&Summary {
         model: args.model.display().to_string(),
         data: args.data.iter().map(|p| p.display().to_string()).collect(),
-        samples: outputs
-            .first()
-            .and_then(|o| o.shape.first().copied())
-            .unwrap_or(0),
-        outputs: outputs
-            .iter()
-            .enumerate()
-            .map(|(i, o)| OutputSummary {
-                file: paths.get(i).map(|p| p.display().to_string()),
-                dtype: o.dtype.to_string(),
-                shape: o.shape.clone(),
-                argmax: super::eval::argmax_rows(o),
-            })
-            .collect(),
+        samples: total,
+        outputs,
     })?;
-    let mut files: Vec<(&Path, Vec<u8>)> = paths
-        .iter()
-        .map(PathBuf::as_path)
-        .zip(outputs.iter().map(Array::to_bytes))
-        .collect();
     if let Some(path) = args.json.file() {
-        files.push((path, doc.clone().into_bytes()));
+        let mut f = crate::output::create(path)?;
+        f.write(doc.as_bytes())?;
+        files.push(f);
     }
-    crate::output::write_all(&files)?;
+    crate::output::finish_all(files)?;
     let text = match &args.output {
         Some(_) => String::new(),
-        None => outputs
+        None => first_batch
             .iter()
             .enumerate()
-            .map(|(i, o)| preview(i, o))
+            .map(|(i, o)| preview(i, o, total))
             .collect(),
     };
     super::emit_written(&args.json, &doc, &text)
+}
+
+/// Where output `i` of `n` is written with `-o path`: `path`, then `STEM_1.npy`, `STEM_2.npy`...
+fn output_paths(path: Option<&Path>, n: usize) -> Vec<PathBuf> {
+    let Some(path) = path else {
+        return Vec::new();
+    };
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    (0..n)
+        .map(|i| match i {
+            0 => path.to_path_buf(),
+            _ => path.with_file_name(format!("{stem}_{i}.npy")),
+        })
+        .collect()
 }
 
 /// The JSON document of `ferrite run`.
@@ -137,10 +156,15 @@ struct OutputSummary {
 const PREVIEW_SAMPLES: usize = 8;
 const PREVIEW_VALUES: usize = 12;
 
-/// Output `i`'s type and shape and its first samples' argmax and values.
-fn preview(i: usize, out: &Array) -> String {
+/// Output `i`'s type and shape (`total` samples) and the argmax and values of the first samples, in
+/// `out`.
+fn preview(i: usize, out: &Array, total: usize) -> String {
     let per = out.shape.iter().skip(1).product::<usize>().max(1);
-    let mut text = format!("output {i}: {} {:?}\n", out.dtype, out.shape);
+    let mut shape = out.shape.clone();
+    if let Some(n) = shape.first_mut() {
+        *n = total;
+    }
+    let mut text = format!("output {i}: {} {:?}\n", out.dtype, shape);
     let argmax = super::eval::argmax_rows(out);
     for (n, best) in argmax.iter().enumerate().take(PREVIEW_SAMPLES) {
         let shown: Vec<String> = (0..per.min(PREVIEW_VALUES))

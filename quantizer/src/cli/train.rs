@@ -11,7 +11,7 @@ use crate::ir;
 use crate::npy::Array;
 use crate::quantize::ptq::{self, Config as PtqConfig};
 use crate::train::{self, optim, Progress, Supervision, Validation};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 /// Calibration samples of the post-training quantization training starts from.
 const CALIBRATION_SAMPLES: usize = 300;
@@ -191,7 +191,7 @@ pub fn run(args: &Args) -> Result<()> {
                 steps,
                 loss,
             } => {
-                let bar = bar.get_or_insert_with(|| epoch_bar(steps));
+                let bar = bar.get_or_insert_with(|| super::progress::epoch(steps));
                 bar.set_prefix(epoch.to_string());
                 bar.set_position(step as u64);
                 bar.set_message(format!("{loss:.5}"));
@@ -261,16 +261,4 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// A progress bar over an epoch's `steps`, with the running loss as its message.
-fn epoch_bar(steps: usize) -> ProgressBar {
-    let style = ProgressStyle::with_template(
-        "epoch {prefix} [{bar:30}] {pos}/{len} steps, loss {msg}, {eta} left",
-    )
-    .map_or_else(
-        |_| ProgressStyle::default_bar(),
-        |s| s.progress_chars("=> "),
-    );
-    ProgressBar::new(steps as u64).with_style(style)
 }
