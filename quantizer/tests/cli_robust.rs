@@ -635,7 +635,14 @@ fn eval_and_run_give_the_same_results_across_batches() {
     assert!((once[1] - tiled[1]).abs() < 1e-6, "{once:?} {tiled:?}");
     let (small, big) = (dir.path().join("small.npy"), dir.path().join("big.npy"));
     assert!(run(&int8, &x, &small).status.success());
-    assert!(run(&int8, &big_x, &big).status.success());
+    let out = run(&int8, &big_x, &big);
+    assert!(out.status.success());
+    // Progress bars are drawn on a terminal only.
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (small, big) = (Array::read(&small).unwrap(), Array::read(&big).unwrap());
     assert_eq!(big.shape, [360 * 46, 10]);
     assert_eq!(big.data, small.data.repeat(46));

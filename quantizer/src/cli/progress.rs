@@ -29,3 +29,22 @@ pub fn batches(batches: usize, what: &str) -> ProgressBar {
     b.set_prefix(what.to_string());
     b
 }
+
+/// A bar over `names.len()` stages; [`stage`] moves it to one.
+pub fn stages(names: &[&str]) -> ProgressBar {
+    bar(
+        names.len(),
+        "[{bar:30}] {pos}/{len} stages: {msg}, {elapsed}",
+    )
+}
+
+/// Moves a [`stages`] bar to stage `i` of `names` (past the last: finished, cleared).
+pub fn stage(bar: &ProgressBar, names: &[&str], i: usize) {
+    match names.get(i) {
+        Some(name) => {
+            bar.set_message(name.to_string());
+            bar.set_position(i as u64);
+        }
+        None => bar.finish_and_clear(),
+    }
+}

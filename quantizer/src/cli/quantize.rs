@@ -179,8 +179,12 @@ pub fn run(args: &Args) -> Result<()> {
     };
     eprintln!("calibrating on {n} samples...");
     let loaded = start.elapsed().as_secs_f64();
-    let q = ptq::quantize(&graph, &[x], &config)
-        .with_context(|| format!("quantizing {}", args.model.display()))?;
+    let bar = super::progress::stages(&ptq::STAGES);
+    let q = ptq::quantize_observed(&graph, &[x], &config, |i| {
+        super::progress::stage(&bar, &ptq::STAGES, i)
+    });
+    bar.finish_and_clear();
+    let q = q.with_context(|| format!("quantizing {}", args.model.display()))?;
     let mut files = vec![(args.output.as_path(), q.built.bytes.clone())];
     let mut report = None;
     if args.json.wanted() {

@@ -162,14 +162,7 @@ pub(super) fn correct_biases(
                 q_acts[v] = Some(t);
             }
         }
-        let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
         for i in 0..graph.nodes.len() {
-            if show {
-                eprint!("\rbias correction: layer {}/{}", i + 1, graph.nodes.len());
-                if i + 1 == graph.nodes.len() {
-                    eprintln!();
-                }
-            }
             let n = graph.nodes[i].clone();
             if let (Some(w), false) = (&weights[i], float_node[i]) {
                 let float_in: Vec<View<'_>> = n

@@ -161,6 +161,27 @@ fn ignored(node: &Node, patterns: &[String]) -> bool {
 
 /// Quantizes `graph` (already optimized) with calibration inputs (NHWC tensors, batch first).
 pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quantized> {
+    quantize_observed(graph, calib, config, |_| {})
+}
+
+/// The stages of [`quantize`], in order, as [`quantize_observed`] reports them.
+pub const STAGES: [&str; 7] = [
+    "calibration",
+    "equalization",
+    "parameters",
+    "weight rounding",
+    "bias correction",
+    "lowering",
+    "layer SQNR",
+];
+
+/// [`quantize`], calling `on_stage(i)` as stage [`STAGES`]`[i]` starts (for a progress display).
+pub fn quantize_observed(
+    graph: &Graph,
+    calib: &[Tensor],
+    config: &Config,
+    mut on_stage: impl FnMut(usize),
+) -> Result<Quantized> {
     let samples = calib.first().map_or(0, |t| t.shape[0]);
     ensure!(samples > 0, "the calibration set is empty");
     check_finite(calib)?;
@@ -180,15 +201,18 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
 
     let mut seconds = StageSeconds::default();
     let mut clock = std::time::Instant::now();
-    let mut lap = |stage: &mut f64| {
+    // Ends a stage and starts stage `next`.
+    let mut lap = |stage: &mut f64, next: usize| {
         *stage = clock.elapsed().as_secs_f64();
         clock = std::time::Instant::now();
+        on_stage(next);
     };
+    lap(&mut 0.0, 0);
 
     // 1. Float activations of every value, and their observed ranges; cross-layer equalization
     //    (function-preserving) where the calibration statistics predict a gain, then calibration again.
     let mut calibration = calibrate(&graph, calib, samples, config)?;
-    lap(&mut seconds.calibration);
+    lap(&mut seconds.calibration, 1);
     let equalized_pairs = if config.cle {
         let acts = &calibration.float_acts;
         let stats = |v: usize| {
@@ -202,11 +226,14 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
     } else {
         0
     };
-    lap(&mut seconds.equalization);
+    lap(
+        &mut seconds.equalization,
+        if equalized_pairs > 0 { 0 } else { 2 },
+    );
     if equalized_pairs > 0 {
         calibration = calibrate(&graph, calib, samples, config)?;
         let mut again = 0.0;
-        lap(&mut again);
+        lap(&mut again, 2);
         seconds.calibration += again;
     }
     let Calibration { float_acts, ranges } = calibration;
@@ -218,7 +245,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         .iter()
         .map(|n| quantize_weights(&n.op, config.per_tensor))
         .collect();
-    lap(&mut seconds.parameters);
+    lap(&mut seconds.parameters, 3);
 
     let rounding = match config.weight_rounding {
         WeightRounding::Nearest => Vec::new(),
@@ -226,7 +253,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
             adaround::adaround(&graph, &float_node, &float_acts, &qp, &mut weights)?
         }
     };
-    lap(&mut seconds.weight_rounding);
+    lap(&mut seconds.weight_rounding, 4);
 
     // 3. Bias correction.
     let bias_shift = correct_biases(
@@ -238,7 +265,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         &float_acts,
         samples,
     )?;
-    lap(&mut seconds.bias_correction);
+    lap(&mut seconds.bias_correction, 5);
 
     // 4. Lowering, and each layer's output compared with the float model's on the runtime itself.
     let built = lower(
@@ -257,7 +284,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         config.source_sha256,
         true,
     )?;
-    lap(&mut seconds.lowering);
+    lap(&mut seconds.lowering, 6);
     let layer_sqnr_samples = samples.min(SQNR_SAMPLES);
     let layers = layer_sqnr(
         &graph,
@@ -267,7 +294,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         &float_acts,
         layer_sqnr_samples,
     )?;
-    lap(&mut seconds.layer_sqnr);
+    lap(&mut seconds.layer_sqnr, STAGES.len());
     let values = report::value_reports(&graph, &qp, &ranges);
     let float_nodes = report::float_nodes(&graph, &float_node);
     Ok(Quantized {
