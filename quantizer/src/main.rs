@@ -22,11 +22,11 @@ enum Command {
     Quantize(cli::quantize::Args),
     /// Several models side by side: top-1 accuracy, SQNR and top-1 agreement against the first.
     Eval(cli::eval::Args),
-    /// Convert a pre-quantized int8 TFLite model to .ferrite as it is.
+    /// Convert a model quantized elsewhere (int8 TFLite, ONNX Q/DQ) to .ferrite as it is.
     Convert(cli::convert::Args),
     /// Show operators, shapes, quantization, MACs, weight bytes and arena of a model.
     Inspect(cli::inspect::Args),
-    /// Run a model over a batch of inputs on the host.
+    /// Run a model over samples on the host and write or show its outputs.
     Run(cli::run::Args),
     /// Quantization-aware training: fine-tune with int8 simulated, starting from post-training quantization.
     Train(cli::train::Args),

@@ -123,12 +123,86 @@ impl Array {
 
     /// Parses `.npy` bytes.
     pub fn parse(bytes: &[u8]) -> Result<Array> {
+        let h = Header::parse(bytes)?;
+        let data = bytes.get(h.data_offset..).unwrap_or_default();
+        h.check_data_len(data.len() as u64)?;
+        Ok(Array {
+            shape: h.shape,
+            dtype: h.dtype,
+            data: data.to_vec(),
+        })
+    }
+
+    pub fn read(path: &Path) -> Result<Array> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        Array::parse(&bytes).with_context(|| format!("{}", path.display()))
+    }
+
+    /// Encodes as `.npy` version 1.0.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = header_bytes(&self.shape, self.dtype);
+        out.extend_from_slice(&self.data);
+        out
+    }
+
+    /// Writes the file as [`crate::output::write`] does: no half-written file is left.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        crate::output::write(path, &self.to_bytes())
+    }
+}
+
+/// The `.npy` version 1.0 header of an array of `shape` and `dtype`: the file up to its data.
+pub fn header_bytes(shape: &[usize], dtype: Dtype) -> Vec<u8> {
+    let shape = match shape.len() {
+        1 => format!("({},)", shape[0]),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut header = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}",
+        dtype.descr(),
+        shape
+    );
+    // Pad so that the data starts on a 64-byte boundary; the header ends with a newline.
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len());
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out
+}
+
+/// A `.npy` header: what the array is and where its data starts.
+#[derive(Clone, Debug)]
+struct Header {
+    shape: Vec<usize>,
+    dtype: Dtype,
+    /// Offset of the data in the file.
+    data_offset: usize,
+    /// Bytes of data the shape and type need (checked: no overflow).
+    data_len: usize,
+}
+
+impl Header {
+    /// Bytes that say how long the header is (magic, version, length).
+    const PREFIX: usize = 12;
+
+    /// Where the header text starts and ends, from the first bytes of the file (at least
+    /// [`Self::PREFIX`] of them when the file is that long).
+    fn extent(bytes: &[u8]) -> Result<(usize, usize)> {
         ensure!(
             bytes.len() >= 10 && &bytes[..6] == b"\x93NUMPY",
             "not a .npy file (bad magic)"
         );
-        let major = bytes[6];
-        let (header_len, start): (usize, usize) = match major {
+        let (header_len, start): (usize, usize) = match bytes[6] {
             1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
             2 | 3 => {
                 ensure!(bytes.len() >= 12, "truncated .npy header");
@@ -142,6 +216,12 @@ impl Array {
         let end = start
             .checked_add(header_len)
             .context("truncated .npy header")?;
+        Ok((start, end))
+    }
+
+    /// Parses the header at the start of `bytes` (the data may follow or not).
+    fn parse(bytes: &[u8]) -> Result<Header> {
+        let (start, end) = Self::extent(bytes)?;
         let header = bytes.get(start..end).context("truncated .npy header")?;
         let header = std::str::from_utf8(header).context(".npy header is not text")?;
         let descr = dict_value(header, "descr").context(".npy header has no 'descr'")?;
@@ -166,64 +246,125 @@ impl Array {
             })
             .collect::<Result<_>>()?;
         // Checked: a header may claim any shape, and a wrapped product would pass the size check.
-        let needed = shape
+        let data_len = shape
             .iter()
             .try_fold(dtype.size(), |n, &d| n.checked_mul(d))
             .with_context(|| format!(".npy shape {shape:?} of {descr} is too large to address"))?;
-        let data = &bytes[end..];
-        ensure!(
-            data.len() == needed,
-            ".npy data holds {} bytes, shape {:?} of {} needs {}",
-            data.len(),
-            shape,
-            descr,
-            needed
-        );
-        Ok(Array {
+        Ok(Header {
             shape,
             dtype,
-            data: data.to_vec(),
+            data_offset: end,
+            data_len,
         })
     }
 
-    pub fn read(path: &Path) -> Result<Array> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        Array::parse(&bytes).with_context(|| format!("{}", path.display()))
-    }
-
-    /// Encodes as `.npy` version 1.0.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let shape = match self.shape.len() {
-            1 => format!("({},)", self.shape[0]),
-            _ => format!(
-                "({})",
-                self.shape
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
-        let mut header = format!(
-            "{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}",
+    /// Refuses data of `len` bytes that is not exactly what the shape needs.
+    fn check_data_len(&self, len: u64) -> Result<()> {
+        ensure!(
+            len == self.data_len as u64,
+            ".npy data holds {} bytes, shape {:?} of {} needs {}",
+            len,
+            self.shape,
             self.dtype.descr(),
-            shape
+            self.data_len
         );
-        // Pad so that the data starts on a 64-byte boundary; the header ends with a newline.
-        let unpadded = 10 + header.len() + 1;
-        header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
-        header.push('\n');
-        let mut out = Vec::with_capacity(10 + header.len() + self.data.len());
-        out.extend_from_slice(b"\x93NUMPY\x01\x00");
-        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-        out.extend_from_slice(header.as_bytes());
-        out.extend_from_slice(&self.data);
-        out
+        Ok(())
+    }
+}
+
+/// A `.npy` file read a batch of rows (entries of the first dimension) at a time: memory bounded by
+/// the batch, whatever the file's size. The header and the file's size are checked when it is opened.
+pub struct Reader {
+    path: std::path::PathBuf,
+    file: std::io::BufReader<std::fs::File>,
+    header: Header,
+    /// Rows already read.
+    done: usize,
+}
+
+impl Reader {
+    /// Opens `path` and checks its header against its size; errors name the file.
+    pub fn open(path: &Path) -> Result<Reader> {
+        use std::io::Read;
+        let at = || path.display().to_string();
+        let file = std::fs::File::open(path).with_context(|| format!("reading {}", at()))?;
+        let size = file
+            .metadata()
+            .with_context(|| format!("reading {}", at()))?
+            .len();
+        let mut file = std::io::BufReader::new(file);
+        // The prefix says how long the header is; then the whole header.
+        let mut bytes = Vec::new();
+        let mut read = |bytes: &mut Vec<u8>, upto: usize| {
+            (&mut file)
+                .take(upto.saturating_sub(bytes.len()) as u64)
+                .read_to_end(bytes)
+                .with_context(|| format!("reading {}", at()))
+        };
+        read(&mut bytes, Header::PREFIX)?;
+        let (_, end) = Header::extent(&bytes).with_context(at)?;
+        read(&mut bytes, end)?;
+        let header = Header::parse(&bytes).with_context(at)?;
+        header
+            .check_data_len(size.saturating_sub(header.data_offset as u64))
+            .with_context(at)?;
+        // A version 1.0 header shorter than the prefix (never written by NumPy, which pads to 64
+        // bytes) would have its first data bytes read with it.
+        ensure!(
+            bytes.len() == header.data_offset,
+            "{}: .npy header shorter than {} bytes",
+            at(),
+            Header::PREFIX
+        );
+        Ok(Reader {
+            path: path.to_path_buf(),
+            file,
+            header,
+            done: 0,
+        })
     }
 
-    /// Writes the file as [`crate::output::write`] does: no half-written file is left.
-    pub fn write(&self, path: &Path) -> Result<()> {
-        crate::output::write(path, &self.to_bytes())
+    /// The array's shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.header.shape
+    }
+
+    pub fn dtype(&self) -> Dtype {
+        self.header.dtype
+    }
+
+    /// Rows of the array (its first dimension; 1 for a scalar, read whole).
+    pub fn rows(&self) -> usize {
+        self.header.shape.first().copied().unwrap_or(1)
+    }
+
+    /// Bytes per row.
+    pub fn row_bytes(&self) -> usize {
+        self.header.data_len / self.rows().max(1)
+    }
+
+    /// The next `n` rows (fewer at the end) as an array of shape `[k, shape[1..]...]`; `None` once
+    /// every row was read. A scalar array comes whole, with its own shape.
+    pub fn next_rows(&mut self, n: usize) -> Result<Option<Array>> {
+        use std::io::Read;
+        let k = n.min(self.rows() - self.done);
+        if k == 0 {
+            return Ok(None);
+        }
+        let mut data = vec![0; k * self.row_bytes()];
+        self.file
+            .read_exact(&mut data)
+            .with_context(|| format!("reading {}", self.path.display()))?;
+        self.done += k;
+        let shape = match self.header.shape.split_first() {
+            Some((_, rest)) => [&[k][..], rest].concat(),
+            None => Vec::new(),
+        };
+        Ok(Some(Array {
+            shape,
+            dtype: self.header.dtype,
+            data,
+        }))
     }
 }
 
@@ -316,5 +457,38 @@ mod tests {
             let e = Array::parse(&b).unwrap_err().to_string();
             assert!(e.contains("too large"), "{e}");
         }
+    }
+
+    /// Read in batches of rows, a file gives the rows `Array::read` gives, and is refused where it is.
+    #[test]
+    fn the_reader_gives_the_same_rows_in_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.npy");
+        let a = Array::from_f32(
+            vec![7, 2, 3],
+            &(0..42).map(|i| i as f32).collect::<Vec<_>>(),
+        );
+        a.write(&path).unwrap();
+        for n in [1, 3, 7, 100] {
+            let mut r = Reader::open(&path).unwrap();
+            assert_eq!(
+                (r.rows(), r.row_bytes(), r.shape()),
+                (7, 24, &[7, 2, 3][..])
+            );
+            let mut data = Vec::new();
+            while let Some(b) = r.next_rows(n).unwrap() {
+                assert_eq!(b.shape, [b.shape[0].min(n), 2, 3]);
+                data.extend(b.data);
+            }
+            assert_eq!(data, a.data);
+        }
+        let mut bytes = a.to_bytes();
+        bytes.truncate(bytes.len() - 1);
+        std::fs::write(&path, &bytes).unwrap();
+        let e = format!("{:#}", Reader::open(&path).err().unwrap());
+        assert!(e.contains("a.npy") && e.contains("needs 168"), "{e}");
+        std::fs::write(&path, b"\x93NUMPY").unwrap();
+        let e = format!("{:#}", Reader::open(&path).err().unwrap());
+        assert!(e.contains("bad magic"), "{e}");
     }
 }

@@ -128,45 +128,82 @@ pub fn check(paths: &[&Path]) -> Result<()> {
     Ok(())
 }
 
-/// Writes `files` (path, bytes): all or none of the regular files (see the module documentation).
-pub fn write_all<P: AsRef<Path>, B: AsRef<[u8]>>(files: &[(P, B)]) -> Result<()> {
-    let targets: Vec<Target> = files
-        .iter()
-        .map(|(p, _)| Target::new(p.as_ref()))
-        .collect::<Result<_>>()?;
-    // Every temporary file, then every device; on a failure the temporary files are removed and no
-    // file is replaced.
-    let mut written: Vec<(PathBuf, &Target)> = Vec::new();
-    let mut result = Ok(());
-    for (t, (_, bytes)) in targets.iter().zip(files) {
-        let bytes = bytes.as_ref();
-        result = match &t.kind {
-            Kind::Replace { dir, name } => {
-                let tmp = t.temporary(dir, name);
-                let r = fs::write(&tmp, bytes);
-                written.push((tmp, t));
-                r
-            }
-            Kind::Direct => OpenOptions::new()
-                .write(true)
-                .open(&t.path)
-                .and_then(|mut f| f.write_all(bytes)),
+/// An output being written piece by piece ([`create`]): a temporary file beside it, or a device or
+/// FIFO written directly. [`finish_all`] puts the temporary files in place; dropped unfinished, the
+/// temporary file is removed and nothing is replaced.
+pub struct Pending<'p> {
+    target: Target<'p>,
+    /// The temporary file, until it is renamed into place.
+    tmp: Option<PathBuf>,
+    file: std::io::BufWriter<fs::File>,
+}
+
+/// Starts writing `path` (see [`Pending`]).
+pub fn create(path: &Path) -> Result<Pending<'_>> {
+    let target = Target::new(path)?;
+    let (open, tmp) = match &target.kind {
+        Kind::Replace { dir, name } => {
+            let tmp = target.temporary(dir, name);
+            (fs::File::create(&tmp), Some(tmp))
         }
-        .with_context(|| format!("writing {}", t.given.display()));
-        if result.is_err() {
-            break;
-        }
+        Kind::Direct => (OpenOptions::new().write(true).open(&target.path), None),
+    };
+    let file = open.with_context(|| format!("writing {}", path.display()))?;
+    Ok(Pending {
+        target,
+        tmp,
+        file: std::io::BufWriter::new(file),
+    })
+}
+
+impl Pending<'_> {
+    /// Appends `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file
+            .write_all(bytes)
+            .with_context(|| format!("writing {}", self.target.given.display()))
     }
-    for (tmp, t) in &written {
-        if result.is_ok() {
-            result =
-                fs::rename(tmp, &t.path).with_context(|| format!("writing {}", t.given.display()));
-        }
-        if result.is_err() {
+
+    fn flush(&mut self) -> Result<()> {
+        self.file
+            .flush()
+            .with_context(|| format!("writing {}", self.target.given.display()))
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
             let _ = fs::remove_file(tmp);
         }
     }
-    result
+}
+
+/// Puts every output of `files` in place once every one is written in full: all or none of the
+/// regular files (see the module documentation).
+pub fn finish_all(mut files: Vec<Pending<'_>>) -> Result<()> {
+    for f in &mut files {
+        f.flush()?;
+    }
+    for f in &mut files {
+        if let Some(tmp) = &f.tmp {
+            fs::rename(tmp, &f.target.path)
+                .with_context(|| format!("writing {}", f.target.given.display()))?;
+            f.tmp = None;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `files` (path, bytes): all or none of the regular files (see the module documentation).
+pub fn write_all<P: AsRef<Path>, B: AsRef<[u8]>>(files: &[(P, B)]) -> Result<()> {
+    let mut pending = Vec::new();
+    for (path, bytes) in files {
+        let mut p = create(path.as_ref())?;
+        p.write(bytes.as_ref())?;
+        pending.push(p);
+    }
+    finish_all(pending)
 }
 
 /// Writes one file (see [`write_all`]).

@@ -72,6 +72,12 @@ impl<'a> Runner<'a> {
     /// `threads` contiguous chunks, each run by its own interpreter and arena on its own thread; the
     /// outputs do not depend on `threads`.
     pub fn run(&self, inputs: &[Array], threads: usize) -> Result<Vec<Array>> {
+        self.run_from(inputs, threads, 0)
+    }
+
+    /// [`Self::run`] on a batch of a larger set whose first sample is sample `first` of the set:
+    /// errors count samples from there.
+    pub fn run_from(&self, inputs: &[Array], threads: usize, first: usize) -> Result<Vec<Array>> {
         ensure!(threads >= 1, "threads must be at least 1");
         let model = &self.model;
         let nchw = model.graph().metadata.source_layout == "NCHW";
@@ -119,6 +125,7 @@ impl<'a> Runner<'a> {
             in_tensors: &in_tensors,
             out_tensors: &out_tensors,
             samples: &samples,
+            first,
         };
         let threads = threads.min(batch).max(1);
         let chunk = batch.div_ceil(threads);
@@ -179,6 +186,8 @@ struct Job<'j> {
     in_tensors: &'j [Tensor<'j>],
     out_tensors: &'j [Tensor<'j>],
     samples: &'j [Samples],
+    /// Index in the whole set of the batch's first sample (for messages).
+    first: usize,
 }
 
 impl Job<'_> {
@@ -214,7 +223,8 @@ impl Job<'_> {
                     }
                 }
             }
-            it.invoke().map_err(|e| anyhow!("sample {n}: {e}"))?;
+            it.invoke()
+                .map_err(|e| anyhow!("sample {}: {e}", self.first + n))?;
             for (o, t) in self.out_tensors.iter().enumerate() {
                 let nhwc = t.shape.nhwc();
                 let reorder = self.nchw && t.shape.rank == 4;

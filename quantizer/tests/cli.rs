@@ -49,7 +49,7 @@ fn run_writes_the_same_bytes_as_the_golden_case() {
     let out = ferrite()
         .arg("run")
         .arg(golden("small_dscnn"))
-        .arg("--input")
+        .arg("--data")
         .arg(&x)
         .arg("-o")
         .arg(&y)
@@ -74,7 +74,7 @@ fn bad_inputs_fail_with_one_line_and_no_output_file() {
     let out = ferrite()
         .arg("run")
         .arg(golden("small_dscnn"))
-        .arg("--input")
+        .arg("--data")
         .arg(&x)
         .arg("-o")
         .arg(&y)
@@ -100,4 +100,78 @@ fn bad_inputs_fail_with_one_line_and_no_output_file() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported model type"));
+}
+
+/// The README's tour reads only files that are in the repository or written by an earlier line of the
+/// tour (the MLPerf Tiny model beside the repository excepted), and git ignores what it writes.
+#[test]
+fn the_readme_tour_is_self_contained() {
+    // `a/b/../c` as `a/c`, without touching the file system.
+    let normal = |p: PathBuf| -> PathBuf {
+        let mut out = PathBuf::new();
+        for c in p.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                std::path::Component::CurDir => {}
+                c => out.push(c),
+            }
+        }
+        out
+    };
+    let root = normal(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let tour = readme
+        .split("## A five-minute tour")
+        .nth(1)
+        .and_then(|t| t.split("```sh").nth(1))
+        .and_then(|t| t.split("```").next())
+        .unwrap();
+    let ignored = std::fs::read_to_string(root.join(".gitignore")).unwrap();
+    let mut cwd = root.clone();
+    let mut written: Vec<PathBuf> = Vec::new();
+    for line in tour.lines() {
+        let words: Vec<&str> = line.split('#').next().unwrap().split_whitespace().collect();
+        match words.as_slice() {
+            ["cd", dir] => cwd = normal(cwd.join(dir)),
+            ["ferrite", _command, args @ ..] | ["cargo", "xtask", _command, args @ ..] => {
+                let mut outputs = Vec::new();
+                let mut inputs = Vec::new();
+                let mut i = 0;
+                while i < args.len() {
+                    match args[i] {
+                        "-o" => {
+                            outputs.push(args[i + 1]);
+                            i += 1;
+                        }
+                        a if a.starts_with("--json=") => outputs.push(&a[7..]),
+                        a if a.contains('.') && !a.starts_with('-') => inputs.push(a),
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                for input in inputs {
+                    let path = normal(cwd.join(input));
+                    let beside = input.starts_with("../shared/");
+                    assert!(
+                        beside || path.exists() || written.contains(&path),
+                        "the tour reads {input} (in {}), which nothing before it writes: {line}",
+                        cwd.display()
+                    );
+                }
+                for output in outputs {
+                    let path = normal(cwd.join(output));
+                    let rel = path.strip_prefix(&root).unwrap().display().to_string();
+                    assert!(
+                        ignored.lines().any(|l| l == format!("/{rel}")),
+                        "the tour writes {rel}, which .gitignore does not list"
+                    );
+                    written.push(path);
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(written.len() >= 4, "{written:?}");
 }

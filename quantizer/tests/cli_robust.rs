@@ -69,7 +69,7 @@ fn a_closed_stdout_ends_quietly() {
     for args in [
         vec!["inspect".into(), golden()],
         vec!["eval".into(), mlp(), "--data".into(), digits()],
-        vec!["run".into(), mlp(), "--input".into(), digits()],
+        vec!["run".into(), mlp(), "--data".into(), digits()],
     ] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
@@ -85,7 +85,7 @@ fn run(model: &Path, x: &Path, output: &Path) -> Output {
     ferrite()
         .arg("run")
         .arg(model)
-        .arg("--input")
+        .arg("--data")
         .arg(x)
         .arg("-o")
         .arg(output)
@@ -102,7 +102,7 @@ fn quantize(model: &Path, calib: &Path, output: &Path, more: &[&str]) -> Output 
     ferrite()
         .arg("quantize")
         .arg(model)
-        .arg("--calib")
+        .arg("--data")
         .arg(calib)
         .arg("-o")
         .arg(output)
@@ -166,7 +166,7 @@ fn outputs_are_checked_before_the_work_and_written_all_or_none() {
         &mlp(),
         &digits(),
         &model,
-        &["--report", report.to_str().unwrap()],
+        &[&format!("--json={}", report.display())],
     );
     fails_saying(&out, &["r.json", "does not exist"]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("calibrating"));
@@ -455,4 +455,195 @@ fn element_types_are_named_as_numpy_does() {
         &["the array is int32; the model takes float32"],
     );
     assert!(!y.exists());
+}
+
+/// Standard output of a command that must succeed.
+#[track_caller]
+fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{cmd:?}: {err}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn former_option_names_still_work() {
+    let dir = tempfile::tempdir().unwrap();
+    // `run --input` as `run --data`.
+    let (old, new) = (dir.path().join("old.npy"), dir.path().join("new.npy"));
+    stdout_of(
+        ferrite()
+            .arg("run")
+            .arg(mlp())
+            .arg("--input")
+            .arg(digits())
+            .arg("-o")
+            .arg(&old),
+    );
+    assert!(run_to(&new).status.success());
+    assert_eq!(fs::read(&old).unwrap(), fs::read(&new).unwrap());
+    // `quantize --calib X --report FILE` as `quantize --data X --json=FILE`.
+    let (model, report) = (dir.path().join("m.ferrite"), dir.path().join("r.json"));
+    stdout_of(
+        ferrite()
+            .arg("quantize")
+            .arg(mlp())
+            .arg("--calib")
+            .arg(digits())
+            .arg("-o")
+            .arg(&model)
+            .arg("--report")
+            .arg(&report)
+            .args(["--subset-size", "16"]),
+    );
+    let r: serde_json::Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["quantization"]["calibration_samples"], 16);
+    // `--json` before the model is a flag, not the JSON file's name.
+    let rows = stdout_of(
+        ferrite()
+            .args(["eval", "--json"])
+            .arg(mlp())
+            .arg("--data")
+            .arg(digits()),
+    );
+    let rows: serde_json::Value = serde_json::from_str(&rows).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn json_goes_to_standard_output_or_to_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.ferrite");
+    // `quantize --json`: the report alone on standard output, settings spelled as the options.
+    let doc = stdout_of(
+        ferrite()
+            .arg("quantize")
+            .arg(mlp())
+            .arg("--data")
+            .arg(digits())
+            .arg("-o")
+            .arg(&model)
+            .args(["--subset-size", "16", "--range", "mean-minmax", "--json"]),
+    );
+    let r: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    let config = &r["quantization"]["config"];
+    assert_eq!(config["range"], "mean-minmax", "{config}");
+    assert_eq!(config["preset"], "mixed", "{config}");
+    assert_eq!(config["bias_correction"], "full", "{config}");
+    assert_eq!(config["weight_rounding"], "nearest", "{config}");
+    // `eval --json=FILE`: the table on standard output, the rows in the file.
+    let rows = dir.path().join("rows.json");
+    let table = stdout_of(
+        ferrite()
+            .arg("eval")
+            .arg(mlp())
+            .arg(&model)
+            .arg("--data")
+            .arg(digits())
+            .arg(format!("--json={}", rows.display())),
+    );
+    assert!(table.starts_with("model "), "{table}");
+    let rows: serde_json::Value = serde_json::from_slice(&fs::read(&rows).unwrap()).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    // `run --json`: each output's type, shape and per-sample argmax.
+    let doc = stdout_of(
+        ferrite()
+            .arg("run")
+            .arg(&model)
+            .arg("--data")
+            .arg(digits())
+            .arg("--json"),
+    );
+    let r: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    assert_eq!(r["samples"], 300);
+    assert_eq!(r["outputs"][0]["shape"], serde_json::json!([300, 10]));
+    assert_eq!(r["outputs"][0]["argmax"].as_array().unwrap().len(), 300);
+    assert!(r["outputs"][0]["file"].is_null());
+    // `convert --json`.
+    let tfl = repo("tests/tflite/fixtures/conv2d_s2_same_even.tflite");
+    let doc = stdout_of(
+        ferrite()
+            .arg("convert")
+            .arg(&tfl)
+            .arg("-o")
+            .arg(&model)
+            .arg("--json"),
+    );
+    let r: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    assert_eq!(r["format"], "TFLite");
+    assert_eq!(r["ferrite_bytes"], fs::metadata(&model).unwrap().len());
+    // A JSON file that cannot be written stops every command before its work.
+    let missing = format!("--json={}", dir.path().join("missing/r.json").display());
+    for args in [
+        vec!["inspect".into(), golden()],
+        vec!["eval".into(), mlp(), "--data".into(), digits()],
+        vec!["run".into(), mlp(), "--data".into(), digits()],
+        vec![
+            "convert".into(),
+            tfl,
+            "-o".into(),
+            dir.path().join("c.ferrite"),
+        ],
+    ] {
+        let out = ferrite().args(&args).arg(&missing).output().unwrap();
+        fails_saying(&out, &["r.json", "does not exist"]);
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    assert!(!dir.path().join("c.ferrite").exists());
+}
+
+/// `eval` and `run` read and run the samples a batch at a time (memory bounded by a batch): on a file
+/// of more than one batch (the digits test set 46 times over, 16,560 samples of 256 bytes, past the
+/// 16,384 of a batch) they give what they give on the samples once, repeated.
+#[test]
+fn eval_and_run_give_the_same_results_across_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y) = (
+        repo("tests/fixtures/data/digits_test_x.npy"),
+        repo("tests/fixtures/data/digits_test_y.npy"),
+    );
+    let tile = |path: &Path, to: &Path| {
+        let mut a = Array::read(path).unwrap();
+        a.shape[0] *= 46;
+        a.data = a.data.repeat(46);
+        a.write(to).unwrap();
+    };
+    let (big_x, big_y) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
+    tile(&x, &big_x);
+    tile(&y, &big_y);
+    let int8 = dir.path().join("m.ferrite");
+    assert!(quantize(&mlp(), &digits(), &int8, &[]).status.success());
+    let eval = |x: &Path, y: &Path| {
+        let rows = stdout_of(
+            ferrite()
+                .arg("eval")
+                .arg(mlp())
+                .arg(&int8)
+                .arg("--data")
+                .arg(x)
+                .arg("--labels")
+                .arg(y)
+                .arg("--json"),
+        );
+        let rows: serde_json::Value = serde_json::from_str(&rows).unwrap();
+        ["top1", "sqnr_db", "agreement"].map(|k| rows[1][k].as_f64().unwrap())
+    };
+    let (once, tiled) = (eval(&x, &y), eval(&big_x, &big_y));
+    assert_eq!(once[0], tiled[0]);
+    assert_eq!(once[2], tiled[2]);
+    // The same terms summed 46 times over in f64.
+    assert!((once[1] - tiled[1]).abs() < 1e-6, "{once:?} {tiled:?}");
+    let (small, big) = (dir.path().join("small.npy"), dir.path().join("big.npy"));
+    assert!(run(&int8, &x, &small).status.success());
+    let out = run(&int8, &big_x, &big);
+    assert!(out.status.success());
+    // Progress bars are drawn on a terminal only.
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (small, big) = (Array::read(&small).unwrap(), Array::read(&big).unwrap());
+    assert_eq!(big.shape, [360 * 46, 10]);
+    assert_eq!(big.data, small.data.repeat(46));
 }

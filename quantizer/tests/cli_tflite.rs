@@ -115,7 +115,7 @@ fn run_on_tflite_equals_run_on_the_converted_file() {
         let o = ferrite()
             .arg("run")
             .arg(model)
-            .arg("--input")
+            .arg("--data")
             .arg(&x)
             .arg("-o")
             .arg(&y)

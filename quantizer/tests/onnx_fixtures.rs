@@ -18,6 +18,14 @@ fn ferrite() -> Command {
 }
 
 /// Largest `|got - want| / max(|want|, 1)`; panics on shape mismatch.
+/// Runs a `ferrite` command that must succeed; its standard output.
+fn ferrite_ok(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{cmd:?}: {err}");
+    out.stdout
+}
+
 fn max_rel_err(got: &Array, want: &Array) -> f64 {
     assert_eq!(got.shape, want.shape, "output shape");
     let (g, w) = (got.to_f32(), want.to_f32());
@@ -118,6 +126,47 @@ fn dynamo_exports_match_onnxruntime() {
     }
 }
 
+/// PyTorch's flatten `x.view(x.size(0), -1)` (Shape, Gather, Cast, Unsqueeze, Concat into Reshape;
+/// `make_view_flatten.py`) folds to a constant shape: the float model matches onnxruntime, and
+/// `ferrite quantize` gives an int8 model that matches the float one.
+#[test]
+fn a_reshape_to_a_computed_shape_folds_and_quantizes() {
+    let base = "ops/view_flatten";
+    check_model(
+        &format!("{base}.onnx"),
+        &format!("{base}_x.npy"),
+        &[&format!("{base}_golden.npy")],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (model, x) = (
+        fixtures().join(format!("{base}.onnx")),
+        fixtures().join(format!("{base}_x.npy")),
+    );
+    let int8 = dir.path().join("m.ferrite");
+    ferrite_ok(
+        ferrite()
+            .arg("quantize")
+            .arg(&model)
+            .arg("--data")
+            .arg(&x)
+            .arg("-o")
+            .arg(&int8),
+    );
+    let out = ferrite_ok(
+        ferrite()
+            .arg("eval")
+            .arg(&model)
+            .arg(&int8)
+            .arg("--data")
+            .arg(&x)
+            .arg("--json"),
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let (sqnr, agreement) = (rows[1]["sqnr_db"].as_f64(), rows[1]["agreement"].as_f64());
+    assert!(sqnr.unwrap() > 35.0, "{}", rows[1]);
+    assert_eq!(agreement, Some(1.0), "{}", rows[1]);
+}
+
 #[test]
 fn passes_leave_only_runtime_operators() {
     for model in [
@@ -162,19 +211,15 @@ fn cli_run_on_onnx_writes_onnxruntime_outputs() {
     .write(&x)
     .unwrap();
     let y = dir.path().join("y.npy");
-    let out = ferrite()
-        .arg("run")
-        .arg(fixtures().join("resnet_fashion/model.onnx"))
-        .arg("--input")
-        .arg(&x)
-        .arg("-o")
-        .arg(&y)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let model = fixtures().join("resnet_fashion/model.onnx");
+    ferrite_ok(
+        ferrite()
+            .arg("run")
+            .arg(model)
+            .arg("--data")
+            .arg(&x)
+            .arg("-o")
+            .arg(&y),
     );
     let got = Array::read(&y).unwrap();
     let want = head(
@@ -207,7 +252,7 @@ fn run_fails(model: &Path, x: &Path) -> String {
     let out = ferrite()
         .arg("run")
         .arg(model)
-        .arg("--input")
+        .arg("--data")
         .arg(x)
         .output()
         .unwrap();
@@ -296,7 +341,7 @@ fn bad_onnx_files_give_one_clear_line() {
     let out = ferrite()
         .arg("run")
         .arg(&ok)
-        .arg("--input")
+        .arg("--data")
         .arg(&x)
         .output()
         .unwrap();
@@ -334,6 +379,17 @@ fn bad_onnx_files_give_one_clear_line() {
         err.contains("the_node")
             && err.contains("`LeakyRelu`")
             && err.contains("supported: Add, AveragePool"),
+        "{err}"
+    );
+
+    // Gather of an activation (not a shape): refused, saying what folds.
+    let gather = write(
+        "gather.onnx",
+        &one_node_model("Gather", &[Err("batch"), Ok(1), Ok(4), Ok(4)]),
+    );
+    let err = run_fails(&gather, &x);
+    assert!(
+        err.contains("Gather of a value computed at run time is not supported"),
         "{err}"
     );
 

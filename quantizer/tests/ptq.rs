@@ -32,7 +32,7 @@ fn quantize_on(model: &str, calib: &Path, out: &Path, extra: &[&str]) -> std::pr
     ferrite()
         .arg("quantize")
         .arg(fixtures().join(model).join("model.onnx"))
-        .arg("--calib")
+        .arg("--data")
         .arg(calib)
         .arg("-o")
         .arg(out)
@@ -81,7 +81,12 @@ fn default_quantization_keeps_accuracy_and_uses_only_int8_kernels() {
     for (model, data) in MODELS {
         let out = dir.path().join(format!("{model}.ferrite"));
         let report = dir.path().join(format!("{model}.json"));
-        let r = quantize(model, data, &out, &["--report", report.to_str().unwrap()]);
+        let r = quantize(
+            model,
+            data,
+            &out,
+            &[&format!("--json={}", report.display())],
+        );
         assert!(
             r.status.success(),
             "{model}: {}",
@@ -198,7 +203,7 @@ fn bad_inputs_give_one_line_and_no_output() {
     let r = ferrite()
         .arg("quantize")
         .arg(&corrupt)
-        .arg("--calib")
+        .arg("--data")
         .arg(&calib)
         .arg("-o")
         .arg(&out)
@@ -212,7 +217,7 @@ fn run_outputs(model: &Path, x: &Path, y: &Path) -> (Vec<f64>, usize) {
     let r = ferrite()
         .arg("run")
         .arg(model)
-        .arg("--input")
+        .arg("--data")
         .arg(x)
         .arg("-o")
         .arg(y)
@@ -332,7 +337,12 @@ fn report_has_a_sqnr_per_layer_and_the_last_matches_eval() {
     for (model, data) in [("mlp_digits", "digits"), ("dscnn_fashion", "fashion")] {
         let int8 = dir.path().join(format!("{model}.ferrite"));
         let report = dir.path().join(format!("{model}.json"));
-        let r = quantize(model, data, &int8, &["--report", report.to_str().unwrap()]);
+        let r = quantize(
+            model,
+            data,
+            &int8,
+            &[&format!("--json={}", report.display())],
+        );
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
         let summary = String::from_utf8_lossy(&r.stdout);
         assert!(summary.contains("lowest per-layer SQNR"), "{summary}");
@@ -384,7 +394,7 @@ fn non_finite_calibration_values_name_the_sample_and_write_nothing() {
             "mlp_digits",
             &bad,
             &out,
-            &["--report", report.to_str().unwrap()],
+            &[&format!("--json={}", report.display())],
         );
         fails_cleanly(r, &out, &format!("sample {sample} "));
         assert!(!report.exists());
@@ -423,9 +433,9 @@ fn constant_or_zero_calibration_data_quantizes_and_runs() {
                 let case = format!("{model} on {value}, {range}, {preset}");
                 let out = dir.path().join("m.ferrite");
                 let report = dir.path().join("r.json");
-                let options = ["--range", range, "--preset", preset, "--report"];
-                let report_arg = [report.to_str().unwrap()];
-                let r = quantize_on(model, &calib, &out, &[&options[..], &report_arg].concat());
+                let json = format!("--json={}", report.display());
+                let options = ["--range", range, "--preset", preset, &json];
+                let r = quantize_on(model, &calib, &out, &options);
                 assert!(
                     r.status.success(),
                     "{case}: {}",
@@ -466,7 +476,11 @@ fn fewer_samples_than_the_subset_size_warns_and_uses_them_all() {
         "mlp_digits",
         &small,
         &out,
-        &["--subset-size", "50", "--report", report.to_str().unwrap()],
+        &[
+            "--subset-size",
+            "50",
+            &format!("--json={}", report.display()),
+        ],
     );
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let err = String::from_utf8_lossy(&r.stderr);
@@ -486,7 +500,11 @@ fn fewer_samples_than_the_subset_size_warns_and_uses_them_all() {
         "mlp_digits",
         &small,
         &out,
-        &["--subset-size", "8", "--report", report.to_str().unwrap()],
+        &[
+            "--subset-size",
+            "8",
+            &format!("--json={}", report.display()),
+        ],
     );
     assert!(r.status.success());
     assert!(!String::from_utf8_lossy(&r.stderr).contains("warning"));
@@ -554,8 +572,7 @@ fn adaround_lowers_each_layers_reconstruction_error() {
         &[
             "--weight-rounding",
             "adaround",
-            "--report",
-            report.to_str().unwrap(),
+            &format!("--json={}", report.display()),
         ],
     );
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));

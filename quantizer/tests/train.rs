@@ -42,12 +42,11 @@ fn training_writes_a_model_and_its_report() {
             y.to_str().unwrap(),
             "--epochs",
             "2",
-            "--val",
+            "--val-data",
             x.to_str().unwrap(),
             "--val-labels",
             y.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
+            &format!("--json={}", report.display()),
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -119,7 +118,7 @@ fn bad_labels_and_paths_are_refused_before_any_work() {
     let x = fixtures().join("data/digits_test_x.npy");
     let o = train(
         &out,
-        &["--val", x.to_str().unwrap(), "--val-labels", &too_big],
+        &["--val-data", x.to_str().unwrap(), "--val-labels", &too_big],
     );
     assert!(!o.status.success());
     let e = stderr(&o);
@@ -226,4 +225,27 @@ fn the_exported_qdq_model_converts_to_the_trained_int8_model() {
     assert!(e.status.success(), "{}", stderr(&e));
     let rows: serde_json::Value = serde_json::from_slice(&e.stdout).unwrap();
     assert!(rows[1]["sqnr_db"].as_f64().unwrap() > 25.0, "{rows}");
+}
+
+/// `--val` and `--report FILE`, the former names of `--val-data` and `--json=FILE`.
+#[test]
+fn former_option_names_still_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, report) = (dir.path().join("t.ferrite"), dir.path().join("r.json"));
+    let x = fixtures().join("data/digits_test_x.npy");
+    let o = train(
+        &out,
+        &[
+            "--epochs",
+            "1",
+            "--val",
+            x.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["metric"], "validation SQNR (dB)");
+    assert_eq!(r["config"]["optimizer"], "adam");
 }

@@ -177,7 +177,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             let q = Command::new(&tool)
                 .arg("quantize")
                 .arg(&model)
-                .arg("--calib")
+                .arg("--data")
                 .arg(&calib)
                 .arg("-o")
                 .arg(&out)

@@ -1,8 +1,9 @@
 //! `cargo xtask demo`: the main job on the bundled example. Quantizes the float DS-CNN of
 //! `tests/fixtures/dscnn_fashion` (Fashion-MNIST) with `ferrite quantize`, compares float and int8
-//! accuracy with `ferrite eval`, then runs the int8 model on the emulated Cortex-M4F on a test image:
-//! model size, arena, the device's predictions, whether they equal the host's, and the instruction
-//! count of one inference.
+//! accuracy with `ferrite eval`, shows the int8 model's predictions beside the true labels on the first
+//! test images (the host build of the runtime), then runs it on the emulated Cortex-M4F on the first
+//! one: model size, arena, the device's predictions, whether they equal the host's, and the
+//! instruction count of one inference.
 
 use crate::{
     bench::{self, thousands, BenchMachine, Outcome},
@@ -12,13 +13,16 @@ use crate::{
     firmware::{self, Build, Built},
     qemu, toolchain,
 };
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use ferrite_quantizer::npy::Array;
 use ferrite_runtime::{Interpreter, Model};
 use std::{path::Path, process::Command, time::Duration};
 
 const CASE: &str = "dscnn_fashion";
 const TOP_K: usize = 3;
+/// Test images whose predictions are shown: the first ones of the bundled test set, in file order (a
+/// fixed rule, so the demo shows what the model does, mistakes included).
+const SHOWN: usize = 8;
 const CLASSES: [&str; 10] = [
     "T-shirt/top",
     "trouser",
@@ -48,7 +52,7 @@ pub fn run(root: &Path) -> Result<()> {
     let q = Command::new(&tool)
         .arg("quantize")
         .arg(&onnx)
-        .arg("--calib")
+        .arg("--data")
         .arg(&calib)
         .arg("-o")
         .arg(&ferrite_path)
@@ -56,7 +60,11 @@ pub fn run(root: &Path) -> Result<()> {
     if !q.status.success() {
         bail!("ferrite quantize: {}", String::from_utf8_lossy(&q.stderr));
     }
-    println!("  quantize  {}", String::from_utf8_lossy(&q.stdout).trim());
+    // The summary line, then the lowest per-layer SQNRs, indented under it.
+    let summary = String::from_utf8_lossy(&q.stdout);
+    for (i, line) in summary.trim().lines().enumerate() {
+        println!("  {:<8}  {line}", if i == 0 { "quantize" } else { "" });
+    }
     let acc = crate::accuracy::eval(
         &tool,
         &[onnx.clone(), ferrite_path.clone()],
@@ -70,22 +78,27 @@ pub fn run(root: &Path) -> Result<()> {
         100.0 * acc[1]
     );
 
-    // The first test image, quantized by the host runtime as the model's input.
+    // The first test images, quantized by the host runtime as the model's input.
     let model_bytes = std::fs::read(&ferrite_path)?;
     let model = Model::from_bytes(&model_bytes).map_err(|e| anyhow!("{CASE}: {e}"))?;
     let images = Array::read(&test_x)?;
+    let labels = Array::read(&test_y)?;
     let per: usize = images.shape[1..].iter().product();
-    let nchw: Vec<f32> = images.to_f32()[..per].to_vec();
+    let pixels = images.to_f32();
     let inp = model.input(0).map_err(|e| anyhow!("{e}"))?;
     let s = inp.shape.nhwc();
-    let nhwc = ferrite_quantizer::runtime_exec::transpose_chw(&nchw, s.c, s.h, s.w, false);
-    let (input, host) = host_run(&model, &nhwc)?;
+    let mut runs = Vec::new();
+    for nchw in pixels.chunks(per).take(SHOWN) {
+        let nhwc = ferrite_quantizer::runtime_exec::transpose_chw(nchw, s.c, s.h, s.w, false);
+        runs.push(host_run(&model, &nhwc)?);
+    }
+    let (input, host) = runs.first().cloned().context("the test set is empty")?;
     std::fs::write(dir.join("input.bin"), &input)?;
     std::fs::write(
         dir.join("expected.bin"),
         host.iter().map(|&b| b as u8).collect::<Vec<u8>>(),
     )?;
-    let label = Array::read(&test_y)?.get_f64(0) as usize;
+    let label = labels.get_f64(0) as usize;
     let out = model.output(0).map_err(|e| anyhow!("{e}"))?;
     let ops: Vec<&str> = model.ops().map(|op| op.name()).collect();
     println!(
@@ -94,9 +107,15 @@ pub fn run(root: &Path) -> Result<()> {
         ops.len(),
         thousands(model.arena_size() as u64)
     );
+    let pairs: Vec<(usize, usize)> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, (_, output))| (labels.get_f64(i) as usize, top_k(output)[0].0))
+        .collect();
+    print!("{}", predictions_table(&pairs));
     println!(
-        "  image     test image 0, a {} ({}x{} pixels)",
-        CLASSES.get(label).unwrap_or(&"?"),
+        "  device    test image 0, a {} ({}x{} pixels), on the emulated Cortex-M4F:",
+        class_name(label),
         s.h,
         s.w
     );
@@ -143,7 +162,7 @@ pub fn run(root: &Path) -> Result<()> {
         })
         .collect();
     println!(
-        "  device    top-{TOP_K} (class, logit): {}",
+        "  output    top-{TOP_K} (class, logit): {}",
         shown.join(", ")
     );
     let same = device == host;
@@ -170,6 +189,32 @@ pub fn run(root: &Path) -> Result<()> {
         bail!("the device's output differs from the host's");
     }
     Ok(())
+}
+
+fn class_name(i: usize) -> &'static str {
+    CLASSES.get(i).copied().unwrap_or("?")
+}
+
+/// The shown images' (true label, prediction) pairs side by side, mistakes marked, and the count
+/// right.
+fn predictions_table(pairs: &[(usize, usize)]) -> String {
+    let indent = " ".repeat(12);
+    let mut t = format!(
+        "  images    the first {} test images, int8 model on the host runtime:\n{indent}image  true label    int8 prediction\n",
+        pairs.len()
+    );
+    for (i, &(truth, predicted)) in pairs.iter().enumerate() {
+        let mark = if truth == predicted { "" } else { "(wrong)" };
+        let row = format!(
+            "{i:>5}  {:<12}  {:<12}  {mark}",
+            class_name(truth),
+            class_name(predicted)
+        );
+        t.push_str(&format!("{indent}{}\n", row.trim_end()));
+    }
+    let right = pairs.iter().filter(|(t, p)| t == p).count();
+    t.push_str(&format!("{indent}{right} of {} right\n", pairs.len()));
+    t
 }
 
 /// Quantizes `values` into input 0 and runs the model: the input bytes and the int8 output.
@@ -234,4 +279,22 @@ fn plain_run(root: &Path, case: &Case, timeout: Duration) -> Result<Plain> {
         .unwrap_or(0);
     let passed = run.status.is_some_and(|s| s.success());
     Ok((log, passed, None, (usage.flash, usage.ram, stack)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_marks_mistakes_and_counts_the_right_ones() {
+        let t = predictions_table(&[(2, 6), (0, 0), (9, 9)]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 6, "{t}");
+        assert!(
+            lines[2].ends_with("0  pullover      shirt         (wrong)"),
+            "{t}"
+        );
+        assert!(lines[3].ends_with("1  T-shirt/top   T-shirt/top"), "{t}");
+        assert!(lines[5].ends_with("2 of 3 right"), "{t}");
+    }
 }

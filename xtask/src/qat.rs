@@ -88,7 +88,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
          disjoint from the 300 calibration samples) and scored on the full 10,000-image test set. Ferrite: \
          `ferrite train` with its defaults (Adam, learning rate {} for weights and biases and {} for the \
          log-domain scales, cosine decay, batch 32, no validation set: the last epoch is kept), {EPOCHS} \
-         epochs; time per epoch is the training steps only, from `--report`. NNCF: \
+         epochs; time per epoch is the training steps only, from `--json=FILE`. NNCF: \
          `tests/fixtures/qat_anchor.py` (recipe in `tests/fixtures/qat_anchor_results.json`), the same \
          model, calibration samples and training set, top-1 of the fake-quantized torch model; its float \
          top-1 is torch's.\n\n",
@@ -127,7 +127,7 @@ fn quantize(tool: &Path, fixtures: &Path, model: &Path, out: &Path) -> Result<()
     let o = Command::new(tool)
         .arg("quantize")
         .arg(model)
-        .arg("--calib")
+        .arg("--data")
         .arg(fixtures.join("data/fashion_calib_x.npy"))
         .arg("-o")
         .arg(out)
@@ -160,8 +160,7 @@ fn train(
         .arg(&data.train_x)
         .args(["--epochs", EPOCHS, "-o"])
         .arg(out)
-        .arg("--report")
-        .arg(&report);
+        .arg(format!("--json={}", report.display()));
     if labels {
         cmd.arg("--labels").arg(&data.train_y);
     }

@@ -1,5 +1,6 @@
-//! `ferrite convert MODEL.tflite|MODEL.onnx -o OUT.ferrite`: converts a model quantized elsewhere
-//! (TFLite int8, ONNX Q/DQ), as it is.
+//! `ferrite convert MODEL.tflite|MODEL.onnx -o OUT.ferrite [--json[=FILE]]`: converts a model
+//! quantized elsewhere (TFLite int8, ONNX Q/DQ), as it is. The JSON document:
+//! `{"model", "output", "format", "source_bytes", "ferrite_bytes", "arena_bytes"}`.
 
 use std::path::{Path, PathBuf};
 
@@ -15,14 +16,36 @@ pub struct Args {
     /// directly to a device or FIFO such as `/dev/null`.
     #[arg(short = 'o', long)]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub json: super::JsonArgs,
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    crate::output::check(&[&args.output])?;
+    let outputs: Vec<&Path> = [Some(args.output.as_path()), args.json.file()]
+        .into_iter()
+        .flatten()
+        .collect();
+    crate::output::check(&outputs)?;
     let bytes =
         std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
     let built = convert_bytes(&args.model, &bytes)?;
-    crate::output::write(&args.output, &built.bytes)?;
+    let doc = serde_json::to_string_pretty(&serde_json::json!({
+        "model": args.model.display().to_string(),
+        "output": args.output.display().to_string(),
+        "format": if crate::import::is_tflite(&bytes) { "TFLite" } else { "ONNX Q/DQ" },
+        "source_bytes": bytes.len(),
+        "ferrite_bytes": built.bytes.len(),
+        "arena_bytes": built.plan.arena_size,
+    }))?;
+    let mut files = vec![(args.output.as_path(), built.bytes.as_slice())];
+    if let Some(path) = args.json.file() {
+        files.push((path, doc.as_bytes()));
+    }
+    crate::output::write_all(&files)?;
+    if args.json.stdout() {
+        outln!("{doc}");
+        return Ok(());
+    }
     outln!(
         "{} -> {}: {} bytes (source {} bytes), arena {} bytes",
         args.model.display(),

@@ -1,4 +1,4 @@
-//! `ferrite eval MODEL... --data X.npy [--labels Y.npy] [--threads N] [--json]`: each model's top-1
+//! `ferrite eval MODEL... --data X.npy [--labels Y.npy] [--threads N] [--json[=FILE]]`: each model's top-1
 //! accuracy with labels, and every model after the first compared with the first (usually the float
 //! model): the signal-to-quantization-noise ratio of its outputs and the agreement of its top-1
 //! predictions; and each model's throughput.
@@ -9,6 +9,10 @@
 //!   reference) and when the outputs equal the reference's exactly (infinite; `inf` in the table).
 //! - `agreement`: the fraction of samples whose argmax of the first output equals the first model's;
 //!   `null` on the first row.
+//!
+//! The samples are read from the file and run a batch at a time (every model on one batch, then the
+//! next), so memory is bounded by a batch whatever the number of samples; a progress bar counts the
+//! batches on a terminal.
 //!
 //! Int8 models (`.ferrite`, `.tflite`, Q/DQ `.onnx`) run one sample per invoke (batch 1), the samples
 //! split across `--threads` interpreters; float ONNX models run on the float executor, the batch split
@@ -22,6 +26,7 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 
+use super::batches::{Executor, Loaded, Samples};
 use crate::npy::Array;
 use crate::quantize::sqnr::{format_db, Sqnr};
 use crate::runtime_exec;
@@ -41,9 +46,9 @@ pub struct Args {
     /// calling thread.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
-    /// Print one JSON document.
-    #[arg(long)]
-    pub json: bool,
+    /// The JSON document: one array, one object per model.
+    #[command(flatten)]
+    pub json: super::JsonArgs,
 }
 
 #[derive(Serialize)]
@@ -58,45 +63,46 @@ struct Row {
     threads: usize,
 }
 
-/// Outputs of `model` on `data`, as f32 (int8 outputs dequantized), and the seconds spent running the
-/// samples. Load errors name the model's file; running errors get it as context here.
+/// One model's counts, accumulated batch by batch.
+#[derive(Default)]
+struct Tally {
+    /// Seconds reading, converting or importing the model and validating it.
+    load_seconds: f64,
+    /// Seconds running the samples.
+    run_seconds: f64,
+    /// Samples whose top-1 is the label.
+    correct: usize,
+    /// Samples whose top-1 is the reference model's.
+    agreeing: usize,
+    /// Against the reference model's outputs.
+    sqnr: Sqnr,
+}
+
+/// A batch's outputs of `exec`, as f32 for int8 models (int8 outputs dequantized), and the seconds
+/// spent running it. Int8 models take float32 samples (other types are converted); float models
+/// check the type themselves.
 fn outputs(
-    model: &Path,
+    exec: &Executor<'_>,
     data: &Array,
-    data_path: &Path,
     threads: usize,
+    first: usize,
 ) -> Result<(Vec<Array>, f64)> {
-    let running = || format!("running {} on {}", model.display(), data_path.display());
-    let (outs, seconds) = if super::float_onnx::is_onnx(model) {
-        let g = super::float_onnx::load(model)?;
-        let start = Instant::now();
-        let outs = crate::ir::io::run_arrays(&g, std::slice::from_ref(data), threads)
-            .with_context(running)?;
-        (outs, start.elapsed().as_secs_f64())
-    } else {
-        let bytes = super::load_model(model)?;
-        let converted;
-        let input = if data.dtype == crate::npy::Dtype::F32 {
-            data
-        } else {
+    let converted;
+    let input = match exec {
+        Executor::Int8(_) if data.dtype != crate::npy::Dtype::F32 => {
             converted = Array::from_f32(data.shape.clone(), &data.to_f32());
             &converted
-        };
-        let runner =
-            runtime_exec::Runner::new(&bytes).with_context(|| model.display().to_string())?;
-        let start = Instant::now();
-        let outs = runner
-            .run(std::slice::from_ref(input), threads)
-            .with_context(running)?;
-        (outs, start.elapsed().as_secs_f64())
+        }
+        _ => data,
     };
-    ensure!(!outs.is_empty(), "{}: no output", model.display());
-    Ok((outs, seconds))
+    let start = Instant::now();
+    let outs = exec.run(std::slice::from_ref(input), threads, first)?;
+    Ok((outs, start.elapsed().as_secs_f64()))
 }
 
 /// Each row's position of its largest value; ties go to the first, as numpy's `argmax` (int8 outputs
 /// often tie).
-fn argmax_rows(a: &Array) -> Vec<usize> {
+pub fn argmax_rows(a: &Array) -> Vec<usize> {
     let per = a.shape.iter().skip(1).product::<usize>().max(1);
     (0..a.len() / per)
         .map(|r| {
@@ -111,8 +117,9 @@ fn argmax_rows(a: &Array) -> Vec<usize> {
         .collect()
 }
 
-/// SQNR of `outs` against the reference model's outputs, over every element of every output.
-fn sqnr_db(reference: &[Array], outs: &[Array]) -> Result<Option<f64>> {
+/// Adds the batch's outputs `outs` against the reference model's to `sqnr`, over every element of
+/// every output.
+fn add_sqnr(sqnr: &mut Sqnr, reference: &[Array], outs: &[Array]) -> Result<()> {
     if reference.len() != outs.len() {
         bail!(
             "{} output(s), the reference model has {}",
@@ -120,7 +127,6 @@ fn sqnr_db(reference: &[Array], outs: &[Array]) -> Result<Option<f64>> {
             reference.len()
         );
     }
-    let mut sqnr = Sqnr::default();
     for (k, (r, x)) in reference.iter().zip(outs).enumerate() {
         ensure!(
             r.len() == x.len(),
@@ -130,22 +136,25 @@ fn sqnr_db(reference: &[Array], outs: &[Array]) -> Result<Option<f64>> {
         );
         sqnr.extend((0..r.len()).map(|i| (r.get_f64(i), x.get_f64(i))));
     }
-    Ok(sqnr.db())
+    Ok(())
 }
 
-/// Fraction of equal entries.
-fn fraction_equal(a: &[usize], b: &[usize]) -> f64 {
-    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len().max(1) as f64
+/// Entries equal in `a` and `b`.
+fn count_equal(a: &[usize], b: &[usize]) -> usize {
+    a.iter().zip(b).filter(|(x, y)| x == y).count()
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let data = Array::read(&args.data)?;
-    let samples = data.shape.first().copied().unwrap_or(0);
+    if let Some(path) = args.json.file() {
+        crate::output::check(&[path])?;
+    }
+    let mut data = Samples::open(std::slice::from_ref(&args.data))?;
+    let samples = data.len();
     ensure!(
-        samples > 0,
+        samples > 0 && !data.shapes()[0].is_empty(),
         "{}: the array holds no samples (shape {:?})",
         args.data.display(),
-        data.shape
+        data.shapes()[0]
     );
     let labels = args
         .labels
@@ -155,66 +164,96 @@ pub fn run(args: &Args) -> Result<()> {
     let threads = args
         .threads
         .map_or_else(runtime_exec::available_threads, usize::from);
-    let mut rows = Vec::new();
-    // The first model's outputs and predictions.
-    let mut reference: Option<(Vec<Array>, Vec<usize>)> = None;
-    for m in &args.models {
+    let mut tallies: Vec<Tally> = args.models.iter().map(|_| Tally::default()).collect();
+    let mut loaded = Vec::new();
+    for (m, t) in args.models.iter().zip(&mut tallies) {
         let start = Instant::now();
-        let (outs, run_seconds) = outputs(m, &data, &args.data, threads)?;
-        let seconds = start.elapsed().as_secs_f64();
-        if let (Some(l), Some(path)) = (&labels, &args.labels) {
-            let classes = outs[0].shape.iter().skip(1).product::<usize>();
-            if let Some((i, c)) = l.iter().enumerate().find(|&(_, &c)| c >= classes) {
-                bail!(
-                    "{}: label {i} is {c}, but {} has {classes} classes (0 to {})",
-                    path.display(),
-                    m.display(),
-                    classes.saturating_sub(1)
-                );
+        loaded.push(Loaded::read(m)?);
+        t.load_seconds = start.elapsed().as_secs_f64();
+    }
+    let mut execs = Vec::new();
+    for ((m, l), t) in args.models.iter().zip(&loaded).zip(&mut tallies) {
+        let start = Instant::now();
+        execs.push(l.executor(m)?);
+        t.load_seconds += start.elapsed().as_secs_f64();
+    }
+    let bar = super::progress::batches(data.batches(), "evaluating");
+    while let Some((batch, first)) = data.next_batch()? {
+        let batch = &batch[0];
+        // The reference model's outputs and predictions on this batch.
+        let mut reference: Option<(Vec<Array>, Vec<usize>)> = None;
+        for ((m, exec), t) in args.models.iter().zip(&execs).zip(&mut tallies) {
+            let running = || format!("running {} on {}", m.display(), args.data.display());
+            let (outs, seconds) = outputs(exec, batch, threads, first).with_context(running)?;
+            ensure!(!outs.is_empty(), "{}: no output", m.display());
+            t.run_seconds += seconds;
+            let predicted = argmax_rows(&outs[0]);
+            if let (Some(l), Some(path)) = (&labels, &args.labels) {
+                if first == 0 {
+                    check_classes(l, outs[0].shape.iter().skip(1).product(), path, m)?;
+                }
+                t.correct += count_equal(&predicted, &l[first..]);
+            }
+            match &reference {
+                Some((ref_outs, ref_predicted)) => {
+                    add_sqnr(&mut t.sqnr, ref_outs, &outs).with_context(|| {
+                        format!(
+                            "comparing {} with {}",
+                            m.display(),
+                            args.models[0].display()
+                        )
+                    })?;
+                    t.agreeing += count_equal(&predicted, ref_predicted);
+                }
+                None => reference = Some((outs, predicted)),
             }
         }
-        let predicted = argmax_rows(&outs[0]);
-        let top1 = labels.as_ref().map(|l| fraction_equal(&predicted, l));
-        let (sqnr, agreement) = match &reference {
-            Some((ref_outs, ref_predicted)) => (
-                sqnr_db(ref_outs, &outs).with_context(|| {
-                    format!(
-                        "comparing {} with {}",
-                        m.display(),
-                        args.models[0].display()
-                    )
-                })?,
-                Some(fraction_equal(&predicted, ref_predicted)),
-            ),
-            None => {
-                reference = Some((outs, predicted));
-                (None, None)
-            }
-        };
-        rows.push(Row {
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let fraction = |n: usize| n as f64 / samples as f64;
+    let rows: Vec<Row> = args
+        .models
+        .iter()
+        .zip(&tallies)
+        .enumerate()
+        .map(|(i, (m, t))| Row {
             model: m.display().to_string(),
-            top1,
-            sqnr_db: sqnr,
-            agreement,
-            seconds,
-            run_seconds,
-            samples_per_second: samples as f64 / run_seconds,
+            top1: labels.as_ref().map(|_| fraction(t.correct)),
+            sqnr_db: if i == 0 { None } else { t.sqnr.db() },
+            agreement: (i > 0).then(|| fraction(t.agreeing)),
+            seconds: t.load_seconds + t.run_seconds,
+            run_seconds: t.run_seconds,
+            samples_per_second: samples as f64 / t.run_seconds,
             threads,
-        });
+        })
+        .collect();
+    let text = table(&rows, samples, threads, &args.models[0])?;
+    super::emit(&args.json, &serde_json::to_string_pretty(&rows)?, &text)
+}
+
+/// Refuses labels that are not below `classes`, the size of `model`'s first output.
+fn check_classes(labels: &[usize], classes: usize, path: &Path, model: &Path) -> Result<()> {
+    if let Some((i, c)) = labels.iter().enumerate().find(|&(_, &c)| c >= classes) {
+        bail!(
+            "{}: label {i} is {c}, but {} has {classes} classes (0 to {})",
+            path.display(),
+            model.display(),
+            classes.saturating_sub(1)
+        );
     }
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
-    outln!(
+    Ok(())
+}
+
+/// The rows as a text table, with a closing line saying what was measured.
+fn table(rows: &[Row], samples: usize, threads: usize, reference: &Path) -> Result<String> {
+    use std::fmt::Write;
+    let mut t = String::new();
+    writeln!(
+        t,
         "{:<48} {:>8} {:>10} {:>10} {:>9} {:>10}",
-        "model",
-        "top-1",
-        "SQNR (dB)",
-        "agreement",
-        "seconds",
-        "samples/s"
-    );
+        "model", "top-1", "SQNR (dB)", "agreement", "seconds", "samples/s"
+    )?;
     for (i, r) in rows.iter().enumerate() {
         let percent = |a: Option<f64>| a.map_or("-".into(), |a| format!("{:.2}%", 100.0 * a));
         let sqnr = if i == 0 {
@@ -222,7 +261,8 @@ pub fn run(args: &Args) -> Result<()> {
         } else {
             format_db(r.sqnr_db)
         };
-        outln!(
+        writeln!(
+            t,
             "{:<48} {:>8} {:>10} {:>10} {:>9.3} {:>10.1}",
             r.model,
             percent(r.top1),
@@ -230,14 +270,15 @@ pub fn run(args: &Args) -> Result<()> {
             percent(r.agreement),
             r.seconds,
             r.samples_per_second
-        );
+        )?;
     }
-    outln!(
+    writeln!(
+        t,
         "{samples} samples, {threads} thread{}; SQNR and agreement against {}; samples/s counts running the samples only",
         if threads == 1 { "" } else { "s" },
-        args.models[0].display()
-    );
-    Ok(())
+        reference.display()
+    )?;
+    Ok(t)
 }
 
 #[cfg(test)]

@@ -63,13 +63,10 @@ struct SummaryJson {
     weights: usize,
 }
 
-/// `ferrite inspect` on a float ONNX model.
-pub fn inspect(path: &Path, json: bool) -> Result<()> {
+/// `ferrite inspect` on a float ONNX model: the text and the JSON document.
+pub fn inspect(path: &Path) -> Result<(String, String)> {
     let g = load(path)?;
-    if !json {
-        let text = ir::summary::render(&path.display().to_string(), &g);
-        return super::print(format_args!("{text}"));
-    }
+    let text = ir::summary::render(&path.display().to_string(), &g);
     let io = |ids: &[usize]| {
         ids.iter()
             .map(|&v| (g.values[v].name.clone(), ir::io::source_dims(&g, v)))
@@ -99,6 +96,5 @@ pub fn inspect(path: &Path, json: bool) -> Result<()> {
         weights: ops.iter().map(|o| o.weights).sum(),
         ops,
     };
-    outln!("{}", serde_json::to_string_pretty(&s)?);
-    Ok(())
+    Ok((text, serde_json::to_string_pretty(&s)?))
 }

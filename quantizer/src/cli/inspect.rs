@@ -1,4 +1,5 @@
-//! `ferrite inspect MODEL [--json]`: operators, shapes, quantization, MACs, weight bytes, arena.
+//! `ferrite inspect MODEL [--json[=FILE]]`: operators, shapes, quantization, MACs, weight bytes,
+//! arena.
 
 use std::path::PathBuf;
 
@@ -11,25 +12,26 @@ use crate::inspect;
 pub struct Args {
     /// Model file.
     pub model: PathBuf,
-    /// Print one JSON document instead of text.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: super::JsonArgs,
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    if super::float_onnx::is_onnx(&args.model) {
-        return super::float_onnx::inspect(&args.model, args.json);
+    if let Some(path) = args.json.file() {
+        crate::output::check(&[path])?;
     }
-    let (bytes, source) = super::load_model_source(&args.model)?;
-    let model = Model::from_bytes(&bytes)
-        .map_err(|e| anyhow!("{}: invalid model: {e}", args.model.display()))?;
-    let mut summary = inspect::summarize(&model, bytes.len());
-    summary.converted_from = source;
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&summary)?);
+    let (text, doc) = if super::float_onnx::is_onnx(&args.model) {
+        super::float_onnx::inspect(&args.model)?
     } else {
-        let text = inspect::render(&args.model.display().to_string(), &summary);
-        super::print(format_args!("{text}"))?;
-    }
-    Ok(())
+        let (bytes, source) = super::load_model_source(&args.model)?;
+        let model = Model::from_bytes(&bytes)
+            .map_err(|e| anyhow!("{}: invalid model: {e}", args.model.display()))?;
+        let mut summary = inspect::summarize(&model, bytes.len());
+        summary.converted_from = source;
+        (
+            inspect::render(&args.model.display().to_string(), &summary),
+            serde_json::to_string_pretty(&summary)?,
+        )
+    };
+    super::emit(&args.json, &doc, &text)
 }

@@ -8,15 +8,17 @@ macro_rules! outln {
     };
 }
 
+pub mod batches;
 pub mod convert;
 pub mod eval;
 pub mod float_onnx;
 pub mod inspect;
+pub mod progress;
 pub mod quantize;
 pub mod run;
 pub mod train;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
 
@@ -43,6 +45,68 @@ pub fn print(text: std::fmt::Arguments<'_>) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
         r => r.context("writing to standard output"),
     }
+}
+
+/// The value `--json` takes when given without `=FILE`: the document goes to standard output.
+const JSON_STDOUT: &str = "-";
+
+/// `--json[=FILE]`, the same in every command. Without `=FILE` the JSON document is printed instead of
+/// the text; with it the document is written to FILE (checked before the work, written all or none
+/// with the command's other outputs) and the text is printed as usual. `=` is required so that
+/// `--json MODEL` keeps reading MODEL as the model.
+#[derive(clap::Args, Debug, Default)]
+pub struct JsonArgs {
+    /// Print one JSON document instead of the text; `--json=FILE` writes it to FILE and prints the
+    /// text as usual.
+    #[arg(
+        long,
+        value_name = "FILE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = JSON_STDOUT
+    )]
+    json: Option<PathBuf>,
+    /// Former name of `--json=FILE`.
+    #[arg(long, value_name = "FILE", hide = true, conflicts_with = "json")]
+    report: Option<PathBuf>,
+}
+
+impl JsonArgs {
+    /// The file the document is written to, if any.
+    pub fn file(&self) -> Option<&Path> {
+        self.json
+            .as_deref()
+            .filter(|p| *p != Path::new(JSON_STDOUT))
+            .or(self.report.as_deref())
+    }
+
+    /// Whether the document is printed on standard output instead of the text.
+    pub fn stdout(&self) -> bool {
+        self.json.as_deref() == Some(Path::new(JSON_STDOUT))
+    }
+
+    /// Whether a JSON document is asked for at all.
+    pub fn wanted(&self) -> bool {
+        self.json.is_some() || self.report.is_some()
+    }
+}
+
+/// A command's result whose only output is its text and JSON document: the text (printed as it is),
+/// or the document on standard output or into its file (see [`JsonArgs`]).
+pub fn emit(json: &JsonArgs, doc: &str, text: &str) -> Result<()> {
+    if let Some(path) = json.file() {
+        crate::output::write(path, doc.as_bytes())?;
+    }
+    emit_written(json, doc, text)
+}
+
+/// [`emit`] once the document's file, if any, is written.
+pub fn emit_written(json: &JsonArgs, doc: &str, text: &str) -> Result<()> {
+    if json.stdout() {
+        outln!("{doc}");
+        return Ok(());
+    }
+    print(format_args!("{text}"))
 }
 
 /// Reads a model file as `.ferrite` bytes, converting other formats in memory.
@@ -119,4 +183,50 @@ pub fn read_labels(path: &Path, samples: usize) -> Result<Vec<usize>> {
             Ok(v as usize)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum;
+    use serde::Serialize;
+
+    use super::quantize::{BiasArg, PresetArg, RangeArg, RoundingArg};
+    use super::train::OptimizerArg;
+    use crate::quantize::observer::RangeEstimator;
+    use crate::quantize::ptq::{BiasCorrection, Preset, WeightRounding};
+    use crate::train::optim;
+
+    /// The name a setting has in JSON: a string, or the key of a one-entry object
+    /// (`{"percentile": 99.99}`).
+    fn json_name(setting: impl Serialize) -> String {
+        match serde_json::to_value(setting).unwrap() {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Object(o) => o.keys().next().unwrap().clone(),
+            v => panic!("unexpected {v}"),
+        }
+    }
+
+    /// Every value of a `--option`, as the CLI spells it and as the report does.
+    fn spellings<A: ValueEnum, S: Serialize + From<A>>() -> Vec<(String, String)> {
+        A::value_variants()
+            .iter()
+            .map(|v| {
+                let cli = v.to_possible_value().unwrap().get_name().to_string();
+                (cli, json_name(S::from(v.clone())))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_report_spells_settings_as_the_cli() {
+        for (cli, json) in spellings::<PresetArg, Preset>()
+            .into_iter()
+            .chain(spellings::<RangeArg, RangeEstimator>())
+            .chain(spellings::<RoundingArg, WeightRounding>())
+            .chain(spellings::<BiasArg, BiasCorrection>())
+            .chain(spellings::<OptimizerArg, optim::Kind>())
+        {
+            assert_eq!(cli, json);
+        }
+    }
 }

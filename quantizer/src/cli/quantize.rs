@@ -1,4 +1,5 @@
-//! `ferrite quantize MODEL.onnx --calib CALIB.npy -o OUT.ferrite`: post-training int8 quantization.
+//! `ferrite quantize MODEL.onnx --data CALIB.npy -o OUT.ferrite [--json[=FILE]]`: post-training int8
+//! quantization. The JSON document is the quantization report (see the crate's README).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -17,7 +18,7 @@ const DEFAULT_SUBSET_SIZE: usize = 300;
 /// Layers listed in the summary, lowest SQNR first.
 const WORST_LAYERS_SHOWN: usize = 3;
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum PresetArg {
     /// Zero points fixed (0, or -128 for non-negative ranges).
     Performance,
@@ -25,9 +26,20 @@ pub enum PresetArg {
     Mixed,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+impl From<PresetArg> for Preset {
+    fn from(a: PresetArg) -> Self {
+        match a {
+            PresetArg::Performance => Preset::Performance,
+            PresetArg::Mixed => Preset::Mixed,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum RangeArg {
+    /// The smallest and largest value seen.
     Minmax,
+    /// The mean over calibration batches of each batch's minimum and maximum.
     MeanMinmax,
     /// The 99.99th percentile (and 0.01th).
     Percentile,
@@ -38,7 +50,19 @@ pub enum RangeArg {
     TensorMse,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+impl From<RangeArg> for RangeEstimator {
+    fn from(a: RangeArg) -> Self {
+        match a {
+            RangeArg::Minmax => RangeEstimator::MinMax,
+            RangeArg::MeanMinmax => RangeEstimator::MeanMinMax,
+            RangeArg::Percentile => RangeEstimator::Percentile(99.99),
+            RangeArg::Mse => RangeEstimator::Mse,
+            RangeArg::TensorMse => RangeEstimator::TensorMse,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum RoundingArg {
     /// To the nearest int8 level.
     Nearest,
@@ -46,11 +70,33 @@ pub enum RoundingArg {
     Adaround,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+impl From<RoundingArg> for WeightRounding {
+    fn from(a: RoundingArg) -> Self {
+        match a {
+            RoundingArg::Nearest => WeightRounding::Nearest,
+            RoundingArg::Adaround => WeightRounding::AdaRound,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum BiasArg {
+    /// Each layer on float inputs: float weights against quantized weights.
     Fast,
+    /// Layer by layer on the quantized network's own activations.
     Full,
+    /// No correction.
     Off,
+}
+
+impl From<BiasArg> for BiasCorrection {
+    fn from(a: BiasArg) -> Self {
+        match a {
+            BiasArg::Fast => BiasCorrection::Fast,
+            BiasArg::Full => BiasCorrection::Full,
+            BiasArg::Off => BiasCorrection::Off,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -58,12 +104,13 @@ pub struct Args {
     /// Float model (.onnx).
     pub model: PathBuf,
     /// Calibration samples (.npy, float32, batch first, in the model's layout).
-    #[arg(long)]
-    pub calib: PathBuf,
+    #[arg(long, visible_alias = "calib")]
+    pub data: PathBuf,
     /// Output `.ferrite` file: written in full or not at all, through a symlink to its target, and
     /// directly to a device or FIFO such as `/dev/null`.
     #[arg(short = 'o', long)]
     pub output: PathBuf,
+    /// Activation quantization scheme.
     #[arg(long, value_enum, default_value = "mixed")]
     pub preset: PresetArg,
     /// Calibration samples used: the first N [default: 300]. A file with fewer samples than asked
@@ -76,6 +123,7 @@ pub struct Args {
     /// One weight scale per tensor instead of per output channel.
     #[arg(long)]
     pub per_tensor: bool,
+    /// How biases are corrected for the mean shift that weight quantization puts in each channel.
     #[arg(long, value_enum, default_value = "full")]
     pub bias_correction: BiasArg,
     /// Skip cross-layer equalization (on by default: rescales consecutive layers so that their
@@ -88,77 +136,66 @@ pub struct Args {
     /// Keep these nodes in float: node names, ONNX op types (e.g. `Softmax`) or runtime op names.
     #[arg(long, num_args = 1..)]
     pub ignore: Vec<String>,
-    /// Write a JSON report (ranges, scales, float nodes, bias shifts, per-layer SQNR, sizes).
-    #[arg(long)]
-    pub report: Option<PathBuf>,
+    /// The JSON document is the report: settings, ranges, scales, float nodes, bias shifts,
+    /// per-layer SQNR, sizes and times.
+    #[command(flatten)]
+    pub json: super::JsonArgs,
 }
 
 pub fn run(args: &Args) -> Result<()> {
     let start = Instant::now();
-    let outputs: Vec<&Path> = [Some(args.output.as_path()), args.report.as_deref()]
+    let outputs: Vec<&Path> = [Some(args.output.as_path()), args.json.file()]
         .into_iter()
         .flatten()
         .collect();
     crate::output::check(&outputs)?;
     let (source, graph) = super::float_onnx::load_one_input(&args.model)?;
-    let calib = Array::read(&args.calib)?;
+    let calib = Array::read(&args.data)?;
     let subset_size = args.subset_size.unwrap_or(DEFAULT_SUBSET_SIZE);
     ensure!(subset_size > 0, "--subset-size must be at least 1");
     let x = ir::io::input_tensor(&graph, 0, &calib)
-        .with_context(|| format!("calibration data {}", args.calib.display()))?;
+        .with_context(|| format!("calibration data {}", args.data.display()))?;
     ensure!(
         x.shape[0] > 0,
         "{}: the calibration set is empty",
-        args.calib.display()
+        args.data.display()
     );
     if args.subset_size.is_some() && x.shape[0] < subset_size {
         eprintln!(
             "warning: --subset-size {subset_size}, but {} has {} sample(s): calibrating on all of them",
-            args.calib.display(),
+            args.data.display(),
             x.shape[0]
         );
     }
     let n = x.shape[0].min(subset_size);
     let x = x.slice_batch(0, n);
     // The sample index is the same in the file: the subset is its first samples.
-    ptq::check_finite(std::slice::from_ref(&x))
-        .with_context(|| args.calib.display().to_string())?;
+    ptq::check_finite(std::slice::from_ref(&x)).with_context(|| args.data.display().to_string())?;
     let config = Config {
-        preset: match args.preset {
-            PresetArg::Performance => Preset::Performance,
-            PresetArg::Mixed => Preset::Mixed,
-        },
-        estimator: match args.range {
-            RangeArg::Minmax => RangeEstimator::MinMax,
-            RangeArg::MeanMinmax => RangeEstimator::MeanMinMax,
-            RangeArg::Percentile => RangeEstimator::Percentile(99.99),
-            RangeArg::Mse => RangeEstimator::Mse,
-            RangeArg::TensorMse => RangeEstimator::TensorMse,
-        },
+        preset: args.preset.into(),
+        estimator: args.range.into(),
         per_tensor: args.per_tensor,
-        bias_correction: match args.bias_correction {
-            BiasArg::Fast => BiasCorrection::Fast,
-            BiasArg::Full => BiasCorrection::Full,
-            BiasArg::Off => BiasCorrection::Off,
-        },
+        bias_correction: args.bias_correction.into(),
         cle: !args.no_cle,
-        weight_rounding: match args.weight_rounding {
-            RoundingArg::Nearest => WeightRounding::Nearest,
-            RoundingArg::Adaround => WeightRounding::AdaRound,
-        },
+        weight_rounding: args.weight_rounding.into(),
         ignore: args.ignore.clone(),
         source_sha256: crate::sha256::digest(&source),
     };
     eprintln!("calibrating on {n} samples...");
     let loaded = start.elapsed().as_secs_f64();
-    let q = ptq::quantize(&graph, &[x], &config)
-        .with_context(|| format!("quantizing {}", args.model.display()))?;
+    let bar = super::progress::stages(&ptq::STAGES);
+    let q = ptq::quantize_observed(&graph, &[x], &config, |i| {
+        super::progress::stage(&bar, &ptq::STAGES, i)
+    });
+    bar.finish_and_clear();
+    let q = q.with_context(|| format!("quantizing {}", args.model.display()))?;
     let mut files = vec![(args.output.as_path(), q.built.bytes.clone())];
-    if let Some(path) = &args.report {
+    let mut report = None;
+    if args.json.wanted() {
         // Reading the model and the data, then each stage of `ptq::quantize`.
         let mut stages = serde_json::json!(q.seconds);
         stages["loading"] = loaded.into();
-        let report = serde_json::json!({
+        let doc = serde_json::json!({
             "model": args.model.display().to_string(),
             "output": args.output.display().to_string(),
             "source_bytes": source.len(),
@@ -169,9 +206,16 @@ pub fn run(args: &Args) -> Result<()> {
             "stage_seconds": stages,
             "quantization": q.report,
         });
-        files.push((path, serde_json::to_string_pretty(&report)?.into_bytes()));
+        report = Some(serde_json::to_string_pretty(&doc)?);
+    }
+    if let (Some(path), Some(text)) = (args.json.file(), &report) {
+        files.push((path, text.clone().into_bytes()));
     }
     crate::output::write_all(&files)?;
+    if let (true, Some(text)) = (args.json.stdout(), &report) {
+        outln!("{text}");
+        return Ok(());
+    }
     outln!(
         "{} -> {}: {} bytes (source {} bytes), arena {} bytes (lower bound {}), {} float node(s), {:.2} s (calibration {:.2} s, bias correction {:.2} s)",
         args.model.display(),

@@ -1,9 +1,20 @@
-//! `ferrite run MODEL --input X.npy [-o Y.npy]`: runs a model over a batch on the host.
+//! `ferrite run MODEL --data X.npy [-o Y.npy] [--json[=FILE]]`: runs a model over samples on the host.
+//! Without `-o` a summary is printed: each output's type and shape and the first samples' values.
+//! The JSON document: `{"model", "data", "samples", "outputs"}`, each output
+//! `{"file", "dtype", "shape", "argmax"}` with `argmax` the position of each sample's largest value
+//! (the first on ties) and `file` null without `-o`.
+//!
+//! The samples are read and run a batch at a time and each output `.npy` is written as they come
+//! (its header first: the sample count is known from the input's), into the temporary file that
+//! [`crate::output`] renames into place at the end: memory is bounded by a batch, and a failure
+//! leaves no partial file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use serde::Serialize;
 
+use super::batches::{Loaded, Samples};
 use crate::npy::{Array, Dtype};
 use crate::runtime_exec;
 
@@ -11,9 +22,9 @@ use crate::runtime_exec;
 pub struct Args {
     /// Model file.
     pub model: PathBuf,
-    /// Input array (.npy, batch first, in the source model's layout); repeat for several inputs.
-    #[arg(long, required = true)]
-    pub input: Vec<PathBuf>,
+    /// Input samples (.npy, batch first, in the source model's layout); repeat for several inputs.
+    #[arg(long, visible_alias = "input", required = true)]
+    pub data: Vec<PathBuf>,
     /// Where to write the output (.npy); with several outputs, `-o` names the first and the others get
     /// `_1`, `_2`... suffixes. Without it, a summary is printed.
     #[arg(short = 'o', long)]
@@ -21,89 +32,156 @@ pub struct Args {
     /// Threads to split the batch across (default: the available cores).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
+    #[command(flatten)]
+    pub json: super::JsonArgs,
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let inputs: Vec<Array> = args
-        .input
-        .iter()
-        .map(|p| Array::read(p))
-        .collect::<Result<_>>()?;
+    let mut samples = Samples::open(&args.data)?;
     let threads = args
         .threads
         .map_or_else(runtime_exec::available_threads, usize::from);
+    let loaded = Loaded::read(&args.model)?;
+    let exec = loaded.executor(&args.model)?;
     // The output paths are checked once the model says how many there are, before running it.
-    let paths = |n: usize| -> Vec<PathBuf> {
-        let Some(path) = &args.output else {
-            return Vec::new();
-        };
-        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-        (0..n)
-            .map(|i| match i {
-                0 => path.clone(),
-                _ => path.with_file_name(format!("{stem}_{i}.npy")),
-            })
-            .collect()
-    };
-    let check = |n| -> Result<Vec<PathBuf>> {
-        let p = paths(n);
-        crate::output::check(&p.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
-        Ok(p)
-    };
-    let (outputs, paths) = if super::float_onnx::is_onnx(&args.model) {
-        // Float ONNX: the float executor.
-        let g = super::float_onnx::load(&args.model)?;
-        let paths = check(g.outputs.len())?;
-        (crate::ir::io::run_arrays(&g, &inputs, threads), paths)
-    } else {
-        let bytes = super::load_model(&args.model)?;
-        let runner =
-            runtime_exec::Runner::new(&bytes).with_context(|| args.model.display().to_string())?;
-        let paths = check(runner.outputs())?;
-        (runner.run(&inputs, threads), paths)
-    };
-    let outputs = outputs.with_context(|| {
-        let inputs: Vec<String> = args.input.iter().map(|p| p.display().to_string()).collect();
+    let paths = output_paths(args.output.as_deref(), exec.outputs());
+    let all: Vec<&Path> = paths
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(args.json.file())
+        .collect();
+    crate::output::check(&all)?;
+    let running = || {
+        let inputs: Vec<String> = args.data.iter().map(|p| p.display().to_string()).collect();
         format!("running {} on {}", args.model.display(), inputs.join(", "))
-    })?;
-    match &args.output {
-        Some(_) => {
-            let files: Vec<(&PathBuf, Vec<u8>)> = paths
-                .iter()
-                .zip(outputs.iter().map(Array::to_bytes))
-                .collect();
-            crate::output::write_all(&files)?;
-        }
-        None => {
-            for (i, out) in outputs.iter().enumerate() {
-                let per = out.shape.iter().skip(1).product::<usize>().max(1);
-                outln!("output {i}: {} {:?}", out.dtype, out.shape);
-                for n in 0..out.shape.first().copied().unwrap_or(1).min(8) {
-                    let row: Vec<f64> = (0..per).map(|k| out.get_f64(n * per + k)).collect();
-                    let best = row
-                        .iter()
-                        .enumerate()
-                        .max_by(|a, b| a.1.total_cmp(b.1))
-                        .map_or(0, |(k, _)| k);
-                    let shown: Vec<String> = row
-                        .iter()
-                        .take(12)
-                        .map(|v| {
-                            if out.dtype == Dtype::F32 {
-                                format!("{v:.4}")
-                            } else {
-                                format!("{v}")
-                            }
-                        })
-                        .collect();
-                    outln!(
-                        "  sample {n}: argmax {best}  [{}{}]",
-                        shown.join(", "),
-                        if per > 12 { ", ..." } else { "" }
-                    );
+    };
+    let mut files = paths
+        .iter()
+        .map(|p| crate::output::create(p))
+        .collect::<Result<Vec<_>>>()?;
+    let total = samples.len();
+    // Per output: its type and shape, and each sample's argmax; the first batch for the preview.
+    let mut outputs: Vec<OutputSummary> = Vec::new();
+    let mut first_batch: Vec<Array> = Vec::new();
+    let bar = super::progress::batches(samples.batches(), "running");
+    while let Some((inputs, first)) = samples.next_batch()? {
+        let outs = exec.run(&inputs, threads, first).with_context(running)?;
+        let rows = inputs[0].shape.first().copied().unwrap_or(1);
+        for (o, out) in outs.iter().enumerate() {
+            anyhow::ensure!(
+                out.shape.first() == Some(&rows),
+                "{}: output {o} has shape {:?}, not batch first",
+                args.model.display(),
+                out.shape
+            );
+            if outputs.len() == o {
+                let mut shape = out.shape.clone();
+                shape[0] = total;
+                if let Some(f) = files.get_mut(o) {
+                    f.write(&crate::npy::header_bytes(&shape, out.dtype))?;
                 }
+                outputs.push(OutputSummary {
+                    file: paths.get(o).map(|p| p.display().to_string()),
+                    dtype: out.dtype.to_string(),
+                    shape,
+                    argmax: Vec::with_capacity(total),
+                });
             }
+            if let Some(f) = files.get_mut(o) {
+                f.write(&out.data)?;
+            }
+            outputs[o].argmax.extend(super::eval::argmax_rows(out));
         }
+        if first_batch.is_empty() {
+            first_batch = outs;
+        }
+        bar.inc(1);
     }
-    Ok(())
+    bar.finish_and_clear();
+    let doc = serde_json::to_string_pretty(&Summary {
+        model: args.model.display().to_string(),
+        data: args.data.iter().map(|p| p.display().to_string()).collect(),
+        samples: total,
+        outputs,
+    })?;
+    if let Some(path) = args.json.file() {
+        let mut f = crate::output::create(path)?;
+        f.write(doc.as_bytes())?;
+        files.push(f);
+    }
+    crate::output::finish_all(files)?;
+    let text = match &args.output {
+        Some(_) => String::new(),
+        None => first_batch
+            .iter()
+            .enumerate()
+            .map(|(i, o)| preview(i, o, total))
+            .collect(),
+    };
+    super::emit_written(&args.json, &doc, &text)
+}
+
+/// Where output `i` of `n` is written with `-o path`: `path`, then `STEM_1.npy`, `STEM_2.npy`...
+fn output_paths(path: Option<&Path>, n: usize) -> Vec<PathBuf> {
+    let Some(path) = path else {
+        return Vec::new();
+    };
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    (0..n)
+        .map(|i| match i {
+            0 => path.to_path_buf(),
+            _ => path.with_file_name(format!("{stem}_{i}.npy")),
+        })
+        .collect()
+}
+
+/// The JSON document of `ferrite run`.
+#[derive(Serialize)]
+struct Summary {
+    model: String,
+    data: Vec<String>,
+    samples: usize,
+    outputs: Vec<OutputSummary>,
+}
+
+#[derive(Serialize)]
+struct OutputSummary {
+    file: Option<String>,
+    dtype: String,
+    shape: Vec<usize>,
+    argmax: Vec<usize>,
+}
+
+/// Samples shown per output without `-o`, and values shown per sample.
+const PREVIEW_SAMPLES: usize = 8;
+const PREVIEW_VALUES: usize = 12;
+
+/// Output `i`'s type and shape (`total` samples) and the argmax and values of the first samples, in
+/// `out`.
+fn preview(i: usize, out: &Array, total: usize) -> String {
+    let per = out.shape.iter().skip(1).product::<usize>().max(1);
+    let mut shape = out.shape.clone();
+    if let Some(n) = shape.first_mut() {
+        *n = total;
+    }
+    let mut text = format!("output {i}: {} {:?}\n", out.dtype, shape);
+    let argmax = super::eval::argmax_rows(out);
+    for (n, best) in argmax.iter().enumerate().take(PREVIEW_SAMPLES) {
+        let shown: Vec<String> = (0..per.min(PREVIEW_VALUES))
+            .map(|k| {
+                let v = out.get_f64(n * per + k);
+                if out.dtype == Dtype::F32 {
+                    format!("{v:.4}")
+                } else {
+                    format!("{v}")
+                }
+            })
+            .collect();
+        text.push_str(&format!(
+            "  sample {n}: argmax {best}  [{}{}]\n",
+            shown.join(", "),
+            if per > PREVIEW_VALUES { ", ..." } else { "" }
+        ));
+    }
+    text
 }

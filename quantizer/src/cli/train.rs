@@ -11,16 +11,26 @@ use crate::ir;
 use crate::npy::Array;
 use crate::quantize::ptq::{self, Config as PtqConfig};
 use crate::train::{self, optim, Progress, Supervision, Validation};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 /// Calibration samples of the post-training quantization training starts from.
 const CALIBRATION_SAMPLES: usize = 300;
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum OptimizerArg {
+    /// Adam (beta1 0.9, beta2 0.999).
     Adam,
     /// SGD with momentum 0.9.
     Sgd,
+}
+
+impl From<OptimizerArg> for optim::Kind {
+    fn from(a: OptimizerArg) -> Self {
+        match a {
+            OptimizerArg::Adam => optim::Kind::Adam,
+            OptimizerArg::Sgd => optim::Kind::Sgd,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -39,8 +49,10 @@ pub struct Args {
     /// directly to a device or FIFO such as `/dev/null`.
     #[arg(short = 'o', long)]
     pub output: PathBuf,
+    /// Passes over the training samples.
     #[arg(long, default_value_t = 3)]
     pub epochs: usize,
+    /// Samples per training step.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
     /// Learning rate at the first step (cosine decay to 0) [default: 1e-5 with Adam, 1e-4 with SGD].
@@ -50,6 +62,7 @@ pub struct Args {
     /// scale may move per step (same schedule; 0 freezes them) [default: 3e-2 with Adam, 30 with SGD].
     #[arg(long)]
     pub scale_lr: Option<f64>,
+    /// Update rule of weights, biases and scales.
     #[arg(long, value_enum, default_value = "adam")]
     pub optimizer: OptimizerArg,
     /// Seeds the shuffling: the same seed and data give the same model.
@@ -57,14 +70,14 @@ pub struct Args {
     pub seed: u64,
     /// Validation samples: after each epoch the int8 model is scored on them and the best epoch is
     /// kept (top-1 with --val-labels, output SQNR against the float model without).
-    #[arg(long)]
-    pub val: Option<PathBuf>,
-    /// Class ids of the validation samples.
-    #[arg(long, requires = "val")]
+    #[arg(long, visible_alias = "val")]
+    pub val_data: Option<PathBuf>,
+    /// Class ids of the validation samples (.npy, integers).
+    #[arg(long, requires = "val_data")]
     pub val_labels: Option<PathBuf>,
-    /// Write a JSON report (settings, per-epoch loss, score and time).
-    #[arg(long)]
-    pub report: Option<PathBuf>,
+    /// The JSON document is the training report: settings, per-epoch loss, score and time.
+    #[command(flatten)]
+    pub json: super::JsonArgs,
     /// Also write the fine-tuned float model as ONNX to this path, and the trained int8 model as
     /// ONNX Q/DQ beside it (`NAME.qdq.onnx`), which onnxruntime runs and `ferrite convert` converts.
     #[arg(long)]
@@ -89,7 +102,7 @@ pub fn run(args: &Args) -> Result<()> {
         .as_ref()
         .map(|p| super::read_labels(p, samples))
         .transpose()?;
-    let val_x = args.val.as_ref().map(|p| Array::read(p)).transpose()?;
+    let val_x = args.val_data.as_ref().map(|p| Array::read(p)).transpose()?;
     let val_labels = match (&args.val_labels, &val_x) {
         (Some(p), Some(v)) => Some(super::read_labels(
             p,
@@ -108,10 +121,7 @@ pub fn run(args: &Args) -> Result<()> {
             OptimizerArg::Adam => train::DEFAULT_SCALE_LR_ADAM,
             OptimizerArg::Sgd => train::DEFAULT_SCALE_LR_SGD,
         }),
-        optimizer: match args.optimizer {
-            OptimizerArg::Adam => optim::Kind::Adam,
-            OptimizerArg::Sgd => optim::Kind::Sgd,
-        },
+        optimizer: args.optimizer.into(),
         seed: args.seed,
     };
     // Every check of the output paths before the work.
@@ -121,7 +131,7 @@ pub fn run(args: &Args) -> Result<()> {
         .flat_map(|p| [p.clone(), qdq_path(p)]);
     let outputs: Vec<PathBuf> = [args.output.clone()]
         .into_iter()
-        .chain(args.report.clone())
+        .chain(args.json.file().map(Path::to_path_buf))
         .chain(exports)
         .collect();
     crate::output::check(&outputs.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
@@ -181,7 +191,7 @@ pub fn run(args: &Args) -> Result<()> {
                 steps,
                 loss,
             } => {
-                let bar = bar.get_or_insert_with(|| epoch_bar(steps));
+                let bar = bar.get_or_insert_with(|| super::progress::epoch(steps));
                 bar.set_prefix(epoch.to_string());
                 bar.set_position(step as u64);
                 bar.set_message(format!("{loss:.5}"));
@@ -209,8 +219,9 @@ pub fn run(args: &Args) -> Result<()> {
         ));
         files.push((qdq_path(p), crate::export::qdq_onnx(&trained.decided)?));
     }
-    if let Some(path) = &args.report {
-        let report = serde_json::json!({
+    let mut report = None;
+    if args.json.wanted() {
+        let doc = serde_json::json!({
             "model": args.model.display().to_string(),
             "output": args.output.display().to_string(),
             "samples": samples,
@@ -224,21 +235,25 @@ pub fn run(args: &Args) -> Result<()> {
             "arena_bytes": built.plan.arena_size,
             "seconds": start.elapsed().as_secs_f64(),
         });
-        files.push((
-            path.clone(),
-            serde_json::to_string_pretty(&report)?.into_bytes(),
-        ));
+        report = Some(serde_json::to_string_pretty(&doc)?);
+    }
+    if let (Some(path), Some(text)) = (args.json.file(), &report) {
+        files.push((path.to_path_buf(), text.clone().into_bytes()));
     }
     crate::output::write_all(&files)?;
-    outln!(
-        "{} -> {}: epoch {} kept, {} bytes, arena {} bytes, {:.1} s",
-        args.model.display(),
-        args.output.display(),
-        trained.best_epoch,
-        built.bytes.len(),
-        built.plan.arena_size,
-        start.elapsed().as_secs_f64()
-    );
+    if let (true, Some(text)) = (args.json.stdout(), &report) {
+        outln!("{text}");
+    } else {
+        outln!(
+            "{} -> {}: epoch {} kept, {} bytes, arena {} bytes, {:.1} s",
+            args.model.display(),
+            args.output.display(),
+            trained.best_epoch,
+            built.bytes.len(),
+            built.plan.arena_size,
+            start.elapsed().as_secs_f64()
+        );
+    }
     if let Some(f) = trained.failure {
         bail!(
             "training stopped at {f}; {} holds that model",
@@ -246,16 +261,4 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// A progress bar over an epoch's `steps`, with the running loss as its message.
-fn epoch_bar(steps: usize) -> ProgressBar {
-    let style = ProgressStyle::with_template(
-        "epoch {prefix} [{bar:30}] {pos}/{len} steps, loss {msg}, {eta} left",
-    )
-    .map_or_else(
-        |_| ProgressStyle::default_bar(),
-        |s| s.progress_chars("=> "),
-    );
-    ProgressBar::new(steps as u64).with_style(style)
 }

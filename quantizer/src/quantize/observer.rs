@@ -10,10 +10,14 @@
 
 use serde::{Deserialize, Serialize};
 
-/// How an activation's range is estimated.
+/// How an activation's range is estimated. Serialized as `ferrite quantize --range` spells it
+/// (`"mse"`, `{"percentile": 99.99}`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum RangeEstimator {
+    #[serde(rename = "minmax")]
     MinMax,
+    #[serde(rename = "mean-minmax")]
     MeanMinMax,
     /// Upper percentile, e.g. 99.99.
     Percentile(f64),

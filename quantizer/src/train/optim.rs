@@ -1,8 +1,9 @@
 //! Optimizers over flat parameter arrays: Adam (Kingma & Ba 2015) and SGD with momentum, and the
 //! cosine learning-rate schedule.
 
-/// Which update rule.
+/// Which update rule. Serialized as `ferrite train --optimizer` spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Kind {
     Adam,
     /// SGD with momentum 0.9.

@@ -4,6 +4,8 @@
 //! `[1, kh, kw, c]` for depthwise), axes and paddings are remapped, constants combined with rank-4
 //! values are transposed. A flatten of a spatial tensor keeps the IR's HWC element order and permutes
 //! the columns of the Gemm/MatMul that reads it. Only the batch dimension may be symbolic (it becomes 1).
+//! With it fixed, shape arithmetic (Shape of an activation, then Gather, Cast, Squeeze, Unsqueeze,
+//! Concat... of constants, as in PyTorch's `x.view(x.size(0), -1)`) folds to constants at import.
 
 pub mod proto;
 pub(crate) mod tensor;
@@ -23,6 +25,7 @@ pub const SUPPORTED: &[&str] = &[
     "Add",
     "AveragePool",
     "BatchNormalization",
+    "Cast",
     "Clip",
     "Concat",
     "Constant",
@@ -30,6 +33,7 @@ pub const SUPPORTED: &[&str] = &[
     "Div",
     "Dropout",
     "Flatten",
+    "Gather",
     "Gemm",
     "GlobalAveragePool",
     "Identity",
@@ -40,6 +44,7 @@ pub const SUPPORTED: &[&str] = &[
     "ReduceMean",
     "Relu",
     "Reshape",
+    "Shape",
     "Sigmoid",
     "Softmax",
     "Squeeze",
@@ -392,6 +397,9 @@ impl Importer {
         if n.op_type == "Constant" {
             return self.constant(n);
         }
+        if n.op_type == "Shape" {
+            return self.shape_of(n);
+        }
         if self.fold_const_node(n)? {
             return Ok(());
         }
@@ -420,8 +428,43 @@ impl Importer {
             "Pad" => self.pad(n, label),
             "BatchNormalization" => self.batchnorm(n, label),
             "Softmax" => self.softmax(n, label),
+            "Cast" if attr_i(n, "to", 0) == i64::from(proto::data_type::FLOAT) => {
+                self.unary(n, label, Op::Identity)
+            }
+            "Cast" | "Gather" => bail!(
+                "{} of a value computed at run time is not supported (only of constants and shapes, which fold at import)",
+                n.op_type
+            ),
             other => bail!("unsupported operator `{other}`"),
         }
+    }
+
+    /// `Shape`: the dims of its input (an activation, batch fixed at 1, or a constant), from `start`
+    /// to `end` (opset 15; negative counts from the end, clamped to the rank), as an int64 constant.
+    /// Reshape targets computed from it (`x.view(x.size(0), -1)`: Shape, Gather, Unsqueeze, Concat)
+    /// then fold to constants.
+    fn shape_of(&mut self, n: &NodeProto) -> Result<()> {
+        let name = self.input(n, 0).context("input 0 is missing")?;
+        let dims = match (self.vals.get(name), self.consts.get(name)) {
+            (Some(&v), _) => self.onnx_dims(v),
+            (None, Some(c)) => c.dims.clone(),
+            (None, None) => bail!("input 0 (`{name}`) is not defined before this node"),
+        };
+        let rank = dims.len() as i64;
+        let clamp = |a: i64| (if a < 0 { a + rank } else { a }).clamp(0, rank) as usize;
+        let (start, end) = (clamp(attr_i(n, "start", 0)), clamp(attr_i(n, "end", rank)));
+        let values: Vec<i64> = dims[start..end.max(start)]
+            .iter()
+            .map(|&d| d as i64)
+            .collect();
+        self.consts.insert(
+            n.output.first().context("no output")?.clone(),
+            Const {
+                dims: vec![values.len()],
+                data: tensor::Data::I64(values),
+            },
+        );
+        Ok(())
     }
 
     /// A `Constant` node: its value becomes a constant, no IR node.
@@ -515,7 +558,7 @@ impl Importer {
     }
 
     /// Evaluates shape glue on constants at import (Identity, Reshape, Flatten, Squeeze, Unsqueeze, Add,
-    /// Mul, Concat of constants). Returns whether the node was folded.
+    /// Mul, Concat, Gather, Cast of constants). Returns whether the node was folded.
     fn fold_const_node(&mut self, n: &NodeProto) -> Result<bool> {
         let names: Vec<&str> = n
             .input
@@ -570,6 +613,11 @@ impl Importer {
                 let axis = norm_axis(attr_i(n, "axis", 0), parts[0].dims.len())?;
                 tensor::concat(&parts, axis)?
             }
+            "Gather" => {
+                let axis = norm_axis(attr_i(n, "axis", 0), c(0)?.dims.len())?;
+                tensor::gather(c(0)?, c(1)?, axis)?
+            }
+            "Cast" => tensor::cast(c(0)?, attr_i(n, "to", 0))?,
             _ => return Ok(false),
         };
         out.check()?;

@@ -148,6 +148,60 @@ impl Const {
     }
 }
 
+/// ONNX `Gather` on constants: the entries of `data` along `axis` at `indices` (negative ones count
+/// from the end); the result's dims are `data`'s with `axis` replaced by `indices`' dims.
+pub fn gather(data: &Const, indices: &Const, axis: usize) -> Result<Const> {
+    let size = data.dims[axis];
+    let at: Vec<usize> = indices
+        .i64()?
+        .iter()
+        .map(|&i| {
+            let j = if i < 0 { i + size as i64 } else { i };
+            ensure!(
+                (0..size as i64).contains(&j),
+                "Gather index {i} is out of range for a dimension of {size}"
+            );
+            Ok(j as usize)
+        })
+        .collect::<Result<_>>()?;
+    let outer: usize = data.dims[..axis].iter().product();
+    let inner: usize = data.dims[axis + 1..].iter().product();
+    // Per outer block, the rows `at` of `inner` values each.
+    fn take<T: Copy>(v: &[T], outer: usize, size: usize, inner: usize, at: &[usize]) -> Vec<T> {
+        (0..outer)
+            .flat_map(|o| at.iter().map(move |&j| (o * size + j) * inner))
+            .flat_map(|start| v[start..start + inner].iter().copied())
+            .collect()
+    }
+    let mut dims = data.dims[..axis].to_vec();
+    dims.extend(&indices.dims);
+    dims.extend(&data.dims[axis + 1..]);
+    let data = match &data.data {
+        Data::F32(v) => Data::F32(take(v, outer, size, inner, &at)),
+        Data::I64(v) => Data::I64(take(v, outer, size, inner, &at)),
+    };
+    let c = Const { dims, data };
+    c.check()?;
+    Ok(c)
+}
+
+/// ONNX `Cast` of a constant to `to` (an ONNX data type): float32, or int32/int64 (float values
+/// rounded toward zero).
+pub fn cast(c: &Const, to: i64) -> Result<Const> {
+    let data = match i32::try_from(to).unwrap_or(-1) {
+        dt::FLOAT | dt::DOUBLE => Data::F32(c.f32()?),
+        dt::INT32 | dt::INT64 => match &c.data {
+            Data::I64(v) => Data::I64(v.clone()),
+            Data::F32(v) => Data::I64(v.iter().map(|&x| x as i64).collect()),
+        },
+        t => bail!("Cast to ONNX data type {t} (supported: float, double, int32, int64)"),
+    };
+    Ok(Const {
+        dims: c.dims.clone(),
+        data,
+    })
+}
+
 /// `f(a, b)` element-wise with NumPy broadcasting, as f32.
 pub fn broadcast_f32(a: &Const, b: &Const, f: impl Fn(f32, f32) -> f32) -> Result<Const> {
     let rank = a.dims.len().max(b.dims.len());
@@ -224,4 +278,55 @@ pub fn concat(parts: &[&Const], axis: usize) -> Result<Const> {
         dims,
         data: if ints { Data::I64(i) } else { Data::F32(f) },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ints(dims: Vec<usize>, v: &[i64]) -> Const {
+        Const {
+            dims,
+            data: Data::I64(v.to_vec()),
+        }
+    }
+
+    /// numpy's `np.take(data, indices, axis)`, which ONNX `Gather` follows.
+    #[test]
+    fn gather_takes_along_an_axis_with_negative_indices() {
+        let data = ints(vec![2, 3], &[10, 11, 12, 20, 21, 22]);
+        // A scalar index drops the axis: the batch entry of a shape.
+        let g = gather(&ints(vec![4], &[7, 1, 28, 28]), &ints(vec![], &[0]), 0).unwrap();
+        assert_eq!((g.dims, g.data), (vec![], Data::I64(vec![7])));
+        let g = gather(&data, &ints(vec![2], &[-1, 0]), 1).unwrap();
+        assert_eq!(
+            (g.dims, g.data),
+            (vec![2, 2], Data::I64(vec![12, 10, 22, 20]))
+        );
+        let g = gather(&data, &ints(vec![1, 1], &[1]), 0).unwrap();
+        assert_eq!(
+            (g.dims, g.data),
+            (vec![1, 1, 3], Data::I64(vec![20, 21, 22]))
+        );
+        let e = gather(&data, &ints(vec![1], &[3]), 1).unwrap_err();
+        assert!(e.to_string().contains("index 3 is out of range"), "{e}");
+    }
+
+    #[test]
+    fn cast_converts_between_float_and_integers() {
+        let f = Const {
+            dims: vec![3],
+            data: Data::F32(vec![-1.7, 0.5, 2.9]),
+        };
+        assert_eq!(
+            cast(&f, i64::from(dt::INT64)).unwrap().data,
+            Data::I64(vec![-1, 0, 2])
+        );
+        let i = ints(vec![2], &[3, -4]);
+        assert_eq!(
+            cast(&i, i64::from(dt::FLOAT)).unwrap().data,
+            Data::F32(vec![3.0, -4.0])
+        );
+        assert!(cast(&i, 16).is_err());
+    }
 }

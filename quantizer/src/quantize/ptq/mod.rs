@@ -31,8 +31,9 @@ mod range_choice;
 mod report;
 mod sensitivity;
 
-/// Activation quantization scheme.
+/// Activation quantization scheme. Serialized as `ferrite quantize --preset` spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Preset {
     /// Zero points fixed: 0 for signed ranges, -128 for non-negative ones (one-sided ranges keep the
     /// full resolution).
@@ -42,7 +43,9 @@ pub enum Preset {
 }
 
 /// How biases are corrected for the error that weight quantization shifts into each channel's mean.
+/// Serialized as `ferrite quantize --bias-correction` spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum BiasCorrection {
     Off,
     /// Each layer on float inputs: float weights vs quantized weights.
@@ -51,12 +54,15 @@ pub enum BiasCorrection {
     Full,
 }
 
-/// How weights are rounded to their int8 levels.
+/// How weights are rounded to their int8 levels. Serialized as `ferrite quantize --weight-rounding`
+/// spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum WeightRounding {
     /// To the nearest level.
     Nearest,
     /// Up or down, learned per layer on the calibration set (`adaround`).
+    #[serde(rename = "adaround")]
     AdaRound,
 }
 
@@ -64,6 +70,8 @@ pub enum WeightRounding {
 #[derive(Clone, Debug, Serialize)]
 pub struct Config {
     pub preset: Preset,
+    /// `range` in JSON, as the option `--range`.
+    #[serde(rename = "range")]
     pub estimator: RangeEstimator,
     /// One weight scale per tensor instead of per output channel.
     pub per_tensor: bool,
@@ -155,6 +163,27 @@ fn ignored(node: &Node, patterns: &[String]) -> bool {
 
 /// Quantizes `graph` (already optimized) with calibration inputs (NHWC tensors, batch first).
 pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quantized> {
+    quantize_observed(graph, calib, config, |_| {})
+}
+
+/// The stages of [`quantize`], in order, as [`quantize_observed`] reports them.
+pub const STAGES: [&str; 7] = [
+    "calibration",
+    "equalization",
+    "parameters",
+    "weight rounding",
+    "bias correction",
+    "lowering",
+    "layer SQNR",
+];
+
+/// [`quantize`], calling `on_stage(i)` as stage [`STAGES`]`[i]` starts (for a progress display).
+pub fn quantize_observed(
+    graph: &Graph,
+    calib: &[Tensor],
+    config: &Config,
+    mut on_stage: impl FnMut(usize),
+) -> Result<Quantized> {
     let samples = calib.first().map_or(0, |t| t.shape[0]);
     ensure!(samples > 0, "the calibration set is empty");
     check_finite(calib)?;
@@ -174,15 +203,18 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
 
     let mut seconds = StageSeconds::default();
     let mut clock = std::time::Instant::now();
-    let mut lap = |stage: &mut f64| {
+    // Ends a stage and starts stage `next`.
+    let mut lap = |stage: &mut f64, next: usize| {
         *stage = clock.elapsed().as_secs_f64();
         clock = std::time::Instant::now();
+        on_stage(next);
     };
+    lap(&mut 0.0, 0);
 
     // 1. Float activations of every value; cross-layer equalization (function-preserving) where
     //    their statistics predict a gain, and the activations again; then each value's range.
     let mut float_acts = run_float(&graph, calib)?;
-    lap(&mut seconds.calibration);
+    lap(&mut seconds.calibration, 1);
     let equalized_pairs = if config.cle {
         let stats = |v: usize| {
             let t = float_acts[v].as_ref()?;
@@ -195,7 +227,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
     } else {
         0
     };
-    lap(&mut seconds.equalization);
+    lap(&mut seconds.equalization, 0);
     if equalized_pairs > 0 {
         float_acts = run_float(&graph, calib)?;
     }
@@ -205,7 +237,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         candidates,
     } = calibrate(&graph, float_acts, samples, config)?;
     let mut again = 0.0;
-    lap(&mut again);
+    lap(&mut again, 2);
     seconds.calibration += again;
 
     // 2. The weights, each activation's range among its candidates, and its int8 parameters.
@@ -225,7 +257,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         &mut ranges,
     )?;
     let qp = activation_params(&graph, &ranges, config.preset == Preset::Performance);
-    lap(&mut seconds.parameters);
+    lap(&mut seconds.parameters, 3);
 
     let rounding = match config.weight_rounding {
         WeightRounding::Nearest => Vec::new(),
@@ -233,7 +265,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
             adaround::adaround(&graph, &float_node, &float_acts, &qp, &mut weights)?
         }
     };
-    lap(&mut seconds.weight_rounding);
+    lap(&mut seconds.weight_rounding, 4);
 
     // 3. Bias correction.
     let bias_shift = correct_biases(
@@ -245,7 +277,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         &float_acts,
         samples,
     )?;
-    lap(&mut seconds.bias_correction);
+    lap(&mut seconds.bias_correction, 5);
 
     // 4. Lowering, and each layer's output compared with the float model's on the runtime itself.
     let built = lower(
@@ -264,7 +296,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         config.source_sha256,
         true,
     )?;
-    lap(&mut seconds.lowering);
+    lap(&mut seconds.lowering, 6);
     let layer_sqnr_samples = samples.min(SQNR_SAMPLES);
     let layers = layer_sqnr(
         &graph,
@@ -274,7 +306,7 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
         &float_acts,
         layer_sqnr_samples,
     )?;
-    lap(&mut seconds.layer_sqnr);
+    lap(&mut seconds.layer_sqnr, STAGES.len());
     let values = report::value_reports(&graph, &qp, &ranges);
     let float_nodes = report::float_nodes(&graph, &float_node);
     Ok(Quantized {

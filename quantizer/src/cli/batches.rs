@@ -1,0 +1,147 @@
+//! Models run over sample files batch by batch (`ferrite eval`, `ferrite run`): memory bounded by a
+//! batch, whatever the number of samples.
+
+use std::path::Path;
+
+use anyhow::{ensure, Context, Result};
+
+use crate::ir::Graph;
+use crate::npy::{Array, Reader};
+use crate::runtime_exec::Runner;
+
+/// Input bytes aimed at per batch; a batch is a whole number of the float executor's pieces.
+const BATCH_BYTES: usize = 4 << 20;
+
+/// Samples per piece of the float executor ([`crate::ir::float_exec::run`]): batches of a multiple
+/// of it are cut into the same pieces as the whole set, so outputs do not depend on the batching.
+const PIECE: usize = 64;
+
+/// A model file read for running: a float ONNX graph (the float executor) or `.ferrite` bytes
+/// (converted in memory from TFLite or ONNX Q/DQ; the int8 runtime).
+pub enum Loaded {
+    Float(Graph),
+    Int8(Vec<u8>),
+}
+
+impl Loaded {
+    pub fn read(path: &Path) -> Result<Loaded> {
+        Ok(if super::float_onnx::is_onnx(path) {
+            Loaded::Float(super::float_onnx::load(path)?)
+        } else {
+            Loaded::Int8(super::load_model(path)?)
+        })
+    }
+
+    /// The model validated and ready to run (errors name `path`).
+    pub fn executor(&self, path: &Path) -> Result<Executor<'_>> {
+        Ok(match self {
+            Loaded::Float(g) => Executor::Float(g),
+            Loaded::Int8(bytes) => {
+                Executor::Int8(Runner::new(bytes).with_context(|| path.display().to_string())?)
+            }
+        })
+    }
+}
+
+/// A model ready to run batches.
+pub enum Executor<'a> {
+    Float(&'a Graph),
+    Int8(Runner<'a>),
+}
+
+impl Executor<'_> {
+    pub fn outputs(&self) -> usize {
+        match self {
+            Executor::Float(g) => g.outputs.len(),
+            Executor::Int8(r) => r.outputs(),
+        }
+    }
+
+    /// Runs one batch (one array per model input), whose first sample is sample `first` of the
+    /// files (errors count samples from there).
+    pub fn run(&self, inputs: &[Array], threads: usize, first: usize) -> Result<Vec<Array>> {
+        match self {
+            Executor::Float(g) => crate::ir::io::run_arrays(g, inputs, threads),
+            Executor::Int8(r) => r.run_from(inputs, threads, first),
+        }
+    }
+}
+
+/// Sample files read in step, one per model input, a batch at a time.
+pub struct Samples {
+    readers: Vec<Reader>,
+    /// Samples per batch.
+    batch: usize,
+    /// Samples already read.
+    done: usize,
+    /// Whether a batch was given: a file without samples gives one empty batch, which the model's
+    /// checks refuse with the shape it takes.
+    started: bool,
+}
+
+impl Samples {
+    /// Opens every file; they must hold the same number of samples.
+    pub fn open<P: AsRef<Path>>(paths: &[P]) -> Result<Samples> {
+        let readers: Vec<Reader> = paths
+            .iter()
+            .map(|p| Reader::open(p.as_ref()))
+            .collect::<Result<_>>()?;
+        let rows = readers.first().map_or(0, Reader::rows);
+        if let Some((i, r)) = readers.iter().enumerate().find(|(_, r)| r.rows() != rows) {
+            anyhow::bail!(
+                "inputs have different batch sizes: {} holds {rows} samples, {} holds {}",
+                paths[0].as_ref().display(),
+                paths[i].as_ref().display(),
+                r.rows()
+            );
+        }
+        let row_bytes: usize = readers.iter().map(Reader::row_bytes).sum();
+        let batch = (BATCH_BYTES / row_bytes.max(1) / PIECE).max(1) * PIECE;
+        Ok(Samples {
+            readers,
+            batch,
+            done: 0,
+            started: false,
+        })
+    }
+
+    /// Samples in the files (the first dimension; 1 for a scalar array).
+    pub fn len(&self) -> usize {
+        self.readers.first().map_or(0, Reader::rows)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The files' shapes.
+    pub fn shapes(&self) -> Vec<Vec<usize>> {
+        self.readers.iter().map(|r| r.shape().to_vec()).collect()
+    }
+
+    /// Batches in the files.
+    pub fn batches(&self) -> usize {
+        self.len().div_ceil(self.batch).max(1)
+    }
+
+    /// The next batch, one array per file, and the index of its first sample; `None` at the end.
+    pub fn next_batch(&mut self) -> Result<Option<(Vec<Array>, usize)>> {
+        let first = self.done;
+        let mut arrays = Vec::with_capacity(self.readers.len());
+        for r in &mut self.readers {
+            match r.next_rows(self.batch)? {
+                Some(a) => arrays.push(a),
+                None if !self.started => arrays.push(Array {
+                    shape: r.shape().to_vec(),
+                    dtype: r.dtype(),
+                    data: Vec::new(),
+                }),
+                None => return Ok(None),
+            }
+        }
+        self.started = true;
+        ensure!(!arrays.is_empty(), "no input files");
+        self.done += arrays[0].shape.first().copied().unwrap_or(1);
+        Ok(Some((arrays, first)))
+    }
+}
