@@ -100,6 +100,27 @@ impl Array {
         }
     }
 
+    /// The first `at` rows (first dimension) and the rest; `at` at most the row count.
+    pub fn split_rows(mut self, at: usize) -> (Array, Array) {
+        let rows = self.shape.first().copied().unwrap_or(1);
+        let at = at.min(rows);
+        let row_bytes = self.data.len() / rows.max(1);
+        let rest = self.data.split_off(at * row_bytes);
+        let mut shape = self.shape.clone();
+        if let Some(r) = shape.first_mut() {
+            *r = rows - at;
+        }
+        if let Some(r) = self.shape.first_mut() {
+            *r = at;
+        }
+        let tail = Array {
+            shape,
+            dtype: self.dtype,
+            data: rest,
+        };
+        (self, tail)
+    }
+
     /// The values as f32 (integers converted exactly where they fit).
     pub fn to_f32(&self) -> Vec<f32> {
         let n = self.len();

@@ -73,6 +73,43 @@ fn training_writes_a_model_and_its_report() {
     assert_eq!(rows[0]["top1"].as_f64().unwrap(), kept);
 }
 
+/// Without a validation set, the last 10% of `--data` (with their labels) are held out and choose the
+/// best epoch; `--val-split 0` trains on everything and keeps the last epoch; a split above one half
+/// is refused.
+#[test]
+fn a_share_of_the_data_is_held_out_for_validation_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let y = fixtures().join("data/digits_test_y.npy");
+    let y = y.to_str().unwrap();
+    let report = |extra: &[&str]| -> serde_json::Value {
+        let (out, r) = (dir.path().join("t.ferrite"), dir.path().join("r.json"));
+        let mut args = vec!["--labels", y, "--epochs", "1"];
+        args.extend_from_slice(extra);
+        let json = format!("--json={}", r.display());
+        args.push(&json);
+        let o = train(&out, &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&std::fs::read(&r).unwrap()).unwrap()
+    };
+    let r = report(&[]);
+    assert_eq!(r["held_out_for_validation"], 36);
+    assert_eq!(r["samples"], 324);
+    assert_eq!(r["metric"], "validation top-1");
+    assert!(r["epochs"][0]["score"].as_f64().is_some());
+    let r = report(&["--val-split", "0"]);
+    assert_eq!(r["held_out_for_validation"], 0);
+    assert_eq!(r["samples"], 360);
+    assert_eq!(r["metric"], "");
+    let o = train(&dir.path().join("u.ferrite"), &["--val-split", "0.7"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("0.7 is not between 0 and 0.5"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.path().join("u.ferrite").exists());
+}
+
 #[test]
 fn bad_labels_and_paths_are_refused_before_any_work() {
     let dir = tempfile::tempdir().unwrap();

@@ -87,8 +87,8 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
          trained on `target/datasets/fashion_train10k_{{x,y}}.npy` (10,000 Fashion-MNIST training images, \
          disjoint from the 300 calibration samples) and scored on the full 10,000-image test set. Ferrite: \
          `ferrite train` with its defaults (Adam, learning rate {} for weights and biases and {} for the \
-         log-domain scales, cosine decay, batch 32, no validation set: the last epoch is kept), {EPOCHS} \
-         epochs; time per epoch is the training steps only, from `--json=FILE`. NNCF: \
+         log-domain scales, cosine decay, batch 32, the last 10% of the training file held out to choose the best epoch), \
+         {EPOCHS} epochs; time per epoch is the training steps only, from `--json=FILE`. NNCF: \
          `tests/fixtures/qat_anchor.py` (recipe in `tests/fixtures/qat_anchor_results.json`), the same \
          model, calibration samples and training set, top-1 of the fake-quantized torch model; its float \
          top-1 is torch's.\n\n",

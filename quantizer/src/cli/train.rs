@@ -75,6 +75,10 @@ pub struct Args {
     /// Class ids of the validation samples (.npy, integers).
     #[arg(long, requires = "val_data")]
     pub val_labels: Option<PathBuf>,
+    /// Without --val-data, this fraction of --data (its last samples, with their labels) is held
+    /// out of training as the validation set; 0 trains on everything and keeps the last epoch.
+    #[arg(long, default_value_t = DEFAULT_VAL_SPLIT, value_parser = split_fraction)]
+    pub val_split: f64,
     /// The JSON document is the training report: settings, per-epoch loss, score and time.
     #[command(flatten)]
     pub json: super::JsonArgs,
@@ -82,6 +86,17 @@ pub struct Args {
     /// ONNX Q/DQ beside it (`NAME.qdq.onnx`), which onnxruntime runs and `ferrite convert` converts.
     #[arg(long)]
     pub export_onnx: Option<PathBuf>,
+}
+
+/// Share of `--data` held out for validation when no validation set is given.
+const DEFAULT_VAL_SPLIT: f64 = 0.1;
+
+fn split_fraction(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..=0.5).contains(&f) => Ok(f),
+        Ok(f) => Err(format!("{f} is not between 0 and 0.5")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `NAME.qdq.onnx` beside `NAME.onnx`.
@@ -93,22 +108,49 @@ pub fn run(args: &Args) -> Result<()> {
     let start = Instant::now();
     let (source, graph) = super::float_onnx::load_one_input(&args.model)?;
     let data = Array::read(&args.data)?;
+    let rows = data.shape.first().copied().unwrap_or(0);
+    let held_out = if args.val_data.is_some() {
+        0
+    } else {
+        (rows as f64 * args.val_split).round() as usize
+    };
+    if held_out > 0 && held_out >= rows {
+        bail!(
+            "{}: {rows} sample(s) leave none to train on after holding out {held_out} for validation \
+             (--val-split {})",
+            args.data.display(),
+            args.val_split
+        );
+    }
+    let labels = args
+        .labels
+        .as_ref()
+        .map(|p| super::read_labels(p, rows))
+        .transpose()?;
+    let (data, split_x) = data.split_rows(rows - held_out);
+    let (labels, split_labels) = match labels {
+        Some(mut l) => {
+            let tail = l.split_off(rows - held_out);
+            (Some(l), Some(tail))
+        }
+        None => (None, None),
+    };
     let x = ir::io::input_tensor(&graph, 0, &data)
         .with_context(|| format!("training data {}", args.data.display()))?;
     ptq::check_finite(std::slice::from_ref(&x)).with_context(|| args.data.display().to_string())?;
     let samples = x.shape[0];
-    let labels = args
-        .labels
-        .as_ref()
-        .map(|p| super::read_labels(p, samples))
-        .transpose()?;
-    let val_x = args.val_data.as_ref().map(|p| Array::read(p)).transpose()?;
-    let val_labels = match (&args.val_labels, &val_x) {
-        (Some(p), Some(v)) => Some(super::read_labels(
-            p,
-            v.shape.first().copied().unwrap_or(0),
-        )?),
-        _ => None,
+    let (val_x, val_labels) = if held_out > 0 {
+        (Some(split_x), split_labels)
+    } else {
+        let val_x = args.val_data.as_ref().map(|p| Array::read(p)).transpose()?;
+        let val_labels = match (&args.val_labels, &val_x) {
+            (Some(p), Some(v)) => Some(super::read_labels(
+                p,
+                v.shape.first().copied().unwrap_or(0),
+            )?),
+            _ => None,
+        };
+        (val_x, val_labels)
     };
     let config = train::Config {
         epochs: args.epochs,
@@ -160,6 +202,13 @@ pub fn run(args: &Args) -> Result<()> {
         (Some(_), true) => "validation top-1",
         (Some(_), false) => "validation SQNR (dB)",
     };
+    if held_out > 0 {
+        eprintln!(
+            "holding out the last {held_out} of {rows} samples of {} for validation (--val-split {})",
+            args.data.display(),
+            args.val_split
+        );
+    }
     eprintln!(
         "training {} epoch(s) on {samples} samples, batch {}, {} ({})",
         config.epochs,
@@ -225,6 +274,7 @@ pub fn run(args: &Args) -> Result<()> {
             "model": args.model.display().to_string(),
             "output": args.output.display().to_string(),
             "samples": samples,
+            "held_out_for_validation": held_out,
             "labels": labels.is_some(),
             "config": config,
             "metric": metric,
