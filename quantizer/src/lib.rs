@@ -15,4 +15,5 @@ pub mod quantize;
 pub mod rng;
 pub mod runtime_exec;
 pub mod sha256;
+pub mod top1;
 pub mod train;

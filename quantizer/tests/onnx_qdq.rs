@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use ferrite_quantizer::import::onnx::proto::*;
 use ferrite_quantizer::npy::Array;
+use ferrite_quantizer::top1::argmax;
 use ferrite_runtime::format::DType;
 use prost::Message;
 
@@ -14,16 +15,6 @@ fn fixtures() -> PathBuf {
 
 fn convert(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
     Ok(ferrite_quantizer::import::onnx_qdq::convert(bytes, [0; 32])?.bytes)
-}
-
-fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold(
-            (0, f32::NEG_INFINITY),
-            |b, (i, &x)| if x > b.1 { (i, x) } else { b },
-        )
-        .0
 }
 
 /// What a converted model does on the test set next to onnxruntime.

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ferrite_quantizer::npy::Array;
+use ferrite_quantizer::top1::argmax;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
@@ -240,22 +241,6 @@ fn first_samples(from: &Path, n: usize, to: &Path) {
         .unwrap();
 }
 
-/// Index of each row's largest value, the first one on ties.
-fn argmax(values: &[f64], per: usize) -> Vec<usize> {
-    values
-        .chunks(per)
-        .map(|row| {
-            let mut best = 0;
-            for (i, v) in row.iter().enumerate() {
-                if *v > row[best] {
-                    best = i;
-                }
-            }
-            best
-        })
-        .collect()
-}
-
 #[test]
 fn eval_gives_sqnr_and_agreement_against_the_first_model() {
     let dir = tempfile::tempdir().unwrap();
@@ -296,7 +281,8 @@ fn eval_gives_sqnr_and_agreement_against_the_first_model() {
         "eval {got} dB, computed {sqnr} dB"
     );
     assert!(sqnr > 20.0, "{sqnr} dB");
-    let (pf, pq) = (argmax(&reference, per), argmax(&quantized, per));
+    let top1 = |v: &[f64]| -> Vec<usize> { v.chunks(per).map(argmax).collect() };
+    let (pf, pq) = (top1(&reference), top1(&quantized));
     let same = pf.iter().zip(&pq).filter(|(a, b)| a == b).count();
     assert_eq!(
         rows[1]["agreement"].as_f64().unwrap(),

@@ -100,23 +100,6 @@ fn outputs(
     Ok((outs, start.elapsed().as_secs_f64()))
 }
 
-/// Each row's position of its largest value; ties go to the first, as numpy's `argmax` (int8 outputs
-/// often tie).
-pub fn argmax_rows(a: &Array) -> Vec<usize> {
-    let per = a.shape.iter().skip(1).product::<usize>().max(1);
-    (0..a.len() / per)
-        .map(|r| {
-            (0..per)
-                .max_by(|&i, &j| {
-                    a.get_f64(r * per + i)
-                        .total_cmp(&a.get_f64(r * per + j))
-                        .then(j.cmp(&i))
-                })
-                .unwrap_or(0)
-        })
-        .collect()
-}
-
 /// Adds the batch's outputs `outs` against the reference model's to `sqnr`, over every element of
 /// every output.
 fn add_sqnr(sqnr: &mut Sqnr, reference: &[Array], outs: &[Array]) -> Result<()> {
@@ -187,7 +170,7 @@ pub fn run(args: &Args) -> Result<()> {
             let (outs, seconds) = outputs(exec, batch, threads, first).with_context(running)?;
             ensure!(!outs.is_empty(), "{}: no output", m.display());
             t.run_seconds += seconds;
-            let predicted = argmax_rows(&outs[0]);
+            let predicted = crate::top1::argmax_rows(&outs[0]);
             if let (Some(l), Some(path)) = (&labels, &args.labels) {
                 if first == 0 {
                     check_classes(l, outs[0].shape.iter().skip(1).product(), path, m)?;
@@ -279,15 +262,4 @@ fn table(rows: &[Row], samples: usize, threads: usize, reference: &Path) -> Resu
         reference.display()
     )?;
     Ok(t)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn argmax_ties_go_to_the_first() {
-        let a = Array::from_f32(vec![2, 4], &[0.5, 2.0, 2.0, 1.0, 3.0, 3.0, 3.0, 3.0]);
-        assert_eq!(argmax_rows(&a), [1, 0]);
-    }
 }

@@ -90,7 +90,7 @@ pub fn run(args: &Args) -> Result<()> {
             if let Some(f) = files.get_mut(o) {
                 f.write(&out.data)?;
             }
-            outputs[o].argmax.extend(super::eval::argmax_rows(out));
+            outputs[o].argmax.extend(crate::top1::argmax_rows(out));
         }
         if first_batch.is_empty() {
             first_batch = outs;
@@ -165,7 +165,7 @@ fn preview(i: usize, out: &Array, total: usize) -> String {
         *n = total;
     }
     let mut text = format!("output {i}: {} {:?}\n", out.dtype, shape);
-    let argmax = super::eval::argmax_rows(out);
+    let argmax = crate::top1::argmax_rows(out);
     for (n, best) in argmax.iter().enumerate().take(PREVIEW_SAMPLES) {
         let shown: Vec<String> = (0..per.min(PREVIEW_VALUES))
             .map(|k| {

@@ -103,16 +103,6 @@ fn float_round_trip_ops_fixtures() {
     }
 }
 
-fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold(
-            (0, f32::NEG_INFINITY),
-            |b, (i, &x)| if x > b.1 { (i, x) } else { b },
-        )
-        .0
-}
-
 /// How two int8 models' dequantized outputs compare on a test set (output `[samples, classes]`).
 struct Agreement {
     elements: usize,
@@ -141,7 +131,7 @@ fn agreement(a: &[f32], b: &[f32], lsb: f32, samples: usize) -> Agreement {
         same_top1: (0..samples)
             .filter(|&s| {
                 let r = s * classes..(s + 1) * classes;
-                argmax(&a[r.clone()]) == argmax(&b[r])
+                crate::top1::argmax(&a[r.clone()]) == crate::top1::argmax(&b[r])
             })
             .count(),
     }

@@ -255,7 +255,7 @@ fn score(model: &[u8], val: &Validation<'_>, reference: Option<&[f32]>) -> Resul
         let right = y
             .chunks(per)
             .zip(labels)
-            .filter(|(row, &l)| argmax(row) == l)
+            .filter(|(row, &l)| crate::top1::argmax(row) == l)
             .count();
         return Ok(right as f64 / labels.len().max(1) as f64);
     }
@@ -263,16 +263,6 @@ fn score(model: &[u8], val: &Validation<'_>, reference: Option<&[f32]>) -> Resul
     let mut s = Sqnr::default();
     s.extend(r.iter().zip(&y).map(|(&a, &b)| (a as f64, b as f64)));
     Ok(s.db().unwrap_or(f64::INFINITY))
-}
-
-fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 /// Trains from `decided` (post-training quantization of `source`, the float graph) on `x` (NHWC, batch
