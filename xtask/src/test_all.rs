@@ -36,8 +36,12 @@ pub fn run(root: &Path) -> Result<()> {
             )),
         ),
         (
-            "runtime docs".into(),
-            args("doc -p ferrite-runtime --no-deps"),
+            "runtime docs, warnings denied".into(),
+            args("rustdoc -p ferrite-runtime -- -D warnings"),
+        ),
+        (
+            "quantizer docs, warnings denied".into(),
+            args("rustdoc -p ferrite-quantizer --lib -- -D warnings"),
         ),
         (
             "clippy".into(),

@@ -37,7 +37,7 @@ impl std::fmt::Display for StdoutClosed {
 
 impl std::error::Error for StdoutClosed {}
 
-/// Writes to standard output (see [`outln!`]).
+/// Writes to standard output (see `outln!`).
 pub fn print(text: std::fmt::Arguments<'_>) -> Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();

@@ -8,7 +8,7 @@ use serde::ser::{Serialize, SerializeTuple, Serializer};
 ///
 /// Reading borrows the bytes and decodes items one at a time ([`Seq::iter`], [`Seq::get`]). Loading a
 /// model decodes every sequence once to validate it; afterwards decoding cannot fail. A host builds one
-/// from items through [`SeqBuf`], which owns the encoded bytes.
+/// from items through `SeqBuf` (with the `host` feature), which owns the encoded bytes.
 pub struct Seq<'a, T> {
     count: u32,
     bytes: &'a [u8],

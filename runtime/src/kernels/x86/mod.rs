@@ -731,7 +731,7 @@ unsafe fn tile<I: Isa, const NB: usize, const L: usize>(
 
 /// The element loop of Add of same-shape tensors (see `optimized::elementwise`):
 /// `out = clamp(scale(t1[a] + t2[b]) + output_offset, act_min, act_max)`, the offset added
-/// wrapping, with `scale` the output's [`ChannelQuant::scale`] (`multiplier`, `shift`), eight
+/// wrapping, with `scale` the output's `ChannelQuant::scale` (`multiplier`, `shift`), eight
 /// values at a time; false, writing nothing, without AVX2 or with a multiplier of `i32::MIN`.
 #[allow(clippy::too_many_arguments)]
 pub fn add_tables(
