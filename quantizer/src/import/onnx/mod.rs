@@ -5,6 +5,7 @@
 //! values are transposed. A flatten of a spatial tensor keeps the IR's HWC element order and permutes
 //! the columns of the Gemm/MatMul that reads it. Only the batch dimension may be symbolic (it becomes 1).
 
+pub mod build;
 pub mod proto;
 pub(crate) mod tensor;
 
