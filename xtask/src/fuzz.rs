@@ -24,14 +24,12 @@ pub struct Options {
     time: Option<u64>,
 }
 
-/// Seeds larger than this are left out: mutating them is slow and the smaller fixtures cover the same
-/// operators.
-const MAX_SEED_BYTES: u64 = 48 * 1024;
-
 /// Where a target's seeds come from.
 enum Seeds {
-    /// Files under `tests/` with this extension whose path (relative to `tests/`) passes the filter.
-    Files(&'static str, fn(&str) -> bool),
+    /// Files under `tests/` with this extension whose path (relative to `tests/`) passes the filter,
+    /// up to this many bytes: larger ones are slow to mutate and run, and the smaller fixtures cover
+    /// the same operators (for ONNX, the per-operator `tests/fixtures/ops/ops_opset*.onnx`).
+    Files(&'static str, fn(&str) -> bool, u64),
     /// Calibration inputs for `quantize_calib`, generated.
     Calibration,
 }
@@ -48,27 +46,27 @@ const TARGETS: [Target; 6] = [
     Target {
         crate_dir: "quantizer/fuzz",
         name: "npy_parse",
-        seeds: Seeds::Files("npy", |_| true),
+        seeds: Seeds::Files("npy", |_| true, 48 * 1024),
     },
     Target {
         crate_dir: "runtime/fuzz",
         name: "load_and_run",
-        seeds: Seeds::Files("ferrite", |p| p.starts_with("golden/")),
+        seeds: Seeds::Files("ferrite", |p| p.starts_with("golden/"), 64 * 1024),
     },
     Target {
         crate_dir: "quantizer/fuzz",
         name: "tflite_convert",
-        seeds: Seeds::Files("tflite", |_| true),
+        seeds: Seeds::Files("tflite", |_| true, 64 * 1024),
     },
     Target {
         crate_dir: "quantizer/fuzz",
         name: "onnx_import",
-        seeds: Seeds::Files("onnx", |p| !p.starts_with("fixtures/qdq/")),
+        seeds: Seeds::Files("onnx", |p| !p.starts_with("fixtures/qdq/"), 16 * 1024),
     },
     Target {
         crate_dir: "quantizer/fuzz",
         name: "onnx_qdq_convert",
-        seeds: Seeds::Files("onnx", |p| p.starts_with("fixtures/qdq/")),
+        seeds: Seeds::Files("onnx", |p| p.starts_with("fixtures/qdq/"), 40 * 1024),
     },
     Target {
         crate_dir: "quantizer/fuzz",
@@ -127,13 +125,13 @@ fn seed(root: &Path, t: &Target, corpus: &Path) -> Result<usize> {
     std::fs::create_dir_all(corpus).with_context(|| format!("creating {}", corpus.display()))?;
     let mut n = 0;
     match t.seeds {
-        Seeds::Files(ext, keep) => {
+        Seeds::Files(ext, keep, max_bytes) => {
             let tests = root.join("tests");
             let mut files = Vec::new();
             walk(&tests, ext, &mut files)?;
             for f in files {
                 let rel = f.strip_prefix(&tests)?.to_string_lossy().replace('\\', "/");
-                if !keep(&rel) || std::fs::metadata(&f)?.len() > MAX_SEED_BYTES {
+                if !keep(&rel) || std::fs::metadata(&f)?.len() > max_bytes {
                     continue;
                 }
                 std::fs::copy(&f, corpus.join(rel.replace('/', "_")))
