@@ -190,13 +190,22 @@ pub fn header_bytes(shape: &[usize], dtype: Dtype) -> Vec<u8> {
         dtype.descr(),
         shape
     );
+    // Version 1.0 has a 16-bit header length; a longer header (a shape of thousands of dimensions)
+    // needs version 2.0 and its 32-bit length.
+    let v1 = 10 + header.len() + 1 + 63 <= usize::from(u16::MAX);
+    let prefix = if v1 { 10 } else { 12 };
     // Pad so that the data starts on a 64-byte boundary; the header ends with a newline.
-    let unpadded = 10 + header.len() + 1;
+    let unpadded = prefix + header.len() + 1;
     header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len());
-    out.extend_from_slice(b"\x93NUMPY\x01\x00");
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    let mut out = Vec::with_capacity(prefix + header.len());
+    if v1 {
+        out.extend_from_slice(b"\x93NUMPY\x01\x00");
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    } else {
+        out.extend_from_slice(b"\x93NUMPY\x02\x00");
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    }
     out.extend_from_slice(header.as_bytes());
     out
 }
@@ -426,6 +435,17 @@ mod tests {
         }
         let a = Array::from_i8(vec![2, 2], &[-1, 2, -128, 127]);
         assert_eq!(Array::parse(&a.to_bytes()).unwrap(), a);
+    }
+
+    /// A header longer than version 1.0's 16-bit length (a shape of 30,000 dimensions) is written as
+    /// version 2.0, not with a truncated length.
+    #[test]
+    fn long_header_is_written_as_version_2() {
+        let a = Array::from_i8(vec![1; 30_000], &[7]);
+        let bytes = a.to_bytes();
+        assert_eq!(bytes[6], 2);
+        assert_eq!(bytes.len() % 64, 1);
+        assert_eq!(Array::parse(&bytes).unwrap(), a);
     }
 
     /// Bytes written by NumPy 1.26 (`np.save` of `np.arange(6, dtype='<f4').reshape(2, 3)`), header

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use ferrite_quantizer::import::onnx::build::value_info;
 use ferrite_quantizer::import::onnx::proto::*;
 use ferrite_quantizer::ir::{self, Op};
 use ferrite_quantizer::npy::Array;
@@ -265,32 +266,6 @@ fn run_fails(model: &Path, x: &Path) -> String {
     assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
     assert!(err.starts_with("error: "), "{err}");
     err
-}
-
-fn value_info(name: &str, dims: &[Result<i64, &str>]) -> ValueInfoProto {
-    ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            tensor_type: Some(TypeProtoTensor {
-                elem_type: data_type::FLOAT,
-                shape: Some(TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|d| match d {
-                            Ok(v) => Dimension {
-                                dim_value: Some(*v),
-                                dim_param: None,
-                            },
-                            Err(p) => Dimension {
-                                dim_value: None,
-                                dim_param: Some(p.to_string()),
-                            },
-                        })
-                        .collect(),
-                }),
-            }),
-        }),
-    }
 }
 
 fn one_node_model(op: &str, dims: &[Result<i64, &str>]) -> Vec<u8> {

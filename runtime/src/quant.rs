@@ -234,6 +234,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::proptest_config(256))]
+
         #[test]
         fn mbqm_matches_exact_arithmetic(x in any::<i32>(), m in (1i32 << 30)..=i32::MAX, shift in -31i32..=0) {
             prop_assert_eq!(multiply_by_quantized_multiplier(x, m, shift), reference(x, m, shift));

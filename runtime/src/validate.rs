@@ -490,6 +490,10 @@ mod tests {
 
     #[test]
     #[cfg(all(feature = "all-ops", feature = "float"))]
+    #[cfg_attr(
+        miri,
+        ignore = "reads the golden models from disk; Miri's isolation has no file system"
+    )]
     fn every_operator_is_built_under_its_feature_name() {
         for bytes in golden_models() {
             for op in Model::from_bytes(&bytes).unwrap().ops() {

@@ -24,6 +24,10 @@
 //!   instruction counts per operator of the `tests/bench/` models under QEMU,
 //!   beside CMSIS-NN's; flash, RAM, stack high-water (see `BENCHMARKS.md`).
 //!   `--mlperf`: the real MLPerf Tiny KWS DS-CNN and ResNet-8, converted.
+//! - `cargo xtask fuzz [--target T] [--runs N | --time SECS]`: the cargo-fuzz targets (every importer,
+//!   `quantize`, the runtime's loader) on corpora seeded from the fixtures; needs cargo-fuzz.
+//! - `cargo xtask miri`: the runtime's unit tests under Miri (portable kernels, a few cases of each
+//!   randomized test); needs the nightly `miri` component.
 #![forbid(unsafe_code)]
 
 mod accuracy;
@@ -38,6 +42,8 @@ mod elf_size;
 mod firmware;
 mod fixtures;
 mod flash_model;
+mod fuzz;
+mod miri;
 mod mlperf;
 mod models;
 mod qat;
@@ -87,6 +93,11 @@ enum Command {
     /// Put a model into a board's flash partition and run the partition firmware on it (QEMU), or
     /// print the probe-rs command (real boards).
     FlashModel(flash_model::Options),
+    /// Run the cargo-fuzz targets (importers, quantize, the runtime's loader) on corpora seeded from
+    /// the fixtures; needs cargo-fuzz and a nightly toolchain.
+    Fuzz(fuzz::Options),
+    /// Run the runtime's unit tests under Miri; needs the nightly `miri` component.
+    Miri,
 }
 
 fn main() -> ExitCode {
@@ -103,6 +114,8 @@ fn main() -> ExitCode {
         Command::Models(options) => models::run(&repo_root(), &options),
         Command::BuildBoards(options) => build_boards::run(&repo_root(), &options),
         Command::FlashModel(options) => flash_model::run(&repo_root(), &options),
+        Command::Fuzz(options) => fuzz::run(&repo_root(), &options),
+        Command::Miri => miri::run(&repo_root()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
-//! Rust targets: adds the missing ones with `rustup target add`.
+//! Rust targets: adds the missing ones with `rustup target add`. Nightly tools (cargo-fuzz, Miri):
+//! checks that they are there and says how to install them, installing nothing.
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use std::{path::Path, process::Command};
 
 /// Makes sure each of `targets` is installed for the toolchain used in `root`.
@@ -29,5 +30,18 @@ pub fn ensure_targets(root: &Path, targets: &[&str]) -> Result<()> {
             .context("running rustup target add")?;
         anyhow::ensure!(status.success(), "rustup target add {target} failed");
     }
+    Ok(())
+}
+
+/// Fails, saying how to install it, unless `cargo +nightly <tool> --version` runs.
+pub fn ensure_nightly_tool(tool: &str, install: &str) -> Result<()> {
+    let installed = Command::new("cargo")
+        .args(["+nightly", tool, "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ensure!(
+        installed,
+        "`cargo +nightly {tool}` is needed: `rustup toolchain install nightly` and {install}"
+    );
     Ok(())
 }

@@ -150,7 +150,8 @@ impl Activation {
 /// `CalculateActivationRangeQuantized`); never an empty range.
 #[cfg(any(feature = "host", test))]
 pub fn quantized_clamp(lo: f32, hi: f32, scale: f32, zero_point: i32) -> (i32, i32) {
-    let q = |x: f32| zero_point + (x / scale).round() as i32;
+    // Saturating: a tiny scale puts a bound far outside int8.
+    let q = |x: f32| zero_point.saturating_add((x / scale).round() as i32);
     let min = if lo.is_finite() {
         q(lo).max(-128)
     } else {

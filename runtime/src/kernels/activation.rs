@@ -193,4 +193,19 @@ mod tests {
             assert_close(&out, &want, 1);
         }
     }
+
+    /// A scale so small that a bound lies beyond `i32`: the bounds saturate to the int8 range instead
+    /// of overflowing (found by fuzzing the TFLite converter).
+    #[test]
+    fn bounds_of_a_tiny_scale_saturate() {
+        for zero_point in [-128, 0, 127] {
+            let p = ReluParams::prepare(1e-38, zero_point, 1e-38, zero_point, Activation::Relu6);
+            assert_eq!((p.act_min, p.act_max), (zero_point, 127));
+            let p =
+                ReluParams::prepare(1e-38, zero_point, 1e-38, zero_point, Activation::ReluN1To1);
+            assert_eq!((p.act_min, p.act_max), (-128, 127));
+            let clamp = crate::format::quantized_clamp(-6.0, 6.0, 1e-38, zero_point);
+            assert_eq!(clamp, (-128, 127));
+        }
+    }
 }

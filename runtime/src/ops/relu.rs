@@ -58,9 +58,11 @@ impl ReluParams {
         activation: Activation,
     ) -> Self {
         use crate::quant::prepare::quantize_multiplier;
-        // roundf(value / scale) + zero_point in float, as TFLite's bounds are computed.
-        let quantize =
-            |value: f32, scale: f32, zero_point: i32| zero_point + (value / scale).round() as i32;
+        // roundf(value / scale) + zero_point in float, as TFLite's bounds are computed; saturating, as a
+        // tiny scale puts the bound far outside int8 (clamped below).
+        let quantize = |value: f32, scale: f32, zero_point: i32| {
+            zero_point.saturating_add((value / scale).round() as i32)
+        };
         if activation == Activation::Relu6 {
             return Self {
                 input_zero_point,

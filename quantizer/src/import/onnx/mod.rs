@@ -7,6 +7,7 @@
 //! With it fixed, shape arithmetic (Shape of an activation, then Gather, Cast, Squeeze, Unsqueeze,
 //! Concat... of constants, as in PyTorch's `x.view(x.size(0), -1)`) folds to constants at import.
 
+pub mod build;
 pub mod proto;
 pub(crate) mod tensor;
 

@@ -663,7 +663,7 @@ pub(crate) mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(400))]
+        #![proptest_config(crate::proptest_config(400))]
 
         #[test]
         fn portable_matches_reference(p in problems(11, false)) {
@@ -688,7 +688,7 @@ pub(crate) mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(100))]
+        #![proptest_config(crate::proptest_config(100))]
 
         #[test]
         fn pointwise_matches_reference(p in problems(40, false)) {
@@ -700,9 +700,10 @@ pub(crate) mod tests {
 
     proptest! {
         // Channel counts past CHANNEL_BLOCK, patches on both sides of PATCH_MAX.
-        #![proptest_config(ProptestConfig::with_cases(48))]
+        #![proptest_config(crate::proptest_config(48))]
 
         #[test]
+        #[cfg_attr(miri, ignore = "too slow under Miri: minutes per case; the other cases cover the same paths")]
         fn wide_layers_match_reference(p in problems(80, false)) {
             check::<false>(&p)?;
             check::<true>(&p)?;

@@ -306,6 +306,8 @@ mod tests {
     use std::vec::Vec;
 
     proptest! {
+        #![proptest_config(crate::proptest_config(256))]
+
         #[test]
         fn requantize_lanes_is_channel_requantize(
             v in prop::collection::vec(

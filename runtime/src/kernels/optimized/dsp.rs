@@ -155,6 +155,8 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(crate::proptest_config(256))]
+
         #[test]
         fn smlad_of_sign_extended_bytes_is_a_four_term_dot_product(x: u32, w: u32, acc: i32) {
             let b = |v: u32, i: u32| (v >> (8 * i)) as u8 as i8 as i32;

@@ -533,6 +533,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::proptest_config(256))]
+
         #[test]
         fn tap_range_is_the_set_of_taps_inside_the_input(
             out in 0..12usize, stride in 1..4usize, pad in 0..6usize, dilation in 1..4usize,

@@ -126,7 +126,7 @@ mod tests {
     use std::vec;
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(400))]
+        #![proptest_config(crate::proptest_config(400))]
 
         #[test]
         fn matches_reference(p in problems(11, true), act in any::<(i8, i8)>()) {

@@ -58,6 +58,11 @@ fn level_bit(level: Level) -> u8 {
 
 /// The [`AVAILABLE`] mask.
 fn mask() -> u8 {
+    // Miri runs neither CPUID nor XGETBV (inline assembly) nor most AVX2 intrinsics: the portable
+    // kernels only.
+    if cfg!(miri) {
+        return 1;
+    }
     let m = AVAILABLE.load(Ordering::Relaxed);
     if m != 0 {
         return m;
@@ -794,7 +799,9 @@ unsafe fn add_avx2(
     }
 }
 
-#[cfg(test)]
+// Not under Miri: it runs neither CPUID nor the AVX2 intrinsics, so no level is available and these
+// tests would only compute their references.
+#[cfg(all(test, not(miri)))]
 mod tests {
     use super::super::optimized::conv2d::tests::pointwise;
     use super::super::optimized::testgen::{problems, Problem};
@@ -835,6 +842,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::proptest_config(256))]
+
         #[test]
         fn vector_requantization_is_channel_requantize(
             acc in prop::array::uniform8(prop_oneof![
@@ -889,7 +898,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(400))]
+        #![proptest_config(crate::proptest_config(400))]
 
         #[test]
         fn conv_matches_reference(p in problems(11, false)) {
@@ -899,7 +908,7 @@ mod tests {
 
     proptest! {
         // Channel counts past two blocks of eight and odd tails, patches past one group.
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(crate::proptest_config(64))]
 
         #[test]
         fn wide_conv_matches_reference(p in problems(80, false)) {
