@@ -65,8 +65,9 @@ pub(super) fn calibrate(
     config: &Config,
 ) -> Result<Calibration> {
     let acts = Activations::from_values(graph, float_acts);
+    let searched = |v: usize| !graph.outputs.contains(&v) && own_range(graph, v);
     let sensitivity = if config.estimator == RangeEstimator::Mse {
-        Some(sensitivities(graph, &acts)?)
+        Some(sensitivities(graph, &acts, &searched)?)
     } else {
         None
     };
@@ -77,15 +78,21 @@ pub(super) fn calibrate(
     for (v, t) in float_acts.iter().enumerate() {
         let Some(t) = t else { continue };
         let per = t.data.len() / samples;
-        let observe = |weights: &[f32]| {
+        // `weights`: one per element of the whole batch, or (`each_sample`) of one sample.
+        let observe = |weights: &[f32], each_sample: bool| {
             let mut o = Observer::new(config.estimator);
             for s in 0..samples {
                 let at = s * per..(s + 1) * per;
-                o.observe_weighted(&t.data[at.clone()], weights.get(at).unwrap_or(&[]));
+                let w = match (weights.is_empty(), each_sample) {
+                    (true, _) => &[][..],
+                    (false, true) => weights,
+                    (false, false) => &weights[at.clone()],
+                };
+                o.observe_weighted(&t.data[at], w);
             }
             o
         };
-        let o = observe(&[]);
+        let o = observe(&[], false);
         // Graph outputs keep their whole range: clipping the model's answer costs more than the
         // resolution it buys (logits, regression values).
         if graph.outputs.contains(&v) {
@@ -94,16 +101,22 @@ pub(super) fn calibrate(
         }
         ranges[v] = o.range(symmetric);
         let weighted = sensitivity.as_ref().and_then(|s| s[v].as_ref());
-        if let (Some(first), Some(weights), true) = (ranges[v], weighted, own_range(graph, v)) {
-            let mut c = vec![first];
-            for w in [&weights.per_channel, &weights.per_element] {
-                if let Some(r) = observe(w).range(symmetric) {
-                    if !c.contains(&r) {
-                        c.push(r);
-                    }
+        if let (Some(first), Some(weights)) = (ranges[v], weighted) {
+            let c = weights.channel_mean.len().max(1);
+            let tiled: Vec<f32> = (0..per).map(|i| weights.channel_mean[i % c]).collect();
+            let mut cands = vec![first];
+            for r in [
+                observe(&tiled, true).range(symmetric),
+                observe(&weights.per_element, false).range(symmetric),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if !cands.contains(&r) {
+                    cands.push(r);
                 }
             }
-            candidates[v] = c;
+            candidates[v] = cands;
         }
     }
     Ok(Calibration {

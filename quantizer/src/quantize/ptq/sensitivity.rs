@@ -16,19 +16,20 @@ use crate::ir::Graph;
 use crate::rng::Rng;
 use crate::train::backward;
 
-/// The estimated `|J|^2` of every element of one value (batch first, like the value).
+/// The estimated `|J|^2` of the elements of one value.
 pub(super) struct Sensitivity {
-    /// Each element's own estimate.
+    /// Each element's own estimate (batch first, like the value).
     pub per_element: Vec<f32>,
-    /// Each element gets its channel's mean (the channel: the last axis).
-    pub per_channel: Vec<f32>,
+    /// Each channel's mean (the channel: the last axis).
+    pub channel_mean: Vec<f32>,
 }
 
-/// Per value: its elements' sensitivities; `None` for constants and values the outputs do not
-/// depend on.
+/// Per value for which `keep` holds: its elements' sensitivities; `None` for the others, constants
+/// and values the outputs do not depend on.
 pub(super) fn sensitivities(
     graph: &Graph,
     acts: &Activations<'_>,
+    keep: &dyn Fn(usize) -> bool,
 ) -> Result<Vec<Option<Sensitivity>>> {
     let mut rng = Rng::new(0x5eed);
     let mut d: Vec<Option<Vec<f32>>> = vec![None; graph.values.len()];
@@ -50,7 +51,9 @@ pub(super) fn sensitivities(
         let need: Vec<bool> = n.inputs.iter().map(|&v| !graph.is_const(v)).collect();
         let grads = backward::backward(&n.op, &views, output.data, &d_out, &need)
             .with_context(|| format!("sensitivity of node `{}` ({})", n.name, n.op.name()))?;
-        out[n.output] = Some(sensitivity(output.shape, &d_out));
+        if keep(n.output) {
+            out[n.output] = Some(sensitivity(output.shape, &d_out));
+        }
         for (&v, dv) in n.inputs.iter().zip(grads.inputs) {
             let Some(dv) = dv else { continue };
             match &mut d[v] {
@@ -60,14 +63,14 @@ pub(super) fn sensitivities(
         }
     }
     for &v in &graph.inputs {
-        if let (Some(dv), Some(x)) = (d[v].take(), acts.get(v)) {
+        if let (Some(dv), Some(x), true) = (d[v].take(), acts.get(v), keep(v)) {
             out[v] = Some(sensitivity(x.shape, &dv));
         }
     }
     Ok(out)
 }
 
-/// `d^2` per element, and per channel (the last axis of `shape`) its mean.
+/// `d^2` per element, and its mean per channel (the last axis of `shape`).
 fn sensitivity(shape: &[usize], d: &[f32]) -> Sensitivity {
     let channels = shape.last().copied().unwrap_or(1).max(1);
     let per_element: Vec<f32> = d.iter().map(|x| x * x).collect();
@@ -78,11 +81,9 @@ fn sensitivity(shape: &[usize], d: &[f32]) -> Sensitivity {
         }
     }
     let rows = (d.len() / channels).max(1) as f64;
-    let mean: Vec<f32> = sum.iter().map(|s| (s / rows) as f32).collect();
-    let per_channel = (0..d.len()).map(|i| mean[i % channels]).collect();
     Sensitivity {
         per_element,
-        per_channel,
+        channel_mean: sum.iter().map(|s| (s / rows) as f32).collect(),
     }
 }
 
@@ -116,8 +117,8 @@ mod tests {
         let n = 4000;
         let input = Tensor::new(vec![n, 4], (0..n * 4).map(|i| (i % 7) as f32).collect());
         let acts = float_exec::run_observed(&g, &[input], true, |_, _, _| {}).unwrap();
-        let s = sensitivities(&g, &acts).unwrap();
-        let per_channel = &s[x].as_ref().unwrap().per_channel[..4];
+        let s = sensitivities(&g, &acts, &|_| true).unwrap();
+        let per_channel = &s[x].as_ref().unwrap().channel_mean;
         for (c, &got) in per_channel.iter().enumerate() {
             let want: f32 = w.iter().map(|row| row[c] * row[c]).sum();
             assert!(
