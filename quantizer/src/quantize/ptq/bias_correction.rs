@@ -53,54 +53,6 @@ fn bias_mut(op: &mut Op) -> Option<&mut Param> {
 /// Calibration samples used to estimate bias shifts.
 const BIAS_CORRECTION_SAMPLES: usize = 128;
 
-/// `float_exec::eval` over the batch split across the machine's cores (every input is batch first).
-fn eval_batched(op: &Op, inputs: &[View<'_>]) -> Result<Tensor> {
-    let batch = inputs.first().map_or(1, |v| v.shape[0]);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(batch)
-        .max(1);
-    if threads == 1 || batch < 8 {
-        return float_exec::eval(op, inputs);
-    }
-    let chunk = batch.div_ceil(threads);
-    let parts: Vec<Tensor> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..batch)
-            .step_by(chunk)
-            .map(|start| {
-                let end = (start + chunk).min(batch);
-                s.spawn(move || {
-                    let shapes: Vec<Vec<usize>> = inputs
-                        .iter()
-                        .map(|v| {
-                            let mut sh = v.shape.to_vec();
-                            sh[0] = end - start;
-                            sh
-                        })
-                        .collect();
-                    let views: Vec<View<'_>> = inputs
-                        .iter()
-                        .zip(&shapes)
-                        .map(|(v, sh)| {
-                            let per = v.data.len() / v.shape[0];
-                            View {
-                                shape: sh,
-                                data: &v.data[start * per..end * per],
-                            }
-                        })
-                        .collect();
-                    float_exec::eval(op, &views)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("evaluation thread panicked"))
-            .collect::<Result<Vec<_>>>()
-    })?;
-    Ok(Tensor::cat_batch(parts))
-}
-
 /// Value `v` from computed activations, or the graph's constant.
 fn view<'x>(graph: &'x Graph, acts: &'x [Option<Tensor>], v: ValueId) -> Result<View<'x>> {
     match &acts[v] {
@@ -173,7 +125,7 @@ impl<'g> Simulation<'g> {
             if let Some(c) = no_clamp.clamp_mut() {
                 *c = Clamp::NONE;
             }
-            let reference = eval_batched(&no_clamp, &float_in)?;
+            let reference = float_exec::eval(&no_clamp, &float_in)?;
             rounded.push(Some((
                 with_weights(&node.op, w, false),
                 channel_means(&reference),
@@ -229,7 +181,7 @@ impl<'g> Simulation<'g> {
                 .collect::<Result<_>>()?;
             let out = match &self.rounded[i] {
                 Some((op, reference)) => {
-                    let mut out = eval_batched(op, &ins)?;
+                    let mut out = float_exec::eval(op, &ins)?;
                     let mean = channel_means(&out);
                     let shift: Vec<f32> = reference.iter().zip(&mean).map(|(r, m)| r - m).collect();
                     if quantized_inputs {
@@ -243,7 +195,7 @@ impl<'g> Simulation<'g> {
                     shifts[i] = Some(shift);
                     out
                 }
-                None if quantized_inputs => eval_batched(&n.op, &ins)?,
+                None if quantized_inputs => float_exec::eval(&n.op, &ins)?,
                 None => continue,
             };
             if quantized_inputs {
