@@ -18,6 +18,9 @@ pub struct OpSummary {
     pub macs: u64,
     /// Bytes of constant data (weights, bias, multipliers) the operator reads from flash.
     pub weight_bytes: usize,
+    /// Convolutions and fully connected layers: the fraction of their filter's weights that are
+    /// not zero (1 when dense, 0.5 after 50% pruning).
+    pub density: Option<f64>,
     pub detail: String,
 }
 
@@ -73,6 +76,25 @@ fn io(t: &Tensor<'_>) -> IoSummary {
     }
 }
 
+/// The fraction of nonzero weights in a filter of int8 or float32 values.
+fn density(filter: &[u8], dtype: DType) -> f64 {
+    let (nonzero, total) = if dtype == DType::F32 {
+        let values = filter.chunks_exact(4);
+        let n = values.len();
+        let nz = values
+            .filter(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) != 0.0)
+            .count();
+        (nz, n)
+    } else {
+        (filter.iter().filter(|&&b| b != 0).count(), filter.len())
+    };
+    if total == 0 {
+        1.0
+    } else {
+        nonzero as f64 / total as f64
+    }
+}
+
 fn elements(o: &Operand) -> u64 {
     o.shape.elements().unwrap_or(0) as u64
 }
@@ -95,6 +117,7 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
         output: Vec::new(),
         macs: 0,
         weight_bytes: 0,
+        density: None,
         detail: String::new(),
     };
     let mut set = |ins: &[&Operand], out: &Operand, macs: u64, weights: usize, detail: String| {
@@ -104,6 +127,11 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
         s.macs = macs;
         s.weight_bytes = weights;
         s.detail = detail;
+    };
+    let filter = match op {
+        Op::Conv2d(c) | Op::DepthwiseConv2d(c) => Some((c.filter, c.input.dtype)),
+        Op::FullyConnected(f) => Some((f.filter, f.input.dtype)),
+        _ => None,
     };
     match op {
         Op::Conv2d(c) | Op::DepthwiseConv2d(c) => {
@@ -249,6 +277,7 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
             String::new(),
         ),
     }
+    s.density = filter.map(|(bytes, dtype)| density(bytes, dtype));
     s
 }
 
@@ -378,19 +407,21 @@ pub fn render(name: &str, s: &Summary) -> String {
     }
     let _ = writeln!(
         out,
-        "{:>3}  {:<18} {:<5} {:<22} {:>11} {:>8}  detail",
-        "#", "operator", "type", "output", "MACs", "weights"
+        "{:>3}  {:<18} {:<5} {:<22} {:>11} {:>8} {:>8}  detail",
+        "#", "operator", "type", "output", "MACs", "weights", "density"
     );
     for o in &s.ops {
         let _ = writeln!(
             out,
-            "{:>3}  {:<18} {:<5} {:<22} {:>11} {:>8}  {}",
+            "{:>3}  {:<18} {:<5} {:<22} {:>11} {:>8} {:>8}  {}",
             o.index,
             o.op,
             o.kind,
             format!("{:?}", o.output),
             o.macs,
             o.weight_bytes,
+            o.density
+                .map_or("-".to_string(), |d| format!("{:.1}%", 100.0 * d)),
             o.detail
         );
     }

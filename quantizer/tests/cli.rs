@@ -146,7 +146,12 @@ fn the_readme_tour_is_self_contained() {
                             i += 1;
                         }
                         a if a.starts_with("--json=") => outputs.push(&a[7..]),
-                        a if a.contains('.') && !a.starts_with('-') => inputs.push(a),
+                        a if a.contains('.')
+                            && !a.starts_with('-')
+                            && a.parse::<f64>().is_err() =>
+                        {
+                            inputs.push(a)
+                        }
                         _ => {}
                     }
                     i += 1;

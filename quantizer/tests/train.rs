@@ -174,6 +174,80 @@ fn bad_labels_and_paths_are_refused_before_any_work() {
 }
 
 #[test]
+fn pruning_zeros_the_middle_layer_and_bad_settings_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.ferrite");
+    let cases: [(&[&str], &str); 4] = [
+        (&["--sparsity", "1"], "1 is not in [0, 1)"),
+        (&["--sparsity=-0.1"], "-0.1 is not in [0, 1)"),
+        (
+            &["--sparsity", "0.5", "--sparsity-skip", "nope"],
+            "the model has no node `nope`",
+        ),
+        (&["--sparsity-block", "4"], "--sparsity <SPARSITY>"),
+    ];
+    for (flags, message) in cases {
+        let o = train(&out, flags);
+        assert!(!o.status.success());
+        let e = stderr(&o);
+        assert!(e.contains(message), "{flags:?}: {e}");
+        assert!(
+            !e.contains("post-training quantization on"),
+            "{flags:?}: {e}"
+        );
+        assert!(!out.exists(), "{flags:?} wrote a model");
+    }
+    let y = fixtures().join("data/digits_test_y.npy");
+    let report = dir.path().join("r.json");
+    let o = train(
+        &out,
+        &[
+            "--labels",
+            y.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--sparsity",
+            "0.6",
+            "--distill",
+            &format!("--json={}", report.display()),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("sparsity: ") && e.contains("distilling the float model (validation top-1)"),
+        "{e}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["distill"], true);
+    assert_eq!(r["config"]["lr"], 1e-3, "pruning's default learning rate");
+    let pruned: Vec<bool> = r["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["pruned"].as_bool().unwrap())
+        .collect();
+    assert_eq!(pruned, [false, true, false]);
+    // `inspect` reads the density from the file itself.
+    let i = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .args(["inspect", "--json"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(i.status.success(), "{}", stderr(&i));
+    let s: serde_json::Value = serde_json::from_slice(&i.stdout).unwrap();
+    let density: Vec<f64> = s["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["density"].as_f64())
+        .collect();
+    assert_eq!(density.len(), 3, "{density:?}");
+    assert!(density[1] <= 0.401, "{density:?}");
+    assert!(density[0] > 0.8 && density[2] > 0.8, "{density:?}");
+}
+
+#[test]
 fn a_diverging_run_keeps_the_last_good_model_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("t.ferrite");

@@ -89,6 +89,7 @@ fn make(onnx: &Path, calib: &Path, test_x: &Path, qat: bool, dir: &Path) -> Resu
             scale_lr: train::DEFAULT_SCALE_LR_ADAM,
             optimizer: train::optim::Kind::Adam,
             seed: 0,
+            sparsity: None,
         };
         let t = train::train(
             &graph,

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use crate::ir;
 use crate::npy::Array;
 use crate::quantize::ptq::{self, Config as PtqConfig};
+use crate::train::sparsity::{self, Schedule, Scope, Sparsity};
 use crate::train::{self, optim, Progress, Supervision, Validation};
 use indicatif::ProgressBar;
 
@@ -42,9 +43,13 @@ pub struct Args {
     #[arg(long)]
     pub data: PathBuf,
     /// Class ids (.npy, integers), one per training sample: cross-entropy. Without them the float
-    /// model's outputs are the targets (distillation).
+    /// model's outputs are the targets (distillation; also with --distill).
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    /// Train towards the float model's outputs even when --labels are given (they then only score
+    /// the validation set). Usually the better recipe for pruning (BENCHMARKS.md).
+    #[arg(long)]
+    pub distill: bool,
     /// Output `.ferrite` file: written in full or not at all, through a symlink to its target, and
     /// directly to a device or FIFO such as `/dev/null`.
     #[arg(short = 'o', long)]
@@ -55,7 +60,8 @@ pub struct Args {
     /// Samples per training step.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
-    /// Learning rate at the first step (cosine decay to 0) [default: 1e-5 with Adam, 1e-4 with SGD].
+    /// Learning rate at the first step (cosine decay to 0) [default: 1e-5 with Adam, 1e-4 with SGD;
+    /// with --sparsity 1e-3 and 1e-2].
     #[arg(long)]
     pub lr: Option<f64>,
     /// Learning rate of the quantization scales, in the log domain: about the fraction of itself a
@@ -82,6 +88,29 @@ pub struct Args {
     /// The JSON document is the training report: settings, per-epoch loss, score and time.
     #[command(flatten)]
     pub json: super::JsonArgs,
+    /// Fraction of the weights to set to zero by magnitude during training, in [0, 1) (per layer, or
+    /// of all pruned layers with `--sparsity-scope global`). The first and last weighted layers and
+    /// depthwise layers stay dense unless `--sparsity-all-layers`.
+    #[arg(long, value_parser = sparsity_fraction)]
+    pub sparsity: Option<f64>,
+    /// How the sparsity rises: `polynomial` reaches it after two thirds of the steps (Zhu & Gupta
+    /// 2017), `constant` prunes to it at the first step.
+    #[arg(long, value_enum, default_value = "polynomial", requires = "sparsity")]
+    pub sparsity_schedule: Schedule,
+    /// `layer`: every pruned layer reaches the sparsity; `global`: one magnitude threshold over all
+    /// pruned layers.
+    #[arg(long, value_enum, default_value = "layer", requires = "sparsity")]
+    pub sparsity_scope: Scope,
+    /// Prune the first and last weighted layers and depthwise layers too.
+    #[arg(long, requires = "sparsity")]
+    pub sparsity_all_layers: bool,
+    /// Prune blocks of this many consecutive weights along the input channels, ranked by their mean
+    /// square (1: single weights).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64), requires = "sparsity")]
+    pub sparsity_block: u16,
+    /// Keep this node dense (its name in the ONNX model; repeatable).
+    #[arg(long, value_name = "NODE", requires = "sparsity")]
+    pub sparsity_skip: Vec<String>,
     /// Also write the fine-tuned float model as ONNX to this path, and the trained int8 model as
     /// ONNX Q/DQ beside it (`NAME.qdq.onnx`), which onnxruntime runs and `ferrite convert` converts.
     #[arg(long)]
@@ -95,6 +124,14 @@ fn split_fraction(s: &str) -> std::result::Result<f64, String> {
     match s.parse::<f64>() {
         Ok(f) if (0.0..=0.5).contains(&f) => Ok(f),
         Ok(f) => Err(format!("{f} is not between 0 and 0.5")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn sparsity_fraction(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..1.0).contains(&f) => Ok(f),
+        Ok(f) => Err(format!("{f} is not in [0, 1)")),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -155,16 +192,28 @@ pub fn run(args: &Args) -> Result<()> {
     let config = train::Config {
         epochs: args.epochs,
         batch: args.batch,
-        lr: args.lr.unwrap_or(match args.optimizer {
-            OptimizerArg::Adam => train::DEFAULT_LR_ADAM,
-            OptimizerArg::Sgd => train::DEFAULT_LR_SGD,
-        }),
+        lr: args
+            .lr
+            .unwrap_or(match (args.optimizer, args.sparsity.is_some()) {
+                (OptimizerArg::Adam, false) => train::DEFAULT_LR_ADAM,
+                (OptimizerArg::Sgd, false) => train::DEFAULT_LR_SGD,
+                (OptimizerArg::Adam, true) => train::DEFAULT_PRUNING_LR_ADAM,
+                (OptimizerArg::Sgd, true) => train::DEFAULT_PRUNING_LR_SGD,
+            }),
         scale_lr: args.scale_lr.unwrap_or(match args.optimizer {
             OptimizerArg::Adam => train::DEFAULT_SCALE_LR_ADAM,
             OptimizerArg::Sgd => train::DEFAULT_SCALE_LR_SGD,
         }),
         optimizer: args.optimizer.into(),
         seed: args.seed,
+        sparsity: args.sparsity.map(|target| Sparsity {
+            target,
+            scope: args.sparsity_scope,
+            schedule: args.sparsity_schedule,
+            all_layers: args.sparsity_all_layers,
+            skip: args.sparsity_skip.clone(),
+            block: usize::from(args.sparsity_block),
+        }),
     };
     // Every check of the output paths before the work.
     let exports = args
@@ -177,6 +226,10 @@ pub fn run(args: &Args) -> Result<()> {
         .chain(exports)
         .collect();
     crate::output::check(&outputs.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
+    if let Some(s) = &config.sparsity {
+        s.layers(&graph)
+            .with_context(|| format!("pruning {}", args.model.display()))?;
+    }
 
     let calib = x.slice_batch(0, samples.min(CALIBRATION_SAMPLES));
     eprintln!(
@@ -194,8 +247,8 @@ pub fn run(args: &Args) -> Result<()> {
         labels: val_labels.as_deref(),
     });
     let supervision = match &labels {
-        Some(l) => Supervision::Labels(l),
-        None => Supervision::Distill,
+        Some(l) if !args.distill => Supervision::Labels(l),
+        _ => Supervision::Distill,
     };
     let metric = match (&val, val_labels.is_some()) {
         (None, _) => "",
@@ -213,10 +266,9 @@ pub fn run(args: &Args) -> Result<()> {
         "training {} epoch(s) on {samples} samples, batch {}, {} ({})",
         config.epochs,
         config.batch,
-        if labels.is_some() {
-            "cross-entropy with labels"
-        } else {
-            "distilling the float model"
+        match supervision {
+            Supervision::Labels(_) => "cross-entropy with labels",
+            Supervision::Distill => "distilling the float model",
         },
         if metric.is_empty() {
             "no validation: the last epoch is kept"
@@ -259,6 +311,23 @@ pub fn run(args: &Args) -> Result<()> {
     )
     .with_context(|| format!("training {}", args.model.display()))?;
     let built = ptq::build(&trained.decided)?;
+    let layers = sparsity::densities(&trained.decided, &trained.pruned);
+    if config.sparsity.is_some() {
+        let count = |pruned: bool| {
+            let ls = layers.iter().filter(|l| l.pruned == pruned);
+            let (w, z) = ls.fold((0, 0), |(w, z), l| (w + l.weights, z + l.zeros));
+            (w, z as f64 / w.max(1) as f64)
+        };
+        let ((pw, pz), (dw, dz)) = (count(true), count(false));
+        eprintln!(
+            "sparsity: {:.1}% zeros in the {} weights of {} pruned layer(s); {:.1}% in the other {} weights",
+            100.0 * pz,
+            pw,
+            trained.pruned.len(),
+            100.0 * dz,
+            dw
+        );
+    }
     // Everything is encoded before anything is written.
     let mut files: Vec<(PathBuf, Vec<u8>)> = vec![(args.output.clone(), built.bytes.clone())];
     if let Some(p) = &args.export_onnx {
@@ -276,11 +345,13 @@ pub fn run(args: &Args) -> Result<()> {
             "samples": samples,
             "held_out_for_validation": held_out,
             "labels": labels.is_some(),
+            "distill": matches!(supervision, Supervision::Distill),
             "config": config,
             "metric": metric,
             "best_epoch": trained.best_epoch,
             "epochs": trained.epochs,
             "failure": trained.failure,
+            "layers": layers,
             "ferrite_bytes": built.bytes.len(),
             "arena_bytes": built.plan.arena_size,
             "seconds": start.elapsed().as_secs_f64(),

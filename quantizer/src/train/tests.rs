@@ -77,7 +77,56 @@ fn config(epochs: usize, lr: f64, seed: u64) -> Config {
         scale_lr: DEFAULT_SCALE_LR_ADAM,
         optimizer: optim::Kind::Adam,
         seed,
+        sparsity: None,
     }
+}
+
+#[test]
+fn pruning_during_training_zeros_the_middle_layers_int8_weights() {
+    let (g, q, x, test, y) = digits();
+    let val = Validation {
+        x: &test,
+        labels: Some(&y),
+    };
+    let mut c = config(3, 1e-4, 1);
+    c.sparsity = Some(sparsity::Sparsity {
+        target: 0.75,
+        scope: sparsity::Scope::Layer,
+        schedule: sparsity::Schedule::Polynomial,
+        all_layers: false,
+        skip: Vec::new(),
+        block: 1,
+    });
+    let t = train(
+        &g,
+        &q.decided,
+        &x,
+        Supervision::Labels(&y),
+        Some(&val),
+        &c,
+        |_| {},
+    )
+    .unwrap();
+    assert!(t.failure.is_none());
+    // The schedule reaches 75% after two of the three epochs: epoch 0 (dense) and 1 are not kept.
+    assert!(t.best_epoch >= 2, "kept epoch {}", t.best_epoch);
+    let layers = sparsity::densities(&t.decided, &t.pruned);
+    let zeros: Vec<(bool, f64)> = layers
+        .iter()
+        .map(|l| (l.pruned, l.zeros as f64 / l.weights as f64))
+        .collect();
+    // Three Gemm layers: only the middle one is pruned, to at least the target (an int8 weight may
+    // also round to zero).
+    assert_eq!(zeros.len(), 3);
+    assert!(!zeros[0].0 && zeros[1].0 && !zeros[2].0, "{zeros:?}");
+    assert!(
+        zeros[1].1 >= 0.75 && zeros[0].1 < 0.2 && zeros[2].1 < 0.2,
+        "{zeros:?}"
+    );
+    let dense = t.epochs[0].score.unwrap();
+    let kept = t.epochs[t.best_epoch].score.unwrap();
+    eprintln!("top-1 dense {dense:.4}, 75% of the middle layer pruned {kept:.4}");
+    assert!(kept > dense - 0.03, "dense {dense}, pruned {kept}");
 }
 
 #[test]
