@@ -46,6 +46,7 @@ mod fuzz;
 mod miri;
 mod mlperf;
 mod models;
+mod prune;
 mod qat;
 mod qemu;
 mod qemu_test;
@@ -80,6 +81,9 @@ enum Command {
     /// Quantization-aware training of the QAT fixture beside NNCF's QAT in PyTorch: top-1, SQNR,
     /// time per epoch.
     Qat(qat::Options),
+    /// Magnitude pruning of the DS-CNN and ResNet fixtures with `ferrite train --sparsity`: top-1,
+    /// SQNR, zeros, file size, beside PyTorch's pruning of the same models.
+    Prune(prune::Options),
     /// Single-thread host throughput of `ferrite eval` on the largest fixture beside onnxruntime on its
     /// Q/DQ twin.
     Throughput(throughput::Options),
@@ -109,6 +113,7 @@ fn main() -> ExitCode {
         Command::Bench(options) => bench::run(&repo_root(), &options),
         Command::Accuracy(options) => accuracy::run(&repo_root(), &options),
         Command::Qat(options) => qat::run(&repo_root(), &options),
+        Command::Prune(options) => prune::run(&repo_root(), &options),
         Command::Throughput(options) => throughput::run(&repo_root(), &options),
         Command::Demo => demo::run(&repo_root()),
         Command::Models(options) => models::run(&repo_root(), &options),

@@ -1,0 +1,276 @@
+//! `cargo xtask prune [--write]`: magnitude pruning with `ferrite train --sparsity` on the DS-CNN and
+//! ResNet Fashion-MNIST fixtures at 50% and 75%: with labels for 3 epochs, distilling for 3 and 10
+//! epochs, and (the evidence for pruning's default learning rate) with labels at 1e-5 and 1e-4. Each
+//! model is trained on the 10,000 training images and scored by `ferrite eval` on the full test set;
+//! zeros and file size come from the training report. PyTorch's pruning of the same models
+//! (`tests/fixtures/prune_anchor.py`) is shown beside it when its results file is there.
+//!
+//! Needs `target/datasets/` (`python3 tests/fixtures/full_testsets.py`).
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(clap::Args)]
+pub struct Options {
+    /// Rewrite the pruning section of BENCHMARKS.md.
+    #[arg(long)]
+    write: bool,
+    /// Keep the models an earlier run left in target/prune/ instead of training them again (only
+    /// valid for the same commit: e.g. to redraw the tables once the PyTorch results are in).
+    #[arg(long)]
+    reuse: bool,
+}
+
+const BEGIN: &str = "<!-- cargo xtask prune --write: begin -->";
+const END: &str = "<!-- cargo xtask prune --write: end -->";
+
+const FIXTURES: [&str; 2] = ["dscnn_fashion", "resnet_fashion"];
+const SPARSITIES: [&str; 2] = ["0.5", "0.75"];
+
+/// One `ferrite train` run: epochs, distillation, learning rate (None: the default).
+struct Run {
+    epochs: &'static str,
+    distill: bool,
+    lr: Option<&'static str>,
+}
+
+const RUNS: [Run; 5] = [
+    Run {
+        epochs: "3",
+        distill: false,
+        lr: None,
+    },
+    Run {
+        epochs: "3",
+        distill: true,
+        lr: None,
+    },
+    Run {
+        epochs: "10",
+        distill: true,
+        lr: None,
+    },
+    Run {
+        epochs: "3",
+        distill: false,
+        lr: Some("1e-4"),
+    },
+    Run {
+        epochs: "3",
+        distill: false,
+        lr: Some("1e-5"),
+    },
+];
+
+/// What a training report says of the trained model.
+struct Trained {
+    pruned_zeros: f64,
+    all_zeros: f64,
+    bytes: u64,
+    seconds_per_epoch: f64,
+}
+
+pub fn run(root: &Path, options: &Options) -> Result<()> {
+    let fixtures = root.join("tests/fixtures");
+    let datasets = root.join("target/datasets");
+    let need = |f: &str| -> Result<PathBuf> {
+        let p = datasets.join(f);
+        if !p.exists() {
+            bail!(
+                "{} is missing: run `python3 tests/fixtures/full_testsets.py`",
+                p.display()
+            );
+        }
+        Ok(p)
+    };
+    let (train_x, train_y) = (
+        need("fashion_train10k_x.npy")?,
+        need("fashion_train10k_y.npy")?,
+    );
+    let (test_x, test_y) = (
+        need("fashion_full_test_x.npy")?,
+        need("fashion_full_test_y.npy")?,
+    );
+    let anchors: Vec<Value> = match std::fs::read(fixtures.join("prune_anchor_results.json")) {
+        Ok(bytes) => serde_json::from_slice(&bytes).context("prune_anchor_results.json")?,
+        Err(_) => Vec::new(),
+    };
+    let tool = crate::accuracy::ferrite(root)?;
+    let tmp = root.join("target/prune");
+    std::fs::create_dir_all(&tmp)?;
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(root)
+        .output()?;
+    let mut section = format!(
+        "Measured at commit `{}` with `cargo xtask prune`. `ferrite train MODEL --data \
+         fashion_train10k_x.npy --labels fashion_train10k_y.npy --sparsity S [--distill] [--epochs E]` \
+         (defaults otherwise: Adam at pruning's learning rate {} with cosine decay, batch 32, the \
+         polynomial schedule reaching S after two thirds of the steps, per layer, first/last/depthwise \
+         layers dense, QAT on, the last 10% of the training file held out to keep the best epoch at S), \
+         scored on the full 10,000-image Fashion-MNIST test set. \"Zeros\" are int8 weights equal to 0, \
+         in the pruned layers and in all weighted layers. The `.ferrite` file still stores the zeros \
+         densely (the sparse encoding is the next step), so its size does not change yet.\n\n",
+        String::from_utf8_lossy(&commit.stdout).trim(),
+        ferrite_quantizer::train::DEFAULT_PRUNING_LR_ADAM,
+    );
+    for name in FIXTURES {
+        let model = fixtures.join(name).join("model.onnx");
+        let ptq = tmp.join(format!("{name}-ptq.ferrite"));
+        let o = Command::new(&tool)
+            .arg("quantize")
+            .arg(&model)
+            .arg("--data")
+            .arg(fixtures.join("data/fashion_calib_x.npy"))
+            .arg("-o")
+            .arg(&ptq)
+            .output()?;
+        if !o.status.success() {
+            bail!(
+                "ferrite quantize {name}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        let ptq_bytes = std::fs::metadata(&ptq)?.len();
+        let mut models = vec![model.clone(), ptq];
+        let mut trained = Vec::new();
+        for s in SPARSITIES {
+            for (k, r) in RUNS.iter().enumerate() {
+                let out = tmp.join(format!("{name}-{s}-{k}.ferrite"));
+                let mut cmd = Command::new(&tool);
+                cmd.arg("train")
+                    .arg(&model)
+                    .arg("--data")
+                    .arg(&train_x)
+                    .arg("--labels")
+                    .arg(&train_y)
+                    .args(["--sparsity", s, "--epochs", r.epochs, "-o"])
+                    .arg(&out)
+                    .arg(format!("--json={}", out.with_extension("json").display()));
+                if r.distill {
+                    cmd.arg("--distill");
+                }
+                if let Some(lr) = r.lr {
+                    cmd.args(["--lr", lr]);
+                }
+                let reused = options.reuse && out.exists() && out.with_extension("json").exists();
+                let o = if reused { None } else { Some(cmd.output()?) };
+                if let Some(o) = o.filter(|o| !o.status.success()) {
+                    bail!(
+                        "ferrite train {name} --sparsity {s}: {}",
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                }
+                trained.push(report(&out.with_extension("json"))?);
+                models.push(out);
+            }
+        }
+        let rows = crate::accuracy::eval_rows(&tool, &models, &test_x, &test_y)?;
+        let pct = |x: f64| format!("{:.2}%", 100.0 * x);
+        let db = |x: Option<f64>| x.map_or("inf".into(), |v| format!("{v:.2}"));
+        let float = rows[0].top1;
+        write!(
+            section,
+            "`{name}`:\n\n\
+             | tool | sparsity | training | top-1 | drop vs float (points) | SQNR (dB) | zeros, pruned layers | zeros, all weights | `.ferrite` bytes | seconds per epoch |\n\
+             |---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n\
+             | float | - | ONNX model | {} | - | - | - | - | - | - |\n\
+             | Ferrite | 0 | post-training default | {} | {:.2} | {} | - | - | {ptq_bytes} | - |\n",
+            pct(float),
+            pct(rows[1].top1),
+            100.0 * (float - rows[1].top1),
+            db(rows[1].sqnr_db),
+        )?;
+        let settings = SPARSITIES
+            .iter()
+            .flat_map(|s| RUNS.iter().map(move |r| (s, r)));
+        for (((s, r), row), t) in settings.zip(&rows[2..]).zip(&trained) {
+            let how = format!(
+                "{} epochs, {}{}",
+                r.epochs,
+                if r.distill { "distilling" } else { "labels" },
+                r.lr.map_or(String::new(), |lr| format!(", lr {lr}"))
+            );
+            writeln!(
+                section,
+                "| Ferrite | {s} | {how} | {} | {:.2} | {} | {} | {} | {} | {:.1} |",
+                pct(row.top1),
+                100.0 * (float - row.top1),
+                db(row.sqnr_db),
+                pct(t.pruned_zeros),
+                pct(t.all_zeros),
+                t.bytes,
+                t.seconds_per_epoch
+            )?;
+        }
+        section.push_str(&anchor_rows(&anchors, name)?);
+        section.push('\n');
+    }
+    println!("{section}");
+    if options.write {
+        crate::bench::write_section(root, BEGIN, END, &section)?;
+    }
+    Ok(())
+}
+
+/// Zeros, size and time per epoch from a `ferrite train --json` report.
+fn report(path: &Path) -> Result<Trained> {
+    let r: Value = serde_json::from_slice(&std::fs::read(path)?)?;
+    let (mut pw, mut pz, mut aw, mut az) = (0u64, 0u64, 0u64, 0u64);
+    for l in r["layers"].as_array().context("report layers")? {
+        let (w, z) = (
+            l["weights"].as_u64().unwrap_or(0),
+            l["zeros"].as_u64().unwrap_or(0),
+        );
+        aw += w;
+        az += z;
+        if l["pruned"].as_bool() == Some(true) {
+            pw += w;
+            pz += z;
+        }
+    }
+    let secs: Vec<f64> = r["epochs"]
+        .as_array()
+        .context("report epochs")?
+        .iter()
+        .skip(1)
+        .filter_map(|e| e["seconds"].as_f64())
+        .collect();
+    Ok(Trained {
+        pruned_zeros: pz as f64 / pw.max(1) as f64,
+        all_zeros: az as f64 / aw.max(1) as f64,
+        bytes: r["ferrite_bytes"].as_u64().unwrap_or(0),
+        seconds_per_epoch: secs.iter().sum::<f64>() / secs.len().max(1) as f64,
+    })
+}
+
+/// PyTorch's rows for `name` from `tests/fixtures/prune_anchor_results.json`.
+fn anchor_rows(anchors: &[Value], name: &str) -> Result<String> {
+    let mut rows = String::new();
+    let pct = |v: &Value| {
+        v.as_f64()
+            .map_or("-".into(), |x| format!("{:.2}%", 100.0 * x))
+    };
+    for a in anchors.iter().filter(|a| a["fixture"] == name) {
+        writeln!(
+            rows,
+            "| PyTorch | {} | {} epochs, labels, float (`torch.nn.utils.prune`) | {} | - | - | - | - | - | {} |",
+            a["sparsity"],
+            a["epochs"],
+            pct(&a["pruned_float_top1"]),
+            a["seconds_per_epoch"]
+                .as_f64()
+                .map_or("-".into(), |s| format!("{s:.1}"))
+        )?;
+        writeln!(
+            rows,
+            "| PyTorch + NNCF | {} | the same, then `nncf.quantize` | {} | - | - | - | - | - | - |",
+            a["sparsity"],
+            pct(&a["nncf_int8_top1"]),
+        )?;
+    }
+    Ok(rows)
+}
