@@ -434,8 +434,13 @@ pub fn train(
                 optim::cosine(config.lr, step, total_steps),
                 optim::cosine(config.scale_lr, step, total_steps),
             );
+            let zeros = config
+                .sparsity
+                .as_ref()
+                .map(|_| sparsity::Mask::of(&qat.graph, &pruned));
             apply(&mut qat, &grads, &opt, &mut slots, rates);
-            if let Some(s) = &config.sparsity {
+            if let (Some(s), Some(zeros)) = (&config.sparsity, zeros) {
+                zeros.restore(&mut qat.graph, &pruned);
                 let fraction = s.at_step(step, total_steps);
                 sparsity::prune(&mut qat.graph, &pruned, fraction, s.scope, s.block);
             }

@@ -1,8 +1,9 @@
 //! Unstructured magnitude pruning during training (Zhu & Gupta 2017, "To prune, or not to prune").
 //!
-//! After every optimizer step the smallest-magnitude weights of each pruned layer are set to zero, as
-//! many as the schedule's sparsity at that step asks. A zeroed weight stays the smallest, so the set
-//! of zeros only grows, and fake quantization rounds it to an exact int8 zero. The polynomial schedule
+//! After every optimizer step the weights pruned before are set back to zero (the step moved them),
+//! then the smallest-magnitude weights of each pruned layer are set to zero, as many as the schedule's
+//! sparsity at that step asks: the set of zeros only grows, and fake quantization rounds each to an
+//! exact int8 zero. The polynomial schedule
 //! rises from 0 to the target over the first [`RAMP`] of the steps as `s (1 - (1 - t)^3)`: fast while
 //! many small weights remain, slowly near the end; the remaining steps fine-tune at the target.
 //!
@@ -173,6 +174,37 @@ pub fn prune(graph: &mut Graph, layers: &[usize], fraction: f64, scope: Scope, b
     }
 }
 
+/// Which weights of the pruned layers are zero.
+pub struct Mask(Vec<Vec<bool>>);
+
+impl Mask {
+    /// The zeros of `layers`' filters now.
+    pub fn of(graph: &Graph, layers: &[usize]) -> Mask {
+        Mask(
+            layers
+                .iter()
+                .map(|&l| {
+                    filter_of(&graph.nodes[l].op)
+                        .map_or(Vec::new(), |w| w.iter().map(|&x| x == 0.0).collect())
+                })
+                .collect(),
+        )
+    }
+
+    /// Sets the weights that were zero back to zero.
+    pub fn restore(&self, graph: &mut Graph, layers: &[usize]) {
+        for (&l, zero) in layers.iter().zip(&self.0) {
+            if let Some(w) = filter_of_mut(&mut graph.nodes[l].op) {
+                for (x, &z) in w.iter_mut().zip(zero) {
+                    if z {
+                        *x = 0.0;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The length of the filter's last axis.
 fn row_len(op: &Op) -> Option<usize> {
     match op {
@@ -323,6 +355,19 @@ mod tests {
         assert_eq!(filter(&g, 0), &[0.4, 0.0, -0.2, 0.9, 0.0, -0.6]);
         prune(&mut g, &[0], 0.5, Scope::Layer, 1);
         assert_eq!(filter(&g, 0), &[0.4, 0.0, 0.0, 0.9, 0.0, -0.6]);
+    }
+
+    #[test]
+    fn a_step_that_moves_pruned_weights_is_undone() {
+        let mut g = graph_of(&[vec![0.5, 0.0, -0.375, 1.0, 0.0, -0.75]]);
+        let mask = Mask::of(&g, &[0]);
+        if let Some(w) = filter_of_mut(&mut g.nodes[0].op) {
+            w.iter_mut().for_each(|x| *x += 0.25);
+        }
+        mask.restore(&mut g, &[0]);
+        prune(&mut g, &[0], 1.0 / 3.0, Scope::Layer, 1);
+        // -0.125 is smaller than the moved zeros (0.25), but they are zero again first.
+        assert_eq!(filter(&g, 0), &[0.75, 0.0, -0.125, 1.25, 0.0, -0.5]);
     }
 
     #[test]
