@@ -254,22 +254,34 @@ fn anchor_rows(anchors: &[Value], name: &str) -> Result<String> {
         v.as_f64()
             .map_or("-".into(), |x| format!("{:.2}%", 100.0 * x))
     };
-    for a in anchors.iter().filter(|a| a["fixture"] == name) {
+    let model = format!("{name}/model.onnx");
+    for a in anchors.iter().filter(|a| a["model"] == model.as_str()) {
+        let secs: Vec<f64> = a["per_epoch"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["train_seconds"].as_f64())
+            .collect();
+        let per_epoch = if secs.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.1}", secs.iter().sum::<f64>() / secs.len() as f64)
+        };
+        let zeros = pct(&a["pruned_layers_sparsity"]);
         writeln!(
             rows,
-            "| PyTorch | {} | {} epochs, labels, float (`torch.nn.utils.prune`) | {} | - | - | - | - | - | {} |",
+            "| PyTorch | {} | {} epochs, labels, float32 (`torch.nn.utils.prune`) | {} | {:.2} | - | {zeros} | - | - | {per_epoch} |",
             a["sparsity"],
             a["epochs"],
-            pct(&a["pruned_float_top1"]),
-            a["seconds_per_epoch"]
-                .as_f64()
-                .map_or("-".into(), |s| format!("{s:.1}"))
+            pct(&a["pruned_top1"]),
+            100.0 * (a["float_top1"].as_f64().unwrap_or(f64::NAN) - a["pruned_top1"].as_f64().unwrap_or(f64::NAN)),
         )?;
         writeln!(
             rows,
-            "| PyTorch + NNCF | {} | the same, then `nncf.quantize` | {} | - | - | - | - | - | - |",
+            "| PyTorch + NNCF | {} | the same, then `nncf.quantize` (int8) | {} | {:.2} | - | - | - | - | - |",
             a["sparsity"],
-            pct(&a["nncf_int8_top1"]),
+            pct(&a["int8"]["top1"]),
+            100.0 * (a["float_top1"].as_f64().unwrap_or(f64::NAN) - a["int8"]["top1"].as_f64().unwrap_or(f64::NAN)),
         )?;
     }
     Ok(rows)

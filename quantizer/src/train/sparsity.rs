@@ -3,9 +3,9 @@
 //! After every optimizer step the weights pruned before are set back to zero (the step moved them),
 //! then the smallest-magnitude weights of each pruned layer are set to zero, as many as the schedule's
 //! sparsity at that step asks: the set of zeros only grows, and fake quantization rounds each to an
-//! exact int8 zero. The polynomial schedule
-//! rises from 0 to the target over the first [`RAMP`] of the steps as `s (1 - (1 - t)^3)`: fast while
-//! many small weights remain, slowly near the end; the remaining steps fine-tune at the target.
+//! exact int8 zero. The polynomial schedule rises from 0 to the target over the first [`RAMP`] of the
+//! steps as `s (1 - (1 - t)^3)`: fast while many small weights remain, slowly near the end; the
+//! remaining steps fine-tune at the target.
 //!
 //! By default the first and last weighted layers (the ones that see the raw input and produce the
 //! logits) and depthwise layers (few weights, each a whole spatial filter) stay dense, as is usual.
