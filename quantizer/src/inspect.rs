@@ -1,6 +1,6 @@
 //! A summary of a `.ferrite` model: operators with shapes, MACs and weight bytes, tensors, arena.
 
-use ferrite_runtime::format::{DType, Operand, Tensor, Window};
+use ferrite_runtime::format::{Activation, DType, Operand, Tensor, Window};
 use ferrite_runtime::ops::Op;
 use ferrite_runtime::Model;
 use serde::Serialize;
@@ -95,6 +95,15 @@ fn density(filter: &[u8], dtype: DType) -> f64 {
     }
 }
 
+/// A fused activation for the detail column: nothing when there is none, else its name after a
+/// space.
+fn activation(a: Activation) -> String {
+    match a {
+        Activation::None => String::new(),
+        other => format!(" {other:?}"),
+    }
+}
+
 fn elements(o: &Operand) -> u64 {
     o.shape.elements().unwrap_or(0) as u64
 }
@@ -144,7 +153,7 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
                 };
             let w = c.window;
             let detail = format!(
-                "{}x{} stride {}x{} dilation {}x{} pad {} {:?}",
+                "{}x{} stride {}x{} dilation {}x{} pad {} (t,l,b,r){}",
                 c.kernel_h,
                 c.kernel_w,
                 w.stride_h,
@@ -158,7 +167,7 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
                     &c.input,
                     &c.output
                 ),
-                c.activation
+                activation(c.activation)
             );
             let weights = c.filter.len() + c.bias.len() + c.multiplier.len() + c.shift.len();
             set(
@@ -179,7 +188,7 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
                 &f.output,
                 macs,
                 weights,
-                format!("{:?}", f.activation),
+                activation(f.activation).trim_start().to_string(),
             );
         }
         Op::Add(b) => set(
@@ -187,19 +196,19 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
             &b.output,
             elements(&b.output),
             0,
-            format!("{:?}", b.activation),
+            activation(b.activation).trim_start().to_string(),
         ),
         Op::Mul(b) => set(
             &[&b.a, &b.b],
             &b.output,
             elements(&b.output),
             0,
-            format!("{:?}", b.activation),
+            activation(b.activation).trim_start().to_string(),
         ),
         Op::AveragePool2d(p) | Op::MaxPool2d(p) => {
             let macs = elements(&p.output) * p.filter_h as u64 * p.filter_w as u64;
             let detail = format!(
-                "{}x{} stride {}x{} pad {}",
+                "{}x{} stride {}x{} pad {} (t,l,b,r)",
                 p.filter_h,
                 p.filter_w,
                 p.window.stride_h,
@@ -229,7 +238,7 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
             &u.output,
             elements(&u.input),
             0,
-            format!("{:?}", u.activation),
+            activation(u.activation).trim_start().to_string(),
         ),
         Op::Reshape(r) => {
             let detail = if r.input.offset == r.output.offset {

@@ -51,3 +51,35 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_subcommand_and_option_has_help() {
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        for sub in cmd.get_subcommands() {
+            assert!(sub.get_about().is_some(), "{} has no help", sub.get_name());
+            for arg in sub.get_arguments() {
+                if arg.is_hide_set() {
+                    continue;
+                }
+                assert!(
+                    arg.get_help().is_some() || arg.get_long_help().is_some(),
+                    "`ferrite {}`: {} has no help",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
+        let convert = cmd.find_subcommand("convert").unwrap();
+        let about = convert.get_about().unwrap().to_string();
+        assert!(
+            about.contains("TFLite") && about.contains("ONNX Q/DQ"),
+            "{about}"
+        );
+    }
+}

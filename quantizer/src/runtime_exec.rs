@@ -50,6 +50,15 @@ pub fn available_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The runtime's refusal of a model as an error: "invalid model: ..." unless the runtime's message
+/// already says the model is malformed.
+pub fn invalid_model(e: ferrite_runtime::Error) -> anyhow::Error {
+    match e {
+        ferrite_runtime::Error::Malformed { .. } => anyhow!("{e}"),
+        _ => anyhow!("invalid model: {e}"),
+    }
+}
+
 /// A parsed and validated `.ferrite` model, ready to run batches of samples.
 pub struct Runner<'a> {
     model: Model<'a>,
@@ -58,7 +67,7 @@ pub struct Runner<'a> {
 impl<'a> Runner<'a> {
     /// Parses and validates `model_bytes` (once; [`Self::run`] only computes).
     pub fn new(model_bytes: &'a [u8]) -> Result<Self> {
-        let model = Model::from_bytes(model_bytes).map_err(|e| anyhow!("invalid model: {e}"))?;
+        let model = Model::from_bytes(model_bytes).map_err(invalid_model)?;
         Ok(Runner { model })
     }
 

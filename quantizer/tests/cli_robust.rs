@@ -201,6 +201,8 @@ fn inconsistent_ferrite_headers_are_refused() {
         fs::write(&bad, &b).unwrap();
         let out = ferrite().arg("inspect").arg(&bad).output().unwrap();
         fails_saying(&out, &["bad.ferrite", says]);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(!e.contains("invalid model: malformed model"), "{e}");
     }
 }
 
@@ -361,6 +363,37 @@ fn broken_onnx_files_are_not_called_float_models() {
         .output()
         .unwrap();
     fails_saying(&out, &["a float ONNX model", "ferrite quantize"]);
+    assert!(!y.exists());
+    // A model that still decodes but is broken (one byte of a value's name changed where a node
+    // reads it, so that input is defined nowhere) is not called a float model `quantize` takes.
+    let mut bytes = fs::read(mlp()).unwrap();
+    let name = b"/net/net.3/Gemm_output_0";
+    let at: Vec<usize> = (0..bytes.len() - name.len())
+        .filter(|&i| &bytes[i..i + name.len()] == name)
+        .collect();
+    assert!(
+        at.len() >= 2,
+        "the name is written where it is made and where it is read"
+    );
+    bytes[at[1] + 12] = b'-';
+    let broken = dir.path().join("dangling.onnx");
+    fs::write(&broken, &bytes).unwrap();
+    let out = ferrite()
+        .arg("convert")
+        .arg(&broken)
+        .arg("-o")
+        .arg(&y)
+        .output()
+        .unwrap();
+    fails_saying(
+        &out,
+        &[
+            "not a float model `ferrite quantize` takes either",
+            "is not defined before this node",
+        ],
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("use `ferrite quantize`"));
+    named_once(&out, &broken.display().to_string());
     assert!(!y.exists());
 }
 

@@ -140,18 +140,36 @@ fn bad_labels_and_paths_are_refused_before_any_work() {
             &["--labels", &negative],
             "label 7 is -1; class ids start at 0",
         ),
-        (
-            &["--labels", &too_big],
-            "label 7 is class 10, but the model has 10 outputs",
-        ),
+        (&["--labels", &too_big], "too_big.npy: label 7 is 10, but"),
         (&["--labels", &float], "labels must be integers"),
     ];
     for (flags, message) in cases {
         let o = train(&out, flags);
         assert!(!o.status.success());
         assert!(stderr(&o).contains(message), "{flags:?}: {}", stderr(&o));
+        assert!(
+            !stderr(&o).contains("post-training quantization on"),
+            "{flags:?}: checked before the work"
+        );
         assert!(!out.exists(), "{flags:?} wrote a model");
     }
+    // One sample without its batch dimension is named as such (not as a wrong shape after holding
+    // out a share of its values for validation).
+    let nobatch = write("nobatch.npy", Array::from_f32(vec![64], &[0.0; 64]));
+    let o = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .arg("train")
+        .arg(fixtures().join("mlp_digits/model.onnx"))
+        .args(["--data", &nobatch, "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("array shape [64] has no batch dimension"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
     let x = fixtures().join("data/digits_test_x.npy");
     let o = train(
         &out,
@@ -160,8 +178,12 @@ fn bad_labels_and_paths_are_refused_before_any_work() {
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(
-        e.contains("validation label 7 is class 10, but the model has 10 outputs"),
+        e.contains("too_big.npy: label 7 is 10, but") && e.contains("has 10 classes (0 to 9)"),
         "{e}"
+    );
+    assert!(
+        !e.contains("post-training quantization on"),
+        "checked before the work"
     );
     assert!(!out.exists());
     let o = train(&dir.path().join("missing/t.ferrite"), &[]);

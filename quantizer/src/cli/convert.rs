@@ -81,11 +81,19 @@ pub fn not_convertible(path: &Path, bytes: &[u8]) -> anyhow::Error {
             path.display()
         );
     }
-    match crate::import::onnx::decode(bytes) {
+    if let Err(e) = crate::import::onnx::decode(bytes) {
+        return e.context(path.display().to_string());
+    }
+    // It decodes: a float model, unless it is broken (a dangling input, a garbled attribute) or uses
+    // what the float importer lacks; say which.
+    match crate::import::onnx::import(bytes) {
         Ok(_) => anyhow!(
             "{}: a float ONNX model (no QuantizeLinear/DequantizeLinear); use `ferrite quantize` with calibration data",
             path.display()
         ),
-        Err(e) => e.context(path.display().to_string()),
+        Err(e) => anyhow!(
+            "{}: no QuantizeLinear/DequantizeLinear nodes (not a quantized model to convert), and not a float model `ferrite quantize` takes either: {e:#}",
+            path.display()
+        ),
     }
 }

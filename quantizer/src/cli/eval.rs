@@ -173,7 +173,7 @@ pub fn run(args: &Args) -> Result<()> {
             let predicted = crate::top1::argmax_rows(&outs[0]);
             if let (Some(l), Some(path)) = (&labels, &args.labels) {
                 if first == 0 {
-                    check_classes(l, outs[0].shape.iter().skip(1).product(), path, m)?;
+                    super::check_classes(l, outs[0].shape.iter().skip(1).product(), path, m)?;
                 }
                 t.correct += count_equal(&predicted, &l[first..]);
             }
@@ -213,19 +213,6 @@ pub fn run(args: &Args) -> Result<()> {
         .collect();
     let text = table(&rows, samples, threads, &args.models[0])?;
     super::emit(&args.json, &serde_json::to_string_pretty(&rows)?, &text)
-}
-
-/// Refuses labels that are not below `classes`, the size of `model`'s first output.
-fn check_classes(labels: &[usize], classes: usize, path: &Path, model: &Path) -> Result<()> {
-    if let Some((i, c)) = labels.iter().enumerate().find(|&(_, &c)| c >= classes) {
-        bail!(
-            "{}: label {i} is {c}, but {} has {classes} classes (0 to {})",
-            path.display(),
-            model.display(),
-            classes.saturating_sub(1)
-        );
-    }
-    Ok(())
 }
 
 /// The rows as a text table, with a closing line saying what was measured.

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use ferrite_runtime::Model;
 
 use crate::inspect;
@@ -24,8 +24,9 @@ pub fn run(args: &Args) -> Result<()> {
         super::float_onnx::inspect(&args.model)?
     } else {
         let (bytes, source) = super::load_model_source(&args.model)?;
-        let model = Model::from_bytes(&bytes)
-            .map_err(|e| anyhow!("{}: invalid model: {e}", args.model.display()))?;
+        let model = Model::from_bytes(&bytes).map_err(|e| {
+            crate::runtime_exec::invalid_model(e).context(args.model.display().to_string())
+        })?;
         let mut summary = inspect::summarize(&model, bytes.len());
         summary.converted_from = source;
         (

@@ -154,6 +154,24 @@ pub fn load_model_source(path: &Path) -> Result<(Vec<u8>, Option<Source>)> {
     })
 }
 
+/// Refuses labels that are not below `classes`, the size of `model`'s first output.
+pub(crate) fn check_classes(
+    labels: &[usize],
+    classes: usize,
+    path: &Path,
+    model: &Path,
+) -> Result<()> {
+    if let Some((i, c)) = labels.iter().enumerate().find(|&(_, &c)| c >= classes) {
+        bail!(
+            "{}: label {i} is {c}, but {} has {classes} classes (0 to {})",
+            path.display(),
+            model.display(),
+            classes.saturating_sub(1)
+        );
+    }
+    Ok(())
+}
+
 /// Class ids from an integer `.npy` with one entry per sample.
 pub fn read_labels(path: &Path, samples: usize) -> Result<Vec<usize>> {
     let a = Array::read(path)?;

@@ -145,7 +145,8 @@ pub fn run(args: &Args) -> Result<()> {
     let start = Instant::now();
     let (source, graph) = super::float_onnx::load_one_input(&args.model)?;
     let data = Array::read(&args.data)?;
-    let rows = data.shape.first().copied().unwrap_or(0);
+    let rows = ir::io::check_input(&graph, 0, &data)
+        .with_context(|| format!("training data {}", args.data.display()))?;
     let held_out = if args.val_data.is_some() {
         0
     } else {
@@ -159,10 +160,16 @@ pub fn run(args: &Args) -> Result<()> {
             args.val_split
         );
     }
+    // Class ids are checked against the model's outputs before any work.
+    let classes = graph.values[graph.outputs[0]].elements();
     let labels = args
         .labels
         .as_ref()
-        .map(|p| super::read_labels(p, rows))
+        .map(|p| {
+            let l = super::read_labels(p, rows)?;
+            super::check_classes(&l, classes, p, &args.model)?;
+            Ok::<_, anyhow::Error>(l)
+        })
         .transpose()?;
     let (data, split_x) = data.split_rows(rows - held_out);
     let (labels, split_labels) = match labels {
@@ -181,10 +188,11 @@ pub fn run(args: &Args) -> Result<()> {
     } else {
         let val_x = args.val_data.as_ref().map(|p| Array::read(p)).transpose()?;
         let val_labels = match (&args.val_labels, &val_x) {
-            (Some(p), Some(v)) => Some(super::read_labels(
-                p,
-                v.shape.first().copied().unwrap_or(0),
-            )?),
+            (Some(p), Some(v)) => {
+                let l = super::read_labels(p, v.shape.first().copied().unwrap_or(0))?;
+                super::check_classes(&l, classes, p, &args.model)?;
+                Some(l)
+            }
             _ => None,
         };
         (val_x, val_labels)

@@ -53,8 +53,9 @@ pub fn batch_size(
     Ok(a.shape[0])
 }
 
-/// Graph input `i` from an array in the source layout, batch first.
-pub fn input_tensor(g: &Graph, i: usize, a: &Array) -> Result<Tensor> {
+/// The number of samples in `a` for graph input `i`: float32, `[batch, sample...]` in the source
+/// layout, batch at least 1.
+pub fn check_input(g: &Graph, i: usize, a: &Array) -> Result<usize> {
     let v = g.inputs[i];
     let want = source_dims(g, v);
     let name = &g.values[v].name;
@@ -68,7 +69,13 @@ pub fn input_tensor(g: &Graph, i: usize, a: &Array) -> Result<Tensor> {
     } else {
         ""
     };
-    batch_size(i, name, a, &want[1..], layout)?;
+    batch_size(i, name, a, &want[1..], layout)
+}
+
+/// Graph input `i` from an array in the source layout, batch first.
+pub fn input_tensor(g: &Graph, i: usize, a: &Array) -> Result<Tensor> {
+    let v = g.inputs[i];
+    check_input(g, i, a)?;
     let t = Tensor::new(a.shape.clone(), a.to_f32());
     Ok(match g.values[v].source {
         SourceLayout::Nchw => float_exec::transpose_4d(&t, true),
