@@ -10,7 +10,7 @@
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 #[derive(clap::Args)]
@@ -75,25 +75,9 @@ struct Trained {
 
 pub fn run(root: &Path, options: &Options) -> Result<()> {
     let fixtures = root.join("tests/fixtures");
-    let datasets = root.join("target/datasets");
-    let need = |f: &str| -> Result<PathBuf> {
-        let p = datasets.join(f);
-        if !p.exists() {
-            bail!(
-                "{} is missing: run `python3 tests/fixtures/full_testsets.py`",
-                p.display()
-            );
-        }
-        Ok(p)
-    };
-    let (train_x, train_y) = (
-        need("fashion_train10k_x.npy")?,
-        need("fashion_train10k_y.npy")?,
-    );
-    let (test_x, test_y) = (
-        need("fashion_full_test_x.npy")?,
-        need("fashion_full_test_y.npy")?,
-    );
+    let data = crate::qat::Data::fashion(root)?;
+    let (train_x, train_y, test_x, test_y) =
+        (&data.train_x, &data.train_y, &data.test_x, &data.test_y);
     let anchors: Vec<Value> = match std::fs::read(fixtures.join("prune_anchor_results.json")) {
         Ok(bytes) => serde_json::from_slice(&bytes).context("prune_anchor_results.json")?,
         Err(_) => Vec::new(),
@@ -144,9 +128,9 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
                 cmd.arg("train")
                     .arg(&model)
                     .arg("--data")
-                    .arg(&train_x)
+                    .arg(train_x)
                     .arg("--labels")
-                    .arg(&train_y)
+                    .arg(train_y)
                     .args(["--sparsity", s, "--epochs", r.epochs, "-o"])
                     .arg(&out)
                     .arg(format!("--json={}", out.with_extension("json").display()));
@@ -168,7 +152,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
                 models.push(out);
             }
         }
-        let rows = crate::accuracy::eval_rows(&tool, &models, &test_x, &test_y)?;
+        let rows = crate::accuracy::eval_rows(&tool, &models, test_x, test_y)?;
         let pct = |x: f64| format!("{:.2}%", 100.0 * x);
         let db = |x: Option<f64>| x.map_or("inf".into(), |v| format!("{v:.2}"));
         let float = rows[0].top1;

@@ -43,12 +43,35 @@ const SWEEP_RATES: [(&str, &str); 4] = [
 /// Epochs of every training run (the budget: at most 3 epochs on at most 10k samples).
 const EPOCHS: &str = "3";
 
-/// The training and test sets.
-struct Data {
-    train_x: PathBuf,
-    train_y: PathBuf,
-    test_x: PathBuf,
-    test_y: PathBuf,
+/// The Fashion-MNIST training and test sets of `target/datasets/`.
+pub struct Data {
+    pub train_x: PathBuf,
+    pub train_y: PathBuf,
+    pub test_x: PathBuf,
+    pub test_y: PathBuf,
+}
+
+impl Data {
+    /// The 10,000 training images and the full test set, or what to run to make them.
+    pub fn fashion(root: &Path) -> Result<Data> {
+        let datasets = root.join("target/datasets");
+        let need = |f: &str| -> Result<PathBuf> {
+            let p = datasets.join(f);
+            if !p.exists() {
+                bail!(
+                    "{} is missing: run `python3 tests/fixtures/full_testsets.py`",
+                    p.display()
+                );
+            }
+            Ok(p)
+        };
+        Ok(Data {
+            train_x: need("fashion_train10k_x.npy")?,
+            train_y: need("fashion_train10k_y.npy")?,
+            test_x: need("fashion_full_test_x.npy")?,
+            test_y: need("fashion_full_test_y.npy")?,
+        })
+    }
 }
 
 pub fn run(root: &Path, options: &Options) -> Result<()> {
@@ -57,23 +80,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         &std::fs::read(fixtures.join("qat_anchor_results.json"))
             .context("reading tests/fixtures/qat_anchor_results.json")?,
     )?;
-    let datasets = root.join("target/datasets");
-    let need = |f: &str| -> Result<PathBuf> {
-        let p = datasets.join(f);
-        if !p.exists() {
-            bail!(
-                "{} is missing: run `python3 tests/fixtures/full_testsets.py`",
-                p.display()
-            );
-        }
-        Ok(p)
-    };
-    let data = Data {
-        train_x: need("fashion_train10k_x.npy")?,
-        train_y: need("fashion_train10k_y.npy")?,
-        test_x: need("fashion_full_test_x.npy")?,
-        test_y: need("fashion_full_test_y.npy")?,
-    };
+    let data = Data::fashion(root)?;
     let tool = crate::accuracy::ferrite(root)?;
     let tmp = root.join("target/qat");
     std::fs::create_dir_all(&tmp)?;
