@@ -240,6 +240,36 @@ fn non_finite_weights_are_refused_naming_the_tensor() {
 /// Sample files that hold no samples, or one sample without the batch dimension, are refused by
 /// every command that reads samples (float and int8 models), with the shape the model takes.
 #[test]
+fn samples_holding_nan_are_run_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Array::read(&digits()).unwrap();
+    let per = a.data.len() / a.shape[0];
+    a.data[5 * per..5 * per + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    a.data[9 * per + 8..9 * per + 12].copy_from_slice(&f32::INFINITY.to_le_bytes());
+    let x = dir.path().join("nan.npy");
+    a.write(&x).unwrap();
+    let y = dir.path().join("y.npy");
+    let said = "warning: 2 sample(s) hold NaN or infinite values (the first is sample 5)";
+    for out in [
+        run(&mlp(), &x, &y),
+        ferrite()
+            .arg("eval")
+            .arg(mlp())
+            .arg("--data")
+            .arg(&x)
+            .output()
+            .unwrap(),
+    ] {
+        assert!(out.status.success());
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains(said), "{e}");
+    }
+    // Finite samples give no warning.
+    let out = run(&mlp(), &digits(), &y);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+}
+
+#[test]
 fn empty_and_batchless_samples_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.npy");

@@ -77,6 +77,8 @@ pub struct Samples {
     /// Whether a batch was given: a file without samples gives one empty batch, which the model's
     /// checks refuse with the shape it takes.
     started: bool,
+    /// Samples read so far with a NaN or infinite float32 value in any file, and the first of them.
+    non_finite: (usize, Option<usize>),
 }
 
 impl Samples {
@@ -102,6 +104,7 @@ impl Samples {
             batch,
             done: 0,
             started: false,
+            non_finite: (0, None),
         })
     }
 
@@ -141,7 +144,37 @@ impl Samples {
         }
         self.started = true;
         ensure!(!arrays.is_empty(), "no input files");
-        self.done += arrays[0].shape.first().copied().unwrap_or(1);
+        let rows = arrays[0].shape.first().copied().unwrap_or(1);
+        for i in 0..rows {
+            if arrays.iter().any(|a| row_is_non_finite(a, i, rows)) {
+                self.non_finite.0 += 1;
+                self.non_finite.1.get_or_insert(first + i);
+            }
+        }
+        self.done += rows;
         Ok(Some((arrays, first)))
     }
+
+    /// A warning when samples read so far hold NaN or infinite values: the model runs on them, but
+    /// their outputs mean nothing.
+    pub fn non_finite_warning(&self) -> Option<String> {
+        let (count, first) = self.non_finite;
+        first.map(|first| {
+            format!(
+                "warning: {count} sample(s) hold NaN or infinite values (the first is sample \
+                 {first}); their outputs mean nothing"
+            )
+        })
+    }
+}
+
+/// Whether sample `i` of a float32 batch of `rows` samples holds a NaN or an infinity.
+fn row_is_non_finite(a: &Array, i: usize, rows: usize) -> bool {
+    if a.dtype != crate::npy::Dtype::F32 || rows == 0 || a.data.is_empty() {
+        return false;
+    }
+    let per = a.data.len() / rows;
+    a.data[i * per..(i + 1) * per]
+        .chunks_exact(4)
+        .any(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite())
 }

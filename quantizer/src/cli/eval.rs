@@ -194,6 +194,9 @@ pub fn run(args: &Args) -> Result<()> {
         bar.inc(1);
     }
     bar.finish_and_clear();
+    if let Some(w) = data.non_finite_warning() {
+        eprintln!("{w}");
+    }
     let fraction = |n: usize| n as f64 / samples as f64;
     let rows: Vec<Row> = args
         .models

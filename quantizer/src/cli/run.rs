@@ -98,6 +98,9 @@ pub fn run(args: &Args) -> Result<()> {
         bar.inc(1);
     }
     bar.finish_and_clear();
+    if let Some(w) = samples.non_finite_warning() {
+        eprintln!("{w}");
+    }
     let doc = serde_json::to_string_pretty(&Summary {
         model: args.model.display().to_string(),
         data: args.data.iter().map(|p| p.display().to_string()).collect(),
