@@ -162,51 +162,100 @@ impl<'g> Simulation<'g> {
         let mut shifts = vec![None; g.nodes.len()];
         let mut values: Vec<Option<Tensor>> = vec![None; g.values.len()];
         if quantized_inputs {
-            for &v in &g.inputs {
-                let mut t = self.float_acts[v].clone().context("input not computed")?;
-                fake_quant(&mut t, qp[v].context("input without parameters")?);
-                values[v] = Some(t);
-            }
+            self.quantize_inputs(qp, &mut values)?;
         }
-        for (i, n) in g.nodes.iter().enumerate() {
+        for i in 0..g.nodes.len() {
             let acts = if quantized_inputs {
                 &values
             } else {
                 &self.float_acts
             };
-            let ins: Vec<View<'_>> = n
-                .inputs
-                .iter()
-                .map(|&v| view(g, acts, v))
-                .collect::<Result<_>>()?;
-            let out = match &self.rounded[i] {
-                Some((op, reference)) => {
-                    let mut out = float_exec::eval(op, &ins)?;
-                    let mean = channel_means(&out);
-                    let shift: Vec<f32> = reference.iter().zip(&mean).map(|(r, m)| r - m).collect();
-                    if quantized_inputs {
-                        let clamp = n.op.clamp().unwrap_or(Clamp::NONE);
-                        let c = shift.len();
-                        for (k, x) in out.data.iter_mut().enumerate() {
-                            let shifted = if correct { *x + shift[k % c] } else { *x };
-                            *x = clamp.apply(shifted);
-                        }
-                    }
-                    shifts[i] = Some(shift);
-                    out
-                }
-                None if quantized_inputs => float_exec::eval(&n.op, &ins)?,
-                None => continue,
-            };
-            if quantized_inputs {
-                let mut out = out;
-                if !self.float_node[i] {
-                    fake_quant(&mut out, qp[n.output].context("value without parameters")?);
-                }
-                values[n.output] = Some(out);
+            let (shift, out) = self.node(i, qp, |v| view(g, acts, v), quantized_inputs, correct)?;
+            shifts[i] = shift;
+            if let Some(out) = out {
+                values[g.nodes[i].output] = Some(out);
             }
         }
         Ok(Simulated { shifts, values })
+    }
+
+    /// `run(qp, true, correct)`'s values computed from node `from` on: the values of the nodes
+    /// before it (and the graph inputs, unless `from` is 0) are `base`'s, which must come from a
+    /// run whose parameters agree with `qp` on every value those nodes read or write. Only the
+    /// values of nodes `from..` (and the inputs when `from` is 0) are set in the result.
+    pub fn run_from(
+        &self,
+        qp: &[Option<QParams>],
+        correct: bool,
+        base: &[Option<Tensor>],
+        from: usize,
+    ) -> Result<Vec<Option<Tensor>>> {
+        let g = self.graph;
+        let mut values: Vec<Option<Tensor>> = vec![None; g.values.len()];
+        if from == 0 {
+            self.quantize_inputs(qp, &mut values)?;
+        }
+        for i in from..g.nodes.len() {
+            let lookup = |v: ValueId| match &values[v] {
+                Some(_) => view(g, &values, v),
+                None => view(g, base, v),
+            };
+            let (_, out) = self.node(i, qp, lookup, true, correct)?;
+            if let Some(out) = out {
+                values[g.nodes[i].output] = Some(out);
+            }
+        }
+        Ok(values)
+    }
+
+    /// The graph inputs' float values rounded to their parameters, into `values`.
+    fn quantize_inputs(&self, qp: &[Option<QParams>], values: &mut [Option<Tensor>]) -> Result<()> {
+        for &v in &self.graph.inputs {
+            let mut t = self.float_acts[v].clone().context("input not computed")?;
+            fake_quant(&mut t, qp[v].context("input without parameters")?);
+            values[v] = Some(t);
+        }
+        Ok(())
+    }
+
+    /// Node `i` on the inputs `input` gives: its bias shift (weighted nodes) and, with quantized
+    /// inputs, its simulated output (see [`Self::run`]).
+    fn node<'v>(
+        &self,
+        i: usize,
+        qp: &[Option<QParams>],
+        input: impl Fn(ValueId) -> Result<View<'v>>,
+        quantized_inputs: bool,
+        correct: bool,
+    ) -> Result<(Option<Vec<f32>>, Option<Tensor>)> {
+        let n = &self.graph.nodes[i];
+        let ins: Vec<View<'_>> = n.inputs.iter().map(|&v| input(v)).collect::<Result<_>>()?;
+        let (shift, out) = match &self.rounded[i] {
+            Some((op, reference)) => {
+                let mut out = float_exec::eval(op, &ins)?;
+                let mean = channel_means(&out);
+                let shift: Vec<f32> = reference.iter().zip(&mean).map(|(r, m)| r - m).collect();
+                if quantized_inputs {
+                    let clamp = n.op.clamp().unwrap_or(Clamp::NONE);
+                    let c = shift.len();
+                    for (k, x) in out.data.iter_mut().enumerate() {
+                        let shifted = if correct { *x + shift[k % c] } else { *x };
+                        *x = clamp.apply(shifted);
+                    }
+                }
+                (Some(shift), out)
+            }
+            None if quantized_inputs => (None, float_exec::eval(&n.op, &ins)?),
+            None => return Ok((None, None)),
+        };
+        if !quantized_inputs {
+            return Ok((shift, None));
+        }
+        let mut out = out;
+        if !self.float_node[i] {
+            fake_quant(&mut out, qp[n.output].context("value without parameters")?);
+        }
+        Ok((shift, Some(out)))
     }
 }
 

@@ -39,12 +39,16 @@ pub(super) fn choose_ranges(
     )?;
     let symmetric = config.preset == super::Preset::Performance;
     let correct = config.bias_correction != BiasCorrection::Off;
-    let error = |ranges: &[Option<(f32, f32)>]| -> Result<f64> {
-        let qp = activation_params(graph, ranges, symmetric);
-        let values = sim.run(&qp, true, correct)?.values;
+    let references = sim.float_outputs();
+    // The squared error of the simulated outputs, each read from `suffix` if set there, else `base`.
+    let error = |base: &[Option<Tensor>], suffix: &[Option<Tensor>]| -> Result<f64> {
         let mut sum = 0.0f64;
-        for (&o, reference) in graph.outputs.iter().zip(sim.float_outputs()) {
-            let simulated = values[o].as_ref().context("output not simulated")?;
+        for (&o, reference) in graph.outputs.iter().zip(&references) {
+            let simulated = suffix
+                .get(o)
+                .and_then(Option::as_ref)
+                .or(base[o].as_ref())
+                .context("output not simulated")?;
             let reference = reference.context("output not computed")?;
             sum += reference
                 .data
@@ -55,13 +59,40 @@ pub(super) fn choose_ranges(
         }
         Ok(sum)
     };
-    let mut best = error(ranges)?;
+    // The accepted state: its parameters and simulated values. A candidate changes the parameters
+    // of a few values; only the nodes from the first one that reads or writes such a value are
+    // simulated again (the nodes are in topological order).
+    let mut qp = activation_params(graph, ranges, symmetric);
+    let mut values = sim.run(&qp, true, correct)?.values;
+    let mut best = error(&values, &[])?;
     for (v, cands) in candidates.iter().enumerate() {
         for &r in cands.iter().skip(1) {
             let kept = ranges[v].replace(r);
-            let e = error(ranges)?;
+            let tried = activation_params(graph, ranges, symmetric);
+            let changed: Vec<bool> = tried.iter().zip(&qp).map(|(a, b)| a != b).collect();
+            let from = if graph.inputs.iter().any(|&i| changed[i]) {
+                Some(0)
+            } else {
+                graph
+                    .nodes
+                    .iter()
+                    .position(|n| changed[n.output] || n.inputs.iter().any(|&i| changed[i]))
+            };
+            let Some(from) = from else {
+                // The same parameters: the same error, not strictly better.
+                ranges[v] = kept;
+                continue;
+            };
+            let suffix = sim.run_from(&tried, correct, &values, from)?;
+            let e = error(&values, &suffix)?;
             if e < best {
                 best = e;
+                qp = tried;
+                for (slot, t) in values.iter_mut().zip(suffix) {
+                    if t.is_some() {
+                        *slot = t;
+                    }
+                }
             } else {
                 ranges[v] = kept;
             }
