@@ -104,20 +104,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     for name in FIXTURES {
         let model = fixtures.join(name).join("model.onnx");
         let ptq = tmp.join(format!("{name}-ptq.ferrite"));
-        let o = Command::new(&tool)
-            .arg("quantize")
-            .arg(&model)
-            .arg("--data")
-            .arg(fixtures.join("data/fashion_calib_x.npy"))
-            .arg("-o")
-            .arg(&ptq)
-            .output()?;
-        if !o.status.success() {
-            bail!(
-                "ferrite quantize {name}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
+        crate::qat::quantize(&tool, &fixtures, &model, &ptq)?;
         let ptq_bytes = std::fs::metadata(&ptq)?.len();
         let mut models = vec![model.clone(), ptq];
         let mut trained = Vec::new();

@@ -130,7 +130,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
 }
 
 /// `ferrite quantize` of `model` with its defaults on the Fashion-MNIST calibration set, into `out`.
-fn quantize(tool: &Path, fixtures: &Path, model: &Path, out: &Path) -> Result<()> {
+pub fn quantize(tool: &Path, fixtures: &Path, model: &Path, out: &Path) -> Result<()> {
     let o = Command::new(tool)
         .arg("quantize")
         .arg(model)

@@ -141,10 +141,10 @@ pub fn prune(graph: &mut Graph, layers: &[usize], fraction: f64, scope: Scope, b
         // (mean square, layer, first weight, length) of every unit.
         let mut units: Vec<(f32, usize, usize, usize)> = Vec::new();
         for &l in group {
-            let (Some(w), Some(row)) = (filter_of(&graph.nodes[l].op), row_len(&graph.nodes[l].op))
-            else {
+            let Some(w) = filter_of(&graph.nodes[l].op) else {
                 continue;
             };
+            let row = row_len(&graph.nodes[l].op);
             for (r, chunk) in w.chunks(row.max(1)).enumerate() {
                 for (b, unit) in chunk.chunks(block).enumerate() {
                     let ms = unit.iter().map(|x| x * x).sum::<f32>() / unit.len() as f32;
@@ -205,13 +205,13 @@ impl Mask {
     }
 }
 
-/// The length of the filter's last axis.
-fn row_len(op: &Op) -> Option<usize> {
+/// The length of the filter's last axis (a weighted operator's).
+fn row_len(op: &Op) -> usize {
     match op {
         Op::Conv2d { filter, .. }
         | Op::DepthwiseConv2d { filter, .. }
-        | Op::FullyConnected { filter, .. } => filter.shape.last().copied(),
-        _ => None,
+        | Op::FullyConnected { filter, .. } => filter.shape.last().copied().unwrap_or(1),
+        _ => 1,
     }
 }
 
