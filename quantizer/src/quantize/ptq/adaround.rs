@@ -20,8 +20,9 @@ use crate::rng::Rng;
 
 /// Output positions (columns) sampled from the calibration activations per layer.
 const COLUMNS: usize = 4096;
-/// Adam steps per layer, columns per step, and the learning rate.
-const STEPS: usize = 1000;
+/// Adam steps per layer, columns per step, and the learning rate. Fuzzing builds take a few steps:
+/// the count changes no code path, and the full count would make AdaRound most of every run.
+const STEPS: usize = if cfg!(fuzzing) { 8 } else { 1000 };
 const BATCH: usize = 256;
 const LEARNING_RATE: f32 = 0.01;
 /// Regularizer weight, its exponent's annealing and the share of steps without it.
