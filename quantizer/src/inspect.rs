@@ -21,6 +21,12 @@ pub struct OpSummary {
     /// Convolutions and fully connected layers: the fraction of their filter's weights that are
     /// not zero (1 when dense, 0.5 after 50% pruning).
     pub density: Option<f64>,
+    /// Convolutions and fully connected layers: how the filter is stored, `dense` or
+    /// `sparse/B` (blocks of B weights, zero blocks left out).
+    pub encoding: Option<String>,
+    /// Their filter's bytes stored densely, and as the file stores them (values and mask).
+    pub filter_bytes_dense: Option<usize>,
+    pub filter_bytes_stored: Option<usize>,
     pub detail: String,
 }
 
@@ -117,6 +123,31 @@ fn kind(o: &Operand) -> &'static str {
 }
 
 fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
+    // A sparse layer: its dense twin's summary, with the stored filter's bytes and density.
+    let sparse = match op {
+        Op::Conv2dSparse(s) => Some((Op::Conv2d(s.conv.clone()), s.filter())),
+        Op::FullyConnectedSparse(s) => Some((Op::FullyConnected(s.fc.clone()), s.filter())),
+        _ => None,
+    };
+    if let Some((dense, filter)) = sparse {
+        let mut s = op_summary(index, &dense);
+        let rows = filter.mask.len() / filter.mask_per_row().max(1);
+        let total = rows * filter.row_len;
+        let nonzero = filter.values.iter().filter(|&&w| w != 0).count();
+        let stored = filter.values.len() + filter.mask.len();
+        s.op = op.name();
+        s.macs = s.macs / total.max(1) as u64 * filter.values.len() as u64;
+        s.weight_bytes += filter.mask.len();
+        s.density = Some(if total == 0 {
+            1.0
+        } else {
+            nonzero as f64 / total as f64
+        });
+        s.encoding = Some(format!("sparse/{}", filter.block));
+        s.filter_bytes_dense = Some(total);
+        s.filter_bytes_stored = Some(stored);
+        return s;
+    }
     let dims = |o: &Operand| o.shape.dims().to_vec();
     let mut s = OpSummary {
         index,
@@ -127,6 +158,9 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
         macs: 0,
         weight_bytes: 0,
         density: None,
+        encoding: None,
+        filter_bytes_dense: None,
+        filter_bytes_stored: None,
         detail: String::new(),
     };
     let mut set = |ins: &[&Operand], out: &Operand, macs: u64, weights: usize, detail: String| {
@@ -285,8 +319,14 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
             0,
             String::new(),
         ),
+        Op::Conv2dSparse(_) | Op::FullyConnectedSparse(_) => unreachable!("summarized above"),
     }
     s.density = filter.map(|(bytes, dtype)| density(bytes, dtype));
+    if let Some((bytes, _)) = filter {
+        s.encoding = Some("dense".into());
+        s.filter_bytes_dense = Some(bytes.len());
+        s.filter_bytes_stored = Some(bytes.len());
+    }
     s
 }
 
@@ -416,13 +456,17 @@ pub fn render(name: &str, s: &Summary) -> String {
     }
     let _ = writeln!(
         out,
-        "{:>3}  {:<18} {:<5} {:<22} {:>11} {:>8} {:>8}  detail",
-        "#", "operator", "type", "output", "MACs", "weights", "density"
+        "{:>3}  {:<22} {:<5} {:<22} {:>11} {:>8} {:>8} {:<9} {:>13}  detail",
+        "#", "operator", "type", "output", "MACs", "weights", "density", "encoding", "dense>stored"
     );
     for o in &s.ops {
+        let bytes = match (o.filter_bytes_dense, o.filter_bytes_stored) {
+            (Some(d), Some(s)) => format!("{d}>{s}"),
+            _ => "-".into(),
+        };
         let _ = writeln!(
             out,
-            "{:>3}  {:<18} {:<5} {:<22} {:>11} {:>8} {:>8}  {}",
+            "{:>3}  {:<22} {:<5} {:<22} {:>11} {:>8} {:>8} {:<9} {:>13}  {}",
             o.index,
             o.op,
             o.kind,
@@ -431,6 +475,8 @@ pub fn render(name: &str, s: &Summary) -> String {
             o.weight_bytes,
             o.density
                 .map_or("-".to_string(), |d| format!("{:.1}%", 100.0 * d)),
+            o.encoding.as_deref().unwrap_or("-"),
+            bytes,
             o.detail
         );
     }

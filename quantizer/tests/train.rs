@@ -231,6 +231,8 @@ fn pruning_zeros_the_middle_layer_and_bad_settings_are_refused() {
             "--sparsity",
             "0.6",
             "--distill",
+            "--weight-storage",
+            "sparse",
             &format!("--json={}", report.display()),
         ],
     );
@@ -267,6 +269,25 @@ fn pruning_zeros_the_middle_layer_and_bad_settings_are_refused() {
     assert_eq!(density.len(), 3, "{density:?}");
     assert!(density[1] <= 0.401, "{density:?}");
     assert!(density[0] > 0.8 && density[2] > 0.8, "{density:?}");
+    // The pruned layer alone is stored sparsely, in fewer bytes than dense.
+    let ops = s["ops"].as_array().unwrap();
+    let weighted: Vec<&serde_json::Value> =
+        ops.iter().filter(|o| o["encoding"].is_string()).collect();
+    let names: Vec<&str> = weighted.iter().map(|o| o["op"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "FULLY_CONNECTED",
+            "FULLY_CONNECTED_SPARSE",
+            "FULLY_CONNECTED"
+        ]
+    );
+    let (dense, stored) = (
+        weighted[1]["filter_bytes_dense"].as_u64().unwrap(),
+        weighted[1]["filter_bytes_stored"].as_u64().unwrap(),
+    );
+    assert!(stored * 10 < dense * 7, "{stored} of {dense} bytes");
+    assert_eq!(weighted[1]["encoding"], "sparse/1");
 }
 
 #[test]

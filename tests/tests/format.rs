@@ -317,3 +317,160 @@ fn version_1_operator_tags_are_unchanged() {
         ]
     );
 }
+
+/// The DS-CNN golden with every Conv2D's weights zeroed in every other block of four along its
+/// rows: the file with those filters dense (CONV_2D) and the one with them sparse (CONV_2D_SPARSE).
+fn pruned_dscnn() -> (Vec<u8>, Vec<u8>) {
+    use ferrite_runtime::kernels::sparse::{encode, Encoded};
+    use ferrite_runtime::ops::{Op, SparseConv};
+    let bytes = dscnn();
+    let model = Model::from_bytes(&bytes).unwrap();
+    let g = model.graph();
+    let ops: Vec<Op<'_>> = g.ops.iter().map(Result::unwrap).collect();
+    let pruned: Vec<Option<Vec<u8>>> = ops
+        .iter()
+        .map(|op| match op {
+            Op::Conv2d(c) => {
+                let row = c.filter.len() / c.output.shape.last();
+                let mut f = c.filter.to_vec();
+                for (i, w) in f.iter_mut().enumerate() {
+                    if (i % row) / 4 % 2 == 1 {
+                        *w = 0;
+                    }
+                }
+                Some(f)
+            }
+            _ => None,
+        })
+        .collect();
+    let encoded: Vec<Option<Encoded>> = ops
+        .iter()
+        .zip(&pruned)
+        .map(|(op, f)| {
+            let (Op::Conv2d(c), Some(f)) = (op, f) else {
+                return None;
+            };
+            let dense: Vec<i8> = f.iter().map(|&b| b as i8).collect();
+            encode(&dense, dense.len() / c.output.shape.last(), &[4])
+        })
+        .collect();
+    let build = |sparse: bool| {
+        let values: Vec<Option<Vec<u8>>> = encoded
+            .iter()
+            .map(|e| {
+                e.as_ref()
+                    .map(|e| e.values.iter().map(|&w| w as u8).collect())
+            })
+            .collect();
+        let new_ops: Vec<Op<'_>> = ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| match (op, &pruned[i], &encoded[i], &values[i]) {
+                (Op::Conv2d(c), Some(f), Some(e), Some(v)) => {
+                    let mut c = c.clone();
+                    if sparse {
+                        c.filter = v;
+                        Op::Conv2dSparse(SparseConv {
+                            conv: c,
+                            block: e.block as u16,
+                            mask: &e.mask,
+                        })
+                    } else {
+                        c.filter = f;
+                        Op::Conv2d(c)
+                    }
+                }
+                _ => op.clone(),
+            })
+            .collect();
+        let ops = SeqBuf::new(&new_ops).unwrap();
+        let graph = Graph {
+            tensors: g.tensors,
+            ops: ops.seq(),
+            inputs: g.inputs,
+            outputs: g.outputs,
+            metadata: g.metadata.clone(),
+        };
+        format::write::to_bytes(&graph, model.header().arena_size, false).unwrap()
+    };
+    assert!(
+        encoded.iter().any(Option::is_some),
+        "the DS-CNN has a Conv2D"
+    );
+    (build(false), build(true))
+}
+
+/// Runs `bytes` on a fixed input and returns its output.
+fn output_of(bytes: &[u8]) -> Vec<u8> {
+    let model = Model::from_bytes(bytes).unwrap();
+    let mut arena = vec![0u8; model.arena_size() + 16];
+    let mut it = Interpreter::new(&model, &mut arena).unwrap();
+    let input = it.input_bytes_mut(0).unwrap();
+    for (i, b) in input.iter_mut().enumerate() {
+        *b = (i * 37 % 251) as u8;
+    }
+    it.invoke().unwrap();
+    it.output_bytes(0).unwrap().to_vec()
+}
+
+#[test]
+fn a_sparse_filter_gives_the_dense_result_in_fewer_bytes() {
+    let (dense, sparse) = pruned_dscnn();
+    assert!(
+        sparse.len() < dense.len(),
+        "{} !< {}",
+        sparse.len(),
+        dense.len()
+    );
+    assert_eq!(output_of(&sparse), output_of(&dense));
+    // And it survives the same round trip as every other file.
+    let model = Model::from_bytes(&sparse).unwrap();
+    let h = model.header();
+    let again = format::write::to_bytes(model.graph(), h.arena_size, false).unwrap();
+    assert_eq!(again, sparse);
+}
+
+#[test]
+fn malformed_sparse_filters_are_refused_with_their_step() {
+    use ferrite_runtime::ops::Op;
+    let (_, sparse) = pruned_dscnn();
+    let model = Model::from_bytes(&sparse).unwrap();
+    let (step, op) = model
+        .graph()
+        .ops
+        .iter()
+        .map(Result::unwrap)
+        .enumerate()
+        .find(|(_, op)| matches!(op, Op::Conv2dSparse(_)))
+        .unwrap();
+    let Op::Conv2dSparse(s) = op else {
+        unreachable!()
+    };
+    // The mask's first byte, found in the payload by its position among the operator's bytes.
+    let payload = &sparse[HEADER_LEN..];
+    let mask_at = s.mask.as_ptr() as usize - payload.as_ptr() as usize;
+    assert_eq!(
+        payload[mask_at - 2],
+        4,
+        "block, then the mask's one-byte length"
+    );
+    assert_eq!(payload[mask_at] & 0x03, 0x01, "block 0 stored, block 1 not");
+    type Edit = fn(&mut [u8], usize);
+    let edits: [(&str, Edit); 3] = [
+        // One more stored block than the values hold.
+        ("a mask bit set", |p, at| p[at] |= 0x02),
+        ("a mask bit cleared", |p, at| p[at] &= !0x01),
+        // The block size (the byte before the mask's length) as 0.
+        ("block 0", |p, at| p[at - 2] = 0),
+    ];
+    for (what, edit) in edits {
+        let bad = with_payload(&sparse, |p| edit(p, mask_at));
+        match Model::from_bytes(&bad) {
+            Err(Error::InvalidOperator { op, .. }) => assert_eq!(op as usize, step, "{what}"),
+            other => panic!(
+                "{what}: expected InvalidOperator at {step}, got {:?}",
+                other.err()
+            ),
+        }
+    }
+}

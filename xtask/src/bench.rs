@@ -58,7 +58,9 @@ pub struct Options {
     /// Only these machines (repeatable); an386 and lm3s6965 by default.
     #[arg(long, value_enum)]
     machine: Vec<BenchMachine>,
-    /// Only these models of tests/bench/ (repeatable); all by default.
+    /// Only these models of tests/bench/ (repeatable); all by default. A fixture case of
+    /// qemu-test (`fixture_resnet_fashion`, `fixture_resnet_fashion_pruned`, ...) is made and
+    /// measured too.
     #[arg(long)]
     model: Vec<String>,
     /// Print one JSON document instead of tables.
@@ -243,7 +245,20 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         }
         cases
     } else {
-        discover(root, &options.model)?
+        // Fixture cases (`fixture_<name>[_qat|_pruned]`) are made as qemu-test makes them.
+        let (fixtures, bench): (Vec<String>, Vec<String>) = options
+            .model
+            .iter()
+            .cloned()
+            .partition(|m| m.starts_with(crate::fixtures::PREFIX));
+        let mut cases = Vec::new();
+        for name in &fixtures {
+            cases.extend(crate::fixtures::cases(root, Some(name))?);
+        }
+        if fixtures.is_empty() || !bench.is_empty() {
+            cases.extend(discover(root, &bench)?);
+        }
+        cases
     };
     let targets: Vec<_> = machines.iter().map(|m| m.machine().target()).collect();
     toolchain::ensure_targets(root, &targets)?;

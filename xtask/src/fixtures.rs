@@ -6,7 +6,9 @@
 //! that fits the M0's RAM, one with depthwise convolutions, the residual one PTQ loses most on) also
 //! give `fixture_<name>_qat`: the same model after one epoch of quantization-aware training
 //! (distilled from the float model on the calibration set), so that a trained model's file runs on
-//! every board.
+//! every board. `PRUNED_FIXTURES` also give `fixture_<name>_pruned`: one epoch of the same training
+//! pruning half the weights of the inner layers, whose filters the file stores sparsely
+//! (CONV_2D_SPARSE, FULLY_CONNECTED_SPARSE): two fixtures in blocks of four, two weight by weight.
 
 use anyhow::{anyhow, ensure, Context, Result};
 use ferrite_quantizer::{ir, npy::Array, quantize::ptq, train};
@@ -21,6 +23,25 @@ pub const PREFIX: &str = "fixture_";
 
 /// The fixtures that also give a quantization-aware-trained case.
 const QAT_FIXTURES: [&str; 3] = ["mlp_digits", "dscnn_fashion", "resnet_fashion_outliers"];
+
+/// The fixtures that also give a pruned case, with the block size their pruning uses.
+const PRUNED_FIXTURES: [(&str, usize); 4] = [
+    ("mlp_digits", 1),
+    ("dscnn_fashion", 4),
+    ("resnet_fashion", 4),
+    ("resnet_fashion_outliers", 1),
+];
+
+/// How a case's model is made.
+#[derive(Clone, Copy)]
+enum Training {
+    /// Post-training quantization only.
+    None,
+    /// One epoch of quantization-aware training.
+    Qat,
+    /// One epoch of it pruning half the weights in blocks of this many.
+    Pruned(usize),
+}
 
 /// Quantizes each fixture (or only the case `only`) and writes its case directory.
 pub fn cases(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
@@ -37,11 +58,15 @@ pub fn cases(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
         let field = |k: &str| -> Result<std::path::PathBuf> {
             Ok(fixtures.join(m[k].as_str().with_context(|| format!("manifest: {k}"))?))
         };
-        let trained = [false, true]
-            .into_iter()
-            .filter(|&t| !t || QAT_FIXTURES.contains(&fixture));
-        for qat in trained {
-            let name = format!("{PREFIX}{fixture}{}", if qat { "_qat" } else { "" });
+        let mut trainings = vec![(Training::None, "")];
+        if QAT_FIXTURES.contains(&fixture) {
+            trainings.push((Training::Qat, "_qat"));
+        }
+        if let Some(&(_, block)) = PRUNED_FIXTURES.iter().find(|(f, _)| *f == fixture) {
+            trainings.push((Training::Pruned(block), "_pruned"));
+        }
+        for (training, suffix) in trainings {
+            let name = format!("{PREFIX}{fixture}{suffix}");
             if only.is_some_and(|o| o != name) {
                 continue;
             }
@@ -50,7 +75,7 @@ pub fn cases(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
                 &field("model")?,
                 &field("calib")?,
                 &field("test_x")?,
-                qat,
+                training,
                 &dir,
             )
             .with_context(|| format!("making the case {name}"))?;
@@ -70,9 +95,9 @@ pub fn cases(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
     Ok(out)
 }
 
-/// Writes `model.ferrite`, `input.bin` and `expected.bin` of one fixture into `dir`; with `qat`, the
+/// Writes `model.ferrite`, `input.bin` and `expected.bin` of one fixture into `dir`; trained, the
 /// model after one epoch of distillation on the calibration set.
-fn make(onnx: &Path, calib: &Path, test_x: &Path, qat: bool, dir: &Path) -> Result<()> {
+fn make(onnx: &Path, calib: &Path, test_x: &Path, training: Training, dir: &Path) -> Result<()> {
     let graph = ferrite_quantizer::cli::float_onnx::load(onnx)?;
     ensure!(graph.inputs.len() == 1, "one input expected");
     let calib_x = ir::io::input_tensor(&graph, 0, &Array::read(calib)?)?;
@@ -81,15 +106,30 @@ fn make(onnx: &Path, calib: &Path, test_x: &Path, qat: bool, dir: &Path) -> Resu
         std::slice::from_ref(&calib_x),
         &ptq::Config::default(),
     )?;
-    let bytes = if qat {
+    let bytes = if let Training::Qat | Training::Pruned(_) = training {
+        let sparsity = match training {
+            Training::Pruned(block) => Some(train::sparsity::Sparsity {
+                target: 0.5,
+                scope: train::sparsity::Scope::Layer,
+                schedule: train::sparsity::Schedule::Polynomial,
+                all_layers: false,
+                skip: Vec::new(),
+                block,
+            }),
+            _ => None,
+        };
         let config = train::Config {
             epochs: 1,
             batch: 32,
-            lr: train::DEFAULT_LR_ADAM,
+            lr: if sparsity.is_some() {
+                train::DEFAULT_PRUNING_LR_ADAM
+            } else {
+                train::DEFAULT_LR_ADAM
+            },
             scale_lr: train::DEFAULT_SCALE_LR_ADAM,
             optimizer: train::optim::Kind::Adam,
             seed: 0,
-            sparsity: None,
+            sparsity,
         };
         let t = train::train(
             &graph,
@@ -102,8 +142,23 @@ fn make(onnx: &Path, calib: &Path, test_x: &Path, qat: bool, dir: &Path) -> Resu
         )?;
         ensure!(t.failure.is_none(), "training failed: {:?}", t.failure);
         ensure!(t.best_epoch == 1, "the trained epoch is kept");
-        let bytes = ptq::build(&t.decided)?.bytes;
+        let mut decided = t.decided;
+        if let Training::Pruned(_) = training {
+            decided.weight_storage = ptq::WeightStorage::Sparse;
+        }
+        let bytes = ptq::build(&decided)?.bytes;
         ensure!(bytes != q.built.bytes, "training changed nothing");
+        if let Training::Pruned(_) = training {
+            let model = Model::from_bytes(&bytes).map_err(|e| anyhow!("{e}"))?;
+            let sparse = model
+                .graph()
+                .ops
+                .iter()
+                .filter_map(Result::ok)
+                .filter(|op| op.name().ends_with("_SPARSE"))
+                .count();
+            ensure!(sparse > 0, "the pruned model stores no filter sparsely");
+        }
         bytes
     } else {
         q.built.bytes

@@ -2,7 +2,8 @@
 //! built in code) on fuzzed calibration data, under fuzzed settings. The first byte picks the
 //! settings; the second how the rest becomes float32 samples: raw little-endian floats, or one byte
 //! per value from a table of edge values (NaN, infinities, the largest and smallest floats, zero),
-//! and whether AdaRound runs (one input in eight: its fixed step count makes it the slowest stage).
+//! whether AdaRound runs (one input in eight: its fixed step count makes it the slowest stage), and
+//! whether filters are stored sparsely.
 //! Everything runs on one rayon thread: on a model this small, handing work to other threads costs
 //! more than the work.
 #![no_main]
@@ -14,7 +15,9 @@ use ferrite_quantizer::import::onnx::{self, proto::TensorProto};
 use ferrite_quantizer::ir::{self, Graph};
 use ferrite_quantizer::npy::Array;
 use ferrite_quantizer::quantize::observer::RangeEstimator;
-use ferrite_quantizer::quantize::ptq::{self, BiasCorrection, Config, Preset, WeightRounding};
+use ferrite_quantizer::quantize::ptq::{
+    self, BiasCorrection, Config, Preset, WeightRounding, WeightStorage,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// The model's input, NCHW.
@@ -99,6 +102,11 @@ fuzz_target!(|data: &[u8]| {
             vec!["Softmax".into()]
         } else {
             Vec::new()
+        },
+        weight_storage: if encoding & 16 != 0 {
+            WeightStorage::Sparse
+        } else {
+            WeightStorage::Dense
         },
         source_sha256: [0; 32],
     };

@@ -9,7 +9,7 @@ use anyhow::{ensure, Context, Result};
 use crate::ir;
 use crate::npy::Array;
 use crate::quantize::observer::RangeEstimator;
-use crate::quantize::ptq::{self, BiasCorrection, Config, Preset, WeightRounding};
+use crate::quantize::ptq::{self, BiasCorrection, Config, Preset, WeightRounding, WeightStorage};
 use crate::quantize::sqnr::format_db;
 
 /// Calibration samples used when `--subset-size` is not given.
@@ -136,6 +136,11 @@ pub struct Args {
     /// Keep these nodes in float: node names, ONNX op types (e.g. `Softmax`) or runtime op names.
     #[arg(long, num_args = 1..)]
     pub ignore: Vec<String>,
+    /// How convolution and fully connected filters are stored: `sparse` leaves out their all-zero
+    /// blocks where that is smaller (less flash for a model pruned before export), `dense` keeps
+    /// every weight.
+    #[arg(long, value_enum, default_value = "dense")]
+    pub weight_storage: WeightStorage,
     /// The JSON document is the report: settings, ranges, scales, float nodes, bias shifts,
     /// per-layer SQNR, sizes and times.
     #[command(flatten)]
@@ -179,6 +184,7 @@ pub fn run(args: &Args) -> Result<()> {
         cle: !args.no_cle,
         weight_rounding: args.weight_rounding.into(),
         ignore: args.ignore.clone(),
+        weight_storage: args.weight_storage,
         source_sha256: crate::sha256::digest(&source),
     };
     eprintln!("calibrating on {n} samples...");

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::ir;
 use crate::npy::Array;
-use crate::quantize::ptq::{self, Config as PtqConfig};
+use crate::quantize::ptq::{self, Config as PtqConfig, WeightStorage};
 use crate::train::sparsity::{self, Schedule, Scope, Sparsity};
 use crate::train::{self, optim, Progress, Supervision, Validation};
 use indicatif::ProgressBar;
@@ -108,6 +108,11 @@ pub struct Args {
     /// square (1: single weights).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64), requires = "sparsity")]
     pub sparsity_block: u16,
+    /// How convolution and fully connected filters are stored: `sparse` leaves out their all-zero
+    /// blocks where that is smaller (less flash for a pruned model; fewer instructions on Cortex-M4
+    /// with `--sparsity-block 4`, more with single weights), `dense` keeps every weight.
+    #[arg(long, value_enum, default_value = "dense")]
+    pub weight_storage: WeightStorage,
     /// Keep this node dense (its name in the ONNX model; repeatable).
     #[arg(long, value_name = "NODE", requires = "sparsity")]
     pub sparsity_skip: Vec<String>,
@@ -318,6 +323,8 @@ pub fn run(args: &Args) -> Result<()> {
         },
     )
     .with_context(|| format!("training {}", args.model.display()))?;
+    let mut trained = trained;
+    trained.decided.weight_storage = args.weight_storage;
     let built = ptq::build(&trained.decided)?;
     let layers = sparsity::densities(&trained.decided, &trained.pruned);
     if config.sparsity.is_some() {

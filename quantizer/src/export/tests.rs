@@ -172,6 +172,7 @@ fn lower_onnx_requant(d: &ptq::Decided) -> crate::builder::Built {
             source_sha256: d.source_sha256,
             expose_all: false,
             requantization: Requantization::Onnx,
+            sparse_weights: false,
         },
     )
     .unwrap()

@@ -453,6 +453,7 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32]) -> Result<Built> {
             source_sha256,
             expose_all: false,
             requantization: Requantization::Onnx,
+            sparse_weights: false,
         },
     )
 }

@@ -2,7 +2,7 @@
 //! per-channel requantization.
 
 use anyhow::Result;
-use ferrite_runtime::ops::{Conv, Op as RtOp};
+use ferrite_runtime::ops::{Conv, Op as RtOp, SparseConv};
 
 use super::NodeCx;
 use crate::ir::Op;
@@ -44,6 +44,12 @@ pub(super) fn lower<'a>(cx: &NodeCx<'_, 'a>) -> Result<RtOp<'a>> {
     };
     Ok(if matches!(cx.node.op, Op::DepthwiseConv2d { .. }) {
         RtOp::DepthwiseConv2d(conv)
+    } else if d.block > 0 {
+        RtOp::Conv2dSparse(SparseConv {
+            conv,
+            block: d.block,
+            mask: &d.mask,
+        })
     } else {
         RtOp::Conv2d(conv)
     })

@@ -2,7 +2,7 @@
 //! requantization.
 
 use anyhow::Result;
-use ferrite_runtime::ops::{FullyConnected, Op as RtOp};
+use ferrite_runtime::ops::{FullyConnected, Op as RtOp, SparseFullyConnected};
 
 use super::NodeCx;
 use crate::ir::Clamp;
@@ -10,7 +10,7 @@ use crate::ir::Clamp;
 pub(super) fn lower<'a>(cx: &NodeCx<'_, 'a>, clamp: Clamp) -> Result<RtOp<'a>> {
     let (act_min, act_max) = cx.act_range(clamp);
     let d = cx.data;
-    Ok(RtOp::FullyConnected(FullyConnected {
+    let fc = FullyConnected {
         input: cx.input(0),
         output: cx.output(),
         activation: cx.activation(clamp)?,
@@ -20,5 +20,14 @@ pub(super) fn lower<'a>(cx: &NodeCx<'_, 'a>, clamp: Clamp) -> Result<RtOp<'a>> {
         bias: &d.bias,
         multiplier: &d.multiplier,
         shift: &d.shift,
-    }))
+    };
+    Ok(if d.block > 0 {
+        RtOp::FullyConnectedSparse(SparseFullyConnected {
+            fc,
+            block: d.block,
+            mask: &d.mask,
+        })
+    } else {
+        RtOp::FullyConnected(fc)
+    })
 }

@@ -68,6 +68,9 @@ pub struct Options {
     /// Every node's output becomes a model output, for per-layer comparisons.
     pub expose_all: bool,
     pub requantization: Requantization,
+    /// Store a Conv2d's or FullyConnected's int8 filter sparsely (CONV_2D_SPARSE,
+    /// FULLY_CONNECTED_SPARSE) where that takes fewer bytes.
+    pub sparse_weights: bool,
 }
 
 /// Per value, whether it is f32 when the nodes in `float_node` run in float: a node's output has
@@ -168,6 +171,7 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
         source_sha256,
         expose_all,
         requantization,
+        sparse_weights,
     } = options;
     let qp = q.params;
     // Constant data first, so the builder can borrow it.
@@ -175,7 +179,7 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
         .nodes
         .iter()
         .enumerate()
-        .map(|(i, n)| weights::node_data(n, i, q, requantization))
+        .map(|(i, n)| weights::node_data(n, i, q, requantization, sparse_weights))
         .collect::<Result<_>>()?;
 
     let mut b = ModelBuilder::new();

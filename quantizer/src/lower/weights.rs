@@ -2,6 +2,7 @@
 //! bias as the runtime stores them, and each output channel's requantization factor.
 
 use anyhow::{Context, Result};
+use ferrite_runtime::kernels::sparse::encode;
 use ferrite_runtime::quant::prepare::quantize_multiplier;
 
 use super::{Quantization, Requantization};
@@ -15,19 +16,28 @@ pub(super) struct NodeData {
     pub bias: Vec<u8>,
     pub multiplier: Vec<u8>,
     pub shift: Vec<u8>,
+    /// A pruned int8 filter stored sparsely: weights per block (0: dense) and the block mask;
+    /// `filter` then holds only the stored blocks (`ferrite_runtime::kernels::sparse`).
+    pub block: u16,
+    pub mask: Vec<u8>,
 }
+
+/// Block sizes a sparse filter may use; the writer keeps whichever stores the fewest bytes.
+const SPARSE_BLOCKS: [usize; 4] = [1, 2, 4, 8];
 
 fn le_bytes<T: Copy>(values: &[T], to: impl Fn(T) -> [u8; 4]) -> Vec<u8> {
     values.iter().flat_map(|&v| to(v)).collect()
 }
 
 /// The data of node `i`: f32 weights for a node kept in float; int8 weights, an int32 bias and
-/// per-channel multipliers and shifts otherwise.
+/// per-channel multipliers and shifts otherwise, the filter of a Conv2d or FullyConnected stored
+/// sparsely when `sparse` and that takes fewer bytes.
 pub(super) fn node_data(
     n: &Node,
     i: usize,
     q: &Quantization<'_>,
     requantization: Requantization,
+    sparse: bool,
 ) -> Result<NodeData> {
     let mut d = NodeData::default();
     let (filter, bias) = match &n.op {
@@ -45,6 +55,15 @@ pub(super) fn node_data(
     let s_in = q.params[n.inputs[0]].context("input not calibrated")?.scale;
     let s_out = q.params[n.output].context("output not calibrated")?.scale;
     d.filter = w.iter().map(|&x| x as u8).collect();
+    if let (Op::Conv2d { .. } | Op::FullyConnected { .. }, true) = (&n.op, sparse) {
+        // One row per output channel (the filter's first dimension).
+        let row_len = w.len() / filter.shape.first().copied().unwrap_or(1).max(1);
+        if let Some(e) = encode(w, row_len, &SPARSE_BLOCKS) {
+            d.block = e.block as u16;
+            d.mask = e.mask;
+            d.filter = e.values.iter().map(|&x| x as u8).collect();
+        }
+    }
     let q_bias = match q.biases.get(i) {
         Some(Some(b)) => b.clone(),
         _ => params::bias(&bias.data, s_in, scales),

@@ -190,6 +190,7 @@ impl Qat {
             params,
             weights,
             source_sha256: like.source_sha256,
+            weight_storage: like.weight_storage,
         }
     }
 

@@ -18,6 +18,7 @@ pub mod pad;
 pub mod pooling;
 pub mod requantize;
 pub mod softmax;
+pub mod sparse;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 

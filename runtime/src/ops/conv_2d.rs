@@ -70,6 +70,17 @@ pub(crate) fn validate_conv(
     check: &Check<'_, '_, '_>,
     depthwise: bool,
 ) -> Result<(), Error> {
+    let (kind, filter_elems, reduction) = validate_shapes(c, check, depthwise)?;
+    validate_weights(c, check, kind, filter_elems, reduction)
+}
+
+/// The checks of a convolution's shapes, window and depth multiplier; returns its element kind,
+/// its dense filter's weights and the products per accumulator.
+pub(crate) fn validate_shapes(
+    c: &Conv<'_>,
+    check: &Check<'_, '_, '_>,
+    depthwise: bool,
+) -> Result<(Kind, usize, usize), Error> {
     let kind = check.kind(&c.input, &c.output)?;
     if c.input.shape.rank != 4 || c.output.shape.rank != 4 {
         return check.bad("convolution needs rank-4 NHWC tensors");
@@ -92,6 +103,18 @@ pub(crate) fn validate_conv(
         }
         (o.c * kh * kw * i.c, kh * kw * i.c)
     };
+    Ok((kind, filter_elems, reduction))
+}
+
+/// The checks of a convolution's weights (`c.filter` holding `filter_elems` values), quantization
+/// and clamp.
+pub(crate) fn validate_weights(
+    c: &Conv<'_>,
+    check: &Check<'_, '_, '_>,
+    kind: Kind,
+    filter_elems: usize,
+    reduction: usize,
+) -> Result<(), Error> {
     check.weights(
         kind,
         c.filter,
@@ -100,7 +123,7 @@ pub(crate) fn validate_conv(
         c.shift,
         filter_elems,
         reduction,
-        o.c,
+        c.output.shape.nhwc().c,
     )?;
     if kind == Kind::Int8 {
         clamp_range(c.act_min, c.act_max).map_err(|r| check.fail(r))?;

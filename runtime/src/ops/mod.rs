@@ -23,9 +23,11 @@ pub mod add;
 pub mod average_pool_2d;
 pub mod concatenation;
 pub mod conv_2d;
+pub mod conv_2d_sparse;
 pub mod depthwise_conv_2d;
 pub mod dequantize;
 pub mod fully_connected;
+pub mod fully_connected_sparse;
 pub mod logistic;
 pub mod max_pool_2d;
 pub mod mean;
@@ -41,8 +43,10 @@ pub use add::AddParams;
 pub use average_pool_2d::Pool;
 pub use concatenation::{ConcatInput, Concatenation};
 pub use conv_2d::Conv;
+pub use conv_2d_sparse::SparseConv;
 pub use dequantize::Dequantize;
 pub use fully_connected::FullyConnected;
+pub use fully_connected_sparse::SparseFullyConnected;
 pub use logistic::LogisticParams;
 pub use mean::MeanParams;
 pub use mul::MulParams;
@@ -338,6 +342,10 @@ operators! {
     15 Quantize(Quantize) quantize "QUANTIZE" "quantize";
     /// int8 -> f32.
     16 Dequantize(Dequantize) dequantize "DEQUANTIZE" "dequantize";
+    /// CONV_2D with a pruned int8 filter, its zero blocks not stored.
+    17 Conv2dSparse(SparseConv<'a>) conv_2d_sparse "CONV_2D_SPARSE" "conv-2d-sparse";
+    /// FULLY_CONNECTED with a pruned int8 filter, its zero blocks not stored.
+    18 FullyConnectedSparse(SparseFullyConnected<'a>) fully_connected_sparse "FULLY_CONNECTED_SPARSE" "fully-connected-sparse";
 }
 
 impl Op<'_> {

@@ -28,6 +28,7 @@ pub fn convert(bytes: &[u8]) -> Result<Built> {
             source_sha256: crate::sha256::digest(bytes),
             expose_all: false,
             requantization: Requantization::TfLite,
+            sparse_weights: false,
         },
     )
 }

@@ -81,9 +81,32 @@ pub struct Config {
     pub weight_rounding: WeightRounding,
     /// Node names, ONNX op types or runtime op names kept in float.
     pub ignore: Vec<String>,
+    /// How the int8 filters of convolutions and fully connected layers are stored.
+    pub weight_storage: WeightStorage,
     /// SHA-256 of the source model file, recorded in the output's metadata.
     #[serde(skip)]
     pub source_sha256: [u8; 32],
+}
+
+/// How a Conv2d's or FullyConnected's int8 filter is stored in the `.ferrite` file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum WeightStorage {
+    /// Every weight, zeros included (the fastest kernels on cores with `SMLAD`).
+    #[default]
+    Dense,
+    /// Without its all-zero blocks (CONV_2D_SPARSE, FULLY_CONNECTED_SPARSE) wherever that takes
+    /// fewer bytes: the flash of a pruned model.
+    Sparse,
+}
+
+impl std::fmt::Display for WeightStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WeightStorage::Dense => "dense",
+            WeightStorage::Sparse => "sparse",
+        })
+    }
 }
 
 impl Default for Config {
@@ -96,6 +119,7 @@ impl Default for Config {
             cle: true,
             weight_rounding: WeightRounding::Nearest,
             ignore: Vec::new(),
+            weight_storage: WeightStorage::Dense,
             source_sha256: [0; 32],
         }
     }
@@ -122,6 +146,7 @@ pub struct Decided {
     /// Per node: int8 weights and their scales.
     pub weights: Vec<Option<(Vec<i8>, Vec<f32>)>>,
     pub source_sha256: [u8; 32],
+    pub weight_storage: WeightStorage,
 }
 
 /// The `.ferrite` model of `decided` (biases quantized from the graph's with the input and weight
@@ -134,6 +159,7 @@ pub fn build(decided: &Decided) -> Result<Built> {
         &decided.weights,
         decided.source_sha256,
         false,
+        decided.weight_storage,
     )
 }
 
@@ -287,6 +313,7 @@ pub fn quantize_observed(
         &weights,
         config.source_sha256,
         false,
+        config.weight_storage,
     )?;
     let debug = lower(
         &graph,
@@ -295,6 +322,7 @@ pub fn quantize_observed(
         &weights,
         config.source_sha256,
         true,
+        WeightStorage::Dense,
     )?;
     lap(&mut seconds.lowering, 6);
     let layer_sqnr_samples = samples.min(SQNR_SAMPLES);
@@ -318,6 +346,7 @@ pub fn quantize_observed(
             params: qp,
             weights,
             source_sha256: config.source_sha256,
+            weight_storage: config.weight_storage,
         },
         report: Report {
             config: config.clone(),
@@ -341,6 +370,7 @@ fn lower(
     weights: &[Option<(Vec<i8>, Vec<f32>)>],
     source_sha256: [u8; 32],
     expose_all: bool,
+    weight_storage: WeightStorage,
 ) -> Result<Built> {
     let float = lower::float_values(graph, float_node);
     lower::lower(
@@ -355,6 +385,7 @@ fn lower(
             source_sha256,
             expose_all,
             requantization: Requantization::TfLite,
+            sparse_weights: weight_storage == WeightStorage::Sparse,
         },
     )
 }

@@ -29,7 +29,7 @@ pub const PATCH_MAX: usize = 576;
 const WIDE_MAX: usize = 192;
 
 /// Output channels whose bias and quantization are prepared together (on the stack).
-const CHANNEL_BLOCK: usize = 32;
+pub(super) const CHANNEL_BLOCK: usize = 32;
 
 /// Prepares output channels `first..first + lanes.len()` (filter rows `filter`): their
 /// quantization, and their bias with the input offset folded in: `sum w * (x + off) =
@@ -64,7 +64,7 @@ fn prepare(
 
 /// Requantizes a pass's lanes: A to `out[k]`, B to `out[k + stride]` (`stride` 0: A alone).
 #[inline(always)]
-fn requantize_pass(
+pub(super) fn requantize_pass(
     q: &OutputQuant<'_>,
     lanes: &[Lane],
     short: bool,
@@ -162,7 +162,7 @@ fn conv2d_s8_patches<const DSP: bool>(
 /// Whether every output position's receptive field is one contiguous run of the input, in filter
 /// order (1x1 kernel, stride 1, no padding): no gathering needed.
 #[inline(always)]
-fn is_direct(g: &ConvGeometry) -> bool {
+pub(super) fn is_direct(g: &ConvGeometry) -> bool {
     g.kernel_h == 1
         && g.kernel_w == 1
         && g.stride_h == 1
@@ -176,7 +176,7 @@ fn is_direct(g: &ConvGeometry) -> bool {
 /// The receptive field of flat output position `p` in filter order: the input itself if
 /// `direct` (see [`is_direct`]), else gathered into `raw` (padding as the zero point).
 #[inline(always)]
-fn patch_at<'a>(
+pub(super) fn patch_at<'a>(
     g: &ConvGeometry,
     input: &'a [i8],
     p: usize,

@@ -111,6 +111,103 @@ pub fn dot_2x2_q15(patch: &[[u32; 4]], w0: &[i8], w1: &[i8], acc: [i32; 4]) -> [
     }
 }
 
+/// Marks the end of a channel's offsets for [`dot_sparse_4xn`] (above any offset).
+pub const SPARSE_END: u16 = 0x8000;
+
+/// Four positions (A, B, C, D) by the output channels of a block over the stored groups of four
+/// weights of their pruned rows (`kernels::sparse`): channel `k` adds to `acc[k]` (its bias, say)
+/// `sum x * w` for each position, over the groups whose eight words
+/// `[(A.x0, A.x2), (A.x1, A.x3), (B..), (B..), (C..), (C..), (D..), (D..)]` start at the next
+/// offsets (bytes into `x`) up to a [`SPARSE_END`], with the next weight words of `words`. On
+/// Armv7E-M a group is 16 instructions for 16 multiply-accumulates (`ADD`, two `LDM`, `LDR`, two
+/// `SXTB16`, eight `SMLAD`, `LDRH`, `CMP`, `BNE`), a channel 13 more.
+///
+/// # Safety
+///
+/// `offsets` holds `acc.len()` end markers, at most `words.len()` offsets in all, each a multiple of
+/// 32 with `offset + 32 <= 4 * x.len()`.
+#[inline(always)]
+pub unsafe fn dot_sparse_4xn(x: &[u32], offsets: &[u16], words: &[[i8; 4]], acc: &mut [[i32; 4]]) {
+    #[cfg(ferrite_dsp)]
+    {
+        if acc.is_empty() {
+            return;
+        }
+        // SAFETY: by the caller's contract, reads the offsets up to the `acc.len()`-th end marker,
+        // as many weight words as offsets, 32 bytes of `x` at each offset, and reads and writes
+        // `acc`'s `4 * acc.len()` words; nothing else. r6 and r7 (which Rust reserves) are saved
+        // on the stack and restored, with the pointer into `acc` and the channels left, which the
+        // loop keeps there. SMLAD may set the Q flag, which nothing reads.
+        unsafe {
+            core::arch::asm!(
+                "push {{r6, r7, r8, r9}}",
+                "mov r6, r8",
+                "3:",
+                "ldm r6, {{r0, r1, r2, r3}}",
+                "ldrh r6, [r4], #2",
+                "cmp r6, #0x8000",
+                "beq 4f",
+                "2:",
+                "add r6, r12, r6",
+                "ldm r6!, {{r8, r9, r10, r11}}",
+                "ldr r7, [r5], #4",
+                "sxtb16 lr, r7",
+                "sxtb16 r7, r7, ror #8",
+                "smlad r0, r8, lr, r0",
+                "smlad r0, r9, r7, r0",
+                "smlad r1, r10, lr, r1",
+                "smlad r1, r11, r7, r1",
+                "ldm r6, {{r8, r9, r10, r11}}",
+                "smlad r2, r8, lr, r2",
+                "smlad r2, r9, r7, r2",
+                "smlad r3, r10, lr, r3",
+                "smlad r3, r11, r7, r3",
+                "ldrh r6, [r4], #2",
+                "cmp r6, #0x8000",
+                "bne 2b",
+                "4:",
+                "ldr r6, [sp, #8]",
+                "stm r6!, {{r0, r1, r2, r3}}",
+                "str r6, [sp, #8]",
+                "ldr r7, [sp, #12]",
+                "subs r7, r7, #1",
+                "str r7, [sp, #12]",
+                "bne 3b",
+                "pop {{r6, r7, r8, r9}}",
+                inout("r4") offsets.as_ptr() => _,
+                inout("r5") words.as_ptr() => _,
+                in("r12") x.as_ptr(),
+                inout("r8") acc.as_mut_ptr() => _,
+                inout("r9") acc.len() => _,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                out("r10") _,
+                out("r11") _,
+                out("lr") _,
+            );
+        }
+    }
+    #[cfg(not(ferrite_dsp))]
+    {
+        let mut offsets = offsets.iter();
+        let mut words = words.iter();
+        for acc in acc.iter_mut() {
+            for &at in offsets.by_ref().take_while(|&&o| o != SPARSE_END) {
+                let (Some(w), Some(group)) = (words.next(), x.get(at as usize / 4..)) else {
+                    return;
+                };
+                let w = u32::from_le_bytes(w.map(|v| v as u8));
+                let (even, odd) = (sxtb16(w), sxtb16_ror8(w));
+                for (acc, pair) in acc.iter_mut().zip(group.chunks_exact(2)) {
+                    *acc = smlad(pair[1], odd, smlad(pair[0], even, *acc));
+                }
+            }
+        }
+    }
+}
+
 /// Two positions (A, B) by two output channels over values widened to 32 bits and interleaved,
 /// `x[i] = [xa[i], xb[i]]`: `acc + sum x * w` for (xa, w0), (xa, w1), (xb, w0), (xb, w1), in that
 /// order. `w0` and `w1` hold at least `x.len()` weights.

@@ -23,6 +23,7 @@ pub mod depthwise_conv2d;
 pub mod dsp;
 pub mod elementwise;
 pub mod pooling;
+pub mod sparse;
 
 use super::elementwise as reference_elementwise;
 use super::{conv2d as reference_conv, depthwise_conv2d as reference_dw};
@@ -97,6 +98,28 @@ pub fn conv2d_s8(
         ConvVariant::Fast => conv2d::conv2d_s8_fast::<false>(g, q, input, filter, bias, output),
         ConvVariant::FastDsp => conv2d::conv2d_s8_fast::<true>(g, q, input, filter, bias, output),
         _ => reference_conv::conv2d_s8(g, q, input, filter, bias, output),
+    }
+}
+
+/// Int8 convolution over a pruned filter: the fast kernel with the `SMLAD` inner loop where
+/// [`conv2d_variant`] picks it, the portable one otherwise (same contract and result as
+/// [`super::sparse::conv2d_sparse_s8`]).
+pub fn conv2d_sparse_s8(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    filter: &super::sparse::SparseFilter<'_>,
+    bias: LeI32<'_>,
+    output: &mut [i8],
+) {
+    match conv2d_variant(g) {
+        ConvVariant::Fast => {
+            sparse::conv2d_sparse_s8_fast::<false>(g, q, input, filter, bias, output)
+        }
+        ConvVariant::FastDsp => {
+            sparse::conv2d_sparse_s8_fast::<true>(g, q, input, filter, bias, output)
+        }
+        _ => super::sparse::conv2d_sparse_s8(g, q, input, filter, bias, output),
     }
 }
 

@@ -1,0 +1,321 @@
+//! Int8 convolution over a pruned filter ([`crate::kernels::sparse`]), skipping the blocks it does
+//! not store.
+//!
+//! As the dense patch path (`conv2d.rs`): each output position's receptive field is gathered once
+//! per block of channels (or read in place for pointwise layers), the input offset folded into each
+//! channel's bias. A block of channels is as many as have at most [`OFFSETS_MAX`] stored blocks
+//! together: their masks are decoded once into a list of offsets (stack), which every pass over the
+//! positions then walks with the values.
+//! - `DSP`, blocks a multiple of four weights, rows a multiple of four of at most
+//!   [`GROUPED_MAX`]: four positions a pass, their patches expanded to 16-bit pairs in the order
+//!   `SXTB16` splits a weight word; four stored weights are one word, two `SXTB16` and eight
+//!   `SMLAD` (`conv_loops::dot_sparse_4xn`);
+//! - otherwise two positions a pass, their values interleaved as the 16-bit halves of one word,
+//!   read once per stored weight for both.
+
+use super::conv2d::{is_direct, patch_at, requantize_pass, weight_sum, CHANNEL_BLOCK, PATCH_MAX};
+use super::conv_loops::{dot_sparse_4xn, Lane, SPARSE_END};
+use super::dsp::{sxtb16, sxtb16_ror8};
+use super::ChannelQuant;
+use crate::kernels::sparse::{conv2d_sparse_s8, SparseFilter};
+use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
+
+/// Stored blocks (grouped: groups of four) whose offsets a block of channels decodes at once, with
+/// one end marker per channel (about 1.2 KB of stack); one channel always fits.
+const OFFSETS_MAX: usize = PATCH_MAX + CHANNEL_BLOCK;
+
+/// Largest row of the four-position path: its expanded patches fill the same buffer as two
+/// positions' of [`PATCH_MAX`].
+pub const GROUPED_MAX: usize = PATCH_MAX / 2;
+
+/// Same contract and bit-exact result as [`conv2d_sparse_s8`]; receptive fields above
+/// [`PATCH_MAX`] values take that reference.
+pub fn conv2d_sparse_s8_fast<const DSP: bool>(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    filter: &SparseFilter<'_>,
+    bias: LeI32<'_>,
+    output: &mut [i8],
+) {
+    let len = filter.row_len;
+    if len > PATCH_MAX || filter.block == 0 {
+        conv2d_sparse_s8(g, q, input, filter, bias, output);
+        return;
+    }
+    let block = filter.block;
+    let grouped = DSP && block.is_multiple_of(4) && len.is_multiple_of(4) && len <= GROUPED_MAX;
+    let out_c = g.output.c;
+    let positions = g.output.n * g.output.h * g.output.w;
+    let zero_point = (-q.input_offset) as i8;
+    let direct = is_direct(g);
+    let per_row = filter.mask_per_row();
+    let mut raw = [[0i8; PATCH_MAX]; 2];
+    // The patches as the inner loops read them: per group of four values, eight words (grouped),
+    // or per value one word (pairs).
+    let mut expanded = [0u32; PATCH_MAX];
+    let mut offsets = [0u16; OFFSETS_MAX];
+    let mut lanes = [[Lane::default(); CHANNEL_BLOCK]; 2];
+    let mut biases = [0i32; CHANNEL_BLOCK];
+    // Per channel of the block: the end of its offsets and of its values.
+    let mut ends = [(0usize, 0usize); CHANNEL_BLOCK];
+    let mut first = 0;
+    let mut value_start = 0;
+    while first < out_c {
+        // Decode the masks of as many channels as fit, with their quantization and biases.
+        let (mut n, mut count, mut value_end) = (0, 0, value_start);
+        while first + n < out_c && n < CHANNEL_BLOCK {
+            let mask = &filter.mask[(first + n) * per_row..][..per_row];
+            let stored: usize = mask.iter().map(|m| m.count_ones() as usize).sum();
+            let entries = if grouped {
+                stored * block / 4 + 1
+            } else {
+                stored
+            };
+            if n > 0 && count + entries > OFFSETS_MAX {
+                break;
+            }
+            let mut sum = 0i32;
+            let used = filter.for_each_block(mask, &filter.values[value_end..], |at, w| {
+                if grouped {
+                    // The byte offset of each group's eight words.
+                    for k in 0..w.len() / 4 {
+                        offsets[count] = ((at / 4 + k) * 32) as u16;
+                        count += 1;
+                    }
+                } else {
+                    offsets[count] = at as u16;
+                    count += 1;
+                }
+                sum = sum.wrapping_add(weight_sum(w));
+            });
+            if grouped {
+                offsets[count] = SPARSE_END;
+                count += 1;
+            }
+            value_end += used;
+            ends[n] = (count, value_end);
+            let quant = ChannelQuant::new(q, first + n);
+            (lanes[0][n].quant, lanes[1][n].quant) = (quant, quant);
+            let b0 = if bias.is_empty() {
+                0
+            } else {
+                bias.get(first + n)
+            };
+            biases[n] = b0.wrapping_add(q.input_offset.wrapping_mul(sum));
+            n += 1;
+        }
+        let short = lanes[0][..n].iter().all(|l| l.quant.is_short());
+        let per_pass = if grouped { 4 } else { 2 };
+        let mut p = 0;
+        while p < positions {
+            // Positions past the last repeat it; only real ones are written.
+            let real = (positions - p).min(per_pass);
+            let at = |k: usize| p + k.min(real - 1);
+            if grouped {
+                let (r01, r23) = raw.split_at_mut(1);
+                let (r0, r1) = r01[0].split_at_mut(GROUPED_MAX);
+                let (r2, r3) = r23[0].split_at_mut(GROUPED_MAX);
+                let xs = [
+                    patch_at(g, input, at(0), zero_point, direct, &mut r0[..len]),
+                    patch_at(g, input, at(1), zero_point, direct, &mut r1[..len]),
+                    patch_at(g, input, at(2), zero_point, direct, &mut r2[..len]),
+                    patch_at(g, input, at(3), zero_point, direct, &mut r3[..len]),
+                ];
+                let (groups, _) = expanded.as_chunks_mut::<8>();
+                for (i, group) in groups.iter_mut().take(len / 4).enumerate() {
+                    for (k, x) in xs.iter().enumerate() {
+                        let v = word(&x[4 * i..4 * i + 4]);
+                        (group[2 * k], group[2 * k + 1]) = (sxtb16(v), sxtb16_ror8(v));
+                    }
+                }
+                let mut acc = [[0i32; 4]; CHANNEL_BLOCK];
+                for (a, &b) in acc.iter_mut().zip(&biases[..n]) {
+                    *a = [b; 4];
+                }
+                let (words, _) = filter.values[value_start..value_end].as_chunks::<4>();
+                // SAFETY: the offsets are those of the groups inside each row (`for_each_block`
+                // over a mask checked at load), times 32, each channel's ending with the marker,
+                // one group per weight word: each group's eight words lie in `expanded`'s first
+                // `2 * len` words.
+                #[allow(unsafe_code)]
+                unsafe {
+                    dot_sparse_4xn(
+                        &expanded[..2 * len],
+                        &offsets[..count],
+                        words,
+                        &mut acc[..n],
+                    );
+                }
+                let (ab, cd) = lanes.split_at_mut(1);
+                for ((l0, l1), a) in ab[0].iter_mut().zip(cd[0].iter_mut()).zip(&acc[..n]) {
+                    (l0.acc_a, l0.acc_b, l1.acc_a, l1.acc_b) = (a[0], a[1], a[2], a[3]);
+                }
+            } else {
+                let (ra, rb) = raw.split_at_mut(1);
+                let xa = patch_at(g, input, at(0), zero_point, direct, &mut ra[0][..len]);
+                let xb = patch_at(g, input, at(1), zero_point, direct, &mut rb[0][..len]);
+                for ((pair, &a), &b) in expanded.iter_mut().zip(xa).zip(xb) {
+                    *pair = (a as i16 as u16 as u32) | ((b as i32 as u32) << 16);
+                }
+                let (mut o_from, mut v_from) = (0, value_start);
+                let lanes = lanes[0].iter_mut().zip(&biases[..n]).zip(&ends[..n]);
+                for ((l, &b), &(o_to, v_to)) in lanes {
+                    let offs = &offsets[o_from..o_to];
+                    let values = &filter.values[v_from..v_to];
+                    (l.acc_a, l.acc_b) = if block == 1 {
+                        dot_pairs_1(&expanded, offs, values, b)
+                    } else {
+                        dot_pairs(&expanded, offs, values, block, b)
+                    };
+                    (o_from, v_from) = (o_to, v_to);
+                }
+            }
+            // Passes of two positions: A at `out[k]`, B `out_c` further (stride 0: A alone).
+            for (pass, lanes) in lanes.iter().enumerate().take(real.div_ceil(2)) {
+                let stride = if real - 2 * pass >= 2 { out_c } else { 0 };
+                let out = &mut output[(p + 2 * pass) * out_c + first..];
+                requantize_pass(q, &lanes[..n], short, out, stride);
+            }
+            p += real;
+        }
+        first += n;
+        value_start = value_end;
+    }
+}
+
+/// Both positions' sums over single stored weights at `offsets` (blocks of one).
+#[inline(always)]
+fn dot_pairs_1(pairs: &[u32], offsets: &[u16], values: &[i8], bias: i32) -> (i32, i32) {
+    let (mut a, mut b) = (bias, bias);
+    for (&at, &w) in offsets.iter().zip(values) {
+        let x = pairs.get(at as usize).copied().unwrap_or(0);
+        let w = w as i32;
+        a = a.wrapping_add((x as i16 as i32) * w);
+        b = b.wrapping_add((x as i32 >> 16) * w);
+    }
+    (a, b)
+}
+
+/// Both positions' sums over stored blocks of `block` weights at `offsets` (a row's last block
+/// may be shorter: it ends the row).
+#[inline(always)]
+fn dot_pairs(pairs: &[u32], offsets: &[u16], values: &[i8], block: usize, bias: i32) -> (i32, i32) {
+    let (mut a, mut b) = (bias, bias);
+    let mut values = values.iter();
+    for &at in offsets {
+        let Some(xs) = pairs.get(at as usize..) else {
+            break;
+        };
+        for (&x, &w) in xs.iter().zip(&mut values).take(block) {
+            let w = w as i32;
+            a = a.wrapping_add((x as i16 as i32) * w);
+            b = b.wrapping_add((x as i32 >> 16) * w);
+        }
+    }
+    (a, b)
+}
+
+/// The first four int8 values of `b` as one little-endian word.
+#[inline(always)]
+fn word(b: &[i8]) -> u32 {
+    u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::conv2d::tests::pointwise;
+    use super::super::testgen::{problems, Problem};
+    use super::*;
+    use crate::kernels::conv2d::conv2d_s8;
+    use crate::kernels::sparse::encode_blocks;
+    use proptest::prelude::*;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// `p`'s filter with blocks of `block` weights along each row zeroed where `keep` says no (a
+    /// pattern from `seed`), so that its sparse encoding skips them.
+    fn pruned(p: &Problem, block: usize, keep_of_8: u64, seed: u64) -> Vec<i8> {
+        let row_len = p.g.kernel_h * p.g.kernel_w * p.g.input.c;
+        let mut filter = p.filter.clone();
+        let mut state = seed | 1;
+        for row in filter.chunks_mut(row_len) {
+            for b in row.chunks_mut(block) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                if state % 8 >= keep_of_8 {
+                    b.fill(0);
+                }
+            }
+        }
+        filter
+    }
+
+    /// The sparse kernels (reference, portable, `SMLAD`) give the dense reference's output, for
+    /// every block size the encoder may pick.
+    fn check(p: &Problem, block: usize, keep_of_8: u64, seed: u64) -> Result<(), TestCaseError> {
+        let dense = pruned(p, block, keep_of_8, seed);
+        let row_len = p.g.kernel_h * p.g.kernel_w * p.g.input.c;
+        let q = p.quant();
+        let bias = LeI32::new(&p.bias).unwrap();
+        let mut want = vec![0i8; p.g.output.len()];
+        conv2d_s8(&p.g, &q, &p.input, &dense, bias, &mut want);
+        let e = encode_blocks(&dense, row_len, block);
+        let filter = SparseFilter {
+            block,
+            row_len,
+            mask: &e.mask,
+            values: &e.values,
+        };
+        prop_assert_eq!(filter.densify(), dense.clone());
+        let mut got = vec![0i8; p.g.output.len()];
+        conv2d_sparse_s8(&p.g, &q, &p.input, &filter, bias, &mut got);
+        prop_assert_eq!(&got, &want, "reference");
+        conv2d_sparse_s8_fast::<false>(&p.g, &q, &p.input, &filter, bias, &mut got);
+        prop_assert_eq!(&got, &want, "portable");
+        conv2d_sparse_s8_fast::<true>(&p.g, &q, &p.input, &filter, bias, &mut got);
+        prop_assert_eq!(&got, &want, "dsp");
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_config(300))]
+
+        #[test]
+        fn sparse_matches_dense(
+            p in problems(11, false),
+            block in prop::sample::select(vec![1usize, 2, 4, 8]),
+            keep in 0..8u64,
+            seed in any::<u64>(),
+        ) {
+            check(&p, block, keep, seed)?;
+        }
+
+        #[test]
+        fn sparse_pointwise_matches_dense(
+            p in problems(40, false),
+            block in prop::sample::select(vec![1usize, 4]),
+            keep in 0..8u64,
+            seed in any::<u64>(),
+        ) {
+            check(&pointwise(p), block, keep, seed)?;
+        }
+    }
+
+    #[test]
+    fn stored_weights_counts_the_short_last_block_and_refuses_stray_bits() {
+        use crate::kernels::sparse::stored_weights;
+        // Rows of 10 in blocks of 4: blocks of 4, 4 and 2; the mask byte keeps bits 0-2.
+        assert_eq!(
+            stored_weights(&[0b101, 0b110], 2, 10, 4),
+            Some(4 + 2 + 4 + 2)
+        );
+        assert_eq!(stored_weights(&[0b1000], 1, 10, 4), None);
+        assert_eq!(stored_weights(&[0b1], 2, 10, 4), None);
+        assert_eq!(stored_weights(&[0b1], 1, 10, 0), None);
+        // Sixteen blocks of 1 take two mask bytes per row.
+        assert_eq!(stored_weights(&[0xff, 0x01], 1, 9, 1), Some(9));
+        assert_eq!(stored_weights(&[0xff, 0x03], 1, 9, 1), None);
+    }
+}
