@@ -208,6 +208,92 @@ pub unsafe fn dot_sparse_4xn(x: &[u32], offsets: &[u16], words: &[[i8; 4]], acc:
     }
 }
 
+/// Two positions (A, B) by one output channel over the stored weights of a pruned row
+/// (`kernels::sparse`): `(a + sum x_A * w, b + sum x_B * w)` over the weights `values[i]` at
+/// `offsets[i]`, where `pairs[k]` holds `x_A[k]` in its low and `x_B[k]` in its high 16 bits. A weight
+/// is 7 instructions on Armv7E-M (`LDRH`, `LDR`, `LDRSB`, `SMLABB`, `SMLATB`, `SUBS`, `BNE`), 9 on
+/// Armv7-M (two `LDRSH` and two `MLA`).
+///
+/// # Safety
+///
+/// `offsets.len() <= values.len()` and every offset is below `pairs.len()`.
+#[inline(always)]
+pub unsafe fn dot_sparse_pairs(
+    pairs: &[u32],
+    offsets: &[u16],
+    values: &[i8],
+    acc: (i32, i32),
+) -> (i32, i32) {
+    #[cfg(ferrite_armv7m)]
+    {
+        if offsets.is_empty() {
+            return acc;
+        }
+        let (mut a, mut b) = acc;
+        // SAFETY: by the caller's contract, reads `offsets.len()` halfwords of `offsets` and bytes
+        // of `values`, and the word of `pairs` at each offset; writes nothing to memory. SMLABB
+        // and SMLATB may set the Q flag, which nothing reads.
+        unsafe {
+            #[cfg(ferrite_dsp)]
+            core::arch::asm!(
+                "2:",
+                "ldrh {t}, [{o}], #2",
+                "ldr {x}, [{p}, {t}, lsl #2]",
+                "ldrsb {w}, [{v}], #1",
+                "smlabb {a}, {x}, {w}, {a}",
+                "smlatb {b}, {x}, {w}, {b}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                a = inout(reg) a,
+                b = inout(reg) b,
+                o = inout(reg) offsets.as_ptr() => _,
+                v = inout(reg) values.as_ptr() => _,
+                n = inout(reg) offsets.len() => _,
+                p = in(reg) pairs.as_ptr(),
+                t = out(reg) _,
+                x = out(reg) _,
+                w = out(reg) _,
+                options(readonly, nostack),
+            );
+            #[cfg(not(ferrite_dsp))]
+            core::arch::asm!(
+                "2:",
+                "ldrh {t}, [{o}], #2",
+                "add {t}, {p}, {t}, lsl #2",
+                "ldrsh {x}, [{t}]",
+                "ldrsh {t}, [{t}, #2]",
+                "ldrsb {w}, [{v}], #1",
+                "mla {a}, {x}, {w}, {a}",
+                "mla {b}, {t}, {w}, {b}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                a = inout(reg) a,
+                b = inout(reg) b,
+                o = inout(reg) offsets.as_ptr() => _,
+                v = inout(reg) values.as_ptr() => _,
+                n = inout(reg) offsets.len() => _,
+                p = in(reg) pairs.as_ptr(),
+                t = out(reg) _,
+                x = out(reg) _,
+                w = out(reg) _,
+                options(readonly, nostack),
+            );
+        }
+        (a, b)
+    }
+    #[cfg(not(ferrite_armv7m))]
+    {
+        let (mut a, mut b) = acc;
+        for (&at, &w) in offsets.iter().zip(values) {
+            let x = pairs[at as usize];
+            let w = w as i32;
+            a = a.wrapping_add((x as i16 as i32) * w);
+            b = b.wrapping_add((x as i32 >> 16) * w);
+        }
+        (a, b)
+    }
+}
+
 /// Two positions (A, B) by two output channels over values widened to 32 bits and interleaved,
 /// `x[i] = [xa[i], xb[i]]`: `acc + sum x * w` for (xa, w0), (xa, w1), (xb, w0), (xb, w1), in that
 /// order. `w0` and `w1` hold at least `x.len()` weights.

@@ -11,17 +11,17 @@
 //!   `SXTB16` splits a weight word; four stored weights are one word, two `SXTB16` and eight
 //!   `SMLAD` (`conv_loops::dot_sparse_4xn`);
 //! - otherwise two positions a pass, their values interleaved as the 16-bit halves of one word,
-//!   read once per stored weight for both.
+//!   read once per stored weight for both (`conv_loops::dot_sparse_pairs`).
 
 use super::conv2d::{is_direct, patch_at, requantize_pass, weight_sum, CHANNEL_BLOCK, PATCH_MAX};
-use super::conv_loops::{dot_sparse_4xn, Lane, SPARSE_END};
+use super::conv_loops::{dot_sparse_4xn, dot_sparse_pairs, Lane, SPARSE_END};
 use super::dsp::{sxtb16, sxtb16_ror8};
 use super::ChannelQuant;
 use crate::kernels::sparse::{conv2d_sparse_s8, SparseFilter};
 use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
 
-/// Stored blocks (grouped: groups of four) whose offsets a block of channels decodes at once, with
-/// one end marker per channel (about 1.2 KB of stack); one channel always fits.
+/// Offsets a block of channels decodes at once: one per stored weight, or (grouped) one per stored
+/// group of four and an end marker per channel (about 1.2 KB of stack); one channel always fits.
 const OFFSETS_MAX: usize = PATCH_MAX + CHANNEL_BLOCK;
 
 /// Largest row of the four-position path: its expanded patches fill the same buffer as two
@@ -67,10 +67,11 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
         while first + n < out_c && n < CHANNEL_BLOCK {
             let mask = &filter.mask[(first + n) * per_row..][..per_row];
             let stored: usize = mask.iter().map(|m| m.count_ones() as usize).sum();
+            // Grouped: a group of four per offset and an end marker; else an offset per weight.
             let entries = if grouped {
                 stored * block / 4 + 1
             } else {
-                stored
+                stored * block
             };
             if n > 0 && count + entries > OFFSETS_MAX {
                 break;
@@ -84,8 +85,10 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
                         count += 1;
                     }
                 } else {
-                    offsets[count] = at as u16;
-                    count += 1;
+                    for k in 0..w.len() {
+                        offsets[count] = (at + k) as u16;
+                        count += 1;
+                    }
                 }
                 sum = sum.wrapping_add(weight_sum(w));
             });
@@ -163,11 +166,11 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
                 for ((l, &b), &(o_to, v_to)) in lanes {
                     let offs = &offsets[o_from..o_to];
                     let values = &filter.values[v_from..v_to];
-                    (l.acc_a, l.acc_b) = if block == 1 {
-                        dot_pairs_1(&expanded, offs, values, b)
-                    } else {
-                        dot_pairs(&expanded, offs, values, block, b)
-                    };
+                    // SAFETY: one offset per stored weight, each inside the row (`for_each_block`
+                    // over a mask checked at load), below `len`.
+                    #[allow(unsafe_code)]
+                    let acc = unsafe { dot_sparse_pairs(&expanded[..len], offs, values, (b, b)) };
+                    (l.acc_a, l.acc_b) = acc;
                     (o_from, v_from) = (o_to, v_to);
                 }
             }
@@ -182,38 +185,6 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
         first += n;
         value_start = value_end;
     }
-}
-
-/// Both positions' sums over single stored weights at `offsets` (blocks of one).
-#[inline(always)]
-fn dot_pairs_1(pairs: &[u32], offsets: &[u16], values: &[i8], bias: i32) -> (i32, i32) {
-    let (mut a, mut b) = (bias, bias);
-    for (&at, &w) in offsets.iter().zip(values) {
-        let x = pairs.get(at as usize).copied().unwrap_or(0);
-        let w = w as i32;
-        a = a.wrapping_add((x as i16 as i32) * w);
-        b = b.wrapping_add((x as i32 >> 16) * w);
-    }
-    (a, b)
-}
-
-/// Both positions' sums over stored blocks of `block` weights at `offsets` (a row's last block
-/// may be shorter: it ends the row).
-#[inline(always)]
-fn dot_pairs(pairs: &[u32], offsets: &[u16], values: &[i8], block: usize, bias: i32) -> (i32, i32) {
-    let (mut a, mut b) = (bias, bias);
-    let mut values = values.iter();
-    for &at in offsets {
-        let Some(xs) = pairs.get(at as usize..) else {
-            break;
-        };
-        for (&x, &w) in xs.iter().zip(&mut values).take(block) {
-            let w = w as i32;
-            a = a.wrapping_add((x as i16 as i32) * w);
-            b = b.wrapping_add((x as i32 >> 16) * w);
-        }
-    }
-    (a, b)
 }
 
 /// The first four int8 values of `b` as one little-endian word.
