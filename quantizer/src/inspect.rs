@@ -136,7 +136,10 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
         let nonzero = filter.values.iter().filter(|&&w| w != 0).count();
         let stored = filter.values.len() + filter.mask.len();
         s.op = op.name();
-        s.macs = s.macs / total.max(1) as u64 * filter.values.len() as u64;
+        // Each output position multiplies every stored weight once.
+        let positions =
+            s.output.iter().map(|&d| u64::from(d)).product::<u64>() / rows.max(1) as u64;
+        s.macs = positions * filter.values.len() as u64;
         s.weight_bytes += filter.mask.len();
         s.density = Some(if total == 0 {
             1.0

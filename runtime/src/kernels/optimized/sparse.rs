@@ -43,10 +43,14 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
         conv2d_sparse_s8(g, q, input, filter, bias, output);
         return;
     }
+    let positions = g.output.n * g.output.h * g.output.w;
+    if positions == 1 && is_direct(g) {
+        vector(q, &input[..len], filter, bias, &mut output[..g.output.c]);
+        return;
+    }
     let block = filter.block;
     let grouped = DSP && block.is_multiple_of(4) && len.is_multiple_of(4) && len <= GROUPED_MAX;
     let out_c = g.output.c;
-    let positions = g.output.n * g.output.h * g.output.w;
     let zero_point = (-q.input_offset) as i8;
     let direct = is_direct(g);
     let per_row = filter.mask_per_row();
@@ -187,6 +191,44 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
     }
 }
 
+/// One output position read in place (a fully connected layer's single batch): each row's mask
+/// walked once, without decoding offsets that only one position would use.
+fn vector(
+    q: &OutputQuant<'_>,
+    x: &[i8],
+    filter: &SparseFilter<'_>,
+    bias: LeI32<'_>,
+    output: &mut [i8],
+) {
+    let per_row = filter.mask_per_row();
+    let mut values = filter.values.iter();
+    for (c, (mask, out)) in filter.mask.chunks_exact(per_row).zip(output).enumerate() {
+        let (mut acc, mut sum) = (if bias.is_empty() { 0 } else { bias.get(c) }, 0i32);
+        for (byte, &m) in mask.iter().enumerate() {
+            let mut m = m;
+            while m != 0 {
+                let first = (byte * 8 + m.trailing_zeros() as usize) * filter.block;
+                m &= m - 1;
+                if filter.block == 1 {
+                    let (Some(&xv), Some(&w)) = (x.get(first), values.next()) else {
+                        break;
+                    };
+                    acc = acc.wrapping_add(w as i32 * xv as i32);
+                    sum = sum.wrapping_add(w as i32);
+                    continue;
+                }
+                let xs = x.get(first..).unwrap_or_default();
+                for (&xv, &w) in xs.iter().zip(values.by_ref()).take(filter.block) {
+                    acc = acc.wrapping_add(w as i32 * xv as i32);
+                    sum = sum.wrapping_add(w as i32);
+                }
+            }
+        }
+        acc = acc.wrapping_add(q.input_offset.wrapping_mul(sum));
+        *out = ChannelQuant::new(q, c).requantize(q, acc);
+    }
+}
+
 /// The first four int8 values of `b` as one little-endian word.
 #[inline(always)]
 fn word(b: &[i8]) -> u32 {
@@ -260,6 +302,21 @@ mod tests {
             keep in 0..8u64,
             seed in any::<u64>(),
         ) {
+            check(&p, block, keep, seed)?;
+        }
+
+        #[test]
+        fn sparse_single_position_matches_dense(
+            p in problems(40, false),
+            block in prop::sample::select(vec![1usize, 3, 4]),
+            keep in 0..8u64,
+            seed in any::<u64>(),
+        ) {
+            // A fully connected layer's shape: one position read in place.
+            let mut p = pointwise(p);
+            (p.g.input.n, p.g.input.h, p.g.input.w) = (1, 1, 1);
+            (p.g.output.n, p.g.output.h, p.g.output.w) = (1, 1, 1);
+            p.input.truncate(p.g.input.c);
             check(&p, block, keep, seed)?;
         }
 
