@@ -208,6 +208,67 @@ pub unsafe fn dot_sparse_4xn(x: &[u32], offsets: &[u16], words: &[[i8; 4]], acc:
     }
 }
 
+/// Four positions' patches `xs` expanded for [`dot_sparse_4xn`]: group `i` of four values becomes
+/// the eight words `[(A.x0, A.x2), (A.x1, A.x3), (B..), (B..), (C..), (C..), (D..), (D..)]` of
+/// `out[i]`, for `out.len()` groups. On Armv7E-M a group is 16 instructions (four `LDR`, eight
+/// `SXTB16`, two `STM`, `SUBS`, `BNE`).
+#[inline(always)]
+pub fn expand_4(xs: [&[i8]; 4], out: &mut [[u32; 8]]) {
+    let groups = out.len();
+    assert!(xs.iter().all(|x| x.len() >= 4 * groups));
+    #[cfg(ferrite_dsp)]
+    {
+        if groups == 0 {
+            return;
+        }
+        // SAFETY: reads `4 * groups` bytes of each patch (checked above; LDR may be unaligned,
+        // which Armv7-M allows) and writes the `8 * groups` words of `out`. r6 and r7 (which Rust
+        // reserves) are saved on the stack and restored.
+        unsafe {
+            core::arch::asm!(
+                "push {{r6, r7}}",
+                "2:",
+                "ldr r6, [r0], #4",
+                "ldr r7, [r1], #4",
+                "sxtb16 r8, r6",
+                "sxtb16 r9, r6, ror #8",
+                "sxtb16 r10, r7",
+                "sxtb16 r11, r7, ror #8",
+                "stm r4!, {{r8, r9, r10, r11}}",
+                "ldr r6, [r2], #4",
+                "ldr r7, [r3], #4",
+                "sxtb16 r8, r6",
+                "sxtb16 r9, r6, ror #8",
+                "sxtb16 r10, r7",
+                "sxtb16 r11, r7, ror #8",
+                "stm r4!, {{r8, r9, r10, r11}}",
+                "subs r5, r5, #1",
+                "bne 2b",
+                "pop {{r6, r7}}",
+                inout("r0") xs[0].as_ptr() => _,
+                inout("r1") xs[1].as_ptr() => _,
+                inout("r2") xs[2].as_ptr() => _,
+                inout("r3") xs[3].as_ptr() => _,
+                inout("r4") out.as_mut_ptr() => _,
+                inout("r5") groups => _,
+                out("r8") _,
+                out("r9") _,
+                out("r10") _,
+                out("r11") _,
+            );
+        }
+    }
+    #[cfg(not(ferrite_dsp))]
+    for (i, group) in out.iter_mut().enumerate() {
+        for (k, x) in xs.iter().enumerate() {
+            let v = u32::from_le_bytes(
+                [x[4 * i], x[4 * i + 1], x[4 * i + 2], x[4 * i + 3]].map(|b| b as u8),
+            );
+            (group[2 * k], group[2 * k + 1]) = (sxtb16(v), sxtb16_ror8(v));
+        }
+    }
+}
+
 /// Two positions (A, B) by one output channel over the stored weights of a pruned row
 /// (`kernels::sparse`): `(a + sum x_A * w, b + sum x_B * w)` over the weights `values[i]` at
 /// `offsets[i]`, where `pairs[k]` holds `x_A[k]` in its low and `x_B[k]` in its high 16 bits. A weight

@@ -14,15 +14,14 @@
 //!   read once per stored weight for both (`conv_loops::dot_sparse_pairs`).
 
 use super::conv2d::{is_direct, patch_at, requantize_pass, weight_sum, CHANNEL_BLOCK, PATCH_MAX};
-use super::conv_loops::{dot_sparse_4xn, dot_sparse_pairs, Lane, SPARSE_END};
-use super::dsp::{sxtb16, sxtb16_ror8};
+use super::conv_loops::{dot_sparse_4xn, dot_sparse_pairs, expand_4, Lane, SPARSE_END};
 use super::ChannelQuant;
 use crate::kernels::sparse::{conv2d_sparse_s8, SparseFilter};
 use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
 
 /// Offsets a block of channels decodes at once: one per stored weight, or (grouped) one per stored
 /// group of four and an end marker per channel (about 1.2 KB of stack); one channel always fits.
-const OFFSETS_MAX: usize = PATCH_MAX + CHANNEL_BLOCK;
+const OFFSETS_MAX: usize = 2 * PATCH_MAX + CHANNEL_BLOCK;
 
 /// Largest row of the four-position path: its expanded patches fill the same buffer as two
 /// positions' of [`PATCH_MAX`].
@@ -130,12 +129,7 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
                     patch_at(g, input, at(3), zero_point, direct, &mut r3[..len]),
                 ];
                 let (groups, _) = expanded.as_chunks_mut::<8>();
-                for (i, group) in groups.iter_mut().take(len / 4).enumerate() {
-                    for (k, x) in xs.iter().enumerate() {
-                        let v = word(&x[4 * i..4 * i + 4]);
-                        (group[2 * k], group[2 * k + 1]) = (sxtb16(v), sxtb16_ror8(v));
-                    }
-                }
+                expand_4(xs, &mut groups[..len / 4]);
                 let mut acc = [[0i32; 4]; CHANNEL_BLOCK];
                 for (a, &b) in acc.iter_mut().zip(&biases[..n]) {
                     *a = [b; 4];
@@ -227,12 +221,6 @@ fn vector(
         acc = acc.wrapping_add(q.input_offset.wrapping_mul(sum));
         *out = ChannelQuant::new(q, c).requantize(q, acc);
     }
-}
-
-/// The first four int8 values of `b` as one little-endian word.
-#[inline(always)]
-fn word(b: &[i8]) -> u32 {
-    u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8])
 }
 
 #[cfg(test)]
