@@ -96,8 +96,9 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
          polynomial schedule reaching S after two thirds of the steps, per layer, first/last/depthwise \
          layers dense, QAT on, the last 10% of the training file held out to keep the best epoch at S), \
          scored on the full 10,000-image Fashion-MNIST test set. \"Zeros\" are int8 weights equal to 0, \
-         in the pruned layers and in all weighted layers. The `.ferrite` file still stores the zeros \
-         densely (the sparse encoding is the next step), so its size does not change yet.\n\n",
+         in the pruned layers and in all weighted layers. The `.ferrite` bytes are those of the default \
+         `--weight-storage dense`, zeros stored; \"Sparse weights\" below measures the sparse \
+         storage.\n\n",
         String::from_utf8_lossy(&commit.stdout).trim(),
         ferrite_quantizer::train::DEFAULT_PRUNING_LR_ADAM,
     );
