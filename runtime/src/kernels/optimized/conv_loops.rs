@@ -269,6 +269,132 @@ pub fn expand_4(xs: [&[i8]; 4], out: &mut [[u32; 8]]) {
     }
 }
 
+/// Four positions' patches `xs` interleaved for [`dot_sparse_wide_4xn`]: value `k` of each becomes
+/// the 16-bit halves of `out[2k]` (A low, B high) and `out[2k + 1]` (C low, D high), for `out.len() /
+/// 2` values.
+#[inline(always)]
+pub fn interleave_4(xs: [&[i8]; 4], out: &mut [u32]) {
+    let [a, b, c, d] = xs;
+    let pair = |lo: i8, hi: i8| (lo as i16 as u16 as u32) | ((hi as i32 as u32) << 16);
+    for ((((o, &a), &b), &c), &d) in out.chunks_exact_mut(2).zip(a).zip(b).zip(c).zip(d) {
+        o[0] = pair(a, b);
+        o[1] = pair(c, d);
+    }
+}
+
+/// Four positions (A, B, C, D) by the output channels of a block over the stored weights of their
+/// pruned rows (`kernels::sparse`), one weight at a time: channel `k` adds to `acc[k]` `sum x * w`
+/// for each position, over the weights whose two words of [`interleave_4`] start at the next
+/// offsets (bytes into `x`) up to a [`SPARSE_END`], with the next weights of `values`. A weight is
+/// 10 instructions for 4 multiply-accumulates on Armv7E-M (`SMLABB`/`SMLATB`), 13 on Armv7-M
+/// (`LDRSH`, `MLA`); a channel 13 more.
+///
+/// # Safety
+///
+/// `offsets` holds `acc.len()` end markers, at most `values.len()` offsets in all, each a multiple of
+/// 8 with `offset + 8 <= 4 * x.len()`.
+#[inline(always)]
+pub unsafe fn dot_sparse_wide_4xn(x: &[u32], offsets: &[u16], values: &[i8], acc: &mut [[i32; 4]]) {
+    #[cfg(ferrite_armv7m)]
+    {
+        if acc.is_empty() {
+            return;
+        }
+        // One weight: its offset, the two words (DSP) or four halfwords of the positions' values,
+        // the weight, four multiply-accumulates, the next offset.
+        #[cfg(ferrite_dsp)]
+        macro_rules! weight {
+            () => {
+                concat!(
+                    "add r6, r12, r6\n",
+                    "ldrd r8, r9, [r6]\n",
+                    "ldrsb r7, [r5], #1\n",
+                    "smlabb r0, r8, r7, r0\n",
+                    "smlatb r1, r8, r7, r1\n",
+                    "smlabb r2, r9, r7, r2\n",
+                    "smlatb r3, r9, r7, r3\n",
+                )
+            };
+        }
+        #[cfg(not(ferrite_dsp))]
+        macro_rules! weight {
+            () => {
+                concat!(
+                    "add r6, r12, r6\n",
+                    "ldrsh r8, [r6]\n",
+                    "ldrsh r9, [r6, #2]\n",
+                    "ldrsh r10, [r6, #4]\n",
+                    "ldrsh r11, [r6, #6]\n",
+                    "ldrsb r7, [r5], #1\n",
+                    "mla r0, r8, r7, r0\n",
+                    "mla r1, r9, r7, r1\n",
+                    "mla r2, r10, r7, r2\n",
+                    "mla r3, r11, r7, r3\n",
+                )
+            };
+        }
+        // SAFETY: by the caller's contract, reads the offsets up to the `acc.len()`-th end marker,
+        // as many weights as offsets, 8 bytes of `x` at each offset, and reads and writes `acc`'s
+        // `4 * acc.len()` words; nothing else. r6 and r7 (which Rust reserves) are saved on the
+        // stack and restored, with the pointer into `acc` and the channels left, which the loop
+        // keeps there. SMLABB/SMLATB may set the Q flag, which nothing reads.
+        unsafe {
+            core::arch::asm!(
+                "push {{r6, r7, r8, r9}}",
+                "mov r6, r8",
+                "3:",
+                "ldm r6, {{r0, r1, r2, r3}}",
+                "ldrh r6, [r4], #2",
+                "cmp r6, #0x8000",
+                "beq 4f",
+                "2:",
+                weight!(),
+                "ldrh r6, [r4], #2",
+                "cmp r6, #0x8000",
+                "bne 2b",
+                "4:",
+                "ldr r6, [sp, #8]",
+                "stm r6!, {{r0, r1, r2, r3}}",
+                "str r6, [sp, #8]",
+                "ldr r7, [sp, #12]",
+                "subs r7, r7, #1",
+                "str r7, [sp, #12]",
+                "bne 3b",
+                "pop {{r6, r7, r8, r9}}",
+                inout("r4") offsets.as_ptr() => _,
+                inout("r5") values.as_ptr() => _,
+                in("r12") x.as_ptr(),
+                inout("r8") acc.as_mut_ptr() => _,
+                inout("r9") acc.len() => _,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                out("r10") _,
+                out("r11") _,
+            );
+        }
+    }
+    #[cfg(not(ferrite_armv7m))]
+    {
+        let mut offsets = offsets.iter();
+        let mut values = values.iter();
+        for acc in acc.iter_mut() {
+            for &at in offsets.by_ref().take_while(|&&o| o != SPARSE_END) {
+                let at = at as usize / 4;
+                let (Some(&w), Some(pair)) = (values.next(), x.get(at..at + 2)) else {
+                    return;
+                };
+                let w = w as i32;
+                let xs = [pair[0], pair[0] >> 16, pair[1], pair[1] >> 16].map(|h| h as i16);
+                for (acc, &x) in acc.iter_mut().zip(&xs) {
+                    *acc = acc.wrapping_add(x as i32 * w);
+                }
+            }
+        }
+    }
+}
+
 /// Two positions (A, B) by one output channel over the stored weights of a pruned row
 /// (`kernels::sparse`): `(a + sum x_A * w, b + sum x_B * w)` over the weights `values[i]` at
 /// `offsets[i]`, where `pairs[k]` holds `x_A[k]` in its low and `x_B[k]` in its high 16 bits. A weight

@@ -6,26 +6,43 @@
 //! channel's bias. A block of channels is as many as have at most [`OFFSETS_MAX`] stored blocks
 //! together: their masks are decoded once into a list of offsets (stack), which every pass over the
 //! positions then walks with the values.
-//! - `DSP`, blocks a multiple of four weights, rows a multiple of four of at most
-//!   [`GROUPED_MAX`]: four positions a pass, their patches expanded to 16-bit pairs in the order
-//!   `SXTB16` splits a weight word; four stored weights are one word, two `SXTB16` and eight
-//!   `SMLAD` (`conv_loops::dot_sparse_4xn`);
-//! - otherwise two positions a pass, their values interleaved as the 16-bit halves of one word,
-//!   read once per stored weight for both (`conv_loops::dot_sparse_pairs`).
+//! - rows of at most [`FOUR_MAX`] values: four positions a pass. With `DSP`, blocks a multiple of
+//!   four weights and rows a multiple of four, the patches are expanded to 16-bit pairs in the
+//!   order `SXTB16` splits a weight word, and four stored weights are one word, two `SXTB16` and
+//!   eight `SMLAD` (`conv_loops::dot_sparse_4xn`); otherwise the four positions' values are
+//!   interleaved as 16-bit halves and each stored weight is read once for all four
+//!   (`conv_loops::dot_sparse_wide_4xn`);
+//! - longer rows: two positions a pass, a weight at a time (`conv_loops::dot_sparse_pairs`).
+//!
+//! A single output position read in place (a fully connected layer's batch of one) walks each
+//! row's mask once instead.
 
 use super::conv2d::{is_direct, patch_at, requantize_pass, weight_sum, CHANNEL_BLOCK, PATCH_MAX};
-use super::conv_loops::{dot_sparse_4xn, dot_sparse_pairs, expand_4, Lane, SPARSE_END};
+use super::conv_loops::{
+    dot_sparse_4xn, dot_sparse_pairs, dot_sparse_wide_4xn, expand_4, interleave_4, Lane, SPARSE_END,
+};
 use super::ChannelQuant;
 use crate::kernels::sparse::{conv2d_sparse_s8, SparseFilter};
 use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
 
-/// Offsets a block of channels decodes at once: one per stored weight, or (grouped) one per stored
-/// group of four and an end marker per channel (about 1.2 KB of stack); one channel always fits.
+/// Offsets a block of channels decodes at once: one per stored weight or group of four, and (four
+/// positions a pass) an end marker per channel (2.4 KB of stack); one channel always fits.
 const OFFSETS_MAX: usize = 2 * PATCH_MAX + CHANNEL_BLOCK;
 
-/// Largest row of the four-position path: its expanded patches fill the same buffer as two
+/// Largest row of the four-position passes: their expanded patches fill the same buffer as two
 /// positions' of [`PATCH_MAX`].
-pub const GROUPED_MAX: usize = PATCH_MAX / 2;
+pub const FOUR_MAX: usize = PATCH_MAX / 2;
+
+/// How a kernel call walks its rows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Four positions a pass, a group of four weights at a time (`SMLAD`).
+    Groups,
+    /// Four positions a pass, a weight at a time.
+    Wide,
+    /// Two positions a pass, a weight at a time (rows above [`FOUR_MAX`]).
+    Pairs,
+}
 
 /// Same contract and bit-exact result as [`conv2d_sparse_s8`]; receptive fields above
 /// [`PATCH_MAX`] values take that reference.
@@ -48,14 +65,20 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
         return;
     }
     let block = filter.block;
-    let grouped = DSP && block.is_multiple_of(4) && len.is_multiple_of(4) && len <= GROUPED_MAX;
+    let mode = if len > FOUR_MAX {
+        Mode::Pairs
+    } else if DSP && block.is_multiple_of(4) && len.is_multiple_of(4) {
+        Mode::Groups
+    } else {
+        Mode::Wide
+    };
     let out_c = g.output.c;
     let zero_point = (-q.input_offset) as i8;
     let direct = is_direct(g);
     let per_row = filter.mask_per_row();
     let mut raw = [[0i8; PATCH_MAX]; 2];
-    // The patches as the inner loops read them: per group of four values, eight words (grouped),
-    // or per value one word (pairs).
+    // The patches as the inner loops read them: per group of four values eight words (groups), per
+    // value two words (wide) or one (pairs).
     let mut expanded = [0u32; PATCH_MAX];
     let mut offsets = [0u16; OFFSETS_MAX];
     let mut lanes = [[Lane::default(); CHANNEL_BLOCK]; 2];
@@ -70,32 +93,31 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
         while first + n < out_c && n < CHANNEL_BLOCK {
             let mask = &filter.mask[(first + n) * per_row..][..per_row];
             let stored: usize = mask.iter().map(|m| m.count_ones() as usize).sum();
-            // Grouped: a group of four per offset and an end marker; else an offset per weight.
-            let entries = if grouped {
-                stored * block / 4 + 1
-            } else {
-                stored * block
+            // An offset per group of four or per weight, and (four positions) an end marker.
+            let entries = match mode {
+                Mode::Groups => stored * block / 4 + 1,
+                Mode::Wide => stored * block + 1,
+                Mode::Pairs => stored * block,
             };
             if n > 0 && count + entries > OFFSETS_MAX {
                 break;
             }
             let mut sum = 0i32;
             let used = filter.for_each_block(mask, &filter.values[value_end..], |at, w| {
-                if grouped {
-                    // The byte offset of each group's eight words.
-                    for k in 0..w.len() / 4 {
-                        offsets[count] = ((at / 4 + k) * 32) as u16;
-                        count += 1;
-                    }
-                } else {
-                    for k in 0..w.len() {
-                        offsets[count] = (at + k) as u16;
-                        count += 1;
-                    }
+                // Byte offsets into `expanded`: each group's eight words, each weight's two
+                // words; or (pairs) each weight's index.
+                let (step, scale) = match mode {
+                    Mode::Groups => (4, 8),
+                    Mode::Wide => (1, 8),
+                    Mode::Pairs => (1, 1),
+                };
+                for k in (0..w.len()).step_by(step) {
+                    offsets[count] = ((at + k) * scale) as u16;
+                    count += 1;
                 }
                 sum = sum.wrapping_add(weight_sum(w));
             });
-            if grouped {
+            if mode != Mode::Pairs {
                 offsets[count] = SPARSE_END;
                 count += 1;
             }
@@ -112,41 +134,47 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
             n += 1;
         }
         let short = lanes[0][..n].iter().all(|l| l.quant.is_short());
-        let per_pass = if grouped { 4 } else { 2 };
+        let per_pass = if mode == Mode::Pairs { 2 } else { 4 };
         let mut p = 0;
         while p < positions {
             // Positions past the last repeat it; only real ones are written.
             let real = (positions - p).min(per_pass);
             let at = |k: usize| p + k.min(real - 1);
-            if grouped {
+            if mode != Mode::Pairs {
                 let (r01, r23) = raw.split_at_mut(1);
-                let (r0, r1) = r01[0].split_at_mut(GROUPED_MAX);
-                let (r2, r3) = r23[0].split_at_mut(GROUPED_MAX);
+                let (r0, r1) = r01[0].split_at_mut(FOUR_MAX);
+                let (r2, r3) = r23[0].split_at_mut(FOUR_MAX);
                 let xs = [
                     patch_at(g, input, at(0), zero_point, direct, &mut r0[..len]),
                     patch_at(g, input, at(1), zero_point, direct, &mut r1[..len]),
                     patch_at(g, input, at(2), zero_point, direct, &mut r2[..len]),
                     patch_at(g, input, at(3), zero_point, direct, &mut r3[..len]),
                 ];
-                let (groups, _) = expanded.as_chunks_mut::<8>();
-                expand_4(xs, &mut groups[..len / 4]);
                 let mut acc = [[0i32; 4]; CHANNEL_BLOCK];
                 for (a, &b) in acc.iter_mut().zip(&biases[..n]) {
                     *a = [b; 4];
                 }
-                let (words, _) = filter.values[value_start..value_end].as_chunks::<4>();
-                // SAFETY: the offsets are those of the groups inside each row (`for_each_block`
-                // over a mask checked at load), times 32, each channel's ending with the marker,
-                // one group per weight word: each group's eight words lie in `expanded`'s first
-                // `2 * len` words.
-                #[allow(unsafe_code)]
-                unsafe {
-                    dot_sparse_4xn(
-                        &expanded[..2 * len],
-                        &offsets[..count],
-                        words,
-                        &mut acc[..n],
-                    );
+                let values = &filter.values[value_start..value_end];
+                let (x, offsets) = (&mut expanded[..2 * len], &offsets[..count]);
+                if mode == Mode::Groups {
+                    expand_4(xs, x.as_chunks_mut::<8>().0);
+                    // SAFETY: the offsets are those of the groups inside each row
+                    // (`for_each_block` over a mask checked at load), times 32, each channel's
+                    // ending with the marker, one group per weight word: each group's eight
+                    // words lie in `x`.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        dot_sparse_4xn(x, offsets, values.as_chunks::<4>().0, &mut acc[..n]);
+                    }
+                } else {
+                    interleave_4(xs, x);
+                    // SAFETY: the offsets are those of the weights inside each row, times 8, each
+                    // channel's ending with the marker, one per weight: each weight's two words
+                    // lie in `x`.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        dot_sparse_wide_4xn(x, offsets, values, &mut acc[..n]);
+                    }
                 }
                 let (ab, cd) = lanes.split_at_mut(1);
                 for ((l0, l1), a) in ab[0].iter_mut().zip(cd[0].iter_mut()).zip(&acc[..n]) {
@@ -305,6 +333,23 @@ mod tests {
             (p.g.input.n, p.g.input.h, p.g.input.w) = (1, 1, 1);
             (p.g.output.n, p.g.output.h, p.g.output.w) = (1, 1, 1);
             p.input.truncate(p.g.input.c);
+            check(&p, block, keep, seed)?;
+        }
+
+        #[test]
+        fn sparse_long_rows_match_dense(
+            p in problems(3, false),
+            in_c in FOUR_MAX + 1..=PATCH_MAX,
+            block in prop::sample::select(vec![1usize, 4]),
+            keep in 0..8u64,
+            seed in any::<u64>(),
+        ) {
+            // Pointwise rows longer than four positions' buffers take two positions a pass.
+            let mut p = pointwise(p);
+            p.g.input.c = in_c;
+            let mut rng = crate::kernels::testutil::Rng::new(seed);
+            p.input = rng.i8_vec(p.g.input.len());
+            p.filter = rng.i8_vec(p.g.output.c * in_c);
             check(&p, block, keep, seed)?;
         }
 
