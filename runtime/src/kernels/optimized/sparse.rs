@@ -3,7 +3,7 @@
 //!
 //! As the dense patch path (`conv2d.rs`): each output position's receptive field is gathered once
 //! per block of channels (or read in place for pointwise layers), the input offset folded into each
-//! channel's bias. A block of channels is as many as have at most [`OFFSETS_MAX`] stored blocks
+//! channel's bias. A block of channels is as many as have at most `OFFSETS_MAX` stored blocks
 //! together: their masks are decoded once into a list of offsets (stack), which every pass over the
 //! positions then walks with the values.
 //! - rows of at most [`FOUR_MAX`] values: four positions a pass. With `DSP`, blocks a multiple of
