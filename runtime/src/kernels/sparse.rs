@@ -62,11 +62,6 @@ pub fn stored_weights(mask: &[u8], rows: usize, row_len: usize, block: usize) ->
 }
 
 impl SparseFilter<'_> {
-    /// Blocks per row.
-    pub fn blocks(&self) -> usize {
-        self.row_len.div_ceil(self.block)
-    }
-
     /// Mask bytes per row.
     pub fn mask_per_row(&self) -> usize {
         mask_bytes(self.row_len, self.block)
