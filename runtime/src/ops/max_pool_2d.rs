@@ -13,7 +13,7 @@ pub(crate) fn run(p: &Pool, arena: &mut [u8]) -> Result<(), Error> {
     run_pool(
         p,
         arena,
-        kernels::pooling::max_pool2d_s8,
+        kernels::optimized::max_pool2d_s8,
         #[cfg(feature = "float")]
         kernels::float::max_pool2d_f32,
     )

@@ -130,6 +130,29 @@ pub fn sadd16(a: u32, b: u32) -> u32 {
     }
 }
 
+/// The lane-wise maximum of the signed bytes of `a` and `b` (`SSUB8` then `SEL`: the GE flags of
+/// the subtraction pick each byte).
+#[inline(always)]
+pub fn max_s8x4(a: u32, b: u32) -> u32 {
+    #[cfg(ferrite_dsp)]
+    {
+        let r: u32;
+        // SAFETY: register-only arithmetic; no memory access, no stack use. SSUB8 sets the GE
+        // flags and SEL reads them within the same block; they are declared clobbered.
+        unsafe {
+            core::arch::asm!("ssub8 {t}, {a}, {b}", "sel {r}, {a}, {b}", t = out(reg) _,
+                r = lateout(reg) r, a = in(reg) a, b = in(reg) b, options(pure, nomem, nostack));
+        }
+        r
+    }
+    #[cfg(not(ferrite_dsp))]
+    {
+        let la = a.to_le_bytes().map(|x| x as i8);
+        let lb = b.to_le_bytes().map(|x| x as i8);
+        u32::from_le_bytes(core::array::from_fn(|i| la[i].max(lb[i]) as u8))
+    }
+}
+
 /// `SMMULR a, b`: the high word of `a * b`, rounded (`(a * b + 2^31) >> 32`).
 #[inline(always)]
 pub fn smmulr(a: i32, b: i32) -> i32 {

@@ -221,6 +221,21 @@ pub fn average_pool2d_s8(
     }
 }
 
+/// Int8 max pooling (same contract and result as [`crate::kernels::pooling::max_pool2d_s8`]).
+pub fn max_pool2d_s8(
+    g: &ConvGeometry,
+    act_min: i32,
+    act_max: i32,
+    input: &[i8],
+    output: &mut [i8],
+) {
+    if cfg!(feature = "reference-kernels") {
+        super::pooling::max_pool2d_s8(g, act_min, act_max, input, output);
+    } else {
+        pooling::max_pool2d_s8_fast::<{ cfg!(ferrite_dsp) }>(g, act_min, act_max, input, output);
+    }
+}
+
 /// Kernel taps `t` of one spatial dimension whose input coordinate
 /// `out * stride + t * dilation - pad` lies in `0..len`: a contiguous range, empty when none does.
 #[inline(always)]
