@@ -29,7 +29,7 @@ enum Command {
     /// Run a model over samples on the host and write or show its outputs.
     Run(cli::run::Args),
     /// Quantization-aware training: fine-tune with int8 simulated, starting from post-training quantization.
-    Train(cli::train::Args),
+    Train(Box<cli::train::Args>),
 }
 
 fn main() -> ExitCode {

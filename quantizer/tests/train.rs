@@ -29,6 +29,22 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Each `(flags, message)`: training fails with `message`, before post-training quantization, and
+/// writes nothing.
+fn refused_before_any_work(out: &Path, cases: &[(&[&str], &str)]) {
+    for (flags, message) in cases {
+        let o = train(out, flags);
+        assert!(!o.status.success());
+        let e = stderr(&o);
+        assert!(e.contains(message), "{flags:?}: {e}");
+        assert!(
+            !e.contains("post-training quantization on"),
+            "{flags:?}: {e}"
+        );
+        assert!(!out.exists(), "{flags:?} wrote a model");
+    }
+}
+
 #[test]
 fn training_writes_a_model_and_its_report() {
     let dir = tempfile::tempdir().unwrap();
@@ -208,17 +224,7 @@ fn pruning_zeros_the_middle_layer_and_bad_settings_are_refused() {
         ),
         (&["--sparsity-block", "4"], "--sparsity <SPARSITY>"),
     ];
-    for (flags, message) in cases {
-        let o = train(&out, flags);
-        assert!(!o.status.success());
-        let e = stderr(&o);
-        assert!(e.contains(message), "{flags:?}: {e}");
-        assert!(
-            !e.contains("post-training quantization on"),
-            "{flags:?}: {e}"
-        );
-        assert!(!out.exists(), "{flags:?} wrote a model");
-    }
+    refused_before_any_work(&out, &cases);
     let y = fixtures().join("data/digits_test_y.npy");
     let report = dir.path().join("r.json");
     let o = train(
@@ -402,4 +408,90 @@ fn former_option_names_still_work() {
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(r["metric"], "validation SQNR (dB)");
     assert_eq!(r["config"]["optimizer"], "adam");
+}
+
+#[test]
+fn filter_pruning_removes_channels_and_bad_settings_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.ferrite");
+    let cases: [(&[&str], &str); 4] = [
+        (&["--prune-filters", "1"], "1 is not in [0, 1)"),
+        (
+            &["--prune-filters", "0.3", "--prune-filters-skip", "nope"],
+            "the model has no node `nope`",
+        ),
+        (
+            &["--prune-filters", "0.3", "--sparsity", "0.5"],
+            "cannot be used with",
+        ),
+        (
+            &["--recovery-epochs", "1"],
+            "--prune-filters <PRUNE_FILTERS>",
+        ),
+    ];
+    refused_before_any_work(&out, &cases);
+    let y = fixtures().join("data/digits_test_y.npy");
+    let report = dir.path().join("r.json");
+    let o = train(
+        &out,
+        &[
+            "--labels",
+            y.to_str().unwrap(),
+            "--epochs",
+            "2",
+            "--recovery-epochs",
+            "1",
+            "--prune-filters",
+            "0.3",
+            "--prune-allocation",
+            "uniform",
+            &format!("--json={}", report.display()),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("filters: 77 of 106 output channels kept"), "{e}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let f = &r["filters"];
+    let kept: Vec<(u64, u64)> = f["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["channels"].as_u64().unwrap(), l["kept"].as_u64().unwrap()))
+        .collect();
+    // 30% of 64 and of 32 rounded; the logits stay.
+    assert_eq!(kept, [(64, 45), (32, 22), (10, 10)]);
+    assert_eq!(f["macs_before"], 64 * 64 + 64 * 32 + 32 * 10);
+    assert_eq!(f["macs_after"], 64 * 45 + 45 * 22 + 22 * 10);
+    assert_eq!(f["epochs_before_removal"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        r["epochs"].as_array().unwrap().len(),
+        2,
+        "recovery: epoch 0 and 1"
+    );
+    // The file holds the smaller layers, and it still classifies the digits.
+    let i = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .args(["inspect", "--json"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(i.status.success(), "{}", stderr(&i));
+    let s: serde_json::Value = serde_json::from_slice(&i.stdout).unwrap();
+    assert_eq!(s["macs"], 64 * 45 + 45 * 22 + 22 * 10);
+    let ev = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .args(["eval", "--json"])
+        .arg(&out)
+        .arg("--data")
+        .arg(fixtures().join("data/digits_test_x.npy"))
+        .arg("--labels")
+        .arg(&y)
+        .output()
+        .unwrap();
+    assert!(ev.status.success(), "{}", stderr(&ev));
+    let v: serde_json::Value = serde_json::from_slice(&ev.stdout).unwrap();
+    let top1 = v[0]["top1"].as_f64().unwrap();
+    assert!(
+        top1 > 0.85,
+        "top-1 {top1} after removing 30% of the channels"
+    );
 }

@@ -39,7 +39,7 @@ pub enum BenchMachine {
 }
 
 impl BenchMachine {
-    fn machine(self) -> Machine {
+    pub(crate) fn machine(self) -> Machine {
         match self {
             BenchMachine::An386 => Machine::An386,
             BenchMachine::Lm3s6965 => Machine::Lm3s6965,
@@ -60,7 +60,7 @@ pub struct Options {
     machine: Vec<BenchMachine>,
     /// Only these models of tests/bench/ (repeatable); all by default. A fixture case of
     /// qemu-test (`fixture_resnet_fashion`, `fixture_resnet_fashion_pruned`, ...) is made and
-    /// measured too.
+    /// measured too, and so is any `.ferrite` file given by its path (seeded random inputs).
     #[arg(long)]
     model: Vec<String>,
     /// Print one JSON document instead of tables.
@@ -246,16 +246,22 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         cases
     } else {
         // Fixture cases (`fixture_<name>[_qat|_pruned]`) are made as qemu-test makes them.
-        let (fixtures, bench): (Vec<String>, Vec<String>) = options
+        let (files, names): (Vec<String>, Vec<String>) = options
             .model
             .iter()
             .cloned()
+            .partition(|m| m.ends_with(".ferrite"));
+        let (fixtures, bench): (Vec<String>, Vec<String>) = names
+            .into_iter()
             .partition(|m| m.starts_with(crate::fixtures::PREFIX));
         let mut cases = Vec::new();
         for name in &fixtures {
             cases.extend(crate::fixtures::cases(root, Some(name))?);
         }
-        if fixtures.is_empty() || !bench.is_empty() {
+        for file in &files {
+            cases.push(crate::cases::from_file(root, Path::new(file))?);
+        }
+        if (fixtures.is_empty() && files.is_empty()) || !bench.is_empty() {
             cases.extend(discover(root, &bench)?);
         }
         cases

@@ -67,3 +67,53 @@ pub fn discover(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
         _ => Ok(cases),
     }
 }
+
+/// A case made from any `.ferrite` file: its inputs are seeded pseudo-random bytes (int8 values or
+/// the bytes of f32 ones in [-1, 1)), and the host runtime's output is the expected output. Written
+/// under `target/file-cases/<file stem>/`.
+pub fn from_file(root: &Path, model: &Path) -> Result<Case> {
+    use ferrite_runtime::{Interpreter, Model};
+    let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
+    let parsed =
+        Model::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+    let mut arena = vec![0u8; parsed.arena_size() + 16];
+    let mut it = Interpreter::new(&parsed, &mut arena).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        state
+    };
+    let mut input = Vec::new();
+    for i in 0..it.inputs() {
+        match it.input_i8_mut(i) {
+            Ok(x) => x.iter_mut().for_each(|v| *v = (next() >> 56) as i8),
+            Err(_) => {
+                let x = it.input_f32_mut(i).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let unit = |r: u64| (r >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
+                x.iter_mut().for_each(|v| *v = unit(next()));
+            }
+        }
+        input.extend_from_slice(it.input_bytes_mut(i).map_err(|e| anyhow::anyhow!("{e}"))?);
+    }
+    it.invoke().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut expected = Vec::new();
+    for o in 0..it.outputs() {
+        expected.extend_from_slice(it.output_bytes(o).map_err(|e| anyhow::anyhow!("{e}"))?);
+    }
+    let name = model
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .context("the model file's name")?
+        .to_string();
+    let dir = root.join("target/file-cases").join(&name);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("model.ferrite"), &bytes)?;
+    std::fs::write(dir.join("input.bin"), input)?;
+    std::fs::write(dir.join("expected.bin"), expected)?;
+    Ok(Case {
+        name,
+        dir: Some(dir),
+    })
+}

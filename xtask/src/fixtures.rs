@@ -9,6 +9,8 @@
 //! every board. `PRUNED_FIXTURES` also give `fixture_<name>_pruned`: one epoch of the same training
 //! pruning half the weights of the inner layers, whose filters the file stores sparsely
 //! (CONV_2D_SPARSE, FULLY_CONNECTED_SPARSE): two fixtures in blocks of four, two weight by weight.
+//! `FILTER_FIXTURES` give `fixture_<name>_filters`: 30% of the output channels removed (one epoch
+//! zeroing them, one epoch training the smaller model).
 
 use anyhow::{anyhow, ensure, Context, Result};
 use ferrite_quantizer::{ir, npy::Array, quantize::ptq, train};
@@ -32,6 +34,9 @@ const PRUNED_FIXTURES: [(&str, usize); 4] = [
     ("resnet_fashion_outliers", 1),
 ];
 
+/// The fixtures that also give a filter-pruned case.
+const FILTER_FIXTURES: [&str; 2] = ["dscnn_fashion", "resnet_fashion"];
+
 /// How a case's model is made.
 #[derive(Clone, Copy)]
 enum Training {
@@ -41,6 +46,8 @@ enum Training {
     Qat,
     /// One epoch of it pruning half the weights in blocks of this many.
     Pruned(usize),
+    /// 30% of the output channels removed.
+    Filters,
 }
 
 /// Quantizes each fixture (or only the case `only`) and writes its case directory.
@@ -64,6 +71,9 @@ pub fn cases(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
         }
         if let Some(&(_, block)) = PRUNED_FIXTURES.iter().find(|(f, _)| *f == fixture) {
             trainings.push((Training::Pruned(block), "_pruned"));
+        }
+        if FILTER_FIXTURES.contains(&fixture) {
+            trainings.push((Training::Filters, "_filters"));
         }
         for (training, suffix) in trainings {
             let name = format!("{PREFIX}{fixture}{suffix}");
@@ -106,7 +116,7 @@ fn make(onnx: &Path, calib: &Path, test_x: &Path, training: Training, dir: &Path
         std::slice::from_ref(&calib_x),
         &ptq::Config::default(),
     )?;
-    let bytes = if let Training::Qat | Training::Pruned(_) = training {
+    let bytes = if let Training::Qat | Training::Pruned(_) | Training::Filters = training {
         let sparsity = match training {
             Training::Pruned(block) => Some(train::sparsity::Sparsity {
                 target: 0.5,
@@ -118,10 +128,20 @@ fn make(onnx: &Path, calib: &Path, test_x: &Path, training: Training, dir: &Path
             }),
             _ => None,
         };
+        let filters = match training {
+            Training::Filters => Some(train::filters::FilterPruning {
+                ratio: 0.3,
+                criterion: train::filters::Criterion::L2,
+                allocation: train::filters::Allocation::Uniform,
+                skip: Vec::new(),
+                recovery_epochs: 1,
+            }),
+            _ => None,
+        };
         let config = train::Config {
             epochs: 1,
             batch: 32,
-            lr: if sparsity.is_some() {
+            lr: if sparsity.is_some() || filters.is_some() {
                 train::DEFAULT_PRUNING_LR_ADAM
             } else {
                 train::DEFAULT_LR_ADAM
@@ -130,6 +150,7 @@ fn make(onnx: &Path, calib: &Path, test_x: &Path, training: Training, dir: &Path
             optimizer: train::optim::Kind::Adam,
             seed: 0,
             sparsity,
+            filters,
         };
         let t = train::train(
             &graph,
@@ -142,6 +163,12 @@ fn make(onnx: &Path, calib: &Path, test_x: &Path, training: Training, dir: &Path
         )?;
         ensure!(t.failure.is_none(), "training failed: {:?}", t.failure);
         ensure!(t.best_epoch == 1, "the trained epoch is kept");
+        if let Some(f) = &t.filters {
+            ensure!(
+                f.macs_after < f.macs_before,
+                "filter pruning removed nothing"
+            );
+        }
         let mut decided = t.decided;
         if let Training::Pruned(_) = training {
             decided.weight_storage = ptq::WeightStorage::Sparse;

@@ -5,6 +5,10 @@
 //! zeros and file size come from the training report. PyTorch's pruning of the same models
 //! (`tests/fixtures/prune_anchor.py`) is shown beside it when its results file is there.
 //!
+//! `cargo xtask prune --filters [--write]`: filter pruning (`ferrite train --prune-filters 0.3`) of
+//! the same fixtures, per allocation and criterion, with MACs, arena, file size and the Cortex-M4F
+//! instruction count of each model (QEMU, as `cargo xtask bench` counts them) beside top-1.
+//!
 //! Needs `target/datasets/` (`python3 tests/fixtures/full_testsets.py`).
 
 use anyhow::{bail, Context, Result};
@@ -22,6 +26,9 @@ pub struct Options {
     /// valid for the same commit: e.g. to redraw the tables once the PyTorch results are in).
     #[arg(long)]
     reuse: bool,
+    /// Filter pruning instead of weight pruning (its own section of BENCHMARKS.md).
+    #[arg(long)]
+    filters: bool,
 }
 
 const BEGIN: &str = "<!-- cargo xtask prune --write: begin -->";
@@ -74,6 +81,9 @@ struct Trained {
 }
 
 pub fn run(root: &Path, options: &Options) -> Result<()> {
+    if options.filters {
+        return filters(root, options);
+    }
     let fixtures = root.join("tests/fixtures");
     let data = crate::qat::Data::fashion(root)?;
     let (train_x, train_y, test_x, test_y) =
@@ -85,10 +95,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     let tool = crate::accuracy::ferrite(root)?;
     let tmp = root.join("target/prune");
     std::fs::create_dir_all(&tmp)?;
-    let commit = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .current_dir(root)
-        .output()?;
+    let commit = crate::bench::commit(root);
     let mut section = format!(
         "Measured at commit `{}` with `cargo xtask prune`. `ferrite train MODEL --data \
          fashion_train10k_x.npy --labels fashion_train10k_y.npy --sparsity S [--distill] [--epochs E]` \
@@ -99,7 +106,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
          in the pruned layers and in all weighted layers. The `.ferrite` bytes are those of the default \
          `--weight-storage dense`, zeros stored; \"Sparse weights\" below measures the sparse \
          storage.\n\n",
-        String::from_utf8_lossy(&commit.stdout).trim(),
+        commit,
         ferrite_quantizer::train::DEFAULT_PRUNING_LR_ADAM,
     );
     for name in FIXTURES {
@@ -257,4 +264,191 @@ fn anchor_rows(anchors: &[Value], name: &str) -> Result<String> {
         )?;
     }
     Ok(rows)
+}
+
+const FILTERS_BEGIN: &str = "<!-- cargo xtask prune --filters --write: begin -->";
+const FILTERS_END: &str = "<!-- cargo xtask prune --filters --write: end -->";
+
+/// The share of channels `--filters` removes.
+const FILTER_RATIO: &str = "0.3";
+/// Epochs zeroing the channels, then epochs training the smaller model.
+const FILTER_EPOCHS: (&str, &str) = ("10", "2");
+/// The (allocation, criterion) settings measured.
+const FILTER_RUNS: [(&str, &str); 4] = [
+    ("uniform", "l2"),
+    ("sensitivity", "l2"),
+    ("sensitivity", "l1"),
+    ("sensitivity", "geometric-median"),
+];
+
+/// Cortex-M4F instructions of one inference of a `.ferrite` file (None without the instruction
+/// counter of `../shared`).
+fn m4f_instructions(root: &Path, plugin: Option<&Path>, model: &Path) -> Result<Option<u64>> {
+    let Some(plugin) = plugin else {
+        return Ok(None);
+    };
+    let case = crate::cases::from_file(root, model)?;
+    let machine = crate::bench::BenchMachine::An386;
+    crate::toolchain::ensure_targets(root, &[machine.machine().target()])?;
+    match crate::bench::measure(
+        root,
+        plugin,
+        &case,
+        machine,
+        std::time::Duration::from_secs(300),
+    )? {
+        crate::bench::Outcome::Measured(m) if m.passed => Ok(Some(m.total)),
+        crate::bench::Outcome::Measured(_) => bail!(
+            "{}: the M4F output differs from the host's",
+            model.display()
+        ),
+        crate::bench::Outcome::Skipped { why, .. } => bail!("{}: {why}", model.display()),
+    }
+}
+
+/// The arena a `.ferrite` file plans, from `ferrite inspect --json`.
+fn arena_bytes(tool: &Path, model: &Path) -> Result<u64> {
+    let o = Command::new(tool)
+        .args(["inspect", "--json"])
+        .arg(model)
+        .output()?;
+    if !o.status.success() {
+        bail!(
+            "ferrite inspect {}: {}",
+            model.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let v: Value = serde_json::from_slice(&o.stdout)?;
+    v["arena_bytes"].as_u64().context("inspect: arena_bytes")
+}
+
+fn filters(root: &Path, options: &Options) -> Result<()> {
+    let fixtures = root.join("tests/fixtures");
+    let data = crate::qat::Data::fashion(root)?;
+    let tool = crate::accuracy::ferrite(root)?;
+    let plugin = crate::bench::build_plugin(root)?;
+    let tmp = root.join("target/prune-filters");
+    std::fs::create_dir_all(&tmp)?;
+    let commit = crate::bench::commit(root);
+    let mut section = format!(
+        "Measured at commit `{}` with `cargo xtask prune --filters`. `ferrite train MODEL --data \
+         fashion_train10k_x.npy --labels fashion_train10k_y.npy --distill --prune-filters {FILTER_RATIO} \
+         --epochs {} --recovery-epochs {} --prune-allocation A --prune-criterion C`: the channels \
+         are zeroed on the polynomial schedule during the epochs, then removed; the smaller model \
+         is quantized again and trained for the recovery epochs. Top-1 on the full 10,000-image \
+         Fashion-MNIST test set; MACs from the training report; Cortex-M4F instructions of one \
+         inference counted in QEMU (mps2-an386) as `cargo xtask bench` counts them, with the \
+         model's output checked against the host's; \"x dense\" divides by the post-training \
+         model's figure.\n\n",
+        commit,
+        FILTER_EPOCHS.0,
+        FILTER_EPOCHS.1,
+    );
+    for name in FIXTURES {
+        let model = fixtures.join(name).join("model.onnx");
+        let ptq = tmp.join(format!("{name}-ptq.ferrite"));
+        crate::qat::quantize(&tool, &fixtures, &model, &ptq)?;
+        let mut models = vec![model.clone(), ptq.clone()];
+        let mut reports = Vec::new();
+        for (allocation, criterion) in FILTER_RUNS {
+            let out = tmp.join(format!("{name}-{allocation}-{criterion}.ferrite"));
+            let json = out.with_extension("json");
+            if !(options.reuse && out.exists() && json.exists()) {
+                let o = Command::new(&tool)
+                    .arg("train")
+                    .arg(&model)
+                    .arg("--data")
+                    .arg(&data.train_x)
+                    .arg("--labels")
+                    .arg(&data.train_y)
+                    .args(["--distill", "--prune-filters", FILTER_RATIO])
+                    .args([
+                        "--epochs",
+                        FILTER_EPOCHS.0,
+                        "--recovery-epochs",
+                        FILTER_EPOCHS.1,
+                    ])
+                    .args([
+                        "--prune-allocation",
+                        allocation,
+                        "--prune-criterion",
+                        criterion,
+                    ])
+                    .arg("-o")
+                    .arg(&out)
+                    .arg(format!("--json={}", json.display()))
+                    .output()?;
+                if !o.status.success() {
+                    bail!(
+                        "ferrite train {name} --prune-filters: {}",
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                }
+            }
+            let r: Value = serde_json::from_slice(&std::fs::read(&json)?)?;
+            reports.push(r);
+            models.push(out);
+        }
+        let rows = crate::accuracy::eval_rows(&tool, &models, &data.test_x, &data.test_y)?;
+        let insns: Vec<Option<u64>> = models[1..]
+            .iter()
+            .map(|m| m4f_instructions(root, plugin.as_deref(), m))
+            .collect::<Result<_>>()?;
+        let ptq_bytes = std::fs::metadata(&ptq)?.len();
+        let ptq_arena = arena_bytes(&tool, &ptq)?;
+        let macs = reports[0]["filters"]["macs_before"].as_u64().unwrap_or(0);
+        let float = rows[0].top1;
+        let pct = |x: f64| format!("{:.2}%", 100.0 * x);
+        let ratio = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0 => format!("{:.2}", a as f64 / b as f64),
+            _ => "-".into(),
+        };
+        let count = |x: Option<u64>| x.map_or("-".into(), |v| v.to_string());
+        write!(
+            section,
+            "`{name}`:\n\n\
+             | model | top-1 | drop vs float (points) | MACs | x dense | M4F instructions | x dense | arena bytes | `.ferrite` bytes | output channels kept |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n\
+             | float | {} | - | {macs} | - | - | - | - | - | - |\n\
+             | post-training int8 | {} | {:.2} | {macs} | 1.00 | {} | 1.00 | {ptq_arena} | {ptq_bytes} | all |\n",
+            pct(float),
+            pct(rows[1].top1),
+            100.0 * (float - rows[1].top1),
+            count(insns[0]),
+        )?;
+        for (((allocation, criterion), (row, r)), n) in FILTER_RUNS
+            .iter()
+            .zip(rows[2..].iter().zip(&reports))
+            .zip(&insns[1..])
+        {
+            let after = r["filters"]["macs_after"].as_u64();
+            let kept: Vec<String> = r["filters"]["layers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|l| l["kept"] != l["channels"])
+                .map(|l| format!("{}/{}", l["kept"], l["channels"]))
+                .collect();
+            writeln!(
+                section,
+                "| {FILTER_RATIO} of the channels, {allocation}, {criterion} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
+                pct(row.top1),
+                100.0 * (float - row.top1),
+                count(after),
+                ratio(after, Some(macs)),
+                count(*n),
+                ratio(*n, insns[0]),
+                count(r["arena_bytes"].as_u64()),
+                count(r["ferrite_bytes"].as_u64()),
+                kept.join(", "),
+            )?;
+        }
+        section.push('\n');
+    }
+    println!("{section}");
+    if options.write {
+        crate::bench::write_section(root, FILTERS_BEGIN, FILTERS_END, &section)?;
+    }
+    Ok(())
 }

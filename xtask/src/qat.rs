@@ -85,10 +85,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     let tmp = root.join("target/qat");
     std::fs::create_dir_all(&tmp)?;
 
-    let commit = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .current_dir(root)
-        .output()?;
+    let commit = crate::bench::commit(root);
     let mut section = format!(
         "Measured at commit `{}` with `cargo xtask qat`. Each fixture (`tests/fixtures/README.md`) is \
          trained on `target/datasets/fashion_train10k_{{x,y}}.npy` (10,000 Fashion-MNIST training images, \
@@ -99,7 +96,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
          `tests/fixtures/qat_anchor.py` (recipe in `tests/fixtures/qat_anchor_results.json`), the same \
          model, calibration samples and training set, top-1 of the fake-quantized torch model; its float \
          top-1 is torch's.\n\n",
-        String::from_utf8_lossy(&commit.stdout).trim(),
+        commit,
         ferrite_quantizer::train::DEFAULT_LR_ADAM,
         ferrite_quantizer::train::DEFAULT_SCALE_LR_ADAM,
     );

@@ -10,12 +10,10 @@ use anyhow::{bail, Context, Result};
 use crate::ir;
 use crate::npy::Array;
 use crate::quantize::ptq::{self, Config as PtqConfig, WeightStorage};
+use crate::train::filters::{self, Allocation, Criterion, FilterPruning};
 use crate::train::sparsity::{self, Schedule, Scope, Sparsity};
 use crate::train::{self, optim, Progress, Supervision, Validation};
 use indicatif::ProgressBar;
-
-/// Calibration samples of the post-training quantization training starts from.
-const CALIBRATION_SAMPLES: usize = 300;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum OptimizerArg {
@@ -61,7 +59,7 @@ pub struct Args {
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
     /// Learning rate at the first step (cosine decay to 0) [default: 1e-5 with Adam, 1e-4 with SGD;
-    /// with --sparsity 1e-3 and 1e-2].
+    /// with --sparsity or --prune-filters 1e-3 and 1e-2].
     #[arg(long)]
     pub lr: Option<f64>,
     /// Learning rate of the quantization scales, in the log domain: about the fraction of itself a
@@ -116,6 +114,35 @@ pub struct Args {
     /// Keep this node dense (its name in the ONNX model; repeatable).
     #[arg(long, value_name = "NODE", requires = "sparsity")]
     pub sparsity_skip: Vec<String>,
+    /// Fraction of the output channels of each convolution and fully connected layer to remove, in
+    /// [0, 1): the model becomes smaller and dense (fewer MACs, a smaller arena). During the
+    /// --epochs the lowest-ranked channels' filters are zeroed on the polynomial schedule; then the
+    /// channels are removed, the smaller model is quantized again and trained for
+    /// --recovery-epochs. Channels joined by an Add go from all their producers together;
+    /// channels that reach the output stay.
+    #[arg(long, value_parser = sparsity_fraction, conflicts_with = "sparsity")]
+    pub prune_filters: Option<f64>,
+    /// How the channels to remove are ranked: by their filter's L1 or L2 norm (smallest first), or
+    /// by their distance to the layer's other filters (nearest the geometric median first).
+    #[arg(long, value_enum, default_value = "l2", requires = "prune_filters")]
+    pub prune_criterion: Criterion,
+    /// `sensitivity`: the ratio of the channels in all, each from the layer where removing it
+    /// moves the float model's outputs least (at most twice the ratio of any layer); `uniform`:
+    /// every layer loses the ratio of its channels.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "sensitivity",
+        requires = "prune_filters"
+    )]
+    pub prune_allocation: Allocation,
+    /// Keep every output channel of this node (its name in the ONNX model; repeatable).
+    #[arg(long, value_name = "NODE", requires = "prune_filters")]
+    pub prune_filters_skip: Vec<String>,
+    /// Quantization-aware training of the model once its channels are removed (at the default
+    /// learning rates of training without pruning).
+    #[arg(long, default_value_t = 2, requires = "prune_filters")]
+    pub recovery_epochs: usize,
     /// Also write the fine-tuned float model as ONNX to this path, and the trained int8 model as
     /// ONNX Q/DQ beside it (`NAME.qdq.onnx`), which onnxruntime runs and `ferrite convert` converts.
     #[arg(long)]
@@ -202,17 +229,16 @@ pub fn run(args: &Args) -> Result<()> {
         };
         (val_x, val_labels)
     };
+    let pruning = args.sparsity.is_some() || args.prune_filters.is_some();
     let config = train::Config {
         epochs: args.epochs,
         batch: args.batch,
-        lr: args
-            .lr
-            .unwrap_or(match (args.optimizer, args.sparsity.is_some()) {
-                (OptimizerArg::Adam, false) => train::DEFAULT_LR_ADAM,
-                (OptimizerArg::Sgd, false) => train::DEFAULT_LR_SGD,
-                (OptimizerArg::Adam, true) => train::DEFAULT_PRUNING_LR_ADAM,
-                (OptimizerArg::Sgd, true) => train::DEFAULT_PRUNING_LR_SGD,
-            }),
+        lr: args.lr.unwrap_or(match (args.optimizer, pruning) {
+            (OptimizerArg::Adam, false) => train::DEFAULT_LR_ADAM,
+            (OptimizerArg::Sgd, false) => train::DEFAULT_LR_SGD,
+            (OptimizerArg::Adam, true) => train::DEFAULT_PRUNING_LR_ADAM,
+            (OptimizerArg::Sgd, true) => train::DEFAULT_PRUNING_LR_SGD,
+        }),
         scale_lr: args.scale_lr.unwrap_or(match args.optimizer {
             OptimizerArg::Adam => train::DEFAULT_SCALE_LR_ADAM,
             OptimizerArg::Sgd => train::DEFAULT_SCALE_LR_SGD,
@@ -226,6 +252,13 @@ pub fn run(args: &Args) -> Result<()> {
             all_layers: args.sparsity_all_layers,
             skip: args.sparsity_skip.clone(),
             block: usize::from(args.sparsity_block),
+        }),
+        filters: args.prune_filters.map(|ratio| FilterPruning {
+            ratio,
+            criterion: args.prune_criterion,
+            allocation: args.prune_allocation,
+            skip: args.prune_filters_skip.clone(),
+            recovery_epochs: args.recovery_epochs,
         }),
     };
     // Every check of the output paths before the work.
@@ -244,7 +277,10 @@ pub fn run(args: &Args) -> Result<()> {
             .with_context(|| format!("pruning {}", args.model.display()))?;
     }
 
-    let calib = x.slice_batch(0, samples.min(CALIBRATION_SAMPLES));
+    let calib = x.slice_batch(0, samples.min(train::CALIBRATION_SAMPLES));
+    if let Some(f) = &config.filters {
+        filters::plan(&graph, f).with_context(|| format!("pruning {}", args.model.display()))?;
+    }
     eprintln!(
         "post-training quantization on {} samples...",
         calib.shape[0]
@@ -253,7 +289,7 @@ pub fn run(args: &Args) -> Result<()> {
         source_sha256: crate::sha256::digest(&source),
         ..PtqConfig::default()
     };
-    let q = ptq::quantize(&graph, &[calib], &ptq_config)
+    let q = ptq::quantize(&graph, std::slice::from_ref(&calib), &ptq_config)
         .with_context(|| format!("quantizing {}", args.model.display()))?;
     let val = val_x.as_ref().map(|x| Validation {
         x,
@@ -291,39 +327,51 @@ pub fn run(args: &Args) -> Result<()> {
     );
     // One bar per epoch, on stderr (indicatif draws nothing when it is not a terminal).
     let mut bar: Option<ProgressBar> = None;
-    let trained = train::train(
+    let mut show = |p: Progress<'_>| match p {
+        Progress::Step {
+            epoch,
+            step,
+            steps,
+            loss,
+        } => {
+            let bar = bar.get_or_insert_with(|| super::progress::epoch(steps));
+            bar.set_prefix(epoch.to_string());
+            bar.set_position(step as u64);
+            bar.set_message(format!("{loss:.5}"));
+        }
+        Progress::Epoch(e) => {
+            if let Some(bar) = bar.take() {
+                bar.finish_and_clear();
+            }
+            let loss = e.loss.map_or("-".into(), |l| format!("{l:.5}"));
+            let score = e
+                .score
+                .map_or(String::new(), |s| format!(", {metric} {s:.4}"));
+            eprintln!("epoch {}: loss {loss}{score}, {:.1} s", e.epoch, e.seconds);
+        }
+    };
+    let mut trained = train::train(
         &graph,
         &q.decided,
         &x,
         supervision,
         val.as_ref(),
         &config,
-        |p| match p {
-            Progress::Step {
-                epoch,
-                step,
-                steps,
-                loss,
-            } => {
-                let bar = bar.get_or_insert_with(|| super::progress::epoch(steps));
-                bar.set_prefix(epoch.to_string());
-                bar.set_position(step as u64);
-                bar.set_message(format!("{loss:.5}"));
-            }
-            Progress::Epoch(e) => {
-                if let Some(bar) = bar.take() {
-                    bar.finish_and_clear();
-                }
-                let loss = e.loss.map_or("-".into(), |l| format!("{l:.5}"));
-                let score = e
-                    .score
-                    .map_or(String::new(), |s| format!(", {metric} {s:.4}"));
-                eprintln!("epoch {}: loss {loss}{score}, {:.1} s", e.epoch, e.seconds);
-            }
-        },
+        &mut show,
     )
     .with_context(|| format!("training {}", args.model.display()))?;
-    let mut trained = trained;
+    if let Some(f) = &trained.filters {
+        let (before, after) = f
+            .layers
+            .iter()
+            .fold((0, 0), |(b, a), l| (b + l.channels, a + l.kept));
+        eprintln!(
+            "filters: {after} of {before} output channels kept, MACs {} -> {} ({:.2}x)",
+            f.macs_before,
+            f.macs_after,
+            f.macs_after as f64 / f.macs_before.max(1) as f64,
+        );
+    }
     trained.decided.weight_storage = args.weight_storage;
     let built = ptq::build(&trained.decided)?;
     let layers = sparsity::densities(&trained.decided, &trained.pruned);
@@ -367,6 +415,7 @@ pub fn run(args: &Args) -> Result<()> {
             "epochs": trained.epochs,
             "failure": trained.failure,
             "layers": layers,
+            "filters": trained.filters,
             "ferrite_bytes": built.bytes.len(),
             "arena_bytes": built.plan.arena_size,
             "seconds": start.elapsed().as_secs_f64(),

@@ -7,6 +7,7 @@
 //! - `loss.rs`: cross-entropy (labels, or the float model's probabilities) and mean squared error.
 //! - `optim.rs`: Adam, SGD with momentum, the cosine schedule.
 //! - `sparsity.rs`: magnitude pruning on a schedule (`--sparsity`).
+//! - `filters.rs`: removal of whole output channels before training (`--prune-filters`).
 //!
 //! The engine is the float reference executor ([`crate::ir::float_exec`]) run forward, and one
 //! hand-written backward function per operator walked in reverse: graphs are static and topologically
@@ -22,6 +23,7 @@
 
 pub mod backward;
 pub mod fake_quant;
+pub mod filters;
 pub mod loss;
 pub mod optim;
 pub mod qat;
@@ -82,6 +84,9 @@ pub struct Config {
     pub seed: u64,
     /// Magnitude pruning during training.
     pub sparsity: Option<sparsity::Sparsity>,
+    /// Whole output channels zeroed during training on the polynomial schedule (removed afterwards
+    /// by [`filters::remove`]).
+    pub filters: Option<filters::FilterPruning>,
 }
 
 /// What the outputs are trained towards.
@@ -139,7 +144,23 @@ pub struct Trained {
     pub pruned: Vec<usize>,
     /// Why training stopped early (a NaN or diverging loss); the model kept is the last good one.
     pub failure: Option<String>,
+    /// With filter pruning: the channels removed, and the epochs before their removal (`epochs`
+    /// are then those of the smaller model).
+    pub filters: Option<FiltersRemoved>,
 }
+
+/// What filter pruning removed.
+#[derive(Clone, Debug, Serialize)]
+pub struct FiltersRemoved {
+    pub layers: Vec<filters::LayerChannels>,
+    pub macs_before: usize,
+    pub macs_after: usize,
+    pub epochs_before_removal: Vec<Epoch>,
+}
+
+/// Samples of the training data that calibrate post-training quantization (the start of training,
+/// and the smaller model after filter pruning).
+pub const CALIBRATION_SAMPLES: usize = 300;
 
 /// Where the loss is taken and how: the logits before a final Softmax (with its beta), or the output.
 struct LossSite {
@@ -276,8 +297,13 @@ fn score(model: &[u8], val: &Validation<'_>, reference: Option<&[f32]>) -> Resul
     Ok(s.db().unwrap_or(f64::INFINITY))
 }
 
-/// Trains from `decided` (post-training quantization of `source`, the float graph) on `x` (NHWC, batch
-/// first). `on_progress` hears of each step and each epoch (epoch 0 included).
+/// Trains from `decided` (post-training quantization of `source`, the float graph, with the default
+/// settings) on `x` (NHWC, batch first). `on_progress` hears of each step and each epoch (epoch 0
+/// included).
+///
+/// With `config.filters`, the channels are zeroed during the epochs, then removed; the smaller model
+/// is quantized again (calibrated on the first [`CALIBRATION_SAMPLES`] of `x`) and trained for the
+/// filter pruning's recovery epochs at the learning rate of training without pruning.
 pub fn train(
     source: &Graph,
     decided: &Decided,
@@ -286,6 +312,77 @@ pub fn train(
     val: Option<&Validation<'_>>,
     config: &Config,
     mut on_progress: impl FnMut(Progress<'_>),
+) -> Result<Trained> {
+    let mut trained = fit(
+        source,
+        decided,
+        x,
+        supervision,
+        val,
+        config,
+        &mut on_progress,
+    )?;
+    let Some(f) = &config.filters else {
+        return Ok(trained);
+    };
+    if trained.failure.is_some() {
+        return Ok(trained);
+    }
+    let zeroed = &trained.decided.graph;
+    let calib = x.slice_batch(0, x.shape[0].min(CALIBRATION_SAMPLES));
+    let plan = filters::plan(zeroed, f)?;
+    let units = if config.epochs == 0 {
+        plan.by_criterion(zeroed, f.criterion)
+    } else {
+        plan.zeroed(zeroed)
+    };
+    let pruned =
+        filters::remove(zeroed, &calib, &plan, &units).context("removing the pruned channels")?;
+    let ptq_config = ptq::Config {
+        source_sha256: decided.source_sha256,
+        ..ptq::Config::default()
+    };
+    let q = ptq::quantize(&pruned.graph, std::slice::from_ref(&calib), &ptq_config)
+        .context("quantizing the model without the pruned channels")?;
+    let recovery = Config {
+        epochs: f.recovery_epochs,
+        lr: match config.optimizer {
+            optim::Kind::Adam => DEFAULT_LR_ADAM,
+            optim::Kind::Sgd => DEFAULT_LR_SGD,
+        },
+        filters: None,
+        ..config.clone()
+    };
+    let epochs_before_removal = std::mem::take(&mut trained.epochs);
+    let mut smaller = fit(
+        source,
+        &q.decided,
+        x,
+        supervision,
+        val,
+        &recovery,
+        &mut on_progress,
+    )
+    .context("training the model without the pruned channels")?;
+    smaller.filters = Some(FiltersRemoved {
+        layers: pruned.layers,
+        macs_before: pruned.macs_before,
+        macs_after: pruned.macs_after,
+        epochs_before_removal,
+    });
+    Ok(smaller)
+}
+
+/// One training run from `decided` (see [`train`]), zeroing filters on the schedule without removing
+/// them.
+fn fit(
+    source: &Graph,
+    decided: &Decided,
+    x: &Tensor,
+    supervision: Supervision<'_>,
+    val: Option<&Validation<'_>>,
+    config: &Config,
+    on_progress: &mut impl FnMut(Progress<'_>),
 ) -> Result<Trained> {
     let samples = x.shape[0];
     ensure!(samples > 0, "the training set is empty");
@@ -344,6 +441,17 @@ pub fn train(
         Some(s) => s.layers(&qat.graph)?,
         None => Vec::new(),
     };
+    let filter_plan = match &config.filters {
+        Some(f) => {
+            let mut plan = filters::plan(&qat.graph, f)?;
+            if f.allocation == filters::Allocation::Sensitivity {
+                plan.allocate_by_sensitivity(&qat.graph, x, f.criterion, f.ratio)?;
+            }
+            Some((plan, f.criterion))
+        }
+        None => None,
+    };
+    let mut zeroed_units = Vec::new();
     let mut epochs = Vec::new();
     let start_score = match val {
         Some(v) => Some(score(&ptq::build(decided)?.bytes, v, reference.as_deref())?),
@@ -359,12 +467,17 @@ pub fn train(
     epochs.push(first);
     let steps_per_epoch = samples.div_ceil(config.batch);
     let total_steps = steps_per_epoch * config.epochs;
-    // With pruning, only epochs that end at the target sparsity may be kept; the dense post-training
+    // With pruning (weights or filters), only epochs that end at the target sparsity may be kept; the dense post-training
     // model is kept only if training stops before any does.
     let ramp = config
         .sparsity
         .as_ref()
-        .map_or(0, |s| s.ramp_steps(total_steps));
+        .map_or(0, |s| s.ramp_steps(total_steps))
+        .max(
+            filter_plan
+                .as_ref()
+                .map_or(0, |_| sparsity::polynomial_ramp(total_steps)),
+        );
     let mut best = (0usize, start_score, decided.clone());
     let mut best_at_target = ramp == 0;
     let mut opt = Optimizer::new(config.optimizer);
@@ -444,6 +557,10 @@ pub fn train(
                 let fraction = s.at_step(step, total_steps);
                 sparsity::prune(&mut qat.graph, &pruned, fraction, s.scope, s.block);
             }
+            if let Some((plan, criterion)) = &filter_plan {
+                let progress = sparsity::polynomial(step, total_steps);
+                plan.zero_towards(&mut qat.graph, *criterion, progress, &mut zeroed_units);
+            }
             qat.cap_scales(&seen);
             step += 1;
         }
@@ -486,6 +603,7 @@ pub fn train(
         epochs,
         pruned,
         failure,
+        filters: None,
     })
 }
 

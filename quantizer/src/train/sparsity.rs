@@ -20,6 +20,18 @@ use crate::quantize::ptq::Decided;
 /// fine-tune at it.
 pub const RAMP: f64 = 2.0 / 3.0;
 
+/// Steps of `total` after which the polynomial schedule is at its target.
+pub fn polynomial_ramp(total: usize) -> usize {
+    ((total as f64 * RAMP).ceil() as usize).clamp(1, total.max(1))
+}
+
+/// The polynomial schedule's share of its target after step `step` (0-based) of `total`:
+/// `1 - (1 - t)^3` with `t` the share of the ramp done.
+pub fn polynomial(step: usize, total: usize) -> f64 {
+    let t = ((step + 1) as f64 / polynomial_ramp(total) as f64).min(1.0);
+    1.0 - (1.0 - t).powi(3)
+}
+
 /// Which weights one magnitude threshold ranks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -58,13 +70,9 @@ pub struct Sparsity {
 impl Sparsity {
     /// The sparsity after step `step` (0-based) of `total`.
     pub fn at_step(&self, step: usize, total: usize) -> f64 {
-        let ramp = self.ramp_steps(total);
         match self.schedule {
             Schedule::Constant => self.target,
-            Schedule::Polynomial => {
-                let t = ((step + 1) as f64 / ramp as f64).min(1.0);
-                self.target * (1.0 - (1.0 - t).powi(3))
-            }
+            Schedule::Polynomial => self.target * polynomial(step, total),
         }
     }
 
@@ -72,7 +80,7 @@ impl Sparsity {
     pub fn ramp_steps(&self, total: usize) -> usize {
         match self.schedule {
             Schedule::Constant => 1,
-            Schedule::Polynomial => ((total as f64 * RAMP).ceil() as usize).clamp(1, total.max(1)),
+            Schedule::Polynomial => polynomial_ramp(total),
         }
     }
 

@@ -78,6 +78,7 @@ fn config(epochs: usize, lr: f64, seed: u64) -> Config {
         optimizer: optim::Kind::Adam,
         seed,
         sparsity: None,
+        filters: None,
     }
 }
 
