@@ -177,6 +177,55 @@ fn outputs_are_checked_before_the_work_and_written_all_or_none() {
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
+/// A folder the user may not write into is refused before calibration, and nothing is written. As
+/// root, whom permissions do not stop, the binary runs as user 65534 (`setpriv`, util-linux) from a
+/// copy that user can reach, with its inputs beside it.
+#[test]
+fn an_unwritable_output_folder_is_refused_before_the_work() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+    mode(dir.path(), 0o755);
+    let ro = dir.path().join("ro");
+    fs::create_dir(&ro).unwrap();
+    mode(&ro, 0o555);
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n");
+    let out = if root {
+        let (bin, model, data) = (
+            dir.path().join("ferrite"),
+            dir.path().join("m.onnx"),
+            dir.path().join("x.npy"),
+        );
+        fs::copy(env!("CARGO_BIN_EXE_ferrite"), &bin).unwrap();
+        fs::copy(mlp(), &model).unwrap();
+        fs::copy(digits(), &data).unwrap();
+        mode(&model, 0o644);
+        mode(&data, 0o644);
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin)
+            .arg("quantize")
+            .arg(&model)
+            .arg("--data")
+            .arg(&data)
+            .arg("-o")
+            .arg(ro.join("m.ferrite"))
+            .output()
+            .expect("setpriv (util-linux) runs the test as an unprivileged user")
+    } else {
+        quantize(&mlp(), &digits(), &ro.join("m.ferrite"), &[])
+    };
+    fails_saying(
+        &out,
+        &["ro/m.ferrite", "cannot write in", "Permission denied"],
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("calibrating"));
+    assert_eq!(fs::read_dir(&ro).unwrap().count(), 0);
+}
+
 #[test]
 fn inconsistent_ferrite_headers_are_refused() {
     let dir = tempfile::tempdir().unwrap();
