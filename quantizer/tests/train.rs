@@ -451,6 +451,7 @@ fn filter_pruning_removes_channels_and_bad_settings_are_refused() {
     assert!(o.status.success(), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(e.contains("filters: 77 of 106 output channels kept"), "{e}");
+    assert!(e.contains("keeps its 10 channels: the graph output"), "{e}");
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     let f = &r["filters"];
     let kept: Vec<(u64, u64)> = f["layers"]

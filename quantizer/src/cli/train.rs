@@ -371,6 +371,14 @@ pub fn run(args: &Args) -> Result<()> {
             f.macs_after,
             f.macs_after as f64 / f.macs_before.max(1) as f64,
         );
+        for l in &f.layers {
+            if let Some(why) = &l.fixed {
+                eprintln!(
+                    "filters: `{}` keeps its {} channels: {why}",
+                    l.name, l.channels
+                );
+            }
+        }
     }
     trained.decided.weight_storage = args.weight_storage;
     let built = ptq::build(&trained.decided)?;

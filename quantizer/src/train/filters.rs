@@ -70,9 +70,10 @@ pub struct LayerChannels {
     pub op: &'static str,
     pub channels: usize,
     pub kept: usize,
-    /// Why no channel was removed, when none was.
+    /// Why every channel stays, when every one must (`--prune-filters-skip`, the graph output, or the
+    /// operator that needs them).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fixed: Option<&'static str>,
+    pub fixed: Option<String>,
 }
 
 /// The pruned graph and what changed.
@@ -103,13 +104,14 @@ struct Layout {
 #[derive(Default)]
 struct Atoms {
     parent: Vec<usize>,
-    pinned: Vec<bool>,
+    /// Why an atom's channel must stay (at the root of its set), if it must.
+    pinned: Vec<Option<String>>,
     /// The (node, output channel) an atom is; none for the channels of inputs and constants.
     owner: Vec<Option<(usize, usize)>>,
 }
 
 impl Atoms {
-    fn add(&mut self, owner: Option<(usize, usize)>, pinned: bool) -> usize {
+    fn add(&mut self, owner: Option<(usize, usize)>, pinned: Option<String>) -> usize {
         self.parent.push(self.parent.len());
         self.pinned.push(pinned);
         self.owner.push(owner);
@@ -134,7 +136,9 @@ impl Atoms {
         let (ra, rb) = (self.find(a), self.find(b));
         if ra != rb {
             self.parent[rb] = ra;
-            self.pinned[ra] |= self.pinned[rb];
+            if self.pinned[ra].is_none() {
+                self.pinned[ra] = self.pinned[rb].take();
+            }
         }
     }
 
@@ -146,14 +150,17 @@ impl Atoms {
         a
     }
 
-    fn pin(&mut self, a: usize) {
+    fn pin(&mut self, a: usize, why: &str) {
         let r = self.find(a);
-        self.pinned[r] = true;
+        if self.pinned[r].is_none() {
+            self.pinned[r] = Some(why.to_string());
+        }
     }
 
-    fn is_pinned(&mut self, a: usize) -> bool {
+    /// Why `a`'s channel must stay, if it must.
+    fn pinned(&mut self, a: usize) -> Option<&str> {
         let r = self.find(a);
-        self.pinned[r]
+        self.pinned[r].as_deref()
     }
 }
 
@@ -163,23 +170,31 @@ fn trace(g: &Graph, skip: &[String]) -> (Atoms, Vec<Option<Layout>>) {
     let mut layout: Vec<Option<Layout>> = vec![None; g.values.len()];
     let last = |v: usize| g.values[v].shape.last().copied().unwrap_or(1);
     // A layout for a value whose channels are not followed: fresh pinned atoms.
-    let fixed = |atoms: &mut Atoms, n: usize| Layout {
-        atoms: (0..n).map(|_| atoms.add(None, true)).collect(),
+    let fixed = |atoms: &mut Atoms, v: usize| Layout {
+        atoms: (0..last(v))
+            .map(|_| {
+                let why = format!("joined to `{}`, whose channels stay", g.values[v].name);
+                atoms.add(None, Some(why))
+            })
+            .collect(),
         tile: 1,
     };
-    let pin_all = |atoms: &mut Atoms, l: &Option<Layout>| {
+    let pin_all = |atoms: &mut Atoms, l: &Option<Layout>, why: &str| {
         for &a in l.iter().flat_map(|l| &l.atoms) {
-            atoms.pin(a);
+            atoms.pin(a, why);
         }
     };
     for (i, n) in g.nodes.iter().enumerate() {
         let input = n.inputs.first().map(|&v| layout[v].clone()).unwrap_or(None);
+        let by = |what: &str| format!("{what} `{}` ({})", n.name, n.op.name());
         let out = match &n.op {
             Op::Conv2d { filter, .. } | Op::FullyConnected { filter, .. } => {
-                let pinned = skip.contains(&n.name);
+                let pinned = skip
+                    .contains(&n.name)
+                    .then(|| "--prune-filters-skip".to_string());
                 Some(Layout {
                     atoms: (0..filter.shape[0])
-                        .map(|c| atoms.add(Some((i, c)), pinned))
+                        .map(|c| atoms.add(Some((i, c)), pinned.clone()))
                         .collect(),
                     tile: 1,
                 })
@@ -189,7 +204,8 @@ fn trace(g: &Graph, skip: &[String]) -> (Atoms, Vec<Option<Layout>>) {
             } => match input {
                 Some(l) if *depth_multiplier == 1 && l.tile == 1 => Some(l),
                 other => {
-                    pin_all(&mut atoms, &other);
+                    let why = by(&format!("read with depth multiplier {depth_multiplier} by"));
+                    pin_all(&mut atoms, &other, &why);
                     None
                 }
             },
@@ -204,7 +220,7 @@ fn trace(g: &Graph, skip: &[String]) -> (Atoms, Vec<Option<Layout>>) {
             Op::Pad { before, after } => {
                 let channel_padded = before.last() != Some(&0) || after.last() != Some(&0);
                 if channel_padded {
-                    pin_all(&mut atoms, &input);
+                    pin_all(&mut atoms, &input, &by("padded along the channels by"));
                     None
                 } else {
                     input
@@ -226,7 +242,8 @@ fn trace(g: &Graph, skip: &[String]) -> (Atoms, Vec<Option<Layout>>) {
                         })
                     }
                     other => {
-                        pin_all(&mut atoms, &other);
+                        let why = by(&format!("reshaped to {shape:?}, across the channels, by"));
+                        pin_all(&mut atoms, &other, &why);
                         None
                     }
                 }
@@ -238,12 +255,9 @@ fn trace(g: &Graph, skip: &[String]) -> (Atoms, Vec<Option<Layout>>) {
                     .inputs
                     .iter()
                     .filter(|&&v| on_channels || last(v) == last(n.output))
-                    .map(|&v| {
-                        layout[v]
-                            .clone()
-                            .unwrap_or_else(|| fixed(&mut atoms, last(v)))
-                    })
+                    .map(|&v| layout[v].clone().unwrap_or_else(|| fixed(&mut atoms, v)))
                     .collect();
+                let mixed = by("joined to operands of another layout by");
                 if on_channels {
                     if operands.iter().all(|l| l.tile == 1) {
                         Some(Layout {
@@ -252,7 +266,7 @@ fn trace(g: &Graph, skip: &[String]) -> (Atoms, Vec<Option<Layout>>) {
                         })
                     } else {
                         for l in operands {
-                            pin_all(&mut atoms, &Some(l));
+                            pin_all(&mut atoms, &Some(l), &mixed);
                         }
                         None
                     }
@@ -267,26 +281,27 @@ fn trace(g: &Graph, skip: &[String]) -> (Atoms, Vec<Option<Layout>>) {
                                 atoms.union(a, b);
                             }
                         } else {
-                            pin_all(&mut atoms, &Some(l.clone()));
+                            pin_all(&mut atoms, &Some(l.clone()), &mixed);
                         }
                     }
                     if aligned {
                         Some(first)
                     } else {
-                        pin_all(&mut atoms, &Some(first));
+                        pin_all(&mut atoms, &Some(first), &mixed);
                         None
                     }
                 }
             }
             Op::Softmax { .. } => {
-                pin_all(&mut atoms, &input);
+                pin_all(&mut atoms, &input, &by("normalized across the channels by"));
                 None
             }
         };
         layout[n.output] = out;
     }
     for &o in &g.outputs {
-        pin_all(&mut atoms, &layout[o].clone());
+        let why = format!("the graph output `{}`", g.values[o].name);
+        pin_all(&mut atoms, &layout[o].clone(), &why);
     }
     (atoms, layout)
 }
@@ -371,7 +386,7 @@ pub struct Plan {
     members: BTreeMap<usize, Vec<(usize, usize)>>,
     groups: Vec<Group>,
     /// Layers whose channels all stay, and why.
-    fixed: BTreeMap<usize, &'static str>,
+    fixed: BTreeMap<usize, String>,
 }
 
 struct Group {
@@ -422,19 +437,12 @@ pub fn plan(g: &Graph, config: &FilterPruning) -> Result<Plan> {
         let free: Vec<usize> = units
             .iter()
             .copied()
-            .filter(|&u| !atoms.is_pinned(u))
+            .filter(|&u| atoms.pinned(u).is_none())
             .collect();
         if free.is_empty() {
-            let why = if owners
-                .iter()
-                .any(|&o| config.skip.contains(&g.nodes[o].name))
-            {
-                "skipped"
-            } else {
-                "its channels reach an output or an operator that mixes them"
-            };
+            let why = atoms.pinned(units[0]).unwrap_or_default().to_string();
             for &o in &owners {
-                fixed.insert(o, why);
+                fixed.insert(o, why.clone());
             }
             continue;
         }
@@ -786,7 +794,7 @@ pub fn remove(g: &Graph, x: &Tensor, plan: &Plan, units: &[usize]) -> Result<Pru
                     op: n.op.name(),
                     channels: filter.shape[0],
                     kept,
-                    fixed: fixed_reason.get(&i).copied(),
+                    fixed: fixed_reason.get(&i).cloned(),
                 })
             }
             _ => None,
@@ -957,6 +965,8 @@ mod tests {
                     ("h2", 5, 5)
                 ]
             );
+            let why = p.layers[3].fixed.as_deref();
+            assert_eq!(why, Some("the graph output `y`"), "{:?}", p.layers[3]);
             let r = p.graph.nodes.iter().find(|n| n.name == "r").unwrap();
             assert_eq!(p.graph.values[r.output].shape, [1, 125]);
             assert!(p.macs_after < p.macs_before);
@@ -1001,7 +1011,7 @@ mod tests {
         };
         let p = prune(&g, &x, &config).unwrap();
         assert_eq!(p.layers[0].kept, 2);
-        assert_eq!(p.layers[1].fixed, Some("skipped"));
+        assert_eq!(p.layers[1].fixed.as_deref(), Some("--prune-filters-skip"));
         let diff = max_diff(&g, &p.graph, &x);
         assert!(diff < 1e-5, "outputs moved by {diff}");
     }
