@@ -7,7 +7,9 @@
 //!
 //! `cargo xtask prune --filters [--write]`: filter pruning (`ferrite train --prune-filters 0.3`) of
 //! the same fixtures, per allocation and criterion, with MACs, arena, file size and the Cortex-M4F
-//! instruction count of each model (QEMU, as `cargo xtask bench` counts them) beside top-1.
+//! instruction count of each model (QEMU, as `cargo xtask bench` counts them) beside top-1, and
+//! Torch-Pruning's removal of the same share of channels (`tests/fixtures/filter_prune_anchor.py`)
+//! when its results file is there.
 //!
 //! Needs `target/datasets/` (`python3 tests/fixtures/full_testsets.py`).
 
@@ -328,6 +330,13 @@ fn filters(root: &Path, options: &Options) -> Result<()> {
     let data = crate::qat::Data::fashion(root)?;
     let tool = crate::accuracy::ferrite(root)?;
     let plugin = crate::bench::build_plugin(root)?;
+    let filter_anchors: Vec<Value> =
+        match std::fs::read(fixtures.join("filter_prune_anchor_results.json")) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).context("filter_prune_anchor_results.json")?
+            }
+            Err(_) => Vec::new(),
+        };
     let tmp = root.join("target/prune-filters");
     std::fs::create_dir_all(&tmp)?;
     let commit = crate::bench::commit(root);
@@ -444,6 +453,7 @@ fn filters(root: &Path, options: &Options) -> Result<()> {
                 kept.join(", "),
             )?;
         }
+        section.push_str(&filter_anchor_rows(&filter_anchors, name, float)?);
         section.push('\n');
     }
     println!("{section}");
@@ -451,4 +461,46 @@ fn filters(root: &Path, options: &Options) -> Result<()> {
         crate::bench::write_section(root, FILTERS_BEGIN, FILTERS_END, &section)?;
     }
     Ok(())
+}
+
+/// Torch-Pruning's rows for `name` from `tests/fixtures/filter_prune_anchor_results.json`; the drop
+/// is against Ferrite's float top-1 `float` (the same model and test set).
+fn filter_anchor_rows(anchors: &[Value], name: &str, float: f64) -> Result<String> {
+    let mut rows = String::new();
+    let model = format!("{name}/model.onnx");
+    for a in anchors.iter().filter(|a| a["model"] == model.as_str()) {
+        let macs = match (a["macs_before"].as_f64(), a["macs_after"].as_f64()) {
+            (Some(b), Some(f)) if b > 0.0 => format!("{:.2}", f / b),
+            _ => "-".into(),
+        };
+        let kept: Vec<String> = a["channels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, c)| c[0] != c[1])
+            .map(|(_, c)| format!("{}/{}", c[1], c[0]))
+            .collect();
+        let how = format!(
+            "{} of the channels, Torch-Pruning {} (L2, uniform), {} epochs distilling",
+            a["ratio"], a["versions"]["torch_pruning"], a["epochs"]
+        );
+        for (what, top1) in [
+            ("float32", a["pruned_top1"].as_f64()),
+            ("then `nncf.quantize` int8", a["int8"]["top1"].as_f64()),
+        ] {
+            let (t, d) = match top1 {
+                Some(t) => (
+                    format!("{:.2}%", 100.0 * t),
+                    format!("{:.2}", 100.0 * (float - t)),
+                ),
+                None => ("-".into(), "-".into()),
+            };
+            writeln!(
+                rows,
+                "| {how}, {what} | {t} | {d} | - | {macs} | - | - | - | - | {} |",
+                kept.join(", ")
+            )?;
+        }
+    }
+    Ok(rows)
 }
