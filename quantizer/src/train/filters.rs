@@ -615,7 +615,7 @@ impl Plan {
     }
 
     /// The units whose filter rows are all zero in every layer that owns them (those
-    /// [`Self::zero_towards`] zeroed during training).
+    /// [`Self::zero_towards`] zeroed during training), all but one at most of each group.
     pub fn zeroed(&self, g: &Graph) -> Vec<usize> {
         let zero_row = |node: usize, c: usize| {
             filter(&g.nodes[node].op).is_some_and(|f| {
@@ -623,11 +623,17 @@ impl Plan {
                 f.data[c * per..(c + 1) * per].iter().all(|&w| w == 0.0)
             })
         };
+        // A layer keeps one channel even if all its filters are zero.
         self.groups
             .iter()
-            .flat_map(|group| &group.free)
-            .copied()
-            .filter(|u| self.members[u].iter().all(|&(n, c)| zero_row(n, c)))
+            .flat_map(|group| {
+                group
+                    .free
+                    .iter()
+                    .copied()
+                    .filter(|u| self.members[u].iter().all(|&(n, c)| zero_row(n, c)))
+                    .take(group.units - 1)
+            })
             .collect()
     }
 
@@ -973,6 +979,40 @@ mod tests {
             let diff = max_diff(&g, &p.graph, &x);
             assert!(diff < 1e-5, "{criterion:?}: outputs moved by {diff}");
         }
+    }
+
+    #[test]
+    fn zeroed_units_grow_with_the_schedule_and_are_the_ones_found_after() {
+        let mut rng = Rng::new(9);
+        let mut g = branchy(&mut rng);
+        let config = FilterPruning {
+            ratio: 0.5,
+            criterion: Criterion::L2,
+            allocation: Allocation::Uniform,
+            skip: Vec::new(),
+            recovery_epochs: 0,
+        };
+        let plan = plan(&g, &config).unwrap();
+        let mut zeroed = Vec::new();
+        let mut counts = Vec::new();
+        for progress in [0.0, 0.3, 0.7, 1.0] {
+            plan.zero_towards(&mut g, Criterion::L2, progress, &mut zeroed);
+            counts.push(zeroed.len());
+        }
+        // Each group reaches round(progress * 2) of its 2: half the residual sum's 4 channels, and
+        // of e's 3 (rounded).
+        assert_eq!(counts, [0, 2, 2, 4]);
+        let mut found = plan.zeroed(&g);
+        found.sort_unstable();
+        zeroed.sort_unstable();
+        assert_eq!(found, zeroed);
+        // With every filter of the residual sum's producers zero, one of its channels stays.
+        for name in ["a", "c"] {
+            if let Op::Conv2d { filter, .. } = node(&mut g, name) {
+                filter.data.fill(0.0);
+            }
+        }
+        assert_eq!(plan.zeroed(&g).len(), 3 + 2);
     }
 
     #[test]
