@@ -313,6 +313,10 @@ pub fn train(
     config: &Config,
     mut on_progress: impl FnMut(Progress<'_>),
 ) -> Result<Trained> {
+    ensure!(
+        config.sparsity.is_none() || config.filters.is_none(),
+        "weight pruning (--sparsity) and filter pruning (--prune-filters) do not combine in one run"
+    );
     let mut trained = fit(
         source,
         decided,
