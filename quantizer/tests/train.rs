@@ -495,4 +495,30 @@ fn filter_pruning_removes_channels_and_bad_settings_are_refused() {
         top1 > 0.85,
         "top-1 {top1} after removing 30% of the channels"
     );
+    // Without epochs the channels go at once, allocated by sensitivity (the default): as many in
+    // all, not as many per layer.
+    let json = format!("--json={}", report.display());
+    let flags = [
+        "--epochs",
+        "0",
+        "--recovery-epochs",
+        "0",
+        "--prune-filters",
+        "0.3",
+    ];
+    let o = train(&out, &[&flags[..], &[json.as_str()]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let kept: Vec<u64> = r["filters"]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["kept"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kept.iter().sum::<u64>(), 45 + 22 + 10);
+    assert_ne!(
+        kept,
+        [45, 22, 10],
+        "the sensitivity allocation was not applied"
+    );
 }

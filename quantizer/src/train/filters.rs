@@ -251,6 +251,13 @@ fn trace(g: &Graph, skip: &[String]) -> (Atoms, Vec<Option<Layout>>) {
             Op::Add { .. } | Op::Mul { .. } | Op::Concatenation { .. } => {
                 let rank = g.values[n.output].shape.len();
                 let on_channels = matches!(n.op, Op::Concatenation { axis } if axis + 1 == rank);
+                // An operand broadcast across the channels keeps its one channel.
+                for &v in &n.inputs {
+                    if !on_channels && last(v) != last(n.output) {
+                        let why = by("broadcast across the channels by");
+                        pin_all(&mut atoms, &layout[v].clone(), &why);
+                    }
+                }
                 let operands: Vec<Layout> = n
                     .inputs
                     .iter()
@@ -729,12 +736,9 @@ pub fn remove(g: &Graph, x: &Tensor, plan: &Plan, units: &[usize]) -> Result<Pru
                             "node `{}`: no means for its removed inputs",
                             g.nodes[i].name
                         );
-                        let last = *filter.shape.last().unwrap();
-                        for (o, row) in filter
-                            .data
-                            .chunks(filter.data.len() / bias.data.len())
-                            .enumerate()
-                        {
+                        let last = filter.shape.last().copied().unwrap_or(1).max(1);
+                        let per = filter.data.len() / bias.data.len().max(1);
+                        for (o, row) in filter.data.chunks(per.max(1)).enumerate() {
                             let mut shift = 0f64;
                             for (j, &w) in row.iter().enumerate() {
                                 let c = j % last;
@@ -800,7 +804,12 @@ pub fn remove(g: &Graph, x: &Tensor, plan: &Plan, units: &[usize]) -> Result<Pru
                     op: n.op.name(),
                     channels: filter.shape[0],
                     kept,
-                    fixed: fixed_reason.get(&i).cloned(),
+                    // Only a layer that keeps every channel says why (a layer may own
+                    // pinned and free channels both).
+                    fixed: fixed_reason
+                        .get(&i)
+                        .filter(|_| kept == filter.shape[0])
+                        .cloned(),
                 })
             }
             _ => None,
@@ -1098,6 +1107,55 @@ mod tests {
         config.allocation = Allocation::Sensitivity;
         // The same four channels, all from `a`, at most twice the ratio of its eight.
         assert_eq!(kept(&config), [4, 8, 3]);
+    }
+
+    #[test]
+    fn a_gate_broadcast_across_the_channels_keeps_its_channel() {
+        let mut rng = Rng::new(13);
+        let mut g = Graph::default();
+        let x = g.add_value("x", vec![1, 3, 3, 2]);
+        g.inputs = vec![x];
+        let a = g
+            .add_node("a", "Conv", conv(&mut rng, 1, 2, 4), vec![x], "a")
+            .unwrap();
+        let gate = g
+            .add_node("gate", "Conv", conv(&mut rng, 1, 2, 1), vec![x], "gate")
+            .unwrap();
+        let mul = Op::Mul { clamp: Clamp::NONE };
+        let m = g.add_node("m", "Mul", mul, vec![a, gate], "m").unwrap();
+        let c = g
+            .add_node("c", "Conv", conv(&mut rng, 1, 4, 3), vec![m], "c")
+            .unwrap();
+        let mean = Op::Mean { keep_dims: false };
+        let r = g.add_node("r", "Mean", mean, vec![c], "r").unwrap();
+        let h = g
+            .add_node("h", "Gemm", fc(&mut rng, 3, 2), vec![r], "h")
+            .unwrap();
+        g.outputs = vec![h];
+        let x = input(&mut rng, vec![2, 3, 3, 2]);
+        let config = FilterPruning {
+            ratio: 0.5,
+            criterion: Criterion::L2,
+            allocation: Allocation::Uniform,
+            skip: Vec::new(),
+            recovery_epochs: 0,
+        };
+        let p = prune(&g, &x, &config).unwrap();
+        let kept: Vec<(usize, Option<&str>)> = p
+            .layers
+            .iter()
+            .map(|l| (l.kept, l.fixed.as_deref()))
+            .collect();
+        let why = "broadcast across the channels by `m` (MUL)";
+        assert_eq!(
+            kept,
+            [
+                (2, None),
+                (1, Some(why)),
+                (1, None),
+                (2, Some("the graph output `h`"))
+            ]
+        );
     }
 
     #[test]

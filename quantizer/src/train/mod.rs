@@ -334,8 +334,12 @@ pub fn train(
     }
     let zeroed = &trained.decided.graph;
     let calib = x.slice_batch(0, x.shape[0].min(CALIBRATION_SAMPLES));
-    let plan = filters::plan(zeroed, f)?;
+    let mut plan = filters::plan(zeroed, f)?;
+    // Without training steps nothing was zeroed: the channels go at once.
     let units = if config.epochs == 0 {
+        if f.allocation == filters::Allocation::Sensitivity {
+            plan.allocate_by_sensitivity(zeroed, &calib, f.criterion, f.ratio)?;
+        }
         plan.by_criterion(zeroed, f.criterion)
     } else {
         plan.zeroed(zeroed)
@@ -448,7 +452,7 @@ fn fit(
     let filter_plan = match &config.filters {
         Some(f) => {
             let mut plan = filters::plan(&qat.graph, f)?;
-            if f.allocation == filters::Allocation::Sensitivity {
+            if f.allocation == filters::Allocation::Sensitivity && config.epochs > 0 {
                 plan.allocate_by_sensitivity(&qat.graph, x, f.criterion, f.ratio)?;
             }
             Some((plan, f.criterion))
