@@ -829,6 +829,17 @@ mod tests {
     use crate::ir::{Clamp, Window2d};
     use crate::rng::Rng;
 
+    /// L2-ranked settings without recovery epochs.
+    fn settings(ratio: f64, allocation: Allocation, skip: &[&str]) -> FilterPruning {
+        FilterPruning {
+            ratio,
+            criterion: Criterion::L2,
+            allocation,
+            skip: skip.iter().map(|s| s.to_string()).collect(),
+            recovery_epochs: 0,
+        }
+    }
+
     fn window(k: usize) -> Window2d {
         Window2d {
             kernel: [k, k],
@@ -958,11 +969,8 @@ mod tests {
         let x = input(&mut rng, vec![8, 5, 5, 2]);
         for criterion in [Criterion::L1, Criterion::L2] {
             let config = FilterPruning {
-                ratio: 0.3,
                 criterion,
-                allocation: Allocation::Uniform,
-                skip: Vec::new(),
-                recovery_epochs: 0,
+                ..settings(0.3, Allocation::Uniform, &[])
             };
             let p = prune(&g, &x, &config).unwrap();
             let kept: Vec<(&str, usize, usize)> = p
@@ -994,13 +1002,7 @@ mod tests {
     fn zeroed_units_grow_with_the_schedule_and_are_the_ones_found_after() {
         let mut rng = Rng::new(9);
         let mut g = branchy(&mut rng);
-        let config = FilterPruning {
-            ratio: 0.5,
-            criterion: Criterion::L2,
-            allocation: Allocation::Uniform,
-            skip: Vec::new(),
-            recovery_epochs: 0,
-        };
+        let config = settings(0.5, Allocation::Uniform, &[]);
         let plan = plan(&g, &config).unwrap();
         let mut zeroed = Vec::new();
         let mut counts = Vec::new();
@@ -1051,13 +1053,7 @@ mod tests {
         let y = g.add_node("y", "Add", add, vec![m, h], "y").unwrap();
         g.outputs = vec![y];
         let x = input(&mut rng, vec![4, 4, 4, 2]);
-        let config = FilterPruning {
-            ratio: 0.34,
-            criterion: Criterion::L2,
-            allocation: Allocation::Uniform,
-            skip: vec!["c".into()],
-            recovery_epochs: 0,
-        };
+        let config = settings(0.34, Allocation::Uniform, &["c"]);
         let p = prune(&g, &x, &config).unwrap();
         assert_eq!(p.layers[0].kept, 2);
         assert_eq!(p.layers[1].fixed.as_deref(), Some("--prune-filters-skip"));
@@ -1092,13 +1088,7 @@ mod tests {
             .unwrap();
         g.outputs = vec![h];
         let x = input(&mut rng, vec![16, 4, 4, 3]);
-        let mut config = FilterPruning {
-            ratio: 0.25,
-            criterion: Criterion::L2,
-            allocation: Allocation::Uniform,
-            skip: Vec::new(),
-            recovery_epochs: 0,
-        };
+        let mut config = settings(0.25, Allocation::Uniform, &[]);
         let kept = |config: &FilterPruning| -> Vec<usize> {
             let p = prune(&g, &x, config).unwrap();
             p.layers.iter().map(|l| l.kept).collect()
@@ -1133,13 +1123,7 @@ mod tests {
             .unwrap();
         g.outputs = vec![h];
         let x = input(&mut rng, vec![2, 3, 3, 2]);
-        let config = FilterPruning {
-            ratio: 0.5,
-            criterion: Criterion::L2,
-            allocation: Allocation::Uniform,
-            skip: Vec::new(),
-            recovery_epochs: 0,
-        };
+        let config = settings(0.5, Allocation::Uniform, &[]);
         let p = prune(&g, &x, &config).unwrap();
         let kept: Vec<(usize, Option<&str>)> = p
             .layers
@@ -1189,13 +1173,7 @@ mod tests {
         g.outputs = vec![h];
         let x = input(&mut rng, vec![2, 3, 3, 2]);
         let refuse = |ratio: f64, skip: &[&str]| {
-            let config = FilterPruning {
-                ratio,
-                criterion: Criterion::L2,
-                allocation: Allocation::Uniform,
-                skip: skip.iter().map(|s| s.to_string()).collect(),
-                recovery_epochs: 0,
-            };
+            let config = settings(ratio, Allocation::Uniform, skip);
             format!("{:#}", prune(&g, &x, &config).err().unwrap())
         };
         let all = refuse(0.6, &[]);
@@ -1206,13 +1184,7 @@ mod tests {
         assert!(refuse(1.0, &[]).contains("not in [0, 1)"));
         assert!(refuse(0.2, &["nope"]).contains("no node `nope`"));
         // Skipping the layer makes the same ratio valid, and nothing changes.
-        let config = FilterPruning {
-            ratio: 0.6,
-            criterion: Criterion::L2,
-            allocation: Allocation::Uniform,
-            skip: vec!["a".into()],
-            recovery_epochs: 0,
-        };
+        let config = settings(0.6, Allocation::Uniform, &["a"]);
         assert_eq!(prune(&g, &x, &config).unwrap().graph, g);
     }
 }
