@@ -406,9 +406,9 @@ struct Group {
 }
 
 /// Samples the sensitivity of each layer is measured on.
-const SENSITIVITY_SAMPLES: usize = 128;
+pub const SENSITIVITY_SAMPLES: usize = 128;
 /// Points measured on each layer's curve of output error against channels removed.
-const SENSITIVITY_POINTS: usize = 8;
+pub const SENSITIVITY_POINTS: usize = 8;
 
 /// The units of `g` (a graph after [`crate::ir::passes::optimize`]) at `config`'s ratio. A ratio
 /// that would remove every channel of a layer, or an unknown name to skip, is an error.
