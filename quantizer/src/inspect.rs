@@ -277,6 +277,13 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
             0,
             activation(u.activation).trim_start().to_string(),
         ),
+        Op::LeakyRelu(u) => set(
+            &[&u.input],
+            &u.output,
+            elements(&u.input),
+            0,
+            format!("alpha {}", u.alpha),
+        ),
         Op::Reshape(r) => {
             let detail = if r.input.offset == r.output.offset {
                 "in place"

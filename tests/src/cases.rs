@@ -5,9 +5,9 @@ use anyhow::{anyhow, Result};
 use ferrite_quantizer::builder::{ModelBuilder, TensorDef};
 use ferrite_runtime::format::{Activation, DType, Shape, Window};
 use ferrite_runtime::ops::{
-    AddParams, Binary, ConcatInput, Conv, Dequantize, FullyConnected, LogisticParams, MeanParams,
-    MulParams, Op, Pad, Pool, Quantize, Relu, ReluParams, RequantizeParams, Reshape, Softmax,
-    SoftmaxParams, TanhParams, Unary,
+    AddParams, Binary, ConcatInput, Conv, Dequantize, FullyConnected, LeakyRelu, LeakyReluParams,
+    LogisticParams, MeanParams, MulParams, Op, Pad, Pool, Quantize, Relu, ReluParams,
+    RequantizeParams, Reshape, Softmax, SoftmaxParams, TanhParams, Unary,
 };
 use ferrite_runtime::quant::prepare::quantize_multiplier;
 use ferrite_runtime::{Interpreter, Model};
@@ -465,6 +465,21 @@ pub fn all() -> Result<Vec<Case>> {
                 activation: Activation::Relu6,
             })
         })?,
+        unary_case(
+            "leaky_relu",
+            24,
+            &[1, 64],
+            &[1, 64],
+            (0.04, -20),
+            |b, x, y| {
+                Op::LeakyRelu(LeakyRelu {
+                    input: b.operand(x),
+                    output: b.operand(y),
+                    alpha: 0.2,
+                    quant: Some(LeakyReluParams::prepare(0.06, 7, 0.2, 0.04, -20)),
+                })
+            },
+        )?,
         unary_case(
             "requantize",
             17,

@@ -121,6 +121,15 @@ fn a_int(name: &str, i: i64) -> AttributeProto {
     }
 }
 
+fn a_float(name: &str, f: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        f,
+        r#type: at::FLOAT,
+        ..Default::default()
+    }
+}
+
 fn a_ints(name: &str, v: &[usize]) -> AttributeProto {
     AttributeProto {
         name: name.into(),
@@ -669,6 +678,11 @@ impl<'g> Exporter<'g> {
                     self.clamp(x, *clamp, name)
                 };
                 (y, l)
+            }
+            Op::LeakyRelu { alpha } => {
+                let (x, l) = self.act(n.inputs[0])?;
+                let attrs = vec![a_float("alpha", *alpha)];
+                (self.op("LeakyRelu", name, vec![x], attrs), l)
             }
             Op::Reshape { shape } => self.reshape_node(n, shape)?,
             Op::Concatenation { axis } => {

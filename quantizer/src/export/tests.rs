@@ -332,3 +332,24 @@ fn refuses_by_name() {
     let e = format!("{:#}", float_onnx(&g).unwrap_err());
     assert!(e.contains("IDENTITY is not exported"), "{e}");
 }
+
+/// LeakyRelu is written with its slope and reads back as itself.
+#[test]
+fn leaky_relu_round_trips() {
+    let mut g = Graph::default();
+    let x = g.add_value("x", vec![1, 12]);
+    g.inputs.push(x);
+    let op = Op::LeakyRelu { alpha: 0.25 };
+    let y = g.add_node("lr", "LeakyRelu", op, vec![x], "y").unwrap();
+    g.outputs.push(y);
+    let g2 = reimport(&float_onnx(&g).unwrap());
+    assert!(
+        matches!(g2.nodes[..], [ref n] if matches!(n.op, Op::LeakyRelu { alpha } if alpha == 0.25))
+    );
+    let values: Vec<f32> = (0..12).map(|i| i as f32 - 6.0).collect();
+    let x = Array::from_f32(vec![1, 12], &values);
+    let a = ir::io::run_arrays(&g, std::slice::from_ref(&x), 1).unwrap();
+    let b = ir::io::run_arrays(&g2, std::slice::from_ref(&x), 1).unwrap();
+    assert_eq!(a[0].to_f32(), b[0].to_f32());
+    assert_eq!(a[0].to_f32()[..2], [-1.5, -1.25]);
+}

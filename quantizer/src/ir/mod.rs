@@ -237,6 +237,10 @@ pub enum Op {
     Relu {
         clamp: Clamp,
     },
+    /// `x` where `x >= 0`, `alpha * x` below (`alpha >= 0`).
+    LeakyRelu {
+        alpha: f32,
+    },
     /// Same elements, new shape; `shape[0]` is the batch (1), replaced by the input's batch when run.
     Reshape {
         shape: Vec<usize>,
@@ -278,6 +282,7 @@ impl Op {
             Op::Logistic => "LOGISTIC",
             Op::Tanh => "TANH",
             Op::Relu { .. } => "RELU",
+            Op::LeakyRelu { .. } => "LEAKY_RELU",
             Op::Reshape { .. } => "RESHAPE",
             Op::Concatenation { .. } => "CONCATENATION",
             Op::Pad { .. } => "PAD",

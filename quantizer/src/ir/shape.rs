@@ -145,7 +145,12 @@ pub fn infer(op: &Op, inputs: &[&[usize]]) -> Result<Vec<usize>> {
                 vec![x[0], x[3]]
             })
         }
-        Op::Softmax { .. } | Op::Logistic | Op::Tanh | Op::Relu { .. } | Op::Identity => {
+        Op::Softmax { .. }
+        | Op::Logistic
+        | Op::Tanh
+        | Op::Relu { .. }
+        | Op::LeakyRelu { .. }
+        | Op::Identity => {
             arity(inputs, 1)?;
             Ok(inputs[0].to_vec())
         }

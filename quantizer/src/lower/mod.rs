@@ -10,6 +10,7 @@ mod add;
 mod concatenation;
 mod conv;
 mod fully_connected;
+mod leaky_relu;
 mod logistic;
 mod mean;
 mod mul;
@@ -292,6 +293,7 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
             Op::Logistic => logistic::lower(&cx),
             Op::Tanh => tanh::lower(&cx),
             Op::Relu { clamp } => relu::lower(&cx, *clamp)?,
+            Op::LeakyRelu { alpha } => leaky_relu::lower(&cx, *alpha),
             Op::Reshape { .. } => reshape::lower(&cx),
             Op::Concatenation { axis } => {
                 let (inputs, output) = concatenation::lower(&cx);

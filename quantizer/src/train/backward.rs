@@ -151,6 +151,13 @@ pub fn backward(
                 .map(|(&y, &d)| d * slope(y))
                 .collect()
         })),
+        Op::LeakyRelu { alpha } => only_input(need.then(|| {
+            x.data
+                .iter()
+                .zip(&*dy)
+                .map(|(&x, &d)| if x >= 0.0 { d } else { alpha * d })
+                .collect()
+        })),
         Op::Relu { .. } | Op::Reshape { .. } | Op::Identity => {
             only_input(need.then(|| dy.into_owned()))
         }

@@ -210,6 +210,7 @@ fn trace(g: &Graph, skip: &[String]) -> (Atoms, Vec<Option<Layout>>) {
                 }
             },
             Op::Relu { .. }
+            | Op::LeakyRelu { .. }
             | Op::Logistic
             | Op::Tanh
             | Op::MaxPool2d { .. }

@@ -1,7 +1,8 @@
-//! Int8 Logistic, Tanh (gemmlowp fixed point) and standalone ReLU / ReLU6 (TFLite Micro reference paths).
+//! Int8 Logistic, Tanh (gemmlowp fixed point), standalone ReLU / ReLU6 and leaky ReLU (TFLite Micro
+//! reference paths).
 
 use super::fixedpoint;
-use crate::ops::{LogisticParams, ReluParams, TanhParams};
+use crate::ops::{LeakyReluParams, LogisticParams, ReluParams, TanhParams};
 use crate::quant::{multiply_by_quantized_multiplier, rounding_divide_by_pot};
 
 /// Integer bits of the rescaled Logistic/Tanh input (Q4.27), as in TFLite Micro's Prepare.
@@ -52,6 +53,20 @@ pub fn relu_s8(p: &ReluParams, input: &[i8], output: &mut [i8]) {
             .output_zero_point
             .wrapping_add(p.requant.apply(x as i32 - p.input_zero_point));
         *o = raw.clamp(p.act_min, p.act_max) as i8;
+    }
+}
+
+/// Int8 leaky ReLU, mirroring TFLite `reference_ops::QuantizeLeakyRelu`: the input (minus its zero
+/// point) rescaled by the identity factor when non-negative, by the alpha factor when negative, plus
+/// the output zero point, saturated to int8.
+pub fn leaky_relu_s8(p: &LeakyReluParams, input: &[i8], output: &mut [i8]) {
+    for (&x, o) in input.iter().zip(output.iter_mut()) {
+        let centred = x as i32 - p.input_zero_point;
+        let factor = if centred >= 0 { &p.identity } else { &p.alpha };
+        *o = p
+            .output_zero_point
+            .wrapping_add(factor.apply(centred))
+            .clamp(-128, 127) as i8;
     }
 }
 
@@ -166,6 +181,45 @@ mod tests {
                 assert_close(&out, &want, 1);
             }
         }
+    }
+
+    #[test]
+    fn leaky_relu_matches_float_reference() {
+        let input = all_inputs();
+        let quants = [
+            ((0.1, 0), (0.1, 0)),
+            ((0.1, -20), (0.05, 40)),
+            ((0.02, 10), (0.03, -5)),
+            ((0.2, 30), (0.01, -128)),
+        ];
+        for ((si, zi), (so, zo)) in quants {
+            for alpha in [0.0f32, 0.01, 0.2, 1.0, 3.0] {
+                let p = LeakyReluParams::prepare(si, zi, alpha, so, zo);
+                let mut out = [0i8; 256];
+                leaky_relu_s8(&p, &input, &mut out);
+                let want: Vec<i8> = input
+                    .iter()
+                    .map(|&q| {
+                        let x = dequant(q, si, zi);
+                        quant(if x >= 0.0 { x } else { alpha as f64 * x }, so, zo)
+                    })
+                    .collect();
+                assert_close(&out, &want, 1);
+            }
+        }
+    }
+
+    #[test]
+    fn leaky_relu_hand_checked() {
+        // Scales 0.5 -> 0.25: identity factor 2 (2^30, shift 2), alpha 0.25 -> factor 0.5 (2^30, 0).
+        let p = LeakyReluParams::prepare(0.5, 3, 0.25, 0.25, -1);
+        assert_eq!((p.identity.multiplier, p.identity.shift), (1 << 30, 2));
+        assert_eq!((p.alpha.multiplier, p.alpha.shift), (1 << 30, 0));
+        let mut out = [0i8; 5];
+        leaky_relu_s8(&p, &[3, 10, -4, -128, 127], &mut out);
+        // 0 -> -1; 7 * 2 - 1 = 13; the doubling high multiply rounds half up: -7 * 0.5 -> -3, then
+        // -1 -> -4, and -131 * 0.5 -> -65 -> -66; 124 * 2 - 1 = 247 saturates to 127.
+        assert_eq!(out, [-1, 13, -4, -66, 127]);
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod depthwise_conv_2d;
 pub mod dequantize;
 pub mod fully_connected;
 pub mod fully_connected_sparse;
+pub mod leaky_relu;
 pub mod logistic;
 pub mod max_pool_2d;
 pub mod mean;
@@ -47,6 +48,7 @@ pub use conv_2d_sparse::SparseConv;
 pub use dequantize::Dequantize;
 pub use fully_connected::FullyConnected;
 pub use fully_connected_sparse::SparseFullyConnected;
+pub use leaky_relu::{LeakyRelu, LeakyReluParams};
 pub use logistic::LogisticParams;
 pub use mean::MeanParams;
 pub use mul::MulParams;
@@ -346,6 +348,8 @@ operators! {
     17 Conv2dSparse(SparseConv<'a>) conv_2d_sparse "CONV_2D_SPARSE" "conv-2d-sparse";
     /// FULLY_CONNECTED with a pruned int8 filter, its zero blocks not stored.
     18 FullyConnectedSparse(SparseFullyConnected<'a>) fully_connected_sparse "FULLY_CONNECTED_SPARSE" "fully-connected-sparse";
+    /// `x` above zero, `alpha * x` below.
+    19 LeakyRelu(LeakyRelu) leaky_relu "LEAKY_RELU" "leaky-relu";
 }
 
 impl Op<'_> {

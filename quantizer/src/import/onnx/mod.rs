@@ -38,6 +38,7 @@ pub const SUPPORTED: &[&str] = &[
     "Gemm",
     "GlobalAveragePool",
     "Identity",
+    "LeakyRelu",
     "MatMul",
     "MaxPool",
     "Mul",
@@ -412,6 +413,14 @@ impl Importer {
             "Mul" => self.binary(n, label, Op::Mul { clamp: Clamp::NONE }),
             "Sub" | "Div" => self.by_constant(n, label),
             "Relu" => self.unary(n, label, Op::Relu { clamp: Clamp::RELU }),
+            "LeakyRelu" => {
+                let alpha = attr_f(n, "alpha", 0.01);
+                ensure!(
+                    alpha.is_finite() && alpha >= 0.0,
+                    "LeakyRelu alpha {alpha} is not supported (it must be at least 0)"
+                );
+                self.unary(n, label, Op::LeakyRelu { alpha })
+            }
             "Sigmoid" => self.unary(n, label, Op::Logistic),
             "Tanh" => self.unary(n, label, Op::Tanh),
             "Identity" => self.unary(n, label, Op::Identity),

@@ -255,3 +255,54 @@ fn a_window_too_large_names_the_node_once() {
     );
     assert!(e.contains("does not fit input [1, 28, 28, 1]"), "{e}");
 }
+
+/// LeakyRelu: imported with its slope (0.01 when absent), run in float and in int8 by the runtime
+/// within one output step; a negative slope is refused by name.
+#[test]
+fn leaky_relu_imports_quantizes_and_runs() {
+    let leaky = |attrs| {
+        model(
+            17,
+            vec![node("LeakyRelu", &["x"], "y", attrs)],
+            vec![],
+            &[1, 64],
+            "y",
+        )
+    };
+    let g = import(&leaky(vec![])).unwrap();
+    assert!(matches!(g.nodes[0].op, Op::LeakyRelu { alpha } if alpha == 0.01));
+    let alpha_attr = AttributeProto {
+        name: "alpha".into(),
+        f: 0.2,
+        r#type: at::FLOAT,
+        ..Default::default()
+    };
+    let g = import(&leaky(vec![alpha_attr.clone()])).unwrap();
+    let values: Vec<f32> = (0..64).map(|i| (i as f32 - 40.0) / 8.0).collect();
+    let want: Vec<f32> = values
+        .iter()
+        .map(|&v| if v >= 0.0 { v } else { 0.2 * v })
+        .collect();
+    let x = Tensor::new(vec![1, 64], values.clone());
+    let y = float_exec::run(&g, std::slice::from_ref(&x), 1).unwrap();
+    assert_eq!(y[0].data, want);
+
+    let q = crate::quantize::ptq::quantize(&g, &[x], &Default::default()).unwrap();
+    assert!(q.report.float_nodes.is_empty());
+    let runner = crate::runtime_exec::Runner::new(&q.built.bytes).unwrap();
+    let out = runner
+        .run(&[crate::npy::Array::from_f32(vec![1, 64], &values)], 1)
+        .unwrap();
+    // Half an input step (range [-5, 2.875]) and one output step (range [-1, 2.875]).
+    let tolerance = 7.875 / 255.0 / 2.0 + 3.875 / 255.0;
+    for (got, want) in out[0].to_f32().iter().zip(&want) {
+        assert!((got - want).abs() <= tolerance * 1.01, "{got} vs {want}");
+    }
+
+    let negative = AttributeProto {
+        f: -0.5,
+        ..alpha_attr
+    };
+    let e = err(&leaky(vec![negative]));
+    assert!(e.contains("LeakyRelu alpha -0.5"), "{e}");
+}

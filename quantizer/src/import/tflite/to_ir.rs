@@ -25,6 +25,7 @@ pub const SUPPORTED: &[&str] = &[
     "DEPTHWISE_CONV_2D",
     "DEQUANTIZE",
     "FULLY_CONNECTED",
+    "LEAKY_RELU",
     "LOGISTIC",
     "MAX_POOL_2D",
     "MEAN",
@@ -329,6 +330,7 @@ impl<'m, 'a> Importer<'m, 'a> {
             op::RELU => self.relu(&o, Activation::Relu),
             op::RELU6 => self.relu(&o, Activation::Relu6),
             op::RELU_N1_TO_1 => self.relu(&o, Activation::ReluN1To1),
+            op::LEAKY_RELU => self.leaky_relu(&o),
             op::RESHAPE | op::SQUEEZE => self.reshape(&o),
             op::CONCATENATION => self.concatenation(&o),
             op::PAD => self.pad(&o),
@@ -819,6 +821,25 @@ impl<'m, 'a> Importer<'m, 'a> {
         }
         let clamp = clamp(activation);
         self.push(Op::Relu { clamp }, vec![x], y);
+        Ok(())
+    }
+
+    fn leaky_relu(&mut self, o: &Operator<'a>) -> Result<()> {
+        let x = self.act(self.input(o, 0)?)?;
+        let y = self.single_output(o)?;
+        self.require_i8(x, "input")?;
+        self.require_i8(y, "output")?;
+        let alpha = match self.options(o, 75, "LeakyReluOptions")? {
+            Some(t) => t.f32(0, "alpha", 0.0)?,
+            None => 0.0,
+        };
+        if !(alpha.is_finite() && alpha >= 0.0) {
+            bail!("alpha {alpha} must be at least 0 and finite");
+        }
+        if self.def(x).shape.elements() != self.def(y).shape.elements() {
+            bail!("input and output sizes differ");
+        }
+        self.push(Op::LeakyRelu { alpha }, vec![x], y);
         Ok(())
     }
 

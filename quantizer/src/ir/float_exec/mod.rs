@@ -226,6 +226,7 @@ pub fn eval(op: &Op, inputs: &[View<'_>]) -> Result<Tensor> {
             k::relu_f32(act, x.data, &mut out.data);
             finish(*clamp, rest, &mut out.data);
         }
+        Op::LeakyRelu { alpha } => k::activation::leaky_relu_f32(*alpha, x.data, &mut out.data),
         Op::Reshape { .. } | Op::Identity => out.data.copy_from_slice(x.data),
         Op::Concatenation { axis } => {
             let outer: usize = out.shape[..*axis].iter().product();

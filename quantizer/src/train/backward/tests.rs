@@ -459,6 +459,22 @@ fn relu_with_any_clamp() {
 }
 
 #[test]
+fn leaky_relu_slopes() {
+    let mut rng = Rng::new(95);
+    for alpha in [0.0, 0.01, 0.3] {
+        let mut x = random_tensor(&mut rng, &[2, 3, 3, 4]);
+        // Away from the kink at 0, which a finite-difference step must not cross.
+        x.data
+            .iter_mut()
+            .for_each(|v| *v = 4.0 * *v + 0.1f32.copysign(*v));
+        check(
+            &format!("leaky relu {alpha}"),
+            &Case::new(Op::LeakyRelu { alpha }, vec![x]),
+        );
+    }
+}
+
+#[test]
 fn reshape_and_identity_copy() {
     let mut rng = Rng::new(100);
     let reshape = Op::Reshape { shape: vec![1, 12] };

@@ -25,6 +25,14 @@ pub fn relu_f32(act: Activation, input: &[f32], output: &mut [f32]) {
     }
 }
 
+/// `output[i] = input[i]` where non-negative, `alpha * input[i]` below: the standalone LeakyRelu.
+/// Slices have equal lengths.
+pub fn leaky_relu_f32(alpha: f32, input: &[f32], output: &mut [f32]) {
+    for (o, &x) in output.iter_mut().zip(input) {
+        *o = if x >= 0.0 { x } else { alpha * x };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
