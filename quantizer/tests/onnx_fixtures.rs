@@ -346,13 +346,13 @@ fn bad_onnx_files_give_one_clear_line() {
     run_fails(&garbage, &x);
 
     let unsupported = write(
-        "lrelu.onnx",
-        &one_node_model("LeakyRelu", &[Err("batch"), Ok(1), Ok(4), Ok(4)]),
+        "erf.onnx",
+        &one_node_model("Erf", &[Err("batch"), Ok(1), Ok(4), Ok(4)]),
     );
     let err = run_fails(&unsupported, &x);
     assert!(
         err.contains("the_node")
-            && err.contains("`LeakyRelu`")
+            && err.contains("`Erf`")
             && err.contains("supported: Add, AveragePool"),
         "{err}"
     );

@@ -37,6 +37,7 @@ pub fn optimize(g: &mut Graph) -> Result<Stats> {
     // constants after it fold in turn.
     if affine_to_depthwise(g) > 0 {
         s.affines_folded += fold_affine_constants(g);
+        view_as_nhwc(g);
     }
     s.activations_fused = fuse_activations(g);
     s.pads_folded = fold_pad_into_conv(g);
@@ -282,9 +283,10 @@ pub fn fold_affine_constants(g: &mut Graph) -> usize {
     remove.iter().filter(|&&r| r).count()
 }
 
-/// Rewrites `Add(x, const)` and `Mul(x, const)` on a rank-4 (NHWC) `x` with a per-channel or
-/// scalar constant as a 1x1 depthwise convolution (weights: the factors, bias: the terms), which the
-/// runtime runs in int8; returns how many were rewritten.
+/// Rewrites `Add(x, const)` and `Mul(x, const)` with a per-channel or scalar constant as a 1x1
+/// depthwise convolution (weights: the factors, bias: the terms), which the runtime runs in int8;
+/// returns how many were rewritten. On a rank-2 or rank-3 `x` the convolution is left reading it
+/// until [`view_as_nhwc`] wraps it (after the constants behind it have folded into it).
 pub fn affine_to_depthwise(g: &mut Graph) -> usize {
     let mut rewritten = 0;
     for i in 0..g.nodes.len() {
@@ -299,7 +301,7 @@ pub fn affine_to_depthwise(g: &mut Graph) -> usize {
         };
         let n = &g.nodes[i];
         let shape = &g.values[x].shape;
-        if shape.len() != 4 || g.values[n.output].shape != *shape {
+        if !(2..=4).contains(&shape.len()) || g.values[n.output].shape != *shape {
             continue;
         }
         // One that a producer (perhaps rewritten just before) can absorb is left to
@@ -308,7 +310,7 @@ pub fn affine_to_depthwise(g: &mut Graph) -> usize {
         if sole_producer(g, x, &keep).is_some_and(|p| is_linear(&g.nodes[p].op)) {
             continue;
         }
-        let channels = shape[3];
+        let channels = *shape.last().unwrap();
         let Some(k) = per_channel(g, c, channels) else {
             continue;
         };
@@ -334,6 +336,41 @@ pub fn affine_to_depthwise(g: &mut Graph) -> usize {
         rewritten += 1;
     }
     rewritten
+}
+
+/// Wraps each depthwise convolution on a rank-2 or rank-3 value (`[n, c]`, `[n, w, c]`, made by
+/// [`affine_to_depthwise`]) in Reshapes to and from the NHWC view `[n, 1, w, c]` (in place at run
+/// time); returns how many.
+pub fn view_as_nhwc(g: &mut Graph) -> usize {
+    let old = std::mem::take(&mut g.nodes);
+    let mut wrapped = 0;
+    for mut node in old {
+        let rank = g.values[node.inputs[0]].shape.len();
+        if !matches!(node.op, Op::DepthwiseConv2d { .. }) || rank >= 4 {
+            g.nodes.push(node);
+            continue;
+        }
+        wrapped += 1;
+        let (x, out) = (node.inputs[0], node.output);
+        let shape = g.values[x].shape.clone();
+        let width = if shape.len() == 3 { shape[1] } else { 1 };
+        let nhwc = vec![shape[0], 1, width, *shape.last().unwrap()];
+        let x4 = g.add_value(format!("{}/nhwc", node.name), nhwc.clone());
+        let out4 = g.add_value(format!("{}/nhwc_out", node.name), nhwc.clone());
+        let reshape = |name: String, shape: Vec<usize>, input, output| crate::ir::Node {
+            name,
+            source_op: node.source_op.clone(),
+            op: Op::Reshape { shape },
+            inputs: vec![input],
+            output,
+        };
+        let to = reshape(format!("{}/to_nhwc", node.name), nhwc, x, x4);
+        let from = reshape(format!("{}/from_nhwc", node.name), shape, out4, out);
+        node.inputs = vec![x4];
+        node.output = out4;
+        g.nodes.extend([to, node, from]);
+    }
+    wrapped
 }
 
 /// Fuses standalone ReLU/ReLU6/Clip nodes into the operator producing their input (Conv, Depthwise,
@@ -730,6 +767,33 @@ mod tests {
         assert!(
             matches!(&g.nodes[0].op, Op::FullyConnected { clamp, .. } if *clamp == Clamp::RELU)
         );
+    }
+
+    /// Mul and Add by per-channel constants on a rank-3 value become one depthwise convolution on
+    /// its NHWC view, computing the same values for a batch of 3.
+    #[test]
+    fn affine_constants_on_rank_3_become_one_viewed_depthwise() {
+        let mut g = Graph::default();
+        let x = g.add_value("x", vec![1, 5, 3]);
+        g.inputs = vec![x];
+        let k = g.add_const("k", vec![1, 1, 3], vec![0.5, -2.0, 3.0]);
+        let b = g.add_const("b", vec![1, 1, 3], vec![1.0, 0.0, -1.0]);
+        let m = Op::Mul { clamp: Clamp::NONE };
+        let y = g.add_node("m", "Mul", m, vec![x, k], "y").unwrap();
+        let a = Op::Add { clamp: Clamp::RELU };
+        let z = g.add_node("a", "Add", a, vec![y, b], "z").unwrap();
+        g.outputs = vec![z];
+        let input = Tensor::new(vec![3, 5, 3], values(45, 7));
+        let before = run(&g, std::slice::from_ref(&input), 1).unwrap();
+        optimize(&mut g).unwrap();
+        let kinds: Vec<&str> = g.nodes.iter().map(|n| n.op.name()).collect();
+        assert_eq!(kinds, ["RESHAPE", "DEPTHWISE_CONV_2D", "RESHAPE"]);
+        assert_eq!(g.values[g.nodes[1].output].shape, [1, 1, 5, 3]);
+        let after = run(&g, &[input], 1).unwrap();
+        assert_eq!(after[0].shape, [3, 5, 3]);
+        for (p, q) in before[0].data.iter().zip(&after[0].data) {
+            assert!((p - q).abs() <= 1e-6, "{p} vs {q}");
+        }
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub const SUPPORTED: &[&str] = &[
     "Gather",
     "Gemm",
     "GlobalAveragePool",
+    "GlobalMaxPool",
+    "HardSigmoid",
+    "HardSwish",
     "Identity",
     "LeakyRelu",
     "MatMul",
@@ -428,6 +431,8 @@ impl Importer {
             "Clip" => self.clip(n, label),
             "MaxPool" | "AveragePool" => self.pool(n, label),
             "GlobalAveragePool" => self.global_average_pool(n, label),
+            "GlobalMaxPool" => self.global_max_pool(n, label),
+            "HardSigmoid" | "HardSwish" => self.hard_sigmoid(n, label),
             "ReduceMean" => self.reduce_mean(n, label),
             "Flatten" => self.flatten(n, label),
             "Reshape" => self.reshape(n, label),
@@ -515,6 +520,78 @@ impl Importer {
             SourceLayout::Nchw,
         )
         .map(drop)
+    }
+
+    /// `GlobalMaxPool`: a max pool whose window is the whole image.
+    fn global_max_pool(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let x = self.act(n, 0)?;
+        ensure!(
+            self.layout(x) == SourceLayout::Nchw,
+            "input is not a 4-D NCHW tensor"
+        );
+        let s = self.shape(x);
+        let window = Window2d {
+            kernel: [s[1], s[2]],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pads: [0; 4],
+        };
+        let op = Op::MaxPool2d {
+            window,
+            clamp: Clamp::NONE,
+        };
+        self.emit(n, label, op, vec![x], SourceLayout::Nchw)
+            .map(drop)
+    }
+
+    /// `HardSigmoid` (`clamp(alpha * x + beta, 0, 1)`) as a Mul and an Add by scalar constants, the
+    /// Add clamped; `HardSwish` (alpha 1/6, beta 1/2) multiplies its input by that.
+    fn hard_sigmoid(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let swish = n.op_type == "HardSwish";
+        let (alpha, beta) = if swish {
+            (1.0 / 6.0, 0.5)
+        } else {
+            (attr_f(n, "alpha", 0.2), attr_f(n, "beta", 0.5))
+        };
+        ensure!(
+            alpha.is_finite() && beta.is_finite(),
+            "{} with a non-finite alpha or beta",
+            n.op_type
+        );
+        let x = self.act(n, 0)?;
+        let l = self.layout(x);
+        let out = n.output.first().context("the node has no output")?.clone();
+        let scalar = |v: f32| Const {
+            dims: vec![1],
+            data: tensor::Data::F32(vec![v]),
+        };
+        let k_alpha = self.const_like(&scalar(alpha), x, &format!("{out}/alpha"))?;
+        let k_beta = self.const_like(&scalar(beta), x, &format!("{out}/beta"))?;
+        let no_clamp = Op::Mul { clamp: Clamp::NONE };
+        let scaled = self.g.add_node(
+            format!("{label}/scale"),
+            &n.op_type,
+            no_clamp,
+            vec![x, k_alpha],
+            format!("{out}/scaled"),
+        )?;
+        self.g.values[scaled].source = l;
+        let clamp = Clamp::new(0.0, 1.0);
+        if !swish {
+            return self
+                .emit(n, label, Op::Add { clamp }, vec![scaled, k_beta], l)
+                .map(drop);
+        }
+        let gate = self.g.add_node(
+            format!("{label}/gate"),
+            &n.op_type,
+            Op::Add { clamp },
+            vec![scaled, k_beta],
+            format!("{out}/gate"),
+        )?;
+        self.g.values[gate].source = l;
+        let product = Op::Mul { clamp: Clamp::NONE };
+        self.emit(n, label, product, vec![x, gate], l).map(drop)
     }
 
     /// `Flatten` keeping the batch (axis 1).

@@ -256,6 +256,15 @@ fn a_window_too_large_names_the_node_once() {
     assert!(e.contains("does not fit input [1, 28, 28, 1]"), "{e}");
 }
 
+/// Quantizes `g` (all in int8) calibrated on `x` and runs the model on `x` with the runtime.
+fn quantized_outputs(g: &Graph, x: Tensor) -> Vec<f32> {
+    let values = crate::npy::Array::from_f32(x.shape.clone(), &x.data);
+    let q = crate::quantize::ptq::quantize(g, &[x], &Default::default()).unwrap();
+    assert!(q.report.float_nodes.is_empty());
+    let runner = crate::runtime_exec::Runner::new(&q.built.bytes).unwrap();
+    runner.run(&[values], 1).unwrap()[0].to_f32()
+}
+
 /// LeakyRelu: imported with its slope (0.01 when absent), run in float and in int8 by the runtime
 /// within one output step; a negative slope is refused by name.
 #[test]
@@ -287,15 +296,9 @@ fn leaky_relu_imports_quantizes_and_runs() {
     let y = float_exec::run(&g, std::slice::from_ref(&x), 1).unwrap();
     assert_eq!(y[0].data, want);
 
-    let q = crate::quantize::ptq::quantize(&g, &[x], &Default::default()).unwrap();
-    assert!(q.report.float_nodes.is_empty());
-    let runner = crate::runtime_exec::Runner::new(&q.built.bytes).unwrap();
-    let out = runner
-        .run(&[crate::npy::Array::from_f32(vec![1, 64], &values)], 1)
-        .unwrap();
     // Half an input step (range [-5, 2.875]) and one output step (range [-1, 2.875]).
     let tolerance = 7.875 / 255.0 / 2.0 + 3.875 / 255.0;
-    for (got, want) in out[0].to_f32().iter().zip(&want) {
+    for (got, want) in quantized_outputs(&g, x).iter().zip(&want) {
         assert!((got - want).abs() <= tolerance * 1.01, "{got} vs {want}");
     }
 
@@ -305,4 +308,93 @@ fn leaky_relu_imports_quantizes_and_runs() {
     };
     let e = err(&leaky(vec![negative]));
     assert!(e.contains("LeakyRelu alpha -0.5"), "{e}");
+}
+
+/// HardSigmoid and HardSwish become Mul and clamped Add by scalars (and a Mul by the gate), run in
+/// float as the ONNX formulas and in int8 by the runtime within one output step. The affine part is
+/// one depthwise convolution (on the `[1, 1, 1, 64]` view of the vector).
+#[test]
+fn hard_sigmoid_and_hard_swish_import_as_mul_and_add() {
+    let f = |name: &str, v: f32| AttributeProto {
+        name: name.into(),
+        f: v,
+        r#type: at::FLOAT,
+        ..Default::default()
+    };
+    let values: Vec<f32> = (0..64).map(|i| (i as f32 - 40.0) / 8.0).collect();
+    // Operator, attributes, and the formula's alpha and beta.
+    let cases = [
+        ("HardSigmoid", vec![], 0.2, 0.5),
+        (
+            "HardSigmoid",
+            vec![f("alpha", 0.5), f("beta", 0.25)],
+            0.5,
+            0.25,
+        ),
+        ("HardSwish", vec![], 1.0 / 6.0, 0.5),
+    ];
+    for (op, attrs, alpha, beta) in cases {
+        let formula = |x: f32| {
+            let gate = (alpha * x + beta).clamp(0.0, 1.0);
+            if op == "HardSwish" {
+                x * gate
+            } else {
+                gate
+            }
+        };
+        let bytes = model(
+            17,
+            vec![node(op, &["x"], "y", attrs)],
+            vec![],
+            &[1, 64],
+            "y",
+        );
+        let mut g = import(&bytes).unwrap();
+        crate::ir::passes::optimize(&mut g).unwrap();
+        let kinds: Vec<&str> = g.nodes.iter().map(|n| n.op.name()).collect();
+        let mut want_kinds = vec!["RESHAPE", "DEPTHWISE_CONV_2D", "RESHAPE"];
+        if op == "HardSwish" {
+            want_kinds.push("MUL");
+        }
+        assert_eq!(kinds, want_kinds, "{op}");
+        let x = Tensor::new(vec![1, 64], values.clone());
+        let y = float_exec::run(&g, std::slice::from_ref(&x), 1).unwrap();
+        let want: Vec<f32> = values.iter().map(|&v| formula(v)).collect();
+        for (a, b) in y[0].data.iter().zip(&want) {
+            assert!((a - b).abs() <= 1e-6, "{op}: {a} vs {b}");
+        }
+        let out = quantized_outputs(&g, x);
+        let (lo, hi) = want
+            .iter()
+            .fold((0f32, 0f32), |(l, h), &v| (l.min(v), h.max(v)));
+        let out_step = (hi - lo) / 255.0;
+        let worst = out
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        eprintln!("{op}: worst {worst} = {} output steps", worst / out_step);
+        assert!(worst <= out_step, "{op}: {worst} vs step {out_step}");
+    }
+}
+
+/// GlobalMaxPool: the maximum of each channel over the whole image.
+#[test]
+fn global_max_pool_takes_each_channel_maximum() {
+    let bytes = model(
+        17,
+        vec![node("GlobalMaxPool", &["x"], "y", vec![])],
+        vec![],
+        &[1, 2, 3, 4],
+        "y",
+    );
+    let g = import(&bytes).unwrap();
+    assert_eq!(g.values[g.outputs[0]].shape, [1, 1, 1, 2]);
+    // NHWC: channel 0 holds 0, 2, 4, ... (and -30 at one pixel); channel 1 holds 1 - k.
+    let mut data: Vec<f32> = (0..24)
+        .map(|k| if k % 2 == 0 { k as f32 } else { 1.0 - k as f32 })
+        .collect();
+    data[10] = -30.0;
+    let y = float_exec::run(&g, &[Tensor::new(vec![1, 3, 4, 2], data)], 1).unwrap();
+    assert_eq!(y[0].data, [22.0, 0.0]);
 }
