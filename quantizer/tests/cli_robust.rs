@@ -204,17 +204,33 @@ fn an_unwritable_output_folder_is_refused_before_the_work() {
         fs::copy(digits(), &data).unwrap();
         mode(&model, 0o644);
         mode(&data, 0o644);
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(&bin)
-            .arg("quantize")
-            .arg(&model)
-            .arg("--data")
-            .arg(&data)
-            .arg("-o")
-            .arg(ro.join("m.ferrite"))
-            .output()
-            .expect("setpriv (util-linux) runs the test as an unprivileged user")
+        let run = || {
+            Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(&bin)
+                .arg("quantize")
+                .arg(&model)
+                .arg("--data")
+                .arg(&data)
+                .arg("-o")
+                .arg(ro.join("m.ferrite"))
+                .output()
+                .expect("setpriv (util-linux) runs the test as an unprivileged user")
+        };
+        // A process another test forks between our writing the copy and running it holds the
+        // copy's descriptor open until it executes its own program: "Text file busy" until then.
+        let busy = |o: &std::process::Output| {
+            String::from_utf8_lossy(&o.stderr).contains("Text file busy")
+        };
+        let mut out = run();
+        for _ in 0..50 {
+            if !busy(&out) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            out = run();
+        }
+        out
     } else {
         quantize(&mlp(), &digits(), &ro.join("m.ferrite"), &[])
     };
