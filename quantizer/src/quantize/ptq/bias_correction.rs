@@ -80,10 +80,13 @@ fn view<'x>(graph: &'x Graph, acts: &'x [Option<Tensor>], v: ValueId) -> Result<
 pub(super) struct Simulation<'g> {
     graph: &'g Graph,
     float_node: &'g [bool],
+    /// Per value: f32 at run time (`lower::float_values`). An int8 node reads such a value through a
+    /// Quantize; a float node reads an int8 one through a Dequantize (exact).
+    float_value: Vec<bool>,
     /// The float activations of the samples simulated.
     float_acts: Vec<Option<Tensor>>,
-    /// Per node: the operator with its weights rounded and its clamp removed (weighted int8 nodes
-    /// only), and its float output's mean per channel on float inputs, before the clamp.
+    /// Per weighted node: the operator with its clamp removed and its weights rounded (float nodes
+    /// keep theirs), and its float output's mean per channel on float inputs, before the clamp.
     rounded: Vec<Option<(Op, Vec<f32>)>>,
 }
 
@@ -112,7 +115,7 @@ impl<'g> Simulation<'g> {
             .collect();
         let mut rounded = Vec::with_capacity(graph.nodes.len());
         for (i, node) in graph.nodes.iter().enumerate() {
-            let Some(w) = weights[i].as_ref().filter(|_| !float_node[i]) else {
+            let Some(w) = weights[i].as_ref() else {
                 rounded.push(None);
                 continue;
             };
@@ -126,14 +129,18 @@ impl<'g> Simulation<'g> {
                 *c = Clamp::NONE;
             }
             let reference = float_exec::eval(&no_clamp, &float_in)?;
-            rounded.push(Some((
-                with_weights(&node.op, w, false),
-                channel_means(&reference),
-            )));
+            // A float node keeps its weights; its bias is corrected for its inputs' rounding.
+            let op = if float_node[i] {
+                no_clamp
+            } else {
+                with_weights(&node.op, w, false)
+            };
+            rounded.push(Some((op, channel_means(&reference))));
         }
         Ok(Simulation {
             graph,
             float_node,
+            float_value: crate::lower::float_values(graph, float_node),
             float_acts,
             rounded,
         })
@@ -212,7 +219,9 @@ impl<'g> Simulation<'g> {
     fn quantize_inputs(&self, qp: &[Option<QParams>], values: &mut [Option<Tensor>]) -> Result<()> {
         for &v in &self.graph.inputs {
             let mut t = self.float_acts[v].clone().context("input not computed")?;
-            fake_quant(&mut t, qp[v].context("input without parameters")?);
+            if !self.float_value[v] {
+                fake_quant(&mut t, qp[v].context("input without parameters")?);
+            }
             values[v] = Some(t);
         }
         Ok(())
@@ -229,7 +238,24 @@ impl<'g> Simulation<'g> {
         correct: bool,
     ) -> Result<(Option<Vec<f32>>, Option<Tensor>)> {
         let n = &self.graph.nodes[i];
-        let ins: Vec<View<'_>> = n.inputs.iter().map(|&v| input(v)).collect::<Result<_>>()?;
+        let mut ins: Vec<View<'_>> = n.inputs.iter().map(|&v| input(v)).collect::<Result<_>>()?;
+        // An int8 node reads the f32 values of float nodes rounded to their parameters.
+        let mut rounded_inputs = Vec::new();
+        if quantized_inputs && !self.float_node[i] {
+            for (k, &v) in n.inputs.iter().enumerate() {
+                if self.float_value[v] && !self.graph.is_const(v) {
+                    let mut t = Tensor::new(ins[k].shape.to_vec(), ins[k].data.to_vec());
+                    fake_quant(&mut t, qp[v].context("value without parameters")?);
+                    rounded_inputs.push((k, t));
+                }
+            }
+        }
+        for (k, t) in &rounded_inputs {
+            ins[*k] = View {
+                shape: &t.shape,
+                data: &t.data,
+            };
+        }
         let (shift, out) = match &self.rounded[i] {
             Some((op, reference)) => {
                 let mut out = float_exec::eval(op, &ins)?;
@@ -270,8 +296,9 @@ fn channel_means(t: &Tensor) -> Vec<f32> {
     sum.iter().map(|s| (s / n) as f32).collect()
 }
 
-/// Corrects the biases of `graph`'s weighted nodes in place (nodes kept in float excepted) and
-/// returns, per corrected node, the largest absolute bias change. `float_acts` are the calibration
+/// Corrects the biases of `graph`'s weighted nodes in place and returns, per corrected node, the
+/// largest absolute bias change (nodes kept in float are corrected for their inputs' rounding only,
+/// which full correction sees). `float_acts` are the calibration
 /// activations, `qp` the activations' parameters and `weights` each node's quantized weights.
 pub(super) fn correct_biases(
     graph: &mut Graph,
