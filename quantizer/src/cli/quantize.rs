@@ -1,5 +1,9 @@
 //! `ferrite quantize MODEL.onnx --data CALIB.npy -o OUT.ferrite [--json[=FILE]]`: post-training int8
 //! quantization. The JSON document is the quantization report (see the crate's README).
+//!
+//! With `--max-drop D --val X.npy --labels Y.npy` (or `--min-sqnr S --val X.npy`), accuracy control:
+//! layers are kept in float, the most sensitive first, until the validation metric holds
+//! ([`crate::quantize::accuracy_control`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -8,6 +12,7 @@ use anyhow::{ensure, Context, Result};
 
 use crate::ir;
 use crate::npy::Array;
+use crate::quantize::accuracy_control::{self, Target};
 use crate::quantize::observer::RangeEstimator;
 use crate::quantize::ptq::{self, BiasCorrection, Config, Preset, WeightRounding, WeightStorage};
 use crate::quantize::sqnr::format_db;
@@ -141,10 +146,80 @@ pub struct Args {
     /// every weight.
     #[arg(long, value_enum, default_value = "dense")]
     pub weight_storage: WeightStorage,
+    /// Accuracy control: the largest top-1 drop from the float model, in points, on `--val` with
+    /// `--labels`. Layers move to float, the most sensitive first, until it holds.
+    #[arg(long, requires = "labels")]
+    pub max_drop: Option<f64>,
+    /// Accuracy control without labels: the smallest output SQNR against the float model, in dB, on
+    /// `--val`.
+    #[arg(long, conflicts_with = "max_drop")]
+    pub min_sqnr: Option<f64>,
+    /// Validation samples for accuracy control (.npy, as `--data`; the whole file is used).
+    #[arg(long)]
+    pub val: Option<PathBuf>,
+    /// Integer class labels of `--val` (.npy), for `--max-drop`.
+    #[arg(long, requires = "max_drop")]
+    pub labels: Option<PathBuf>,
+    /// With accuracy control, write the best model found and exit 0 even when the target is not met.
+    #[arg(long)]
+    pub best_effort: bool,
     /// The JSON document is the report: settings, ranges, scales, float nodes, bias shifts,
-    /// per-layer SQNR, sizes and times.
+    /// per-layer SQNR, sizes and times (and the accuracy-control search).
     #[command(flatten)]
     pub json: super::JsonArgs,
+}
+
+/// The accuracy-control target and validation set the options ask for, read and checked.
+fn control(args: &Args, graph: &ir::Graph) -> Result<Option<(Target, Array)>> {
+    let target = match (args.max_drop, args.min_sqnr) {
+        (None, None) => {
+            ensure!(
+                args.val.is_none(),
+                "--val is for accuracy control: give --max-drop (with --labels) or --min-sqnr"
+            );
+            ensure!(
+                !args.best_effort,
+                "--best-effort is for accuracy control: give --max-drop or --min-sqnr"
+            );
+            return Ok(None);
+        }
+        (Some(d), _) => {
+            ensure!(
+                d.is_finite() && d >= 0.0,
+                "--max-drop {d}: give a drop of at least 0 points"
+            );
+            Target::Top1 {
+                labels: Vec::new(),
+                max_drop: d,
+            }
+        }
+        (None, Some(s)) => {
+            ensure!(s.is_finite(), "--min-sqnr {s}: give a finite SQNR in dB");
+            Target::Sqnr { min_db: s }
+        }
+    };
+    let Some(val_path) = &args.val else {
+        anyhow::bail!("accuracy control needs validation samples: give --val X.npy");
+    };
+    let val = Array::read(val_path)?;
+    ir::io::check_input(graph, 0, &val)
+        .with_context(|| format!("validation data {}", val_path.display()))?;
+    let samples = val.shape.first().copied().unwrap_or(0);
+    ensure!(
+        samples > 0,
+        "{}: the validation set is empty",
+        val_path.display()
+    );
+    let target = match (target, &args.labels) {
+        (Target::Top1 { max_drop, .. }, Some(path)) => {
+            let labels = super::read_labels(path, samples)?;
+            let classes = graph.values[graph.outputs[0]].shape[1..].iter().product();
+            super::check_classes(&labels, classes, path, &args.model)?;
+            Target::Top1 { labels, max_drop }
+        }
+        (t, _) => t,
+    };
+    Ok(Some((target, val)))
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -155,6 +230,7 @@ pub fn run(args: &Args) -> Result<()> {
         .collect();
     crate::output::check(&outputs)?;
     let (source, graph) = super::float_onnx::load_one_input(&args.model)?;
+    let control = control(args, &graph)?;
     let calib = Array::read(&args.data)?;
     let subset_size = args.subset_size.unwrap_or(DEFAULT_SUBSET_SIZE);
     ensure!(subset_size > 0, "--subset-size must be at least 1");
@@ -189,12 +265,28 @@ pub fn run(args: &Args) -> Result<()> {
     };
     eprintln!("calibrating on {n} samples...");
     let loaded = start.elapsed().as_secs_f64();
-    let bar = super::progress::stages(&ptq::STAGES);
-    let q = ptq::quantize_observed(&graph, &[x], &config, |i| {
-        super::progress::stage(&bar, &ptq::STAGES, i)
-    });
-    bar.finish_and_clear();
+    let (q, search) = match &control {
+        None => {
+            let bar = super::progress::stages(&ptq::STAGES);
+            let q = ptq::quantize_observed(&graph, &[x], &config, |i| {
+                super::progress::stage(&bar, &ptq::STAGES, i)
+            });
+            bar.finish_and_clear();
+            (q, None)
+        }
+        Some((target, val)) => {
+            eprintln!("accuracy control on {} validation samples...", val.shape[0]);
+            let threads = crate::runtime_exec::available_threads();
+            match accuracy_control::quantize(&graph, &[x], &config, val, target, threads) {
+                Ok(c) => (Ok(c.quantized), Some(c.search)),
+                Err(e) => (Err(e), None),
+            }
+        }
+    };
     let q = q.with_context(|| format!("quantizing {}", args.model.display()))?;
+    if let Some(s) = &search {
+        print_search(s);
+    }
     let mut files = vec![(args.output.as_path(), q.built.bytes.clone())];
     let mut report = None;
     if args.json.wanted() {
@@ -211,6 +303,7 @@ pub fn run(args: &Args) -> Result<()> {
             "seconds": start.elapsed().as_secs_f64(),
             "stage_seconds": stages,
             "quantization": q.report,
+            "accuracy_control": search,
         });
         report = Some(serde_json::to_string_pretty(&doc)?);
     }
@@ -218,6 +311,14 @@ pub fn run(args: &Args) -> Result<()> {
         files.push((path, text.clone().into_bytes()));
     }
     crate::output::write_all(&files)?;
+    if let Some(s) = search.as_ref().filter(|s| !s.met && !args.best_effort) {
+        anyhow::bail!(
+            "{}: no model met the target, even with {} layer(s) in float; the best one found is written to {} (--best-effort exits 0)",
+            args.model.display(),
+            s.float_layers.len(),
+            args.output.display()
+        );
+    }
     if let (true, Some(text)) = (args.json.stdout(), &report) {
         outln!("{text}");
         return Ok(());
@@ -235,6 +336,9 @@ pub fn run(args: &Args) -> Result<()> {
         q.seconds.calibration,
         q.seconds.bias_correction,
     );
+    if search.as_ref().is_some_and(|s| !s.met) {
+        eprintln!("warning: the target is not met; this is the best model found (--best-effort)");
+    }
     let worst = q.report.worst_layers(WORST_LAYERS_SHOWN);
     if !worst.is_empty() {
         outln!(
@@ -246,4 +350,47 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The search, step by step, on stderr.
+fn print_search(s: &accuracy_control::Search) {
+    let show = |score: &accuracy_control::Score| {
+        let top1 = score
+            .top1
+            .map_or(String::new(), |t| format!("top-1 {:.2}%, ", 100.0 * t));
+        format!("{top1}SQNR {} dB", format_db(score.sqnr_db))
+    };
+    if let Some(f) = s.float_top1 {
+        eprintln!(
+            "float model: top-1 {:.2}% on {} samples",
+            100.0 * f,
+            s.validation_samples
+        );
+    }
+    for step in &s.steps {
+        let what = match &step.moved {
+            None => "int8".to_string(),
+            Some(name) => format!("+ `{name}` in float"),
+        };
+        eprintln!(
+            "  {:<40} {}; {} B, arena {} B, {} MACs in float{}",
+            what,
+            show(&step.score),
+            step.ferrite_bytes,
+            step.arena_bytes,
+            step.float_macs,
+            if step.kept { "" } else { " (taken back)" }
+        );
+    }
+    let target = match s.metric {
+        "top1" => format!("a top-1 drop of at most {} points", s.target),
+        _ => format!("an SQNR of at least {} dB", s.target),
+    };
+    eprintln!(
+        "accuracy control: {} {target} with {} layer(s) in float ({} of {} MACs)",
+        if s.met { "met" } else { "did not meet" },
+        s.float_layers.len(),
+        s.float_macs,
+        s.macs
+    );
 }

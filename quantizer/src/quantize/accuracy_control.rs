@@ -1,0 +1,292 @@
+//! Accuracy-controlled quantization: post-training quantization, then, while the validation metric
+//! misses its target, the most sensitive layers kept in float one at a time.
+//!
+//! The target is on top-1 accuracy (a largest drop from the float model's, in points) or, without
+//! labels, on the output SQNR against the float model (a smallest SQNR in dB).
+//!
+//! What moves is a tensor: its producer and every reader (through reshapes) go to float together, so
+//! that the tensor itself is no longer int8 (a layer moved alone still reads and writes int8
+//! tensors). Each tensor's sensitivity is measured: the output SQNR of the model with that tensor
+//! alone in float, on the whole validation set. SQNR ranks and judges the moves even when the target is on top-1: it is continuous,
+//! where top-1 on a validation set of a few hundred samples moves in steps of a fraction of a point
+//! that noise alone can take. The layers are tried in that order; a move that does not raise the
+//! SQNR is taken back; the search stops as soon as the target holds. Every step is recorded.
+
+use anyhow::{ensure, Result};
+use serde::Serialize;
+
+use crate::ir::float_exec::Tensor;
+use crate::ir::{self, Graph, Op};
+use crate::npy::Array;
+use crate::quantize::ptq::{self, Config, Quantized};
+use crate::quantize::sqnr::Sqnr;
+use crate::runtime_exec::Runner;
+
+/// What the search must reach on the validation set.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// Top-1 accuracy at most `max_drop` points below the float model's.
+    Top1 { labels: Vec<usize>, max_drop: f64 },
+    /// Output SQNR against the float model of at least `min_db`.
+    Sqnr { min_db: f64 },
+}
+
+/// A model's scores on the validation set.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Score {
+    /// Top-1 accuracy (a fraction), with labels.
+    pub top1: Option<f64>,
+    /// Output SQNR against the float model; `None` when equal to it.
+    pub sqnr_db: Option<f64>,
+}
+
+/// One tensor's sensitivity: the scores with it alone in float.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ranked {
+    /// The tensor.
+    pub tensor: String,
+    /// The layers that move to float with it: its producer and readers.
+    pub layers: Vec<String>,
+    pub macs: usize,
+    pub score: Score,
+}
+
+/// One step of the search.
+#[derive(Clone, Debug, Serialize)]
+pub struct Step {
+    /// The tensor moved to float at this step (`None`: the plain int8 model).
+    pub moved: Option<String>,
+    /// Every layer in float in the model this step measured.
+    pub float_layers: Vec<String>,
+    pub score: Score,
+    /// Whether the move was kept (a move that does not improve the metric is taken back).
+    pub kept: bool,
+    pub ferrite_bytes: usize,
+    pub arena_bytes: usize,
+    /// Multiply-accumulates per sample of the layers in float.
+    pub float_macs: usize,
+}
+
+/// The whole search, for the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Search {
+    /// `top1` or `sqnr`.
+    pub metric: &'static str,
+    /// The largest drop in points (`top1`) or the smallest SQNR in dB (`sqnr`).
+    pub target: f64,
+    pub validation_samples: usize,
+    /// The float model's top-1 on the validation set (with labels).
+    pub float_top1: Option<f64>,
+    /// Most helpful first.
+    pub ranking: Vec<Ranked>,
+    pub steps: Vec<Step>,
+    /// Whether the chosen model meets the target.
+    pub met: bool,
+    /// The layers in float in the chosen model (beyond `--ignore`).
+    pub float_layers: Vec<String>,
+    /// Multiply-accumulates per sample in the whole model and in its float layers.
+    pub macs: usize,
+    pub float_macs: usize,
+}
+
+/// The chosen model and how it was found.
+pub struct Controlled {
+    pub quantized: Quantized,
+    pub search: Search,
+}
+
+/// Scores models on the validation set against the float model's outputs.
+struct Judge<'a> {
+    val: &'a Array,
+    reference: Vec<Array>,
+    target: &'a Target,
+    float_top1: Option<f64>,
+    threads: usize,
+}
+
+impl Judge<'_> {
+    fn score(&self, bytes: &[u8]) -> Result<Score> {
+        let outs = Runner::new(bytes)?.run(std::slice::from_ref(self.val), self.threads)?;
+        let mut sqnr = Sqnr::default();
+        for (r, x) in self.reference.iter().zip(&outs) {
+            sqnr.extend((0..r.len()).map(|i| (r.get_f64(i), x.get_f64(i))));
+        }
+        Ok(Score {
+            top1: self.top1(&outs[0]),
+            sqnr_db: sqnr.db(),
+        })
+    }
+
+    fn top1(&self, out: &Array) -> Option<f64> {
+        let Target::Top1 { labels, .. } = self.target else {
+            return None;
+        };
+        let predicted = crate::top1::argmax_rows(out);
+        let correct = predicted.iter().zip(labels).filter(|(p, l)| p == l).count();
+        Some(correct as f64 / labels.len() as f64)
+    }
+
+    fn met(&self, s: &Score) -> bool {
+        match self.target {
+            Target::Top1 { max_drop, .. } => {
+                100.0 * (self.float_top1.unwrap_or(0.0) - s.top1.unwrap_or(0.0)) <= max_drop + 1e-9
+            }
+            Target::Sqnr { min_db } => s.sqnr_db.unwrap_or(f64::INFINITY) >= *min_db,
+        }
+    }
+}
+
+/// Output SQNR, equal outputs counting as infinite.
+fn sqnr(s: &Score) -> f64 {
+    s.sqnr_db.unwrap_or(f64::INFINITY)
+}
+
+/// Quantizes `graph` (optimized) on `calib`, keeping layers in float until the metric on `val` (in
+/// the source model's layout, batch first) meets `target`. Without a model that meets it, returns
+/// the best found (`search.met` false).
+pub fn quantize(
+    graph: &Graph,
+    calib: &[Tensor],
+    config: &Config,
+    val: &Array,
+    target: &Target,
+    threads: usize,
+) -> Result<Controlled> {
+    let samples = val.shape.first().copied().unwrap_or(0);
+    ensure!(samples > 0, "the validation set is empty");
+    if let Target::Top1 { labels, max_drop } = target {
+        ensure!(
+            labels.len() == samples,
+            "{} labels for {samples} validation samples",
+            labels.len()
+        );
+        ensure!(*max_drop >= 0.0, "the largest drop must be at least 0");
+    }
+    let reference = ir::io::run_arrays(graph, std::slice::from_ref(val), threads)?;
+    let mut judge = Judge {
+        val,
+        reference,
+        target,
+        float_top1: None,
+        threads,
+    };
+    judge.float_top1 = judge.top1(&judge.reference[0]);
+
+    let with_float = |extra: &[String]| -> Result<Quantized> {
+        let mut c = config.clone();
+        c.ignore.extend(extra.iter().cloned());
+        ptq::quantize(graph, calib, &c)
+    };
+    let macs_of = |names: &[String]| -> usize {
+        graph
+            .nodes
+            .iter()
+            .filter(|n| names.contains(&n.name))
+            .map(|n| n.op.macs(graph.values[n.output].shape.iter().product()))
+            .sum()
+    };
+    let step = |moved: Option<String>, float: &[String], q: &Quantized, score, kept| Step {
+        moved,
+        float_layers: float.to_vec(),
+        score,
+        kept,
+        ferrite_bytes: q.built.bytes.len(),
+        arena_bytes: q.built.plan.arena_size,
+        float_macs: macs_of(float),
+    };
+
+    let mut best = with_float(&[])?;
+    let mut best_score = judge.score(&best.built.bytes)?;
+    let mut steps = vec![step(None, &[], &best, best_score, true)];
+    let mut ranking = Vec::new();
+    let mut float: Vec<String> = Vec::new();
+    if !judge.met(&best_score) {
+        // Each tensor alone in float, measured.
+        let already = best.report.float_nodes.clone();
+        for (tensor, layers) in tensor_groups(graph) {
+            let layers: Vec<String> = layers
+                .into_iter()
+                .filter(|l| !already.contains(l))
+                .collect();
+            if layers.is_empty() || ranking.iter().any(|r: &Ranked| r.layers == layers) {
+                continue;
+            }
+            let q = with_float(&layers)?;
+            ranking.push(Ranked {
+                tensor,
+                macs: macs_of(&layers),
+                score: judge.score(&q.built.bytes)?,
+                layers,
+            });
+        }
+        ranking.sort_by(|a, b| sqnr(&b.score).total_cmp(&sqnr(&a.score)));
+        // Greedy, in that order, each move kept only if it raises the SQNR.
+        for r in &ranking {
+            let mut tried = float.clone();
+            tried.extend(r.layers.iter().filter(|l| !float.contains(l)).cloned());
+            if tried.len() == float.len() {
+                continue;
+            }
+            let q = with_float(&tried)?;
+            let score = judge.score(&q.built.bytes)?;
+            let kept = sqnr(&score) > sqnr(&best_score);
+            steps.push(step(Some(r.tensor.clone()), &tried, &q, score, kept));
+            if kept {
+                (float, best, best_score) = (tried, q, score);
+                if judge.met(&best_score) {
+                    break;
+                }
+            }
+        }
+    }
+    let macs = graph
+        .nodes
+        .iter()
+        .map(|n| n.op.macs(graph.values[n.output].shape.iter().product()))
+        .sum();
+    let search = Search {
+        metric: match target {
+            Target::Top1 { .. } => "top1",
+            Target::Sqnr { .. } => "sqnr",
+        },
+        target: match target {
+            Target::Top1 { max_drop, .. } => *max_drop,
+            Target::Sqnr { min_db } => *min_db,
+        },
+        validation_samples: samples,
+        float_top1: judge.float_top1,
+        ranking,
+        met: judge.met(&best_score),
+        float_macs: macs_of(&float),
+        float_layers: float,
+        macs,
+        steps,
+    };
+    Ok(Controlled {
+        quantized: best,
+        search,
+    })
+}
+
+/// Each tensor that a layer computes, with the layers that must be in float for it to be: its
+/// producer and its readers, reshapes followed to the layers behind them. In graph order.
+fn tensor_groups(g: &Graph) -> Vec<(String, Vec<String>)> {
+    let pass_through = |op: &Op| matches!(op, Op::Reshape { .. } | Op::Identity);
+    let mut groups = Vec::new();
+    for n in g.nodes.iter().filter(|n| !pass_through(&n.op)) {
+        let mut layers = vec![n.name.clone()];
+        let mut values = vec![n.output];
+        while let Some(v) = values.pop() {
+            for r in g.nodes.iter().filter(|r| r.inputs.contains(&v)) {
+                if pass_through(&r.op) {
+                    values.push(r.output);
+                }
+                if !layers.contains(&r.name) {
+                    layers.push(r.name.clone());
+                }
+            }
+        }
+        groups.push((g.values[n.output].name.clone(), layers));
+    }
+    groups
+}

@@ -1,0 +1,168 @@
+//! `ferrite quantize --max-drop / --min-sqnr`: accuracy-controlled quantization on the digits MLP,
+//! its result checked with `ferrite eval`, and its bad settings refused before any work.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ferrite() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferrite"))
+}
+
+fn fixture(rel: &str) -> String {
+    let p: PathBuf = [env!("CARGO_MANIFEST_DIR"), "..", "tests", "fixtures", rel]
+        .iter()
+        .collect();
+    p.to_str().unwrap().to_string()
+}
+
+fn quantize(out: &Path, extra: &[&str]) -> Output {
+    ferrite()
+        .arg("quantize")
+        .arg(fixture("mlp_digits/model.onnx"))
+        .args(["--data", &fixture("data/digits_calib_x.npy"), "-o"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `ferrite eval --json` of the float model against `model` on the digits test set: (top-1, SQNR).
+fn eval(model: &Path) -> (f64, f64) {
+    let o = ferrite()
+        .arg("eval")
+        .arg(fixture("mlp_digits/model.onnx"))
+        .arg(model)
+        .args(["--data", &fixture("data/digits_test_x.npy")])
+        .args(["--labels", &fixture("data/digits_test_y.npy"), "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    (
+        rows[1]["top1"].as_f64().unwrap(),
+        rows[1]["sqnr_db"].as_f64().unwrap_or(f64::INFINITY),
+    )
+}
+
+/// An SQNR target above the int8 model's is met by moving tensors to float, as `ferrite eval`
+/// confirms on the written model; every kept move raised the SQNR; a target the int8 model meets
+/// moves nothing.
+#[test]
+fn an_sqnr_target_moves_tensors_to_float_until_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.ferrite");
+    assert!(quantize(&plain, &[]).status.success());
+    let (_, int8_sqnr) = eval(&plain);
+
+    let (out, report) = (dir.path().join("ac.ferrite"), dir.path().join("ac.json"));
+    let target = int8_sqnr + 3.0;
+    let o = quantize(
+        &out,
+        &[
+            "--min-sqnr",
+            &target.to_string(),
+            "--val",
+            &fixture("data/digits_test_x.npy"),
+            &format!("--json={}", report.display()),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("accuracy control: met"),
+        "{}",
+        stderr(&o)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let search = &doc["accuracy_control"];
+    assert_eq!(search["met"], true);
+    let float_layers = search["float_layers"].as_array().unwrap();
+    assert!(!float_layers.is_empty());
+    assert_eq!(
+        doc["quantization"]["float_nodes"].as_array().unwrap().len(),
+        float_layers.len()
+    );
+    // Measured on the written file by `eval`, as the search measured it.
+    let (_, sqnr) = eval(&out);
+    assert!(sqnr >= target, "{sqnr} dB for a target of {target} dB");
+    let steps = search["steps"].as_array().unwrap();
+    let db = |s: &serde_json::Value| s["score"]["sqnr_db"].as_f64().unwrap_or(f64::INFINITY);
+    let mut best = db(&steps[0]);
+    assert!((best - int8_sqnr).abs() < 1e-6);
+    for s in &steps[1..] {
+        if s["kept"] == true {
+            assert!(db(s) > best);
+            best = db(s);
+        }
+    }
+    assert!((best - sqnr).abs() < 1e-6 || sqnr.is_infinite());
+
+    // A target the plain model meets: nothing moves, and the file is the plain one.
+    let easy = dir.path().join("easy.ferrite");
+    let o = quantize(
+        &easy,
+        &[
+            "--max-drop",
+            "100",
+            "--val",
+            &fixture("data/digits_test_x.npy"),
+            "--labels",
+            &fixture("data/digits_test_y.npy"),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(&easy).unwrap(),
+        std::fs::read(&plain).unwrap()
+    );
+}
+
+/// Settings that cannot work are refused before calibration, and nothing is written.
+#[test]
+fn bad_accuracy_control_settings_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.ferrite");
+    let (x, y) = (
+        fixture("data/digits_test_x.npy"),
+        fixture("data/digits_test_y.npy"),
+    );
+    // 300 labels for 360 samples; a class the model does not have.
+    let short = dir.path().join("short.npy");
+    let labels = ferrite_quantizer::npy::Array::read(Path::new(&y)).unwrap();
+    let (head, _) = labels.clone().split_rows(300);
+    head.write(&short).unwrap();
+    let mut wide = labels;
+    wide.data[..8].copy_from_slice(&12i64.to_le_bytes());
+    let bad_class = dir.path().join("wide.npy");
+    wide.write(&bad_class).unwrap();
+    let (short, bad_class) = (short.to_str().unwrap(), bad_class.to_str().unwrap());
+    let cases: [(&[&str], &str); 7] = [
+        (&["--max-drop", "1", "--val", &x], "--labels"),
+        (&["--max-drop", "1", "--labels", &y], "give --val"),
+        (&["--val", &x], "--val is for accuracy control"),
+        (&["--best-effort"], "--best-effort is for accuracy control"),
+        (
+            &["--max-drop=-1", "--val", &x, "--labels", &y],
+            "at least 0",
+        ),
+        (
+            &["--max-drop", "1", "--val", &x, "--labels", short],
+            "300 labels",
+        ),
+        (
+            &["--max-drop", "1", "--val", &x, "--labels", bad_class],
+            "label 0 is 12",
+        ),
+    ];
+    for (flags, says) in cases {
+        let o = quantize(&out, flags);
+        let e = stderr(&o);
+        assert!(!o.status.success(), "{flags:?}");
+        assert!(e.contains(says), "{flags:?}: {e}");
+        assert!(!e.contains("calibrating"), "{flags:?}: {e}");
+        assert!(!out.exists(), "{flags:?} wrote a model");
+    }
+}
