@@ -179,7 +179,12 @@ fn float_layers_cost_no_sqnr() {
         None,
     );
     let db = |i: usize| rows[i]["sqnr_db"].as_f64().unwrap();
-    assert!(db(2) >= db(1), "float convolutions {} dB, int8 {} dB", db(2), db(1));
+    assert!(
+        db(2) >= db(1),
+        "float convolutions {} dB, int8 {} dB",
+        db(2),
+        db(1)
+    );
 }
 
 fn fails_cleanly(r: std::process::Output, out: &Path, needle: &str) {

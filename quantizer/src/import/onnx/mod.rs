@@ -414,7 +414,8 @@ impl Importer {
             "MatMul" => self.matmul(n, label),
             "Add" => self.binary(n, label, Op::Add { clamp: Clamp::NONE }),
             "Mul" => self.binary(n, label, Op::Mul { clamp: Clamp::NONE }),
-            "Sub" | "Div" => self.by_constant(n, label),
+            "Sub" => self.subtract(n, label),
+            "Div" => self.by_constant(n, label),
             "Relu" => self.unary(n, label, Op::Relu { clamp: Clamp::RELU }),
             "LeakyRelu" => {
                 let alpha = attr_f(n, "alpha", 0.01);
@@ -1118,6 +1119,34 @@ impl Importer {
         };
         let layout = self.layout(x);
         self.emit(n, label, op, vec![x, k], layout).map(drop)
+    }
+
+    /// `Sub`: by a constant, one affine (see [`Self::by_constant`]); of a value computed at run
+    /// time, an Add of its negation (a Mul by -1, which becomes a 1x1 depthwise convolution).
+    fn subtract(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let b_name = self.input(n, 1).unwrap_or("").to_string();
+        let Some(&b) = self.vals.get(&b_name) else {
+            return self.by_constant(n, label);
+        };
+        let out = n.output.first().context("the node has no output")?.clone();
+        let minus_one = Const {
+            dims: vec![1],
+            data: tensor::Data::F32(vec![-1.0]),
+        };
+        let k = self.const_like(&minus_one, b, &format!("{out}/minus_one"))?;
+        let negated = format!("{out}/negated");
+        let v = self.g.add_node(
+            format!("{label}/negate"),
+            &n.op_type,
+            Op::Mul { clamp: Clamp::NONE },
+            vec![b, k],
+            negated.clone(),
+        )?;
+        self.g.values[v].source = self.layout(b);
+        self.vals.insert(negated.clone(), v);
+        let mut sum = n.clone();
+        sum.input = vec![self.input(n, 0).unwrap_or("").to_string(), negated];
+        self.binary(&sum, label, Op::Add { clamp: Clamp::NONE })
     }
 
     fn binary(&mut self, n: &NodeProto, label: &str, op: Op) -> Result<()> {

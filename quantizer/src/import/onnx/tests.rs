@@ -224,7 +224,7 @@ fn sub_and_div_by_constants_become_one_depthwise_affine() {
     assert!(q.report.float_nodes.is_empty());
     assert!(err(&model(
         17,
-        vec![node("Sub", &["mean", "x"], "y", vec![])],
+        vec![node("Div", &["mean", "x"], "y", vec![])],
         vec![tensor("mean", &[1, 2, 1, 1], &[0.5, -1.0])],
         &[1, 2, 2, 2],
         "y",
@@ -397,4 +397,41 @@ fn global_max_pool_takes_each_channel_maximum() {
     data[10] = -30.0;
     let y = float_exec::run(&g, &[Tensor::new(vec![1, 3, 4, 2], data)], 1).unwrap();
     assert_eq!(y[0].data, [22.0, 0.0]);
+}
+
+/// `Sub` of a value computed at run time (from a constant or from another value) is an Add of its
+/// negation: run in float as the difference and in int8 by the runtime within half an input step
+/// (range [-5, 2.875]) and one output step.
+#[test]
+fn sub_of_a_computed_value_adds_its_negation() {
+    let values: Vec<f32> = (0..64).map(|i| (i as f32 - 40.0) / 8.0).collect();
+    let cases = [
+        (
+            vec![
+                node("Relu", &["x"], "r", vec![]),
+                node("Sub", &["x", "r"], "y", vec![]),
+            ],
+            vec![],
+            values.iter().map(|&v| v.min(0.0)).collect::<Vec<f32>>(),
+        ),
+        (
+            vec![node("Sub", &["c", "x"], "y", vec![])],
+            vec![tensor("c", &[1], &[1.5])],
+            values.iter().map(|&v| 1.5 - v).collect(),
+        ),
+    ];
+    for (nodes, inits, want) in cases {
+        let mut g = import(&model(17, nodes, inits, &[1, 64], "y")).unwrap();
+        crate::ir::passes::optimize(&mut g).unwrap();
+        let x = Tensor::new(vec![1, 64], values.clone());
+        let y = float_exec::run(&g, std::slice::from_ref(&x), 1).unwrap();
+        assert_eq!(y[0].data, want);
+        let (lo, hi) = want
+            .iter()
+            .fold((0f32, 0f32), |(l, h), &v| (l.min(v), h.max(v)));
+        let tolerance = 7.875 / 255.0 / 2.0 + (hi - lo) / 255.0;
+        for (a, b) in quantized_outputs(&g, x).iter().zip(&want) {
+            assert!((a - b).abs() <= tolerance, "{a} vs {b}, tolerance {tolerance}");
+        }
+    }
 }
