@@ -98,7 +98,10 @@ fn an_sqnr_target_moves_tensors_to_float_until_it_holds() {
             best = db(s);
         }
     }
-    assert!((best - sqnr).abs() < 1e-6 || sqnr.is_infinite());
+    assert!(
+        (best - sqnr).abs() < 1e-6 || sqnr.is_infinite(),
+        "{best} vs {sqnr}"
+    );
 
     // A target the plain model meets: nothing moves, and the file is the plain one.
     let easy = dir.path().join("easy.ferrite");

@@ -7,7 +7,13 @@
 //! What moves is a tensor: its producer and every reader (through reshapes) go to float together, so
 //! that the tensor itself is no longer int8 (a layer moved alone still reads and writes int8
 //! tensors). Each tensor's sensitivity is measured: the output SQNR of the model with that tensor
-//! alone in float, on the whole validation set. SQNR ranks and judges the moves even when the target is on top-1: it is continuous,
+//! alone in float, on the whole validation set.
+//!
+//! The ranking reverts layers of the post-training model to float without quantizing again (as NNCF
+//! does): a try costs a lowering and a validation run. Each move of the search quantizes again with
+//! the layers in float (ranges chosen and biases corrected with them in float), which a reverted
+//! model lacks: reverted, a layer keeps the bias corrected for its int8 weights and its neighbours
+//! the ranges chosen for it in int8, and often loses more than it gains. SQNR ranks and judges the moves even when the target is on top-1: it is continuous,
 //! where top-1 on a validation set of a few hundred samples moves in steps of a fraction of a point
 //! that noise alone can take. The layers are tried in that order; a move that does not raise the
 //! SQNR is taken back; the search stops as soon as the target holds. Every step is recorded.
@@ -15,6 +21,7 @@
 use anyhow::{ensure, Result};
 use serde::Serialize;
 
+use crate::builder::Built;
 use crate::ir::float_exec::Tensor;
 use crate::ir::{self, Graph, Op};
 use crate::npy::Array;
@@ -185,24 +192,34 @@ pub fn quantize(
             .map(|n| n.op.macs(graph.values[n.output].shape.iter().product()))
             .sum()
     };
-    let step = |moved: Option<String>, float: &[String], q: &Quantized, score, kept| Step {
+    let step = |moved: Option<String>, float: &[String], built: &Built, score, kept| Step {
         moved,
         float_layers: float.to_vec(),
         score,
         kept,
-        ferrite_bytes: q.built.bytes.len(),
-        arena_bytes: q.built.plan.arena_size,
+        ferrite_bytes: built.bytes.len(),
+        arena_bytes: built.plan.arena_size,
         float_macs: macs_of(float),
     };
 
-    let mut best = with_float(&[])?;
-    let mut best_score = judge.score(&best.built.bytes)?;
-    let mut steps = vec![step(None, &[], &best, best_score, true)];
+    let plain = with_float(&[])?;
+    let plain_score = judge.score(&plain.built.bytes)?;
+    let mut steps = vec![step(None, &[], &plain.built, plain_score, true)];
+    // The plain model with layers reverted to float.
+    let revert = |names: &[String]| -> Result<Built> {
+        let mut d = plain.decided.clone();
+        for (f, n) in d.float_node.iter_mut().zip(&d.graph.nodes) {
+            *f |= names.contains(&n.name);
+        }
+        ptq::build(&d)
+    };
     let mut ranking = Vec::new();
     let mut float: Vec<String> = Vec::new();
-    if !judge.met(&best_score) {
+    let mut best_score = plain_score;
+    let mut best = None;
+    if !judge.met(&plain_score) {
         // Each tensor alone in float, measured.
-        let already = best.report.float_nodes.clone();
+        let already = &plain.report.float_nodes;
         for (tensor, layers) in tensor_groups(graph) {
             let layers: Vec<String> = layers
                 .into_iter()
@@ -211,11 +228,11 @@ pub fn quantize(
             if layers.is_empty() || ranking.iter().any(|r: &Ranked| r.layers == layers) {
                 continue;
             }
-            let q = with_float(&layers)?;
+            let built = revert(&layers)?;
             ranking.push(Ranked {
                 tensor,
                 macs: macs_of(&layers),
-                score: judge.score(&q.built.bytes)?,
+                score: judge.score(&built.bytes)?,
                 layers,
             });
         }
@@ -230,15 +247,16 @@ pub fn quantize(
             let q = with_float(&tried)?;
             let score = judge.score(&q.built.bytes)?;
             let kept = sqnr(&score) > sqnr(&best_score);
-            steps.push(step(Some(r.tensor.clone()), &tried, &q, score, kept));
+            steps.push(step(Some(r.tensor.clone()), &tried, &q.built, score, kept));
             if kept {
-                (float, best, best_score) = (tried, q, score);
+                (float, best_score, best) = (tried, score, Some(q));
                 if judge.met(&best_score) {
                     break;
                 }
             }
         }
     }
+    let chosen = best.unwrap_or(plain);
     let macs = graph
         .nodes
         .iter()
@@ -263,7 +281,7 @@ pub fn quantize(
         steps,
     };
     Ok(Controlled {
-        quantized: best,
+        quantized: chosen,
         search,
     })
 }

@@ -431,7 +431,10 @@ fn sub_of_a_computed_value_adds_its_negation() {
             .fold((0f32, 0f32), |(l, h), &v| (l.min(v), h.max(v)));
         let tolerance = 7.875 / 255.0 / 2.0 + (hi - lo) / 255.0;
         for (a, b) in quantized_outputs(&g, x).iter().zip(&want) {
-            assert!((a - b).abs() <= tolerance, "{a} vs {b}, tolerance {tolerance}");
+            assert!(
+                (a - b).abs() <= tolerance,
+                "{a} vs {b}, tolerance {tolerance}"
+            );
         }
     }
 }
