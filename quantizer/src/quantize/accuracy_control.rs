@@ -308,3 +308,41 @@ fn tensor_groups(g: &Graph) -> Vec<(String, Vec<String>)> {
     }
     groups
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Clamp, Param};
+
+    /// A tensor's group: its producer and its readers, through reshapes; reshapes head no group.
+    #[test]
+    fn a_tensor_moves_with_its_producer_and_readers_through_reshapes() {
+        let mut g = Graph::default();
+        let x = g.add_value("x", vec![1, 4]);
+        g.inputs.push(x);
+        let fc = |out: usize, inp: usize| Op::FullyConnected {
+            filter: Param::new(vec![out, inp], vec![0.5; out * inp]),
+            bias: Param::new(vec![out], vec![0.0; out]),
+            clamp: Clamp::NONE,
+        };
+        let a = g.add_node("a", "Gemm", fc(6, 4), vec![x], "a_out").unwrap();
+        let r = Op::Reshape {
+            shape: vec![1, 2, 3],
+        };
+        let r = g.add_node("r", "Reshape", r, vec![a], "r_out").unwrap();
+        let b = g.add_node("b", "Gemm", fc(2, 3), vec![r], "b_out").unwrap();
+        let add = Op::Add { clamp: Clamp::NONE };
+        let c = g.add_node("c", "Add", add, vec![a, a], "c_out").unwrap();
+        g.outputs = vec![b, c];
+        let groups = tensor_groups(&g);
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            groups,
+            vec![
+                ("a_out".to_string(), names(&["a", "r", "c", "b"])),
+                ("b_out".to_string(), names(&["b"])),
+                ("c_out".to_string(), names(&["c"])),
+            ]
+        );
+    }
+}
