@@ -31,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 mod accuracy;
+mod accuracy_control;
 mod baselines;
 mod bench;
 mod boards;
@@ -84,6 +85,9 @@ enum Command {
     /// Magnitude pruning of the DS-CNN and ResNet fixtures with `ferrite train --sparsity`: top-1,
     /// SQNR, zeros, file size, beside PyTorch's pruning of the same models.
     Prune(prune::Options),
+    /// Accuracy-controlled quantization (`ferrite quantize --max-drop`) beside NNCF's
+    /// `quantize_with_accuracy_control`: top-1, SQNR, layers in float, flash, arena, instructions.
+    AccuracyControl(accuracy_control::Options),
     /// Single-thread host throughput of `ferrite eval` on the largest fixture beside onnxruntime on its
     /// Q/DQ twin.
     Throughput(throughput::Options),
@@ -114,6 +118,7 @@ fn main() -> ExitCode {
         Command::Accuracy(options) => accuracy::run(&repo_root(), &options),
         Command::Qat(options) => qat::run(&repo_root(), &options),
         Command::Prune(options) => prune::run(&repo_root(), &options),
+        Command::AccuracyControl(options) => accuracy_control::run(&repo_root(), &options),
         Command::Throughput(options) => throughput::run(&repo_root(), &options),
         Command::Demo => demo::run(&repo_root()),
         Command::Models(options) => models::run(&repo_root(), &options),

@@ -285,7 +285,11 @@ const FILTER_RUNS: [(&str, &str); 4] = [
 
 /// Cortex-M4F instructions of one inference of a `.ferrite` file (None without the instruction
 /// counter of `../shared`).
-fn m4f_instructions(root: &Path, plugin: Option<&Path>, model: &Path) -> Result<Option<u64>> {
+pub(crate) fn m4f_instructions(
+    root: &Path,
+    plugin: Option<&Path>,
+    model: &Path,
+) -> Result<Option<u64>> {
     let Some(plugin) = plugin else {
         return Ok(None);
     };
@@ -309,7 +313,7 @@ fn m4f_instructions(root: &Path, plugin: Option<&Path>, model: &Path) -> Result<
 }
 
 /// The arena a `.ferrite` file plans, from `ferrite inspect --json`.
-fn arena_bytes(tool: &Path, model: &Path) -> Result<u64> {
+pub(crate) fn arena_bytes(tool: &Path, model: &Path) -> Result<u64> {
     let o = Command::new(tool)
         .args(["inspect", "--json"])
         .arg(model)
