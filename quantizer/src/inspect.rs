@@ -284,6 +284,13 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
             0,
             format!("alpha {}", u.alpha),
         ),
+        Op::ResizeNearestNeighbor(r) => set(
+            &[&r.input],
+            &r.output,
+            elements(&r.output),
+            0,
+            String::new(),
+        ),
         Op::Reshape(r) => {
             let detail = if r.input.offset == r.output.offset {
                 "in place"

@@ -7,7 +7,7 @@ use ferrite_runtime::format::{Activation, DType, Shape, Window};
 use ferrite_runtime::ops::{
     AddParams, Binary, ConcatInput, Conv, Dequantize, FullyConnected, LeakyRelu, LeakyReluParams,
     LogisticParams, MeanParams, MulParams, Op, Pad, Pool, Quantize, Relu, ReluParams,
-    RequantizeParams, Reshape, Softmax, SoftmaxParams, TanhParams, Unary,
+    RequantizeParams, Reshape, ResizeNearestNeighbor, Softmax, SoftmaxParams, TanhParams, Unary,
 };
 use ferrite_runtime::quant::prepare::quantize_multiplier;
 use ferrite_runtime::{Interpreter, Model};
@@ -465,6 +465,20 @@ pub fn all() -> Result<Vec<Case>> {
                 activation: Activation::Relu6,
             })
         })?,
+        // The output keeps the input's quantization (unary_case's (0.06, 7)).
+        unary_case(
+            "resize_nearest_neighbor",
+            25,
+            &[1, 3, 4, 5],
+            &[1, 6, 12, 5],
+            (0.06, 7),
+            |b, x, y| {
+                Op::ResizeNearestNeighbor(ResizeNearestNeighbor {
+                    input: b.operand(x),
+                    output: b.operand(y),
+                })
+            },
+        )?,
         unary_case(
             "leaky_relu",
             24,

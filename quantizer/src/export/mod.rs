@@ -121,6 +121,15 @@ fn a_int(name: &str, i: i64) -> AttributeProto {
     }
 }
 
+fn a_str(name: &str, s: &str) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        s: s.as_bytes().to_vec(),
+        r#type: at::STRING,
+        ..Default::default()
+    }
+}
+
 fn a_float(name: &str, f: f32) -> AttributeProto {
     AttributeProto {
         name: name.into(),
@@ -683,6 +692,28 @@ impl<'g> Exporter<'g> {
                 let (x, l) = self.act(n.inputs[0])?;
                 let attrs = vec![a_float("alpha", *alpha)];
                 (self.op("LeakyRelu", name, vec![x], attrs), l)
+            }
+            Op::ResizeNearest { size } => {
+                let x = self.nchw(n.inputs[0])?;
+                let s = &g.values[n.inputs[0]].shape;
+                let factor = |o: usize, i: usize| o.is_multiple_of(i).then_some((o / i) as f32);
+                let (Some(fh), Some(fw)) = (factor(size[0], s[1]), factor(size[1], s[2])) else {
+                    bail!(
+                        "a resize from {}x{} to {}x{} is not exported (only by whole factors)",
+                        s[1],
+                        s[2],
+                        size[0],
+                        size[1]
+                    );
+                };
+                let scales = self.init_f32(&format!("{name}/scales"), &[4], &[1.0, 1.0, fh, fw]);
+                let attrs = vec![
+                    a_str("mode", "nearest"),
+                    a_str("coordinate_transformation_mode", "asymmetric"),
+                    a_str("nearest_mode", "floor"),
+                ];
+                let inputs = vec![x, String::new(), scales];
+                (self.op("Resize", name, inputs, attrs), Layout::Nchw)
             }
             Op::Reshape { shape } => self.reshape_node(n, shape)?,
             Op::Concatenation { axis } => {

@@ -353,3 +353,25 @@ fn leaky_relu_round_trips() {
     assert_eq!(a[0].to_f32(), b[0].to_f32());
     assert_eq!(a[0].to_f32()[..2], [-1.5, -1.25]);
 }
+
+/// A nearest resize by whole factors is written as ONNX Resize and reads back as itself.
+#[test]
+fn resize_nearest_round_trips() {
+    use crate::import::onnx::build::{model, node, tensor};
+    let m = model(
+        17,
+        vec![node("Resize", &["x", "", "scales"], "y", vec![])],
+        vec![tensor("scales", &[4], &[1.0, 1.0, 3.0, 2.0])],
+        &[1, 2, 2, 3],
+        "y",
+    );
+    let g = reimport(&m);
+    let g2 = reimport(&float_onnx(&g).unwrap());
+    assert!(matches!(g2.nodes[..], [ref n] if matches!(n.op, Op::ResizeNearest { size: [6, 6] })));
+    let values: Vec<f32> = (0..12).map(|i| i as f32).collect();
+    let x = Array::from_f32(vec![1, 2, 2, 3], &values);
+    let a = ir::io::run_arrays(&g, std::slice::from_ref(&x), 1).unwrap();
+    let b = ir::io::run_arrays(&g2, std::slice::from_ref(&x), 1).unwrap();
+    assert_eq!(a[0].shape, [1, 2, 6, 6]);
+    assert_eq!(a[0].to_f32(), b[0].to_f32());
+}

@@ -241,6 +241,11 @@ pub enum Op {
     LeakyRelu {
         alpha: f32,
     },
+    /// Nearest-neighbour resize of an NHWC tensor to `size` (height, width): output pixel `(y, x)`
+    /// copies input pixel `(y * in_h / out_h, x * in_w / out_w)` (integer division).
+    ResizeNearest {
+        size: [usize; 2],
+    },
     /// Same elements, new shape; `shape[0]` is the batch (1), replaced by the input's batch when run.
     Reshape {
         shape: Vec<usize>,
@@ -283,6 +288,7 @@ impl Op {
             Op::Tanh => "TANH",
             Op::Relu { .. } => "RELU",
             Op::LeakyRelu { .. } => "LEAKY_RELU",
+            Op::ResizeNearest { .. } => "RESIZE_NEAREST_NEIGHBOR",
             Op::Reshape { .. } => "RESHAPE",
             Op::Concatenation { .. } => "CONCATENATION",
             Op::Pad { .. } => "PAD",

@@ -135,6 +135,16 @@ pub fn infer(op: &Op, inputs: &[&[usize]]) -> Result<Vec<usize>> {
             ensure!(x.len() == 4, "input of rank {} (NHWC required)", x.len());
             window_out(window, x, x[3])
         }
+        Op::ResizeNearest { size } => {
+            arity(inputs, 1)?;
+            let x = inputs[0];
+            ensure!(x.len() == 4, "input of rank {} (NHWC required)", x.len());
+            ensure!(
+                size[0] > 0 && size[1] > 0,
+                "resize to an empty size {size:?}"
+            );
+            Ok(vec![x[0], size[0], size[1], x[3]])
+        }
         Op::Mean { keep_dims } => {
             arity(inputs, 1)?;
             let x = inputs[0];

@@ -19,6 +19,7 @@ mod pool;
 mod quantize;
 mod relu;
 mod reshape;
+mod resize;
 mod softmax;
 mod tanh;
 mod weights;
@@ -294,6 +295,7 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
             Op::Tanh => tanh::lower(&cx),
             Op::Relu { clamp } => relu::lower(&cx, *clamp)?,
             Op::LeakyRelu { alpha } => leaky_relu::lower(&cx, *alpha),
+            Op::ResizeNearest { .. } => resize::lower(&cx),
             Op::Reshape { .. } => reshape::lower(&cx),
             Op::Concatenation { axis } => {
                 let (inputs, output) = concatenation::lower(&cx);

@@ -58,7 +58,7 @@ fn passes_scale(op: &Op) -> bool {
         Op::MaxPool2d { clamp, .. } | Op::AveragePool2d { clamp, .. } | Op::Relu { clamp } => {
             scale_invariant(clamp)
         }
-        Op::Pad { .. } | Op::LeakyRelu { .. } => true,
+        Op::Pad { .. } | Op::LeakyRelu { .. } | Op::ResizeNearest { .. } => true,
         _ => false,
     }
 }

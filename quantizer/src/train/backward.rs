@@ -158,6 +158,11 @@ pub fn backward(
                 .map(|(&x, &d)| if x >= 0.0 { d } else { alpha * d })
                 .collect()
         })),
+        Op::ResizeNearest { .. } => only_input(if need {
+            Some(resize_nearest(x.shape, &out_shape, &dy)?)
+        } else {
+            None
+        }),
         Op::Relu { .. } | Op::Reshape { .. } | Op::Identity => {
             only_input(need.then(|| dy.into_owned()))
         }
@@ -359,4 +364,24 @@ fn batch_norm(
             .collect()
     });
     (dx, d_scale, d_shift)
+}
+
+/// The gradient of a nearest-neighbour resize: each input pixel sums the output pixels that copied it.
+fn resize_nearest(x_shape: &[usize], out_shape: &[usize], dy: &[f32]) -> Result<Vec<f32>> {
+    use ferrite_runtime::kernels::resize::source_index;
+    let (i, o) = (nhwc(x_shape)?, nhwc(out_shape)?);
+    let mut dx = vec![0f32; i.len()];
+    for n in 0..o.n {
+        for y in 0..o.h {
+            let sy = source_index(y, i.h, o.h);
+            for xx in 0..o.w {
+                let sx = source_index(xx, i.w, o.w);
+                let (src, dst) = (i.index(n, sy, sx, 0), o.index(n, y, xx, 0));
+                for c in 0..i.c {
+                    dx[src + c] += dy[dst + c];
+                }
+            }
+        }
+    }
+    Ok(dx)
 }

@@ -215,6 +215,7 @@ fn trace(g: &Graph, skip: &[String]) -> (Atoms, Vec<Option<Layout>>) {
             | Op::Tanh
             | Op::MaxPool2d { .. }
             | Op::AveragePool2d { .. }
+            | Op::ResizeNearest { .. }
             | Op::Mean { .. }
             | Op::BatchNorm { .. }
             | Op::Identity => input,

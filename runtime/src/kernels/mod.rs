@@ -17,6 +17,7 @@ pub mod optimized;
 pub mod pad;
 pub mod pooling;
 pub mod requantize;
+pub mod resize;
 pub mod softmax;
 pub mod sparse;
 #[cfg(target_arch = "x86_64")]

@@ -37,6 +37,7 @@ pub mod pad;
 pub mod quantize;
 pub mod relu;
 pub mod reshape;
+pub mod resize_nearest_neighbor;
 pub mod softmax;
 pub mod tanh;
 
@@ -56,6 +57,7 @@ pub use pad::Pad;
 pub use quantize::{Quantize, RequantizeParams};
 pub use relu::{Relu, ReluParams};
 pub use reshape::Reshape;
+pub use resize_nearest_neighbor::ResizeNearestNeighbor;
 pub use softmax::{Softmax, SoftmaxParams};
 pub use tanh::TanhParams;
 
@@ -350,6 +352,8 @@ operators! {
     18 FullyConnectedSparse(SparseFullyConnected<'a>) fully_connected_sparse "FULLY_CONNECTED_SPARSE" "fully-connected-sparse";
     /// `x` above zero, `alpha * x` below.
     19 LeakyRelu(LeakyRelu) leaky_relu "LEAKY_RELU" "leaky-relu";
+    /// Each output pixel the nearest input pixel.
+    20 ResizeNearestNeighbor(ResizeNearestNeighbor) resize_nearest_neighbor "RESIZE_NEAREST_NEIGHBOR" "resize-nearest-neighbor";
 }
 
 impl Op<'_> {

@@ -49,6 +49,7 @@ pub const SUPPORTED: &[&str] = &[
     "ReduceMean",
     "Relu",
     "Reshape",
+    "Resize",
     "Shape",
     "Sigmoid",
     "Softmax",
@@ -264,6 +265,37 @@ fn attr_s(n: &NodeProto, name: &str) -> Option<String> {
         .map(|a| String::from_utf8_lossy(&a.s).into_owned())
 }
 
+/// The input index ONNX's nearest-mode Resize reads for output index `y` (`in_size` to `out_size`).
+fn onnx_nearest(
+    y: usize,
+    in_size: usize,
+    out_size: usize,
+    transform: &str,
+    rounding: &str,
+) -> Result<usize> {
+    let (y, i, o) = (y as f64, in_size as f64, out_size as f64);
+    let scale = o / i;
+    let x = match transform {
+        "half_pixel" => (y + 0.5) / scale - 0.5,
+        "pytorch_half_pixel" if out_size > 1 => (y + 0.5) / scale - 0.5,
+        "pytorch_half_pixel" => 0.0,
+        "align_corners" if out_size > 1 => y * (i - 1.0) / (o - 1.0),
+        "align_corners" => 0.0,
+        "asymmetric" => y / scale,
+        "tf_half_pixel_for_nn" => (y + 0.5) / scale,
+        other => bail!("coordinate_transformation_mode `{other}` is not supported"),
+    };
+    let r = match rounding {
+        "round_prefer_floor" if x.fract() == 0.5 => x.floor(),
+        "round_prefer_ceil" if x.fract() == 0.5 => x.ceil(),
+        "round_prefer_floor" | "round_prefer_ceil" => x.round(),
+        "floor" => x.floor(),
+        "ceil" => x.ceil(),
+        other => bail!("nearest_mode `{other}` is not supported"),
+    };
+    Ok(r.clamp(0.0, i - 1.0) as usize)
+}
+
 /// Normalizes a possibly negative axis for `rank`.
 pub(crate) fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
     let a = if axis < 0 { axis + rank as i64 } else { axis };
@@ -437,6 +469,7 @@ impl Importer {
             "ReduceMean" => self.reduce_mean(n, label),
             "Flatten" => self.flatten(n, label),
             "Reshape" => self.reshape(n, label),
+            "Resize" => self.resize(n, label),
             "Squeeze" => self.squeeze(n, label),
             "Unsqueeze" => self.unsqueeze(n, label),
             "Transpose" => self.transpose(n, label),
@@ -593,6 +626,74 @@ impl Importer {
         self.g.values[gate].source = l;
         let product = Op::Mul { clamp: Clamp::NONE };
         self.emit(n, label, product, vec![x, gate], l).map(drop)
+    }
+
+    /// `Resize` in nearest mode, to a size given by constant scales or
+    /// sizes, over H and W only: the runtime's nearest-neighbour resize, which reads input row
+    /// `floor(y * in / out)`. The coordinate mode and rounding are checked to pick those same rows
+    /// (they do for whole upsampling factors); anything else is refused by name.
+    fn resize(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let x = self.act(n, 0)?;
+        ensure!(
+            self.layout(x) == SourceLayout::Nchw,
+            "input is not a 4-D NCHW tensor"
+        );
+        let mode = attr_s(n, "mode").unwrap_or_else(|| "nearest".into());
+        ensure!(
+            mode == "nearest",
+            "{} mode `{mode}` is not supported (nearest only)",
+            n.op_type
+        );
+        let d = self.onnx_dims(x);
+        // Inputs: X, roi, scales, sizes.
+        let (scales, sizes) = (self.opt_const_any(n, 2)?, self.opt_const_any(n, 3)?);
+        let out: Vec<usize> = match (sizes, scales) {
+            (Some(s), _) => s.i64()?.iter().map(|&v| v.max(0) as usize).collect(),
+            (None, Some(s)) if !s.dims.contains(&0) => {
+                let f = s.f32()?;
+                ensure!(
+                    f.len() == 4,
+                    "{} scales: {} values for a rank-4 input",
+                    n.op_type,
+                    f.len()
+                );
+                d.iter()
+                    .zip(&f)
+                    .map(|(&i, &s)| (i as f64 * s as f64).floor().max(0.0) as usize)
+                    .collect()
+            }
+            _ => bail!("{}: constant scales or sizes are required", n.op_type),
+        };
+        ensure!(
+            out.len() == 4 && out[0] == d[0] && out[1] == d[1],
+            "{} to {out:?} from {d:?}: only height and width may change",
+            n.op_type
+        );
+        ensure!(
+            out[2] > 0 && out[3] > 0,
+            "{} to an empty size {out:?}",
+            n.op_type
+        );
+        let transform =
+            attr_s(n, "coordinate_transformation_mode").unwrap_or_else(|| "half_pixel".into());
+        let rounding = attr_s(n, "nearest_mode").unwrap_or_else(|| "round_prefer_floor".into());
+        for axis in [2, 3] {
+            let (i, o) = (d[axis], out[axis]);
+            for y in 0..o {
+                let source = onnx_nearest(y, i, o, &transform, &rounding)
+                    .with_context(|| format!("{} coordinate_transformation_mode `{transform}`, nearest_mode `{rounding}`", n.op_type))?;
+                ensure!(
+                    source == y * i / o,
+                    "{} from {i} to {o} with coordinate_transformation_mode `{transform}` and nearest_mode `{rounding}` reads row {source} for output {y}; the runtime reads floor({y} * {i} / {o}) (whole upsampling factors are supported)",
+                    n.op_type
+                );
+            }
+        }
+        let op = Op::ResizeNearest {
+            size: [out[2], out[3]],
+        };
+        self.emit(n, label, op, vec![x], SourceLayout::Nchw)
+            .map(drop)
     }
 
     /// `Flatten` keeping the batch (axis 1).

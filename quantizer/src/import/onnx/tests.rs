@@ -438,3 +438,47 @@ fn sub_of_a_computed_value_adds_its_negation() {
         }
     }
 }
+
+/// Resize in nearest mode by whole factors: each pixel repeated, in float and in int8; a mode or a
+/// size whose rows the runtime would not pick is refused by name.
+#[test]
+fn resize_nearest_repeats_pixels_and_refuses_what_it_cannot_match() {
+    let s = |name: &str, v: &str| AttributeProto {
+        name: name.into(),
+        s: v.as_bytes().to_vec(),
+        r#type: at::STRING,
+        ..Default::default()
+    };
+    let resize = |scales: &[f32], attrs: Vec<AttributeProto>| {
+        model(
+            17,
+            vec![node("Resize", &["x", "", "scales"], "y", attrs)],
+            vec![tensor("scales", &[4], scales)],
+            &[1, 2, 2, 3],
+            "y",
+        )
+    };
+    let g = import(&resize(&[1.0, 1.0, 2.0, 2.0], vec![])).unwrap();
+    assert!(matches!(g.nodes[0].op, Op::ResizeNearest { size: [4, 6] }));
+    // NHWC input [1, 2, 3, 2]: value 10 * y + x in channel 0, its negative in channel 1.
+    let data: Vec<f32> = (0..2)
+        .flat_map(|y| (0..3).flat_map(move |x| [(10 * y + x) as f32, -((10 * y + x) as f32)]))
+        .collect();
+    let x = Tensor::new(vec![1, 2, 3, 2], data);
+    let y = float_exec::run(&g, std::slice::from_ref(&x), 1).unwrap();
+    assert_eq!(y[0].shape, [1, 4, 6, 2]);
+    // Output pixel (3, 5) is input pixel (1, 2).
+    assert_eq!(
+        y[0].data[(3 * 6 + 5) * 2..(3 * 6 + 5) * 2 + 2],
+        [12.0, -12.0]
+    );
+
+    let e = err(&resize(&[1.0, 1.0, 2.0, 2.0], vec![s("mode", "linear")]));
+    assert!(e.contains("mode `linear` is not supported"), "{e}");
+    // 2 -> 1 halves rows: half_pixel reads row 1 (0.5 rounds down to 0 only at exactly .5).
+    let e = err(&resize(
+        &[1.0, 1.0, 0.5, 1.0],
+        vec![s("nearest_mode", "ceil")],
+    ));
+    assert!(e.contains("reads row 1 for output 0"), "{e}");
+}

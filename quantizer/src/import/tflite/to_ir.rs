@@ -36,6 +36,7 @@ pub const SUPPORTED: &[&str] = &[
     "RELU6",
     "RELU_N1_TO_1",
     "RESHAPE",
+    "RESIZE_NEAREST_NEIGHBOR",
     "SOFTMAX",
     "SQUEEZE",
     "TANH",
@@ -122,6 +123,38 @@ fn padding(
     };
     let total = ((out.max(1) - 1) * stride + effective).saturating_sub(input);
     (out, total / 2, total - total / 2)
+}
+
+/// An operator that copies its input's elements (PAD, RESIZE_NEAREST_NEIGHBOR): its output has the
+/// input's type and, for int8, the input's quantization.
+fn keeps_input_quantization(xd: &TensorDef, yd: &TensorDef) -> Result<()> {
+    if xd.dtype != yd.dtype {
+        bail!("input and output differ in type");
+    }
+    if xd.dtype == DType::I8 && (xd.scale != yd.scale || xd.zero_point != yd.zero_point) {
+        bail!("input and output quantization differ; the operator keeps the input's");
+    }
+    Ok(())
+}
+
+/// The input index TFLite's nearest-neighbour resize reads for output index `v` (its float
+/// arithmetic: `GetNearestNeighbor` of the reference kernels).
+fn tflite_nearest(
+    v: usize,
+    in_size: usize,
+    out_size: usize,
+    align_corners: bool,
+    half_pixel: bool,
+) -> usize {
+    let scale = if align_corners && out_size > 1 {
+        (in_size as f32 - 1.0) / (out_size as f32 - 1.0)
+    } else {
+        in_size as f32 / out_size as f32
+    };
+    let offset = if half_pixel { 0.5f32 } else { 0.0 };
+    let x = (v as f32 + offset) * scale;
+    let picked = if align_corners { x.round() } else { x.floor() } as i64;
+    picked.clamp(0, in_size as i64 - 1) as usize
 }
 
 impl<'m, 'a> Importer<'m, 'a> {
@@ -331,6 +364,7 @@ impl<'m, 'a> Importer<'m, 'a> {
             op::RELU6 => self.relu(&o, Activation::Relu6),
             op::RELU_N1_TO_1 => self.relu(&o, Activation::ReluN1To1),
             op::LEAKY_RELU => self.leaky_relu(&o),
+            op::RESIZE_NEAREST_NEIGHBOR => self.resize_nearest(&o),
             op::RESHAPE | op::SQUEEZE => self.reshape(&o),
             op::CONCATENATION => self.concatenation(&o),
             op::PAD => self.pad(&o),
@@ -900,12 +934,7 @@ impl<'m, 'a> Importer<'m, 'a> {
         let x = self.act(self.input(o, 0)?)?;
         let y = self.single_output(o)?;
         let (xd, yd) = (self.def(x).clone(), self.def(y).clone());
-        if xd.dtype != yd.dtype {
-            bail!("input and output differ in type");
-        }
-        if xd.dtype == DType::I8 && (xd.scale != yd.scale || xd.zero_point != yd.zero_point) {
-            bail!("input and output quantization differ; TFLite PAD keeps the input's");
-        }
+        keeps_input_quantization(&xd, &yd)?;
         let pads = self.const_ints(self.input(o, 1)?)?;
         let rank = xd.shape.rank as usize;
         if pads.len() != 2 * rank || yd.shape.rank as usize != rank {
@@ -925,6 +954,42 @@ impl<'m, 'a> Importer<'m, 'a> {
             after.push(post as usize);
         }
         self.push(Op::Pad { before, after }, vec![x], y);
+        Ok(())
+    }
+
+    /// RESIZE_NEAREST_NEIGHBOR, when TFLite's float index arithmetic (with the model's corner and
+    /// half-pixel flags) picks the rows the runtime's `floor(y * in / out)` does: always for whole
+    /// upsampling factors; anything else is refused by name.
+    fn resize_nearest(&mut self, o: &Operator<'a>) -> Result<()> {
+        let x = self.act(self.input(o, 0)?)?;
+        let y = self.single_output(o)?;
+        let (xd, yd) = (self.def(x).clone(), self.def(y).clone());
+        keeps_input_quantization(&xd, &yd)?;
+        let (i, out) = (xd.shape.dims(), yd.shape.dims());
+        if xd.shape.rank != 4 || yd.shape.rank != 4 || i[0] != out[0] || i[3] != out[3] {
+            bail!("input and output must be NHWC of the same batch and channels");
+        }
+        let (align_corners, half_pixel) =
+            match self.options(o, 74, "ResizeNearestNeighborOptions")? {
+                Some(t) => (
+                    t.bool(0, "align_corners")?,
+                    t.bool(1, "half_pixel_centers")?,
+                ),
+                None => (false, false),
+            };
+        for d in [1, 2] {
+            let (isz, osz) = (i[d] as usize, out[d] as usize);
+            for v in 0..osz {
+                let source = tflite_nearest(v, isz, osz, align_corners, half_pixel);
+                if source != v * isz / osz {
+                    bail!(
+                        "from {isz} to {osz} (align_corners {align_corners}, half_pixel_centers {half_pixel}) reads row {source} for output {v}; the runtime reads floor({v} * {isz} / {osz}) (whole upsampling factors are supported)"
+                    );
+                }
+            }
+        }
+        let size = [out[1] as usize, out[2] as usize];
+        self.push(Op::ResizeNearest { size }, vec![x], y);
         Ok(())
     }
 

@@ -240,6 +240,10 @@ pub fn eval(op: &Op, inputs: &[View<'_>]) -> Result<Tensor> {
                 }
             }
         }
+        Op::ResizeNearest { .. } => {
+            let (i, o) = (nhwc(x.shape)?, nhwc(&out.shape)?);
+            ferrite_runtime::kernels::resize::resize_nearest(i, o, x.data, &mut out.data);
+        }
         Op::Pad { before, .. } => {
             let (i, o) = (nhwc(x.shape)?, nhwc(&out.shape)?);
             let mut b = [0usize; 4];

@@ -26,6 +26,7 @@ pub(crate) fn keeps_input_quant(op: &Op) -> bool {
         Op::MaxPool2d { .. }
             | Op::AveragePool2d { .. }
             | Op::Reshape { .. }
+            | Op::ResizeNearest { .. }
             | Op::Pad { .. }
             | Op::Relu { .. }
     )

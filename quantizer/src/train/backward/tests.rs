@@ -475,6 +475,18 @@ fn leaky_relu_slopes() {
 }
 
 #[test]
+fn resize_nearest_sums_the_copies() {
+    let mut rng = Rng::new(97);
+    for size in [[4, 6], [5, 7], [1, 2]] {
+        let x = random_tensor(&mut rng, &[2, 2, 3, 4]);
+        check(
+            &format!("resize to {size:?}"),
+            &Case::new(Op::ResizeNearest { size }, vec![x]),
+        );
+    }
+}
+
+#[test]
 fn reshape_and_identity_copy() {
     let mut rng = Rng::new(100);
     let reshape = Op::Reshape { shape: vec![1, 12] };
