@@ -141,8 +141,14 @@ fn bad_accuracy_control_settings_are_refused_before_any_work() {
     wide.data[..8].copy_from_slice(&12i64.to_le_bytes());
     let bad_class = dir.path().join("wide.npy");
     wide.write(&bad_class).unwrap();
+    // A NaN in the validation samples' second sample.
+    let mut nan = ferrite_quantizer::npy::Array::read(Path::new(&x)).unwrap();
+    nan.data[64 * 4..64 * 4 + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let nan_x = dir.path().join("nan.npy");
+    nan.write(&nan_x).unwrap();
+    let nan_x = nan_x.to_str().unwrap();
     let (short, bad_class) = (short.to_str().unwrap(), bad_class.to_str().unwrap());
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["--max-drop", "1", "--val", &x], "--labels"),
         (&["--max-drop", "1", "--labels", &y], "give --val"),
         (&["--val", &x], "--val is for accuracy control"),
@@ -158,6 +164,10 @@ fn bad_accuracy_control_settings_are_refused_before_any_work() {
         (
             &["--max-drop", "1", "--val", &x, "--labels", bad_class],
             "label 0 is 12",
+        ),
+        (
+            &["--min-sqnr", "30", "--val", nan_x],
+            "validation sample 1 has a non-finite value",
         ),
     ];
     for (flags, says) in cases {

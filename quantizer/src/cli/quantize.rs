@@ -210,6 +210,15 @@ fn control(args: &Args, graph: &ir::Graph) -> Result<Option<(Target, Array)>> {
         "{}: the validation set is empty",
         val_path.display()
     );
+    let values = val.to_f32();
+    if let Some(at) = values.iter().position(|v| !v.is_finite()) {
+        anyhow::bail!(
+            "{}: validation sample {} has a non-finite value ({}); every value must be finite",
+            val_path.display(),
+            at / (values.len() / samples),
+            values[at]
+        );
+    }
     let target = match (target, &args.labels) {
         (Target::Top1 { max_drop, .. }, Some(path)) => {
             let labels = super::read_labels(path, samples)?;
@@ -260,6 +269,7 @@ pub fn run(args: &Args) -> Result<()> {
         cle: !args.no_cle,
         weight_rounding: args.weight_rounding.into(),
         ignore: args.ignore.clone(),
+        float_nodes: Vec::new(),
         weight_storage: args.weight_storage,
         source_sha256: crate::sha256::digest(&source),
     };
@@ -311,17 +321,25 @@ pub fn run(args: &Args) -> Result<()> {
         files.push((path, text.clone().into_bytes()));
     }
     crate::output::write_all(&files)?;
-    if let Some(s) = search.as_ref().filter(|s| !s.met && !args.best_effort) {
-        anyhow::bail!(
-            "{}: no model met the target, even with {} layer(s) in float; the best one found is written to {} (--best-effort exits 0)",
-            args.model.display(),
-            s.float_layers.len(),
-            args.output.display()
-        );
-    }
+    // The target missed: the best model and the report are written and shown, then the error.
+    let missed = || -> Result<()> {
+        match search.as_ref().filter(|s| !s.met) {
+            Some(s) if !args.best_effort => anyhow::bail!(
+                "{}: no model met the target, even with {} layer(s) in float; the best one found is written to {} (--best-effort exits 0)",
+                args.model.display(),
+                s.float_layers.len(),
+                args.output.display()
+            ),
+            Some(_) => {
+                eprintln!("warning: the target is not met; this is the best model found (--best-effort)");
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    };
     if let (true, Some(text)) = (args.json.stdout(), &report) {
         outln!("{text}");
-        return Ok(());
+        return missed();
     }
     outln!(
         "{} -> {}: {} bytes (source {} bytes), arena {} bytes (lower bound {}), {} float node(s), {:.2} s (calibration {:.2} s, bias correction {:.2} s)",
@@ -336,9 +354,6 @@ pub fn run(args: &Args) -> Result<()> {
         q.seconds.calibration,
         q.seconds.bias_correction,
     );
-    if search.as_ref().is_some_and(|s| !s.met) {
-        eprintln!("warning: the target is not met; this is the best model found (--best-effort)");
-    }
     let worst = q.report.worst_layers(WORST_LAYERS_SHOWN);
     if !worst.is_empty() {
         outln!(
@@ -349,7 +364,7 @@ pub fn run(args: &Args) -> Result<()> {
             outln!("  {:>6} dB  {:<18} {}", format_db(l.sqnr_db), l.op, l.name);
         }
     }
-    Ok(())
+    missed()
 }
 
 /// The search, step by step, on stderr.

@@ -16,7 +16,8 @@
 //! the ranges chosen for it in int8, and often loses more than it gains. SQNR ranks and judges the moves even when the target is on top-1: it is continuous,
 //! where top-1 on a validation set of a few hundred samples moves in steps of a fraction of a point
 //! that noise alone can take. The layers are tried in that order; a move that does not raise the
-//! SQNR is taken back; the search stops as soon as the target holds. Every step is recorded.
+//! SQNR is taken back, unless it meets the target; the search stops as soon as the target holds.
+//! Every step is recorded.
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
@@ -118,9 +119,15 @@ impl Judge<'_> {
         for (r, x) in self.reference.iter().zip(&outs) {
             sqnr.extend((0..r.len()).map(|i| (r.get_f64(i), x.get_f64(i))));
         }
+        // Outputs that are not finite (an overflowing float layer) score nothing, not "identical".
+        let sqnr_db = if sqnr.noise.is_finite() && sqnr.signal.is_finite() {
+            sqnr.db()
+        } else {
+            Some(f64::NEG_INFINITY)
+        };
         Ok(Score {
             top1: self.top1(&outs[0]),
-            sqnr_db: sqnr.db(),
+            sqnr_db,
         })
     }
 
@@ -181,7 +188,7 @@ pub fn quantize(
 
     let with_float = |extra: &[String]| -> Result<Quantized> {
         let mut c = config.clone();
-        c.ignore.extend(extra.iter().cloned());
+        c.float_nodes.extend(extra.iter().cloned());
         ptq::quantize(graph, calib, &c)
     };
     let macs_of = |names: &[String]| -> usize {
@@ -246,7 +253,8 @@ pub fn quantize(
             }
             let q = with_float(&tried)?;
             let score = judge.score(&q.built.bytes)?;
-            let kept = sqnr(&score) > sqnr(&best_score);
+            // A move that meets the target is kept even if the SQNR (which ranks the rest) dips.
+            let kept = judge.met(&score) || sqnr(&score) > sqnr(&best_score);
             steps.push(step(Some(r.tensor.clone()), &tried, &q.built, score, kept));
             if kept {
                 (float, best_score, best) = (tried, score, Some(q));

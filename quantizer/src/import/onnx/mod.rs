@@ -266,15 +266,16 @@ fn attr_s(n: &NodeProto, name: &str) -> Option<String> {
 }
 
 /// The input index ONNX's nearest-mode Resize reads for output index `y` (`in_size` to `out_size`).
+/// `scale` is the node's (given, or `out_size / in_size` from sizes).
 fn onnx_nearest(
     y: usize,
     in_size: usize,
     out_size: usize,
+    scale: f64,
     transform: &str,
     rounding: &str,
 ) -> Result<usize> {
     let (y, i, o) = (y as f64, in_size as f64, out_size as f64);
-    let scale = o / i;
     let x = match transform {
         "half_pixel" => (y + 0.5) / scale - 0.5,
         "pytorch_half_pixel" if out_size > 1 => (y + 0.5) / scale - 0.5,
@@ -647,8 +648,26 @@ impl Importer {
         let d = self.onnx_dims(x);
         // Inputs: X, roi, scales, sizes.
         let (scales, sizes) = (self.opt_const_any(n, 2)?, self.opt_const_any(n, 3)?);
-        let out: Vec<usize> = match (sizes, scales) {
-            (Some(s), _) => s.i64()?.iter().map(|&v| v.max(0) as usize).collect(),
+        for a in ["axes", "keep_aspect_ratio_policy"] {
+            let stretch =
+                a == "keep_aspect_ratio_policy" && attr_s(n, a).is_none_or(|p| p == "stretch");
+            ensure!(
+                attr(n, a).is_none() || stretch,
+                "{} with `{a}` is not supported",
+                n.op_type
+            );
+        }
+        // Output sizes, and the scales the coordinate transform divides by.
+        let (out, factors): (Vec<usize>, Vec<f64>) = match (sizes, scales) {
+            (Some(s), _) => {
+                let out: Vec<usize> = s.i64()?.iter().map(|&v| v.max(0) as usize).collect();
+                let f = out
+                    .iter()
+                    .zip(&d)
+                    .map(|(&o, &i)| o as f64 / i.max(1) as f64)
+                    .collect();
+                (out, f)
+            }
             (None, Some(s)) if !s.dims.contains(&0) => {
                 let f = s.f32()?;
                 ensure!(
@@ -657,10 +676,12 @@ impl Importer {
                     n.op_type,
                     f.len()
                 );
-                d.iter()
+                let out = d
+                    .iter()
                     .zip(&f)
                     .map(|(&i, &s)| (i as f64 * s as f64).floor().max(0.0) as usize)
-                    .collect()
+                    .collect();
+                (out, f.iter().map(|&s| s as f64).collect())
             }
             _ => bail!("{}: constant scales or sizes are required", n.op_type),
         };
@@ -669,9 +690,10 @@ impl Importer {
             "{} to {out:?} from {d:?}: only height and width may change",
             n.op_type
         );
+        let side = 1..=usize::from(u16::MAX);
         ensure!(
-            out[2] > 0 && out[3] > 0,
-            "{} to an empty size {out:?}",
+            side.contains(&out[2]) && side.contains(&out[3]),
+            "{} to {out:?}: height and width must be 1 to 65535",
             n.op_type
         );
         let transform =
@@ -680,8 +702,13 @@ impl Importer {
         for axis in [2, 3] {
             let (i, o) = (d[axis], out[axis]);
             for y in 0..o {
-                let source = onnx_nearest(y, i, o, &transform, &rounding)
-                    .with_context(|| format!("{} coordinate_transformation_mode `{transform}`, nearest_mode `{rounding}`", n.op_type))?;
+                let source = onnx_nearest(y, i, o, factors[axis], &transform, &rounding)
+                    .with_context(|| {
+                        format!(
+                            "{} coordinate_transformation_mode `{transform}`, nearest_mode `{rounding}`",
+                            n.op_type
+                        )
+                    })?;
                 ensure!(
                     source == y * i / o,
                     "{} from {i} to {o} with coordinate_transformation_mode `{transform}` and nearest_mode `{rounding}` reads row {source} for output {y}; the runtime reads floor({y} * {i} / {o}) (whole upsampling factors are supported)",

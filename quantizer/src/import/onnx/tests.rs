@@ -481,4 +481,30 @@ fn resize_nearest_repeats_pixels_and_refuses_what_it_cannot_match() {
         vec![s("nearest_mode", "ceil")],
     ));
     assert!(e.contains("reads row 1 for output 0"), "{e}");
+    // The given scale places the rows, not out / in: 10 columns at 0.35 give 3, and output 1 reads
+    // column floor(1 / 0.35) = 2 where the runtime reads floor(1 * 10 / 3) = 3.
+    let e = err(&model(
+        17,
+        vec![node(
+            "Resize",
+            &["x", "", "scales"],
+            "y",
+            vec![
+                s("coordinate_transformation_mode", "asymmetric"),
+                s("nearest_mode", "floor"),
+            ],
+        )],
+        vec![tensor("scales", &[4], &[1.0, 1.0, 1.0, 0.35])],
+        &[1, 1, 1, 10],
+        "y",
+    ));
+    assert!(e.contains("reads row 2 for output 1"), "{e}");
+    let e = err(&resize(
+        &[1.0, 1.0, 2.0, 2.0],
+        vec![s("keep_aspect_ratio_policy", "not_larger")],
+    ));
+    assert!(
+        e.contains("`keep_aspect_ratio_policy` is not supported"),
+        "{e}"
+    );
 }

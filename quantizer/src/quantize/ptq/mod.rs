@@ -81,6 +81,9 @@ pub struct Config {
     pub weight_rounding: WeightRounding,
     /// Node names, ONNX op types or runtime op names kept in float.
     pub ignore: Vec<String>,
+    /// Node names kept in float, matched exactly (accuracy control's moves).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub float_nodes: Vec<String>,
     /// How the int8 filters of convolutions and fully connected layers are stored.
     pub weight_storage: WeightStorage,
     /// SHA-256 of the source model file, recorded in the output's metadata.
@@ -119,6 +122,7 @@ impl Default for Config {
             cle: true,
             weight_rounding: WeightRounding::Nearest,
             ignore: Vec::new(),
+            float_nodes: Vec::new(),
             weight_storage: WeightStorage::Dense,
             source_sha256: [0; 32],
         }
@@ -217,7 +221,7 @@ pub fn quantize_observed(
     let float_node: Vec<bool> = graph
         .nodes
         .iter()
-        .map(|n| ignored(n, &config.ignore))
+        .map(|n| ignored(n, &config.ignore) || config.float_nodes.contains(&n.name))
         .collect();
     for p in &config.ignore {
         let hit = graph
