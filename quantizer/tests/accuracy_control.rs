@@ -65,7 +65,7 @@ fn an_sqnr_target_moves_tensors_to_float_until_it_holds() {
         &[
             "--min-sqnr",
             &target.to_string(),
-            "--val",
+            "--val-data",
             &fixture("data/digits_test_x.npy"),
             &format!("--json={}", report.display()),
         ],
@@ -110,9 +110,9 @@ fn an_sqnr_target_moves_tensors_to_float_until_it_holds() {
         &[
             "--max-drop",
             "100",
-            "--val",
+            "--val-data",
             &fixture("data/digits_test_x.npy"),
-            "--labels",
+            "--val-labels",
             &fixture("data/digits_test_y.npy"),
         ],
     );
@@ -149,24 +149,31 @@ fn bad_accuracy_control_settings_are_refused_before_any_work() {
     let nan_x = nan_x.to_str().unwrap();
     let (short, bad_class) = (short.to_str().unwrap(), bad_class.to_str().unwrap());
     let cases: [(&[&str], &str); 8] = [
-        (&["--max-drop", "1", "--val", &x], "--labels"),
-        (&["--max-drop", "1", "--labels", &y], "give --val"),
-        (&["--val", &x], "--val is for accuracy control"),
+        (&["--max-drop", "1", "--val-data", &x], "--val-labels"),
+        (&["--max-drop", "1", "--val-labels", &y], "give --val-data"),
+        (&["--val", &x], "--val-data is for accuracy control"),
         (&["--best-effort"], "--best-effort is for accuracy control"),
         (
-            &["--max-drop=-1", "--val", &x, "--labels", &y],
+            &["--max-drop=-1", "--val-data", &x, "--val-labels", &y],
             "at least 0",
         ),
         (
-            &["--max-drop", "1", "--val", &x, "--labels", short],
+            &["--max-drop", "1", "--val-data", &x, "--val-labels", short],
             "300 labels",
         ),
         (
-            &["--max-drop", "1", "--val", &x, "--labels", bad_class],
+            &[
+                "--max-drop",
+                "1",
+                "--val-data",
+                &x,
+                "--val-labels",
+                bad_class,
+            ],
             "label 0 is 12",
         ),
         (
-            &["--min-sqnr", "30", "--val", nan_x],
+            &["--min-sqnr", "30", "--val-data", nan_x],
             "validation sample 1 has a non-finite value",
         ),
     ];

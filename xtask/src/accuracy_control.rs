@@ -51,7 +51,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
 
     let mut section = format!(
         "Measured at commit `{}` with `cargo xtask accuracy-control`. Ferrite: `ferrite quantize MODEL \
-         --data data/fashion_calib_x.npy --max-drop D --val VAL_X --labels VAL_Y` (defaults otherwise), \
+         --data data/fashion_calib_x.npy --max-drop D --val-data VAL_X --val-labels VAL_Y` (defaults otherwise), \
          the validation set the first {VALIDATION_SAMPLES} images of `fashion_train10k` (disjoint from the \
          calibration samples and the test set); its seconds are the whole command. NNCF: \
          `nncf.quantize_with_accuracy_control` on the same ONNX model, calibration samples, validation \
@@ -79,9 +79,9 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             &[
                 "--max-drop",
                 &drop,
-                "--val",
+                "--val-data",
                 vx,
-                "--labels",
+                "--val-labels",
                 vy,
                 "--best-effort",
                 &json,

@@ -1,7 +1,8 @@
 //! `ferrite quantize MODEL.onnx --data CALIB.npy -o OUT.ferrite [--json[=FILE]]`: post-training int8
 //! quantization. The JSON document is the quantization report (see the crate's README).
 //!
-//! With `--max-drop D --val X.npy --labels Y.npy` (or `--min-sqnr S --val X.npy`), accuracy control:
+//! With `--max-drop D --val-data X.npy --val-labels Y.npy` (or `--min-sqnr S --val-data X.npy`),
+//! accuracy control:
 //! layers are kept in float, the most sensitive first, until the validation metric holds
 //! ([`crate::quantize::accuracy_control`]).
 
@@ -146,20 +147,20 @@ pub struct Args {
     /// every weight.
     #[arg(long, value_enum, default_value = "dense")]
     pub weight_storage: WeightStorage,
-    /// Accuracy control: the largest top-1 drop from the float model, in points, on `--val` with
-    /// `--labels`. Layers move to float, the most sensitive first, until it holds.
-    #[arg(long, requires = "labels")]
+    /// Accuracy control: the largest top-1 drop from the float model, in points, on `--val-data`
+    /// with `--val-labels`. Layers move to float, the most sensitive first, until it holds.
+    #[arg(long, requires = "val_labels")]
     pub max_drop: Option<f64>,
     /// Accuracy control without labels: the smallest output SQNR against the float model, in dB, on
-    /// `--val`.
+    /// `--val-data`.
     #[arg(long, conflicts_with = "max_drop")]
     pub min_sqnr: Option<f64>,
     /// Validation samples for accuracy control (.npy, as `--data`; the whole file is used).
-    #[arg(long)]
-    pub val: Option<PathBuf>,
-    /// Integer class labels of `--val` (.npy), for `--max-drop`.
+    #[arg(long, visible_alias = "val")]
+    pub val_data: Option<PathBuf>,
+    /// Integer class labels of `--val-data` (.npy), for `--max-drop`.
     #[arg(long, requires = "max_drop")]
-    pub labels: Option<PathBuf>,
+    pub val_labels: Option<PathBuf>,
     /// With accuracy control, write the best model found and exit 0 even when the target is not met.
     #[arg(long)]
     pub best_effort: bool,
@@ -174,8 +175,8 @@ fn control(args: &Args, graph: &ir::Graph) -> Result<Option<(Target, Array)>> {
     let target = match (args.max_drop, args.min_sqnr) {
         (None, None) => {
             ensure!(
-                args.val.is_none(),
-                "--val is for accuracy control: give --max-drop (with --labels) or --min-sqnr"
+                args.val_data.is_none(),
+                "--val-data is for accuracy control: give --max-drop (with --val-labels) or --min-sqnr"
             );
             ensure!(
                 !args.best_effort,
@@ -198,8 +199,8 @@ fn control(args: &Args, graph: &ir::Graph) -> Result<Option<(Target, Array)>> {
             Target::Sqnr { min_db: s }
         }
     };
-    let Some(val_path) = &args.val else {
-        anyhow::bail!("accuracy control needs validation samples: give --val X.npy");
+    let Some(val_path) = &args.val_data else {
+        anyhow::bail!("accuracy control needs validation samples: give --val-data X.npy");
     };
     let val = Array::read(val_path)?;
     ir::io::check_input(graph, 0, &val)
@@ -219,7 +220,7 @@ fn control(args: &Args, graph: &ir::Graph) -> Result<Option<(Target, Array)>> {
             values[at]
         );
     }
-    let target = match (target, &args.labels) {
+    let target = match (target, &args.val_labels) {
         (Target::Top1 { max_drop, .. }, Some(path)) => {
             let labels = super::read_labels(path, samples)?;
             let classes = graph.values[graph.outputs[0]].shape[1..].iter().product();
