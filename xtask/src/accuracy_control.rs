@@ -7,11 +7,10 @@
 //!
 //! Needs `target/datasets/` (`python3 tests/fixtures/full_testsets.py`).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde_json::Value;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Instant;
 
 use ferrite_quantizer::npy::Array;
@@ -64,14 +63,14 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     for (fixture, max_drop) in RUNS {
         let model = fixtures.join(fixture).join("model.onnx");
         let plain = tmp.join(format!("{fixture}.ferrite"));
-        quantize(&tool, &fixtures, &model, &plain, &[])?;
+        crate::qat::quantize(&tool, &fixtures, &model, &plain, &[])?;
         let controlled = tmp.join(format!("{fixture}_controlled.ferrite"));
         let report = tmp.join(format!("{fixture}_controlled.json"));
         let start = Instant::now();
         let drop = max_drop.to_string();
         let json = format!("--json={}", report.display());
         let (vx, vy) = (val_x.to_str().unwrap(), val_y.to_str().unwrap());
-        quantize(
+        crate::qat::quantize(
             &tool,
             &fixtures,
             &model,
@@ -159,33 +158,6 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     println!("{section}");
     if options.write {
         crate::bench::write_section(root, BEGIN, END, &section)?;
-    }
-    Ok(())
-}
-
-/// `ferrite quantize` of `model` on the Fashion-MNIST calibration set with `extra` options.
-fn quantize(
-    tool: &Path,
-    fixtures: &Path,
-    model: &Path,
-    out: &PathBuf,
-    extra: &[&str],
-) -> Result<()> {
-    let o = Command::new(tool)
-        .arg("quantize")
-        .arg(model)
-        .arg("--data")
-        .arg(fixtures.join("data/fashion_calib_x.npy"))
-        .arg("-o")
-        .arg(out)
-        .args(extra)
-        .output()?;
-    if !o.status.success() {
-        bail!(
-            "ferrite quantize {} failed: {}",
-            model.display(),
-            String::from_utf8_lossy(&o.stderr)
-        );
     }
     Ok(())
 }

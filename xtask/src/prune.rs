@@ -114,7 +114,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     for name in FIXTURES {
         let model = fixtures.join(name).join("model.onnx");
         let ptq = tmp.join(format!("{name}-ptq.ferrite"));
-        crate::qat::quantize(&tool, &fixtures, &model, &ptq)?;
+        crate::qat::quantize(&tool, &fixtures, &model, &ptq, &[])?;
         let ptq_bytes = std::fs::metadata(&ptq)?.len();
         let mut models = vec![model.clone(), ptq];
         let mut trained = Vec::new();
@@ -361,7 +361,7 @@ fn filters(root: &Path, options: &Options) -> Result<()> {
     for name in FIXTURES {
         let model = fixtures.join(name).join("model.onnx");
         let ptq = tmp.join(format!("{name}-ptq.ferrite"));
-        crate::qat::quantize(&tool, &fixtures, &model, &ptq)?;
+        crate::qat::quantize(&tool, &fixtures, &model, &ptq, &[])?;
         let mut models = vec![model.clone(), ptq.clone()];
         let mut reports = Vec::new();
         for (allocation, criterion) in FILTER_RUNS {

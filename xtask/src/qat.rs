@@ -126,8 +126,15 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     Ok(())
 }
 
-/// `ferrite quantize` of `model` with its defaults on the Fashion-MNIST calibration set, into `out`.
-pub fn quantize(tool: &Path, fixtures: &Path, model: &Path, out: &Path) -> Result<()> {
+/// `ferrite quantize` of `model` on the Fashion-MNIST calibration set, into `out`, with `extra`
+/// options (none: the defaults).
+pub fn quantize(
+    tool: &Path,
+    fixtures: &Path,
+    model: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> Result<()> {
     let o = Command::new(tool)
         .arg("quantize")
         .arg(model)
@@ -135,6 +142,7 @@ pub fn quantize(tool: &Path, fixtures: &Path, model: &Path, out: &Path) -> Resul
         .arg(fixtures.join("data/fashion_calib_x.npy"))
         .arg("-o")
         .arg(out)
+        .args(extra)
         .output()?;
     if !o.status.success() {
         bail!(
@@ -203,7 +211,7 @@ fn fixture_table(
     let name = rel.split('/').next().unwrap_or(rel);
     let model = fixtures.join(rel);
     let ptq = tmp.join(format!("{name}-ptq.ferrite"));
-    quantize(tool, fixtures, &model, &ptq)?;
+    quantize(tool, fixtures, &model, &ptq, &[])?;
     let runs = [(true, "labels"), (false, "distillation (no labels)")];
     let mut models = vec![model.clone(), ptq];
     let mut per_epoch = Vec::new();
@@ -300,7 +308,7 @@ fn lr_sweep(tool: &Path, fixtures: &Path, tmp: &Path, data: &Data) -> Result<Str
     for name in SWEEP_FIXTURES {
         let model = fixtures.join(name).join("model.onnx");
         let ptq = tmp.join(format!("{name}-sweep-ptq.ferrite"));
-        quantize(tool, fixtures, &model, &ptq)?;
+        quantize(tool, fixtures, &model, &ptq, &[])?;
         for labels in [true, false] {
             let mut models = vec![model.clone(), ptq.clone()];
             for (lr, scale_lr) in SWEEP_RATES {

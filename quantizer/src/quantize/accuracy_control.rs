@@ -196,7 +196,7 @@ pub fn quantize(
             .nodes
             .iter()
             .filter(|n| names.contains(&n.name))
-            .map(|n| n.op.macs(graph.values[n.output].shape.iter().product()))
+            .map(|n| n.op.macs(graph.values[n.output].elements()))
             .sum()
     };
     let step = |moved: Option<String>, float: &[String], built: &Built, score, kept| Step {
@@ -265,11 +265,7 @@ pub fn quantize(
         }
     }
     let chosen = best.unwrap_or(plain);
-    let macs = graph
-        .nodes
-        .iter()
-        .map(|n| n.op.macs(graph.values[n.output].shape.iter().product()))
-        .sum();
+    let macs = crate::train::filters::macs(graph);
     let search = Search {
         metric: match target {
             Target::Top1 { .. } => "top1",
