@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod ir;
 pub mod lower;
 pub mod npy;
+pub mod ops;
 pub mod output;
 pub mod plan;
 pub mod quantize;

@@ -31,7 +31,7 @@ use crate::import::onnx::proto::{
     NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor,
     ValueInfoProto,
 };
-use crate::ir::{Clamp, Graph, Node, Op, Param, SourceLayout, ValueId, Window2d};
+use crate::ir::{Clamp, Graph, Node, Param, SourceLayout, ValueId, Window2d};
 use crate::quantize::params;
 use crate::quantize::ptq::Decided;
 
@@ -94,7 +94,7 @@ pub fn qdq_onnx(decided: &Decided) -> Result<Vec<u8>> {
 
 /// How the file orders a value's elements relative to the IR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Layout {
+pub(crate) enum Layout {
     /// The IR's shape and order.
     Same,
     /// IR `[n, h, w, c]` is `[n, c, h, w]` in the file.
@@ -104,7 +104,7 @@ enum Layout {
 }
 
 /// Whether the file's element order of a value with this layout and IR shape is the IR's.
-fn ir_order(l: Layout, shape: &[usize]) -> bool {
+pub(crate) fn ir_order(l: Layout, shape: &[usize]) -> bool {
     match l {
         Layout::Same => true,
         Layout::Nchw => shape[3] == 1 || shape[1] * shape[2] == 1,
@@ -112,7 +112,7 @@ fn ir_order(l: Layout, shape: &[usize]) -> bool {
     }
 }
 
-fn a_int(name: &str, i: i64) -> AttributeProto {
+pub(crate) fn a_int(name: &str, i: i64) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         i,
@@ -121,7 +121,7 @@ fn a_int(name: &str, i: i64) -> AttributeProto {
     }
 }
 
-fn a_str(name: &str, s: &str) -> AttributeProto {
+pub(crate) fn a_str(name: &str, s: &str) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         s: s.as_bytes().to_vec(),
@@ -130,7 +130,7 @@ fn a_str(name: &str, s: &str) -> AttributeProto {
     }
 }
 
-fn a_float(name: &str, f: f32) -> AttributeProto {
+pub(crate) fn a_float(name: &str, f: f32) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         f,
@@ -139,7 +139,7 @@ fn a_float(name: &str, f: f32) -> AttributeProto {
     }
 }
 
-fn a_ints(name: &str, v: &[usize]) -> AttributeProto {
+pub(crate) fn a_ints(name: &str, v: &[usize]) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         ints: v.iter().map(|&x| x as i64).collect(),
@@ -179,7 +179,7 @@ fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
 }
 
 /// `kernel_shape`, `strides` and `pads` (and `dilations` for a convolution) of a window.
-fn window_attrs(w: &Window2d, dilations: bool) -> Vec<AttributeProto> {
+pub(crate) fn window_attrs(w: &Window2d, dilations: bool) -> Vec<AttributeProto> {
     let mut a = vec![
         a_ints("kernel_shape", &w.kernel),
         a_ints("strides", &w.stride),
@@ -208,7 +208,7 @@ fn nhwc_to_nchw(data: &[f32], s: &[usize]) -> Vec<f32> {
 }
 
 /// For each element of the CHW order of `[c, h, w]`, its index in HWC order.
-fn chw_from_hwc(c: usize, h: usize, w: usize) -> Vec<usize> {
+pub(crate) fn chw_from_hwc(c: usize, h: usize, w: usize) -> Vec<usize> {
     let mut p = Vec::with_capacity(c * h * w);
     for ch in 0..c {
         for y in 0..h {
@@ -220,8 +220,8 @@ fn chw_from_hwc(c: usize, h: usize, w: usize) -> Vec<usize> {
     p
 }
 
-struct Exporter<'g> {
-    g: &'g Graph,
+pub(crate) struct Exporter<'g> {
+    pub(crate) g: &'g Graph,
     /// The quantization decisions (Q/DQ export), or none (float export).
     decided: Option<&'g Decided>,
     /// Per value: written as QuantizeLinear -> DequantizeLinear.
@@ -262,7 +262,7 @@ impl<'g> Exporter<'g> {
     }
 
     /// Appends a node named after `base`; returns its (new) output tensor.
-    fn op(
+    pub(crate) fn op(
         &mut self,
         op_type: &str,
         base: &str,
@@ -294,17 +294,17 @@ impl<'g> Exporter<'g> {
         name
     }
 
-    fn init_f32(&mut self, base: &str, dims: &[usize], data: &[f32]) -> String {
+    pub(crate) fn init_f32(&mut self, base: &str, dims: &[usize], data: &[f32]) -> String {
         let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.init(base, dims, dt::FLOAT, raw)
     }
 
-    fn init_i64(&mut self, base: &str, data: &[i64]) -> String {
+    pub(crate) fn init_i64(&mut self, base: &str, data: &[i64]) -> String {
         let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.init(base, &[data.len()], dt::INT64, raw)
     }
 
-    fn reshape(&mut self, x: String, dims: &[i64], base: &str) -> String {
+    pub(crate) fn reshape(&mut self, x: String, dims: &[i64], base: &str) -> String {
         let s = self.init_i64(&format!("{base}/shape"), dims);
         self.op("Reshape", base, vec![x, s], vec![])
     }
@@ -314,7 +314,7 @@ impl<'g> Exporter<'g> {
     }
 
     /// Tensor `x` (layout `l`, IR shape `s`) with the IR's shape and element order.
-    fn in_ir_order(&mut self, x: String, l: Layout, s: &[usize], base: &str) -> String {
+    pub(crate) fn in_ir_order(&mut self, x: String, l: Layout, s: &[usize], base: &str) -> String {
         match l {
             Layout::Same => x,
             Layout::Nchw if ir_order(l, s) => {
@@ -331,7 +331,7 @@ impl<'g> Exporter<'g> {
     }
 
     /// A tensor with the IR's shape and order as the layout rank-4 values have (NCHW).
-    fn ir_to_nchw(&mut self, x: String, s: &[usize], base: &str) -> (String, Layout) {
+    pub(crate) fn ir_to_nchw(&mut self, x: String, s: &[usize], base: &str) -> (String, Layout) {
         if s.len() != 4 {
             return (x, Layout::Same);
         }
@@ -344,13 +344,13 @@ impl<'g> Exporter<'g> {
     }
 
     /// The tensor and layout of an activation already written.
-    fn act(&self, v: ValueId) -> Result<(String, Layout)> {
+    pub(crate) fn act(&self, v: ValueId) -> Result<(String, Layout)> {
         self.t[v]
             .clone()
             .with_context(|| format!("`{}` is read before it is computed", self.g.values[v].name))
     }
 
-    fn nchw(&self, v: ValueId) -> Result<String> {
+    pub(crate) fn nchw(&self, v: ValueId) -> Result<String> {
         let (x, l) = self.act(v)?;
         ensure!(
             l == Layout::Nchw,
@@ -386,7 +386,7 @@ impl<'g> Exporter<'g> {
 
     /// The operands of an element-wise or concatenating node in one layout (activations' own when
     /// they agree, else the IR's order), constants converted to it.
-    fn operands(&mut self, n: &Node, flat_ok: bool) -> Result<(Vec<String>, Layout)> {
+    pub(crate) fn operands(&mut self, n: &Node, flat_ok: bool) -> Result<(Vec<String>, Layout)> {
         let acts: Vec<(String, Layout, ValueId)> = n
             .inputs
             .iter()
@@ -421,7 +421,7 @@ impl<'g> Exporter<'g> {
     }
 
     /// A Relu or Clip after `x` for a fused clamp (nothing for none).
-    fn clamp(&mut self, x: String, clamp: Clamp, base: &str) -> String {
+    pub(crate) fn clamp(&mut self, x: String, clamp: Clamp, base: &str) -> String {
         if clamp.is_none() {
             return x;
         }
@@ -458,7 +458,7 @@ impl<'g> Exporter<'g> {
 
     /// The weight input of node `i`: `filter` reordered to `dims` (`perm[k]`: the filter index of
     /// element `k`), as floats or as int8 behind a DequantizeLinear (scales on axis 0).
-    fn weight(
+    pub(crate) fn weight(
         &mut self,
         i: usize,
         name: &str,
@@ -503,7 +503,13 @@ impl<'g> Exporter<'g> {
 
     /// The bias input of node `i` (reading `x`): floats, or int32 at scales `input scale * weight
     /// scale` behind a DequantizeLinear, quantized as the lowering quantizes it.
-    fn bias(&mut self, i: usize, name: &str, bias: &Param, x: ValueId) -> Result<String> {
+    pub(crate) fn bias(
+        &mut self,
+        i: usize,
+        name: &str,
+        bias: &Param,
+        x: ValueId,
+    ) -> Result<String> {
         let base = format!("{name}/bias");
         let Some((_, scales)) = self.int8_weights(i)? else {
             return Ok(self.init_f32(&base, &[bias.data.len()], &bias.data));
@@ -540,267 +546,16 @@ impl<'g> Exporter<'g> {
     /// Writes node `n` (index `i`); returns the tensor holding its output and the output's layout.
     fn node(&mut self, i: usize, n: &Node) -> Result<(String, Layout)> {
         let g = self.g;
-        let name = n.name.as_str();
         let out_shape = &g.values[n.output].shape;
-        Ok(match &n.op {
-            Op::Conv2d {
-                window,
-                filter,
-                bias,
-                clamp,
-            } => {
-                let x = self.nchw(n.inputs[0])?;
-                let s = &filter.shape;
-                let (o, kh, kw, c) = (s[0], s[1], s[2], s[3]);
-                let mut perm = Vec::with_capacity(filter.data.len());
-                for oc in 0..o {
-                    for ic in 0..c {
-                        for y in 0..kh {
-                            for xx in 0..kw {
-                                perm.push(((oc * kh + y) * kw + xx) * c + ic);
-                            }
-                        }
-                    }
-                }
-                let w = self.weight(i, name, filter, &[o, c, kh, kw], &perm)?;
-                let b = self.bias(i, name, bias, n.inputs[0])?;
-                let mut attrs = window_attrs(window, true);
-                attrs.push(a_int("group", 1));
-                let y = self.op("Conv", name, vec![x, w, b], attrs);
-                (self.clamp(y, *clamp, name), Layout::Nchw)
-            }
-            Op::DepthwiseConv2d {
-                window,
-                filter,
-                bias,
-                clamp,
-                ..
-            } => {
-                let x = self.nchw(n.inputs[0])?;
-                let c = g.values[n.inputs[0]].shape[3];
-                let s = &filter.shape;
-                let (kh, kw, m) = (s[1], s[2], s[3]);
-                let mut perm = Vec::with_capacity(filter.data.len());
-                for oc in 0..m {
-                    for y in 0..kh {
-                        for xx in 0..kw {
-                            perm.push((y * kw + xx) * m + oc);
-                        }
-                    }
-                }
-                let w = self.weight(i, name, filter, &[m, 1, kh, kw], &perm)?;
-                let b = self.bias(i, name, bias, n.inputs[0])?;
-                let mut attrs = window_attrs(window, true);
-                attrs.push(a_int("group", c as i64));
-                let y = self.op("Conv", name, vec![x, w, b], attrs);
-                (self.clamp(y, *clamp, name), Layout::Nchw)
-            }
-            Op::FullyConnected {
-                filter,
-                bias,
-                clamp,
-            } => {
-                let (x, l) = self.act(n.inputs[0])?;
-                let xs = &g.values[n.inputs[0]].shape;
-                ensure!(
-                    xs.len() == 2,
-                    "a FullyConnected over a rank-{} input {xs:?} is not exported (only [batch, features])",
-                    xs.len()
-                );
-                let (o, inp) = (filter.shape[0], filter.shape[1]);
-                // Columns in the order of the input's elements in the file.
-                let cols: Vec<usize> = match l {
-                    Layout::Flat { c, h, w } => chw_from_hwc(c, h, w),
-                    _ => (0..inp).collect(),
-                };
-                let perm: Vec<usize> = (0..o)
-                    .flat_map(|r| cols.iter().map(move |&k| r * inp + k))
-                    .collect();
-                let w = self.weight(i, name, filter, &[o, inp], &perm)?;
-                let b = self.bias(i, name, bias, n.inputs[0])?;
-                let y = self.op("Gemm", name, vec![x, w, b], vec![a_int("transB", 1)]);
-                (self.clamp(y, *clamp, name), Layout::Same)
-            }
-            Op::Add { clamp } | Op::Mul { clamp } => {
-                let (ins, l) = self.operands(n, true)?;
-                let op = if matches!(n.op, Op::Add { .. }) {
-                    "Add"
-                } else {
-                    "Mul"
-                };
-                let y = self.op(op, name, ins, vec![]);
-                (self.clamp(y, *clamp, name), l)
-            }
-            Op::AveragePool2d { window, clamp } | Op::MaxPool2d { window, clamp } => {
-                ensure!(
-                    window.dilation == [1, 1],
-                    "pooling with dilations {:?} is not exported (ONNX AveragePool has none at opset {OPSET})",
-                    window.dilation
-                );
-                let x = self.nchw(n.inputs[0])?;
-                let op = if matches!(n.op, Op::MaxPool2d { .. }) {
-                    "MaxPool"
-                } else {
-                    "AveragePool"
-                };
-                let y = self.op(op, name, vec![x], window_attrs(window, false));
-                (self.clamp(y, *clamp, name), Layout::Nchw)
-            }
-            Op::Mean { keep_dims } => {
-                let x = self.nchw(n.inputs[0])?;
-                if *keep_dims {
-                    (
-                        self.op("GlobalAveragePool", name, vec![x], vec![]),
-                        Layout::Nchw,
-                    )
-                } else {
-                    let attrs = vec![a_ints("axes", &[2, 3]), a_int("keepdims", 0)];
-                    (self.op("ReduceMean", name, vec![x], attrs), Layout::Same)
-                }
-            }
-            Op::Softmax { beta } => {
-                ensure!(
-                    *beta == 1.0,
-                    "Softmax with beta {beta} is not exported (ONNX Softmax has no beta)"
-                );
-                let (x, l) = self.act(n.inputs[0])?;
-                let axis = if l == Layout::Nchw { 1 } else { -1 };
-                (
-                    self.op("Softmax", name, vec![x], vec![a_int("axis", axis)]),
-                    l,
-                )
-            }
-            Op::Logistic | Op::Tanh => {
-                let (x, l) = self.act(n.inputs[0])?;
-                let op = if matches!(n.op, Op::Logistic) {
-                    "Sigmoid"
-                } else {
-                    "Tanh"
-                };
-                (self.op(op, name, vec![x], vec![]), l)
-            }
-            Op::Relu { clamp } => {
-                let (x, l) = self.act(n.inputs[0])?;
-                let y = if clamp.is_none() {
-                    self.op("Identity", name, vec![x], vec![])
-                } else {
-                    self.clamp(x, *clamp, name)
-                };
-                (y, l)
-            }
-            Op::LeakyRelu { alpha } => {
-                let (x, l) = self.act(n.inputs[0])?;
-                let attrs = vec![a_float("alpha", *alpha)];
-                (self.op("LeakyRelu", name, vec![x], attrs), l)
-            }
-            Op::ResizeNearest { size } => {
-                let x = self.nchw(n.inputs[0])?;
-                let s = &g.values[n.inputs[0]].shape;
-                let factor = |o: usize, i: usize| o.is_multiple_of(i).then_some((o / i) as f32);
-                let (Some(fh), Some(fw)) = (factor(size[0], s[1]), factor(size[1], s[2])) else {
-                    bail!(
-                        "a resize from {}x{} to {}x{} is not exported (only by whole factors)",
-                        s[1],
-                        s[2],
-                        size[0],
-                        size[1]
-                    );
-                };
-                let scales = self.init_f32(&format!("{name}/scales"), &[4], &[1.0, 1.0, fh, fw]);
-                let attrs = vec![
-                    a_str("mode", "nearest"),
-                    a_str("coordinate_transformation_mode", "asymmetric"),
-                    a_str("nearest_mode", "floor"),
-                ];
-                let inputs = vec![x, String::new(), scales];
-                (self.op("Resize", name, inputs, attrs), Layout::Nchw)
-            }
-            Op::Reshape { shape } => self.reshape_node(n, shape)?,
-            Op::Concatenation { axis } => {
-                let (ins, l) = self.operands(n, false)?;
-                let axis = if l == Layout::Nchw {
-                    [0, 2, 3, 1][*axis]
-                } else {
-                    *axis
-                };
-                let attrs = vec![a_int("axis", axis as i64)];
-                (self.op("Concat", name, ins, attrs), l)
-            }
-            Op::Pad { before, after } => {
-                let (x, l) = self.act(n.inputs[0])?;
-                let (x, l, before, after) = match l {
-                    Layout::Nchw => {
-                        let nchw = |p: &[usize]| vec![p[0], p[3], p[1], p[2]];
-                        (x, l, nchw(before), nchw(after))
-                    }
-                    _ => {
-                        let xs = g.values[n.inputs[0]].shape.clone();
-                        let x = self.in_ir_order(x, l, &xs, &format!("{name}/to_hwc"));
-                        (x, Layout::Same, before.clone(), after.clone())
-                    }
-                };
-                let pads: Vec<i64> = before.iter().chain(&after).map(|&p| p as i64).collect();
-                let p = self.init_i64(&format!("{name}/pads"), &pads);
-                (self.op("Pad", name, vec![x, p], vec![]), l)
-            }
-            Op::BatchNorm { .. } | Op::Identity => bail!(
-                "operator {} is not exported (run the graph through ir::passes::optimize first)",
-                n.op.name()
-            ),
-        })
-        .map(|(t, l)| {
-            // Rank-4 values are NCHW, flattened spatial ones that keep the IR's order are plain.
-            debug_assert!(out_shape.len() != 4 || l == Layout::Nchw);
-            let l = if matches!(l, Layout::Flat { .. }) && ir_order(l, out_shape) {
-                Layout::Same
-            } else {
-                l
-            };
-            (t, l)
-        })
-    }
-
-    /// A Reshape: a flatten of a spatial tensor stays in the file's CHW order; other reshapes work on
-    /// the IR's element order.
-    fn reshape_node(&mut self, n: &Node, shape: &[usize]) -> Result<(String, Layout)> {
-        let name = n.name.as_str();
-        let v = n.inputs[0];
-        let (x, l) = self.act(v)?;
-        let xs = self.g.values[v].shape.clone();
-        if l == Layout::Nchw
-            && !ir_order(l, &xs)
-            && shape.len() == 2
-            && shape[1] == xs[1] * xs[2] * xs[3]
-        {
-            let y = self.op("Flatten", name, vec![x], vec![a_int("axis", 1)]);
-            let (h, w, c) = (xs[1], xs[2], xs[3]);
-            return Ok((y, Layout::Flat { c, h, w }));
-        }
-        let x = if ir_order(l, &xs) {
-            x
+        let (t, l) = n.op.export(self, i, n)?;
+        // Rank-4 values are NCHW, flattened spatial ones that keep the IR's order are plain.
+        debug_assert!(out_shape.len() != 4 || l == Layout::Nchw);
+        let l = if matches!(l, Layout::Flat { .. }) && ir_order(l, out_shape) {
+            Layout::Same
         } else {
-            self.in_ir_order(x, l, &xs, &format!("{name}/to_hwc"))
+            l
         };
-        Ok(match shape.len() {
-            4 if ir_order(Layout::Nchw, shape) => {
-                let d = [0, shape[3] as i64, shape[1] as i64, shape[2] as i64];
-                (self.reshape(x, &d, name), Layout::Nchw)
-            }
-            4 => {
-                let d = [0, shape[1] as i64, shape[2] as i64, shape[3] as i64];
-                let y = self.reshape(x, &d, &format!("{name}/nhwc"));
-                self.ir_to_nchw(y, shape, name)
-            }
-            2 => (
-                self.op("Flatten", name, vec![x], vec![a_int("axis", 1)]),
-                Layout::Same,
-            ),
-            _ => {
-                let mut d = vec![0i64];
-                d.extend(shape[1..].iter().map(|&s| s as i64));
-                (self.reshape(x, &d, name), Layout::Same)
-            }
-        })
+        Ok((t, l))
     }
 
     /// QuantizeLinear -> DequantizeLinear after tensor `x` of value `v` when it is int8; returns what

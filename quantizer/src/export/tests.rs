@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::import::onnx::proto::ModelProto;
-use crate::ir::{self, passes};
+use crate::ir::{self, passes, Op};
 use crate::npy::Array;
 use crate::quantize::ptq::{self, Config};
 

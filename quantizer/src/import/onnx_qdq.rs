@@ -356,7 +356,7 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32]) -> Result<Built> {
         // input's quantization.
         let requantizes = match &n.op {
             Op::AveragePool2d { window, .. } => {
-                lower::global_pool(window, &graph.values[n.inputs[0]].shape)
+                crate::ops::global_pool(window, &graph.values[n.inputs[0]].shape)
             }
             _ => false,
         };

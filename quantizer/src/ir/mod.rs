@@ -2,7 +2,7 @@
 //!
 //! Importers build it (`crate::import`), passes simplify it (`passes`), the float reference executor
 //! runs it (`float_exec`), and the lowering (`crate::lower`) turns each node into one runtime operator.
-//! Conventions:
+//! The operators themselves ([`Op`]) live in `crate::ops`, one file each. Conventions:
 //!
 //! - Every activation's first dimension is the batch, 1 in the graph; the executor runs any batch size.
 //! - Rank-4 activations are NHWC (importers of NCHW formats transpose weights, axes and constants).
@@ -10,7 +10,7 @@
 //!   constants (e.g. the operand of an `Add`) are values with `data`.
 //! - After [`passes::optimize`], each node maps to one runtime operator: `Conv2d`, `DepthwiseConv2d`,
 //!   `FullyConnected`, `Add`, `Mul`, `AveragePool2d`, `MaxPool2d`, `Mean`, `Softmax`, `Logistic`,
-//!   `Tanh`, `Relu`, `Reshape`, `Concatenation`, `Pad`. Two things the runtime cannot express may
+//!   `Tanh`, `Relu`, `LeakyRelu`, `ResizeNearest`, `Reshape`, `Concatenation`, `Pad`. Two things the runtime cannot express may
 //!   remain and are for lowering to refuse (or keep in float) by name: a `BatchNorm` that follows no
 //!   Conv/FullyConnected (or whose producer's output is also read elsewhere), and an `Add`/`Mul` with
 //!   a constant operand that could not be folded into a preceding Conv/FullyConnected (the runtime has
@@ -28,6 +28,8 @@ use std::fmt;
 
 use anyhow::{bail, Result};
 use ferrite_runtime::format::Activation;
+
+pub use crate::ops::Op;
 
 /// The most elements a tensor may have (per sample): 2^28, a 1 GiB f32 tensor.
 pub const MAX_ELEMENTS: usize = 1 << 28;
@@ -181,176 +183,6 @@ impl Param {
     }
 }
 
-/// An operator. Each maps to one runtime operator after the passes (see the module docs).
-#[derive(Clone, Debug, PartialEq)]
-pub enum Op {
-    /// Convolution; `filter` is `[out_c, kh, kw, in_c]`, `bias` `[out_c]`.
-    Conv2d {
-        window: Window2d,
-        filter: Param,
-        bias: Param,
-        clamp: Clamp,
-    },
-    /// Depthwise convolution; `filter` is `[1, kh, kw, out_c]` with `out_c = in_c * depth_multiplier`.
-    DepthwiseConv2d {
-        window: Window2d,
-        depth_multiplier: usize,
-        filter: Param,
-        bias: Param,
-        clamp: Clamp,
-    },
-    /// `out[b, o] = sum_i in[b, i] * filter[o, i] + bias[o]` over the input flattened to
-    /// `[batch * rows, in]` (the last dimension is `in`); `filter` is `[out, in]`.
-    FullyConnected {
-        filter: Param,
-        bias: Param,
-        clamp: Clamp,
-    },
-    /// Element-wise sum with NumPy broadcasting (operands of equal rank, 1 broadcasts).
-    Add {
-        clamp: Clamp,
-    },
-    /// Element-wise product with broadcasting.
-    Mul {
-        clamp: Clamp,
-    },
-    /// Average over each window, padding excluded from the count.
-    AveragePool2d {
-        window: Window2d,
-        clamp: Clamp,
-    },
-    MaxPool2d {
-        window: Window2d,
-        clamp: Clamp,
-    },
-    /// Mean over H and W of an NHWC tensor; output `[n, 1, 1, c]` (`keep_dims`) or `[n, c]`.
-    Mean {
-        keep_dims: bool,
-    },
-    /// Softmax over the last axis.
-    Softmax {
-        beta: f32,
-    },
-    Logistic,
-    Tanh,
-    /// A standalone clamp (ReLU, ReLU6, Clip).
-    Relu {
-        clamp: Clamp,
-    },
-    /// `x` where `x >= 0`, `alpha * x` below (`alpha >= 0`).
-    LeakyRelu {
-        alpha: f32,
-    },
-    /// Nearest-neighbour resize of an NHWC tensor to `size` (height, width): output pixel `(y, x)`
-    /// copies input pixel `(y * in_h / out_h, x * in_w / out_w)` (integer division).
-    ResizeNearest {
-        size: [usize; 2],
-    },
-    /// Same elements, new shape; `shape[0]` is the batch (1), replaced by the input's batch when run.
-    Reshape {
-        shape: Vec<usize>,
-    },
-    /// Concatenation along `axis` (not the batch).
-    Concatenation {
-        axis: usize,
-    },
-    /// Zero padding; `before` and `after` per dimension.
-    Pad {
-        before: Vec<usize>,
-        after: Vec<usize>,
-    },
-    /// Per-channel affine over the last axis, `x * scale[c] + shift[c]` (inference BatchNormalization);
-    /// folded into the preceding Conv/FullyConnected by the passes.
-    BatchNorm {
-        scale: Param,
-        shift: Param,
-    },
-    /// Copies its input (ONNX Identity and inference Dropout); removed by the passes. In a model
-    /// imported with its own quantization (TFLite QUANTIZE and DEQUANTIZE) it converts between
-    /// differently typed or quantized values, and is lowered to the runtime's Quantize or Dequantize.
-    Identity,
-}
-
-impl Op {
-    /// The operator's name, as the runtime (TFLite) spells it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Op::Conv2d { .. } => "CONV_2D",
-            Op::DepthwiseConv2d { .. } => "DEPTHWISE_CONV_2D",
-            Op::FullyConnected { .. } => "FULLY_CONNECTED",
-            Op::Add { .. } => "ADD",
-            Op::Mul { .. } => "MUL",
-            Op::AveragePool2d { .. } => "AVERAGE_POOL_2D",
-            Op::MaxPool2d { .. } => "MAX_POOL_2D",
-            Op::Mean { .. } => "MEAN",
-            Op::Softmax { .. } => "SOFTMAX",
-            Op::Logistic => "LOGISTIC",
-            Op::Tanh => "TANH",
-            Op::Relu { .. } => "RELU",
-            Op::LeakyRelu { .. } => "LEAKY_RELU",
-            Op::ResizeNearest { .. } => "RESIZE_NEAREST_NEIGHBOR",
-            Op::Reshape { .. } => "RESHAPE",
-            Op::Concatenation { .. } => "CONCATENATION",
-            Op::Pad { .. } => "PAD",
-            Op::BatchNorm { .. } => "BATCH_NORM",
-            Op::Identity => "IDENTITY",
-        }
-    }
-
-    /// The fused output clamp, for operators that have one (the same operators as [`Self::clamp_mut`]).
-    pub fn clamp(&self) -> Option<Clamp> {
-        match self {
-            Op::Conv2d { clamp, .. }
-            | Op::DepthwiseConv2d { clamp, .. }
-            | Op::FullyConnected { clamp, .. }
-            | Op::Add { clamp }
-            | Op::Mul { clamp }
-            | Op::AveragePool2d { clamp, .. }
-            | Op::MaxPool2d { clamp, .. }
-            | Op::Relu { clamp } => Some(*clamp),
-            _ => None,
-        }
-    }
-
-    /// The fused output clamp, for operators that have one.
-    pub fn clamp_mut(&mut self) -> Option<&mut Clamp> {
-        match self {
-            Op::Conv2d { clamp, .. }
-            | Op::DepthwiseConv2d { clamp, .. }
-            | Op::FullyConnected { clamp, .. }
-            | Op::Add { clamp }
-            | Op::Mul { clamp }
-            | Op::AveragePool2d { clamp, .. }
-            | Op::MaxPool2d { clamp, .. }
-            | Op::Relu { clamp } => Some(clamp),
-            _ => None,
-        }
-    }
-
-    /// The weight arrays the operator owns (filter then bias), for training and pruning.
-    pub fn params_mut(&mut self) -> Vec<&mut Param> {
-        match self {
-            Op::Conv2d { filter, bias, .. }
-            | Op::DepthwiseConv2d { filter, bias, .. }
-            | Op::FullyConnected { filter, bias, .. } => vec![filter, bias],
-            Op::BatchNorm { scale, shift } => vec![scale, shift],
-            _ => Vec::new(),
-        }
-    }
-
-    /// Multiply-accumulates per sample for an output of `out` elements (0 for data movement).
-    pub fn macs(&self, out_elements: usize) -> usize {
-        match self {
-            Op::Conv2d { filter, .. } => out_elements * filter.shape[1..].iter().product::<usize>(),
-            Op::DepthwiseConv2d { window, .. } => {
-                out_elements * window.kernel[0] * window.kernel[1]
-            }
-            Op::FullyConnected { filter, .. } => out_elements * filter.shape[1],
-            _ => 0,
-        }
-    }
-}
-
 /// One operator application: its op, the values it reads (in order) and the value it writes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {
@@ -413,7 +245,7 @@ impl Graph {
         let name = name.into();
         let shapes: Vec<&[usize]> = inputs.iter().map(|&v| &self.values[v].shape[..]).collect();
         // Errors without the node's name: the caller's context names the node as its source does.
-        let shape = shape::infer(&op, &shapes)?;
+        let shape = op.output_shape(&shapes)?;
         let elements = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if elements.is_none_or(|e| e > MAX_ELEMENTS) {
             bail!("output shape {shape:?} is too large");
@@ -485,8 +317,9 @@ impl Graph {
                 .iter()
                 .map(|&v| &self.values[v].shape[..])
                 .collect();
-            let shape = shape::infer(&n.op, &shapes)
-                .map_err(|e| anyhow::anyhow!("node `{}` ({}): {e}", n.name, n.op.name()))?;
+            let shape =
+                n.op.output_shape(&shapes)
+                    .map_err(|e| anyhow::anyhow!("node `{}` ({}): {e}", n.name, n.op.name()))?;
             if shape != self.values[n.output].shape {
                 bail!(
                     "node `{}`: output shape {:?} recorded, {:?} inferred",

@@ -1,11 +1,12 @@
-//! Shape inference: each operator's output shape from its inputs' shapes.
+//! Shape rules shared by the operators (`crate::ops`, [`super::Op::output_shape`]): broadcasting,
+//! windows, arity.
 //!
 //! The first dimension is the batch and passes through every operator, so the same rules serve the
 //! graph (batch 1) and the executor (any batch).
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
 
-use super::{Op, Window2d};
+use super::Window2d;
 
 /// The broadcast shape of two operands of equal rank (a dimension of 1 stretches).
 pub fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
@@ -26,7 +27,12 @@ pub fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
         .collect()
 }
 
-fn window_out(window: &Window2d, input: &[usize], channels: usize) -> Result<Vec<usize>> {
+/// The NHWC output shape of `window` over `input`, with `channels` channels.
+pub(crate) fn window_out(
+    window: &Window2d,
+    input: &[usize],
+    channels: usize,
+) -> Result<Vec<usize>> {
     ensure!(
         input.len() == 4,
         "input of rank {} (NHWC required)",
@@ -40,204 +46,20 @@ fn window_out(window: &Window2d, input: &[usize], channels: usize) -> Result<Vec
     }
 }
 
-fn arity(inputs: &[&[usize]], n: usize) -> Result<()> {
+/// Checks that there are `n` inputs.
+pub(crate) fn arity(inputs: &[&[usize]], n: usize) -> Result<()> {
     ensure!(inputs.len() == n, "{} input(s), {n} expected", inputs.len());
     Ok(())
-}
-
-/// The output shape of `op` applied to inputs of `inputs` shapes.
-pub fn infer(op: &Op, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-    match op {
-        Op::Conv2d {
-            window,
-            filter,
-            bias,
-            ..
-        } => {
-            arity(inputs, 1)?;
-            let x = inputs[0];
-            ensure!(
-                filter.shape.len() == 4,
-                "filter of rank {}",
-                filter.shape.len()
-            );
-            ensure!(
-                x.len() == 4 && x[3] == filter.shape[3],
-                "input {x:?} does not fit filter {:?}",
-                filter.shape
-            );
-            ensure!(
-                window.kernel == [filter.shape[1], filter.shape[2]],
-                "kernel size differs from the filter's"
-            );
-            ensure!(
-                bias.data.len() == filter.shape[0],
-                "bias of {} for {} channels",
-                bias.data.len(),
-                filter.shape[0]
-            );
-            window_out(window, x, filter.shape[0])
-        }
-        Op::DepthwiseConv2d {
-            window,
-            depth_multiplier,
-            filter,
-            bias,
-            ..
-        } => {
-            arity(inputs, 1)?;
-            let x = inputs[0];
-            ensure!(x.len() == 4, "input of rank {} (NHWC required)", x.len());
-            let out_c = x[3] * depth_multiplier;
-            ensure!(
-                filter.shape == [1, window.kernel[0], window.kernel[1], out_c],
-                "filter {:?} does not fit input {x:?}",
-                filter.shape
-            );
-            ensure!(
-                bias.data.len() == out_c,
-                "bias of {} for {out_c} channels",
-                bias.data.len()
-            );
-            window_out(window, x, out_c)
-        }
-        Op::FullyConnected { filter, bias, .. } => {
-            arity(inputs, 1)?;
-            let x = inputs[0];
-            ensure!(
-                filter.shape.len() == 2,
-                "filter of rank {}",
-                filter.shape.len()
-            );
-            ensure!(
-                x.len() >= 2 && x[x.len() - 1] == filter.shape[1],
-                "input {x:?} does not fit filter {:?}",
-                filter.shape
-            );
-            ensure!(
-                bias.data.len() == filter.shape[0],
-                "bias of {} for {} outputs",
-                bias.data.len(),
-                filter.shape[0]
-            );
-            let mut out = x.to_vec();
-            *out.last_mut().unwrap() = filter.shape[0];
-            Ok(out)
-        }
-        Op::Add { .. } | Op::Mul { .. } => {
-            arity(inputs, 2)?;
-            broadcast(inputs[0], inputs[1])
-        }
-        Op::AveragePool2d { window, .. } | Op::MaxPool2d { window, .. } => {
-            arity(inputs, 1)?;
-            ensure!(window.dilation == [1, 1], "pooling with dilation");
-            let x = inputs[0];
-            ensure!(x.len() == 4, "input of rank {} (NHWC required)", x.len());
-            window_out(window, x, x[3])
-        }
-        Op::ResizeNearest { size } => {
-            arity(inputs, 1)?;
-            let x = inputs[0];
-            ensure!(x.len() == 4, "input of rank {} (NHWC required)", x.len());
-            ensure!(
-                size[0] > 0 && size[1] > 0,
-                "resize to an empty size {size:?}"
-            );
-            Ok(vec![x[0], size[0], size[1], x[3]])
-        }
-        Op::Mean { keep_dims } => {
-            arity(inputs, 1)?;
-            let x = inputs[0];
-            ensure!(x.len() == 4, "input of rank {} (NHWC required)", x.len());
-            Ok(if *keep_dims {
-                vec![x[0], 1, 1, x[3]]
-            } else {
-                vec![x[0], x[3]]
-            })
-        }
-        Op::Softmax { .. }
-        | Op::Logistic
-        | Op::Tanh
-        | Op::Relu { .. }
-        | Op::LeakyRelu { .. }
-        | Op::Identity => {
-            arity(inputs, 1)?;
-            Ok(inputs[0].to_vec())
-        }
-        Op::Reshape { shape } => {
-            arity(inputs, 1)?;
-            let x = inputs[0];
-            ensure!(
-                !shape.is_empty() && !x.is_empty(),
-                "reshape to or from a scalar"
-            );
-            let per_in: usize = x[1..].iter().product();
-            let per_out: usize = shape[1..].iter().product();
-            ensure!(per_in == per_out, "cannot reshape {x:?} to {shape:?}");
-            let mut out = shape.clone();
-            out[0] = x[0];
-            Ok(out)
-        }
-        Op::Concatenation { axis } => {
-            ensure!(!inputs.is_empty(), "no inputs");
-            let first = inputs[0];
-            ensure!(
-                *axis > 0 && *axis < first.len(),
-                "axis {axis} of rank {}",
-                first.len()
-            );
-            let mut out = first.to_vec();
-            out[*axis] = 0;
-            for s in inputs {
-                ensure!(
-                    s.len() == first.len()
-                        && s.iter()
-                            .zip(first)
-                            .enumerate()
-                            .all(|(d, (a, b))| d == *axis || a == b),
-                    "shapes {first:?} and {s:?} do not concatenate on axis {axis}"
-                );
-                out[*axis] = out[*axis].checked_add(s[*axis]).context("size overflows")?;
-            }
-            Ok(out)
-        }
-        Op::Pad { before, after } => {
-            arity(inputs, 1)?;
-            let x = inputs[0];
-            ensure!(
-                before.len() == x.len() && after.len() == x.len(),
-                "padding of rank {} for input {x:?}",
-                before.len()
-            );
-            ensure!(
-                before[0] == 0 && after[0] == 0,
-                "padding the batch dimension"
-            );
-            x.iter()
-                .zip(before)
-                .zip(after)
-                .map(|((d, b), a)| d.checked_add(*b)?.checked_add(*a))
-                .collect::<Option<Vec<_>>>()
-                .context("padding overflows")
-        }
-        Op::BatchNorm { scale, shift } => {
-            arity(inputs, 1)?;
-            let x = inputs[0];
-            let c = *x.last().unwrap_or(&0);
-            ensure!(
-                x.len() >= 2 && scale.data.len() == c && shift.data.len() == c,
-                "{} channels for input {x:?}",
-                scale.data.len()
-            );
-            Ok(x.to_vec())
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{Clamp, Param};
+    use crate::ir::{Clamp, Op, Param};
+
+    fn infer(op: &Op, inputs: &[&[usize]]) -> anyhow::Result<Vec<usize>> {
+        op.output_shape(inputs)
+    }
 
     fn win(k: usize, s: usize, pads: [usize; 4]) -> Window2d {
         Window2d {

@@ -3,36 +3,33 @@
 //! the model builder.
 //!
 //! This module places the tensors, inserts Quantize/Dequantize where int8 and f32 values meet, and
-//! hands each node to the file of its operator kind, which builds the runtime operator and prepares
-//! its parameters.
+//! hands each node to its operator's file (`crate::ops`), which builds the runtime operator and
+//! prepares its parameters.
 
-mod add;
-mod concatenation;
-mod conv;
-mod fully_connected;
-mod leaky_relu;
-mod logistic;
-mod mean;
-mod mul;
-mod pad;
-mod pool;
 mod quantize;
-mod relu;
-mod reshape;
-mod resize;
-mod softmax;
-mod tanh;
-mod weights;
+pub(crate) mod weights;
 
 use anyhow::{bail, Context, Result};
 use ferrite_runtime::format::{Activation, DType, Operand, Shape, Window};
+use ferrite_runtime::ops::{ConcatInput, Op as RtOp};
 
 use crate::builder::{Built, ModelBuilder, TensorDef};
 use crate::ir::{Clamp, Graph, Node, Op, SourceLayout, ValueId, Window2d};
 use crate::quantize::params::QParams;
 use weights::NodeData;
 
-pub(crate) use pool::global_pool;
+pub(crate) use quantize::convert;
+
+/// What a node lowers to: a runtime operator, or a Concatenation, whose input list the builder
+/// encodes once the tensors are placed.
+pub(crate) enum Lowered<'a> {
+    Op(RtOp<'a>),
+    Concatenation {
+        inputs: Vec<ConcatInput>,
+        output: Operand,
+        axis: u8,
+    },
+}
 
 /// The quantization of a graph's values and weights, indexed as the graph's values and nodes.
 #[derive(Clone, Copy, Debug)]
@@ -88,7 +85,7 @@ pub fn float_values(graph: &Graph, float_node: &[bool]) -> Vec<bool> {
 }
 
 /// One node being lowered: its tensors (inputs already in the node's type), quantization and data.
-struct NodeCx<'c, 'a> {
+pub(crate) struct NodeCx<'c, 'a> {
     pub graph: &'c Graph,
     pub node: &'c Node,
     pub b: &'c ModelBuilder<'a>,
@@ -149,13 +146,13 @@ impl<'a> NodeCx<'_, 'a> {
 }
 
 /// The int8 clamp of a real clamp for values quantized with `p`.
-fn act_range(clamp: Clamp, p: QParams) -> (i32, i32) {
+pub(crate) fn act_range(clamp: Clamp, p: QParams) -> (i32, i32) {
     ferrite_runtime::format::quantized_clamp(clamp.min, clamp.max, p.scale, p.zero_point)
 }
 
 /// The runtime's window of an IR window (its leading padding; the trailing one follows from the
 /// shapes).
-fn window(w: &Window2d) -> Result<Window> {
+pub(crate) fn window(w: &Window2d) -> Result<Window> {
     let u = |x: usize| u16::try_from(x).context("window parameter above 65535");
     Ok(Window {
         stride_h: u(w.stride[0])?,
@@ -282,37 +279,14 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
             data: &data[i],
             requantization,
         };
-        let op = match &n.op {
-            Op::Conv2d { .. } | Op::DepthwiseConv2d { .. } => conv::lower(&cx)?,
-            Op::FullyConnected { clamp, .. } => fully_connected::lower(&cx, *clamp)?,
-            Op::Add { clamp } => add::lower(&cx, *clamp)?,
-            Op::Mul { clamp } => mul::lower(&cx, *clamp)?,
-            Op::AveragePool2d { window, clamp } => pool::average(&cx, window, *clamp)?,
-            Op::MaxPool2d { window, clamp } => pool::max(&cx, window, *clamp)?,
-            Op::Mean { .. } => mean::lower(&cx)?,
-            Op::Softmax { beta } => softmax::lower(&cx, *beta),
-            Op::Logistic => logistic::lower(&cx),
-            Op::Tanh => tanh::lower(&cx),
-            Op::Relu { clamp } => relu::lower(&cx, *clamp)?,
-            Op::LeakyRelu { alpha } => leaky_relu::lower(&cx, *alpha),
-            Op::ResizeNearest { .. } => resize::lower(&cx),
-            Op::Reshape { .. } => reshape::lower(&cx),
-            Op::Concatenation { axis } => {
-                let (inputs, output) = concatenation::lower(&cx);
-                b.concatenation(inputs, output, *axis as u8);
-                continue;
-            }
-            Op::Pad { before, .. } => pad::lower(&cx, before)?,
-            Op::Identity => quantize::identity(&cx)?,
-            Op::BatchNorm { .. } => {
-                bail!(
-                    "node `{}` ({}) should have been removed by the passes",
-                    n.name,
-                    n.op.name()
-                )
-            }
-        };
-        b.push(op);
+        match n.op.lower(&cx)? {
+            Lowered::Op(op) => b.push(op),
+            Lowered::Concatenation {
+                inputs,
+                output,
+                axis,
+            } => b.concatenation(inputs, output, axis),
+        }
     }
     let inputs: Vec<u16> = graph.inputs.iter().map(|&v| native[v].unwrap()).collect();
     // `expose_all`: every node's output, in node order, for per-layer comparisons.

@@ -2,16 +2,14 @@
 //! inserted where int8 and f32 values meet, or written by an `Identity` node between differently
 //! typed or quantized values (a pre-quantized model's own QUANTIZE and DEQUANTIZE).
 
-use anyhow::{bail, Result};
 use ferrite_runtime::format::DType;
 use ferrite_runtime::ops::{Dequantize, Op as RtOp, Quantize, RequantizeParams};
 
-use super::NodeCx;
 use crate::builder::ModelBuilder;
 
 /// The operator converting tensor `from` into tensor `to`: Dequantize to f32, Quantize from f32, or
 /// a requantizing Quantize between int8 tensors.
-pub(super) fn convert(b: &ModelBuilder<'_>, from: u16, to: u16) -> RtOp<'static> {
+pub(crate) fn convert(b: &ModelBuilder<'_>, from: u16, to: u16) -> RtOp<'static> {
     let (f, t) = (b.def(from), b.def(to));
     if t.dtype == DType::F32 {
         return RtOp::Dequantize(Dequantize {
@@ -28,16 +26,4 @@ pub(super) fn convert(b: &ModelBuilder<'_>, from: u16, to: u16) -> RtOp<'static>
         scale: t.scale,
         requant,
     })
-}
-
-/// An `Identity` node: the conversion from its input's type and quantization to its output's.
-pub(super) fn identity<'a>(cx: &NodeCx<'_, 'a>) -> Result<RtOp<'a>> {
-    if cx.float && cx.b.def(cx.ins[0]).dtype == DType::F32 {
-        bail!(
-            "node `{}` ({}) should have been removed by the passes",
-            cx.node.name,
-            cx.node.op.name()
-        );
-    }
-    Ok(convert(cx.b, cx.ins[0], cx.out))
 }

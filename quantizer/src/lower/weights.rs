@@ -11,7 +11,7 @@ use crate::quantize::params;
 
 /// Constant data a lowered node borrows (empty for operators without weights).
 #[derive(Default)]
-pub(super) struct NodeData {
+pub(crate) struct NodeData {
     pub filter: Vec<u8>,
     pub bias: Vec<u8>,
     pub multiplier: Vec<u8>,

@@ -20,6 +20,7 @@
 //! activation's mean square.
 
 use crate::ir::{Clamp, Graph, Op, Param, ValueId};
+use crate::ops::Channels;
 
 /// Rounds over all pairs at most, and the change (largest `|ln s|`) below which they stop.
 const MAX_ROUNDS: usize = 50;
@@ -54,13 +55,12 @@ fn out_channels(op: &Op) -> Option<usize> {
 
 /// Whether `op` passes a positive per-channel scale of its (only) input through to its output.
 fn passes_scale(op: &Op) -> bool {
-    match op {
-        Op::MaxPool2d { clamp, .. } | Op::AveragePool2d { clamp, .. } | Op::Relu { clamp } => {
-            scale_invariant(clamp)
-        }
-        Op::Pad { .. } | Op::LeakyRelu { .. } | Op::ResizeNearest { .. } => true,
-        _ => false,
-    }
+    matches!(
+        op.channels(),
+        Channels::Kept {
+            positive_scale: true
+        } | Channels::Padded { .. }
+    )
 }
 
 /// The consumer of `v` when it is the only reader, through scale-preserving operators.

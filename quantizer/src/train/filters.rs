@@ -23,7 +23,8 @@ use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 
 use crate::ir::float_exec::{self, Tensor};
-use crate::ir::{shape, Graph, Op, Param};
+use crate::ir::{Graph, Op, Param};
+use crate::ops::Channels;
 
 /// How the output channels of a layer are ranked: the lowest go first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -187,48 +188,36 @@ fn trace(g: &Graph, skip: &[String]) -> (Atoms, Vec<Option<Layout>>) {
     for (i, n) in g.nodes.iter().enumerate() {
         let input = n.inputs.first().map(|&v| layout[v].clone()).unwrap_or(None);
         let by = |what: &str| format!("{what} `{}` ({})", n.name, n.op.name());
-        let out = match &n.op {
-            Op::Conv2d { filter, .. } | Op::FullyConnected { filter, .. } => {
+        let out = match n.op.channels() {
+            Channels::New { count } => {
                 let pinned = skip
                     .contains(&n.name)
                     .then(|| "--prune-filters-skip".to_string());
                 Some(Layout {
-                    atoms: (0..filter.shape[0])
+                    atoms: (0..count)
                         .map(|c| atoms.add(Some((i, c)), pinned.clone()))
                         .collect(),
                     tile: 1,
                 })
             }
-            Op::DepthwiseConv2d {
-                depth_multiplier, ..
-            } => match input {
-                Some(l) if *depth_multiplier == 1 && l.tile == 1 => Some(l),
+            Channels::Depthwise { depth_multiplier } => match input {
+                Some(l) if depth_multiplier == 1 && l.tile == 1 => Some(l),
                 other => {
                     let why = by(&format!("read with depth multiplier {depth_multiplier} by"));
                     pin_all(&mut atoms, &other, &why);
                     None
                 }
             },
-            Op::Relu { .. }
-            | Op::LeakyRelu { .. }
-            | Op::Logistic
-            | Op::Tanh
-            | Op::MaxPool2d { .. }
-            | Op::AveragePool2d { .. }
-            | Op::ResizeNearest { .. }
-            | Op::Mean { .. }
-            | Op::BatchNorm { .. }
-            | Op::Identity => input,
-            Op::Pad { before, after } => {
-                let channel_padded = before.last() != Some(&0) || after.last() != Some(&0);
-                if channel_padded {
+            Channels::Kept { .. } => input,
+            Channels::Padded { channels } => {
+                if channels {
                     pin_all(&mut atoms, &input, &by("padded along the channels by"));
                     None
                 } else {
                     input
                 }
             }
-            Op::Reshape { shape } => {
+            Channels::Reshaped { shape } => {
                 let s_in = &g.values[n.inputs[0]].shape;
                 match input {
                     Some(l) if s_in.last() == shape.last() => Some(l),
@@ -250,9 +239,9 @@ fn trace(g: &Graph, skip: &[String]) -> (Atoms, Vec<Option<Layout>>) {
                     }
                 }
             }
-            Op::Add { .. } | Op::Mul { .. } | Op::Concatenation { .. } => {
+            Channels::Joined { axis } => {
                 let rank = g.values[n.output].shape.len();
-                let on_channels = matches!(n.op, Op::Concatenation { axis } if axis + 1 == rank);
+                let on_channels = axis.is_some_and(|axis| axis + 1 == rank);
                 // An operand broadcast across the channels keeps its one channel.
                 for &v in &n.inputs {
                     if !on_channels && last(v) != last(n.output) {
@@ -301,7 +290,7 @@ fn trace(g: &Graph, skip: &[String]) -> (Atoms, Vec<Option<Layout>>) {
                     }
                 }
             }
-            Op::Softmax { .. } => {
+            Channels::Mixed => {
                 pin_all(&mut atoms, &input, &by("normalized across the channels by"));
                 None
             }
@@ -786,7 +775,9 @@ pub fn remove(g: &Graph, x: &Tensor, plan: &Plan, units: &[usize]) -> Result<Pru
             .iter()
             .map(|&v| &out.values[v].shape[..])
             .collect();
-        let s = shape::infer(&node.op, &shapes)
+        let s = node
+            .op
+            .output_shape(&shapes)
             .with_context(|| format!("node `{}` after filter pruning", node.name))?;
         let o = node.output;
         out.values[o].shape = s;

@@ -16,11 +16,10 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use ferrite_runtime::format::Activation;
-use ferrite_runtime::kernels::float as k;
 use ferrite_runtime::kernels::{ConvGeometry, Nhwc};
 use rayon::prelude::*;
 
-use super::{shape, Clamp, Graph, Node, Op, ValueId, Window2d};
+use super::{Clamp, Graph, Node, Op, ValueId, Window2d};
 
 pub(crate) mod kernels;
 
@@ -114,14 +113,15 @@ pub(crate) fn geometry(
 }
 
 /// The kernel activation for `clamp`, and whether the clamp must still be applied afterwards.
-fn split_clamp(clamp: Clamp) -> (Activation, bool) {
+pub(crate) fn split_clamp(clamp: Clamp) -> (Activation, bool) {
     match clamp.activation() {
         Some(a) => (a, false),
         None => (Activation::None, true),
     }
 }
 
-fn finish(clamp: Clamp, rest: bool, out: &mut [f32]) {
+/// Applies the rest of a clamp the kernel's activation could not (see [`split_clamp`]).
+pub(crate) fn finish(clamp: Clamp, rest: bool, out: &mut [f32]) {
     if rest {
         for v in out {
             *v = clamp.apply(*v);
@@ -132,141 +132,8 @@ fn finish(clamp: Clamp, rest: bool, out: &mut [f32]) {
 /// Runs one operator on its inputs; the output shape comes from shape inference.
 pub fn eval(op: &Op, inputs: &[View<'_>]) -> Result<Tensor> {
     let shapes: Vec<&[usize]> = inputs.iter().map(|v| v.shape).collect();
-    let out_shape = shape::infer(op, &shapes)?;
-    let mut out = Tensor::zeros(out_shape);
-    let x = inputs[0];
-    match op {
-        Op::Conv2d {
-            window,
-            filter,
-            bias,
-            clamp,
-        } => {
-            let g = geometry(window, x.shape, &out.shape)?;
-            let (act, rest) = split_clamp(*clamp);
-            kernels::conv2d(&g, act, x.data, &filter.data, &bias.data, &mut out.data);
-            finish(*clamp, rest, &mut out.data);
-        }
-        Op::DepthwiseConv2d {
-            window,
-            depth_multiplier,
-            filter,
-            bias,
-            clamp,
-        } => {
-            let g = geometry(window, x.shape, &out.shape)?;
-            let (act, rest) = split_clamp(*clamp);
-            kernels::depthwise_conv2d(
-                &g,
-                *depth_multiplier,
-                act,
-                x.data,
-                &filter.data,
-                &bias.data,
-                &mut out.data,
-            );
-            finish(*clamp, rest, &mut out.data);
-        }
-        Op::FullyConnected {
-            filter,
-            bias,
-            clamp,
-        } => {
-            let (act, rest) = split_clamp(*clamp);
-            let in_f = filter.shape[1];
-            kernels::fully_connected(in_f, act, x.data, &filter.data, &bias.data, &mut out.data);
-            finish(*clamp, rest, &mut out.data);
-        }
-        Op::Add { clamp } | Op::Mul { clamp } => {
-            let b = inputs[1];
-            let (act, rest) = split_clamp(*clamp);
-            let add = matches!(op, Op::Add { .. });
-            if x.shape == out.shape.as_slice() && b.shape == out.shape.as_slice() {
-                let f = if add {
-                    |x, y| x + y
-                } else {
-                    |x: f32, y: f32| x * y
-                };
-                kernels::binary_same_shape(f, act, x.data, b.data, &mut out.data);
-            } else {
-                let (sa, sb, so) = (nhwc(x.shape)?, nhwc(b.shape)?, nhwc(&out.shape)?);
-                if add {
-                    k::add_f32(act, sa, x.data, sb, b.data, so, &mut out.data);
-                } else {
-                    k::mul_f32(act, sa, x.data, sb, b.data, so, &mut out.data);
-                }
-            }
-            finish(*clamp, rest, &mut out.data);
-        }
-        Op::AveragePool2d { window, clamp } | Op::MaxPool2d { window, clamp } => {
-            let g = geometry(window, x.shape, &out.shape)?;
-            let (act, rest) = split_clamp(*clamp);
-            if matches!(op, Op::MaxPool2d { .. }) {
-                kernels::max_pool2d(&g, act, x.data, &mut out.data);
-            } else {
-                kernels::average_pool2d(&g, act, x.data, &mut out.data);
-            }
-            finish(*clamp, rest, &mut out.data);
-        }
-        Op::Mean { .. } => k::mean_hw_f32(nhwc(x.shape)?, x.data, &mut out.data),
-        Op::Softmax { beta } => {
-            let depth = *x.shape.last().unwrap_or(&1);
-            k::softmax_f32(
-                *beta,
-                x.data.len() / depth.max(1),
-                depth,
-                x.data,
-                &mut out.data,
-            );
-        }
-        Op::Logistic => k::logistic_f32(x.data, &mut out.data),
-        Op::Tanh => k::tanh_f32(x.data, &mut out.data),
-        Op::Relu { clamp } => {
-            let (act, rest) = split_clamp(*clamp);
-            k::relu_f32(act, x.data, &mut out.data);
-            finish(*clamp, rest, &mut out.data);
-        }
-        Op::LeakyRelu { alpha } => k::activation::leaky_relu_f32(*alpha, x.data, &mut out.data),
-        Op::Reshape { .. } | Op::Identity => out.data.copy_from_slice(x.data),
-        Op::Concatenation { axis } => {
-            let outer: usize = out.shape[..*axis].iter().product();
-            let inner: usize = out.shape[axis + 1..].iter().product();
-            let mut at = 0;
-            for o in 0..outer {
-                for v in inputs {
-                    let chunk = v.shape[*axis] * inner;
-                    out.data[at..at + chunk].copy_from_slice(&v.data[o * chunk..(o + 1) * chunk]);
-                    at += chunk;
-                }
-            }
-        }
-        Op::ResizeNearest { .. } => {
-            let (i, o) = (nhwc(x.shape)?, nhwc(&out.shape)?);
-            ferrite_runtime::kernels::resize::resize_nearest(i, o, x.data, &mut out.data);
-        }
-        Op::Pad { before, .. } => {
-            let (i, o) = (nhwc(x.shape)?, nhwc(&out.shape)?);
-            let mut b = [0usize; 4];
-            b[4 - before.len()..].copy_from_slice(before);
-            for n in 0..i.n {
-                for y in 0..i.h {
-                    for xx in 0..i.w {
-                        let src = i.index(n, y, xx, 0);
-                        let dst = o.index(n + b[0], y + b[1], xx + b[2], b[3]);
-                        out.data[dst..dst + i.c].copy_from_slice(&x.data[src..src + i.c]);
-                    }
-                }
-            }
-        }
-        Op::BatchNorm { scale, shift } => {
-            let c = scale.data.len();
-            for (o, xs) in out.data.chunks_mut(c).zip(x.data.chunks(c)) {
-                for j in 0..c {
-                    o[j] = xs[j] * scale.data[j] + shift.data[j];
-                }
-            }
-        }
-    }
+    let mut out = Tensor::zeros(op.output_shape(&shapes)?);
+    op.eval(inputs, &mut out)?;
     Ok(out)
 }
 

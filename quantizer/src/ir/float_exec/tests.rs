@@ -3,6 +3,7 @@
 use super::*;
 use crate::ir::{Clamp, Param};
 use crate::rng::Rng;
+use ferrite_runtime::kernels::float as k;
 use ferrite_runtime::kernels::LeF32;
 
 #[test]
@@ -109,7 +110,7 @@ fn with_clamp(op: &Op, clamp: Clamp) -> Op {
 
 /// `op` on the runtime's scalar f32 kernels (what the executor ran before it had its own kernels).
 fn reference(op: &Op, x: &Tensor) -> Tensor {
-    let out_shape = shape::infer(op, &[&x.shape]).unwrap();
+    let out_shape = op.output_shape(&[&x.shape]).unwrap();
     let mut out = Tensor::zeros(out_shape);
     let (act, rest, clamp) = match op.clone().clamp_mut() {
         Some(c) => {

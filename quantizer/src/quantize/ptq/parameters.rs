@@ -2,34 +2,20 @@
 //! the int8 weights with their per-channel scales.
 
 use crate::ir::{Graph, Op};
+use crate::ops::OutputQuant;
 use crate::quantize::params::{self, QParams};
 
 /// Output quantization fixed by the operator (TFLite's int8 kernels require it), if any.
 pub(crate) fn fixed_output(op: &Op) -> Option<QParams> {
-    match op {
-        Op::Softmax { .. } | Op::Logistic => Some(QParams {
-            scale: 1.0 / 256.0,
-            zero_point: -128,
-        }),
-        Op::Tanh => Some(QParams {
-            scale: 1.0 / 128.0,
-            zero_point: 0,
-        }),
-        _ => None,
+    match op.output_quant() {
+        OutputQuant::Fixed(q) => Some(q),
+        OutputQuant::Calibrated | OutputQuant::Input => None,
     }
 }
 
 /// Operators whose int8 output keeps the input's quantization.
 pub(crate) fn keeps_input_quant(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::MaxPool2d { .. }
-            | Op::AveragePool2d { .. }
-            | Op::Reshape { .. }
-            | Op::ResizeNearest { .. }
-            | Op::Pad { .. }
-            | Op::Relu { .. }
-    )
+    op.output_quant() == OutputQuant::Input
 }
 
 /// The int8 parameters of a calibrated range (`None`: nothing seen). `symmetric`: the performance

@@ -1,0 +1,152 @@
+//! Add: element-wise sum with NumPy broadcasting (operands of equal rank) and a fused clamp; int8
+//! operands are rescaled to a common scale as TFLite does. Mul shares this file's broadcasting code.
+
+use anyhow::Result;
+use ferrite_runtime::kernels::float as k;
+use ferrite_runtime::ops::{AddParams, Binary, Op as RtOp};
+
+use super::OutputQuant;
+use crate::export::{Exporter, Layout};
+use crate::ir::float_exec::{finish, kernels, nhwc, split_clamp, Tensor, View};
+use crate::ir::shape::{arity, broadcast};
+use crate::ir::{Clamp, Node};
+use crate::lower::NodeCx;
+use crate::train::backward::{Grad, OpGrads};
+
+pub(super) const OUTPUT: OutputQuant = OutputQuant::Calibrated;
+
+pub(super) fn shape(inputs: &[&[usize]]) -> Result<Vec<usize>> {
+    arity(inputs, 2)?;
+    broadcast(inputs[0], inputs[1])
+}
+
+pub(super) fn eval(clamp: Clamp, inputs: &[View<'_>], out: &mut Tensor) -> Result<()> {
+    binary_eval(false, clamp, inputs, out)
+}
+
+/// `a + b` (or `a * b` with `mul`) with broadcasting, then the clamp.
+pub(super) fn binary_eval(
+    mul: bool,
+    clamp: Clamp,
+    inputs: &[View<'_>],
+    out: &mut Tensor,
+) -> Result<()> {
+    let (x, b) = (inputs[0], inputs[1]);
+    let (act, rest) = split_clamp(clamp);
+    if x.shape == out.shape.as_slice() && b.shape == out.shape.as_slice() {
+        let f = if mul {
+            |x: f32, y: f32| x * y
+        } else {
+            |x, y| x + y
+        };
+        kernels::binary_same_shape(f, act, x.data, b.data, &mut out.data);
+    } else {
+        let (sa, sb, so) = (nhwc(x.shape)?, nhwc(b.shape)?, nhwc(&out.shape)?);
+        if mul {
+            k::mul_f32(act, sa, x.data, sb, b.data, so, &mut out.data);
+        } else {
+            k::add_f32(act, sa, x.data, sb, b.data, so, &mut out.data);
+        }
+    }
+    finish(clamp, rest, &mut out.data);
+    Ok(())
+}
+
+pub(super) fn backward(g: &Grad<'_>) -> Result<OpGrads> {
+    binary_backward(false, g)
+}
+
+/// Gradients of `a + b` (or `a * b` with `mul`) with broadcasting: each operand's gradient is summed
+/// over the dimensions it was stretched along.
+pub(super) fn binary_backward(mul: bool, g: &Grad<'_>) -> Result<OpGrads> {
+    let (a, b, dy, need) = (g.inputs[0], g.inputs[1], g.dy, g.need);
+    if a.shape == g.out_shape && b.shape == g.out_shape {
+        let grad = |other: &[f32]| -> Vec<f32> {
+            if mul {
+                dy.iter().zip(other).map(|(&d, &o)| d * o).collect()
+            } else {
+                dy.to_vec()
+            }
+        };
+        return Ok(OpGrads::inputs(vec![
+            need[0].then(|| grad(b.data)),
+            need[1].then(|| grad(a.data)),
+        ]));
+    }
+    let (sa, sb, so) = (nhwc(a.shape)?, nhwc(b.shape)?, nhwc(g.out_shape)?);
+    let mut da = need[0].then(|| vec![0.0f32; a.data.len()]);
+    let mut db = need[1].then(|| vec![0.0f32; b.data.len()]);
+    let pick = |size: usize, i: usize| if size == 1 { 0 } else { i };
+    let mut at = 0;
+    for n in 0..so.n {
+        for y in 0..so.h {
+            for x in 0..so.w {
+                for c in 0..so.c {
+                    let ia = sa.index(pick(sa.n, n), pick(sa.h, y), pick(sa.w, x), pick(sa.c, c));
+                    let ib = sb.index(pick(sb.n, n), pick(sb.h, y), pick(sb.w, x), pick(sb.c, c));
+                    let d = dy[at];
+                    at += 1;
+                    if let Some(da) = &mut da {
+                        da[ia] += if mul { d * b.data[ib] } else { d };
+                    }
+                    if let Some(db) = &mut db {
+                        db[ib] += if mul { d * a.data[ia] } else { d };
+                    }
+                }
+            }
+        }
+    }
+    Ok(OpGrads::inputs(vec![da, db]))
+}
+
+pub(super) fn lower<'a>(clamp: Clamp, cx: &NodeCx<'_, 'a>) -> Result<RtOp<'a>> {
+    binary(cx, clamp, AddParams::prepare).map(RtOp::Add)
+}
+
+/// An element-wise binary operator (Add, Mul): its operands, fused activation and, for int8, the
+/// parameters `prepare` computes from both inputs' and the output's quantization and the clamp.
+pub(super) fn binary<P>(
+    cx: &NodeCx<'_, '_>,
+    clamp: Clamp,
+    prepare: fn(f32, i32, f32, i32, f32, i32, i32, i32) -> P,
+) -> Result<Binary<P>> {
+    let (lo, hi) = cx.act_range(clamp);
+    let activation = cx.activation(clamp)?;
+    let (p1, p2, out) = (cx.in_q(0), cx.in_q(1), cx.out_q);
+    let quant = (!cx.float).then(|| {
+        prepare(
+            p1.scale,
+            p1.zero_point,
+            p2.scale,
+            p2.zero_point,
+            out.scale,
+            out.zero_point,
+            lo,
+            hi,
+        )
+    });
+    Ok(Binary {
+        a: cx.input(0),
+        b: cx.input(1),
+        output: cx.output(),
+        activation,
+        quant,
+    })
+}
+
+pub(super) fn export(clamp: Clamp, e: &mut Exporter<'_>, n: &Node) -> Result<(String, Layout)> {
+    binary_export("Add", clamp, e, n)
+}
+
+/// An ONNX `Add` or `Mul` of the node's operands, then the clamp.
+pub(super) fn binary_export(
+    op: &str,
+    clamp: Clamp,
+    e: &mut Exporter<'_>,
+    n: &Node,
+) -> Result<(String, Layout)> {
+    let name = n.name.as_str();
+    let (ins, l) = e.operands(n, true)?;
+    let y = e.op(op, name, ins, vec![]);
+    Ok((e.clamp(y, clamp, name), l))
+}

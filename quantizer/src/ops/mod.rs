@@ -1,0 +1,506 @@
+//! The IR's operators, one file each: an operator's shape rule, float evaluation, gradient, lowering
+//! to the runtime, ONNX export and the properties the passes read live in `ops/<operator>.rs`.
+//!
+//! This file holds the [`Op`] enum and the dispatch from it to those files. Every `match` here is
+//! exhaustive, so a new variant is a compile error at each place it needs code: add the variant, then
+//! follow the errors (shape, eval, backward, lower, export, output quantization, channels, name).
+//! The importers (`crate::import`) map source operators onto these.
+//!
+//! Engines that drive whole graphs stay where they were: the float executor (`ir::float_exec`), the
+//! backward walk (`train`), the lowering (`lower`) and the export (`export`); each calls one function
+//! of the node's operator file through [`Op`].
+
+mod add;
+mod average_pool2d;
+mod batch_norm;
+mod concatenation;
+mod conv2d;
+mod depthwise_conv2d;
+mod fully_connected;
+mod identity;
+mod leaky_relu;
+mod logistic;
+mod max_pool2d;
+mod mean;
+mod mul;
+mod pad;
+mod relu;
+mod reshape;
+mod resize_nearest;
+mod softmax;
+mod tanh;
+
+use anyhow::Result;
+use ferrite_runtime::ops::Op as RtOp;
+
+use crate::export::{Exporter, Layout};
+use crate::ir::float_exec::{Tensor, View};
+use crate::ir::{Clamp, Node, Param, Window2d};
+use crate::lower::{Lowered, NodeCx};
+use crate::quantize::params::QParams;
+use crate::train::backward::{Grad, OpGrads};
+
+pub(crate) use average_pool2d::global_pool;
+
+/// An operator. Each maps to one runtime operator after the passes (see the module docs).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Convolution; `filter` is `[out_c, kh, kw, in_c]`, `bias` `[out_c]`.
+    Conv2d {
+        window: Window2d,
+        filter: Param,
+        bias: Param,
+        clamp: Clamp,
+    },
+    /// Depthwise convolution; `filter` is `[1, kh, kw, out_c]` with `out_c = in_c * depth_multiplier`.
+    DepthwiseConv2d {
+        window: Window2d,
+        depth_multiplier: usize,
+        filter: Param,
+        bias: Param,
+        clamp: Clamp,
+    },
+    /// `out[b, o] = sum_i in[b, i] * filter[o, i] + bias[o]` over the input flattened to
+    /// `[batch * rows, in]` (the last dimension is `in`); `filter` is `[out, in]`.
+    FullyConnected {
+        filter: Param,
+        bias: Param,
+        clamp: Clamp,
+    },
+    /// Element-wise sum with NumPy broadcasting (operands of equal rank, 1 broadcasts).
+    Add {
+        clamp: Clamp,
+    },
+    /// Element-wise product with broadcasting.
+    Mul {
+        clamp: Clamp,
+    },
+    /// Average over each window, padding excluded from the count.
+    AveragePool2d {
+        window: Window2d,
+        clamp: Clamp,
+    },
+    MaxPool2d {
+        window: Window2d,
+        clamp: Clamp,
+    },
+    /// Mean over H and W of an NHWC tensor; output `[n, 1, 1, c]` (`keep_dims`) or `[n, c]`.
+    Mean {
+        keep_dims: bool,
+    },
+    /// Softmax over the last axis.
+    Softmax {
+        beta: f32,
+    },
+    Logistic,
+    Tanh,
+    /// A standalone clamp (ReLU, ReLU6, Clip).
+    Relu {
+        clamp: Clamp,
+    },
+    /// `x` where `x >= 0`, `alpha * x` below (`alpha >= 0`).
+    LeakyRelu {
+        alpha: f32,
+    },
+    /// Nearest-neighbour resize of an NHWC tensor to `size` (height, width): output pixel `(y, x)`
+    /// copies input pixel `(y * in_h / out_h, x * in_w / out_w)` (integer division).
+    ResizeNearest {
+        size: [usize; 2],
+    },
+    /// Same elements, new shape; `shape[0]` is the batch (1), replaced by the input's batch when run.
+    Reshape {
+        shape: Vec<usize>,
+    },
+    /// Concatenation along `axis` (not the batch).
+    Concatenation {
+        axis: usize,
+    },
+    /// Zero padding; `before` and `after` per dimension.
+    Pad {
+        before: Vec<usize>,
+        after: Vec<usize>,
+    },
+    /// Per-channel affine over the last axis, `x * scale[c] + shift[c]` (inference BatchNormalization);
+    /// folded into the preceding Conv/FullyConnected by the passes.
+    BatchNorm {
+        scale: Param,
+        shift: Param,
+    },
+    /// Copies its input (ONNX Identity and inference Dropout); removed by the passes. In a model
+    /// imported with its own quantization (TFLite QUANTIZE and DEQUANTIZE) it converts between
+    /// differently typed or quantized values, and is lowered to the runtime's Quantize or Dequantize.
+    Identity,
+}
+
+impl Op {
+    /// The operator's name, as the runtime (TFLite) spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Conv2d { .. } => "CONV_2D",
+            Op::DepthwiseConv2d { .. } => "DEPTHWISE_CONV_2D",
+            Op::FullyConnected { .. } => "FULLY_CONNECTED",
+            Op::Add { .. } => "ADD",
+            Op::Mul { .. } => "MUL",
+            Op::AveragePool2d { .. } => "AVERAGE_POOL_2D",
+            Op::MaxPool2d { .. } => "MAX_POOL_2D",
+            Op::Mean { .. } => "MEAN",
+            Op::Softmax { .. } => "SOFTMAX",
+            Op::Logistic => "LOGISTIC",
+            Op::Tanh => "TANH",
+            Op::Relu { .. } => "RELU",
+            Op::LeakyRelu { .. } => "LEAKY_RELU",
+            Op::ResizeNearest { .. } => "RESIZE_NEAREST_NEIGHBOR",
+            Op::Reshape { .. } => "RESHAPE",
+            Op::Concatenation { .. } => "CONCATENATION",
+            Op::Pad { .. } => "PAD",
+            Op::BatchNorm { .. } => "BATCH_NORM",
+            Op::Identity => "IDENTITY",
+        }
+    }
+
+    /// The fused output clamp, for operators that have one (the same operators as [`Self::clamp_mut`]).
+    pub fn clamp(&self) -> Option<Clamp> {
+        match self {
+            Op::Conv2d { clamp, .. }
+            | Op::DepthwiseConv2d { clamp, .. }
+            | Op::FullyConnected { clamp, .. }
+            | Op::Add { clamp }
+            | Op::Mul { clamp }
+            | Op::AveragePool2d { clamp, .. }
+            | Op::MaxPool2d { clamp, .. }
+            | Op::Relu { clamp } => Some(*clamp),
+            _ => None,
+        }
+    }
+
+    /// The fused output clamp, for operators that have one.
+    pub fn clamp_mut(&mut self) -> Option<&mut Clamp> {
+        match self {
+            Op::Conv2d { clamp, .. }
+            | Op::DepthwiseConv2d { clamp, .. }
+            | Op::FullyConnected { clamp, .. }
+            | Op::Add { clamp }
+            | Op::Mul { clamp }
+            | Op::AveragePool2d { clamp, .. }
+            | Op::MaxPool2d { clamp, .. }
+            | Op::Relu { clamp } => Some(clamp),
+            _ => None,
+        }
+    }
+
+    /// The weight arrays the operator owns (filter then bias), for training and pruning.
+    pub fn params_mut(&mut self) -> Vec<&mut Param> {
+        match self {
+            Op::Conv2d { filter, bias, .. }
+            | Op::DepthwiseConv2d { filter, bias, .. }
+            | Op::FullyConnected { filter, bias, .. } => vec![filter, bias],
+            Op::BatchNorm { scale, shift } => vec![scale, shift],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Multiply-accumulates per sample for an output of `out` elements (0 for data movement).
+    pub fn macs(&self, out_elements: usize) -> usize {
+        match self {
+            Op::Conv2d { filter, .. } => out_elements * filter.shape[1..].iter().product::<usize>(),
+            Op::DepthwiseConv2d { window, .. } => {
+                out_elements * window.kernel[0] * window.kernel[1]
+            }
+            Op::FullyConnected { filter, .. } => out_elements * filter.shape[1],
+            _ => 0,
+        }
+    }
+}
+
+/// How an operator's int8 output is quantized.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OutputQuant {
+    /// From the output's own calibrated range.
+    Calibrated,
+    /// The input's quantization, unchanged (data movement, max, averages, clamps in the input's
+    /// domain).
+    Input,
+    /// Fixed by the operator (TFLite's int8 kernels require it).
+    Fixed(QParams),
+}
+
+/// What an operator does to the channels (the last axis) of its inputs: how filter pruning follows
+/// channels through a graph, and whether equalization may look through the operator.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Channels<'o> {
+    /// A new set of `count` channels, one per filter row (Conv2d, FullyConnected).
+    New { count: usize },
+    /// Output channel `c * depth_multiplier + m` reads input channel `c` only.
+    Depthwise { depth_multiplier: usize },
+    /// Output channel `c` reads input channel `c` only. `positive_scale`: scaling an input channel
+    /// by `s > 0` scales its output channel by `s`, so equalization may look through the operator.
+    Kept { positive_scale: bool },
+    /// Zero padding; `channels`: the channel axis itself is padded.
+    Padded { channels: bool },
+    /// The elements under a new shape.
+    Reshaped { shape: &'o [usize] },
+    /// Inputs joined element for element (Add, Mul: `axis` none) or concatenated along `axis`.
+    Joined { axis: Option<usize> },
+    /// Every output channel reads every input channel (Softmax).
+    Mixed,
+}
+
+impl Op {
+    /// The output shape of the operator applied to inputs of shapes `inputs` (batch first).
+    pub fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
+        match self {
+            Op::Conv2d {
+                window,
+                filter,
+                bias,
+                ..
+            } => conv2d::shape(window, filter, bias, inputs),
+            Op::DepthwiseConv2d {
+                window,
+                depth_multiplier,
+                filter,
+                bias,
+                ..
+            } => depthwise_conv2d::shape(window, *depth_multiplier, filter, bias, inputs),
+            Op::FullyConnected { filter, bias, .. } => fully_connected::shape(filter, bias, inputs),
+            Op::Add { .. } => add::shape(inputs),
+            Op::Mul { .. } => mul::shape(inputs),
+            Op::AveragePool2d { window, .. } => average_pool2d::shape(window, inputs),
+            Op::MaxPool2d { window, .. } => max_pool2d::shape(window, inputs),
+            Op::Mean { keep_dims } => mean::shape(*keep_dims, inputs),
+            Op::Softmax { .. } => softmax::shape(inputs),
+            Op::Logistic => logistic::shape(inputs),
+            Op::Tanh => tanh::shape(inputs),
+            Op::Relu { .. } => relu::shape(inputs),
+            Op::LeakyRelu { .. } => leaky_relu::shape(inputs),
+            Op::ResizeNearest { size } => resize_nearest::shape(*size, inputs),
+            Op::Reshape { shape } => reshape::shape(shape, inputs),
+            Op::Concatenation { axis } => concatenation::shape(*axis, inputs),
+            Op::Pad { before, after } => pad::shape(before, after, inputs),
+            Op::BatchNorm { scale, shift } => batch_norm::shape(scale, shift, inputs),
+            Op::Identity => identity::shape(inputs),
+        }
+    }
+
+    /// Runs the operator in f32 on `inputs`, writing `out` (already shaped by [`Op::output_shape`]).
+    pub(crate) fn eval(&self, inputs: &[View<'_>], out: &mut Tensor) -> Result<()> {
+        match self {
+            Op::Conv2d {
+                window,
+                filter,
+                bias,
+                clamp,
+            } => conv2d::eval(window, filter, bias, *clamp, inputs, out),
+            Op::DepthwiseConv2d {
+                window,
+                depth_multiplier,
+                filter,
+                bias,
+                clamp,
+            } => {
+                depthwise_conv2d::eval(window, *depth_multiplier, filter, bias, *clamp, inputs, out)
+            }
+            Op::FullyConnected {
+                filter,
+                bias,
+                clamp,
+            } => fully_connected::eval(filter, bias, *clamp, inputs, out),
+            Op::Add { clamp } => add::eval(*clamp, inputs, out),
+            Op::Mul { clamp } => mul::eval(*clamp, inputs, out),
+            Op::AveragePool2d { window, clamp } => {
+                average_pool2d::eval(window, *clamp, inputs, out)
+            }
+            Op::MaxPool2d { window, clamp } => max_pool2d::eval(window, *clamp, inputs, out),
+            Op::Mean { .. } => mean::eval(inputs, out),
+            Op::Softmax { beta } => softmax::eval(*beta, inputs, out),
+            Op::Logistic => logistic::eval(inputs, out),
+            Op::Tanh => tanh::eval(inputs, out),
+            Op::Relu { clamp } => relu::eval(*clamp, inputs, out),
+            Op::LeakyRelu { alpha } => leaky_relu::eval(*alpha, inputs, out),
+            Op::ResizeNearest { .. } => resize_nearest::eval(inputs, out),
+            Op::Reshape { .. } => reshape::eval(inputs, out),
+            Op::Concatenation { axis } => concatenation::eval(*axis, inputs, out),
+            Op::Pad { before, .. } => pad::eval(before, inputs, out),
+            Op::BatchNorm { scale, shift } => batch_norm::eval(scale, shift, inputs, out),
+            Op::Identity => identity::eval(inputs, out),
+        }
+    }
+
+    /// The gradients of the operator's inputs and parameters (see [`Grad`]).
+    pub(crate) fn backward(&self, g: &Grad<'_>) -> Result<OpGrads> {
+        match self {
+            Op::Conv2d { window, filter, .. } => conv2d::backward(window, filter, g),
+            Op::DepthwiseConv2d {
+                window,
+                depth_multiplier,
+                filter,
+                ..
+            } => depthwise_conv2d::backward(window, *depth_multiplier, filter, g),
+            Op::FullyConnected { filter, .. } => fully_connected::backward(filter, g),
+            Op::Add { .. } => add::backward(g),
+            Op::Mul { .. } => mul::backward(g),
+            Op::AveragePool2d { window, .. } => average_pool2d::backward(window, g),
+            Op::MaxPool2d { window, .. } => max_pool2d::backward(window, g),
+            Op::Mean { .. } => mean::backward(g),
+            Op::Softmax { beta } => softmax::backward(*beta, g),
+            Op::Logistic => logistic::backward(g),
+            Op::Tanh => tanh::backward(g),
+            Op::Relu { .. } => relu::backward(g),
+            Op::LeakyRelu { alpha } => leaky_relu::backward(*alpha, g),
+            Op::ResizeNearest { .. } => resize_nearest::backward(g),
+            Op::Reshape { .. } => reshape::backward(g),
+            Op::Concatenation { axis } => concatenation::backward(*axis, g),
+            Op::Pad { before, .. } => pad::backward(before, g),
+            Op::BatchNorm { scale, .. } => batch_norm::backward(scale, g),
+            Op::Identity => identity::backward(g),
+        }
+    }
+
+    /// The runtime operator of the node `cx` lowers (its tensors placed and quantized).
+    pub(crate) fn lower<'a>(&self, cx: &NodeCx<'_, 'a>) -> Result<Lowered<'a>> {
+        let op: RtOp<'a> = match self {
+            Op::Conv2d {
+                window,
+                filter,
+                clamp,
+                ..
+            } => conv2d::lower(window, filter, *clamp, cx)?,
+            Op::DepthwiseConv2d {
+                window,
+                depth_multiplier,
+                filter,
+                clamp,
+                ..
+            } => depthwise_conv2d::lower(window, *depth_multiplier, filter, *clamp, cx)?,
+            Op::FullyConnected { clamp, .. } => fully_connected::lower(*clamp, cx)?,
+            Op::Add { clamp } => add::lower(*clamp, cx)?,
+            Op::Mul { clamp } => mul::lower(*clamp, cx)?,
+            Op::AveragePool2d { window, clamp } => average_pool2d::lower(window, *clamp, cx)?,
+            Op::MaxPool2d { window, clamp } => max_pool2d::lower(window, *clamp, cx)?,
+            Op::Mean { .. } => mean::lower(cx)?,
+            Op::Softmax { beta } => softmax::lower(*beta, cx),
+            Op::Logistic => logistic::lower(cx),
+            Op::Tanh => tanh::lower(cx),
+            Op::Relu { clamp } => relu::lower(*clamp, cx)?,
+            Op::LeakyRelu { alpha } => leaky_relu::lower(*alpha, cx),
+            Op::ResizeNearest { .. } => resize_nearest::lower(cx),
+            Op::Reshape { .. } => reshape::lower(cx),
+            Op::Concatenation { axis } => return Ok(concatenation::lower(*axis, cx)),
+            Op::Pad { before, .. } => pad::lower(before, cx)?,
+            Op::BatchNorm { .. } => batch_norm::lower(cx)?,
+            Op::Identity => identity::lower(cx)?,
+        };
+        Ok(Lowered::Op(op))
+    }
+
+    /// Writes node `n` (the graph's node `i`) into the ONNX file `e` builds: the name of its output
+    /// tensor and that tensor's layout.
+    pub(crate) fn export(
+        &self,
+        e: &mut Exporter<'_>,
+        i: usize,
+        n: &Node,
+    ) -> Result<(String, Layout)> {
+        match self {
+            Op::Conv2d {
+                window,
+                filter,
+                bias,
+                clamp,
+            } => conv2d::export(window, filter, bias, *clamp, e, i, n),
+            Op::DepthwiseConv2d {
+                window,
+                filter,
+                bias,
+                clamp,
+                ..
+            } => depthwise_conv2d::export(window, filter, bias, *clamp, e, i, n),
+            Op::FullyConnected {
+                filter,
+                bias,
+                clamp,
+            } => fully_connected::export(filter, bias, *clamp, e, i, n),
+            Op::Add { clamp } => add::export(*clamp, e, n),
+            Op::Mul { clamp } => mul::export(*clamp, e, n),
+            Op::AveragePool2d { window, clamp } => average_pool2d::export(window, *clamp, e, n),
+            Op::MaxPool2d { window, clamp } => max_pool2d::export(window, *clamp, e, n),
+            Op::Mean { keep_dims } => mean::export(*keep_dims, e, n),
+            Op::Softmax { beta } => softmax::export(*beta, e, n),
+            Op::Logistic => logistic::export(e, n),
+            Op::Tanh => tanh::export(e, n),
+            Op::Relu { clamp } => relu::export(*clamp, e, n),
+            Op::LeakyRelu { alpha } => leaky_relu::export(*alpha, e, n),
+            Op::ResizeNearest { size } => resize_nearest::export(*size, e, n),
+            Op::Reshape { shape } => reshape::export(shape, e, n),
+            Op::Concatenation { axis } => concatenation::export(*axis, e, n),
+            Op::Pad { before, after } => pad::export(before, after, e, n),
+            Op::BatchNorm { .. } => batch_norm::export(n),
+            Op::Identity => identity::export(n),
+        }
+    }
+
+    /// How the operator's int8 output is quantized.
+    pub fn output_quant(&self) -> OutputQuant {
+        match self {
+            Op::Conv2d { .. } => conv2d::OUTPUT,
+            Op::DepthwiseConv2d { .. } => depthwise_conv2d::OUTPUT,
+            Op::FullyConnected { .. } => fully_connected::OUTPUT,
+            Op::Add { .. } => add::OUTPUT,
+            Op::Mul { .. } => mul::OUTPUT,
+            Op::AveragePool2d { .. } => average_pool2d::OUTPUT,
+            Op::MaxPool2d { .. } => max_pool2d::OUTPUT,
+            Op::Mean { .. } => mean::OUTPUT,
+            Op::Softmax { .. } => softmax::OUTPUT,
+            Op::Logistic => logistic::OUTPUT,
+            Op::Tanh => tanh::OUTPUT,
+            Op::Relu { .. } => relu::OUTPUT,
+            Op::LeakyRelu { .. } => leaky_relu::OUTPUT,
+            Op::ResizeNearest { .. } => resize_nearest::OUTPUT,
+            Op::Reshape { .. } => reshape::OUTPUT,
+            Op::Concatenation { .. } => concatenation::OUTPUT,
+            Op::Pad { .. } => pad::OUTPUT,
+            Op::BatchNorm { .. } => batch_norm::OUTPUT,
+            Op::Identity => identity::OUTPUT,
+        }
+    }
+
+    /// What the operator does to the channels of its inputs.
+    pub fn channels(&self) -> Channels<'_> {
+        match self {
+            Op::Conv2d { filter, .. } | Op::FullyConnected { filter, .. } => Channels::New {
+                count: filter.shape[0],
+            },
+            Op::DepthwiseConv2d {
+                depth_multiplier, ..
+            } => Channels::Depthwise {
+                depth_multiplier: *depth_multiplier,
+            },
+            Op::Add { .. } | Op::Mul { .. } => Channels::Joined { axis: None },
+            Op::AveragePool2d { clamp, .. } => average_pool2d::channels(*clamp),
+            Op::MaxPool2d { clamp, .. } => max_pool2d::channels(*clamp),
+            Op::Mean { .. } => mean::CHANNELS,
+            Op::Softmax { .. } => softmax::CHANNELS,
+            Op::Logistic => logistic::CHANNELS,
+            Op::Tanh => tanh::CHANNELS,
+            Op::Relu { clamp } => relu::channels(*clamp),
+            Op::LeakyRelu { .. } => leaky_relu::CHANNELS,
+            Op::ResizeNearest { .. } => resize_nearest::CHANNELS,
+            Op::Reshape { shape } => Channels::Reshaped { shape },
+            Op::Concatenation { axis } => Channels::Joined { axis: Some(*axis) },
+            Op::Pad { before, after } => pad::channels(before, after),
+            Op::BatchNorm { .. } => batch_norm::CHANNELS,
+            Op::Identity => identity::CHANNELS,
+        }
+    }
+}
+
+/// Whether a clamp commutes with a positive scale: no lower bound or zero, no upper bound.
+fn clamp_keeps_scale(clamp: Clamp) -> bool {
+    (clamp.min == f32::NEG_INFINITY || clamp.min == 0.0) && clamp.max == f32::INFINITY
+}
+
+/// The shape of a unary operator that keeps its input's shape.
+fn same_shape(inputs: &[&[usize]]) -> Result<Vec<usize>> {
+    crate::ir::shape::arity(inputs, 1)?;
+    Ok(inputs[0].to_vec())
+}

@@ -1,0 +1,35 @@
+//! Mul: element-wise product with broadcasting and a fused clamp; int8 products are requantized to
+//! the output's scale. The broadcasting code is Add's (`add.rs`).
+
+use anyhow::Result;
+use ferrite_runtime::ops::{MulParams, Op as RtOp};
+
+use super::add::{binary, binary_backward, binary_eval, binary_export};
+use super::OutputQuant;
+use crate::export::{Exporter, Layout};
+use crate::ir::float_exec::{Tensor, View};
+use crate::ir::{Clamp, Node};
+use crate::lower::NodeCx;
+use crate::train::backward::{Grad, OpGrads};
+
+pub(super) const OUTPUT: OutputQuant = OutputQuant::Calibrated;
+
+pub(super) fn shape(inputs: &[&[usize]]) -> Result<Vec<usize>> {
+    super::add::shape(inputs)
+}
+
+pub(super) fn eval(clamp: Clamp, inputs: &[View<'_>], out: &mut Tensor) -> Result<()> {
+    binary_eval(true, clamp, inputs, out)
+}
+
+pub(super) fn backward(g: &Grad<'_>) -> Result<OpGrads> {
+    binary_backward(true, g)
+}
+
+pub(super) fn lower<'a>(clamp: Clamp, cx: &NodeCx<'_, 'a>) -> Result<RtOp<'a>> {
+    binary(cx, clamp, MulParams::prepare).map(RtOp::Mul)
+}
+
+pub(super) fn export(clamp: Clamp, e: &mut Exporter<'_>, n: &Node) -> Result<(String, Layout)> {
+    binary_export("Mul", clamp, e, n)
+}
