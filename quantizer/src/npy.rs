@@ -149,8 +149,16 @@ impl Array {
     pub fn parse(bytes: &[u8]) -> Result<Array> {
         let mut at = std::io::Cursor::new(bytes);
         let h = Header::read(&mut at)?;
-        h.check_data_len(bytes.len() as u64 - at.position())?;
-        h.decode(bytes)
+        let data = &bytes[at.position() as usize..];
+        h.check_data_len(data.len() as u64)?;
+        if !h.plain {
+            return h.decode(bytes);
+        }
+        Ok(Array {
+            shape: h.shape,
+            dtype: h.dtype,
+            data: data.to_vec(),
+        })
     }
 
     /// Reads a `.npy` file, or an array of a `.npz` archive (`FILE.npz`, `FILE.npz:NAME`).
@@ -195,7 +203,7 @@ struct Header {
     dtype: Dtype,
     /// `bool` elements (read as 0 and 1 into `U8`).
     boolean: bool,
-    /// The data is the array's bytes in C order, little-endian: rows can be read as they are.
+    /// The data is the array's bytes in C order, little-endian: it is taken as it is.
     plain: bool,
     /// Bytes of data the shape and type need (checked: no overflow).
     data_len: usize,
