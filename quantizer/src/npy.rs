@@ -1,10 +1,25 @@
-//! `.npy` files (NumPy format 1.0-3.0): read and write dense little-endian arrays, C order.
+//! NumPy arrays: `.npy` files and the arrays of `.npz` archives, parsed and written by the
+//! `ndarray-npy` crate (format 1.0-3.0, either byte order, C or Fortran order) and the `zip` crate,
+//! held here as dense little-endian bytes in C order.
+//!
+//! Wherever a `.npy` file is read, `FILE.npz` (an archive of one array) or `FILE.npz:NAME` (its array
+//! `NAME`) may stand instead.
 
-use std::path::Path;
+use std::io::{Read, Seek};
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
+use ndarray::ArrayD;
+use ndarray_npy::npy::header::{Header as NpyHeader, Layout, ParseHeaderError, ReadHeaderError};
+use ndarray_npy::{ReadNpyExt, ReadableElement};
+use py_literal::Value as PyValue;
 
-/// Element type of an array.
+/// What `--help` says of array arguments.
+pub const ARRAY_FILES_HELP: &str = "Arrays are read from .npy files (C or Fortran order; float32, \
+float64, int8, uint8, int16, int32, int64 or bool) or from .npz archives: FILE.npz when it holds a \
+single array, FILE.npz:NAME for its array NAME.";
+
+/// Element type of an array (`bool` arrays are read as `U8`, 0 or 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dtype {
     I8,
@@ -17,6 +32,7 @@ pub enum Dtype {
 }
 
 impl Dtype {
+    /// The type descriptor written for this type.
     fn descr(self) -> &'static str {
         match self {
             Dtype::I8 => "|i1",
@@ -27,19 +43,6 @@ impl Dtype {
             Dtype::F32 => "<f4",
             Dtype::F64 => "<f8",
         }
-    }
-
-    fn from_descr(d: &str) -> Option<Dtype> {
-        Some(match d {
-            "|i1" | "<i1" | "i1" => Dtype::I8,
-            "|u1" | "<u1" | "u1" | "|b1" => Dtype::U8,
-            "<i2" => Dtype::I16,
-            "<i4" => Dtype::I32,
-            "<i8" => Dtype::I64,
-            "<f4" => Dtype::F32,
-            "<f8" => Dtype::F64,
-            _ => return None,
-        })
     }
 
     /// Bytes per element.
@@ -144,9 +147,13 @@ impl Array {
 
     /// Parses `.npy` bytes.
     pub fn parse(bytes: &[u8]) -> Result<Array> {
-        let h = Header::parse(bytes)?;
-        let data = bytes.get(h.data_offset..).unwrap_or_default();
+        let mut at = std::io::Cursor::new(bytes);
+        let h = Header::read(&mut at)?;
+        let data = &bytes[at.position() as usize..];
         h.check_data_len(data.len() as u64)?;
+        if !h.plain {
+            return h.decode(bytes);
+        }
         Ok(Array {
             shape: h.shape,
             dtype: h.dtype,
@@ -154,136 +161,103 @@ impl Array {
         })
     }
 
+    /// Reads a `.npy` file, or an array of a `.npz` archive (`FILE.npz`, `FILE.npz:NAME`).
     pub fn read(path: &Path) -> Result<Array> {
+        if let Some((archive, name)) = npz_path(path) {
+            return read_npz(&archive, name.as_deref());
+        }
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         Array::parse(&bytes).with_context(|| format!("{}", path.display()))
     }
 
-    /// Encodes as `.npy` version 1.0.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = header_bytes(&self.shape, self.dtype);
+    /// Encodes as `.npy` (version 1.0, or 2.0 for a header too long for 1.0).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut out = header_bytes(&self.shape, self.dtype)?;
         out.extend_from_slice(&self.data);
-        out
+        Ok(out)
     }
 
     /// Writes the file as [`crate::output::write`] does: no half-written file is left.
     pub fn write(&self, path: &Path) -> Result<()> {
-        crate::output::write(path, &self.to_bytes())
+        crate::output::write(path, &self.to_bytes()?)
     }
 }
 
-/// The `.npy` version 1.0 header of an array of `shape` and `dtype`: the file up to its data.
-pub fn header_bytes(shape: &[usize], dtype: Dtype) -> Vec<u8> {
-    let shape = match shape.len() {
-        1 => format!("({},)", shape[0]),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+/// The `.npy` header of a C-order array of `shape` and `dtype`: the file up to its data, padded so
+/// that the data starts on a 64-byte boundary.
+pub fn header_bytes(shape: &[usize], dtype: Dtype) -> Result<Vec<u8>> {
+    let header = NpyHeader {
+        type_descriptor: PyValue::String(dtype.descr().into()),
+        layout: Layout::Standard,
+        shape: shape.to_vec(),
     };
-    let mut header = format!(
-        "{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}",
-        dtype.descr(),
-        shape
-    );
-    // Version 1.0 has a 16-bit header length; a longer header (a shape of thousands of dimensions)
-    // needs version 2.0 and its 32-bit length.
-    let v1 = 10 + header.len() + 1 + 63 <= usize::from(u16::MAX);
-    let prefix = if v1 { 10 } else { 12 };
-    // Pad so that the data starts on a 64-byte boundary; the header ends with a newline.
-    let unpadded = prefix + header.len() + 1;
-    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
-    header.push('\n');
-    let mut out = Vec::with_capacity(prefix + header.len());
-    if v1 {
-        out.extend_from_slice(b"\x93NUMPY\x01\x00");
-        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    } else {
-        out.extend_from_slice(b"\x93NUMPY\x02\x00");
-        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    }
-    out.extend_from_slice(header.as_bytes());
-    out
+    header
+        .to_bytes()
+        .with_context(|| format!("a .npy header for shape {shape:?}"))
 }
 
-/// A `.npy` header: what the array is and where its data starts.
+/// A `.npy` header as read: what the array is and how its data is laid out.
 #[derive(Clone, Debug)]
 struct Header {
     shape: Vec<usize>,
     dtype: Dtype,
-    /// Offset of the data in the file.
-    data_offset: usize,
+    /// `bool` elements (read as 0 and 1 into `U8`).
+    boolean: bool,
+    /// The data is the array's bytes in C order, little-endian: it is taken as it is.
+    plain: bool,
     /// Bytes of data the shape and type need (checked: no overflow).
     data_len: usize,
 }
 
 impl Header {
-    /// Bytes that say how long the header is (magic, version, length).
-    const PREFIX: usize = 12;
-
-    /// Where the header text starts and ends, from the first bytes of the file (at least
-    /// [`Self::PREFIX`] of them when the file is that long).
-    fn extent(bytes: &[u8]) -> Result<(usize, usize)> {
-        ensure!(
-            bytes.len() >= 10 && &bytes[..6] == b"\x93NUMPY",
-            "not a .npy file (bad magic)"
-        );
-        let (header_len, start): (usize, usize) = match bytes[6] {
-            1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-            2 | 3 => {
-                ensure!(bytes.len() >= 12, "truncated .npy header");
-                (
-                    u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-                    12,
-                )
+    /// Reads the header from the start of `r`, leaving `r` at the data.
+    fn read(r: &mut impl Read) -> Result<Header> {
+        let h = NpyHeader::from_reader(r).map_err(|e| match e {
+            ReadHeaderError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                anyhow::anyhow!("truncated .npy header (or not a .npy file: bad magic)")
             }
-            v => bail!("unsupported .npy version {v}"),
+            ReadHeaderError::Parse(ParseHeaderError::MagicString) => {
+                anyhow::anyhow!("not a .npy file (bad magic)")
+            }
+            e => anyhow::anyhow!("bad .npy header: {e}"),
+        })?;
+        let PyValue::String(descr) = &h.type_descriptor else {
+            bail!(
+                "unsupported .npy dtype {} (structured arrays are not supported)",
+                h.type_descriptor
+            );
         };
-        let end = start
-            .checked_add(header_len)
-            .context("truncated .npy header")?;
-        Ok((start, end))
-    }
-
-    /// Parses the header at the start of `bytes` (the data may follow or not).
-    fn parse(bytes: &[u8]) -> Result<Header> {
-        let (start, end) = Self::extent(bytes)?;
-        let header = bytes.get(start..end).context("truncated .npy header")?;
-        let header = std::str::from_utf8(header).context(".npy header is not text")?;
-        let descr = dict_value(header, "descr").context(".npy header has no 'descr'")?;
-        let descr = descr.trim_matches(|c| c == '\'' || c == '"');
-        let dtype =
-            Dtype::from_descr(descr).with_context(|| format!("unsupported .npy dtype {descr}"))?;
-        let fortran =
-            dict_value(header, "fortran_order").context(".npy header has no 'fortran_order'")?;
-        ensure!(
-            fortran.trim() == "False",
-            "Fortran-ordered .npy arrays are not supported"
-        );
-        let shape_text = dict_value(header, "shape").context(".npy header has no 'shape'")?;
-        let shape: Vec<usize> = shape_text
-            .trim_matches(|c| c == '(' || c == ')')
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<usize>()
-                    .with_context(|| format!("bad .npy shape entry {s:?}"))
-            })
-            .collect::<Result<_>>()?;
+        let (dtype, boolean) = match descr.trim_start_matches(['<', '>', '|', '=']) {
+            "i1" | "b" => (Dtype::I8, false),
+            "u1" | "B" => (Dtype::U8, false),
+            "b1" | "?" => (Dtype::U8, true),
+            "i2" => (Dtype::I16, false),
+            "i4" => (Dtype::I32, false),
+            "i8" => (Dtype::I64, false),
+            "f4" => (Dtype::F32, false),
+            "f8" => (Dtype::F64, false),
+            _ => bail!(
+                "unsupported .npy dtype {descr} (supported: float32, float64, int8, uint8, int16, \
+                 int32, int64, bool)"
+            ),
+        };
+        let big_endian = descr.starts_with('>') && dtype.size() > 1;
         // Checked: a header may claim any shape, and a wrapped product would pass the size check.
-        let data_len = shape
+        let data_len = h
+            .shape
             .iter()
             .try_fold(dtype.size(), |n, &d| n.checked_mul(d))
-            .with_context(|| format!(".npy shape {shape:?} of {descr} is too large to address"))?;
+            .with_context(|| {
+                format!(
+                    ".npy shape {:?} of {descr} is too large to address",
+                    h.shape
+                )
+            })?;
         Ok(Header {
-            shape,
+            plain: !h.layout.is_fortran() && !big_endian && !boolean,
+            shape: h.shape,
             dtype,
-            data_offset: end,
+            boolean,
             data_len,
         })
     }
@@ -295,27 +269,139 @@ impl Header {
             ".npy data holds {} bytes, shape {:?} of {} needs {}",
             len,
             self.shape,
-            self.dtype.descr(),
+            self.dtype,
             self.data_len
         );
         Ok(())
     }
+
+    /// The array of the whole `.npy` file `r` (header included) whose header this is.
+    fn decode(&self, r: impl Read) -> Result<Array> {
+        fn values<T: ReadableElement + Copy, const N: usize>(
+            r: impl Read,
+            le: fn(T) -> [u8; N],
+        ) -> Result<Vec<u8>> {
+            let a = ArrayD::<T>::read_npy(r).map_err(|e| anyhow::anyhow!("bad .npy file: {e}"))?;
+            // Logical (C) order, whatever the file's order.
+            Ok(a.iter().flat_map(|&v| le(v)).collect())
+        }
+        let data = match self.dtype {
+            Dtype::U8 if self.boolean => values(r, |v: bool| [u8::from(v)])?,
+            Dtype::I8 => values(r, i8::to_le_bytes)?,
+            Dtype::U8 => values(r, u8::to_le_bytes)?,
+            Dtype::I16 => values(r, i16::to_le_bytes)?,
+            Dtype::I32 => values(r, i32::to_le_bytes)?,
+            Dtype::I64 => values(r, i64::to_le_bytes)?,
+            Dtype::F32 => values(r, f32::to_le_bytes)?,
+            Dtype::F64 => values(r, f64::to_le_bytes)?,
+        };
+        Ok(Array {
+            shape: self.shape.clone(),
+            dtype: self.dtype,
+            data,
+        })
+    }
+}
+
+/// The archive and array name of a `.npz` path: `FILE.npz` (no name) or `FILE.npz:NAME`.
+fn npz_path(path: &Path) -> Option<(PathBuf, Option<String>)> {
+    if path.extension().is_some_and(|e| e == "npz") {
+        return Some((path.to_path_buf(), None));
+    }
+    let text = path.to_str()?;
+    let at = text.rfind(".npz:")?;
+    Some((
+        PathBuf::from(&text[..at + 4]),
+        Some(text[at + 5..].to_string()),
+    ))
+}
+
+/// Array `name` of the `.npz` archive at `path`, or its only array.
+fn read_npz(path: &Path, name: Option<&str>) -> Result<Array> {
+    let at = || match name {
+        Some(n) => format!("{}:{n}", path.display()),
+        None => path.display().to_string(),
+    };
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .with_context(|| format!("{}: not a .npz archive", path.display()))?;
+    let arrays: Vec<String> = zip
+        .file_names()
+        .filter_map(|n| n.strip_suffix(".npy"))
+        .map(str::to_string)
+        .collect();
+    let name = match name {
+        Some(n) => {
+            ensure!(
+                arrays.iter().any(|a| a == n),
+                "{}: no array {n:?} in the archive (it holds {})",
+                path.display(),
+                list(&arrays)
+            );
+            n.to_string()
+        }
+        None => match arrays.as_slice() {
+            [only] => only.clone(),
+            _ => bail!(
+                "{}: the archive holds {}; name the array as {}:NAME",
+                path.display(),
+                list(&arrays),
+                path.display()
+            ),
+        },
+    };
+    let mut bytes = Vec::new();
+    zip.by_name(&format!("{name}.npy"))
+        .and_then(|mut f| Ok(f.read_to_end(&mut bytes)?))
+        .with_context(|| format!("reading {}", at()))?;
+    Array::parse(&bytes).with_context(at)
+}
+
+/// `a, b, c` or `no arrays`, for messages.
+fn list(arrays: &[String]) -> String {
+    if arrays.is_empty() {
+        "no arrays".into()
+    } else {
+        format!("arrays {}", arrays.join(", "))
+    }
+}
+
+/// Where the rows of a [`Reader`] come from.
+enum Rows {
+    /// The file itself, positioned at the next row (C order, little-endian).
+    File(std::io::BufReader<std::fs::File>),
+    /// The whole array, decoded (Fortran order, big-endian, `bool`, `.npz`).
+    Memory(Vec<u8>),
 }
 
 /// A `.npy` file read a batch of rows (entries of the first dimension) at a time: memory bounded by
-/// the batch, whatever the file's size. The header and the file's size are checked when it is opened.
+/// the batch, whatever the file's size, when the file is in C order and little-endian; other files
+/// and `.npz` arrays are read whole. The header and the file's size are checked when it is opened.
 pub struct Reader {
-    path: std::path::PathBuf,
-    file: std::io::BufReader<std::fs::File>,
-    header: Header,
+    path: PathBuf,
+    rows: Rows,
+    shape: Vec<usize>,
+    dtype: Dtype,
+    data_len: usize,
     /// Rows already read.
     done: usize,
 }
 
 impl Reader {
-    /// Opens `path` and checks its header against its size; errors name the file.
+    /// Opens `path` (see [`Array::read`]) and checks its header against its size; errors name the
+    /// file.
     pub fn open(path: &Path) -> Result<Reader> {
-        use std::io::Read;
+        let whole = |a: Array| Reader {
+            path: path.to_path_buf(),
+            data_len: a.data.len(),
+            shape: a.shape,
+            dtype: a.dtype,
+            rows: Rows::Memory(a.data),
+            done: 0,
+        };
+        if npz_path(path).is_some() {
+            return Ok(whole(Array::read(path)?));
+        }
         let at = || path.display().to_string();
         let file = std::fs::File::open(path).with_context(|| format!("reading {}", at()))?;
         let size = file
@@ -323,98 +409,74 @@ impl Reader {
             .with_context(|| format!("reading {}", at()))?
             .len();
         let mut file = std::io::BufReader::new(file);
-        // The prefix says how long the header is; then the whole header.
-        let mut bytes = Vec::new();
-        let mut read = |bytes: &mut Vec<u8>, upto: usize| {
-            (&mut file)
-                .take(upto.saturating_sub(bytes.len()) as u64)
-                .read_to_end(bytes)
-                .with_context(|| format!("reading {}", at()))
-        };
-        read(&mut bytes, Header::PREFIX)?;
-        let (_, end) = Header::extent(&bytes).with_context(at)?;
-        read(&mut bytes, end)?;
-        let header = Header::parse(&bytes).with_context(at)?;
+        let header = Header::read(&mut file).with_context(at)?;
+        let offset = file
+            .stream_position()
+            .with_context(|| format!("reading {}", at()))?;
         header
-            .check_data_len(size.saturating_sub(header.data_offset as u64))
+            .check_data_len(size.saturating_sub(offset))
             .with_context(at)?;
-        // A version 1.0 header shorter than the prefix (never written by NumPy, which pads to 64
-        // bytes) would have its first data bytes read with it.
-        ensure!(
-            bytes.len() == header.data_offset,
-            "{}: .npy header shorter than {} bytes",
-            at(),
-            Header::PREFIX
-        );
+        if !header.plain {
+            file.rewind().with_context(|| format!("reading {}", at()))?;
+            return Ok(whole(header.decode(file).with_context(at)?));
+        }
         Ok(Reader {
             path: path.to_path_buf(),
-            file,
-            header,
+            rows: Rows::File(file),
+            shape: header.shape,
+            dtype: header.dtype,
+            data_len: header.data_len,
             done: 0,
         })
     }
 
     /// The array's shape.
     pub fn shape(&self) -> &[usize] {
-        &self.header.shape
+        &self.shape
     }
 
     pub fn dtype(&self) -> Dtype {
-        self.header.dtype
+        self.dtype
     }
 
     /// Rows of the array (its first dimension; 1 for a scalar, read whole).
     pub fn rows(&self) -> usize {
-        self.header.shape.first().copied().unwrap_or(1)
+        self.shape.first().copied().unwrap_or(1)
     }
 
     /// Bytes per row.
     pub fn row_bytes(&self) -> usize {
-        self.header.data_len / self.rows().max(1)
+        self.data_len / self.rows().max(1)
     }
 
     /// The next `n` rows (fewer at the end) as an array of shape `[k, shape[1..]...]`; `None` once
     /// every row was read. A scalar array comes whole, with its own shape.
     pub fn next_rows(&mut self, n: usize) -> Result<Option<Array>> {
-        use std::io::Read;
         let k = n.min(self.rows() - self.done);
         if k == 0 {
             return Ok(None);
         }
-        let mut data = vec![0; k * self.row_bytes()];
-        self.file
-            .read_exact(&mut data)
-            .with_context(|| format!("reading {}", self.path.display()))?;
+        let (from, len) = (self.done * self.row_bytes(), k * self.row_bytes());
+        let data = match &mut self.rows {
+            Rows::File(file) => {
+                let mut data = vec![0; len];
+                file.read_exact(&mut data)
+                    .with_context(|| format!("reading {}", self.path.display()))?;
+                data
+            }
+            Rows::Memory(all) => all[from..from + len].to_vec(),
+        };
         self.done += k;
-        let shape = match self.header.shape.split_first() {
+        let shape = match self.shape.split_first() {
             Some((_, rest)) => [&[k][..], rest].concat(),
             None => Vec::new(),
         };
         Ok(Some(Array {
             shape,
-            dtype: self.header.dtype,
+            dtype: self.dtype,
             data,
         }))
     }
-}
-
-/// The text of `key`'s value in a Python dict literal (up to the next top-level comma).
-fn dict_value<'h>(header: &'h str, key: &str) -> Option<&'h str> {
-    let at = header
-        .find(&format!("'{key}'"))
-        .or_else(|| header.find(&format!("\"{key}\"")))?;
-    let rest = &header[at + key.len() + 2..];
-    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
-    let mut depth = 0;
-    for (i, c) in rest.char_indices() {
-        match c {
-            '(' | '[' => depth += 1,
-            ')' | ']' => depth -= 1,
-            ',' | '}' if depth == 0 => return Some(&rest[..i]),
-            _ => {}
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -429,12 +491,12 @@ mod tests {
                 shape.clone(),
                 &(0..n).map(|i| i as f32 * 0.5).collect::<Vec<_>>(),
             );
-            let b = Array::parse(&a.to_bytes()).unwrap();
+            let b = Array::parse(&a.to_bytes().unwrap()).unwrap();
             assert_eq!(a, b);
-            assert_eq!(a.to_bytes().len() % 64, (n * 4) % 64);
+            assert_eq!(a.to_bytes().unwrap().len() % 64, (n * 4) % 64);
         }
         let a = Array::from_i8(vec![2, 2], &[-1, 2, -128, 127]);
-        assert_eq!(Array::parse(&a.to_bytes()).unwrap(), a);
+        assert_eq!(Array::parse(&a.to_bytes().unwrap()).unwrap(), a);
     }
 
     /// A header longer than version 1.0's 16-bit length (a shape of 30,000 dimensions) is written as
@@ -442,7 +504,7 @@ mod tests {
     #[test]
     fn long_header_is_written_as_version_2() {
         let a = Array::from_i8(vec![1; 30_000], &[7]);
-        let bytes = a.to_bytes();
+        let bytes = a.to_bytes().unwrap();
         assert_eq!(bytes[6], 2);
         assert_eq!(bytes.len() % 64, 1);
         assert_eq!(Array::parse(&bytes).unwrap(), a);
@@ -474,7 +536,7 @@ mod tests {
             .to_string()
             .contains("magic"));
         let a = Array::from_f32(vec![4], &[1.0; 4]);
-        let mut b = a.to_bytes();
+        let mut b = a.to_bytes().unwrap();
         b.truncate(b.len() - 1);
         assert!(Array::parse(&b)
             .unwrap_err()
@@ -523,7 +585,7 @@ mod tests {
             }
             assert_eq!(data, a.data);
         }
-        let mut bytes = a.to_bytes();
+        let mut bytes = a.to_bytes().unwrap();
         bytes.truncate(bytes.len() - 1);
         std::fs::write(&path, &bytes).unwrap();
         let e = format!("{:#}", Reader::open(&path).err().unwrap());
@@ -531,5 +593,131 @@ mod tests {
         std::fs::write(&path, b"\x93NUMPY").unwrap();
         let e = format!("{:#}", Reader::open(&path).err().unwrap());
         assert!(e.contains("bad magic"), "{e}");
+    }
+
+    /// A `.npy` file with header dict `dict` (padded as NumPy pads) and `data`.
+    fn npy(dict: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = dict.to_string();
+        h.push_str(&" ".repeat(63 - (10 + h.len()) % 64));
+        h.push('\n');
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        b.extend_from_slice(h.as_bytes());
+        b.extend_from_slice(data);
+        b
+    }
+
+    /// A Fortran-ordered array (`np.asfortranarray(np.arange(6).reshape(2, 3))`: the data runs down
+    /// the columns) comes back in C order; so does a big-endian one, and `bool` becomes 0 and 1.
+    #[test]
+    fn fortran_order_big_endian_and_bool_are_read_in_c_order() {
+        let column_major: Vec<u8> = [0f32, 3.0, 1.0, 4.0, 2.0, 5.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let f = npy(
+            "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }",
+            &column_major,
+        );
+        let a = Array::parse(&f).unwrap();
+        assert_eq!(a.shape, [2, 3]);
+        assert_eq!(a.to_f32(), [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+
+        let big: Vec<u8> = [1i16, -2, 300]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
+        let b = npy(
+            "{'descr': '>i2', 'fortran_order': False, 'shape': (3,), }",
+            &big,
+        );
+        let b = Array::parse(&b).unwrap();
+        assert_eq!((b.dtype, b.to_f32()), (Dtype::I16, vec![1.0, -2.0, 300.0]));
+
+        let t = npy(
+            "{'descr': '|b1', 'fortran_order': False, 'shape': (3,), }",
+            &[1, 0, 1],
+        );
+        assert_eq!(Array::parse(&t).unwrap().data, [1, 0, 1]);
+
+        // The reader gives a Fortran-ordered file's rows in C order too.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.npy");
+        std::fs::write(&path, &f).unwrap();
+        let mut r = Reader::open(&path).unwrap();
+        assert_eq!(r.next_rows(1).unwrap().unwrap().to_f32(), [0.0, 1.0, 2.0]);
+        assert_eq!(r.next_rows(5).unwrap().unwrap().to_f32(), [3.0, 4.0, 5.0]);
+        assert!(r.next_rows(1).unwrap().is_none());
+    }
+
+    #[test]
+    fn other_dtypes_are_refused_by_name() {
+        for (descr, size) in [("<c8", 8), ("<u2", 2), ("<M8[s]", 8)] {
+            let b = npy(
+                &format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (1,), }}"),
+                &vec![0; size],
+            );
+            let e = Array::parse(&b).unwrap_err().to_string();
+            assert!(
+                e.contains("unsupported .npy dtype") && e.contains(descr),
+                "{e}"
+            );
+        }
+    }
+
+    /// Writes a `.npz` archive (stored, as `np.savez` writes) of `arrays`.
+    fn npz(path: &Path, arrays: &[(&str, &Array)]) {
+        let mut w = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+        for (name, a) in arrays {
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored);
+            w.start_file(format!("{name}.npy"), options).unwrap();
+            std::io::Write::write_all(&mut w, &a.to_bytes().unwrap()).unwrap();
+        }
+        w.finish().unwrap();
+    }
+
+    #[test]
+    fn npz_arrays_are_read_by_name_or_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let x = Array::from_f32(vec![3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let y = Array::from_i8(vec![3], &[0, 1, 2]);
+        let one = dir.path().join("one.npz");
+        npz(&one, &[("x", &x)]);
+        assert_eq!(Array::read(&one).unwrap(), x);
+        let mut r = Reader::open(&one).unwrap();
+        assert_eq!(
+            r.next_rows(2).unwrap().unwrap().to_f32(),
+            [1.0, 2.0, 3.0, 4.0]
+        );
+
+        let two = dir.path().join("two.npz");
+        npz(&two, &[("x", &x), ("y", &y)]);
+        let named = |n: &str| PathBuf::from(format!("{}:{n}", two.display()));
+        assert_eq!(Array::read(&named("y")).unwrap(), y);
+        assert_eq!(Reader::open(&named("x")).unwrap().shape(), [3, 2]);
+        let e = format!("{:#}", Array::read(&two).unwrap_err());
+        assert!(
+            e.contains("two.npz") && e.contains("arrays x, y") && e.contains(":NAME"),
+            "{e}"
+        );
+        let e = format!("{:#}", Array::read(&named("z")).unwrap_err());
+        assert!(
+            e.contains("no array \"z\"") && e.contains("arrays x, y"),
+            "{e}"
+        );
+
+        // A bad array inside is named with its archive.
+        let bad = dir.path().join("bad.npz");
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&bad).unwrap());
+        w.start_file("x.npy", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut w, b"hello").unwrap();
+        w.finish().unwrap();
+        let e = format!("{:#}", Array::read(&bad).unwrap_err());
+        assert!(e.contains("bad.npz") && e.contains("magic"), "{e}");
+        std::fs::write(&bad, b"not a zip").unwrap();
+        let e = format!("{:#}", Array::read(&bad).unwrap_err());
+        assert!(e.contains("bad.npz: not a .npz archive"), "{e}");
     }
 }

@@ -64,6 +64,77 @@ fn overflowing_npy_shapes_are_refused() {
     }
 }
 
+/// The same samples as a `.npz` array (alone, or named among others) and as a Fortran-ordered
+/// `.npy` give the outputs the C-ordered `.npy` gives; a `.npz` of several arrays needs the name.
+#[test]
+fn npz_arrays_and_fortran_order_give_the_same_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Array::read(&digits()).unwrap();
+    let want = dir.path().join("want.npy");
+    let out = run(&mlp(), &digits(), &want);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = std::fs::read(&want).unwrap();
+
+    let npz = |name: &str, arrays: &[&str]| {
+        let path = dir.path().join(name);
+        let mut w = zip::ZipWriter::new(fs::File::create(&path).unwrap());
+        for array in arrays {
+            w.start_file(
+                format!("{array}.npy"),
+                zip::write::SimpleFileOptions::default(),
+            )
+            .unwrap();
+            std::io::Write::write_all(&mut w, &a.to_bytes().unwrap()).unwrap();
+        }
+        w.finish().unwrap();
+        path
+    };
+    // Fortran order: the same values, the first index running fastest.
+    let (rows, per) = (a.shape[0], a.len() / a.shape[0]);
+    assert_eq!(a.shape.len(), 2, "{:?}", a.shape);
+    let mut fortran = a.to_bytes().unwrap();
+    let data_at = fortran.len() - a.data.len();
+    for r in 0..rows {
+        for c in 0..per {
+            let (from, to) = ((r * per + c) * 4, data_at + (c * rows + r) * 4);
+            fortran[to..to + 4].copy_from_slice(&a.data[from..from + 4]);
+        }
+    }
+    let at = fortran.windows(5).position(|w| w == b"False").unwrap();
+    fortran[at..at + 5].copy_from_slice(b"True ");
+    let f = dir.path().join("f.npy");
+    fs::write(&f, &fortran).unwrap();
+
+    let two = npz("two.npz", &["x", "other"]);
+    let named = PathBuf::from(format!("{}:x", two.display()));
+    for x in [npz("one.npz", &["x"]), named, f] {
+        let y = dir.path().join("y.npy");
+        let out = run(&mlp(), &x, &y);
+        assert!(
+            out.status.success(),
+            "{x:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(fs::read(&y).unwrap(), want, "{x:?}");
+        let out = quantize(&mlp(), &x, &dir.path().join("m.ferrite"), &[]);
+        assert!(
+            out.status.success(),
+            "{x:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let y = dir.path().join("y2.npy");
+    fails_saying(
+        &run(&mlp(), &two, &y),
+        &["two.npz", "arrays x, other", ":NAME"],
+    );
+    assert!(!y.exists());
+}
+
 #[test]
 fn a_closed_stdout_ends_quietly() {
     for args in [

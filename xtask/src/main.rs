@@ -28,6 +28,8 @@
 //!   `quantize`, the runtime's loader) on corpora seeded from the fixtures; needs cargo-fuzz.
 //! - `cargo xtask miri`: the runtime's unit tests under Miri (portable kernels, a few cases of each
 //!   randomized test); needs the nightly `miri` component.
+//! - `cargo xtask completions [--out DIR]`, `cargo xtask man [--out DIR]`: bash/zsh/fish completions
+//!   and manual pages of the `ferrite` CLI (default `target/completions/`, `target/man/`).
 #![forbid(unsafe_code)]
 
 mod accuracy;
@@ -37,6 +39,7 @@ mod bench;
 mod boards;
 mod build_boards;
 mod cases;
+mod cli_docs;
 mod defmt_log;
 mod demo;
 mod elf_size;
@@ -106,6 +109,10 @@ enum Command {
     Fuzz(fuzz::Options),
     /// Run the runtime's unit tests under Miri; needs the nightly `miri` component.
     Miri,
+    /// Write bash, zsh and fish completions of the `ferrite` CLI.
+    Completions(cli_docs::Options),
+    /// Write the manual pages of the `ferrite` CLI: `ferrite.1` and one per subcommand.
+    Man(cli_docs::Options),
 }
 
 fn main() -> ExitCode {
@@ -126,6 +133,8 @@ fn main() -> ExitCode {
         Command::FlashModel(options) => flash_model::run(&repo_root(), &options),
         Command::Fuzz(options) => fuzz::run(&repo_root(), &options),
         Command::Miri => miri::run(&repo_root()),
+        Command::Completions(options) => cli_docs::completions(&repo_root(), &options),
+        Command::Man(options) => cli_docs::man(&repo_root(), &options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

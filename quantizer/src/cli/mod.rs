@@ -25,6 +25,59 @@ use anyhow::{bail, ensure, Context, Result};
 use crate::inspect::Source;
 use crate::npy::{Array, Dtype};
 
+/// The `ferrite` command line.
+#[derive(clap::Parser)]
+#[command(
+    name = "ferrite",
+    version,
+    about = "Quantize, convert, inspect and run models for microcontrollers",
+    after_help = crate::npy::ARRAY_FILES_HELP
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands of `ferrite`.
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Quantize a float ONNX model to int8 with a few hundred calibration samples (post-training).
+    #[command(after_help = crate::npy::ARRAY_FILES_HELP)]
+    Quantize(quantize::Args),
+    /// Several models side by side: top-1 accuracy, SQNR and top-1 agreement against the first.
+    #[command(after_help = crate::npy::ARRAY_FILES_HELP)]
+    Eval(eval::Args),
+    /// Convert a model quantized elsewhere (int8 TFLite, ONNX Q/DQ) to .ferrite as it is.
+    Convert(convert::Args),
+    /// Show operators, shapes, quantization, MACs, weight bytes and arena of a model.
+    Inspect(inspect::Args),
+    /// Run a model over samples on the host and write or show its outputs.
+    #[command(after_help = crate::npy::ARRAY_FILES_HELP)]
+    Run(run::Args),
+    /// Quantization-aware training: fine-tune with int8 simulated, starting from post-training quantization.
+    #[command(after_help = crate::npy::ARRAY_FILES_HELP)]
+    Train(Box<train::Args>),
+}
+
+/// The `ferrite` command line as a [`clap::Command`] (for shell completions and manual pages).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+impl Command {
+    /// Runs the subcommand.
+    pub fn run(&self) -> Result<()> {
+        match self {
+            Command::Convert(a) => convert::run(a),
+            Command::Quantize(a) => quantize::run(a),
+            Command::Eval(a) => eval::run(a),
+            Command::Inspect(a) => inspect::run(a),
+            Command::Run(a) => run::run(a),
+            Command::Train(a) => train::run(a),
+        }
+    }
+}
+
 /// The reader of standard output went away (a closed pipe): the command stops quietly.
 #[derive(Debug)]
 pub struct StdoutClosed;

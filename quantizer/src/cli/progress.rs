@@ -30,21 +30,28 @@ pub fn batches(batches: usize, what: &str) -> ProgressBar {
     b
 }
 
-/// A bar over `names.len()` stages; [`stage`] moves it to one.
-pub fn stages(names: &[&str]) -> ProgressBar {
-    bar(
-        names.len(),
-        "[{bar:30}] {pos}/{len} stages: {msg}, {elapsed}",
-    )
+/// The bar of post-training quantization ([`crate::quantize::ptq::quantize_observed`]); [`ptq`]
+/// moves it.
+pub fn ptq_stages() -> ProgressBar {
+    bar(1, "{prefix} [{bar:30}] {pos}/{len} {msg}, {elapsed}")
 }
 
-/// Moves a [`stages`] bar to stage `i` of `names` (past the last: finished, cleared).
-pub fn stage(bar: &ProgressBar, names: &[&str], i: usize) {
-    match names.get(i) {
-        Some(name) => {
-            bar.set_message(name.to_string());
-            bar.set_position(i as u64);
-        }
-        None => bar.finish_and_clear(),
+/// Shows `p` on a [`ptq_stages`] bar: the stage, and the nodes done in calibration and bias
+/// correction (past the last stage: finished, cleared).
+pub fn ptq(bar: &ProgressBar, p: crate::quantize::ptq::Progress) {
+    use crate::quantize::ptq::STAGES;
+    let Some(name) = STAGES.get(p.stage) else {
+        bar.finish_and_clear();
+        return;
+    };
+    bar.set_prefix(format!("stage {}/{}: {name}", p.stage + 1, STAGES.len()));
+    if p.total == 0 {
+        bar.set_length(1);
+        bar.set_position(0);
+        bar.set_message("");
+    } else {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+        bar.set_message("nodes");
     }
 }

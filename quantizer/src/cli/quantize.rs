@@ -278,10 +278,9 @@ pub fn run(args: &Args) -> Result<()> {
     let loaded = start.elapsed().as_secs_f64();
     let (q, search) = match &control {
         None => {
-            let bar = super::progress::stages(&ptq::STAGES);
-            let q = ptq::quantize_observed(&graph, &[x], &config, |i| {
-                super::progress::stage(&bar, &ptq::STAGES, i)
-            });
+            let bar = super::progress::ptq_stages();
+            let q =
+                ptq::quantize_observed(&graph, &[x], &config, |p| super::progress::ptq(&bar, p));
             bar.finish_and_clear();
             (q, None)
         }

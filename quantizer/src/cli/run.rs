@@ -78,7 +78,7 @@ pub fn run(args: &Args) -> Result<()> {
                 let mut shape = out.shape.clone();
                 shape[0] = total;
                 if let Some(f) = files.get_mut(o) {
-                    f.write(&crate::npy::header_bytes(&shape, out.dtype))?;
+                    f.write(&crate::npy::header_bytes(&shape, out.dtype)?)?;
                 }
                 outputs.push(OutputSummary {
                     file: paths.get(o).map(|p| p.display().to_string()),

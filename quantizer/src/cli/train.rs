@@ -289,8 +289,12 @@ pub fn run(args: &Args) -> Result<()> {
         source_sha256: crate::sha256::digest(&source),
         ..PtqConfig::default()
     };
-    let q = ptq::quantize(&graph, std::slice::from_ref(&calib), &ptq_config)
-        .with_context(|| format!("quantizing {}", args.model.display()))?;
+    let bar = super::progress::ptq_stages();
+    let q = ptq::quantize_observed(&graph, std::slice::from_ref(&calib), &ptq_config, |p| {
+        super::progress::ptq(&bar, p)
+    });
+    bar.finish_and_clear();
+    let q = q.with_context(|| format!("quantizing {}", args.model.display()))?;
     let val = val_x.as_ref().map(|x| Validation {
         x,
         labels: val_labels.as_deref(),

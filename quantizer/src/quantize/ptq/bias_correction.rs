@@ -165,6 +165,17 @@ impl<'g> Simulation<'g> {
         quantized_inputs: bool,
         correct: bool,
     ) -> Result<Simulated> {
+        self.run_observed(qp, quantized_inputs, correct, |_| {})
+    }
+
+    /// [`Self::run`], calling `on_node(i)` once node `i` is simulated.
+    pub fn run_observed(
+        &self,
+        qp: &[Option<QParams>],
+        quantized_inputs: bool,
+        correct: bool,
+        mut on_node: impl FnMut(usize),
+    ) -> Result<Simulated> {
         let g = self.graph;
         let mut shifts = vec![None; g.nodes.len()];
         let mut values: Vec<Option<Tensor>> = vec![None; g.values.len()];
@@ -182,6 +193,7 @@ impl<'g> Simulation<'g> {
             if let Some(out) = out {
                 values[g.nodes[i].output] = Some(out);
             }
+            on_node(i);
         }
         Ok(Simulated { shifts, values })
     }
@@ -300,6 +312,8 @@ fn channel_means(t: &Tensor) -> Vec<f32> {
 /// largest absolute bias change (nodes kept in float are corrected for their inputs' rounding only,
 /// which full correction sees). `float_acts` are the calibration
 /// activations, `qp` the activations' parameters and `weights` each node's quantized weights.
+/// `on_node(i)` hears that node `i` is simulated.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn correct_biases(
     graph: &mut Graph,
     mode: BiasCorrection,
@@ -308,13 +322,14 @@ pub(super) fn correct_biases(
     weights: &[Option<(Vec<i8>, Vec<f32>)>],
     float_acts: &[Option<Tensor>],
     samples: usize,
+    on_node: impl FnMut(usize),
 ) -> Result<Vec<(String, f32)>> {
     if mode == BiasCorrection::Off {
         return Ok(Vec::new());
     }
     let full = mode == BiasCorrection::Full;
     let shifts = Simulation::new(graph, float_node, weights, float_acts, samples)?
-        .run(qp, full, full)?
+        .run_observed(qp, full, full, on_node)?
         .shifts;
     let mut bias_shift = Vec::new();
     for (node, shift) in graph.nodes.iter_mut().zip(shifts) {

@@ -48,8 +48,13 @@ pub fn check_finite(calib: &[Tensor]) -> Result<()> {
 }
 
 /// Runs `graph` on the calibration samples: every computed value and the inputs, indexed by value.
-pub(super) fn run_float(graph: &Graph, calib: &[Tensor]) -> Result<Vec<Option<Tensor>>> {
-    Ok(float_exec::run_observed(graph, calib, true, |_, _, _| {})?.into_values())
+/// `on_node(i)` hears that node `i` is done.
+pub(super) fn run_float(
+    graph: &Graph,
+    calib: &[Tensor],
+    mut on_node: impl FnMut(usize),
+) -> Result<Vec<Option<Tensor>>> {
+    Ok(float_exec::run_observed(graph, calib, true, |i, _, _| on_node(i))?.into_values())
 }
 
 /// Estimates each activation's range from `float_acts` ([`run_float`] on the `samples` calibration

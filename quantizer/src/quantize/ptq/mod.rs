@@ -196,6 +196,15 @@ pub fn quantize(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Quan
     quantize_observed(graph, calib, config, |_| {})
 }
 
+/// Where [`quantize_observed`] is: stage [`STAGES`]`[stage]` (past the last: finished), and within
+/// it `done` of `total` nodes (`total` 0 for a stage that does not count them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub stage: usize,
+    pub done: usize,
+    pub total: usize,
+}
+
 /// The stages of [`quantize`], in order, as [`quantize_observed`] reports them.
 pub const STAGES: [&str; 7] = [
     "calibration",
@@ -207,13 +216,21 @@ pub const STAGES: [&str; 7] = [
     "layer SQNR",
 ];
 
-/// [`quantize`], calling `on_stage(i)` as stage [`STAGES`]`[i]` starts (for a progress display).
+/// [`quantize`], telling `on_progress` as each stage starts and as calibration and bias correction
+/// get through the graph's nodes (for a progress display).
 pub fn quantize_observed(
     graph: &Graph,
     calib: &[Tensor],
     config: &Config,
-    mut on_stage: impl FnMut(usize),
+    on_progress: impl FnMut(Progress),
 ) -> Result<Quantized> {
+    let on_progress = std::cell::RefCell::new(on_progress);
+    let report = |stage: usize, done: usize, total: usize| {
+        (on_progress.borrow_mut())(Progress { stage, done, total })
+    };
+    let nodes = graph.nodes.len();
+    // Node `i` of stage `stage` is done.
+    let node_done = |stage: usize| move |i: usize| report(stage, i + 1, nodes);
     let samples = calib.first().map_or(0, |t| t.shape[0]);
     ensure!(samples > 0, "the calibration set is empty");
     check_finite(calib)?;
@@ -237,13 +254,13 @@ pub fn quantize_observed(
     let mut lap = |stage: &mut f64, next: usize| {
         *stage = clock.elapsed().as_secs_f64();
         clock = std::time::Instant::now();
-        on_stage(next);
+        report(next, 0, 0);
     };
     lap(&mut 0.0, 0);
 
     // 1. Float activations of every value; cross-layer equalization (function-preserving) where
     //    their statistics predict a gain, and the activations again; then each value's range.
-    let mut float_acts = run_float(&graph, calib)?;
+    let mut float_acts = run_float(&graph, calib, node_done(0))?;
     lap(&mut seconds.calibration, 1);
     let equalized_pairs = if config.cle {
         let stats = |v: usize| {
@@ -259,7 +276,7 @@ pub fn quantize_observed(
     };
     lap(&mut seconds.equalization, 0);
     if equalized_pairs > 0 {
-        float_acts = run_float(&graph, calib)?;
+        float_acts = run_float(&graph, calib, node_done(0))?;
     }
     let Calibration {
         float_acts,
@@ -306,6 +323,7 @@ pub fn quantize_observed(
         &weights,
         &float_acts,
         samples,
+        node_done(4),
     )?;
     lap(&mut seconds.bias_correction, 5);
 
@@ -392,4 +410,44 @@ fn lower(
             sparse_weights: weight_storage == WeightStorage::Sparse,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The observer hears every stage in order, and calibration and bias correction count the
+    /// graph's nodes up to all of them.
+    #[test]
+    fn progress_counts_calibration_and_bias_correction_nodes() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+        let g = crate::cli::float_onnx::load(&dir.join("mlp_digits/model.onnx")).unwrap();
+        let x = crate::npy::Array::read(&dir.join("data/digits_calib_x.npy")).unwrap();
+        let x = crate::ir::io::input_tensor(&g, 0, &x)
+            .unwrap()
+            .slice_batch(0, 32);
+        let config = Config {
+            bias_correction: BiasCorrection::Full,
+            ..Config::default()
+        };
+        let mut heard = Vec::new();
+        quantize_observed(&g, &[x], &config, |p| heard.push(p)).unwrap();
+        let nodes = g.nodes.len();
+        let counted = |stage: usize| {
+            heard
+                .iter()
+                .filter(|p| p.stage == stage && p.total > 0)
+                .map(|p| (p.done, p.total))
+                .collect::<Vec<_>>()
+        };
+        let all: Vec<_> = (1..=nodes).map(|d| (d, nodes)).collect();
+        assert_eq!(counted(0)[..nodes], all[..]);
+        assert_eq!(counted(4), all);
+        let stages: Vec<usize> = heard.iter().map(|p| p.stage).collect();
+        assert!(
+            stages.windows(2).all(|w| w[0] <= w[1] || w[1] == 0),
+            "{stages:?}"
+        );
+        assert_eq!(heard.last().map(|p| p.stage), Some(STAGES.len()));
+    }
 }
