@@ -474,6 +474,13 @@ fn quantize_records_the_preprocessing_and_run_applies_it() {
         m.preprocessing(),
         Some("image resize=28x28 channels=1 scale=1/255 mean=0 std=1 layout=nchw")
     );
+    let out = ferrite().arg("inspect").arg(&model).output().unwrap();
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("preprocessing: image resize=28x28 channels=1"),
+        "{text}"
+    );
     // The folder and the `.npy` give the same predictions, without flags.
     let (on_folder, _) = run_argmax(&model, &folder, &[]);
     let (on_npy, _) = run_argmax(&model, &x, &[]);
