@@ -513,3 +513,30 @@ fn quantize_records_the_preprocessing_and_run_applies_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--resize") && err.contains("x.npy"), "{err}");
 }
+
+#[test]
+fn train_takes_labels_from_class_folders_and_records_the_preprocessing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (folder, _, _) = fashion_folder(dir.path());
+    let model = dir.path().join("t.ferrite");
+    let out = ferrite()
+        .arg("train")
+        .arg(fixture("dscnn_fashion/model.onnx"))
+        .arg("--data")
+        .arg(&folder)
+        .arg("-o")
+        .arg(&model)
+        .args(["--epochs", "1", "--json"])
+        .output()
+        .unwrap();
+    let err = ok(&out);
+    // The default held-out split takes the folder's last files: said so.
+    assert!(err.contains("last classes"), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["labels"], true);
+    let text = "image resize=28x28 channels=1 scale=1/255 mean=0 std=1 layout=nchw";
+    assert_eq!(v["preprocessing"], text);
+    let bytes = std::fs::read(&model).unwrap();
+    let m = ferrite_runtime::Model::from_bytes(&bytes).unwrap();
+    assert_eq!(m.preprocessing(), Some(text));
+}
