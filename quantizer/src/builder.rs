@@ -237,6 +237,7 @@ impl<'a> ModelBuilder<'a> {
                 source_sha256: self.source_sha256,
                 source_layout: &self.source_layout,
             },
+            preprocessing: None,
         };
         let bytes = format::write::to_bytes(&graph, plan.arena_size as u32, uses_float)
             .context("encoding the model")?;

@@ -58,6 +58,9 @@ pub struct Summary {
     pub format_version: u16,
     pub producer: String,
     pub source_layout: String,
+    /// How data became the model's input, when the file records it (left out of the JSON otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preprocessing: Option<String>,
     pub float_kernels: bool,
     /// The runtime's operator features the model needs (`Op::feature`), sorted; `float` is separate.
     pub runtime_features: Vec<&'static str>,
@@ -407,6 +410,7 @@ pub fn summarize(model: &Model<'_>, file_bytes: usize) -> Summary {
         format_version: model.header().version,
         producer: g.metadata.producer.to_string(),
         source_layout: g.metadata.source_layout.to_string(),
+        preprocessing: model.preprocessing().map(str::to_string),
         float_kernels: model.header().flags & ferrite_runtime::format::FLAG_FLOAT != 0,
         runtime_features: {
             let mut f: Vec<_> = model.ops().map(|op| op.feature()).collect();
@@ -448,6 +452,9 @@ pub fn render(name: &str, s: &Summary) -> String {
         s.tensors,
         s.producer
     );
+    if let Some(p) = &s.preprocessing {
+        let _ = writeln!(out, "preprocessing: {p}");
+    }
     let _ = writeln!(
         out,
         "arena {} bytes (lower bound {}), {} MACs, f32 kernels: {}",

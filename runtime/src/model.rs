@@ -38,10 +38,19 @@ impl<'a> Model<'a> {
         if header.flags & FLAG_FLOAT != 0 && !cfg!(feature = "float") {
             return Err(Error::FloatKernelsDisabled);
         }
-        let (graph, rest) =
+        let (mut graph, mut rest) =
             postcard::take_from_bytes::<Graph<'a>>(payload).map_err(|_| Error::Malformed {
                 reason: "payload does not decode",
             })?;
+        // The optional field after `metadata`: present when bytes follow it.
+        if !rest.is_empty() {
+            let (text, after) =
+                postcard::take_from_bytes::<&'a str>(rest).map_err(|_| Error::Malformed {
+                    reason: "the graph's preprocessing field does not decode",
+                })?;
+            graph.preprocessing = Some(text).filter(|t| !t.is_empty());
+            rest = after;
+        }
         if !rest.is_empty() {
             return Err(Error::Malformed {
                 reason: "trailing bytes after the payload's graph",
@@ -64,6 +73,12 @@ impl<'a> Model<'a> {
     /// The decoded payload.
     pub fn graph(&self) -> &Graph<'a> {
         &self.graph
+    }
+
+    /// How the host turned its data into the model's input, if the file records it (a text written by
+    /// the tool that made the model; the runtime does not interpret it).
+    pub fn preprocessing(&self) -> Option<&'a str> {
+        self.graph.preprocessing
     }
 
     /// Number of graph inputs.

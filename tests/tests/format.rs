@@ -171,6 +171,7 @@ fn with_tensors(bytes: &[u8], edit: impl FnOnce(&mut Vec<Tensor<'_>>)) -> Vec<u8
         inputs: g.inputs,
         outputs: g.outputs,
         metadata: g.metadata.clone(),
+        preprocessing: g.preprocessing,
     };
     format::write::to_bytes(&graph, model.header().arena_size, false).unwrap()
 }
@@ -390,6 +391,7 @@ fn pruned_dscnn() -> (Vec<u8>, Vec<u8>) {
             inputs: g.inputs,
             outputs: g.outputs,
             metadata: g.metadata.clone(),
+            preprocessing: g.preprocessing,
         };
         format::write::to_bytes(&graph, model.header().arena_size, false).unwrap()
     };
@@ -472,5 +474,107 @@ fn malformed_sparse_filters_are_refused_with_their_step() {
                 other.err()
             ),
         }
+    }
+}
+
+/// `bytes` re-encoded with the graph's optional `preprocessing` field set to `text`.
+fn with_preprocessing(bytes: &[u8], text: Option<&str>) -> Vec<u8> {
+    let model = Model::from_bytes(bytes).unwrap();
+    let mut graph = model.graph().clone();
+    graph.preprocessing = text;
+    let h = model.header();
+    format::write::to_bytes(&graph, h.arena_size, h.flags & format::FLAG_FLOAT != 0).unwrap()
+}
+
+/// `bytes` with its payload replaced by `payload` (length and checksum made right).
+fn with_whole_payload(bytes: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut out = bytes[..HEADER_LEN].to_vec();
+    out[12..16].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    out[16..20].copy_from_slice(&format::crc32(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Files written without the optional field (the frozen version-1 file, every golden case) load with
+/// none and re-encode to the same bytes.
+#[test]
+fn a_model_without_preprocessing_is_unchanged() {
+    let (v1, _, _) = golden::read("format-v1").unwrap();
+    assert_eq!(Model::from_bytes(&v1).unwrap().preprocessing(), None);
+    assert_eq!(with_preprocessing(&v1, None), v1);
+    for case in cases::all().unwrap() {
+        let model = Model::from_bytes(&case.model).unwrap();
+        assert_eq!(model.preprocessing(), None, "{}", case.name);
+        // An empty text is no field at all.
+        assert_eq!(
+            with_preprocessing(&case.model, Some("")),
+            case.model,
+            "{}",
+            case.name
+        );
+    }
+}
+
+/// The field is the graph's other bytes followed by the text as a postcard string, and reads back.
+#[test]
+fn preprocessing_round_trips() {
+    let good = dscnn();
+    let text = "image resize=28x28 channels=1 scale=1/255 mean=0 std=1 layout=nchw";
+    let bytes = with_preprocessing(&good, Some(text));
+    let model = Model::from_bytes(&bytes).unwrap();
+    assert_eq!(model.preprocessing(), Some(text));
+    // The older payload is a prefix; the field adds a length byte and the text.
+    assert_eq!(bytes.len(), good.len() + 1 + text.len());
+    assert_eq!(bytes[HEADER_LEN..good.len()], good[HEADER_LEN..]);
+    assert_eq!(bytes[good.len()] as usize, text.len());
+    assert_eq!(&bytes[good.len() + 1..], text.as_bytes());
+    // Decode then encode gives the same bytes; the model runs as before.
+    assert_eq!(with_preprocessing(&bytes, Some(text)), bytes);
+    assert_eq!(output_of(&bytes), output_of(&good));
+    // Removing it gives the original file back.
+    assert_eq!(with_preprocessing(&bytes, None), good);
+}
+
+/// A cut, undecodable or over-long field is refused as malformed (the header made consistent, so
+/// only the field is wrong), never a panic; every truncation of the file is refused.
+#[test]
+fn a_bad_preprocessing_field_is_refused() {
+    let good = dscnn();
+    let text = "audio samples=16000 rate=16000 scale=1 mean=0 std=1";
+    let bytes = with_preprocessing(&good, Some(text));
+    let payload = &bytes[HEADER_LEN..];
+    let graph_end = good.len() - HEADER_LEN;
+    // Every cut inside the field (its length byte kept) leaves a string shorter than it says.
+    for cut in graph_end + 1..payload.len() {
+        let e = Model::from_bytes(&with_whole_payload(&bytes, &payload[..cut])).unwrap_err();
+        assert_eq!(
+            e,
+            Error::Malformed {
+                reason: "the graph's preprocessing field does not decode"
+            },
+            "payload cut at {cut}"
+        );
+    }
+    // Not UTF-8.
+    let mut bad = payload.to_vec();
+    bad[graph_end + 1] = 0xFF;
+    let e = Model::from_bytes(&with_whole_payload(&bytes, &bad)).unwrap_err();
+    assert!(e.to_string().contains("preprocessing"), "{e}");
+    // Bytes after the field.
+    let mut long = payload.to_vec();
+    long.push(0);
+    let e = Model::from_bytes(&with_whole_payload(&bytes, &long)).unwrap_err();
+    assert_eq!(
+        e,
+        Error::Malformed {
+            reason: "trailing bytes after the payload's graph"
+        }
+    );
+    for len in 0..bytes.len() {
+        let err = Model::from_bytes(&bytes[..len]).unwrap_err();
+        assert!(
+            matches!(err, Error::Truncated { .. }),
+            "length {len}: {err:?}"
+        );
     }
 }

@@ -1,10 +1,11 @@
 //! Models run over sample files batch by batch (`ferrite eval`, `ferrite run`): memory bounded by a
 //! batch, whatever the number of samples.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 
+use super::folder_data::{self, InputSpec, PrepArgs};
 use crate::ir::Graph;
 use crate::npy::{Array, Reader};
 use crate::runtime_exec::Runner;
@@ -30,6 +31,14 @@ impl Loaded {
         } else {
             Loaded::Int8(super::load_model(path)?)
         })
+    }
+
+    /// What the model's first input takes, for reading image and WAV folders (errors name `path`).
+    pub fn input_spec(&self, path: &Path) -> Result<InputSpec> {
+        match self {
+            Loaded::Float(g) => Ok(InputSpec::of_graph(g)),
+            Loaded::Int8(bytes) => InputSpec::of_ferrite(bytes, path),
+        }
     }
 
     /// The model validated and ready to run (errors name `path`).
@@ -67,9 +76,96 @@ impl Executor<'_> {
     }
 }
 
+/// Where one input's samples come from: a `.npy` file read a batch at a time, or an array in memory
+/// (a folder of images or WAV files, read whole).
+enum Source {
+    File(Reader),
+    Memory { array: Array, done: usize },
+}
+
+impl Source {
+    fn shape(&self) -> &[usize] {
+        match self {
+            Source::File(r) => r.shape(),
+            Source::Memory { array, .. } => &array.shape,
+        }
+    }
+
+    fn dtype(&self) -> crate::npy::Dtype {
+        match self {
+            Source::File(r) => r.dtype(),
+            Source::Memory { array, .. } => array.dtype,
+        }
+    }
+
+    fn rows(&self) -> usize {
+        self.shape().first().copied().unwrap_or(1)
+    }
+
+    fn row_bytes(&self) -> usize {
+        match self {
+            Source::File(r) => r.row_bytes(),
+            Source::Memory { array, .. } => array.data.len() / self.rows().max(1),
+        }
+    }
+
+    fn next_rows(&mut self, n: usize) -> Result<Option<Array>> {
+        let (rows, row_bytes) = (self.rows(), self.row_bytes());
+        match self {
+            Source::File(r) => r.next_rows(n),
+            Source::Memory { array, done } => {
+                let k = n.min(rows - *done);
+                if k == 0 {
+                    return Ok(None);
+                }
+                let data = array.data[*done * row_bytes..(*done + k) * row_bytes].to_vec();
+                *done += k;
+                let mut shape = array.shape.clone();
+                if let Some(first) = shape.first_mut() {
+                    *first = k;
+                }
+                Ok(Some(Array {
+                    shape,
+                    dtype: array.dtype,
+                    data,
+                }))
+            }
+        }
+    }
+}
+
+/// Opens the samples `paths` for `model` (read from `model_path`): `.npy` files, one per input, or
+/// an image or WAV folder (or file) for a model's only input, read through the preprocessing of
+/// `prep`, the model's record and its input; such a folder's class folders give labels.
+pub fn open_samples(
+    paths: &[PathBuf],
+    prep: &PrepArgs,
+    model: &Loaded,
+    model_path: &Path,
+) -> Result<(Samples, Option<Vec<usize>>)> {
+    match paths.iter().find(|p| folder_data::is_folder_data(p)) {
+        Some(p) => {
+            ensure!(
+                paths.len() == 1,
+                "{}: an image or WAV folder feeds a model with one input; give it as the only data",
+                p.display()
+            );
+            let spec = model.input_spec(model_path)?;
+            let data = folder_data::read_data(p, prep, &spec)?;
+            Ok((Samples::from_array(data.array), data.labels))
+        }
+        None => {
+            if let Some(p) = paths.first() {
+                folder_data::refuse_flags(prep, p)?;
+            }
+            Ok((Samples::open(paths)?, None))
+        }
+    }
+}
+
 /// Sample files read in step, one per model input, a batch at a time.
 pub struct Samples {
-    readers: Vec<Reader>,
+    readers: Vec<Source>,
     /// Samples per batch.
     batch: usize,
     /// Samples already read.
@@ -84,11 +180,11 @@ pub struct Samples {
 impl Samples {
     /// Opens every file; they must hold the same number of samples.
     pub fn open<P: AsRef<Path>>(paths: &[P]) -> Result<Samples> {
-        let readers: Vec<Reader> = paths
+        let readers: Vec<Source> = paths
             .iter()
-            .map(|p| Reader::open(p.as_ref()))
+            .map(|p| Reader::open(p.as_ref()).map(Source::File))
             .collect::<Result<_>>()?;
-        let rows = readers.first().map_or(0, Reader::rows);
+        let rows = readers.first().map_or(0, Source::rows);
         if let Some((i, r)) = readers.iter().enumerate().find(|(_, r)| r.rows() != rows) {
             anyhow::bail!(
                 "inputs have different batch sizes: {} holds {rows} samples, {} holds {}",
@@ -97,20 +193,29 @@ impl Samples {
                 r.rows()
             );
         }
-        let row_bytes: usize = readers.iter().map(Reader::row_bytes).sum();
+        Ok(Samples::new(readers))
+    }
+
+    /// Samples of one input already in memory (`[batch, sample...]`).
+    pub fn from_array(array: Array) -> Samples {
+        Samples::new(vec![Source::Memory { array, done: 0 }])
+    }
+
+    fn new(readers: Vec<Source>) -> Samples {
+        let row_bytes: usize = readers.iter().map(Source::row_bytes).sum();
         let batch = (BATCH_BYTES / row_bytes.max(1) / PIECE).max(1) * PIECE;
-        Ok(Samples {
+        Samples {
             readers,
             batch,
             done: 0,
             started: false,
             non_finite: (0, None),
-        })
+        }
     }
 
     /// Samples in the files (the first dimension; 1 for a scalar array).
     pub fn len(&self) -> usize {
-        self.readers.first().map_or(0, Reader::rows)
+        self.readers.first().map_or(0, Source::rows)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -26,7 +26,7 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 
-use super::batches::{Executor, Loaded, Samples};
+use super::batches::{open_samples, Executor, Loaded};
 use crate::npy::Array;
 use crate::quantize::sqnr::{format_db, Sqnr};
 use crate::runtime_exec;
@@ -36,7 +36,10 @@ pub struct Args {
     /// Models to compare (.onnx, .ferrite, .tflite); the first is the reference for SQNR and agreement.
     #[arg(required = true)]
     pub models: Vec<PathBuf>,
-    /// Input samples (.npy, batch first, in the source model's layout).
+    /// Input samples: a .npy array (batch first, in the source model's layout), or a folder of
+    /// PNG/JPEG images or mono WAV files (or one such file), read in sorted order through the
+    /// preprocessing below (the first model's recorded one by default); a folder of class folders
+    /// gives the labels (classes in sorted order).
     #[arg(long)]
     pub data: PathBuf,
     /// Integer class labels (.npy), one per sample: report top-1 accuracy.
@@ -49,6 +52,9 @@ pub struct Args {
     /// The JSON document: one array, one object per model.
     #[command(flatten)]
     pub json: super::JsonArgs,
+    // Last: its help heading holds the options after it.
+    #[command(flatten)]
+    pub prep: super::folder_data::PrepArgs,
 }
 
 #[derive(Serialize)]
@@ -131,22 +137,6 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(path) = args.json.file() {
         crate::output::check(&[path])?;
     }
-    let mut data = Samples::open(std::slice::from_ref(&args.data))?;
-    let samples = data.len();
-    ensure!(
-        samples > 0 && !data.shapes()[0].is_empty(),
-        "{}: the array holds no samples (shape {:?})",
-        args.data.display(),
-        data.shapes()[0]
-    );
-    let labels = args
-        .labels
-        .as_ref()
-        .map(|p| super::read_labels(p, samples))
-        .transpose()?;
-    let threads = args
-        .threads
-        .map_or_else(runtime_exec::available_threads, usize::from);
     let mut tallies: Vec<Tally> = args.models.iter().map(|_| Tally::default()).collect();
     let mut loaded = Vec::new();
     for (m, t) in args.models.iter().zip(&mut tallies) {
@@ -154,6 +144,26 @@ pub fn run(args: &Args) -> Result<()> {
         loaded.push(Loaded::read(m)?);
         t.load_seconds = start.elapsed().as_secs_f64();
     }
+    // An image or WAV folder is read for the first model's input.
+    let (mut data, folder_labels) = open_samples(
+        std::slice::from_ref(&args.data),
+        &args.prep,
+        &loaded[0],
+        &args.models[0],
+    )?;
+    let samples = data.len();
+    ensure!(
+        samples > 0 && !data.shapes()[0].is_empty(),
+        "{}: the array holds no samples (shape {:?})",
+        args.data.display(),
+        data.shapes()[0]
+    );
+    let labels = super::folder_data::labels(args.labels.as_deref(), folder_labels, samples)?;
+    // Where the labels come from, for messages: the labels file or the class folders.
+    let labels_path = args.labels.as_ref().unwrap_or(&args.data);
+    let threads = args
+        .threads
+        .map_or_else(runtime_exec::available_threads, usize::from);
     let mut execs = Vec::new();
     for ((m, l), t) in args.models.iter().zip(&loaded).zip(&mut tallies) {
         let start = Instant::now();
@@ -171,9 +181,10 @@ pub fn run(args: &Args) -> Result<()> {
             ensure!(!outs.is_empty(), "{}: no output", m.display());
             t.run_seconds += seconds;
             let predicted = crate::top1::argmax_rows(&outs[0]);
-            if let (Some(l), Some(path)) = (&labels, &args.labels) {
+            if let Some(l) = &labels {
                 if first == 0 {
-                    super::check_classes(l, outs[0].shape.iter().skip(1).product(), path, m)?;
+                    let classes = outs[0].shape.iter().skip(1).product();
+                    super::check_classes(l, classes, labels_path, m)?;
                 }
                 t.correct += count_equal(&predicted, &l[first..]);
             }

@@ -12,6 +12,7 @@ pub mod batches;
 pub mod convert;
 pub mod eval;
 pub mod float_onnx;
+pub mod folder_data;
 pub mod inspect;
 pub mod progress;
 pub mod quantize;

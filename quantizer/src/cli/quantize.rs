@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 
+use super::folder_data::{self, InputSpec, PrepArgs};
 use crate::ir;
 use crate::npy::Array;
 use crate::quantize::accuracy_control::{self, Target};
@@ -109,7 +110,9 @@ impl From<BiasArg> for BiasCorrection {
 pub struct Args {
     /// Float model (.onnx).
     pub model: PathBuf,
-    /// Calibration samples (.npy, float32, batch first, in the model's layout).
+    /// Calibration samples: a .npy array (float32, batch first, in the model's layout), or a folder
+    /// of PNG/JPEG images or mono WAV files read in sorted order through the preprocessing below,
+    /// which the output model then records (`ferrite run` applies it to such data).
     #[arg(long, visible_alias = "calib")]
     pub data: PathBuf,
     /// Output `.ferrite` file: written in full or not at all, through a symlink to its target, and
@@ -149,16 +152,18 @@ pub struct Args {
     pub weight_storage: WeightStorage,
     /// Accuracy control: the largest top-1 drop from the float model, in points, on `--val-data`
     /// with `--val-labels`. Layers move to float, the most sensitive first, until it holds.
-    #[arg(long, requires = "val_labels")]
+    #[arg(long)]
     pub max_drop: Option<f64>,
     /// Accuracy control without labels: the smallest output SQNR against the float model, in dB, on
     /// `--val-data`.
     #[arg(long, conflicts_with = "max_drop")]
     pub min_sqnr: Option<f64>,
-    /// Validation samples for accuracy control (.npy, as `--data`; the whole file is used).
+    /// Validation samples for accuracy control (.npy or a folder, as `--data`; all are used). A
+    /// folder of class folders gives the labels.
     #[arg(long, visible_alias = "val")]
     pub val_data: Option<PathBuf>,
-    /// Integer class labels of `--val-data` (.npy), for `--max-drop`.
+    /// Integer class labels of `--val-data` (.npy), for `--max-drop` (or the class folders of a
+    /// `--val-data` folder).
     #[arg(long, requires = "max_drop")]
     pub val_labels: Option<PathBuf>,
     /// With accuracy control, write the best model found and exit 0 even when the target is not met.
@@ -168,6 +173,9 @@ pub struct Args {
     /// per-layer SQNR, sizes and times (and the accuracy-control search).
     #[command(flatten)]
     pub json: super::JsonArgs,
+    // Last: its help heading holds the options after it.
+    #[command(flatten)]
+    pub prep: PrepArgs,
 }
 
 /// The accuracy-control target and validation set the options ask for, read and checked.
@@ -202,7 +210,8 @@ fn control(args: &Args, graph: &ir::Graph) -> Result<Option<(Target, Array)>> {
     let Some(val_path) = &args.val_data else {
         anyhow::bail!("accuracy control needs validation samples: give --val-data X.npy");
     };
-    let val = Array::read(val_path)?;
+    let val_data = folder_data::read_data(val_path, &args.prep, &InputSpec::of_graph(graph))?;
+    let val = val_data.array;
     ir::io::check_input(graph, 0, &val)
         .with_context(|| format!("validation data {}", val_path.display()))?;
     let samples = val.shape.first().copied().unwrap_or(0);
@@ -220,13 +229,17 @@ fn control(args: &Args, graph: &ir::Graph) -> Result<Option<(Target, Array)>> {
             values[at]
         );
     }
-    let target = match (target, &args.val_labels) {
-        (Target::Top1 { max_drop, .. }, Some(path)) => {
-            let labels = super::read_labels(path, samples)?;
+    let labels = folder_data::labels(args.val_labels.as_deref(), val_data.labels, samples)?;
+    let target = match (target, labels) {
+        (Target::Top1 { max_drop, .. }, Some(labels)) => {
             let classes = graph.values[graph.outputs[0]].shape[1..].iter().product();
+            let path = args.val_labels.as_ref().unwrap_or(val_path);
             super::check_classes(&labels, classes, path, &args.model)?;
             Target::Top1 { labels, max_drop }
         }
+        (Target::Top1 { .. }, None) => anyhow::bail!(
+            "--max-drop needs validation labels: give --val-labels Y.npy, or a --val-data folder of class folders"
+        ),
         (t, _) => t,
     };
     Ok(Some((target, val)))
@@ -241,7 +254,9 @@ pub fn run(args: &Args) -> Result<()> {
     crate::output::check(&outputs)?;
     let (source, graph) = super::float_onnx::load_one_input(&args.model)?;
     let control = control(args, &graph)?;
-    let calib = Array::read(&args.data)?;
+    let data = folder_data::read_data(&args.data, &args.prep, &InputSpec::of_graph(&graph))?;
+    let preprocessing = data.preprocessing.as_ref().map(|p| p.text());
+    let calib = data.array;
     let subset_size = args.subset_size.unwrap_or(DEFAULT_SUBSET_SIZE);
     ensure!(subset_size > 0, "--subset-size must be at least 1");
     let x = ir::io::input_tensor(&graph, 0, &calib)
@@ -293,7 +308,11 @@ pub fn run(args: &Args) -> Result<()> {
             }
         }
     };
-    let q = q.with_context(|| format!("quantizing {}", args.model.display()))?;
+    let mut q = q.with_context(|| format!("quantizing {}", args.model.display()))?;
+    // The model records how an image or WAV folder became its input.
+    if let Some(text) = &preprocessing {
+        q.built.bytes = folder_data::record(&q.built.bytes, text)?;
+    }
     if let Some(s) = &search {
         print_search(s);
     }
@@ -313,6 +332,8 @@ pub fn run(args: &Args) -> Result<()> {
             "seconds": start.elapsed().as_secs_f64(),
             "stage_seconds": stages,
             "quantization": q.report,
+            "preprocessing": preprocessing,
+            "classes": data.classes,
             "accuracy_control": search,
         });
         report = Some(serde_json::to_string_pretty(&doc)?);

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::batches::{Loaded, Samples};
+use super::batches::{open_samples, Loaded};
 use crate::npy::{Array, Dtype};
 use crate::runtime_exec;
 
@@ -23,6 +23,9 @@ pub struct Args {
     /// Model file.
     pub model: PathBuf,
     /// Input samples (.npy, batch first, in the source model's layout); repeat for several inputs.
+    /// For a model with one input also a folder of PNG/JPEG images or mono WAV files, or one such
+    /// file, read in sorted order through the preprocessing the model records (from `ferrite
+    /// quantize|train` on such a folder) or the flags below state.
     #[arg(long, visible_alias = "input", required = true)]
     pub data: Vec<PathBuf>,
     /// Where to write the output (.npy); with several outputs, `-o` names the first and the others get
@@ -34,14 +37,17 @@ pub struct Args {
     pub threads: Option<u16>,
     #[command(flatten)]
     pub json: super::JsonArgs,
+    // Last: its help heading holds the options after it.
+    #[command(flatten)]
+    pub prep: super::folder_data::PrepArgs,
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let mut samples = Samples::open(&args.data)?;
+    let loaded = Loaded::read(&args.model)?;
+    let (mut samples, _) = open_samples(&args.data, &args.prep, &loaded, &args.model)?;
     let threads = args
         .threads
         .map_or_else(runtime_exec::available_threads, usize::from);
-    let loaded = Loaded::read(&args.model)?;
     let exec = loaded.executor(&args.model)?;
     // The output paths are checked once the model says how many there are, before running it.
     let paths = output_paths(args.output.as_deref(), exec.outputs());

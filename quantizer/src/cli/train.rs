@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+use super::folder_data::{self, InputSpec, PrepArgs};
 use crate::ir;
-use crate::npy::Array;
 use crate::quantize::ptq::{self, Config as PtqConfig, WeightStorage};
 use crate::train::filters::{self, Allocation, Criterion, FilterPruning};
 use crate::train::sparsity::{self, Schedule, Scope, Sparsity};
@@ -37,11 +37,14 @@ pub struct Args {
     /// Float model (.onnx).
     pub model: PathBuf,
     /// Training samples (.npy, float32, batch first, in the model's layout); the first 300 also
-    /// calibrate the post-training quantization training starts from.
+    /// calibrate the post-training quantization training starts from. Also a folder of PNG/JPEG
+    /// images or mono WAV files read in sorted order through the preprocessing below, which the
+    /// output model then records; a folder of class folders gives the labels.
     #[arg(long)]
     pub data: PathBuf,
-    /// Class ids (.npy, integers), one per training sample: cross-entropy. Without them the float
-    /// model's outputs are the targets (distillation; also with --distill).
+    /// Class ids (.npy, integers), one per training sample: cross-entropy (or the class folders of a
+    /// --data folder). Without them the float model's outputs are the targets (distillation; also
+    /// with --distill).
     #[arg(long)]
     pub labels: Option<PathBuf>,
     /// Train towards the float model's outputs even when --labels are given (they then only score
@@ -76,7 +79,8 @@ pub struct Args {
     /// kept (top-1 with --val-labels, output SQNR against the float model without).
     #[arg(long, visible_alias = "val")]
     pub val_data: Option<PathBuf>,
-    /// Class ids of the validation samples (.npy, integers).
+    /// Class ids of the validation samples (.npy, integers; or the class folders of a --val-data
+    /// folder).
     #[arg(long, requires = "val_data")]
     pub val_labels: Option<PathBuf>,
     /// Without --val-data, this fraction of --data (its last samples, with their labels) is held
@@ -147,6 +151,9 @@ pub struct Args {
     /// ONNX Q/DQ beside it (`NAME.qdq.onnx`), which onnxruntime runs and `ferrite convert` converts.
     #[arg(long)]
     pub export_onnx: Option<PathBuf>,
+    // Last: its help heading holds the options after it.
+    #[command(flatten)]
+    pub prep: PrepArgs,
 }
 
 /// Share of `--data` held out for validation when no validation set is given.
@@ -176,7 +183,10 @@ fn qdq_path(float: &Path) -> PathBuf {
 pub fn run(args: &Args) -> Result<()> {
     let start = Instant::now();
     let (source, graph) = super::float_onnx::load_one_input(&args.model)?;
-    let data = Array::read(&args.data)?;
+    let spec = InputSpec::of_graph(&graph);
+    let data = folder_data::read_data(&args.data, &args.prep, &spec)?;
+    let preprocessing = data.preprocessing.as_ref().map(|p| p.text());
+    let (data, folder_labels) = (data.array, data.labels);
     let rows = ir::io::check_input(&graph, 0, &data)
         .with_context(|| format!("training data {}", args.data.display()))?;
     let held_out = if args.val_data.is_some() {
@@ -192,17 +202,20 @@ pub fn run(args: &Args) -> Result<()> {
             args.val_split
         );
     }
+    if held_out > 0 && folder_labels.is_some() {
+        eprintln!(
+            "warning: the {held_out} samples held out for validation are the last files of {}, \
+             in its last classes; give --val-data for a fair score (or --val-split 0)",
+            args.data.display()
+        );
+    }
     // Class ids are checked against the model's outputs before any work.
     let classes = graph.values[graph.outputs[0]].elements();
-    let labels = args
-        .labels
-        .as_ref()
-        .map(|p| {
-            let l = super::read_labels(p, rows)?;
-            super::check_classes(&l, classes, p, &args.model)?;
-            Ok::<_, anyhow::Error>(l)
-        })
-        .transpose()?;
+    let labels = folder_data::labels(args.labels.as_deref(), folder_labels, rows)?;
+    if let Some(l) = &labels {
+        let path = args.labels.as_ref().unwrap_or(&args.data);
+        super::check_classes(l, classes, path, &args.model)?;
+    }
     let (data, split_x) = data.split_rows(rows - held_out);
     let (labels, split_labels) = match labels {
         Some(mut l) => {
@@ -218,16 +231,19 @@ pub fn run(args: &Args) -> Result<()> {
     let (val_x, val_labels) = if held_out > 0 {
         (Some(split_x), split_labels)
     } else {
-        let val_x = args.val_data.as_ref().map(|p| Array::read(p)).transpose()?;
-        let val_labels = match (&args.val_labels, &val_x) {
-            (Some(p), Some(v)) => {
-                let l = super::read_labels(p, v.shape.first().copied().unwrap_or(0))?;
-                super::check_classes(&l, classes, p, &args.model)?;
-                Some(l)
+        match &args.val_data {
+            Some(path) => {
+                let v = folder_data::read_data(path, &args.prep, &spec)?;
+                let n = v.array.shape.first().copied().unwrap_or(0);
+                let l = folder_data::labels(args.val_labels.as_deref(), v.labels, n)?;
+                if let Some(l) = &l {
+                    let at = args.val_labels.as_ref().unwrap_or(path);
+                    super::check_classes(l, classes, at, &args.model)?;
+                }
+                (Some(v.array), l)
             }
-            _ => None,
-        };
-        (val_x, val_labels)
+            None => (None, None),
+        }
     };
     let pruning = args.sparsity.is_some() || args.prune_filters.is_some();
     let config = train::Config {
@@ -385,7 +401,11 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     trained.decided.weight_storage = args.weight_storage;
-    let built = ptq::build(&trained.decided)?;
+    let mut built = ptq::build(&trained.decided)?;
+    // The model records how an image or WAV folder became its input.
+    if let Some(text) = &preprocessing {
+        built.bytes = folder_data::record(&built.bytes, text)?;
+    }
     let layers = sparsity::densities(&trained.decided, &trained.pruned);
     if config.sparsity.is_some() {
         let count = |pruned: bool| {
@@ -420,6 +440,7 @@ pub fn run(args: &Args) -> Result<()> {
             "samples": samples,
             "held_out_for_validation": held_out,
             "labels": labels.is_some(),
+            "preprocessing": preprocessing,
             "distill": matches!(supervision, Supervision::Distill),
             "config": config,
             "metric": metric,
