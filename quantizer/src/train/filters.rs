@@ -760,6 +760,11 @@ pub fn remove(g: &Graph, x: &Tensor, plan: &Plan, units: &[usize]) -> Result<Pru
                     retain_axis(shift, 0, k);
                 }
             }
+            Op::PRelu { slope } => {
+                if let (Some(k), true) = (&out_keep, slope.data.len() > 1) {
+                    retain_axis(slope, 0, k);
+                }
+            }
             Op::Reshape { shape } => {
                 if let Some(k) = &out_keep {
                     *shape.last_mut().unwrap() = k.iter().filter(|&&k| k).count();
