@@ -5,6 +5,7 @@
     python3 tests/tflite/make_fixtures.py goldens    # goldens of the fixtures and of the MLPerf Tiny models
     python3 tests/tflite/make_fixtures.py fixtures NAME...   # only the named fixtures
     python3 tests/tflite/make_fixtures.py goldens NAME...    # only the named fixtures' goldens
+    python3 tests/tflite/make_fixtures.py errors NAME...     # only the named error models
     python3 tests/tflite/make_fixtures.py arenas     # TFLite Micro's print_allocations() for the MLPerf models
     python3 tests/tflite/make_fixtures.py errors     # models the importer must refuse (needs tensorflow-cpu)
 
@@ -240,8 +241,8 @@ def make_goldens(only=()):
                MLPERF_SAMPLES_AD if m.startswith("ad_") else MLPERF_SAMPLES)
 
 
-def build_errors():
-    """Models the importer must refuse with a clear error (no goldens)."""
+def build_errors(only=()):
+    """Models the importer must refuse with a clear error (no goldens); `only`: just these."""
     import flatbuffers
     import tensorflow as tf
     from tensorflow.lite.python import schema_py_generated as schema
@@ -249,6 +250,8 @@ def build_errors():
     os.makedirs(ERRORS, exist_ok=True)
 
     def write(name, data):
+        if only and name not in only:
+            return
         with open(os.path.join(ERRORS, name + ".tflite"), "wb") as f:
             f.write(data)
         print(f"errors/{name}: {len(data)} bytes", file=sys.stderr)
@@ -286,6 +289,12 @@ def build_errors():
     edited("conv2d_same_relu", "conv_scale_count", conv_scales)
     edited("relu", "zero_point_range", zero_point)
 
+    def prelu_alpha_shape(m, g):
+        # The per-channel alpha [1, 1, 6] as [1, 6, 1]: same values, not along the last axis.
+        g.tensors[g.operators[0].inputs[1]].shape = [1, 6, 1]
+
+    edited("prelu", "prelu_alpha_shape", prelu_alpha_shape)
+
 
 def arenas():
     from tflite_micro.python.tflite_micro import runtime
@@ -307,7 +316,7 @@ if __name__ == "__main__":
     elif what == "goldens":
         make_goldens(sys.argv[2:])
     elif what == "errors":
-        build_errors()
+        build_errors(sys.argv[2:])
     elif what == "arenas":
         arenas()
     else:
