@@ -287,6 +287,16 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
             0,
             format!("alpha {}", u.alpha),
         ),
+        Op::PRelu(u) => set(
+            &[&u.input],
+            &u.output,
+            elements(&u.input),
+            u.alpha.len(),
+            format!(
+                "{} alpha",
+                u.alpha.len() / if u.quant.is_some() { 1 } else { 4 }
+            ),
+        ),
         Op::ResizeNearestNeighbor(r) => set(
             &[&r.input],
             &r.output,

@@ -59,6 +59,19 @@ fn int8_zero_point_range_is_checked() {
 }
 
 #[test]
+fn prelu_alpha_off_the_last_axis_is_refused() {
+    let e = error_of("errors/prelu_alpha_shape.tflite");
+    assert_contains(
+        &e,
+        &[
+            "operator 0 (PRELU)",
+            "shape [1, 6, 1]",
+            "one per channel (6)",
+        ],
+    );
+}
+
+#[test]
 fn not_a_tflite_file() {
     let e = format!(
         "{:#}",

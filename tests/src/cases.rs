@@ -6,8 +6,9 @@ use ferrite_quantizer::builder::{ModelBuilder, TensorDef};
 use ferrite_runtime::format::{Activation, DType, Shape, Window};
 use ferrite_runtime::ops::{
     AddParams, Binary, ConcatInput, Conv, Dequantize, FullyConnected, LeakyRelu, LeakyReluParams,
-    LogisticParams, MeanParams, MulParams, Op, Pad, Pool, Quantize, Relu, ReluParams,
-    RequantizeParams, Reshape, ResizeNearestNeighbor, Softmax, SoftmaxParams, TanhParams, Unary,
+    LogisticParams, MeanParams, MulParams, Op, PRelu, PReluParams, Pad, Pool, Quantize, Relu,
+    ReluParams, RequantizeParams, Reshape, ResizeNearestNeighbor, Softmax, SoftmaxParams,
+    TanhParams, Unary,
 };
 use ferrite_runtime::quant::prepare::quantize_multiplier;
 use ferrite_runtime::{Interpreter, Model};
@@ -476,6 +477,24 @@ pub fn all() -> Result<Vec<Case>> {
                 Op::ResizeNearestNeighbor(ResizeNearestNeighbor {
                     input: b.operand(x),
                     output: b.operand(y),
+                })
+            },
+        )?,
+        unary_case(
+            "prelu",
+            26,
+            &[1, 4, 4, 6],
+            &[1, 4, 4, 6],
+            (0.05, -10),
+            |b, x, y| {
+                // One int8 alpha per channel (40, -100, 0, 127, -128, 10 as bytes), zero point 3:
+                // slopes 0.37, -1.03, -0.03, 1.24, -1.31, 0.07 at scale 0.01.
+                const ALPHA: [u8; 6] = [40, 156, 0, 127, 128, 10];
+                Op::PRelu(PRelu {
+                    input: b.operand(x),
+                    output: b.operand(y),
+                    alpha: &ALPHA,
+                    quant: Some(PReluParams::prepare(0.06, 7, 0.01, 3, 0.05, -10)),
                 })
             },
         )?,

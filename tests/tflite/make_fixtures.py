@@ -3,6 +3,9 @@
 
     python3 tests/tflite/make_fixtures.py fixtures   # int8 .tflite fixtures (needs tensorflow-cpu)
     python3 tests/tflite/make_fixtures.py goldens    # goldens of the fixtures and of the MLPerf Tiny models
+    python3 tests/tflite/make_fixtures.py fixtures NAME...   # only the named fixtures
+    python3 tests/tflite/make_fixtures.py goldens NAME...    # only the named fixtures' goldens
+    python3 tests/tflite/make_fixtures.py errors NAME...     # only the named error models
     python3 tests/tflite/make_fixtures.py arenas     # TFLite Micro's print_allocations() for the MLPerf models
     python3 tests/tflite/make_fixtures.py errors     # models the importer must refuse (needs tensorflow-cpu)
 
@@ -69,7 +72,7 @@ def sample_inputs(details, seeds):
 
 # ---------------------------------------------------------------- fixtures (TensorFlow converter)
 
-def build_fixtures():
+def build_fixtures(only=()):
     import tensorflow as tf
 
     rng = np.random.default_rng(2026)
@@ -136,6 +139,17 @@ def build_fixtures():
         "residual_block": ([[1, 8, 8, 8]], lambda x: tf.reduce_mean(
             relu(x + conv(conv(x, 8, 3, 3, act=relu), 8, 3, 3)), axis=[1, 2])),
     }
+    # Keras PReLU layers (their alpha a constant the converter quantizes), with fixed slopes,
+    # negative and above 1 among them.
+    # The layer is built outside the traced function (its alpha is a variable).
+    def prelu(shape, alpha, shared_axes):
+        layer = tf.keras.layers.PReLU(
+            alpha_initializer=tf.keras.initializers.Constant(alpha), shared_axes=shared_axes)
+        layer.build(shape)
+        return ([shape], lambda x: layer(x), [2.0])
+
+    cases["prelu"] = prelu([1, 4, 4, 6], [0.25, -0.5, 0.1, 1.5, 0.0, 0.05], [1, 2])
+    cases["prelu_shared"] = prelu([1, 3, 5, 4], 0.2, [1, 2, 3])
     float_io = {
         # Float input and output: QUANTIZE (f32 -> int8) in front, DEQUANTIZE (int8 -> f32) behind.
         "float_io_conv": ([[1, 5, 5, 2]], lambda x: conv(x, 4, 3, 3, act=relu)),
@@ -143,6 +157,8 @@ def build_fixtures():
 
     os.makedirs(FIXTURES, exist_ok=True)
     for name, case in {**cases, **float_io}.items():
+        if only and name not in only:
+            continue
         shapes, body = case[0], case[1]
         stds = case[2] if len(case) > 2 else [1.0] * len(shapes)
         specs = [tf.TensorSpec(s, tf.float32) for s in shapes]
@@ -208,12 +224,14 @@ def golden(path, rel, out_path, samples):
     print(f"{rel}: {samples} samples", file=sys.stderr)
 
 
-def make_goldens():
+def make_goldens(only=()):
     os.makedirs(GOLDENS, exist_ok=True)
     for f in sorted(os.listdir(FIXTURES)):
-        if f.endswith(".tflite"):
+        if f.endswith(".tflite") and (not only or f[:-len(".tflite")] in only):
             golden(os.path.join(FIXTURES, f), f"fixtures/{f}",
                    os.path.join(GOLDENS, f[:-len(".tflite")] + ".golden"), FIXTURE_SAMPLES)
+    if only:
+        return
     if not os.path.isdir(MLPERF):
         print(f"{MLPERF} is absent: MLPerf goldens skipped", file=sys.stderr)
         return
@@ -223,8 +241,8 @@ def make_goldens():
                MLPERF_SAMPLES_AD if m.startswith("ad_") else MLPERF_SAMPLES)
 
 
-def build_errors():
-    """Models the importer must refuse with a clear error (no goldens)."""
+def build_errors(only=()):
+    """Models the importer must refuse with a clear error (no goldens); `only`: just these."""
     import flatbuffers
     import tensorflow as tf
     from tensorflow.lite.python import schema_py_generated as schema
@@ -232,6 +250,8 @@ def build_errors():
     os.makedirs(ERRORS, exist_ok=True)
 
     def write(name, data):
+        if only and name not in only:
+            return
         with open(os.path.join(ERRORS, name + ".tflite"), "wb") as f:
             f.write(data)
         print(f"errors/{name}: {len(data)} bytes", file=sys.stderr)
@@ -269,6 +289,12 @@ def build_errors():
     edited("conv2d_same_relu", "conv_scale_count", conv_scales)
     edited("relu", "zero_point_range", zero_point)
 
+    def prelu_alpha_shape(m, g):
+        # The per-channel alpha [1, 1, 6] as [1, 6, 1]: same values, not along the last axis.
+        g.tensors[g.operators[0].inputs[1]].shape = [1, 6, 1]
+
+    edited("prelu", "prelu_alpha_shape", prelu_alpha_shape)
+
 
 def arenas():
     from tflite_micro.python.tflite_micro import runtime
@@ -286,11 +312,11 @@ def arenas():
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     if what == "fixtures":
-        build_fixtures()
+        build_fixtures(sys.argv[2:])
     elif what == "goldens":
-        make_goldens()
+        make_goldens(sys.argv[2:])
     elif what == "errors":
-        build_errors()
+        build_errors(sys.argv[2:])
     elif what == "arenas":
         arenas()
     else:

@@ -1,5 +1,5 @@
 //! Constant data of the weighted operators (Conv2d, DepthwiseConv2d, FullyConnected): the filter and
-//! bias as the runtime stores them, and each output channel's requantization factor.
+//! bias as the runtime stores them, and each output channel's requantization factor; PRelu's alpha.
 
 use anyhow::{Context, Result};
 use ferrite_runtime::kernels::sparse::encode;
@@ -7,7 +7,7 @@ use ferrite_runtime::quant::prepare::quantize_multiplier;
 
 use super::{Quantization, Requantization};
 use crate::ir::{Node, Op};
-use crate::quantize::params;
+use crate::quantize::params::{self, QParams};
 
 /// Constant data a lowered node borrows (empty for operators without weights).
 #[derive(Default)]
@@ -20,6 +20,8 @@ pub(crate) struct NodeData {
     /// `filter` then holds only the stored blocks (`ferrite_runtime::kernels::sparse`).
     pub block: u16,
     pub mask: Vec<u8>,
+    /// PRelu: the quantization of its int8 alpha (held in `filter`); `None` for f32.
+    pub alpha: Option<QParams>,
 }
 
 /// Block sizes a sparse filter may use; the writer keeps whichever stores the fewest bytes.
@@ -40,6 +42,11 @@ pub(super) fn node_data(
     sparse: bool,
 ) -> Result<NodeData> {
     let mut d = NodeData::default();
+    if let Op::PRelu { slope } = &n.op {
+        let imported = q.weights.get(i).and_then(Option::as_ref);
+        (d.filter, d.alpha) = crate::ops::prelu_alpha_data(slope, q.float[n.output], imported)?;
+        return Ok(d);
+    }
     let (filter, bias) = match &n.op {
         Op::Conv2d { filter, bias, .. }
         | Op::DepthwiseConv2d { filter, bias, .. }

@@ -24,6 +24,7 @@ mod max_pool2d;
 mod mean;
 mod mul;
 mod pad;
+mod prelu;
 mod relu;
 mod reshape;
 mod resize_nearest;
@@ -41,6 +42,7 @@ use crate::quantize::params::QParams;
 use crate::train::backward::{Grad, OpGrads};
 
 pub(crate) use average_pool2d::global_pool;
+pub(crate) use prelu::alpha_data as prelu_alpha_data;
 
 /// An operator. Each maps to one runtime operator after the passes (see the module docs).
 #[derive(Clone, Debug, PartialEq)]
@@ -102,6 +104,11 @@ pub enum Op {
     LeakyRelu {
         alpha: f32,
     },
+    /// `x` where `x >= 0`, `slope[c] * x` below; `slope` is `[1]` (shared) or `[c]` (per channel
+    /// of the last axis), trainable.
+    PRelu {
+        slope: Param,
+    },
     /// Nearest-neighbour resize of an NHWC tensor to `size` (height, width): output pixel `(y, x)`
     /// copies input pixel `(y * in_h / out_h, x * in_w / out_w)` (integer division).
     ResizeNearest {
@@ -149,6 +156,7 @@ impl Op {
             Op::Tanh => "TANH",
             Op::Relu { .. } => "RELU",
             Op::LeakyRelu { .. } => "LEAKY_RELU",
+            Op::PRelu { .. } => "PRELU",
             Op::ResizeNearest { .. } => "RESIZE_NEAREST_NEIGHBOR",
             Op::Reshape { .. } => "RESHAPE",
             Op::Concatenation { .. } => "CONCATENATION",
@@ -188,13 +196,15 @@ impl Op {
         }
     }
 
-    /// The weight arrays the operator owns (filter then bias), for training and pruning.
+    /// The weight arrays the operator owns (filter then bias; BatchNorm scale then shift; PRelu its
+    /// slope), for training and pruning.
     pub fn params_mut(&mut self) -> Vec<&mut Param> {
         match self {
             Op::Conv2d { filter, bias, .. }
             | Op::DepthwiseConv2d { filter, bias, .. }
             | Op::FullyConnected { filter, bias, .. } => vec![filter, bias],
             Op::BatchNorm { scale, shift } => vec![scale, shift],
+            Op::PRelu { slope } => vec![slope],
             _ => Vec::new(),
         }
     }
@@ -273,6 +283,7 @@ impl Op {
             Op::Tanh => tanh::shape(inputs),
             Op::Relu { .. } => relu::shape(inputs),
             Op::LeakyRelu { .. } => leaky_relu::shape(inputs),
+            Op::PRelu { slope } => prelu::shape(slope, inputs),
             Op::ResizeNearest { size } => resize_nearest::shape(*size, inputs),
             Op::Reshape { shape } => reshape::shape(shape, inputs),
             Op::Concatenation { axis } => concatenation::shape(*axis, inputs),
@@ -317,6 +328,7 @@ impl Op {
             Op::Tanh => tanh::eval(inputs, out),
             Op::Relu { clamp } => relu::eval(*clamp, inputs, out),
             Op::LeakyRelu { alpha } => leaky_relu::eval(*alpha, inputs, out),
+            Op::PRelu { slope } => prelu::eval(slope, inputs, out),
             Op::ResizeNearest { .. } => resize_nearest::eval(inputs, out),
             Op::Reshape { .. } => reshape::eval(inputs, out),
             Op::Concatenation { axis } => concatenation::eval(*axis, inputs, out),
@@ -347,6 +359,7 @@ impl Op {
             Op::Tanh => tanh::backward(g),
             Op::Relu { .. } => relu::backward(g),
             Op::LeakyRelu { alpha } => leaky_relu::backward(*alpha, g),
+            Op::PRelu { slope } => prelu::backward(slope, g),
             Op::ResizeNearest { .. } => resize_nearest::backward(g),
             Op::Reshape { .. } => reshape::backward(g),
             Op::Concatenation { axis } => concatenation::backward(*axis, g),
@@ -383,6 +396,7 @@ impl Op {
             Op::Tanh => tanh::lower(cx),
             Op::Relu { clamp } => relu::lower(*clamp, cx)?,
             Op::LeakyRelu { alpha } => leaky_relu::lower(*alpha, cx),
+            Op::PRelu { .. } => prelu::lower(cx)?,
             Op::ResizeNearest { .. } => resize_nearest::lower(cx),
             Op::Reshape { .. } => reshape::lower(cx),
             Op::Concatenation { axis } => return Ok(concatenation::lower(*axis, cx)),
@@ -430,6 +444,7 @@ impl Op {
             Op::Tanh => tanh::export(e, n),
             Op::Relu { clamp } => relu::export(*clamp, e, n),
             Op::LeakyRelu { alpha } => leaky_relu::export(*alpha, e, n),
+            Op::PRelu { slope } => prelu::export(slope, e, n),
             Op::ResizeNearest { size } => resize_nearest::export(*size, e, n),
             Op::Reshape { shape } => reshape::export(shape, e, n),
             Op::Concatenation { axis } => concatenation::export(*axis, e, n),
@@ -455,6 +470,7 @@ impl Op {
             Op::Tanh => tanh::OUTPUT,
             Op::Relu { .. } => relu::OUTPUT,
             Op::LeakyRelu { .. } => leaky_relu::OUTPUT,
+            Op::PRelu { .. } => prelu::OUTPUT,
             Op::ResizeNearest { .. } => resize_nearest::OUTPUT,
             Op::Reshape { .. } => reshape::OUTPUT,
             Op::Concatenation { .. } => concatenation::OUTPUT,
@@ -484,6 +500,7 @@ impl Op {
             Op::Tanh => tanh::CHANNELS,
             Op::Relu { clamp } => relu::channels(*clamp),
             Op::LeakyRelu { .. } => leaky_relu::CHANNELS,
+            Op::PRelu { .. } => prelu::CHANNELS,
             Op::ResizeNearest { .. } => resize_nearest::CHANNELS,
             Op::Reshape { shape } => Channels::Reshaped { shape },
             Op::Concatenation { axis } => Channels::Joined { axis: Some(*axis) },

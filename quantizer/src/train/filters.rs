@@ -760,6 +760,11 @@ pub fn remove(g: &Graph, x: &Tensor, plan: &Plan, units: &[usize]) -> Result<Pru
                     retain_axis(shift, 0, k);
                 }
             }
+            Op::PRelu { slope } => {
+                if let (Some(k), true) = (&out_keep, slope.data.len() > 1) {
+                    retain_axis(slope, 0, k);
+                }
+            }
             Op::Reshape { shape } => {
                 if let Some(k) = &out_keep {
                     *shape.last_mut().unwrap() = k.iter().filter(|&&k| k).count();
@@ -989,6 +994,35 @@ mod tests {
             let diff = max_diff(&g, &p.graph, &x);
             assert!(diff < 1e-5, "{criterion:?}: outputs moved by {diff}");
         }
+    }
+
+    #[test]
+    fn a_per_channel_prelu_slope_follows_the_pruned_channels() {
+        let mut rng = Rng::new(11);
+        let mut g = Graph::default();
+        let x = g.add_value("x", vec![1, 5, 5, 2]);
+        g.inputs = vec![x];
+        let a = g
+            .add_node("a", "Conv", conv(&mut rng, 3, 2, 4), vec![x], "a")
+            .unwrap();
+        let slope = Param::new(vec![4], vec![0.25, -0.5, 0.1, 1.5]);
+        let p = g
+            .add_node("p", "PRelu", Op::PRelu { slope }, vec![a], "p")
+            .unwrap();
+        let e = g
+            .add_node("e", "Conv", conv(&mut rng, 1, 4, 3), vec![p], "e")
+            .unwrap();
+        g.outputs = vec![e];
+        g.check().unwrap();
+        kill(node(&mut g, "a"), 1);
+        let x = input(&mut rng, vec![8, 5, 5, 2]);
+        let pruned = prune(&g, &x, &settings(0.25, Allocation::Uniform, &[])).unwrap();
+        let Op::PRelu { slope } = &pruned.graph.nodes[1].op else {
+            panic!("{:?}", pruned.graph.nodes[1].op)
+        };
+        assert_eq!(slope.data, [0.25, 0.1, 1.5]);
+        let diff = max_diff(&g, &pruned.graph, &x);
+        assert!(diff < 1e-5, "outputs moved by {diff}");
     }
 
     #[test]

@@ -1,8 +1,8 @@
-//! Int8 Logistic, Tanh (gemmlowp fixed point), standalone ReLU / ReLU6 and leaky ReLU (TFLite Micro
-//! reference paths).
+//! Int8 Logistic, Tanh (gemmlowp fixed point), standalone ReLU / ReLU6, leaky ReLU and PReLU (TFLite
+//! Micro reference paths).
 
 use super::fixedpoint;
-use crate::ops::{LeakyReluParams, LogisticParams, ReluParams, TanhParams};
+use crate::ops::{LeakyReluParams, LogisticParams, PReluParams, ReluParams, TanhParams};
 use crate::quant::{multiply_by_quantized_multiplier, rounding_divide_by_pot};
 
 /// Integer bits of the rescaled Logistic/Tanh input (Q4.27), as in TFLite Micro's Prepare.
@@ -67,6 +67,28 @@ pub fn leaky_relu_s8(p: &LeakyReluParams, input: &[i8], output: &mut [i8]) {
             .output_zero_point
             .wrapping_add(factor.apply(centred))
             .clamp(-128, 127) as i8;
+    }
+}
+
+/// Int8 PReLU, mirroring TFLite `reference_ops::BroadcastPrelu4DSlow` with `alpha` broadcast over the
+/// last axis (one value, or one per channel: element `i` uses `alpha[i % alpha.len()]`): the input
+/// (minus its zero point) rescaled by the identity factor when non-negative; below, its product with
+/// `alpha - alpha_zero_point` rescaled by the alpha factor; plus the output zero point, saturated.
+pub fn prelu_s8(p: &PReluParams, alpha: &[i8], input: &[i8], output: &mut [i8]) {
+    let mut c = 0;
+    for (&x, o) in input.iter().zip(output.iter_mut()) {
+        let centred = x as i32 - p.input_zero_point;
+        let scaled = if centred >= 0 {
+            p.identity.apply(centred)
+        } else {
+            let a = alpha.get(c).map_or(0, |&a| a as i32 - p.alpha_zero_point);
+            p.alpha.apply(centred * a)
+        };
+        *o = p.output_zero_point.wrapping_add(scaled).clamp(-128, 127) as i8;
+        c += 1;
+        if c >= alpha.len() {
+            c = 0;
+        }
     }
 }
 
@@ -261,5 +283,54 @@ mod tests {
             let clamp = crate::format::quantized_clamp(-6.0, 6.0, 1e-38, zero_point);
             assert_eq!(clamp, (-128, 127));
         }
+    }
+
+    #[test]
+    fn prelu_matches_float_reference() {
+        let input = all_inputs();
+        let quants = [
+            ((0.1, 0), (0.1, 0)),
+            ((0.1, -20), (0.05, 40)),
+            ((0.02, 10), (0.03, -5)),
+            ((0.2, 30), (0.01, -128)),
+        ];
+        // Alpha as TFLite's converter stores it: int8 with its own scale and zero point.
+        let alphas: [(&[i8], f32, i32); 4] = [
+            (&[25], 0.01, 0),
+            (&[-128, -60, 0, 37, 127], 0.004, -128),
+            (&[10, -3, 100, 127], 0.02, 5),
+            (&[-100, 50, 0, 90], 0.03, -10),
+        ];
+        for ((si, zi), (so, zo)) in quants {
+            for (alpha, sa, za) in alphas {
+                let p = PReluParams::prepare(si, zi, sa, za, so, zo);
+                let mut out = [0i8; 256];
+                prelu_s8(&p, alpha, &input, &mut out);
+                let want: Vec<i8> = input
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &q)| {
+                        let x = dequant(q, si, zi);
+                        let a = dequant(alpha[i % alpha.len()], sa, za);
+                        quant(if x >= 0.0 { x } else { a * x }, so, zo)
+                    })
+                    .collect();
+                assert_close(&out, &want, 1);
+            }
+        }
+    }
+
+    #[test]
+    fn prelu_hand_checked() {
+        // Scales 0.5 -> 0.25: identity factor 2 (2^30, shift 2); alpha scale 0.125: factor 0.25
+        // (2^30, shift -1). Alpha zero point 2: alphas 6 and -2 are 4 and -4 (0.5 and -0.5).
+        let p = PReluParams::prepare(0.5, 3, 0.125, 2, 0.25, -1);
+        assert_eq!((p.identity.multiplier, p.identity.shift), (1 << 30, 2));
+        assert_eq!((p.alpha.multiplier, p.alpha.shift), (1 << 30, -1));
+        let mut out = [0i8; 6];
+        prelu_s8(&p, &[6, -2], &[3, 10, -4, -4, -128, 127], &mut out);
+        // 0 -> -1; 7 * 2 - 1 = 13; channel 0: -7 * 4 * 0.25 = -7, -1 -> -8; channel 1: -7 * -4 *
+        // 0.25 = 7 -> 6; channel 0: -131 * 4 * 0.25 = -131, -1 saturates to -128; 124 * 2 - 1 -> 127.
+        assert_eq!(out, [-1, 13, -8, 6, -128, 127]);
     }
 }

@@ -34,6 +34,7 @@ pub mod max_pool_2d;
 pub mod mean;
 pub mod mul;
 pub mod pad;
+pub mod prelu;
 pub mod quantize;
 pub mod relu;
 pub mod reshape;
@@ -54,6 +55,7 @@ pub use logistic::LogisticParams;
 pub use mean::MeanParams;
 pub use mul::MulParams;
 pub use pad::Pad;
+pub use prelu::{PRelu, PReluParams};
 pub use quantize::{Quantize, RequantizeParams};
 pub use relu::{Relu, ReluParams};
 pub use reshape::Reshape;
@@ -354,6 +356,8 @@ operators! {
     19 LeakyRelu(LeakyRelu) leaky_relu "LEAKY_RELU" "leaky-relu";
     /// Each output pixel the nearest input pixel.
     20 ResizeNearestNeighbor(ResizeNearestNeighbor) resize_nearest_neighbor "RESIZE_NEAREST_NEIGHBOR" "resize-nearest-neighbor";
+    /// `x` above zero, `alpha * x` below, with one constant alpha or one per channel.
+    21 PRelu(PRelu<'a>) prelu "PRELU" "prelu";
 }
 
 impl Op<'_> {

@@ -46,6 +46,7 @@ pub const SUPPORTED: &[&str] = &[
     "MaxPool",
     "Mul",
     "Pad",
+    "PRelu",
     "ReduceMean",
     "Relu",
     "Reshape",
@@ -458,6 +459,7 @@ impl Importer {
                 );
                 self.unary(n, label, Op::LeakyRelu { alpha })
             }
+            "PRelu" => self.prelu(n, label),
             "Sigmoid" => self.unary(n, label, Op::Logistic),
             "Tanh" => self.unary(n, label, Op::Tanh),
             "Identity" => self.unary(n, label, Op::Identity),
@@ -846,6 +848,36 @@ impl Importer {
         let x = self.act(n, 0)?;
         let l = self.layout(x);
         self.emit(n, label, op, vec![x], l).map(drop)
+    }
+
+    /// `PRelu(x, slope)` with a constant slope of one value or one per channel: shaped `[C, 1, 1]`
+    /// (or `[1, C, 1, 1]`) for an NCHW input, `[C]` when the channels are last, any shape of one
+    /// element for a shared slope.
+    fn prelu(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let x = self.act(n, 0)?;
+        let c = self.konst(n, 1)?;
+        let (given, slope) = (c.dims.clone(), c.f32()?);
+        let src = self.onnx_dims(x);
+        let channels = self.shape(x).last().copied().unwrap_or(1);
+        let axis = match self.layout(x) {
+            SourceLayout::Nchw => Some(1),
+            SourceLayout::Same => src.len().checked_sub(1),
+            SourceLayout::FlatChw { .. } => None,
+        };
+        let mut dims = vec![1usize; src.len().saturating_sub(given.len())];
+        dims.extend(&given);
+        let shared = slope.len() == 1 && dims.iter().all(|&d| d == 1);
+        let per_channel = axis.is_some_and(|a| {
+            let want = |i| if i == a { channels } else { 1 };
+            dims.iter().enumerate().all(|(i, &d)| d == want(i))
+        });
+        ensure!(
+            dims.len() == src.len() && (shared || per_channel),
+            "PRelu slope of shape {given:?} for an input of shape {src:?}: one slope, or one per \
+             channel ([C, 1, 1] for an NCHW input, [C] for channels last), is supported"
+        );
+        let slope = Param::new(vec![slope.len()], slope);
+        self.unary(n, label, Op::PRelu { slope })
     }
 
     fn clip(&mut self, n: &NodeProto, label: &str) -> Result<()> {

@@ -508,3 +508,95 @@ fn resize_nearest_repeats_pixels_and_refuses_what_it_cannot_match() {
         "{e}"
     );
 }
+
+/// PRelu: a `[C, 1, 1]` slope on an NCHW input becomes one slope per channel (NHWC last axis) and a
+/// `[1]` slope a shared one; other shapes are refused by name. Conv -> PRelu -> Conv quantizes
+/// (the slope to int8) and runs close to float; the float export reads back the same.
+#[test]
+fn prelu_imports_per_channel_quantizes_and_exports() {
+    let slope = [0.25f32, -0.5, 0.1, 1.5];
+    let one = |dims: &[i64], data: &[f32]| {
+        model(
+            17,
+            vec![node("PRelu", &["x", "s"], "y", vec![])],
+            vec![tensor("s", dims, data)],
+            &[1, 4, 2, 3],
+            "y",
+        )
+    };
+    let values: Vec<f32> = (0..24).map(|i| (i as f32 - 12.0) / 4.0).collect();
+    let x = Tensor::new(vec![1, 2, 3, 4], values.clone());
+    for dims in [&[4, 1, 1][..], &[1, 4, 1, 1]] {
+        let g = import(&one(dims, &slope)).unwrap();
+        assert!(matches!(&g.nodes[0].op, Op::PRelu { slope: s } if s.data == slope));
+        let y = float_exec::run(&g, std::slice::from_ref(&x), 1).unwrap();
+        let want: Vec<f32> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| if v >= 0.0 { v } else { slope[i % 4] * v })
+            .collect();
+        assert_eq!(y[0].data, want);
+    }
+    let g = import(&one(&[1], &[0.2])).unwrap();
+    assert!(matches!(&g.nodes[0].op, Op::PRelu { slope } if slope.data == [0.2]));
+    for dims in [&[4][..], &[4, 2, 3], &[2, 1, 1]] {
+        let n: i64 = dims.iter().product();
+        let e = err(&one(dims, &vec![0.1; n as usize]));
+        assert!(e.contains("PRelu slope of shape"), "{dims:?}: {e}");
+    }
+
+    // Conv (3 -> 4 channels, 3x3) -> PRelu -> Conv (4 -> 2, 1x1).
+    let mut rng = crate::rng::Rng::new(54);
+    let mut normal = |n: usize, s: f32| -> Vec<f32> { rng.values(n, -s, s) };
+    let (w1, w2) = (normal(4 * 3 * 9, 0.3), normal(2 * 4, 0.5));
+    let bytes = model(
+        17,
+        vec![
+            node("Conv", &["x", "w1"], "a", vec![]),
+            node("PRelu", &["a", "s"], "b", vec![]),
+            node("Conv", &["b", "w2"], "y", vec![]),
+        ],
+        vec![
+            tensor("w1", &[4, 3, 3, 3], &w1),
+            tensor("s", &[4, 1, 1], &slope),
+            tensor("w2", &[2, 4, 1, 1], &w2),
+        ],
+        &[1, 3, 8, 8],
+        "y",
+    );
+    let g = import(&bytes).unwrap();
+    let x = Tensor::new(vec![1, 8, 8, 3], normal(192, 1.0));
+    let want = float_exec::run(&g, std::slice::from_ref(&x), 1).unwrap();
+    // The runner reads and writes the source's NCHW layout.
+    let nchw = |t: &[f32], (h, w, c): (usize, usize, usize)| -> Vec<f32> {
+        let mut out = vec![0.0; t.len()];
+        for (i, &v) in t.iter().enumerate() {
+            let (p, ch) = (i / c, i % c);
+            out[ch * h * w + p] = v;
+        }
+        out
+    };
+    let q =
+        crate::quantize::ptq::quantize(&g, std::slice::from_ref(&x), &Default::default()).unwrap();
+    assert!(q.report.float_nodes.is_empty());
+    let runner = crate::runtime_exec::Runner::new(&q.built.bytes).unwrap();
+    let input = crate::npy::Array::from_f32(vec![1, 3, 8, 8], &nchw(&x.data, (8, 8, 3)));
+    let got = runner.run(&[input], 1).unwrap()[0].to_f32();
+    let want_nchw = nchw(&want[0].data, (6, 6, 2));
+    let mut sqnr = crate::quantize::sqnr::Sqnr::default();
+    sqnr.extend(
+        want_nchw
+            .iter()
+            .zip(&got)
+            .map(|(&w, &g)| (w as f64, g as f64)),
+    );
+    let db = sqnr.db().unwrap();
+    assert!(db > 30.0, "SQNR {db} dB");
+
+    let exported = crate::export::float_onnx(&g).unwrap();
+    let again = import(&exported).unwrap();
+    let y = float_exec::run(&again, std::slice::from_ref(&x), 1).unwrap();
+    for (a, b) in y[0].data.iter().zip(&want[0].data) {
+        assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+    }
+}

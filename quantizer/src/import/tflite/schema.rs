@@ -63,6 +63,7 @@ pub mod op {
     pub const PAD: i32 = 34;
     pub const MEAN: i32 = 40;
     pub const SQUEEZE: i32 = 43;
+    pub const PRELU: i32 = 54;
     pub const RESIZE_NEAREST_NEIGHBOR: i32 = 97;
     pub const LEAKY_RELU: i32 = 98;
     pub const QUANTIZE: i32 = 114;

@@ -31,6 +31,7 @@ pub const SUPPORTED: &[&str] = &[
     "MEAN",
     "MUL",
     "PAD",
+    "PRELU",
     "QUANTIZE",
     "RELU",
     "RELU6",
@@ -364,6 +365,7 @@ impl<'m, 'a> Importer<'m, 'a> {
             op::RELU6 => self.relu(&o, Activation::Relu6),
             op::RELU_N1_TO_1 => self.relu(&o, Activation::ReluN1To1),
             op::LEAKY_RELU => self.leaky_relu(&o),
+            op::PRELU => self.prelu(&o),
             op::RESIZE_NEAREST_NEIGHBOR => self.resize_nearest(&o),
             op::RESHAPE | op::SQUEEZE => self.reshape(&o),
             op::CONCATENATION => self.concatenation(&o),
@@ -874,6 +876,69 @@ impl<'m, 'a> Importer<'m, 'a> {
             bail!("input and output sizes differ");
         }
         self.push(Op::LeakyRelu { alpha }, vec![x], y);
+        Ok(())
+    }
+
+    /// PRELU with a constant int8 alpha of one value or one per channel (the last axis), kept with
+    /// its quantization for the lowering; the IR's slope is its dequantized values.
+    fn prelu(&mut self, o: &Operator<'a>) -> Result<()> {
+        let x = self.act(self.input(o, 0)?)?;
+        let y = self.single_output(o)?;
+        self.require_i8(x, "input")?;
+        self.require_i8(y, "output")?;
+        if self.def(x).shape != self.def(y).shape {
+            bail!("input and output shapes differ");
+        }
+        let channels = self.def(x).shape.last();
+        let t = self.tensor_index(self.input(o, 1)?)?;
+        let tensor = &self.model.tensors[t];
+        let data = self.model.data(t);
+        if tensor.dtype != tensor_type::INT8 || data.is_empty() {
+            bail!(
+                "alpha {} must be a constant int8 tensor (it is {}{})",
+                tensor.name,
+                tensor_type::name(tensor.dtype),
+                if data.is_empty() {
+                    ", computed at run time"
+                } else {
+                    ""
+                }
+            );
+        }
+        let dims: Vec<usize> = tensor.shape.iter().map(|&d| d.max(0) as usize).collect();
+        let (last, lead) = dims.split_last().map_or((1, &[][..]), |(l, r)| (*l, r));
+        let elems = dims.iter().product::<usize>();
+        if lead.iter().any(|&d| d != 1) || (last != 1 && last != channels) || data.len() != elems {
+            bail!(
+                "alpha {} has shape {:?}; one value, or one per channel ({channels}) of the last axis, is supported",
+                tensor.name,
+                tensor.shape
+            );
+        }
+        let (scale, zero_point) = match &tensor.quantization {
+            Some(q) if q.scale.len() == 1 && q.zero_point.len() <= 1 => {
+                (q.scale[0], q.zero_point.first().copied().unwrap_or(0))
+            }
+            _ => bail!(
+                "alpha {} needs one scale and zero point (per-tensor quantization)",
+                tensor.name
+            ),
+        };
+        if !(scale.is_finite() && scale > 0.0 && (-128..=127).contains(&zero_point)) {
+            bail!(
+                "alpha {} has scale {scale} and zero point {zero_point}; a positive finite scale and a zero point in -128..=127 are required",
+                tensor.name
+            );
+        }
+        let q: Vec<i8> = data.iter().map(|&b| b as i8).collect();
+        let slope = q
+            .iter()
+            .map(|&v| scale * (v as i32 - zero_point as i32) as f32)
+            .collect();
+        let op = Op::PRelu {
+            slope: Param::new(vec![q.len()], slope),
+        };
+        self.push_weighted(op, vec![x], y, Some((q, vec![scale])), None);
         Ok(())
     }
 

@@ -475,6 +475,23 @@ fn leaky_relu_slopes() {
 }
 
 #[test]
+fn prelu_input_and_slope_gradients() {
+    let mut rng = Rng::new(96);
+    for slope in [vec![0.25], vec![0.2, -0.5, 0.0, 1.5]] {
+        let mut x = random_tensor(&mut rng, &[2, 3, 3, 4]);
+        // Away from the kink at 0, which a finite-difference step must not cross.
+        x.data
+            .iter_mut()
+            .for_each(|v| *v = 4.0 * *v + 0.1f32.copysign(*v));
+        let slope = Param::new(vec![slope.len()], slope);
+        check(
+            &format!("prelu {:?}", slope.data),
+            &Case::new(Op::PRelu { slope }, vec![x]),
+        );
+    }
+}
+
+#[test]
 fn resize_nearest_sums_the_copies() {
     let mut rng = Rng::new(97);
     for size in [[4, 6], [5, 7], [1, 2]] {

@@ -2,6 +2,7 @@
 
 use super::math::{exp_f32, tanh_scalar_f32};
 use crate::format::Activation;
+use crate::kernels::LeF32;
 
 /// `output[i] = 1 / (1 + e^-input[i])`. Slices have equal lengths.
 pub fn logistic_f32(input: &[f32], output: &mut [f32]) {
@@ -30,6 +31,19 @@ pub fn relu_f32(act: Activation, input: &[f32], output: &mut [f32]) {
 pub fn leaky_relu_f32(alpha: f32, input: &[f32], output: &mut [f32]) {
     for (o, &x) in output.iter_mut().zip(input) {
         *o = if x >= 0.0 { x } else { alpha * x };
+    }
+}
+
+/// `output[i] = input[i]` where non-negative, `alpha[i % alpha.len()] * input[i]` below: PReLU with
+/// one slope or one per channel of the last axis. Slices have equal lengths.
+pub fn prelu_f32(alpha: LeF32<'_>, input: &[f32], output: &mut [f32]) {
+    let mut c = 0;
+    for (o, &x) in output.iter_mut().zip(input) {
+        *o = if x >= 0.0 { x } else { alpha.get(c) * x };
+        c += 1;
+        if c >= alpha.len() {
+            c = 0;
+        }
     }
 }
 
@@ -90,5 +104,23 @@ mod tests {
         relative(&out, &|x| 1.0 / (1.0 + (-x).exp()), "logistic");
         tanh_f32(&input, &mut out);
         relative(&out, &f64::tanh, "tanh");
+    }
+
+    #[test]
+    fn prelu_per_channel_and_shared() {
+        let bytes: Vec<u8> = [0.5f32, -2.0]
+            .iter()
+            .flat_map(|a| a.to_le_bytes())
+            .collect();
+        let mut out = [0.0f32; 4];
+        prelu_f32(
+            LeF32::new(&bytes).unwrap(),
+            &[-2.0, -3.0, 4.0, -1.0],
+            &mut out,
+        );
+        assert_eq!(out, [-1.0, 6.0, 4.0, 2.0]);
+        let one = 0.25f32.to_le_bytes();
+        prelu_f32(LeF32::new(&one).unwrap(), &[-2.0, 3.0, -4.0, 0.0], &mut out);
+        assert_eq!(out, [-0.5, 3.0, -1.0, 0.0]);
     }
 }
