@@ -177,7 +177,18 @@ impl Op {
             | Op::AveragePool2d { clamp, .. }
             | Op::MaxPool2d { clamp, .. }
             | Op::Relu { clamp } => Some(*clamp),
-            _ => None,
+            Op::Mean { .. }
+            | Op::Softmax { .. }
+            | Op::Logistic
+            | Op::Tanh
+            | Op::LeakyRelu { .. }
+            | Op::PRelu { .. }
+            | Op::ResizeNearest { .. }
+            | Op::Reshape { .. }
+            | Op::Concatenation { .. }
+            | Op::Pad { .. }
+            | Op::BatchNorm { .. }
+            | Op::Identity => None,
         }
     }
 
@@ -192,7 +203,18 @@ impl Op {
             | Op::AveragePool2d { clamp, .. }
             | Op::MaxPool2d { clamp, .. }
             | Op::Relu { clamp } => Some(clamp),
-            _ => None,
+            Op::Mean { .. }
+            | Op::Softmax { .. }
+            | Op::Logistic
+            | Op::Tanh
+            | Op::LeakyRelu { .. }
+            | Op::PRelu { .. }
+            | Op::ResizeNearest { .. }
+            | Op::Reshape { .. }
+            | Op::Concatenation { .. }
+            | Op::Pad { .. }
+            | Op::BatchNorm { .. }
+            | Op::Identity => None,
         }
     }
 
@@ -205,7 +227,21 @@ impl Op {
             | Op::FullyConnected { filter, bias, .. } => vec![filter, bias],
             Op::BatchNorm { scale, shift } => vec![scale, shift],
             Op::PRelu { slope } => vec![slope],
-            _ => Vec::new(),
+            Op::Add { .. }
+            | Op::Mul { .. }
+            | Op::AveragePool2d { .. }
+            | Op::MaxPool2d { .. }
+            | Op::Mean { .. }
+            | Op::Softmax { .. }
+            | Op::Logistic
+            | Op::Tanh
+            | Op::Relu { .. }
+            | Op::LeakyRelu { .. }
+            | Op::ResizeNearest { .. }
+            | Op::Reshape { .. }
+            | Op::Concatenation { .. }
+            | Op::Pad { .. }
+            | Op::Identity => Vec::new(),
         }
     }
 
@@ -217,7 +253,23 @@ impl Op {
                 out_elements * window.kernel[0] * window.kernel[1]
             }
             Op::FullyConnected { filter, .. } => out_elements * filter.shape[1],
-            _ => 0,
+            Op::Add { .. }
+            | Op::Mul { .. }
+            | Op::AveragePool2d { .. }
+            | Op::MaxPool2d { .. }
+            | Op::Mean { .. }
+            | Op::Softmax { .. }
+            | Op::Logistic
+            | Op::Tanh
+            | Op::Relu { .. }
+            | Op::LeakyRelu { .. }
+            | Op::PRelu { .. }
+            | Op::ResizeNearest { .. }
+            | Op::Reshape { .. }
+            | Op::Concatenation { .. }
+            | Op::Pad { .. }
+            | Op::BatchNorm { .. }
+            | Op::Identity => 0,
         }
     }
 }
