@@ -30,6 +30,9 @@ enum Command {
     Run(cli::run::Args),
     /// Quantization-aware training: fine-tune with int8 simulated, starting from post-training quantization.
     Train(Box<cli::train::Args>),
+    /// Write a model as source to compile into firmware: a C array (--c-array) or a Rust static
+    /// (--rust), with its length and arena size.
+    Export(cli::export::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cli::inspect::run(&a),
         Command::Run(a) => cli::run::run(&a),
         Command::Train(a) => cli::train::run(&a),
+        Command::Export(a) => cli::export::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

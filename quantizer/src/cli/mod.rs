@@ -11,6 +11,7 @@ macro_rules! outln {
 pub mod batches;
 pub mod convert;
 pub mod eval;
+pub mod export;
 pub mod float_onnx;
 pub mod inspect;
 pub mod progress;
