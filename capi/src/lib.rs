@@ -137,7 +137,7 @@ const _: () = assert!(size_of::<ModelState>() <= size_of::<FerriteModel>());
 const _: () = assert!(align_of::<ModelState>() <= align_of::<FerriteModel>());
 const _: () = assert!(size_of::<FerriteInterpreter>() <= OVERHEAD);
 const _: () = assert!(align_of::<FerriteInterpreter>() <= FERRITE_ARENA_ALIGN);
-const _: () = assert!(OVERHEAD % FERRITE_ARENA_ALIGN == 0);
+const _: () = assert!(OVERHEAD.is_multiple_of(FERRITE_ARENA_ALIGN));
 const _: () = assert!(FERRITE_MAX_RANK == MAX_RANK);
 
 // ---------------------------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ unsafe fn model_state<'a>(model: *const FerriteModel) -> Result<&'a ModelState, 
     if model.is_null() {
         return Err(FerriteStatus::NullPointer);
     }
-    if model as usize % align_of::<FerriteModel>() != 0 {
+    if !(model as usize).is_multiple_of(align_of::<FerriteModel>()) {
         return Err(FerriteStatus::Misaligned);
     }
     let state = model.cast::<ModelState>();
@@ -282,7 +282,7 @@ unsafe fn checked(it: *const FerriteInterpreter) -> Result<(), FerriteStatus> {
     if it.is_null() {
         return Err(FerriteStatus::NullPointer);
     }
-    if it as usize % FERRITE_ARENA_ALIGN != 0 {
+    if !(it as usize).is_multiple_of(FERRITE_ARENA_ALIGN) {
         return Err(FerriteStatus::Misaligned);
     }
     // SAFETY: non-null and aligned; the arena holds at least the state's bytes when created.
@@ -368,7 +368,7 @@ pub unsafe extern "C" fn ferrite_model_load(
     if model.is_null() {
         return FerriteStatus::NullPointer;
     }
-    if model as usize % align_of::<FerriteModel>() != 0 {
+    if !(model as usize).is_multiple_of(align_of::<FerriteModel>()) {
         return FerriteStatus::Misaligned;
     }
     let state = model.cast::<ModelState>();
@@ -427,7 +427,7 @@ unsafe fn write_out<T>(out: *mut T, value: T) -> FerriteStatus {
     if out.is_null() {
         return FerriteStatus::NullPointer;
     }
-    if out as usize % align_of::<T>() != 0 {
+    if !(out as usize).is_multiple_of(align_of::<T>()) {
         return FerriteStatus::Misaligned;
     }
     // SAFETY: non-null, aligned, writable (the caller's contract).
@@ -587,7 +587,9 @@ pub unsafe extern "C" fn ferrite_model_error_message(
     len: usize,
 ) -> usize {
     // SAFETY: the caller's contract.
-    let error = unsafe { model_state(model) }.ok().and_then(|s| s.error.get());
+    let error = unsafe { model_state(model) }
+        .ok()
+        .and_then(|s| s.error.get());
     // SAFETY: the caller's contract.
     unsafe { write_error(error, buf, len) }
 }
@@ -659,10 +661,8 @@ pub unsafe extern "C" fn ferrite_interpreter_create(
             },
         );
         let model_ref: &'static Model<'static> = &*addr_of!((*it).model);
-        let rest = core::slice::from_raw_parts_mut(
-            base.add(skip + OVERHEAD),
-            arena_len - skip - OVERHEAD,
-        );
+        let rest =
+            core::slice::from_raw_parts_mut(base.add(skip + OVERHEAD), arena_len - skip - OVERHEAD);
         match Interpreter::new(model_ref, rest) {
             Ok(interpreter) => {
                 (*addr_of_mut!((*it).interpreter)).write(interpreter);
@@ -881,7 +881,7 @@ pub unsafe extern "C" fn ferrite_set_input_float(
     data: *const f32,
     count: usize,
 ) -> FerriteStatus {
-    if !data.is_null() && data as usize % align_of::<f32>() != 0 {
+    if !data.is_null() && !(data as usize).is_multiple_of(align_of::<f32>()) {
         return FerriteStatus::Misaligned;
     }
     // SAFETY: the caller's contract.
@@ -1015,7 +1015,7 @@ pub unsafe extern "C" fn ferrite_get_output_float(
     out: *mut f32,
     count: usize,
 ) -> FerriteStatus {
-    if !out.is_null() && out as usize % align_of::<f32>() != 0 {
+    if !out.is_null() && !(out as usize).is_multiple_of(align_of::<f32>()) {
         return FerriteStatus::Misaligned;
     }
     // SAFETY: the caller's contract.

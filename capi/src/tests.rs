@@ -1,4 +1,7 @@
 //! The C API called as C would, on the golden cases of `tests/golden/`.
+// Every call is the C API's contract: valid pointers and lengths, or the NULL and misaligned ones
+// a test means to pass.
+#![allow(clippy::undocumented_unsafe_blocks)]
 
 use super::*;
 use std::ffi::CStr;
@@ -173,7 +176,11 @@ fn bad_models_are_refused_with_their_status_and_message() {
                 ferrite_model_load(&mut *model, bytes.as_ptr(), bytes.len()),
                 status
             );
-            assert!(model_message(&model).contains(text), "{}", model_message(&model));
+            assert!(
+                model_message(&model).contains(text),
+                "{}",
+                model_message(&model)
+            );
             // A failed model cannot be used.
             let mut size = 0;
             assert_eq!(
@@ -391,7 +398,11 @@ fn messages_are_static_and_truncated_like_snprintf() {
         assert!(!text.to_bytes().is_empty());
     }
     assert_eq!(
-        unsafe { CStr::from_ptr(ferrite_status_message(FerriteStatus::ArenaTooSmall as c_int)) },
+        unsafe {
+            CStr::from_ptr(ferrite_status_message(
+                FerriteStatus::ArenaTooSmall as c_int,
+            ))
+        },
         c"arena too small"
     );
     let mut model = new_model();

@@ -27,7 +27,7 @@ const HOST_TARGET: &str = "x86_64-unknown-linux-gnu";
 pub struct CbindgenOptions {
     /// Only check that the committed header is what cbindgen generates now (fails otherwise).
     #[arg(long)]
-    check: bool,
+    pub check: bool,
 }
 
 fn target_dir(root: &Path) -> PathBuf {
@@ -207,7 +207,11 @@ impl Firmware<'_> {
     /// Writes the case's sources into the build folder (the model through `ferrite export
     /// --c-array`, the input and expected bytes as arrays), compiles and links the firmware.
     pub fn build(&self) -> Result<Built> {
-        let case_dir = self.case.dir.as_deref().context("the C firmware runs golden cases")?;
+        let case_dir = self
+            .case
+            .dir
+            .as_deref()
+            .context("the C firmware runs golden cases")?;
         let dir = self.dir();
         std::fs::create_dir_all(&dir)?;
         let export = ferrite_quantizer::cli::export::Args {
@@ -218,7 +222,10 @@ impl Firmware<'_> {
         };
         ferrite_quantizer::cli::export::run(&export)
             .with_context(|| format!("ferrite export --c-array for {}", self.case.name))?;
-        std::fs::write(dir.join("case_data.h"), case_data(&self.case.name, case_dir)?)?;
+        std::fs::write(
+            dir.join("case_data.h"),
+            case_data(&self.case.name, case_dir)?,
+        )?;
         let memory = std::fs::read_to_string(crate::firmware::memory_x(self.root, self.machine))?;
         let memory = if self.probe {
             probe_memory(&memory)

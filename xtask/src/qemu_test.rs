@@ -123,6 +123,8 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             crate::fixtures::cases(root, Some(name))?
         }
         Some(name) => cases::discover(root, Some(name))?,
+        // The C firmware runs the golden cases only: no fixture or MLPerf case is made for it.
+        None if !options.firmware.rust() => cases::discover(root, None)?,
         None => {
             let mut all = cases::discover(root, None)?;
             all.extend(crate::fixtures::cases(root, None)?);

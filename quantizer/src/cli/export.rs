@@ -46,7 +46,11 @@ pub fn run(args: &Args) -> Result<()> {
         .flatten()
         .collect();
     if let (Some(c), Some(r)) = (&args.c_array, &args.rust) {
-        ensure!(c != r, "--c-array and --rust name the same file {}", c.display());
+        ensure!(
+            c != r,
+            "--c-array and --rust name the same file {}",
+            c.display()
+        );
     }
     crate::output::check(&outputs)?;
     let name = match (&args.name, &args.c_array) {
