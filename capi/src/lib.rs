@@ -811,6 +811,19 @@ fn expect(
     Ok(())
 }
 
+/// Copies `src` into `dst`; different lengths (which [`expect`] has ruled out already) are an error
+/// rather than `copy_from_slice`'s panic.
+fn copy<T: Copy>(dst: &mut [T], src: &[T]) -> Result<(), Error> {
+    if dst.len() != src.len() {
+        return Err(Error::WrongLength {
+            expected: dst.len().min(u32::MAX as usize) as u32,
+            found: src.len().min(u32::MAX as usize) as u32,
+        });
+    }
+    dst.copy_from_slice(src);
+    Ok(())
+}
+
 /// Copies `bytes` bytes into input `index`, as they are (int8 values, or the floats' native bytes):
 /// `bytes` must be the input's size in bytes (`FerriteTensorInfo.bytes`).
 ///
@@ -834,8 +847,7 @@ pub unsafe extern "C" fn ferrite_set_input(
             }
             // `bytes` is the tensor's size, inside the arena: a valid length. The caller's buffer
             // holds `bytes` bytes.
-            dst.copy_from_slice(core::slice::from_raw_parts(data.cast::<u8>(), bytes));
-            Ok(())
+            copy(dst, core::slice::from_raw_parts(data.cast::<u8>(), bytes))
         })
     }
     .or_null(data.is_null())
@@ -860,9 +872,10 @@ pub unsafe extern "C" fn ferrite_set_input_int8(
             if data.is_null() {
                 return Ok(());
             }
-            i.input_i8_mut(index)?
-                .copy_from_slice(core::slice::from_raw_parts(data, count));
-            Ok(())
+            copy(
+                i.input_i8_mut(index)?,
+                core::slice::from_raw_parts(data, count),
+            )
         })
     }
     .or_null(data.is_null())
@@ -968,8 +981,10 @@ pub unsafe extern "C" fn ferrite_get_output(
             if out.is_null() {
                 return Ok(());
             }
-            core::slice::from_raw_parts_mut(out.cast::<u8>(), bytes).copy_from_slice(src);
-            Ok(())
+            copy(
+                core::slice::from_raw_parts_mut(out.cast::<u8>(), bytes),
+                src,
+            )
         })
     }
     .or_null(out.is_null())
@@ -995,8 +1010,7 @@ pub unsafe extern "C" fn ferrite_get_output_int8(
             if out.is_null() {
                 return Ok(());
             }
-            core::slice::from_raw_parts_mut(out, count).copy_from_slice(src);
-            Ok(())
+            copy(core::slice::from_raw_parts_mut(out, count), src)
         })
     }
     .or_null(out.is_null())
