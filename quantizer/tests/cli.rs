@@ -141,7 +141,7 @@ fn the_readme_tour_is_self_contained() {
                 let mut i = 0;
                 while i < args.len() {
                     match args[i] {
-                        "-o" => {
+                        "-o" | "--c-array" | "--rust" => {
                             outputs.push(args[i + 1]);
                             i += 1;
                         }

@@ -26,6 +26,10 @@
 //!   `--mlperf`: the real MLPerf Tiny KWS DS-CNN and ResNet-8, converted.
 //! - `cargo xtask fuzz [--target T] [--runs N | --time SECS]`: the cargo-fuzz targets (every importer,
 //!   `quantize`, the runtime's loader) on corpora seeded from the fixtures; needs cargo-fuzz.
+//! - `cargo xtask cbindgen [--check]`: the C API's header `capi/include/ferrite.h` from
+//!   `capi/src/lib.rs`; `--check` fails if the committed one differs.
+//! - `cargo xtask capi-host`: the C API's static library for the host and the C host example
+//!   (`capi/examples/host.c`) on every golden case.
 //! - `cargo xtask miri`: the runtime's unit tests under Miri (portable kernels, a few cases of each
 //!   randomized test); needs the nightly `miri` component.
 //! - `cargo xtask completions [--out DIR]`, `cargo xtask man [--out DIR]`: bash/zsh/fish completions
@@ -38,6 +42,7 @@ mod baselines;
 mod bench;
 mod boards;
 mod build_boards;
+mod capi;
 mod cases;
 mod cli_docs;
 mod defmt_log;
@@ -113,6 +118,12 @@ enum Command {
     Completions(cli_docs::Options),
     /// Write the manual pages of the `ferrite` CLI: `ferrite.1` and one per subcommand.
     Man(cli_docs::Options),
+    /// Generate the C API's header capi/include/ferrite.h with cbindgen (--check: fail if the
+    /// committed one is out of date).
+    Cbindgen(capi::CbindgenOptions),
+    /// Build the C API for the host and run the C host example (capi/examples/host.c) on every
+    /// golden case, with its error-path checks.
+    CapiHost,
 }
 
 fn main() -> ExitCode {
@@ -135,6 +146,8 @@ fn main() -> ExitCode {
         Command::Miri => miri::run(&repo_root()),
         Command::Completions(options) => cli_docs::completions(&repo_root(), &options),
         Command::Man(options) => cli_docs::man(&repo_root(), &options),
+        Command::Cbindgen(options) => capi::cbindgen(&repo_root(), &options),
+        Command::CapiHost => capi::host_example(&repo_root()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

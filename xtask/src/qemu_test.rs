@@ -2,6 +2,7 @@
 
 use crate::{
     boards::Machine,
+    capi,
     cases::{self, Case},
     defmt_log,
     elf_size::{self, Capacity, Kib, Usage},
@@ -9,7 +10,10 @@ use crate::{
     qemu, toolchain,
 };
 use anyhow::{bail, Context, Result};
-use std::{path::Path, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
 /// RAM left free for the stack (cortex-m-rt puts it at the top of RAM,
 /// growing down towards .bss) when deciding whether an image fits. The optimized convolutions keep
@@ -35,6 +39,31 @@ pub struct Options {
     /// faults or mismatches on purpose must fail.
     #[arg(long)]
     selftest: bool,
+    /// Which firmware: the Rust one, the C one (the C API through `capi/firmware/`, golden cases of
+    /// tests/golden/ only), or both.
+    #[arg(long, value_enum, default_value_t = FirmwareKind::Both)]
+    firmware: FirmwareKind,
+}
+
+/// The firmware `qemu-test` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FirmwareKind {
+    /// The Rust firmware of `boards/`.
+    Rust,
+    /// The C firmware of `capi/firmware/`, linked against the C API's static library.
+    C,
+    /// Both.
+    Both,
+}
+
+impl FirmwareKind {
+    fn rust(self) -> bool {
+        self != FirmwareKind::C
+    }
+
+    fn c(self) -> bool {
+        self != FirmwareKind::Rust
+    }
 }
 
 impl Options {
@@ -45,6 +74,7 @@ impl Options {
             case: None,
             timeout: 60,
             selftest: true,
+            firmware: FirmwareKind::Both,
         }
     }
 }
@@ -93,6 +123,8 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             crate::fixtures::cases(root, Some(name))?
         }
         Some(name) => cases::discover(root, Some(name))?,
+        // The C firmware runs the golden cases only: no fixture or MLPerf case is made for it.
+        None if !options.firmware.rust() => cases::discover(root, None)?,
         None => {
             let mut all = cases::discover(root, None)?;
             all.extend(crate::fixtures::cases(root, None)?);
@@ -121,24 +153,62 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         }
     };
 
+    let kind = options.firmware;
+    // The C API's static library, once per machine's target.
+    let c_cases = cases.iter().any(|c| capi::is_golden(root, c));
+    let mut c_libs: Vec<(Machine, PathBuf)> = Vec::new();
+    if kind.c() && (c_cases || options.selftest) {
+        for &machine in &machines {
+            println!("--- C API static library for {}", machine.target());
+            c_libs.push((machine, capi::staticlib(root, machine.target())?));
+        }
+    }
+    let c_lib = |machine: Machine| {
+        c_libs
+            .iter()
+            .find(|(m, _)| *m == machine)
+            .map(|(_, lib)| lib.as_path())
+    };
+    let mut c_time = Duration::ZERO;
+    let mut c_runs = 0usize;
+
     for case in &cases {
         for &machine in &machines {
-            let label = format!("{} on {}", case.name, machine.name());
-            println!("--- {label}");
-            let build = Build {
-                root,
-                machine,
-                case,
-                features: Vec::new(),
-                probe: false,
-                model_ops_only: false,
-            };
-            let verdict = run_one(&build, timeout, true)?;
-            record(label, verdict);
+            if kind.rust() {
+                let label = format!("{} on {}", case.name, machine.name());
+                println!("--- {label}");
+                let build = Build {
+                    root,
+                    machine,
+                    case,
+                    features: Vec::new(),
+                    probe: false,
+                    model_ops_only: false,
+                };
+                let verdict = run_one(&build, timeout, true)?;
+                record(label, verdict);
+            }
+            if let (true, Some(lib)) = (capi::is_golden(root, case), c_lib(machine)) {
+                let label = format!("{} on {} (C firmware)", case.name, machine.name());
+                println!("--- {label}");
+                let start = Instant::now();
+                let firmware = capi::Firmware {
+                    root,
+                    machine,
+                    case,
+                    lib,
+                    define: None,
+                    probe: false,
+                };
+                let verdict = run_one_c(&firmware, timeout)?;
+                c_time += start.elapsed();
+                c_runs += 1;
+                record(label, verdict);
+            }
         }
     }
     // One partition firmware per machine, two models and four broken partitions.
-    if options.case.is_none() || options.case.as_deref() == Some("partition") {
+    if kind.rust() && (options.case.is_none() || options.case.as_deref() == Some("partition")) {
         for &machine in &machines {
             crate::flash_model::qemu_tests(
                 root,
@@ -156,7 +226,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             )?;
         }
     }
-    if options.selftest {
+    if options.selftest && kind.rust() {
         let smoke = Case::smoke();
         for &machine in &machines {
             for feature in firmware::SELFTESTS {
@@ -170,16 +240,36 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
                     probe: false,
                     model_ops_only: false,
                 };
-                let verdict = match run_one(&build, timeout, true)? {
-                    Verdict::Pass => {
-                        Verdict::Fail("the firmware passed; the harness missed a failure".into())
-                    }
-                    Verdict::Fail(why) if why.starts_with("exit status") => Verdict::Pass,
-                    other => other,
-                };
+                let verdict = must_fail(run_one(&build, timeout, true)?);
                 record(label, verdict);
             }
         }
+    }
+    if options.selftest && kind.c() {
+        let small = cases::discover(root, Some("small_dscnn"))?;
+        for &machine in &machines {
+            let Some(lib) = c_lib(machine) else { continue };
+            for (name, define) in capi::SELFTESTS {
+                let label = format!("{name} on {} (must fail)", machine.name());
+                println!("--- {label}");
+                let firmware = capi::Firmware {
+                    root,
+                    machine,
+                    case: &small[0],
+                    lib,
+                    define: Some(define),
+                    probe: false,
+                };
+                let verdict = must_fail(run_one_c(&firmware, timeout)?);
+                record(label, verdict);
+            }
+        }
+    }
+    if c_runs > 0 {
+        println!(
+            "C firmware: {c_runs} golden case runs in {:.1} s (builds and QEMU)",
+            c_time.as_secs_f64()
+        );
     }
 
     if !failures.is_empty() {
@@ -196,6 +286,75 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         bail!("{} qemu test(s) failed", failures.len());
     }
     Ok(())
+}
+
+/// A self-test's verdict: the firmware must have failed by its exit status.
+fn must_fail(verdict: Verdict) -> Verdict {
+    match verdict {
+        Verdict::Pass => Verdict::Fail("the firmware passed; the harness missed a failure".into()),
+        Verdict::Fail(why) if why.starts_with("exit status") => Verdict::Pass,
+        other => other,
+    }
+}
+
+/// The verdict of a QEMU run, by its exit status.
+fn exit_verdict(run: &qemu::Run, timeout: Duration) -> Verdict {
+    match run.status {
+        Some(status) if status.success() => Verdict::Pass,
+        Some(status) => Verdict::Fail(match status.code() {
+            Some(code) => format!("exit status {code}"),
+            None => format!("exit status {status} (killed by a signal)"),
+        }),
+        None => Verdict::Fail(format!("timed out after {} s", timeout.as_secs())),
+    }
+}
+
+/// Builds, sizes and runs one C firmware; prints its output (plain text over semihosting). A build
+/// that does not link for lack of memory, or an image that leaves less than [`STACK_RESERVE`] of
+/// RAM, is skipped as the Rust firmware's are.
+fn run_one_c(firmware: &capi::Firmware, timeout: Duration) -> Result<Verdict> {
+    let capacity = elf_size::capacity(&firmware::memory_x(firmware.root, firmware.machine))?;
+    let elf = match firmware.build()? {
+        Built::Elf(elf) => elf,
+        Built::Failed(log) => {
+            let probe = capi::Firmware {
+                probe: true,
+                ..*firmware
+            };
+            if let Built::Elf(elf) = probe.build()? {
+                let usage = elf_size::usage(&std::fs::read(&elf)?, capacity.ram_origin)?;
+                println!(
+                    "    {}  (unbounded-memory build)",
+                    size_line(usage, capacity)
+                );
+                if let Some(why) = does_not_fit(usage, capacity) {
+                    return Ok(Verdict::Skip(why));
+                }
+            }
+            for line in log.lines() {
+                println!("    gcc: {line}");
+            }
+            return Ok(Verdict::Fail("build failed".into()));
+        }
+    };
+    let bytes = std::fs::read(&elf).with_context(|| format!("reading {}", elf.display()))?;
+    let usage = elf_size::usage(&bytes, capacity.ram_origin)?;
+    println!("    {}  ({})", size_line(usage, capacity), elf.display());
+    if let Some(why) = does_not_fit(usage, capacity) {
+        return Ok(Verdict::Skip(why));
+    }
+    let run = qemu::run(firmware.machine, &elf, timeout)?;
+    for line in String::from_utf8_lossy(&run.stdout).lines() {
+        println!("    | {line}");
+    }
+    let verdict = exit_verdict(&run, timeout);
+    if !matches!(verdict, Verdict::Pass) {
+        for line in run.stderr.lines().filter(|l| !l.trim().is_empty()) {
+            println!("    qemu: {line}");
+        }
+    }
+    println!("    ({:.2} s in QEMU)", run.elapsed.as_secs_f64());
+    Ok(verdict)
 }
 
 /// Builds, sizes and runs one firmware; prints its decoded log.
@@ -219,14 +378,7 @@ fn run_one(build: &Build, timeout: Duration, show_log: bool) -> Result<Verdict> 
         Ok(_) => {}
         Err(e) => println!("    (could not decode the log: {e:#})"),
     }
-    let verdict = match run.status {
-        Some(status) if status.success() => Verdict::Pass,
-        Some(status) => Verdict::Fail(match status.code() {
-            Some(code) => format!("exit status {code}"),
-            None => format!("exit status {status} (killed by a signal)"),
-        }),
-        None => Verdict::Fail(format!("timed out after {} s", timeout.as_secs())),
-    };
+    let verdict = exit_verdict(&run, timeout);
     if !matches!(verdict, Verdict::Pass) {
         for line in run.stderr.lines().filter(|l| !l.trim().is_empty()) {
             println!("    qemu: {line}");

@@ -58,6 +58,17 @@ pub fn run(root: &Path) -> Result<()> {
             steps.push((name, args(&cmd)));
         }
     }
+    // The C API: its own workspace (capi/), so its format, tests and clippy are steps of their own.
+    for (name, cmd) in [
+        ("C API format", "fmt --manifest-path capi/Cargo.toml -- --check"),
+        ("C API tests", "test --manifest-path capi/Cargo.toml --target-dir target/capi"),
+        (
+            "C API clippy",
+            "clippy --manifest-path capi/Cargo.toml --target-dir target/capi --all-targets -- -D warnings",
+        ),
+    ] {
+        steps.push((name.into(), args(cmd)));
+    }
     let mut failed = Vec::new();
     for (name, a) in &steps {
         println!("==> {name}: cargo {}", a.join(" "));
@@ -69,6 +80,16 @@ pub fn run(root: &Path) -> Result<()> {
         if !ok {
             failed.push(name.clone());
         }
+    }
+    println!("==> C API header: cargo xtask cbindgen --check");
+    if let Err(e) = crate::capi::cbindgen(root, &crate::capi::CbindgenOptions { check: true }) {
+        eprintln!("cbindgen: {e:#}");
+        failed.push("C API header up to date".into());
+    }
+    println!("==> C API on the host: cargo xtask capi-host");
+    if let Err(e) = crate::capi::host_example(root) {
+        eprintln!("capi-host: {e:#}");
+        failed.push("C host example".into());
     }
     println!("==> firmware under QEMU: cargo xtask qemu-test");
     if let Err(e) = crate::qemu_test::run(root, &crate::qemu_test::Options::full()) {
@@ -88,7 +109,7 @@ pub fn run(root: &Path) -> Result<()> {
     if !failed.is_empty() {
         bail!("{} step(s) failed: {}", failed.len(), failed.join("; "));
     }
-    println!("xtask test: all {} steps passed", steps.len() + 3);
+    println!("xtask test: all {} steps passed", steps.len() + 5);
     Ok(())
 }
 

@@ -11,6 +11,7 @@ macro_rules! outln {
 pub mod batches;
 pub mod convert;
 pub mod eval;
+pub mod export;
 pub mod float_onnx;
 pub mod folder_data;
 pub mod inspect;
@@ -58,6 +59,9 @@ pub enum Command {
     /// Quantization-aware training: fine-tune with int8 simulated, starting from post-training quantization.
     #[command(after_help = crate::npy::ARRAY_FILES_HELP)]
     Train(Box<train::Args>),
+    /// Write a model as source to compile into firmware: a C array (--c-array) or a Rust static
+    /// (--rust), with its length and arena size.
+    Export(export::Args),
 }
 
 /// The `ferrite` command line as a [`clap::Command`] (for shell completions and manual pages).
@@ -75,6 +79,7 @@ impl Command {
             Command::Inspect(a) => inspect::run(a),
             Command::Run(a) => run::run(a),
             Command::Train(a) => train::run(a),
+            Command::Export(a) => export::run(a),
         }
     }
 }

@@ -167,6 +167,7 @@ mod tests {
                 source_sha256: [0; 32],
                 source_layout: "NHWC",
             },
+            preprocessing: None,
         };
         write::to_bytes(&graph, (2 * size).next_multiple_of(16), float).unwrap()
     }

@@ -1,0 +1,220 @@
+//! `ferrite export MODEL [--c-array FILE.h] [--rust FILE.rs] [--name NAME]`: the model's bytes as
+//! source code to compile into firmware, with its length and arena size as constants.
+//!
+//! The model is validated first (as the runtime loads it): a corrupt model is refused and nothing is
+//! written. A `.tflite` or ONNX Q/DQ model is converted first, as `ferrite convert` would.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Result};
+use ferrite_runtime::Model;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model file (.ferrite; a .tflite or ONNX Q/DQ model is converted first).
+    pub model: PathBuf,
+    /// Write a C header: a 16-byte aligned `static const uint8_t NAME[]` with `NAME_LEN` and
+    /// `NAME_ARENA_SIZE` (the arena the model's plan needs; the C API adds its own state with
+    /// `FERRITE_ARENA_SIZE(NAME_ARENA_SIZE)`).
+    #[arg(long, value_name = "FILE.h")]
+    pub c_array: Option<PathBuf>,
+    /// Write Rust source: a `#[repr(align(16))]` static `MODEL`, `MODEL_LEN` and `ARENA_SIZE`
+    /// (for `ferrite_runtime::Arena<ARENA_SIZE>`), to `include!` in a module.
+    #[arg(long, value_name = "FILE.rs")]
+    pub rust: Option<PathBuf>,
+    /// Name of the C array (an identifier; its macros are its upper case); the C file's stem by
+    /// default.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// What the generated sources say about the model.
+struct Exported<'a> {
+    bytes: &'a [u8],
+    arena: usize,
+    source: String,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    ensure!(
+        args.c_array.is_some() || args.rust.is_some(),
+        "nothing to write: give --c-array FILE.h and/or --rust FILE.rs"
+    );
+    let outputs: Vec<&Path> = [args.c_array.as_deref(), args.rust.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    if let (Some(c), Some(r)) = (&args.c_array, &args.rust) {
+        ensure!(
+            c != r,
+            "--c-array and --rust name the same file {}",
+            c.display()
+        );
+    }
+    crate::output::check(&outputs)?;
+    let name = match (&args.name, &args.c_array) {
+        (Some(name), _) => name.clone(),
+        (None, Some(path)) => path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(identifier)
+            .unwrap_or_else(|| "model".into()),
+        (None, None) => "model".into(),
+    };
+    check_identifier(&name)?;
+
+    let (bytes, _) = super::load_model_source(&args.model)?;
+    let model = Model::from_bytes(&bytes).map_err(|e| {
+        crate::runtime_exec::invalid_model(e).context(args.model.display().to_string())
+    })?;
+    let exported = Exported {
+        bytes: &bytes,
+        arena: model.arena_size(),
+        source: args
+            .model
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let mut files: Vec<(&Path, String)> = Vec::new();
+    if let Some(path) = &args.c_array {
+        files.push((path, c_array(&exported, &name)));
+    }
+    if let Some(path) = &args.rust {
+        files.push((path, rust(&exported)));
+    }
+    let files: Vec<(&Path, &[u8])> = files.iter().map(|(p, s)| (*p, s.as_bytes())).collect();
+    crate::output::write_all(&files)?;
+    for (path, _) in &files {
+        outln!(
+            "{}: {} bytes, arena {} bytes -> {}",
+            args.model.display(),
+            bytes.len(),
+            exported.arena,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// A C identifier made from a file stem: other characters become `_`, a leading digit gets one.
+fn identifier(stem: &str) -> String {
+    let mut s: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
+        s.insert(0, '_');
+    }
+    s
+}
+
+fn check_identifier(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        bail!("--name {name:?}: not a C identifier (letters, digits and `_`, not starting with a digit)");
+    }
+    Ok(())
+}
+
+/// The bytes as `0x..,` lines of 12, each indented by `indent`.
+fn hex_lines(bytes: &[u8], indent: &str) -> String {
+    let mut out = String::with_capacity(bytes.len() * 6 + bytes.len() / 12 * 8);
+    for chunk in bytes.chunks(12) {
+        out.push_str(indent);
+        for (i, b) in chunk.iter().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            let _ = write!(out, "0x{b:02x},");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn c_array(m: &Exported<'_>, name: &str) -> String {
+    let upper = name.to_ascii_uppercase();
+    let guard = format!("FERRITE_EXPORT_{upper}_H");
+    let (len, arena) = (m.bytes.len(), m.arena);
+    let source = m.source.replace("*/", "* /");
+    let lines = [
+        format!("/* Generated by `ferrite export` from {source}: do not edit."),
+        format!(" * {len} bytes, arena {arena} bytes. With the C API (ferrite.h), give"),
+        format!(" * ferrite_interpreter_create FERRITE_ARENA_SIZE({upper}_ARENA_SIZE) bytes aligned to"),
+        " * FERRITE_ARENA_ALIGN:".to_string(),
+        format!(" *   static uint8_t arena[FERRITE_ARENA_SIZE({upper}_ARENA_SIZE)] __attribute__((aligned(16)));"),
+        " * Include this file in one .c file: it defines the array. */".to_string(),
+        format!("#ifndef {guard}"),
+        format!("#define {guard}"),
+        String::new(),
+        "#include <stdint.h>".to_string(),
+        String::new(),
+        format!("/* Length of {name} in bytes. */"),
+        format!("#define {upper}_LEN {len}u"),
+        "/* Bytes of arena the model's memory plan needs (its header's arena size). */".to_string(),
+        format!("#define {upper}_ARENA_SIZE {arena}u"),
+        String::new(),
+        "/* The model file, 16-byte aligned. */".to_string(),
+        "#ifdef __cplusplus".to_string(),
+        "alignas(16)".to_string(),
+        "#else".to_string(),
+        "_Alignas(16)".to_string(),
+        "#endif".to_string(),
+        format!("static const uint8_t {name}[{upper}_LEN] = {{"),
+    ];
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out.push_str(&hex_lines(m.bytes, "    "));
+    let _ = write!(out, "}};\n\n#endif /* {guard} */\n");
+    out
+}
+
+fn rust(m: &Exported<'_>) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "// Generated by `ferrite export` from {source}: do not edit.\n\
+         // {len} bytes, arena {arena} bytes. Use it in a module of its own:\n\
+         //     mod model {{ include!(concat!(env!(\"OUT_DIR\"), \"/model.rs\")); }}\n\
+         //     static mut ARENA: ferrite_runtime::Arena<{{ model::ARENA_SIZE }}> = ferrite_runtime::Arena::new();\n\
+         //     let model = ferrite_runtime::Model::from_bytes(&model::MODEL.0)?;\n\
+         \n\
+         /// The model file's bytes, 16-byte aligned.\n\
+         #[repr(C, align(16))]\n\
+         pub struct AlignedModel(pub [u8; MODEL_LEN]);\n\
+         \n\
+         /// Length of the model file in bytes.\n\
+         pub const MODEL_LEN: usize = {len};\n\
+         \n\
+         /// Bytes of arena the model's memory plan needs (its header's arena size).\n\
+         pub const ARENA_SIZE: usize = {arena};\n\
+         \n\
+         /// The model file (`&MODEL.0`).\n\
+         pub static MODEL: AlignedModel = AlignedModel([\n",
+        source = m.source.replace('\n', " "),
+        len = m.bytes.len(),
+        arena = m.arena,
+    );
+    out.push_str(&hex_lines(m.bytes, "    "));
+    out.push_str("]);\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_identifier, identifier};
+
+    #[test]
+    fn identifiers() {
+        assert_eq!(identifier("kws-dscnn.v2"), "kws_dscnn_v2");
+        assert_eq!(identifier("8bit"), "_8bit");
+        assert!(check_identifier("case_model").is_ok());
+        assert!(check_identifier("9lives").is_err());
+        assert!(check_identifier("a-b").is_err());
+        assert!(check_identifier("").is_err());
+    }
+}
