@@ -232,16 +232,27 @@ fn control(args: &Args, graph: &ir::Graph) -> Result<Option<(Target, Array)>> {
     Ok(Some((target, val)))
 }
 
-pub fn run(args: &Args) -> Result<()> {
-    let start = Instant::now();
-    let outputs: Vec<&Path> = [Some(args.output.as_path()), args.json.file()]
-        .into_iter()
-        .flatten()
-        .collect();
-    crate::output::check(&outputs)?;
+/// A model quantized as the options ask, not yet written anywhere.
+pub struct Quantized {
+    /// The source model's bytes.
+    pub source: Vec<u8>,
+    pub quantized: ptq::Quantized,
+    /// The accuracy-control search, when asked for; `search.met` false means the target was missed
+    /// and `quantized` is the best model found.
+    pub search: Option<accuracy_control::Search>,
+    /// Seconds from `start` to the end of reading the model and the data.
+    pub loaded: f64,
+}
+
+/// Quantizes `args.model` as `ferrite quantize` does, writing nothing: the calibration samples are
+/// `calib`, or read from `args.data` when it is `None` (errors name `args.data` either way).
+pub fn quantize(args: &Args, calib: Option<Array>, start: Instant) -> Result<Quantized> {
     let (source, graph) = super::float_onnx::load_one_input(&args.model)?;
     let control = control(args, &graph)?;
-    let calib = Array::read(&args.data)?;
+    let calib = match calib {
+        Some(a) => a,
+        None => Array::read(&args.data)?,
+    };
     let subset_size = args.subset_size.unwrap_or(DEFAULT_SUBSET_SIZE);
     ensure!(subset_size > 0, "--subset-size must be at least 1");
     let x = ir::io::input_tensor(&graph, 0, &calib)
@@ -294,7 +305,28 @@ pub fn run(args: &Args) -> Result<()> {
             }
         }
     };
-    let q = q.with_context(|| format!("quantizing {}", args.model.display()))?;
+    let quantized = q.with_context(|| format!("quantizing {}", args.model.display()))?;
+    Ok(Quantized {
+        source,
+        quantized,
+        search,
+        loaded,
+    })
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let start = Instant::now();
+    let outputs: Vec<&Path> = [Some(args.output.as_path()), args.json.file()]
+        .into_iter()
+        .flatten()
+        .collect();
+    crate::output::check(&outputs)?;
+    let Quantized {
+        source,
+        quantized: q,
+        search,
+        loaded,
+    } = quantize(args, None, start)?;
     if let Some(s) = &search {
         print_search(s);
     }
