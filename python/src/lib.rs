@@ -292,7 +292,7 @@ impl Model {
         };
         let threads = threads.unwrap_or_else(ferrite_quantizer::runtime_exec::available_threads);
         if threads == 0 {
-            return Err(PyValueError::new_err("threads must be at least 1"));
+            return Err(FerriteError::new_err("threads must be at least 1"));
         }
         let exec = self.loaded.executor(self.path()).map_err(err)?;
         let outputs = exec

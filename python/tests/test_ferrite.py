@@ -34,8 +34,11 @@ def test_quantized_demo_model_classifies_the_test_images(demo):
     assert out.dtype == np.float32 and out.shape == (200, 10)
     top1 = (out.argmax(axis=1) == y).mean()
     assert top1 > 0.8, top1
-    assert model.size == len(demo)
+    assert model.size == len(demo) and model.ferrite_bytes == demo
     assert 0 < model.arena_size < 64 * 1024
+    assert (model.inputs, model.outputs) == (1, 1)
+    with pytest.raises(ferrite.FerriteError, match="threads must be at least 1"):
+        model.run(x, threads=0)
 
 
 def test_quantize_gives_the_cli_bytes(demo, cli, tmp_path):
