@@ -5,7 +5,7 @@
 //!   when there is none), runs it in QEMU, decodes its defmt log and judges it
 //!   by the exit status.
 //! - `cargo xtask test`: the whole test suite (format, host tests, clippy, no_std cross builds of the
-//!   runtime, qemu-test), reporting every failed step at the end.
+//!   runtime, qemu-test, the Python module's tests), reporting every failed step at the end.
 //! - `cargo xtask size [--machine M] [--case NAME]`: builds the same firmware
 //!   and prints its flash and RAM use against each board's memory; `--demo [--write]`: the demo
 //!   firmware on every board (QEMU and real), written to `BENCHMARKS.md` with `--write`; `--runtime
@@ -30,6 +30,8 @@
 //!   `capi/src/lib.rs`; `--check` fails if the committed one differs.
 //! - `cargo xtask capi-host`: the C API's static library for the host and the C host example
 //!   (`capi/examples/host.c`) on every golden case.
+//! - `cargo xtask python-test`: the Python module built into `target/venv` and its pytest suite (a
+//!   step of `cargo xtask test`).
 //! - `cargo xtask miri`: the runtime's unit tests under Miri (portable kernels, a few cases of each
 //!   randomized test); needs the nightly `miri` component.
 //! - `cargo xtask completions [--out DIR]`, `cargo xtask man [--out DIR]`: bash/zsh/fish completions
@@ -56,6 +58,7 @@ mod miri;
 mod mlperf;
 mod models;
 mod prune;
+mod python;
 mod qat;
 mod qemu;
 mod qemu_test;
@@ -80,6 +83,8 @@ enum Command {
     QemuTest(qemu_test::Options),
     /// Run the whole test suite (what CI runs).
     Test,
+    /// Build the Python module into target/venv and run its tests (a step of `test`).
+    PythonTest,
     /// Build the board firmware and print its flash and RAM use.
     Size(qemu_test::SizeOptions),
     /// Count the instructions of one inference per operator under QEMU (tests/bench/ models),
@@ -131,6 +136,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::QemuTest(options) => qemu_test::run(&repo_root(), &options),
         Command::Test => test_all::run(&repo_root()),
+        Command::PythonTest => {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            python::test(&repo_root(), &cargo)
+        }
         Command::Size(options) => qemu_test::size(&repo_root(), &options),
         Command::Bench(options) => bench::run(&repo_root(), &options),
         Command::Accuracy(options) => accuracy::run(&repo_root(), &options),

@@ -47,6 +47,16 @@ pub fn run(root: &Path) -> Result<()> {
             "clippy".into(),
             args("clippy --workspace --all-targets -- -D warnings"),
         ),
+        (
+            "format of the Python module (its own workspace)".into(),
+            args("fmt --manifest-path python/Cargo.toml -- --check"),
+        ),
+        (
+            "clippy of the Python module".into(),
+            args(
+                "clippy --manifest-path python/Cargo.toml --target-dir target/python -- -D warnings",
+            ),
+        ),
     ];
     for target in NO_STD_TARGETS {
         let dscnn = format!("--features {DSCNN_OPS}");
@@ -106,10 +116,15 @@ pub fn run(root: &Path) -> Result<()> {
         eprintln!("bench: {e:#}");
         failed.push("bench smoke".into());
     }
+    println!("==> the Python module: target/venv, maturin develop --release, pytest python/tests");
+    if let Err(e) = crate::python::test(root, &cargo) {
+        eprintln!("python: {e:#}");
+        failed.push("python".into());
+    }
     if !failed.is_empty() {
         bail!("{} step(s) failed: {}", failed.len(), failed.join("; "));
     }
-    println!("xtask test: all {} steps passed", steps.len() + 5);
+    println!("xtask test: all {} steps passed", steps.len() + 6);
     Ok(())
 }
 

@@ -245,18 +245,37 @@ fn control(args: &Args, graph: &ir::Graph) -> Result<Option<(Target, Array)>> {
     Ok(Some((target, val)))
 }
 
-pub fn run(args: &Args) -> Result<()> {
-    let start = Instant::now();
-    let outputs: Vec<&Path> = [Some(args.output.as_path()), args.json.file()]
-        .into_iter()
-        .flatten()
-        .collect();
-    crate::output::check(&outputs)?;
+/// A model quantized as the options ask, not yet written anywhere.
+pub struct Quantized {
+    /// The source model's bytes.
+    pub source: Vec<u8>,
+    pub quantized: ptq::Quantized,
+    /// The accuracy-control search, when asked for; `search.met` false means the target was missed
+    /// and `quantized` is the best model found.
+    pub search: Option<accuracy_control::Search>,
+    /// Seconds from `start` to the end of reading the model and the data.
+    pub loaded: f64,
+    /// How an image or WAV folder became the calibration samples (recorded in the model).
+    pub preprocessing: Option<String>,
+    /// The class folders' names, in label order (empty unless the data was class folders).
+    pub classes: Vec<String>,
+}
+
+/// Quantizes `args.model` as `ferrite quantize` does, writing nothing: the calibration samples are
+/// `calib`, or read from `args.data` when it is `None` (errors name `args.data` either way).
+pub fn quantize(args: &Args, calib: Option<Array>, start: Instant) -> Result<Quantized> {
     let (source, graph) = super::float_onnx::load_one_input(&args.model)?;
     let control = control(args, &graph)?;
-    let data = folder_data::read_data(&args.data, &args.prep, &InputSpec::of_graph(&graph))?;
-    let preprocessing = data.preprocessing.as_ref().map(|p| p.text());
-    let calib = data.array;
+    // Samples given by the caller are taken as they are; a path may be an image or WAV folder.
+    let (calib, preprocessing, classes) = match calib {
+        Some(a) => (a, None, Vec::new()),
+        None => {
+            let data =
+                folder_data::read_data(&args.data, &args.prep, &InputSpec::of_graph(&graph))?;
+            let preprocessing = data.preprocessing.as_ref().map(|p| p.text());
+            (data.array, preprocessing, data.classes)
+        }
+    };
     let subset_size = args.subset_size.unwrap_or(DEFAULT_SUBSET_SIZE);
     ensure!(subset_size > 0, "--subset-size must be at least 1");
     let x = ir::io::input_tensor(&graph, 0, &calib)
@@ -308,11 +327,36 @@ pub fn run(args: &Args) -> Result<()> {
             }
         }
     };
-    let mut q = q.with_context(|| format!("quantizing {}", args.model.display()))?;
+    let mut quantized = q.with_context(|| format!("quantizing {}", args.model.display()))?;
     // The model records how an image or WAV folder became its input.
     if let Some(text) = &preprocessing {
-        q.built.bytes = folder_data::record(&q.built.bytes, text)?;
+        quantized.built.bytes = folder_data::record(&quantized.built.bytes, text)?;
     }
+    Ok(Quantized {
+        source,
+        quantized,
+        search,
+        loaded,
+        preprocessing,
+        classes,
+    })
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let start = Instant::now();
+    let outputs: Vec<&Path> = [Some(args.output.as_path()), args.json.file()]
+        .into_iter()
+        .flatten()
+        .collect();
+    crate::output::check(&outputs)?;
+    let Quantized {
+        source,
+        quantized: q,
+        search,
+        loaded,
+        preprocessing,
+        classes,
+    } = quantize(args, None, start)?;
     if let Some(s) = &search {
         print_search(s);
     }
@@ -333,7 +377,7 @@ pub fn run(args: &Args) -> Result<()> {
             "stage_seconds": stages,
             "quantization": q.report,
             "preprocessing": preprocessing,
-            "classes": data.classes,
+            "classes": classes,
             "accuracy_control": search,
         });
         report = Some(serde_json::to_string_pretty(&doc)?);
