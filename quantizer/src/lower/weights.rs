@@ -42,9 +42,9 @@ pub(super) fn node_data(
     sparse: bool,
 ) -> Result<NodeData> {
     let mut d = NodeData::default();
-    if let Op::PRelu { slope } = &n.op {
-        let imported = q.weights.get(i).and_then(Option::as_ref);
-        (d.filter, d.alpha) = crate::ops::prelu_alpha_data(slope, q.float[n.output], imported)?;
+    let imported = q.weights.get(i).and_then(Option::as_ref);
+    if let Some((bytes, quant)) = n.op.own_data(q.float[n.output], imported)? {
+        (d.filter, d.alpha) = (bytes, quant);
         return Ok(d);
     }
     let (filter, bias) = match &n.op {

@@ -42,7 +42,6 @@ use crate::quantize::params::QParams;
 use crate::train::backward::{Grad, OpGrads};
 
 pub(crate) use average_pool2d::global_pool;
-pub(crate) use prelu::alpha_data as prelu_alpha_data;
 
 /// An operator. Each maps to one runtime operator after the passes (see the module docs).
 #[derive(Clone, Debug, PartialEq)]
@@ -559,6 +558,70 @@ impl Op {
             Op::Pad { before, after } => pad::channels(before, after),
             Op::BatchNorm { .. } => batch_norm::CHANNELS,
             Op::Identity => identity::CHANNELS,
+        }
+    }
+}
+
+impl Op {
+    /// Constant bytes the runtime operator borrows besides weights and bias (PRelu's alpha), and
+    /// their int8 quantization; `float`: the node runs in f32; `imported`: int8 values and scales a
+    /// pre-quantized model gave for them.
+    pub(crate) fn own_data(
+        &self,
+        float: bool,
+        imported: Option<&(Vec<i8>, Vec<f32>)>,
+    ) -> Result<Option<(Vec<u8>, Option<QParams>)>> {
+        match self {
+            Op::PRelu { slope } => prelu::alpha_data(slope, float, imported).map(Some),
+            Op::Conv2d { .. }
+            | Op::DepthwiseConv2d { .. }
+            | Op::FullyConnected { .. }
+            | Op::Add { .. }
+            | Op::Mul { .. }
+            | Op::AveragePool2d { .. }
+            | Op::MaxPool2d { .. }
+            | Op::Mean { .. }
+            | Op::Softmax { .. }
+            | Op::Logistic
+            | Op::Tanh
+            | Op::Relu { .. }
+            | Op::LeakyRelu { .. }
+            | Op::ResizeNearest { .. }
+            | Op::Reshape { .. }
+            | Op::Concatenation { .. }
+            | Op::Pad { .. }
+            | Op::BatchNorm { .. }
+            | Op::Identity => Ok(None),
+        }
+    }
+
+    /// The parameters indexed by the operator's output channels, each with the axis that runs over
+    /// them: filter pruning keeps the entries of the channels it keeps. Conv2d and FullyConnected,
+    /// whose rows are new channels and whose columns read the input's, are pruned by
+    /// `train::filters` itself.
+    pub(crate) fn channel_params_mut(&mut self) -> Vec<(&mut Param, usize)> {
+        match self {
+            Op::DepthwiseConv2d { filter, bias, .. } => vec![(filter, 3), (bias, 0)],
+            Op::BatchNorm { scale, shift } => vec![(scale, 0), (shift, 0)],
+            Op::PRelu { slope } if slope.data.len() > 1 => vec![(slope, 0)],
+            Op::PRelu { .. }
+            | Op::Conv2d { .. }
+            | Op::FullyConnected { .. }
+            | Op::Add { .. }
+            | Op::Mul { .. }
+            | Op::AveragePool2d { .. }
+            | Op::MaxPool2d { .. }
+            | Op::Mean { .. }
+            | Op::Softmax { .. }
+            | Op::Logistic
+            | Op::Tanh
+            | Op::Relu { .. }
+            | Op::LeakyRelu { .. }
+            | Op::ResizeNearest { .. }
+            | Op::Reshape { .. }
+            | Op::Concatenation { .. }
+            | Op::Pad { .. }
+            | Op::Identity => Vec::new(),
         }
     }
 }

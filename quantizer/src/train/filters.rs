@@ -748,29 +748,18 @@ pub fn remove(g: &Graph, x: &Tensor, plan: &Plan, units: &[usize]) -> Result<Pru
                     retain_axis(bias, 0, k);
                 }
             }
-            Op::DepthwiseConv2d { filter, bias, .. } => {
-                if let Some(k) = &out_keep {
-                    retain_axis(filter, 3, k);
-                    retain_axis(bias, 0, k);
-                }
-            }
-            Op::BatchNorm { scale, shift } => {
-                if let Some(k) = &out_keep {
-                    retain_axis(scale, 0, k);
-                    retain_axis(shift, 0, k);
-                }
-            }
-            Op::PRelu { slope } => {
-                if let (Some(k), true) = (&out_keep, slope.data.len() > 1) {
-                    retain_axis(slope, 0, k);
-                }
-            }
             Op::Reshape { shape } => {
                 if let Some(k) = &out_keep {
                     *shape.last_mut().unwrap() = k.iter().filter(|&&k| k).count();
                 }
             }
-            _ => {}
+            op => {
+                if let Some(k) = &out_keep {
+                    for (p, axis) in op.channel_params_mut() {
+                        retain_axis(p, axis, k);
+                    }
+                }
+            }
         }
     }
     for n in 0..out.nodes.len() {
