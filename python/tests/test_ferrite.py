@@ -173,7 +173,7 @@ def test_options(tmp_path):
         ferrite.quantize(DEMO_MODEL, calib, no_cle="yes")
     with pytest.raises(ferrite.FerriteError, match="calibration data calib"):
         ferrite.quantize(DEMO_MODEL, np.zeros((4, 28, 28), np.float32))
-    with pytest.raises(ferrite.FerriteError, match="--val-labels"):
+    with pytest.raises(ferrite.FerriteError, match="accuracy control needs validation samples"):
         ferrite.quantize(DEMO_MODEL, calib, max_drop=0.5)
     # Flags, lists and paths reach the quantizer.
     plain = ferrite.Model(ferrite.quantize(DEMO_MODEL, calib)).inspect()
