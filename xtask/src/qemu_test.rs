@@ -321,20 +321,7 @@ fn run_one_c(firmware: &capi::Firmware, timeout: Duration) -> Result<Verdict> {
                 probe: true,
                 ..*firmware
             };
-            if let Built::Elf(elf) = probe.build()? {
-                let usage = elf_size::usage(&std::fs::read(&elf)?, capacity.ram_origin)?;
-                println!(
-                    "    {}  (unbounded-memory build)",
-                    size_line(usage, capacity)
-                );
-                if let Some(why) = does_not_fit(usage, capacity) {
-                    return Ok(Verdict::Skip(why));
-                }
-            }
-            for line in log.lines() {
-                println!("    gcc: {line}");
-            }
-            return Ok(Verdict::Fail("build failed".into()));
+            return failed_verdict(probe.build()?, capacity, &log, "gcc");
         }
     };
     let bytes = std::fs::read(&elf).with_context(|| format!("reading {}", elf.display()))?;
@@ -396,7 +383,13 @@ fn failed_build(build: &Build, capacity: Capacity, log: &str) -> Result<Verdict>
         features: build.features.clone(),
         ..*build
     };
-    if let Built::Elf(elf) = probe.run()? {
+    failed_verdict(probe.run()?, capacity, log, "cargo")
+}
+
+/// The verdict on a failed build (`log`, printed with `tool`'s name) given its unbounded-memory
+/// build `probe`: a skip when that image is too large for the board, otherwise a failure.
+fn failed_verdict(probe: Built, capacity: Capacity, log: &str, tool: &str) -> Result<Verdict> {
+    if let Built::Elf(elf) = probe {
         let usage = elf_size::usage(&std::fs::read(&elf)?, capacity.ram_origin)?;
         println!(
             "    {}  (unbounded-memory build)",
@@ -407,7 +400,7 @@ fn failed_build(build: &Build, capacity: Capacity, log: &str) -> Result<Verdict>
         }
     }
     for line in log.lines() {
-        println!("    cargo: {line}");
+        println!("    {tool}: {line}");
     }
     Ok(Verdict::Fail("build failed".into()))
 }
