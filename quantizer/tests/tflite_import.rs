@@ -13,18 +13,23 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/tflite")
 }
 
-/// xorshift64* seeded as `make_fixtures.py`'s `draw_bytes`.
+/// xorshift64* seeded as `make_fixtures.py`'s `draw_words`.
 struct Rng(u64);
 
 impl Rng {
     fn new(seed: u64) -> Self {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
-    fn next_u8(&mut self) -> u8 {
+    /// The top 16 bits of the next draw (an int16 element).
+    fn next_u16(&mut self) -> u16 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 48) as u16
+    }
+    /// The top byte of the next draw (an int8 element).
+    fn next_u8(&mut self) -> u8 {
+        (self.next_u16() >> 8) as u8
     }
 }
 
@@ -92,6 +97,11 @@ fn check(tflite_bytes: &[u8], golden: &Golden) -> Result<(usize, usize, usize, u
                     for c in dst.chunks_exact_mut(4) {
                         let v = (rng.next_u8() as i8) as f32 / 32.0;
                         c.copy_from_slice(&v.to_le_bytes());
+                    }
+                }
+                DType::I16 => {
+                    for c in dst.chunks_exact_mut(2) {
+                        c.copy_from_slice(&rng.next_u16().to_le_bytes());
                     }
                 }
                 _ => dst.iter_mut().for_each(|b| *b = rng.next_u8()),

@@ -82,6 +82,18 @@ impl<'m> Interpreter<'m> {
         Ok(bytemuck::cast_slice(self.output_bytes(index)?))
     }
 
+    /// Input `index` as int16 values (only for an int16 input tensor).
+    pub fn input_i16_mut(&mut self, index: usize) -> Result<&mut [i16], Error> {
+        self.expect_type(self.model.input(index)?, index, DType::I16)?;
+        bytemuck::try_cast_slice_mut(self.input_bytes_mut(index)?).map_err(|_| CORRUPT)
+    }
+
+    /// Output `index` as int16 values (only for an int16 output tensor).
+    pub fn output_i16(&self, index: usize) -> Result<&[i16], Error> {
+        self.expect_type(self.model.output(index)?, index, DType::I16)?;
+        bytemuck::try_cast_slice(self.output_bytes(index)?).map_err(|_| CORRUPT)
+    }
+
     /// Input `index` as f32 values (only for an f32 input tensor).
     pub fn input_f32_mut(&mut self, index: usize) -> Result<&mut [f32], Error> {
         self.expect_type(self.model.input(index)?, index, DType::F32)?;
@@ -95,7 +107,7 @@ impl<'m> Interpreter<'m> {
     }
 
     /// Writes real values into input `index`, quantizing them with the tensor's scale and zero point
-    /// (or copying them into an f32 input).
+    /// (int8 or int16), or copying them into an f32 input.
     pub fn set_input_f32(&mut self, index: usize, values: &[f32]) -> Result<(), Error> {
         let t = self.model.input(index)?;
         check_len(&t, values.len())?;
@@ -104,6 +116,12 @@ impl<'m> Interpreter<'m> {
                 let q = self.input_i8_mut(index)?;
                 for (q, &v) in q.iter_mut().zip(values) {
                     *q = quant::quantize_f32(v, t.scale, t.zero_point, -128, 127) as i8;
+                }
+            }
+            DType::I16 => {
+                let q = self.input_i16_mut(index)?;
+                for (q, &v) in q.iter_mut().zip(values) {
+                    *q = quant::quantize_f32(v, t.scale, 0, -32768, 32767) as i16;
                 }
             }
             DType::F32 => self.input_f32_mut(index)?.copy_from_slice(values),
@@ -116,7 +134,7 @@ impl<'m> Interpreter<'m> {
         Ok(())
     }
 
-    /// Reads output `index` as real values, dequantizing an int8 output.
+    /// Reads output `index` as real values, dequantizing an int8 or int16 output.
     pub fn output_to_f32(&self, index: usize, values: &mut [f32]) -> Result<(), Error> {
         let t = self.model.output(index)?;
         check_len(&t, values.len())?;
@@ -124,6 +142,11 @@ impl<'m> Interpreter<'m> {
             DType::I8 => {
                 for (v, &q) in values.iter_mut().zip(self.output_i8(index)?) {
                     *v = quant::dequantize_f32(q as i32, t.scale, t.zero_point);
+                }
+            }
+            DType::I16 => {
+                for (v, &q) in values.iter_mut().zip(self.output_i16(index)?) {
+                    *v = quant::dequantize_f32(q as i32, t.scale, 0);
                 }
             }
             DType::F32 => values.copy_from_slice(self.output_f32(index)?),
@@ -263,6 +286,14 @@ impl<'x> Views<'x> {
         bytemuck::cast_slice_mut(self.out)
     }
 
+    pub(crate) fn i16(&self, o: &Operand) -> Result<&'x [i16], Error> {
+        bytemuck::try_cast_slice(self.bytes(o)?).map_err(|_| CORRUPT)
+    }
+
+    pub(crate) fn out_i16(&mut self) -> Result<&mut [i16], Error> {
+        bytemuck::try_cast_slice_mut(self.out).map_err(|_| CORRUPT)
+    }
+
     #[cfg(feature = "float")]
     pub(crate) fn f32(&self, o: &Operand) -> Result<&'x [f32], Error> {
         bytemuck::try_cast_slice(self.bytes(o)?).map_err(|_| CORRUPT)
@@ -276,6 +307,10 @@ impl<'x> Views<'x> {
 
 pub(crate) fn le_i32(bytes: &[u8]) -> Result<LeI32<'_>, Error> {
     LeI32::new(bytes).ok_or(CORRUPT)
+}
+
+pub(crate) fn le_i64(bytes: &[u8]) -> Result<crate::kernels::LeI64<'_>, Error> {
+    crate::kernels::LeI64::new(bytes).ok_or(CORRUPT)
 }
 
 #[cfg(feature = "float")]

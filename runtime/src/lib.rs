@@ -40,3 +40,4 @@ pub use error::Error;
 pub use format::{arena_size, file_len, Arena};
 pub use interpreter::Interpreter;
 pub use model::Model;
+pub use validate::{MAX_BIAS, MAX_BIAS_64, MAX_REDUCTION};

@@ -72,6 +72,21 @@ pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> 
     )
 }
 
+/// TFLite's 64-bit `MultiplyByQuantizedMultiplier` (int16x8 accumulators): the multiplier rounded to
+/// 16 bits, one product and one rounding shift. Defined for `shift <= 7` and `|x| < 2^47` (what
+/// validation guarantees); the result is truncated to 32 bits as TFLite's is.
+#[inline(always)]
+pub fn multiply_by_quantized_multiplier_64(x: i64, multiplier: i32, shift: i32) -> i32 {
+    let reduced = if multiplier < 0x7FFF_0000 {
+        (multiplier + (1 << 15)) >> 16
+    } else {
+        0x7FFF
+    };
+    let total_shift = (15 - shift) as u32;
+    let round = 1i64 << (total_shift - 1);
+    (x.wrapping_mul(reduced as i64).wrapping_add(round) >> total_shift) as i32
+}
+
 /// Quantizes a real value with `(scale, zero_point)`, rounding half away from zero and saturating to `[min, max]`.
 #[inline]
 pub fn quantize_f32(x: f32, scale: f32, zero_point: i32, min: i32, max: i32) -> i32 {
@@ -147,6 +162,28 @@ pub mod prepare {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multiply_by_quantized_multiplier_64_rounds_half_up() {
+        // 0.5 as (2^30, shift 0): the 16-bit multiplier is 2^14, the shift 15.
+        let half = 1 << 30;
+        assert_eq!(multiply_by_quantized_multiplier_64(100, half, 0), 50);
+        assert_eq!(multiply_by_quantized_multiplier_64(101, half, 0), 51);
+        assert_eq!(multiply_by_quantized_multiplier_64(-101, half, 0), -50);
+        assert_eq!(multiply_by_quantized_multiplier_64(-103, half, 0), -51);
+        // A multiplier at the top saturates to 0x7FFF; shift 7 multiplies by 128.
+        assert_eq!(
+            multiply_by_quantized_multiplier_64(1 << 20, i32::MAX, 0),
+            0x7FFF << 5
+        );
+        assert_eq!(multiply_by_quantized_multiplier_64(3, half, 7), 192);
+        // The largest accumulator validation admits stays exact in 64 bits.
+        let big = (1i64 << 47) - 1;
+        assert_eq!(
+            multiply_by_quantized_multiplier_64(big, half, -31),
+            ((big * (1 << 14) + (1 << 45)) >> 46) as i32
+        );
+    }
     use proptest::prelude::*;
 
     #[test]

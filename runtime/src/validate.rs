@@ -11,7 +11,7 @@
 use crate::format::{
     DType, Graph, Header, Operand, Tensor, Window, ARENA_ALIGN, FLAG_FLOAT, MAX_RANK,
 };
-use crate::kernels::LeI32;
+use crate::kernels::{LeI32, LeI64};
 use crate::ops::{undecodable, Op};
 use crate::quant::Requant;
 use crate::Error;
@@ -23,6 +23,13 @@ pub const MAX_REDUCTION: usize = 1 << 15;
 /// products, so the accumulator never overflows (1,077,936,127, a little above `2^30`: TensorFlow's
 /// converter clamps biases to about `2^30 + 128`, which real models such as MLPerf Tiny's VWW reach).
 pub const MAX_BIAS: i32 = i32::MAX - (MAX_REDUCTION as i32) * 255 * 128;
+/// Largest magnitude of an int64 bias (int16x8): the accumulator stays inside TFLite's
+/// `MultiplyByQuantizedMultiplier(int64)` domain, `|acc| < 2^47`, after the largest sum of
+/// products `2^15 * 32768 * 128`.
+pub const MAX_BIAS_64: i64 = (1 << 47) - 1 - (MAX_REDUCTION as i64) * 32768 * 128;
+/// Largest shift of an int16x8 multiplier: TFLite's 64-bit `MultiplyByQuantizedMultiplier` takes
+/// shifts below 8.
+pub const MAX_SHIFT_64: i32 = 7;
 
 pub(crate) fn graph(graph: &Graph<'_>, header: &Header) -> Result<(), Error> {
     let malformed = |reason| Error::Malformed { reason };
@@ -127,7 +134,19 @@ struct Context<'g, 'a> {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Int8,
+    /// int16 activations with int8 weights (TFLite's 16x8).
+    Int16,
     Float,
+}
+
+impl Kind {
+    /// The clamp bounds of this kind's integer outputs.
+    pub(crate) fn int_range(self) -> (i32, i32) {
+        match self {
+            Kind::Int16 => (i16::MIN as i32, i16::MAX as i32),
+            _ => (-128, 127),
+        }
+    }
 }
 
 impl<'a> Context<'_, 'a> {
@@ -170,7 +189,15 @@ impl<'a> Context<'_, 'a> {
                     return bad("f32 tensor with a zero point");
                 }
             }
-            DType::I16 | DType::I32 => return bad("int16/int32 activations are not supported yet"),
+            DType::I16 => {
+                if !(t.scale.is_finite() && t.scale > 0.0) {
+                    return bad("int16 tensor needs a finite positive scale");
+                }
+                if t.zero_point != 0 {
+                    return bad("int16 tensor with a zero point (int16 activations are symmetric)");
+                }
+            }
+            DType::I32 => return bad("int32 activations are not supported"),
         }
         let Some(len) = t.byte_len() else {
             return bad("size overflows");
@@ -307,6 +334,15 @@ impl<'a> Check<'_, '_, 'a> {
         }
     }
 
+    /// [`Self::kind`] for an operator that also has int16x8 kernels: both int16 is
+    /// [`Kind::Int16`].
+    pub(crate) fn kind16(&self, input: &Operand, output: &Operand) -> Result<Kind, Error> {
+        match (input.dtype, output.dtype) {
+            (DType::I16, DType::I16) => Ok(Kind::Int16),
+            _ => self.kind(input, output),
+        }
+    }
+
     /// Checks filter, bias and per-channel requantization arrays.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn weights(
@@ -320,11 +356,12 @@ impl<'a> Check<'_, '_, 'a> {
         reduction: usize,
         channels: usize,
     ) -> Result<(), Error> {
-        let elem = if kind == Kind::Int8 { 1 } else { 4 };
+        let elem = if kind == Kind::Float { 4 } else { 1 };
         if Some(filter.len()) != filter_elems.checked_mul(elem) {
             return self.bad("filter size does not match the shapes");
         }
-        if !bias.is_empty() && Some(bias.len()) != channels.checked_mul(4) {
+        let bias_elem = if kind == Kind::Int16 { 8 } else { 4 };
+        if !bias.is_empty() && Some(bias.len()) != channels.checked_mul(bias_elem) {
             return self.bad("bias size does not match the output channels");
         }
         match kind {
@@ -336,14 +373,12 @@ impl<'a> Check<'_, '_, 'a> {
                     return self.bad("f32 operator with int8 multipliers");
                 }
             }
-            Kind::Int8 => {
+            Kind::Int8 | Kind::Int16 => {
                 if reduction > MAX_REDUCTION {
                     return self.bad("accumulation over more than 32768 products");
                 }
-                let (Some(m), Some(s), Some(b)) =
-                    (LeI32::new(multiplier), LeI32::new(shift), LeI32::new(bias))
-                else {
-                    return self.bad("multiplier, shift or bias not a whole number of int32");
+                let (Some(m), Some(s)) = (LeI32::new(multiplier), LeI32::new(shift)) else {
+                    return self.bad("multiplier or shift not a whole number of int32");
                 };
                 if m.len() != s.len() || (m.len() != 1 && m.len() != channels) {
                     return self.bad(
@@ -360,8 +395,22 @@ impl<'a> Check<'_, '_, 'a> {
                 if !valid {
                     return self.bad("multiplier or shift out of range");
                 }
-                if (0..b.len()).any(|c| !(-MAX_BIAS..=MAX_BIAS).contains(&b.get(c))) {
-                    return self.bad("bias magnitude above MAX_BIAS (2^31 - 1 - 2^15 * 255 * 128)");
+                if kind == Kind::Int16 {
+                    if (0..s.len()).any(|c| s.get(c) > MAX_SHIFT_64) {
+                        return self.bad("int16x8 multiplier shift above 7");
+                    }
+                    let b =
+                        LeI64::new(bias).ok_or(self.fail("bias not a whole number of int64"))?;
+                    if (0..b.len()).any(|c| !(-MAX_BIAS_64..=MAX_BIAS_64).contains(&b.get(c))) {
+                        return self.bad("int64 bias magnitude above MAX_BIAS_64");
+                    }
+                } else {
+                    let b =
+                        LeI32::new(bias).ok_or(self.fail("bias not a whole number of int32"))?;
+                    if (0..b.len()).any(|c| !(-MAX_BIAS..=MAX_BIAS).contains(&b.get(c))) {
+                        return self
+                            .bad("bias magnitude above MAX_BIAS (2^31 - 1 - 2^15 * 255 * 128)");
+                    }
                 }
             }
         }
@@ -376,8 +425,32 @@ impl<'a> Check<'_, '_, 'a> {
         out: &Operand,
         has_quant: bool,
     ) -> Result<Kind, Error> {
+        self.binary_of(a, b, out, has_quant, false)
+    }
+
+    /// [`Self::binary`] for an operator that also has int16x8 kernels.
+    #[allow(dead_code)] // until Add and Mul take int16
+    pub(crate) fn binary16(
+        &self,
+        a: &Operand,
+        b: &Operand,
+        out: &Operand,
+        has_quant: bool,
+    ) -> Result<Kind, Error> {
+        self.binary_of(a, b, out, has_quant, true)
+    }
+
+    fn binary_of(
+        &self,
+        a: &Operand,
+        b: &Operand,
+        out: &Operand,
+        has_quant: bool,
+        int16: bool,
+    ) -> Result<Kind, Error> {
         let k = match (a.dtype, b.dtype, out.dtype) {
             (DType::I8, DType::I8, DType::I8) => Kind::Int8,
+            (DType::I16, DType::I16, DType::I16) if int16 => Kind::Int16,
             (DType::F32, DType::F32, DType::F32) => Kind::Float,
             _ => return self.bad("unsupported element types"),
         };
@@ -408,8 +481,30 @@ impl<'a> Check<'_, '_, 'a> {
         output: &Operand,
         has_quant: bool,
     ) -> Result<Kind, Error> {
+        self.unary_of(input, output, has_quant, false)
+    }
+
+    /// [`Self::unary`] for an operator that also has int16x8 kernels.
+    #[allow(dead_code)] // until the element-wise operators take int16
+    pub(crate) fn unary16(
+        &self,
+        input: &Operand,
+        output: &Operand,
+        has_quant: bool,
+    ) -> Result<Kind, Error> {
+        self.unary_of(input, output, has_quant, true)
+    }
+
+    fn unary_of(
+        &self,
+        input: &Operand,
+        output: &Operand,
+        has_quant: bool,
+        int16: bool,
+    ) -> Result<Kind, Error> {
         let k = match (input.dtype, output.dtype) {
             (DType::I8, DType::I8) => Kind::Int8,
+            (DType::I16, DType::I16) if int16 => Kind::Int16,
             (DType::F32, DType::F32) if self.ctx.float => Kind::Float,
             _ => return self.bad("unsupported element types"),
         };
@@ -463,10 +558,23 @@ pub(crate) fn clamp_range(min: i32, max: i32) -> Result<(), &'static str> {
     }
 }
 
+/// [`clamp_range`] in the output type of `kind` (int16: `-32768..=32767`).
+pub(crate) fn clamp_range_of(kind: Kind, min: i32, max: i32) -> Result<(), &'static str> {
+    let (lo, hi) = kind.int_range();
+    if lo <= min && min <= max && max <= hi {
+        Ok(())
+    } else if kind == Kind::Int16 {
+        Err("activation clamp outside -32768..=32767 or empty")
+    } else {
+        clamp_range(min, max)
+    }
+}
+
 pub(crate) fn quant_presence(kind: Kind, has_quant: bool) -> Result<(), &'static str> {
     match (kind, has_quant) {
-        (Kind::Int8, true) | (Kind::Float, false) => Ok(()),
+        (Kind::Int8 | Kind::Int16, true) | (Kind::Float, false) => Ok(()),
         (Kind::Int8, false) => Err("int8 operator without its quantization parameters"),
+        (Kind::Int16, false) => Err("int16 operator without its quantization parameters"),
         (Kind::Float, true) => Err("f32 operator with int8 parameters"),
     }
 }

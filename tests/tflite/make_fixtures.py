@@ -12,7 +12,8 @@
 Versions are pinned in tests/tflite/requirements.txt. Goldens hold outputs only: every input is drawn
 from the xorshift64* generator below, which `quantizer/tests/tflite_import.rs` implements identically.
 Sample k of a model uses a generator seeded with k; its inputs are filled in input order, element by
-element, each int8 element being the top byte of the next 64-bit draw (float32 inputs: that int8 / 32).
+element, each int8 element being the top byte of the next 64-bit draw (float32 inputs: that int8 / 32;
+int16 inputs: the top two bytes of the draw).
 """
 
 import hashlib
@@ -36,34 +37,37 @@ MLPERF_SAMPLES_AD = 20
 M64 = (1 << 64) - 1
 
 
-def draw_bytes(seeds, count):
-    """xorshift64*: one stream per seed; returns an array [len(seeds), count] of uint8 top bytes."""
+def draw_words(seeds, count):
+    """xorshift64*: one stream per seed; returns an array [len(seeds), count] of the top 16 bits."""
     with np.errstate(over="ignore"):
         s = (np.array(seeds, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
-        out = np.empty((len(seeds), count), dtype=np.uint8)
+        out = np.empty((len(seeds), count), dtype=np.uint16)
         mul = np.uint64(0x2545F4914F6CDD1D)
         for i in range(count):
             s ^= s >> np.uint64(12)
             s ^= s << np.uint64(25)
             s ^= s >> np.uint64(27)
-            out[:, i] = ((s * mul) >> np.uint64(56)).astype(np.uint8)
+            out[:, i] = ((s * mul) >> np.uint64(48)).astype(np.uint16)
     return out
 
 
 def sample_inputs(details, seeds):
     """Inputs of every sample: a list (per sample) of arrays (per input)."""
     sizes = [int(np.prod(d["shape"])) for d in details]
-    raw = draw_bytes(seeds, sum(sizes))
+    raw = draw_words(seeds, sum(sizes))
     samples = []
     for k in range(len(seeds)):
         arrays, at = [], 0
         for d, n in zip(details, sizes):
-            q = raw[k, at:at + n].view(np.int8).reshape(d["shape"])
+            w = raw[k, at:at + n].reshape(d["shape"])
             at += n
+            q = (w >> np.uint16(8)).astype(np.uint8).view(np.int8)
             if d["dtype"] == np.float32:
                 arrays.append(q.astype(np.float32) / np.float32(32.0))
             elif d["dtype"] == np.int8:
                 arrays.append(q.copy())
+            elif d["dtype"] == np.int16:
+                arrays.append(w.view(np.int16).copy())
             else:
                 raise SystemExit(f"unsupported input type {d['dtype']}")
         samples.append(arrays)
@@ -153,7 +157,17 @@ def build_fixtures(only=()):
     float_io = {
         # Float input and output: QUANTIZE (f32 -> int8) in front, DEQUANTIZE (int8 -> f32) behind.
         "float_io_conv": ([[1, 5, 5, 2]], lambda x: conv(x, 4, 3, 3, act=relu)),
+        "i16_float_io_conv": ([[1, 5, 5, 2]], lambda x: conv(x, 4, 3, 3, act=relu)),
     }
+    # int16x8: int16 activations (zero point 0), int8 weights, int64 biases, made with the converter's
+    # 16x8 operator set; the same bodies as the int8 cases of the same name without `i16_`.
+    int16 = ["conv2d_same_relu", "conv2d_s2_valid_relu6", "conv2d_dilation2", "conv2d_1x1",
+             "depthwise_same_relu", "depthwise_s2_dm2", "fully_connected_relu", "fully_connected_b3",
+             "add_broadcast_relu", "add_same_shape", "mul_broadcast", "average_pool_3x3_s2_same",
+             "max_pool_2x2_valid", "mean_hw_keepdims", "mean_hw", "softmax", "logistic", "tanh", "relu",
+             "relu6", "leaky_relu", "reshape", "concatenation", "pad", "small_cnn", "residual_block"]
+    for name in int16:
+        cases["i16_" + name] = cases[name]
 
     os.makedirs(FIXTURES, exist_ok=True)
     for name, case in {**cases, **float_io}.items():
@@ -173,10 +187,16 @@ def build_fixtures(only=()):
         conv_ = tf.lite.TFLiteConverter.from_concrete_functions([conc], fn)
         conv_.optimizations = [tf.lite.Optimize.DEFAULT]
         conv_.representative_dataset = representative
-        conv_.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if name.startswith("i16_"):
+            ops16 = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+            conv_.target_spec.supported_ops = [ops16]
+            io_type = tf.int16
+        else:
+            conv_.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            io_type = tf.int8
         if name not in float_io:
-            conv_.inference_input_type = tf.int8
-            conv_.inference_output_type = tf.int8
+            conv_.inference_input_type = io_type
+            conv_.inference_output_type = io_type
         data = conv_.convert()
         with open(os.path.join(FIXTURES, name + ".tflite"), "wb") as f:
             f.write(data)
@@ -204,7 +224,7 @@ def golden(path, rel, out_path, samples):
         "# Golden outputs of TFLite Micro's Python interpreter (reference kernels).",
         "# made by: python3 tests/tflite/make_fixtures.py goldens",
         "# versions: " + versions(),
-        "# inputs: sample k = xorshift64* seeded with k, top byte per int8 element (f32: int8 / 32);",
+        "# inputs: sample k = xorshift64* seeded with k, top byte per int8 element (f32: int8 / 32; int16: top two bytes);",
         "# each data line: all outputs of one sample, concatenated, as hex (f32 little-endian).",
         f"model {rel}",
         f"sha256 {hashlib.sha256(data).hexdigest()}",

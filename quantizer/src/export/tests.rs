@@ -158,13 +158,19 @@ impl std::fmt::Display for Agreement {
 
 /// The model lowered from `d` with ONNX's requantization, as the Q/DQ converter lowers.
 fn lower_onnx_requant(d: &ptq::Decided) -> crate::builder::Built {
-    use crate::lower::{self, Options, Quantization, Requantization};
-    let float = lower::float_values(&d.graph, &d.float_node);
+    use crate::lower::{self, Options, Precision, Quantization, Requantization};
+    let node: Vec<Precision> = d
+        .float_node
+        .iter()
+        .map(|&f| Precision::int8_or_float(f))
+        .collect();
+    let precision = lower::value_precisions(&d.graph, &node);
     lower::lower(
         &d.graph,
         &Quantization {
-            float: &float,
+            precision: &precision,
             params: &d.params,
+            int16_scales: &[],
             weights: &d.weights,
             biases: &[],
         },

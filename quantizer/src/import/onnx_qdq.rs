@@ -34,7 +34,7 @@ use super::onnx::proto::{data_type as dt, ModelProto, NodeProto, TensorProto};
 use super::onnx::tensor::{Const, Data};
 use crate::builder::Built;
 use crate::ir::{passes, Graph, Op};
-use crate::lower::{self, Quantization, Requantization};
+use crate::lower::{self, Precision, Quantization, Requantization};
 use crate::quantize::params::QParams;
 
 /// Whether a decoded model holds QuantizeLinear or DequantizeLinear nodes.
@@ -339,7 +339,7 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32]) -> Result<Built> {
     }
     let mut float_node = vec![false; graph.nodes.len()];
     let mut weights: Vec<Option<(Vec<i8>, Vec<f32>)>> = vec![None; graph.nodes.len()];
-    let mut biases: Vec<Option<Vec<i32>>> = vec![None; graph.nodes.len()];
+    let mut biases: Vec<Option<Vec<i64>>> = vec![None; graph.nodes.len()];
     for (i, n) in graph.nodes.iter().enumerate() {
         let ins_known = n
             .inputs
@@ -426,7 +426,7 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32]) -> Result<Built> {
                                     qb as f32 * s == fb
                                 });
                         if b.data_type == dt::INT32 && unchanged {
-                            biases[i] = Some(b.q.iter().map(|&x| x as i32).collect());
+                            biases[i] = Some(b.q.clone());
                         }
                     }
                     weights[i] = Some((q, w.scales.clone()));
@@ -440,12 +440,17 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32]) -> Result<Built> {
             biases[i] = None;
         }
     }
-    let float = lower::float_values(&graph, &float_node);
+    let node: Vec<Precision> = float_node
+        .iter()
+        .map(|&f| Precision::int8_or_float(f))
+        .collect();
+    let precision = lower::value_precisions(&graph, &node);
     lower::lower(
         &graph,
         &Quantization {
-            float: &float,
+            precision: &precision,
             params: &qp,
+            int16_scales: &[],
             weights: &weights,
             biases: &biases,
         },

@@ -31,19 +31,73 @@ pub(crate) enum Lowered<'a> {
     },
 }
 
+/// The element type a value is computed in. A node runs in the type of its output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// int8 activations, int8 weights, int32 biases.
+    #[default]
+    Int8,
+    /// int16 activations (zero point 0), int8 weights, int64 biases: TFLite's 16x8.
+    Int16,
+    /// f32 (the runtime's float kernels).
+    Float,
+}
+
+impl Precision {
+    /// `Float` for a node kept in float, `Int8` otherwise.
+    pub fn int8_or_float(float: bool) -> Precision {
+        if float {
+            Precision::Float
+        } else {
+            Precision::Int8
+        }
+    }
+
+    /// The runtime's element type of such a value.
+    pub fn dtype(self) -> DType {
+        match self {
+            Precision::Int8 => DType::I8,
+            Precision::Int16 => DType::I16,
+            Precision::Float => DType::F32,
+        }
+    }
+
+    /// The integer range of the type (int8's for f32, whose clamps are not integer).
+    pub fn int_range(self) -> (i32, i32) {
+        match self {
+            Precision::Int16 => (i16::MIN as i32, i16::MAX as i32),
+            _ => (-128, 127),
+        }
+    }
+
+    /// The name reports use: `int8`, `int16`, `float`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Int8 => "int8",
+            Precision::Int16 => "int16",
+            Precision::Float => "float",
+        }
+    }
+}
+
 /// The quantization of a graph's values and weights, indexed as the graph's values and nodes.
 #[derive(Clone, Copy, Debug)]
 pub struct Quantization<'q> {
-    /// Per value: computed in f32 (the runtime's float kernels) rather than int8. A node runs in
-    /// the type of its output.
-    pub float: &'q [bool],
-    /// Per value: int8 scale and zero point (also of f32 values that are converted to int8).
+    /// Per value: the type it is computed in.
+    pub precision: &'q [Precision],
+    /// Per value: int8 scale and zero point (also of values of another type that are converted to
+    /// int8).
     pub params: &'q [Option<QParams>],
+    /// Per value (may be shorter): the int16 scale (zero point 0) of an int16 value, or of a value
+    /// converted to int16.
+    pub int16_scales: &'q [Option<f32>],
     /// Per node: int8 weights and their scales (one per output channel, or one).
     pub weights: &'q [Option<(Vec<i8>, Vec<f32>)>],
-    /// Per node (may be shorter): the int32 bias used as is; otherwise the bias is quantized from
-    /// the float one with the input and weight scales.
-    pub biases: &'q [Option<Vec<i32>>],
+    /// Per node (may be shorter): the integer bias used as is (int32 values for an int8 node,
+    /// int64 for an int16x8 one); otherwise the bias is quantized from the float one with the input
+    /// and weight scales.
+    pub biases: &'q [Option<Vec<i64>>],
 }
 
 /// How the int8 requantization factors of Conv2d, DepthwiseConv2d, FullyConnected and Mean are
@@ -72,15 +126,31 @@ pub struct Options {
     pub sparse_weights: bool,
 }
 
-/// Per value, whether it is f32 when the nodes in `float_node` run in float: a node's output has
-/// the node's type, and a graph input is f32 when every node that reads it runs in float.
-pub fn float_values(graph: &Graph, float_node: &[bool]) -> Vec<bool> {
+/// Per value, its type when node `i` runs in `node[i]`: a node's output has the node's type, and a
+/// graph input has its readers' type when they all agree, int8 otherwise.
+pub fn value_precisions(graph: &Graph, node: &[Precision]) -> Vec<Precision> {
     let consumers = graph.consumers();
     (0..graph.values.len())
         .map(|v| match graph.nodes.iter().position(|n| n.output == v) {
-            Some(i) => float_node[i],
-            None => !consumers[v].is_empty() && consumers[v].iter().all(|&c| float_node[c]),
+            Some(i) => node[i],
+            None => match consumers[v].split_first() {
+                Some((&first, rest)) if rest.iter().all(|&c| node[c] == node[first]) => node[first],
+                _ => Precision::Int8,
+            },
         })
+        .collect()
+}
+
+/// Per value, whether it is f32 when the nodes in `float_node` run in float (the others in int8):
+/// [`value_precisions`] for graphs without int16 values.
+pub fn float_values(graph: &Graph, float_node: &[bool]) -> Vec<bool> {
+    let node: Vec<Precision> = float_node
+        .iter()
+        .map(|&f| Precision::int8_or_float(f))
+        .collect();
+    value_precisions(graph, &node)
+        .into_iter()
+        .map(|p| p == Precision::Float)
         .collect()
 }
 
@@ -92,9 +162,11 @@ pub(crate) struct NodeCx<'c, 'a> {
     /// Input tensors, in the node's type (for a conversion node, in their own).
     pub ins: &'c [u16],
     pub out: u16,
-    /// The node runs in f32.
+    /// The type the node runs in.
+    pub precision: Precision,
+    /// The node runs in f32 (`precision` is `Float`).
     pub float: bool,
-    /// The output's quantization (scale 1, zero point 0 when there is none).
+    /// The output's quantization in its type (scale 1, zero point 0 when there is none).
     pub out_q: QParams,
     /// Weights, bias and requantization factors of a weighted node.
     pub data: &'a NodeData,
@@ -125,9 +197,16 @@ impl<'a> NodeCx<'_, 'a> {
         &self.graph.values[self.node.inputs[k]].shape
     }
 
-    /// The int8 clamp of `clamp` on the output.
+    /// The integer clamp of `clamp` on the output, in the output's type.
     pub fn act_range(&self, clamp: Clamp) -> (i32, i32) {
-        act_range(clamp, self.out_q)
+        let p = self.out_q;
+        ferrite_runtime::format::quantized_clamp_in(
+            clamp.min,
+            clamp.max,
+            p.scale,
+            p.zero_point,
+            self.precision.int_range(),
+        )
     }
 
     /// The fused activation recorded for the node: any clamp for int8 (its `act_min..=act_max` does
@@ -184,7 +263,7 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
     let mut b = ModelBuilder::new();
     // Tensor of each IR value in its native type, and converted copies made on demand.
     let mut native: Vec<Option<u16>> = vec![None; graph.values.len()];
-    let mut converted: Vec<Option<u16>> = vec![None; graph.values.len()];
+    let mut converted: Vec<Vec<u16>> = vec![Vec::new(); graph.values.len()];
     let shape_of = |v: ValueId| -> Result<Shape> {
         Shape::new(&graph.values[v].shape).with_context(|| {
             format!(
@@ -193,6 +272,20 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
             )
         })
     };
+    let int16_def =
+        |v: ValueId, suffix: &str| -> Result<TensorDef> {
+            let scale =
+                q.int16_scales.get(v).copied().flatten().with_context(|| {
+                    format!("value `{}` has no int16 scale", graph.values[v].name)
+                })?;
+            Ok(TensorDef {
+                name: format!("{}{suffix}", graph.values[v].name),
+                dtype: DType::I16,
+                shape: shape_of(v)?,
+                scale,
+                zero_point: 0,
+            })
+        };
     let int8_def = |v: ValueId, suffix: &str| -> Result<TensorDef> {
         let p = qp[v]
             .with_context(|| format!("value `{}` was not calibrated", graph.values[v].name))?;
@@ -213,18 +306,26 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
             zero_point: 0,
         })
     };
-    let def = |v: ValueId, suffix: &str| -> Result<TensorDef> {
-        if q.float[v] {
-            f32_def(v, suffix)
-        } else {
-            int8_def(v, suffix)
+    let def_in = |v: ValueId, p: Precision, suffix: &str| -> Result<TensorDef> {
+        match p {
+            Precision::Int8 => int8_def(v, suffix),
+            Precision::Int16 => int16_def(v, suffix),
+            Precision::Float => f32_def(v, suffix),
         }
     };
+    let def = |v: ValueId, suffix: &str| def_in(v, q.precision[v], suffix);
     for &v in &graph.inputs {
         native[v] = Some(b.tensor(def(v, "")?));
     }
     for (i, n) in graph.nodes.iter().enumerate() {
-        let float = q.float[n.output];
+        let precision = q.precision[n.output];
+        if precision == Precision::Int16 && !n.op.has_int16() {
+            bail!(
+                "node `{}` ({}): the runtime has no int16x8 kernel for this operator",
+                n.name,
+                n.op.name()
+            );
+        }
         // A conversion node reads its input as it is; other nodes read theirs in their own type.
         let conversion = matches!(n.op, Op::Identity);
         let mut ins = Vec::with_capacity(n.inputs.len());
@@ -242,22 +343,21 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
                     graph.values[v].name
                 )
             })?;
-            let t_float = b.def(t).dtype == DType::F32;
-            if conversion || t_float == float {
+            if conversion || b.def(t).dtype == precision.dtype() {
                 ins.push(t);
                 continue;
             }
-            let c = match converted[v] {
-                Some(c) => c,
+            let copies = &mut converted[v];
+            let c = match copies
+                .iter()
+                .find(|&&c| b.def(c).dtype == precision.dtype())
+            {
+                Some(&c) => c,
                 None => {
-                    let c = b.tensor(if float {
-                        f32_def(v, "/f32")?
-                    } else {
-                        int8_def(v, "/int8")?
-                    });
+                    let c = b.tensor(def_in(v, precision, &format!("/{}", precision.name()))?);
                     let op = quantize::convert(&b, t, c);
                     b.push(op);
-                    converted[v] = Some(c);
+                    copies.push(c);
                     c
                 }
             };
@@ -271,11 +371,15 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
             b: &b,
             ins: &ins,
             out,
-            float,
-            out_q: qp[n.output].unwrap_or(QParams {
-                scale: 1.0,
-                zero_point: 0,
-            }),
+            precision,
+            float: precision == Precision::Float,
+            out_q: {
+                let d = b.def(out);
+                QParams {
+                    scale: if d.dtype == DType::F32 { 1.0 } else { d.scale },
+                    zero_point: d.zero_point,
+                }
+            },
             data: &data[i],
             requantization,
         };

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use ferrite_runtime::kernels::sparse::encode;
 use ferrite_runtime::quant::prepare::quantize_multiplier;
 
-use super::{Quantization, Requantization};
+use super::{Precision, Quantization, Requantization};
 use crate::ir::{Node, Op};
 use crate::quantize::params::{self, QParams};
 
@@ -27,13 +27,13 @@ pub(crate) struct NodeData {
 /// Block sizes a sparse filter may use; the writer keeps whichever stores the fewest bytes.
 const SPARSE_BLOCKS: [usize; 4] = [1, 2, 4, 8];
 
-fn le_bytes<T: Copy>(values: &[T], to: impl Fn(T) -> [u8; 4]) -> Vec<u8> {
+fn le_bytes<T: Copy, const N: usize>(values: &[T], to: impl Fn(T) -> [u8; N]) -> Vec<u8> {
     values.iter().flat_map(|&v| to(v)).collect()
 }
 
-/// The data of node `i`: f32 weights for a node kept in float; int8 weights, an int32 bias and
-/// per-channel multipliers and shifts otherwise, the filter of a Conv2d or FullyConnected stored
-/// sparsely when `sparse` and that takes fewer bytes.
+/// The data of node `i`: f32 weights for a node kept in float; int8 weights, an int32 bias (int64
+/// for an int16x8 node) and per-channel multipliers and shifts otherwise, the filter of an int8
+/// Conv2d or FullyConnected stored sparsely when `sparse` and that takes fewer bytes.
 pub(super) fn node_data(
     n: &Node,
     i: usize,
@@ -43,7 +43,8 @@ pub(super) fn node_data(
 ) -> Result<NodeData> {
     let mut d = NodeData::default();
     let imported = q.weights.get(i).and_then(Option::as_ref);
-    if let Some((bytes, quant)) = n.op.own_data(q.float[n.output], imported)? {
+    let precision = q.precision[n.output];
+    if let Some((bytes, quant)) = n.op.own_data(precision == Precision::Float, imported)? {
         (d.filter, d.alpha) = (bytes, quant);
         return Ok(d);
     }
@@ -53,16 +54,24 @@ pub(super) fn node_data(
         | Op::FullyConnected { filter, bias, .. } => (filter, bias),
         _ => return Ok(d),
     };
-    if q.float[n.output] {
+    if precision == Precision::Float {
         d.filter = le_bytes(&filter.data, f32::to_le_bytes);
         d.bias = le_bytes(&bias.data, f32::to_le_bytes);
         return Ok(d);
     }
     let (w, scales) = q.weights[i].as_ref().context("weights not quantized")?;
-    let s_in = q.params[n.inputs[0]].context("input not calibrated")?.scale;
-    let s_out = q.params[n.output].context("output not calibrated")?.scale;
+    let int16 = precision == Precision::Int16;
+    let scale_of = |v: usize| -> Option<f32> {
+        if int16 {
+            q.int16_scales.get(v).copied().flatten()
+        } else {
+            q.params[v].map(|p| p.scale)
+        }
+    };
+    let s_in = scale_of(n.inputs[0]).context("input not calibrated")?;
+    let s_out = scale_of(n.output).context("output not calibrated")?;
     d.filter = w.iter().map(|&x| x as u8).collect();
-    if let (Op::Conv2d { .. } | Op::FullyConnected { .. }, true) = (&n.op, sparse) {
+    if let (Op::Conv2d { .. } | Op::FullyConnected { .. }, true, false) = (&n.op, sparse, int16) {
         // One row per output channel (the filter's first dimension).
         let row_len = w.len() / filter.shape.first().copied().unwrap_or(1).max(1);
         if let Some(e) = encode(w, row_len, &SPARSE_BLOCKS) {
@@ -71,11 +80,20 @@ pub(super) fn node_data(
             d.filter = e.values.iter().map(|&x| x as u8).collect();
         }
     }
+    let limit = if int16 {
+        ferrite_runtime::MAX_BIAS_64
+    } else {
+        params::BIAS_LIMIT
+    };
     let q_bias = match q.biases.get(i) {
         Some(Some(b)) => b.clone(),
-        _ => params::bias(&bias.data, s_in, scales),
+        _ => params::bias_in(&bias.data, s_in, scales, limit),
     };
-    d.bias = le_bytes(&q_bias, i32::to_le_bytes);
+    d.bias = if int16 {
+        le_bytes(&q_bias, i64::to_le_bytes)
+    } else {
+        le_bytes(&q_bias, |b| (b as i32).to_le_bytes())
+    };
     for &s in scales {
         let r = match requantization {
             Requantization::TfLite => quantize_multiplier(s_in as f64 * s as f64 / s_out as f64),

@@ -14,6 +14,8 @@ use crate::lower::NodeCx;
 use crate::train::backward::{Grad, OpGrads};
 
 pub(super) const OUTPUT: OutputQuant = OutputQuant::Calibrated;
+/// The runtime has no int16x8 kernel for this operator.
+pub(super) const INT16: bool = false;
 
 pub(super) fn shape(inputs: &[&[usize]]) -> Result<Vec<usize>> {
     arity(inputs, 2)?;

@@ -17,6 +17,8 @@ use crate::train::backward::kernels as backward_kernels;
 use crate::train::backward::{Grad, OpGrads};
 
 pub(super) const OUTPUT: OutputQuant = OutputQuant::Input;
+/// The runtime has no int16x8 kernel for this operator.
+pub(super) const INT16: bool = false;
 
 pub(super) fn channels(clamp: Clamp) -> Channels<'static> {
     Channels::Kept {

@@ -12,6 +12,8 @@ use crate::lower::{Lowered, NodeCx};
 use crate::train::backward::{Grad, OpGrads};
 
 pub(super) const OUTPUT: OutputQuant = OutputQuant::Calibrated;
+/// The runtime has no int16x8 kernel for this operator.
+pub(super) const INT16: bool = false;
 
 pub(super) fn shape(axis: usize, inputs: &[&[usize]]) -> Result<Vec<usize>> {
     ensure!(!inputs.is_empty(), "no inputs");

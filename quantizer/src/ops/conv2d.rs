@@ -14,6 +14,8 @@ use crate::lower::{window, NodeCx};
 use crate::train::backward::{Grad, OpGrads};
 
 pub(super) const OUTPUT: OutputQuant = OutputQuant::Calibrated;
+/// The runtime runs this operator on int16 activations (int16x8).
+pub(super) const INT16: bool = true;
 
 pub(super) fn shape(
     window: &Window2d,

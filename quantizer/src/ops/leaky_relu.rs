@@ -13,6 +13,8 @@ use crate::lower::NodeCx;
 use crate::train::backward::{Grad, OpGrads};
 
 pub(super) const OUTPUT: OutputQuant = OutputQuant::Calibrated;
+/// The runtime has no int16x8 kernel for this operator.
+pub(super) const INT16: bool = false;
 pub(super) const CHANNELS: Channels<'static> = Channels::Kept {
     positive_scale: true,
 };

@@ -16,6 +16,8 @@ pub(super) const OUTPUT: OutputQuant = OutputQuant::Fixed(QParams {
     scale: 1.0 / 256.0,
     zero_point: -128,
 });
+/// The runtime has no int16x8 kernel for this operator.
+pub(super) const INT16: bool = false;
 pub(super) const CHANNELS: Channels<'static> = Channels::Kept {
     positive_scale: false,
 };

@@ -15,6 +15,8 @@ use crate::quantize::params::{self, QParams};
 use crate::train::backward::{Grad, OpGrads};
 
 pub(super) const OUTPUT: OutputQuant = OutputQuant::Calibrated;
+/// The runtime has no int16x8 kernel for this operator.
+pub(super) const INT16: bool = false;
 /// A reduction: equalization does not look past it.
 pub(super) const CHANNELS: Channels<'static> = Channels::Kept {
     positive_scale: false,

@@ -531,6 +531,33 @@ impl Op {
         }
     }
 
+    /// Whether the runtime runs the operator on int16 activations (int16x8); the lowering refuses
+    /// an int16 node of any other.
+    pub fn has_int16(&self) -> bool {
+        match self {
+            Op::Conv2d { .. } => conv2d::INT16,
+            Op::DepthwiseConv2d { .. } => depthwise_conv2d::INT16,
+            Op::FullyConnected { .. } => fully_connected::INT16,
+            Op::Add { .. } => add::INT16,
+            Op::Mul { .. } => mul::INT16,
+            Op::AveragePool2d { .. } => average_pool2d::INT16,
+            Op::MaxPool2d { .. } => max_pool2d::INT16,
+            Op::Mean { .. } => mean::INT16,
+            Op::Softmax { .. } => softmax::INT16,
+            Op::Logistic => logistic::INT16,
+            Op::Tanh => tanh::INT16,
+            Op::Relu { .. } => relu::INT16,
+            Op::LeakyRelu { .. } => leaky_relu::INT16,
+            Op::PRelu { .. } => prelu::INT16,
+            Op::ResizeNearest { .. } => resize_nearest::INT16,
+            Op::Reshape { .. } => reshape::INT16,
+            Op::Concatenation { .. } => concatenation::INT16,
+            Op::Pad { .. } => pad::INT16,
+            Op::BatchNorm { .. } => batch_norm::INT16,
+            Op::Identity => identity::INT16,
+        }
+    }
+
     /// What the operator does to the channels of its inputs.
     pub fn channels(&self) -> Channels<'_> {
         match self {

@@ -16,6 +16,8 @@ use crate::quantize::params::{self, QParams};
 use crate::train::backward::{Grad, OpGrads};
 
 pub(super) const OUTPUT: OutputQuant = OutputQuant::Calibrated;
+/// The runtime has no int16x8 kernel for this operator.
+pub(super) const INT16: bool = false;
 /// Scaling input channel `c` by `s > 0` scales output channel `c` by `s` on both sides of zero (the
 /// sign of `x` is kept and the slope is per channel), so equalization may look through.
 pub(super) const CHANNELS: Channels<'static> = Channels::Kept {

@@ -13,6 +13,8 @@ use crate::lower::NodeCx;
 use crate::train::backward::{Grad, OpGrads};
 
 pub(super) const OUTPUT: OutputQuant = OutputQuant::Input;
+/// The runtime runs this operator on int16 activations (int16x8).
+pub(super) const INT16: bool = true;
 
 pub(super) fn shape(shape: &[usize], inputs: &[&[usize]]) -> Result<Vec<usize>> {
     arity(inputs, 1)?;

@@ -87,16 +87,26 @@ pub fn weights_per_channel_last(weights: &[f32], channels: usize) -> (Vec<i8>, V
     (q, scales)
 }
 
+/// Largest magnitude of a quantized int32 bias: `2^30`, inside the runtime's `MAX_BIAS`.
+pub const BIAS_LIMIT: i64 = 1 << 30;
+
 /// int32 bias for channel scales `input_scale * weight_scale[c]`.
 pub fn bias(bias: &[f32], input_scale: f32, weight_scales: &[f32]) -> Vec<i32> {
+    bias_in(bias, input_scale, weight_scales, BIAS_LIMIT)
+        .into_iter()
+        .map(|b| b as i32)
+        .collect()
+}
+
+/// Integer bias for channel scales `input_scale * weight_scale[c]`, saturated to `-limit..=limit`
+/// ([`BIAS_LIMIT`] for int32 biases, the runtime's `MAX_BIAS_64` for int16x8's int64 ones).
+pub fn bias_in(bias: &[f32], input_scale: f32, weight_scales: &[f32], limit: i64) -> Vec<i64> {
     bias.iter()
         .enumerate()
         .map(|(c, &b)| {
             let s = input_scale as f64
                 * weight_scales[if weight_scales.len() == 1 { 0 } else { c }] as f64;
-            (b as f64 / s)
-                .round()
-                .clamp(-(1i64 << 30) as f64, (1i64 << 30) as f64) as i32
+            (b as f64 / s).round().clamp(-limit as f64, limit as f64) as i64
         })
         .collect()
 }

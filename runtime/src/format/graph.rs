@@ -150,15 +150,32 @@ impl Activation {
 /// `CalculateActivationRangeQuantized`); never an empty range.
 #[cfg(any(feature = "host", test))]
 pub fn quantized_clamp(lo: f32, hi: f32, scale: f32, zero_point: i32) -> (i32, i32) {
-    // Saturating: a tiny scale puts a bound far outside int8.
+    quantized_clamp_in(lo, hi, scale, zero_point, (-128, 127))
+}
+
+/// [`quantized_clamp`] saturated to `qmin..=qmax` instead of int8's range (`-32768..=32767` for
+/// int16 outputs).
+#[cfg(any(feature = "host", test))]
+pub fn quantized_clamp_in(
+    lo: f32,
+    hi: f32,
+    scale: f32,
+    zero_point: i32,
+    (qmin, qmax): (i32, i32),
+) -> (i32, i32) {
+    // Saturating: a tiny scale puts a bound far outside the type.
     let q = |x: f32| zero_point.saturating_add((x / scale).round() as i32);
     let min = if lo.is_finite() {
-        q(lo).max(-128)
+        q(lo).max(qmin)
     } else {
-        -128
+        qmin
     };
-    let max = if hi.is_finite() { q(hi).min(127) } else { 127 };
-    (min.min(127), max.max(-128))
+    let max = if hi.is_finite() {
+        q(hi).min(qmax)
+    } else {
+        qmax
+    };
+    (min.min(qmax), max.max(qmin))
 }
 
 /// Convolution and pooling window parameters (shapes come from the operands). Encoded by serde's

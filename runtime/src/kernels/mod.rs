@@ -12,6 +12,7 @@ pub mod fixedpoint;
 #[cfg(feature = "float")]
 pub mod float;
 pub mod fully_connected;
+pub mod int16;
 pub mod mean;
 pub mod optimized;
 pub mod pad;
@@ -59,6 +60,44 @@ impl Nhwc {
     #[inline(always)]
     pub const fn index(&self, n: usize, y: usize, x: usize, c: usize) -> usize {
         ((n * self.h + y) * self.w + x) * self.c + c
+    }
+}
+
+/// A little-endian `i64` array borrowed from the model bytes (any alignment): int16x8 biases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeI64<'a>(&'a [u8]);
+
+impl<'a> LeI64<'a> {
+    /// `None` when the byte length is not a multiple of 8.
+    pub const fn new(bytes: &'a [u8]) -> Option<Self> {
+        if bytes.len().is_multiple_of(8) {
+            Some(Self(bytes))
+        } else {
+            None
+        }
+    }
+
+    /// Number of `i64` elements.
+    pub const fn len(&self) -> usize {
+        self.0.len() / 8
+    }
+
+    /// Whether the array has no elements.
+    pub const fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Element `i`; 0 past the end (callers index within validated lengths).
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> i64 {
+        match self.0.get(8 * i..8 * i + 8) {
+            Some(b) => {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                i64::from_le_bytes(a)
+            }
+            None => 0,
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! Int8 -> int8 requantization (TFLite Micro `Quantize` with an int8 input, i.e. `Requantize`).
+//! Requantization between integer types: int8 -> int8, and int8 <-> int16 and int16 -> int16 for
+//! int16x8 models (TFLite Micro `Quantize` with an integer input, i.e. `reference_ops::Requantize`).
 
 use crate::ops::RequantizeParams;
 
@@ -20,6 +21,37 @@ impl RequantizeParams {
 pub fn requantize_s8(p: &RequantizeParams, input: &[i8], output: &mut [i8]) {
     for (o, &x) in output.iter_mut().zip(input) {
         *o = p.apply(x);
+    }
+}
+
+/// Requantizes integers of any width: `clamp(MultiplyByQuantizedMultiplier(x - input_zp, m,
+/// shift) + output_zp)` to the output type's range, `O::MIN..=O::MAX`.
+pub fn requantize<I, O>(p: &RequantizeParams, input: &[I], output: &mut [O])
+where
+    I: Copy + Into<i32>,
+    O: Bounded,
+{
+    for (o, &x) in output.iter_mut().zip(input) {
+        let scaled = p.requant.apply(x.into() - p.input_zero_point);
+        *o = O::clamp_from(scaled.saturating_add(p.output_zero_point));
+    }
+}
+
+/// An integer element type a requantization writes, clamping into its range.
+pub trait Bounded: Copy {
+    /// `x` clamped to the type's range.
+    fn clamp_from(x: i32) -> Self;
+}
+
+impl Bounded for i8 {
+    fn clamp_from(x: i32) -> Self {
+        x.clamp(i8::MIN as i32, i8::MAX as i32) as i8
+    }
+}
+
+impl Bounded for i16 {
+    fn clamp_from(x: i32) -> Self {
+        x.clamp(i16::MIN as i32, i16::MAX as i32) as i16
     }
 }
 

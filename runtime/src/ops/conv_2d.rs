@@ -6,18 +6,19 @@ use crate::format::DType;
 use crate::format::{Activation, Operand, Window};
 #[cfg(feature = "float")]
 use crate::interpreter::le_f32;
-use crate::interpreter::{geometry, le_i32, output_quant, Views, CORRUPT};
+use crate::interpreter::{geometry, le_i32, le_i64, output_quant, Views, CORRUPT};
 #[cfg(feature = "float")]
 use crate::kernels::LeF32;
-use crate::kernels::{self, ConvGeometry, LeI32, OutputQuant};
-use crate::validate::{clamp_range, window, Check, Kind};
+use crate::kernels::{self, ConvGeometry, LeI32, LeI64, OutputQuant};
+use crate::validate::{clamp_range_of, window, Check, Kind};
 use crate::Error;
 
 /// Conv2D and DepthwiseConv2D.
 ///
 /// int8: filter int8 (`[out_c, kh, kw, in_c]`, depthwise `[1, kh, kw, out_c]`), bias int32 per output
 /// channel (or empty), `multiplier`/`shift` int32 per output channel or one per tensor, all little-endian.
-/// f32: filter and bias little-endian f32, no multipliers.
+/// int16x8 (int16 input and output): the same with an int64 bias. f32: filter and bias little-endian
+/// f32, no multipliers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Conv<'a> {
     /// Input, rank-4 NHWC.
@@ -34,13 +35,13 @@ pub struct Conv<'a> {
     pub depth_multiplier: u16,
     /// Fused activation, applied by the f32 kernel.
     pub activation: Activation,
-    /// The fused activation as a clamp in the output's integer domain (int8).
+    /// The fused activation as a clamp in the output's integer domain (int8 or int16).
     pub act_min: i32,
     /// Upper end of that clamp (`act_min` is the lower).
     pub act_max: i32,
     /// Filter weights: int8, or little-endian f32, in the layout above.
     pub filter: &'a [u8],
-    /// Bias per output channel: little-endian int32 (int8) or f32; may be empty.
+    /// Bias per output channel: little-endian int32 (int8), int64 (int16x8) or f32; may be empty.
     pub bias: &'a [u8],
     /// int8: Q0.31 multiplier per output channel or one per tensor, little-endian int32; f32: empty.
     pub multiplier: &'a [u8],
@@ -59,6 +60,7 @@ pub(crate) fn run(c: &Conv<'_>, arena: &mut [u8]) -> Result<(), Error> {
         c,
         arena,
         kernels::optimized::conv2d_s8,
+        kernels::int16::conv::conv2d_s16,
         #[cfg(feature = "float")]
         kernels::float::conv2d_f32,
     )
@@ -81,7 +83,7 @@ pub(crate) fn validate_shapes(
     check: &Check<'_, '_, '_>,
     depthwise: bool,
 ) -> Result<(Kind, usize, usize), Error> {
-    let kind = check.kind(&c.input, &c.output)?;
+    let kind = check.kind16(&c.input, &c.output)?;
     if c.input.shape.rank != 4 || c.output.shape.rank != 4 {
         return check.bad("convolution needs rank-4 NHWC tensors");
     }
@@ -125,17 +127,18 @@ pub(crate) fn validate_weights(
         reduction,
         c.output.shape.nhwc().c,
     )?;
-    if kind == Kind::Int8 {
-        clamp_range(c.act_min, c.act_max).map_err(|r| check.fail(r))?;
+    if kind != Kind::Float {
+        clamp_range_of(kind, c.act_min, c.act_max).map_err(|r| check.fail(r))?;
     }
     Ok(())
 }
 
-/// Runs a convolution with the int8 or the f32 kernel its operands' type selects.
+/// Runs a convolution with the int8, int16x8 or f32 kernel its operands' type selects.
 pub(crate) fn run_conv(
     c: &Conv<'_>,
     arena: &mut [u8],
     int8: impl FnOnce(&ConvGeometry, &OutputQuant<'_>, &[i8], &[i8], LeI32<'_>, &mut [i8]),
+    int16: impl FnOnce(&ConvGeometry, &OutputQuant<'_>, &[i16], &[i8], LeI64<'_>, &mut [i16]),
     #[cfg(feature = "float")] float: impl FnOnce(
         &ConvGeometry,
         Activation,
@@ -159,6 +162,19 @@ pub(crate) fn run_conv(
             )?;
             let filter = bytemuck::cast_slice::<u8, i8>(c.filter);
             int8(&g, &q, v.i8(&c.input)?, filter, le_i32(c.bias)?, v.out_i8());
+        }
+        DType::I16 => {
+            let q = output_quant(
+                &c.input,
+                &c.output,
+                c.act_min,
+                c.act_max,
+                c.multiplier,
+                c.shift,
+            )?;
+            let filter = bytemuck::cast_slice::<u8, i8>(c.filter);
+            let x = v.i16(&c.input)?;
+            int16(&g, &q, x, filter, le_i64(c.bias)?, v.out_i16()?);
         }
         #[cfg(feature = "float")]
         DType::F32 => {

@@ -18,6 +18,9 @@ pub(crate) fn run(c: &Conv<'_>, arena: &mut [u8]) -> Result<(), Error> {
         |g, q, x, filter, bias, out| {
             kernels::optimized::depthwise_conv2d_s8(g, dm, q, x, filter, bias, out)
         },
+        |g, q, x, filter, bias, out| {
+            kernels::int16::conv::depthwise_conv2d_s16(g, dm, q, x, filter, bias, out)
+        },
         #[cfg(feature = "float")]
         |g, act, x, filter, bias, out| {
             kernels::float::depthwise_conv2d_f32(g, dm, act, x, filter, bias, out)

@@ -1,4 +1,4 @@
-//! DEQUANTIZE: int8 -> f32 with the input's scale (needs the `float` feature to run).
+//! DEQUANTIZE: int8 or int16 -> f32 with the input's scale (needs the `float` feature to run).
 
 use serde::{Deserialize, Serialize};
 
@@ -8,10 +8,10 @@ use crate::kernels;
 use crate::validate::Check;
 use crate::Error;
 
-/// Dequantize: int8 -> f32 with the input's `scale`.
+/// Dequantize: int8 or int16 -> f32 with the input's `scale`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Dequantize {
-    /// Input, int8.
+    /// Input, int8 or int16.
     pub input: Operand,
     /// Output, f32, with the input's element count.
     pub output: Operand,
@@ -23,8 +23,9 @@ super::operand_fields!(Dequantize: input => output);
 
 pub(crate) fn validate(d: &Dequantize, check: &Check<'_, '_, '_>) -> Result<(), Error> {
     let tin = check.tensor(&d.input)?;
-    if d.input.dtype != DType::I8 || d.output.dtype != DType::F32 || d.scale != tin.scale {
-        return check.bad("dequantize needs int8 -> f32 with the input's scale");
+    let integer = matches!(d.input.dtype, DType::I8 | DType::I16);
+    if !integer || d.output.dtype != DType::F32 || d.scale != tin.scale {
+        return check.bad("dequantize needs int8 or int16 -> f32 with the input's scale");
     }
     if d.input.shape.elements() != d.output.shape.elements() {
         return check.bad("dequantize changes the element count");
@@ -35,8 +36,13 @@ pub(crate) fn validate(d: &Dequantize, check: &Check<'_, '_, '_>) -> Result<(), 
 #[cfg(feature = "float")]
 pub(crate) fn run(d: &Dequantize, arena: &mut [u8]) -> Result<(), Error> {
     let mut v = Views::new(arena, &d.output)?;
-    let x = v.i8(&d.input)?;
-    kernels::float::dequantize_s8_to_f32(d.scale, d.input.zero_point, x, v.out_f32()?);
+    if d.input.dtype == DType::I16 {
+        let x = v.i16(&d.input)?;
+        kernels::float::dequantize_s16_to_f32(d.scale, x, v.out_f32()?);
+    } else {
+        let x = v.i8(&d.input)?;
+        kernels::float::dequantize_s8_to_f32(d.scale, d.input.zero_point, x, v.out_f32()?);
+    }
     Ok(())
 }
 

@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use crate::format::{Activation, DType, Operand};
 #[cfg(feature = "float")]
 use crate::interpreter::le_f32;
-use crate::interpreter::{le_i32, output_quant, Views, CORRUPT};
+use crate::interpreter::{le_i32, le_i64, output_quant, Views, CORRUPT};
 use crate::kernels;
-use crate::validate::{clamp_range, Check, Kind};
+use crate::validate::{clamp_range_of, Check, Kind};
 use crate::Error;
 
 /// FullyConnected: the input flattened to `[batches, in_features]` with
@@ -26,7 +26,7 @@ pub struct FullyConnected<'a> {
     pub act_max: i32,
     /// Weights `[out_features, in_features]`: int8, or little-endian f32.
     pub filter: &'a [u8],
-    /// Bias per output feature: little-endian int32 (int8) or f32; may be empty.
+    /// Bias per output feature: little-endian int32 (int8), int64 (int16x8) or f32; may be empty.
     pub bias: &'a [u8],
     /// int8: Q0.31 multiplier per output feature or one per tensor, little-endian int32; f32: empty.
     pub multiplier: &'a [u8],
@@ -37,11 +37,11 @@ pub struct FullyConnected<'a> {
 super::operand_fields!(FullyConnected<'_>: input => output);
 
 pub(crate) fn validate(f: &FullyConnected<'_>, check: &Check<'_, '_, '_>) -> Result<(), Error> {
-    let kind = check.kind(&f.input, &f.output)?;
+    let kind = check.kind16(&f.input, &f.output)?;
     let out_features = f.output.shape.last();
     let out_elems = f.output.shape.elements().unwrap_or(0);
     let in_elems = f.input.shape.elements().unwrap_or(0);
-    let filter_elems = f.filter.len() / if kind == Kind::Int8 { 1 } else { 4 };
+    let filter_elems = f.filter.len() / if kind == Kind::Float { 4 } else { 1 };
     if out_features == 0
         || !filter_elems.is_multiple_of(out_features)
         || !out_elems.is_multiple_of(out_features)
@@ -63,8 +63,8 @@ pub(crate) fn validate(f: &FullyConnected<'_>, check: &Check<'_, '_, '_>) -> Res
         in_features,
         out_features,
     )?;
-    if kind == Kind::Int8 {
-        clamp_range(f.act_min, f.act_max).map_err(|r| check.fail(r))?;
+    if kind != Kind::Float {
+        clamp_range_of(kind, f.act_min, f.act_max).map_err(|r| check.fail(r))?;
     }
     Ok(())
 }
@@ -73,7 +73,7 @@ pub(crate) fn run(f: &FullyConnected<'_>, arena: &mut [u8]) -> Result<(), Error>
     let mut v = Views::new(arena, &f.output)?;
     let out_features = f.output.shape.last();
     let batches = f.output.shape.elements().ok_or(CORRUPT)? / out_features;
-    let elem = f.input.dtype.size();
+    let elem = if f.input.dtype == DType::F32 { 4 } else { 1 };
     let in_features = f.filter.len() / elem / out_features;
     match f.input.dtype {
         DType::I8 => {
@@ -95,6 +95,27 @@ pub(crate) fn run(f: &FullyConnected<'_>, arena: &mut [u8]) -> Result<(), Error>
                 bytemuck::cast_slice(f.filter),
                 le_i32(f.bias)?,
                 v.out_i8(),
+            );
+        }
+        DType::I16 => {
+            let q = output_quant(
+                &f.input,
+                &f.output,
+                f.act_min,
+                f.act_max,
+                f.multiplier,
+                f.shift,
+            )?;
+            let input = v.i16(&f.input)?;
+            kernels::int16::fully_connected::fully_connected_s16(
+                batches,
+                in_features,
+                out_features,
+                &q,
+                input,
+                bytemuck::cast_slice(f.filter),
+                le_i64(f.bias)?,
+                v.out_i16()?,
             );
         }
         #[cfg(feature = "float")]

@@ -1,4 +1,5 @@
-//! QUANTIZE: f32 -> int8, or int8 -> int8 requantization to another scale and zero point.
+//! QUANTIZE: f32 -> int8 or int16, or requantization between int8 and int16 tensors (int8 -> int8,
+//! int8 <-> int16, int16 -> int16) to another scale and zero point.
 
 use serde::{Deserialize, Serialize};
 
@@ -9,16 +10,16 @@ use crate::quant::Requant;
 use crate::validate::Check;
 use crate::Error;
 
-/// Quantize: f32 -> int8 with the output's `scale`, or int8 -> int8 requantization (`requant`).
+/// Quantize: f32 -> int8/int16 with the output's `scale`, or an integer requantization (`requant`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Quantize {
-    /// Input: f32, or int8 for a requantization.
+    /// Input: f32, or int8/int16 for a requantization.
     pub input: Operand,
-    /// Output, int8, with the input's element count.
+    /// Output, int8 or int16, with the input's element count.
     pub output: Operand,
-    /// f32 -> int8: the output's scale (checked at load); unused when `requant` is set.
+    /// f32 -> integer: the output's scale (checked at load); unused when `requant` is set.
     pub scale: f32,
-    /// int8 -> int8: the rescaling; `None` for f32 -> int8.
+    /// integer -> integer: the rescaling; `None` for f32 -> integer.
     pub requant: Option<RequantizeParams>,
 }
 
@@ -58,12 +59,13 @@ impl RequantizeParams {
 
 pub(crate) fn validate(q: &Quantize, check: &Check<'_, '_, '_>) -> Result<(), Error> {
     let (tin, tout) = (check.tensor(&q.input)?, check.tensor(&q.output)?);
-    if q.input.shape.elements() != q.output.shape.elements() || q.output.dtype != DType::I8 {
-        return check.bad("quantize needs equal sizes and an int8 output");
+    let integer = |d| matches!(d, DType::I8 | DType::I16);
+    if q.input.shape.elements() != q.output.shape.elements() || !integer(q.output.dtype) {
+        return check.bad("quantize needs equal sizes and an int8 or int16 output");
     }
     match (q.input.dtype, &q.requant) {
         (DType::F32, None) if q.scale == tout.scale => Ok(()),
-        (DType::I8, Some(r))
+        (DType::I8 | DType::I16, Some(r))
             if r.requant.is_valid()
                 && r.input_zero_point == tin.zero_point
                 && r.output_zero_point == tout.zero_point =>
@@ -76,15 +78,24 @@ pub(crate) fn validate(q: &Quantize, check: &Check<'_, '_, '_>) -> Result<(), Er
 
 pub(crate) fn run(q: &Quantize, arena: &mut [u8]) -> Result<(), Error> {
     let mut v = Views::new(arena, &q.output)?;
-    match (&q.requant, q.input.dtype) {
-        (Some(r), DType::I8) => {
+    use kernels::requantize::requantize;
+    match (&q.requant, q.input.dtype, q.output.dtype) {
+        (Some(r), DType::I8, DType::I8) => {
             let x = v.i8(&q.input)?;
             kernels::requantize::requantize_s8(r, x, v.out_i8());
         }
+        (Some(r), DType::I8, DType::I16) => requantize(r, v.i8(&q.input)?, v.out_i16()?),
+        (Some(r), DType::I16, DType::I8) => requantize(r, v.i16(&q.input)?, v.out_i8()),
+        (Some(r), DType::I16, DType::I16) => requantize(r, v.i16(&q.input)?, v.out_i16()?),
         #[cfg(feature = "float")]
-        (None, DType::F32) => {
+        (None, DType::F32, DType::I8) => {
             let x = v.f32(&q.input)?;
             kernels::float::quantize_f32_to_s8(q.scale, q.output.zero_point, x, v.out_i8());
+        }
+        #[cfg(feature = "float")]
+        (None, DType::F32, DType::I16) => {
+            let x = v.f32(&q.input)?;
+            kernels::float::quantize_f32_to_s16(q.scale, x, v.out_i16()?);
         }
         _ => return Err(CORRUPT),
     }

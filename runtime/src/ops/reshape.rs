@@ -20,7 +20,7 @@ super::operand_fields!(Reshape: input => output);
 
 pub(crate) fn validate(r: &Reshape, check: &Check<'_, '_, '_>) -> Result<(), Error> {
     let tout = check.tensor(&r.output)?;
-    check.kind(&r.input, &r.output)?;
+    check.kind16(&r.input, &r.output)?;
     if r.input.shape.elements() != r.output.shape.elements()
         || r.input.zero_point != r.output.zero_point
     {

@@ -19,8 +19,9 @@ pub fn convert(bytes: &[u8]) -> Result<Built> {
     lower::lower(
         &m.graph,
         &Quantization {
-            float: &m.float,
+            precision: &m.precision,
             params: &m.params,
+            int16_scales: &m.int16_scales,
             weights: &m.weights,
             biases: &m.biases,
         },

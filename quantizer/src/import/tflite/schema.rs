@@ -11,6 +11,7 @@ pub mod tensor_type {
     pub const FLOAT32: u8 = 0;
     pub const INT32: u8 = 2;
     pub const INT64: u8 = 4;
+    pub const INT16: u8 = 7;
     pub const INT8: u8 = 9;
 
     /// The schema's name of a tensor type.

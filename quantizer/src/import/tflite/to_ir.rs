@@ -14,6 +14,7 @@ use super::flatbuf::Table;
 use super::schema::{op, tensor_type, Model, Operator};
 use crate::builder::TensorDef;
 use crate::ir::{Clamp, Graph, Node, Op, Param, ValueId, Window2d};
+use crate::lower::Precision;
 use crate::quantize::params::QParams;
 
 /// The operators the importer reads.
@@ -46,14 +47,17 @@ pub const SUPPORTED: &[&str] = &[
 /// A TFLite model in the IR, with the quantization it fixes (indexed as [`crate::lower::Quantization`]).
 pub struct Imported {
     pub graph: Graph,
-    /// Per value: float32 (otherwise int8).
-    pub float: Vec<bool>,
+    /// Per value: its type, int8, int16 (16x8 models) or float32.
+    pub precision: Vec<Precision>,
     /// Per value: the int8 scale and zero point.
     pub params: Vec<Option<QParams>>,
+    /// Per value: the int16 scale (zero point 0).
+    pub int16_scales: Vec<Option<f32>>,
     /// Per node: int8 weights and their scales.
     pub weights: Vec<Option<(Vec<i8>, Vec<f32>)>>,
-    /// Per node: the int32 bias (empty when the operator has none).
-    pub biases: Vec<Option<Vec<i32>>>,
+    /// Per node: the bias, int32 values (int64 for an int16x8 layer); empty when the operator has
+    /// none.
+    pub biases: Vec<Option<Vec<i64>>>,
 }
 
 /// Reads a `.tflite` file's bytes into the IR.
@@ -84,7 +88,7 @@ struct Importer<'m, 'a> {
     map: Vec<Option<ValueId>>,
     graph: Graph,
     weights: Vec<Option<(Vec<i8>, Vec<f32>)>>,
-    biases: Vec<Option<Vec<i32>>>,
+    biases: Vec<Option<Vec<i64>>>,
     /// The operator being read: its index and name, which name its IR node.
     current: (usize, String),
 }
@@ -160,7 +164,10 @@ fn tflite_nearest(
 
 impl<'m, 'a> Importer<'m, 'a> {
     fn new(model: &'m Model<'a>) -> Result<Self> {
-        let has_int8 = model.tensors.iter().any(|t| t.dtype == tensor_type::INT8);
+        let has_int8 = model
+            .tensors
+            .iter()
+            .any(|t| t.dtype == tensor_type::INT8 || t.dtype == tensor_type::INT16);
         let float_inputs = !model.inputs.is_empty()
             && model.inputs.iter().all(|&t| {
                 usize::try_from(t)
@@ -196,7 +203,7 @@ impl<'m, 'a> Importer<'m, 'a> {
             })
     }
 
-    /// Per-tensor `(scale, zero_point)` of an int8 tensor, checked.
+    /// Per-tensor `(scale, zero_point)` of an int8 tensor (int16: zero point 0), checked.
     fn quant(&self, t: usize) -> Result<(f32, i32)> {
         let tensor = &self.model.tensors[t];
         let q = tensor
@@ -219,6 +226,12 @@ impl<'m, 'a> Importer<'m, 'a> {
             );
         }
         let zp = q.zero_point.first().copied().unwrap_or(0);
+        if tensor.dtype == tensor_type::INT16 && zp != 0 {
+            bail!(
+                "int16 tensor {t} ({}) has zero point {zp}; int16 activations must be symmetric (zero point 0)",
+                tensor.name
+            );
+        }
         if !(-128..=127).contains(&zp) {
             bail!(
                 "int8 tensor {t} ({}) has zero point {zp}, outside -128..=127",
@@ -252,9 +265,10 @@ impl<'m, 'a> Importer<'m, 'a> {
                 let (s, z) = self.quant(t)?;
                 (DType::I8, s, z)
             }
+            tensor_type::INT16 => (DType::I16, self.quant(t)?.0, 0),
             tensor_type::FLOAT32 => (DType::F32, 0.0, 0),
             other => bail!(
-                "tensor {t} ({}) has type {}; activations must be int8 (or float32 around QUANTIZE/DEQUANTIZE)",
+                "tensor {t} ({}) has type {}; activations must be int8 or int16 (or float32 around QUANTIZE/DEQUANTIZE)",
                 tensor.name,
                 tensor_type::name(other)
             ),
@@ -304,14 +318,14 @@ impl<'m, 'a> Importer<'m, 'a> {
         self.push_weighted(op, inputs, output, None, None);
     }
 
-    /// Adds the IR node of the current operator with its int8 weights and int32 bias.
+    /// Adds the IR node of the current operator with its int8 weights and integer bias.
     fn push_weighted(
         &mut self,
         op: Op,
         inputs: Vec<ValueId>,
         output: ValueId,
         weights: Option<(Vec<i8>, Vec<f32>)>,
-        bias: Option<Vec<i32>>,
+        bias: Option<Vec<i64>>,
     ) {
         let (i, code) = &self.current;
         self.graph.nodes.push(Node {
@@ -375,6 +389,21 @@ impl<'m, 'a> Importer<'m, 'a> {
             _ => bail!(
                 "is not supported; supported operators: {}",
                 SUPPORTED.join(", ")
+            ),
+        }
+    }
+
+    /// The integer type of an operator with int8 and int16x8 kernels: input and output both int8 or
+    /// both int16.
+    fn int_type(&self, x: ValueId, y: ValueId) -> Result<DType> {
+        let (dx, dy) = (self.def(x), self.def(y));
+        match (dx.dtype, dy.dtype) {
+            (DType::I8, DType::I8) => Ok(DType::I8),
+            (DType::I16, DType::I16) => Ok(DType::I16),
+            (a, b) => bail!(
+                "input tensor {} is {a} and output tensor {} is {b}; this operator needs both int8 or both int16 (float models: `ferrite quantize`)",
+                dx.name,
+                dy.name
             ),
         }
     }
@@ -448,39 +477,51 @@ impl<'m, 'a> Importer<'m, 'a> {
         ))
     }
 
-    /// Optional bias: int32, one per output channel (none when the operator has no bias).
-    fn bias(&self, o: &Operator<'_>, k: usize, channels: usize) -> Result<Vec<i32>> {
+    /// Optional bias, one per output channel (none when the operator has no bias): int32 for an
+    /// int8 layer, int64 for an int16x8 one (`dtype` its activations' type).
+    fn bias(&self, o: &Operator<'_>, k: usize, channels: usize, dtype: DType) -> Result<Vec<i64>> {
         let Some(&t) = o.inputs.get(k).filter(|&&t| t >= 0) else {
             return Ok(Vec::new());
         };
         let t = self.tensor_index(t)?;
         let tensor = &self.model.tensors[t];
-        if tensor.dtype != tensor_type::INT32 {
+        let (expected, width, what) = if dtype == DType::I16 {
+            (tensor_type::INT64, 8, "int16x8 layers need an int64 bias")
+        } else {
+            (tensor_type::INT32, 4, "int8 layers need an int32 bias")
+        };
+        if tensor.dtype != expected {
             bail!(
-                "bias {} has type {}; int8 layers need an int32 bias",
+                "bias {} has type {}; {what}",
                 tensor.name,
                 tensor_type::name(tensor.dtype)
             );
         }
         let data = self.model.data(t);
-        if data.len() != 4 * channels {
+        if data.len() != width * channels {
             bail!(
-                "bias {} has {} bytes; expected a constant of {channels} int32 values",
+                "bias {} has {} bytes; expected a constant of {channels} {} values",
                 tensor.name,
-                data.len()
+                data.len(),
+                tensor_type::name(expected).to_lowercase()
             );
         }
         Ok(data
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .chunks_exact(width)
+            .map(|c| {
+                if width == 8 {
+                    i64::from_le_bytes(c.try_into().expect("8 bytes"))
+                } else {
+                    i32::from_le_bytes(c.try_into().expect("4 bytes")) as i64
+                }
+            })
             .collect())
     }
 
     fn conv(&mut self, o: &Operator<'a>, depthwise: bool) -> Result<()> {
         let x = self.act(self.input(o, 0)?)?;
         let y = self.single_output(o)?;
-        self.require_i8(x, "input")?;
-        self.require_i8(y, "output")?;
+        let dtype = self.int_type(x, y)?;
         let opts = if depthwise {
             self.options(o, 2, "DepthwiseConv2DOptions")?
         } else {
@@ -557,7 +598,7 @@ impl<'m, 'a> Importer<'m, 'a> {
                 ow
             );
         }
-        let bias = self.bias(o, 2, out_c)?;
+        let bias = self.bias(o, 2, out_c, dtype)?;
         let window = Window2d {
             kernel: [kh, kw],
             stride: [sh as usize, sw as usize],
@@ -592,8 +633,7 @@ impl<'m, 'a> Importer<'m, 'a> {
     fn fully_connected(&mut self, o: &Operator<'a>) -> Result<()> {
         let x = self.act(self.input(o, 0)?)?;
         let y = self.single_output(o)?;
-        self.require_i8(x, "input")?;
-        self.require_i8(y, "output")?;
+        let dtype = self.int_type(x, y)?;
         let opts = self.options(o, 8, "FullyConnectedOptions")?;
         let (act_code, format) = match &opts {
             Some(t) => (
@@ -620,7 +660,7 @@ impl<'m, 'a> Importer<'m, 'a> {
                 yd.shape.dims()
             );
         }
-        let bias = self.bias(o, 2, out)?;
+        let bias = self.bias(o, 2, out, dtype)?;
         let (filter, bias_param) = (
             filter_param(&filter, &wscales, &fdims, false),
             bias_param(&bias, xd.scale, &wscales, out),
@@ -1061,12 +1101,17 @@ impl<'m, 'a> Importer<'m, 'a> {
     fn quantize(&mut self, o: &Operator<'a>) -> Result<()> {
         let x = self.act(self.input(o, 0)?)?;
         let y = self.single_output(o)?;
-        self.require_i8(y, "output")?;
         let (xd, yd) = (self.def(x).clone(), self.def(y).clone());
+        if !matches!(yd.dtype, DType::I8 | DType::I16) {
+            bail!(
+                "QUANTIZE to {} is not supported (int8 or int16 only)",
+                yd.dtype
+            );
+        }
         if xd.shape.elements() != yd.shape.elements() {
             bail!("input and output sizes differ");
         }
-        if !matches!(xd.dtype, DType::F32 | DType::I8) {
+        if !matches!(xd.dtype, DType::F32 | DType::I8 | DType::I16) {
             bail!("QUANTIZE from {} is not supported", xd.dtype);
         }
         self.push(Op::Identity, vec![x], y);
@@ -1076,10 +1121,10 @@ impl<'m, 'a> Importer<'m, 'a> {
     fn dequantize(&mut self, o: &Operator<'a>) -> Result<()> {
         let x = self.act(self.input(o, 0)?)?;
         let y = self.single_output(o)?;
-        self.require_i8(x, "input")?;
         let (xd, yd) = (self.def(x).clone(), self.def(y).clone());
-        if yd.dtype != DType::F32 || xd.shape.elements() != yd.shape.elements() {
-            bail!("DEQUANTIZE must turn int8 into float32 of the same size");
+        let integer = matches!(xd.dtype, DType::I8 | DType::I16);
+        if !integer || yd.dtype != DType::F32 || xd.shape.elements() != yd.shape.elements() {
+            bail!("DEQUANTIZE must turn int8 or int16 into float32 of the same size");
         }
         self.push(Op::Identity, vec![x], y);
         Ok(())
@@ -1100,7 +1145,15 @@ impl<'m, 'a> Importer<'m, 'a> {
             .collect::<Result<_>>()?;
         self.graph.inputs = inputs;
         self.graph.outputs = outputs;
-        let float = self.defs.iter().map(|d| d.dtype == DType::F32).collect();
+        let precision = self
+            .defs
+            .iter()
+            .map(|d| match d.dtype {
+                DType::I16 => Precision::Int16,
+                DType::F32 => Precision::Float,
+                _ => Precision::Int8,
+            })
+            .collect();
         let params = self
             .defs
             .iter()
@@ -1111,10 +1164,16 @@ impl<'m, 'a> Importer<'m, 'a> {
                 })
             })
             .collect();
+        let int16_scales = self
+            .defs
+            .iter()
+            .map(|d| (d.dtype == DType::I16).then_some(d.scale))
+            .collect();
         Ok(Imported {
             graph: self.graph,
-            float,
+            precision,
             params,
+            int16_scales,
             weights: self.weights,
             biases: self.biases,
         })
@@ -1154,7 +1213,7 @@ fn filter_param(
 
 /// The IR parameter of an int32 bias (scale `input_scale * weight_scale[c]`); zeros when there is
 /// none.
-fn bias_param(bias: &[i32], input_scale: f32, scales: &[f32], channels: usize) -> Param {
+fn bias_param(bias: &[i64], input_scale: f32, scales: &[f32], channels: usize) -> Param {
     let real = (0..channels)
         .map(|c| {
             let s = scales[if scales.len() == 1 { 0 } else { c }];

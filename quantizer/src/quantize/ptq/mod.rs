@@ -13,7 +13,7 @@ use super::params::QParams;
 use crate::builder::Built;
 use crate::ir::float_exec::Tensor;
 use crate::ir::{Graph, Node};
-use crate::lower::{self, Quantization, Requantization};
+use crate::lower::{self, Precision, Quantization, Requantization};
 pub use adaround::LayerRounding;
 use bias_correction::correct_biases;
 pub use calibration::check_finite;
@@ -394,12 +394,17 @@ fn lower(
     expose_all: bool,
     weight_storage: WeightStorage,
 ) -> Result<Built> {
-    let float = lower::float_values(graph, float_node);
+    let node: Vec<Precision> = float_node
+        .iter()
+        .map(|&f| Precision::int8_or_float(f))
+        .collect();
+    let precision = lower::value_precisions(graph, &node);
     lower::lower(
         graph,
         &Quantization {
-            float: &float,
+            precision: &precision,
             params: qp,
+            int16_scales: &[],
             weights,
             biases: &[],
         },

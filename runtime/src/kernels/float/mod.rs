@@ -22,7 +22,9 @@ pub use elementwise::{add_f32, mul_f32};
 pub use fully_connected::fully_connected_f32;
 pub use mean::mean_hw_f32;
 pub use pooling::{average_pool2d_f32, max_pool2d_f32};
-pub use quantize::{dequantize_s8_to_f32, quantize_f32_to_s8};
+pub use quantize::{
+    dequantize_s16_to_f32, dequantize_s8_to_f32, quantize_f32_to_s16, quantize_f32_to_s8,
+};
 pub use softmax::softmax_f32;
 
 #[cfg(test)]

@@ -10,6 +10,20 @@ pub fn quantize_f32_to_s8(scale: f32, zero_point: i32, input: &[f32], output: &m
     }
 }
 
+/// f32 -> int16 (zero point 0): TFLite's `AffineQuantize` into `-32768..=32767`.
+pub fn quantize_f32_to_s16(scale: f32, input: &[f32], output: &mut [i16]) {
+    for (o, &x) in output.iter_mut().zip(input) {
+        *o = quantize_f32(x, scale, 0, i16::MIN as i32, i16::MAX as i32) as i16;
+    }
+}
+
+/// `output[i] = scale * input[i]`: int16 (zero point 0) -> f32.
+pub fn dequantize_s16_to_f32(scale: f32, input: &[i16], output: &mut [f32]) {
+    for (o, &q) in output.iter_mut().zip(input) {
+        *o = dequantize_f32(q as i32, scale, 0);
+    }
+}
+
 /// `output[i] = scale * (input[i] - zero_point)`. Slices have equal lengths.
 pub fn dequantize_s8_to_f32(scale: f32, zero_point: i32, input: &[i8], output: &mut [f32]) {
     for (o, &q) in output.iter_mut().zip(input) {
