@@ -107,9 +107,9 @@ impl<'a> Runner<'a> {
             let layout = if nchw { " (NCHW)" } else { " (NHWC)" };
             let n = crate::ir::io::batch_size(i, t.name, a, &sample_dims(t, nchw), layout)?;
             match (a.dtype, t.dtype) {
-                (Dtype::F32, _) | (Dtype::I8, DType::I8) => {}
+                (Dtype::F32, _) | (Dtype::I8, DType::I8) | (Dtype::I16, DType::I16) => {}
                 (d, m) => bail!(
-                    "input {i} (`{}`): the array is {d}, the input {m}; use float32 or int8 arrays",
+                    "input {i} (`{}`): the array is {d}, the input {m}; use float32 arrays or arrays of the input's type",
                     t.name
                 ),
             }
@@ -124,6 +124,12 @@ impl<'a> Runner<'a> {
             .iter()
             .map(|a| match a.dtype {
                 Dtype::F32 => Samples::F32(a.to_f32()),
+                Dtype::I16 => Samples::I16(
+                    a.data
+                        .chunks_exact(2)
+                        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                        .collect(),
+                ),
                 _ => Samples::I8(a.data.iter().map(|&b| b as i8).collect()),
             })
             .collect();
@@ -168,10 +174,18 @@ impl<'a> Runner<'a> {
             .map(|((f, q), t)| {
                 let mut shape = vec![batch];
                 shape.extend(sample_dims(t, nchw));
-                if f.is_empty() {
-                    Array::from_i8(shape, &q)
-                } else {
-                    Array::from_f32(shape, &f)
+                match (f.is_empty(), t.dtype) {
+                    (false, _) => Array::from_f32(shape, &f),
+                    (true, DType::I16) => Array {
+                        shape,
+                        dtype: Dtype::I16,
+                        data: q,
+                    },
+                    (true, _) => Array {
+                        shape,
+                        dtype: Dtype::I8,
+                        data: q,
+                    },
                 }
             })
             .collect())
@@ -182,10 +196,11 @@ impl<'a> Runner<'a> {
 enum Samples {
     F32(Vec<f32>),
     I8(Vec<i8>),
+    I16(Vec<i16>),
 }
 
-/// Per model output: its f32 values or its i8 values, samples concatenated.
-type Outputs = Vec<(Vec<f32>, Vec<i8>)>;
+/// Per model output: its f32 values or its integer values' little-endian bytes, samples concatenated.
+type Outputs = Vec<(Vec<f32>, Vec<u8>)>;
 
 /// What one thread needs to run a range of samples.
 struct Job<'j> {
@@ -230,6 +245,15 @@ impl Job<'_> {
                             it.input_i8_mut(i)?.copy_from_slice(x);
                         }
                     }
+                    Samples::I16(all) => {
+                        let x = &all[n * len..(n + 1) * len];
+                        if reorder {
+                            let x = transpose_chw(x, nhwc.c, nhwc.h, nhwc.w, false);
+                            it.input_i16_mut(i)?.copy_from_slice(&x);
+                        } else {
+                            it.input_i16_mut(i)?.copy_from_slice(x);
+                        }
+                    }
                 }
             }
             it.invoke()
@@ -244,12 +268,18 @@ impl Job<'_> {
                         y = transpose_chw(&y, nhwc.c, nhwc.h, nhwc.w, true);
                     }
                     outs[o].0.extend(y);
+                } else if t.dtype == DType::I16 {
+                    let mut y = it.output_i16(o)?.to_vec();
+                    if reorder {
+                        y = transpose_chw(&y, nhwc.c, nhwc.h, nhwc.w, true);
+                    }
+                    outs[o].1.extend(y.iter().flat_map(|v| v.to_le_bytes()));
                 } else {
                     let mut y = it.output_i8(o)?.to_vec();
                     if reorder {
                         y = transpose_chw(&y, nhwc.c, nhwc.h, nhwc.w, true);
                     }
-                    outs[o].1.extend(y);
+                    outs[o].1.extend(y.iter().map(|&v| v as u8));
                 }
             }
         }

@@ -640,7 +640,7 @@ fn element_types_are_named_as_numpy_does() {
     .unwrap();
     fails_saying(
         &run(&golden(), &x, &y),
-        &["the array is int32, the input int8; use float32 or int8 arrays"],
+        &["the array is int32, the input int8; use float32 arrays or arrays of the input's type"],
     );
     Array {
         shape: vec![2, 64],

@@ -29,7 +29,10 @@ const END: &str = "<!-- cargo xtask accuracy-control --write: end -->";
 const VALIDATION_SAMPLES: usize = 2000;
 
 /// Fixtures and largest top-1 drops (points), as in the anchor script's RUNS.
-const RUNS: [(&str, f64); 1] = [("resnet_fashion_outliers", 0.3)];
+const RUNS: [(&str, f64); 2] = [
+    ("resnet_fashion_outliers", 0.3),
+    ("resnet_fashion_outliers_wide", 0.5),
+];
 
 pub fn run(root: &Path, options: &Options) -> Result<()> {
     let fixtures = root.join("tests/fixtures");
@@ -64,6 +67,10 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         let model = fixtures.join(fixture).join("model.onnx");
         let plain = tmp.join(format!("{fixture}.ferrite"));
         crate::qat::quantize(&tool, &fixtures, &model, &plain, &[])?;
+        let int16 = tmp.join(format!("{fixture}_int16.ferrite"));
+        crate::qat::quantize(&tool, &fixtures, &model, &int16, &["--int16", "all"])?;
+        let float = tmp.join(format!("{fixture}_float.ferrite"));
+        crate::qat::quantize(&tool, &fixtures, &model, &float, &["--ignore", "all"])?;
         let controlled = tmp.join(format!("{fixture}_controlled.ferrite"));
         let report = tmp.join(format!("{fixture}_controlled.json"));
         let start = Instant::now();
@@ -91,15 +98,21 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         let search = &doc["accuracy_control"];
         let rows = crate::accuracy::eval_rows(
             &tool,
-            &[model.clone(), plain.clone(), controlled.clone()],
+            &[
+                model.clone(),
+                plain.clone(),
+                controlled.clone(),
+                int16.clone(),
+                float.clone(),
+            ],
             &data.test_x,
             &data.test_y,
         )?;
         let float_top1 = rows[0].top1;
-        let layers = |n: usize, macs: u64| {
-            let total = search["macs"].as_u64().unwrap_or(0).max(1);
-            format!("{n} ({:.0}% of MACs)", 100.0 * macs as f64 / total as f64)
-        };
+        let total = search["macs"].as_u64().unwrap_or(0).max(1);
+        let share = |macs: u64| format!("{:.0}%", 100.0 * macs as f64 / total as f64);
+        let count = |key: &str| search[key].as_array().map_or(0, Vec::len);
+        let chosen = |key: &str| search["chosen_macs"][key].as_u64().unwrap_or(0);
         let m4f = |m: &Path| -> Result<String> {
             Ok(crate::prune::m4f_instructions(root, plugin.as_deref(), m)?
                 .map_or("-".into(), crate::bench::thousands))
@@ -110,19 +123,45 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         write!(
             section,
             "`{fixture}`, largest drop {max_drop} points (float top-1 {:.2}%):\n\n\
-             | tool | setting | top-1 | drop (points) | SQNR (dB) | layers in float | model bytes | arena bytes | M4F instructions | seconds |\n\
+             | tool | setting | top-1 | drop (points) | SQNR (dB) | layers in int16x8 / float (share of MACs) | model bytes | arena bytes | M4F instructions | seconds |\n\
              |---|---|---:|---:|---:|---|---:|---:|---:|---:|\n",
             100.0 * float_top1
         )?;
-        for (setting, r, path, float, macs, secs) in [
-            ("int8 (default)", &rows[1], &plain, 0, 0, None),
+        let controlled_layers = format!(
+            "{} / {} ({} / {})",
+            count("int16_layers"),
+            count("float_layers"),
+            share(chosen("int16")),
+            share(chosen("float"))
+        );
+        for (setting, r, path, layers, secs) in [
+            (
+                "int8 (default)",
+                &rows[1],
+                &plain,
+                "0 / 0".to_string(),
+                None,
+            ),
             (
                 "--max-drop",
                 &rows[2],
                 &controlled,
-                search["float_layers"].as_array().map_or(0, Vec::len),
-                search["float_macs"].as_u64().unwrap_or(0),
+                controlled_layers,
                 Some(seconds),
+            ),
+            (
+                "--int16 all",
+                &rows[3],
+                &int16,
+                "all with an int16x8 kernel".into(),
+                None,
+            ),
+            (
+                "--ignore all (float)",
+                &rows[4],
+                &float,
+                "all in float".into(),
+                None,
             ),
         ] {
             writeln!(
@@ -131,7 +170,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
                 100.0 * r.top1,
                 100.0 * (float_top1 - r.top1),
                 db(r),
-                layers(float, macs),
+                layers,
                 bytes(path)?,
                 crate::prune::arena_bytes(&tool, path)?,
                 m4f(path)?,

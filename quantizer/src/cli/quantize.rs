@@ -142,9 +142,14 @@ pub struct Args {
     /// How weights are rounded to int8.
     #[arg(long, value_enum, default_value = "nearest")]
     pub weight_rounding: RoundingArg,
-    /// Keep these nodes in float: node names, ONNX op types (e.g. `Softmax`) or runtime op names.
+    /// Keep these nodes in float: node names, ONNX op types (e.g. `Softmax`), runtime op names, or
+    /// `all`.
     #[arg(long, num_args = 1..)]
     pub ignore: Vec<String>,
+    /// Run these nodes with int16 activations and int8 weights (TFLite's int16x8): node names, op
+    /// types, or `all` (every node whose operator has an int16x8 kernel).
+    #[arg(long, num_args = 1..)]
+    pub int16: Vec<String>,
     /// How convolution and fully connected filters are stored: `sparse` leaves out their all-zero
     /// blocks where that is smaller (less flash for a model pruned before export), `dense` keeps
     /// every weight.
@@ -305,6 +310,8 @@ pub fn quantize(args: &Args, calib: Option<Array>, start: Instant) -> Result<Qua
         weight_rounding: args.weight_rounding.into(),
         ignore: args.ignore.clone(),
         float_nodes: Vec::new(),
+        int16: args.int16.clone(),
+        int16_nodes: Vec::new(),
         weight_storage: args.weight_storage,
         source_sha256: crate::sha256::digest(&source),
     };
@@ -448,17 +455,19 @@ fn print_search(s: &accuracy_control::Search) {
         );
     }
     for step in &s.steps {
-        let what = match &step.moved {
-            None => "int8".to_string(),
-            Some(name) => format!("+ `{name}` in float"),
+        let what = match (&step.moved, step.to) {
+            (Some(name), Some(to)) => format!("+ `{name}` in {}", to.name()),
+            _ => "int8".to_string(),
         };
         eprintln!(
-            "  {:<40} {}; {} B, arena {} B, {} MACs in float{}",
+            "  {:<40} {}; {} B, arena {} B, MACs int16 {} float {}, ~{} M4F instructions{}",
             what,
             show(&step.score),
             step.ferrite_bytes,
             step.arena_bytes,
-            step.float_macs,
+            step.macs.int16,
+            step.macs.float,
+            step.estimated_m4f_instructions,
             if step.kept { "" } else { " (taken back)" }
         );
     }
@@ -467,10 +476,12 @@ fn print_search(s: &accuracy_control::Search) {
         _ => format!("an SQNR of at least {} dB", s.target),
     };
     eprintln!(
-        "accuracy control: {} {target} with {} layer(s) in float ({} of {} MACs)",
+        "accuracy control: {} {target} with {} layer(s) in int16x8 and {} in float ({} and {} of {} MACs)",
         if s.met { "met" } else { "did not meet" },
+        s.int16_layers.len(),
         s.float_layers.len(),
-        s.float_macs,
+        s.chosen_macs.int16,
+        s.chosen_macs.float,
         s.macs
     );
 }

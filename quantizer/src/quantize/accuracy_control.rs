@@ -1,13 +1,16 @@
 //! Accuracy-controlled quantization: post-training quantization, then, while the validation metric
-//! misses its target, the most sensitive layers kept in float one at a time.
+//! misses its target, the most sensitive layers moved to a wider type one group at a time: first
+//! int16 activations (int16x8, int8 weights), then float.
 //!
 //! The target is on top-1 accuracy (a largest drop from the float model's, in points) or, without
 //! labels, on the output SQNR against the float model (a smallest SQNR in dB).
 //!
-//! What moves is a tensor: its producer and every reader (through reshapes) go to float together, so
-//! that the tensor itself is no longer int8 (a layer moved alone still reads and writes int8
-//! tensors). Each tensor's sensitivity is measured: the output SQNR of the model with that tensor
-//! alone in float, on the whole validation set.
+//! What moves is a tensor: its producer and every reader (through reshapes) move together, so that
+//! the tensor itself is no longer int8 (a layer moved alone still reads and writes int8 tensors).
+//! Each tensor's sensitivity is measured: the output SQNR of the model with that tensor alone
+//! widened (int16x8 when every layer of its group has an int16x8 kernel, float otherwise), on the
+//! whole validation set. The search widens groups to int16x8 in that order first; only if the
+//! target still misses does it move groups to float, in the same order.
 //!
 //! The ranking reverts layers of the post-training model to float without quantizing again (as NNCF
 //! does): a try costs a lowering and a validation run. Each move of the search quantizes again with
@@ -25,6 +28,7 @@ use serde::Serialize;
 use crate::builder::Built;
 use crate::ir::float_exec::Tensor;
 use crate::ir::{self, Graph, Op};
+use crate::lower::Precision;
 use crate::npy::Array;
 use crate::quantize::ptq::{self, Config, Quantized};
 use crate::quantize::sqnr::Sqnr;
@@ -48,22 +52,36 @@ pub struct Score {
     pub sqnr_db: Option<f64>,
 }
 
-/// One tensor's sensitivity: the scores with it alone in float.
+/// One tensor's sensitivity: the scores with it alone widened.
 #[derive(Clone, Debug, Serialize)]
 pub struct Ranked {
     /// The tensor.
     pub tensor: String,
-    /// The layers that move to float with it: its producer and readers.
+    /// The layers that move with it: its producer and readers.
     pub layers: Vec<String>,
     pub macs: usize,
+    /// The type it was measured in: `int16` when every layer has an int16x8 kernel, else `float`.
+    pub precision: Precision,
     pub score: Score,
+}
+
+/// Multiply-accumulates per sample in each type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Macs {
+    pub int8: usize,
+    pub int16: usize,
+    pub float: usize,
 }
 
 /// One step of the search.
 #[derive(Clone, Debug, Serialize)]
 pub struct Step {
-    /// The tensor moved to float at this step (`None`: the plain int8 model).
+    /// The tensor moved at this step (`None`: the plain int8 model).
     pub moved: Option<String>,
+    /// The type it moved to (`None`: the plain int8 model).
+    pub to: Option<Precision>,
+    /// Every layer in int16x8 in the model this step measured.
+    pub int16_layers: Vec<String>,
     /// Every layer in float in the model this step measured.
     pub float_layers: Vec<String>,
     pub score: Score,
@@ -71,8 +89,10 @@ pub struct Step {
     pub kept: bool,
     pub ferrite_bytes: usize,
     pub arena_bytes: usize,
-    /// Multiply-accumulates per sample of the layers in float.
-    pub float_macs: usize,
+    /// Multiply-accumulates per sample in each type.
+    pub macs: Macs,
+    /// Cortex-M4F instructions per sample estimated from `macs` ([`estimated_m4f_instructions`]).
+    pub estimated_m4f_instructions: u64,
 }
 
 /// The whole search, for the report.
@@ -90,11 +110,36 @@ pub struct Search {
     pub steps: Vec<Step>,
     /// Whether the chosen model meets the target.
     pub met: bool,
+    /// The layers in int16x8 in the chosen model (beyond `--int16`).
+    pub int16_layers: Vec<String>,
     /// The layers in float in the chosen model (beyond `--ignore`).
     pub float_layers: Vec<String>,
-    /// Multiply-accumulates per sample in the whole model and in its float layers.
+    /// Multiply-accumulates per sample in the whole model, and in each type in the chosen model.
     pub macs: usize,
-    pub float_macs: usize,
+    pub chosen_macs: Macs,
+}
+
+/// Cortex-M4F instructions per multiply-accumulate of each type, measured on the int8 and int16x8
+/// convolutions of BENCHMARKS.md ("int16x8 convolutions") and the f32 kernels: the cost model the
+/// search reports each move with (an estimate; `cargo xtask bench --model` measures a model).
+const M4F_INSTRUCTIONS_PER_MAC: [(Precision, f64); 3] = [
+    (Precision::Int8, 1.0),
+    (Precision::Int16, 3.0),
+    (Precision::Float, 8.0),
+];
+
+/// The estimated instructions of one inference with `macs`: each type's MACs times its cost.
+pub fn estimated_m4f_instructions(macs: Macs) -> u64 {
+    let per = |p: Precision| {
+        M4F_INSTRUCTIONS_PER_MAC
+            .iter()
+            .find(|(q, _)| *q == p)
+            .map_or(0.0, |c| c.1)
+    };
+    (macs.int8 as f64 * per(Precision::Int8)
+        + macs.int16 as f64 * per(Precision::Int16)
+        + macs.float as f64 * per(Precision::Float))
+    .round() as u64
 }
 
 /// The chosen model and how it was found.
@@ -186,80 +231,142 @@ pub fn quantize(
     };
     judge.float_top1 = judge.top1(&judge.reference[0]);
 
-    let with_float = |extra: &[String]| -> Result<Quantized> {
+    // The model with `int16` and `float` layers (beyond the configuration's), quantized again.
+    let with = |int16: &[String], float: &[String]| -> Result<Quantized> {
         let mut c = config.clone();
-        c.float_nodes.extend(extra.iter().cloned());
+        c.int16_nodes.extend(int16.iter().cloned());
+        c.float_nodes.extend(float.iter().cloned());
         ptq::quantize(graph, calib, &c)
     };
-    let macs_of = |names: &[String]| -> usize {
-        graph
-            .nodes
-            .iter()
-            .filter(|n| names.contains(&n.name))
-            .map(|n| n.op.macs(graph.values[n.output].elements()))
-            .sum()
+    let macs_of = |q: &Quantized| -> Macs {
+        let mut m = Macs::default();
+        let precision = q.decided.node_precision();
+        for (n, p) in graph.nodes.iter().zip(precision) {
+            let k = n.op.macs(graph.values[n.output].elements());
+            match p {
+                Precision::Int8 => m.int8 += k,
+                Precision::Int16 => m.int16 += k,
+                Precision::Float => m.float += k,
+            }
+        }
+        m
     };
-    let step = |moved: Option<String>, float: &[String], built: &Built, score, kept| Step {
-        moved,
-        float_layers: float.to_vec(),
-        score,
-        kept,
-        ferrite_bytes: built.bytes.len(),
-        arena_bytes: built.plan.arena_size,
-        float_macs: macs_of(float),
+    let step = |moved: Option<(String, Precision)>,
+                int16: &[String],
+                float: &[String],
+                q: &Quantized,
+                score,
+                kept| {
+        let macs = macs_of(q);
+        Step {
+            to: moved.as_ref().map(|m| m.1),
+            moved: moved.map(|m| m.0),
+            int16_layers: int16.to_vec(),
+            float_layers: float.to_vec(),
+            score,
+            kept,
+            ferrite_bytes: q.built.bytes.len(),
+            arena_bytes: q.built.plan.arena_size,
+            macs,
+            estimated_m4f_instructions: estimated_m4f_instructions(macs),
+        }
     };
 
-    let plain = with_float(&[])?;
+    let plain = with(&[], &[])?;
     let plain_score = judge.score(&plain.built.bytes)?;
-    let mut steps = vec![step(None, &[], &plain.built, plain_score, true)];
-    // The plain model with layers reverted to float.
-    let revert = |names: &[String]| -> Result<Built> {
+    let mut steps = vec![step(None, &[], &[], &plain, plain_score, true)];
+    // The plain model with layers widened, without quantizing again.
+    let widen = |names: &[String], to: Precision| -> Result<Built> {
         let mut d = plain.decided.clone();
-        for (f, n) in d.float_node.iter_mut().zip(&d.graph.nodes) {
-            *f |= names.contains(&n.name);
+        for ((f, w), n) in d
+            .float_node
+            .iter_mut()
+            .zip(d.int16_node.iter_mut())
+            .zip(&d.graph.nodes)
+        {
+            if names.contains(&n.name) && !*f {
+                match to {
+                    Precision::Float => (*f, *w) = (true, false),
+                    _ => *w = true,
+                }
+            }
         }
         ptq::build(&d)
     };
-    let mut ranking = Vec::new();
-    let mut float: Vec<String> = Vec::new();
+    let mut ranking: Vec<Ranked> = Vec::new();
+    let (mut int16, mut float): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
     let mut best_score = plain_score;
     let mut best = None;
     if !judge.met(&plain_score) {
-        // Each tensor alone in float, measured.
+        // Each tensor alone widened, measured.
         let already = &plain.report.float_nodes;
         for (tensor, layers) in tensor_groups(graph) {
             let layers: Vec<String> = layers
                 .into_iter()
                 .filter(|l| !already.contains(l))
                 .collect();
-            if layers.is_empty() || ranking.iter().any(|r: &Ranked| r.layers == layers) {
+            if layers.is_empty() || ranking.iter().any(|r| r.layers == layers) {
                 continue;
             }
-            let built = revert(&layers)?;
+            let int16_ok = graph
+                .nodes
+                .iter()
+                .filter(|n| layers.contains(&n.name))
+                .all(|n| n.op.has_int16());
+            let precision = if int16_ok {
+                Precision::Int16
+            } else {
+                Precision::Float
+            };
+            let built = widen(&layers, precision)?;
             ranking.push(Ranked {
                 tensor,
-                macs: macs_of(&layers),
+                macs: graph
+                    .nodes
+                    .iter()
+                    .filter(|n| layers.contains(&n.name))
+                    .map(|n| n.op.macs(graph.values[n.output].elements()))
+                    .sum(),
+                precision,
                 score: judge.score(&built.bytes)?,
                 layers,
             });
         }
         ranking.sort_by(|a, b| sqnr(&b.score).total_cmp(&sqnr(&a.score)));
-        // Greedy, in that order, each move kept only if it raises the SQNR.
-        for r in &ranking {
-            let mut tried = float.clone();
-            tried.extend(r.layers.iter().filter(|l| !float.contains(l)).cloned());
-            if tried.len() == float.len() {
-                continue;
-            }
-            let q = with_float(&tried)?;
-            let score = judge.score(&q.built.bytes)?;
-            // A move that meets the target is kept even if the SQNR (which ranks the rest) dips.
-            let kept = judge.met(&score) || sqnr(&score) > sqnr(&best_score);
-            steps.push(step(Some(r.tensor.clone()), &tried, &q.built, score, kept));
-            if kept {
-                (float, best_score, best) = (tried, score, Some(q));
-                if judge.met(&best_score) {
-                    break;
+        // Greedy, in that order, each move kept only if it raises the SQNR (or meets the target):
+        // first every group that can to int16x8, then to float.
+        'passes: for to in [Precision::Int16, Precision::Float] {
+            for r in &ranking {
+                if to == Precision::Int16 && r.precision != Precision::Int16 {
+                    continue;
+                }
+                let (mut tried16, mut tried_float) = (int16.clone(), float.clone());
+                let target = if to == Precision::Int16 {
+                    &mut tried16
+                } else {
+                    tried16.retain(|l| !r.layers.contains(l));
+                    &mut tried_float
+                };
+                let new: Vec<String> = r
+                    .layers
+                    .iter()
+                    .filter(|l| !target.contains(l))
+                    .cloned()
+                    .collect();
+                if new.is_empty() {
+                    continue;
+                }
+                target.extend(new);
+                let q = with(&tried16, &tried_float)?;
+                let score = judge.score(&q.built.bytes)?;
+                let kept = judge.met(&score) || sqnr(&score) > sqnr(&best_score);
+                let moved = Some((r.tensor.clone(), to));
+                steps.push(step(moved, &tried16, &tried_float, &q, score, kept));
+                if kept {
+                    (int16, float, best_score, best) = (tried16, tried_float, score, Some(q));
+                    if judge.met(&best_score) {
+                        break 'passes;
+                    }
                 }
             }
         }
@@ -279,7 +386,8 @@ pub fn quantize(
         float_top1: judge.float_top1,
         ranking,
         met: judge.met(&best_score),
-        float_macs: macs_of(&float),
+        chosen_macs: macs_of(&chosen),
+        int16_layers: int16,
         float_layers: float,
         macs,
         steps,

@@ -187,7 +187,9 @@ impl Qat {
         Decided {
             graph: self.graph.clone(),
             float_node: vec![false; self.graph.nodes.len()],
+            int16_node: vec![false; self.graph.nodes.len()],
             params,
+            int16_scales: Vec::new(),
             weights,
             source_sha256: like.source_sha256,
             weight_storage: like.weight_storage,

@@ -84,6 +84,13 @@ pub struct Config {
     /// Node names kept in float, matched exactly (accuracy control's moves).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub float_nodes: Vec<String>,
+    /// Node names, ONNX op types or runtime op names run with int16 activations (int16x8), or
+    /// `all` for every node whose operator has an int16x8 kernel.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub int16: Vec<String>,
+    /// Node names run in int16x8, matched exactly (accuracy control's moves).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub int16_nodes: Vec<String>,
     /// How the int8 filters of convolutions and fully connected layers are stored.
     pub weight_storage: WeightStorage,
     /// SHA-256 of the source model file, recorded in the output's metadata.
@@ -123,6 +130,8 @@ impl Default for Config {
             weight_rounding: WeightRounding::Nearest,
             ignore: Vec::new(),
             float_nodes: Vec::new(),
+            int16: Vec::new(),
+            int16_nodes: Vec::new(),
             weight_storage: WeightStorage::Dense,
             source_sha256: [0; 32],
         }
@@ -145,8 +154,12 @@ pub struct Decided {
     pub graph: Graph,
     /// Per node: kept in float (`--ignore`).
     pub float_node: Vec<bool>,
+    /// Per node: run with int16 activations (int16x8); never with `float_node`.
+    pub int16_node: Vec<bool>,
     /// Per value: int8 scale and zero point.
     pub params: Vec<Option<QParams>>,
+    /// Per value: the int16 scale (zero point 0), for values int16x8 nodes write or read.
+    pub int16_scales: Vec<Option<f32>>,
     /// Per node: int8 weights and their scales.
     pub weights: Vec<Option<(Vec<i8>, Vec<f32>)>>,
     pub source_sha256: [u8; 32],
@@ -156,15 +169,7 @@ pub struct Decided {
 /// The `.ferrite` model of `decided` (biases quantized from the graph's with the input and weight
 /// scales).
 pub fn build(decided: &Decided) -> Result<Built> {
-    lower(
-        &decided.graph,
-        &decided.float_node,
-        &decided.params,
-        &decided.weights,
-        decided.source_sha256,
-        false,
-        decided.weight_storage,
-    )
+    lower(decided, false, decided.weight_storage)
 }
 
 /// Wall time of each stage of [`quantize`], in seconds.
@@ -183,12 +188,44 @@ pub struct StageSeconds {
     pub layer_sqnr: f64,
 }
 
+/// Whether `node` matches one of `patterns`: `all`, its name, its source operator type or its
+/// runtime operator name.
 fn ignored(node: &Node, patterns: &[String]) -> bool {
     patterns.iter().any(|p| {
-        node.name == *p
+        p == "all"
+            || node.name == *p
             || node.source_op.eq_ignore_ascii_case(p)
             || node.op.name().eq_ignore_ascii_case(p)
     })
+}
+
+/// Per node, whether it runs in int16x8: matched by `--int16` (`all`, a name or an operator type;
+/// `all` and operator types take only the nodes whose operator has an int16x8 kernel) or by
+/// accuracy control's exact names, and not kept in float.
+fn int16_nodes(graph: &Graph, config: &Config, float_node: &[bool]) -> Result<Vec<bool>> {
+    for p in config.int16.iter().filter(|p| *p != "all") {
+        let hit = graph
+            .nodes
+            .iter()
+            .any(|n| ignored(n, std::slice::from_ref(p)));
+        ensure!(hit, "--int16 {p}: no node has that name or operator type");
+        if let Some(n) = graph.nodes.iter().find(|n| n.name == *p) {
+            ensure!(
+                n.op.has_int16(),
+                "--int16 {p}: the runtime has no int16x8 kernel for {}",
+                n.op.name()
+            );
+        }
+    }
+    Ok(graph
+        .nodes
+        .iter()
+        .zip(float_node)
+        .map(|(n, &float)| {
+            let chosen = ignored(n, &config.int16) || config.int16_nodes.contains(&n.name);
+            !float && chosen && n.op.has_int16()
+        })
+        .collect())
 }
 
 /// Quantizes `graph` (already optimized) with calibration inputs (NHWC tensors, batch first).
@@ -240,13 +277,21 @@ pub fn quantize_observed(
         .iter()
         .map(|n| ignored(n, &config.ignore) || config.float_nodes.contains(&n.name))
         .collect();
-    for p in &config.ignore {
+    for p in config.ignore.iter().filter(|p| *p != "all") {
         let hit = graph
             .nodes
             .iter()
             .any(|n| ignored(n, std::slice::from_ref(p)));
         ensure!(hit, "--ignore {p}: no node has that name or operator type");
     }
+    let int16_node = int16_nodes(&graph, config, &float_node)?;
+    // The int8 stages (range choice, weight rounding, bias correction) leave int16x8 nodes as they
+    // leave float ones: their activations' error is 256 times smaller than int8's.
+    let wide_node: Vec<bool> = float_node
+        .iter()
+        .zip(&int16_node)
+        .map(|(&f, &w)| f || w)
+        .collect();
 
     let mut seconds = StageSeconds::default();
     let mut clock = std::time::Instant::now();
@@ -295,7 +340,7 @@ pub fn quantize_observed(
         .collect();
     range_choice::choose_ranges(
         &graph,
-        &float_node,
+        &wide_node,
         &weights,
         &float_acts,
         samples,
@@ -309,7 +354,7 @@ pub fn quantize_observed(
     let rounding = match config.weight_rounding {
         WeightRounding::Nearest => Vec::new(),
         WeightRounding::AdaRound => {
-            adaround::adaround(&graph, &float_node, &float_acts, &qp, &mut weights)?
+            adaround::adaround(&graph, &wide_node, &float_acts, &qp, &mut weights)?
         }
     };
     lap(&mut seconds.weight_rounding, 4);
@@ -318,7 +363,7 @@ pub fn quantize_observed(
     let bias_shift = correct_biases(
         &mut graph,
         config.bias_correction,
-        &float_node,
+        &wide_node,
         &qp,
         &weights,
         &float_acts,
@@ -328,53 +373,44 @@ pub fn quantize_observed(
     lap(&mut seconds.bias_correction, 5);
 
     // 4. Lowering, and each layer's output compared with the float model's on the runtime itself.
-    let built = lower(
-        &graph,
-        &float_node,
-        &qp,
-        &weights,
-        config.source_sha256,
-        false,
-        config.weight_storage,
-    )?;
-    let debug = lower(
-        &graph,
-        &float_node,
-        &qp,
-        &weights,
-        config.source_sha256,
-        true,
-        WeightStorage::Dense,
-    )?;
+    let int16_scales = parameters::int16_scales(&graph, &float_acts);
+    let decided = Decided {
+        graph,
+        float_node,
+        int16_node,
+        params: qp,
+        int16_scales,
+        weights,
+        source_sha256: config.source_sha256,
+        weight_storage: config.weight_storage,
+    };
+    let built = lower(&decided, false, config.weight_storage)?;
+    let debug = lower(&decided, true, WeightStorage::Dense)?;
     lap(&mut seconds.lowering, 6);
     let layer_sqnr_samples = samples.min(SQNR_SAMPLES);
+    let precision = decided.node_precision();
     let layers = layer_sqnr(
-        &graph,
-        &float_node,
+        &decided.graph,
+        &precision,
         &debug.bytes,
         calib,
         &float_acts,
         layer_sqnr_samples,
     )?;
     lap(&mut seconds.layer_sqnr, STAGES.len());
-    let values = report::value_reports(&graph, &qp, &ranges);
-    let float_nodes = report::float_nodes(&graph, &float_node);
+    let values = report::value_reports(&decided.graph, &decided.params, &ranges);
+    let float_nodes = report::nodes_in(&decided.graph, &precision, Precision::Float);
+    let int16_nodes = report::nodes_in(&decided.graph, &precision, Precision::Int16);
     Ok(Quantized {
         built,
         seconds,
-        decided: Decided {
-            graph,
-            float_node,
-            params: qp,
-            weights,
-            source_sha256: config.source_sha256,
-            weight_storage: config.weight_storage,
-        },
+        decided,
         report: Report {
             config: config.clone(),
             calibration_samples: samples,
             values,
             float_nodes,
+            int16_nodes,
             bias_shift,
             equalized_pairs,
             rounding,
@@ -384,32 +420,35 @@ pub fn quantize_observed(
     })
 }
 
-/// Builds the `.ferrite` model.
-fn lower(
-    graph: &Graph,
-    float_node: &[bool],
-    qp: &[Option<QParams>],
-    weights: &[Option<(Vec<i8>, Vec<f32>)>],
-    source_sha256: [u8; 32],
-    expose_all: bool,
-    weight_storage: WeightStorage,
-) -> Result<Built> {
-    let node: Vec<Precision> = float_node
-        .iter()
-        .map(|&f| Precision::int8_or_float(f))
-        .collect();
-    let precision = lower::value_precisions(graph, &node);
+impl Decided {
+    /// Per node: the type it runs in.
+    pub fn node_precision(&self) -> Vec<Precision> {
+        self.float_node
+            .iter()
+            .zip(&self.int16_node)
+            .map(|(&float, &int16)| match (float, int16) {
+                (true, _) => Precision::Float,
+                (false, true) => Precision::Int16,
+                (false, false) => Precision::Int8,
+            })
+            .collect()
+    }
+}
+
+/// Builds the `.ferrite` model of `d`; `expose_all`: every node's output is a model output.
+fn lower(d: &Decided, expose_all: bool, weight_storage: WeightStorage) -> Result<Built> {
+    let precision = lower::value_precisions(&d.graph, &d.node_precision());
     lower::lower(
-        graph,
+        &d.graph,
         &Quantization {
             precision: &precision,
-            params: qp,
-            int16_scales: &[],
-            weights,
+            params: &d.params,
+            int16_scales: &d.int16_scales,
+            weights: &d.weights,
             biases: &[],
         },
         lower::Options {
-            source_sha256,
+            source_sha256: d.source_sha256,
             expose_all,
             requantization: Requantization::TfLite,
             sparse_weights: weight_storage == WeightStorage::Sparse,

@@ -1,6 +1,7 @@
 //! Quantization parameters: each activation's scale and zero point from its calibrated range, and
 //! the int8 weights with their per-channel scales.
 
+use crate::ir::float_exec::Tensor;
 use crate::ir::{Graph, Op};
 use crate::ops::OutputQuant;
 use crate::quantize::params::{self, QParams};
@@ -66,6 +67,32 @@ pub(super) fn activation_params(
         qp[n.output] = Some(p);
     }
     qp
+}
+
+/// The int16 scale (zero point 0) of each value, in execution order: the largest magnitude seen in
+/// calibration over 32767 (int16x8 keeps the whole range: 256 times int8's resolution leaves no
+/// need to clip), `1/32768` for the outputs whose int8 quantization the operator fixes (TFLite's
+/// int16 Logistic, Tanh and Softmax outputs), the input's for pass-through operators.
+pub(super) fn int16_scales(graph: &Graph, float_acts: &[Option<Tensor>]) -> Vec<Option<f32>> {
+    let from_data = |v: usize| {
+        let t = float_acts[v].as_ref()?;
+        let m = t.data.iter().fold(0f32, |m, &x| m.max(x.abs()));
+        Some(if m > 0.0 { m / 32767.0 } else { 1.0 / 32767.0 })
+    };
+    let mut scales: Vec<Option<f32>> = vec![None; graph.values.len()];
+    for &v in &graph.inputs {
+        scales[v] = from_data(v);
+    }
+    for n in &graph.nodes {
+        scales[n.output] = if fixed_output(&n.op).is_some() {
+            Some(1.0 / 32768.0)
+        } else if keeps_input_quant(&n.op) && scales[n.inputs[0]].is_some() {
+            scales[n.inputs[0]]
+        } else {
+            from_data(n.output)
+        };
+    }
+    scales
 }
 
 /// Quantized weights of a Conv/Depthwise/FC node: int8 values, per-channel scales.

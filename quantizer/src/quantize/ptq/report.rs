@@ -1,6 +1,7 @@
 //! The quantization report: each value's range and parameters, the nodes kept in float, the bias
 //! shifts, and each layer's error measured on the runtime.
 
+use crate::lower::Precision;
 use anyhow::Result;
 use serde::Serialize;
 
@@ -28,6 +29,9 @@ pub struct Report {
     pub calibration_samples: usize,
     pub values: Vec<ValueReport>,
     pub float_nodes: Vec<String>,
+    /// Nodes run with int16 activations (int16x8).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub int16_nodes: Vec<String>,
     /// Layer pairs rescaled by cross-layer equalization.
     pub equalized_pairs: usize,
     /// Per layer, what learned weight rounding did (empty with rounding to nearest).
@@ -60,7 +64,8 @@ impl Report {
 pub struct LayerReport {
     pub name: String,
     pub op: &'static str,
-    /// The output's type in the quantized model: `int8`, or `float32` for a node kept in float.
+    /// The output's type in the quantized model: `int8`, `int16` for an int16x8 node, or `float32`
+    /// for a node kept in float.
     pub dtype: &'static str,
     /// `None` when the outputs are identical (infinite, see [`crate::quantize::sqnr`]).
     pub sqnr_db: Option<f64>,
@@ -91,13 +96,13 @@ pub(super) fn value_reports(
         .collect()
 }
 
-/// Names of the nodes kept in float.
-pub(super) fn float_nodes(graph: &Graph, float_node: &[bool]) -> Vec<String> {
+/// Names of the nodes that run in `precision`.
+pub(super) fn nodes_in(graph: &Graph, node: &[Precision], precision: Precision) -> Vec<String> {
     graph
         .nodes
         .iter()
-        .zip(float_node)
-        .filter(|(_, &f)| f)
+        .zip(node)
+        .filter(|(_, &p)| p == precision)
         .map(|(n, _)| n.name.clone())
         .collect()
 }
@@ -110,7 +115,7 @@ pub(super) const SQNR_SAMPLES: usize = 64;
 /// signal-to-quantization-noise ratio in dB.
 pub(super) fn layer_sqnr(
     graph: &Graph,
-    float_node: &[bool],
+    precision: &[Precision],
     debug_model: &[u8],
     calib: &[Tensor],
     float_acts: &[Option<Tensor>],
@@ -148,7 +153,11 @@ pub(super) fn layer_sqnr(
         .map(|(k, n)| LayerReport {
             name: n.name.clone(),
             op: n.op.name(),
-            dtype: if float_node[k] { "float32" } else { "int8" },
+            dtype: match precision[k] {
+                Precision::Float => "float32",
+                Precision::Int16 => "int16",
+                Precision::Int8 => "int8",
+            },
             sqnr_db: sqnr[k].db(),
         })
         .collect())
