@@ -12,13 +12,13 @@ use crate::export::{window_attrs, Exporter, Layout, OPSET};
 use crate::ir::float_exec::{finish, geometry, kernels, split_clamp, Tensor, View};
 use crate::ir::shape::{arity, window_out};
 use crate::ir::{Clamp, Node, Window2d};
-use crate::lower::{window, NodeCx, Requantization};
+use crate::lower::{window, NodeCx, Precision, Requantization};
 use crate::train::backward::kernels as backward_kernels;
 use crate::train::backward::{Grad, OpGrads};
 
 pub(super) const OUTPUT: OutputQuant = OutputQuant::Input;
-/// The runtime has no int16x8 kernel for this operator.
-pub(super) const INT16: bool = false;
+/// The runtime runs this operator on int16 activations (int16x8).
+pub(super) const INT16: bool = true;
 
 pub(super) fn channels(clamp: Clamp) -> Channels<'static> {
     Channels::Kept {
@@ -82,7 +82,7 @@ pub(crate) fn global_pool(w: &Window2d, input: &[usize]) -> bool {
 }
 
 pub(super) fn lower<'a>(w: &Window2d, clamp: Clamp, cx: &NodeCx<'_, 'a>) -> Result<RtOp<'a>> {
-    if !cx.float
+    if cx.precision == Precision::Int8
         && cx.requantization == Requantization::Onnx
         && global_pool(w, cx.input_shape(0))
         && cx.act_range(clamp) == (-128, 127)

@@ -1,5 +1,5 @@
 //! Mean: the average over H and W of an NHWC tensor, output `[n, 1, 1, c]` (`keep_dims`) or `[n, c]`,
-//! with TFLite's or onnxruntime's rounding.
+//! with TFLite's or onnxruntime's rounding (int8), TFLite Micro's int16 arithmetic (int16x8).
 
 use anyhow::{ensure, Result};
 use ferrite_runtime::kernels::float as k;
@@ -10,13 +10,13 @@ use crate::export::{a_int, a_ints, Exporter, Layout};
 use crate::ir::float_exec::{nhwc, Tensor, View};
 use crate::ir::shape::arity;
 use crate::ir::Node;
-use crate::lower::{NodeCx, Requantization};
+use crate::lower::{NodeCx, Precision, Requantization};
 use crate::quantize::params::{self, QParams};
 use crate::train::backward::{Grad, OpGrads};
 
 pub(super) const OUTPUT: OutputQuant = OutputQuant::Calibrated;
-/// The runtime has no int16x8 kernel for this operator.
-pub(super) const INT16: bool = false;
+/// The runtime runs this operator on int16 activations (int16x8).
+pub(super) const INT16: bool = true;
 /// A reduction: equalization does not look past it.
 pub(super) const CHANNELS: Channels<'static> = Channels::Kept {
     positive_scale: false,
@@ -78,6 +78,8 @@ pub(super) fn lower<'a>(cx: &NodeCx<'_, 'a>) -> Result<RtOp<'a>> {
     let (p, out) = (cx.in_q(0), cx.out_q);
     let count = s[1] * s[2];
     let quant = (!cx.float).then(|| match cx.requantization {
+        // int16 has TFLite Micro's arithmetic only (zero points 0, the sum always rescaled).
+        _ if cx.precision == Precision::Int16 => MeanParams::prepare16(p.scale, out.scale, count),
         Requantization::TfLite => {
             MeanParams::prepare(p.scale, p.zero_point, out.scale, out.zero_point, count)
         }

@@ -19,15 +19,22 @@ pub(crate) fn window(out: usize, stride: usize, pad: usize, k: usize, len: usize
 /// dividing by zero.)
 #[inline(always)]
 pub(crate) fn average(sum: i32, count: usize, act_min: i32, act_max: i32) -> i8 {
+    rounded_mean(sum, count).max(act_min).min(act_max) as i8
+}
+
+/// `sum / count` rounded half away from zero as TFLite's integer average pooling rounds it (int8 and
+/// int16 alike); 0 for an empty window. `count` must be at most `i32::MAX` and `|sum| + count / 2`
+/// must fit an `i32`.
+#[inline(always)]
+pub(crate) fn rounded_mean(sum: i32, count: usize) -> i32 {
     let count = count as i32;
-    let avg = if count == 0 {
+    if count == 0 {
         0
     } else if sum > 0 {
         (sum + count / 2) / count
     } else {
         (sum - count / 2) / count
-    };
-    avg.max(act_min).min(act_max) as i8
+    }
 }
 
 /// Int8 average pooling over `g.kernel_h x g.kernel_w` windows (dilation is ignored).

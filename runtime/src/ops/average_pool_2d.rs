@@ -1,11 +1,12 @@
-//! AVERAGE_POOL_2D: the mean of each window; [`Pool`] is also MAX_POOL_2D's wire struct.
+//! AVERAGE_POOL_2D: the mean of each window; [`Pool`] is also MAX_POOL_2D's wire struct. int8, int16
+//! (TFLite's 16x8: the same arithmetic on int16 values) and f32.
 
 use serde::{Deserialize, Serialize};
 
 use crate::format::{Activation, DType, Operand, Window};
 use crate::interpreter::{geometry, Views, CORRUPT};
 use crate::kernels::{self, ConvGeometry};
-use crate::validate::{clamp_range, window, Check, Kind, MAX_REDUCTION};
+use crate::validate::{clamp_range_of, window, Check, Kind, MAX_REDUCTION};
 use crate::Error;
 
 /// AveragePool2D and MaxPool2D (input and output share quantization).
@@ -23,7 +24,7 @@ pub struct Pool {
     pub window: Window,
     /// Fused activation, applied by the f32 kernel.
     pub activation: Activation,
-    /// Lower end of the fused activation clamp in the output's integer domain (int8).
+    /// Lower end of the fused activation clamp in the output's integer domain (int8 or int16).
     pub act_min: i32,
     /// Upper end of that clamp.
     pub act_max: i32,
@@ -40,6 +41,7 @@ pub(crate) fn run(p: &Pool, arena: &mut [u8]) -> Result<(), Error> {
         p,
         arena,
         kernels::optimized::average_pool2d_s8,
+        kernels::int16::pooling::average_pool2d_s16,
         #[cfg(feature = "float")]
         kernels::float::average_pool2d_f32,
     )
@@ -48,7 +50,7 @@ pub(crate) fn run(p: &Pool, arena: &mut [u8]) -> Result<(), Error> {
 /// The checks of both pooling operators.
 pub(crate) fn validate_pool(p: &Pool, check: &Check<'_, '_, '_>) -> Result<(), Error> {
     let (tin, tout) = (check.tensor(&p.input)?, check.tensor(&p.output)?);
-    let k = check.kind(&p.input, &p.output)?;
+    let k = check.kind16(&p.input, &p.output)?;
     let (i, o) = (p.input.shape.nhwc(), p.output.shape.nhwc());
     if p.input.shape.rank != 4 || p.output.shape.rank != 4 {
         return check.bad("pooling needs rank-4 NHWC tensors");
@@ -57,11 +59,11 @@ pub(crate) fn validate_pool(p: &Pool, check: &Check<'_, '_, '_>) -> Result<(), E
         return check.bad("pooling shapes or filter size inconsistent");
     }
     window(&p.window).map_err(|r| check.fail(r))?;
-    if k == Kind::Int8 {
+    if k != Kind::Float {
         if tin.scale != tout.scale || tin.zero_point != tout.zero_point {
-            return check.bad("int8 pooling needs equal input and output quantization");
+            return check.bad("integer pooling needs equal input and output quantization");
         }
-        clamp_range(p.act_min, p.act_max).map_err(|r| check.fail(r))?;
+        clamp_range_of(k, p.act_min, p.act_max).map_err(|r| check.fail(r))?;
         if (p.filter_h as usize) * (p.filter_w as usize) > MAX_REDUCTION {
             return check.bad("pooling window too large");
         }
@@ -69,20 +71,149 @@ pub(crate) fn validate_pool(p: &Pool, check: &Check<'_, '_, '_>) -> Result<(), E
     Ok(())
 }
 
-/// Runs a pooling operator with the int8 or the f32 kernel its operands' type selects.
+/// Runs a pooling operator with the int8, int16 or f32 kernel its operands' type selects.
 pub(crate) fn run_pool(
     p: &Pool,
     arena: &mut [u8],
     int8: impl FnOnce(&ConvGeometry, i32, i32, &[i8], &mut [i8]),
+    int16: impl FnOnce(&ConvGeometry, i32, i32, &[i16], &mut [i16]),
     #[cfg(feature = "float")] float: impl FnOnce(&ConvGeometry, Activation, &[f32], &mut [f32]),
 ) -> Result<(), Error> {
     let mut v = Views::new(arena, &p.output)?;
     let g = geometry(&p.input, &p.output, p.filter_h, p.filter_w, &p.window);
     match p.input.dtype {
         DType::I8 => int8(&g, p.act_min, p.act_max, v.i8(&p.input)?, v.out_i8()),
+        DType::I16 => int16(&g, p.act_min, p.act_max, v.i16(&p.input)?, v.out_i16()?),
         #[cfg(feature = "float")]
         DType::F32 => float(&g, p.activation, v.f32(&p.input)?, v.out_f32()?),
         _ => return Err(CORRUPT),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{write, Graph, Metadata, SeqBuf, Shape, Tensor};
+    use crate::ops::Op;
+    use crate::{Interpreter, Model};
+    use std::vec::Vec;
+
+    /// A model of one int16 pooling (`max` or average) of a `[1, 4, 4, 2]` tensor with a 2x2 window,
+    /// stride 2, into `[1, 2, 2, 2]`; `edit` changes the output tensor and the operator.
+    fn model(max: bool, edit: impl FnOnce(&mut Tensor<'_>, &mut Pool)) -> Vec<u8> {
+        let tensor = |name, dims: &[usize], offset| Tensor {
+            name,
+            dtype: DType::I16,
+            shape: Shape::new(dims).unwrap(),
+            scale: 0.25,
+            zero_point: 0,
+            offset,
+            first: 0,
+            last: 0,
+            in_place: false,
+        };
+        let mut tensors = [
+            tensor("x", &[1, 4, 4, 2], 0),
+            tensor("y", &[1, 2, 2, 2], 64),
+        ];
+        let mut pool = Pool {
+            input: tensors[0].operand(0),
+            output: tensors[1].operand(1),
+            filter_h: 2,
+            filter_w: 2,
+            window: Window {
+                stride_h: 2,
+                stride_w: 2,
+                dilation_h: 1,
+                dilation_w: 1,
+                pad_top: 0,
+                pad_left: 0,
+            },
+            activation: Activation::None,
+            act_min: -32768,
+            act_max: 32767,
+        };
+        edit(&mut tensors[1], &mut pool);
+        pool.output = tensors[1].operand(1);
+        let op = if max {
+            Op::MaxPool2d(pool)
+        } else {
+            Op::AveragePool2d(pool)
+        };
+        let (t, o) = (SeqBuf::new(&tensors).unwrap(), SeqBuf::new(&[op]).unwrap());
+        let (i, out) = (SeqBuf::new(&[0u16]).unwrap(), SeqBuf::new(&[1u16]).unwrap());
+        let graph = Graph {
+            tensors: t.seq(),
+            ops: o.seq(),
+            inputs: i.seq(),
+            outputs: out.seq(),
+            metadata: Metadata {
+                producer: "test",
+                source_sha256: [0; 32],
+                source_layout: "NHWC",
+            },
+            preprocessing: None,
+        };
+        write::to_bytes(&graph, 80, false).unwrap()
+    }
+
+    fn refusal(bytes: &[u8]) -> &'static str {
+        match Model::from_bytes(bytes) {
+            Err(Error::InvalidOperator { op: 0, reason }) => reason,
+            other => panic!("expected InvalidOperator at 0, got {:?}", other.err()),
+        }
+    }
+
+    fn run(bytes: &[u8], input: &[i16]) -> Vec<i16> {
+        let m = Model::from_bytes(bytes).unwrap();
+        let mut arena = std::vec![0u8; m.arena_size() + 16];
+        let mut it = Interpreter::new(&m, &mut arena).unwrap();
+        it.input_i16_mut(0).unwrap().copy_from_slice(input);
+        it.invoke().unwrap();
+        it.output_i16(0).unwrap().to_vec()
+    }
+
+    #[test]
+    fn int16_pools_run_their_kernels() {
+        // Channel 0 counts up by 1000 from -8000, channel 1 is its negation.
+        let input: Vec<i16> = (0..16)
+            .flat_map(|k| [k * 1000 - 8000, 8000 - k * 1000])
+            .collect();
+        // Window (0, 0) holds pixels 0, 1, 4, 5: channel 0 -8000, -7000, -4000, -3000.
+        let avg = run(&model(false, |_, _| {}), &input);
+        assert_eq!(avg[..2], [-5500, 5500]);
+        let max = run(&model(true, |_, _| {}), &input);
+        assert_eq!(max[..2], [-3000, 8000]);
+        let clamped = run(
+            &model(true, |_, p| (p.act_min, p.act_max) = (0, 6000)),
+            &input,
+        );
+        assert_eq!(clamped[..2], [0, 6000]);
+    }
+
+    #[test]
+    fn bad_int16_pools_are_refused() {
+        for max in [false, true] {
+            let clamp = model(max, |_, p| p.act_max = 32768);
+            assert_eq!(
+                refusal(&clamp),
+                "activation clamp outside -32768..=32767 or empty"
+            );
+            let empty = model(max, |_, p| (p.act_min, p.act_max) = (5, 4));
+            assert_eq!(
+                refusal(&empty),
+                "activation clamp outside -32768..=32767 or empty"
+            );
+            let rescaled = model(max, |t, _| t.scale = 0.5);
+            assert_eq!(
+                refusal(&rescaled),
+                "integer pooling needs equal input and output quantization"
+            );
+            let wide = model(max, |_, p| (p.filter_h, p.filter_w) = (256, 129));
+            assert_eq!(refusal(&wide), "pooling window too large");
+            let int8_out = model(max, |t, _| t.dtype = DType::I8);
+            assert!(Model::from_bytes(&int8_out).is_err());
+        }
+    }
 }

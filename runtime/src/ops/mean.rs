@@ -1,14 +1,17 @@
-//! MEAN over H and W of an NHWC tensor (TFLite Micro `reduce_common.cc` int8 arithmetic).
+//! MEAN over H and W of an NHWC tensor (TFLite Micro `reduce_common.cc` int8 and int16 arithmetic).
 
 use serde::{Deserialize, Serialize};
 
 use super::Unary;
+use crate::format::DType;
+use crate::interpreter::{Views, CORRUPT};
 use crate::kernels;
 use crate::quant::Requant;
-use crate::validate::{quant_presence, Check, MAX_REDUCTION};
+use crate::validate::{quant_presence, Check, Kind, MAX_REDUCTION};
 use crate::Error;
 
-/// Precomputed quantization of an int8 mean over H and W.
+/// Precomputed quantization of an int8 or int16 mean over H and W. int16 (zero points 0) always takes
+/// the rescaling path: `same_quantization` is false, as TFLite Micro has no other int16 path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct MeanParams {
@@ -18,7 +21,8 @@ pub struct MeanParams {
     pub output_zero_point: i32,
     /// Number of elements averaged (`H * W`) the multiplier was prepared for.
     pub num_elements: u32,
-    /// Input and output scale and zero point are identical: divide the raw sum by the count.
+    /// Input and output scale and zero point are identical: divide the raw sum by the count (int8
+    /// only; always false for int16).
     pub same_quantization: bool,
     /// `input_scale / output_scale` with the `1 / num_elements` folded in as `QuantizedMeanOrSum` does
     /// (its mantissa may lie below `2^30`). Unused when `same_quantization`.
@@ -59,10 +63,21 @@ impl MeanParams {
             requant,
         }
     }
+
+    /// The int16 mean's parameters (zero points 0): TFLite Micro's `PrepareMeanOrSumHelper` and
+    /// `QuantizedMeanOrSum` arithmetic as in [`Self::prepare`], without the equal-quantization
+    /// division (TFLite Micro rescales int16 sums in every case).
+    #[cfg(any(feature = "host", test))]
+    pub fn prepare16(input_scale: f32, output_scale: f32, num_elements: usize) -> Self {
+        Self {
+            same_quantization: false,
+            ..Self::prepare(input_scale, 0, output_scale, 0, num_elements)
+        }
+    }
 }
 
 pub(crate) fn validate(u: &Unary<MeanParams>, check: &Check<'_, '_, '_>) -> Result<(), Error> {
-    let k = check.kind(&u.input, &u.output)?;
+    let k = check.kind16(&u.input, &u.output)?;
     let (i, o) = (u.input.shape.nhwc(), u.output.shape.nhwc());
     if u.input.shape.rank != 4 || u.output.shape.elements() != Some(i.n * i.c) || o.c != i.c {
         return check.bad("mean reduces H and W of a rank-4 tensor to N x C");
@@ -71,6 +86,9 @@ pub(crate) fn validate(u: &Unary<MeanParams>, check: &Check<'_, '_, '_>) -> Resu
         return check.bad("mean window too large");
     }
     quant_presence(k, u.quant.is_some()).map_err(|r| check.fail(r))?;
+    if k == Kind::Int16 && u.quant.as_ref().is_some_and(|p| p.same_quantization) {
+        return check.bad("int16 mean always rescales (same_quantization must be false)");
+    }
     match &u.quant {
         Some(p)
             if p.num_elements as usize != i.h * i.w
@@ -86,6 +104,12 @@ pub(crate) fn validate(u: &Unary<MeanParams>, check: &Check<'_, '_, '_>) -> Resu
 
 pub(crate) fn run(u: &Unary<MeanParams>, arena: &mut [u8]) -> Result<(), Error> {
     let shape = u.input.shape.nhwc();
+    if u.input.dtype == DType::I16 {
+        let mut v = Views::new(arena, &u.output)?;
+        let p = u.quant.as_ref().ok_or(CORRUPT)?;
+        kernels::int16::mean::mean_hw_s16(p, shape, v.i16(&u.input)?, v.out_i16()?);
+        return Ok(());
+    }
     super::run_unary(
         &u.input,
         &u.output,
@@ -95,4 +119,106 @@ pub(crate) fn run(u: &Unary<MeanParams>, arena: &mut [u8]) -> Result<(), Error> 
         #[cfg(feature = "float")]
         |x, out| kernels::float::mean_hw_f32(shape, x, out),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{write, Graph, Metadata, SeqBuf, Shape, Tensor};
+    use crate::ops::Op;
+    use crate::{Interpreter, Model};
+    use std::vec::Vec;
+
+    /// A model of one int16 mean of a `[1, 2, 3, 2]` tensor (scale 0.5) into `[1, 2]` (scale 0.25);
+    /// `edit` changes the operator.
+    fn model(edit: impl FnOnce(&mut Unary<MeanParams>)) -> Vec<u8> {
+        let tensor = |name, dims: &[usize], scale, offset| Tensor {
+            name,
+            dtype: DType::I16,
+            shape: Shape::new(dims).unwrap(),
+            scale,
+            zero_point: 0,
+            offset,
+            first: 0,
+            last: 0,
+            in_place: false,
+        };
+        let tensors = [
+            tensor("x", &[1, 2, 3, 2], 0.5, 0),
+            tensor("y", &[1, 2], 0.25, 32),
+        ];
+        let mut mean = Unary {
+            input: tensors[0].operand(0),
+            output: tensors[1].operand(1),
+            quant: Some(MeanParams::prepare16(0.5, 0.25, 6)),
+        };
+        edit(&mut mean);
+        let (t, o) = (
+            SeqBuf::new(&tensors).unwrap(),
+            SeqBuf::new(&[Op::Mean(mean)]).unwrap(),
+        );
+        let (i, out) = (SeqBuf::new(&[0u16]).unwrap(), SeqBuf::new(&[1u16]).unwrap());
+        let graph = Graph {
+            tensors: t.seq(),
+            ops: o.seq(),
+            inputs: i.seq(),
+            outputs: out.seq(),
+            metadata: Metadata {
+                producer: "test",
+                source_sha256: [0; 32],
+                source_layout: "NHWC",
+            },
+            preprocessing: None,
+        };
+        write::to_bytes(&graph, 48, false).unwrap()
+    }
+
+    fn refusal(bytes: &[u8]) -> &'static str {
+        match Model::from_bytes(bytes) {
+            Err(Error::InvalidOperator { op: 0, reason }) => reason,
+            other => panic!("expected InvalidOperator at 0, got {:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn an_int16_mean_runs_the_kernel() {
+        let bytes = model(|_| {});
+        let m = Model::from_bytes(&bytes).unwrap();
+        let mut arena = std::vec![0u8; m.arena_size() + 16];
+        let mut it = Interpreter::new(&m, &mut arena).unwrap();
+        // Channel 0: 1..=6 (mean 3.5, times 2 -> 7); channel 1: -1000 each (-> -2000).
+        let input: [i16; 12] = [1, -1000, 2, -1000, 3, -1000, 4, -1000, 5, -1000, 6, -1000];
+        it.input_i16_mut(0).unwrap().copy_from_slice(&input);
+        it.invoke().unwrap();
+        assert_eq!(it.output_i16(0).unwrap(), [7, -2000]);
+    }
+
+    #[test]
+    fn bad_int16_means_are_refused() {
+        let same = model(|u| u.quant.as_mut().unwrap().same_quantization = true);
+        assert_eq!(
+            refusal(&same),
+            "int16 mean always rescales (same_quantization must be false)"
+        );
+        let count = model(|u| u.quant.as_mut().unwrap().num_elements = 5);
+        assert_eq!(
+            refusal(&count),
+            "mean parameters inconsistent with its operands"
+        );
+        let zero_point = model(|u| u.quant.as_mut().unwrap().output_zero_point = 1);
+        assert_eq!(
+            refusal(&zero_point),
+            "mean parameters inconsistent with its operands"
+        );
+        let shift = model(|u| u.quant.as_mut().unwrap().requant.shift = 31);
+        assert_eq!(
+            refusal(&shift),
+            "mean parameters inconsistent with its operands"
+        );
+        let missing = model(|u| u.quant = None);
+        assert_eq!(
+            refusal(&missing),
+            "int16 operator without its quantization parameters"
+        );
+    }
 }

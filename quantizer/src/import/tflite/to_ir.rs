@@ -703,8 +703,7 @@ impl<'m, 'a> Importer<'m, 'a> {
     fn pool(&mut self, o: &Operator<'a>, max: bool) -> Result<()> {
         let x = self.act(self.input(o, 0)?)?;
         let y = self.single_output(o)?;
-        self.require_i8(x, "input")?;
-        self.require_i8(y, "output")?;
+        self.int_type(x, y)?;
         let opts = self
             .options(o, 5, "Pool2DOptions")?
             .context("missing Pool2DOptions")?;
@@ -802,8 +801,7 @@ impl<'m, 'a> Importer<'m, 'a> {
     fn mean(&mut self, o: &Operator<'a>) -> Result<()> {
         let x = self.act(self.input(o, 0)?)?;
         let y = self.single_output(o)?;
-        self.require_i8(x, "input")?;
-        self.require_i8(y, "output")?;
+        self.int_type(x, y)?;
         let (xd, yd) = (self.def(x).clone(), self.def(y).clone());
         if xd.shape.rank != 4 {
             bail!(

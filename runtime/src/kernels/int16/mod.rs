@@ -6,6 +6,8 @@
 
 pub mod conv;
 pub mod fully_connected;
+pub mod mean;
+pub mod pooling;
 
 use super::OutputQuant;
 use crate::quant::multiply_by_quantized_multiplier_64;
