@@ -72,6 +72,15 @@ fn prelu_alpha_off_the_last_axis_is_refused() {
 }
 
 #[test]
+fn int16_concatenation_needs_equal_scales() {
+    let e = error_of("errors/i16_concat_scales.tflite");
+    assert_contains(
+        &e,
+        &["operator 1 (CONCATENATION)", "int16", "needs equal scales"],
+    );
+}
+
+#[test]
 fn not_a_tflite_file() {
     let e = format!(
         "{:#}",

@@ -417,19 +417,8 @@ impl<'a> Check<'_, '_, 'a> {
         Ok(())
     }
 
-    /// An element-wise binary operator: element types, broadcasting, parameters present for int8.
-    pub(crate) fn binary(
-        &self,
-        a: &Operand,
-        b: &Operand,
-        out: &Operand,
-        has_quant: bool,
-    ) -> Result<Kind, Error> {
-        self.binary_of(a, b, out, has_quant, false)
-    }
-
-    /// [`Self::binary`] for an operator that also has int16x8 kernels.
-    #[allow(dead_code)] // until Add and Mul take int16
+    /// An element-wise binary operator with int8, int16x8 and f32 kernels (Add, Mul): element
+    /// types, broadcasting, parameters present for the integer types.
     pub(crate) fn binary16(
         &self,
         a: &Operand,
@@ -437,20 +426,9 @@ impl<'a> Check<'_, '_, 'a> {
         out: &Operand,
         has_quant: bool,
     ) -> Result<Kind, Error> {
-        self.binary_of(a, b, out, has_quant, true)
-    }
-
-    fn binary_of(
-        &self,
-        a: &Operand,
-        b: &Operand,
-        out: &Operand,
-        has_quant: bool,
-        int16: bool,
-    ) -> Result<Kind, Error> {
         let k = match (a.dtype, b.dtype, out.dtype) {
             (DType::I8, DType::I8, DType::I8) => Kind::Int8,
-            (DType::I16, DType::I16, DType::I16) if int16 => Kind::Int16,
+            (DType::I16, DType::I16, DType::I16) => Kind::Int16,
             (DType::F32, DType::F32, DType::F32) => Kind::Float,
             _ => return self.bad("unsupported element types"),
         };
@@ -485,7 +463,6 @@ impl<'a> Check<'_, '_, 'a> {
     }
 
     /// [`Self::unary`] for an operator that also has int16x8 kernels.
-    #[allow(dead_code)] // until the element-wise operators take int16
     pub(crate) fn unary16(
         &self,
         input: &Operand,

@@ -10,12 +10,12 @@ use crate::export::{Exporter, Layout};
 use crate::ir::float_exec::{finish, kernels, nhwc, split_clamp, Tensor, View};
 use crate::ir::shape::{arity, broadcast};
 use crate::ir::{Clamp, Node};
-use crate::lower::NodeCx;
+use crate::lower::{NodeCx, Precision};
 use crate::train::backward::{Grad, OpGrads};
 
 pub(super) const OUTPUT: OutputQuant = OutputQuant::Calibrated;
-/// The runtime has no int16x8 kernel for this operator.
-pub(super) const INT16: bool = false;
+/// The runtime runs this operator on int16 activations (int16x8).
+pub(super) const INT16: bool = true;
 
 pub(super) fn shape(inputs: &[&[usize]]) -> Result<Vec<usize>> {
     arity(inputs, 2)?;
@@ -102,11 +102,17 @@ pub(super) fn binary_backward(mul: bool, g: &Grad<'_>) -> Result<OpGrads> {
 }
 
 pub(super) fn lower<'a>(clamp: Clamp, cx: &NodeCx<'_, 'a>) -> Result<RtOp<'a>> {
-    binary(cx, clamp, AddParams::prepare).map(RtOp::Add)
+    let prepare = if cx.precision == Precision::Int16 {
+        AddParams::prepare_int16
+    } else {
+        AddParams::prepare
+    };
+    binary(cx, clamp, prepare).map(RtOp::Add)
 }
 
-/// An element-wise binary operator (Add, Mul): its operands, fused activation and, for int8, the
-/// parameters `prepare` computes from both inputs' and the output's quantization and the clamp.
+/// An element-wise binary operator (Add, Mul): its operands, fused activation and, for int8 and
+/// int16, the parameters `prepare` computes from both inputs' and the output's quantization and the
+/// clamp (in the output's type).
 pub(super) fn binary<P>(
     cx: &NodeCx<'_, '_>,
     clamp: Clamp,

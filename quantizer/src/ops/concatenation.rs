@@ -8,12 +8,12 @@ use super::OutputQuant;
 use crate::export::{a_int, Exporter, Layout};
 use crate::ir::float_exec::{Tensor, View};
 use crate::ir::Node;
-use crate::lower::{Lowered, NodeCx};
+use crate::lower::{Lowered, NodeCx, Precision};
 use crate::train::backward::{Grad, OpGrads};
 
 pub(super) const OUTPUT: OutputQuant = OutputQuant::Calibrated;
-/// The runtime has no int16x8 kernel for this operator.
-pub(super) const INT16: bool = false;
+/// The runtime runs this operator on int16 activations (int16x8).
+pub(super) const INT16: bool = true;
 
 pub(super) fn shape(axis: usize, inputs: &[&[usize]]) -> Result<Vec<usize>> {
     ensure!(!inputs.is_empty(), "no inputs");
@@ -77,8 +77,22 @@ pub(super) fn backward(axis: usize, g: &Grad<'_>) -> Result<OpGrads> {
 }
 
 /// The inputs (the builder encodes them once placed) and the output of the node's Concatenation.
-pub(super) fn lower<'a>(axis: usize, cx: &NodeCx<'_, 'a>) -> Lowered<'a> {
+/// int16 inputs are copied as they are (TFLite Micro's int16 concatenation does not rescale), so
+/// they need the output's scale.
+pub(super) fn lower<'a>(axis: usize, cx: &NodeCx<'_, 'a>) -> Result<Lowered<'a>> {
     let out = cx.out_q;
+    if cx.precision == Precision::Int16 {
+        for k in 0..cx.ins.len() {
+            let p = cx.in_q(k);
+            ensure!(
+                p.scale == out.scale,
+                "node `{}`: int16 CONCATENATION input {k} has scale {} and the output {}; int16 inputs need the output's scale (they are copied unscaled, as TFLite Micro does)",
+                cx.node.name,
+                p.scale,
+                out.scale
+            );
+        }
+    }
     let inputs: Vec<ConcatInput> = (0..cx.ins.len())
         .map(|k| {
             let p = cx.in_q(k);
@@ -92,11 +106,11 @@ pub(super) fn lower<'a>(axis: usize, cx: &NodeCx<'_, 'a>) -> Lowered<'a> {
             }
         })
         .collect();
-    Lowered::Concatenation {
+    Ok(Lowered::Concatenation {
         inputs,
         output: cx.output(),
         axis: axis as u8,
-    }
+    })
 }
 
 pub(super) fn export(axis: usize, e: &mut Exporter<'_>, n: &Node) -> Result<(String, Layout)> {

@@ -13,8 +13,8 @@ use crate::lower::NodeCx;
 use crate::train::backward::{Grad, OpGrads};
 
 pub(super) const OUTPUT: OutputQuant = OutputQuant::Calibrated;
-/// The runtime has no int16x8 kernel for this operator.
-pub(super) const INT16: bool = false;
+/// The runtime runs this operator on int16 activations (int16x8).
+pub(super) const INT16: bool = true;
 pub(super) const CHANNELS: Channels<'static> = Channels::Kept {
     positive_scale: true,
 };
@@ -42,6 +42,7 @@ pub(super) fn backward(alpha: f32, g: &Grad<'_>) -> Result<OpGrads> {
 pub(super) fn lower<'a>(alpha: f32, cx: &NodeCx<'_, 'a>) -> RtOp<'a> {
     let quant = (!cx.float).then(|| {
         let (p, out) = (cx.in_q(0), cx.out_q);
+        // int16 alike (zero points 0): TFLite Micro prepares both types the same way.
         LeakyReluParams::prepare(p.scale, p.zero_point, alpha, out.scale, out.zero_point)
     });
     RtOp::LeakyRelu(LeakyRelu {

@@ -450,7 +450,7 @@ impl Op {
             Op::PRelu { .. } => prelu::lower(cx)?,
             Op::ResizeNearest { .. } => resize_nearest::lower(cx),
             Op::Reshape { .. } => reshape::lower(cx),
-            Op::Concatenation { axis } => return Ok(concatenation::lower(*axis, cx)),
+            Op::Concatenation { axis } => return concatenation::lower(*axis, cx),
             Op::Pad { before, .. } => pad::lower(before, cx)?,
             Op::BatchNorm { .. } => batch_norm::lower(cx)?,
             Op::Identity => identity::lower(cx)?,

@@ -13,8 +13,8 @@ use crate::lower::NodeCx;
 use crate::train::backward::{Grad, OpGrads};
 
 pub(super) const OUTPUT: OutputQuant = OutputQuant::Calibrated;
-/// The runtime has no int16x8 kernel for this operator.
-pub(super) const INT16: bool = false;
+/// The runtime runs this operator on int16 activations (int16x8).
+pub(super) const INT16: bool = true;
 
 pub(super) fn shape(inputs: &[&[usize]]) -> Result<Vec<usize>> {
     super::add::shape(inputs)
@@ -28,6 +28,7 @@ pub(super) fn backward(g: &Grad<'_>) -> Result<OpGrads> {
     binary_backward(true, g)
 }
 
+/// int8 and int16 alike: TFLite Micro prepares one multiplier for both.
 pub(super) fn lower<'a>(clamp: Clamp, cx: &NodeCx<'_, 'a>) -> Result<RtOp<'a>> {
     binary(cx, clamp, MulParams::prepare).map(RtOp::Mul)
 }

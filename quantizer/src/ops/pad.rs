@@ -13,8 +13,8 @@ use crate::lower::NodeCx;
 use crate::train::backward::{Grad, OpGrads};
 
 pub(super) const OUTPUT: OutputQuant = OutputQuant::Input;
-/// The runtime has no int16x8 kernel for this operator.
-pub(super) const INT16: bool = false;
+/// The runtime runs this operator on int16 activations (int16x8).
+pub(super) const INT16: bool = true;
 
 pub(super) fn channels(before: &[usize], after: &[usize]) -> Channels<'static> {
     Channels::Padded {

@@ -2,6 +2,7 @@
 //! output's quantization as TFLite does; any other clamp runs in the input's quantization.
 
 use anyhow::Result;
+use ferrite_runtime::format::quantized_clamp_in;
 use ferrite_runtime::kernels::float as k;
 use ferrite_runtime::ops::{Op as RtOp, Relu, ReluParams};
 use ferrite_runtime::quant::prepare::quantize_multiplier;
@@ -10,12 +11,12 @@ use super::{clamp_keeps_scale, same_shape, Channels, OutputQuant};
 use crate::export::{Exporter, Layout};
 use crate::ir::float_exec::{finish, split_clamp, Tensor, View};
 use crate::ir::{Clamp, Node};
-use crate::lower::{act_range, NodeCx};
+use crate::lower::{act_range, NodeCx, Precision};
 use crate::train::backward::{Grad, OpGrads};
 
 pub(super) const OUTPUT: OutputQuant = OutputQuant::Input;
-/// The runtime has no int16x8 kernel for this operator.
-pub(super) const INT16: bool = false;
+/// The runtime runs this operator on int16 activations (int16x8).
+pub(super) const INT16: bool = true;
 
 pub(super) fn channels(clamp: Clamp) -> Channels<'static> {
     Channels::Kept {
@@ -44,11 +45,18 @@ pub(super) fn lower<'a>(clamp: Clamp, cx: &NodeCx<'_, 'a>) -> Result<RtOp<'a>> {
         None
     } else {
         let (p, out) = (cx.in_q(0), cx.out_q);
+        let int16 = cx.precision == Precision::Int16;
         Some(match clamp.activation() {
+            Some(a) if int16 => ReluParams::prepare_int16(p.scale, out.scale, a),
             Some(a) => ReluParams::prepare(p.scale, p.zero_point, out.scale, out.zero_point, a),
             None => {
                 // Any other clamp, in the input's domain (output quantization = input's).
-                let (lo, hi) = act_range(clamp, p);
+                let (lo, hi) = if int16 {
+                    let range = cx.precision.int_range();
+                    quantized_clamp_in(clamp.min, clamp.max, p.scale, p.zero_point, range)
+                } else {
+                    act_range(clamp, p)
+                };
                 ReluParams {
                     input_zero_point: p.zero_point,
                     output_zero_point: p.zero_point,

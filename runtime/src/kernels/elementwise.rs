@@ -1,31 +1,52 @@
 //! Int8 elementwise Add and Mul with NumPy-style broadcasting (TFLite Micro `add.cc` / `mul.cc` reference path).
+//! The per-element arithmetic and the broadcasting loop are shared with the int16x8 kernels.
 
 use super::Nhwc;
 use crate::ops::{AddParams, MulParams};
 
 impl AddParams {
-    /// One output element (TFLite `reference_integer_ops` `AddFunc`).
+    /// One output element, clamped to `act_min..=act_max` (TFLite `AddElementwise`, the int8 and
+    /// the general int16 form): both inputs shifted up by `2^left_shift`, each rescaled to the
+    /// common scale, added, rescaled to the output.
     #[inline(always)]
-    fn apply(&self, x: i8, y: i8) -> i8 {
-        // Shift both inputs up by 2^left_shift, rescale each to the common scale, add, rescale to the output.
-        let shifted1 = (self.input1_offset + x as i32).wrapping_mul(1 << self.left_shift);
-        let shifted2 = (self.input2_offset + y as i32).wrapping_mul(1 << self.left_shift);
+    pub(crate) fn sum(&self, x: i32, y: i32) -> i32 {
+        let shifted1 = self
+            .input1_offset
+            .wrapping_add(x)
+            .wrapping_mul(1i32.wrapping_shl(self.left_shift as u32));
+        let shifted2 = self
+            .input2_offset
+            .wrapping_add(y)
+            .wrapping_mul(1i32.wrapping_shl(self.left_shift as u32));
         let sum = self
             .input1
             .apply(shifted1)
             .wrapping_add(self.input2.apply(shifted2));
         let raw = self.output.apply(sum).wrapping_add(self.output_offset);
-        raw.clamp(self.act_min, self.act_max) as i8
+        raw.clamp(self.act_min, self.act_max)
+    }
+
+    #[inline(always)]
+    fn apply(&self, x: i8, y: i8) -> i8 {
+        self.sum(x as i32, y as i32) as i8
     }
 }
 
 impl MulParams {
-    /// One output element (TFLite `reference_integer_ops` `MulElementwise`).
+    /// One output element, clamped to `act_min..=act_max` (TFLite `MulElementwise`, int8 and int16).
+    #[inline(always)]
+    pub(crate) fn product(&self, x: i32, y: i32) -> i32 {
+        let product = self
+            .input1_offset
+            .wrapping_add(x)
+            .wrapping_mul(self.input2_offset.wrapping_add(y));
+        let raw = self.output.apply(product).wrapping_add(self.output_offset);
+        raw.clamp(self.act_min, self.act_max)
+    }
+
     #[inline(always)]
     fn apply(&self, x: i8, y: i8) -> i8 {
-        let product = (self.input1_offset + x as i32) * (self.input2_offset + y as i32);
-        let raw = self.output.apply(product).wrapping_add(self.output_offset);
-        raw.clamp(self.act_min, self.act_max) as i8
+        self.product(x as i32, y as i32) as i8
     }
 }
 
@@ -34,14 +55,14 @@ impl MulParams {
 /// Each dimension of `a_shape` and `b_shape` equals the output's or is 1 (validated by the caller).
 /// Equal shapes take a flat loop.
 #[inline(always)]
-fn broadcast_binary(
+pub(crate) fn broadcast_binary<T: Copy>(
     a_shape: Nhwc,
-    a: &[i8],
+    a: &[T],
     b_shape: Nhwc,
-    b: &[i8],
+    b: &[T],
     out_shape: Nhwc,
-    out: &mut [i8],
-    f: impl Fn(i8, i8) -> i8,
+    out: &mut [T],
+    f: impl Fn(T, T) -> T,
 ) {
     if a_shape == b_shape {
         for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {

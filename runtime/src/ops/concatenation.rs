@@ -1,4 +1,5 @@
-//! CONCATENATION along one axis, each input requantized to the output's scale where it differs.
+//! CONCATENATION along one axis, each int8 input requantized to the output's scale where it
+//! differs; int16 inputs are copied as they are (TFLite Micro's int16 concatenation, zero points 0).
 
 use serde::{Deserialize, Serialize};
 
@@ -63,7 +64,7 @@ pub(crate) fn validate(c: &Concatenation<'_>, check: &Check<'_, '_, '_>) -> Resu
     let mut total = 0usize;
     for part in c.inputs.iter() {
         let part = part.map_err(|_| UNDECODABLE)?;
-        let k = check.kind(&part.input, &c.output)?;
+        let k = check.kind16(&part.input, &c.output)?;
         let (i, o) = (part.input.shape, c.output.shape);
         if i.rank != o.rank || (0..rank).any(|d| d != axis && i.dims[d] != o.dims[d]) {
             return check.bad("concatenation input differs from the output off the axis");
@@ -113,7 +114,7 @@ pub(crate) fn run(c: &Concatenation<'_>, arena: &mut [u8]) -> Result<(), Error> 
                 );
             }
             _ => {
-                // Other element types are copied byte-wise.
+                // Other element types (int16, f32) are copied byte-wise.
                 let x = v.bytes(&part.input)?;
                 kernels::concatenation::concatenation_part(
                     outer,

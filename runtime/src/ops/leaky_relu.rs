@@ -2,28 +2,30 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::format::Operand;
+use crate::format::{DType, Operand};
+use crate::interpreter::Views;
 use crate::kernels;
 use crate::quant::Requant;
 use crate::validate::Check;
 use crate::Error;
 
-/// A leaky ReLU; `quant` is present for int8, absent for f32.
+/// A leaky ReLU; `quant` is present for int8 and int16, absent for f32.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LeakyRelu {
-    /// Input, int8 or f32.
+    /// Input, int8, int16 or f32.
     pub input: Operand,
     /// Output, with the input's element count.
     pub output: Operand,
-    /// Slope below zero, as the f32 kernel applies it (the int8 form is in `quant`).
+    /// Slope below zero, as the f32 kernel applies it (the integer form is in `quant`).
     pub alpha: f32,
-    /// Precomputed int8 parameters; `None` for f32.
+    /// Precomputed integer parameters; `None` for f32.
     pub quant: Option<LeakyReluParams>,
 }
 
 super::operand_fields!(LeakyRelu: input => output);
 
-/// Precomputed parameters of an int8 leaky ReLU (TFLite Micro `CalculateOpDataLeakyRelu`).
+/// Precomputed parameters of an int8 or int16 leaky ReLU (TFLite Micro `CalculateOpDataLeakyRelu`;
+/// int16: the same preparation with zero points 0, outputs saturated to int16).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct LeakyReluParams {
@@ -60,7 +62,7 @@ impl LeakyReluParams {
 }
 
 pub(crate) fn validate(u: &LeakyRelu, check: &Check<'_, '_, '_>) -> Result<(), Error> {
-    check.unary(&u.input, &u.output, u.quant.is_some())?;
+    check.unary16(&u.input, &u.output, u.quant.is_some())?;
     if !(u.alpha.is_finite() && u.alpha >= 0.0) {
         return check.bad("leaky relu slope is negative or not finite");
     }
@@ -76,6 +78,11 @@ pub(crate) fn validate(u: &LeakyRelu, check: &Check<'_, '_, '_>) -> Result<(), E
 }
 
 pub(crate) fn run(u: &LeakyRelu, arena: &mut [u8]) -> Result<(), Error> {
+    if let (Some(p), DType::I16) = (&u.quant, u.output.dtype) {
+        let mut v = Views::new(arena, &u.output)?;
+        kernels::int16::activation::leaky_relu_s16(p, v.i16(&u.input)?, v.out_i16()?);
+        return Ok(());
+    }
     super::run_unary(
         &u.input,
         &u.output,

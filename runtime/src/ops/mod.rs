@@ -63,8 +63,11 @@ pub use resize_nearest_neighbor::ResizeNearestNeighbor;
 pub use softmax::{Softmax, SoftmaxParams};
 pub use tanh::TanhParams;
 
-/// An element-wise binary operator with broadcasting (Add, Mul); `quant` is present for int8,
-/// absent for f32.
+#[cfg(test)]
+mod int16_elementwise_tests;
+
+/// An element-wise binary operator with broadcasting (Add, Mul); `quant` is present for int8 and
+/// int16, absent for f32.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Binary<P> {
     /// First input.
@@ -73,9 +76,9 @@ pub struct Binary<P> {
     pub b: Operand,
     /// Output, the broadcast shape of the two inputs.
     pub output: Operand,
-    /// Fused activation, applied by the f32 kernel (int8 clamps with `quant`'s bounds).
+    /// Fused activation, applied by the f32 kernel (int8 and int16 clamp with `quant`'s bounds).
     pub activation: Activation,
-    /// Precomputed int8 parameters; `None` for f32.
+    /// Precomputed integer parameters; `None` for f32.
     pub quant: Option<P>,
 }
 
@@ -90,11 +93,13 @@ pub struct Unary<P> {
     pub quant: Option<P>,
 }
 
-/// Runs an element-wise binary operator with the int8 kernel (parameters present) or the f32 one.
+/// Runs an element-wise binary operator with the int8 or int16 kernel (parameters present, chosen
+/// by the output's type) or the f32 one.
 pub(crate) fn run_binary<P>(
     b: &Binary<P>,
     arena: &mut [u8],
     int8: impl FnOnce(&P, Nhwc, &[i8], Nhwc, &[i8], Nhwc, &mut [i8]),
+    int16: impl FnOnce(&P, Nhwc, &[i16], Nhwc, &[i16], Nhwc, &mut [i16]),
     #[cfg(feature = "float")] float: impl FnOnce(
         Activation,
         Nhwc,
@@ -108,6 +113,9 @@ pub(crate) fn run_binary<P>(
     let mut v = Views::new(arena, &b.output)?;
     let (sa, sb, so) = (b.a.shape.nhwc(), b.b.shape.nhwc(), b.output.shape.nhwc());
     match &b.quant {
+        Some(p) if b.output.dtype == crate::format::DType::I16 => {
+            int16(p, sa, v.i16(&b.a)?, sb, v.i16(&b.b)?, so, v.out_i16()?)
+        }
         Some(p) => int8(p, sa, v.i8(&b.a)?, sb, v.i8(&b.b)?, so, v.out_i8()),
         #[cfg(feature = "float")]
         None => float(
@@ -342,7 +350,7 @@ operators! {
     12 Reshape(Reshape) reshape "RESHAPE" "reshape";
     /// Concatenation along one axis.
     13 Concatenation(Concatenation<'a>) concatenation "CONCATENATION" "concatenation";
-    /// Padding with the output's zero point (int8) or 0.0 (f32).
+    /// Padding with the output's zero point (int8), 0 (int16) or 0.0 (f32).
     14 Pad(Pad) pad "PAD" "pad";
     /// f32 -> int8, or int8 -> int8 requantization.
     15 Quantize(Quantize) quantize "QUANTIZE" "quantize";

@@ -5,10 +5,11 @@ use serde::{Deserialize, Serialize};
 use super::Binary;
 use crate::kernels;
 use crate::quant::Requant;
-use crate::validate::{clamp_range, Check};
+use crate::validate::{clamp_range_of, Check};
 use crate::Error;
 
-/// Precomputed quantization of an int8 Mul, as TFLite Micro's `CalculateOpDataMul` produces it.
+/// Precomputed quantization of an int8 Mul, as TFLite Micro's `CalculateOpDataMul` produces it;
+/// an int16 Mul (int16x8) carries the same fields with zero offsets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct MulParams {
@@ -56,7 +57,7 @@ impl MulParams {
 }
 
 pub(crate) fn validate(b: &Binary<MulParams>, check: &Check<'_, '_, '_>) -> Result<(), Error> {
-    check.binary(&b.a, &b.b, &b.output, b.quant.is_some())?;
+    let kind = check.binary16(&b.a, &b.b, &b.output, b.quant.is_some())?;
     let Some(p) = &b.quant else { return Ok(()) };
     let ok = p.input1_offset == -b.a.zero_point
         && p.input2_offset == -b.b.zero_point
@@ -65,7 +66,7 @@ pub(crate) fn validate(b: &Binary<MulParams>, check: &Check<'_, '_, '_>) -> Resu
     if !ok {
         return check.bad("mul parameters inconsistent with its operands");
     }
-    clamp_range(p.act_min, p.act_max).map_err(|r| check.fail(r))
+    clamp_range_of(kind, p.act_min, p.act_max).map_err(|r| check.fail(r))
 }
 
 pub(crate) fn run(b: &Binary<MulParams>, arena: &mut [u8]) -> Result<(), Error> {
@@ -73,6 +74,7 @@ pub(crate) fn run(b: &Binary<MulParams>, arena: &mut [u8]) -> Result<(), Error> 
         b,
         arena,
         kernels::elementwise::mul_s8,
+        kernels::int16::elementwise::mul_s16,
         #[cfg(feature = "float")]
         kernels::float::mul_f32,
     )

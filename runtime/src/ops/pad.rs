@@ -1,4 +1,4 @@
-//! PAD with the output's zero point (int8) or 0.0 (f32).
+//! PAD with the output's zero point (int8), 0 (int16, as TFLite Micro pads int16) or 0.0 (f32).
 
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +22,7 @@ pub struct Pad {
 super::operand_fields!(Pad: input => output);
 
 pub(crate) fn validate(p: &Pad, check: &Check<'_, '_, '_>) -> Result<(), Error> {
-    check.kind(&p.input, &p.output)?;
+    check.kind16(&p.input, &p.output)?;
     let (i, o) = (p.input.shape.nhwc(), p.output.shape.nhwc());
     let dims = [(i.n, o.n), (i.h, o.h), (i.w, o.w), (i.c, o.c)];
     if p.input.shape.rank != p.output.shape.rank
@@ -45,6 +45,10 @@ pub(crate) fn run(p: &Pad, arena: &mut [u8]) -> Result<(), Error> {
         DType::I8 => {
             let x = v.i8(&p.input)?;
             kernels::pad::pad_s8(si, so, before, p.output.zero_point as i8, x, v.out_i8());
+        }
+        DType::I16 => {
+            let x = v.i16(&p.input)?;
+            kernels::pad::pad(si, so, before, 0i16, x, v.out_i16()?);
         }
         #[cfg(feature = "float")]
         DType::F32 => {

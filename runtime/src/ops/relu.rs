@@ -2,20 +2,21 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::format::{Activation, Operand};
+use crate::format::{Activation, DType, Operand};
+use crate::interpreter::Views;
 use crate::kernels;
 use crate::quant::Requant;
-use crate::validate::{clamp_range, Check};
+use crate::validate::{clamp_range_of, Check};
 use crate::Error;
 
-/// A standalone ReLU-family activation; `quant` is present for int8, absent for f32.
+/// A standalone ReLU-family activation; `quant` is present for int8 and int16, absent for f32.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Relu {
-    /// Input, int8 or f32.
+    /// Input, int8, int16 or f32.
     pub input: Operand,
     /// Output, with the input's element count.
     pub output: Operand,
-    /// Precomputed int8 parameters; `None` for f32.
+    /// Precomputed integer parameters; `None` for f32.
     pub quant: Option<ReluParams>,
     /// Which clamp: `Relu`, `Relu6` or `ReluN1To1` (the int8 form is in `quant`).
     pub activation: Activation,
@@ -23,7 +24,8 @@ pub struct Relu {
 
 super::operand_fields!(Relu: input => output);
 
-/// Precomputed parameters of a standalone int8 ReLU-family activation.
+/// Precomputed parameters of a standalone int8 or int16 ReLU-family activation (int16: zero points
+/// 0, the clamp in int16's range).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ReluParams {
@@ -57,6 +59,33 @@ impl ReluParams {
         output_zero_point: i32,
         activation: Activation,
     ) -> Self {
+        Self::prepare_in(
+            (input_scale, input_zero_point),
+            (output_scale, output_zero_point),
+            activation,
+            (-128, 127),
+        )
+    }
+
+    /// Mirrors TFLite Micro's int16 preparation (`CalculateReluOpData<int16_t>`, `Relu6Prepare`):
+    /// [`Self::prepare`]'s forms with zero points 0 and bounds saturated to int16.
+    #[cfg(any(feature = "host", test))]
+    pub fn prepare_int16(input_scale: f32, output_scale: f32, activation: Activation) -> Self {
+        Self::prepare_in(
+            (input_scale, 0),
+            (output_scale, 0),
+            activation,
+            (i16::MIN as i32, i16::MAX as i32),
+        )
+    }
+
+    #[cfg(any(feature = "host", test))]
+    fn prepare_in(
+        (input_scale, input_zero_point): (f32, i32),
+        (output_scale, output_zero_point): (f32, i32),
+        activation: Activation,
+        (qmin, qmax): (i32, i32),
+    ) -> Self {
         use crate::quant::prepare::quantize_multiplier;
         // roundf(value / scale) + zero_point in float, as TFLite's bounds are computed; saturating, as a
         // tiny scale puts the bound far outside int8 (clamped below).
@@ -73,19 +102,19 @@ impl ReluParams {
                     shift: 1,
                 },
                 act_min: input_zero_point,
-                act_max: quantize(6.0, input_scale, input_zero_point).clamp(-128, 127),
+                act_max: quantize(6.0, input_scale, input_zero_point).clamp(qmin, qmax),
             };
         }
         let (act_min, act_max) = match activation {
             Activation::Relu => (
-                quantize(0.0, output_scale, output_zero_point).max(-128),
-                127,
+                quantize(0.0, output_scale, output_zero_point).max(qmin),
+                qmax,
             ),
             Activation::ReluN1To1 => (
-                quantize(-1.0, output_scale, output_zero_point).max(-128),
-                quantize(1.0, output_scale, output_zero_point).min(127),
+                quantize(-1.0, output_scale, output_zero_point).max(qmin),
+                quantize(1.0, output_scale, output_zero_point).min(qmax),
             ),
-            _ => (-128, 127),
+            _ => (qmin, qmax),
         };
         Self {
             input_zero_point,
@@ -98,7 +127,7 @@ impl ReluParams {
 }
 
 pub(crate) fn validate(u: &Relu, check: &Check<'_, '_, '_>) -> Result<(), Error> {
-    check.unary(&u.input, &u.output, u.quant.is_some())?;
+    let kind = check.unary16(&u.input, &u.output, u.quant.is_some())?;
     let Some(p) = &u.quant else { return Ok(()) };
     // TFLite Micro's int8 ReLU6 clamps in the input's domain and ignores the output's
     // quantization; `ReluParams::prepare` expresses that as an exact identity carrying the
@@ -116,10 +145,15 @@ pub(crate) fn validate(u: &Relu, check: &Check<'_, '_, '_>) -> Result<(), Error>
     {
         return check.bad("relu parameters inconsistent with its operands");
     }
-    clamp_range(p.act_min, p.act_max).map_err(|r| check.fail(r))
+    clamp_range_of(kind, p.act_min, p.act_max).map_err(|r| check.fail(r))
 }
 
 pub(crate) fn run(u: &Relu, arena: &mut [u8]) -> Result<(), Error> {
+    if let (Some(p), DType::I16) = (&u.quant, u.output.dtype) {
+        let mut v = Views::new(arena, &u.output)?;
+        kernels::int16::activation::relu_s16(p, v.i16(&u.input)?, v.out_i16()?);
+        return Ok(());
+    }
     super::run_unary(
         &u.input,
         &u.output,

@@ -131,12 +131,12 @@ fn padding(
 }
 
 /// An operator that copies its input's elements (PAD, RESIZE_NEAREST_NEIGHBOR): its output has the
-/// input's type and, for int8, the input's quantization.
+/// input's type and, for int8 and int16, the input's quantization.
 fn keeps_input_quantization(xd: &TensorDef, yd: &TensorDef) -> Result<()> {
     if xd.dtype != yd.dtype {
         bail!("input and output differ in type");
     }
-    if xd.dtype == DType::I8 && (xd.scale != yd.scale || xd.zero_point != yd.zero_point) {
+    if xd.dtype != DType::F32 && (xd.scale != yd.scale || xd.zero_point != yd.zero_point) {
         bail!("input and output quantization differ; the operator keeps the input's");
     }
     Ok(())
@@ -678,9 +678,8 @@ impl<'m, 'a> Importer<'m, 'a> {
         let a = self.act(self.input(o, 0)?)?;
         let b = self.act(self.input(o, 1)?)?;
         let y = self.single_output(o)?;
-        for (t, r) in [(a, "first input"), (b, "second input"), (y, "output")] {
-            self.require_i8(t, r)?;
-        }
+        self.int_type(a, y)?;
+        self.int_type(b, y)?;
         let opts = if mul {
             self.options(o, 21, "MulOptions")?
         } else {
@@ -887,8 +886,7 @@ impl<'m, 'a> Importer<'m, 'a> {
     fn relu(&mut self, o: &Operator<'a>, activation: Activation) -> Result<()> {
         let x = self.act(self.input(o, 0)?)?;
         let y = self.single_output(o)?;
-        self.require_i8(x, "input")?;
-        self.require_i8(y, "output")?;
+        self.int_type(x, y)?;
         let (xd, yd) = (self.def(x).clone(), self.def(y).clone());
         if xd.shape.elements() != yd.shape.elements() {
             bail!("input and output sizes differ");
@@ -901,8 +899,7 @@ impl<'m, 'a> Importer<'m, 'a> {
     fn leaky_relu(&mut self, o: &Operator<'a>) -> Result<()> {
         let x = self.act(self.input(o, 0)?)?;
         let y = self.single_output(o)?;
-        self.require_i8(x, "input")?;
-        self.require_i8(y, "output")?;
+        self.int_type(x, y)?;
         let alpha = match self.options(o, 75, "LeakyReluOptions")? {
             Some(t) => t.f32(0, "alpha", 0.0)?,
             None => 0.0,
@@ -1023,8 +1020,19 @@ impl<'m, 'a> Importer<'m, 'a> {
         let mut inputs = Vec::new();
         for &t in &o.inputs {
             let x = self.act(t)?;
-            if self.def(x).dtype != yd.dtype {
+            let xd = self.def(x);
+            if xd.dtype != yd.dtype {
                 bail!("inputs and output differ in type");
+            }
+            // TFLite Micro copies int16 inputs without rescaling (the converter gives them the
+            // output's scale); one with another scale would be copied wrongly.
+            if xd.dtype == DType::I16 && xd.scale != yd.scale {
+                bail!(
+                    "int16 input {} has scale {} and the output {}; int16 CONCATENATION needs equal scales",
+                    xd.name,
+                    xd.scale,
+                    yd.scale
+                );
             }
             inputs.push(x);
         }

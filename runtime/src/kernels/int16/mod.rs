@@ -4,7 +4,9 @@
 //! One file per kernel family, as the int8 kernels beside this module; the same geometry and
 //! requantization structs ([`super::ConvGeometry`], [`super::OutputQuant`]), zero points 0.
 
+pub mod activation;
 pub mod conv;
+pub mod elementwise;
 pub mod fully_connected;
 pub mod mean;
 pub mod pooling;
