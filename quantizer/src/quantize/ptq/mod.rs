@@ -282,6 +282,7 @@ pub fn quantize_observed(
         float_acts,
         mut ranges,
         candidates,
+        histograms,
     } = calibrate(&graph, float_acts, samples, config)?;
     let mut again = 0.0;
     lap(&mut again, 2);
@@ -357,7 +358,7 @@ pub fn quantize_observed(
         layer_sqnr_samples,
     )?;
     lap(&mut seconds.layer_sqnr, STAGES.len());
-    let values = report::value_reports(&graph, &qp, &ranges);
+    let values = report::value_reports(&graph, &qp, &ranges, &histograms);
     let float_nodes = report::float_nodes(&graph, &float_node);
     Ok(Quantized {
         built,
