@@ -13,6 +13,7 @@ pub mod ops;
 pub mod output;
 pub mod plan;
 pub mod quantize;
+pub mod report;
 pub mod rng;
 pub mod runtime_exec;
 pub mod sha256;

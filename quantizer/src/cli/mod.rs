@@ -17,6 +17,7 @@ pub mod folder_data;
 pub mod inspect;
 pub mod progress;
 pub mod quantize;
+pub mod report;
 pub mod run;
 pub mod train;
 
@@ -62,6 +63,9 @@ pub enum Command {
     /// Write a model as source to compile into firmware: a C array (--c-array) or a Rust static
     /// (--rust), with its length and arena size.
     Export(export::Args),
+    /// Draw a quantization report (`quantize --json=R.json`) as one HTML page or SVG: per-layer
+    /// SQNR by precision, activation histograms with their ranges, the accuracy-control search.
+    Report(report::Args),
 }
 
 /// The `ferrite` command line as a [`clap::Command`] (for shell completions and manual pages).
@@ -80,6 +84,7 @@ impl Command {
             Command::Run(a) => run::run(a),
             Command::Train(a) => train::run(a),
             Command::Export(a) => export::run(a),
+            Command::Report(a) => report::run(a),
         }
     }
 }

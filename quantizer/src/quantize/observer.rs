@@ -7,6 +7,9 @@
 //!   least squared error. Values observed with weights ([`Observer::observe_weighted`]) count by
 //!   their weight in the error. (Post-training quantization searches `Mse` ranges with weights too,
 //!   what an error costs at the model's outputs, and chooses among them: `ptq::calibration`.)
+//!
+//! Whatever the estimator, [`Observer::histogram`] bins the values seen (the report's histograms),
+//! with the binning of the MSE search.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +33,15 @@ pub enum RangeEstimator {
 /// Histogram size of the MSE search.
 const BINS: usize = 2048;
 
+/// Values counted in equal bins from `min` to `max` (the last bin closed): the report's view of a
+/// tensor ([`Observer::histogram`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Histogram {
+    pub min: f32,
+    pub max: f32,
+    pub counts: Vec<u64>,
+}
+
 /// Collects statistics of one tensor over calibration batches.
 #[derive(Clone, Debug)]
 pub struct Observer {
@@ -39,13 +51,15 @@ pub struct Observer {
     max: f32,
     sum_min: f64,
     sum_max: f64,
-    /// Values kept for the MSE search (bounded reservoir of every value seen, in order).
+    /// Values kept for the MSE search and the histogram (bounded reservoir of every value seen, in
+    /// order).
     values: Vec<f32>,
     /// The weight of each kept value (empty: all 1).
     value_weights: Vec<f32>,
 }
 
-/// At most this many values are kept for the MSE search (a uniform stride sample beyond that).
+/// At most this many values are kept for the MSE search and the histogram (a uniform stride sample
+/// beyond that).
 const MAX_VALUES: usize = 1 << 20;
 
 impl Observer {
@@ -92,10 +106,7 @@ impl Observer {
         self.max = self.max.max(bmax);
         self.sum_min += lo as f64;
         self.sum_max += hi as f64;
-        if matches!(
-            self.estimator,
-            RangeEstimator::Mse | RangeEstimator::TensorMse
-        ) {
+        {
             let room = MAX_VALUES.saturating_sub(self.values.len());
             let stride = finite.len().div_ceil(room.max(1)).max(1);
             self.values.extend(finite.iter().step_by(stride).take(room));
@@ -108,6 +119,26 @@ impl Observer {
                 self.value_weights.extend(kept.step_by(stride).take(room));
             }
         }
+    }
+
+    /// The values seen (those kept: every one up to 2^20, a uniform stride sample beyond), counted in
+    /// `bins` equal bins over the smallest to the largest value seen, unweighted; `None` before any
+    /// finite value was seen.
+    pub fn histogram(&self, bins: usize) -> Option<Histogram> {
+        let (min, max) = self.full_range()?;
+        let counts = if max > min {
+            bin_counts(&self.values, &[], min, max, bins)
+        } else {
+            // A constant tensor: every value in the one bin that holds it.
+            let mut c = vec![0.0; bins];
+            c[0] = self.values.len() as f64;
+            c
+        };
+        Some(Histogram {
+            min,
+            max,
+            counts: counts.into_iter().map(|c| c as u64).collect(),
+        })
     }
 
     /// The smallest and largest value seen, whatever the estimator.
@@ -181,6 +212,19 @@ fn quant_error(centres: &[f32], counts: &[f64], qmin: f32, qmax: f32, terms: &mu
     terms.iter().sum()
 }
 
+/// `values` (each counting its weight, `weights` parallel to them; empty: all 1) in `bins` equal
+/// bins from `lo` to `hi` (`lo < hi`); values outside go to the end bins.
+fn bin_counts(values: &[f32], weights: &[f32], lo: f32, hi: f32, bins: usize) -> Vec<f64> {
+    let width = (hi - lo) / bins as f32;
+    let mut counts = vec![0f64; bins];
+    let weight = |i: usize| weights.get(i).map_or(1.0, |&w| w as f64);
+    for (i, &v) in values.iter().enumerate() {
+        let b = (((v - lo) / width) as usize).min(bins - 1);
+        counts[b] += weight(i);
+    }
+    counts
+}
+
 /// Searches shrunk ranges (each end from 100% down to 20%) for the least int8 quantization error,
 /// each value's error times its weight (`weights`, parallel to `values`; empty: all 1).
 /// The candidates' errors are computed in parallel; the first least one (in the order below) wins.
@@ -191,13 +235,8 @@ fn mse_range(values: &[f32], weights: &[f32], min: f32, max: f32, symmetric: boo
     if values.is_empty() || hi - lo <= 0.0 {
         return (lo, hi);
     }
+    let counts = bin_counts(values, weights, lo, hi, BINS);
     let width = (hi - lo) / BINS as f32;
-    let mut counts = vec![0f64; BINS];
-    let weight = |i: usize| weights.get(i).map_or(1.0, |&w| w as f64);
-    for (i, &v) in values.iter().enumerate() {
-        let b = (((v - lo) / width) as usize).min(BINS - 1);
-        counts[b] += weight(i);
-    }
     // The non-empty bins only: empty ones add nothing to an error.
     let (centres, counts): (Vec<f32>, Vec<f64>) = (0..BINS)
         .filter(|&b| counts[b] > 0.0)
@@ -247,6 +286,28 @@ mod tests {
         assert_eq!(a.range(false), Some((-3.0, 4.0)));
         assert_eq!(b.range(false), Some((-2.0, 3.0)));
         assert_eq!(Observer::new(RangeEstimator::MinMax).range(false), None);
+    }
+
+    /// Every estimator's histogram counts every value seen, over the smallest to the largest, the
+    /// largest in the last bin; a constant tensor is one bin.
+    #[test]
+    fn the_histogram_counts_every_value() {
+        for e in [
+            RangeEstimator::MinMax,
+            RangeEstimator::Percentile(99.0),
+            RangeEstimator::Mse,
+        ] {
+            let mut o = Observer::new(e);
+            assert_eq!(o.histogram(4), None);
+            o.observe(&[-1.0, 0.0, 0.5, f32::NAN]);
+            o.observe(&[0.9, 3.0, 2.9]);
+            let h = o.histogram(4).unwrap();
+            assert_eq!((h.min, h.max), (-1.0, 3.0));
+            assert_eq!(h.counts, [1, 3, 0, 2], "{e:?}");
+        }
+        let mut o = Observer::new(RangeEstimator::MinMax);
+        o.observe(&[2.0; 5]);
+        assert_eq!(o.histogram(3).unwrap().counts, [5, 0, 0]);
     }
 
     #[test]

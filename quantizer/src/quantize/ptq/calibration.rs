@@ -12,7 +12,10 @@ use super::sensitivity::sensitivities;
 use super::Config;
 use crate::ir::float_exec::{self, Activations, Tensor};
 use crate::ir::Graph;
-use crate::quantize::observer::{Observer, RangeEstimator};
+use crate::quantize::observer::{Histogram, Observer, RangeEstimator};
+
+/// Bins of each activation's histogram in the report.
+const HISTOGRAM_BINS: usize = 64;
 
 /// Float activations of every computed value and their observed ranges.
 pub(super) struct Calibration {
@@ -23,6 +26,9 @@ pub(super) struct Calibration {
     /// Indexed by value: the ranges to choose from (`range_choice`), the first the estimator's;
     /// empty where there is no choice.
     pub candidates: Vec<Vec<(f32, f32)>>,
+    /// Indexed by value: the values the range estimator saw, in [`HISTOGRAM_BINS`] bins (the
+    /// report's histograms).
+    pub histograms: Vec<Option<Histogram>>,
 }
 
 /// Refuses calibration inputs (batch first) with a value that is not finite, naming the first such
@@ -80,6 +86,7 @@ pub(super) fn calibrate(
     let symmetric = config.preset == super::Preset::Performance;
     let mut ranges: Vec<Option<(f32, f32)>> = vec![None; graph.values.len()];
     let mut candidates: Vec<Vec<(f32, f32)>> = vec![Vec::new(); graph.values.len()];
+    let mut histograms: Vec<Option<Histogram>> = vec![None; graph.values.len()];
     for (v, t) in float_acts.iter().enumerate() {
         let Some(t) = t else { continue };
         let per = t.data.len() / samples;
@@ -98,6 +105,7 @@ pub(super) fn calibrate(
             o
         };
         let o = observe(&[], false);
+        histograms[v] = o.histogram(HISTOGRAM_BINS);
         // Graph outputs keep their whole range: clipping the model's answer costs more than the
         // resolution it buys (logits, regression values).
         if graph.outputs.contains(&v) {
@@ -128,6 +136,7 @@ pub(super) fn calibrate(
         float_acts,
         ranges,
         candidates,
+        histograms,
     })
 }
 

@@ -327,6 +327,7 @@ pub fn quantize_observed(
         float_acts,
         mut ranges,
         candidates,
+        histograms,
     } = calibrate(&graph, float_acts, samples, config)?;
     let mut again = 0.0;
     lap(&mut again, 2);
@@ -398,7 +399,7 @@ pub fn quantize_observed(
         layer_sqnr_samples,
     )?;
     lap(&mut seconds.layer_sqnr, STAGES.len());
-    let values = report::value_reports(&decided.graph, &decided.params, &ranges);
+    let values = report::value_reports(&decided.graph, &decided.params, &ranges, &histograms);
     let float_nodes = report::nodes_in(&decided.graph, &precision, Precision::Float);
     let int16_nodes = report::nodes_in(&decided.graph, &precision, Precision::Int16);
     Ok(Quantized {

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::Config;
 use crate::ir::float_exec::Tensor;
 use crate::ir::Graph;
+use crate::quantize::observer::Histogram;
 use crate::quantize::params::QParams;
 use crate::quantize::sqnr::Sqnr;
 
@@ -20,6 +21,10 @@ pub struct ValueReport {
     pub scale: f32,
     pub zero_point: i32,
     pub dtype: &'static str,
+    /// The calibration values seen, binned over their smallest to largest (`ferrite report` draws
+    /// it with the range chosen, `min` to `max`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<Histogram>,
 }
 
 /// What quantization did: ranges, which nodes stayed in float, bias shifts.
@@ -76,6 +81,7 @@ pub(super) fn value_reports(
     graph: &Graph,
     qp: &[Option<QParams>],
     ranges: &[Option<(f32, f32)>],
+    histograms: &[Option<Histogram>],
 ) -> Vec<ValueReport> {
     graph
         .values
@@ -91,6 +97,7 @@ pub(super) fn value_reports(
                 scale: p.scale,
                 zero_point: p.zero_point,
                 dtype: "int8",
+                histogram: histograms[v].clone(),
             })
         })
         .collect()
