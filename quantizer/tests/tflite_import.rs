@@ -152,6 +152,11 @@ fn fixtures_match_tflite_micro_bit_exactly() {
     let mut failures = Vec::new();
     let paths = goldens(false);
     assert!(paths.len() >= 30, "expected the committed goldens");
+    let int16 = paths
+        .iter()
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("i16_"))
+        .count();
+    assert!(int16 >= 23, "expected the 16x8 goldens (i16_*), found {int16}");
     for path in paths {
         let g = parse_golden(&path).unwrap();
         let bytes = std::fs::read(root().join(&g.model)).unwrap();
