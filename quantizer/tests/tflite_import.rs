@@ -156,7 +156,10 @@ fn fixtures_match_tflite_micro_bit_exactly() {
         .iter()
         .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("i16_"))
         .count();
-    assert!(int16 >= 23, "expected the 16x8 goldens (i16_*), found {int16}");
+    assert!(
+        int16 >= 23,
+        "expected the 16x8 goldens (i16_*), found {int16}"
+    );
     for path in paths {
         let g = parse_golden(&path).unwrap();
         let bytes = std::fs::read(root().join(&g.model)).unwrap();

@@ -79,7 +79,9 @@ fn view<'x>(graph: &'x Graph, acts: &'x [Option<Tensor>], v: ValueId) -> Result<
 /// for every set of activation parameters is computed once.
 pub(super) struct Simulation<'g> {
     graph: &'g Graph,
-    float_node: &'g [bool],
+    /// Per node: its activations are not rounded (kept in float, or int16x8 whose rounding is 256
+    /// times finer than int8's).
+    wide_node: Vec<bool>,
     /// Per value: f32 at run time (`lower::float_values`). An int8 node reads such a value through a
     /// Quantize; a float node reads an int8 one through a Dequantize (exact).
     float_value: Vec<bool>,
@@ -100,10 +102,13 @@ pub(super) struct Simulated {
 
 impl<'g> Simulation<'g> {
     /// `float_acts`: the float activations of the `samples` calibration samples (the first
-    /// [`BIAS_CORRECTION_SAMPLES`] are simulated); `weights`: each node's int8 weights.
+    /// [`BIAS_CORRECTION_SAMPLES`] are simulated); `weights`: each node's int8 weights. Nodes in
+    /// `float_node` keep their float weights; those in `int16_node` have int8 weights and
+    /// activations left unrounded.
     pub fn new(
         graph: &'g Graph,
-        float_node: &'g [bool],
+        float_node: &[bool],
+        int16_node: &[bool],
         weights: &[Option<(Vec<i8>, Vec<f32>)>],
         float_acts: &[Option<Tensor>],
         samples: usize,
@@ -137,10 +142,15 @@ impl<'g> Simulation<'g> {
             };
             rounded.push(Some((op, channel_means(&reference))));
         }
+        let wide_node: Vec<bool> = float_node
+            .iter()
+            .zip(int16_node)
+            .map(|(&f, &w)| f || w)
+            .collect();
         Ok(Simulation {
             graph,
-            float_node,
-            float_value: crate::lower::float_values(graph, float_node),
+            float_value: crate::lower::float_values(graph, &wide_node),
+            wide_node,
             float_acts,
             rounded,
         })
@@ -253,7 +263,7 @@ impl<'g> Simulation<'g> {
         let mut ins: Vec<View<'_>> = n.inputs.iter().map(|&v| input(v)).collect::<Result<_>>()?;
         // An int8 node reads the f32 values of float nodes rounded to their parameters.
         let mut rounded_inputs = Vec::new();
-        if quantized_inputs && !self.float_node[i] {
+        if quantized_inputs && !self.wide_node[i] {
             for (k, &v) in n.inputs.iter().enumerate() {
                 if self.float_value[v] && !self.graph.is_const(v) {
                     let mut t = Tensor::new(ins[k].shape.to_vec(), ins[k].data.to_vec());
@@ -290,7 +300,7 @@ impl<'g> Simulation<'g> {
             return Ok((shift, None));
         }
         let mut out = out;
-        if !self.float_node[i] {
+        if !self.wide_node[i] {
             fake_quant(&mut out, qp[n.output].context("value without parameters")?);
         }
         Ok((shift, Some(out)))
@@ -318,6 +328,7 @@ pub(super) fn correct_biases(
     graph: &mut Graph,
     mode: BiasCorrection,
     float_node: &[bool],
+    int16_node: &[bool],
     qp: &[Option<QParams>],
     weights: &[Option<(Vec<i8>, Vec<f32>)>],
     float_acts: &[Option<Tensor>],
@@ -328,7 +339,7 @@ pub(super) fn correct_biases(
         return Ok(Vec::new());
     }
     let full = mode == BiasCorrection::Full;
-    let shifts = Simulation::new(graph, float_node, weights, float_acts, samples)?
+    let shifts = Simulation::new(graph, float_node, int16_node, weights, float_acts, samples)?
         .run_observed(qp, full, full, on_node)?
         .shifts;
     let mut bias_shift = Vec::new();

@@ -285,8 +285,9 @@ pub fn quantize_observed(
         ensure!(hit, "--ignore {p}: no node has that name or operator type");
     }
     let int16_node = int16_nodes(&graph, config, &float_node)?;
-    // The int8 stages (range choice, weight rounding, bias correction) leave int16x8 nodes as they
-    // leave float ones: their activations' error is 256 times smaller than int8's.
+    // Weight rounding leaves int16x8 nodes as it leaves float ones; range choice and bias
+    // correction simulate them with int8 weights and unrounded activations (their rounding is 256
+    // times finer than int8's).
     let wide_node: Vec<bool> = float_node
         .iter()
         .zip(&int16_node)
@@ -341,7 +342,8 @@ pub fn quantize_observed(
         .collect();
     range_choice::choose_ranges(
         &graph,
-        &wide_node,
+        &float_node,
+        &int16_node,
         &weights,
         &float_acts,
         samples,
@@ -364,7 +366,8 @@ pub fn quantize_observed(
     let bias_shift = correct_biases(
         &mut graph,
         config.bias_correction,
-        &wide_node,
+        &float_node,
+        &int16_node,
         &qp,
         &weights,
         &float_acts,

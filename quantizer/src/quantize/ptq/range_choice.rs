@@ -20,6 +20,7 @@ const CHOICE_SAMPLES: usize = 64;
 pub(super) fn choose_ranges(
     graph: &Graph,
     float_node: &[bool],
+    int16_node: &[bool],
     weights: &[Option<(Vec<i8>, Vec<f32>)>],
     float_acts: &[Option<Tensor>],
     samples: usize,
@@ -33,6 +34,7 @@ pub(super) fn choose_ranges(
     let sim = Simulation::new(
         graph,
         float_node,
+        int16_node,
         weights,
         float_acts,
         samples.min(CHOICE_SAMPLES),
