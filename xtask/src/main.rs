@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask qemu-test [--machine M] [--case NAME]`: builds the board
 //!   firmware for every golden case under `tests/golden/` (or the smoke test
-//!   when there is none), runs it in QEMU, decodes its defmt log and judges it
+//!   when there is none) and the `tflite_*` cases (TFLite fixtures against TFLite
+//!   Micro's output), runs it in QEMU, decodes its defmt log and judges it
 //!   by the exit status.
 //! - `cargo xtask test`: the whole test suite (format, host tests, clippy, no_std cross builds of the
 //!   runtime, qemu-test, the Python module's tests), reporting every failed step at the end.
@@ -64,6 +65,7 @@ mod qemu;
 mod qemu_test;
 mod size_report;
 mod test_all;
+mod tflite_cases;
 mod throughput;
 mod toolchain;
 
