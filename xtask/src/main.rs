@@ -24,7 +24,8 @@
 //! - `cargo xtask bench [--machine M] [--model NAME] [--json] [--write] [--mlperf]`: exact
 //!   instruction counts per operator of the `tests/bench/` models under QEMU,
 //!   beside CMSIS-NN's; flash, RAM, stack high-water (see `BENCHMARKS.md`).
-//!   `--mlperf`: the real MLPerf Tiny KWS DS-CNN and ResNet-8, converted.
+//!   `--mlperf`: the real MLPerf Tiny KWS DS-CNN and ResNet-8, converted. `--int16`: the int16x8
+//!   convolution fixtures on the M4F, reference and DSP kernels beside the int8 layer.
 //! - `cargo xtask fuzz [--target T] [--runs N | --time SECS]`: the cargo-fuzz targets (every importer,
 //!   `quantize`, the runtime's loader) on corpora seeded from the fixtures; needs cargo-fuzz.
 //! - `cargo xtask cbindgen [--check]`: the C API's header `capi/include/ferrite.h` from
@@ -43,6 +44,7 @@ mod accuracy;
 mod accuracy_control;
 mod baselines;
 mod bench;
+mod bench_int16;
 mod boards;
 mod build_boards;
 mod capi;
