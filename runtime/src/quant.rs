@@ -77,14 +77,43 @@ pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> 
 /// validation guarantees); the result is truncated to 32 bits as TFLite's is.
 #[inline(always)]
 pub fn multiply_by_quantized_multiplier_64(x: i64, multiplier: i32, shift: i32) -> i32 {
-    let reduced = if multiplier < 0x7FFF_0000 {
-        (multiplier + (1 << 15)) >> 16
-    } else {
-        0x7FFF
-    };
-    let total_shift = (15 - shift) as u32;
-    let round = 1i64 << (total_shift - 1);
-    (x.wrapping_mul(reduced as i64).wrapping_add(round) >> total_shift) as i32
+    Multiplier64::new(multiplier, shift).apply(x)
+}
+
+/// The parts of [`multiply_by_quantized_multiplier_64`] that depend on the multiplier and shift
+/// only, prepared once for many accumulators.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Multiplier64 {
+    /// The multiplier rounded to 16 bits.
+    reduced: i64,
+    /// `2^(shift - 1)`, the rounding term.
+    round: i64,
+    /// `15 - shift` of the quantized multiplier: the right shift of the product.
+    shift: u32,
+}
+
+impl Multiplier64 {
+    /// From a quantized multiplier and its shift (`shift <= 7`, as validation guarantees).
+    #[inline(always)]
+    pub fn new(multiplier: i32, shift: i32) -> Self {
+        let reduced = if multiplier < 0x7FFF_0000 {
+            (multiplier + (1 << 15)) >> 16
+        } else {
+            0x7FFF
+        };
+        let total_shift = (15 - shift) as u32;
+        Self {
+            reduced: reduced as i64,
+            round: 1i64 << (total_shift - 1),
+            shift: total_shift,
+        }
+    }
+
+    /// `MultiplyByQuantizedMultiplier(x, multiplier, shift)` (64-bit form), truncated to 32 bits.
+    #[inline(always)]
+    pub fn apply(self, x: i64) -> i32 {
+        (x.wrapping_mul(self.reduced).wrapping_add(self.round) >> self.shift) as i32
+    }
 }
 
 /// Quantizes a real value with `(scale, zero_point)`, rounding half away from zero and saturating to `[min, max]`.

@@ -73,6 +73,10 @@ pub struct Options {
     /// (the `mlperf_*` cases), instead of the tests/bench/ models; `--write` rewrites their section.
     #[arg(long)]
     mlperf: bool,
+    /// The int16x8 convolution and fully connected TFLite fixtures on the M4F: the reference kernel,
+    /// the DSP (`SMLAD`) kernel and the same layer in int8; `--write` rewrites their section.
+    #[arg(long)]
+    int16: bool,
     /// Kill QEMU after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
@@ -87,6 +91,7 @@ impl Options {
             json: false,
             write: false,
             mlperf: false,
+            int16: false,
             timeout: 120,
         }
     }
@@ -183,8 +188,8 @@ fn baseline_total(model: &str) -> Option<&'static Baseline> {
 pub(crate) struct Layer {
     step: usize,
     name: String,
-    op: &'static str,
-    instructions: u64,
+    pub(crate) op: &'static str,
+    pub(crate) instructions: u64,
     baseline: Option<&'static Baseline>,
 }
 
@@ -226,6 +231,9 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             return Ok(());
         }
     };
+    if options.int16 {
+        return crate::bench_int16::run(root, &plugin, options.write, options.timeout);
+    }
     let machines = if options.machine.is_empty() {
         vec![BenchMachine::An386, BenchMachine::Lm3s6965]
     } else {
@@ -385,6 +393,20 @@ pub(crate) fn measure(
     machine: BenchMachine,
     timeout: Duration,
 ) -> Result<Outcome> {
+    measure_with(root, plugin, case, machine, timeout, &[])
+}
+
+/// [`measure`] with more cargo features of the board crate (`ferrite-runtime/reference-kernels`).
+pub(crate) fn measure_with(
+    root: &Path,
+    plugin: &Path,
+    case: &Case,
+    machine: BenchMachine,
+    timeout: Duration,
+    extra_features: &[&'static str],
+) -> Result<Outcome> {
+    let mut features = vec!["bench"];
+    features.extend_from_slice(extra_features);
     let skip = |why: String| Outcome::Skipped {
         model: case.name.clone(),
         machine,
@@ -396,7 +418,7 @@ pub(crate) fn measure(
         root,
         machine: m,
         case,
-        features: vec!["bench"],
+        features: features.clone(),
         probe: false,
         model_ops_only: false,
     };
@@ -405,7 +427,7 @@ pub(crate) fn measure(
         Built::Failed(log) => {
             let probe = Build {
                 probe: true,
-                features: vec!["bench"],
+                features,
                 ..build
             };
             if let Built::Elf(elf) = probe.run()? {

@@ -147,11 +147,12 @@ pub fn host_example(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Whether a case is one of `tests/golden/` (the C firmware runs those).
+/// Whether a case is one of `tests/golden/` or a TFLite fixture case (the C firmware runs those).
 pub fn is_golden(root: &Path, case: &Case) -> bool {
-    case.dir
-        .as_deref()
-        .is_some_and(|d| d.starts_with(root.join("tests").join("golden")))
+    case.dir.as_deref().is_some_and(|d| {
+        d.starts_with(root.join("tests").join("golden"))
+            || d.starts_with(root.join("target").join("tflite-cases"))
+    })
 }
 
 /// A harness self-test of the C firmware: a C macro that makes it fail on purpose.

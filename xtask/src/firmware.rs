@@ -112,7 +112,8 @@ impl Build<'_> {
         let mut name = format!("{}-{}", self.machine.name(), self.case.name);
         for feature in &self.features {
             name.push('-');
-            name.push_str(feature);
+            // `ferrite-runtime/reference-kernels` -> `ferrite-runtime-reference-kernels`.
+            name.push_str(&feature.replace('/', "-"));
         }
         if self.model_ops_only {
             name.push_str("-model-ops");

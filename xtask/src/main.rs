@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask qemu-test [--machine M] [--case NAME]`: builds the board
 //!   firmware for every golden case under `tests/golden/` (or the smoke test
-//!   when there is none), runs it in QEMU, decodes its defmt log and judges it
+//!   when there is none) and the `tflite_*` cases (TFLite fixtures against TFLite
+//!   Micro's output), runs it in QEMU, decodes its defmt log and judges it
 //!   by the exit status.
 //! - `cargo xtask test`: the whole test suite (format, host tests, clippy, no_std cross builds of the
 //!   runtime, qemu-test, the Python module's tests), reporting every failed step at the end.
@@ -23,7 +24,8 @@
 //! - `cargo xtask bench [--machine M] [--model NAME] [--json] [--write] [--mlperf]`: exact
 //!   instruction counts per operator of the `tests/bench/` models under QEMU,
 //!   beside CMSIS-NN's; flash, RAM, stack high-water (see `BENCHMARKS.md`).
-//!   `--mlperf`: the real MLPerf Tiny KWS DS-CNN and ResNet-8, converted.
+//!   `--mlperf`: the real MLPerf Tiny KWS DS-CNN and ResNet-8, converted. `--int16`: the int16x8
+//!   convolution fixtures on the M4F, reference and DSP kernels beside the int8 layer.
 //! - `cargo xtask fuzz [--target T] [--runs N | --time SECS]`: the cargo-fuzz targets (every importer,
 //!   `quantize`, the runtime's loader) on corpora seeded from the fixtures; needs cargo-fuzz.
 //! - `cargo xtask cbindgen [--check]`: the C API's header `capi/include/ferrite.h` from
@@ -42,6 +44,7 @@ mod accuracy;
 mod accuracy_control;
 mod baselines;
 mod bench;
+mod bench_int16;
 mod boards;
 mod build_boards;
 mod capi;
@@ -64,6 +67,7 @@ mod qemu;
 mod qemu_test;
 mod size_report;
 mod test_all;
+mod tflite_cases;
 mod throughput;
 mod toolchain;
 

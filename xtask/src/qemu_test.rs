@@ -7,7 +7,7 @@ use crate::{
     defmt_log,
     elf_size::{self, Capacity, Kib, Usage},
     firmware::{self, Build, Built},
-    qemu, toolchain,
+    qemu, tflite_cases, toolchain,
 };
 use anyhow::{bail, Context, Result};
 use std::{
@@ -29,7 +29,9 @@ pub struct Options {
     machine: Vec<Machine>,
     /// Only this case of tests/golden/ (`smoke`: the built-in smoke test; `partition`: only the
     /// model-partition cases; `fixture_<name>`: a quantized fixture of tests/fixtures/;
-    /// `mlperf_<model>`: a converted MLPerf Tiny model).
+    /// `mlperf_<model>`: a converted MLPerf Tiny model; `tflite_<fixture>`: a TFLite fixture of
+    /// tests/tflite/fixtures/ against TFLite Micro's golden output, `tflite_<prefix>*` those whose
+    /// name starts so, `tflite` all of them, int8 ones included; a full run has the int16x8 ones).
     #[arg(long)]
     case: Option<String>,
     /// Kill QEMU after this many seconds.
@@ -122,11 +124,20 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         Some(name) if name.starts_with(crate::fixtures::PREFIX) => {
             crate::fixtures::cases(root, Some(name))?
         }
+        Some(name) if name == tflite_cases::ALL || name.starts_with(tflite_cases::PREFIX) => {
+            tflite_cases::cases(root, Some(name))?
+        }
         Some(name) => cases::discover(root, Some(name))?,
-        // The C firmware runs the golden cases only: no fixture or MLPerf case is made for it.
-        None if !options.firmware.rust() => cases::discover(root, None)?,
+        // The C firmware runs the golden cases and the TFLite fixture cases only: no fixture or
+        // MLPerf case is made for it.
+        None if !options.firmware.rust() => {
+            let mut all = cases::discover(root, None)?;
+            all.extend(tflite_cases::cases(root, None)?);
+            all
+        }
         None => {
             let mut all = cases::discover(root, None)?;
+            all.extend(tflite_cases::cases(root, None)?);
             all.extend(crate::fixtures::cases(root, None)?);
             all.extend(crate::mlperf::cases(root, None)?);
             all
@@ -445,6 +456,8 @@ pub fn size(root: &Path, options: &SizeOptions) -> Result<()> {
         crate::fixtures::cases(root, Some(&options.case))?
     } else if options.case.starts_with("mlperf_") {
         crate::mlperf::cases(root, Some(&options.case))?
+    } else if options.case.starts_with(tflite_cases::PREFIX) {
+        tflite_cases::cases(root, Some(&options.case))?
     } else {
         cases::discover(root, Some(&options.case))?
     }

@@ -128,18 +128,34 @@ pub fn run() -> Outcome {
         if output.len() <= 64 {
             defmt::info!("output {=usize}: {=[u8]}", index, output);
         }
+        // Mismatches of int16 outputs are shown as int16 values (little-endian pairs).
+        let int16 = matches!(
+            model.output(index).map(|t| t.dtype),
+            Ok(ferrite_runtime::format::DType::I16)
+        );
         for (i, &got) in output.iter().enumerate() {
             let at = length + i;
             match EXPECTED.get(at) {
                 Some(&want) if want == got => {}
                 want => {
                     if mismatches < SHOWN_MISMATCHES {
-                        match want {
-                            Some(&want) => defmt::error!(
+                        let element = i / 2 * 2;
+                        let pair = |bytes: &[u8]| {
+                            bytes
+                                .get(element..element + 2)
+                                .map(|p| i16::from_le_bytes([p[0], p[1]]))
+                        };
+                        let expected_element = EXPECTED.get(length..).and_then(pair);
+                        match (want, int16, pair(output), expected_element) {
+                            (Some(_), true, Some(got), Some(want)) => defmt::error!(
+                                "  byte {=usize} (output {=usize}[{=usize}], int16): got {=i16}, expected {=i16}",
+                                at, index, i / 2, got, want
+                            ),
+                            (Some(&want), _, _, _) => defmt::error!(
                                 "  byte {=usize} (output {=usize}[{=usize}]): got {=u8} ({=i8}), expected {=u8} ({=i8})",
                                 at, index, i, got, got as i8, want, want as i8
                             ),
-                            None => defmt::error!(
+                            (None, _, _, _) => defmt::error!(
                                 "  byte {=usize} (output {=usize}[{=usize}]): got {=u8}, past the end of expected.bin",
                                 at, index, i, got
                             ),

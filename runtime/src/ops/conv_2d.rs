@@ -60,7 +60,7 @@ pub(crate) fn run(c: &Conv<'_>, arena: &mut [u8]) -> Result<(), Error> {
         c,
         arena,
         kernels::optimized::conv2d_s8,
-        kernels::int16::conv::conv2d_s16,
+        kernels::optimized::conv2d_s16,
         #[cfg(feature = "float")]
         kernels::float::conv2d_f32,
     )

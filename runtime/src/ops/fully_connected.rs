@@ -107,7 +107,7 @@ pub(crate) fn run(f: &FullyConnected<'_>, arena: &mut [u8]) -> Result<(), Error>
                 f.shift,
             )?;
             let input = v.i16(&f.input)?;
-            kernels::int16::fully_connected::fully_connected_s16(
+            kernels::optimized::fully_connected_s16(
                 batches,
                 in_features,
                 out_features,

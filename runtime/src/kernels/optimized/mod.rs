@@ -22,6 +22,7 @@ pub mod conv_loops;
 pub mod depthwise_conv2d;
 pub mod dsp;
 pub mod elementwise;
+pub mod int16;
 pub mod pooling;
 pub mod sparse;
 
@@ -174,6 +175,55 @@ pub fn fully_connected_s8(
         return;
     }
     super::fully_connected::fully_connected_s8(
+        batches,
+        in_features,
+        out_features,
+        q,
+        input,
+        filter,
+        bias,
+        output,
+    );
+}
+
+/// int16x8 2-D convolution: the `SMLAD` kernel on Armv7E-M, the reference elsewhere (same contract
+/// and result as [`crate::kernels::int16::conv::conv2d_s16`]).
+pub fn conv2d_s16(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    input: &[i16],
+    filter: &[i8],
+    bias: super::LeI64<'_>,
+    output: &mut [i16],
+) {
+    if cfg!(all(ferrite_dsp, not(feature = "reference-kernels"))) {
+        int16::conv2d_s16_dsp(g, q, input, filter, bias, output);
+    } else {
+        super::int16::conv::conv2d_s16(g, q, input, filter, bias, output);
+    }
+}
+
+/// int16x8 FullyConnected: the `SMLAD` kernel on Armv7E-M for rows of at least
+/// [`int16::FC_MIN_FEATURES`] features, the reference otherwise (same contract and result as
+/// [`crate::kernels::int16::fully_connected::fully_connected_s16`]).
+#[allow(clippy::too_many_arguments)]
+pub fn fully_connected_s16(
+    batches: usize,
+    in_features: usize,
+    out_features: usize,
+    q: &OutputQuant<'_>,
+    input: &[i16],
+    filter: &[i8],
+    bias: super::LeI64<'_>,
+    output: &mut [i16],
+) {
+    let dsp = cfg!(all(ferrite_dsp, not(feature = "reference-kernels")));
+    let kernel = if dsp && in_features >= int16::FC_MIN_FEATURES {
+        int16::fully_connected_s16_dsp
+    } else {
+        super::int16::fully_connected::fully_connected_s16
+    };
+    kernel(
         batches,
         in_features,
         out_features,
