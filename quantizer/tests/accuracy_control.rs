@@ -123,6 +123,74 @@ fn an_sqnr_target_moves_tensors_to_float_until_it_holds() {
     );
 }
 
+/// A target a little above the int8 model's is met by widening tensors to int16x8 only: no layer
+/// goes to float, the written model has int16 tensors, and `ferrite eval` confirms the SQNR.
+#[test]
+fn a_small_sqnr_gap_is_closed_with_int16_before_float() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.ferrite");
+    assert!(quantize(&plain, &[]).status.success());
+    let (_, int8_sqnr) = eval(&plain);
+    let (out, report) = (dir.path().join("ac.ferrite"), dir.path().join("ac.json"));
+    let target = int8_sqnr + 1.0;
+    let o = quantize(
+        &out,
+        &[
+            "--min-sqnr",
+            &target.to_string(),
+            "--val-data",
+            &fixture("data/digits_test_x.npy"),
+            &format!("--json={}", report.display()),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let search = &doc["accuracy_control"];
+    assert_eq!(search["met"], true, "{search}");
+    assert!(search["float_layers"].as_array().unwrap().is_empty());
+    let int16 = search["int16_layers"].as_array().unwrap();
+    assert!(!int16.is_empty());
+    assert_eq!(doc["quantization"]["int16_nodes"], search["int16_layers"]);
+    let steps = search["steps"].as_array().unwrap();
+    assert!(steps[1..].iter().all(|s| s["to"] == "int16"), "{steps:?}");
+    let int16_macs = search["chosen_macs"]["int16"].as_u64().unwrap();
+    assert!(int16_macs > 0);
+    let (_, sqnr) = eval(&out);
+    assert!(sqnr >= target, "{sqnr} dB for a target of {target} dB");
+    let model = ferrite_runtime::Model::from_bytes(&std::fs::read(&out).unwrap()).unwrap();
+    let int16_tensors = model
+        .graph()
+        .tensors
+        .iter()
+        .filter(|t| t.as_ref().unwrap().dtype == ferrite_runtime::format::DType::I16)
+        .count();
+    assert!(int16_tensors > 0);
+}
+
+/// `--int16` names nodes or operator types that exist, or `all`; all-int16x8 beats int8.
+#[test]
+fn int16_selects_nodes_by_name_type_or_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.ferrite");
+    let o = quantize(&out, &["--int16", "NoSuchNode"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--int16 NoSuchNode: no node has that name or operator type"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+    let plain = dir.path().join("plain.ferrite");
+    assert!(quantize(&plain, &[]).status.success());
+    let (_, int8_sqnr) = eval(&plain);
+    for flags in [&["--int16", "all"][..], &["--int16", "Gemm"]] {
+        let o = quantize(&out, flags);
+        assert!(o.status.success(), "{flags:?}: {}", stderr(&o));
+        let (_, sqnr) = eval(&out);
+        assert!(sqnr > int8_sqnr, "{flags:?}: {sqnr} vs int8 {int8_sqnr}");
+    }
+}
+
 /// Settings that cannot work are refused before calibration, and nothing is written.
 #[test]
 fn bad_accuracy_control_settings_are_refused_before_any_work() {
