@@ -863,18 +863,18 @@ impl<'m, 'a> Importer<'m, 'a> {
     fn sigmoid(&mut self, o: &Operator<'a>, tanh: bool) -> Result<()> {
         let x = self.act(self.input(o, 0)?)?;
         let y = self.single_output(o)?;
-        self.require_i8(x, "input")?;
-        self.require_i8(y, "output")?;
+        let dtype = self.int_type(x, y)?;
         let (xd, yd) = (self.def(x).clone(), self.def(y).clone());
-        let (scale, zp, label) = if tanh {
-            (1.0 / 128.0, 0, "1/128 and zero point 0")
-        } else {
-            (1.0 / 256.0, -128, "1/256 and zero point -128")
+        let name = if tanh { "TANH" } else { "LOGISTIC" };
+        let (scale, zp) = match (dtype, tanh) {
+            (DType::I16, _) => (1.0 / 32768.0, 0),
+            (_, true) => (1.0 / 128.0, 0),
+            (_, false) => (1.0 / 256.0, -128),
         };
         if yd.scale != scale || yd.zero_point != zp {
             bail!(
-                "int8 {} output must have scale {label}, found ({}, {})",
-                if tanh { "TANH" } else { "LOGISTIC" },
+                "{dtype} {name} output must have scale 1/{} and zero point {zp}, found ({}, {})",
+                1.0 / scale,
                 yd.scale,
                 yd.zero_point
             );

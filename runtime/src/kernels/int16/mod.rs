@@ -4,6 +4,7 @@
 //! One file per kernel family, as the int8 kernels beside this module; the same geometry and
 //! requantization structs ([`super::ConvGeometry`], [`super::OutputQuant`]), zero points 0.
 
+pub mod activation;
 pub mod conv;
 pub mod fully_connected;
 
