@@ -7,6 +7,10 @@
 pub mod activation;
 pub mod conv;
 pub mod fully_connected;
+pub mod softmax;
+mod softmax_tables;
+#[cfg(test)]
+mod softmax_tables_gen;
 
 use super::OutputQuant;
 use crate::quant::multiply_by_quantized_multiplier_64;
