@@ -15,7 +15,7 @@ use crate::Error;
 /// Precomputed parameters of an integer Logistic (TFLite Micro `CalculateArithmeticOpDataLogistic`).
 /// int8: output scale 1/256, zero point -128. int16: output scale 1/32768, `input_zero_point` and
 /// `input_range_radius` 0, `input_multiplier` and `input_left_shift` as
-/// [`LogisticParams::prepare_int16`] describes.
+/// `LogisticParams::prepare_int16` describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct LogisticParams {

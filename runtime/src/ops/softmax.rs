@@ -28,7 +28,7 @@ super::operand_fields!(Softmax: input => output);
 
 /// Precomputed parameters of an integer softmax, as TFLite Micro's `CalculateSoftmaxParams` produces
 /// them. The int16 kernel reads `input_multiplier` and `input_left_shift` with another meaning (see
-/// [`SoftmaxParams::prepare_int16`]) and no `diff_min` (0).
+/// `SoftmaxParams::prepare_int16`) and no `diff_min` (0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct SoftmaxParams {

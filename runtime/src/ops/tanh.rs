@@ -12,7 +12,7 @@ use crate::Error;
 
 /// Precomputed parameters of an integer Tanh (TFLite Micro `tanh.cc` `CalculateArithmeticOpData`).
 /// int8: output scale 1/128, zero point 0. int16: output scale 1/32768, the fields as in
-/// [`super::LogisticParams`] (see [`TanhParams::prepare_int16`]).
+/// [`super::LogisticParams`] (see `TanhParams::prepare_int16`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct TanhParams {

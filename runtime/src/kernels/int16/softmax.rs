@@ -1,7 +1,7 @@
 //! int16 softmax over the last axis (TFLite `reference_ops::SoftmaxInt16`): the exponentials and the
 //! reciprocal of their sum come from two interpolated 513-entry tables, the output has scale 1/32768.
 //!
-//! The tables depend on no model: they are the constants of [`super::softmax_tables`], the values
+//! The tables depend on no model: they are the constants of `softmax_tables.rs`, the values
 //! TFLite Micro's Prepare computes for every int16 softmax.
 
 use super::softmax_tables::{EXP_LUT, ONE_OVER_ONE_PLUS_X_LUT};
