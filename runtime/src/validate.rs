@@ -493,7 +493,12 @@ impl<'a> Check<'_, '_, 'a> {
     }
 
     /// Logistic and Tanh: `params` is `[input_zero_point, input_range_radius, input_multiplier,
-    /// input_left_shift]` for int8; the int8 output has the fixed quantization `(zero_point, scale)`.
+    /// input_left_shift]`; the int8 output has the fixed quantization `(zero_point, scale)`, the int16
+    /// output the scale 1/32768.
+    ///
+    /// int16 (TFLite's int16 Prepare values): zero point and radius 0, multiplier in `0..=32767` and
+    /// shift in `0..=31`; multiplier 0 (an input scale of a power of two) stands for `3 << shift`,
+    /// which must stay within 32767 too. The kernels' `x * multiplier + 2^(shift - 1)` then fits `i32`.
     pub(crate) fn sigmoid(
         &self,
         input: &Operand,
@@ -501,11 +506,24 @@ impl<'a> Check<'_, '_, 'a> {
         params: Option<[i32; 4]>,
         fixed_output: (i32, f32),
     ) -> Result<(), Error> {
-        self.unary(input, output, params.is_some())?;
+        let kind = self.unary16(input, output, params.is_some())?;
         let Some([zero_point, radius, multiplier, shift]) = params else {
             return Ok(());
         };
         let tout = self.tensor(output)?;
+        if kind == Kind::Int16 {
+            if tout.scale != 1.0 / 32768.0 {
+                return self.bad("int16 logistic/tanh output must have scale 1/32768");
+            }
+            let multiplier_ok = match multiplier {
+                0 => shift <= 13,
+                m => (1..=32767).contains(&m),
+            };
+            if zero_point != 0 || radius != 0 || !multiplier_ok || !(0..=31).contains(&shift) {
+                return self.bad("int16 logistic/tanh parameters out of range");
+            }
+            return Ok(());
+        }
         if (tout.zero_point, tout.scale) != fixed_output {
             return self.bad("int8 logistic/tanh output has the wrong fixed quantization");
         }

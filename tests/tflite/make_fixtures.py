@@ -19,6 +19,7 @@ int16 inputs: the top two bytes of the draw).
 import hashlib
 import os
 import platform
+import struct
 import sys
 
 import numpy as np
@@ -201,6 +202,34 @@ def build_fixtures(only=()):
         with open(os.path.join(FIXTURES, name + ".tflite"), "wb") as f:
             f.write(data)
         print(f"{name}: {len(data)} bytes", file=sys.stderr)
+    for name, (source, scale) in RESCALED_INPUT.items():
+        if not only or name in only:
+            rescale_input(tf, name, source, scale)
+
+
+# int16 Logistic, Tanh and Softmax at input scales the converter does not choose, for the paths of
+# TFLite Micro's int16 Prepare it otherwise leaves untested: powers of two (the multiplier-0 form of
+# Logistic and Tanh), a scale within `CheckedLog2`'s tolerance of one, and a tiny softmax scale (a
+# negative shift). Each is a converted fixture with its input tensor's scale replaced.
+RESCALED_INPUT = {
+    "i16_logistic_scale_pot": ("i16_logistic", 2.0 ** -12),
+    "i16_logistic_scale_near_pot": ("i16_logistic", 2.0 ** -12 * 1.0004),
+    "i16_tanh_scale_pot": ("i16_tanh", 2.0 ** -11),
+    "i16_softmax_scale_tiny": ("i16_softmax", 1e-6),
+}
+
+
+def rescale_input(tf, name, source, scale):
+    with open(os.path.join(FIXTURES, source + ".tflite"), "rb") as f:
+        data = f.read()
+    old = tf.lite.Interpreter(model_content=data).get_input_details()[0]["quantization"][0]
+    key = struct.pack("<f", old)
+    if data.count(key) != 1:
+        raise SystemExit(f"{source}: the input scale's bytes occur {data.count(key)} times")
+    data = data.replace(key, struct.pack("<f", scale))
+    with open(os.path.join(FIXTURES, name + ".tflite"), "wb") as f:
+        f.write(data)
+    print(f"{name}: {source} with input scale {scale}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- goldens (TFLite Micro)

@@ -8,7 +8,7 @@ use super::{same_shape, Channels, OutputQuant};
 use crate::export::{Exporter, Layout};
 use crate::ir::float_exec::{Tensor, View};
 use crate::ir::Node;
-use crate::lower::NodeCx;
+use crate::lower::{NodeCx, Precision};
 use crate::quantize::params::QParams;
 use crate::train::backward::{Grad, OpGrads};
 
@@ -16,8 +16,8 @@ pub(super) const OUTPUT: OutputQuant = OutputQuant::Fixed(QParams {
     scale: 1.0 / 256.0,
     zero_point: -128,
 });
-/// The runtime has no int16x8 kernel for this operator.
-pub(super) const INT16: bool = false;
+/// The runtime runs this operator on int16 activations (output scale 1/32768, zero point 0).
+pub(super) const INT16: bool = true;
 pub(super) const CHANNELS: Channels<'static> = Channels::Kept {
     positive_scale: false,
 };
@@ -47,7 +47,11 @@ pub(super) fn lower<'a>(cx: &NodeCx<'_, 'a>) -> RtOp<'a> {
     RtOp::Logistic(Unary {
         input: cx.input(0),
         output: cx.output(),
-        quant: (!cx.float).then(|| LogisticParams::prepare(p.scale, p.zero_point)),
+        quant: match cx.precision {
+            Precision::Int8 => Some(LogisticParams::prepare(p.scale, p.zero_point)),
+            Precision::Int16 => Some(LogisticParams::prepare_int16(p.scale)),
+            Precision::Float => None,
+        },
     })
 }
 

@@ -9,7 +9,7 @@ use super::{same_shape, Channels, OutputQuant};
 use crate::export::{a_int, Exporter, Layout};
 use crate::ir::float_exec::{Tensor, View};
 use crate::ir::Node;
-use crate::lower::NodeCx;
+use crate::lower::{NodeCx, Precision};
 use crate::quantize::params::QParams;
 use crate::train::backward::{Grad, OpGrads};
 
@@ -17,8 +17,8 @@ pub(super) const OUTPUT: OutputQuant = OutputQuant::Fixed(QParams {
     scale: 1.0 / 256.0,
     zero_point: -128,
 });
-/// The runtime has no int16x8 kernel for this operator.
-pub(super) const INT16: bool = false;
+/// The runtime runs this operator on int16 activations (output scale 1/32768, zero point 0).
+pub(super) const INT16: bool = true;
 pub(super) const CHANNELS: Channels<'static> = Channels::Mixed;
 
 pub(super) fn shape(inputs: &[&[usize]]) -> Result<Vec<usize>> {
@@ -61,7 +61,12 @@ pub(super) fn backward(beta: f32, g: &Grad<'_>) -> Result<OpGrads> {
 }
 
 pub(super) fn lower<'a>(beta: f32, cx: &NodeCx<'_, 'a>) -> RtOp<'a> {
-    let quant = (!cx.float).then(|| SoftmaxParams::prepare(beta, cx.in_q(0).scale));
+    let input_scale = cx.in_q(0).scale;
+    let quant = match cx.precision {
+        Precision::Int8 => Some(SoftmaxParams::prepare(beta, input_scale)),
+        Precision::Int16 => Some(SoftmaxParams::prepare_int16(beta, input_scale)),
+        Precision::Float => None,
+    };
     RtOp::Softmax(Softmax {
         input: cx.input(0),
         output: cx.output(),

@@ -1,14 +1,18 @@
-//! TANH with gemmlowp fixed point (TFLite Micro int8 arithmetic: output scale 1/128, zero point 0).
+//! TANH with TFLite Micro's integer arithmetic: int8 in gemmlowp fixed point (output scale 1/128,
+//! zero point 0), int16 by an interpolated sigmoid table (output scale 1/32768).
 
 use serde::{Deserialize, Serialize};
 
 use super::Unary;
+use crate::format::DType;
+use crate::interpreter::Views;
 use crate::kernels;
 use crate::validate::Check;
 use crate::Error;
 
-/// Precomputed parameters of an int8 Tanh (TFLite Micro `tanh.cc` `CalculateArithmeticOpData`).
-/// Output scale 1/128, zero point 0.
+/// Precomputed parameters of an integer Tanh (TFLite Micro `tanh.cc` `CalculateArithmeticOpData`).
+/// int8: output scale 1/128, zero point 0. int16: output scale 1/32768, the fields as in
+/// [`super::LogisticParams`] (see `TanhParams::prepare_int16`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct TanhParams {
@@ -16,9 +20,9 @@ pub struct TanhParams {
     pub input_zero_point: i32,
     /// Inputs (minus zero point) at or beyond +-radius saturate the output.
     pub input_range_radius: i32,
-    /// Q0.31 mantissa of `input_scale * 2^27`, from `frexp`.
+    /// int8: Q0.31 mantissa of `input_scale * 2^27`, from `frexp`. int16: as in Logistic.
     pub input_multiplier: i32,
-    /// `frexp` exponent of that factor (a left shift when positive).
+    /// int8: `frexp` exponent of that factor (a left shift when positive). int16: as in Logistic.
     pub input_left_shift: i32,
 }
 
@@ -31,6 +35,20 @@ impl TanhParams {
         Self {
             input_zero_point,
             input_range_radius,
+            input_multiplier,
+            input_left_shift,
+        }
+    }
+
+    /// Mirrors TFLite Micro's int16 Tanh Prepare from the input scale (zero point 0); a
+    /// power-of-two scale counts for the shifts 0 and 1 (input scales `2^-12` and `2^-11`).
+    #[cfg(any(feature = "host", test))]
+    pub fn prepare_int16(input_scale: f32) -> Self {
+        let (input_multiplier, input_left_shift) =
+            super::logistic::prepare_int16_input(input_scale, &[0, 1]);
+        Self {
+            input_zero_point: 0,
+            input_range_radius: 0,
             input_multiplier,
             input_left_shift,
         }
@@ -50,6 +68,11 @@ pub(crate) fn validate(u: &Unary<TanhParams>, check: &Check<'_, '_, '_>) -> Resu
 }
 
 pub(crate) fn run(u: &Unary<TanhParams>, arena: &mut [u8]) -> Result<(), Error> {
+    if let (DType::I16, Some(p)) = (u.input.dtype, &u.quant) {
+        let mut v = Views::new(arena, &u.output)?;
+        kernels::int16::sigmoid::tanh_s16(p, v.i16(&u.input)?, v.out_i16()?);
+        return Ok(());
+    }
     super::run_unary(
         &u.input,
         &u.output,

@@ -833,8 +833,7 @@ impl<'m, 'a> Importer<'m, 'a> {
     fn softmax(&mut self, o: &Operator<'a>) -> Result<()> {
         let x = self.act(self.input(o, 0)?)?;
         let y = self.single_output(o)?;
-        self.require_i8(x, "input")?;
-        self.require_i8(y, "output")?;
+        let dtype = self.int_type(x, y)?;
         let beta = match self.options(o, 9, "SoftmaxOptions")? {
             Some(t) => t.f32(0, "beta", 0.0)?,
             None => 0.0,
@@ -843,9 +842,14 @@ impl<'m, 'a> Importer<'m, 'a> {
             bail!("beta {beta} must be positive and finite");
         }
         let (xd, yd) = (self.def(x).clone(), self.def(y).clone());
-        if yd.scale != 1.0 / 256.0 || yd.zero_point != -128 {
+        let (scale, zero_point) = match dtype {
+            DType::I16 => (1.0 / 32768.0, 0),
+            _ => (1.0 / 256.0, -128),
+        };
+        if yd.scale != scale || yd.zero_point != zero_point {
             bail!(
-                "int8 SOFTMAX output must have scale 1/256 and zero point -128, found ({}, {})",
+                "{dtype} SOFTMAX output must have scale 1/{} and zero point {zero_point}, found ({}, {})",
+                1.0 / scale,
                 yd.scale,
                 yd.zero_point
             );
@@ -860,18 +864,18 @@ impl<'m, 'a> Importer<'m, 'a> {
     fn sigmoid(&mut self, o: &Operator<'a>, tanh: bool) -> Result<()> {
         let x = self.act(self.input(o, 0)?)?;
         let y = self.single_output(o)?;
-        self.require_i8(x, "input")?;
-        self.require_i8(y, "output")?;
+        let dtype = self.int_type(x, y)?;
         let (xd, yd) = (self.def(x).clone(), self.def(y).clone());
-        let (scale, zp, label) = if tanh {
-            (1.0 / 128.0, 0, "1/128 and zero point 0")
-        } else {
-            (1.0 / 256.0, -128, "1/256 and zero point -128")
+        let name = if tanh { "TANH" } else { "LOGISTIC" };
+        let (scale, zp) = match (dtype, tanh) {
+            (DType::I16, _) => (1.0 / 32768.0, 0),
+            (_, true) => (1.0 / 128.0, 0),
+            (_, false) => (1.0 / 256.0, -128),
         };
         if yd.scale != scale || yd.zero_point != zp {
             bail!(
-                "int8 {} output must have scale {label}, found ({}, {})",
-                if tanh { "TANH" } else { "LOGISTIC" },
+                "{dtype} {name} output must have scale 1/{} and zero point {zp}, found ({}, {})",
+                1.0 / scale,
                 yd.scale,
                 yd.zero_point
             );

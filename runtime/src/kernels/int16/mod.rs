@@ -10,6 +10,11 @@ pub mod elementwise;
 pub mod fully_connected;
 pub mod mean;
 pub mod pooling;
+pub mod sigmoid;
+pub mod softmax;
+mod softmax_tables;
+#[cfg(test)]
+mod softmax_tables_gen;
 
 use super::OutputQuant;
 use crate::quant::multiply_by_quantized_multiplier_64;
