@@ -157,7 +157,8 @@ fn a_small_sqnr_gap_is_closed_with_int16_before_float() {
     assert!(int16_macs > 0);
     let (_, sqnr) = eval(&out);
     assert!(sqnr >= target, "{sqnr} dB for a target of {target} dB");
-    let model = ferrite_runtime::Model::from_bytes(&std::fs::read(&out).unwrap()).unwrap();
+    let bytes = std::fs::read(&out).unwrap();
+    let model = ferrite_runtime::Model::from_bytes(&bytes).unwrap();
     let int16_tensors = model
         .graph()
         .tensors

@@ -68,8 +68,9 @@ pub fn discover(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
     }
 }
 
-/// A case made from any `.ferrite` file: its inputs are seeded pseudo-random bytes (int8 values or
-/// the bytes of f32 ones in [-1, 1)), and the host runtime's output is the expected output. Written
+/// A case made from any `.ferrite` file: its inputs are seeded pseudo-random bytes (int8 or int16
+/// values, or the bytes of f32 ones in [-1, 1)), and the host runtime's output is the expected
+/// output. Written
 /// under `target/file-cases/<file stem>/`.
 pub fn from_file(root: &Path, model: &Path) -> Result<Case> {
     use ferrite_runtime::{Interpreter, Model};
@@ -87,10 +88,19 @@ pub fn from_file(root: &Path, model: &Path) -> Result<Case> {
     };
     let mut input = Vec::new();
     for i in 0..it.inputs() {
-        match it.input_i8_mut(i) {
-            Ok(x) => x.iter_mut().for_each(|v| *v = (next() >> 56) as i8),
-            Err(_) => {
-                let x = it.input_f32_mut(i).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let dtype = parsed.input(i).map_err(|e| anyhow::anyhow!("{e}"))?.dtype;
+        let fail = |e: ferrite_runtime::Error| anyhow::anyhow!("{e}");
+        match dtype {
+            ferrite_runtime::format::DType::I8 => {
+                let x = it.input_i8_mut(i).map_err(fail)?;
+                x.iter_mut().for_each(|v| *v = (next() >> 56) as i8);
+            }
+            ferrite_runtime::format::DType::I16 => {
+                let x = it.input_i16_mut(i).map_err(fail)?;
+                x.iter_mut().for_each(|v| *v = (next() >> 48) as i16);
+            }
+            _ => {
+                let x = it.input_f32_mut(i).map_err(fail)?;
                 let unit = |r: u64| (r >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
                 x.iter_mut().for_each(|v| *v = unit(next()));
             }

@@ -265,13 +265,121 @@ pub fn quantize_observed(
     let report = |stage: usize, done: usize, total: usize| {
         (on_progress.borrow_mut())(Progress { stage, done, total })
     };
+    let calibrated = calibrate_observed(graph, calib, config, &report)?;
+    decide_observed(&calibrated, calib, config, &report)
+}
+
+/// What calibration gives, the same for every choice of layers kept in float or run in int16x8
+/// (accuracy control calibrates once and decides many times).
+pub struct Calibrated {
+    /// The graph after cross-layer equalization.
+    graph: Graph,
+    float_acts: Vec<Option<Tensor>>,
+    ranges: Vec<Option<(f32, f32)>>,
+    candidates: Vec<Vec<(f32, f32)>>,
+    histograms: Vec<Option<super::observer::Histogram>>,
+    equalized_pairs: usize,
+    samples: usize,
+    calibration_seconds: f64,
+    equalization_seconds: f64,
+}
+
+/// The calibration stages of [`quantize`]: the float activations of every value, cross-layer
+/// equalization (function-preserving) where their statistics predict a gain, the activations
+/// again, then each value's range and candidates. `config`'s estimator, preset and `cle` count;
+/// its ignored and int16 layers do not.
+pub fn calibrate_graph(graph: &Graph, calib: &[Tensor], config: &Config) -> Result<Calibrated> {
+    calibrate_observed(graph, calib, config, &|_, _, _| {})
+}
+
+fn calibrate_observed(
+    graph: &Graph,
+    calib: &[Tensor],
+    config: &Config,
+    report: &dyn Fn(usize, usize, usize),
+) -> Result<Calibrated> {
     let nodes = graph.nodes.len();
-    // Node `i` of stage `stage` is done.
     let node_done = |stage: usize| move |i: usize| report(stage, i + 1, nodes);
     let samples = calib.first().map_or(0, |t| t.shape[0]);
     ensure!(samples > 0, "the calibration set is empty");
     check_finite(calib)?;
     let mut graph = graph.clone();
+    report(0, 0, 0);
+    let clock = std::time::Instant::now();
+    let mut float_acts = run_float(&graph, calib, node_done(0))?;
+    let mut calibration_seconds = clock.elapsed().as_secs_f64();
+    report(1, 0, 0);
+    let clock = std::time::Instant::now();
+    let equalized_pairs = if config.cle {
+        let stats = |v: usize| {
+            let t = float_acts[v].as_ref()?;
+            Some(crate::quantize::cle::channel_stats(
+                &t.data,
+                *t.shape.last()?,
+            ))
+        };
+        crate::quantize::cle::equalize(&mut graph, &stats)
+    } else {
+        0
+    };
+    let equalization_seconds = clock.elapsed().as_secs_f64();
+    report(0, 0, 0);
+    let clock = std::time::Instant::now();
+    if equalized_pairs > 0 {
+        float_acts = run_float(&graph, calib, node_done(0))?;
+    }
+    let Calibration {
+        float_acts,
+        ranges,
+        candidates,
+        histograms,
+    } = calibrate(&graph, float_acts, samples, config)?;
+    calibration_seconds += clock.elapsed().as_secs_f64();
+    Ok(Calibrated {
+        graph,
+        float_acts,
+        ranges,
+        candidates,
+        histograms,
+        equalized_pairs,
+        samples,
+        calibration_seconds,
+        equalization_seconds,
+    })
+}
+
+/// The stages of [`quantize`] after calibration, for the layers `config` keeps in float or runs in
+/// int16x8: `calibrated` must come from [`calibrate_graph`] on the same graph, samples and
+/// estimator settings.
+pub fn quantize_calibrated(
+    calibrated: &Calibrated,
+    calib: &[Tensor],
+    config: &Config,
+) -> Result<Quantized> {
+    decide_observed(calibrated, calib, config, &|_, _, _| {})
+}
+
+fn decide_observed(
+    calibrated: &Calibrated,
+    calib: &[Tensor],
+    config: &Config,
+    report: &dyn Fn(usize, usize, usize),
+) -> Result<Quantized> {
+    let Calibrated {
+        graph,
+        float_acts,
+        ranges,
+        candidates,
+        histograms,
+        equalized_pairs,
+        samples,
+        ..
+    } = calibrated;
+    let (equalized_pairs, samples) = (*equalized_pairs, *samples);
+    let mut graph = graph.clone();
+    let mut ranges = ranges.clone();
+    let nodes = graph.nodes.len();
+    let node_done = |stage: usize| move |i: usize| report(stage, i + 1, nodes);
     let float_node: Vec<bool> = graph
         .nodes
         .iter()
@@ -294,7 +402,11 @@ pub fn quantize_observed(
         .map(|(&f, &w)| f || w)
         .collect();
 
-    let mut seconds = StageSeconds::default();
+    let mut seconds = StageSeconds {
+        calibration: calibrated.calibration_seconds,
+        equalization: calibrated.equalization_seconds,
+        ..StageSeconds::default()
+    };
     let mut clock = std::time::Instant::now();
     // Ends a stage and starts stage `next`.
     let mut lap = |stage: &mut f64, next: usize| {
@@ -302,37 +414,7 @@ pub fn quantize_observed(
         clock = std::time::Instant::now();
         report(next, 0, 0);
     };
-    lap(&mut 0.0, 0);
-
-    // 1. Float activations of every value; cross-layer equalization (function-preserving) where
-    //    their statistics predict a gain, and the activations again; then each value's range.
-    let mut float_acts = run_float(&graph, calib, node_done(0))?;
-    lap(&mut seconds.calibration, 1);
-    let equalized_pairs = if config.cle {
-        let stats = |v: usize| {
-            let t = float_acts[v].as_ref()?;
-            Some(crate::quantize::cle::channel_stats(
-                &t.data,
-                *t.shape.last()?,
-            ))
-        };
-        crate::quantize::cle::equalize(&mut graph, &stats)
-    } else {
-        0
-    };
-    lap(&mut seconds.equalization, 0);
-    if equalized_pairs > 0 {
-        float_acts = run_float(&graph, calib, node_done(0))?;
-    }
-    let Calibration {
-        float_acts,
-        mut ranges,
-        candidates,
-        histograms,
-    } = calibrate(&graph, float_acts, samples, config)?;
-    let mut again = 0.0;
-    lap(&mut again, 2);
-    seconds.calibration += again;
+    lap(&mut 0.0, 2);
 
     // 2. The weights, each activation's range among its candidates, and its int8 parameters.
     let mut weights: Vec<Option<(Vec<i8>, Vec<f32>)>> = graph
@@ -345,10 +427,10 @@ pub fn quantize_observed(
         &float_node,
         &int16_node,
         &weights,
-        &float_acts,
+        float_acts,
         samples,
         config,
-        &candidates,
+        candidates,
         &mut ranges,
     )?;
     let qp = activation_params(&graph, &ranges, config.preset == Preset::Performance);
@@ -357,7 +439,7 @@ pub fn quantize_observed(
     let rounding = match config.weight_rounding {
         WeightRounding::Nearest => Vec::new(),
         WeightRounding::AdaRound => {
-            adaround::adaround(&graph, &wide_node, &float_acts, &qp, &mut weights)?
+            adaround::adaround(&graph, &wide_node, float_acts, &qp, &mut weights)?
         }
     };
     lap(&mut seconds.weight_rounding, 4);
@@ -370,14 +452,14 @@ pub fn quantize_observed(
         &int16_node,
         &qp,
         &weights,
-        &float_acts,
+        float_acts,
         samples,
         node_done(4),
     )?;
     lap(&mut seconds.bias_correction, 5);
 
     // 4. Lowering, and each layer's output compared with the float model's on the runtime itself.
-    let int16_scales = parameters::int16_scales(&graph, &float_acts);
+    let int16_scales = parameters::int16_scales(&graph, float_acts);
     let decided = Decided {
         graph,
         float_node,
@@ -398,11 +480,11 @@ pub fn quantize_observed(
         &precision,
         &debug.bytes,
         calib,
-        &float_acts,
+        float_acts,
         layer_sqnr_samples,
     )?;
     lap(&mut seconds.layer_sqnr, STAGES.len());
-    let values = report::value_reports(&decided.graph, &decided.params, &ranges, &histograms);
+    let values = report::value_reports(&decided.graph, &decided.params, &ranges, histograms);
     let float_nodes = report::nodes_in(&decided.graph, &precision, Precision::Float);
     let int16_nodes = report::nodes_in(&decided.graph, &precision, Precision::Int16);
     Ok(Quantized {
