@@ -10,7 +10,7 @@ use serde::Serialize;
 pub struct OpSummary {
     pub index: usize,
     pub op: &'static str,
-    /// Kernel family: `int8` or `f32`.
+    /// Kernel family: `int8`, `int16x8` or `f32`.
     pub kind: &'static str,
     pub inputs: Vec<Vec<u16>>,
     pub output: Vec<u16>,
@@ -118,10 +118,10 @@ fn elements(o: &Operand) -> u64 {
 }
 
 fn kind(o: &Operand) -> &'static str {
-    if o.dtype == DType::F32 {
-        "f32"
-    } else {
-        "int8"
+    match o.dtype {
+        DType::F32 => "f32",
+        DType::I16 => "int16x8",
+        _ => "int8",
     }
 }
 
@@ -490,7 +490,7 @@ pub fn render(name: &str, s: &Summary) -> String {
     }
     let _ = writeln!(
         out,
-        "{:>3}  {:<22} {:<5} {:<22} {:>11} {:>8} {:>8} {:<9} {:>13}  detail",
+        "{:>3}  {:<22} {:<7} {:<22} {:>11} {:>8} {:>8} {:<9} {:>13}  detail",
         "#", "operator", "type", "output", "MACs", "weights", "density", "encoding", "dense>stored"
     );
     for o in &s.ops {
@@ -500,7 +500,7 @@ pub fn render(name: &str, s: &Summary) -> String {
         };
         let _ = writeln!(
             out,
-            "{:>3}  {:<22} {:<5} {:<22} {:>11} {:>8} {:>8} {:<9} {:>13}  {}",
+            "{:>3}  {:<22} {:<7} {:<22} {:>11} {:>8} {:>8} {:<9} {:>13}  {}",
             o.index,
             o.op,
             o.kind,
