@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::format::{DType, Operand};
+#[cfg(feature = "float")]
 use crate::interpreter::Views;
+#[cfg(feature = "float")]
 use crate::kernels;
 use crate::validate::Check;
 use crate::Error;
