@@ -84,7 +84,7 @@ typedef enum FerriteStatus {
    */
   FERRITE_STATUS_MODEL_INVALID = 8,
   /**
-   * The model uses an operator (or f32 kernels) this library was built without.
+   * The model uses an operator (or f32 or int16x8 kernels) this library was built without.
    */
   FERRITE_STATUS_OPERATOR_NOT_BUILT = 9,
   /**

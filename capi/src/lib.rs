@@ -42,7 +42,7 @@ pub enum FerriteStatus {
     ModelCorrupt = 7,
     /// The model does not pass validation (payload, tensor, operator or memory plan).
     ModelInvalid = 8,
-    /// The model uses an operator (or f32 kernels) this library was built without.
+    /// The model uses an operator (or f32 or int16x8 kernels) this library was built without.
     OperatorNotBuilt = 9,
     /// The arena is smaller than `ferrite_model_arena_size` (plus alignment padding).
     ArenaTooSmall = 10,
@@ -153,6 +153,7 @@ fn status_of(e: &Error) -> FerriteStatus {
         }
         Error::ChecksumMismatch { .. } => FerriteStatus::ModelCorrupt,
         Error::FloatKernelsDisabled
+        | Error::Int16KernelsDisabled { .. }
         | Error::OperatorNotBuilt { .. }
         | Error::UnknownOperator { .. } => FerriteStatus::OperatorNotBuilt,
         Error::ArenaTooSmall { .. } => FerriteStatus::ArenaTooSmall,

@@ -62,7 +62,8 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preprocessing: Option<String>,
     pub float_kernels: bool,
-    /// The runtime's operator features the model needs (`Op::feature`), sorted; `float` is separate.
+    /// The runtime features the model needs, sorted: its operators' (`Op::feature`) and `int16` when a
+    /// tensor is int16; `float` is separate (`float_kernels`).
     pub runtime_features: Vec<&'static str>,
     pub arena_bytes: usize,
     /// The largest total size of tensors live at one step: no plan can use less.
@@ -424,6 +425,9 @@ pub fn summarize(model: &Model<'_>, file_bytes: usize) -> Summary {
         float_kernels: model.header().flags & ferrite_runtime::format::FLAG_FLOAT != 0,
         runtime_features: {
             let mut f: Vec<_> = model.ops().map(|op| op.feature()).collect();
+            if tensors.iter().any(|t| t.dtype == DType::I16) {
+                f.push("int16");
+            }
             f.sort_unstable();
             f.dedup();
             f

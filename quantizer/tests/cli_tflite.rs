@@ -88,6 +88,30 @@ fn inspect_reads_tflite() {
             "SOFTMAX"
         ]
     );
+    assert!(v["runtime_features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f != "int16"));
+}
+
+#[test]
+fn inspect_lists_int16_for_a_model_with_int16_tensors() {
+    let o = ferrite()
+        .args(["inspect", "--json"])
+        .arg(tflite_path("fixtures/i16_relu.tflite"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["runtime_features"], serde_json::json!(["int16", "relu"]));
+    let o = ferrite()
+        .arg("inspect")
+        .arg(tflite_path("fixtures/i16_relu.tflite"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("runtime features: int16,relu\n"), "{text}");
 }
 
 #[test]

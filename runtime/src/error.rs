@@ -42,6 +42,12 @@ pub enum Error {
     },
     /// The model uses f32 kernels but the runtime was built without the `float` feature.
     FloatKernelsDisabled,
+    /// Tensor `tensor` is int16 but the runtime was built without the `int16` feature (its int16x8
+    /// kernels).
+    Int16KernelsDisabled {
+        /// Index in the tensor table of the first int16 tensor.
+        tensor: u16,
+    },
     /// Operator `op` is of a kind this runtime was built without: enable the Cargo feature `feature`.
     OperatorNotBuilt {
         /// Operator index in execution order.
@@ -148,6 +154,10 @@ impl core::fmt::Display for Error {
             Error::FloatKernelsDisabled => {
                 write!(f, "model needs f32 kernels; build the runtime with the `float` feature")
             }
+            Error::Int16KernelsDisabled { tensor } => write!(
+                f,
+                "tensor {tensor} is int16: int16 tensors need the runtime's `int16` feature"
+            ),
             Error::OperatorNotBuilt { op, name, feature } => write!(
                 f,
                 "operator {op}: {name} is not built into this runtime; enable its Cargo feature `{feature}`"

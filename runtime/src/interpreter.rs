@@ -286,10 +286,12 @@ impl<'x> Views<'x> {
         bytemuck::cast_slice_mut(self.out)
     }
 
+    #[cfg(feature = "int16")]
     pub(crate) fn i16(&self, o: &Operand) -> Result<&'x [i16], Error> {
         bytemuck::try_cast_slice(self.bytes(o)?).map_err(|_| CORRUPT)
     }
 
+    #[cfg(feature = "int16")]
     pub(crate) fn out_i16(&mut self) -> Result<&mut [i16], Error> {
         bytemuck::try_cast_slice_mut(self.out).map_err(|_| CORRUPT)
     }
@@ -309,6 +311,7 @@ pub(crate) fn le_i32(bytes: &[u8]) -> Result<LeI32<'_>, Error> {
     LeI32::new(bytes).ok_or(CORRUPT)
 }
 
+#[cfg(feature = "int16")]
 pub(crate) fn le_i64(bytes: &[u8]) -> Result<crate::kernels::LeI64<'_>, Error> {
     crate::kernels::LeI64::new(bytes).ok_or(CORRUPT)
 }

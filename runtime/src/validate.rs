@@ -190,6 +190,9 @@ impl<'a> Context<'_, 'a> {
                 }
             }
             DType::I16 => {
+                if !cfg!(feature = "int16") {
+                    return Err(Error::Int16KernelsDisabled { tensor: index });
+                }
                 if !(t.scale.is_finite() && t.scale > 0.0) {
                     return bad("int16 tensor needs a finite positive scale");
                 }

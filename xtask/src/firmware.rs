@@ -49,6 +49,9 @@ impl Build<'_> {
             if model_uses_float(dir)? {
                 features.push("float".into());
             }
+            if model_uses_int16(dir)? {
+                features.push("int16".into());
+            }
             if self.model_ops_only {
                 features.extend(
                     model_op_features(dir)?
@@ -136,12 +139,32 @@ fn model_uses_float(case_dir: &Path) -> Result<bool> {
     Ok(bytes.get(6).is_some_and(|flags| flags & 1 != 0))
 }
 
+/// Whether the case's model has an int16 tensor (it needs the runtime's int16x8 kernels).
+fn model_uses_int16(case_dir: &Path) -> Result<bool> {
+    let bytes = read_model(case_dir)?;
+    let model = load_model(case_dir, &bytes)?;
+    let int16 = model
+        .graph()
+        .tensors
+        .iter()
+        .any(|t| t.is_ok_and(|t| t.dtype == ferrite_runtime::format::DType::I16));
+    Ok(int16)
+}
+
+fn read_model(case_dir: &Path) -> Result<Vec<u8>> {
+    let path = case_dir.join("model.ferrite");
+    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn load_model<'a>(case_dir: &Path, bytes: &'a [u8]) -> Result<ferrite_runtime::Model<'a>> {
+    ferrite_runtime::Model::from_bytes(bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", case_dir.join("model.ferrite").display()))
+}
+
 /// The runtime features the case's model needs: one per operator kind it uses (`Op::feature`), sorted.
 pub fn model_op_features(case_dir: &Path) -> Result<Vec<&'static str>> {
-    let path = case_dir.join("model.ferrite");
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let model = ferrite_runtime::Model::from_bytes(&bytes)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let bytes = read_model(case_dir)?;
+    let model = load_model(case_dir, &bytes)?;
     let mut features: Vec<_> = model.ops().map(|op| op.feature()).collect();
     features.sort_unstable();
     features.dedup();

@@ -376,7 +376,8 @@ fn runtime_report(case: &str, ops: &[&str], rows: &[TextSize], commit: &str) -> 
         "Measured at commit `{commit}` with `cargo xtask size --runtime --write`: the `bench` firmware of \
          the `{case}` case on an386 (thumbv7em-none-eabihf, the boards' release profile: `opt-level = \"s\"`, \
          fat LTO), built with every operator (the board crate's default `all-ops`) and with only the \
-         model's operators (`--no-default-features`, runtime features {}). Runtime = the `.text` function \
+         model's operators (`--no-default-features`, runtime features {}); in both, the runtime's `float` \
+         and `int16` kernels only if the model needs them (this int8 model needs neither). Runtime = the `.text` function \
          symbols whose demangled name contains `ferrite_runtime`: its own functions and generic code \
          instantiated for its types (serde's `Deserialize` for the graph types); runtime code that LTO \
          inlined into the firmware's own functions is counted as the firmware's: LTO inlines the \

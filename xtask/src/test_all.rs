@@ -36,6 +36,10 @@ pub fn run(root: &Path) -> Result<()> {
             )),
         ),
         (
+            "runtime tests, every operator without int16 or f32 kernels".into(),
+            args("test -p ferrite-runtime --test int16_feature --no-default-features --features all-ops"),
+        ),
+        (
             "runtime docs, warnings denied".into(),
             args("rustdoc -p ferrite-runtime -- -D warnings"),
         ),
@@ -60,7 +64,14 @@ pub fn run(root: &Path) -> Result<()> {
     ];
     for target in NO_STD_TARGETS {
         let dscnn = format!("--features {DSCNN_OPS}");
-        for features in ["", "--features float", "--features all-ops", &dscnn] {
+        let features_list = [
+            "",
+            "--features float",
+            "--features all-ops",
+            "--features all-ops,int16",
+            &dscnn,
+        ];
+        for features in features_list {
             let name = format!("runtime for {target} (no default features {features})");
             let cmd = format!(
                 "build -p ferrite-runtime --no-default-features {features} --target {target}"

@@ -112,6 +112,9 @@ fn hint(e: &Error) -> &'static str {
         Error::Truncated { .. } => "the file is cut short",
         Error::ArenaTooSmall { .. } => "the model needs more RAM than this board leaves for the arena",
         Error::FloatKernelsDisabled => "the model needs f32 kernels, not built into this firmware",
+        Error::Int16KernelsDisabled { .. } => {
+            "the model has int16 tensors; build the firmware with the `int16` feature"
+        }
         _ => "invalid model",
     }
 }

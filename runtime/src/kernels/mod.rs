@@ -1,4 +1,5 @@
-//! Portable reference kernels: int8 with TFLite Micro's reference arithmetic, and f32 (feature `float`).
+//! Portable reference kernels: int8 with TFLite Micro's reference arithmetic, int16x8 (feature
+//! `int16`) and f32 (feature `float`).
 //!
 //! Kernels are plain functions over slices. They know nothing of the file format: the interpreter
 //! builds their geometry from validated operand shapes, so kernels index without further checks.
@@ -12,6 +13,7 @@ pub mod fixedpoint;
 #[cfg(feature = "float")]
 pub mod float;
 pub mod fully_connected;
+#[cfg(feature = "int16")]
 pub mod int16;
 pub mod mean;
 pub mod optimized;

@@ -140,6 +140,7 @@ pub(crate) fn run(b: &Binary<AddParams>, arena: &mut [u8]) -> Result<(), Error> 
         b,
         arena,
         kernels::optimized::add_s8,
+        #[cfg(feature = "int16")]
         kernels::int16::elementwise::add_s16,
         #[cfg(feature = "float")]
         kernels::float::add_f32,

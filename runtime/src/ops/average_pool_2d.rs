@@ -41,6 +41,7 @@ pub(crate) fn run(p: &Pool, arena: &mut [u8]) -> Result<(), Error> {
         p,
         arena,
         kernels::optimized::average_pool2d_s8,
+        #[cfg(feature = "int16")]
         kernels::int16::pooling::average_pool2d_s16,
         #[cfg(feature = "float")]
         kernels::float::average_pool2d_f32,
@@ -76,13 +77,14 @@ pub(crate) fn run_pool(
     p: &Pool,
     arena: &mut [u8],
     int8: impl FnOnce(&ConvGeometry, i32, i32, &[i8], &mut [i8]),
-    int16: impl FnOnce(&ConvGeometry, i32, i32, &[i16], &mut [i16]),
+    #[cfg(feature = "int16")] int16: impl FnOnce(&ConvGeometry, i32, i32, &[i16], &mut [i16]),
     #[cfg(feature = "float")] float: impl FnOnce(&ConvGeometry, Activation, &[f32], &mut [f32]),
 ) -> Result<(), Error> {
     let mut v = Views::new(arena, &p.output)?;
     let g = geometry(&p.input, &p.output, p.filter_h, p.filter_w, &p.window);
     match p.input.dtype {
         DType::I8 => int8(&g, p.act_min, p.act_max, v.i8(&p.input)?, v.out_i8()),
+        #[cfg(feature = "int16")]
         DType::I16 => int16(&g, p.act_min, p.act_max, v.i16(&p.input)?, v.out_i16()?),
         #[cfg(feature = "float")]
         DType::F32 => float(&g, p.activation, v.f32(&p.input)?, v.out_f32()?),
@@ -91,7 +93,7 @@ pub(crate) fn run_pool(
     Ok(())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "int16"))]
 mod tests {
     use super::*;
     use crate::format::{write, Graph, Metadata, SeqBuf, Shape, Tensor};

@@ -6,10 +6,14 @@ use crate::format::DType;
 use crate::format::{Activation, Operand, Window};
 #[cfg(feature = "float")]
 use crate::interpreter::le_f32;
-use crate::interpreter::{geometry, le_i32, le_i64, output_quant, Views, CORRUPT};
+#[cfg(feature = "int16")]
+use crate::interpreter::le_i64;
+use crate::interpreter::{geometry, le_i32, output_quant, Views, CORRUPT};
 #[cfg(feature = "float")]
 use crate::kernels::LeF32;
-use crate::kernels::{self, ConvGeometry, LeI32, LeI64, OutputQuant};
+#[cfg(feature = "int16")]
+use crate::kernels::LeI64;
+use crate::kernels::{self, ConvGeometry, LeI32, OutputQuant};
 use crate::validate::{clamp_range_of, window, Check, Kind};
 use crate::Error;
 
@@ -60,6 +64,7 @@ pub(crate) fn run(c: &Conv<'_>, arena: &mut [u8]) -> Result<(), Error> {
         c,
         arena,
         kernels::optimized::conv2d_s8,
+        #[cfg(feature = "int16")]
         kernels::optimized::conv2d_s16,
         #[cfg(feature = "float")]
         kernels::float::conv2d_f32,
@@ -138,7 +143,14 @@ pub(crate) fn run_conv(
     c: &Conv<'_>,
     arena: &mut [u8],
     int8: impl FnOnce(&ConvGeometry, &OutputQuant<'_>, &[i8], &[i8], LeI32<'_>, &mut [i8]),
-    int16: impl FnOnce(&ConvGeometry, &OutputQuant<'_>, &[i16], &[i8], LeI64<'_>, &mut [i16]),
+    #[cfg(feature = "int16")] int16: impl FnOnce(
+        &ConvGeometry,
+        &OutputQuant<'_>,
+        &[i16],
+        &[i8],
+        LeI64<'_>,
+        &mut [i16],
+    ),
     #[cfg(feature = "float")] float: impl FnOnce(
         &ConvGeometry,
         Activation,
@@ -163,6 +175,7 @@ pub(crate) fn run_conv(
             let filter = bytemuck::cast_slice::<u8, i8>(c.filter);
             int8(&g, &q, v.i8(&c.input)?, filter, le_i32(c.bias)?, v.out_i8());
         }
+        #[cfg(feature = "int16")]
         DType::I16 => {
             let q = output_quant(
                 &c.input,

@@ -18,6 +18,7 @@ pub(crate) fn run(c: &Conv<'_>, arena: &mut [u8]) -> Result<(), Error> {
         |g, q, x, filter, bias, out| {
             kernels::optimized::depthwise_conv2d_s8(g, dm, q, x, filter, bias, out)
         },
+        #[cfg(feature = "int16")]
         |g, q, x, filter, bias, out| {
             kernels::int16::conv::depthwise_conv2d_s16(g, dm, q, x, filter, bias, out)
         },

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::format::{DType, Operand};
+#[cfg(feature = "float")]
 use crate::interpreter::Views;
+#[cfg(feature = "float")]
 use crate::kernels;
 use crate::validate::Check;
 use crate::Error;
@@ -36,12 +38,17 @@ pub(crate) fn validate(d: &Dequantize, check: &Check<'_, '_, '_>) -> Result<(), 
 #[cfg(feature = "float")]
 pub(crate) fn run(d: &Dequantize, arena: &mut [u8]) -> Result<(), Error> {
     let mut v = Views::new(arena, &d.output)?;
-    if d.input.dtype == DType::I16 {
-        let x = v.i16(&d.input)?;
-        kernels::float::dequantize_s16_to_f32(d.scale, x, v.out_f32()?);
-    } else {
-        let x = v.i8(&d.input)?;
-        kernels::float::dequantize_s8_to_f32(d.scale, d.input.zero_point, x, v.out_f32()?);
+    match d.input.dtype {
+        #[cfg(feature = "int16")]
+        DType::I16 => {
+            let x = v.i16(&d.input)?;
+            kernels::float::dequantize_s16_to_f32(d.scale, x, v.out_f32()?);
+        }
+        DType::I8 => {
+            let x = v.i8(&d.input)?;
+            kernels::float::dequantize_s8_to_f32(d.scale, d.input.zero_point, x, v.out_f32()?);
+        }
+        _ => return Err(crate::interpreter::CORRUPT),
     }
     Ok(())
 }

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use crate::format::{Activation, DType, Operand};
 #[cfg(feature = "float")]
 use crate::interpreter::le_f32;
-use crate::interpreter::{le_i32, le_i64, output_quant, Views, CORRUPT};
+#[cfg(feature = "int16")]
+use crate::interpreter::le_i64;
+use crate::interpreter::{le_i32, output_quant, Views, CORRUPT};
 use crate::kernels;
 use crate::validate::{clamp_range_of, Check, Kind};
 use crate::Error;
@@ -97,6 +99,7 @@ pub(crate) fn run(f: &FullyConnected<'_>, arena: &mut [u8]) -> Result<(), Error>
                 v.out_i8(),
             );
         }
+        #[cfg(feature = "int16")]
         DType::I16 => {
             let q = output_quant(
                 &f.input,

@@ -2,8 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::format::{DType, Operand};
-use crate::interpreter::Views;
+use crate::format::Operand;
 use crate::kernels;
 use crate::quant::Requant;
 use crate::validate::Check;
@@ -78,17 +77,14 @@ pub(crate) fn validate(u: &LeakyRelu, check: &Check<'_, '_, '_>) -> Result<(), E
 }
 
 pub(crate) fn run(u: &LeakyRelu, arena: &mut [u8]) -> Result<(), Error> {
-    if let (Some(p), DType::I16) = (&u.quant, u.output.dtype) {
-        let mut v = Views::new(arena, &u.output)?;
-        kernels::int16::activation::leaky_relu_s16(p, v.i16(&u.input)?, v.out_i16()?);
-        return Ok(());
-    }
     super::run_unary(
         &u.input,
         &u.output,
         u.quant.as_ref(),
         arena,
         kernels::activation::leaky_relu_s8,
+        #[cfg(feature = "int16")]
+        kernels::int16::activation::leaky_relu_s16,
         #[cfg(feature = "float")]
         |x, out| kernels::float::activation::leaky_relu_f32(u.alpha, x, out),
     )

@@ -4,8 +4,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::Unary;
-use crate::format::DType;
-use crate::interpreter::Views;
 use crate::kernels;
 #[cfg(any(feature = "host", test))]
 use crate::kernels::activation::INPUT_INTEGER_BITS;
@@ -109,26 +107,23 @@ pub(crate) fn validate(u: &Unary<LogisticParams>, check: &Check<'_, '_, '_>) -> 
 }
 
 pub(crate) fn run(u: &Unary<LogisticParams>, arena: &mut [u8]) -> Result<(), Error> {
-    if let (DType::I16, Some(p)) = (u.input.dtype, &u.quant) {
-        let mut v = Views::new(arena, &u.output)?;
-        kernels::int16::sigmoid::logistic_s16(p, v.i16(&u.input)?, v.out_i16()?);
-        return Ok(());
-    }
     super::run_unary(
         &u.input,
         &u.output,
         u.quant.as_ref(),
         arena,
         kernels::activation::logistic_s8,
+        #[cfg(feature = "int16")]
+        kernels::int16::sigmoid::logistic_s16,
         #[cfg(feature = "float")]
         kernels::float::logistic_f32,
     )
 }
 
-#[cfg(all(test, feature = "logistic", feature = "tanh"))]
+#[cfg(all(test, feature = "int16", feature = "logistic", feature = "tanh"))]
 mod tests {
     use super::*;
-    use crate::format::{write, Graph, Metadata, SeqBuf, Shape, Tensor};
+    use crate::format::{write, DType, Graph, Metadata, SeqBuf, Shape, Tensor};
     use crate::ops::{Op, TanhParams};
     use crate::{Interpreter, Model};
     use std::vec::Vec;

@@ -14,6 +14,7 @@ pub(crate) fn run(p: &Pool, arena: &mut [u8]) -> Result<(), Error> {
         p,
         arena,
         kernels::optimized::max_pool2d_s8,
+        #[cfg(feature = "int16")]
         kernels::int16::pooling::max_pool2d_s16,
         #[cfg(feature = "float")]
         kernels::float::max_pool2d_f32,

@@ -3,8 +3,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::Unary;
-use crate::format::DType;
-use crate::interpreter::{Views, CORRUPT};
 use crate::kernels;
 use crate::quant::Requant;
 use crate::validate::{quant_presence, Check, Kind, MAX_REDUCTION};
@@ -104,27 +102,23 @@ pub(crate) fn validate(u: &Unary<MeanParams>, check: &Check<'_, '_, '_>) -> Resu
 
 pub(crate) fn run(u: &Unary<MeanParams>, arena: &mut [u8]) -> Result<(), Error> {
     let shape = u.input.shape.nhwc();
-    if u.input.dtype == DType::I16 {
-        let mut v = Views::new(arena, &u.output)?;
-        let p = u.quant.as_ref().ok_or(CORRUPT)?;
-        kernels::int16::mean::mean_hw_s16(p, shape, v.i16(&u.input)?, v.out_i16()?);
-        return Ok(());
-    }
     super::run_unary(
         &u.input,
         &u.output,
         u.quant.as_ref(),
         arena,
         |p, x, out| kernels::mean::mean_hw_s8(p, shape, x, out),
+        #[cfg(feature = "int16")]
+        |p, x, out| kernels::int16::mean::mean_hw_s16(p, shape, x, out),
         #[cfg(feature = "float")]
         |x, out| kernels::float::mean_hw_f32(shape, x, out),
     )
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "int16"))]
 mod tests {
     use super::*;
-    use crate::format::{write, Graph, Metadata, SeqBuf, Shape, Tensor};
+    use crate::format::{write, DType, Graph, Metadata, SeqBuf, Shape, Tensor};
     use crate::ops::Op;
     use crate::{Interpreter, Model};
     use std::vec::Vec;

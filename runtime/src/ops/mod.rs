@@ -63,7 +63,7 @@ pub use resize_nearest_neighbor::ResizeNearestNeighbor;
 pub use softmax::{Softmax, SoftmaxParams};
 pub use tanh::TanhParams;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "int16"))]
 mod int16_elementwise_tests;
 
 /// An element-wise binary operator with broadcasting (Add, Mul); `quant` is present for int8 and
@@ -99,7 +99,7 @@ pub(crate) fn run_binary<P>(
     b: &Binary<P>,
     arena: &mut [u8],
     int8: impl FnOnce(&P, Nhwc, &[i8], Nhwc, &[i8], Nhwc, &mut [i8]),
-    int16: impl FnOnce(&P, Nhwc, &[i16], Nhwc, &[i16], Nhwc, &mut [i16]),
+    #[cfg(feature = "int16")] int16: impl FnOnce(&P, Nhwc, &[i16], Nhwc, &[i16], Nhwc, &mut [i16]),
     #[cfg(feature = "float")] float: impl FnOnce(
         Activation,
         Nhwc,
@@ -113,6 +113,7 @@ pub(crate) fn run_binary<P>(
     let mut v = Views::new(arena, &b.output)?;
     let (sa, sb, so) = (b.a.shape.nhwc(), b.b.shape.nhwc(), b.output.shape.nhwc());
     match &b.quant {
+        #[cfg(feature = "int16")]
         Some(p) if b.output.dtype == crate::format::DType::I16 => {
             int16(p, sa, v.i16(&b.a)?, sb, v.i16(&b.b)?, so, v.out_i16()?)
         }
@@ -133,17 +134,23 @@ pub(crate) fn run_binary<P>(
     Ok(())
 }
 
-/// Runs an element-wise unary operator with the int8 kernel (parameters present) or the f32 one.
+/// Runs an element-wise unary operator with the int8 or int16 kernel (parameters present, chosen by
+/// the output's type) or the f32 one.
 pub(crate) fn run_unary<P>(
     input: &Operand,
     output: &Operand,
     quant: Option<&P>,
     arena: &mut [u8],
     int8: impl FnOnce(&P, &[i8], &mut [i8]),
+    #[cfg(feature = "int16")] int16: impl FnOnce(&P, &[i16], &mut [i16]),
     #[cfg(feature = "float")] float: impl FnOnce(&[f32], &mut [f32]),
 ) -> Result<(), Error> {
     let mut v = Views::new(arena, output)?;
     match quant {
+        #[cfg(feature = "int16")]
+        Some(p) if output.dtype == crate::format::DType::I16 => {
+            int16(p, v.i16(input)?, v.out_i16()?)
+        }
         Some(p) => int8(p, v.i8(input)?, v.out_i8()),
         #[cfg(feature = "float")]
         None => float(v.f32(input)?, v.out_f32()?),

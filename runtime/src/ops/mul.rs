@@ -74,6 +74,7 @@ pub(crate) fn run(b: &Binary<MulParams>, arena: &mut [u8]) -> Result<(), Error> 
         b,
         arena,
         kernels::elementwise::mul_s8,
+        #[cfg(feature = "int16")]
         kernels::int16::elementwise::mul_s16,
         #[cfg(feature = "float")]
         kernels::float::mul_f32,

@@ -46,6 +46,7 @@ pub(crate) fn run(p: &Pad, arena: &mut [u8]) -> Result<(), Error> {
             let x = v.i8(&p.input)?;
             kernels::pad::pad_s8(si, so, before, p.output.zero_point as i8, x, v.out_i8());
         }
+        #[cfg(feature = "int16")]
         DType::I16 => {
             let x = v.i16(&p.input)?;
             kernels::pad::pad(si, so, before, 0i16, x, v.out_i16()?);

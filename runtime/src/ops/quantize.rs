@@ -78,21 +78,29 @@ pub(crate) fn validate(q: &Quantize, check: &Check<'_, '_, '_>) -> Result<(), Er
 
 pub(crate) fn run(q: &Quantize, arena: &mut [u8]) -> Result<(), Error> {
     let mut v = Views::new(arena, &q.output)?;
-    use kernels::requantize::requantize;
     match (&q.requant, q.input.dtype, q.output.dtype) {
         (Some(r), DType::I8, DType::I8) => {
             let x = v.i8(&q.input)?;
             kernels::requantize::requantize_s8(r, x, v.out_i8());
         }
-        (Some(r), DType::I8, DType::I16) => requantize(r, v.i8(&q.input)?, v.out_i16()?),
-        (Some(r), DType::I16, DType::I8) => requantize(r, v.i16(&q.input)?, v.out_i8()),
-        (Some(r), DType::I16, DType::I16) => requantize(r, v.i16(&q.input)?, v.out_i16()?),
+        #[cfg(feature = "int16")]
+        (Some(r), DType::I8, DType::I16) => {
+            kernels::requantize::requantize(r, v.i8(&q.input)?, v.out_i16()?)
+        }
+        #[cfg(feature = "int16")]
+        (Some(r), DType::I16, DType::I8) => {
+            kernels::requantize::requantize(r, v.i16(&q.input)?, v.out_i8())
+        }
+        #[cfg(feature = "int16")]
+        (Some(r), DType::I16, DType::I16) => {
+            kernels::requantize::requantize(r, v.i16(&q.input)?, v.out_i16()?)
+        }
         #[cfg(feature = "float")]
         (None, DType::F32, DType::I8) => {
             let x = v.f32(&q.input)?;
             kernels::float::quantize_f32_to_s8(q.scale, q.output.zero_point, x, v.out_i8());
         }
-        #[cfg(feature = "float")]
+        #[cfg(all(feature = "float", feature = "int16"))]
         (None, DType::F32, DType::I16) => {
             let x = v.f32(&q.input)?;
             kernels::float::quantize_f32_to_s16(q.scale, x, v.out_i16()?);

@@ -2,8 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::format::{Activation, DType, Operand};
-use crate::interpreter::Views;
+use crate::format::{Activation, Operand};
 use crate::kernels;
 use crate::quant::Requant;
 use crate::validate::{clamp_range_of, Check};
@@ -149,17 +148,14 @@ pub(crate) fn validate(u: &Relu, check: &Check<'_, '_, '_>) -> Result<(), Error>
 }
 
 pub(crate) fn run(u: &Relu, arena: &mut [u8]) -> Result<(), Error> {
-    if let (Some(p), DType::I16) = (&u.quant, u.output.dtype) {
-        let mut v = Views::new(arena, &u.output)?;
-        kernels::int16::activation::relu_s16(p, v.i16(&u.input)?, v.out_i16()?);
-        return Ok(());
-    }
     super::run_unary(
         &u.input,
         &u.output,
         u.quant.as_ref(),
         arena,
         kernels::activation::relu_s8,
+        #[cfg(feature = "int16")]
+        kernels::int16::activation::relu_s16,
         #[cfg(feature = "float")]
         |x, out| kernels::float::relu_f32(u.activation, x, out),
     )

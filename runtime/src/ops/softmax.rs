@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::format::{DType, Operand};
+use crate::format::Operand;
 use crate::interpreter::{Views, CORRUPT};
 use crate::kernels;
 #[cfg(any(feature = "host", test))]
@@ -124,7 +124,8 @@ pub(crate) fn run(s: &Softmax, arena: &mut [u8]) -> Result<(), Error> {
     let depth = s.input.shape.last();
     let outer = s.input.shape.elements().ok_or(CORRUPT)? / depth;
     match &s.quant {
-        Some(p) if s.input.dtype == DType::I16 => {
+        #[cfg(feature = "int16")]
+        Some(p) if s.input.dtype == crate::format::DType::I16 => {
             let x = v.i16(&s.input)?;
             kernels::int16::softmax::softmax_s16(p, outer, depth, x, v.out_i16()?);
         }
@@ -143,10 +144,10 @@ pub(crate) fn run(s: &Softmax, arena: &mut [u8]) -> Result<(), Error> {
     Ok(())
 }
 
-#[cfg(all(test, feature = "softmax"))]
+#[cfg(all(test, feature = "int16", feature = "softmax"))]
 mod tests {
     use super::*;
-    use crate::format::{write, Graph, Metadata, SeqBuf, Shape, Tensor};
+    use crate::format::{write, DType, Graph, Metadata, SeqBuf, Shape, Tensor};
     use crate::ops::Op;
     use crate::{Interpreter, Model};
     use std::vec::Vec;

@@ -4,8 +4,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::Unary;
-use crate::format::DType;
-use crate::interpreter::Views;
 use crate::kernels;
 use crate::validate::Check;
 use crate::Error;
@@ -68,17 +66,14 @@ pub(crate) fn validate(u: &Unary<TanhParams>, check: &Check<'_, '_, '_>) -> Resu
 }
 
 pub(crate) fn run(u: &Unary<TanhParams>, arena: &mut [u8]) -> Result<(), Error> {
-    if let (DType::I16, Some(p)) = (u.input.dtype, &u.quant) {
-        let mut v = Views::new(arena, &u.output)?;
-        kernels::int16::sigmoid::tanh_s16(p, v.i16(&u.input)?, v.out_i16()?);
-        return Ok(());
-    }
     super::run_unary(
         &u.input,
         &u.output,
         u.quant.as_ref(),
         arena,
         kernels::activation::tanh_s8,
+        #[cfg(feature = "int16")]
+        kernels::int16::sigmoid::tanh_s16,
         #[cfg(feature = "float")]
         kernels::float::tanh_f32,
     )

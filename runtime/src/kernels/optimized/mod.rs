@@ -22,6 +22,7 @@ pub mod conv_loops;
 pub mod depthwise_conv2d;
 pub mod dsp;
 pub mod elementwise;
+#[cfg(feature = "int16")]
 pub mod int16;
 pub mod pooling;
 pub mod sparse;
@@ -188,6 +189,7 @@ pub fn fully_connected_s8(
 
 /// int16x8 2-D convolution: the `SMLAD` kernel on Armv7E-M, the reference elsewhere (same contract
 /// and result as [`crate::kernels::int16::conv::conv2d_s16`]).
+#[cfg(feature = "int16")]
 pub fn conv2d_s16(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
@@ -206,6 +208,7 @@ pub fn conv2d_s16(
 /// int16x8 FullyConnected: the `SMLAD` kernel on Armv7E-M for rows of at least
 /// [`int16::FC_MIN_FEATURES`] features, the reference otherwise (same contract and result as
 /// [`crate::kernels::int16::fully_connected::fully_connected_s16`]).
+#[cfg(feature = "int16")]
 #[allow(clippy::too_many_arguments)]
 pub fn fully_connected_s16(
     batches: usize,
