@@ -1,8 +1,9 @@
 //! int16x8 Add, Mul, Relu, LeakyRelu, Concatenation and Pad through a loaded model: each runs its
 //! int16 kernel, and validation refuses int16 parameters the kernels do not take.
 
+use super::testutil::refusal;
 use super::*;
-use crate::format::{write, DType, Graph, Metadata, SeqBuf, Shape, Tensor};
+use crate::format::{DType, SeqBuf, Shape, Tensor};
 use crate::kernels::int16::{activation, elementwise};
 use crate::{Interpreter, Model};
 use std::vec;
@@ -36,33 +37,7 @@ fn tensors(defs: &[Def]) -> (Vec<Tensor<'static>>, u32) {
 
 /// A model of the one operator `op` over `tensors`, the last of them the output.
 fn model(tensors: &[Tensor<'_>], arena: u32, op: Op<'_>) -> Vec<u8> {
-    let n = tensors.len() as u16;
-    let inputs: Vec<u16> = (0..n - 1).collect();
-    let (t, o) = (SeqBuf::new(tensors).unwrap(), SeqBuf::new(&[op]).unwrap());
-    let (i, out) = (
-        SeqBuf::new(&inputs).unwrap(),
-        SeqBuf::new(&[n - 1]).unwrap(),
-    );
-    let graph = Graph {
-        tensors: t.seq(),
-        ops: o.seq(),
-        inputs: i.seq(),
-        outputs: out.seq(),
-        metadata: Metadata {
-            producer: "test",
-            source_sha256: [0; 32],
-            source_layout: "NHWC",
-        },
-        preprocessing: None,
-    };
-    write::to_bytes(&graph, arena, false).unwrap()
-}
-
-fn refusal(bytes: &[u8]) -> &'static str {
-    match Model::from_bytes(bytes) {
-        Err(Error::InvalidOperator { op: 0, reason }) => reason,
-        other => panic!("expected InvalidOperator at 0, got {:?}", other.err()),
-    }
+    super::testutil::one_op_model(tensors, arena, false, op)
 }
 
 /// Runs a loaded model on int16 inputs; returns its int16 output.

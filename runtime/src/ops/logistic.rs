@@ -123,7 +123,8 @@ pub(crate) fn run(u: &Unary<LogisticParams>, arena: &mut [u8]) -> Result<(), Err
 #[cfg(all(test, feature = "int16", feature = "logistic", feature = "tanh"))]
 mod tests {
     use super::*;
-    use crate::format::{write, DType, Graph, Metadata, SeqBuf, Shape, Tensor};
+    use crate::format::{DType, Shape, Tensor};
+    use crate::ops::testutil::{one_op_model, refusal};
     use crate::ops::{Op, TanhParams};
     use crate::{Interpreter, Model};
     use std::vec::Vec;
@@ -171,28 +172,7 @@ mod tests {
                 quant: Some(p),
             })
         };
-        let (t, o) = (SeqBuf::new(&tensors).unwrap(), SeqBuf::new(&[op]).unwrap());
-        let (i, out) = (SeqBuf::new(&[0u16]).unwrap(), SeqBuf::new(&[1u16]).unwrap());
-        let graph = Graph {
-            tensors: t.seq(),
-            ops: o.seq(),
-            inputs: i.seq(),
-            outputs: out.seq(),
-            metadata: Metadata {
-                producer: "test",
-                source_sha256: [0; 32],
-                source_layout: "NHWC",
-            },
-            preprocessing: None,
-        };
-        write::to_bytes(&graph, 32, false).unwrap()
-    }
-
-    fn refusal(bytes: &[u8]) -> &'static str {
-        match Model::from_bytes(bytes) {
-            Err(Error::InvalidOperator { op: 0, reason }) => reason,
-            other => panic!("expected InvalidOperator at 0, got {:?}", other.err()),
-        }
+        one_op_model(&tensors, 32, false, op)
     }
 
     #[test]

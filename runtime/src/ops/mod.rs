@@ -65,6 +65,8 @@ pub use tanh::TanhParams;
 
 #[cfg(all(test, feature = "int16"))]
 mod int16_elementwise_tests;
+#[cfg(test)]
+mod testutil;
 
 /// An element-wise binary operator with broadcasting (Add, Mul); `quant` is present for int8 and
 /// int16, absent for f32.

@@ -122,7 +122,8 @@ pub(crate) fn run(u: &PRelu<'_>, arena: &mut [u8]) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{write, DType, Graph, Metadata, SeqBuf, Shape, Tensor};
+    use crate::format::{DType, Shape, Tensor};
+    use crate::ops::testutil::{one_op_model, refusal};
     use crate::ops::Op;
     use crate::{Interpreter, Model};
     use std::vec::Vec;
@@ -152,31 +153,8 @@ mod tests {
             quant: (!float).then(|| PReluParams::prepare(0.5, zi, 0.125, 2, 0.25, zo)),
         };
         edit(&mut op);
-        let (t, o) = (
-            SeqBuf::new(&tensors).unwrap(),
-            SeqBuf::new(&[Op::PRelu(op)]).unwrap(),
-        );
-        let (i, out) = (SeqBuf::new(&[0u16]).unwrap(), SeqBuf::new(&[1u16]).unwrap());
-        let graph = Graph {
-            tensors: t.seq(),
-            ops: o.seq(),
-            inputs: i.seq(),
-            outputs: out.seq(),
-            metadata: Metadata {
-                producer: "test",
-                source_sha256: [0; 32],
-                source_layout: "NHWC",
-            },
-            preprocessing: None,
-        };
-        write::to_bytes(&graph, (2 * size).next_multiple_of(16), float).unwrap()
-    }
-
-    fn refusal(bytes: &[u8]) -> &'static str {
-        match Model::from_bytes(bytes) {
-            Err(Error::InvalidOperator { op: 0, reason }) => reason,
-            other => panic!("expected InvalidOperator at 0, got {:?}", other.err()),
-        }
+        let arena = (2 * size).next_multiple_of(16);
+        one_op_model(&tensors, arena, float, Op::PRelu(op))
     }
 
     #[test]
