@@ -153,7 +153,7 @@ def test_wrong_input_shape(demo_file, cli, tmp_path):
     message = cli_error(cli("run", demo_file, "--data", tmp_path / "x.npy", ok=False))
     # The CLI names the data file where the module has nothing to name: the rest is the same.
     assert str(e.value).split(": ", 1)[1] == message.split(": ", 1)[1]
-    with pytest.raises(ferrite.FerriteError, match="float32 or int8"):
+    with pytest.raises(ferrite.FerriteError, match="use float32 arrays or arrays of the input.s type"):
         ferrite.Model(demo_file).run(np.zeros((2, 1, 28, 28), np.float64))
     with pytest.raises(TypeError, match="numpy array"):
         ferrite.Model(demo_file).run([[1.0, 2.0]])
