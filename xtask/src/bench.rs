@@ -69,8 +69,10 @@ pub struct Options {
     /// Rewrite the measured section of BENCHMARKS.md.
     #[arg(long)]
     write: bool,
-    /// The real MLPerf Tiny KWS DS-CNN and ResNet-8 of `../shared/models/mlperf-tiny/`, converted
-    /// (the `mlperf_*` cases), instead of the tests/bench/ models; `--write` rewrites their section.
+    /// The real MLPerf Tiny models of `../shared/models/mlperf-tiny/` (KWS DS-CNN, ResNet-8, VWW
+    /// MobileNet, AD autoencoder, streaming wake word), converted (the `mlperf_*` cases), instead of
+    /// the tests/bench/ models; on a machine whose memory a model's firmware exceeds, a skipped row
+    /// with the flash and RAM needed. `--write` rewrites their section.
     #[arg(long)]
     mlperf: bool,
     /// The int16x8 convolution and fully connected TFLite fixtures on the M4F: the reference kernel,
@@ -118,7 +120,13 @@ fn key(model: &str) -> &str {
 }
 
 /// The MLPerf Tiny models `--mlperf` measures (cases of `crate::mlperf`).
-const MLPERF: [&str; 2] = ["mlperf_kws_dscnn_int8", "mlperf_ic_resnet8_int8"];
+const MLPERF: [&str; 5] = [
+    "mlperf_kws_dscnn_int8",
+    "mlperf_ic_resnet8_int8",
+    "mlperf_vww_mobilenet_int8",
+    "mlperf_ad_autoencoder_int8",
+    "mlperf_sww_int8",
+];
 
 /// The tests/bench/ layer name of operator `step` of a real MLPerf model, from its operator, MACs and
 /// output channels, so that its row of BASELINES.md is found; `None` when no layer matches.
@@ -224,7 +232,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     let plugin = match build_plugin(root)? {
         Some(plugin) => plugin,
         None => {
-            println!(
+            eprintln!(
                 "bench: skipped: {} is absent (the exact instruction counter comes from there)",
                 shared_dir(root).display()
             );
@@ -248,7 +256,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             }
         }
         if cases.is_empty() {
-            println!("bench: no MLPerf model to measure (../shared/models/mlperf-tiny/ absent?)");
+            eprintln!("bench: no MLPerf model to measure (../shared/models/mlperf-tiny/ absent?)");
             return Ok(());
         }
         cases
@@ -407,12 +415,15 @@ pub(crate) fn measure_with(
 ) -> Result<Outcome> {
     let mut features = vec!["bench"];
     features.extend_from_slice(extra_features);
+    let m = machine.machine();
     let skip = |why: String| Outcome::Skipped {
         model: case.name.clone(),
         machine,
-        why,
+        why: format!(
+            "{why} (the FLASH and RAM regions of boards/{}/memory.x)",
+            m.krate()
+        ),
     };
-    let m = machine.machine();
     let capacity: Capacity = elf_size::capacity(&firmware::memory_x(root, m))?;
     let build = Build {
         root,
@@ -636,8 +647,12 @@ fn report(outcomes: &[Outcome], commit: &str) -> String {
              sample 0 of `tests/tflite/goldens/` (seeded xorshift64*); the firmware compares its output with \
              TFLite Micro's reference interpreter's, recorded there. Layers are named as in the tests/bench/ \
              models where operator, output channels and MACs match a row of BASELINES.md (whose figures are \
-             for these models' shapes); other layers keep their TFLite tensor name.\n"
+             for these models' shapes); other layers keep their TFLite tensor name. BASELINES.md has \
+             per-layer CMSIS-NN rows for the KWS DS-CNN and ResNet-8 only; for VWW MobileNet and the AD \
+             autoencoder it has TFLite Micro + CMSIS-NN's whole invoke, and for the streaming wake word \
+             model no figure.\n"
         );
+        s.push_str(&summary(outcomes));
     }
     for outcome in outcomes {
         let m = match outcome {
@@ -728,17 +743,23 @@ fn report(outcomes: &[Outcome], commit: &str) -> String {
             thousands(m.overhead),
             thousands(m.overhead / m.layers.len().max(1) as u64)
         );
-        if let Some(stack) = baselines::tflm_whole_stack(key(&m.model)) {
-            let tflm = match m.machine {
-                BenchMachine::An386 => stack.m4f,
-                BenchMachine::Lm3s6965 => stack.m3,
-            };
-            let _ = writeln!(
-                s,
-                "TFLite Micro + CMSIS-NN, whole invoke on this CPU: {} instructions (Ferrite / TFLM = {}).",
-                thousands(tflm),
-                ratio(m.total, tflm)
-            );
+        match tflm_total(&m.model, m.machine) {
+            Some(tflm) => {
+                let _ = writeln!(
+                    s,
+                    "TFLite Micro + CMSIS-NN, whole invoke on this CPU: {} instructions (Ferrite / TFLM = {}).",
+                    thousands(tflm),
+                    ratio(m.total, tflm)
+                );
+            }
+            None if mlperf => {
+                let _ = writeln!(
+                    s,
+                    "TFLite Micro + CMSIS-NN, whole invoke on this CPU: not measured (no figure in \
+                     BASELINES.md)."
+                );
+            }
+            None => {}
         }
         let _ = writeln!(
             s,
@@ -762,6 +783,62 @@ fn report(outcomes: &[Outcome], commit: &str) -> String {
             }
         );
     }
+    s
+}
+
+/// TFLite Micro + CMSIS-NN's whole invoke on `machine`'s CPU (BASELINES.md), where measured.
+fn tflm_total(model: &str, machine: BenchMachine) -> Option<u64> {
+    baselines::tflm_whole_stack(key(model)).map(|stack| match machine {
+        BenchMachine::An386 => stack.m4f,
+        BenchMachine::Lm3s6965 => stack.m3,
+    })
+}
+
+/// One row per model and machine: the whole network beside TFLite Micro + CMSIS-NN's whole invoke,
+/// flash, RAM and stack; a skipped build with its reason.
+fn summary(outcomes: &[Outcome]) -> String {
+    let mut s = String::from(
+        "| model | machine | Ferrite instructions | TFLM + CMSIS-NN | Ferrite / TFLM | flash | RAM (static + stack) | \
+         stack high-water | output |\n|---|---|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Skipped {
+                model,
+                machine,
+                why,
+            } => {
+                let _ = writeln!(
+                    s,
+                    "| {model} | {} ({}) | skipped: {why} | {} | | | | | |",
+                    machine.machine().name(),
+                    machine.cpu(),
+                    tflm_total(model, *machine)
+                        .map(thousands)
+                        .unwrap_or_else(|| "not measured".into())
+                );
+            }
+            Outcome::Measured(m) => {
+                let tflm = tflm_total(&m.model, m.machine);
+                let _ = writeln!(
+                    s,
+                    "| {} | {} ({}) | {} | {} | {} | {} | {} | {} | {} |",
+                    m.model,
+                    m.machine.machine().name(),
+                    m.machine.cpu(),
+                    thousands(m.total),
+                    tflm.map(thousands).unwrap_or_else(|| "not measured".into()),
+                    tflm.map(|t| ratio(m.total, t))
+                        .unwrap_or_else(|| "-".into()),
+                    thousands(m.flash),
+                    thousands(m.static_ram + m.stack),
+                    thousands(m.stack),
+                    if m.passed { "bit-identical" } else { "DIFFERS" }
+                );
+            }
+        }
+    }
+    s.push('\n');
     s
 }
 
@@ -803,6 +880,7 @@ fn to_json(outcomes: &[Outcome], commit: &str) -> Value {
                         "cmsis_nn": reference(b, m.machine),
                         "naive_c_m4": b.naive_m4,
                     })),
+                    "tflm_cmsis_nn_whole_invoke": tflm_total(&m.model, m.machine),
                 },
                 "flash": { "image": m.flash, "model": m.model_bytes },
                 "ram": {
@@ -886,9 +964,82 @@ mod tests {
             assert!(baseline_total(&case.name).is_some(), "{}", case.name);
             assert!(baselines::tflm_whole_stack(key(&case.name)).is_some());
         }
+        // Per-layer CMSIS-NN rows (and their whole-network sum) for KWS and ResNet-8 only;
+        // TFLite Micro + CMSIS-NN's whole invoke for all but the streaming wake word model.
         for name in MLPERF {
-            assert!(baseline_total(name).is_some(), "{name}");
+            let per_layer = matches!(key(name), "kws_dscnn" | "ic_resnet8");
+            assert_eq!(baseline_total(name).is_some(), per_layer, "{name}");
+            assert_eq!(
+                tflm_total(name, BenchMachine::An386).is_some(),
+                key(name) != "sww",
+                "{name}"
+            );
         }
+        assert_eq!(
+            tflm_total("mlperf_vww_mobilenet_int8", BenchMachine::An386),
+            Some(24_101_962)
+        );
+        assert_eq!(
+            tflm_total("mlperf_ad_autoencoder_int8", BenchMachine::Lm3s6965),
+            Some(955_976)
+        );
+    }
+
+    /// The MLPerf summary: a measured row beside TFLite Micro's whole invoke, "not measured" where
+    /// BASELINES.md has no figure, and a skipped row with its reason.
+    #[test]
+    fn mlperf_summary_rows() {
+        let measured = |model: &str, total: u64| {
+            Outcome::Measured(Measured {
+                model: model.into(),
+                machine: BenchMachine::An386,
+                layers: Vec::new(),
+                total,
+                overhead: 0,
+                calibration: 0,
+                flash: 300_000,
+                model_bytes: 250_000,
+                arena: 64_512,
+                static_ram: 65_000,
+                stack: 4_000,
+                passed: true,
+                log: Vec::new(),
+            })
+        };
+        let outcomes = [
+            measured("mlperf_vww_mobilenet_int8", 12_050_981),
+            measured("mlperf_sww_int8", 1_000),
+            Outcome::Skipped {
+                model: "mlperf_vww_mobilenet_int8".into(),
+                machine: BenchMachine::Lm3s6965,
+                why: "does not fit: flash needs 300.0 KiB of 192.0 KiB".into(),
+            },
+        ];
+        let table = summary(&outcomes);
+        let rows: Vec<&str> = table.lines().skip(2).filter(|l| !l.is_empty()).collect();
+        assert_eq!(rows.len(), 3, "{table}");
+        assert!(
+            rows[0].contains("| 12,050,981 | 24,101,962 | 0.50x |"),
+            "{}",
+            rows[0]
+        );
+        assert!(
+            rows[0].contains("| 69,000 | 4,000 | bit-identical |"),
+            "{}",
+            rows[0]
+        );
+        assert!(rows[1].contains("| not measured | - |"), "{}", rows[1]);
+        assert!(
+            rows[2].contains("skipped: does not fit: flash needs"),
+            "{}",
+            rows[2]
+        );
+        assert!(rows[2].contains("| 31,959,229 |"), "{}", rows[2]);
+        let report = report(&outcomes, "abc");
+        assert!(report.contains("not measured (no figure in BASELINES.md)"));
+        assert!(
+            report.contains("### mlperf_vww_mobilenet_int8 on lm3s6965 (Cortex-M3)\n\nskipped: ")
+        );
     }
 
     /// Every operator of the converted MLPerf Tiny models but the reshape is named after its
@@ -905,9 +1056,16 @@ mod tests {
             let built = ferrite_quantizer::import::tflite::convert(&tflite).unwrap();
             let model = ferrite_runtime::Model::from_bytes(&built.bytes).unwrap();
             let ops = ferrite_quantizer::inspect::summarize(&model, built.bytes.len()).ops;
+            // BASELINES.md has per-layer rows for KWS and ResNet-8 only: the other models' layers
+            // keep their tensor names.
+            let per_layer = matches!(key(case), "kws_dscnn" | "ic_resnet8");
             for (step, op) in ops.iter().enumerate() {
                 let name = mlperf_layer(case, &ops, step);
-                assert_eq!(name.is_some(), op.op != "RESHAPE", "{case} {step} {name:?}");
+                assert_eq!(
+                    name.is_some(),
+                    per_layer && op.op != "RESHAPE",
+                    "{case} {step} {name:?}"
+                );
             }
         }
     }
