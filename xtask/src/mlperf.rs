@@ -25,7 +25,7 @@ pub fn cases(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
         let (model_rel, expected) = tflite_cases::first_sample(&golden)?;
         let model_path = root.join(&model_rel);
         if !model_path.is_file() {
-            println!(
+            eprintln!(
                 "note: {} is absent: skipping the MLPerf case {name}",
                 model_path.display()
             );

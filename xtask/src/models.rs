@@ -4,8 +4,12 @@
 //! (head = planned activations, tail = persistent data) as published in `../shared/BASELINES.md`
 //! (copied into `xtask/baselines.json`).
 
-use crate::{baselines, bench::thousands};
+use crate::{
+    baselines::{self, TflmArena},
+    bench::thousands,
+};
 use anyhow::{Context, Result};
+use serde_json::{json, Value};
 use std::{fmt::Write as _, path::Path};
 
 #[derive(clap::Args)]
@@ -13,6 +17,39 @@ pub struct Options {
     /// Rewrite the models section of BENCHMARKS.md.
     #[arg(long)]
     write: bool,
+    /// Print one JSON list instead of the section: per model `model`, `tflite_bytes`,
+    /// `ferrite_bytes`, `arena`, `lower_bound`, `tflm_arena_total`, `tflm_head`, `tflm_tail`
+    /// (notes go to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+/// One converted model beside TFLite Micro's arena.
+struct Row<'a> {
+    tflm: &'a TflmArena,
+    tflite_bytes: u64,
+    ferrite_bytes: u64,
+    arena: u64,
+    lower_bound: u64,
+}
+
+fn to_json(rows: &[Row<'_>]) -> Value {
+    Value::Array(
+        rows.iter()
+            .map(|r| {
+                json!({
+                    "model": r.tflm.model,
+                    "tflite_bytes": r.tflite_bytes,
+                    "ferrite_bytes": r.ferrite_bytes,
+                    "arena": r.arena,
+                    "lower_bound": r.lower_bound,
+                    "tflm_arena_total": r.tflm.total,
+                    "tflm_head": r.tflm.head,
+                    "tflm_tail": r.tflm.tail,
+                })
+            })
+            .collect(),
+    )
 }
 
 const BEGIN: &str = "<!-- cargo xtask models --write: begin -->";
@@ -24,7 +61,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         "| model | .tflite | .ferrite | .ferrite / .tflite | Ferrite arena | lower bound | TFLM arena total | TFLM head | TFLM tail | Ferrite arena / TFLM head |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    let mut found = 0;
+    let mut rows = Vec::new();
     let mut notes = Vec::new();
     for arena in baselines::tflm_arenas() {
         let stem = &arena.model;
@@ -36,20 +73,28 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         let tflite = std::fs::read(&path)?;
         let built = ferrite_quantizer::import::tflite::convert(&tflite)
             .with_context(|| format!("converting {}", path.display()))?;
-        found += 1;
-        let (file, ours) = (built.bytes.len() as u64, built.plan.arena_size as u64);
+        rows.push(Row {
+            tflm: arena,
+            tflite_bytes: tflite.len() as u64,
+            ferrite_bytes: built.bytes.len() as u64,
+            arena: built.plan.arena_size as u64,
+            lower_bound: built.plan.lower_bound as u64,
+        });
+    }
+    for r in &rows {
         let _ = writeln!(
             table,
-            "| {stem} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {:.2} |",
-            thousands(tflite.len() as u64),
-            thousands(file),
-            file as f64 / tflite.len() as f64,
-            thousands(ours),
-            thousands(built.plan.lower_bound as u64),
-            thousands(arena.total),
-            thousands(arena.head),
-            thousands(arena.tail),
-            ours as f64 / arena.head as f64
+            "| {} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {:.2} |",
+            r.tflm.model,
+            thousands(r.tflite_bytes),
+            thousands(r.ferrite_bytes),
+            r.ferrite_bytes as f64 / r.tflite_bytes as f64,
+            thousands(r.arena),
+            thousands(r.lower_bound),
+            thousands(r.tflm.total),
+            thousands(r.tflm.head),
+            thousands(r.tflm.tail),
+            r.arena as f64 / r.tflm.head as f64
         );
     }
     let kws_arena_m4f = baselines::tflm_whole_stack("kws_dscnn")
@@ -67,7 +112,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         crate::bench::commit(root),
         thousands(kws_arena_m4f)
     );
-    if found == 0 {
+    if rows.is_empty() {
         section.push_str("No model found: `../shared/models/mlperf-tiny/` is absent.\n\n");
     } else {
         section.push_str(&table);
@@ -76,10 +121,63 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     for note in &notes {
         let _ = writeln!(section, "note: {note}\n");
     }
-    print!("{section}");
+    if options.json {
+        for note in &notes {
+            eprintln!("models: note: {note}");
+        }
+        println!("{}", serde_json::to_string_pretty(&to_json(&rows))?);
+    } else {
+        print!("{section}");
+    }
     if options.write {
         crate::bench::write_section(root, BEGIN, END, &section)?;
         eprintln!("models: wrote BENCHMARKS.md");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON of a synthetic row parses back as one list whose object has every key, with the
+    /// row's figures.
+    #[test]
+    fn json_has_every_key() {
+        let tflm = TflmArena {
+            model: "tiny_int8".into(),
+            total: 300,
+            head: 200,
+            tail: 100,
+        };
+        let rows = [Row {
+            tflm: &tflm,
+            tflite_bytes: 1_000,
+            ferrite_bytes: 800,
+            arena: 192,
+            lower_bound: 160,
+        }];
+        let text = serde_json::to_string_pretty(&to_json(&rows)).unwrap();
+        let value: Value = serde_json::from_str(&text).unwrap();
+        let list = value.as_array().unwrap();
+        assert_eq!(list.len(), 1);
+        let object = list[0].as_object().unwrap();
+        let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut expected = [
+            "model",
+            "tflite_bytes",
+            "ferrite_bytes",
+            "arena",
+            "lower_bound",
+            "tflm_arena_total",
+            "tflm_head",
+            "tflm_tail",
+        ];
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
+        assert_eq!(object["model"], "tiny_int8");
+        assert_eq!(object["ferrite_bytes"], 800);
+        assert_eq!(object["tflm_tail"], 100);
+    }
 }

@@ -100,6 +100,10 @@ pub struct SizeOptions {
     /// every operator and with only the model's.
     #[arg(long)]
     runtime: bool,
+    /// With --runtime: print one JSON document (`{"model_ops": {...}, "all_ops": {...}}`, the
+    /// table's columns in bytes) instead of the table; progress goes to stderr.
+    #[arg(long, requires = "runtime")]
+    json: bool,
 }
 
 enum Verdict {
@@ -446,7 +450,7 @@ pub(crate) fn does_not_fit(usage: Usage, capacity: Capacity) -> Option<String> {
 
 pub fn size(root: &Path, options: &SizeOptions) -> Result<()> {
     if options.runtime {
-        return crate::size_report::runtime(root, options.write);
+        return crate::size_report::runtime(root, options.write, options.json);
     }
     if options.demo || options.write {
         return crate::size_report::run(root, options.write);

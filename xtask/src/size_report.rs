@@ -14,6 +14,7 @@ use crate::{
     qemu, qemu_test, toolchain,
 };
 use anyhow::{anyhow, bail, Result};
+use serde_json::{json, Map, Value};
 use std::{fmt::Write as _, path::Path, time::Duration};
 
 const BEGIN: &str = "<!-- cargo xtask size --write: begin -->";
@@ -202,6 +203,8 @@ const CATEGORIES: [&str; 5] = ["kernels", "validation", "decoding", "interpreter
 /// `.text` bytes of one firmware: the runtime's per category, and the whole section.
 struct TextSize {
     label: &'static str,
+    /// Its key in `--json`: `all_ops` or `model_ops`.
+    key: &'static str,
     runtime: [u64; CATEGORIES.len()],
     text: u64,
     /// `ferrite_board::run`, the firmware's runner: LTO inlines the runtime's invoke loop and model
@@ -209,13 +212,16 @@ struct TextSize {
     runner: u64,
     /// Largest runtime symbols, `(bytes, demangled name)`.
     largest: Vec<(u64, String)>,
+    /// The stack's high-water mark in QEMU, `None` when the run printed none.
+    stack: Option<u64>,
     note: String,
 }
 
 /// `cargo xtask size --runtime [--write]`: the runtime's code in the bench firmware of the DS-CNN
 /// (MLPerf Tiny KWS, or the bundled Fashion-MNIST DS-CNN without `../shared`: the same operator set) on
-/// an386 (thumbv7em), built with every operator and with only the model's.
-pub fn runtime(root: &Path, write: bool) -> Result<()> {
+/// an386 (thumbv7em), built with every operator and with only the model's. `json`: one JSON document
+/// on stdout ([`runtime_json`]), everything else on stderr.
+pub fn runtime(root: &Path, write: bool, json: bool) -> Result<()> {
     let mut cases = crate::mlperf::cases(root, Some("mlperf_kws_dscnn_int8"))?;
     if cases.is_empty() {
         cases = crate::fixtures::cases(root, Some(CASE))?;
@@ -226,7 +232,10 @@ pub fn runtime(root: &Path, write: bool) -> Result<()> {
     let machine = Machine::An386;
     toolchain::ensure_targets(root, &[machine.target()])?;
     let mut rows = Vec::new();
-    for (label, model_ops_only) in [("every operator", false), ("the model's operators", true)] {
+    for (label, key, model_ops_only) in [
+        ("every operator", "all_ops", false),
+        ("the model's operators", "model_ops", true),
+    ] {
         eprintln!("--- {} on {} ({label})", case.name, machine.name());
         let build = Build {
             root,
@@ -243,24 +252,36 @@ pub fn runtime(root: &Path, write: bool) -> Result<()> {
         let bytes = std::fs::read(&elf)?;
         let run = qemu::run(machine, &elf, Duration::from_secs(60))?;
         let log = defmt_log::decode(&bytes, &run.stdout)?;
-        let stack = log
-            .iter()
-            .find_map(|l| l.split("stack high-water ").nth(1)?.split(' ').next())
-            .unwrap_or("-")
-            .to_string();
+        let stack = log.iter().find_map(|l| {
+            l.split("stack high-water ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        });
         let note = if run.status.is_some_and(|s| s.success()) {
-            format!("output as expected; stack high-water {stack} B")
+            format!(
+                "output as expected; stack high-water {} B",
+                stack.map_or_else(|| "-".to_string(), |n| n.to_string())
+            )
         } else {
             "run in QEMU: FAILED".into()
         };
-        rows.push(text_size(label, &bytes, note)?);
+        let mut size = text_size(label, key, &bytes, note)?;
+        size.stack = stack;
+        rows.push(size);
     }
     let section = runtime_report(&case.name, &ops, &rows, &crate::bench::commit(root));
-    print!("{section}");
-    for row in &rows {
-        println!("Largest runtime symbols, {}:", row.label);
-        for (size, name) in &row.largest {
-            println!("  {size:>6}  {name}");
+    if json {
+        println!("{}", serde_json::to_string_pretty(&runtime_json(&rows))?);
+    } else {
+        print!("{section}");
+        for row in &rows {
+            println!("Largest runtime symbols, {}:", row.label);
+            for (size, name) in &row.largest {
+                println!("  {size:>6}  {name}");
+            }
         }
     }
     if write {
@@ -276,7 +297,7 @@ pub fn runtime(root: &Path, write: bool) -> Result<()> {
 /// Sums the function symbols of `.text`: a symbol is the runtime's when its demangled name contains
 /// `ferrite_runtime` (its own functions, and generic code instantiated for its types, e.g. serde's
 /// `Deserialize` for the graph types); runtime code inlined into the firmware's functions is not.
-fn text_size(label: &'static str, elf: &[u8], note: String) -> Result<TextSize> {
+fn text_size(label: &'static str, key: &'static str, elf: &[u8], note: String) -> Result<TextSize> {
     use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
     let file = object::File::parse(elf)?;
     let text = file
@@ -284,10 +305,12 @@ fn text_size(label: &'static str, elf: &[u8], note: String) -> Result<TextSize> 
         .ok_or_else(|| anyhow!("no .text section"))?;
     let mut size = TextSize {
         label,
+        key,
         runtime: [0; CATEGORIES.len()],
         text: text.size(),
         runner: 0,
         largest: Vec::new(),
+        stack: None,
         note,
     };
     for symbol in file.symbols() {
@@ -369,6 +392,25 @@ fn demangle(raw: &str) -> String {
     name.trim_start_matches('_').to_string()
 }
 
+/// `{"model_ops": {...}, "all_ops": {...}}`, each with the columns of [`runtime_report`]'s table:
+/// `runtime`, `firmware_text`, the categories, `board_run` (`ferrite_board::run`) and
+/// `stack_high_water` (`null` when not measured), in bytes.
+fn runtime_json(rows: &[TextSize]) -> Value {
+    let mut out = Map::new();
+    for r in rows {
+        let mut row = Map::new();
+        row.insert("runtime".into(), json!(r.runtime.iter().sum::<u64>()));
+        row.insert("firmware_text".into(), json!(r.text));
+        for (category, bytes) in CATEGORIES.iter().zip(r.runtime) {
+            row.insert((*category).into(), json!(bytes));
+        }
+        row.insert("board_run".into(), json!(r.runner));
+        row.insert("stack_high_water".into(), json!(r.stack));
+        out.insert(r.key.into(), Value::Object(row));
+    }
+    Value::Object(out)
+}
+
 fn runtime_report(case: &str, ops: &[&str], rows: &[TextSize], commit: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -418,4 +460,65 @@ fn runtime_report(case: &str, ops: &[&str], rows: &[TextSize], commit: &str) -> 
     }
     let _ = writeln!(s);
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON of two synthetic builds parses back with both keys and every column.
+    #[test]
+    fn runtime_json_has_every_key() {
+        let row = |label, key, kernels, stack| TextSize {
+            label,
+            key,
+            runtime: [kernels, 2_000, 3_000, 4_000, 5_000],
+            text: 60_000,
+            runner: 7_000,
+            largest: vec![(kernels, "ferrite_runtime::kernels::conv".into())],
+            stack,
+            note: String::new(),
+        };
+        let rows = [
+            row("every operator", "all_ops", 30_000, Some(5_308)),
+            row("the model's operators", "model_ops", 10_000, None),
+        ];
+        let text = serde_json::to_string_pretty(&runtime_json(&rows)).unwrap();
+        let value: Value = serde_json::from_str(&text).unwrap();
+        let mut top: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        top.sort_unstable();
+        assert_eq!(top, ["all_ops", "model_ops"]);
+        let mut expected = [
+            "runtime",
+            "firmware_text",
+            "kernels",
+            "validation",
+            "decoding",
+            "interpreter",
+            "other",
+            "board_run",
+            "stack_high_water",
+        ];
+        expected.sort_unstable();
+        for key in ["all_ops", "model_ops"] {
+            let mut keys: Vec<&str> = value[key]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            keys.sort_unstable();
+            assert_eq!(keys, expected, "{key}");
+        }
+        assert_eq!(value["all_ops"]["runtime"], 44_000);
+        assert_eq!(value["model_ops"]["kernels"], 10_000);
+        assert_eq!(value["all_ops"]["board_run"], 7_000);
+        assert_eq!(value["all_ops"]["stack_high_water"], 5_308);
+        assert!(value["model_ops"]["stack_high_water"].is_null());
+    }
 }

@@ -22,10 +22,12 @@ pub fn ensure_targets(root: &Path, targets: &[&str]) -> Result<()> {
         if installed.lines().any(|line| line.trim() == *target) {
             continue;
         }
-        println!("adding Rust target {target}");
+        eprintln!("adding Rust target {target}");
         let status = Command::new("rustup")
             .args(["target", "add", target])
             .current_dir(root)
+            // Its messages on stderr: the JSON of `--json` commands stays alone on stdout.
+            .stdout(std::io::stderr())
             .status()
             .context("running rustup target add")?;
         anyhow::ensure!(status.success(), "rustup target add {target} failed");
