@@ -10,21 +10,26 @@
 //! - `cargo xtask size [--machine M] [--case NAME]`: builds the same firmware
 //!   and prints its flash and RAM use against each board's memory; `--demo [--write]`: the demo
 //!   firmware on every board (QEMU and real), written to `BENCHMARKS.md` with `--write`; `--runtime
-//!   [--write]`: the runtime's `.text` by category in the DS-CNN bench firmware on an386, built with
-//!   every operator and with only the model's.
+//!   [--write] [--json]`: the runtime's `.text` by category in the DS-CNN bench firmware on an386,
+//!   built with every operator and with only the model's (`--json`: one JSON document on stdout,
+//!   `{"model_ops": {...}, "all_ops": {...}}` with the table's columns).
 //! - `cargo xtask build-boards [--selftest]`: the real-board firmware, built
 //!   without hardware; with `--selftest`, oversized models must fail the build.
 //! - `cargo xtask flash-model --board B MODEL`: the model into the board's
 //!   flash partition, run by the `partition` firmware (QEMU boards).
-//! - `cargo xtask models [--write]`: the MLPerf Tiny int8 models converted: file sizes, planned
-//!   arena and its lower bound, beside TFLite Micro's arena.
+//! - `cargo xtask models [--write] [--json]`: the MLPerf Tiny int8 models converted: file sizes,
+//!   planned arena and its lower bound, beside TFLite Micro's arena (`--json`: one JSON list, one
+//!   object per model).
 //! - `cargo xtask throughput [--runs N] [--write]`: single-thread `ferrite eval` samples/s on the largest
 //!   real-data fixture beside onnxruntime on its Q/DQ twin, as a ratio.
 //! - `cargo xtask demo`: the bundled example network on the emulated Cortex-M4F.
 //! - `cargo xtask bench [--machine M] [--model NAME] [--json] [--write] [--mlperf]`: exact
 //!   instruction counts per operator of the `tests/bench/` models under QEMU,
 //!   beside CMSIS-NN's; flash, RAM, stack high-water (see `BENCHMARKS.md`).
-//!   `--mlperf`: the real MLPerf Tiny KWS DS-CNN and ResNet-8, converted. `--int16`: the int16x8
+//!   `--mlperf`: the five real MLPerf Tiny models (KWS DS-CNN, ResNet-8, VWW MobileNet, AD
+//!   autoencoder, streaming wake word), converted, beside TFLite Micro + CMSIS-NN's whole invoke; a
+//!   model whose firmware exceeds a machine's memory is a skipped row with the flash and RAM needed.
+//!   With `--json` (here and below) stdout holds the JSON alone, notes go to stderr. `--int16`: the int16x8
 //!   convolution fixtures on the M4F, reference and DSP kernels beside the int8 layer.
 //! - `cargo xtask fuzz [--target T] [--runs N | --time SECS]`: the cargo-fuzz targets (every importer,
 //!   `quantize`, the runtime's loader) on corpora seeded from the fixtures; needs cargo-fuzz.
