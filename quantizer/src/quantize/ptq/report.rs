@@ -37,7 +37,7 @@ pub struct Report {
     /// Nodes run with int16 activations (int16x8).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub int16_nodes: Vec<String>,
-    /// Layer pairs rescaled by cross-layer equalization.
+    /// Layer pairs and residual streams rescaled by cross-layer equalization.
     pub equalized_pairs: usize,
     /// Per layer, what learned weight rounding did (empty with rounding to nearest).
     pub rounding: Vec<super::LayerRounding>,
