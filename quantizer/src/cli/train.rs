@@ -51,6 +51,10 @@ pub struct Args {
     /// the validation set). Usually the better recipe for pruning (BENCHMARKS.md).
     #[arg(long)]
     pub distill: bool,
+    /// Skip cross-layer equalization in the post-training quantization training starts from (as
+    /// `ferrite quantize --no-cle`)
+    #[arg(long)]
+    pub no_cle: bool,
     /// Output `.ferrite` file: written in full or not at all, through a symlink to its target, and
     /// directly to a device or FIFO such as `/dev/null`.
     #[arg(short = 'o', long)]
@@ -303,6 +307,7 @@ pub fn run(args: &Args) -> Result<()> {
     );
     let ptq_config = PtqConfig {
         source_sha256: crate::sha256::digest(&source),
+        cle: !args.no_cle,
         ..PtqConfig::default()
     };
     let bar = super::progress::ptq_stages();
