@@ -20,8 +20,8 @@ use super::conv2d::CHANNEL_BLOCK;
 use super::dsp::{sadd16, sxtb16, sxtb16_ror8};
 use super::{ChannelQuant, RightShiftQuant};
 use crate::kernels::{LeI32, OutputQuant};
+use core::mem::MaybeUninit;
 
-#[cfg(not(ferrite_dsp))]
 use super::dsp::smlad;
 
 /// Words of the stack buffer holding a widened chunk of an input row (512 bytes): 256 values as
@@ -53,133 +53,149 @@ pub fn fully_connected_s8_fast<const DSP: bool>(
     let input = &input[..batches * in_features];
     let filter = &filter[..out_features * in_features];
     let output = &mut output[..batches * out_features];
-    let mut buffer = [0u32; BUFFER_WORDS];
+    // The buffer is not zeroed (that would cost more than a small layer's dot products): only
+    // widened words are read.
+    let mut buffer = [MaybeUninit::<u32>::uninit(); BUFFER_WORDS];
     let mut accs = [0i32; CHANNEL_BLOCK];
     // Values per chunk, a multiple of four.
     let chunk = if DSP { 2 * BUFFER_WORDS } else { BUFFER_WORDS };
     let single = in_features <= chunk;
-    let per_tensor = q.multiplier.len() == 1 && q.shift.len() == 1;
-    let tensor_quant = Quant::new(q, 0);
     for b in 0..batches {
         let row = &input[b * in_features..][..in_features];
         let out = &mut output[b * out_features..][..out_features];
         for first in (0..out_features).step_by(CHANNEL_BLOCK) {
             let n = (out_features - first).min(CHANNEL_BLOCK);
             let accs = &mut accs[..n];
-            for (k, a) in accs.iter_mut().enumerate() {
-                *a = if bias.is_empty() {
-                    0
-                } else {
-                    bias.get(first + k)
-                };
-            }
+            accs.fill(0);
             let rows = &filter[first * in_features..][..n * in_features];
             for (c, part) in row.chunks(chunk).enumerate() {
-                let from = c * chunk;
-                let words = if DSP { part.len() / 2 } else { part.len() };
+                let groups = part.len() / 4;
+                let words = if DSP { 2 * groups } else { 4 * groups };
                 // A single chunk is widened once per row.
                 if !single || first == 0 {
-                    widen::<DSP>(part, q.input_offset, &mut buffer);
+                    widen::<DSP>(part, q.input_offset, &mut buffer[..words]);
                 }
-                let x = &buffer[..words];
-                channel_pairs(rows, in_features, from, part.len(), accs, |w0, w1, acc| {
-                    let acc = if DSP {
-                        dot_1x2_q15(x.as_chunks::<2>().0, w0, w1, acc)
-                    } else {
-                        dot_1x2_wide(x, w0, w1, acc)
-                    };
-                    // The last values of a row that are not a group of four (DSP only).
-                    let done = if DSP { part.len() & !3 } else { part.len() };
-                    dot_tail(&part[done..], q.input_offset, &w0[done..], &w1[done..], acc)
-                });
+                // SAFETY: `widen` wrote the first `words` words, for this chunk or (a single
+                // chunk) for this row at the first block.
+                let x = unsafe { assume_init(&buffer[..words]) };
+                let from = c * chunk;
+                dot_block::<DSP>(x, groups, &rows[from..], in_features, accs);
+                // The last values of a row that are not a group of four.
+                let (done, tail) = part.split_at(4 * groups);
+                if !tail.is_empty() {
+                    for (k, a) in accs.iter_mut().enumerate() {
+                        let w = &rows[k * in_features + from + done.len()..][..tail.len()];
+                        *a = dot_tail(tail, q.input_offset, w, *a);
+                    }
+                }
             }
-            for (k, (o, &acc)) in out[first..][..n].iter_mut().zip(accs.iter()).enumerate() {
-                let quant = if per_tensor {
-                    tensor_quant
-                } else {
-                    Quant::new(q, first + k)
-                };
-                *o = quant.requantize(q, acc);
-            }
+            requantize(q, bias, first, accs, &mut out[first..][..n]);
         }
     }
 }
 
-/// Runs `dot(w0, w1, (acc0, acc1))` over values `from..from + len` of the filter rows of each pair
-/// of the block's channels (rows of `row_len` weights), and of the last one paired with itself,
-/// adding into `accs`.
+/// Writes `x + input_offset` for the groups of four values of `x` into `buffer` (as many as it
+/// holds): with `DSP`, each group as the words `(x0, x2)`, `(x1, x3)` of 16-bit halves; without,
+/// one 32-bit value per word.
 #[inline(always)]
-fn channel_pairs(
-    rows: &[i8],
-    row_len: usize,
-    from: usize,
-    len: usize,
-    accs: &mut [i32],
-    mut dot: impl FnMut(&[i8], &[i8], (i32, i32)) -> (i32, i32),
-) {
-    let mut pairs = accs.chunks_exact_mut(2);
-    for (a, w) in (&mut pairs).zip(rows.chunks_exact(2 * row_len)) {
-        let (w0, w1) = w.split_at(row_len);
-        (a[0], a[1]) = dot(&w0[from..][..len], &w1[from..][..len], (a[0], a[1]));
-    }
-    if let [a] = pairs.into_remainder() {
-        let w = &rows[rows.len() - row_len..][from..][..len];
-        (*a, _) = dot(w, w, (*a, *a));
-    }
-}
-
-/// Writes `x + input_offset` for the values of `x` into `buffer`: with `DSP`, each four values as
-/// the words `(x0, x2)`, `(x1, x3)` of 16-bit halves (the last values that are not a group of four
-/// are left out); without, one 32-bit value per word.
-#[inline(always)]
-fn widen<const DSP: bool>(x: &[i8], input_offset: i32, buffer: &mut [u32]) {
+fn widen<const DSP: bool>(x: &[i8], input_offset: i32, buffer: &mut [MaybeUninit<u32>]) {
+    let (groups, _) = x.as_chunks::<4>();
     if DSP {
         let offsets = (input_offset as u16 as u32) * 0x0001_0001;
-        let (groups, _) = x.as_chunks::<4>();
         let (pairs, _) = buffer.as_chunks_mut::<2>();
         for (p, g) in pairs.iter_mut().zip(groups) {
             let v = u32::from_le_bytes(g.map(|b| b as u8));
-            *p = [
-                sadd16(sxtb16(v), offsets),
-                sadd16(sxtb16_ror8(v), offsets),
-            ];
+            p[0].write(sadd16(sxtb16(v), offsets));
+            p[1].write(sadd16(sxtb16_ror8(v), offsets));
         }
     } else {
-        for (w, &v) in buffer.iter_mut().zip(x) {
-            *w = (v as i32).wrapping_add(input_offset) as u32;
+        let (quads, _) = buffer.as_chunks_mut::<4>();
+        for (w, g) in quads.iter_mut().zip(groups) {
+            let v = u32::from_le_bytes(g.map(|b| b as u8));
+            for (k, w) in w.iter_mut().enumerate() {
+                let x = (v >> (8 * k)) as u8 as i8 as i32;
+                w.write(x.wrapping_add(input_offset) as u32);
+            }
         }
     }
 }
 
-/// `acc + sum (x + input_offset) * w` for two weight rows over the raw values `x`.
+/// `s` as initialized values.
+///
+/// # Safety
+///
+/// Every element of `s` is initialized.
 #[inline(always)]
-fn dot_tail(x: &[i8], input_offset: i32, w0: &[i8], w1: &[i8], acc: (i32, i32)) -> (i32, i32) {
-    let (mut a0, mut a1) = acc;
-    for ((&x, &p), &r) in x.iter().zip(w0).zip(w1) {
-        let x = (x as i32).wrapping_add(input_offset);
-        a0 = a0.wrapping_add(x.wrapping_mul(p as i32));
-        a1 = a1.wrapping_add(x.wrapping_mul(r as i32));
-    }
-    (a0, a1)
+unsafe fn assume_init<T>(s: &[MaybeUninit<T>]) -> &[T] {
+    // SAFETY: `MaybeUninit<T>` has the layout of `T`, and the caller vouches for the values.
+    unsafe { &*(s as *const [MaybeUninit<T>] as *const [T]) }
 }
 
-/// One row by two output channels over groups of four values as 16-bit pairs
-/// `[(x0, x2), (x1, x3)]`: `acc + sum x * w` for `w0` and `w1`, which hold at least `4 * x.len()`
-/// weights. On Armv7E-M a group is 11 instructions for 8 multiply-accumulates (`LDRD`, two `LDR`,
-/// four `SXTB16`, four `SMLAD`).
+/// `acc + sum (x + input_offset) * w` over the raw values `x`.
 #[inline(always)]
-fn dot_1x2_q15(x: &[[u32; 2]], w0: &[i8], w1: &[i8], acc: (i32, i32)) -> (i32, i32) {
-    let groups = x.len();
-    assert!(w0.len() >= 4 * groups && w1.len() >= 4 * groups);
+fn dot_tail(x: &[i8], input_offset: i32, w: &[i8], acc: i32) -> i32 {
+    x.iter().zip(w).fold(acc, |a, (&x, &w)| {
+        a.wrapping_add((x as i32).wrapping_add(input_offset).wrapping_mul(w as i32))
+    })
+}
+
+/// Adds to `accs[k]` the dot product of the widened groups `x` (see [`widen`]) with the first
+/// `4 * groups` weights of row `k` of `w` (rows `stride` apart), two channels at a time and the
+/// last one alone.
+#[inline(always)]
+fn dot_block<const DSP: bool>(
+    x: &[u32],
+    groups: usize,
+    w: &[i8],
+    stride: usize,
+    accs: &mut [i32],
+) {
+    let n = accs.len();
+    if n == 0 || groups == 0 {
+        return;
+    }
+    assert!(x.len() >= if DSP { 2 * groups } else { 4 * groups });
+    assert!(w.len() >= (n - 1) * stride + 4 * groups);
+    let pairs = n / 2;
+    // SAFETY: `x` holds the groups' words and `w` every row's `4 * groups` weights (checked
+    // above); `accs` holds `2 * pairs` values, `last` two.
+    unsafe {
+        if pairs > 0 {
+            dot_pairs::<DSP>(x, groups, w.as_ptr(), stride, &mut accs[..2 * pairs]);
+        }
+        if n % 2 == 1 {
+            // The last channel paired with itself.
+            let mut last = [accs[n - 1]; 2];
+            dot_pairs::<DSP>(x, groups, w[(n - 1) * stride..].as_ptr(), 0, &mut last);
+            accs[n - 1] = last[0];
+        }
+    }
+}
+
+/// For each pair of accumulators `accs[2p], accs[2p + 1]`, adds the dot products of the widened
+/// groups `x` with rows `2p` and `2p + 1` of `w` (rows `stride` apart; `4 * groups` weights each).
+/// On Armv7E-M a group is 11 instructions for 8 multiply-accumulates (`LDRD`, two `LDR`, four
+/// `SXTB16`, four `SMLAD`), a pair 12 more; on Armv7-M four values are 17 for 8 (`LDM`, four
+/// `LDRSB` and four `MLA` per channel).
+///
+/// # Safety
+///
+/// `groups > 0`, `accs.len()` is even and not 0, `x` holds `2 * groups` words with `DSP` (else
+/// `4 * groups`), and every row `k < accs.len()` has `4 * groups` weights at `w + k * stride`.
+#[inline(always)]
+unsafe fn dot_pairs<const DSP: bool>(
+    x: &[u32],
+    groups: usize,
+    w: *const i8,
+    stride: usize,
+    accs: &mut [i32],
+) {
+    #[cfg(ferrite_armv7m)]
+    let pairs = accs.len() / 2;
     #[cfg(ferrite_dsp)]
-    {
-        if groups == 0 {
-            return acc;
-        }
-        let (mut a0, mut a1) = acc;
-        let dw = w1.as_ptr() as isize - w0.as_ptr() as isize;
-        // One group: the two input words, then each channel's weight word split into its even and
-        // odd bytes and multiplied with them.
+    if DSP {
+        // One group: the two input words, then each channel's weight word split into its even
+        // and odd bytes and multiplied with them.
         macro_rules! group {
             () => {
                 concat!(
@@ -197,67 +213,68 @@ fn dot_1x2_q15(x: &[[u32; 2]], w0: &[i8], w1: &[i8], acc: (i32, i32)) -> (i32, i
                 )
             };
         }
-        // SAFETY: reads `2 * groups` words from `x` (aligned: `LDRD` wants words) and `4 * groups`
-        // bytes from each of `w0` and `w1` (= w0 + dw), lengths checked above (LDR of the weights
-        // may be unaligned, which Armv7-M allows); writes nothing to memory. SMLAD may set the Q
-        // flag, which nothing reads.
+        // SAFETY: by the caller's contract, reads `2 * groups` words of `x` (aligned: `LDRD`
+        // wants words) and `4 * groups` bytes of each row (`LDR` of the weights may be
+        // unaligned, which Armv7-M allows) per pair, and reads and writes the pairs' words of
+        // `accs`; nothing else. r6 and r7 (which Rust reserves) are saved on the stack and
+        // restored; they hold the start of `x` and the group count. SMLAD may set the Q flag,
+        // which nothing reads.
         unsafe {
             core::arch::asm!(
+                "push {{r6, r7}}",
+                "mov r6, r2",
+                "mov r7, r3",
+                "5:",
+                "ldrd r0, r1, [r8]",
+                "mov r10, r6",
+                // groups % 4 first, then four at a time.
+                "lsrs lr, r7, #1",
+                "bcc 1f",
+                group!(),
+                "1:",
                 "lsrs lr, lr, #1",
                 "bcc 2f",
                 group!(),
+                group!(),
                 "2:",
-                // The flags are still those of LSRS: SMLAD and the loads leave N and Z alone.
+                // The flags are still those of the last LSRS: SMLAD and the loads leave N and Z
+                // alone.
                 "beq 4f",
                 "3:",
+                group!(),
+                group!(),
                 group!(),
                 group!(),
                 "subs lr, lr, #1",
                 "bne 3b",
                 "4:",
-                inout("r10") x.as_ptr() => _,
-                inout("r11") w0.as_ptr() => _,
-                in("r12") dw,
-                inout("lr") groups => _,
-                inout("r0") a0,
-                inout("r1") a1,
-                out("r2") _,
-                out("r3") _,
+                "strd r0, r1, [r8], #8",
+                // The next pair's first row: two rows on from this pair's start.
+                "add r11, r11, r12, lsl #1",
+                "sub r11, r11, r7, lsl #2",
+                "subs r9, r9, #1",
+                "bne 5b",
+                "pop {{r6, r7}}",
+                inout("r2") x.as_ptr() => _,
+                inout("r3") groups => _,
+                inout("r8") accs.as_mut_ptr() => _,
+                inout("r9") pairs => _,
+                inout("r11") w => _,
+                in("r12") stride,
+                out("r0") _,
+                out("r1") _,
                 out("r4") _,
                 out("r5") _,
-                options(readonly, nostack),
+                out("r10") _,
+                out("lr") _,
             );
         }
-        (a0, a1)
+        return;
     }
-    #[cfg(not(ferrite_dsp))]
-    {
-        let (mut a0, mut a1) = acc;
-        let (c0, _) = w0.as_chunks::<4>();
-        let (c1, _) = w1.as_chunks::<4>();
-        for ((x, p), r) in x.iter().zip(c0).zip(c1) {
-            let wp = u32::from_le_bytes(p.map(|b| b as u8));
-            let wr = u32::from_le_bytes(r.map(|b| b as u8));
-            a0 = smlad(x[1], sxtb16_ror8(wp), smlad(x[0], sxtb16(wp), a0));
-            a1 = smlad(x[1], sxtb16_ror8(wr), smlad(x[0], sxtb16(wr), a1));
-        }
-        (a0, a1)
-    }
-}
-
-/// One row by two output channels over values widened to 32 bits: `acc + sum x * w` for `w0` and
-/// `w1`, which hold at least `x.len()` weights. On Armv7-M four values are 17 instructions for 8
-/// multiply-accumulates (`LDM`, four `LDRSB` and four `MLA` per channel).
-#[inline(always)]
-fn dot_1x2_wide(x: &[u32], w0: &[i8], w1: &[i8], acc: (i32, i32)) -> (i32, i32) {
-    let n = x.len();
-    assert!(w0.len() >= n && w1.len() >= n);
-    let (mut a0, mut a1) = acc;
-    #[cfg(not(ferrite_armv7m))]
-    let done = 0;
     #[cfg(ferrite_armv7m)]
-    let done = {
-        // One value: its weight in each row, loaded with LDRSB, multiplied into each channel.
+    if !DSP {
+        // Four values: their words with one LDM, each weight with one LDRSB per row, multiplied
+        // into each channel.
         macro_rules! one {
             ($x:literal) => {
                 concat!(
@@ -272,44 +289,139 @@ fn dot_1x2_wide(x: &[u32], w0: &[i8], w1: &[i8], acc: (i32, i32)) -> (i32, i32) 
                 )
             };
         }
-        let quads = n / 4;
-        if quads > 0 {
-            let dw = w1.as_ptr() as isize - w0.as_ptr() as isize;
-            // SAFETY: reads `4 * quads <= n` words from `x` and as many bytes from `w0` and `w1`
-            // (= w0 + dw), lengths checked above; writes nothing to memory.
-            unsafe {
-                core::arch::asm!(
-                    "1:",
-                    "ldm r10!, {{r2, r3, r4, r5}}",
+        macro_rules! quad {
+            () => {
+                concat!(
+                    "ldm r10!, {{r2, r3, r4, r5}}\n",
                     one!("r2"),
                     one!("r3"),
                     one!("r4"),
                     one!("r5"),
-                    "subs lr, lr, #1",
-                    "bne 1b",
-                    inout("r10") x.as_ptr() => _,
-                    inout("r11") w0.as_ptr() => _,
-                    in("r12") dw,
-                    inout("lr") quads => _,
-                    inout("r0") a0,
-                    inout("r1") a1,
-                    out("r2") _,
-                    out("r3") _,
-                    out("r4") _,
-                    out("r5") _,
-                    out("r8") _,
-                    out("r9") _,
-                    options(readonly, nostack),
-                );
-            }
+                )
+            };
         }
-        4 * quads
-    };
-    for ((&x, &p), &r) in x[done..].iter().zip(&w0[done..]).zip(&w1[done..]) {
+        // SAFETY: by the caller's contract, reads `4 * groups` words of `x` and `4 * groups`
+        // bytes of each row per pair, and reads and writes the pairs' words of `accs`; nothing
+        // else. r6 and r7 (which Rust reserves) are saved on the stack and restored; they hold the
+        // pointer into `accs` and the group count, the stack holds the start of `x` and the
+        // pairs left.
+        unsafe {
+            core::arch::asm!(
+                "push {{r2, r3, r6, r7}}",
+                "mov r6, r4",
+                "mov r7, r5",
+                "5:",
+                "ldm r6, {{r0, r1}}",
+                "ldr r10, [sp]",
+                // An odd group first, then two at a time.
+                "lsrs lr, r7, #1",
+                "bcc 2f",
+                quad!(),
+                "2:",
+                // The flags are still those of LSRS: MLA and the loads leave them alone.
+                "beq 4f",
+                "3:",
+                quad!(),
+                quad!(),
+                "subs lr, lr, #1",
+                "bne 3b",
+                "4:",
+                "stm r6!, {{r0, r1}}",
+                // The next pair's first row: two rows on from this pair's start.
+                "add r11, r11, r12, lsl #1",
+                "sub r11, r11, r7, lsl #2",
+                "ldr r2, [sp, #4]",
+                "subs r2, r2, #1",
+                "str r2, [sp, #4]",
+                "bne 5b",
+                "add sp, sp, #8",
+                "pop {{r6, r7}}",
+                inout("r2") x.as_ptr() => _,
+                inout("r3") pairs => _,
+                inout("r4") accs.as_mut_ptr() => _,
+                inout("r5") groups => _,
+                inout("r11") w => _,
+                in("r12") stride,
+                out("r0") _,
+                out("r1") _,
+                out("r8") _,
+                out("r9") _,
+                out("r10") _,
+                out("lr") _,
+            );
+        }
+        return;
+    }
+    #[allow(unreachable_code)]
+    for (p, a) in accs.chunks_exact_mut(2).enumerate() {
+        // SAFETY: by the caller's contract, rows `2p` and `2p + 1` hold `4 * groups` weights.
+        let (w0, w1) = unsafe {
+            (
+                core::slice::from_raw_parts(w.add(2 * p * stride), 4 * groups),
+                core::slice::from_raw_parts(w.add((2 * p + 1) * stride), 4 * groups),
+            )
+        };
+        (a[0], a[1]) = if DSP {
+            dot_1x2_q15(&x[..2 * groups], w0, w1, (a[0], a[1]))
+        } else {
+            dot_1x2_wide(&x[..4 * groups], w0, w1, (a[0], a[1]))
+        };
+    }
+}
+
+/// The Rust twin of the `DSP` loop of [`dot_pairs`] for one pair: `acc + sum x * w` for `w0` and
+/// `w1` over the groups' words `[(x0, x2), (x1, x3)]`.
+#[inline(always)]
+fn dot_1x2_q15(x: &[u32], w0: &[i8], w1: &[i8], acc: (i32, i32)) -> (i32, i32) {
+    let (mut a0, mut a1) = acc;
+    let (c0, _) = w0.as_chunks::<4>();
+    let (c1, _) = w1.as_chunks::<4>();
+    for ((x, p), r) in x.as_chunks::<2>().0.iter().zip(c0).zip(c1) {
+        let wp = u32::from_le_bytes(p.map(|b| b as u8));
+        let wr = u32::from_le_bytes(r.map(|b| b as u8));
+        a0 = smlad(x[1], sxtb16_ror8(wp), smlad(x[0], sxtb16(wp), a0));
+        a1 = smlad(x[1], sxtb16_ror8(wr), smlad(x[0], sxtb16(wr), a1));
+    }
+    (a0, a1)
+}
+
+/// The Rust twin of the portable loop of [`dot_pairs`] for one pair: `acc + sum x * w` for `w0`
+/// and `w1` over values widened to 32 bits.
+#[inline(always)]
+fn dot_1x2_wide(x: &[u32], w0: &[i8], w1: &[i8], acc: (i32, i32)) -> (i32, i32) {
+    let (mut a0, mut a1) = acc;
+    for ((&x, &p), &r) in x.iter().zip(w0).zip(w1) {
         a0 = a0.wrapping_add((x as i32).wrapping_mul(p as i32));
         a1 = a1.wrapping_add((x as i32).wrapping_mul(r as i32));
     }
     (a0, a1)
+}
+
+/// Adds the bias of output channels `first..` to their accumulators and requantizes them into
+/// `out`, with the output quantization prepared once for a per-tensor layer.
+#[inline(never)]
+fn requantize(q: &OutputQuant<'_>, bias: LeI32<'_>, first: usize, accs: &[i32], out: &mut [i8]) {
+    let values = out.iter_mut().zip(accs).enumerate();
+    if q.multiplier.len() == 1 && q.shift.len() == 1 {
+        let tensor = Quant::new(q, 0);
+        match tensor.fast {
+            Some(fast) => {
+                for (k, (o, &a)) in values {
+                    *o = fast.requantize(q, a.wrapping_add(bias.get(first + k)));
+                }
+            }
+            None => {
+                for (k, (o, &a)) in values {
+                    *o = tensor.channel.requantize(q, a.wrapping_add(bias.get(first + k)));
+                }
+            }
+        }
+    } else {
+        for (k, (o, &a)) in values {
+            let acc = a.wrapping_add(bias.get(first + k));
+            *o = Quant::new(q, first + k).requantize(q, acc);
+        }
+    }
 }
 
 /// The output quantization of one channel (or of the tensor), prepared once.
