@@ -50,13 +50,27 @@ pub fn fully_connected_s8_fast<const DSP: bool>(
     output: &mut [i8],
 ) {
     debug_assert!(!DSP || fits_dsp(q));
+    if in_features == 0 || (!bias.is_empty() && bias.len() < out_features) {
+        // Empty rows, or a short bias (read as zeros past its end): the reference's business.
+        crate::kernels::fully_connected::fully_connected_s8(
+            batches,
+            in_features,
+            out_features,
+            q,
+            input,
+            filter,
+            bias,
+            output,
+        );
+        return;
+    }
     let input = &input[..batches * in_features];
     let filter = &filter[..out_features * in_features];
     let output = &mut output[..batches * out_features];
-    // The buffer is not zeroed (that would cost more than a small layer's dot products): only
-    // widened words are read.
+    // Neither array is zeroed (that would cost more than a small layer's dot products): only
+    // widened words are read, and the accumulators are first written from the bias.
     let mut buffer = [MaybeUninit::<u32>::uninit(); BUFFER_WORDS];
-    let mut accs = [0i32; CHANNEL_BLOCK];
+    let mut accs = [MaybeUninit::<i32>::uninit(); CHANNEL_BLOCK];
     // Values per chunk, a multiple of four.
     let chunk = if DSP { 2 * BUFFER_WORDS } else { BUFFER_WORDS };
     let single = in_features <= chunk;
@@ -65,9 +79,13 @@ pub fn fully_connected_s8_fast<const DSP: bool>(
         let out = &mut output[b * out_features..][..out_features];
         for first in (0..out_features).step_by(CHANNEL_BLOCK) {
             let n = (out_features - first).min(CHANNEL_BLOCK);
-            let accs = &mut accs[..n];
-            accs.fill(0);
             let rows = &filter[first * in_features..][..n * in_features];
+            // The accumulators' start: the block's biases (little-endian words, any alignment).
+            let mut start = if bias.is_empty() {
+                ZEROS.as_ptr().cast::<u8>()
+            } else {
+                bias.0[4 * first..][..4 * n].as_ptr()
+            };
             for (c, part) in row.chunks(chunk).enumerate() {
                 let groups = part.len() / 4;
                 let words = if DSP { 2 * groups } else { 4 * groups };
@@ -79,7 +97,13 @@ pub fn fully_connected_s8_fast<const DSP: bool>(
                 // chunk) for this row at the first block.
                 let x = unsafe { assume_init(&buffer[..words]) };
                 let from = c * chunk;
-                dot_block::<DSP>(x, groups, &rows[from..], in_features, accs);
+                // SAFETY: `start` holds `n` words: the block's biases, `ZEROS` or `accs`.
+                unsafe {
+                    dot_block::<DSP>(x, groups, &rows[from..], in_features, start, &mut accs[..n])
+                };
+                start = accs.as_ptr().cast::<u8>();
+                // SAFETY: `dot_block` wrote the first `n`.
+                let accs = unsafe { assume_init_mut(&mut accs[..n]) };
                 // The last values of a row that are not a group of four.
                 let (done, tail) = part.split_at(4 * groups);
                 if !tail.is_empty() {
@@ -89,10 +113,15 @@ pub fn fully_connected_s8_fast<const DSP: bool>(
                     }
                 }
             }
-            requantize(q, bias, first, accs, &mut out[first..][..n]);
+            // SAFETY: the chunk loop (at least one chunk: `in_features > 0`) wrote the first `n`.
+            let accs = unsafe { assume_init(&accs[..n]) };
+            requantize(q, first, accs, &mut out[first..][..n]);
         }
     }
 }
+
+/// The start of the accumulators of a layer without bias.
+static ZEROS: [i32; CHANNEL_BLOCK] = [0; CHANNEL_BLOCK];
 
 /// Writes `x + input_offset` for the groups of four values of `x` into `buffer` (as many as it
 /// holds): with `DSP`, each group as the words `(x0, x2)`, `(x1, x3)` of 16-bit halves; without,
@@ -131,6 +160,17 @@ unsafe fn assume_init<T>(s: &[MaybeUninit<T>]) -> &[T] {
     unsafe { &*(s as *const [MaybeUninit<T>] as *const [T]) }
 }
 
+/// [`assume_init`], mutable.
+///
+/// # Safety
+///
+/// Every element of `s` is initialized.
+#[inline(always)]
+unsafe fn assume_init_mut<T>(s: &mut [MaybeUninit<T>]) -> &mut [T] {
+    // SAFETY: as in `assume_init`.
+    unsafe { &mut *(s as *mut [MaybeUninit<T>] as *mut [T]) }
+}
+
 /// `acc + sum (x + input_offset) * w` over the raw values `x`.
 #[inline(always)]
 fn dot_tail(x: &[i8], input_offset: i32, w: &[i8], acc: i32) -> i32 {
@@ -139,59 +179,73 @@ fn dot_tail(x: &[i8], input_offset: i32, w: &[i8], acc: i32) -> i32 {
     })
 }
 
-/// Adds to `accs[k]` the dot product of the widened groups `x` (see [`widen`]) with the first
-/// `4 * groups` weights of row `k` of `w` (rows `stride` apart), two channels at a time and the
-/// last one alone.
+/// Writes to `accs[k]` the little-endian word `k` at `start` plus the dot product of the widened
+/// groups `x` (see [`widen`]) with the first `4 * groups` weights of row `k` of `w` (rows
+/// `stride` apart), two channels at a time and the last one alone.
+///
+/// # Safety
+///
+/// `start` points to `accs.len()` words (any alignment; it may be `accs` itself).
 #[inline(always)]
-fn dot_block<const DSP: bool>(
+unsafe fn dot_block<const DSP: bool>(
     x: &[u32],
     groups: usize,
     w: &[i8],
     stride: usize,
-    accs: &mut [i32],
+    start: *const u8,
+    accs: &mut [MaybeUninit<i32>],
 ) {
     let n = accs.len();
-    if n == 0 || groups == 0 {
+    if n == 0 {
         return;
     }
     assert!(x.len() >= if DSP { 2 * groups } else { 4 * groups });
     assert!(w.len() >= (n - 1) * stride + 4 * groups);
     let pairs = n / 2;
     // SAFETY: `x` holds the groups' words and `w` every row's `4 * groups` weights (checked
-    // above); `accs` holds `2 * pairs` values, `last` two.
+    // above); `start` and `accs` hold `n` words, `last` two.
     unsafe {
+        let dst = accs.as_mut_ptr().cast::<i32>();
         if pairs > 0 {
-            dot_pairs::<DSP>(x, groups, w.as_ptr(), stride, &mut accs[..2 * pairs]);
+            dot_pairs::<DSP>(x, groups, w.as_ptr(), stride, start, dst, pairs);
         }
         if n % 2 == 1 {
             // The last channel paired with itself.
-            let mut last = [accs[n - 1]; 2];
-            dot_pairs::<DSP>(x, groups, w[(n - 1) * stride..].as_ptr(), 0, &mut last);
-            accs[n - 1] = last[0];
+            let v = start.add(4 * (n - 1)).cast::<i32>().read_unaligned();
+            let mut last = [v; 2];
+            let w = w.as_ptr().add((n - 1) * stride);
+            let p = last.as_mut_ptr();
+            dot_pairs::<DSP>(x, groups, w, 0, p.cast::<u8>(), p, 1);
+            dst.add(n - 1).write(last[0]);
         }
     }
 }
 
-/// For each pair of accumulators `accs[2p], accs[2p + 1]`, adds the dot products of the widened
-/// groups `x` with rows `2p` and `2p + 1` of `w` (rows `stride` apart; `4 * groups` weights each).
-/// On Armv7E-M a group is 11 instructions for 8 multiply-accumulates (`LDRD`, two `LDR`, four
-/// `SXTB16`, four `SMLAD`), a pair 12 more; on Armv7-M four values are 17 for 8 (`LDM`, four
-/// `LDRSB` and four `MLA` per channel).
+/// For each of `pairs` pairs of channels, writes to `dst[2p]`, `dst[2p + 1]` the little-endian
+/// words `2p`, `2p + 1` at `src` plus the dot products of the widened groups `x` with rows `2p`
+/// and `2p + 1` of `w` (rows `stride` apart; `4 * groups` weights each). On Armv7E-M a group is
+/// 11 instructions for 8 multiply-accumulates (`LDRD`, two `LDR`, four `SXTB16`, four `SMLAD`), a
+/// pair 15 more; on Armv7-M four values are 17 for 8 (`LDM`, four `LDRSB` and four `MLA` per
+/// channel), a pair about 20 more.
 ///
 /// # Safety
 ///
-/// `groups > 0`, `accs.len()` is even and not 0, `x` holds `2 * groups` words with `DSP` (else
-/// `4 * groups`), and every row `k < accs.len()` has `4 * groups` weights at `w + k * stride`.
+/// `pairs > 0`; `x` holds `2 * groups` words with `DSP` (else `4 * groups`); every row
+/// `k < 2 * pairs` has `4 * groups` weights at `w + k * stride`; `src` (any alignment) and `dst`
+/// hold `2 * pairs` words (the same words, or not overlapping).
 #[inline(always)]
 unsafe fn dot_pairs<const DSP: bool>(
     x: &[u32],
     groups: usize,
     w: *const i8,
     stride: usize,
-    accs: &mut [i32],
+    src: *const u8,
+    dst: *mut i32,
+    pairs: usize,
 ) {
+    // From one pair's first row to the next pair's, past the `4 * groups` weights read.
     #[cfg(ferrite_armv7m)]
-    let pairs = accs.len() / 2;
+    let skip = (2 * stride).wrapping_sub(4 * groups);
     #[cfg(ferrite_dsp)]
     if DSP {
         // One group: the two input words, then each channel's weight word split into its even
@@ -213,22 +267,24 @@ unsafe fn dot_pairs<const DSP: bool>(
                 )
             };
         }
-        // SAFETY: by the caller's contract, reads `2 * groups` words of `x` (aligned: `LDRD`
-        // wants words) and `4 * groups` bytes of each row (`LDR` of the weights may be
-        // unaligned, which Armv7-M allows) per pair, and reads and writes the pairs' words of
-        // `accs`; nothing else. r6 and r7 (which Rust reserves) are saved on the stack and
-        // restored; they hold the start of `x` and the group count. SMLAD may set the Q flag,
-        // which nothing reads.
+        // SAFETY: by the caller's contract, per pair reads two words at `src`, `2 * groups`
+        // words of `x` (aligned: `LDRD` wants words) and `4 * groups` bytes of each row (`LDR`
+        // of the weights and of `src` may be unaligned, which Armv7-M allows), and writes two
+        // words of `dst`; nothing else. r6 and r7 (which Rust reserves) are saved on the stack
+        // and restored; they hold the start of `x` and the pointer into `src`, the stack the
+        // group count and the skip. SMLAD may set the Q flag, which nothing reads.
         unsafe {
             core::arch::asm!(
-                "push {{r6, r7}}",
+                "push {{r4, r5, r6, r7}}",
                 "mov r6, r2",
                 "mov r7, r3",
                 "5:",
-                "ldrd r0, r1, [r8]",
+                "ldr r0, [r7], #4",
+                "ldr r1, [r7], #4",
                 "mov r10, r6",
                 // groups % 4 first, then four at a time.
-                "lsrs lr, r7, #1",
+                "ldr lr, [sp]",
+                "lsrs lr, lr, #1",
                 "bcc 1f",
                 group!(),
                 "1:",
@@ -249,22 +305,22 @@ unsafe fn dot_pairs<const DSP: bool>(
                 "bne 3b",
                 "4:",
                 "strd r0, r1, [r8], #8",
-                // The next pair's first row: two rows on from this pair's start.
-                "add r11, r11, r12, lsl #1",
-                "sub r11, r11, r7, lsl #2",
+                "ldr r4, [sp, #4]",
+                "add r11, r11, r4",
                 "subs r9, r9, #1",
                 "bne 5b",
+                "add sp, sp, #8",
                 "pop {{r6, r7}}",
                 inout("r2") x.as_ptr() => _,
-                inout("r3") groups => _,
-                inout("r8") accs.as_mut_ptr() => _,
+                inout("r3") src => _,
+                inout("r4") groups => _,
+                inout("r5") skip => _,
+                inout("r8") dst => _,
                 inout("r9") pairs => _,
                 inout("r11") w => _,
                 in("r12") stride,
                 out("r0") _,
                 out("r1") _,
-                out("r4") _,
-                out("r5") _,
                 out("r10") _,
                 out("lr") _,
             );
@@ -300,21 +356,23 @@ unsafe fn dot_pairs<const DSP: bool>(
                 )
             };
         }
-        // SAFETY: by the caller's contract, reads `4 * groups` words of `x` and `4 * groups`
-        // bytes of each row per pair, and reads and writes the pairs' words of `accs`; nothing
-        // else. r6 and r7 (which Rust reserves) are saved on the stack and restored; they hold the
-        // pointer into `accs` and the group count, the stack holds the start of `x` and the
-        // pairs left.
+        // SAFETY: by the caller's contract, per pair reads two words at `src` (`LDR` may be
+        // unaligned, which Armv7-M allows), `4 * groups` words of `x` and `4 * groups` bytes of
+        // each row, and writes two words of `dst`; nothing else. r6 and r7 (which Rust reserves)
+        // are saved on the stack and restored; they hold the pointers into `dst` and `src`, the
+        // stack the start of `x`, the pairs left, the group count and the skip.
         unsafe {
             core::arch::asm!(
-                "push {{r2, r3, r6, r7}}",
-                "mov r6, r4",
-                "mov r7, r5",
+                "push {{r2, r3, r4, r5, r6, r7}}",
+                "mov r6, r1",
+                "mov r7, r0",
                 "5:",
-                "ldm r6, {{r0, r1}}",
+                "ldr r0, [r7], #4",
+                "ldr r1, [r7], #4",
                 "ldr r10, [sp]",
                 // An odd group first, then two at a time.
-                "lsrs lr, r7, #1",
+                "ldr lr, [sp, #8]",
+                "lsrs lr, lr, #1",
                 "bcc 2f",
                 quad!(),
                 "2:",
@@ -327,23 +385,22 @@ unsafe fn dot_pairs<const DSP: bool>(
                 "bne 3b",
                 "4:",
                 "stm r6!, {{r0, r1}}",
-                // The next pair's first row: two rows on from this pair's start.
-                "add r11, r11, r12, lsl #1",
-                "sub r11, r11, r7, lsl #2",
+                "ldr r2, [sp, #12]",
+                "add r11, r11, r2",
                 "ldr r2, [sp, #4]",
                 "subs r2, r2, #1",
                 "str r2, [sp, #4]",
                 "bne 5b",
-                "add sp, sp, #8",
+                "add sp, sp, #16",
                 "pop {{r6, r7}}",
+                inout("r0") src => _,
+                inout("r1") dst => _,
                 inout("r2") x.as_ptr() => _,
                 inout("r3") pairs => _,
-                inout("r4") accs.as_mut_ptr() => _,
-                inout("r5") groups => _,
+                inout("r4") groups => _,
+                inout("r5") skip => _,
                 inout("r11") w => _,
                 in("r12") stride,
-                out("r0") _,
-                out("r1") _,
                 out("r8") _,
                 out("r9") _,
                 out("r10") _,
@@ -353,19 +410,25 @@ unsafe fn dot_pairs<const DSP: bool>(
         return;
     }
     #[allow(unreachable_code)]
-    for (p, a) in accs.chunks_exact_mut(2).enumerate() {
-        // SAFETY: by the caller's contract, rows `2p` and `2p + 1` hold `4 * groups` weights.
-        let (w0, w1) = unsafe {
-            (
-                core::slice::from_raw_parts(w.add(2 * p * stride), 4 * groups),
-                core::slice::from_raw_parts(w.add((2 * p + 1) * stride), 4 * groups),
-            )
-        };
-        (a[0], a[1]) = if DSP {
-            dot_1x2_q15(&x[..2 * groups], w0, w1, (a[0], a[1]))
-        } else {
-            dot_1x2_wide(&x[..4 * groups], w0, w1, (a[0], a[1]))
-        };
+    for p in 0..pairs {
+        // SAFETY: by the caller's contract, rows `2p` and `2p + 1` hold `4 * groups` weights,
+        // `src` and `dst` words `2p` and `2p + 1`.
+        unsafe {
+            let w0 = core::slice::from_raw_parts(w.add(2 * p * stride), 4 * groups);
+            let w1 = core::slice::from_raw_parts(w.add((2 * p + 1) * stride), 4 * groups);
+            let s = src.add(8 * p);
+            let acc = (
+                s.cast::<i32>().read_unaligned(),
+                s.add(4).cast::<i32>().read_unaligned(),
+            );
+            let (a0, a1) = if DSP {
+                dot_1x2_q15(&x[..2 * groups], w0, w1, acc)
+            } else {
+                dot_1x2_wide(&x[..4 * groups], w0, w1, acc)
+            };
+            dst.add(2 * p).write(a0);
+            dst.add(2 * p + 1).write(a1);
+        }
     }
 }
 
@@ -397,30 +460,38 @@ fn dot_1x2_wide(x: &[u32], w0: &[i8], w1: &[i8], acc: (i32, i32)) -> (i32, i32) 
     (a0, a1)
 }
 
-/// Adds the bias of output channels `first..` to their accumulators and requantizes them into
-/// `out`, with the output quantization prepared once for a per-tensor layer.
+/// Requantizes the accumulators of output channels `first..` into `out`, with the output
+/// quantization prepared once for a per-tensor layer.
 #[inline(never)]
-fn requantize(q: &OutputQuant<'_>, bias: LeI32<'_>, first: usize, accs: &[i32], out: &mut [i8]) {
-    let values = out.iter_mut().zip(accs).enumerate();
+fn requantize(q: &OutputQuant<'_>, first: usize, accs: &[i32], out: &mut [i8]) {
     if q.multiplier.len() == 1 && q.shift.len() == 1 {
         let tensor = Quant::new(q, 0);
         match tensor.fast {
-            Some(fast) => {
-                for (k, (o, &a)) in values {
-                    *o = fast.requantize(q, a.wrapping_add(bias.get(first + k)));
-                }
-            }
+            Some(fast) => requantize_right_shift(q, fast, accs, out),
             None => {
-                for (k, (o, &a)) in values {
-                    *o = tensor.channel.requantize(q, a.wrapping_add(bias.get(first + k)));
+                for (o, &a) in out.iter_mut().zip(accs) {
+                    *o = tensor.channel.requantize(q, a);
                 }
             }
         }
     } else {
-        for (k, (o, &a)) in values {
-            let acc = a.wrapping_add(bias.get(first + k));
-            *o = Quant::new(q, first + k).requantize(q, acc);
+        for (k, (o, &a)) in out.iter_mut().zip(accs).enumerate() {
+            *o = Quant::new(q, first + k).requantize(q, a);
         }
+    }
+}
+
+/// [`requantize`] of a per-tensor layer whose quantization has the [`RightShiftQuant`] form (in a
+/// function of its own: the compiler keeps this loop's values in registers).
+#[inline(never)]
+fn requantize_right_shift(
+    q: &OutputQuant<'_>,
+    fast: RightShiftQuant,
+    accs: &[i32],
+    out: &mut [i8],
+) {
+    for (o, &a) in out.iter_mut().zip(accs) {
+        *o = fast.requantize(q, a);
     }
 }
 
