@@ -464,62 +464,38 @@ fn dot_1x2_wide(x: &[u32], w0: &[i8], w1: &[i8], acc: (i32, i32)) -> (i32, i32) 
 /// quantization prepared once for a per-tensor layer.
 #[inline(never)]
 fn requantize(q: &OutputQuant<'_>, first: usize, accs: &[i32], out: &mut [i8]) {
+    let values = out.iter_mut().zip(accs);
     if q.multiplier.len() == 1 && q.shift.len() == 1 {
-        let tensor = Quant::new(q, 0);
-        match tensor.fast {
-            Some(fast) => requantize_right_shift(q, fast, accs, out),
-            None => {
-                for (o, &a) in out.iter_mut().zip(accs) {
-                    *o = tensor.channel.requantize(q, a);
-                }
+        let channel = ChannelQuant::from_parts(q.multiplier.get(0), q.shift.get(0));
+        if let Some(fast) = RightShiftQuant::new(channel, q) {
+            for (o, &a) in values {
+                *o = match a.checked_add(a) {
+                    Some(a2) => fast.requantize_doubled(a2),
+                    None => requantize_wide(q, channel, a),
+                };
+            }
+        } else {
+            for (o, &a) in values {
+                *o = channel.requantize(q, a);
             }
         }
     } else {
-        for (k, (o, &a)) in out.iter_mut().zip(accs).enumerate() {
-            *o = Quant::new(q, first + k).requantize(q, a);
+        for (k, (o, &a)) in values.enumerate() {
+            let channel = ChannelQuant::new(q, first + k);
+            *o = match RightShiftQuant::new(channel, q) {
+                Some(fast) => fast.requantize(q, a),
+                None => channel.requantize(q, a),
+            };
         }
     }
 }
 
-/// [`requantize`] of a per-tensor layer whose quantization has the [`RightShiftQuant`] form (in a
-/// function of its own: the compiler keeps this loop's values in registers).
+/// `channel.requantize(q, acc)` out of line, for the accumulators whose double overflows (rare:
+/// the per-tensor loop of [`requantize`] keeps its values in registers without it).
+#[cold]
 #[inline(never)]
-fn requantize_right_shift(
-    q: &OutputQuant<'_>,
-    fast: RightShiftQuant,
-    accs: &[i32],
-    out: &mut [i8],
-) {
-    for (o, &a) in out.iter_mut().zip(accs) {
-        *o = fast.requantize(q, a);
-    }
-}
-
-/// The output quantization of one channel (or of the tensor), prepared once.
-#[derive(Clone, Copy)]
-struct Quant {
-    channel: ChannelQuant,
-    fast: Option<RightShiftQuant>,
-}
-
-impl Quant {
-    #[inline(always)]
-    fn new(q: &OutputQuant<'_>, channel: usize) -> Self {
-        let channel = ChannelQuant::new(q, channel);
-        Self {
-            channel,
-            fast: RightShiftQuant::new(channel, q),
-        }
-    }
-
-    /// Same arithmetic as `kernels::conv2d::requantize_acc`.
-    #[inline(always)]
-    fn requantize(self, q: &OutputQuant<'_>, acc: i32) -> i8 {
-        match self.fast {
-            Some(fast) => fast.requantize(q, acc),
-            None => self.channel.requantize(q, acc),
-        }
-    }
+fn requantize_wide(q: &OutputQuant<'_>, channel: ChannelQuant, acc: i32) -> i8 {
+    channel.requantize(q, acc)
 }
 
 #[cfg(test)]
