@@ -125,10 +125,101 @@ static ZEROS: [i32; CHANNEL_BLOCK] = [0; CHANNEL_BLOCK];
 
 /// Writes `x + input_offset` for the groups of four values of `x` into `buffer` (as many as it
 /// holds): with `DSP`, each group as the words `(x0, x2)`, `(x1, x3)` of 16-bit halves; without,
-/// one 32-bit value per word.
+/// one 32-bit value per word. On Armv7-M, assembly: a group is 6.5 instructions with `DSP` (one
+/// `LDR`, two `SXTB16`, two `SADD16`, half an `STM`, loop), 12 without (one `LDR`, three `SXTB`,
+/// one `ASR`, four `ADD`, one `STM`, loop).
 #[inline(always)]
 fn widen<const DSP: bool>(x: &[i8], input_offset: i32, buffer: &mut [MaybeUninit<u32>]) {
     let (groups, _) = x.as_chunks::<4>();
+    let groups = &groups[..groups.len().min(buffer.len() / if DSP { 2 } else { 4 })];
+    if groups.is_empty() {
+        return;
+    }
+    #[cfg(ferrite_dsp)]
+    if DSP {
+        let offsets = (input_offset as u16 as u32) * 0x0001_0001;
+        // SAFETY: reads the `groups.len()` words of `groups` (`LDR` may be unaligned, which
+        // Armv7-M allows) and writes twice as many words of `buffer` (checked above); nothing
+        // else. SADD16 sets the GE flags, which nothing reads.
+        unsafe {
+            core::arch::asm!(
+                // An odd group first, then two at a time.
+                "lsrs {n}, {n}, #1",
+                "bcc 2f",
+                "ldr r4, [{x}], #4",
+                "sxtb16 r0, r4",
+                "sxtb16 r1, r4, ror #8",
+                "sadd16 r0, r0, {off}",
+                "sadd16 r1, r1, {off}",
+                "stm {buf}!, {{r0, r1}}",
+                "2:",
+                "cmp {n}, #0",
+                "beq 4f",
+                "3:",
+                "ldr r4, [{x}], #4",
+                "ldr r5, [{x}], #4",
+                "sxtb16 r0, r4",
+                "sxtb16 r1, r4, ror #8",
+                "sxtb16 r2, r5",
+                "sxtb16 r3, r5, ror #8",
+                "sadd16 r0, r0, {off}",
+                "sadd16 r1, r1, {off}",
+                "sadd16 r2, r2, {off}",
+                "sadd16 r3, r3, {off}",
+                "stm {buf}!, {{r0, r1, r2, r3}}",
+                "subs {n}, {n}, #1",
+                "bne 3b",
+                "4:",
+                x = inout(reg) groups.as_ptr() => _,
+                buf = inout(reg) buffer.as_mut_ptr() => _,
+                n = inout(reg) groups.len() => _,
+                off = in(reg) offsets,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                out("r4") _,
+                out("r5") _,
+                options(nostack),
+            );
+        }
+        return;
+    }
+    #[cfg(ferrite_armv7m)]
+    if !DSP {
+        // SAFETY: reads the `groups.len()` words of `groups` (`LDR` may be unaligned, which
+        // Armv7-M allows) and writes four times as many words of `buffer` (checked above);
+        // nothing else.
+        unsafe {
+            core::arch::asm!(
+                "1:",
+                "ldr r4, [{x}], #4",
+                "sxtb r0, r4",
+                "sxtb r1, r4, ror #8",
+                "sxtb r2, r4, ror #16",
+                "asrs r3, r4, #24",
+                "add r0, r0, {off}",
+                "add r1, r1, {off}",
+                "add r2, r2, {off}",
+                "add r3, r3, {off}",
+                "stm {buf}!, {{r0, r1, r2, r3}}",
+                "subs {n}, {n}, #1",
+                "bne 1b",
+                x = inout(reg) groups.as_ptr() => _,
+                buf = inout(reg) buffer.as_mut_ptr() => _,
+                n = inout(reg) groups.len() => _,
+                off = in(reg) input_offset,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                out("r4") _,
+                options(nostack),
+            );
+        }
+        return;
+    }
+    #[allow(unreachable_code)]
     if DSP {
         let offsets = (input_offset as u16 as u32) * 0x0001_0001;
         let (pairs, _) = buffer.as_chunks_mut::<2>();
@@ -140,10 +231,8 @@ fn widen<const DSP: bool>(x: &[i8], input_offset: i32, buffer: &mut [MaybeUninit
     } else {
         let (quads, _) = buffer.as_chunks_mut::<4>();
         for (w, g) in quads.iter_mut().zip(groups) {
-            let v = u32::from_le_bytes(g.map(|b| b as u8));
-            for (k, w) in w.iter_mut().enumerate() {
-                let x = (v >> (8 * k)) as u8 as i8 as i32;
-                w.write(x.wrapping_add(input_offset) as u32);
+            for (w, &x) in w.iter_mut().zip(g) {
+                w.write((x as i32).wrapping_add(input_offset) as u32);
             }
         }
     }
@@ -471,7 +560,7 @@ fn requantize(q: &OutputQuant<'_>, first: usize, accs: &[i32], out: &mut [i8]) {
             for (o, &a) in values {
                 *o = match a.checked_add(a) {
                     Some(a2) => fast.requantize_doubled(a2),
-                    None => requantize_wide(q, channel, a),
+                    None => requantize_wide(q, a),
                 };
             }
         } else {
@@ -490,12 +579,12 @@ fn requantize(q: &OutputQuant<'_>, first: usize, accs: &[i32], out: &mut [i8]) {
     }
 }
 
-/// `channel.requantize(q, acc)` out of line, for the accumulators whose double overflows (rare:
-/// the per-tensor loop of [`requantize`] keeps its values in registers without it).
+/// The requantization of a per-tensor layer's accumulator whose double overflows, out of line
+/// (rare: without it, the per-tensor loop of [`requantize`] keeps its values in registers).
 #[cold]
 #[inline(never)]
-fn requantize_wide(q: &OutputQuant<'_>, channel: ChannelQuant, acc: i32) -> i8 {
-    channel.requantize(q, acc)
+fn requantize_wide(q: &OutputQuant<'_>, acc: i32) -> i8 {
+    ChannelQuant::new(q, 0).requantize(q, acc)
 }
 
 #[cfg(test)]
