@@ -270,7 +270,7 @@ fn dot_tail(x: &[i8], input_offset: i32, w: &[i8], acc: i32) -> i32 {
 
 /// Writes to `accs[k]` the little-endian word `k` at `start` plus the dot product of the widened
 /// groups `x` (see [`widen`]) with the first `4 * groups` weights of row `k` of `w` (rows
-/// `stride` apart), two channels at a time and the last one alone.
+/// `stride` apart): with `DSP` four channels at a time, then two, then the last one alone.
 ///
 /// # Safety
 ///
@@ -290,19 +290,26 @@ unsafe fn dot_block<const DSP: bool>(
     }
     assert!(x.len() >= if DSP { 2 * groups } else { 4 * groups });
     assert!(w.len() >= (n - 1) * stride + 4 * groups);
-    let pairs = n / 2;
+    let dst = accs.as_mut_ptr().cast::<i32>();
+    let w = w.as_ptr();
     // SAFETY: `x` holds the groups' words and `w` every row's `4 * groups` weights (checked
     // above); `start` and `accs` hold `n` words, `last` two.
     unsafe {
-        let dst = accs.as_mut_ptr().cast::<i32>();
+        let quads = if DSP { n / 4 } else { 0 };
+        if quads > 0 {
+            dot_quads(x, groups, w, stride, start, dst, quads);
+        }
+        let k = 4 * quads;
+        let pairs = (n - k) / 2;
         if pairs > 0 {
-            dot_pairs::<DSP>(x, groups, w.as_ptr(), stride, start, dst, pairs);
+            let (w, src) = (w.add(k * stride), start.add(4 * k));
+            dot_pairs::<DSP>(x, groups, w, stride, src, dst.add(k), pairs);
         }
         if n % 2 == 1 {
             // The last channel paired with itself.
             let v = start.add(4 * (n - 1)).cast::<i32>().read_unaligned();
             let mut last = [v; 2];
-            let w = w.as_ptr().add((n - 1) * stride);
+            let w = w.add((n - 1) * stride);
             let p = last.as_mut_ptr();
             dot_pairs::<DSP>(x, groups, w, 0, p.cast::<u8>(), p, 1);
             dst.add(n - 1).write(last[0]);
@@ -310,12 +317,159 @@ unsafe fn dot_block<const DSP: bool>(
     }
 }
 
+/// For each of `passes` passes of four channels, writes to `dst[4p + j]` the little-endian word
+/// `4p + j` at `src` plus the dot product of the groups `x` (16-bit pairs, see [`widen`]) with
+/// row `4p + j` of `w` (rows `stride` apart, `4 * groups` weights each). On Armv7E-M a group is
+/// 21 instructions for 16 multiply-accumulates (`LDRD`, four `LDR`, eight `SXTB16`, eight
+/// `SMLAD`), a pass about 25 more.
+///
+/// # Safety
+///
+/// `passes > 0`; `x` holds `2 * groups` words; every row `k < 4 * passes` has `4 * groups`
+/// weights at `w + k * stride`; `src` (any alignment) and `dst` hold `4 * passes` words (not
+/// overlapping).
+#[inline(always)]
+unsafe fn dot_quads(
+    x: &[u32],
+    groups: usize,
+    w: *const i8,
+    stride: usize,
+    src: *const u8,
+    dst: *mut i32,
+    passes: usize,
+) {
+    // From one pass's first row to the next pass's, past the `4 * groups` weights read.
+    #[cfg(ferrite_dsp)]
+    let skip = (4 * stride).wrapping_sub(4 * groups);
+    #[cfg(ferrite_dsp)]
+    {
+        // The loop's state, kept on the stack.
+        let params = [
+            x.as_ptr() as usize,
+            src as usize,
+            dst as usize,
+            groups,
+            skip,
+            passes,
+            2 * stride,
+            3 * stride,
+        ];
+        // One group of each channel: its weight word split into its even and odd bytes and
+        // multiplied with the two input words.
+        macro_rules! row {
+            ($load:literal, $acc:literal) => {
+                concat!(
+                    $load,
+                    "\n",
+                    "sxtb16 r5, r4\n",
+                    "sxtb16 r4, r4, ror #8\n",
+                    "smlad ",
+                    $acc,
+                    ", r2, r5, ",
+                    $acc,
+                    "\n",
+                    "smlad ",
+                    $acc,
+                    ", r3, r4, ",
+                    $acc,
+                    "\n",
+                )
+            };
+        }
+        macro_rules! group {
+            () => {
+                concat!(
+                    "ldrd r2, r3, [r10], #8\n",
+                    row!("ldr r4, [r11, r12]", "r1"),
+                    row!("ldr r4, [r11, r6]", "r8"),
+                    row!("ldr r4, [r11, r7]", "r9"),
+                    row!("ldr r4, [r11], #4", "r0"),
+                )
+            };
+        }
+        // SAFETY: by the caller's contract, per pass reads four words at `src`, `2 * groups`
+        // words of `x` (aligned: `LDRD` wants words) and `4 * groups` bytes of each row (`LDR`
+        // of the weights and of `src` may be unaligned, which Armv7-M allows), and writes four
+        // words of `dst`; it reads `params` and nothing else. r6 and r7 (which Rust reserves) are
+        // saved on the stack and restored; they hold the third and fourth rows' offsets, the
+        // stack holds a copy of the first six words of `params`, updated as the loop goes. SMLAD
+        // may set the Q flag, which nothing reads.
+        unsafe {
+            core::arch::asm!(
+                "push {{r6, r7}}",
+                "ldrd r6, r7, [lr, #24]",
+                "ldm lr, {{r0, r1, r2, r3, r4, r5}}",
+                // [sp]: x, src, dst, groups, skip, passes.
+                "push {{r0, r1, r2, r3, r4, r5}}",
+                "5:",
+                "ldr r4, [sp, #4]",
+                "ldr r0, [r4], #4",
+                "ldr r1, [r4], #4",
+                "ldr r8, [r4], #4",
+                "ldr r9, [r4], #4",
+                "str r4, [sp, #4]",
+                "ldr r10, [sp]",
+                // groups % 4 first, then four at a time.
+                "ldr lr, [sp, #12]",
+                "lsrs lr, lr, #1",
+                "bcc 1f",
+                group!(),
+                "1:",
+                "lsrs lr, lr, #1",
+                "bcc 2f",
+                group!(),
+                group!(),
+                "2:",
+                // The flags are still those of the last LSRS: SMLAD and the loads leave N and Z
+                // alone.
+                "beq 4f",
+                "3:",
+                group!(),
+                group!(),
+                group!(),
+                group!(),
+                "subs lr, lr, #1",
+                "bne 3b",
+                "4:",
+                "ldr r4, [sp, #8]",
+                "stm r4!, {{r0, r1, r8, r9}}",
+                "str r4, [sp, #8]",
+                "ldr r4, [sp, #16]",
+                "add r11, r11, r4",
+                "ldr r4, [sp, #20]",
+                "subs r4, r4, #1",
+                "str r4, [sp, #20]",
+                "bne 5b",
+                "add sp, sp, #24",
+                "pop {{r6, r7}}",
+                inout("lr") params.as_ptr() => _,
+                inout("r11") w => _,
+                in("r12") stride,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                out("r4") _,
+                out("r5") _,
+                out("r8") _,
+                out("r9") _,
+                out("r10") _,
+            );
+        }
+    }
+    #[cfg(not(ferrite_dsp))]
+    // SAFETY: as for the assembly.
+    unsafe {
+        dot_rows::<true>(x, groups, w, stride, src, dst, 4 * passes)
+    };
+}
+
 /// For each of `pairs` pairs of channels, writes to `dst[2p]`, `dst[2p + 1]` the little-endian
 /// words `2p`, `2p + 1` at `src` plus the dot products of the widened groups `x` with rows `2p`
 /// and `2p + 1` of `w` (rows `stride` apart; `4 * groups` weights each). On Armv7E-M a group is
 /// 11 instructions for 8 multiply-accumulates (`LDRD`, two `LDR`, four `SXTB16`, four `SMLAD`), a
 /// pair 15 more; on Armv7-M four values are 17 for 8 (`LDM`, four `LDRSB` and four `MLA` per
-/// channel), a pair about 20 more.
+/// channel), a pair about 20 more. (With `stride` 0, both channels of a pair are one.)
 ///
 /// # Safety
 ///
@@ -499,54 +653,63 @@ unsafe fn dot_pairs<const DSP: bool>(
         return;
     }
     #[allow(unreachable_code)]
-    for p in 0..pairs {
-        // SAFETY: by the caller's contract, rows `2p` and `2p + 1` hold `4 * groups` weights,
-        // `src` and `dst` words `2p` and `2p + 1`.
+    // SAFETY: as for the assembly.
+    unsafe {
+        dot_rows::<DSP>(x, groups, w, stride, src, dst, 2 * pairs)
+    };
+}
+
+/// The Rust twin of the assembly of [`dot_quads`] and [`dot_pairs`]: for each of `count`
+/// channels, `dst[k]` = word `k` at `src` plus the dot product of the widened groups `x` (16-bit
+/// pairs with `DSP`, else 32-bit values) with the row at `w + k * stride`.
+///
+/// # Safety
+///
+/// As for [`dot_pairs`].
+#[cfg_attr(ferrite_armv7m, allow(dead_code))]
+unsafe fn dot_rows<const DSP: bool>(
+    x: &[u32],
+    groups: usize,
+    w: *const i8,
+    stride: usize,
+    src: *const u8,
+    dst: *mut i32,
+    count: usize,
+) {
+    for k in 0..count {
+        // SAFETY: by the caller's contract, the row holds `4 * groups` weights, `src` and `dst`
+        // word `k`.
         unsafe {
-            let w0 = core::slice::from_raw_parts(w.add(2 * p * stride), 4 * groups);
-            let w1 = core::slice::from_raw_parts(w.add((2 * p + 1) * stride), 4 * groups);
-            let s = src.add(8 * p);
-            let acc = (
-                s.cast::<i32>().read_unaligned(),
-                s.add(4).cast::<i32>().read_unaligned(),
-            );
-            let (a0, a1) = if DSP {
-                dot_1x2_q15(&x[..2 * groups], w0, w1, acc)
+            let row = core::slice::from_raw_parts(w.add(k * stride), 4 * groups);
+            let acc = src.add(4 * k).cast::<i32>().read_unaligned();
+            let acc = if DSP {
+                dot_q15(&x[..2 * groups], row, acc)
             } else {
-                dot_1x2_wide(&x[..4 * groups], w0, w1, acc)
+                dot_wide(&x[..4 * groups], row, acc)
             };
-            dst.add(2 * p).write(a0);
-            dst.add(2 * p + 1).write(a1);
+            dst.add(k).write(acc);
         }
     }
 }
 
-/// The Rust twin of the `DSP` loop of [`dot_pairs`] for one pair: `acc + sum x * w` for `w0` and
-/// `w1` over the groups' words `[(x0, x2), (x1, x3)]`.
+/// The Rust twin of the `DSP` loops for one channel: `acc + sum x * w` over
+/// the groups' words `[(x0, x2), (x1, x3)]`.
 #[inline(always)]
-fn dot_1x2_q15(x: &[u32], w0: &[i8], w1: &[i8], acc: (i32, i32)) -> (i32, i32) {
-    let (mut a0, mut a1) = acc;
-    let (c0, _) = w0.as_chunks::<4>();
-    let (c1, _) = w1.as_chunks::<4>();
-    for ((x, p), r) in x.as_chunks::<2>().0.iter().zip(c0).zip(c1) {
-        let wp = u32::from_le_bytes(p.map(|b| b as u8));
-        let wr = u32::from_le_bytes(r.map(|b| b as u8));
-        a0 = smlad(x[1], sxtb16_ror8(wp), smlad(x[0], sxtb16(wp), a0));
-        a1 = smlad(x[1], sxtb16_ror8(wr), smlad(x[0], sxtb16(wr), a1));
-    }
-    (a0, a1)
+fn dot_q15(x: &[u32], w: &[i8], acc: i32) -> i32 {
+    let (words, _) = w.as_chunks::<4>();
+    x.as_chunks::<2>().0.iter().zip(words).fold(acc, |a, (x, w)| {
+        let w = u32::from_le_bytes(w.map(|b| b as u8));
+        smlad(x[1], sxtb16_ror8(w), smlad(x[0], sxtb16(w), a))
+    })
 }
 
-/// The Rust twin of the portable loop of [`dot_pairs`] for one pair: `acc + sum x * w` for `w0`
-/// and `w1` over values widened to 32 bits.
+/// The Rust twin of the portable loop for one channel: `acc + sum x * w` over
+/// values widened to 32 bits.
 #[inline(always)]
-fn dot_1x2_wide(x: &[u32], w0: &[i8], w1: &[i8], acc: (i32, i32)) -> (i32, i32) {
-    let (mut a0, mut a1) = acc;
-    for ((&x, &p), &r) in x.iter().zip(w0).zip(w1) {
-        a0 = a0.wrapping_add((x as i32).wrapping_mul(p as i32));
-        a1 = a1.wrapping_add((x as i32).wrapping_mul(r as i32));
-    }
-    (a0, a1)
+fn dot_wide(x: &[u32], w: &[i8], acc: i32) -> i32 {
+    x.iter()
+        .zip(w)
+        .fold(acc, |a, (&x, &w)| a.wrapping_add((x as i32).wrapping_mul(w as i32)))
 }
 
 /// Requantizes the accumulators of output channels `first..` into `out`, with the output
