@@ -720,12 +720,14 @@ fn requantize(q: &OutputQuant<'_>, first: usize, accs: &[i32], out: &mut [i8]) {
     if q.multiplier.len() == 1 && q.shift.len() == 1 {
         let channel = ChannelQuant::from_parts(q.multiplier.get(0), q.shift.get(0));
         if let Some(fast) = RightShiftQuant::new(channel, q) {
-            for (o, &a) in values {
-                *o = match a.checked_add(a) {
-                    Some(a2) => fast.requantize_doubled(a2),
-                    None => requantize_wide(q, a),
-                };
-            }
+            let RightShiftQuant {
+                multiplier,
+                right,
+                round,
+                act_min,
+                ..
+            } = fast;
+            requantize_right_shift(q, [multiplier, right as i32, round, act_min], accs, out);
         } else {
             for (o, &a) in values {
                 *o = channel.requantize(q, a);
@@ -739,6 +741,26 @@ fn requantize(q: &OutputQuant<'_>, first: usize, accs: &[i32], out: &mut [i8]) {
                 None => channel.requantize(q, a),
             };
         }
+    }
+}
+
+/// The per-tensor loop of [`requantize`] for the [`RightShiftQuant`] form (its multiplier, right
+/// shift, rounding term and clamp), in a function of its own: the compiler keeps its values in
+/// registers.
+#[inline(never)]
+fn requantize_right_shift(q: &OutputQuant<'_>, fast: [i32; 4], accs: &[i32], out: &mut [i8]) {
+    let [multiplier, right, round, act_min] = fast;
+    for (o, &a) in out.iter_mut().zip(accs) {
+        *o = match a.checked_add(a) {
+            Some(a2) => RightShiftQuant::requantize_doubled_parts(
+                multiplier,
+                right as u32,
+                round,
+                act_min,
+                a2,
+            ),
+            None => requantize_wide(q, a),
+        };
     }
 }
 

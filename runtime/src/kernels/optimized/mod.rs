@@ -488,9 +488,21 @@ impl RightShiftQuant {
     /// [`Self::requantize`] of `acc` given `acc2 = 2 acc` (which fits in 32 bits).
     #[inline(always)]
     pub(crate) fn requantize_doubled(self, acc2: i32) -> i8 {
-        let high = dsp::smmulr(acc2, self.multiplier);
-        let v = (high + self.round + (high >> 31)) >> self.right;
-        v.max(self.act_min).min(127) as i8
+        Self::requantize_doubled_parts(self.multiplier, self.right, self.round, self.act_min, acc2)
+    }
+
+    /// [`Self::requantize_doubled`] from the fields it reads.
+    #[inline(always)]
+    pub(crate) fn requantize_doubled_parts(
+        multiplier: i32,
+        right: u32,
+        round: i32,
+        act_min: i32,
+        acc2: i32,
+    ) -> i8 {
+        let high = dsp::smmulr(acc2, multiplier);
+        let v = (high + round + (high >> 31)) >> right;
+        v.max(act_min).min(127) as i8
     }
 
     /// Same result as `channel.requantize(q, acc)`. With `2 acc` in 32 bits, `high` is the
