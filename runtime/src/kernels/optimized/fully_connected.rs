@@ -74,6 +74,7 @@ pub fn fully_connected_s8_fast<const DSP: bool>(
     // Values per chunk, a multiple of four.
     let chunk = if DSP { 2 * BUFFER_WORDS } else { BUFFER_WORDS };
     let single = in_features <= chunk;
+    let right_shift = per_tensor_right_shift(q);
     for b in 0..batches {
         let row = &input[b * in_features..][..in_features];
         let out = &mut output[b * out_features..][..out_features];
@@ -115,7 +116,11 @@ pub fn fully_connected_s8_fast<const DSP: bool>(
             }
             // SAFETY: the chunk loop (at least one chunk: `in_features > 0`) wrote the first `n`.
             let accs = unsafe { assume_init(&accs[..n]) };
-            requantize(q, first, accs, &mut out[first..][..n]);
+            let out = &mut out[first..][..n];
+            match right_shift {
+                Some(parts) => requantize_right_shift(q, parts, accs, out),
+                None => requantize(q, first, accs, out),
+            }
         }
     }
 }
@@ -275,7 +280,7 @@ fn dot_tail(x: &[i8], input_offset: i32, w: &[i8], acc: i32) -> i32 {
 /// # Safety
 ///
 /// `start` points to `accs.len()` words (any alignment; it may be `accs` itself).
-#[inline(always)]
+#[inline(never)]
 unsafe fn dot_block<const DSP: bool>(
     x: &[u32],
     groups: usize,
@@ -712,40 +717,42 @@ fn dot_wide(x: &[u32], w: &[i8], acc: i32) -> i32 {
         .fold(acc, |a, (&x, &w)| a.wrapping_add((x as i32).wrapping_mul(w as i32)))
 }
 
-/// Requantizes the accumulators of output channels `first..` into `out`, with the output
-/// quantization prepared once for a per-tensor layer.
+/// Requantizes the accumulators of output channels `first..` into `out`.
 #[inline(never)]
 fn requantize(q: &OutputQuant<'_>, first: usize, accs: &[i32], out: &mut [i8]) {
-    let values = out.iter_mut().zip(accs);
-    if q.multiplier.len() == 1 && q.shift.len() == 1 {
-        let channel = ChannelQuant::from_parts(q.multiplier.get(0), q.shift.get(0));
-        if let Some(fast) = RightShiftQuant::new(channel, q) {
-            let RightShiftQuant {
-                multiplier,
-                right,
-                round,
-                act_min,
-                ..
-            } = fast;
-            requantize_right_shift(q, [multiplier, right as i32, round, act_min], accs, out);
-        } else {
-            for (o, &a) in values {
-                *o = channel.requantize(q, a);
-            }
-        }
-    } else {
-        for (k, (o, &a)) in values.enumerate() {
-            let channel = ChannelQuant::new(q, first + k);
-            *o = match RightShiftQuant::new(channel, q) {
-                Some(fast) => fast.requantize(q, a),
-                None => channel.requantize(q, a),
-            };
-        }
+    for (k, (o, &a)) in out.iter_mut().zip(accs).enumerate() {
+        let channel = ChannelQuant::new(q, first + k);
+        *o = match RightShiftQuant::new(channel, q) {
+            Some(fast) => fast.requantize(q, a),
+            None => channel.requantize(q, a),
+        };
     }
 }
 
-/// The per-tensor loop of [`requantize`] for the [`RightShiftQuant`] form (its multiplier, right
-/// shift, rounding term and clamp), in a function of its own: the compiler keeps its values in
+/// The multiplier, right shift, rounding term and lower clamp of [`RightShiftQuant`] for a
+/// per-tensor quantization of that form (the common one), computed directly from `q`.
+#[inline(always)]
+fn per_tensor_right_shift(q: &OutputQuant<'_>) -> Option<[i32; 4]> {
+    if q.multiplier.len() != 1 || q.shift.len() != 1 {
+        return None;
+    }
+    let shift = q.shift.get(0);
+    // `RightShiftQuant::from_parts`'s conditions: no left shift, a right shift (taken modulo 32,
+    // as `ChannelQuant` does) of 1 to 21 bits.
+    let right = shift.wrapping_neg() & 31;
+    let form = shift < 0
+        && (1..=21).contains(&right)
+        && q.act_max == 127
+        && (-128..=127).contains(&q.act_min)
+        && (-128..=127).contains(&q.output_offset);
+    form.then(|| {
+        let round = (1 << (right - 1)) + (q.output_offset << right);
+        [q.multiplier.get(0), right, round, q.act_min]
+    })
+}
+
+/// [`requantize`] for a per-tensor quantization of the [`RightShiftQuant`] form (its parts from
+/// [`per_tensor_right_shift`]), in a function of its own: the compiler keeps its values in
 /// registers.
 #[inline(never)]
 fn requantize_right_shift(q: &OutputQuant<'_>, fast: [i32; 4], accs: &[i32], out: &mut [i8]) {
@@ -831,6 +838,29 @@ mod tests {
             let mut got = vec![0i8; batches * outf];
             fully_connected_s8_fast::<false>(batches, inf, outf, &q, &input, &filter, bias, &mut got);
             prop_assert_eq!(&got, &want);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_config(256))]
+
+        #[test]
+        fn per_tensor_right_shift_is_right_shift_quant(
+            multiplier: i32, shift in prop_oneof![-40..40i32, any::<i32>()], output_offset in -300..300i32,
+            act_min in -300..300i32, act_max in prop_oneof![Just(127), -300..300i32],
+        ) {
+            let (m, s) = (le(&[multiplier]), le(&[shift]));
+            let q = OutputQuant {
+                input_offset: 0,
+                output_offset,
+                act_min,
+                act_max,
+                multiplier: LeI32::new(&m).unwrap(),
+                shift: LeI32::new(&s).unwrap(),
+            };
+            let want = RightShiftQuant::new(ChannelQuant::new(&q, 0), &q)
+                .map(|f| [f.multiplier, f.right as i32, f.round, f.act_min]);
+            prop_assert_eq!(per_tensor_right_shift(&q), want);
         }
     }
 
