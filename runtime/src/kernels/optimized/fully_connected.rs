@@ -1,19 +1,22 @@
 //! Int8 FullyConnected, optimized for Armv7-M, bit-exact with
 //! [`crate::kernels::fully_connected::fully_connected_s8`].
 //!
-//! Each input row is widened once (per block of output channels) into a stack buffer with the
-//! input offset added, then every output channel, two at a time, is one dot product of that buffer
-//! with the channel's contiguous filter row (the two rows share the input loads):
+//! Each input row is widened once into a stack buffer with the input offset added; then every
+//! output channel is one dot product of that buffer with the channel's contiguous filter row,
+//! several channels per pass sharing the input loads, each accumulator starting from its bias:
 //! - with `DSP` (Armv7E-M): the row as 16-bit pairs `(x0, x2)`, `(x1, x3)` of each four values,
 //!   the order `SXTB16` gives a weight word's bytes, so four multiply-accumulates are one `LDR`,
-//!   two `SXTB16` and two `SMLAD` (input offsets outside what 16 bits hold take the reference);
+//!   two `SXTB16` and two `SMLAD`; four channels per pass (then two, then one). Input offsets
+//!   that 16 bits cannot hold take the reference kernel ([`fits_dsp`]).
 //! - without (Armv7-M): the row as 32-bit values, four per `LDM`, one `LDRSB` and one `MLA` per
-//!   weight.
+//!   weight; two channels per pass.
 //!
-//! Rows longer than the buffer are done in chunks, with the accumulators of a block of
-//! [`CHANNEL_BLOCK`] output channels kept on the stack between chunks. The inner loops are inline
-//! assembly on the cores that run them and exact pure-Rust twins elsewhere (the host tests run the
-//! twins; `cargo xtask qemu-test` checks the assembly).
+//! Output channels go in blocks of 32, whose accumulators stay on the stack until they are
+//! requantized (a per-tensor quantization of the usual right-shift form has a loop of its own).
+//! Rows longer than the buffer are done in chunks, the accumulators carried from one chunk to the
+//! next. Stack: the 512-byte buffer and the 128 bytes of accumulators. The inner loops are inline
+//! assembly on the cores that run them and exact pure-Rust twins elsewhere (the host tests run
+//! the twins; `cargo xtask qemu-test` checks the assembly).
 #![allow(unsafe_code)]
 
 use super::conv2d::CHANNEL_BLOCK;
@@ -702,19 +705,23 @@ unsafe fn dot_rows<const DSP: bool>(
 #[inline(always)]
 fn dot_q15(x: &[u32], w: &[i8], acc: i32) -> i32 {
     let (words, _) = w.as_chunks::<4>();
-    x.as_chunks::<2>().0.iter().zip(words).fold(acc, |a, (x, w)| {
-        let w = u32::from_le_bytes(w.map(|b| b as u8));
-        smlad(x[1], sxtb16_ror8(w), smlad(x[0], sxtb16(w), a))
-    })
+    x.as_chunks::<2>()
+        .0
+        .iter()
+        .zip(words)
+        .fold(acc, |a, (x, w)| {
+            let w = u32::from_le_bytes(w.map(|b| b as u8));
+            smlad(x[1], sxtb16_ror8(w), smlad(x[0], sxtb16(w), a))
+        })
 }
 
 /// The Rust twin of the portable loop for one channel: `acc + sum x * w` over
 /// values widened to 32 bits.
 #[inline(always)]
 fn dot_wide(x: &[u32], w: &[i8], acc: i32) -> i32 {
-    x.iter()
-        .zip(w)
-        .fold(acc, |a, (&x, &w)| a.wrapping_add((x as i32).wrapping_mul(w as i32)))
+    x.iter().zip(w).fold(acc, |a, (&x, &w)| {
+        a.wrapping_add((x as i32).wrapping_mul(w as i32))
+    })
 }
 
 /// Requantizes the accumulators of output channels `first..` into `out`.
