@@ -133,8 +133,8 @@ static ZEROS: [i32; CHANNEL_BLOCK] = [0; CHANNEL_BLOCK];
 
 /// Writes `x + input_offset` for the groups of four values of `x` into `buffer` (as many as it
 /// holds): with `DSP`, each group as the words `(x0, x2)`, `(x1, x3)` of 16-bit halves; without,
-/// one 32-bit value per word. On Armv7-M, assembly: a group is 6.5 instructions with `DSP` (one
-/// `LDR`, two `SXTB16`, two `SADD16`, half an `STM`, loop), 12 without (one `LDR`, three `SXTB`,
+/// one 32-bit value per word. On Armv7-M, assembly: a group is 6 instructions with `DSP` (one
+/// `LDR`, two `SXTB16`, two `SADD16`, half an `STM`, a quarter of the loop), 12 without (one `LDR`, three `SXTB`,
 /// one `ASR`, four `ADD`, one `STM`, loop).
 #[inline(always)]
 fn widen<const DSP: bool>(x: &[i8], input_offset: i32, buffer: &mut [MaybeUninit<u32>]) {
@@ -146,35 +146,48 @@ fn widen<const DSP: bool>(x: &[i8], input_offset: i32, buffer: &mut [MaybeUninit
     #[cfg(ferrite_dsp)]
     if DSP {
         let offsets = (input_offset as u16 as u32) * 0x0001_0001;
+        // Two groups: four halfword pairs, stored with one STM.
+        macro_rules! two {
+            () => {
+                concat!(
+                    "ldr r4, [{x}], #4\n",
+                    "ldr r5, [{x}], #4\n",
+                    "sxtb16 r0, r4\n",
+                    "sxtb16 r1, r4, ror #8\n",
+                    "sxtb16 r2, r5\n",
+                    "sxtb16 r3, r5, ror #8\n",
+                    "sadd16 r0, r0, {off}\n",
+                    "sadd16 r1, r1, {off}\n",
+                    "sadd16 r2, r2, {off}\n",
+                    "sadd16 r3, r3, {off}\n",
+                    "stm {buf}!, {{r0, r1, r2, r3}}\n",
+                )
+            };
+        }
         // SAFETY: reads the `groups.len()` words of `groups` (`LDR` may be unaligned, which
         // Armv7-M allows) and writes twice as many words of `buffer` (checked above); nothing
         // else. SADD16 sets the GE flags, which nothing reads.
         unsafe {
             core::arch::asm!(
-                // An odd group first, then two at a time.
+                // groups % 4 first, then four at a time.
                 "lsrs {n}, {n}, #1",
-                "bcc 2f",
+                "bcc 1f",
                 "ldr r4, [{x}], #4",
                 "sxtb16 r0, r4",
                 "sxtb16 r1, r4, ror #8",
                 "sadd16 r0, r0, {off}",
                 "sadd16 r1, r1, {off}",
                 "stm {buf}!, {{r0, r1}}",
+                "1:",
+                "lsrs {n}, {n}, #1",
+                "bcc 2f",
+                two!(),
                 "2:",
-                "cmp {n}, #0",
+                // The flags are still those of the last LSRS: SADD16 sets only GE.
                 "beq 4f",
                 "3:",
-                "ldr r4, [{x}], #4",
-                "ldr r5, [{x}], #4",
-                "sxtb16 r0, r4",
-                "sxtb16 r1, r4, ror #8",
-                "sxtb16 r2, r5",
-                "sxtb16 r3, r5, ror #8",
-                "sadd16 r0, r0, {off}",
-                "sadd16 r1, r1, {off}",
-                "sadd16 r2, r2, {off}",
-                "sadd16 r3, r3, {off}",
-                "stm {buf}!, {{r0, r1, r2, r3}}",
+                two!(),
+                two!(),
                 "subs {n}, {n}, #1",
                 "bne 3b",
                 "4:",
