@@ -22,6 +22,7 @@ pub mod conv_loops;
 pub mod depthwise_conv2d;
 pub mod dsp;
 pub mod elementwise;
+pub mod fully_connected;
 #[cfg(feature = "int16")]
 pub mod int16;
 pub mod pooling;
@@ -147,8 +148,9 @@ pub fn depthwise_conv2d_s8(
     }
 }
 
-/// Int8 FullyConnected: the x86-64 SIMD path where it applies, else the reference (same contract
-/// and result as [`super::fully_connected::fully_connected_s8`]).
+/// Int8 FullyConnected: the x86-64 SIMD path where it applies, the `SMLAD` kernel on Armv7E-M,
+/// the portable fast kernel on Armv7-M, else the reference (same contract and result as
+/// [`super::fully_connected::fully_connected_s8`]).
 #[allow(clippy::too_many_arguments)]
 pub fn fully_connected_s8(
     batches: usize,
@@ -173,6 +175,26 @@ pub fn fully_connected_s8(
             output,
         )
     {
+        return;
+    }
+    if !cfg!(feature = "reference-kernels") && cfg!(ferrite_armv7m) {
+        let fast = if cfg!(ferrite_dsp) && fully_connected::fits_dsp(q) {
+            fully_connected::fully_connected_s8_fast::<true>
+        } else if !cfg!(ferrite_dsp) {
+            fully_connected::fully_connected_s8_fast::<false>
+        } else {
+            super::fully_connected::fully_connected_s8
+        };
+        fast(
+            batches,
+            in_features,
+            out_features,
+            q,
+            input,
+            filter,
+            bias,
+            output,
+        );
         return;
     }
     super::fully_connected::fully_connected_s8(
@@ -466,9 +488,21 @@ impl RightShiftQuant {
     /// [`Self::requantize`] of `acc` given `acc2 = 2 acc` (which fits in 32 bits).
     #[inline(always)]
     pub(crate) fn requantize_doubled(self, acc2: i32) -> i8 {
-        let high = dsp::smmulr(acc2, self.multiplier);
-        let v = (high + self.round + (high >> 31)) >> self.right;
-        v.max(self.act_min).min(127) as i8
+        Self::requantize_doubled_parts(self.multiplier, self.right, self.round, self.act_min, acc2)
+    }
+
+    /// [`Self::requantize_doubled`] from the fields it reads.
+    #[inline(always)]
+    pub(crate) fn requantize_doubled_parts(
+        multiplier: i32,
+        right: u32,
+        round: i32,
+        act_min: i32,
+        acc2: i32,
+    ) -> i8 {
+        let high = dsp::smmulr(acc2, multiplier);
+        let v = (high + round + (high >> 31)) >> right;
+        v.max(act_min).min(127) as i8
     }
 
     /// Same result as `channel.requantize(q, acc)`. With `2 acc` in 32 bits, `high` is the
