@@ -22,7 +22,7 @@ use defmt_semihosting as _;
 mod case;
 mod fnv;
 #[cfg(feature = "partition")]
-mod partition;
+pub mod partition;
 #[cfg(not(any(feature = "case", feature = "partition")))]
 mod smoke;
 #[cfg(feature = "bench")]
