@@ -113,6 +113,8 @@ fn selftest() {
         defmt::info!("selftest: executing an undefined instruction on purpose");
         cortex_m::asm::udf();
     }
+    #[cfg(feature = "selftest-stack-overflow")]
+    fault::overflow_stack();
 }
 
 #[panic_handler]
