@@ -58,8 +58,22 @@ pub fn ensure_nightly_tool(tool: &str, install: &str) -> Result<()> {
 pub const FLIP_LINK_VERSION: &str = "0.1.12";
 
 /// Installs flip-link [`FLIP_LINK_VERSION`] into cargo's bin directory with `cargo install
-/// --locked`, unless `cargo install --list` already has that version.
+/// --locked`, unless `cargo install --list` already has that version; then checks that rustc will
+/// find it on `PATH`.
 pub fn ensure_flip_link() -> Result<()> {
+    install_flip_link()?;
+    // `flip-link --help` prints its usage and exits 0.
+    let found = Command::new("flip-link").arg("--help").output();
+    ensure!(
+        found.is_ok_and(|o| o.status.success()),
+        "flip-link {FLIP_LINK_VERSION} is installed in cargo's bin directory, but `flip-link` is not \
+         on PATH, where rustc looks for the firmware's linker: add cargo's bin directory \
+         (~/.cargo/bin, or $CARGO_HOME/bin) to PATH"
+    );
+    Ok(())
+}
+
+fn install_flip_link() -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let listed = Command::new(&cargo)
         .args(["install", "--list"])
