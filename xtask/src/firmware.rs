@@ -11,6 +11,10 @@ use std::{
 /// Firmware harness self-tests: each must make the firmware fail.
 pub const SELFTESTS: [&str; 3] = ["selftest-panic", "selftest-hardfault", "selftest-mismatch"];
 
+/// The stack guard's test: firmware that overflows its stack on purpose, which must fault and
+/// report a stack overflow (`boards/common/src/fault.rs`).
+pub const STACK_OVERFLOW: &str = "selftest-stack-overflow";
+
 pub struct Build<'a> {
     pub root: &'a Path,
     pub machine: Machine,

@@ -15,11 +15,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// RAM left free for the stack (cortex-m-rt puts it at the top of RAM,
-/// growing down towards .bss) when deciding whether an image fits. The optimized convolutions keep
+/// RAM left free for the stack when deciding whether an image fits. The optimized convolutions keep
 /// their patch buffers on the stack: the Fashion-MNIST DS-CNN's measured high-water mark is 4,980 B
-/// on the M4F and 3,852 B on the M3, and on the M0 it overran the 3,808 B left above its 12,576 B of
-/// statics, silently overwriting the arena. 6 KiB, as the partition firmware reserves.
+/// on the M4F and 3,852 B on the M3, and on the M0 it overran the 3,808 B left beside its 12,576 B
+/// of statics, silently overwriting the arena (the boards now link with flip-link: the stack below
+/// the statics, an overflow faults off the start of RAM instead).
 pub(crate) const STACK_RESERVE: u64 = 6 * 1024;
 
 #[derive(clap::Args)]
@@ -28,7 +28,8 @@ pub struct Options {
     #[arg(long, value_enum)]
     machine: Vec<Machine>,
     /// Only this case of tests/golden/ (`smoke`: the built-in smoke test; `partition`: only the
-    /// model-partition cases; `fixture_<name>`: a quantized fixture of tests/fixtures/;
+    /// model-partition cases; `stack_guard`: only the stack guard's test, a firmware that overflows
+    /// its stack and must report it; `fixture_<name>`: a quantized fixture of tests/fixtures/;
     /// `mlperf_<model>`: a converted MLPerf Tiny model; `tflite_<fixture>`: a TFLite fixture of
     /// tests/tflite/fixtures/ against TFLite Micro's golden output, `tflite_<prefix>*` those whose
     /// name starts so, `tflite` all of them, int8 ones included; a full run has the int16x8 ones).
@@ -123,7 +124,7 @@ fn machines(selected: &[Machine]) -> Vec<Machine> {
 pub fn run(root: &Path, options: &Options) -> Result<()> {
     let machines = machines(&options.machine);
     let cases = match options.case.as_deref() {
-        Some("partition") => Vec::new(),
+        Some("partition" | STACK_GUARD) => Vec::new(),
         Some(name) if name.starts_with("mlperf_") => crate::mlperf::cases(root, Some(name))?,
         Some(name) if name.starts_with(crate::fixtures::PREFIX) => {
             crate::fixtures::cases(root, Some(name))?
@@ -260,6 +261,26 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             }
         }
     }
+    if kind.rust() && (options.selftest || options.case.as_deref() == Some(STACK_GUARD)) {
+        let smoke = Case::smoke();
+        for &machine in &machines {
+            let label = format!(
+                "stack guard on {} (must report a stack overflow)",
+                machine.name()
+            );
+            println!("--- {label}");
+            let build = Build {
+                root,
+                machine,
+                case: &smoke,
+                features: vec![firmware::STACK_OVERFLOW],
+                probe: false,
+                model_ops_only: false,
+            };
+            let (verdict, log) = run_logged(&build, timeout, true)?;
+            record(label, stack_guard_verdict(verdict, &log));
+        }
+    }
     if options.selftest && kind.c() {
         let small = cases::discover(root, Some("small_dscnn"))?;
         for &machine in &machines {
@@ -308,6 +329,28 @@ fn must_fail(verdict: Verdict) -> Verdict {
     match verdict {
         Verdict::Pass => Verdict::Fail("the firmware passed; the harness missed a failure".into()),
         Verdict::Fail(why) if why.starts_with("exit status") => Verdict::Pass,
+        other => other,
+    }
+}
+
+/// `--case stack_guard`: only the stack guard's test.
+const STACK_GUARD: &str = "stack_guard";
+
+/// The stack guard test's verdict: the firmware must have exited with failure after its HardFault
+/// handler logged a stack overflow; a pass, a hang or any other failure fails the test.
+fn stack_guard_verdict(verdict: Verdict, log: &[String]) -> Verdict {
+    let reported = log
+        .iter()
+        .any(|line| line.contains("HardFault: stack overflow"));
+    match verdict {
+        Verdict::Fail(why) if why.starts_with("exit status 1") && reported => Verdict::Pass,
+        Verdict::Fail(why) if why.starts_with("exit status") => Verdict::Fail(format!(
+            "{why} without a stack overflow reported (last line: {})",
+            log.last().map_or("none", String::as_str)
+        )),
+        Verdict::Pass => {
+            Verdict::Fail("the firmware passed: the stack overflow went unnoticed".into())
+        }
         other => other,
     }
 }
@@ -361,24 +404,34 @@ fn run_one_c(firmware: &capi::Firmware, timeout: Duration) -> Result<Verdict> {
 
 /// Builds, sizes and runs one firmware; prints its decoded log.
 fn run_one(build: &Build, timeout: Duration, show_log: bool) -> Result<Verdict> {
+    Ok(run_logged(build, timeout, show_log)?.0)
+}
+
+/// [`run_one`], also returning the decoded log (empty when the build failed or was skipped).
+fn run_logged(build: &Build, timeout: Duration, show_log: bool) -> Result<(Verdict, Vec<String>)> {
     let capacity = elf_size::capacity(&firmware::memory_x(build.root, build.machine))?;
     let elf = match build.run()? {
         Built::Elf(elf) => elf,
-        Built::Failed(log) => return failed_build(build, capacity, &log),
+        Built::Failed(log) => return Ok((failed_build(build, capacity, &log)?, Vec::new())),
     };
     let elf = build.keep(&elf)?;
     let bytes = std::fs::read(&elf).with_context(|| format!("reading {}", elf.display()))?;
     let usage = elf_size::usage(&bytes, capacity.ram_origin)?;
     println!("    {}  ({})", size_line(usage, capacity), elf.display());
     if let Some(why) = does_not_fit(usage, capacity) {
-        return Ok(Verdict::Skip(why));
+        return Ok((Verdict::Skip(why), Vec::new()));
     }
 
     let run = qemu::run(build.machine, &elf, timeout)?;
-    match defmt_log::decode(&bytes, &run.stdout) {
-        Ok(lines) if show_log => lines.iter().for_each(|line| println!("    | {line}")),
-        Ok(_) => {}
-        Err(e) => println!("    (could not decode the log: {e:#})"),
+    let log = match defmt_log::decode(&bytes, &run.stdout) {
+        Ok(lines) => lines,
+        Err(e) => {
+            println!("    (could not decode the log: {e:#})");
+            Vec::new()
+        }
+    };
+    if show_log {
+        log.iter().for_each(|line| println!("    | {line}"));
     }
     let verdict = exit_verdict(&run, timeout);
     if !matches!(verdict, Verdict::Pass) {
@@ -387,7 +440,7 @@ fn run_one(build: &Build, timeout: Duration, show_log: bool) -> Result<Verdict> 
         }
     }
     println!("    ({:.2} s in QEMU)", run.elapsed.as_secs_f64());
-    Ok(verdict)
+    Ok((verdict, log))
 }
 
 /// A build that failed: if it links with unbounded memory and the image is

@@ -4,7 +4,9 @@
 //!   (`cargo xtask qemu-test`) decodes the frames with the ELF's defmt table;
 //! - [`exit`]: semihosting exit with a success or failure status, which QEMU
 //!   turns into its own exit status (0 or 1);
-//! - a panic handler and a HardFault handler that log and exit with failure;
+//! - a panic handler and a HardFault handler that log and exit with failure, the
+//!   HardFault handler saying `stack overflow` when the stack ran off its region
+//!   (the boards link with flip-link: the stack at the bottom of RAM, see [`fault`]);
 //! - [`run`]: the test runner, the golden case embedded from
 //!   `$FERRITE_CASE_DIR` (feature `case`), the model read from the flash
 //!   partition (feature `partition`), or else the smoke test;
@@ -14,15 +16,17 @@
 //!   measured by painting (`cargo xtask bench`).
 #![no_std]
 
-use cortex_m_rt::{exception, ExceptionFrame};
 use cortex_m_semihosting::debug;
 use defmt_semihosting as _;
 
 #[cfg(all(feature = "case", not(feature = "partition")))]
 mod case;
+mod fault;
 mod fnv;
+#[path = "../../hard_fault.rs"]
+mod hard_fault;
 #[cfg(feature = "partition")]
-mod partition;
+pub mod partition;
 #[cfg(not(any(feature = "case", feature = "partition")))]
 mod smoke;
 #[cfg(feature = "bench")]
@@ -109,6 +113,8 @@ fn selftest() {
         defmt::info!("selftest: executing an undefined instruction on purpose");
         cortex_m::asm::udf();
     }
+    #[cfg(feature = "selftest-stack-overflow")]
+    fault::overflow_stack();
 }
 
 #[panic_handler]
@@ -123,15 +129,5 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
         ),
         None => defmt::error!("panicked: {=str}", message),
     }
-    exit(Outcome::Fail)
-}
-
-#[exception]
-unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
-    defmt::error!(
-        "HardFault: pc={=u32:#010x} lr={=u32:#010x}",
-        frame.pc(),
-        frame.lr()
-    );
     exit(Outcome::Fail)
 }

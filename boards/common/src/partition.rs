@@ -5,22 +5,64 @@
 //! flash-model` (QEMU: `-device loader`; a real board: `probe-rs download`).
 //!
 //! The file's length comes from its header (`file_len`); the model is
-//! validated by `Model::from_bytes`; the arena is all the RAM between the
-//! firmware's statics and a stack reserve. One inference runs on an input
+//! validated by `Model::from_bytes`; the arena is a static of all the RAM but
+//! [`RAM_RESERVE`], defined in the board crate by [`partition_arena!`](crate::partition_arena)
+//! (a static: the stack, at the bottom of RAM, grows away from it). One inference runs on an input
 //! filled with each input's zero point; the outputs are logged (for the host
 //! to compare). Any problem is logged and the firmware exits with failure.
 
 use crate::{fnv, Outcome};
 use ferrite_runtime::{file_len, Error, Interpreter, Model};
 
-/// RAM left to the stack below its top.
-const STACK_RESERVE: usize = 6 * 1024;
+/// RAM not given to the arena: the firmware's other statics (about 1.1 KiB) and the stack (the
+/// rest, about 6.9 KiB).
+pub const RAM_RESERVE: usize = 8 * 1024;
+
+/// The arena's length on a board with `ram` bytes of RAM (`FERRITE_RAM_BYTES`, set by
+/// `boards/qemu-build.rs`, as a decimal string).
+pub const fn arena_len(ram: &str) -> usize {
+    let digits = ram.as_bytes();
+    let mut value = 0usize;
+    let mut i = 0;
+    while i < digits.len() {
+        assert!(
+            digits[i].is_ascii_digit(),
+            "FERRITE_RAM_BYTES: not a number"
+        );
+        value = value * 10 + (digits[i] - b'0') as usize;
+        i += 1;
+    }
+    assert!(
+        value > RAM_RESERVE,
+        "FERRITE_RAM_BYTES: less RAM than the reserve"
+    );
+    value - RAM_RESERVE
+}
+
+/// Defines the partition firmware's arena in a QEMU board crate (with its `partition` feature):
+/// a static `Arena` of all the RAM but [`RAM_RESERVE`], returned by `ferrite_partition_arena`.
+#[macro_export]
+macro_rules! partition_arena {
+    () => {
+        #[no_mangle]
+        fn ferrite_partition_arena() -> &'static mut [u8] {
+            static mut ARENA: ::ferrite_runtime::Arena<
+                { $crate::partition::arena_len(env!("FERRITE_RAM_BYTES")) },
+            > = ::ferrite_runtime::Arena::new();
+            // SAFETY: called once, by the partition runner.
+            unsafe { (*core::ptr::addr_of_mut!(ARENA)).as_mut_slice() }
+        }
+    };
+}
+
+extern "Rust" {
+    /// Defined by [`partition_arena!`] in the board crate.
+    fn ferrite_partition_arena() -> &'static mut [u8];
+}
 
 extern "C" {
     static _ferrite_model_partition: u8;
     static _ferrite_model_partition_size: u8;
-    static __sheap: u8;
-    static _stack_start: u8;
 }
 
 fn partition() -> &'static [u8] {
@@ -32,15 +74,8 @@ fn partition() -> &'static [u8] {
 }
 
 fn arena() -> &'static mut [u8] {
-    let start = core::ptr::addr_of!(__sheap) as usize;
-    let top = core::ptr::addr_of!(_stack_start) as usize;
-    let len = top.saturating_sub(STACK_RESERVE).saturating_sub(start);
-    // SAFETY: [__sheap, stack top - reserve) is RAM that no static uses (there
-    // is no heap); it is zeroed before use and handed out once.
-    unsafe {
-        core::ptr::write_bytes(start as *mut u8, 0, len);
-        core::slice::from_raw_parts_mut(start as *mut u8, len)
-    }
+    // SAFETY: the board crate's static (zeroed at boot), handed out once.
+    unsafe { ferrite_partition_arena() }
 }
 
 pub fn run() -> Outcome {

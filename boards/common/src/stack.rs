@@ -2,8 +2,9 @@
 //! region below the current stack pointer is filled with a pattern; at the end,
 //! the lowest word that no longer holds it shows how deep the stack has been.
 //!
-//! The region is cortex-m-rt's: from `_stack_end` (the end of .bss/.uninit)
-//! up to `_stack_start` (the initial stack pointer, top of RAM).
+//! The region is `_stack_end`..`_stack_start` (the initial stack pointer). The
+//! boards link with flip-link: `_stack_end` is the start of RAM and
+//! `_stack_start` lies right below the statics (boards/README.md, "Stack guard").
 
 const PATTERN: u32 = 0xC5C5_C5C5;
 

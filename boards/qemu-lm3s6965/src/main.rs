@@ -7,3 +7,8 @@
 fn main() -> ! {
     ferrite_board::run()
 }
+
+// The partition firmware's arena: a static of all the RAM but a reserve for the other statics
+// and the stack.
+#[cfg(feature = "partition")]
+ferrite_board::partition_arena!();

@@ -1,6 +1,8 @@
 //! Shared firmware for real boards flashed with probe-rs (nRF52840-DK,
 //! NUCLEO-L4R5ZI): defmt logging over RTT (`defmt-rtt`), inference timed with
-//! the DWT cycle counter, panic and HardFault handlers, and [`fit::check`], the
+//! the DWT cycle counter, panic and HardFault handlers (the HardFault one says
+//! `stack overflow` when the stack ran off its region: the boards link with
+//! flip-link, the stack at the bottom of RAM), and [`fit::check`], the
 //! compile-time check that an embedded model fits the board.
 //!
 //! A board's `main.rs` either embeds the model with `include_bytes!`, sizes
@@ -11,10 +13,11 @@
 #![no_std]
 
 pub mod fit;
+#[path = "../../hard_fault.rs"]
+mod hard_fault;
 pub mod partition;
 
 use cortex_m::peripheral::DWT;
-use cortex_m_rt::{exception, ExceptionFrame};
 use defmt_rtt as _;
 use ferrite_runtime::{Interpreter, Model};
 
@@ -129,13 +132,29 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     fail()
 }
 
-#[exception]
-unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
-    defmt::error!(
-        "HardFault: pc={=u32:#010x} lr={=u32:#010x}",
-        frame.pc(),
-        frame.lr()
-    );
+/// Called by the `HardFault` vector (`boards/hard_fault.rs`) with the faulting stack pointer:
+/// logs the fault (a stack overflow when the stack pointer left the stack region) and stops on a
+/// breakpoint.
+#[no_mangle]
+unsafe extern "C" fn ferrite_hard_fault(sp: usize) -> ! {
+    use hard_fault::Fault;
+    // SAFETY: `sp` is the faulting stack pointer, from the HardFault vector.
+    match unsafe { hard_fault::classify(sp) } {
+        Fault::StackOverflow { sp, bottom, top } => defmt::error!(
+            "HardFault: stack overflow: sp={=usize:#010x} is outside the stack {=usize:#010x}..{=usize:#010x} ({=usize} B)",
+            sp,
+            bottom,
+            top,
+            top - bottom
+        ),
+        Fault::At { pc, lr, sp } => defmt::error!(
+            "HardFault: hard fault at pc={=u32:#010x} lr={=u32:#010x} sp={=usize:#010x}",
+            pc,
+            lr,
+            sp
+        ),
+        Fault::NoFrame { sp } => defmt::error!("HardFault: hard fault, sp={=usize:#010x}", sp),
+    }
     loop {
         cortex_m::asm::bkpt();
     }
