@@ -5,7 +5,8 @@
 //! exhaustive, so an operator missing a piece does not compile.
 //!
 //! Adding an operator: a row at the end of the table (tags are append-only, see `runtime/FORMAT.md`),
-//! its module here, its feature in `Cargo.toml`, its kernel in `kernels/`.
+//! its module here (with `decode_fields!` for its wire struct), its feature in `Cargo.toml`, its
+//! kernel in `kernels/`.
 // Without every operator, some modules' functions are unused (their arms are compiled out).
 #![cfg_attr(not(feature = "all-ops"), allow(unused))]
 
