@@ -6,7 +6,7 @@
 
 use core::ops::Range;
 
-use crate::format::{DType, Operand, Tensor, Window, ARENA_ALIGN};
+use crate::format::{DType, Decode, Operand, Reader, Tensor, Window, ARENA_ALIGN};
 use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
 use crate::ops::Op;
 use crate::{quant, Error, Model};
@@ -198,11 +198,18 @@ impl<'m> Interpreter<'m> {
         mut before_op: impl FnMut(usize, &Op<'_>),
         mut after_op: impl FnMut(usize, &Op<'_>),
     ) -> Result<(), Error> {
-        for (step, op) in self.model.graph().ops.iter().enumerate() {
-            let op = op.map_err(|_| CORRUPT)?;
-            before_op(step, &op);
+        // Each operator decoded from the model's bytes: cheap, checked at load (`format::Decode`).
+        let ops = &self.model.graph().ops;
+        let mut reader = Reader::new(ops.encoded_bytes());
+        for step in 0..ops.len() {
+            // Bound by reference: the operator is not moved out of the decoded value.
+            let decoded = Op::decode(&mut reader);
+            let Some(op) = &decoded else {
+                return Err(CORRUPT);
+            };
+            before_op(step, op);
             op.run(self.arena)?;
-            after_op(step, &op);
+            after_op(step, op);
         }
         Ok(())
     }

@@ -1,12 +1,15 @@
 //! The `.ferrite` file: a fixed little-endian header, then a postcard payload (see `runtime/FORMAT.md`).
 
 mod crc32;
+mod decode;
 mod graph;
 mod seq;
 #[cfg(any(feature = "host", test))]
 pub mod write;
 
 pub use crc32::crc32;
+pub(crate) use decode::decode_fields;
+pub use decode::{Decode, Reader};
 pub use graph::*;
 #[cfg(any(feature = "host", test))]
 pub use seq::SeqBuf;

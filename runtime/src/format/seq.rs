@@ -4,11 +4,14 @@ use core::marker::PhantomData;
 use serde::de::{Deserialize, Deserializer};
 use serde::ser::{Serialize, SerializeTuple, Serializer};
 
+use super::{Decode, Reader};
+
 /// A sequence of `T` stored as an item count and the concatenated postcard encodings of the items.
 ///
-/// Reading borrows the bytes and decodes items one at a time ([`Seq::iter`], [`Seq::get`]). Loading a
-/// model decodes every sequence once to validate it; afterwards decoding cannot fail. A host builds one
-/// from items through `SeqBuf` (with the `host` feature), which owns the encoded bytes.
+/// Reading borrows the bytes and decodes items one at a time with [`Decode`] ([`Seq::iter`],
+/// [`Seq::get`]). Loading a model decodes every sequence once to validate it; afterwards decoding
+/// cannot fail. A host builds one from items through `SeqBuf` (with the `host` feature), which owns
+/// the encoded bytes.
 pub struct Seq<'a, T> {
     count: u32,
     bytes: &'a [u8],
@@ -37,9 +40,17 @@ impl<'a, T> Seq<'a, T> {
     pub fn encoded_bytes(&self) -> &'a [u8] {
         self.bytes
     }
+
+    pub(crate) fn from_parts(count: u32, bytes: &'a [u8]) -> Self {
+        Seq {
+            count,
+            bytes,
+            _item: PhantomData,
+        }
+    }
 }
 
-impl<'a, T: Deserialize<'a>> Seq<'a, T> {
+impl<'a, T: Decode<'a>> Seq<'a, T> {
     /// Decodes the items in order.
     pub fn iter(&self) -> SeqIter<'a, T> {
         SeqIter {
@@ -82,7 +93,7 @@ impl<'a, T> SeqIter<'a, T> {
     }
 }
 
-impl<'a, T: Deserialize<'a>> Iterator for SeqIter<'a, T> {
+impl<'a, T: Decode<'a>> Iterator for SeqIter<'a, T> {
     type Item = Result<T, postcard::Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -90,14 +101,15 @@ impl<'a, T: Deserialize<'a>> Iterator for SeqIter<'a, T> {
             return None;
         }
         self.remaining -= 1;
-        match postcard::take_from_bytes::<T>(self.bytes) {
-            Ok((item, rest)) => {
-                self.bytes = rest;
+        let mut r = Reader::new(self.bytes);
+        match T::decode(&mut r) {
+            Some(item) => {
+                self.bytes = r.rest();
                 Some(Ok(item))
             }
-            Err(e) => {
+            None => {
                 self.remaining = 0;
-                Some(Err(e))
+                Some(Err(postcard::Error::DeserializeBadEncoding))
             }
         }
     }

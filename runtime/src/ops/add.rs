@@ -33,6 +33,18 @@ pub struct AddParams {
     pub act_max: i32,
 }
 
+crate::format::decode_fields!(AddParams {
+    input1_offset,
+    input2_offset,
+    output_offset,
+    left_shift,
+    input1,
+    input2,
+    output,
+    act_min,
+    act_max
+});
+
 /// TFLite's int8 Add input headroom (`left_shift = 20` for int8 outputs).
 pub const ADD_LEFT_SHIFT: i32 = 20;
 /// TFLite's int16 Add input headroom (`left_shift = 15` for int16 outputs): an int16 value shifted

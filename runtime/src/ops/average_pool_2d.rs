@@ -30,6 +30,17 @@ pub struct Pool {
     pub act_max: i32,
 }
 
+crate::format::decode_fields!(Pool {
+    input,
+    output,
+    filter_h,
+    filter_w,
+    window,
+    activation,
+    act_min,
+    act_max
+});
+
 super::operand_fields!(Pool: input => output);
 
 pub(crate) fn validate(p: &Pool, check: &Check<'_, '_, '_>) -> Result<(), Error> {

@@ -19,6 +19,8 @@ pub struct ConcatInput {
     pub requant: Option<RequantizeParams>,
 }
 
+crate::format::decode_fields!(ConcatInput { input, requant });
+
 /// Concatenation along `axis` (an index into the output's dimensions).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Concatenation<'a> {
@@ -30,6 +32,8 @@ pub struct Concatenation<'a> {
     /// Dimension concatenated along, less than the output's rank.
     pub axis: u8,
 }
+
+crate::format::decode_fields!(Concatenation<'a> { inputs, output, axis });
 
 const UNDECODABLE: Error = Error::Malformed {
     reason: "concatenation inputs do not decode",

@@ -53,6 +53,8 @@ pub struct Conv<'a> {
     pub shift: &'a [u8],
 }
 
+crate::format::decode_fields!(Conv<'a> { input, output, kernel_h, kernel_w, window, depth_multiplier, activation, act_min, act_max, filter, bias, multiplier, shift });
+
 super::operand_fields!(Conv<'_>: input => output);
 
 pub(crate) fn validate(c: &Conv<'_>, check: &Check<'_, '_, '_>) -> Result<(), Error> {

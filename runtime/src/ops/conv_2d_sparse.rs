@@ -23,6 +23,8 @@ pub struct SparseConv<'a> {
     pub mask: &'a [u8],
 }
 
+crate::format::decode_fields!(SparseConv<'a> { conv, block, mask });
+
 impl super::Operands for SparseConv<'_> {
     fn inputs(&self, f: &mut dyn FnMut(&Operand) -> Result<(), Error>) -> Result<(), Error> {
         f(&self.conv.input)

@@ -21,6 +21,12 @@ pub struct Dequantize {
     pub scale: f32,
 }
 
+crate::format::decode_fields!(Dequantize {
+    input,
+    output,
+    scale
+});
+
 super::operand_fields!(Dequantize: input => output);
 
 pub(crate) fn validate(d: &Dequantize, check: &Check<'_, '_, '_>) -> Result<(), Error> {

@@ -36,6 +36,8 @@ pub struct FullyConnected<'a> {
     pub shift: &'a [u8],
 }
 
+crate::format::decode_fields!(FullyConnected<'a> { input, output, activation, act_min, act_max, filter, bias, multiplier, shift });
+
 super::operand_fields!(FullyConnected<'_>: input => output);
 
 pub(crate) fn validate(f: &FullyConnected<'_>, check: &Check<'_, '_, '_>) -> Result<(), Error> {

@@ -24,6 +24,8 @@ pub struct SparseFullyConnected<'a> {
     pub mask: &'a [u8],
 }
 
+crate::format::decode_fields!(SparseFullyConnected<'a> { fc, block, mask });
+
 impl super::Operands for SparseFullyConnected<'_> {
     fn inputs(&self, f: &mut dyn FnMut(&Operand) -> Result<(), Error>) -> Result<(), Error> {
         f(&self.fc.input)

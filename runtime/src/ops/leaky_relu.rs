@@ -21,6 +21,13 @@ pub struct LeakyRelu {
     pub quant: Option<LeakyReluParams>,
 }
 
+crate::format::decode_fields!(LeakyRelu {
+    input,
+    output,
+    alpha,
+    quant
+});
+
 super::operand_fields!(LeakyRelu: input => output);
 
 /// Precomputed parameters of an int8 or int16 leaky ReLU (TFLite Micro `CalculateOpDataLeakyRelu`;
@@ -37,6 +44,13 @@ pub struct LeakyReluParams {
     /// `input_scale * alpha / output_scale`, for inputs below it.
     pub alpha: Requant,
 }
+
+crate::format::decode_fields!(LeakyReluParams {
+    input_zero_point,
+    output_zero_point,
+    identity,
+    alpha
+});
 
 impl LeakyReluParams {
     /// Mirrors TFLite Micro's int8 preparation: both factors formed in double from the f32 scales

@@ -29,6 +29,13 @@ pub struct LogisticParams {
     pub input_left_shift: i32,
 }
 
+crate::format::decode_fields!(LogisticParams {
+    input_zero_point,
+    input_range_radius,
+    input_multiplier,
+    input_left_shift
+});
+
 /// The int16 Logistic/Tanh preparation of TFLite Micro: the input rescaled to units of
 /// `1 / (3 * 2^12)` by `(x * multiplier) >> shift`. An input scale that is a power of two (within
 /// TFLite's `CheckedLog2` tolerance, in `f32`) whose shift `12 + log2(scale)` is one of

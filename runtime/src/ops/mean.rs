@@ -27,6 +27,14 @@ pub struct MeanParams {
     pub requant: Requant,
 }
 
+crate::format::decode_fields!(MeanParams {
+    input_zero_point,
+    output_zero_point,
+    num_elements,
+    same_quantization,
+    requant
+});
+
 impl MeanParams {
     /// Mirrors TFLite Micro's `PrepareMeanOrSumHelper` (`QuantizeMultiplier(input_scale / output_scale)` in
     /// double) followed by `QuantizedMeanOrSum`'s folding of `1 / num_elements` into that multiplier.

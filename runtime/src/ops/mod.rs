@@ -5,7 +5,8 @@
 //! exhaustive, so an operator missing a piece does not compile.
 //!
 //! Adding an operator: a row at the end of the table (tags are append-only, see `runtime/FORMAT.md`),
-//! its module here, its feature in `Cargo.toml`, its kernel in `kernels/`.
+//! its module here (with `decode_fields!` for its wire struct), its feature in `Cargo.toml`, its
+//! kernel in `kernels/`.
 // Without every operator, some modules' functions are unused (their arms are compiled out).
 #![cfg_attr(not(feature = "all-ops"), allow(unused))]
 
@@ -13,7 +14,7 @@ use core::marker::PhantomData;
 use serde::de::{self, Deserializer, EnumAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use crate::format::{Activation, Operand};
+use crate::format::{Activation, Decode, Operand, Reader};
 use crate::interpreter::Views;
 use crate::kernels::Nhwc;
 use crate::validate::Check;
@@ -93,6 +94,28 @@ pub struct Unary<P> {
     pub output: Operand,
     /// Precomputed int8 parameters; `None` for f32.
     pub quant: Option<P>,
+}
+
+impl<'a, P: Decode<'a>> Decode<'a> for Binary<P> {
+    fn decode(r: &mut Reader<'a>) -> Option<Self> {
+        Some(Binary {
+            a: r.read()?,
+            b: r.read()?,
+            output: r.read()?,
+            activation: r.read()?,
+            quant: r.read()?,
+        })
+    }
+}
+
+impl<'a, P: Decode<'a>> Decode<'a> for Unary<P> {
+    fn decode(r: &mut Reader<'a>) -> Option<Self> {
+        Some(Unary {
+            input: r.read()?,
+            output: r.read()?,
+            quant: r.read()?,
+        })
+    }
 }
 
 /// Runs an element-wise binary operator with the int8 or int16 kernel (parameters present, chosen
@@ -308,9 +331,24 @@ macro_rules! operators {
             }
         }
 
-        // Decodes an operator as serde's derive would, but only the kinds this runtime was built
-        // with, so a build without some operators leaves their parameters' decoding out.
-        // Not inlined into each caller of the operator list's iterator: one copy.
+        /// An operator's tag as a varint, then its wire struct; only the kinds this runtime was
+        /// built with (another tag does not decode). What `invoke` runs for each operator.
+        impl<'a> Decode<'a> for Op<'a> {
+            #[inline(never)]
+            fn decode(r: &mut Reader<'a>) -> Option<Self> {
+                let tag: u32 = r.read()?;
+                match tag {
+                    $(
+                        #[cfg(feature = $feature)]
+                        $tag => r.read().map(Op::$variant),
+                    )*
+                    _ => None,
+                }
+            }
+        }
+
+        // Decodes an operator as serde's derive would (`Op`'s `Deserialize`, for host tools; the
+        // runtime reads operators with `Decode`), but only the kinds this runtime was built with.
         #[inline(never)]
         fn decode<'de: 'a, 'a, A: EnumAccess<'de>>(data: A) -> Result<Op<'a>, A::Error> {
             #[allow(unused_imports)]

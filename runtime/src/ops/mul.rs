@@ -27,6 +27,15 @@ pub struct MulParams {
     pub act_max: i32,
 }
 
+crate::format::decode_fields!(MulParams {
+    input1_offset,
+    input2_offset,
+    output_offset,
+    output,
+    act_min,
+    act_max
+});
+
 impl MulParams {
     /// Mirrors TFLite Micro `CalculateOpDataMul` for int8: one multiplier from
     /// `(double)input1_scale * (double)input2_scale / (double)output_scale`.

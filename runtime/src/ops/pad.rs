@@ -19,6 +19,12 @@ pub struct Pad {
     pub before: [u16; MAX_RANK],
 }
 
+crate::format::decode_fields!(Pad {
+    input,
+    output,
+    before
+});
+
 super::operand_fields!(Pad: input => output);
 
 pub(crate) fn validate(p: &Pad, check: &Check<'_, '_, '_>) -> Result<(), Error> {

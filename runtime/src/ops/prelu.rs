@@ -26,6 +26,8 @@ pub struct PRelu<'a> {
     pub quant: Option<PReluParams>,
 }
 
+crate::format::decode_fields!(PRelu<'a> { input, output, alpha, quant });
+
 super::operand_fields!(PRelu<'_>: input => output);
 
 /// Precomputed parameters of an int8 PRelu (TFLite Micro `CalculatePreluParams`).
@@ -44,6 +46,14 @@ pub struct PReluParams {
     /// for inputs below it.
     pub alpha: Requant,
 }
+
+crate::format::decode_fields!(PReluParams {
+    input_zero_point,
+    alpha_zero_point,
+    output_zero_point,
+    identity,
+    alpha
+});
 
 impl PReluParams {
     /// Mirrors TFLite Micro's preparation: both factors formed in double from the f32 scales, then

@@ -23,6 +23,13 @@ pub struct Quantize {
     pub requant: Option<RequantizeParams>,
 }
 
+crate::format::decode_fields!(Quantize {
+    input,
+    output,
+    scale,
+    requant
+});
+
 super::operand_fields!(Quantize: input => output);
 
 /// Parameters of an int8 -> int8 rescale from `(input_scale, input_zero_point)` to
@@ -37,6 +44,12 @@ pub struct RequantizeParams {
     /// `input_scale / output_scale` as a fixed-point multiplier.
     pub requant: Requant,
 }
+
+crate::format::decode_fields!(RequantizeParams {
+    input_zero_point,
+    output_zero_point,
+    requant
+});
 
 impl RequantizeParams {
     /// Offline preparation: the factor `input_scale / output_scale` is computed in `f64` and split

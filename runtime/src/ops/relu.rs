@@ -21,6 +21,13 @@ pub struct Relu {
     pub activation: Activation,
 }
 
+crate::format::decode_fields!(Relu {
+    input,
+    output,
+    quant,
+    activation
+});
+
 super::operand_fields!(Relu: input => output);
 
 /// Precomputed parameters of a standalone int8 or int16 ReLU-family activation (int16: zero points
@@ -39,6 +46,14 @@ pub struct ReluParams {
     /// Upper end of that clamp (`act_min` is the lower).
     pub act_max: i32,
 }
+
+crate::format::decode_fields!(ReluParams {
+    input_zero_point,
+    output_zero_point,
+    requant,
+    act_min,
+    act_max
+});
 
 impl ReluParams {
     /// Mirrors TFLite Micro's int8 preparation for the activation:

@@ -16,6 +16,8 @@ pub struct Reshape {
     pub output: Operand,
 }
 
+crate::format::decode_fields!(Reshape { input, output });
+
 super::operand_fields!(Reshape: input => output);
 
 pub(crate) fn validate(r: &Reshape, check: &Check<'_, '_, '_>) -> Result<(), Error> {

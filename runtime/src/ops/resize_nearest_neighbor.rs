@@ -18,6 +18,8 @@ pub struct ResizeNearestNeighbor {
     pub output: Operand,
 }
 
+crate::format::decode_fields!(ResizeNearestNeighbor { input, output });
+
 super::operand_fields!(ResizeNearestNeighbor: input => output);
 
 pub(crate) fn validate(r: &ResizeNearestNeighbor, check: &Check<'_, '_, '_>) -> Result<(), Error> {

@@ -24,6 +24,13 @@ pub struct Softmax {
     pub quant: Option<SoftmaxParams>,
 }
 
+crate::format::decode_fields!(Softmax {
+    input,
+    output,
+    beta,
+    quant
+});
+
 super::operand_fields!(Softmax: input => output);
 
 /// Precomputed parameters of an integer softmax, as TFLite Micro's `CalculateSoftmaxParams` produces
@@ -40,6 +47,12 @@ pub struct SoftmaxParams {
     /// int8: input differences from the row maximum below this are treated as `exp = 0`; int16: 0.
     pub diff_min: i32,
 }
+
+crate::format::decode_fields!(SoftmaxParams {
+    input_multiplier,
+    input_left_shift,
+    diff_min
+});
 
 impl SoftmaxParams {
     /// Mirrors TFLite's `PreprocessSoftmaxScaling(beta, input_scale, 5)` (factor capped at `2^31 - 1`) and

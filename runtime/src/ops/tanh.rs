@@ -24,6 +24,13 @@ pub struct TanhParams {
     pub input_left_shift: i32,
 }
 
+crate::format::decode_fields!(TanhParams {
+    input_zero_point,
+    input_range_radius,
+    input_multiplier,
+    input_left_shift
+});
+
 impl TanhParams {
     /// Mirrors TFLite Micro's int8 Tanh Prepare from the input scale and zero point.
     #[cfg(any(feature = "host", test))]
