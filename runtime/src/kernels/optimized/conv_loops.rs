@@ -111,6 +111,72 @@ pub fn dot_2x2_q15(patch: &[[u32; 4]], w0: &[i8], w1: &[i8], acc: [i32; 4]) -> [
     }
 }
 
+/// Largest receptive field (`kernel_h * kernel_w * in_c`) of the small-patch convolution path
+/// (`conv2d_s8_small`): the stems of the MLPerf Tiny models (3x3x3, 10x4x1) and the like.
+pub const SMALL_MAX: usize = 48;
+
+/// Where each value of a receptive field lies relative to its first tap's first input value,
+/// in filter order (ky, kx, ic), for windows whose taps are all inside the input; the values past
+/// the field's length, up to a multiple of four, read offset 0 (the weights they meet are zero).
+/// Every offset is below `span`, the number of input values the window covers.
+pub(crate) struct WindowOffsets {
+    offsets: [u32; SMALL_MAX],
+    groups: usize,
+    span: usize,
+}
+
+impl WindowOffsets {
+    /// The offsets of a `kernel_h` x `kernel_w` x `in_c` window, taps `dilation_h` rows and
+    /// `dilation_w` columns apart, in an input `width` values wide. Needs `kernel_h * kernel_w *
+    /// in_c` in `1..=SMALL_MAX`.
+    pub fn new(
+        kernel_h: usize,
+        kernel_w: usize,
+        in_c: usize,
+        dilation_h: usize,
+        dilation_w: usize,
+        width: usize,
+    ) -> Self {
+        let len = kernel_h * kernel_w * in_c;
+        assert!((1..=SMALL_MAX).contains(&len));
+        let (row, col) = (dilation_h * width * in_c, dilation_w * in_c);
+        let mut offsets = [0u32; SMALL_MAX];
+        for (j, o) in offsets[..len].iter_mut().enumerate() {
+            let (ky, kx, c) = (j / (kernel_w * in_c), j / in_c % kernel_w, j % in_c);
+            *o = (ky * row + kx * col + c) as u32;
+        }
+        let span = (kernel_h - 1) * row + (kernel_w - 1) * col + in_c;
+        Self {
+            offsets,
+            groups: len.div_ceil(4),
+            span,
+        }
+    }
+
+    /// Groups of four values of the field (the last one padded as above).
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+
+    /// Writes the field whose window starts at `src[0]` into words `2K` and `2K + 1` of the
+    /// patch's quads: group `i` of values x0..x3 as `(x0, x2)` and `(x1, x3)`, 16-bit pairs as
+    /// `SXTB16` makes them of a word.
+    #[inline(always)]
+    pub fn expand<const K: usize>(&self, src: &[i8], quads: &mut [[u32; 4]]) {
+        assert!(src.len() >= self.span && quads.len() >= self.groups && K < 2);
+        // SAFETY: every offset is below `span` (`new`), and `span <= src.len()` (checked above).
+        let at = |o: u32| unsafe { *src.get_unchecked(o as usize) } as i32;
+        // Two sign-extended values as a 16-bit pair (`PKHBT`).
+        let pair = |lo: i32, hi: i32| (lo as u32 & 0xffff) | ((hi as u32) << 16);
+        let (chunks, _) = self.offsets.as_chunks::<4>();
+        for (quad, o) in quads[..self.groups].iter_mut().zip(chunks) {
+            let (x0, x1, x2, x3) = (at(o[0]), at(o[1]), at(o[2]), at(o[3]));
+            quad[2 * K] = pair(x0, x2);
+            quad[2 * K + 1] = pair(x1, x3);
+        }
+    }
+}
+
 /// Marks the end of a channel's offsets for [`dot_sparse_4xn`] (above any offset).
 pub const SPARSE_END: u16 = 0x8000;
 
