@@ -16,7 +16,8 @@
 //! into the accumulator's start, taps walked as contiguous row segments.
 
 use super::conv_loops::{
-    dot_2x2_q15, dot_2x2_wide, offset_clamp, requantize_lanes, Lane, WindowOffsets, SMALL_MAX,
+    dot_2x2_q15, dot_2x2_q15_pairs, dot_2x2_wide, offset_clamp, requantize_lanes, Lane,
+    WindowOffsets, SMALL_MAX, SMALL_WORDS,
 };
 use super::dsp::{smlad, sxtb16, sxtb16_ror8};
 use super::{tap_range, ChannelQuant};
@@ -167,10 +168,11 @@ fn conv2d_s8_patches<const DSP: bool>(
 /// SMALL_MAX`, not direct): the stems, whose few input channels make gathering the patch as
 /// costly as the dot products. As in [`conv2d_s8_patches`], two positions a pass, the input
 /// offset folded into the bias, but the patch length is rounded up to a multiple of four (values
-/// 0 against weights 0, the block's filter rows copied once into zero-padded rows), so that every
-/// value goes through `SMLAD`; and a window inside the input is read straight into the 16-bit
-/// pairs through a table of offsets ([`WindowOffsets`]), with one bounds check a position. Border
-/// windows are gathered with the zero point as padding, then split by `SXTB16`.
+/// 0 against weights 0), so that every value goes through `SMLAD`; the block's filter rows are
+/// split into 16-bit pairs once ([`dot_2x2_q15_pairs`]: no `SXTB16` in the inner loop), blocks of
+/// as many channels as fit `SMALL_WORDS`; and a window inside the input is read straight into the
+/// 16-bit pairs through a table of offsets ([`WindowOffsets`]), with one bounds check a position.
+/// Border windows are gathered with the zero point as padding, then split by `SXTB16`.
 #[inline(never)]
 fn conv2d_s8_small(
     g: &ConvGeometry,
@@ -193,22 +195,32 @@ fn conv2d_s8_small(
         g.input.w,
     );
     let groups = window.groups();
-    let len4 = 4 * groups;
+    // Channels a block: as many as their split weights fit in SMALL_WORDS, an even number.
+    let block = (SMALL_WORDS / (2 * groups)).min(CHANNEL_BLOCK) & !1;
     let mut lanes = [Lane::default(); CHANNEL_BLOCK];
     let mut biases = [0i32; CHANNEL_BLOCK];
-    // The block's filter rows, each padded with zeros to `len4`.
-    let mut weights = [0i8; CHANNEL_BLOCK * SMALL_MAX];
+    // The block's filter rows zero-padded to `4 * groups` and split into 16-bit pairs.
+    let mut weights = [0u32; SMALL_WORDS];
     let mut quads = [[0u32; 4]; SMALL_MAX / 4];
     // A border window, gathered; the values past `len` stay 0.
     let mut raw = [0i8; SMALL_MAX];
-    for first in (0..out_c).step_by(CHANNEL_BLOCK) {
-        let n = (out_c - first).min(CHANNEL_BLOCK);
+    for first in (0..out_c).step_by(block) {
+        let n = (out_c - first).min(block);
         let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
         let filter = &filter[first * len..][..n * len];
         let short = prepare(q, bias, first, filter, lanes, biases);
-        let weights = &mut weights[..n * len4];
-        for (padded, w) in weights.chunks_exact_mut(len4).zip(filter.chunks_exact(len)) {
+        let weights = &mut weights[..n * 2 * groups];
+        for (split, w) in weights
+            .chunks_exact_mut(2 * groups)
+            .zip(filter.chunks_exact(len))
+        {
+            let mut padded = [0i8; SMALL_MAX];
             padded[..len].copy_from_slice(w);
+            let (words, _) = padded.as_chunks::<4>();
+            for (pair, v) in split.chunks_exact_mut(2).zip(words) {
+                let v = u32::from_le_bytes(v.map(|b| b as u8));
+                (pair[0], pair[1]) = (sxtb16(v), sxtb16_ror8(v));
+            }
         }
         let mut p = 0;
         while p < positions {
@@ -219,7 +231,7 @@ fn conv2d_s8_small(
             small_column::<1>(g, input, pos[1], zero_point, &window, &mut raw, &mut quads);
             let patch = &quads[..groups];
             channel_pairs(weights, biases, false, lanes, |w0, w1, acc| {
-                dot_2x2_q15(patch, w0, w1, acc)
+                dot_2x2_q15_pairs(patch, w0, w1, acc)
             });
             let stride = if count == 2 { out_c } else { 0 };
             requantize_pass(q, lanes, short, &mut output[p * out_c + first..], stride);
@@ -393,12 +405,12 @@ fn dsp_channels(
 /// accumulators) for each pair of the lanes' channels, and the last one paired with itself, into
 /// the lanes' accumulators.
 #[inline(always)]
-fn channel_pairs(
-    filter: &[i8],
+fn channel_pairs<W>(
+    filter: &[W],
     biases: &[i32],
     from_lanes: bool,
     lanes: &mut [Lane],
-    mut dot: impl FnMut(&[i8], &[i8], [i32; 4]) -> [i32; 4],
+    mut dot: impl FnMut(&[W], &[W], [i32; 4]) -> [i32; 4],
 ) {
     let len = filter.len() / lanes.len();
     let mut pairs = lanes.chunks_exact_mut(2);
