@@ -15,7 +15,10 @@
 //! Larger patches take `conv2d_s8_segments`: blocks of four output channels, input offset folded
 //! into the accumulator's start, taps walked as contiguous row segments.
 
-use super::conv_loops::{dot_2x2_q15, dot_2x2_wide, offset_clamp, requantize_lanes, Lane};
+use super::conv_loops::{
+    dot_2x2_q15, dot_2x2_q15_pairs, dot_2x2_wide, offset_clamp, requantize_lanes, Lane,
+    WindowOffsets, SMALL_MAX, SMALL_WORDS,
+};
 use super::dsp::{smlad, sxtb16, sxtb16_ror8};
 use super::{tap_range, ChannelQuant};
 use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
@@ -95,6 +98,8 @@ pub fn conv2d_s8_fast<const DSP: bool>(
     let patch_len = g.kernel_h * g.kernel_w * g.input.c;
     if patch_len > PATCH_MAX {
         conv2d_s8_segments::<DSP>(g, q, input, filter, bias, output);
+    } else if DSP && patch_len <= SMALL_MAX && !is_direct(g) {
+        conv2d_s8_small(g, q, input, filter, bias, output);
     } else {
         conv2d_s8_patches::<DSP>(g, q, input, filter, bias, output);
     }
@@ -155,6 +160,119 @@ fn conv2d_s8_patches<const DSP: bool>(
             let stride = if count == 2 { out_c } else { 0 };
             requantize_pass(q, lanes, short, &mut output[p * out_c + first..], stride);
             p += count;
+        }
+    }
+}
+
+/// The small-patch path of [`conv2d_s8_fast`] with `DSP` (`kernel_h * kernel_w * in_c <=
+/// SMALL_MAX`, not direct): the stems, whose few input channels make gathering the patch as
+/// costly as the dot products. As in [`conv2d_s8_patches`], two positions a pass, the input
+/// offset folded into the bias, but the patch length is rounded up to a multiple of four (values
+/// 0 against weights 0), so that every value goes through `SMLAD`; the block's filter rows are
+/// split into 16-bit pairs once ([`dot_2x2_q15_pairs`]: no `SXTB16` in the inner loop), blocks of
+/// as many channels as fit `SMALL_WORDS`; and a window inside the input is read straight into the
+/// 16-bit pairs through a table of offsets ([`WindowOffsets`]), with one bounds check a position.
+/// Border windows are gathered with the zero point as padding, then split by `SXTB16`.
+#[inline(never)]
+fn conv2d_s8_small(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+    output: &mut [i8],
+) {
+    let out_c = g.output.c;
+    let len = g.kernel_h * g.kernel_w * g.input.c;
+    let positions = g.output.n * g.output.h * g.output.w;
+    let zero_point = (-q.input_offset) as i8;
+    let window = WindowOffsets::new(
+        g.kernel_h,
+        g.kernel_w,
+        g.input.c,
+        g.dilation_h,
+        g.dilation_w,
+        g.input.w,
+    );
+    let groups = window.groups();
+    // Channels a block: as many as their split weights fit in SMALL_WORDS, an even number.
+    let block = (SMALL_WORDS / (2 * groups)).min(CHANNEL_BLOCK) & !1;
+    let mut lanes = [Lane::default(); CHANNEL_BLOCK];
+    let mut biases = [0i32; CHANNEL_BLOCK];
+    // The block's filter rows zero-padded to `4 * groups` and split into 16-bit pairs.
+    let mut weights = [0u32; SMALL_WORDS];
+    let mut quads = [[0u32; 4]; SMALL_MAX / 4];
+    // A border window, gathered; the values past `len` stay 0.
+    let mut raw = [0i8; SMALL_MAX];
+    for first in (0..out_c).step_by(block) {
+        let n = (out_c - first).min(block);
+        let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
+        let filter = &filter[first * len..][..n * len];
+        let short = prepare(q, bias, first, filter, lanes, biases);
+        let weights = &mut weights[..n * 2 * groups];
+        for (split, w) in weights
+            .chunks_exact_mut(2 * groups)
+            .zip(filter.chunks_exact(len))
+        {
+            let mut padded = [0i8; SMALL_MAX];
+            padded[..len].copy_from_slice(w);
+            let (words, _) = padded.as_chunks::<4>();
+            for (pair, v) in split.chunks_exact_mut(2).zip(words) {
+                let v = u32::from_le_bytes(v.map(|b| b as u8));
+                (pair[0], pair[1]) = (sxtb16(v), sxtb16_ror8(v));
+            }
+        }
+        let mut p = 0;
+        while p < positions {
+            // A lone last position is computed twice.
+            let count = (positions - p).min(2);
+            let pos = [p, p + count - 1];
+            small_column::<0>(g, input, pos[0], zero_point, &window, &mut raw, &mut quads);
+            small_column::<1>(g, input, pos[1], zero_point, &window, &mut raw, &mut quads);
+            let patch = &quads[..groups];
+            channel_pairs(weights, biases, false, lanes, |w0, w1, acc| {
+                dot_2x2_q15_pairs(patch, w0, w1, acc)
+            });
+            let stride = if count == 2 { out_c } else { 0 };
+            requantize_pass(q, lanes, short, &mut output[p * out_c + first..], stride);
+            p += count;
+        }
+    }
+}
+
+/// Writes the receptive field of flat output position `p` into words `2K` and `2K + 1` of the
+/// quads (see [`conv2d_s8_small`]): through `window` if inside the input, else gathered into
+/// `raw` (padding as the zero point) and split by `SXTB16`.
+#[inline(always)]
+fn small_column<const K: usize>(
+    g: &ConvGeometry,
+    input: &[i8],
+    p: usize,
+    zero_point: i8,
+    window: &WindowOffsets,
+    raw: &mut [i8; SMALL_MAX],
+    quads: &mut [[u32; 4]; SMALL_MAX / 4],
+) {
+    let (ow, oh) = (g.output.w, g.output.h);
+    let (n, oy, ox) = (p / (ow * oh), (p / ow) % oh, p % ow);
+    let (y, x) = (oy * g.stride_h, ox * g.stride_w);
+    let span_h = (g.kernel_h - 1) * g.dilation_h + 1;
+    let span_w = (g.kernel_w - 1) * g.dilation_w + 1;
+    if y >= g.pad_top
+        && x >= g.pad_left
+        && y - g.pad_top + span_h <= g.input.h
+        && x - g.pad_left + span_w <= g.input.w
+    {
+        let at = g.input.index(n, y - g.pad_top, x - g.pad_left, 0);
+        window.expand::<K>(&input[at..], quads);
+    } else {
+        let len = g.kernel_h * g.kernel_w * g.input.c;
+        gather_at(g, input, p, zero_point, &mut raw[..len]);
+        let (words, _) = raw.as_chunks::<4>();
+        for (quad, r) in quads[..window.groups()].iter_mut().zip(words) {
+            let v = u32::from_le_bytes(r.map(|b| b as u8));
+            quad[2 * K] = sxtb16(v);
+            quad[2 * K + 1] = sxtb16_ror8(v);
         }
     }
 }
@@ -287,12 +405,12 @@ fn dsp_channels(
 /// accumulators) for each pair of the lanes' channels, and the last one paired with itself, into
 /// the lanes' accumulators.
 #[inline(always)]
-fn channel_pairs(
-    filter: &[i8],
+fn channel_pairs<W>(
+    filter: &[W],
     biases: &[i32],
     from_lanes: bool,
     lanes: &mut [Lane],
-    mut dot: impl FnMut(&[i8], &[i8], [i32; 4]) -> [i32; 4],
+    mut dot: impl FnMut(&[W], &[W], [i32; 4]) -> [i32; 4],
 ) {
     let len = filter.len() / lanes.len();
     let mut pairs = lanes.chunks_exact_mut(2);
@@ -643,7 +761,7 @@ fn dot4_dsp(x: &[i8], w: &[&[i8]; 4], acc: &mut [i32; 4]) {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::super::testgen::{problems, Problem};
+    use super::super::testgen::{problems, problems_sized, Problem};
     use super::*;
     use crate::kernels::conv2d::conv2d_s8;
     use proptest::prelude::*;
@@ -672,6 +790,19 @@ pub(crate) mod tests {
 
         #[test]
         fn dsp_matches_reference(p in problems(11, false)) {
+            check::<true>(&p)?;
+        }
+    }
+
+    proptest! {
+        // Stems: one to three input channels, up to 70 output channels (blocks of
+        // CHANNEL_BLOCK, an odd last one), kernels up to 11 (KWS's 10x4 among them), strides,
+        // dilations and padding: the small-patch path, its border and interior windows.
+        #![proptest_config(crate::proptest_config(300))]
+
+        #[test]
+        fn stem_layers_match_reference(p in problems_sized(3, 70, false, 14, 11)) {
+            check::<false>(&p)?;
             check::<true>(&p)?;
         }
     }

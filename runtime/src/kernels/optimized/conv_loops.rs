@@ -111,6 +111,145 @@ pub fn dot_2x2_q15(patch: &[[u32; 4]], w0: &[i8], w1: &[i8], acc: [i32; 4]) -> [
     }
 }
 
+/// [`dot_2x2_q15`] with both channels' weights already split into 16-bit pairs: group `i` of
+/// `w0` (and of `w1`) is the words `[(w0, w2), (w1, w3)]` that `SXTB16` makes of four weights.
+/// On Armv7E-M a group is 11 instructions for 16 multiply-accumulates (three `LDM`, eight
+/// `SMLAD`). `w0` and `w1` hold at least `2 * patch.len()` words.
+#[inline(always)]
+pub fn dot_2x2_q15_pairs(patch: &[[u32; 4]], w0: &[u32], w1: &[u32], acc: [i32; 4]) -> [i32; 4] {
+    let groups = patch.len();
+    assert!(w0.len() >= 2 * groups && w1.len() >= 2 * groups);
+    #[cfg(ferrite_dsp)]
+    {
+        if groups == 0 {
+            return acc;
+        }
+        let [mut a0, mut a1, mut b0, mut b1] = acc;
+        // SAFETY: reads `4 * groups` words from `patch` and `2 * groups` words from each of `w0`
+        // and `w1` (checked above), writes nothing to memory. r6 and r7 (which Rust reserves)
+        // are saved on the stack and restored; the other registers are explicit operands. SMLAD
+        // may set the Q flag, which nothing reads.
+        unsafe {
+            core::arch::asm!(
+                "push {{r6, r7}}",
+                "2:",
+                "ldm r10!, {{r2, r3, r4, r5}}",
+                "ldm r11!, {{r6, r7}}",
+                "smlad r0, r2, r6, r0",
+                "smlad r0, r3, r7, r0",
+                "smlad r8, r4, r6, r8",
+                "smlad r8, r5, r7, r8",
+                "ldm r12!, {{r6, r7}}",
+                "smlad r1, r2, r6, r1",
+                "smlad r1, r3, r7, r1",
+                "smlad r9, r4, r6, r9",
+                "smlad r9, r5, r7, r9",
+                "subs lr, lr, #1",
+                "bne 2b",
+                "pop {{r6, r7}}",
+                inout("r10") patch.as_ptr() => _,
+                inout("r11") w0.as_ptr() => _,
+                inout("r12") w1.as_ptr() => _,
+                inout("lr") groups => _,
+                inout("r0") a0,
+                inout("r1") a1,
+                inout("r8") b0,
+                inout("r9") b1,
+                out("r2") _,
+                out("r3") _,
+                out("r4") _,
+                out("r5") _,
+                options(readonly),
+            );
+        }
+        [a0, a1, b0, b1]
+    }
+    #[cfg(not(ferrite_dsp))]
+    {
+        let [mut a0, mut a1, mut b0, mut b1] = acc;
+        let (c0, _) = w0.as_chunks::<2>();
+        let (c1, _) = w1.as_chunks::<2>();
+        for ((x, p), r) in patch.iter().zip(c0).zip(c1) {
+            a0 = smlad(x[1], p[1], smlad(x[0], p[0], a0));
+            b0 = smlad(x[3], p[1], smlad(x[2], p[0], b0));
+            a1 = smlad(x[1], r[1], smlad(x[0], r[0], a1));
+            b1 = smlad(x[3], r[1], smlad(x[2], r[0], b1));
+        }
+        [a0, a1, b0, b1]
+    }
+}
+
+/// Words of split weights (see [`dot_2x2_q15_pairs`]) the small-patch path keeps for a block of
+/// output channels: 2560 bytes of stack, as many channels of a block as fit, up to
+/// `CHANNEL_BLOCK`.
+pub const SMALL_WORDS: usize = 640;
+
+/// Largest receptive field (`kernel_h * kernel_w * in_c`) of the small-patch convolution path
+/// (`conv2d_s8_small`): the stems of the MLPerf Tiny models (3x3x3, 10x4x1) and the like.
+pub const SMALL_MAX: usize = 48;
+
+/// Where each value of a receptive field lies relative to its first tap's first input value,
+/// in filter order (ky, kx, ic), for windows whose taps are all inside the input; the values past
+/// the field's length, up to a multiple of four, read offset 0 (the weights they meet are zero).
+/// Every offset is below `span`, the number of input values the window covers.
+pub(crate) struct WindowOffsets {
+    offsets: [u32; SMALL_MAX],
+    groups: usize,
+    span: usize,
+}
+
+impl WindowOffsets {
+    /// The offsets of a `kernel_h` x `kernel_w` x `in_c` window, taps `dilation_h` rows and
+    /// `dilation_w` columns apart, in an input `width` values wide. Needs `kernel_h * kernel_w *
+    /// in_c` in `1..=SMALL_MAX`.
+    pub fn new(
+        kernel_h: usize,
+        kernel_w: usize,
+        in_c: usize,
+        dilation_h: usize,
+        dilation_w: usize,
+        width: usize,
+    ) -> Self {
+        let len = kernel_h * kernel_w * in_c;
+        assert!((1..=SMALL_MAX).contains(&len));
+        let (row, col) = (dilation_h * width * in_c, dilation_w * in_c);
+        let mut offsets = [0u32; SMALL_MAX];
+        for (j, o) in offsets[..len].iter_mut().enumerate() {
+            let (ky, kx, c) = (j / (kernel_w * in_c), j / in_c % kernel_w, j % in_c);
+            *o = (ky * row + kx * col + c) as u32;
+        }
+        let span = (kernel_h - 1) * row + (kernel_w - 1) * col + in_c;
+        Self {
+            offsets,
+            groups: len.div_ceil(4),
+            span,
+        }
+    }
+
+    /// Groups of four values of the field (the last one padded as above).
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+
+    /// Writes the field whose window starts at `src[0]` into words `2K` and `2K + 1` of the
+    /// patch's quads: group `i` of values x0..x3 as `(x0, x2)` and `(x1, x3)`, 16-bit pairs as
+    /// `SXTB16` makes them of a word.
+    #[inline(always)]
+    pub fn expand<const K: usize>(&self, src: &[i8], quads: &mut [[u32; 4]]) {
+        assert!(src.len() >= self.span && quads.len() >= self.groups && K < 2);
+        // SAFETY: every offset is below `span` (`new`), and `span <= src.len()` (checked above).
+        let at = |o: u32| unsafe { *src.get_unchecked(o as usize) } as i32;
+        // Two sign-extended values as a 16-bit pair (`PKHBT`).
+        let pair = |lo: i32, hi: i32| (lo as u32 & 0xffff) | ((hi as u32) << 16);
+        let (chunks, _) = self.offsets.as_chunks::<4>();
+        for (quad, o) in quads[..self.groups].iter_mut().zip(chunks) {
+            let (x0, x1, x2, x3) = (at(o[0]), at(o[1]), at(o[2]), at(o[3]));
+            quad[2 * K] = pair(x0, x2);
+            quad[2 * K + 1] = pair(x1, x3);
+        }
+    }
+}
+
 /// Marks the end of a channel's offsets for [`dot_sparse_4xn`] (above any offset).
 pub const SPARSE_END: u16 = 0x8000;
 

@@ -561,12 +561,24 @@ pub(crate) mod testgen {
     /// Problems with `in_c` input channels and `out_c_of(in_c)` output channels; `filter_len`
     /// gives the filter's length from (kh, kw, in_c, out_c).
     pub fn problems(max_c: usize, depthwise: bool) -> impl Strategy<Value = Problem> {
+        problems_sized(max_c, max_c, depthwise, 9, 4)
+    }
+
+    /// [`problems`] with up to `max_out_c` output channels (not depthwise), inputs up to `max_len`
+    /// and kernels up to `max_k` along each dimension.
+    pub fn problems_sized(
+        max_c: usize,
+        max_out_c: usize,
+        depthwise: bool,
+        max_len: usize,
+        max_k: usize,
+    ) -> impl Strategy<Value = Problem> {
         (
-            dim(9, 4),
-            dim(9, 4),
+            dim(max_len, max_k),
+            dim(max_len, max_k),
             1..=2usize,
             1..=max_c,
-            1..=max_c,
+            1..=max_out_c,
             any::<bool>(),
             any::<bool>(),
             any::<u64>(),
