@@ -441,7 +441,7 @@ const STREAM_GAIN: f64 = 2.0;
 /// stream's values) and the reader weight range `w_c` (over its readers, each relative to its own
 /// largest); the candidate scales `s_c = (a_c / w_c)^alpha`, normalized to a geometric mean of 1,
 /// divide the channel in the writers and multiply it in the readers. The candidate with the least
-/// predicted rounding noise at the readers' outputs is applied if it predicts [`STREAM_GAIN`] times
+/// predicted rounding noise at the readers' outputs is applied if it predicts `STREAM_GAIN` (2) times
 /// less noise than leaving the stream alone.
 /// Without statistics a stream is left alone: its writers' weights do not tell the activation range.
 pub fn equalize_streams(g: &mut Graph, stats: &dyn Fn(ValueId) -> Option<ChannelStats>) -> usize {
