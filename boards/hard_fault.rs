@@ -84,3 +84,28 @@ pub unsafe fn classify(sp: usize) -> Fault {
         Fault::NoFrame { sp }
     }
 }
+
+/// Logs the fault whose stack pointer was `sp` (over defmt): a stack overflow when the stack
+/// pointer left the stack region, else the faulting pc and lr.
+///
+/// # Safety
+/// As [`classify`].
+pub unsafe fn log(sp: usize) {
+    // SAFETY: forwarded from the caller.
+    match unsafe { classify(sp) } {
+        Fault::StackOverflow { sp, bottom, top } => defmt::error!(
+            "HardFault: stack overflow: sp={=usize:#010x} is outside the stack {=usize:#010x}..{=usize:#010x} ({=usize} B)",
+            sp,
+            bottom,
+            top,
+            top - bottom
+        ),
+        Fault::At { pc, lr, sp } => defmt::error!(
+            "HardFault: hard fault at pc={=u32:#010x} lr={=u32:#010x} sp={=usize:#010x}",
+            pc,
+            lr,
+            sp
+        ),
+        Fault::NoFrame { sp } => defmt::error!("HardFault: hard fault, sp={=usize:#010x}", sp),
+    }
+}

@@ -11,29 +11,13 @@
 
 #[cfg(feature = "selftest-stack-overflow")]
 use crate::hard_fault::stack_region;
-use crate::hard_fault::{classify, Fault};
 use crate::{exit, Outcome};
 
 /// Reports a HardFault and exits with failure. `sp`: the stack pointer at the fault.
 #[no_mangle]
 unsafe extern "C" fn ferrite_hard_fault(sp: usize) -> ! {
     // SAFETY: `sp` is the faulting stack pointer, from the HardFault vector.
-    match unsafe { classify(sp) } {
-        Fault::StackOverflow { sp, bottom, top } => defmt::error!(
-            "HardFault: stack overflow: sp={=usize:#010x} is outside the stack {=usize:#010x}..{=usize:#010x} ({=usize} B)",
-            sp,
-            bottom,
-            top,
-            top - bottom
-        ),
-        Fault::At { pc, lr, sp } => defmt::error!(
-            "HardFault: hard fault at pc={=u32:#010x} lr={=u32:#010x} sp={=usize:#010x}",
-            pc,
-            lr,
-            sp
-        ),
-        Fault::NoFrame { sp } => defmt::error!("HardFault: hard fault, sp={=usize:#010x}", sp),
-    }
+    unsafe { crate::hard_fault::log(sp) };
     exit(Outcome::Fail)
 }
 

@@ -137,24 +137,8 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
 /// breakpoint.
 #[no_mangle]
 unsafe extern "C" fn ferrite_hard_fault(sp: usize) -> ! {
-    use hard_fault::Fault;
     // SAFETY: `sp` is the faulting stack pointer, from the HardFault vector.
-    match unsafe { hard_fault::classify(sp) } {
-        Fault::StackOverflow { sp, bottom, top } => defmt::error!(
-            "HardFault: stack overflow: sp={=usize:#010x} is outside the stack {=usize:#010x}..{=usize:#010x} ({=usize} B)",
-            sp,
-            bottom,
-            top,
-            top - bottom
-        ),
-        Fault::At { pc, lr, sp } => defmt::error!(
-            "HardFault: hard fault at pc={=u32:#010x} lr={=u32:#010x} sp={=usize:#010x}",
-            pc,
-            lr,
-            sp
-        ),
-        Fault::NoFrame { sp } => defmt::error!("HardFault: hard fault, sp={=usize:#010x}", sp),
-    }
+    unsafe { hard_fault::log(sp) };
     loop {
         cortex_m::asm::bkpt();
     }
