@@ -187,14 +187,24 @@ fn consumer_ranges(op: &Op, channels: usize) -> Vec<f32> {
 
 /// Divides the producer's output channels by `s` and multiplies the consumer's input channels by it.
 fn apply(g: &mut Graph, pair: Pair, s: &[f32]) {
+    rescale(g, &[pair.producer], &[pair.consumer], s);
+}
+
+/// Divides output channel `c` of every writer (weights and bias) by `s[c]` and multiplies input
+/// channel `c` of every reader by it.
+fn rescale(g: &mut Graph, writers: &[usize], readers: &[usize], s: &[f32]) {
     let inverse: Vec<f32> = s.iter().map(|&x| 1.0 / x).collect();
-    let producer = &mut g.nodes[pair.producer].op;
-    crate::ir::passes::scale_filter(producer, &inverse);
-    crate::ir::passes::affine_bias(producer, &inverse, &[]);
-    let channel = input_channel(&g.nodes[pair.consumer].op);
-    let filter = filter_mut(&mut g.nodes[pair.consumer].op);
-    for (i, w) in filter.data.iter_mut().enumerate() {
-        *w *= s[channel(i)];
+    for &w in writers {
+        let op = &mut g.nodes[w].op;
+        crate::ir::passes::scale_filter(op, &inverse);
+        crate::ir::passes::affine_bias(op, &inverse, &[]);
+    }
+    for &r in readers {
+        let channel = input_channel(&g.nodes[r].op);
+        let filter = filter_mut(&mut g.nodes[r].op);
+        for (i, w) in filter.data.iter_mut().enumerate() {
+            *w *= s[channel(i)];
+        }
     }
 }
 
@@ -515,19 +525,7 @@ pub fn equalize_streams(g: &mut Graph, stats: &dyn Fn(ValueId) -> Option<Channel
             continue;
         }
         let s = best.1;
-        let inverse: Vec<f32> = s.iter().map(|&x| 1.0 / x).collect();
-        for &w in &stream.writers {
-            let op = &mut g.nodes[w].op;
-            crate::ir::passes::scale_filter(op, &inverse);
-            crate::ir::passes::affine_bias(op, &inverse, &[]);
-        }
-        for &r in &stream.readers {
-            let channel = input_channel(&g.nodes[r].op);
-            let filter = filter_mut(&mut g.nodes[r].op);
-            for (i, w) in filter.data.iter_mut().enumerate() {
-                *w *= s[channel(i)];
-            }
-        }
+        rescale(g, &stream.writers, &stream.readers, &s);
         applied += 1;
     }
     applied
