@@ -4,7 +4,8 @@ use anyhow::{bail, Context, Result};
 use ferrite_runtime::format::{
     self, DType, Graph, Metadata, Operand, Seq, SeqBuf, Shape, Tensor, ARENA_ALIGN,
 };
-use ferrite_runtime::ops::{ConcatInput, Concatenation, Op};
+use ferrite_runtime::in_place::Direction;
+use ferrite_runtime::ops::{unary_rows, ConcatInput, Concatenation, LeakyRelu, Op, Relu, Unary};
 
 use crate::plan::{self, Buffer, Plan};
 
@@ -115,8 +116,8 @@ impl<'a> ModelBuilder<'a> {
         self.outputs = outputs.to_vec();
     }
 
-    /// Computes lifetimes, plans the arena (in-place Reshape where its input dies there), places every
-    /// operand and encodes the file.
+    /// Computes lifetimes, plans the arena (in place where an operator's input dies there: see
+    /// `Lifetimes::plan`), places every operand and encodes the file.
     pub fn finish(mut self) -> Result<Built> {
         let n = self.tensors.len();
         let steps = self.ops.len();
@@ -149,48 +150,48 @@ impl<'a> ModelBuilder<'a> {
             }
             last[t] = last[t].max(first[t]);
         }
-        // In-place Reshape: the output takes its input's buffer when the input dies at the reshape.
-        let mut alias: Vec<Option<usize>> = vec![None; n];
-        for (s, op) in self.ops.iter().enumerate() {
-            if let Op::Reshape(r) = op {
-                let (i, o) = (r.input.tensor as usize, r.output.tensor as usize);
-                if last[i] == s {
-                    alias[o] = Some(i);
-                }
-            }
-        }
-        let root = |mut t: usize| {
-            while let Some(a) = alias[t] {
-                t = a;
-            }
-            t
-        };
         let sizes: Vec<usize> = self
             .tensors
             .iter()
             .map(|d| d.shape.elements()?.checked_mul(d.dtype.size()))
             .collect::<Option<_>>()
             .context("a tensor's size overflows")?;
-        let mut buffer_of = vec![usize::MAX; n];
-        let mut buffers: Vec<Buffer> = Vec::new();
-        for t in 0..n {
-            let r = root(t);
-            if buffer_of[r] == usize::MAX {
-                buffer_of[r] = buffers.len();
-                buffers.push(Buffer {
-                    size: 0,
-                    first: first[r],
-                    last: last[r],
-                });
+        let life = Lifetimes {
+            first: &first,
+            last: &last,
+            sizes: &sizes,
+            outputs: &self.outputs,
+        };
+        // Every operator that can runs in bands, then each in turn does not where that makes the
+        // arena smaller; without any if that is smaller still. The lower bound stays the one no
+        // placement without banded operators can beat.
+        let plain = life.plan(&self.ops, &vec![false; steps]);
+        let lower_bound = plain.plan.lower_bound;
+        let mut banded = vec![true; steps];
+        let mut layout = life.plan(&self.ops, &banded);
+        for s in 0..steps {
+            let o = self.ops[s].output().tensor as usize;
+            if matches!(self.ops[s], Op::Reshape(_)) || !layout.in_place[o] {
+                continue;
             }
-            let b = &mut buffers[buffer_of[r]];
-            b.size = b.size.max(sizes[t]);
-            b.first = b.first.min(first[t]);
-            b.last = b.last.max(last[t]);
-            buffer_of[t] = buffer_of[r];
+            banded[s] = false;
+            let other = life.plan(&self.ops, &banded);
+            if other.plan.arena_size < layout.plan.arena_size {
+                layout = other;
+            } else {
+                banded[s] = true;
+            }
         }
-        let plan = plan::greedy(&buffers, ARENA_ALIGN);
-        let offset = |t: usize| plan.offsets[buffer_of[t]] as u32;
+        if plain.plan.arena_size <= layout.plan.arena_size {
+            layout = plain;
+        }
+        layout.plan.lower_bound = lower_bound;
+        let Layout {
+            plan,
+            offsets,
+            in_place,
+        } = layout;
+        let offset = |t: usize| offsets[t] as u32;
         for s in 0..steps {
             self.operands_mut(s, |o, _| o.offset = offset(o.tensor as usize));
         }
@@ -207,7 +208,7 @@ impl<'a> ModelBuilder<'a> {
                 offset: offset(t),
                 first: first[t] as u16,
                 last: last[t] as u16,
-                in_place: alias[t].is_some(),
+                in_place: in_place[t],
             })
             .collect();
         let uses_float = self.tensors.iter().any(|d| d.dtype == DType::F32);
@@ -242,5 +243,114 @@ impl<'a> ModelBuilder<'a> {
         let bytes = format::write::to_bytes(&graph, plan.arena_size as u32, uses_float)
             .context("encoding the model")?;
         Ok(Built { bytes, plan })
+    }
+}
+
+/// The tensors' lifetimes (operator steps) and sizes, and the graph outputs.
+struct Lifetimes<'l> {
+    first: &'l [usize],
+    last: &'l [usize],
+    sizes: &'l [usize],
+    outputs: &'l [u16],
+}
+
+/// A placement: the plan of the buffers, each tensor's offset, and which tensors run in place.
+struct Layout {
+    plan: Plan,
+    offsets: Vec<usize>,
+    in_place: Vec<bool>,
+}
+
+impl Lifetimes<'_> {
+    /// Places every tensor. A Reshape's output takes its input's bytes when the input dies there; where
+    /// `banded[step]`, so does the output of a convolution or pooling (batch 1), an Add or Mul without
+    /// broadcasting or an element-wise activation, shifted before or after the input by the smallest room its bands need
+    /// (`ferrite_runtime::in_place`), whichever input and side widen the tensors sharing one buffer
+    /// least. Each such group is one buffer to the planner.
+    fn plan(&self, ops: &[Op<'_>], banded: &[bool]) -> Layout {
+        let n = self.sizes.len();
+        // Each tensor's group (its first tensor) and its offset relative to that tensor.
+        let mut root: Vec<usize> = (0..n).collect();
+        let mut rel = vec![0isize; n];
+        let mut span: Vec<(isize, isize)> = self.sizes.iter().map(|&b| (0, b as isize)).collect();
+        let mut in_place = vec![false; n];
+        for (s, op) in ops.iter().enumerate() {
+            let o = op.output().tensor as usize;
+            let rows = match op {
+                Op::Conv2d(c) | Op::DepthwiseConv2d(c) if c.input.shape.nhwc().n == 1 => {
+                    Some(c.rows())
+                }
+                Op::AveragePool2d(p) | Op::MaxPool2d(p) if p.input.shape.nhwc().n == 1 => {
+                    Some(p.rows())
+                }
+                Op::Logistic(Unary { input, output, .. })
+                | Op::Tanh(Unary { input, output, .. })
+                | Op::Relu(Relu { input, output, .. })
+                | Op::LeakyRelu(LeakyRelu { input, output, .. }) => unary_rows(input, output),
+                Op::Add(b) => b.rows(),
+                Op::Mul(b) => b.rows(),
+                _ => None,
+            };
+            let shifts = match (op, rows) {
+                (Op::Reshape(_), _) => [Some(0), None],
+                (_, Some(rows)) if banded[s] => [
+                    rows.min_shift(Direction::Before, ARENA_ALIGN)
+                        .map(|d| -(d as isize)),
+                    rows.min_shift(Direction::After, ARENA_ALIGN)
+                        .map(|d| d as isize),
+                ],
+                _ => continue,
+            };
+            // The source and shift that widen their group least.
+            let size = self.sizes[o] as isize;
+            let mut best: Option<(isize, usize, isize, (isize, isize))> = None;
+            for src in op.in_place_sources().into_iter().flatten() {
+                let i = src.tensor as usize;
+                if self.last[i] != s || self.outputs.contains(&src.tensor) {
+                    continue;
+                }
+                let (lo, hi) = span[root[i]];
+                for d in shifts.into_iter().flatten() {
+                    let at = rel[i] + d;
+                    let widened = (lo.min(at), hi.max(at + size));
+                    let growth = (widened.1 - widened.0) - (hi - lo);
+                    if best.is_none_or(|b| growth < b.0) {
+                        best = Some((growth, i, d, widened));
+                    }
+                }
+            }
+            let Some((_, i, d, widened)) = best else {
+                continue;
+            };
+            root[o] = root[i];
+            rel[o] = rel[i] + d;
+            span[root[i]] = widened;
+            in_place[o] = true;
+        }
+        // One group per root: each tensor at its offset from the group's lowest byte.
+        let mut group_of = vec![usize::MAX; n];
+        let mut groups: Vec<Vec<Buffer>> = Vec::new();
+        for t in 0..n {
+            let r = root[t];
+            if group_of[r] == usize::MAX {
+                group_of[r] = groups.len();
+                groups.push(Vec::new());
+            }
+            groups[group_of[r]].push(Buffer {
+                rel: (rel[t] - span[r].0) as usize,
+                size: self.sizes[t],
+                first: self.first[t],
+                last: self.last[t],
+            });
+        }
+        let plan = plan::greedy(&groups, ARENA_ALIGN);
+        let offsets = (0..n)
+            .map(|t| plan.offsets[group_of[root[t]]] + (rel[t] - span[root[t]].0) as usize)
+            .collect();
+        Layout {
+            plan,
+            offsets,
+            in_place,
+        }
     }
 }

@@ -66,7 +66,8 @@ pub struct Summary {
     /// tensor is int16; `float` is separate (`float_kernels`).
     pub runtime_features: Vec<&'static str>,
     pub arena_bytes: usize,
-    /// The largest total size of tensors live at one step: no plan can use less.
+    /// The largest total size of tensors live at one step: no plan without in-place convolutions
+    /// can use less.
     pub arena_lower_bound: usize,
     pub weight_bytes: usize,
     pub macs: u64,
@@ -392,11 +393,16 @@ pub fn summarize(model: &Model<'_>, file_bytes: usize) -> Summary {
     let g = model.graph();
     let tensors: Vec<Tensor<'_>> = g.tensors.iter().filter_map(Result::ok).collect();
     let steps = g.ops.len();
+    // An in-place Reshape's output is its input's bytes at the step where one ends and the other
+    // begins; an in-place convolution's output is not counted as shared (the bound is the one no
+    // placement without in-place convolutions can beat).
+    let reshapes: Vec<bool> = model.ops().map(|op| matches!(op, Op::Reshape(_))).collect();
     let arena_lower_bound = (0..steps)
         .map(|s| {
             tensors
                 .iter()
-                .filter(|t| t.first as usize <= s && s <= t.last as usize && !t.in_place)
+                .filter(|t| t.first as usize <= s && s <= t.last as usize)
+                .filter(|t| !(t.in_place && t.first as usize == s && reshapes[s]))
                 .map(|t| t.byte_len().unwrap_or(0))
                 .sum::<usize>()
         })

@@ -248,6 +248,33 @@ fn byte_range(o: &Operand) -> Result<Range<usize>, Error> {
     Ok(start..start.checked_add(len).ok_or(CORRUPT)?)
 }
 
+/// Bytes `write` of the arena to write, and bytes `reads` to read, none of which may overlap
+/// `write` (an in-place operator's band).
+pub(crate) fn band_views<const N: usize>(
+    arena: &mut [u8],
+    write: Range<usize>,
+    reads: [Range<usize>; N],
+) -> Result<(&mut [u8], [&[u8]; N]), Error> {
+    if write.start > write.end || write.end > arena.len() {
+        return Err(CORRUPT);
+    }
+    let (head, rest) = arena.split_at_mut(write.start);
+    let (out, tail) = rest.split_at_mut(write.len());
+    let (head, tail): (&[u8], &[u8]) = (head, tail);
+    let mut views: [&[u8]; N] = [&[]; N];
+    for (view, r) in views.iter_mut().zip(reads) {
+        *view = if r.end <= write.start {
+            head.get(r)
+        } else if r.start >= write.end {
+            tail.get(r.start - write.end..r.end - write.end)
+        } else {
+            None
+        }
+        .ok_or(CORRUPT)?;
+    }
+    Ok((out, views))
+}
+
 /// The arena split around one operator's output: inputs are read from the bytes before or after it.
 pub(crate) struct Views<'x> {
     head: &'x [u8],

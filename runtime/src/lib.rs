@@ -10,6 +10,7 @@ extern crate std;
 
 mod error;
 pub mod format;
+pub mod in_place;
 mod interpreter;
 pub mod kernels;
 mod model;

@@ -247,14 +247,22 @@ impl<'a> Context<'_, 'a> {
         op.inputs(|o| self.operand(step, o, false).map(drop))?;
         let out = self.operand(step, op.output(), true)?;
         let check = Check { ctx: self, step };
-        if out.in_place && !matches!(op, Op::Reshape(_)) {
-            return check.bad("only Reshape may run in place");
+        if out.in_place && op.in_place_sources()[0].is_none() {
+            return check.bad(
+                "only Reshape, convolutions, poolings and element-wise operators may run in place",
+            );
+        }
+        if !op.bands_fit() {
+            return check.bad(
+                "in-place operator needs batch 1, one overlapped input, shapes without broadcasting and room for bands of one row",
+            );
         }
         op.validate(&check)
     }
 
-    /// No two tensors live at the same step may share arena bytes (an in-place Reshape output may take
-    /// exactly its input's bytes at the step where one ends and the other begins).
+    /// No two tensors live at the same step may share arena bytes, but an in-place output may overlap
+    /// its operator's in-place source where one ends and the other begins (the operator's own checks
+    /// say how: a Reshape at the same offset, a convolution with room for its bands).
     fn plan(&self) -> Result<(), Error> {
         for (i, a) in self.graph.tensors.iter().enumerate() {
             let Ok(a) = a else { continue };
@@ -274,10 +282,17 @@ impl<'a> Context<'_, 'a> {
                 if a1 <= b0 || b1 <= a0 {
                     continue;
                 }
-                let handover = |x: &Tensor<'_>, y: &Tensor<'_>| {
-                    y.in_place && x.last == y.first && x.offset == y.offset
+                let handover = |x: usize, xt: &Tensor<'_>, yt: &Tensor<'_>| {
+                    yt.in_place
+                        && xt.last == yt.first
+                        && self.graph.ops.get(yt.first as usize).is_some_and(|op| {
+                            op.in_place_sources()
+                                .iter()
+                                .flatten()
+                                .any(|o| o.tensor as usize == x)
+                        })
                 };
-                if handover(&a, &b) || handover(&b, &a) {
+                if handover(i, &a, &b) || handover(j, &b, &a) {
                     continue;
                 }
                 return Err(Error::PlanOverlap {

@@ -352,8 +352,8 @@ fn partition_cases(root: &Path) -> Result<Vec<PartitionCase>> {
     ])
 }
 
-/// A valid one-operator model (ReLU over a 4 MiB int8 tensor into another) whose plan needs an
-/// 8 MiB arena while the file stays small.
+/// A valid one-operator model (ReLU over a 4 MiB int8 tensor into another, both graph outputs so that
+/// the ReLU cannot run in place) whose plan needs an 8 MiB arena while the file stays small.
 fn large_arena_model() -> Result<Vec<u8>> {
     use ferrite_quantizer::builder::{ModelBuilder, TensorDef};
     use ferrite_runtime::format::{Activation, DType, Shape};
@@ -383,7 +383,7 @@ fn large_arena_model() -> Result<Vec<u8>> {
         activation: Activation::Relu,
     }));
     b.set_inputs(&[x]);
-    b.set_outputs(&[y]);
+    b.set_outputs(&[y, x]);
     Ok(b.finish()?.bytes)
 }
 

@@ -277,7 +277,8 @@ pub struct Tensor<'a> {
     pub first: u16,
     /// Last operator step at which the tensor is live (see `first`).
     pub last: u16,
-    /// The tensor shares the arena bytes of its producer's input (an in-place Reshape).
+    /// The tensor takes arena bytes of an input of its producer that dies there (a Reshape at the
+    /// same offset; a convolution, Add or Mul run in bands: see [`crate::in_place`]).
     pub in_place: bool,
 }
 

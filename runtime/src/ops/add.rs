@@ -158,3 +158,91 @@ pub(crate) fn run(b: &Binary<AddParams>, arena: &mut [u8]) -> Result<(), Error> 
         kernels::float::add_f32,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{Activation, ARENA_ALIGN};
+    use crate::in_place::Direction;
+    use crate::ops::testutil::{int8_tensor, one_op_model, refusal, run_int8, values};
+    use crate::ops::Op;
+    use crate::Model;
+    use proptest::prelude::*;
+    use std::vec::Vec;
+
+    /// An int8 Add of two `dims` tensors at offsets `a` and `b` into one at `y` (marked in place when
+    /// `in_place`).
+    fn model(dims: [usize; 4], a: u32, b: u32, y: u32, in_place: bool) -> Vec<u8> {
+        let len = dims.iter().product::<usize>();
+        let tensors = [
+            int8_tensor("a", &dims, a, (0.05, 3), false),
+            int8_tensor("b", &dims, b, (0.08, -7), false),
+            int8_tensor("y", &dims, y, (0.1, 2), in_place),
+        ];
+        let add = Binary {
+            a: tensors[0].operand(0),
+            b: tensors[1].operand(1),
+            output: tensors[2].operand(2),
+            activation: Activation::None,
+            quant: Some(AddParams::prepare(0.05, 3, 0.08, -7, 0.1, 2, -128, 127)),
+        };
+        let arena = [a, b, y].iter().map(|&o| o as usize + len).max().unwrap();
+        let arena = arena.div_ceil(ARENA_ALIGN) * ARENA_ALIGN;
+        one_op_model(&tensors, arena as u32, false, Op::Add(add))
+    }
+
+    fn run(bytes: &[u8], a: &[i8], b: &[i8]) -> Vec<i8> {
+        run_int8(bytes, &[a, b])
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_config(128))]
+
+        /// An Add whose output overlaps either input, before or after it by the smallest room its
+        /// bands need (and by more), computes what it computes out of place.
+        #[test]
+        fn in_place_equals_out_of_place(
+            (n, h, w, c) in (1usize..3, 1usize..9, 1usize..6, 1usize..5),
+            seed in any::<u64>(),
+        ) {
+            let dims = [n, h, w, c];
+            let len = n * h * w * c;
+            let a: Vec<i8> = values(seed, len, -128, 127).into_iter().map(|v| v as i8).collect();
+            let b: Vec<i8> = values(!seed, len, -128, 127).into_iter().map(|v| v as i8).collect();
+            let room = len.div_ceil(ARENA_ALIGN) * ARENA_ALIGN;
+            let expected = run(&model(dims, 0, room as u32, 2 * room as u32, false), &a, &b);
+            let rows = {
+                let bytes = model(dims, 0, room as u32, 2 * room as u32, false);
+                let m = Model::from_bytes(&bytes).unwrap();
+                let Some(Op::Add(add)) = m.ops().next() else { unreachable!() };
+                add.rows().unwrap()
+            };
+            let before = rows.min_shift(Direction::Before, ARENA_ALIGN).unwrap();
+            let after = rows.min_shift(Direction::After, ARENA_ALIGN).unwrap();
+            let base = (before + 2 * ARENA_ALIGN) as u32;
+            let other = base + 2 * room as u32 + 64;
+            for extra in [0u32, 32] {
+                // Over `a`, then over `b`, on either side.
+                let cases = [
+                    (base, other, base - before as u32 - extra),
+                    (base, other, base + after as u32 + extra),
+                    (other, base, base - before as u32 - extra),
+                    (other, base, base + after as u32 + extra),
+                ];
+                for (xa, xb, y) in cases {
+                    prop_assert_eq!(&run(&model(dims, xa, xb, y, true), &a, &b), &expected);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn in_place_add_over_both_inputs_or_without_room_is_refused() {
+        // Output over both inputs at once.
+        let bytes = model([1, 2, 4, 4], 0, 32, 16, true);
+        assert!(refusal(&bytes).contains("in-place operator"));
+        // Without room for a row (16 bytes) before the input.
+        let bytes = model([1, 2, 4, 4], 8, 64, 0, true);
+        assert!(refusal(&bytes).contains("in-place operator"));
+    }
+}

@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::format::{Activation, DType, Operand, Window};
-use crate::interpreter::{geometry, Views, CORRUPT};
+use crate::in_place::{run_windowed, Rows};
+use crate::interpreter::{geometry, CORRUPT};
 use crate::kernels::{self, ConvGeometry};
 use crate::validate::{clamp_range_of, window, Check, Kind, MAX_REDUCTION};
 use crate::Error;
@@ -87,21 +88,47 @@ pub(crate) fn validate_pool(p: &Pool, check: &Check<'_, '_, '_>) -> Result<(), E
 pub(crate) fn run_pool(
     p: &Pool,
     arena: &mut [u8],
-    int8: impl FnOnce(&ConvGeometry, i32, i32, &[i8], &mut [i8]),
-    #[cfg(feature = "int16")] int16: impl FnOnce(&ConvGeometry, i32, i32, &[i16], &mut [i16]),
-    #[cfg(feature = "float")] float: impl FnOnce(&ConvGeometry, Activation, &[f32], &mut [f32]),
+    mut int8: impl FnMut(&ConvGeometry, i32, i32, &[i8], &mut [i8]),
+    #[cfg(feature = "int16")] mut int16: impl FnMut(&ConvGeometry, i32, i32, &[i16], &mut [i16]),
+    #[cfg(feature = "float")] mut float: impl FnMut(&ConvGeometry, Activation, &[f32], &mut [f32]),
 ) -> Result<(), Error> {
-    let mut v = Views::new(arena, &p.output)?;
-    let g = geometry(&p.input, &p.output, p.filter_h, p.filter_w, &p.window);
-    match p.input.dtype {
-        DType::I8 => int8(&g, p.act_min, p.act_max, v.i8(&p.input)?, v.out_i8()),
-        #[cfg(feature = "int16")]
-        DType::I16 => int16(&g, p.act_min, p.act_max, v.i16(&p.input)?, v.out_i16()?),
-        #[cfg(feature = "float")]
-        DType::F32 => float(&g, p.activation, v.f32(&p.input)?, v.out_f32()?),
-        _ => return Err(CORRUPT),
+    fn cast<T: bytemuck::Pod>(x: &[u8]) -> Result<&[T], Error> {
+        bytemuck::try_cast_slice(x).map_err(|_| CORRUPT)
     }
-    Ok(())
+    fn cast_mut<T: bytemuck::Pod>(x: &mut [u8]) -> Result<&mut [T], Error> {
+        bytemuck::try_cast_slice_mut(x).map_err(|_| CORRUPT)
+    }
+    let g = geometry(&p.input, &p.output, p.filter_h, p.filter_w, &p.window);
+    run_windowed(arena, &p.input, &p.output, &g, &p.rows(), &mut |g, x, y| {
+        match p.input.dtype {
+            DType::I8 => int8(g, p.act_min, p.act_max, cast(x)?, cast_mut(y)?),
+            #[cfg(feature = "int16")]
+            DType::I16 => int16(g, p.act_min, p.act_max, cast(x)?, cast_mut(y)?),
+            #[cfg(feature = "float")]
+            DType::F32 => float(g, p.activation, cast(x)?, cast_mut(y)?),
+            _ => return Err(CORRUPT),
+        }
+        Ok(())
+    })
+}
+
+impl Pool {
+    /// The pooling's rows, as running it in place in bands sees them.
+    pub fn rows(&self) -> Rows {
+        let g = geometry(
+            &self.input,
+            &self.output,
+            self.filter_h,
+            self.filter_w,
+            &self.window,
+        );
+        Rows::windowed(
+            &g,
+            g.kernel_h,
+            self.input.dtype.size(),
+            self.output.dtype.size(),
+        )
+    }
 }
 
 #[cfg(all(test, feature = "int16"))]

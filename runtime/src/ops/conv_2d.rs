@@ -4,11 +4,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::format::DType;
 use crate::format::{Activation, Operand, Window};
+use crate::in_place::{run_windowed, Rows};
 #[cfg(feature = "float")]
 use crate::interpreter::le_f32;
 #[cfg(feature = "int16")]
 use crate::interpreter::le_i64;
-use crate::interpreter::{geometry, le_i32, output_quant, Views, CORRUPT};
+use crate::interpreter::{geometry, le_i32, output_quant, CORRUPT};
 #[cfg(feature = "float")]
 use crate::kernels::LeF32;
 #[cfg(feature = "int16")]
@@ -51,6 +52,21 @@ pub struct Conv<'a> {
     pub multiplier: &'a [u8],
     /// int8: each multiplier's shift ([`crate::quant::Requant::shift`]), little-endian int32; f32: empty.
     pub shift: &'a [u8],
+}
+
+impl Conv<'_> {
+    /// The convolution's rows, as running it in place in bands sees them.
+    pub fn rows(&self) -> Rows {
+        let g = geometry(
+            &self.input,
+            &self.output,
+            self.kernel_h,
+            self.kernel_w,
+            &self.window,
+        );
+        let span = g.kernel_h.saturating_sub(1) * g.dilation_h + 1;
+        Rows::windowed(&g, span, self.input.dtype.size(), self.output.dtype.size())
+    }
 }
 
 crate::format::decode_fields!(Conv<'a> { input, output, kernel_h, kernel_w, window, depth_multiplier, activation, act_min, act_max, filter, bias, multiplier, shift });
@@ -140,12 +156,13 @@ pub(crate) fn validate_weights(
     Ok(())
 }
 
-/// Runs a convolution with the int8, int16x8 or f32 kernel its operands' type selects.
+/// Runs a convolution with the int8, int16x8 or f32 kernel its operands' type selects, in bands
+/// when it runs in place.
 pub(crate) fn run_conv(
     c: &Conv<'_>,
     arena: &mut [u8],
-    int8: impl FnOnce(&ConvGeometry, &OutputQuant<'_>, &[i8], &[i8], LeI32<'_>, &mut [i8]),
-    #[cfg(feature = "int16")] int16: impl FnOnce(
+    mut int8: impl FnMut(&ConvGeometry, &OutputQuant<'_>, &[i8], &[i8], LeI32<'_>, &mut [i8]),
+    #[cfg(feature = "int16")] mut int16: impl FnMut(
         &ConvGeometry,
         &OutputQuant<'_>,
         &[i16],
@@ -153,7 +170,7 @@ pub(crate) fn run_conv(
         LeI64<'_>,
         &mut [i16],
     ),
-    #[cfg(feature = "float")] float: impl FnOnce(
+    #[cfg(feature = "float")] mut float: impl FnMut(
         &ConvGeometry,
         Activation,
         &[f32],
@@ -162,8 +179,8 @@ pub(crate) fn run_conv(
         &mut [f32],
     ),
 ) -> Result<(), Error> {
-    let mut v = Views::new(arena, &c.output)?;
     let g = geometry(&c.input, &c.output, c.kernel_h, c.kernel_w, &c.window);
+    let rows = c.rows();
     match c.input.dtype {
         DType::I8 => {
             let q = output_quant(
@@ -175,7 +192,18 @@ pub(crate) fn run_conv(
                 c.shift,
             )?;
             let filter = bytemuck::cast_slice::<u8, i8>(c.filter);
-            int8(&g, &q, v.i8(&c.input)?, filter, le_i32(c.bias)?, v.out_i8());
+            let bias = le_i32(c.bias)?;
+            run_windowed(arena, &c.input, &c.output, &g, &rows, &mut |g, x, y| {
+                int8(
+                    g,
+                    &q,
+                    bytemuck::cast_slice(x),
+                    filter,
+                    bias,
+                    bytemuck::cast_slice_mut(y),
+                );
+                Ok(())
+            })
         }
         #[cfg(feature = "int16")]
         DType::I16 => {
@@ -188,15 +216,225 @@ pub(crate) fn run_conv(
                 c.shift,
             )?;
             let filter = bytemuck::cast_slice::<u8, i8>(c.filter);
-            let x = v.i16(&c.input)?;
-            int16(&g, &q, x, filter, le_i64(c.bias)?, v.out_i16()?);
+            let bias = le_i64(c.bias)?;
+            run_windowed(arena, &c.input, &c.output, &g, &rows, &mut |g, x, y| {
+                let x = bytemuck::try_cast_slice(x).map_err(|_| CORRUPT)?;
+                let y = bytemuck::try_cast_slice_mut(y).map_err(|_| CORRUPT)?;
+                int16(g, &q, x, filter, bias, y);
+                Ok(())
+            })
         }
         #[cfg(feature = "float")]
         DType::F32 => {
-            let (x, filter, bias) = (v.f32(&c.input)?, le_f32(c.filter)?, le_f32(c.bias)?);
-            float(&g, c.activation, x, filter, bias, v.out_f32()?);
+            let (filter, bias) = (le_f32(c.filter)?, le_f32(c.bias)?);
+            run_windowed(arena, &c.input, &c.output, &g, &rows, &mut |g, x, y| {
+                let x = bytemuck::try_cast_slice(x).map_err(|_| CORRUPT)?;
+                let y = bytemuck::try_cast_slice_mut(y).map_err(|_| CORRUPT)?;
+                float(g, c.activation, x, filter, bias, y);
+                Ok(())
+            })
         }
-        _ => return Err(CORRUPT),
+        _ => Err(CORRUPT),
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::ARENA_ALIGN;
+    use crate::in_place::Direction;
+    use crate::ops::testutil::{int8_tensor, one_op_model, refusal, run_int8, values};
+    use crate::ops::Op;
+    use crate::Model;
+    use proptest::prelude::*;
+    use std::vec::Vec;
+
+    /// A convolution's shapes and window, and the offsets of its input and output.
+    #[derive(Clone, Debug)]
+    struct Case {
+        depthwise: bool,
+        h: usize,
+        w: usize,
+        c_in: usize,
+        c_out: usize,
+        k: (usize, usize),
+        stride: (usize, usize),
+        dilation: (usize, usize),
+        pad: (usize, usize),
+        seed: u64,
+    }
+
+    impl Case {
+        fn out_dims(&self) -> (usize, usize) {
+            let out = |n: usize, k: usize, s: usize, d: usize, p: usize| {
+                (n + 2 * p).saturating_sub((k - 1) * d + 1) / s + 1
+            };
+            (
+                out(self.h, self.k.0, self.stride.0, self.dilation.0, self.pad.0),
+                out(self.w, self.k.1, self.stride.1, self.dilation.1, self.pad.1),
+            )
+        }
+    }
+
+    /// The model's bytes with the input at `x` and the output at `y`, the output marked in place
+    /// when `in_place`, and the input it runs on.
+    fn model(case: &Case, x: u32, y: u32, in_place: bool) -> (Vec<u8>, Vec<i8>) {
+        let (oh, ow) = case.out_dims();
+        let (kh, kw) = case.k;
+        let filter_len = if case.depthwise {
+            kh * kw * case.c_out
+        } else {
+            case.c_out * kh * kw * case.c_in
+        };
+        let filter: Vec<u8> = values(case.seed, filter_len, -127, 127)
+            .into_iter()
+            .map(|v| v as i8 as u8)
+            .collect();
+        let bias: Vec<u8> = values(case.seed ^ 7, case.c_out, -3000, 3000)
+            .into_iter()
+            .flat_map(i32::to_le_bytes)
+            .collect();
+        let multiplier: Vec<u8> = values(case.seed ^ 9, case.c_out, 1 << 30, i32::MAX)
+            .into_iter()
+            .flat_map(i32::to_le_bytes)
+            .collect();
+        let shift: Vec<u8> = values(case.seed ^ 11, case.c_out, -9, -6)
+            .into_iter()
+            .flat_map(i32::to_le_bytes)
+            .collect();
+        let input: Vec<i8> = values(case.seed ^ 13, case.h * case.w * case.c_in, -128, 127)
+            .into_iter()
+            .map(|v| v as i8)
+            .collect();
+        let tensors = [
+            int8_tensor("x", &[1, case.h, case.w, case.c_in], x, (0.5, 3), false),
+            int8_tensor("y", &[1, oh, ow, case.c_out], y, (0.5, -5), in_place),
+        ];
+        let conv = Conv {
+            input: tensors[0].operand(0),
+            output: tensors[1].operand(1),
+            kernel_h: kh as u16,
+            kernel_w: kw as u16,
+            window: Window {
+                stride_h: case.stride.0 as u16,
+                stride_w: case.stride.1 as u16,
+                dilation_h: case.dilation.0 as u16,
+                dilation_w: case.dilation.1 as u16,
+                pad_top: case.pad.0 as u16,
+                pad_left: case.pad.1 as u16,
+            },
+            depth_multiplier: if case.depthwise {
+                (case.c_out / case.c_in) as u16
+            } else {
+                1
+            },
+            activation: Activation::None,
+            act_min: -128,
+            act_max: 127,
+            filter: &filter,
+            bias: &bias,
+            multiplier: &multiplier,
+            shift: &shift,
+        };
+        let op = if case.depthwise {
+            Op::DepthwiseConv2d(conv)
+        } else {
+            Op::Conv2d(conv)
+        };
+        let arena =
+            (x as usize + case.h * case.w * case.c_in).max(y as usize + oh * ow * case.c_out);
+        let arena = arena.div_ceil(ARENA_ALIGN) * ARENA_ALIGN;
+        (one_op_model(&tensors, arena as u32, false, op), input)
+    }
+
+    fn run(bytes: &[u8], input: &[i8]) -> Vec<i8> {
+        run_int8(bytes, &[input])
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        (
+            any::<bool>(),
+            (1usize..10, 1usize..8, 1usize..6, 1usize..4),
+            (
+                (1usize..4, 1usize..4),
+                (1usize..3, 1usize..3),
+                (1usize..3, 1usize..3),
+            ),
+            (0usize..3, 0usize..3, any::<u64>()),
+        )
+            .prop_map(
+                |(depthwise, (h, w, c_in, m), (k, stride, dilation), (pt, pl, seed))| {
+                    let c_out = if depthwise { c_in * m } else { m + c_in - 1 };
+                    Case {
+                        depthwise,
+                        h,
+                        w,
+                        c_in,
+                        c_out,
+                        k,
+                        stride,
+                        dilation,
+                        pad: (pt.min(k.0 - 1), pl.min(k.1 - 1)),
+                        seed,
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_config(256))]
+
+        /// A convolution whose output overlaps its input, before it or after it by the smallest room
+        /// its bands need (and by more), computes what it computes out of place.
+        #[test]
+        fn in_place_equals_out_of_place(case in case()) {
+            let rows = {
+                let (bytes, _) = model(&case, 0, 4096, false);
+                let m = Model::from_bytes(&bytes).unwrap();
+                let Some(Op::Conv2d(c) | Op::DepthwiseConv2d(c)) = m.ops().next() else { unreachable!() };
+                c.rows()
+            };
+            let (bytes, input) = model(&case, 0, 4096, false);
+            let expected = run(&bytes, &input);
+            for extra in [0, ARENA_ALIGN * 3] {
+                if let Some(s) = rows.min_shift(Direction::Before, ARENA_ALIGN) {
+                    let (bytes, _) = model(&case, (s + extra) as u32, 0, true);
+                    prop_assert_eq!(&run(&bytes, &input), &expected, "before by {}", s + extra);
+                }
+                if let Some(s) = rows.min_shift(Direction::After, ARENA_ALIGN) {
+                    let (bytes, _) = model(&case, 0, (s + extra) as u32, true);
+                    prop_assert_eq!(&run(&bytes, &input), &expected, "after by {}", s + extra);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn overlap_without_room_for_a_row_is_refused() {
+        let case = Case {
+            depthwise: true,
+            h: 6,
+            w: 4,
+            c_in: 8,
+            c_out: 8,
+            k: (3, 3),
+            stride: (1, 1),
+            dilation: (1, 1),
+            pad: (1, 1),
+            seed: 1,
+        };
+        // Two rows of room are needed (64 bytes); 48 is not enough either way.
+        let (bytes, _) = model(&case, 48, 0, true);
+        assert!(refusal(&bytes).contains("in-place operator"));
+        let (bytes, _) = model(&case, 0, 48, true);
+        assert!(refusal(&bytes).contains("in-place operator"));
+        // Overlapping without the in-place mark is a planning error.
+        let (bytes, _) = model(&case, 64, 0, false);
+        assert!(matches!(
+            Model::from_bytes(&bytes),
+            Err(Error::PlanOverlap { .. })
+        ));
+        let (bytes, input) = model(&case, 64, 0, true);
+        assert_eq!(run(&bytes, &input).len(), 6 * 4 * 8);
+    }
 }

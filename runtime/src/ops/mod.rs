@@ -15,6 +15,7 @@ use serde::de::{self, Deserializer, EnumAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::format::{Activation, Decode, Operand, Reader};
+use crate::in_place::{overlaps, Direction, Rows};
 use crate::interpreter::Views;
 use crate::kernels::Nhwc;
 use crate::validate::Check;
@@ -64,6 +65,8 @@ pub use resize_nearest_neighbor::ResizeNearestNeighbor;
 pub use softmax::{Softmax, SoftmaxParams};
 pub use tanh::TanhParams;
 
+#[cfg(test)]
+mod in_place_tests;
 #[cfg(all(test, feature = "int16"))]
 mod int16_elementwise_tests;
 #[cfg(test)]
@@ -118,14 +121,54 @@ impl<'a, P: Decode<'a>> Decode<'a> for Unary<P> {
     }
 }
 
+impl<P> Binary<P> {
+    /// The rows of an Add or Mul without broadcasting (N x H rows of W x C elements), as running it
+    /// in place in bands sees them; `None` when it broadcasts.
+    pub fn rows(&self) -> Option<Rows> {
+        let o = self.output.shape.nhwc();
+        if self.a.shape.nhwc() != o || self.b.shape.nhwc() != o {
+            return None;
+        }
+        Some(Rows {
+            input: o.n * o.h,
+            output: o.n * o.h,
+            input_bytes: o.w * o.c * self.a.dtype.size(),
+            output_bytes: o.w * o.c * self.output.dtype.size(),
+            stride: 1,
+            pad_top: 0,
+            span: 1,
+        })
+    }
+
+    /// How the operator runs in place: `Ok(None)` when no input overlaps the output; otherwise
+    /// whether the overlapped input is `b`, the rows, and the bands' direction and shift. `Err` when
+    /// the overlap cannot run (both inputs overlap, broadcasting, or no room for a row).
+    pub(crate) fn in_place(&self) -> Result<Option<(bool, Rows, Direction, usize)>, ()> {
+        let from_b = match (
+            overlaps(&self.a, &self.output),
+            overlaps(&self.b, &self.output),
+        ) {
+            (false, false) => return Ok(None),
+            (true, true) => return Err(()),
+            (_, from_b) => from_b,
+        };
+        let rows = self.rows().ok_or(())?;
+        let source = if from_b { &self.b } else { &self.a };
+        let (direction, shift) = rows
+            .placement(source.offset as usize, self.output.offset as usize)
+            .ok_or(())?;
+        Ok(Some((from_b, rows, direction, shift)))
+    }
+}
+
 /// Runs an element-wise binary operator with the int8 or int16 kernel (parameters present, chosen
-/// by the output's type) or the f32 one.
+/// by the output's type) or the f32 one; in bands when its output overlaps an input.
 pub(crate) fn run_binary<P>(
     b: &Binary<P>,
     arena: &mut [u8],
-    int8: impl FnOnce(&P, Nhwc, &[i8], Nhwc, &[i8], Nhwc, &mut [i8]),
-    #[cfg(feature = "int16")] int16: impl FnOnce(&P, Nhwc, &[i16], Nhwc, &[i16], Nhwc, &mut [i16]),
-    #[cfg(feature = "float")] float: impl FnOnce(
+    mut int8: impl FnMut(&P, Nhwc, &[i8], Nhwc, &[i8], Nhwc, &mut [i8]),
+    #[cfg(feature = "int16")] mut int16: impl FnMut(&P, Nhwc, &[i16], Nhwc, &[i16], Nhwc, &mut [i16]),
+    #[cfg(feature = "float")] mut float: impl FnMut(
         Activation,
         Nhwc,
         &[f32],
@@ -135,54 +178,136 @@ pub(crate) fn run_binary<P>(
         &mut [f32],
     ),
 ) -> Result<(), Error> {
-    let mut v = Views::new(arena, &b.output)?;
-    let (sa, sb, so) = (b.a.shape.nhwc(), b.b.shape.nhwc(), b.output.shape.nhwc());
-    match &b.quant {
-        #[cfg(feature = "int16")]
-        Some(p) if b.output.dtype == crate::format::DType::I16 => {
-            int16(p, sa, v.i16(&b.a)?, sb, v.i16(&b.b)?, so, v.out_i16()?)
-        }
-        Some(p) => int8(p, sa, v.i8(&b.a)?, sb, v.i8(&b.b)?, so, v.out_i8()),
-        #[cfg(feature = "float")]
-        None => float(
-            b.activation,
-            sa,
-            v.f32(&b.a)?,
-            sb,
-            v.f32(&b.b)?,
-            so,
-            v.out_f32()?,
-        ),
-        #[cfg(not(feature = "float"))]
-        None => return Err(crate::interpreter::CORRUPT),
+    use crate::interpreter::{band_views, CORRUPT};
+    fn cast<T: bytemuck::Pod>(x: &[u8]) -> Result<&[T], Error> {
+        bytemuck::try_cast_slice(x).map_err(|_| CORRUPT)
     }
-    Ok(())
+    let mut kernel = |sa: Nhwc, a: &[u8], sb: Nhwc, bb: &[u8], so: Nhwc, out: &mut [u8]| {
+        match &b.quant {
+            #[cfg(feature = "int16")]
+            Some(p) if b.output.dtype == crate::format::DType::I16 => {
+                let out = bytemuck::try_cast_slice_mut(out).map_err(|_| CORRUPT)?;
+                int16(p, sa, cast(a)?, sb, cast(bb)?, so, out)
+            }
+            Some(p) => int8(
+                p,
+                sa,
+                cast(a)?,
+                sb,
+                cast(bb)?,
+                so,
+                bytemuck::cast_slice_mut(out),
+            ),
+            #[cfg(feature = "float")]
+            None => {
+                let out = bytemuck::try_cast_slice_mut(out).map_err(|_| CORRUPT)?;
+                float(b.activation, sa, cast(a)?, sb, cast(bb)?, so, out)
+            }
+            #[cfg(not(feature = "float"))]
+            None => return Err(CORRUPT),
+        }
+        Ok(())
+    };
+    let Some((_, rows, direction, shift)) = b.in_place().map_err(|()| CORRUPT)? else {
+        let v = Views::new(arena, &b.output)?;
+        let (sa, sb, so) = (b.a.shape.nhwc(), b.b.shape.nhwc(), b.output.shape.nhwc());
+        return kernel(sa, v.bytes(&b.a)?, sb, v.bytes(&b.b)?, so, v.out);
+    };
+    let o = b.output.shape.nhwc();
+    let (x, y) = (b.a.offset as usize, b.b.offset as usize);
+    let z = b.output.offset as usize;
+    let mut result = Ok(());
+    rows.bands(direction, shift, |band| {
+        let shape = Nhwc::new(1, band.output.len(), o.w, o.c);
+        let read = |at: usize| {
+            at + band.input.start * rows.input_bytes..at + band.input.end * rows.input_bytes
+        };
+        let write =
+            z + band.output.start * rows.output_bytes..z + band.output.end * rows.output_bytes;
+        result = band_views(arena, write, [read(x), read(y)])
+            .and_then(|(out, [a, bb])| kernel(shape, a, shape, bb, shape, out));
+        result.ok()
+    });
+    result
 }
 
-/// Runs an element-wise unary operator with the int8 or int16 kernel (parameters present, chosen by
-/// the output's type) or the f32 one.
+/// The rows of an element-wise unary operator (input and output of one element count and size:
+/// N x H rows of W x C elements of the output's shape), as running it in place in bands sees them.
+pub fn unary_rows(input: &Operand, output: &Operand) -> Option<Rows> {
+    let o = output.shape.nhwc();
+    if input.shape.elements() != output.shape.elements() || input.dtype != output.dtype {
+        return None;
+    }
+    Some(Rows {
+        input: o.n * o.h,
+        output: o.n * o.h,
+        input_bytes: o.w * o.c * input.dtype.size(),
+        output_bytes: o.w * o.c * output.dtype.size(),
+        stride: 1,
+        pad_top: 0,
+        span: 1,
+    })
+}
+
+/// How an element-wise unary operator runs in place: `Ok(None)` when its output does not overlap
+/// its input, the rows and the bands' direction and shift when it does and they fit, `Err` otherwise.
+fn elementwise(input: &Operand, output: &Operand) -> Result<Option<(Rows, Direction, usize)>, ()> {
+    if !overlaps(input, output) {
+        return Ok(None);
+    }
+    let rows = unary_rows(input, output).ok_or(())?;
+    let (direction, shift) = rows
+        .placement(input.offset as usize, output.offset as usize)
+        .ok_or(())?;
+    Ok(Some((rows, direction, shift)))
+}
+
+/// Runs a unary operator with the int8 or int16 kernel (parameters present, chosen by the output's
+/// type) or the f32 one; an element-wise one in bands when its output overlaps its input.
 pub(crate) fn run_unary<P>(
     input: &Operand,
     output: &Operand,
     quant: Option<&P>,
     arena: &mut [u8],
-    int8: impl FnOnce(&P, &[i8], &mut [i8]),
-    #[cfg(feature = "int16")] int16: impl FnOnce(&P, &[i16], &mut [i16]),
-    #[cfg(feature = "float")] float: impl FnOnce(&[f32], &mut [f32]),
+    mut int8: impl FnMut(&P, &[i8], &mut [i8]),
+    #[cfg(feature = "int16")] mut int16: impl FnMut(&P, &[i16], &mut [i16]),
+    #[cfg(feature = "float")] mut float: impl FnMut(&[f32], &mut [f32]),
 ) -> Result<(), Error> {
-    let mut v = Views::new(arena, output)?;
-    match quant {
-        #[cfg(feature = "int16")]
-        Some(p) if output.dtype == crate::format::DType::I16 => {
-            int16(p, v.i16(input)?, v.out_i16()?)
-        }
-        Some(p) => int8(p, v.i8(input)?, v.out_i8()),
-        #[cfg(feature = "float")]
-        None => float(v.f32(input)?, v.out_f32()?),
-        #[cfg(not(feature = "float"))]
-        None => return Err(crate::interpreter::CORRUPT),
+    use crate::interpreter::{band_views, CORRUPT};
+    fn cast<T: bytemuck::Pod>(x: &[u8]) -> Result<&[T], Error> {
+        bytemuck::try_cast_slice(x).map_err(|_| CORRUPT)
     }
-    Ok(())
+    fn cast_mut<T: bytemuck::Pod>(x: &mut [u8]) -> Result<&mut [T], Error> {
+        bytemuck::try_cast_slice_mut(x).map_err(|_| CORRUPT)
+    }
+    let mut kernel = |x: &[u8], y: &mut [u8]| {
+        match quant {
+            #[cfg(feature = "int16")]
+            Some(p) if output.dtype == crate::format::DType::I16 => {
+                int16(p, cast(x)?, cast_mut(y)?)
+            }
+            Some(p) => int8(p, cast(x)?, cast_mut(y)?),
+            #[cfg(feature = "float")]
+            None => float(cast(x)?, cast_mut(y)?),
+            #[cfg(not(feature = "float"))]
+            None => return Err(CORRUPT),
+        }
+        Ok(())
+    };
+    let Some((rows, direction, shift)) = elementwise(input, output).map_err(|()| CORRUPT)? else {
+        let v = Views::new(arena, output)?;
+        return kernel(v.bytes(input)?, v.out);
+    };
+    let (x, y) = (input.offset as usize, output.offset as usize);
+    let mut result = Ok(());
+    rows.bands(direction, shift, |band| {
+        let read = x + band.input.start * rows.input_bytes..x + band.input.end * rows.input_bytes;
+        let write =
+            y + band.output.start * rows.output_bytes..y + band.output.end * rows.output_bytes;
+        result = band_views(arena, write, [read]).and_then(|(w, [r])| kernel(r, w));
+        result.ok()
+    });
+    result
 }
 
 /// The tensors an operator reads and the one it writes.
@@ -429,6 +554,45 @@ impl Op<'_> {
     /// Whether this runtime was built with the operator's feature.
     pub fn is_built(&self) -> bool {
         OPERATORS[self.tag()].built
+    }
+
+    /// The inputs whose bytes the output may take when the output tensor is planned in place:
+    /// Reshape's (at the same offset), the convolutions' and poolings' (run in bands, see
+    /// [`crate::in_place`]), and either input of an Add or Mul without broadcasting (the one the
+    /// output overlaps).
+    pub fn in_place_sources(&self) -> [Option<&Operand>; 2] {
+        match self {
+            Op::Reshape(r) => [Some(&r.input), None],
+            Op::Conv2d(c) | Op::DepthwiseConv2d(c) => [Some(&c.input), None],
+            Op::AveragePool2d(p) | Op::MaxPool2d(p) => [Some(&p.input), None],
+            Op::Add(b) if b.rows().is_some() => [Some(&b.a), Some(&b.b)],
+            Op::Mul(b) if b.rows().is_some() => [Some(&b.a), Some(&b.b)],
+            Op::Logistic(Unary { input, .. })
+            | Op::Tanh(Unary { input, .. })
+            | Op::Relu(Relu { input, .. })
+            | Op::LeakyRelu(LeakyRelu { input, .. }) => [Some(input), None],
+            _ => [None, None],
+        }
+    }
+
+    /// Whether an output that overlaps an input leaves room for the operator's bands (any operator
+    /// whose output overlaps none of its inputs passes; the plan check refuses other overlaps).
+    pub(crate) fn bands_fit(&self) -> bool {
+        match self {
+            Op::Conv2d(c) | Op::DepthwiseConv2d(c) => {
+                crate::in_place::windowed(&c.input, &c.output, &c.rows()).is_ok()
+            }
+            Op::AveragePool2d(p) | Op::MaxPool2d(p) => {
+                crate::in_place::windowed(&p.input, &p.output, &p.rows()).is_ok()
+            }
+            Op::Add(b) => b.in_place().is_ok(),
+            Op::Mul(b) => b.in_place().is_ok(),
+            Op::Logistic(Unary { input, output, .. })
+            | Op::Tanh(Unary { input, output, .. })
+            | Op::Relu(Relu { input, output, .. })
+            | Op::LeakyRelu(LeakyRelu { input, output, .. }) => elementwise(input, output).is_ok(),
+            _ => true,
+        }
     }
 }
 

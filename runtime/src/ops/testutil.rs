@@ -38,3 +38,49 @@ pub(crate) fn refusal(bytes: &[u8]) -> &'static str {
         other => panic!("expected InvalidOperator at 0, got {:?}", other.err()),
     }
 }
+
+/// An int8 activation tensor of the test models: live at step 0 only.
+pub(crate) fn int8_tensor<'a>(
+    name: &'a str,
+    dims: &[usize],
+    offset: u32,
+    (scale, zero_point): (f32, i32),
+    in_place: bool,
+) -> crate::format::Tensor<'a> {
+    crate::format::Tensor {
+        name,
+        dtype: crate::format::DType::I8,
+        shape: crate::format::Shape::new(dims).unwrap(),
+        scale,
+        zero_point,
+        offset,
+        first: 0,
+        last: 0,
+        in_place,
+    }
+}
+
+/// Runs a model whose inputs and first output are int8 on `inputs` and returns that output.
+pub(crate) fn run_int8(bytes: &[u8], inputs: &[&[i8]]) -> Vec<i8> {
+    let model = Model::from_bytes(bytes).unwrap();
+    let mut arena = std::vec![0u8; model.arena_size() + crate::format::ARENA_ALIGN];
+    let mut it = crate::Interpreter::new(&model, &mut arena).unwrap();
+    for (i, x) in inputs.iter().enumerate() {
+        it.input_i8_mut(i).unwrap().copy_from_slice(x);
+    }
+    it.invoke().unwrap();
+    it.output_i8(0).unwrap().to_vec()
+}
+
+/// `n` xorshift values in `lo..=hi` from `seed`.
+pub(crate) fn values(seed: u64, n: usize, lo: i32, hi: i32) -> Vec<i32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            lo + (s % (hi - lo + 1) as u64) as i32
+        })
+        .collect()
+}
