@@ -192,7 +192,12 @@ fn quantize<'py>(
 fn convert<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyBytes>> {
     let bytes = std::fs::read(&path)
         .map_err(|e| err(anyhow::Error::new(e).context(format!("reading {}", path.display()))))?;
-    let built = cli::convert::convert_bytes(&path, &bytes).map_err(err)?;
+    let built = cli::convert::convert_bytes(
+        &path,
+        &bytes,
+        ferrite_quantizer::builder::ArenaLayout::Separate,
+    )
+    .map_err(err)?;
     Ok(PyBytes::new(py, &built.bytes))
 }
 
@@ -233,7 +238,12 @@ impl Model {
                 && (ferrite_quantizer::import::is_tflite(&bytes)
                     || ferrite_quantizer::import::onnx_qdq::is_qdq(&bytes));
             if foreign {
-                let built = cli::convert::convert_bytes(Path::new(&name), &bytes).map_err(err)?;
+                let built = cli::convert::convert_bytes(
+                    Path::new(&name),
+                    &bytes,
+                    ferrite_quantizer::builder::ArenaLayout::Separate,
+                )
+                .map_err(err)?;
                 let format = if ferrite_quantizer::import::is_tflite(&bytes) {
                     "TFLite"
                 } else {

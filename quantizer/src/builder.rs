@@ -20,6 +20,29 @@ pub struct TensorDef {
     pub zero_point: i32,
 }
 
+/// Where the memory plan may put an operator's output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArenaLayout {
+    /// Every output in bytes of its own (a Reshape's excepted): each kernel runs once over the
+    /// whole tensor, the fewest instructions.
+    #[default]
+    Separate,
+    /// Convolutions, poolings and element-wise operators write over their dying input where that
+    /// makes the arena smaller, in bands of rows (`ferrite_runtime::in_place`): the least RAM, at
+    /// more instructions (each band repeats its kernel's setup).
+    InPlace,
+}
+
+impl std::fmt::Display for ArenaLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ArenaLayout::Separate => "separate",
+            ArenaLayout::InPlace => "in-place",
+        })
+    }
+}
+
 /// A finished model: its bytes and the plan behind its arena.
 #[derive(Clone, Debug)]
 pub struct Built {
@@ -41,6 +64,8 @@ pub struct ModelBuilder<'a> {
     /// Metadata written into the file.
     pub source_sha256: [u8; 32],
     pub source_layout: String,
+    /// Whether operators may run in place over their dying input.
+    pub arena: ArenaLayout,
 }
 
 impl<'a> ModelBuilder<'a> {
@@ -162,12 +187,12 @@ impl<'a> ModelBuilder<'a> {
             sizes: &sizes,
             outputs: &self.outputs,
         };
-        // Every operator that can runs in bands, then each in turn does not where that makes the
-        // arena smaller; without any if that is smaller still. The lower bound stays the one no
+        // In place: every operator that can runs in bands, then each in turn does not where that
+        // makes the arena smaller; none if that is smaller still. The lower bound stays the one no
         // placement without banded operators can beat.
         let plain = life.plan(&self.ops, &vec![false; steps]);
         let lower_bound = plain.plan.lower_bound;
-        let mut banded = vec![true; steps];
+        let mut banded = vec![self.arena == ArenaLayout::InPlace; steps];
         let mut layout = life.plan(&self.ops, &banded);
         for s in 0..steps {
             let o = self.ops[s].output().tensor as usize;

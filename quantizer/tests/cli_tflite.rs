@@ -1,5 +1,6 @@
 //! `ferrite convert`, and `inspect`/`run` on `.tflite` files (converted in memory).
 
+use ferrite_quantizer::builder::ArenaLayout;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -29,7 +30,7 @@ fn convert_writes_what_the_library_converts() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let want = tflite::convert(&std::fs::read(&src).unwrap())
+    let want = tflite::convert(&std::fs::read(&src).unwrap(), ArenaLayout::Separate)
         .unwrap()
         .bytes;
     assert_eq!(std::fs::read(&out).unwrap(), want);
@@ -121,7 +122,7 @@ fn run_on_tflite_equals_run_on_the_converted_file() {
     let converted = dir.path().join("m.ferrite");
     std::fs::write(
         &converted,
-        tflite::convert(&std::fs::read(&src).unwrap())
+        tflite::convert(&std::fs::read(&src).unwrap(), ArenaLayout::Separate)
             .unwrap()
             .bytes,
     )

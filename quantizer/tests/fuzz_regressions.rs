@@ -3,6 +3,7 @@
 //! `tests/data/fuzz/<target>/`; a name starting with `ok_` is an input that is valid once the bug is
 //! fixed (it must convert), any other must be refused with an error.
 
+use ferrite_quantizer::builder::ArenaLayout;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -49,8 +50,8 @@ fn onnx_import() {
 #[test]
 fn onnx_qdq_convert() {
     check("onnx_qdq_convert", |b| {
-        let via_cli = convert_bytes(Path::new("fuzz.onnx"), b).map(drop);
-        let direct = onnx_qdq::convert(b, [0; 32]).map(drop);
+        let via_cli = convert_bytes(Path::new("fuzz.onnx"), b, ArenaLayout::Separate).map(drop);
+        let direct = onnx_qdq::convert(b, [0; 32], ArenaLayout::Separate).map(drop);
         assert_eq!(via_cli.is_ok(), direct.is_ok());
         via_cli
     });
@@ -59,6 +60,6 @@ fn onnx_qdq_convert() {
 #[test]
 fn tflite_convert() {
     check("tflite_convert", |b| {
-        convert_bytes(Path::new("fuzz.tflite"), b).map(drop)
+        convert_bytes(Path::new("fuzz.tflite"), b, ArenaLayout::Separate).map(drop)
     });
 }

@@ -1,6 +1,7 @@
 //! ONNX Q/DQ models (tests/fixtures/qdq, made by make_qdq.py with onnxruntime and NNCF) converted with
 //! their own quantization parameters: outputs against onnxruntime's on the test sets, and errors.
 
+use ferrite_quantizer::builder::ArenaLayout;
 use std::path::{Path, PathBuf};
 
 use ferrite_quantizer::import::onnx::proto::*;
@@ -14,7 +15,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn convert(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
-    Ok(ferrite_quantizer::import::onnx_qdq::convert(bytes, [0; 32])?.bytes)
+    Ok(ferrite_quantizer::import::onnx_qdq::convert(bytes, [0; 32], ArenaLayout::Separate)?.bytes)
 }
 
 /// What a converted model does on the test set next to onnxruntime.

@@ -1,6 +1,7 @@
 //! Models the TFLite importer must refuse with a clear error, and corrupt files: every truncation and
 //! many byte flips of a real fixture give a model or an error, never a panic.
 
+use ferrite_quantizer::builder::ArenaLayout;
 use std::path::{Path, PathBuf};
 
 use ferrite_quantizer::import::tflite;
@@ -13,7 +14,7 @@ fn path(rel: &str) -> PathBuf {
 
 fn error_of(rel: &str) -> String {
     let bytes = std::fs::read(path(rel)).unwrap();
-    match tflite::convert(&bytes) {
+    match tflite::convert(&bytes, ArenaLayout::Separate) {
         Ok(_) => panic!("{rel} converted"),
         Err(e) => format!("{e:#}"),
     }
@@ -84,16 +85,19 @@ fn int16_concatenation_needs_equal_scales() {
 fn not_a_tflite_file() {
     let e = format!(
         "{:#}",
-        tflite::convert(b"FRTE not a flatbuffer").unwrap_err()
+        tflite::convert(b"FRTE not a flatbuffer", ArenaLayout::Separate).unwrap_err()
     );
     assert_contains(&e, &["not a TFLite model"]);
-    let e = format!("{:#}", tflite::convert(&[]).unwrap_err());
+    let e = format!(
+        "{:#}",
+        tflite::convert(&[], ArenaLayout::Separate).unwrap_err()
+    );
     assert_contains(&e, &["not a TFLite model"]);
 }
 
 /// Converts, and loads what converts: any outcome but a panic is fine.
 fn convert_and_load(bytes: &[u8]) -> Result<(), String> {
-    let built = tflite::convert(bytes).map_err(|e| format!("{e:#}"))?;
+    let built = tflite::convert(bytes, ArenaLayout::Separate).map_err(|e| format!("{e:#}"))?;
     ferrite_runtime::Model::from_bytes(&built.bytes).map_err(|e| format!("{e}"))?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! `../shared/models/mlperf-tiny/` are converted and run, and their outputs must equal TFLite Micro's
 //! (the goldens `tests/tflite/make_fixtures.py goldens` wrote) byte for byte on every sample.
 
+use ferrite_quantizer::builder::ArenaLayout;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -79,9 +80,14 @@ fn parse_golden(path: &Path) -> Result<Golden> {
     Ok(g)
 }
 
-/// Converts `tflite_bytes`, runs every golden sample; returns (matching samples, total, differing bytes).
-fn check(tflite_bytes: &[u8], golden: &Golden) -> Result<(usize, usize, usize, usize, usize)> {
-    let built = tflite::convert(tflite_bytes)?;
+/// Converts `tflite_bytes` with `layout`, runs every golden sample; returns (matching samples, total,
+/// differing bytes, file size, arena size).
+fn check(
+    tflite_bytes: &[u8],
+    golden: &Golden,
+    layout: ArenaLayout,
+) -> Result<(usize, usize, usize, usize, usize)> {
+    let built = tflite::convert(tflite_bytes, layout)?;
     let model =
         Model::from_bytes(&built.bytes).map_err(|e| anyhow!("loading the converted model: {e}"))?;
     let mut arena = vec![0u8; model.arena_size()];
@@ -163,14 +169,19 @@ fn fixtures_match_tflite_micro_bit_exactly() {
     for path in paths {
         let g = parse_golden(&path).unwrap();
         let bytes = std::fs::read(root().join(&g.model)).unwrap();
-        match check(&bytes, &g) {
-            Ok((ok, n, bad, size, arena)) => {
-                eprintln!("{:<40} {ok}/{n} samples bit-exact ({bad} bytes differ), .tflite {} B, .ferrite {size} B, arena {arena} B", g.model, bytes.len());
-                if ok != n {
-                    failures.push(format!("{}: {ok}/{n} samples bit-exact", g.model));
+        for layout in [ArenaLayout::Separate, ArenaLayout::InPlace] {
+            match check(&bytes, &g, layout) {
+                Ok((ok, n, bad, size, arena)) => {
+                    eprintln!("{:<40} {layout:<8} {ok}/{n} samples bit-exact ({bad} bytes differ), .tflite {} B, .ferrite {size} B, arena {arena} B", g.model, bytes.len());
+                    if ok != n {
+                        failures.push(format!(
+                            "{} ({layout}): {ok}/{n} samples bit-exact",
+                            g.model
+                        ));
+                    }
                 }
+                Err(e) => failures.push(format!("{} ({layout}): {e:#}", g.model)),
             }
-            Err(e) => failures.push(format!("{}: {e:#}", g.model)),
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -205,33 +216,44 @@ fn mlperf_models_match_tflite_micro_bit_exactly() {
             .to_string_lossy()
             .into_owned();
         let bytes = std::fs::read(dir.join(format!("{name}.tflite"))).unwrap();
-        match check(&bytes, &g) {
-            Ok((ok, n, bad, size, arena)) => {
-                let tflm = TFLM_HEAD
-                    .iter()
-                    .find(|(m, _)| *m == name)
-                    .map(|p| p.1)
-                    .unwrap();
-                eprintln!(
-                    "{name:<22} {ok}/{n} samples bit-exact ({bad} bytes differ); .tflite {} B -> .ferrite {size} B; arena {arena} B (TFLM head {tflm} B)",
-                    bytes.len()
-                );
-                if ok != n {
-                    failures.push(format!("{name}: {ok}/{n} samples bit-exact"));
-                }
-                if size > bytes.len() {
-                    failures.push(format!(
-                        "{name}: .ferrite {size} B larger than .tflite {} B",
+        let tflm = TFLM_HEAD
+            .iter()
+            .find(|(m, _)| *m == name)
+            .map(|p| p.1)
+            .unwrap();
+        let mut arenas = Vec::new();
+        for layout in [ArenaLayout::Separate, ArenaLayout::InPlace] {
+            match check(&bytes, &g, layout) {
+                Ok((ok, n, bad, size, arena)) => {
+                    eprintln!(
+                        "{name:<22} {layout:<8} {ok}/{n} samples bit-exact ({bad} bytes differ); .tflite {} B -> .ferrite {size} B; arena {arena} B (TFLM head {tflm} B)",
                         bytes.len()
-                    ));
+                    );
+                    if ok != n {
+                        failures.push(format!("{name} ({layout}): {ok}/{n} samples bit-exact"));
+                    }
+                    if size > bytes.len() {
+                        failures.push(format!(
+                            "{name}: .ferrite {size} B larger than .tflite {} B",
+                            bytes.len()
+                        ));
+                    }
+                    if arena > tflm {
+                        failures.push(format!(
+                            "{name} ({layout}): arena {arena} B larger than TFLite Micro's {tflm} B"
+                        ));
+                    }
+                    arenas.push(arena);
                 }
-                if arena > tflm {
-                    failures.push(format!(
-                        "{name}: arena {arena} B larger than TFLite Micro's {tflm} B"
-                    ));
-                }
+                Err(e) => failures.push(format!("{name} ({layout}): {e:#}")),
             }
-            Err(e) => failures.push(format!("{name}: {e:#}")),
+        }
+        if let [separate, in_place] = arenas[..] {
+            if in_place > separate {
+                failures.push(format!(
+                    "{name}: in-place arena {in_place} B above the separate one's {separate} B"
+                ));
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

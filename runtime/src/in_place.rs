@@ -196,6 +196,9 @@ pub(crate) type WindowKernel<'k> =
 
 /// Runs `kernel` on a windowed operator of geometry `g`, whole or, when its output overlaps its
 /// input ([`windowed`]), band by band, each call with its geometry, input bytes and output bytes.
+/// Inlined, so that the whole-tensor call is a direct call from the operator (no frame between it
+/// and the kernel); the bands run out of line.
+#[inline(always)]
 pub(crate) fn run_windowed(
     arena: &mut [u8],
     input: &Operand,
@@ -205,10 +208,27 @@ pub(crate) fn run_windowed(
     kernel: &mut WindowKernel<'_>,
 ) -> Result<(), Error> {
     let corrupt = crate::interpreter::CORRUPT;
-    let Some((direction, shift)) = windowed(input, output, rows).map_err(|()| corrupt)? else {
-        let v = Views::new(arena, output)?;
-        return kernel(g, v.bytes(input)?, v.out);
-    };
+    match windowed(input, output, rows).map_err(|()| corrupt)? {
+        None => {
+            let v = Views::new(arena, output)?;
+            kernel(g, v.bytes(input)?, v.out)
+        }
+        Some((direction, shift)) => {
+            run_bands(arena, input, output, g, rows, (direction, shift), kernel)
+        }
+    }
+}
+
+#[inline(never)]
+fn run_bands(
+    arena: &mut [u8],
+    input: &Operand,
+    output: &Operand,
+    g: &ConvGeometry,
+    rows: &Rows,
+    (direction, shift): (Direction, usize),
+    kernel: &mut WindowKernel<'_>,
+) -> Result<(), Error> {
     let (x, y) = (input.offset as usize, output.offset as usize);
     let mut result = Ok(());
     rows.bands(direction, shift, |band| {

@@ -1053,7 +1053,11 @@ mod tests {
                 eprintln!("{} is absent: skipped", path.display());
                 continue;
             };
-            let built = ferrite_quantizer::import::tflite::convert(&tflite).unwrap();
+            let built = ferrite_quantizer::import::tflite::convert(
+                &tflite,
+                ferrite_quantizer::builder::ArenaLayout::Separate,
+            )
+            .unwrap();
             let model = ferrite_runtime::Model::from_bytes(&built.bytes).unwrap();
             let ops = ferrite_quantizer::inspect::summarize(&model, built.bytes.len()).ops;
             // BASELINES.md has per-layer rows for KWS and ResNet-8 only: the other models' layers

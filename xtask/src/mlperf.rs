@@ -4,6 +4,7 @@
 //! TFLite Micro's reference interpreter recorded there.
 
 use anyhow::{Context, Result};
+use ferrite_quantizer::builder::ArenaLayout;
 use std::path::Path;
 
 use crate::{cases::Case, tflite_cases};
@@ -19,7 +20,7 @@ pub fn cases(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_string();
-        if only.is_some_and(|o| o != name) {
+        if only.is_some_and(|o| o != name && o != format!("{name}_in_place")) {
             continue;
         }
         let (model_rel, expected) = tflite_cases::first_sample(&golden)?;
@@ -32,14 +33,36 @@ pub fn cases(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
             continue;
         }
         let tflite = std::fs::read(&model_path)?;
-        let built = ferrite_quantizer::import::tflite::convert(&tflite)
-            .with_context(|| format!("converting {}", model_path.display()))?;
-        let dir = root.join("target/mlperf-cases").join(&name);
-        tflite_cases::write_case(&dir, &built.bytes, &expected)?;
-        out.push(Case {
-            name,
-            dir: Some(dir),
-        });
+        let layouts: &[(ArenaLayout, &str)] = if IN_PLACE.contains(&name.as_str()) {
+            &[
+                (ArenaLayout::Separate, ""),
+                (ArenaLayout::InPlace, "_in_place"),
+            ]
+        } else {
+            &[(ArenaLayout::Separate, "")]
+        };
+        for &(layout, suffix) in layouts {
+            let case = format!("{name}{suffix}");
+            if only.is_some_and(|o| o != case) {
+                continue;
+            }
+            let built = ferrite_quantizer::import::tflite::convert(&tflite, layout)
+                .with_context(|| format!("converting {} ({layout})", model_path.display()))?;
+            let dir = root.join("target/mlperf-cases").join(&case);
+            tflite_cases::write_case(&dir, &built.bytes, &expected)?;
+            out.push(Case {
+                name: case,
+                dir: Some(dir),
+            });
+        }
     }
     Ok(out)
 }
+
+/// Models also run converted with `--arena in-place` (`<case>_in_place`): every operator that can
+/// runs in bands, on each machine, against TFLite Micro's output.
+const IN_PLACE: [&str; 3] = [
+    "mlperf_kws_dscnn_int8",
+    "mlperf_ic_resnet8_int8",
+    "mlperf_sww_int8",
+];

@@ -9,6 +9,7 @@ use crate::{
     bench::thousands,
 };
 use anyhow::{Context, Result};
+use ferrite_quantizer::builder::ArenaLayout;
 use serde_json::{json, Value};
 use std::{fmt::Write as _, path::Path};
 
@@ -18,7 +19,8 @@ pub struct Options {
     #[arg(long)]
     write: bool,
     /// Print one JSON list instead of the section: per model `model`, `tflite_bytes`,
-    /// `ferrite_bytes`, `arena`, `lower_bound`, `tflm_arena_total`, `tflm_head`, `tflm_tail`
+    /// `ferrite_bytes`, `arena`, `arena_in_place`, `lower_bound`, `tflm_arena_total`, `tflm_head`,
+    /// `tflm_tail`
     /// (notes go to stderr).
     #[arg(long)]
     json: bool,
@@ -30,6 +32,8 @@ struct Row<'a> {
     tflite_bytes: u64,
     ferrite_bytes: u64,
     arena: u64,
+    /// The arena converted with `--arena in-place`.
+    arena_in_place: u64,
     lower_bound: u64,
 }
 
@@ -42,6 +46,7 @@ fn to_json(rows: &[Row<'_>]) -> Value {
                     "tflite_bytes": r.tflite_bytes,
                     "ferrite_bytes": r.ferrite_bytes,
                     "arena": r.arena,
+                    "arena_in_place": r.arena_in_place,
                     "lower_bound": r.lower_bound,
                     "tflm_arena_total": r.tflm.total,
                     "tflm_head": r.tflm.head,
@@ -58,8 +63,8 @@ const END: &str = "<!-- cargo xtask models --write: end -->";
 pub fn run(root: &Path, options: &Options) -> Result<()> {
     let dir = root.join("../shared/models/mlperf-tiny");
     let mut table = String::from(
-        "| model | .tflite | .ferrite | .ferrite / .tflite | Ferrite arena | lower bound | TFLM arena total | TFLM head | TFLM tail | Ferrite arena / TFLM head | Ferrite arena / TFLM total |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| model | .tflite | .ferrite | .ferrite / .tflite | Ferrite arena | lower bound | Ferrite arena, in place | TFLM arena total | TFLM head | TFLM tail | Ferrite arena / TFLM head | in place / TFLM total |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut rows = Vec::new();
     let mut notes = Vec::new();
@@ -71,31 +76,35 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             continue;
         }
         let tflite = std::fs::read(&path)?;
-        let built = ferrite_quantizer::import::tflite::convert(&tflite)
+        let built = ferrite_quantizer::import::tflite::convert(&tflite, ArenaLayout::Separate)
             .with_context(|| format!("converting {}", path.display()))?;
+        let in_place = ferrite_quantizer::import::tflite::convert(&tflite, ArenaLayout::InPlace)
+            .with_context(|| format!("converting {} in place", path.display()))?;
         rows.push(Row {
             tflm: arena,
             tflite_bytes: tflite.len() as u64,
             ferrite_bytes: built.bytes.len() as u64,
             arena: built.plan.arena_size as u64,
+            arena_in_place: in_place.plan.arena_size as u64,
             lower_bound: built.plan.lower_bound as u64,
         });
     }
     for r in &rows {
         let _ = writeln!(
             table,
-            "| {} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {:.2} | {:.3} |",
+            "| {} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {:.2} | {:.3} |",
             r.tflm.model,
             thousands(r.tflite_bytes),
             thousands(r.ferrite_bytes),
             r.ferrite_bytes as f64 / r.tflite_bytes as f64,
             thousands(r.arena),
             thousands(r.lower_bound),
+            thousands(r.arena_in_place),
             thousands(r.tflm.total),
             thousands(r.tflm.head),
             thousands(r.tflm.tail),
             r.arena as f64 / r.tflm.head as f64,
-            r.arena as f64 / r.tflm.total as f64
+            r.arena_in_place as f64 / r.tflm.total as f64
         );
     }
     let kws_arena_m4f = baselines::tflm_whole_stack("kws_dscnn")
@@ -105,11 +114,11 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         "Measured at commit `{}` with `cargo xtask models`. Ferrite: the model converted by \
          `ferrite_quantizer::import::tflite::convert` (what `ferrite convert` writes); its arena is the \
          whole RAM the interpreter needs besides the stack (no persistent data: multipliers, shifts and \
-         operator parameters stay in the model file, in flash); convolutions, depthwise convolutions and \
-         Adds whose input dies there run in place, in bands of rows, their output shifted against that \
-         input by the room the bands need (`runtime/src/in_place.rs`); the lower bound is the largest \
-         total of the tensors live at one step (an in-place Reshape shares its input's bytes), which no \
-         placement without in-place operators can beat. TFLite Micro: the \
+         operator parameters stay in the model file, in flash); the lower bound is the largest total of \
+         the tensors live at one step (an in-place Reshape shares its input's bytes), which no placement \
+         of separate buffers can beat. \"In place\": converted with `--arena in-place`, where \
+         convolutions, poolings and element-wise operators whose input dies there write over it in bands \
+         of rows, shifted against it by the room the bands need (`runtime/src/in_place.rs`). TFLite Micro: the \
          figures of `../shared/BASELINES.md` (PyPI `tflite-micro`, `print_allocations()`, x86-64: its tail \
          of 64-bit structures is smaller on a 32-bit device, e.g. KWS arena {} B on the M4F).\n\n",
         crate::bench::commit(root),
@@ -158,6 +167,7 @@ mod tests {
             tflite_bytes: 1_000,
             ferrite_bytes: 800,
             arena: 192,
+            arena_in_place: 128,
             lower_bound: 160,
         }];
         let text = serde_json::to_string_pretty(&to_json(&rows)).unwrap();
@@ -172,6 +182,7 @@ mod tests {
             "tflite_bytes",
             "ferrite_bytes",
             "arena",
+            "arena_in_place",
             "lower_bound",
             "tflm_arena_total",
             "tflm_head",

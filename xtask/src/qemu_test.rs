@@ -30,7 +30,8 @@ pub struct Options {
     /// Only this case of tests/golden/ (`smoke`: the built-in smoke test; `partition`: only the
     /// model-partition cases; `stack_guard`: only the stack guard's test, a firmware that overflows
     /// its stack and must report it; `fixture_<name>`: a quantized fixture of tests/fixtures/;
-    /// `mlperf_<model>`: a converted MLPerf Tiny model; `tflite_<fixture>`: a TFLite fixture of
+    /// `mlperf_<model>`: a converted MLPerf Tiny model (`mlperf_<model>_in_place`: converted with
+    /// `--arena in-place`); `tflite_<fixture>`: a TFLite fixture of
     /// tests/tflite/fixtures/ against TFLite Micro's golden output, `tflite_<prefix>*` those whose
     /// name starts so, `tflite` all of them, int8 ones included; a full run has the int16x8 ones).
     #[arg(long)]

@@ -10,6 +10,7 @@
 //! The generator and the golden file's parser also serve the MLPerf Tiny cases (`crate::mlperf`).
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use ferrite_quantizer::builder::ArenaLayout;
 use ferrite_runtime::{format::DType, Model};
 use std::path::{Path, PathBuf};
 
@@ -151,7 +152,7 @@ pub fn cases(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
                 golden.display()
             )
         })?;
-        let built = ferrite_quantizer::import::tflite::convert(&bytes)
+        let built = ferrite_quantizer::import::tflite::convert(&bytes, ArenaLayout::Separate)
             .with_context(|| format!("converting {}", model_path.display()))?;
         let dir = root.join("target/tflite-cases").join(&name);
         write_case(&dir, &built.bytes, &expected)

@@ -13,7 +13,8 @@ fuzz_target!(|data: &[u8]| {
     for i in 0..a.len() {
         let _ = a.get_f64(i);
     }
-    let again = Array::parse(&a.to_bytes().expect("an array encodes")).expect("an encoded array parses");
+    let again =
+        Array::parse(&a.to_bytes().expect("an array encodes")).expect("an encoded array parses");
     assert_eq!(again.shape, a.shape);
     assert_eq!(again.data, a.data);
 });

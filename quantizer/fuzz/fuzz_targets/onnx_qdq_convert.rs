@@ -5,13 +5,14 @@
 
 use std::path::Path;
 
+use ferrite_quantizer::builder::ArenaLayout;
 use ferrite_quantizer::cli::convert::convert_bytes;
 use ferrite_quantizer::import::onnx_qdq;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = convert_bytes(Path::new("fuzz.onnx"), data);
+    let _ = convert_bytes(Path::new("fuzz.onnx"), data, ArenaLayout::InPlace);
     if !onnx_qdq::is_qdq(data) {
-        let _ = onnx_qdq::convert(data, [0; 32]);
+        let _ = onnx_qdq::convert(data, [0; 32], ArenaLayout::Separate);
     }
 });

@@ -10,6 +10,7 @@
 
 use std::sync::OnceLock;
 
+use ferrite_quantizer::builder::ArenaLayout;
 use ferrite_quantizer::import::onnx::build::{int, ints, model as onnx_bytes, node, tensor};
 use ferrite_quantizer::import::onnx::{self, proto::TensorProto};
 use ferrite_quantizer::ir::{self, Graph};
@@ -108,7 +109,12 @@ fuzz_target!(|data: &[u8]| {
         } else {
             WeightStorage::Dense
         },
-        source_sha256: [0; 32],
+        arena: if encoding & 32 != 0 {
+            ArenaLayout::InPlace
+        } else {
+            ArenaLayout::Separate
+        },
+        ..Config::default()
     };
     let _ = pool().install(|| ptq::quantize(graph, &[x], &config));
 });

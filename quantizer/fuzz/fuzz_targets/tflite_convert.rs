@@ -5,15 +5,16 @@
 
 use std::path::Path;
 
+use ferrite_quantizer::builder::ArenaLayout;
 use ferrite_quantizer::cli::convert::convert_bytes;
 use ferrite_quantizer::import::{is_tflite, tflite};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = convert_bytes(Path::new("fuzz.tflite"), data);
+    let _ = convert_bytes(Path::new("fuzz.tflite"), data, ArenaLayout::InPlace);
     if data.len() >= 8 && !is_tflite(data) {
         let mut fixed = data.to_vec();
         fixed[4..8].copy_from_slice(b"TFL3");
-        let _ = tflite::convert(&fixed);
+        let _ = tflite::convert(&fixed, ArenaLayout::Separate);
     }
 });

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 
+use crate::builder::{ArenaLayout, Built};
 use crate::import::tflite;
 
 #[derive(clap::Args)]
@@ -16,6 +17,11 @@ pub struct Args {
     /// directly to a device or FIFO such as `/dev/null`.
     #[arg(short = 'o', long)]
     pub output: PathBuf,
+    /// Where operators' outputs go: `separate` (each in bytes of its own: the fewest
+    /// instructions) or `in-place` (convolutions, poolings and element-wise operators over their
+    /// dying input, in bands of rows, where that makes the arena smaller: the least RAM).
+    #[arg(long, value_enum, default_value = "separate")]
+    pub arena: ArenaLayout,
     #[command(flatten)]
     pub json: super::JsonArgs,
 }
@@ -28,7 +34,7 @@ pub fn run(args: &Args) -> Result<()> {
     crate::output::check(&outputs)?;
     let bytes =
         std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
-    let built = convert_bytes(&args.model, &bytes)?;
+    let built = convert_bytes(&args.model, &bytes, args.arena)?;
     let doc = serde_json::to_string_pretty(&serde_json::json!({
         "model": args.model.display().to_string(),
         "output": args.output.display().to_string(),
@@ -57,13 +63,14 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// Converts a supported pre-quantized model's bytes to a planned `.ferrite` model.
-pub fn convert_bytes(path: &Path, bytes: &[u8]) -> Result<crate::builder::Built> {
+/// Converts a supported pre-quantized model's bytes to a `.ferrite` model planned with `arena`.
+pub fn convert_bytes(path: &Path, bytes: &[u8], arena: ArenaLayout) -> Result<Built> {
     if crate::import::is_tflite(bytes) {
-        return tflite::convert(bytes).with_context(|| format!("converting {}", path.display()));
+        return tflite::convert(bytes, arena)
+            .with_context(|| format!("converting {}", path.display()));
     }
     if crate::import::onnx_qdq::is_qdq(bytes) {
-        return crate::import::onnx_qdq::convert(bytes, crate::sha256::digest(bytes))
+        return crate::import::onnx_qdq::convert(bytes, crate::sha256::digest(bytes), arena)
             .with_context(|| format!("converting {}", path.display()));
     }
     Err(not_convertible(path, bytes))

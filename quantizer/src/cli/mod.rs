@@ -209,7 +209,7 @@ pub fn load_model_source(path: &Path) -> Result<(Vec<u8>, Option<Source>)> {
     Ok(match format {
         None => (bytes, None),
         Some(format) => (
-            convert::convert_bytes(path, &bytes)?.bytes,
+            convert::convert_bytes(path, &bytes, crate::builder::ArenaLayout::Separate)?.bytes,
             Some(Source {
                 format,
                 bytes: bytes.len(),

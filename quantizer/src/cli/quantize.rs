@@ -12,6 +12,7 @@ use std::time::Instant;
 use anyhow::{ensure, Context, Result};
 
 use super::folder_data::{self, InputSpec, PrepArgs};
+use crate::builder::ArenaLayout;
 use crate::ir;
 use crate::npy::Array;
 use crate::quantize::accuracy_control::{self, Target};
@@ -155,6 +156,11 @@ pub struct Args {
     /// every weight.
     #[arg(long, value_enum, default_value = "dense")]
     pub weight_storage: WeightStorage,
+    /// Where operators' outputs go: `separate` (each in bytes of its own: the fewest
+    /// instructions) or `in-place` (convolutions, poolings and element-wise operators over their
+    /// dying input, in bands of rows, where that makes the arena smaller: the least RAM).
+    #[arg(long, value_enum, default_value = "separate")]
+    pub arena: ArenaLayout,
     /// Accuracy control: the largest top-1 drop from the float model, in points, on `--val-data`
     /// with `--val-labels`. Layers move to float, the most sensitive first, until it holds.
     #[arg(long)]
@@ -313,6 +319,7 @@ pub fn quantize(args: &Args, calib: Option<Array>, start: Instant) -> Result<Qua
         int16: args.int16.clone(),
         int16_nodes: Vec::new(),
         weight_storage: args.weight_storage,
+        arena: args.arena,
         source_sha256: crate::sha256::digest(&source),
     };
     eprintln!("calibrating on {n} samples...");

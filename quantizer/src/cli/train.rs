@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use super::folder_data::{self, InputSpec, PrepArgs};
+use crate::builder::ArenaLayout;
 use crate::ir;
 use crate::quantize::ptq::{self, Config as PtqConfig, WeightStorage};
 use crate::train::filters::{self, Allocation, Criterion, FilterPruning};
@@ -119,6 +120,11 @@ pub struct Args {
     /// with `--sparsity-block 4`, more with single weights), `dense` keeps every weight.
     #[arg(long, value_enum, default_value = "dense")]
     pub weight_storage: WeightStorage,
+    /// Where operators' outputs go: `separate` (each in bytes of its own: the fewest
+    /// instructions) or `in-place` (convolutions, poolings and element-wise operators over their
+    /// dying input, in bands of rows, where that makes the arena smaller: the least RAM).
+    #[arg(long, value_enum, default_value = "separate")]
+    pub arena: ArenaLayout,
     /// Keep this node dense (its name in the ONNX model; repeatable).
     #[arg(long, value_name = "NODE", requires = "sparsity")]
     pub sparsity_skip: Vec<String>,
@@ -406,6 +412,7 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     trained.decided.weight_storage = args.weight_storage;
+    trained.decided.arena = args.arena;
     let mut built = ptq::build(&trained.decided)?;
     // The model records how an image or WAV folder became its input.
     if let Some(text) = &preprocessing {

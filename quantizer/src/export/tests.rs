@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::builder::ArenaLayout;
 use crate::import::onnx::proto::ModelProto;
 use crate::ir::{self, passes, Op};
 use crate::npy::Array;
@@ -179,6 +180,7 @@ fn lower_onnx_requant(d: &ptq::Decided) -> crate::builder::Built {
             expose_all: false,
             requantization: Requantization::Onnx,
             sparse_weights: false,
+            arena: ArenaLayout::Separate,
         },
     )
     .unwrap()
@@ -203,8 +205,12 @@ fn qdq_round_trip_trained_fixtures() {
         let calib = calib.slice_batch(0, calib.shape[0].min(300));
         let q = ptq::quantize(&g, &[calib], &Config::default()).unwrap();
         let bytes = qdq_onnx(&q.decided).unwrap_or_else(|e| panic!("{model}: {e:#}"));
-        let converted = crate::cli::convert::convert_bytes(Path::new("qdq.onnx"), &bytes)
-            .unwrap_or_else(|e| panic!("{model}: {e:#}"));
+        let converted = crate::cli::convert::convert_bytes(
+            Path::new("qdq.onnx"),
+            &bytes,
+            ArenaLayout::Separate,
+        )
+        .unwrap_or_else(|e| panic!("{model}: {e:#}"));
         let onnx_requant = lower_onnx_requant(&q.decided);
 
         let x = Array::read(&dir.join(format!("data/{data}_test_x.npy"))).unwrap();
@@ -247,7 +253,9 @@ fn qdq_round_trip_ops_opset17() {
     let calib = ir::io::input_tensor(&g, 0, &x).unwrap();
     let q = ptq::quantize(&g, &[calib], &Config::default()).unwrap();
     let bytes = qdq_onnx(&q.decided).unwrap();
-    let converted = crate::cli::convert::convert_bytes(Path::new("qdq.onnx"), &bytes).unwrap();
+    let converted =
+        crate::cli::convert::convert_bytes(Path::new("qdq.onnx"), &bytes, ArenaLayout::Separate)
+            .unwrap();
     let run = |m: &[u8]| {
         crate::runtime_exec::Runner::new(m)
             .unwrap()

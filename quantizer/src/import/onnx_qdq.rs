@@ -32,7 +32,7 @@ use prost::Message;
 
 use super::onnx::proto::{data_type as dt, ModelProto, NodeProto, TensorProto};
 use super::onnx::tensor::{Const, Data};
-use crate::builder::Built;
+use crate::builder::{ArenaLayout, Built};
 use crate::ir::{passes, Graph, Op};
 use crate::lower::{self, Precision, Quantization, Requantization};
 use crate::quantize::params::QParams;
@@ -324,8 +324,8 @@ fn rewrite(model: &ModelProto) -> Result<Rewritten> {
     })
 }
 
-/// Converts a Q/DQ ONNX model's bytes to a planned `.ferrite` model.
-pub fn convert(bytes: &[u8], source_sha256: [u8; 32]) -> Result<Built> {
+/// Converts a Q/DQ ONNX model's bytes to a `.ferrite` model planned with `arena`.
+pub fn convert(bytes: &[u8], source_sha256: [u8; 32], arena: ArenaLayout) -> Result<Built> {
     let model = ModelProto::decode(bytes).map_err(|e| anyhow!("not a valid ONNX file: {e}"))?;
     let rw = rewrite(&model)?;
     let mut graph: Graph = super::onnx::import_model(&rw.model)?;
@@ -459,6 +459,7 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32]) -> Result<Built> {
             expose_all: false,
             requantization: Requantization::Onnx,
             sparse_weights: false,
+            arena,
         },
     )
 }

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use ferrite_runtime::format::{Activation, DType, Operand, Shape, Window};
 use ferrite_runtime::ops::{ConcatInput, Op as RtOp};
 
-use crate::builder::{Built, ModelBuilder, TensorDef};
+use crate::builder::{ArenaLayout, Built, ModelBuilder, TensorDef};
 use crate::ir::{Clamp, Graph, Node, Op, SourceLayout, ValueId, Window2d};
 use crate::quantize::params::QParams;
 use weights::NodeData;
@@ -124,6 +124,8 @@ pub struct Options {
     /// Store a Conv2d's or FullyConnected's int8 filter sparsely (CONV_2D_SPARSE,
     /// FULLY_CONNECTED_SPARSE) where that takes fewer bytes.
     pub sparse_weights: bool,
+    /// Whether operators may run in place over their dying input.
+    pub arena: ArenaLayout,
 }
 
 /// Per value, its type when node `i` runs in `node[i]`: a node's output has the node's type, and a
@@ -250,6 +252,7 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
         expose_all,
         requantization,
         sparse_weights,
+        arena,
     } = options;
     let qp = q.params;
     // Constant data first, so the builder can borrow it.
@@ -261,6 +264,7 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
         .collect::<Result<_>>()?;
 
     let mut b = ModelBuilder::new();
+    b.arena = arena;
     // Tensor of each IR value in its native type, and converted copies made on demand.
     let mut native: Vec<Option<u16>> = vec![None; graph.values.len()];
     let mut converted: Vec<Vec<u16>> = vec![Vec::new(); graph.values.len()];

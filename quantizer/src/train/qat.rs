@@ -193,6 +193,7 @@ impl Qat {
             weights,
             source_sha256: like.source_sha256,
             weight_storage: like.weight_storage,
+            arena: like.arena,
         }
     }
 

@@ -8,13 +8,13 @@ mod to_ir;
 
 use anyhow::Result;
 
-use crate::builder::Built;
+use crate::builder::{ArenaLayout, Built};
 use crate::lower::{self, Quantization, Requantization};
 pub use schema::Model;
 pub use to_ir::{import, Imported, SUPPORTED};
 
-/// Converts a `.tflite` file's bytes to a planned `.ferrite` model.
-pub fn convert(bytes: &[u8]) -> Result<Built> {
+/// Converts a `.tflite` file's bytes to a `.ferrite` model planned with `arena`.
+pub fn convert(bytes: &[u8], arena: ArenaLayout) -> Result<Built> {
     let m = import(bytes)?;
     lower::lower(
         &m.graph,
@@ -30,6 +30,7 @@ pub fn convert(bytes: &[u8]) -> Result<Built> {
             expose_all: false,
             requantization: Requantization::TfLite,
             sparse_weights: false,
+            arena,
         },
     )
 }

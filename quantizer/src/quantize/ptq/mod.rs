@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::observer::RangeEstimator;
 use super::params::QParams;
-use crate::builder::Built;
+use crate::builder::{ArenaLayout, Built};
 use crate::ir::float_exec::Tensor;
 use crate::ir::{Graph, Node};
 use crate::lower::{self, Precision, Quantization, Requantization};
@@ -93,6 +93,8 @@ pub struct Config {
     pub int16_nodes: Vec<String>,
     /// How the int8 filters of convolutions and fully connected layers are stored.
     pub weight_storage: WeightStorage,
+    /// Whether operators may run in place over their dying input.
+    pub arena: ArenaLayout,
     /// SHA-256 of the source model file, recorded in the output's metadata.
     #[serde(skip)]
     pub source_sha256: [u8; 32],
@@ -133,6 +135,7 @@ impl Default for Config {
             int16: Vec::new(),
             int16_nodes: Vec::new(),
             weight_storage: WeightStorage::Dense,
+            arena: ArenaLayout::Separate,
             source_sha256: [0; 32],
         }
     }
@@ -164,12 +167,13 @@ pub struct Decided {
     pub weights: Vec<Option<(Vec<i8>, Vec<f32>)>>,
     pub source_sha256: [u8; 32],
     pub weight_storage: WeightStorage,
+    pub arena: ArenaLayout,
 }
 
 /// The `.ferrite` model of `decided` (biases quantized from the graph's with the input and weight
 /// scales).
 pub fn build(decided: &Decided) -> Result<Built> {
-    lower(decided, false, decided.weight_storage)
+    lower(decided, false, decided.weight_storage, decided.arena)
 }
 
 /// Wall time of each stage of [`quantize`], in seconds.
@@ -469,9 +473,10 @@ fn decide_observed(
         weights,
         source_sha256: config.source_sha256,
         weight_storage: config.weight_storage,
+        arena: config.arena,
     };
-    let built = lower(&decided, false, config.weight_storage)?;
-    let debug = lower(&decided, true, WeightStorage::Dense)?;
+    let built = lower(&decided, false, config.weight_storage, config.arena)?;
+    let debug = lower(&decided, true, WeightStorage::Dense, ArenaLayout::Separate)?;
     lap(&mut seconds.lowering, 6);
     let layer_sqnr_samples = samples.min(SQNR_SAMPLES);
     let precision = decided.node_precision();
@@ -522,7 +527,12 @@ impl Decided {
 }
 
 /// Builds the `.ferrite` model of `d`; `expose_all`: every node's output is a model output.
-fn lower(d: &Decided, expose_all: bool, weight_storage: WeightStorage) -> Result<Built> {
+fn lower(
+    d: &Decided,
+    expose_all: bool,
+    weight_storage: WeightStorage,
+    arena: ArenaLayout,
+) -> Result<Built> {
     let precision = lower::value_precisions(&d.graph, &d.node_precision());
     lower::lower(
         &d.graph,
@@ -538,6 +548,7 @@ fn lower(d: &Decided, expose_all: bool, weight_storage: WeightStorage) -> Result
             expose_all,
             requantization: Requantization::TfLite,
             sparse_weights: weight_storage == WeightStorage::Sparse,
+            arena,
         },
     )
 }
