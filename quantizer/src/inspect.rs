@@ -434,6 +434,12 @@ pub fn summarize(model: &Model<'_>, file_bytes: usize) -> Summary {
             if tensors.iter().any(|t| t.dtype == DType::I16) {
                 f.push("int16");
             }
+            if tensors
+                .iter()
+                .any(|t| t.in_place && !reshapes.get(t.first as usize).copied().unwrap_or(true))
+            {
+                f.push("in-place");
+            }
             f.sort_unstable();
             f.dedup();
             f

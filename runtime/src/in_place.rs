@@ -8,7 +8,9 @@
 use core::ops::Range;
 
 use crate::format::Operand;
-use crate::interpreter::{band_views, Views};
+#[cfg(feature = "in-place")]
+use crate::interpreter::band_views;
+use crate::interpreter::Views;
 use crate::kernels::ConvGeometry;
 use crate::Error;
 
@@ -182,7 +184,7 @@ pub(crate) fn windowed(
     if !overlaps(input, output) {
         return Ok(None);
     }
-    if input.shape.nhwc().n != 1 {
+    if !cfg!(feature = "in-place") || input.shape.nhwc().n != 1 {
         return Err(());
     }
     rows.placement(input.offset as usize, output.offset as usize)
@@ -213,12 +215,16 @@ pub(crate) fn run_windowed(
             let v = Views::new(arena, output)?;
             kernel(g, v.bytes(input)?, v.out)
         }
+        #[cfg(feature = "in-place")]
         Some((direction, shift)) => {
             run_bands(arena, input, output, g, rows, (direction, shift), kernel)
         }
+        #[cfg(not(feature = "in-place"))]
+        Some(_) => Err(corrupt),
     }
 }
 
+#[cfg(feature = "in-place")]
 #[inline(never)]
 fn run_bands(
     arena: &mut [u8],

@@ -247,6 +247,11 @@ impl<'a> Context<'_, 'a> {
         op.inputs(|o| self.operand(step, o, false).map(drop))?;
         let out = self.operand(step, op.output(), true)?;
         let check = Check { ctx: self, step };
+        if out.in_place && !matches!(op, Op::Reshape(_)) && !cfg!(feature = "in-place") {
+            return check.bad(
+                "operator runs in place: this runtime was built without its `in-place` feature",
+            );
+        }
         if out.in_place && op.in_place_sources()[0].is_none() {
             return check.bad(
                 "only Reshape, convolutions, poolings and element-wise operators may run in place",

@@ -56,6 +56,9 @@ impl Build<'_> {
             if model_uses_int16(dir)? {
                 features.push("int16".into());
             }
+            if model_runs_in_place(dir)? {
+                features.push("in-place".into());
+            }
             if self.model_ops_only {
                 features.extend(
                     model_op_features(dir)?
@@ -153,6 +156,20 @@ fn model_uses_int16(case_dir: &Path) -> Result<bool> {
         .iter()
         .any(|t| t.is_ok_and(|t| t.dtype == ferrite_runtime::format::DType::I16));
     Ok(int16)
+}
+
+/// Whether an operator other than a Reshape writes over its input (`--arena in-place`).
+fn model_runs_in_place(case_dir: &Path) -> Result<bool> {
+    let bytes = read_model(case_dir)?;
+    let model = load_model(case_dir, &bytes)?;
+    let reshapes: Vec<bool> = model
+        .ops()
+        .map(|op| matches!(op, ferrite_runtime::ops::Op::Reshape(_)))
+        .collect();
+    let in_place = model.graph().tensors.iter().any(|t| {
+        t.is_ok_and(|t| t.in_place && !reshapes.get(t.first as usize).copied().unwrap_or(true))
+    });
+    Ok(in_place)
 }
 
 fn read_model(case_dir: &Path) -> Result<Vec<u8>> {

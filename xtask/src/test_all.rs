@@ -36,8 +36,8 @@ pub fn run(root: &Path) -> Result<()> {
             )),
         ),
         (
-            "runtime tests, every operator without int16 or f32 kernels".into(),
-            args("test -p ferrite-runtime --test int16_feature --no-default-features --features all-ops"),
+            "runtime tests, every operator without int16, f32 or in-place execution".into(),
+            args("test -p ferrite-runtime --test int16_feature --test in_place_feature --no-default-features --features all-ops"),
         ),
         (
             "runtime docs, warnings denied".into(),

@@ -150,6 +150,7 @@ impl<P> Binary<P> {
         ) {
             (false, false) => return Ok(None),
             (true, true) => return Err(()),
+            _ if !cfg!(feature = "in-place") => return Err(()),
             (_, from_b) => from_b,
         };
         let rows = self.rows().ok_or(())?;
@@ -254,6 +255,9 @@ pub fn unary_rows(input: &Operand, output: &Operand) -> Option<Rows> {
 fn elementwise(input: &Operand, output: &Operand) -> Result<Option<(Rows, Direction, usize)>, ()> {
     if !overlaps(input, output) {
         return Ok(None);
+    }
+    if !cfg!(feature = "in-place") {
+        return Err(());
     }
     let rows = unary_rows(input, output).ok_or(())?;
     let (direction, shift) = rows
