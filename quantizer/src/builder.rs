@@ -190,25 +190,37 @@ impl<'a> ModelBuilder<'a> {
         // In place: every operator that can runs in bands, then each in turn does not where that
         // makes the arena smaller; none if that is smaller still. The lower bound stays the one no
         // placement without banded operators can beat.
-        let plain = life.plan(&self.ops, &vec![false; steps]);
+        let plain = life.plan(&self.ops, &vec![false; steps], false);
         let lower_bound = plain.plan.lower_bound;
-        let mut banded = vec![self.arena == ArenaLayout::InPlace; steps];
-        let mut layout = life.plan(&self.ops, &banded);
-        for s in 0..steps {
-            let o = self.ops[s].output().tensor as usize;
-            if matches!(self.ops[s], Op::Reshape(_)) || !layout.in_place[o] {
-                continue;
+        let mut layout = plain.clone();
+        if self.arena == ArenaLayout::InPlace {
+            // Shifts widened to the room their group already has (fewer, longer bands) or kept
+            // at their least, whichever plan is smaller; widened on a tie.
+            for widen in [false, true] {
+                let mut banded = vec![true; steps];
+                let mut candidate = life.plan(&self.ops, &banded, widen);
+                for s in 0..steps {
+                    let o = self.ops[s].output().tensor as usize;
+                    if matches!(self.ops[s], Op::Reshape(_)) || !candidate.in_place[o] {
+                        continue;
+                    }
+                    banded[s] = false;
+                    let other = life.plan(&self.ops, &banded, widen);
+                    if other.plan.arena_size < candidate.plan.arena_size {
+                        candidate = other;
+                    } else {
+                        banded[s] = true;
+                    }
+                }
+                let best = if widen {
+                    layout.plan.arena_size + 1
+                } else {
+                    layout.plan.arena_size
+                };
+                if candidate.plan.arena_size < best {
+                    layout = candidate;
+                }
             }
-            banded[s] = false;
-            let other = life.plan(&self.ops, &banded);
-            if other.plan.arena_size < layout.plan.arena_size {
-                layout = other;
-            } else {
-                banded[s] = true;
-            }
-        }
-        if plain.plan.arena_size <= layout.plan.arena_size {
-            layout = plain;
         }
         layout.plan.lower_bound = lower_bound;
         let Layout {
@@ -280,6 +292,7 @@ struct Lifetimes<'l> {
 }
 
 /// A placement: the plan of the buffers, each tensor's offset, and which tensors run in place.
+#[derive(Clone)]
 struct Layout {
     plan: Plan,
     offsets: Vec<usize>,
@@ -291,8 +304,9 @@ impl Lifetimes<'_> {
     /// `banded[step]`, so does the output of a convolution or pooling (batch 1), an Add or Mul without
     /// broadcasting or an element-wise activation, shifted before or after the input by the smallest room its bands need
     /// (`ferrite_runtime::in_place`), whichever input and side widen the tensors sharing one buffer
-    /// least. Each such group is one buffer to the planner.
-    fn plan(&self, ops: &[Op<'_>], banded: &[bool]) -> Layout {
+    /// least, and with `widen` as far as the group's width allows without growing. Each such group is
+    /// one rigid unit to the planner.
+    fn plan(&self, ops: &[Op<'_>], banded: &[bool], widen: bool) -> Layout {
         let n = self.sizes.len();
         // Each tensor's group (its first tensor) and its offset relative to that tensor.
         let mut root: Vec<usize> = (0..n).collect();
@@ -344,9 +358,19 @@ impl Lifetimes<'_> {
                     }
                 }
             }
-            let Some((_, i, d, widened)) = best else {
+            let Some((_, i, mut d, widened)) = best else {
                 continue;
             };
+            if widen {
+                // The group's other tensors are dead here: its whole width is free room.
+                d = if d < 0 {
+                    d.min(widened.0 - rel[i])
+                } else if d > 0 {
+                    d.max(widened.1 - size - rel[i])
+                } else {
+                    d
+                };
+            }
             root[o] = root[i];
             rel[o] = rel[i] + d;
             span[root[i]] = widened;
