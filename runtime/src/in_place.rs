@@ -8,9 +8,7 @@
 use core::ops::Range;
 
 use crate::format::Operand;
-#[cfg(feature = "in-place")]
-use crate::interpreter::band_views;
-use crate::interpreter::Views;
+use crate::interpreter::{band_views, Views};
 use crate::kernels::ConvGeometry;
 use crate::Error;
 
@@ -53,6 +51,18 @@ pub enum Direction {
     After,
 }
 
+/// How an operator runs: whole (`None`), or in bands of these rows on this side of its input.
+pub(crate) type Banding = Option<(Rows, (Direction, usize))>;
+
+/// The direction and shift of an output at offset `y` over its source at offset `x`.
+pub fn side(x: usize, y: usize) -> (Direction, usize) {
+    if y <= x {
+        (Direction::Before, x - y)
+    } else {
+        (Direction::After, y - x)
+    }
+}
+
 /// Whether two operands' bytes overlap.
 pub fn overlaps(x: &Operand, y: &Operand) -> bool {
     let len = |o: &Operand| o.shape.elements().unwrap_or(0) * o.dtype.size();
@@ -75,16 +85,9 @@ impl Rows {
         }
     }
 
-    /// The direction and shift of an output at offset `y` over its source at offset `x`, when
-    /// bands fit between them.
-    pub fn placement(&self, x: usize, y: usize) -> Option<(Direction, usize)> {
-        let (direction, shift) = if y <= x {
-            (Direction::Before, x - y)
-        } else {
-            (Direction::After, y - x)
-        };
-        self.bands(direction, shift, |_| Some(()))?;
-        Some((direction, shift))
+    /// Whether bands of at least one row fit at this side and shift (checked at load).
+    pub fn fits(&self, (direction, shift): (Direction, usize)) -> bool {
+        self.bands(direction, shift, |_| Some(())).is_some()
     }
 
     /// First input row read by output row `a` (clamped to the input).
@@ -173,13 +176,13 @@ impl Rows {
     }
 }
 
-/// How a windowed operator (convolution or pooling) with these `rows` runs: `Ok(None)` when its
-/// output does not overlap its input, the bands' direction and shift when it does and they fit,
-/// `Err` otherwise (no room for a row, or a batch above 1).
+/// How a windowed operator (convolution or pooling) runs: `Ok(None)` when its output does not
+/// overlap its input, the bands' direction and shift when it does, `Err` when it cannot run in place
+/// (a batch above 1, or the runtime built without `in-place`). Whether the bands fit is checked at
+/// load ([`Rows::fits`]).
 pub(crate) fn windowed(
     input: &Operand,
     output: &Operand,
-    rows: &Rows,
 ) -> Result<Option<(Direction, usize)>, ()> {
     if !overlaps(input, output) {
         return Ok(None);
@@ -187,9 +190,7 @@ pub(crate) fn windowed(
     if !cfg!(feature = "in-place") || input.shape.nhwc().n != 1 {
         return Err(());
     }
-    rows.placement(input.offset as usize, output.offset as usize)
-        .map(Some)
-        .ok_or(())
+    Ok(Some(side(input.offset as usize, output.offset as usize)))
 }
 
 /// A windowed operator's kernel on one band: its geometry, input bytes and output bytes.
@@ -210,7 +211,7 @@ pub(crate) fn run_windowed(
     kernel: &mut WindowKernel<'_>,
 ) -> Result<(), Error> {
     let corrupt = crate::interpreter::CORRUPT;
-    match windowed(input, output, rows).map_err(|()| corrupt)? {
+    match windowed(input, output).map_err(|()| corrupt)? {
         None => {
             let v = Views::new(arena, output)?;
             kernel(g, v.bytes(input)?, v.out)
@@ -220,7 +221,10 @@ pub(crate) fn run_windowed(
             run_bands(arena, input, output, g, rows, (direction, shift), kernel)
         }
         #[cfg(not(feature = "in-place"))]
-        Some(_) => Err(corrupt),
+        Some(_) => {
+            let _ = rows;
+            Err(corrupt)
+        }
     }
 }
 
@@ -232,23 +236,42 @@ fn run_bands(
     output: &Operand,
     g: &ConvGeometry,
     rows: &Rows,
-    (direction, shift): (Direction, usize),
+    side: (Direction, usize),
     kernel: &mut WindowKernel<'_>,
 ) -> Result<(), Error> {
     let (x, y) = (input.offset as usize, output.offset as usize);
-    let mut result = Ok(());
-    rows.bands(direction, shift, |band| {
+    each_band(arena, rows, side, [x], y, |band, w, [r]| {
         let mut bg = *g;
         bg.input.h = band.input.len();
         bg.output.h = band.output.len();
         bg.pad_top = band.pad_top;
-        let read = x + band.input.start * rows.input_bytes..x + band.input.end * rows.input_bytes;
-        let write =
-            y + band.output.start * rows.output_bytes..y + band.output.end * rows.output_bytes;
-        result = band_views(arena, write, [read]).and_then(|(w, [r])| kernel(&bg, r, w));
+        kernel(&bg, r, w)
+    })
+}
+
+/// Calls `kernel` with each band, its output bytes (the output at offset `write`) and its input
+/// rows' bytes in each tensor at the offsets `reads`; stops at an error, or at a band that does not
+/// fit (which the load checks rule out).
+pub(crate) fn each_band<const N: usize>(
+    arena: &mut [u8],
+    rows: &Rows,
+    (direction, shift): (Direction, usize),
+    reads: [usize; N],
+    write: usize,
+    mut kernel: impl FnMut(&Band, &mut [u8], [&[u8]; N]) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut result = Ok(());
+    let walked = rows.bands(direction, shift, |band| {
+        let read = |at: usize| {
+            at + band.input.start * rows.input_bytes..at + band.input.end * rows.input_bytes
+        };
+        let out = write + band.output.start * rows.output_bytes
+            ..write + band.output.end * rows.output_bytes;
+        result = band_views(arena, out, reads.map(read)).and_then(|(w, r)| kernel(band, w, r));
         result.ok()
     });
-    result
+    result?;
+    walked.ok_or(crate::interpreter::CORRUPT)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use serde::de::{self, Deserializer, EnumAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::format::{Activation, Decode, Operand, Reader};
-use crate::in_place::{overlaps, Direction, Rows};
+use crate::in_place::{each_band, overlaps, side, Banding, Rows};
 use crate::interpreter::Views;
 use crate::kernels::Nhwc;
 use crate::validate::Check;
@@ -140,10 +140,10 @@ impl<P> Binary<P> {
         })
     }
 
-    /// How the operator runs in place: `Ok(None)` when no input overlaps the output; otherwise
-    /// whether the overlapped input is `b`, the rows, and the bands' direction and shift. `Err` when
-    /// the overlap cannot run (both inputs overlap, broadcasting, or no room for a row).
-    pub(crate) fn in_place(&self) -> Result<Option<(bool, Rows, Direction, usize)>, ()> {
+    /// How the operator runs in place: `Ok(None)` when no input overlaps the output; otherwise the
+    /// rows and the bands' direction and shift. `Err` when the overlap cannot run (both inputs
+    /// overlap, or broadcasting). Whether the bands fit is checked at load ([`Rows::fits`]).
+    pub(crate) fn in_place(&self) -> Result<Banding, ()> {
         let from_b = match (
             overlaps(&self.a, &self.output),
             overlaps(&self.b, &self.output),
@@ -155,10 +155,8 @@ impl<P> Binary<P> {
         };
         let rows = self.rows().ok_or(())?;
         let source = if from_b { &self.b } else { &self.a };
-        let (direction, shift) = rows
-            .placement(source.offset as usize, self.output.offset as usize)
-            .ok_or(())?;
-        Ok(Some((from_b, rows, direction, shift)))
+        let side = side(source.offset as usize, self.output.offset as usize);
+        Ok(Some((rows, side)))
     }
 }
 
@@ -179,7 +177,7 @@ pub(crate) fn run_binary<P>(
         &mut [f32],
     ),
 ) -> Result<(), Error> {
-    use crate::interpreter::{band_views, CORRUPT};
+    use crate::interpreter::CORRUPT;
     fn cast<T: bytemuck::Pod>(x: &[u8]) -> Result<&[T], Error> {
         bytemuck::try_cast_slice(x).map_err(|_| CORRUPT)
     }
@@ -209,27 +207,24 @@ pub(crate) fn run_binary<P>(
         }
         Ok(())
     };
-    let Some((_, rows, direction, shift)) = b.in_place().map_err(|()| CORRUPT)? else {
+    let Some((rows, side)) = b.in_place().map_err(|()| CORRUPT)? else {
         let v = Views::new(arena, &b.output)?;
         let (sa, sb, so) = (b.a.shape.nhwc(), b.b.shape.nhwc(), b.output.shape.nhwc());
         return kernel(sa, v.bytes(&b.a)?, sb, v.bytes(&b.b)?, so, v.out);
     };
     let o = b.output.shape.nhwc();
-    let (x, y) = (b.a.offset as usize, b.b.offset as usize);
-    let z = b.output.offset as usize;
-    let mut result = Ok(());
-    rows.bands(direction, shift, |band| {
-        let shape = Nhwc::new(1, band.output.len(), o.w, o.c);
-        let read = |at: usize| {
-            at + band.input.start * rows.input_bytes..at + band.input.end * rows.input_bytes
-        };
-        let write =
-            z + band.output.start * rows.output_bytes..z + band.output.end * rows.output_bytes;
-        result = band_views(arena, write, [read(x), read(y)])
-            .and_then(|(out, [a, bb])| kernel(shape, a, shape, bb, shape, out));
-        result.ok()
-    });
-    result
+    let reads = [b.a.offset as usize, b.b.offset as usize];
+    each_band(
+        arena,
+        &rows,
+        side,
+        reads,
+        b.output.offset as usize,
+        |band, out, [a, bb]| {
+            let shape = Nhwc::new(1, band.output.len(), o.w, o.c);
+            kernel(shape, a, shape, bb, shape, out)
+        },
+    )
 }
 
 /// The rows of an element-wise unary operator (input and output of one element count and size:
@@ -251,8 +246,9 @@ pub fn unary_rows(input: &Operand, output: &Operand) -> Option<Rows> {
 }
 
 /// How an element-wise unary operator runs in place: `Ok(None)` when its output does not overlap
-/// its input, the rows and the bands' direction and shift when it does and they fit, `Err` otherwise.
-fn elementwise(input: &Operand, output: &Operand) -> Result<Option<(Rows, Direction, usize)>, ()> {
+/// its input, the rows and the bands' direction and shift when it does, `Err` when it cannot (shapes
+/// or types differ). Whether the bands fit is checked at load ([`Rows::fits`]).
+fn elementwise(input: &Operand, output: &Operand) -> Result<Banding, ()> {
     if !overlaps(input, output) {
         return Ok(None);
     }
@@ -260,10 +256,10 @@ fn elementwise(input: &Operand, output: &Operand) -> Result<Option<(Rows, Direct
         return Err(());
     }
     let rows = unary_rows(input, output).ok_or(())?;
-    let (direction, shift) = rows
-        .placement(input.offset as usize, output.offset as usize)
-        .ok_or(())?;
-    Ok(Some((rows, direction, shift)))
+    Ok(Some((
+        rows,
+        side(input.offset as usize, output.offset as usize),
+    )))
 }
 
 /// Runs a unary operator with the int8 or int16 kernel (parameters present, chosen by the output's
@@ -277,7 +273,7 @@ pub(crate) fn run_unary<P>(
     #[cfg(feature = "int16")] mut int16: impl FnMut(&P, &[i16], &mut [i16]),
     #[cfg(feature = "float")] mut float: impl FnMut(&[f32], &mut [f32]),
 ) -> Result<(), Error> {
-    use crate::interpreter::{band_views, CORRUPT};
+    use crate::interpreter::CORRUPT;
     fn cast<T: bytemuck::Pod>(x: &[u8]) -> Result<&[T], Error> {
         bytemuck::try_cast_slice(x).map_err(|_| CORRUPT)
     }
@@ -298,20 +294,12 @@ pub(crate) fn run_unary<P>(
         }
         Ok(())
     };
-    let Some((rows, direction, shift)) = elementwise(input, output).map_err(|()| CORRUPT)? else {
+    let Some((rows, side)) = elementwise(input, output).map_err(|()| CORRUPT)? else {
         let v = Views::new(arena, output)?;
         return kernel(v.bytes(input)?, v.out);
     };
     let (x, y) = (input.offset as usize, output.offset as usize);
-    let mut result = Ok(());
-    rows.bands(direction, shift, |band| {
-        let read = x + band.input.start * rows.input_bytes..x + band.input.end * rows.input_bytes;
-        let write =
-            y + band.output.start * rows.output_bytes..y + band.output.end * rows.output_bytes;
-        result = band_views(arena, write, [read]).and_then(|(w, [r])| kernel(r, w));
-        result.ok()
-    });
-    result
+    each_band(arena, &rows, side, [x], y, |_, w, [r]| kernel(r, w))
 }
 
 /// The tensors an operator reads and the one it writes.
@@ -582,20 +570,27 @@ impl Op<'_> {
     /// Whether an output that overlaps an input leaves room for the operator's bands (any operator
     /// whose output overlaps none of its inputs passes; the plan check refuses other overlaps).
     pub(crate) fn bands_fit(&self) -> bool {
-        match self {
+        use crate::in_place::windowed;
+        let with = |rows: Rows| move |side| (rows, side);
+        let run = match self {
             Op::Conv2d(c) | Op::DepthwiseConv2d(c) => {
-                crate::in_place::windowed(&c.input, &c.output, &c.rows()).is_ok()
+                windowed(&c.input, &c.output).map(|s| s.map(with(c.rows())))
             }
             Op::AveragePool2d(p) | Op::MaxPool2d(p) => {
-                crate::in_place::windowed(&p.input, &p.output, &p.rows()).is_ok()
+                windowed(&p.input, &p.output).map(|s| s.map(with(p.rows())))
             }
-            Op::Add(b) => b.in_place().is_ok(),
-            Op::Mul(b) => b.in_place().is_ok(),
+            Op::Add(b) => b.in_place(),
+            Op::Mul(b) => b.in_place(),
             Op::Logistic(Unary { input, output, .. })
             | Op::Tanh(Unary { input, output, .. })
             | Op::Relu(Relu { input, output, .. })
-            | Op::LeakyRelu(LeakyRelu { input, output, .. }) => elementwise(input, output).is_ok(),
-            _ => true,
+            | Op::LeakyRelu(LeakyRelu { input, output, .. }) => elementwise(input, output),
+            _ => Ok(None),
+        };
+        match run {
+            Ok(None) => true,
+            Ok(Some((rows, side))) => rows.fits(side),
+            Err(()) => false,
         }
     }
 }
