@@ -257,12 +257,13 @@ impl<'a> Context<'_, 'a> {
                 "only Reshape, convolutions, poolings and element-wise operators may run in place",
             );
         }
+        op.validate(&check)?;
         if !op.bands_fit() {
             return check.bad(
-                "in-place operator needs batch 1, one overlapped input, shapes without broadcasting and room for bands of one row",
+                "in-place operator needs batch 1, one overlapped input, shapes without broadcasting and room for bands of one row (or, a depthwise convolution, to run over its input)",
             );
         }
-        op.validate(&check)
+        Ok(())
     }
 
     /// No two tensors live at the same step may share arena bytes, but an in-place output may overlap

@@ -388,14 +388,22 @@ mod tests {
         /// its bands need (and by more), computes what it computes out of place.
         #[test]
         fn in_place_equals_out_of_place(case in case()) {
-            let rows = {
+            let (rows, over_input) = {
                 let (bytes, _) = model(&case, 0, 4096, false);
                 let m = Model::from_bytes(&bytes).unwrap();
-                let Some(Op::Conv2d(c) | Op::DepthwiseConv2d(c)) = m.ops().next() else { unreachable!() };
-                c.rows()
+                let found = match m.ops().next() {
+                    Some(Op::Conv2d(c)) => (c.rows(), false),
+                    Some(Op::DepthwiseConv2d(c)) => (c.rows(), c.runs_over_input()),
+                    _ => unreachable!(),
+                };
+                found
             };
             let (bytes, input) = model(&case, 0, 4096, false);
             let expected = run(&bytes, &input);
+            if over_input {
+                let (bytes, _) = model(&case, 0, 0, true);
+                prop_assert_eq!(&run(&bytes, &input), &expected, "over its input");
+            }
             for extra in [0, ARENA_ALIGN * 3] {
                 if let Some(s) = rows.min_shift(Direction::Before, ARENA_ALIGN) {
                     let (bytes, _) = model(&case, (s + extra) as u32, 0, true);
@@ -435,6 +443,17 @@ mod tests {
             Err(Error::PlanOverlap { .. })
         ));
         let (bytes, input) = model(&case, 64, 0, true);
-        assert_eq!(run(&bytes, &input).len(), 6 * 4 * 8);
+        let expected = run(&model(&case, 0, 4096, false).0, &input);
+        assert_eq!(run(&bytes, &input), expected);
+        // A depthwise convolution of stride 1 may also write exactly over its input; a
+        // convolution may not.
+        let (bytes, _) = model(&case, 0, 0, true);
+        assert_eq!(run(&bytes, &input), expected);
+        let conv = Case {
+            depthwise: false,
+            ..case
+        };
+        let (bytes, _) = model(&conv, 0, 0, true);
+        assert!(refusal(&bytes).contains("in-place operator"));
     }
 }

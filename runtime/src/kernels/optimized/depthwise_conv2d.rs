@@ -66,9 +66,79 @@ pub fn depthwise_conv2d_s8_fast<const DSP: bool>(
     if !fits::<DSP>(g) {
         return;
     }
+    let mut io = Apart { input, output };
     let mut ring = [0u32; RING_WORDS];
     for c0 in (0..g.output.c).step_by(LANES) {
-        block::<DSP>(g, q, input, filter, bias, output, c0, &mut ring);
+        block::<DSP>(g, q, &mut io, filter, bias, c0, &mut ring);
+    }
+}
+
+/// Whether [`depthwise_conv2d_s8_over_input`] takes this geometry, with or without `DSP`: stride 1,
+/// the output the input's shape, and every row of the kernel's height span in the ring at once (one
+/// tile of columns).
+pub fn runs_over_input(g: &ConvGeometry) -> bool {
+    g.stride_h == 1
+        && g.stride_w == 1
+        && g.input == g.output
+        && fits::<false>(g)
+        && tile_width::<false>(g) >= g.output.w
+}
+
+/// [`depthwise_conv2d_s8_fast`] with the output written over its input (`data`, the input's
+/// bytes before the call and the output's after), for a geometry that [`runs_over_input`]. Each
+/// block of channels reads an input row into its ring before it writes the output row over it, and
+/// rows it still needs are held in the ring, so no byte is overwritten before its last read.
+pub fn depthwise_conv2d_s8_over_input<const DSP: bool>(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    data: &mut [i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+) {
+    if !runs_over_input(g) || data.len() < g.input.len() {
+        return;
+    }
+    let mut io = Shared(data);
+    let mut ring = [0u32; RING_WORDS];
+    for c0 in (0..g.output.c).step_by(LANES) {
+        block::<DSP>(g, q, &mut io, filter, bias, c0, &mut ring);
+    }
+}
+
+/// Where a block reads input rows and writes output rows, from element index `at` on.
+trait Io {
+    fn input(&self, at: usize) -> &[i8];
+    fn output(&mut self, at: usize) -> &mut [i8];
+}
+
+/// Input and output in separate buffers.
+struct Apart<'a, 'b> {
+    input: &'a [i8],
+    output: &'b mut [i8],
+}
+
+impl Io for Apart<'_, '_> {
+    #[inline(always)]
+    fn input(&self, at: usize) -> &[i8] {
+        &self.input[at..]
+    }
+    #[inline(always)]
+    fn output(&mut self, at: usize) -> &mut [i8] {
+        &mut self.output[at..]
+    }
+}
+
+/// Input and output in one buffer, element `i` of each at the same place.
+struct Shared<'a>(&'a mut [i8]);
+
+impl Io for Shared<'_> {
+    #[inline(always)]
+    fn input(&self, at: usize) -> &[i8] {
+        &self.0[at..]
+    }
+    #[inline(always)]
+    fn output(&mut self, at: usize) -> &mut [i8] {
+        &mut self.0[at..]
     }
 }
 
@@ -82,10 +152,9 @@ type Weights = [[u32; 4]; MAX_TAPS];
 fn block<const DSP: bool>(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
-    input: &[i8],
+    io: &mut impl Io,
     filter: &[i8],
     bias: LeI32<'_>,
-    output: &mut [i8],
     c0: usize,
     ring: &mut [u32; RING_WORDS],
 ) {
@@ -114,21 +183,10 @@ fn block<const DSP: bool>(
     if narrow_3x3::<DSP>(g) {
         let table = narrow_table::<DSP>(&weights, acc0);
         let cq = &cq[..real];
-        narrow_block::<DSP>(g, q, input, output, c0, real, cq, &table, ring);
+        narrow_block::<DSP>(g, q, io, c0, real, cq, &table, ring);
         return;
     }
-    general_block::<DSP>(
-        g,
-        q,
-        input,
-        output,
-        c0,
-        real,
-        &cq[..real],
-        &weights,
-        acc0,
-        ring,
-    );
+    general_block::<DSP>(g, q, io, c0, real, &cq[..real], &weights, acc0, ring);
 }
 
 /// [`block`] in the general layout: a ring slot per row of the kernel's height span, and a zero row.
@@ -137,8 +195,7 @@ fn block<const DSP: bool>(
 fn general_block<const DSP: bool>(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
-    input: &[i8],
-    output: &mut [i8],
+    io: &mut impl Io,
     c0: usize,
     real: usize,
     cq: &[ColumnQuant],
@@ -182,7 +239,7 @@ fn general_block<const DSP: bool>(
                         Some(iy) if iy < g.input.h => {
                             let s = iy % slots;
                             if held[s] != iy {
-                                let src = &input[g.input.index(n, iy, 0, c0)..];
+                                let src = io.input(g.input.index(n, iy, 0, c0));
                                 let dst = &mut ring[s * slot_len..][..slot_len];
                                 let off = q.input_offset;
                                 expand::<DSP>(src, c, g.input.w, real, start, off, dst);
@@ -207,7 +264,7 @@ fn general_block<const DSP: bool>(
                     taps_row_any::<DSP>(&ring[..], rows, slot_len, weights, g, acc0, row_accs);
                 }
                 if oy + 1 - first == batch || oy + 1 == g.output.h {
-                    let out = &mut output[g.output.index(n, first, ox0, c0)..];
+                    let out = io.output(g.output.index(n, first, ox0, c0));
                     let done = &accs[..(oy + 1 - first) * row_words];
                     requantize_row(q, cq, done, out, c);
                     first = oy + 1;
@@ -275,8 +332,7 @@ fn narrow_table<const DSP: bool>(weights: &Weights, acc0: [i32; 4]) -> [u32; TAB
 fn narrow_block<const DSP: bool>(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
-    input: &[i8],
-    output: &mut [i8],
+    io: &mut impl Io,
     c0: usize,
     real: usize,
     cq: &[ColumnQuant],
@@ -302,7 +358,7 @@ fn narrow_block<const DSP: bool>(
                     let dst = &mut head[s * SLOT_WORDS..][..slot_len];
                     match usize::try_from(iy) {
                         Ok(iy) if iy < g.input.h => {
-                            let src = &input[g.input.index(n, iy, 0, c0)..];
+                            let src = io.input(g.input.index(n, iy, 0, c0));
                             expand::<DSP>(
                                 src,
                                 c,
@@ -327,7 +383,7 @@ fn narrow_block<const DSP: bool>(
                 taps_row_narrow::<DSP, 2>(window, table, row_accs);
             }
             if oy + 1 - first == batch || oy + 1 == g.output.h {
-                let out = &mut output[g.output.index(n, first, 0, c0)..];
+                let out = io.output(g.output.index(n, first, 0, c0));
                 let done = &accs[..(oy + 1 - first) * row_words];
                 requantize_row(q, cq, done, out, c);
                 first = oy + 1;
@@ -1023,6 +1079,82 @@ mod tests {
         fn dsp_matches_reference(p in problems(11, true)) {
             check::<true>(&p)?;
         }
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_config(300))]
+
+        /// Written over its input, the kernel computes what the reference computes out of place,
+        /// with and without `DSP`, on every geometry that runs over its input.
+        #[test]
+        fn over_input_matches_reference(
+            (h, w, ch) in (1usize..12, 1usize..24, 1usize..20),
+            (kh, kw, dh, dw) in (1usize..6, 1usize..6, 1usize..3, 1usize..3),
+            (pt, pl, seed) in (0usize..9, 0usize..9, any::<u64>()),
+        ) {
+            let (span_h, span_w) = ((kh - 1) * dh + 1, (kw - 1) * dw + 1);
+            let shape = crate::kernels::Nhwc::new(1, h, w, ch);
+            let g = ConvGeometry {
+                input: shape,
+                output: shape,
+                kernel_h: kh,
+                kernel_w: kw,
+                stride_h: 1,
+                stride_w: 1,
+                dilation_h: dh,
+                dilation_w: dw,
+                pad_top: pt % span_h,
+                pad_left: pl % span_w,
+            };
+            prop_assume!(runs_over_input(&g));
+            let mut rng = crate::kernels::testutil::Rng::new(seed);
+            let le = |v: std::vec::Vec<i32>| {
+                v.iter().flat_map(|x| x.to_le_bytes()).collect::<std::vec::Vec<u8>>()
+            };
+            let multiplier = le((0..ch).map(|_| rng.range(1 << 30, i32::MAX)).collect());
+            let shift = le((0..ch).map(|_| rng.range(-10, 0)).collect());
+            let bias = le((0..ch).map(|_| rng.range(-5000, 5000)).collect());
+            let q = OutputQuant {
+                input_offset: rng.range(-127, 128),
+                output_offset: rng.range(-128, 127),
+                act_min: -128,
+                act_max: 127,
+                multiplier: LeI32::new(&multiplier).unwrap(),
+                shift: LeI32::new(&shift).unwrap(),
+            };
+            let input = rng.i8_vec(g.input.len());
+            let filter = rng.i8_vec(kh * kw * ch);
+            let bias = LeI32::new(&bias).unwrap();
+            let mut want = vec![0i8; g.output.len()];
+            depthwise_conv2d_s8(&g, 1, &q, &input, &filter, bias, &mut want);
+            let mut got = input.clone();
+            depthwise_conv2d_s8_over_input::<false>(&g, &q, &mut got, &filter, bias);
+            prop_assert_eq!(&got, &want);
+            let mut got = input.clone();
+            depthwise_conv2d_s8_over_input::<true>(&g, &q, &mut got, &filter, bias);
+            prop_assert_eq!(&got, &want);
+        }
+    }
+
+    #[test]
+    fn over_input_needs_stride_1_same_shape_and_whole_rows() {
+        let g = |w, stride| ConvGeometry {
+            input: crate::kernels::Nhwc::new(1, 5, w, 64),
+            output: crate::kernels::Nhwc::new(1, 5 / stride, w / stride, 64),
+            kernel_h: 3,
+            kernel_w: 3,
+            stride_h: stride,
+            stride_w: stride,
+            dilation_h: 1,
+            dilation_w: 1,
+            pad_top: 1,
+            pad_left: 1,
+        };
+        assert!(runs_over_input(&g(5, 1)));
+        assert!(runs_over_input(&g(20, 1)));
+        // Rows wider than one tile would have a later tile read columns an earlier one wrote.
+        assert!(!runs_over_input(&g(100, 1)));
+        assert!(!runs_over_input(&g(10, 2)));
     }
 
     #[test]

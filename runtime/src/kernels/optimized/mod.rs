@@ -148,6 +148,21 @@ pub fn depthwise_conv2d_s8(
     }
 }
 
+/// Int8 depthwise convolution with its output written over its input (`data`), for a geometry that
+/// [`depthwise_conv2d::runs_over_input`] on every target: the ring kernel, with `SXTB16` pairs on
+/// Armv7E-M (the reference kernel, which reads inputs after it writes outputs, cannot run so).
+pub fn depthwise_conv2d_s8_over_input(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    data: &mut [i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+) {
+    depthwise_conv2d::depthwise_conv2d_s8_over_input::<{ cfg!(ferrite_dsp) }>(
+        g, q, data, filter, bias,
+    )
+}
+
 /// Int8 FullyConnected: the x86-64 SIMD path where it applies, the `SMLAD` kernel on Armv7E-M,
 /// the portable fast kernel on Armv7-M, else the reference (same contract and result as
 /// [`super::fully_connected::fully_connected_s8`]).
