@@ -1081,6 +1081,61 @@ mod tests {
         }
     }
 
+    /// Random per-channel quantization, bias, input and filter for `g`, and the reference
+    /// kernel's output on them.
+    struct Random {
+        multiplier: std::vec::Vec<u8>,
+        shift: std::vec::Vec<u8>,
+        bias: std::vec::Vec<u8>,
+        offsets: (i32, i32),
+        input: std::vec::Vec<i8>,
+        filter: std::vec::Vec<i8>,
+        want: std::vec::Vec<i8>,
+    }
+
+    impl Random {
+        fn new(g: &ConvGeometry, rng: &mut crate::kernels::testutil::Rng) -> Random {
+            let ch = g.output.c;
+            let mut le = |lo: i32, hi: i32| {
+                (0..ch)
+                    .flat_map(|_| rng.range(lo, hi).to_le_bytes())
+                    .collect::<std::vec::Vec<u8>>()
+            };
+            let (multiplier, shift, bias) = (le(1 << 30, i32::MAX), le(-10, 0), le(-5000, 5000));
+            let offsets = (rng.range(-127, 128), rng.range(-128, 127));
+            let input = rng.i8_vec(g.input.len());
+            let filter = rng.i8_vec(g.kernel_h * g.kernel_w * ch);
+            let mut r = Random {
+                multiplier,
+                shift,
+                bias,
+                offsets,
+                input,
+                filter,
+                want: std::vec::Vec::new(),
+            };
+            let mut want = vec![0i8; g.output.len()];
+            depthwise_conv2d_s8(g, 1, &r.q(), &r.input, &r.filter, r.bias(), &mut want);
+            r.want = want;
+            r
+        }
+
+        fn q(&self) -> OutputQuant<'_> {
+            OutputQuant {
+                input_offset: self.offsets.0,
+                output_offset: self.offsets.1,
+                act_min: -128,
+                act_max: 127,
+                multiplier: LeI32::new(&self.multiplier).unwrap(),
+                shift: LeI32::new(&self.shift).unwrap(),
+            }
+        }
+
+        fn bias(&self) -> LeI32<'_> {
+            LeI32::new(&self.bias).unwrap()
+        }
+    }
+
     proptest! {
         #![proptest_config(crate::proptest_config(300))]
 
@@ -1107,32 +1162,13 @@ mod tests {
                 pad_left: pl % span_w,
             };
             prop_assume!(runs_over_input(&g));
-            let mut rng = crate::kernels::testutil::Rng::new(seed);
-            let le = |v: std::vec::Vec<i32>| {
-                v.iter().flat_map(|x| x.to_le_bytes()).collect::<std::vec::Vec<u8>>()
-            };
-            let multiplier = le((0..ch).map(|_| rng.range(1 << 30, i32::MAX)).collect());
-            let shift = le((0..ch).map(|_| rng.range(-10, 0)).collect());
-            let bias = le((0..ch).map(|_| rng.range(-5000, 5000)).collect());
-            let q = OutputQuant {
-                input_offset: rng.range(-127, 128),
-                output_offset: rng.range(-128, 127),
-                act_min: -128,
-                act_max: 127,
-                multiplier: LeI32::new(&multiplier).unwrap(),
-                shift: LeI32::new(&shift).unwrap(),
-            };
-            let input = rng.i8_vec(g.input.len());
-            let filter = rng.i8_vec(kh * kw * ch);
-            let bias = LeI32::new(&bias).unwrap();
-            let mut want = vec![0i8; g.output.len()];
-            depthwise_conv2d_s8(&g, 1, &q, &input, &filter, bias, &mut want);
-            let mut got = input.clone();
-            depthwise_conv2d_s8_over_input::<false>(&g, &q, &mut got, &filter, bias);
-            prop_assert_eq!(&got, &want);
-            let mut got = input.clone();
-            depthwise_conv2d_s8_over_input::<true>(&g, &q, &mut got, &filter, bias);
-            prop_assert_eq!(&got, &want);
+            let r = Random::new(&g, &mut crate::kernels::testutil::Rng::new(seed));
+            let mut got = r.input.clone();
+            depthwise_conv2d_s8_over_input::<false>(&g, &r.q(), &mut got, &r.filter, r.bias());
+            prop_assert_eq!(&got, &r.want);
+            let mut got = r.input.clone();
+            depthwise_conv2d_s8_over_input::<true>(&g, &r.q(), &mut got, &r.filter, r.bias());
+            prop_assert_eq!(&got, &r.want);
         }
     }
 
@@ -1183,43 +1219,18 @@ mod tests {
                 pad_top,
                 pad_left,
             };
-            let le = |v: &[i32]| {
-                v.iter()
-                    .flat_map(|x| x.to_le_bytes())
-                    .collect::<std::vec::Vec<u8>>()
-            };
-            let multiplier = le(&(0..ch)
-                .map(|_| rng.range(1 << 30, i32::MAX))
-                .collect::<std::vec::Vec<_>>());
-            let shift = le(&(0..ch)
-                .map(|_| rng.range(-10, 0))
-                .collect::<std::vec::Vec<_>>());
-            let bias = le(&(0..ch)
-                .map(|_| rng.range(-5000, 5000))
-                .collect::<std::vec::Vec<_>>());
-            let q = OutputQuant {
-                input_offset: rng.range(-127, 128),
-                output_offset: rng.range(-128, 127),
-                act_min: -128,
-                act_max: 127,
-                multiplier: LeI32::new(&multiplier).unwrap(),
-                shift: LeI32::new(&shift).unwrap(),
-            };
-            let input = rng.i8_vec(g.input.len());
-            let filter = rng.i8_vec(k * k * ch);
-            let bias = LeI32::new(&bias).unwrap();
-            let mut want = vec![0i8; g.output.len()];
-            depthwise_conv2d_s8(&g, 1, &q, &input, &filter, bias, &mut want);
+            let r = Random::new(&g, &mut rng);
+            let (q, bias, input, filter) = (r.q(), r.bias(), &r.input, &r.filter);
             for dsp in [false, true] {
                 let mut got = vec![0i8; g.output.len()];
                 if dsp {
                     assert!(fits::<true>(&g));
-                    depthwise_conv2d_s8_fast::<true>(&g, &q, &input, &filter, bias, &mut got);
+                    depthwise_conv2d_s8_fast::<true>(&g, &q, input, filter, bias, &mut got);
                 } else {
                     assert!(fits::<false>(&g));
-                    depthwise_conv2d_s8_fast::<false>(&g, &q, &input, &filter, bias, &mut got);
+                    depthwise_conv2d_s8_fast::<false>(&g, &q, input, filter, bias, &mut got);
                 }
-                assert_eq!(got, want, "case {case}, dsp {dsp}, {g:?}");
+                assert_eq!(got, r.want, "case {case}, dsp {dsp}, {g:?}");
             }
         }
     }
