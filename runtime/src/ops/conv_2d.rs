@@ -57,15 +57,32 @@ pub struct Conv<'a> {
 impl Conv<'_> {
     /// The convolution's rows, as running it in place in bands sees them.
     pub fn rows(&self) -> Rows {
-        let g = geometry(
+        let g = self.geometry();
+        let span = g.kernel_h.saturating_sub(1) * g.dilation_h + 1;
+        Rows::windowed(&g, span, self.input.dtype.size(), self.output.dtype.size())
+    }
+
+    /// The kernels' view of its shapes and window.
+    pub(crate) fn geometry(&self) -> ConvGeometry {
+        geometry(
             &self.input,
             &self.output,
             self.kernel_h,
             self.kernel_w,
             &self.window,
-        );
-        let span = g.kernel_h.saturating_sub(1) * g.dilation_h + 1;
-        Rows::windowed(&g, span, self.input.dtype.size(), self.output.dtype.size())
+        )
+    }
+
+    /// Its integer output quantization (int8 or int16x8).
+    pub(crate) fn quant(&self) -> Result<OutputQuant<'_>, Error> {
+        output_quant(
+            &self.input,
+            &self.output,
+            self.act_min,
+            self.act_max,
+            self.multiplier,
+            self.shift,
+        )
     }
 }
 
@@ -179,18 +196,11 @@ pub(crate) fn run_conv(
         &mut [f32],
     ),
 ) -> Result<(), Error> {
-    let g = geometry(&c.input, &c.output, c.kernel_h, c.kernel_w, &c.window);
+    let g = c.geometry();
     let rows = c.rows();
     match c.input.dtype {
         DType::I8 => {
-            let q = output_quant(
-                &c.input,
-                &c.output,
-                c.act_min,
-                c.act_max,
-                c.multiplier,
-                c.shift,
-            )?;
+            let q = c.quant()?;
             let filter = bytemuck::cast_slice::<u8, i8>(c.filter);
             let bias = le_i32(c.bias)?;
             run_windowed(arena, &c.input, &c.output, &g, &rows, &mut |g, x, y| {
@@ -207,14 +217,7 @@ pub(crate) fn run_conv(
         }
         #[cfg(feature = "int16")]
         DType::I16 => {
-            let q = output_quant(
-                &c.input,
-                &c.output,
-                c.act_min,
-                c.act_max,
-                c.multiplier,
-                c.shift,
-            )?;
+            let q = c.quant()?;
             let filter = bytemuck::cast_slice::<u8, i8>(c.filter);
             let bias = le_i64(c.bias)?;
             run_windowed(arena, &c.input, &c.output, &g, &rows, &mut |g, x, y| {

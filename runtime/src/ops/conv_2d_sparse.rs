@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::conv_2d::{validate_shapes, validate_weights, Conv};
 use crate::format::Operand;
-use crate::interpreter::{geometry, le_i32, output_quant, Views};
+use crate::interpreter::{le_i32, Views};
 use crate::kernels::sparse::{stored_weights, SparseFilter};
 use crate::kernels::{self};
 use crate::validate::{Check, Kind};
@@ -83,15 +83,7 @@ pub(crate) fn validate_mask(
 pub(crate) fn run(s: &SparseConv<'_>, arena: &mut [u8]) -> Result<(), Error> {
     let c = &s.conv;
     let mut v = Views::new(arena, &c.output)?;
-    let g = geometry(&c.input, &c.output, c.kernel_h, c.kernel_w, &c.window);
-    let q = output_quant(
-        &c.input,
-        &c.output,
-        c.act_min,
-        c.act_max,
-        c.multiplier,
-        c.shift,
-    )?;
+    let (g, q) = (c.geometry(), c.quant()?);
     let filter = s.filter();
     let input = v.i8(&c.input)?;
     kernels::optimized::conv2d_sparse_s8(&g, &q, input, &filter, le_i32(c.bias)?, v.out_i8());

@@ -3,7 +3,7 @@
 
 use super::conv_2d::{run_conv, validate_conv, Conv};
 use crate::format::DType;
-use crate::interpreter::{geometry, le_i32, output_quant, CORRUPT};
+use crate::interpreter::{le_i32, CORRUPT};
 use crate::kernels;
 use crate::validate::Check;
 use crate::Error;
@@ -23,13 +23,7 @@ impl Conv<'_> {
             && self.depth_multiplier == 1
             && self.input.shape.rank == 4
             && self.input.shape.nhwc().n == 1
-            && kernels::optimized::depthwise_conv2d::runs_over_input(&geometry(
-                &self.input,
-                &self.output,
-                self.kernel_h,
-                self.kernel_w,
-                &self.window,
-            ))
+            && kernels::optimized::depthwise_conv2d::runs_over_input(&self.geometry())
     }
 }
 
@@ -58,15 +52,7 @@ pub(crate) fn run(c: &Conv<'_>, arena: &mut [u8]) -> Result<(), Error> {
 /// Runs the convolution with its output over its input ([`Conv::runs_over_input`]).
 #[inline(never)]
 fn run_over_input(c: &Conv<'_>, arena: &mut [u8]) -> Result<(), Error> {
-    let g = geometry(&c.input, &c.output, c.kernel_h, c.kernel_w, &c.window);
-    let q = output_quant(
-        &c.input,
-        &c.output,
-        c.act_min,
-        c.act_max,
-        c.multiplier,
-        c.shift,
-    )?;
+    let (g, q) = (c.geometry(), c.quant()?);
     let at = c.input.offset as usize;
     let data = arena.get_mut(at..at + g.input.len()).ok_or(CORRUPT)?;
     kernels::optimized::depthwise_conv2d_s8_over_input(
