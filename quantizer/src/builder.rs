@@ -303,8 +303,8 @@ impl Lifetimes<'_> {
     /// Places every tensor. A Reshape's output takes its input's bytes when the input dies there; where
     /// `banded[step]`, so does the output of a convolution or pooling (batch 1), an Add or Mul without
     /// broadcasting or an element-wise activation, shifted before or after the input by the smallest room its bands need
-    /// (`ferrite_runtime::in_place`), or exactly over it for a depthwise convolution that runs so
-    /// (`Conv::runs_over_input`), whichever input and side widen the tensors sharing one buffer
+    /// (`ferrite_runtime::in_place`), or exactly over it for a convolution that runs so
+    /// (`Op::runs_over_input`), whichever input and side widen the tensors sharing one buffer
     /// least, and with `widen` as far as the group's width allows without growing. Each such group is
     /// one rigid unit to the planner.
     fn plan(&self, ops: &[Op<'_>], banded: &[bool], widen: bool) -> Layout {
@@ -333,7 +333,7 @@ impl Lifetimes<'_> {
             };
             let shifts = match (op, rows) {
                 (Op::Reshape(_), _) => [Some(0), None],
-                (Op::DepthwiseConv2d(c), _) if banded[s] && c.runs_over_input() => [Some(0), None],
+                _ if banded[s] && op.runs_over_input() => [Some(0), None],
                 (_, Some(rows)) if banded[s] => [
                     rows.min_shift(Direction::Before, ARENA_ALIGN)
                         .map(|d| -(d as isize)),

@@ -62,6 +62,26 @@ impl Conv<'_> {
         Rows::windowed(&g, span, self.input.dtype.size(), self.output.dtype.size())
     }
 
+    /// Whether the convolution (`depthwise` or not) may write its output exactly over its input,
+    /// at the same offset: int8, batch 1, and a geometry its over-input kernel takes
+    /// ([`kernels::optimized::conv2d::runs_over_input`]: pointwise, no wider output;
+    /// [`kernels::optimized::depthwise_conv2d::runs_over_input`]: depth multiplier 1, stride 1,
+    /// the input's shape).
+    pub fn runs_over_input(&self, depthwise: bool) -> bool {
+        let g = self.geometry();
+        cfg!(feature = "in-place")
+            && self.input.dtype == DType::I8
+            && self.output.dtype == DType::I8
+            && self.input.shape.rank == 4
+            && g.input.n == 1
+            && if depthwise {
+                self.depth_multiplier == 1
+                    && kernels::optimized::depthwise_conv2d::runs_over_input(&g)
+            } else {
+                kernels::optimized::conv2d::runs_over_input(&g)
+            }
+    }
+
     /// The kernels' view of its shapes and window.
     pub(crate) fn geometry(&self) -> ConvGeometry {
         geometry(
@@ -95,6 +115,9 @@ pub(crate) fn validate(c: &Conv<'_>, check: &Check<'_, '_, '_>) -> Result<(), Er
 }
 
 pub(crate) fn run(c: &Conv<'_>, arena: &mut [u8]) -> Result<(), Error> {
+    if c.input.offset == c.output.offset && c.runs_over_input(false) {
+        return run_over_input(c, arena, kernels::optimized::conv2d_s8_over_input);
+    }
     run_conv(
         c,
         arena,
@@ -104,6 +127,28 @@ pub(crate) fn run(c: &Conv<'_>, arena: &mut [u8]) -> Result<(), Error> {
         #[cfg(feature = "float")]
         kernels::float::conv2d_f32,
     )
+}
+
+/// Runs a convolution that [`Conv::runs_over_input`] with its output over its input, through
+/// `kernel`.
+#[inline(never)]
+pub(crate) fn run_over_input(
+    c: &Conv<'_>,
+    arena: &mut [u8],
+    kernel: fn(&ConvGeometry, &OutputQuant<'_>, &mut [i8], &[i8], LeI32<'_>),
+) -> Result<(), Error> {
+    let (g, q) = (c.geometry(), c.quant()?);
+    let at = c.input.offset as usize;
+    let data = arena.get_mut(at..at + g.input.len()).ok_or(CORRUPT)?;
+    let filter = bytemuck::cast_slice(c.filter);
+    kernel(
+        &g,
+        &q,
+        bytemuck::cast_slice_mut(data),
+        filter,
+        le_i32(c.bias)?,
+    );
+    Ok(())
 }
 
 /// The checks of Conv2D (`depthwise` false) and DepthwiseConv2D.
@@ -395,8 +440,8 @@ mod tests {
                 let (bytes, _) = model(&case, 0, 4096, false);
                 let m = Model::from_bytes(&bytes).unwrap();
                 let found = match m.ops().next() {
-                    Some(Op::Conv2d(c)) => (c.rows(), false),
-                    Some(Op::DepthwiseConv2d(c)) => (c.rows(), c.runs_over_input()),
+                    Some(Op::Conv2d(c)) => (c.rows(), c.runs_over_input(false)),
+                    Some(Op::DepthwiseConv2d(c)) => (c.rows(), c.runs_over_input(true)),
                     _ => unreachable!(),
                 };
                 found
@@ -448,8 +493,8 @@ mod tests {
         let (bytes, input) = model(&case, 64, 0, true);
         let expected = run(&model(&case, 0, 4096, false).0, &input);
         assert_eq!(run(&bytes, &input), expected);
-        // A depthwise convolution of stride 1 may also write exactly over its input; a
-        // convolution may not.
+        // A depthwise convolution of stride 1 may also write exactly over its input; a 3x3
+        // convolution may not, a pointwise one may.
         let (bytes, _) = model(&case, 0, 0, true);
         assert_eq!(run(&bytes, &input), expected);
         let conv = Case {
@@ -458,5 +503,18 @@ mod tests {
         };
         let (bytes, _) = model(&conv, 0, 0, true);
         assert!(refusal(&bytes).contains("in-place operator"));
+        for c_out in [8, 5] {
+            let pointwise = Case {
+                depthwise: false,
+                c_out,
+                k: (1, 1),
+                pad: (0, 0),
+                ..case
+            };
+            let (bytes, input) = model(&pointwise, 0, 4096, false);
+            let expected = run(&bytes, &input);
+            let (bytes, _) = model(&pointwise, 0, 0, true);
+            assert_eq!(run(&bytes, &input), expected, "{c_out} output channels");
+        }
     }
 }

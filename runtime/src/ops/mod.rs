@@ -567,13 +567,25 @@ impl Op<'_> {
         }
     }
 
+    /// Whether the operator may write its output exactly over its input (the same offset; see
+    /// [`Conv::runs_over_input`]): some convolutions.
+    pub fn runs_over_input(&self) -> bool {
+        match self {
+            Op::Conv2d(c) => c.runs_over_input(false),
+            Op::DepthwiseConv2d(c) => c.runs_over_input(true),
+            _ => false,
+        }
+    }
+
     /// Whether an output that overlaps an input leaves room for the operator's bands (any operator
     /// whose output overlaps none of its inputs passes; the plan check refuses other overlaps).
     pub(crate) fn bands_fit(&self) -> bool {
         use crate::in_place::windowed;
         let with = |rows: Rows| move |side| (rows, side);
         let run = match self {
-            Op::DepthwiseConv2d(c) if c.input.offset == c.output.offset && c.runs_over_input() => {
+            Op::Conv2d(c) | Op::DepthwiseConv2d(c)
+                if c.input.offset == c.output.offset && self.runs_over_input() =>
+            {
                 return true;
             }
             Op::Conv2d(c) | Op::DepthwiseConv2d(c) => {

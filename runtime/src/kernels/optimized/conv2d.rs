@@ -144,21 +144,104 @@ fn conv2d_s8_patches<const DSP: bool>(
             let mut tails = [[0i32; 3]; 2];
             for (k, tail) in tails.iter_mut().enumerate().take(count) {
                 let x = patch_at(g, input, p + k, zero_point, direct, &mut raw[..len]);
-                let (x_groups, x_tail) = x.as_chunks::<4>();
-                for (quad, r) in quads.iter_mut().zip(x_groups) {
-                    let v = u32::from_le_bytes(r.map(|b| b as u8));
-                    quad[2 * k] = sxtb16(v);
-                    quad[2 * k + 1] = sxtb16_ror8(v);
-                }
-                for (t, &r) in tail.iter_mut().zip(x_tail) {
-                    *t = r as i32;
-                }
+                expand_position(x, k, &mut quads, tail);
             }
             let patch = &quads[..groups];
             let (tail_a, tail_b) = (&tails[0][..len % 4], &tails[1][..len % 4]);
             dsp_channels(patch, tail_a, tail_b, count == 2, filter, biases, lanes);
             let stride = if count == 2 { out_c } else { 0 };
             requantize_pass(q, lanes, short, &mut output[p * out_c + first..], stride);
+            p += count;
+        }
+    }
+}
+
+/// Expands position `k` (0 for A, 1 for B) of a pass, `x`, into its words of `quads` (the `SXTB16`
+/// pairs of each group of four values) and the values past the last group into `tail`.
+#[inline(always)]
+fn expand_position(x: &[i8], k: usize, quads: &mut [[u32; 4]], tail: &mut [i32; 3]) {
+    let (x_groups, x_tail) = x.as_chunks::<4>();
+    for (quad, r) in quads.iter_mut().zip(x_groups) {
+        let v = u32::from_le_bytes(r.map(|b| b as u8));
+        quad[2 * k] = sxtb16(v);
+        quad[2 * k + 1] = sxtb16_ror8(v);
+    }
+    for (t, &r) in tail.iter_mut().zip(x_tail) {
+        *t = r as i32;
+    }
+}
+
+/// Most input channels of a pointwise convolution written over its input (its two positions of a
+/// pass are copied to the stack).
+const OVER_INPUT_IN: usize = WIDE_MAX;
+/// Most output channels of a pointwise convolution written over its input (all prepared at once,
+/// on the stack).
+const OVER_INPUT_OUT: usize = 2 * CHANNEL_BLOCK;
+
+/// Whether [`conv2d_s8_over_input`] takes this geometry: pointwise (1x1, stride 1, no padding), no
+/// more output channels than input channels, at most 192 input and 64 output channels.
+pub fn runs_over_input(g: &ConvGeometry) -> bool {
+    is_direct(g)
+        && g.output.n == g.input.n
+        && g.output.c <= g.input.c
+        && g.input.c <= OVER_INPUT_IN
+        && g.output.c <= OVER_INPUT_OUT
+}
+
+/// [`conv2d_s8_fast`] with the output written over its input (`data`, the input's bytes before
+/// the call and the output's after), for a geometry that [`runs_over_input`]. Positions go two at a
+/// time, every output channel at once: both positions' inputs are copied (expanded) before their
+/// outputs are written, and those outputs, no wider than the inputs, cover input positions up to
+/// the pass's own only.
+pub fn conv2d_s8_over_input<const DSP: bool>(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    data: &mut [i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+) {
+    let (in_c, out_c) = (g.input.c, g.output.c);
+    if !runs_over_input(g) || data.len() < g.input.len() || filter.len() < out_c * in_c {
+        return;
+    }
+    let mut lanes = [Lane::default(); OVER_INPUT_OUT];
+    let mut biases = [0i32; OVER_INPUT_OUT];
+    let (lanes, biases) = (&mut lanes[..out_c], &mut biases[..out_c]);
+    let filter = &filter[..out_c * in_c];
+    let short = prepare(q, bias, 0, filter, lanes, biases);
+    let positions = g.output.n * g.output.h * g.output.w;
+    if DSP {
+        let mut quads = [[0u32; 4]; OVER_INPUT_IN / 4];
+        let quads = &mut quads[..in_c / 4];
+        let mut p = 0;
+        while p < positions {
+            let count = (positions - p).min(2);
+            let mut tails = [[0i32; 3]; 2];
+            for (k, tail) in tails.iter_mut().enumerate().take(count) {
+                expand_position(&data[(p + k) * in_c..][..in_c], k, quads, tail);
+            }
+            let (tail_a, tail_b) = (&tails[0][..in_c % 4], &tails[1][..in_c % 4]);
+            dsp_channels(quads, tail_a, tail_b, count == 2, filter, biases, lanes);
+            let stride = if count == 2 { out_c } else { 0 };
+            requantize_pass(q, lanes, short, &mut data[p * out_c..], stride);
+            p += count;
+        }
+    } else {
+        let mut wide = [[0i32; 2]; OVER_INPUT_IN];
+        let wide = &mut wide[..in_c];
+        let mut p = 0;
+        while p < positions {
+            // A lone last position is computed twice.
+            let count = (positions - p).min(2);
+            let (a, b) = (p * in_c, (p + count - 1) * in_c);
+            for (j, x) in wide.iter_mut().enumerate() {
+                *x = [data[a + j] as i32, data[b + j] as i32];
+            }
+            channel_pairs(filter, biases, false, lanes, |w0, w1, acc| {
+                dot_2x2_wide(wide, w0, w1, acc)
+            });
+            let stride = if count == 2 { out_c } else { 0 };
+            requantize_pass(q, lanes, short, &mut data[p * out_c..], stride);
             p += count;
         }
     }
@@ -792,6 +875,67 @@ pub(crate) mod tests {
         fn dsp_matches_reference(p in problems(11, false)) {
             check::<true>(&p)?;
         }
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_config(300))]
+
+        /// Written over its input, the pointwise kernel computes what the reference computes out
+        /// of place, with and without `DSP`.
+        #[test]
+        fn over_input_matches_reference(
+            (n, h, w) in (1usize..3, 1usize..7, 1usize..7),
+            (in_c, out_c) in (1usize..=OVER_INPUT_IN, 1usize..=OVER_INPUT_OUT),
+            (per_channel, has_bias, seed) in (any::<bool>(), any::<bool>(), any::<u64>()),
+        ) {
+            let g = ConvGeometry {
+                input: crate::kernels::Nhwc::new(n, h, w, in_c),
+                output: crate::kernels::Nhwc::new(n, h, w, out_c.min(in_c)),
+                kernel_h: 1,
+                kernel_w: 1,
+                stride_h: 1,
+                stride_w: 1,
+                dilation_h: 1,
+                dilation_w: 1,
+                pad_top: 0,
+                pad_left: 0,
+            };
+            prop_assert!(runs_over_input(&g));
+            let p = Problem::random(g, false, per_channel, has_bias, seed);
+            let (q, bias) = (p.quant(), LeI32::new(&p.bias).unwrap());
+            let mut want = vec![0i8; g.output.len()];
+            conv2d_s8(&g, &q, &p.input, &p.filter, bias, &mut want);
+            for dsp in [false, true] {
+                let mut data = p.input.clone();
+                if dsp {
+                    conv2d_s8_over_input::<true>(&g, &q, &mut data, &p.filter, bias);
+                } else {
+                    conv2d_s8_over_input::<false>(&g, &q, &mut data, &p.filter, bias);
+                }
+                prop_assert_eq!(&data[..want.len()], &want[..], "dsp {}", dsp);
+            }
+        }
+    }
+
+    #[test]
+    fn over_input_needs_pointwise_and_no_wider_output() {
+        let g = |k: usize, in_c, out_c| ConvGeometry {
+            input: crate::kernels::Nhwc::new(1, 4, 4, in_c),
+            output: crate::kernels::Nhwc::new(1, 5 - k, 5 - k, out_c),
+            kernel_h: k,
+            kernel_w: k,
+            stride_h: 1,
+            stride_w: 1,
+            dilation_h: 1,
+            dilation_w: 1,
+            pad_top: 0,
+            pad_left: 0,
+        };
+        assert!(runs_over_input(&g(1, 64, 64)));
+        assert!(runs_over_input(&g(1, 64, 16)));
+        assert!(!runs_over_input(&g(1, 16, 64)));
+        assert!(!runs_over_input(&g(1, 192, 129)));
+        assert!(!runs_over_input(&g(3, 64, 64)));
     }
 
     proptest! {

@@ -1081,59 +1081,14 @@ mod tests {
         }
     }
 
-    /// Random per-channel quantization, bias, input and filter for `g`, and the reference
-    /// kernel's output on them.
-    struct Random {
-        multiplier: std::vec::Vec<u8>,
-        shift: std::vec::Vec<u8>,
-        bias: std::vec::Vec<u8>,
-        offsets: (i32, i32),
-        input: std::vec::Vec<i8>,
-        filter: std::vec::Vec<i8>,
-        want: std::vec::Vec<i8>,
-    }
-
-    impl Random {
-        fn new(g: &ConvGeometry, rng: &mut crate::kernels::testutil::Rng) -> Random {
-            let ch = g.output.c;
-            let mut le = |lo: i32, hi: i32| {
-                (0..ch)
-                    .flat_map(|_| rng.range(lo, hi).to_le_bytes())
-                    .collect::<std::vec::Vec<u8>>()
-            };
-            let (multiplier, shift, bias) = (le(1 << 30, i32::MAX), le(-10, 0), le(-5000, 5000));
-            let offsets = (rng.range(-127, 128), rng.range(-128, 127));
-            let input = rng.i8_vec(g.input.len());
-            let filter = rng.i8_vec(g.kernel_h * g.kernel_w * ch);
-            let mut r = Random {
-                multiplier,
-                shift,
-                bias,
-                offsets,
-                input,
-                filter,
-                want: std::vec::Vec::new(),
-            };
-            let mut want = vec![0i8; g.output.len()];
-            depthwise_conv2d_s8(g, 1, &r.q(), &r.input, &r.filter, r.bias(), &mut want);
-            r.want = want;
-            r
-        }
-
-        fn q(&self) -> OutputQuant<'_> {
-            OutputQuant {
-                input_offset: self.offsets.0,
-                output_offset: self.offsets.1,
-                act_min: -128,
-                act_max: 127,
-                multiplier: LeI32::new(&self.multiplier).unwrap(),
-                shift: LeI32::new(&self.shift).unwrap(),
-            }
-        }
-
-        fn bias(&self) -> LeI32<'_> {
-            LeI32::new(&self.bias).unwrap()
-        }
+    /// A random problem for `g` (quantization per channel, a bias) and the reference kernel's
+    /// output on it.
+    fn random(g: ConvGeometry, seed: u64) -> (Problem, std::vec::Vec<i8>) {
+        let p = Problem::random(g, true, true, true, seed);
+        let mut want = vec![0i8; g.output.len()];
+        let bias = LeI32::new(&p.bias).unwrap();
+        depthwise_conv2d_s8(&g, 1, &p.quant(), &p.input, &p.filter, bias, &mut want);
+        (p, want)
     }
 
     proptest! {
@@ -1162,13 +1117,14 @@ mod tests {
                 pad_left: pl % span_w,
             };
             prop_assume!(runs_over_input(&g));
-            let r = Random::new(&g, &mut crate::kernels::testutil::Rng::new(seed));
-            let mut got = r.input.clone();
-            depthwise_conv2d_s8_over_input::<false>(&g, &r.q(), &mut got, &r.filter, r.bias());
-            prop_assert_eq!(&got, &r.want);
-            let mut got = r.input.clone();
-            depthwise_conv2d_s8_over_input::<true>(&g, &r.q(), &mut got, &r.filter, r.bias());
-            prop_assert_eq!(&got, &r.want);
+            let (p, want) = random(g, seed);
+            let bias = LeI32::new(&p.bias).unwrap();
+            let mut got = p.input.clone();
+            depthwise_conv2d_s8_over_input::<false>(&g, &p.quant(), &mut got, &p.filter, bias);
+            prop_assert_eq!(&got, &want);
+            let mut got = p.input.clone();
+            depthwise_conv2d_s8_over_input::<true>(&g, &p.quant(), &mut got, &p.filter, bias);
+            prop_assert_eq!(&got, &want);
         }
     }
 
@@ -1219,8 +1175,9 @@ mod tests {
                 pad_top,
                 pad_left,
             };
-            let r = Random::new(&g, &mut rng);
-            let (q, bias, input, filter) = (r.q(), r.bias(), &r.input, &r.filter);
+            let (p, want) = random(g, rng.range(0, i32::MAX) as u64);
+            let (q, bias) = (p.quant(), LeI32::new(&p.bias).unwrap());
+            let (input, filter) = (&p.input, &p.filter);
             for dsp in [false, true] {
                 let mut got = vec![0i8; g.output.len()];
                 if dsp {
@@ -1230,7 +1187,7 @@ mod tests {
                     assert!(fits::<false>(&g));
                     depthwise_conv2d_s8_fast::<false>(&g, &q, input, filter, bias, &mut got);
                 }
-                assert_eq!(got, r.want, "case {case}, dsp {dsp}, {g:?}");
+                assert_eq!(got, want, "case {case}, dsp {dsp}, {g:?}");
             }
         }
     }

@@ -148,6 +148,25 @@ pub fn depthwise_conv2d_s8(
     }
 }
 
+/// Int8 pointwise convolution with its output written over its input (`data`), for a geometry that
+/// [`conv2d::runs_over_input`], on every target: the patch kernel's passes, with every output
+/// channel prepared once (the reference kernel, which reads inputs after it writes outputs,
+/// cannot run so); the `SMLAD` twins on 64-bit hosts, as [`conv2d_variant`] picks.
+pub fn conv2d_s8_over_input(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    data: &mut [i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+) {
+    const DSP: bool = cfg!(any(
+        ferrite_dsp,
+        target_arch = "x86_64",
+        target_arch = "aarch64"
+    ));
+    conv2d::conv2d_s8_over_input::<DSP>(g, q, data, filter, bias)
+}
+
 /// Int8 depthwise convolution with its output written over its input (`data`), for a geometry that
 /// [`depthwise_conv2d::runs_over_input`] on every target: the ring kernel, with `SXTB16` pairs on
 /// Armv7E-M (the reference kernel, which reads inputs after it writes outputs, cannot run so).
@@ -612,41 +631,54 @@ pub(crate) mod testgen {
                     pad_top: h.4,
                     pad_left: w.4,
                 };
-                let mut rng = super::super::testutil::Rng::new(seed);
-                let filter_len = if depthwise {
-                    g.kernel_h * g.kernel_w * out_c
-                } else {
-                    out_c * g.kernel_h * g.kernel_w * in_c
-                };
-                let channels = if per_channel { out_c } else { 1 };
-                let multiplier: Vec<i32> = (0..channels)
-                    .map(|_| rng.range(1 << 30, i32::MAX))
-                    .collect();
-                let shift: Vec<i32> = (0..channels).map(|_| rng.range(-12, 2)).collect();
-                let bias: Vec<i32> = if has_bias {
-                    (0..out_c).map(|_| rng.range(-100_000, 100_000)).collect()
-                } else {
-                    Vec::new()
-                };
-                let a = rng.range(-128, 127);
-                let b = rng.range(-128, 127);
-                Problem {
-                    g,
-                    input_offset: -rng.range(-128, 127),
-                    output_offset: rng.range(-128, 127),
-                    act_min: a.min(b),
-                    act_max: a.max(b),
-                    multiplier: le(&multiplier),
-                    shift: le(&shift),
-                    bias: le(&bias),
-                    input: rng.i8_vec(g.input.len()),
-                    // The format's weights are symmetric int8 (-127..=127), but any byte must work.
-                    filter: rng.i8_vec(filter_len),
-                }
+                Problem::random(g, depthwise, per_channel, has_bias, seed)
             })
     }
 
     impl Problem {
+        /// Random quantization (per channel or per tensor), bias (or none), clamp, input and
+        /// filter for `g`, drawn from `seed`.
+        pub fn random(
+            g: ConvGeometry,
+            depthwise: bool,
+            per_channel: bool,
+            has_bias: bool,
+            seed: u64,
+        ) -> Problem {
+            let (in_c, out_c) = (g.input.c, g.output.c);
+            let mut rng = super::super::testutil::Rng::new(seed);
+            let filter_len = if depthwise {
+                g.kernel_h * g.kernel_w * out_c
+            } else {
+                out_c * g.kernel_h * g.kernel_w * in_c
+            };
+            let channels = if per_channel { out_c } else { 1 };
+            let multiplier: Vec<i32> = (0..channels)
+                .map(|_| rng.range(1 << 30, i32::MAX))
+                .collect();
+            let shift: Vec<i32> = (0..channels).map(|_| rng.range(-12, 2)).collect();
+            let bias: Vec<i32> = if has_bias {
+                (0..out_c).map(|_| rng.range(-100_000, 100_000)).collect()
+            } else {
+                Vec::new()
+            };
+            let a = rng.range(-128, 127);
+            let b = rng.range(-128, 127);
+            Problem {
+                g,
+                input_offset: -rng.range(-128, 127),
+                output_offset: rng.range(-128, 127),
+                act_min: a.min(b),
+                act_max: a.max(b),
+                multiplier: le(&multiplier),
+                shift: le(&shift),
+                bias: le(&bias),
+                input: rng.i8_vec(g.input.len()),
+                // The format's weights are symmetric int8 (-127..=127), but any byte must work.
+                filter: rng.i8_vec(filter_len),
+            }
+        }
+
         pub fn quant(&self) -> super::OutputQuant<'_> {
             super::OutputQuant {
                 input_offset: self.input_offset,
