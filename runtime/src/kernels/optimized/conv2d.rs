@@ -16,8 +16,7 @@
 //! into the accumulator's start, taps walked as contiguous row segments.
 
 use super::conv_loops::{
-    dot_2x2_q15, dot_2x2_q15_pairs, dot_2x2_wide, offset_clamp, requantize_lanes, Lane,
-    WindowOffsets, SMALL_MAX, SMALL_WORDS,
+    dot_2x2_q15, dot_2x2_wide, offset_clamp, requantize_lanes, Lane, WindowOffsets, SMALL_MAX,
 };
 use super::dsp::{smlad, sxtb16, sxtb16_ror8};
 use super::{tap_range, ChannelQuant};
@@ -251,11 +250,11 @@ pub fn conv2d_s8_over_input<const DSP: bool>(
 /// SMALL_MAX`, not direct): the stems, whose few input channels make gathering the patch as
 /// costly as the dot products. As in [`conv2d_s8_patches`], two positions a pass, the input
 /// offset folded into the bias, but the patch length is rounded up to a multiple of four (values
-/// 0 against weights 0), so that every value goes through `SMLAD`; the block's filter rows are
-/// split into 16-bit pairs once ([`dot_2x2_q15_pairs`]: no `SXTB16` in the inner loop), blocks of
-/// as many channels as fit `SMALL_WORDS`; and a window inside the input is read straight into the
-/// 16-bit pairs through a table of offsets ([`WindowOffsets`]), with one bounds check a position.
-/// Border windows are gathered with the zero point as padding, then split by `SXTB16`.
+/// past the field zero), so that every value goes through `SMLAD`; each pass's patch is gathered
+/// once for up to [`SMALL_BLOCK`] output channels, whose weights `SXTB16` splits in the inner loop
+/// ([`dot_2x2_q15`]); and a window inside the input is read straight into the 16-bit pairs through
+/// a table of offsets ([`WindowOffsets`]), with one bounds check a position. Border windows are
+/// gathered with the zero point as padding, then split by `SXTB16`.
 #[inline(never)]
 fn conv2d_s8_small(
     g: &ConvGeometry,
@@ -278,33 +277,32 @@ fn conv2d_s8_small(
         g.input.w,
     );
     let groups = window.groups();
-    // Channels a block: as many as their split weights fit in SMALL_WORDS, an even number.
-    let block = (SMALL_WORDS / (2 * groups)).min(CHANNEL_BLOCK) & !1;
-    let mut lanes = [Lane::default(); CHANNEL_BLOCK];
-    let mut biases = [0i32; CHANNEL_BLOCK];
-    // The block's filter rows zero-padded to `4 * groups` and split into 16-bit pairs.
-    let mut weights = [0u32; SMALL_WORDS];
+    let whole = 4 * groups;
+    // The last group's values past the field, zeroed in both positions' words.
+    let (keep_even, keep_odd) = match len % 4 {
+        1 => (0xffff, 0),
+        2 => (0xffff, 0xffff),
+        3 => (u32::MAX, 0xffff),
+        _ => (u32::MAX, u32::MAX),
+    };
+    let mut lanes = [Lane::default(); SMALL_BLOCK];
+    let mut biases = [0i32; SMALL_BLOCK];
     let mut quads = [[0u32; 4]; SMALL_MAX / 4];
     // A border window, gathered; the values past `len` stay 0.
     let mut raw = [0i8; SMALL_MAX];
-    for first in (0..out_c).step_by(block) {
-        let n = (out_c - first).min(block);
+    // Filter rows too close to the end to run on into the next row, zero-padded.
+    let mut pads = [[0i8; SMALL_MAX]; 2];
+    for first in (0..out_c).step_by(SMALL_BLOCK) {
+        let n = (out_c - first).min(SMALL_BLOCK);
         let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
-        let filter = &filter[first * len..][..n * len];
-        let short = prepare(q, bias, first, filter, lanes, biases);
-        let weights = &mut weights[..n * 2 * groups];
-        for (split, w) in weights
-            .chunks_exact_mut(2 * groups)
-            .zip(filter.chunks_exact(len))
-        {
-            let mut padded = [0i8; SMALL_MAX];
-            padded[..len].copy_from_slice(w);
-            let (words, _) = padded.as_chunks::<4>();
-            for (pair, v) in split.chunks_exact_mut(2).zip(words) {
-                let v = u32::from_le_bytes(v.map(|b| b as u8));
-                (pair[0], pair[1]) = (sxtb16(v), sxtb16_ror8(v));
-            }
-        }
+        let short = prepare(
+            q,
+            bias,
+            first,
+            &filter[first * len..][..n * len],
+            lanes,
+            biases,
+        );
         let mut p = 0;
         while p < positions {
             // A lone last position is computed twice.
@@ -312,13 +310,47 @@ fn conv2d_s8_small(
             let pos = [p, p + count - 1];
             small_column::<0>(g, input, pos[0], zero_point, &window, &mut raw, &mut quads);
             small_column::<1>(g, input, pos[1], zero_point, &window, &mut raw, &mut quads);
+            let last = &mut quads[groups - 1];
+            (last[0], last[1]) = (last[0] & keep_even, last[1] & keep_odd);
+            (last[2], last[3]) = (last[2] & keep_even, last[3] & keep_odd);
             let patch = &quads[..groups];
-            channel_pairs(weights, biases, false, lanes, |w0, w1, acc| {
-                dot_2x2_q15_pairs(patch, w0, w1, acc)
-            });
+            for k in (0..n).step_by(2) {
+                let k1 = (k + 1).min(n - 1);
+                let [p0, p1] = &mut pads;
+                let w0 = padded_row(filter, first + k, len, whole, p0);
+                let w1 = padded_row(filter, first + k1, len, whole, p1);
+                let acc = [biases[k], biases[k1], biases[k], biases[k1]];
+                let [a0, a1, b0, b1] = dot_2x2_q15(patch, w0, w1, acc);
+                (lanes[k1].acc_a, lanes[k1].acc_b) = (a1, b1);
+                (lanes[k].acc_a, lanes[k].acc_b) = (a0, b0);
+            }
             let stride = if count == 2 { out_c } else { 0 };
             requantize_pass(q, lanes, short, &mut output[p * out_c + first..], stride);
             p += count;
+        }
+    }
+}
+
+/// Output channels whose patch [`conv2d_s8_small`] gathers once (their quantization on the stack).
+const SMALL_BLOCK: usize = 2 * CHANNEL_BLOCK;
+
+/// `whole` weights from filter row `j` (rows `len` long) on: the row running on into the next, or,
+/// near the filter's end, the row zero-padded in `pad`. Values past the field are zero in the
+/// patch, so whatever weights meet them add nothing.
+#[inline(always)]
+fn padded_row<'a>(
+    filter: &'a [i8],
+    j: usize,
+    len: usize,
+    whole: usize,
+    pad: &'a mut [i8; SMALL_MAX],
+) -> &'a [i8] {
+    match filter.get(j * len..j * len + whole) {
+        Some(w) => w,
+        None => {
+            pad[..len].copy_from_slice(&filter[j * len..][..len]);
+            pad[len..whole].fill(0);
+            &pad[..whole]
         }
     }
 }
