@@ -203,7 +203,7 @@ const CATEGORIES: [&str; 5] = ["kernels", "validation", "decoding", "interpreter
 /// `.text` bytes of one firmware: the runtime's per category, and the whole section.
 struct TextSize {
     label: &'static str,
-    /// Its key in `--json`: `all_ops` or `model_ops`.
+    /// Its key in `--json`: `all_ops`, `model_ops` or `model_ops_reference`.
     key: &'static str,
     runtime: [u64; CATEGORIES.len()],
     text: u64,
@@ -232,16 +232,26 @@ pub fn runtime(root: &Path, write: bool, json: bool) -> Result<()> {
     let machine = Machine::An386;
     toolchain::ensure_targets(root, &[machine.target()])?;
     let mut rows = Vec::new();
-    for (label, key, model_ops_only) in [
-        ("every operator", "all_ops", false),
-        ("the model's operators", "model_ops", true),
+    for (label, key, model_ops_only, reference) in [
+        ("every operator", "all_ops", false, false),
+        ("the model's operators", "model_ops", true, false),
+        (
+            "the model's operators, reference kernels",
+            "model_ops_reference",
+            true,
+            true,
+        ),
     ] {
         eprintln!("--- {} on {} ({label})", case.name, machine.name());
         let build = Build {
             root,
             machine,
             case: &case,
-            features: vec!["bench"],
+            features: if reference {
+                vec!["bench", "ferrite-runtime/reference-kernels"]
+            } else {
+                vec!["bench"]
+            },
             probe: false,
             model_ops_only,
         };
@@ -417,8 +427,10 @@ fn runtime_report(case: &str, ops: &[&str], rows: &[TextSize], commit: &str) -> 
         s,
         "Measured at commit `{commit}` with `cargo xtask size --runtime --write`: the `bench` firmware of \
          the `{case}` case on an386 (thumbv7em-none-eabihf, the boards' release profile: `opt-level = \"s\"`, \
-         fat LTO), built with every operator (the board crate's default `all-ops`) and with only the \
-         model's operators (`--no-default-features`, runtime features {}); in both, the runtime's `float` \
+         fat LTO), built with every operator (the board crate's default `all-ops`), with only the \
+         model's operators (`--no-default-features`, runtime features {}), and with only those and \
+         the reference kernels (runtime feature `reference-kernels`: the portable kernels of the \
+         numeric contract, no optimized path); in each, the runtime's `float` \
          and `int16` kernels only if the model needs them (this int8 model needs neither). Runtime = the `.text` function \
          symbols whose demangled name contains `ferrite_runtime`: its own functions and generic code \
          instantiated for its types (serde's `Deserialize` for the graph types); runtime code that LTO \
