@@ -16,7 +16,8 @@
 //! into the accumulator's start, taps walked as contiguous row segments.
 
 use super::conv_loops::{
-    dot_2x2_q15, dot_2x2_wide, offset_clamp, requantize_lanes, Lane, WindowOffsets, SMALL_MAX,
+    dot_2x2_q15, dot_2x2_q15_pairs, dot_2x2_wide, offset_clamp, requantize_lanes, Lane,
+    WindowOffsets, SMALL_MAX, SPLIT_WORDS,
 };
 use super::dsp::{smlad, sxtb16, sxtb16_ror8};
 use super::{tap_range, ChannelQuant};
@@ -251,10 +252,12 @@ pub fn conv2d_s8_over_input<const DSP: bool>(
 /// costly as the dot products. As in [`conv2d_s8_patches`], two positions a pass, the input
 /// offset folded into the bias, but the patch length is rounded up to a multiple of four (values
 /// past the field zero), so that every value goes through `SMLAD`; each pass's patch is gathered
-/// once for up to [`SMALL_BLOCK`] output channels, whose weights `SXTB16` splits in the inner loop
-/// ([`dot_2x2_q15`]); and a window inside the input is read straight into the 16-bit pairs through
-/// a table of offsets ([`WindowOffsets`]), with one bounds check a position. Border windows are
-/// gathered with the zero point as padding, then split by `SXTB16`.
+/// once for up to [`SMALL_BLOCK`] output channels; and a window inside the input is read straight
+/// into the 16-bit pairs through a table of offsets ([`WindowOffsets`]), with one bounds check a
+/// position. Border windows are gathered with the zero point as padding, then split by `SXTB16`.
+/// When every channel's weights, split into 16-bit pairs, fit [`SPLIT_WORDS`], they are split
+/// once ([`dot_2x2_q15_pairs`]: no `SXTB16` in the inner loop); otherwise `SXTB16` splits them in
+/// the inner loop ([`dot_2x2_q15`]), which needs no buffer.
 #[inline(never)]
 fn conv2d_s8_small(
     g: &ConvGeometry,
@@ -264,10 +267,6 @@ fn conv2d_s8_small(
     bias: LeI32<'_>,
     output: &mut [i8],
 ) {
-    let out_c = g.output.c;
-    let len = g.kernel_h * g.kernel_w * g.input.c;
-    let positions = g.output.n * g.output.h * g.output.w;
-    let zero_point = (-q.input_offset) as i8;
     let window = WindowOffsets::new(
         g.kernel_h,
         g.kernel_w,
@@ -276,8 +275,116 @@ fn conv2d_s8_small(
         g.dilation_w,
         g.input.w,
     );
+    let out_c = g.output.c;
+    if out_c <= SMALL_BLOCK && 2 * window.groups() * out_c <= SPLIT_WORDS {
+        small_split(g, q, &window, input, filter, bias, output);
+    } else {
+        small_raw(g, q, &window, input, filter, bias, output);
+    }
+}
+
+/// [`conv2d_s8_small`] with every channel's weights split once.
+#[inline(never)]
+fn small_split(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    window: &WindowOffsets,
+    input: &[i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+    output: &mut [i8],
+) {
+    let (out_c, groups) = (g.output.c, window.groups());
+    let len = g.kernel_h * g.kernel_w * g.input.c;
+    let mut split = [0u32; SPLIT_WORDS];
+    let split = &mut split[..out_c * 2 * groups];
+    let rows = filter[..out_c * len].chunks_exact(len);
+    for (pairs, w) in split.chunks_exact_mut(2 * groups).zip(rows) {
+        let mut padded = [0i8; SMALL_MAX];
+        padded[..len].copy_from_slice(w);
+        let (words, _) = padded.as_chunks::<4>();
+        for (pair, v) in pairs.chunks_exact_mut(2).zip(words) {
+            let v = u32::from_le_bytes(v.map(|b| b as u8));
+            (pair[0], pair[1]) = (sxtb16(v), sxtb16_ror8(v));
+        }
+    }
+    let split = &*split;
+    small_passes(
+        g,
+        q,
+        window,
+        input,
+        filter,
+        bias,
+        output,
+        |_, patch, biases, lanes| {
+            channel_pairs(split, biases, false, lanes, |w0, w1, acc| {
+                dot_2x2_q15_pairs(patch, w0, w1, acc)
+            });
+        },
+    );
+}
+
+/// [`conv2d_s8_small`] with the weights split in the inner loop, [`SMALL_BLOCK`] channels a block.
+#[inline(never)]
+fn small_raw(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    window: &WindowOffsets,
+    input: &[i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+    output: &mut [i8],
+) {
+    let len = g.kernel_h * g.kernel_w * g.input.c;
+    let whole = 4 * window.groups();
+    // Filter rows too close to the end to run on into the next row, zero-padded.
+    let mut pads = [[0i8; SMALL_MAX]; 2];
+    small_passes(
+        g,
+        q,
+        window,
+        input,
+        filter,
+        bias,
+        output,
+        |first, patch, biases, lanes| {
+            let n = lanes.len();
+            for k in (0..n).step_by(2) {
+                let k1 = (k + 1).min(n - 1);
+                let [p0, p1] = &mut pads;
+                let w0 = padded_row(filter, first + k, len, whole, p0);
+                let w1 = padded_row(filter, first + k1, len, whole, p1);
+                let acc = [biases[k], biases[k1], biases[k], biases[k1]];
+                let [a0, a1, b0, b1] = dot_2x2_q15(patch, w0, w1, acc);
+                (lanes[k1].acc_a, lanes[k1].acc_b) = (a1, b1);
+                (lanes[k].acc_a, lanes[k].acc_b) = (a0, b0);
+            }
+        },
+    );
+}
+
+/// The passes of [`conv2d_s8_small`]: for each block of up to [`SMALL_BLOCK`] output channels
+/// (from `first`), two positions at a time, their patches gathered into quads (the values past the
+/// field zero), then `channels(first, patch, biases, lanes)` sets the block's accumulators and the
+/// pass is requantized.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn small_passes(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    window: &WindowOffsets,
+    input: &[i8],
+    filter: &[i8],
+    bias: LeI32<'_>,
+    output: &mut [i8],
+    mut channels: impl FnMut(usize, &[[u32; 4]], &[i32], &mut [Lane]),
+) {
+    let out_c = g.output.c;
+    let len = g.kernel_h * g.kernel_w * g.input.c;
+    let positions = g.output.n * g.output.h * g.output.w;
+    let zero_point = (-q.input_offset) as i8;
     let groups = window.groups();
-    let whole = 4 * groups;
     // The last group's values past the field, zeroed in both positions' words.
     let (keep_even, keep_odd) = match len % 4 {
         1 => (0xffff, 0),
@@ -290,8 +397,6 @@ fn conv2d_s8_small(
     let mut quads = [[0u32; 4]; SMALL_MAX / 4];
     // A border window, gathered; the values past `len` stay 0.
     let mut raw = [0i8; SMALL_MAX];
-    // Filter rows too close to the end to run on into the next row, zero-padded.
-    let mut pads = [[0i8; SMALL_MAX]; 2];
     for first in (0..out_c).step_by(SMALL_BLOCK) {
         let n = (out_c - first).min(SMALL_BLOCK);
         let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
@@ -308,22 +413,12 @@ fn conv2d_s8_small(
             // A lone last position is computed twice.
             let count = (positions - p).min(2);
             let pos = [p, p + count - 1];
-            small_column::<0>(g, input, pos[0], zero_point, &window, &mut raw, &mut quads);
-            small_column::<1>(g, input, pos[1], zero_point, &window, &mut raw, &mut quads);
+            small_column::<0>(g, input, pos[0], zero_point, window, &mut raw, &mut quads);
+            small_column::<1>(g, input, pos[1], zero_point, window, &mut raw, &mut quads);
             let last = &mut quads[groups - 1];
             (last[0], last[1]) = (last[0] & keep_even, last[1] & keep_odd);
             (last[2], last[3]) = (last[2] & keep_even, last[3] & keep_odd);
-            let patch = &quads[..groups];
-            for k in (0..n).step_by(2) {
-                let k1 = (k + 1).min(n - 1);
-                let [p0, p1] = &mut pads;
-                let w0 = padded_row(filter, first + k, len, whole, p0);
-                let w1 = padded_row(filter, first + k1, len, whole, p1);
-                let acc = [biases[k], biases[k1], biases[k], biases[k1]];
-                let [a0, a1, b0, b1] = dot_2x2_q15(patch, w0, w1, acc);
-                (lanes[k1].acc_a, lanes[k1].acc_b) = (a1, b1);
-                (lanes[k].acc_a, lanes[k].acc_b) = (a0, b0);
-            }
+            channels(first, &quads[..groups], biases, lanes);
             let stride = if count == 2 { out_c } else { 0 };
             requantize_pass(q, lanes, short, &mut output[p * out_c + first..], stride);
             p += count;
@@ -796,9 +891,28 @@ fn segment<const NB: usize, const DSP: bool>(
     }
 }
 
+/// `sum w`, wrapping: on Armv7E-M four weights a word, as two `SXTB16` pairs each multiplied
+/// by ones with `SMLAD` (the sums the input offset is folded with, redone for every band of an
+/// in-place convolution).
 #[inline(always)]
 pub(crate) fn weight_sum(w: &[i8]) -> i32 {
-    w.iter().fold(0i32, |s, &v| s.wrapping_add(v as i32))
+    if cfg!(ferrite_dsp) {
+        weight_sum_words(w)
+    } else {
+        w.iter().fold(0, |s, &v| s.wrapping_add(v as i32))
+    }
+}
+
+/// [`weight_sum`] four weights a word (`SXTB16`, `SMLAD`; their pure-Rust twins off Armv7E-M).
+#[inline(always)]
+fn weight_sum_words(w: &[i8]) -> i32 {
+    let (words, tail) = w.as_chunks::<4>();
+    let ones = 0x0001_0001;
+    let s = tail.iter().fold(0i32, |s, &v| s.wrapping_add(v as i32));
+    words.iter().fold(s, |s, r| {
+        let v = u32::from_le_bytes(r.map(|b| b as u8));
+        smlad(sxtb16_ror8(v), ones, smlad(sxtb16(v), ones, s))
+    })
 }
 
 /// `acc + sum_i x[i] * w[i]`.
@@ -947,6 +1061,19 @@ pub(crate) mod tests {
                 prop_assert_eq!(&data[..want.len()], &want[..], "dsp {}", dsp);
             }
         }
+    }
+
+    #[test]
+    fn weight_sums_match_a_plain_sum() {
+        let mut rng = crate::kernels::testutil::Rng::new(3);
+        for len in 0..40 {
+            let w = rng.i8_vec(len);
+            let plain: i32 = w.iter().map(|&v| v as i32).sum();
+            assert_eq!(weight_sum(&w), plain, "{w:?}");
+            assert_eq!(weight_sum_words(&w), plain, "{w:?}");
+        }
+        assert_eq!(weight_sum_words(&[-128; 576]), -128 * 576);
+        assert_eq!(weight_sum_words(&[127; 575]), 127 * 575);
     }
 
     #[test]

@@ -111,6 +111,78 @@ pub fn dot_2x2_q15(patch: &[[u32; 4]], w0: &[i8], w1: &[i8], acc: [i32; 4]) -> [
     }
 }
 
+/// [`dot_2x2_q15`] with both channels' weights already split into 16-bit pairs: group `i` of
+/// `w0` (and of `w1`) is the words `[(w0, w2), (w1, w3)]` that `SXTB16` makes of four weights.
+/// On Armv7E-M a group is 11 instructions for 16 multiply-accumulates (three `LDM`, eight
+/// `SMLAD`). `w0` and `w1` hold at least `2 * patch.len()` words.
+#[inline(always)]
+pub fn dot_2x2_q15_pairs(patch: &[[u32; 4]], w0: &[u32], w1: &[u32], acc: [i32; 4]) -> [i32; 4] {
+    let groups = patch.len();
+    assert!(w0.len() >= 2 * groups && w1.len() >= 2 * groups);
+    #[cfg(ferrite_dsp)]
+    {
+        if groups == 0 {
+            return acc;
+        }
+        let [mut a0, mut a1, mut b0, mut b1] = acc;
+        // SAFETY: reads `4 * groups` words from `patch` and `2 * groups` words from each of `w0`
+        // and `w1` (checked above), writes nothing to memory. r6 and r7 (which Rust reserves)
+        // are saved on the stack and restored; the other registers are explicit operands. SMLAD
+        // may set the Q flag, which nothing reads.
+        unsafe {
+            core::arch::asm!(
+                "push {{r6, r7}}",
+                "2:",
+                "ldm r10!, {{r2, r3, r4, r5}}",
+                "ldm r11!, {{r6, r7}}",
+                "smlad r0, r2, r6, r0",
+                "smlad r0, r3, r7, r0",
+                "smlad r8, r4, r6, r8",
+                "smlad r8, r5, r7, r8",
+                "ldm r12!, {{r6, r7}}",
+                "smlad r1, r2, r6, r1",
+                "smlad r1, r3, r7, r1",
+                "smlad r9, r4, r6, r9",
+                "smlad r9, r5, r7, r9",
+                "subs lr, lr, #1",
+                "bne 2b",
+                "pop {{r6, r7}}",
+                inout("r10") patch.as_ptr() => _,
+                inout("r11") w0.as_ptr() => _,
+                inout("r12") w1.as_ptr() => _,
+                inout("lr") groups => _,
+                inout("r0") a0,
+                inout("r1") a1,
+                inout("r8") b0,
+                inout("r9") b1,
+                out("r2") _,
+                out("r3") _,
+                out("r4") _,
+                out("r5") _,
+                options(readonly),
+            );
+        }
+        [a0, a1, b0, b1]
+    }
+    #[cfg(not(ferrite_dsp))]
+    {
+        let [mut a0, mut a1, mut b0, mut b1] = acc;
+        let (c0, _) = w0.as_chunks::<2>();
+        let (c1, _) = w1.as_chunks::<2>();
+        for ((x, p), r) in patch.iter().zip(c0).zip(c1) {
+            a0 = smlad(x[1], p[1], smlad(x[0], p[0], a0));
+            b0 = smlad(x[3], p[1], smlad(x[2], p[0], b0));
+            a1 = smlad(x[1], r[1], smlad(x[0], r[0], a1));
+            b1 = smlad(x[3], r[1], smlad(x[2], r[0], b1));
+        }
+        [a0, a1, b0, b1]
+    }
+}
+
+/// Words of split weights (see [`dot_2x2_q15_pairs`]) the small-patch path keeps when every output
+/// channel's fit: 1,024 bytes of stack.
+pub const SPLIT_WORDS: usize = 256;
+
 /// Largest receptive field (`kernel_h * kernel_w * in_c`) of the small-patch convolution path
 /// (`conv2d_s8_small`): the stems of the MLPerf Tiny models (3x3x3, 10x4x1) and the like.
 pub const SMALL_MAX: usize = 48;
