@@ -29,8 +29,9 @@ pub enum ArenaLayout {
     #[default]
     Separate,
     /// Convolutions, poolings and element-wise operators write over their dying input where that
-    /// makes the arena smaller, in bands of rows (`ferrite_runtime::in_place`): the least RAM, at
-    /// more instructions (each band repeats its kernel's setup).
+    /// makes the arena smaller: depthwise convolutions of stride 1 and pointwise ones exactly over
+    /// it at no cost, the others in bands of rows (`ferrite_runtime::in_place`), each band
+    /// repeating its kernel's setup. The least RAM.
     InPlace,
 }
 
