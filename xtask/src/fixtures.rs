@@ -10,9 +10,12 @@
 //! pruning half the weights of the inner layers, whose filters the file stores sparsely
 //! (CONV_2D_SPARSE, FULLY_CONNECTED_SPARSE): two fixtures in blocks of four, two weight by weight.
 //! `FILTER_FIXTURES` give `fixture_<name>_filters`: 30% of the output channels removed (one epoch
-//! zeroing them, one epoch training the smaller model).
+//! zeroing them, one epoch training the smaller model). `IN_PLACE_FIXTURES` give
+//! `fixture_<name>_in_place`: the default quantization planned with `--arena in-place`, so that the
+//! operators running over their input or in bands run on every board without `../shared`.
 
 use anyhow::{anyhow, ensure, Context, Result};
+use ferrite_quantizer::builder::ArenaLayout;
 use ferrite_quantizer::{ir, npy::Array, quantize::ptq, train};
 use ferrite_runtime::{Interpreter, Model};
 use serde_json::Value;
@@ -37,6 +40,10 @@ const PRUNED_FIXTURES: [(&str, usize); 4] = [
 /// The fixtures that also give a filter-pruned case.
 const FILTER_FIXTURES: [&str; 2] = ["dscnn_fashion", "resnet_fashion"];
 
+/// The fixtures that also give a case planned in place: depthwise and pointwise convolutions over
+/// their input, expansions, strided layers, poolings and residual Adds in bands.
+const IN_PLACE_FIXTURES: [&str; 2] = ["dscnn_fashion", "mobilenetv2_mnist"];
+
 /// How a case's model is made.
 #[derive(Clone, Copy)]
 enum Training {
@@ -48,6 +55,8 @@ enum Training {
     Pruned(usize),
     /// 30% of the output channels removed.
     Filters,
+    /// Post-training quantization planned in place.
+    InPlace,
 }
 
 /// Quantizes each fixture (or only the case `only`) and writes its case directory.
@@ -74,6 +83,9 @@ pub fn cases(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
         }
         if FILTER_FIXTURES.contains(&fixture) {
             trainings.push((Training::Filters, "_filters"));
+        }
+        if IN_PLACE_FIXTURES.contains(&fixture) {
+            trainings.push((Training::InPlace, "_in_place"));
         }
         for (training, suffix) in trainings {
             let name = format!("{PREFIX}{fixture}{suffix}");
@@ -111,11 +123,32 @@ fn make(onnx: &Path, calib: &Path, test_x: &Path, training: Training, dir: &Path
     let graph = ferrite_quantizer::cli::float_onnx::load(onnx)?;
     ensure!(graph.inputs.len() == 1, "one input expected");
     let calib_x = ir::io::input_tensor(&graph, 0, &Array::read(calib)?)?;
+    let arena = match training {
+        Training::InPlace => ArenaLayout::InPlace,
+        _ => ArenaLayout::Separate,
+    };
     let q = ptq::quantize(
         &graph,
         std::slice::from_ref(&calib_x),
-        &ptq::Config::default(),
+        &ptq::Config {
+            arena,
+            ..ptq::Config::default()
+        },
     )?;
+    if let Training::InPlace = training {
+        let model = Model::from_bytes(&q.built.bytes).map_err(|e| anyhow!("{e}"))?;
+        let over_input = model
+            .graph()
+            .ops
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|op| {
+                let over = |i: &ferrite_runtime::format::Operand| i.offset == op.output().offset;
+                op.runs_over_input() && op.in_place_sources()[0].is_some_and(over)
+            })
+            .count();
+        ensure!(over_input > 0, "no operator runs over its input");
+    }
     let bytes = if let Training::Qat | Training::Pruned(_) | Training::Filters = training {
         let sparsity = match training {
             Training::Pruned(block) => Some(train::sparsity::Sparsity {
