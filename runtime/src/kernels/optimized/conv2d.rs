@@ -1,12 +1,14 @@
 //! Int8 2-D convolution, optimized.
 //!
-//! Main path (`conv2d_s8_fast`, patches up to [`PATCH_MAX`] values): output positions go two at a
-//! time. The receptive field of each (the input itself for pointwise layers, else gathered into a
+//! Pointwise layers of up to 192 input and 64 output channels (`pointwise`, which also runs over
+//! its input) and the main path (`conv2d_s8_fast`, patches up to [`PATCH_MAX`] values): output
+//! positions go two at a time. The receptive field of each (the input itself for pointwise layers, else gathered into a
 //! stack buffer with padding as the input zero point) is multiplied as raw values: the input
 //! offset is folded into each channel's bias (`sum w * (x + off) = sum w * x + off * sum w`, and
 //! padding adds nothing either way). Every output channel, two at a time, is then one dot product
 //! of the two patches with the channel's contiguous filter row, and the pass's accumulators are
-//! requantized together (`conv_loops`, hand-scheduled on Armv7-M):
+//! requantized together (`conv_loops`, hand-scheduled on Armv7-M); the pointwise path prepares
+//! every output channel once, the main path blocks of 32:
 //! - with `DSP` (Armv7E-M): patches as 16-bit pairs in the order `SXTB16` gives the weights,
 //!   `SMLAD`;
 //! - without: patches widened to 32 bits and interleaved, in chunks of at most `WIDE_MAX`,
@@ -20,7 +22,7 @@ use super::conv_loops::{
     WindowOffsets, SMALL_MAX, SPLIT_WORDS,
 };
 use super::dsp::{smlad, sxtb16, sxtb16_ror8};
-use super::{tap_range, ChannelQuant};
+use super::{tap_range, Apart, ChannelQuant, Io, Shared};
 use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
 
 /// Largest receptive field (`kernel_h * kernel_w * in_c`) gathered into a patch: 3x3x64.
@@ -96,7 +98,9 @@ pub fn conv2d_s8_fast<const DSP: bool>(
     output: &mut [i8],
 ) {
     let patch_len = g.kernel_h * g.kernel_w * g.input.c;
-    if patch_len > PATCH_MAX {
+    if takes_pointwise(g) {
+        pointwise::<DSP>(g, q, &mut Apart { input, output }, filter, bias);
+    } else if patch_len > PATCH_MAX {
         conv2d_s8_segments::<DSP>(g, q, input, filter, bias, output);
     } else if DSP && patch_len <= SMALL_MAX && !is_direct(g) {
         conv2d_s8_small(g, q, input, filter, bias, output);
@@ -171,28 +175,21 @@ fn expand_position(x: &[i8], k: usize, quads: &mut [[u32; 4]], tail: &mut [i32; 
     }
 }
 
-/// Most input channels of a pointwise convolution written over its input (its two positions of a
-/// pass are copied to the stack).
+/// Most input channels of the pointwise path (a pass's two positions are copied to the stack).
 const OVER_INPUT_IN: usize = WIDE_MAX;
-/// Most output channels of a pointwise convolution written over its input (all prepared at once,
-/// on the stack).
+/// Most output channels of the pointwise path (all prepared at once, on the stack).
 const OVER_INPUT_OUT: usize = 2 * CHANNEL_BLOCK;
 
 /// Whether [`conv2d_s8_over_input`] takes this geometry: pointwise (1x1, stride 1, no padding), no
 /// more output channels than input channels, at most 192 input and 64 output channels.
 pub fn runs_over_input(g: &ConvGeometry) -> bool {
-    is_direct(g)
-        && g.output.n == g.input.n
-        && g.output.c <= g.input.c
-        && g.input.c <= OVER_INPUT_IN
-        && g.output.c <= OVER_INPUT_OUT
+    takes_pointwise(g) && g.output.n == g.input.n && g.output.c <= g.input.c
 }
 
 /// [`conv2d_s8_fast`] with the output written over its input (`data`, the input's bytes before
-/// the call and the output's after), for a geometry that [`runs_over_input`]. Positions go two at a
-/// time, every output channel at once: both positions' inputs are copied (expanded) before their
-/// outputs are written, and those outputs, no wider than the inputs, cover input positions up to
-/// the pass's own only.
+/// the call and the output's after), for a geometry that [`runs_over_input`]: the pointwise path,
+/// whose outputs of a pass, no wider than its inputs, cover input positions up to the pass's own
+/// only, which it has copied.
 pub fn conv2d_s8_over_input<const DSP: bool>(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
@@ -200,8 +197,30 @@ pub fn conv2d_s8_over_input<const DSP: bool>(
     filter: &[i8],
     bias: LeI32<'_>,
 ) {
+    if runs_over_input(g) && data.len() >= g.input.len() {
+        pointwise::<DSP>(g, q, &mut Shared(data), filter, bias);
+    }
+}
+
+/// Whether [`pointwise`] takes this geometry: 1x1, stride 1, no padding, at most
+/// [`OVER_INPUT_IN`] input and [`OVER_INPUT_OUT`] output channels.
+fn takes_pointwise(g: &ConvGeometry) -> bool {
+    is_direct(g) && g.input.c <= OVER_INPUT_IN && g.output.c <= OVER_INPUT_OUT
+}
+
+/// A pointwise convolution ([`takes_pointwise`]) two positions at a time, every output channel
+/// prepared once: both positions' inputs are copied (expanded) before their outputs are written,
+/// so the kernel also runs over its input when the output is no wider.
+#[inline(never)]
+fn pointwise<const DSP: bool>(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    io: &mut impl Io,
+    filter: &[i8],
+    bias: LeI32<'_>,
+) {
     let (in_c, out_c) = (g.input.c, g.output.c);
-    if !runs_over_input(g) || data.len() < g.input.len() || filter.len() < out_c * in_c {
+    if !takes_pointwise(g) || filter.len() < out_c * in_c {
         return;
     }
     let mut lanes = [Lane::default(); OVER_INPUT_OUT];
@@ -218,12 +237,12 @@ pub fn conv2d_s8_over_input<const DSP: bool>(
             let count = (positions - p).min(2);
             let mut tails = [[0i32; 3]; 2];
             for (k, tail) in tails.iter_mut().enumerate().take(count) {
-                expand_position(&data[(p + k) * in_c..][..in_c], k, quads, tail);
+                expand_position(&io.input((p + k) * in_c)[..in_c], k, quads, tail);
             }
             let (tail_a, tail_b) = (&tails[0][..in_c % 4], &tails[1][..in_c % 4]);
             dsp_channels(quads, tail_a, tail_b, count == 2, filter, biases, lanes);
             let stride = if count == 2 { out_c } else { 0 };
-            requantize_pass(q, lanes, short, &mut data[p * out_c..], stride);
+            requantize_pass(q, lanes, short, io.output(p * out_c), stride);
             p += count;
         }
     } else {
@@ -233,15 +252,16 @@ pub fn conv2d_s8_over_input<const DSP: bool>(
         while p < positions {
             // A lone last position is computed twice.
             let count = (positions - p).min(2);
-            let (a, b) = (p * in_c, (p + count - 1) * in_c);
-            for (j, x) in wide.iter_mut().enumerate() {
-                *x = [data[a + j] as i32, data[b + j] as i32];
+            let xa = &io.input(p * in_c)[..in_c];
+            let xb = &io.input((p + count - 1) * in_c)[..in_c];
+            for ((x, &a), &b) in wide.iter_mut().zip(xa).zip(xb) {
+                *x = [a as i32, b as i32];
             }
             channel_pairs(filter, biases, false, lanes, |w0, w1, acc| {
                 dot_2x2_wide(wide, w0, w1, acc)
             });
             let stride = if count == 2 { out_c } else { 0 };
-            requantize_pass(q, lanes, short, &mut data[p * out_c..], stride);
+            requantize_pass(q, lanes, short, io.output(p * out_c), stride);
             p += count;
         }
     }

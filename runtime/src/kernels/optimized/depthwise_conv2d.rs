@@ -9,7 +9,7 @@
 //! below the kernel height) reuse them from the ring.
 
 use super::dsp::{sadd16, smlabb, smlatt, sxtb16, sxtb16_ror8};
-use super::{ChannelQuant, RightShiftQuant};
+use super::{Apart, ChannelQuant, Io, RightShiftQuant, Shared};
 use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
 
 /// Words of the ring buffer (on the stack).
@@ -104,43 +104,6 @@ pub fn depthwise_conv2d_s8_over_input<const DSP: bool>(
     let mut ring = [0u32; RING_WORDS];
     for c0 in (0..g.output.c).step_by(LANES) {
         block::<DSP>(g, q, &mut io, filter, bias, c0, &mut ring);
-    }
-}
-
-/// Where a block reads input rows and writes output rows, from element index `at` on.
-trait Io {
-    fn input(&self, at: usize) -> &[i8];
-    fn output(&mut self, at: usize) -> &mut [i8];
-}
-
-/// Input and output in separate buffers.
-struct Apart<'a, 'b> {
-    input: &'a [i8],
-    output: &'b mut [i8],
-}
-
-impl Io for Apart<'_, '_> {
-    #[inline(always)]
-    fn input(&self, at: usize) -> &[i8] {
-        &self.input[at..]
-    }
-    #[inline(always)]
-    fn output(&mut self, at: usize) -> &mut [i8] {
-        &mut self.output[at..]
-    }
-}
-
-/// Input and output in one buffer, element `i` of each at the same place.
-struct Shared<'a>(&'a mut [i8]);
-
-impl Io for Shared<'_> {
-    #[inline(always)]
-    fn input(&self, at: usize) -> &[i8] {
-        &self.0[at..]
-    }
-    #[inline(always)]
-    fn output(&mut self, at: usize) -> &mut [i8] {
-        &mut self.0[at..]
     }
 }
 

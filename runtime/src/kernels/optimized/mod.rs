@@ -126,6 +126,45 @@ pub fn conv2d_sparse_s8(
     }
 }
 
+/// Where a kernel reads its input and writes its output, from element index `at` on: the
+/// separate buffers of an ordinary call ([`Apart`]) or one buffer for a kernel that runs over its
+/// input ([`Shared`]).
+pub(super) trait Io {
+    fn input(&self, at: usize) -> &[i8];
+    fn output(&mut self, at: usize) -> &mut [i8];
+}
+
+/// Input and output in separate buffers.
+pub(super) struct Apart<'a, 'b> {
+    pub input: &'a [i8],
+    pub output: &'b mut [i8],
+}
+
+impl Io for Apart<'_, '_> {
+    #[inline(always)]
+    fn input(&self, at: usize) -> &[i8] {
+        &self.input[at..]
+    }
+    #[inline(always)]
+    fn output(&mut self, at: usize) -> &mut [i8] {
+        &mut self.output[at..]
+    }
+}
+
+/// Input and output in one buffer, element `i` of each at the same place.
+pub(super) struct Shared<'a>(pub &'a mut [i8]);
+
+impl Io for Shared<'_> {
+    #[inline(always)]
+    fn input(&self, at: usize) -> &[i8] {
+        &self.0[at..]
+    }
+    #[inline(always)]
+    fn output(&mut self, at: usize) -> &mut [i8] {
+        &mut self.0[at..]
+    }
+}
+
 /// Int8 depthwise convolution through the variant [`depthwise_conv2d_variant`] picks (same contract
 /// and result as [`reference_dw::depthwise_conv2d_s8`]).
 pub fn depthwise_conv2d_s8(
