@@ -456,7 +456,9 @@ fn failed_build(build: &Build, capacity: Capacity, log: &str) -> Result<Verdict>
 }
 
 /// The verdict on a failed build (`log`, printed with `tool`'s name) given its unbounded-memory
-/// build `probe`: a skip when that image is too large for the board, otherwise a failure.
+/// build `probe`: a skip when that image is too large for the board, or when the linker says a
+/// section overflows the board's memory (the probe's sizes leave out the alignment padding between
+/// sections, a few bytes), otherwise a failure.
 fn failed_verdict(probe: Built, capacity: Capacity, log: &str, tool: &str) -> Result<Verdict> {
     if let Built::Elf(elf) = probe {
         let usage = elf_size::usage(&std::fs::read(&elf)?, capacity.ram_origin)?;
@@ -467,11 +469,24 @@ fn failed_verdict(probe: Built, capacity: Capacity, log: &str, tool: &str) -> Re
         if let Some(why) = does_not_fit(usage, capacity) {
             return Ok(Verdict::Skip(why));
         }
+        if let Some(overflow) = log.lines().find_map(region_overflow) {
+            return Ok(Verdict::Skip(format!("does not fit: {overflow}")));
+        }
     }
     for line in log.lines() {
         println!("    {tool}: {line}");
     }
     Ok(Verdict::Fail("build failed".into()))
+}
+
+/// The linker's message that a section overflows a memory region of the board
+/// (`section '.rodata' will not fit in region 'FLASH': overflowed by 4 bytes`), from the message on.
+fn region_overflow(line: &str) -> Option<&str> {
+    let at = line.find("section '")?;
+    let message = line[at..].trim_end();
+    message
+        .contains("will not fit in region")
+        .then_some(message)
 }
 
 pub(crate) fn size_line(usage: Usage, capacity: Capacity) -> String {
@@ -571,4 +586,23 @@ pub fn size(root: &Path, options: &SizeOptions) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::region_overflow;
+
+    #[test]
+    fn a_linker_region_overflow_is_recognised() {
+        let line = "    cargo:   = note: rust-lld: error: section '.rodata' will not fit in region 'FLASH': overflowed by 4 bytes";
+        assert_eq!(
+            region_overflow(line),
+            Some("section '.rodata' will not fit in region 'FLASH': overflowed by 4 bytes")
+        );
+        assert_eq!(
+            region_overflow("error: could not compile `qemu-lm3s6965`"),
+            None
+        );
+        assert_eq!(region_overflow("undefined symbol: section 'x'"), None);
+    }
 }
