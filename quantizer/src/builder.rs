@@ -29,7 +29,7 @@ pub enum ArenaLayout {
     #[default]
     Separate,
     /// Convolutions, poolings and element-wise operators write over their dying input where that
-    /// makes the arena smaller: depthwise convolutions of stride 1 and pointwise ones exactly over
+    /// makes the arena smaller: depthwise and pointwise convolutions of no larger output exactly over
     /// it at no cost, the others in bands of rows (`ferrite_runtime::in_place`), each band
     /// repeating its kernel's setup. The least RAM.
     InPlace,

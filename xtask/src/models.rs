@@ -119,7 +119,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
          of separate buffers can beat. \"In place\": converted with `--arena in-place`, where \
          convolutions, poolings and element-wise operators whose input dies there write over it in bands \
          of rows, shifted against it by the room the bands need (`runtime/src/in_place.rs`), or, \
-         depthwise convolutions of stride 1 and pointwise ones, exactly over it (their kernels read \
+         depthwise and pointwise convolutions of no larger output, exactly over it (their kernels read \
          each input before they write over it). TFLite Micro: the \
          figures of `../shared/BASELINES.md` (PyPI `tflite-micro`, `print_allocations()`, x86-64: its tail \
          of 64-bit structures is smaller on a 32-bit device, e.g. KWS arena {} B on the M4F).\n\n",

@@ -65,8 +65,8 @@ impl Conv<'_> {
     /// Whether the convolution (`depthwise` or not) may write its output exactly over its input,
     /// at the same offset: int8, batch 1, and a geometry its over-input kernel takes
     /// ([`kernels::optimized::conv2d::runs_over_input`]: pointwise, no wider output;
-    /// [`kernels::optimized::depthwise_conv2d::runs_over_input`]: depth multiplier 1, stride 1,
-    /// the input's shape).
+    /// [`kernels::optimized::depthwise_conv2d::runs_over_input`]: depth multiplier 1, an output
+    /// no larger than the input, no vertical dilation).
     pub fn runs_over_input(&self, depthwise: bool) -> bool {
         let g = self.geometry();
         cfg!(feature = "in-place")
@@ -493,7 +493,7 @@ mod tests {
         let (bytes, input) = model(&case, 64, 0, true);
         let expected = run(&model(&case, 0, 4096, false).0, &input);
         assert_eq!(run(&bytes, &input), expected);
-        // A depthwise convolution of stride 1 may also write exactly over its input; a 3x3
+        // A depthwise convolution may also write exactly over its input; a 3x3
         // convolution may not, a pointwise one may.
         let (bytes, _) = model(&case, 0, 0, true);
         assert_eq!(run(&bytes, &input), expected);

@@ -73,15 +73,19 @@ pub fn depthwise_conv2d_s8_fast<const DSP: bool>(
     }
 }
 
-/// Whether [`depthwise_conv2d_s8_over_input`] takes this geometry, with or without `DSP`: stride 1,
-/// no vertical dilation (so that the rows an output row reads above its predecessor's last one
-/// are rows that predecessor read too, still in the ring), the output the input's shape, and
-/// every row of the kernel's height in the ring at once (one tile of columns).
+/// Whether [`depthwise_conv2d_s8_over_input`] takes this geometry, with or without `DSP`: the
+/// input's channels, rows and columns no fewer than the output's, no vertical dilation, padding
+/// above less than the kernel's height, and every row of the kernel's height in the ring at once
+/// (one tile of columns). Then output row `r` covers bytes of input rows up to `r` only, which
+/// its window has read; and the rows a later output row reads up to `r` are in that window, so
+/// still in the ring.
 pub fn runs_over_input(g: &ConvGeometry) -> bool {
-    g.stride_h == 1
-        && g.stride_w == 1
-        && g.dilation_h == 1
-        && g.input == g.output
+    g.dilation_h == 1
+        && g.input.n == g.output.n
+        && g.input.c == g.output.c
+        && g.output.h <= g.input.h
+        && g.output.w <= g.input.w
+        && g.pad_top < g.kernel_h
         && fits::<false>(g)
         && tile_width::<false>(g) >= g.output.w
 }
@@ -1060,41 +1064,50 @@ mod tests {
         #![proptest_config(crate::proptest_config(300))]
 
         /// Written over its input, the kernel computes what the reference computes out of place,
-        /// with and without `DSP`, on every geometry that runs over its input.
+        /// with and without `DSP`, on every geometry that runs over its input (strided and
+        /// unpadded ones among them).
         #[test]
         fn over_input_matches_reference(
             (h, w, ch) in (1usize..16, 1usize..24, 1usize..20),
-            (kh, kw, dh, dw) in (1usize..6, 1usize..6, 1usize..3, 1usize..3),
-            (pt, pl, seed) in (0usize..9, 0usize..9, any::<u64>()),
+            (kh, kw, dw) in (1usize..6, 1usize..6, 1usize..3),
+            (sh, sw) in (1usize..4, 1usize..4),
+            (pads, seed) in ((0usize..9, 0usize..9, 0usize..9, 0usize..9), any::<u64>()),
         ) {
+            // No vertical dilation, and padding that leaves the output no larger than the input.
+            let dh = 1;
             let (span_h, span_w) = ((kh - 1) * dh + 1, (kw - 1) * dw + 1);
-            let shape = crate::kernels::Nhwc::new(1, h, w, ch);
+            let (pt, pl) = (pads.0 % span_h, pads.1 % span_w);
+            let (pb, pr) = (pads.2 % (span_h - pt), pads.3 % (span_w - pl));
+            prop_assume!(h + pt + pb >= span_h && w + pl + pr >= span_w);
+            let out_h = (h + pt + pb - span_h) / sh + 1;
+            let out_w = (w + pl + pr - span_w) / sw + 1;
             let g = ConvGeometry {
-                input: shape,
-                output: shape,
+                input: crate::kernels::Nhwc::new(1, h, w, ch),
+                output: crate::kernels::Nhwc::new(1, out_h, out_w, ch),
                 kernel_h: kh,
                 kernel_w: kw,
-                stride_h: 1,
-                stride_w: 1,
+                stride_h: sh,
+                stride_w: sw,
                 dilation_h: dh,
                 dilation_w: dw,
-                pad_top: pt % span_h,
-                pad_left: pl % span_w,
+                pad_top: pt,
+                pad_left: pl,
             };
             prop_assume!(runs_over_input(&g));
             let (p, want) = random(g, seed);
             let bias = LeI32::new(&p.bias).unwrap();
+            let n = want.len();
             let mut got = p.input.clone();
             depthwise_conv2d_s8_over_input::<false>(&g, &p.quant(), &mut got, &p.filter, bias);
-            prop_assert_eq!(&got, &want);
+            prop_assert_eq!(&got[..n], &want[..]);
             let mut got = p.input.clone();
             depthwise_conv2d_s8_over_input::<true>(&g, &p.quant(), &mut got, &p.filter, bias);
-            prop_assert_eq!(&got, &want);
+            prop_assert_eq!(&got[..n], &want[..]);
         }
     }
 
     #[test]
-    fn over_input_needs_stride_1_same_shape_and_whole_rows() {
+    fn over_input_needs_no_larger_output_and_whole_rows() {
         let g = |w, stride| ConvGeometry {
             input: crate::kernels::Nhwc::new(1, 5, w, 64),
             output: crate::kernels::Nhwc::new(1, 5 / stride, w / stride, 64),
@@ -1109,9 +1122,16 @@ mod tests {
         };
         assert!(runs_over_input(&g(5, 1)));
         assert!(runs_over_input(&g(20, 1)));
+        assert!(runs_over_input(&g(10, 2)));
         // Rows wider than one tile would have a later tile read columns an earlier one wrote.
         assert!(!runs_over_input(&g(100, 1)));
-        assert!(!runs_over_input(&g(10, 2)));
+        // An output wider than its input would run past input rows not yet read.
+        let wider = ConvGeometry {
+            output: crate::kernels::Nhwc::new(1, 5, 7, 64),
+            pad_left: 2,
+            ..g(5, 1)
+        };
+        assert!(!runs_over_input(&wider));
     }
 
     #[test]
