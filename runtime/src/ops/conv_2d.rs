@@ -115,7 +115,7 @@ pub(crate) fn validate(c: &Conv<'_>, check: &Check<'_, '_, '_>) -> Result<(), Er
 }
 
 pub(crate) fn run(c: &Conv<'_>, arena: &mut [u8]) -> Result<(), Error> {
-    if c.input.offset == c.output.offset && c.runs_over_input(false) {
+    if over_input(c) {
         return run_over_input(c, arena, kernels::optimized::conv2d_s8_over_input);
     }
     run_conv(
@@ -127,6 +127,15 @@ pub(crate) fn run(c: &Conv<'_>, arena: &mut [u8]) -> Result<(), Error> {
         #[cfg(feature = "float")]
         kernels::float::conv2d_f32,
     )
+}
+
+/// Whether the convolution's output sits at its input's offset: the loader accepts that only for a
+/// convolution that [`Conv::runs_over_input`] (`Op::bands_fit`), so `invoke` need not ask again.
+#[inline(always)]
+pub(crate) fn over_input(c: &Conv<'_>) -> bool {
+    cfg!(feature = "in-place")
+        && c.input.offset == c.output.offset
+        && crate::in_place::overlaps(&c.input, &c.output)
 }
 
 /// Runs a convolution that [`Conv::runs_over_input`] with its output over its input, through

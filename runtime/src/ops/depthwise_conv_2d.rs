@@ -1,7 +1,7 @@
 //! DEPTHWISE_CONV_2D: each input channel convolved with its own `depth_multiplier` filters (wire
 //! struct [`Conv`], shared with CONV_2D).
 
-use super::conv_2d::{run_conv, run_over_input, validate_conv, Conv};
+use super::conv_2d::{over_input, run_conv, run_over_input, validate_conv, Conv};
 use crate::kernels;
 use crate::validate::Check;
 use crate::Error;
@@ -11,7 +11,7 @@ pub(crate) fn validate(c: &Conv<'_>, check: &Check<'_, '_, '_>) -> Result<(), Er
 }
 
 pub(crate) fn run(c: &Conv<'_>, arena: &mut [u8]) -> Result<(), Error> {
-    if c.input.offset == c.output.offset && c.runs_over_input(true) {
+    if over_input(c) {
         return run_over_input(c, arena, kernels::optimized::depthwise_conv2d_s8_over_input);
     }
     let dm = c.depth_multiplier as usize;
