@@ -49,17 +49,20 @@ pub enum ConvVariant {
     DepthwiseFastDsp,
 }
 
+/// Whether the convolutions take their `SMLAD` loops: on Armv7E-M, and on 64-bit hosts, where the
+/// loops' Rust twins run faster than the Armv7-M loops' twins (`ferrite eval` on the ResNet
+/// fixture: 1.5x the samples per second on x86-64).
+const CONV_DSP: bool = cfg!(any(
+    ferrite_dsp,
+    target_arch = "x86_64",
+    target_arch = "aarch64"
+));
+
 /// The variant [`conv2d_s8`] runs for this geometry on this target.
 pub fn conv2d_variant(_g: &ConvGeometry) -> ConvVariant {
     if cfg!(feature = "reference-kernels") {
         ConvVariant::Reference
-    } else if cfg!(any(
-        ferrite_dsp,
-        target_arch = "x86_64",
-        target_arch = "aarch64"
-    )) {
-        // On 64-bit hosts the `SMLAD` loops' Rust twins run faster than the Armv7-M loops' twins
-        // (`ferrite eval` on the ResNet fixture: 1.5x the samples per second on x86-64).
+    } else if CONV_DSP {
         ConvVariant::FastDsp
     } else {
         ConvVariant::Fast
@@ -190,7 +193,7 @@ pub fn depthwise_conv2d_s8(
 /// Int8 pointwise convolution with its output written over its input (`data`), for a geometry that
 /// [`conv2d::runs_over_input`], on every target: the patch kernel's passes, with every output
 /// channel prepared once (the reference kernel, which reads inputs after it writes outputs,
-/// cannot run so); the `SMLAD` twins on 64-bit hosts, as [`conv2d_variant`] picks.
+/// cannot run so); the `SMLAD` loops where [`conv2d_variant`] picks them.
 pub fn conv2d_s8_over_input(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
@@ -198,12 +201,7 @@ pub fn conv2d_s8_over_input(
     filter: &[i8],
     bias: LeI32<'_>,
 ) {
-    const DSP: bool = cfg!(any(
-        ferrite_dsp,
-        target_arch = "x86_64",
-        target_arch = "aarch64"
-    ));
-    conv2d::conv2d_s8_over_input::<DSP>(g, q, data, filter, bias)
+    conv2d::conv2d_s8_over_input::<CONV_DSP>(g, q, data, filter, bias)
 }
 
 /// Int8 depthwise convolution with its output written over its input (`data`), for a geometry that
