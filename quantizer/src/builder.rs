@@ -189,8 +189,9 @@ impl<'a> ModelBuilder<'a> {
             outputs: &self.outputs,
         };
         // In place: every operator that can runs in bands, then each in turn does not where that
-        // makes the arena smaller; none if that is smaller still. The lower bound stays the one no
-        // placement without banded operators can beat.
+        // makes the arena smaller, or, for an operator that would run in bands (and repeat its
+        // setup for each), no larger; none if that is smaller still. The lower bound stays the one
+        // no placement without banded operators can beat.
         let plain = life.plan(&self.ops, &vec![false; steps], false);
         let lower_bound = plain.plan.lower_bound;
         let mut layout = plain.clone();
@@ -205,9 +206,17 @@ impl<'a> ModelBuilder<'a> {
                     if matches!(self.ops[s], Op::Reshape(_)) || !candidate.in_place[o] {
                         continue;
                     }
+                    let one_pass = match &self.ops[s] {
+                        Op::Conv2d(c) => c.runs_shifted(),
+                        op => op.runs_over_input(),
+                    };
                     banded[s] = false;
                     let other = life.plan(&self.ops, &banded, widen);
-                    if other.plan.arena_size < candidate.plan.arena_size {
+                    let (smaller, larger) = (
+                        other.plan.arena_size < candidate.plan.arena_size,
+                        other.plan.arena_size > candidate.plan.arena_size,
+                    );
+                    if smaller || (!one_pass && !larger) {
                         candidate = other;
                     } else {
                         banded[s] = true;
@@ -304,7 +313,8 @@ impl Lifetimes<'_> {
     /// Places every tensor. A Reshape's output takes its input's bytes when the input dies there; where
     /// `banded[step]`, so does the output of a convolution or pooling (batch 1), an Add or Mul without
     /// broadcasting or an element-wise activation, shifted before or after the input by the smallest room its bands need
-    /// (`ferrite_runtime::in_place`), or exactly over it for a convolution that runs so
+    /// (`ferrite_runtime::in_place`), before it by the room of a convolution that runs in one pass
+    /// so (`Conv::runs_shifted`), or exactly over it for a convolution that runs so
     /// (`Op::runs_over_input`), whichever input and side widen the tensors sharing one buffer
     /// least, and with `widen` as far as the group's width allows without growing. Each such group is
     /// one rigid unit to the planner.
@@ -335,6 +345,12 @@ impl Lifetimes<'_> {
             let shifts = match (op, rows) {
                 (Op::Reshape(_), _) => [Some(0), None],
                 _ if banded[s] && op.runs_over_input() => [Some(0), None],
+                (Op::Conv2d(c), Some(rows)) if banded[s] && c.runs_shifted() => [
+                    c.shifted_room()
+                        .map(|d| -(d.next_multiple_of(ARENA_ALIGN) as isize)),
+                    rows.min_shift(Direction::After, ARENA_ALIGN)
+                        .map(|d| d as isize),
+                ],
                 (_, Some(rows)) if banded[s] => [
                     rows.min_shift(Direction::Before, ARENA_ALIGN)
                         .map(|d| -(d as isize)),

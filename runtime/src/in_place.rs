@@ -4,6 +4,8 @@
 //! The output sits `shift` bytes before its input (bands run top to bottom) or after it (bottom to
 //! top). Each band's output bytes and the input rows it reads are disjoint, so every kernel runs on
 //! ordinary non-overlapping slices; [`Rows::min_shift`] is the smallest shift that allows bands of one row.
+//! Some convolutions need no bands: their kernels run in one pass over one buffer
+//! (`Conv::runs_shifted`, `Conv::runs_over_input`).
 
 use core::ops::Range;
 

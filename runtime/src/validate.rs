@@ -260,7 +260,7 @@ impl<'a> Context<'_, 'a> {
         op.validate(&check)?;
         if !op.bands_fit() {
             return check.bad(
-                "in-place operator needs batch 1, one overlapped input, shapes without broadcasting and room for bands of one row (or, a depthwise or pointwise convolution, to run over its input)",
+                "in-place operator needs batch 1, one overlapped input, shapes without broadcasting and room for bands of one row (a convolution that runs in one pass: its room before its input; a depthwise one: to run over its input)",
             );
         }
         Ok(())

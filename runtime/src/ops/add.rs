@@ -147,11 +147,17 @@ pub(crate) fn validate(b: &Binary<AddParams>, check: &Check<'_, '_, '_>) -> Resu
     clamp_range_of(kind, p.act_min, p.act_max).map_err(|r| check.fail(r))
 }
 
+/// Not inlined: the int8 kernel's 2 KiB of tables, made once for all the bands of an Add that
+/// runs in place, must only be on the stack while an Add runs.
+#[inline(never)]
 pub(crate) fn run(b: &Binary<AddParams>, arena: &mut [u8]) -> Result<(), Error> {
+    let mut tables = None;
     super::run_binary(
         b,
         arena,
-        kernels::optimized::add_s8,
+        |p, sa, a, sb, bb, so, out| {
+            kernels::optimized::add_s8(p, &mut tables, sa, a, sb, bb, so, out)
+        },
         #[cfg(feature = "int16")]
         kernels::int16::elementwise::add_s16,
         #[cfg(feature = "float")]

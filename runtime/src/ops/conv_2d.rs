@@ -64,22 +64,42 @@ impl Conv<'_> {
 
     /// Whether the convolution (`depthwise` or not) may write its output exactly over its input,
     /// at the same offset: int8, batch 1, and a geometry its over-input kernel takes
-    /// ([`kernels::optimized::conv2d::runs_over_input`]: pointwise, no wider output;
-    /// [`kernels::optimized::depthwise_conv2d::runs_over_input`]: depth multiplier 1, an output
-    /// no larger than the input, no vertical dilation).
+    /// ([`kernels::optimized::depthwise_conv2d::runs_over_input`]: depth multiplier 1, an output
+    /// no larger than the input, no vertical dilation), or, not depthwise, a
+    /// [`Conv::shifted_room`] of 0 (pointwise layers of no wider output among them).
     pub fn runs_over_input(&self, depthwise: bool) -> bool {
+        if !depthwise {
+            return self.shifted_room() == Some(0);
+        }
         let g = self.geometry();
         cfg!(feature = "in-place")
             && self.input.dtype == DType::I8
             && self.output.dtype == DType::I8
             && self.input.shape.rank == 4
             && g.input.n == 1
-            && if depthwise {
-                self.depth_multiplier == 1
-                    && kernels::optimized::depthwise_conv2d::runs_over_input(&g)
-            } else {
-                kernels::optimized::conv2d::runs_over_input(&g)
-            }
+            && self.depth_multiplier == 1
+            && kernels::optimized::depthwise_conv2d::runs_over_input(&g)
+    }
+
+    /// Whether the convolution (not depthwise) may write its output shifted before its input in one
+    /// pass of its kernel, by at least [`Conv::shifted_room`]: int8, batch 1, and a geometry that
+    /// kernel takes ([`kernels::optimized::conv2d::runs_shifted`]: the pointwise path, or the
+    /// patch path with at most 32 output channels). Such a convolution never runs in bands.
+    pub fn runs_shifted(&self) -> bool {
+        cfg!(feature = "in-place")
+            && self.input.dtype == DType::I8
+            && self.output.dtype == DType::I8
+            && self.input.shape.rank == 4
+            && self.output.shape.rank == 4
+            && kernels::optimized::conv2d::runs_shifted(&self.geometry())
+    }
+
+    /// The least room, in bytes, between the start of the output and the start of its input (the
+    /// output before it) at which a convolution that [`Conv::runs_shifted`] may run so
+    /// ([`kernels::optimized::conv2d::shifted_room`]); `None` for the others.
+    pub fn shifted_room(&self) -> Option<usize> {
+        self.runs_shifted()
+            .then(|| kernels::optimized::conv2d::shifted_room(&self.geometry()))
     }
 
     /// The kernels' view of its shapes and window.
@@ -115,8 +135,8 @@ pub(crate) fn validate(c: &Conv<'_>, check: &Check<'_, '_, '_>) -> Result<(), Er
 }
 
 pub(crate) fn run(c: &Conv<'_>, arena: &mut [u8]) -> Result<(), Error> {
-    if over_input(c) {
-        return run_over_input(c, arena, kernels::optimized::conv2d_s8_over_input);
+    if shifted(c) {
+        return run_shifted(c, arena);
     }
     run_conv(
         c,
@@ -129,8 +149,8 @@ pub(crate) fn run(c: &Conv<'_>, arena: &mut [u8]) -> Result<(), Error> {
     )
 }
 
-/// Whether the convolution's output sits at its input's offset: the loader accepts that only for a
-/// convolution that [`Conv::runs_over_input`] (`Op::bands_fit`), so `invoke` need not ask again.
+/// Whether the depthwise convolution's output sits at its input's offset: the loader accepts that
+/// only for one that [`Conv::runs_over_input`] (`Op::bands_fit`), so `invoke` need not ask again.
 #[inline(always)]
 pub(crate) fn over_input(c: &Conv<'_>) -> bool {
     cfg!(feature = "in-place")
@@ -138,8 +158,36 @@ pub(crate) fn over_input(c: &Conv<'_>) -> bool {
         && crate::in_place::overlaps(&c.input, &c.output)
 }
 
-/// Runs a convolution that [`Conv::runs_over_input`] with its output over its input, through
-/// `kernel`.
+/// Whether the convolution's output starts at or before its input and overlaps it, and it
+/// [`Conv::runs_shifted`]: the loader has checked that the room is enough (`Op::bands_fit`).
+#[inline(always)]
+pub(crate) fn shifted(c: &Conv<'_>) -> bool {
+    cfg!(feature = "in-place")
+        && c.output.offset <= c.input.offset
+        && crate::in_place::overlaps(&c.input, &c.output)
+        && c.runs_shifted()
+}
+
+/// Runs a convolution that [`Conv::runs_shifted`] with its output before its input, in one pass.
+#[inline(never)]
+fn run_shifted(c: &Conv<'_>, arena: &mut [u8]) -> Result<(), Error> {
+    let (g, q) = (c.geometry(), c.quant()?);
+    let (x, y) = (c.input.offset as usize, c.output.offset as usize);
+    let end = (x + g.input.len()).max(y + g.output.len());
+    let data = arena.get_mut(y..end).ok_or(CORRUPT)?;
+    kernels::optimized::conv2d_s8_shifted(
+        &g,
+        &q,
+        bytemuck::cast_slice_mut(data),
+        x - y,
+        bytemuck::cast_slice(c.filter),
+        le_i32(c.bias)?,
+    );
+    Ok(())
+}
+
+/// Runs a depthwise convolution that [`Conv::runs_over_input`] with its output over its input,
+/// through `kernel`.
 #[inline(never)]
 pub(crate) fn run_over_input(
     c: &Conv<'_>,
@@ -442,15 +490,16 @@ mod tests {
         #![proptest_config(crate::proptest_config(256))]
 
         /// A convolution whose output overlaps its input, before it or after it by the smallest room
-        /// its bands need (and by more), computes what it computes out of place.
+        /// its bands need, or before it by the room of its one pass (and by more), computes what
+        /// it computes out of place; less room than one pass needs is refused.
         #[test]
         fn in_place_equals_out_of_place(case in case()) {
-            let (rows, over_input) = {
+            let (rows, over_input, shifted_room) = {
                 let (bytes, _) = model(&case, 0, 4096, false);
                 let m = Model::from_bytes(&bytes).unwrap();
                 let found = match m.ops().next() {
-                    Some(Op::Conv2d(c)) => (c.rows(), c.runs_over_input(false)),
-                    Some(Op::DepthwiseConv2d(c)) => (c.rows(), c.runs_over_input(true)),
+                    Some(Op::Conv2d(c)) => (c.rows(), c.runs_over_input(false), c.shifted_room()),
+                    Some(Op::DepthwiseConv2d(c)) => (c.rows(), c.runs_over_input(true), None),
                     _ => unreachable!(),
                 };
                 found
@@ -460,6 +509,17 @@ mod tests {
             if over_input {
                 let (bytes, _) = model(&case, 0, 0, true);
                 prop_assert_eq!(&run(&bytes, &input), &expected, "over its input");
+            }
+            if let Some(room) = shifted_room {
+                let s = room.next_multiple_of(ARENA_ALIGN);
+                for extra in [0, ARENA_ALIGN * 3] {
+                    let (bytes, _) = model(&case, (s + extra) as u32, 0, true);
+                    prop_assert_eq!(&run(&bytes, &input), &expected, "one pass, before by {}", s + extra);
+                }
+                if s >= ARENA_ALIGN && !over_input {
+                    let (bytes, _) = model(&case, (s - ARENA_ALIGN) as u32, 0, true);
+                    prop_assert!(refusal(&bytes).contains("in-place operator"));
+                }
             }
             for extra in [0, ARENA_ALIGN * 3] {
                 if let Some(s) = rows.min_shift(Direction::Before, ARENA_ALIGN) {

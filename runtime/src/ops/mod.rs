@@ -588,6 +588,10 @@ impl Op<'_> {
             {
                 return true;
             }
+            Op::Conv2d(c) if conv_2d::shifted(c) => {
+                let room = c.shifted_room().unwrap_or(usize::MAX);
+                return (c.input.offset - c.output.offset) as usize >= room;
+            }
             Op::Conv2d(c) | Op::DepthwiseConv2d(c) => {
                 windowed(&c.input, &c.output).map(|s| s.map(with(c.rows())))
             }

@@ -33,8 +33,13 @@ pub const PATCH_MAX: usize = 576;
 /// Largest chunk of a patch the portable path widens to 32 bits (`WIDE_MAX * 8` bytes of stack).
 const WIDE_MAX: usize = 192;
 
-/// Output channels whose bias and quantization are prepared together (on the stack).
+/// Output channels whose bias and quantization are prepared together (on the stack) by the
+/// fully-connected and sparse kernels.
 pub(super) const CHANNEL_BLOCK: usize = 32;
+
+/// Output channels whose bias and quantization the convolution paths prepare together (on the
+/// stack), and for which each pass gathers its patches once.
+const CONV_BLOCK: usize = 2 * CHANNEL_BLOCK;
 
 /// Prepares output channels `first..first + lanes.len()` (filter rows `filter`): their
 /// quantization, and their bias with the input offset folded in: `sum w * (x + off) =
@@ -97,27 +102,43 @@ pub fn conv2d_s8_fast<const DSP: bool>(
     bias: LeI32<'_>,
     output: &mut [i8],
 ) {
-    let patch_len = g.kernel_h * g.kernel_w * g.input.c;
-    if takes_pointwise(g) {
-        pointwise::<DSP>(g, q, &mut Apart { input, output }, filter, bias);
-    } else if patch_len > PATCH_MAX {
+    if g.kernel_h * g.kernel_w * g.input.c > PATCH_MAX {
         conv2d_s8_segments::<DSP>(g, q, input, filter, bias, output);
-    } else if DSP && patch_len <= SMALL_MAX && !is_direct(g) {
-        conv2d_s8_small(g, q, input, filter, bias, output);
     } else {
-        conv2d_s8_patches::<DSP>(g, q, input, filter, bias, output);
+        passes::<DSP>(g, q, &mut Apart { input, output }, filter, bias);
     }
 }
 
-/// The patch path of [`conv2d_s8_fast`] (`kernel_h * kernel_w * in_c <= PATCH_MAX`).
+/// The paths of [`conv2d_s8_fast`] that go two positions a pass (every geometry but patches of
+/// more than [`PATCH_MAX`] values): pointwise, small-patch with `DSP`, or patches.
+#[inline(always)]
+fn passes<const DSP: bool>(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    io: &mut impl Io,
+    filter: &[i8],
+    bias: LeI32<'_>,
+) {
+    let patch_len = g.kernel_h * g.kernel_w * g.input.c;
+    if takes_pointwise(g) {
+        pointwise::<DSP>(g, q, io, filter, bias);
+    } else if DSP && patch_len <= SMALL_MAX && !is_direct(g) {
+        conv2d_s8_small(g, q, io, filter, bias);
+    } else {
+        conv2d_s8_patches::<DSP>(g, q, io, filter, bias);
+    }
+}
+
+/// The patch path of [`conv2d_s8_fast`] (`kernel_h * kernel_w * in_c <= PATCH_MAX`). Within a
+/// block of output channels, the positions go in order, and a pass writes its outputs after it
+/// has read its patches.
 #[inline(never)]
 fn conv2d_s8_patches<const DSP: bool>(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
-    input: &[i8],
+    io: &mut impl Io,
     filter: &[i8],
     bias: LeI32<'_>,
-    output: &mut [i8],
 ) {
     let out_c = g.output.c;
     let len = g.kernel_h * g.kernel_w * g.input.c;
@@ -125,10 +146,10 @@ fn conv2d_s8_patches<const DSP: bool>(
     // The receptive field in filter order (ky, kx, ic), padding as the input zero point.
     let mut raw = [0i8; PATCH_MAX];
     let zero_point = (-q.input_offset) as i8;
-    let mut lanes = [Lane::default(); CHANNEL_BLOCK];
-    let mut biases = [0i32; CHANNEL_BLOCK];
+    let mut lanes = [Lane::default(); CONV_BLOCK];
+    let mut biases = [0i32; CONV_BLOCK];
     if !DSP {
-        portable_patches(g, q, input, filter, bias, output);
+        portable_patches(g, q, io, filter, bias);
         return;
     }
     // Two positions at a time. Group k of four values x0..x3 of positions A and B is the words
@@ -137,8 +158,8 @@ fn conv2d_s8_patches<const DSP: bool>(
     let groups = len / 4;
     let mut quads = [[0u32; 4]; PATCH_MAX / 4];
     let direct = is_direct(g);
-    for first in (0..out_c).step_by(CHANNEL_BLOCK) {
-        let n = (out_c - first).min(CHANNEL_BLOCK);
+    for first in (0..out_c).step_by(CONV_BLOCK) {
+        let n = (out_c - first).min(CONV_BLOCK);
         let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
         let filter = &filter[first * len..][..n * len];
         let short = prepare(q, bias, first, filter, lanes, biases);
@@ -147,14 +168,14 @@ fn conv2d_s8_patches<const DSP: bool>(
             let count = (positions - p).min(2);
             let mut tails = [[0i32; 3]; 2];
             for (k, tail) in tails.iter_mut().enumerate().take(count) {
-                let x = patch_at(g, input, p + k, zero_point, direct, &mut raw[..len]);
+                let x = patch_at(g, io.input(0), p + k, zero_point, direct, &mut raw[..len]);
                 expand_position(x, k, &mut quads, tail);
             }
             let patch = &quads[..groups];
             let (tail_a, tail_b) = (&tails[0][..len % 4], &tails[1][..len % 4]);
             dsp_channels(patch, tail_a, tail_b, count == 2, filter, biases, lanes);
             let stride = if count == 2 { out_c } else { 0 };
-            requantize_pass(q, lanes, short, &mut output[p * out_c + first..], stride);
+            requantize_pass(q, lanes, short, io.output(p * out_c + first), stride);
             p += count;
         }
     }
@@ -177,35 +198,66 @@ fn expand_position(x: &[i8], k: usize, quads: &mut [[u32; 4]], tail: &mut [i32; 
 
 /// Most input channels of the pointwise path (a pass's two positions are copied to the stack).
 const OVER_INPUT_IN: usize = WIDE_MAX;
-/// Most output channels of the pointwise path (all prepared at once, on the stack).
-const OVER_INPUT_OUT: usize = 2 * CHANNEL_BLOCK;
 
-/// Whether [`conv2d_s8_over_input`] takes this geometry: pointwise (1x1, stride 1, no padding), no
-/// more output channels than input channels, at most 192 input and 64 output channels.
-pub fn runs_over_input(g: &ConvGeometry) -> bool {
-    takes_pointwise(g) && g.output.n == g.input.n && g.output.c <= g.input.c
+/// Whether [`conv2d_s8_shifted`] takes this geometry: batch 1, patches of at most [`PATCH_MAX`]
+/// values (the paths that go two positions a pass) and one block of output channels (at most
+/// 64), so that the positions go in order. A layer that reads ahead of what it writes (a
+/// pointwise one of no wider output, an unpadded or strided one) has no room to keep
+/// ([`shifted_room`] 0): it runs exactly over its input.
+pub fn runs_shifted(g: &ConvGeometry) -> bool {
+    g.input.n == 1
+        && g.output.n == 1
+        && g.output.c <= CONV_BLOCK
+        && g.kernel_h * g.kernel_w * g.input.c <= PATCH_MAX
 }
 
-/// [`conv2d_s8_fast`] with the output written over its input (`data`, the input's bytes before
-/// the call and the output's after), for a geometry that [`runs_over_input`]: the pointwise path,
-/// whose outputs of a pass, no wider than its inputs, cover input positions up to the pass's own
-/// only, which it has copied.
-pub fn conv2d_s8_over_input<const DSP: bool>(
+/// The least room, in elements, between the start of the output and the start of its input (the
+/// output before it) at which [`conv2d_s8_shifted`] may run: for every output position `e`, the
+/// outputs before it, already written, end at or before the first input value that position `e`
+/// or a later one reads. A position reads input rows from `oy * stride_h - pad_top` and columns
+/// from `ox * stride_w - pad_left` on (clamped to the input), so its first value in the input's
+/// order is at least that row's start plus that column; a later row's positions read from their
+/// own first row on.
+pub fn shifted_room(g: &ConvGeometry) -> usize {
+    let (ci, co) = (g.input.c, g.output.c);
+    let first_row = |oy: usize| (oy * g.stride_h).saturating_sub(g.pad_top).min(g.input.h);
+    let first_col = |ox: usize| (ox * g.stride_w).saturating_sub(g.pad_left).min(g.input.w);
+    let mut room = 0;
+    for oy in 0..g.output.h {
+        let next_row = first_row(oy + 1) * g.input.w;
+        for ox in 0..g.output.w {
+            let e = oy * g.output.w + ox;
+            let first = (first_row(oy) * g.input.w + first_col(ox)).min(next_row);
+            room = room.max((e * co).saturating_sub(first * ci));
+        }
+    }
+    room
+}
+
+/// [`conv2d_s8_fast`] with its output `shift` elements before its input in one buffer (`data`:
+/// the output from its start, the input from `shift` on), for a geometry that [`runs_shifted`]
+/// and a `shift` of at least [`shifted_room`] (the loader's check; a smaller one gives wrong
+/// outputs, never an access outside `data`): the positions go in order and each pass reads its
+/// patches before it writes its outputs, which land only on input values no later pass reads.
+pub fn conv2d_s8_shifted<const DSP: bool>(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
     data: &mut [i8],
+    shift: usize,
     filter: &[i8],
     bias: LeI32<'_>,
 ) {
-    if runs_over_input(g) && data.len() >= g.input.len() {
-        pointwise::<DSP>(g, q, &mut Shared(data), filter, bias);
+    let fits = data.len() >= (shift + g.input.len()).max(g.output.len());
+    if !runs_shifted(g) || !fits {
+        return;
     }
+    passes::<DSP>(g, q, &mut Shared { data, shift }, filter, bias);
 }
 
 /// Whether [`pointwise`] takes this geometry: 1x1, stride 1, no padding, at most
-/// [`OVER_INPUT_IN`] input and [`OVER_INPUT_OUT`] output channels.
+/// [`OVER_INPUT_IN`] input and [`CONV_BLOCK`] output channels.
 fn takes_pointwise(g: &ConvGeometry) -> bool {
-    is_direct(g) && g.input.c <= OVER_INPUT_IN && g.output.c <= OVER_INPUT_OUT
+    is_direct(g) && g.input.c <= OVER_INPUT_IN && g.output.c <= CONV_BLOCK
 }
 
 /// A pointwise convolution ([`takes_pointwise`]) two positions at a time, every output channel
@@ -223,8 +275,8 @@ fn pointwise<const DSP: bool>(
     if !takes_pointwise(g) || filter.len() < out_c * in_c {
         return;
     }
-    let mut lanes = [Lane::default(); OVER_INPUT_OUT];
-    let mut biases = [0i32; OVER_INPUT_OUT];
+    let mut lanes = [Lane::default(); CONV_BLOCK];
+    let mut biases = [0i32; CONV_BLOCK];
     let (lanes, biases) = (&mut lanes[..out_c], &mut biases[..out_c]);
     let filter = &filter[..out_c * in_c];
     let short = prepare(q, bias, 0, filter, lanes, biases);
@@ -272,7 +324,7 @@ fn pointwise<const DSP: bool>(
 /// costly as the dot products. As in [`conv2d_s8_patches`], two positions a pass, the input
 /// offset folded into the bias, but the patch length is rounded up to a multiple of four (values
 /// past the field zero), so that every value goes through `SMLAD`; each pass's patch is gathered
-/// once for up to [`SMALL_BLOCK`] output channels; and a window inside the input is read straight
+/// once for up to [`CONV_BLOCK`] output channels; and a window inside the input is read straight
 /// into the 16-bit pairs through a table of offsets ([`WindowOffsets`]), with one bounds check a
 /// position. Border windows are gathered with the zero point as padding, then split by `SXTB16`.
 /// When every channel's weights, split into 16-bit pairs, fit [`SPLIT_WORDS`], they are split
@@ -282,10 +334,9 @@ fn pointwise<const DSP: bool>(
 fn conv2d_s8_small(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
-    input: &[i8],
+    io: &mut impl Io,
     filter: &[i8],
     bias: LeI32<'_>,
-    output: &mut [i8],
 ) {
     let window = WindowOffsets::new(
         g.kernel_h,
@@ -296,10 +347,10 @@ fn conv2d_s8_small(
         g.input.w,
     );
     let out_c = g.output.c;
-    if out_c <= SMALL_BLOCK && 2 * window.groups() * out_c <= SPLIT_WORDS {
-        small_split(g, q, &window, input, filter, bias, output);
+    if out_c <= CONV_BLOCK && 2 * window.groups() * out_c <= SPLIT_WORDS {
+        small_split(g, q, &window, io, filter, bias);
     } else {
-        small_raw(g, q, &window, input, filter, bias, output);
+        small_raw(g, q, &window, io, filter, bias);
     }
 }
 
@@ -309,10 +360,9 @@ fn small_split(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
     window: &WindowOffsets,
-    input: &[i8],
+    io: &mut impl Io,
     filter: &[i8],
     bias: LeI32<'_>,
-    output: &mut [i8],
 ) {
     let (out_c, groups) = (g.output.c, window.groups());
     let len = g.kernel_h * g.kernel_w * g.input.c;
@@ -329,32 +379,22 @@ fn small_split(
         }
     }
     let split = &*split;
-    small_passes(
-        g,
-        q,
-        window,
-        input,
-        filter,
-        bias,
-        output,
-        |_, patch, biases, lanes| {
-            channel_pairs(split, biases, false, lanes, |w0, w1, acc| {
-                dot_2x2_q15_pairs(patch, w0, w1, acc)
-            });
-        },
-    );
+    small_passes(g, q, window, io, filter, bias, |_, patch, biases, lanes| {
+        channel_pairs(split, biases, false, lanes, |w0, w1, acc| {
+            dot_2x2_q15_pairs(patch, w0, w1, acc)
+        });
+    });
 }
 
-/// [`conv2d_s8_small`] with the weights split in the inner loop, [`SMALL_BLOCK`] channels a block.
+/// [`conv2d_s8_small`] with the weights split in the inner loop, [`CONV_BLOCK`] channels a block.
 #[inline(never)]
 fn small_raw(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
     window: &WindowOffsets,
-    input: &[i8],
+    io: &mut impl Io,
     filter: &[i8],
     bias: LeI32<'_>,
-    output: &mut [i8],
 ) {
     let len = g.kernel_h * g.kernel_w * g.input.c;
     let whole = 4 * window.groups();
@@ -364,10 +404,9 @@ fn small_raw(
         g,
         q,
         window,
-        input,
+        io,
         filter,
         bias,
-        output,
         |first, patch, biases, lanes| {
             let n = lanes.len();
             for k in (0..n).step_by(2) {
@@ -384,7 +423,7 @@ fn small_raw(
     );
 }
 
-/// The passes of [`conv2d_s8_small`]: for each block of up to [`SMALL_BLOCK`] output channels
+/// The passes of [`conv2d_s8_small`]: for each block of up to [`CONV_BLOCK`] output channels
 /// (from `first`), two positions at a time, their patches gathered into quads (the values past the
 /// field zero), then `channels(first, patch, biases, lanes)` sets the block's accumulators and the
 /// pass is requantized.
@@ -394,10 +433,9 @@ fn small_passes(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
     window: &WindowOffsets,
-    input: &[i8],
+    io: &mut impl Io,
     filter: &[i8],
     bias: LeI32<'_>,
-    output: &mut [i8],
     mut channels: impl FnMut(usize, &[[u32; 4]], &[i32], &mut [Lane]),
 ) {
     let out_c = g.output.c;
@@ -412,13 +450,13 @@ fn small_passes(
         3 => (u32::MAX, 0xffff),
         _ => (u32::MAX, u32::MAX),
     };
-    let mut lanes = [Lane::default(); SMALL_BLOCK];
-    let mut biases = [0i32; SMALL_BLOCK];
+    let mut lanes = [Lane::default(); CONV_BLOCK];
+    let mut biases = [0i32; CONV_BLOCK];
     let mut quads = [[0u32; 4]; SMALL_MAX / 4];
     // A border window, gathered; the values past `len` stay 0.
     let mut raw = [0i8; SMALL_MAX];
-    for first in (0..out_c).step_by(SMALL_BLOCK) {
-        let n = (out_c - first).min(SMALL_BLOCK);
+    for first in (0..out_c).step_by(CONV_BLOCK) {
+        let n = (out_c - first).min(CONV_BLOCK);
         let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
         let short = prepare(
             q,
@@ -433,6 +471,7 @@ fn small_passes(
             // A lone last position is computed twice.
             let count = (positions - p).min(2);
             let pos = [p, p + count - 1];
+            let input = io.input(0);
             small_column::<0>(g, input, pos[0], zero_point, window, &mut raw, &mut quads);
             small_column::<1>(g, input, pos[1], zero_point, window, &mut raw, &mut quads);
             let last = &mut quads[groups - 1];
@@ -440,14 +479,11 @@ fn small_passes(
             (last[2], last[3]) = (last[2] & keep_even, last[3] & keep_odd);
             channels(first, &quads[..groups], biases, lanes);
             let stride = if count == 2 { out_c } else { 0 };
-            requantize_pass(q, lanes, short, &mut output[p * out_c + first..], stride);
+            requantize_pass(q, lanes, short, io.output(p * out_c + first), stride);
             p += count;
         }
     }
 }
-
-/// Output channels whose patch [`conv2d_s8_small`] gathers once (their quantization on the stack).
-const SMALL_BLOCK: usize = 2 * CHANNEL_BLOCK;
 
 /// `whole` weights from filter row `j` (rows `len` long) on: the row running on into the next, or,
 /// near the filter's end, the row zero-padded in `pad`. Values past the field are zero in the
@@ -548,17 +584,16 @@ pub(super) fn patch_at<'a>(
 fn portable_patches(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
-    input: &[i8],
+    io: &mut impl Io,
     filter: &[i8],
     bias: LeI32<'_>,
-    output: &mut [i8],
 ) {
     let out_c = g.output.c;
     let len = g.kernel_h * g.kernel_w * g.input.c;
     let positions = g.output.n * g.output.h * g.output.w;
     let zero_point = (-q.input_offset) as i8;
-    let mut lanes = [Lane::default(); CHANNEL_BLOCK];
-    let mut biases = [0i32; CHANNEL_BLOCK];
+    let mut lanes = [Lane::default(); CONV_BLOCK];
+    let mut biases = [0i32; CONV_BLOCK];
     let mut raw = [0i8; PATCH_MAX];
     let mut raw_b = [0i8; PATCH_MAX];
     let mut wide = [[0i32; 2]; WIDE_MAX];
@@ -566,8 +601,8 @@ fn portable_patches(
     // Equal chunks, multiples of four values.
     let chunks = len.div_ceil(WIDE_MAX);
     let chunk = len.div_ceil(chunks).next_multiple_of(4).min(WIDE_MAX);
-    for first in (0..out_c).step_by(CHANNEL_BLOCK) {
-        let n = (out_c - first).min(CHANNEL_BLOCK);
+    for first in (0..out_c).step_by(CONV_BLOCK) {
+        let n = (out_c - first).min(CONV_BLOCK);
         let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
         let filter = &filter[first * len..][..n * len];
         let short = prepare(q, bias, first, filter, lanes, biases);
@@ -575,6 +610,7 @@ fn portable_patches(
         while p < positions {
             // A lone last position is computed twice.
             let count = (positions - p).min(2);
+            let input = io.input(0);
             let xa = patch_at(g, input, p, zero_point, direct, &mut raw[..len]);
             let xb = patch_at(
                 g,
@@ -601,7 +637,7 @@ fn portable_patches(
                 }
             }
             let stride = if count == 2 { out_c } else { 0 };
-            requantize_pass(q, lanes, short, &mut output[p * out_c + first..], stride);
+            requantize_pass(q, lanes, short, io.output(p * out_c + first), stride);
             p += count;
         }
     }
@@ -1046,17 +1082,17 @@ pub(crate) mod tests {
     proptest! {
         #![proptest_config(crate::proptest_config(300))]
 
-        /// Written over its input, the pointwise kernel computes what the reference computes out
-        /// of place, with and without `DSP`.
+        /// Written exactly over its input, a pointwise kernel whose output is no wider computes
+        /// what the reference computes out of place, with and without `DSP`.
         #[test]
         fn over_input_matches_reference(
-            (n, h, w) in (1usize..3, 1usize..7, 1usize..7),
-            (in_c, out_c) in (1usize..=OVER_INPUT_IN, 1usize..=OVER_INPUT_OUT),
+            (h, w) in (1usize..7, 1usize..7),
+            (in_c, out_c) in (1usize..=OVER_INPUT_IN, 1usize..=CONV_BLOCK),
             (per_channel, has_bias, seed) in (any::<bool>(), any::<bool>(), any::<u64>()),
         ) {
             let g = ConvGeometry {
-                input: crate::kernels::Nhwc::new(n, h, w, in_c),
-                output: crate::kernels::Nhwc::new(n, h, w, out_c.min(in_c)),
+                input: crate::kernels::Nhwc::new(1, h, w, in_c),
+                output: crate::kernels::Nhwc::new(1, h, w, out_c.min(in_c)),
                 kernel_h: 1,
                 kernel_w: 1,
                 stride_h: 1,
@@ -1066,7 +1102,8 @@ pub(crate) mod tests {
                 pad_top: 0,
                 pad_left: 0,
             };
-            prop_assert!(runs_over_input(&g));
+            prop_assert!(runs_shifted(&g));
+            prop_assert_eq!(shifted_room(&g), 0);
             let p = Problem::random(g, false, per_channel, has_bias, seed);
             let (q, bias) = (p.quant(), LeI32::new(&p.bias).unwrap());
             let mut want = vec![0i8; g.output.len()];
@@ -1074,12 +1111,86 @@ pub(crate) mod tests {
             for dsp in [false, true] {
                 let mut data = p.input.clone();
                 if dsp {
-                    conv2d_s8_over_input::<true>(&g, &q, &mut data, &p.filter, bias);
+                    conv2d_s8_shifted::<true>(&g, &q, &mut data, 0, &p.filter, bias);
                 } else {
-                    conv2d_s8_over_input::<false>(&g, &q, &mut data, &p.filter, bias);
+                    conv2d_s8_shifted::<false>(&g, &q, &mut data, 0, &p.filter, bias);
                 }
                 prop_assert_eq!(&data[..want.len()], &want[..], "dsp {}", dsp);
             }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_config(300))]
+
+        /// With its output before its input by the least room (and by more), the shifted kernel
+        /// computes what the reference computes out of place, with and without `DSP`.
+        #[test]
+        fn shifted_matches_reference(
+            p in problems_sized(20, CONV_BLOCK + 4, false, 9, 4),
+            (extra, pointwise_layer) in (0usize..3, any::<bool>()),
+        ) {
+            let mut p = if pointwise_layer { pointwise(p) } else { p };
+            (p.g.input.n, p.g.output.n) = (1, 1);
+            p.input.truncate(p.g.input.len());
+            prop_assume!(runs_shifted(&p.g));
+            let g = p.g;
+            let (q, bias) = (p.quant(), LeI32::new(&p.bias).unwrap());
+            let mut want = vec![0i8; g.output.len()];
+            conv2d_s8(&g, &q, &p.input, &p.filter, bias, &mut want);
+            let shift = shifted_room(&g) + extra * 5;
+            for dsp in [false, true] {
+                let mut data = vec![0i8; (shift + g.input.len()).max(g.output.len())];
+                data[shift..][..g.input.len()].copy_from_slice(&p.input);
+                if dsp {
+                    conv2d_s8_shifted::<true>(&g, &q, &mut data, shift, &p.filter, bias);
+                } else {
+                    conv2d_s8_shifted::<false>(&g, &q, &mut data, shift, &p.filter, bias);
+                }
+                prop_assert_eq!(&data[..want.len()], &want[..], "dsp {} shift {}", dsp, shift);
+            }
+        }
+    }
+
+    /// The room of a 3x3 same convolution is one row and one position of its input; one value
+    /// less and the outputs overwrite an input value a later pass reads.
+    #[test]
+    fn shifted_room_is_the_least_that_works() {
+        let g = |h: usize, k: usize, s: usize, pad: usize, in_c: usize, out_c: usize| {
+            let out = (h + 2 * pad - k) / s + 1;
+            ConvGeometry {
+                input: crate::kernels::Nhwc::new(1, h, h, in_c),
+                output: crate::kernels::Nhwc::new(1, out, out, out_c),
+                kernel_h: k,
+                kernel_w: k,
+                stride_h: s,
+                stride_w: s,
+                dilation_h: 1,
+                dilation_w: 1,
+                pad_top: pad,
+                pad_left: pad,
+            }
+        };
+        assert_eq!(shifted_room(&g(32, 3, 1, 1, 16, 16)), 33 * 16);
+        // ResNet-8's strided shortcut reads ahead of what it writes; an expanding pointwise
+        // layer's output ends where its input ends.
+        assert_eq!(shifted_room(&g(32, 1, 2, 0, 16, 32)), 0);
+        assert_eq!(shifted_room(&g(4, 1, 1, 0, 16, 32)), 15 * 16);
+        assert!(!runs_shifted(&g(8, 3, 1, 1, 16, 65)));
+        assert!(!runs_shifted(&g(8, 3, 1, 1, 65, 16)));
+
+        let g = g(6, 3, 1, 1, 4, 4);
+        let p = Problem::random(g, false, true, true, 5);
+        let (q, bias) = (p.quant(), LeI32::new(&p.bias).unwrap());
+        let mut want = vec![0i8; g.output.len()];
+        conv2d_s8(&g, &q, &p.input, &p.filter, bias, &mut want);
+        let room = shifted_room(&g);
+        assert_eq!(room, 7 * 4);
+        for (shift, right) in [(room, true), (room - 1, false)] {
+            let mut data = vec![0i8; shift + g.input.len()];
+            data[shift..].copy_from_slice(&p.input);
+            conv2d_s8_shifted::<true>(&g, &q, &mut data, shift, &p.filter, bias);
+            assert_eq!(data[..want.len()] == want[..], right, "shift {shift}");
         }
     }
 
@@ -1110,11 +1221,13 @@ pub(crate) mod tests {
             pad_top: 0,
             pad_left: 0,
         };
-        assert!(runs_over_input(&g(1, 64, 64)));
-        assert!(runs_over_input(&g(1, 64, 16)));
-        assert!(!runs_over_input(&g(1, 16, 64)));
-        assert!(!runs_over_input(&g(1, 192, 129)));
-        assert!(!runs_over_input(&g(3, 64, 64)));
+        let over_input = |g: &ConvGeometry| runs_shifted(g) && shifted_room(g) == 0;
+        assert!(over_input(&g(1, 64, 64)));
+        assert!(over_input(&g(1, 64, 16)));
+        assert!(!over_input(&g(1, 16, 64)));
+        assert!(!over_input(&g(1, 192, 129)));
+        // Unpadded, a 3x3 layer reads ahead of what it writes.
+        assert!(over_input(&g(3, 32, 32)));
     }
 
     proptest! {

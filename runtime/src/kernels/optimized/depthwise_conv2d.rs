@@ -104,7 +104,7 @@ pub fn depthwise_conv2d_s8_over_input<const DSP: bool>(
     if !runs_over_input(g) || data.len() < g.input.len() {
         return;
     }
-    let mut io = Shared(data);
+    let mut io = Shared { data, shift: 0 };
     let mut ring = [0u32; RING_WORDS];
     for c0 in (0..g.output.c).step_by(LANES) {
         block::<DSP>(g, q, &mut io, filter, bias, c0, &mut ring);

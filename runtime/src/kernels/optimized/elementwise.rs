@@ -1,32 +1,49 @@
 //! Int8 Add of two same-shape tensors, optimized: each input's rescaling depends on one int8 value,
-//! so it is tabulated once per invoke (256 entries per input) and each element costs two loads,
-//! an add and the output rescaling.
+//! so it is tabulated once per invoke (256 entries per input, [`AddTables`], kept for every band of
+//! an Add that runs in place) and each element costs two loads, an add and the output rescaling.
 
 use super::{ChannelQuant, RightShiftQuant};
 use crate::ops::AddParams;
 
-/// Same result as [`crate::kernels::elementwise::add_s8`] when `a`, `b` and `out` have one shape.
-/// Not inlined: its 2 KiB of tables must only be on the stack while an Add runs.
-#[inline(never)]
-pub fn add_s8_same_shape(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) {
-    // TFLite AddFunc: shifted = (offset + x) * 2^left_shift, then the input's rescaling.
-    let table = |offset: i32, multiplier: i32, shift: i32| {
-        let scale = ChannelQuant::from_parts(multiplier, shift);
-        let mut t = [0i32; 256];
-        for (i, v) in t.iter_mut().enumerate() {
-            let x = i as u8 as i8 as i32;
-            *v = scale.scale((offset + x).wrapping_mul(1 << p.left_shift));
+/// Each input value of an int8 Add, shifted and rescaled: input 1's 256 entries, then input 2's;
+/// and whether no sum of two entries reaches 2^30 in magnitude.
+pub struct AddTables {
+    tables: [i32; 512],
+    small: bool,
+}
+
+impl AddTables {
+    /// The tables of `p` (TFLite AddFunc: shifted = (offset + x) * 2^left_shift, then the input's
+    /// rescaling).
+    pub fn new(p: &AddParams) -> AddTables {
+        let mut tables = [0i32; 512];
+        let inputs = [
+            (p.input1_offset, p.input1.multiplier, p.input1.shift),
+            (p.input2_offset, p.input2.multiplier, p.input2.shift),
+        ];
+        for (t, (offset, multiplier, shift)) in tables.chunks_exact_mut(256).zip(inputs) {
+            let scale = ChannelQuant::from_parts(multiplier, shift);
+            for (i, v) in t.iter_mut().enumerate() {
+                let x = i as u8 as i8 as i32;
+                *v = scale.scale((offset + x).wrapping_mul(1 << p.left_shift));
+            }
         }
-        t
-    };
-    // Input 1's table, then input 2's.
-    let mut tables = [0i32; 512];
-    tables[..256].copy_from_slice(&table(p.input1_offset, p.input1.multiplier, p.input1.shift));
-    tables[256..].copy_from_slice(&table(p.input2_offset, p.input2.multiplier, p.input2.shift));
+        let bound = max_abs(&tables[..256]) as u64 + max_abs(&tables[256..]) as u64;
+        AddTables {
+            tables,
+            small: bound < 1 << 30,
+        }
+    }
+}
+
+/// Same result as [`crate::kernels::elementwise::add_s8`] when `a`, `b` and `out` have one shape,
+/// with the tables of `p`.
+pub fn add_s8_same_shape(p: &AddParams, add: &AddTables, a: &[i8], b: &[i8], out: &mut [i8]) {
+    let tables = &add.tables;
     let (t1, t2) = tables.split_at(256);
     #[cfg(target_arch = "x86_64")]
     if crate::kernels::x86::add_tables(
-        &tables,
+        tables,
         p.output.multiplier,
         p.output.shift,
         p.output_offset,
@@ -40,7 +57,7 @@ pub fn add_s8_same_shape(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) {
     }
     let output = ChannelQuant::from_parts(p.output.multiplier, p.output.shift);
     if let Some(fast) = RightShiftQuant::from_parts(output, p.output_offset, p.act_min, p.act_max) {
-        if add_loop(fast, &tables, a, b, out) {
+        if add.small && add_loop(fast, tables, a, b, out) {
             return;
         }
     }
@@ -56,9 +73,9 @@ fn max_abs(t: &[i32]) -> u32 {
     t.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0)
 }
 
-/// The elements through `fast` when no sum of two table entries reaches 2^30 in magnitude (so its
-/// double fits in 32 bits, as `fast` needs); `false`, with nothing written, otherwise. One
-/// assembly loop on Arm targets.
+/// The elements through `fast`, for tables no sum of two entries of which reaches 2^30 in
+/// magnitude (so its double fits in 32 bits, as `fast` needs: [`AddTables`] `small`); `false`,
+/// with nothing written, when an input is short. One assembly loop on Arm targets.
 #[inline(always)]
 fn add_loop(
     fast: RightShiftQuant,
@@ -68,8 +85,7 @@ fn add_loop(
     out: &mut [i8],
 ) -> bool {
     let n = out.len();
-    let bound = max_abs(&tables[..256]) as u64 + max_abs(&tables[256..]) as u64;
-    if bound >= 1 << 30 || a.len() < n || b.len() < n {
+    if a.len() < n || b.len() < n {
         return false;
     }
     if n > 0 {
@@ -191,7 +207,7 @@ mod tests {
         let mut want = vec![0i8; len];
         add_s8(p, shape, &a, shape, &b, shape, &mut want);
         let mut got = vec![0i8; len];
-        add_s8_same_shape(p, &a, &b, &mut got);
+        add_s8_same_shape(p, &AddTables::new(p), &a, &b, &mut got);
         prop_assert_eq!(got, want);
         Ok(())
     }

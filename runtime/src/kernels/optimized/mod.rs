@@ -154,17 +154,21 @@ impl Io for Apart<'_, '_> {
     }
 }
 
-/// Input and output in one buffer, element `i` of each at the same place.
-pub(super) struct Shared<'a>(pub &'a mut [i8]);
+/// Input and output in one buffer, `data`: the output from its start, the input `shift` elements
+/// on (0: element `i` of each at the same place).
+pub(super) struct Shared<'a> {
+    pub data: &'a mut [i8],
+    pub shift: usize,
+}
 
 impl Io for Shared<'_> {
     #[inline(always)]
     fn input(&self, at: usize) -> &[i8] {
-        &self.0[at..]
+        &self.data[self.shift + at..]
     }
     #[inline(always)]
     fn output(&mut self, at: usize) -> &mut [i8] {
-        &mut self.0[at..]
+        &mut self.data[at..]
     }
 }
 
@@ -190,18 +194,19 @@ pub fn depthwise_conv2d_s8(
     }
 }
 
-/// Int8 pointwise convolution with its output written over its input (`data`), for a geometry that
-/// [`conv2d::runs_over_input`], on every target: the patch kernel's passes, with every output
-/// channel prepared once (the reference kernel, which reads inputs after it writes outputs,
-/// cannot run so); the `SMLAD` loops where [`conv2d_variant`] picks them.
-pub fn conv2d_s8_over_input(
+/// Int8 convolution with its output `shift` elements before its input in one buffer (`data`), for
+/// a geometry that [`conv2d::runs_shifted`] and a shift of at least [`conv2d::shifted_room`], on
+/// every target: the patch or pointwise kernel's passes, positions in order; the `SMLAD` loops
+/// where [`conv2d_variant`] picks them.
+pub fn conv2d_s8_shifted(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
     data: &mut [i8],
+    shift: usize,
     filter: &[i8],
     bias: LeI32<'_>,
 ) {
-    conv2d::conv2d_s8_over_input::<CONV_DSP>(g, q, data, filter, bias)
+    conv2d::conv2d_s8_shifted::<CONV_DSP>(g, q, data, shift, filter, bias)
 }
 
 /// Int8 depthwise convolution with its output written over its input (`data`), for a geometry that
@@ -331,10 +336,13 @@ pub fn fully_connected_s16(
     );
 }
 
-/// Int8 Add: the table kernel when both inputs have the output's shape, else the reference (same
-/// contract and result as [`reference_elementwise::add_s8`]).
+/// Int8 Add: the table kernel when both inputs have the output's shape, with the tables kept in
+/// `tables` (made at the first call, reused by the calls of the same Add's later bands), else the
+/// reference (same contract and result as [`reference_elementwise::add_s8`]).
+#[allow(clippy::too_many_arguments)]
 pub fn add_s8(
     p: &AddParams,
+    tables: &mut Option<elementwise::AddTables>,
     a_shape: Nhwc,
     a: &[i8],
     b_shape: Nhwc,
@@ -343,7 +351,8 @@ pub fn add_s8(
     out: &mut [i8],
 ) {
     if !cfg!(feature = "reference-kernels") && a_shape == out_shape && b_shape == out_shape {
-        elementwise::add_s8_same_shape(p, a, b, out);
+        let tables = tables.get_or_insert_with(|| elementwise::AddTables::new(p));
+        elementwise::add_s8_same_shape(p, tables, a, b, out);
     } else {
         reference_elementwise::add_s8(p, a_shape, a, b_shape, b, out_shape, out);
     }
