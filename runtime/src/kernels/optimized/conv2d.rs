@@ -158,6 +158,8 @@ fn conv2d_s8_patches<const DSP: bool>(
     let groups = len / 4;
     let mut quads = [[0u32; 4]; PATCH_MAX / 4];
     let direct = is_direct(g);
+    // Windows inside the input are expanded from it row by row, without gathering.
+    let by_rows = !direct && g.dilation_w == 1 && (g.kernel_w * g.input.c).is_multiple_of(4);
     for first in (0..out_c).step_by(CONV_BLOCK) {
         let n = (out_c - first).min(CONV_BLOCK);
         let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
@@ -168,7 +170,11 @@ fn conv2d_s8_patches<const DSP: bool>(
             let count = (positions - p).min(2);
             let mut tails = [[0i32; 3]; 2];
             for (k, tail) in tails.iter_mut().enumerate().take(count) {
-                let x = patch_at(g, io.input(0), p + k, zero_point, direct, &mut raw[..len]);
+                let input = io.input(0);
+                if by_rows && expand_window(g, input, p + k, k, &mut quads) {
+                    continue;
+                }
+                let x = patch_at(g, input, p + k, zero_point, direct, &mut raw[..len]);
                 expand_position(x, k, &mut quads, tail);
             }
             let patch = &quads[..groups];
@@ -185,7 +191,18 @@ fn conv2d_s8_patches<const DSP: bool>(
 /// pairs of each group of four values) and the values past the last group into `tail`.
 #[inline(always)]
 fn expand_position(x: &[i8], k: usize, quads: &mut [[u32; 4]], tail: &mut [i32; 3]) {
-    let (x_groups, x_tail) = x.as_chunks::<4>();
+    // Two groups a step (one `LDRD`), then the last odd group.
+    let (x_pairs, x_rest) = x.as_chunks::<8>();
+    let (paired, quads) = quads.split_at_mut((2 * x_pairs.len()).min(quads.len()));
+    for (quad, r) in paired.as_chunks_mut::<2>().0.iter_mut().zip(x_pairs) {
+        let v0 = u32::from_le_bytes([r[0], r[1], r[2], r[3]].map(|b| b as u8));
+        let v1 = u32::from_le_bytes([r[4], r[5], r[6], r[7]].map(|b| b as u8));
+        quad[0][2 * k] = sxtb16(v0);
+        quad[0][2 * k + 1] = sxtb16_ror8(v0);
+        quad[1][2 * k] = sxtb16(v1);
+        quad[1][2 * k + 1] = sxtb16_ror8(v1);
+    }
+    let (x_groups, x_tail) = x_rest.as_chunks::<4>();
     for (quad, r) in quads.iter_mut().zip(x_groups) {
         let v = u32::from_le_bytes(r.map(|b| b as u8));
         quad[2 * k] = sxtb16(v);
@@ -194,6 +211,36 @@ fn expand_position(x: &[i8], k: usize, quads: &mut [[u32; 4]], tail: &mut [i32; 
     for (t, &r) in tail.iter_mut().zip(x_tail) {
         *t = r as i32;
     }
+}
+
+/// Expands position `k` of a pass, flat output position `p`, straight from `input` when its window
+/// lies inside it: kernel row by kernel row, each a contiguous run of `kernel_w * in_c` values (a
+/// multiple of four, no horizontal dilation). `false`, with nothing written, for a border window.
+#[inline(always)]
+fn expand_window(
+    g: &ConvGeometry,
+    input: &[i8],
+    p: usize,
+    k: usize,
+    quads: &mut [[u32; 4]],
+) -> bool {
+    let (ow, oh) = (g.output.w, g.output.h);
+    let (n, oy, ox) = (p / (ow * oh), (p / ow) % oh, p % ow);
+    let (y, x) = (oy * g.stride_h, ox * g.stride_w);
+    if y < g.pad_top || x < g.pad_left {
+        return false;
+    }
+    let (iy, ix) = (y - g.pad_top, x - g.pad_left);
+    if iy + (g.kernel_h - 1) * g.dilation_h >= g.input.h || ix + g.kernel_w > g.input.w {
+        return false;
+    }
+    let row_len = g.kernel_w * g.input.c;
+    let rows = quads.chunks_exact_mut(row_len / 4).take(g.kernel_h);
+    for (ky, quads) in rows.enumerate() {
+        let at = g.input.index(n, iy + ky * g.dilation_h, ix, 0);
+        expand_position(&input[at..][..row_len], k, quads, &mut [0; 3]);
+    }
+    true
 }
 
 /// Most input channels of the pointwise path (a pass's two positions are copied to the stack).
