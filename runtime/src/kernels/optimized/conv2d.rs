@@ -18,8 +18,8 @@
 //! into the accumulator's start, taps walked as contiguous row segments.
 
 use super::conv_loops::{
-    dot_2x2_q15, dot_2x2_q15_pairs, dot_2x2_wide, offset_clamp, requantize_lanes, Lane,
-    WindowOffsets, SMALL_MAX, SPLIT_WORDS,
+    dot_2x2_q15, dot_2x2_q15_pairs, dot_2x2_wide, offset_clamp, requantize_lanes,
+    requantize_lanes_folded, Lane, WindowOffsets, SMALL_MAX, SPLIT_WORDS,
 };
 use super::dsp::{smlad, sxtb16, sxtb16_ror8};
 use super::{tap_range, Apart, ChannelQuant, Io, Shared};
@@ -44,7 +44,7 @@ const CONV_BLOCK: usize = 2 * CHANNEL_BLOCK;
 /// Prepares output channels `first..first + lanes.len()` (filter rows `filter`): their
 /// quantization, and their bias with the input offset folded in: `sum w * (x + off) =
 /// sum w * x + off * sum w`, so the kernels multiply raw input values, and padding taps holding the
-/// zero point `-off` add nothing either way. Returns whether every channel has the short form.
+/// zero point `-off` add nothing either way. Returns how the lanes requantize ([`lanes_form`]).
 #[inline(always)]
 fn prepare(
     q: &OutputQuant<'_>,
@@ -53,7 +53,7 @@ fn prepare(
     filter: &[i8],
     lanes: &mut [Lane],
     biases: &mut [i32],
-) -> bool {
+) -> Form {
     let len = filter.len() / lanes.len();
     for (k, ((l, b), w)) in lanes
         .iter_mut()
@@ -69,7 +69,37 @@ fn prepare(
         };
         *b = b0.wrapping_add(q.input_offset.wrapping_mul(weight_sum(w)));
     }
-    lanes.iter().all(|l| l.quant.is_short())
+    lanes_form(q, lanes)
+}
+
+/// How a block's lanes requantize.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Form {
+    /// [`ChannelQuant::requantize`], a lane at a time.
+    Long,
+    /// Every lane in the short form ([`requantize_lanes`]).
+    Short,
+    /// Every lane in the short form with the output offset folded in
+    /// ([`requantize_lanes_folded`]).
+    Folded,
+}
+
+/// The form of `lanes` for `q`, folding the output offset into every lane's quantization
+/// ([`ChannelQuant::with_offset`]) when all of them can take it and the activation's range lies
+/// in int8 (as it does for every int8 output the loader accepts).
+pub(super) fn lanes_form(q: &OutputQuant<'_>, lanes: &mut [Lane]) -> Form {
+    let zp = q.output_offset;
+    let int8 = -128 <= q.act_min && q.act_min <= q.act_max && q.act_max <= 127;
+    if int8 && lanes.iter().all(|l| l.quant.with_offset(zp).is_some()) {
+        for l in lanes.iter_mut() {
+            l.quant = l.quant.with_offset(zp).unwrap_or(l.quant);
+        }
+        Form::Folded
+    } else if lanes.iter().all(|l| l.quant.is_short()) {
+        Form::Short
+    } else {
+        Form::Long
+    }
 }
 
 /// Requantizes a pass's lanes: A to `out[k]`, B to `out[k + stride]` (`stride` 0: A alone).
@@ -77,17 +107,24 @@ fn prepare(
 pub(super) fn requantize_pass(
     q: &OutputQuant<'_>,
     lanes: &[Lane],
-    short: bool,
+    form: Form,
     out: &mut [i8],
     stride: usize,
 ) {
+    let act = (q.act_min, q.act_max);
     let clamp = offset_clamp(q.output_offset, q.act_min, q.act_max);
-    if let (true, Some(clamp)) = (short, clamp) {
-        requantize_lanes(lanes, out, stride, clamp, q.output_offset);
-    } else {
-        for (k, l) in lanes.iter().enumerate() {
-            out[k + stride] = l.quant.requantize(q, l.acc_b);
-            out[k] = l.quant.requantize(q, l.acc_a);
+    match (form, act, clamp) {
+        (Form::Folded, (-128, 127), _) => requantize_lanes_folded::<0>(lanes, out, stride, act),
+        (Form::Folded, (_, 127), _) => requantize_lanes_folded::<1>(lanes, out, stride, act),
+        (Form::Folded, _, _) => requantize_lanes_folded::<2>(lanes, out, stride, act),
+        (Form::Short, _, Some(clamp)) => {
+            requantize_lanes(lanes, out, stride, clamp, q.output_offset)
+        }
+        _ => {
+            for (k, l) in lanes.iter().enumerate() {
+                out[k + stride] = l.quant.requantize(q, l.acc_b);
+                out[k] = l.quant.requantize(q, l.acc_a);
+            }
         }
     }
 }
@@ -164,7 +201,7 @@ fn conv2d_s8_patches<const DSP: bool>(
         let n = (out_c - first).min(CONV_BLOCK);
         let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
         let filter = &filter[first * len..][..n * len];
-        let short = prepare(q, bias, first, filter, lanes, biases);
+        let form = prepare(q, bias, first, filter, lanes, biases);
         let mut p = 0;
         while p < positions {
             let count = (positions - p).min(2);
@@ -181,7 +218,7 @@ fn conv2d_s8_patches<const DSP: bool>(
             let (tail_a, tail_b) = (&tails[0][..len % 4], &tails[1][..len % 4]);
             dsp_channels(patch, tail_a, tail_b, count == 2, filter, biases, lanes);
             let stride = if count == 2 { out_c } else { 0 };
-            requantize_pass(q, lanes, short, io.output(p * out_c + first), stride);
+            requantize_pass(q, lanes, form, io.output(p * out_c + first), stride);
             p += count;
         }
     }
@@ -326,7 +363,7 @@ fn pointwise<const DSP: bool>(
     let mut biases = [0i32; CONV_BLOCK];
     let (lanes, biases) = (&mut lanes[..out_c], &mut biases[..out_c]);
     let filter = &filter[..out_c * in_c];
-    let short = prepare(q, bias, 0, filter, lanes, biases);
+    let form = prepare(q, bias, 0, filter, lanes, biases);
     let positions = g.output.n * g.output.h * g.output.w;
     if DSP {
         let mut quads = [[0u32; 4]; OVER_INPUT_IN / 4];
@@ -341,7 +378,7 @@ fn pointwise<const DSP: bool>(
             let (tail_a, tail_b) = (&tails[0][..in_c % 4], &tails[1][..in_c % 4]);
             dsp_channels(quads, tail_a, tail_b, count == 2, filter, biases, lanes);
             let stride = if count == 2 { out_c } else { 0 };
-            requantize_pass(q, lanes, short, io.output(p * out_c), stride);
+            requantize_pass(q, lanes, form, io.output(p * out_c), stride);
             p += count;
         }
     } else {
@@ -360,7 +397,7 @@ fn pointwise<const DSP: bool>(
                 dot_2x2_wide(wide, w0, w1, acc)
             });
             let stride = if count == 2 { out_c } else { 0 };
-            requantize_pass(q, lanes, short, io.output(p * out_c), stride);
+            requantize_pass(q, lanes, form, io.output(p * out_c), stride);
             p += count;
         }
     }
@@ -505,7 +542,7 @@ fn small_passes(
     for first in (0..out_c).step_by(CONV_BLOCK) {
         let n = (out_c - first).min(CONV_BLOCK);
         let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
-        let short = prepare(
+        let form = prepare(
             q,
             bias,
             first,
@@ -526,7 +563,7 @@ fn small_passes(
             (last[2], last[3]) = (last[2] & keep_even, last[3] & keep_odd);
             channels(first, &quads[..groups], biases, lanes);
             let stride = if count == 2 { out_c } else { 0 };
-            requantize_pass(q, lanes, short, io.output(p * out_c + first), stride);
+            requantize_pass(q, lanes, form, io.output(p * out_c + first), stride);
             p += count;
         }
     }
@@ -652,7 +689,7 @@ fn portable_patches(
         let n = (out_c - first).min(CONV_BLOCK);
         let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
         let filter = &filter[first * len..][..n * len];
-        let short = prepare(q, bias, first, filter, lanes, biases);
+        let form = prepare(q, bias, first, filter, lanes, biases);
         let mut p = 0;
         while p < positions {
             // A lone last position is computed twice.
@@ -684,7 +721,7 @@ fn portable_patches(
                 }
             }
             let stride = if count == 2 { out_c } else { 0 };
-            requantize_pass(q, lanes, short, io.output(p * out_c + first), stride);
+            requantize_pass(q, lanes, form, io.output(p * out_c + first), stride);
             p += count;
         }
     }

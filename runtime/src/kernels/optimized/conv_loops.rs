@@ -706,6 +706,65 @@ pub(crate) struct Lane {
     pub acc_b: i32,
 }
 
+/// The loop of [`requantize_lanes`] and [`requantize_lanes_folded`] on Armv7-M: per lane and
+/// accumulator (B, then A), the high word of `acc * multiplier` + (2^30 or -2^30 by the sign of
+/// `acc`, which is that of the product) + the lane's rounding term * 2^32, shifted right by
+/// `right - 1` into r7, then `$finish` (which leaves the output in r7), then the store.
+#[cfg(ferrite_armv7m)]
+macro_rules! lanes_loop {
+    ($lanes:expr, $out:expr, $stride:expr, $n:expr, $finish:expr, $($operands:tt)*) => {
+        // SAFETY (the callers'): reads `n` lanes of 20 bytes from `lanes`, writes `out[k]` and
+        // `out[k + stride]` for `k < n` (in bounds: checked by the callers). r6 and r7 (which
+        // Rust reserves) are saved on the stack and restored; the other registers are explicit
+        // operands.
+        unsafe {
+            core::arch::asm!(
+                "push {{r6, r7}}",
+                "1:",
+                // r2 multiplier, r3 rounding term, r4 right-1 (low byte), r5 A, r6 B.
+                "ldm r0!, {{r2, r3, r4, r5, r6}}",
+                "and lr, r6, #0x80000000",
+                "orr lr, lr, #0x40000000",
+                "add r7, r3, r6, asr #31",
+                "smlal lr, r7, r6, r2",
+                "asr r7, r7, r4",
+                $finish,
+                "strb r7, [r1, r8]",
+                "and lr, r5, #0x80000000",
+                "orr lr, lr, #0x40000000",
+                "add r7, r3, r5, asr #31",
+                "smlal lr, r7, r5, r2",
+                "asr r7, r7, r4",
+                $finish,
+                "strb r7, [r1], #1",
+                "subs r9, r9, #1",
+                "bne 1b",
+                "pop {{r6, r7}}",
+                inout("r0") $lanes.as_ptr() => _,
+                inout("r1") $out.as_mut_ptr() => _,
+                in("r8") $stride,
+                inout("r9") $n => _,
+                $($operands)*
+                out("r2") _,
+                out("r3") _,
+                out("r4") _,
+                out("r5") _,
+                out("lr") _,
+            )
+        }
+    };
+}
+
+/// The shifted high word of [`lanes_loop`] in Rust: `(multiplier, rounding term, right - 1)`.
+#[cfg(not(ferrite_armv7m))]
+#[inline(always)]
+fn shifted_high(acc: i32, (m, round, shift): (i32, i32, u32)) -> i32 {
+    // The multiplier is positive: the product has the sign of `acc`.
+    let nudge = (1i64 << 30) ^ ((acc as i64 >> 63) << 31);
+    let q = acc as i64 * m as i64 + nudge + ((round as i64) << 32);
+    ((q >> 32) as i32) >> shift
+}
+
 /// Requantizes every lane of `lanes` (all with the short form of [`ChannelQuant::scale`], whose
 /// multiplier is positive, so that the product has the sign of the accumulator): lane
 /// `k` writes A to `out[k]`, then B to `out[k + stride]` (with `stride` 0, B must equal A). The
@@ -723,80 +782,72 @@ pub(crate) fn requantize_lanes(
     assert!(out.len() >= n + stride);
     debug_assert!(lanes.iter().all(|l| l.quant.is_short()));
     #[cfg(ferrite_armv7m)]
-    {
-        if n == 0 {
-            return;
-        }
-        // SAFETY: reads `n` lanes of 20 bytes from `lanes`, writes `out[k]` and `out[k + stride]`
-        // for `k < n` (in bounds: checked above). r6 and r7 (which Rust reserves) are saved on
-        // the stack and restored; the other registers are explicit operands.
-        unsafe {
-            core::arch::asm!(
-                "push {{r6, r7}}",
-                "1:",
-                // r2 multiplier, r3 2^(right-2), r4 right-1 (low byte), r5 A, r6 B.
-                "ldm r0!, {{r2, r3, r4, r5, r6}}",
-                // B: the high word of acc * multiplier + (2^30 or -2^30 by the sign of acc, which
-                // is that of the product) + 2^(r-2) * 2^32, shifted right by r - 1.
-                "and lr, r6, #0x80000000",
-                "orr lr, lr, #0x40000000",
-                "add r7, r3, r6, asr #31",
-                "smlal lr, r7, r6, r2",
-                "asr r7, r7, r4",
-                "cmp r7, r10",
-                "it lt",
-                "movlt r7, r10",
-                "cmp r7, r11",
-                "it gt",
-                "movgt r7, r11",
-                "add r7, r7, r12",
-                "strb r7, [r1, r8]",
-                // A, the same.
-                "and lr, r5, #0x80000000",
-                "orr lr, lr, #0x40000000",
-                "add r7, r3, r5, asr #31",
-                "smlal lr, r7, r5, r2",
-                "asr r7, r7, r4",
-                "cmp r7, r10",
-                "it lt",
-                "movlt r7, r10",
-                "cmp r7, r11",
-                "it gt",
-                "movgt r7, r11",
-                "add r7, r7, r12",
-                "strb r7, [r1], #1",
-                "subs r9, r9, #1",
-                "bne 1b",
-                "pop {{r6, r7}}",
-                inout("r0") lanes.as_ptr() => _,
-                inout("r1") out.as_mut_ptr() => _,
-                in("r8") stride,
-                inout("r9") n => _,
-                in("r10") clamp.0,
-                in("r11") clamp.1,
-                in("r12") zp,
-                out("r2") _,
-                out("r3") _,
-                out("r4") _,
-                out("r5") _,
-                out("lr") _,
-            );
+    if n > 0 {
+        lanes_loop!(
+            lanes,
+            out,
+            stride,
+            n,
+            "cmp r7, r10\nit lt\nmovlt r7, r10\ncmp r7, r11\nit gt\nmovgt r7, r11\nadd r7, r7, r12",
+            in("r10") clamp.0,
+            in("r11") clamp.1,
+            in("r12") zp,
+        );
+    }
+    #[cfg(not(ferrite_armv7m))]
+    for (k, l) in lanes.iter().enumerate() {
+        let finish = |acc| {
+            shifted_high(acc, l.quant.short_parts())
+                .max(clamp.0)
+                .min(clamp.1)
+        };
+        out[k + stride] = finish(l.acc_b).wrapping_add(zp) as i8;
+        out[k] = finish(l.acc_a).wrapping_add(zp) as i8;
+    }
+}
+
+/// [`requantize_lanes`] for lanes whose quantization has the output offset folded in
+/// ([`ChannelQuant::with_offset`]): the shifted value is the output before the clamp, which
+/// `SSAT` brings to int8, then the activation's bounds when they are narrower: `CLAMP` 0 for none
+/// (`act` the whole int8 range), 1 for the lower bound only (`act.1` 127), 2 for both.
+#[inline(always)]
+pub(crate) fn requantize_lanes_folded<const CLAMP: u8>(
+    lanes: &[Lane],
+    out: &mut [i8],
+    stride: usize,
+    act: (i32, i32),
+) {
+    let n = lanes.len();
+    assert!(out.len() >= n + stride);
+    // `SSAT` may set the sticky Q flag, which nothing here reads.
+    #[cfg(ferrite_armv7m)]
+    if n > 0 {
+        match CLAMP {
+            0 => lanes_loop!(lanes, out, stride, n, "ssat r7, #8, r7",),
+            1 => lanes_loop!(
+                lanes,
+                out,
+                stride,
+                n,
+                "ssat r7, #8, r7\ncmp r7, r10\nit lt\nmovlt r7, r10",
+                in("r10") act.0,
+            ),
+            _ => lanes_loop!(
+                lanes,
+                out,
+                stride,
+                n,
+                "cmp r7, r10\nit lt\nmovlt r7, r10\ncmp r7, r11\nit gt\nmovgt r7, r11",
+                in("r10") act.0,
+                in("r11") act.1,
+            ),
         }
     }
     #[cfg(not(ferrite_armv7m))]
-    {
-        let scale = |acc: i32, (m, round, shift): (i32, i32, u32)| {
-            // The multiplier is positive: the product has the sign of `acc`.
-            let nudge = (1i64 << 30) ^ ((acc as i64 >> 63) << 31);
-            let q = acc as i64 * m as i64 + nudge + ((round as i64) << 32);
-            let x = ((q >> 32) as i32) >> shift;
-            x.max(clamp.0).min(clamp.1).wrapping_add(zp) as i8
-        };
-        for (k, l) in lanes.iter().enumerate() {
-            let parts = l.quant.short_parts();
-            out[k + stride] = scale(l.acc_b, parts);
-            out[k] = scale(l.acc_a, parts);
-        }
+    for (k, l) in lanes.iter().enumerate() {
+        let finish = |acc| shifted_high(acc, l.quant.short_parts()).clamp(act.0, act.1) as i8;
+        out[k + stride] = finish(l.acc_b);
+        out[k] = finish(l.acc_a);
     }
 }
 
@@ -816,6 +867,8 @@ mod tests {
     proptest! {
         #![proptest_config(crate::proptest_config(256))]
 
+        /// Both ways of requantizing lanes (the offset added after the clamp, or folded into the
+        /// rounding term for shifts of 2 to 22 bits and int8 offsets) give the channel's result.
         #[test]
         fn requantize_lanes_is_channel_requantize(
             v in prop::collection::vec(
@@ -823,9 +876,9 @@ mod tests {
                 1..6,
             ),
             zp in prop::sample::select(std::vec![i32::MIN, -300, -128, 0, 5, 127, i32::MAX]),
-            a in -128..=127i32, b in -128..=127i32, small: bool,
+            a in -128..=127i32, b in -128..=127i32, small: bool, full: bool,
         ) {
-            let (act_min, act_max) = (a.min(b), a.max(b));
+            let (act_min, act_max) = if full { (-128, 127) } else { (a.min(b), a.max(b)) };
             let q = crate::kernels::OutputQuant {
                 input_offset: 0,
                 output_offset: zp,
@@ -842,14 +895,25 @@ mod tests {
                 })
                 .collect();
             let n = lanes.len();
-            let mut got = std::vec![0i8; 2 * n + 1];
-            let Some(clamp) = offset_clamp(zp, act_min, act_max) else {
-                return Ok(());
+            let check = |got: &[i8]| -> Result<(), TestCaseError> {
+                for (k, l) in lanes.iter().enumerate() {
+                    prop_assert_eq!(got[k], l.quant.requantize(&q, l.acc_a));
+                    prop_assert_eq!(got[k + n + 1], l.quant.requantize(&q, l.acc_b));
+                }
+                Ok(())
             };
-            requantize_lanes(&lanes, &mut got, n + 1, clamp, zp);
-            for (k, l) in lanes.iter().enumerate() {
-                prop_assert_eq!(got[k], l.quant.requantize(&q, l.acc_a));
-                prop_assert_eq!(got[k + n + 1], l.quant.requantize(&q, l.acc_b));
+            let mut got = std::vec![0i8; 2 * n + 1];
+            if let Some(clamp) = offset_clamp(zp, act_min, act_max) {
+                requantize_lanes(&lanes, &mut got, n + 1, clamp, zp);
+                check(&got)?;
+            }
+            let folded: Option<Vec<Lane>> = lanes
+                .iter()
+                .map(|l| Some(Lane { quant: l.quant.with_offset(zp)?, ..*l }))
+                .collect();
+            if let Some(folded) = folded {
+                requantize_lanes_folded::<2>(&folded, &mut got, n + 1, (act_min, act_max));
+                check(&got)?;
             }
         }
 

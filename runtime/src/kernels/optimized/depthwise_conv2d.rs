@@ -144,8 +144,13 @@ fn block<const DSP: bool>(
     for j in 0..real {
         acc0[j] = if bias.is_empty() { 0 } else { bias.get(c0 + j) };
         let channel = ChannelQuant::new(q, c0 + j);
+        // The taps multiply input values plus the input offset (at most 255 in magnitude).
+        let weights: i64 = (0..n_taps)
+            .map(|t| (filter[t * c + c0 + j] as i64).abs())
+            .sum();
+        let doubles = (acc0[j] as i64).abs() + 255 * weights < 1 << 30;
         cq[j] = match RightShiftQuant::new(channel, q) {
-            Some(short) => ColumnQuant::Short(short),
+            Some(short) => ColumnQuant::Short(short, doubles),
             None => ColumnQuant::General(channel),
         };
     }
@@ -570,10 +575,11 @@ fn requantize_row(
     }
     for (j, &cq) in cq.iter().enumerate() {
         match cq {
-            ColumnQuant::Short(fast) => {
-                if !(COLUMN_ASM && column_asm(fast, &accs[j..], count, &mut out[j..], out_step)) {
+            ColumnQuant::Short(fast, doubles) => {
+                let (accs, out) = (&accs[j..], &mut out[j..]);
+                if !(COLUMN_ASM && column_asm(fast, doubles, accs, count, out, out_step)) {
                     for k in 0..count {
-                        out[k * out_step + j] = fast.requantize(q, accs[k * LANES + j]);
+                        out[k * out_step] = fast.requantize(q, accs[k * LANES]);
                     }
                 }
             }
@@ -587,23 +593,71 @@ fn requantize_row(
 }
 
 /// A channel's output quantization, in [`RightShiftQuant`]'s short form where it applies (decided
-/// once per block).
+/// once per block), with whether every accumulator's double fits in 32 bits (from the bias and
+/// the weights' magnitudes).
 #[derive(Clone, Copy)]
 enum ColumnQuant {
-    Short(RightShiftQuant),
+    Short(RightShiftQuant, bool),
     General(ChannelQuant),
 }
 
 /// Whether [`column_asm`] is an assembly loop.
 const COLUMN_ASM: bool = cfg!(ferrite_armv7m);
 
+/// The loop of `column_asm` for accumulators whose doubles fit in 32 bits: each doubled by a
+/// shift, `$mul` leaves the rounded high word of its product with the multiplier in `{h}`, then
+/// the rounding term (with the output offset) and the shift, `SSAT` to int8 and `$clamp`.
+#[cfg(ferrite_armv7m)]
+macro_rules! doubled_column {
+    (
+        $fast:expr, $accs:expr, $count:expr, $out:expr, $step:expr, [$($mul:literal),*];
+        $($clamp:literal),*; $($operands:tt)*
+    ) => {{
+        // SAFETY (the callers'): reads `accs[4 * k]` and writes `out[out_step * k]` for
+        // k < count, both checked in bounds; no stack use. `SSAT` may set the Q flag, which the
+        // overflow-checking loop clears before it reads it.
+        #[allow(unsafe_code)]
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "ldr {v}, [{acc}], #16",
+                "lsl {v}, {v}, #1",
+                $($mul,)*
+                "add {v}, {h}, {round}",
+                "add {v}, {v}, {h}, asr #31",
+                "asr {v}, {v}, {right}",
+                "ssat {v}, #8, {v}",
+                $($clamp,)*
+                "strb {v}, [{out}]",
+                "add {out}, {out}, {step}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                acc = inout(reg) $accs.as_ptr() => _,
+                out = inout(reg) $out.as_mut_ptr() => _,
+                n = inout(reg) $count => _,
+                step = in(reg) $step,
+                m = in(reg) $fast.multiplier,
+                round = in(reg) $fast.round,
+                right = in(reg) $fast.right,
+                $($operands)*
+                v = out(reg) _,
+                h = out(reg) _,
+                options(nostack),
+            );
+        }
+    }};
+}
+
 /// `out[k * out_step] = fast.requantize(accs[4 * k])` for `k < count` as one loop of Armv7E-M
-/// assembly; `false` (outputs to be redone) if an accumulator's double did not fit in 32 bits,
-/// which the saturating `QADD` reports in the sticky Q flag.
+/// assembly. When every double is known to fit in 32 bits (`doubles`), the accumulators are
+/// doubled by a shift and `SSAT` clamps to int8 (then the activation's lower bound, if above
+/// -128); otherwise `false` (outputs to be redone) if an accumulator's double did not fit, which
+/// the saturating `QADD` reports in the sticky Q flag.
 #[cfg(ferrite_dsp)]
 #[inline(always)]
 fn column_asm(
     fast: RightShiftQuant,
+    doubles: bool,
     accs: &[i32],
     count: usize,
     out: &mut [i8],
@@ -611,6 +665,18 @@ fn column_asm(
 ) -> bool {
     if count == 0 || accs.len() < 4 * (count - 1) + 1 || out.len() < out_step * (count - 1) + 1 {
         return false;
+    }
+    if doubles {
+        match fast.act_min {
+            ..=-128 => {
+                doubled_column!(fast, accs, count, out, out_step, ["smmulr {h}, {v}, {m}"]; ;)
+            }
+            _ => doubled_column!(
+                fast, accs, count, out, out_step, ["smmulr {h}, {v}, {m}"];
+                "cmp {v}, {min}", "it lt", "movlt {v}, {min}"; min = in(reg) fast.act_min,
+            ),
+        }
+        return true;
     }
     let apsr: u32;
     // SAFETY: reads `accs[4 * k]` and writes `out[out_step * k]` for k < count, both checked in
@@ -656,11 +722,13 @@ fn column_asm(
 }
 
 /// [`column_asm`] for Armv7-M without the DSP extension: `SMULL` and a 64-bit rounding add
-/// stand for `SMMULR`, and an overflowing double sets a flag.
+/// stand for `SMMULR`, and an overflowing double sets a flag (unless `doubles`: then `SSAT`
+/// clamps, as there).
 #[cfg(all(ferrite_armv7m, not(ferrite_dsp)))]
 #[inline(always)]
 fn column_asm(
     fast: RightShiftQuant,
+    doubles: bool,
     accs: &[i32],
     count: usize,
     out: &mut [i8],
@@ -668,6 +736,22 @@ fn column_asm(
 ) -> bool {
     if count == 0 || accs.len() < 4 * (count - 1) + 1 || out.len() < out_step * (count - 1) + 1 {
         return false;
+    }
+    if doubles {
+        match fast.act_min {
+            ..=-128 => doubled_column!(
+                fast, accs, count, out, out_step,
+                ["smull {lo}, {h}, {v}, {m}", "adds {lo}, {lo}, #0x80000000", "adc {h}, {h}, #0"];
+                ; lo = out(reg) _,
+            ),
+            _ => doubled_column!(
+                fast, accs, count, out, out_step,
+                ["smull {lo}, {h}, {v}, {m}", "adds {lo}, {lo}, #0x80000000", "adc {h}, {h}, #0"];
+                "cmp {v}, {min}", "it lt", "movlt {v}, {min}";
+                min = in(reg) fast.act_min, lo = out(reg) _,
+            ),
+        }
+        return true;
     }
     let overflow: u32;
     // SAFETY: reads `accs[4 * k]` and writes `out[out_step * k]` for k < count, both checked in
@@ -717,7 +801,7 @@ fn column_asm(
 
 #[cfg(not(ferrite_armv7m))]
 #[inline(always)]
-fn column_asm(_: RightShiftQuant, _: &[i32], _: usize, _: &mut [i8], _: usize) -> bool {
+fn column_asm(_: RightShiftQuant, _: bool, _: &[i32], _: usize, _: &mut [i8], _: usize) -> bool {
     false
 }
 

@@ -467,6 +467,19 @@ impl ChannelQuant {
         self.short
     }
 
+    /// The short form with an int8 output offset `zp` folded into its rounding term:
+    /// `floor((hi + 2^(r-2) + zp * 2^(r-1)) / 2^(r-1))` is the scaled value plus `zp`, and for
+    /// `r <= 22` that sum stays below `2^30 + 2^29` in magnitude (`|hi| <= 2^30`). Only for
+    /// [`conv_loops::requantize_lanes_folded`]: [`Self::scale`] of the result adds `zp`. `None` for
+    /// other channels.
+    #[inline(always)]
+    pub(crate) fn with_offset(self, zp: i32) -> Option<Self> {
+        (self.short && self.right <= 22 && (-128..=127).contains(&zp)).then(|| Self {
+            high_round: self.high_round + (zp << (self.right - 1)),
+            ..self
+        })
+    }
+
     /// The short form's `(multiplier, 2^(right - 2), right - 1)` (the assembly reads them itself).
     #[cfg_attr(ferrite_armv7m, allow(dead_code))]
     #[inline(always)]

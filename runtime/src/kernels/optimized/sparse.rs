@@ -17,7 +17,9 @@
 //! A single output position read in place (a fully connected layer's batch of one) walks each
 //! row's mask once instead.
 
-use super::conv2d::{is_direct, patch_at, requantize_pass, weight_sum, CHANNEL_BLOCK, PATCH_MAX};
+use super::conv2d::{
+    is_direct, lanes_form, patch_at, requantize_pass, weight_sum, CHANNEL_BLOCK, PATCH_MAX,
+};
 use super::conv_loops::{
     dot_sparse_4xn, dot_sparse_pairs, dot_sparse_wide_4xn, expand_4, interleave_4, Lane, SPARSE_END,
 };
@@ -133,7 +135,11 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
             biases[n] = b0.wrapping_add(q.input_offset.wrapping_mul(sum));
             n += 1;
         }
-        let short = lanes[0][..n].iter().all(|l| l.quant.is_short());
+        let form = lanes_form(q, &mut lanes[0][..n]);
+        let [first_lanes, second_lanes] = &mut lanes;
+        for (b, a) in second_lanes[..n].iter_mut().zip(&first_lanes[..n]) {
+            b.quant = a.quant;
+        }
         let per_pass = if mode == Mode::Pairs { 2 } else { 4 };
         let mut p = 0;
         while p < positions {
@@ -204,7 +210,7 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
             for (pass, lanes) in lanes.iter().enumerate().take(real.div_ceil(2)) {
                 let stride = if real - 2 * pass >= 2 { out_c } else { 0 };
                 let out = &mut output[(p + 2 * pass) * out_c + first..];
-                requantize_pass(q, &lanes[..n], short, out, stride);
+                requantize_pass(q, &lanes[..n], form, out, stride);
             }
             p += real;
         }
