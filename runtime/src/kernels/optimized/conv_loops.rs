@@ -851,6 +851,71 @@ pub(crate) fn requantize_lanes_folded<const CLAMP: u8>(
     }
 }
 
+/// `out[k] = ` the requantized `accs[k]` for one channel's quantization with the output offset
+/// folded in ([`ChannelQuant::with_offset`]), clamped as [`requantize_lanes_folded`] does (`CLAMP`
+/// the same): a per-tensor layer's outputs in a row.
+#[inline(always)]
+pub(crate) fn requantize_row_folded<const CLAMP: u8>(
+    quant: ChannelQuant,
+    accs: &[i32],
+    out: &mut [i8],
+    act: (i32, i32),
+) {
+    let n = accs.len().min(out.len());
+    #[cfg(ferrite_armv7m)]
+    if n > 0 {
+        let (m, round, shift) = quant.short_parts();
+        macro_rules! row_loop {
+            ($finish:literal, $($operands:tt)*) => {
+                // SAFETY: reads `accs[k]` and writes `out[k]` for `k < n`, both in bounds; no
+                // stack use. `SSAT` may set the sticky Q flag, which nothing here reads.
+                unsafe {
+                    core::arch::asm!(
+                        "1:",
+                        "ldr {v}, [{acc}], #4",
+                        "and {lo}, {v}, #0x80000000",
+                        "orr {lo}, {lo}, #0x40000000",
+                        "add {hi}, {round}, {v}, asr #31",
+                        "smlal {lo}, {hi}, {v}, {m}",
+                        "asr {hi}, {hi}, {shift}",
+                        $finish,
+                        "strb {hi}, [{out}], #1",
+                        "subs {n}, {n}, #1",
+                        "bne 1b",
+                        acc = inout(reg) accs.as_ptr() => _,
+                        out = inout(reg) out.as_mut_ptr() => _,
+                        n = inout(reg) n => _,
+                        m = in(reg) m,
+                        round = in(reg) round,
+                        shift = in(reg) shift,
+                        $($operands)*
+                        v = out(reg) _,
+                        lo = out(reg) _,
+                        hi = out(reg) _,
+                        options(nostack),
+                    )
+                }
+            };
+        }
+        match CLAMP {
+            0 => row_loop!("ssat {hi}, #8, {hi}",),
+            1 => row_loop!(
+                "ssat {hi}, #8, {hi}\ncmp {hi}, {min}\nit lt\nmovlt {hi}, {min}",
+                min = in(reg) act.0,
+            ),
+            _ => row_loop!(
+                "cmp {hi}, {min}\nit lt\nmovlt {hi}, {min}\ncmp {hi}, {max}\nit gt\nmovgt {hi}, {max}",
+                min = in(reg) act.0,
+                max = in(reg) act.1,
+            ),
+        }
+    }
+    #[cfg(not(ferrite_armv7m))]
+    for (o, &a) in out[..n].iter_mut().zip(accs) {
+        *o = shifted_high(a, quant.short_parts()).clamp(act.0, act.1) as i8;
+    }
+}
+
 /// The `clamp` argument of [`requantize_lanes`] for an output zero point and activation range,
 /// `None` when a bound minus the zero point overflows.
 #[inline(always)]

@@ -20,6 +20,7 @@
 #![allow(unsafe_code)]
 
 use super::conv2d::CHANNEL_BLOCK;
+use super::conv_loops::requantize_row_folded;
 use super::dsp::{sadd16, sxtb16, sxtb16_ror8};
 use super::{ChannelQuant, RightShiftQuant};
 use crate::kernels::{LeI32, OutputQuant};
@@ -78,6 +79,7 @@ pub fn fully_connected_s8_fast<const DSP: bool>(
     let chunk = if DSP { 2 * BUFFER_WORDS } else { BUFFER_WORDS };
     let single = in_features <= chunk;
     let right_shift = per_tensor_right_shift(q);
+    let folded = per_tensor_folded(q);
     for b in 0..batches {
         let row = &input[b * in_features..][..in_features];
         let out = &mut output[b * out_features..][..out_features];
@@ -120,9 +122,13 @@ pub fn fully_connected_s8_fast<const DSP: bool>(
             // SAFETY: the chunk loop (at least one chunk: `in_features > 0`) wrote the first `n`.
             let accs = unsafe { assume_init(&accs[..n]) };
             let out = &mut out[first..][..n];
-            match right_shift {
-                Some(parts) => requantize_right_shift(q, parts, accs, out),
-                None => requantize(q, first, accs, out),
+            let act = (q.act_min, q.act_max);
+            match (folded, right_shift) {
+                (Some(f), _) if act == (-128, 127) => requantize_row_folded::<0>(f, accs, out, act),
+                (Some(f), _) if act.1 == 127 => requantize_row_folded::<1>(f, accs, out, act),
+                (Some(f), _) => requantize_row_folded::<2>(f, accs, out, act),
+                (None, Some(parts)) => requantize_right_shift(q, parts, accs, out),
+                (None, None) => requantize(q, first, accs, out),
             }
         }
     }
@@ -740,13 +746,26 @@ fn dot_wide(x: &[u32], w: &[i8], acc: i32) -> i32 {
 /// Requantizes the accumulators of output channels `first..` into `out`.
 #[inline(never)]
 fn requantize(q: &OutputQuant<'_>, first: usize, accs: &[i32], out: &mut [i8]) {
+    let int8 = -128 <= q.act_min && q.act_min <= q.act_max && q.act_max <= 127;
     for (k, (o, &a)) in out.iter_mut().zip(accs).enumerate() {
         let channel = ChannelQuant::new(q, first + k);
-        *o = match RightShiftQuant::new(channel, q) {
-            Some(fast) => fast.requantize(q, a),
-            None => channel.requantize(q, a),
+        *o = match channel.with_offset(q.output_offset) {
+            // The offset folded into the rounding term: the scaled value is the output.
+            Some(folded) if int8 => folded.scale(a).clamp(q.act_min, q.act_max) as i8,
+            _ => channel.requantize(q, a),
         };
     }
+}
+
+/// A per-tensor quantization in the short form with the output offset folded in
+/// ([`ChannelQuant::with_offset`]), for an activation range within int8; `None` otherwise.
+#[inline(always)]
+fn per_tensor_folded(q: &OutputQuant<'_>) -> Option<ChannelQuant> {
+    let int8 = -128 <= q.act_min && q.act_min <= q.act_max && q.act_max <= 127;
+    if q.multiplier.len() != 1 || q.shift.len() != 1 || !int8 {
+        return None;
+    }
+    ChannelQuant::new(q, 0).with_offset(q.output_offset)
 }
 
 /// The multiplier, right shift, rounding term and lower clamp of [`RightShiftQuant`] for a
