@@ -144,11 +144,9 @@ fn block<const DSP: bool>(
     for j in 0..real {
         acc0[j] = if bias.is_empty() { 0 } else { bias.get(c0 + j) };
         let channel = ChannelQuant::new(q, c0 + j);
-        // The taps multiply input values plus the input offset (at most 255 in magnitude).
-        let weights: i64 = (0..n_taps)
-            .map(|t| (filter[t * c + c0 + j] as i64).abs())
-            .sum();
-        let doubles = (acc0[j] as i64).abs() + 255 * weights < 1 << 30;
+        // The taps multiply input values plus the input offset (at most 255 in magnitude) by
+        // weights of at most 128.
+        let doubles = (acc0[j] as i64).abs() + 255 * 128 * (n_taps as i64) < 1 << 30;
         cq[j] = match RightShiftQuant::new(channel, q) {
             Some(short) => ColumnQuant::Short(short, doubles),
             None => ColumnQuant::General(channel),
@@ -594,7 +592,7 @@ fn requantize_row(
 
 /// A channel's output quantization, in [`RightShiftQuant`]'s short form where it applies (decided
 /// once per block), with whether every accumulator's double fits in 32 bits (from the bias and
-/// the weights' magnitudes).
+/// the number of taps).
 #[derive(Clone, Copy)]
 enum ColumnQuant {
     Short(RightShiftQuant, bool),
