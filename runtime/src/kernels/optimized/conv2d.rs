@@ -195,8 +195,10 @@ fn conv2d_s8_patches<const DSP: bool>(
     let groups = len / 4;
     let mut quads = [[0u32; 4]; PATCH_MAX / 4];
     let direct = is_direct(g);
-    // Windows inside the input are expanded from it row by row, without gathering.
-    let by_rows = !direct && g.dilation_w == 1 && (g.kernel_w * g.input.c).is_multiple_of(4);
+    // Receptive fields are expanded kernel row by kernel row (each a multiple of four values),
+    // rows inside the input straight from it, without gathering.
+    let row_len = g.kernel_w * g.input.c;
+    let by_rows = !direct && g.dilation_w == 1 && row_len.is_multiple_of(4);
     for first in (0..out_c).step_by(CONV_BLOCK) {
         let n = (out_c - first).min(CONV_BLOCK);
         let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
@@ -208,7 +210,20 @@ fn conv2d_s8_patches<const DSP: bool>(
             let mut tails = [[0i32; 3]; 2];
             for (k, tail) in tails.iter_mut().enumerate().take(count) {
                 let input = io.input(0);
-                if by_rows && expand_window(g, input, p + k, k, &mut quads) {
+                if by_rows {
+                    // Kernel row by kernel row, straight from the input where it lies inside.
+                    let at = position(g, p + k);
+                    let rows = quads.chunks_exact_mut(row_len / 4).take(g.kernel_h);
+                    if let Some((start, step)) = window_inside(g, at) {
+                        for (ky, quads) in rows.enumerate() {
+                            expand_position(&input[start + ky * step..][..row_len], k, quads, tail);
+                        }
+                    } else {
+                        for (ky, quads) in rows.enumerate() {
+                            let x = window_row(g, input, at, ky, zero_point, &mut raw);
+                            expand_position(x, k, quads, tail);
+                        }
+                    }
                     continue;
                 }
                 let x = patch_at(g, input, p + k, zero_point, direct, &mut raw[..len]);
@@ -250,34 +265,67 @@ fn expand_position(x: &[i8], k: usize, quads: &mut [[u32; 4]], tail: &mut [i32; 
     }
 }
 
-/// Expands position `k` of a pass, flat output position `p`, straight from `input` when its window
-/// lies inside it: kernel row by kernel row, each a contiguous run of `kernel_w * in_c` values (a
-/// multiple of four, no horizontal dilation). `false`, with nothing written, for a border window.
+/// The output position `(n, oy, ox)` of flat position `p`.
 #[inline(always)]
-fn expand_window(
-    g: &ConvGeometry,
-    input: &[i8],
-    p: usize,
-    k: usize,
-    quads: &mut [[u32; 4]],
-) -> bool {
+pub(super) fn position(g: &ConvGeometry, p: usize) -> (usize, usize, usize) {
     let (ow, oh) = (g.output.w, g.output.h);
-    let (n, oy, ox) = (p / (ow * oh), (p / ow) % oh, p % ow);
-    let (y, x) = (oy * g.stride_h, ox * g.stride_w);
-    if y < g.pad_top || x < g.pad_left {
-        return false;
-    }
-    let (iy, ix) = (y - g.pad_top, x - g.pad_left);
+    (p / (ow * oh), (p / ow) % oh, p % ow)
+}
+
+/// Where the window of output position `(n, oy, ox)` starts in the input and how far apart its
+/// kernel rows are, when every tap lies inside the input: kernel row `ky` is then the contiguous
+/// run of `kernel_w * in_c` values at `start + ky * step` (for a geometry without horizontal
+/// dilation). `None` for a border window.
+#[inline(always)]
+pub(super) fn window_inside(
+    g: &ConvGeometry,
+    (n, oy, ox): (usize, usize, usize),
+) -> Option<(usize, usize)> {
+    let iy = (oy * g.stride_h).checked_sub(g.pad_top)?;
+    let ix = (ox * g.stride_w).checked_sub(g.pad_left)?;
     if iy + (g.kernel_h - 1) * g.dilation_h >= g.input.h || ix + g.kernel_w > g.input.w {
-        return false;
+        return None;
     }
-    let row_len = g.kernel_w * g.input.c;
-    let rows = quads.chunks_exact_mut(row_len / 4).take(g.kernel_h);
-    for (ky, quads) in rows.enumerate() {
-        let at = g.input.index(n, iy + ky * g.dilation_h, ix, 0);
-        expand_position(&input[at..][..row_len], k, quads, &mut [0; 3]);
+    Some((
+        g.input.index(n, iy, ix, 0),
+        g.dilation_h * g.input.w * g.input.c,
+    ))
+}
+
+/// Kernel row `ky` of the receptive field of output position `(n, oy, ox)` in filter order
+/// (`kernel_w * in_c` values, for a geometry without horizontal dilation): the input's own run
+/// where the row lies inside the input, else gathered into `row` (padding as `zero_point`).
+#[inline(always)]
+pub(super) fn window_row<'a>(
+    g: &ConvGeometry,
+    input: &'a [i8],
+    (n, oy, ox): (usize, usize, usize),
+    ky: usize,
+    zero_point: i8,
+    row: &'a mut [i8],
+) -> &'a [i8] {
+    let in_c = g.input.c;
+    let row = &mut row[..g.kernel_w * in_c];
+    // Above the input, the subtraction wraps past its height.
+    let iy = (oy * g.stride_h + ky * g.dilation_h).wrapping_sub(g.pad_top);
+    if iy >= g.input.h {
+        row.fill(zero_point);
+        return row;
     }
-    true
+    let x = ox * g.stride_w;
+    if x >= g.pad_left && x - g.pad_left + g.kernel_w <= g.input.w {
+        return &input[g.input.index(n, iy, x - g.pad_left, 0)..][..row.len()];
+    }
+    let kxs = tap_range(ox, g.stride_w, g.pad_left, 1, g.kernel_w, g.input.w);
+    let (before, rest) = row.split_at_mut(kxs.start * in_c);
+    let (inside, after) = rest.split_at_mut(kxs.len() * in_c);
+    before.fill(zero_point);
+    after.fill(zero_point);
+    if !inside.is_empty() {
+        let ix = x + kxs.start - g.pad_left;
+        inside.copy_from_slice(&input[g.input.index(n, iy, ix, 0)..][..inside.len()]);
+    }
+    row
 }
 
 /// Most input channels of the pointwise path (a pass's two positions are copied to the stack).

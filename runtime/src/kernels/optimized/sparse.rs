@@ -18,7 +18,8 @@
 //! row's mask once instead.
 
 use super::conv2d::{
-    is_direct, lanes_form, patch_at, requantize_pass, weight_sum, CHANNEL_BLOCK, PATCH_MAX,
+    is_direct, lanes_form, patch_at, position, requantize_pass, weight_sum, window_row,
+    CHANNEL_BLOCK, PATCH_MAX,
 };
 use super::conv_loops::{
     dot_sparse_4xn, dot_sparse_pairs, dot_sparse_wide_4xn, expand_4, interleave_4, Lane, SPARSE_END,
@@ -78,6 +79,9 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
     let zero_point = (-q.input_offset) as i8;
     let direct = is_direct(g);
     let per_row = filter.mask_per_row();
+    // Receptive fields expanded kernel row by kernel row (see below).
+    let row_len = g.kernel_w * g.input.c;
+    let by_rows = !direct && g.dilation_w == 1 && row_len.is_multiple_of(4);
     let mut raw = [[0i8; PATCH_MAX]; 2];
     // The patches as the inner loops read them: per group of four values eight words (groups), per
     // value two words (wide) or one (pairs).
@@ -147,23 +151,46 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
             let real = (positions - p).min(per_pass);
             let at = |k: usize| p + k.min(real - 1);
             if mode != Mode::Pairs {
-                let (r01, r23) = raw.split_at_mut(1);
-                let (r0, r1) = r01[0].split_at_mut(FOUR_MAX);
-                let (r2, r3) = r23[0].split_at_mut(FOUR_MAX);
-                let xs = [
-                    patch_at(g, input, at(0), zero_point, direct, &mut r0[..len]),
-                    patch_at(g, input, at(1), zero_point, direct, &mut r1[..len]),
-                    patch_at(g, input, at(2), zero_point, direct, &mut r2[..len]),
-                    patch_at(g, input, at(3), zero_point, direct, &mut r3[..len]),
-                ];
                 let mut acc = [[0i32; 4]; CHANNEL_BLOCK];
                 for (a, &b) in acc.iter_mut().zip(&biases[..n]) {
                     *a = [b; 4];
                 }
                 let values = &filter.values[value_start..value_end];
                 let (x, offsets) = (&mut expanded[..2 * len], &offsets[..count]);
+                if mode == Mode::Groups && by_rows {
+                    // Kernel row by kernel row, straight from the input where a row lies inside
+                    // it (groups of four never straddle two kernel rows).
+                    let (r01, r23) = raw.split_at_mut(1);
+                    let (r0, r1) = r01[0].split_at_mut(FOUR_MAX);
+                    let (r2, r3) = r23[0].split_at_mut(FOUR_MAX);
+                    let at = [at(0), at(1), at(2), at(3)].map(|p| position(g, p));
+                    let rows = x.as_chunks_mut::<8>().0.chunks_exact_mut(row_len / 4);
+                    for (ky, rows) in rows.enumerate() {
+                        let xs = [
+                            window_row(g, input, at[0], ky, zero_point, r0),
+                            window_row(g, input, at[1], ky, zero_point, r1),
+                            window_row(g, input, at[2], ky, zero_point, r2),
+                            window_row(g, input, at[3], ky, zero_point, r3),
+                        ];
+                        expand_4(xs, rows);
+                    }
+                } else {
+                    let (r01, r23) = raw.split_at_mut(1);
+                    let (r0, r1) = r01[0].split_at_mut(FOUR_MAX);
+                    let (r2, r3) = r23[0].split_at_mut(FOUR_MAX);
+                    let xs = [
+                        patch_at(g, input, at(0), zero_point, direct, &mut r0[..len]),
+                        patch_at(g, input, at(1), zero_point, direct, &mut r1[..len]),
+                        patch_at(g, input, at(2), zero_point, direct, &mut r2[..len]),
+                        patch_at(g, input, at(3), zero_point, direct, &mut r3[..len]),
+                    ];
+                    if mode == Mode::Groups {
+                        expand_4(xs, x.as_chunks_mut::<8>().0);
+                    } else {
+                        interleave_4(xs, x);
+                    }
+                }
                 if mode == Mode::Groups {
-                    expand_4(xs, x.as_chunks_mut::<8>().0);
                     // SAFETY: the offsets are those of the groups inside each row
                     // (`for_each_block` over a mask checked at load), times 32, each channel's
                     // ending with the marker, one group per weight word: each group's eight
@@ -173,7 +200,6 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
                         dot_sparse_4xn(x, offsets, values.as_chunks::<4>().0, &mut acc[..n]);
                     }
                 } else {
-                    interleave_4(xs, x);
                     // SAFETY: the offsets are those of the weights inside each row, times 8, each
                     // channel's ending with the marker, one per weight: each weight's two words
                     // lie in `x`.
