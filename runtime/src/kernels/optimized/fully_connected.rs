@@ -78,8 +78,12 @@ pub fn fully_connected_s8_fast<const DSP: bool>(
     // Values per chunk, a multiple of four.
     let chunk = if DSP { 2 * BUFFER_WORDS } else { BUFFER_WORDS };
     let single = in_features <= chunk;
-    let right_shift = per_tensor_right_shift(q);
     let folded = per_tensor_folded(q);
+    let right_shift = if folded.is_none() {
+        per_tensor_right_shift(q)
+    } else {
+        None
+    };
     for b in 0..batches {
         let row = &input[b * in_features..][..in_features];
         let out = &mut output[b * out_features..][..out_features];
