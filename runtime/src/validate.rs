@@ -600,9 +600,11 @@ pub(crate) fn quant_presence(kind: Kind, has_quant: bool) -> Result<(), &'static
 
 #[cfg(test)]
 mod tests {
+    #[cfg(all(feature = "all-ops", feature = "float"))]
     use crate::Model;
 
     /// The golden models of `tests/golden/`.
+    #[cfg(all(feature = "all-ops", feature = "float"))]
     fn golden_models() -> std::vec::Vec<std::vec::Vec<u8>> {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/golden");
         let mut models = std::vec::Vec::new();

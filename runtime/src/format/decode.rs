@@ -260,10 +260,13 @@ decode_fields!(Requant { multiplier, shift });
 #[cfg(test)]
 mod tests {
     use super::{Decode, Reader};
+    #[cfg(all(feature = "all-ops", feature = "float", feature = "int16"))]
     use crate::format::Tensor;
+    #[cfg(all(feature = "all-ops", feature = "float", feature = "int16"))]
     use crate::ops::{ConcatInput, Op};
     use proptest::prelude::*;
     use serde::{Deserialize, Serialize};
+    #[cfg(all(feature = "all-ops", feature = "float", feature = "int16"))]
     use std::sync::OnceLock;
     use std::vec::Vec;
 
@@ -291,6 +294,7 @@ mod tests {
     }
 
     /// Every model file of `tests/golden/` and `tests/bench/`.
+    #[cfg(all(feature = "all-ops", feature = "float", feature = "int16"))]
     fn models() -> &'static [Vec<u8>] {
         static MODELS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
         MODELS.get_or_init(|| {
@@ -309,6 +313,7 @@ mod tests {
     }
 
     /// The encoded operators of every model: each one's bytes to the end of the operator list.
+    #[cfg(all(feature = "all-ops", feature = "float", feature = "int16"))]
     fn encoded_ops() -> &'static [&'static [u8]] {
         static OPS: OnceLock<Vec<&'static [u8]>> = OnceLock::new();
         OPS.get_or_init(|| {

@@ -165,7 +165,7 @@ pub(crate) fn run(b: &Binary<AddParams>, arena: &mut [u8]) -> Result<(), Error> 
     )
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "in-place"))]
 mod tests {
     use super::*;
     use crate::format::{Activation, ARENA_ALIGN};

@@ -343,7 +343,7 @@ pub(crate) fn run_conv(
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "in-place"))]
 mod tests {
     use super::*;
     use crate::format::ARENA_ALIGN;

@@ -65,7 +65,7 @@ pub use resize_nearest_neighbor::ResizeNearestNeighbor;
 pub use softmax::{Softmax, SoftmaxParams};
 pub use tanh::TanhParams;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "in-place"))]
 mod in_place_tests;
 #[cfg(all(test, feature = "int16"))]
 mod int16_elementwise_tests;

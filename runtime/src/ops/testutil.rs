@@ -40,6 +40,7 @@ pub(crate) fn refusal(bytes: &[u8]) -> &'static str {
 }
 
 /// An int8 activation tensor of the test models: live at step 0 only.
+#[cfg(feature = "in-place")]
 pub(crate) fn int8_tensor<'a>(
     name: &'a str,
     dims: &[usize],
@@ -61,6 +62,7 @@ pub(crate) fn int8_tensor<'a>(
 }
 
 /// Runs a model whose inputs and first output are int8 on `inputs` and returns that output.
+#[cfg(feature = "in-place")]
 pub(crate) fn run_int8(bytes: &[u8], inputs: &[&[i8]]) -> Vec<i8> {
     let model = Model::from_bytes(bytes).unwrap();
     let mut arena = std::vec![0u8; model.arena_size() + crate::format::ARENA_ALIGN];
@@ -73,6 +75,7 @@ pub(crate) fn run_int8(bytes: &[u8], inputs: &[&[i8]]) -> Vec<i8> {
 }
 
 /// `n` xorshift values in `lo..=hi` from `seed`.
+#[cfg(feature = "in-place")]
 pub(crate) fn values(seed: u64, n: usize, lo: i32, hi: i32) -> Vec<i32> {
     let mut s = seed | 1;
     (0..n)
