@@ -83,8 +83,8 @@ impl Conv<'_> {
 
     /// Whether the convolution (not depthwise) may write its output shifted before its input in one
     /// pass of its kernel, by at least [`Conv::shifted_room`]: int8, batch 1, and a geometry that
-    /// kernel takes ([`kernels::optimized::conv2d::runs_shifted`]: the pointwise path, or the
-    /// patch path with at most 32 output channels). Such a convolution never runs in bands.
+    /// kernel takes ([`kernels::optimized::conv2d::runs_shifted`]: patches of at most 576 values,
+    /// at most 64 output channels). Such a convolution never runs in bands.
     pub fn runs_shifted(&self) -> bool {
         cfg!(feature = "in-place")
             && self.input.dtype == DType::I8

@@ -583,11 +583,12 @@ impl Op<'_> {
         use crate::in_place::windowed;
         let with = |rows: Rows| move |side| (rows, side);
         let run = match self {
-            Op::Conv2d(c) | Op::DepthwiseConv2d(c)
+            Op::DepthwiseConv2d(c)
                 if c.input.offset == c.output.offset && self.runs_over_input() =>
             {
                 return true;
             }
+            // Exactly over the input too, with a room of 0.
             Op::Conv2d(c) if conv_2d::shifted(c) => {
                 let room = c.shifted_room().unwrap_or(usize::MAX);
                 return (c.input.offset - c.output.offset) as usize >= room;

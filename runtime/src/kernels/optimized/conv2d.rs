@@ -89,8 +89,7 @@ pub(super) enum Form {
 /// in int8 (as it does for every int8 output the loader accepts).
 pub(super) fn lanes_form(q: &OutputQuant<'_>, lanes: &mut [Lane]) -> Form {
     let zp = q.output_offset;
-    let int8 = -128 <= q.act_min && q.act_min <= q.act_max && q.act_max <= 127;
-    if int8 && lanes.iter().all(|l| l.quant.with_offset(zp).is_some()) {
+    if ChannelQuant::int8_clamp(q) && lanes.iter().all(|l| l.quant.with_offset(zp).is_some()) {
         for l in lanes.iter_mut() {
             l.quant = l.quant.with_offset(zp).unwrap_or(l.quant);
         }
@@ -329,7 +328,7 @@ pub(super) fn window_row<'a>(
 }
 
 /// Most input channels of the pointwise path (a pass's two positions are copied to the stack).
-const OVER_INPUT_IN: usize = WIDE_MAX;
+const POINTWISE_IN: usize = WIDE_MAX;
 
 /// Whether [`conv2d_s8_shifted`] takes this geometry: batch 1, patches of at most [`PATCH_MAX`]
 /// values (the paths that go two positions a pass) and one block of output channels (at most
@@ -387,9 +386,9 @@ pub fn conv2d_s8_shifted<const DSP: bool>(
 }
 
 /// Whether [`pointwise`] takes this geometry: 1x1, stride 1, no padding, at most
-/// [`OVER_INPUT_IN`] input and [`CONV_BLOCK`] output channels.
+/// [`POINTWISE_IN`] input and [`CONV_BLOCK`] output channels.
 fn takes_pointwise(g: &ConvGeometry) -> bool {
-    is_direct(g) && g.input.c <= OVER_INPUT_IN && g.output.c <= CONV_BLOCK
+    is_direct(g) && g.input.c <= POINTWISE_IN && g.output.c <= CONV_BLOCK
 }
 
 /// A pointwise convolution ([`takes_pointwise`]) two positions at a time, every output channel
@@ -414,7 +413,7 @@ fn pointwise<const DSP: bool>(
     let form = prepare(q, bias, 0, filter, lanes, biases);
     let positions = g.output.n * g.output.h * g.output.w;
     if DSP {
-        let mut quads = [[0u32; 4]; OVER_INPUT_IN / 4];
+        let mut quads = [[0u32; 4]; POINTWISE_IN / 4];
         let quads = &mut quads[..in_c / 4];
         let mut p = 0;
         while p < positions {
@@ -430,7 +429,7 @@ fn pointwise<const DSP: bool>(
             p += count;
         }
     } else {
-        let mut wide = [[0i32; 2]; OVER_INPUT_IN];
+        let mut wide = [[0i32; 2]; POINTWISE_IN];
         let wide = &mut wide[..in_c];
         let mut p = 0;
         while p < positions {
@@ -1219,7 +1218,7 @@ pub(crate) mod tests {
         #[test]
         fn over_input_matches_reference(
             (h, w) in (1usize..7, 1usize..7),
-            (in_c, out_c) in (1usize..=OVER_INPUT_IN, 1usize..=CONV_BLOCK),
+            (in_c, out_c) in (1usize..=POINTWISE_IN, 1usize..=CONV_BLOCK),
             (per_channel, has_bias, seed) in (any::<bool>(), any::<bool>(), any::<u64>()),
         ) {
             let g = ConvGeometry {

@@ -750,7 +750,7 @@ fn dot_wide(x: &[u32], w: &[i8], acc: i32) -> i32 {
 /// Requantizes the accumulators of output channels `first..` into `out`.
 #[inline(never)]
 fn requantize(q: &OutputQuant<'_>, first: usize, accs: &[i32], out: &mut [i8]) {
-    let int8 = -128 <= q.act_min && q.act_min <= q.act_max && q.act_max <= 127;
+    let int8 = ChannelQuant::int8_clamp(q);
     for (k, (o, &a)) in out.iter_mut().zip(accs).enumerate() {
         let channel = ChannelQuant::new(q, first + k);
         *o = match channel.with_offset(q.output_offset) {
@@ -765,7 +765,7 @@ fn requantize(q: &OutputQuant<'_>, first: usize, accs: &[i32], out: &mut [i8]) {
 /// ([`ChannelQuant::with_offset`]), for an activation range within int8; `None` otherwise.
 #[inline(always)]
 fn per_tensor_folded(q: &OutputQuant<'_>) -> Option<ChannelQuant> {
-    let int8 = -128 <= q.act_min && q.act_min <= q.act_max && q.act_max <= 127;
+    let int8 = ChannelQuant::int8_clamp(q);
     if q.multiplier.len() != 1 || q.shift.len() != 1 || !int8 {
         return None;
     }

@@ -480,6 +480,13 @@ impl ChannelQuant {
         })
     }
 
+    /// Whether `q`'s activation clamp lies within int8, as it does for every int8 output the loader
+    /// accepts: the outputs of [`Self::with_offset`]'s folded form are clamped to it alone.
+    #[inline(always)]
+    pub(crate) fn int8_clamp(q: &OutputQuant<'_>) -> bool {
+        -128 <= q.act_min && q.act_min <= q.act_max && q.act_max <= 127
+    }
+
     /// The short form's `(multiplier, 2^(right - 2), right - 1)` (the assembly reads them itself).
     #[cfg_attr(ferrite_armv7m, allow(dead_code))]
     #[inline(always)]
