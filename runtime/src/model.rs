@@ -1,6 +1,6 @@
 //! `Model`: a validated view of a `.ferrite` file, borrowing its bytes (weights stay in flash).
 
-use crate::format::{crc32, Graph, Header, Tensor, FLAG_FLOAT, HEADER_LEN};
+use crate::format::{crc32, Graph, Header, Reader, Tensor, FLAG_FLOAT, HEADER_LEN};
 use crate::ops::Op;
 use crate::{validate, Error};
 
@@ -38,20 +38,18 @@ impl<'a> Model<'a> {
         if header.flags & FLAG_FLOAT != 0 && !cfg!(feature = "float") {
             return Err(Error::FloatKernelsDisabled);
         }
-        let (mut graph, mut rest) =
-            postcard::take_from_bytes::<Graph<'a>>(payload).map_err(|_| Error::Malformed {
-                reason: "payload does not decode",
-            })?;
+        let mut r = Reader::new(payload);
+        let mut graph: Graph<'a> = r.read().ok_or(Error::Malformed {
+            reason: "payload does not decode",
+        })?;
         // The optional field after `metadata`: present when bytes follow it.
-        if !rest.is_empty() {
-            let (text, after) =
-                postcard::take_from_bytes::<&'a str>(rest).map_err(|_| Error::Malformed {
-                    reason: "the graph's preprocessing field does not decode",
-                })?;
+        if !r.rest().is_empty() {
+            let text: &'a str = r.read().ok_or(Error::Malformed {
+                reason: "the graph's preprocessing field does not decode",
+            })?;
             graph.preprocessing = Some(text).filter(|t| !t.is_empty());
-            rest = after;
         }
-        if !rest.is_empty() {
+        if !r.rest().is_empty() {
             return Err(Error::Malformed {
                 reason: "trailing bytes after the payload's graph",
             });

@@ -9,7 +9,7 @@
 //! their fields in declaration order. A test checks that it agrees with serde's decoding of every
 //! operator of the test models and of corrupted encodings of them.
 
-use super::{Activation, DType, Operand, Seq, Shape, Tensor, Window, MAX_RANK};
+use super::{Activation, DType, Graph, Metadata, Operand, Seq, Shape, Tensor, Window, MAX_RANK};
 use crate::quant::Requant;
 
 /// A position in postcard bytes.
@@ -180,6 +180,12 @@ impl<'a, const N: usize> Decode<'a> for [u16; N] {
     }
 }
 
+impl<'a, const N: usize> Decode<'a> for [u8; N] {
+    fn decode(r: &mut Reader<'a>) -> Option<Self> {
+        r.take(N)?.try_into().ok()
+    }
+}
+
 impl<'a, T> Decode<'a> for Seq<'a, T> {
     fn decode(r: &mut Reader<'a>) -> Option<Self> {
         let count = r.read()?;
@@ -256,6 +262,22 @@ decode_fields!(
 );
 decode_fields!(#[inline] Tensor<'a> { name, dtype, shape, scale, zero_point, offset, first, last, in_place });
 decode_fields!(Requant { multiplier, shift });
+decode_fields!(Metadata<'a> { producer, source_sha256, source_layout });
+
+/// The graph's fields up to `metadata`; the optional fields after it are read by
+/// [`crate::Model::from_bytes`], which knows where the payload ends.
+impl<'a> Decode<'a> for Graph<'a> {
+    fn decode(r: &mut Reader<'a>) -> Option<Self> {
+        Some(Graph {
+            tensors: r.read()?,
+            ops: r.read()?,
+            inputs: r.read()?,
+            outputs: r.read()?,
+            metadata: r.read()?,
+            preprocessing: None,
+        })
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -352,6 +374,7 @@ mod tests {
                 }
                 assert!(r.rest().is_empty());
             }
+            agree::<crate::format::Graph<'_>>(&bytes[crate::format::HEADER_LEN..]);
             each::<Tensor<'_>>(graph.tensors.encoded_bytes(), graph.tensors.len());
             each::<Op<'_>>(graph.ops.encoded_bytes(), graph.ops.len());
             each::<u16>(graph.inputs.encoded_bytes(), graph.inputs.len());
@@ -367,26 +390,36 @@ mod tests {
     proptest! {
         #![proptest_config(crate::proptest_config(4000))]
 
-        /// Operators of the test models with one byte changed, or cut short: the same verdict and
-        /// value as serde's.
+        /// Operators of the test models, or their whole payloads, with one byte of the first 64
+        /// changed, or cut short there: the same verdict and value as serde's.
         #[test]
         #[cfg(all(feature = "all-ops", feature = "float", feature = "int16"))]
         #[cfg_attr(miri, ignore = "reads the models from disk; Miri has no file system")]
-        fn reads_corrupted_operators_as_serde_does(
+        fn reads_corrupted_operators_and_graphs_as_serde_does(
+            graph in any::<bool>(),
             which in any::<prop::sample::Index>(),
             at in any::<prop::sample::Index>(),
             byte in any::<u8>(),
             cut in any::<bool>(),
         ) {
-            let ops = encoded_ops();
-            let mut bytes = ops[which.index(ops.len())].to_vec();
+            let mut bytes = if graph {
+                let models = models();
+                models[which.index(models.len())][crate::format::HEADER_LEN..].to_vec()
+            } else {
+                let ops = encoded_ops();
+                ops[which.index(ops.len())].to_vec()
+            };
             let at = at.index(bytes.len().min(64));
             if cut {
                 bytes.truncate(at);
             } else {
                 bytes[at] = byte;
             }
-            agree::<Op<'_>>(&bytes);
+            if graph {
+                agree::<crate::format::Graph<'_>>(&bytes);
+            } else {
+                agree::<Op<'_>>(&bytes);
+            }
         }
 
         /// Short byte strings read as each primitive: the same verdict and value as serde's.
@@ -404,6 +437,7 @@ mod tests {
                 agree::<&[u8]>(b);
                 agree::<Option<u16>>(b);
                 agree::<[u16; 4]>(b);
+                agree::<[u8; 4]>(b);
                 agree::<crate::format::DType>(b);
                 agree::<crate::format::Activation>(b);
                 agree::<crate::format::Window>(b);

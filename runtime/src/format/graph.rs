@@ -348,7 +348,8 @@ pub struct Graph<'a> {
     /// How the host turned its data into the model's input (a short text the runtime does not
     /// interpret, e.g. `image resize=28x28 channels=1 scale=1/255 mean=0 std=1 layout=nchw`).
     /// An optional field after `metadata`: encoded after the graph's other fields only when present
-    /// (by the host writer, `format::write::to_bytes`; see `FORMAT.md`), so serde skips it here.
+    /// (by the host writer, `format::write::to_bytes`; see `FORMAT.md`), so the graph's decoding skips
+    /// it: [`crate::Model::from_bytes`] reads it.
     #[serde(skip)]
     pub preprocessing: Option<&'a str>,
 }
