@@ -68,18 +68,34 @@ impl<'a> Reader<'a> {
     #[inline(never)]
     fn varint_tail(&mut self, first: u8, max_bytes: usize, last_max: u8) -> Option<usize> {
         let b = self.byte()?;
-        let mut out = (first & 0x7F) as usize | ((b & 0x7F) as usize) << 7;
+        let out = (first & 0x7F) as usize | ((b & 0x7F) as usize) << 7;
         if b < 0x80 {
             return Some(out);
         }
-        for i in 2..max_bytes {
-            let b = self.byte()?;
-            out |= ((b & 0x7F) as usize) << (7 * i);
-            if b & 0x80 == 0 {
-                return (i + 1 < max_bytes || b <= last_max).then_some(out);
+        self.varint_long(out, max_bytes, last_max)
+    }
+
+    /// The rest of a varint of more than two bytes (multipliers, large offsets), `out` its first
+    /// two bytes' bits: one pass over its bytes, the reader moved once at the end.
+    #[inline(never)]
+    fn varint_long(&mut self, mut out: usize, max_bytes: usize, last_max: u8) -> Option<usize> {
+        let bytes = self.bytes;
+        let mut shift = 14;
+        // `read`: the bytes read after the first two; the varint has `read + 2` bytes so far.
+        let mut read = 0;
+        loop {
+            let b = *bytes.get(read)?;
+            out |= ((b & 0x7F) as usize) << shift;
+            read += 1;
+            if b < 0x80 {
+                self.bytes = bytes.get(read..)?;
+                return (read + 2 < max_bytes || b <= last_max).then_some(out);
             }
+            if read + 2 == max_bytes {
+                return None;
+            }
+            shift += 7;
         }
-        None
     }
 
     /// A varint `usize` (postcard's lengths): as many bytes as the platform's `usize` needs.
