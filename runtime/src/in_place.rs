@@ -179,17 +179,18 @@ impl Rows {
 }
 
 /// How a windowed operator (convolution or pooling) runs: `Ok(None)` when its output does not
-/// overlap its input, the bands' direction and shift when it does, `Err` when it cannot run in place
-/// (a batch above 1, or the runtime built without `in-place`). Whether the bands fit is checked at
+/// overlap its input (or the runtime was built without `in-place`), the bands' direction and shift
+/// when it does, `Err` when it cannot run in place (a batch above 1). Whether the bands fit is checked at
 /// load ([`Rows::fits`]).
 pub(crate) fn windowed(
     input: &Operand,
     output: &Operand,
 ) -> Result<Option<(Direction, usize)>, ()> {
-    if !overlaps(input, output) {
+    // Without `in-place` the loader refused every overlap (the kernels' views refuse it again).
+    if !cfg!(feature = "in-place") || !overlaps(input, output) {
         return Ok(None);
     }
-    if !cfg!(feature = "in-place") || input.shape.nhwc().n != 1 {
+    if input.shape.nhwc().n != 1 {
         return Err(());
     }
     Ok(Some(side(input.offset as usize, output.offset as usize)))

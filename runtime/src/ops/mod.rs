@@ -551,8 +551,14 @@ impl Op<'_> {
     /// The inputs whose bytes the output may take when the output tensor is planned in place:
     /// Reshape's (at the same offset), the convolutions' and poolings' (run in bands, see
     /// [`crate::in_place`]), and either input of an Add or Mul without broadcasting (the one the
-    /// output overlaps).
+    /// output overlaps). A runtime built without `in-place` runs only Reshape in place.
     pub fn in_place_sources(&self) -> [Option<&Operand>; 2] {
+        if !cfg!(feature = "in-place") {
+            return match self {
+                Op::Reshape(r) => [Some(&r.input), None],
+                _ => [None, None],
+            };
+        }
         match self {
             Op::Reshape(r) => [Some(&r.input), None],
             Op::Conv2d(c) | Op::DepthwiseConv2d(c) => [Some(&c.input), None],
@@ -581,6 +587,11 @@ impl Op<'_> {
     /// whose output overlaps none of its inputs passes; the plan check refuses other overlaps).
     pub(crate) fn bands_fit(&self) -> bool {
         use crate::in_place::windowed;
+        if !cfg!(feature = "in-place") {
+            // Only a Reshape may run in place (the loader refuses the others' in-place outputs),
+            // and the plan check refuses every other overlap.
+            return true;
+        }
         let with = |rows: Rows| move |side| (rows, side);
         let run = match self {
             Op::DepthwiseConv2d(c)
