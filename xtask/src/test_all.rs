@@ -36,6 +36,10 @@ pub fn run(root: &Path) -> Result<()> {
             )),
         ),
         (
+            "runtime tests, Conv2D without DepthwiseConv2D".into(),
+            args("test -p ferrite-runtime --test operator_features --no-default-features --features conv-2d"),
+        ),
+        (
             "runtime tests, every operator without int16, f32 or in-place execution".into(),
             args("test -p ferrite-runtime --test int16_feature --test in_place_feature --no-default-features --features all-ops"),
         ),

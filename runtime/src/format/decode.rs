@@ -161,7 +161,7 @@ impl Decode<'_> for f32 {
 }
 
 impl<'a> Decode<'a> for &'a [u8] {
-    #[inline(always)]
+    #[inline(never)]
     fn decode(r: &mut Reader<'a>) -> Option<Self> {
         let n = r.len()?;
         r.take(n)

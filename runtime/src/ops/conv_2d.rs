@@ -126,7 +126,7 @@ impl Conv<'_> {
     }
 }
 
-crate::format::decode_fields!(Conv<'a> { input, output, kernel_h, kernel_w, window, depth_multiplier, activation, act_min, act_max, filter, bias, multiplier, shift });
+crate::format::decode_fields!(#[inline(always)] Conv<'a> { input, output, kernel_h, kernel_w, window, depth_multiplier, activation, act_min, act_max, filter, bias, multiplier, shift });
 
 super::operand_fields!(Conv<'_>: input => output);
 
