@@ -203,14 +203,14 @@ pub(crate) type WindowKernel<'k> =
 /// Runs `kernel` on a windowed operator of geometry `g`, whole or, when its output overlaps its
 /// input ([`windowed`]), band by band, each call with its geometry, input bytes and output bytes.
 /// Inlined, so that the whole-tensor call is a direct call from the operator (no frame between it
-/// and the kernel); the bands run out of line.
+/// and the kernel); the bands run out of line. `rows` gives the bands' rows (computed only for bands).
 #[inline(always)]
 pub(crate) fn run_windowed(
     arena: &mut [u8],
     input: &Operand,
     output: &Operand,
     g: &ConvGeometry,
-    rows: &Rows,
+    rows: impl FnOnce() -> Rows,
     kernel: &mut WindowKernel<'_>,
 ) -> Result<(), Error> {
     let corrupt = crate::interpreter::CORRUPT;
@@ -221,7 +221,7 @@ pub(crate) fn run_windowed(
         }
         #[cfg(feature = "in-place")]
         Some((direction, shift)) => {
-            run_bands(arena, input, output, g, rows, (direction, shift), kernel)
+            run_bands(arena, input, output, g, &rows(), (direction, shift), kernel)
         }
         #[cfg(not(feature = "in-place"))]
         Some(_) => {

@@ -99,17 +99,24 @@ pub(crate) fn run_pool(
         bytemuck::try_cast_slice_mut(x).map_err(|_| CORRUPT)
     }
     let g = geometry(&p.input, &p.output, p.filter_h, p.filter_w, &p.window);
-    run_windowed(arena, &p.input, &p.output, &g, &p.rows(), &mut |g, x, y| {
-        match p.input.dtype {
-            DType::I8 => int8(g, p.act_min, p.act_max, cast(x)?, cast_mut(y)?),
-            #[cfg(feature = "int16")]
-            DType::I16 => int16(g, p.act_min, p.act_max, cast(x)?, cast_mut(y)?),
-            #[cfg(feature = "float")]
-            DType::F32 => float(g, p.activation, cast(x)?, cast_mut(y)?),
-            _ => return Err(CORRUPT),
-        }
-        Ok(())
-    })
+    run_windowed(
+        arena,
+        &p.input,
+        &p.output,
+        &g,
+        || p.rows(),
+        &mut |g, x, y| {
+            match p.input.dtype {
+                DType::I8 => int8(g, p.act_min, p.act_max, cast(x)?, cast_mut(y)?),
+                #[cfg(feature = "int16")]
+                DType::I16 => int16(g, p.act_min, p.act_max, cast(x)?, cast_mut(y)?),
+                #[cfg(feature = "float")]
+                DType::F32 => float(g, p.activation, cast(x)?, cast_mut(y)?),
+                _ => return Err(CORRUPT),
+            }
+            Ok(())
+        },
+    )
 }
 
 impl Pool {

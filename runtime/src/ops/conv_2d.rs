@@ -299,13 +299,13 @@ pub(crate) fn run_conv(
     ),
 ) -> Result<(), Error> {
     let g = c.geometry();
-    let rows = c.rows();
+    let rows = || c.rows();
     match c.input.dtype {
         DType::I8 => {
             let q = c.quant()?;
             let filter = bytemuck::cast_slice::<u8, i8>(c.filter);
             let bias = le_i32(c.bias)?;
-            run_windowed(arena, &c.input, &c.output, &g, &rows, &mut |g, x, y| {
+            run_windowed(arena, &c.input, &c.output, &g, rows, &mut |g, x, y| {
                 int8(
                     g,
                     &q,
@@ -322,7 +322,7 @@ pub(crate) fn run_conv(
             let q = c.quant()?;
             let filter = bytemuck::cast_slice::<u8, i8>(c.filter);
             let bias = le_i64(c.bias)?;
-            run_windowed(arena, &c.input, &c.output, &g, &rows, &mut |g, x, y| {
+            run_windowed(arena, &c.input, &c.output, &g, rows, &mut |g, x, y| {
                 let x = bytemuck::try_cast_slice(x).map_err(|_| CORRUPT)?;
                 let y = bytemuck::try_cast_slice_mut(y).map_err(|_| CORRUPT)?;
                 int16(g, &q, x, filter, bias, y);
@@ -332,7 +332,7 @@ pub(crate) fn run_conv(
         #[cfg(feature = "float")]
         DType::F32 => {
             let (filter, bias) = (le_f32(c.filter)?, le_f32(c.bias)?);
-            run_windowed(arena, &c.input, &c.output, &g, &rows, &mut |g, x, y| {
+            run_windowed(arena, &c.input, &c.output, &g, rows, &mut |g, x, y| {
                 let x = bytemuck::try_cast_slice(x).map_err(|_| CORRUPT)?;
                 let y = bytemuck::try_cast_slice_mut(y).map_err(|_| CORRUPT)?;
                 float(g, c.activation, x, filter, bias, y);
