@@ -353,7 +353,7 @@ impl<'a> Check<'_, '_, 'a> {
     pub(crate) fn kind(&self, input: &Operand, output: &Operand) -> Result<Kind, Error> {
         match (input.dtype, output.dtype) {
             (DType::I8, DType::I8) => Ok(Kind::Int8),
-            (DType::F32, DType::F32) => Ok(Kind::Float),
+            (DType::F32, DType::F32) if cfg!(feature = "float") => Ok(Kind::Float),
             _ => self.bad("unsupported input/output element types"),
         }
     }
@@ -362,7 +362,7 @@ impl<'a> Check<'_, '_, 'a> {
     /// [`Kind::Int16`].
     pub(crate) fn kind16(&self, input: &Operand, output: &Operand) -> Result<Kind, Error> {
         match (input.dtype, output.dtype) {
-            (DType::I16, DType::I16) => Ok(Kind::Int16),
+            (DType::I16, DType::I16) if cfg!(feature = "int16") => Ok(Kind::Int16),
             _ => self.kind(input, output),
         }
     }
@@ -452,8 +452,8 @@ impl<'a> Check<'_, '_, 'a> {
     ) -> Result<Kind, Error> {
         let k = match (a.dtype, b.dtype, out.dtype) {
             (DType::I8, DType::I8, DType::I8) => Kind::Int8,
-            (DType::I16, DType::I16, DType::I16) => Kind::Int16,
-            (DType::F32, DType::F32, DType::F32) => Kind::Float,
+            (DType::I16, DType::I16, DType::I16) if cfg!(feature = "int16") => Kind::Int16,
+            (DType::F32, DType::F32, DType::F32) if cfg!(feature = "float") => Kind::Float,
             _ => return self.bad("unsupported element types"),
         };
         if !self.ctx.float && k == Kind::Float {
@@ -505,8 +505,8 @@ impl<'a> Check<'_, '_, 'a> {
     ) -> Result<Kind, Error> {
         let k = match (input.dtype, output.dtype) {
             (DType::I8, DType::I8) => Kind::Int8,
-            (DType::I16, DType::I16) if int16 => Kind::Int16,
-            (DType::F32, DType::F32) if self.ctx.float => Kind::Float,
+            (DType::I16, DType::I16) if int16 && cfg!(feature = "int16") => Kind::Int16,
+            (DType::F32, DType::F32) if self.ctx.float && cfg!(feature = "float") => Kind::Float,
             _ => return self.bad("unsupported element types"),
         };
         if input.shape.elements() != output.shape.elements() {
