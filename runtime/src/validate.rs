@@ -34,23 +34,6 @@ pub const MAX_SHIFT_64: i32 = 7;
 pub(crate) fn graph(graph: &Graph<'_>, header: &Header) -> Result<(), Error> {
     let malformed = |reason| Error::Malformed { reason };
     graph
-        .tensors
-        .check()
-        .map_err(|_| malformed("tensor table does not decode"))?;
-    let mut ops = graph.ops.iter();
-    let mut step = 0u16;
-    while let Some(op) = ops.next() {
-        if op.is_err() {
-            return Err(
-                undecodable(step, ops.rest()).unwrap_or(malformed("operator list does not decode"))
-            );
-        }
-        step = step.saturating_add(1);
-    }
-    if !ops.rest().is_empty() {
-        return Err(malformed("operator list does not decode"));
-    }
-    graph
         .inputs
         .check()
         .map_err(|_| malformed("input list does not decode"))?;
@@ -75,12 +58,18 @@ pub(crate) fn graph(graph: &Graph<'_>, header: &Header) -> Result<(), Error> {
     // The end of the last tensor in the arena, and whether any tensor is f32.
     let mut plan_end = 0;
     let mut any_float = false;
-    for (i, t) in graph.tensors.iter().enumerate() {
-        let t = t.map_err(|_| malformed("tensor table does not decode"))?;
+    let mut tensors = graph.tensors.iter();
+    for i in 0..graph.tensors.len() {
+        let Some(Ok(t)) = tensors.next() else {
+            return Err(malformed("tensor table does not decode"));
+        };
         ctx.tensor(i as u16, &t)?;
         // In range: `tensor` checked that the tensor ends inside the arena.
         plan_end = plan_end.max(t.offset as usize + t.byte_len().unwrap_or(0));
         any_float |= t.dtype == DType::F32;
+    }
+    if !tensors.rest().is_empty() {
+        return Err(malformed("tensor table does not decode"));
     }
     // The header's arena is what the plan needs: a larger one would have firmware reserve (and a host
     // allocate) memory nothing uses.
@@ -117,9 +106,25 @@ pub(crate) fn graph(graph: &Graph<'_>, header: &Header) -> Result<(), Error> {
             }
         }
     }
-    for (step, op) in graph.ops.iter().enumerate() {
-        let op = op.map_err(|_| malformed("operator list does not decode"))?;
-        ctx.op(step as u16, &op)?;
+    // Each operator decoded and checked in order: one the runtime cannot decode is named by its tag
+    // where the tag is the reason.
+    let mut ops = graph.ops.iter();
+    let mut step = 0u16;
+    loop {
+        let at = ops.rest();
+        match ops.next() {
+            None => break,
+            Some(Ok(op)) => ctx.op(step, &op)?,
+            Some(Err(_)) => {
+                return Err(
+                    undecodable(step, at).unwrap_or(malformed("operator list does not decode"))
+                )
+            }
+        }
+        step = step.saturating_add(1);
+    }
+    if !ops.rest().is_empty() {
+        return Err(malformed("operator list does not decode"));
     }
     ctx.plan()
 }

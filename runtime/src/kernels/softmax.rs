@@ -13,19 +13,22 @@ pub const SCALED_DIFF_INTEGER_BITS: u32 = 5;
 /// Integer bits of the sum of exponentials (Q12.19).
 pub const ACCUMULATION_INTEGER_BITS: u32 = 12;
 
+/// exp(beta * input_scale * diff) in Q0.31, or None when the difference is below diff_min. Out of
+/// line: both passes over a row call it.
+#[inline(never)]
+fn exp_of(p: &SoftmaxParams, diff: i32) -> Option<i32> {
+    if diff >= p.diff_min {
+        let scaled = multiply_by_quantized_multiplier(diff, p.input_multiplier, p.input_left_shift);
+        Some(exp_on_negative_values(scaled, SCALED_DIFF_INTEGER_BITS))
+    } else {
+        None
+    }
+}
+
 /// Int8 softmax over `outer` rows of `depth` elements, mirroring TFLite Micro's int8 -> int8 path
 /// (`reference_ops::Softmax<int8_t, int8_t>`). Output scale 1/256, zero point -128.
 pub fn softmax_s8(p: &SoftmaxParams, outer: usize, depth: usize, input: &[i8], output: &mut [i8]) {
-    // exp(beta * input_scale * diff) in Q0.31, or None when the difference is below diff_min.
-    let exp_of = |diff: i32| -> Option<i32> {
-        if diff >= p.diff_min {
-            let scaled =
-                multiply_by_quantized_multiplier(diff, p.input_multiplier, p.input_left_shift);
-            Some(exp_on_negative_values(scaled, SCALED_DIFF_INTEGER_BITS))
-        } else {
-            None
-        }
-    };
+    let exp_of = |diff: i32| exp_of(p, diff);
     for (row_in, row_out) in input
         .chunks_exact(depth)
         .zip(output.chunks_exact_mut(depth))

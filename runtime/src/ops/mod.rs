@@ -649,7 +649,7 @@ impl Op<'_> {
 /// is the reason: a kind built out ([`Error::OperatorNotBuilt`]) or one newer than this runtime
 /// ([`Error::UnknownOperator`]).
 pub(crate) fn undecodable(step: u16, encoded: &[u8]) -> Option<Error> {
-    let (tag, _) = postcard::take_from_bytes::<u32>(encoded).ok()?;
+    let tag: u32 = Reader::new(encoded).read()?;
     match OPERATORS.get(tag as usize) {
         Some(info) if !info.built => Some(Error::OperatorNotBuilt {
             op: step,
