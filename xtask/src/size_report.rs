@@ -433,10 +433,11 @@ fn runtime_report(case: &str, ops: &[&str], rows: &[TextSize], commit: &str) -> 
          numeric contract, no optimized path); in each, the runtime's `float` \
          and `int16` kernels only if the model needs them (this int8 model needs neither). Runtime = the `.text` function \
          symbols whose demangled name contains `ferrite_runtime`: its own functions and generic code \
-         instantiated for its types (serde's `Deserialize` for the graph types); runtime code that LTO \
-         inlined into the firmware's own functions is counted as the firmware's: LTO inlines the \
-         invoke loop and model loading into the runner `ferrite_board::run`, shown beside. Categories \
-         by path: decoding = `Deserialize`/serde/postcard instances, `format`, `model`; validation = `validate`; interpreter = `interpreter`; kernels = `kernels`, `quant`; other = `ops` (each operator's checks, dispatch and operand lists since the operators moved to `ops/`). \
+         instantiated for its types; runtime code that LTO inlined into the firmware's own functions \
+         is counted as the firmware's: model loading (`Model::from_bytes`) and `Interpreter::new` stay \
+         out of line and are counted, the invoke loop is inlined into the runner \
+         `ferrite_board::run`, shown beside. Categories \
+         by path: decoding = `format`, `model` (and serde or postcard code, none since `from_bytes` reads the graph itself); validation = `validate`; interpreter = `interpreter`; kernels = `kernels`, `quant`; other = `ops` (each operator's checks, dispatch and operand lists since the operators moved to `ops/`). \
          Firmware `.text` (runtime, board runner, defmt, compiler builtins) beside it.\n",
         ops.iter()
             .map(|f| format!("`{f}`"))
