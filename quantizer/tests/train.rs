@@ -522,3 +522,36 @@ fn filter_pruning_removes_channels_and_bad_settings_are_refused() {
         "the sensitivity allocation was not applied"
     );
 }
+
+/// `--per-tensor`: one weight scale per layer, in the post-training start and in training (each
+/// fully connected layer one multiplier); without it, one per output channel.
+#[test]
+fn per_tensor_training_keeps_one_weight_scale_per_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let y = fixtures().join("data/digits_test_y.npy");
+    let multipliers = |flags: &[&str]| -> Vec<usize> {
+        let out = dir.path().join("t.ferrite");
+        let mut args = vec!["--labels", y.to_str().unwrap(), "--epochs", "1"];
+        args.extend_from_slice(flags);
+        let o = train(&out, &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let bytes = std::fs::read(&out).unwrap();
+        let model = ferrite_runtime::Model::from_bytes(&bytes).unwrap();
+        let counts = model
+            .ops()
+            .filter_map(|op| match op {
+                ferrite_runtime::ops::Op::FullyConnected(f) => Some(f.multiplier.len() / 4),
+                _ => None,
+            })
+            .collect();
+        std::fs::remove_file(&out).unwrap();
+        counts
+    };
+    let per_tensor = multipliers(&["--per-tensor"]);
+    assert!(
+        !per_tensor.is_empty() && per_tensor.iter().all(|&n| n == 1),
+        "{per_tensor:?}"
+    );
+    let per_channel = multipliers(&[]);
+    assert!(per_channel.iter().all(|&n| n > 1), "{per_channel:?}");
+}

@@ -56,6 +56,10 @@ pub struct Args {
     /// `ferrite quantize --no-cle`)
     #[arg(long)]
     pub no_cle: bool,
+    /// One weight scale per tensor instead of per output channel, in the post-training quantization
+    /// training starts from and in training (as `ferrite quantize --per-tensor`)
+    #[arg(long)]
+    pub per_tensor: bool,
     /// Output `.ferrite` file: written in full or not at all, through a symlink to its target, and
     /// directly to a device or FIFO such as `/dev/null`.
     #[arg(short = 'o', long)]
@@ -314,6 +318,7 @@ pub fn run(args: &Args) -> Result<()> {
     let ptq_config = PtqConfig {
         source_sha256: crate::sha256::digest(&source),
         cle: !args.no_cle,
+        per_tensor: args.per_tensor,
         ..PtqConfig::default()
     };
     let bar = super::progress::ptq_stages();
