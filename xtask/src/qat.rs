@@ -4,8 +4,10 @@
 //! float model (3 epochs on the 10,000 training samples each), evaluated by `ferrite eval` on the full
 //! Fashion-MNIST test set: top-1, output SQNR, agreement; the time per epoch is the report's (training
 //! steps only). NNCF's figures come from the JSON file, written by `tests/fixtures/qat_anchor.py` on
-//! this machine. A last table gives top-1 and SQNR of every Fashion-MNIST fixture trained with a few
-//! learning rates (weights, scales), with labels and distilling: the evidence for the defaults.
+//! this machine; an NNCF run with one weight scale per tensor is beside Ferrite's with `--per-tensor
+//! --no-cle` (a start post-training quantization cannot fix), trained at `--lr 1e-3`. A last table
+//! gives top-1 and SQNR of every Fashion-MNIST fixture trained with a few learning rates (weights,
+//! scales), with labels and distilling: the evidence for the defaults.
 //!
 //! Needs `target/datasets/` (`python3 tests/fixtures/full_testsets.py`).
 
@@ -42,6 +44,17 @@ const SWEEP_RATES: [(&str, &str); 4] = [
 
 /// Epochs of every training run (the issue's budget: at most 3 epochs on at most 10k samples).
 const EPOCHS: &str = "3";
+
+/// Ferrite's options for an NNCF run with one weight scale per tensor: the same weights, without the
+/// equalization that would undo most of their loss (a model post-training quantization cannot fix),
+/// and the learning rate such a model needs (the default is for fine-tuning a good start).
+const PER_TENSOR_OPTIONS: [&str; 2] = ["--per-tensor", "--no-cle"];
+const PER_TENSOR_LR: &str = "1e-3";
+
+/// Whether an NNCF run quantized its weights with one scale per tensor.
+fn per_tensor(anchor: &Value) -> bool {
+    anchor["weights_granularity"].as_str() == Some("per tensor")
+}
 
 /// The Fashion-MNIST training and test sets of `target/datasets/`.
 pub struct Data {
@@ -100,17 +113,23 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         ferrite_quantizer::train::DEFAULT_LR_ADAM,
         ferrite_quantizer::train::DEFAULT_SCALE_LR_ADAM,
     );
-    // One table per model, with every NNCF run on it (BatchNorm folded or not).
-    let mut models: Vec<&str> = Vec::new();
+    // One table per model and weight granularity, with every NNCF run on it (BatchNorm folded or
+    // not, each learning rate).
+    let mut groups: Vec<(&str, bool)> = Vec::new();
     for a in &anchors {
-        let m = a["model"].as_str().context("anchor: model")?;
-        if !models.contains(&m) {
-            models.push(m);
+        let group = (a["model"].as_str().context("anchor: model")?, per_tensor(a));
+        if !groups.contains(&group) {
+            groups.push(group);
         }
     }
-    for m in models {
-        let runs: Vec<&Value> = anchors.iter().filter(|a| a["model"] == m).collect();
-        section.push_str(&fixture_table(&tool, &fixtures, &tmp, &data, m, &runs)?);
+    for (m, tensor) in groups {
+        let runs: Vec<&Value> = anchors
+            .iter()
+            .filter(|a| a["model"] == m && per_tensor(a) == tensor)
+            .collect();
+        section.push_str(&fixture_table(
+            &tool, &fixtures, &tmp, &data, m, tensor, &runs,
+        )?);
     }
     let sweep = lr_sweep(&tool, &fixtures, &tmp, &data)?;
     write!(
@@ -162,6 +181,7 @@ fn train(
     data: &Data,
     labels: bool,
     rates: Option<(&str, &str)>,
+    extra: &[&str],
     out: &Path,
 ) -> Result<f64> {
     let report = out.with_extension("json");
@@ -179,6 +199,7 @@ fn train(
     if let Some((lr, scale_lr)) = rates {
         cmd.args(["--lr", lr, "--scale-lr", scale_lr]);
     }
+    cmd.args(extra);
     let o = cmd.output()?;
     if !o.status.success() {
         bail!(
@@ -199,39 +220,70 @@ fn train(
 }
 
 /// One anchored fixture's table: float, post-training, `ferrite train` with labels and distilling,
-/// and NNCF's figures from each of its `anchors` runs.
+/// and NNCF's figures from each of its `anchors` runs. With `per_tensor`, Ferrite runs with
+/// [`PER_TENSOR_OPTIONS`] (and its training at [`PER_TENSOR_LR`]), its defaults otherwise.
 fn fixture_table(
     tool: &Path,
     fixtures: &Path,
     tmp: &Path,
     data: &Data,
     rel: &str,
+    per_tensor: bool,
     anchors: &[&Value],
 ) -> Result<String> {
     let name = rel.split('/').next().unwrap_or(rel);
     let model = fixtures.join(rel);
-    let ptq = tmp.join(format!("{name}-ptq.ferrite"));
-    quantize(tool, fixtures, &model, &ptq, &[])?;
+    let (options, train_options): (&[&str], Vec<&str>) = if per_tensor {
+        let mut t = PER_TENSOR_OPTIONS.to_vec();
+        t.extend(["--lr", PER_TENSOR_LR]);
+        (&PER_TENSOR_OPTIONS, t)
+    } else {
+        (&[], Vec::new())
+    };
+    let tag = if per_tensor { "-per-tensor" } else { "" };
+    let ptq = tmp.join(format!("{name}{tag}-ptq.ferrite"));
+    quantize(tool, fixtures, &model, &ptq, options)?;
     let runs = [(true, "labels"), (false, "distillation (no labels)")];
     let mut models = vec![model.clone(), ptq];
     let mut per_epoch = Vec::new();
     for (k, (labels, _)) in runs.iter().enumerate() {
-        let out = tmp.join(format!("{name}-qat{k}.ferrite"));
-        per_epoch.push(train(tool, &model, data, *labels, None, &out)?);
+        let out = tmp.join(format!("{name}{tag}-qat{k}.ferrite"));
+        per_epoch.push(train(
+            tool,
+            &model,
+            data,
+            *labels,
+            None,
+            &train_options,
+            &out,
+        )?);
         models.push(out);
     }
     let rows = crate::accuracy::eval_rows(tool, &models, &data.test_x, &data.test_y)?;
     let pct = |x: f64| format!("{:.2}%", 100.0 * x);
     let db = |x: Option<f64>| x.map_or("inf".into(), |v| format!("{v:.2}"));
     let float = rows[0].top1;
+    let title = if per_tensor {
+        format!(
+            "`{name}` with one weight scale per tensor (Ferrite: `{}`, training at `--lr {PER_TENSOR_LR}`; NNCF: `--per-tensor-weights`)",
+            PER_TENSOR_OPTIONS.join(" ")
+        )
+    } else {
+        format!("`{name}`")
+    };
     let mut table = format!(
-        "`{name}`:\n\n\
+        "{title}:\n\n\
          | tool | setting | top-1 | drop vs float (points) | SQNR (dB) | agreement | seconds per epoch |\n\
          |---|---|---:|---:|---:|---:|---:|\n\
          | float | ONNX model | {} | - | - | - | - |\n",
         pct(float)
     );
-    let settings = ["post-training default".to_string()].into_iter().chain(
+    let start = if per_tensor {
+        format!("post-training, `{}`", PER_TENSOR_OPTIONS.join(" "))
+    } else {
+        "post-training default".to_string()
+    };
+    let settings = [start].into_iter().chain(
         runs.iter()
             .map(|r| format!("`ferrite train`, {EPOCHS} epochs, {}", r.1)),
     );
@@ -266,11 +318,15 @@ fn fixture_table(
                 100.0 * (nncf_float - p)
             )?;
         }
+        let lr = anchor["recipe"]["optimizer"]
+            .as_str()
+            .and_then(|o| o.split_whitespace().nth(2))
+            .unwrap_or("?");
         for e in anchor["epochs"].as_array().into_iter().flatten() {
             let top1 = e["top1"].as_f64().unwrap_or(f64::NAN);
             writeln!(
                 table,
-                "| NNCF | QAT in PyTorch, epoch {}, labels | {} | {:.2} | - | - | {:.2} |",
+                "| NNCF | QAT in PyTorch (lr {lr}), epoch {}, labels | {} | {:.2} | - | - | {:.2} |",
                 e["epoch"],
                 pct(top1),
                 100.0 * (nncf_float - top1),
@@ -282,8 +338,9 @@ fn fixture_table(
     for anchor in anchors {
         writeln!(
             table,
-            "NNCF (BatchNorm: {}): torch {}, nncf {}, {} threads, load average {} before and {} after.",
+            "NNCF (BatchNorm: {}; {}): torch {}, nncf {}, {} threads, load average {} before and {} after.",
             anchor["batchnorm"].as_str().unwrap_or("?"),
+            anchor["recipe"]["optimizer"].as_str().unwrap_or("?"),
             anchor["versions"]["torch"].as_str().unwrap_or("?"),
             anchor["versions"]["nncf"].as_str().unwrap_or("?"),
             anchor["recipe"]["threads"],
@@ -313,7 +370,7 @@ fn lr_sweep(tool: &Path, fixtures: &Path, tmp: &Path, data: &Data) -> Result<Str
             let mut models = vec![model.clone(), ptq.clone()];
             for (lr, scale_lr) in SWEEP_RATES {
                 let out = tmp.join(format!("{name}-sweep-{labels}-{lr}-{scale_lr}.ferrite"));
-                train(tool, &model, data, labels, Some((lr, scale_lr)), &out)?;
+                train(tool, &model, data, labels, Some((lr, scale_lr)), &[], &out)?;
                 models.push(out);
             }
             let rows = crate::accuracy::eval_rows(tool, &models, &data.test_x, &data.test_y)?;
