@@ -144,8 +144,10 @@ impl Decode<'_> for u32 {
     }
 }
 
+/// Out of line, as a fused activation and a window (below): each operator reads a few, and their
+/// inlined copies in every operator's decoding cost more code than the calls cost time.
 impl Decode<'_> for i32 {
-    #[inline(always)]
+    #[inline(never)]
     fn decode(r: &mut Reader<'_>) -> Option<Self> {
         let n = u32::decode(r)?;
         Some(((n >> 1) as i32) ^ -((n & 1) as i32))
@@ -211,9 +213,9 @@ impl<'a, T> Decode<'a> for Seq<'a, T> {
 
 /// A unit-only enum: its variant index as a varint `u32`.
 macro_rules! decode_unit_enum {
-    ($ty:ident: $($variant:ident),+) => {
+    (#[$attr:meta] $ty:ident: $($variant:ident),+) => {
         impl Decode<'_> for $ty {
-            #[inline(always)]
+            #[$attr]
             fn decode(r: &mut Reader<'_>) -> Option<Self> {
                 const VARIANTS: &[$ty] = &[$($ty::$variant),+];
                 let index: u32 = r.read()?;
@@ -223,8 +225,9 @@ macro_rules! decode_unit_enum {
     };
 }
 
-decode_unit_enum!(DType: I8, I16, I32, F32);
-decode_unit_enum!(Activation: None, Relu, Relu6, ReluN1To1);
+// Every operand has an element type (inlined); each operator one fused activation at most.
+decode_unit_enum!(#[inline(always)] DType: I8, I16, I32, F32);
+decode_unit_enum!(#[inline(never)] Activation: None, Relu, Relu6, ReluN1To1);
 
 /// Implements [`Decode`] for a struct as its fields in the order given, which must be their
 /// declaration order (serde's; the struct literal makes the compiler check that none is missing).
@@ -251,7 +254,7 @@ impl Decode<'_> for Shape {
 }
 
 impl Decode<'_> for Window {
-    #[inline(always)]
+    #[inline(never)]
     fn decode(r: &mut Reader<'_>) -> Option<Self> {
         let [stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left] =
             r.read::<[u16; 6]>()?;
