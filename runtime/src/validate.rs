@@ -271,6 +271,19 @@ impl<'a> Context<'_, 'a> {
         Ok(())
     }
 
+    /// Whether tensor `y` is planned in place over tensor `x` (index `xi`), which dies where `y` is
+    /// made: `y`'s producer lists `x` among its in-place sources.
+    fn handover(&self, xi: usize, x: &Tensor<'_>, y: &Tensor<'_>) -> bool {
+        y.in_place
+            && x.last == y.first
+            && self.graph.ops.get(y.first as usize).is_some_and(|op| {
+                op.in_place_sources()
+                    .iter()
+                    .flatten()
+                    .any(|o| o.tensor as usize == xi)
+            })
+    }
+
     /// No two tensors live at the same step may share arena bytes, but an in-place output may overlap
     /// its operator's in-place source where one ends and the other begins (the operator's own checks
     /// say how: a Reshape at the same offset, a convolution with room for its bands).
@@ -293,17 +306,7 @@ impl<'a> Context<'_, 'a> {
                 if a1 <= b0 || b1 <= a0 {
                     continue;
                 }
-                let handover = |x: usize, xt: &Tensor<'_>, yt: &Tensor<'_>| {
-                    yt.in_place
-                        && xt.last == yt.first
-                        && self.graph.ops.get(yt.first as usize).is_some_and(|op| {
-                            op.in_place_sources()
-                                .iter()
-                                .flatten()
-                                .any(|o| o.tensor as usize == x)
-                        })
-                };
-                if handover(i, &a, &b) || handover(j, &b, &a) {
+                if self.handover(i, &a, &b) || self.handover(j, &b, &a) {
                     continue;
                 }
                 return Err(Error::PlanOverlap {
