@@ -79,6 +79,11 @@ pub struct Options {
     /// the DSP (`SMLAD`) kernel and the same layer in int8; `--write` rewrites their section.
     #[arg(long)]
     int16: bool,
+    /// The stack of each operator instead of instructions: the firmware (board feature
+    /// `stack-probe`) paints the stack before each operator and logs its high-water mark after it.
+    /// Prints a table per model and machine (its instruction counts would include the probe).
+    #[arg(long, conflicts_with_all = ["json", "write", "int16"])]
+    stack_per_op: bool,
     /// Kill QEMU after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
@@ -94,6 +99,7 @@ impl Options {
             write: false,
             mlperf: false,
             int16: false,
+            stack_per_op: false,
             timeout: 120,
         }
     }
@@ -199,6 +205,8 @@ pub(crate) struct Layer {
     pub(crate) op: &'static str,
     pub(crate) instructions: u64,
     baseline: Option<&'static Baseline>,
+    /// Arena bytes below the end of the highest tensor live at this step (the rest is free).
+    in_use: u64,
 }
 
 pub(crate) struct Measured {
@@ -286,6 +294,17 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     toolchain::ensure_targets(root, &targets)?;
     let timeout = Duration::from_secs(options.timeout);
 
+    if options.stack_per_op {
+        for case in &models {
+            for &machine in &machines {
+                eprintln!("--- {} on {}", case.name, machine.machine().name());
+                let outcome =
+                    measure_with(root, &plugin, case, machine, timeout, &["stack-probe"])?;
+                print!("{}", stack_table(&outcome)?);
+            }
+        }
+        return Ok(());
+    }
     let mut outcomes = Vec::new();
     for case in &models {
         for &machine in &machines {
@@ -324,6 +343,80 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         bail!("output differs from the host's: {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// The stack of each operator of a `stack-probe` run (`bench --stack-per-op`): a table with the
+/// deepest operators marked.
+fn stack_table(outcome: &Outcome) -> Result<String> {
+    let m = match outcome {
+        Outcome::Measured(m) => m,
+        Outcome::Skipped {
+            model,
+            machine,
+            why,
+        } => {
+            return Ok(format!(
+                "{model} on {}: skipped: {why}\n\n",
+                machine.machine().name()
+            ))
+        }
+    };
+    if !m.passed {
+        bail!(
+            "{} on {}: the firmware failed",
+            m.model,
+            m.machine.machine().name()
+        );
+    }
+    let stacks = probe_stacks(&m.log);
+    if stacks.len() != m.layers.len() {
+        bail!(
+            "{}: {} stack lines for {} operators",
+            m.model,
+            stacks.len(),
+            m.layers.len()
+        );
+    }
+    let deepest = stacks.iter().copied().max().unwrap_or(0);
+    let mut s = format!(
+        "### {} on {} ({}): stack high-water of each operator\n\n\
+         Arena {} B; \"free above\": the arena's bytes past the end of the highest tensor live at \
+         the step (room a kernel's buffers could take there without growing the arena).\n\n\
+         | # | layer | op | stack (B) | free above (B) |\n|---:|---|---|---:|---:|\n",
+        m.model,
+        m.machine.machine().name(),
+        m.machine.cpu(),
+        thousands(m.arena)
+    );
+    for (layer, &stack) in m.layers.iter().zip(&stacks) {
+        let bytes = thousands(stack);
+        let bytes = if stack == deepest {
+            format!("**{bytes}**")
+        } else {
+            bytes
+        };
+        let name: String = layer.name.chars().take(32).collect();
+        s.push_str(&format!(
+            "| {} | {} | {} | {bytes} | {} |\n",
+            layer.step,
+            name,
+            layer.op,
+            thousands(m.arena.saturating_sub(layer.in_use))
+        ));
+    }
+    s.push('\n');
+    Ok(s)
+}
+
+/// The stack lines of a `stack-probe` firmware's log, in operator order.
+fn probe_stacks(log: &[String]) -> Vec<u64> {
+    log.iter()
+        .filter_map(|l| {
+            let rest = l.split("stack after operator ").nth(1)?;
+            let bytes = rest.split(": ").nth(1)?.split(' ').next()?;
+            bytes.parse().ok()
+        })
+        .collect()
 }
 
 fn shared_dir(root: &Path) -> PathBuf {
@@ -515,12 +608,19 @@ pub(crate) fn measure_with(
             }),
             None => name,
         };
+        let in_use = (0..)
+            .map_while(|i| model.tensor(i))
+            .filter(|t| t.first as usize <= step && step <= t.last as usize)
+            .map(|t| t.offset as u64 + t.byte_len().unwrap_or(0) as u64)
+            .max()
+            .unwrap_or(0);
         layers.push(Layer {
             step,
             baseline: baseline(&case.name, &name),
             name,
             op: op.name(),
             instructions: marks[2 * step + 4] - marks[2 * step + 3] - calibration,
+            in_use,
         });
     }
     let last = 2 * ops.len() + 3;
@@ -940,6 +1040,19 @@ pub fn write_section(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probe_lines_give_each_operators_stack_in_order() {
+        let log: Vec<String> = [
+            "INFO  stack after operator 0: 4588 B  (case.rs:109)",
+            "INFO  something else",
+            "INFO  stack after operator 1: 6068 B  (case.rs:109)",
+            "INFO  stack high-water 696 B of 65536 B",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(probe_stacks(&log), [4588, 6068]);
+    }
 
     /// Every layer of the tests/bench/ models but the reshape has its BASELINES.md row, and each
     /// model its whole-network and TFLite Micro rows, as `measure` and `report` look them up.

@@ -99,9 +99,20 @@ pub fn run() -> Outcome {
     ferrite_bench_mark();
     // With `bench`, a mark before and after each operator gives per-layer counts, and the
     // interpreter's own work between operators.
-    #[cfg(feature = "bench")]
+    #[cfg(all(feature = "bench", not(feature = "stack-probe")))]
     let invoked =
         interpreter.invoke_traced(|_, _| ferrite_bench_mark(), |_, _| ferrite_bench_mark());
+    // The deepest stack of each operator: painted before it, read after it.
+    #[cfg(feature = "stack-probe")]
+    let invoked = interpreter.invoke_traced(
+        |_, _| ferrite_bench_mark(),
+        |step, _| {
+            ferrite_bench_mark();
+            let (used, _) = crate::stack::high_water();
+            defmt::info!("stack after operator {=usize}: {=usize} B", step, used);
+            crate::stack::paint();
+        },
+    );
     #[cfg(not(feature = "bench"))]
     let invoked = interpreter.invoke();
     ferrite_bench_mark();

@@ -24,7 +24,8 @@ fn region() -> (usize, usize) {
     )
 }
 
-/// Paints the unused part of the stack. Call once, early, from a shallow frame.
+/// Paints the unused part of the stack. Call early, from a shallow frame (the stack probe calls it
+/// again after each operator, below the frames that are live then).
 #[inline(never)]
 pub fn paint() {
     let (bottom, _) = region();
