@@ -27,6 +27,7 @@ impl<'m> Interpreter<'m> {
     /// Binds a model to an arena. The arena's start is aligned to 16 bytes by skipping leading bytes,
     /// so a buffer of `model.arena_size()` bytes suffices when it is 16-byte aligned (see [`crate::Arena`]).
     /// Fails with [`Error::ArenaTooSmall`], giving the size needed, when the arena is short.
+    // Out of line: called once, its frame is gone before `invoke` (size reports count it).
     #[inline(never)]
     pub fn new(model: &'m Model<'m>, arena: &'m mut [u8]) -> Result<Self, Error> {
         let skip = arena.as_ptr().align_offset(ARENA_ALIGN).min(ARENA_ALIGN);

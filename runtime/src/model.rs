@@ -16,6 +16,7 @@ impl<'a> Model<'a> {
     ///
     /// Checks the header (magic, version, flags), the payload's length and CRC-32, then every tensor,
     /// operator and the memory plan. Any byte string gives `Ok` or an `Err`, never a panic.
+    // Out of line: called once, its frame is gone before `invoke` (size reports count it).
     #[inline(never)]
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
         let header = Header::parse(bytes)?;

@@ -28,7 +28,6 @@ fn exp_of(p: &SoftmaxParams, diff: i32) -> Option<i32> {
 /// Int8 softmax over `outer` rows of `depth` elements, mirroring TFLite Micro's int8 -> int8 path
 /// (`reference_ops::Softmax<int8_t, int8_t>`). Output scale 1/256, zero point -128.
 pub fn softmax_s8(p: &SoftmaxParams, outer: usize, depth: usize, input: &[i8], output: &mut [i8]) {
-    let exp_of = |diff: i32| exp_of(p, diff);
     for (row_in, row_out) in input
         .chunks_exact(depth)
         .zip(output.chunks_exact_mut(depth))
@@ -39,7 +38,7 @@ pub fn softmax_s8(p: &SoftmaxParams, outer: usize, depth: usize, input: &[i8], o
         // Sum of exponentials in Q12.19 (wraps like TFLite beyond 4096 terms).
         let mut sum_of_exps: i32 = 0;
         for &x in row_in {
-            if let Some(e) = exp_of(x as i32 - max_in_row) {
+            if let Some(e) = exp_of(p, x as i32 - max_in_row) {
                 sum_of_exps = sum_of_exps.wrapping_add(rescale(e, 0, ACCUMULATION_INTEGER_BITS));
             }
         }
@@ -52,7 +51,7 @@ pub fn softmax_s8(p: &SoftmaxParams, outer: usize, depth: usize, input: &[i8], o
         let exponent = (num_bits_over_unit + 31 - 8).max(0);
 
         for (&x, o) in row_in.iter().zip(row_out.iter_mut()) {
-            *o = match exp_of(x as i32 - max_in_row) {
+            *o = match exp_of(p, x as i32 - max_in_row) {
                 Some(e) => {
                     let scaled = saturating_rounding_doubling_high_mul(shifted_scale, e);
                     let unsat = if exponent > 31 {
