@@ -14,6 +14,7 @@
 //! cannot be operands), and names the others explicitly (`LDM` wants ascending registers).
 #![allow(unsafe_code)]
 
+use super::conv2d::CHANNEL_BLOCK;
 use super::ChannelQuant;
 
 #[cfg(not(ferrite_dsp))]
@@ -250,78 +251,153 @@ impl WindowOffsets {
 }
 
 /// Marks the end of a channel's offsets for [`dot_sparse_4xn`] (above any offset).
-pub const SPARSE_END: u16 = 0x8000;
+pub(crate) const SPARSE_END: u16 = 0x8000;
+
+/// The output channels of a block at four positions: for channel `k`, the accumulators of positions
+/// A and B in `lanes[0][k]` and of C and D in `lanes[1][k]`.
+pub(crate) type FourLanes = [[Lane; CHANNEL_BLOCK]; 2];
+
+/// Byte offsets the four-position loops store through: a lane's accumulators, the same lane of the
+/// second pass, and the next lane (`STRD` reaches 1,020 bytes).
+#[cfg(ferrite_armv7m)]
+mod four_lanes {
+    use super::{FourLanes, Lane, CHANNEL_BLOCK};
+    pub const ACC_AB: usize = core::mem::offset_of!(Lane, acc_a);
+    pub const ACC_CD: usize = ACC_AB + CHANNEL_BLOCK * core::mem::size_of::<Lane>();
+    pub const STEP: usize = core::mem::size_of::<Lane>();
+    const _: () = assert!(
+        core::mem::offset_of!(Lane, acc_b) == ACC_AB + 4
+            && ACC_CD + 8 <= 1020
+            && ACC_AB.is_multiple_of(4)
+            && STEP.is_multiple_of(4)
+            && core::mem::size_of::<FourLanes>() == 2 * CHANNEL_BLOCK * STEP
+    );
+}
+
+/// The channel loop around a four-position inner loop `$body` (which adds to r0-r3 and ends at a
+/// [`SPARSE_END`]): each channel starts from its bias (r10 at entry, kept at `[sp, #16]`) and
+/// stores its four accumulators into its lanes (r8 at entry, `[sp, #8]`), until the lane pointer
+/// reaches r9 (`[sp, #12]`). 17 instructions a channel.
+#[cfg(ferrite_armv7m)]
+macro_rules! four_lanes_loop {
+    ($body:expr) => {
+        concat!(
+            "push {{r6, r7, r8, r9, r10}}\n",
+            "3:\n",
+            "ldr r6, [sp, #16]\n",
+            "ldr r0, [r6], #4\n",
+            "str r6, [sp, #16]\n",
+            "mov r1, r0\n",
+            "mov r2, r0\n",
+            "mov r3, r0\n",
+            "ldrh r6, [r4], #2\n",
+            "cmp r6, #0x8000\n",
+            "beq 4f\n",
+            "2:\n",
+            $body,
+            "ldrh r6, [r4], #2\n",
+            "cmp r6, #0x8000\n",
+            "bne 2b\n",
+            "4:\n",
+            "ldr r6, [sp, #8]\n",
+            "strd r0, r1, [r6, #{ab}]\n",
+            "strd r2, r3, [r6, #{cd}]\n",
+            "add r6, r6, #{step}\n",
+            "str r6, [sp, #8]\n",
+            "ldr r7, [sp, #12]\n",
+            "cmp r6, r7\n",
+            "bne 3b\n",
+            "pop {{r6, r7, r8, r9, r10}}\n",
+        )
+    };
+}
+
+/// The portable twin of the four-position loops: for each channel `k` of `biases`, its
+/// accumulators from `biases[k]` plus `add(offset, acc)` over its offsets up to a [`SPARSE_END`],
+/// into `lanes`.
+#[cfg(any(not(ferrite_armv7m), not(ferrite_dsp)))]
+#[inline(always)]
+fn four_lanes_twin(
+    offsets: &[u16],
+    biases: &[i32],
+    lanes: &mut FourLanes,
+    mut add: impl FnMut(u16, &mut [i32; 4]) -> bool,
+) {
+    let mut offsets = offsets.iter();
+    let [ab, cd] = lanes;
+    for ((&b, l0), l1) in biases.iter().zip(ab.iter_mut()).zip(cd.iter_mut()) {
+        let mut acc = [b; 4];
+        for &at in offsets.by_ref().take_while(|&&o| o != SPARSE_END) {
+            if !add(at, &mut acc) {
+                return;
+            }
+        }
+        (l0.acc_a, l0.acc_b, l1.acc_a, l1.acc_b) = (acc[0], acc[1], acc[2], acc[3]);
+    }
+}
 
 /// Four positions (A, B, C, D) by the output channels of a block over the stored groups of four
-/// weights of their pruned rows (`kernels::sparse`): channel `k` adds to `acc[k]` (its bias, say)
-/// `sum x * w` for each position, over the groups whose eight words
+/// weights of their pruned rows (`kernels::sparse`): channel `k` gets `biases[k] + sum x * w` for
+/// each position in its [`FourLanes`], over the groups whose eight words
 /// `[(A.x0, A.x2), (A.x1, A.x3), (B..), (B..), (C..), (C..), (D..), (D..)]` start at the next
 /// offsets (bytes into `x`) up to a [`SPARSE_END`], with the next weight words of `words`. On
 /// Armv7E-M a group is 16 instructions for 16 multiply-accumulates (`ADD`, two `LDM`, `LDR`, two
-/// `SXTB16`, eight `SMLAD`, `LDRH`, `CMP`, `BNE`), a channel 13 more.
+/// `SXTB16`, eight `SMLAD`, `LDRH`, `CMP`, `BNE`), a channel 17 more.
 ///
 /// # Safety
 ///
-/// `offsets` holds `acc.len()` end markers, at most `words.len()` offsets in all, each a multiple of
-/// 32 with `offset + 32 <= 4 * x.len()`.
+/// `biases.len() <= CHANNEL_BLOCK`; `offsets` holds `biases.len()` end markers, at most
+/// `words.len()` offsets in all, each a multiple of 32 with `offset + 32 <= 4 * x.len()`.
 #[inline(always)]
-pub unsafe fn dot_sparse_4xn(x: &[u32], offsets: &[u16], words: &[[i8; 4]], acc: &mut [[i32; 4]]) {
+pub(crate) unsafe fn dot_sparse_4xn(
+    x: &[u32],
+    offsets: &[u16],
+    words: &[[i8; 4]],
+    biases: &[i32],
+    lanes: &mut FourLanes,
+) {
     #[cfg(ferrite_dsp)]
     {
-        if acc.is_empty() {
+        if biases.is_empty() {
             return;
         }
-        // SAFETY: by the caller's contract, reads the offsets up to the `acc.len()`-th end marker,
-        // as many weight words as offsets, 32 bytes of `x` at each offset, and reads and writes
-        // `acc`'s `4 * acc.len()` words; nothing else. r6 and r7 (which Rust reserves) are saved
-        // on the stack and restored, with the pointer into `acc` and the channels left, which the
-        // loop keeps there. SMLAD may set the Q flag, which nothing reads.
+        // SAFETY: by the caller's contract, reads the offsets up to the `biases.len()`-th end
+        // marker, as many weight words as offsets, 32 bytes of `x` at each offset and the biases,
+        // and writes the accumulators of the first `biases.len()` lanes of each pass; nothing
+        // else. r6 and r7 (which Rust reserves) are saved on the stack and restored, with the lane
+        // pointer, its end and the bias pointer, which the loop keeps there. SMLAD may set the Q
+        // flag, which nothing reads.
         unsafe {
             core::arch::asm!(
-                "push {{r6, r7, r8, r9}}",
-                "mov r6, r8",
-                "3:",
-                "ldm r6, {{r0, r1, r2, r3}}",
-                "ldrh r6, [r4], #2",
-                "cmp r6, #0x8000",
-                "beq 4f",
-                "2:",
-                "add r6, r12, r6",
-                "ldm r6!, {{r8, r9, r10, r11}}",
-                "ldr r7, [r5], #4",
-                "sxtb16 lr, r7",
-                "sxtb16 r7, r7, ror #8",
-                "smlad r0, r8, lr, r0",
-                "smlad r0, r9, r7, r0",
-                "smlad r1, r10, lr, r1",
-                "smlad r1, r11, r7, r1",
-                "ldm r6, {{r8, r9, r10, r11}}",
-                "smlad r2, r8, lr, r2",
-                "smlad r2, r9, r7, r2",
-                "smlad r3, r10, lr, r3",
-                "smlad r3, r11, r7, r3",
-                "ldrh r6, [r4], #2",
-                "cmp r6, #0x8000",
-                "bne 2b",
-                "4:",
-                "ldr r6, [sp, #8]",
-                "stm r6!, {{r0, r1, r2, r3}}",
-                "str r6, [sp, #8]",
-                "ldr r7, [sp, #12]",
-                "subs r7, r7, #1",
-                "str r7, [sp, #12]",
-                "bne 3b",
-                "pop {{r6, r7, r8, r9}}",
+                four_lanes_loop!(concat!(
+                    "add r6, r12, r6\n",
+                    "ldm r6!, {{r8, r9, r10, r11}}\n",
+                    "ldr r7, [r5], #4\n",
+                    "sxtb16 lr, r7\n",
+                    "sxtb16 r7, r7, ror #8\n",
+                    "smlad r0, r8, lr, r0\n",
+                    "smlad r0, r9, r7, r0\n",
+                    "smlad r1, r10, lr, r1\n",
+                    "smlad r1, r11, r7, r1\n",
+                    "ldm r6, {{r8, r9, r10, r11}}\n",
+                    "smlad r2, r8, lr, r2\n",
+                    "smlad r2, r9, r7, r2\n",
+                    "smlad r3, r10, lr, r3\n",
+                    "smlad r3, r11, r7, r3\n",
+                )),
+                ab = const four_lanes::ACC_AB,
+                cd = const four_lanes::ACC_CD,
+                step = const four_lanes::STEP,
                 inout("r4") offsets.as_ptr() => _,
                 inout("r5") words.as_ptr() => _,
                 in("r12") x.as_ptr(),
-                inout("r8") acc.as_mut_ptr() => _,
-                inout("r9") acc.len() => _,
+                inout("r8") lanes.as_mut_ptr() => _,
+                inout("r9") lanes[0].as_mut_ptr().add(biases.len()) => _,
+                inout("r10") biases.as_ptr() => _,
                 out("r0") _,
                 out("r1") _,
                 out("r2") _,
                 out("r3") _,
-                out("r10") _,
                 out("r11") _,
                 out("lr") _,
             );
@@ -329,20 +405,102 @@ pub unsafe fn dot_sparse_4xn(x: &[u32], offsets: &[u16], words: &[[i8; 4]], acc:
     }
     #[cfg(not(ferrite_dsp))]
     {
-        let mut offsets = offsets.iter();
         let mut words = words.iter();
-        for acc in acc.iter_mut() {
-            for &at in offsets.by_ref().take_while(|&&o| o != SPARSE_END) {
-                let (Some(w), Some(group)) = (words.next(), x.get(at as usize / 4..)) else {
-                    return;
-                };
-                let w = u32::from_le_bytes(w.map(|v| v as u8));
-                let (even, odd) = (sxtb16(w), sxtb16_ror8(w));
-                for (acc, pair) in acc.iter_mut().zip(group.chunks_exact(2)) {
-                    *acc = smlad(pair[1], odd, smlad(pair[0], even, *acc));
-                }
+        four_lanes_twin(offsets, biases, lanes, |at, acc| {
+            let (Some(w), Some(group)) = (words.next(), x.get(at as usize / 4..)) else {
+                return false;
+            };
+            let w = u32::from_le_bytes(w.map(|v| v as u8));
+            let (even, odd) = (sxtb16(w), sxtb16_ror8(w));
+            for (acc, pair) in acc.iter_mut().zip(group.chunks_exact(2)) {
+                *acc = smlad(pair[1], odd, smlad(pair[0], even, *acc));
             }
+            true
+        });
+    }
+}
+
+/// [`dot_sparse_4xn`] for position A alone (the last pass of a layer whose positions are not a
+/// multiple of four): channel `k` gets `biases[k] + sum x * w` in both accumulators of
+/// `lanes[0][k]`, reading the first two of each group's eight words. On Armv7E-M a group is 10
+/// instructions (`ADD`, `LDRD`, `LDR`, two `SXTB16`, two `SMLAD`, `LDRH`, `CMP`, `BNE`), a channel
+/// 9 more.
+///
+/// # Safety
+///
+/// As [`dot_sparse_4xn`].
+#[inline(always)]
+pub(crate) unsafe fn dot_sparse_1xn(
+    x: &[u32],
+    offsets: &[u16],
+    words: &[[i8; 4]],
+    biases: &[i32],
+    lanes: &mut FourLanes,
+) {
+    #[cfg(ferrite_dsp)]
+    {
+        if biases.is_empty() {
+            return;
         }
+        // SAFETY: by the caller's contract, reads the offsets up to the `biases.len()`-th end
+        // marker, as many weight words as offsets, 8 bytes of `x` at each offset and the biases,
+        // and writes the accumulators of the first `biases.len()` lanes of the first pass; nothing
+        // else. r6 and r7 (which Rust reserves) are saved on the stack and restored. SMLAD may set
+        // the Q flag, which nothing reads.
+        unsafe {
+            core::arch::asm!(
+                "push {{r6, r7}}",
+                "3:",
+                "ldr r0, [r1], #4",
+                "ldrh r6, [r4], #2",
+                "cmp r6, #0x8000",
+                "beq 4f",
+                "2:",
+                "add r6, r12, r6",
+                "ldrd r8, r9, [r6]",
+                "ldr r7, [r5], #4",
+                "sxtb16 lr, r7",
+                "sxtb16 r7, r7, ror #8",
+                "smlad r0, r8, lr, r0",
+                "smlad r0, r9, r7, r0",
+                "ldrh r6, [r4], #2",
+                "cmp r6, #0x8000",
+                "bne 2b",
+                "4:",
+                "str r0, [r2, #{ab}]",
+                "str r0, [r2, #{ab} + 4]",
+                "add r2, r2, #{step}",
+                "cmp r2, r3",
+                "bne 3b",
+                "pop {{r6, r7}}",
+                ab = const four_lanes::ACC_AB,
+                step = const four_lanes::STEP,
+                inout("r4") offsets.as_ptr() => _,
+                inout("r5") words.as_ptr() => _,
+                in("r12") x.as_ptr(),
+                inout("r1") biases.as_ptr() => _,
+                inout("r2") lanes.as_mut_ptr() => _,
+                in("r3") lanes[0].as_mut_ptr().add(biases.len()),
+                out("r0") _,
+                out("r8") _,
+                out("r9") _,
+                out("lr") _,
+            );
+        }
+    }
+    #[cfg(not(ferrite_dsp))]
+    {
+        let mut words = words.iter();
+        four_lanes_twin(offsets, biases, lanes, |at, acc| {
+            let (Some(w), Some(pair)) = (words.next(), x.get(at as usize / 4..at as usize / 4 + 2))
+            else {
+                return false;
+            };
+            let w = u32::from_le_bytes(w.map(|v| v as u8));
+            let a = smlad(pair[1], sxtb16_ror8(w), smlad(pair[0], sxtb16(w), acc[0]));
+            *acc = [a; 4];
+            true
+        });
     }
 }
 
@@ -351,7 +509,7 @@ pub unsafe fn dot_sparse_4xn(x: &[u32], offsets: &[u16], words: &[[i8; 4]], acc:
 /// `out[i]`, for `out.len()` groups. On Armv7E-M a group is 16 instructions (four `LDR`, eight
 /// `SXTB16`, two `STM`, `SUBS`, `BNE`).
 #[inline(always)]
-pub fn expand_4(xs: [&[i8]; 4], out: &mut [[u32; 8]]) {
+pub(crate) fn expand_4(xs: [&[i8]; 4], out: &mut [[u32; 8]]) {
     let groups = out.len();
     assert!(xs.iter().all(|x| x.len() >= 4 * groups));
     #[cfg(ferrite_dsp)]
@@ -411,7 +569,7 @@ pub fn expand_4(xs: [&[i8]; 4], out: &mut [[u32; 8]]) {
 /// the 16-bit halves of `out[2k]` (A low, B high) and `out[2k + 1]` (C low, D high), for `out.len() /
 /// 2` values.
 #[inline(always)]
-pub fn interleave_4(xs: [&[i8]; 4], out: &mut [u32]) {
+pub(crate) fn interleave_4(xs: [&[i8]; 4], out: &mut [u32]) {
     let [a, b, c, d] = xs;
     let pair = |lo: i8, hi: i8| (lo as i16 as u16 as u32) | ((hi as i32 as u32) << 16);
     for ((((o, &a), &b), &c), &d) in out.chunks_exact_mut(2).zip(a).zip(b).zip(c).zip(d) {
@@ -421,25 +579,31 @@ pub fn interleave_4(xs: [&[i8]; 4], out: &mut [u32]) {
 }
 
 /// Four positions (A, B, C, D) by the output channels of a block over the stored weights of their
-/// pruned rows (`kernels::sparse`), one weight at a time: channel `k` adds to `acc[k]` `sum x * w`
-/// for each position, over the weights whose two words of [`interleave_4`] start at the next
-/// offsets (bytes into `x`) up to a [`SPARSE_END`], with the next weights of `values`. A weight is
-/// 10 instructions for 4 multiply-accumulates on Armv7E-M (`SMLABB`/`SMLATB`), 13 on Armv7-M
-/// (`LDRSH`, `MLA`); a channel 13 more.
+/// pruned rows (`kernels::sparse`), one weight at a time: channel `k` gets `biases[k] + sum x * w`
+/// for each position in its [`FourLanes`], over the weights whose two words of [`interleave_4`]
+/// start at the next offsets (bytes into `x`) up to a [`SPARSE_END`], with the next weights of
+/// `values`. A weight is 10 instructions for 4 multiply-accumulates on Armv7E-M
+/// (`SMLABB`/`SMLATB`), 13 on Armv7-M (`LDRSH`, `MLA`); a channel 17 more.
 ///
 /// # Safety
 ///
-/// `offsets` holds `acc.len()` end markers, at most `values.len()` offsets in all, each a multiple of
-/// 8 with `offset + 8 <= 4 * x.len()`.
+/// `biases.len() <= CHANNEL_BLOCK`; `offsets` holds `biases.len()` end markers, at most
+/// `values.len()` offsets in all, each a multiple of 8 with `offset + 8 <= 4 * x.len()`.
 #[inline(always)]
-pub unsafe fn dot_sparse_wide_4xn(x: &[u32], offsets: &[u16], values: &[i8], acc: &mut [[i32; 4]]) {
+pub(crate) unsafe fn dot_sparse_wide_4xn(
+    x: &[u32],
+    offsets: &[u16],
+    values: &[i8],
+    biases: &[i32],
+    lanes: &mut FourLanes,
+) {
     #[cfg(ferrite_armv7m)]
     {
-        if acc.is_empty() {
+        if biases.is_empty() {
             return;
         }
         // One weight: its offset, the two words (DSP) or four halfwords of the positions' values,
-        // the weight, four multiply-accumulates, the next offset.
+        // the weight, four multiply-accumulates.
         #[cfg(ferrite_dsp)]
         macro_rules! weight {
             () => {
@@ -471,65 +635,47 @@ pub unsafe fn dot_sparse_wide_4xn(x: &[u32], offsets: &[u16], values: &[i8], acc
                 )
             };
         }
-        // SAFETY: by the caller's contract, reads the offsets up to the `acc.len()`-th end marker,
-        // as many weights as offsets, 8 bytes of `x` at each offset, and reads and writes `acc`'s
-        // `4 * acc.len()` words; nothing else. r6 and r7 (which Rust reserves) are saved on the
-        // stack and restored, with the pointer into `acc` and the channels left, which the loop
-        // keeps there. SMLABB/SMLATB may set the Q flag, which nothing reads.
+        // SAFETY: by the caller's contract, reads the offsets up to the `biases.len()`-th end
+        // marker, as many weights as offsets, 8 bytes of `x` at each offset and the biases, and
+        // writes the accumulators of the first `biases.len()` lanes of each pass; nothing else. r6
+        // and r7 (which Rust reserves) are saved on the stack and restored, with the lane pointer,
+        // its end and the bias pointer, which the loop keeps there. SMLABB/SMLATB may set the Q
+        // flag, which nothing reads.
         unsafe {
             core::arch::asm!(
-                "push {{r6, r7, r8, r9}}",
-                "mov r6, r8",
-                "3:",
-                "ldm r6, {{r0, r1, r2, r3}}",
-                "ldrh r6, [r4], #2",
-                "cmp r6, #0x8000",
-                "beq 4f",
-                "2:",
-                weight!(),
-                "ldrh r6, [r4], #2",
-                "cmp r6, #0x8000",
-                "bne 2b",
-                "4:",
-                "ldr r6, [sp, #8]",
-                "stm r6!, {{r0, r1, r2, r3}}",
-                "str r6, [sp, #8]",
-                "ldr r7, [sp, #12]",
-                "subs r7, r7, #1",
-                "str r7, [sp, #12]",
-                "bne 3b",
-                "pop {{r6, r7, r8, r9}}",
+                four_lanes_loop!(weight!()),
+                ab = const four_lanes::ACC_AB,
+                cd = const four_lanes::ACC_CD,
+                step = const four_lanes::STEP,
                 inout("r4") offsets.as_ptr() => _,
                 inout("r5") values.as_ptr() => _,
                 in("r12") x.as_ptr(),
-                inout("r8") acc.as_mut_ptr() => _,
-                inout("r9") acc.len() => _,
+                inout("r8") lanes.as_mut_ptr() => _,
+                inout("r9") lanes[0].as_mut_ptr().add(biases.len()) => _,
+                inout("r10") biases.as_ptr() => _,
                 out("r0") _,
                 out("r1") _,
                 out("r2") _,
                 out("r3") _,
-                out("r10") _,
                 out("r11") _,
             );
         }
     }
     #[cfg(not(ferrite_armv7m))]
     {
-        let mut offsets = offsets.iter();
         let mut values = values.iter();
-        for acc in acc.iter_mut() {
-            for &at in offsets.by_ref().take_while(|&&o| o != SPARSE_END) {
-                let at = at as usize / 4;
-                let (Some(&w), Some(pair)) = (values.next(), x.get(at..at + 2)) else {
-                    return;
-                };
-                let w = w as i32;
-                let xs = [pair[0], pair[0] >> 16, pair[1], pair[1] >> 16].map(|h| h as i16);
-                for (acc, &x) in acc.iter_mut().zip(&xs) {
-                    *acc = acc.wrapping_add(x as i32 * w);
-                }
+        four_lanes_twin(offsets, biases, lanes, |at, acc| {
+            let at = at as usize / 4;
+            let (Some(&w), Some(pair)) = (values.next(), x.get(at..at + 2)) else {
+                return false;
+            };
+            let w = w as i32;
+            let xs = [pair[0], pair[0] >> 16, pair[1], pair[1] >> 16].map(|h| h as i16);
+            for (acc, &x) in acc.iter_mut().zip(&xs) {
+                *acc = acc.wrapping_add(x as i32 * w);
             }
-        }
+            true
+        });
     }
 }
 

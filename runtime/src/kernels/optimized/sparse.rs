@@ -22,7 +22,8 @@ use super::conv2d::{
     CHANNEL_BLOCK, PATCH_MAX,
 };
 use super::conv_loops::{
-    dot_sparse_4xn, dot_sparse_pairs, dot_sparse_wide_4xn, expand_4, interleave_4, Lane, SPARSE_END,
+    dot_sparse_1xn, dot_sparse_4xn, dot_sparse_pairs, dot_sparse_wide_4xn, expand_4, interleave_4,
+    Lane, SPARSE_END,
 };
 use super::ChannelQuant;
 use crate::kernels::sparse::{conv2d_sparse_s8, SparseFilter};
@@ -151,10 +152,6 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
             let real = (positions - p).min(per_pass);
             let at = |k: usize| p + k.min(real - 1);
             if mode != Mode::Pairs {
-                let mut acc = [[0i32; 4]; CHANNEL_BLOCK];
-                for (a, &b) in acc.iter_mut().zip(&biases[..n]) {
-                    *a = [b; 4];
-                }
                 let values = &filter.values[value_start..value_end];
                 let (x, offsets) = (&mut expanded[..2 * len], &offsets[..count]);
                 if mode == Mode::Groups && by_rows {
@@ -197,7 +194,12 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
                     // words lie in `x`.
                     #[allow(unsafe_code)]
                     unsafe {
-                        dot_sparse_4xn(x, offsets, values.as_chunks::<4>().0, &mut acc[..n]);
+                        let words = values.as_chunks::<4>().0;
+                        if real == 1 {
+                            dot_sparse_1xn(x, offsets, words, &biases[..n], &mut lanes);
+                        } else {
+                            dot_sparse_4xn(x, offsets, words, &biases[..n], &mut lanes);
+                        }
                     }
                 } else {
                     // SAFETY: the offsets are those of the weights inside each row, times 8, each
@@ -205,12 +207,8 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
                     // lie in `x`.
                     #[allow(unsafe_code)]
                     unsafe {
-                        dot_sparse_wide_4xn(x, offsets, values, &mut acc[..n]);
+                        dot_sparse_wide_4xn(x, offsets, values, &biases[..n], &mut lanes);
                     }
-                }
-                let (ab, cd) = lanes.split_at_mut(1);
-                for ((l0, l1), a) in ab[0].iter_mut().zip(cd[0].iter_mut()).zip(&acc[..n]) {
-                    (l0.acc_a, l0.acc_b, l1.acc_a, l1.acc_b) = (a[0], a[1], a[2], a[3]);
                 }
             } else {
                 let (ra, rb) = raw.split_at_mut(1);
