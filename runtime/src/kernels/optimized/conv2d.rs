@@ -26,8 +26,9 @@ use super::{tap_range, Apart, ChannelQuant, Io, Shared};
 use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
 
 /// Largest receptive field (`kernel_h * kernel_w * in_c`) gathered into a patch: 3x3x64.
-/// The patch buffers take `PATCH_MAX * 5` bytes of stack with `DSP` (two positions as 16-bit
-/// pairs and one gather buffer), `PATCH_MAX * 2 + WIDE_MAX * 8` without.
+/// With `DSP` the patch buffers take five bytes of stack per value of the smallest of
+/// `PATCH_MAX / 4`, `PATCH_MAX / 2` and `PATCH_MAX` that holds the layer's field (two positions
+/// as 16-bit pairs and one gather buffer); `PATCH_MAX * 2 + WIDE_MAX * 8` bytes without.
 pub const PATCH_MAX: usize = 576;
 
 /// Largest chunk of a patch the portable path widens to 32 bits (`WIDE_MAX * 8` bytes of stack).
@@ -160,39 +161,57 @@ fn passes<const DSP: bool>(
         pointwise::<DSP>(g, q, io, filter, bias);
     } else if DSP && patch_len <= SMALL_MAX && !is_direct(g) {
         conv2d_s8_small(g, q, io, filter, bias);
+    } else if !DSP {
+        portable_patches(g, q, io, filter, bias);
+    } else if patch_len <= PATCH_MAX / 4 {
+        // Frames sized for the patch: a quarter or half the buffers' stack.
+        conv2d_s8_patches::<{ PATCH_MAX / 16 }>(g, q, io, filter, bias);
+    } else if patch_len <= PATCH_MAX / 2 {
+        conv2d_s8_patches::<{ PATCH_MAX / 8 }>(g, q, io, filter, bias);
     } else {
-        conv2d_s8_patches::<DSP>(g, q, io, filter, bias);
+        conv2d_s8_patches::<{ PATCH_MAX / 4 }>(g, q, io, filter, bias);
     }
 }
 
-/// The patch path of [`conv2d_s8_fast`] (`kernel_h * kernel_w * in_c <= PATCH_MAX`). Within a
-/// block of output channels, the positions go in order, and a pass writes its outputs after it
-/// has read its patches.
+/// The patch path of [`conv2d_s8_fast`] with `DSP`, for receptive fields
+/// (`kernel_h * kernel_w * in_c`) of at most `4 * GROUPS` values: its patch buffers, in a frame
+/// sized for them, for [`dsp_patches`].
 #[inline(never)]
-fn conv2d_s8_patches<const DSP: bool>(
+fn conv2d_s8_patches<const GROUPS: usize>(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
     io: &mut impl Io,
     filter: &[i8],
     bias: LeI32<'_>,
 ) {
+    let mut raw = [[0i8; 4]; GROUPS];
+    let mut quads = [[0u32; 4]; GROUPS];
+    dsp_patches(g, q, io, filter, bias, raw.as_flattened_mut(), &mut quads);
+}
+
+/// The patch path with `DSP`: `raw` gathers a receptive field, `quads` holds a pass's two patches
+/// (both at least the field long). Within a block of output channels, the positions go in order,
+/// and a pass writes its outputs after it has read its patches.
+#[inline(never)]
+fn dsp_patches(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    io: &mut impl Io,
+    filter: &[i8],
+    bias: LeI32<'_>,
+    raw: &mut [i8],
+    quads: &mut [[u32; 4]],
+) {
     let out_c = g.output.c;
     let len = g.kernel_h * g.kernel_w * g.input.c;
     let positions = g.output.n * g.output.h * g.output.w;
-    // The receptive field in filter order (ky, kx, ic), padding as the input zero point.
-    let mut raw = [0i8; PATCH_MAX];
     let zero_point = (-q.input_offset) as i8;
     let mut lanes = [Lane::default(); CONV_BLOCK];
     let mut biases = [0i32; CONV_BLOCK];
-    if !DSP {
-        portable_patches(g, q, io, filter, bias);
-        return;
-    }
     // Two positions at a time. Group k of four values x0..x3 of positions A and B is the words
     // [(A.x0, A.x2), (A.x1, A.x3), (B.x0, B.x2), (B.x1, B.x3)]: the pairs `SXTB16` makes of the
     // weights, loaded with one `LDM`. The input offset is folded into the bias, as below.
     let groups = len / 4;
-    let mut quads = [[0u32; 4]; PATCH_MAX / 4];
     let direct = is_direct(g);
     // Receptive fields are expanded kernel row by kernel row (each a multiple of four values),
     // rows inside the input straight from it, without gathering.
@@ -219,14 +238,14 @@ fn conv2d_s8_patches<const DSP: bool>(
                         }
                     } else {
                         for (ky, quads) in rows.enumerate() {
-                            let x = window_row(g, input, at, ky, zero_point, &mut raw);
+                            let x = window_row(g, input, at, ky, zero_point, raw);
                             expand_position(x, k, quads, tail);
                         }
                     }
                     continue;
                 }
                 let x = patch_at(g, input, p + k, zero_point, direct, &mut raw[..len]);
-                expand_position(x, k, &mut quads, tail);
+                expand_position(x, k, quads, tail);
             }
             let patch = &quads[..groups];
             let (tail_a, tail_b) = (&tails[0][..len % 4], &tails[1][..len % 4]);
