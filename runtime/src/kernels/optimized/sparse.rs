@@ -15,7 +15,8 @@
 //! - longer rows: two positions a pass, a weight at a time (`conv_loops::dot_sparse_pairs`).
 //!
 //! A single output position read in place (a fully connected layer's batch of one) walks each
-//! row's mask once instead.
+//! row's mask once instead, without the passes' buffers on the stack. Rows of at most
+//! `FOUR_MAX / 2` values take a frame with half the patch buffers.
 
 use super::conv2d::{
     is_direct, lanes_form, patch_at, position, requantize_pass, weight_sum, window_row,
@@ -66,8 +67,28 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
     let positions = g.output.n * g.output.h * g.output.w;
     if positions == 1 && is_direct(g) {
         vector(q, &input[..len], filter, bias, &mut output[..g.output.c]);
-        return;
+    } else if len <= FOUR_MAX / 2 {
+        // A frame sized for the rows: half the patch buffers' stack.
+        passes::<DSP, FOUR_MAX, FOUR_MAX>(g, q, input, filter, bias, output);
+    } else {
+        passes::<DSP, PATCH_MAX, PATCH_MAX>(g, q, input, filter, bias, output);
     }
+}
+
+/// The passes of [`conv2d_sparse_s8_fast`] over rows of at most `RAW / 2` values four positions a
+/// pass, or `RAW` two a pass, with `WORDS` words for their expanded patches (twice the four-position
+/// row, once the two-position one): buffers in a frame sized for the layer.
+#[inline(never)]
+fn passes<const DSP: bool, const RAW: usize, const WORDS: usize>(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    filter: &SparseFilter<'_>,
+    bias: LeI32<'_>,
+    output: &mut [i8],
+) {
+    let len = filter.row_len;
+    let positions = g.output.n * g.output.h * g.output.w;
     let block = filter.block;
     let mode = if len > FOUR_MAX {
         Mode::Pairs
@@ -83,10 +104,10 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
     // Receptive fields expanded kernel row by kernel row (see below).
     let row_len = g.kernel_w * g.input.c;
     let by_rows = !direct && g.dilation_w == 1 && row_len.is_multiple_of(4);
-    let mut raw = [[0i8; PATCH_MAX]; 2];
+    let mut raw = [[0i8; RAW]; 2];
     // The patches as the inner loops read them: per group of four values eight words (groups), per
     // value two words (wide) or one (pairs).
-    let mut expanded = [0u32; PATCH_MAX];
+    let mut expanded = [0u32; WORDS];
     let mut offsets = [0u16; OFFSETS_MAX];
     let mut lanes = [[Lane::default(); CHANNEL_BLOCK]; 2];
     let mut biases = [0i32; CHANNEL_BLOCK];
@@ -158,8 +179,8 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
                     // Kernel row by kernel row, straight from the input where a row lies inside
                     // it (groups of four never straddle two kernel rows).
                     let (r01, r23) = raw.split_at_mut(1);
-                    let (r0, r1) = r01[0].split_at_mut(FOUR_MAX);
-                    let (r2, r3) = r23[0].split_at_mut(FOUR_MAX);
+                    let (r0, r1) = r01[0].split_at_mut(RAW / 2);
+                    let (r2, r3) = r23[0].split_at_mut(RAW / 2);
                     let at = [at(0), at(1), at(2), at(3)].map(|p| position(g, p));
                     let rows = x.as_chunks_mut::<8>().0.chunks_exact_mut(row_len / 4);
                     for (ky, rows) in rows.enumerate() {
@@ -173,8 +194,8 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
                     }
                 } else {
                     let (r01, r23) = raw.split_at_mut(1);
-                    let (r0, r1) = r01[0].split_at_mut(FOUR_MAX);
-                    let (r2, r3) = r23[0].split_at_mut(FOUR_MAX);
+                    let (r0, r1) = r01[0].split_at_mut(RAW / 2);
+                    let (r2, r3) = r23[0].split_at_mut(RAW / 2);
                     let xs = [
                         patch_at(g, input, at(0), zero_point, direct, &mut r0[..len]),
                         patch_at(g, input, at(1), zero_point, direct, &mut r1[..len]),
