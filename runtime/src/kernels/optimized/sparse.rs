@@ -75,9 +75,9 @@ pub fn conv2d_sparse_s8_fast<const DSP: bool>(
     }
 }
 
-/// The passes of [`conv2d_sparse_s8_fast`] over rows of at most `RAW / 2` values four positions a
-/// pass, or `RAW` two a pass, with `WORDS` words for their expanded patches (twice the four-position
-/// row, once the two-position one): buffers in a frame sized for the layer.
+/// The patch buffers of [`passes_in`] for rows of at most `RAW / 2` values four positions a pass,
+/// or `RAW` two a pass, with `WORDS` words for their expanded patches (twice the four-position row,
+/// once the two-position one): a frame sized for the layer.
 #[inline(never)]
 fn passes<const DSP: bool, const RAW: usize, const WORDS: usize>(
     g: &ConvGeometry,
@@ -86,6 +86,26 @@ fn passes<const DSP: bool, const RAW: usize, const WORDS: usize>(
     filter: &SparseFilter<'_>,
     bias: LeI32<'_>,
     output: &mut [i8],
+) {
+    let [mut raw_a, mut raw_b] = [[0i8; RAW]; 2];
+    let mut expanded = [0u32; WORDS];
+    let raw = [&mut raw_a[..], &mut raw_b[..]];
+    passes_in::<DSP>(g, q, input, filter, bias, output, raw, &mut expanded);
+}
+
+/// The passes of [`conv2d_sparse_s8_fast`], gathering patches into `raw` (four positions a pass:
+/// a quarter of it each; two: a half) and expanding them into `expanded`.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn passes_in<const DSP: bool>(
+    g: &ConvGeometry,
+    q: &OutputQuant<'_>,
+    input: &[i8],
+    filter: &SparseFilter<'_>,
+    bias: LeI32<'_>,
+    output: &mut [i8],
+    mut raw: [&mut [i8]; 2],
+    expanded: &mut [u32],
 ) {
     let len = filter.row_len;
     let positions = g.output.n * g.output.h * g.output.w;
@@ -104,10 +124,8 @@ fn passes<const DSP: bool, const RAW: usize, const WORDS: usize>(
     // Receptive fields expanded kernel row by kernel row (see below).
     let row_len = g.kernel_w * g.input.c;
     let by_rows = !direct && g.dilation_w == 1 && row_len.is_multiple_of(4);
-    let mut raw = [[0i8; RAW]; 2];
-    // The patches as the inner loops read them: per group of four values eight words (groups), per
-    // value two words (wide) or one (pairs).
-    let mut expanded = [0u32; WORDS];
+    // `expanded`: the patches as the inner loops read them: per group of four values eight words
+    // (groups), per value two words (wide) or one (pairs).
     let mut offsets = [0u16; OFFSETS_MAX];
     let mut lanes = [[Lane::default(); CHANNEL_BLOCK]; 2];
     let mut biases = [0i32; CHANNEL_BLOCK];
@@ -178,9 +196,9 @@ fn passes<const DSP: bool, const RAW: usize, const WORDS: usize>(
                 if mode == Mode::Groups && by_rows {
                     // Kernel row by kernel row, straight from the input where a row lies inside
                     // it (groups of four never straddle two kernel rows).
-                    let (r01, r23) = raw.split_at_mut(1);
-                    let (r0, r1) = r01[0].split_at_mut(RAW / 2);
-                    let (r2, r3) = r23[0].split_at_mut(RAW / 2);
+                    let [r01, r23] = &mut raw;
+                    let (r0, r1) = r01.split_at_mut(r01.len() / 2);
+                    let (r2, r3) = r23.split_at_mut(r23.len() / 2);
                     let at = [at(0), at(1), at(2), at(3)].map(|p| position(g, p));
                     let rows = x.as_chunks_mut::<8>().0.chunks_exact_mut(row_len / 4);
                     for (ky, rows) in rows.enumerate() {
@@ -193,9 +211,9 @@ fn passes<const DSP: bool, const RAW: usize, const WORDS: usize>(
                         expand_4(xs, rows);
                     }
                 } else {
-                    let (r01, r23) = raw.split_at_mut(1);
-                    let (r0, r1) = r01[0].split_at_mut(RAW / 2);
-                    let (r2, r3) = r23[0].split_at_mut(RAW / 2);
+                    let [r01, r23] = &mut raw;
+                    let (r0, r1) = r01.split_at_mut(r01.len() / 2);
+                    let (r2, r3) = r23.split_at_mut(r23.len() / 2);
                     let xs = [
                         patch_at(g, input, at(0), zero_point, direct, &mut r0[..len]),
                         patch_at(g, input, at(1), zero_point, direct, &mut r1[..len]),
@@ -232,9 +250,9 @@ fn passes<const DSP: bool, const RAW: usize, const WORDS: usize>(
                     }
                 }
             } else {
-                let (ra, rb) = raw.split_at_mut(1);
-                let xa = patch_at(g, input, at(0), zero_point, direct, &mut ra[0][..len]);
-                let xb = patch_at(g, input, at(1), zero_point, direct, &mut rb[0][..len]);
+                let [ra, rb] = &mut raw;
+                let xa = patch_at(g, input, at(0), zero_point, direct, &mut ra[..len]);
+                let xb = patch_at(g, input, at(1), zero_point, direct, &mut rb[..len]);
                 for ((pair, &a), &b) in expanded.iter_mut().zip(xa).zip(xb) {
                     *pair = (a as i16 as u16 as u32) | ((b as i32 as u32) << 16);
                 }
