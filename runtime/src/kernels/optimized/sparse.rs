@@ -230,7 +230,7 @@ fn passes_in<const DSP: bool>(
                     // SAFETY: the offsets are those of the groups inside each row
                     // (`for_each_block` over a mask checked at load), times 32, each channel's
                     // ending with the marker, one group per weight word: each group's eight
-                    // words lie in `x`.
+                    // words lie in `x`; the block has `n <= CHANNEL_BLOCK` channels.
                     #[allow(unsafe_code)]
                     unsafe {
                         let words = values.as_chunks::<4>().0;
@@ -243,7 +243,7 @@ fn passes_in<const DSP: bool>(
                 } else {
                     // SAFETY: the offsets are those of the weights inside each row, times 8, each
                     // channel's ending with the marker, one per weight: each weight's two words
-                    // lie in `x`.
+                    // lie in `x`; the block has `n <= CHANNEL_BLOCK` channels.
                     #[allow(unsafe_code)]
                     unsafe {
                         dot_sparse_wide_4xn(x, offsets, values, &biases[..n], &mut lanes);
@@ -367,11 +367,15 @@ mod tests {
             values: &e.values,
         };
         prop_assert_eq!(filter.densify(), dense.clone());
-        let mut got = vec![0i8; p.g.output.len()];
+        // Each run starts from outputs unlike the expected ones, so that none can be left unwritten.
+        let unlike = || want.iter().map(|v| !v).collect::<std::vec::Vec<i8>>();
+        let mut got = unlike();
         conv2d_sparse_s8(&p.g, &q, &p.input, &filter, bias, &mut got);
         prop_assert_eq!(&got, &want, "reference");
+        let mut got = unlike();
         conv2d_sparse_s8_fast::<false>(&p.g, &q, &p.input, &filter, bias, &mut got);
         prop_assert_eq!(&got, &want, "portable");
+        let mut got = unlike();
         conv2d_sparse_s8_fast::<true>(&p.g, &q, &p.input, &filter, bias, &mut got);
         prop_assert_eq!(&got, &want, "dsp");
         Ok(())
