@@ -274,14 +274,17 @@ mod four_lanes {
     );
 }
 
-/// The channel loop around a four-position inner loop `$body` (which adds to r0-r3 and ends at a
-/// [`SPARSE_END`]): each channel starts from its bias (r10 at entry, kept at `[sp, #16]`) and
-/// stores its four accumulators into its lanes (r8 at entry, `[sp, #8]`), until the lane pointer
-/// reaches r9 (`[sp, #12]`). 17 instructions a channel.
+/// The asm of a four-position loop: the channel loop around the inner loop `$body` (one stored
+/// group or weight at the offset in r6: the next of `$values` from r5, the positions' values from
+/// `$x` in r12, added to r0-r3; `$clobbers` are the other registers it uses). Each channel starts
+/// from its bias (from `$biases`, kept at `[sp, #16]`), walks its offsets (from `$offsets`, r4) to a
+/// [`SPARSE_END`], and stores its four accumulators into its lanes (from `$lanes`, kept at
+/// `[sp, #8]`) until the lane pointer reaches the block's end (`[sp, #12]`). 17 instructions a
+/// channel.
 #[cfg(ferrite_armv7m)]
-macro_rules! four_lanes_loop {
-    ($body:expr) => {
-        concat!(
+macro_rules! four_lanes_asm {
+    ($body:expr, $x:expr, $offsets:expr, $values:expr, $biases:expr, $lanes:expr, $($clobbers:tt)*) => {
+        core::arch::asm!(concat!(
             "push {{r6, r7, r8, r9, r10}}\n",
             "3:\n",
             "ldr r6, [sp, #16]\n",
@@ -308,6 +311,22 @@ macro_rules! four_lanes_loop {
             "cmp r6, r7\n",
             "bne 3b\n",
             "pop {{r6, r7, r8, r9, r10}}\n",
+            ),
+            ab = const four_lanes::ACC_AB,
+            cd = const four_lanes::ACC_CD,
+            step = const four_lanes::STEP,
+            inout("r4") $offsets.as_ptr() => _,
+            inout("r5") $values.as_ptr() => _,
+            in("r12") $x.as_ptr(),
+            inout("r8") $lanes.as_mut_ptr() => _,
+            inout("r9") $lanes[0].as_mut_ptr().add($biases.len()) => _,
+            inout("r10") $biases.as_ptr() => _,
+            out("r0") _,
+            out("r1") _,
+            out("r2") _,
+            out("r3") _,
+            out("r11") _,
+            $($clobbers)*
         )
     };
 }
@@ -368,8 +387,8 @@ pub(crate) unsafe fn dot_sparse_4xn(
         // pointer, its end and the bias pointer, which the loop keeps there. SMLAD may set the Q
         // flag, which nothing reads.
         unsafe {
-            core::arch::asm!(
-                four_lanes_loop!(concat!(
+            four_lanes_asm!(
+                concat!(
                     "add r6, r12, r6\n",
                     "ldm r6!, {{r8, r9, r10, r11}}\n",
                     "ldr r7, [r5], #4\n",
@@ -384,21 +403,12 @@ pub(crate) unsafe fn dot_sparse_4xn(
                     "smlad r2, r9, r7, r2\n",
                     "smlad r3, r10, lr, r3\n",
                     "smlad r3, r11, r7, r3\n",
-                )),
-                ab = const four_lanes::ACC_AB,
-                cd = const four_lanes::ACC_CD,
-                step = const four_lanes::STEP,
-                inout("r4") offsets.as_ptr() => _,
-                inout("r5") words.as_ptr() => _,
-                in("r12") x.as_ptr(),
-                inout("r8") lanes.as_mut_ptr() => _,
-                inout("r9") lanes[0].as_mut_ptr().add(biases.len()) => _,
-                inout("r10") biases.as_ptr() => _,
-                out("r0") _,
-                out("r1") _,
-                out("r2") _,
-                out("r3") _,
-                out("r11") _,
+                ),
+                x,
+                offsets,
+                words,
+                biases,
+                lanes,
                 out("lr") _,
             );
         }
@@ -642,23 +652,7 @@ pub(crate) unsafe fn dot_sparse_wide_4xn(
         // its end and the bias pointer, which the loop keeps there. SMLABB/SMLATB may set the Q
         // flag, which nothing reads.
         unsafe {
-            core::arch::asm!(
-                four_lanes_loop!(weight!()),
-                ab = const four_lanes::ACC_AB,
-                cd = const four_lanes::ACC_CD,
-                step = const four_lanes::STEP,
-                inout("r4") offsets.as_ptr() => _,
-                inout("r5") values.as_ptr() => _,
-                in("r12") x.as_ptr(),
-                inout("r8") lanes.as_mut_ptr() => _,
-                inout("r9") lanes[0].as_mut_ptr().add(biases.len()) => _,
-                inout("r10") biases.as_ptr() => _,
-                out("r0") _,
-                out("r1") _,
-                out("r2") _,
-                out("r3") _,
-                out("r11") _,
-            );
+            four_lanes_asm!(weight!(), x, offsets, values, biases, lanes,);
         }
     }
     #[cfg(not(ferrite_armv7m))]
