@@ -213,10 +213,12 @@ fn dsp_patches(
     // weights, loaded with one `LDM`. The input offset is folded into the bias, as below.
     let groups = len / 4;
     let direct = is_direct(g);
-    // Receptive fields are expanded kernel row by kernel row (each a multiple of four values),
-    // rows inside the input straight from it, without gathering.
+    // Receptive fields are expanded kernel row by kernel row, rows inside the input straight from
+    // it, without gathering: each row into its own groups when its length is a multiple of four,
+    // else with groups that straddle two rows ([`RowExpansion`]).
     let row_len = g.kernel_w * g.input.c;
     let by_rows = !direct && g.dilation_w == 1 && row_len.is_multiple_of(4);
+    let straddling = !direct && g.dilation_w == 1 && !by_rows;
     for first in (0..out_c).step_by(CONV_BLOCK) {
         let n = (out_c - first).min(CONV_BLOCK);
         let (lanes, biases) = (&mut lanes[..n], &mut biases[..n]);
@@ -244,8 +246,24 @@ fn dsp_patches(
                     }
                     continue;
                 }
-                let x = patch_at(g, input, p + k, zero_point, direct, &mut raw[..len]);
-                expand_position(x, k, quads, tail);
+                if straddling {
+                    // Groups of four straddle two kernel rows.
+                    let at = position(g, p + k);
+                    let mut rows = RowExpansion::new(k, quads);
+                    if let Some((start, step)) = window_inside(g, at) {
+                        for ky in 0..g.kernel_h {
+                            rows.push(&input[start + ky * step..][..row_len]);
+                        }
+                    } else {
+                        for ky in 0..g.kernel_h {
+                            rows.push(window_row(g, input, at, ky, zero_point, raw));
+                        }
+                    }
+                    rows.finish(tail);
+                } else {
+                    let x = patch_at(g, input, p + k, zero_point, direct, &mut raw[..len]);
+                    expand_position(x, k, quads, tail);
+                }
             }
             let patch = &quads[..groups];
             let (tail_a, tail_b) = (&tails[0][..len % 4], &tails[1][..len % 4]);
@@ -261,6 +279,16 @@ fn dsp_patches(
 /// pairs of each group of four values) and the values past the last group into `tail`.
 #[inline(always)]
 fn expand_position(x: &[i8], k: usize, quads: &mut [[u32; 4]], tail: &mut [i32; 3]) {
+    let (groups, rest) = x.split_at(x.len() / 4 * 4);
+    expand_groups(groups, k, quads);
+    for (t, &r) in tail.iter_mut().zip(rest) {
+        *t = r as i32;
+    }
+}
+
+/// Expands the whole groups of four values of `x` into position `k`'s words of `quads`.
+#[inline(always)]
+fn expand_groups(x: &[i8], k: usize, quads: &mut [[u32; 4]]) {
     // Two groups a step (one `LDRD`), then the last odd group.
     let (x_pairs, x_rest) = x.as_chunks::<8>();
     let (paired, quads) = quads.split_at_mut((2 * x_pairs.len()).min(quads.len()));
@@ -272,14 +300,79 @@ fn expand_position(x: &[i8], k: usize, quads: &mut [[u32; 4]], tail: &mut [i32; 
         quad[1][2 * k] = sxtb16(v1);
         quad[1][2 * k + 1] = sxtb16_ror8(v1);
     }
-    let (x_groups, x_tail) = x_rest.as_chunks::<4>();
-    for (quad, r) in quads.iter_mut().zip(x_groups) {
-        let v = u32::from_le_bytes(r.map(|b| b as u8));
-        quad[2 * k] = sxtb16(v);
-        quad[2 * k + 1] = sxtb16_ror8(v);
+    for (quad, r) in quads.iter_mut().zip(x_rest.as_chunks::<4>().0) {
+        expand_group(quad, k, *r);
     }
-    for (t, &r) in tail.iter_mut().zip(x_tail) {
-        *t = r as i32;
+}
+
+/// Writes position `k`'s words of one group of four values.
+#[inline(always)]
+fn expand_group(quad: &mut [u32; 4], k: usize, r: [i8; 4]) {
+    let v = u32::from_le_bytes(r.map(|b| b as u8));
+    quad[2 * k] = sxtb16(v);
+    quad[2 * k + 1] = sxtb16_ror8(v);
+}
+
+/// [`expand_position`] of a receptive field given kernel row by kernel row: a group of four
+/// values may start in one row and end in the next (rows of a length not a multiple of four).
+struct RowExpansion<'q> {
+    quads: &'q mut [[u32; 4]],
+    k: usize,
+    /// Groups written.
+    next: usize,
+    /// The values of the group not yet complete.
+    held: [i8; 4],
+    held_len: usize,
+}
+
+impl<'q> RowExpansion<'q> {
+    #[inline(always)]
+    fn new(k: usize, quads: &'q mut [[u32; 4]]) -> Self {
+        RowExpansion {
+            quads,
+            k,
+            next: 0,
+            held: [0; 4],
+            held_len: 0,
+        }
+    }
+
+    /// Appends the next row.
+    #[inline(always)]
+    fn push(&mut self, mut x: &[i8]) {
+        if self.held_len > 0 {
+            let take = (4 - self.held_len).min(x.len());
+            for (h, &v) in self.held[self.held_len..].iter_mut().zip(&x[..take]) {
+                *h = v;
+            }
+            self.held_len += take;
+            x = &x[take..];
+            if self.held_len == 4 {
+                if let Some(quad) = self.quads.get_mut(self.next) {
+                    expand_group(quad, self.k, self.held);
+                }
+                self.next += 1;
+                self.held_len = 0;
+            }
+        }
+        let whole = x.len() / 4 * 4;
+        let quads = self.quads.get_mut(self.next..).unwrap_or_default();
+        expand_groups(&x[..whole], self.k, quads);
+        self.next += whole / 4;
+        for &v in &x[whole..] {
+            if let Some(h) = self.held.get_mut(self.held_len) {
+                *h = v;
+                self.held_len += 1;
+            }
+        }
+    }
+
+    /// The values past the last group, into `tail`.
+    #[inline(always)]
+    fn finish(self, tail: &mut [i32; 3]) {
+        for (t, &v) in tail.iter_mut().zip(&self.held[..self.held_len]) {
+            *t = v as i32;
+        }
     }
 }
 
