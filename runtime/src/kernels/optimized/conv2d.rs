@@ -1206,12 +1206,16 @@ pub(crate) fn weight_sum(w: &[i8]) -> i32 {
 #[inline(always)]
 fn weight_sum_words(w: &[i8]) -> i32 {
     let (words, tail) = w.as_chunks::<4>();
-    let ones = 0x0001_0001;
     let s = tail.iter().fold(0i32, |s, &v| s.wrapping_add(v as i32));
-    words.iter().fold(s, |s, r| {
-        let v = u32::from_le_bytes(r.map(|b| b as u8));
-        smlad(sxtb16_ror8(v), ones, smlad(sxtb16(v), ones, s))
-    })
+    words.iter().fold(s, |s, word| word_sum(word, s))
+}
+
+/// `sum` plus the four weights of `word` (two `SXTB16`, two `SMLAD`).
+#[inline(always)]
+pub(crate) fn word_sum(word: &[i8; 4], sum: i32) -> i32 {
+    let ones = 0x0001_0001;
+    let v = u32::from_le_bytes(word.map(|b| b as u8));
+    smlad(sxtb16_ror8(v), ones, smlad(sxtb16(v), ones, sum))
 }
 
 /// `acc + sum_i x[i] * w[i]`.

@@ -19,7 +19,7 @@
 //! `FOUR_MAX / 2` values take a frame with half the patch buffers.
 
 use super::conv2d::{
-    is_direct, lanes_form, patch_at, position, requantize_pass, weight_sum, window_row,
+    is_direct, lanes_form, patch_at, position, requantize_pass, weight_sum, window_row, word_sum,
     CHANNEL_BLOCK, PATCH_MAX,
 };
 use super::conv_loops::{
@@ -148,21 +148,18 @@ fn passes_in<const DSP: bool>(
             if n > 0 && count + entries > OFFSETS_MAX {
                 break;
             }
-            let mut sum = 0i32;
-            let used = filter.for_each_block(mask, &filter.values[value_end..], |at, w| {
-                // Byte offsets into `expanded`: each group's eight words, each weight's two
-                // words; or (pairs) each weight's index.
-                let (step, scale) = match mode {
-                    Mode::Groups => (4, 8),
-                    Mode::Wide => (1, 8),
-                    Mode::Pairs => (1, 1),
-                };
-                for k in (0..w.len()).step_by(step) {
-                    offsets[count] = ((at + k) * scale) as u16;
-                    count += 1;
-                }
-                sum = sum.wrapping_add(weight_sum(w));
-            });
+            // Byte offsets into `expanded`: each group's eight words, each weight's two words;
+            // or (pairs) each weight's index.
+            let (slots, values) = (
+                &mut offsets[count..][..entries],
+                &filter.values[value_end..],
+            );
+            let (written, used, sum) = match mode {
+                Mode::Groups => decode_groups(filter, mask, values, slots),
+                Mode::Wide => decode_row::<1, 8>(filter, mask, values, slots),
+                Mode::Pairs => decode_row::<1, 1>(filter, mask, values, slots),
+            };
+            count += written;
             if mode != Mode::Pairs {
                 offsets[count] = SPARSE_END;
                 count += 1;
@@ -280,6 +277,57 @@ fn passes_in<const DSP: bool>(
         first += n;
         value_start = value_end;
     }
+}
+
+/// One channel's `mask` decoded into `slots`: an offset per `STEP` stored weights, `SCALE` bytes a
+/// weight, in order. Returns the offsets written, the values used (from `values`) and their sum.
+#[inline(always)]
+fn decode_row<const STEP: usize, const SCALE: usize>(
+    filter: &SparseFilter<'_>,
+    mask: &[u8],
+    values: &[i8],
+    slots: &mut [u16],
+) -> (usize, usize, i32) {
+    let mut slots = slots.iter_mut();
+    let (mut written, mut sum) = (0, 0i32);
+    let used = filter.for_each_block(mask, values, |at, w| {
+        for (k, slot) in (0..w.len()).step_by(STEP).zip(slots.by_ref()) {
+            *slot = ((at + k) * SCALE) as u16;
+            written += 1;
+        }
+        sum = sum.wrapping_add(weight_sum(w));
+    });
+    (written, used, sum)
+}
+
+/// [`decode_row`] for [`Mode::Groups`] (blocks and rows a multiple of four weights), a group of
+/// four weights at a time: 32 bytes a group.
+#[inline(always)]
+fn decode_groups(
+    filter: &SparseFilter<'_>,
+    mask: &[u8],
+    values: &[i8],
+    slots: &mut [u16],
+) -> (usize, usize, i32) {
+    let (per_block, row_groups) = (filter.block / 4, filter.row_len / 4);
+    let mut pairs = slots.iter_mut().zip(values.as_chunks::<4>().0);
+    let (mut used, mut sum) = (0, 0i32);
+    for (byte, &m) in mask.iter().enumerate() {
+        let mut m = m;
+        while m != 0 {
+            let first = (byte * 8 + m.trailing_zeros() as usize) * per_block;
+            m &= m - 1;
+            for group in first..(first + per_block).min(row_groups) {
+                let Some((slot, word)) = pairs.next() else {
+                    return (used / 4, used, sum);
+                };
+                *slot = (group * 32) as u16;
+                sum = word_sum(word, sum);
+                used += 4;
+            }
+        }
+    }
+    (used / 4, used, sum)
 }
 
 /// One output position read in place (a fully connected layer's single batch): each row's mask
