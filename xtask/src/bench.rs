@@ -18,6 +18,7 @@ use crate::{
     defmt_log,
     elf_size::{self, Capacity},
     firmware::{self, Build, Built},
+    profile::{self, Profile},
     qemu, qemu_test, toolchain,
 };
 use anyhow::{anyhow, bail, Context, Result};
@@ -84,6 +85,11 @@ pub struct Options {
     /// Prints a table per model and machine (its instruction counts would include the probe).
     #[arg(long, conflicts_with_all = ["json", "write", "int16"])]
     stack_per_op: bool,
+    /// Also print, per layer, the functions its instructions ran in, most first (the plugin's
+    /// per-block histogram attributed by the firmware's symbol table; inlined code counts as its
+    /// caller).
+    #[arg(long, conflicts_with_all = ["json", "write", "int16", "stack_per_op"])]
+    profile: bool,
     /// Kill QEMU after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
@@ -100,6 +106,7 @@ impl Options {
             mlperf: false,
             int16: false,
             stack_per_op: false,
+            profile: false,
             timeout: 120,
         }
     }
@@ -225,6 +232,8 @@ pub(crate) struct Measured {
     pub(crate) passed: bool,
     /// The firmware's decoded log.
     pub(crate) log: Vec<String>,
+    /// Instructions per function and layer (`--profile`).
+    pub(crate) profile: Option<Profile>,
 }
 
 pub(crate) enum Outcome {
@@ -298,8 +307,15 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         for case in &models {
             for &machine in &machines {
                 eprintln!("--- {} on {}", case.name, machine.machine().name());
-                let outcome =
-                    measure_with(root, &plugin, case, machine, timeout, &["stack-probe"])?;
+                let outcome = measure_with(
+                    root,
+                    &plugin,
+                    case,
+                    machine,
+                    timeout,
+                    &["stack-probe"],
+                    false,
+                )?;
                 print!("{}", stack_table(&outcome)?);
             }
         }
@@ -311,7 +327,11 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             if !options.json {
                 eprintln!("--- {} on {}", case.name, machine.machine().name());
             }
-            outcomes.push(measure(root, &plugin, case, machine, timeout)?);
+            let features = &[];
+            let profile = options.profile;
+            outcomes.push(measure_with(
+                root, &plugin, case, machine, timeout, features, profile,
+            )?);
         }
     }
     let commit = commit(root);
@@ -322,6 +342,9 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         );
     } else {
         print!("{}", report(&outcomes, &commit));
+    }
+    if options.profile {
+        print!("{}", profiles(&outcomes));
     }
     if options.write && options.mlperf {
         write_section(root, MLPERF_BEGIN, MLPERF_END, &report(&outcomes, &commit))?;
@@ -494,10 +517,11 @@ pub(crate) fn measure(
     machine: BenchMachine,
     timeout: Duration,
 ) -> Result<Outcome> {
-    measure_with(root, plugin, case, machine, timeout, &[])
+    measure_with(root, plugin, case, machine, timeout, &[], false)
 }
 
-/// [`measure`] with more cargo features of the board crate (`ferrite-runtime/reference-kernels`).
+/// [`measure`] with more cargo features of the board crate (`ferrite-runtime/reference-kernels`),
+/// and with `profile`, the instructions of each function ([`Measured::profile`]).
 pub(crate) fn measure_with(
     root: &Path,
     plugin: &Path,
@@ -505,6 +529,7 @@ pub(crate) fn measure_with(
     machine: BenchMachine,
     timeout: Duration,
     extra_features: &[&'static str],
+    profile: bool,
 ) -> Result<Outcome> {
     let mut features = vec!["bench"];
     features.extend_from_slice(extra_features);
@@ -560,6 +585,12 @@ pub(crate) fn measure_with(
     arg.push(format!(",mark={mark:#x},out="));
     arg.push(marks_file.as_os_str());
     let _ = std::fs::remove_file(&marks_file);
+    let hist_file = marks_file.with_extension("hist");
+    if profile {
+        arg.push(",hist=");
+        arg.push(hist_file.as_os_str());
+        let _ = std::fs::remove_file(&hist_file);
+    }
     let run = qemu::run_with(m, &elf, timeout, &[OsString::from("-plugin"), arg])?;
     let log = defmt_log::decode(&bytes, &run.stdout).unwrap_or_default();
     let passed = run.status.is_some_and(|s| s.success());
@@ -593,6 +624,14 @@ pub(crate) fn measure_with(
         );
     }
     let calibration = marks[1] - marks[0];
+    let profile = match profile {
+        true => Some(Profile::attribute(
+            &std::fs::read_to_string(&hist_file)
+                .with_context(|| format!("reading {}", hist_file.display()))?,
+            &bytes,
+        )?),
+        false => None,
+    };
     let names = layer_names(&model);
     let summary = case
         .name
@@ -651,6 +690,7 @@ pub(crate) fn measure_with(
         stack,
         passed,
         log,
+        profile,
     }))
 }
 
@@ -726,6 +766,29 @@ fn reference(b: &Baseline, machine: BenchMachine) -> u64 {
         BenchMachine::An386 => b.cmsis_m4,
         BenchMachine::Lm3s6965 => b.cmsis_m3,
     }
+}
+
+/// The functions of each layer of every profiled outcome (`--profile`).
+fn profiles(outcomes: &[Outcome]) -> String {
+    let mut s = String::new();
+    for outcome in outcomes {
+        let Outcome::Measured(m) = outcome else {
+            continue;
+        };
+        let Some(profile) = &m.profile else {
+            continue;
+        };
+        let _ = writeln!(
+            s,
+            "\n### Functions of each layer: {} on {} ({})\n",
+            m.model,
+            m.machine.machine().name(),
+            m.machine.cpu()
+        );
+        let layers: Vec<(String, &str)> = m.layers.iter().map(|l| (l.name.clone(), l.op)).collect();
+        s.push_str(&profile::table(profile, &layers, 4));
+    }
+    s
 }
 
 fn report(outcomes: &[Outcome], commit: &str) -> String {
@@ -1117,6 +1180,7 @@ mod tests {
                 stack: 4_000,
                 passed: true,
                 log: Vec::new(),
+                profile: None,
             })
         };
         let outcomes = [

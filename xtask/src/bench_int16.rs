@@ -56,7 +56,15 @@ fn count(
     } else {
         &[]
     };
-    let m = match bench::measure_with(root, plugin, case, BenchMachine::An386, timeout, features)? {
+    let m = match bench::measure_with(
+        root,
+        plugin,
+        case,
+        BenchMachine::An386,
+        timeout,
+        features,
+        false,
+    )? {
         Outcome::Measured(m) => m,
         Outcome::Skipped { why, .. } => bail!("{}: skipped: {why}", case.name),
     };

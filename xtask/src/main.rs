@@ -65,6 +65,7 @@ mod fuzz;
 mod miri;
 mod mlperf;
 mod models;
+mod profile;
 mod prune;
 mod python;
 mod qat;

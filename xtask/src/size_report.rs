@@ -365,7 +365,7 @@ fn category(name: &str) -> usize {
 
 /// Rust's legacy symbol mangling, enough to read paths: `_ZN` + length-prefixed segments joined by
 /// `::`, with `$LT$`-style escapes and `..` decoded; the trailing hash is dropped.
-fn demangle(raw: &str) -> String {
+pub(crate) fn demangle(raw: &str) -> String {
     let Some(mut rest) = raw.strip_prefix("_ZN") else {
         return raw.to_string();
     };
