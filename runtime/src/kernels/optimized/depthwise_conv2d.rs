@@ -326,12 +326,15 @@ fn narrow_block<const DSP: bool>(
             for iy in top..top + 3 {
                 let s = iy.rem_euclid(3) as usize;
                 if held[s] != iy {
+                    // The row goes to slot `s` and to its mirror `s + 3`, so that every
+                    // window's three rows lie one after the other.
                     let (head, tail) = ring.split_at_mut((s + 3) * SLOT_WORDS);
                     let dst = &mut head[s * SLOT_WORDS..][..slot_len];
+                    let mirror = &mut tail[..slot_len];
                     match usize::try_from(iy) {
                         Ok(iy) if iy < g.input.h => {
                             let src = io.input(g.input.index(n, iy, 0, c0));
-                            expand::<DSP>(
+                            expand_twice::<DSP, true>(
                                 src,
                                 c,
                                 g.input.w,
@@ -339,11 +342,14 @@ fn narrow_block<const DSP: bool>(
                                 -(g.pad_left as isize),
                                 q.input_offset,
                                 dst,
+                                mirror,
                             );
                         }
-                        _ => dst.fill(0),
+                        _ => {
+                            dst.fill(0);
+                            mirror.fill(0);
+                        }
                     }
-                    tail[..slot_len].copy_from_slice(dst);
                     held[s] = iy;
                 }
             }
@@ -826,6 +832,23 @@ fn expand<const DSP: bool>(
     off: i32,
     dst: &mut [u32],
 ) {
+    expand_twice::<DSP, false>(src, c, width, real, start, off, dst, &mut []);
+}
+
+/// [`expand`], with `MIRROR` into `mirror` too (as long as `dst`): the same words stored twice
+/// instead of copied after.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn expand_twice<const DSP: bool, const MIRROR: bool>(
+    src: &[i8],
+    c: usize,
+    width: usize,
+    real: usize,
+    start: isize,
+    off: i32,
+    dst: &mut [u32],
+    mirror: &mut [u32],
+) {
     let words = column_words(DSP);
     let columns = dst.len() / words;
     // Destination columns first..last hold input columns start + first..start + last.
@@ -836,6 +859,10 @@ fn expand<const DSP: bool>(
     }
     let src = &src[(start + first as isize) as usize * c..];
     let inside = &mut dst[first * words..last * words];
+    let mut mirrored = mirror
+        .get_mut(first * words..)
+        .unwrap_or_default()
+        .chunks_exact_mut(words);
     if DSP {
         let off2 = (off as u32 & 0xffff) * 0x1_0001;
         for (k, d) in inside.chunks_exact_mut(2).enumerate() {
@@ -848,6 +875,9 @@ fn expand<const DSP: bool>(
             // Lanes stay within -255..=255: the halfword adds never wrap.
             d[0] = sadd16(sxtb16(v), off2);
             d[1] = sadd16(sxtb16_ror8(v), off2);
+            if let (true, Some(m)) = (MIRROR, mirrored.next()) {
+                m.copy_from_slice(d);
+            }
         }
     } else {
         for (k, d) in inside.chunks_exact_mut(4).enumerate() {
@@ -864,6 +894,9 @@ fn expand<const DSP: bool>(
                         *d = x.get(j).map_or(0, |&v| (v as i32 + off) as u32);
                     }
                 }
+            }
+            if let (true, Some(m)) = (MIRROR, mirrored.next()) {
+                m.copy_from_slice(d);
             }
         }
     }
