@@ -214,7 +214,16 @@ fn general_block<const DSP: bool>(
                                 let src = io.input(g.input.index(n, iy, 0, c0));
                                 let dst = &mut ring[s * slot_len..][..slot_len];
                                 let off = q.input_offset;
-                                expand::<DSP>(src, c, g.input.w, real, start, off, dst);
+                                expand::<DSP, false>(
+                                    src,
+                                    c,
+                                    g.input.w,
+                                    real,
+                                    start,
+                                    off,
+                                    dst,
+                                    &mut [],
+                                );
                                 held[s] = iy;
                             }
                             s * slot_len
@@ -334,7 +343,7 @@ fn narrow_block<const DSP: bool>(
                     match usize::try_from(iy) {
                         Ok(iy) if iy < g.input.h => {
                             let src = io.input(g.input.index(n, iy, 0, c0));
-                            expand_twice::<DSP, true>(
+                            expand::<DSP, true>(
                                 src,
                                 c,
                                 g.input.w,
@@ -821,25 +830,12 @@ fn word(b: &[i8]) -> u32 {
 
 /// Expands one input row (`src` starts at its first column's channel `c0`, columns every `c`
 /// bytes, `real` channels used) into `dst`, whose column `j` is input column `start + j`, widened
-/// with `off` added. Columns outside the input are left as they are: the callers keep them zero.
-#[inline(always)]
-fn expand<const DSP: bool>(
-    src: &[i8],
-    c: usize,
-    width: usize,
-    real: usize,
-    start: isize,
-    off: i32,
-    dst: &mut [u32],
-) {
-    expand_twice::<DSP, false>(src, c, width, real, start, off, dst, &mut []);
-}
-
-/// [`expand`], with `MIRROR` into `mirror` too (as long as `dst`): the same words stored twice
-/// instead of copied after.
+/// with `off` added, and with `MIRROR` into `mirror` too (as long as `dst`): the same words stored
+/// twice instead of copied after. Columns outside the input are left as they are: the callers keep
+/// them zero.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn expand_twice<const DSP: bool, const MIRROR: bool>(
+fn expand<const DSP: bool, const MIRROR: bool>(
     src: &[i8],
     c: usize,
     width: usize,
