@@ -363,43 +363,10 @@ fn category(name: &str) -> usize {
     }
 }
 
-/// Rust's legacy symbol mangling, enough to read paths: `_ZN` + length-prefixed segments joined by
-/// `::`, with `$LT$`-style escapes and `..` decoded; the trailing hash is dropped.
+/// A symbol's readable name (Rust's legacy and v0 manglings, without the hash); other names as
+/// they are.
 pub(crate) fn demangle(raw: &str) -> String {
-    let Some(mut rest) = raw.strip_prefix("_ZN") else {
-        return raw.to_string();
-    };
-    let mut segments = Vec::new();
-    while let Some(len_end) = rest.find(|c: char| !c.is_ascii_digit()) {
-        let Ok(len) = rest[..len_end].parse::<usize>() else {
-            break;
-        };
-        let Some(segment) = rest.get(len_end..len_end + len) else {
-            break;
-        };
-        if !(segment.starts_with('h') && segment.len() == 17) {
-            segments.push(segment);
-        }
-        rest = &rest[len_end + len..];
-    }
-    let mut name = segments.join("::").replace("..", "::");
-    for (from, to) in [
-        ("$LT$", "<"),
-        ("$GT$", ">"),
-        ("$u20$", " "),
-        ("$RF$", "&"),
-        ("$BP$", "*"),
-        ("$C$", ","),
-        ("$u27$", "'"),
-        ("$u5b$", "["),
-        ("$u5d$", "]"),
-        ("$u3b$", ";"),
-        ("$u7b$", "{"),
-        ("$u7d$", "}"),
-    ] {
-        name = name.replace(from, to);
-    }
-    name.trim_start_matches('_').to_string()
+    format!("{:#}", rustc_demangle::demangle(raw))
 }
 
 /// `{"model_ops": {...}, "all_ops": {...}}`, each with the columns of [`runtime_report`]'s table:
