@@ -36,6 +36,16 @@ pub fn int(name: &str, v: i64) -> AttributeProto {
     }
 }
 
+/// A TENSOR attribute.
+pub fn tensor_attr(name: &str, t: TensorProto) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        t: Some(t),
+        r#type: attribute_type::TENSOR,
+        ..Default::default()
+    }
+}
+
 /// A default-domain node with one output, named `{op}_{out}`.
 pub fn node(op: &str, ins: &[&str], out: &str, attrs: Vec<AttributeProto>) -> NodeProto {
     NodeProto {

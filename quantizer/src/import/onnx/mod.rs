@@ -30,6 +30,7 @@ pub const SUPPORTED: &[&str] = &[
     "Clip",
     "Concat",
     "Constant",
+    "ConstantOfShape",
     "Conv",
     "Div",
     "Dropout",
@@ -56,6 +57,7 @@ pub const SUPPORTED: &[&str] = &[
     "Softmax",
     "Squeeze",
     "Sub",
+    "Sum",
     "Tanh",
     "Transpose",
     "Unsqueeze",
@@ -112,11 +114,19 @@ pub(crate) fn import_model(model: &ModelProto) -> Result<Graph> {
         !graph.node.is_empty(),
         "not a valid ONNX file: the graph has no nodes"
     );
+    let read = graph
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter())
+        .chain(graph.output.iter().map(|o| &o.name))
+        .cloned()
+        .collect();
     let mut im = Importer {
         opset,
         g: Graph::default(),
         vals: HashMap::new(),
         consts: HashMap::new(),
+        read,
     };
     for t in &graph.initializer {
         let c = Const::from_proto(t).with_context(|| format!("initializer `{}`", t.name))?;
@@ -327,6 +337,8 @@ struct Importer {
     vals: HashMap<String, ValueId>,
     /// ONNX value name -> constant (ONNX layout).
     consts: HashMap<String, Const>,
+    /// Names some node or the graph's outputs read.
+    read: HashSet<String>,
 }
 
 impl Importer {
@@ -447,6 +459,7 @@ impl Importer {
             "Gemm" => self.gemm(n, label),
             "MatMul" => self.matmul(n, label),
             "Add" => self.binary(n, label, Op::Add { clamp: Clamp::NONE }),
+            "Sum" => self.sum(n, label),
             "Mul" => self.binary(n, label, Op::Mul { clamp: Clamp::NONE }),
             "Sub" => self.subtract(n, label),
             "Div" => self.by_constant(n, label),
@@ -527,7 +540,7 @@ impl Importer {
         Ok(())
     }
 
-    /// `Dropout` in inference mode: the identity (its mask output is not supported).
+    /// `Dropout` in inference mode: the identity (a mask output that nothing reads is left out).
     fn dropout(&mut self, n: &NodeProto, label: &str) -> Result<()> {
         if let Some(t) = self.opt_const(n, 2)? {
             ensure!(
@@ -536,8 +549,8 @@ impl Importer {
             );
         }
         ensure!(
-            n.output.get(1).is_none_or(|s| s.is_empty()),
-            "Dropout's mask output is not supported"
+            n.output.get(1).is_none_or(|s| !self.read.contains(s)),
+            "Dropout's mask output is read by the graph (not supported)"
         );
         self.unary(n, label, Op::Identity)
     }
@@ -836,12 +849,51 @@ impl Importer {
                 tensor::gather(c(0)?, c(1)?, axis)?
             }
             "Cast" => tensor::cast(c(0)?, attr_i(n, "to", 0))?,
+            "ConstantOfShape" => constant_of_shape(n, c(0)?)?,
+            "Sum" => {
+                let mut sum = c(0)?.clone();
+                for i in 1..names.len() {
+                    sum = tensor::broadcast_f32(&sum, c(i)?, |a, b| a + b)?;
+                }
+                sum
+            }
             _ => return Ok(false),
         };
         out.check()?;
         self.consts
             .insert(n.output.first().context("no output")?.clone(), out);
         Ok(true)
+    }
+
+    /// `Sum` of one or more operands: the identity, one `Add`, or a chain of them (the partial sums
+    /// named after the output).
+    fn sum(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let operands: Vec<String> = n.input.iter().filter(|s| !s.is_empty()).cloned().collect();
+        let out = n.output.first().context("the node has no output")?;
+        let add = Op::Add { clamp: Clamp::NONE };
+        match operands.len() {
+            0 => bail!("Sum without operands"),
+            1 => return self.unary(n, label, Op::Identity),
+            2 => return self.binary(n, label, add),
+            _ => {}
+        }
+        let mut acc = operands[0].clone();
+        for (k, operand) in operands.iter().enumerate().skip(1) {
+            let partial = if k + 1 == operands.len() {
+                out.clone()
+            } else {
+                format!("{out}/sum{k}")
+            };
+            let step = NodeProto {
+                input: vec![acc, operand.clone()],
+                output: vec![partial.clone()],
+                op_type: "Add".into(),
+                ..n.clone()
+            };
+            self.binary(&step, &format!("{label}/{k}"), add.clone())?;
+            acc = partial;
+        }
+        Ok(())
     }
 
     fn unary(&mut self, n: &NodeProto, label: &str, op: Op) -> Result<()> {
@@ -1751,6 +1803,41 @@ fn unsqueeze_dims(d: &[usize], axes: &[i64]) -> Result<Vec<usize>> {
         out.insert(a, 1);
     }
     Ok(out)
+}
+
+/// `ConstantOfShape`: a tensor of the shape given by `shape` (int64), every element the one value of
+/// the node's `value` attribute (float 0 without it).
+fn constant_of_shape(n: &NodeProto, shape: &Const) -> Result<Const> {
+    /// Elements a folded constant may have: a larger one is a corrupt or hostile shape.
+    const MAX_ELEMENTS: usize = 1 << 28;
+    let dims = shape
+        .i64()?
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| anyhow!("ConstantOfShape of a negative size {d}")))
+        .collect::<Result<Vec<usize>>>()?;
+    let len = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&l| l <= MAX_ELEMENTS)
+        .with_context(|| {
+            format!("ConstantOfShape of shape {dims:?}: more than {MAX_ELEMENTS} elements")
+        })?;
+    let fill = match n.attribute.iter().find(|a| a.name == "value") {
+        Some(a) => Const::from_proto(
+            a.t.as_ref()
+                .context("ConstantOfShape with an empty value")?,
+        )?,
+        None => Const {
+            dims: vec![1],
+            data: tensor::Data::F32(vec![0.0]),
+        },
+    };
+    let data = match &fill.data {
+        tensor::Data::F32(v) if v.len() == 1 => tensor::Data::F32(vec![v[0]; len]),
+        tensor::Data::I64(v) if v.len() == 1 => tensor::Data::I64(vec![v[0]; len]),
+        _ => bail!("ConstantOfShape's value must hold one element"),
+    };
+    Ok(Const { dims, data })
 }
 
 /// ONNX Reshape's target shape: `0` copies the input dimension (unless `allow_zero`), `-1` is inferred.

@@ -600,3 +600,112 @@ fn prelu_imports_per_channel_quantizes_and_exports() {
         assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
     }
 }
+
+/// `ConstantOfShape` folds to a constant of the shape it is given (from `Shape`, or a constant),
+/// filled with its `value` (zero without one); a negative or huge shape is refused by name.
+#[test]
+fn constant_of_shape_folds_and_refuses_bad_shapes() {
+    let two = tensor_attr("value", tensor("v", &[1], &[2.0]));
+    let bytes = model(
+        17,
+        vec![
+            node("Shape", &["x"], "s", vec![]),
+            node("ConstantOfShape", &["s"], "c", vec![two]),
+            node("Add", &["x", "c"], "y", vec![]),
+        ],
+        vec![],
+        &[1, 4],
+        "y",
+    );
+    let g = import(&bytes).unwrap();
+    let y = float_exec::run(&g, &[Tensor::new(vec![1, 4], vec![0.0, 1.0, -1.0, 0.5])], 1).unwrap();
+    assert_eq!(y[0].data, [2.0, 3.0, 1.0, 2.5]);
+    let shape = |dims: &[i64]| proto::TensorProto {
+        dims: vec![dims.len() as i64],
+        data_type: proto::data_type::INT64,
+        name: "shape".into(),
+        raw_data: dims.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    };
+    let of = |dims: &[i64]| {
+        model(
+            17,
+            vec![
+                node("ConstantOfShape", &["shape"], "c", vec![]),
+                node("Add", &["x", "c"], "y", vec![]),
+            ],
+            vec![shape(dims)],
+            &[1, 4],
+            "y",
+        )
+    };
+    let g = import(&of(&[1, 4])).unwrap();
+    let y = float_exec::run(&g, &[Tensor::new(vec![1, 4], vec![1.0; 4])], 1).unwrap();
+    assert_eq!(y[0].data, [1.0; 4]);
+    assert!(err(&of(&[1, -4])).contains("ConstantOfShape of a negative size -4"));
+    assert!(err(&of(&[1 << 20, 1 << 20])).contains("more than 268435456 elements"));
+}
+
+/// `Sum` of one, two or three operands (values and constants) is the identity, an Add or a chain of
+/// them; of constants it folds.
+#[test]
+fn sum_adds_every_operand() {
+    let x = vec![-2.0, -0.5, 0.5, 2.0];
+    let cases: [(&[&str], Vec<f32>); 3] = [
+        (&["x"], x.clone()),
+        (&["x", "r"], x.iter().map(|&v| v + v.max(0.0)).collect()),
+        (
+            &["x", "r", "c"],
+            x.iter().map(|&v| v + v.max(0.0) + 1.0).collect(),
+        ),
+    ];
+    for (operands, want) in cases {
+        let bytes = model(
+            17,
+            vec![
+                node("Relu", &["x"], "r", vec![]),
+                node("Sum", operands, "y", vec![]),
+            ],
+            vec![tensor("c", &[1], &[1.0])],
+            &[1, 4],
+            "y",
+        );
+        let mut g = import(&bytes).unwrap();
+        crate::ir::passes::optimize(&mut g).unwrap();
+        let y = float_exec::run(&g, &[Tensor::new(vec![1, 4], x.clone())], 1).unwrap();
+        assert_eq!(y[0].data, want, "{operands:?}");
+    }
+    let folded = model(
+        17,
+        vec![
+            node("Sum", &["c", "c", "c"], "s", vec![]),
+            node("Add", &["x", "s"], "y", vec![]),
+        ],
+        vec![tensor("c", &[1], &[1.5])],
+        &[1, 2],
+        "y",
+    );
+    let g = import(&folded).unwrap();
+    let y = float_exec::run(&g, &[Tensor::new(vec![1, 2], vec![0.0, 1.0])], 1).unwrap();
+    assert_eq!(y[0].data, [4.5, 5.5]);
+}
+
+/// A `Dropout` mask output that nothing reads is left out; one the graph reads is refused.
+#[test]
+fn dropout_masks_nothing_reads_are_left_out() {
+    let dropout = NodeProto {
+        output: vec!["y".into(), "mask".into()],
+        ..node("Dropout", &["x"], "y", vec![])
+    };
+    let g = import(&model(17, vec![dropout.clone()], vec![], &[1, 3], "y")).unwrap();
+    let y = float_exec::run(&g, &[Tensor::new(vec![1, 3], vec![1.0, -2.0, 3.0])], 1).unwrap();
+    assert_eq!(y[0].data, [1.0, -2.0, 3.0]);
+    let read = model(
+        17,
+        vec![dropout, node("Add", &["y", "mask"], "z", vec![])],
+        vec![],
+        &[1, 3],
+        "z",
+    );
+    assert!(err(&read).contains("Dropout's mask output is read by the graph"));
+}
