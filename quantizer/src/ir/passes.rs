@@ -35,7 +35,9 @@ pub fn optimize(g: &mut Graph) -> Result<Stats> {
     s.affines_folded = fold_affine_constants(g);
     // What could not fold into a producer becomes a 1x1 depthwise convolution, into which the affine
     // constants after it fold in turn.
-    if affine_to_depthwise(g) > 0 {
+    let batchnorms = batchnorm_to_depthwise(g);
+    s.batchnorms_folded += batchnorms;
+    if batchnorms + affine_to_depthwise(g) > 0 {
         s.affines_folded += fold_affine_constants(g);
         view_as_nhwc(g);
     }
@@ -281,6 +283,37 @@ pub fn fold_affine_constants(g: &mut Graph) -> usize {
     }
     remove_nodes(g, &remove);
     remove.iter().filter(|&&r| r).count()
+}
+
+/// A BatchNorm that no producer absorbed (after a Concat, an Add or an activation: pre-activation
+/// networks) becomes a 1x1 depthwise convolution of its scale and shift.
+pub fn batchnorm_to_depthwise(g: &mut Graph) -> usize {
+    let mut rewritten = 0;
+    for i in 0..g.nodes.len() {
+        let rank = g.values[g.nodes[i].inputs[0]].shape.len();
+        let node = &mut g.nodes[i];
+        let Op::BatchNorm { scale, shift } = &node.op else {
+            continue;
+        };
+        if !(2..=4).contains(&rank) {
+            continue;
+        }
+        let channels = scale.data.len();
+        node.op = Op::DepthwiseConv2d {
+            window: Window2d {
+                kernel: [1, 1],
+                stride: [1, 1],
+                dilation: [1, 1],
+                pads: [0; 4],
+            },
+            depth_multiplier: 1,
+            filter: Param::new(vec![1, 1, 1, channels], scale.data.clone()),
+            bias: Param::new(vec![channels], shift.data.clone()),
+            clamp: Clamp::NONE,
+        };
+        rewritten += 1;
+    }
+    rewritten
 }
 
 /// Rewrites `Add(x, const)` and `Mul(x, const)` with a per-channel or scalar constant as a 1x1
@@ -582,6 +615,52 @@ mod tests {
             .nodes
             .iter()
             .all(|n| !matches!(n.op, Op::BatchNorm { .. })));
+    }
+
+    /// A BatchNorm after an activation (a pre-activation network's) becomes a 1x1 depthwise
+    /// convolution of the same function, for rank-4 and rank-2 inputs alike.
+    #[test]
+    fn batchnorm_without_a_linear_producer_becomes_a_depthwise_convolution() {
+        for shape in [vec![1, 3, 4, 5], vec![1, 5]] {
+            let mut g = Graph::default();
+            let x = g.add_value("x", shape.clone());
+            g.inputs = vec![x];
+            let r = g
+                .add_node(
+                    "relu",
+                    "Relu",
+                    Op::Relu { clamp: Clamp::RELU },
+                    vec![x],
+                    "r",
+                )
+                .unwrap();
+            let bn = Op::BatchNorm {
+                scale: Param::new(vec![5], values(5, 3)),
+                shift: Param::new(vec![5], values(5, 4)),
+            };
+            let b = g
+                .add_node("bn", "BatchNormalization", bn, vec![r], "b")
+                .unwrap();
+            g.outputs = vec![b];
+            let mut batch = shape.clone();
+            batch[0] = 3;
+            let input = Tensor::new(batch.clone(), values(batch.iter().product(), 42));
+            let before = run(&g, std::slice::from_ref(&input), 1).unwrap();
+            let stats = optimize(&mut g).unwrap();
+            assert_eq!(stats.batchnorms_folded, 1, "{shape:?}");
+            assert!(g
+                .nodes
+                .iter()
+                .all(|n| !matches!(n.op, Op::BatchNorm { .. })));
+            assert!(g
+                .nodes
+                .iter()
+                .any(|n| matches!(n.op, Op::DepthwiseConv2d { .. })));
+            let after = run(&g, &[input], 1).unwrap();
+            for (a, b) in before[0].data.iter().zip(&after[0].data) {
+                assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "{a} vs {b}");
+            }
+        }
     }
 
     #[test]

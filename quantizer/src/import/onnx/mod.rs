@@ -1080,15 +1080,24 @@ impl Importer {
         let c = xs[3];
         let group = attr_i(n, "group", 1);
         let window = self.window(n, &xs, [kh, kw], false)?;
-        let op = if group == 1 {
-            ensure!(cg == c, "weight for {cg} input channels, input has {c}");
-            let mut f = vec![0.0f32; wd.len()];
+        let groups = usize::try_from(group)
+            .ok()
+            .filter(|&g| g >= 1 && c.is_multiple_of(g) && m.is_multiple_of(g) && cg * g == c)
+            .with_context(|| {
+                format!("group {group}: weight for {cg} input channels of each group, input has {c}, output {m}")
+            })?;
+        let op = if groups == 1 || groups < c {
+            // A grouped convolution is one convolution whose filter is zero outside its groups:
+            // output channel `o` reads the `cg` input channels of group `o / (m / groups)`.
+            let per_group = m / groups;
+            let mut f = vec![0.0f32; m * kh * kw * c];
             for o in 0..m {
-                for i in 0..c {
+                let first = (o / per_group) * cg;
+                for i in 0..cg {
                     for y in 0..kh {
                         for xx in 0..kw {
-                            f[((o * kh + y) * kw + xx) * c + i] =
-                                wd[((o * c + i) * kh + y) * kw + xx];
+                            f[((o * kh + y) * kw + xx) * c + first + i] =
+                                wd[((o * cg + i) * kh + y) * kw + xx];
                         }
                     }
                 }
@@ -1099,7 +1108,8 @@ impl Importer {
                 bias: Param::new(vec![m], bias),
                 clamp: Clamp::NONE,
             }
-        } else if group as usize == c && cg == 1 && m % c == 0 {
+        } else {
+            // groups == c: one input channel a group.
             let mut f = vec![0.0f32; wd.len()];
             for o in 0..m {
                 for y in 0..kh {
@@ -1115,8 +1125,6 @@ impl Importer {
                 bias: Param::new(vec![m], bias),
                 clamp: Clamp::NONE,
             }
-        } else {
-            bail!("grouped convolution (group {group} over {c} channels) is not supported; only group 1 and depthwise (group = channels)")
         };
         self.emit(n, label, op, vec![x], SourceLayout::Nchw)
             .map(drop)

@@ -51,13 +51,14 @@ fn conv_weights_become_ohwi_and_depthwise_1hwc() {
 fn unsupported_inputs_are_named() {
     let grouped = model(
         17,
-        vec![node("Conv", &["x", "w"], "y", vec![int("group", 2)])],
-        vec![tensor("w", &[4, 2, 1, 1], &[0.0; 8])],
+        vec![node("Conv", &["x", "w"], "y", vec![int("group", 3)])],
+        vec![tensor("w", &[3, 2, 1, 1], &[0.0; 6])],
         &[1, 4, 3, 3],
         "y",
     );
     assert!(
-        err(&grouped).contains("grouped convolution (group 2 over 4 channels)"),
+        err(&grouped)
+            .contains("group 3: weight for 2 input channels of each group, input has 4, output 3"),
         "{}",
         err(&grouped)
     );
@@ -708,4 +709,63 @@ fn dropout_masks_nothing_reads_are_left_out() {
         "z",
     );
     assert!(err(&read).contains("Dropout's mask output is read by the graph"));
+}
+
+/// A grouped convolution (2 groups of 2 input channels, 3 output channels each, 3x3, padded)
+/// imports as one convolution whose filter is zero outside the groups: the same outputs as the
+/// grouped sum, computed here directly.
+#[test]
+fn grouped_convolution_is_a_block_diagonal_convolution() {
+    let (c, m, groups, cg, hw) = (4usize, 6usize, 2usize, 2usize, 3usize);
+    let w: Vec<f32> = (0..m * cg * 9)
+        .map(|k| ((k * 7 % 11) as f32 - 5.0) / 4.0)
+        .collect();
+    let b: Vec<f32> = (0..m).map(|o| o as f32 / 8.0).collect();
+    let bytes = model(
+        17,
+        vec![node(
+            "Conv",
+            &["x", "w", "b"],
+            "y",
+            vec![int("group", groups as i64), ints("pads", &[1, 1, 1, 1])],
+        )],
+        vec![
+            tensor("w", &[m as i64, cg as i64, 3, 3], &w),
+            tensor("b", &[m as i64], &b),
+        ],
+        &[1, c as i64, hw as i64, hw as i64],
+        "y",
+    );
+    let g = import(&bytes).unwrap();
+    assert!(matches!(&g.nodes[0].op, Op::Conv2d { filter, .. } if filter.shape == [m, 3, 3, c]));
+    // NHWC input.
+    let x: Vec<f32> = (0..hw * hw * c)
+        .map(|k| ((k * 5 % 13) as f32 - 6.0) / 3.0)
+        .collect();
+    let y = float_exec::run(&g, &[Tensor::new(vec![1, hw, hw, c], x.clone())], 1).unwrap();
+    for oy in 0..hw {
+        for ox in 0..hw {
+            for o in 0..m {
+                let first = (o / (m / groups)) * cg;
+                let mut want = b[o];
+                for i in 0..cg {
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let (iy, ix) = (oy + ky, ox + kx);
+                            if iy == 0 || ix == 0 || iy > hw || ix > hw {
+                                continue;
+                            }
+                            let xv = x[((iy - 1) * hw + ix - 1) * c + first + i];
+                            want += xv * w[((o * cg + i) * 3 + ky) * 3 + kx];
+                        }
+                    }
+                }
+                let got = y[0].data[(oy * hw + ox) * m + o];
+                assert!(
+                    (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+                    "{got} vs {want}"
+                );
+            }
+        }
+    }
 }
