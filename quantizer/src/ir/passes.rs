@@ -285,6 +285,23 @@ pub fn fold_affine_constants(g: &mut Graph) -> usize {
     remove.iter().filter(|&&r| r).count()
 }
 
+/// `x * factors[c] + terms[c]` per channel, then `clamp`: a 1x1 depthwise convolution.
+fn channel_affine(factors: Vec<f32>, terms: Vec<f32>, clamp: Clamp) -> Op {
+    let channels = factors.len();
+    Op::DepthwiseConv2d {
+        window: Window2d {
+            kernel: [1, 1],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pads: [0; 4],
+        },
+        depth_multiplier: 1,
+        filter: Param::new(vec![1, 1, 1, channels], factors),
+        bias: Param::new(vec![channels], terms),
+        clamp,
+    }
+}
+
 /// A BatchNorm that no producer absorbed (after a Concat, an Add or an activation: pre-activation
 /// networks) becomes a 1x1 depthwise convolution of its scale and shift.
 pub fn batchnorm_to_depthwise(g: &mut Graph) -> usize {
@@ -298,19 +315,7 @@ pub fn batchnorm_to_depthwise(g: &mut Graph) -> usize {
         if !(2..=4).contains(&rank) {
             continue;
         }
-        let channels = scale.data.len();
-        node.op = Op::DepthwiseConv2d {
-            window: Window2d {
-                kernel: [1, 1],
-                stride: [1, 1],
-                dilation: [1, 1],
-                pads: [0; 4],
-            },
-            depth_multiplier: 1,
-            filter: Param::new(vec![1, 1, 1, channels], scale.data.clone()),
-            bias: Param::new(vec![channels], shift.data.clone()),
-            clamp: Clamp::NONE,
-        };
+        node.op = channel_affine(scale.data.clone(), shift.data.clone(), Clamp::NONE);
         rewritten += 1;
     }
     rewritten
@@ -353,18 +358,7 @@ pub fn affine_to_depthwise(g: &mut Graph) -> usize {
             (k, vec![0.0; channels])
         };
         let node = &mut g.nodes[i];
-        node.op = Op::DepthwiseConv2d {
-            window: Window2d {
-                kernel: [1, 1],
-                stride: [1, 1],
-                dilation: [1, 1],
-                pads: [0; 4],
-            },
-            depth_multiplier: 1,
-            filter: Param::new(vec![1, 1, 1, channels], factors),
-            bias: Param::new(vec![channels], terms),
-            clamp,
-        };
+        node.op = channel_affine(factors, terms, clamp);
         node.inputs = vec![x];
         rewritten += 1;
     }
