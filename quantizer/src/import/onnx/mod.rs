@@ -220,8 +220,10 @@ fn input_dims(v: &proto::ValueInfoProto) -> Result<Vec<usize>> {
         .iter()
         .enumerate()
         .map(|(axis, d)| match (d.dim_value, &d.dim_param) {
-            (Some(v), _) if v > 0 => Ok(v as usize),
+            // The batch: one sample per inference, whatever size the file gives it (a model
+            // exported with its example batch of 8 runs one sample at a time, as on the device).
             _ if axis == 0 => Ok(1),
+            (Some(v), _) if v > 0 => Ok(v as usize),
             (_, Some(p)) if !p.is_empty() => bail!(
                 "dynamic dimension `{p}` at axis {axis} (only the batch dimension may be symbolic; export with a fixed input size)"
             ),

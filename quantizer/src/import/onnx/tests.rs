@@ -769,3 +769,22 @@ fn grouped_convolution_is_a_block_diagonal_convolution() {
         }
     }
 }
+
+/// The first axis of a graph input is the batch: a model exported with a fixed batch of 8 takes one
+/// sample per inference, as one with a symbolic batch does.
+#[test]
+fn a_fixed_batch_becomes_one_sample() {
+    let bytes = model(
+        17,
+        vec![
+            node("Relu", &["x"], "r", vec![]),
+            node("Flatten", &["r"], "y", vec![]),
+        ],
+        vec![],
+        &[8, 2, 3, 1],
+        "y",
+    );
+    let g = import(&bytes).unwrap();
+    assert_eq!(g.values[g.inputs[0]].shape, [1, 3, 1, 2]);
+    assert_eq!(g.values[g.outputs[0]].shape, [1, 6]);
+}
