@@ -327,10 +327,15 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             if !options.json {
                 eprintln!("--- {} on {}", case.name, machine.machine().name());
             }
-            let features = &[];
             let profile = options.profile;
             outcomes.push(measure_with(
-                root, &plugin, case, machine, timeout, features, profile,
+                root,
+                &plugin,
+                case,
+                machine,
+                timeout,
+                &[],
+                profile,
             )?);
         }
     }
