@@ -11,13 +11,48 @@ use ferrite_runtime::{Interpreter, Model};
 
 use crate::npy::{Array, Dtype};
 
+/// How a model's source orders its 4-D tensors, from the `.ferrite` metadata's `source_layout`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SourceOrder {
+    /// As the runtime: NHWC.
+    Nhwc,
+    /// NCHW images.
+    Nchw,
+    /// NCL signals: NCHW with the height (1) left out.
+    Ncl,
+}
+
+impl SourceOrder {
+    pub fn of(model: &Model<'_>) -> SourceOrder {
+        match model.graph().metadata.source_layout {
+            "NCHW" => SourceOrder::Nchw,
+            "NCL" => SourceOrder::Ncl,
+            _ => SourceOrder::Nhwc,
+        }
+    }
+
+    /// Whether 4-D tensors are reordered from and to the runtime's NHWC.
+    pub fn channels_first(self) -> bool {
+        self != SourceOrder::Nhwc
+    }
+
+    /// How messages name the layout.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceOrder::Nhwc => "NHWC",
+            SourceOrder::Nchw => "NCHW",
+            SourceOrder::Ncl => "NCL",
+        }
+    }
+}
+
 /// Per-sample dims of a model tensor in the source layout (batch dimension dropped when it is 1).
-fn sample_dims(t: &Tensor<'_>, nchw: bool) -> Vec<usize> {
+fn sample_dims(t: &Tensor<'_>, order: SourceOrder) -> Vec<usize> {
     let d: Vec<usize> = t.shape.dims().iter().map(|&x| x as usize).collect();
-    let d = if nchw && d.len() == 4 {
-        vec![d[0], d[3], d[1], d[2]]
-    } else {
-        d
+    let d = match order {
+        SourceOrder::Nchw if d.len() == 4 => vec![d[0], d[3], d[1], d[2]],
+        SourceOrder::Ncl if d.len() == 4 && d[1] == 1 => vec![d[0], d[3], d[2]],
+        _ => d,
     };
     if d.len() > 1 && d[0] == 1 {
         d[1..].to_vec()
@@ -89,7 +124,7 @@ impl<'a> Runner<'a> {
     pub fn run_from(&self, inputs: &[Array], threads: usize, first: usize) -> Result<Vec<Array>> {
         ensure!(threads >= 1, "threads must be at least 1");
         let model = &self.model;
-        let nchw = model.graph().metadata.source_layout == "NCHW";
+        let order = SourceOrder::of(model);
         ensure!(
             inputs.len() == model.inputs(),
             "the model has {} input(s), {} array(s) given",
@@ -104,8 +139,8 @@ impl<'a> Runner<'a> {
             .collect::<Result<_, _>>()?;
         let mut batch = None;
         for (i, (a, t)) in inputs.iter().zip(&in_tensors).enumerate() {
-            let layout = if nchw { " (NCHW)" } else { " (NHWC)" };
-            let n = crate::ir::io::batch_size(i, t.name, a, &sample_dims(t, nchw), layout)?;
+            let layout = format!(" ({})", order.name());
+            let n = crate::ir::io::batch_size(i, t.name, a, &sample_dims(t, order), &layout)?;
             match (a.dtype, t.dtype) {
                 (Dtype::F32, _) | (Dtype::I8, DType::I8) | (Dtype::I16, DType::I16) => {}
                 (d, m) => bail!(
@@ -135,7 +170,7 @@ impl<'a> Runner<'a> {
             .collect();
         let job = Job {
             model,
-            nchw,
+            nchw: order.channels_first(),
             float_out,
             in_tensors: &in_tensors,
             out_tensors: &out_tensors,
@@ -173,7 +208,7 @@ impl<'a> Runner<'a> {
             .zip(&out_tensors)
             .map(|((f, q), t)| {
                 let mut shape = vec![batch];
-                shape.extend(sample_dims(t, nchw));
+                shape.extend(sample_dims(t, order));
                 match (f.is_empty(), t.dtype) {
                     (false, _) => Array::from_f32(shape, &f),
                     (true, DType::I16) => Array {

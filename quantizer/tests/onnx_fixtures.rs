@@ -81,6 +81,26 @@ fn check_model(model: &str, x: &str, goldens: &[&str]) -> f64 {
     worst
 }
 
+/// `ferrite quantize` of fixture `{base}.onnx` calibrated on `{base}_x.npy`, into `dir/m.ferrite`:
+/// the model, inputs and int8 model's paths.
+fn quantize_on_own_inputs(base: &str, dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (model, x) = (
+        fixtures().join(format!("{base}.onnx")),
+        fixtures().join(format!("{base}_x.npy")),
+    );
+    let int8 = dir.join("m.ferrite");
+    ferrite_ok(
+        ferrite()
+            .arg("quantize")
+            .arg(&model)
+            .arg("--data")
+            .arg(&x)
+            .arg("-o")
+            .arg(&int8),
+    );
+    (model, x, int8)
+}
+
 #[test]
 fn trained_models_match_onnxruntime() {
     for (model, data) in [
@@ -139,20 +159,7 @@ fn a_reshape_to_a_computed_shape_folds_and_quantizes() {
         &[&format!("{base}_golden.npy")],
     );
     let dir = tempfile::tempdir().unwrap();
-    let (model, x) = (
-        fixtures().join(format!("{base}.onnx")),
-        fixtures().join(format!("{base}_x.npy")),
-    );
-    let int8 = dir.path().join("m.ferrite");
-    ferrite_ok(
-        ferrite()
-            .arg("quantize")
-            .arg(&model)
-            .arg("--data")
-            .arg(&x)
-            .arg("-o")
-            .arg(&int8),
-    );
+    let (model, x, int8) = quantize_on_own_inputs(base, dir.path());
     let out = ferrite_ok(
         ferrite()
             .arg("eval")
@@ -166,6 +173,49 @@ fn a_reshape_to_a_computed_shape_folds_and_quantizes() {
     let (sqnr, agreement) = (rows[1]["sqnr_db"].as_f64(), rows[1]["agreement"].as_f64());
     assert!(sqnr.unwrap() > 35.0, "{}", rows[1]);
     assert_eq!(agreement, Some(1.0), "{}", rows[1]);
+}
+
+/// A 1-D CNN over `[n, c, l]` (`make_signal_1d.py`: 1-D convolutions of every kind, pools, a
+/// residual Add, Transpose to `[n, l, c]` and a mean over time) matches onnxruntime in float;
+/// quantized, the `.ferrite` model takes and gives `[n, c, l]` arrays and stays close to float.
+#[test]
+fn one_d_signal_graph_matches_onnxruntime_and_quantizes() {
+    let base = "ops/signal_1d";
+    check_model(
+        &format!("{base}.onnx"),
+        &format!("{base}_x.npy"),
+        &[
+            &format!("{base}_golden.npy"),
+            &format!("{base}_golden_1.npy"),
+            &format!("{base}_golden_2.npy"),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (_, x, int8) = quantize_on_own_inputs(base, dir.path());
+    let y = dir.path().join("y.npy");
+    ferrite_ok(
+        ferrite()
+            .arg("run")
+            .arg(&int8)
+            .arg("--data")
+            .arg(&x)
+            .arg("-o")
+            .arg(&y),
+    );
+    for suffix in ["", "_1", "_2"] {
+        let got = Array::read(&dir.path().join(format!("y{suffix}.npy"))).unwrap();
+        let want = Array::read(&fixtures().join(format!("{base}_golden{suffix}.npy"))).unwrap();
+        assert_eq!(got.shape, want.shape, "output{suffix}");
+        let (g, w) = (got.to_f32(), want.to_f32());
+        let signal: f64 = w.iter().map(|&v| (v as f64).powi(2)).sum();
+        let noise: f64 = g
+            .iter()
+            .zip(&w)
+            .map(|(&a, &b)| ((a - b) as f64).powi(2))
+            .sum();
+        let sqnr = 10.0 * (signal / noise).log10();
+        assert!(sqnr > 30.0, "output{suffix}: SQNR {sqnr:.1} dB");
+    }
 }
 
 #[test]

@@ -13,6 +13,8 @@
 //! zeroing them, one epoch training the smaller model). `IN_PLACE_FIXTURES` give
 //! `fixture_<name>_in_place`: the default quantization planned with `--arena in-place`, so that the
 //! operators running over their input or in bands run on every board without `../shared`.
+//! `GRAPHS` are random-weight operator graphs (`tests/fixtures/ops/`), quantized on their own
+//! inputs: `fixture_signal_1d` runs a 1-D CNN's operators (kernels of height 1) on every board.
 
 use anyhow::{anyhow, ensure, Context, Result};
 use ferrite_quantizer::builder::ArenaLayout;
@@ -43,6 +45,10 @@ const FILTER_FIXTURES: [&str; 2] = ["dscnn_fashion", "resnet_fashion"];
 /// The fixtures that also give a case planned in place: depthwise and pointwise convolutions over
 /// their input, expansions, strided layers, poolings and residual Adds in bands.
 const IN_PLACE_FIXTURES: [&str; 2] = ["dscnn_fashion", "mobilenetv2_mnist"];
+
+/// Operator graphs without a dataset: name, model and inputs (calibration and test sample alike).
+const GRAPHS: [(&str, &str, &str); 1] =
+    [("signal_1d", "ops/signal_1d.onnx", "ops/signal_1d_x.npy")];
 
 /// How a case's model is made.
 #[derive(Clone, Copy)]
@@ -106,6 +112,20 @@ pub fn cases(root: &Path, only: Option<&str>) -> Result<Vec<Case>> {
                 dir: Some(dir),
             });
         }
+    }
+    for (graph, model, x) in GRAPHS {
+        let name = format!("{PREFIX}{graph}");
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        let dir = root.join("target/fixture-cases").join(&name);
+        let x = fixtures.join(x);
+        make(&fixtures.join(model), &x, &x, Training::None, &dir)
+            .with_context(|| format!("making the case {name}"))?;
+        out.push(Case {
+            name,
+            dir: Some(dir),
+        });
     }
     if let Some(o) = only {
         ensure!(

@@ -620,12 +620,17 @@ impl<'g> Exporter<'g> {
             let val = &g.values[v];
             let s = &val.shape;
             let (dims, l) = match val.source {
-                SourceLayout::Nchw => (vec![s[0], s[3], s[1], s[2]], Layout::Nchw),
+                SourceLayout::Nchw | SourceLayout::Ncl => (val.source.source_dims(s), Layout::Nchw),
                 SourceLayout::FlatChw { c, h, w } => (s.clone(), Layout::Flat { c, h, w }),
                 SourceLayout::Same => (s.clone(), Layout::Same),
             };
             inputs.push(value_info(&val.name, &dims));
-            let x = self.quantize(v, val.name.clone());
+            let mut x = self.quantize(v, val.name.clone());
+            if val.source == SourceLayout::Ncl {
+                // The signal [n, c, l] as the image [n, c, 1, l].
+                let image = [0, s[3] as i64, 1, s[2] as i64];
+                x = self.reshape(x, &image, &format!("{}/image", val.name));
+            }
             self.t[v] = Some(if s.len() == 4 && l == Layout::Same {
                 (
                     self.transpose(x, &[0, 3, 1, 2], &format!("{}/nchw", val.name)),
@@ -662,10 +667,22 @@ impl<'g> Exporter<'g> {
         for &v in &g.outputs {
             let val = &g.values[v];
             let (x, l) = self.act(v)?;
+            let before = x.clone();
             let s = &val.shape;
             let x = match (val.source, l) {
                 (SourceLayout::Nchw, Layout::Nchw) | (SourceLayout::Same, Layout::Same) => x,
                 (SourceLayout::Nchw, _) => bail!("output `{}` is not 4-D", val.name),
+                (SourceLayout::Ncl, l) => {
+                    let base = format!("{}/source", val.name);
+                    let (c, len) = (s[3] as i64, s[2] as i64);
+                    if l == Layout::Nchw {
+                        self.reshape(x, &[0, c, len], &base)
+                    } else {
+                        let x = self.in_ir_order(x, l, s, &base);
+                        let x = self.reshape(x, &[0, len, c], &base);
+                        self.transpose(x, &[0, 2, 1], &base)
+                    }
+                }
                 (SourceLayout::Same, l) => {
                     self.in_ir_order(x, l, s, &format!("{}/source", val.name))
                 }
@@ -683,6 +700,9 @@ impl<'g> Exporter<'g> {
                     }
                 }
             };
+            // Layout glue after the last DequantizeLinear gets its own pair (the same parameters:
+            // the values do not change), so that the output stays int8 for a Q/DQ reader.
+            let x = if x != before { self.quantize(v, x) } else { x };
             if x != val.name {
                 if self.nodes.iter().any(|n| n.output.contains(&val.name)) {
                     let inner = Self::fresh(&mut self.used, &format!("{}/inner", val.name));

@@ -85,12 +85,14 @@ fn float_round_trip_trained_fixtures() {
     }
 }
 
-/// The operator fixture (every imported operator) and torch's dynamo exports of the architectures.
+/// The operator fixture (every imported operator), the 1-D signal graph and torch's dynamo exports
+/// of the architectures.
 #[test]
 fn float_round_trip_ops_fixtures() {
     let dir = fixtures().join("ops");
     for m in [
         "ops_opset17",
+        "signal_1d",
         "dynamo_mlp",
         "dynamo_dscnn",
         "dynamo_resnet",
@@ -242,33 +244,47 @@ fn qdq_round_trip_trained_fixtures() {
     assert!(failures.is_empty(), "Q/DQ round trip differs: {failures:?}");
 }
 
-/// The operator fixture through PTQ (calibrated on its own 4 inputs) and Q/DQ: Pad, Concat, Mul,
+/// The operator fixture through PTQ (calibrated on its own inputs) and Q/DQ: Pad, Concat, Mul,
 /// Sigmoid, Tanh, Softmax, pools, means and a spatial flatten into Gemm, all three outputs exactly as
-/// the decisions lowered with ONNX's requantization compute them.
+/// the decisions lowered with ONNX's requantization compute them; the same for the 1-D signal graph
+/// (its input and feature-map output `[n, c, l]`).
 #[test]
-fn qdq_round_trip_ops_opset17() {
+fn qdq_round_trip_ops_graphs() {
     let dir = fixtures().join("ops");
-    let g = crate::cli::float_onnx::load(&dir.join("ops_opset17.onnx")).unwrap();
-    let x = Array::read(&dir.join("ops_opset17_x.npy")).unwrap();
-    let calib = ir::io::input_tensor(&g, 0, &x).unwrap();
-    let q = ptq::quantize(&g, &[calib], &Config::default()).unwrap();
-    let bytes = qdq_onnx(&q.decided).unwrap();
-    let converted =
-        crate::cli::convert::convert_bytes(Path::new("qdq.onnx"), &bytes, ArenaLayout::Separate)
-            .unwrap();
-    let run = |m: &[u8]| {
-        crate::runtime_exec::Runner::new(m)
-            .unwrap()
-            .run(std::slice::from_ref(&x), 1)
-            .unwrap()
-    };
-    let (a, b) = (
-        run(&converted.bytes),
-        run(&lower_onnx_requant(&q.decided).bytes),
-    );
-    assert_eq!(a.len(), 3);
-    for (o, (a, b)) in a.iter().zip(&b).enumerate() {
-        assert_eq!(a.to_f32(), b.to_f32(), "output {o}");
+    for m in ["ops_opset17", "signal_1d"] {
+        let g = crate::cli::float_onnx::load(&dir.join(format!("{m}.onnx"))).unwrap();
+        let x = Array::read(&dir.join(format!("{m}_x.npy"))).unwrap();
+        let calib = ir::io::input_tensor(&g, 0, &x).unwrap();
+        let q = ptq::quantize(&g, &[calib], &Config::default()).unwrap();
+        let bytes = qdq_onnx(&q.decided).unwrap();
+        let converted = crate::cli::convert::convert_bytes(
+            Path::new("qdq.onnx"),
+            &bytes,
+            ArenaLayout::Separate,
+        )
+        .unwrap();
+        let run = |m: &[u8]| {
+            crate::runtime_exec::Runner::new(m)
+                .unwrap()
+                .run(std::slice::from_ref(&x), 1)
+                .unwrap()
+        };
+        let (a, b) = (
+            run(&converted.bytes),
+            run(&lower_onnx_requant(&q.decided).bytes),
+        );
+        assert_eq!(a.len(), 3);
+        for (o, (a, b)) in a.iter().zip(&b).enumerate() {
+            assert_eq!(a.shape, b.shape, "{m} output {o}");
+            let (a, b) = (a.to_f32(), b.to_f32());
+            let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+            assert_eq!(
+                differ,
+                0,
+                "{m} output {o}: {differ} of {} values differ",
+                a.len()
+            );
+        }
     }
 }
 

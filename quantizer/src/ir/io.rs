@@ -8,11 +8,7 @@ use crate::npy::{Array, Dtype};
 
 /// The dims the source model gives value `v` (batch included).
 pub fn source_dims(g: &Graph, v: ValueId) -> Vec<usize> {
-    let s = &g.values[v].shape;
-    match g.values[v].source {
-        SourceLayout::Nchw => vec![s[0], s[3], s[1], s[2]],
-        _ => s.clone(),
-    }
+    g.values[v].source.source_dims(&g.values[v].shape)
 }
 
 /// The number of samples in array `a` for input `i` (named `name`) of a model whose samples have dims
@@ -64,10 +60,10 @@ pub fn check_input(g: &Graph, i: usize, a: &Array) -> Result<usize> {
         "input {i} (`{name}`): the array is {}; the model takes float32",
         a.dtype
     );
-    let layout = if g.values[v].source == SourceLayout::Nchw {
-        " (NCHW)"
-    } else {
-        ""
+    let layout = match g.values[v].source {
+        SourceLayout::Nchw => " (NCHW)",
+        SourceLayout::Ncl => " (NCL)",
+        _ => "",
     };
     batch_size(i, name, a, &want[1..], layout)
 }
@@ -79,6 +75,10 @@ pub fn input_tensor(g: &Graph, i: usize, a: &Array) -> Result<Tensor> {
     let t = Tensor::new(a.shape.clone(), a.to_f32());
     Ok(match g.values[v].source {
         SourceLayout::Nchw => float_exec::transpose_4d(&t, true),
+        SourceLayout::Ncl => {
+            let (n, c, l) = (t.shape[0], t.shape[1], t.shape[2]);
+            float_exec::transpose_4d(&Tensor::new(vec![n, c, 1, l], t.data), true)
+        }
         _ => t,
     })
 }
@@ -90,6 +90,10 @@ pub fn output_array(g: &Graph, o: usize, t: &Tensor) -> Array {
         SourceLayout::Nchw if t.shape.len() == 4 => {
             let s = float_exec::transpose_4d(t, false);
             Array::from_f32(s.shape, &s.data)
+        }
+        SourceLayout::Ncl if t.shape.len() == 4 => {
+            let s = float_exec::transpose_4d(t, false);
+            Array::from_f32(vec![s.shape[0], s.shape[1], s.shape[3]], &s.data)
         }
         SourceLayout::FlatChw { c, h, w } if t.shape.len() == 2 => {
             let per = c * h * w;

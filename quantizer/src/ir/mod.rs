@@ -16,7 +16,8 @@
 //!   a constant operand that could not be folded into a preceding Conv/FullyConnected (the runtime has
 //!   no constant tensors). `Identity` never survives the passes.
 //! - Values keep the source model's view of their layout ([`SourceLayout`]) so that graph inputs and
-//!   outputs can be fed and read in the source layout (NCHW for ONNX), as `.npy` files are.
+//!   outputs can be fed and read in the source layout (NCHW for ONNX, NCL for 1-D signals), as
+//!   `.npy` files are.
 
 pub mod float_exec;
 pub mod io;
@@ -57,8 +58,27 @@ pub enum SourceLayout {
     Same,
     /// The source sees `[n, c, h, w]` where the IR has `[n, h, w, c]`.
     Nchw,
+    /// A 1-D signal: the source sees `[n, c, l]` where the IR has `[n, 1, l, c]` (a one-row image,
+    /// so 1-D convolutions and pools are the 2-D operators with a kernel of height 1).
+    Ncl,
     /// A flattened spatial tensor: the source orders the last axis `(c, h, w)`, the IR `(h, w, c)`.
     FlatChw { c: usize, h: usize, w: usize },
+}
+
+impl SourceLayout {
+    /// The source's dims of a value whose IR shape is `ir`.
+    pub fn source_dims(self, ir: &[usize]) -> Vec<usize> {
+        match self {
+            SourceLayout::Nchw => vec![ir[0], ir[3], ir[1], ir[2]],
+            SourceLayout::Ncl => vec![ir[0], ir[3], ir[2]],
+            _ => ir.to_vec(),
+        }
+    }
+
+    /// Whether the source sees channels before the spatial axes (NCHW or NCL): the IR moves them last.
+    pub fn channels_first(self) -> bool {
+        matches!(self, SourceLayout::Nchw | SourceLayout::Ncl)
+    }
 }
 
 impl Value {

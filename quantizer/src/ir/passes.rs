@@ -102,8 +102,16 @@ pub fn drop_identity(g: &mut Graph) -> usize {
     for i in 0..g.nodes.len() {
         if matches!(g.nodes[i].op, Op::Identity) {
             let (from, to) = (g.nodes[i].output, g.nodes[i].inputs[0]);
-            if g.inputs.contains(&to) && g.outputs.contains(&from) {
-                continue; // an input passed straight through: keep a node to compute the output
+            if g.outputs.contains(&from) {
+                if g.inputs.contains(&to) || g.outputs.contains(&to) {
+                    // An input passed straight through, or one value given twice: keep a node to
+                    // compute the output.
+                    continue;
+                }
+                // The output keeps its name and the source's view of it (a signal `[n, c, l]`
+                // relabelled from an image `[n, c, 1, l]` is the same IR tensor in another layout).
+                g.values[to].name = g.values[from].name.clone();
+                g.values[to].source = g.values[from].source;
             }
             replace_uses(g, from, to);
             remove[i] = true;

@@ -410,12 +410,12 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
     b.set_inputs(&inputs);
     b.set_outputs(&outputs);
     b.source_sha256 = source_sha256;
-    if graph
-        .inputs
-        .iter()
-        .any(|&v| graph.values[v].source == SourceLayout::Nchw)
-    {
+    let has = |l: SourceLayout| graph.inputs.iter().any(|&v| graph.values[v].source == l);
+    if has(SourceLayout::Nchw) {
         b.source_layout = "NCHW".into();
+    } else if has(SourceLayout::Ncl) {
+        // NCHW with the height (1) left out of the source's dims.
+        b.source_layout = "NCL".into();
     }
     let built = b.finish()?;
     // Only hand out models the runtime loads (e.g. a requantization multiplier out of its range).

@@ -63,6 +63,36 @@ pub const SUPPORTED: &[&str] = &[
     "Unsqueeze",
 ];
 
+/// Operators whose first input is spatial (channels, then one or two spatial axes): a rank-3 graph
+/// input they read is a 1-D signal `[n, c, l]`.
+const SPATIAL: &[&str] = &[
+    "AveragePool",
+    "BatchNormalization",
+    "Conv",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "MaxPool",
+];
+
+/// Operators that keep their first input's layout, element by element.
+const ELEMENTWISE: &[&str] = &[
+    "Add",
+    "Clip",
+    "Div",
+    "Dropout",
+    "HardSigmoid",
+    "HardSwish",
+    "Identity",
+    "LeakyRelu",
+    "Mul",
+    "Pad",
+    "PRelu",
+    "Relu",
+    "Sigmoid",
+    "Sub",
+    "Tanh",
+];
+
 /// Opsets of the default domain the importer reads.
 pub const OPSETS: std::ops::RangeInclusive<i64> = 11..=21;
 
@@ -155,14 +185,19 @@ pub(crate) fn import_model(model: &ModelProto) -> Result<Graph> {
             continue;
         }
         let dims = input_dims(input).with_context(|| format!("graph input `{}`", input.name))?;
-        let nchw = dims.len() == 4 && !nhwc_inputs.contains(input.name.as_str());
-        let shape = if nchw { to_nhwc(&dims) } else { dims };
-        let v = im.g.add_value(&input.name, shape);
-        im.g.values[v].source = if nchw {
-            SourceLayout::Nchw
-        } else {
-            SourceLayout::Same
+        // A rank-3 input that reaches a convolution, pool or normalization is a 1-D signal.
+        let layout = match dims.len() {
+            4 if !nhwc_inputs.contains(input.name.as_str()) => SourceLayout::Nchw,
+            3 if im.reaches_spatial(&graph.node, &input.name, &dims) => SourceLayout::Ncl,
+            _ => SourceLayout::Same,
         };
+        let shape = match layout {
+            SourceLayout::Nchw => to_nhwc(&dims),
+            SourceLayout::Ncl => vec![dims[0], 1, dims[2], dims[1]],
+            _ => dims,
+        };
+        let v = im.g.add_value(&input.name, shape);
+        im.g.values[v].source = layout;
         im.vals.insert(input.name.clone(), v);
         im.g.inputs.push(v);
     }
@@ -324,7 +359,7 @@ pub(crate) fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
 fn same_order(layout: SourceLayout, ir_shape: &[usize]) -> bool {
     match layout {
         SourceLayout::Same => true,
-        SourceLayout::Nchw => {
+        SourceLayout::Nchw | SourceLayout::Ncl => {
             let (h, w, c) = (ir_shape[1], ir_shape[2], ir_shape[3]);
             c == 1 || h * w == 1
         }
@@ -404,16 +439,95 @@ impl Importer {
         &self.g.values[v].shape
     }
 
+    /// Whether graph input `name` (dims `dims`, rank 3) reaches the spatial input of a convolution,
+    /// pool or normalization through elementwise operators, or through a reshape to the image
+    /// `[n, c, 1, l]` or `[n, c, l, 1]` into a 2-D one.
+    fn reaches_spatial(&self, nodes: &[NodeProto], name: &str, dims: &[usize]) -> bool {
+        let images = [
+            [dims[0], dims[1], 1, dims[2]],
+            [dims[0], dims[1], dims[2], 1],
+        ];
+        let konst = |n: &NodeProto, i: usize| -> Option<Vec<i64>> {
+            let name = n.input.get(i)?;
+            match self.consts.get(name) {
+                Some(c) => c.i64().ok(),
+                None => nodes
+                    .iter()
+                    .find(|p| p.op_type == "Constant" && p.output.first() == Some(name))
+                    .and_then(|p| Const::from_constant_node(p).ok()?.i64().ok()),
+            }
+        };
+        let to_image = |n: &NodeProto| match n.op_type.as_str() {
+            "Unsqueeze" => attr_ints(n, "axes")
+                .or_else(|| konst(n, 1))
+                .is_some_and(|a| a.len() == 1 && [2, -2, 3, -1].contains(&a[0])),
+            "Reshape" => konst(n, 1).is_some_and(|s| {
+                resolve_reshape(dims, &s, attr_i(n, "allowzero", 0) != 0)
+                    .is_ok_and(|d| images.iter().any(|i| d == i))
+            }),
+            _ => false,
+        };
+        let mut seen: HashSet<&str> = HashSet::from([name]);
+        let mut todo = vec![name];
+        while let Some(v) = todo.pop() {
+            for n in nodes
+                .iter()
+                .filter(|n| n.input.first().is_some_and(|i| i == v))
+            {
+                let op = n.op_type.as_str();
+                if SPATIAL.contains(&op) {
+                    return true;
+                }
+                if ELEMENTWISE.contains(&op) || to_image(n) {
+                    for out in n.output.iter().take(1) {
+                        if seen.insert(out) {
+                            todo.push(out);
+                        }
+                    }
+                }
+            }
+        }
+        false
+    }
+
     fn layout(&self, v: ValueId) -> SourceLayout {
         self.g.values[v].source
     }
 
     /// The source (ONNX) dims of activation `v`.
     fn onnx_dims(&self, v: ValueId) -> Vec<usize> {
-        let s = self.shape(v);
-        match self.layout(v) {
-            SourceLayout::Nchw => vec![s[0], s[3], s[1], s[2]],
-            _ => s.to_vec(),
+        self.layout(v).source_dims(self.shape(v))
+    }
+
+    /// Input `i` of a convolution, pool or normalization: an NCHW image or an NCL signal (a rank-3
+    /// tensor whose IR order is already NCL's, e.g. `[n, l]` unsqueezed to `[n, 1, l]`, becomes one).
+    fn spatial(&mut self, n: &NodeProto, i: usize) -> Result<ValueId> {
+        let x = self.act(n, i)?;
+        let s = self.shape(x).to_vec();
+        match self.layout(x) {
+            SourceLayout::Nchw | SourceLayout::Ncl => Ok(x),
+            SourceLayout::Same if s.len() == 3 => {
+                let ncl = vec![s[0], 1, s[2], s[1]];
+                ensure!(
+                    same_order(SourceLayout::Ncl, &ncl),
+                    "input {:?} was computed in a [n, l, c] order; reading it as a 1-D signal [n, c, l] would move data",
+                    s
+                );
+                let name = format!("{}/ncl", self.g.values[x].name);
+                let v = self.g.add_node(
+                    format!("{name}/reshape"),
+                    &n.op_type,
+                    Op::Reshape { shape: ncl },
+                    vec![x],
+                    name,
+                )?;
+                self.g.values[v].source = SourceLayout::Ncl;
+                Ok(v)
+            }
+            _ => bail!(
+                "input {:?} is not an NCHW image or an NCL signal (2-D or 1-D operators only)",
+                self.onnx_dims(x)
+            ),
         }
     }
 
@@ -559,28 +673,16 @@ impl Importer {
 
     /// `GlobalAveragePool`: the spatial mean of an NCHW tensor, dimensions kept.
     fn global_average_pool(&mut self, n: &NodeProto, label: &str) -> Result<()> {
-        let x = self.act(n, 0)?;
-        ensure!(
-            self.layout(x) == SourceLayout::Nchw,
-            "input is not a 4-D NCHW tensor"
-        );
-        self.emit(
-            n,
-            label,
-            Op::Mean { keep_dims: true },
-            vec![x],
-            SourceLayout::Nchw,
-        )
-        .map(drop)
+        let x = self.spatial(n, 0)?;
+        let layout = self.layout(x);
+        self.emit(n, label, Op::Mean { keep_dims: true }, vec![x], layout)
+            .map(drop)
     }
 
     /// `GlobalMaxPool`: a max pool whose window is the whole image.
     fn global_max_pool(&mut self, n: &NodeProto, label: &str) -> Result<()> {
-        let x = self.act(n, 0)?;
-        ensure!(
-            self.layout(x) == SourceLayout::Nchw,
-            "input is not a 4-D NCHW tensor"
-        );
+        let x = self.spatial(n, 0)?;
+        let layout = self.layout(x);
         let s = self.shape(x);
         let window = Window2d {
             kernel: [s[1], s[2]],
@@ -592,8 +694,7 @@ impl Importer {
             window,
             clamp: Clamp::NONE,
         };
-        self.emit(n, label, op, vec![x], SourceLayout::Nchw)
-            .map(drop)
+        self.emit(n, label, op, vec![x], layout).map(drop)
     }
 
     /// `HardSigmoid` (`clamp(alpha * x + beta, 0, 1)`) as a Mul and an Add by scalar constants, the
@@ -914,7 +1015,7 @@ impl Importer {
         let src = self.onnx_dims(x);
         let channels = self.shape(x).last().copied().unwrap_or(1);
         let axis = match self.layout(x) {
-            SourceLayout::Nchw => Some(1),
+            SourceLayout::Nchw | SourceLayout::Ncl => Some(1),
             SourceLayout::Same => src.len().checked_sub(1),
             SourceLayout::FlatChw { .. } => None,
         };
@@ -1045,23 +1146,29 @@ impl Importer {
     }
 
     fn conv(&mut self, n: &NodeProto, label: &str) -> Result<()> {
-        let x = self.act(n, 0)?;
-        ensure!(
-            self.layout(x) == SourceLayout::Nchw,
-            "input is not a 4-D NCHW tensor (only 2-D convolution is supported)"
-        );
+        let x = self.spatial(n, 0)?;
+        let layout = self.layout(x);
+        let signal = layout == SourceLayout::Ncl;
+        let n = &if signal { lift_1d(n)? } else { n.clone() };
         let w = self.konst(n, 1)?;
+        let rank = if signal { 3 } else { 4 };
         ensure!(
-            w.dims.len() == 4,
-            "weight of rank {} (2-D convolution expected)",
-            w.dims.len()
+            w.dims.len() == rank,
+            "weight of rank {} for a rank-{} input (1-D and 2-D convolutions are supported)",
+            w.dims.len(),
+            rank
         );
         ensure!(
             w.dims.iter().all(|&d| d > 0),
             "weight of shape {:?}",
             w.dims
         );
-        let (m, cg, kh, kw) = (w.dims[0], w.dims[1], w.dims[2], w.dims[3]);
+        let (m, cg) = (w.dims[0], w.dims[1]);
+        let (kh, kw) = if signal {
+            (1, w.dims[2])
+        } else {
+            (w.dims[2], w.dims[3])
+        };
         if let Some(k) = attr_ints(n, "kernel_shape") {
             ensure!(
                 k == [kh as i64, kw as i64],
@@ -1128,8 +1235,7 @@ impl Importer {
                 clamp: Clamp::NONE,
             }
         };
-        self.emit(n, label, op, vec![x], SourceLayout::Nchw)
-            .map(drop)
+        self.emit(n, label, op, vec![x], layout).map(drop)
     }
 
     /// A FullyConnected from `x` with ONNX-ordered `filter` `[out, in]`; columns are permuted when `x`
@@ -1171,6 +1277,9 @@ impl Importer {
                 SourceLayout::Same
             }
             SourceLayout::Nchw => bail!("a 4-D input (flatten it first)"),
+            SourceLayout::Ncl => bail!(
+                "a 1-D signal [n, c, l] (a product over its last axis, l, is not supported; flatten it or transpose it to [n, l, c] first)"
+            ),
             _ => SourceLayout::Same,
         };
         let op = Op::FullyConnected {
@@ -1258,7 +1367,7 @@ impl Importer {
 
     /// A constant operand in the IR layout of activation `like` (ONNX broadcasting to its rank first).
     fn const_like(&mut self, c: &Const, like: ValueId, name: &str) -> Result<ValueId> {
-        let rank = self.shape(like).len();
+        let rank = self.onnx_dims(like).len();
         ensure!(
             c.dims.len() <= rank,
             "constant of rank {} for a rank-{rank} operand",
@@ -1266,9 +1375,13 @@ impl Importer {
         );
         let mut dims = vec![1usize; rank - c.dims.len()];
         dims.extend(&c.dims);
+        if self.layout(like) == SourceLayout::Ncl {
+            // [n, c, l] as the image [n, c, 1, l].
+            dims.insert(2, 1);
+        }
         let data = c.f32()?;
         let (shape, data) = match self.layout(like) {
-            SourceLayout::Nchw => {
+            SourceLayout::Nchw | SourceLayout::Ncl => {
                 let (n, ch, h, w) = (dims[0], dims[1], dims[2], dims[3]);
                 let mut out = vec![0.0f32; data.len()];
                 for s in 0..n {
@@ -1381,9 +1494,9 @@ impl Importer {
                 let (la, lb) = (self.layout(a), self.layout(b));
                 ensure!(
                     self.shape(a).len() == self.shape(b).len(),
-                    "operands of rank {} and {} (equal ranks required)",
-                    self.shape(a).len(),
-                    self.shape(b).len()
+                    "operands of shapes {:?} and {:?} (equal ranks required)",
+                    self.onnx_dims(a),
+                    self.onnx_dims(b)
                 );
                 ensure!(
                     la == lb || (same_order(la, self.shape(a)) && same_order(lb, self.shape(b))),
@@ -1414,11 +1527,13 @@ impl Importer {
     }
 
     fn pool(&mut self, n: &NodeProto, label: &str) -> Result<()> {
-        let x = self.act(n, 0)?;
-        ensure!(
-            self.layout(x) == SourceLayout::Nchw,
-            "input is not a 4-D NCHW tensor"
-        );
+        let x = self.spatial(n, 0)?;
+        let layout = self.layout(x);
+        let n = &if layout == SourceLayout::Ncl {
+            lift_1d(n)?
+        } else {
+            n.clone()
+        };
         ensure!(
             n.output.get(1).is_none_or(|s| s.is_empty()),
             "the Indices output is not supported"
@@ -1426,7 +1541,7 @@ impl Importer {
         let k = attr_ints(n, "kernel_shape").context("kernel_shape is missing")?;
         ensure!(
             k.len() == 2 && k.iter().all(|&v| v >= 1),
-            "kernel_shape {k:?} (2-D pooling expected)"
+            "kernel_shape {k:?} (1-D or 2-D pooling expected)"
         );
         let xs = self.shape(x).to_vec();
         let ceil = attr_i(n, "ceil_mode", 0) != 0;
@@ -1446,7 +1561,7 @@ impl Importer {
                         clamp: Clamp::NONE,
                     },
                     vec![x],
-                    SourceLayout::Nchw,
+                    layout,
                 )
                 .map(drop);
         }
@@ -1472,7 +1587,7 @@ impl Importer {
                 vec![x],
                 out_name,
             )?;
-            self.g.values[input].source = SourceLayout::Nchw;
+            self.g.values[input].source = layout;
             for (p, e) in window.pads.iter_mut().zip(&explicit) {
                 *p -= e;
             }
@@ -1485,17 +1600,16 @@ impl Importer {
                 clamp: Clamp::NONE,
             },
             vec![input],
-            SourceLayout::Nchw,
+            layout,
         )
         .map(drop)
     }
 
+    /// `ReduceMean` over the spatial axes: H and W of an NCHW image, L of an NCL signal, or the
+    /// middle axis of a `[n, l, c]` sequence (channels last).
     fn reduce_mean(&mut self, n: &NodeProto, label: &str) -> Result<()> {
-        let x = self.act(n, 0)?;
-        ensure!(
-            self.layout(x) == SourceLayout::Nchw,
-            "input is not a 4-D NCHW tensor (only the mean over H and W is supported)"
-        );
+        let mut x = self.act(n, 0)?;
+        let d = self.onnx_dims(x);
         let axes = match attr_ints(n, "axes") {
             Some(a) => a,
             None => match self.opt_const(n, 1)? {
@@ -1505,21 +1619,50 @@ impl Importer {
         };
         let mut axes: Vec<usize> = axes
             .iter()
-            .map(|&a| norm_axis(a, 4))
+            .map(|&a| norm_axis(a, d.len()))
             .collect::<Result<_>>()?;
         axes.sort();
         axes.dedup();
+        let layout = self.layout(x);
+        let spatial: &[usize] = match layout {
+            SourceLayout::Nchw => &[2, 3],
+            SourceLayout::Ncl => &[2],
+            SourceLayout::Same if d.len() == 3 => &[1],
+            _ => &[],
+        };
         ensure!(
-            axes == [2, 3],
-            "ReduceMean over axes {axes:?} (only the mean over H and W, axes [2, 3], is supported)"
+            !spatial.is_empty() && axes == spatial,
+            "ReduceMean over axes {axes:?} of {d:?} (only the mean over the spatial axes of an NCHW image [2, 3], an NCL signal [2] or an [n, l, c] sequence [1] is supported)"
         );
         let keep = attr_i(n, "keepdims", 1) != 0;
-        let layout = if keep {
-            SourceLayout::Nchw
-        } else {
-            SourceLayout::Same
-        };
-        self.emit(n, label, Op::Mean { keep_dims: keep }, vec![x], layout)
+        if layout == SourceLayout::Same {
+            // [n, l, c] is the IR's NHWC image [n, 1, l, c] in the same order.
+            let image = vec![d[0], 1, d[1], d[2]];
+            let name = format!("{}/image", self.g.values[x].name);
+            x = self.g.add_node(
+                format!("{label}/image"),
+                &n.op_type,
+                Op::Reshape { shape: image },
+                vec![x],
+                name,
+            )?;
+        }
+        if keep && layout == SourceLayout::Same {
+            let name = format!("{label}/mean");
+            let m = self.g.add_node(
+                name.clone(),
+                &n.op_type,
+                Op::Mean { keep_dims: false },
+                vec![x],
+                name,
+            )?;
+            let shape = vec![d[0], 1, d[2]];
+            return self
+                .emit(n, label, Op::Reshape { shape }, vec![m], layout)
+                .map(drop);
+        }
+        let out = if keep { layout } else { SourceLayout::Same };
+        self.emit(n, label, Op::Mean { keep_dims: keep }, vec![x], out)
             .map(drop)
     }
 
@@ -1537,7 +1680,10 @@ impl Importer {
             out.first() == Some(&xs[0]) && out.len() >= 2,
             "the result {out:?} does not keep the batch dimension first"
         );
-        let (ir_shape, out_layout) = if same_order(layout, &xs) {
+        let (ir_shape, out_layout) = if let Some(relabel) = relabel_spatial(layout, &xs, &out) {
+            // A 1-D signal seen as an image of height or width 1 (or back): the same elements.
+            relabel
+        } else if same_order(layout, &xs) {
             if out.len() == 4 {
                 let s = to_nhwc(&out);
                 ensure!(
@@ -1552,7 +1698,7 @@ impl Importer {
             // A spatial NCHW tensor (or its flattened form) stays in HWC order: only flattening to
             // [n, c*h*w] is possible, the next Gemm/MatMul permutes its columns.
             let (c, h, w) = match layout {
-                SourceLayout::Nchw => (xs[3], xs[1], xs[2]),
+                SourceLayout::Nchw | SourceLayout::Ncl => (xs[3], xs[1], xs[2]),
                 SourceLayout::FlatChw { c, h, w } => (c, h, w),
                 SourceLayout::Same => unreachable!(),
             };
@@ -1592,6 +1738,7 @@ impl Importer {
         // Source axes of the input in IR order, and of the output (as NCHW when rank 4, else as is).
         let in_axes: Vec<usize> = match self.layout(x) {
             SourceLayout::Nchw => vec![0, 2, 3, 1],
+            SourceLayout::Ncl => vec![0, 2, 1],
             SourceLayout::Same => (0..d.len()).collect(),
             SourceLayout::FlatChw { .. } => {
                 bail!("transposing a flattened spatial tensor is not supported")
@@ -1601,20 +1748,25 @@ impl Importer {
             axes.iter().copied().filter(|&a| d[a] != 1).collect()
         };
         let want = non_unit(&in_axes);
-        for nchw in [true, false] {
-            if nchw && out.len() != 4 {
-                continue;
-            }
-            let out_axes: Vec<usize> = if nchw {
-                [0, 2, 3, 1].iter().map(|&i| perm[i]).collect()
-            } else {
+        // The output as an NCHW image, as is, or as an NCL signal (`[n, l, c]` to `[n, c, l]`
+        // before a 1-D convolution): the first whose IR order is the input's.
+        for layout in [SourceLayout::Nchw, SourceLayout::Same, SourceLayout::Ncl] {
+            let ir_axes: &[usize] = match layout {
+                SourceLayout::Nchw if out.len() == 4 => &[0, 2, 3, 1],
+                SourceLayout::Ncl if out.len() == 3 => &[0, 2, 1],
+                SourceLayout::Same => &[],
+                _ => continue,
+            };
+            let out_axes: Vec<usize> = if ir_axes.is_empty() {
                 perm.clone()
+            } else {
+                ir_axes.iter().map(|&i| perm[i]).collect()
             };
             if non_unit(&out_axes) == want {
-                let (shape, layout) = if nchw {
-                    (to_nhwc(&out), SourceLayout::Nchw)
-                } else {
-                    (out.clone(), SourceLayout::Same)
+                let shape = match layout {
+                    SourceLayout::Nchw => to_nhwc(&out),
+                    SourceLayout::Ncl => vec![out[0], 1, out[2], out[1]],
+                    _ => out.clone(),
                 };
                 ensure!(
                     shape[0] == self.shape(x)[0],
@@ -1641,11 +1793,12 @@ impl Importer {
             xs.iter().all(|&v| self.layout(v) == layout),
             "inputs in different layouts"
         );
-        let rank = self.shape(xs[0]).len();
+        let rank = self.onnx_dims(xs[0]).len();
         let axis = norm_axis(attr_i(n, "axis", 1), rank)?;
         ensure!(axis != 0, "concatenation along the batch");
         let axis = match layout {
             SourceLayout::Nchw => axis_nhwc(axis),
+            SourceLayout::Ncl => [0, 3, 2][axis],
             SourceLayout::Same => axis,
             SourceLayout::FlatChw { .. } => {
                 bail!("concatenating flattened spatial tensors is not supported")
@@ -1703,14 +1856,17 @@ impl Importer {
             after[a] = pads[i + axes.len()] as usize;
         }
         let layout = self.layout(x);
-        if layout == SourceLayout::Nchw {
-            before = to_nhwc(&before);
-            after = to_nhwc(&after);
-        } else {
-            ensure!(
-                layout == SourceLayout::Same,
-                "padding a flattened spatial tensor"
-            );
+        match layout {
+            SourceLayout::Nchw => {
+                before = to_nhwc(&before);
+                after = to_nhwc(&after);
+            }
+            SourceLayout::Ncl => {
+                before = vec![before[0], 0, before[2], before[1]];
+                after = vec![after[0], 0, after[2], after[1]];
+            }
+            SourceLayout::Same => {}
+            SourceLayout::FlatChw { .. } => bail!("padding a flattened spatial tensor"),
         }
         self.emit(n, label, Op::Pad { before, after }, vec![x], layout)
             .map(drop)
@@ -1722,14 +1878,11 @@ impl Importer {
             n.output.iter().skip(1).all(|s| s.is_empty()),
             "running mean/variance outputs (training mode)"
         );
-        let x = self.act(n, 0)?;
+        let x = match self.act(n, 0)? {
+            x if self.shape(x).len() == 2 => x,
+            _ => self.spatial(n, 0)?,
+        };
         let layout = self.layout(x);
-        ensure!(
-            layout == SourceLayout::Nchw
-                || (layout == SourceLayout::Same && self.shape(x).len() == 2),
-            "input {:?} (NCHW or [n, c] required)",
-            self.onnx_dims(x)
-        );
         let get = |i: usize| -> Result<Vec<f32>> { self.konst(n, i)?.f32() };
         let (gamma, beta, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
         let c = *self.shape(x).last().unwrap();
@@ -1764,6 +1917,7 @@ impl Importer {
         let layout = self.layout(x);
         let last = match layout {
             SourceLayout::Nchw => axis == 1 && (self.opset >= 13 || d[2] * d[3] == 1),
+            SourceLayout::Ncl => axis == 1 && (self.opset >= 13 || d[2] == 1),
             SourceLayout::Same => {
                 axis == d.len() - 1 || d[axis + 1..].iter().all(|&s| s == 1) && self.opset < 13
             }
@@ -1778,7 +1932,49 @@ impl Importer {
     }
 }
 
-/// `d` with a 1 inserted at each of `axes` (axes of the result, distinct).
+/// The IR shape and layout of a reshape of IR tensor `xs` (in `layout`) to source dims `out` that
+/// only relabels a 1-D signal `[n, c, l]` as an image `[n, c, 1, l]` or `[n, c, l, 1]`, or back: the
+/// elements keep their order (NHWC `[n, 1, l, c]`, `[n, l, 1, c]` and NCL's `[n, 1, l, c]` alike).
+fn relabel_spatial(
+    layout: SourceLayout,
+    xs: &[usize],
+    out: &[usize],
+) -> Option<(Vec<usize>, SourceLayout)> {
+    let (n, h, w, c) = (xs[0], *xs.get(1)?, *xs.get(2)?, *xs.get(3)?);
+    let signal = |l: usize| (vec![n, 1, l, c], SourceLayout::Ncl);
+    match layout {
+        SourceLayout::Nchw if h == 1 && out == [n, c, w] => Some(signal(w)),
+        SourceLayout::Nchw if w == 1 && out == [n, c, h] => Some(signal(h)),
+        SourceLayout::Ncl if out == [n, c, 1, w] => Some((xs.to_vec(), SourceLayout::Nchw)),
+        SourceLayout::Ncl if out == [n, c, w, 1] => Some((vec![n, w, 1, c], SourceLayout::Nchw)),
+        _ => None,
+    }
+}
+
+/// A 1-D convolution or pool as the 2-D one over a signal of height 1: `kernel_shape`, `strides` and
+/// `dilations` get a leading 1, `pads` `[begin, end]` become `[0, begin, 0, end]`.
+fn lift_1d(n: &NodeProto) -> Result<NodeProto> {
+    let mut lifted = n.clone();
+    for a in lifted.attribute.iter_mut() {
+        let name = a.name.as_str();
+        if !["kernel_shape", "strides", "dilations", "pads"].contains(&name) {
+            continue;
+        }
+        let want = if name == "pads" { 2 } else { 1 };
+        ensure!(
+            a.r#type == at::INTS && a.ints.len() == want,
+            "{name} {:?} for a 1-D input ({want} value(s) expected)",
+            a.ints
+        );
+        a.ints = if name == "pads" {
+            vec![0, a.ints[0], 0, a.ints[1]]
+        } else {
+            vec![1, a.ints[0]]
+        };
+    }
+    Ok(lifted)
+}
+
 /// The dimensions `d` without the listed axes (without every dimension of size 1 when none are
 /// listed), as ONNX `Squeeze` gives them.
 fn squeeze_dims(d: &[usize], axes: &[i64]) -> Result<Vec<usize>> {

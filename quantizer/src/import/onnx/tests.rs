@@ -99,7 +99,9 @@ fn unsupported_inputs_are_named() {
         "y",
     );
     assert!(
-        err(&reduce).contains("only the mean over H and W"),
+        err(&reduce).contains(
+            "ReduceMean over axes [1] of [1, 2, 3, 4] (only the mean over the spatial axes"
+        ),
         "{}",
         err(&reduce)
     );
@@ -787,4 +789,156 @@ fn a_fixed_batch_becomes_one_sample() {
     let g = import(&bytes).unwrap();
     assert_eq!(g.values[g.inputs[0]].shape, [1, 3, 1, 2]);
     assert_eq!(g.values[g.outputs[0]].shape, [1, 6]);
+}
+
+/// An int64 initializer.
+fn ints_tensor(name: &str, v: &[i64]) -> proto::TensorProto {
+    proto::TensorProto {
+        dims: vec![v.len() as i64],
+        data_type: proto::data_type::INT64,
+        name: name.into(),
+        raw_data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+/// A 1-D convolution of a signal `[1, c, l]` computed directly (stride 1, `pad` zeros each side).
+fn conv1d(x: &[f32], c: usize, l: usize, w: &[f32], m: usize, k: usize, pad: usize) -> Vec<f32> {
+    let out = l + 2 * pad + 1 - k;
+    let mut y = vec![0.0f32; m * out];
+    for o in 0..m {
+        for t in 0..out {
+            for i in 0..c {
+                for j in 0..k {
+                    let at = (t + j) as isize - pad as isize;
+                    if (0..l as isize).contains(&at) {
+                        y[o * out + t] += w[(o * c + i) * k + j] * x[i * l + at as usize];
+                    }
+                }
+            }
+        }
+    }
+    y
+}
+
+/// A 1-D convolution over `[n, c, l]` (and the same one written as a 2-D convolution between
+/// Unsqueeze(2) and Squeeze(2), as some exporters do) equals the direct computation, read and
+/// written in the source's NCL order; the signal is the IR's image `[n, 1, l, c]`.
+#[test]
+fn one_d_convolutions_run_on_signals() {
+    let (c, l, m, k) = (2usize, 5usize, 3usize, 3usize);
+    let w: Vec<f32> = (0..m * c * k).map(|v| (v as f32 * 0.37).sin()).collect();
+    let x: Vec<f32> = (0..c * l).map(|v| (v as f32 * 0.71).cos()).collect();
+    let want = conv1d(&x, c, l, &w, m, k, 1);
+    let direct = model(
+        17,
+        vec![node(
+            "Conv",
+            &["x", "w"],
+            "y",
+            vec![ints("pads", &[1, 1]), ints("kernel_shape", &[3])],
+        )],
+        vec![tensor("w", &[3, 2, 3], &w)],
+        &[1, 2, 5],
+        "y",
+    );
+    let lifted = model(
+        17,
+        vec![
+            node("Unsqueeze", &["x", "axis"], "image", vec![]),
+            node(
+                "Conv",
+                &["image", "w"],
+                "conv",
+                vec![ints("pads", &[0, 1, 0, 1])],
+            ),
+            node("Squeeze", &["conv", "axis"], "y", vec![]),
+        ],
+        vec![tensor("w", &[3, 2, 1, 3], &w), ints_tensor("axis", &[2])],
+        &[1, 2, 5],
+        "y",
+    );
+    for bytes in [direct, lifted] {
+        let g = import(&bytes).unwrap();
+        assert_eq!(g.values[g.inputs[0]].source, SourceLayout::Ncl);
+        assert_eq!(g.values[g.inputs[0]].shape, [1, 1, 5, 2]);
+        let input = crate::npy::Array::from_f32(vec![1, 2, 5], &x);
+        let y = crate::ir::io::run_arrays(&g, &[input], 1).unwrap();
+        assert_eq!(y[0].shape, [1, 3, 5]);
+        for (got, want) in y[0].to_f32().iter().zip(&want) {
+            assert!((got - want).abs() <= 1e-5, "{got} vs {want}");
+        }
+    }
+}
+
+/// A `[n, t, f]` input unsqueezed to the one-channel image `[n, 1, t, f]` (a spectrogram) stays a
+/// sequence, not a signal; a 1-D operator cannot read a tensor computed in `[n, l, c]` order; and
+/// 1-D attributes must have one value per axis.
+#[test]
+fn signals_and_sequences_are_told_apart() {
+    let spectrogram = model(
+        17,
+        vec![
+            node("Unsqueeze", &["x", "axis"], "image", vec![]),
+            node("Conv", &["image", "w"], "y", vec![]),
+        ],
+        vec![
+            tensor("w", &[2, 1, 3, 3], &[0.5; 18]),
+            ints_tensor("axis", &[1]),
+        ],
+        &[1, 6, 5],
+        "y",
+    );
+    let g = import(&spectrogram).unwrap();
+    assert_eq!(g.values[g.inputs[0]].source, SourceLayout::Same);
+    assert_eq!(g.values[g.outputs[0]].shape, [1, 4, 3, 2]);
+    // [n, l, c] transposed to [n, c, l] is the IR's signal as it is.
+    let transposed = model(
+        17,
+        vec![
+            node("Transpose", &["x"], "t", vec![ints("perm", &[0, 2, 1])]),
+            node("Conv", &["t", "w"], "y", vec![]),
+        ],
+        vec![tensor("w", &[2, 6, 3], &[0.5; 36])],
+        &[1, 5, 6],
+        "y",
+    );
+    let g = import(&transposed).unwrap();
+    assert!(matches!(g.nodes[0].op, Op::Reshape { ref shape } if shape == &[1, 1, 5, 6]));
+    assert_eq!(g.values[g.outputs[0]].shape, [1, 1, 3, 2]);
+    let per_step = model(
+        17,
+        vec![
+            node("MatMul", &["x", "w0"], "t", vec![]),
+            node("Conv", &["t", "w"], "y", vec![]),
+        ],
+        vec![
+            tensor("w0", &[6, 4], &[0.5; 24]),
+            tensor("w", &[2, 5, 3], &[0.5; 30]),
+        ],
+        &[1, 5, 6],
+        "y",
+    );
+    assert!(
+        err(&per_step).contains("was computed in a [n, l, c] order"),
+        "{}",
+        err(&per_step)
+    );
+    let bad_pads = model(
+        17,
+        vec![node(
+            "Conv",
+            &["x", "w"],
+            "y",
+            vec![ints("pads", &[1, 1, 1, 1])],
+        )],
+        vec![tensor("w", &[2, 2, 3], &[0.5; 12])],
+        &[1, 2, 5],
+        "y",
+    );
+    assert!(
+        err(&bad_pads).contains("pads [1, 1, 1, 1] for a 1-D input (2 value(s) expected)"),
+        "{}",
+        err(&bad_pads)
+    );
 }
