@@ -299,6 +299,13 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
                 u.alpha.len() / if u.quant.is_some() { 1 } else { 4 }
             ),
         ),
+        Op::Lookup(u) => set(
+            &[&u.input],
+            &u.output,
+            elements(&u.input),
+            u.table.len(),
+            "table".to_string(),
+        ),
         Op::ResizeNearestNeighbor(r) => set(
             &[&r.input],
             &r.output,

@@ -36,6 +36,19 @@ fn max_rel_err(got: &Array, want: &Array) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// `got`'s signal-to-quantization-noise ratio against `want`, in dB.
+fn sqnr_db(got: &Array, want: &Array) -> f64 {
+    assert_eq!(got.shape, want.shape, "output shape");
+    let (g, w) = (got.to_f32(), want.to_f32());
+    let signal: f64 = w.iter().map(|&v| (v as f64).powi(2)).sum();
+    let noise: f64 = g
+        .iter()
+        .zip(&w)
+        .map(|(&a, &b)| ((a - b) as f64).powi(2))
+        .sum();
+    10.0 * (signal / noise).log10()
+}
+
 /// The first `n` samples of a batch-first array.
 fn head(a: &Array, n: usize) -> Array {
     let n = n.min(a.shape[0]);
@@ -79,6 +92,19 @@ fn check_model(model: &str, x: &str, goldens: &[&str]) -> f64 {
         worst = worst.max(e);
     }
     worst
+}
+
+/// `ferrite run MODEL --data X -o Y`, which must succeed.
+fn run_to(model: &Path, x: &Path, y: &Path) {
+    ferrite_ok(
+        ferrite()
+            .arg("run")
+            .arg(model)
+            .arg("--data")
+            .arg(x)
+            .arg("-o")
+            .arg(y),
+    );
 }
 
 /// `ferrite quantize` of fixture `{base}.onnx` calibrated on `{base}_x.npy`, into `dir/m.ferrite`:
@@ -193,29 +219,95 @@ fn one_d_signal_graph_matches_onnxruntime_and_quantizes() {
     let dir = tempfile::tempdir().unwrap();
     let (_, x, int8) = quantize_on_own_inputs(base, dir.path());
     let y = dir.path().join("y.npy");
-    ferrite_ok(
-        ferrite()
-            .arg("run")
-            .arg(&int8)
-            .arg("--data")
-            .arg(&x)
-            .arg("-o")
-            .arg(&y),
-    );
+    run_to(&int8, &x, &y);
     for suffix in ["", "_1", "_2"] {
         let got = Array::read(&dir.path().join(format!("y{suffix}.npy"))).unwrap();
         let want = Array::read(&fixtures().join(format!("{base}_golden{suffix}.npy"))).unwrap();
         assert_eq!(got.shape, want.shape, "output{suffix}");
-        let (g, w) = (got.to_f32(), want.to_f32());
-        let signal: f64 = w.iter().map(|&v| (v as f64).powi(2)).sum();
-        let noise: f64 = g
-            .iter()
-            .zip(&w)
-            .map(|(&a, &b)| ((a - b) as f64).powi(2))
-            .sum();
-        let sqnr = 10.0 * (signal / noise).log10();
+        let sqnr = sqnr_db(&got, &want);
         assert!(sqnr > 30.0, "output{suffix}: SQNR {sqnr:.1} dB");
     }
+}
+
+/// Element-wise functions run by table (`make_functions.py`: Elu, Celu, Selu, Softplus, Softsign,
+/// Exp, Erf, Gelu both ways, Mish, Abs, Neg, Sign, Sqrt, Sin, Cos, Shrink, ThresholdedRelu, and
+/// GELU written with Erf) match onnxruntime in float and stay close to it in int8 (Sign, which
+/// jumps at 0, the least).
+#[test]
+fn element_wise_functions_match_onnxruntime_and_quantize() {
+    let base = "ops/functions";
+    let outputs = 19;
+    let goldens: Vec<String> = (0..outputs)
+        .map(|i| match i {
+            0 => format!("{base}_golden.npy"),
+            i => format!("{base}_golden_{i}.npy"),
+        })
+        .collect();
+    let golden_refs: Vec<&str> = goldens.iter().map(String::as_str).collect();
+    check_model(
+        &format!("{base}.onnx"),
+        &format!("{base}_x.npy"),
+        &golden_refs,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (_, x, int8) = quantize_on_own_inputs(base, dir.path());
+    let y = dir.path().join("y.npy");
+    run_to(&int8, &x, &y);
+    for (i, golden) in goldens.iter().enumerate() {
+        let suffix = if i == 0 {
+            String::new()
+        } else {
+            format!("_{i}")
+        };
+        let got = Array::read(&dir.path().join(format!("y{suffix}.npy"))).unwrap();
+        let want = Array::read(&fixtures().join(golden)).unwrap();
+        let sqnr = sqnr_db(&got, &want);
+        let floor = if i == 12 { 15.0 } else { 28.0 };
+        assert!(sqnr > floor, "{golden}: int8 SQNR {sqnr:.1} dB");
+    }
+}
+
+/// LOOKUP has no f32 form: `--ignore all` keeps the functions in int8 (the fully connected layer
+/// runs in f32, with conversions around it), and naming a function's node is an error.
+#[test]
+fn table_functions_stay_int8_when_layers_are_kept_in_float() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, x) = (
+        fixtures().join("ops/functions.onnx"),
+        fixtures().join("ops/functions_x.npy"),
+    );
+    let out = dir.path().join("m.ferrite");
+    let quantize = |extra: &[&str], out: &Path| {
+        ferrite()
+            .arg("quantize")
+            .arg(&model)
+            .arg("--data")
+            .arg(&x)
+            .arg("-o")
+            .arg(out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let r = quantize(&["--ignore", "all"], &out);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let bytes = std::fs::read(&out).unwrap();
+    let m = ferrite_runtime::Model::from_bytes(&bytes).unwrap();
+    let names: Vec<&str> = m.ops().map(|o| o.name()).collect();
+    // The 18 functions and the Erf of the GELU written with it.
+    assert_eq!(names.iter().filter(|&&n| n == "LOOKUP").count(), 19);
+    assert!(names.contains(&"QUANTIZE"), "{names:?}");
+    // Node #1 is the Elu (the file's nodes are unnamed).
+    let refused = dir.path().join("refused.ferrite");
+    let r = quantize(&["--ignore", "#1"], &refused);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && !refused.exists());
+    assert!(
+        err.contains(
+            "--ignore #1: the runtime has no f32 kernel for Elu (LOOKUP runs in int8 only)"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -396,14 +488,14 @@ fn bad_onnx_files_give_one_clear_line() {
     run_fails(&garbage, &x);
 
     let unsupported = write(
-        "erf.onnx",
-        &one_node_model("Erf", &[Err("batch"), Ok(1), Ok(4), Ok(4)]),
+        "hardmax.onnx",
+        &one_node_model("Hardmax", &[Err("batch"), Ok(1), Ok(4), Ok(4)]),
     );
     let err = run_fails(&unsupported, &x);
     assert!(
         err.contains("the_node")
-            && err.contains("`Erf`")
-            && err.contains("supported: Add, AveragePool"),
+            && err.contains("`Hardmax`")
+            && err.contains("supported: Abs, Add, AveragePool"),
         "{err}"
     );
 

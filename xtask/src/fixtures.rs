@@ -14,7 +14,8 @@
 //! `fixture_<name>_in_place`: the default quantization planned with `--arena in-place`, so that the
 //! operators running over their input or in bands run on every board without `../shared`.
 //! `GRAPHS` are random-weight operator graphs (`tests/fixtures/ops/`), quantized on their own
-//! inputs: `fixture_signal_1d` runs a 1-D CNN's operators (kernels of height 1) on every board.
+//! inputs: `fixture_signal_1d` runs a 1-D CNN's operators (kernels of height 1) on every board,
+//! `fixture_functions` the element-wise functions run by table (LOOKUP).
 
 use anyhow::{anyhow, ensure, Context, Result};
 use ferrite_quantizer::builder::ArenaLayout;
@@ -47,8 +48,10 @@ const FILTER_FIXTURES: [&str; 2] = ["dscnn_fashion", "resnet_fashion"];
 const IN_PLACE_FIXTURES: [&str; 2] = ["dscnn_fashion", "mobilenetv2_mnist"];
 
 /// Operator graphs without a dataset: name, model and inputs (calibration and test sample alike).
-const GRAPHS: [(&str, &str, &str); 1] =
-    [("signal_1d", "ops/signal_1d.onnx", "ops/signal_1d_x.npy")];
+const GRAPHS: [(&str, &str, &str); 2] = [
+    ("signal_1d", "ops/signal_1d.onnx", "ops/signal_1d_x.npy"),
+    ("functions", "ops/functions.onnx", "ops/functions_x.npy"),
+];
 
 /// How a case's model is made.
 #[derive(Clone, Copy)]

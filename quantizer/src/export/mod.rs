@@ -35,10 +35,18 @@ use crate::ir::{Clamp, Graph, Node, Param, SourceLayout, ValueId, Window2d};
 use crate::quantize::params;
 use crate::quantize::ptq::Decided;
 
-/// The opset of the default domain the exported models use.
+/// The opset of the default domain the exported models use, unless an operator is newer (Mish
+/// from opset 18, Gelu from 20: the model then takes the newest such operator's opset).
 pub const OPSET: i64 = 17;
-/// ONNX IR version 8 goes with opset 17.
-const IR_VERSION: i64 = 8;
+
+/// The ONNX IR version that goes with `opset`: 8 up to opset 18, 9 for 19 and 20.
+fn ir_version(opset: i64) -> i64 {
+    if opset <= 18 {
+        8
+    } else {
+        9
+    }
+}
 
 /// The IR graph as a float ONNX model (opset 17), inputs and outputs in the source model's layout.
 pub fn float_onnx(graph: &Graph) -> Result<Vec<u8>> {
@@ -233,6 +241,8 @@ pub(crate) struct Exporter<'g> {
     node_names: HashSet<String>,
     /// Per IR value: the tensor its readers read (after Q/DQ), and its layout.
     t: Vec<Option<(String, Layout)>>,
+    /// The opset of the default domain: [`OPSET`], or the newest an operator of the graph needs.
+    opset: i64,
 }
 
 impl<'g> Exporter<'g> {
@@ -246,7 +256,17 @@ impl<'g> Exporter<'g> {
             used: HashSet::new(),
             node_names: HashSet::new(),
             t: vec![None; g.values.len()],
+            opset: g
+                .nodes
+                .iter()
+                .map(|n| n.op.onnx_opset())
+                .fold(OPSET, i64::max),
         }
+    }
+
+    /// The opset the file is written in.
+    pub(crate) fn opset(&self) -> i64 {
+        self.opset
     }
 
     /// `base`, or `base/1`, `base/2`... if taken.
@@ -713,7 +733,7 @@ impl<'g> Exporter<'g> {
             outputs.push(value_info(&val.name, &crate::ir::io::source_dims(g, v)));
         }
         let model = ModelProto {
-            ir_version: IR_VERSION,
+            ir_version: ir_version(self.opset),
             producer_name: "ferrite".into(),
             producer_version: env!("CARGO_PKG_VERSION").into(),
             graph: Some(GraphProto {
@@ -726,7 +746,7 @@ impl<'g> Exporter<'g> {
             }),
             opset_import: vec![OperatorSetIdProto {
                 domain: String::new(),
-                version: OPSET,
+                version: self.opset,
             }],
         };
         Ok(model.encode_to_vec())

@@ -1,5 +1,6 @@
 //! Constant data of the weighted operators (Conv2d, DepthwiseConv2d, FullyConnected): the filter and
-//! bias as the runtime stores them, and each output channel's requantization factor; PRelu's alpha.
+//! bias as the runtime stores them, and each output channel's requantization factor; PRelu's alpha;
+//! LOOKUP's table.
 
 use anyhow::{Context, Result};
 use ferrite_runtime::kernels::sparse::encode;
@@ -44,6 +45,14 @@ pub(super) fn node_data(
     let mut d = NodeData::default();
     let imported = q.weights.get(i).and_then(Option::as_ref);
     let precision = q.precision[n.output];
+    if let (Precision::Int8, Some(input), Some(output)) =
+        (precision, q.params[n.inputs[0]], q.params[n.output])
+    {
+        if let Some(table) = n.op.table(input, output) {
+            d.filter = table;
+            return Ok(d);
+        }
+    }
     if let Some((bytes, quant)) = n.op.own_data(precision == Precision::Float, imported)? {
         (d.filter, d.alpha) = (bytes, quant);
         return Ok(d);

@@ -117,7 +117,13 @@ pub(super) fn export(keep_dims: bool, e: &mut Exporter<'_>, n: &Node) -> Result<
             Layout::Nchw,
         )
     } else {
-        let attrs = vec![a_ints("axes", &[2, 3]), a_int("keepdims", 0)];
-        (e.op("ReduceMean", name, vec![x], attrs), Layout::Same)
+        // The axes are an attribute up to opset 17, an input from 18.
+        let (inputs, attrs) = if e.opset() >= 18 {
+            let axes = e.init_i64(&format!("{name}/axes"), &[2, 3]);
+            (vec![x, axes], vec![a_int("keepdims", 0)])
+        } else {
+            (vec![x], vec![a_ints("axes", &[2, 3]), a_int("keepdims", 0)])
+        };
+        (e.op("ReduceMean", name, inputs, attrs), Layout::Same)
     })
 }

@@ -20,6 +20,7 @@ mod fully_connected;
 mod identity;
 mod leaky_relu;
 mod logistic;
+mod lookup;
 mod max_pool2d;
 mod mean;
 mod mul;
@@ -42,6 +43,7 @@ use crate::quantize::params::QParams;
 use crate::train::backward::{Grad, OpGrads};
 
 pub(crate) use average_pool2d::global_pool;
+pub use lookup::UnaryFn;
 
 /// An operator. Each maps to one runtime operator after the passes (see the module docs).
 #[derive(Clone, Debug, PartialEq)]
@@ -132,6 +134,10 @@ pub enum Op {
         scale: Param,
         shift: Param,
     },
+    /// An element-wise function without a kernel of its own, run by an int8 table (LOOKUP).
+    Lookup {
+        f: UnaryFn,
+    },
     /// Copies its input (ONNX Identity and inference Dropout); removed by the passes. In a model
     /// imported with its own quantization (TFLite QUANTIZE and DEQUANTIZE) it converts between
     /// differently typed or quantized values, and is lowered to the runtime's Quantize or Dequantize.
@@ -161,6 +167,7 @@ impl Op {
             Op::Concatenation { .. } => "CONCATENATION",
             Op::Pad { .. } => "PAD",
             Op::BatchNorm { .. } => "BATCH_NORM",
+            Op::Lookup { .. } => "LOOKUP",
             Op::Identity => "IDENTITY",
         }
     }
@@ -187,6 +194,7 @@ impl Op {
             | Op::Concatenation { .. }
             | Op::Pad { .. }
             | Op::BatchNorm { .. }
+            | Op::Lookup { .. }
             | Op::Identity => None,
         }
     }
@@ -213,6 +221,7 @@ impl Op {
             | Op::Concatenation { .. }
             | Op::Pad { .. }
             | Op::BatchNorm { .. }
+            | Op::Lookup { .. }
             | Op::Identity => None,
         }
     }
@@ -240,6 +249,7 @@ impl Op {
             | Op::Reshape { .. }
             | Op::Concatenation { .. }
             | Op::Pad { .. }
+            | Op::Lookup { .. }
             | Op::Identity => Vec::new(),
         }
     }
@@ -268,6 +278,7 @@ impl Op {
             | Op::Concatenation { .. }
             | Op::Pad { .. }
             | Op::BatchNorm { .. }
+            | Op::Lookup { .. }
             | Op::Identity => 0,
         }
     }
@@ -340,6 +351,7 @@ impl Op {
             Op::Concatenation { axis } => concatenation::shape(*axis, inputs),
             Op::Pad { before, after } => pad::shape(before, after, inputs),
             Op::BatchNorm { scale, shift } => batch_norm::shape(scale, shift, inputs),
+            Op::Lookup { .. } => lookup::shape(inputs),
             Op::Identity => identity::shape(inputs),
         }
     }
@@ -385,6 +397,7 @@ impl Op {
             Op::Concatenation { axis } => concatenation::eval(*axis, inputs, out),
             Op::Pad { before, .. } => pad::eval(before, inputs, out),
             Op::BatchNorm { scale, shift } => batch_norm::eval(scale, shift, inputs, out),
+            Op::Lookup { f } => lookup::eval(*f, inputs, out),
             Op::Identity => identity::eval(inputs, out),
         }
     }
@@ -416,6 +429,7 @@ impl Op {
             Op::Concatenation { axis } => concatenation::backward(*axis, g),
             Op::Pad { before, .. } => pad::backward(before, g),
             Op::BatchNorm { scale, .. } => batch_norm::backward(scale, g),
+            Op::Lookup { f } => lookup::backward(*f, g),
             Op::Identity => identity::backward(g),
         }
     }
@@ -453,6 +467,7 @@ impl Op {
             Op::Concatenation { axis } => return concatenation::lower(*axis, cx),
             Op::Pad { before, .. } => pad::lower(before, cx)?,
             Op::BatchNorm { .. } => batch_norm::lower(cx)?,
+            Op::Lookup { .. } => lookup::lower(cx)?,
             Op::Identity => identity::lower(cx)?,
         };
         Ok(Lowered::Op(op))
@@ -501,6 +516,7 @@ impl Op {
             Op::Concatenation { axis } => concatenation::export(*axis, e, n),
             Op::Pad { before, after } => pad::export(before, after, e, n),
             Op::BatchNorm { .. } => batch_norm::export(n),
+            Op::Lookup { f } => lookup::export(*f, e, n),
             Op::Identity => identity::export(n),
         }
     }
@@ -527,6 +543,7 @@ impl Op {
             Op::Concatenation { .. } => concatenation::OUTPUT,
             Op::Pad { .. } => pad::OUTPUT,
             Op::BatchNorm { .. } => batch_norm::OUTPUT,
+            Op::Lookup { .. } => lookup::OUTPUT,
             Op::Identity => identity::OUTPUT,
         }
     }
@@ -554,8 +571,31 @@ impl Op {
             Op::Concatenation { .. } => concatenation::INT16,
             Op::Pad { .. } => pad::INT16,
             Op::BatchNorm { .. } => batch_norm::INT16,
+            Op::Lookup { .. } => lookup::INT16,
             Op::Identity => identity::INT16,
         }
+    }
+
+    /// Whether the runtime runs the operator in f32 (a node kept in float); LOOKUP runs in int8 only.
+    pub fn has_float(&self) -> bool {
+        !matches!(self, Op::Lookup { .. })
+    }
+
+    /// The ONNX opset the operator's export needs (the exporter's default but for newer functions).
+    pub(crate) fn onnx_opset(&self) -> i64 {
+        if let Op::Lookup { f } = self {
+            return lookup::onnx_opset(*f);
+        }
+        crate::export::OPSET
+    }
+
+    /// LOOKUP's int8 table for an input and an output quantized with `input` and `output`; `None`
+    /// for the other operators.
+    pub(crate) fn table(&self, input: QParams, output: QParams) -> Option<Vec<u8>> {
+        if let Op::Lookup { f } = self {
+            return Some(f.table(input, output));
+        }
+        None
     }
 
     /// What the operator does to the channels of its inputs.
@@ -579,6 +619,7 @@ impl Op {
             Op::Relu { clamp } => relu::channels(*clamp),
             Op::LeakyRelu { .. } => leaky_relu::CHANNELS,
             Op::PRelu { .. } => prelu::CHANNELS,
+            Op::Lookup { .. } => lookup::CHANNELS,
             Op::ResizeNearest { .. } => resize_nearest::CHANNELS,
             Op::Reshape { shape } => Channels::Reshaped { shape },
             Op::Concatenation { axis } => Channels::Joined { axis: Some(*axis) },
@@ -618,6 +659,7 @@ impl Op {
             | Op::Concatenation { .. }
             | Op::Pad { .. }
             | Op::BatchNorm { .. }
+            | Op::Lookup { .. }
             | Op::Identity => Ok(None),
         }
     }
@@ -648,6 +690,7 @@ impl Op {
             | Op::Reshape { .. }
             | Op::Concatenation { .. }
             | Op::Pad { .. }
+            | Op::Lookup { .. }
             | Op::Identity => Vec::new(),
         }
     }

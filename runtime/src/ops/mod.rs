@@ -32,6 +32,7 @@ pub mod fully_connected;
 pub mod fully_connected_sparse;
 pub mod leaky_relu;
 pub mod logistic;
+pub mod lookup;
 pub mod max_pool_2d;
 pub mod mean;
 pub mod mul;
@@ -54,6 +55,7 @@ pub use fully_connected::FullyConnected;
 pub use fully_connected_sparse::SparseFullyConnected;
 pub use leaky_relu::{LeakyRelu, LeakyReluParams};
 pub use logistic::LogisticParams;
+pub use lookup::Lookup;
 pub use mean::MeanParams;
 pub use mul::MulParams;
 pub use pad::Pad;
@@ -549,6 +551,8 @@ operators! {
     20 ResizeNearestNeighbor(ResizeNearestNeighbor) resize_nearest_neighbor "RESIZE_NEAREST_NEIGHBOR" "resize-nearest-neighbor";
     /// `x` above zero, `alpha * x` below, with one constant alpha or one per channel.
     21 PRelu(PRelu<'a>) prelu "PRELU" "prelu";
+    /// An int8 element-wise function by a table of 256 entries.
+    22 Lookup(Lookup<'a>) lookup "LOOKUP" "lookup";
 }
 
 impl Op<'_> {
@@ -587,7 +591,8 @@ impl Op<'_> {
             Op::Logistic(Unary { input, .. })
             | Op::Tanh(Unary { input, .. })
             | Op::Relu(Relu { input, .. })
-            | Op::LeakyRelu(LeakyRelu { input, .. }) => [Some(input), None],
+            | Op::LeakyRelu(LeakyRelu { input, .. })
+            | Op::Lookup(Lookup { input, .. }) => [Some(input), None],
             _ => [None, None],
         }
     }
@@ -634,7 +639,8 @@ impl Op<'_> {
             Op::Logistic(Unary { input, output, .. })
             | Op::Tanh(Unary { input, output, .. })
             | Op::Relu(Relu { input, output, .. })
-            | Op::LeakyRelu(LeakyRelu { input, output, .. }) => elementwise(input, output),
+            | Op::LeakyRelu(LeakyRelu { input, output, .. })
+            | Op::Lookup(Lookup { input, output, .. }) => elementwise(input, output),
             _ => Ok(None),
         };
         match run {

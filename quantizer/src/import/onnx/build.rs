@@ -26,6 +26,16 @@ pub fn ints(name: &str, v: &[i64]) -> AttributeProto {
     }
 }
 
+/// A FLOAT attribute.
+pub fn float_attr(name: &str, v: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        f: v,
+        r#type: attribute_type::FLOAT,
+        ..Default::default()
+    }
+}
+
 /// An INT attribute.
 pub fn int(name: &str, v: i64) -> AttributeProto {
     AttributeProto {

@@ -17,25 +17,32 @@ use std::path::Path;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use prost::Message;
 
-use crate::ir::{Clamp, Graph, Op, Param, SourceLayout, ValueId, Window2d};
+use crate::ir::{Clamp, Graph, Op, Param, SourceLayout, UnaryFn, ValueId, Window2d};
 use proto::{attribute_type as at, AttributeProto, ModelProto, NodeProto};
 use tensor::Const;
 
 /// The operators the importer understands.
 pub const SUPPORTED: &[&str] = &[
+    "Abs",
     "Add",
     "AveragePool",
     "BatchNormalization",
     "Cast",
+    "Celu",
     "Clip",
     "Concat",
     "Constant",
     "ConstantOfShape",
     "Conv",
+    "Cos",
     "Div",
     "Dropout",
+    "Elu",
+    "Erf",
+    "Exp",
     "Flatten",
     "Gather",
+    "Gelu",
     "Gemm",
     "GlobalAveragePool",
     "GlobalMaxPool",
@@ -45,20 +52,30 @@ pub const SUPPORTED: &[&str] = &[
     "LeakyRelu",
     "MatMul",
     "MaxPool",
+    "Mish",
     "Mul",
+    "Neg",
     "Pad",
     "PRelu",
     "ReduceMean",
     "Relu",
     "Reshape",
     "Resize",
+    "Selu",
     "Shape",
+    "Shrink",
     "Sigmoid",
+    "Sign",
+    "Sin",
     "Softmax",
+    "Softplus",
+    "Softsign",
+    "Sqrt",
     "Squeeze",
     "Sub",
     "Sum",
     "Tanh",
+    "ThresholdedRelu",
     "Transpose",
     "Unsqueeze",
 ];
@@ -76,21 +93,38 @@ const SPATIAL: &[&str] = &[
 
 /// Operators that keep their first input's layout, element by element.
 const ELEMENTWISE: &[&str] = &[
+    "Abs",
     "Add",
+    "Celu",
     "Clip",
+    "Cos",
     "Div",
     "Dropout",
+    "Elu",
+    "Erf",
+    "Exp",
+    "Gelu",
     "HardSigmoid",
     "HardSwish",
     "Identity",
     "LeakyRelu",
+    "Mish",
     "Mul",
+    "Neg",
     "Pad",
     "PRelu",
     "Relu",
+    "Selu",
+    "Shrink",
     "Sigmoid",
+    "Sign",
+    "Sin",
+    "Softplus",
+    "Softsign",
+    "Sqrt",
     "Sub",
     "Tanh",
+    "ThresholdedRelu",
 ];
 
 /// Opsets of the default domain the importer reads.
@@ -590,6 +624,11 @@ impl Importer {
             }
             "PRelu" => self.prelu(n, label),
             "Sigmoid" => self.unary(n, label, Op::Logistic),
+            "Elu" | "Celu" | "Selu" | "Softplus" | "Softsign" | "Exp" | "Erf" | "Gelu" | "Mish"
+            | "Abs" | "Neg" | "Sign" | "Sqrt" | "Sin" | "Cos" | "Shrink" | "ThresholdedRelu" => {
+                let f = unary_fn(n)?;
+                self.unary(n, label, Op::Lookup { f })
+            }
             "Tanh" => self.unary(n, label, Op::Tanh),
             "Identity" => self.unary(n, label, Op::Identity),
             "Dropout" => self.dropout(n, label),
@@ -1949,6 +1988,50 @@ fn relabel_spatial(
         SourceLayout::Ncl if out == [n, c, w, 1] => Some((vec![n, w, 1, c], SourceLayout::Nchw)),
         _ => None,
     }
+}
+
+/// The function of an element-wise ONNX operator that runs by table, with its attributes.
+fn unary_fn(n: &NodeProto) -> Result<UnaryFn> {
+    let alpha = |default: f32| attr_f(n, "alpha", default);
+    let f = match n.op_type.as_str() {
+        "Elu" => UnaryFn::Elu { alpha: alpha(1.0) },
+        "Celu" => UnaryFn::Celu { alpha: alpha(1.0) },
+        "Selu" => UnaryFn::Selu {
+            alpha: alpha(1.673_263_2),
+            gamma: attr_f(n, "gamma", 1.050_701),
+        },
+        "Softplus" => UnaryFn::Softplus,
+        "Softsign" => UnaryFn::Softsign,
+        "Exp" => UnaryFn::Exp,
+        "Erf" => UnaryFn::Erf,
+        "Gelu" => match attr_s(n, "approximate").as_deref() {
+            None | Some("none") => UnaryFn::Gelu { tanh: false },
+            Some("tanh") => UnaryFn::Gelu { tanh: true },
+            Some(other) => bail!("Gelu approximate `{other}` (none or tanh)"),
+        },
+        "Mish" => UnaryFn::Mish,
+        "Abs" => UnaryFn::Abs,
+        "Neg" => UnaryFn::Neg,
+        "Sign" => UnaryFn::Sign,
+        "Sqrt" => UnaryFn::Sqrt,
+        "Sin" => UnaryFn::Sin,
+        "Cos" => UnaryFn::Cos,
+        "Shrink" => UnaryFn::Shrink {
+            bias: attr_f(n, "bias", 0.0),
+            lambd: attr_f(n, "lambd", 0.5),
+        },
+        "ThresholdedRelu" => UnaryFn::ThresholdedRelu { alpha: alpha(1.0) },
+        other => bail!("`{other}` is not an element-wise function"),
+    };
+    let finite = ["alpha", "gamma", "bias", "lambd"]
+        .iter()
+        .all(|a| attr_f(n, a, 0.0).is_finite());
+    ensure!(finite, "{} with a non-finite attribute", n.op_type);
+    ensure!(
+        !matches!(f, UnaryFn::Celu { alpha } if alpha == 0.0),
+        "Celu alpha 0 (it divides by alpha)"
+    );
+    Ok(f)
 }
 
 /// A 1-D convolution or pool as the 2-D one over a signal of height 1: `kernel_shape`, `strides` and

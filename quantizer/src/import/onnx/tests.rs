@@ -942,3 +942,52 @@ fn signals_and_sequences_are_told_apart() {
         err(&bad_pads)
     );
 }
+
+/// Element-wise functions import as one table operator with their attributes (ONNX defaults when
+/// absent); attributes they cannot take are refused by name.
+#[test]
+fn table_functions_take_their_attributes() {
+    let one = |op: &str, attrs: Vec<proto::AttributeProto>| {
+        model(17, vec![node(op, &["x"], "y", attrs)], vec![], &[1, 4], "y")
+    };
+    let f = |bytes: &[u8]| match &import(bytes).unwrap().nodes[0].op {
+        Op::Lookup { f } => *f,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(f(&one("Elu", vec![])), UnaryFn::Elu { alpha: 1.0 });
+    assert_eq!(
+        f(&one("Selu", vec![])),
+        UnaryFn::Selu {
+            alpha: 1.673_263_2,
+            gamma: 1.050_701
+        }
+    );
+    assert_eq!(
+        f(&one("Shrink", vec![float_attr("lambd", 0.25)])),
+        UnaryFn::Shrink {
+            bias: 0.0,
+            lambd: 0.25
+        }
+    );
+    let gelu = |approximate: &str| {
+        let a = proto::AttributeProto {
+            name: "approximate".into(),
+            s: approximate.as_bytes().to_vec(),
+            r#type: proto::attribute_type::STRING,
+            ..Default::default()
+        };
+        model(
+            20,
+            vec![node("Gelu", &["x"], "y", vec![a])],
+            vec![],
+            &[1, 4],
+            "y",
+        )
+    };
+    assert_eq!(f(&gelu("tanh")), UnaryFn::Gelu { tanh: true });
+    assert!(err(&gelu("erf")).contains("Gelu approximate `erf` (none or tanh)"));
+    let celu = one("Celu", vec![float_attr("alpha", 0.0)]);
+    assert!(err(&celu).contains("Celu alpha 0"), "{}", err(&celu));
+    let elu = one("Elu", vec![float_attr("alpha", f32::INFINITY)]);
+    assert!(err(&elu).contains("Elu with a non-finite attribute"));
+}

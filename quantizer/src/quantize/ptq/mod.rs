@@ -384,10 +384,14 @@ fn decide_observed(
     let mut ranges = ranges.clone();
     let nodes = graph.nodes.len();
     let node_done = |stage: usize| move |i: usize| report(stage, i + 1, nodes);
+    // Operators without an f32 form (LOOKUP) stay int8 whatever `--ignore all` or an operator
+    // type asks; naming such a node is an error.
     let float_node: Vec<bool> = graph
         .nodes
         .iter()
-        .map(|n| ignored(n, &config.ignore) || config.float_nodes.contains(&n.name))
+        .map(|n| {
+            n.op.has_float() && (ignored(n, &config.ignore) || config.float_nodes.contains(&n.name))
+        })
         .collect();
     for p in config.ignore.iter().filter(|p| *p != "all") {
         let hit = graph
@@ -395,6 +399,14 @@ fn decide_observed(
             .iter()
             .any(|n| ignored(n, std::slice::from_ref(p)));
         ensure!(hit, "--ignore {p}: no node has that name or operator type");
+        if let Some(n) = graph.nodes.iter().find(|n| n.name == *p) {
+            ensure!(
+                n.op.has_float(),
+                "--ignore {p}: the runtime has no f32 kernel for {} ({} runs in int8 only)",
+                n.source_op,
+                n.op.name()
+            );
+        }
     }
     let int16_node = int16_nodes(&graph, config, &float_node)?;
     // Weight rounding leaves int16x8 nodes as it leaves float ones; range choice and bias

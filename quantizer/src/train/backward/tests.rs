@@ -475,6 +475,57 @@ fn leaky_relu_slopes() {
 }
 
 #[test]
+fn lookup_functions() {
+    use crate::ir::UnaryFn;
+    let fns = [
+        UnaryFn::Elu { alpha: 0.7 },
+        UnaryFn::Celu { alpha: 1.5 },
+        UnaryFn::Selu {
+            alpha: 1.673_263_2,
+            gamma: 1.050_701,
+        },
+        UnaryFn::Softplus,
+        UnaryFn::Softsign,
+        UnaryFn::Exp,
+        UnaryFn::Erf,
+        UnaryFn::Gelu { tanh: false },
+        UnaryFn::Gelu { tanh: true },
+        UnaryFn::Mish,
+        UnaryFn::Abs,
+        UnaryFn::Neg,
+        UnaryFn::Sign,
+        UnaryFn::Sqrt,
+        UnaryFn::Sin,
+        UnaryFn::Cos,
+        UnaryFn::Shrink {
+            bias: 0.25,
+            lambd: 0.75,
+        },
+        UnaryFn::ThresholdedRelu { alpha: 0.5 },
+    ];
+    let mut rng = Rng::new(97);
+    for f in fns {
+        let mut x = random_tensor(&mut rng, &[2, 3, 5]);
+        // Away from the kinks (0, +-0.5, +-0.75), which a finite-difference step must not cross;
+        // the square root on positive values only.
+        x.data.iter_mut().for_each(|v| {
+            let m = 0.1 + 2.0 * v.abs();
+            let m = if (m - 0.5).abs() < 0.05 || (m - 0.75).abs() < 0.05 {
+                m + 0.1
+            } else {
+                m
+            };
+            *v = if f == UnaryFn::Sqrt {
+                m
+            } else {
+                m.copysign(*v)
+            };
+        });
+        check(&format!("{f:?}"), &Case::new(Op::Lookup { f }, vec![x]));
+    }
+}
+
+#[test]
 fn prelu_input_and_slope_gradients() {
     let mut rng = Rng::new(96);
     for slope in [vec![0.25], vec![0.2, -0.5, 0.0, 1.5]] {

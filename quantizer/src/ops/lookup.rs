@@ -1,0 +1,255 @@
+//! Element-wise functions without a kernel of their own (ELU, SELU, CELU, Softplus, Softsign, Exp,
+//! Erf, GELU, Mish, Abs, Neg, Sign, Sqrt, Sin, Cos, Shrink, ThresholdedRelu), lowered to the
+//! runtime's int8 LOOKUP: a table of the function at each of the 256 input values, dequantized with
+//! the input's quantization and quantized with the output's (rounding half to even and saturating,
+//! as ONNX's QuantizeLinear does, so the table is what a Q/DQ graph computes). int8 only: no f32 or
+//! int16x8 form.
+
+use anyhow::{ensure, Result};
+use ferrite_runtime::ops::{Lookup, Op as RtOp};
+
+use super::{same_shape, Channels, OutputQuant};
+use crate::export::{a_float, a_str, Exporter, Layout};
+use crate::ir::float_exec::{Tensor, View};
+use crate::ir::Node;
+use crate::lower::NodeCx;
+use crate::quantize::params::QParams;
+use crate::train::backward::{Grad, OpGrads};
+
+pub(super) const OUTPUT: OutputQuant = OutputQuant::Calibrated;
+pub(super) const INT16: bool = false;
+pub(super) const CHANNELS: Channels<'static> = Channels::Kept {
+    positive_scale: false,
+};
+
+/// A function of one value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryFn {
+    /// `x` above 0, `alpha * (e^x - 1)` below.
+    Elu {
+        alpha: f32,
+    },
+    /// `max(0, x) + min(0, alpha * (e^(x / alpha) - 1))`.
+    Celu {
+        alpha: f32,
+    },
+    /// `gamma * x` above 0, `gamma * alpha * (e^x - 1)` below.
+    Selu {
+        alpha: f32,
+        gamma: f32,
+    },
+    /// `ln(1 + e^x)`.
+    Softplus,
+    /// `x / (1 + |x|)`.
+    Softsign,
+    Exp,
+    Erf,
+    /// `x * P(X <= x)` for a standard normal `X`; `tanh`: TANH's approximation of it.
+    Gelu {
+        tanh: bool,
+    },
+    /// `x * tanh(softplus(x))`.
+    Mish,
+    Abs,
+    Neg,
+    /// -1, 0 or 1.
+    Sign,
+    /// The square root of `max(x, 0)`.
+    Sqrt,
+    Sin,
+    Cos,
+    /// `x + bias` below `-lambd`, `x - bias` above `lambd`, 0 between.
+    Shrink {
+        bias: f32,
+        lambd: f32,
+    },
+    /// `x` above `alpha`, 0 otherwise.
+    ThresholdedRelu {
+        alpha: f32,
+    },
+}
+
+/// `erf(x)`.
+fn erf(x: f64) -> f64 {
+    libm::erf(x)
+}
+
+fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// `sqrt(2 / pi)` and the cubic coefficient of GELU's tanh approximation.
+const GELU_TANH: (f64, f64) = (0.797_884_560_802_865_4, 0.044_715);
+
+impl UnaryFn {
+    /// The function's ONNX operator name.
+    pub fn onnx_name(self) -> &'static str {
+        match self {
+            UnaryFn::Elu { .. } => "Elu",
+            UnaryFn::Celu { .. } => "Celu",
+            UnaryFn::Selu { .. } => "Selu",
+            UnaryFn::Softplus => "Softplus",
+            UnaryFn::Softsign => "Softsign",
+            UnaryFn::Exp => "Exp",
+            UnaryFn::Erf => "Erf",
+            UnaryFn::Gelu { .. } => "Gelu",
+            UnaryFn::Mish => "Mish",
+            UnaryFn::Abs => "Abs",
+            UnaryFn::Neg => "Neg",
+            UnaryFn::Sign => "Sign",
+            UnaryFn::Sqrt => "Sqrt",
+            UnaryFn::Sin => "Sin",
+            UnaryFn::Cos => "Cos",
+            UnaryFn::Shrink { .. } => "Shrink",
+            UnaryFn::ThresholdedRelu { .. } => "ThresholdedRelu",
+        }
+    }
+
+    /// The function at `x`.
+    pub fn at(self, x: f64) -> f64 {
+        match self {
+            UnaryFn::Elu { alpha } if x <= 0.0 => alpha as f64 * x.exp_m1(),
+            UnaryFn::Celu { alpha } if x <= 0.0 => alpha as f64 * (x / alpha as f64).exp_m1(),
+            UnaryFn::Selu { alpha, gamma } if x <= 0.0 => gamma as f64 * alpha as f64 * x.exp_m1(),
+            UnaryFn::Selu { gamma, .. } => gamma as f64 * x,
+            UnaryFn::Elu { .. } | UnaryFn::Celu { .. } => x,
+            UnaryFn::Softplus => softplus(x),
+            UnaryFn::Softsign => x / (1.0 + x.abs()),
+            UnaryFn::Exp => x.exp(),
+            UnaryFn::Erf => erf(x),
+            UnaryFn::Gelu { tanh: false } => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
+            UnaryFn::Gelu { tanh: true } => {
+                let (k, c) = GELU_TANH;
+                0.5 * x * (1.0 + (k * (x + c * x * x * x)).tanh())
+            }
+            UnaryFn::Mish => x * softplus(x).tanh(),
+            UnaryFn::Abs => x.abs(),
+            UnaryFn::Neg => -x,
+            UnaryFn::Sign if x == 0.0 => 0.0,
+            UnaryFn::Sign => x.signum(),
+            UnaryFn::Sqrt => x.max(0.0).sqrt(),
+            UnaryFn::Sin => x.sin(),
+            UnaryFn::Cos => x.cos(),
+            UnaryFn::Shrink { bias, lambd } if x < -(lambd as f64) => x + bias as f64,
+            UnaryFn::Shrink { bias, lambd } if x > lambd as f64 => x - bias as f64,
+            UnaryFn::Shrink { .. } => 0.0,
+            UnaryFn::ThresholdedRelu { alpha } if x > alpha as f64 => x,
+            UnaryFn::ThresholdedRelu { .. } => 0.0,
+        }
+    }
+
+    /// The derivative at `x` (0 at the jumps of Sign, Shrink and ThresholdedRelu; the square root's
+    /// is capped where it grows without bound).
+    pub fn slope(self, x: f64) -> f64 {
+        let normal = |x: f64| (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        match self {
+            UnaryFn::Elu { alpha } if x <= 0.0 => alpha as f64 * x.exp(),
+            UnaryFn::Celu { alpha } if x <= 0.0 => (x / alpha as f64).exp(),
+            UnaryFn::Selu { alpha, gamma } if x <= 0.0 => gamma as f64 * alpha as f64 * x.exp(),
+            UnaryFn::Selu { gamma, .. } => gamma as f64,
+            UnaryFn::Elu { .. } | UnaryFn::Celu { .. } => 1.0,
+            UnaryFn::Softplus => sigmoid(x),
+            UnaryFn::Softsign => 1.0 / (1.0 + x.abs()).powi(2),
+            UnaryFn::Exp => x.exp(),
+            UnaryFn::Erf => std::f64::consts::FRAC_2_SQRT_PI * (-x * x).exp(),
+            UnaryFn::Gelu { tanh: false } => {
+                0.5 * (1.0 + erf(x / std::f64::consts::SQRT_2)) + x * normal(x)
+            }
+            UnaryFn::Gelu { tanh: true } => {
+                let (k, c) = GELU_TANH;
+                let t = (k * (x + c * x * x * x)).tanh();
+                0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3.0 * c * x * x)
+            }
+            UnaryFn::Mish => {
+                let t = softplus(x).tanh();
+                t + x * sigmoid(x) * (1.0 - t * t)
+            }
+            UnaryFn::Abs if x == 0.0 => 0.0,
+            UnaryFn::Abs => x.signum(),
+            UnaryFn::Neg => -1.0,
+            UnaryFn::Sign => 0.0,
+            UnaryFn::Sqrt if x <= 0.0 => 0.0,
+            UnaryFn::Sqrt => (0.5 / x.sqrt()).min(1e3),
+            UnaryFn::Sin => x.cos(),
+            UnaryFn::Cos => -x.sin(),
+            UnaryFn::Shrink { lambd, .. } if x.abs() > lambd as f64 => 1.0,
+            UnaryFn::Shrink { .. } => 0.0,
+            UnaryFn::ThresholdedRelu { alpha } if x > alpha as f64 => 1.0,
+            UnaryFn::ThresholdedRelu { .. } => 0.0,
+        }
+    }
+
+    /// The int8 table: entry `q + 128` is the function of input `q` dequantized with `input`,
+    /// quantized with `output` (half to even, saturated).
+    pub fn table(self, input: QParams, output: QParams) -> Vec<u8> {
+        (-128i32..128)
+            .map(|q| {
+                let x = (q - input.zero_point) as f32 * input.scale;
+                let y = self.at(x as f64) as f32 / output.scale;
+                let v = y.round_ties_even() as i64 + output.zero_point as i64;
+                v.clamp(-128, 127) as i8 as u8
+            })
+            .collect()
+    }
+}
+
+pub(super) fn shape(inputs: &[&[usize]]) -> Result<Vec<usize>> {
+    same_shape(inputs)
+}
+
+pub(super) fn eval(f: UnaryFn, inputs: &[View<'_>], out: &mut Tensor) -> Result<()> {
+    for (y, &x) in out.data.iter_mut().zip(inputs[0].data) {
+        *y = f.at(x as f64) as f32;
+    }
+    Ok(())
+}
+
+pub(super) fn backward(f: UnaryFn, g: &Grad<'_>) -> Result<OpGrads> {
+    Ok(OpGrads::input(g.need[0].then(|| {
+        g.inputs[0]
+            .data
+            .iter()
+            .zip(g.dy)
+            .map(|(&x, &d)| d * f.slope(x as f64) as f32)
+            .collect()
+    })))
+}
+
+pub(super) fn lower<'a>(cx: &NodeCx<'_, 'a>) -> Result<RtOp<'a>> {
+    ensure!(
+        !cx.float,
+        "LOOKUP has no f32 form (the function runs in int8 only)"
+    );
+    Ok(RtOp::Lookup(Lookup {
+        input: cx.input(0),
+        output: cx.output(),
+        table: &cx.data.filter,
+    }))
+}
+
+/// The ONNX opset that has the function's operator: Mish is from opset 18, Gelu from 20.
+pub(super) fn onnx_opset(f: UnaryFn) -> i64 {
+    match f {
+        UnaryFn::Gelu { .. } => 20,
+        UnaryFn::Mish => 18,
+        _ => crate::export::OPSET,
+    }
+}
+
+pub(super) fn export(f: UnaryFn, e: &mut Exporter<'_>, n: &Node) -> Result<(String, Layout)> {
+    let (x, l) = e.act(n.inputs[0])?;
+    let attrs = match f {
+        UnaryFn::Elu { alpha } | UnaryFn::Celu { alpha } | UnaryFn::ThresholdedRelu { alpha } => {
+            vec![a_float("alpha", alpha)]
+        }
+        UnaryFn::Selu { alpha, gamma } => vec![a_float("alpha", alpha), a_float("gamma", gamma)],
+        UnaryFn::Shrink { bias, lambd } => vec![a_float("bias", bias), a_float("lambd", lambd)],
+        UnaryFn::Gelu { tanh } => vec![a_str("approximate", if tanh { "tanh" } else { "none" })],
+        _ => Vec::new(),
+    };
+    Ok((e.op(f.onnx_name(), &n.name, vec![x], attrs), l))
+}
