@@ -1644,8 +1644,8 @@ impl Importer {
         .map(drop)
     }
 
-    /// `ReduceMean` over the spatial axes: H and W of an NCHW image, L of an NCL signal, or the
-    /// middle axis of a `[n, l, c]` sequence (channels last).
+    /// `ReduceMean` over the spatial axes: H and W of an NCHW image (or one of them, an average pool
+    /// across it), L of an NCL signal, or the middle axis of a `[n, l, c]` sequence (channels last).
     fn reduce_mean(&mut self, n: &NodeProto, label: &str) -> Result<()> {
         let mut x = self.act(n, 0)?;
         let d = self.onnx_dims(x);
@@ -1663,6 +1663,32 @@ impl Importer {
         axes.sort();
         axes.dedup();
         let layout = self.layout(x);
+        let keep = attr_i(n, "keepdims", 1) != 0;
+        if layout == SourceLayout::Nchw && (axes == [2] || axes == [3]) {
+            // The mean over one spatial axis: an average pool whose window spans it.
+            let s = self.shape(x);
+            let kernel = if axes == [2] { [s[1], 1] } else { [1, s[2]] };
+            let window = Window2d {
+                kernel,
+                stride: [1, 1],
+                dilation: [1, 1],
+                pads: [0; 4],
+            };
+            let op = Op::AveragePool2d {
+                window,
+                clamp: Clamp::NONE,
+            };
+            if keep {
+                return self.emit(n, label, op, vec![x], layout).map(drop);
+            }
+            let name = format!("{label}/pool");
+            let pooled = self
+                .g
+                .add_node(name.clone(), &n.op_type, op, vec![x], name)?;
+            self.g.values[pooled].source = layout;
+            let out = squeeze_dims(&self.onnx_dims(pooled), &[axes[0] as i64])?;
+            return self.reshape_to(n, label, pooled, out);
+        }
         let spatial: &[usize] = match layout {
             SourceLayout::Nchw => &[2, 3],
             SourceLayout::Ncl => &[2],
@@ -1671,9 +1697,8 @@ impl Importer {
         };
         ensure!(
             !spatial.is_empty() && axes == spatial,
-            "ReduceMean over axes {axes:?} of {d:?} (only the mean over the spatial axes of an NCHW image [2, 3], an NCL signal [2] or an [n, l, c] sequence [1] is supported)"
+            "ReduceMean over axes {axes:?} of {d:?} (only the mean over spatial axes of an NCHW image [2, 3], [2] or [3], an NCL signal [2] or an [n, l, c] sequence [1] is supported)"
         );
-        let keep = attr_i(n, "keepdims", 1) != 0;
         if layout == SourceLayout::Same {
             // [n, l, c] is the IR's NHWC image [n, 1, l, c] in the same order.
             let image = vec![d[0], 1, d[1], d[2]];

@@ -99,9 +99,8 @@ fn unsupported_inputs_are_named() {
         "y",
     );
     assert!(
-        err(&reduce).contains(
-            "ReduceMean over axes [1] of [1, 2, 3, 4] (only the mean over the spatial axes"
-        ),
+        err(&reduce)
+            .contains("ReduceMean over axes [1] of [1, 2, 3, 4] (only the mean over spatial axes"),
         "{}",
         err(&reduce)
     );
@@ -990,4 +989,44 @@ fn table_functions_take_their_attributes() {
     assert!(err(&celu).contains("Celu alpha 0"), "{}", err(&celu));
     let elu = one("Elu", vec![float_attr("alpha", f32::INFINITY)]);
     assert!(err(&elu).contains("Elu with a non-finite attribute"));
+}
+
+/// ReduceMean over one spatial axis of an NCHW image is an average pool across it: over H kept as
+/// `[n, c, 1, w]`, over W dropped to the signal `[n, c, h]`; both equal the direct means.
+#[test]
+fn a_mean_over_one_spatial_axis_is_a_pool() {
+    let x: Vec<f32> = (0..2 * 3 * 4).map(|v| (v as f32 * 0.3).sin()).collect();
+    // x[c][y][w] in NCHW, shape [1, 2, 3, 4].
+    let at = |c: usize, y: usize, w: usize| x[(c * 3 + y) * 4 + w];
+    for (axis, keep, dims) in [(2, 1, vec![1, 2, 1, 4]), (3, 0, vec![1, 2, 3])] {
+        let bytes = model(
+            17,
+            vec![node(
+                "ReduceMean",
+                &["x"],
+                "y",
+                vec![ints("axes", &[axis]), int("keepdims", keep)],
+            )],
+            vec![],
+            &[1, 2, 3, 4],
+            "y",
+        );
+        let g = import(&bytes).unwrap();
+        assert!(matches!(g.nodes[0].op, Op::AveragePool2d { .. }));
+        let input = crate::npy::Array::from_f32(vec![1, 2, 3, 4], &x);
+        let y = crate::ir::io::run_arrays(&g, &[input], 1).unwrap();
+        assert_eq!(y[0].shape, dims);
+        let want: Vec<f32> = if axis == 2 {
+            (0..2)
+                .flat_map(|c| (0..4).map(move |w| (0..3).map(|y| at(c, y, w)).sum::<f32>() / 3.0))
+                .collect()
+        } else {
+            (0..2)
+                .flat_map(|c| (0..3).map(move |y| (0..4).map(|w| at(c, y, w)).sum::<f32>() / 4.0))
+                .collect()
+        };
+        for (got, want) in y[0].to_f32().iter().zip(&want) {
+            assert!((got - want).abs() < 1e-6, "axis {axis}: {got} vs {want}");
+        }
+    }
 }
