@@ -299,6 +299,13 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
                 u.alpha.len() / if u.quant.is_some() { 1 } else { 4 }
             ),
         ),
+        Op::LogSoftmax(u) => set(
+            &[&u.input],
+            &u.output,
+            elements(&u.input),
+            u.exp_table.len(),
+            "exp table".to_string(),
+        ),
         Op::Lookup(u) => set(
             &[&u.input],
             &u.output,

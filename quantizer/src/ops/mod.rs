@@ -19,6 +19,7 @@ mod depthwise_conv2d;
 mod fully_connected;
 mod identity;
 mod leaky_relu;
+mod log_softmax;
 mod logistic;
 mod lookup;
 mod max_pool2d;
@@ -134,6 +135,8 @@ pub enum Op {
         scale: Param,
         shift: Param,
     },
+    /// Log-softmax over the last axis (int8 only).
+    LogSoftmax,
     /// An element-wise function without a kernel of its own, run by an int8 table (LOOKUP).
     Lookup {
         f: UnaryFn,
@@ -168,6 +171,7 @@ impl Op {
             Op::Pad { .. } => "PAD",
             Op::BatchNorm { .. } => "BATCH_NORM",
             Op::Lookup { .. } => "LOOKUP",
+            Op::LogSoftmax => "LOG_SOFTMAX",
             Op::Identity => "IDENTITY",
         }
     }
@@ -195,6 +199,7 @@ impl Op {
             | Op::Pad { .. }
             | Op::BatchNorm { .. }
             | Op::Lookup { .. }
+            | Op::LogSoftmax
             | Op::Identity => None,
         }
     }
@@ -222,6 +227,7 @@ impl Op {
             | Op::Pad { .. }
             | Op::BatchNorm { .. }
             | Op::Lookup { .. }
+            | Op::LogSoftmax
             | Op::Identity => None,
         }
     }
@@ -250,6 +256,7 @@ impl Op {
             | Op::Concatenation { .. }
             | Op::Pad { .. }
             | Op::Lookup { .. }
+            | Op::LogSoftmax
             | Op::Identity => Vec::new(),
         }
     }
@@ -279,6 +286,7 @@ impl Op {
             | Op::Pad { .. }
             | Op::BatchNorm { .. }
             | Op::Lookup { .. }
+            | Op::LogSoftmax
             | Op::Identity => 0,
         }
     }
@@ -352,6 +360,7 @@ impl Op {
             Op::Pad { before, after } => pad::shape(before, after, inputs),
             Op::BatchNorm { scale, shift } => batch_norm::shape(scale, shift, inputs),
             Op::Lookup { .. } => lookup::shape(inputs),
+            Op::LogSoftmax => log_softmax::shape(inputs),
             Op::Identity => identity::shape(inputs),
         }
     }
@@ -398,6 +407,7 @@ impl Op {
             Op::Pad { before, .. } => pad::eval(before, inputs, out),
             Op::BatchNorm { scale, shift } => batch_norm::eval(scale, shift, inputs, out),
             Op::Lookup { f } => lookup::eval(*f, inputs, out),
+            Op::LogSoftmax => log_softmax::eval(inputs, out),
             Op::Identity => identity::eval(inputs, out),
         }
     }
@@ -430,6 +440,7 @@ impl Op {
             Op::Pad { before, .. } => pad::backward(before, g),
             Op::BatchNorm { scale, .. } => batch_norm::backward(scale, g),
             Op::Lookup { f } => lookup::backward(*f, g),
+            Op::LogSoftmax => log_softmax::backward(g),
             Op::Identity => identity::backward(g),
         }
     }
@@ -468,6 +479,7 @@ impl Op {
             Op::Pad { before, .. } => pad::lower(before, cx)?,
             Op::BatchNorm { .. } => batch_norm::lower(cx)?,
             Op::Lookup { .. } => lookup::lower(cx)?,
+            Op::LogSoftmax => log_softmax::lower(cx)?,
             Op::Identity => identity::lower(cx)?,
         };
         Ok(Lowered::Op(op))
@@ -517,6 +529,7 @@ impl Op {
             Op::Pad { before, after } => pad::export(before, after, e, n),
             Op::BatchNorm { .. } => batch_norm::export(n),
             Op::Lookup { f } => lookup::export(*f, e, n),
+            Op::LogSoftmax => log_softmax::export(e, n),
             Op::Identity => identity::export(n),
         }
     }
@@ -544,6 +557,7 @@ impl Op {
             Op::Pad { .. } => pad::OUTPUT,
             Op::BatchNorm { .. } => batch_norm::OUTPUT,
             Op::Lookup { .. } => lookup::OUTPUT,
+            Op::LogSoftmax => log_softmax::OUTPUT,
             Op::Identity => identity::OUTPUT,
         }
     }
@@ -572,13 +586,15 @@ impl Op {
             Op::Pad { .. } => pad::INT16,
             Op::BatchNorm { .. } => batch_norm::INT16,
             Op::Lookup { .. } => lookup::INT16,
+            Op::LogSoftmax => log_softmax::INT16,
             Op::Identity => identity::INT16,
         }
     }
 
-    /// Whether the runtime runs the operator in f32 (a node kept in float); LOOKUP runs in int8 only.
+    /// Whether the runtime runs the operator in f32 (a node kept in float); LOOKUP and LOG_SOFTMAX
+    /// run in int8 only.
     pub fn has_float(&self) -> bool {
-        !matches!(self, Op::Lookup { .. })
+        !matches!(self, Op::Lookup { .. } | Op::LogSoftmax)
     }
 
     /// The ONNX opset the operator's export needs (the exporter's default but for newer functions).
@@ -589,13 +605,14 @@ impl Op {
         crate::export::OPSET
     }
 
-    /// LOOKUP's int8 table for an input and an output quantized with `input` and `output`; `None`
-    /// for the other operators.
+    /// The table an int8 LOOKUP or LOG_SOFTMAX borrows, for an input and an output quantized with
+    /// `input` and `output`; `None` for the other operators.
     pub(crate) fn table(&self, input: QParams, output: QParams) -> Option<Vec<u8>> {
-        if let Op::Lookup { f } = self {
-            return Some(f.table(input, output));
+        match self {
+            Op::Lookup { f } => Some(f.table(input, output)),
+            Op::LogSoftmax => Some(log_softmax::table(input)),
+            _ => None,
         }
-        None
     }
 
     /// What the operator does to the channels of its inputs.
@@ -620,6 +637,7 @@ impl Op {
             Op::LeakyRelu { .. } => leaky_relu::CHANNELS,
             Op::PRelu { .. } => prelu::CHANNELS,
             Op::Lookup { .. } => lookup::CHANNELS,
+            Op::LogSoftmax => log_softmax::CHANNELS,
             Op::ResizeNearest { .. } => resize_nearest::CHANNELS,
             Op::Reshape { shape } => Channels::Reshaped { shape },
             Op::Concatenation { axis } => Channels::Joined { axis: Some(*axis) },
@@ -660,6 +678,7 @@ impl Op {
             | Op::Pad { .. }
             | Op::BatchNorm { .. }
             | Op::Lookup { .. }
+            | Op::LogSoftmax
             | Op::Identity => Ok(None),
         }
     }
@@ -691,6 +710,7 @@ impl Op {
             | Op::Concatenation { .. }
             | Op::Pad { .. }
             | Op::Lookup { .. }
+            | Op::LogSoftmax
             | Op::Identity => Vec::new(),
         }
     }

@@ -31,6 +31,7 @@ pub mod dequantize;
 pub mod fully_connected;
 pub mod fully_connected_sparse;
 pub mod leaky_relu;
+pub mod log_softmax;
 pub mod logistic;
 pub mod lookup;
 pub mod max_pool_2d;
@@ -54,6 +55,7 @@ pub use dequantize::Dequantize;
 pub use fully_connected::FullyConnected;
 pub use fully_connected_sparse::SparseFullyConnected;
 pub use leaky_relu::{LeakyRelu, LeakyReluParams};
+pub use log_softmax::{LogSoftmax, LogSoftmaxParams};
 pub use logistic::LogisticParams;
 pub use lookup::Lookup;
 pub use mean::MeanParams;
@@ -553,6 +555,8 @@ operators! {
     21 PRelu(PRelu<'a>) prelu "PRELU" "prelu";
     /// An int8 element-wise function by a table of 256 entries.
     22 Lookup(Lookup<'a>) lookup "LOOKUP" "lookup";
+    /// Log-softmax over the last axis, int8.
+    23 LogSoftmax(LogSoftmax<'a>) log_softmax "LOG_SOFTMAX" "log-softmax";
 }
 
 impl Op<'_> {

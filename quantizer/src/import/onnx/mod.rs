@@ -50,6 +50,7 @@ pub const SUPPORTED: &[&str] = &[
     "HardSwish",
     "Identity",
     "LeakyRelu",
+    "LogSoftmax",
     "MatMul",
     "MaxPool",
     "Mish",
@@ -647,7 +648,7 @@ impl Importer {
             "Concat" => self.concat(n, label),
             "Pad" => self.pad(n, label),
             "BatchNormalization" => self.batchnorm(n, label),
-            "Softmax" => self.softmax(n, label),
+            "Softmax" | "LogSoftmax" => self.softmax(n, label),
             "Cast" if attr_i(n, "to", 0) == i64::from(proto::data_type::FLOAT) => {
                 self.unary(n, label, Op::Identity)
             }
@@ -1989,10 +1990,15 @@ impl Importer {
         };
         ensure!(
             last,
-            "Softmax over axis {axis} of {d:?} (only the channel/last axis is supported)"
+            "{} over axis {axis} of {d:?} (only the channel/last axis is supported)",
+            n.op_type
         );
-        self.emit(n, label, Op::Softmax { beta: 1.0 }, vec![x], layout)
-            .map(drop)
+        let op = if n.op_type == "LogSoftmax" {
+            Op::LogSoftmax
+        } else {
+            Op::Softmax { beta: 1.0 }
+        };
+        self.emit(n, label, op, vec![x], layout).map(drop)
     }
 }
 

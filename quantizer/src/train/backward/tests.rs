@@ -424,7 +424,7 @@ fn mean_over_height_and_width() {
 }
 
 #[test]
-fn softmax_logistic_and_tanh() {
+fn softmax_logistic_tanh_and_log_softmax() {
     let mut rng = Rng::new(80);
     for beta in [1.0, 0.5, 2.0] {
         let mut x = random_tensor(&mut rng, &[3, 2, 7]);
@@ -434,7 +434,7 @@ fn softmax_logistic_and_tanh() {
             &Case::new(Op::Softmax { beta }, vec![x]),
         );
     }
-    for op in [Op::Logistic, Op::Tanh] {
+    for op in [Op::Logistic, Op::Tanh, Op::LogSoftmax] {
         let mut x = random_tensor(&mut rng, &[2, 3, 3, 4]);
         x.data.iter_mut().for_each(|v| *v *= 3.0);
         check(op.name(), &Case::new(op, vec![x]));
