@@ -299,6 +299,13 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
                 u.alpha.len() / if u.quant.is_some() { 1 } else { 4 }
             ),
         ),
+        Op::Slice(u) => set(
+            &[&u.input],
+            &u.output,
+            elements(&u.output),
+            0,
+            format!("begin {:?}", u.begin),
+        ),
         Op::LogSoftmax(u) => set(
             &[&u.input],
             &u.output,

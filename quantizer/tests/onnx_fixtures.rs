@@ -201,47 +201,23 @@ fn a_reshape_to_a_computed_shape_folds_and_quantizes() {
     assert_eq!(agreement, Some(1.0), "{}", rows[1]);
 }
 
-/// A 1-D CNN over `[n, c, l]` (`make_signal_1d.py`: 1-D convolutions of every kind, pools, a
-/// residual Add, Transpose to `[n, l, c]` and a mean over time) matches onnxruntime in float;
-/// quantized, the `.ferrite` model takes and gives `[n, c, l]` arrays and stays close to float.
-#[test]
-fn one_d_signal_graph_matches_onnxruntime_and_quantizes() {
-    let base = "ops/signal_1d";
-    check_model(
-        &format!("{base}.onnx"),
-        &format!("{base}_x.npy"),
-        &[
-            &format!("{base}_golden.npy"),
-            &format!("{base}_golden_1.npy"),
-            &format!("{base}_golden_2.npy"),
-        ],
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let (_, x, int8) = quantize_on_own_inputs(base, dir.path());
-    let y = dir.path().join("y.npy");
-    run_to(&int8, &x, &y);
-    for suffix in ["", "_1", "_2"] {
-        let got = Array::read(&dir.path().join(format!("y{suffix}.npy"))).unwrap();
-        let want = Array::read(&fixtures().join(format!("{base}_golden{suffix}.npy"))).unwrap();
-        assert_eq!(got.shape, want.shape, "output{suffix}");
-        let sqnr = sqnr_db(&got, &want);
-        assert!(sqnr > 30.0, "output{suffix}: SQNR {sqnr:.1} dB");
-    }
-}
-
-/// Element-wise functions run by table (`make_functions.py`: Elu, Celu, Selu, Softplus, Softsign,
-/// Exp, Erf, Gelu both ways, Mish, Abs, Neg, Sign, Sqrt, Sin, Cos, Shrink, ThresholdedRelu, and
-/// GELU written with Erf) and LogSoftmax match onnxruntime in float and stay close to it in int8
-/// (Sign, which jumps at 0, the least).
-#[test]
-fn element_wise_functions_match_onnxruntime_and_quantize() {
-    let base = "ops/functions";
-    let outputs = 20;
+/// Fixture graph `ops/<name>.onnx` with `outputs` onnxruntime goldens: matches them in float, and
+/// quantized on its own inputs, each output's int8 SQNR against them is above `floor(output)` dB.
+fn graph_matches_onnxruntime_and_quantizes(
+    name: &str,
+    outputs: usize,
+    floor: impl Fn(usize) -> f64,
+) {
+    let base = format!("ops/{name}");
+    let suffix = |i: usize| {
+        if i == 0 {
+            String::new()
+        } else {
+            format!("_{i}")
+        }
+    };
     let goldens: Vec<String> = (0..outputs)
-        .map(|i| match i {
-            0 => format!("{base}_golden.npy"),
-            i => format!("{base}_golden_{i}.npy"),
-        })
+        .map(|i| format!("{base}_golden{}.npy", suffix(i)))
         .collect();
     let golden_refs: Vec<&str> = goldens.iter().map(String::as_str).collect();
     check_model(
@@ -250,21 +226,40 @@ fn element_wise_functions_match_onnxruntime_and_quantize() {
         &golden_refs,
     );
     let dir = tempfile::tempdir().unwrap();
-    let (_, x, int8) = quantize_on_own_inputs(base, dir.path());
-    let y = dir.path().join("y.npy");
-    run_to(&int8, &x, &y);
+    let (_, x, int8) = quantize_on_own_inputs(&base, dir.path());
+    run_to(&int8, &x, &dir.path().join("y.npy"));
     for (i, golden) in goldens.iter().enumerate() {
-        let suffix = if i == 0 {
-            String::new()
-        } else {
-            format!("_{i}")
-        };
-        let got = Array::read(&dir.path().join(format!("y{suffix}.npy"))).unwrap();
+        let got = Array::read(&dir.path().join(format!("y{}.npy", suffix(i)))).unwrap();
         let want = Array::read(&fixtures().join(golden)).unwrap();
         let sqnr = sqnr_db(&got, &want);
-        let floor = if i == 12 { 15.0 } else { 28.0 };
-        assert!(sqnr > floor, "{golden}: int8 SQNR {sqnr:.1} dB");
+        assert!(sqnr > floor(i), "{golden}: int8 SQNR {sqnr:.1} dB");
     }
+}
+
+/// A 1-D CNN over `[n, c, l]` (`make_signal_1d.py`: 1-D convolutions of every kind, pools, a
+/// residual Add, Transpose to `[n, l, c]` and a mean over time) matches onnxruntime in float;
+/// quantized, the `.ferrite` model takes and gives `[n, c, l]` arrays and stays close to float.
+#[test]
+fn one_d_signal_graph_matches_onnxruntime_and_quantizes() {
+    graph_matches_onnxruntime_and_quantizes("signal_1d", 3, |_| 30.0);
+}
+
+/// Element-wise functions run by table (`make_functions.py`: Elu, Celu, Selu, Softplus, Softsign,
+/// Exp, Erf, Gelu both ways, Mish, Abs, Neg, Sign, Sqrt, Sin, Cos, Shrink, ThresholdedRelu, and
+/// GELU written with Erf) and LogSoftmax match onnxruntime in float and stay close to it in int8
+/// (Sign, which jumps at 0, the least).
+#[test]
+fn element_wise_functions_match_onnxruntime_and_quantize() {
+    // Output 12 is Sign.
+    graph_matches_onnxruntime_and_quantizes("functions", 20, |i| if i == 12 { 15.0 } else { 28.0 });
+}
+
+/// Slice and Split (`make_slices.py`: a crop with negative and open ends, a channel split into a
+/// gated unit, an unequal split of the height, a slice of the logits, a shape sliced for a Reshape)
+/// match onnxruntime in float and stay close to it in int8.
+#[test]
+fn slices_and_splits_match_onnxruntime_and_quantize() {
+    graph_matches_onnxruntime_and_quantizes("slices", 2, |_| 30.0);
 }
 
 /// LOOKUP has no f32 form: `--ignore all` keeps the functions in int8 (the fully connected layer

@@ -15,7 +15,8 @@
 //! operators running over their input or in bands run on every board without `../shared`.
 //! `GRAPHS` are random-weight operator graphs (`tests/fixtures/ops/`), quantized on their own
 //! inputs: `fixture_signal_1d` runs a 1-D CNN's operators (kernels of height 1) on every board,
-//! `fixture_functions` the element-wise functions run by table (LOOKUP).
+//! `fixture_functions` the element-wise functions run by table (LOOKUP) and LOG_SOFTMAX,
+//! `fixture_slices` SLICE.
 
 use anyhow::{anyhow, ensure, Context, Result};
 use ferrite_quantizer::builder::ArenaLayout;
@@ -48,9 +49,10 @@ const FILTER_FIXTURES: [&str; 2] = ["dscnn_fashion", "resnet_fashion"];
 const IN_PLACE_FIXTURES: [&str; 2] = ["dscnn_fashion", "mobilenetv2_mnist"];
 
 /// Operator graphs without a dataset: name, model and inputs (calibration and test sample alike).
-const GRAPHS: [(&str, &str, &str); 2] = [
+const GRAPHS: [(&str, &str, &str); 3] = [
     ("signal_1d", "ops/signal_1d.onnx", "ops/signal_1d_x.npy"),
     ("functions", "ops/functions.onnx", "ops/functions_x.npy"),
+    ("slices", "ops/slices.onnx", "ops/slices_x.npy"),
 ];
 
 /// How a case's model is made.

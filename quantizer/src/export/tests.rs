@@ -93,6 +93,7 @@ fn float_round_trip_ops_fixtures() {
     for m in [
         "ops_opset17",
         "signal_1d",
+        "slices",
         "dynamo_mlp",
         "dynamo_dscnn",
         "dynamo_resnet",
@@ -252,7 +253,7 @@ fn qdq_round_trip_trained_fixtures() {
 #[test]
 fn qdq_round_trip_ops_graphs() {
     let dir = fixtures().join("ops");
-    for m in ["ops_opset17", "signal_1d", "functions"] {
+    for m in ["ops_opset17", "signal_1d", "functions", "slices"] {
         let g = crate::cli::float_onnx::load(&dir.join(format!("{m}.onnx"))).unwrap();
         let x = Array::read(&dir.join(format!("{m}_x.npy"))).unwrap();
         let calib = ir::io::input_tensor(&g, 0, &x).unwrap();

@@ -30,6 +30,7 @@ mod prelu;
 mod relu;
 mod reshape;
 mod resize_nearest;
+mod slice;
 mod softmax;
 mod tanh;
 
@@ -137,6 +138,12 @@ pub enum Op {
     },
     /// Log-softmax over the last axis (int8 only).
     LogSoftmax,
+    /// The box of the input from `begin` with `size` elements per dimension (`size[0]` follows the
+    /// input's batch).
+    Slice {
+        begin: Vec<usize>,
+        size: Vec<usize>,
+    },
     /// An element-wise function without a kernel of its own, run by an int8 table (LOOKUP).
     Lookup {
         f: UnaryFn,
@@ -172,6 +179,7 @@ impl Op {
             Op::BatchNorm { .. } => "BATCH_NORM",
             Op::Lookup { .. } => "LOOKUP",
             Op::LogSoftmax => "LOG_SOFTMAX",
+            Op::Slice { .. } => "SLICE",
             Op::Identity => "IDENTITY",
         }
     }
@@ -200,6 +208,7 @@ impl Op {
             | Op::BatchNorm { .. }
             | Op::Lookup { .. }
             | Op::LogSoftmax
+            | Op::Slice { .. }
             | Op::Identity => None,
         }
     }
@@ -228,6 +237,7 @@ impl Op {
             | Op::BatchNorm { .. }
             | Op::Lookup { .. }
             | Op::LogSoftmax
+            | Op::Slice { .. }
             | Op::Identity => None,
         }
     }
@@ -257,6 +267,7 @@ impl Op {
             | Op::Pad { .. }
             | Op::Lookup { .. }
             | Op::LogSoftmax
+            | Op::Slice { .. }
             | Op::Identity => Vec::new(),
         }
     }
@@ -287,6 +298,7 @@ impl Op {
             | Op::BatchNorm { .. }
             | Op::Lookup { .. }
             | Op::LogSoftmax
+            | Op::Slice { .. }
             | Op::Identity => 0,
         }
     }
@@ -361,6 +373,7 @@ impl Op {
             Op::BatchNorm { scale, shift } => batch_norm::shape(scale, shift, inputs),
             Op::Lookup { .. } => lookup::shape(inputs),
             Op::LogSoftmax => log_softmax::shape(inputs),
+            Op::Slice { begin, size } => slice::shape(begin, size, inputs),
             Op::Identity => identity::shape(inputs),
         }
     }
@@ -408,6 +421,7 @@ impl Op {
             Op::BatchNorm { scale, shift } => batch_norm::eval(scale, shift, inputs, out),
             Op::Lookup { f } => lookup::eval(*f, inputs, out),
             Op::LogSoftmax => log_softmax::eval(inputs, out),
+            Op::Slice { begin, .. } => slice::eval(begin, inputs, out),
             Op::Identity => identity::eval(inputs, out),
         }
     }
@@ -441,6 +455,7 @@ impl Op {
             Op::BatchNorm { scale, .. } => batch_norm::backward(scale, g),
             Op::Lookup { f } => lookup::backward(*f, g),
             Op::LogSoftmax => log_softmax::backward(g),
+            Op::Slice { begin, .. } => slice::backward(begin, g),
             Op::Identity => identity::backward(g),
         }
     }
@@ -480,6 +495,7 @@ impl Op {
             Op::BatchNorm { .. } => batch_norm::lower(cx)?,
             Op::Lookup { .. } => lookup::lower(cx)?,
             Op::LogSoftmax => log_softmax::lower(cx)?,
+            Op::Slice { begin, .. } => slice::lower(begin, cx)?,
             Op::Identity => identity::lower(cx)?,
         };
         Ok(Lowered::Op(op))
@@ -530,6 +546,7 @@ impl Op {
             Op::BatchNorm { .. } => batch_norm::export(n),
             Op::Lookup { f } => lookup::export(*f, e, n),
             Op::LogSoftmax => log_softmax::export(e, n),
+            Op::Slice { begin, size } => slice::export(begin, size, e, n),
             Op::Identity => identity::export(n),
         }
     }
@@ -558,6 +575,7 @@ impl Op {
             Op::BatchNorm { .. } => batch_norm::OUTPUT,
             Op::Lookup { .. } => lookup::OUTPUT,
             Op::LogSoftmax => log_softmax::OUTPUT,
+            Op::Slice { .. } => slice::OUTPUT,
             Op::Identity => identity::OUTPUT,
         }
     }
@@ -587,6 +605,7 @@ impl Op {
             Op::BatchNorm { .. } => batch_norm::INT16,
             Op::Lookup { .. } => lookup::INT16,
             Op::LogSoftmax => log_softmax::INT16,
+            Op::Slice { .. } => slice::INT16,
             Op::Identity => identity::INT16,
         }
     }
@@ -638,6 +657,7 @@ impl Op {
             Op::PRelu { .. } => prelu::CHANNELS,
             Op::Lookup { .. } => lookup::CHANNELS,
             Op::LogSoftmax => log_softmax::CHANNELS,
+            Op::Slice { .. } => slice::CHANNELS,
             Op::ResizeNearest { .. } => resize_nearest::CHANNELS,
             Op::Reshape { shape } => Channels::Reshaped { shape },
             Op::Concatenation { axis } => Channels::Joined { axis: Some(*axis) },
@@ -679,6 +699,7 @@ impl Op {
             | Op::BatchNorm { .. }
             | Op::Lookup { .. }
             | Op::LogSoftmax
+            | Op::Slice { .. }
             | Op::Identity => Ok(None),
         }
     }
@@ -711,6 +732,7 @@ impl Op {
             | Op::Pad { .. }
             | Op::Lookup { .. }
             | Op::LogSoftmax
+            | Op::Slice { .. }
             | Op::Identity => Vec::new(),
         }
     }

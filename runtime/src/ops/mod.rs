@@ -43,6 +43,7 @@ pub mod quantize;
 pub mod relu;
 pub mod reshape;
 pub mod resize_nearest_neighbor;
+pub mod slice;
 pub mod softmax;
 pub mod tanh;
 
@@ -66,6 +67,7 @@ pub use quantize::{Quantize, RequantizeParams};
 pub use relu::{Relu, ReluParams};
 pub use reshape::Reshape;
 pub use resize_nearest_neighbor::ResizeNearestNeighbor;
+pub use slice::Slice;
 pub use softmax::{Softmax, SoftmaxParams};
 pub use tanh::TanhParams;
 
@@ -557,6 +559,8 @@ operators! {
     22 Lookup(Lookup<'a>) lookup "LOOKUP" "lookup";
     /// Log-softmax over the last axis, int8.
     23 LogSoftmax(LogSoftmax<'a>) log_softmax "LOG_SOFTMAX" "log-softmax";
+    /// A box of the input.
+    24 Slice(Slice) slice "SLICE" "slice";
 }
 
 impl Op<'_> {

@@ -68,9 +68,11 @@ pub const SUPPORTED: &[&str] = &[
     "Sigmoid",
     "Sign",
     "Sin",
+    "Slice",
     "Softmax",
     "Softplus",
     "Softsign",
+    "Split",
     "Sqrt",
     "Squeeze",
     "Sub",
@@ -649,6 +651,8 @@ impl Importer {
             "Pad" => self.pad(n, label),
             "BatchNormalization" => self.batchnorm(n, label),
             "Softmax" | "LogSoftmax" => self.softmax(n, label),
+            "Slice" => self.slice(n, label),
+            "Split" => self.split(n, label),
             "Cast" if attr_i(n, "to", 0) == i64::from(proto::data_type::FLOAT) => {
                 self.unary(n, label, Op::Identity)
             }
@@ -992,6 +996,18 @@ impl Importer {
                 tensor::gather(c(0)?, c(1)?, axis)?
             }
             "Cast" => tensor::cast(c(0)?, attr_i(n, "to", 0))?,
+            "Slice" if c(0)?.dims.len() == 1 => {
+                // A piece of a shape (`x.shape[2:]`): the elements from start to end.
+                let len = c(0)?.dims[0];
+                let input = |i: usize| Ok(names.get(i).map(|s| &self.consts[*s]));
+                let (start, end) = slice_bounds(len, input)?;
+                let at: Vec<i64> = (start as i64..end as i64).collect();
+                let indices = Const {
+                    dims: vec![at.len()],
+                    data: tensor::Data::I64(at),
+                };
+                tensor::gather(c(0)?, &indices, 0)?
+            }
             "ConstantOfShape" => constant_of_shape(n, c(0)?)?,
             "Sum" => {
                 let mut sum = c(0)?.clone();
@@ -1974,6 +1990,129 @@ impl Importer {
         self.emit(n, label, op, vec![x], layout).map(drop)
     }
 
+    /// The IR axis of source axis `axis` of activation `x`.
+    fn ir_axis(&self, x: ValueId, axis: usize) -> Result<usize> {
+        Ok(match self.layout(x) {
+            SourceLayout::Nchw => axis_nhwc(axis),
+            SourceLayout::Ncl => [0, 3, 2][axis],
+            SourceLayout::Same => axis,
+            SourceLayout::FlatChw { .. } => {
+                bail!("slicing a flattened spatial tensor is not supported")
+            }
+        })
+    }
+
+    /// A node computing the box of `x` given as `(source axis, start, end)` per sliced axis, its
+    /// output recorded as `out_name`.
+    fn add_slice(
+        &mut self,
+        n: &NodeProto,
+        label: &str,
+        x: ValueId,
+        ranges: &[(usize, usize, usize)],
+        out_name: &str,
+    ) -> Result<()> {
+        let shape = self.shape(x).to_vec();
+        let mut begin = vec![0; shape.len()];
+        let mut size = shape.clone();
+        for &(axis, start, end) in ranges {
+            ensure!(axis != 0, "{} along the batch", n.op_type);
+            ensure!(end > start, "{} to an empty tensor", n.op_type);
+            let ir = self.ir_axis(x, axis)?;
+            begin[ir] = start;
+            size[ir] = end - start;
+        }
+        let v = self.g.add_node(
+            label,
+            &n.op_type,
+            Op::Slice { begin, size },
+            vec![x],
+            out_name,
+        )?;
+        self.g.values[v].source = self.layout(x);
+        self.vals.insert(out_name.to_string(), v);
+        Ok(())
+    }
+
+    /// `Slice` with constant starts and ends along one or more axes, steps of 1.
+    fn slice(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let x = self.act(n, 0)?;
+        let d = self.onnx_dims(x);
+        let list = |i: usize| -> Result<Option<Vec<i64>>> {
+            self.opt_const(n, i)?.map(|c| c.i64()).transpose()
+        };
+        let starts = list(1)?.context("Slice without starts")?;
+        let ends = list(2)?.context("Slice without ends")?;
+        let axes = list(3)?.unwrap_or_else(|| (0..starts.len() as i64).collect());
+        let steps = list(4)?.unwrap_or_else(|| vec![1; starts.len()]);
+        ensure!(
+            starts.len() == ends.len() && axes.len() == starts.len() && steps.len() == starts.len(),
+            "Slice with {} starts, {} ends, {} axes and {} steps",
+            starts.len(),
+            ends.len(),
+            axes.len(),
+            steps.len()
+        );
+        ensure!(
+            steps.iter().all(|&s| s == 1),
+            "Slice with steps {steps:?} (only steps of 1 are supported)"
+        );
+        let mut ranges = Vec::new();
+        for ((&start, &end), &axis) in starts.iter().zip(&ends).zip(&axes) {
+            let axis = norm_axis(axis, d.len())?;
+            let len = d[axis] as i64;
+            let clamp = |v: i64| (if v < 0 { v + len } else { v }).clamp(0, len) as usize;
+            let (s, e) = (clamp(start), clamp(end));
+            ensure!(
+                !ranges.iter().any(|&(a, _, _)| a == axis),
+                "Slice lists axis {axis} twice"
+            );
+            if (s, e) != (0, d[axis]) {
+                ranges.push((axis, s, e));
+            }
+        }
+        let out = n.output.first().context("the node has no output")?.clone();
+        if ranges.is_empty() {
+            let layout = self.layout(x);
+            return self.emit(n, label, Op::Identity, vec![x], layout).map(drop);
+        }
+        self.add_slice(n, label, x, &ranges, &out)
+    }
+
+    /// `Split` along one axis into the given sizes, `num_outputs` parts or as many equal parts as
+    /// outputs: one Slice per output.
+    fn split(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let x = self.act(n, 0)?;
+        let d = self.onnx_dims(x);
+        let axis = norm_axis(attr_i(n, "axis", 0), d.len())?;
+        let parts = n.output.len();
+        let sizes: Vec<usize> = match (self.opt_const(n, 1)?, attr_ints(n, "split")) {
+            (Some(c), _) => c.i64()?.iter().map(|&v| v.max(0) as usize).collect(),
+            (None, Some(v)) => v.iter().map(|&v| v.max(0) as usize).collect(),
+            (None, None) => {
+                // Equal parts, the last smaller when they do not divide the axis (opset 18).
+                let each = d[axis].div_ceil(parts.max(1));
+                (0..parts)
+                    .map(|i| each.min(d[axis].saturating_sub(i * each)))
+                    .collect()
+            }
+        };
+        ensure!(
+            sizes.len() == parts && sizes.iter().sum::<usize>() == d[axis],
+            "Split of axis {axis} ({} elements) into {sizes:?} for {parts} outputs",
+            d[axis]
+        );
+        let mut start = 0;
+        for (i, (out, &size)) in n.output.iter().zip(&sizes).enumerate() {
+            if !out.is_empty() {
+                let range = [(axis, start, start + size)];
+                self.add_slice(n, &format!("{label}/{i}"), x, &range, out)?;
+            }
+            start += size;
+        }
+        Ok(())
+    }
+
     fn softmax(&mut self, n: &NodeProto, label: &str) -> Result<()> {
         let x = self.act(n, 0)?;
         let d = self.onnx_dims(x);
@@ -2063,6 +2202,40 @@ fn unary_fn(n: &NodeProto) -> Result<UnaryFn> {
         "Celu alpha 0 (it divides by alpha)"
     );
     Ok(f)
+}
+
+/// The `[start, end)` of a one-axis ONNX `Slice` of an axis of `len` elements (negative values
+/// count from the end, both clamped to the axis; steps other than 1 are refused). `input(i)` gives
+/// the node's constant input `i` (starts, ends, axes, steps), if given.
+fn slice_bounds<'c>(
+    len: usize,
+    input: impl Fn(usize) -> Result<Option<&'c Const>>,
+) -> Result<(usize, usize)> {
+    let one = |i: usize, what: &str| -> Result<Option<i64>> {
+        match input(i)? {
+            None => Ok(None),
+            Some(c) => {
+                let v = c.i64()?;
+                ensure!(
+                    v.len() == 1,
+                    "Slice {what} {v:?} (one axis of a constant is supported)"
+                );
+                Ok(Some(v[0]))
+            }
+        }
+    };
+    let start = one(1, "starts")?.context("Slice without starts")?;
+    let end = one(2, "ends")?.context("Slice without ends")?;
+    ensure!(
+        one(4, "steps")?.unwrap_or(1) == 1,
+        "Slice with a step other than 1 is not supported"
+    );
+    let clamp = |v: i64| -> usize {
+        let v = if v < 0 { v + len as i64 } else { v };
+        v.clamp(0, len as i64) as usize
+    };
+    let (s, e) = (clamp(start), clamp(end));
+    Ok((s, e.max(s)))
 }
 
 /// A 1-D convolution or pool as the 2-D one over a signal of height 1: `kernel_shape`, `strides` and

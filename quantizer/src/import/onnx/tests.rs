@@ -1030,3 +1030,51 @@ fn a_mean_over_one_spatial_axis_is_a_pool() {
         }
     }
 }
+
+/// Slices and splits they cannot express are refused by name: steps other than 1, the batch axis,
+/// split sizes that do not add up to the axis.
+#[test]
+fn unsupported_slices_and_splits_are_named() {
+    let slice = |starts: &[i64], ends: &[i64], axes: &[i64], steps: &[i64]| {
+        model(
+            13,
+            vec![node("Slice", &["x", "s", "e", "a", "t"], "y", vec![])],
+            vec![
+                ints_tensor("s", starts),
+                ints_tensor("e", ends),
+                ints_tensor("a", axes),
+                ints_tensor("t", steps),
+            ],
+            &[1, 2, 3, 4],
+            "y",
+        )
+    };
+    let e = err(&slice(&[0], &[4], &[3], &[2]));
+    assert!(
+        e.contains("Slice with steps [2] (only steps of 1 are supported)"),
+        "{e}"
+    );
+    let e = err(&slice(&[1], &[2], &[0], &[1]));
+    assert!(e.contains("Slice along the batch"), "{e}");
+    let g = import(&slice(&[1, -3], &[2, i64::MAX], &[1, 3], &[1, 1])).unwrap();
+    let Op::Slice { begin, size } = &g.nodes[0].op else {
+        panic!("{:?}", g.nodes[0].op)
+    };
+    // NCHW axes 1 (C) and 3 (W) are the IR's 3 and 2.
+    assert_eq!(
+        (begin.as_slice(), size.as_slice()),
+        (&[0, 0, 1, 1][..], &[1, 3, 3, 1][..])
+    );
+    let split = model(
+        13,
+        vec![node("Split", &["x", "sizes"], "y", vec![int("axis", 1)])],
+        vec![ints_tensor("sizes", &[1, 2])],
+        &[1, 2, 3, 4],
+        "y",
+    );
+    let e = err(&split);
+    assert!(
+        e.contains("Split of axis 1 (2 elements) into [1, 2] for 1 outputs"),
+        "{e}"
+    );
+}

@@ -590,6 +590,21 @@ fn concatenation_on_axes_1_and_3() {
 }
 
 #[test]
+fn slice_boxes() {
+    let mut rng = Rng::new(98);
+    for (begin, size) in [
+        (vec![0, 1, 0, 2], vec![2, 2, 3, 3]),
+        (vec![0, 0, 2, 0], vec![2, 3, 1, 5]),
+    ] {
+        let x = random_tensor(&mut rng, &[2, 3, 4, 5]);
+        check(
+            &format!("slice {begin:?}"),
+            &Case::new(Op::Slice { begin, size }, vec![x]),
+        );
+    }
+}
+
+#[test]
 fn pad_on_height_width_and_channels() {
     let mut rng = Rng::new(120);
     let hw = Op::Pad {
