@@ -58,7 +58,9 @@ pub const SUPPORTED: &[&str] = &[
     "Neg",
     "Pad",
     "PRelu",
+    "ReduceMax",
     "ReduceMean",
+    "ReduceSum",
     "Relu",
     "Reshape",
     "Resize",
@@ -640,7 +642,7 @@ impl Importer {
             "GlobalAveragePool" => self.global_average_pool(n, label),
             "GlobalMaxPool" => self.global_max_pool(n, label),
             "HardSigmoid" | "HardSwish" => self.hard_sigmoid(n, label),
-            "ReduceMean" => self.reduce_mean(n, label),
+            "ReduceMean" | "ReduceSum" | "ReduceMax" => self.reduce(n, label),
             "Flatten" => self.flatten(n, label),
             "Reshape" => self.reshape(n, label),
             "Resize" => self.resize(n, label),
@@ -1661,10 +1663,12 @@ impl Importer {
         .map(drop)
     }
 
-    /// `ReduceMean` over the spatial axes: H and W of an NCHW image (or one of them, an average pool
-    /// across it), L of an NCL signal, or the middle axis of a `[n, l, c]` sequence (channels last).
-    fn reduce_mean(&mut self, n: &NodeProto, label: &str) -> Result<()> {
-        let mut x = self.act(n, 0)?;
+    /// `ReduceMean`, `ReduceSum` and `ReduceMax` over spatial axes: H and W of an NCHW image (or
+    /// one of them), L of an NCL signal, or the middle axis of a `[n, l, c]` sequence (channels
+    /// last). The mean over every spatial axis is the runtime's MEAN; other means and every maximum
+    /// are a pool whose window spans the reduced axes; a sum is the mean times the count.
+    fn reduce(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let x = self.act(n, 0)?;
         let d = self.onnx_dims(x);
         let axes = match attr_ints(n, "axes") {
             Some(a) => a,
@@ -1681,70 +1685,104 @@ impl Importer {
         axes.dedup();
         let layout = self.layout(x);
         let keep = attr_i(n, "keepdims", 1) != 0;
-        if layout == SourceLayout::Nchw && (axes == [2] || axes == [3]) {
-            // The mean over one spatial axis: an average pool whose window spans it.
-            let s = self.shape(x);
-            let kernel = if axes == [2] { [s[1], 1] } else { [1, s[2]] };
-            let window = Window2d {
-                kernel,
-                stride: [1, 1],
-                dilation: [1, 1],
-                pads: [0; 4],
-            };
-            let op = Op::AveragePool2d {
-                window,
-                clamp: Clamp::NONE,
-            };
-            if keep {
-                return self.emit(n, label, op, vec![x], layout).map(drop);
+        let op_type = n.op_type.as_str();
+        // The reduced IR axes among H (1) and W (2), and the tensor as an NHWC image.
+        let (reduce_h, reduce_w) = match layout {
+            SourceLayout::Nchw if !axes.is_empty() && axes.iter().all(|a| [2, 3].contains(a)) => {
+                (axes.contains(&2), axes.contains(&3))
             }
-            let name = format!("{label}/pool");
-            let pooled = self
-                .g
-                .add_node(name.clone(), &n.op_type, op, vec![x], name)?;
-            self.g.values[pooled].source = layout;
-            let out = squeeze_dims(&self.onnx_dims(pooled), &[axes[0] as i64])?;
-            return self.reshape_to(n, label, pooled, out);
-        }
-        let spatial: &[usize] = match layout {
-            SourceLayout::Nchw => &[2, 3],
-            SourceLayout::Ncl => &[2],
-            SourceLayout::Same if d.len() == 3 => &[1],
-            _ => &[],
+            SourceLayout::Ncl if axes == [2] => (false, true),
+            SourceLayout::Same if d.len() == 3 && axes == [1] => (false, true),
+            _ => bail!(
+                "{op_type} over axes {axes:?} of {d:?} (only spatial axes are supported: of an NCHW image [2, 3], [2] or [3], of an NCL signal [2], of an [n, l, c] sequence [1])"
+            ),
         };
-        ensure!(
-            !spatial.is_empty() && axes == spatial,
-            "ReduceMean over axes {axes:?} of {d:?} (only the mean over spatial axes of an NCHW image [2, 3], [2] or [3], an NCL signal [2] or an [n, l, c] sequence [1] is supported)"
-        );
-        if layout == SourceLayout::Same {
+        let image = if layout == SourceLayout::Same {
             // [n, l, c] is the IR's NHWC image [n, 1, l, c] in the same order.
-            let image = vec![d[0], 1, d[1], d[2]];
             let name = format!("{}/image", self.g.values[x].name);
-            x = self.g.add_node(
+            let shape = vec![d[0], 1, d[1], d[2]];
+            self.g.add_node(
                 format!("{label}/image"),
-                &n.op_type,
-                Op::Reshape { shape: image },
+                op_type,
+                Op::Reshape { shape },
                 vec![x],
                 name,
-            )?;
+            )?
+        } else {
+            x
+        };
+        let s = self.shape(image).to_vec();
+        let whole = (reduce_h || s[1] == 1) && (reduce_w || s[2] == 1);
+        let window = Window2d {
+            kernel: [
+                if reduce_h { s[1] } else { 1 },
+                if reduce_w { s[2] } else { 1 },
+            ],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pads: [0; 4],
+        };
+        if op_type == "ReduceMean" && whole {
+            // The runtime's MEAN, which also drops the reduced axes.
+            let keep_dims = keep && layout != SourceLayout::Same;
+            let out = if keep_dims {
+                layout
+            } else {
+                SourceLayout::Same
+            };
+            let op = Op::Mean { keep_dims };
+            if keep && layout == SourceLayout::Same {
+                let name = format!("{label}/mean");
+                let m = self
+                    .g
+                    .add_node(name.clone(), op_type, op, vec![image], name)?;
+                let shape = vec![d[0], 1, d[2]];
+                return self
+                    .emit(n, label, Op::Reshape { shape }, vec![m], layout)
+                    .map(drop);
+            }
+            return self.emit(n, label, op, vec![image], out).map(drop);
         }
-        if keep && layout == SourceLayout::Same {
-            let name = format!("{label}/mean");
-            let m = self.g.add_node(
-                name.clone(),
-                &n.op_type,
-                Op::Mean { keep_dims: false },
-                vec![x],
-                name,
-            )?;
-            let shape = vec![d[0], 1, d[2]];
-            return self
-                .emit(n, label, Op::Reshape { shape }, vec![m], layout)
-                .map(drop);
+        let clamp = Clamp::NONE;
+        let reduced = match op_type {
+            "ReduceMax" => Op::MaxPool2d { window, clamp },
+            _ if whole => Op::Mean { keep_dims: true },
+            _ => Op::AveragePool2d { window, clamp },
+        };
+        let name = format!("{label}/reduced");
+        let mut v = self
+            .g
+            .add_node(name.clone(), op_type, reduced, vec![image], name)?;
+        if op_type == "ReduceSum" {
+            let count = window.kernel[0] * window.kernel[1];
+            let k = Const {
+                dims: vec![1],
+                data: tensor::Data::F32(vec![count as f32]),
+            };
+            let k = self.const_like(&k, image, &format!("{label}/count"))?;
+            let name = format!("{label}/sum");
+            let op = Op::Mul { clamp: Clamp::NONE };
+            v = self
+                .g
+                .add_node(name.clone(), op_type, op, vec![v, k], name)?;
         }
-        let out = if keep { layout } else { SourceLayout::Same };
-        self.emit(n, label, Op::Mean { keep_dims: keep }, vec![x], out)
-            .map(drop)
+        // The reduced tensor in the source's view: dimensions kept, or the reduced ones dropped.
+        let out: Vec<usize> = if layout == SourceLayout::Same {
+            self.g.values[v].source = SourceLayout::Same;
+            if keep {
+                vec![d[0], 1, d[2]]
+            } else {
+                vec![d[0], d[2]]
+            }
+        } else {
+            self.g.values[v].source = layout;
+            let mut dims = self.onnx_dims(v);
+            if !keep {
+                dims = squeeze_dims(&dims, &axes.iter().map(|&a| a as i64).collect::<Vec<_>>())?;
+            }
+            dims
+        };
+        self.reshape_to(n, label, v, out)
     }
 
     /// A reshape of activation `x` to ONNX dims `out`, when the element order allows it.
@@ -1757,6 +1795,9 @@ impl Importer {
     ) -> Result<()> {
         let xs = self.shape(x).to_vec();
         let layout = self.layout(x);
+        if out == self.onnx_dims(x) {
+            return self.emit(n, label, Op::Identity, vec![x], layout).map(drop);
+        }
         ensure!(
             out.first() == Some(&xs[0]) && out.len() >= 2,
             "the result {out:?} does not keep the batch dimension first"

@@ -100,7 +100,7 @@ fn unsupported_inputs_are_named() {
     );
     assert!(
         err(&reduce)
-            .contains("ReduceMean over axes [1] of [1, 2, 3, 4] (only the mean over spatial axes"),
+            .contains("ReduceMean over axes [1] of [1, 2, 3, 4] (only spatial axes are supported"),
         "{}",
         err(&reduce)
     );
@@ -1077,4 +1077,76 @@ fn unsupported_slices_and_splits_are_named() {
         e.contains("Split of axis 1 (2 elements) into [1, 2] for 1 outputs"),
         "{e}"
     );
+}
+
+/// ReduceSum and ReduceMax over spatial axes equal the direct sums and maxima: over H and W of an
+/// image (dimensions dropped), over W kept, and over the steps of an `[n, l, c]` sequence.
+#[test]
+fn sums_and_maxima_over_spatial_axes() {
+    let x: Vec<f32> = (0..2 * 3 * 4).map(|v| (v as f32 * 0.7).cos()).collect();
+    // NCHW [1, 2, 3, 4]: x[c][y][w]; as a sequence [1, 6, 4]: x[t][f] at t * 4 + f.
+    let at = |c: usize, y: usize, w: usize| x[(c * 3 + y) * 4 + w];
+    let max = |v: &mut dyn Iterator<Item = f32>| v.fold(f32::MIN, f32::max);
+    // Operator, axes, keepdims, input dims, output dims, expected values.
+    type Case<'a> = (&'a str, &'a [i64], i64, &'a [i64], Vec<usize>, Vec<f32>);
+    let cases: Vec<Case> = vec![
+        (
+            "ReduceSum",
+            &[2, 3],
+            0,
+            &[1, 2, 3, 4],
+            vec![1, 2],
+            (0..2)
+                .map(|c| {
+                    (0..3)
+                        .flat_map(|y| (0..4).map(move |w| (y, w)))
+                        .map(|(y, w)| at(c, y, w))
+                        .sum()
+                })
+                .collect(),
+        ),
+        (
+            "ReduceMax",
+            &[3],
+            1,
+            &[1, 2, 3, 4],
+            vec![1, 2, 3, 1],
+            (0..2)
+                .flat_map(|c| (0..3).map(move |y| (c, y)))
+                .map(|(c, y)| max(&mut (0..4).map(|w| at(c, y, w))))
+                .collect(),
+        ),
+        (
+            "ReduceMax",
+            &[1],
+            0,
+            &[1, 6, 4],
+            vec![1, 4],
+            (0..4)
+                .map(|f| max(&mut (0..6).map(|t| x[t * 4 + f])))
+                .collect(),
+        ),
+    ];
+    for (op, axes, keep, dims, out, want) in cases {
+        let bytes = model(
+            13,
+            vec![node(
+                op,
+                &["x"],
+                "y",
+                vec![ints("axes", axes), int("keepdims", keep)],
+            )],
+            vec![],
+            dims,
+            "y",
+        );
+        let g = import(&bytes).unwrap();
+        let shape: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+        let input = crate::npy::Array::from_f32(shape, &x);
+        let y = crate::ir::io::run_arrays(&g, &[input], 1).unwrap();
+        assert_eq!(y[0].shape, out, "{op} {axes:?}");
+        for (got, want) in y[0].to_f32().iter().zip(&want) {
+            assert!((got - want).abs() < 1e-5, "{op} {axes:?}: {got} vs {want}");
+        }
+    }
 }
