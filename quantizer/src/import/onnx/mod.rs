@@ -938,7 +938,7 @@ impl Importer {
     }
 
     /// Evaluates shape glue on constants at import (Identity, Reshape, Flatten, Squeeze, Unsqueeze, Add,
-    /// Mul, Concat, Gather, Cast of constants). Returns whether the node was folded.
+    /// Mul, Concat, Gather, Cast, Slice, Transpose of constants). Returns whether the node was folded.
     fn fold_const_node(&mut self, n: &NodeProto) -> Result<bool> {
         let names: Vec<&str> = n
             .input
@@ -998,6 +998,18 @@ impl Importer {
                 tensor::gather(c(0)?, c(1)?, axis)?
             }
             "Cast" => tensor::cast(c(0)?, attr_i(n, "to", 0))?,
+            "Transpose" => {
+                // A weight transposed before a MatMul (older PyTorch exports of Linear).
+                let rank = c(0)?.dims.len();
+                let perm: Vec<usize> = match attr_ints(n, "perm") {
+                    Some(p) => p
+                        .iter()
+                        .map(|&a| norm_axis(a, rank))
+                        .collect::<Result<_>>()?,
+                    None => (0..rank).rev().collect(),
+                };
+                tensor::transpose(c(0)?, &perm)?
+            }
             "Slice" if c(0)?.dims.len() == 1 => {
                 // A piece of a shape (`x.shape[2:]`): the elements from start to end.
                 let len = c(0)?.dims[0];

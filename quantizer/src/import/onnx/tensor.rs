@@ -185,6 +185,41 @@ pub fn gather(data: &Const, indices: &Const, axis: usize) -> Result<Const> {
     Ok(c)
 }
 
+/// ONNX `Transpose` of a constant: axis `k` of the result is axis `perm[k]` of `c` (a permutation
+/// of its axes).
+pub fn transpose(c: &Const, perm: &[usize]) -> Result<Const> {
+    let rank = c.dims.len();
+    let mut seen = vec![false; rank];
+    ensure!(
+        perm.len() == rank
+            && perm
+                .iter()
+                .all(|&p| p < rank && !std::mem::replace(&mut seen[p], true)),
+        "Transpose perm {perm:?} for a constant of rank {rank}"
+    );
+    let dims: Vec<usize> = perm.iter().map(|&p| c.dims[p]).collect();
+    // Strides of the source, in the result's axis order.
+    let mut strides = vec![1usize; rank];
+    for k in (0..rank.saturating_sub(1)).rev() {
+        strides[k] = strides[k + 1] * c.dims[k + 1];
+    }
+    let along: Vec<usize> = perm.iter().map(|&p| strides[p]).collect();
+    let total: usize = dims.iter().product();
+    let source = |mut flat: usize| -> usize {
+        let mut at = 0;
+        for k in (0..rank).rev() {
+            at += (flat % dims[k]) * along[k];
+            flat /= dims[k];
+        }
+        at
+    };
+    let data = match &c.data {
+        Data::F32(v) => Data::F32((0..total).map(|i| v[source(i)]).collect()),
+        Data::I64(v) => Data::I64((0..total).map(|i| v[source(i)]).collect()),
+    };
+    Ok(Const { dims, data })
+}
+
 /// ONNX `Cast` of a constant to `to` (an ONNX data type): float32, or int32/int64 (float values
 /// rounded toward zero).
 pub fn cast(c: &Const, to: i64) -> Result<Const> {

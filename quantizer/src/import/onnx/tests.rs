@@ -1150,3 +1150,41 @@ fn sums_and_maxima_over_spatial_axes() {
         }
     }
 }
+
+/// A Transpose of a constant folds at import: a weight transposed before a MatMul (older PyTorch
+/// exports of `Linear`) gives `x W^T`; a rank-3 permutation moves each element where the
+/// permutation says.
+#[test]
+fn transposes_of_constants_fold() {
+    let w: Vec<f32> = (0..6).map(|v| v as f32).collect(); // W [3, 2]: W[o][i] = 2 o + i
+    let bytes = model(
+        13,
+        vec![
+            node("Transpose", &["w"], "wt", vec![ints("perm", &[1, 0])]),
+            node("MatMul", &["x", "wt"], "y", vec![]),
+        ],
+        vec![tensor("w", &[3, 2], &w)],
+        &[1, 2],
+        "y",
+    );
+    let g = import(&bytes).unwrap();
+    let y = float_exec::run(&g, &[Tensor::new(vec![1, 2], vec![1.0, 10.0])], 1).unwrap();
+    // y[o] = x0 W[o][0] + x1 W[o][1] = 2 o + 10 (2 o + 1).
+    assert_eq!(y[0].data, [10.0, 32.0, 54.0]);
+    let c = tensor::Const {
+        dims: vec![2, 3, 4],
+        data: tensor::Data::I64((0..24).collect()),
+    };
+    let t = tensor::transpose(&c, &[2, 0, 1]).unwrap();
+    assert_eq!(t.dims, [4, 2, 3]);
+    let v = t.i64().unwrap();
+    for a in 0..2 {
+        for b in 0..3 {
+            for k in 0..4 {
+                // t[k][a][b] = c[a][b][k].
+                assert_eq!(v[(k * 2 + a) * 3 + b], ((a * 3 + b) * 4 + k) as i64);
+            }
+        }
+    }
+    assert!(tensor::transpose(&c, &[0, 0, 1]).is_err());
+}
