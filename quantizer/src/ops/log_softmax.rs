@@ -60,7 +60,7 @@ pub(super) fn backward(g: &Grad<'_>) -> Result<OpGrads> {
 
 /// The exponential table the runtime operator borrows, for an input quantized with `input`.
 pub(super) fn table(input: QParams) -> Vec<u8> {
-    LogSoftmaxParams::prepare(input.scale, 1.0, 0).1
+    LogSoftmaxParams::exp_table(input.scale)
 }
 
 pub(super) fn lower<'a>(cx: &NodeCx<'_, 'a>) -> Result<RtOp<'a>> {
@@ -69,7 +69,7 @@ pub(super) fn lower<'a>(cx: &NodeCx<'_, 'a>) -> Result<RtOp<'a>> {
         "LOG_SOFTMAX has no f32 form (it runs in int8 only)"
     );
     let (input, output) = (cx.in_q(0), cx.out_q);
-    let (quant, _) = LogSoftmaxParams::prepare(input.scale, output.scale, output.zero_point);
+    let quant = LogSoftmaxParams::prepare(input.scale, output.scale, output.zero_point);
     Ok(RtOp::LogSoftmax(LogSoftmax {
         input: cx.input(0),
         output: cx.output(),

@@ -42,9 +42,9 @@ pub(super) fn shape(begin: &[usize], size: &[usize], inputs: &[&[usize]]) -> Res
     Ok(out)
 }
 
-/// `v` as four NHWC values, missing leading dimensions `fill`.
-fn four(v: &[usize], fill: usize) -> [usize; 4] {
-    let mut b = [fill; 4];
+/// `v` as four NHWC values, missing leading dimensions 0.
+fn four(v: &[usize]) -> [usize; 4] {
+    let mut b = [0; 4];
     b[4 - v.len()..].copy_from_slice(v);
     b
 }
@@ -52,7 +52,7 @@ fn four(v: &[usize], fill: usize) -> [usize; 4] {
 /// Visits each row along C of the box: its start in the input and in the output.
 fn rows(begin: &[usize], input: &[usize], output: &[usize], mut f: impl FnMut(usize, usize)) {
     let (i, o) = (nhwc(input).unwrap(), nhwc(output).unwrap());
-    let b = four(begin, 0);
+    let b = four(begin);
     for n in 0..o.n {
         for y in 0..o.h {
             for x in 0..o.w {
@@ -90,7 +90,7 @@ pub(super) fn backward(begin: &[usize], g: &Grad<'_>) -> Result<OpGrads> {
 }
 
 pub(super) fn lower<'a>(begin: &[usize], cx: &NodeCx<'_, 'a>) -> Result<RtOp<'a>> {
-    let b = four(begin, 0);
+    let b = four(begin);
     ensure!(
         b.iter().all(|&v| v <= u16::MAX as usize),
         "node `{}`: slice start {begin:?} beyond 65535",

@@ -77,27 +77,27 @@ fn q32(x: i64, factor: Requant, frac_bits: i32) -> i64 {
 }
 
 impl LogSoftmaxParams {
-    /// The parameters and the exponential table for an input and output quantized with these scales.
+    /// The parameters for an input and output quantized with these scales.
     #[cfg(any(feature = "host", test))]
-    pub fn prepare(
-        input_scale: f32,
-        output_scale: f32,
-        output_zero_point: i32,
-    ) -> (LogSoftmaxParams, std::vec::Vec<u8>) {
-        let (s_in, s_out) = (input_scale as f64, output_scale as f64);
-        let table = (0..256)
-            .flat_map(|k| {
-                let e = ((-s_in * k as f64).exp() * EXP_ONE as f64).round() as u32;
-                e.to_le_bytes()
-            })
-            .collect();
+    pub fn prepare(input_scale: f32, output_scale: f32, output_zero_point: i32) -> Self {
         use crate::quant::prepare::quantize_multiplier;
-        let params = LogSoftmaxParams {
+        let (s_in, s_out) = (input_scale as f64, output_scale as f64);
+        LogSoftmaxParams {
             output_zero_point,
             diff: quantize_multiplier(s_in / s_out),
             log: quantize_multiplier(1.0 / s_out),
-        };
-        (params, table)
+        }
+    }
+
+    /// The exponential table ([`LogSoftmax::exp_table`]) for an input quantized with `input_scale`.
+    #[cfg(any(feature = "host", test))]
+    pub fn exp_table(input_scale: f32) -> std::vec::Vec<u8> {
+        (0..256)
+            .flat_map(|k| {
+                let e = ((-(input_scale as f64) * k as f64).exp() * EXP_ONE as f64).round() as u32;
+                e.to_le_bytes()
+            })
+            .collect()
     }
 }
 
@@ -234,7 +234,10 @@ mod tests {
             s_out in 0.01f32..0.5,
             zp in 0i32..128,
         ) {
-            let (p, table) = LogSoftmaxParams::prepare(s_in, s_out, zp);
+            let (p, table) = (
+                LogSoftmaxParams::prepare(s_in, s_out, zp),
+                LogSoftmaxParams::exp_table(s_in),
+            );
             let table: &[u8; EXP_TABLE_BYTES] = table.as_slice().try_into().unwrap();
             let mut out = std::vec![0i8; row.len()];
             log_softmax_s8(&p, table, row.len(), &row, &mut out);
@@ -264,7 +267,10 @@ mod tests {
             in_place: false,
         };
         let tensors = [tensor("x", 0, 0.1, 0), tensor("y", 16, 0.05, 127)];
-        let (quant, table) = LogSoftmaxParams::prepare(0.1, 0.05, 127);
+        let (quant, table) = (
+            LogSoftmaxParams::prepare(0.1, 0.05, 127),
+            LogSoftmaxParams::exp_table(0.1),
+        );
         let table = std::boxed::Box::leak(table.into_boxed_slice());
         let mut op = LogSoftmax {
             input: tensors[0].operand(0),

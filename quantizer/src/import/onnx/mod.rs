@@ -2113,9 +2113,7 @@ impl Importer {
         let mut ranges = Vec::new();
         for ((&start, &end), &axis) in starts.iter().zip(&ends).zip(&axes) {
             let axis = norm_axis(axis, d.len())?;
-            let len = d[axis] as i64;
-            let clamp = |v: i64| (if v < 0 { v + len } else { v }).clamp(0, len) as usize;
-            let (s, e) = (clamp(start), clamp(end));
+            let (s, e) = (slice_index(start, d[axis]), slice_index(end, d[axis]));
             ensure!(
                 !ranges.iter().any(|&(a, _, _)| a == axis),
                 "Slice lists axis {axis} twice"
@@ -2257,6 +2255,13 @@ fn unary_fn(n: &NodeProto) -> Result<UnaryFn> {
     Ok(f)
 }
 
+/// An ONNX `Slice` start or end on an axis of `len` elements: negative counts from the end, then
+/// clamped to the axis.
+fn slice_index(v: i64, len: usize) -> usize {
+    let len = len as i64;
+    (if v < 0 { v + len } else { v }).clamp(0, len) as usize
+}
+
 /// The `[start, end)` of a one-axis ONNX `Slice` of an axis of `len` elements (negative values
 /// count from the end, both clamped to the axis; steps other than 1 are refused). `input(i)` gives
 /// the node's constant input `i` (starts, ends, axes, steps), if given.
@@ -2283,11 +2288,7 @@ fn slice_bounds<'c>(
         one(4, "steps")?.unwrap_or(1) == 1,
         "Slice with a step other than 1 is not supported"
     );
-    let clamp = |v: i64| -> usize {
-        let v = if v < 0 { v + len as i64 } else { v };
-        v.clamp(0, len as i64) as usize
-    };
-    let (s, e) = (clamp(start), clamp(end));
+    let (s, e) = (slice_index(start, len), slice_index(end, len));
     Ok((s, e.max(s)))
 }
 
