@@ -306,6 +306,18 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
             0,
             format!("begin {:?}", u.begin),
         ),
+        Op::DepthToSpace(u) => set(
+            &[&u.input],
+            &u.output,
+            elements(&u.output),
+            0,
+            format!(
+                "block {}x{}{}",
+                u.block[0],
+                u.block[1],
+                if u.crd { " CRD" } else { "" }
+            ),
+        ),
         Op::LogSoftmax(u) => set(
             &[&u.input],
             &u.output,

@@ -16,7 +16,8 @@
 //! `GRAPHS` are random-weight operator graphs (`tests/fixtures/ops/`), quantized on their own
 //! inputs: `fixture_signal_1d` runs a 1-D CNN's operators (kernels of height 1) on every board,
 //! `fixture_functions` the element-wise functions run by table (LOOKUP) and LOG_SOFTMAX,
-//! `fixture_slices` SLICE.
+//! `fixture_slices` SLICE, `fixture_upsampling` transposed convolutions (CONV_2D, DEPTH_TO_SPACE and
+//! SLICE) and DEPTH_TO_SPACE in both channel orders.
 
 use anyhow::{anyhow, ensure, Context, Result};
 use ferrite_quantizer::builder::ArenaLayout;
@@ -49,10 +50,11 @@ const FILTER_FIXTURES: [&str; 2] = ["dscnn_fashion", "resnet_fashion"];
 const IN_PLACE_FIXTURES: [&str; 2] = ["dscnn_fashion", "mobilenetv2_mnist"];
 
 /// Operator graphs without a dataset: name, model and inputs (calibration and test sample alike).
-const GRAPHS: [(&str, &str, &str); 3] = [
+const GRAPHS: [(&str, &str, &str); 4] = [
     ("signal_1d", "ops/signal_1d.onnx", "ops/signal_1d_x.npy"),
     ("functions", "ops/functions.onnx", "ops/functions_x.npy"),
     ("slices", "ops/slices.onnx", "ops/slices_x.npy"),
+    ("upsampling", "ops/upsampling.onnx", "ops/upsampling_x.npy"),
 ];
 
 /// How a case's model is made.

@@ -253,7 +253,13 @@ fn qdq_round_trip_trained_fixtures() {
 #[test]
 fn qdq_round_trip_ops_graphs() {
     let dir = fixtures().join("ops");
-    for m in ["ops_opset17", "signal_1d", "functions", "slices"] {
+    for m in [
+        "ops_opset17",
+        "signal_1d",
+        "functions",
+        "slices",
+        "upsampling",
+    ] {
         let g = crate::cli::float_onnx::load(&dir.join(format!("{m}.onnx"))).unwrap();
         let x = Array::read(&dir.join(format!("{m}_x.npy"))).unwrap();
         let calib = ir::io::input_tensor(&g, 0, &x).unwrap();

@@ -15,6 +15,7 @@ mod average_pool2d;
 mod batch_norm;
 mod concatenation;
 mod conv2d;
+mod depth_to_space;
 mod depthwise_conv2d;
 mod fully_connected;
 mod identity;
@@ -144,6 +145,12 @@ pub enum Op {
         begin: Vec<usize>,
         size: Vec<usize>,
     },
+    /// Each pixel's channels as a `block[0] x block[1]` block of pixels; `crd`: ONNX's CRD channel
+    /// order (PyTorch's PixelShuffle), otherwise TFLite's (ONNX DCR).
+    DepthToSpace {
+        block: [usize; 2],
+        crd: bool,
+    },
     /// An element-wise function without a kernel of its own, run by an int8 table (LOOKUP).
     Lookup {
         f: UnaryFn,
@@ -180,6 +187,7 @@ impl Op {
             Op::Lookup { .. } => "LOOKUP",
             Op::LogSoftmax => "LOG_SOFTMAX",
             Op::Slice { .. } => "SLICE",
+            Op::DepthToSpace { .. } => "DEPTH_TO_SPACE",
             Op::Identity => "IDENTITY",
         }
     }
@@ -209,6 +217,7 @@ impl Op {
             | Op::Lookup { .. }
             | Op::LogSoftmax
             | Op::Slice { .. }
+            | Op::DepthToSpace { .. }
             | Op::Identity => None,
         }
     }
@@ -238,6 +247,7 @@ impl Op {
             | Op::Lookup { .. }
             | Op::LogSoftmax
             | Op::Slice { .. }
+            | Op::DepthToSpace { .. }
             | Op::Identity => None,
         }
     }
@@ -268,6 +278,7 @@ impl Op {
             | Op::Lookup { .. }
             | Op::LogSoftmax
             | Op::Slice { .. }
+            | Op::DepthToSpace { .. }
             | Op::Identity => Vec::new(),
         }
     }
@@ -299,6 +310,7 @@ impl Op {
             | Op::Lookup { .. }
             | Op::LogSoftmax
             | Op::Slice { .. }
+            | Op::DepthToSpace { .. }
             | Op::Identity => 0,
         }
     }
@@ -374,6 +386,7 @@ impl Op {
             Op::Lookup { .. } => lookup::shape(inputs),
             Op::LogSoftmax => log_softmax::shape(inputs),
             Op::Slice { begin, size } => slice::shape(begin, size, inputs),
+            Op::DepthToSpace { block, .. } => depth_to_space::shape(*block, inputs),
             Op::Identity => identity::shape(inputs),
         }
     }
@@ -422,6 +435,7 @@ impl Op {
             Op::Lookup { f } => lookup::eval(*f, inputs, out),
             Op::LogSoftmax => log_softmax::eval(inputs, out),
             Op::Slice { begin, .. } => slice::eval(begin, inputs, out),
+            Op::DepthToSpace { block, crd } => depth_to_space::eval(*block, *crd, inputs, out),
             Op::Identity => identity::eval(inputs, out),
         }
     }
@@ -456,6 +470,7 @@ impl Op {
             Op::Lookup { f } => lookup::backward(*f, g),
             Op::LogSoftmax => log_softmax::backward(g),
             Op::Slice { begin, .. } => slice::backward(begin, g),
+            Op::DepthToSpace { block, crd } => depth_to_space::backward(*block, *crd, g),
             Op::Identity => identity::backward(g),
         }
     }
@@ -496,6 +511,7 @@ impl Op {
             Op::Lookup { .. } => lookup::lower(cx)?,
             Op::LogSoftmax => log_softmax::lower(cx)?,
             Op::Slice { begin, .. } => slice::lower(begin, cx)?,
+            Op::DepthToSpace { block, crd } => depth_to_space::lower(*block, *crd, cx)?,
             Op::Identity => identity::lower(cx)?,
         };
         Ok(Lowered::Op(op))
@@ -547,6 +563,7 @@ impl Op {
             Op::Lookup { f } => lookup::export(*f, e, n),
             Op::LogSoftmax => log_softmax::export(e, n),
             Op::Slice { begin, size } => slice::export(begin, size, e, n),
+            Op::DepthToSpace { block, crd } => depth_to_space::export(*block, *crd, e, n),
             Op::Identity => identity::export(n),
         }
     }
@@ -576,6 +593,7 @@ impl Op {
             Op::Lookup { .. } => lookup::OUTPUT,
             Op::LogSoftmax => log_softmax::OUTPUT,
             Op::Slice { .. } => slice::OUTPUT,
+            Op::DepthToSpace { .. } => depth_to_space::OUTPUT,
             Op::Identity => identity::OUTPUT,
         }
     }
@@ -606,6 +624,7 @@ impl Op {
             Op::Lookup { .. } => lookup::INT16,
             Op::LogSoftmax => log_softmax::INT16,
             Op::Slice { .. } => slice::INT16,
+            Op::DepthToSpace { .. } => depth_to_space::INT16,
             Op::Identity => identity::INT16,
         }
     }
@@ -658,6 +677,7 @@ impl Op {
             Op::Lookup { .. } => lookup::CHANNELS,
             Op::LogSoftmax => log_softmax::CHANNELS,
             Op::Slice { .. } => slice::CHANNELS,
+            Op::DepthToSpace { .. } => depth_to_space::CHANNELS,
             Op::ResizeNearest { .. } => resize_nearest::CHANNELS,
             Op::Reshape { shape } => Channels::Reshaped { shape },
             Op::Concatenation { axis } => Channels::Joined { axis: Some(*axis) },
@@ -700,6 +720,7 @@ impl Op {
             | Op::Lookup { .. }
             | Op::LogSoftmax
             | Op::Slice { .. }
+            | Op::DepthToSpace { .. }
             | Op::Identity => Ok(None),
         }
     }
@@ -733,6 +754,7 @@ impl Op {
             | Op::Lookup { .. }
             | Op::LogSoftmax
             | Op::Slice { .. }
+            | Op::DepthToSpace { .. }
             | Op::Identity => Vec::new(),
         }
     }

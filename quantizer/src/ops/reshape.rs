@@ -63,6 +63,11 @@ pub(super) fn export(shape: &[usize], e: &mut Exporter<'_>, n: &Node) -> Result<
         let (h, w, c) = (xs[1], xs[2], xs[3]);
         return Ok((y, Layout::Flat { c, h, w }));
     }
+    if l == Layout::Nchw && shape.len() == 4 && shape[3] == xs[3] {
+        // Positions regrouped, channels kept: the same reshape in NCHW terms.
+        let d = [0, shape[3] as i64, shape[1] as i64, shape[2] as i64];
+        return Ok((e.reshape(x, &d, name), Layout::Nchw));
+    }
     let x = if ir_order(l, &xs) {
         x
     } else {

@@ -26,6 +26,7 @@ pub mod average_pool_2d;
 pub mod concatenation;
 pub mod conv_2d;
 pub mod conv_2d_sparse;
+pub mod depth_to_space;
 pub mod depthwise_conv_2d;
 pub mod dequantize;
 pub mod fully_connected;
@@ -52,6 +53,7 @@ pub use average_pool_2d::Pool;
 pub use concatenation::{ConcatInput, Concatenation};
 pub use conv_2d::Conv;
 pub use conv_2d_sparse::SparseConv;
+pub use depth_to_space::DepthToSpace;
 pub use dequantize::Dequantize;
 pub use fully_connected::FullyConnected;
 pub use fully_connected_sparse::SparseFullyConnected;
@@ -561,6 +563,8 @@ operators! {
     23 LogSoftmax(LogSoftmax<'a>) log_softmax "LOG_SOFTMAX" "log-softmax";
     /// A box of the input.
     24 Slice(Slice) slice "SLICE" "slice";
+    /// Each pixel's channels as a block of pixels.
+    25 DepthToSpace(DepthToSpace) depth_to_space "DEPTH_TO_SPACE" "depth-to-space";
 }
 
 impl Op<'_> {

@@ -34,7 +34,9 @@ pub const SUPPORTED: &[&str] = &[
     "Constant",
     "ConstantOfShape",
     "Conv",
+    "ConvTranspose",
     "Cos",
+    "DepthToSpace",
     "Div",
     "Dropout",
     "Elu",
@@ -91,6 +93,7 @@ const SPATIAL: &[&str] = &[
     "AveragePool",
     "BatchNormalization",
     "Conv",
+    "ConvTranspose",
     "GlobalAveragePool",
     "GlobalMaxPool",
     "MaxPool",
@@ -611,6 +614,8 @@ impl Importer {
         }
         match n.op_type.as_str() {
             "Conv" => self.conv(n, label),
+            "ConvTranspose" => self.conv_transpose(n, label),
+            "DepthToSpace" => self.depth_to_space(n, label),
             "Gemm" => self.gemm(n, label),
             "MatMul" => self.matmul(n, label),
             "Add" => self.binary(n, label, Op::Add { clamp: Clamp::NONE }),
@@ -1215,6 +1220,20 @@ impl Importer {
         })
     }
 
+    /// A convolution's bias, input 2 (zeros when absent), of one value per output channel.
+    fn conv_bias(&self, n: &NodeProto, m: usize) -> Result<Vec<f32>> {
+        let bias = match self.opt_const(n, 2)? {
+            Some(b) => b.f32()?,
+            None => vec![0.0; m],
+        };
+        ensure!(
+            bias.len() == m,
+            "bias of {} values for {m} output channels",
+            bias.len()
+        );
+        Ok(bias)
+    }
+
     fn conv(&mut self, n: &NodeProto, label: &str) -> Result<()> {
         let x = self.spatial(n, 0)?;
         let layout = self.layout(x);
@@ -1246,15 +1265,7 @@ impl Importer {
             );
         }
         let wd = w.f32()?;
-        let bias = match self.opt_const(n, 2)? {
-            Some(b) => b.f32()?,
-            None => vec![0.0; m],
-        };
-        ensure!(
-            bias.len() == m,
-            "bias of {} values for {m} output channels",
-            bias.len()
-        );
+        let bias = self.conv_bias(n, m)?;
         let xs = self.shape(x).to_vec();
         let c = xs[3];
         let group = attr_i(n, "group", 1);
@@ -1306,6 +1317,222 @@ impl Importer {
             }
         };
         self.emit(n, label, op, vec![x], layout).map(drop)
+    }
+
+    /// `ConvTranspose` as a convolution whose output channels are the `sh x sw` phases of each
+    /// output pixel, a DepthToSpace that places them, and a Slice that drops the padding.
+    ///
+    /// Along one axis, output `o` sums `x[i] * w[t]` over `o + pad = i * s + t`. Writing
+    /// `o + pad = q * s + r` (`r < s`), the taps with `t = r + j * s` read `x[q - j]`: for phase `r`
+    /// that is a stride-1 convolution over `x` with the `ceil(k / s)` taps `w[r + j * s]` reversed
+    /// (zero where `r + j * s >= k`), evaluated at `q`.
+    fn conv_transpose(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let x = self.spatial(n, 0)?;
+        let layout = self.layout(x);
+        let signal = layout == SourceLayout::Ncl;
+        let n = &if signal { lift_1d(n)? } else { n.clone() };
+        let w = self.konst(n, 1)?;
+        let rank = if signal { 3 } else { 4 };
+        ensure!(
+            w.dims.len() == rank && w.dims.iter().all(|&d| d > 0),
+            "weight of shape {:?} for a rank-{rank} input (1-D and 2-D transposed convolutions are supported)",
+            w.dims
+        );
+        let xs = self.shape(x).to_vec();
+        let (c, cg) = (xs[3], w.dims[1]);
+        ensure!(
+            w.dims[0] == c,
+            "weight for {} input channels, input has {c}",
+            w.dims[0]
+        );
+        let k = if signal {
+            [1, w.dims[2]]
+        } else {
+            [w.dims[2], w.dims[3]]
+        };
+        let group = attr_i(n, "group", 1);
+        let groups = usize::try_from(group)
+            .ok()
+            .filter(|&g| g >= 1 && c.is_multiple_of(g))
+            .with_context(|| format!("group {group} for {c} input channels"))?;
+        let m = cg * groups;
+        let wd = w.f32()?;
+        let bias = self.conv_bias(n, m)?;
+        let two = |name: &str, default: i64| -> Result<[i64; 2]> {
+            match attr_ints(n, name) {
+                None => Ok([default; 2]),
+                Some(v) if v.len() == 2 => Ok([v[0], v[1]]),
+                Some(v) => bail!("{name} {v:?} (two values expected)"),
+            }
+        };
+        if let Some(ks) = attr_ints(n, "kernel_shape") {
+            ensure!(
+                ks == [k[0] as i64, k[1] as i64],
+                "kernel_shape {ks:?} differs from the weight's"
+            );
+        }
+        ensure!(
+            two("dilations", 1)? == [1, 1],
+            "dilations {:?} (only 1 is supported for ConvTranspose)",
+            two("dilations", 1)?
+        );
+        let strides = two("strides", 1)?;
+        let extra = two("output_padding", 0)?;
+        let mut pads = match attr_ints(n, "pads") {
+            None => [0; 4],
+            Some(p) if p.len() == 4 => [p[0], p[1], p[2], p[3]],
+            Some(p) => bail!("pads {p:?} (four values expected)"),
+        };
+        let natural = |a: usize| strides[a] * (xs[a + 1] as i64 - 1) + extra[a] + k[a] as i64;
+        let auto = attr_s(n, "auto_pad").unwrap_or_default();
+        let wanted = match attr_ints(n, "output_shape") {
+            Some(v) if v.len() == 2 => Some([v[0], v[1]]),
+            Some(v) if v.len() == 4 => Some([v[2], v[3]]),
+            Some(v) => bail!("output_shape {v:?} (two spatial values expected)"),
+            None if auto.starts_with("SAME") => {
+                Some([xs[1] as i64 * strides[0], xs[2] as i64 * strides[1]])
+            }
+            None => None,
+        };
+        if let Some(out) = wanted {
+            for a in 0..2 {
+                let total = natural(a) - out[a];
+                let half = total / 2;
+                (pads[a], pads[a + 2]) = if auto == "SAME_UPPER" {
+                    (half, total - half)
+                } else {
+                    (total - half, half)
+                };
+            }
+        } else if auto == "VALID" {
+            pads = [0; 4];
+        }
+        let limit = u16::MAX as i64;
+        ensure!(
+            strides.iter().all(|&v| (1..=limit).contains(&v))
+                && extra.iter().zip(&strides).all(|(&e, &s)| (0..s).contains(&e))
+                && pads.iter().all(|&p| (0..=limit).contains(&p)),
+            "strides {strides:?}, output_padding {extra:?} and pads {pads:?} (strides of 1 to {limit}, output padding below the stride, pads of 0 to {limit})"
+        );
+        // Per spatial axis: output size, phases, taps per phase, leading padding, convolution's
+        // trailing padding.
+        let mut out = [0usize; 2];
+        let (mut taps, mut right) = ([0usize; 2], [0usize; 2]);
+        let s = strides.map(|v| v as usize);
+        let lead = [pads[0] as usize, pads[1] as usize];
+        for a in 0..2 {
+            let o = natural(a) - pads[a] - pads[a + 2];
+            ensure!(o >= 1, "an empty output along spatial axis {a}");
+            out[a] = o as usize;
+            taps[a] = k[a].div_ceil(s[a]);
+            // Phase positions q = 0..last cover every output.
+            let last = (out[a] - 1 + lead[a]) / s[a];
+            right[a] = (last + 1).saturating_sub(xs[a + 1]);
+        }
+        let phases = s[0] * s[1];
+        let (jh, jw) = (taps[0], taps[1]);
+        let per_group = (c / groups, cg);
+        let mut f = vec![0.0f32; phases * m * jh * jw * c];
+        for (ph, (rh, rw)) in (0..s[0])
+            .flat_map(|rh| (0..s[1]).map(move |rw| (rh, rw)))
+            .enumerate()
+        {
+            for o in 0..m {
+                let group_in = (o / per_group.1) * per_group.0;
+                let ol = o % per_group.1;
+                for mh in 0..jh {
+                    let th = rh + (jh - 1 - mh) * s[0];
+                    for mw in 0..jw {
+                        let tw = rw + (jw - 1 - mw) * s[1];
+                        if th >= k[0] || tw >= k[1] {
+                            continue;
+                        }
+                        for i in 0..per_group.0 {
+                            let ci = group_in + i;
+                            f[(((ph * m + o) * jh + mh) * jw + mw) * c + ci] =
+                                wd[((ci * cg + ol) * k[0] + th) * k[1] + tw];
+                        }
+                    }
+                }
+            }
+        }
+        let b: Vec<f32> = (0..phases).flat_map(|_| bias.iter().copied()).collect();
+        let out_name = n.output.first().context("the node has no output")?.clone();
+        let conv = self.g.add_node(
+            format!("{label}/phases"),
+            &n.op_type,
+            Op::Conv2d {
+                window: Window2d {
+                    kernel: [jh, jw],
+                    stride: [1, 1],
+                    dilation: [1, 1],
+                    pads: [jh - 1, jw - 1, right[0], right[1]],
+                },
+                filter: Param::new(vec![phases * m, jh, jw, c], f),
+                bias: Param::new(vec![phases * m], b),
+                clamp: Clamp::NONE,
+            },
+            vec![x],
+            format!("{out_name}/phases"),
+        )?;
+        self.g.values[conv].source = layout;
+        let placed_name = format!("{out_name}/placed");
+        let whole = {
+            let cs = self.shape(conv);
+            [cs[1] * s[0], cs[2] * s[1]] == out && lead == [0, 0]
+        };
+        let placed = self.g.add_node(
+            format!("{label}/place"),
+            &n.op_type,
+            Op::DepthToSpace {
+                block: s,
+                crd: false,
+            },
+            vec![conv],
+            if whole { out_name.clone() } else { placed_name },
+        )?;
+        self.g.values[placed].source = layout;
+        if whole {
+            self.vals.insert(out_name, placed);
+            return Ok(());
+        }
+        let ps = self.shape(placed).to_vec();
+        let v = self.g.add_node(
+            format!("{label}/crop"),
+            &n.op_type,
+            Op::Slice {
+                begin: vec![0, lead[0], lead[1], 0],
+                size: vec![ps[0], out[0], out[1], ps[3]],
+            },
+            vec![placed],
+            out_name.clone(),
+        )?;
+        self.g.values[v].source = layout;
+        self.vals.insert(out_name, v);
+        Ok(())
+    }
+
+    /// `DepthToSpace` of an NCHW image, DCR or CRD.
+    fn depth_to_space(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let x = self.act(n, 0)?;
+        ensure!(
+            self.layout(x) == SourceLayout::Nchw,
+            "input {:?} is not an NCHW image",
+            self.onnx_dims(x)
+        );
+        let b = attr_i(n, "blocksize", 0);
+        let b = usize::try_from(b)
+            .ok()
+            .filter(|&b| (1..=255).contains(&b))
+            .with_context(|| format!("blocksize {b} (1 to 255)"))?;
+        let crd = match attr_s(n, "mode").as_deref() {
+            None | Some("DCR") => false,
+            Some("CRD") => true,
+            Some(other) => bail!("mode {other:?} (DCR or CRD)"),
+        };
+        let op = Op::DepthToSpace { block: [b, b], crd };
+        self.emit(n, label, op, vec![x], SourceLayout::Nchw)
+            .map(drop)
     }
 
     /// A FullyConnected from `x` with ONNX-ordered `filter` `[out, in]`; columns are permuted when `x`
@@ -1815,7 +2042,7 @@ impl Importer {
             "the result {out:?} does not keep the batch dimension first"
         );
         let (ir_shape, out_layout) = if let Some(relabel) = relabel_spatial(layout, &xs, &out) {
-            // A 1-D signal seen as an image of height or width 1 (or back): the same elements.
+            // The spatial positions regrouped, the channels kept: the same elements.
             relabel
         } else if same_order(layout, &xs) {
             if out.len() == 4 {
@@ -2192,21 +2419,27 @@ impl Importer {
     }
 }
 
-/// The IR shape and layout of a reshape of IR tensor `xs` (in `layout`) to source dims `out` that
-/// only relabels a 1-D signal `[n, c, l]` as an image `[n, c, 1, l]` or `[n, c, l, 1]`, or back: the
-/// elements keep their order (NHWC `[n, 1, l, c]`, `[n, l, 1, c]` and NCL's `[n, 1, l, c]` alike).
+/// The IR shape and layout of a reshape of IR tensor `xs` (in `layout`, an image or a signal) to
+/// source dims `out` that keeps the channels and regroups only the spatial positions: an image
+/// `[n, c, h, w]` or signal `[n, c, l]` to an image `[n, c, h', w']` or a signal `[n, c, l']` of as
+/// many positions. The elements keep their order (NHWC `[n, h, w, c]` and NCL's `[n, 1, l, c]` are
+/// both positions, then channels).
 fn relabel_spatial(
     layout: SourceLayout,
     xs: &[usize],
     out: &[usize],
 ) -> Option<(Vec<usize>, SourceLayout)> {
     let (n, h, w, c) = (xs[0], *xs.get(1)?, *xs.get(2)?, *xs.get(3)?);
-    let signal = |l: usize| (vec![n, 1, l, c], SourceLayout::Ncl);
-    match layout {
-        SourceLayout::Nchw if h == 1 && out == [n, c, w] => Some(signal(w)),
-        SourceLayout::Nchw if w == 1 && out == [n, c, h] => Some(signal(h)),
-        SourceLayout::Ncl if out == [n, c, 1, w] => Some((xs.to_vec(), SourceLayout::Nchw)),
-        SourceLayout::Ncl if out == [n, c, w, 1] => Some((vec![n, w, 1, c], SourceLayout::Nchw)),
+    if !matches!(layout, SourceLayout::Nchw | SourceLayout::Ncl)
+        || out.len() < 3
+        || out[..2] != [n, c]
+        || out[2..].iter().product::<usize>() != h * w
+    {
+        return None;
+    }
+    match *out {
+        [_, _, l] => Some((vec![n, 1, l, c], SourceLayout::Ncl)),
+        [_, _, oh, ow] => Some((vec![n, oh, ow, c], SourceLayout::Nchw)),
         _ => None,
     }
 }
@@ -2292,16 +2525,19 @@ fn slice_bounds<'c>(
     Ok((s, e.max(s)))
 }
 
-/// A 1-D convolution or pool as the 2-D one over a signal of height 1: `kernel_shape`, `strides` and
-/// `dilations` get a leading 1, `pads` `[begin, end]` become `[0, begin, 0, end]`.
+/// A 1-D convolution or pool as the 2-D one over a signal of height 1: `kernel_shape`, `strides`,
+/// `dilations` and `output_shape` get a leading 1, `output_padding` a leading 0, `pads`
+/// `[begin, end]` become `[0, begin, 0, end]`.
 fn lift_1d(n: &NodeProto) -> Result<NodeProto> {
     let mut lifted = n.clone();
     for a in lifted.attribute.iter_mut() {
         let name = a.name.as_str();
-        if !["kernel_shape", "strides", "dilations", "pads"].contains(&name) {
-            continue;
-        }
-        let want = if name == "pads" { 2 } else { 1 };
+        let (want, height) = match name {
+            "kernel_shape" | "strides" | "dilations" | "output_shape" => (1, 1),
+            "output_padding" => (1, 0),
+            "pads" => (2, 0),
+            _ => continue,
+        };
         ensure!(
             a.r#type == at::INTS && a.ints.len() == want,
             "{name} {:?} for a 1-D input ({want} value(s) expected)",
@@ -2310,7 +2546,7 @@ fn lift_1d(n: &NodeProto) -> Result<NodeProto> {
         a.ints = if name == "pads" {
             vec![0, a.ints[0], 0, a.ints[1]]
         } else {
-            vec![1, a.ints[0]]
+            vec![height, a.ints[0]]
         };
     }
     Ok(lifted)

@@ -1188,3 +1188,225 @@ fn transposes_of_constants_fold() {
     }
     assert!(tensor::transpose(&c, &[0, 0, 1]).is_err());
 }
+
+/// A transposed convolution of an NCHW image `[1, c, h, w]` computed directly, scattering each input
+/// pixel through the kernel: weight `[c, cg, kh, kw]` in `groups` groups, output `[m, oh, ow]`.
+#[allow(clippy::too_many_arguments)]
+fn conv_transpose_2d(
+    x: &[f32],
+    [c, h, w]: [usize; 3],
+    wt: &[f32],
+    (cg, groups): (usize, usize),
+    k: [usize; 2],
+    s: [usize; 2],
+    [top, left]: [usize; 2],
+    [oh, ow]: [usize; 2],
+    bias: &[f32],
+) -> Vec<f32> {
+    let m = cg * groups;
+    let mut y: Vec<f32> = (0..m * oh * ow).map(|i| bias[i / (oh * ow)]).collect();
+    for ci in 0..c {
+        let group = ci / (c / groups);
+        for iy in 0..h {
+            for ix in 0..w {
+                for ol in 0..cg {
+                    let o = group * cg + ol;
+                    for th in 0..k[0] {
+                        for tw in 0..k[1] {
+                            let oy = (iy * s[0] + th) as isize - top as isize;
+                            let ox = (ix * s[1] + tw) as isize - left as isize;
+                            if (0..oh as isize).contains(&oy) && (0..ow as isize).contains(&ox) {
+                                y[(o * oh + oy as usize) * ow + ox as usize] += x
+                                    [(ci * h + iy) * w + ix]
+                                    * wt[((ci * cg + ol) * k[0] + th) * k[1] + tw];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    y
+}
+
+/// The one-output model `bytes` imports and, run in float on `input`, gives `want` of shape `out`.
+fn assert_imports_and_runs(
+    bytes: &[u8],
+    input: crate::npy::Array,
+    out: &[usize],
+    want: &[f32],
+    what: &str,
+) {
+    let g = import(bytes).unwrap();
+    let y = crate::ir::io::run_arrays(&g, &[input], 1).unwrap();
+    assert_eq!(y[0].shape, out, "{what}");
+    for (got, want) in y[0].to_f32().iter().zip(want) {
+        assert!((got - want).abs() <= 1e-5, "{what}: {got} vs {want}");
+    }
+}
+
+fn string_attr(name: &str, v: &str) -> proto::AttributeProto {
+    proto::AttributeProto {
+        name: name.into(),
+        s: v.as_bytes().to_vec(),
+        r#type: at::STRING,
+        ..Default::default()
+    }
+}
+
+/// ConvTranspose (a convolution over the phases, DepthToSpace and a crop) equals the direct
+/// scatter on 2-D and 1-D inputs: uneven strides and kernels, groups, asymmetric pads, output
+/// padding, kernels smaller than the stride (outputs no input reaches are the bias), an explicit
+/// output_shape and SAME_LOWER.
+#[test]
+fn transposed_convolutions_equal_the_direct_scatter() {
+    struct Case {
+        c: usize,
+        hw: [usize; 2],
+        cg: usize,
+        groups: usize,
+        k: [usize; 2],
+        s: [usize; 2],
+        attrs: Vec<proto::AttributeProto>,
+        // Leading pads and output size the attributes mean, as ONNX defines them.
+        lead: [usize; 2],
+        out: [usize; 2],
+    }
+    let cases = [
+        Case {
+            c: 4,
+            hw: [3, 4],
+            cg: 3,
+            groups: 2,
+            k: [3, 2],
+            s: [2, 3],
+            attrs: vec![
+                ints("strides", &[2, 3]),
+                ints("pads", &[1, 0, 0, 1]),
+                ints("output_padding", &[1, 2]),
+                int("group", 2),
+            ],
+            lead: [1, 0],
+            // 2 * 2 + 1 + 3 - 1 = 7, 3 * 3 + 2 + 2 - 1 = 12.
+            out: [7, 12],
+        },
+        Case {
+            c: 2,
+            hw: [3, 3],
+            cg: 2,
+            groups: 1,
+            k: [1, 1],
+            s: [2, 2],
+            attrs: vec![ints("strides", &[2, 2])],
+            lead: [0, 0],
+            out: [5, 5],
+        },
+        Case {
+            c: 3,
+            hw: [2, 3],
+            cg: 2,
+            groups: 1,
+            k: [3, 3],
+            s: [2, 2],
+            attrs: vec![
+                ints("strides", &[2, 2]),
+                ints("output_shape", &[4, 6]),
+                string_attr("auto_pad", "SAME_LOWER"),
+            ],
+            // Total padding 2 * 1 + 3 - 4 = 1 and 2 * 2 + 3 - 6 = 1, the odd one first.
+            lead: [1, 1],
+            out: [4, 6],
+        },
+    ];
+    for (i, t) in cases.iter().enumerate() {
+        let m = t.cg * t.groups;
+        let wn = t.c * t.cg * t.k[0] * t.k[1];
+        let wt: Vec<f32> = (0..wn).map(|v| (v as f32 * 0.37).sin()).collect();
+        let bias: Vec<f32> = (0..m).map(|v| v as f32 * 0.1 - 0.2).collect();
+        let x: Vec<f32> = (0..t.c * t.hw[0] * t.hw[1])
+            .map(|v| (v as f32 * 0.71).cos())
+            .collect();
+        let want = conv_transpose_2d(
+            &x,
+            [t.c, t.hw[0], t.hw[1]],
+            &wt,
+            (t.cg, t.groups),
+            t.k,
+            t.s,
+            t.lead,
+            t.out,
+            &bias,
+        );
+        let dims = |v: &[usize]| v.iter().map(|&d| d as i64).collect::<Vec<_>>();
+        let bytes = model(
+            17,
+            vec![node(
+                "ConvTranspose",
+                &["x", "w", "b"],
+                "y",
+                t.attrs.clone(),
+            )],
+            vec![
+                tensor("w", &dims(&[t.c, t.cg, t.k[0], t.k[1]]), &wt),
+                tensor("b", &[m as i64], &bias),
+            ],
+            &dims(&[1, t.c, t.hw[0], t.hw[1]]),
+            "y",
+        );
+        let input = crate::npy::Array::from_f32(vec![1, t.c, t.hw[0], t.hw[1]], &x);
+        let out = [1, m, t.out[0], t.out[1]];
+        assert_imports_and_runs(&bytes, input, &out, &want, &format!("case {i}"));
+    }
+    // 1-D: kernel 4, stride 2, pads 1 (the doubling of 1-D decoders), output 2 * 4 + 4 - 2 = 10.
+    let (c, l, m) = (2usize, 5usize, 3usize);
+    let wt: Vec<f32> = (0..c * m * 4).map(|v| (v as f32 * 0.37).sin()).collect();
+    let x: Vec<f32> = (0..c * l).map(|v| (v as f32 * 0.71).cos()).collect();
+    let want = conv_transpose_2d(
+        &x,
+        [c, 1, l],
+        &wt,
+        (m, 1),
+        [1, 4],
+        [1, 2],
+        [0, 1],
+        [1, 10],
+        &[0.0; 3],
+    );
+    let bytes = model(
+        17,
+        vec![node(
+            "ConvTranspose",
+            &["x", "w"],
+            "y",
+            vec![ints("strides", &[2]), ints("pads", &[1, 1])],
+        )],
+        vec![tensor("w", &[2, 3, 4], &wt)],
+        &[1, 2, 5],
+        "y",
+    );
+    let input = crate::npy::Array::from_f32(vec![1, c, l], &x);
+    assert_imports_and_runs(&bytes, input, &[1, 3, 10], &want, "1-D");
+}
+
+/// What ConvTranspose cannot run is named: dilations, output padding not below the stride,
+/// negative pads (an output_shape larger than the input covers).
+#[test]
+fn unsupported_transposed_convolutions_are_named() {
+    let with = |attrs: Vec<proto::AttributeProto>| {
+        model(
+            17,
+            vec![node("ConvTranspose", &["x", "w"], "y", attrs)],
+            vec![tensor("w", &[2, 2, 3, 3], &[0.5; 36])],
+            &[1, 2, 4, 4],
+            "y",
+        )
+    };
+    assert!(err(&with(vec![ints("dilations", &[2, 2])])).contains("dilations [2, 2]"));
+    let e = err(&with(vec![
+        ints("strides", &[2, 2]),
+        ints("output_padding", &[2, 0]),
+    ]));
+    assert!(e.contains("output_padding [2, 0]"), "{e}");
+    let e = err(&with(vec![ints("output_shape", &[20, 20])]));
+    assert!(e.contains("pads [-7, -7, -7, -7]"), "{e}");
+}

@@ -605,6 +605,18 @@ fn slice_boxes() {
 }
 
 #[test]
+fn depth_to_space_in_both_orders() {
+    let mut rng = Rng::new(99);
+    for (block, crd) in [([2, 2], false), ([2, 2], true), ([1, 3], false)] {
+        let x = random_tensor(&mut rng, &[2, 2, 3, 12]);
+        check(
+            &format!("depth to space {block:?} crd {crd}"),
+            &Case::new(Op::DepthToSpace { block, crd }, vec![x]),
+        );
+    }
+}
+
+#[test]
 fn pad_on_height_width_and_channels() {
     let mut rng = Rng::new(120);
     let hw = Op::Pad {
