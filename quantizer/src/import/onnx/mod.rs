@@ -1,4 +1,4 @@
-//! ONNX import: decodes a float ONNX model (opsets 11 to 21) and builds the NHWC IR.
+//! ONNX import: decodes a float ONNX model (opsets 11 to 22) and builds the NHWC IR.
 //!
 //! ONNX is NCHW. Rank-4 values become NHWC in the IR: convolution weights are reordered to OHWI (or
 //! `[1, kh, kw, c]` for depthwise), axes and paddings are remapped, constants combined with rank-4
@@ -135,8 +135,9 @@ const ELEMENTWISE: &[&str] = &[
     "ThresholdedRelu",
 ];
 
-/// Opsets of the default domain the importer reads.
-pub const OPSETS: std::ops::RangeInclusive<i64> = 11..=21;
+/// Opsets of the default domain the importer reads (22 added bfloat16 to many operators, nothing
+/// this importer reads changed meaning).
+pub const OPSETS: std::ops::RangeInclusive<i64> = 11..=22;
 
 /// Reads and imports an ONNX file (errors name the file).
 pub fn load(path: &Path) -> Result<Graph> {
@@ -1397,7 +1398,8 @@ impl Importer {
         if let Some(out) = wanted {
             for a in 0..2 {
                 let total = natural(a) - out[a];
-                let half = total / 2;
+                // Floor division, as ONNX defines it for a negative total.
+                let half = total.div_euclid(2);
                 (pads[a], pads[a + 2]) = if auto == "SAME_UPPER" {
                     (half, total - half)
                 } else {
@@ -1411,23 +1413,26 @@ impl Importer {
         ensure!(
             strides.iter().all(|&v| (1..=limit).contains(&v))
                 && extra.iter().zip(&strides).all(|(&e, &s)| (0..s).contains(&e))
-                && pads.iter().all(|&p| (0..=limit).contains(&p)),
-            "strides {strides:?}, output_padding {extra:?} and pads {pads:?} (strides of 1 to {limit}, output padding below the stride, pads of 0 to {limit})"
+                && pads.iter().all(|&p| (-limit..=limit).contains(&p)),
+            "strides {strides:?}, output_padding {extra:?} and pads {pads:?} (strides of 1 to {limit}, output padding below the stride, pads within {limit})"
         );
-        // Per spatial axis: output size, phases, taps per phase, leading padding, convolution's
-        // trailing padding.
-        let mut out = [0usize; 2];
-        let (mut taps, mut right) = ([0usize; 2], [0usize; 2]);
+        // Per spatial axis: the output size, the taps of each phase, and the convolution's padding.
+        // Negative pads (an output_shape beyond the natural size) add phase positions before the
+        // input, `before` of them, whose outputs no input reaches (the bias).
+        let (mut out, mut taps) = ([0usize; 2], [0usize; 2]);
+        let (mut before, mut right, mut lead) = ([0usize; 2], [0usize; 2], [0usize; 2]);
         let s = strides.map(|v| v as usize);
-        let lead = [pads[0] as usize, pads[1] as usize];
         for a in 0..2 {
             let o = natural(a) - pads[a] - pads[a + 2];
             ensure!(o >= 1, "an empty output along spatial axis {a}");
             out[a] = o as usize;
             taps[a] = k[a].div_ceil(s[a]);
-            // Phase positions q = 0..last cover every output.
+            let first = pads[a].div_euclid(strides[a]);
+            before[a] = (-first).max(0) as usize;
+            // The crop's start in the placed phases, and the last phase position an output needs.
+            lead[a] = (pads[a] + before[a] as i64 * strides[a]) as usize;
             let last = (out[a] - 1 + lead[a]) / s[a];
-            right[a] = (last + 1).saturating_sub(xs[a + 1]);
+            right[a] = (last + 1).saturating_sub(xs[a + 1] + before[a]);
         }
         let phases = s[0] * s[1];
         let (jh, jw) = (taps[0], taps[1]);
@@ -1466,7 +1471,7 @@ impl Importer {
                     kernel: [jh, jw],
                     stride: [1, 1],
                     dilation: [1, 1],
-                    pads: [jh - 1, jw - 1, right[0], right[1]],
+                    pads: [jh - 1 + before[0], jw - 1 + before[1], right[0], right[1]],
                 },
                 filter: Param::new(vec![phases * m, jh, jw, c], f),
                 bias: Param::new(vec![phases * m], b),
