@@ -339,6 +339,18 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
             0,
             String::new(),
         ),
+        Op::ResizeBilinear(r) => set(
+            &[&r.input],
+            &r.output,
+            elements(&r.output),
+            0,
+            match (r.align_corners, r.half_pixel_centers) {
+                (true, _) => "aligned corners",
+                (false, true) => "half-pixel centres",
+                (false, false) => "asymmetric",
+            }
+            .to_string(),
+        ),
         Op::Reshape(r) => {
             let detail = if r.input.offset == r.output.offset {
                 "in place"

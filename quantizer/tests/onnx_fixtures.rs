@@ -262,12 +262,13 @@ fn slices_and_splits_match_onnxruntime_and_quantize() {
     graph_matches_onnxruntime_and_quantizes("slices", 2, |_| 30.0);
 }
 
-/// Transposed convolutions and DepthToSpace (`make_upsampling.py`: strided ConvTranspose with pads
-/// and output padding, grouped without bias, with SAME_UPPER, a 1-D one, and a PixelShuffle) match
+/// Transposed convolutions, DepthToSpace and bilinear Resize (`make_upsampling.py`: strided
+/// ConvTranspose with pads and output padding, grouped without bias, with SAME_UPPER, a 1-D one, a
+/// PixelShuffle, and Resize by PyTorch's half pixels, aligned corners and a scale of 0.75) match
 /// onnxruntime in float and stay close to it in int8.
 #[test]
-fn transposed_convolutions_match_onnxruntime_and_quantize() {
-    graph_matches_onnxruntime_and_quantizes("upsampling", 4, |_| 30.0);
+fn upsampling_layers_match_onnxruntime_and_quantize() {
+    graph_matches_onnxruntime_and_quantizes("upsampling", 7, |_| 30.0);
 }
 
 /// LOOKUP has no f32 form: `--ignore all` keeps the functions in int8 (the fully connected layer

@@ -17,7 +17,7 @@
 //! inputs: `fixture_signal_1d` runs a 1-D CNN's operators (kernels of height 1) on every board,
 //! `fixture_functions` the element-wise functions run by table (LOOKUP) and LOG_SOFTMAX,
 //! `fixture_slices` SLICE, `fixture_upsampling` transposed convolutions (CONV_2D, DEPTH_TO_SPACE and
-//! SLICE) and DEPTH_TO_SPACE in both channel orders.
+//! SLICE), DEPTH_TO_SPACE in both channel orders and RESIZE_BILINEAR in its three modes.
 
 use anyhow::{anyhow, ensure, Context, Result};
 use ferrite_quantizer::builder::ArenaLayout;

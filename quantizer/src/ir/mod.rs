@@ -8,9 +8,8 @@
 //! - Rank-4 activations are NHWC (importers of NCHW formats transpose weights, axes and constants).
 //! - Weights live in the node (`Param`), so passes and training can rewrite them in place; other
 //!   constants (e.g. the operand of an `Add`) are values with `data`.
-//! - After [`passes::optimize`], each node maps to one runtime operator: `Conv2d`, `DepthwiseConv2d`,
-//!   `FullyConnected`, `Add`, `Mul`, `AveragePool2d`, `MaxPool2d`, `Mean`, `Softmax`, `Logistic`,
-//!   `Tanh`, `Relu`, `LeakyRelu`, `ResizeNearest`, `Reshape`, `Concatenation`, `Pad`. Two things the runtime cannot express may
+//! - After [`passes::optimize`], each node maps to one runtime operator (`Op::name`). Two things the
+//!   runtime cannot express may
 //!   remain and are for lowering to refuse (or keep in float) by name: a `BatchNorm` that follows no
 //!   Conv/FullyConnected (or whose producer's output is also read elsewhere), and an `Add`/`Mul` with
 //!   a constant operand that could not be folded into a preceding Conv/FullyConnected (the runtime has

@@ -30,12 +30,14 @@ mod pad;
 mod prelu;
 mod relu;
 mod reshape;
+mod resize_bilinear;
 mod resize_nearest;
 mod slice;
 mod softmax;
 mod tanh;
 
 use anyhow::Result;
+use ferrite_runtime::kernels::resize::BilinearMode;
 use ferrite_runtime::ops::Op as RtOp;
 
 use crate::export::{Exporter, Layout};
@@ -118,6 +120,11 @@ pub enum Op {
     ResizeNearest {
         size: [usize; 2],
     },
+    /// Bilinear resize of an NHWC tensor to `size` (height, width), TFLite's coordinates by `mode`.
+    ResizeBilinear {
+        size: [usize; 2],
+        mode: BilinearMode,
+    },
     /// Same elements, new shape; `shape[0]` is the batch (1), replaced by the input's batch when run.
     Reshape {
         shape: Vec<usize>,
@@ -180,6 +187,7 @@ impl Op {
             Op::LeakyRelu { .. } => "LEAKY_RELU",
             Op::PRelu { .. } => "PRELU",
             Op::ResizeNearest { .. } => "RESIZE_NEAREST_NEIGHBOR",
+            Op::ResizeBilinear { .. } => "RESIZE_BILINEAR",
             Op::Reshape { .. } => "RESHAPE",
             Op::Concatenation { .. } => "CONCATENATION",
             Op::Pad { .. } => "PAD",
@@ -210,6 +218,7 @@ impl Op {
             | Op::LeakyRelu { .. }
             | Op::PRelu { .. }
             | Op::ResizeNearest { .. }
+            | Op::ResizeBilinear { .. }
             | Op::Reshape { .. }
             | Op::Concatenation { .. }
             | Op::Pad { .. }
@@ -240,6 +249,7 @@ impl Op {
             | Op::LeakyRelu { .. }
             | Op::PRelu { .. }
             | Op::ResizeNearest { .. }
+            | Op::ResizeBilinear { .. }
             | Op::Reshape { .. }
             | Op::Concatenation { .. }
             | Op::Pad { .. }
@@ -272,6 +282,7 @@ impl Op {
             | Op::Relu { .. }
             | Op::LeakyRelu { .. }
             | Op::ResizeNearest { .. }
+            | Op::ResizeBilinear { .. }
             | Op::Reshape { .. }
             | Op::Concatenation { .. }
             | Op::Pad { .. }
@@ -303,6 +314,7 @@ impl Op {
             | Op::LeakyRelu { .. }
             | Op::PRelu { .. }
             | Op::ResizeNearest { .. }
+            | Op::ResizeBilinear { .. }
             | Op::Reshape { .. }
             | Op::Concatenation { .. }
             | Op::Pad { .. }
@@ -379,6 +391,7 @@ impl Op {
             Op::LeakyRelu { .. } => leaky_relu::shape(inputs),
             Op::PRelu { slope } => prelu::shape(slope, inputs),
             Op::ResizeNearest { size } => resize_nearest::shape(*size, inputs),
+            Op::ResizeBilinear { size, .. } => resize_bilinear::shape(*size, inputs),
             Op::Reshape { shape } => reshape::shape(shape, inputs),
             Op::Concatenation { axis } => concatenation::shape(*axis, inputs),
             Op::Pad { before, after } => pad::shape(before, after, inputs),
@@ -428,6 +441,7 @@ impl Op {
             Op::LeakyRelu { alpha } => leaky_relu::eval(*alpha, inputs, out),
             Op::PRelu { slope } => prelu::eval(slope, inputs, out),
             Op::ResizeNearest { .. } => resize_nearest::eval(inputs, out),
+            Op::ResizeBilinear { mode, .. } => resize_bilinear::eval(*mode, inputs, out),
             Op::Reshape { .. } => reshape::eval(inputs, out),
             Op::Concatenation { axis } => concatenation::eval(*axis, inputs, out),
             Op::Pad { before, .. } => pad::eval(before, inputs, out),
@@ -463,6 +477,7 @@ impl Op {
             Op::LeakyRelu { alpha } => leaky_relu::backward(*alpha, g),
             Op::PRelu { slope } => prelu::backward(slope, g),
             Op::ResizeNearest { .. } => resize_nearest::backward(g),
+            Op::ResizeBilinear { mode, .. } => resize_bilinear::backward(*mode, g),
             Op::Reshape { .. } => reshape::backward(g),
             Op::Concatenation { axis } => concatenation::backward(*axis, g),
             Op::Pad { before, .. } => pad::backward(before, g),
@@ -504,6 +519,7 @@ impl Op {
             Op::LeakyRelu { alpha } => leaky_relu::lower(*alpha, cx),
             Op::PRelu { .. } => prelu::lower(cx)?,
             Op::ResizeNearest { .. } => resize_nearest::lower(cx),
+            Op::ResizeBilinear { mode, .. } => resize_bilinear::lower(*mode, cx),
             Op::Reshape { .. } => reshape::lower(cx),
             Op::Concatenation { axis } => return concatenation::lower(*axis, cx),
             Op::Pad { before, .. } => pad::lower(before, cx)?,
@@ -556,6 +572,7 @@ impl Op {
             Op::LeakyRelu { alpha } => leaky_relu::export(*alpha, e, n),
             Op::PRelu { slope } => prelu::export(slope, e, n),
             Op::ResizeNearest { size } => resize_nearest::export(*size, e, n),
+            Op::ResizeBilinear { size, mode } => resize_bilinear::export(*size, *mode, e, n),
             Op::Reshape { shape } => reshape::export(shape, e, n),
             Op::Concatenation { axis } => concatenation::export(*axis, e, n),
             Op::Pad { before, after } => pad::export(before, after, e, n),
@@ -586,6 +603,7 @@ impl Op {
             Op::LeakyRelu { .. } => leaky_relu::OUTPUT,
             Op::PRelu { .. } => prelu::OUTPUT,
             Op::ResizeNearest { .. } => resize_nearest::OUTPUT,
+            Op::ResizeBilinear { .. } => resize_bilinear::OUTPUT,
             Op::Reshape { .. } => reshape::OUTPUT,
             Op::Concatenation { .. } => concatenation::OUTPUT,
             Op::Pad { .. } => pad::OUTPUT,
@@ -617,6 +635,7 @@ impl Op {
             Op::LeakyRelu { .. } => leaky_relu::INT16,
             Op::PRelu { .. } => prelu::INT16,
             Op::ResizeNearest { .. } => resize_nearest::INT16,
+            Op::ResizeBilinear { .. } => resize_bilinear::INT16,
             Op::Reshape { .. } => reshape::INT16,
             Op::Concatenation { .. } => concatenation::INT16,
             Op::Pad { .. } => pad::INT16,
@@ -679,6 +698,7 @@ impl Op {
             Op::Slice { .. } => slice::CHANNELS,
             Op::DepthToSpace { .. } => depth_to_space::CHANNELS,
             Op::ResizeNearest { .. } => resize_nearest::CHANNELS,
+            Op::ResizeBilinear { .. } => resize_bilinear::CHANNELS,
             Op::Reshape { shape } => Channels::Reshaped { shape },
             Op::Concatenation { axis } => Channels::Joined { axis: Some(*axis) },
             Op::Pad { before, after } => pad::channels(before, after),
@@ -713,6 +733,7 @@ impl Op {
             | Op::Relu { .. }
             | Op::LeakyRelu { .. }
             | Op::ResizeNearest { .. }
+            | Op::ResizeBilinear { .. }
             | Op::Reshape { .. }
             | Op::Concatenation { .. }
             | Op::Pad { .. }
@@ -748,6 +769,7 @@ impl Op {
             | Op::Relu { .. }
             | Op::LeakyRelu { .. }
             | Op::ResizeNearest { .. }
+            | Op::ResizeBilinear { .. }
             | Op::Reshape { .. }
             | Op::Concatenation { .. }
             | Op::Pad { .. }

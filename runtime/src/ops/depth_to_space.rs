@@ -117,44 +117,21 @@ pub fn depth_to_space<T: Copy>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{Shape, Tensor};
-    use crate::ops::testutil::{one_op_model, refusal};
+    use crate::ops::testutil::{int8_unary_model, refusal, run_int8};
     use crate::ops::Op;
-    use crate::{Interpreter, Model};
     use std::vec::Vec;
 
     /// One DepthToSpace from int8 `input` dims to `output` dims (zero point 3, the output's
-    /// `zero_point`).
+    /// `zp`).
     fn model(input: &[usize], output: &[usize], block: [u8; 2], crd: bool, zp: i32) -> Vec<u8> {
-        let tensor = |name, dims: &[usize], offset, zero_point| Tensor {
-            name,
-            dtype: DType::I8,
-            shape: Shape::new(dims).unwrap(),
-            scale: 0.5,
-            zero_point,
-            offset,
-            first: 0,
-            last: 0,
-            in_place: false,
-        };
-        let tensors = [tensor("x", input, 0, 3), tensor("y", output, 128, zp)];
-        let op = DepthToSpace {
-            input: tensors[0].operand(0),
-            output: tensors[1].operand(1),
-            block,
-            crd,
-        };
-        let arena = (128 + output.iter().product::<usize>()).next_multiple_of(16);
-        one_op_model(&tensors, arena as u32, false, Op::DepthToSpace(op))
-    }
-
-    fn run_model(bytes: &[u8], x: &[i8]) -> Vec<i8> {
-        let m = Model::from_bytes(bytes).unwrap();
-        let mut arena = std::vec![0u8; m.arena_size() + 16];
-        let mut it = Interpreter::new(&m, &mut arena).unwrap();
-        it.input_i8_mut(0).unwrap().copy_from_slice(x);
-        it.invoke().unwrap();
-        it.output_i8(0).unwrap().to_vec()
+        int8_unary_model(input, output, zp, |input, output| {
+            Op::DepthToSpace(DepthToSpace {
+                input,
+                output,
+                block,
+                crd,
+            })
+        })
     }
 
     #[test]
@@ -163,8 +140,14 @@ mod tests {
         let x: Vec<i8> = (0..2)
             .flat_map(|y| (0..12).map(move |ch| (50 * y + ch) as i8))
             .collect();
-        let dcr = run_model(&model(&[1, 2, 1, 12], &[1, 4, 3, 2], [2, 3], false, 3), &x);
-        let crd = run_model(&model(&[1, 2, 1, 12], &[1, 4, 3, 2], [2, 3], true, 3), &x);
+        let dcr = run_int8(
+            &model(&[1, 2, 1, 12], &[1, 4, 3, 2], [2, 3], false, 3),
+            &[&x],
+        );
+        let crd = run_int8(
+            &model(&[1, 2, 1, 12], &[1, 4, 3, 2], [2, 3], true, 3),
+            &[&x],
+        );
         for oy in 0..4 {
             for ox in 0..3 {
                 for k in 0..2 {

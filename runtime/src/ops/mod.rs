@@ -43,6 +43,7 @@ pub mod prelu;
 pub mod quantize;
 pub mod relu;
 pub mod reshape;
+pub mod resize_bilinear;
 pub mod resize_nearest_neighbor;
 pub mod slice;
 pub mod softmax;
@@ -68,6 +69,7 @@ pub use prelu::{PRelu, PReluParams};
 pub use quantize::{Quantize, RequantizeParams};
 pub use relu::{Relu, ReluParams};
 pub use reshape::Reshape;
+pub use resize_bilinear::ResizeBilinear;
 pub use resize_nearest_neighbor::ResizeNearestNeighbor;
 pub use slice::Slice;
 pub use softmax::{Softmax, SoftmaxParams};
@@ -565,6 +567,8 @@ operators! {
     24 Slice(Slice) slice "SLICE" "slice";
     /// Each pixel's channels as a block of pixels.
     25 DepthToSpace(DepthToSpace) depth_to_space "DEPTH_TO_SPACE" "depth-to-space";
+    /// Each output pixel a blend of the four nearest input pixels.
+    26 ResizeBilinear(ResizeBilinear) resize_bilinear "RESIZE_BILINEAR" "resize-bilinear";
 }
 
 impl Op<'_> {

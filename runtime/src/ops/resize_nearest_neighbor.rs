@@ -24,12 +24,21 @@ super::operand_fields!(ResizeNearestNeighbor: input => output);
 
 pub(crate) fn validate(r: &ResizeNearestNeighbor, check: &Check<'_, '_, '_>) -> Result<(), Error> {
     check.kind(&r.input, &r.output)?;
-    let (i, o) = (r.input.shape.nhwc(), r.output.shape.nhwc());
-    if r.input.shape.rank != 4 || r.output.shape.rank != 4 || i.n != o.n || i.c != o.c {
+    validate_resize(&r.input, &r.output, check)
+}
+
+/// The checks every resize shares: NHWC tensors of the same batch, channels and quantization.
+pub(crate) fn validate_resize(
+    input: &Operand,
+    output: &Operand,
+    check: &Check<'_, '_, '_>,
+) -> Result<(), Error> {
+    let (i, o) = (input.shape.nhwc(), output.shape.nhwc());
+    if input.shape.rank != 4 || output.shape.rank != 4 || i.n != o.n || i.c != o.c {
         return check.bad("resize takes and gives NHWC tensors of the same batch and channels");
     }
-    if r.input.zero_point != r.output.zero_point
-        || check.tensor(&r.input)?.scale != check.tensor(&r.output)?.scale
+    if input.zero_point != output.zero_point
+        || check.tensor(input)?.scale != check.tensor(output)?.scale
     {
         return check.bad("resize output quantized unlike its input");
     }

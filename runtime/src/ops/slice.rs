@@ -91,54 +91,34 @@ pub fn slice<T: Copy>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{Shape, Tensor};
-    use crate::ops::testutil::{one_op_model, refusal};
+    use crate::ops::testutil::{int8_unary_model, refusal, run_int8};
     use crate::ops::Op;
-    use crate::{Interpreter, Model};
+    use crate::Model;
     use std::vec::Vec;
 
     /// One Slice from `[1, 3, 4, 5]` int8 (zero point 3) to `out` at `begin`, with the output's
     /// zero point `zero_point`.
     fn model(out: &[usize], begin: [u16; 4], zero_point: i32) -> Vec<u8> {
-        let tensor = |name, dims: &[usize], offset, zero_point| Tensor {
-            name,
-            dtype: DType::I8,
-            shape: Shape::new(dims).unwrap(),
-            scale: 0.5,
-            zero_point,
-            offset,
-            first: 0,
-            last: 0,
-            in_place: false,
-        };
-        let tensors = [
-            tensor("x", &[1, 3, 4, 5], 0, 3),
-            tensor("y", out, 64, zero_point),
-        ];
-        let op = Slice {
-            input: tensors[0].operand(0),
-            output: tensors[1].operand(1),
-            begin,
-        };
-        let arena = (64 + out.iter().product::<usize>()).next_multiple_of(16);
-        one_op_model(&tensors, arena as u32, false, Op::Slice(op))
+        int8_unary_model(&[1, 3, 4, 5], out, zero_point, |input, output| {
+            Op::Slice(Slice {
+                input,
+                output,
+                begin,
+            })
+        })
     }
 
     #[test]
     fn the_box_is_copied() {
         let bytes = model(&[1, 2, 2, 3], [0, 1, 2, 1], 3);
-        let m = Model::from_bytes(&bytes).unwrap();
-        let mut arena = std::vec![0u8; m.arena_size() + 16];
-        let mut it = Interpreter::new(&m, &mut arena).unwrap();
         let x: Vec<i8> = (0..60).map(|v| v as i8).collect();
-        it.input_i8_mut(0).unwrap().copy_from_slice(&x);
-        it.invoke().unwrap();
+        let y = run_int8(&bytes, &[&x]);
         // Element (y, x, c) of the input is 20 y + 5 x + c.
         let want: Vec<i8> = [(1, 2), (1, 3), (2, 2), (2, 3)]
             .iter()
             .flat_map(|&(y, xx)| (1..4).map(move |c| (20 * y + 5 * xx + c) as i8))
             .collect();
-        assert_eq!(it.output_i8(0).unwrap(), want);
+        assert_eq!(y, want);
     }
 
     #[test]

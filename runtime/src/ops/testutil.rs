@@ -2,7 +2,7 @@
 //! validation gives for refusing one.
 
 use super::Op;
-use crate::format::{write, Graph, Metadata, SeqBuf, Tensor};
+use crate::format::{write, DType, Graph, Metadata, Operand, SeqBuf, Shape, Tensor};
 use crate::{Error, Model};
 use std::vec::Vec;
 
@@ -29,6 +29,36 @@ pub(crate) fn one_op_model(tensors: &[Tensor<'_>], arena: u32, float: bool, op: 
         preprocessing: None,
     };
     write::to_bytes(&graph, arena, float).unwrap()
+}
+
+/// The `.ferrite` bytes of one int8 operator from a graph input of `input` dims (scale 0.5, zero
+/// point 3) to an output of `output` dims (scale 0.5, `zero_point`), placed after the input; `op`
+/// builds the operator from their operands.
+pub(crate) fn int8_unary_model(
+    input: &[usize],
+    output: &[usize],
+    zero_point: i32,
+    op: impl FnOnce(Operand, Operand) -> Op<'static>,
+) -> Vec<u8> {
+    let tensor = |name, dims: &[usize], offset, zero_point| Tensor {
+        name,
+        dtype: DType::I8,
+        shape: Shape::new(dims).unwrap(),
+        scale: 0.5,
+        zero_point,
+        offset,
+        first: 0,
+        last: 0,
+        in_place: false,
+    };
+    let at = input.iter().product::<usize>().next_multiple_of(16);
+    let tensors = [
+        tensor("x", input, 0, 3),
+        tensor("y", output, at as u32, zero_point),
+    ];
+    let arena = (at + output.iter().product::<usize>()).next_multiple_of(16);
+    let op = op(tensors[0].operand(0), tensors[1].operand(1));
+    one_op_model(&tensors, arena as u32, false, op)
 }
 
 /// Why validation refuses the operator of a one-operator model.
@@ -62,7 +92,6 @@ pub(crate) fn int8_tensor<'a>(
 }
 
 /// Runs a model whose inputs and first output are int8 on `inputs` and returns that output.
-#[cfg(feature = "in-place")]
 pub(crate) fn run_int8(bytes: &[u8], inputs: &[&[i8]]) -> Vec<i8> {
     let model = Model::from_bytes(bytes).unwrap();
     let mut arena = std::vec![0u8; model.arena_size() + crate::format::ARENA_ALIGN];

@@ -18,6 +18,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use prost::Message;
 
 use crate::ir::{Clamp, Graph, Op, Param, SourceLayout, UnaryFn, ValueId, Window2d};
+use ferrite_runtime::kernels::resize::BilinearMode;
 use proto::{attribute_type as at, AttributeProto, ModelProto, NodeProto};
 use tensor::Const;
 
@@ -799,10 +800,13 @@ impl Importer {
         self.emit(n, label, product, vec![x, gate], l).map(drop)
     }
 
-    /// `Resize` in nearest mode, to a size given by constant scales or
-    /// sizes, over H and W only: the runtime's nearest-neighbour resize, which reads input row
-    /// `floor(y * in / out)`. The coordinate mode and rounding are checked to pick those same rows
-    /// (they do for whole upsampling factors); anything else is refused by name.
+    /// `Resize` to a size given by constant scales or sizes, over H and W only.
+    ///
+    /// Nearest mode is the runtime's nearest-neighbour resize, which reads input row
+    /// `floor(y * in / out)`: the coordinate mode and rounding are checked to pick those same rows
+    /// (they do for whole upsampling factors). Linear mode is the runtime's bilinear resize, whose
+    /// coordinates are ONNX's `half_pixel` (also `pytorch_half_pixel` to sizes above 1),
+    /// `align_corners` and `asymmetric` at the scale `out / in`. Anything else is refused by name.
     fn resize(&mut self, n: &NodeProto, label: &str) -> Result<()> {
         let x = self.act(n, 0)?;
         ensure!(
@@ -811,8 +815,8 @@ impl Importer {
         );
         let mode = attr_s(n, "mode").unwrap_or_else(|| "nearest".into());
         ensure!(
-            mode == "nearest",
-            "{} mode `{mode}` is not supported (nearest only)",
+            mode == "nearest" || mode == "linear",
+            "{} mode `{mode}` is not supported (nearest and linear)",
             n.op_type
         );
         let d = self.onnx_dims(x);
@@ -868,6 +872,9 @@ impl Importer {
         );
         let transform =
             attr_s(n, "coordinate_transformation_mode").unwrap_or_else(|| "half_pixel".into());
+        if mode == "linear" {
+            return self.resize_linear(n, label, x, &d, &out, &factors, &transform);
+        }
         let rounding = attr_s(n, "nearest_mode").unwrap_or_else(|| "round_prefer_floor".into());
         for axis in [2, 3] {
             let (i, o) = (d[axis], out[axis]);
@@ -888,6 +895,59 @@ impl Importer {
         }
         let op = Op::ResizeNearest {
             size: [out[2], out[3]],
+        };
+        self.emit(n, label, op, vec![x], SourceLayout::Nchw)
+            .map(drop)
+    }
+
+    /// `Resize` in linear mode from NCHW `d` to `out` (see [`Self::resize`]).
+    #[allow(clippy::too_many_arguments)]
+    fn resize_linear(
+        &mut self,
+        n: &NodeProto,
+        label: &str,
+        x: ValueId,
+        d: &[usize],
+        out: &[usize],
+        factors: &[f64],
+        transform: &str,
+    ) -> Result<()> {
+        ensure!(
+            attr_i(n, "antialias", 0) == 0,
+            "{} with antialias is not supported",
+            n.op_type
+        );
+        for axis in [2, 3] {
+            let exact = out[axis] as f64 / d[axis] as f64;
+            ensure!(
+                (factors[axis] - exact).abs() <= 1e-6 * exact,
+                "{} by scale {} from {} to {}: the runtime scales by out / in",
+                n.op_type,
+                factors[axis],
+                d[axis],
+                out[axis]
+            );
+        }
+        let half = |half_pixel_centers| BilinearMode {
+            align_corners: false,
+            half_pixel_centers,
+        };
+        let mode = match transform {
+            "half_pixel" => half(true),
+            "pytorch_half_pixel" if out[2] > 1 && out[3] > 1 => half(true),
+            "asymmetric" => half(false),
+            "align_corners" => BilinearMode {
+                align_corners: true,
+                half_pixel_centers: false,
+            },
+            other => bail!(
+                "{} linear with coordinate_transformation_mode `{other}` is not supported (half_pixel, pytorch_half_pixel to sizes above 1, align_corners, asymmetric)",
+                n.op_type
+            ),
+        };
+        let op = Op::ResizeBilinear {
+            size: [out[2], out[3]],
+            mode,
         };
         self.emit(n, label, op, vec![x], SourceLayout::Nchw)
             .map(drop)

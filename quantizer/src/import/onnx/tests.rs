@@ -475,8 +475,19 @@ fn resize_nearest_repeats_pixels_and_refuses_what_it_cannot_match() {
         [12.0, -12.0]
     );
 
-    let e = err(&resize(&[1.0, 1.0, 2.0, 2.0], vec![s("mode", "linear")]));
-    assert!(e.contains("mode `linear` is not supported"), "{e}");
+    let e = err(&resize(&[1.0, 1.0, 2.0, 2.0], vec![s("mode", "cubic")]));
+    assert!(e.contains("mode `cubic` is not supported"), "{e}");
+    let e = err(&resize(
+        &[1.0, 1.0, 2.0, 2.0],
+        vec![
+            s("mode", "linear"),
+            s("coordinate_transformation_mode", "tf_crop_and_resize"),
+        ],
+    ));
+    assert!(
+        e.contains("coordinate_transformation_mode `tf_crop_and_resize` is not supported"),
+        "{e}"
+    );
     // 2 -> 1 halves rows: half_pixel reads row 1 (0.5 rounds down to 0 only at exactly .5).
     let e = err(&resize(
         &[1.0, 1.0, 0.5, 1.0],

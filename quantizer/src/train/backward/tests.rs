@@ -617,6 +617,27 @@ fn depth_to_space_in_both_orders() {
 }
 
 #[test]
+fn bilinear_resize_in_every_mode() {
+    use ferrite_runtime::kernels::resize::BilinearMode;
+    let mut rng = Rng::new(100);
+    for (size, align, half) in [
+        ([6, 8], false, true),
+        ([5, 5], true, false),
+        ([2, 3], false, false),
+    ] {
+        let x = random_tensor(&mut rng, &[2, 3, 4, 2]);
+        let mode = BilinearMode {
+            align_corners: align,
+            half_pixel_centers: half,
+        };
+        check(
+            &format!("bilinear to {size:?}, {mode:?}"),
+            &Case::new(Op::ResizeBilinear { size, mode }, vec![x]),
+        );
+    }
+}
+
+#[test]
 fn pad_on_height_width_and_channels() {
     let mut rng = Rng::new(120);
     let hw = Op::Pad {
