@@ -133,6 +133,11 @@ def build_fixtures(only=()):
         "leaky_relu_nhwc": ([[1, 4, 4, 6]], lambda x: tf.nn.leaky_relu(x, alpha=0.01), [3.0]),
         "resize_nearest_x2": ([[1, 3, 4, 5]], lambda x: tf.image.resize(x, [6, 8], method="nearest")),
         "resize_nearest_x3_v1": ([[1, 2, 3, 4]], lambda x: tf.compat.v1.image.resize_nearest_neighbor(x, [6, 9])),
+        "resize_bilinear_x2": ([[1, 3, 4, 5]], lambda x: tf.image.resize(x, [6, 8], method="bilinear")),
+        "resize_bilinear_v1": ([[1, 3, 4, 2]], lambda x: tf.compat.v1.image.resize_bilinear(x, [5, 7])),
+        "resize_bilinear_align_v1": ([[1, 3, 4, 2]], lambda x: tf.compat.v1.image.resize_bilinear(
+            x, [5, 7], align_corners=True)),
+        "depth_to_space": ([[1, 3, 4, 8]], lambda x: tf.nn.depth_to_space(x, 2)),
         "reshape": ([[1, 2, 3, 4]], lambda x: tf.reshape(x, [1, 6, 4])),
         "squeeze": ([[1, 5, 1, 3]], lambda x: tf.squeeze(x, axis=2)),
         "concatenation": ([[1, 4, 4, 3], [1, 4, 4, 5]], lambda a, b: tf.concat([a, b], axis=3), [1.0, 3.0]),

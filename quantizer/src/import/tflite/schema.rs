@@ -50,6 +50,7 @@ pub mod op {
     pub const CONCATENATION: i32 = 2;
     pub const CONV_2D: i32 = 3;
     pub const DEPTHWISE_CONV_2D: i32 = 4;
+    pub const DEPTH_TO_SPACE: i32 = 5;
     pub const DEQUANTIZE: i32 = 6;
     pub const FULLY_CONNECTED: i32 = 9;
     pub const LOGISTIC: i32 = 14;
@@ -59,6 +60,7 @@ pub mod op {
     pub const RELU_N1_TO_1: i32 = 20;
     pub const RELU6: i32 = 21;
     pub const RESHAPE: i32 = 22;
+    pub const RESIZE_BILINEAR: i32 = 23;
     pub const SOFTMAX: i32 = 25;
     pub const TANH: i32 = 28;
     pub const PAD: i32 = 34;

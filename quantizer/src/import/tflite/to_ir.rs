@@ -9,6 +9,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use ferrite_runtime::format::{Activation, DType, Shape};
+use ferrite_runtime::kernels::resize::BilinearMode;
 
 use super::flatbuf::Table;
 use super::schema::{op, tensor_type, Model, Operator};
@@ -24,6 +25,7 @@ pub const SUPPORTED: &[&str] = &[
     "CONCATENATION",
     "CONV_2D",
     "DEPTHWISE_CONV_2D",
+    "DEPTH_TO_SPACE",
     "DEQUANTIZE",
     "FULLY_CONNECTED",
     "LEAKY_RELU",
@@ -38,6 +40,7 @@ pub const SUPPORTED: &[&str] = &[
     "RELU6",
     "RELU_N1_TO_1",
     "RESHAPE",
+    "RESIZE_BILINEAR",
     "RESIZE_NEAREST_NEIGHBOR",
     "SOFTMAX",
     "SQUEEZE",
@@ -130,8 +133,8 @@ fn padding(
     (out, total / 2, total - total / 2)
 }
 
-/// An operator that copies its input's elements (PAD, RESIZE_NEAREST_NEIGHBOR): its output has the
-/// input's type and, for int8 and int16, the input's quantization.
+/// An operator that copies or blends its input's elements (PAD, the resizes, DEPTH_TO_SPACE): its
+/// output has the input's type and, for int8 and int16, the input's quantization.
 fn keeps_input_quantization(xd: &TensorDef, yd: &TensorDef) -> Result<()> {
     if xd.dtype != yd.dtype {
         bail!("input and output differ in type");
@@ -140,6 +143,16 @@ fn keeps_input_quantization(xd: &TensorDef, yd: &TensorDef) -> Result<()> {
         bail!("input and output quantization differ; the operator keeps the input's");
     }
     Ok(())
+}
+
+/// A resize's operands, their NHWC dims and its corner and half-pixel flags.
+struct Resize {
+    input: ValueId,
+    output: ValueId,
+    input_dims: Vec<u16>,
+    output_dims: Vec<u16>,
+    align_corners: bool,
+    half_pixel_centers: bool,
 }
 
 /// The input index TFLite's nearest-neighbour resize reads for output index `v` (its float
@@ -381,6 +394,8 @@ impl<'m, 'a> Importer<'m, 'a> {
             op::LEAKY_RELU => self.leaky_relu(&o),
             op::PRELU => self.prelu(&o),
             op::RESIZE_NEAREST_NEIGHBOR => self.resize_nearest(&o),
+            op::RESIZE_BILINEAR => self.resize_bilinear(&o),
+            op::DEPTH_TO_SPACE => self.depth_to_space(&o),
             op::RESHAPE | op::SQUEEZE => self.reshape(&o),
             op::CONCATENATION => self.concatenation(&o),
             op::PAD => self.pad(&o),
@@ -1076,22 +1091,10 @@ impl<'m, 'a> Importer<'m, 'a> {
     /// half-pixel flags) picks the rows the runtime's `floor(y * in / out)` does: always for whole
     /// upsampling factors; anything else is refused by name.
     fn resize_nearest(&mut self, o: &Operator<'a>) -> Result<()> {
-        let x = self.act(self.input(o, 0)?)?;
-        let y = self.single_output(o)?;
-        let (xd, yd) = (self.def(x).clone(), self.def(y).clone());
-        keeps_input_quantization(&xd, &yd)?;
-        let (i, out) = (xd.shape.dims(), yd.shape.dims());
-        if xd.shape.rank != 4 || yd.shape.rank != 4 || i[0] != out[0] || i[3] != out[3] {
-            bail!("input and output must be NHWC of the same batch and channels");
-        }
-        let (align_corners, half_pixel) =
-            match self.options(o, 74, "ResizeNearestNeighborOptions")? {
-                Some(t) => (
-                    t.bool(0, "align_corners")?,
-                    t.bool(1, "half_pixel_centers")?,
-                ),
-                None => (false, false),
-            };
+        // ResizeNearestNeighborOptions: align_corners, half_pixel_centers.
+        let r = self.resize(o, 74, "ResizeNearestNeighborOptions", 0)?;
+        let (x, y, i, out) = (r.input, r.output, r.input_dims, r.output_dims);
+        let (align_corners, half_pixel) = (r.align_corners, r.half_pixel_centers);
         for d in [1, 2] {
             let (isz, osz) = (i[d] as usize, out[d] as usize);
             for v in 0..osz {
@@ -1105,6 +1108,89 @@ impl<'m, 'a> Importer<'m, 'a> {
         }
         let size = [out[1] as usize, out[2] as usize];
         self.push(Op::ResizeNearest { size }, vec![x], y);
+        Ok(())
+    }
+
+    /// RESIZE_BILINEAR with its corner and half-pixel flags: the runtime's kernel is TFLite's.
+    fn resize_bilinear(&mut self, o: &Operator<'a>) -> Result<()> {
+        // ResizeBilinearOptions: new_height and new_width (deprecated), align_corners,
+        // half_pixel_centers.
+        let r = self.resize(o, 15, "ResizeBilinearOptions", 2)?;
+        if r.align_corners && r.half_pixel_centers {
+            bail!("align_corners and half_pixel_centers together");
+        }
+        let mode = BilinearMode {
+            align_corners: r.align_corners,
+            half_pixel_centers: r.half_pixel_centers,
+        };
+        let size = [r.output_dims[1] as usize, r.output_dims[2] as usize];
+        self.push(Op::ResizeBilinear { size, mode }, vec![r.input], r.output);
+        Ok(())
+    }
+
+    /// A resize's operands and flags, from options of type `options` whose `align_corners` is
+    /// field `first` and `half_pixel_centers` the next: NHWC input and output of the same batch,
+    /// channels and quantization.
+    fn resize(
+        &mut self,
+        o: &Operator<'a>,
+        options: u8,
+        what: &str,
+        first: usize,
+    ) -> Result<Resize> {
+        let x = self.act(self.input(o, 0)?)?;
+        let y = self.single_output(o)?;
+        let (xd, yd) = (self.def(x).clone(), self.def(y).clone());
+        keeps_input_quantization(&xd, &yd)?;
+        let (i, out) = (xd.shape.dims(), yd.shape.dims());
+        if xd.shape.rank != 4 || yd.shape.rank != 4 || i[0] != out[0] || i[3] != out[3] {
+            bail!("input and output must be NHWC of the same batch and channels");
+        }
+        let (align_corners, half_pixel_centers) = match self.options(o, options, what)? {
+            Some(t) => (
+                t.bool(first, "align_corners")?,
+                t.bool(first + 1, "half_pixel_centers")?,
+            ),
+            None => (false, false),
+        };
+        Ok(Resize {
+            input: x,
+            output: y,
+            input_dims: i.to_vec(),
+            output_dims: out.to_vec(),
+            align_corners,
+            half_pixel_centers,
+        })
+    }
+
+    /// DEPTH_TO_SPACE by square blocks, in TFLite's channel order.
+    fn depth_to_space(&mut self, o: &Operator<'a>) -> Result<()> {
+        let x = self.act(self.input(o, 0)?)?;
+        let y = self.single_output(o)?;
+        let (xd, yd) = (self.def(x).clone(), self.def(y).clone());
+        keeps_input_quantization(&xd, &yd)?;
+        let block = match self.options(o, 94, "DepthToSpaceOptions")? {
+            Some(t) => t.i32(0, "block_size", 0)?,
+            None => 0,
+        };
+        let b = usize::try_from(block)
+            .ok()
+            .filter(|b| (1..=255).contains(b))
+            .with_context(|| format!("block_size {block} (1 to 255)"))?;
+        let dims = |d: &[u16]| d.iter().map(|&v| v as usize).collect::<Vec<_>>();
+        let (i, out) = (dims(xd.shape.dims()), dims(yd.shape.dims()));
+        if xd.shape.rank != 4
+            || yd.shape.rank != 4
+            || i[3] % (b * b) != 0
+            || out != [i[0], i[1] * b, i[2] * b, i[3] / (b * b)]
+        {
+            bail!("output {out:?} is not input {i:?} in blocks of {b}x{b}");
+        }
+        let op = Op::DepthToSpace {
+            block: [b, b],
+            crd: false,
+        };
+        self.push(op, vec![x], y);
         Ok(())
     }
 
