@@ -97,6 +97,11 @@ def build_fixtures(only=()):
         y = tf.nn.depthwise_conv2d(x, w, strides=[1, stride, stride, 1], padding=padding) + b
         return act(y) if act else y
 
+    def tconv(x, cout, k, stride, padding, out_hw, act=None):
+        w = const([k[0], k[1], cout, x.shape[-1]])
+        y = tf.nn.conv2d_transpose(x, w, [1, out_hw[0], out_hw[1], cout], stride, padding) + const([cout], 0.1)
+        return act(y) if act else y
+
     def dense(x, n, act=None):
         w = const([x.shape[-1], n])
         y = tf.matmul(x, w) + const([n], 0.1)
@@ -148,6 +153,11 @@ def build_fixtures(only=()):
             [1, 8]), 5))),
         "residual_block": ([[1, 8, 8, 8]], lambda x: tf.reduce_mean(
             relu(x + conv(conv(x, 8, 3, 3, act=relu), 8, 3, 3)), axis=[1, 2])),
+        # Last among the cases with weights, so that a full run gives the earlier ones the weights
+        # they always had (one generator draws every case's weights in order).
+        "transpose_conv_s2_same_relu": ([[1, 4, 4, 3]], lambda x: tconv(x, 5, [3, 3], 2, "SAME", [8, 8], act=relu)),
+        "transpose_conv_s2_valid": ([[1, 3, 4, 2]], lambda x: tconv(x, 4, [4, 4], 2, "VALID", [8, 10])),
+        "transpose_conv_s3_k2_same": ([[1, 3, 3, 4]], lambda x: tconv(x, 3, [2, 2], 3, "SAME", [9, 9])),
     }
     # Keras PReLU layers (their alpha a constant the converter quantizes), with fixed slopes,
     # negative and above 1 among them.

@@ -1476,17 +1476,16 @@ impl Importer {
                 && pads.iter().all(|&p| (-limit..=limit).contains(&p)),
             "strides {strides:?}, output_padding {extra:?} and pads {pads:?} (strides of 1 to {limit}, output padding below the stride, pads within {limit})"
         );
-        // Per spatial axis: the output size, the taps of each phase, and the convolution's padding.
-        // Negative pads (an output_shape beyond the natural size) add phase positions before the
-        // input, `before` of them, whose outputs no input reaches (the bias).
-        let (mut out, mut taps) = ([0usize; 2], [0usize; 2]);
+        // Per spatial axis: the output size and the convolution's padding. Negative pads (an
+        // output_shape beyond the natural size) add phase positions before the input, `before` of
+        // them, whose outputs no input reaches (the bias).
+        let mut out = [0usize; 2];
         let (mut before, mut right, mut lead) = ([0usize; 2], [0usize; 2], [0usize; 2]);
         let s = strides.map(|v| v as usize);
         for a in 0..2 {
             let o = natural(a) - pads[a] - pads[a + 2];
             ensure!(o >= 1, "an empty output along spatial axis {a}");
             out[a] = o as usize;
-            taps[a] = k[a].div_ceil(s[a]);
             let first = pads[a].div_euclid(strides[a]);
             before[a] = (-first).max(0) as usize;
             // The crop's start in the placed phases, and the last phase position an output needs.
@@ -1495,29 +1494,15 @@ impl Importer {
             right[a] = (last + 1).saturating_sub(xs[a + 1] + before[a]);
         }
         let phases = s[0] * s[1];
-        let (jh, jw) = (taps[0], taps[1]);
-        let per_group = (c / groups, cg);
-        let mut f = vec![0.0f32; phases * m * jh * jw * c];
-        for (ph, (rh, rw)) in (0..s[0])
-            .flat_map(|rh| (0..s[1]).map(move |rw| (rh, rw)))
-            .enumerate()
-        {
+        let ([jh, jw], list) = crate::import::transposed_taps(k, s);
+        let (in_group, mut f) = (c / groups, vec![0.0f32; phases * m * jh * jw * c]);
+        for (ph, [mh, mw], [th, tw]) in list {
             for o in 0..m {
-                let group_in = (o / per_group.1) * per_group.0;
-                let ol = o % per_group.1;
-                for mh in 0..jh {
-                    let th = rh + (jh - 1 - mh) * s[0];
-                    for mw in 0..jw {
-                        let tw = rw + (jw - 1 - mw) * s[1];
-                        if th >= k[0] || tw >= k[1] {
-                            continue;
-                        }
-                        for i in 0..per_group.0 {
-                            let ci = group_in + i;
-                            f[(((ph * m + o) * jh + mh) * jw + mw) * c + ci] =
-                                wd[((ci * cg + ol) * k[0] + th) * k[1] + tw];
-                        }
-                    }
+                // Output channel `o` reads the input channels of its group.
+                let (first, ol) = ((o / cg) * in_group, o % cg);
+                for ci in first..first + in_group {
+                    f[(((ph * m + o) * jh + mh) * jw + mw) * c + ci] =
+                        wd[((ci * cg + ol) * k[0] + th) * k[1] + tw];
                 }
             }
         }

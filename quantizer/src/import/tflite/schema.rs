@@ -68,6 +68,7 @@ pub mod op {
     pub const SQUEEZE: i32 = 43;
     pub const PRELU: i32 = 54;
     pub const RESIZE_NEAREST_NEIGHBOR: i32 = 97;
+    pub const TRANSPOSE_CONV: i32 = 67;
     pub const LEAKY_RELU: i32 = 98;
     pub const QUANTIZE: i32 = 114;
     pub const CUSTOM: i32 = 32;

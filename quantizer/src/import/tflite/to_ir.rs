@@ -45,6 +45,7 @@ pub const SUPPORTED: &[&str] = &[
     "SOFTMAX",
     "SQUEEZE",
     "TANH",
+    "TRANSPOSE_CONV",
 ];
 
 /// A TFLite model in the IR, with the quantization it fixes (indexed as [`crate::lower::Quantization`]).
@@ -396,6 +397,7 @@ impl<'m, 'a> Importer<'m, 'a> {
             op::RESIZE_NEAREST_NEIGHBOR => self.resize_nearest(&o),
             op::RESIZE_BILINEAR => self.resize_bilinear(&o),
             op::DEPTH_TO_SPACE => self.depth_to_space(&o),
+            op::TRANSPOSE_CONV => self.transpose_conv(&o),
             op::RESHAPE | op::SQUEEZE => self.reshape(&o),
             op::CONCATENATION => self.concatenation(&o),
             op::PAD => self.pad(&o),
@@ -643,6 +645,139 @@ impl<'m, 'a> Importer<'m, 'a> {
         };
         self.push_weighted(op, vec![x], y, Some((filter.0, wscales)), Some(bias));
         Ok(())
+    }
+
+    /// TRANSPOSE_CONV (int8) as the ONNX importer runs ConvTranspose: a stride-1 CONV_2D whose
+    /// output channels are the `sh x sw` phases of each output pixel (the kernel taps of a phase,
+    /// reversed, zeros beyond the kernel), DEPTH_TO_SPACE and SLICE. The convolution's sums, bias and
+    /// per-channel requantization are the ones TFLite's scatter computes for each output.
+    fn transpose_conv(&mut self, o: &Operator<'a>) -> Result<()> {
+        let x = self.act(self.input(o, 2)?)?;
+        let y = self.single_output(o)?;
+        if self.int_type(x, y)? != DType::I8 {
+            bail!("int16x8 transposed convolutions are not supported");
+        }
+        // TransposeConvOptions: padding, stride_w, stride_h, fused_activation_function.
+        let opts = self
+            .options(o, 49, "TransposeConvOptions")?
+            .context("missing transposed convolution options")?;
+        let same = match opts.i8(0, "padding", 0)? {
+            0 => true,
+            1 => false,
+            p => bail!("unknown padding {p}"),
+        };
+        let stride = |id, what| -> Result<usize> {
+            let v = opts.i32(id, what, 0)?;
+            usize::try_from(v)
+                .ok()
+                .filter(|&v| (1..=255).contains(&v))
+                .with_context(|| format!("{what} {v} must be in 1..=255"))
+        };
+        let s = [stride(2, "stride_h")?, stride(1, "stride_w")?];
+        let clamp = clamp(fused(opts.i8(3, "fused_activation_function", 0)?)?);
+        let (xd, yd) = (self.def(x).clone(), self.def(y).clone());
+        if xd.shape.rank != 4 || yd.shape.rank != 4 {
+            bail!("input and output must be rank-4 NHWC");
+        }
+        let (xi, yo) = (xd.shape.nhwc(), yd.shape.nhwc());
+        let (m, c) = (yo.c, xi.c);
+        let (filter, wscales, fdims) = self.weights(self.input(o, 1)?, 4, m, 0)?;
+        if fdims[0] != m || fdims[3] != c || yo.n != xi.n {
+            bail!("filter shape {fdims:?} does not fit input channels {c} and output channels {m}");
+        }
+        let k = [fdims[1], fdims[2]];
+        // TFLite places input pixel `i` at output `i * s - pad`, the pad a forward convolution from
+        // the output's size to the input's would have.
+        let (mut lead, mut right) = ([0; 2], [0; 2]);
+        for a in 0..2 {
+            let (input, out) = ([xi.h, xi.w][a], [yo.h, yo.w][a]);
+            let (forward, before, _) = padding(same, out, k[a], s[a], 1);
+            if forward != input {
+                bail!(
+                    "output {:?} does not give input {:?} as a forward convolution (padding {}, strides {s:?})",
+                    yd.shape.dims(),
+                    xd.shape.dims(),
+                    if same { "SAME" } else { "VALID" }
+                );
+            }
+            lead[a] = before;
+            right[a] = ((out - 1 + before) / s[a] + 1).saturating_sub(input);
+        }
+        let phases = s[0] * s[1];
+        let ([jh, jw], list) = crate::import::transposed_taps(k, s);
+        let mut phased = vec![0i8; phases * m * jh * jw * c];
+        for (ph, [mh, mw], [th, tw]) in list {
+            for oc in 0..m {
+                let to = (((ph * m + oc) * jh + mh) * jw + mw) * c;
+                let from = ((oc * k[0] + th) * k[1] + tw) * c;
+                phased[to..to + c].copy_from_slice(&filter[from..from + c]);
+            }
+        }
+        let repeat = |v: &[f32]| -> Vec<f32> {
+            if v.len() == 1 {
+                v.to_vec()
+            } else {
+                (0..phases).flat_map(|_| v.iter().copied()).collect()
+            }
+        };
+        let scales = repeat(&wscales);
+        let bias = self.bias(o, 3, m, DType::I8)?;
+        let bias: Vec<i64> = if bias.is_empty() {
+            bias
+        } else {
+            (0..phases).flat_map(|_| bias.iter().copied()).collect()
+        };
+        let dims = vec![phases * m, jh, jw, c];
+        let (phased, filter_param) = filter_param(&phased, &scales, &dims, false);
+        let conv = Op::Conv2d {
+            window: Window2d {
+                kernel: [jh, jw],
+                stride: [1, 1],
+                dilation: [1, 1],
+                pads: [jh - 1, jw - 1, right[0], right[1]],
+            },
+            filter: filter_param,
+            bias: bias_param(&bias, xd.scale, &scales, phases * m),
+            clamp,
+        };
+        let (ph, pw) = (xi.h + right[0], xi.w + right[1]);
+        let phase_out = self.intermediate(y, "phases", &[xi.n, ph, pw, phases * m])?;
+        self.push_weighted(conv, vec![x], phase_out, Some((phased, scales)), Some(bias));
+        let whole = [ph * s[0], pw * s[1]] == [yo.h, yo.w] && lead == [0, 0];
+        let placed = if whole {
+            y
+        } else {
+            self.intermediate(y, "placed", &[xi.n, ph * s[0], pw * s[1], m])?
+        };
+        let place = Op::DepthToSpace {
+            block: s,
+            crd: false,
+        };
+        self.push(place, vec![phase_out], placed);
+        if !whole {
+            let crop = Op::Slice {
+                begin: vec![0, lead[0], lead[1], 0],
+                size: vec![yo.n, yo.h, yo.w, m],
+            };
+            self.push(crop, vec![placed], y);
+        }
+        Ok(())
+    }
+
+    /// A new value between the IR nodes of one operator, typed and quantized as `like` (the
+    /// operator's output), named after it.
+    fn intermediate(&mut self, like: ValueId, suffix: &str, dims: &[usize]) -> Result<ValueId> {
+        let def = self.def(like).clone();
+        let shape = Shape::new(dims)
+            .with_context(|| format!("intermediate shape {dims:?} beyond the runtime's limits"))?;
+        u16::try_from(self.defs.len()).context("more than 65535 tensors")?;
+        let name = format!("{}/{suffix}", def.name);
+        self.defs.push(TensorDef {
+            name: name.clone(),
+            shape,
+            ..def
+        });
+        Ok(self.graph.add_value(name, dims.to_vec()))
     }
 
     fn fully_connected(&mut self, o: &Operator<'a>) -> Result<()> {
