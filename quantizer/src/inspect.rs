@@ -382,6 +382,13 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
             0,
             format!("before {:?}", p.before),
         ),
+        Op::MirrorPad(p) => set(
+            &[&p.input],
+            &p.output,
+            elements(&p.output),
+            0,
+            format!("{:?}, before {:?}", p.mode, p.before),
+        ),
         Op::Quantize(q) => set(
             &[&q.input],
             &q.output,

@@ -6,52 +6,94 @@
 //! outputs dequantized back to f32; int8 arrays are passed through and int8 outputs returned.
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use ferrite_runtime::format::{DType, Tensor};
+use ferrite_runtime::format::{DType, Shape, Tensor};
 use ferrite_runtime::{Interpreter, Model};
 
 use crate::npy::{Array, Dtype};
 
-/// How a model's source orders its 4-D tensors, from the `.ferrite` metadata's `source_layout`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum SourceOrder {
-    /// As the runtime: NHWC.
+/// How a model's source orders one of its graph inputs or outputs, from the `.ferrite` metadata's
+/// `source_layout` (written by `lower::source_layout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// As the runtime: NHWC, or any tensor that is not 4-D.
     Nhwc,
-    /// NCHW images.
+    /// An NCHW image.
     Nchw,
-    /// NCL signals: NCHW with the height (1) left out.
+    /// An NCL signal: NCHW with the height (1) left out.
     Ncl,
+    /// A flattened spatial tensor: the source orders its last axis `(c, h, w)`, the runtime
+    /// `(h, w, c)`.
+    FlatChw { c: usize, h: usize, w: usize },
 }
 
-impl SourceOrder {
-    pub fn of(model: &Model<'_>) -> SourceOrder {
-        match model.graph().metadata.source_layout {
-            "NCHW" => SourceOrder::Nchw,
-            "NCL" => SourceOrder::Ncl,
-            _ => SourceOrder::Nhwc,
+impl Order {
+    /// One word of `source_layout`; anything unknown is the runtime's order.
+    fn parse(word: &str) -> Order {
+        let flat = || {
+            let dims: Vec<usize> = word
+                .strip_prefix("CHW")?
+                .split('x')
+                .map(|d| d.parse().ok())
+                .collect::<Option<_>>()?;
+            match dims[..] {
+                [c, h, w] => Some(Order::FlatChw { c, h, w }),
+                _ => None,
+            }
+        };
+        match word {
+            "NCHW" => Order::Nchw,
+            "NCL" => Order::Ncl,
+            _ => flat().unwrap_or(Order::Nhwc),
         }
     }
 
-    /// Whether 4-D tensors are reordered from and to the runtime's NHWC.
-    pub fn channels_first(self) -> bool {
-        self != SourceOrder::Nhwc
+    /// The orders of the model's inputs and of its outputs: `source_layout` is one word for all, or
+    /// a word per input then per output, separated by commas.
+    pub fn of(model: &Model<'_>) -> Result<(Vec<Order>, Vec<Order>)> {
+        let layout = model.graph().metadata.source_layout;
+        let (ins, outs) = (model.inputs(), model.outputs());
+        let words: Vec<&str> = layout.split(',').collect();
+        let orders: Vec<Order> = match words[..] {
+            [one] => vec![Order::parse(one); ins + outs],
+            _ if words.len() == ins + outs => words.iter().map(|w| Order::parse(w)).collect(),
+            _ => bail!(
+                "metadata source_layout `{layout}` names {} layouts for {ins} input(s) and {outs} output(s)",
+                words.len()
+            ),
+        };
+        Ok((orders[..ins].to_vec(), orders[ins..].to_vec()))
     }
 
     /// How messages name the layout.
     pub fn name(self) -> &'static str {
         match self {
-            SourceOrder::Nhwc => "NHWC",
-            SourceOrder::Nchw => "NCHW",
-            SourceOrder::Ncl => "NCL",
+            Order::Nhwc => "NHWC",
+            Order::Nchw => "NCHW",
+            Order::Ncl => "NCL",
+            Order::FlatChw { .. } => "flattened CHW",
+        }
+    }
+
+    /// `(c, h, w)` of the sample transposition between the source's channels-first order and the
+    /// runtime's channels-last one, if the tensor of `shape` needs one.
+    fn transposition(self, shape: &Shape) -> Option<(usize, usize, usize)> {
+        let t = shape.nhwc();
+        match self {
+            Order::Nchw | Order::Ncl if shape.rank == 4 => Some((t.c, t.h, t.w)),
+            Order::FlatChw { c, h, w } if shape.elements() == Some(t.n * c * h * w) => {
+                Some((c, h, w))
+            }
+            _ => None,
         }
     }
 }
 
 /// Per-sample dims of a model tensor in the source layout (batch dimension dropped when it is 1).
-fn sample_dims(t: &Tensor<'_>, order: SourceOrder) -> Vec<usize> {
+fn sample_dims(t: &Tensor<'_>, order: Order) -> Vec<usize> {
     let d: Vec<usize> = t.shape.dims().iter().map(|&x| x as usize).collect();
     let d = match order {
-        SourceOrder::Nchw if d.len() == 4 => vec![d[0], d[3], d[1], d[2]],
-        SourceOrder::Ncl if d.len() == 4 && d[1] == 1 => vec![d[0], d[3], d[2]],
+        Order::Nchw if d.len() == 4 => vec![d[0], d[3], d[1], d[2]],
+        Order::Ncl if d.len() == 4 && d[1] == 1 => vec![d[0], d[3], d[2]],
         _ => d,
     };
     if d.len() > 1 && d[0] == 1 {
@@ -124,7 +166,7 @@ impl<'a> Runner<'a> {
     pub fn run_from(&self, inputs: &[Array], threads: usize, first: usize) -> Result<Vec<Array>> {
         ensure!(threads >= 1, "threads must be at least 1");
         let model = &self.model;
-        let order = SourceOrder::of(model);
+        let (in_orders, out_orders) = Order::of(model)?;
         ensure!(
             inputs.len() == model.inputs(),
             "the model has {} input(s), {} array(s) given",
@@ -139,8 +181,9 @@ impl<'a> Runner<'a> {
             .collect::<Result<_, _>>()?;
         let mut batch = None;
         for (i, (a, t)) in inputs.iter().zip(&in_tensors).enumerate() {
-            let layout = format!(" ({})", order.name());
-            let n = crate::ir::io::batch_size(i, t.name, a, &sample_dims(t, order), &layout)?;
+            let layout = format!(" ({})", in_orders[i].name());
+            let n =
+                crate::ir::io::batch_size(i, t.name, a, &sample_dims(t, in_orders[i]), &layout)?;
             match (a.dtype, t.dtype) {
                 (Dtype::F32, _) | (Dtype::I8, DType::I8) | (Dtype::I16, DType::I16) => {}
                 (d, m) => bail!(
@@ -170,7 +213,8 @@ impl<'a> Runner<'a> {
             .collect();
         let job = Job {
             model,
-            nchw: order.channels_first(),
+            in_orders: &in_orders,
+            out_orders: &out_orders,
             float_out,
             in_tensors: &in_tensors,
             out_tensors: &out_tensors,
@@ -205,8 +249,8 @@ impl<'a> Runner<'a> {
         }
         Ok(outs
             .into_iter()
-            .zip(&out_tensors)
-            .map(|((f, q), t)| {
+            .zip(out_tensors.iter().zip(&out_orders))
+            .map(|((f, q), (t, &order))| {
                 let mut shape = vec![batch];
                 shape.extend(sample_dims(t, order));
                 match (f.is_empty(), t.dtype) {
@@ -240,7 +284,9 @@ type Outputs = Vec<(Vec<f32>, Vec<u8>)>;
 /// What one thread needs to run a range of samples.
 struct Job<'j> {
     model: &'j Model<'j>,
-    nchw: bool,
+    /// Each input's and each output's order in the source.
+    in_orders: &'j [Order],
+    out_orders: &'j [Order],
     float_out: bool,
     in_tensors: &'j [Tensor<'j>],
     out_tensors: &'j [Tensor<'j>],
@@ -258,13 +304,12 @@ impl Job<'_> {
         for n in range {
             for (i, (s, t)) in self.samples.iter().zip(self.in_tensors).enumerate() {
                 let len = t.shape.elements().unwrap_or(0);
-                let nhwc = t.shape.nhwc();
-                let reorder = self.nchw && t.shape.rank == 4;
+                let reorder = self.in_orders[i].transposition(&t.shape);
                 match s {
                     Samples::F32(all) => {
                         let x = &all[n * len..(n + 1) * len];
-                        if reorder {
-                            let x = transpose_chw(x, nhwc.c, nhwc.h, nhwc.w, false);
+                        if let Some((c, h, w)) = reorder {
+                            let x = transpose_chw(x, c, h, w, false);
                             it.set_input_f32(i, &x)
                         } else {
                             it.set_input_f32(i, x)
@@ -273,8 +318,8 @@ impl Job<'_> {
                     }
                     Samples::I8(all) => {
                         let x = &all[n * len..(n + 1) * len];
-                        if reorder {
-                            let x = transpose_chw(x, nhwc.c, nhwc.h, nhwc.w, false);
+                        if let Some((c, h, w)) = reorder {
+                            let x = transpose_chw(x, c, h, w, false);
                             it.input_i8_mut(i)?.copy_from_slice(&x);
                         } else {
                             it.input_i8_mut(i)?.copy_from_slice(x);
@@ -282,8 +327,8 @@ impl Job<'_> {
                     }
                     Samples::I16(all) => {
                         let x = &all[n * len..(n + 1) * len];
-                        if reorder {
-                            let x = transpose_chw(x, nhwc.c, nhwc.h, nhwc.w, false);
+                        if let Some((c, h, w)) = reorder {
+                            let x = transpose_chw(x, c, h, w, false);
                             it.input_i16_mut(i)?.copy_from_slice(&x);
                         } else {
                             it.input_i16_mut(i)?.copy_from_slice(x);
@@ -294,25 +339,24 @@ impl Job<'_> {
             it.invoke()
                 .map_err(|e| anyhow!("sample {}: {e}", self.first + n))?;
             for (o, t) in self.out_tensors.iter().enumerate() {
-                let nhwc = t.shape.nhwc();
-                let reorder = self.nchw && t.shape.rank == 4;
+                let reorder = self.out_orders[o].transposition(&t.shape);
                 if self.float_out || t.dtype == DType::F32 {
                     let mut y = vec![0f32; t.shape.elements().unwrap_or(0)];
                     it.output_to_f32(o, &mut y)?;
-                    if reorder {
-                        y = transpose_chw(&y, nhwc.c, nhwc.h, nhwc.w, true);
+                    if let Some((c, h, w)) = reorder {
+                        y = transpose_chw(&y, c, h, w, true);
                     }
                     outs[o].0.extend(y);
                 } else if t.dtype == DType::I16 {
                     let mut y = it.output_i16(o)?.to_vec();
-                    if reorder {
-                        y = transpose_chw(&y, nhwc.c, nhwc.h, nhwc.w, true);
+                    if let Some((c, h, w)) = reorder {
+                        y = transpose_chw(&y, c, h, w, true);
                     }
                     outs[o].1.extend(y.iter().flat_map(|v| v.to_le_bytes()));
                 } else {
                     let mut y = it.output_i8(o)?.to_vec();
-                    if reorder {
-                        y = transpose_chw(&y, nhwc.c, nhwc.h, nhwc.w, true);
+                    if let Some((c, h, w)) = reorder {
+                        y = transpose_chw(&y, c, h, w, true);
                     }
                     outs[o].1.extend(y.iter().map(|&v| v as u8));
                 }
@@ -325,6 +369,23 @@ impl Job<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layout_words_parse_as_lower_writes_them() {
+        use crate::ir::SourceLayout;
+        for (layout, order) in [
+            (SourceLayout::Same, Order::Nhwc),
+            (SourceLayout::Nchw, Order::Nchw),
+            (SourceLayout::Ncl, Order::Ncl),
+            (
+                SourceLayout::FlatChw { c: 4, h: 3, w: 2 },
+                Order::FlatChw { c: 4, h: 3, w: 2 },
+            ),
+        ] {
+            assert_eq!(Order::parse(&layout.word()), order);
+        }
+        assert_eq!(Order::parse("CHW4x3"), Order::Nhwc);
+    }
 
     #[test]
     fn transpose_round_trips() {

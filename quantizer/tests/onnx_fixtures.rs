@@ -271,6 +271,15 @@ fn upsampling_layers_match_onnxruntime_and_quantize() {
     graph_matches_onnxruntime_and_quantizes("upsampling", 7, |_| 30.0);
 }
 
+/// Pad in reflect, edge and wrap modes (`make_padding.py`: around convolutions, a circular
+/// depthwise one, on a 1-D signal and on the channels) match onnxruntime in float and stay close to
+/// it in int8; the outputs that are not NCHW images (a signal, a flattened map, a map transposed to
+/// channels last) come back in their own layouts.
+#[test]
+fn padding_modes_match_onnxruntime_and_quantize() {
+    graph_matches_onnxruntime_and_quantizes("padding", 7, |_| 30.0);
+}
+
 /// LOOKUP has no f32 form: `--ignore all` keeps the functions in int8 (the fully connected layer
 /// runs in f32, with conversions around it), and naming a function's node is an error.
 #[test]

@@ -158,6 +158,8 @@ def build_fixtures(only=()):
         "transpose_conv_s2_same_relu": ([[1, 4, 4, 3]], lambda x: tconv(x, 5, [3, 3], 2, "SAME", [8, 8], act=relu)),
         "transpose_conv_s2_valid": ([[1, 3, 4, 2]], lambda x: tconv(x, 4, [4, 4], 2, "VALID", [8, 10])),
         "transpose_conv_s3_k2_same": ([[1, 3, 3, 4]], lambda x: tconv(x, 3, [2, 2], 3, "SAME", [9, 9])),
+        "mirror_pad_reflect": ([[1, 4, 5, 3]], lambda x: tf.pad(x, [[0, 0], [2, 1], [3, 4], [0, 0]], mode="REFLECT")),
+        "mirror_pad_symmetric": ([[1, 3, 4, 2]], lambda x: tf.pad(x, [[0, 0], [3, 0], [1, 4], [1, 2]], mode="SYMMETRIC")),
     }
     # Keras PReLU layers (their alpha a constant the converter quantizes), with fixed slopes,
     # negative and above 1 among them.

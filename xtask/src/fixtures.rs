@@ -17,7 +17,8 @@
 //! inputs: `fixture_signal_1d` runs a 1-D CNN's operators (kernels of height 1) on every board,
 //! `fixture_functions` the element-wise functions run by table (LOOKUP) and LOG_SOFTMAX,
 //! `fixture_slices` SLICE, `fixture_upsampling` transposed convolutions (CONV_2D, DEPTH_TO_SPACE and
-//! SLICE), DEPTH_TO_SPACE in both channel orders and RESIZE_BILINEAR in its three modes.
+//! SLICE), DEPTH_TO_SPACE in both channel orders and RESIZE_BILINEAR in its three modes,
+//! `fixture_padding` MIRROR_PAD in its reflect, edge and wrap modes.
 
 use anyhow::{anyhow, ensure, Context, Result};
 use ferrite_quantizer::builder::ArenaLayout;
@@ -50,11 +51,12 @@ const FILTER_FIXTURES: [&str; 2] = ["dscnn_fashion", "resnet_fashion"];
 const IN_PLACE_FIXTURES: [&str; 2] = ["dscnn_fashion", "mobilenetv2_mnist"];
 
 /// Operator graphs without a dataset: name, model and inputs (calibration and test sample alike).
-const GRAPHS: [(&str, &str, &str); 4] = [
+const GRAPHS: [(&str, &str, &str); 5] = [
     ("signal_1d", "ops/signal_1d.onnx", "ops/signal_1d_x.npy"),
     ("functions", "ops/functions.onnx", "ops/functions_x.npy"),
     ("slices", "ops/slices.onnx", "ops/slices_x.npy"),
     ("upsampling", "ops/upsampling.onnx", "ops/upsampling_x.npy"),
+    ("padding", "ops/padding.onnx", "ops/padding_x.npy"),
 ];
 
 /// How a case's model is made.

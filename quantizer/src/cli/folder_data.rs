@@ -359,8 +359,8 @@ impl InputSpec {
             .input(0)
             .map_err(crate::runtime_exec::invalid_model)
             .with_context(|| path.display().to_string())?;
-        let nchw =
-            crate::runtime_exec::SourceOrder::of(&model) == crate::runtime_exec::SourceOrder::Nchw;
+        let nchw = crate::runtime_exec::Order::of(&model)?.0.first()
+            == Some(&crate::runtime_exec::Order::Nchw);
         let d: Vec<usize> = t.shape.dims().iter().map(|&x| x as usize).collect();
         let d = if nchw && d.len() == 4 {
             vec![d[3], d[1], d[2]]

@@ -259,6 +259,7 @@ fn qdq_round_trip_ops_graphs() {
         "functions",
         "slices",
         "upsampling",
+        "padding",
     ] {
         let g = crate::cli::float_onnx::load(&dir.join(format!("{m}.onnx"))).unwrap();
         let x = Array::read(&dir.join(format!("{m}_x.npy"))).unwrap();
@@ -367,9 +368,18 @@ fn refuses_by_name() {
         "{e}"
     );
 
-    g.nodes[0].op = Op::Identity;
+    g.nodes[0].op = Op::MirrorPad {
+        before: vec![0, 1],
+        after: vec![0, 1],
+        mode: ferrite_runtime::ops::PadMode::Symmetric,
+    };
+    g.values[y].shape = vec![1, 6];
     let e = format!("{:#}", float_onnx(&g).unwrap_err());
-    assert!(e.contains("IDENTITY is not exported"), "{e}");
+    assert!(
+        e.contains("node `sm` (MIRROR_PAD)")
+            && e.contains("symmetric padding has no ONNX Pad mode"),
+        "{e}"
+    );
 }
 
 /// LeakyRelu is written with its slope and reads back as itself.

@@ -347,7 +347,7 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32], arena: ArenaLayout) -> Res
             .all(|&v| graph.is_const(v) || qp[v].is_some());
         let pass_through = matches!(
             n.op,
-            Op::MaxPool2d { .. } | Op::Reshape { .. } | Op::Pad { .. }
+            Op::MaxPool2d { .. } | Op::Reshape { .. } | Op::Pad { .. } | Op::MirrorPad { .. }
         );
         if qp[n.output].is_none() && pass_through && ins_known {
             qp[n.output] = qp[n.inputs[0]];

@@ -78,6 +78,18 @@ impl SourceLayout {
     pub fn channels_first(self) -> bool {
         matches!(self, SourceLayout::Nchw | SourceLayout::Ncl)
     }
+
+    /// How the `.ferrite` metadata names this layout for a graph input or output (read back by
+    /// `runtime_exec::Order::parse`): `NHWC` (the runtime's order, as it is), `NCHW`, `NCL`, or
+    /// `CHW<c>x<h>x<w>` for a flattened spatial tensor.
+    pub fn word(self) -> String {
+        match self {
+            SourceLayout::Same => "NHWC".into(),
+            SourceLayout::Nchw => "NCHW".into(),
+            SourceLayout::Ncl => "NCL".into(),
+            SourceLayout::FlatChw { c, h, w } => format!("CHW{c}x{h}x{w}"),
+        }
+    }
 }
 
 impl Value {

@@ -245,6 +245,35 @@ pub(crate) fn window(w: &Window2d) -> Result<Window> {
     })
 }
 
+/// The metadata's `source_layout`: one word for every graph input and output (the first input's
+/// layout, `NCHW` or `NCL`, or `NHWC`) when all those whose layout matters agree, otherwise one word
+/// per input, then per output of `outputs`, separated by commas ([`SourceLayout::word`]). The
+/// layout of a tensor that is neither 4-D nor flattened from one does not matter.
+fn source_layout(graph: &Graph, outputs: &[ValueId]) -> String {
+    let has = |l: SourceLayout| graph.inputs.iter().any(|&v| graph.values[v].source == l);
+    let one = if has(SourceLayout::Nchw) {
+        SourceLayout::Nchw
+    } else if has(SourceLayout::Ncl) {
+        SourceLayout::Ncl
+    } else {
+        SourceLayout::Same
+    };
+    let io: Vec<&crate::ir::Value> = graph
+        .inputs
+        .iter()
+        .chain(outputs)
+        .map(|&v| &graph.values[v])
+        .collect();
+    let matters = |v: &crate::ir::Value| {
+        v.shape.len() == 4 || matches!(v.source, SourceLayout::FlatChw { .. })
+    };
+    if io.iter().all(|v| !matters(v) || v.source == one) {
+        return one.word();
+    }
+    let words: Vec<String> = io.iter().map(|v| v.source.word()).collect();
+    words.join(",")
+}
+
 /// Builds the `.ferrite` model of `graph` quantized as `q`.
 pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Built> {
     let Options {
@@ -410,13 +439,7 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
     b.set_inputs(&inputs);
     b.set_outputs(&outputs);
     b.source_sha256 = source_sha256;
-    let has = |l: SourceLayout| graph.inputs.iter().any(|&v| graph.values[v].source == l);
-    if has(SourceLayout::Nchw) {
-        b.source_layout = "NCHW".into();
-    } else if has(SourceLayout::Ncl) {
-        // NCHW with the height (1) left out of the source's dims.
-        b.source_layout = "NCL".into();
-    }
+    b.source_layout = source_layout(graph, if expose_all { &[] } else { &exposed });
     let built = b.finish()?;
     // Only hand out models the runtime loads (e.g. a requantization multiplier out of its range).
     ferrite_runtime::Model::from_bytes(&built.bytes)

@@ -7,7 +7,7 @@ use ferrite_runtime::format::DType;
 use ferrite_runtime::ops::Op as RtOp;
 
 use super::{same_shape, Channels, OutputQuant};
-use crate::export::Layout;
+use crate::export::{Exporter, Layout};
 use crate::ir::float_exec::{Tensor, View};
 use crate::ir::Node;
 use crate::lower::{convert, NodeCx};
@@ -45,9 +45,9 @@ pub(super) fn lower<'a>(cx: &NodeCx<'_, 'a>) -> Result<RtOp<'a>> {
     Ok(convert(cx.b, cx.ins[0], cx.out))
 }
 
-pub(super) fn export(n: &Node) -> Result<(String, Layout)> {
-    bail!(
-        "operator {} is not exported (run the graph through ir::passes::optimize first)",
-        n.op.name()
-    )
+/// ONNX Identity. The passes remove the copies; those left relabel a graph output's layout (an
+/// NCHW map transposed to channels last is the same IR tensor), which the export writes after it.
+pub(super) fn export(e: &mut Exporter<'_>, n: &Node) -> Result<(String, Layout)> {
+    let (x, l) = e.act(n.inputs[0])?;
+    Ok((e.op("Identity", &n.name, vec![x], vec![]), l))
 }

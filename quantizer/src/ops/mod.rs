@@ -25,6 +25,7 @@ mod logistic;
 mod lookup;
 mod max_pool2d;
 mod mean;
+mod mirror_pad;
 mod mul;
 mod pad;
 mod prelu;
@@ -38,7 +39,7 @@ mod tanh;
 
 use anyhow::Result;
 use ferrite_runtime::kernels::resize::BilinearMode;
-use ferrite_runtime::ops::Op as RtOp;
+use ferrite_runtime::ops::{Op as RtOp, PadMode};
 
 use crate::export::{Exporter, Layout};
 use crate::ir::float_exec::{Tensor, View};
@@ -138,6 +139,13 @@ pub enum Op {
         before: Vec<usize>,
         after: Vec<usize>,
     },
+    /// Padding by the input's own elements (mirrored, the border repeated, or wrapped around);
+    /// `before` and `after` per dimension.
+    MirrorPad {
+        before: Vec<usize>,
+        after: Vec<usize>,
+        mode: PadMode,
+    },
     /// Per-channel affine over the last axis, `x * scale[c] + shift[c]` (inference BatchNormalization);
     /// folded into the preceding Conv/FullyConnected by the passes.
     BatchNorm {
@@ -191,6 +199,7 @@ impl Op {
             Op::Reshape { .. } => "RESHAPE",
             Op::Concatenation { .. } => "CONCATENATION",
             Op::Pad { .. } => "PAD",
+            Op::MirrorPad { .. } => "MIRROR_PAD",
             Op::BatchNorm { .. } => "BATCH_NORM",
             Op::Lookup { .. } => "LOOKUP",
             Op::LogSoftmax => "LOG_SOFTMAX",
@@ -222,6 +231,7 @@ impl Op {
             | Op::Reshape { .. }
             | Op::Concatenation { .. }
             | Op::Pad { .. }
+            | Op::MirrorPad { .. }
             | Op::BatchNorm { .. }
             | Op::Lookup { .. }
             | Op::LogSoftmax
@@ -253,6 +263,7 @@ impl Op {
             | Op::Reshape { .. }
             | Op::Concatenation { .. }
             | Op::Pad { .. }
+            | Op::MirrorPad { .. }
             | Op::BatchNorm { .. }
             | Op::Lookup { .. }
             | Op::LogSoftmax
@@ -286,6 +297,7 @@ impl Op {
             | Op::Reshape { .. }
             | Op::Concatenation { .. }
             | Op::Pad { .. }
+            | Op::MirrorPad { .. }
             | Op::Lookup { .. }
             | Op::LogSoftmax
             | Op::Slice { .. }
@@ -318,6 +330,7 @@ impl Op {
             | Op::Reshape { .. }
             | Op::Concatenation { .. }
             | Op::Pad { .. }
+            | Op::MirrorPad { .. }
             | Op::BatchNorm { .. }
             | Op::Lookup { .. }
             | Op::LogSoftmax
@@ -395,6 +408,11 @@ impl Op {
             Op::Reshape { shape } => reshape::shape(shape, inputs),
             Op::Concatenation { axis } => concatenation::shape(*axis, inputs),
             Op::Pad { before, after } => pad::shape(before, after, inputs),
+            Op::MirrorPad {
+                before,
+                after,
+                mode,
+            } => mirror_pad::shape(before, after, *mode, inputs),
             Op::BatchNorm { scale, shift } => batch_norm::shape(scale, shift, inputs),
             Op::Lookup { .. } => lookup::shape(inputs),
             Op::LogSoftmax => log_softmax::shape(inputs),
@@ -445,6 +463,7 @@ impl Op {
             Op::Reshape { .. } => reshape::eval(inputs, out),
             Op::Concatenation { axis } => concatenation::eval(*axis, inputs, out),
             Op::Pad { before, .. } => pad::eval(before, inputs, out),
+            Op::MirrorPad { before, mode, .. } => mirror_pad::eval(before, *mode, inputs, out),
             Op::BatchNorm { scale, shift } => batch_norm::eval(scale, shift, inputs, out),
             Op::Lookup { f } => lookup::eval(*f, inputs, out),
             Op::LogSoftmax => log_softmax::eval(inputs, out),
@@ -481,6 +500,7 @@ impl Op {
             Op::Reshape { .. } => reshape::backward(g),
             Op::Concatenation { axis } => concatenation::backward(*axis, g),
             Op::Pad { before, .. } => pad::backward(before, g),
+            Op::MirrorPad { before, mode, .. } => mirror_pad::backward(before, *mode, g),
             Op::BatchNorm { scale, .. } => batch_norm::backward(scale, g),
             Op::Lookup { f } => lookup::backward(*f, g),
             Op::LogSoftmax => log_softmax::backward(g),
@@ -523,6 +543,7 @@ impl Op {
             Op::Reshape { .. } => reshape::lower(cx),
             Op::Concatenation { axis } => return concatenation::lower(*axis, cx),
             Op::Pad { before, .. } => pad::lower(before, cx)?,
+            Op::MirrorPad { before, mode, .. } => mirror_pad::lower(before, *mode, cx)?,
             Op::BatchNorm { .. } => batch_norm::lower(cx)?,
             Op::Lookup { .. } => lookup::lower(cx)?,
             Op::LogSoftmax => log_softmax::lower(cx)?,
@@ -576,12 +597,17 @@ impl Op {
             Op::Reshape { shape } => reshape::export(shape, e, n),
             Op::Concatenation { axis } => concatenation::export(*axis, e, n),
             Op::Pad { before, after } => pad::export(before, after, e, n),
+            Op::MirrorPad {
+                before,
+                after,
+                mode,
+            } => mirror_pad::export(before, after, *mode, e, n),
             Op::BatchNorm { .. } => batch_norm::export(n),
             Op::Lookup { f } => lookup::export(*f, e, n),
             Op::LogSoftmax => log_softmax::export(e, n),
             Op::Slice { begin, size } => slice::export(begin, size, e, n),
             Op::DepthToSpace { block, crd } => depth_to_space::export(*block, *crd, e, n),
-            Op::Identity => identity::export(n),
+            Op::Identity => identity::export(e, n),
         }
     }
 
@@ -607,6 +633,7 @@ impl Op {
             Op::Reshape { .. } => reshape::OUTPUT,
             Op::Concatenation { .. } => concatenation::OUTPUT,
             Op::Pad { .. } => pad::OUTPUT,
+            Op::MirrorPad { .. } => mirror_pad::OUTPUT,
             Op::BatchNorm { .. } => batch_norm::OUTPUT,
             Op::Lookup { .. } => lookup::OUTPUT,
             Op::LogSoftmax => log_softmax::OUTPUT,
@@ -639,6 +666,7 @@ impl Op {
             Op::Reshape { .. } => reshape::INT16,
             Op::Concatenation { .. } => concatenation::INT16,
             Op::Pad { .. } => pad::INT16,
+            Op::MirrorPad { .. } => mirror_pad::INT16,
             Op::BatchNorm { .. } => batch_norm::INT16,
             Op::Lookup { .. } => lookup::INT16,
             Op::LogSoftmax => log_softmax::INT16,
@@ -656,8 +684,13 @@ impl Op {
 
     /// The ONNX opset the operator's export needs (the exporter's default but for newer functions).
     pub(crate) fn onnx_opset(&self) -> i64 {
-        if let Op::Lookup { f } = self {
-            return lookup::onnx_opset(*f);
+        match self {
+            Op::Lookup { f } => return lookup::onnx_opset(*f),
+            Op::MirrorPad {
+                mode: PadMode::Wrap,
+                ..
+            } => return 19,
+            _ => {}
         }
         crate::export::OPSET
     }
@@ -702,6 +735,7 @@ impl Op {
             Op::Reshape { shape } => Channels::Reshaped { shape },
             Op::Concatenation { axis } => Channels::Joined { axis: Some(*axis) },
             Op::Pad { before, after } => pad::channels(before, after),
+            Op::MirrorPad { before, after, .. } => mirror_pad::channels(before, after),
             Op::BatchNorm { .. } => batch_norm::CHANNELS,
             Op::Identity => identity::CHANNELS,
         }
@@ -737,6 +771,7 @@ impl Op {
             | Op::Reshape { .. }
             | Op::Concatenation { .. }
             | Op::Pad { .. }
+            | Op::MirrorPad { .. }
             | Op::BatchNorm { .. }
             | Op::Lookup { .. }
             | Op::LogSoftmax
@@ -773,6 +808,7 @@ impl Op {
             | Op::Reshape { .. }
             | Op::Concatenation { .. }
             | Op::Pad { .. }
+            | Op::MirrorPad { .. }
             | Op::Lookup { .. }
             | Op::LogSoftmax
             | Op::Slice { .. }

@@ -6,6 +6,7 @@ use ferrite_runtime::ops::{Op as RtOp, Pad};
 
 use super::{Channels, OutputQuant};
 use crate::export::{Exporter, Layout};
+use crate::import::onnx::proto::AttributeProto;
 use crate::ir::float_exec::{nhwc, Tensor, View};
 use crate::ir::shape::arity;
 use crate::ir::Node;
@@ -43,7 +44,7 @@ pub(super) fn shape(before: &[usize], after: &[usize], inputs: &[&[usize]]) -> R
 }
 
 /// `before` as four NHWC amounts, missing leading dimensions 0.
-fn before4(before: &[usize]) -> [usize; 4] {
+pub(super) fn before4(before: &[usize]) -> [usize; 4] {
     let mut b = [0usize; 4];
     b[4 - before.len()..].copy_from_slice(before);
     b
@@ -109,6 +110,17 @@ pub(super) fn export(
     e: &mut Exporter<'_>,
     n: &Node,
 ) -> Result<(String, Layout)> {
+    export_with(before, after, vec![], e, n)
+}
+
+/// ONNX Pad with the attributes `attrs` (its mode).
+pub(super) fn export_with(
+    before: &[usize],
+    after: &[usize],
+    attrs: Vec<AttributeProto>,
+    e: &mut Exporter<'_>,
+    n: &Node,
+) -> Result<(String, Layout)> {
     let name = n.name.as_str();
     let (x, l) = e.act(n.inputs[0])?;
     let (x, l, before, after) = match l {
@@ -124,5 +136,5 @@ pub(super) fn export(
     };
     let pads: Vec<i64> = before.iter().chain(&after).map(|&p| p as i64).collect();
     let p = e.init_i64(&format!("{name}/pads"), &pads);
-    Ok((e.op("Pad", name, vec![x, p], vec![]), l))
+    Ok((e.op("Pad", name, vec![x, p], attrs), l))
 }

@@ -323,7 +323,10 @@ pub struct Metadata<'a> {
     pub producer: &'a str,
     /// SHA-256 of the source model file (zeros if unknown).
     pub source_sha256: [u8; 32],
-    /// Layout of the source model's inputs (`NCHW` or `NHWC`), so tools can feed the same data files.
+    /// How the source model orders its inputs and outputs, so tools can feed and return the same
+    /// data files: one word for all (`NHWC`, the runtime's order; `NCHW`; `NCL`, NCHW without the
+    /// height), or one per input then per output, comma-separated (adding `CHW<c>x<h>x<w>`, a
+    /// flattened `[c, h, w]` map). The runtime does not read it.
     pub source_layout: &'a str,
 }
 

@@ -37,6 +37,7 @@ pub mod logistic;
 pub mod lookup;
 pub mod max_pool_2d;
 pub mod mean;
+pub mod mirror_pad;
 pub mod mul;
 pub mod pad;
 pub mod prelu;
@@ -63,6 +64,7 @@ pub use log_softmax::{LogSoftmax, LogSoftmaxParams};
 pub use logistic::LogisticParams;
 pub use lookup::Lookup;
 pub use mean::MeanParams;
+pub use mirror_pad::{MirrorPad, PadMode};
 pub use mul::MulParams;
 pub use pad::Pad;
 pub use prelu::{PRelu, PReluParams};
@@ -569,6 +571,8 @@ operators! {
     25 DepthToSpace(DepthToSpace) depth_to_space "DEPTH_TO_SPACE" "depth-to-space";
     /// Each output pixel a blend of the four nearest input pixels.
     26 ResizeBilinear(ResizeBilinear) resize_bilinear "RESIZE_BILINEAR" "resize-bilinear";
+    /// Padding by the input's own elements: mirrored, repeated from the border or wrapped around.
+    27 MirrorPad(MirrorPad) mirror_pad "MIRROR_PAD" "mirror-pad";
 }
 
 impl Op<'_> {

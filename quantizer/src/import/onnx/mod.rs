@@ -19,6 +19,7 @@ use prost::Message;
 
 use crate::ir::{Clamp, Graph, Op, Param, SourceLayout, UnaryFn, ValueId, Window2d};
 use ferrite_runtime::kernels::resize::BilinearMode;
+use ferrite_runtime::ops::PadMode;
 use proto::{attribute_type as at, AttributeProto, ModelProto, NodeProto};
 use tensor::Const;
 
@@ -2221,28 +2222,32 @@ impl Importer {
 
     fn pad(&mut self, n: &NodeProto, label: &str) -> Result<()> {
         let x = self.act(n, 0)?;
-        let mode = attr_s(n, "mode").unwrap_or_else(|| "constant".into());
-        ensure!(
-            mode == "constant",
-            "Pad mode `{mode}` (only constant padding is supported)"
-        );
+        let mode = match attr_s(n, "mode").as_deref().unwrap_or("constant") {
+            "constant" => None,
+            "reflect" => Some(PadMode::Reflect),
+            "edge" => Some(PadMode::Edge),
+            "wrap" => Some(PadMode::Wrap),
+            other => bail!("Pad mode `{other}` (constant, reflect, edge and wrap are supported)"),
+        };
         let d = self.onnx_dims(x);
         let rank = d.len();
         let pads = match attr_ints(n, "pads") {
             Some(p) => p,
             None => self.konst(n, 1)?.i64()?,
         };
-        if let Some(v) = self.opt_const(n, 2)? {
-            let v = v.f32()?;
+        if mode.is_none() {
+            if let Some(v) = self.opt_const(n, 2)? {
+                let v = v.f32()?;
+                ensure!(
+                    v.iter().all(|&x| x == 0.0),
+                    "padding value {v:?} (only zero padding is supported)"
+                );
+            }
             ensure!(
-                v.iter().all(|&x| x == 0.0),
-                "padding value {v:?} (only zero padding is supported)"
+                attr_f(n, "value", 0.0) == 0.0,
+                "padding with a non-zero value"
             );
         }
-        ensure!(
-            attr_f(n, "value", 0.0) == 0.0,
-            "padding with a non-zero value"
-        );
         let axes: Vec<usize> = match self.opt_const(n, 3)? {
             Some(a) => a
                 .i64()?
@@ -2279,8 +2284,15 @@ impl Importer {
             SourceLayout::Same => {}
             SourceLayout::FlatChw { .. } => bail!("padding a flattened spatial tensor"),
         }
-        self.emit(n, label, Op::Pad { before, after }, vec![x], layout)
-            .map(drop)
+        let op = match mode {
+            None => Op::Pad { before, after },
+            Some(mode) => Op::MirrorPad {
+                before,
+                after,
+                mode,
+            },
+        };
+        self.emit(n, label, op, vec![x], layout).map(drop)
     }
 
     fn batchnorm(&mut self, n: &NodeProto, label: &str) -> Result<()> {

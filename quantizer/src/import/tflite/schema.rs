@@ -70,6 +70,7 @@ pub mod op {
     pub const RESIZE_NEAREST_NEIGHBOR: i32 = 97;
     pub const TRANSPOSE_CONV: i32 = 67;
     pub const LEAKY_RELU: i32 = 98;
+    pub const MIRROR_PAD: i32 = 100;
     pub const QUANTIZE: i32 = 114;
     pub const CUSTOM: i32 = 32;
 

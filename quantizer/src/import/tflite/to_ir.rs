@@ -10,6 +10,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use ferrite_runtime::format::{Activation, DType, Shape};
 use ferrite_runtime::kernels::resize::BilinearMode;
+use ferrite_runtime::ops::PadMode;
 
 use super::flatbuf::Table;
 use super::schema::{op, tensor_type, Model, Operator};
@@ -32,6 +33,7 @@ pub const SUPPORTED: &[&str] = &[
     "LOGISTIC",
     "MAX_POOL_2D",
     "MEAN",
+    "MIRROR_PAD",
     "MUL",
     "PAD",
     "PRELU",
@@ -400,7 +402,8 @@ impl<'m, 'a> Importer<'m, 'a> {
             op::TRANSPOSE_CONV => self.transpose_conv(&o),
             op::RESHAPE | op::SQUEEZE => self.reshape(&o),
             op::CONCATENATION => self.concatenation(&o),
-            op::PAD => self.pad(&o),
+            op::PAD => self.pad(&o, false),
+            op::MIRROR_PAD => self.pad(&o, true),
             op::QUANTIZE => self.quantize(&o),
             op::DEQUANTIZE => self.dequantize(&o),
             _ => bail!(
@@ -1195,7 +1198,8 @@ impl<'m, 'a> Importer<'m, 'a> {
         Ok(())
     }
 
-    fn pad(&mut self, o: &Operator<'a>) -> Result<()> {
+    /// PAD, or with `mirror` MIRROR_PAD (REFLECT or SYMMETRIC).
+    fn pad(&mut self, o: &Operator<'a>, mirror: bool) -> Result<()> {
         let x = self.act(self.input(o, 0)?)?;
         let y = self.single_output(o)?;
         let (xd, yd) = (self.def(x).clone(), self.def(y).clone());
@@ -1218,7 +1222,25 @@ impl<'m, 'a> Importer<'m, 'a> {
             before.push(pre as usize);
             after.push(post as usize);
         }
-        self.push(Op::Pad { before, after }, vec![x], y);
+        let op = if mirror {
+            let mode = match self.options(o, 77, "MirrorPadOptions")? {
+                Some(t) => t.i8(0, "mode", 0)?,
+                None => 0,
+            };
+            let mode = match mode {
+                0 => PadMode::Reflect,
+                1 => PadMode::Symmetric,
+                m => bail!("mirror pad mode {m} (0 REFLECT or 1 SYMMETRIC)"),
+            };
+            Op::MirrorPad {
+                before,
+                after,
+                mode,
+            }
+        } else {
+            Op::Pad { before, after }
+        };
+        self.push(op, vec![x], y);
         Ok(())
     }
 

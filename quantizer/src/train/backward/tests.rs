@@ -666,6 +666,39 @@ fn pad_on_height_width_and_channels() {
     );
 }
 
+/// Elements copied into the padding more than once (reflected, repeated from the border, wrapped)
+/// gather the gradient of every copy.
+#[test]
+fn mirror_pad_in_every_mode() {
+    use ferrite_runtime::ops::PadMode;
+    let mut rng = Rng::new(125);
+    for mode in [
+        PadMode::Reflect,
+        PadMode::Symmetric,
+        PadMode::Edge,
+        PadMode::Wrap,
+    ] {
+        let hw = Op::MirrorPad {
+            before: vec![0, 2, 1, 0],
+            after: vec![0, 1, 3, 0],
+            mode,
+        };
+        check(
+            &format!("mirror pad h w, {mode:?}"),
+            &Case::new(hw, vec![random_tensor(&mut rng, &[2, 3, 4, 2])]),
+        );
+        let c = Op::MirrorPad {
+            before: vec![0, 0, 0, 1],
+            after: vec![0, 0, 0, 2],
+            mode,
+        };
+        check(
+            &format!("mirror pad c, {mode:?}"),
+            &Case::new(c, vec![random_tensor(&mut rng, &[1, 2, 2, 3])]),
+        );
+    }
+}
+
 #[test]
 fn batch_norm_scale_and_shift() {
     let mut rng = Rng::new(130);
