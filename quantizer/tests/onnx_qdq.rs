@@ -209,6 +209,30 @@ fn a_quantized_value_read_by_a_float_operator_is_refused_naming_the_node() {
     assert!(e.contains("bad_relu") && e.contains(&q.name), "{e}");
 }
 
+/// Blocked quantization (opset 21) and arithmetic other than float32 (opset 23) are refused by
+/// name, not read as per-tensor float32 quantization.
+#[test]
+fn blocked_or_non_float_quantization_is_refused_naming_the_node() {
+    for (op, attr, value, why) in [
+        ("DequantizeLinear", "block_size", 2, "blocked quantization"),
+        ("QuantizeLinear", "precision", 10, "precision 10"),
+        ("DequantizeLinear", "output_dtype", 10, "output_dtype 10"),
+    ] {
+        let mut m = model_of("mlp_digits_ort_s8");
+        let g = m.graph.as_mut().unwrap();
+        let n = g.node.iter_mut().find(|n| n.op_type == op).unwrap();
+        n.attribute.push(AttributeProto {
+            name: attr.into(),
+            i: value,
+            r#type: 2, // INT
+            ..Default::default()
+        });
+        let name = n.name.clone();
+        let e = error_of(&m);
+        assert!(e.contains(&name) && e.contains(why), "{attr}: {e}");
+    }
+}
+
 #[test]
 fn per_axis_activation_quantization_is_refused_naming_the_node() {
     let mut m = model_of("mlp_digits_ort_s8");

@@ -213,6 +213,7 @@ fn make(onnx: &Path, calib: &Path, test_x: &Path, training: Training, dir: &Path
             seed: 0,
             sparsity,
             filters,
+            label_distillation: train::DEFAULT_LABEL_DISTILLATION,
         };
         let t = train::train(
             &graph,

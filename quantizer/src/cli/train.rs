@@ -52,6 +52,14 @@ pub struct Args {
     /// the validation set). Usually the better recipe for pruning (BENCHMARKS.md).
     #[arg(long)]
     pub distill: bool,
+    /// With --labels: the weight, in [0, 1], of the float model's softened probabilities against
+    /// the labels' cross-entropy (knowledge distillation); 0 trains on the labels alone
+    #[arg(long, default_value_t = train::DEFAULT_LABEL_DISTILLATION.weight)]
+    pub distill_weight: f32,
+    /// With --labels: the temperature softening the float model's and the trained model's
+    /// probabilities in that blend
+    #[arg(long, default_value_t = train::DEFAULT_LABEL_DISTILLATION.temperature)]
+    pub temperature: f32,
     /// Skip cross-layer equalization in the post-training quantization training starts from (as
     /// `ferrite quantize --no-cle`)
     #[arg(long)]
@@ -290,6 +298,10 @@ pub fn run(args: &Args) -> Result<()> {
             skip: args.prune_filters_skip.clone(),
             recovery_epochs: args.recovery_epochs,
         }),
+        label_distillation: train::LabelDistillation {
+            weight: args.distill_weight,
+            temperature: args.temperature,
+        },
     };
     // Every check of the output paths before the work.
     let exports = args
@@ -347,13 +359,18 @@ pub fn run(args: &Args) -> Result<()> {
             args.val_split
         );
     }
+    let blend = config.label_distillation;
     eprintln!(
         "training {} epoch(s) on {samples} samples, batch {}, {} ({})",
         config.epochs,
         config.batch,
         match supervision {
-            Supervision::Labels(_) => "cross-entropy with labels",
-            Supervision::Distill => "distilling the float model",
+            Supervision::Labels(_) if blend.weight > 0.0 => format!(
+                "cross-entropy with labels, blended with the float model at weight {} and temperature {}",
+                blend.weight, blend.temperature
+            ),
+            Supervision::Labels(_) => "cross-entropy with labels".into(),
+            Supervision::Distill => "distilling the float model".into(),
         },
         if metric.is_empty() {
             "no validation: the last epoch is kept"

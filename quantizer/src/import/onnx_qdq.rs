@@ -81,12 +81,40 @@ fn scale_zp(
             }
         }
     };
+    // Opset 21's blocked quantization and opset 23's arithmetic precision and output types: only
+    // their defaults (per tensor or per axis, float32), or a QuantizeLinear output type naming the
+    // integer type.
+    let attr = |a: &str| super::onnx::attr_i(n, a, 0);
+    ensure!(
+        attr("block_size") == 0,
+        "blocked quantization (block_size {}) is not supported",
+        attr("block_size")
+    );
+    ensure!(
+        [0, dt::FLOAT as i64].contains(&attr("precision")),
+        "precision {} (only float32 arithmetic is supported)",
+        attr("precision")
+    );
+    let output_dtype = attr("output_dtype");
+    let quantize = n.op_type == "QuantizeLinear";
+    ensure!(
+        output_dtype == 0
+            || (!quantize && output_dtype == dt::FLOAT as i64)
+            || (quantize && [dt::INT8 as i64, dt::UINT8 as i64].contains(&output_dtype)),
+        "output_dtype {output_dtype} (int8 or uint8 integers, float32 values)"
+    );
     let scale = get(1)?.context("no scale input")?.f32()?;
+    // Without a zero point the integers are uint8, unless a QuantizeLinear names its type.
+    let unnamed = if quantize && output_dtype != 0 {
+        output_dtype as i32
+    } else {
+        dt::UINT8
+    };
     let zp_type = n
         .input
         .get(2)
         .and_then(|z| inits.get(z.as_str()))
-        .map_or(dt::UINT8, |t| t.data_type);
+        .map_or(unnamed, |t| t.data_type);
     let zp = match get(2)? {
         Some(c) => c.i64()?,
         None => vec![0; scale.len()],

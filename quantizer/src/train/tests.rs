@@ -79,6 +79,7 @@ fn config(epochs: usize, lr: f64, seed: u64) -> Config {
         seed,
         sparsity: None,
         filters: None,
+        label_distillation: DEFAULT_LABEL_DISTILLATION,
     }
 }
 
@@ -257,6 +258,39 @@ fn a_diverging_loss_stops_training_and_keeps_the_last_good_model() {
     assert!(failure.contains("epoch 1, step"), "{failure}");
     assert_eq!(t.best_epoch, 0);
     assert_eq!(ptq::build(&t.decided).unwrap().bytes, q.built.bytes);
+}
+
+/// A distillation weight outside [0, 1] or a temperature that is not positive is refused before any
+/// step.
+#[test]
+fn a_bad_distillation_blend_is_refused() {
+    let (g, q, x, _, y) = digits();
+    for (weight, temperature, why) in [
+        (1.5, 4.0, "distillation weight must be in [0, 1], not 1.5"),
+        (-0.1, 4.0, "distillation weight"),
+        (0.5, 0.0, "temperature must be positive, not 0"),
+        (0.5, f32::NAN, "temperature must be positive"),
+    ] {
+        let c = Config {
+            label_distillation: LabelDistillation {
+                weight,
+                temperature,
+            },
+            ..config(1, 1e-3, 0)
+        };
+        let e = train(
+            &g,
+            &q.decided,
+            &x,
+            Supervision::Labels(&y),
+            None,
+            &c,
+            |_| {},
+        )
+        .err()
+        .expect("refused");
+        assert!(format!("{e:#}").contains(why), "{e:#}");
+    }
 }
 
 /// A scale never ends above both its starting value and the one that covers every value seen.

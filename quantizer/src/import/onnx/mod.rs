@@ -1,4 +1,4 @@
-//! ONNX import: decodes a float ONNX model (opsets 11 to 22) and builds the NHWC IR.
+//! ONNX import: decodes a float ONNX model (opsets 11 to 25) and builds the NHWC IR.
 //!
 //! ONNX is NCHW. Rank-4 values become NHWC in the IR: convolution weights are reordered to OHWI (or
 //! `[1, kh, kw, c]` for depthwise), axes and paddings are remapped, constants combined with rank-4
@@ -137,9 +137,10 @@ const ELEMENTWISE: &[&str] = &[
     "ThresholdedRelu",
 ];
 
-/// Opsets of the default domain the importer reads (22 added bfloat16 to many operators, nothing
-/// this importer reads changed meaning).
-pub const OPSETS: std::ops::RangeInclusive<i64> = 11..=22;
+/// Opsets of the default domain the importer reads (22 added bfloat16 to many operators, 23 to 25
+/// other element types and, to QuantizeLinear and DequantizeLinear, precision and output-type
+/// attributes, which the Q/DQ importer checks; nothing this importer reads changed meaning).
+pub const OPSETS: std::ops::RangeInclusive<i64> = 11..=25;
 
 /// Reads and imports an ONNX file (errors name the file).
 pub fn load(path: &Path) -> Result<Graph> {
