@@ -42,6 +42,37 @@ const SWEEP_RATES: [(&str, &str); 4] = [
     ("1e-4", "3e-2"),
 ];
 
+/// How a run is supervised: with labels (and its options) or by distillation, and how the tables
+/// name it.
+struct Supervision {
+    labels: bool,
+    options: &'static [&'static str],
+    row: &'static str,
+    column: &'static str,
+}
+
+/// Labels blended with the float model (the default), the labels alone, and distillation.
+const SUPERVISIONS: [Supervision; 3] = [
+    Supervision {
+        labels: true,
+        options: &[],
+        row: "labels (blended with the float model, the default)",
+        column: "labels",
+    },
+    Supervision {
+        labels: true,
+        options: &["--distill-weight", "0"],
+        row: "labels alone (`--distill-weight 0`)",
+        column: "labels alone",
+    },
+    Supervision {
+        labels: false,
+        options: &[],
+        row: "distillation (no labels)",
+        column: "distillation",
+    },
+];
+
 /// Epochs of every training run (the budget: at most 3 epochs on at most 10k samples).
 const EPOCHS: &str = "3";
 
@@ -243,20 +274,12 @@ fn fixture_table(
     let tag = if per_tensor { "-per-tensor" } else { "" };
     let ptq = tmp.join(format!("{name}{tag}-ptq.ferrite"));
     quantize(tool, fixtures, &model, &ptq, options)?;
-    let runs = [(true, "labels"), (false, "distillation (no labels)")];
     let mut models = vec![model.clone(), ptq];
     let mut per_epoch = Vec::new();
-    for (k, (labels, _)) in runs.iter().enumerate() {
+    for (k, s) in SUPERVISIONS.iter().enumerate() {
         let out = tmp.join(format!("{name}{tag}-qat{k}.ferrite"));
-        per_epoch.push(train(
-            tool,
-            &model,
-            data,
-            *labels,
-            None,
-            &train_options,
-            &out,
-        )?);
+        let options = [&train_options[..], s.options].concat();
+        per_epoch.push(train(tool, &model, data, s.labels, None, &options, &out)?);
         models.push(out);
     }
     let rows = crate::accuracy::eval_rows(tool, &models, &data.test_x, &data.test_y)?;
@@ -284,8 +307,9 @@ fn fixture_table(
         "post-training default".to_string()
     };
     let settings = [start].into_iter().chain(
-        runs.iter()
-            .map(|r| format!("`ferrite train`, {EPOCHS} epochs, {}", r.1)),
+        SUPERVISIONS
+            .iter()
+            .map(|s| format!("`ferrite train`, {EPOCHS} epochs, {}", s.row)),
     );
     for (k, (setting, row)) in settings.zip(&rows[1..]).enumerate() {
         writeln!(
@@ -366,18 +390,26 @@ fn lr_sweep(tool: &Path, fixtures: &Path, tmp: &Path, data: &Data) -> Result<Str
         let model = fixtures.join(name).join("model.onnx");
         let ptq = tmp.join(format!("{name}-sweep-ptq.ferrite"));
         quantize(tool, fixtures, &model, &ptq, &[])?;
-        for labels in [true, false] {
+        for (k, s) in SUPERVISIONS.iter().enumerate() {
             let mut models = vec![model.clone(), ptq.clone()];
             for (lr, scale_lr) in SWEEP_RATES {
-                let out = tmp.join(format!("{name}-sweep-{labels}-{lr}-{scale_lr}.ferrite"));
-                train(tool, &model, data, labels, Some((lr, scale_lr)), &[], &out)?;
+                let out = tmp.join(format!("{name}-sweep-{k}-{lr}-{scale_lr}.ferrite"));
+                train(
+                    tool,
+                    &model,
+                    data,
+                    s.labels,
+                    Some((lr, scale_lr)),
+                    s.options,
+                    &out,
+                )?;
                 models.push(out);
             }
             let rows = crate::accuracy::eval_rows(tool, &models, &data.test_x, &data.test_y)?;
             write!(
                 table,
                 "| {name} | {} | {:.2}% |",
-                if labels { "labels" } else { "distillation" },
+                s.column,
                 100.0 * rows[0].top1
             )?;
             for r in &rows[1..] {
