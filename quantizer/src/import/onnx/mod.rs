@@ -401,6 +401,17 @@ pub(crate) fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
     Ok(a as usize)
 }
 
+/// Flatten's `axis` in `[-rank, rank]` as the number of leading dimensions it joins into the first
+/// (a negative one counts from the back: -1 leaves the last dimension alone).
+fn flatten_axis(axis: i64, rank: usize) -> Result<usize> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    ensure!(
+        (0..=rank as i64).contains(&a),
+        "Flatten axis {axis} out of range for rank {rank}"
+    );
+    Ok(a as usize)
+}
+
 /// Whether the IR's element order of a value with this source layout and IR shape equals the source's.
 fn same_order(layout: SourceLayout, ir_shape: &[usize]) -> bool {
     match layout {
@@ -959,7 +970,7 @@ impl Importer {
     fn flatten(&mut self, n: &NodeProto, label: &str) -> Result<()> {
         let x = self.act(n, 0)?;
         let d = self.onnx_dims(x);
-        let axis = norm_axis(attr_i(n, "axis", 1), d.len() + 1)?;
+        let axis = flatten_axis(attr_i(n, "axis", 1), d.len())?;
         ensure!(
             axis == 1,
             "Flatten with axis {axis} (only axis 1, keeping the batch, is supported)"
@@ -1032,7 +1043,7 @@ impl Importer {
             }
             "Flatten" => {
                 let d = &c(0)?.dims;
-                let axis = norm_axis(attr_i(n, "axis", 1), d.len() + 1)?;
+                let axis = flatten_axis(attr_i(n, "axis", 1), d.len())?;
                 c(0)?.reshaped(vec![d[..axis].iter().product(), d[axis..].iter().product()])
             }
             "Unsqueeze" => {

@@ -1437,3 +1437,24 @@ fn unsupported_transposed_convolutions_are_named() {
     let e = err(&with(vec![ints("pads", &[5, 0, 5, 0])]));
     assert!(e.contains("an empty output along spatial axis 0"), "{e}");
 }
+
+/// Flatten's negative axis counts from the back of the input's rank: -3 of a 4-D input keeps the
+/// batch, -4 would join it (refused), and -1 of a 2-D input is axis 1.
+#[test]
+fn flatten_negative_axes_count_from_the_back() {
+    let flatten = |shape: &[i64], axis: i64| {
+        model(
+            17,
+            vec![node("Flatten", &["x"], "y", vec![int("axis", axis)])],
+            vec![],
+            shape,
+            "y",
+        )
+    };
+    let g = import(&flatten(&[1, 3, 4, 5], -3)).unwrap();
+    assert_eq!(crate::ir::io::source_dims(&g, g.outputs[0]), [1, 60]);
+    assert!(err(&flatten(&[1, 3, 4, 5], -4)).contains("Flatten with axis 0"));
+    assert!(err(&flatten(&[1, 3, 4, 5], -5)).contains("out of range"));
+    let g = import(&flatten(&[1, 12], -1)).unwrap();
+    assert_eq!(crate::ir::io::source_dims(&g, g.outputs[0]), [1, 12]);
+}
