@@ -1012,6 +1012,11 @@ impl Importer {
         let x = self.act(n, 0)?;
         let axes = self.squeeze_axes(n)?;
         let d = self.onnx_dims(x);
+        let rank = (d.len() + axes.len()) as i64;
+        ensure!(
+            axes.iter().all(|&a| a != 0 && a != -rank),
+            "Unsqueeze at axis 0 puts a dimension before the batch (only axes after it are supported)"
+        );
         let out = unsqueeze_dims(&d, &axes)?;
         self.reshape_to(n, label, x, out)
     }
@@ -2414,6 +2419,11 @@ impl Importer {
         let mut ranges = Vec::new();
         for ((&start, &end), &axis) in starts.iter().zip(&ends).zip(&axes) {
             let axis = norm_axis(axis, d.len())?;
+            // The batch is run a sample at a time: only the whole of it can be kept.
+            ensure!(
+                axis != 0 || (start == 0 && end >= i32::MAX as i64),
+                "Slice along the batch axis from {start} to {end} (only the other axes can be sliced)"
+            );
             let (s, e) = (slice_index(start, d[axis]), slice_index(end, d[axis]));
             ensure!(
                 !ranges.iter().any(|&(a, _, _)| a == axis),

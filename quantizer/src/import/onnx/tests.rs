@@ -1458,3 +1458,41 @@ fn flatten_negative_axes_count_from_the_back() {
     let g = import(&flatten(&[1, 12], -1)).unwrap();
     assert_eq!(crate::ir::io::source_dims(&g, g.outputs[0]), [1, 12]);
 }
+
+/// The batch is run a sample at a time: slicing it or putting a dimension before it is refused by
+/// name, where it used to be read as a no-op or a reshape.
+#[test]
+fn slicing_the_batch_or_unsqueezing_before_it_is_refused() {
+    let slice = |starts: &[i64], ends: &[i64], axes: &[i64]| {
+        model(
+            17,
+            vec![node("Slice", &["x", "s", "e", "a"], "y", vec![])],
+            vec![
+                ints_tensor("s", starts),
+                ints_tensor("e", ends),
+                ints_tensor("a", axes),
+            ],
+            &[1, 10, 5],
+            "y",
+        )
+    };
+    assert!(
+        err(&slice(&[0, 0], &[3, 10], &[0, 1])).contains("Slice along the batch axis from 0 to 3")
+    );
+    // The whole batch, and any other axis, still slice.
+    let g = import(&slice(&[0, 2], &[i64::MAX, 7], &[0, 1])).unwrap();
+    assert_eq!(crate::ir::io::source_dims(&g, g.outputs[0]), [1, 5, 5]);
+    let unsqueeze = |axis: i64| {
+        model(
+            17,
+            vec![node("Unsqueeze", &["x", "a"], "y", vec![])],
+            vec![ints_tensor("a", &[axis])],
+            &[1, 4, 5],
+            "y",
+        )
+    };
+    assert!(err(&unsqueeze(0)).contains("Unsqueeze at axis 0"));
+    assert!(err(&unsqueeze(-4)).contains("Unsqueeze at axis 0"));
+    let g = import(&unsqueeze(1)).unwrap();
+    assert_eq!(crate::ir::io::source_dims(&g, g.outputs[0]), [1, 1, 4, 5]);
+}
