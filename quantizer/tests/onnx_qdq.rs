@@ -233,6 +233,55 @@ fn blocked_or_non_float_quantization_is_refused_naming_the_node() {
     }
 }
 
+/// A QuantizeLinear that names its output type (opset 21's `output_dtype`) instead of giving a zero
+/// point quantizes to that type with zero point 0, and its DequantizeLinear without a zero point
+/// reads the same: the same model as with an explicit int8 zero point of 0, where the default
+/// (uint8) type would be another.
+#[test]
+fn a_named_output_type_stands_for_the_zero_point_type() {
+    let mut base = model_of("mlp_digits_ort_s8");
+    let g = base.graph.as_mut().unwrap();
+    let q = g
+        .node
+        .iter()
+        .find(|n| n.op_type == "QuantizeLinear")
+        .unwrap()
+        .clone();
+    let zp = g
+        .initializer
+        .iter_mut()
+        .find(|t| t.name == q.input[2])
+        .unwrap();
+    assert_eq!(zp.data_type, 3, "an int8 zero point"); // INT8
+    zp.raw_data.iter_mut().for_each(|b| *b = 0);
+    zp.int32_data.iter_mut().for_each(|v| *v = 0);
+    let explicit = convert(&base.encode_to_vec()).unwrap();
+    let without_zp = |output_dtype: Option<i64>| {
+        let mut m = base.clone();
+        let g = m.graph.as_mut().unwrap();
+        for n in g.node.iter_mut() {
+            let pair =
+                n.name == q.name || (n.op_type == "DequantizeLinear" && n.input[0] == q.output[0]);
+            if pair {
+                n.input.truncate(2);
+            }
+            if n.name == q.name {
+                if let Some(t) = output_dtype {
+                    n.attribute.push(AttributeProto {
+                        name: "output_dtype".into(),
+                        i: t,
+                        r#type: 2, // INT
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        convert(&m.encode_to_vec()).unwrap()
+    };
+    assert_eq!(without_zp(Some(3)), explicit);
+    assert_ne!(without_zp(None), explicit);
+}
+
 #[test]
 fn per_axis_activation_quantization_is_refused_naming_the_node() {
     let mut m = model_of("mlp_digits_ort_s8");

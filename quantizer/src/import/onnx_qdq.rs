@@ -257,6 +257,9 @@ fn rewrite(model: &ModelProto) -> Result<Rewritten> {
                 );
                 let (qs, qz, qt) = scale_zp(qn, &inits)
                     .with_context(|| format!("node `{}` (QuantizeLinear)", label(qn, qi)))?;
+                // Without a zero point of its own the integers are of its QuantizeLinear's type.
+                let has_zp = n.input.get(2).is_some_and(|z| !z.is_empty());
+                let zp_type = if has_zp { zp_type } else { qt };
                 ensure!(
                     qs == scale && qz == zp && qt == zp_type,
                     "{}: its scale and zero point differ from those of QuantizeLinear `{}`",

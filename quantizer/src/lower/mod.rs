@@ -246,10 +246,11 @@ pub(crate) fn window(w: &Window2d) -> Result<Window> {
 }
 
 /// The metadata's `source_layout`: one word for every graph input and output (the first input's
-/// layout, `NCHW` or `NCL`, or `NHWC`) when all those whose layout matters agree, otherwise one word
-/// per input, then per output of `outputs`, separated by commas ([`SourceLayout::word`]). The
-/// layout of a tensor that is neither 4-D nor flattened from one does not matter.
-fn source_layout(graph: &Graph, outputs: &[ValueId]) -> String {
+/// layout, `NCHW` or `NCL`, or `NHWC`) when all those whose layout matters agree or `outputs` is
+/// `None`, otherwise one word per input, then per output of `outputs`, separated by commas
+/// ([`SourceLayout::word`]). The layout of a tensor that is neither 4-D nor flattened from one does
+/// not matter.
+fn source_layout(graph: &Graph, outputs: Option<&[ValueId]>) -> String {
     let has = |l: SourceLayout| graph.inputs.iter().any(|&v| graph.values[v].source == l);
     let one = if has(SourceLayout::Nchw) {
         SourceLayout::Nchw
@@ -257,6 +258,9 @@ fn source_layout(graph: &Graph, outputs: &[ValueId]) -> String {
         SourceLayout::Ncl
     } else {
         SourceLayout::Same
+    };
+    let Some(outputs) = outputs else {
+        return one.word();
     };
     let io: Vec<&crate::ir::Value> = graph
         .inputs
@@ -439,7 +443,8 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
     b.set_inputs(&inputs);
     b.set_outputs(&outputs);
     b.source_sha256 = source_sha256;
-    b.source_layout = source_layout(graph, if expose_all { &[] } else { &exposed });
+    // Every node's output exposed is read by the interpreter alone (per-layer comparisons).
+    b.source_layout = source_layout(graph, (!expose_all).then_some(&exposed[..]));
     let built = b.finish()?;
     // Only hand out models the runtime loads (e.g. a requantization multiplier out of its range).
     ferrite_runtime::Model::from_bytes(&built.bytes)

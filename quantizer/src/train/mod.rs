@@ -82,6 +82,9 @@ pub const DEFAULT_LABEL_DISTILLATION: LabelDistillation = LabelDistillation {
 const DIVERGENCE_WINDOW: usize = 10;
 /// A running mean this many times the first one is divergence.
 const DIVERGENCE_FACTOR: f64 = 100.0;
+/// The first running mean counts as at least this: a loss that starts near 0 (distilling from a
+/// good start) may grow a hundredfold by noise without diverging.
+const DIVERGENCE_FLOOR: f64 = 0.01;
 
 /// Training settings.
 #[derive(Clone, Debug, Serialize)]
@@ -574,7 +577,7 @@ fn fit(
                 let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
                 let first = mean(&history[..DIVERGENCE_WINDOW]);
                 let last = mean(&history[history.len() - DIVERGENCE_WINDOW..]);
-                last > DIVERGENCE_FACTOR * first
+                last > DIVERGENCE_FACTOR * first.max(DIVERGENCE_FLOOR)
             };
             if !l.is_finite() || diverged {
                 failure = Some(format!(

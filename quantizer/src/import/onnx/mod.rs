@@ -2420,8 +2420,9 @@ impl Importer {
         for ((&start, &end), &axis) in starts.iter().zip(&ends).zip(&axes) {
             let axis = norm_axis(axis, d.len())?;
             // The batch is run a sample at a time: only the whole of it can be kept.
+            // (Ending at 1 keeps the whole of a batch of one, as exporters with static shapes write.)
             ensure!(
-                axis != 0 || (start == 0 && end >= i32::MAX as i64),
+                axis != 0 || (start == 0 && (end == 1 || end >= i32::MAX as i64)),
                 "Slice along the batch axis from {start} to {end} (only the other axes can be sliced)"
             );
             let (s, e) = (slice_index(start, d[axis]), slice_index(end, d[axis]));

@@ -1479,7 +1479,8 @@ fn slicing_the_batch_or_unsqueezing_before_it_is_refused() {
     assert!(
         err(&slice(&[0, 0], &[3, 10], &[0, 1])).contains("Slice along the batch axis from 0 to 3")
     );
-    // The whole batch, and any other axis, still slice.
+    // The whole batch (to the end, or to 1: a batch of one), and any other axis, still slice.
+    assert!(import(&slice(&[0, 2], &[1, 7], &[0, 1])).is_ok());
     let g = import(&slice(&[0, 2], &[i64::MAX, 7], &[0, 1])).unwrap();
     assert_eq!(crate::ir::io::source_dims(&g, g.outputs[0]), [1, 5, 5]);
     let unsqueeze = |axis: i64| {
