@@ -79,20 +79,13 @@ pub fn tempered(
     let per = teacher.len() / batch.max(1);
     let mut out = teacher.to_vec();
     for row in out.chunks_mut(per.max(1)) {
-        if probabilities {
-            // The logarithm of a probability is its logit up to a constant.
-            let logs: Vec<f64> = row
-                .iter()
-                .map(|&p| (p.max(f32::MIN_POSITIVE) as f64).ln() / temperature as f64)
-                .collect();
-            softmax_into(&logs, row);
-        } else {
-            let logs: Vec<f64> = row
-                .iter()
-                .map(|&z| beta as f64 * z as f64 / temperature as f64)
-                .collect();
-            softmax_into(&logs, row);
-        }
+        // The logarithm of a probability is its logit up to a constant.
+        let logit = |v: f32| match probabilities {
+            true => (v.max(f32::MIN_POSITIVE) as f64).ln(),
+            false => beta as f64 * v as f64,
+        };
+        let logs: Vec<f64> = row.iter().map(|&v| logit(v) / temperature as f64).collect();
+        softmax_into(&logs, row);
     }
     out
 }
