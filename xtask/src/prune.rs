@@ -101,14 +101,18 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     let mut section = format!(
         "Measured at commit `{}` with `cargo xtask prune`. `ferrite train MODEL --data \
          fashion_train10k_x.npy --labels fashion_train10k_y.npy --sparsity S [--distill] [--epochs E]` \
-         (defaults otherwise: Adam at pruning's learning rate {} with cosine decay, batch 32, the \
-         polynomial schedule reaching S after two thirds of the steps, per layer, first/last/depthwise \
-         layers dense, QAT on, the last 10% of the training file held out to keep the best epoch at S), \
+         (defaults otherwise: without `--distill`, the labels' cross-entropy blended with the float \
+         model's softened outputs, `--distill-weight {} --temperature {}`; Adam at pruning's learning \
+         rate {} with cosine decay, batch 32, the polynomial schedule reaching S after two thirds of \
+         the steps, per layer, first/last/depthwise layers dense, QAT on, the last 10% of the \
+         training file held out to keep the best epoch at S), \
          scored on the full 10,000-image Fashion-MNIST test set. \"Zeros\" are int8 weights equal to 0, \
          in the pruned layers and in all weighted layers. The `.ferrite` bytes are those of the default \
          `--weight-storage dense`, zeros stored; \"Sparse weights\" below measures the sparse \
          storage.\n\n",
         commit,
+        ferrite_quantizer::train::DEFAULT_LABEL_DISTILLATION.weight,
+        ferrite_quantizer::train::DEFAULT_LABEL_DISTILLATION.temperature,
         ferrite_quantizer::train::DEFAULT_PRUNING_LR_ADAM,
     );
     for name in FIXTURES {
