@@ -236,6 +236,32 @@ fn graph_matches_onnxruntime_and_quantizes(
     }
 }
 
+/// A MobileNetV3- and EfficientNet-style network (`make_activations.py`: HardSwish, HardSigmoid
+/// and Sigmoid gates of squeeze-and-excitation blocks, SiLU written as Sigmoid and Mul) matches
+/// onnxruntime in float and stays close to it in int8, every HardSwish and SiLU by one table and no
+/// int8 Sigmoid left to TFLite's LOGISTIC kernel.
+#[test]
+fn activation_functions_of_mobile_networks_match_onnxruntime_and_quantize() {
+    graph_matches_onnxruntime_and_quantizes("activations", 1, |_| 35.0);
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, int8) = quantize_on_own_inputs("ops/activations", dir.path());
+    let bytes = std::fs::read(&int8).unwrap();
+    let m = ferrite_runtime::Model::from_bytes(&bytes).unwrap();
+    let names: Vec<&str> = m.ops().map(|o| o.name()).collect();
+    // Two HardSwish, two SiLU and one Sigmoid gate by table; the two gates' products stay MULs.
+    assert_eq!(
+        names.iter().filter(|&&n| n == "LOOKUP").count(),
+        5,
+        "{names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|&&n| n == "MUL").count(),
+        2,
+        "{names:?}"
+    );
+    assert!(!names.contains(&"LOGISTIC"), "{names:?}");
+}
+
 /// A 1-D CNN over `[n, c, l]` (`make_signal_1d.py`: 1-D convolutions of every kind, pools, a
 /// residual Add, Transpose to `[n, l, c]` and a mean over time) matches onnxruntime in float;
 /// quantized, the `.ferrite` model takes and gives `[n, c, l]` arrays and stays close to float.
@@ -245,13 +271,13 @@ fn one_d_signal_graph_matches_onnxruntime_and_quantizes() {
 }
 
 /// Element-wise functions run by table (`make_functions.py`: Elu, Celu, Selu, Softplus, Softsign,
-/// Exp, Erf, Gelu both ways, Mish, Abs, Neg, Sign, Sqrt, Sin, Cos, Shrink, ThresholdedRelu, and
-/// GELU written with Erf) and LogSoftmax match onnxruntime in float and stay close to it in int8
-/// (Sign, which jumps at 0, the least).
+/// Exp, Erf, Gelu both ways, Mish, Abs, Neg, Sign, Sqrt, Sin, Cos, Shrink, ThresholdedRelu,
+/// HardSwish, GELU written with Erf and SiLU written as Sigmoid and Mul) and LogSoftmax match
+/// onnxruntime in float and stay close to it in int8 (Sign, which jumps at 0, the least).
 #[test]
 fn element_wise_functions_match_onnxruntime_and_quantize() {
     // Output 12 is Sign.
-    graph_matches_onnxruntime_and_quantizes("functions", 20, |i| if i == 12 { 15.0 } else { 28.0 });
+    graph_matches_onnxruntime_and_quantizes("functions", 22, |i| if i == 12 { 15.0 } else { 28.0 });
 }
 
 /// Slice and Split (`make_slices.py`: a crop with negative and open ends, a channel split into a
@@ -307,8 +333,8 @@ fn table_functions_stay_int8_when_layers_are_kept_in_float() {
     let bytes = std::fs::read(&out).unwrap();
     let m = ferrite_runtime::Model::from_bytes(&bytes).unwrap();
     let names: Vec<&str> = m.ops().map(|o| o.name()).collect();
-    // The 18 functions and the Erf of the GELU written with it.
-    assert_eq!(names.iter().filter(|&&n| n == "LOOKUP").count(), 19);
+    // The 19 functions, the Erf of the GELU written with it and the SiLU.
+    assert_eq!(names.iter().filter(|&&n| n == "LOOKUP").count(), 21);
     assert!(names.contains(&"QUANTIZE"), "{names:?}");
     // Node #1 is the Elu (the file's nodes are unnamed).
     let refused = dir.path().join("refused.ferrite");

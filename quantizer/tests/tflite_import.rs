@@ -187,6 +187,20 @@ fn fixtures_match_tflite_micro_bit_exactly() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// A TFLite import keeps TFLite Micro's own TANH and LOGISTIC kernels, where Ferrite's own models
+/// run the two by table (a step apart from them at a few input scales).
+#[test]
+fn tflite_tanh_and_logistic_keep_their_kernels() {
+    let bytes = std::fs::read(root().join("fixtures/logistic_tanh_chain.tflite")).unwrap();
+    let built = tflite::convert(&bytes, ArenaLayout::Separate).unwrap();
+    let model = Model::from_bytes(&built.bytes).unwrap();
+    let names: Vec<&str> = model.ops().map(|o| o.name()).collect();
+    assert!(
+        names.contains(&"TANH") && names.contains(&"LOGISTIC") && !names.contains(&"LOOKUP"),
+        "{names:?}"
+    );
+}
+
 /// TFLite Micro's planned arena head (activations), measured with `print_allocations()` (BASELINES.md).
 const TFLM_HEAD: &[(&str, usize)] = &[
     ("kws_dscnn_int8", 16_000),

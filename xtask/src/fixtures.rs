@@ -51,12 +51,17 @@ const FILTER_FIXTURES: [&str; 2] = ["dscnn_fashion", "resnet_fashion"];
 const IN_PLACE_FIXTURES: [&str; 2] = ["dscnn_fashion", "mobilenetv2_mnist"];
 
 /// Operator graphs without a dataset: name, model and inputs (calibration and test sample alike).
-const GRAPHS: [(&str, &str, &str); 5] = [
+const GRAPHS: [(&str, &str, &str); 6] = [
     ("signal_1d", "ops/signal_1d.onnx", "ops/signal_1d_x.npy"),
     ("functions", "ops/functions.onnx", "ops/functions_x.npy"),
     ("slices", "ops/slices.onnx", "ops/slices_x.npy"),
     ("upsampling", "ops/upsampling.onnx", "ops/upsampling_x.npy"),
     ("padding", "ops/padding.onnx", "ops/padding_x.npy"),
+    (
+        "activations",
+        "ops/activations.onnx",
+        "ops/activations_x.npy",
+    ),
 ];
 
 /// How a case's model is made.

@@ -491,6 +491,7 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32], arena: ArenaLayout) -> Res
             requantization: Requantization::Onnx,
             sparse_weights: false,
             arena,
+            function_tables: true,
         },
     )
 }

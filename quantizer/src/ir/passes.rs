@@ -10,7 +10,7 @@
 use anyhow::Result;
 
 use super::float_exec::{self, View};
-use super::{Clamp, Graph, Op, Param, ValueId, Window2d};
+use super::{Clamp, Graph, Op, Param, UnaryFn, ValueId, Window2d};
 
 /// What [`optimize`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -22,6 +22,7 @@ pub struct Stats {
     pub activations_fused: usize,
     pub pads_folded: usize,
     pub reshapes_merged: usize,
+    pub swishes_joined: usize,
 }
 
 /// All passes in order, then pruning of dead nodes and a consistency check.
@@ -29,6 +30,7 @@ pub fn optimize(g: &mut Graph) -> Result<Stats> {
     let mut s = Stats {
         identities_dropped: drop_identity(g),
         constants_folded: fold_constants(g)?,
+        swishes_joined: join_swish(g),
         ..Stats::default()
     };
     s.batchnorms_folded = fold_batchnorm(g);
@@ -408,6 +410,33 @@ pub fn view_as_nhwc(g: &mut Graph) -> usize {
     wrapped
 }
 
+/// Joins `Mul(x, Sigmoid(x))` (SiLU, as ONNX exporters write it) into one element-wise function
+/// of `x`, when the Sigmoid's output has no other reader: one int8 table, exact for each input
+/// value, where the pair rounds the Sigmoid's output to int8 before multiplying.
+pub fn join_swish(g: &mut Graph) -> usize {
+    let mut remove = vec![false; g.nodes.len()];
+    for i in 0..g.nodes.len() {
+        let n = &g.nodes[i];
+        if !matches!(n.op, Op::Mul { clamp } if clamp.is_none()) || n.inputs.len() != 2 {
+            continue;
+        }
+        let (a, b) = (n.inputs[0], n.inputs[1]);
+        let gate = [(a, b), (b, a)].into_iter().find_map(|(x, s)| {
+            let p = sole_producer(g, s, &remove)?;
+            let q = &g.nodes[p];
+            (matches!(q.op, Op::Logistic) && q.inputs == [x]).then_some((x, p))
+        });
+        let Some((x, p)) = gate else { continue };
+        let n = &mut g.nodes[i];
+        n.op = Op::Lookup { f: UnaryFn::Silu };
+        n.inputs = vec![x];
+        n.source_op = "Sigmoid*Mul".into();
+        remove[p] = true;
+    }
+    remove_nodes(g, &remove);
+    remove.iter().filter(|&&r| r).count()
+}
+
 /// Fuses standalone ReLU/ReLU6/Clip nodes into the operator producing their input (Conv, Depthwise,
 /// FullyConnected, Add, Mul, pooling, or another clamp), composing clamps.
 pub fn fuse_activations(g: &mut Graph) -> usize {
@@ -761,6 +790,44 @@ mod tests {
         assert_eq!(g.nodes.len(), 3, "{clamps:?}");
         assert!(matches!(g.nodes[0].op, Op::Conv2d { clamp, .. } if clamp == Clamp::RELU6));
         assert!(matches!(g.nodes[1].op, Op::Add { clamp, .. } if clamp == Clamp::new(-1.0, 0.5)));
+    }
+
+    /// `Mul(x, Sigmoid(x))` in either order becomes one SiLU; a Sigmoid read elsewhere, a Sigmoid
+    /// of another value and a graph output stay as they are.
+    #[test]
+    fn swish_joins_into_one_function() {
+        let mut g = Graph::default();
+        let x = g.add_value("x", vec![1, 4, 4, 2]);
+        g.inputs = vec![x];
+        let mul = Op::Mul { clamp: Clamp::NONE };
+        let add = |g: &mut Graph, name: &str, op: Op, inputs: Vec<ValueId>| {
+            g.add_node(name, name, op, inputs, name).unwrap()
+        };
+        let c = add(&mut g, "c", conv(2, 2, 1), vec![x]);
+        let s1 = add(&mut g, "s1", Op::Logistic, vec![c]);
+        let m1 = add(&mut g, "m1", mul.clone(), vec![c, s1]);
+        let s2 = add(&mut g, "s2", Op::Logistic, vec![m1]);
+        let m2 = add(&mut g, "m2", mul.clone(), vec![s2, m1]);
+        // Read twice: kept.
+        let s3 = add(&mut g, "s3", Op::Logistic, vec![m2]);
+        let m3 = add(&mut g, "m3", mul.clone(), vec![m2, s3]);
+        let k = add(&mut g, "k", Op::Add { clamp: Clamp::NONE }, vec![m3, s3]);
+        // The Sigmoid of another value: kept.
+        let s4 = add(&mut g, "s4", Op::Logistic, vec![c]);
+        let m4 = add(&mut g, "m4", mul.clone(), vec![k, s4]);
+        // A Sigmoid that is a graph output: kept.
+        let s5 = add(&mut g, "s5", Op::Logistic, vec![m4]);
+        let m5 = add(&mut g, "m5", mul, vec![m4, s5]);
+        g.outputs = vec![m5, s5];
+        let g = check_pass(g, join_swish, 2);
+        let silu: Vec<&str> = g
+            .nodes
+            .iter()
+            .filter(|n| n.op == Op::Lookup { f: UnaryFn::Silu })
+            .map(|n| n.name.as_str())
+            .collect();
+        assert_eq!(silu, ["m1", "m2"]);
+        assert_eq!(g.nodes.iter().filter(|n| n.op == Op::Logistic).count(), 3);
     }
 
     #[test]

@@ -126,6 +126,11 @@ pub struct Options {
     pub sparse_weights: bool,
     /// Whether operators may run in place over their dying input.
     pub arena: ArenaLayout,
+    /// int8 Tanh and Logistic as a table of the exact function (LOOKUP: one load an element, where
+    /// TFLite Micro's fixed-point kernels take about 450 instructions on the Cortex-M4F) rather
+    /// than as TANH and LOGISTIC: for every model but a TFLite import, which keeps TFLite Micro's
+    /// results bit for bit.
+    pub function_tables: bool,
 }
 
 /// Per value, its type when node `i` runs in `node[i]`: a node's output has the node's type, and a
@@ -286,6 +291,7 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
         requantization,
         sparse_weights,
         arena,
+        function_tables,
     } = options;
     let qp = q.params;
     // Constant data first, so the builder can borrow it.
@@ -293,7 +299,7 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
         .nodes
         .iter()
         .enumerate()
-        .map(|(i, n)| weights::node_data(n, i, q, requantization, sparse_weights))
+        .map(|(i, n)| weights::node_data(n, i, q, requantization, sparse_weights, function_tables))
         .collect::<Result<_>>()?;
 
     let mut b = ModelBuilder::new();

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use ferrite_runtime::kernels::float as k;
-use ferrite_runtime::ops::{LogisticParams, Op as RtOp, Unary};
+use ferrite_runtime::ops::{LogisticParams, Lookup, Op as RtOp, Unary};
 
 use super::{same_shape, Channels, OutputQuant};
 use crate::export::{Exporter, Layout};
@@ -42,7 +42,15 @@ pub(super) fn backward(g: &Grad<'_>) -> Result<OpGrads> {
     })))
 }
 
+/// int8 by the table the lowering computed, if it did (`lower::Options::function_tables`).
 pub(super) fn lower<'a>(cx: &NodeCx<'_, 'a>) -> RtOp<'a> {
+    if cx.precision == Precision::Int8 && !cx.data.filter.is_empty() {
+        return RtOp::Lookup(Lookup {
+            input: cx.input(0),
+            output: cx.output(),
+            table: &cx.data.filter,
+        });
+    }
     let p = cx.in_q(0);
     RtOp::Logistic(Unary {
         input: cx.input(0),

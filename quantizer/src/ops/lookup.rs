@@ -1,5 +1,6 @@
 //! Element-wise functions without a kernel of their own (ELU, SELU, CELU, Softplus, Softsign, Exp,
-//! Erf, GELU, Mish, Abs, Neg, Sign, Sqrt, Sin, Cos, Shrink, ThresholdedRelu), lowered to the
+//! Erf, GELU, Mish, HardSwish, SiLU, Abs, Neg, Sign, Sqrt, Sin, Cos, Shrink, ThresholdedRelu),
+//! lowered to the
 //! runtime's int8 LOOKUP: a table of the function at each of the 256 input values, dequantized with
 //! the input's quantization and quantized with the output's (rounding half to even and saturating,
 //! as ONNX's QuantizeLinear does, so the table is what a Q/DQ graph computes). int8 only: no f32 or
@@ -50,6 +51,11 @@ pub enum UnaryFn {
     },
     /// `x * tanh(softplus(x))`.
     Mish,
+    /// `x * clamp(x / 6 + 1 / 2, 0, 1)`.
+    HardSwish,
+    /// `x * sigmoid(x)` (swish): ONNX's `Mul(x, Sigmoid(x))`, joined by
+    /// [`crate::ir::passes::join_swish`].
+    Silu,
     Abs,
     Neg,
     /// -1, 0 or 1.
@@ -78,7 +84,7 @@ fn softplus(x: f64) -> f64 {
     x.max(0.0) + (-x.abs()).exp().ln_1p()
 }
 
-fn sigmoid(x: f64) -> f64 {
+pub(crate) fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
@@ -98,6 +104,8 @@ impl UnaryFn {
             UnaryFn::Erf => "Erf",
             UnaryFn::Gelu { .. } => "Gelu",
             UnaryFn::Mish => "Mish",
+            UnaryFn::HardSwish => "HardSwish",
+            UnaryFn::Silu => "Silu",
             UnaryFn::Abs => "Abs",
             UnaryFn::Neg => "Neg",
             UnaryFn::Sign => "Sign",
@@ -127,6 +135,8 @@ impl UnaryFn {
                 0.5 * x * (1.0 + (k * (x + c * x * x * x)).tanh())
             }
             UnaryFn::Mish => x * softplus(x).tanh(),
+            UnaryFn::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            UnaryFn::Silu => x * sigmoid(x),
             UnaryFn::Abs => x.abs(),
             UnaryFn::Neg => -x,
             UnaryFn::Sign if x == 0.0 => 0.0,
@@ -168,6 +178,13 @@ impl UnaryFn {
                 let t = softplus(x).tanh();
                 t + x * sigmoid(x) * (1.0 - t * t)
             }
+            UnaryFn::HardSwish if x <= -3.0 => 0.0,
+            UnaryFn::HardSwish if x >= 3.0 => 1.0,
+            UnaryFn::HardSwish => x / 3.0 + 0.5,
+            UnaryFn::Silu => {
+                let s = sigmoid(x);
+                s + x * s * (1.0 - s)
+            }
             UnaryFn::Abs if x == 0.0 => 0.0,
             UnaryFn::Abs => x.signum(),
             UnaryFn::Neg => -1.0,
@@ -183,18 +200,24 @@ impl UnaryFn {
         }
     }
 
-    /// The int8 table: entry `q + 128` is the function of input `q` dequantized with `input`,
-    /// quantized with `output` (half to even, saturated).
+    /// The int8 table of the function: entry `q + 128` is the function of input `q` dequantized
+    /// with `input`, quantized with `output` (half to even, saturated).
     pub fn table(self, input: QParams, output: QParams) -> Vec<u8> {
-        (-128i32..128)
-            .map(|q| {
-                let x = (q - input.zero_point) as f32 * input.scale;
-                let y = self.at(x as f64) as f32 / output.scale;
-                let v = y.round_ties_even() as i64 + output.zero_point as i64;
-                v.clamp(-128, 127) as i8 as u8
-            })
-            .collect()
+        table(|x| self.at(x), input, output)
     }
+}
+
+/// The int8 table of `f`: entry `q + 128` is `f` of input `q` dequantized with `input`, quantized
+/// with `output` (half to even, saturated).
+pub(crate) fn table(f: impl Fn(f64) -> f64, input: QParams, output: QParams) -> Vec<u8> {
+    (-128i32..128)
+        .map(|q| {
+            let x = (q - input.zero_point) as f32 * input.scale;
+            let y = f(x as f64) as f32 / output.scale;
+            let v = y.round_ties_even() as i64 + output.zero_point as i64;
+            v.clamp(-128, 127) as i8 as u8
+        })
+        .collect()
 }
 
 pub(super) fn shape(inputs: &[&[usize]]) -> Result<Vec<usize>> {
@@ -231,7 +254,8 @@ pub(super) fn lower<'a>(cx: &NodeCx<'_, 'a>) -> Result<RtOp<'a>> {
     }))
 }
 
-/// The ONNX opset that has the function's operator: Mish is from opset 18, Gelu from 20.
+/// The ONNX opset that has the function's operator: Mish is from opset 18, Gelu from 20 (SiLU is
+/// written as Sigmoid and Mul).
 pub(super) fn onnx_opset(f: UnaryFn) -> i64 {
     match f {
         UnaryFn::Gelu { .. } => 20,
@@ -242,6 +266,15 @@ pub(super) fn onnx_opset(f: UnaryFn) -> i64 {
 
 pub(super) fn export(f: UnaryFn, e: &mut Exporter<'_>, n: &Node) -> Result<(String, Layout)> {
     let (x, l) = e.act(n.inputs[0])?;
+    if f == UnaryFn::Silu {
+        let gate = e.op(
+            "Sigmoid",
+            &format!("{}/sigmoid", n.name),
+            vec![x.clone()],
+            Vec::new(),
+        );
+        return Ok((e.op("Mul", &n.name, vec![x, gate], Vec::new()), l));
+    }
     let attrs = match f {
         UnaryFn::Elu { alpha } | UnaryFn::Celu { alpha } | UnaryFn::ThresholdedRelu { alpha } => {
             vec![a_float("alpha", alpha)]

@@ -22,7 +22,7 @@ mod identity;
 mod leaky_relu;
 mod log_softmax;
 mod logistic;
-mod lookup;
+pub(crate) mod lookup;
 mod max_pool2d;
 mod mean;
 mod mirror_pad;
@@ -696,11 +696,19 @@ impl Op {
     }
 
     /// The table an int8 LOOKUP or LOG_SOFTMAX borrows, for an input and an output quantized with
-    /// `input` and `output`; `None` for the other operators.
-    pub(crate) fn table(&self, input: QParams, output: QParams) -> Option<Vec<u8>> {
+    /// `input` and `output`, and with `function_tables` ([`crate::lower::Options`]) a Tanh's or
+    /// Logistic's LOOKUP; `None` for the other operators.
+    pub(crate) fn table(
+        &self,
+        input: QParams,
+        output: QParams,
+        function_tables: bool,
+    ) -> Option<Vec<u8>> {
         match self {
             Op::Lookup { f } => Some(f.table(input, output)),
             Op::LogSoftmax => Some(log_softmax::table(input)),
+            Op::Tanh if function_tables => Some(lookup::table(f64::tanh, input, output)),
+            Op::Logistic if function_tables => Some(lookup::table(lookup::sigmoid, input, output)),
             _ => None,
         }
     }

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use ferrite_runtime::kernels::float as k;
-use ferrite_runtime::ops::{Op as RtOp, TanhParams, Unary};
+use ferrite_runtime::ops::{Lookup, Op as RtOp, TanhParams, Unary};
 
 use super::{same_shape, Channels, OutputQuant};
 use crate::export::{Exporter, Layout};
@@ -42,7 +42,15 @@ pub(super) fn backward(g: &Grad<'_>) -> Result<OpGrads> {
     })))
 }
 
+/// int8 by the table the lowering computed, if it did (`lower::Options::function_tables`).
 pub(super) fn lower<'a>(cx: &NodeCx<'_, 'a>) -> RtOp<'a> {
+    if cx.precision == Precision::Int8 && !cx.data.filter.is_empty() {
+        return RtOp::Lookup(Lookup {
+            input: cx.input(0),
+            output: cx.output(),
+            table: &cx.data.filter,
+        });
+    }
     let p = cx.in_q(0);
     RtOp::Tanh(Unary {
         input: cx.input(0),
@@ -58,4 +66,54 @@ pub(super) fn lower<'a>(cx: &NodeCx<'_, 'a>) -> RtOp<'a> {
 pub(super) fn export(e: &mut Exporter<'_>, n: &Node) -> Result<(String, Layout)> {
     let (x, l) = e.act(n.inputs[0])?;
     Ok((e.op("Tanh", &n.name, vec![x], vec![]), l))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::lookup::{sigmoid, table};
+    use ferrite_runtime::kernels::activation::{logistic_s8, tanh_s8};
+    use ferrite_runtime::ops::LogisticParams;
+
+    /// The tables of Ferrite's own models (`lower::Options::function_tables`) against TFLite
+    /// Micro's fixed-point TANH and LOGISTIC, every int8 input at 2,000 input scales from 1e-4 to
+    /// 3.2 (inputs up to +-400) and seven zero points: at most one step apart, and apart somewhere
+    /// (so a TFLite import, which must give TFLite Micro's bytes, keeps its kernels).
+    #[test]
+    fn tables_are_within_one_step_of_tflite_micro_kernels() {
+        let input: Vec<i8> = (-128..=127).map(|q| q as i8).collect();
+        let tanh_out = QParams {
+            scale: 1.0 / 128.0,
+            zero_point: 0,
+        };
+        let logistic_out = QParams {
+            scale: 1.0 / 256.0,
+            zero_point: -128,
+        };
+        let mut got = vec![0i8; 256];
+        let (mut worst, mut differ) = (0, 0);
+        let mut compare = |got: &[i8], want: &[u8]| {
+            for (&a, &b) in got.iter().zip(want) {
+                let d = (a as i32 - b as i8 as i32).abs();
+                worst = worst.max(d);
+                differ += (d > 0) as usize;
+            }
+        };
+        for k in 0..2000 {
+            let scale = 10f32.powf(-4.0 + 4.5 * k as f32 / 2000.0);
+            for zero_point in [-128, -100, -37, 0, 5, 64, 127] {
+                let x = QParams { scale, zero_point };
+                tanh_s8(&TanhParams::prepare(scale, zero_point), &input, &mut got);
+                compare(&got, &table(f64::tanh, x, tanh_out));
+                logistic_s8(
+                    &LogisticParams::prepare(scale, zero_point),
+                    &input,
+                    &mut got,
+                );
+                compare(&got, &table(sigmoid, x, logistic_out));
+            }
+        }
+        assert_eq!(worst, 1);
+        assert!(differ > 0);
+    }
 }

@@ -661,7 +661,8 @@ impl Importer {
             "MaxPool" | "AveragePool" => self.pool(n, label),
             "GlobalAveragePool" => self.global_average_pool(n, label),
             "GlobalMaxPool" => self.global_max_pool(n, label),
-            "HardSigmoid" | "HardSwish" => self.hard_sigmoid(n, label),
+            "HardSigmoid" => self.hard_sigmoid(n, label),
+            "HardSwish" => self.unary(n, label, Op::Lookup { f: UnaryFn::HardSwish }),
             "ReduceMean" | "ReduceSum" | "ReduceMax" => self.reduce(n, label),
             "Flatten" => self.flatten(n, label),
             "Reshape" => self.reshape(n, label),
@@ -764,18 +765,12 @@ impl Importer {
     }
 
     /// `HardSigmoid` (`clamp(alpha * x + beta, 0, 1)`) as a Mul and an Add by scalar constants, the
-    /// Add clamped; `HardSwish` (alpha 1/6, beta 1/2) multiplies its input by that.
+    /// Add clamped (they fold into the producer or become a 1x1 depthwise convolution).
     fn hard_sigmoid(&mut self, n: &NodeProto, label: &str) -> Result<()> {
-        let swish = n.op_type == "HardSwish";
-        let (alpha, beta) = if swish {
-            (1.0 / 6.0, 0.5)
-        } else {
-            (attr_f(n, "alpha", 0.2), attr_f(n, "beta", 0.5))
-        };
+        let (alpha, beta) = (attr_f(n, "alpha", 0.2), attr_f(n, "beta", 0.5));
         ensure!(
             alpha.is_finite() && beta.is_finite(),
-            "{} with a non-finite alpha or beta",
-            n.op_type
+            "HardSigmoid with a non-finite alpha or beta"
         );
         let x = self.act(n, 0)?;
         let l = self.layout(x);
@@ -796,21 +791,8 @@ impl Importer {
         )?;
         self.g.values[scaled].source = l;
         let clamp = Clamp::new(0.0, 1.0);
-        if !swish {
-            return self
-                .emit(n, label, Op::Add { clamp }, vec![scaled, k_beta], l)
-                .map(drop);
-        }
-        let gate = self.g.add_node(
-            format!("{label}/gate"),
-            &n.op_type,
-            Op::Add { clamp },
-            vec![scaled, k_beta],
-            format!("{out}/gate"),
-        )?;
-        self.g.values[gate].source = l;
-        let product = Op::Mul { clamp: Clamp::NONE };
-        self.emit(n, label, product, vec![x, gate], l).map(drop)
+        self.emit(n, label, Op::Add { clamp }, vec![scaled, k_beta], l)
+            .map(drop)
     }
 
     /// `Resize` to a size given by constant scales or sizes, over H and W only.

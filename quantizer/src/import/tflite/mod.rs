@@ -31,6 +31,7 @@ pub fn convert(bytes: &[u8], arena: ArenaLayout) -> Result<Built> {
             requantization: Requantization::TfLite,
             sparse_weights: false,
             arena,
+            function_tables: false,
         },
     )
 }

@@ -561,6 +561,7 @@ fn lower(
             requantization: Requantization::TfLite,
             sparse_weights: weight_storage == WeightStorage::Sparse,
             arena,
+            function_tables: true,
         },
     )
 }
@@ -568,6 +569,40 @@ fn lower(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ferrite's own int8 Tanh and Sigmoid run by table (LOOKUP); in int16x8 they keep the
+    /// runtime's int16 kernels.
+    #[test]
+    fn int8_tanh_and_sigmoid_lower_to_tables() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+        let g = crate::cli::float_onnx::load(&dir.join("ops/ops_opset17.onnx")).unwrap();
+        let x = crate::npy::Array::read(&dir.join("ops/ops_opset17_x.npy")).unwrap();
+        let x = crate::ir::io::input_tensor(&g, 0, &x).unwrap();
+        let ops = |config: &Config| {
+            let q = quantize(&g, std::slice::from_ref(&x), config).unwrap();
+            let m = ferrite_runtime::Model::from_bytes(&q.built.bytes).unwrap();
+            m.ops().map(|o| o.name()).collect::<Vec<_>>()
+        };
+        let int8 = ops(&Config::default());
+        assert!(
+            !int8.iter().any(|&o| o == "TANH" || o == "LOGISTIC"),
+            "{int8:?}"
+        );
+        assert_eq!(
+            int8.iter().filter(|&&o| o == "LOOKUP").count(),
+            2,
+            "{int8:?}"
+        );
+        let int16 = ops(&Config {
+            int16: vec!["Tanh".into(), "Sigmoid".into()],
+            ..Config::default()
+        });
+        assert!(
+            int16.contains(&"TANH") && int16.contains(&"LOGISTIC"),
+            "{int16:?}"
+        );
+        assert!(!int16.contains(&"LOOKUP"), "{int16:?}");
+    }
 
     /// The observer hears every stage in order, and calibration and bias correction count the
     /// graph's nodes up to all of them.

@@ -491,6 +491,8 @@ fn lookup_functions() {
         UnaryFn::Gelu { tanh: false },
         UnaryFn::Gelu { tanh: true },
         UnaryFn::Mish,
+        UnaryFn::HardSwish,
+        UnaryFn::Silu,
         UnaryFn::Abs,
         UnaryFn::Neg,
         UnaryFn::Sign,
@@ -506,11 +508,11 @@ fn lookup_functions() {
     let mut rng = Rng::new(97);
     for f in fns {
         let mut x = random_tensor(&mut rng, &[2, 3, 5]);
-        // Away from the kinks (0, +-0.5, +-0.75), which a finite-difference step must not cross;
-        // the square root on positive values only.
+        // Away from the kinks (0, +-0.5, +-0.75, +-3), which a finite-difference step must not
+        // cross; the square root on positive values only.
         x.data.iter_mut().for_each(|v| {
             let m = 0.1 + 2.0 * v.abs();
-            let m = if (m - 0.5).abs() < 0.05 || (m - 0.75).abs() < 0.05 {
+            let m = if [0.5, 0.75, 3.0].iter().any(|k| (m - k).abs() < 0.05) {
                 m + 0.1
             } else {
                 m
