@@ -23,6 +23,7 @@ pub struct Stats {
     pub pads_folded: usize,
     pub reshapes_merged: usize,
     pub swishes_joined: usize,
+    pub gelu_nodes_removed: usize,
 }
 
 /// All passes in order, then pruning of dead nodes and a consistency check.
@@ -31,6 +32,7 @@ pub fn optimize(g: &mut Graph) -> Result<Stats> {
         identities_dropped: drop_identity(g),
         constants_folded: fold_constants(g)?,
         swishes_joined: join_swish(g),
+        gelu_nodes_removed: join_gelu(g),
         ..Stats::default()
     };
     s.batchnorms_folded = fold_batchnorm(g);
@@ -437,6 +439,128 @@ pub fn join_swish(g: &mut Graph) -> usize {
     remove.iter().filter(|&&r| r).count()
 }
 
+/// Whether `v` is a constant whose every element is `want` (to 1e-6 relative).
+fn constant_is(g: &Graph, v: ValueId, want: f32) -> bool {
+    g.values[v]
+        .data
+        .as_ref()
+        .is_some_and(|d| !d.is_empty() && d.iter().all(|&d| (d - want).abs() <= 1e-6 * want.abs()))
+}
+
+/// Of a two-input node reading `v`, the other input.
+fn other_input(n: &super::Node, v: ValueId) -> Option<ValueId> {
+    match n.inputs[..] {
+        [a, b] if a == v => Some(b),
+        [a, b] if b == v => Some(a),
+        _ => None,
+    }
+}
+
+/// Joins GELU written with Erf, as PyTorch's exporter writes it before opset 20, into one
+/// element-wise function of `x`: `Mul(Mul(x, Add(Erf(x / sqrt(2)), 1)), 0.5)`, or with the half
+/// taken of `x` first, operands in either order, every intermediate read once. Five operators (a
+/// table, three 1x1 depthwise convolutions and a Mul, each rounding to int8) become one table.
+/// Returns the nodes removed (four a GELU).
+pub fn join_gelu(g: &mut Graph) -> usize {
+    let mut remove = vec![false; g.nodes.len()];
+    for i in 0..g.nodes.len() {
+        // The node `p` producing `v` alone, if it is an unclamped Mul or Add.
+        let sole = |v: ValueId, remove: &[bool], add: bool| {
+            let p = sole_producer(g, v, remove)?;
+            let ok = match g.nodes[p].op {
+                Op::Mul { clamp } => !add && clamp.is_none(),
+                Op::Add { clamp } => add && clamp.is_none(),
+                _ => false,
+            };
+            (ok && g.nodes[p].inputs.len() == 2).then_some(p)
+        };
+        // `gate` = Add(Erf(Mul(x, 1 / sqrt(2))), 1): its x and its three nodes.
+        let gate = |v: ValueId, remove: &[bool]| -> Option<(ValueId, [usize; 3])> {
+            let add = sole(v, remove, true)?;
+            let [a, b] = g.nodes[add].inputs[..] else {
+                return None;
+            };
+            let e = if constant_is(g, b, 1.0) { a } else { b };
+            let one = other_input(&g.nodes[add], e)?;
+            let erf = sole_producer(g, e, remove)?;
+            if !constant_is(g, one, 1.0) || g.nodes[erf].op != (Op::Lookup { f: UnaryFn::Erf }) {
+                return None;
+            }
+            let scale = sole(g.nodes[erf].inputs[0], remove, false)?;
+            let [p, q] = g.nodes[scale].inputs[..] else {
+                return None;
+            };
+            let x = if g.is_const(q) { p } else { q };
+            let k = other_input(&g.nodes[scale], x)?;
+            constant_is(g, k, std::f32::consts::FRAC_1_SQRT_2).then_some((x, [add, erf, scale]))
+        };
+        let n = &g.nodes[i];
+        if remove[i] || !matches!(n.op, Op::Mul { clamp } if clamp.is_none()) || n.inputs.len() != 2
+        {
+            continue;
+        }
+        let (a, b) = (n.inputs[0], n.inputs[1]);
+        let mut found = None;
+        // x * gate, then * 0.5.
+        for (m, half) in [(a, b), (b, a)] {
+            if found.is_some() || !constant_is(g, half, 0.5) {
+                continue;
+            }
+            let Some(pm) = sole(m, &remove, false) else {
+                continue;
+            };
+            let [p, q] = g.nodes[pm].inputs[..] else {
+                continue;
+            };
+            for (x, gv) in [(p, q), (q, p)] {
+                if let Some((gx, nodes)) = gate(gv, &remove) {
+                    if gx == x && found.is_none() {
+                        found = Some((x, pm, nodes));
+                    }
+                }
+            }
+        }
+        // x * 0.5, then * gate.
+        for (h, gv) in [(a, b), (b, a)] {
+            if found.is_some() {
+                break;
+            }
+            let Some(ph) = sole(h, &remove, false) else {
+                continue;
+            };
+            let [p, q] = g.nodes[ph].inputs[..] else {
+                continue;
+            };
+            let x = if g.is_const(q) { p } else { q };
+            let Some(half) = other_input(&g.nodes[ph], x) else {
+                continue;
+            };
+            if !constant_is(g, half, 0.5) {
+                continue;
+            }
+            if let Some((gx, nodes)) = gate(gv, &remove) {
+                if gx == x {
+                    found = Some((x, ph, nodes));
+                }
+            }
+        }
+        let Some((x, first, [add, erf, scale])) = found else {
+            continue;
+        };
+        for k in [first, add, erf, scale] {
+            remove[k] = true;
+        }
+        let n = &mut g.nodes[i];
+        n.op = Op::Lookup {
+            f: UnaryFn::Gelu { tanh: false },
+        };
+        n.inputs = vec![x];
+        n.source_op = "Erf GELU".into();
+    }
+    remove_nodes(g, &remove);
+    remove.iter().filter(|&&r| r).count()
+}
+
 /// Fuses standalone ReLU/ReLU6/Clip nodes into the operator producing their input (Conv, Depthwise,
 /// FullyConnected, Add, Mul, pooling, or another clamp), composing clamps.
 pub fn fuse_activations(g: &mut Graph) -> usize {
@@ -828,6 +952,60 @@ mod tests {
             .collect();
         assert_eq!(silu, ["m1", "m2"]);
         assert_eq!(g.nodes.iter().filter(|n| n.op == Op::Logistic).count(), 3);
+    }
+
+    /// GELU written with Erf joins into one function with the half taken last or first; with
+    /// another constant (2 instead of 1) nothing joins.
+    #[test]
+    fn erf_gelu_joins_into_one_function() {
+        let mut g = Graph::default();
+        let x = g.add_value("x", vec![1, 4, 4, 2]);
+        g.inputs = vec![x];
+        let k = |g: &mut Graph, name: &str, v: f32| g.add_const(name, vec![1, 1, 1, 1], vec![v]);
+        let (r2, one, two, half) = (
+            k(&mut g, "r2", std::f32::consts::FRAC_1_SQRT_2),
+            k(&mut g, "one", 1.0),
+            k(&mut g, "two", 2.0),
+            k(&mut g, "half", 0.5),
+        );
+        let mul = Op::Mul { clamp: Clamp::NONE };
+        let plus = Op::Add { clamp: Clamp::NONE };
+        let erf = Op::Lookup { f: UnaryFn::Erf };
+        let add = |g: &mut Graph, name: &str, op: Op, inputs: Vec<ValueId>| {
+            g.add_node(name, name, op, inputs, name).unwrap()
+        };
+        // PyTorch's order: Mul(Mul(x, Add(Erf(x * r2), 1)), 0.5).
+        let c = add(&mut g, "c", conv(2, 2, 1), vec![x]);
+        let a1 = add(&mut g, "a1", mul.clone(), vec![c, r2]);
+        let e1 = add(&mut g, "e1", erf.clone(), vec![a1]);
+        let g1 = add(&mut g, "g1", plus.clone(), vec![e1, one]);
+        let m1 = add(&mut g, "m1", mul.clone(), vec![c, g1]);
+        let y1 = add(&mut g, "y1", mul.clone(), vec![m1, half]);
+        // The half first, operands swapped: Mul(Add(1, Erf(r2 * y1)), Mul(0.5, y1)).
+        let a2 = add(&mut g, "a2", mul.clone(), vec![r2, y1]);
+        let e2 = add(&mut g, "e2", erf.clone(), vec![a2]);
+        let g2 = add(&mut g, "g2", plus.clone(), vec![one, e2]);
+        let h2 = add(&mut g, "h2", mul.clone(), vec![half, y1]);
+        let y2 = add(&mut g, "y2", mul.clone(), vec![g2, h2]);
+        // Not a GELU: 2 + erf.
+        let a3 = add(&mut g, "a3", mul.clone(), vec![y2, r2]);
+        let e3 = add(&mut g, "e3", erf, vec![a3]);
+        let g3 = add(&mut g, "g3", plus, vec![e3, two]);
+        let m3 = add(&mut g, "m3", mul.clone(), vec![y2, g3]);
+        let y3 = add(&mut g, "y3", mul, vec![m3, half]);
+        g.outputs = vec![y3];
+        let g = check_pass(g, join_gelu, 8);
+        let gelu: Vec<&str> = g
+            .nodes
+            .iter()
+            .filter(|n| {
+                n.op == Op::Lookup {
+                    f: UnaryFn::Gelu { tanh: false },
+                }
+            })
+            .map(|n| n.name.as_str())
+            .collect();
+        assert_eq!(gelu, ["y1", "y2"]);
     }
 
     #[test]
