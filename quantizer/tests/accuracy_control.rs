@@ -255,3 +255,38 @@ fn bad_accuracy_control_settings_are_refused_before_any_work() {
         assert!(!out.exists(), "{flags:?} wrote a model");
     }
 }
+
+/// On a network whose activations run by table (HardSwish, SiLU) or with a clamp no f32 kernel has
+/// (a HardSigmoid gate), the search widens the other layers and leaves those in int8.
+#[test]
+fn tables_and_hard_sigmoid_stay_int8_while_the_search_widens_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.ferrite");
+    let x = fixture("ops/activations_x.npy");
+    let o = ferrite()
+        .arg("quantize")
+        .arg(fixture("ops/activations.onnx"))
+        .args([
+            "--data",
+            &x,
+            "--val-data",
+            &x,
+            "--min-sqnr",
+            "80",
+            "--best-effort",
+            "-o",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(&out).unwrap();
+    let m = ferrite_runtime::Model::from_bytes(&bytes).unwrap();
+    let names: Vec<&str> = m.ops().map(|o| o.name()).collect();
+    // The two HardSwish and two SiLU tables (the Sigmoid gate may go to float).
+    assert!(
+        names.iter().filter(|&&n| n == "LOOKUP").count() >= 4,
+        "{names:?}"
+    );
+    assert!(names.contains(&"DEQUANTIZE"), "{names:?}");
+}

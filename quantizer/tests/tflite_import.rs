@@ -187,18 +187,25 @@ fn fixtures_match_tflite_micro_bit_exactly() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// A TFLite import keeps TFLite Micro's own TANH and LOGISTIC kernels, where Ferrite's own models
-/// run the two by table (a step apart from them at a few input scales).
+/// A TFLite import's int8 TANH and LOGISTIC run by tables of TFLite Micro's own results (which
+/// [`fixtures_match_tflite_micro_bit_exactly`] checks on their fixtures); its int16 ones keep the
+/// runtime's int16 kernels.
 #[test]
-fn tflite_tanh_and_logistic_keep_their_kernels() {
-    let bytes = std::fs::read(root().join("fixtures/logistic_tanh_chain.tflite")).unwrap();
-    let built = tflite::convert(&bytes, ArenaLayout::Separate).unwrap();
-    let model = Model::from_bytes(&built.bytes).unwrap();
-    let names: Vec<&str> = model.ops().map(|o| o.name()).collect();
-    assert!(
-        names.contains(&"TANH") && names.contains(&"LOGISTIC") && !names.contains(&"LOOKUP"),
-        "{names:?}"
+fn tflite_tanh_and_logistic_run_by_table_in_int8() {
+    let ops = |name: &str| -> Vec<String> {
+        let bytes = std::fs::read(root().join("fixtures").join(name)).unwrap();
+        let built = tflite::convert(&bytes, ArenaLayout::Separate).unwrap();
+        let model = Model::from_bytes(&built.bytes).unwrap();
+        model.ops().map(|o| o.name().to_string()).collect()
+    };
+    let int8 = ops("logistic_tanh_chain.tflite");
+    assert_eq!(
+        int8.iter().filter(|o| *o == "LOOKUP").count(),
+        2,
+        "{int8:?}"
     );
+    let int16 = ops("i16_tanh.tflite");
+    assert!(int16.contains(&"TANH".to_string()), "{int16:?}");
 }
 
 /// TFLite Micro's planned arena head (activations), measured with `print_allocations()` (BASELINES.md).

@@ -184,7 +184,7 @@ fn lower_onnx_requant(d: &ptq::Decided) -> crate::builder::Built {
             requantization: Requantization::Onnx,
             sparse_weights: false,
             arena: ArenaLayout::Separate,
-            function_tables: true,
+            tflite_functions: false,
         },
     )
     .unwrap()

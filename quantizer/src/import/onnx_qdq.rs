@@ -360,7 +360,7 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32], arena: ArenaLayout) -> Res
     let model = ModelProto::decode(bytes).map_err(|e| anyhow!("not a valid ONNX file: {e}"))?;
     let rw = rewrite(&model)?;
     let mut graph: Graph = super::onnx::import_model(&rw.model)?;
-    passes::optimize(&mut graph)?;
+    passes::optimize_keeping(&mut graph, &|name| rw.acts.contains_key(name))?;
     let n_values = graph.values.len();
     let mut qp: Vec<Option<QParams>> = vec![None; n_values];
     for (v, val) in graph.values.iter().enumerate() {
@@ -491,7 +491,7 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32], arena: ArenaLayout) -> Res
             requantization: Requantization::Onnx,
             sparse_weights: false,
             arena,
-            function_tables: true,
+            tflite_functions: false,
         },
     )
 }

@@ -28,11 +28,18 @@ pub struct Stats {
 
 /// All passes in order, then pruning of dead nodes and a consistency check.
 pub fn optimize(g: &mut Graph) -> Result<Stats> {
+    optimize_keeping(g, &|_| false)
+}
+
+/// [`optimize`], but functions written as several operators are not joined where an intermediate
+/// value is one of those `keep` names (a Q/DQ model's quantized tensor, whose rounding the joined
+/// table would skip).
+pub fn optimize_keeping(g: &mut Graph, keep: &dyn Fn(&str) -> bool) -> Result<Stats> {
     let mut s = Stats {
         identities_dropped: drop_identity(g),
         constants_folded: fold_constants(g)?,
-        swishes_joined: join_swish(g),
-        gelu_nodes_removed: join_gelu(g),
+        swishes_joined: join_swish(g, keep),
+        gelu_nodes_removed: join_gelu(g, keep),
         ..Stats::default()
     };
     s.batchnorms_folded = fold_batchnorm(g);
@@ -415,7 +422,7 @@ pub fn view_as_nhwc(g: &mut Graph) -> usize {
 /// Joins `Mul(x, Sigmoid(x))` (SiLU, as ONNX exporters write it) into one element-wise function
 /// of `x`, when the Sigmoid's output has no other reader: one int8 table, exact for each input
 /// value, where the pair rounds the Sigmoid's output to int8 before multiplying.
-pub fn join_swish(g: &mut Graph) -> usize {
+pub fn join_swish(g: &mut Graph, keep: &dyn Fn(&str) -> bool) -> usize {
     let mut remove = vec![false; g.nodes.len()];
     for i in 0..g.nodes.len() {
         let n = &g.nodes[i];
@@ -426,7 +433,8 @@ pub fn join_swish(g: &mut Graph) -> usize {
         let gate = [(a, b), (b, a)].into_iter().find_map(|(x, s)| {
             let p = sole_producer(g, s, &remove)?;
             let q = &g.nodes[p];
-            (matches!(q.op, Op::Logistic) && q.inputs == [x]).then_some((x, p))
+            (matches!(q.op, Op::Logistic) && q.inputs == [x] && !keep(&g.values[s].name))
+                .then_some((x, p))
         });
         let Some((x, p)) = gate else { continue };
         let n = &mut g.nodes[i];
@@ -461,7 +469,7 @@ fn other_input(n: &super::Node, v: ValueId) -> Option<ValueId> {
 /// taken of `x` first, operands in either order, every intermediate read once. Five operators (a
 /// table, three 1x1 depthwise convolutions and a Mul, each rounding to int8) become one table.
 /// Returns the nodes removed (four a GELU).
-pub fn join_gelu(g: &mut Graph) -> usize {
+pub fn join_gelu(g: &mut Graph, keep: &dyn Fn(&str) -> bool) -> usize {
     let mut remove = vec![false; g.nodes.len()];
     for i in 0..g.nodes.len() {
         // The node `p` producing `v` alone, if it is an unclamped Mul or Add.
@@ -547,6 +555,12 @@ pub fn join_gelu(g: &mut Graph) -> usize {
         let Some((x, first, [add, erf, scale])) = found else {
             continue;
         };
+        if [first, add, erf, scale]
+            .iter()
+            .any(|&k| keep(&g.values[g.nodes[k].output].name))
+        {
+            continue;
+        }
         for k in [first, add, erf, scale] {
             remove[k] = true;
         }
@@ -917,9 +931,16 @@ mod tests {
     }
 
     /// `Mul(x, Sigmoid(x))` in either order becomes one SiLU; a Sigmoid read elsewhere, a Sigmoid
-    /// of another value and a graph output stay as they are.
+    /// of another value, a graph output and (`keep`) a Sigmoid whose own rounding must stay are
+    /// left as they are.
     #[test]
     fn swish_joins_into_one_function() {
+        for kept in [None, Some("s1")] {
+            swish_joins(kept);
+        }
+    }
+
+    fn swish_joins(kept: Option<&str>) {
         let mut g = Graph::default();
         let x = g.add_value("x", vec![1, 4, 4, 2]);
         g.inputs = vec![x];
@@ -943,15 +964,19 @@ mod tests {
         let s5 = add(&mut g, "s5", Op::Logistic, vec![m4]);
         let m5 = add(&mut g, "m5", mul, vec![m4, s5]);
         g.outputs = vec![m5, s5];
-        let g = check_pass(g, join_swish, 2);
+        let joined = if kept.is_some() { 1 } else { 2 };
+        let g = check_pass(g, |g| join_swish(g, &|v| Some(v) == kept), joined);
         let silu: Vec<&str> = g
             .nodes
             .iter()
             .filter(|n| n.op == Op::Lookup { f: UnaryFn::Silu })
             .map(|n| n.name.as_str())
             .collect();
-        assert_eq!(silu, ["m1", "m2"]);
-        assert_eq!(g.nodes.iter().filter(|n| n.op == Op::Logistic).count(), 3);
+        assert_eq!(silu, ["m1", "m2"][2 - joined..]);
+        assert_eq!(
+            g.nodes.iter().filter(|n| n.op == Op::Logistic).count(),
+            5 - joined
+        );
     }
 
     /// GELU written with Erf joins into one function with the half taken last or first; with
@@ -994,7 +1019,7 @@ mod tests {
         let m3 = add(&mut g, "m3", mul.clone(), vec![y2, g3]);
         let y3 = add(&mut g, "y3", mul, vec![m3, half]);
         g.outputs = vec![y3];
-        let g = check_pass(g, join_gelu, 8);
+        let g = check_pass(g, |g| join_gelu(g, &|_| false), 8);
         let gelu: Vec<&str> = g
             .nodes
             .iter()

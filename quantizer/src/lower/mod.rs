@@ -126,11 +126,11 @@ pub struct Options {
     pub sparse_weights: bool,
     /// Whether operators may run in place over their dying input.
     pub arena: ArenaLayout,
-    /// int8 Tanh and Logistic as a table of the exact function (LOOKUP: one load an element, where
-    /// TFLite Micro's fixed-point kernels take about 450 instructions on the Cortex-M4F) rather
-    /// than as TANH and LOGISTIC: for every model but a TFLite import, which keeps TFLite Micro's
-    /// results bit for bit.
-    pub function_tables: bool,
+    /// int8 Tanh and Logistic run by table (LOOKUP: one load an element, where TFLite Micro's
+    /// fixed-point kernels take about 450 instructions on the Cortex-M4F). Set (a TFLite import),
+    /// the table holds those kernels' results, bit for bit; unset, the correctly rounded function,
+    /// as ONNX's DequantizeLinear, Tanh or Sigmoid and QuantizeLinear compute it.
+    pub tflite_functions: bool,
 }
 
 /// Per value, its type when node `i` runs in `node[i]`: a node's output has the node's type, and a
@@ -291,7 +291,7 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
         requantization,
         sparse_weights,
         arena,
-        function_tables,
+        tflite_functions,
     } = options;
     let qp = q.params;
     // Constant data first, so the builder can borrow it.
@@ -299,7 +299,7 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
         .nodes
         .iter()
         .enumerate()
-        .map(|(i, n)| weights::node_data(n, i, q, requantization, sparse_weights, function_tables))
+        .map(|(i, n)| weights::node_data(n, i, q, requantization, sparse_weights, tflite_functions))
         .collect::<Result<_>>()?;
 
     let mut b = ModelBuilder::new();

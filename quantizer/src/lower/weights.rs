@@ -35,14 +35,14 @@ fn le_bytes<T: Copy, const N: usize>(values: &[T], to: impl Fn(T) -> [u8; N]) ->
 /// The data of node `i`: f32 weights for a node kept in float; int8 weights, an int32 bias (int64
 /// for an int16x8 node) and per-channel multipliers and shifts otherwise, the filter of an int8
 /// Conv2d or FullyConnected stored sparsely when `sparse` and that takes fewer bytes; the table of
-/// an int8 LOOKUP, LOG_SOFTMAX, and with `function_tables` Tanh or Logistic.
+/// an int8 LOOKUP, LOG_SOFTMAX, Tanh or Logistic (`tflite_functions`: [`super::Options`]).
 pub(super) fn node_data(
     n: &Node,
     i: usize,
     q: &Quantization<'_>,
     requantization: Requantization,
     sparse: bool,
-    function_tables: bool,
+    tflite_functions: bool,
 ) -> Result<NodeData> {
     let mut d = NodeData::default();
     let imported = q.weights.get(i).and_then(Option::as_ref);
@@ -50,7 +50,7 @@ pub(super) fn node_data(
     if let (Precision::Int8, Some(input), Some(output)) =
         (precision, q.params[n.inputs[0]], q.params[n.output])
     {
-        if let Some(table) = n.op.table(input, output, function_tables) {
+        if let Some(table) = n.op.table(input, output, tflite_functions) {
             d.filter = table;
             return Ok(d);
         }

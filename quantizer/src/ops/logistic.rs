@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use ferrite_runtime::kernels::float as k;
-use ferrite_runtime::ops::{LogisticParams, Lookup, Op as RtOp, Unary};
+use ferrite_runtime::ops::{LogisticParams, Op as RtOp, Unary};
 
 use super::{same_shape, Channels, OutputQuant};
 use crate::export::{Exporter, Layout};
@@ -42,25 +42,26 @@ pub(super) fn backward(g: &Grad<'_>) -> Result<OpGrads> {
     })))
 }
 
-/// int8 by the table the lowering computed, if it did (`lower::Options::function_tables`).
+/// int8 by the table the lowering computed ([`crate::ir::Op::table`]); int16 and f32 by the
+/// runtime's kernels.
 pub(super) fn lower<'a>(cx: &NodeCx<'_, 'a>) -> RtOp<'a> {
-    if cx.precision == Precision::Int8 && !cx.data.filter.is_empty() {
-        return RtOp::Lookup(Lookup {
-            input: cx.input(0),
-            output: cx.output(),
-            table: &cx.data.filter,
-        });
-    }
-    let p = cx.in_q(0);
+    let quant = match cx.precision {
+        Precision::Int8 => return super::lookup::lower_table(cx),
+        Precision::Int16 => Some(LogisticParams::prepare_int16(cx.in_q(0).scale)),
+        Precision::Float => None,
+    };
     RtOp::Logistic(Unary {
         input: cx.input(0),
         output: cx.output(),
-        quant: match cx.precision {
-            Precision::Int8 => Some(LogisticParams::prepare(p.scale, p.zero_point)),
-            Precision::Int16 => Some(LogisticParams::prepare_int16(p.scale)),
-            Precision::Float => None,
-        },
+        quant,
     })
+}
+
+/// TFLite Micro's int8 results for each of the 256 inputs quantized with `input` (the output's
+/// quantization is the fixed one), as the runtime's LOGISTIC kernel computes them.
+pub(super) fn tflite_table(input: QParams) -> Vec<u8> {
+    let p = LogisticParams::prepare(input.scale, input.zero_point);
+    super::lookup::kernel_table(|x, y| ferrite_runtime::kernels::activation::logistic_s8(&p, x, y))
 }
 
 pub(super) fn export(e: &mut Exporter<'_>, n: &Node) -> Result<(String, Layout)> {

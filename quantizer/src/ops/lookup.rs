@@ -247,11 +247,24 @@ pub(super) fn lower<'a>(cx: &NodeCx<'_, 'a>) -> Result<RtOp<'a>> {
         !cx.float,
         "LOOKUP has no f32 form (the function runs in int8 only)"
     );
-    Ok(RtOp::Lookup(Lookup {
+    Ok(lower_table(cx))
+}
+
+/// A LOOKUP over the table the lowering computed for the node ([`crate::ir::Op::table`]).
+pub(super) fn lower_table<'a>(cx: &NodeCx<'_, 'a>) -> RtOp<'a> {
+    RtOp::Lookup(Lookup {
         input: cx.input(0),
         output: cx.output(),
         table: &cx.data.filter,
-    }))
+    })
+}
+
+/// The table of an int8 kernel of one value: its output for each of the 256 inputs.
+pub(super) fn kernel_table(kernel: impl Fn(&[i8], &mut [i8])) -> Vec<u8> {
+    let x: Vec<i8> = (-128..=127).map(|q| q as i8).collect();
+    let mut y = vec![0i8; x.len()];
+    kernel(&x, &mut y);
+    y.iter().map(|&v| v as u8).collect()
 }
 
 /// The ONNX opset that has the function's operator: Mish is from opset 18, Gelu from 20 (SiLU is

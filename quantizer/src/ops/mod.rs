@@ -677,9 +677,11 @@ impl Op {
     }
 
     /// Whether the runtime runs the operator in f32 (a node kept in float); LOOKUP and LOG_SOFTMAX
-    /// run in int8 only.
+    /// run in int8 only, and so does an operator whose fused clamp is none of the f32 kernels'
+    /// activations (a HardSigmoid's `[0, 1]`).
     pub fn has_float(&self) -> bool {
         !matches!(self, Op::Lookup { .. } | Op::LogSoftmax)
+            && self.clamp().is_none_or(|c| c.activation().is_some())
     }
 
     /// The ONNX opset the operator's export needs (the exporter's default but for newer functions).
@@ -696,19 +698,22 @@ impl Op {
     }
 
     /// The table an int8 LOOKUP or LOG_SOFTMAX borrows, for an input and an output quantized with
-    /// `input` and `output`, and with `function_tables` ([`crate::lower::Options`]) a Tanh's or
-    /// Logistic's LOOKUP; `None` for the other operators.
+    /// `input` and `output`: a Tanh's or Logistic's holds TFLite Micro's fixed-point results with
+    /// `tflite_functions` ([`crate::lower::Options`]), the correctly rounded function without.
+    /// `None` for the other operators.
     pub(crate) fn table(
         &self,
         input: QParams,
         output: QParams,
-        function_tables: bool,
+        tflite_functions: bool,
     ) -> Option<Vec<u8>> {
         match self {
             Op::Lookup { f } => Some(f.table(input, output)),
             Op::LogSoftmax => Some(log_softmax::table(input)),
-            Op::Tanh if function_tables => Some(lookup::table(f64::tanh, input, output)),
-            Op::Logistic if function_tables => Some(lookup::table(lookup::sigmoid, input, output)),
+            Op::Tanh if tflite_functions => Some(tanh::tflite_table(input)),
+            Op::Logistic if tflite_functions => Some(logistic::tflite_table(input)),
+            Op::Tanh => Some(lookup::table(f64::tanh, input, output)),
+            Op::Logistic => Some(lookup::table(lookup::sigmoid, input, output)),
             _ => None,
         }
     }

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use ferrite_runtime::kernels::float as k;
-use ferrite_runtime::ops::{Lookup, Op as RtOp, TanhParams, Unary};
+use ferrite_runtime::ops::{Op as RtOp, TanhParams, Unary};
 
 use super::{same_shape, Channels, OutputQuant};
 use crate::export::{Exporter, Layout};
@@ -42,25 +42,26 @@ pub(super) fn backward(g: &Grad<'_>) -> Result<OpGrads> {
     })))
 }
 
-/// int8 by the table the lowering computed, if it did (`lower::Options::function_tables`).
+/// int8 by the table the lowering computed ([`crate::ir::Op::table`]); int16 and f32 by the
+/// runtime's kernels.
 pub(super) fn lower<'a>(cx: &NodeCx<'_, 'a>) -> RtOp<'a> {
-    if cx.precision == Precision::Int8 && !cx.data.filter.is_empty() {
-        return RtOp::Lookup(Lookup {
-            input: cx.input(0),
-            output: cx.output(),
-            table: &cx.data.filter,
-        });
-    }
-    let p = cx.in_q(0);
+    let quant = match cx.precision {
+        Precision::Int8 => return super::lookup::lower_table(cx),
+        Precision::Int16 => Some(TanhParams::prepare_int16(cx.in_q(0).scale)),
+        Precision::Float => None,
+    };
     RtOp::Tanh(Unary {
         input: cx.input(0),
         output: cx.output(),
-        quant: match cx.precision {
-            Precision::Int8 => Some(TanhParams::prepare(p.scale, p.zero_point)),
-            Precision::Int16 => Some(TanhParams::prepare_int16(p.scale)),
-            Precision::Float => None,
-        },
+        quant,
     })
+}
+
+/// TFLite Micro's int8 results for each of the 256 inputs quantized with `input` (the output's
+/// quantization is the fixed one), as the runtime's TANH kernel computes them.
+pub(super) fn tflite_table(input: QParams) -> Vec<u8> {
+    let p = TanhParams::prepare(input.scale, input.zero_point);
+    super::lookup::kernel_table(|x, y| ferrite_runtime::kernels::activation::tanh_s8(&p, x, y))
 }
 
 pub(super) fn export(e: &mut Exporter<'_>, n: &Node) -> Result<(String, Layout)> {
@@ -75,10 +76,11 @@ mod tests {
     use ferrite_runtime::kernels::activation::{logistic_s8, tanh_s8};
     use ferrite_runtime::ops::LogisticParams;
 
-    /// The tables of Ferrite's own models (`lower::Options::function_tables`) against TFLite
-    /// Micro's fixed-point TANH and LOGISTIC, every int8 input at 2,000 input scales from 1e-4 to
-    /// 3.2 (inputs up to +-400) and seven zero points: at most one step apart, and apart somewhere
-    /// (so a TFLite import, which must give TFLite Micro's bytes, keeps its kernels).
+    /// The tables of Ferrite's own models (the correctly rounded function) against TFLite Micro's
+    /// fixed-point TANH and LOGISTIC, every int8 input at 2,000 input scales from 1e-4 to 3.2
+    /// (inputs up to +-400) and seven zero points: at most one step apart, and apart somewhere (so
+    /// a TFLite import, which must give TFLite Micro's bytes, takes a table of those kernels'
+    /// results instead: `lower::Options::tflite_functions`).
     #[test]
     fn tables_are_within_one_step_of_tflite_micro_kernels() {
         let input: Vec<i8> = (-128..=127).map(|q| q as i8).collect();

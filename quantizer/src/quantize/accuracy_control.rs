@@ -288,10 +288,11 @@ pub fn quantize(
             .zip(d.int16_node.iter_mut())
             .zip(&d.graph.nodes)
         {
-            if names.contains(&n.name) && !*f {
+            // Table functions (LOOKUP, LOG_SOFTMAX) have neither form and stay int8.
+            if names.contains(&n.name) && !*f && n.op.has_float() {
                 match to {
                     Precision::Float => (*f, *w) = (true, false),
-                    _ => *w = true,
+                    _ => *w |= n.op.has_int16(),
                 }
             }
         }
@@ -307,7 +308,10 @@ pub fn quantize(
         for (tensor, layers) in tensor_groups(graph) {
             let layers: Vec<String> = layers
                 .into_iter()
-                .filter(|l| !already.contains(l))
+                .filter(|l| {
+                    !already.contains(l)
+                        && graph.nodes.iter().any(|n| &n.name == l && n.op.has_float())
+                })
                 .collect();
             if layers.is_empty() || ranking.iter().any(|r| r.layers == layers) {
                 continue;

@@ -31,7 +31,7 @@ pub fn convert(bytes: &[u8], arena: ArenaLayout) -> Result<Built> {
             requantization: Requantization::TfLite,
             sparse_weights: false,
             arena,
-            function_tables: false,
+            tflite_functions: true,
         },
     )
 }

@@ -561,7 +561,7 @@ fn lower(
             requantization: Requantization::TfLite,
             sparse_weights: weight_storage == WeightStorage::Sparse,
             arena,
-            function_tables: true,
+            tflite_functions: false,
         },
     )
 }
