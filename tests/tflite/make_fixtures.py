@@ -160,6 +160,8 @@ def build_fixtures(only=()):
         "transpose_conv_s3_k2_same": ([[1, 3, 3, 4]], lambda x: tconv(x, 3, [2, 2], 3, "SAME", [9, 9])),
         "mirror_pad_reflect": ([[1, 4, 5, 3]], lambda x: tf.pad(x, [[0, 0], [2, 1], [3, 4], [0, 0]], mode="REFLECT")),
         "mirror_pad_symmetric": ([[1, 3, 4, 2]], lambda x: tf.pad(x, [[0, 0], [3, 0], [1, 4], [1, 2]], mode="SYMMETRIC")),
+        # The converter writes x * relu6(x + 3) / 6 as one HARD_SWISH.
+        "hard_swish": ([[1, 4, 4, 8]], lambda x: x * tf.nn.relu6(x + 3.0) / 6.0, [3.0]),
     }
     # Keras PReLU layers (their alpha a constant the converter quantizes), with fixed slopes,
     # negative and above 1 among them.

@@ -220,6 +220,73 @@ pub(crate) fn table(f: impl Fn(f64) -> f64, input: QParams, output: QParams) -> 
         .collect()
 }
 
+/// TFLite Micro's int8 HARD_SWISH for each of the 256 inputs (`reference_ops::HardSwish` with the
+/// parameters of its Prepare): the input moved to a finer scale (`2^7` times), a "relu-ish" gate
+/// in `[0, 1]` computed in 16-bit fixed point with saturation, multiplied by the input on the
+/// output scale without rounding, then shifted and offset to the output.
+pub(crate) fn tflite_hard_swish_table(input: QParams, output: QParams) -> Vec<u8> {
+    use ferrite_runtime::quant::prepare::quantize_multiplier;
+    // QuantizeMultiplier, then the Q31 mantissa rounded to Q15 (DownScaleInt32ToInt16Multiplier).
+    let q15 = |real: f32| {
+        let r = quantize_multiplier(real as f64);
+        let m = if r.multiplier >= i32::MAX - (1 << 15) {
+            i16::MAX
+        } else {
+            ((r.multiplier + (1 << 15)) >> 16) as i16
+        };
+        (m, r.shift)
+    };
+    let hires_scale = (1.0f32 / 128.0) * input.scale;
+    let (out_m, out_exp) = q15(hires_scale / output.scale);
+    let (relu_m, relu_exp) = q15(hires_scale / (3.0f32 / 32768.0));
+    // gemmlowp's SaturatingRoundingDoublingHighMul on int16.
+    let rdhm = |a: i16, b: i16| -> i16 {
+        if a == i16::MIN && b == i16::MIN {
+            return i16::MAX;
+        }
+        let ab = a as i32 * b as i32;
+        let nudge = if ab >= 0 { 1 << 14 } else { 1 - (1 << 14) };
+        ((ab + nudge) / (1 << 15)) as i16
+    };
+    // The same, rounding toward zero.
+    let dhm = |a: i16, b: i16| -> i16 {
+        if a == i16::MIN && b == i16::MIN {
+            return i16::MAX;
+        }
+        ((a as i32 * b as i32) / (1 << 15)) as i16
+    };
+    let shl_sat = |v: i16, amount: i32| -> i16 {
+        (v as i64 * (1i64 << amount)).clamp(i16::MIN as i64, i16::MAX as i64) as i16
+    };
+    // gemmlowp's RoundingDivideByPOT on int16.
+    let rdiv = |x: i16, exponent: i32| -> i16 {
+        let mask = ((1i32 << exponent) - 1) as i16;
+        let remainder = x & mask;
+        let threshold = (mask >> 1) + (x < 0) as i16;
+        (x >> exponent) + (remainder > threshold) as i16
+    };
+    (-128i32..128)
+        .map(|q| {
+            let hires = ((q - input.zero_point) * (1 << 7)) as i16;
+            let on_output_scale = rdhm(hires, out_m);
+            let mut gate = hires;
+            if relu_exp > 0 {
+                gate = shl_sat(gate, relu_exp - 1);
+            }
+            gate = rdhm(gate, relu_m);
+            if relu_exp > 0 {
+                gate = shl_sat(gate, 1);
+            }
+            if relu_exp < 0 {
+                gate = rdiv(gate, -relu_exp);
+            }
+            let gate = ((gate as i32 + (1 << 15)) >> 1) as i16;
+            let y = rdiv(dhm(gate, on_output_scale), -out_exp) as i32 + output.zero_point;
+            y.clamp(-128, 127) as i8 as u8
+        })
+        .collect()
+}
+
 pub(super) fn shape(inputs: &[&[usize]]) -> Result<Vec<usize>> {
     same_shape(inputs)
 }

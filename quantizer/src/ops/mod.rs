@@ -698,8 +698,9 @@ impl Op {
     }
 
     /// The table an int8 LOOKUP or LOG_SOFTMAX borrows, for an input and an output quantized with
-    /// `input` and `output`: a Tanh's or Logistic's holds TFLite Micro's fixed-point results with
-    /// `tflite_functions` ([`crate::lower::Options`]), the correctly rounded function without.
+    /// `input` and `output`: a Tanh's, Logistic's or HardSwish's holds TFLite Micro's fixed-point
+    /// results with `tflite_functions` ([`crate::lower::Options`]), the correctly rounded function
+    /// without.
     /// `None` for the other operators.
     pub(crate) fn table(
         &self,
@@ -708,6 +709,9 @@ impl Op {
         tflite_functions: bool,
     ) -> Option<Vec<u8>> {
         match self {
+            Op::Lookup {
+                f: UnaryFn::HardSwish,
+            } if tflite_functions => Some(lookup::tflite_hard_swish_table(input, output)),
             Op::Lookup { f } => Some(f.table(input, output)),
             Op::LogSoftmax => Some(log_softmax::table(input)),
             Op::Tanh if tflite_functions => Some(tanh::tflite_table(input)),

@@ -72,6 +72,7 @@ pub mod op {
     pub const LEAKY_RELU: i32 = 98;
     pub const MIRROR_PAD: i32 = 100;
     pub const QUANTIZE: i32 = 114;
+    pub const HARD_SWISH: i32 = 117;
     pub const CUSTOM: i32 = 32;
 
     /// Names of BuiltinOperator 0..=127 (the ones beyond are printed by number).

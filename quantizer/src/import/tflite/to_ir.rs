@@ -29,6 +29,7 @@ pub const SUPPORTED: &[&str] = &[
     "DEPTH_TO_SPACE",
     "DEQUANTIZE",
     "FULLY_CONNECTED",
+    "HARD_SWISH",
     "LEAKY_RELU",
     "LOGISTIC",
     "MAX_POOL_2D",
@@ -395,6 +396,7 @@ impl<'m, 'a> Importer<'m, 'a> {
             op::RELU6 => self.relu(&o, Activation::Relu6),
             op::RELU_N1_TO_1 => self.relu(&o, Activation::ReluN1To1),
             op::LEAKY_RELU => self.leaky_relu(&o),
+            op::HARD_SWISH => self.hard_swish(&o),
             op::PRELU => self.prelu(&o),
             op::RESIZE_NEAREST_NEIGHBOR => self.resize_nearest(&o),
             op::RESIZE_BILINEAR => self.resize_bilinear(&o),
@@ -1068,6 +1070,33 @@ impl<'m, 'a> Importer<'m, 'a> {
             bail!("input and output sizes differ");
         }
         self.push(Op::LeakyRelu { alpha }, vec![x], y);
+        Ok(())
+    }
+
+    /// int8 HARD_SWISH: a table of TFLite Micro's integer results (`Op::table` for a TFLite import).
+    fn hard_swish(&mut self, o: &Operator<'a>) -> Result<()> {
+        let x = self.act(self.input(o, 0)?)?;
+        let y = self.single_output(o)?;
+        self.require_i8(x, "input")?;
+        self.require_i8(y, "output")?;
+        if self.def(x).shape.elements() != self.def(y).shape.elements() {
+            bail!("input and output sizes differ");
+        }
+        // TFLite Micro's Prepare refuses an output multiplier of 1 or more.
+        let (xs, ys) = (self.def(x).scale, self.def(y).scale);
+        let m = (1.0f32 / 128.0) * xs / ys;
+        if ferrite_runtime::quant::prepare::quantize_multiplier(m as f64).shift > 0 {
+            bail!(
+                "output scale {ys} is below the input scale {xs} / 128 (TFLite Micro refuses it)"
+            );
+        }
+        self.push(
+            Op::Lookup {
+                f: crate::ir::UnaryFn::HardSwish,
+            },
+            vec![x],
+            y,
+        );
         Ok(())
     }
 
