@@ -1128,8 +1128,11 @@ impl<'m, 'a> Importer<'m, 'a> {
         }
         let dims: Vec<usize> = tensor.shape.iter().map(|&d| d.max(0) as usize).collect();
         let (last, lead) = dims.split_last().map_or((1, &[][..]), |(l, r)| (*l, r));
-        let elems = dims.iter().product::<usize>();
-        if lead.iter().any(|&d| d != 1) || (last != 1 && last != channels) || data.len() != elems {
+        let elems = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if lead.iter().any(|&d| d != 1)
+            || (last != 1 && last != channels)
+            || Some(data.len()) != elems
+        {
             bail!(
                 "alpha {} has shape {:?}; one value, or one per channel ({channels}) of the last axis, is supported",
                 tensor.name,
