@@ -22,7 +22,7 @@ mod identity;
 mod leaky_relu;
 mod log_softmax;
 mod logistic;
-pub(crate) mod lookup;
+mod lookup;
 mod max_pool2d;
 mod mean;
 mod mirror_pad;
