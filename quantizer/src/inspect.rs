@@ -10,7 +10,8 @@ use serde::Serialize;
 pub struct OpSummary {
     pub index: usize,
     pub op: &'static str,
-    /// Kernel family: `int8`, `int16x8` or `f32`.
+    /// Kernel family: `int8`, `int16x8`, `f32`, or `int8>16` and `int16>8` for a layer with a wide
+    /// output and the function table that reads it.
     pub kind: &'static str,
     pub inputs: Vec<Vec<u16>>,
     pub output: Vec<u16>,
@@ -119,10 +120,14 @@ fn elements(o: &Operand) -> u64 {
     o.shape.elements().unwrap_or(0) as u64
 }
 
-fn kind(o: &Operand) -> &'static str {
-    match o.dtype {
-        DType::F32 => "f32",
-        DType::I16 => "int16x8",
+/// The kernel family of an operator reading `input` (its first input) and writing `output`: a
+/// layer with a wide output is `int8>16`, the function table reading it `int16>8`.
+fn kind(input: &Operand, output: &Operand, weighted_or_table: bool) -> &'static str {
+    match (input.dtype, output.dtype) {
+        (DType::F32, _) => "f32",
+        (DType::I8, DType::I16) if weighted_or_table => "int8>16",
+        (DType::I16, DType::I8) if weighted_or_table => "int16>8",
+        (DType::I16, _) => "int16x8",
         _ => "int8",
     }
 }
@@ -174,7 +179,11 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
     let mut set = |ins: &[&Operand], out: &Operand, macs: u64, weights: usize, detail: String| {
         s.inputs = ins.iter().map(|o| dims(o)).collect();
         s.output = dims(out);
-        s.kind = kind(ins.first().copied().unwrap_or(out));
+        let wide = matches!(
+            op,
+            Op::Conv2d(_) | Op::DepthwiseConv2d(_) | Op::FullyConnected(_) | Op::Lookup(_)
+        );
+        s.kind = kind(ins.first().copied().unwrap_or(out), out, wide);
         s.macs = macs;
         s.weight_bytes = weights;
         s.detail = detail;

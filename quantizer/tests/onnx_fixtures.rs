@@ -262,6 +262,31 @@ fn activation_functions_of_mobile_networks_match_onnxruntime_and_quantize() {
     assert!(!names.contains(&"LOGISTIC"), "{names:?}");
 }
 
+/// Convolutions and a fully connected layer into Tanh and Sigmoid from wide pre-activations
+/// (`make_wide.py`) match onnxruntime in float; quantized, each such layer keeps its output in
+/// int16 for its function's table (a wide output): four layers with int16 outputs, four LOOKUPs
+/// with int16 inputs.
+#[test]
+fn functions_after_layers_read_wide_outputs() {
+    graph_matches_onnxruntime_and_quantizes("wide", 1, |_| 33.0);
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, int8) = quantize_on_own_inputs("ops/wide", dir.path());
+    let bytes = std::fs::read(&int8).unwrap();
+    let m = ferrite_runtime::Model::from_bytes(&bytes).unwrap();
+    let wide = |o: &ferrite_runtime::ops::Op<'_>| match o {
+        ferrite_runtime::ops::Op::Conv2d(c) | ferrite_runtime::ops::Op::DepthwiseConv2d(c) => {
+            c.is_wide()
+        }
+        ferrite_runtime::ops::Op::FullyConnected(f) => {
+            f.output.dtype == ferrite_runtime::format::DType::I16
+        }
+        _ => false,
+    };
+    let reads_wide = |o: &ferrite_runtime::ops::Op<'_>| matches!(o, ferrite_runtime::ops::Op::Lookup(u) if u.input.dtype == ferrite_runtime::format::DType::I16);
+    assert_eq!(m.ops().filter(wide).count(), 4);
+    assert_eq!(m.ops().filter(reads_wide).count(), 4);
+}
+
 /// A 1-D CNN over `[n, c, l]` (`make_signal_1d.py`: 1-D convolutions of every kind, pools, a
 /// residual Add, Transpose to `[n, l, c]` and a mean over time) matches onnxruntime in float;
 /// quantized, the `.ferrite` model takes and gives `[n, c, l]` arrays and stays close to float.

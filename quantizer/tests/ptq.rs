@@ -654,3 +654,44 @@ fn equalizing_residual_streams_undoes_their_outlier_channels() {
         );
     }
 }
+
+/// A MobileNet-style net with Tanh after every convolution: by default each convolution's output
+/// stays in int16 for its Tanh's table (a wide output), which the runtime runs as CONV_2D int8>16
+/// and LOOKUP int16>8; with `--int8-function-inputs` it is int8, as TFLite stores it, several dB
+/// lower on the same test images.
+#[test]
+fn wide_function_inputs_lift_a_tanh_network() {
+    let rows = fashion_rows(
+        "mbv1_tanh_fashion",
+        &[
+            ("mbv1_tanh_fashion", &[]),
+            ("mbv1_tanh_fashion", &["--int8-function-inputs"]),
+        ],
+    );
+    let sqnr = |i: usize| rows[i]["sqnr_db"].as_f64().unwrap();
+    let top1 = |i: usize| rows[i]["top1"].as_f64().unwrap();
+    assert!(
+        sqnr(1) > sqnr(2) + 4.0,
+        "wide {} dB, int8 {} dB",
+        sqnr(1),
+        sqnr(2)
+    );
+    assert!(
+        top1(0) - top1(1) <= 0.01,
+        "float {}, wide {}",
+        top1(0),
+        top1(1)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.ferrite");
+    let r = quantize("mbv1_tanh_fashion", "fashion", &out, &[]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let inspect = ferrite().arg("inspect").arg(&out).output().unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert_eq!(text.matches("int8>16").count(), 7, "{text}");
+    assert_eq!(text.matches("int16>8").count(), 7, "{text}");
+    assert!(
+        text.contains("runtime features: ") && text.contains("int16"),
+        "{text}"
+    );
+}

@@ -375,6 +375,21 @@ impl<'a> Check<'_, '_, 'a> {
         }
     }
 
+    /// Conv2D, DepthwiseConv2D and FullyConnected: [`Self::kind16`], or an int8 input with a wide
+    /// output (int16, zero point 0): `Kind::Int8` and `true`. A wide output keeps the requantized
+    /// accumulator in int16 for the LOOKUP that reads it (int8 weights, int32 bias and
+    /// requantization as int8, the clamp in int16's range).
+    pub(crate) fn kind_wide(
+        &self,
+        input: &Operand,
+        output: &Operand,
+    ) -> Result<(Kind, bool), Error> {
+        match (input.dtype, output.dtype) {
+            (DType::I8, DType::I16) if cfg!(feature = "int16") => Ok((Kind::Int8, true)),
+            _ => Ok((self.kind16(input, output)?, false)),
+        }
+    }
+
     /// Checks filter, bias and per-channel requantization arrays.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn weights(

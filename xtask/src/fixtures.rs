@@ -18,7 +18,8 @@
 //! `fixture_functions` the element-wise functions run by table (LOOKUP) and LOG_SOFTMAX,
 //! `fixture_slices` SLICE, `fixture_upsampling` transposed convolutions (CONV_2D, DEPTH_TO_SPACE and
 //! SLICE), DEPTH_TO_SPACE in both channel orders and RESIZE_BILINEAR in its three modes,
-//! `fixture_padding` MIRROR_PAD in its reflect, edge and wrap modes.
+//! `fixture_padding` MIRROR_PAD in its reflect, edge and wrap modes, `fixture_wide` convolutions and
+//! a fully connected layer with wide (int16) outputs and the int16-input tables that read them.
 
 use anyhow::{anyhow, ensure, Context, Result};
 use ferrite_quantizer::builder::ArenaLayout;
@@ -51,7 +52,7 @@ const FILTER_FIXTURES: [&str; 2] = ["dscnn_fashion", "resnet_fashion"];
 const IN_PLACE_FIXTURES: [&str; 2] = ["dscnn_fashion", "mobilenetv2_mnist"];
 
 /// Operator graphs without a dataset: name, model and inputs (calibration and test sample alike).
-const GRAPHS: [(&str, &str, &str); 6] = [
+const GRAPHS: [(&str, &str, &str); 7] = [
     ("signal_1d", "ops/signal_1d.onnx", "ops/signal_1d_x.npy"),
     ("functions", "ops/functions.onnx", "ops/functions_x.npy"),
     ("slices", "ops/slices.onnx", "ops/slices_x.npy"),
@@ -62,6 +63,7 @@ const GRAPHS: [(&str, &str, &str); 6] = [
         "ops/activations.onnx",
         "ops/activations_x.npy",
     ),
+    ("wide", "ops/wide.onnx", "ops/wide_x.npy"),
 ];
 
 /// How a case's model is made.

@@ -151,6 +151,12 @@ pub struct Args {
     /// types, or `all` (every node whose operator has an int16x8 kernel).
     #[arg(long, num_args = 1..)]
     pub int16: Vec<String>,
+    /// Keep the output of a convolution or fully connected layer that only a function (Tanh,
+    /// Sigmoid, GELU, SiLU, HardSwish, ...) reads in int8, as TFLite does. By default it stays in
+    /// int16 (a wide output: twice its bytes in the arena), so the function's table reads its
+    /// input at int16's resolution
+    #[arg(long)]
+    pub int8_function_inputs: bool,
     /// How convolution and fully connected filters are stored: `sparse` leaves out their all-zero
     /// blocks where that is smaller (less flash for a model pruned before export), `dense` keeps
     /// every weight.
@@ -318,6 +324,7 @@ pub fn quantize(args: &Args, calib: Option<Array>, start: Instant) -> Result<Qua
         float_nodes: Vec::new(),
         int16: args.int16.clone(),
         int16_nodes: Vec::new(),
+        wide_function_inputs: !args.int8_function_inputs,
         weight_storage: args.weight_storage,
         arena: args.arena,
         source_sha256: crate::sha256::digest(&source),

@@ -175,6 +175,7 @@ fn lower_onnx_requant(d: &ptq::Decided) -> crate::builder::Built {
             precision: &precision,
             params: &d.params,
             int16_scales: &[],
+            wide: &[],
             weights: &d.weights,
             biases: &[],
         },

@@ -482,6 +482,7 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32], arena: ArenaLayout) -> Res
             precision: &precision,
             params: &qp,
             int16_scales: &[],
+            wide: &[],
             weights: &weights,
             biases: &biases,
         },

@@ -44,6 +44,13 @@ pub enum Precision {
     Float,
 }
 
+impl Quantization<'_> {
+    /// Whether value `v` is a wide output.
+    pub fn is_wide(&self, v: ValueId) -> bool {
+        self.wide.get(v).copied().unwrap_or(false)
+    }
+}
+
 impl Precision {
     /// `Float` for a node kept in float, `Int8` otherwise.
     pub fn int8_or_float(float: bool) -> Precision {
@@ -92,6 +99,10 @@ pub struct Quantization<'q> {
     /// Per value (may be shorter): the int16 scale (zero point 0) of an int16 value, or of a value
     /// converted to int16.
     pub int16_scales: &'q [Option<f32>],
+    /// Per value (may be shorter): a wide output, int16 (`precision` says so) written by an int8
+    /// Conv2d, DepthwiseConv2d or FullyConnected that reads int8, and read as it is by the int8
+    /// function table (LOOKUP) after it.
+    pub wide: &'q [bool],
     /// Per node: int8 weights and their scales (one per output channel, or one).
     pub weights: &'q [Option<(Vec<i8>, Vec<f32>)>],
     /// Per node (may be shorter): the integer bias used as is (int32 values for an int8 node,
@@ -362,7 +373,14 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
     }
     for (i, n) in graph.nodes.iter().enumerate() {
         let precision = q.precision[n.output];
-        if precision == Precision::Int16 && !n.op.has_int16() {
+        // A layer with a wide output reads int8; a function reads its wide input as it is.
+        let wide_output = q.is_wide(n.output);
+        let reads = if wide_output {
+            Precision::Int8
+        } else {
+            precision
+        };
+        if precision == Precision::Int16 && !wide_output && !n.op.has_int16() {
             bail!(
                 "node `{}` ({}): the runtime has no int16x8 kernel for this operator",
                 n.name,
@@ -386,18 +404,15 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
                     graph.values[v].name
                 )
             })?;
-            if conversion || b.def(t).dtype == precision.dtype() {
+            if conversion || q.is_wide(v) || b.def(t).dtype == reads.dtype() {
                 ins.push(t);
                 continue;
             }
             let copies = &mut converted[v];
-            let c = match copies
-                .iter()
-                .find(|&&c| b.def(c).dtype == precision.dtype())
-            {
+            let c = match copies.iter().find(|&&c| b.def(c).dtype == reads.dtype()) {
                 Some(&c) => c,
                 None => {
-                    let c = b.tensor(def_in(v, precision, &format!("/{}", precision.name()))?);
+                    let c = b.tensor(def_in(v, reads, &format!("/{}", reads.name()))?);
                     let op = quantize::convert(&b, t, c);
                     b.push(op);
                     copies.push(c);

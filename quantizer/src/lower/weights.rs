@@ -47,6 +47,14 @@ pub(super) fn node_data(
     let mut d = NodeData::default();
     let imported = q.weights.get(i).and_then(Option::as_ref);
     let precision = q.precision[n.output];
+    if let (Precision::Int8, true, Some(output)) =
+        (precision, q.is_wide(n.inputs[0]), q.params[n.output])
+    {
+        let scale = q.int16_scales.get(n.inputs[0]).copied().flatten();
+        let table = scale.and_then(|s| n.op.table16(s, output));
+        d.filter = table.context("a wide input without its int16 scale or function")?;
+        return Ok(d);
+    }
     if let (Precision::Int8, Some(input), Some(output)) =
         (precision, q.params[n.inputs[0]], q.params[n.output])
     {
@@ -71,9 +79,11 @@ pub(super) fn node_data(
         return Ok(d);
     }
     let (w, scales) = q.weights[i].as_ref().context("weights not quantized")?;
-    let int16 = precision == Precision::Int16;
+    // int16x8; a wide output is int16 too, with int8's input, bias and requantization.
+    let wide = q.is_wide(n.output);
+    let int16 = precision == Precision::Int16 && !wide;
     let scale_of = |v: usize| -> Option<f32> {
-        if int16 {
+        if int16 || q.is_wide(v) {
             q.int16_scales.get(v).copied().flatten()
         } else {
             q.params[v].map(|p| p.scale)
@@ -82,7 +92,8 @@ pub(super) fn node_data(
     let s_in = scale_of(n.inputs[0]).context("input not calibrated")?;
     let s_out = scale_of(n.output).context("output not calibrated")?;
     d.filter = w.iter().map(|&x| x as u8).collect();
-    if let (Op::Conv2d { .. } | Op::FullyConnected { .. }, true, false) = (&n.op, sparse, int16) {
+    let dense = int16 || wide;
+    if let (Op::Conv2d { .. } | Op::FullyConnected { .. }, true, false) = (&n.op, sparse, dense) {
         // One row per output channel (the filter's first dimension).
         let row_len = w.len() / filter.shape.first().copied().unwrap_or(1).max(1);
         if let Some(e) = encode(w, row_len, &SPARSE_BLOCKS) {

@@ -220,6 +220,49 @@ pub(crate) fn table(f: impl Fn(f64) -> f64, input: QParams, output: QParams) -> 
         .collect()
 }
 
+/// The int16-input table of `f` (the runtime's LOOKUP over a wide output): entry `k` is `f` at the
+/// int16 input `-32768 + 128 k` dequantized with `input_scale`, in 1/256ths of a step of the int8
+/// `output` (zero point included, rounded half to even), saturated to the int8 range; 513
+/// little-endian int16 values.
+pub(crate) fn table16(f: impl Fn(f64) -> f64, input_scale: f32, output: QParams) -> Vec<u8> {
+    (0..ferrite_runtime::ops::lookup::TABLE16_LEN as i32)
+        .flat_map(|k| {
+            let x = (-32768 + 128 * k) as f64 * input_scale as f64;
+            let y = f(x) / output.scale as f64 + output.zero_point as f64;
+            let q = (256.0 * y).round_ties_even().clamp(-32768.0, 127.0 * 256.0) as i16;
+            q.to_le_bytes()
+        })
+        .collect()
+}
+
+/// The int16 scale of a wide output read by `f`, whose int8 output is quantized with `output`,
+/// for the values `lo..=hi` seen in calibration: the input range beyond which `f`'s int8 output no
+/// longer changes (Tanh and Sigmoid saturate) is clipped away, so int16's steps cover only the
+/// inputs that matter; the range is symmetric (zero point 0).
+pub(crate) fn wide_scale(f: impl Fn(f64) -> f64, lo: f32, hi: f32, output: QParams) -> f32 {
+    const STEPS: usize = 4096;
+    let (lo, hi) = (lo.min(0.0) as f64, hi.max(0.0) as f64);
+    let level = |x: f64| {
+        let y = (f(x) / output.scale as f64).round_ties_even() + output.zero_point as f64;
+        y.clamp(-128.0, 127.0) as i32
+    };
+    let at = |i: usize| lo + (hi - lo) * i as f64 / STEPS as f64;
+    // The last input whose level is still `level(lo)` and the first whose level is `level(hi)`.
+    let first = (0..=STEPS)
+        .find(|&i| level(at(i)) != level(lo))
+        .map_or(STEPS, |i| i.saturating_sub(1));
+    let last = (0..=STEPS)
+        .rev()
+        .find(|&i| level(at(i)) != level(hi))
+        .map_or(0, |i| (i + 1).min(STEPS));
+    let magnitude = at(first).abs().max(at(last).abs());
+    if magnitude > 0.0 {
+        (magnitude / 32767.0) as f32
+    } else {
+        1.0 / 32767.0
+    }
+}
+
 /// TFLite Micro's int8 HARD_SWISH for each of the 256 inputs (`reference_ops::HardSwish` with the
 /// parameters of its Prepare): the input moved to a finer scale (`2^7` times), a "relu-ish" gate
 /// in `[0, 1]` computed in 16-bit fixed point with saturation, multiplied by the input on the
@@ -375,6 +418,76 @@ pub(super) fn export(f: UnaryFn, e: &mut Exporter<'_>, n: &Node) -> Result<(Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The int16-input table, as the runtime interpolates it, is the correctly rounded function at
+    /// every int16 input but within one int8 step where rounding ties are close; at least 99% of
+    /// the inputs give exactly the correctly rounded value.
+    #[test]
+    fn int16_tables_interpolate_to_the_rounded_function() {
+        let cases: [(UnaryFn, f32, QParams); 3] = [
+            (
+                UnaryFn::Erf,
+                4.0 / 32767.0,
+                QParams {
+                    scale: 1.0 / 128.0,
+                    zero_point: 0,
+                },
+            ),
+            (
+                UnaryFn::Silu,
+                9.0 / 32767.0,
+                QParams {
+                    scale: 0.035,
+                    zero_point: -120,
+                },
+            ),
+            (
+                UnaryFn::Softsign,
+                1e-3,
+                QParams {
+                    scale: 0.0075,
+                    zero_point: 3,
+                },
+            ),
+        ];
+        for (f, scale, out) in cases {
+            let table = table16(|x| f.at(x), scale, out);
+            let table: &[u8; 1026] = table.as_slice().try_into().unwrap();
+            let x: Vec<i16> = (i16::MIN..=i16::MAX).collect();
+            let mut y = vec![0i8; x.len()];
+            ferrite_runtime::ops::lookup::lookup_s16(table, &x, &mut y);
+            let mut exact = 0;
+            for (&x, &y) in x.iter().zip(&y) {
+                let want = (f.at(x as f64 * scale as f64) / out.scale as f64).round()
+                    + out.zero_point as f64;
+                let want = want.clamp(-128.0, 127.0) as i32;
+                assert!((y as i32 - want).abs() <= 1, "{f:?} at {x}: {y} vs {want}");
+                exact += (y as i32 == want) as usize;
+            }
+            assert!(exact * 100 >= 99 * x.len(), "{f:?}: {exact} exact");
+        }
+    }
+
+    /// The int16 range of a wide output ends where the function's int8 output stops changing:
+    /// Tanh (output step 1/128) rounds to its extremes beyond about 3.1; Exp (output step 0.5)
+    /// keeps growing up to the largest input seen, 4, while below about -1.4 it rounds to 0, so
+    /// the inputs down to -9 do not widen the range.
+    #[test]
+    fn wide_scales_clip_where_the_output_saturates() {
+        let tanh_out = QParams {
+            scale: 1.0 / 128.0,
+            zero_point: 0,
+        };
+        let magnitude = wide_scale(f64::tanh, -40.0, 25.0, tanh_out) * 32767.0;
+        let edge = (1.0f64 - 1.0 / 256.0).atanh() as f32;
+        assert!((magnitude - edge).abs() < 0.05, "{magnitude} vs {edge}");
+        let exp_out = QParams {
+            scale: 0.5,
+            zero_point: -128,
+        };
+        let magnitude = wide_scale(f64::exp, -9.0, 4.0, exp_out) * 32767.0;
+        assert!((magnitude - 4.0).abs() < 0.01, "{magnitude}");
+    }
 
     /// TFLite Micro's HARD_SWISH table: within two steps of the correctly rounded function at the
     /// scales a converter gives (its golden fixture checks the exact bytes), and no overflow at any

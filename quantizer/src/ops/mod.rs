@@ -722,6 +722,28 @@ impl Op {
         }
     }
 
+    /// The element-wise function an int8 LOOKUP computes for this operator in Ferrite's own
+    /// models (the tables of [`Op::table`] without `tflite_functions`), if it is one.
+    pub(crate) fn table_function(&self) -> Option<Box<dyn Fn(f64) -> f64>> {
+        match *self {
+            Op::Lookup { f } => Some(Box::new(move |x| f.at(x))),
+            Op::Tanh => Some(Box::new(f64::tanh)),
+            Op::Logistic => Some(Box::new(lookup::sigmoid)),
+            _ => None,
+        }
+    }
+
+    /// The int16-input table of such a function over a wide output ([`lookup::table16`]).
+    pub(crate) fn table16(&self, input_scale: f32, output: QParams) -> Option<Vec<u8>> {
+        Some(lookup::table16(self.table_function()?, input_scale, output))
+    }
+
+    /// The int16 scale of a wide output that such a function reads, for the values `lo..=hi`
+    /// ([`lookup::wide_scale`]).
+    pub(crate) fn wide_scale(&self, lo: f32, hi: f32, output: QParams) -> Option<f32> {
+        Some(lookup::wide_scale(self.table_function()?, lo, hi, output))
+    }
+
     /// What the operator does to the channels of its inputs.
     pub fn channels(&self) -> Channels<'_> {
         match self {

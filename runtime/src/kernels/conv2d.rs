@@ -1,7 +1,7 @@
 //! Int8 2-D convolution (TFLite `reference_integer_ops::ConvPerChannel`) and the helpers it shares
 //! with the other convolution-like kernels.
 
-use super::{ConvGeometry, LeI32, Nhwc, OutputQuant};
+use super::{ConvGeometry, Int8Output, LeI32, Nhwc, OutputQuant};
 use crate::quant::multiply_by_quantized_multiplier;
 
 /// Input coordinate read by output coordinate `out` at kernel tap `k`, or `None` when the tap falls
@@ -22,21 +22,23 @@ pub(crate) fn input_coord(
         .filter(|&i| i < len)
 }
 
-/// Turns an int32 accumulator of output channel `channel` into an int8 output value.
+/// Turns an int32 accumulator of output channel `channel` into an int8 (or wide int16) output value.
 ///
 /// TFLite: `MultiplyByQuantizedMultiplier(acc, multiplier[c], shift[c]) + output_offset`, then
 /// `max(act_min)` and `min(act_max)`. A single multiplier/shift value applies to every channel.
 #[inline(always)]
-pub(crate) fn requantize_acc(q: &OutputQuant<'_>, acc: i32, channel: usize) -> i8 {
+pub(crate) fn requantize_acc<T: Int8Output>(q: &OutputQuant<'_>, acc: i32, channel: usize) -> T {
     let scaled = multiply_by_quantized_multiplier(
         acc,
         q.multiplier.get_or_first(channel),
         q.shift.get_or_first(channel),
     );
-    scaled
-        .saturating_add(q.output_offset)
-        .max(q.act_min)
-        .min(q.act_max) as i8
+    T::from_clamped(
+        scaled
+            .saturating_add(q.output_offset)
+            .max(q.act_min)
+            .min(q.act_max),
+    )
 }
 
 /// Int8 2-D convolution with per-channel (or per-tensor) requantization.
@@ -44,17 +46,17 @@ pub(crate) fn requantize_acc(q: &OutputQuant<'_>, acc: i32, channel: usize) -> i
 /// * `input`: NHWC, `g.input` (batches = `g.input.n`).
 /// * `filter`: OHWI, `[g.output.c, g.kernel_h, g.kernel_w, g.input.c]`, symmetric (zero point 0).
 /// * `bias`: one `i32` per output channel with scale `input_scale * weight_scale[c]`, or empty.
-/// * `output`: NHWC, `g.output`.
+/// * `output`: NHWC, `g.output`: int8, or int16 for a wide output.
 ///
 /// Taps that fall in the padding are skipped, which is the same as padding with the input zero
 /// point. Matches TFLite Micro's `reference_integer_ops::ConvPerChannel` bit for bit.
-pub fn conv2d_s8(
+pub fn conv2d_s8<T: Int8Output>(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
     input: &[i8],
     filter: &[i8],
     bias: LeI32<'_>,
-    output: &mut [i8],
+    output: &mut [T],
 ) {
     let in_c = g.input.c;
     let out_c = g.output.c;

@@ -1,7 +1,7 @@
 //! Int8 depthwise 2-D convolution (TFLite `reference_integer_ops::DepthwiseConvPerChannel`).
 
 use super::conv2d::{input_coord, requantize_acc};
-use super::{ConvGeometry, LeI32, Nhwc, OutputQuant};
+use super::{ConvGeometry, Int8Output, LeI32, Nhwc, OutputQuant};
 
 /// Int8 depthwise 2-D convolution with per-channel (or per-tensor) requantization.
 ///
@@ -10,17 +10,18 @@ use super::{ConvGeometry, LeI32, Nhwc, OutputQuant};
 /// * Output channel `oc = ic * depth_multiplier + m` reads only input channel `ic`;
 ///   `g.output.c == g.input.c * depth_multiplier`.
 /// * `bias`: one `i32` per output channel, or empty.
+/// * `output`: int8, or int16 for a wide output.
 ///
 /// Taps in the padding are skipped (padding with the input zero point). Matches TFLite Micro's
 /// `reference_integer_ops::DepthwiseConvPerChannel` bit for bit.
-pub fn depthwise_conv2d_s8(
+pub fn depthwise_conv2d_s8<T: Int8Output>(
     g: &ConvGeometry,
     depth_multiplier: usize,
     q: &OutputQuant<'_>,
     input: &[i8],
     filter: &[i8],
     bias: LeI32<'_>,
-    output: &mut [i8],
+    output: &mut [T],
 ) {
     let filter_shape = Nhwc::new(1, g.kernel_h, g.kernel_w, g.output.c);
     for n in 0..g.input.n {

@@ -2,7 +2,7 @@
 //! per-channel).
 
 use super::conv2d::requantize_acc;
-use super::{LeI32, OutputQuant};
+use super::{Int8Output, LeI32, OutputQuant};
 
 /// Int8 fully connected layer: `output[b, o] = requant(sum_i filter[o, i] * (input[b, i] + input_offset) + bias[o])`.
 ///
@@ -10,9 +10,9 @@ use super::{LeI32, OutputQuant};
 /// * `filter`: `[out_features, in_features]`, symmetric (zero point 0).
 /// * `bias`: one `i32` per output feature, or empty.
 /// * `q.multiplier`/`q.shift`: one value (per tensor) or one per output feature.
-/// * `output`: `[batches, out_features]`.
+/// * `output`: `[batches, out_features]`, int8, or int16 for a wide output.
 #[allow(clippy::too_many_arguments)]
-pub fn fully_connected_s8(
+pub fn fully_connected_s8<T: Int8Output>(
     batches: usize,
     in_features: usize,
     out_features: usize,
@@ -20,7 +20,7 @@ pub fn fully_connected_s8(
     input: &[i8],
     filter: &[i8],
     bias: LeI32<'_>,
-    output: &mut [i8],
+    output: &mut [T],
 ) {
     for b in 0..batches {
         let row = &input[b * in_features..][..in_features];

@@ -103,6 +103,38 @@ impl<'a> LeI64<'a> {
     }
 }
 
+/// The output element of an int8 convolution or fully connected kernel: int8, or int16 for a wide
+/// output (an int8 layer whose requantized accumulator a LOOKUP reads in int16: zero point 0, the
+/// clamp in int16's range).
+pub trait Int8Output: Copy {
+    /// The requantized value, already clamped to the output's range.
+    fn from_clamped(v: i32) -> Self;
+    /// The output as int8 (`None` for int16): the int8-only paths of the optimized kernels.
+    fn narrow(out: &mut [Self]) -> Option<&mut [i8]>;
+}
+
+impl Int8Output for i8 {
+    #[inline(always)]
+    fn from_clamped(v: i32) -> i8 {
+        v as i8
+    }
+    #[inline(always)]
+    fn narrow(out: &mut [i8]) -> Option<&mut [i8]> {
+        Some(out)
+    }
+}
+
+impl Int8Output for i16 {
+    #[inline(always)]
+    fn from_clamped(v: i32) -> i16 {
+        v as i16
+    }
+    #[inline(always)]
+    fn narrow(_: &mut [i16]) -> Option<&mut [i8]> {
+        None
+    }
+}
+
 /// A little-endian `i32` array borrowed from the model bytes (any alignment).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeI32<'a>(&'a [u8]);

@@ -113,6 +113,11 @@ impl Conv<'_> {
         )
     }
 
+    /// Whether it is int8 with a wide (int16) output (`runtime/FORMAT.md`).
+    pub fn is_wide(&self) -> bool {
+        self.input.dtype == DType::I8 && self.output.dtype == DType::I16
+    }
+
     /// Its integer output quantization (int8 or int16x8).
     pub(crate) fn quant(&self) -> Result<OutputQuant<'_>, Error> {
         output_quant(
@@ -137,6 +142,10 @@ pub(crate) fn validate(c: &Conv<'_>, check: &Check<'_, '_, '_>) -> Result<(), Er
 pub(crate) fn run(c: &Conv<'_>, arena: &mut [u8]) -> Result<(), Error> {
     if shifted(c) {
         return run_shifted(c, arena);
+    }
+    #[cfg(feature = "int16")]
+    if c.is_wide() {
+        return run_wide(c, arena, kernels::optimized::conv2d_s8);
     }
     run_conv(
         c,
@@ -208,6 +217,32 @@ pub(crate) fn run_over_input(
     Ok(())
 }
 
+/// Runs an int8 convolution with a wide (int16) output through `kernel`, in bands when it runs in
+/// place.
+#[cfg(feature = "int16")]
+pub(crate) fn run_wide(
+    c: &Conv<'_>,
+    arena: &mut [u8],
+    mut kernel: impl FnMut(&ConvGeometry, &OutputQuant<'_>, &[i8], &[i8], LeI32<'_>, &mut [i16]),
+) -> Result<(), Error> {
+    let g = c.geometry();
+    let q = c.quant()?;
+    let filter = bytemuck::cast_slice::<u8, i8>(c.filter);
+    let bias = le_i32(c.bias)?;
+    run_windowed(
+        arena,
+        &c.input,
+        &c.output,
+        &g,
+        || c.rows(),
+        &mut |g, x, y| {
+            let y = bytemuck::try_cast_slice_mut(y).map_err(|_| CORRUPT)?;
+            kernel(g, &q, bytemuck::cast_slice(x), filter, bias, y);
+            Ok(())
+        },
+    )
+}
+
 /// The checks of Conv2D (`depthwise` false) and DepthwiseConv2D.
 pub(crate) fn validate_conv(
     c: &Conv<'_>,
@@ -215,7 +250,11 @@ pub(crate) fn validate_conv(
     depthwise: bool,
 ) -> Result<(), Error> {
     let (kind, filter_elems, reduction) = validate_shapes(c, check, depthwise)?;
-    validate_weights(c, check, kind, filter_elems, reduction)
+    validate_weights(c, check, kind, filter_elems, reduction)?;
+    if c.is_wide() {
+        clamp_range_of(Kind::Int16, c.act_min, c.act_max).map_err(|r| check.fail(r))?;
+    }
+    Ok(())
 }
 
 /// The checks of a convolution's shapes, window and depth multiplier; returns its element kind,
@@ -225,7 +264,7 @@ pub(crate) fn validate_shapes(
     check: &Check<'_, '_, '_>,
     depthwise: bool,
 ) -> Result<(Kind, usize, usize), Error> {
-    let kind = check.kind16(&c.input, &c.output)?;
+    let (kind, _) = check.kind_wide(&c.input, &c.output)?;
     if c.input.shape.rank != 4 || c.output.shape.rank != 4 {
         return check.bad("convolution needs rank-4 NHWC tensors");
     }
@@ -269,7 +308,7 @@ pub(crate) fn validate_weights(
         reduction,
         c.output.shape.nhwc().c,
     )?;
-    if kind != Kind::Float {
+    if kind != Kind::Float && !c.is_wide() {
         clamp_range_of(kind, c.act_min, c.act_max).map_err(|r| check.fail(r))?;
     }
     Ok(())
@@ -384,6 +423,25 @@ mod tests {
     /// The model's bytes with the input at `x` and the output at `y`, the output marked in place
     /// when `in_place`, and the input it runs on.
     fn model(case: &Case, x: u32, y: u32, in_place: bool) -> (Vec<u8>, Vec<i8>) {
+        model_of(case, x, y, in_place, Output::Int8 { zero_point: -5 }, 0)
+    }
+
+    /// The output of the test models: int8, or wide (int16, zero point 0).
+    #[derive(Clone, Copy, PartialEq)]
+    enum Output {
+        Int8 { zero_point: i32 },
+        Wide,
+    }
+
+    /// [`model`] with `output`, each channel's shift lowered by `shift_down`.
+    fn model_of(
+        case: &Case,
+        x: u32,
+        y: u32,
+        in_place: bool,
+        output: Output,
+        shift_down: i32,
+    ) -> (Vec<u8>, Vec<i8>) {
         let (oh, ow) = case.out_dims();
         let (kh, kw) = case.k;
         let filter_len = if case.depthwise {
@@ -405,15 +463,29 @@ mod tests {
             .collect();
         let shift: Vec<u8> = values(case.seed ^ 11, case.c_out, -9, -6)
             .into_iter()
-            .flat_map(i32::to_le_bytes)
+            .flat_map(|s| (s - shift_down).to_le_bytes())
             .collect();
         let input: Vec<i8> = values(case.seed ^ 13, case.h * case.w * case.c_in, -128, 127)
             .into_iter()
             .map(|v| v as i8)
             .collect();
+        let (out_zero_point, (act_min, act_max)) = match output {
+            Output::Int8 { zero_point } => (zero_point, (-128, 127)),
+            Output::Wide => (0, (-32768, 32767)),
+        };
+        let mut out = int8_tensor(
+            "y",
+            &[1, oh, ow, case.c_out],
+            y,
+            (0.5, out_zero_point),
+            in_place,
+        );
+        if output == Output::Wide {
+            out.dtype = crate::format::DType::I16;
+        }
         let tensors = [
             int8_tensor("x", &[1, case.h, case.w, case.c_in], x, (0.5, 3), false),
-            int8_tensor("y", &[1, oh, ow, case.c_out], y, (0.5, -5), in_place),
+            out,
         ];
         let conv = Conv {
             input: tensors[0].operand(0),
@@ -434,8 +506,8 @@ mod tests {
                 1
             },
             activation: Activation::None,
-            act_min: -128,
-            act_max: 127,
+            act_min,
+            act_max,
             filter: &filter,
             bias: &bias,
             multiplier: &multiplier,
@@ -446,8 +518,9 @@ mod tests {
         } else {
             Op::Conv2d(conv)
         };
-        let arena =
-            (x as usize + case.h * case.w * case.c_in).max(y as usize + oh * ow * case.c_out);
+        let out_size = if output == Output::Wide { 2 } else { 1 };
+        let arena = (x as usize + case.h * case.w * case.c_in)
+            .max(y as usize + oh * ow * case.c_out * out_size);
         let arena = arena.div_ceil(ARENA_ALIGN) * ARENA_ALIGN;
         (one_op_model(&tensors, arena as u32, false, op), input)
     }
@@ -530,6 +603,40 @@ mod tests {
                     let (bytes, _) = model(&case, 0, (s + extra) as u32, true);
                     prop_assert_eq!(&run(&bytes, &input), &expected, "after by {}", s + extra);
                 }
+            }
+        }
+    }
+
+    /// The wide (int16) outputs of a model on `input`.
+    #[cfg(feature = "int16")]
+    fn run_wide(bytes: &[u8], input: &[i8]) -> Vec<i16> {
+        let model = Model::from_bytes(bytes).unwrap();
+        let mut arena = std::vec![0u8; model.arena_size() + ARENA_ALIGN];
+        let mut it = crate::Interpreter::new(&model, &mut arena).unwrap();
+        it.input_i8_mut(0).unwrap().copy_from_slice(input);
+        it.invoke().unwrap();
+        it.output_i16(0).unwrap().to_vec()
+    }
+
+    #[cfg(feature = "int16")]
+    proptest! {
+        #![proptest_config(crate::proptest_config(128))]
+
+        /// A wide output is the int8 kernel's requantization without int8's clamp: clamped to
+        /// int8 it equals the int8 output (zero point 0), and with each shift 8 lower the int8
+        /// output is within one step of it divided by 256 (two roundings).
+        #[test]
+        fn wide_output_is_the_unclamped_int8_output(case in case()) {
+            let zero = Output::Int8 { zero_point: 0 };
+            let (wide, input) = model_of(&case, 0, 4096, false, Output::Wide, 0);
+            let wide = run_wide(&wide, &input);
+            let narrow = run(&model_of(&case, 0, 4096, false, zero, 0).0, &input);
+            let clamped: Vec<i8> = wide.iter().map(|&v| v.clamp(-128, 127) as i8).collect();
+            prop_assert_eq!(&clamped, &narrow);
+            let scaled = run(&model_of(&case, 0, 4096, false, zero, 8).0, &input);
+            for (&w, &n) in wide.iter().zip(&scaled) {
+                let expected = (w as f64 / 256.0).round().clamp(-128.0, 127.0);
+                prop_assert!((expected - n as f64).abs() <= 1.0, "{} against {}", w, n);
             }
         }
     }

@@ -56,7 +56,7 @@ impl<'a> SparseConv<'a> {
 pub(crate) fn validate(s: &SparseConv<'_>, check: &Check<'_, '_, '_>) -> Result<(), Error> {
     let c = &s.conv;
     let (kind, _, reduction) = validate_shapes(c, check, false)?;
-    if kind != Kind::Int8 {
+    if kind != Kind::Int8 || c.is_wide() {
         return check.bad("a sparse filter needs int8 operands");
     }
     let rows = c.output.shape.nhwc().c;

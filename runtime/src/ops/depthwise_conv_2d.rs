@@ -15,6 +15,12 @@ pub(crate) fn run(c: &Conv<'_>, arena: &mut [u8]) -> Result<(), Error> {
         return run_over_input(c, arena, kernels::optimized::depthwise_conv2d_s8_over_input);
     }
     let dm = c.depth_multiplier as usize;
+    #[cfg(feature = "int16")]
+    if c.is_wide() {
+        return super::conv_2d::run_wide(c, arena, |g, q, x, filter, bias, out| {
+            kernels::optimized::depthwise_conv2d_s8(g, dm, q, x, filter, bias, out)
+        });
+    }
     run_conv(
         c,
         arena,

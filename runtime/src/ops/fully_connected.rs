@@ -41,7 +41,7 @@ crate::format::decode_fields!(FullyConnected<'a> { input, output, activation, ac
 super::operand_fields!(FullyConnected<'_>: input => output);
 
 pub(crate) fn validate(f: &FullyConnected<'_>, check: &Check<'_, '_, '_>) -> Result<(), Error> {
-    let kind = check.kind16(&f.input, &f.output)?;
+    let (kind, wide) = check.kind_wide(&f.input, &f.output)?;
     let out_features = f.output.shape.last();
     let out_elems = f.output.shape.elements().unwrap_or(0);
     let in_elems = f.input.shape.elements().unwrap_or(0);
@@ -68,7 +68,8 @@ pub(crate) fn validate(f: &FullyConnected<'_>, check: &Check<'_, '_, '_>) -> Res
         out_features,
     )?;
     if kind != Kind::Float {
-        clamp_range_of(kind, f.act_min, f.act_max).map_err(|r| check.fail(r))?;
+        let clamp_kind = if wide { Kind::Int16 } else { kind };
+        clamp_range_of(clamp_kind, f.act_min, f.act_max).map_err(|r| check.fail(r))?;
     }
     Ok(())
 }
@@ -90,16 +91,31 @@ pub(crate) fn run(f: &FullyConnected<'_>, arena: &mut [u8]) -> Result<(), Error>
                 f.shift,
             )?;
             let input = v.i8(&f.input)?;
-            kernels::optimized::fully_connected_s8(
-                batches,
-                in_features,
-                out_features,
-                &q,
-                input,
-                bytemuck::cast_slice(f.filter),
-                le_i32(f.bias)?,
-                v.out_i8(),
-            );
+            let (filter, bias) = (bytemuck::cast_slice(f.filter), le_i32(f.bias)?);
+            match f.output.dtype {
+                // A wide (int16) output.
+                #[cfg(feature = "int16")]
+                DType::I16 => kernels::optimized::fully_connected_s8(
+                    batches,
+                    in_features,
+                    out_features,
+                    &q,
+                    input,
+                    filter,
+                    bias,
+                    v.out_i16()?,
+                ),
+                _ => kernels::optimized::fully_connected_s8(
+                    batches,
+                    in_features,
+                    out_features,
+                    &q,
+                    input,
+                    filter,
+                    bias,
+                    v.out_i8(),
+                ),
+            }
         }
         #[cfg(feature = "int16")]
         DType::I16 => {

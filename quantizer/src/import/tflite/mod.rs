@@ -22,6 +22,7 @@ pub fn convert(bytes: &[u8], arena: ArenaLayout) -> Result<Built> {
             precision: &m.precision,
             params: &m.params,
             int16_scales: &m.int16_scales,
+            wide: &[],
             weights: &m.weights,
             biases: &m.biases,
         },

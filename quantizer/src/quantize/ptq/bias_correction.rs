@@ -74,14 +74,25 @@ fn view<'x>(graph: &'x Graph, acts: &'x [Option<Tensor>], v: ValueId) -> Result<
     }
 }
 
+/// Where the simulated model is not int8: per node, kept in float or run in int16x8; per value, a
+/// wide output (int16 between an int8 layer and its function table).
+#[derive(Clone, Copy)]
+pub(super) struct Precisions<'a> {
+    pub float_node: &'a [bool],
+    pub int16_node: &'a [bool],
+    pub wide_value: &'a [bool],
+}
+
 /// The int8 model simulated in float arithmetic on the first calibration samples: rounded weights,
 /// and (with quantized inputs) every activation rounded to its int8 parameters. What stays the same
 /// for every set of activation parameters is computed once.
 pub(super) struct Simulation<'g> {
     graph: &'g Graph,
     /// Per node: its activations are not rounded (kept in float, or int16x8 whose rounding is 256
-    /// times finer than int8's).
+    /// times finer than int8's, or a wide output).
     wide_node: Vec<bool>,
+    /// Per value: a wide output, which its function reads unrounded.
+    wide_value: Vec<bool>,
     /// Per value: f32 at run time (`lower::float_values`). An int8 node reads such a value through a
     /// Quantize; a float node reads an int8 one through a Dequantize (exact).
     float_value: Vec<bool>,
@@ -104,11 +115,10 @@ impl<'g> Simulation<'g> {
     /// `float_acts`: the float activations of the `samples` calibration samples (the first
     /// [`BIAS_CORRECTION_SAMPLES`] are simulated); `weights`: each node's int8 weights. Nodes in
     /// `float_node` keep their float weights; those in `int16_node` have int8 weights and
-    /// activations left unrounded.
+    /// activations left unrounded, as do wide values.
     pub fn new(
         graph: &'g Graph,
-        float_node: &[bool],
-        int16_node: &[bool],
+        precisions: Precisions<'_>,
         weights: &[Option<(Vec<i8>, Vec<f32>)>],
         float_acts: &[Option<Tensor>],
         samples: usize,
@@ -135,22 +145,27 @@ impl<'g> Simulation<'g> {
             }
             let reference = float_exec::eval(&no_clamp, &float_in)?;
             // A float node keeps its weights; its bias is corrected for its inputs' rounding.
-            let op = if float_node[i] {
+            let op = if precisions.float_node[i] {
                 no_clamp
             } else {
                 with_weights(&node.op, w, false)
             };
             rounded.push(Some((op, channel_means(&reference))));
         }
-        let wide_node: Vec<bool> = float_node
+        let wide_value: Vec<bool> = (0..graph.values.len())
+            .map(|v| precisions.wide_value.get(v).copied().unwrap_or(false))
+            .collect();
+        let wide_node: Vec<bool> = graph
+            .nodes
             .iter()
-            .zip(int16_node)
-            .map(|(&f, &w)| f || w)
+            .zip(precisions.float_node.iter().zip(precisions.int16_node))
+            .map(|(n, (&f, &w))| f || w || wide_value[n.output])
             .collect();
         Ok(Simulation {
             graph,
             float_value: crate::lower::float_values(graph, &wide_node),
             wide_node,
+            wide_value,
             float_acts,
             rounded,
         })
@@ -265,7 +280,7 @@ impl<'g> Simulation<'g> {
         let mut rounded_inputs = Vec::new();
         if quantized_inputs && !self.wide_node[i] {
             for (k, &v) in n.inputs.iter().enumerate() {
-                if self.float_value[v] && !self.graph.is_const(v) {
+                if self.float_value[v] && !self.graph.is_const(v) && !self.wide_value[v] {
                     let mut t = Tensor::new(ins[k].shape.to_vec(), ins[k].data.to_vec());
                     fake_quant(&mut t, qp[v].context("value without parameters")?);
                     rounded_inputs.push((k, t));
@@ -329,6 +344,7 @@ pub(super) fn correct_biases(
     mode: BiasCorrection,
     float_node: &[bool],
     int16_node: &[bool],
+    wide_value: &[bool],
     qp: &[Option<QParams>],
     weights: &[Option<(Vec<i8>, Vec<f32>)>],
     float_acts: &[Option<Tensor>],
@@ -339,7 +355,12 @@ pub(super) fn correct_biases(
         return Ok(Vec::new());
     }
     let full = mode == BiasCorrection::Full;
-    let shifts = Simulation::new(graph, float_node, int16_node, weights, float_acts, samples)?
+    let nodes = Precisions {
+        float_node,
+        int16_node,
+        wide_value,
+    };
+    let shifts = Simulation::new(graph, nodes, weights, float_acts, samples)?
         .run_observed(qp, full, full, on_node)?
         .shifts;
     let mut bias_shift = Vec::new();

@@ -91,6 +91,10 @@ pub struct Config {
     /// Node names run in int16x8, matched exactly (accuracy control's moves).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub int16_nodes: Vec<String>,
+    /// Keep the output of an int8 layer that only a function table (Tanh, Sigmoid, GELU, ...)
+    /// reads in int16 where int8's rounding of it would be the larger part of the function's
+    /// output noise (a wide output); off: in int8.
+    pub wide_function_inputs: bool,
     /// How the int8 filters of convolutions and fully connected layers are stored.
     pub weight_storage: WeightStorage,
     /// Whether operators may run in place over their dying input.
@@ -134,6 +138,7 @@ impl Default for Config {
             float_nodes: Vec::new(),
             int16: Vec::new(),
             int16_nodes: Vec::new(),
+            wide_function_inputs: true,
             weight_storage: WeightStorage::Dense,
             arena: ArenaLayout::Separate,
             source_sha256: [0; 32],
@@ -161,8 +166,12 @@ pub struct Decided {
     pub int16_node: Vec<bool>,
     /// Per value: int8 scale and zero point.
     pub params: Vec<Option<QParams>>,
-    /// Per value: the int16 scale (zero point 0), for values int16x8 nodes write or read.
+    /// Per value: the int16 scale (zero point 0), for values int16x8 nodes write or read, and
+    /// for wide values.
     pub int16_scales: Vec<Option<f32>>,
+    /// Per value (may be shorter): a wide output, int16 between an int8 layer and the function
+    /// table that reads it.
+    pub wide_value: Vec<bool>,
     /// Per node: int8 weights and their scales.
     pub weights: Vec<Option<(Vec<i8>, Vec<f32>)>>,
     pub source_sha256: [u8; 32],
@@ -417,6 +426,13 @@ fn decide_observed(
         .zip(&int16_node)
         .map(|(&f, &w)| f || w)
         .collect();
+    let int8_node: Vec<bool> = wide_node.iter().map(|&w| !w).collect();
+    let wide_value = if config.wide_function_inputs {
+        let symmetric = config.preset == Preset::Performance;
+        parameters::wide_values(&graph, &int8_node, &ranges, float_acts, symmetric)
+    } else {
+        vec![false; graph.values.len()]
+    };
 
     let mut seconds = StageSeconds {
         calibration: calibrated.calibration_seconds,
@@ -442,6 +458,7 @@ fn decide_observed(
         &graph,
         &float_node,
         &int16_node,
+        &wide_value,
         &weights,
         float_acts,
         samples,
@@ -466,6 +483,7 @@ fn decide_observed(
         config.bias_correction,
         &float_node,
         &int16_node,
+        &wide_value,
         &qp,
         &weights,
         float_acts,
@@ -475,13 +493,15 @@ fn decide_observed(
     lap(&mut seconds.bias_correction, 5);
 
     // 4. Lowering, and each layer's output compared with the float model's on the runtime itself.
-    let int16_scales = parameters::int16_scales(&graph, float_acts);
+    let mut int16_scales = parameters::int16_scales(&graph, float_acts);
+    parameters::wide_scales(&graph, &wide_value, float_acts, &qp, &mut int16_scales);
     let decided = Decided {
         graph,
         float_node,
         int16_node,
         params: qp,
         int16_scales,
+        wide_value,
         weights,
         source_sha256: config.source_sha256,
         weight_storage: config.weight_storage,
@@ -545,13 +565,29 @@ fn lower(
     weight_storage: WeightStorage,
     arena: ArenaLayout,
 ) -> Result<Built> {
-    let precision = lower::value_precisions(&d.graph, &d.node_precision());
+    let node_precision = d.node_precision();
+    let mut precision = lower::value_precisions(&d.graph, &node_precision);
+    // A wide value stays so while its layer and its function run in int8 (accuracy control may
+    // have moved either since).
+    let int8_node: Vec<bool> = node_precision
+        .iter()
+        .map(|&p| p == Precision::Int8)
+        .collect();
+    let wide: Vec<bool> = parameters::wide_candidates(&d.graph, &int8_node)
+        .into_iter()
+        .enumerate()
+        .map(|(v, w)| w && d.wide_value.get(v).copied().unwrap_or(false))
+        .collect();
+    for (p, _) in precision.iter_mut().zip(&wide).filter(|(_, &w)| w) {
+        *p = Precision::Int16;
+    }
     lower::lower(
         &d.graph,
         &Quantization {
             precision: &precision,
             params: &d.params,
             int16_scales: &d.int16_scales,
+            wide: &wide,
             weights: &d.weights,
             biases: &[],
         },

@@ -95,6 +95,100 @@ pub(super) fn int16_scales(graph: &Graph, float_acts: &[Option<Tensor>]) -> Vec<
     scales
 }
 
+/// Per value, whether it may be a wide output: the output of an int8 Conv2d, DepthwiseConv2d or
+/// FullyConnected (`int8_node`) that a single int8 function table (LOOKUP: Tanh, Sigmoid, GELU,
+/// SiLU, ...) reads and nothing else does, not a graph output.
+pub(super) fn wide_candidates(graph: &Graph, int8_node: &[bool]) -> Vec<bool> {
+    let consumers = graph.consumers();
+    let mut wide = vec![false; graph.values.len()];
+    for (i, n) in graph.nodes.iter().enumerate() {
+        let weighted = matches!(
+            n.op,
+            Op::Conv2d { .. } | Op::DepthwiseConv2d { .. } | Op::FullyConnected { .. }
+        );
+        let v = n.output;
+        if !weighted || !int8_node[i] || graph.outputs.contains(&v) {
+            continue;
+        }
+        if let [reader] = consumers[v][..] {
+            wide[v] = int8_node[reader] && graph.nodes[reader].op.table_function().is_some();
+        }
+    }
+    wide
+}
+
+/// Per value, whether it is a wide output: a [`wide_candidates`] value whose int8 rounding would
+/// put more noise into its function's output than the output's own int8 rounding does, on the
+/// calibration values (`float_acts`) with the estimator's `ranges`: the mean of the function's
+/// squared slope times the input's int8 step squared, against the output's step squared. Kept in
+/// int16, the function then sees its input at int16's resolution, at the cost of the int16 tensor
+/// (twice the bytes) and of a larger table: that at least halves the noise at the function's
+/// output, where saturating functions (Tanh, Sigmoid) read a range much wider than their output's.
+pub(super) fn wide_values(
+    graph: &Graph,
+    int8_node: &[bool],
+    ranges: &[Option<(f32, f32)>],
+    float_acts: &[Option<Tensor>],
+    symmetric: bool,
+) -> Vec<bool> {
+    /// At most this many values estimate the mean squared slope.
+    const SLOPE_SAMPLES: usize = 1 << 16;
+    let consumers = graph.consumers();
+    let mut wide = wide_candidates(graph, int8_node);
+    for v in 0..graph.values.len() {
+        let (true, Some(&reader), Some(t)) = (wide[v], consumers[v].first(), &float_acts[v]) else {
+            continue;
+        };
+        wide[v] = false;
+        let node = &graph.nodes[reader];
+        let Some(f) = node.op.table_function() else {
+            continue;
+        };
+        let input_step = range_params(ranges[v], symmetric).scale as f64;
+        let output = fixed_output(&node.op).unwrap_or(range_params(ranges[node.output], symmetric));
+        let output_step = output.scale as f64;
+        let h = input_step / 16.0;
+        let stride = t.data.len().div_ceil(SLOPE_SAMPLES).max(1);
+        let (mut sum, mut count) = (0.0f64, 0usize);
+        for &x in t.data.iter().step_by(stride) {
+            let x = x as f64;
+            let slope = (f(x + h) - f(x - h)) / (2.0 * h);
+            sum += slope * slope;
+            count += 1;
+        }
+        let mean_square_slope = sum / count.max(1) as f64;
+        wide[v] = mean_square_slope * input_step * input_step > output_step * output_step;
+    }
+    wide
+}
+
+/// Sets the int16 scale of each wide value (`wide`): [`Op::wide_scale`] of the function that
+/// reads it, over the values seen in calibration, with that function's int8 output
+/// parameters (`qp`).
+pub(super) fn wide_scales(
+    graph: &Graph,
+    wide: &[bool],
+    float_acts: &[Option<Tensor>],
+    qp: &[Option<QParams>],
+    int16_scales: &mut [Option<f32>],
+) {
+    let consumers = graph.consumers();
+    for v in (0..graph.values.len()).filter(|&v| wide[v]) {
+        let (Some(t), Some(&reader)) = (float_acts[v].as_ref(), consumers[v].first()) else {
+            continue;
+        };
+        let node = &graph.nodes[reader];
+        let Some(out) = qp[node.output] else {
+            continue;
+        };
+        let (lo, hi) = t
+            .data
+            .iter()
+            .fold((0f32, 0f32), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        int16_scales[v] = node.op.wide_scale(lo, hi, out);
+    }
+}
+
 /// Quantized weights of a Conv/Depthwise/FC node: int8 values, per-channel scales.
 pub(super) fn quantize_weights(op: &Op, per_tensor: bool) -> Option<(Vec<i8>, Vec<f32>)> {
     let (filter, channel_last) = match op {

@@ -6,7 +6,7 @@
 
 use anyhow::{Context, Result};
 
-use super::bias_correction::Simulation;
+use super::bias_correction::{Precisions, Simulation};
 use super::parameters::activation_params;
 use super::{BiasCorrection, Config};
 use crate::ir::float_exec::Tensor;
@@ -21,6 +21,7 @@ pub(super) fn choose_ranges(
     graph: &Graph,
     float_node: &[bool],
     int16_node: &[bool],
+    wide_value: &[bool],
     weights: &[Option<(Vec<i8>, Vec<f32>)>],
     float_acts: &[Option<Tensor>],
     samples: usize,
@@ -31,10 +32,14 @@ pub(super) fn choose_ranges(
     if candidates.iter().all(|c| c.len() < 2) {
         return Ok(());
     }
-    let sim = Simulation::new(
-        graph,
+    let precisions = Precisions {
         float_node,
         int16_node,
+        wide_value,
+    };
+    let sim = Simulation::new(
+        graph,
+        precisions,
         weights,
         float_acts,
         samples.min(CHOICE_SAMPLES),

@@ -23,7 +23,7 @@ use super::conv_loops::{
 };
 use super::dsp::{smlad, sxtb16, sxtb16_ror8};
 use super::{tap_range, Apart, ChannelQuant, Io, Shared};
-use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
+use crate::kernels::{ConvGeometry, Int8Output, LeI32, OutputQuant};
 
 /// Largest receptive field (`kernel_h * kernel_w * in_c`) gathered into a patch: 3x3x64.
 /// With `DSP` the patch buffers take five bytes of stack per value of the smallest of
@@ -104,13 +104,22 @@ pub(super) fn lanes_form(q: &OutputQuant<'_>, lanes: &mut [Lane]) -> Form {
 
 /// Requantizes a pass's lanes: A to `out[k]`, B to `out[k + stride]` (`stride` 0: A alone).
 #[inline(always)]
-pub(super) fn requantize_pass(
+pub(super) fn requantize_pass<T: Int8Output>(
     q: &OutputQuant<'_>,
     lanes: &[Lane],
     form: Form,
-    out: &mut [i8],
+    out: &mut [T],
     stride: usize,
 ) {
+    if T::narrow(out).is_none() {
+        // A wide output: the channel's own requantization, into int16.
+        for (k, l) in lanes.iter().enumerate() {
+            out[k + stride] = l.quant.requantize_to(q, l.acc_b);
+            out[k] = l.quant.requantize_to(q, l.acc_a);
+        }
+        return;
+    }
+    let Some(out) = T::narrow(out) else { return };
     let act = (q.act_min, q.act_max);
     let clamp = offset_clamp(q.output_offset, q.act_min, q.act_max);
     match (form, act, clamp) {
@@ -131,16 +140,16 @@ pub(super) fn requantize_pass(
 
 /// Same contract and bit-exact result as [`crate::kernels::conv2d::conv2d_s8`], any geometry.
 /// `DSP` selects the `SXTB16`/`SMLAD` dot products (exact pure-Rust equivalents off Armv7E-M).
-pub fn conv2d_s8_fast<const DSP: bool>(
+pub fn conv2d_s8_fast<const DSP: bool, T: Int8Output>(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
     input: &[i8],
     filter: &[i8],
     bias: LeI32<'_>,
-    output: &mut [i8],
+    output: &mut [T],
 ) {
     if g.kernel_h * g.kernel_w * g.input.c > PATCH_MAX {
-        conv2d_s8_segments::<DSP>(g, q, input, filter, bias, output);
+        conv2d_s8_segments::<DSP, _>(g, q, input, filter, bias, output);
     } else {
         passes::<DSP>(g, q, &mut Apart { input, output }, filter, bias);
     }
@@ -1059,35 +1068,35 @@ fn dot_1x2_dsp(
 }
 
 /// The segment path of [`conv2d_s8_fast`] (any patch size).
-pub fn conv2d_s8_segments<const DSP: bool>(
+pub fn conv2d_s8_segments<const DSP: bool, T: Int8Output>(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
     input: &[i8],
     filter: &[i8],
     bias: LeI32<'_>,
-    output: &mut [i8],
+    output: &mut [T],
 ) {
     let out_c = g.output.c;
     let mut oc = 0;
     while oc + 4 <= out_c {
-        channel_block::<4, DSP>(g, q, input, filter, bias, output, oc);
+        channel_block::<4, DSP, _>(g, q, input, filter, bias, output, oc);
         oc += 4;
     }
     while oc < out_c {
-        channel_block::<1, DSP>(g, q, input, filter, bias, output, oc);
+        channel_block::<1, DSP, _>(g, q, input, filter, bias, output, oc);
         oc += 1;
     }
 }
 
 /// Output channels `oc0..oc0 + NB` at every output position.
 #[inline(never)]
-fn channel_block<const NB: usize, const DSP: bool>(
+fn channel_block<const NB: usize, const DSP: bool, T: Int8Output>(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
     input: &[i8],
     filter: &[i8],
     bias: LeI32<'_>,
-    output: &mut [i8],
+    output: &mut [T],
     oc0: usize,
 ) {
     let in_c = g.input.c;
@@ -1152,7 +1161,7 @@ fn channel_block<const NB: usize, const DSP: bool>(
                 }
                 let o = g.output.index(n, oy, ox, oc0);
                 for ((out, &a), c) in output[o..][..NB].iter_mut().zip(&acc).zip(cq) {
-                    *out = c.requantize(q, a);
+                    *out = c.requantize_to(q, a);
                 }
             }
         }
@@ -1307,11 +1316,19 @@ pub(crate) mod tests {
         // Each run starts from outputs unlike the expected ones, so that none can be left unwritten.
         let unlike = || want.iter().map(|v| !v).collect::<std::vec::Vec<i8>>();
         let mut got = unlike();
-        conv2d_s8_fast::<DSP>(&p.g, &q, &p.input, &p.filter, bias, &mut got);
+        conv2d_s8_fast::<DSP, _>(&p.g, &q, &p.input, &p.filter, bias, &mut got);
         prop_assert_eq!(&got, &want);
         let mut got = unlike();
-        conv2d_s8_segments::<DSP>(&p.g, &q, &p.input, &p.filter, bias, &mut got);
+        conv2d_s8_segments::<DSP, _>(&p.g, &q, &p.input, &p.filter, bias, &mut got);
         prop_assert_eq!(&got, &want);
+        // A wide (int16) output.
+        for q in p.wide_quants() {
+            let mut want = vec![0i16; p.g.output.len()];
+            conv2d_s8(&p.g, &q, &p.input, &p.filter, bias, &mut want);
+            let mut got = want.iter().map(|v| !v).collect::<std::vec::Vec<i16>>();
+            conv2d_s8_fast::<DSP, _>(&p.g, &q, &p.input, &p.filter, bias, &mut got);
+            prop_assert_eq!(&got, &want);
+        }
         Ok(())
     }
 

@@ -10,7 +10,7 @@
 
 use super::dsp::{sadd16, smlabb, smlatt, sxtb16, sxtb16_ror8};
 use super::{Apart, ChannelQuant, Io, RightShiftQuant, Shared};
-use crate::kernels::{ConvGeometry, LeI32, OutputQuant};
+use crate::kernels::{ConvGeometry, Int8Output, LeI32, OutputQuant};
 
 /// Words of the ring buffer (on the stack).
 const RING_WORDS: usize = 384;
@@ -55,13 +55,13 @@ pub fn fits<const DSP: bool>(g: &ConvGeometry) -> bool {
 /// with a depth multiplier of 1 (`g.output.c == g.input.c`) for a geometry that [`fits`]. `DSP`
 /// selects `SXTB16`/`SMLABB`/`SMLATT` on halfword pairs (exact pure-Rust equivalents off
 /// Armv7E-M), else `i32` lanes.
-pub fn depthwise_conv2d_s8_fast<const DSP: bool>(
+pub fn depthwise_conv2d_s8_fast<const DSP: bool, T: Int8Output>(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
     input: &[i8],
     filter: &[i8],
     bias: LeI32<'_>,
-    output: &mut [i8],
+    output: &mut [T],
 ) {
     if !fits::<DSP>(g) {
         return;
@@ -575,11 +575,11 @@ unsafe fn narrow_asm(
 /// `out[k * out_step + j] = requantize_j(accs[4 * k + j])` for every output position `k` of
 /// the batch and channel `j` of the block, a channel at a time (its quantization stays in registers).
 #[inline(never)]
-fn requantize_row(
+fn requantize_row<T: Int8Output>(
     q: &OutputQuant<'_>,
     cq: &[ColumnQuant],
     accs: &[i32],
-    out: &mut [i8],
+    out: &mut [T],
     out_step: usize,
 ) {
     let count = accs.len() / LANES;
@@ -590,15 +590,20 @@ fn requantize_row(
         match cq {
             ColumnQuant::Short(fast, doubles) => {
                 let (accs, out) = (&accs[j..], &mut out[j..]);
-                if !(COLUMN_ASM && column_asm(fast, doubles, accs, count, out, out_step)) {
+                let by_asm = COLUMN_ASM
+                    && T::narrow(out)
+                        .is_some_and(|out| column_asm(fast, doubles, accs, count, out, out_step));
+                if !by_asm {
+                    // The short form's clamp lies within int8: exact in a wide output too.
                     for k in 0..count {
-                        out[k * out_step] = fast.requantize(q, accs[k * LANES]);
+                        let v = fast.requantize(q, accs[k * LANES]);
+                        out[k * out_step] = T::from_clamped(v as i32);
                     }
                 }
             }
             ColumnQuant::General(cq) => {
                 for k in 0..count {
-                    out[k * out_step + j] = cq.requantize(q, accs[k * LANES + j]);
+                    out[k * out_step + j] = cq.requantize_to(q, accs[k * LANES + j]);
                 }
             }
         }
@@ -1142,8 +1147,16 @@ mod tests {
         let mut want = vec![0i8; p.g.output.len()];
         depthwise_conv2d_s8(&p.g, 1, &q, &p.input, &p.filter, bias, &mut want);
         let mut got = vec![0i8; p.g.output.len()];
-        depthwise_conv2d_s8_fast::<DSP>(&p.g, &q, &p.input, &p.filter, bias, &mut got);
+        depthwise_conv2d_s8_fast::<DSP, _>(&p.g, &q, &p.input, &p.filter, bias, &mut got);
         prop_assert_eq!(got, want);
+        // A wide (int16) output.
+        for q in p.wide_quants() {
+            let mut want = vec![0i16; p.g.output.len()];
+            depthwise_conv2d_s8(&p.g, 1, &q, &p.input, &p.filter, bias, &mut want);
+            let mut got = want.iter().map(|v| !v).collect::<std::vec::Vec<i16>>();
+            depthwise_conv2d_s8_fast::<DSP, _>(&p.g, &q, &p.input, &p.filter, bias, &mut got);
+            prop_assert_eq!(got, want);
+        }
         Ok(())
     }
 
@@ -1278,10 +1291,10 @@ mod tests {
                 let mut got = vec![0i8; g.output.len()];
                 if dsp {
                     assert!(fits::<true>(&g));
-                    depthwise_conv2d_s8_fast::<true>(&g, &q, input, filter, bias, &mut got);
+                    depthwise_conv2d_s8_fast::<true, _>(&g, &q, input, filter, bias, &mut got);
                 } else {
                     assert!(fits::<false>(&g));
-                    depthwise_conv2d_s8_fast::<false>(&g, &q, input, filter, bias, &mut got);
+                    depthwise_conv2d_s8_fast::<false, _>(&g, &q, input, filter, bias, &mut got);
                 }
                 assert_eq!(got, want, "case {case}, dsp {dsp}, {g:?}");
             }

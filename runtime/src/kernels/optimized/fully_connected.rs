@@ -23,7 +23,7 @@ use super::conv2d::CHANNEL_BLOCK;
 use super::conv_loops::requantize_row_folded;
 use super::dsp::{sadd16, sxtb16, sxtb16_ror8};
 use super::{ChannelQuant, RightShiftQuant};
-use crate::kernels::{LeI32, OutputQuant};
+use crate::kernels::{Int8Output, LeI32, OutputQuant};
 use core::mem::MaybeUninit;
 
 use super::dsp::smlad;
@@ -43,7 +43,7 @@ pub fn fits_dsp(q: &OutputQuant<'_>) -> bool {
 /// dot products (exact pure-Rust equivalents off Armv7E-M) and needs [`fits_dsp`].
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
-pub fn fully_connected_s8_fast<const DSP: bool>(
+pub fn fully_connected_s8_fast<const DSP: bool, T: Int8Output>(
     batches: usize,
     in_features: usize,
     out_features: usize,
@@ -51,7 +51,7 @@ pub fn fully_connected_s8_fast<const DSP: bool>(
     input: &[i8],
     filter: &[i8],
     bias: LeI32<'_>,
-    output: &mut [i8],
+    output: &mut [T],
 ) {
     debug_assert!(!DSP || fits_dsp(q));
     if in_features == 0 || (!bias.is_empty() && bias.len() < out_features) {
@@ -126,6 +126,13 @@ pub fn fully_connected_s8_fast<const DSP: bool>(
             // SAFETY: the chunk loop (at least one chunk: `in_features > 0`) wrote the first `n`.
             let accs = unsafe { assume_init(&accs[..n]) };
             let out = &mut out[first..][..n];
+            let Some(out) = T::narrow(out) else {
+                // A wide output: each channel's own requantization, into int16.
+                for (k, (o, &a)) in out.iter_mut().zip(accs).enumerate() {
+                    *o = ChannelQuant::new(q, first + k).requantize_to(q, a);
+                }
+                continue;
+            };
             let act = (q.act_min, q.act_max);
             match (folded, right_shift) {
                 (Some(f), _) if act == (-128, 127) => requantize_row_folded::<0>(f, accs, out, act),
@@ -879,11 +886,28 @@ mod tests {
             let mut want = vec![0i8; batches * outf];
             fully_connected_s8(batches, inf, outf, &q, &input, &filter, bias, &mut want);
             let mut got = vec![0i8; batches * outf];
-            fully_connected_s8_fast::<true>(batches, inf, outf, &q, &input, &filter, bias, &mut got);
+            fully_connected_s8_fast::<true, _>(batches, inf, outf, &q, &input, &filter, bias, &mut got);
             prop_assert_eq!(&got, &want);
             let mut got = vec![0i8; batches * outf];
-            fully_connected_s8_fast::<false>(batches, inf, outf, &q, &input, &filter, bias, &mut got);
+            fully_connected_s8_fast::<false, _>(batches, inf, outf, &q, &input, &filter, bias, &mut got);
             prop_assert_eq!(&got, &want);
+            // A wide (int16) output, clamped to int16's range or to the int8 clamp.
+            let (lo, hi) = (q.act_min, q.act_max);
+            for (act_min, act_max) in [(-32768, 32767), (lo * 200, hi * 200), (lo, hi)] {
+                let q = OutputQuant { output_offset: 0, act_min, act_max, ..q };
+                let mut want = vec![0i16; batches * outf];
+                fully_connected_s8(batches, inf, outf, &q, &input, &filter, bias, &mut want);
+                for dsp in [false, true] {
+                    let mut got = want.iter().map(|v| !v).collect::<Vec<i16>>();
+                    let fast = if dsp {
+                        fully_connected_s8_fast::<true, i16>
+                    } else {
+                        fully_connected_s8_fast::<false, i16>
+                    };
+                    fast(batches, inf, outf, &q, &input, &filter, bias, &mut got);
+                    prop_assert_eq!(&got, &want);
+                }
+            }
         }
     }
 

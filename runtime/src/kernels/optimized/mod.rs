@@ -30,7 +30,7 @@ pub mod sparse;
 
 use super::elementwise as reference_elementwise;
 use super::{conv2d as reference_conv, depthwise_conv2d as reference_dw};
-use super::{ConvGeometry, LeI32, Nhwc, OutputQuant};
+use super::{ConvGeometry, Int8Output, LeI32, Nhwc, OutputQuant};
 use crate::ops::AddParams;
 use core::ops::Range;
 
@@ -86,23 +86,26 @@ pub fn depthwise_conv2d_variant(g: &ConvGeometry, depth_multiplier: usize) -> Co
 
 /// Int8 2-D convolution through the variant [`conv2d_variant`] picks (same contract and result as
 /// [`reference_conv::conv2d_s8`]).
-pub fn conv2d_s8(
+pub fn conv2d_s8<T: Int8Output>(
     g: &ConvGeometry,
     q: &OutputQuant<'_>,
     input: &[i8],
     filter: &[i8],
     bias: LeI32<'_>,
-    output: &mut [i8],
+    output: &mut [T],
 ) {
     #[cfg(target_arch = "x86_64")]
     if !cfg!(feature = "reference-kernels")
-        && super::x86::conv2d_s8(g, q, input, filter, bias, output)
+        && T::narrow(output)
+            .is_some_and(|output| super::x86::conv2d_s8(g, q, input, filter, bias, output))
     {
         return;
     }
     match conv2d_variant(g) {
-        ConvVariant::Fast => conv2d::conv2d_s8_fast::<false>(g, q, input, filter, bias, output),
-        ConvVariant::FastDsp => conv2d::conv2d_s8_fast::<true>(g, q, input, filter, bias, output),
+        ConvVariant::Fast => conv2d::conv2d_s8_fast::<false, _>(g, q, input, filter, bias, output),
+        ConvVariant::FastDsp => {
+            conv2d::conv2d_s8_fast::<true, _>(g, q, input, filter, bias, output)
+        }
         _ => reference_conv::conv2d_s8(g, q, input, filter, bias, output),
     }
 }
@@ -133,23 +136,26 @@ pub fn conv2d_sparse_s8(
 /// separate buffers of an ordinary call ([`Apart`]) or one buffer for a kernel that runs over its
 /// input ([`Shared`]).
 pub(super) trait Io {
+    /// int8, or int16 for a wide output.
+    type Out: Int8Output;
     fn input(&self, at: usize) -> &[i8];
-    fn output(&mut self, at: usize) -> &mut [i8];
+    fn output(&mut self, at: usize) -> &mut [Self::Out];
 }
 
 /// Input and output in separate buffers.
-pub(super) struct Apart<'a, 'b> {
+pub(super) struct Apart<'a, 'b, T = i8> {
     pub input: &'a [i8],
-    pub output: &'b mut [i8],
+    pub output: &'b mut [T],
 }
 
-impl Io for Apart<'_, '_> {
+impl<T: Int8Output> Io for Apart<'_, '_, T> {
+    type Out = T;
     #[inline(always)]
     fn input(&self, at: usize) -> &[i8] {
         &self.input[at..]
     }
     #[inline(always)]
-    fn output(&mut self, at: usize) -> &mut [i8] {
+    fn output(&mut self, at: usize) -> &mut [T] {
         &mut self.output[at..]
     }
 }
@@ -162,6 +168,7 @@ pub(super) struct Shared<'a> {
 }
 
 impl Io for Shared<'_> {
+    type Out = i8;
     #[inline(always)]
     fn input(&self, at: usize) -> &[i8] {
         &self.data[self.shift + at..]
@@ -174,21 +181,21 @@ impl Io for Shared<'_> {
 
 /// Int8 depthwise convolution through the variant [`depthwise_conv2d_variant`] picks (same contract
 /// and result as [`reference_dw::depthwise_conv2d_s8`]).
-pub fn depthwise_conv2d_s8(
+pub fn depthwise_conv2d_s8<T: Int8Output>(
     g: &ConvGeometry,
     depth_multiplier: usize,
     q: &OutputQuant<'_>,
     input: &[i8],
     filter: &[i8],
     bias: LeI32<'_>,
-    output: &mut [i8],
+    output: &mut [T],
 ) {
     match depthwise_conv2d_variant(g, depth_multiplier) {
-        ConvVariant::DepthwiseFast => {
-            depthwise_conv2d::depthwise_conv2d_s8_fast::<false>(g, q, input, filter, bias, output)
-        }
+        ConvVariant::DepthwiseFast => depthwise_conv2d::depthwise_conv2d_s8_fast::<false, _>(
+            g, q, input, filter, bias, output,
+        ),
         ConvVariant::DepthwiseFastDsp => {
-            depthwise_conv2d::depthwise_conv2d_s8_fast::<true>(g, q, input, filter, bias, output)
+            depthwise_conv2d::depthwise_conv2d_s8_fast::<true, _>(g, q, input, filter, bias, output)
         }
         _ => reference_dw::depthwise_conv2d_s8(g, depth_multiplier, q, input, filter, bias, output),
     }
@@ -228,7 +235,7 @@ pub fn depthwise_conv2d_s8_over_input(
 /// the portable fast kernel on Armv7-M, else the reference (same contract and result as
 /// [`super::fully_connected::fully_connected_s8`]).
 #[allow(clippy::too_many_arguments)]
-pub fn fully_connected_s8(
+pub fn fully_connected_s8<T: Int8Output>(
     batches: usize,
     in_features: usize,
     out_features: usize,
@@ -236,28 +243,33 @@ pub fn fully_connected_s8(
     input: &[i8],
     filter: &[i8],
     bias: LeI32<'_>,
-    output: &mut [i8],
+    output: &mut [T],
 ) {
     #[cfg(target_arch = "x86_64")]
     if !cfg!(feature = "reference-kernels")
-        && super::x86::fully_connected_s8(
-            batches,
-            in_features,
-            out_features,
-            q,
-            input,
-            filter,
-            bias,
-            output,
-        )
+        && T::narrow(output).is_some_and(|output| {
+            super::x86::fully_connected_s8(
+                batches,
+                in_features,
+                out_features,
+                q,
+                input,
+                filter,
+                bias,
+                output,
+            )
+        })
     {
         return;
     }
-    if !cfg!(feature = "reference-kernels") && cfg!(ferrite_armv7m) {
+    // A wide output on a 64-bit host: the portable fast kernel (the SIMD path is int8's).
+    let host_wide =
+        T::narrow(output).is_none() && cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+    if !cfg!(feature = "reference-kernels") && (cfg!(ferrite_armv7m) || host_wide) {
         let fast = if cfg!(ferrite_dsp) && fully_connected::fits_dsp(q) {
-            fully_connected::fully_connected_s8_fast::<true>
+            fully_connected::fully_connected_s8_fast::<true, T>
         } else if !cfg!(ferrite_dsp) {
-            fully_connected::fully_connected_s8_fast::<false>
+            fully_connected::fully_connected_s8_fast::<false, T>
         } else {
             super::fully_connected::fully_connected_s8
         };
@@ -535,10 +547,18 @@ impl ChannelQuant {
     /// Same arithmetic as `kernels::conv2d::requantize_acc`.
     #[inline(always)]
     pub(crate) fn requantize(self, q: &OutputQuant<'_>, acc: i32) -> i8 {
-        self.scale(acc)
-            .saturating_add(q.output_offset)
-            .max(q.act_min)
-            .min(q.act_max) as i8
+        self.requantize_to(q, acc)
+    }
+
+    /// [`Self::requantize`] into an int8 or wide (int16) output.
+    #[inline(always)]
+    pub(crate) fn requantize_to<T: Int8Output>(self, q: &OutputQuant<'_>, acc: i32) -> T {
+        T::from_clamped(
+            self.scale(acc)
+                .saturating_add(q.output_offset)
+                .max(q.act_min)
+                .min(q.act_max),
+        )
     }
 }
 
@@ -754,6 +774,29 @@ pub(crate) mod testgen {
                 multiplier: super::LeI32::new(&self.multiplier).unwrap(),
                 shift: super::LeI32::new(&self.shift).unwrap(),
             }
+        }
+
+        /// The quantizations of a wide (int16) output of the same layer: zero point 0, the
+        /// problem's clamp scaled into int16's range, and its int8 clamp as it is.
+        pub fn wide_quants(&self) -> [super::OutputQuant<'_>; 2] {
+            let q = self.quant();
+            let scaled = |v: i32| (v * 200).clamp(-32768, 32767);
+            [
+                super::OutputQuant {
+                    output_offset: 0,
+                    act_min: scaled(self.act_min),
+                    act_max: if self.act_max == 127 {
+                        32767
+                    } else {
+                        scaled(self.act_max)
+                    },
+                    ..q
+                },
+                super::OutputQuant {
+                    output_offset: 0,
+                    ..q
+                },
+            ]
         }
     }
 }
