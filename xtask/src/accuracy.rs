@@ -26,7 +26,7 @@ const BEGIN: &str = "<!-- cargo xtask accuracy --write: begin -->";
 const END: &str = "<!-- cargo xtask accuracy --write: end -->";
 
 /// Ferrite settings, as `ferrite quantize` flags (the first is the default).
-const SETTINGS: [&str; 8] = [
+const SETTINGS: [&str; 9] = [
     "",
     "--range tensor-mse",
     "--weight-rounding adaround",
@@ -35,6 +35,7 @@ const SETTINGS: [&str; 8] = [
     "--range mean-minmax",
     "--bias-correction fast",
     "--preset performance",
+    "--int8-function-inputs",
 ];
 
 /// Builds the `ferrite` tool (release) and returns its path.
