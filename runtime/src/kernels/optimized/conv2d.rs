@@ -155,13 +155,6 @@ pub fn conv2d_s8_fast<const DSP: bool, T: Int8Output>(
     }
 }
 
-/// Whether `io` writes a wide (int16) output: it skips the small-patch path, whose two ways of
-/// splitting the weights would add about 10 KB of flash for it.
-#[inline(always)]
-fn wide<I: Io>(_: &I) -> bool {
-    core::mem::size_of::<I::Out>() > 1
-}
-
 /// The paths of [`conv2d_s8_fast`] that go two positions a pass (every geometry but patches of
 /// more than [`PATCH_MAX`] values): pointwise, small-patch with `DSP`, or patches.
 #[inline(always)]
@@ -175,7 +168,7 @@ fn passes<const DSP: bool>(
     let patch_len = g.kernel_h * g.kernel_w * g.input.c;
     if takes_pointwise(g) {
         pointwise::<DSP>(g, q, io, filter, bias);
-    } else if DSP && patch_len <= SMALL_MAX && !is_direct(g) && !wide::<_>(io) {
+    } else if DSP && patch_len <= SMALL_MAX && !is_direct(g) {
         conv2d_s8_small(g, q, io, filter, bias);
     } else if !DSP {
         portable_patches(g, q, io, filter, bias);
