@@ -152,9 +152,10 @@ pub struct Args {
     #[arg(long, num_args = 1..)]
     pub int16: Vec<String>,
     /// Keep the output of a convolution or fully connected layer that only a function (Tanh,
-    /// Sigmoid, GELU, SiLU, HardSwish, ...) reads in int8, as TFLite does. By default it stays in
-    /// int16 (a wide output: twice its bytes in the arena), so the function's table reads its
-    /// input at int16's resolution
+    /// Sigmoid, GELU, SiLU, ...) reads in int8, as TFLite does. By default it stays in int16 (a
+    /// wide output: twice its bytes in the arena) where int8's rounding of it would be the larger
+    /// part of the function's output noise, so that the function's table reads it at int16's
+    /// resolution
     #[arg(long)]
     pub int8_function_inputs: bool,
     /// How convolution and fully connected filters are stored: `sparse` leaves out their all-zero

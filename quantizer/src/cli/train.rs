@@ -331,6 +331,8 @@ pub fn run(args: &Args) -> Result<()> {
         source_sha256: crate::sha256::digest(&source),
         cle: !args.no_cle,
         per_tensor: args.per_tensor,
+        // Training models every activation in int8: its start does too, so that epochs compare.
+        wide_function_inputs: false,
         ..PtqConfig::default()
     };
     let bar = super::progress::ptq_stages();

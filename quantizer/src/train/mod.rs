@@ -367,6 +367,7 @@ pub fn train(
         filters::remove(zeroed, &calib, &plan, &units).context("removing the pruned channels")?;
     let ptq_config = ptq::Config {
         source_sha256: decided.source_sha256,
+        wide_function_inputs: false,
         ..ptq::Config::default()
     };
     let q = ptq::quantize(&pruned.graph, std::slice::from_ref(&calib), &ptq_config)

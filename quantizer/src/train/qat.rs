@@ -190,7 +190,7 @@ impl Qat {
             int16_node: vec![false; self.graph.nodes.len()],
             params,
             int16_scales: Vec::new(),
-            wide_value: Vec::new(),
+            wide_scales: Vec::new(),
             weights,
             source_sha256: like.source_sha256,
             weight_storage: like.weight_storage,

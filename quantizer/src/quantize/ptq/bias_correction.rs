@@ -89,9 +89,9 @@ pub(super) struct Precisions<'a> {
 pub(super) struct Simulation<'g> {
     graph: &'g Graph,
     /// Per node: its activations are not rounded (kept in float, or int16x8 whose rounding is 256
-    /// times finer than int8's, or a wide output).
+    /// times finer than int8's).
     wide_node: Vec<bool>,
-    /// Per value: a wide output, which its function reads unrounded.
+    /// Per value: a wide output, which its int8 layer leaves unrounded for its function.
     wide_value: Vec<bool>,
     /// Per value: f32 at run time (`lower::float_values`). An int8 node reads such a value through a
     /// Quantize; a float node reads an int8 one through a Dequantize (exact).
@@ -155,11 +155,11 @@ impl<'g> Simulation<'g> {
         let wide_value: Vec<bool> = (0..graph.values.len())
             .map(|v| precisions.wide_value.get(v).copied().unwrap_or(false))
             .collect();
-        let wide_node: Vec<bool> = graph
-            .nodes
+        let wide_node: Vec<bool> = precisions
+            .float_node
             .iter()
-            .zip(precisions.float_node.iter().zip(precisions.int16_node))
-            .map(|(n, (&f, &w))| f || w || wide_value[n.output])
+            .zip(precisions.int16_node)
+            .map(|(&f, &w)| f || w)
             .collect();
         Ok(Simulation {
             graph,
@@ -280,7 +280,7 @@ impl<'g> Simulation<'g> {
         let mut rounded_inputs = Vec::new();
         if quantized_inputs && !self.wide_node[i] {
             for (k, &v) in n.inputs.iter().enumerate() {
-                if self.float_value[v] && !self.graph.is_const(v) && !self.wide_value[v] {
+                if self.float_value[v] && !self.graph.is_const(v) {
                     let mut t = Tensor::new(ins[k].shape.to_vec(), ins[k].data.to_vec());
                     fake_quant(&mut t, qp[v].context("value without parameters")?);
                     rounded_inputs.push((k, t));
@@ -315,7 +315,7 @@ impl<'g> Simulation<'g> {
             return Ok((shift, None));
         }
         let mut out = out;
-        if !self.wide_node[i] {
+        if !self.wide_node[i] && !self.wide_value[n.output] {
             fake_quant(&mut out, qp[n.output].context("value without parameters")?);
         }
         Ok((shift, Some(out)))

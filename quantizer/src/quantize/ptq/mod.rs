@@ -169,9 +169,9 @@ pub struct Decided {
     /// Per value: the int16 scale (zero point 0), for values int16x8 nodes write or read, and
     /// for wide values.
     pub int16_scales: Vec<Option<f32>>,
-    /// Per value (may be shorter): a wide output, int16 between an int8 layer and the function
-    /// table that reads it.
-    pub wide_value: Vec<bool>,
+    /// Per value (may be shorter): the int16 scale of a wide output, int16 between an int8 layer
+    /// and the function table that reads it (`None`: not wide).
+    pub wide_scales: Vec<Option<f32>>,
     /// Per node: int8 weights and their scales.
     pub weights: Vec<Option<(Vec<i8>, Vec<f32>)>>,
     pub source_sha256: [u8; 32],
@@ -493,15 +493,15 @@ fn decide_observed(
     lap(&mut seconds.bias_correction, 5);
 
     // 4. Lowering, and each layer's output compared with the float model's on the runtime itself.
-    let mut int16_scales = parameters::int16_scales(&graph, float_acts);
-    parameters::wide_scales(&graph, &wide_value, float_acts, &qp, &mut int16_scales);
+    let int16_scales = parameters::int16_scales(&graph, float_acts);
+    let wide_scales = parameters::wide_scales(&graph, &wide_value, float_acts, &qp, &weights);
     let decided = Decided {
         graph,
         float_node,
         int16_node,
         params: qp,
         int16_scales,
-        wide_value,
+        wide_scales,
         weights,
         source_sha256: config.source_sha256,
         weight_storage: config.weight_storage,
@@ -515,6 +515,7 @@ fn decide_observed(
     let layers = layer_sqnr(
         &decided.graph,
         &precision,
+        &decided.wide_scales,
         &debug.bytes,
         calib,
         float_acts,
@@ -573,20 +574,25 @@ fn lower(
         .iter()
         .map(|&p| p == Precision::Int8)
         .collect();
+    let wide_scale = |v: usize| d.wide_scales.get(v).copied().flatten();
     let wide: Vec<bool> = parameters::wide_candidates(&d.graph, &int8_node)
         .into_iter()
         .enumerate()
-        .map(|(v, w)| w && d.wide_value.get(v).copied().unwrap_or(false))
+        .map(|(v, w)| w && wide_scale(v).is_some())
         .collect();
-    for (p, _) in precision.iter_mut().zip(&wide).filter(|(_, &w)| w) {
-        *p = Precision::Int16;
+    // Wide values take their own int16 scales (an int16x8 reading of the same value keeps the
+    // whole range).
+    let mut int16_scales = d.int16_scales.clone();
+    for v in (0..wide.len()).filter(|&v| wide[v]) {
+        precision[v] = Precision::Int16;
+        int16_scales[v] = wide_scale(v);
     }
     lower::lower(
         &d.graph,
         &Quantization {
             precision: &precision,
             params: &d.params,
-            int16_scales: &d.int16_scales,
+            int16_scales: &int16_scales,
             wide: &wide,
             weights: &d.weights,
             biases: &[],
@@ -638,6 +644,51 @@ mod tests {
             "{int16:?}"
         );
         assert!(!int16.contains(&"LOOKUP"), "{int16:?}");
+    }
+
+    /// Every layer with a wide output requantizes by a factor of at most 1 (no left shift of its
+    /// accumulators), even before a step function (Sign), whose int8 output changes at one input
+    /// only; `wide_function_inputs` off leaves no wide output.
+    #[test]
+    fn wide_outputs_never_shift_accumulators_left() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+        let mut g = crate::cli::float_onnx::load(&dir.join("ops/wide.onnx")).unwrap();
+        let x = crate::npy::Array::read(&dir.join("ops/wide_x.npy")).unwrap();
+        let x = crate::ir::io::input_tensor(&g, 0, &x).unwrap();
+        let first = g
+            .nodes
+            .iter()
+            .position(|n| n.op == crate::ir::Op::Tanh)
+            .unwrap();
+        g.nodes[first].op = crate::ir::Op::Lookup {
+            f: crate::ops::UnaryFn::Sign,
+        };
+        let wide_shifts = |config: &Config| {
+            let q = quantize(&g, std::slice::from_ref(&x), config).unwrap();
+            let m = ferrite_runtime::Model::from_bytes(&q.built.bytes).unwrap();
+            let mut shifts = Vec::new();
+            for op in m.ops() {
+                let (output, shift) = match op {
+                    ferrite_runtime::ops::Op::Conv2d(c)
+                    | ferrite_runtime::ops::Op::DepthwiseConv2d(c) => (c.output, c.shift),
+                    ferrite_runtime::ops::Op::FullyConnected(f) => (f.output, f.shift),
+                    _ => continue,
+                };
+                if output.dtype == ferrite_runtime::format::DType::I16 {
+                    let s = ferrite_runtime::kernels::LeI32::new(shift).unwrap();
+                    shifts.push((0..s.len()).map(|c| s.get(c)).max().unwrap());
+                }
+            }
+            shifts
+        };
+        let shifts = wide_shifts(&Config::default());
+        assert_eq!(shifts.len(), 4, "{shifts:?}");
+        assert!(shifts.iter().all(|&s| s <= 0), "{shifts:?}");
+        let narrow = wide_shifts(&Config {
+            wide_function_inputs: false,
+            ..Config::default()
+        });
+        assert!(narrow.is_empty(), "{narrow:?}");
     }
 
     /// The observer hears every stage in order, and calibration and bias correction count the

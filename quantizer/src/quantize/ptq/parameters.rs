@@ -136,10 +136,11 @@ pub(super) fn wide_values(
     let consumers = graph.consumers();
     let mut wide = wide_candidates(graph, int8_node);
     for v in 0..graph.values.len() {
-        let (true, Some(&reader), Some(t)) = (wide[v], consumers[v].first(), &float_acts[v]) else {
+        let candidate = std::mem::take(&mut wide[v]);
+        let (true, Some(&reader), Some(t)) = (candidate, consumers[v].first(), &float_acts[v])
+        else {
             continue;
         };
-        wide[v] = false;
         let node = &graph.nodes[reader];
         let Some(f) = node.op.table_function() else {
             continue;
@@ -162,19 +163,32 @@ pub(super) fn wide_values(
     wide
 }
 
-/// Sets the int16 scale of each wide value (`wide`): [`Op::wide_scale`] of the function that
-/// reads it, over the values seen in calibration, with that function's int8 output
-/// parameters (`qp`).
+/// The int16 scale of each wide value (`wide`; `None` elsewhere): [`Op::wide_scale`] of the
+/// function that reads it, over the values seen in calibration, with that function's int8 output
+/// parameters (`qp`), and at least the layer's accumulator step (its input scale times its largest
+/// weight scale, from `weights`): the requantization factor never exceeds 1, so no accumulator is
+/// shifted left (a step function such as Sign changes at one point only, and a range that narrow
+/// would take factors in the thousands, whose left shifts wrap large accumulators).
 pub(super) fn wide_scales(
     graph: &Graph,
     wide: &[bool],
     float_acts: &[Option<Tensor>],
     qp: &[Option<QParams>],
-    int16_scales: &mut [Option<f32>],
-) {
+    weights: &[Option<(Vec<i8>, Vec<f32>)>],
+) -> Vec<Option<f32>> {
     let consumers = graph.consumers();
-    for v in (0..graph.values.len()).filter(|&v| wide[v]) {
-        let (Some(t), Some(&reader)) = (float_acts[v].as_ref(), consumers[v].first()) else {
+    let mut scales = vec![None; graph.values.len()];
+    for (i, n) in graph.nodes.iter().enumerate() {
+        let v = n.output;
+        if !wide[v] {
+            continue;
+        }
+        let (Some(t), Some(&reader), Some(input), Some((_, w))) = (
+            float_acts[v].as_ref(),
+            consumers[v].first(),
+            qp[n.inputs[0]],
+            weights[i].as_ref(),
+        ) else {
             continue;
         };
         let node = &graph.nodes[reader];
@@ -185,8 +199,13 @@ pub(super) fn wide_scales(
             .data
             .iter()
             .fold((0f32, 0f32), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-        int16_scales[v] = node.op.wide_scale(lo, hi, out);
+        let accumulator_step = input.scale * w.iter().fold(0f32, |m, &s| m.max(s));
+        scales[v] = node
+            .op
+            .wide_scale(lo, hi, out)
+            .map(|s| s.max(accumulator_step));
     }
+    scales
 }
 
 /// Quantized weights of a Conv/Depthwise/FC node: int8 values, per-channel scales.

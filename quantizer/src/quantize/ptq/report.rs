@@ -69,8 +69,8 @@ impl Report {
 pub struct LayerReport {
     pub name: String,
     pub op: &'static str,
-    /// The output's type in the quantized model: `int8`, `int16` for an int16x8 node, or `float32`
-    /// for a node kept in float.
+    /// The output's type in the quantized model: `int8`, `int16` for an int16x8 node, `int8>16`
+    /// for an int8 layer with a wide output, or `float32` for a node kept in float.
     pub dtype: &'static str,
     /// `None` when the outputs are identical (infinite, see [`crate::quantize::sqnr`]).
     pub sqnr_db: Option<f64>,
@@ -123,6 +123,7 @@ pub(super) const SQNR_SAMPLES: usize = 64;
 pub(super) fn layer_sqnr(
     graph: &Graph,
     precision: &[Precision],
+    wide_scales: &[Option<f32>],
     debug_model: &[u8],
     calib: &[Tensor],
     float_acts: &[Option<Tensor>],
@@ -163,6 +164,11 @@ pub(super) fn layer_sqnr(
             dtype: match precision[k] {
                 Precision::Float => "float32",
                 Precision::Int16 => "int16",
+                // A wide output, clipped where its function saturates: compared before the
+                // function, its SQNR says little.
+                Precision::Int8 if wide_scales.get(n.output).is_some_and(Option::is_some) => {
+                    "int8>16"
+                }
                 Precision::Int8 => "int8",
             },
             sqnr_db: sqnr[k].db(),

@@ -112,7 +112,9 @@ pub(super) fn requantize_pass<T: Int8Output>(
     stride: usize,
 ) {
     if T::narrow(out).is_none() {
-        // A wide output: the channel's own requantization, into int16.
+        // A wide output: the channel's own requantization, into int16. Its zero point is 0 (the
+        // loader's rule for int16 tensors), so a lane whose offset was folded holds the same.
+        debug_assert_eq!(q.output_offset, 0);
         for (k, l) in lanes.iter().enumerate() {
             out[k + stride] = l.quant.requantize_to(q, l.acc_b);
             out[k] = l.quant.requantize_to(q, l.acc_a);
