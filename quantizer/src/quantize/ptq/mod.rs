@@ -522,7 +522,13 @@ fn decide_observed(
         layer_sqnr_samples,
     )?;
     lap(&mut seconds.layer_sqnr, STAGES.len());
-    let values = report::value_reports(&decided.graph, &decided.params, &ranges, histograms);
+    let values = report::value_reports(
+        &decided.graph,
+        &decided.params,
+        &decided.wide_scales,
+        &ranges,
+        histograms,
+    );
     let float_nodes = report::nodes_in(&decided.graph, &precision, Precision::Float);
     let int16_nodes = report::nodes_in(&decided.graph, &precision, Precision::Int16);
     Ok(Quantized {

@@ -76,10 +76,12 @@ pub struct LayerReport {
     pub sqnr_db: Option<f64>,
 }
 
-/// Each quantized value's range and parameters.
+/// Each quantized value's range and parameters: int8's, or for a wide output (`wide_scales`)
+/// its int16 scale and the symmetric range it spans.
 pub(super) fn value_reports(
     graph: &Graph,
     qp: &[Option<QParams>],
+    wide_scales: &[Option<f32>],
     ranges: &[Option<(f32, f32)>],
     histograms: &[Option<Histogram>],
 ) -> Vec<ValueReport> {
@@ -90,7 +92,7 @@ pub(super) fn value_reports(
         .filter_map(|(v, val)| {
             let p = qp[v]?;
             let (min, max) = ranges[v].unwrap_or((0.0, 0.0));
-            Some(ValueReport {
+            let report = ValueReport {
                 name: val.name.clone(),
                 min,
                 max,
@@ -98,6 +100,17 @@ pub(super) fn value_reports(
                 zero_point: p.zero_point,
                 dtype: "int8",
                 histogram: histograms[v].clone(),
+            };
+            Some(match wide_scales.get(v).copied().flatten() {
+                Some(scale) => ValueReport {
+                    min: -32768.0 * scale,
+                    max: 32767.0 * scale,
+                    scale,
+                    zero_point: 0,
+                    dtype: "int16",
+                    ..report
+                },
+                None => report,
             })
         })
         .collect()
