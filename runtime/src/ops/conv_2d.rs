@@ -250,11 +250,7 @@ pub(crate) fn validate_conv(
     depthwise: bool,
 ) -> Result<(), Error> {
     let (kind, filter_elems, reduction) = validate_shapes(c, check, depthwise)?;
-    validate_weights(c, check, kind, filter_elems, reduction)?;
-    if c.is_wide() {
-        clamp_range_of(Kind::Int16, c.act_min, c.act_max).map_err(|r| check.fail(r))?;
-    }
-    Ok(())
+    validate_weights(c, check, kind, filter_elems, reduction)
 }
 
 /// The checks of a convolution's shapes, window and depth multiplier; returns its element kind,
@@ -308,8 +304,10 @@ pub(crate) fn validate_weights(
         reduction,
         c.output.shape.nhwc().c,
     )?;
-    if kind != Kind::Float && !c.is_wide() {
-        clamp_range_of(kind, c.act_min, c.act_max).map_err(|r| check.fail(r))?;
+    if kind != Kind::Float {
+        // A wide output's clamp lies in int16's range.
+        let clamp_kind = if c.is_wide() { Kind::Int16 } else { kind };
+        clamp_range_of(clamp_kind, c.act_min, c.act_max).map_err(|r| check.fail(r))?;
     }
     Ok(())
 }

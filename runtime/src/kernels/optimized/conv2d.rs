@@ -111,7 +111,8 @@ pub(super) fn requantize_pass<T: Int8Output>(
     out: &mut [T],
     stride: usize,
 ) {
-    if T::narrow(out).is_none() {
+    // `out` as int8, or (in the `else`, still the caller's slice) a wide output.
+    let Some(out) = T::narrow(out) else {
         // A wide output: the channel's own requantization, into int16. Its zero point is 0 (the
         // loader's rule for int16 tensors), so a lane whose offset was folded holds the same.
         debug_assert_eq!(q.output_offset, 0);
@@ -120,8 +121,7 @@ pub(super) fn requantize_pass<T: Int8Output>(
             out[k] = l.quant.requantize_to(q, l.acc_a);
         }
         return;
-    }
-    let Some(out) = T::narrow(out) else { return };
+    };
     let act = (q.act_min, q.act_max);
     let clamp = offset_clamp(q.output_offset, q.act_min, q.act_max);
     match (form, act, clamp) {
