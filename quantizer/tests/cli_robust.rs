@@ -846,3 +846,19 @@ fn eval_and_run_give_the_same_results_across_batches() {
     assert_eq!(big.shape, [360 * 46, 10]);
     assert_eq!(big.data, small.data.repeat(46));
 }
+
+#[test]
+fn a_tflite_model_given_to_quantize_is_named_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let tfl = dir.path().join("model.onnx");
+    let mut bytes = vec![0u8; 64];
+    bytes[4..8].copy_from_slice(b"TFL3");
+    fs::write(&tfl, &bytes).unwrap();
+    let y = dir.path().join("y.ferrite");
+    let out = quantize(&tfl, &digits(), &y, &[]);
+    fails_saying(
+        &out,
+        &["a TFLite model, not an ONNX one", "ferrite convert"],
+    );
+    assert!(!y.exists());
+}

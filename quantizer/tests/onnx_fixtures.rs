@@ -331,6 +331,36 @@ fn padding_modes_match_onnxruntime_and_quantize() {
     graph_matches_onnxruntime_and_quantizes("padding", 7, |_| 30.0);
 }
 
+/// A Keras network converted by tf2onnx (`make_keras.py`: a one-channel NHWC input rescaled and
+/// reshaped to NCHW, swish, GELU's tanh form written out with Pow, a transposed convolution, the
+/// output reshaped back to NHWC) matches onnxruntime in float and stays close to it in int8, taking
+/// and giving NHWC arrays, with the swish and the GELU each one table (no TANH or MUL left).
+#[test]
+fn keras_models_converted_by_tf2onnx_match_onnxruntime_and_quantize() {
+    graph_matches_onnxruntime_and_quantizes("keras_nhwc", 1, |_| 40.0);
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, int8) = quantize_on_own_inputs("ops/keras_nhwc", dir.path());
+    let listing = String::from_utf8(ferrite_ok(ferrite().arg("inspect").arg(&int8))).unwrap();
+    let ops: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            words.next()?.parse::<usize>().ok()?;
+            words.next()
+        })
+        .collect();
+    assert_eq!(
+        ops.iter().filter(|&&op| op == "LOOKUP").count(),
+        3,
+        "{listing}"
+    );
+    assert!(!ops.contains(&"TANH") && !ops.contains(&"MUL"), "{listing}");
+    assert!(
+        listing.contains("input 0: input i8 [1, 16, 16, 1]"),
+        "{listing}"
+    );
+}
+
 /// LOOKUP has no f32 form: `--ignore all` keeps the functions in int8 (the fully connected layer
 /// runs in f32, with conversions around it), and naming a function's node is an error.
 #[test]

@@ -464,11 +464,13 @@ fn other_input(n: &super::Node, v: ValueId) -> Option<ValueId> {
     }
 }
 
-/// Joins GELU written with Erf, as PyTorch's exporter writes it before opset 20, into one
-/// element-wise function of `x`: `Mul(Mul(x, Add(Erf(x / sqrt(2)), 1)), 0.5)`, or with the half
-/// taken of `x` first, operands in either order, every intermediate read once. Five operators (a
-/// table, three 1x1 depthwise convolutions and a Mul, each rounding to int8) become one table.
-/// Returns the nodes removed (four a GELU).
+/// Joins GELU written out in elementary operators into one element-wise function of `x`:
+/// `Mul(Mul(x, gate), 0.5)`, or with the half taken of `x` first, operands in either order, every
+/// intermediate read once. The gate is `Add(Erf(x / sqrt(2)), 1)` (PyTorch's exporter before opset
+/// 20) or, for the tanh approximation, `Add(Tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)), 1)` (PyTorch
+/// with `approximate="tanh"`, TensorFlow converters). Five operators (a table, three 1x1 depthwise
+/// convolutions and a Mul, each rounding to int8), or seven with tanh, become one table. Returns
+/// the nodes removed.
 pub fn join_gelu(g: &mut Graph, keep: &dyn Fn(&str) -> bool) -> usize {
     let mut remove = vec![false; g.nodes.len()];
     for i in 0..g.nodes.len() {
@@ -482,25 +484,52 @@ pub fn join_gelu(g: &mut Graph, keep: &dyn Fn(&str) -> bool) -> usize {
             };
             (ok && g.nodes[p].inputs.len() == 2).then_some(p)
         };
-        // `gate` = Add(Erf(Mul(x, 1 / sqrt(2))), 1): its x and its three nodes.
-        let gate = |v: ValueId, remove: &[bool]| -> Option<(ValueId, [usize; 3])> {
+        // Of a Mul of a value by the constant `k`, the value.
+        let times = |mul: usize, k: f32| -> Option<ValueId> {
+            let [p, q] = g.nodes[mul].inputs[..] else {
+                return None;
+            };
+            let x = if g.is_const(q) { p } else { q };
+            let c = other_input(&g.nodes[mul], x)?;
+            constant_is(g, c, k).then_some(x)
+        };
+        // `gate` = Add(f(u), 1) with `f` an Erf table or a Tanh: the node of `f` and the Add.
+        let plus_one = |v: ValueId, remove: &[bool]| -> Option<(usize, usize)> {
             let add = sole(v, remove, true)?;
             let [a, b] = g.nodes[add].inputs[..] else {
                 return None;
             };
             let e = if constant_is(g, b, 1.0) { a } else { b };
             let one = other_input(&g.nodes[add], e)?;
-            let erf = sole_producer(g, e, remove)?;
-            if !constant_is(g, one, 1.0) || g.nodes[erf].op != (Op::Lookup { f: UnaryFn::Erf }) {
+            constant_is(g, one, 1.0).then_some(())?;
+            Some((sole_producer(g, e, remove)?, add))
+        };
+        // The gate's x, its nodes, and whether it is the tanh approximation.
+        let gate = |v: ValueId, remove: &[bool]| -> Option<(ValueId, Vec<usize>, bool)> {
+            let (f, add) = plus_one(v, remove)?;
+            let scale = sole(g.nodes[f].inputs[0], remove, false)?;
+            if g.nodes[f].op == (Op::Lookup { f: UnaryFn::Erf }) {
+                let x = times(scale, std::f32::consts::FRAC_1_SQRT_2)?;
+                return Some((x, vec![add, f, scale], false));
+            }
+            if g.nodes[f].op != Op::Tanh {
                 return None;
             }
-            let scale = sole(g.nodes[erf].inputs[0], remove, false)?;
-            let [p, q] = g.nodes[scale].inputs[..] else {
+            // sqrt(2 / pi) * (x + 0.044715 * x^3).
+            let sum = sole(times(scale, 0.797_884_6)?, remove, true)?;
+            let [a, b] = g.nodes[sum].inputs[..] else {
                 return None;
             };
-            let x = if g.is_const(q) { p } else { q };
-            let k = other_input(&g.nodes[scale], x)?;
-            constant_is(g, k, std::f32::consts::FRAC_1_SQRT_2).then_some((x, [add, erf, scale]))
+            [(a, b), (b, a)].into_iter().find_map(|(x, c)| {
+                let cubic = sole(c, remove, false)?;
+                let p = sole_producer(g, times(cubic, 0.044_715)?, remove)?;
+                (g.nodes[p].op
+                    == (Op::Lookup {
+                        f: UnaryFn::Pow { exponent: 3 },
+                    })
+                    && g.nodes[p].inputs == [x])
+                .then(|| (x, vec![add, f, scale, sum, cubic, p], true))
+            })
         };
         let n = &g.nodes[i];
         if remove[i] || !matches!(n.op, Op::Mul { clamp } if clamp.is_none()) || n.inputs.len() != 2
@@ -521,9 +550,9 @@ pub fn join_gelu(g: &mut Graph, keep: &dyn Fn(&str) -> bool) -> usize {
                 continue;
             };
             for (x, gv) in [(p, q), (q, p)] {
-                if let Some((gx, nodes)) = gate(gv, &remove) {
+                if let Some((gx, nodes, tanh)) = gate(gv, &remove) {
                     if gx == x && found.is_none() {
-                        found = Some((x, pm, nodes));
+                        found = Some((x, pm, nodes, tanh));
                     }
                 }
             }
@@ -536,40 +565,34 @@ pub fn join_gelu(g: &mut Graph, keep: &dyn Fn(&str) -> bool) -> usize {
             let Some(ph) = sole(h, &remove, false) else {
                 continue;
             };
-            let [p, q] = g.nodes[ph].inputs[..] else {
+            let Some(x) = times(ph, 0.5) else {
                 continue;
             };
-            let x = if g.is_const(q) { p } else { q };
-            let Some(half) = other_input(&g.nodes[ph], x) else {
-                continue;
-            };
-            if !constant_is(g, half, 0.5) {
-                continue;
-            }
-            if let Some((gx, nodes)) = gate(gv, &remove) {
+            if let Some((gx, nodes, tanh)) = gate(gv, &remove) {
                 if gx == x {
-                    found = Some((x, ph, nodes));
+                    found = Some((x, ph, nodes, tanh));
                 }
             }
         }
-        let Some((x, first, [add, erf, scale])) = found else {
+        let Some((x, first, mut nodes, tanh)) = found else {
             continue;
         };
-        if [first, add, erf, scale]
+        nodes.push(first);
+        if nodes
             .iter()
             .any(|&k| keep(&g.values[g.nodes[k].output].name))
         {
             continue;
         }
-        for k in [first, add, erf, scale] {
+        for k in nodes {
             remove[k] = true;
         }
         let n = &mut g.nodes[i];
         n.op = Op::Lookup {
-            f: UnaryFn::Gelu { tanh: false },
+            f: UnaryFn::Gelu { tanh },
         };
         n.inputs = vec![x];
-        n.source_op = "Erf GELU".into();
+        n.source_op = if tanh { "Tanh GELU" } else { "Erf GELU" }.into();
     }
     remove_nodes(g, &remove);
     remove.iter().filter(|&&r| r).count()
@@ -1026,6 +1049,73 @@ mod tests {
             .filter(|n| {
                 n.op == Op::Lookup {
                     f: UnaryFn::Gelu { tanh: false },
+                }
+            })
+            .map(|n| n.name.as_str())
+            .collect();
+        assert_eq!(gelu, ["y1", "y2"]);
+    }
+
+    /// GELU's tanh approximation joins into one function as TensorFlow converters write it (the
+    /// half first) and as PyTorch does (the half last, operands swapped); with another cubic
+    /// coefficient nothing joins.
+    #[test]
+    fn tanh_gelu_joins_into_one_function() {
+        let mut g = Graph::default();
+        let x = g.add_value("x", vec![1, 4, 4, 2]);
+        g.inputs = vec![x];
+        let k = |g: &mut Graph, name: &str, v: f32| g.add_const(name, vec![1, 1, 1, 1], vec![v]);
+        let (root, cubic, other, one, half) = (
+            k(&mut g, "root", 0.797_884_6),
+            k(&mut g, "cubic", 0.044_715),
+            k(&mut g, "other", 0.05),
+            k(&mut g, "one", 1.0),
+            k(&mut g, "half", 0.5),
+        );
+        let mul = Op::Mul { clamp: Clamp::NONE };
+        let plus = Op::Add { clamp: Clamp::NONE };
+        let pow3 = Op::Lookup {
+            f: UnaryFn::Pow { exponent: 3 },
+        };
+        let add = |g: &mut Graph, name: &str, op: Op, inputs: Vec<ValueId>| {
+            g.add_node(name, name, op, inputs, name).unwrap()
+        };
+        let c = add(&mut g, "c", conv(2, 2, 1), vec![x]);
+        // Mul(Mul(0.5, x), Add(1, Tanh(Mul(root, Add(x, Mul(cubic, Pow(x, 3))))))).
+        let h1 = add(&mut g, "h1", mul.clone(), vec![half, c]);
+        let p1 = add(&mut g, "p1", pow3.clone(), vec![c]);
+        let q1 = add(&mut g, "q1", mul.clone(), vec![cubic, p1]);
+        let s1 = add(&mut g, "s1", plus.clone(), vec![c, q1]);
+        let r1 = add(&mut g, "r1", mul.clone(), vec![root, s1]);
+        let t1 = add(&mut g, "t1", Op::Tanh, vec![r1]);
+        let g1 = add(&mut g, "g1", plus.clone(), vec![one, t1]);
+        let y1 = add(&mut g, "y1", mul.clone(), vec![h1, g1]);
+        // Mul(Mul(x, Add(Tanh(Mul(Add(Mul(Pow(x, 3), cubic), x), root)), 1)), 0.5).
+        let p2 = add(&mut g, "p2", pow3.clone(), vec![y1]);
+        let q2 = add(&mut g, "q2", mul.clone(), vec![p2, cubic]);
+        let s2 = add(&mut g, "s2", plus.clone(), vec![q2, y1]);
+        let r2 = add(&mut g, "r2", mul.clone(), vec![s2, root]);
+        let t2 = add(&mut g, "t2", Op::Tanh, vec![r2]);
+        let g2 = add(&mut g, "g2", plus.clone(), vec![t2, one]);
+        let m2 = add(&mut g, "m2", mul.clone(), vec![g2, y1]);
+        let y2 = add(&mut g, "y2", mul.clone(), vec![m2, half]);
+        // Not the tanh approximation: a cubic coefficient of 0.05.
+        let h3 = add(&mut g, "h3", mul.clone(), vec![half, y2]);
+        let p3 = add(&mut g, "p3", pow3, vec![y2]);
+        let q3 = add(&mut g, "q3", mul.clone(), vec![other, p3]);
+        let s3 = add(&mut g, "s3", plus.clone(), vec![y2, q3]);
+        let r3 = add(&mut g, "r3", mul.clone(), vec![root, s3]);
+        let t3 = add(&mut g, "t3", Op::Tanh, vec![r3]);
+        let g3 = add(&mut g, "g3", plus, vec![one, t3]);
+        let y3 = add(&mut g, "y3", mul, vec![h3, g3]);
+        g.outputs = vec![y3];
+        let g = check_pass(g, |g| join_gelu(g, &|_| false), 14);
+        let gelu: Vec<&str> = g
+            .nodes
+            .iter()
+            .filter(|n| {
+                n.op == Op::Lookup {
+                    f: UnaryFn::Gelu { tanh: true },
                 }
             })
             .map(|n| n.name.as_str())

@@ -1,5 +1,6 @@
 //! Element-wise functions without a kernel of their own (ELU, SELU, CELU, Softplus, Softsign, Exp,
-//! Erf, GELU, Mish, HardSwish, SiLU, Abs, Neg, Sign, Sqrt, Sin, Cos, Shrink, ThresholdedRelu),
+//! Erf, GELU, Mish, HardSwish, SiLU, Abs, Neg, Sign, Sqrt, Sin, Cos, Shrink, ThresholdedRelu,
+//! integer powers),
 //! lowered to the
 //! runtime's int8 LOOKUP: a table of the function at each of the 256 input values, dequantized with
 //! the input's quantization and quantized with the output's (rounding half to even and saturating,
@@ -73,6 +74,10 @@ pub enum UnaryFn {
     ThresholdedRelu {
         alpha: f32,
     },
+    /// `x` to an integer power (ONNX `Pow` by a constant exponent).
+    Pow {
+        exponent: i32,
+    },
 }
 
 /// `erf(x)`.
@@ -114,6 +119,7 @@ impl UnaryFn {
             UnaryFn::Cos => "Cos",
             UnaryFn::Shrink { .. } => "Shrink",
             UnaryFn::ThresholdedRelu { .. } => "ThresholdedRelu",
+            UnaryFn::Pow { .. } => "Pow",
         }
     }
 
@@ -149,6 +155,7 @@ impl UnaryFn {
             UnaryFn::Shrink { .. } => 0.0,
             UnaryFn::ThresholdedRelu { alpha } if x > alpha as f64 => x,
             UnaryFn::ThresholdedRelu { .. } => 0.0,
+            UnaryFn::Pow { exponent } => x.powi(exponent),
         }
     }
 
@@ -197,6 +204,7 @@ impl UnaryFn {
             UnaryFn::Shrink { .. } => 0.0,
             UnaryFn::ThresholdedRelu { alpha } if x > alpha as f64 => 1.0,
             UnaryFn::ThresholdedRelu { .. } => 0.0,
+            UnaryFn::Pow { exponent } => exponent as f64 * x.powi(exponent - 1),
         }
     }
 
@@ -402,6 +410,10 @@ pub(super) fn export(f: UnaryFn, e: &mut Exporter<'_>, n: &Node) -> Result<(Stri
             Vec::new(),
         );
         return Ok((e.op("Mul", &n.name, vec![x, gate], Vec::new()), l));
+    }
+    if let UnaryFn::Pow { exponent } = f {
+        let k = e.init_f32(&format!("{}/exponent", n.name), &[], &[exponent as f32]);
+        return Ok((e.op("Pow", &n.name, vec![x, k], Vec::new()), l));
     }
     let attrs = match f {
         UnaryFn::Elu { alpha } | UnaryFn::Celu { alpha } | UnaryFn::ThresholdedRelu { alpha } => {

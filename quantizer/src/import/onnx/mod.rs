@@ -62,6 +62,7 @@ pub const SUPPORTED: &[&str] = &[
     "Neg",
     "Pad",
     "PRelu",
+    "Pow",
     "ReduceMax",
     "ReduceMean",
     "ReduceSum",
@@ -123,6 +124,7 @@ const ELEMENTWISE: &[&str] = &[
     "Neg",
     "Pad",
     "PRelu",
+    "Pow",
     "Relu",
     "Selu",
     "Shrink",
@@ -159,6 +161,12 @@ pub fn decode(bytes: &[u8]) -> Result<ModelProto> {
         !bytes.is_empty(),
         "not a valid ONNX file: the file is empty"
     );
+    ensure!(
+        !super::is_tflite(bytes),
+        "a TFLite model, not an ONNX one: float models are imported from ONNX (convert this one with \
+         `python -m tf2onnx.convert --tflite`); int8 .tflite files are converted as they are with \
+         `ferrite convert`"
+    );
     let model = ModelProto::decode(bytes)
         .map_err(|e| anyhow!("not a valid ONNX file (truncated or corrupt): {e}"))?;
     ensure!(
@@ -190,6 +198,52 @@ pub(crate) fn import_model(model: &ModelProto) -> Result<Graph> {
         !graph.node.is_empty(),
         "not a valid ONNX file: the graph has no nodes"
     );
+    // Rank-4 inputs read only by Transpose(0, 3, 1, 2) are NHWC already.
+    let transposed: HashSet<&str> = graph
+        .input
+        .iter()
+        .filter(|i| {
+            let readers: Vec<&NodeProto> = graph
+                .node
+                .iter()
+                .filter(|n| n.input.contains(&i.name))
+                .collect();
+            !readers.is_empty()
+                && readers.iter().all(|n| {
+                    n.op_type == "Transpose"
+                        && attr(n, "perm").is_some_and(|a| a.ints == [0, 3, 1, 2])
+                })
+        })
+        .map(|i| i.name.as_str())
+        .collect();
+    let first = match import_graph(graph, opset, &transposed) {
+        Ok(g) => return Ok(g),
+        Err(e) => e,
+    };
+    // Other rank-4 inputs are read as NCHW images. Models converted from TensorFlow reshape or
+    // rescale an NHWC input before turning it into NCHW; when reading it as NCHW fails, it is read
+    // as NHWC. Either reading that imports computes the ONNX graph's function (the importer refuses
+    // what it cannot place); the first one's error is the one reported.
+    let rank4: HashSet<&str> = graph
+        .input
+        .iter()
+        .filter(|i| input_dims(i).is_ok_and(|d| d.len() == 4))
+        .map(|i| i.name.as_str())
+        .collect();
+    if rank4 != transposed {
+        if let Ok(g) = import_graph(graph, opset, &rank4) {
+            return Ok(g);
+        }
+    }
+    Err(first)
+}
+
+/// Imports `graph` with the rank-4 inputs `nhwc_inputs` read as NHWC, the others as NCHW.
+fn import_graph(
+    graph: &proto::GraphProto,
+    opset: i64,
+    nhwc_inputs: &HashSet<&str>,
+) -> Result<Graph> {
     let read = graph
         .node
         .iter()
@@ -208,24 +262,6 @@ pub(crate) fn import_model(model: &ModelProto) -> Result<Graph> {
         let c = Const::from_proto(t).with_context(|| format!("initializer `{}`", t.name))?;
         im.consts.insert(t.name.clone(), c);
     }
-    // Rank-4 inputs read only by Transpose(0, 3, 1, 2) are NHWC already.
-    let nhwc_inputs: HashSet<&str> = graph
-        .input
-        .iter()
-        .filter(|i| {
-            let readers: Vec<&NodeProto> = graph
-                .node
-                .iter()
-                .filter(|n| n.input.contains(&i.name))
-                .collect();
-            !readers.is_empty()
-                && readers.iter().all(|n| {
-                    n.op_type == "Transpose"
-                        && attr(n, "perm").is_some_and(|a| a.ints == [0, 3, 1, 2])
-                })
-        })
-        .map(|i| i.name.as_str())
-        .collect();
     for input in &graph.input {
         if im.consts.contains_key(&input.name) {
             continue;
@@ -648,6 +684,7 @@ impl Importer {
                 self.unary(n, label, Op::LeakyRelu { alpha })
             }
             "PRelu" => self.prelu(n, label),
+            "Pow" => self.pow(n, label),
             "Sigmoid" => self.unary(n, label, Op::Logistic),
             "Elu" | "Celu" | "Selu" | "Softplus" | "Softsign" | "Exp" | "Erf" | "Gelu" | "Mish"
             | "Abs" | "Neg" | "Sign" | "Sqrt" | "Sin" | "Cos" | "Shrink" | "ThresholdedRelu" => {
@@ -721,6 +758,28 @@ impl Importer {
         self.consts
             .insert(n.output.first().context("no output")?.clone(), c);
         Ok(())
+    }
+
+    /// `Pow` by a constant exponent, the same in every element: an integer power from 2 to 8 (a
+    /// table), a square root (0.5) or the identity (1).
+    fn pow(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let e = self.konst(n, 1)?.f32()?;
+        let exponent = *e.first().context("an empty exponent")?;
+        ensure!(
+            e.iter().all(|&v| v == exponent),
+            "Pow by exponents that differ between elements (one exponent is supported)"
+        );
+        let f = match exponent {
+            1.0 => return self.unary(n, label, Op::Identity),
+            0.5 => UnaryFn::Sqrt,
+            e if (2.0..=8.0).contains(&e) && e.fract() == 0.0 => {
+                UnaryFn::Pow { exponent: e as i32 }
+            }
+            other => {
+                bail!("Pow by {other} (integer exponents from 2 to 8, 0.5 and 1 are supported)")
+            }
+        };
+        self.unary(n, label, Op::Lookup { f })
     }
 
     /// `Dropout` in inference mode: the identity (a mask output that nothing reads is left out).
@@ -2095,13 +2154,10 @@ impl Importer {
             // The spatial positions regrouped, the channels kept: the same elements.
             relabel
         } else if same_order(layout, &xs) {
-            if out.len() == 4 {
-                let s = to_nhwc(&out);
-                ensure!(
-                    same_order(SourceLayout::Nchw, &s),
-                    "reshaping to {out:?} reorders elements between NCHW and NHWC (not supported)"
-                );
-                (s, SourceLayout::Nchw)
+            // A rank-4 result is an NCHW image where that keeps the element order, else a plain
+            // rank-4 tensor (an NHWC image back in the order a TensorFlow model writes it).
+            if out.len() == 4 && same_order(SourceLayout::Nchw, &to_nhwc(&out)) {
+                (to_nhwc(&out), SourceLayout::Nchw)
             } else {
                 (out, SourceLayout::Same)
             }

@@ -165,6 +165,46 @@ fn nhwc_graph_inputs_behind_a_transpose_stay_nhwc() {
     assert_eq!(y[0].data[..2], [10.0, 2.0 + 30.0]);
 }
 
+/// TensorFlow converters rescale a one-channel NHWC input, turn it into NCHW with a Reshape (not a
+/// Transpose) and reshape the result back to NHWC: read as NCHW the input cannot be placed, so it
+/// is read as NHWC, and the model computes the ONNX graph's function.
+#[test]
+fn nhwc_graph_inputs_reshaped_to_nchw_stay_nhwc() {
+    let shape = |name: &str, dims: [i64; 4]| proto::TensorProto {
+        dims: vec![4],
+        data_type: proto::data_type::INT64,
+        name: name.into(),
+        raw_data: dims.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    };
+    let bytes = model(
+        13,
+        vec![
+            node("Mul", &["x", "two"], "m", vec![]),
+            node("Reshape", &["m", "to_nchw"], "t", vec![]),
+            node("Conv", &["t", "w"], "c", vec![]),
+            node("Reshape", &["c", "to_nhwc"], "y", vec![]),
+        ],
+        vec![
+            tensor("two", &[], &[2.0]),
+            shape("to_nchw", [1, 1, 2, 3]),
+            tensor("w", &[1, 1, 1, 2], &[1.0, 10.0]),
+            shape("to_nhwc", [1, 2, 2, 1]),
+        ],
+        &[1, 2, 3, 1],
+        "y",
+    );
+    let g = import(&bytes).unwrap();
+    assert_eq!(g.values[g.inputs[0]].source, SourceLayout::Same);
+    assert_eq!(g.values[g.inputs[0]].shape, [1, 2, 3, 1]);
+    assert_eq!(g.values[g.outputs[0]].shape, [1, 2, 2, 1]);
+    // Rows (0, 2, 4) and (6, 8, 10) after the Mul: each output is a pixel plus ten times its
+    // right neighbour.
+    let x = Tensor::new(vec![1, 2, 3, 1], (0..6).map(|v| v as f32).collect());
+    let y = float_exec::run(&g, &[x], 1).unwrap();
+    assert_eq!(y[0].data, [20.0, 42.0, 86.0, 108.0]);
+}
+
 #[test]
 fn reshape_targets_resolve() {
     assert_eq!(
@@ -1497,4 +1537,37 @@ fn slicing_the_batch_or_unsqueezing_before_it_is_refused() {
     assert!(err(&unsqueeze(-4)).contains("Unsqueeze at axis 0"));
     let g = import(&unsqueeze(1)).unwrap();
     assert_eq!(crate::ir::io::source_dims(&g, g.outputs[0]), [1, 1, 4, 5]);
+}
+
+/// `Pow` by a constant: integer powers become tables, 0.5 a square root, 1 nothing; other
+/// exponents are refused, naming the exponent.
+#[test]
+fn powers_by_a_constant_import_as_functions() {
+    let pow = |e: f32| {
+        model(
+            13,
+            vec![node("Pow", &["x", "e"], "y", vec![])],
+            vec![tensor("e", &[], &[e])],
+            &[1, 4],
+            "y",
+        )
+    };
+    let x = Tensor::new(vec![1, 4], vec![-2.0, -0.5, 1.5, 3.0]);
+    for (e, want) in [
+        (3.0, vec![-8.0, -0.125, 3.375, 27.0]),
+        (2.0, vec![4.0, 0.25, 2.25, 9.0]),
+        (1.0, vec![-2.0, -0.5, 1.5, 3.0]),
+    ] {
+        let g = import(&pow(e)).unwrap();
+        let y = float_exec::run(&g, std::slice::from_ref(&x), 1).unwrap();
+        assert_eq!(y[0].data, want, "Pow by {e}");
+        // Written back as ONNX (`Pow` by a constant exponent) and read again: the same function.
+        let again = import(&crate::export::float_onnx(&g).unwrap()).unwrap();
+        let y = float_exec::run(&again, std::slice::from_ref(&x), 1).unwrap();
+        assert_eq!(y[0].data, want, "Pow by {e}, exported");
+    }
+    let g = import(&pow(0.5)).unwrap();
+    assert_eq!(g.nodes[0].op, Op::Lookup { f: UnaryFn::Sqrt });
+    assert!(err(&pow(2.5)).contains("Pow by 2.5 (integer exponents from 2 to 8"));
+    assert!(err(&pow(-1.0)).contains("Pow by -1"));
 }

@@ -504,6 +504,7 @@ fn lookup_functions() {
             lambd: 0.75,
         },
         UnaryFn::ThresholdedRelu { alpha: 0.5 },
+        UnaryFn::Pow { exponent: 3 },
     ];
     let mut rng = Rng::new(97);
     for f in fns {
