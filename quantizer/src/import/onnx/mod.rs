@@ -216,14 +216,16 @@ pub(crate) fn import_model(model: &ModelProto) -> Result<Graph> {
         })
         .map(|i| i.name.as_str())
         .collect();
-    let first = match import_graph(graph, opset, &transposed) {
+    let mut reached = 0;
+    let first = match import_graph(graph, opset, &transposed, &mut reached) {
         Ok(g) => return Ok(g),
         Err(e) => e,
     };
     // Other rank-4 inputs are read as NCHW images. Models converted from TensorFlow reshape or
     // rescale an NHWC input before turning it into NCHW; when reading it as NCHW fails, it is read
     // as NHWC. Either reading that imports computes the ONNX graph's function (the importer refuses
-    // what it cannot place); the first one's error is the one reported.
+    // what it cannot place). When both fail, the error reported is the one of the reading that
+    // imported more nodes (the first on a tie).
     let rank4: HashSet<&str> = graph
         .input
         .iter()
@@ -231,18 +233,23 @@ pub(crate) fn import_model(model: &ModelProto) -> Result<Graph> {
         .map(|i| i.name.as_str())
         .collect();
     if rank4 != transposed {
-        if let Ok(g) = import_graph(graph, opset, &rank4) {
-            return Ok(g);
+        let mut nhwc_reached = 0;
+        match import_graph(graph, opset, &rank4, &mut nhwc_reached) {
+            Ok(g) => return Ok(g),
+            Err(e) if nhwc_reached > reached => return Err(e),
+            Err(_) => {}
         }
     }
     Err(first)
 }
 
-/// Imports `graph` with the rank-4 inputs `nhwc_inputs` read as NHWC, the others as NCHW.
+/// Imports `graph` with the rank-4 inputs `nhwc_inputs` read as NHWC, the others as NCHW; `reached`
+/// counts the nodes imported.
 fn import_graph(
     graph: &proto::GraphProto,
     opset: i64,
     nhwc_inputs: &HashSet<&str>,
+    reached: &mut usize,
 ) -> Result<Graph> {
     let read = graph
         .node
@@ -295,6 +302,7 @@ fn import_graph(
         };
         im.node(node, &label)
             .with_context(|| format!("node `{label}` ({})", node.op_type))?;
+        *reached = i + 1;
     }
     for out in &graph.output {
         let v = match im.vals.get(&out.name) {

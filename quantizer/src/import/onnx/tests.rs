@@ -205,6 +205,34 @@ fn nhwc_graph_inputs_reshaped_to_nchw_stay_nhwc() {
     assert_eq!(y[0].data, [20.0, 42.0, 86.0, 108.0]);
 }
 
+/// When neither reading of a rank-4 input imports, the error is the one of the reading that got
+/// further: here NHWC, which places the Reshape and stops at the unsupported Tile.
+#[test]
+fn the_reading_that_imports_more_nodes_names_the_error() {
+    let shape = proto::TensorProto {
+        dims: vec![4],
+        data_type: proto::data_type::INT64,
+        name: "to_nchw".into(),
+        raw_data: [1i64, 1, 2, 3]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        ..Default::default()
+    };
+    let bytes = model(
+        13,
+        vec![
+            node("Reshape", &["x", "to_nchw"], "t", vec![]),
+            node("Tile", &["t", "to_nchw"], "y", vec![]),
+        ],
+        vec![shape],
+        &[1, 2, 3, 1],
+        "y",
+    );
+    let e = err(&bytes);
+    assert!(e.contains("unsupported operator `Tile`"), "{e}");
+}
+
 #[test]
 fn reshape_targets_resolve() {
     assert_eq!(
