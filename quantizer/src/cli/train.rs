@@ -68,6 +68,11 @@ pub struct Args {
     /// training starts from and in training (as `ferrite quantize --per-tensor`)
     #[arg(long)]
     pub per_tensor: bool,
+    /// Keep the output of a layer that only a function (Tanh, Sigmoid, GELU, ...) reads in int8 (as
+    /// `ferrite quantize --int8-function-inputs`). By default post-training quantization keeps such
+    /// outputs in int16 where that lowers the function's noise, and training keeps them so
+    #[arg(long)]
+    pub int8_function_inputs: bool,
     /// Output `.ferrite` file: written in full or not at all, through a symlink to its target, and
     /// directly to a device or FIFO such as `/dev/null`.
     #[arg(short = 'o', long)]
@@ -331,8 +336,7 @@ pub fn run(args: &Args) -> Result<()> {
         source_sha256: crate::sha256::digest(&source),
         cle: !args.no_cle,
         per_tensor: args.per_tensor,
-        // Training models every activation in int8: its start does too, so that epochs compare.
-        wide_function_inputs: false,
+        wide_function_inputs: !args.int8_function_inputs,
         ..PtqConfig::default()
     };
     let bar = super::progress::ptq_stages();

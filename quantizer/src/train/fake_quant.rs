@@ -40,6 +40,13 @@ impl Grid {
         }
     }
 
+    /// A wide output's int16 grid (zero point 0).
+    pub const INT16: Grid = Grid {
+        zero_point: 0,
+        lo: -32768,
+        hi: 32767,
+    };
+
     pub const WEIGHT: Grid = Grid {
         zero_point: 0,
         lo: -127,

@@ -367,7 +367,8 @@ pub fn train(
         filters::remove(zeroed, &calib, &plan, &units).context("removing the pruned channels")?;
     let ptq_config = ptq::Config {
         source_sha256: decided.source_sha256,
-        wide_function_inputs: false,
+        // Wide outputs as training started: the channels removed change no layer's reader.
+        wide_function_inputs: decided.wide_scales.iter().any(Option::is_some),
         ..ptq::Config::default()
     };
     let q = ptq::quantize(&pruned.graph, std::slice::from_ref(&calib), &ptq_config)

@@ -6,7 +6,8 @@
 //! operator applied (fused clamp included), and its output fake-quantized with the value's scale and
 //! zero point. Values the lowering gives the same parameters (the output of MaxPool, AveragePool,
 //! Reshape, Pad and Relu keeps its input's) share one quantizer; Softmax, Logistic and Tanh outputs keep
-//! their fixed parameters. Zero points stay as post-training quantization chose them; scales are learned
+//! their fixed parameters, and a wide output (int16 before a function's table) its int16 grid and
+//! scale. Zero points stay as post-training quantization chose them; scales are learned
 //! (LSQ), as are the weights and biases. BatchNorm is already folded into the convolutions (with its
 //! inference statistics), so training sees the arithmetic the device runs.
 
@@ -45,6 +46,9 @@ pub struct Qat {
     pub acts: Vec<ActQuant>,
     /// Per node.
     pub weights: Vec<Option<WeightQuant>>,
+    /// Per value: a wide output (int16 between an int8 layer and its function table, as
+    /// post-training quantization decided), fake-quantized on its fixed int16 grid.
+    pub wide: Vec<bool>,
 }
 
 /// Gradients of one batch, laid out as [`Qat`]'s state.
@@ -96,13 +100,21 @@ impl Qat {
         }
         let mut act_of = vec![None; graph.values.len()];
         let mut acts: Vec<ActQuant> = Vec::new();
+        let wide_scale = |v: ValueId| decided.wide_scales.get(v).copied().flatten();
+        let wide: Vec<bool> = (0..graph.values.len())
+            .map(|v| wide_scale(v).is_some())
+            .collect();
         let mut new_quant = |p: Option<QParams>, v: ValueId, learnable: bool| -> Result<usize> {
             let p = p.with_context(|| {
                 format!("value `{}` has no int8 parameters", graph.values[v].name)
             })?;
             acts.push(ActQuant {
                 scale: p.scale,
-                grid: Grid::activation(p.zero_point),
+                grid: if wide[v] {
+                    Grid::INT16
+                } else {
+                    Grid::activation(p.zero_point)
+                },
                 learnable,
                 elements: graph.values[v].elements(),
             });
@@ -112,6 +124,15 @@ impl Qat {
             act_of[v] = Some(new_quant(decided.params[v], v, true)?);
         }
         for n in &graph.nodes {
+            if let Some(scale) = wide_scale(n.output) {
+                // Its scale stays: it spans the inputs the function's int8 output tells apart.
+                let p = QParams {
+                    scale,
+                    zero_point: 0,
+                };
+                act_of[n.output] = Some(new_quant(Some(p), n.output, false)?);
+                continue;
+            }
             let shared = act_of[n.inputs[0]].filter(|_| keeps_input_quant(&n.op));
             act_of[n.output] = Some(match (fixed_output(&n.op), shared) {
                 (Some(p), _) => new_quant(Some(p), n.output, false)?,
@@ -119,7 +140,7 @@ impl Qat {
                 (None, None) => new_quant(decided.params[n.output], n.output, true)?,
             });
         }
-        for (v, q) in act_of.iter().enumerate() {
+        for (v, q) in act_of.iter().enumerate().filter(|&(v, _)| !wide[v]) {
             if let (Some(q), Some(p)) = (q, decided.params[v]) {
                 let a = &acts[*q];
                 ensure!(
@@ -147,22 +168,41 @@ impl Qat {
             act_of,
             acts,
             weights,
+            wide,
         })
     }
 
     /// The int8 decisions of the current state (weights rounded with the learned scales), for
-    /// [`crate::quantize::ptq::build`].
+    /// [`crate::quantize::ptq::build`]. A wide output keeps its int8 parameters from `like` and
+    /// takes its int16 scale, at least its layer's accumulator step (input scale times largest
+    /// weight scale) as post-training quantization has it, so that no accumulator is shifted left.
     pub fn decided(&self, like: &Decided) -> Decided {
         let params = self
             .act_of
             .iter()
-            .map(|q| {
+            .enumerate()
+            .map(|(v, q)| {
+                if self.wide[v] {
+                    return like.params[v];
+                }
                 q.map(|q| QParams {
                     scale: self.acts[q].scale,
                     zero_point: self.acts[q].grid.zero_point,
                 })
             })
             .collect();
+        let mut wide_scales = vec![None; self.graph.values.len()];
+        for (n, wq) in self.graph.nodes.iter().zip(&self.weights) {
+            let v = n.output;
+            let (true, Some(q)) = (self.wide[v], self.act_of[v]) else {
+                continue;
+            };
+            let input = self.act(n.inputs[0]).map_or(0.0, |a| a.scale);
+            let weight = wq
+                .as_ref()
+                .map_or(0.0, |w| w.scales.iter().fold(0f32, |m, &s| m.max(s)));
+            wide_scales[v] = Some(self.acts[q].scale.max(input * weight));
+        }
         let weights = self
             .graph
             .nodes
@@ -190,7 +230,7 @@ impl Qat {
             int16_node: vec![false; self.graph.nodes.len()],
             params,
             int16_scales: Vec::new(),
-            wide_scales: Vec::new(),
+            wide_scales,
             weights,
             source_sha256: like.source_sha256,
             weight_storage: like.weight_storage,

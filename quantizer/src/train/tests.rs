@@ -33,6 +33,8 @@ fn fake_quantized_forward_matches_the_int8_runtime() {
         ("dscnn_fashion", "fashion"),
         ("resnet_fashion", "fashion"),
         ("mobilenetv2_mnist", "mnist"),
+        // Tanh after every layer: wide outputs, fake-quantized on their int16 grids.
+        ("mbv1_tanh_fashion", "fashion"),
     ] {
         let (g, q) = quantized(model, data, 64);
         let test = array(&format!("data/{data}_test_x.npy"));
@@ -60,6 +62,27 @@ fn fake_quantized_forward_matches_the_int8_runtime() {
             "{model}: {within_one} within one step, worst {worst}"
         );
     }
+}
+
+/// Training keeps post-training quantization's wide outputs: their quantizers are int16 grids with
+/// the fixed wide scales, and the decisions of the untrained state give the same wide scales.
+#[test]
+fn training_keeps_wide_outputs() {
+    let (_, q) = quantized("mbv1_tanh_fashion", "fashion", 64);
+    let wide: Vec<usize> = (0..q.decided.wide_scales.len())
+        .filter(|&v| q.decided.wide_scales[v].is_some())
+        .collect();
+    assert_eq!(wide.len(), 7);
+    let qat = Qat::new(&q.decided).unwrap();
+    for &v in &wide {
+        let a = &qat.acts[qat.act_of[v].unwrap()];
+        assert_eq!(a.grid, fake_quant::Grid::INT16);
+        assert!(!a.learnable);
+        assert_eq!(Some(a.scale), q.decided.wide_scales[v]);
+    }
+    let decided = qat.decided(&q.decided);
+    assert_eq!(decided.wide_scales, q.decided.wide_scales);
+    assert_eq!(decided.params, q.decided.params);
 }
 
 fn digits() -> (Graph, ptq::Quantized, Tensor, Array, Vec<usize>) {

@@ -589,6 +589,7 @@ fn lower(
     // Wide values take their own int16 scales (an int16x8 reading of the same value keeps the
     // whole range).
     let mut int16_scales = d.int16_scales.clone();
+    int16_scales.resize(d.graph.values.len().max(int16_scales.len()), None);
     for v in (0..wide.len()).filter(|&v| wide[v]) {
         precision[v] = Precision::Int16;
         int16_scales[v] = wide_scale(v);
