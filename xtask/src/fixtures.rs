@@ -2,8 +2,9 @@
 //! each float ONNX model is quantized by the library with the default settings on its calibration set,
 //! fed its first test sample (quantized by the host runtime's `set_input_f32`, in the runtime's NHWC
 //! layout), and the host runtime's output is the expected output. Written under
-//! `target/fixture-cases/<name>/`; the case is named `fixture_<name>`. Three fixtures (`QAT_FIXTURES`: one
-//! that fits the M0's RAM, one with depthwise convolutions, the residual one PTQ loses most on) also
+//! `target/fixture-cases/<name>/`; the case is named `fixture_<name>`. Four fixtures (`QAT_FIXTURES`: one
+//! that fits the M0's RAM, one with depthwise convolutions, the residual one PTQ loses most on, and
+//! the Tanh one, whose training keeps its wide outputs) also
 //! give `fixture_<name>_qat`: the same model after one epoch of quantization-aware training
 //! (distilled from the float model on the calibration set), so that a trained model's file runs on
 //! every board. `PRUNED_FIXTURES` also give `fixture_<name>_pruned`: one epoch of the same training
@@ -34,7 +35,12 @@ use crate::cases::Case;
 pub const PREFIX: &str = "fixture_";
 
 /// The fixtures that also give a quantization-aware-trained case.
-const QAT_FIXTURES: [&str; 3] = ["mlp_digits", "dscnn_fashion", "resnet_fashion_outliers"];
+const QAT_FIXTURES: [&str; 4] = [
+    "mlp_digits",
+    "dscnn_fashion",
+    "resnet_fashion_outliers",
+    "mbv1_tanh_fashion",
+];
 
 /// The fixtures that also give a pruned case, with the block size their pruning uses.
 const PRUNED_FIXTURES: [(&str, usize); 4] = [
