@@ -71,7 +71,8 @@ pub struct Args {
     /// Keep the output of a layer that only a function (Tanh, Sigmoid, GELU, ...) reads in int8 (as
     /// `ferrite quantize --int8-function-inputs`). By default post-training quantization keeps such
     /// outputs in int16 where that lowers the function's noise, and training keeps them so (not
-    /// with `--weight-storage sparse`, whose kernels write int8)
+    /// with `--weight-storage sparse`, whose kernels write int8, nor with `--export-onnx`, whose
+    /// Q/DQ model quantizes in int8)
     #[arg(long)]
     pub int8_function_inputs: bool,
     /// Output `.ferrite` file: written in full or not at all, through a symlink to its target, and
@@ -337,9 +338,11 @@ pub fn run(args: &Args) -> Result<()> {
         source_sha256: crate::sha256::digest(&source),
         cle: !args.no_cle,
         per_tensor: args.per_tensor,
-        // The sparse kernels write int8: sparse storage keeps every function's input in int8.
+        // The sparse kernels write int8, and a Q/DQ ONNX model quantizes in int8: sparse storage
+        // and the ONNX export keep every function's input in int8.
         wide_function_inputs: !args.int8_function_inputs
-            && args.weight_storage == WeightStorage::Dense,
+            && args.weight_storage == WeightStorage::Dense
+            && args.export_onnx.is_none(),
         ..PtqConfig::default()
     };
     let bar = super::progress::ptq_stages();

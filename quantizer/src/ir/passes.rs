@@ -522,13 +522,23 @@ pub fn join_gelu(g: &mut Graph, keep: &dyn Fn(&str) -> bool) -> usize {
             };
             [(a, b), (b, a)].into_iter().find_map(|(x, c)| {
                 let cubic = sole(c, remove, false)?;
-                let p = sole_producer(g, times(cubic, 0.044_715)?, remove)?;
-                (g.nodes[p].op
-                    == (Op::Lookup {
-                        f: UnaryFn::Pow { exponent: 3 },
-                    })
-                    && g.nodes[p].inputs == [x])
-                .then(|| (x, vec![add, f, scale, sum, cubic, p], true))
+                let cubed = times(cubic, 0.044_715)?;
+                let p = sole_producer(g, cubed, remove)?;
+                let mut nodes = vec![add, f, scale, sum, cubic, p];
+                // x^3 as Pow(x, 3), or as Mul(x, Mul(x, x)) in either order.
+                let pow3 = Op::Lookup {
+                    f: UnaryFn::Pow { exponent: 3 },
+                };
+                let cube = if g.nodes[p].op == pow3 {
+                    g.nodes[p].inputs == [x]
+                } else {
+                    let m = sole(cubed, remove, false)?;
+                    let sq = other_input(&g.nodes[m], x)?;
+                    let s = sole(sq, remove, false)?;
+                    nodes.push(s);
+                    g.nodes[s].inputs == [x, x]
+                };
+                cube.then_some((x, nodes, true))
             })
         };
         let n = &g.nodes[i];
@@ -566,6 +576,23 @@ pub fn join_gelu(g: &mut Graph, keep: &dyn Fn(&str) -> bool) -> usize {
                 continue;
             };
             let Some(x) = times(ph, 0.5) else {
+                continue;
+            };
+            if let Some((gx, nodes, tanh)) = gate(gv, &remove) {
+                if gx == x {
+                    found = Some((x, ph, nodes, tanh));
+                }
+            }
+        }
+        // x * (gate * 0.5).
+        for (x, h) in [(a, b), (b, a)] {
+            if found.is_some() {
+                break;
+            }
+            let Some(ph) = sole(h, &remove, false) else {
+                continue;
+            };
+            let Some(gv) = times(ph, 0.5) else {
                 continue;
             };
             if let Some((gx, nodes, tanh)) = gate(gv, &remove) {
@@ -1057,8 +1084,8 @@ mod tests {
     }
 
     /// GELU's tanh approximation joins into one function as TensorFlow converters write it (the
-    /// half first) and as PyTorch does (the half last, operands swapped); with another cubic
-    /// coefficient nothing joins.
+    /// half first), with the half last and operands swapped, and with the cube as two Muls and the
+    /// half on the gate (PyTorch's exporters); with another cubic coefficient nothing joins.
     #[test]
     fn tanh_gelu_joins_into_one_function() {
         let mut g = Graph::default();
@@ -1099,17 +1126,27 @@ mod tests {
         let g2 = add(&mut g, "g2", plus.clone(), vec![t2, one]);
         let m2 = add(&mut g, "m2", mul.clone(), vec![g2, y1]);
         let y2 = add(&mut g, "y2", mul.clone(), vec![m2, half]);
+        // The cube as Mul(x, Mul(x, x)), the half on the gate: Mul(x, Mul(0.5, Add(1, Tanh(...)))).
+        let sq = add(&mut g, "sq", mul.clone(), vec![y2, y2]);
+        let cu = add(&mut g, "cu", mul.clone(), vec![sq, y2]);
+        let q4 = add(&mut g, "q4", mul.clone(), vec![cubic, cu]);
+        let s4 = add(&mut g, "s4", plus.clone(), vec![y2, q4]);
+        let r4 = add(&mut g, "r4", mul.clone(), vec![root, s4]);
+        let t4 = add(&mut g, "t4", Op::Tanh, vec![r4]);
+        let g4 = add(&mut g, "g4", plus.clone(), vec![one, t4]);
+        let h4 = add(&mut g, "h4", mul.clone(), vec![half, g4]);
+        let y4 = add(&mut g, "y4", mul.clone(), vec![y2, h4]);
         // Not the tanh approximation: a cubic coefficient of 0.05.
-        let h3 = add(&mut g, "h3", mul.clone(), vec![half, y2]);
-        let p3 = add(&mut g, "p3", pow3, vec![y2]);
+        let h3 = add(&mut g, "h3", mul.clone(), vec![half, y4]);
+        let p3 = add(&mut g, "p3", pow3, vec![y4]);
         let q3 = add(&mut g, "q3", mul.clone(), vec![other, p3]);
-        let s3 = add(&mut g, "s3", plus.clone(), vec![y2, q3]);
+        let s3 = add(&mut g, "s3", plus.clone(), vec![y4, q3]);
         let r3 = add(&mut g, "r3", mul.clone(), vec![root, s3]);
         let t3 = add(&mut g, "t3", Op::Tanh, vec![r3]);
         let g3 = add(&mut g, "g3", plus, vec![one, t3]);
         let y3 = add(&mut g, "y3", mul, vec![h3, g3]);
         g.outputs = vec![y3];
-        let g = check_pass(g, |g| join_gelu(g, &|_| false), 14);
+        let g = check_pass(g, |g| join_gelu(g, &|_| false), 22);
         let gelu: Vec<&str> = g
             .nodes
             .iter()
@@ -1120,7 +1157,7 @@ mod tests {
             })
             .map(|n| n.name.as_str())
             .collect();
-        assert_eq!(gelu, ["y1", "y2"]);
+        assert_eq!(gelu, ["y1", "y2", "y4"]);
     }
 
     #[test]

@@ -192,16 +192,10 @@ impl Qat {
             })
             .collect();
         let mut wide_scales = vec![None; self.graph.values.len()];
-        for (n, wq) in self.graph.nodes.iter().zip(&self.weights) {
-            let v = n.output;
-            let (true, Some(q)) = (self.wide[v], self.act_of[v]) else {
-                continue;
-            };
-            let input = self.act(n.inputs[0]).map_or(0.0, |a| a.scale);
-            let weight = wq
-                .as_ref()
-                .map_or(0.0, |w| w.scales.iter().fold(0f32, |m, &s| m.max(s)));
-            wide_scales[v] = Some(self.acts[q].scale.max(input * weight));
+        for (i, n) in self.graph.nodes.iter().enumerate() {
+            if self.wide[n.output] {
+                wide_scales[n.output] = self.output_quant(i).map(|a| a.scale);
+            }
         }
         let weights = self
             .graph
@@ -240,6 +234,22 @@ impl Qat {
 
     fn act(&self, v: ValueId) -> Option<&ActQuant> {
         self.act_of[v].map(|q| &self.acts[q])
+    }
+
+    /// The quantizer of node `i`'s output as the lowering applies it: a wide output's int16 scale
+    /// is at least the node's accumulator step (input scale times largest weight scale), which
+    /// learned scales can move above the post-training one.
+    fn output_quant(&self, i: usize) -> Option<ActQuant> {
+        let n = &self.graph.nodes[i];
+        let mut a = self.act(n.output)?.clone();
+        if self.wide[n.output] {
+            let input = self.act(n.inputs[0]).map_or(0.0, |a| a.scale);
+            let weight = self.weights[i]
+                .as_ref()
+                .map_or(0.0, |w| w.scales.iter().fold(0f32, |m, &s| m.max(s)));
+            a.scale = a.scale.max(input * weight);
+        }
+        Some(a)
     }
 
     /// Each node's operator with fake-quantized weights and bias.
@@ -293,7 +303,7 @@ impl Qat {
             pass.quantized[v] = Some(quantize(self.act(v), t));
             pass.raw[v] = Some(t.clone());
         }
-        for (n, op) in g.nodes.iter().zip(ops) {
+        for (i, (n, op)) in g.nodes.iter().zip(ops).enumerate() {
             let views = n
                 .inputs
                 .iter()
@@ -301,7 +311,7 @@ impl Qat {
                 .collect::<Result<Vec<_>>>()?;
             let out = float_exec::eval(op, &views)
                 .with_context(|| format!("node `{}` ({})", n.name, op.name()))?;
-            pass.quantized[n.output] = Some(quantize(self.act(n.output), &out));
+            pass.quantized[n.output] = Some(quantize(self.output_quant(i).as_ref(), &out));
             pass.raw[n.output] = Some(out);
         }
         Ok(pass)
@@ -369,7 +379,13 @@ impl Qat {
             let raw = pass.raw[n.output]
                 .as_ref()
                 .context("forward pass incomplete")?;
-            let d_raw = self.through_act_quant(n.output, &raw.data, &d_out, &mut grads);
+            let d_raw = self.through_act_quant(
+                n.output,
+                self.output_quant(i).as_ref(),
+                &raw.data,
+                &d_out,
+                &mut grads,
+            );
             let views = n
                 .inputs
                 .iter()
@@ -391,18 +407,25 @@ impl Qat {
         // The graph inputs' quantizers.
         for &v in &g.inputs {
             if let (Some(dv), Some(raw)) = (d[v].take(), pass.raw[v].as_ref()) {
-                self.through_act_quant(v, &raw.data, &dv, &mut grads);
+                self.through_act_quant(v, self.act(v), &raw.data, &dv, &mut grads);
             }
         }
         Ok(grads)
     }
 
-    /// d loss / d raw value from d loss / d its fake quantization; adds the scale's gradient.
-    fn through_act_quant(&self, v: ValueId, raw: &[f32], d: &[f32], grads: &mut Grads) -> Vec<f32> {
-        let Some(q) = self.act_of[v] else {
+    /// d loss / d raw value from d loss / d its fake quantization by `a` (value `v`'s quantizer as
+    /// applied); adds the scale's gradient.
+    fn through_act_quant(
+        &self,
+        v: ValueId,
+        a: Option<&ActQuant>,
+        raw: &[f32],
+        d: &[f32],
+        grads: &mut Grads,
+    ) -> Vec<f32> {
+        let (Some(q), Some(a)) = (self.act_of[v], a) else {
             return d.to_vec();
         };
-        let a = &self.acts[q];
         let mut dx = vec![0f32; d.len()];
         let ds = fake_quant::backward(a.grid, a.scale, raw, d, &mut dx);
         if a.learnable {

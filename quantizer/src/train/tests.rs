@@ -83,6 +83,29 @@ fn training_keeps_wide_outputs() {
     let decided = qat.decided(&q.decided);
     assert_eq!(decided.wide_scales, q.decided.wide_scales);
     assert_eq!(decided.params, q.decided.params);
+    // Weight scales learned upwards past the floor: training fake-quantizes with the int16 step
+    // that the trained decisions give the lowering.
+    let mut qat = qat;
+    let i = qat
+        .graph
+        .nodes
+        .iter()
+        .position(|n| n.output == wide[0])
+        .unwrap();
+    let s_in = qat.acts[qat.act_of[qat.graph.nodes[i].inputs[0]].unwrap()].scale;
+    let raised = 3.0 * q.decided.wide_scales[wide[0]].unwrap() / s_in;
+    qat.weights[i].as_mut().unwrap().scales.fill(raised);
+    let step = qat.decided(&q.decided).wide_scales[wide[0]].unwrap();
+    assert!((step / q.decided.wide_scales[wide[0]].unwrap() - 3.0).abs() < 1e-4);
+    let x = crate::ir::io::input_tensor(&qat.graph, 0, &array("data/fashion_calib_x.npy")).unwrap();
+    let pass = qat
+        .forward(&qat.quantized_ops(), &[x.slice_batch(0, 2)])
+        .unwrap();
+    let off_grid = pass.value(wide[0]).unwrap().data.iter().filter(|&&y| {
+        let k = y / step;
+        (k - k.round()).abs() > 1e-3
+    });
+    assert_eq!(off_grid.count(), 0);
 }
 
 fn digits() -> (Graph, ptq::Quantized, Tensor, Array, Vec<usize>) {

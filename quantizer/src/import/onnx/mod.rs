@@ -771,12 +771,15 @@ impl Importer {
     /// `Pow` by a constant exponent, the same in every element: an integer power from 2 to 8 (a
     /// table), a square root (0.5) or the identity (1).
     fn pow(&mut self, n: &NodeProto, label: &str) -> Result<()> {
-        let e = self.konst(n, 1)?.f32()?;
-        let exponent = *e.first().context("an empty exponent")?;
+        let x = self.act(n, 0)?;
+        let c = self.konst(n, 1)?;
+        let rank = self.onnx_dims(x).len();
         ensure!(
-            e.iter().all(|&v| v == exponent),
-            "Pow by exponents that differ between elements (one exponent is supported)"
+            c.dims.iter().product::<usize>() == 1 && c.dims.len() <= rank,
+            "Pow by an exponent of shape {:?} (one exponent, of rank at most the input's {rank}, is supported)",
+            c.dims
         );
+        let exponent = c.f32()?[0];
         let f = match exponent {
             1.0 => return self.unary(n, label, Op::Identity),
             0.5 => UnaryFn::Sqrt,
@@ -1912,11 +1915,36 @@ impl Importer {
                     self.onnx_dims(a),
                     self.onnx_dims(b)
                 );
-                ensure!(
-                    la == lb || (same_order(la, self.shape(a)) && same_order(lb, self.shape(b))),
-                    "operands in different layouts"
-                );
-                (a, b)
+                if la == lb {
+                    (a, b)
+                } else {
+                    // Two layouts of the same elements: no broadcasting between them, and the
+                    // second read in the first's shape.
+                    ensure!(
+                        same_order(la, self.shape(a))
+                            && same_order(lb, self.shape(b))
+                            && self.onnx_dims(a) == self.onnx_dims(b),
+                        "operands of shapes {:?} and {:?} in different layouts (only equal shapes in the same element order are supported)",
+                        self.onnx_dims(a),
+                        self.onnx_dims(b)
+                    );
+                    let shape = self.shape(a).to_vec();
+                    let b = if shape == self.shape(b) {
+                        b
+                    } else {
+                        let name = format!("{}/as_operand", self.g.values[b].name);
+                        let v = self.g.add_node(
+                            format!("{name}/reshape"),
+                            &n.op_type,
+                            Op::Reshape { shape },
+                            vec![b],
+                            name,
+                        )?;
+                        self.g.values[v].source = la;
+                        v
+                    };
+                    (a, b)
+                }
             }
             (Some(a), None) => {
                 let c = self.konst(n, 1)?.clone();

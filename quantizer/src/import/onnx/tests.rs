@@ -233,6 +233,34 @@ fn the_reading_that_imports_more_nodes_names_the_error() {
     assert!(e.contains("unsupported operator `Tile`"), "{e}");
 }
 
+/// Two layouts of one image may meet in an element-wise operator only with equal shapes: ONNX
+/// would broadcast `[1, 3, 3, 1]` and `[1, 1, 3, 3]` to `[1, 3, 3, 3]`.
+#[test]
+fn operands_in_different_layouts_do_not_broadcast() {
+    let shape = proto::TensorProto {
+        dims: vec![4],
+        data_type: proto::data_type::INT64,
+        name: "to_nchw".into(),
+        raw_data: [1i64, 1, 3, 3]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        ..Default::default()
+    };
+    let bytes = model(
+        13,
+        vec![
+            node("Reshape", &["x", "to_nchw"], "t", vec![]),
+            node("Add", &["x", "t"], "y", vec![]),
+        ],
+        vec![shape],
+        &[1, 3, 3, 1],
+        "y",
+    );
+    let e = err(&bytes);
+    assert!(e.contains("in different layouts"), "{e}");
+}
+
 #[test]
 fn reshape_targets_resolve() {
     assert_eq!(
@@ -1598,4 +1626,13 @@ fn powers_by_a_constant_import_as_functions() {
     assert_eq!(g.nodes[0].op, Op::Lookup { f: UnaryFn::Sqrt });
     assert!(err(&pow(2.5)).contains("Pow by 2.5 (integer exponents from 2 to 8"));
     assert!(err(&pow(-1.0)).contains("Pow by -1"));
+    // An exponent that would broadcast the input to a larger shape.
+    let wider = model(
+        13,
+        vec![node("Pow", &["x", "e"], "y", vec![])],
+        vec![tensor("e", &[2, 1], &[2.0, 2.0])],
+        &[1, 4],
+        "y",
+    );
+    assert!(err(&wider).contains("Pow by an exponent of shape [2, 1]"));
 }
