@@ -170,13 +170,6 @@ fn nhwc_graph_inputs_behind_a_transpose_stay_nhwc() {
 /// is read as NHWC, and the model computes the ONNX graph's function.
 #[test]
 fn nhwc_graph_inputs_reshaped_to_nchw_stay_nhwc() {
-    let shape = |name: &str, dims: [i64; 4]| proto::TensorProto {
-        dims: vec![4],
-        data_type: proto::data_type::INT64,
-        name: name.into(),
-        raw_data: dims.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
-    };
     let bytes = model(
         13,
         vec![
@@ -187,9 +180,9 @@ fn nhwc_graph_inputs_reshaped_to_nchw_stay_nhwc() {
         ],
         vec![
             tensor("two", &[], &[2.0]),
-            shape("to_nchw", [1, 1, 2, 3]),
+            ints_tensor("to_nchw", &[1, 1, 2, 3]),
             tensor("w", &[1, 1, 1, 2], &[1.0, 10.0]),
-            shape("to_nhwc", [1, 2, 2, 1]),
+            ints_tensor("to_nhwc", &[1, 2, 2, 1]),
         ],
         &[1, 2, 3, 1],
         "y",
@@ -209,16 +202,7 @@ fn nhwc_graph_inputs_reshaped_to_nchw_stay_nhwc() {
 /// further: here NHWC, which places the Reshape and stops at the unsupported Tile.
 #[test]
 fn the_reading_that_imports_more_nodes_names_the_error() {
-    let shape = proto::TensorProto {
-        dims: vec![4],
-        data_type: proto::data_type::INT64,
-        name: "to_nchw".into(),
-        raw_data: [1i64, 1, 2, 3]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect(),
-        ..Default::default()
-    };
+    let shape = ints_tensor("to_nchw", &[1, 1, 2, 3]);
     let bytes = model(
         13,
         vec![
@@ -237,16 +221,7 @@ fn the_reading_that_imports_more_nodes_names_the_error() {
 /// would broadcast `[1, 3, 3, 1]` and `[1, 1, 3, 3]` to `[1, 3, 3, 3]`.
 #[test]
 fn operands_in_different_layouts_do_not_broadcast() {
-    let shape = proto::TensorProto {
-        dims: vec![4],
-        data_type: proto::data_type::INT64,
-        name: "to_nchw".into(),
-        raw_data: [1i64, 1, 3, 3]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect(),
-        ..Default::default()
-    };
+    let shape = ints_tensor("to_nchw", &[1, 1, 3, 3]);
     let bytes = model(
         13,
         vec![
