@@ -361,6 +361,28 @@ fn keras_models_converted_by_tf2onnx_match_onnxruntime_and_quantize() {
     );
 }
 
+/// A Keras U-Net step converted by tf2onnx (`make_keras.py`: UpSampling2D written as Unsqueeze,
+/// Tile, Transpose and Reshape through rank-5 tensors, then Concatenate with the skip connection)
+/// matches onnxruntime in float and stays close to it in int8, each UpSampling2D one
+/// RESIZE_NEAREST_NEIGHBOR, the input and output NHWC as in the Keras model.
+#[test]
+fn keras_upsampling_becomes_resize_and_matches_onnxruntime() {
+    graph_matches_onnxruntime_and_quantizes("keras_unet", 1, |_| 35.0);
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, int8) = quantize_on_own_inputs("ops/keras_unet", dir.path());
+    let listing = String::from_utf8(ferrite_ok(ferrite().arg("inspect").arg(&int8))).unwrap();
+    assert_eq!(
+        listing.matches("RESIZE_NEAREST_NEIGHBOR").count(),
+        2,
+        "{listing}"
+    );
+    assert!(
+        listing.contains("input 0: input i8 [1, 16, 16, 3]")
+            && listing.contains("i8 [1, 16, 32, 2]"),
+        "{listing}"
+    );
+}
+
 /// LOOKUP has no f32 form: `--ignore all` keeps the functions in int8 (the fully connected layer
 /// runs in f32, with conversions around it), and naming a function's node is an error.
 #[test]

@@ -8,6 +8,7 @@
 //! Concat... of constants, as in PyTorch's `x.view(x.size(0), -1)`) folds to constants at import.
 
 pub mod build;
+mod moves;
 pub mod proto;
 pub(crate) mod tensor;
 
@@ -20,6 +21,7 @@ use prost::Message;
 use crate::ir::{Clamp, Graph, Op, Param, SourceLayout, UnaryFn, ValueId, Window2d};
 use ferrite_runtime::kernels::resize::BilinearMode;
 use ferrite_runtime::ops::PadMode;
+use moves::Moved;
 use proto::{attribute_type as at, AttributeProto, ModelProto, NodeProto};
 use tensor::Const;
 
@@ -44,6 +46,7 @@ pub const SUPPORTED: &[&str] = &[
     "Elu",
     "Erf",
     "Exp",
+    "Expand",
     "Flatten",
     "Gather",
     "Gelu",
@@ -86,6 +89,20 @@ pub const SUPPORTED: &[&str] = &[
     "Sum",
     "Tanh",
     "ThresholdedRelu",
+    "Tile",
+    "Transpose",
+    "Unsqueeze",
+];
+
+/// Operators that only move elements: followed element by element (see [`moves`]) where the IR
+/// has no operator for one step alone.
+const MOVES: &[&str] = &[
+    "Expand",
+    "Flatten",
+    "Identity",
+    "Reshape",
+    "Squeeze",
+    "Tile",
     "Transpose",
     "Unsqueeze",
 ];
@@ -263,6 +280,7 @@ fn import_graph(
         g: Graph::default(),
         vals: HashMap::new(),
         consts: HashMap::new(),
+        moved: HashMap::new(),
         read,
     };
     for t in &graph.initializer {
@@ -307,6 +325,9 @@ fn import_graph(
     for out in &graph.output {
         let v = match im.vals.get(&out.name) {
             Some(&v) => v,
+            None if im.moved.contains_key(&out.name) => im
+                .place(&out.name)
+                .with_context(|| format!("graph output `{}`", out.name))?,
             None => match im.consts.get(&out.name) {
                 Some(c) => {
                     let d = c.f32()?;
@@ -445,6 +466,14 @@ pub(crate) fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
     Ok(a as usize)
 }
 
+/// Transpose's `perm` for an input of rank `rank` (reversed axes when absent).
+fn transpose_perm(n: &NodeProto, rank: usize) -> Result<Vec<usize>> {
+    match attr_ints(n, "perm") {
+        Some(p) => p.iter().map(|&a| norm_axis(a, rank)).collect(),
+        None => Ok((0..rank).rev().collect()),
+    }
+}
+
 /// Flatten's `axis` in `[-rank, rank]` as the number of leading dimensions it joins into the first
 /// (a negative one counts from the back: -1 leaves the last dimension alone).
 fn flatten_axis(axis: i64, rank: usize) -> Result<usize> {
@@ -475,6 +504,9 @@ struct Importer {
     vals: HashMap<String, ValueId>,
     /// ONNX value name -> constant (ONNX layout).
     consts: HashMap<String, Const>,
+    /// ONNX value name -> an activation moved by operators the IR has no operator for, placed
+    /// where it is read ([`Importer::place`]).
+    moved: HashMap<String, Moved>,
     /// Names some node or the graph's outputs read.
     read: HashSet<String>,
 }
@@ -671,6 +703,10 @@ impl Importer {
         if self.fold_const_node(n)? {
             return Ok(());
         }
+        if MOVES.contains(&n.op_type.as_str()) {
+            return self.data_move(n, label);
+        }
+        self.place_inputs(n)?;
         match n.op_type.as_str() {
             "Conv" => self.conv(n, label),
             "ConvTranspose" => self.conv_transpose(n, label),
@@ -700,7 +736,6 @@ impl Importer {
                 self.unary(n, label, Op::Lookup { f })
             }
             "Tanh" => self.unary(n, label, Op::Tanh),
-            "Identity" => self.unary(n, label, Op::Identity),
             "Dropout" => self.dropout(n, label),
             "Clip" => self.clip(n, label),
             "MaxPool" | "AveragePool" => self.pool(n, label),
@@ -709,12 +744,7 @@ impl Importer {
             "HardSigmoid" => self.hard_sigmoid(n, label),
             "HardSwish" => self.unary(n, label, Op::Lookup { f: UnaryFn::HardSwish }),
             "ReduceMean" | "ReduceSum" | "ReduceMax" => self.reduce(n, label),
-            "Flatten" => self.flatten(n, label),
-            "Reshape" => self.reshape(n, label),
             "Resize" => self.resize(n, label),
-            "Squeeze" => self.squeeze(n, label),
-            "Unsqueeze" => self.unsqueeze(n, label),
-            "Transpose" => self.transpose(n, label),
             "Concat" => self.concat(n, label),
             "Pad" => self.pad(n, label),
             "BatchNormalization" => self.batchnorm(n, label),
@@ -732,6 +762,175 @@ impl Importer {
         }
     }
 
+    /// An operator that only moves elements. On an activation the IR places, the IR's reshape or
+    /// layout glue computes it where it can. Otherwise (Tile, Expand, a result of rank above 4, an
+    /// order the glue cannot keep) its elements are followed, and the result is placed where it is
+    /// read ([`Self::place`]).
+    fn data_move(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let name = self.input(n, 0).context("input 0 is missing")?;
+        let out = n.output.first().context("the node has no output")?.clone();
+        if let Some(m) = self.moved.get(name) {
+            let next = self.follow(n, label, m.clone())?;
+            self.moved.insert(out, next);
+            return Ok(());
+        }
+        let x = self.act(n, 0)?;
+        let followed = Moved::start(x, &self.onnx_dims(x)).and_then(|m| self.follow(n, label, m));
+        let direct = |im: &mut Self| match n.op_type.as_str() {
+            "Identity" => im.unary(n, label, Op::Identity),
+            "Flatten" => im.flatten(n, label),
+            "Reshape" => im.reshape(n, label),
+            "Squeeze" => im.squeeze(n, label),
+            "Unsqueeze" => im.unsqueeze(n, label),
+            "Transpose" => im.transpose(n, label),
+            other => bail!("unsupported operator `{other}`"),
+        };
+        match followed {
+            Err(_) if !matches!(n.op_type.as_str(), "Tile" | "Expand") => direct(self),
+            Err(e) => Err(e),
+            Ok(m) if m.dims.len() > 4 || matches!(n.op_type.as_str(), "Tile" | "Expand") => {
+                self.moved.insert(out, m);
+                Ok(())
+            }
+            Ok(mut m) => {
+                if let Err(e) = direct(self) {
+                    m.why = Some(format!("{e:#}"));
+                    self.moved.insert(out, m);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// `m` moved by node `n` (one of [`MOVES`]).
+    fn follow(&self, n: &NodeProto, label: &str, m: Moved) -> Result<Moved> {
+        let rank_in = m.dims.len();
+        let mut m = match n.op_type.as_str() {
+            "Identity" => m,
+            "Reshape" => {
+                let shape = self.konst(n, 1)?.i64()?;
+                let d = resolve_reshape(&m.dims, &shape, attr_i(n, "allowzero", 0) != 0)?;
+                m.reshape(d)?
+            }
+            "Flatten" => {
+                let axis = flatten_axis(attr_i(n, "axis", 1), m.dims.len())?;
+                let d = vec![
+                    m.dims[..axis].iter().product(),
+                    m.dims[axis..].iter().product(),
+                ];
+                m.reshape(d)?
+            }
+            "Squeeze" => {
+                let d = squeeze_dims(&m.dims, &self.squeeze_axes(n)?)?;
+                m.reshape(d)?
+            }
+            "Unsqueeze" => {
+                let d = unsqueeze_dims(&m.dims, &self.squeeze_axes(n)?)?;
+                m.reshape(d)?
+            }
+            "Transpose" => {
+                let perm = transpose_perm(n, m.dims.len())?;
+                m.transpose(&perm)?
+            }
+            "Tile" => {
+                let repeats = self.konst(n, 1)?.i64()?;
+                m.tile(&repeats)?
+            }
+            "Expand" => {
+                let shape = self.konst(n, 1)?.i64()?;
+                m.expand(&shape)?
+            }
+            other => bail!("`{other}` does not only move elements"),
+        };
+        // Samples are run one at a time: the batch must stay the first axis, alone.
+        let batch = self.shape(m.src)[0];
+        let keeps_batch = match n.op_type.as_str() {
+            "Unsqueeze" => {
+                let rank = m.dims.len() as i64;
+                !self.squeeze_axes(n)?.iter().any(|&a| a == 0 || a == -rank)
+            }
+            "Flatten" => flatten_axis(attr_i(n, "axis", 1), rank_in)? != 0,
+            "Transpose" => attr_ints(n, "perm").is_some_and(|p| p.first() == Some(&0)),
+            "Tile" => self.konst(n, 1)?.i64()?.first() == Some(&1),
+            _ => true,
+        };
+        ensure!(
+            keeps_batch && m.dims.len() >= 2 && m.dims[0] == batch,
+            "{} to {:?} moves the batch dimension (samples are run one at a time: it must stay first)",
+            n.op_type,
+            m.dims
+        );
+        m.path.push(format!("{} `{label}`", n.op_type));
+        Ok(m)
+    }
+
+    /// Places every followed input of node `n` (see [`Self::place`]).
+    fn place_inputs(&mut self, n: &NodeProto) -> Result<()> {
+        for name in &n.input {
+            if self.moved.contains_key(name) {
+                self.place(name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The followed value `name` as one IR node from its source: a reshape or layout glue that
+    /// keeps the IR's element order, nearest upsampling by whole factors, or depth to space.
+    fn place(&mut self, name: &str) -> Result<ValueId> {
+        let m = self
+            .moved
+            .remove(name)
+            .with_context(|| format!("`{name}` is not a moved value"))?;
+        let (src_layout, src_ir) = (self.layout(m.src), self.shape(m.src).to_vec());
+        let src_at = moves::onnx_to_ir(src_layout, &src_ir);
+        let d = &m.dims;
+        let mut layouts = vec![(SourceLayout::Same, d.clone())];
+        if d.len() == 4 {
+            layouts.insert(0, (SourceLayout::Nchw, to_nhwc(d)));
+        }
+        for (layout, ir) in layouts {
+            let out_at = moves::onnx_to_ir(layout, &ir);
+            // For each element of the result in the IR's order, the source's element in its IR order.
+            let mut map = vec![0u32; m.from.len()];
+            for (&to, &from) in out_at.iter().zip(&m.from) {
+                map[to as usize] = src_at[from as usize];
+            }
+            let keeps_order =
+                map.len() == src_at.len() && map.iter().enumerate().all(|(i, &v)| v as usize == i);
+            let op = if keeps_order && ir == src_ir {
+                Op::Identity
+            } else if keeps_order {
+                Op::Reshape { shape: ir }
+            } else if layout == SourceLayout::Nchw && src_layout == SourceLayout::Nchw {
+                match moves::recognize(&src_ir, &ir, &map) {
+                    Some(op) => op,
+                    None => continue,
+                }
+            } else {
+                continue;
+            };
+            let (op_type, label) = m
+                .path
+                .last()
+                .and_then(|p| p.split_once(' '))
+                .map(|(o, l)| (o.to_string(), l.trim_matches('`').to_string()))
+                .unwrap_or_else(|| ("Identity".into(), name.into()));
+            let v = self.g.add_node(label, op_type, op, vec![m.src], name)?;
+            self.g.values[v].source = layout;
+            self.vals.insert(name.to_string(), v);
+            return Ok(v);
+        }
+        let src_dims = src_layout.source_dims(&src_ir);
+        let what = m.why.unwrap_or_else(|| {
+            "the elements move in a way no supported operator computes (a reshape that keeps the element order, nearest upsampling by whole factors, depth to space)".into()
+        });
+        bail!(
+            "`{name}` is {src_dims:?} moved to {:?} by {}: {what}",
+            m.dims,
+            m.path.join(", ")
+        )
+    }
+
     /// `Shape`: the dims of its input (an activation, batch fixed at 1, or a constant), from `start`
     /// to `end` (opset 15; negative counts from the end, clamped to the rank), as an int64 constant.
     /// Reshape targets computed from it (`x.view(x.size(0), -1)`: Shape, Gather, Unsqueeze, Concat)
@@ -741,7 +940,10 @@ impl Importer {
         let dims = match (self.vals.get(name), self.consts.get(name)) {
             (Some(&v), _) => self.onnx_dims(v),
             (None, Some(c)) => c.dims.clone(),
-            (None, None) => bail!("input 0 (`{name}`) is not defined before this node"),
+            (None, None) => match self.moved.get(name) {
+                Some(m) => m.dims.clone(),
+                None => bail!("input 0 (`{name}`) is not defined before this node"),
+            },
         };
         let rank = dims.len() as i64;
         let clamp = |a: i64| (if a < 0 { a + rank } else { a }).clamp(0, rank) as usize;
@@ -1136,14 +1338,7 @@ impl Importer {
             "Cast" => tensor::cast(c(0)?, attr_i(n, "to", 0))?,
             "Transpose" => {
                 // A weight transposed before a MatMul (older PyTorch exports of Linear).
-                let rank = c(0)?.dims.len();
-                let perm: Vec<usize> = match attr_ints(n, "perm") {
-                    Some(p) => p
-                        .iter()
-                        .map(|&a| norm_axis(a, rank))
-                        .collect::<Result<_>>()?,
-                    None => (0..rank).rev().collect(),
-                };
+                let perm = transpose_perm(n, c(0)?.dims.len())?;
                 tensor::transpose(c(0)?, &perm)?
             }
             "Slice" if c(0)?.dims.len() == 1 => {
@@ -2229,13 +2424,7 @@ impl Importer {
     fn transpose(&mut self, n: &NodeProto, label: &str) -> Result<()> {
         let x = self.act(n, 0)?;
         let d = self.onnx_dims(x);
-        let perm: Vec<usize> = match attr_ints(n, "perm") {
-            Some(p) => p
-                .iter()
-                .map(|&a| norm_axis(a, d.len()))
-                .collect::<Result<_>>()?,
-            None => (0..d.len()).rev().collect(),
-        };
+        let perm = transpose_perm(n, d.len())?;
         ensure!(perm.len() == d.len(), "perm {perm:?} for rank {}", d.len());
         let out: Vec<usize> = perm.iter().map(|&p| d[p]).collect();
         // Source axes of the input in IR order, and of the output (as NCHW when rank 4, else as is).

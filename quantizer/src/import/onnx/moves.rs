@@ -1,0 +1,276 @@
+//! Data movement followed element by element: chains of Unsqueeze, Squeeze, Reshape, Flatten,
+//! Transpose, Tile and Expand through tensors of any rank. Keras's `UpSampling2D` reaches ONNX as
+//! rank-5 Tiles and PyTorch's `PixelShuffle` as a rank-6 Transpose; the IR has neither, but it has
+//! what they compute. The importer follows such a chain on element indices and, where its result
+//! is read, recognizes it as one IR operator ([`recognize`]) or refuses it.
+
+use anyhow::{ensure, Result};
+
+use crate::ir::{Op, SourceLayout};
+
+/// Most elements a followed chain may hold (a microcontroller's tensors are far smaller).
+const MAX_ELEMENTS: usize = 1 << 24;
+
+/// An activation computed from another by data movement alone.
+#[derive(Clone, Debug)]
+pub(super) struct Moved {
+    /// The activation the elements come from.
+    pub src: crate::ir::ValueId,
+    /// This value's ONNX dims.
+    pub dims: Vec<usize>,
+    /// For each element of this value (row-major over `dims`), the index of the source element it
+    /// holds (row-major over the source's ONNX dims).
+    pub from: Vec<u32>,
+    /// The operators followed, as `Op \`node\``, for messages.
+    pub path: Vec<String>,
+    /// Why the IR's own glue refused the first step, if it did.
+    pub why: Option<String>,
+}
+
+/// Row-major strides of `dims`.
+fn strides(dims: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; dims.len()];
+    for i in (0..dims.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * dims[i + 1];
+    }
+    s
+}
+
+/// Every element of `dims` in row-major order mapped by `f` from its coordinates.
+fn each(dims: &[usize], mut f: impl FnMut(&[usize]) -> u32) -> Vec<u32> {
+    let total: usize = dims.iter().product();
+    let mut at = vec![0; dims.len()];
+    let mut out = Vec::with_capacity(total);
+    for _ in 0..total {
+        out.push(f(&at));
+        for a in (0..dims.len()).rev() {
+            at[a] += 1;
+            if at[a] < dims[a] {
+                break;
+            }
+            at[a] = 0;
+        }
+    }
+    out
+}
+
+impl Moved {
+    /// `src` as it is, with ONNX dims `dims`.
+    pub fn start(src: crate::ir::ValueId, dims: &[usize]) -> Result<Moved> {
+        let total: usize = dims.iter().product();
+        ensure!(
+            total <= MAX_ELEMENTS,
+            "{total} elements are too many to follow"
+        );
+        Ok(Moved {
+            src,
+            dims: dims.to_vec(),
+            from: (0..total as u32).collect(),
+            path: Vec::new(),
+            why: None,
+        })
+    }
+
+    /// The same elements in the same order, seen with `dims`.
+    pub fn reshape(mut self, dims: Vec<usize>) -> Result<Moved> {
+        ensure!(
+            dims.iter().product::<usize>() == self.from.len(),
+            "{dims:?} does not hold the {} elements of {:?}",
+            self.from.len(),
+            self.dims
+        );
+        self.dims = dims;
+        Ok(self)
+    }
+
+    /// ONNX `Transpose` by `perm`.
+    pub fn transpose(self, perm: &[usize]) -> Result<Moved> {
+        let mut sorted = perm.to_vec();
+        sorted.sort_unstable();
+        ensure!(
+            sorted == (0..self.dims.len()).collect::<Vec<_>>(),
+            "perm {perm:?} for rank {}",
+            self.dims.len()
+        );
+        let dims: Vec<usize> = perm.iter().map(|&p| self.dims[p]).collect();
+        let st = strides(&self.dims);
+        let from = each(&dims, |at| {
+            let i: usize = at.iter().zip(perm).map(|(&a, &p)| a * st[p]).sum();
+            self.from[i]
+        });
+        Ok(Moved { dims, from, ..self })
+    }
+
+    /// ONNX `Tile`: each axis repeated `repeats` times.
+    pub fn tile(self, repeats: &[i64]) -> Result<Moved> {
+        ensure!(
+            repeats.len() == self.dims.len() && repeats.iter().all(|&r| r >= 1),
+            "repeats {repeats:?} for {:?} (one positive count per axis)",
+            self.dims
+        );
+        let dims: Vec<usize> = self
+            .dims
+            .iter()
+            .zip(repeats)
+            .map(|(&d, &r)| d * r as usize)
+            .collect();
+        self.broadcast(dims)
+    }
+
+    /// ONNX `Expand` to `shape` (broadcasting both ways, as NumPy does).
+    pub fn expand(self, shape: &[i64]) -> Result<Moved> {
+        let rank = self.dims.len().max(shape.len());
+        let pad = |d: &[usize]| -> Vec<usize> {
+            let mut p = vec![1; rank - d.len()];
+            p.extend_from_slice(d);
+            p
+        };
+        let shape: Vec<usize> = shape.iter().map(|&s| s.max(0) as usize).collect();
+        let (a, b) = (pad(&self.dims), pad(&shape));
+        let mut dims = Vec::with_capacity(rank);
+        for (&x, &y) in a.iter().zip(&b) {
+            ensure!(
+                x == y || x == 1 || y == 1,
+                "{:?} does not broadcast to {shape:?}",
+                self.dims
+            );
+            dims.push(if x == 1 { y } else { x });
+        }
+        Moved { dims: a, ..self }.broadcast(dims)
+    }
+
+    /// Each output coordinate read from the input coordinate modulo the input's dims (Tile, and
+    /// Expand where the input's dim is 1).
+    fn broadcast(self, dims: Vec<usize>) -> Result<Moved> {
+        let total = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        ensure!(
+            total.is_some_and(|t| t <= MAX_ELEMENTS),
+            "{dims:?} holds too many elements to follow"
+        );
+        let st = strides(&self.dims);
+        let from = each(&dims, |at| {
+            let i: usize = at
+                .iter()
+                .zip(&self.dims)
+                .zip(&st)
+                .map(|((&a, &d), &s)| (a % d) * s)
+                .sum();
+            self.from[i]
+        });
+        Ok(Moved { dims, from, ..self })
+    }
+}
+
+/// For each element of a value in its ONNX order, its index in the IR's order, for a value of
+/// layout `layout` and IR shape `ir`.
+pub(super) fn onnx_to_ir(layout: SourceLayout, ir: &[usize]) -> Vec<u32> {
+    let nhwc = |n: usize, h: usize, w: usize, c: usize| {
+        each(&[n, c, h, w], |a| {
+            (((a[0] * h + a[2]) * w + a[3]) * c + a[1]) as u32
+        })
+    };
+    match layout {
+        SourceLayout::Nchw => nhwc(ir[0], ir[1], ir[2], ir[3]),
+        SourceLayout::Ncl => nhwc(ir[0], 1, ir[2], ir[3]),
+        SourceLayout::FlatChw { c, h, w } => {
+            let n = ir[0];
+            each(&[n, c, h, w], |a| {
+                (((a[0] * h + a[2]) * w + a[3]) * c + a[1]) as u32
+            })
+        }
+        SourceLayout::Same => (0..ir.iter().product::<usize>() as u32).collect(),
+    }
+}
+
+/// The IR operator that computes `map` (for each element of the NHWC output `out`, the index of
+/// the element of the NHWC input `input` it holds), if it is one: nearest upsampling by whole
+/// factors, or depth to space in either of ONNX's channel orders.
+pub(super) fn recognize(input: &[usize], out: &[usize], map: &[u32]) -> Option<Op> {
+    let [n, h, w, c] = *input else { return None };
+    let [n2, h2, w2, c2] = *out else { return None };
+    if n != n2 || h == 0 || w == 0 || c2 == 0 || h2 % h != 0 || w2 % w != 0 {
+        return None;
+    }
+    let (fh, fw) = (h2 / h, w2 / w);
+    let reads = |channel: &dyn Fn(usize, usize, usize) -> usize| {
+        each(out, |a| {
+            let (y, x) = (a[1], a[2]);
+            (((a[0] * h + y / fh) * w + x / fw) * c + channel(y, x, a[3])) as u32
+        }) == map
+    };
+    if c2 == c && reads(&|_, _, ch| ch) {
+        return Some(Op::ResizeNearest { size: [h2, w2] });
+    }
+    if fh == fw && fh >= 2 && c == c2 * fh * fh {
+        let b = fh;
+        if reads(&|y, x, ch| ((y % b) * b + x % b) * c2 + ch) {
+            return Some(Op::DepthToSpace {
+                block: [b, b],
+                crd: false,
+            });
+        }
+        if reads(&|y, x, ch| ch * b * b + (y % b) * b + x % b) {
+            return Some(Op::DepthToSpace {
+                block: [b, b],
+                crd: true,
+            });
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn moved(dims: &[usize]) -> Moved {
+        Moved::start(0, dims).unwrap()
+    }
+
+    #[test]
+    fn transpose_reads_the_permuted_coordinates() {
+        // [2, 3] transposed: element (j, i) of the result is element (i, j) of the input.
+        let m = moved(&[2, 3]).transpose(&[1, 0]).unwrap();
+        assert_eq!(m.dims, [3, 2]);
+        assert_eq!(m.from, [0, 3, 1, 4, 2, 5]);
+    }
+
+    #[test]
+    fn tile_and_expand_repeat_the_input() {
+        let t = moved(&[2, 1]).tile(&[1, 3]).unwrap();
+        assert_eq!(
+            (t.dims.clone(), t.from),
+            (vec![2, 3], vec![0, 0, 0, 1, 1, 1])
+        );
+        let e = moved(&[2, 1]).expand(&[2, 1, 3]).unwrap();
+        assert_eq!(e.dims, [2, 2, 3]);
+        assert_eq!(e.from, [0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1]);
+        assert!(moved(&[2, 3]).expand(&[4]).is_err());
+        assert!(moved(&[2, 3]).tile(&[1]).is_err());
+    }
+
+    #[test]
+    fn the_nhwc_maps_of_upsampling_and_depth_to_space_are_recognized() {
+        // NHWC [1, 2, 2, 4] -> [1, 4, 4, 1]: DCR reads channel (y % 2) * 2 + x % 2.
+        let dcr = each(&[1, 4, 4, 1], |a| {
+            (((a[1] / 2) * 2 + a[2] / 2) * 4 + (a[1] % 2) * 2 + a[2] % 2) as u32
+        });
+        assert_eq!(
+            recognize(&[1, 2, 2, 4], &[1, 4, 4, 1], &dcr),
+            Some(Op::DepthToSpace {
+                block: [2, 2],
+                crd: false
+            })
+        );
+        let near = each(&[1, 4, 6, 2], |a| {
+            (((a[1] / 2) * 2 + a[2] / 3) * 2 + a[3]) as u32
+        });
+        assert_eq!(
+            recognize(&[1, 2, 2, 2], &[1, 4, 6, 2], &near),
+            Some(Op::ResizeNearest { size: [4, 6] })
+        );
+        let mut wrong = near.clone();
+        wrong.swap(0, 1);
+        assert_eq!(recognize(&[1, 2, 2, 2], &[1, 4, 6, 2], &wrong), None);
+    }
+}
