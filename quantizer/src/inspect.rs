@@ -315,6 +315,13 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
             0,
             format!("begin {:?}", u.begin),
         ),
+        Op::Transpose(u) => set(
+            &[&u.input],
+            &u.output,
+            elements(&u.output),
+            0,
+            format!("perm {:?}", u.perm),
+        ),
         Op::DepthToSpace(u) => set(
             &[&u.input],
             &u.output,

@@ -383,6 +383,19 @@ fn keras_upsampling_becomes_resize_and_matches_onnxruntime() {
     );
 }
 
+/// A ShuffleNetV2 unit (`make_shuffle.py`: a channel split, a branch of 1x1, depthwise and 1x1
+/// convolutions, Concat, the channel shuffle through a rank-5 Transpose, then rows and columns
+/// swapped) matches onnxruntime in float and stays close to it in int8; the shuffle and the swap,
+/// which together are no transpose of three axes, are two TRANSPOSEs.
+#[test]
+fn channel_shuffles_become_transposes_and_match_onnxruntime() {
+    graph_matches_onnxruntime_and_quantizes("shuffle", 1, |_| 38.0);
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, int8) = quantize_on_own_inputs("ops/shuffle", dir.path());
+    let listing = String::from_utf8(ferrite_ok(ferrite().arg("inspect").arg(&int8))).unwrap();
+    assert_eq!(listing.matches("TRANSPOSE").count(), 2, "{listing}");
+}
+
 /// LOOKUP has no f32 form: `--ignore all` keeps the functions in int8 (the fully connected layer
 /// runs in f32, with conversions around it), and naming a function's node is an error.
 #[test]

@@ -162,6 +162,10 @@ def build_fixtures(only=()):
         "mirror_pad_symmetric": ([[1, 3, 4, 2]], lambda x: tf.pad(x, [[0, 0], [3, 0], [1, 4], [1, 2]], mode="SYMMETRIC")),
         # The converter writes x * relu6(x + 3) / 6 as one HARD_SWISH.
         "hard_swish": ([[1, 4, 4, 8]], lambda x: x * tf.nn.relu6(x + 3.0) / 6.0, [3.0]),
+        "transpose_hw": ([[1, 3, 5, 4]], lambda x: tf.transpose(x, [0, 2, 1, 3])),
+        # ShuffleNet's channel shuffle of two groups of four channels, in rank 4.
+        "channel_shuffle": ([[1, 4, 4, 8]], lambda x: tf.reshape(
+            tf.transpose(tf.reshape(x, [1, 16, 2, 4]), [0, 1, 3, 2]), [1, 4, 4, 8])),
     }
     # Keras PReLU layers (their alpha a constant the converter quantizes), with fixed slopes,
     # negative and above 1 among them.

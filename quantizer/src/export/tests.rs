@@ -405,6 +405,27 @@ fn leaky_relu_round_trips() {
     assert_eq!(a[0].to_f32()[..2], [-1.5, -1.25]);
 }
 
+/// A transpose is written as ONNX Transpose of the IR's order and reads back computing the same.
+#[test]
+fn transpose_round_trips() {
+    let mut g = Graph::default();
+    let x = g.add_value("x", vec![1, 4, 2, 3]);
+    g.inputs.push(x);
+    let op = Op::Transpose {
+        perm: vec![0, 1, 3, 2],
+    };
+    let y = g.add_node("t", "Transpose", op, vec![x], "y").unwrap();
+    g.outputs.push(y);
+    let g2 = reimport(&float_onnx(&g).unwrap());
+    let values: Vec<f32> = (0..24).map(|i| i as f32).collect();
+    let x = Array::from_f32(vec![1, 4, 2, 3], &values);
+    let a = ir::io::run_arrays(&g, std::slice::from_ref(&x), 1).unwrap();
+    let b = ir::io::run_arrays(&g2, std::slice::from_ref(&x), 1).unwrap();
+    assert_eq!(a[0].to_f32(), b[0].to_f32());
+    // Each row of [2, 3] becomes a column: 0 3 1 4 2 5.
+    assert_eq!(a[0].to_f32()[..6], [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+}
+
 /// A nearest resize by whole factors is written as ONNX Resize and reads back as itself.
 #[test]
 fn resize_nearest_round_trips() {

@@ -36,6 +36,7 @@ mod resize_nearest;
 mod slice;
 mod softmax;
 mod tanh;
+mod transpose;
 
 use anyhow::Result;
 use ferrite_runtime::kernels::resize::BilinearMode;
@@ -166,6 +167,11 @@ pub enum Op {
         block: [usize; 2],
         crd: bool,
     },
+    /// The input's axes in another order: output axis `i` is input axis `perm[i]` (the batch stays
+    /// first).
+    Transpose {
+        perm: Vec<usize>,
+    },
     /// An element-wise function without a kernel of its own, run by an int8 table (LOOKUP).
     Lookup {
         f: UnaryFn,
@@ -205,6 +211,7 @@ impl Op {
             Op::LogSoftmax => "LOG_SOFTMAX",
             Op::Slice { .. } => "SLICE",
             Op::DepthToSpace { .. } => "DEPTH_TO_SPACE",
+            Op::Transpose { .. } => "TRANSPOSE",
             Op::Identity => "IDENTITY",
         }
     }
@@ -237,6 +244,7 @@ impl Op {
             | Op::LogSoftmax
             | Op::Slice { .. }
             | Op::DepthToSpace { .. }
+            | Op::Transpose { .. }
             | Op::Identity => None,
         }
     }
@@ -269,6 +277,7 @@ impl Op {
             | Op::LogSoftmax
             | Op::Slice { .. }
             | Op::DepthToSpace { .. }
+            | Op::Transpose { .. }
             | Op::Identity => None,
         }
     }
@@ -302,6 +311,7 @@ impl Op {
             | Op::LogSoftmax
             | Op::Slice { .. }
             | Op::DepthToSpace { .. }
+            | Op::Transpose { .. }
             | Op::Identity => Vec::new(),
         }
     }
@@ -336,6 +346,7 @@ impl Op {
             | Op::LogSoftmax
             | Op::Slice { .. }
             | Op::DepthToSpace { .. }
+            | Op::Transpose { .. }
             | Op::Identity => 0,
         }
     }
@@ -418,6 +429,7 @@ impl Op {
             Op::LogSoftmax => log_softmax::shape(inputs),
             Op::Slice { begin, size } => slice::shape(begin, size, inputs),
             Op::DepthToSpace { block, .. } => depth_to_space::shape(*block, inputs),
+            Op::Transpose { perm } => transpose::shape(perm, inputs),
             Op::Identity => identity::shape(inputs),
         }
     }
@@ -469,6 +481,7 @@ impl Op {
             Op::LogSoftmax => log_softmax::eval(inputs, out),
             Op::Slice { begin, .. } => slice::eval(begin, inputs, out),
             Op::DepthToSpace { block, crd } => depth_to_space::eval(*block, *crd, inputs, out),
+            Op::Transpose { perm } => transpose::eval(perm, inputs, out),
             Op::Identity => identity::eval(inputs, out),
         }
     }
@@ -506,6 +519,7 @@ impl Op {
             Op::LogSoftmax => log_softmax::backward(g),
             Op::Slice { begin, .. } => slice::backward(begin, g),
             Op::DepthToSpace { block, crd } => depth_to_space::backward(*block, *crd, g),
+            Op::Transpose { perm } => transpose::backward(perm, g),
             Op::Identity => identity::backward(g),
         }
     }
@@ -549,6 +563,7 @@ impl Op {
             Op::LogSoftmax => log_softmax::lower(cx)?,
             Op::Slice { begin, .. } => slice::lower(begin, cx)?,
             Op::DepthToSpace { block, crd } => depth_to_space::lower(*block, *crd, cx)?,
+            Op::Transpose { perm } => transpose::lower(perm, cx)?,
             Op::Identity => identity::lower(cx)?,
         };
         Ok(Lowered::Op(op))
@@ -607,6 +622,7 @@ impl Op {
             Op::LogSoftmax => log_softmax::export(e, n),
             Op::Slice { begin, size } => slice::export(begin, size, e, n),
             Op::DepthToSpace { block, crd } => depth_to_space::export(*block, *crd, e, n),
+            Op::Transpose { perm } => transpose::export(perm, e, n),
             Op::Identity => identity::export(e, n),
         }
     }
@@ -639,6 +655,7 @@ impl Op {
             Op::LogSoftmax => log_softmax::OUTPUT,
             Op::Slice { .. } => slice::OUTPUT,
             Op::DepthToSpace { .. } => depth_to_space::OUTPUT,
+            Op::Transpose { .. } => transpose::OUTPUT,
             Op::Identity => identity::OUTPUT,
         }
     }
@@ -672,6 +689,7 @@ impl Op {
             Op::LogSoftmax => log_softmax::INT16,
             Op::Slice { .. } => slice::INT16,
             Op::DepthToSpace { .. } => depth_to_space::INT16,
+            Op::Transpose { .. } => transpose::INT16,
             Op::Identity => identity::INT16,
         }
     }
@@ -769,6 +787,7 @@ impl Op {
             Op::LogSoftmax => log_softmax::CHANNELS,
             Op::Slice { .. } => slice::CHANNELS,
             Op::DepthToSpace { .. } => depth_to_space::CHANNELS,
+            Op::Transpose { .. } => transpose::CHANNELS,
             Op::ResizeNearest { .. } => resize_nearest::CHANNELS,
             Op::ResizeBilinear { .. } => resize_bilinear::CHANNELS,
             Op::Reshape { shape } => Channels::Reshaped { shape },
@@ -816,6 +835,7 @@ impl Op {
             | Op::LogSoftmax
             | Op::Slice { .. }
             | Op::DepthToSpace { .. }
+            | Op::Transpose { .. }
             | Op::Identity => Ok(None),
         }
     }
@@ -852,6 +872,7 @@ impl Op {
             | Op::LogSoftmax
             | Op::Slice { .. }
             | Op::DepthToSpace { .. }
+            | Op::Transpose { .. }
             | Op::Identity => Vec::new(),
         }
     }

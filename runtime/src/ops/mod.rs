@@ -49,6 +49,7 @@ pub mod resize_nearest_neighbor;
 pub mod slice;
 pub mod softmax;
 pub mod tanh;
+pub mod transpose;
 
 pub use add::AddParams;
 pub use average_pool_2d::Pool;
@@ -76,6 +77,7 @@ pub use resize_nearest_neighbor::ResizeNearestNeighbor;
 pub use slice::Slice;
 pub use softmax::{Softmax, SoftmaxParams};
 pub use tanh::TanhParams;
+pub use transpose::Transpose;
 
 #[cfg(all(test, feature = "in-place"))]
 mod in_place_tests;
@@ -573,6 +575,8 @@ operators! {
     26 ResizeBilinear(ResizeBilinear) resize_bilinear "RESIZE_BILINEAR" "resize-bilinear";
     /// Padding by the input's own elements: mirrored, repeated from the border or wrapped around.
     27 MirrorPad(MirrorPad) mirror_pad "MIRROR_PAD" "mirror-pad";
+    /// The input's axes in another order.
+    28 Transpose(Transpose) transpose "TRANSPOSE" "transpose";
 }
 
 impl Op<'_> {

@@ -233,31 +233,40 @@ pub(crate) fn import_model(model: &ModelProto) -> Result<Graph> {
         })
         .map(|i| i.name.as_str())
         .collect();
-    let mut reached = 0;
-    let first = match import_graph(graph, opset, &transposed, &mut reached) {
-        Ok(g) => return Ok(g),
-        Err(e) => e,
-    };
     // Other rank-4 inputs are read as NCHW images. Models converted from TensorFlow reshape or
-    // rescale an NHWC input before turning it into NCHW; when reading it as NCHW fails, it is read
-    // as NHWC. Either reading that imports computes the ONNX graph's function (the importer refuses
-    // what it cannot place). When both fail, the error reported is the one of the reading that
-    // imported more nodes (the first on a tie).
+    // rescale an NHWC input before turning it into NCHW; when reading it as NCHW fails or needs a
+    // TRANSPOSE, it is read as NHWC too, and the reading with fewer TRANSPOSEs is kept. Either
+    // reading that imports computes the ONNX graph's function (the importer refuses what it cannot
+    // place). When both fail, the error reported is the one of the reading that imported more
+    // nodes (the first on a tie).
     let rank4: HashSet<&str> = graph
         .input
         .iter()
         .filter(|i| input_dims(i).is_ok_and(|d| d.len() == 4))
         .map(|i| i.name.as_str())
         .collect();
-    if rank4 != transposed {
-        let mut nhwc_reached = 0;
-        match import_graph(graph, opset, &rank4, &mut nhwc_reached) {
-            Ok(g) => return Ok(g),
-            Err(e) if nhwc_reached > reached => return Err(e),
-            Err(_) => {}
-        }
+    let transposes = |g: &Graph| {
+        g.nodes
+            .iter()
+            .filter(|n| matches!(n.op, Op::Transpose { .. }))
+            .count()
+    };
+    let mut reached = 0;
+    let first = match import_graph(graph, opset, &transposed, &mut reached) {
+        Ok(g) if rank4 == transposed || transposes(&g) == 0 => return Ok(g),
+        Ok(g) => Ok(g),
+        Err(e) => Err(e),
+    };
+    if rank4 == transposed {
+        return first;
     }
-    Err(first)
+    let mut nhwc_reached = 0;
+    match (first, import_graph(graph, opset, &rank4, &mut nhwc_reached)) {
+        (Ok(g), Ok(h)) if transposes(&h) < transposes(&g) => Ok(h),
+        (Ok(g), _) => Ok(g),
+        (Err(_), Ok(h)) => Ok(h),
+        (Err(e), Err(f)) => Err(if nhwc_reached > reached { f } else { e }),
+    }
 }
 
 /// Imports `graph` with the rank-4 inputs `nhwc_inputs` read as NHWC, the others as NCHW; `reached`
@@ -861,6 +870,8 @@ impl Importer {
             m.dims
         );
         m.path.push(format!("{} `{label}`", n.op_type));
+        let input = self.input(n, 0).unwrap_or_default().to_string();
+        m.last = Some(Box::new((n.clone(), label.to_string(), input)));
         Ok(m)
     }
 
@@ -888,41 +899,105 @@ impl Importer {
         if d.len() == 4 {
             layouts.insert(0, (SourceLayout::Nchw, to_nhwc(d)));
         }
-        for (layout, ir) in layouts {
-            let out_at = moves::onnx_to_ir(layout, &ir);
-            // For each element of the result in the IR's order, the source's element in its IR order.
-            let mut map = vec![0u32; m.from.len()];
-            for (&to, &from) in out_at.iter().zip(&m.from) {
-                map[to as usize] = src_at[from as usize];
-            }
-            let keeps_order =
-                map.len() == src_at.len() && map.iter().enumerate().all(|(i, &v)| v as usize == i);
-            let op = if keeps_order && ir == src_ir {
-                Op::Identity
-            } else if keeps_order {
-                Op::Reshape { shape: ir }
-            } else if layout == SourceLayout::Nchw && src_layout == SourceLayout::Nchw {
-                match moves::recognize(&src_ir, &ir, &map) {
-                    Some(op) => op,
-                    None => continue,
+        // For each layout of the result, for each of its elements in the IR's order, the source's
+        // element in its IR order.
+        let maps: Vec<(SourceLayout, Vec<usize>, Vec<u32>)> = layouts
+            .into_iter()
+            .map(|(layout, ir)| {
+                let mut map = vec![0u32; m.from.len()];
+                for (&to, &from) in moves::onnx_to_ir(layout, &ir).iter().zip(&m.from) {
+                    map[to as usize] = src_at[from as usize];
                 }
-            } else {
-                continue;
-            };
+                (layout, ir, map)
+            })
+            .collect();
+        // The cheapest placement: the same order, then one operator, then a transpose.
+        let keeps_order = |map: &[u32]| {
+            map.len() == src_at.len() && map.iter().enumerate().all(|(i, &v)| v as usize == i)
+        };
+        let same = maps
+            .iter()
+            .find(|(_, _, map)| keeps_order(map))
+            .map(|(l, ir, _)| {
+                let op = if *ir == src_ir {
+                    Op::Identity
+                } else {
+                    Op::Reshape { shape: ir.clone() }
+                };
+                (*l, vec![op])
+            });
+        let one_op = || {
+            maps.iter().find_map(|(l, ir, map)| {
+                let both_nchw = *l == SourceLayout::Nchw && src_layout == SourceLayout::Nchw;
+                let op = moves::recognize(&src_ir, ir, map).filter(|_| both_nchw)?;
+                Some((*l, vec![op]))
+            })
+        };
+        let transposed = || {
+            maps.iter().find_map(|(l, ir, map)| {
+                let (src, perm) = moves::transpose_of(map)?;
+                if src_ir[0] != 1 || src.len() > 3 {
+                    return None;
+                }
+                // The batch in front, then the source's axes reordered.
+                let dims: Vec<usize> = std::iter::once(1).chain(src).collect();
+                let perm: Vec<usize> = std::iter::once(0)
+                    .chain(perm.iter().map(|p| p + 1))
+                    .collect();
+                let out: Vec<usize> = perm.iter().map(|&p| dims[p]).collect();
+                let mut ops = Vec::new();
+                if dims != src_ir {
+                    ops.push(Op::Reshape { shape: dims });
+                }
+                ops.push(Op::Transpose { perm });
+                if out != *ir {
+                    ops.push(Op::Reshape { shape: ir.clone() });
+                }
+                Some((*l, ops))
+            })
+        };
+        if let Some((layout, ops)) = same.or_else(one_op).or_else(transposed) {
             let (op_type, label) = m
                 .path
                 .last()
                 .and_then(|p| p.split_once(' '))
                 .map(|(o, l)| (o.to_string(), l.trim_matches('`').to_string()))
                 .unwrap_or_else(|| ("Identity".into(), name.into()));
-            let v = self.g.add_node(label, op_type, op, vec![m.src], name)?;
-            self.g.values[v].source = layout;
+            let (count, mut v) = (ops.len(), m.src);
+            for (i, op) in ops.into_iter().enumerate() {
+                let (node, out, l) = if i + 1 == count {
+                    (label.clone(), name.to_string(), layout)
+                } else {
+                    (
+                        format!("{label}/{i}"),
+                        format!("{name}/{i}"),
+                        SourceLayout::Same,
+                    )
+                };
+                v = self.g.add_node(node, &op_type, op, vec![v], out)?;
+                self.g.values[v].source = l;
+            }
             self.vals.insert(name.to_string(), v);
             return Ok(v);
         }
+        // The chain before its last node placed first, then that node from it.
+        if let Some((node, label, input)) = m.last.as_deref() {
+            if m.path.len() > 1 && self.moved.contains_key(input) {
+                let split = self.place(input).and_then(|_| {
+                    self.data_move(node, label)?;
+                    match self.vals.get(name) {
+                        Some(&v) => Ok(v),
+                        None => self.place(name),
+                    }
+                });
+                if split.is_ok() {
+                    return split;
+                }
+            }
+        }
         let src_dims = src_layout.source_dims(&src_ir);
         let what = m.why.unwrap_or_else(|| {
-            "the elements move in a way no supported operator computes (a reshape that keeps the element order, nearest upsampling by whole factors, depth to space)".into()
+            "the elements move in a way no supported operator computes (a reshape that keeps the element order, nearest upsampling by whole factors, depth to space, a transpose of at most three axes besides the batch)".into()
         });
         bail!(
             "`{name}` is {src_dims:?} moved to {:?} by {}: {what}",

@@ -6,6 +6,7 @@
 
 use anyhow::{ensure, Result};
 
+use super::proto::NodeProto;
 use crate::ir::{Op, SourceLayout};
 
 /// Most elements a followed chain may hold (a microcontroller's tensors are far smaller).
@@ -25,6 +26,9 @@ pub(super) struct Moved {
     pub path: Vec<String>,
     /// Why the IR's own glue refused the first step, if it did.
     pub why: Option<String>,
+    /// The last node followed, its label and the name of its input (to place the chain in two
+    /// parts when it cannot be placed whole).
+    pub last: Option<Box<(NodeProto, String, String)>>,
 }
 
 /// Row-major strides of `dims`.
@@ -68,6 +72,7 @@ impl Moved {
             from: (0..total as u32).collect(),
             path: Vec::new(),
             why: None,
+            last: None,
         })
     }
 
@@ -219,6 +224,71 @@ pub(super) fn recognize(input: &[usize], out: &[usize], map: &[u32]) -> Option<O
     None
 }
 
+/// `map` (for each element of the result, the source element it holds) as a transpose: the source
+/// seen as dims `src` (outermost first, adjacent axes that stay adjacent merged) with its axes in
+/// the order `perm` (result axis `i` is source axis `perm[i]`). `None` when no transpose gives it.
+pub(super) fn transpose_of(map: &[u32]) -> Option<(Vec<usize>, Vec<usize>)> {
+    let total = map.len();
+    if total == 0 || map[0] != 0 {
+        return None;
+    }
+    // The result's axes from the innermost, as (length, source stride): each the longest run of
+    // equal steps at the start of the block the inner axes span.
+    let mut axes: Vec<(usize, usize)> = Vec::new();
+    let mut block = 1;
+    while block < total {
+        let stride = map[block] as usize;
+        let mut len = 2;
+        while (len + 1) * block <= total && map[len * block] as usize == len * stride {
+            len += 1;
+        }
+        if stride == 0 || !total.is_multiple_of(len * block) {
+            return None;
+        }
+        match axes.last_mut() {
+            // An axis that continues the one inside it: one axis.
+            Some((l, s)) if *s * *l == stride => *l *= len,
+            _ => axes.push((len, stride)),
+        }
+        block *= len;
+    }
+    // Every element where the axes put it.
+    let each = |j: usize| {
+        let mut rest = j;
+        let mut at = 0;
+        for &(l, s) in &axes {
+            at += (rest % l) * s;
+            rest /= l;
+        }
+        at
+    };
+    if (0..total).any(|j| each(j) != map[j] as usize) {
+        return None;
+    }
+    // The source's axes are the same ones by stride, each spanning exactly the ones inside it.
+    let mut by_stride: Vec<usize> = (0..axes.len()).collect();
+    by_stride.sort_by_key(|&a| axes[a].1);
+    let mut span = 1;
+    for &a in &by_stride {
+        if axes[a].1 != span {
+            return None;
+        }
+        span *= axes[a].0;
+    }
+    // Outermost first: source axis k is `by_stride[last - k]`; result axis i is `axes[last - i]`.
+    let last = axes.len() - 1;
+    let src: Vec<usize> = (0..axes.len())
+        .map(|k| axes[by_stride[last - k]].0)
+        .collect();
+    let perm = (0..axes.len())
+        .map(|i| {
+            let axis = last - i;
+            last - by_stride.iter().position(|&a| a == axis).unwrap_or(0)
+        })
+        .collect();
+    Some((src, perm))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +317,20 @@ mod tests {
         assert_eq!(e.from, [0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1]);
         assert!(moved(&[2, 3]).expand(&[4]).is_err());
         assert!(moved(&[2, 3]).tile(&[1]).is_err());
+    }
+
+    #[test]
+    fn transposes_are_found_with_their_axes_merged() {
+        // A channel shuffle of two pixels of six channels in two groups: [2, 2, 3] -> [2, 3, 2].
+        let m = moved(&[2, 2, 3]).transpose(&[0, 2, 1]).unwrap();
+        assert_eq!(transpose_of(&m.from), Some((vec![2, 2, 3], vec![0, 2, 1])));
+        // [2, 3, 4, 5] -> [4, 5, 2, 3]: axes 2 and 3 stay together, as do 0 and 1.
+        let m = moved(&[2, 3, 4, 5]).transpose(&[2, 3, 0, 1]).unwrap();
+        assert_eq!(transpose_of(&m.from), Some((vec![6, 20], vec![1, 0])));
+        // The identity is one axis; a repeat is no transpose.
+        assert_eq!(transpose_of(&[0, 1, 2, 3]), Some((vec![4], vec![0])));
+        assert_eq!(transpose_of(&[0, 0, 1, 1]), None);
+        assert_eq!(transpose_of(&[0, 2, 1, 3, 5, 4]), None);
     }
 
     #[test]

@@ -90,7 +90,19 @@ fn unsupported_inputs_are_named() {
         &[1, 2, 3, 4],
         "y",
     );
-    assert!(err(&moves).contains("moves data"), "{}", err(&moves));
+    // Channels and rows swapped: a TRANSPOSE of the image, y[h, c, w] = x[c, h, w].
+    let (y, ops) = run_onnx_order(&moves, &[1, 2, 3, 4]);
+    assert!(
+        ops.iter().any(|o| matches!(o, Op::Transpose { .. })),
+        "{ops:?}"
+    );
+    let want: Vec<f32> = (0..24)
+        .map(|i| {
+            let (h, c, w) = (i / 8, (i / 4) % 2, i % 4);
+            (c * 12 + h * 4 + w) as f32
+        })
+        .collect();
+    assert_eq!(y, want);
     let reduce = model(
         17,
         vec![node("ReduceMean", &["x"], "y", vec![ints("axes", &[1])])],
@@ -217,10 +229,11 @@ fn the_reading_that_imports_more_nodes_names_the_error() {
     assert!(e.contains("unsupported operator `Hardmax`"), "{e}");
 }
 
-/// Two layouts of one image may meet in an element-wise operator only with equal shapes: ONNX
-/// would broadcast `[1, 3, 3, 1]` and `[1, 1, 3, 3]` to `[1, 3, 3, 3]`.
+/// An image and its own elements reshaped to another image meet in an element-wise operator as
+/// ONNX broadcasts them: `[1, 3, 3, 1] + [1, 1, 3, 3]` is `[1, 3, 3, 3]` (the reshape placed as a
+/// TRANSPOSE of the NCHW reading, not as a second layout of the same image).
 #[test]
-fn operands_in_different_layouts_do_not_broadcast() {
+fn an_image_and_its_reshape_broadcast_as_onnx_does() {
     let shape = ints_tensor("to_nchw", &[1, 1, 3, 3]);
     let bytes = model(
         13,
@@ -232,12 +245,15 @@ fn operands_in_different_layouts_do_not_broadcast() {
         &[1, 3, 3, 1],
         "y",
     );
-    // Read as NCHW, the Reshape reorders the image; read as NHWC, the operands' layouts differ.
-    let e = err(&bytes);
-    assert!(
-        e.contains("in different layouts") || e.contains("reorders elements"),
-        "{e}"
-    );
+    let (y, _) = run_onnx_order(&bytes, &[1, 3, 3, 1]);
+    // x[c, h] = 3 c + h, t[h, w] = 3 h + w: y[c, h, w] = x[c, h] + t[h, w].
+    let want: Vec<f32> = (0..27)
+        .map(|i| {
+            let (c, h, w) = (i / 9, (i / 3) % 3, i % 3);
+            (3 * c + h + 3 * h + w) as f32
+        })
+        .collect();
+    assert_eq!(y, want);
 }
 
 #[test]
@@ -1731,10 +1747,10 @@ fn pixel_shuffle_through_rank_6_becomes_depth_to_space() {
     assert_eq!(y, want);
 }
 
-/// A movement that no operator computes (ShuffleNet's channel shuffle) is refused where it is
-/// read, naming the operators followed; one that moves the batch is refused at its node.
+/// ShuffleNet's channel shuffle (Reshape to rank 5, Transpose, Reshape) becomes one TRANSPOSE of
+/// each pixel's channels between two reshapes; the values are ONNX's.
 #[test]
-fn movements_no_operator_computes_are_refused_by_name() {
+fn a_channel_shuffle_becomes_a_transpose() {
     let shuffle = model(
         13,
         vec![
@@ -1745,20 +1761,64 @@ fn movements_no_operator_computes_are_refused_by_name() {
                 "t",
                 vec![ints("perm", &[0, 2, 1, 3, 4])],
             ),
+            node("Reshape", &["t", "back"], "y", vec![]),
+        ],
+        vec![
+            ints_tensor("groups", &[1, 2, 3, 2, 2]),
+            ints_tensor("back", &[1, 6, 2, 2]),
+        ],
+        &[1, 6, 2, 2],
+        "y",
+    );
+    let (y, ops) = run_onnx_order(&shuffle, &[1, 6, 2, 2]);
+    assert_eq!(
+        ops,
+        [
+            Op::Reshape {
+                shape: vec![1, 4, 2, 3]
+            },
+            Op::Transpose {
+                perm: vec![0, 1, 3, 2]
+            },
+            Op::Reshape {
+                shape: vec![1, 2, 2, 6]
+            },
+        ]
+    );
+    // Output channel j is input channel (j % 2) * 3 + j / 2; each channel holds 4 pixels.
+    let want: Vec<f32> = (0..24)
+        .map(|i| {
+            let (j, p) = (i / 4, i % 4);
+            (((j % 2) * 3 + j / 2) * 4 + p) as f32
+        })
+        .collect();
+    assert_eq!(y, want);
+}
+
+/// A movement that no operator computes (each channel twice, by Tile) is refused where it is read,
+/// naming the operators followed; one that moves the batch is refused at its node.
+#[test]
+fn movements_no_operator_computes_are_refused_by_name() {
+    let twice = model(
+        13,
+        vec![
+            node("Unsqueeze", &["x", "ax"], "u", vec![]),
+            node("Tile", &["u", "reps"], "t", vec![]),
             node("Reshape", &["t", "back"], "s", vec![]),
             node("Relu", &["s"], "y", vec![]),
         ],
         vec![
-            ints_tensor("groups", &[1, 2, 2, 3, 3]),
-            ints_tensor("back", &[1, 4, 3, 3]),
+            ints_tensor("ax", &[2]),
+            ints_tensor("reps", &[1, 1, 2, 1, 1]),
+            ints_tensor("back", &[1, 8, 3, 3]),
         ],
         &[1, 4, 3, 3],
         "y",
     );
-    let e = err(&shuffle);
+    let e = err(&twice);
     assert!(
         e.contains("node `Relu_y` (Relu)")
-            && e.contains("Reshape `Reshape_r`, Transpose `Transpose_t`, Reshape `Reshape_s`")
+            && e.contains("Unsqueeze `Unsqueeze_u`, Tile `Tile_t`, Reshape `Reshape_s`")
             && e.contains("no supported operator computes"),
         "{e}"
     );

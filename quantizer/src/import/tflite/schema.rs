@@ -64,6 +64,7 @@ pub mod op {
     pub const SOFTMAX: i32 = 25;
     pub const TANH: i32 = 28;
     pub const PAD: i32 = 34;
+    pub const TRANSPOSE: i32 = 39;
     pub const MEAN: i32 = 40;
     pub const SQUEEZE: i32 = 43;
     pub const PRELU: i32 = 54;

@@ -48,6 +48,7 @@ pub const SUPPORTED: &[&str] = &[
     "SOFTMAX",
     "SQUEEZE",
     "TANH",
+    "TRANSPOSE",
     "TRANSPOSE_CONV",
 ];
 
@@ -401,6 +402,7 @@ impl<'m, 'a> Importer<'m, 'a> {
             op::RESIZE_NEAREST_NEIGHBOR => self.resize_nearest(&o),
             op::RESIZE_BILINEAR => self.resize_bilinear(&o),
             op::DEPTH_TO_SPACE => self.depth_to_space(&o),
+            op::TRANSPOSE => self.transpose(&o),
             op::TRANSPOSE_CONV => self.transpose_conv(&o),
             op::RESHAPE | op::SQUEEZE => self.reshape(&o),
             op::CONCATENATION => self.concatenation(&o),
@@ -1380,6 +1382,34 @@ impl<'m, 'a> Importer<'m, 'a> {
             crd: false,
         };
         self.push(op, vec![x], y);
+        Ok(())
+    }
+
+    /// TRANSPOSE by a constant permutation that keeps the batch first.
+    fn transpose(&mut self, o: &Operator<'a>) -> Result<()> {
+        let x = self.act(self.input(o, 0)?)?;
+        let y = self.single_output(o)?;
+        let (xd, yd) = (self.def(x).clone(), self.def(y).clone());
+        keeps_input_quantization(&xd, &yd)?;
+        let perm = self.const_ints(self.input(o, 1)?)?;
+        let dims = |d: &[u16]| d.iter().map(|&v| v as usize).collect::<Vec<_>>();
+        let (i, out) = (dims(xd.shape.dims()), dims(yd.shape.dims()));
+        let perm: Vec<usize> = perm
+            .iter()
+            .map(|&p| usize::try_from(p).ok().filter(|&p| p < i.len()))
+            .collect::<Option<_>>()
+            .with_context(|| format!("perm {perm:?} for rank {}", i.len()))?;
+        let mut sorted = perm.clone();
+        sorted.sort_unstable();
+        if sorted != (0..i.len()).collect::<Vec<_>>()
+            || perm.iter().map(|&p| i[p]).collect::<Vec<_>>() != out
+        {
+            bail!("output {out:?} is not input {i:?} transposed by {perm:?}");
+        }
+        if perm.first() != Some(&0) {
+            bail!("perm {perm:?} moves the batch dimension (it must stay first)");
+        }
+        self.push(Op::Transpose { perm }, vec![x], y);
         Ok(())
     }
 

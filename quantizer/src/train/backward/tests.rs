@@ -620,6 +620,22 @@ fn depth_to_space_in_both_orders() {
 }
 
 #[test]
+fn transpose_of_three_and_four_axes() {
+    let mut rng = Rng::new(131);
+    for (shape, perm) in [
+        (&[2, 3, 4, 2][..], vec![0, 2, 1, 3]),
+        (&[2, 3, 4, 2][..], vec![0, 3, 1, 2]),
+        (&[1, 4, 3][..], vec![0, 2, 1]),
+    ] {
+        let x = random_tensor(&mut rng, shape);
+        check(
+            &format!("transpose {perm:?}"),
+            &Case::new(Op::Transpose { perm }, vec![x]),
+        );
+    }
+}
+
+#[test]
 fn bilinear_resize_in_every_mode() {
     use ferrite_runtime::kernels::resize::BilinearMode;
     let mut rng = Rng::new(100);
