@@ -390,3 +390,55 @@ fn threads_do_not_change_outputs() {
     }
     assert!(runner.run(&[x], 0).is_err());
 }
+
+/// A Q/DQ model whose initializers are stored outside it (as `onnx.save(...,
+/// save_as_external_data=True)` and PyTorch's exporter write them) converts from its file to the
+/// model the same file with the data inside gives: equal outputs on the test set.
+#[test]
+fn external_data_beside_a_qdq_model_is_read() {
+    let dir = fixtures();
+    let source = dir.join("qdq/mlp_digits_ort_s8.onnx");
+    let bytes = std::fs::read(&source).unwrap();
+    let mut m = ModelProto::decode(&bytes[..]).unwrap();
+    let mut data = Vec::new();
+    let entry = |key: &str, value: String| StringStringEntryProto {
+        key: key.into(),
+        value,
+    };
+    for t in m.graph.as_mut().unwrap().initializer.iter_mut() {
+        if t.raw_data.is_empty() {
+            continue;
+        }
+        let raw = std::mem::take(&mut t.raw_data);
+        t.data_location = 1;
+        t.external_data = vec![
+            entry("location", "weights.bin".into()),
+            entry("offset", data.len().to_string()),
+            entry("length", raw.len().to_string()),
+        ];
+        data.extend(raw);
+    }
+    assert!(!data.is_empty());
+    let tmp = tempfile::tempdir().unwrap();
+    let external = tmp.path().join("model.onnx");
+    std::fs::write(&external, m.encode_to_vec()).unwrap();
+    std::fs::write(tmp.path().join("weights.bin"), &data).unwrap();
+    let run = |path: &Path| {
+        let b = std::fs::read(path).unwrap();
+        let built = ferrite_quantizer::cli::convert::convert_bytes(path, &b, ArenaLayout::Separate)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+        let x = Array::read(&dir.join("data/digits_test_x.npy")).unwrap();
+        ferrite_quantizer::runtime_exec::Runner::new(&built.bytes)
+            .unwrap()
+            .run(&[x], 1)
+            .unwrap()[0]
+            .to_f32()
+    };
+    assert_eq!(run(&external), run(&source));
+    // Without the data beside it, the error names the file.
+    std::fs::remove_file(tmp.path().join("weights.bin")).unwrap();
+    let b = std::fs::read(&external).unwrap();
+    let e = ferrite_quantizer::cli::convert::convert_bytes(&external, &b, ArenaLayout::Separate)
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("weights.bin"), "{e:#}");
+}

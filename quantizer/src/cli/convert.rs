@@ -70,7 +70,10 @@ pub fn convert_bytes(path: &Path, bytes: &[u8], arena: ArenaLayout) -> Result<Bu
             .with_context(|| format!("converting {}", path.display()));
     }
     if crate::import::onnx_qdq::is_qdq(bytes) {
-        return crate::import::onnx_qdq::convert(bytes, crate::sha256::digest(bytes), arena)
+        let inlined = crate::import::onnx::inline_external(bytes, path)
+            .with_context(|| format!("converting {}", path.display()))?;
+        let model = inlined.as_deref().unwrap_or(bytes);
+        return crate::import::onnx_qdq::convert(model, crate::sha256::digest(bytes), arena)
             .with_context(|| format!("converting {}", path.display()));
     }
     Err(not_convertible(path, bytes))

@@ -378,7 +378,13 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32], arena: ArenaLayout) -> Res
             .all(|&v| graph.is_const(v) || qp[v].is_some());
         let pass_through = matches!(
             n.op,
-            Op::MaxPool2d { .. } | Op::Reshape { .. } | Op::Pad { .. } | Op::MirrorPad { .. }
+            Op::MaxPool2d { .. }
+                | Op::Reshape { .. }
+                | Op::Pad { .. }
+                | Op::MirrorPad { .. }
+                | Op::Transpose { .. }
+                | Op::DepthToSpace { .. }
+                | Op::ResizeNearest { .. }
         );
         if qp[n.output].is_none() && pass_through && ins_known {
             qp[n.output] = qp[n.inputs[0]];

@@ -78,7 +78,8 @@ pub(super) fn lower<'a>(perm: &[usize], cx: &NodeCx<'_, 'a>) -> Result<RtOp<'a>>
     }))
 }
 
-/// ONNX Transpose of the input in the IR's order.
+/// ONNX Transpose of the input in the IR's order (a rank-4 result then as NCHW, as the exporter
+/// keeps rank-4 values).
 pub(super) fn export(perm: &[usize], e: &mut Exporter<'_>, n: &Node) -> Result<(String, Layout)> {
     let name = n.name.as_str();
     let v = n.inputs[0];
@@ -86,7 +87,9 @@ pub(super) fn export(perm: &[usize], e: &mut Exporter<'_>, n: &Node) -> Result<(
     let xs = e.g.values[v].shape.clone();
     let x = e.in_ir_order(x, l, &xs, &format!("{name}/to_hwc"));
     let attrs = vec![crate::export::a_ints("perm", perm)];
-    Ok((e.op("Transpose", name, vec![x], attrs), Layout::Same))
+    let out = e.g.values[n.output].shape.clone();
+    let y = e.op("Transpose", &format!("{name}/ir"), vec![x], attrs);
+    Ok(e.ir_to_nchw(y, &out, name))
 }
 
 #[cfg(test)]

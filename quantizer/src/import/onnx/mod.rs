@@ -161,10 +161,49 @@ const ELEMENTWISE: &[&str] = &[
 /// attributes, which the Q/DQ importer checks; nothing this importer reads changed meaning).
 pub const OPSETS: std::ops::RangeInclusive<i64> = 11..=25;
 
-/// Reads and imports an ONNX file (errors name the file).
+/// Reads and imports an ONNX file, its external data read from beside it (errors name the file).
 pub fn load(path: &Path) -> Result<Graph> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    import(&bytes).with_context(|| format!("{}", path.display()))
+    (|| import_model(&decode_file(&bytes, path)?))().with_context(|| format!("{}", path.display()))
+}
+
+/// The bytes of ONNX file `path` with the tensors it stores outside read into it, when it has any
+/// (what the Q/DQ importer, which reads bytes, then converts); `None` when it has none or does not
+/// decode.
+pub fn inline_external(bytes: &[u8], path: &Path) -> Result<Option<Vec<u8>>> {
+    let Ok(model) = ModelProto::decode(bytes) else {
+        return Ok(None);
+    };
+    let external = model.graph.iter().any(|g| {
+        let constants = g.node.iter().flat_map(|n| n.attribute.iter());
+        g.initializer
+            .iter()
+            .chain(constants.filter_map(|a| a.t.as_ref()))
+            .any(|t| t.data_location == 1)
+    });
+    if !external {
+        return Ok(None);
+    }
+    Ok(Some(decode_file(bytes, path)?.encode_to_vec()))
+}
+
+/// Decodes the bytes of ONNX file `path`, reading the tensors stored outside it (PyTorch's
+/// exporter writes weights to `<model>.onnx.data`) from the files they name beside it.
+pub fn decode_file(bytes: &[u8], path: &Path) -> Result<ModelProto> {
+    let mut model = decode(bytes)?;
+    let dir = path.parent().unwrap_or(Path::new(""));
+    if let Some(g) = model.graph.as_mut() {
+        let constants = g.node.iter_mut().flat_map(|n| n.attribute.iter_mut());
+        let tensors = g
+            .initializer
+            .iter_mut()
+            .chain(constants.filter_map(|a| a.t.as_mut()));
+        for t in tensors.filter(|t| t.data_location == 1) {
+            let name = t.name.clone();
+            tensor::read_external(t, dir).with_context(|| format!("initializer `{name}`"))?;
+        }
+    }
+    Ok(model)
 }
 
 /// Decodes ONNX bytes and imports the graph (before optimization passes).
@@ -858,9 +897,14 @@ impl Importer {
                 let rank = m.dims.len() as i64;
                 !self.squeeze_axes(n)?.iter().any(|&a| a == 0 || a == -rank)
             }
+            "Squeeze" => !self
+                .squeeze_axes(n)?
+                .iter()
+                .any(|&a| a == 0 || a == -(rank_in as i64)),
             "Flatten" => flatten_axis(attr_i(n, "axis", 1), rank_in)? != 0,
-            "Transpose" => attr_ints(n, "perm").is_some_and(|p| p.first() == Some(&0)),
+            "Transpose" => transpose_perm(n, rank_in)?.first() == Some(&0),
             "Tile" => self.konst(n, 1)?.i64()?.first() == Some(&1),
+            "Expand" => m.dims.len() == rank_in,
             _ => true,
         };
         ensure!(
@@ -885,8 +929,10 @@ impl Importer {
         Ok(())
     }
 
-    /// The followed value `name` as one IR node from its source: a reshape or layout glue that
-    /// keeps the IR's element order, nearest upsampling by whole factors, or depth to space.
+    /// The followed value `name` placed from its source: a reshape that keeps the IR's element
+    /// order, nearest upsampling by whole factors or depth to space (one node), else a transpose
+    /// of at most three axes besides the batch (with reshapes around it), else the chain before
+    /// its last node placed first and that node then; refused when none of these computes it.
     fn place(&mut self, name: &str) -> Result<ValueId> {
         let m = self
             .moved
@@ -899,13 +945,17 @@ impl Importer {
         if d.len() == 4 {
             layouts.insert(0, (SourceLayout::Nchw, to_nhwc(d)));
         }
+        if d.len() == 3 && src_layout == SourceLayout::Ncl {
+            // A signal stays one (a 1-D convolution may read it).
+            layouts.insert(0, (SourceLayout::Ncl, vec![d[0], 1, d[2], d[1]]));
+        }
         // For each layout of the result, for each of its elements in the IR's order, the source's
         // element in its IR order.
         let maps: Vec<(SourceLayout, Vec<usize>, Vec<u32>)> = layouts
             .into_iter()
             .map(|(layout, ir)| {
                 let mut map = vec![0u32; m.from.len()];
-                for (&to, &from) in moves::onnx_to_ir(layout, &ir).iter().zip(&m.from) {
+                for (&to, &from) in moves::onnx_to_ir(layout, &ir).iter().zip(m.from.iter()) {
                     map[to as usize] = src_at[from as usize];
                 }
                 (layout, ir, map)
@@ -936,7 +986,8 @@ impl Importer {
         let transposed = || {
             maps.iter().find_map(|(l, ir, map)| {
                 let (src, perm) = moves::transpose_of(map)?;
-                if src_ir[0] != 1 || src.len() > 3 {
+                let fits = src.len() <= 3 && src.iter().all(|&d| d <= usize::from(u16::MAX));
+                if src_ir[0] != 1 || !fits {
                     return None;
                 }
                 // The batch in front, then the source's axes reordered.
@@ -957,12 +1008,11 @@ impl Importer {
             })
         };
         if let Some((layout, ops)) = same.or_else(one_op).or_else(transposed) {
-            let (op_type, label) = m
+            let label = m
                 .path
                 .last()
                 .and_then(|p| p.split_once(' '))
-                .map(|(o, l)| (o.to_string(), l.trim_matches('`').to_string()))
-                .unwrap_or_else(|| ("Identity".into(), name.into()));
+                .map_or(name.to_string(), |(_, l)| l.trim_matches('`').to_string());
             let (count, mut v) = (ops.len(), m.src);
             for (i, op) in ops.into_iter().enumerate() {
                 let (node, out, l) = if i + 1 == count {
@@ -974,33 +1024,47 @@ impl Importer {
                         SourceLayout::Same,
                     )
                 };
-                v = self.g.add_node(node, &op_type, op, vec![v], out)?;
+                // Named as the ONNX operator each computes (what `--ignore` matches).
+                let source_op = match op {
+                    Op::ResizeNearest { .. } => "Resize",
+                    Op::DepthToSpace { .. } => "DepthToSpace",
+                    Op::Transpose { .. } => "Transpose",
+                    Op::Identity => "Identity",
+                    _ => "Reshape",
+                };
+                v = self.g.add_node(node, source_op, op, vec![v], out)?;
                 self.g.values[v].source = l;
             }
             self.vals.insert(name.to_string(), v);
             return Ok(v);
         }
-        // The chain before its last node placed first, then that node from it.
+        // The chain before its last node placed first (unless already placed), then that node
+        // from it; chains of more than 64 nodes are not split.
         if let Some((node, label, input)) = m.last.as_deref() {
-            if m.path.len() > 1 && self.moved.contains_key(input) {
-                let split = self.place(input).and_then(|_| {
+            let prefix = self.moved.contains_key(input) || self.vals.contains_key(input);
+            if (2..=64).contains(&m.path.len()) && prefix {
+                let split = (|| {
+                    if !self.vals.contains_key(input) {
+                        self.place(input)?;
+                    }
                     self.data_move(node, label)?;
                     match self.vals.get(name) {
                         Some(&v) => Ok(v),
                         None => self.place(name),
                     }
-                });
+                })();
                 if split.is_ok() {
                     return split;
                 }
             }
         }
         let src_dims = src_layout.source_dims(&src_ir);
-        let what = m.why.unwrap_or_else(|| {
-            "the elements move in a way no supported operator computes (a reshape that keeps the element order, nearest upsampling by whole factors, depth to space, a transpose of at most three axes besides the batch)".into()
-        });
+        let why = m
+            .why
+            .map(|w| format!(" (the IR's layout glue refused the first step: {w})"))
+            .unwrap_or_default();
         bail!(
-            "`{name}` is {src_dims:?} moved to {:?} by {}: {what}",
+            "`{name}` is {src_dims:?} moved to {:?} by {}: the elements move in a way no supported operator computes (a reshape that keeps the element order, nearest upsampling by whole factors, depth to space, a transpose of at most three axes besides the batch){why}",
             m.dims,
             m.path.join(", ")
         )
@@ -1391,6 +1455,21 @@ impl Importer {
                     None => Vec::new(),
                 };
                 c(0)?.reshaped(squeeze_dims(&c(0)?.dims, &axes)?)
+            }
+            "Add" | "Mul" | "Sub" | "Div"
+                if matches!(
+                    (&c(0)?.data, &c(1)?.data),
+                    (tensor::Data::I64(_), tensor::Data::I64(_))
+                ) =>
+            {
+                // Shape arithmetic stays integer; Div truncates, as onnxruntime's does.
+                let f: fn(i64, i64) -> Option<i64> = match n.op_type.as_str() {
+                    "Add" => i64::checked_add,
+                    "Mul" => i64::checked_mul,
+                    "Sub" => i64::checked_sub,
+                    _ => i64::checked_div,
+                };
+                tensor::broadcast_i64(c(0)?, c(1)?, f)?
             }
             "Add" | "Mul" | "Sub" | "Div" => {
                 let f: fn(f32, f32) -> f32 = match n.op_type.as_str() {
@@ -2828,17 +2907,46 @@ impl Importer {
             }
             SourceLayout::FlatChw { .. } => axis == 1,
         };
-        ensure!(
-            last,
-            "{} over axis {axis} of {d:?} (only the channel/last axis is supported)",
-            n.op_type
-        );
         let op = if n.op_type == "LogSoftmax" {
             Op::LogSoftmax
         } else {
             Op::Softmax { beta: 1.0 }
         };
-        self.emit(n, label, op, vec![x], layout).map(drop)
+        if last {
+            return self.emit(n, label, op, vec![x], layout).map(drop);
+        }
+        // Another single axis (opset 13 on): that axis swapped with the last, the function, and
+        // the two swapped back.
+        let rank = self.shape(x).len();
+        let ir = match layout {
+            SourceLayout::FlatChw { .. } => None,
+            _ => self.ir_axis(x, axis).ok(),
+        };
+        let (Some(ir), true) = (ir, self.opset >= 13 && axis > 0 && rank <= 4) else {
+            bail!(
+                "{} over axis {axis} of {d:?} (the channel/last axis, or from opset 13 any axis but the batch)",
+                n.op_type
+            );
+        };
+        let mut perm: Vec<usize> = (0..rank).collect();
+        perm.swap(ir, rank - 1);
+        let name = n.output.first().context("the node has no output")?;
+        let there = self.g.add_node(
+            format!("{label}/to_last"),
+            &n.op_type,
+            Op::Transpose { perm: perm.clone() },
+            vec![x],
+            format!("{name}/to_last"),
+        )?;
+        let f = self.g.add_node(
+            format!("{label}/last"),
+            &n.op_type,
+            op,
+            vec![there],
+            format!("{name}/last"),
+        )?;
+        self.emit(n, label, Op::Transpose { perm }, vec![f], layout)
+            .map(drop)
     }
 }
 

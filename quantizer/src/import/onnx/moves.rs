@@ -2,9 +2,12 @@
 //! Transpose, Tile and Expand through tensors of any rank. Keras's `UpSampling2D` reaches ONNX as
 //! rank-5 Tiles and PyTorch's `PixelShuffle` as a rank-6 Transpose; the IR has neither, but it has
 //! what they compute. The importer follows such a chain on element indices and, where its result
-//! is read, recognizes it as one IR operator ([`recognize`]) or refuses it.
+//! is read, recognizes it as one IR operator ([`recognize`]) or a transpose ([`transpose_of`]), or
+//! refuses it.
 
-use anyhow::{ensure, Result};
+use std::rc::Rc;
+
+use anyhow::{ensure, Context, Result};
 
 use super::proto::NodeProto;
 use crate::ir::{Op, SourceLayout};
@@ -20,8 +23,9 @@ pub(super) struct Moved {
     /// This value's ONNX dims.
     pub dims: Vec<usize>,
     /// For each element of this value (row-major over `dims`), the index of the source element it
-    /// holds (row-major over the source's ONNX dims).
-    pub from: Vec<u32>,
+    /// holds (row-major over the source's ONNX dims); shared by the values of a chain that only
+    /// change its dims.
+    pub from: Rc<[u32]>,
     /// The operators followed, as `Op \`node\``, for messages.
     pub path: Vec<String>,
     /// Why the IR's own glue refused the first step, if it did.
@@ -41,21 +45,22 @@ fn strides(dims: &[usize]) -> Vec<usize> {
 }
 
 /// Every element of `dims` in row-major order mapped by `f` from its coordinates.
-fn each(dims: &[usize], mut f: impl FnMut(&[usize]) -> u32) -> Vec<u32> {
+fn each<C: FromIterator<u32>>(dims: &[usize], mut f: impl FnMut(&[usize]) -> u32) -> C {
     let total: usize = dims.iter().product();
     let mut at = vec![0; dims.len()];
-    let mut out = Vec::with_capacity(total);
-    for _ in 0..total {
-        out.push(f(&at));
-        for a in (0..dims.len()).rev() {
-            at[a] += 1;
-            if at[a] < dims[a] {
-                break;
+    (0..total)
+        .map(|_| {
+            let v = f(&at);
+            for a in (0..dims.len()).rev() {
+                at[a] += 1;
+                if at[a] < dims[a] {
+                    break;
+                }
+                at[a] = 0;
             }
-            at[a] = 0;
-        }
-    }
-    out
+            v
+        })
+        .collect()
 }
 
 impl Moved {
@@ -117,8 +122,9 @@ impl Moved {
             .dims
             .iter()
             .zip(repeats)
-            .map(|(&d, &r)| d * r as usize)
-            .collect();
+            .map(|(&d, &r)| usize::try_from(r).ok().and_then(|r| d.checked_mul(r)))
+            .collect::<Option<_>>()
+            .with_context(|| format!("repeats {repeats:?} of {:?} overflow", self.dims))?;
         self.broadcast(dims)
     }
 
@@ -130,7 +136,11 @@ impl Moved {
             p.extend_from_slice(d);
             p
         };
-        let shape: Vec<usize> = shape.iter().map(|&s| s.max(0) as usize).collect();
+        let shape: Vec<usize> = shape
+            .iter()
+            .map(|&s| usize::try_from(s).ok())
+            .collect::<Option<_>>()
+            .with_context(|| format!("Expand to {shape:?}: negative dimension"))?;
         let (a, b) = (pad(&self.dims), pad(&shape));
         let mut dims = Vec::with_capacity(rank);
         for (&x, &y) in a.iter().zip(&b) {
@@ -198,7 +208,7 @@ pub(super) fn recognize(input: &[usize], out: &[usize], map: &[u32]) -> Option<O
     }
     let (fh, fw) = (h2 / h, w2 / w);
     let reads = |channel: &dyn Fn(usize, usize, usize) -> usize| {
-        each(out, |a| {
+        each::<Vec<u32>>(out, |a| {
             let (y, x) = (a[1], a[2]);
             (((a[0] * h + y / fh) * w + x / fw) * c + channel(y, x, a[3])) as u32
         }) == map
@@ -262,7 +272,7 @@ pub(super) fn transpose_of(map: &[u32]) -> Option<(Vec<usize>, Vec<usize>)> {
         }
         at
     };
-    if (0..total).any(|j| each(j) != map[j] as usize) {
+    if axes.is_empty() || (0..total).any(|j| each(j) != map[j] as usize) {
         return None;
     }
     // The source's axes are the same ones by stride, each spanning exactly the ones inside it.
@@ -298,23 +308,40 @@ mod tests {
     }
 
     #[test]
+    fn onnx_order_maps_to_the_ir_order_of_each_layout() {
+        // NCHW [1, 2, 2, 3] is NHWC [1, 2, 3, 2]: ONNX (c, h, w) at IR ((h * 3) + w) * 2 + c.
+        let nchw = onnx_to_ir(SourceLayout::Nchw, &[1, 2, 3, 2]);
+        assert_eq!(nchw[..4], [0, 2, 4, 6]);
+        assert_eq!(nchw[6 + 3 + 2], ((3 + 2) * 2 + 1) as u32);
+        // NCL [1, 2, 3] is IR [1, 1, 3, 2]: ONNX (c, l) at IR l * 2 + c.
+        assert_eq!(
+            onnx_to_ir(SourceLayout::Ncl, &[1, 1, 3, 2]),
+            [0, 2, 4, 1, 3, 5]
+        );
+        // A flattened [2, 1, 3] map: ONNX (c, h, w) at IR (h * 3 + w) * 2 + c.
+        let flat = SourceLayout::FlatChw { c: 2, h: 1, w: 3 };
+        assert_eq!(onnx_to_ir(flat, &[1, 6]), [0, 2, 4, 1, 3, 5]);
+        assert_eq!(onnx_to_ir(SourceLayout::Same, &[1, 3]), [0, 1, 2]);
+    }
+
+    #[test]
     fn transpose_reads_the_permuted_coordinates() {
         // [2, 3] transposed: element (j, i) of the result is element (i, j) of the input.
         let m = moved(&[2, 3]).transpose(&[1, 0]).unwrap();
         assert_eq!(m.dims, [3, 2]);
-        assert_eq!(m.from, [0, 3, 1, 4, 2, 5]);
+        assert_eq!(m.from[..], [0, 3, 1, 4, 2, 5]);
     }
 
     #[test]
     fn tile_and_expand_repeat_the_input() {
         let t = moved(&[2, 1]).tile(&[1, 3]).unwrap();
         assert_eq!(
-            (t.dims.clone(), t.from),
+            (t.dims.clone(), t.from.to_vec()),
             (vec![2, 3], vec![0, 0, 0, 1, 1, 1])
         );
         let e = moved(&[2, 1]).expand(&[2, 1, 3]).unwrap();
         assert_eq!(e.dims, [2, 2, 3]);
-        assert_eq!(e.from, [0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1]);
+        assert_eq!(e.from[..], [0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1]);
         assert!(moved(&[2, 3]).expand(&[4]).is_err());
         assert!(moved(&[2, 3]).tile(&[1]).is_err());
     }
@@ -336,7 +363,7 @@ mod tests {
     #[test]
     fn the_nhwc_maps_of_upsampling_and_depth_to_space_are_recognized() {
         // NHWC [1, 2, 2, 4] -> [1, 4, 4, 1]: DCR reads channel (y % 2) * 2 + x % 2.
-        let dcr = each(&[1, 4, 4, 1], |a| {
+        let dcr: Vec<u32> = each(&[1, 4, 4, 1], |a| {
             (((a[1] / 2) * 2 + a[2] / 2) * 4 + (a[1] % 2) * 2 + a[2] % 2) as u32
         });
         assert_eq!(
@@ -346,7 +373,7 @@ mod tests {
                 crd: false
             })
         );
-        let near = each(&[1, 4, 6, 2], |a| {
+        let near: Vec<u32> = each(&[1, 4, 6, 2], |a| {
             (((a[1] / 2) * 2 + a[2] / 3) * 2 + a[3]) as u32
         });
         assert_eq!(

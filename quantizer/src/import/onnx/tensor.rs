@@ -31,7 +31,7 @@ impl Const {
     pub fn from_proto(t: &TensorProto) -> Result<Const> {
         ensure!(
             t.data_location != 1,
-            "external data (stored outside the .onnx file) is not supported"
+            "external data (stored outside the .onnx file) is read only when the model is loaded from its file, next to that data"
         );
         let dims: Vec<usize> = t
             .dims
@@ -239,6 +239,34 @@ pub fn cast(c: &Const, to: i64) -> Result<Const> {
 
 /// `f(a, b)` element-wise with NumPy broadcasting, as f32.
 pub fn broadcast_f32(a: &Const, b: &Const, f: impl Fn(f32, f32) -> f32) -> Result<Const> {
+    let (dims, data) = broadcast(a, &a.f32()?, b, &b.f32()?, |x, y| Ok(f(x, y)))?;
+    Ok(Const {
+        dims,
+        data: Data::F32(data),
+    })
+}
+
+/// `f(a, b)` element by element on two integer constants, with NumPy broadcasting (shape
+/// arithmetic: `(c + 1) / 2`); `f` fails on a division by zero or an overflow.
+pub fn broadcast_i64(a: &Const, b: &Const, f: impl Fn(i64, i64) -> Option<i64>) -> Result<Const> {
+    let (va, vb) = (a.i64()?, b.i64()?);
+    let (dims, data) = broadcast(a, &va, b, &vb, |x, y| {
+        f(x, y).with_context(|| format!("integer arithmetic on {x} and {y} fails"))
+    })?;
+    Ok(Const {
+        dims,
+        data: Data::I64(data),
+    })
+}
+
+/// The broadcast shape of `a` and `b` and `f` of their values `va` and `vb` over it.
+fn broadcast<T: Copy>(
+    a: &Const,
+    va: &[T],
+    b: &Const,
+    vb: &[T],
+    f: impl Fn(T, T) -> Result<T>,
+) -> Result<(Vec<usize>, Vec<T>)> {
     let rank = a.dims.len().max(b.dims.len());
     let pad = |d: &[usize]| {
         let mut v = vec![1usize; rank - d.len()];
@@ -256,7 +284,6 @@ pub fn broadcast_f32(a: &Const, b: &Const, f: impl Fn(f32, f32) -> f32) -> Resul
             _ => bail!("shapes {:?} and {:?} do not broadcast", a.dims, b.dims),
         })
         .collect::<Result<_>>()?;
-    let (va, vb) = (a.f32()?, b.f32()?);
     let total: usize = out.iter().product();
     let index = |d: &[usize], mut flat: usize| {
         let mut idx = 0;
@@ -273,11 +300,8 @@ pub fn broadcast_f32(a: &Const, b: &Const, f: impl Fn(f32, f32) -> f32) -> Resul
     };
     let data = (0..total)
         .map(|i| f(va[index(&da, i)], vb[index(&db, i)]))
-        .collect();
-    Ok(Const {
-        dims: out,
-        data: Data::F32(data),
-    })
+        .collect::<Result<_>>()?;
+    Ok((out, data))
 }
 
 /// Concatenation of constants along `axis`.
@@ -313,6 +337,55 @@ pub fn concat(parts: &[&Const], axis: usize) -> Result<Const> {
         dims,
         data: if ints { Data::I64(i) } else { Data::F32(f) },
     })
+}
+
+/// Reads the external data of tensor `t` (`data_location` 1: a file named relative to the model's
+/// directory `dir`, an offset and a length) into its `raw_data`.
+pub fn read_external(t: &mut TensorProto, dir: &std::path::Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let entry = |key: &str| {
+        t.external_data
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| e.value.clone())
+    };
+    let location = entry("location").context("external data without a location")?;
+    let relative = std::path::Path::new(&location);
+    ensure!(
+        relative.is_relative()
+            && relative
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_))),
+        "external data location `{location}` is not a file beside the model"
+    );
+    let number = |key: &str| -> Result<Option<u64>> {
+        entry(key)
+            .map(|v| {
+                v.parse::<u64>()
+                    .with_context(|| format!("external data {key} `{v}`"))
+            })
+            .transpose()
+    };
+    let (offset, length) = (number("offset")?.unwrap_or(0), number("length")?);
+    let path = dir.join(relative);
+    let mut f = std::fs::File::open(&path)
+        .with_context(|| format!("reading external data {}", path.display()))?;
+    let size = f.metadata()?.len();
+    let length = length.unwrap_or(size.saturating_sub(offset));
+    ensure!(
+        offset.checked_add(length).is_some_and(|end| end <= size),
+        "external data {}: bytes {offset}..{} beyond its {size} bytes",
+        path.display(),
+        offset.saturating_add(length)
+    );
+    f.seek(SeekFrom::Start(offset))?;
+    let mut raw = vec![0u8; usize::try_from(length)?];
+    f.read_exact(&mut raw)
+        .with_context(|| format!("reading external data {}", path.display()))?;
+    t.raw_data = raw;
+    t.data_location = 0;
+    t.external_data.clear();
+    Ok(())
 }
 
 #[cfg(test)]

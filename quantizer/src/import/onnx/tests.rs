@@ -178,8 +178,8 @@ fn nhwc_graph_inputs_behind_a_transpose_stay_nhwc() {
 }
 
 /// TensorFlow converters rescale a one-channel NHWC input, turn it into NCHW with a Reshape (not a
-/// Transpose) and reshape the result back to NHWC: read as NCHW the input cannot be placed, so it
-/// is read as NHWC, and the model computes the ONNX graph's function.
+/// Transpose) and reshape the result back to NHWC: read as NCHW the input needs a TRANSPOSE, read
+/// as NHWC none, so it is read as NHWC, and the model computes the ONNX graph's function.
 #[test]
 fn nhwc_graph_inputs_reshaped_to_nchw_stay_nhwc() {
     let bytes = model(
@@ -203,6 +203,13 @@ fn nhwc_graph_inputs_reshaped_to_nchw_stay_nhwc() {
     assert_eq!(g.values[g.inputs[0]].source, SourceLayout::Same);
     assert_eq!(g.values[g.inputs[0]].shape, [1, 2, 3, 1]);
     assert_eq!(g.values[g.outputs[0]].shape, [1, 2, 2, 1]);
+    assert!(!g.nodes.iter().any(|n| matches!(n.op, Op::Transpose { .. })));
+    let m = decode(&bytes).unwrap();
+    let nchw = import_graph(m.graph.as_ref().unwrap(), 13, &HashSet::new(), &mut 0).unwrap();
+    assert!(nchw
+        .nodes
+        .iter()
+        .any(|n| matches!(n.op, Op::Transpose { .. })));
     // Rows (0, 2, 4) and (6, 8, 10) after the Mul: each output is a pixel plus ten times its
     // right neighbour.
     let x = Tensor::new(vec![1, 2, 3, 1], (0..6).map(|v| v as f32).collect());
@@ -211,22 +218,30 @@ fn nhwc_graph_inputs_reshaped_to_nchw_stay_nhwc() {
 }
 
 /// When neither reading of a rank-4 input imports, the error is the one of the reading that got
-/// further: here NHWC, which places the Reshape and stops at the unsupported Hardmax.
+/// further: here NHWC, over whose last axis the opset-11 Softmax runs (read as NCHW, axis 3 is the
+/// width, a spatial axis, refused before opset 13), and which stops at the unsupported Hardmax.
 #[test]
 fn the_reading_that_imports_more_nodes_names_the_error() {
-    let shape = ints_tensor("to_nchw", &[1, 1, 2, 3]);
     let bytes = model(
-        13,
+        11,
         vec![
-            node("Reshape", &["x", "to_nchw"], "t", vec![]),
-            node("Hardmax", &["t"], "y", vec![]),
+            node("Softmax", &["x"], "s", vec![int("axis", 3)]),
+            node("Hardmax", &["s"], "y", vec![]),
         ],
-        vec![shape],
-        &[1, 2, 3, 1],
+        vec![],
+        &[1, 2, 3, 4],
         "y",
     );
     let e = err(&bytes);
     assert!(e.contains("unsupported operator `Hardmax`"), "{e}");
+    // Each reading alone: NCHW stops at the Softmax, NHWC at the Hardmax.
+    let m = decode(&bytes).unwrap();
+    let graph = m.graph.as_ref().unwrap();
+    let (mut nchw, mut nhwc) = (0, 0);
+    let e = import_graph(graph, 11, &HashSet::new(), &mut nchw).unwrap_err();
+    assert!(format!("{e:#}").contains("Softmax"), "{e:#}");
+    assert!(import_graph(graph, 11, &HashSet::from(["x"]), &mut nhwc).is_err());
+    assert_eq!((nchw, nhwc), (0, 1));
 }
 
 /// An image and its own elements reshaped to another image meet in an element-wise operator as
@@ -1837,4 +1852,162 @@ fn movements_no_operator_computes_are_refused_by_name() {
     );
     let e = err(&batch);
     assert!(e.contains("moves the batch dimension"), "{e}");
+}
+
+/// Softmax and LogSoftmax over an axis other than the channels (opset 13) run over the last IR
+/// axis between two TRANSPOSEs; the values are ONNX's. Before opset 13 (the trailing axes
+/// flattened) and over the batch they are refused.
+#[test]
+fn softmax_over_another_axis_runs_between_transposes() {
+    let softmax = |opset: i64, op: &str, axis: i64| {
+        model(
+            opset,
+            vec![node(op, &["x"], "y", vec![int("axis", axis)])],
+            vec![],
+            &[1, 2, 3, 2],
+            "y",
+        )
+    };
+    let (y, ops) = run_onnx_order(&softmax(13, "Softmax", 2), &[1, 2, 3, 2]);
+    assert!(
+        matches!(
+            &ops[..],
+            [
+                Op::Transpose { .. },
+                Op::Softmax { .. },
+                Op::Transpose { .. }
+            ]
+        ),
+        "{ops:?}"
+    );
+    // x[c, h, w] = 6 c + 2 h + w: over h the values step by 2.
+    let e = |k: f32| (2.0 * k).exp();
+    let sum = e(0.0) + e(1.0) + e(2.0);
+    for (i, &v) in y.iter().enumerate() {
+        let h = (i / 2) % 3;
+        assert!((v - e(h as f32) / sum).abs() < 1e-6, "{i}: {v}");
+    }
+    let (y, _) = run_onnx_order(&softmax(13, "LogSoftmax", 3), &[1, 2, 3, 2]);
+    let log_sum = (1f32 + 1f32.exp()).ln();
+    assert!((y[1] - (1.0 - log_sum)).abs() < 1e-6, "{y:?}");
+    assert!(err(&softmax(11, "Softmax", 2)).contains("from opset 13 any axis"));
+    assert!(err(&softmax(13, "Softmax", 0)).contains("any axis but the batch"));
+}
+
+/// A 1-D signal's channel shuffle stays a signal (a 1-D convolution reads it): here a 1x1
+/// convolution with the identity as weights shows the shuffled channels.
+#[test]
+fn a_signal_channel_shuffle_feeds_a_1d_convolution() {
+    let eye: Vec<f32> = (0..16)
+        .map(|i| if i % 5 == 0 { 1.0 } else { 0.0 })
+        .collect();
+    let bytes = model(
+        13,
+        vec![
+            node("Conv", &["x", "w"], "c", vec![]),
+            node("Reshape", &["c", "groups"], "r", vec![]),
+            node("Transpose", &["r"], "t", vec![ints("perm", &[0, 2, 1, 3])]),
+            node("Reshape", &["t", "back"], "s", vec![]),
+            node("Conv", &["s", "w"], "y", vec![]),
+        ],
+        vec![
+            tensor("w", &[4, 4, 1], &eye),
+            ints_tensor("groups", &[1, 2, 2, 5]),
+            ints_tensor("back", &[1, 4, 5]),
+        ],
+        &[1, 4, 5],
+        "y",
+    );
+    let (y, ops) = run_onnx_order(&bytes, &[1, 4, 5]);
+    assert!(
+        ops.iter().any(|o| matches!(o, Op::Transpose { .. })),
+        "{ops:?}"
+    );
+    // Output channel j is input channel (j % 2) * 2 + j / 2: channels 0, 2, 1, 3.
+    let want: Vec<f32> = [0, 2, 1, 3]
+        .iter()
+        .flat_map(|&c| (0..5).map(move |l| (c * 5 + l) as f32))
+        .collect();
+    assert_eq!(y, want);
+}
+
+/// Weights stored outside the model (PyTorch's exporter writes them to `<model>.onnx.data`) are
+/// read from the file the tensor names beside the model; a location outside its directory, or
+/// bytes beyond the file's end, are refused.
+#[test]
+fn external_data_is_read_from_beside_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights: Vec<f32> = (0..8).map(|i| i as f32).collect();
+    let mut data = vec![0u8; 16];
+    data.extend(weights.iter().flat_map(|v| v.to_le_bytes()));
+    std::fs::write(dir.path().join("m.onnx.data"), &data).unwrap();
+    let external = |location: &str, offset: &str, length: &str| {
+        let mut t = tensor("w", &[4, 2], &[]);
+        t.data_location = 1;
+        for (key, value) in [
+            ("location", location),
+            ("offset", offset),
+            ("length", length),
+        ] {
+            t.external_data.push(super::proto::StringStringEntryProto {
+                key: key.into(),
+                value: value.into(),
+            });
+        }
+        let bytes = model(
+            17,
+            vec![node("MatMul", &["x", "w"], "y", vec![])],
+            vec![t],
+            &[1, 4],
+            "y",
+        );
+        let path = dir.path().join("m.onnx");
+        std::fs::write(&path, bytes).unwrap();
+        load(&path)
+    };
+    let g = external("m.onnx.data", "16", "32").unwrap();
+    let x = Tensor::new(vec![1, 4], vec![1.0, 0.0, 0.0, 1.0]);
+    let y = float_exec::run(&g, &[x], 1).unwrap();
+    // Rows 0 and 3 of the [4, 2] weights: (0 + 6, 1 + 7).
+    assert_eq!(y[0].data, [6.0, 8.0]);
+    let e = format!("{:#}", external("../m.onnx.data", "16", "32").unwrap_err());
+    assert!(e.contains("not a file beside the model"), "{e}");
+    let e = format!("{:#}", external("m.onnx.data", "16", "64").unwrap_err());
+    assert!(e.contains("beyond its 48 bytes"), "{e}");
+}
+
+/// Arithmetic on integer constants (PyTorch's `chunk` computes `(c + 1) / 2` from the shape) folds
+/// in integers, Div truncating as onnxruntime's does: the Slice reads three of five channels.
+#[test]
+fn shape_arithmetic_folds_in_integers() {
+    let bytes = model(
+        13,
+        vec![
+            node("Shape", &["x"], "s", vec![]),
+            node("Gather", &["s", "one"], "c", vec![int("axis", 0)]),
+            node("Add", &["c", "one"], "c1", vec![]),
+            node("Div", &["c1", "two"], "half", vec![]),
+            node("Slice", &["x", "zero", "half", "one"], "y", vec![]),
+        ],
+        vec![
+            ints_tensor("zero", &[0]),
+            ints_tensor("one", &[1]),
+            ints_tensor("two", &[2]),
+        ],
+        &[1, 5, 2, 2],
+        "y",
+    );
+    let g = import(&bytes).unwrap();
+    assert_eq!(crate::ir::io::source_dims(&g, g.outputs[0]), [1, 3, 2, 2]);
+    let zero_div = model(
+        13,
+        vec![
+            node("Div", &["one", "zero"], "d", vec![]),
+            node("Reshape", &["x", "d"], "y", vec![]),
+        ],
+        vec![ints_tensor("zero", &[0]), ints_tensor("one", &[1])],
+        &[1, 4],
+        "y",
+    );
+    assert!(err(&zero_div).contains("integer arithmetic on 1 and 0 fails"));
 }
