@@ -290,6 +290,36 @@ pub(crate) fn import_model(model: &ModelProto) -> Result<Graph> {
             .filter(|n| matches!(n.op, Op::Transpose { .. }))
             .count()
     };
+    // An operator the importer lacks is named before any node is imported, with the others the
+    // graph holds (an LSTM should not be reported as the Transpose that feeds it).
+    let lacking: Vec<(usize, String)> = graph
+        .node
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| unsupported(n).map(|op| (i, op)))
+        .collect();
+    if let Some((i, op)) = lacking.first() {
+        let n = &graph.node[*i];
+        let label = if n.name.is_empty() {
+            format!("#{i}")
+        } else {
+            n.name.clone()
+        };
+        let mut others: Vec<&str> = lacking.iter().map(|(_, o)| o.as_str()).collect();
+        others.sort_unstable();
+        others.dedup();
+        others.retain(|o| o != op);
+        let also = if others.is_empty() {
+            String::new()
+        } else {
+            format!("; the graph also holds `{}`", others.join("`, `"))
+        };
+        bail!(
+            "node `{label}` ({}): unsupported operator `{op}`{also} (supported: {})",
+            n.op_type,
+            SUPPORTED.join(", ")
+        );
+    }
     let mut reached = 0;
     let first = match import_graph(graph, opset, &transposed, &mut reached) {
         Ok(g) if rank4 == transposed || transposes(&g) == 0 => return Ok(g),
@@ -514,6 +544,18 @@ pub(crate) fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
     Ok(a as usize)
 }
 
+/// The operator of node `n` as `domain:op` or `op`, when the importer does not support it.
+fn unsupported(n: &NodeProto) -> Option<String> {
+    if (n.domain.is_empty() || n.domain == "ai.onnx") && SUPPORTED.contains(&n.op_type.as_str()) {
+        return None;
+    }
+    Some(if n.domain.is_empty() {
+        n.op_type.clone()
+    } else {
+        format!("{}:{}", n.domain, n.op_type)
+    })
+}
+
 /// Transpose's `perm` for an input of rank `rank` (reversed axes when absent).
 fn transpose_perm(n: &NodeProto, rank: usize) -> Result<Vec<usize>> {
     match attr_ints(n, "perm") {
@@ -729,14 +771,7 @@ impl Importer {
     }
 
     fn node(&mut self, n: &NodeProto, label: &str) -> Result<()> {
-        if !(n.domain.is_empty() || n.domain == "ai.onnx")
-            || !SUPPORTED.contains(&n.op_type.as_str())
-        {
-            let op = if n.domain.is_empty() {
-                n.op_type.clone()
-            } else {
-                format!("{}:{}", n.domain, n.op_type)
-            };
+        if let Some(op) = unsupported(n) {
             bail!(
                 "unsupported operator `{op}` (supported: {})",
                 SUPPORTED.join(", ")

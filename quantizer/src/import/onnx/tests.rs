@@ -2011,3 +2011,29 @@ fn shape_arithmetic_folds_in_integers() {
     );
     assert!(err(&zero_div).contains("integer arithmetic on 1 and 0 fails"));
 }
+
+/// An unsupported operator is named before anything is imported, with the other unsupported ones
+/// the graph holds: an LSTM fed by a Transpose that moves the batch (as tf2onnx writes Keras's)
+/// is reported as the LSTM.
+#[test]
+fn unsupported_operators_are_named_first() {
+    let bytes = model(
+        13,
+        vec![
+            node("Transpose", &["x"], "t", vec![ints("perm", &[1, 0, 2])]),
+            node("LSTM", &["t"], "h", vec![]),
+            node("Min", &["h", "h"], "m", vec![]),
+            node("Max", &["m", "h"], "y", vec![]),
+        ],
+        vec![],
+        &[1, 5, 3],
+        "y",
+    );
+    let e = err(&bytes);
+    assert!(
+        e.contains(
+            "node `LSTM_h` (LSTM): unsupported operator `LSTM`; the graph also holds `Max`, `Min`"
+        ) && !e.contains("batch"),
+        "{e}"
+    );
+}
