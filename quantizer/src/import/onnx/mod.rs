@@ -837,6 +837,9 @@ impl Importer {
             "Cast" if attr_i(n, "to", 0) == i64::from(proto::data_type::FLOAT) => {
                 self.unary(n, label, Op::Identity)
             }
+            "Gather" if self.consts.contains_key(self.input(n, 1).unwrap_or_default()) => {
+                self.gather(n, label)
+            }
             "Cast" | "Gather" => bail!(
                 "{} of a value computed at run time is not supported (only of constants and shapes, which fold at import)",
                 n.op_type
@@ -1530,17 +1533,14 @@ impl Importer {
                 let perm = transpose_perm(n, c(0)?.dims.len())?;
                 tensor::transpose(c(0)?, &perm)?
             }
-            "Slice" if c(0)?.dims.len() == 1 => {
-                // A piece of a shape (`x.shape[2:]`): the elements from start to end.
-                let len = c(0)?.dims[0];
-                let input = |i: usize| Ok(names.get(i).map(|s| &self.consts[*s]));
-                let (start, end) = slice_bounds(len, input)?;
-                let at: Vec<i64> = (start as i64..end as i64).collect();
-                let indices = Const {
-                    dims: vec![at.len()],
-                    data: tensor::Data::I64(at),
-                };
-                tensor::gather(c(0)?, &indices, 0)?
+            "Slice" => {
+                // A piece of a shape (`x.shape[2:]`), or pads reversed (a step of -1).
+                let list = |i: usize| names.get(i).map(|s| self.consts[*s].i64()).transpose();
+                let starts = list(1)?.context("Slice without starts")?;
+                let ends = list(2)?.context("Slice without ends")?;
+                let axes = list(3)?.unwrap_or_else(|| (0..starts.len() as i64).collect());
+                let steps = list(4)?.unwrap_or_else(|| vec![1; starts.len()]);
+                tensor::slice(c(0)?, &starts, &ends, &axes, &steps)?
             }
             "ConstantOfShape" => constant_of_shape(n, c(0)?)?,
             "Sum" => {
@@ -2894,6 +2894,41 @@ impl Importer {
         self.add_slice(n, label, x, &ranges, &out)
     }
 
+    /// `Gather` of an activation at constant indices along one axis: one index (`x[:, :, -1]`,
+    /// the axis dropped) or a run of consecutive ones, as a Slice.
+    fn gather(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let x = self.act(n, 0)?;
+        let d = self.onnx_dims(x);
+        let axis = norm_axis(attr_i(n, "axis", 0), d.len())?;
+        let indices = self.konst(n, 1)?;
+        let scalar = indices.dims.is_empty();
+        let at: Vec<usize> = indices
+            .i64()?
+            .iter()
+            .map(|&i| {
+                let i = if i < 0 { i + d[axis] as i64 } else { i };
+                usize::try_from(i).ok().filter(|&i| i < d[axis])
+            })
+            .collect::<Option<_>>()
+            .with_context(|| format!("Gather indices out of range for axis {axis} of {d:?}"))?;
+        let run = at.windows(2).all(|w| w[1] == w[0] + 1);
+        ensure!(
+            axis != 0 && !at.is_empty() && run && (scalar || indices.dims.len() == 1),
+            "Gather of a value computed at run time along axis {axis} at {at:?} (one index, or consecutive ones, along an axis other than the batch)"
+        );
+        let out = n.output.first().context("the node has no output")?.clone();
+        let range = [(axis, at[0], at[at.len() - 1] + 1)];
+        if !scalar {
+            return self.add_slice(n, label, x, &range, &out);
+        }
+        let sliced = format!("{out}/slice");
+        self.add_slice(n, &format!("{label}/slice"), x, &range, &sliced)?;
+        let mut dims = d.clone();
+        dims.remove(axis);
+        let v = self.vals[&sliced];
+        self.reshape_to(n, label, v, dims)
+    }
+
     /// `Split` along one axis into the given sizes, `num_outputs` parts or as many equal parts as
     /// outputs: one Slice per output.
     fn split(&mut self, n: &NodeProto, label: &str) -> Result<()> {
@@ -3059,36 +3094,6 @@ fn unary_fn(n: &NodeProto) -> Result<UnaryFn> {
 fn slice_index(v: i64, len: usize) -> usize {
     let len = len as i64;
     (if v < 0 { v + len } else { v }).clamp(0, len) as usize
-}
-
-/// The `[start, end)` of a one-axis ONNX `Slice` of an axis of `len` elements (negative values
-/// count from the end, both clamped to the axis; steps other than 1 are refused). `input(i)` gives
-/// the node's constant input `i` (starts, ends, axes, steps), if given.
-fn slice_bounds<'c>(
-    len: usize,
-    input: impl Fn(usize) -> Result<Option<&'c Const>>,
-) -> Result<(usize, usize)> {
-    let one = |i: usize, what: &str| -> Result<Option<i64>> {
-        match input(i)? {
-            None => Ok(None),
-            Some(c) => {
-                let v = c.i64()?;
-                ensure!(
-                    v.len() == 1,
-                    "Slice {what} {v:?} (one axis of a constant is supported)"
-                );
-                Ok(Some(v[0]))
-            }
-        }
-    };
-    let start = one(1, "starts")?.context("Slice without starts")?;
-    let end = one(2, "ends")?.context("Slice without ends")?;
-    ensure!(
-        one(4, "steps")?.unwrap_or(1) == 1,
-        "Slice with a step other than 1 is not supported"
-    );
-    let (s, e) = (slice_index(start, len), slice_index(end, len));
-    Ok((s, e.max(s)))
 }
 
 /// A 1-D convolution or pool as the 2-D one over a signal of height 1: `kernel_shape`, `strides`,

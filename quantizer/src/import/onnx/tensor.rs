@@ -339,6 +339,68 @@ pub fn concat(parts: &[&Const], axis: usize) -> Result<Const> {
     })
 }
 
+/// ONNX `Slice` of a constant: per listed axis the elements from `start` towards `end` by `step`
+/// (negative steps walk backwards; starts and ends clamped as ONNX specifies).
+pub fn slice(
+    c: &Const,
+    starts: &[i64],
+    ends: &[i64],
+    axes: &[i64],
+    steps: &[i64],
+) -> Result<Const> {
+    let rank = c.dims.len();
+    ensure!(
+        ends.len() == starts.len() && axes.len() == starts.len() && steps.len() == starts.len(),
+        "Slice with {} starts, {} ends, {} axes and {} steps",
+        starts.len(),
+        ends.len(),
+        axes.len(),
+        steps.len()
+    );
+    // The kept indices of each axis.
+    let mut keep: Vec<Vec<usize>> = c.dims.iter().map(|&d| (0..d).collect()).collect();
+    for (((&start, &end), &axis), &step) in starts.iter().zip(ends).zip(axes).zip(steps) {
+        let a = if axis < 0 { axis + rank as i64 } else { axis };
+        ensure!(
+            (0..rank as i64).contains(&a),
+            "Slice axis {axis} of rank {rank}"
+        );
+        ensure!(step != 0, "Slice with a step of 0");
+        let len = c.dims[a as usize] as i64;
+        let wrap = |v: i64| if v < 0 { v.saturating_add(len) } else { v };
+        let (mut at, end) = if step > 0 {
+            (wrap(start).clamp(0, len), wrap(end).clamp(0, len))
+        } else {
+            (wrap(start).clamp(0, len - 1), wrap(end).clamp(-1, len - 1))
+        };
+        let mut kept = Vec::new();
+        while (step > 0 && at < end) || (step < 0 && at > end) {
+            kept.push(at as usize);
+            at += step;
+        }
+        keep[a as usize] = kept;
+    }
+    let dims: Vec<usize> = keep.iter().map(Vec::len).collect();
+    let mut strides = vec![1usize; rank];
+    for i in (0..rank.saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * c.dims[i + 1];
+    }
+    let total: usize = dims.iter().product();
+    let index = |mut flat: usize| {
+        let mut at = 0;
+        for k in (0..rank).rev() {
+            at += keep[k][flat % dims[k]] * strides[k];
+            flat /= dims[k];
+        }
+        at
+    };
+    let data = match &c.data {
+        Data::F32(v) => Data::F32((0..total).map(|i| v[index(i)]).collect()),
+        Data::I64(v) => Data::I64((0..total).map(|i| v[index(i)]).collect()),
+    };
+    Ok(Const { dims, data })
+}
+
 /// Reads the external data of tensor `t` (`data_location` 1: a file named relative to the model's
 /// directory `dir`, an offset and a length) into its `raw_data`.
 pub fn read_external(t: &mut TensorProto, dir: &std::path::Path) -> Result<()> {

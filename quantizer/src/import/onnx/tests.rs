@@ -2037,3 +2037,44 @@ fn unsupported_operators_are_named_first() {
         "{e}"
     );
 }
+
+/// Slices of constants fold in any rank and step: PyTorch's `F.pad` reverses its pads with a step of
+/// -1 over a `[n, 2]` constant.
+#[test]
+fn slices_of_constants_fold_with_any_step() {
+    let c = Const {
+        dims: vec![4, 2],
+        data: tensor::Data::I64((0..8).collect()),
+    };
+    let reversed = tensor::slice(&c, &[-1], &[i64::MIN], &[0], &[-1]).unwrap();
+    assert_eq!(reversed.dims, [4, 2]);
+    assert_eq!(reversed.i64().unwrap(), [6, 7, 4, 5, 2, 3, 0, 1]);
+    let every_other = tensor::slice(&c, &[1, 0], &[100, 1], &[0, 1], &[2, 1]).unwrap();
+    assert_eq!(every_other.dims, [2, 1]);
+    assert_eq!(every_other.i64().unwrap(), [2, 6]);
+    assert!(tensor::slice(&c, &[0], &[1], &[2], &[1]).is_err());
+    assert!(tensor::slice(&c, &[0], &[1], &[0], &[0]).is_err());
+}
+
+/// Gather of an activation at a constant index (`y[:, :, -1]`: the last step of a signal) is a
+/// Slice with that axis dropped; at consecutive indices a Slice; other indices are refused.
+#[test]
+fn gather_at_constant_indices_is_a_slice() {
+    let gather = |indices: super::proto::TensorProto| {
+        model(
+            13,
+            vec![node("Gather", &["x", "i"], "y", vec![int("axis", 2)])],
+            vec![indices],
+            &[1, 2, 4],
+            "y",
+        )
+    };
+    let mut last = ints_tensor("i", &[-1]);
+    last.dims.clear();
+    let (y, _) = run_onnx_order(&gather(last), &[1, 2, 4]);
+    assert_eq!(y, [3.0, 7.0]);
+    let (y, _) = run_onnx_order(&gather(ints_tensor("i", &[1, 2])), &[1, 2, 4]);
+    assert_eq!(y, [1.0, 2.0, 5.0, 6.0]);
+    assert!(err(&gather(ints_tensor("i", &[0, 2]))).contains("consecutive"));
+    assert!(err(&gather(ints_tensor("i", &[4]))).contains("out of range"));
+}
