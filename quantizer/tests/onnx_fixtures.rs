@@ -396,6 +396,22 @@ fn channel_shuffles_become_transposes_and_match_onnxruntime() {
     assert_eq!(listing.matches("TRANSPOSE").count(), 2, "{listing}");
 }
 
+/// PyTorch networks as both of torch's exporters write them (`make_torch_exports.py`): a causal
+/// TCN (pads reversed by a Slice of step -1, the last time step by Gather) and a ShuffleNetV2 unit
+/// (`chunk` by integer shape arithmetic, the channel shuffle); the dynamo exporter's weights in
+/// `<model>.onnx.data` beside the model. Each matches onnxruntime in float and quantizes.
+#[test]
+fn pytorch_exports_with_external_data_match_onnxruntime() {
+    for name in ["tcn", "shufflenet"] {
+        for exporter in ["dynamo", "legacy"] {
+            graph_matches_onnxruntime_and_quantizes(&format!("torch_{name}_{exporter}"), 1, |_| {
+                30.0
+            });
+        }
+    }
+    assert!(fixtures().join("ops/torch_tcn_dynamo.onnx.data").exists());
+}
+
 /// LOOKUP has no f32 form: `--ignore all` keeps the functions in int8 (the fully connected layer
 /// runs in f32, with conversions around it), and naming a function's node is an error.
 #[test]
