@@ -171,39 +171,39 @@ pub fn load(path: &Path) -> Result<Graph> {
 /// (what the Q/DQ importer, which reads bytes, then converts); `None` when it has none or does not
 /// decode.
 pub fn inline_external(bytes: &[u8], path: &Path) -> Result<Option<Vec<u8>>> {
-    let Ok(model) = ModelProto::decode(bytes) else {
+    let Ok(mut model) = ModelProto::decode(bytes) else {
         return Ok(None);
     };
-    let external = model.graph.iter().any(|g| {
-        let constants = g.node.iter().flat_map(|n| n.attribute.iter());
-        g.initializer
-            .iter()
-            .chain(constants.filter_map(|a| a.t.as_ref()))
-            .any(|t| t.data_location == 1)
-    });
-    if !external {
-        return Ok(None);
-    }
-    Ok(Some(decode_file(bytes, path)?.encode_to_vec()))
+    Ok(read_all_external(&mut model, path)?.then(|| model.encode_to_vec()))
 }
 
 /// Decodes the bytes of ONNX file `path`, reading the tensors stored outside it (PyTorch's
 /// exporter writes weights to `<model>.onnx.data`) from the files they name beside it.
 pub fn decode_file(bytes: &[u8], path: &Path) -> Result<ModelProto> {
     let mut model = decode(bytes)?;
-    let dir = path.parent().unwrap_or(Path::new(""));
-    if let Some(g) = model.graph.as_mut() {
-        let constants = g.node.iter_mut().flat_map(|n| n.attribute.iter_mut());
-        let tensors = g
-            .initializer
-            .iter_mut()
-            .chain(constants.filter_map(|a| a.t.as_mut()));
-        for t in tensors.filter(|t| t.data_location == 1) {
-            let name = t.name.clone();
-            tensor::read_external(t, dir).with_context(|| format!("initializer `{name}`"))?;
-        }
-    }
+    read_all_external(&mut model, path)?;
     Ok(model)
+}
+
+/// Reads every tensor of `model` (initializers, Constant values) stored outside file `path` into
+/// it; returns whether there was one.
+fn read_all_external(model: &mut ModelProto, path: &Path) -> Result<bool> {
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let Some(g) = model.graph.as_mut() else {
+        return Ok(false);
+    };
+    let constants = g.node.iter_mut().flat_map(|n| n.attribute.iter_mut());
+    let tensors = g
+        .initializer
+        .iter_mut()
+        .chain(constants.filter_map(|a| a.t.as_mut()));
+    let mut any = false;
+    for t in tensors.filter(|t| t.data_location == 1) {
+        let name = t.name.clone();
+        tensor::read_external(t, dir).with_context(|| format!("initializer `{name}`"))?;
+        any = true;
+    }
+    Ok(any)
 }
 
 /// Decodes ONNX bytes and imports the graph (before optimization passes).
@@ -1046,11 +1046,7 @@ impl Importer {
             })
         };
         if let Some((layout, ops)) = same.or_else(one_op).or_else(transposed) {
-            let label = m
-                .path
-                .last()
-                .and_then(|p| p.split_once(' '))
-                .map_or(name.to_string(), |(_, l)| l.trim_matches('`').to_string());
+            let label = m.last.as_deref().map_or(name, |(_, l, _)| l).to_string();
             let (count, mut v) = (ops.len(), m.src);
             for (i, op) in ops.into_iter().enumerate() {
                 let (node, out, l) = if i + 1 == count {
