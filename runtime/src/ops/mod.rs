@@ -39,6 +39,7 @@ pub mod max_pool_2d;
 pub mod mean;
 pub mod mirror_pad;
 pub mod mul;
+pub mod normalize;
 pub mod pad;
 pub mod prelu;
 pub mod quantize;
@@ -67,6 +68,7 @@ pub use lookup::Lookup;
 pub use mean::MeanParams;
 pub use mirror_pad::{MirrorPad, PadMode};
 pub use mul::MulParams;
+pub use normalize::Normalize;
 pub use pad::Pad;
 pub use prelu::{PRelu, PReluParams};
 pub use quantize::{Quantize, RequantizeParams};
@@ -577,6 +579,8 @@ operators! {
     27 MirrorPad(MirrorPad) mirror_pad "MIRROR_PAD" "mirror-pad";
     /// The input's axes in another order.
     28 Transpose(Transpose) transpose "TRANSPOSE" "transpose";
+    /// Zero mean and unit variance over sets of positions and channels, then a per-channel affine.
+    29 Normalize(Normalize<'a>) normalize "NORMALIZE" "normalize";
 }
 
 impl Op<'_> {
