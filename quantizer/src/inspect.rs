@@ -322,6 +322,22 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
             0,
             format!("perm {:?}", u.perm),
         ),
+        Op::Normalize(u) => set(
+            &[&u.input],
+            &u.output,
+            elements(&u.output),
+            u.gamma.len() + u.beta.len(),
+            format!(
+                "{} group{} {}",
+                u.groups,
+                if u.groups == 1 { "" } else { "s" },
+                if u.across_positions {
+                    "over all positions"
+                } else {
+                    "per position"
+                }
+            ),
+        ),
         Op::DepthToSpace(u) => set(
             &[&u.input],
             &u.output,

@@ -412,6 +412,39 @@ fn pytorch_exports_with_external_data_match_onnxruntime() {
     assert!(fixtures().join("ops/torch_tcn_dynamo.onnx.data").exists());
 }
 
+/// Normalization layers: LayerNormalization over the channels, InstanceNormalization and
+/// GroupNormalization-18 (`make_norms.py`), and PyTorch's LayerNorm, GroupNorm (a Reshape to
+/// groups, InstanceNormalization, a Reshape back, Mul and Add per channel) and InstanceNorm2d as
+/// both exporters write them (`make_torch_exports.py`). Each matches onnxruntime in float and
+/// quantizes, every normalization one NORMALIZE with nothing around it (a ReLU after it fused).
+#[test]
+fn normalization_layers_match_onnxruntime_and_become_one_operator_each() {
+    let cases = [
+        ("norms", 3),
+        ("torch_lnmlp_dynamo", 1),
+        ("torch_lnmlp_legacy", 1),
+        ("torch_groupnorm_dynamo", 2),
+        ("torch_groupnorm_legacy", 2),
+    ];
+    for (name, count) in cases {
+        graph_matches_onnxruntime_and_quantizes(name, 1, |_| 30.0);
+        let dir = tempfile::tempdir().unwrap();
+        let (_, _, int8) = quantize_on_own_inputs(&format!("ops/{name}"), dir.path());
+        let bytes = std::fs::read(&int8).unwrap();
+        let m = ferrite_runtime::Model::from_bytes(&bytes).unwrap();
+        let names: Vec<&str> = m.ops().map(|o| o.name()).collect();
+        assert_eq!(
+            names.iter().filter(|&&n| n == "NORMALIZE").count(),
+            count,
+            "{name}: {names:?}"
+        );
+        // The ReLU after each normalization (but the LayerNorm MLP's) is its fused clamp.
+        for other in ["TRANSPOSE", "MUL", "DEPTHWISE_CONV_2D", "RELU"] {
+            assert!(!names.contains(&other), "{name}: {names:?}");
+        }
+    }
+}
+
 /// LOOKUP has no f32 form: `--ignore all` keeps the functions in int8 (the fully connected layer
 /// runs in f32, with conversions around it), and naming a function's node is an error.
 #[test]

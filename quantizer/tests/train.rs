@@ -387,6 +387,83 @@ fn the_exported_qdq_model_converts_to_the_trained_int8_model() {
     assert!(rows[1]["sqnr_db"].as_f64().unwrap() > 25.0, "{rows}");
 }
 
+/// Layer, instance and group normalization (NORMALIZE) train, gamma and beta with the rest, and
+/// their Q/DQ export converts back to the same int8 model.
+#[test]
+fn normalization_layers_train_and_their_qdq_export_converts() {
+    for name in ["norms", "torch_groupnorm_legacy", "torch_lnmlp_dynamo"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, float) = (dir.path().join("t.ferrite"), dir.path().join("ft.onnx"));
+        let (model, x) = (
+            fixtures().join(format!("ops/{name}.onnx")),
+            fixtures().join(format!("ops/{name}_x.npy")),
+        );
+        let o = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+            .arg("train")
+            .arg(&model)
+            .arg("--data")
+            .arg(&x)
+            .args(["--epochs", "2", "--val-split", "0", "--export-onnx"])
+            .arg(&float)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let converted = dir.path().join("c.ferrite");
+        let c = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+            .arg("convert")
+            .arg(dir.path().join("ft.qdq.onnx"))
+            .arg("-o")
+            .arg(&converted)
+            .output()
+            .unwrap();
+        assert!(c.status.success(), "{name}: {}", stderr(&c));
+        let x = Array::read(&x).unwrap();
+        let run = |p: &Path| {
+            let bytes = std::fs::read(p).unwrap();
+            let ops = ferrite_runtime::Model::from_bytes(&bytes)
+                .unwrap()
+                .ops()
+                .filter(|o| o.name() == "NORMALIZE")
+                .count();
+            let r = ferrite_quantizer::runtime_exec::Runner::new(&bytes).unwrap();
+            let y = r
+                .run(std::slice::from_ref(&x), 1)
+                .unwrap()
+                .remove(0)
+                .to_f32();
+            (ops, y)
+        };
+        let ((n_trained, trained), (n_back, back)) = (run(&out), run(&converted));
+        assert!(
+            n_trained > 0 && n_trained == n_back,
+            "{name}: {n_trained} vs {n_back}"
+        );
+        let bytes = std::fs::read(&out).unwrap();
+        let step = ferrite_runtime::Model::from_bytes(&bytes)
+            .unwrap()
+            .output(0)
+            .unwrap()
+            .scale;
+        // The converter requantizes as onnxruntime does (one rounding), the trained model as TFLite
+        // does; each normalization rescales the step where they part, so three in a row leave
+        // outputs up to two steps apart.
+        let off: Vec<f32> = trained
+            .iter()
+            .zip(&back)
+            .map(|(a, b)| (a - b).abs() / step)
+            .collect();
+        let far = off.iter().filter(|&&d| d > 1.001).count();
+        let worst = off.iter().copied().fold(0.0, f32::max);
+        assert!(
+            far * 20 <= off.len() && worst <= 2.001,
+            "{name}: {far} of {} outputs more than a step apart, worst {worst}",
+            off.len()
+        );
+    }
+}
+
 /// `--val` and `--report FILE`, the former names of `--val-data` and `--json=FILE`.
 #[test]
 fn former_option_names_still_work() {

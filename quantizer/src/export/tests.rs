@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::builder::ArenaLayout;
 use crate::import::onnx::proto::ModelProto;
-use crate::ir::{self, passes, Op};
+use crate::ir::{self, passes, Op, Param};
 use crate::npy::Array;
 use crate::quantize::ptq::{self, Config};
 
@@ -424,6 +424,42 @@ fn transpose_round_trips() {
     assert_eq!(a[0].to_f32(), b[0].to_f32());
     // Each row of [2, 3] becomes a column: 0 3 1 4 2 5.
     assert_eq!(a[0].to_f32()[..6], [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+}
+
+/// Normalizations are written as ONNX LayerNormalization over reshaped sets, then Mul and Add per
+/// channel, and read back computing the same.
+#[test]
+fn normalize_round_trips() {
+    for (groups, across) in [(1, false), (2, false), (2, true), (4, true)] {
+        let mut g = Graph::default();
+        let x = g.add_value("x", vec![1, 3, 2, 4]);
+        g.inputs.push(x);
+        let op = Op::Normalize {
+            groups,
+            across_positions: across,
+            epsilon: 1e-5,
+            gamma: Param::new(vec![4], vec![1.5, -0.5, 2.0, 0.25]),
+            beta: Param::new(vec![4], vec![0.1, 0.2, -0.3, 0.0]),
+            clamp: Clamp::RELU,
+        };
+        let y = g.add_node("n", "Normalize", op, vec![x], "y").unwrap();
+        g.outputs.push(y);
+        let g2 = reimport(&float_onnx(&g).unwrap());
+        let values: Vec<f32> = (0..24).map(|i| ((i * 7) % 11) as f32 * 0.3).collect();
+        let x = Array::from_f32(vec![1, 3, 2, 4], &values);
+        let a = ir::io::run_arrays(&g, std::slice::from_ref(&x), 1).unwrap();
+        let b = ir::io::run_arrays(&g2, std::slice::from_ref(&x), 1).unwrap();
+        let (a, b) = (a[0].to_f32(), b[0].to_f32());
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            worst < 1e-5,
+            "groups {groups} across {across}: {a:?} vs {b:?}"
+        );
+    }
 }
 
 /// A nearest resize by whole factors is written as ONNX Resize and reads back as itself.

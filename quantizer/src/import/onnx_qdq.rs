@@ -360,12 +360,37 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32], arena: ArenaLayout) -> Res
     let model = ModelProto::decode(bytes).map_err(|e| anyhow!("not a valid ONNX file: {e}"))?;
     let rw = rewrite(&model)?;
     let mut graph: Graph = super::onnx::import_model(&rw.model)?;
-    passes::optimize_keeping(&mut graph, &|name| rw.acts.contains_key(name))?;
+    // A Transpose that only relabels the layout imports as an Identity, which the passes remove
+    // with its output's name: the value it copies, if read by nothing else, takes its
+    // quantization.
+    let mut acts = rw.acts.clone();
+    for n in graph.nodes.iter().filter(|n| matches!(n.op, Op::Identity)) {
+        let (x, y) = (n.inputs[0], n.output);
+        let readers = graph.nodes.iter().filter(|r| r.inputs.contains(&x)).count();
+        let (xn, yn) = (&graph.values[x].name, &graph.values[y].name);
+        if let (false, Some(&q), 1) = (acts.contains_key(xn), acts.get(yn), readers) {
+            acts.insert(xn.clone(), q);
+        }
+    }
+    passes::optimize_keeping(&mut graph, &|name| acts.contains_key(name))?;
     let n_values = graph.values.len();
     let mut qp: Vec<Option<QParams>> = vec![None; n_values];
     for (v, val) in graph.values.iter().enumerate() {
         if val.data.is_none() {
-            qp[v] = rw.acts.get(&val.name).copied();
+            qp[v] = acts.get(&val.name).copied();
+        }
+    }
+    // A value whose only reader is a reshape or transpose quantized after it (a layout change
+    // written between an operator and its Q/DQ pair) holds the same values: the same quantization.
+    for n in graph.nodes.iter().rev() {
+        let (x, y) = (n.inputs[0], n.output);
+        let readers = graph.nodes.iter().filter(|r| r.inputs.contains(&x)).count();
+        let moves = matches!(
+            n.op,
+            Op::Reshape { .. } | Op::Transpose { .. } | Op::Identity
+        );
+        if moves && qp[x].is_none() && readers == 1 && !graph.outputs.contains(&x) {
+            qp[x] = qp[y];
         }
     }
     let mut float_node = vec![false; graph.nodes.len()];

@@ -192,8 +192,29 @@ fn is_linear(op: &Op) -> bool {
     matches!(op, Op::Conv2d { clamp, .. } | Op::DepthwiseConv2d { clamp, .. } | Op::FullyConnected { clamp, .. } if clamp.is_none())
 }
 
-/// Folds BatchNorm into the Conv, DepthwiseConv or FullyConnected that produces its input (when nothing
-/// else reads that output): `w' = w * scale[c]`, `b' = b * scale[c] + shift[c]`.
+/// Scales a Normalize's gamma and beta by `scale[c]` and adds `shift[c]` to beta (an empty slice: 1
+/// or 0); false for any other operator.
+fn normalize_affine(op: &mut Op, scale: &[f32], shift: &[f32]) -> bool {
+    let Op::Normalize {
+        gamma, beta, clamp, ..
+    } = op
+    else {
+        return false;
+    };
+    if !clamp.is_none() {
+        return false;
+    }
+    for (c, (g, b)) in gamma.data.iter_mut().zip(&mut beta.data).enumerate() {
+        let k = scale.get(c).copied().unwrap_or(1.0);
+        *g *= k;
+        *b = *b * k + shift.get(c).copied().unwrap_or(0.0);
+    }
+    true
+}
+
+/// Folds BatchNorm into the Conv, DepthwiseConv, FullyConnected or Normalize that produces its
+/// input (when nothing else reads that output): `w' = w * scale[c]`, `b' = b * scale[c] + shift[c]`
+/// (Normalize: its gamma and beta).
 pub fn fold_batchnorm(g: &mut Graph) -> usize {
     let mut remove = vec![false; g.nodes.len()];
     for i in 0..g.nodes.len() {
@@ -203,12 +224,13 @@ pub fn fold_batchnorm(g: &mut Graph) -> usize {
         let Some(p) = sole_producer(g, g.nodes[i].inputs[0], &remove) else {
             continue;
         };
-        if !is_linear(&g.nodes[p].op) {
+        let (scale, shift) = (scale.data.clone(), shift.data.clone());
+        if is_linear(&g.nodes[p].op) {
+            scale_filter(&mut g.nodes[p].op, &scale);
+            affine_bias(&mut g.nodes[p].op, &scale, &shift);
+        } else if !normalize_affine(&mut g.nodes[p].op, &scale, &shift) {
             continue;
         }
-        let (scale, shift) = (scale.data.clone(), shift.data.clone());
-        scale_filter(&mut g.nodes[p].op, &scale);
-        affine_bias(&mut g.nodes[p].op, &scale, &shift);
         g.nodes[p].output = g.nodes[i].output;
         remove[i] = true;
     }
@@ -260,7 +282,8 @@ fn affine_constant(g: &Graph, node: usize) -> Option<Affine> {
 }
 
 /// Folds `Add(x, const)` and `Mul(x, const)` with per-channel constants into the preceding Conv,
-/// DepthwiseConv or FullyConnected (MatMul + Add becomes one FullyConnected with bias).
+/// DepthwiseConv or FullyConnected (MatMul + Add becomes one FullyConnected with bias), or without a
+/// clamp into the gamma and beta of a preceding Normalize.
 pub fn fold_affine_constants(g: &mut Graph) -> usize {
     let mut remove = vec![false; g.nodes.len()];
     for i in 0..g.nodes.len() {
@@ -278,10 +301,23 @@ pub fn fold_affine_constants(g: &mut Graph) -> usize {
         if g.values[n.output].shape != g.values[x].shape {
             continue;
         }
-        let Some(p) = sole_producer(g, x, &remove) else {
+        let Some(mut p) = sole_producer(g, x, &remove) else {
             continue;
         };
-        if !is_linear(&g.nodes[p].op) {
+        // A Normalize seen through a reshape that keeps the channels (PyTorch's GroupNorm with
+        // a group per channel: its Reshape back to NCHW before the Mul and Add).
+        let mut through = None;
+        if let Op::Reshape { .. } = g.nodes[p].op {
+            let r = g.nodes[p].inputs[0];
+            let keeps = g.values[r].shape.last() == g.values[x].shape.last();
+            if let Some(q) = sole_producer(g, r, &remove).filter(|_| keeps) {
+                if matches!(g.nodes[q].op, Op::Normalize { .. }) {
+                    (through, p) = (Some(p), q);
+                }
+            }
+        }
+        let normalize = matches!(g.nodes[p].op, Op::Normalize { clamp, .. } if clamp.is_none());
+        if !(is_linear(&g.nodes[p].op) || normalize && clamp.is_none()) {
             continue;
         }
         let channels = *g.values[x].shape.last().unwrap();
@@ -290,6 +326,17 @@ pub fn fold_affine_constants(g: &mut Graph) -> usize {
         };
         let out = g.nodes[i].output;
         let op = &mut g.nodes[p].op;
+        if normalize {
+            let (scale, shift) = if is_add {
+                (&[][..], &k[..])
+            } else {
+                (&k[..], &[][..])
+            };
+            normalize_affine(op, scale, shift);
+            g.nodes[through.unwrap_or(p)].output = out;
+            remove[i] = true;
+            continue;
+        }
         if is_add {
             affine_bias(op, &[], &k);
         } else {

@@ -1,6 +1,6 @@
 //! Constant data of the weighted operators (Conv2d, DepthwiseConv2d, FullyConnected): the filter and
 //! bias as the runtime stores them, and each output channel's requantization factor; PRelu's alpha;
-//! LOOKUP's table.
+//! LOOKUP's table; NORMALIZE's gamma and beta.
 
 use anyhow::{Context, Result};
 use ferrite_runtime::kernels::sparse::encode;
@@ -35,9 +35,12 @@ fn le_bytes<T: Copy, const N: usize>(values: &[T], to: impl Fn(T) -> [u8; N]) ->
 /// The data of node `i`: f32 weights for a node kept in float; int8 weights, an int32 bias (int64
 /// for an int16x8 node) and per-channel multipliers and shifts otherwise, the filter of an int8
 /// Conv2d or FullyConnected stored sparsely when `sparse` and that takes fewer bytes; the table of
-/// an int8 LOOKUP, LOG_SOFTMAX, Tanh or Logistic (`tflite_functions`: [`super::Options`]).
+/// an int8 LOOKUP, LOG_SOFTMAX, Tanh or Logistic (`tflite_functions`: [`super::Options`]); an int8
+/// NORMALIZE's gamma and beta (for an input of `input_shape`).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn node_data(
     n: &Node,
+    input_shape: &[usize],
     i: usize,
     q: &Quantization<'_>,
     requantization: Requantization,
@@ -60,6 +63,15 @@ pub(super) fn node_data(
     {
         if let Some(table) = n.op.table(input, output, tflite_functions) {
             d.filter = table;
+            return Ok(d);
+        }
+    }
+    if let (Precision::Int8, Some(input), Some(output)) =
+        (precision, q.params[n.inputs[0]], q.params[n.output])
+    {
+        if let Some(p) = n.op.normalize_data(input_shape, input, output) {
+            let p = p.with_context(|| format!("node `{}`", n.name))?;
+            (d.filter, d.bias) = (p.gamma, p.beta);
             return Ok(d);
         }
     }

@@ -27,6 +27,7 @@ mod max_pool2d;
 mod mean;
 mod mirror_pad;
 mod mul;
+mod normalize;
 mod pad;
 mod prelu;
 mod relu;
@@ -172,6 +173,19 @@ pub enum Op {
     Transpose {
         perm: Vec<usize>,
     },
+    /// Zero mean and unit variance over each set of values, then `gamma[c] * x + beta[c]` per
+    /// channel (the last axis): a set is one position's channels, or every position's with
+    /// `across_positions`, per group of `c / groups` consecutive channels (ONNX LayerNormalization,
+    /// GroupNormalization, InstanceNormalization); `gamma` and `beta` are `[c]`, trainable; a fused
+    /// clamp after.
+    Normalize {
+        groups: usize,
+        across_positions: bool,
+        epsilon: f32,
+        gamma: Param,
+        beta: Param,
+        clamp: Clamp,
+    },
     /// An element-wise function without a kernel of its own, run by an int8 table (LOOKUP).
     Lookup {
         f: UnaryFn,
@@ -212,6 +226,7 @@ impl Op {
             Op::Slice { .. } => "SLICE",
             Op::DepthToSpace { .. } => "DEPTH_TO_SPACE",
             Op::Transpose { .. } => "TRANSPOSE",
+            Op::Normalize { .. } => "NORMALIZE",
             Op::Identity => "IDENTITY",
         }
     }
@@ -226,6 +241,7 @@ impl Op {
             | Op::Mul { clamp }
             | Op::AveragePool2d { clamp, .. }
             | Op::MaxPool2d { clamp, .. }
+            | Op::Normalize { clamp, .. }
             | Op::Relu { clamp } => Some(*clamp),
             Op::Mean { .. }
             | Op::Softmax { .. }
@@ -259,6 +275,7 @@ impl Op {
             | Op::Mul { clamp }
             | Op::AveragePool2d { clamp, .. }
             | Op::MaxPool2d { clamp, .. }
+            | Op::Normalize { clamp, .. }
             | Op::Relu { clamp } => Some(clamp),
             Op::Mean { .. }
             | Op::Softmax { .. }
@@ -291,6 +308,7 @@ impl Op {
             | Op::FullyConnected { filter, bias, .. } => vec![filter, bias],
             Op::BatchNorm { scale, shift } => vec![scale, shift],
             Op::PRelu { slope } => vec![slope],
+            Op::Normalize { gamma, beta, .. } => vec![gamma, beta],
             Op::Add { .. }
             | Op::Mul { .. }
             | Op::AveragePool2d { .. }
@@ -347,6 +365,7 @@ impl Op {
             | Op::Slice { .. }
             | Op::DepthToSpace { .. }
             | Op::Transpose { .. }
+            | Op::Normalize { .. }
             | Op::Identity => 0,
         }
     }
@@ -430,6 +449,13 @@ impl Op {
             Op::Slice { begin, size } => slice::shape(begin, size, inputs),
             Op::DepthToSpace { block, .. } => depth_to_space::shape(*block, inputs),
             Op::Transpose { perm } => transpose::shape(perm, inputs),
+            Op::Normalize {
+                groups,
+                across_positions,
+                gamma,
+                beta,
+                ..
+            } => normalize::shape(*groups, *across_positions, gamma, beta, inputs),
             Op::Identity => identity::shape(inputs),
         }
     }
@@ -482,6 +508,21 @@ impl Op {
             Op::Slice { begin, .. } => slice::eval(begin, inputs, out),
             Op::DepthToSpace { block, crd } => depth_to_space::eval(*block, *crd, inputs, out),
             Op::Transpose { perm } => transpose::eval(perm, inputs, out),
+            Op::Normalize {
+                groups,
+                across_positions,
+                epsilon,
+                gamma,
+                beta,
+                clamp,
+            } => normalize::eval(
+                (*groups, *across_positions, *epsilon),
+                gamma,
+                beta,
+                *clamp,
+                inputs,
+                out,
+            ),
             Op::Identity => identity::eval(inputs, out),
         }
     }
@@ -520,6 +561,13 @@ impl Op {
             Op::Slice { begin, .. } => slice::backward(begin, g),
             Op::DepthToSpace { block, crd } => depth_to_space::backward(*block, *crd, g),
             Op::Transpose { perm } => transpose::backward(perm, g),
+            Op::Normalize {
+                groups,
+                across_positions,
+                epsilon,
+                gamma,
+                ..
+            } => normalize::backward(*groups, *across_positions, *epsilon, gamma, g),
             Op::Identity => identity::backward(g),
         }
     }
@@ -564,6 +612,20 @@ impl Op {
             Op::Slice { begin, .. } => slice::lower(begin, cx)?,
             Op::DepthToSpace { block, crd } => depth_to_space::lower(*block, *crd, cx)?,
             Op::Transpose { perm } => transpose::lower(perm, cx)?,
+            Op::Normalize {
+                groups,
+                across_positions,
+                epsilon,
+                gamma,
+                beta,
+                clamp,
+            } => normalize::lower(
+                (*groups, *across_positions, *epsilon),
+                gamma,
+                beta,
+                *clamp,
+                cx,
+            )?,
             Op::Identity => identity::lower(cx)?,
         };
         Ok(Lowered::Op(op))
@@ -623,6 +685,21 @@ impl Op {
             Op::Slice { begin, size } => slice::export(begin, size, e, n),
             Op::DepthToSpace { block, crd } => depth_to_space::export(*block, *crd, e, n),
             Op::Transpose { perm } => transpose::export(perm, e, n),
+            Op::Normalize {
+                groups,
+                across_positions,
+                epsilon,
+                gamma,
+                beta,
+                clamp,
+            } => normalize::export(
+                (*groups, *across_positions, *epsilon),
+                gamma,
+                beta,
+                *clamp,
+                e,
+                n,
+            ),
             Op::Identity => identity::export(e, n),
         }
     }
@@ -656,6 +733,7 @@ impl Op {
             Op::Slice { .. } => slice::OUTPUT,
             Op::DepthToSpace { .. } => depth_to_space::OUTPUT,
             Op::Transpose { .. } => transpose::OUTPUT,
+            Op::Normalize { .. } => normalize::OUTPUT,
             Op::Identity => identity::OUTPUT,
         }
     }
@@ -690,16 +768,19 @@ impl Op {
             Op::Slice { .. } => slice::INT16,
             Op::DepthToSpace { .. } => depth_to_space::INT16,
             Op::Transpose { .. } => transpose::INT16,
+            Op::Normalize { .. } => normalize::INT16,
             Op::Identity => identity::INT16,
         }
     }
 
     /// Whether the runtime runs the operator in f32 (a node kept in float); LOOKUP and LOG_SOFTMAX
     /// run in int8 only, and so does an operator whose fused clamp is none of the f32 kernels'
-    /// activations (a HardSigmoid's `[0, 1]`).
+    /// activations (a HardSigmoid's `[0, 1]`). NORMALIZE runs in int8 only too.
     pub fn has_float(&self) -> bool {
-        !matches!(self, Op::Lookup { .. } | Op::LogSoftmax)
-            && self.clamp().is_none_or(|c| c.activation().is_some())
+        !matches!(
+            self,
+            Op::Lookup { .. } | Op::LogSoftmax | Op::Normalize { .. }
+        ) && self.clamp().is_none_or(|c| c.activation().is_some())
     }
 
     /// The ONNX opset the operator's export needs (the exporter's default but for newer functions).
@@ -751,6 +832,36 @@ impl Op {
         }
     }
 
+    /// NORMALIZE's integer parameters for an input of `shape` quantized with `input` and an output
+    /// with `output`; `None` for the other operators.
+    pub(crate) fn normalize_data(
+        &self,
+        shape: &[usize],
+        input: QParams,
+        output: QParams,
+    ) -> Option<Result<normalize::Prepared>> {
+        match self {
+            Op::Normalize {
+                groups,
+                across_positions,
+                epsilon,
+                gamma,
+                beta,
+                ..
+            } => Some(normalize::prepare(
+                *groups,
+                *across_positions,
+                *epsilon,
+                gamma,
+                beta,
+                shape,
+                input,
+                output,
+            )),
+            _ => None,
+        }
+    }
+
     /// The int16-input table of such a function over a wide output ([`lookup::table16`]).
     pub(crate) fn table16(&self, input_scale: f32, output: QParams) -> Option<Vec<u8>> {
         Some(lookup::table16(self.table_function()?, input_scale, output))
@@ -788,6 +899,7 @@ impl Op {
             Op::Slice { .. } => slice::CHANNELS,
             Op::DepthToSpace { .. } => depth_to_space::CHANNELS,
             Op::Transpose { .. } => transpose::CHANNELS,
+            Op::Normalize { .. } => normalize::CHANNELS,
             Op::ResizeNearest { .. } => resize_nearest::CHANNELS,
             Op::ResizeBilinear { .. } => resize_bilinear::CHANNELS,
             Op::Reshape { shape } => Channels::Reshaped { shape },
@@ -836,6 +948,7 @@ impl Op {
             | Op::Slice { .. }
             | Op::DepthToSpace { .. }
             | Op::Transpose { .. }
+            | Op::Normalize { .. }
             | Op::Identity => Ok(None),
         }
     }
@@ -873,6 +986,7 @@ impl Op {
             | Op::Slice { .. }
             | Op::DepthToSpace { .. }
             | Op::Transpose { .. }
+            | Op::Normalize { .. }
             | Op::Identity => Vec::new(),
         }
     }

@@ -9,6 +9,7 @@
 
 pub mod build;
 mod moves;
+mod norms;
 pub mod proto;
 pub(crate) mod tensor;
 
@@ -53,9 +54,12 @@ pub const SUPPORTED: &[&str] = &[
     "Gemm",
     "GlobalAveragePool",
     "GlobalMaxPool",
+    "GroupNormalization",
     "HardSigmoid",
     "HardSwish",
     "Identity",
+    "InstanceNormalization",
+    "LayerNormalization",
     "LeakyRelu",
     "LogSoftmax",
     "MatMul",
@@ -107,6 +111,13 @@ const MOVES: &[&str] = &[
     "Unsqueeze",
 ];
 
+/// Normalizations over sets of values (`norms.rs`): one may read a followed value as it is.
+const NORMALIZATIONS: &[&str] = &[
+    "GroupNormalization",
+    "InstanceNormalization",
+    "LayerNormalization",
+];
+
 /// Operators whose first input is spatial (channels, then one or two spatial axes): a rank-3 graph
 /// input they read is a 1-D signal `[n, c, l]`.
 const SPATIAL: &[&str] = &[
@@ -116,6 +127,8 @@ const SPATIAL: &[&str] = &[
     "ConvTranspose",
     "GlobalAveragePool",
     "GlobalMaxPool",
+    "GroupNormalization",
+    "InstanceNormalization",
     "MaxPool",
 ];
 
@@ -788,6 +801,9 @@ impl Importer {
         }
         if MOVES.contains(&n.op_type.as_str()) {
             return self.data_move(n, label);
+        }
+        if NORMALIZATIONS.contains(&n.op_type.as_str()) {
+            return self.normalization(n, label);
         }
         self.place_inputs(n)?;
         match n.op_type.as_str() {

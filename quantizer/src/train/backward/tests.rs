@@ -636,6 +636,39 @@ fn transpose_of_three_and_four_axes() {
 }
 
 #[test]
+fn normalization_per_position_and_across_positions() {
+    let mut rng = Rng::new(137);
+    for (shape, groups, across) in [
+        (&[2, 3, 4][..], 1, false),
+        (&[2, 2, 3, 4][..], 2, false),
+        (&[2, 2, 3, 4][..], 2, true),
+        (&[1, 3, 4][..], 4, true),
+        (&[2, 6][..], 3, true),
+    ] {
+        let c = shape[shape.len() - 1];
+        let param = |rng: &mut Rng, base: f32| {
+            Param::new(
+                vec![c],
+                (0..c).map(|_| base + rng.uniform(-0.5, 0.5)).collect(),
+            )
+        };
+        let op = Op::Normalize {
+            groups,
+            across_positions: across,
+            epsilon: 1e-3,
+            gamma: param(&mut rng, 1.0),
+            beta: param(&mut rng, 0.0),
+            clamp: Clamp::NONE,
+        };
+        let x = random_tensor(&mut rng, shape);
+        check(
+            &format!("normalize {shape:?} groups {groups} across {across}"),
+            &Case::new(op, vec![x]),
+        );
+    }
+}
+
+#[test]
 fn bilinear_resize_in_every_mode() {
     use ferrite_runtime::kernels::resize::BilinearMode;
     let mut rng = Rng::new(100);
