@@ -8,7 +8,8 @@
 //!   `v = n * sumsq - sum^2 + epsilon` (`n^2` times the variance, in input steps squared, `epsilon`
 //!   the quantizer's `eps * n^2 / input_scale^2`).
 //! - `m = v << 2k` with `2k` even and `m` in `[2^60, 2^62)`; `y`, `2^61 / sqrt(m)` in `(2^30, 2^31)`,
-//!   from a table of 12 first guesses and three Newton steps on the top 32 bits of `m` ([`inverse_root`]).
+//!   at most `2^31 - 1`,
+//!   from a table of 12 first guesses and three Newton steps on the top 32 bits of `m` (`inverse_root`).
 //! - Each value's `d = n * x - sum` gives the normalized value in Q20 as the high word of a 64-bit
 //!   product: `t = (d * 2^(k - 9) * y) >> 32` (`y >> (9 - k)` in place of the shift of `d` when
 //!   `k < 9`; `|d| * 2^(k - 9)` stays below `2^30`).
@@ -29,7 +30,7 @@ use crate::Error;
 pub const NORM_BITS: u32 = 20;
 /// Fraction bits of `gamma`: `t * gamma` is in Q32, the output its high word.
 pub const GAMMA_BITS: u32 = 32 - NORM_BITS;
-/// The largest set: `n * x` stays below `2^24`, `sumsq` below `2^30`.
+/// The largest set: `n * x` stays below `2^24`, `sumsq` at most `2^30`.
 pub const MAX_SET: usize = 1 << 16;
 /// `epsilon` at most this: `v` stays below `2^62`.
 pub const MAX_EPSILON: u64 = 1 << 61;
@@ -110,7 +111,10 @@ pub(crate) fn validate(u: &Normalize<'_>, check: &Check<'_, '_, '_>) -> Result<(
     if u.gamma.len() != channels * 4 || u.beta.len() != channels * 8 {
         return check.bad("normalize needs a gamma and a beta per channel");
     }
-    if u.beta.chunks_exact(8).any(|b| le_i64(b).abs() > MAX_BETA) {
+    if u.beta
+        .chunks_exact(8)
+        .any(|b| le_i64(b).unsigned_abs() > MAX_BETA as u64)
+    {
         return check.bad("normalize beta out of range");
     }
     if !(-128 <= u.act_min && u.act_min <= u.act_max && u.act_max <= 127) {
@@ -180,10 +184,10 @@ const FIRST_GUESS: [u32; 12] = [
 ];
 
 /// `2^61 / sqrt(m)` for `m` in `[2^60, 2^62)`, within `2^-26` of it relatively: the top 32 bits
-/// `m'` of `m` (`m / 2^30`, Q30 of `[1, 4)`), a first guess `y` (Q31) by `m'`'s top four bits, then
-/// three Newton steps `y = y * (3 - m' * y^2) / 2`.
+/// `m'` of `m` (`m >> 30`, Q30 of `[1, 4)`), a first guess `y` (Q31) by `m'`'s top four bits, then
+/// three Newton steps `y = y * (3 - m' * y^2) / 2`, the result at most `2^31 - 1`.
 #[inline]
-pub fn inverse_root(m: u64) -> u32 {
+fn inverse_root(m: u64) -> u32 {
     let m = (m >> 30) as u32 as u64;
     let mut y = FIRST_GUESS[(m >> 28) as usize - 4] as u64;
     for _ in 0..3 {
@@ -196,7 +200,11 @@ pub fn inverse_root(m: u64) -> u32 {
 }
 
 /// Normalizes `input` (samples of `positions x channels`, channels last) into `output` (see the
-/// module docs). The caller guarantees the lengths match and the groups divide the channels.
+/// module docs).
+///
+/// # Panics
+/// Unless the lengths match, the groups divide the channels, `gamma` and `beta` hold a value per
+/// channel and a set has at most [`MAX_SET`] values (what validation checks of a model).
 pub fn normalize_s8(p: &Params<'_>, input: &[i8], output: &mut [i8]) {
     let per_group = p.channels / p.groups;
     let rows = if p.across_positions { p.positions } else { 1 };
@@ -528,7 +536,7 @@ mod tests {
             "normalize needs a gamma and a beta per channel"
         );
         let huge: &'static [u8] = std::boxed::Box::leak(
-            [0i64, 0, 0, MAX_BETA + 1]
+            [0i64, i64::MIN, 0, MAX_BETA + 1]
                 .iter()
                 .flat_map(|v| v.to_le_bytes())
                 .collect::<Vec<u8>>()
