@@ -413,7 +413,8 @@ fn pytorch_exports_with_external_data_match_onnxruntime() {
 }
 
 /// Normalization layers: LayerNormalization over the channels, InstanceNormalization and
-/// GroupNormalization-18 (`make_norms.py`), and PyTorch's LayerNorm, GroupNorm (a Reshape to
+/// GroupNormalization-18 (`make_norms.py`), layer normalization written out as tf2onnx writes
+/// Keras's and PyTorch's exporters before opset 17 (`make_norms_decomposed.py`), and PyTorch's LayerNorm, GroupNorm (a Reshape to
 /// groups, InstanceNormalization, a Reshape back, Mul and Add per channel) and InstanceNorm2d as
 /// both exporters write them (`make_torch_exports.py`). Each matches onnxruntime in float and
 /// quantizes, every normalization one NORMALIZE with nothing around it (a ReLU after it fused).
@@ -421,6 +422,7 @@ fn pytorch_exports_with_external_data_match_onnxruntime() {
 fn normalization_layers_match_onnxruntime_and_become_one_operator_each() {
     let cases = [
         ("norms", 3),
+        ("norms_decomposed", 2),
         ("torch_lnmlp_dynamo", 1),
         ("torch_lnmlp_legacy", 1),
         ("torch_groupnorm_dynamo", 2),

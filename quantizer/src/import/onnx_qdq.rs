@@ -33,8 +33,9 @@ use prost::Message;
 use super::onnx::proto::{data_type as dt, ModelProto, NodeProto, TensorProto};
 use super::onnx::tensor::{Const, Data};
 use crate::builder::{ArenaLayout, Built};
-use crate::ir::{passes, Graph, Op};
+use crate::ir::{passes, Graph, Op, ValueId};
 use crate::lower::{self, Precision, Quantization, Requantization};
+use crate::ops::OutputQuant;
 use crate::quantize::params::QParams;
 
 /// Whether a decoded model holds QuantizeLinear or DequantizeLinear nodes.
@@ -364,11 +365,19 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32], arena: ArenaLayout) -> Res
     // with its output's name: the value it copies, if read by nothing else, takes its
     // quantization.
     let mut acts = rw.acts.clone();
+    let interface = |g: &Graph, v: ValueId| g.inputs.contains(&v) || g.outputs.contains(&v);
+    // An operator whose int8 output quantization is fixed (Softmax) keeps its own.
+    let fixed = |g: &Graph, v: ValueId| {
+        g.nodes
+            .iter()
+            .any(|p| p.output == v && matches!(p.op.output_quant(), OutputQuant::Fixed(_)))
+    };
     for n in graph.nodes.iter().filter(|n| matches!(n.op, Op::Identity)) {
         let (x, y) = (n.inputs[0], n.output);
         let readers = graph.nodes.iter().filter(|r| r.inputs.contains(&x)).count();
         let (xn, yn) = (&graph.values[x].name, &graph.values[y].name);
-        if let (false, Some(&q), 1) = (acts.contains_key(xn), acts.get(yn), readers) {
+        let free = readers == 1 && !interface(&graph, x) && !fixed(&graph, x);
+        if let (false, Some(&q), true) = (acts.contains_key(xn), acts.get(yn), free) {
             acts.insert(xn.clone(), q);
         }
     }
@@ -383,13 +392,12 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32], arena: ArenaLayout) -> Res
     // A value whose only reader is a reshape or transpose quantized after it (a layout change
     // written between an operator and its Q/DQ pair) holds the same values: the same quantization.
     for n in graph.nodes.iter().rev() {
+        if !matches!(n.op, Op::Reshape { .. } | Op::Transpose { .. }) {
+            continue;
+        }
         let (x, y) = (n.inputs[0], n.output);
         let readers = graph.nodes.iter().filter(|r| r.inputs.contains(&x)).count();
-        let moves = matches!(
-            n.op,
-            Op::Reshape { .. } | Op::Transpose { .. } | Op::Identity
-        );
-        if moves && qp[x].is_none() && readers == 1 && !graph.outputs.contains(&x) {
+        if qp[x].is_none() && readers == 1 && !interface(&graph, x) && !fixed(&graph, x) {
             qp[x] = qp[y];
         }
     }

@@ -154,7 +154,7 @@ pub(super) fn backward(
     let x = g.inputs[0];
     let sets = Sets::of(x.shape, groups, across_positions);
     let c = sets.channels;
-    let (mut d_gamma, mut d_beta) = (vec![0f32; c], vec![0f32; c]);
+    let (mut d_gamma, mut d_beta) = (vec![0f64; c], vec![0f64; c]);
     let mut dx = vec![0f32; if g.need[0] { x.data.len() } else { 0 }];
     sets.each(x.data.len(), |idx| {
         let (mean, inv) = moments(x.data, idx, epsilon);
@@ -163,8 +163,8 @@ pub(super) fn backward(
         for &i in idx {
             let h = (x.data[i] as f64 - mean) * inv;
             let d = g.dy[i] as f64;
-            d_gamma[i % c] += (d * h) as f32;
-            d_beta[i % c] += d as f32;
+            d_gamma[i % c] += d * h;
+            d_beta[i % c] += d;
             let e = d * gamma.data[i % c] as f64;
             e_sum += e;
             eh_sum += e * h;
@@ -179,8 +179,12 @@ pub(super) fn backward(
     });
     Ok(OpGrads {
         inputs: vec![g.need[0].then_some(dx)],
-        params: vec![d_gamma, d_beta],
+        params: vec![to_f32(d_gamma), to_f32(d_beta)],
     })
+}
+
+fn to_f32(v: Vec<f64>) -> Vec<f32> {
+    v.into_iter().map(|x| x as f32).collect()
 }
 
 /// The integer parameters of the runtime operator for an input of `shape` quantized with `input`

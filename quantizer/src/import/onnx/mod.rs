@@ -63,7 +63,9 @@ pub const SUPPORTED: &[&str] = &[
     "LeakyRelu",
     "LogSoftmax",
     "MatMul",
+    "Max",
     "MaxPool",
+    "Min",
     "Mish",
     "Mul",
     "Neg",
@@ -149,6 +151,8 @@ const ELEMENTWISE: &[&str] = &[
     "HardSwish",
     "Identity",
     "LeakyRelu",
+    "Max",
+    "Min",
     "Mish",
     "Mul",
     "Neg",
@@ -305,10 +309,15 @@ pub(crate) fn import_model(model: &ModelProto) -> Result<Graph> {
     };
     // An operator the importer lacks is named before any node is imported, with the others the
     // graph holds (an LSTM should not be reported as the Transpose that feeds it).
+    // Layer normalizations written out in primitive operators are imported as one (their
+    // Reciprocal or ReduceMean over the channels would not import alone).
+    let joins = norms::decomposed(graph);
+    let joined: HashSet<usize> = joins.iter().flat_map(|j| j.nodes.iter().copied()).collect();
     let lacking: Vec<(usize, String)> = graph
         .node
         .iter()
         .enumerate()
+        .filter(|(i, _)| !joined.contains(i))
         .filter_map(|(i, n)| unsupported(n).map(|op| (i, op)))
         .collect();
     if let Some((i, op)) = lacking.first() {
@@ -334,7 +343,7 @@ pub(crate) fn import_model(model: &ModelProto) -> Result<Graph> {
         );
     }
     let mut reached = 0;
-    let first = match import_graph(graph, opset, &transposed, &mut reached) {
+    let first = match import_graph(graph, opset, &transposed, &joins, &mut reached) {
         Ok(g) if rank4 == transposed || transposes(&g) == 0 => return Ok(g),
         Ok(g) => Ok(g),
         Err(e) => Err(e),
@@ -343,7 +352,10 @@ pub(crate) fn import_model(model: &ModelProto) -> Result<Graph> {
         return first;
     }
     let mut nhwc_reached = 0;
-    match (first, import_graph(graph, opset, &rank4, &mut nhwc_reached)) {
+    match (
+        first,
+        import_graph(graph, opset, &rank4, &joins, &mut nhwc_reached),
+    ) {
         (Ok(g), Ok(h)) if transposes(&h) < transposes(&g) => Ok(h),
         (Ok(g), _) => Ok(g),
         (Err(_), Ok(h)) => Ok(h),
@@ -357,6 +369,7 @@ fn import_graph(
     graph: &proto::GraphProto,
     opset: i64,
     nhwc_inputs: &HashSet<&str>,
+    joins: &[norms::Decomposed],
     reached: &mut usize,
 ) -> Result<Graph> {
     let read = graph
@@ -409,8 +422,16 @@ fn import_graph(
         } else {
             node.name.clone()
         };
-        im.node(node, &label)
-            .with_context(|| format!("node `{label}` ({})", node.op_type))?;
+        let join = joins.iter().find(|j| j.nodes.contains(&i));
+        match join {
+            Some(j) if j.last == i => im
+                .decomposed_layer_norm(node, &label, j)
+                .with_context(|| format!("node `{label}` ({})", node.op_type))?,
+            Some(_) => {}
+            None => im
+                .node(node, &label)
+                .with_context(|| format!("node `{label}` ({})", node.op_type))?,
+        }
         *reached = i + 1;
     }
     for out in &graph.output {
@@ -814,6 +835,7 @@ impl Importer {
             "MatMul" => self.matmul(n, label),
             "Add" => self.binary(n, label, Op::Add { clamp: Clamp::NONE }),
             "Sum" => self.sum(n, label),
+            "Max" | "Min" => self.extremum(n, label),
             "Mul" => self.binary(n, label, Op::Mul { clamp: Clamp::NONE }),
             "Sub" => self.subtract(n, label),
             "Div" => self.by_constant(n, label),
@@ -1574,7 +1596,6 @@ impl Importer {
     /// named after the output).
     fn sum(&mut self, n: &NodeProto, label: &str) -> Result<()> {
         let operands: Vec<String> = n.input.iter().filter(|s| !s.is_empty()).cloned().collect();
-        let out = n.output.first().context("the node has no output")?;
         let add = Op::Add { clamp: Clamp::NONE };
         match operands.len() {
             0 => bail!("Sum without operands"),
@@ -1582,23 +1603,130 @@ impl Importer {
             2 => return self.binary(n, label, add),
             _ => {}
         }
+        self.pairwise(n, label, &operands, "sum", |im, step, l| {
+            let step = NodeProto {
+                op_type: "Add".into(),
+                ..step.clone()
+            };
+            im.binary(&step, l, add.clone())
+        })
+    }
+
+    /// A variadic operator of `operands` (more than two) as a chain of two-operand steps, each
+    /// `step` on a copy of `n` with two inputs and a partial output `{out}/{what}{k}`, the last the
+    /// node's output.
+    fn pairwise(
+        &mut self,
+        n: &NodeProto,
+        label: &str,
+        operands: &[String],
+        what: &str,
+        step: impl Fn(&mut Self, &NodeProto, &str) -> Result<()>,
+    ) -> Result<()> {
+        let out = n.output.first().context("the node has no output")?;
         let mut acc = operands[0].clone();
         for (k, operand) in operands.iter().enumerate().skip(1) {
             let partial = if k + 1 == operands.len() {
                 out.clone()
             } else {
-                format!("{out}/sum{k}")
+                format!("{out}/{what}{k}")
             };
-            let step = NodeProto {
+            let s = NodeProto {
                 input: vec![acc, operand.clone()],
                 output: vec![partial.clone()],
-                op_type: "Add".into(),
                 ..n.clone()
             };
-            self.binary(&step, &format!("{label}/{k}"), add.clone())?;
+            step(self, &s, &format!("{label}/{k}"))?;
             acc = partial;
         }
         Ok(())
+    }
+
+    /// Max and Min of an activation and a constant of one value: a clamp. Of two operands (two
+    /// activations, or an activation and a constant tensor): `max(a, b) = a + relu(b - a)` and
+    /// `min(a, b) = a - relu(a - b)`, a Sub, a ReLU and an Add or Sub; of more, pairwise.
+    fn extremum(&mut self, n: &NodeProto, label: &str) -> Result<()> {
+        let operands: Vec<String> = n.input.iter().filter(|s| !s.is_empty()).cloned().collect();
+        let out = n.output.first().context("the node has no output")?.clone();
+        let max = n.op_type == "Max";
+        match operands.len() {
+            0 => bail!("{} without operands", n.op_type),
+            1 => return self.unary(n, label, Op::Identity),
+            2 => {}
+            _ => {
+                let what = n.op_type.to_lowercase();
+                return self.pairwise(n, label, &operands, &what, |im, step, l| {
+                    im.extremum(step, l)
+                });
+            }
+        }
+        // An activation and one constant value: the activation clamped.
+        let (a, b) = (&operands[0], &operands[1]);
+        let scalar = |name: &str| -> Option<f32> {
+            let v = self.consts.get(name)?.f32().ok()?;
+            let first = *v.first()?;
+            v.iter().all(|&e| e == first).then_some(first)
+        };
+        let clamped = match (self.vals.contains_key(a), scalar(b), scalar(a)) {
+            (true, Some(c), _) => Some((a.clone(), c)),
+            (false, _, Some(c)) if self.vals.contains_key(b) => Some((b.clone(), c)),
+            _ => None,
+        };
+        if let Some((x, c)) = clamped {
+            ensure!(c.is_finite(), "{} with {c}", n.op_type);
+            let clamp = if max {
+                Clamp {
+                    min: c,
+                    max: f32::INFINITY,
+                }
+            } else {
+                Clamp {
+                    min: f32::NEG_INFINITY,
+                    max: c,
+                }
+            };
+            let node = NodeProto {
+                input: vec![x],
+                ..n.clone()
+            };
+            return self.unary(&node, label, Op::Relu { clamp });
+        }
+        ensure!(
+            self.vals.contains_key(a) || self.vals.contains_key(b),
+            "{} of constants only",
+            n.op_type
+        );
+        // The operand that stays (an activation) first.
+        let (a, b) = if self.vals.contains_key(a) {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        let (diff, excess) = (format!("{out}/difference"), format!("{out}/excess"));
+        let node = |op: &str, inputs: Vec<String>, output: &str| NodeProto {
+            input: inputs,
+            output: vec![output.to_string()],
+            op_type: op.into(),
+            ..n.clone()
+        };
+        let d = if max {
+            node("Sub", vec![b.clone(), a.clone()], &diff)
+        } else {
+            node("Sub", vec![a.clone(), b.clone()], &diff)
+        };
+        self.subtract(&d, &format!("{label}/difference"))?;
+        let r = node("Relu", vec![diff], &excess);
+        self.unary(
+            &r,
+            &format!("{label}/excess"),
+            Op::Relu { clamp: Clamp::RELU },
+        )?;
+        if max {
+            let y = node("Add", vec![a.clone(), excess], &out);
+            self.binary(&y, label, Op::Add { clamp: Clamp::NONE })
+        } else {
+            self.subtract(&node("Sub", vec![a.clone(), excess], &out), label)
+        }
     }
 
     fn unary(&mut self, n: &NodeProto, label: &str, op: Op) -> Result<()> {
