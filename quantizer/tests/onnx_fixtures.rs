@@ -447,6 +447,40 @@ fn normalization_layers_match_onnxruntime_and_become_one_operator_each() {
     }
 }
 
+/// A ConvNeXt stage as both PyTorch exporters write it (`make_torch_exports.py`): LayerNorm after
+/// `permute` to channels-last, Linear layers on the rank-4 channels-last tensor, `permute` back into
+/// the residual add. Each matches onnxruntime in float and quantizes to the layers alone: no
+/// TRANSPOSE, every LayerNorm one NORMALIZE, GELU one LOOKUP.
+#[test]
+fn a_convnext_stage_imports_without_moving_data() {
+    for exporter in ["dynamo", "legacy"] {
+        let name = format!("torch_convnext_{exporter}");
+        graph_matches_onnxruntime_and_quantizes(&name, 1, |_| 30.0);
+        let dir = tempfile::tempdir().unwrap();
+        let (_, _, int8) = quantize_on_own_inputs(&format!("ops/{name}"), dir.path());
+        let bytes = std::fs::read(&int8).unwrap();
+        let m = ferrite_runtime::Model::from_bytes(&bytes).unwrap();
+        let names: Vec<&str> = m.ops().map(|o| o.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "CONV_2D",
+                "NORMALIZE",
+                "DEPTHWISE_CONV_2D",
+                "NORMALIZE",
+                "FULLY_CONNECTED",
+                "LOOKUP",
+                "FULLY_CONNECTED",
+                "ADD",
+                "MEAN",
+                "NORMALIZE",
+                "FULLY_CONNECTED"
+            ],
+            "{name}"
+        );
+    }
+}
+
 /// LOOKUP has no f32 form: `--ignore all` keeps the functions in int8 (the fully connected layer
 /// runs in f32, with conversions around it), and naming a function's node is an error.
 #[test]
