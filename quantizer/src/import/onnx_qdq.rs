@@ -365,20 +365,31 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32], arena: ArenaLayout) -> Res
     // with its output's name: the value it copies, if read by nothing else, takes its
     // quantization.
     let mut acts = rw.acts.clone();
-    let interface = |g: &Graph, v: ValueId| g.inputs.contains(&v) || g.outputs.contains(&v);
-    // An operator whose int8 output quantization is fixed (Softmax) keeps its own.
-    let fixed = |g: &Graph, v: ValueId| {
-        g.nodes
+    // A graph output stays float as the model gives it; an operator whose int8 output
+    // quantization is fixed (Softmax) takes only that one.
+    let takes = |g: &Graph, v: ValueId, q: QParams| {
+        let readers = g.nodes.iter().filter(|r| r.inputs.contains(&v)).count();
+        let fixed = g
+            .nodes
             .iter()
-            .any(|p| p.output == v && matches!(p.op.output_quant(), OutputQuant::Fixed(_)))
+            .find(|p| p.output == v)
+            .map(|p| p.op.output_quant());
+        readers == 1
+            && !g.outputs.contains(&v)
+            && !matches!(fixed, Some(OutputQuant::Fixed(f)) if f != q)
     };
-    for n in graph.nodes.iter().filter(|n| matches!(n.op, Op::Identity)) {
+    for n in graph
+        .nodes
+        .iter()
+        .rev()
+        .filter(|n| matches!(n.op, Op::Identity))
+    {
         let (x, y) = (n.inputs[0], n.output);
-        let readers = graph.nodes.iter().filter(|r| r.inputs.contains(&x)).count();
         let (xn, yn) = (&graph.values[x].name, &graph.values[y].name);
-        let free = readers == 1 && !interface(&graph, x) && !fixed(&graph, x);
-        if let (false, Some(&q), true) = (acts.contains_key(xn), acts.get(yn), free) {
-            acts.insert(xn.clone(), q);
+        if let (false, Some(&q)) = (acts.contains_key(xn), acts.get(yn)) {
+            if takes(&graph, x, q) {
+                acts.insert(xn.clone(), q);
+            }
         }
     }
     passes::optimize_keeping(&mut graph, &|name| acts.contains_key(name))?;
@@ -396,9 +407,10 @@ pub fn convert(bytes: &[u8], source_sha256: [u8; 32], arena: ArenaLayout) -> Res
             continue;
         }
         let (x, y) = (n.inputs[0], n.output);
-        let readers = graph.nodes.iter().filter(|r| r.inputs.contains(&x)).count();
-        if qp[x].is_none() && readers == 1 && !interface(&graph, x) && !fixed(&graph, x) {
-            qp[x] = qp[y];
+        if let (None, Some(q)) = (qp[x], qp[y]) {
+            if takes(&graph, x, q) {
+                qp[x] = Some(q);
+            }
         }
     }
     let mut float_node = vec![false; graph.nodes.len()];

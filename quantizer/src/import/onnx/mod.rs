@@ -1577,6 +1577,23 @@ impl Importer {
                 tensor::slice(c(0)?, &starts, &ends, &axes, &steps)?
             }
             "ConstantOfShape" => constant_of_shape(n, c(0)?)?,
+            "Max" | "Min" if names.len() == 2 => {
+                let max = n.op_type == "Max";
+                match (&c(0)?.data, &c(1)?.data) {
+                    (tensor::Data::I64(_), tensor::Data::I64(_)) => {
+                        let f: fn(i64, i64) -> Option<i64> = if max {
+                            |a, b| Some(a.max(b))
+                        } else {
+                            |a, b| Some(a.min(b))
+                        };
+                        tensor::broadcast_i64(c(0)?, c(1)?, f)?
+                    }
+                    _ => {
+                        let f: fn(f32, f32) -> f32 = if max { f32::max } else { f32::min };
+                        tensor::broadcast_f32(c(0)?, c(1)?, f)?
+                    }
+                }
+            }
             "Sum" => {
                 let mut sum = c(0)?.clone();
                 for i in 1..names.len() {
@@ -1646,7 +1663,9 @@ impl Importer {
     /// activations, or an activation and a constant tensor): `max(a, b) = a + relu(b - a)` and
     /// `min(a, b) = a - relu(a - b)`, a Sub, a ReLU and an Add or Sub; of more, pairwise.
     fn extremum(&mut self, n: &NodeProto, label: &str) -> Result<()> {
-        let operands: Vec<String> = n.input.iter().filter(|s| !s.is_empty()).cloned().collect();
+        let mut operands: Vec<String> = n.input.iter().filter(|s| !s.is_empty()).cloned().collect();
+        // Both are commutative: activations first, so that no step is of constants alone.
+        operands.sort_by_key(|o| !self.vals.contains_key(o));
         let out = n.output.first().context("the node has no output")?.clone();
         let max = n.op_type == "Max";
         match operands.len() {
@@ -1662,15 +1681,23 @@ impl Importer {
         }
         // An activation and one constant value: the activation clamped.
         let (a, b) = (&operands[0], &operands[1]);
-        let scalar = |name: &str| -> Option<f32> {
-            let v = self.consts.get(name)?.f32().ok()?;
+        // One value, in a constant that broadcasts into the activation's shape.
+        let scalar = |name: &str, x: &str| -> Option<f32> {
+            let k = self.consts.get(name)?;
+            let xd = self.onnx_dims(*self.vals.get(x)?);
+            let fits = k.dims.len() <= xd.len()
+                && k.dims
+                    .iter()
+                    .rev()
+                    .zip(xd.iter().rev())
+                    .all(|(&a, &b)| a == 1 || a == b);
+            let v = k.f32().ok()?;
             let first = *v.first()?;
-            v.iter().all(|&e| e == first).then_some(first)
+            (fits && v.iter().all(|&e| e == first)).then_some(first)
         };
-        let clamped = match (self.vals.contains_key(a), scalar(b), scalar(a)) {
-            (true, Some(c), _) => Some((a.clone(), c)),
-            (false, _, Some(c)) if self.vals.contains_key(b) => Some((b.clone(), c)),
-            _ => None,
+        let clamped = match self.vals.contains_key(a) {
+            true => scalar(b, a).map(|c| (a.clone(), c)),
+            false => None,
         };
         if let Some((x, c)) = clamped {
             ensure!(c.is_finite(), "{} with {c}", n.op_type);

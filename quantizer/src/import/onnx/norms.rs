@@ -151,6 +151,22 @@ impl Importer {
         }
         axes.sort_unstable();
         axes.dedup();
+        if let Some(shape) = &dec.mean_shape {
+            // The mean keeps the reduced axes as 1; a Reshape to anything else is another function.
+            let d = self.onnx_dims(x);
+            let kept: Vec<usize> = (0..rank)
+                .map(|a| if axes.contains(&a) { 1 } else { d[a] })
+                .collect();
+            let k = self
+                .consts
+                .get(shape)
+                .with_context(|| format!("`{shape}` is not a constant"))?;
+            let to = super::resolve_reshape(&kept, &k.i64()?, false)?;
+            ensure!(
+                to == kept,
+                "the mean of a normalization pattern reshaped from {kept:?} to {to:?}"
+            );
+        }
         let scalar = |im: &Self, name: &str| -> Result<f32> {
             let c = im
                 .consts
@@ -176,10 +192,15 @@ impl Importer {
         let get = |name: &Option<String>| -> Result<Option<Const>> {
             name.as_ref()
                 .map(|k| {
-                    self.consts
+                    let c = self
+                        .consts
                         .get(k)
-                        .cloned()
-                        .with_context(|| format!("`{k}` is not a constant"))
+                        .with_context(|| format!("`{k}` is not a constant"))?;
+                    ensure!(
+                        c.f32()?.iter().all(|v| v.is_finite()),
+                        "`{k}` holds a value that is not finite"
+                    );
+                    Ok(c.clone())
                 })
                 .transpose()
         };
@@ -345,8 +366,9 @@ fn channel_values(
                 .iter()
                 .rev()
                 .zip(full.iter().rev())
-                .all(|(&k, &d)| k == d || k == 1),
-        "of shape {dims:?} does not broadcast to {full:?}"
+                .all(|(&k, &d)| k == d || k == 1)
+            && (dims.len() < full.len() || dims.first() == Some(&1)),
+        "of shape {dims:?} does not broadcast to {full:?} with one value per sample"
     );
     let offset = full.len() - dims.len();
     let mut strides = vec![0; full.len()];
@@ -389,6 +411,8 @@ pub(super) struct Decomposed {
     /// two GlobalAveragePools).
     x: String,
     axes: Option<Vec<i64>>,
+    /// The shape a Reshape of the mean gives it before the Sub (it must be the mean's own).
+    mean_shape: Option<String>,
     /// Names of the constants: epsilon, the exponent of a Pow (2), gamma and beta.
     eps: String,
     exponent: Option<String>,
@@ -448,11 +472,9 @@ pub(super) fn decomposed(graph: &GraphProto) -> Vec<Decomposed> {
             "ReduceMean" => reduce_axes(n, graph),
             _ => None,
         };
-        let Some(x) = n
-            .input
-            .first()
-            .filter(|_| mean_op != "ReduceMean" || axes.is_some())
-        else {
+        // An empty axes list reduces everything (or nothing, with `noop_with_empty_axes`).
+        let usable = axes.as_ref().is_some_and(|a| !a.is_empty()) || mean_op != "ReduceMean";
+        let Some(x) = n.input.first().filter(|_| usable) else {
             continue;
         };
         let mean = out(r1);
@@ -478,6 +500,9 @@ pub(super) fn decomposed(graph: &GraphProto) -> Vec<Decomposed> {
                 (s, Some(a))
             }
         };
+        let mean_shape = alias
+            .filter(|&a| nodes[a].op_type == "Reshape")
+            .map(|a| nodes[a].input.get(1).cloned().unwrap_or_default());
         matched.extend(alias);
         matched.push(sub);
         let d = out(sub);
@@ -607,6 +632,7 @@ pub(super) fn decomposed(graph: &GraphProto) -> Vec<Decomposed> {
         found.push(Decomposed {
             x: x.clone(),
             axes,
+            mean_shape,
             eps: eps.to_string(),
             exponent,
             gamma,

@@ -2185,6 +2185,13 @@ fn max_and_min_of_activations_and_constants() {
             // The clamp of the last step fused into the first step's Add.
             "ADD",
         ),
+        (
+            // Constants first: the activation is taken first, each constant a clamp.
+            vec![node("Max", &["c", "d", "x"], "y", vec![])],
+            vec![tensor("c", &[1], &[0.5]), tensor("d", &[1, 1], &[1.0])],
+            values.iter().map(|&v| v.max(1.0)).collect(),
+            "RELU",
+        ),
     ];
     for (nodes, inits, want, last_op) in cases {
         let mut g = import(&model(13, nodes, inits, &[1, 64], "y")).unwrap();
