@@ -310,21 +310,7 @@ pub fn lower(graph: &Graph, q: &Quantization<'_>, options: Options) -> Result<Bu
         .nodes
         .iter()
         .enumerate()
-        .map(|(i, n)| {
-            let input_shape = n
-                .inputs
-                .first()
-                .map_or(&[][..], |&v| &graph.values[v].shape[..]);
-            weights::node_data(
-                n,
-                input_shape,
-                i,
-                q,
-                requantization,
-                sparse_weights,
-                tflite_functions,
-            )
-        })
+        .map(|(i, n)| weights::node_data(n, i, q, requantization, sparse_weights, tflite_functions))
         .collect::<Result<_>>()?;
 
     let mut b = ModelBuilder::new();

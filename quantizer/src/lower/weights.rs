@@ -36,11 +36,9 @@ fn le_bytes<T: Copy, const N: usize>(values: &[T], to: impl Fn(T) -> [u8; N]) ->
 /// for an int16x8 node) and per-channel multipliers and shifts otherwise, the filter of an int8
 /// Conv2d or FullyConnected stored sparsely when `sparse` and that takes fewer bytes; the table of
 /// an int8 LOOKUP, LOG_SOFTMAX, Tanh or Logistic (`tflite_functions`: [`super::Options`]); an int8
-/// NORMALIZE's gamma and beta (for an input of `input_shape`).
-#[allow(clippy::too_many_arguments)]
+/// NORMALIZE's gamma and beta.
 pub(super) fn node_data(
     n: &Node,
-    input_shape: &[usize],
     i: usize,
     q: &Quantization<'_>,
     requantization: Requantization,
@@ -66,10 +64,8 @@ pub(super) fn node_data(
             return Ok(d);
         }
     }
-    if let (Precision::Int8, Some(input), Some(output)) =
-        (precision, q.params[n.inputs[0]], q.params[n.output])
-    {
-        if let Some(p) = n.op.normalize_data(input_shape, input, output) {
+    if let (Precision::Int8, Some(output)) = (precision, q.params[n.output]) {
+        if let Some(p) = n.op.normalize_data(output) {
             let p = p.with_context(|| format!("node `{}`", n.name))?;
             (d.filter, d.bias) = (p.gamma, p.beta);
             return Ok(d);

@@ -616,16 +616,9 @@ impl Op {
                 groups,
                 across_positions,
                 epsilon,
-                gamma,
-                beta,
                 clamp,
-            } => normalize::lower(
-                (*groups, *across_positions, *epsilon),
-                gamma,
-                beta,
-                *clamp,
-                cx,
-            )?,
+                ..
+            } => normalize::lower((*groups, *across_positions, *epsilon), *clamp, cx)?,
             Op::Identity => identity::lower(cx)?,
         };
         Ok(Lowered::Op(op))
@@ -832,32 +825,11 @@ impl Op {
         }
     }
 
-    /// NORMALIZE's integer parameters for an input of `shape` quantized with `input` and an output
-    /// with `output`; `None` for the other operators.
-    pub(crate) fn normalize_data(
-        &self,
-        shape: &[usize],
-        input: QParams,
-        output: QParams,
-    ) -> Option<Result<normalize::Prepared>> {
+    /// NORMALIZE's gamma and beta for an output quantized with `output`; `None` for the other
+    /// operators.
+    pub(crate) fn normalize_data(&self, output: QParams) -> Option<Result<normalize::Prepared>> {
         match self {
-            Op::Normalize {
-                groups,
-                across_positions,
-                epsilon,
-                gamma,
-                beta,
-                ..
-            } => Some(normalize::prepare(
-                *groups,
-                *across_positions,
-                *epsilon,
-                gamma,
-                beta,
-                shape,
-                input,
-                output,
-            )),
+            Op::Normalize { gamma, beta, .. } => Some(normalize::prepare(gamma, beta, output)),
             _ => None,
         }
     }

@@ -187,34 +187,34 @@ fn to_f32(v: Vec<f64>) -> Vec<f32> {
     v.into_iter().map(|x| x as f32).collect()
 }
 
-/// The integer parameters of the runtime operator for an input of `shape` quantized with `input`
-/// and an output with `output` (`ferrite_runtime::ops::normalize`).
+/// Gamma and beta as the runtime operator stores them for an output quantized with `output`
+/// (`ferrite_runtime::ops::normalize`); its `epsilon` is [`epsilon_term`].
 pub(crate) struct Prepared {
-    pub epsilon: u64,
     /// `i32` per channel, little-endian: `gamma / s_out` in Q12.
     pub gamma: Vec<u8>,
     /// `i64` per channel, little-endian: `beta / s_out + zero_point` in Q32, plus `2^31`.
     pub beta: Vec<u8>,
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn prepare(
-    groups: usize,
-    across_positions: bool,
-    epsilon: f32,
-    gamma: &Param,
-    beta: &Param,
+/// The runtime's `epsilon`: `eps * n^2 / input_scale^2`, rounded, for sets of `n` values of an
+/// input of `shape`.
+fn epsilon_term(
+    (groups, across_positions, epsilon): Setting,
     shape: &[usize],
     input: QParams,
-    output: QParams,
-) -> Result<Prepared> {
+) -> Result<u64> {
     let n = Sets::of(shape, groups, across_positions).size() as f64;
-    let (s_in, s_out) = (input.scale as f64, output.scale as f64);
+    let s_in = input.scale as f64;
     let eps = (epsilon.max(0.0) as f64 * n * n / (s_in * s_in)).round();
     ensure!(
         eps <= MAX_EPSILON as f64,
         "epsilon {epsilon} is too large for an input step of {s_in}"
     );
+    Ok(eps as u64)
+}
+
+pub(crate) fn prepare(gamma: &Param, beta: &Param, output: QParams) -> Result<Prepared> {
+    let s_out = output.scale as f64;
     let (g_scale, b_scale) = (2f64.powi(GAMMA_BITS as i32), 2f64.powi(32));
     let mut g_bytes = Vec::with_capacity(gamma.data.len() * 4);
     let mut b_bytes = Vec::with_capacity(beta.data.len() * 8);
@@ -229,7 +229,6 @@ pub(crate) fn prepare(
         b_bytes.extend((bq as i64).to_le_bytes());
     }
     Ok(Prepared {
-        epsilon: eps as u64,
         gamma: g_bytes,
         beta: b_bytes,
     })
@@ -237,8 +236,6 @@ pub(crate) fn prepare(
 
 pub(super) fn lower<'a>(
     (groups, across_positions, epsilon): Setting,
-    gamma: &Param,
-    beta: &Param,
     clamp: Clamp,
     cx: &NodeCx<'_, 'a>,
 ) -> Result<RtOp<'a>> {
@@ -247,15 +244,11 @@ pub(super) fn lower<'a>(
         "NORMALIZE runs in int8 only; `{}` cannot be kept in float",
         cx.node.name
     );
-    let p = prepare(
-        groups,
-        across_positions,
-        epsilon,
-        gamma,
-        beta,
+    // Gamma and beta are the node's data, made by `prepare`.
+    let eps = epsilon_term(
+        (groups, across_positions, epsilon),
         cx.input_shape(0),
         cx.in_q(0),
-        cx.out_q,
     )?;
     let (act_min, act_max) = cx.act_range(clamp);
     Ok(RtOp::Normalize(Normalize {
@@ -263,7 +256,7 @@ pub(super) fn lower<'a>(
         output: cx.output(),
         groups: u16::try_from(groups).context("more than 65535 groups")?,
         across_positions,
-        epsilon: p.epsilon.to_le_bytes(),
+        epsilon: eps.to_le_bytes(),
         gamma: &cx.data.filter,
         beta: &cx.data.bias,
         act_min,
