@@ -338,7 +338,7 @@ impl Lifetimes<'_> {
                 | Op::Tanh(Unary { input, output, .. })
                 | Op::Relu(Relu { input, output, .. })
                 | Op::LeakyRelu(LeakyRelu { input, output, .. }) => unary_rows(input, output),
-                Op::Add(b) => b.rows(),
+                Op::Add(b) | Op::Sub(b) => b.rows(),
                 Op::Mul(b) => b.rows(),
                 _ => None,
             };

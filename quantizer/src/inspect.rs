@@ -242,12 +242,19 @@ fn op_summary(index: usize, op: &Op<'_>) -> OpSummary {
                 activation(f.activation).trim_start().to_string(),
             );
         }
-        Op::Add(b) => set(
+        Op::Add(b) | Op::Sub(b) => set(
             &[&b.a, &b.b],
             &b.output,
             elements(&b.output),
             0,
             activation(b.activation).trim_start().to_string(),
+        ),
+        Op::Maximum(b) | Op::Minimum(b) => set(
+            &[&b.a, &b.b],
+            &b.output,
+            elements(&b.output),
+            0,
+            String::new(),
         ),
         Op::Mul(b) => set(
             &[&b.a, &b.b],

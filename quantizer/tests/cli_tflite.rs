@@ -41,7 +41,10 @@ fn convert_failure_is_one_line_and_leaves_no_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.ferrite");
     for (src, says) in [
-        ("errors/unsupported_sub.tflite", "operator 0 (SUB)"),
+        (
+            "errors/unsupported_squared_difference.tflite",
+            "operator 0 (SQUARED_DIFFERENCE)",
+        ),
         ("errors/float_model.tflite", "ferrite quantize"),
     ] {
         let o = ferrite()

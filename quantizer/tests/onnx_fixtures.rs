@@ -447,6 +447,35 @@ fn normalization_layers_match_onnxruntime_and_become_one_operator_each() {
     }
 }
 
+/// Differences and extremes of two activations (`make_arith.py`: Sub, Max and Min of two
+/// convolutions' outputs, a Sub with a constant first operand): the network matches onnxruntime in
+/// float and quantizes to one SUB, MAXIMUM or MINIMUM each (a ReLU after a Sub fused), the constant's
+/// Sub one per-channel affine layer.
+#[test]
+fn differences_and_extremes_of_activations_are_one_operator_each() {
+    graph_matches_onnxruntime_and_quantizes("arith", 1, |_| 30.0);
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, int8) = quantize_on_own_inputs("ops/arith", dir.path());
+    let bytes = std::fs::read(&int8).unwrap();
+    let m = ferrite_runtime::Model::from_bytes(&bytes).unwrap();
+    let names: Vec<&str> = m.ops().map(|o| o.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "CONV_2D",
+            "CONV_2D",
+            "SUB",
+            "MAXIMUM",
+            "MINIMUM",
+            "SUB",
+            "DEPTHWISE_CONV_2D",
+            "MEAN",
+            "RESHAPE",
+            "FULLY_CONNECTED"
+        ]
+    );
+}
+
 /// A ConvNeXt stage as both PyTorch exporters write it (`make_torch_exports.py`): LayerNorm after
 /// `permute` to channels-last, Linear layers on the rank-4 channels-last tensor, `permute` back into
 /// the residual add. Each matches onnxruntime in float and quantizes to the layers alone: no

@@ -28,10 +28,15 @@ fn assert_contains(message: &str, parts: &[&str]) {
 
 #[test]
 fn unsupported_operator_names_the_operator_its_index_and_the_supported_list() {
-    let e = error_of("errors/unsupported_sub.tflite");
+    let e = error_of("errors/unsupported_squared_difference.tflite");
     assert_contains(
         &e,
-        &["operator 0 (SUB)", "not supported", "CONV_2D", "SOFTMAX"],
+        &[
+            "operator 0 (SQUARED_DIFFERENCE)",
+            "not supported",
+            "CONV_2D",
+            "SOFTMAX",
+        ],
     );
 }
 

@@ -166,6 +166,12 @@ def build_fixtures(only=()):
         # ShuffleNet's channel shuffle of two groups of four channels, in rank 4.
         "channel_shuffle": ([[1, 4, 4, 8]], lambda x: tf.reshape(
             tf.transpose(tf.reshape(x, [1, 16, 2, 4]), [0, 1, 3, 2]), [1, 4, 4, 8])),
+        # SUB: the second operand broadcast, with a fused ReLU; and of equal shapes.
+        "sub_broadcast_relu": ([[1, 4, 5, 8], [1, 1, 5, 8]], lambda a, b: relu(a - b), [1.0, 2.5]),
+        "sub_same_shape": ([[1, 6, 6, 4], [1, 6, 6, 4]], lambda a, b: a - b, [2.0, 0.5]),
+        # MAXIMUM and MINIMUM of inputs of different ranges, broadcast and of equal shapes.
+        "maximum_broadcast": ([[1, 4, 5, 8], [1, 1, 5, 8]], lambda a, b: tf.maximum(a, b), [1.0, 2.5]),
+        "minimum_same_shape": ([[1, 6, 6, 4], [1, 6, 6, 4]], lambda a, b: tf.minimum(a, b), [2.0, 0.5]),
     }
     # Keras PReLU layers (their alpha a constant the converter quantizes), with fixed slopes,
     # negative and above 1 among them.
@@ -189,7 +195,8 @@ def build_fixtures(only=()):
              "depthwise_same_relu", "depthwise_s2_dm2", "fully_connected_relu", "fully_connected_b3",
              "add_broadcast_relu", "add_same_shape", "mul_broadcast", "average_pool_3x3_s2_same",
              "max_pool_2x2_valid", "mean_hw_keepdims", "mean_hw", "softmax", "logistic", "tanh", "relu",
-             "relu6", "leaky_relu", "reshape", "concatenation", "pad", "small_cnn", "residual_block"]
+             "relu6", "leaky_relu", "reshape", "concatenation", "pad", "small_cnn", "residual_block",
+             "sub_broadcast_relu", "sub_same_shape"]
     for name in int16:
         cases["i16_" + name] = cases[name]
 
@@ -329,13 +336,13 @@ def build_errors(only=()):
         print(f"errors/{name}: {len(data)} bytes", file=sys.stderr)
 
     spec = [tf.TensorSpec([1, 8], tf.float32)] * 2
-    sub = tf.function(lambda a, b: a - b, input_signature=spec)
-    c = tf.lite.TFLiteConverter.from_concrete_functions([sub.get_concrete_function()], sub)
+    sqd = tf.function(lambda a, b: tf.math.squared_difference(a, b), input_signature=spec)
+    c = tf.lite.TFLiteConverter.from_concrete_functions([sqd.get_concrete_function()], sqd)
     c.optimizations = [tf.lite.Optimize.DEFAULT]
     c.representative_dataset = lambda: ([np.ones([1, 8], np.float32), np.zeros([1, 8], np.float32)] for _ in range(4))
     c.inference_input_type = tf.int8
     c.inference_output_type = tf.int8
-    write("unsupported_sub", c.convert())
+    write("unsupported_squared_difference", c.convert())
 
     fl = tf.function(lambda x: tf.nn.relu(x) * 2.0, input_signature=[tf.TensorSpec([1, 8], tf.float32)])
     write("float_model", tf.lite.TFLiteConverter.from_concrete_functions([fl.get_concrete_function()], fl).convert())

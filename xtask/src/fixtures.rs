@@ -22,7 +22,8 @@
 //! `fixture_padding` MIRROR_PAD in its reflect, edge and wrap modes, `fixture_wide` convolutions and
 //! a fully connected layer with wide (int16) outputs and the int16-input tables that read them,
 //! `fixture_shuffle` a ShuffleNetV2 unit's channel shuffle and a swap of rows and columns (TRANSPOSE),
-//! `fixture_norms` layer, instance and group normalization (NORMALIZE).
+//! `fixture_norms` layer, instance and group normalization (NORMALIZE), `fixture_arith` SUB,
+//! MAXIMUM and MINIMUM of two activations.
 
 use anyhow::{anyhow, ensure, Context, Result};
 use ferrite_quantizer::builder::ArenaLayout;
@@ -60,7 +61,7 @@ const FILTER_FIXTURES: [&str; 2] = ["dscnn_fashion", "resnet_fashion"];
 const IN_PLACE_FIXTURES: [&str; 2] = ["dscnn_fashion", "mobilenetv2_mnist"];
 
 /// Operator graphs without a dataset: name, model and inputs (calibration and test sample alike).
-const GRAPHS: [(&str, &str, &str); 9] = [
+const GRAPHS: [(&str, &str, &str); 10] = [
     ("signal_1d", "ops/signal_1d.onnx", "ops/signal_1d_x.npy"),
     ("functions", "ops/functions.onnx", "ops/functions_x.npy"),
     ("slices", "ops/slices.onnx", "ops/slices_x.npy"),
@@ -74,6 +75,7 @@ const GRAPHS: [(&str, &str, &str); 9] = [
     ("wide", "ops/wide.onnx", "ops/wide_x.npy"),
     ("shuffle", "ops/shuffle.onnx", "ops/shuffle_x.npy"),
     ("norms", "ops/norms.onnx", "ops/norms_x.npy"),
+    ("arith", "ops/arith.onnx", "ops/arith_x.npy"),
 ];
 
 /// How a case's model is made.

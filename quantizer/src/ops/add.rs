@@ -23,12 +23,20 @@ pub(super) fn shape(inputs: &[&[usize]]) -> Result<Vec<usize>> {
 }
 
 pub(super) fn eval(clamp: Clamp, inputs: &[View<'_>], out: &mut Tensor) -> Result<()> {
-    binary_eval(false, clamp, inputs, out)
+    binary_eval(Arith::Add, clamp, inputs, out)
 }
 
-/// `a + b` (or `a * b` with `mul`) with broadcasting, then the clamp.
+/// The element-wise arithmetic of Add, Sub and Mul.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Arith {
+    Add,
+    Sub,
+    Mul,
+}
+
+/// `a + b`, `a - b` or `a * b` by `arith`, with broadcasting, then the clamp.
 pub(super) fn binary_eval(
-    mul: bool,
+    arith: Arith,
     clamp: Clamp,
     inputs: &[View<'_>],
     out: &mut Tensor,
@@ -36,48 +44,72 @@ pub(super) fn binary_eval(
     let (x, b) = (inputs[0], inputs[1]);
     let (act, rest) = split_clamp(clamp);
     if x.shape == out.shape.as_slice() && b.shape == out.shape.as_slice() {
-        let f = if mul {
-            |x: f32, y: f32| x * y
-        } else {
-            |x, y| x + y
+        let f = match arith {
+            Arith::Add => |x: f32, y: f32| x + y,
+            Arith::Sub => |x, y| x - y,
+            Arith::Mul => |x, y| x * y,
         };
         kernels::binary_same_shape(f, act, x.data, b.data, &mut out.data);
     } else {
         let (sa, sb, so) = (nhwc(x.shape)?, nhwc(b.shape)?, nhwc(&out.shape)?);
-        if mul {
-            k::mul_f32(act, sa, x.data, sb, b.data, so, &mut out.data);
-        } else {
-            k::add_f32(act, sa, x.data, sb, b.data, so, &mut out.data);
-        }
+        let kernel = match arith {
+            Arith::Add => k::add_f32,
+            Arith::Sub => k::sub_f32,
+            Arith::Mul => k::mul_f32,
+        };
+        kernel(act, sa, x.data, sb, b.data, so, &mut out.data);
     }
     finish(clamp, rest, &mut out.data);
     Ok(())
 }
 
 pub(super) fn backward(g: &Grad<'_>) -> Result<OpGrads> {
-    binary_backward(false, g)
+    binary_backward(Arith::Add, g)
 }
 
-/// Gradients of `a + b` (or `a * b` with `mul`) with broadcasting: each operand's gradient is summed
+/// Gradients of `a + b`, `a - b` or `a * b` with broadcasting: each operand's gradient is summed
 /// over the dimensions it was stretched along.
-pub(super) fn binary_backward(mul: bool, g: &Grad<'_>) -> Result<OpGrads> {
+pub(super) fn binary_backward(arith: Arith, g: &Grad<'_>) -> Result<OpGrads> {
     let (a, b, dy, need) = (g.inputs[0], g.inputs[1], g.dy, g.need);
+    // d(out)/d(a) and d(out)/d(b) at one element, given the other operand's value there.
+    let da_of = |d: f32, other: f32| if arith == Arith::Mul { d * other } else { d };
+    let db_of = |d: f32, other: f32| match arith {
+        Arith::Add => d,
+        Arith::Sub => -d,
+        Arith::Mul => d * other,
+    };
     if a.shape == g.out_shape && b.shape == g.out_shape {
-        let grad = |other: &[f32]| -> Vec<f32> {
-            if mul {
-                dy.iter().zip(other).map(|(&d, &o)| d * o).collect()
-            } else {
-                dy.to_vec()
-            }
+        let grad = |f: &dyn Fn(f32, f32) -> f32, other: &[f32]| -> Vec<f32> {
+            dy.iter().zip(other).map(|(&d, &o)| f(d, o)).collect()
         };
         return Ok(OpGrads::inputs(vec![
-            need[0].then(|| grad(b.data)),
-            need[1].then(|| grad(a.data)),
+            need[0].then(|| grad(&da_of, b.data)),
+            need[1].then(|| grad(&db_of, a.data)),
         ]));
     }
-    let (sa, sb, so) = (nhwc(a.shape)?, nhwc(b.shape)?, nhwc(g.out_shape)?);
     let mut da = need[0].then(|| vec![0.0f32; a.data.len()]);
     let mut db = need[1].then(|| vec![0.0f32; b.data.len()]);
+    each_broadcast_pair(a.shape, b.shape, g.out_shape, |ia, ib, at| {
+        let d = dy[at];
+        if let Some(da) = &mut da {
+            da[ia] += da_of(d, b.data[ib]);
+        }
+        if let Some(db) = &mut db {
+            db[ib] += db_of(d, a.data[ia]);
+        }
+    })?;
+    Ok(OpGrads::inputs(vec![da, db]))
+}
+
+/// Calls `f(ia, ib, at)` for each element `at` of an output of shape `out` that broadcasts operands
+/// of shapes `a` and `b`, with the indices of the operands' elements it reads.
+pub(super) fn each_broadcast_pair(
+    a: &[usize],
+    b: &[usize],
+    out: &[usize],
+    mut f: impl FnMut(usize, usize, usize),
+) -> Result<()> {
+    let (sa, sb, so) = (nhwc(a)?, nhwc(b)?, nhwc(out)?);
     let pick = |size: usize, i: usize| if size == 1 { 0 } else { i };
     let mut at = 0;
     for n in 0..so.n {
@@ -86,19 +118,13 @@ pub(super) fn binary_backward(mul: bool, g: &Grad<'_>) -> Result<OpGrads> {
                 for c in 0..so.c {
                     let ia = sa.index(pick(sa.n, n), pick(sa.h, y), pick(sa.w, x), pick(sa.c, c));
                     let ib = sb.index(pick(sb.n, n), pick(sb.h, y), pick(sb.w, x), pick(sb.c, c));
-                    let d = dy[at];
+                    f(ia, ib, at);
                     at += 1;
-                    if let Some(da) = &mut da {
-                        da[ia] += if mul { d * b.data[ib] } else { d };
-                    }
-                    if let Some(db) = &mut db {
-                        db[ib] += if mul { d * a.data[ia] } else { d };
-                    }
                 }
             }
         }
     }
-    Ok(OpGrads::inputs(vec![da, db]))
+    Ok(())
 }
 
 pub(super) fn lower<'a>(clamp: Clamp, cx: &NodeCx<'_, 'a>) -> Result<RtOp<'a>> {
@@ -110,7 +136,7 @@ pub(super) fn lower<'a>(clamp: Clamp, cx: &NodeCx<'_, 'a>) -> Result<RtOp<'a>> {
     binary(cx, clamp, prepare).map(RtOp::Add)
 }
 
-/// An element-wise binary operator (Add, Mul): its operands, fused activation and, for int8 and
+/// An element-wise binary operator (Add, Sub, Mul): its operands, fused activation and, for int8 and
 /// int16, the parameters `prepare` computes from both inputs' and the output's quantization and the
 /// clamp (in the output's type).
 pub(super) fn binary<P>(
@@ -146,7 +172,7 @@ pub(super) fn export(clamp: Clamp, e: &mut Exporter<'_>, n: &Node) -> Result<(St
     binary_export("Add", clamp, e, n)
 }
 
-/// An ONNX `Add` or `Mul` of the node's operands, then the clamp.
+/// An ONNX `Add`, `Sub` or `Mul` of the node's operands, then the clamp.
 pub(super) fn binary_export(
     op: &str,
     clamp: Clamp,

@@ -24,6 +24,7 @@ mod log_softmax;
 mod logistic;
 mod lookup;
 mod max_pool2d;
+mod maximum;
 mod mean;
 mod mirror_pad;
 mod mul;
@@ -36,6 +37,7 @@ mod resize_bilinear;
 mod resize_nearest;
 mod slice;
 mod softmax;
+mod sub;
 mod tanh;
 mod transpose;
 
@@ -86,6 +88,14 @@ pub enum Op {
     Mul {
         clamp: Clamp,
     },
+    /// Element-wise difference (first minus second) with broadcasting.
+    Sub {
+        clamp: Clamp,
+    },
+    /// The larger of two elements, with broadcasting.
+    Maximum,
+    /// The smaller of two elements, with broadcasting.
+    Minimum,
     /// Average over each window, padding excluded from the count.
     AveragePool2d {
         window: Window2d,
@@ -205,6 +215,9 @@ impl Op {
             Op::FullyConnected { .. } => "FULLY_CONNECTED",
             Op::Add { .. } => "ADD",
             Op::Mul { .. } => "MUL",
+            Op::Sub { .. } => "SUB",
+            Op::Maximum => "MAXIMUM",
+            Op::Minimum => "MINIMUM",
             Op::AveragePool2d { .. } => "AVERAGE_POOL_2D",
             Op::MaxPool2d { .. } => "MAX_POOL_2D",
             Op::Mean { .. } => "MEAN",
@@ -238,12 +251,15 @@ impl Op {
             | Op::DepthwiseConv2d { clamp, .. }
             | Op::FullyConnected { clamp, .. }
             | Op::Add { clamp }
+            | Op::Sub { clamp }
             | Op::Mul { clamp }
             | Op::AveragePool2d { clamp, .. }
             | Op::MaxPool2d { clamp, .. }
             | Op::Normalize { clamp, .. }
             | Op::Relu { clamp } => Some(*clamp),
             Op::Mean { .. }
+            | Op::Maximum
+            | Op::Minimum
             | Op::Softmax { .. }
             | Op::Logistic
             | Op::Tanh
@@ -272,12 +288,15 @@ impl Op {
             | Op::DepthwiseConv2d { clamp, .. }
             | Op::FullyConnected { clamp, .. }
             | Op::Add { clamp }
+            | Op::Sub { clamp }
             | Op::Mul { clamp }
             | Op::AveragePool2d { clamp, .. }
             | Op::MaxPool2d { clamp, .. }
             | Op::Normalize { clamp, .. }
             | Op::Relu { clamp } => Some(clamp),
             Op::Mean { .. }
+            | Op::Maximum
+            | Op::Minimum
             | Op::Softmax { .. }
             | Op::Logistic
             | Op::Tanh
@@ -310,6 +329,9 @@ impl Op {
             Op::PRelu { slope } => vec![slope],
             Op::Normalize { gamma, beta, .. } => vec![gamma, beta],
             Op::Add { .. }
+            | Op::Sub { .. }
+            | Op::Maximum
+            | Op::Minimum
             | Op::Mul { .. }
             | Op::AveragePool2d { .. }
             | Op::MaxPool2d { .. }
@@ -343,6 +365,9 @@ impl Op {
             }
             Op::FullyConnected { filter, .. } => out_elements * filter.shape[1],
             Op::Add { .. }
+            | Op::Sub { .. }
+            | Op::Maximum
+            | Op::Minimum
             | Op::Mul { .. }
             | Op::AveragePool2d { .. }
             | Op::MaxPool2d { .. }
@@ -423,6 +448,8 @@ impl Op {
             } => depthwise_conv2d::shape(window, *depth_multiplier, filter, bias, inputs),
             Op::FullyConnected { filter, bias, .. } => fully_connected::shape(filter, bias, inputs),
             Op::Add { .. } => add::shape(inputs),
+            Op::Sub { .. } => sub::shape(inputs),
+            Op::Maximum | Op::Minimum => maximum::shape(inputs),
             Op::Mul { .. } => mul::shape(inputs),
             Op::AveragePool2d { window, .. } => average_pool2d::shape(window, inputs),
             Op::MaxPool2d { window, .. } => max_pool2d::shape(window, inputs),
@@ -484,6 +511,9 @@ impl Op {
                 clamp,
             } => fully_connected::eval(filter, bias, *clamp, inputs, out),
             Op::Add { clamp } => add::eval(*clamp, inputs, out),
+            Op::Sub { clamp } => sub::eval(*clamp, inputs, out),
+            Op::Maximum => maximum::eval(true, inputs, out),
+            Op::Minimum => maximum::eval(false, inputs, out),
             Op::Mul { clamp } => mul::eval(*clamp, inputs, out),
             Op::AveragePool2d { window, clamp } => {
                 average_pool2d::eval(window, *clamp, inputs, out)
@@ -539,6 +569,9 @@ impl Op {
             } => depthwise_conv2d::backward(window, *depth_multiplier, filter, g),
             Op::FullyConnected { filter, .. } => fully_connected::backward(filter, g),
             Op::Add { .. } => add::backward(g),
+            Op::Sub { .. } => sub::backward(g),
+            Op::Maximum => maximum::backward(true, g),
+            Op::Minimum => maximum::backward(false, g),
             Op::Mul { .. } => mul::backward(g),
             Op::AveragePool2d { window, .. } => average_pool2d::backward(window, g),
             Op::MaxPool2d { window, .. } => max_pool2d::backward(window, g),
@@ -590,6 +623,9 @@ impl Op {
             } => depthwise_conv2d::lower(window, *depth_multiplier, filter, *clamp, cx)?,
             Op::FullyConnected { clamp, .. } => fully_connected::lower(*clamp, cx)?,
             Op::Add { clamp } => add::lower(*clamp, cx)?,
+            Op::Sub { clamp } => sub::lower(*clamp, cx)?,
+            Op::Maximum => maximum::lower(true, cx)?,
+            Op::Minimum => maximum::lower(false, cx)?,
             Op::Mul { clamp } => mul::lower(*clamp, cx)?,
             Op::AveragePool2d { window, clamp } => average_pool2d::lower(window, *clamp, cx)?,
             Op::MaxPool2d { window, clamp } => max_pool2d::lower(window, *clamp, cx)?,
@@ -652,6 +688,9 @@ impl Op {
                 clamp,
             } => fully_connected::export(filter, bias, *clamp, e, i, n),
             Op::Add { clamp } => add::export(*clamp, e, n),
+            Op::Sub { clamp } => sub::export(*clamp, e, n),
+            Op::Maximum => maximum::export(true, e, n),
+            Op::Minimum => maximum::export(false, e, n),
             Op::Mul { clamp } => mul::export(*clamp, e, n),
             Op::AveragePool2d { window, clamp } => average_pool2d::export(window, *clamp, e, n),
             Op::MaxPool2d { window, clamp } => max_pool2d::export(window, *clamp, e, n),
@@ -704,6 +743,8 @@ impl Op {
             Op::DepthwiseConv2d { .. } => depthwise_conv2d::OUTPUT,
             Op::FullyConnected { .. } => fully_connected::OUTPUT,
             Op::Add { .. } => add::OUTPUT,
+            Op::Sub { .. } => sub::OUTPUT,
+            Op::Maximum | Op::Minimum => maximum::OUTPUT,
             Op::Mul { .. } => mul::OUTPUT,
             Op::AveragePool2d { .. } => average_pool2d::OUTPUT,
             Op::MaxPool2d { .. } => max_pool2d::OUTPUT,
@@ -739,6 +780,8 @@ impl Op {
             Op::DepthwiseConv2d { .. } => depthwise_conv2d::INT16,
             Op::FullyConnected { .. } => fully_connected::INT16,
             Op::Add { .. } => add::INT16,
+            Op::Sub { .. } => sub::INT16,
+            Op::Maximum | Op::Minimum => maximum::INT16,
             Op::Mul { .. } => mul::INT16,
             Op::AveragePool2d { .. } => average_pool2d::INT16,
             Op::MaxPool2d { .. } => max_pool2d::INT16,
@@ -856,7 +899,9 @@ impl Op {
             } => Channels::Depthwise {
                 depth_multiplier: *depth_multiplier,
             },
-            Op::Add { .. } | Op::Mul { .. } => Channels::Joined { axis: None },
+            Op::Add { .. } | Op::Sub { .. } | Op::Mul { .. } | Op::Maximum | Op::Minimum => {
+                Channels::Joined { axis: None }
+            }
             Op::AveragePool2d { clamp, .. } => average_pool2d::channels(*clamp),
             Op::MaxPool2d { clamp, .. } => max_pool2d::channels(*clamp),
             Op::Mean { .. } => mean::CHANNELS,
@@ -899,6 +944,9 @@ impl Op {
             | Op::DepthwiseConv2d { .. }
             | Op::FullyConnected { .. }
             | Op::Add { .. }
+            | Op::Sub { .. }
+            | Op::Maximum
+            | Op::Minimum
             | Op::Mul { .. }
             | Op::AveragePool2d { .. }
             | Op::MaxPool2d { .. }
@@ -938,6 +986,9 @@ impl Op {
             | Op::Conv2d { .. }
             | Op::FullyConnected { .. }
             | Op::Add { .. }
+            | Op::Sub { .. }
+            | Op::Maximum
+            | Op::Minimum
             | Op::Mul { .. }
             | Op::AveragePool2d { .. }
             | Op::MaxPool2d { .. }

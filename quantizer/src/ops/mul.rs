@@ -4,7 +4,7 @@
 use anyhow::Result;
 use ferrite_runtime::ops::{MulParams, Op as RtOp};
 
-use super::add::{binary, binary_backward, binary_eval, binary_export};
+use super::add::{binary, binary_backward, binary_eval, binary_export, Arith};
 use super::OutputQuant;
 use crate::export::{Exporter, Layout};
 use crate::ir::float_exec::{Tensor, View};
@@ -21,11 +21,11 @@ pub(super) fn shape(inputs: &[&[usize]]) -> Result<Vec<usize>> {
 }
 
 pub(super) fn eval(clamp: Clamp, inputs: &[View<'_>], out: &mut Tensor) -> Result<()> {
-    binary_eval(true, clamp, inputs, out)
+    binary_eval(Arith::Mul, clamp, inputs, out)
 }
 
 pub(super) fn backward(g: &Grad<'_>) -> Result<OpGrads> {
-    binary_backward(true, g)
+    binary_backward(Arith::Mul, g)
 }
 
 /// int8 and int16 alike: TFLite Micro prepares one multiplier for both.

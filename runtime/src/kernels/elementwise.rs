@@ -5,25 +5,35 @@ use super::Nhwc;
 use crate::ops::{AddParams, MulParams};
 
 impl AddParams {
-    /// One output element, clamped to `act_min..=act_max` (TFLite `AddElementwise`, the int8 and
-    /// the general int16 form): both inputs shifted up by `2^left_shift`, each rescaled to the
-    /// common scale, added, rescaled to the output.
+    /// Both inputs shifted up by `2^left_shift` and rescaled to the common scale (TFLite
+    /// `AddElementwise` and `SubElementwise`, the int8 and the general int16 form).
+    #[inline(always)]
+    fn rescaled(&self, x: i32, y: i32) -> (i32, i32) {
+        let up = 1i32.wrapping_shl(self.left_shift as u32);
+        let shifted1 = self.input1_offset.wrapping_add(x).wrapping_mul(up);
+        let shifted2 = self.input2_offset.wrapping_add(y).wrapping_mul(up);
+        (self.input1.apply(shifted1), self.input2.apply(shifted2))
+    }
+
+    /// The combined rescaled inputs rescaled to the output, clamped to `act_min..=act_max`.
+    #[inline(always)]
+    fn output_of(&self, combined: i32) -> i32 {
+        let raw = self.output.apply(combined).wrapping_add(self.output_offset);
+        raw.clamp(self.act_min, self.act_max)
+    }
+
+    /// One output element of ADD.
     #[inline(always)]
     pub(crate) fn sum(&self, x: i32, y: i32) -> i32 {
-        let shifted1 = self
-            .input1_offset
-            .wrapping_add(x)
-            .wrapping_mul(1i32.wrapping_shl(self.left_shift as u32));
-        let shifted2 = self
-            .input2_offset
-            .wrapping_add(y)
-            .wrapping_mul(1i32.wrapping_shl(self.left_shift as u32));
-        let sum = self
-            .input1
-            .apply(shifted1)
-            .wrapping_add(self.input2.apply(shifted2));
-        let raw = self.output.apply(sum).wrapping_add(self.output_offset);
-        raw.clamp(self.act_min, self.act_max)
+        let (a, b) = self.rescaled(x, y);
+        self.output_of(a.wrapping_add(b))
+    }
+
+    /// One output element of SUB: the second rescaled input subtracted.
+    #[inline(always)]
+    pub(crate) fn difference(&self, x: i32, y: i32) -> i32 {
+        let (a, b) = self.rescaled(x, y);
+        self.output_of(a.wrapping_sub(b))
     }
 
     #[inline(always)]
@@ -109,6 +119,23 @@ pub fn add_s8(
     out: &mut [i8],
 ) {
     broadcast_binary(a_shape, a, b_shape, b, out_shape, out, |x, y| p.apply(x, y));
+}
+
+/// Int8 Sub, mirroring TFLite Micro `EvalSubQuantized` (`reference_ops::Sub` and
+/// `BroadcastQuantSubSlow`): `out = clamp(requant(requant(a) - requant(b)))` with NumPy-style
+/// broadcasting.
+pub fn sub_s8(
+    p: &AddParams,
+    a_shape: Nhwc,
+    a: &[i8],
+    b_shape: Nhwc,
+    b: &[i8],
+    out_shape: Nhwc,
+    out: &mut [i8],
+) {
+    broadcast_binary(a_shape, a, b_shape, b, out_shape, out, |x, y| {
+        p.difference(x as i32, y as i32) as i8
+    });
 }
 
 /// Int8 Mul, mirroring TFLite Micro `EvalMulQuantizedReference` (`reference_integer_ops::Mul` and

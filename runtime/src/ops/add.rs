@@ -128,6 +128,15 @@ impl AddParams {
 }
 
 pub(crate) fn validate(b: &Binary<AddParams>, check: &Check<'_, '_, '_>) -> Result<(), Error> {
+    validate_params(b, check, "add parameters inconsistent with its operands")
+}
+
+/// Add's and Sub's checks; `bad` is the message of inconsistent parameters.
+pub(crate) fn validate_params(
+    b: &Binary<AddParams>,
+    check: &Check<'_, '_, '_>,
+    bad: &'static str,
+) -> Result<(), Error> {
     let kind = check.binary16(&b.a, &b.b, &b.output, b.quant.is_some())?;
     let Some(p) = &b.quant else { return Ok(()) };
     // int16: the shifted inputs stay within 2^30 (zero offsets, |x| <= 2^15).
@@ -142,7 +151,7 @@ pub(crate) fn validate(b: &Binary<AddParams>, check: &Check<'_, '_, '_>) -> Resu
         && (0..=max_left_shift).contains(&p.left_shift)
         && [p.input1, p.input2, p.output].iter().all(Requant::is_valid);
     if !ok {
-        return check.bad("add parameters inconsistent with its operands");
+        return check.bad(bad);
     }
     clamp_range_of(kind, p.act_min, p.act_max).map_err(|r| check.fail(r))
 }

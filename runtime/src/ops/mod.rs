@@ -36,7 +36,9 @@ pub mod log_softmax;
 pub mod logistic;
 pub mod lookup;
 pub mod max_pool_2d;
+pub mod maximum;
 pub mod mean;
+pub mod minimum;
 pub mod mirror_pad;
 pub mod mul;
 pub mod normalize;
@@ -49,6 +51,7 @@ pub mod resize_bilinear;
 pub mod resize_nearest_neighbor;
 pub mod slice;
 pub mod softmax;
+pub mod sub;
 pub mod tanh;
 pub mod transpose;
 
@@ -65,6 +68,7 @@ pub use leaky_relu::{LeakyRelu, LeakyReluParams};
 pub use log_softmax::{LogSoftmax, LogSoftmaxParams};
 pub use logistic::LogisticParams;
 pub use lookup::Lookup;
+pub use maximum::ExtremumParams;
 pub use mean::MeanParams;
 pub use mirror_pad::{MirrorPad, PadMode};
 pub use mul::MulParams;
@@ -88,7 +92,7 @@ mod int16_elementwise_tests;
 #[cfg(test)]
 mod testutil;
 
-/// An element-wise binary operator with broadcasting (Add, Mul); `quant` is present for int8 and
+/// An element-wise binary operator with broadcasting (Add, Sub, Mul); `quant` is present for int8 and
 /// int16, absent for f32.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Binary<P> {
@@ -357,6 +361,7 @@ pub(crate) use operand_fields;
 
 operand_fields!(Binary<AddParams>: a, b => output);
 operand_fields!(Binary<MulParams>: a, b => output);
+operand_fields!(Binary<ExtremumParams>: a, b => output);
 operand_fields!(Unary<MeanParams>: input => output);
 operand_fields!(Unary<LogisticParams>: input => output);
 operand_fields!(Unary<TanhParams>: input => output);
@@ -581,6 +586,12 @@ operators! {
     28 Transpose(Transpose) transpose "TRANSPOSE" "transpose";
     /// Zero mean and unit variance over sets of positions and channels, then a per-channel affine.
     29 Normalize(Normalize<'a>) normalize "NORMALIZE" "normalize";
+    /// Element-wise difference with broadcasting.
+    30 Sub(Binary<AddParams>) sub "SUB" "sub";
+    /// The larger of two elements, with broadcasting.
+    31 Maximum(Binary<ExtremumParams>) maximum "MAXIMUM" "maximum";
+    /// The smaller of two elements, with broadcasting.
+    32 Minimum(Binary<ExtremumParams>) minimum "MINIMUM" "minimum";
 }
 
 impl Op<'_> {
@@ -601,7 +612,7 @@ impl Op<'_> {
 
     /// The inputs whose bytes the output may take when the output tensor is planned in place:
     /// Reshape's (at the same offset), the convolutions' and poolings' (run in bands, see
-    /// [`crate::in_place`]), and either input of an Add or Mul without broadcasting (the one the
+    /// [`crate::in_place`]), and either input of an Add, Sub or Mul without broadcasting (the one the
     /// output overlaps). A runtime built without `in-place` runs only Reshape in place.
     pub fn in_place_sources(&self) -> [Option<&Operand>; 2] {
         if !cfg!(feature = "in-place") {
@@ -614,7 +625,7 @@ impl Op<'_> {
             Op::Reshape(r) => [Some(&r.input), None],
             Op::Conv2d(c) | Op::DepthwiseConv2d(c) => [Some(&c.input), None],
             Op::AveragePool2d(p) | Op::MaxPool2d(p) => [Some(&p.input), None],
-            Op::Add(b) if b.rows().is_some() => [Some(&b.a), Some(&b.b)],
+            Op::Add(b) | Op::Sub(b) if b.rows().is_some() => [Some(&b.a), Some(&b.b)],
             Op::Mul(b) if b.rows().is_some() => [Some(&b.a), Some(&b.b)],
             Op::Logistic(Unary { input, .. })
             | Op::Tanh(Unary { input, .. })
@@ -662,7 +673,7 @@ impl Op<'_> {
             Op::AveragePool2d(p) | Op::MaxPool2d(p) => {
                 windowed(&p.input, &p.output).map(|s| s.map(with(p.rows())))
             }
-            Op::Add(b) => b.in_place(),
+            Op::Add(b) | Op::Sub(b) => b.in_place(),
             Op::Mul(b) => b.in_place(),
             Op::Logistic(Unary { input, output, .. })
             | Op::Tanh(Unary { input, output, .. })

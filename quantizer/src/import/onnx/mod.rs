@@ -1659,14 +1659,13 @@ impl Importer {
         Ok(())
     }
 
-    /// Max and Min of an activation and a constant of one value: a clamp. Of two operands (two
-    /// activations, or an activation and a constant tensor): `max(a, b) = a + relu(b - a)` and
-    /// `min(a, b) = a - relu(a - b)`, a Sub, a ReLU and an Add or Sub; of more, pairwise.
+    /// Max and Min of an activation and a constant of one value: a clamp. Of two activations: the
+    /// IR's Maximum or Minimum; of an activation and a constant tensor, `a + relu(b - a)` and
+    /// `a - relu(a - b)`; of more operands, pairwise.
     fn extremum(&mut self, n: &NodeProto, label: &str) -> Result<()> {
         let mut operands: Vec<String> = n.input.iter().filter(|s| !s.is_empty()).cloned().collect();
         // Both are commutative: activations first, so that no step is of constants alone.
         operands.sort_by_key(|o| !self.vals.contains_key(o));
-        let out = n.output.first().context("the node has no output")?.clone();
         let max = n.op_type == "Max";
         match operands.len() {
             0 => bail!("{} without operands", n.op_type),
@@ -1723,12 +1722,19 @@ impl Importer {
             "{} of constants only",
             n.op_type
         );
-        // The operand that stays (an activation) first.
-        let (a, b) = if self.vals.contains_key(a) {
-            (a, b)
-        } else {
-            (b, a)
-        };
+        // Two activations: the IR's operator.
+        if self.vals.contains_key(b) {
+            let op = if max { Op::Maximum } else { Op::Minimum };
+            let node = NodeProto {
+                input: vec![a.clone(), b.clone()],
+                ..n.clone()
+            };
+            return self.binary(&node, label, op);
+        }
+        // An activation and a constant tensor (the runtime's operators take no constant operand):
+        // `max(a, b) = a + relu(b - a)`, `min(a, b) = a - relu(a - b)`, whose constant terms fold
+        // into per-channel affine layers.
+        let out = n.output.first().context("the node has no output")?.clone();
         let (diff, excess) = (format!("{out}/difference"), format!("{out}/excess"));
         let node = |op: &str, inputs: Vec<String>, output: &str| NodeProto {
             input: inputs,
@@ -2426,11 +2432,17 @@ impl Importer {
 
     /// `Sub`: by a constant, one affine (see [`Self::by_constant`]); of a value computed at run
     /// time, an Add of its negation (a Mul by -1, which becomes a 1x1 depthwise convolution).
+    /// `Sub` of two activations as the IR's. With a constant operand: `Sub(x, c)` as `Add(x, -c)`,
+    /// and `Sub(c, x)` as `Add(c, x * -1)`, which fold into one per-channel affine layer (the
+    /// runtime's operators take no constant operand).
     fn subtract(&mut self, n: &NodeProto, label: &str) -> Result<()> {
         let b_name = self.input(n, 1).unwrap_or("").to_string();
         let Some(&b) = self.vals.get(&b_name) else {
             return self.by_constant(n, label);
         };
+        if self.vals.contains_key(self.input(n, 0).unwrap_or("")) {
+            return self.binary(n, label, Op::Sub { clamp: Clamp::NONE });
+        }
         let out = n.output.first().context("the node has no output")?.clone();
         let minus_one = Const {
             dims: vec![1],

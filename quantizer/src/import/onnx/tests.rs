@@ -2135,9 +2135,9 @@ fn a_written_out_layer_normalization_is_one_normalize() {
     assert!(e.contains("ReduceMean"), "{e}");
 }
 
-/// Max and Min: with one constant value a clamp; of two activations or an activation and a constant
-/// tensor a Sub, a ReLU and an Add or Sub; of three, pairwise. Each computes the element-wise
-/// extreme in float and within the quantization's tolerance in int8.
+/// Max and Min: with one constant value a clamp; of two activations a MAXIMUM or MINIMUM; of an
+/// activation and a constant tensor a Sub, a ReLU and an Add or Sub; of three, pairwise. Each
+/// computes the element-wise extreme in float and within the quantization's tolerance in int8.
 #[test]
 fn max_and_min_of_activations_and_constants() {
     let values: Vec<f32> = (0..64).map(|i| (i as f32 - 40.0) / 8.0).collect();
@@ -2163,13 +2163,22 @@ fn max_and_min_of_activations_and_constants() {
             ],
             vec![tensor("k", &[1], &[-0.5])],
             values.iter().zip(&neg).map(|(&v, &n)| v.max(n)).collect(),
-            "ADD",
+            "MAXIMUM",
+        ),
+        (
+            vec![
+                node("Mul", &["x", "k"], "n", vec![]),
+                node("Min", &["n", "x"], "y", vec![]),
+            ],
+            vec![tensor("k", &[1], &[-0.5])],
+            values.iter().zip(&neg).map(|(&v, &n)| v.min(n)).collect(),
+            "MINIMUM",
         ),
         (
             vec![node("Min", &["x", "r"], "y", vec![])],
             vec![tensor("r", &[1, 64], &ramp)],
             values.iter().zip(&ramp).map(|(&v, &r)| v.min(r)).collect(),
-            "ADD",
+            "SUB",
         ),
         (
             vec![
@@ -2182,8 +2191,8 @@ fn max_and_min_of_activations_and_constants() {
                 .zip(&neg)
                 .map(|(&v, &n)| v.max(n).max(1.0))
                 .collect(),
-            // The clamp of the last step fused into the first step's Add.
-            "ADD",
+            // The last step, a constant value, is a clamp after the first step's MAXIMUM.
+            "RELU",
         ),
         (
             // Constants first: the activation is taken first, each constant a clamp.

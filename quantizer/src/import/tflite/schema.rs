@@ -66,8 +66,11 @@ pub mod op {
     pub const PAD: i32 = 34;
     pub const TRANSPOSE: i32 = 39;
     pub const MEAN: i32 = 40;
+    pub const SUB: i32 = 41;
     pub const SQUEEZE: i32 = 43;
     pub const PRELU: i32 = 54;
+    pub const MAXIMUM: i32 = 55;
+    pub const MINIMUM: i32 = 57;
     pub const RESIZE_NEAREST_NEIGHBOR: i32 = 97;
     pub const TRANSPOSE_CONV: i32 = 67;
     pub const LEAKY_RELU: i32 = 98;

@@ -32,8 +32,10 @@ pub const SUPPORTED: &[&str] = &[
     "HARD_SWISH",
     "LEAKY_RELU",
     "LOGISTIC",
+    "MAXIMUM",
     "MAX_POOL_2D",
     "MEAN",
+    "MINIMUM",
     "MIRROR_PAD",
     "MUL",
     "PAD",
@@ -47,6 +49,7 @@ pub const SUPPORTED: &[&str] = &[
     "RESIZE_NEAREST_NEIGHBOR",
     "SOFTMAX",
     "SQUEEZE",
+    "SUB",
     "TANH",
     "TRANSPOSE",
     "TRANSPOSE_CONV",
@@ -388,7 +391,8 @@ impl<'m, 'a> Importer<'m, 'a> {
         match code {
             op::CONV_2D | op::DEPTHWISE_CONV_2D => self.conv(&o, code == op::DEPTHWISE_CONV_2D),
             op::FULLY_CONNECTED => self.fully_connected(&o),
-            op::ADD | op::MUL => self.binary(&o, code == op::MUL),
+            op::ADD | op::MUL | op::SUB => self.binary(&o, code),
+            op::MAXIMUM | op::MINIMUM => self.extremum(&o, code == op::MAXIMUM),
             op::AVERAGE_POOL_2D | op::MAX_POOL_2D => self.pool(&o, code == op::MAX_POOL_2D),
             op::MEAN => self.mean(&o),
             op::SOFTMAX => self.softmax(&o),
@@ -831,27 +835,41 @@ impl<'m, 'a> Importer<'m, 'a> {
         Ok(())
     }
 
-    fn binary(&mut self, o: &Operator<'a>, mul: bool) -> Result<()> {
+    /// ADD, SUB or MUL (`code`), with its fused activation.
+    fn binary(&mut self, o: &Operator<'a>, code: i32) -> Result<()> {
         let a = self.act(self.input(o, 0)?)?;
         let b = self.act(self.input(o, 1)?)?;
         let y = self.single_output(o)?;
         self.int_type(a, y)?;
         self.int_type(b, y)?;
-        let opts = if mul {
-            self.options(o, 21, "MulOptions")?
-        } else {
-            self.options(o, 11, "AddOptions")?
+        let opts = match code {
+            op::MUL => self.options(o, 21, "MulOptions")?,
+            op::SUB => self.options(o, 28, "SubOptions")?,
+            _ => self.options(o, 11, "AddOptions")?,
         };
         let activation = fused(match &opts {
             Some(t) => t.i8(0, "fused_activation_function", 0)?,
             None => 0,
         })?;
         let clamp = clamp(activation);
-        let op = if mul {
-            Op::Mul { clamp }
-        } else {
-            Op::Add { clamp }
+        let op = match code {
+            op::MUL => Op::Mul { clamp },
+            op::SUB => Op::Sub { clamp },
+            _ => Op::Add { clamp },
         };
+        self.push(op, vec![a, b], y);
+        Ok(())
+    }
+
+    /// MAXIMUM or MINIMUM of two activations (TFLite gives both the output's quantization; one
+    /// quantized otherwise is requantized by the lowering).
+    fn extremum(&mut self, o: &Operator<'a>, max: bool) -> Result<()> {
+        let a = self.act(self.input(o, 0)?)?;
+        let b = self.act(self.input(o, 1)?)?;
+        let y = self.single_output(o)?;
+        self.int_type(a, y)?;
+        self.int_type(b, y)?;
+        let op = if max { Op::Maximum } else { Op::Minimum };
         self.push(op, vec![a, b], y);
         Ok(())
     }

@@ -302,14 +302,7 @@ fn fully_connected_rank_3_input() {
     check("fc rank 2", &case);
 }
 
-fn binary_cases(mul: bool, seed: u64) {
-    let op = |clamp| {
-        if mul {
-            Op::Mul { clamp }
-        } else {
-            Op::Add { clamp }
-        }
-    };
+fn binary_cases(op: impl Fn(Clamp) -> Op, seed: u64) {
     let shapes: [(&[usize], &[usize]); 5] = [
         (&[2, 3, 4, 5], &[2, 3, 4, 5]),
         // Each operand broadcast along a different dimension.
@@ -347,12 +340,40 @@ fn binary_cases(mul: bool, seed: u64) {
 
 #[test]
 fn add_with_broadcasting_and_constants() {
-    binary_cases(false, 10);
+    binary_cases(|clamp| Op::Add { clamp }, 10);
+}
+
+#[test]
+fn sub_with_broadcasting_and_constants() {
+    binary_cases(|clamp| Op::Sub { clamp }, 20);
 }
 
 #[test]
 fn mul_with_broadcasting_and_constants() {
-    binary_cases(true, 30);
+    binary_cases(|clamp| Op::Mul { clamp }, 30);
+}
+
+/// Maximum and Minimum: the gradient goes to the chosen operand. The operands are distinct grids
+/// a third of a step apart, so no pair is within a finite-difference step of a tie.
+#[test]
+fn maximum_and_minimum_send_the_gradient_to_the_chosen_operand() {
+    let shapes: [(&[usize], &[usize]); 3] = [
+        (&[2, 3, 4, 5], &[2, 3, 4, 5]),
+        (&[2, 1, 4, 5], &[2, 3, 1, 5]),
+        (&[2, 3, 4, 5], &[1, 1, 1, 5]),
+    ];
+    for (i, (a, b)) in shapes.into_iter().enumerate() {
+        for op in [Op::Maximum, Op::Minimum] {
+            let mut rng = Rng::new(40 + i as u64);
+            let x = distinct(&mut rng, a);
+            let mut y = distinct(&mut rng, b);
+            y.data.iter_mut().for_each(|v| *v += 0.01);
+            check(
+                &format!("{} of {a:?} and {b:?}", op.name()),
+                &Case::new(op, vec![x, y]),
+            );
+        }
+    }
 }
 
 /// A tensor of distinct values on a grid of 0.03 (offset by half a step, so 0 and 6 are not on it), in

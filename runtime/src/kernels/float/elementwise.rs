@@ -56,6 +56,45 @@ pub fn add_f32(
     binary_f32(|x, y| x + y, act, a_shape, a, b_shape, b, out_shape, out);
 }
 
+/// `out = act(a - b)`, broadcasting dimensions of size 1 as [`add_f32`].
+pub fn sub_f32(
+    act: Activation,
+    a_shape: Nhwc,
+    a: &[f32],
+    b_shape: Nhwc,
+    b: &[f32],
+    out_shape: Nhwc,
+    out: &mut [f32],
+) {
+    binary_f32(|x, y| x - y, act, a_shape, a, b_shape, b, out_shape, out);
+}
+
+/// `out = max(a, b)`, broadcasting dimensions of size 1 as [`add_f32`].
+pub fn maximum_f32(
+    a_shape: Nhwc,
+    a: &[f32],
+    b_shape: Nhwc,
+    b: &[f32],
+    out_shape: Nhwc,
+    out: &mut [f32],
+) {
+    let act = Activation::None;
+    binary_f32(f32::max, act, a_shape, a, b_shape, b, out_shape, out);
+}
+
+/// `out = min(a, b)`, broadcasting dimensions of size 1 as [`add_f32`].
+pub fn minimum_f32(
+    a_shape: Nhwc,
+    a: &[f32],
+    b_shape: Nhwc,
+    b: &[f32],
+    out_shape: Nhwc,
+    out: &mut [f32],
+) {
+    let act = Activation::None;
+    binary_f32(f32::min, act, a_shape, a, b_shape, b, out_shape, out);
+}
+
 /// `out = act(a * b)`, broadcasting dimensions of size 1 as [`add_f32`].
 pub fn mul_f32(
     act: Activation,

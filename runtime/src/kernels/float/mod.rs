@@ -18,7 +18,7 @@ pub mod softmax;
 pub use activation::{logistic_f32, relu_f32, tanh_f32};
 pub use conv2d::conv2d_f32;
 pub use depthwise_conv2d::depthwise_conv2d_f32;
-pub use elementwise::{add_f32, mul_f32};
+pub use elementwise::{add_f32, maximum_f32, minimum_f32, mul_f32, sub_f32};
 pub use fully_connected::fully_connected_f32;
 pub use mean::mean_hw_f32;
 pub use pooling::{average_pool2d_f32, max_pool2d_f32};

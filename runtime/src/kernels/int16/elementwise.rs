@@ -22,6 +22,21 @@ pub fn add_s16(
     });
 }
 
+/// int16 Sub: Add's arithmetic with the second input subtracted, broadcasting as the int8 kernel.
+pub fn sub_s16(
+    p: &AddParams,
+    a_shape: Nhwc,
+    a: &[i16],
+    b_shape: Nhwc,
+    b: &[i16],
+    out_shape: Nhwc,
+    out: &mut [i16],
+) {
+    broadcast_binary(a_shape, a, b_shape, b, out_shape, out, |x, y| {
+        p.difference(x as i32, y as i32) as i16
+    });
+}
+
 /// int16 Mul: `out = clamp(requant(a * b))`, broadcasting as the int8 kernel.
 pub fn mul_s16(
     p: &MulParams,

@@ -34,6 +34,16 @@ impl AddTables {
             small: bound < 1 << 30,
         }
     }
+
+    /// The tables of an int8 Sub with parameters `p`: Add's with input 2's entries negated, so that
+    /// the Add kernels compute the difference (each entry is below 2^28 in magnitude).
+    pub fn subtracting(p: &AddParams) -> AddTables {
+        let mut t = AddTables::new(p);
+        for v in &mut t.tables[256..] {
+            *v = v.wrapping_neg();
+        }
+        t
+    }
 }
 
 /// Same result as [`crate::kernels::elementwise::add_s8`] when `a`, `b` and `out` have one shape,

@@ -370,6 +370,27 @@ pub fn add_s8(
     }
 }
 
+/// Int8 Sub (same contract and result as [`crate::kernels::elementwise::sub_s8`]): without
+/// broadcasting, Add's kernels on tables whose second input is negated, made once into `tables`.
+#[allow(clippy::too_many_arguments)]
+pub fn sub_s8(
+    p: &AddParams,
+    tables: &mut Option<elementwise::AddTables>,
+    a_shape: Nhwc,
+    a: &[i8],
+    b_shape: Nhwc,
+    b: &[i8],
+    out_shape: Nhwc,
+    out: &mut [i8],
+) {
+    if !cfg!(feature = "reference-kernels") && a_shape == out_shape && b_shape == out_shape {
+        let tables = tables.get_or_insert_with(|| elementwise::AddTables::subtracting(p));
+        elementwise::add_s8_same_shape(p, tables, a, b, out);
+    } else {
+        reference_elementwise::sub_s8(p, a_shape, a, b_shape, b, out_shape, out);
+    }
+}
+
 /// Int8 average pooling (same contract and result as
 /// [`crate::kernels::pooling::average_pool2d_s8`]).
 pub fn average_pool2d_s8(
