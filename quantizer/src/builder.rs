@@ -311,7 +311,7 @@ struct Layout {
 
 impl Lifetimes<'_> {
     /// Places every tensor. A Reshape's output takes its input's bytes when the input dies there; where
-    /// `banded[step]`, so does the output of a convolution or pooling (batch 1), an Add or Mul without
+    /// `banded[step]`, so does the output of a convolution or pooling (batch 1), an Add, Sub or Mul without
     /// broadcasting or an element-wise activation, shifted before or after the input by the smallest room its bands need
     /// (`ferrite_runtime::in_place`), before it by the room of a convolution that runs in one pass
     /// so (`Conv::runs_shifted`), or exactly over it for a convolution that runs so

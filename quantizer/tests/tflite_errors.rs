@@ -41,6 +41,19 @@ fn unsupported_operator_names_the_operator_its_index_and_the_supported_list() {
 }
 
 #[test]
+fn a_strided_slice_with_a_step_names_its_strides() {
+    let e = error_of("errors/strided_slice_step.tflite");
+    assert_contains(
+        &e,
+        &[
+            "operator 0 (STRIDED_SLICE)",
+            "strides [1, 2, 1, 1]",
+            "only strides of 1",
+        ],
+    );
+}
+
+#[test]
 fn float_model_points_to_ferrite_quantize() {
     let e = error_of("errors/float_model.tflite");
     assert_contains(&e, &["float model", "ferrite quantize"]);

@@ -464,7 +464,8 @@ impl<'a> Check<'_, '_, 'a> {
         Ok(())
     }
 
-    /// An element-wise binary operator with int8, int16x8 and f32 kernels (Add, Mul): element
+    /// An element-wise binary operator with int8, int16x8 and f32 kernels (Add, Sub, Mul, Maximum,
+    /// Minimum): element
     /// types, broadcasting, parameters present for the integer types.
     pub(crate) fn binary16(
         &self,

@@ -172,6 +172,13 @@ def build_fixtures(only=()):
         # MAXIMUM and MINIMUM of inputs of different ranges, broadcast and of equal shapes.
         "maximum_broadcast": ([[1, 4, 5, 8], [1, 1, 5, 8]], lambda a, b: tf.maximum(a, b), [1.0, 2.5]),
         "minimum_same_shape": ([[1, 6, 6, 4], [1, 6, 6, 4]], lambda a, b: tf.minimum(a, b), [2.0, 0.5]),
+        # Boxes and parts of a tensor: STRIDED_SLICE with an end mask and with an axis shrunk,
+        # SLICE, SPLIT and SPLIT_V (several outputs).
+        "strided_slice": ([[1, 6, 8, 4]], lambda x: x[:, 1:5, 2:, 1:3]),
+        "strided_slice_shrink": ([[1, 5, 6, 4]], lambda x: x[:, 2, :, 1:3]),
+        "slice": ([[1, 5, 6, 4]], lambda x: tf.slice(x, [0, 1, 2, 0], [1, 3, -1, 2])),
+        "split": ([[1, 4, 4, 6]], lambda x: tf.split(x, 2, axis=3)),
+        "split_v": ([[1, 4, 6, 3]], lambda x: tf.split(x, [1, 3, 2], axis=2)),
     }
     # Keras PReLU layers (their alpha a constant the converter quantizes), with fixed slopes,
     # negative and above 1 among them.
@@ -196,7 +203,8 @@ def build_fixtures(only=()):
              "add_broadcast_relu", "add_same_shape", "mul_broadcast", "average_pool_3x3_s2_same",
              "max_pool_2x2_valid", "mean_hw_keepdims", "mean_hw", "softmax", "logistic", "tanh", "relu",
              "relu6", "leaky_relu", "reshape", "concatenation", "pad", "small_cnn", "residual_block",
-             "sub_broadcast_relu", "sub_same_shape"]
+             "sub_broadcast_relu", "sub_same_shape", "maximum_broadcast", "minimum_same_shape",
+             "strided_slice", "split"]
     for name in int16:
         cases["i16_" + name] = cases[name]
 
@@ -343,6 +351,15 @@ def build_errors(only=()):
     c.inference_input_type = tf.int8
     c.inference_output_type = tf.int8
     write("unsupported_squared_difference", c.convert())
+
+    # A STRIDED_SLICE with a step of 2 (only steps of 1 import).
+    step = tf.function(lambda x: x[:, ::2, :, :], input_signature=[tf.TensorSpec([1, 6, 4, 2], tf.float32)])
+    c = tf.lite.TFLiteConverter.from_concrete_functions([step.get_concrete_function()], step)
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    c.representative_dataset = lambda: ([np.ones([1, 6, 4, 2], np.float32)] for _ in range(4))
+    c.inference_input_type = tf.int8
+    c.inference_output_type = tf.int8
+    write("strided_slice_step", c.convert())
 
     fl = tf.function(lambda x: tf.nn.relu(x) * 2.0, input_signature=[tf.TensorSpec([1, 8], tf.float32)])
     write("float_model", tf.lite.TFLiteConverter.from_concrete_functions([fl.get_concrete_function()], fl).convert())

@@ -2,7 +2,7 @@
 //! another quantization than the output's are requantized to it before the comparison (which
 //! commutes with it), so the result is one rounding of the exact maximum (minimum).
 
-use anyhow::Result;
+use anyhow::{ensure, Result};
 use ferrite_runtime::format::Activation;
 use ferrite_runtime::kernels::float as k;
 use ferrite_runtime::ops::{Binary, ExtremumParams, Op as RtOp, RequantizeParams};
@@ -12,13 +12,13 @@ use super::OutputQuant;
 use crate::export::{Exporter, Layout};
 use crate::ir::float_exec::{kernels, nhwc, Tensor, View};
 use crate::ir::Node;
-use crate::lower::NodeCx;
+use crate::lower::{NodeCx, Precision};
 use crate::train::backward::{Grad, OpGrads};
 
 pub(super) const OUTPUT: OutputQuant = OutputQuant::Calibrated;
-/// Not in int16: the runtime's int16 kernel compares raw values, which needs every input quantized
-/// as the output.
-pub(super) const INT16: bool = false;
+/// The runtime runs this operator on int16 activations (int16x8) whose inputs are quantized as the
+/// output (TFLite's 16x8 models); the lowering refuses others.
+pub(super) const INT16: bool = true;
 
 pub(super) fn shape(inputs: &[&[usize]]) -> Result<Vec<usize>> {
     super::add::shape(inputs)
@@ -42,12 +42,29 @@ pub(super) fn eval(max: bool, inputs: &[View<'_>], out: &mut Tensor) -> Result<(
 /// the dimensions it was stretched along.
 pub(super) fn backward(max: bool, g: &Grad<'_>) -> Result<OpGrads> {
     let (a, b, dy, need) = (g.inputs[0], g.inputs[1], g.dy, g.need);
+    let first = |va: f32, vb: f32| if max { va >= vb } else { va <= vb };
+    if a.shape == g.out_shape && b.shape == g.out_shape {
+        let pick = |mine: bool| -> Vec<f32> {
+            (0..dy.len())
+                .map(|i| {
+                    let f = first(a.data[i], b.data[i]);
+                    if f == mine {
+                        dy[i]
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        };
+        return Ok(OpGrads::inputs(vec![
+            need[0].then(|| pick(true)),
+            need[1].then(|| pick(false)),
+        ]));
+    }
     let mut da = need[0].then(|| vec![0.0f32; a.data.len()]);
     let mut db = need[1].then(|| vec![0.0f32; b.data.len()]);
     each_broadcast_pair(a.shape, b.shape, g.out_shape, |ia, ib, at| {
-        let (va, vb) = (a.data[ia], b.data[ib]);
-        let first = if max { va >= vb } else { va <= vb };
-        match (first, &mut da, &mut db) {
+        match (first(a.data[ia], b.data[ib]), &mut da, &mut db) {
             (true, Some(da), _) => da[ia] += dy[at],
             (false, _, Some(db)) => db[ib] += dy[at],
             _ => {}
@@ -56,20 +73,35 @@ pub(super) fn backward(max: bool, g: &Grad<'_>) -> Result<OpGrads> {
     Ok(OpGrads::inputs(vec![da, db]))
 }
 
-/// int8 inputs quantized otherwise than the output carry their requantization.
+/// int8 inputs quantized otherwise than the output carry their requantization; int16 inputs (the
+/// runtime compares them as they are, as TFLite Micro does) need the output's quantization.
 pub(super) fn lower<'a>(max: bool, cx: &NodeCx<'_, 'a>) -> Result<RtOp<'a>> {
     let out = cx.out_q;
-    let requant = |k: usize| {
+    let int16 = cx.precision == Precision::Int16;
+    let requant = |k: usize| -> Result<Option<RequantizeParams>> {
         let q = cx.in_q(k);
-        (q != out)
-            .then(|| RequantizeParams::prepare(q.scale, q.zero_point, out.scale, out.zero_point))
+        if q == out {
+            return Ok(None);
+        }
+        ensure!(
+            !int16,
+            "node `{}`: int16 {} input {k} is quantized as {q} and the output as {out}; int16 inputs need the output's quantization (they are compared as they are, as TFLite Micro does)",
+            cx.node.name,
+            if max { "MAXIMUM" } else { "MINIMUM" }
+        );
+        Ok(Some(RequantizeParams::prepare(
+            q.scale,
+            q.zero_point,
+            out.scale,
+            out.zero_point,
+        )))
     };
     let quant = if cx.float {
         None
     } else {
         Some(ExtremumParams {
-            input1: requant(0),
-            input2: requant(1),
+            input1: requant(0)?,
+            input2: requant(1)?,
         })
     };
     let b = Binary {

@@ -772,6 +772,14 @@ impl Op {
         }
     }
 
+    /// Whether post-training quantization (`--int16`, accuracy control) may give the operator int16
+    /// activations: the runtime runs it in int16 ([`Self::has_int16`]) on inputs of any int16 scale.
+    /// Maximum and Minimum compare int16 inputs as they are, which needs them quantized as the
+    /// output: TFLite's 16x8 models are, calibrated ranges are not.
+    pub fn int16_from_calibration(&self) -> bool {
+        self.has_int16() && !matches!(self, Op::Maximum | Op::Minimum)
+    }
+
     /// Whether the runtime runs the operator on int16 activations (int16x8); the lowering refuses
     /// an int16 node of any other.
     pub fn has_int16(&self) -> bool {

@@ -292,7 +292,7 @@ pub fn quantize(
             if names.contains(&n.name) && !*f && n.op.has_float() {
                 match to {
                     Precision::Float => (*f, *w) = (true, false),
-                    _ => *w |= n.op.has_int16(),
+                    _ => *w |= n.op.int16_from_calibration(),
                 }
             }
         }
@@ -320,7 +320,7 @@ pub fn quantize(
                 .nodes
                 .iter()
                 .filter(|n| layers.contains(&n.name))
-                .all(|n| n.op.has_int16());
+                .all(|n| n.op.int16_from_calibration());
             let precision = if int16_ok {
                 Precision::Int16
             } else {

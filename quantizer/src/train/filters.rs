@@ -5,7 +5,8 @@
 //! Channels are followed through the graph as *atoms*, one per output channel of a Conv2d or
 //! FullyConnected node. Operators that keep channels apart (activations, pooling, Mean, depthwise
 //! convolution, Pad, Reshape that keeps or flattens the channel axis, Concatenation) pass a value's
-//! atoms on; Add, Mul and Concatenation along another axis tie the atoms of their operands together
+//! atoms on; Add, Sub, Mul, Maximum, Minimum and Concatenation along another axis tie the atoms of
+//! their operands together
 //! (a channel of a residual sum goes from every producer at once, or from none). Atoms that reach a
 //! graph output, a Softmax or any operator that mixes channels otherwise are pinned. The tied atoms
 //! form the units of pruning; the units owned by the same set of layers are pruned together at the

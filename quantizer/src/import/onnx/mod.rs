@@ -2430,8 +2430,6 @@ impl Importer {
         self.emit(n, label, op, vec![x, k], layout).map(drop)
     }
 
-    /// `Sub`: by a constant, one affine (see [`Self::by_constant`]); of a value computed at run
-    /// time, an Add of its negation (a Mul by -1, which becomes a 1x1 depthwise convolution).
     /// `Sub` of two activations as the IR's. With a constant operand: `Sub(x, c)` as `Add(x, -c)`,
     /// and `Sub(c, x)` as `Add(c, x * -1)`, which fold into one per-channel affine layer (the
     /// runtime's operators take no constant operand).

@@ -67,13 +67,17 @@ pub mod op {
     pub const TRANSPOSE: i32 = 39;
     pub const MEAN: i32 = 40;
     pub const SUB: i32 = 41;
+    pub const STRIDED_SLICE: i32 = 45;
+    pub const SPLIT: i32 = 49;
     pub const SQUEEZE: i32 = 43;
     pub const PRELU: i32 = 54;
+    pub const SLICE: i32 = 65;
     pub const MAXIMUM: i32 = 55;
     pub const MINIMUM: i32 = 57;
     pub const RESIZE_NEAREST_NEIGHBOR: i32 = 97;
     pub const TRANSPOSE_CONV: i32 = 67;
     pub const LEAKY_RELU: i32 = 98;
+    pub const SPLIT_V: i32 = 102;
     pub const MIRROR_PAD: i32 = 100;
     pub const QUANTIZE: i32 = 114;
     pub const HARD_SWISH: i32 = 117;

@@ -47,8 +47,12 @@ pub const SUPPORTED: &[&str] = &[
     "RESHAPE",
     "RESIZE_BILINEAR",
     "RESIZE_NEAREST_NEIGHBOR",
+    "SLICE",
     "SOFTMAX",
+    "SPLIT",
+    "SPLIT_V",
     "SQUEEZE",
+    "STRIDED_SLICE",
     "SUB",
     "TANH",
     "TRANSPOSE",
@@ -410,6 +414,9 @@ impl<'m, 'a> Importer<'m, 'a> {
             op::TRANSPOSE_CONV => self.transpose_conv(&o),
             op::RESHAPE | op::SQUEEZE => self.reshape(&o),
             op::CONCATENATION => self.concatenation(&o),
+            op::SLICE => self.slice(&o),
+            op::STRIDED_SLICE => self.strided_slice(&o),
+            op::SPLIT | op::SPLIT_V => self.split(&o, code == op::SPLIT_V),
             op::PAD => self.pad(&o, false),
             op::MIRROR_PAD => self.pad(&o, true),
             op::QUANTIZE => self.quantize(&o),
@@ -1202,6 +1209,185 @@ impl<'m, 'a> Importer<'m, 'a> {
         }
         let shape = yd.shape.dims().iter().map(|&d| d as usize).collect();
         self.push(Op::Reshape { shape }, vec![x], y);
+        Ok(())
+    }
+
+    /// The IR's Slice of `x` from `begin` with `size` elements per axis into `y`, then a reshape to
+    /// `y`'s dims where they drop axes of one element (STRIDED_SLICE's `shrink_axis_mask`). A
+    /// slice copies elements: `y` keeps `x`'s quantization.
+    fn push_slice(
+        &mut self,
+        x: ValueId,
+        begin: Vec<usize>,
+        size: Vec<usize>,
+        y: ValueId,
+    ) -> Result<()> {
+        let (xd, yd) = (self.def(x).clone(), self.def(y).clone());
+        keeps_input_quantization(&xd, &yd)?;
+        let dims: Vec<usize> = xd.shape.dims().iter().map(|&d| d as usize).collect();
+        if size.contains(&0) {
+            bail!("slices to an empty tensor");
+        }
+        if begin[0] != 0 || size[0] != dims[0] {
+            bail!("slices the batch (axis 0)");
+        }
+        let out: Vec<usize> = yd.shape.dims().iter().map(|&d| d as usize).collect();
+        let kept: Vec<usize> = size.iter().copied().filter(|&s| s != 1).collect();
+        let out_kept: Vec<usize> = out.iter().copied().filter(|&s| s != 1).collect();
+        if kept != out_kept {
+            bail!("slice of size {size:?} does not give the output's dims {out:?}");
+        }
+        if size == out {
+            self.push(Op::Slice { begin, size }, vec![x], y);
+        } else {
+            let boxed = self.intermediate(y, "box", &size)?;
+            self.push(Op::Slice { begin, size }, vec![x], boxed);
+            self.push(Op::Reshape { shape: out }, vec![boxed], y);
+        }
+        Ok(())
+    }
+
+    /// SLICE: constant begin and size (-1: to the end of the axis).
+    fn slice(&mut self, o: &Operator<'a>) -> Result<()> {
+        let x = self.act(self.input(o, 0)?)?;
+        let y = self.single_output(o)?;
+        let dims: Vec<i64> = self.def(x).shape.dims().iter().map(|&d| d as i64).collect();
+        let (begin, size) = (
+            self.const_ints(self.input(o, 1)?)?,
+            self.const_ints(self.input(o, 2)?)?,
+        );
+        if begin.len() != dims.len() || size.len() != dims.len() {
+            bail!(
+                "begin {begin:?} and size {size:?} for an input of rank {}",
+                dims.len()
+            );
+        }
+        let mut b = Vec::new();
+        let mut n = Vec::new();
+        for a in 0..dims.len() {
+            let len = if size[a] == -1 {
+                dims[a] - begin[a]
+            } else {
+                size[a]
+            };
+            if begin[a] < 0 || len < 0 || begin[a] + len > dims[a] {
+                bail!("begin {begin:?} and size {size:?} outside the input's dims {dims:?}");
+            }
+            b.push(begin[a] as usize);
+            n.push(len as usize);
+        }
+        self.push_slice(x, b, n, y)
+    }
+
+    /// STRIDED_SLICE with strides of 1: constant begin and end (negative counting from the end,
+    /// clamped to the axis), `begin_mask` and `end_mask` (the whole axis), `shrink_axis_mask` (one
+    /// element, the axis dropped). Other strides, `ellipsis_mask`, `new_axis_mask` and `offset` are
+    /// refused by name.
+    fn strided_slice(&mut self, o: &Operator<'a>) -> Result<()> {
+        let x = self.act(self.input(o, 0)?)?;
+        let y = self.single_output(o)?;
+        let dims: Vec<i64> = self.def(x).shape.dims().iter().map(|&d| d as i64).collect();
+        let begin = self.const_ints(self.input(o, 1)?)?;
+        let end = self.const_ints(self.input(o, 2)?)?;
+        let strides = match o.inputs.get(3) {
+            Some(&t) if t >= 0 => self.const_ints(t)?,
+            _ => vec![1; dims.len()],
+        };
+        let rank = dims.len();
+        if begin.len() != rank || end.len() != rank || strides.len() != rank {
+            bail!(
+                "begin {begin:?}, end {end:?} and strides {strides:?} for an input of rank {rank}"
+            );
+        }
+        if strides.iter().any(|&s| s != 1) {
+            bail!("strides {strides:?} (only strides of 1 are supported)");
+        }
+        let opts = self.options(o, 32, "StridedSliceOptions")?;
+        let field = |id, what: &str| -> Result<i32> {
+            match &opts {
+                Some(t) => t.i32(id, what, 0),
+                None => Ok(0),
+            }
+        };
+        let (begin_mask, end_mask) = (field(0, "begin_mask")?, field(1, "end_mask")?);
+        let (ellipsis, new_axis, shrink) = (
+            field(2, "ellipsis_mask")?,
+            field(3, "new_axis_mask")?,
+            field(4, "shrink_axis_mask")?,
+        );
+        let offset = match &opts {
+            Some(t) => t.bool(5, "offset")?,
+            None => false,
+        };
+        if ellipsis != 0 || new_axis != 0 || offset {
+            bail!("ellipsis_mask, new_axis_mask and offset are not supported");
+        }
+        let mut b = Vec::new();
+        let mut n = Vec::new();
+        for a in 0..rank {
+            let bit = |mask: i32| mask >> a & 1 != 0;
+            let at = |v: i64| if v < 0 { v + dims[a] } else { v }.clamp(0, dims[a]);
+            let start = if bit(begin_mask) { 0 } else { at(begin[a]) };
+            let stop = if bit(shrink) {
+                start + 1
+            } else if bit(end_mask) {
+                dims[a]
+            } else {
+                at(end[a])
+            };
+            if stop <= start || stop > dims[a] {
+                bail!("begin {begin:?} and end {end:?} select nothing of axis {a} of {dims:?}");
+            }
+            b.push(start as usize);
+            n.push((stop - start) as usize);
+        }
+        self.push_slice(x, b, n, y)
+    }
+
+    /// SPLIT (a constant axis first, then the input; equal parts) and SPLIT_V (the input, constant
+    /// sizes, one of them possibly -1, then the axis): one Slice per output.
+    fn split(&mut self, o: &Operator<'a>, sized: bool) -> Result<()> {
+        let (x, axis) = if sized {
+            (self.input(o, 0)?, self.const_ints(self.input(o, 2)?)?)
+        } else {
+            (self.input(o, 1)?, self.const_ints(self.input(o, 0)?)?)
+        };
+        let x = self.act(x)?;
+        let dims: Vec<i64> = self.def(x).shape.dims().iter().map(|&d| d as i64).collect();
+        let rank = dims.len() as i64;
+        let axis = match axis[..] {
+            [a] if (-rank..rank).contains(&a) => (if a < 0 { a + rank } else { a }) as usize,
+            _ => bail!("axis {axis:?} for an input of rank {rank}"),
+        };
+        let parts = o.outputs.len() as i64;
+        let mut sizes = if sized {
+            self.const_ints(self.input(o, 1)?)?
+        } else {
+            if parts == 0 || dims[axis] % parts != 0 {
+                bail!("{parts} equal parts of axis {axis} of {dims:?}");
+            }
+            vec![dims[axis] / parts; parts as usize]
+        };
+        if let Some(i) = sizes.iter().position(|&v| v == -1) {
+            let rest: i64 = sizes.iter().filter(|&&v| v != -1).sum();
+            sizes[i] = dims[axis] - rest;
+        }
+        if sizes.len() as i64 != parts
+            || sizes.iter().any(|&v| v <= 0)
+            || sizes.iter().sum::<i64>() != dims[axis]
+        {
+            bail!("sizes {sizes:?} for {parts} outputs of axis {axis} of {dims:?}");
+        }
+        let mut start = 0;
+        for (&t, &len) in o.outputs.iter().zip(&sizes) {
+            let y = self.act(t)?;
+            let mut begin = vec![0; dims.len()];
+            let mut size: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+            begin[axis] = start as usize;
+            size[axis] = len as usize;
+            self.push_slice(x, begin, size, y)?;
+            start += len;
+        }
         Ok(())
     }
 

@@ -224,8 +224,8 @@ fn int16_nodes(graph: &Graph, config: &Config, float_node: &[bool]) -> Result<Ve
         ensure!(hit, "--int16 {p}: no node has that name or operator type");
         if let Some(n) = graph.nodes.iter().find(|n| n.name == *p) {
             ensure!(
-                n.op.has_int16(),
-                "--int16 {p}: the runtime has no int16x8 kernel for {}",
+                n.op.int16_from_calibration(),
+                "--int16 {p}: the runtime has no int16x8 kernel for {} on calibrated int16 ranges",
                 n.op.name()
             );
         }
@@ -236,7 +236,7 @@ fn int16_nodes(graph: &Graph, config: &Config, float_node: &[bool]) -> Result<Ve
         .zip(float_node)
         .map(|(n, &float)| {
             let chosen = ignored(n, &config.int16) || config.int16_nodes.contains(&n.name);
-            !float && chosen && n.op.has_int16()
+            !float && chosen && n.op.int16_from_calibration()
         })
         .collect())
 }

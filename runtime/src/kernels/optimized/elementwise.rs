@@ -36,7 +36,8 @@ impl AddTables {
     }
 
     /// The tables of an int8 Sub with parameters `p`: Add's with input 2's entries negated, so that
-    /// the Add kernels compute the difference (each entry is below 2^28 in magnitude).
+    /// the Add kernels compute the difference (negation wraps, as every sum in them does; `small`
+    /// bounds magnitudes, which negation keeps).
     pub fn subtracting(p: &AddParams) -> AddTables {
         let mut t = AddTables::new(p);
         for v in &mut t.tables[256..] {
