@@ -192,6 +192,46 @@ fn int16_selects_nodes_by_name_type_or_all() {
     }
 }
 
+/// `--int16 all` on graphs with a Concatenation (a ShuffleNet unit) and with Maximum and Minimum:
+/// those operators, whose int16 kernels need inputs quantized as the output, stay int8 between
+/// conversions; the rest is int16.
+#[test]
+fn int16_everywhere_keeps_concatenation_maximum_and_minimum_in_int8() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.ferrite");
+    for (name, kept) in [
+        ("shuffle", &["CONCATENATION"][..]),
+        ("arith", &["MAXIMUM", "MINIMUM"]),
+    ] {
+        let o = ferrite()
+            .arg("quantize")
+            .arg(fixture(&format!("ops/{name}.onnx")))
+            .args(["--data", &fixture(&format!("ops/{name}_x.npy")), "-o"])
+            .arg(&out)
+            .args(["--int16", "all"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let bytes = std::fs::read(&out).unwrap();
+        let m = ferrite_runtime::Model::from_bytes(&bytes).unwrap();
+        let mut int16 = 0;
+        for op in m.ops() {
+            let dtype = op.output().dtype;
+            if kept.contains(&op.name()) {
+                assert_eq!(
+                    dtype,
+                    ferrite_runtime::format::DType::I8,
+                    "{name}: {}",
+                    op.name()
+                );
+            } else if dtype == ferrite_runtime::format::DType::I16 {
+                int16 += 1;
+            }
+        }
+        assert!(int16 > 0, "{name}: nothing in int16");
+    }
+}
+
 /// Settings that cannot work are refused before calibration, and nothing is written.
 #[test]
 fn bad_accuracy_control_settings_are_refused_before_any_work() {

@@ -774,10 +774,11 @@ impl Op {
 
     /// Whether post-training quantization (`--int16`, accuracy control) may give the operator int16
     /// activations: the runtime runs it in int16 ([`Self::has_int16`]) on inputs of any int16 scale.
-    /// Maximum and Minimum compare int16 inputs as they are, which needs them quantized as the
-    /// output: TFLite's 16x8 models are, calibrated ranges are not.
+    /// Concatenation copies int16 inputs and Maximum and Minimum compare them as they are, which
+    /// needs them quantized as the output: TFLite's 16x8 models are, calibrated ranges are not
+    /// (these stay int8 between conversions).
     pub fn int16_from_calibration(&self) -> bool {
-        self.has_int16() && !matches!(self, Op::Maximum | Op::Minimum)
+        self.has_int16() && !matches!(self, Op::Concatenation { .. } | Op::Maximum | Op::Minimum)
     }
 
     /// Whether the runtime runs the operator on int16 activations (int16x8); the lowering refuses

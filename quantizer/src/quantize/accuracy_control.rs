@@ -8,7 +8,8 @@
 //! What moves is a tensor: its producer and every reader (through reshapes) move together, so that
 //! the tensor itself is no longer int8 (a layer moved alone still reads and writes int8 tensors).
 //! Each tensor's sensitivity is measured: the output SQNR of the model with that tensor alone
-//! widened (int16x8 when every layer of its group has an int16x8 kernel, float otherwise), on the
+//! widened (int16x8 when every layer of its group runs int16x8 on calibrated ranges, float
+//! otherwise), on the
 //! whole validation set. The search widens groups to int16x8 in that order first; only if the
 //! target still misses does it move groups to float, in the same order.
 //!

@@ -1265,12 +1265,13 @@ impl<'m, 'a> Importer<'m, 'a> {
         let mut b = Vec::new();
         let mut n = Vec::new();
         for a in 0..dims.len() {
+            let inside = |v: i64| (0..=dims[a]).contains(&v);
             let len = if size[a] == -1 {
-                dims[a] - begin[a]
+                dims[a] - begin[a].clamp(0, dims[a])
             } else {
                 size[a]
             };
-            if begin[a] < 0 || len < 0 || begin[a] + len > dims[a] {
+            if !inside(begin[a]) || !inside(len) || begin[a] + len > dims[a] {
                 bail!("begin {begin:?} and size {size:?} outside the input's dims {dims:?}");
             }
             b.push(begin[a] as usize);
@@ -1368,11 +1369,16 @@ impl<'m, 'a> Importer<'m, 'a> {
             }
             vec![dims[axis] / parts; parts as usize]
         };
-        if let Some(i) = sizes.iter().position(|&v| v == -1) {
+        // Each size within the axis (or -1) before any sum, so that no sum overflows.
+        let valid = sizes
+            .iter()
+            .all(|&v| v == -1 || (1..=dims[axis]).contains(&v));
+        if let Some(i) = sizes.iter().position(|&v| v == -1).filter(|_| valid) {
             let rest: i64 = sizes.iter().filter(|&&v| v != -1).sum();
             sizes[i] = dims[axis] - rest;
         }
-        if sizes.len() as i64 != parts
+        if !valid
+            || sizes.len() as i64 != parts
             || sizes.iter().any(|&v| v <= 0)
             || sizes.iter().sum::<i64>() != dims[axis]
         {

@@ -85,7 +85,8 @@ pub struct Config {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub float_nodes: Vec<String>,
     /// Node names, ONNX op types or runtime op names run with int16 activations (int16x8), or
-    /// `all` for every node whose operator has an int16x8 kernel.
+    /// `all` for every node whose operator runs int16x8 on calibrated ranges
+    /// (`Op::int16_from_calibration`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub int16: Vec<String>,
     /// Node names run in int16x8, matched exactly (accuracy control's moves).
@@ -213,7 +214,8 @@ fn ignored(node: &Node, patterns: &[String]) -> bool {
 }
 
 /// Per node, whether it runs in int16x8: matched by `--int16` (`all`, a name or an operator type;
-/// `all` and operator types take only the nodes whose operator has an int16x8 kernel) or by
+/// `all` and operator types take only the nodes whose operator runs int16x8 on calibrated ranges,
+/// `Op::int16_from_calibration`) or by
 /// accuracy control's exact names, and not kept in float.
 fn int16_nodes(graph: &Graph, config: &Config, float_node: &[bool]) -> Result<Vec<bool>> {
     for p in config.int16.iter().filter(|p| *p != "all") {
@@ -225,7 +227,7 @@ fn int16_nodes(graph: &Graph, config: &Config, float_node: &[bool]) -> Result<Ve
         if let Some(n) = graph.nodes.iter().find(|n| n.name == *p) {
             ensure!(
                 n.op.int16_from_calibration(),
-                "--int16 {p}: the runtime has no int16x8 kernel for {} on calibrated int16 ranges",
+                "--int16 {p}: {} stays int8 (the runtime's int16x8 kernel has none, or needs its inputs quantized as its output, which calibrated int16 ranges are not)",
                 n.op.name()
             );
         }
