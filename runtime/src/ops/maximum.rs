@@ -113,18 +113,20 @@ pub(crate) fn run_extremum(
             broadcast_binary(sa, x, sb, y, so, out, $f);
         }};
     }
+    // One loop per type for both operators (each is the whole broadcasting walk, inlined), without
+    // a branch per element: `!x` reverses the order, so `min(p, q) = !max(!p, !q)`.
+    let flip: i8 = if max { 0 } else { -1 };
+    let pick_i8 = move |p: i8, q: i8| (p ^ flip).max(q ^ flip) ^ flip;
     match (&b.quant, b.output.dtype) {
         (Some(p), crate::format::DType::I8) => {
             let (r1, r2) = (p.input1, p.input2);
             if v.out.len() > TABLE_FROM && (r1.is_some() || r2.is_some()) {
                 let (t1, t2) = (table(&r1), table(&r2));
                 let at = |t: &[i8; 256], x: i8| t[x as u8 as usize];
-                if max {
-                    pick!(i8, |s: i8, u: i8| at(&t1, s).max(at(&t2, u)))
-                } else {
-                    pick!(i8, |s: i8, u: i8| at(&t1, s).min(at(&t2, u)))
-                }
+                pick!(i8, |s: i8, u: i8| pick_i8(at(&t1, s), at(&t2, u)))
             } else if max {
+                // The common path (an ONNX Max or Min), one loop each: about 20 instructions an
+                // element fewer on the Cortex-M4F than through `pick_i8`.
                 pick!(i8, |s: i8, u: i8| rescaled(&r1, s).max(rescaled(&r2, u)))
             } else {
                 pick!(i8, |s: i8, u: i8| rescaled(&r1, s).min(rescaled(&r2, u)))
@@ -132,11 +134,8 @@ pub(crate) fn run_extremum(
         }
         #[cfg(feature = "int16")]
         (Some(_), crate::format::DType::I16) => {
-            if max {
-                pick!(i16, |s: i16, t: i16| s.max(t))
-            } else {
-                pick!(i16, |s: i16, t: i16| s.min(t))
-            }
+            let flip = flip as i16;
+            pick!(i16, |s: i16, t: i16| (s ^ flip).max(t ^ flip) ^ flip)
         }
         #[cfg(feature = "float")]
         (None, _) => {
