@@ -104,7 +104,8 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
          (defaults otherwise: without `--distill`, the labels' cross-entropy blended with the float \
          model's softened outputs, `--distill-weight {} --temperature {}`; Adam at pruning's learning \
          rate {} with cosine decay, batch 32, the polynomial schedule reaching S after two thirds of \
-         the steps, per layer, first/last/depthwise layers dense, QAT on, the last 10% of the \
+         the steps, S of the pruned layers' weights shared among them by measured sensitivity \
+         (`--sparsity-scope sensitivity`), first/last/depthwise layers dense, QAT on, the last 10% of the \
          training file held out to keep the best epoch at S), \
          scored on the full 10,000-image Fashion-MNIST test set. \"Zeros\" are int8 weights equal to 0, \
          in the pruned layers and in all weighted layers. The `.ferrite` bytes are those of the default \

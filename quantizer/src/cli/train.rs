@@ -114,8 +114,8 @@ pub struct Args {
     /// The JSON document is the training report: settings, per-epoch loss, score and time.
     #[command(flatten)]
     pub json: super::JsonArgs,
-    /// Fraction of the weights to set to zero by magnitude during training, in [0, 1) (per layer, or
-    /// of all pruned layers with `--sparsity-scope global`). The first and last weighted layers and
+    /// Fraction of the pruned layers' weights to set to zero by magnitude during training, in
+    /// [0, 1) (shared among them as `--sparsity-scope` says). The first and last weighted layers and
     /// depthwise layers stay dense unless `--sparsity-all-layers`.
     #[arg(long, value_parser = sparsity_fraction)]
     pub sparsity: Option<f64>,
@@ -123,9 +123,12 @@ pub struct Args {
     /// 2017), `constant` prunes to it at the first step.
     #[arg(long, value_enum, default_value = "polynomial", requires = "sparsity")]
     pub sparsity_schedule: Schedule,
-    /// `layer`: every pruned layer reaches the sparsity; `global`: one magnitude threshold over all
-    /// pruned layers.
-    #[arg(long, value_enum, default_value = "layer", requires = "sparsity")]
+    /// How the zeros are shared among the pruned layers: `sensitivity` takes each where it moves the
+    /// float model's outputs least (measured layer by layer before training; the best top-1, but
+    /// the layers of many output positions keep more weights, so sparse kernels skip fewer
+    /// multiply-accumulates); `layer` gives every layer the sparsity (the most skipped); `global`
+    /// ranks all their weights by one magnitude threshold.
+    #[arg(long, value_enum, default_value = "sensitivity", requires = "sparsity")]
     pub sparsity_scope: Scope,
     /// Prune the first and last weighted layers and depthwise layers too.
     #[arg(long, requires = "sparsity")]
@@ -468,6 +471,15 @@ pub fn run(args: &Args) -> Result<()> {
             100.0 * dz,
             dw
         );
+        for l in layers.iter().filter(|l| l.pruned) {
+            eprintln!(
+                "  {:.1}% of {} weights  {} `{}`",
+                100.0 * l.zeros as f64 / l.weights.max(1) as f64,
+                l.weights,
+                l.op,
+                l.node
+            );
+        }
     }
     // Everything is encoded before anything is written.
     let mut files: Vec<(PathBuf, Vec<u8>)> = vec![(args.output.clone(), built.bytes.clone())];

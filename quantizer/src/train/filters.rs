@@ -26,6 +26,7 @@ use serde::Serialize;
 use crate::ir::float_exec::{self, Tensor};
 use crate::ir::{Graph, Op, Param};
 use crate::ops::Channels;
+use crate::train::sensitivity::{allocate, curve, OutputError};
 
 /// How the output channels of a layer are ranked: the lowest go first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -397,11 +398,6 @@ struct Group {
     remove: usize,
 }
 
-/// Samples the sensitivity of each layer is measured on.
-pub const SENSITIVITY_SAMPLES: usize = 128;
-/// Points measured on each layer's curve of output error against channels removed.
-pub const SENSITIVITY_POINTS: usize = 8;
-
 /// The units of `g` (a graph after [`crate::ir::passes::optimize`]) at `config`'s ratio. A ratio
 /// that would remove every channel of a layer, or an unknown name to skip, is an error.
 pub fn plan(g: &Graph, config: &FilterPruning) -> Result<Plan> {
@@ -528,7 +524,8 @@ impl Plan {
     /// Moves the channels to remove between layers by sensitivity (see [`Allocation`]): the same
     /// total, each unit taken from the group whose measured output error grows least by it. The
     /// error is the float model's output mean squared error over its mean square, on up to
-    /// [`SENSITIVITY_SAMPLES`] of `x`, with one group pruned at a time.
+    /// [`SENSITIVITY_SAMPLES`](crate::train::sensitivity::SENSITIVITY_SAMPLES) of `x`, with one
+    /// group pruned at a time.
     pub fn allocate_by_sensitivity(
         &mut self,
         g: &Graph,
@@ -536,19 +533,7 @@ impl Plan {
         criterion: Criterion,
         ratio: f64,
     ) -> Result<()> {
-        let x = x.slice_batch(0, x.shape[0].min(SENSITIVITY_SAMPLES));
-        let threads = crate::runtime_exec::available_threads();
-        let run = |g: &Graph| -> Result<Vec<f32>> {
-            Ok(float_exec::run(g, std::slice::from_ref(&x), threads)?
-                .remove(0)
-                .data)
-        };
-        let reference = run(g)?;
-        let power = reference
-            .iter()
-            .map(|&v| (v as f64).powi(2))
-            .sum::<f64>()
-            .max(1e-30);
+        let error = OutputError::new(g, x)?;
         let scores = self.unit_scores(g, criterion);
         // Each group's error at a few counts, from 0 to its cap.
         let mut curves: Vec<Vec<(usize, f64)>> = Vec::new();
@@ -558,48 +543,13 @@ impl Plan {
                 .min(group.free.len())
                 .min(group.units - 1);
             let ranked = self.ranked(group, &scores);
-            let step = cap.div_ceil(SENSITIVITY_POINTS).max(1);
-            let mut curve = vec![(0, 0.0)];
-            let mut k = 0;
-            while k < cap {
-                k = (k + step).min(cap);
-                let pruned = remove(g, &x, self, &ranked[..k])?;
-                let y = run(&pruned.graph)?;
-                let err = y
-                    .iter()
-                    .zip(&reference)
-                    .map(|(&a, &b)| ((a - b) as f64).powi(2))
-                    .sum::<f64>();
-                curve.push((k, err / power));
-            }
-            curves.push(curve);
+            curves.push(curve(cap, |k| {
+                error.of(&remove(g, error.samples(), self, &ranked[..k])?.graph)
+            })?);
             caps.push(cap);
         }
-        let at = |curve: &[(usize, f64)], k: usize| -> f64 {
-            let i = curve
-                .iter()
-                .position(|&(c, _)| c >= k)
-                .unwrap_or(curve.len() - 1);
-            if i == 0 || curve[i].0 == k {
-                return curve[i].1;
-            }
-            let ((k0, e0), (k1, e1)) = (curve[i - 1], curve[i]);
-            e0 + (e1 - e0) * (k - k0) as f64 / (k1 - k0) as f64
-        };
         let total: usize = self.groups.iter().map(|gr| gr.remove).sum();
-        let mut counts = vec![0usize; self.groups.len()];
-        for _ in 0..total {
-            let best = (0..counts.len())
-                .filter(|&i| counts[i] < caps[i])
-                .min_by(|&a, &b| {
-                    let cost = |i: usize| at(&curves[i], counts[i] + 1) - at(&curves[i], counts[i]);
-                    cost(a).total_cmp(&cost(b)).then(a.cmp(&b))
-                });
-            match best {
-                Some(i) => counts[i] += 1,
-                None => break,
-            }
-        }
+        let counts = allocate(&curves, &caps, total);
         for (group, c) in self.groups.iter_mut().zip(counts) {
             group.remove = c;
         }

@@ -8,6 +8,7 @@
 //! - `optim.rs`: Adam, SGD with momentum, the cosine schedule.
 //! - `sparsity.rs`: magnitude pruning on a schedule (`--sparsity`).
 //! - `filters.rs`: removal of whole output channels before training (`--prune-filters`).
+//! - `sensitivity.rs`: how far each layer's pruning moves the outputs, and the shares it decides.
 //!
 //! The engine is the float reference executor ([`crate::ir::float_exec`]) run forward, and one
 //! hand-written backward function per operator walked in reverse: graphs are static and topologically
@@ -27,6 +28,7 @@ pub mod filters;
 pub mod loss;
 pub mod optim;
 pub mod qat;
+pub mod sensitivity;
 pub mod sparsity;
 
 use std::time::Instant;
@@ -488,6 +490,13 @@ fn fit(
         Some(s) => s.layers(&qat.graph)?,
         None => Vec::new(),
     };
+    // Each pruned layer's sparsity under `--sparsity-scope sensitivity`.
+    let shares = match &config.sparsity {
+        Some(s) if s.scope == sparsity::Scope::Sensitivity && config.epochs > 0 => Some(
+            sparsity::allocate_by_sensitivity(&qat.graph, &pruned, x, s.target, s.block)?,
+        ),
+        _ => None,
+    };
     let filter_plan = match &config.filters {
         Some(f) => {
             let mut plan = filters::plan(&qat.graph, f)?;
@@ -614,8 +623,20 @@ fn fit(
             apply(&mut qat, &grads, &opt, &mut slots, rates);
             if let (Some(s), Some(zeros)) = (&config.sparsity, zeros) {
                 zeros.restore(&mut qat.graph, &pruned);
-                let fraction = s.at_step(step, total_steps);
-                sparsity::prune(&mut qat.graph, &pruned, fraction, s.scope, s.block);
+                let progress = s.progress(step, total_steps);
+                match &shares {
+                    Some(shares) => {
+                        let now: Vec<f64> = shares.iter().map(|f| f * progress).collect();
+                        sparsity::prune_each(&mut qat.graph, &pruned, &now, s.block);
+                    }
+                    None => sparsity::prune(
+                        &mut qat.graph,
+                        &pruned,
+                        s.target * progress,
+                        s.scope,
+                        s.block,
+                    ),
+                }
             }
             if let Some((plan, criterion)) = &filter_plan {
                 let progress = sparsity::polynomial(step, total_steps);

@@ -5,7 +5,9 @@
 //! sparsity at that step asks: the set of zeros only grows, and fake quantization rounds each to an
 //! exact int8 zero. The polynomial schedule rises from 0 to the target over the first [`RAMP`] of the
 //! steps as `s (1 - (1 - t)^3)`: fast while many small weights remain, slowly near the end; the
-//! remaining steps fine-tune at the target.
+//! remaining steps fine-tune at the target. Each layer's own target is the sparsity, or under the
+//! default [`Scope::Sensitivity`] its share of the same zeros as measured before training
+//! ([`allocate_by_sensitivity`]).
 //!
 //! By default the first and last weighted layers (the ones that see the raw input and produce the
 //! logits) and depthwise layers (few weights, each a whole spatial filter) stay dense, as is usual.
@@ -13,8 +15,10 @@
 use anyhow::{bail, ensure, Result};
 use serde::Serialize;
 
+use crate::ir::float_exec::Tensor;
 use crate::ir::{Graph, Op};
 use crate::quantize::ptq::Decided;
+use crate::train::sensitivity::{allocate, curve, OutputError};
 
 /// Share of the training steps over which the polynomial schedule reaches the target; the rest
 /// fine-tune at it.
@@ -32,10 +36,13 @@ pub fn polynomial(step: usize, total: usize) -> f64 {
     1.0 - (1.0 - t).powi(3)
 }
 
-/// Which weights one magnitude threshold ranks.
+/// How the zeros are shared among the pruned layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scope {
+    /// As many zeros in all as `layer` sets, each layer's share by how little its zeros move the
+    /// float model's outputs ([`allocate_by_sensitivity`]).
+    Sensitivity,
     /// Every pruned layer reaches the target sparsity.
     Layer,
     /// One threshold over all pruned layers' weights: the target is their total sparsity.
@@ -70,9 +77,14 @@ pub struct Sparsity {
 impl Sparsity {
     /// The sparsity after step `step` (0-based) of `total`.
     pub fn at_step(&self, step: usize, total: usize) -> f64 {
+        self.target * self.progress(step, total)
+    }
+
+    /// The share of the target the schedule asks for after step `step` (0-based) of `total`.
+    pub fn progress(&self, step: usize, total: usize) -> f64 {
         match self.schedule {
-            Schedule::Constant => self.target,
-            Schedule::Polynomial => self.target * polynomial(step, total),
+            Schedule::Constant => 1.0,
+            Schedule::Polynomial => polynomial(step, total),
         }
     }
 
@@ -139,47 +151,121 @@ fn filter_of_mut(op: &mut Op) -> Option<&mut Vec<f32>> {
     }
 }
 
-/// Sets the smallest `fraction` of the weights of `layers` to zero: units of `block` consecutive
-/// weights along the filter's last axis (input channels for convolutions and fully connected layers;
-/// 1: single weights) ranked by their mean square, each layer on its own or all together. Exactly
-/// `floor(fraction * units)` units are zeroed, ties broken by position.
-pub fn prune(graph: &mut Graph, layers: &[usize], fraction: f64, scope: Scope, block: usize) {
+/// A unit of pruning: (mean square, layer, first weight, length).
+type Unit = (f32, usize, usize, usize);
+
+/// Every unit of `group`'s filters: `block` consecutive weights along the filter's last axis
+/// (input channels for convolutions and fully connected layers; 1: single weights).
+fn units_of(graph: &Graph, group: &[usize], block: usize) -> Vec<Unit> {
     let block = block.max(1);
-    let zero = |graph: &mut Graph, group: &[usize]| {
-        // (mean square, layer, first weight, length) of every unit.
-        let mut units: Vec<(f32, usize, usize, usize)> = Vec::new();
-        for &l in group {
-            let Some(w) = filter_of(&graph.nodes[l].op) else {
-                continue;
-            };
-            let row = row_len(&graph.nodes[l].op);
-            for (r, chunk) in w.chunks(row.max(1)).enumerate() {
-                for (b, unit) in chunk.chunks(block).enumerate() {
-                    let ms = unit.iter().map(|x| x * x).sum::<f32>() / unit.len() as f32;
-                    units.push((ms, l, r * row + b * block, unit.len()));
-                }
-            }
-        }
-        let k = (fraction * units.len() as f64).floor() as usize;
-        if k == 0 {
-            return;
-        }
-        let order = |a: &(f32, usize, usize, usize), b: &(f32, usize, usize, usize)| {
-            a.0.total_cmp(&b.0).then((a.1, a.2).cmp(&(b.1, b.2)))
+    let mut units = Vec::new();
+    for &l in group {
+        let Some(w) = filter_of(&graph.nodes[l].op) else {
+            continue;
         };
-        if k < units.len() {
-            units.select_nth_unstable_by(k, order);
-        }
-        for &(_, l, start, len) in &units[..k.min(units.len())] {
-            if let Some(w) = filter_of_mut(&mut graph.nodes[l].op) {
-                w[start..start + len].fill(0.0);
+        let row = row_len(&graph.nodes[l].op);
+        for (r, chunk) in w.chunks(row.max(1)).enumerate() {
+            for (b, unit) in chunk.chunks(block).enumerate() {
+                let ms = unit.iter().map(|x| x * x).sum::<f32>() / unit.len() as f32;
+                units.push((ms, l, r * row + b * block, unit.len()));
             }
         }
-    };
-    match scope {
-        Scope::Layer => layers.iter().for_each(|&l| zero(graph, &[l])),
-        Scope::Global => zero(graph, layers),
     }
+    units
+}
+
+/// Sets the `k` smallest of `units` to zero (ties broken by position).
+fn zero_smallest(graph: &mut Graph, mut units: Vec<Unit>, k: usize) {
+    if k == 0 {
+        return;
+    }
+    let order = |a: &Unit, b: &Unit| a.0.total_cmp(&b.0).then((a.1, a.2).cmp(&(b.1, b.2)));
+    if k < units.len() {
+        units.select_nth_unstable_by(k, order);
+    }
+    for &(_, l, start, len) in &units[..k.min(units.len())] {
+        if let Some(w) = filter_of_mut(&mut graph.nodes[l].op) {
+            w[start..start + len].fill(0.0);
+        }
+    }
+}
+
+/// Sets the smallest `fraction` of the weights of `layers` to zero: units of `block` consecutive
+/// weights along the filter's last axis ranked by their mean square, each layer on its own
+/// (`Layer` and `Sensitivity`: see [`prune_each`] for the latter's shares) or all together
+/// (`Global`). Exactly `floor(fraction * units)` units are zeroed, ties broken by position.
+pub fn prune(graph: &mut Graph, layers: &[usize], fraction: f64, scope: Scope, block: usize) {
+    match scope {
+        Scope::Layer | Scope::Sensitivity => {
+            prune_each(graph, layers, &vec![fraction; layers.len()], block)
+        }
+        Scope::Global => {
+            let units = units_of(graph, layers, block);
+            let k = (fraction * units.len() as f64).floor() as usize;
+            zero_smallest(graph, units, k);
+        }
+    }
+}
+
+/// Sets the smallest `fractions[i]` of the units of layer `layers[i]` to zero, each layer on its
+/// own (as [`prune`]).
+pub fn prune_each(graph: &mut Graph, layers: &[usize], fractions: &[f64], block: usize) {
+    for (&l, &f) in layers.iter().zip(fractions) {
+        let units = units_of(graph, &[l], block);
+        let k = (f * units.len() as f64).floor() as usize;
+        zero_smallest(graph, units, k);
+    }
+}
+
+/// Each pruned layer's share of zeros under [`Scope::Sensitivity`]: as many units in all as
+/// `target` of every layer gives, each taken from the layer where zeroing its next smallest unit
+/// moves the float model's outputs least. Each layer's curve of output error (squared, relative to
+/// the outputs' power) against units zeroed is measured on
+/// [`SENSITIVITY_SAMPLES`](crate::train::sensitivity::SENSITIVITY_SAMPLES) of `x`, one
+/// layer pruned at a time by magnitude, at
+/// [`SENSITIVITY_POINTS`](crate::train::sensitivity::SENSITIVITY_POINTS) counts (Li et al. 2017's
+/// sensitivity analysis, as filter pruning allocates channels). No layer gets more than twice
+/// `target`, nor every unit.
+pub fn allocate_by_sensitivity(
+    graph: &Graph,
+    layers: &[usize],
+    x: &Tensor,
+    target: f64,
+    block: usize,
+) -> Result<Vec<f64>> {
+    let error = OutputError::new(graph, x)?;
+    let mut curves = Vec::new();
+    let mut caps = Vec::new();
+    let mut sizes = Vec::new();
+    for &l in layers {
+        let units = units_of(graph, &[l], block);
+        let n = units.len();
+        let cap = (((2.0 * target).min(1.0) * n as f64).round() as usize).min(n.saturating_sub(1));
+        curves.push(curve(cap, |k| {
+            let mut g = graph.clone();
+            zero_smallest(&mut g, units.clone(), k);
+            error.of(&g)
+        })?);
+        caps.push(cap);
+        sizes.push(n);
+    }
+    let total: usize = sizes
+        .iter()
+        .map(|&n| (target * n as f64).floor() as usize)
+        .sum();
+    let counts = allocate(&curves, &caps, total);
+    // A share a little above `count / n` so that `floor(share * n)` gives the count back.
+    Ok(counts
+        .iter()
+        .zip(&sizes)
+        .map(|(&c, &n)| {
+            if n == 0 {
+                0.0
+            } else {
+                (c as f64 + 0.5) / n as f64
+            }
+        })
+        .collect())
 }
 
 /// Which weights of the pruned layers are zero.

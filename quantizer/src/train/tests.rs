@@ -403,3 +403,81 @@ fn a_model_the_runtime_would_refuse_is_not_built() {
     let e = format!("{:#}", ptq::build(&d).unwrap_err());
     assert!(e.contains("runtime's checks"), "{e}");
 }
+
+/// Sensitivity allocation zeros as many units as every layer at the target would, no layer more
+/// than twice the target, and moves the float model's outputs less than the same zeros spread
+/// evenly.
+#[test]
+fn sensitivity_allocation_moves_the_outputs_less_than_the_same_zeros_spread_evenly() {
+    let (g, _, x, _, _) = digits();
+    let s = sparsity::Sparsity {
+        target: 0.5,
+        scope: sparsity::Scope::Sensitivity,
+        schedule: sparsity::Schedule::Polynomial,
+        all_layers: true,
+        skip: Vec::new(),
+        block: 4,
+    };
+    let layers = s.layers(&g).unwrap();
+    assert_eq!(layers.len(), 3);
+    let zeros = |g: &Graph| -> Vec<usize> {
+        layers
+            .iter()
+            .map(|&l| match &g.nodes[l].op {
+                Op::FullyConnected { filter, .. } => {
+                    filter.data.iter().filter(|&&w| w == 0.0).count()
+                }
+                _ => unreachable!(),
+            })
+            .collect()
+    };
+    let error = |pruned: &Graph| -> f64 {
+        let run = |g: &Graph| {
+            float_exec::run(g, std::slice::from_ref(&x), 1).unwrap()[0]
+                .data
+                .clone()
+        };
+        let (a, b) = (run(&g), run(pruned));
+        let power: f64 = a.iter().map(|&v| (v as f64).powi(2)).sum();
+        a.iter()
+            .zip(&b)
+            .map(|(&p, &q)| ((p - q) as f64).powi(2))
+            .sum::<f64>()
+            / power
+    };
+    let before = zeros(&g);
+    let mut even = g.clone();
+    sparsity::prune(
+        &mut even,
+        &layers,
+        s.target,
+        sparsity::Scope::Layer,
+        s.block,
+    );
+    let shares = sparsity::allocate_by_sensitivity(&g, &layers, &x, s.target, s.block).unwrap();
+    let mut chosen = g.clone();
+    sparsity::prune_each(&mut chosen, &layers, &shares, s.block);
+    let (even_zeros, chosen_zeros) = (zeros(&even), zeros(&chosen));
+    // The same number of zero blocks of four (the filters' rows are multiples of four).
+    let added = |z: &[usize]| z.iter().zip(&before).map(|(a, b)| a - b).sum::<usize>();
+    assert_eq!(added(&chosen_zeros), added(&even_zeros), "{shares:?}");
+    let sizes: Vec<usize> = layers
+        .iter()
+        .map(|&l| match &g.nodes[l].op {
+            Op::FullyConnected { filter, .. } => filter.data.len(),
+            _ => unreachable!(),
+        })
+        .collect();
+    for ((&z, &b), &n) in chosen_zeros.iter().zip(&before).zip(&sizes) {
+        assert!((z - b) as f64 <= 2.0 * s.target * n as f64, "{shares:?}");
+    }
+    assert_ne!(
+        chosen_zeros, even_zeros,
+        "the allocation is not the even one"
+    );
+    let (e_even, e_chosen) = (error(&even), error(&chosen));
+    assert!(
+        e_chosen < e_even,
+        "{e_chosen} against {e_even} ({shares:?})"
+    );
+}
