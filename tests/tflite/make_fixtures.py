@@ -208,13 +208,20 @@ def build_fixtures(only=()):
     for name in int16:
         cases["i16_" + name] = cases[name]
 
+    # A dynamic batch (None in the signature): the converter computes a reshape's new shape at run
+    # time (SHAPE, STRIDED_SLICE, PACK into RESHAPE's second operand). No weights are drawn here, so
+    # the cases above keep theirs.
+    dynamic_batch = {
+        "reshape_dynamic_batch": ([[1, 4, 4, 6]], lambda x: relu(tf.reshape(x, [tf.shape(x)[0], 16, 6]))),
+    }
+
     os.makedirs(FIXTURES, exist_ok=True)
-    for name, case in {**cases, **float_io}.items():
+    for name, case in {**cases, **float_io, **dynamic_batch}.items():
         if only and name not in only:
             continue
         shapes, body = case[0], case[1]
         stds = case[2] if len(case) > 2 else [1.0] * len(shapes)
-        specs = [tf.TensorSpec(s, tf.float32) for s in shapes]
+        specs = [tf.TensorSpec([None] + s[1:] if name in dynamic_batch else s, tf.float32) for s in shapes]
         fn = tf.function(body, input_signature=specs)
         conc = fn.get_concrete_function()
 

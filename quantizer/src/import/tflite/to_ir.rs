@@ -79,7 +79,8 @@ pub struct Imported {
 pub fn import(bytes: &[u8]) -> Result<Imported> {
     let model = Model::parse(bytes)?;
     let mut cx = Importer::new(&model)?;
-    for i in 0..model.operators.len() {
+    let needed = needed_operators(&model)?;
+    for i in (0..model.operators.len()).filter(|&i| needed[i]) {
         let code = model.code(i)?;
         let name = if code.builtin == op::CUSTOM {
             format!("CUSTOM ({})", code.custom)
@@ -90,6 +91,39 @@ pub fn import(bytes: &[u8]) -> Result<Imported> {
             .with_context(|| format!("operator {i} ({name})"))?;
     }
     cx.finish()
+}
+
+/// Which operators the graph's outputs depend on, walking the operators (in execution order) back
+/// from the outputs. RESHAPE's second operand does not count: the importer takes the new shape
+/// from the output tensor, so the int32 operators that compute it at run time (SHAPE,
+/// STRIDED_SLICE and PACK, which the converter writes for a Keras reshape of a model with a
+/// dynamic batch) are skipped, as are operators whose outputs nothing reads.
+fn needed_operators(model: &Model<'_>) -> Result<Vec<bool>> {
+    let mut tensor = vec![false; model.tensors.len()];
+    let mark = |t: i32, tensor: &mut Vec<bool>| {
+        if let Some(n) = usize::try_from(t).ok().and_then(|t| tensor.get_mut(t)) {
+            *n = true;
+        }
+    };
+    for &t in &model.outputs {
+        mark(t, &mut tensor);
+    }
+    let mut needed = vec![false; model.operators.len()];
+    for i in (0..model.operators.len()).rev() {
+        let o = &model.operators[i];
+        let reads = |t: &i32| usize::try_from(*t).is_ok_and(|t| tensor.get(t) == Some(&true));
+        if !o.outputs.iter().any(reads) {
+            continue;
+        }
+        needed[i] = true;
+        let reshape = model.code(i)?.builtin == op::RESHAPE;
+        for (k, &t) in o.inputs.iter().enumerate() {
+            if !(reshape && k == 1) {
+                mark(t, &mut tensor);
+            }
+        }
+    }
+    Ok(needed)
 }
 
 /// An operator's weights: int8 data, per-channel (or one) scales and dimensions.
