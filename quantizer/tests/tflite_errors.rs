@@ -54,6 +54,19 @@ fn a_strided_slice_with_a_step_names_its_strides() {
 }
 
 #[test]
+fn a_constant_operand_of_several_values_names_its_size() {
+    let e = error_of("errors/add_constant_per_channel.tflite");
+    assert_contains(
+        &e,
+        &[
+            "operator 0 (ADD)",
+            "constant operand of 8 bytes",
+            "must be one int8 value",
+        ],
+    );
+}
+
+#[test]
 fn float_model_points_to_ferrite_quantize() {
     let e = error_of("errors/float_model.tflite");
     assert_contains(&e, &["float model", "ferrite quantize"]);

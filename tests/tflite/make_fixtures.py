@@ -215,8 +215,16 @@ def build_fixtures(only=()):
         "reshape_dynamic_batch": ([[1, 4, 4, 6]], lambda x: relu(tf.reshape(x, [tf.shape(x)[0], 16, 6]))),
     }
 
+    # Arithmetic with a constant value (no weights drawn): a Keras Rescaling layer's MUL and ADD,
+    # a SUB from a constant with a fused ReLU, a clip written as MAXIMUM and MINIMUM.
+    const_operand = {
+        "mul_add_constant": ([[1, 4, 4, 3]], lambda x: x * (1.0 / 127.5) - 1.0, [60.0]),
+        "sub_from_constant_relu": ([[1, 4, 4, 6]], lambda x: relu(0.75 - x), [1.0]),
+        "maximum_minimum_constant": ([[1, 4, 4, 6]], lambda x: tf.minimum(tf.maximum(x, -0.5), 1.25), [1.0]),
+    }
+
     os.makedirs(FIXTURES, exist_ok=True)
-    for name, case in {**cases, **float_io, **dynamic_batch}.items():
+    for name, case in {**cases, **float_io, **dynamic_batch, **const_operand}.items():
         if only and name not in only:
             continue
         shapes, body = case[0], case[1]
@@ -367,6 +375,16 @@ def build_errors(only=()):
     c.inference_input_type = tf.int8
     c.inference_output_type = tf.int8
     write("strided_slice_step", c.convert())
+
+    # An ADD of a constant of one value per channel (only single values import).
+    per_channel = tf.constant(np.linspace(-1.0, 1.0, 8).astype(np.float32))
+    vec = tf.function(lambda x: x + per_channel, input_signature=[tf.TensorSpec([1, 4, 8], tf.float32)])
+    c = tf.lite.TFLiteConverter.from_concrete_functions([vec.get_concrete_function()], vec)
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    c.representative_dataset = lambda: ([np.ones([1, 4, 8], np.float32)] for _ in range(4))
+    c.inference_input_type = tf.int8
+    c.inference_output_type = tf.int8
+    write("add_constant_per_channel", c.convert())
 
     fl = tf.function(lambda x: tf.nn.relu(x) * 2.0, input_signature=[tf.TensorSpec([1, 8], tf.float32)])
     write("float_model", tf.lite.TFLiteConverter.from_concrete_functions([fl.get_concrete_function()], fl).convert())

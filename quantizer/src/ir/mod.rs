@@ -29,7 +29,7 @@ use std::fmt;
 use anyhow::{bail, Result};
 use ferrite_runtime::format::Activation;
 
-pub use crate::ops::{Op, UnaryFn};
+pub use crate::ops::{ConstArith, ConstOperand, Op, UnaryFn};
 
 /// The most elements a tensor may have (per sample): 2^28, a 1 GiB f32 tensor.
 pub const MAX_ELEMENTS: usize = 1 << 28;

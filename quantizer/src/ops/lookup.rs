@@ -13,7 +13,7 @@ use ferrite_runtime::ops::{Lookup, Op as RtOp};
 use super::{same_shape, Channels, OutputQuant};
 use crate::export::{a_float, a_str, Exporter, Layout};
 use crate::ir::float_exec::{Tensor, View};
-use crate::ir::Node;
+use crate::ir::{Clamp, Node};
 use crate::lower::NodeCx;
 use crate::quantize::params::QParams;
 use crate::train::backward::{Grad, OpGrads};
@@ -78,6 +78,124 @@ pub enum UnaryFn {
     Pow {
         exponent: i32,
     },
+    /// An arithmetic operator of `x` and a constant value (a TFLite ADD, SUB, MUL, MAXIMUM or
+    /// MINIMUM with a constant operand, such as a Keras Rescaling layer's).
+    WithConstant(ConstOperand),
+}
+
+/// The arithmetic of [`UnaryFn::WithConstant`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConstArith {
+    Add,
+    Sub,
+    Mul,
+    Maximum,
+    Minimum,
+}
+
+/// A constant operand: one int8 value with its own quantization (which TFLite's integer
+/// arithmetic uses), on which side, and the operator's fused clamp.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConstOperand {
+    pub op: ConstArith,
+    pub value: i8,
+    pub scale: f32,
+    pub zero_point: i32,
+    /// The constant is the first operand (`c - x` for Sub).
+    pub first: bool,
+    pub clamp: Clamp,
+}
+
+impl ConstOperand {
+    /// The constant's real value.
+    pub fn real(&self) -> f64 {
+        self.scale as f64 * (self.value as i32 - self.zero_point) as f64
+    }
+
+    /// The operator at `x`, before the clamp.
+    fn unclamped(&self, x: f64) -> f64 {
+        let c = self.real();
+        match self.op {
+            ConstArith::Add => x + c,
+            ConstArith::Sub if self.first => c - x,
+            ConstArith::Sub => x - c,
+            ConstArith::Mul => x * c,
+            ConstArith::Maximum => x.max(c),
+            ConstArith::Minimum => x.min(c),
+        }
+    }
+
+    /// The derivative of the clamped result at `x` (the first operand's on a tie of Maximum or
+    /// Minimum, as the IR's operators).
+    fn slope(&self, x: f64) -> f64 {
+        let y = self.unclamped(x);
+        if y < self.clamp.min as f64 || y > self.clamp.max as f64 {
+            return 0.0;
+        }
+        let c = self.real();
+        let picks_x = |x_wins: bool| if x_wins { 1.0 } else { 0.0 };
+        match self.op {
+            ConstArith::Add => 1.0,
+            ConstArith::Sub if self.first => -1.0,
+            ConstArith::Sub => 1.0,
+            ConstArith::Mul => c,
+            ConstArith::Maximum => picks_x(if self.first { x > c } else { x >= c }),
+            ConstArith::Minimum => picks_x(if self.first { x < c } else { x <= c }),
+        }
+    }
+
+    /// TFLite Micro's int8 result for each of the 256 inputs quantized with `input`, the output
+    /// quantized with `output`: the runtime's own ADD, SUB and MUL arithmetic (bit-exact with
+    /// TFLite Micro's) with the constant's quantization, and MAXIMUM and MINIMUM comparing the raw
+    /// int8 values as TFLite Micro does.
+    pub fn tflite_table(&self, input: QParams, output: QParams) -> Vec<u8> {
+        use ferrite_runtime::kernels::elementwise::{add_s8, mul_s8, sub_s8};
+        use ferrite_runtime::kernels::Nhwc;
+        use ferrite_runtime::ops::{AddParams, MulParams};
+        let (lo, hi) = crate::lower::act_range(self.clamp, output);
+        let x: Vec<i8> = (-128..=127).collect();
+        let c = [self.value];
+        let (xs, cs) = (Nhwc::new(1, 1, 1, x.len()), Nhwc::new(1, 1, 1, 1));
+        let (xq, cq) = (
+            (input.scale, input.zero_point),
+            (self.scale, self.zero_point),
+        );
+        // The operands in the operator's order.
+        let ((a, sa, qa), (b, sb, qb)) = if self.first {
+            ((&c[..], cs, cq), (&x[..], xs, xq))
+        } else {
+            ((&x[..], xs, xq), (&c[..], cs, cq))
+        };
+        let (os, oz) = (output.scale, output.zero_point);
+        let mut y = vec![0i8; x.len()];
+        match self.op {
+            ConstArith::Add | ConstArith::Sub => {
+                let p = AddParams::prepare(qa.0, qa.1, qb.0, qb.1, os, oz, lo, hi);
+                let run = if self.op == ConstArith::Add {
+                    add_s8
+                } else {
+                    sub_s8
+                };
+                run(&p, sa, a, sb, b, xs, &mut y);
+            }
+            ConstArith::Mul => {
+                let p = MulParams::prepare(qa.0, qa.1, qb.0, qb.1, os, oz, lo, hi);
+                mul_s8(&p, sa, a, sb, b, xs, &mut y);
+            }
+            // The raw values compared; the clamp (none from TFLite) after.
+            ConstArith::Maximum | ConstArith::Minimum => {
+                for (y, &v) in y.iter_mut().zip(&x) {
+                    let m = if self.op == ConstArith::Maximum {
+                        v.max(c[0])
+                    } else {
+                        v.min(c[0])
+                    };
+                    *y = (m as i32).clamp(lo, hi) as i8;
+                }
+            }
+        }
+        y.iter().map(|&v| v as u8).collect()
+    }
 }
 
 /// `erf(x)`.
@@ -120,6 +238,13 @@ impl UnaryFn {
             UnaryFn::Shrink { .. } => "Shrink",
             UnaryFn::ThresholdedRelu { .. } => "ThresholdedRelu",
             UnaryFn::Pow { .. } => "Pow",
+            UnaryFn::WithConstant(k) => match k.op {
+                ConstArith::Add => "Add",
+                ConstArith::Sub => "Sub",
+                ConstArith::Mul => "Mul",
+                ConstArith::Maximum => "Max",
+                ConstArith::Minimum => "Min",
+            },
         }
     }
 
@@ -156,6 +281,9 @@ impl UnaryFn {
             UnaryFn::ThresholdedRelu { alpha } if x > alpha as f64 => x,
             UnaryFn::ThresholdedRelu { .. } => 0.0,
             UnaryFn::Pow { exponent } => x.powi(exponent),
+            UnaryFn::WithConstant(k) => {
+                k.unclamped(x).clamp(k.clamp.min as f64, k.clamp.max as f64)
+            }
         }
     }
 
@@ -205,6 +333,7 @@ impl UnaryFn {
             UnaryFn::ThresholdedRelu { alpha } if x > alpha as f64 => 1.0,
             UnaryFn::ThresholdedRelu { .. } => 0.0,
             UnaryFn::Pow { exponent } => exponent as f64 * x.powi(exponent - 1),
+            UnaryFn::WithConstant(k) => k.slope(x),
         }
     }
 
@@ -411,6 +540,12 @@ pub(super) fn export(f: UnaryFn, e: &mut Exporter<'_>, n: &Node) -> Result<(Stri
         );
         return Ok((e.op("Mul", &n.name, vec![x, gate], Vec::new()), l));
     }
+    if let UnaryFn::WithConstant(k) = f {
+        let c = e.init_f32(&format!("{}/constant", n.name), &[], &[k.real() as f32]);
+        let operands = if k.first { vec![c, x] } else { vec![x, c] };
+        let y = e.op(f.onnx_name(), &n.name, operands, Vec::new());
+        return Ok((e.clamp(y, k.clamp, &n.name), l));
+    }
     if let UnaryFn::Pow { exponent } = f {
         let k = e.init_f32(&format!("{}/exponent", n.name), &[], &[exponent as f32]);
         return Ok((e.op("Pow", &n.name, vec![x, k], Vec::new()), l));
@@ -430,6 +565,85 @@ pub(super) fn export(f: UnaryFn, e: &mut Exporter<'_>, n: &Node) -> Result<(Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A constant operand's function, slope and TFLite table agree: each table entry is the
+    /// function of its input within one output step, the constant on either side of Sub and with
+    /// the fused clamp.
+    #[test]
+    fn a_constant_operand_tables_its_operator() {
+        let input = QParams {
+            scale: 0.05,
+            zero_point: -3,
+        };
+        let output = QParams {
+            scale: 0.04,
+            zero_point: 5,
+        };
+        for op in [
+            ConstArith::Add,
+            ConstArith::Sub,
+            ConstArith::Mul,
+            ConstArith::Maximum,
+            ConstArith::Minimum,
+        ] {
+            for first in [false, true] {
+                for clamp in [Clamp::NONE, Clamp::RELU] {
+                    // TFLite gives MAXIMUM and MINIMUM one quantization for all three tensors.
+                    let extremum = matches!(op, ConstArith::Maximum | ConstArith::Minimum);
+                    let (q, output) = if extremum {
+                        (input, input)
+                    } else {
+                        (
+                            QParams {
+                                scale: 0.02,
+                                zero_point: -11,
+                            },
+                            output,
+                        )
+                    };
+                    let k = ConstOperand {
+                        op,
+                        value: 37,
+                        scale: q.scale,
+                        zero_point: q.zero_point,
+                        first,
+                        clamp,
+                    };
+                    let f = UnaryFn::WithConstant(k);
+                    let table = k.tflite_table(input, output);
+                    for (i, &t) in table.iter().enumerate() {
+                        let x = input.scale as f64 * (i as i32 - 128 - input.zero_point) as f64;
+                        let want = (f.at(x) / output.scale as f64 + output.zero_point as f64)
+                            .clamp(-128.0, 127.0);
+                        let got = t as i8 as f64;
+                        assert!(
+                            (got - want).abs() <= 1.0,
+                            "{k:?} at {x}: {got} against {want}"
+                        );
+                    }
+                    // The slope by a central difference away from the kinks.
+                    let x = -1.7;
+                    let d = (f.at(x + 1e-6) - f.at(x - 1e-6)) / 2e-6;
+                    assert!(
+                        (f.slope(x) - d).abs() < 1e-6,
+                        "{k:?}: {} against {d}",
+                        f.slope(x)
+                    );
+                }
+            }
+        }
+        let sub = |first| ConstOperand {
+            op: ConstArith::Sub,
+            value: 37,
+            scale: 0.02,
+            zero_point: -11,
+            first,
+            clamp: Clamp::NONE,
+        };
+        assert!((sub(true).real() - 0.96).abs() < 1e-6);
+        assert!((UnaryFn::WithConstant(sub(true)).at(0.5) - 0.46).abs() < 1e-6);
+        assert!((UnaryFn::WithConstant(sub(false)).at(0.5) + 0.46).abs() < 1e-6);
+    }
 
     /// The int16-input table, as the runtime interpolates it, is the correctly rounded function at
     /// every int16 input but within one int8 step where rounding ties are close; at least 99% of

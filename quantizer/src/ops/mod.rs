@@ -53,7 +53,7 @@ use crate::quantize::params::QParams;
 use crate::train::backward::{Grad, OpGrads};
 
 pub(crate) use average_pool2d::global_pool;
-pub use lookup::UnaryFn;
+pub use lookup::{ConstArith, ConstOperand, UnaryFn};
 
 /// An operator. Each maps to one runtime operator after the passes (see the module docs).
 #[derive(Clone, Debug, PartialEq)]
@@ -856,6 +856,9 @@ impl Op {
             Op::Lookup {
                 f: UnaryFn::HardSwish,
             } if tflite_functions => Some(lookup::tflite_hard_swish_table(input, output)),
+            Op::Lookup {
+                f: UnaryFn::WithConstant(k),
+            } if tflite_functions => Some(k.tflite_table(input, output)),
             Op::Lookup { f } => Some(f.table(input, output)),
             Op::LogSoftmax => Some(log_softmax::table(input)),
             Op::Tanh if tflite_functions => Some(tanh::tflite_table(input)),

@@ -15,7 +15,9 @@ use ferrite_runtime::ops::PadMode;
 use super::flatbuf::Table;
 use super::schema::{op, tensor_type, Model, Operator};
 use crate::builder::TensorDef;
-use crate::ir::{Clamp, Graph, Node, Op, Param, ValueId, Window2d};
+use crate::ir::{
+    Clamp, ConstArith, ConstOperand, Graph, Node, Op, Param, UnaryFn, ValueId, Window2d,
+};
 use crate::lower::Precision;
 use crate::quantize::params::QParams;
 
@@ -125,6 +127,9 @@ fn needed_operators(model: &Model<'_>) -> Result<Vec<bool>> {
     }
     Ok(needed)
 }
+
+/// A constant operand of one int8 value: the value, its scale and zero point.
+type ConstValue = (i8, f32, i32);
 
 /// An operator's weights: int8 data, per-channel (or one) scales and dimensions.
 type Weights = (Vec<i8>, Vec<f32>, Vec<usize>);
@@ -876,13 +881,97 @@ impl<'m, 'a> Importer<'m, 'a> {
         Ok(())
     }
 
+    /// A constant operand of one int8 value: the value and its quantization; `None` for an
+    /// activation.
+    fn constant_value(&self, t: i32) -> Result<Option<ConstValue>> {
+        let i = self.tensor_index(t)?;
+        let data = self.model.data(i);
+        if data.is_empty() {
+            return Ok(None);
+        }
+        let tensor = &self.model.tensors[i];
+        if tensor.dtype != tensor_type::INT8 || data.len() != 1 {
+            bail!(
+                "tensor {i} ({}) is a constant operand of {} bytes of type {}; a constant operand \
+                 must be one int8 value",
+                tensor.name,
+                data.len(),
+                tensor_type::name(tensor.dtype)
+            );
+        }
+        let (scale, zero_point) = self.quant(i)?;
+        Ok(Some((data[0] as i8, scale, zero_point)))
+    }
+
+    /// An int8 operator of an activation and a constant value (operand `first` or the other) as a
+    /// table of TFLite Micro's results ([`crate::ir::ConstOperand`]).
+    fn with_constant(
+        &mut self,
+        o: &Operator<'a>,
+        arith: ConstArith,
+        (value, scale, zero_point): ConstValue,
+        first: bool,
+        clamp: Clamp,
+    ) -> Result<()> {
+        let x = self.act(self.input(o, if first { 1 } else { 0 })?)?;
+        let y = self.single_output(o)?;
+        self.require_i8(x, "input")?;
+        self.require_i8(y, "output")?;
+        if self.def(x).shape != self.def(y).shape {
+            bail!(
+                "input {:?} and output {:?} differ in shape",
+                self.def(x).shape.dims(),
+                self.def(y).shape.dims()
+            );
+        }
+        let extremum = matches!(arith, ConstArith::Maximum | ConstArith::Minimum);
+        let (xd, yd) = (self.def(x), self.def(y));
+        let same = |s: f32, z: i32| s == yd.scale && z == yd.zero_point;
+        if extremum && !(same(xd.scale, xd.zero_point) && same(scale, zero_point)) {
+            bail!(
+                "the input (scale {}, zero point {}), the constant (scale {scale}, zero point \
+                 {zero_point}) and the output (scale {}, zero point {}) must share one \
+                 quantization: TFLite Micro compares their raw values",
+                xd.scale,
+                xd.zero_point,
+                yd.scale,
+                yd.zero_point
+            );
+        }
+        let k = ConstOperand {
+            op: arith,
+            value,
+            scale,
+            zero_point,
+            first,
+            clamp,
+        };
+        self.push(
+            Op::Lookup {
+                f: UnaryFn::WithConstant(k),
+            },
+            vec![x],
+            y,
+        );
+        Ok(())
+    }
+
+    /// Which operand of a binary operator is a constant value, if one is (both: an error).
+    fn constant_operand(&self, o: &Operator<'a>) -> Result<Option<(ConstValue, bool)>> {
+        match (
+            self.constant_value(self.input(o, 0)?)?,
+            self.constant_value(self.input(o, 1)?)?,
+        ) {
+            (None, None) => Ok(None),
+            (Some(c), None) => Ok(Some((c, true))),
+            (None, Some(c)) => Ok(Some((c, false))),
+            (Some(_), Some(_)) => bail!("both operands are constants"),
+        }
+    }
+
     /// ADD, SUB or MUL (`code`), with its fused activation.
     fn binary(&mut self, o: &Operator<'a>, code: i32) -> Result<()> {
-        let a = self.act(self.input(o, 0)?)?;
-        let b = self.act(self.input(o, 1)?)?;
-        let y = self.single_output(o)?;
-        self.int_type(a, y)?;
-        self.int_type(b, y)?;
+        let constant = self.constant_operand(o)?;
         let opts = match code {
             op::MUL => self.options(o, 21, "MulOptions")?,
             op::SUB => self.options(o, 28, "SubOptions")?,
@@ -893,6 +982,19 @@ impl<'m, 'a> Importer<'m, 'a> {
             None => 0,
         })?;
         let clamp = clamp(activation);
+        if let Some((c, first)) = constant {
+            let arith = match code {
+                op::MUL => ConstArith::Mul,
+                op::SUB => ConstArith::Sub,
+                _ => ConstArith::Add,
+            };
+            return self.with_constant(o, arith, c, first, clamp);
+        }
+        let a = self.act(self.input(o, 0)?)?;
+        let b = self.act(self.input(o, 1)?)?;
+        let y = self.single_output(o)?;
+        self.int_type(a, y)?;
+        self.int_type(b, y)?;
         let op = match code {
             op::MUL => Op::Mul { clamp },
             op::SUB => Op::Sub { clamp },
@@ -903,8 +1005,17 @@ impl<'m, 'a> Importer<'m, 'a> {
     }
 
     /// MAXIMUM or MINIMUM of two activations (TFLite gives both the output's quantization; one
-    /// quantized otherwise is requantized by the lowering).
+    /// quantized otherwise is requantized by the lowering), or of an activation and a constant
+    /// value.
     fn extremum(&mut self, o: &Operator<'a>, max: bool) -> Result<()> {
+        if let Some((c, first)) = self.constant_operand(o)? {
+            let arith = if max {
+                ConstArith::Maximum
+            } else {
+                ConstArith::Minimum
+            };
+            return self.with_constant(o, arith, c, first, Clamp::NONE);
+        }
         let a = self.act(self.input(o, 0)?)?;
         let b = self.act(self.input(o, 1)?)?;
         let y = self.single_output(o)?;
