@@ -893,7 +893,7 @@ impl<'m, 'a> Importer<'m, 'a> {
         if tensor.dtype != tensor_type::INT8 || data.len() != 1 {
             bail!(
                 "tensor {i} ({}) is a constant operand of {} bytes of type {}; a constant operand \
-                 must be one int8 value",
+                 must be one int8 value (of an int8 model)",
                 tensor.name,
                 data.len(),
                 tensor_type::name(tensor.dtype)
