@@ -215,8 +215,12 @@ fn bad_labels_and_paths_are_refused_before_any_work() {
 fn pruning_zeros_the_middle_layer_and_bad_settings_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("t.ferrite");
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["--sparsity", "1"], "1 is not in [0, 1)"),
+        (
+            &["--sparsity", "0.5", "--epochs", "0"],
+            "prunes during training: it needs --epochs 1 or more",
+        ),
         (&["--sparsity=-0.1"], "-0.1 is not in [0, 1)"),
         (
             &["--sparsity", "0.5", "--sparsity-skip", "nope"],

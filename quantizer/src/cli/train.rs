@@ -278,6 +278,9 @@ pub fn run(args: &Args) -> Result<()> {
         }
     };
     let pruning = args.sparsity.is_some() || args.prune_filters.is_some();
+    if let Some(s) = args.sparsity.filter(|&s| s > 0.0 && args.epochs == 0) {
+        bail!("--sparsity {s} prunes during training: it needs --epochs 1 or more");
+    }
     let config = train::Config {
         epochs: args.epochs,
         batch: args.batch,
