@@ -632,7 +632,7 @@ fn fit(
                     None => sparsity::prune(
                         &mut qat.graph,
                         &pruned,
-                        s.target * progress,
+                        s.at_step(step, total_steps),
                         s.scope,
                         s.block,
                     ),
